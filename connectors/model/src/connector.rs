@@ -1,0 +1,156 @@
+//! The one trait the daemon drives, and what crosses it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{Action, ActionKey, Activity, BusinessCalendar, CrmKind, Lead, Owner, Timestamp};
+
+/// What a pull reads. Each stream has its own cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Leads,
+    Owners,
+    Activities,
+    Calendars,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 4] = [Stream::Owners, Stream::Calendars, Stream::Leads, Stream::Activities];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Leads => "leads",
+            Stream::Owners => "owners",
+            Stream::Activities => "activities",
+            Stream::Calendars => "calendars",
+        }
+    }
+}
+
+/// An opaque position in a stream. The daemon stores it and hands it back;
+/// only the connector that produced it reads it. A connector only returns a
+/// cursor past a time window once that window has been read to its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cursor(pub String);
+
+/// A record that disappeared from the CRM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    pub stream: Stream,
+    pub id: String,
+    /// The surviving record when the deletion was a merge.
+    pub merged_into: Option<String>,
+    pub deleted_at: Timestamp,
+}
+
+/// One page of a pull. The daemon applies the records, then stores `cursor`
+/// in the same transaction; if `has_more` it asks again with that cursor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PullPage {
+    pub leads: Vec<Lead>,
+    pub activities: Vec<Activity>,
+    pub owners: Vec<Owner>,
+    pub calendars: Vec<BusinessCalendar>,
+    pub deletions: Vec<Deletion>,
+    /// Where to resume. `None` means "unchanged" (nothing finished moving).
+    pub cursor: Option<Cursor>,
+    pub has_more: bool,
+}
+
+/// How the daemon should treat a failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "class", rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Transient (5xx, timeout, lock contention): retry with backoff.
+    Retryable,
+    /// The CRM asked us to wait (429, daily budget spent): retry after the delay.
+    RateLimited { retry_after_secs: u64 },
+    /// The data is wrong and will stay wrong (validation, deleted record).
+    Permanent,
+    /// Missing field, permission or property: an operator must fix the CRM or the config.
+    NeedsConfig,
+    /// Credentials were refused even after re-authenticating.
+    Auth,
+}
+
+/// A classified failure for one record of a write batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteError {
+    pub class: ErrorClass,
+    /// The CRM's error code (`REQUIRED_FIELD_MISSING`, `VALIDATION_ERROR` …).
+    pub code: String,
+    pub message: String,
+}
+
+/// The fate of one action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    pub key: ActionKey,
+    /// The CRM id of the record created or updated, or why it failed.
+    pub result: Result<String, WriteError>,
+}
+
+/// The API budget as the CRM last reported it, against the operator's share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiBudget {
+    /// Calls used in the current day, as the CRM counts them.
+    pub used: u64,
+    /// The org's limit for the day.
+    pub limit: u64,
+    /// The share of `limit` handoff may use (operator's setting).
+    pub allowed: u64,
+    /// When the connector may call again if it has stopped at the budget.
+    pub paused_until: Option<Timestamp>,
+}
+
+impl ApiBudget {
+    pub fn remaining(&self) -> u64 {
+        self.allowed.saturating_sub(self.used)
+    }
+}
+
+/// A connector-level failure: the call as a whole did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("{crm}: authentication failed: {message}. Check the credentials in the config (and that the connected/private app is authorised)")]
+    Auth { crm: CrmKind, message: String },
+    #[error("{crm}: {message}. {fix}")]
+    NeedsConfig { crm: CrmKind, message: String, fix: String },
+    #[error("{crm}: API budget reached; paused for {retry_after:?}")]
+    Budget { crm: CrmKind, retry_after: Duration },
+    #[error("{crm}: request failed after retries: {message}")]
+    Transport { crm: CrmKind, message: String },
+    #[error("{crm}: unexpected response from {endpoint}: {message}")]
+    Protocol { crm: CrmKind, endpoint: String, message: String },
+    #[error("{crm}: stored cursor {cursor:?} is not one this connector wrote: {message}")]
+    BadCursor { crm: CrmKind, cursor: String, message: String },
+}
+
+/// One CRM org, seen through handoff's eyes.
+///
+/// Implementations own their HTTP client, token lifecycle, pacing and
+/// retries; the daemon only sees pages, outcomes and budgets.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn crm(&self) -> CrmKind;
+
+    /// Obtain (or refresh) credentials and check the org is usable: objects
+    /// readable, the fields the policy names exist.
+    async fn authenticate(&self) -> Result<(), ConnectorError>;
+
+    /// Read the next page of `stream` after `cursor` (`None`: from the
+    /// beginning, i.e. a backfill), stopping short of `now - lag`.
+    async fn pull(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, ConnectorError>;
+
+    /// Apply actions, batched as the CRM allows. Returns one outcome per
+    /// action, in input order. Writes are idempotent by action key: replaying
+    /// a batch never creates a second record.
+    async fn write(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, ConnectorError>;
+
+    /// The budget as last reported by the CRM.
+    fn budget(&self) -> ApiBudget;
+}

@@ -1,0 +1,34 @@
+//! The CRM-neutral model every part of handoff speaks.
+//!
+//! Connectors translate Salesforce and HubSpot records into these types; the
+//! engine evaluates them; the daemon stores them. Nothing here does I/O, and
+//! nothing here knows a CRM's field names beyond carrying them in
+//! [`Lead::fields`], where the policy's per-CRM field mapping finds them.
+//!
+//! # Layout
+//! - [`record`]: [`Lead`], [`Activity`], [`Owner`] as pulled from a CRM.
+//! - [`calendar`]: business hours and holidays as data ([`BusinessCalendar`]).
+//! - [`action`]: what the engine wants done in the CRM, each with a
+//!   deterministic [`ActionKey`] so it happens exactly once.
+//! - [`connector`]: the one trait the daemon drives, its cursors, pages,
+//!   write outcomes and error classes.
+//! - [`secret`]: [`Secret`], a string that refuses to be printed.
+
+pub mod action;
+pub mod calendar;
+pub mod connector;
+pub mod record;
+pub mod secret;
+
+pub use action::{Action, ActionKey, ActionKind, TaskPriority, TaskPurpose};
+pub use calendar::{BusinessCalendar, Holiday, WeeklyWindow};
+pub use connector::{
+    ApiBudget, Connector, ConnectorError, Cursor, Deletion, ErrorClass, PullPage, Stream,
+    WriteError, WriteOutcome,
+};
+pub use record::{Activity, ActivityKind, Assignment, CrmKind, Direction, Lead, Owner, OwnerKind, StatusChange};
+pub use secret::Secret;
+
+/// Every instant handoff handles is a UTC timestamp; zones are applied only
+/// when business time is computed.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -1,0 +1,181 @@
+//! Records pulled from a CRM, in CRM-neutral form.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// Which CRM a record or connector belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmKind {
+    Salesforce,
+    Hubspot,
+}
+
+impl CrmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrmKind::Salesforce => "salesforce",
+            CrmKind::Hubspot => "hubspot",
+        }
+    }
+}
+
+impl std::fmt::Display for CrmKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A lead (Salesforce `Lead`) or contact (HubSpot `contact`).
+///
+/// The connector fills the canonical fields it can know for every CRM
+/// (id, owner, timestamps, deletion); everything else — status, source,
+/// score, reason code, custom fields — stays in [`Lead::fields`] under the
+/// CRM's own API names, and the policy's field mapping says which is which.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    /// The CRM's record id (`00Q…` in Salesforce, the numeric `hs_object_id` in HubSpot).
+    pub id: String,
+    /// Current owner: a user or a queue id; `None` when unassigned.
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    /// Every field the connector pulled, by CRM API name, as JSON values
+    /// (strings, numbers, booleans, null). Datetimes stay as the CRM's strings.
+    #[serde(default)]
+    pub fields: BTreeMap<String, serde_json::Value>,
+    pub created_at: Timestamp,
+    /// The CRM's modification stamp (`SystemModstamp` / `lastmodifieddate`).
+    pub modified_at: Timestamp,
+    /// Ownership history, oldest first. The daemon appends an entry whenever
+    /// a pull shows a new owner; connectors may fill it from field history.
+    #[serde(default)]
+    pub assignments: Vec<Assignment>,
+    /// Status history, oldest first, with the same provenance as `assignments`.
+    #[serde(default)]
+    pub status_changes: Vec<StatusChange>,
+    /// Set when the lead became an opportunity (Salesforce conversion,
+    /// HubSpot lifecycle stage `opportunity` or later).
+    #[serde(default)]
+    pub converted_at: Option<Timestamp>,
+    /// Deleted in the CRM (Salesforce `IsDeleted`, HubSpot archived).
+    #[serde(default)]
+    pub deleted: bool,
+    /// Merged into another record, which now carries its history.
+    #[serde(default)]
+    pub merged_into: Option<String>,
+}
+
+impl Lead {
+    /// A field's value as a string, if it is set and not null.
+    pub fn field_str(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).and_then(|v| v.as_str()).filter(|s| !s.is_empty())
+    }
+}
+
+/// The lead was given to `owner_id` at `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub owner_id: String,
+    pub owner_kind: OwnerKind,
+    pub at: Timestamp,
+}
+
+/// The lead's status field took the value `status` at `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub status: String,
+    pub at: Timestamp,
+}
+
+/// Kind of logged activity. Only calls, emails and meetings are touches;
+/// tasks are to-dos (and the reminders handoff itself creates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActivityKind {
+    Call,
+    Email,
+    Meeting,
+    Task,
+}
+
+impl ActivityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityKind::Call => "call",
+            ActivityKind::Email => "email",
+            ActivityKind::Meeting => "meeting",
+            ActivityKind::Task => "task",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// A call, email, meeting or task logged against a lead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    pub id: String,
+    pub kind: ActivityKind,
+    /// The lead (Salesforce `WhoId`, HubSpot associated contact) it belongs to.
+    pub lead_id: String,
+    /// Who logged or owns it.
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    /// When it happened (call/email time, meeting start, task due or completion time).
+    pub occurred_at: Timestamp,
+    pub modified_at: Timestamp,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub direction: Option<Direction>,
+    /// For tasks: closed/completed.
+    #[serde(default)]
+    pub completed: bool,
+    /// Set when handoff created this record itself (its action key, read back
+    /// from the external-id field or property). Such records never count as
+    /// touches and never trigger work (echo suppression).
+    #[serde(default)]
+    pub handoff_key: Option<String>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerKind {
+    User,
+    Queue,
+}
+
+/// A user or queue that can own leads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Owner {
+    pub id: String,
+    pub kind: OwnerKind,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The user's manager (Salesforce `ManagerId`; from the policy for HubSpot).
+    #[serde(default)]
+    pub manager_id: Option<String>,
+    /// IANA zone name (Salesforce `TimeZoneSidKey`), when the CRM knows it.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    #[serde(default = "default_true")]
+    pub active: bool,
+    #[serde(default)]
+    pub modified_at: Option<Timestamp>,
+}
+
+fn default_true() -> bool {
+    true
+}
