@@ -1,0 +1,19 @@
+//! handoff: makes the marketing-to-sales lead handoff SLA enforce itself
+//! inside the CRM.
+//!
+//! # Layout
+//! - [`config`]: the config file (one per CRM instance): parse, validate,
+//!   report every problem with its key path and the fix.
+//! - [`policy`]: the SLA policy's shape (definitions, grades, commitments,
+//!   escalation, calendars, field mapping).
+//! - [`calendar`]: business-time arithmetic over weekly hours, holidays and
+//!   time zones (DST-safe, overnight windows).
+//! - [`engine`]: the pure evaluation — (lead, activities, owner, policy,
+//!   calendar, now) → grade, clocks, actions. No I/O, no wall clock.
+//! - [`cli`]: the `handoff` command line.
+
+pub mod calendar;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod policy;

@@ -1,1 +1,28 @@
+//! The sandbox CRM: loopback emulators of the Salesforce REST API and the
+//! HubSpot CRM v3 API, fed by a deterministic synthetic org.
+//!
+//! # Layout
+//! - [`clock`]: the simulated clock every emulator reads; tests advance it.
+//! - [`org`]: the synthetic org — owners, queues, calendars and a timeline of
+//!   events (leads arriving, reps touching them, closing them …) generated
+//!   from a seed, with the rep behaviours that produced them as ground truth.
+//! - [`faults`]: faults an admin can inject (429 storms, 5xx, latency,
+//!   revoked tokens, partial batch failures, search lag, late commits).
+//! - [`log`]: every request served, so tests count API calls and writes.
+//! - [`salesforce`], [`hubspot`]: the two emulators, each a record store
+//!   materialised from the org timeline plus an axum router.
+//! - [`server`]: binds a loopback listener (plain HTTP or TLS with a
+//!   generated CA) and serves one emulator plus the admin API under
+//!   `/__sandbox/`.
 
+pub mod clock;
+pub mod faults;
+pub mod hubspot;
+pub mod log;
+pub mod org;
+pub mod salesforce;
+pub mod server;
+
+pub use clock::SimClock;
+pub use faults::{Fault, Faults};
+pub use log::{LoggedRequest, RequestLog};

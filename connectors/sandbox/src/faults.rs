@@ -1,0 +1,150 @@
+//! Faults an admin (usually a test) injects into a running emulator.
+//!
+//! Each emulator asks [`Faults::on_request`] before handling a request and
+//! renders the answer in its own CRM's shape (a Salesforce 403
+//! `REQUEST_LIMIT_EXCEEDED` body, a HubSpot 429 with `policyName` …).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One armed fault. Count-limited faults disarm themselves when spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// Answer every counted API request with the CRM's rate-limit error until
+    /// `until` (simulated time), with `Retry-After` set to the time left.
+    RateLimitStorm { until: DateTime<Utc> },
+    /// Answer the next `count` requests with HTTP `status` (500, 502, 503 …).
+    ServerErrors { count: u32, status: u16 },
+    /// Delay the next `count` responses by `delay_ms` of real time.
+    Latency { count: u32, delay_ms: u64 },
+    /// Within the next write batch(es), fail the records whose request body
+    /// contains `marker` anywhere in their fields (per-record error, the
+    /// rest of the batch succeeds). `count` batches are affected.
+    PartialBatchFailure { marker: String, count: u32 },
+    /// HubSpot: search results only include records modified at least
+    /// `lag_secs` ago (the search index lags writes).
+    SearchLag { lag_secs: u64 },
+}
+
+/// What an emulator must do with the current request, before its own logic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Injected {
+    /// Proceed normally (possibly after an injected delay already slept).
+    None,
+    /// Answer the CRM's rate-limit error; `retry_after` is the storm's remaining time.
+    RateLimited { retry_after: Duration },
+    /// Answer this HTTP status with the CRM's generic server-error body.
+    ServerError { status: u16 },
+}
+
+/// The armed faults, shared by the emulator and the admin API.
+#[derive(Clone, Default)]
+pub struct Faults {
+    inner: Arc<Mutex<Vec<Fault>>>,
+}
+
+impl Faults {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Fault>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn arm(&self, fault: Fault) {
+        self.lock().push(fault);
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    pub fn list(&self) -> Vec<Fault> {
+        self.lock().clone()
+    }
+
+    /// Decide the fate of a counted API request at simulated time `now`.
+    /// Returns the latency to sleep (real time) and what to answer.
+    pub fn on_request(&self, now: DateTime<Utc>) -> (Option<Duration>, Injected) {
+        let mut faults = self.lock();
+        let mut delay = None;
+        let mut answer = Injected::None;
+        faults.retain_mut(|f| match f {
+            Fault::RateLimitStorm { until } => *until > now,
+            _ => true,
+        });
+        for f in faults.iter_mut() {
+            match f {
+                Fault::Latency { count, delay_ms } if *count > 0 => {
+                    *count -= 1;
+                    delay = Some(Duration::from_millis(*delay_ms));
+                }
+                Fault::RateLimitStorm { until } if answer == Injected::None => {
+                    let left = (*until - now).to_std().unwrap_or_default();
+                    // Round up: a client told "0 s" would retry inside the storm.
+                    answer = Injected::RateLimited { retry_after: Duration::from_secs(left.as_secs() + 1) };
+                }
+                Fault::ServerErrors { count, status } if *count > 0 && answer == Injected::None => {
+                    *count -= 1;
+                    answer = Injected::ServerError { status: *status };
+                }
+                _ => {}
+            }
+        }
+        faults.retain(|f| match f {
+            Fault::Latency { count, .. } | Fault::ServerErrors { count, .. } => *count > 0,
+            _ => true,
+        });
+        (delay, answer)
+    }
+
+    /// For a write batch: the marker whose records must fail, consuming one
+    /// use of the fault.
+    pub fn take_batch_failure(&self) -> Option<String> {
+        let mut faults = self.lock();
+        let mut marker = None;
+        for f in faults.iter_mut() {
+            if let Fault::PartialBatchFailure { marker: m, count } = f {
+                if *count > 0 {
+                    *count -= 1;
+                    marker = Some(m.clone());
+                    break;
+                }
+            }
+        }
+        faults.retain(|f| !matches!(f, Fault::PartialBatchFailure { count: 0, .. }));
+        marker
+    }
+
+    /// HubSpot search lag currently armed.
+    pub fn search_lag(&self) -> Option<chrono::Duration> {
+        self.lock().iter().find_map(|f| match f {
+            Fault::SearchLag { lag_secs } => Some(chrono::Duration::seconds(*lag_secs as i64)),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn storm_answers_until_it_ends_and_counts_disarm() {
+        let f = Faults::default();
+        f.arm(Fault::RateLimitStorm { until: t("2026-03-02T09:00:10Z") });
+        f.arm(Fault::ServerErrors { count: 1, status: 503 });
+        let (_, a) = f.on_request(t("2026-03-02T09:00:00Z"));
+        assert_eq!(a, Injected::RateLimited { retry_after: Duration::from_secs(11) });
+        let (_, a) = f.on_request(t("2026-03-02T09:00:11Z"));
+        assert_eq!(a, Injected::ServerError { status: 503 });
+        let (_, a) = f.on_request(t("2026-03-02T09:00:12Z"));
+        assert_eq!(a, Injected::None);
+        assert!(f.list().is_empty());
+    }
+}

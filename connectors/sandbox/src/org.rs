@@ -1,0 +1,166 @@
+//! The synthetic org: who works there, which leads arrive, and what the reps
+//! do with them — a deterministic timeline generated from a seed.
+//!
+//! The org is CRM-neutral. Each emulator materialises the timeline into its
+//! own records as the simulated clock passes each event's time (so a test
+//! that advances the clock by a day sees a day of new leads and touches),
+//! naming fields and ids the way its CRM does.
+//!
+//! Because the rep behaviours are chosen here and recorded on each user and
+//! lead, tests can derive the expected SLA outcomes from the org itself,
+//! independently of handoff's engine.
+
+use chrono::{DateTime, Utc};
+use handoff_model::{ActivityKind, BusinessCalendar};
+use serde::{Deserialize, Serialize};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrgConfig {
+    pub seed: u64,
+    pub leads: usize,
+    /// Days the timeline spans, starting at `start_at`.
+    pub days: u32,
+    /// First instant of the timeline (a Monday 00:00 UTC is a good choice).
+    pub start_at: DateTime<Utc>,
+}
+
+/// How a rep works their leads. Chosen per user from the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepBehaviour {
+    /// First touch well inside every window, full cadence, reason codes always.
+    Fast,
+    /// First touch after the window (breaches), otherwise diligent.
+    Slow,
+    /// Never touches; leads sit until escalated.
+    Never,
+    /// Touches quickly but stops before the cadence is complete and closes
+    /// leads as unresponsive too early.
+    StopsEarly,
+    /// Rejects leads, often without a reason code.
+    SloppyRejecter,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthUser {
+    /// Index into [`SyntheticOrg::users`]; emulators derive CRM ids from it.
+    pub index: usize,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    /// IANA zone.
+    pub time_zone: String,
+    /// Index of the manager in `users` (managers have managers, up to a VP).
+    pub manager: Option<usize>,
+    pub team: String,
+    /// `None` for managers who do not work leads.
+    pub behaviour: Option<RepBehaviour>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthQueue {
+    pub index: usize,
+    pub name: String,
+}
+
+/// Who owns a lead at some point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "index", rename_all = "snake_case")]
+pub enum OwnerRef {
+    User(usize),
+    Queue(usize),
+}
+
+/// The grade the generator intended (ground truth for grading tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IntendedGrade {
+    A,
+    B,
+    C,
+    /// Below the MQL bar (disqualified or too weak).
+    None,
+}
+
+/// A lead's static attributes at arrival. Fields a lead lacks (incomplete
+/// data) are `None`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthLead {
+    pub index: usize,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub email: String,
+    pub company: Option<String>,
+    pub title: Option<String>,
+    pub employees: Option<u32>,
+    pub industry: Option<String>,
+    /// ISO 3166 alpha-2.
+    pub country: Option<String>,
+    pub phone: Option<String>,
+    /// "Web", "Demo Request", "Content Download", "Event", "Outbound" …
+    pub source: String,
+    /// The intent action that made it an MQL: "demo_request", "pricing_view",
+    /// "content_download", "webinar", "none".
+    pub intent_action: String,
+    /// Marketing's lead score, 0–100.
+    pub score: u32,
+    pub intended_grade: IntendedGrade,
+    /// Whether every field the example policy requires is present.
+    pub complete: bool,
+}
+
+/// A lead's status, CRM-neutral. Emulators map it to their picklists
+/// (Salesforce `Status`, HubSpot `hs_lead_status` / `lifecyclestage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum LeadStatus {
+    New,
+    Working,
+    /// Sales accepted (SAL).
+    Accepted,
+    /// Sales rejected; `reason` is one of the policy's reason codes, or
+    /// `None` when the rep gave none.
+    Rejected { reason: Option<String> },
+    /// Closed as unresponsive after follow-up.
+    ClosedUnresponsive { reason: Option<String> },
+    /// Converted to an opportunity.
+    Converted,
+}
+
+/// Something that happens in the org at [`OrgEvent::at`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The lead enters the CRM, owned by `owner`.
+    LeadCreated { lead: usize, owner: OwnerRef },
+    /// The lead moves to another owner.
+    Assigned { lead: usize, owner: OwnerRef },
+    /// A logged call, email or meeting by `by` (normally the owner).
+    Touch { lead: usize, by: usize, kind: ActivityKind },
+    /// The status field changes (without any activity being logged).
+    StatusChanged { lead: usize, status: LeadStatus },
+    /// Deleted (Salesforce recycle bin / HubSpot archive).
+    Deleted { lead: usize },
+    /// `lead` merged into `into`, which survives.
+    Merged { lead: usize, into: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrgEvent {
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The whole generated org.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyntheticOrg {
+    pub config: OrgConfig,
+    pub users: Vec<SynthUser>,
+    pub queues: Vec<SynthQueue>,
+    /// The org's default business hours and holidays (and regional ones).
+    pub calendars: Vec<BusinessCalendar>,
+    pub leads: Vec<SynthLead>,
+    /// Sorted by `at` (ties keep generation order).
+    pub events: Vec<OrgEvent>,
+}

@@ -1,0 +1,1 @@
+//! Listener, TLS and the admin API.

@@ -1,0 +1,328 @@
+//! The SLA policy as written in the config file: lead definitions, grades,
+//! sales and marketing commitments, escalation, calendars and the mapping
+//! from canonical concepts to the CRM's field names.
+//!
+//! These types are the *shape* of the file (serde, unknown keys rejected).
+//! [`crate::config`] parses and validates them, reporting every problem at
+//! once with its key path; the engine only ever sees a validated policy.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the engine needs to judge a lead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Bumped by the operator when the agreed SLA changes; part of every
+    /// action key, so a new version may act again on an old lead.
+    #[serde(default = "default_version")]
+    pub version: u32,
+    /// Which CRM fields hold the canonical concepts.
+    pub fields: FieldMap,
+    /// Which status values mean what.
+    pub statuses: StatusMap,
+    /// The fixed list of disposition reason codes, as stored in the CRM.
+    pub reason_codes: Vec<String>,
+    /// Named calendars; owners are linked to one in `owners`.
+    pub calendars: BTreeMap<String, CalendarSpec>,
+    #[serde(default)]
+    pub owners: OwnerSettings,
+    /// MQL definition: fit and intent criteria, score, disqualifiers.
+    pub definitions: Definitions,
+    /// Grades in order; the first whose rule matches is the lead's grade.
+    pub grades: Vec<GradeRule>,
+    /// Sales commitments, per segment (inbound, outbound …). The first
+    /// segment whose `applies_to` matches is used; one must match all
+    /// (no `applies_to`), and it must be last.
+    pub segments: Vec<Segment>,
+    pub marketing: MarketingCommitments,
+    pub escalation: EscalationLadder,
+    #[serde(default)]
+    pub scorecard: ScorecardSettings,
+}
+
+fn default_version() -> u32 {
+    1
+}
+
+/// CRM field names for the concepts the engine reads and writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldMap {
+    /// Lead status (`Status` / `hs_lead_status`).
+    pub status: String,
+    /// Lead source (`LeadSource` / `hs_analytics_source`).
+    pub source: String,
+    /// Marketing score, if scoring is used.
+    #[serde(default)]
+    pub score: Option<String>,
+    /// Disposition reason code.
+    pub reason_code: String,
+    /// When the lead became an MQL; absent: the lead's creation time.
+    #[serde(default)]
+    pub mql_at: Option<String>,
+    /// Where handoff writes its SLA state back.
+    pub sla: SlaFields,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaFields {
+    pub grade: String,
+    pub due_at: String,
+    pub status: String,
+    pub breach_count: String,
+}
+
+/// Status values (as the CRM stores them) by meaning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusMap {
+    /// New, not yet worked.
+    pub open: Vec<String>,
+    /// Being worked (a status change to one of these is NOT a touch).
+    #[serde(default)]
+    pub working: Vec<String>,
+    /// Sales accepted (SAL).
+    pub accepted: Vec<String>,
+    /// Sales rejected (needs a reason code).
+    pub rejected: Vec<String>,
+    /// Closed as unresponsive (needs the full cadence and a reason code).
+    pub closed_unresponsive: Vec<String>,
+    /// Converted / opportunity created.
+    #[serde(default)]
+    pub converted: Vec<String>,
+}
+
+/// A calendar in the file: zone, weekly hours, holidays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarSpec {
+    /// IANA zone, e.g. "America/New_York".
+    pub time_zone: String,
+    /// Weekly hours: day name ("mon" … "sun") to a list of "HH:MM-HH:MM"
+    /// windows; a window whose end is not after its start runs past midnight.
+    pub hours: BTreeMap<String, Vec<String>>,
+    /// Closed dates "YYYY-MM-DD", optionally with a name: "2026-12-25 Christmas".
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
+/// How owners map to calendars and managers.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerSettings {
+    /// Calendar used when nothing more specific applies (defaults to the
+    /// only calendar when there is one).
+    #[serde(default)]
+    pub default_calendar: Option<String>,
+    /// Calendar per owner id.
+    #[serde(default)]
+    pub calendar_by_owner: BTreeMap<String, String>,
+    /// Read weekly hours in the owner's own time zone when the CRM knows it.
+    #[serde(default = "default_true")]
+    pub use_owner_time_zone: bool,
+    /// Manager per owner id, for CRMs without a manager field (HubSpot),
+    /// or to override the CRM's.
+    #[serde(default)]
+    pub managers: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A condition over lead fields. In TOML:
+/// `{ field = "NumberOfEmployees", op = ">=", value = 25 }`,
+/// `{ all = [ … ] }`, `{ any = [ … ] }`, `{ not = { … } }`,
+/// `{ criteria = "fit" }` (a named criterion from `definitions.criteria`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Condition {
+    All { all: Vec<Condition> },
+    Any { any: Vec<Condition> },
+    Not { not: Box<Condition> },
+    Criteria { criteria: String },
+    Field(FieldTest),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldTest {
+    /// CRM field API name (any field, custom ones included).
+    pub field: String,
+    /// One of `=`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`, `contains`,
+    /// `is set`, `is not set`.
+    pub op: String,
+    /// Absent for `is set` / `is not set`; a list for `in` / `not in`.
+    #[serde(default)]
+    pub value: Option<toml::Value>,
+}
+
+/// The MQL definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definitions {
+    /// Named criteria, referenced by `{ criteria = "name" }`. By convention
+    /// `fit` (firmographics) and `intent` (behaviour).
+    pub criteria: BTreeMap<String, Condition>,
+    /// The MQL rule (typically `{ all = [{criteria="fit"}, {criteria="intent"}] }`
+    /// or `{ any = … }` to let C leads in on intent alone).
+    pub mql: Condition,
+    /// Minimum score (on `fields.score`) to be an MQL.
+    #[serde(default)]
+    pub min_score: Option<f64>,
+    /// Named disqualifiers; any match makes the lead not an MQL, whatever else.
+    #[serde(default)]
+    pub disqualifiers: BTreeMap<String, Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradeRule {
+    /// "A", "B", "C" …
+    pub name: String,
+    /// Plain words for reports and explain output.
+    #[serde(default)]
+    pub description: Option<String>,
+    pub when: Condition,
+}
+
+/// Sales commitments for one segment of leads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub name: String,
+    /// Which leads it covers; absent on the final catch-all segment.
+    #[serde(default)]
+    pub applies_to: Option<Condition>,
+    /// `"mql"` (default) or `"assignment"`: the clock starts at the MQL time,
+    /// or at assignment to a user if that is later.
+    #[serde(default)]
+    pub clock_start: ClockStart,
+    /// What a reassignment to another user does to a running first-touch
+    /// clock: `"restart"` or `"continue"` (default).
+    #[serde(default)]
+    pub on_reassign: OnReassign,
+    /// Whose touches count: `"owner"` (default) or `"anyone"`.
+    #[serde(default)]
+    pub touch_by: TouchBy,
+    /// First touch per grade: grade name to a duration such as
+    /// "1 business hour", "same business day", "48 business hours",
+    /// "2 business days", "24 hours" (wall clock).
+    pub first_touch: BTreeMap<String, String>,
+    /// Accept/reject decision after assignment, e.g. "48 business hours".
+    #[serde(default)]
+    pub sal_decision: Option<String>,
+    pub cadence: Cadence,
+    pub disposition: Disposition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockStart {
+    #[default]
+    Mql,
+    Assignment,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnReassign {
+    Restart,
+    #[default]
+    Continue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TouchBy {
+    #[default]
+    Owner,
+    Anyone,
+}
+
+/// At least `touches` logged touches across `business_days` business days
+/// before a lead may be closed as unresponsive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cadence {
+    pub touches: u32,
+    pub business_days: u32,
+}
+
+/// Every MQL dispositioned (accepted, rejected with a reason, converted or
+/// closed) within `within`, e.g. "3 business days".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disposition {
+    pub within: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketingCommitments {
+    /// Fields every MQL must carry; a lead missing one is waived (no sales
+    /// obligation) with the missing fields as the reason.
+    pub required_fields: Vec<String>,
+    /// MQL to assigned to a user (not a queue), e.g. "5 minutes".
+    pub routing_within: String,
+    /// MQLs per month by grade.
+    #[serde(default)]
+    pub monthly_volume: BTreeMap<String, u32>,
+    /// Minimum share of MQLs sales accepts (0–1).
+    #[serde(default)]
+    pub min_acceptance_rate: Option<f64>,
+}
+
+/// Reminder before a due time, then escalation rungs after a breach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationLadder {
+    /// When to remind the owner: a share of the window elapsed ("75%") or a
+    /// duration before the due time ("15 business minutes").
+    pub remind_at: String,
+    /// Rungs in order. The first fires at the breach.
+    pub levels: Vec<EscalationLevel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationLevel {
+    /// After the due time: "0" (at the breach), a duration, or a multiple of
+    /// the window ("2x": once twice the window has passed since the start).
+    pub after: String,
+    /// `"manager"` (the owner's manager), `"manager.manager"` (the next
+    /// level), or `"pool:ID"` (reassign the lead to a queue/user ID).
+    pub to: String,
+}
+
+/// Weekly scorecard escalation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorecardSettings {
+    /// A side missing the same commitment this many weeks running raises one escalation.
+    #[serde(default = "default_weeks")]
+    pub consecutive_weeks: u32,
+    /// Owner ids of the leaders who get the escalation task.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// First day of the reporting week.
+    #[serde(default = "default_week_start")]
+    pub week_starts: String,
+}
+
+impl Default for ScorecardSettings {
+    fn default() -> Self {
+        ScorecardSettings { consecutive_weeks: default_weeks(), notify: Vec::new(), week_starts: default_week_start() }
+    }
+}
+
+fn default_weeks() -> u32 {
+    2
+}
+
+fn default_week_start() -> String {
+    "mon".to_string()
+}
