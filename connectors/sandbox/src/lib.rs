@@ -14,15 +14,23 @@
 //! - [`server`]: binds a loopback listener (plain HTTP or TLS with a
 //!   generated CA) and serves one emulator plus the admin API under
 //!   `/__sandbox/`.
+//! - [`generate`]: builds the [`org::SyntheticOrg`] from a seed.
+//! - [`admin`]: the generic admin routes (clock, faults, request log, org).
+//! - [`tls`]: the throwaway CA and loopback certificate for HTTPS.
 
+pub mod admin;
 pub mod clock;
 pub mod faults;
+pub mod generate;
 pub mod hubspot;
 pub mod log;
 pub mod org;
 pub mod salesforce;
 pub mod server;
+pub mod tls;
 
 pub use clock::SimClock;
 pub use faults::{Fault, Faults};
+pub use generate::generate;
 pub use log::{LoggedRequest, RequestLog};
+pub use server::{start, ClockMode, Emulator, RunningSandbox, SandboxError, SandboxOptions, Shared};

@@ -25,6 +25,25 @@ pub struct OrgConfig {
     pub start_at: DateTime<Utc>,
 }
 
+impl OrgConfig {
+    /// The instant the timeline ends (`start_at + days`).
+    pub fn end_at(&self) -> DateTime<Utc> {
+        self.start_at + chrono::Duration::days(i64::from(self.days))
+    }
+}
+
+impl Default for OrgConfig {
+    /// 1,000 leads over 30 days from Monday 2026-03-02 00:00 UTC, seed 42.
+    fn default() -> Self {
+        OrgConfig {
+            seed: 42,
+            leads: 1_000,
+            days: 30,
+            start_at: DateTime::from_timestamp(1_772_409_600, 0).unwrap_or_default(),
+        }
+    }
+}
+
 /// How a rep works their leads. Chosen per user from the seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
