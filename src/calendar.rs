@@ -9,9 +9,9 @@
 //!
 //! # Semantics
 //!
-//! The rules follow `workclock` (see the team's SLA reference, §2.6 and §4),
-//! because they are the ones that stay correct across DST changes and night
-//! shifts:
+//! The rules are those of the `workclock` crate, chosen because they stay
+//! correct across DST changes and night shifts (`biz`, behind Zammad, instead
+//! keeps or drops a whole night shift by the date it starts on):
 //!
 //! - **Half-open intervals.** A window `09:00–17:00` is open on
 //!   `[09:00, 17:00)`: open at 09:00 sharp, closed at 17:00 sharp.
@@ -57,8 +57,8 @@ use std::collections::VecDeque;
 use std::str::FromStr;
 
 use chrono::{
-    DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc,
-    Weekday,
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike,
+    Utc, Weekday,
 };
 use chrono_tz::Tz;
 use handoff_model::BusinessCalendar;
@@ -189,20 +189,24 @@ impl Schedule {
                 }
                 None => next_midnight(holiday.date).ok_or_else(|| invalid("the date is out of range"))?,
             };
-            let (from, to) = (resolve_local(tz, start_local), resolve_local(tz, end_local));
-            if let (Some(from), Some(to)) = (from, to) {
-                if from < to {
-                    closed.push((from, to));
-                }
-            } else {
+            let (Some(from), Some(to)) =
+                (resolve_local(tz, start_local), resolve_local(tz, end_local))
+            else {
                 return Err(invalid("the date is out of range"));
+            };
+            // A partial holiday inside a DST gap can be empty.
+            if from < to {
+                closed.push((from, to));
             }
         }
         closed.sort();
         let closed = merge_sorted(closed);
 
-        let holiday_days = u32::try_from(cal.holidays.len()).unwrap_or(u32::MAX / 8);
-        let search_limit_days = 366u32.saturating_add(holiday_days.saturating_mul(7));
+        // Bounds the longest closed stretch of a calendar with weekly windows:
+        // each holiday can close at most one more week, and a year is far
+        // longer than any window a DST change swallows.
+        let holiday_count = u32::try_from(cal.holidays.len()).unwrap_or(u32::MAX);
+        let search_limit_days = 366u32.saturating_add(holiday_count.saturating_mul(7));
         Ok(Schedule {
             id,
             weekly_tz: tz,
@@ -380,7 +384,7 @@ impl Schedule {
     /// Zero-length results (a window swallowed by a DST gap) are dropped.
     fn raw_windows(&self, date: NaiveDate) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
         let next_date = date.succ_opt();
-        self.weekly[date.weekday_index()]
+        self.weekly[weekday_index(date)]
             .iter()
             .filter_map(|&(start, end)| {
                 let open = resolve_local(self.weekly_tz, date.and_time(start))?;
@@ -565,14 +569,8 @@ fn is_whole_second(time: NaiveTime) -> bool {
 }
 
 /// Index of a date's weekday in [`Schedule::weekly`].
-trait WeekdayIndex {
-    fn weekday_index(&self) -> usize;
-}
-
-impl WeekdayIndex for NaiveDate {
-    fn weekday_index(&self) -> usize {
-        chrono::Datelike::weekday(self).num_days_from_monday() as usize
-    }
+fn weekday_index(date: NaiveDate) -> usize {
+    date.weekday().num_days_from_monday() as usize
 }
 
 #[cfg(test)]

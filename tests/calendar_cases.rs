@@ -195,6 +195,23 @@ fn a_negative_duration_is_an_error() {
     );
 }
 
+#[test]
+fn durations_count_whole_seconds_and_instants_keep_their_precision() {
+    let sched = nine_to_five("UTC", vec![]);
+    // Mon 2026-01-12 09:00:00.5 + 1.7 s of business time: the 0.7 s is dropped.
+    let start = utc("2026-01-12T09:00:00.5Z");
+    let due = sched
+        .add_business(start, Duration::milliseconds(1700))
+        .unwrap();
+    assert_eq!(due, utc("2026-01-12T09:00:01.5Z"));
+    assert_eq!(sched.business_between(start, due), Duration::seconds(1));
+    // From 16:59:59.5, 1 s crosses the night: 0.5 s Monday, 0.5 s Tuesday.
+    let due = sched
+        .add_business(utc("2026-01-12T16:59:59.5Z"), Duration::seconds(1))
+        .unwrap();
+    assert_eq!(due, utc("2026-01-13T09:00:00.5Z"));
+}
+
 // ---------------------------------------------------------------- holidays
 
 #[test]

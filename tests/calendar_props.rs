@@ -136,6 +136,15 @@ proptest! {
         prop_assert_eq!(sched.business_between(start, due), d);
     }
 
+    /// The round trip also holds for instants with a sub-second part.
+    #[test]
+    fn round_trip_with_sub_second_starts(case in case(), start in instant(), nanos in 1u32..1_000_000_000, d in duration()) {
+        let sched = case.schedule();
+        let start = start + Duration::nanoseconds(i64::from(nanos));
+        let due = sched.add_business(start, d).expect("opens again");
+        prop_assert_eq!(sched.business_between(start, due), d);
+    }
+
     /// Property 2: later starts and longer durations never give earlier due times.
     #[test]
     fn monotonic(case in case(), s1 in instant(), s2 in instant(), d1 in duration(), d2 in duration()) {
