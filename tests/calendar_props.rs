@@ -4,7 +4,7 @@
 //! none), an optional owner zone, and instants and durations spanning
 //! 2025–2027 so that every run crosses many DST changes.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use handoff::calendar::Schedule;
 use handoff_model::{BusinessCalendar, Holiday, WeeklyWindow};
@@ -124,6 +124,67 @@ fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// Zones without DST, where "open" has a simple independent definition.
+const FIXED_ZONES: [Tz; 3] = [
+    chrono_tz::UTC,
+    chrono_tz::Asia::Kolkata,
+    chrono_tz::Asia::Tokyo,
+];
+
+fn fixed_zone() -> impl Strategy<Value = Tz> {
+    (0..FIXED_ZONES.len()).prop_map(|i| FIXED_ZONES[i])
+}
+
+fn fixed_zone_case() -> impl Strategy<Value = Case> {
+    (
+        fixed_zone(),
+        prop::collection::vec(window(), 1..6),
+        prop::collection::vec(holiday(), 0..16),
+        prop::option::of(fixed_zone()),
+    )
+        .prop_map(|(tz, weekly, holidays, owner_zone)| Case {
+            calendar: BusinessCalendar {
+                id: "fixed".into(),
+                time_zone: tz.name().into(),
+                weekly,
+                holidays,
+            },
+            owner_zone,
+        })
+}
+
+/// Whether `at` is open, straight from the definitions, for zones without
+/// DST: some window started at most a day ago (local) covers it, and its
+/// local date in the calendar's zone is not closed by a holiday.
+fn oracle_is_open(case: &Case, at: DateTime<Utc>) -> bool {
+    let calendar_tz: Tz = case.calendar.time_zone.parse().expect("generated zone");
+    let weekly_tz = case.owner_zone.unwrap_or(calendar_tz);
+    let local = at.with_timezone(&weekly_tz).naive_local();
+    let in_window = case.calendar.weekly.iter().any(|w| {
+        [local.date(), local.date() - Duration::days(1)]
+            .into_iter()
+            .any(|date| {
+                if date.weekday() != w.weekday {
+                    return false;
+                }
+                let open = date.and_time(w.start);
+                let length = if w.end > w.start {
+                    w.end - w.start
+                } else {
+                    Duration::days(1) - (w.start - w.end)
+                };
+                open <= local && local < open + length
+            })
+    });
+    let holiday_local = at.with_timezone(&calendar_tz).naive_local();
+    let on_holiday = case.calendar.holidays.iter().any(|h| {
+        h.date == holiday_local.date()
+            && h.start.is_none_or(|start| holiday_local.time() >= start)
+            && h.end.is_none_or(|end| holiday_local.time() < end)
+    });
+    in_window && !on_holiday
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -224,6 +285,25 @@ proptest! {
         let probe = from + Duration::seconds(probe_secs % span_secs);
         let inside = intervals.iter().any(|&(open, close)| open <= probe && probe < close);
         prop_assert_eq!(sched.is_open(probe), inside);
+    }
+
+    /// Without DST, `is_open` and `business_between` match a direct reading
+    /// of the calendar at every 5-minute step (all boundaries lie on that
+    /// grid, including Kolkata's +05:30).
+    #[test]
+    fn matches_the_definition_where_there_is_no_dst(case in fixed_zone_case(), from_step in 0i64..(RANGE_END_SECS - RANGE_START_SECS) / 300, steps in 1i64..(10 * 288)) {
+        let sched = case.schedule();
+        let at_step = |step: i64| Utc.timestamp_opt(RANGE_START_SECS + step * 300, 0).single().expect("in range");
+        let from = at_step(from_step);
+        let to = at_step(from_step + steps);
+        let mut open_steps = 0;
+        for step in from_step..from_step + steps {
+            let at = at_step(step);
+            let expected = oracle_is_open(&case, at);
+            prop_assert_eq!(sched.is_open(at), expected, "at {}", at);
+            open_steps += i32::from(expected);
+        }
+        prop_assert_eq!(sched.business_between(from, to), Duration::minutes(5 * i64::from(open_steps)));
     }
 
     /// Business-day ends are later than the start, never decrease with the
