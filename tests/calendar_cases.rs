@@ -396,6 +396,28 @@ fn new_york_spring_forward() {
 }
 
 #[test]
+fn new_york_small_hours_window_is_one_hour_in_march_and_three_in_november() {
+    let sched = calendar(
+        "smh",
+        "America/New_York",
+        vec![window(Weekday::Sun, "01:00", "03:00")],
+        vec![],
+    );
+    // 2026-03-08: 01:00 EST = 06:00Z to 03:00 EDT = 07:00Z.
+    assert_eq!(
+        sched.open_intervals(utc("2026-03-08T00:00:00Z"), utc("2026-03-09T00:00:00Z")),
+        vec![(utc("2026-03-08T06:00:00Z"), utc("2026-03-08T07:00:00Z"))]
+    );
+    // 2026-11-01: 01:00 EDT (first occurrence) = 05:00Z to 03:00 EST = 08:00Z.
+    assert_eq!(
+        sched.open_intervals(utc("2026-11-01T00:00:00Z"), utc("2026-11-02T00:00:00Z")),
+        vec![(utc("2026-11-01T05:00:00Z"), utc("2026-11-01T08:00:00Z"))]
+    );
+    // The second 01:30 (EST, 06:30Z) is open: the window runs until 03:00 EST.
+    assert!(sched.is_open(utc("2026-11-01T06:30:00Z")));
+}
+
+#[test]
 fn new_york_window_inside_the_gap_moves_forward_by_the_gap() {
     // 02:00–02:30 does not exist on 2026-03-08; both ends move one hour on:
     // 03:00–03:30 EDT = 07:00Z–07:30Z.
