@@ -183,3 +183,27 @@ pub struct SyntheticOrg {
     /// Sorted by `at` (ties keep generation order).
     pub events: Vec<OrgEvent>,
 }
+
+/// How far an emulator has applied the org timeline. Emulators keep one and
+/// call [`TimelineCursor::due`] before each request, so materialising costs
+/// only the events that became due since the last request, never a scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimelineCursor {
+    next: usize,
+}
+
+impl TimelineCursor {
+    /// The events with `at <= now` not handed out before, in timeline order;
+    /// marks them applied.
+    pub fn due<'a>(&mut self, org: &'a SyntheticOrg, now: DateTime<Utc>) -> &'a [OrgEvent] {
+        let start = self.next.min(org.events.len());
+        let end = start + org.events[start..].partition_point(|e| e.at <= now);
+        self.next = end;
+        &org.events[start..end]
+    }
+
+    /// How many events have been applied.
+    pub fn applied(&self) -> usize {
+        self.next
+    }
+}
