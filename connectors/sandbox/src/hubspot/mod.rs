@@ -1,10 +1,230 @@
 //! HubSpot CRM v3 API emulator.
+//!
+//! Serves `/crm/v3/objects/{contacts,calls,emails,meetings,tasks}` (and the
+//! date-versioned `/crm/objects/{YYYY-MM}/…` twins), search, batch,
+//! v4 associations, owners, properties, `/oauth/v1/token`, and admin routes
+//! under `/__sandbox/hubspot/`.
+//!
+//! Every API request goes through the same steps: materialise the org
+//! timeline up to now, authenticate, apply injected faults, admit against
+//! the rate limits, dispatch, add the `X-HubSpot-RateLimit-*` headers, log.
+//!
+//! Layout: [`store`] (records and the modified-time index), [`search`]
+//! (filter evaluation and paging), [`limits`] (rate-limit windows),
+//! [`errors`] (HubSpot's error bodies), [`oauth`] (tokens),
+//! [`properties`] (property definitions), [`state`] (the portal and the
+//! org timeline), [`routes`] (API dispatch), [`admin`] (admin routes).
 
-use std::sync::Arc;
+pub mod admin;
+pub mod errors;
+pub mod limits;
+pub mod oauth;
+pub mod properties;
+pub mod routes;
+pub mod search;
+pub mod state;
+pub mod store;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use serde_json::Value;
+
+use crate::faults::Injected;
+use crate::log::LoggedRequest;
 use crate::server::{Emulator, SandboxError, Shared};
+use errors::{rate_limited, ApiError};
+use limits::RateHeaders;
+use routes::{ApiRequest, Ctx};
+use state::HubState;
 
-/// Placeholder until the emulator lands: serves nothing but the admin API.
-pub fn build(_shared: Arc<Shared>) -> Result<Emulator, SandboxError> {
-    Ok(Emulator { router: axum::Router::new(), credentials: serde_json::json!({}) })
+/// The emulator: shared sandbox services plus the portal state.
+pub struct HubSpot {
+    shared: Arc<Shared>,
+    state: Mutex<HubState>,
+}
+
+impl HubSpot {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        HubSpot { shared, state: Mutex::new(HubState::new()) }
+    }
+
+    /// The portal state with the org timeline applied up to now.
+    pub fn lock(&self) -> MutexGuard<'_, HubState> {
+        // A poisoned lock still guards consistent-enough test data.
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.materialise(&self.shared.org, self.shared.clock.now());
+        st
+    }
+}
+
+/// Build the router and credentials (see the module docs for the paths).
+pub fn build(shared: Arc<Shared>) -> Result<Emulator, SandboxError> {
+    let hub = Arc::new(HubSpot::new(shared));
+    let credentials = admin::credentials(&hub.lock());
+    Ok(Emulator { router: router(hub), credentials })
+}
+
+/// The router alone, for tests that drive it without a listener.
+pub fn router(hub: Arc<HubSpot>) -> Router {
+    Router::new()
+        .route("/crm/v3/objects/{*rest}", any(api))
+        .route("/crm/objects/{*rest}", any(api))
+        .route("/crm/v3/owners", any(api))
+        .route("/crm/v3/owners/", any(api))
+        .route("/crm/v3/owners/{*rest}", any(api))
+        .route("/crm/v3/properties/{*rest}", any(api))
+        .route("/crm/v4/objects/{*rest}", any(api))
+        .route("/crm/v4/associations/{*rest}", any(api))
+        .route("/account-info/v3/api-usage/daily/private-apps", any(api))
+        .route("/oauth/v1/token", any(token))
+        .route("/__sandbox/hubspot/{*rest}", any(admin_route))
+        .with_state(hub)
+}
+
+fn json_response(status: StatusCode, body: &Value, headers: &RateHeaders) -> Response {
+    let mut resp = if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else {
+        (status, [(axum::http::header::CONTENT_TYPE, "application/json;charset=utf-8")], body.to_string()).into_response()
+    };
+    for (name, value) in &headers.0 {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            resp.headers_mut().insert(n, v);
+        }
+    }
+    resp
+}
+
+fn is_write(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+}
+
+async fn api(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let shared = hub.shared.clone();
+    let now = shared.clock.now();
+    let body_json: Option<Value> = if is_write(&method) { serde_json::from_slice(&body).ok() } else { None };
+    let log = |status: StatusCode, counted: bool| {
+        shared.log.push(LoggedRequest {
+            at: now,
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            query: uri.query().map(str::to_string),
+            status: status.as_u16(),
+            counted,
+            body: body_json.clone(),
+        });
+    };
+    let no_headers = RateHeaders(Vec::new());
+
+    let auth = {
+        let st = hub.lock();
+        st.tokens.authenticate(headers.get("authorization").and_then(|v| v.to_str().ok()), now)
+    };
+    let auth = match auth {
+        Ok(a) => a,
+        Err(e) => {
+            log(e.status, false);
+            return json_response(e.status, &e.body, &no_headers);
+        }
+    };
+
+    let (delay, injected) = shared.faults.on_request(now);
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    match injected {
+        Injected::None => {}
+        Injected::RateLimited { retry_after } => {
+            let e = rate_limited(errors::RatePolicy::TenSecondlyRolling, state::APP_ID, state::PORTAL_ID);
+            let headers = RateHeaders(vec![("Retry-After", retry_after.as_secs().to_string())]);
+            log(e.status, true);
+            return json_response(e.status, &e.body, &headers);
+        }
+        Injected::ServerError { status } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let e = ApiError::internal(status);
+            log(status, true);
+            return json_response(status, &e.body, &no_headers);
+        }
+    }
+
+    let req = match ApiRequest::parse(method.clone(), uri.path(), uri.query(), &body) {
+        Ok(r) => r,
+        Err(e) => {
+            log(e.status, true);
+            return json_response(e.status, &e.body, &no_headers);
+        }
+    };
+    let is_search = req.is_search();
+    let is_batch_write = req.method == Method::POST && req.segments.iter().any(|s| s == "batch") && !req.segments.iter().any(|s| s == "read");
+
+    let mut st = hub.lock();
+    let (verdict, rate_headers) = st.limits.admit(now, auth, is_search);
+    if let Err(policy) = verdict {
+        let e = rate_limited(policy, state::APP_ID, state::PORTAL_ID);
+        log(e.status, true);
+        return json_response(e.status, &e.body, &rate_headers);
+    }
+    let ctx = Ctx {
+        now,
+        base_url: &shared.base_url,
+        org: &shared.org,
+        search_lag_ms: shared.faults.search_lag().map(|d| d.num_milliseconds()),
+        batch_failure_marker: if is_batch_write { shared.faults.take_batch_failure() } else { None },
+    };
+    let (status, body) = match routes::dispatch(&mut st, &ctx, &req) {
+        Ok(answer) => answer,
+        Err(e) => (e.status, e.body),
+    };
+    drop(st);
+    log(status, true);
+    json_response(status, &body, &rate_headers)
+}
+
+async fn token(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let now = hub.shared.clock.now();
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let (status, answer) = if method == Method::POST {
+        hub.lock().tokens.token_endpoint(&form, now)
+    } else {
+        (StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"status": "error", "message": "use POST"}))
+    };
+    // The token endpoint does not count against the API limits; the form
+    // holds secrets, so only the grant type is logged.
+    hub.shared.log.push(LoggedRequest {
+        at: now,
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: None,
+        status: status.as_u16(),
+        counted: false,
+        body: Some(serde_json::json!({"grant_type": form.get("grant_type")})),
+    });
+    json_response(status, &answer, &RateHeaders(Vec::new()))
+}
+
+async fn admin_route(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let now = hub.shared.clock.now();
+    let body: Value = if body.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                let err = serde_json::json!({"error": format!("the body must be JSON: {e}")});
+                return json_response(StatusCode::BAD_REQUEST, &err, &RateHeaders(Vec::new()));
+            }
+        }
+    };
+    let rest = uri.path().trim_start_matches("/__sandbox/hubspot");
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let (status, answer) = admin::dispatch(&mut hub.lock(), now, &method, &segments, &body);
+    json_response(status, &answer, &RateHeaders(Vec::new()))
 }

@@ -1,0 +1,219 @@
+//! HubSpot-specific admin routes under `/__sandbox/hubspot/` (documented in
+//! the crate README): write records with explicit timestamps, archive and
+//! merge, revoke or expire tokens, set the daily usage, dump records, and
+//! list duplicated tasks.
+
+use std::collections::BTreeMap;
+
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::state::HubState;
+use super::store::{iso_ms, OBJECT_TYPES};
+
+fn bad(message: impl Into<String>) -> (StatusCode, Value) {
+    (StatusCode::BAD_REQUEST, json!({ "error": message.into() }))
+}
+
+fn time_ms(body: &Value, key: &str, default_ms: i64) -> Result<i64, (StatusCode, Value)> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(default_ms),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| bad(format!("{key} must be an RFC 3339 time such as 2026-03-02T09:00:00Z: {e}"))),
+        Some(other) => Err(bad(format!("{key} must be an RFC 3339 string, got {other}"))),
+    }
+}
+
+fn string_props(body: &Value) -> Result<BTreeMap<String, Option<String>>, (StatusCode, Value)> {
+    let mut out = BTreeMap::new();
+    if let Some(props) = body.get("properties") {
+        let props = props.as_object().ok_or_else(|| bad("properties must be an object of strings"))?;
+        for (k, v) in props {
+            let s = match v {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            };
+            out.insert(k.clone(), s);
+        }
+    }
+    Ok(out)
+}
+
+fn object_type(t: &str) -> Result<&'static str, (StatusCode, Value)> {
+    OBJECT_TYPES
+        .iter()
+        .copied()
+        .find(|x| *x == t)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, json!({"error": format!("unknown object type {t}; use one of {OBJECT_TYPES:?}")})))
+}
+
+/// Every record of a type with all its properties (computed ones
+/// included), archived and merged-away ones too, and its associations.
+pub fn dump(st: &HubState, t: &str) -> Value {
+    let Ok(store) = st.store(t) else { return json!({"results": []}) };
+    let records: Vec<Value> = store
+        .iter()
+        .map(|o| {
+            let mut names: Vec<String> = o.properties.keys().cloned().collect();
+            names.extend(super::store::default_properties(t));
+            let mut v = o.render(t, &names);
+            if let Some(into) = o.merged_into {
+                v["mergedInto"] = json!(into.to_string());
+            }
+            let mut assoc = Map::new();
+            for to in OBJECT_TYPES {
+                let ends = st.associations.of(t, o.id, to);
+                if !ends.is_empty() {
+                    assoc.insert(
+                        to.to_string(),
+                        ends.iter().map(|e| json!({"id": e.to_id.to_string(), "typeId": e.type_id})).collect(),
+                    );
+                }
+            }
+            v["associations"] = Value::Object(assoc);
+            v
+        })
+        .collect();
+    json!({ "objectType": t, "results": records })
+}
+
+/// Live tasks sharing a `handoff_key`, or sharing a subject and an
+/// associated contact: what a duplicate-write bug would leave behind.
+pub fn task_duplicates(st: &HubState) -> Value {
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_subject: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
+    if let Ok(store) = st.store("tasks") {
+        for o in store.iter().filter(|o| !o.is_archived()) {
+            if let Some(k) = o.properties.get("handoff_key") {
+                by_key.entry(k.clone()).or_default().push(o.id.to_string());
+            }
+            if let Some(subject) = o.properties.get("hs_task_subject") {
+                for e in st.associations.of("tasks", o.id, "contacts") {
+                    by_subject.entry((subject.clone(), e.to_id)).or_default().push(o.id.to_string());
+                }
+            }
+        }
+    }
+    let by_key: Vec<Value> = by_key
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|(k, ids)| json!({"handoff_key": k, "ids": ids}))
+        .collect();
+    let by_subject: Vec<Value> = by_subject
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|((s, c), ids)| json!({"subject": s, "contact_id": c.to_string(), "ids": ids}))
+        .collect();
+    json!({ "by_handoff_key": by_key, "by_subject_and_contact": by_subject })
+}
+
+/// Dispatch one admin request (`segments` after `__sandbox/hubspot`).
+pub fn dispatch(st: &mut HubState, now: DateTime<Utc>, method: &Method, segments: &[&str], body: &Value) -> (StatusCode, Value) {
+    match admin(st, now, method, segments, body) {
+        Ok(answer) | Err(answer) => answer,
+    }
+}
+
+fn admin(st: &mut HubState, now: DateTime<Utc>, method: &Method, segments: &[&str], body: &Value) -> Result<(StatusCode, Value), (StatusCode, Value)> {
+    let now_ms = now.timestamp_millis();
+    let m = method.clone();
+    match segments {
+        ["credentials"] if m == Method::GET => Ok((StatusCode::OK, credentials(st))),
+        ["objects", t] if m == Method::GET => Ok((StatusCode::OK, dump(st, object_type(t)?))),
+        ["objects", t] if m == Method::POST => {
+            let t = object_type(t)?;
+            let created_ms = time_ms(body, "created_at", now_ms)?;
+            let updated_ms = time_ms(body, "updated_at", created_ms)?;
+            let props: BTreeMap<String, String> = string_props(body)?.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+            let id = st.insert(t, props, created_ms, updated_ms);
+            if let Some(links) = body.get("associations").and_then(Value::as_array) {
+                for l in links {
+                    let to = l.get("to_type").and_then(Value::as_str).unwrap_or("contacts");
+                    let to_id = l.get("to_id").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+                    let Some(to_id) = to_id else { return Err(bad("associations[].to_id must be a record id")) };
+                    st.associations.link(t, id, object_type(to)?, to_id);
+                }
+            }
+            Ok((StatusCode::CREATED, json!({"id": id.to_string()})))
+        }
+        ["objects", t, id] if m == Method::PATCH => {
+            let t = object_type(t)?;
+            let id: u64 = id.parse().map_err(|_| bad(format!("{id} is not a record id")))?;
+            let updated_ms = time_ms(body, "updated_at", now_ms)?;
+            let changes = string_props(body)?;
+            let store = st.stores.get_mut(t).ok_or_else(|| bad("unknown type"))?;
+            let mut obj = store.get(id).cloned().ok_or_else(|| (StatusCode::NOT_FOUND, json!({"error": format!("no {t} with id {id}")})))?;
+            for (k, v) in changes {
+                match v {
+                    Some(v) => obj.properties.insert(k, v),
+                    None => obj.properties.remove(&k),
+                };
+            }
+            // An explicit time may lie in the past: a late-indexed write.
+            obj.updated_at_ms = updated_ms;
+            store.put(obj);
+            Ok((StatusCode::OK, json!({"id": id.to_string(), "updatedAt": iso_ms(updated_ms)})))
+        }
+        ["objects", t, id, "archive"] if m == Method::POST => {
+            let t = object_type(t)?;
+            let id: u64 = id.parse().map_err(|_| bad(format!("{id} is not a record id")))?;
+            let at_ms = time_ms(body, "at", now_ms)?;
+            if st.archive(t, id, at_ms) {
+                Ok((StatusCode::OK, json!({"id": id.to_string(), "archivedAt": iso_ms(at_ms)})))
+            } else {
+                Err((StatusCode::NOT_FOUND, json!({"error": format!("no live {t} with id {id}")})))
+            }
+        }
+        ["contacts", "merge"] if m == Method::POST => {
+            let id = |k: &str| {
+                body.get(k)
+                    .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+                    .ok_or_else(|| bad(format!("{k} (a contact id) is required")))
+            };
+            let at_ms = time_ms(body, "at", now_ms)?;
+            let survivor = st.merge_contacts(id("primary")?, id("merged")?, at_ms).map_err(|e| (e.status, e.body))?;
+            Ok((StatusCode::OK, json!({"id": survivor.to_string()})))
+        }
+        ["tokens", "revoke"] if m == Method::POST => {
+            st.tokens.revoke(body.get("token").and_then(Value::as_str));
+            Ok((StatusCode::OK, json!({"revoked": body.get("token").cloned().unwrap_or(json!("all"))})))
+        }
+        ["tokens", "expire"] if m == Method::POST => {
+            st.tokens.expire_access_tokens(now);
+            Ok((StatusCode::OK, json!({"expired": "all OAuth access tokens"})))
+        }
+        ["limits"] if m == Method::GET => Ok((StatusCode::OK, limits(st))),
+        ["limits", "daily"] if m == Method::POST => {
+            let used = body.get("used").and_then(Value::as_u64).ok_or_else(|| bad("used (a non-negative integer) is required"))?;
+            st.limits.set_daily_used(now, used);
+            Ok((StatusCode::OK, limits(st)))
+        }
+        ["tasks", "duplicates"] if m == Method::GET => Ok((StatusCode::OK, task_duplicates(st))),
+        _ => Err((StatusCode::NOT_FOUND, json!({"error": format!("no HubSpot admin route {method} /__sandbox/hubspot/{}", segments.join("/"))}))),
+    }
+}
+
+fn limits(st: &HubState) -> Value {
+    let c = &st.limits.config;
+    json!({
+        "daily_used": st.limits.daily_used(),
+        "private_app_daily": c.private_app_daily,
+        "private_app_burst_per_10s": c.private_app_burst_per_10s,
+        "oauth_burst_per_10s": c.oauth_burst_per_10s,
+        "search_per_second": c.search_per_second,
+    })
+}
+
+/// What a client needs to authenticate.
+pub fn credentials(st: &HubState) -> Value {
+    json!({
+        "access_token": st.tokens.private_app_token,
+        "client_id": st.tokens.client_id,
+        "client_secret": st.tokens.client_secret,
+        "refresh_token": st.tokens.initial_refresh_token(),
+        "portal_id": st.tokens.portal_id,
+    })
+}

@@ -1,0 +1,564 @@
+//! Request dispatch for the CRM API paths, independent of axum: a parsed
+//! request in, a status and JSON body out. The HTTP glue (auth, limits,
+//! faults, logging) lives in `mod.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::errors::ApiError;
+use super::properties::{self, PropertyCreate};
+use super::search::{self, SearchRequest};
+use super::state::{singular, HubState};
+use super::store::{default_properties, iso_ms, object_type_id, Object, OBJECT_TYPES};
+use crate::org::SyntheticOrg;
+
+/// Most inputs one batch call takes.
+pub const MAX_BATCH_INPUTS: usize = 100;
+const LIST_DEFAULT_LIMIT: usize = 10;
+const LIST_MAX_LIMIT: usize = 100;
+const OWNERS_DEFAULT_LIMIT: usize = 100;
+
+/// A parsed API request.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    /// Path segments, with date-versioned `/crm/objects/2026-03/…` paths
+    /// already rewritten to `/crm/v3/objects/…`.
+    pub segments: Vec<String>,
+    pub query: BTreeMap<String, Vec<String>>,
+    pub body: Option<Value>,
+}
+
+impl ApiRequest {
+    pub fn parse(method: Method, path: &str, query: Option<&str>, body: &[u8]) -> Result<Self, ApiError> {
+        let mut segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        // `/crm/objects/{YYYY-MM}/…` is the date-versioned twin of `/crm/v3/objects/…`.
+        if segments.len() >= 3 && segments[0] == "crm" && segments[1] == "objects" && segments[2].len() >= 7 && segments[2].as_bytes()[4] == b'-' {
+            segments[1] = "v3".to_string();
+            segments[2] = "objects".to_string();
+        }
+        let mut q: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if let Some(query) = query {
+            for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+                q.entry(k.into_owned()).or_default().push(v.into_owned());
+            }
+        }
+        let body = if body.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(body).map_err(|e| ApiError::validation(format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column())))?)
+        };
+        Ok(ApiRequest { method, segments, query: q, body })
+    }
+
+    pub fn is_search(&self) -> bool {
+        self.method == Method::POST && self.segments.last().map(String::as_str) == Some("search")
+    }
+
+    fn q(&self, name: &str) -> Option<&str> {
+        self.query.get(name).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    /// A list parameter sent either repeated or comma-separated.
+    fn q_list(&self, name: &str) -> Vec<String> {
+        self.query
+            .get(name)
+            .map(|vs| vs.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    fn q_bool(&self, name: &str) -> bool {
+        self.q(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    fn body_obj(&self) -> Result<&Map<String, Value>, ApiError> {
+        self.body.as_ref().and_then(Value::as_object).ok_or_else(|| ApiError::validation("Invalid input JSON: expected an object body"))
+    }
+}
+
+/// What a handler may read besides the state.
+pub struct Ctx<'a> {
+    pub now: DateTime<Utc>,
+    pub base_url: &'a str,
+    pub org: &'a SyntheticOrg,
+    /// Search-index lag in milliseconds (fault).
+    pub search_lag_ms: Option<i64>,
+    /// Records whose input contains this marker fail inside a batch (fault).
+    pub batch_failure_marker: Option<String>,
+}
+
+pub type Answer = Result<(StatusCode, Value), ApiError>;
+
+fn parse_id(s: &str) -> Result<u64, ApiError> {
+    s.parse().map_err(|_| ApiError::not_found(format!("Object not found.  objectId are usually numeric. {s}")))
+}
+
+fn check_type(t: &str) -> Result<&str, ApiError> {
+    OBJECT_TYPES.iter().copied().find(|x| *x == t).ok_or_else(|| ApiError::unknown_object_type(t))
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "VALIDATION_ERROR", "HTTP method not allowed on this path")
+}
+
+fn no_route(req: &ApiRequest) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", format!("No route for /{}", req.segments.join("/")))
+}
+
+/// Dispatch one authenticated, admitted API request.
+pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
+    let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let m = &req.method;
+    match segs.as_slice() {
+        ["crm", "v3", "objects", "contacts", "merge"] if *m == Method::POST => merge(st, ctx, req),
+        ["crm", "v3", "objects", t] => match *m {
+            Method::GET => list(st, ctx, check_type(t)?, req),
+            Method::POST => create(st, ctx, check_type(t)?, req),
+            _ => Err(method_not_allowed()),
+        },
+        ["crm", "v3", "objects", t, "search"] if *m == Method::POST => do_search(st, ctx, check_type(t)?, req),
+        ["crm", "v3", "objects", t, "batch", op] if *m == Method::POST => batch(st, ctx, check_type(t)?, op, req),
+        ["crm", "v3", "objects", t, id] => {
+            let t = check_type(t)?;
+            match *m {
+                Method::GET => get_one(st, t, id, req),
+                Method::PATCH => {
+                    let id = lookup_id(st, t, id, req.q("idProperty"))?;
+                    let props = req.body_obj()?.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+                    let id = st.update(t, id, &props, ctx.now.timestamp_millis())?;
+                    Ok((StatusCode::OK, render(st, t, id, &props.keys().cloned().collect::<Vec<_>>(), &[])?))
+                }
+                Method::DELETE => {
+                    let id = parse_id(id)?;
+                    st.archive(t, id, ctx.now.timestamp_millis());
+                    Ok((StatusCode::NO_CONTENT, Value::Null))
+                }
+                _ => Err(method_not_allowed()),
+            }
+        }
+        ["crm", "v3", "owners"] if *m == Method::GET => list_owners(ctx, req),
+        ["crm", "v3", "owners", id] if *m == Method::GET => {
+            let owners = super::state::owners(ctx.org);
+            let by_user_id = req.q("idProperty") == Some("userId");
+            owners
+                .into_iter()
+                .find(|o| if by_user_id { o["userId"].to_string() == *id } else { o["id"] == *id })
+                .map(|o| (StatusCode::OK, o))
+                .ok_or_else(|| ApiError::not_found(format!("No owner found for id {id}")))
+        }
+        ["crm", "v3", "properties", t] => {
+            let t = check_type(t)?;
+            match *m {
+                Method::GET => {
+                    let results: Vec<Value> = st.properties.get(t).map(|p| p.values().map(|d| d.render()).collect()).unwrap_or_default();
+                    Ok((StatusCode::OK, json!({ "results": results })))
+                }
+                Method::POST => {
+                    let body: PropertyCreate = serde_json::from_value(req.body.clone().unwrap_or(Value::Null))
+                        .map_err(|e| ApiError::validation(format!("Invalid input JSON: {e}")))?;
+                    let def = properties::from_create(body, ctx.now.timestamp_millis())?;
+                    let defs = st.properties.entry(t.to_string()).or_default();
+                    if defs.contains_key(&def.name) {
+                        return Err(ApiError::new(StatusCode::CONFLICT, "OBJECT_ALREADY_EXISTS", format!("Property named '{}' already exists.", def.name)));
+                    }
+                    let rendered = def.render();
+                    defs.insert(def.name.clone(), def);
+                    Ok((StatusCode::CREATED, rendered))
+                }
+                _ => Err(method_not_allowed()),
+            }
+        }
+        ["crm", "v3", "properties", t, name] if *m == Method::GET => {
+            let t = check_type(t)?;
+            st.properties
+                .get(t)
+                .and_then(|p| p.get(*name))
+                .map(|d| (StatusCode::OK, d.render()))
+                .ok_or_else(|| ApiError::not_found(format!("Unable to find property {name} for object type {}", object_type_id(t))))
+        }
+        ["crm", "v4", "objects", t, id, "associations", to] if *m == Method::GET => {
+            let (t, to) = (check_type(t)?, check_type(to)?);
+            let id = st.resolve(t, parse_id(id)?);
+            Ok((StatusCode::OK, json!({ "results": v4_ends(st, t, id, to) })))
+        }
+        ["crm", "v4", "objects", t, id, "associations", "default", to, to_id] if *m == Method::PUT => {
+            let (t, to) = (check_type(t)?, check_type(to)?);
+            associate(st, ctx, t, parse_id(id)?, to, parse_id(to_id)?)
+        }
+        ["crm", "v4", "objects", t, id, "associations", to, to_id] if *m == Method::PUT => {
+            let (t, to) = (check_type(t)?, check_type(to)?);
+            associate(st, ctx, t, parse_id(id)?, to, parse_id(to_id)?)
+        }
+        ["crm", "v4", "associations", from, to, "batch", "read"] if *m == Method::POST => {
+            let (from, to) = (check_type(from)?, check_type(to)?);
+            v4_batch_read(st, ctx, from, to, req)
+        }
+        ["account-info", "v3", "api-usage", "daily", "private-apps"] if *m == Method::GET => Ok((
+            StatusCode::OK,
+            json!({"results": [{
+                "name": "private-apps-api-calls-daily",
+                "usageLimit": st.limits.config.private_app_daily,
+                "currentUsage": st.limits.daily_used(),
+                "collectedAt": iso_ms(ctx.now.timestamp_millis()),
+                "fetchStatus": "SUCCESS",
+                "resetsAt": iso_ms((ctx.now.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 0).map(|d| d.and_utc().timestamp_millis()).unwrap_or(0)),
+            }]}),
+        )),
+        _ => Err(no_route(req)),
+    }
+}
+
+/// The id a path segment names, by `idProperty` (a unique property) when given.
+fn lookup_id(st: &HubState, t: &str, raw: &str, id_property: Option<&str>) -> Result<u64, ApiError> {
+    match id_property {
+        None | Some("hs_object_id") => parse_id(raw),
+        Some(prop) => st
+            .store(t)?
+            .iter()
+            .find(|o| !o.is_archived() && o.merged_into.is_none() && o.properties.get(prop).is_some_and(|v| v == raw))
+            .map(|o| o.id)
+            .ok_or_else(|| ApiError::not_found(format!("Object not found. {prop}={raw}"))),
+    }
+}
+
+fn requested_properties(t: &str, names: Vec<String>) -> Vec<String> {
+    if names.is_empty() {
+        default_properties(t)
+    } else {
+        names
+    }
+}
+
+fn render(st: &HubState, t: &str, id: u64, props: &[String], assoc: &[String]) -> Result<Value, ApiError> {
+    let obj = st.store(t)?.get(id).ok_or_else(|| ApiError::not_found("Object not found.  objectId are usually numeric."))?;
+    Ok(render_obj(st, t, obj, &requested_properties(t, props.to_vec()), assoc))
+}
+
+fn render_obj(st: &HubState, t: &str, obj: &Object, props: &[String], assoc: &[String]) -> Value {
+    let mut v = obj.render(t, props);
+    if let Some(a) = st.render_associations(t, obj.id, assoc) {
+        v["associations"] = a;
+    }
+    v
+}
+
+fn get_one(st: &HubState, t: &str, raw_id: &str, req: &ApiRequest) -> Answer {
+    let id = st.resolve(t, lookup_id(st, t, raw_id, req.q("idProperty"))?);
+    let archived = req.q_bool("archived");
+    let obj = st
+        .store(t)?
+        .get(id)
+        .filter(|o| o.is_archived() == archived)
+        .ok_or_else(|| ApiError::not_found("Object not found.  objectId are usually numeric."))?;
+    let props = requested_properties(t, req.q_list("properties"));
+    Ok((StatusCode::OK, render_obj(st, t, obj, &props, &req.q_list("associations"))))
+}
+
+fn list(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
+    let limit = match req.q("limit") {
+        None => LIST_DEFAULT_LIMIT,
+        Some(v) => v.parse::<usize>().map_err(|_| ApiError::validation(format!("limit must be a number, was {v}")))?,
+    };
+    if limit == 0 || limit > LIST_MAX_LIMIT {
+        return Err(ApiError::validation(format!("limit must be between 1 and {LIST_MAX_LIMIT}, was {limit}")));
+    }
+    let after = match req.q("after") {
+        None | Some("") => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| ApiError::validation(format!("Invalid paging cursor after={v}")))?,
+    };
+    let archived = req.q_bool("archived");
+    let props = requested_properties(t, req.q_list("properties"));
+    let assoc = req.q_list("associations");
+    let mut page: Vec<&Object> = st
+        .store(t)?
+        .iter()
+        .filter(|o| o.id >= after && o.is_archived() == archived && o.merged_into.is_none())
+        .take(limit + 1)
+        .collect();
+    let next = (page.len() > limit).then(|| page.pop().map(|o| o.id)).flatten();
+    let results: Vec<Value> = page.iter().map(|o| render_obj(st, t, o, &props, &assoc)).collect();
+    let mut body = json!({ "results": results });
+    if let Some(next) = next {
+        body["paging"] = json!({"next": {"after": next.to_string(), "link": format!("{}/crm/v3/objects/{t}?after={next}", ctx.base_url)}});
+    }
+    Ok((StatusCode::OK, body))
+}
+
+fn create(st: &mut HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
+    let body = req.body_obj()?;
+    let props = body.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+    let assoc = body.get("associations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let id = st.create(t, &props, &assoc, ctx.now.timestamp_millis())?;
+    let mut names: Vec<String> = props.keys().cloned().collect();
+    names.extend(default_properties(t));
+    Ok((StatusCode::CREATED, render(st, t, id, &names, &[])?))
+}
+
+fn do_search(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
+    let body: SearchRequest = serde_json::from_value(req.body.clone().unwrap_or_else(|| json!({})))
+        .map_err(|e| ApiError::validation(format!("Invalid input JSON: {e}")))?;
+    let store = st.store(t)?;
+    let cutoff_ms = ctx.search_lag_ms.map(|lag| ctx.now.timestamp_millis() - lag);
+    let visible = |o: &Object| o.merged_into.is_none() && cutoff_ms.is_none_or(|c| o.updated_at_ms <= c);
+    let kind_of = |p: &str| st.kind_of(t, p);
+    let page = search::run(store, t, &body, &kind_of, &visible)?;
+    let props = requested_properties(t, body.properties.clone());
+    Ok((StatusCode::OK, search::render_page(&page, t, &props, ctx.base_url)))
+}
+
+fn merge(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
+    let body = req.body_obj()?;
+    let id = |k: &str| {
+        body.get(k)
+            .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_u64()))
+            .ok_or_else(|| ApiError::validation(format!("Invalid input JSON: {k} is required")))
+    };
+    let survivor = st.merge_contacts(id("primaryObjectId")?, id("objectIdToMerge")?, ctx.now.timestamp_millis())?;
+    let mut props = default_properties("contacts");
+    props.push("hs_merged_object_ids".into());
+    Ok((StatusCode::OK, render(st, "contacts", survivor, &props, &[])?))
+}
+
+fn list_owners(ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
+    let limit = req.q("limit").and_then(|v| v.parse::<usize>().ok()).unwrap_or(OWNERS_DEFAULT_LIMIT).clamp(1, 500);
+    let after = req.q("after").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let email = req.q("email");
+    let archived = req.q_bool("archived");
+    let all: Vec<Value> = super::state::owners(ctx.org)
+        .into_iter()
+        .filter(|o| email.is_none_or(|e| o["email"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(e))))
+        .filter(|_| !archived)
+        .collect();
+    let page: Vec<Value> = all.iter().skip(after).take(limit).cloned().collect();
+    let end = after + page.len();
+    let mut body = json!({ "results": page });
+    if end < all.len() {
+        body["paging"] = json!({"next": {"after": end.to_string(), "link": format!("{}/crm/v3/owners/?after={end}", ctx.base_url)}});
+    }
+    Ok((StatusCode::OK, body))
+}
+
+fn v4_ends(st: &HubState, t: &str, id: u64, to: &str) -> Vec<Value> {
+    st.associations
+        .of(t, id, to)
+        .iter()
+        .map(|e| json!({"toObjectId": e.to_id, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": e.type_id, "label": null}]}))
+        .collect()
+}
+
+fn associate(st: &mut HubState, ctx: &Ctx<'_>, t: &str, id: u64, to: &str, to_id: u64) -> Answer {
+    let id = st.resolve(t, id);
+    let to_id = st.resolve(to, to_id);
+    let live = |st: &HubState, t: &str, id: u64| st.stores.get(t).and_then(|s| s.get(id)).is_some_and(|o| !o.is_archived());
+    if !live(st, t, id) || !live(st, to, to_id) {
+        return Err(ApiError::validation(format!("No {} with ID {id} or {} with ID {to_id} exists", singular(t), singular(to))));
+    }
+    if super::store::association_type_ids(t, to).is_none() {
+        return Err(ApiError::validation(format!("{t} cannot be associated with {to} in this sandbox")));
+    }
+    st.associations.link(t, id, to, to_id);
+    let now = iso_ms(ctx.now.timestamp_millis());
+    Ok((
+        StatusCode::OK,
+        json!({"status": "COMPLETE", "results": [{"fromObjectTypeId": object_type_id(t), "fromObjectId": id, "toObjectTypeId": object_type_id(to), "toObjectId": to_id, "labels": []}], "startedAt": now, "completedAt": now}),
+    ))
+}
+
+fn inputs(req: &ApiRequest) -> Result<Vec<Value>, ApiError> {
+    let inputs = req.body_obj()?.get("inputs").and_then(Value::as_array).cloned().ok_or_else(|| ApiError::validation("Invalid input JSON: inputs is required"))?;
+    if inputs.len() > MAX_BATCH_INPUTS {
+        return Err(ApiError::validation(format!(
+            "The maximum number of inputs supported in a batch request is {MAX_BATCH_INPUTS}. Received {} inputs.",
+            inputs.len()
+        )));
+    }
+    Ok(inputs)
+}
+
+fn input_id(v: &Value) -> Option<String> {
+    v.get("id").and_then(|x| x.as_str().map(str::to_string).or_else(|| x.as_u64().map(|n| n.to_string())))
+}
+
+fn batch_body(ctx: &Ctx<'_>, results: Vec<Value>, errors: Vec<Value>, ok_status: StatusCode) -> (StatusCode, Value) {
+    let now = iso_ms(ctx.now.timestamp_millis());
+    let mut body = json!({"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now});
+    if errors.is_empty() {
+        (ok_status, body)
+    } else {
+        body["numErrors"] = json!(errors.len());
+        body["errors"] = Value::Array(errors);
+        (StatusCode::MULTI_STATUS, body)
+    }
+}
+
+fn item_error(e: &ApiError, trace: &str) -> Value {
+    let mut v = json!({"status": "error", "category": e.body["category"], "message": e.body["message"], "context": {"objectWriteTraceId": [trace]}});
+    if let Some(existing) = e.body.pointer("/context/existingId") {
+        v["context"]["existingId"] = existing.clone();
+    }
+    v
+}
+
+fn marked(ctx: &Ctx<'_>, input: &Value) -> bool {
+    ctx.batch_failure_marker.as_ref().is_some_and(|m| input.to_string().contains(m.as_str()))
+}
+
+fn marker_error() -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Property values were not valid")
+}
+
+fn batch(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiRequest) -> Answer {
+    let inputs = inputs(req)?;
+    let now_ms = ctx.now.timestamp_millis();
+    match op {
+        "read" => {
+            let body = req.body_obj()?;
+            let props: Vec<String> = body.get("properties").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+            let props = requested_properties(t, props);
+            let id_property = body.get("idProperty").and_then(Value::as_str);
+            let mut results = Vec::new();
+            let mut missing = Vec::new();
+            for input in &inputs {
+                let raw = input_id(input).unwrap_or_default();
+                let found = lookup_id(st, t, &raw, id_property).ok().map(|id| st.resolve(t, id)).and_then(|id| st.store(t).ok()?.get(id)).filter(|o| !o.is_archived());
+                match found {
+                    Some(o) => results.push(render_obj(st, t, o, &props, &[])),
+                    None => missing.push(raw),
+                }
+            }
+            let errors = if missing.is_empty() {
+                vec![]
+            } else {
+                vec![json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", singular(t).to_uppercase()), "context": {"ids": missing}})]
+            };
+            Ok(batch_body(ctx, results, errors, StatusCode::OK))
+        }
+        "create" => {
+            // Validation errors fail the whole batch before anything is written.
+            let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for input in &inputs {
+                let props = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+                let values = st.validate_properties(t, &props)?;
+                for (k, v) in values {
+                    let unique = (t == "contacts" && k == "email") || st.properties.get(t).and_then(|p| p.get(&k)).is_some_and(|d| d.has_unique_value);
+                    if let (true, Some(v)) = (unique, v) {
+                        if !seen.entry(k.clone()).or_default().insert(v.to_lowercase()) {
+                            let what = if t == "contacts" { "Contact".to_string() } else { singular(t).to_string() };
+                            return Err(ApiError::conflict(format!("{what} already exists")));
+                        }
+                    }
+                }
+            }
+            let mut results = Vec::new();
+            let mut errors = Vec::new();
+            for (i, input) in inputs.iter().enumerate() {
+                let trace = input.get("objectWriteTraceId").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| i.to_string());
+                if marked(ctx, input) {
+                    errors.push(item_error(&marker_error(), &trace));
+                    continue;
+                }
+                let props = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+                let assoc = input.get("associations").and_then(Value::as_array).cloned().unwrap_or_default();
+                match st.create(t, &props, &assoc, now_ms) {
+                    Ok(id) => {
+                        let mut names: Vec<String> = props.keys().cloned().collect();
+                        names.extend(default_properties(t));
+                        let mut v = render(st, t, id, &names, &[])?;
+                        if input.get("objectWriteTraceId").is_some() {
+                            v["objectWriteTraceId"] = json!(trace);
+                        }
+                        results.push(v);
+                    }
+                    Err(e) if e.status == StatusCode::CONFLICT => errors.push(item_error(&e, &trace)),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(batch_body(ctx, results, errors, StatusCode::CREATED))
+        }
+        "update" | "upsert" => {
+            let upsert = op == "upsert";
+            let mut ids = BTreeSet::new();
+            for input in &inputs {
+                let props = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+                st.validate_properties(t, &props)?;
+                let id = input_id(input).ok_or_else(|| ApiError::validation("Invalid input JSON: inputs[].id is required"))?;
+                if !ids.insert(id.clone()) {
+                    return Err(ApiError::validation(format!("Duplicate IDs found in batch input: [{id}]. IDs must be unique")));
+                }
+                if upsert && input.get("idProperty").and_then(Value::as_str).is_none() {
+                    return Err(ApiError::validation("Invalid input JSON: inputs[].idProperty is required for upsert"));
+                }
+            }
+            let mut results = Vec::new();
+            let mut errors = Vec::new();
+            let mut missing = Vec::new();
+            for (i, input) in inputs.iter().enumerate() {
+                let raw = input_id(input).unwrap_or_default();
+                let id_property = input.get("idProperty").and_then(Value::as_str);
+                let props = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+                if marked(ctx, input) {
+                    errors.push(item_error(&marker_error(), &i.to_string()));
+                    continue;
+                }
+                let existing = lookup_id(st, t, &raw, id_property).ok();
+                let outcome = match (existing, upsert) {
+                    (Some(id), _) => st.update(t, id, &props, now_ms).map(|id| (id, false)),
+                    (None, true) => {
+                        let mut with_key = props.clone();
+                        if let Some(p) = id_property {
+                            with_key.insert(p.to_string(), Value::String(raw.clone()));
+                        }
+                        st.create(t, &with_key, &[], now_ms).map(|id| (id, true))
+                    }
+                    (None, false) => {
+                        missing.push(raw.clone());
+                        continue;
+                    }
+                };
+                match outcome {
+                    Ok((id, is_new)) => {
+                        let mut v = render(st, t, id, &props.keys().cloned().collect::<Vec<_>>(), &[])?;
+                        if upsert {
+                            v["new"] = json!(is_new);
+                        }
+                        results.push(v);
+                    }
+                    Err(e) if e.status == StatusCode::NOT_FOUND => missing.push(raw),
+                    Err(e) => errors.push(item_error(&e, &i.to_string())),
+                }
+            }
+            if !missing.is_empty() {
+                errors.push(json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", singular(t).to_uppercase()), "context": {"ids": missing}}));
+            }
+            Ok(batch_body(ctx, results, errors, StatusCode::OK))
+        }
+        "archive" => {
+            for input in &inputs {
+                if let Some(id) = input_id(input).and_then(|s| s.parse().ok()) {
+                    st.archive(t, id, now_ms);
+                }
+            }
+            Ok((StatusCode::NO_CONTENT, Value::Null))
+        }
+        other => Err(ApiError::new(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", format!("Unknown batch operation {other}"))),
+    }
+}
+
+fn v4_batch_read(st: &HubState, ctx: &Ctx<'_>, from: &str, to: &str, req: &ApiRequest) -> Answer {
+    let inputs = inputs(req)?;
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for input in &inputs {
+        let raw = input_id(input).unwrap_or_default();
+        let ends = raw.parse::<u64>().ok().map(|id| v4_ends(st, from, st.resolve(from, id), to)).unwrap_or_default();
+        if ends.is_empty() {
+            errors.push(json!({"status": "error", "category": "OBJECT_NOT_FOUND", "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND", "message": format!("No {} is associated with {} {raw}.", singular(to), singular(from)), "context": {"fromObjectId": [raw]}}));
+        } else {
+            results.push(json!({"from": {"id": raw}, "to": ends}));
+        }
+    }
+    Ok(batch_body(ctx, results, errors, StatusCode::OK))
+}

@@ -1,0 +1,494 @@
+//! `POST /crm/v3/objects/{type}/search`: filter groups (AND inside a group,
+//! OR across groups) with the real operators, one sort, `limit` ≤ 200,
+//! stringified-offset `after`, and the 10,000-result cap.
+//!
+//! Pure: the caller passes the store, the property types and a visibility
+//! predicate (archived records and, under the search-lag fault, recently
+//! modified ones are invisible to search).
+
+use std::cmp::Ordering;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::errors::ApiError;
+use super::store::{modified_property, parse_time_ms, Object, ObjectStore};
+
+/// Most results one search can page through.
+pub const SEARCH_CAP: usize = 10_000;
+pub const MAX_LIMIT: usize = 200;
+pub const DEFAULT_LIMIT: usize = 10;
+/// Filter-count limits (Aug 2024 changelog).
+pub const MAX_GROUPS: usize = 5;
+pub const MAX_FILTERS_PER_GROUP: usize = 10;
+pub const MAX_FILTERS_TOTAL: usize = 25;
+
+/// How a property's values compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    Text,
+    Number,
+    DateTime,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchRequest {
+    #[serde(default)]
+    pub filter_groups: Vec<FilterGroup>,
+    #[serde(default)]
+    pub sorts: Vec<Value>,
+    #[serde(default)]
+    pub properties: Vec<String>,
+    pub query: Option<String>,
+    /// A number, or a string holding one (clients send both).
+    pub limit: Option<Value>,
+    pub after: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FilterGroup {
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    pub property_name: String,
+    pub operator: String,
+    pub value: Option<Value>,
+    pub values: Option<Vec<Value>>,
+    pub high_value: Option<Value>,
+}
+
+/// One page of matches.
+#[derive(Debug)]
+pub struct SearchPage<'a> {
+    pub total: usize,
+    pub results: Vec<&'a Object>,
+    /// The offset of the next page, absent on the last one.
+    pub next_after: Option<usize>,
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn bad_request() -> ApiError {
+    ApiError::validation("There was a problem with the request.")
+}
+
+/// Filter values on datetime properties: epoch milliseconds or RFC 3339.
+/// A bare date fails on the real API unless `dateTimeFormat` is given.
+fn filter_time_ms(v: &str) -> Result<i64, ApiError> {
+    if v.len() == 10 && v.as_bytes().get(4) == Some(&b'-') {
+        return Err(bad_request());
+    }
+    parse_time_ms(v).ok_or_else(bad_request)
+}
+
+/// A comparable form of a value of `kind`.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum Cmp {
+    Text(String),
+    Num(f64),
+}
+
+fn stored(kind: ValueKind, v: &str) -> Option<Cmp> {
+    match kind {
+        ValueKind::Text => Some(Cmp::Text(v.to_lowercase())),
+        ValueKind::Number => v.trim().parse::<f64>().ok().map(Cmp::Num),
+        ValueKind::DateTime => parse_time_ms(v).map(|ms| Cmp::Num(ms as f64)),
+    }
+}
+
+fn operand(kind: ValueKind, v: &str) -> Result<Cmp, ApiError> {
+    match kind {
+        ValueKind::Text => Ok(Cmp::Text(v.to_lowercase())),
+        ValueKind::Number => v.trim().parse::<f64>().map(Cmp::Num).map_err(|_| bad_request()),
+        ValueKind::DateTime => filter_time_ms(v).map(|ms| Cmp::Num(ms as f64)),
+    }
+}
+
+/// A filter with its operands parsed once.
+struct Compiled {
+    property: String,
+    kind: ValueKind,
+    op: Op,
+}
+
+enum Op {
+    Eq(Cmp),
+    Neq(Cmp),
+    Lt(Cmp),
+    Lte(Cmp),
+    Gt(Cmp),
+    Gte(Cmp),
+    Between(Cmp, Cmp),
+    In(Vec<Cmp>),
+    NotIn(Vec<Cmp>),
+    Has,
+    NotHas,
+    ContainsToken(String),
+    NotContainsToken(String),
+}
+
+fn compile(f: &Filter, kind_of: &dyn Fn(&str) -> ValueKind) -> Result<Compiled, ApiError> {
+    let kind = kind_of(&f.property_name);
+    let one = || -> Result<Cmp, ApiError> {
+        let v = f.value.as_ref().and_then(scalar).ok_or_else(bad_request)?;
+        operand(kind, &v)
+    };
+    let many = || -> Result<Vec<Cmp>, ApiError> {
+        let vs = f.values.as_ref().ok_or_else(bad_request)?;
+        vs.iter().map(|v| scalar(v).ok_or_else(bad_request).and_then(|s| operand(kind, &s))).collect()
+    };
+    let token = || -> Result<String, ApiError> {
+        let v = f.value.as_ref().and_then(scalar).ok_or_else(bad_request)?;
+        Ok(v.replace('*', "").to_lowercase())
+    };
+    let op = match f.operator.as_str() {
+        "EQ" => Op::Eq(one()?),
+        "NEQ" => Op::Neq(one()?),
+        "LT" => Op::Lt(one()?),
+        "LTE" => Op::Lte(one()?),
+        "GT" => Op::Gt(one()?),
+        "GTE" => Op::Gte(one()?),
+        "BETWEEN" => {
+            let high = f.high_value.as_ref().and_then(scalar).ok_or_else(bad_request)?;
+            Op::Between(one()?, operand(kind, &high)?)
+        }
+        "IN" => Op::In(many()?),
+        "NOT_IN" => Op::NotIn(many()?),
+        "HAS_PROPERTY" => Op::Has,
+        "NOT_HAS_PROPERTY" => Op::NotHas,
+        "CONTAINS_TOKEN" => Op::ContainsToken(token()?),
+        "NOT_CONTAINS_TOKEN" => Op::NotContainsToken(token()?),
+        other => {
+            return Err(ApiError::validation(format!(
+                "Invalid input JSON on line 1: Cannot deserialize value of type `FilterOperator` from String \"{other}\""
+            )))
+        }
+    };
+    Ok(Compiled { property: f.property_name.clone(), kind, op })
+}
+
+impl Compiled {
+    fn matches(&self, object_type: &str, o: &Object) -> bool {
+        let raw = o.property(object_type, &self.property).filter(|v| !v.is_empty());
+        let val = raw.as_deref().and_then(|v| stored(self.kind, v));
+        let cmp = |f: &dyn Fn(&Cmp) -> bool| val.as_ref().is_some_and(f);
+        match &self.op {
+            Op::Eq(x) => cmp(&|v| v == x),
+            Op::Neq(x) => !cmp(&|v| v == x),
+            Op::Lt(x) => cmp(&|v| v < x),
+            Op::Lte(x) => cmp(&|v| v <= x),
+            Op::Gt(x) => cmp(&|v| v > x),
+            Op::Gte(x) => cmp(&|v| v >= x),
+            Op::Between(lo, hi) => cmp(&|v| v >= lo && v <= hi),
+            Op::In(xs) => cmp(&|v| xs.contains(v)),
+            Op::NotIn(xs) => !cmp(&|v| xs.contains(v)),
+            Op::Has => raw.is_some(),
+            Op::NotHas => raw.is_none(),
+            Op::ContainsToken(t) => raw.is_some_and(|v| v.to_lowercase().contains(t.as_str())),
+            Op::NotContainsToken(t) => !raw.is_some_and(|v| v.to_lowercase().contains(t.as_str())),
+        }
+    }
+
+    /// The `[from, to)` window this filter puts on the modified property, if any.
+    fn window(&self, object_type: &str) -> Option<(Option<i64>, Option<i64>)> {
+        if self.property != modified_property(object_type) {
+            return None;
+        }
+        let ms = |c: &Cmp| match c {
+            Cmp::Num(n) => Some(*n as i64),
+            Cmp::Text(_) => None,
+        };
+        match &self.op {
+            Op::Gte(x) => Some((ms(x), None)),
+            Op::Gt(x) => Some((ms(x).map(|m| m + 1), None)),
+            Op::Lt(x) => Some((None, ms(x))),
+            Op::Lte(x) => Some((None, ms(x).map(|m| m + 1))),
+            Op::Between(lo, hi) => Some((ms(lo), ms(hi).map(|m| m + 1))),
+            Op::Eq(x) => Some((ms(x), ms(x).map(|m| m + 1))),
+            _ => None,
+        }
+    }
+}
+
+fn parse_usize(v: &Value) -> Option<usize> {
+    match v {
+        Value::Number(n) => n.as_u64().map(|n| n as usize),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The one honoured sort: `(property, descending)`. Accepts both the
+/// object form and the string form (`"createdate"` / `"-createdate"`).
+fn parse_sort(sorts: &[Value]) -> Result<Option<(String, bool)>, ApiError> {
+    let Some(first) = sorts.first() else { return Ok(None) };
+    match first {
+        Value::String(s) => Ok(Some(match s.strip_prefix('-') {
+            Some(name) => (name.to_string(), true),
+            None => (s.clone(), false),
+        })),
+        Value::Object(o) => {
+            let name = o.get("propertyName").and_then(Value::as_str).ok_or_else(bad_request)?;
+            let desc = match o.get("direction").and_then(Value::as_str).unwrap_or("ASCENDING") {
+                "ASCENDING" => false,
+                "DESCENDING" => true,
+                _ => return Err(bad_request()),
+            };
+            Ok(Some((name.to_string(), desc)))
+        }
+        _ => Err(bad_request()),
+    }
+}
+
+/// Properties a free-text `query` looks in.
+fn query_properties(object_type: &str) -> &'static [&'static str] {
+    match object_type {
+        "contacts" => &["email", "firstname", "lastname", "phone", "company"],
+        "tasks" => &["hs_task_subject", "hs_task_body"],
+        _ => &["hs_call_title", "hs_email_subject", "hs_meeting_title"],
+    }
+}
+
+/// Run a search. `visible` filters what the index can see (archived
+/// records never are; the search-lag fault hides recent writes).
+pub fn run<'a>(
+    store: &'a ObjectStore,
+    object_type: &str,
+    req: &SearchRequest,
+    kind_of: &dyn Fn(&str) -> ValueKind,
+    visible: &dyn Fn(&Object) -> bool,
+) -> Result<SearchPage<'a>, ApiError> {
+    let limit = match &req.limit {
+        None => DEFAULT_LIMIT,
+        Some(v) => parse_usize(v).ok_or_else(bad_request)?,
+    };
+    if limit > MAX_LIMIT {
+        return Err(ApiError::validation(format!("limit must be less than or equal to {MAX_LIMIT}, but was {limit}")));
+    }
+    let after = match &req.after {
+        None => 0,
+        Some(Value::String(s)) if s.is_empty() => 0,
+        Some(v) => parse_usize(v).ok_or_else(bad_request)?,
+    };
+    if after + limit > SEARCH_CAP {
+        return Err(ApiError::search_cap());
+    }
+    let total_filters: usize = req.filter_groups.iter().map(|g| g.filters.len()).sum();
+    if req.filter_groups.len() > MAX_GROUPS
+        || req.filter_groups.iter().any(|g| g.filters.len() > MAX_FILTERS_PER_GROUP)
+        || total_filters > MAX_FILTERS_TOTAL
+    {
+        return Err(ApiError::validation(format!(
+            "Too many filters: at most {MAX_GROUPS} filterGroups, {MAX_FILTERS_PER_GROUP} filters per group and {MAX_FILTERS_TOTAL} filters in total are allowed."
+        )));
+    }
+    let groups: Vec<Vec<Compiled>> = req
+        .filter_groups
+        .iter()
+        .map(|g| g.filters.iter().map(|f| compile(f, kind_of)).collect::<Result<Vec<_>, _>>())
+        .collect::<Result<_, _>>()?;
+    let sort = parse_sort(&req.sorts)?;
+    let query = req.query.as_ref().map(|q| q.trim().to_lowercase()).filter(|q| !q.is_empty());
+
+    // With a single group bounded on the modified property, walk only that
+    // window of the index.
+    let window = match groups.as_slice() {
+        [only] => only.iter().filter_map(|c| c.window(object_type)).fold(None, |acc: Option<(Option<i64>, Option<i64>)>, (lo, hi)| {
+            let (alo, ahi) = acc.unwrap_or((None, None));
+            Some((max_opt(alo, lo), min_opt(ahi, hi)))
+        }),
+        _ => None,
+    };
+    let candidates: Box<dyn Iterator<Item = &'a Object>> = match window {
+        Some((lo, hi)) => Box::new(store.modified_between(lo, hi)),
+        None => Box::new(store.iter()),
+    };
+    let mut matched: Vec<&Object> = candidates
+        .filter(|o| !o.is_archived() && visible(o))
+        .filter(|o| groups.is_empty() || groups.iter().any(|g| g.iter().all(|c| c.matches(object_type, o))))
+        .filter(|o| match &query {
+            None => true,
+            Some(q) => query_properties(object_type)
+                .iter()
+                .any(|p| o.properties.get(*p).is_some_and(|v| v.to_lowercase().contains(q.as_str()))),
+        })
+        .collect();
+
+    match &sort {
+        Some((name, desc)) => {
+            let kind = kind_of(name);
+            matched.sort_by(|a, b| {
+                let va = a.property(object_type, name).and_then(|v| stored(kind, &v));
+                let vb = b.property(object_type, name).and_then(|v| stored(kind, &v));
+                let ord = match (va, vb) {
+                    (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (None, None) => Ordering::Equal,
+                };
+                let ord = if *desc { ord.reverse() } else { ord };
+                ord.then(a.id.cmp(&b.id))
+            });
+        }
+        None => matched.sort_by_key(|o| o.id),
+    }
+
+    let total = matched.len();
+    let results: Vec<&Object> = matched.into_iter().skip(after).take(limit).collect();
+    let end = after + results.len();
+    let next_after = (end < total).then_some(end);
+    Ok(SearchPage { total, results, next_after })
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) | (None, x) => x,
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) | (None, x) => x,
+    }
+}
+
+/// The response body for a page.
+pub fn render_page(page: &SearchPage<'_>, object_type: &str, properties: &[String], base_url: &str) -> Value {
+    let results: Vec<Value> = page.results.iter().map(|o| o.render(object_type, properties)).collect();
+    let mut body = json!({ "total": page.total, "results": results });
+    if let Some(next) = page.next_after {
+        body["paging"] = json!({ "next": { "after": next.to_string(), "link": format!("{base_url}/crm/v3/objects/{object_type}/search?after={next}") } });
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn store() -> ObjectStore {
+        let mut s = ObjectStore::default();
+        for id in 1..=30u64 {
+            let mut properties = BTreeMap::new();
+            properties.insert("email".to_string(), format!("p{id}@example.com"));
+            if id % 2 == 0 {
+                properties.insert("hs_lead_status".to_string(), "NEW".to_string());
+            }
+            s.put(Object {
+                id,
+                properties,
+                created_at_ms: 0,
+                // Equal timestamps in pairs, like a bulk update.
+                updated_at_ms: 1_000 * (id as i64 / 2),
+                archived_at_ms: (id == 30).then_some(5),
+                merged_into: None,
+            });
+        }
+        s
+    }
+
+    fn kinds(name: &str) -> ValueKind {
+        match name {
+            "lastmodifieddate" | "createdate" => ValueKind::DateTime,
+            "hs_object_id" => ValueKind::Number,
+            _ => ValueKind::Text,
+        }
+    }
+
+    fn req(v: Value) -> SearchRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn ids(p: &SearchPage<'_>) -> Vec<u64> {
+        p.results.iter().map(|o| o.id).collect()
+    }
+
+    #[test]
+    fn window_plus_id_cursor_pages_in_id_order_and_skips_archived() {
+        let s = store();
+        let r = req(json!({
+            "filterGroups": [{"filters": [
+                {"propertyName": "lastmodifieddate", "operator": "GTE", "value": "5000"},
+                {"propertyName": "lastmodifieddate", "operator": "LT", "value": "15000"},
+                {"propertyName": "hs_object_id", "operator": "GT", "value": "11"}
+            ]}],
+            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+            "limit": 3
+        }));
+        let p = run(&s, "contacts", &r, &kinds, &|_| true).unwrap();
+        assert_eq!(p.total, 18);
+        assert_eq!(ids(&p), vec![12, 13, 14]);
+        assert_eq!(p.next_after, Some(3));
+        let last = req(json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "BETWEEN", "value": "14000", "highValue": "15000"}]}], "after": "1"}));
+        let p = run(&s, "contacts", &last, &kinds, &|_| true).unwrap();
+        // ids 28, 29 (14000) and 30 (archived, 15000): total 2, one left after offset 1.
+        assert_eq!(p.total, 2);
+        assert_eq!(ids(&p), vec![29]);
+        assert_eq!(p.next_after, None);
+    }
+
+    #[test]
+    fn groups_are_ored_and_operators_behave() {
+        let s = store();
+        let r = req(json!({"filterGroups": [
+            {"filters": [{"propertyName": "email", "operator": "EQ", "value": "P3@example.com"}]},
+            {"filters": [{"propertyName": "hs_object_id", "operator": "IN", "values": ["5", 7]}]},
+            {"filters": [{"propertyName": "hs_lead_status", "operator": "HAS_PROPERTY"}, {"propertyName": "hs_object_id", "operator": "LTE", "value": "4"}]}
+        ], "sorts": ["-hs_object_id"]}));
+        let p = run(&s, "contacts", &r, &kinds, &|_| true).unwrap();
+        assert_eq!(ids(&p), vec![7, 5, 4, 3, 2]);
+        let r = req(json!({"filterGroups": [{"filters": [{"propertyName": "hs_lead_status", "operator": "NOT_HAS_PROPERTY"}, {"propertyName": "email", "operator": "CONTAINS_TOKEN", "value": "p1*"}]}], "limit": 200}));
+        let p = run(&s, "contacts", &r, &kinds, &|_| true).unwrap();
+        assert_eq!(ids(&p), vec![1, 11, 13, 15, 17, 19]);
+    }
+
+    #[test]
+    fn caps_and_bad_input_answer_400() {
+        let s = store();
+        let e = run(&s, "contacts", &req(json!({"after": "10000", "limit": 10})), &kinds, &|_| true).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        assert_eq!(e.body["category"], "VALIDATION_ERROR");
+        assert!(run(&s, "contacts", &req(json!({"after": "9800", "limit": 200})), &kinds, &|_| true).is_ok());
+        assert!(run(&s, "contacts", &req(json!({"limit": 201})), &kinds, &|_| true).is_err());
+        let bare_date = req(json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "2020-11-15"}]}]}));
+        assert!(run(&s, "contacts", &bare_date, &kinds, &|_| true).is_err());
+        let bad_op = req(json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE", "value": "x"}]}]}));
+        assert!(run(&s, "contacts", &bad_op, &kinds, &|_| true).is_err());
+    }
+
+    #[test]
+    fn visibility_predicate_hides_lagging_records() {
+        let s = store();
+        let p = run(&s, "contacts", &req(json!({"limit": 100})), &kinds, &|o| o.updated_at_ms < 10_000).unwrap();
+        assert_eq!(p.total, 19);
+        assert!(ids(&p).iter().all(|id| *id < 20));
+    }
+
+    #[test]
+    fn last_page_has_no_paging() {
+        let s = store();
+        let p = run(&s, "contacts", &req(json!({"limit": 29})), &kinds, &|_| true).unwrap();
+        let body = render_page(&p, "contacts", &["email".to_string()], "http://x");
+        assert_eq!(body["total"], 29);
+        assert!(body.get("paging").is_none());
+        let p = run(&s, "contacts", &req(json!({"limit": 2})), &kinds, &|_| true).unwrap();
+        let body = render_page(&p, "contacts", &[], "http://x");
+        assert_eq!(body["paging"]["next"]["after"], "2");
+    }
+}

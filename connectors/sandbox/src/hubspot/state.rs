@@ -1,0 +1,558 @@
+//! The portal's state: records, associations, property definitions, owners,
+//! tokens and rate-limit counters, plus the lazy materialisation of the
+//! synthetic org's timeline into HubSpot records.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use handoff_model::ActivityKind;
+use serde_json::{json, Map, Value};
+
+use super::errors::ApiError;
+use super::limits::{LimitConfig, RateLimiter};
+use super::oauth::Tokens;
+use super::properties::{self, PropertyDef};
+use super::search::ValueKind;
+use super::store::{
+    association_type_ids, iso_ms, parse_time_ms, Associations, Object, ObjectStore, OBJECT_TYPES,
+};
+use crate::org::{EventKind, LeadStatus, OwnerRef, SyntheticOrg};
+
+/// Owner ids: people and queues live in separate ranges so a glance at an
+/// id tells which it is.
+pub const USER_OWNER_ID_BASE: u64 = 70_000_000;
+pub const QUEUE_OWNER_ID_BASE: u64 = 80_000_000;
+const USER_ID_BASE: u64 = 9_000_000;
+const TEAM_ID_BASE: u64 = 5_000;
+/// First record id handed out.
+const FIRST_OBJECT_ID: u64 = 1_001;
+pub const PORTAL_ID: u64 = 44_237_313;
+pub const APP_ID: u64 = 3_120_001;
+
+/// The `Connected` call outcome GUID.
+const CALL_CONNECTED: &str = "f240bbac-87c9-4f6e-bf70-924b57d47db7";
+
+pub fn owner_id(owner: OwnerRef) -> u64 {
+    match owner {
+        OwnerRef::User(i) => USER_OWNER_ID_BASE + i as u64,
+        OwnerRef::Queue(i) => QUEUE_OWNER_ID_BASE + i as u64,
+    }
+}
+
+/// An inline association in a create body, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAssociation {
+    pub to_type: String,
+    pub to_id: u64,
+}
+
+/// How a write failed for one record of a batch (or a single write).
+pub type WriteResult = Result<u64, ApiError>;
+
+pub struct HubState {
+    pub stores: BTreeMap<String, ObjectStore>,
+    pub associations: Associations,
+    pub properties: BTreeMap<String, BTreeMap<String, PropertyDef>>,
+    pub tokens: Tokens,
+    pub limits: RateLimiter,
+    next_id: u64,
+    /// How many org events have been applied.
+    applied_events: usize,
+    /// Lead index → contact id.
+    pub lead_contacts: BTreeMap<usize, u64>,
+}
+
+impl HubState {
+    pub fn new() -> Self {
+        let mut stores = BTreeMap::new();
+        for t in OBJECT_TYPES {
+            stores.insert(t.to_string(), ObjectStore::default());
+        }
+        HubState {
+            stores,
+            associations: Associations::default(),
+            properties: properties::defaults(),
+            tokens: Tokens::new(PORTAL_ID),
+            limits: RateLimiter::new(LimitConfig::default()),
+            next_id: FIRST_OBJECT_ID,
+            applied_events: 0,
+            lead_contacts: BTreeMap::new(),
+        }
+    }
+
+    pub fn store(&self, object_type: &str) -> Result<&ObjectStore, ApiError> {
+        self.stores.get(object_type).ok_or_else(|| ApiError::unknown_object_type(object_type))
+    }
+
+    pub fn kind_of(&self, object_type: &str, property: &str) -> ValueKind {
+        self.properties
+            .get(object_type)
+            .and_then(|p| p.get(property))
+            .map(PropertyDef::value_kind)
+            .unwrap_or(ValueKind::Text)
+    }
+
+    fn allocate_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Apply every org event at or before `now` not applied yet.
+    pub fn materialise(&mut self, org: &SyntheticOrg, now: DateTime<Utc>) {
+        while let Some(event) = org.events.get(self.applied_events) {
+            if event.at > now {
+                break;
+            }
+            self.applied_events += 1;
+            let at_ms = event.at.timestamp_millis();
+            self.apply_event(org, &event.kind, at_ms);
+        }
+    }
+
+    fn apply_event(&mut self, org: &SyntheticOrg, kind: &EventKind, at_ms: i64) {
+        match kind {
+            EventKind::LeadCreated { lead, owner } => {
+                let Some(l) = org.leads.get(*lead) else { return };
+                let mut p = BTreeMap::new();
+                let mut set = |k: &str, v: Option<String>| {
+                    if let Some(v) = v {
+                        p.insert(k.to_string(), v);
+                    }
+                };
+                set("firstname", Some(l.first_name.clone()));
+                set("lastname", l.last_name.clone());
+                set("email", Some(l.email.clone()));
+                set("company", l.company.clone());
+                set("jobtitle", l.title.clone());
+                set("numemployees", l.employees.map(|n| n.to_string()));
+                set("industry", l.industry.clone());
+                set("country", l.country.clone());
+                set("phone", l.phone.clone());
+                set("hs_analytics_source", Some(analytics_source(&l.source).to_string()));
+                set("intent_action", Some(l.intent_action.clone()));
+                set("hubspotscore", Some(l.score.to_string()));
+                set("hs_lead_status", Some("NEW".to_string()));
+                set("lifecyclestage", Some("marketingqualifiedlead".to_string()));
+                set("hubspot_owner_id", Some(owner_id(*owner).to_string()));
+                let id = self.insert("contacts", p, at_ms, at_ms);
+                self.lead_contacts.insert(*lead, id);
+            }
+            EventKind::Assigned { lead, owner } => {
+                self.patch_lead(*lead, at_ms, &[("hubspot_owner_id", Some(owner_id(*owner).to_string()))]);
+            }
+            EventKind::Touch { lead, by, kind } => {
+                let Some(&contact) = self.lead_contacts.get(lead) else { return };
+                let owner = owner_id(OwnerRef::User(*by)).to_string();
+                let ts = iso_ms(at_ms);
+                let (object_type, props): (&str, Vec<(&str, String)>) = match kind {
+                    ActivityKind::Call => ("calls", vec![
+                        ("hs_call_title", "Call".to_string()),
+                        ("hs_call_direction", "OUTBOUND".to_string()),
+                        ("hs_call_status", "COMPLETED".to_string()),
+                        ("hs_call_disposition", CALL_CONNECTED.to_string()),
+                    ]),
+                    ActivityKind::Email => ("emails", vec![
+                        ("hs_email_subject", "Following up".to_string()),
+                        ("hs_email_direction", "EMAIL".to_string()),
+                        ("hs_email_status", "SENT".to_string()),
+                    ]),
+                    ActivityKind::Meeting => ("meetings", vec![
+                        ("hs_meeting_title", "Intro meeting".to_string()),
+                        ("hs_meeting_outcome", "COMPLETED".to_string()),
+                        ("hs_meeting_start_time", ts.clone()),
+                        ("hs_meeting_end_time", iso_ms(at_ms + 30 * 60_000)),
+                    ]),
+                    ActivityKind::Task => ("tasks", vec![
+                        ("hs_task_subject", "Follow up".to_string()),
+                        ("hs_task_status", "COMPLETED".to_string()),
+                        ("hs_task_type", "TODO".to_string()),
+                        ("hs_task_completion_date", ts.clone()),
+                    ]),
+                };
+                let mut p: BTreeMap<String, String> = props.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                p.insert("hs_timestamp".to_string(), ts.clone());
+                p.insert("hubspot_owner_id".to_string(), owner);
+                let id = self.insert(object_type, p, at_ms, at_ms);
+                self.associations.link(object_type, id, "contacts", contact);
+                self.patch_lead(*lead, at_ms, &[("hs_last_sales_activity_timestamp", Some(ts))]);
+            }
+            EventKind::StatusChanged { lead, status } => {
+                let (lead_status, stage, reason): (&str, Option<&str>, Option<String>) = match status {
+                    LeadStatus::New => ("NEW", None, None),
+                    LeadStatus::Working => ("IN_PROGRESS", None, None),
+                    LeadStatus::Accepted => ("CONNECTED", Some("salesqualifiedlead"), None),
+                    LeadStatus::Rejected { reason } => ("UNQUALIFIED", None, reason.clone()),
+                    LeadStatus::ClosedUnresponsive { reason } => ("BAD_TIMING", None, reason.clone()),
+                    LeadStatus::Converted => ("OPEN_DEAL", Some("opportunity"), None),
+                };
+                let mut changes = vec![("hs_lead_status", Some(lead_status.to_string()))];
+                if let Some(stage) = stage {
+                    changes.push(("lifecyclestage", Some(stage.to_string())));
+                }
+                if let Some(reason) = reason {
+                    changes.push(("disqualification_reason", Some(reason)));
+                }
+                self.patch_lead(*lead, at_ms, &changes);
+            }
+            EventKind::Deleted { lead } => {
+                if let Some(&id) = self.lead_contacts.get(lead) {
+                    self.archive("contacts", id, at_ms);
+                }
+            }
+            EventKind::Merged { lead, into } => {
+                if let (Some(&loser), Some(&survivor)) = (self.lead_contacts.get(lead), self.lead_contacts.get(into)) {
+                    // A timeline merge of already-gone contacts is simply skipped.
+                    let _ = self.merge_contacts(survivor, loser, at_ms);
+                }
+            }
+        }
+    }
+
+    fn patch_lead(&mut self, lead: usize, at_ms: i64, changes: &[(&str, Option<String>)]) {
+        let Some(&id) = self.lead_contacts.get(&lead) else { return };
+        let Some(store) = self.stores.get_mut("contacts") else { return };
+        let Some(mut obj) = store.get(id).cloned() else { return };
+        if obj.is_archived() || obj.merged_into.is_some() {
+            return;
+        }
+        for (k, v) in changes {
+            match v {
+                Some(v) => obj.properties.insert(k.to_string(), v.clone()),
+                None => obj.properties.remove(*k),
+            };
+        }
+        obj.updated_at_ms = obj.updated_at_ms.max(at_ms);
+        store.put(obj);
+    }
+
+    /// Insert a new record without validation (org timeline and admin).
+    pub fn insert(&mut self, object_type: &str, properties: BTreeMap<String, String>, created_at_ms: i64, updated_at_ms: i64) -> u64 {
+        let id = self.allocate_id();
+        if let Some(store) = self.stores.get_mut(object_type) {
+            store.put(Object { id, properties, created_at_ms, updated_at_ms, archived_at_ms: None, merged_into: None });
+        }
+        id
+    }
+
+    /// Follow merges: the id a merged-away contact now answers with.
+    pub fn resolve(&self, object_type: &str, id: u64) -> u64 {
+        let mut id = id;
+        for _ in 0..16 {
+            match self.stores.get(object_type).and_then(|s| s.get(id)).and_then(|o| o.merged_into) {
+                Some(next) => id = next,
+                None => break,
+            }
+        }
+        id
+    }
+
+    /// Turn a properties map from a request into stored strings, refusing
+    /// unknown and read-only properties. Datetimes are normalised to ISO
+    /// millis; numbers and booleans become their string form; `null` and
+    /// `""` clear the property (`None`).
+    pub fn validate_properties(&self, object_type: &str, props: &Map<String, Value>) -> Result<BTreeMap<String, Option<String>>, ApiError> {
+        let defs = self.properties.get(object_type).ok_or_else(|| ApiError::unknown_object_type(object_type))?;
+        let unknown: Vec<String> = props.keys().filter(|k| !defs.contains_key(*k)).cloned().collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::unknown_properties(&unknown));
+        }
+        let mut out = BTreeMap::new();
+        for (k, v) in props {
+            let def = &defs[k];
+            if def.read_only_value && k != "hs_task_completion_date" {
+                return Err(ApiError::validation(format!(
+                    "Property values were not valid: [{{\"isValid\":false,\"message\":\"\\\"{k}\\\" is a read only property; its value cannot be set.\",\"error\":\"READ_ONLY_VALUE\",\"name\":\"{k}\"}}]"
+                )));
+            }
+            let s = match v {
+                Value::Null => None,
+                Value::String(s) if s.is_empty() => None,
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => return Err(ApiError::validation(format!("Property {k} must be a string, number or boolean"))),
+            };
+            let s = match (s, def.value_kind()) {
+                (Some(s), ValueKind::DateTime) => match parse_time_ms(&s) {
+                    Some(ms) => Some(iso_ms(ms)),
+                    None => {
+                        return Err(ApiError::validation(format!(
+                            "Property values were not valid: [{{\"isValid\":false,\"message\":\"{s} was not a valid long.\",\"error\":\"INVALID_LONG\",\"name\":\"{k}\"}}]"
+                        )))
+                    }
+                },
+                (Some(s), ValueKind::Number) if s.parse::<f64>().is_err() => {
+                    return Err(ApiError::validation(format!(
+                        "Property values were not valid: [{{\"isValid\":false,\"message\":\"{s} was not a valid number.\",\"error\":\"INVALID_FLOAT\",\"name\":\"{k}\"}}]"
+                    )))
+                }
+                (s, _) => s,
+            };
+            out.insert(k.clone(), s);
+        }
+        Ok(out)
+    }
+
+    /// Another live record of `object_type` already holding a unique value
+    /// among `values` (email for contacts, `hasUniqueValue` properties).
+    pub fn unique_conflict(&self, object_type: &str, values: &BTreeMap<String, Option<String>>, except: Option<u64>) -> Option<(String, u64)> {
+        let defs = self.properties.get(object_type)?;
+        let store = self.stores.get(object_type)?;
+        for (k, v) in values {
+            let Some(v) = v else { continue };
+            let unique = defs.get(k).is_some_and(|d| d.has_unique_value) || (object_type == "contacts" && k == "email");
+            if !unique {
+                continue;
+            }
+            let found = if object_type == "contacts" && k == "email" {
+                store.iter().find(|o| {
+                    !o.is_archived() && o.merged_into.is_none() && o.properties.get(k).is_some_and(|x| x.eq_ignore_ascii_case(v))
+                })
+            } else {
+                store.find_by_property(k, v).filter(|o| o.merged_into.is_none())
+            };
+            if let Some(o) = found.filter(|o| Some(o.id) != except) {
+                return Some((k.clone(), o.id));
+            }
+        }
+        None
+    }
+
+    /// The 409 for a unique-value clash, as HubSpot words it for contacts.
+    pub fn conflict_error(object_type: &str, property: &str, existing_id: u64) -> ApiError {
+        let message = if object_type == "contacts" && property == "email" {
+            format!("Contact already exists. Existing ID: {existing_id}")
+        } else {
+            format!("A {} with the unique value for property {property} already exists. Existing ID: {existing_id}", singular(object_type))
+        };
+        ApiError::conflict(message).with_context(json!({"existingId": [existing_id.to_string()], "propertyName": [property]}))
+    }
+
+    /// Validate and create one record (API write). Associations must point
+    /// at live records with the documented HUBSPOT_DEFINED type id.
+    pub fn create(&mut self, object_type: &str, props: &Map<String, Value>, associations: &[Value], now_ms: i64) -> WriteResult {
+        let values = self.validate_properties(object_type, props)?;
+        if object_type != "contacts" && !values.get("hs_timestamp").is_some_and(|v| v.is_some()) {
+            return Err(ApiError::validation(format!("Error creating {}. Some required properties were not set.", singular(object_type).to_uppercase()))
+                .with_context(json!({"properties": ["hs_timestamp"]})));
+        }
+        if object_type == "contacts" && !["email", "firstname", "lastname"].iter().any(|k| values.get(*k).is_some_and(|v| v.is_some())) {
+            return Err(ApiError::validation("Error creating CONTACT. Some required properties were not set.").with_context(json!({"properties": ["email", "firstname", "lastname"]})));
+        }
+        let links = self.parse_associations(object_type, associations)?;
+        if let Some((property, existing)) = self.unique_conflict(object_type, &values, None) {
+            return Err(Self::conflict_error(object_type, &property, existing));
+        }
+        let stored: BTreeMap<String, String> = values.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+        let id = self.insert(object_type, stored, now_ms, now_ms);
+        for l in links {
+            self.associations.link(object_type, id, &l.to_type, l.to_id);
+        }
+        Ok(id)
+    }
+
+    fn parse_associations(&self, object_type: &str, associations: &[Value]) -> Result<Vec<NewAssociation>, ApiError> {
+        let mut out = Vec::new();
+        for a in associations {
+            let to_id = a
+                .pointer("/to/id")
+                .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+                .ok_or_else(|| ApiError::validation("Invalid input JSON: associations[].to.id is required"))?;
+            let types = a.get("types").and_then(Value::as_array).cloned().unwrap_or_default();
+            if types.is_empty() {
+                return Err(ApiError::validation("Invalid input JSON: associations[].types must not be empty"));
+            }
+            for t in types {
+                let category = t.get("associationCategory").and_then(Value::as_str).unwrap_or("");
+                let type_id = t.get("associationTypeId").and_then(Value::as_u64).unwrap_or(0);
+                let target = OBJECT_TYPES
+                    .iter()
+                    .find(|to| association_type_ids(object_type, to).is_some_and(|(fwd, _)| u64::from(fwd) == type_id));
+                let (Some(to_type), "HUBSPOT_DEFINED") = (target, category) else {
+                    return Err(ApiError::validation(format!(
+                        "{category} {type_id} is not a valid association type between {object_type} and any object"
+                    )));
+                };
+                let live = self
+                    .stores
+                    .get(*to_type)
+                    .and_then(|s| s.get(to_id))
+                    .is_some_and(|o| !o.is_archived() && o.merged_into.is_none());
+                if !live {
+                    return Err(ApiError::validation(format!("No {} with ID {to_id} exists", singular(to_type))).with_context(json!({"ids": [to_id.to_string()]})));
+                }
+                out.push(NewAssociation { to_type: to_type.to_string(), to_id });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Validate and update one live record.
+    pub fn update(&mut self, object_type: &str, id: u64, props: &Map<String, Value>, now_ms: i64) -> WriteResult {
+        let values = self.validate_properties(object_type, props)?;
+        let id = self.resolve(object_type, id);
+        let live = self.store(object_type)?.get(id).filter(|o| !o.is_archived()).cloned();
+        let Some(mut obj) = live else {
+            return Err(ApiError::not_found(format!("Object not found.  objectId are usually numeric. {id}")));
+        };
+        if let Some((property, existing)) = self.unique_conflict(object_type, &values, Some(id)) {
+            return Err(Self::conflict_error(object_type, &property, existing));
+        }
+        for (k, v) in values {
+            match v {
+                Some(v) => obj.properties.insert(k, v),
+                None => obj.properties.remove(&k),
+            };
+        }
+        obj.updated_at_ms = now_ms.max(obj.updated_at_ms);
+        if let Some(s) = self.stores.get_mut(object_type) {
+            s.put(obj);
+        }
+        Ok(id)
+    }
+
+    /// Archive (soft delete). Archiving does not move `updatedAt`, as on
+    /// the real service. Returns false when there was nothing live to archive.
+    pub fn archive(&mut self, object_type: &str, id: u64, at_ms: i64) -> bool {
+        let Some(store) = self.stores.get_mut(object_type) else { return false };
+        let Some(mut obj) = store.get(id).cloned() else { return false };
+        if obj.is_archived() {
+            return false;
+        }
+        obj.archived_at_ms = Some(at_ms);
+        store.put(obj);
+        true
+    }
+
+    /// Merge contact `loser` into `survivor`: the survivor keeps its values
+    /// (filling blanks from the loser), records the loser in
+    /// `hs_merged_object_ids`, takes over its associations; the loser's id
+    /// answers with the survivor from then on.
+    pub fn merge_contacts(&mut self, survivor: u64, loser: u64, at_ms: i64) -> Result<u64, ApiError> {
+        let survivor = self.resolve("contacts", survivor);
+        let loser = self.resolve("contacts", loser);
+        if survivor == loser {
+            return Err(ApiError::validation("Cannot merge a contact into itself"));
+        }
+        let store = self.store("contacts")?;
+        let (Some(s), Some(l)) = (store.get(survivor).cloned(), store.get(loser).cloned()) else {
+            return Err(ApiError::not_found("Object not found.  objectId are usually numeric."));
+        };
+        if s.is_archived() || l.is_archived() {
+            return Err(ApiError::not_found("Object not found.  objectId are usually numeric."));
+        }
+        let mut s = s;
+        for (k, v) in &l.properties {
+            if k != "email" && k != "hs_merged_object_ids" {
+                s.properties.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        let mut merged: BTreeSet<String> = s
+            .properties
+            .get("hs_merged_object_ids")
+            .map(|v| v.split(';').filter(|x| !x.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        merged.insert(loser.to_string());
+        if let Some(ids) = l.properties.get("hs_merged_object_ids") {
+            merged.extend(ids.split(';').filter(|x| !x.is_empty()).map(str::to_string));
+        }
+        s.properties.insert("hs_merged_object_ids".into(), merged.into_iter().collect::<Vec<_>>().join(";"));
+        s.updated_at_ms = s.updated_at_ms.max(at_ms);
+        let mut l = l;
+        l.merged_into = Some(survivor);
+        l.updated_at_ms = l.updated_at_ms.max(at_ms);
+        if let Some(store) = self.stores.get_mut("contacts") {
+            store.put(s);
+            store.put(l);
+        }
+        self.associations.remap("contacts", loser, survivor);
+        for (_, id) in self.lead_contacts.iter_mut() {
+            if *id == loser {
+                *id = survivor;
+            }
+        }
+        Ok(survivor)
+    }
+
+    /// The `associations` block of a record for the requested target types.
+    pub fn render_associations(&self, object_type: &str, id: u64, to_types: &[String]) -> Option<Value> {
+        let mut block = Map::new();
+        for to in to_types {
+            let ends = self.associations.of(object_type, id, to);
+            if ends.is_empty() {
+                continue;
+            }
+            let label = format!("{}_to_{}", singular(object_type), singular(to));
+            let results: Vec<Value> = ends.iter().map(|e| json!({"id": e.to_id.to_string(), "type": label})).collect();
+            block.insert(to.clone(), json!({ "results": results }));
+        }
+        (!block.is_empty()).then_some(Value::Object(block))
+    }
+}
+
+impl Default for HubState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `contacts` → `contact`.
+pub fn singular(object_type: &str) -> &str {
+    object_type.strip_suffix('s').unwrap_or(object_type)
+}
+
+/// HubSpot's original-source enumeration for the generator's lead sources.
+fn analytics_source(source: &str) -> &'static str {
+    match source {
+        "Web" => "ORGANIC_SEARCH",
+        "Demo Request" => "DIRECT_TRAFFIC",
+        "Content Download" => "PAID_SEARCH",
+        "Event" => "OFFLINE",
+        "Outbound" => "OTHER_CAMPAIGNS",
+        "Email" => "EMAIL_MARKETING",
+        "Social" => "SOCIAL_MEDIA",
+        "Referral" => "REFERRALS",
+        _ => "OTHER_CAMPAIGNS",
+    }
+}
+
+/// The owners of the org as `PublicOwner` JSON: users as PERSON with their
+/// team (primary), queues as QUEUE. No manager: HubSpot has none.
+pub fn owners(org: &SyntheticOrg) -> Vec<Value> {
+    let teams: Vec<String> = org.users.iter().map(|u| u.team.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let created = iso_ms(org.config.start_at.timestamp_millis());
+    let mut out: Vec<Value> = org
+        .users
+        .iter()
+        .map(|u| {
+            let team_idx = teams.iter().position(|t| *t == u.team).unwrap_or(0);
+            json!({
+                "id": owner_id(OwnerRef::User(u.index)).to_string(),
+                "email": u.email,
+                "type": "PERSON",
+                "firstName": u.first_name,
+                "lastName": u.last_name,
+                "userId": USER_ID_BASE + u.index as u64,
+                "userIdIncludingInactive": USER_ID_BASE + u.index as u64,
+                "createdAt": created,
+                "updatedAt": created,
+                "archived": false,
+                "teams": [{"id": (TEAM_ID_BASE + team_idx as u64).to_string(), "name": u.team, "primary": true}],
+            })
+        })
+        .collect();
+    out.extend(org.queues.iter().map(|q| {
+        json!({
+            "id": owner_id(OwnerRef::Queue(q.index)).to_string(),
+            "type": "QUEUE",
+            "firstName": q.name,
+            "lastName": "",
+            "createdAt": created,
+            "updatedAt": created,
+            "archived": false,
+            "teams": [],
+        })
+    }));
+    out
+}
