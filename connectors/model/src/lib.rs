@@ -18,6 +18,7 @@ pub mod action;
 pub mod calendar;
 pub mod connector;
 pub mod record;
+pub mod retry;
 pub mod secret;
 
 pub use action::{Action, ActionKey, ActionKind, TaskPriority, TaskPurpose};
@@ -27,6 +28,7 @@ pub use connector::{
     WriteError, WriteOutcome,
 };
 pub use record::{Activity, ActivityKind, Assignment, CrmKind, Direction, Lead, Owner, OwnerKind, StatusChange};
+pub use retry::{RetryDecision, RetryPolicy};
 pub use secret::Secret;
 
 /// Every instant handoff handles is a UTC timestamp; zones are applied only
