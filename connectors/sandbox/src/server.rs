@@ -275,6 +275,13 @@ pub async fn run_until_signal(opts: SandboxOptions) -> Result<(), SandboxError> 
     Ok(())
 }
 
+/// [`run_until_signal`] on a runtime of its own, for synchronous callers
+/// such as the `handoff sandbox` subcommand.
+pub fn run_blocking(opts: SandboxOptions) -> Result<(), SandboxError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(SandboxError::Serve)?;
+    runtime.block_on(run_until_signal(opts))
+}
+
 #[cfg(unix)]
 async fn wait_for_signal() -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
