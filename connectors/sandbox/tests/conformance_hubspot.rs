@@ -1,0 +1,143 @@
+//! Conformance: HubSpot's official Python SDK (`hubspot-api-client`
+//! 12.0.0) drives the sandbox, and what it parsed into its typed models must
+//! equal what the sandbox holds (admin dump) and the org's ground truth.
+//!
+//! Needs `<repo>/.venv-conformance` (run `scripts/setup-conformance`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use chrono::DateTime;
+use handoff_model::CrmKind;
+use handoff_sandbox::org::OrgConfig;
+use handoff_sandbox::server::{start, ClockMode, SandboxOptions};
+use serde_json::{json, Value};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn python() -> PathBuf {
+    let py = repo_root().join(".venv-conformance/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/setup-conformance from the repository root to install hubspot-api-client 12.0.0",
+        py.display()
+    );
+    py
+}
+
+fn ms(t: &str) -> i64 {
+    DateTime::parse_from_rfc3339(t).expect("RFC 3339 time").timestamp_millis()
+}
+
+async fn admin_get(base: &str, path: &str) -> Value {
+    reqwest::get(format!("{base}/__sandbox{path}")).await.expect("admin call").json().await.expect("admin json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_reads_and_writes_what_the_sandbox_holds() {
+    let py = python();
+    let mut opts = SandboxOptions::new(CrmKind::Hubspot);
+    opts.clock = ClockMode::Frozen;
+    opts.org = OrgConfig { leads: 40, days: 5, ..OrgConfig::default() };
+    let sb = start(opts).await.expect("sandbox starts");
+    let base = sb.base_url.clone();
+
+    // Choose a window holding some but not all contacts.
+    let dump = admin_get(&base, "/hubspot/objects/contacts").await;
+    let live: Vec<Value> = dump["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["archived"] == false && r.get("mergedInto").is_none())
+        .cloned()
+        .collect();
+    let mut times: Vec<i64> = live.iter().map(|r| ms(r["updatedAt"].as_str().expect("updatedAt"))).collect();
+    times.sort();
+    let (lo, hi) = (times[times.len() / 5], times[4 * times.len() / 5]);
+    let in_window: Vec<&Value> = live.iter().filter(|r| (lo..hi).contains(&ms(r["updatedAt"].as_str().unwrap_or("")))).collect();
+    let mut expected_ids: Vec<u64> = in_window.iter().map(|r| r["id"].as_str().unwrap_or("0").parse().unwrap_or(0)).collect();
+    expected_ids.sort();
+    // At most 4 pages, so the 5-per-second search bucket is reached by the script's own probe.
+    let page_limit = expected_ids.len().div_ceil(3).max(1);
+    let contact_id = live[0]["id"].as_str().expect("id").to_string();
+
+    let cfg = json!({"host": base, "token": sb.credentials["access_token"], "window_lo_ms": lo, "window_hi_ms": hi, "contact_id": contact_id, "page_limit": page_limit});
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/hubspot_client_check.py");
+    let output = tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(cfg.to_string()).output())
+        .await
+        .expect("join")
+        .expect("python runs");
+    assert!(output.status.success(), "the SDK script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let out: Value = serde_json::from_slice(&output.stdout).expect("script prints JSON");
+
+    // Owners: every org user as PERSON with its primary team, every queue as QUEUE.
+    let org = admin_get(&base, "/org").await;
+    let owners = out["owners"].as_array().expect("owners");
+    let users = org["users"].as_array().expect("users");
+    let queues = org["queues"].as_array().expect("queues");
+    assert_eq!(owners.len(), users.len() + queues.len());
+    for u in users {
+        let o = owners.iter().find(|o| o["email"] == u["email"]).unwrap_or_else(|| panic!("owner for {}", u["email"]));
+        assert_eq!(o["type"], "PERSON");
+        assert_eq!(o["teams"][0]["name"], u["team"]);
+        assert_eq!(o["teams"][0]["primary"], true);
+    }
+    assert_eq!(owners.iter().filter(|o| o["type"] == "QUEUE").count(), queues.len());
+
+    // Properties: handoff_key absent, created unique, then listed.
+    let before: Vec<&str> = out["task_properties_before"].as_array().expect("list").iter().filter_map(Value::as_str).collect();
+    assert!(before.contains(&"hs_timestamp") && !before.contains(&"handoff_key"));
+    assert_eq!(out["created_property"], json!({"name": "handoff_key", "type": "string", "has_unique_value": true}));
+    assert!(out["task_properties_after"].as_array().expect("list").contains(&json!("handoff_key")));
+
+    // Search: every page parsed; the ids, totals and values equal the dump.
+    let got: Vec<u64> = out["search"]["ids"].as_array().expect("ids").iter().map(|v| v.as_str().unwrap_or("0").parse().unwrap_or(0)).collect();
+    assert_eq!(got, expected_ids);
+    assert!(out["search"]["pages"].as_u64().expect("pages") > 1);
+    assert!(out["search"]["totals"].as_array().expect("totals").iter().all(|t| t.as_u64() == Some(expected_ids.len() as u64)));
+    for r in &in_window {
+        let id = r["id"].as_str().expect("id");
+        let parsed = &out["search"]["properties"][id];
+        assert_eq!(parsed["email"], r["properties"]["email"], "email of {id}");
+        assert_eq!(parsed["hubspot_owner_id"], r["properties"]["hubspot_owner_id"], "owner of {id}");
+        assert_eq!(ms(parsed["updated_at"].as_str().expect("updated_at")), ms(r["updatedAt"].as_str().expect("updatedAt")));
+    }
+
+    // The search bucket: 5 per second in all, the 6th is the SDK's ApiException 429.
+    let pages = out["search"]["pages"].as_u64().expect("pages");
+    assert_eq!(pages + out["search_ok_before_429"].as_u64().expect("count"), 5);
+    let refused = &out["search_429"];
+    assert_eq!(refused["exception"], "ApiException");
+    assert_eq!(refused["status"], 429);
+    assert_eq!(refused["body"]["policyName"], "SECONDLY");
+    assert_eq!(refused["body"]["message"], "You have reached your secondly limit.");
+
+    // Batch-created tasks are in the store with the 204 association to the contact.
+    assert_eq!(out["batch_create"]["model"], "BatchResponseSimplePublicObject");
+    assert_eq!(out["batch_create"]["status"], "COMPLETE");
+    let tasks = admin_get(&base, "/hubspot/objects/tasks").await;
+    for r in out["batch_create"]["results"].as_array().expect("results") {
+        let held = tasks["results"].as_array().expect("tasks").iter().find(|t| t["id"] == r["id"]).expect("task held by the sandbox");
+        assert_eq!(held["properties"]["handoff_key"], r["properties"]["handoff_key"]);
+        assert_eq!(held["properties"]["hs_task_subject"], r["properties"]["hs_task_subject"]);
+        assert_eq!(held["associations"]["contacts"], json!([{"id": contact_id, "typeId": 204}]));
+    }
+    assert_eq!(out["batch_create"]["results"].as_array().map(Vec::len), Some(3));
+    assert_eq!(out["task_get"]["contacts"], json!([contact_id]));
+    assert_eq!(out["task_get"]["handoff_key"], "conf-0");
+
+    // Unique handoff_key and bad token: the SDK's ApiException with the real bodies.
+    assert_eq!(out["duplicate_key"]["exception"], "ApiException");
+    assert_eq!(out["duplicate_key"]["status"], 409);
+    assert_eq!(out["duplicate_key"]["body"]["category"], "CONFLICT");
+    // 12.0.0 raises ApiException's 401 subclass.
+    assert_eq!(out["bad_token"]["exception"], "UnauthorizedException");
+    assert!(out["bad_token"]["mro"].as_array().expect("mro").contains(&json!("ApiException")));
+    assert_eq!(out["bad_token"]["status"], 401);
+    assert_eq!(out["bad_token"]["body"]["category"], "INVALID_AUTHENTICATION");
+    assert_eq!(out["bad_token"]["body"]["status"], "error");
+
+    sb.stop().await;
+}
