@@ -2,13 +2,65 @@
 //! sales and marketing commitments, escalation, calendars and the mapping
 //! from canonical concepts to the CRM's field names.
 //!
-//! These types are the *shape* of the file (serde, unknown keys rejected).
-//! [`crate::config`] parses and validates them, reporting every problem at
-//! once with its key path; the engine only ever sees a validated policy.
+//! Two layers:
+//! - the *file shape* ([`Policy`] and friends): serde types, unknown keys
+//!   rejected, durations and operators still plain strings;
+//! - the *compiled* policy ([`compile`] → [`CompiledPolicy`]): every string
+//!   parsed ([`Window`], [`Cond`], [`Reminder`] …), every cross-reference
+//!   checked, ready for the engine. Compilation reports every problem at
+//!   once as [`Issue`]s naming the key path, the bad value and the fix.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+mod compile;
+mod cond;
+mod window;
+
+pub use compile::{
+    compile, After, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy,
+    CompiledScorecard, CompiledSegment, EscalationTarget, Qualification, Reminder,
+};
+pub use cond::{is_set, parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
+pub use window::{parse_window, Window, WINDOW_FIX};
+
+/// One problem in the config file: where, what was there, what is wrong and
+/// how to fix it. Printed as one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    /// Key path, e.g. `policy.segments[1].first_touch.B`.
+    pub path: String,
+    /// The offending value as written (empty when the key is missing;
+    /// `[redacted]` for secrets).
+    pub value: String,
+    /// What is wrong, in plain words.
+    pub message: String,
+    /// What to write instead.
+    pub fix: String,
+}
+
+impl Issue {
+    pub fn new(
+        path: impl Into<String>,
+        value: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Issue {
+        Issue { path: path.into(), value: value.into(), message: message.into(), fix: fix.into() }
+    }
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "{}: {}. Fix: {}", self.path, self.message, self.fix)
+        } else {
+            write!(f, "{} = {}: {}. Fix: {}", self.path, self.value, self.message, self.fix)
+        }
+    }
+}
 
 /// Everything the engine needs to judge a lead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,7 +189,11 @@ fn default_true() -> bool {
 /// `{ field = "NumberOfEmployees", op = ">=", value = 25 }`,
 /// `{ all = [ … ] }`, `{ any = [ … ] }`, `{ not = { … } }`,
 /// `{ criteria = "fit" }` (a named criterion from `definitions.criteria`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialized by hand rather than as an untagged enum, so a mistake gets a
+/// message that says which keys were expected instead of "did not match any
+/// variant".
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Condition {
     All { all: Vec<Condition> },
@@ -158,6 +214,76 @@ pub struct FieldTest {
     /// Absent for `is set` / `is not set`; a list for `in` / `not in`.
     #[serde(default)]
     pub value: Option<toml::Value>,
+}
+
+const CONDITION_SHAPES: &str = "write `{ field = \"Name\", op = \"=\", value = … }`, \
+`{ all = [ … ] }`, `{ any = [ … ] }`, `{ not = { … } }` or `{ criteria = \"name\" }`";
+
+impl Condition {
+    /// Reads a condition from its TOML form. The error names the place
+    /// inside the condition (`all[1].not`) and what was expected.
+    pub fn from_toml(value: &toml::Value) -> Result<Condition, String> {
+        Self::from_toml_at(value, "")
+    }
+
+    fn from_toml_at(value: &toml::Value, at: &str) -> Result<Condition, String> {
+        let here = |msg: String| if at.is_empty() { msg } else { format!("at `{at}`: {msg}") };
+        let join = |key: &str| if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
+        let table = value.as_table().ok_or_else(|| {
+            here(format!("expected a table, found {}. Fix: {CONDITION_SHAPES}", value.type_str()))
+        })?;
+        let keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        let list = |key: &str, v: &toml::Value| -> Result<Vec<Condition>, String> {
+            let items = v.as_array().ok_or_else(|| here(format!("`{key}` must be a list of conditions. Fix: write `{key} = [ {{ … }}, {{ … }} ]`")))?;
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| Self::from_toml_at(item, &format!("{}[{i}]", join(key))))
+                .collect()
+        };
+        match keys.as_slice() {
+            ["all"] => Ok(Condition::All { all: list("all", &table["all"])? }),
+            ["any"] => Ok(Condition::Any { any: list("any", &table["any"])? }),
+            ["not"] => Ok(Condition::Not { not: Box::new(Self::from_toml_at(&table["not"], &join("not"))?) }),
+            ["criteria"] => match &table["criteria"] {
+                toml::Value::String(name) => Ok(Condition::Criteria { criteria: name.clone() }),
+                other => Err(here(format!("`criteria` must be a name, found {}", other.type_str()))),
+            },
+            _ if table.contains_key("field") || table.contains_key("op") => {
+                let unknown: Vec<&str> =
+                    keys.iter().copied().filter(|k| !matches!(*k, "field" | "op" | "value")).collect();
+                if !unknown.is_empty() {
+                    return Err(here(format!(
+                        "unknown key(s) {} in a field test. Fix: a test has only `field`, `op` and `value`",
+                        unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                let text = |key: &str| -> Result<String, String> {
+                    match table.get(key) {
+                        Some(toml::Value::String(s)) => Ok(s.clone()),
+                        Some(other) => Err(here(format!("`{key}` must be a string, found {}", other.type_str()))),
+                        None => Err(here(format!("a field test needs `{key}`"))),
+                    }
+                };
+                Ok(Condition::Field(FieldTest {
+                    field: text("field")?,
+                    op: text("op")?,
+                    value: table.get("value").cloned(),
+                }))
+            }
+            _ => Err(here(format!(
+                "keys {} do not form a condition. Fix: {CONDITION_SHAPES}",
+                if keys.is_empty() { "(none)".to_string() } else { keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ") }
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(d)?;
+        Condition::from_toml(&value).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The MQL definition.
@@ -208,6 +334,10 @@ pub struct Segment {
     /// Whose touches count: `"owner"` (default) or `"anyone"`.
     #[serde(default)]
     pub touch_by: TouchBy,
+    /// Which logged activities count as a touch (default: call, email,
+    /// meeting). A status change never does.
+    #[serde(default = "default_touch_kinds")]
+    pub touch_kinds: Vec<handoff_model::ActivityKind>,
     /// First touch per grade: grade name to a duration such as
     /// "1 business hour", "same business day", "48 business hours",
     /// "2 business days", "24 hours" (wall clock).
@@ -217,6 +347,11 @@ pub struct Segment {
     pub sal_decision: Option<String>,
     pub cadence: Cadence,
     pub disposition: Disposition,
+}
+
+fn default_touch_kinds() -> Vec<handoff_model::ActivityKind> {
+    use handoff_model::ActivityKind;
+    vec![ActivityKind::Call, ActivityKind::Email, ActivityKind::Meeting]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -1,0 +1,972 @@
+//! From the file's shape to engine-ready types, with every check a revops
+//! engineer could need.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use chrono::{NaiveDate, NaiveTime, Weekday};
+use handoff_model::{ActivityKind, BusinessCalendar, Holiday, WeeklyWindow};
+use serde_json::Value as Json;
+
+use super::cond::{parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
+use super::window::{parse_window, Window, WINDOW_FIX};
+use super::{
+    Cadence, CalendarSpec, ClockStart, Condition, FieldMap, Issue, OnReassign, OwnerSettings,
+    Policy, StatusMap, TouchBy,
+};
+use crate::calendar::Schedule;
+
+/// A validated policy, ready for the engine.
+///
+/// Whether a lead is an MQL is three separate parts, judged in this order
+/// (see [`CompiledPolicy::qualify`]): no `disqualifiers` entry matches, the
+/// score on `fields.score` reaches `min_score` (when set), and `mql` holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledPolicy {
+    pub version: u32,
+    pub fields: FieldMap,
+    pub statuses: StatusMap,
+    pub reason_codes: BTreeSet<String>,
+    /// By name; each was accepted by [`Schedule::new`].
+    pub calendars: BTreeMap<String, BusinessCalendar>,
+    /// `default_calendar` is always `Some` and names a calendar in `calendars`.
+    pub owners: OwnerSettings,
+    /// The MQL rule alone, named criteria inlined (no disqualifiers, no score).
+    pub mql: Cond,
+    /// In file order (alphabetical by name).
+    pub disqualifiers: Vec<(String, Cond)>,
+    pub min_score: Option<f64>,
+    /// In order; the first match is the lead's grade.
+    pub grades: Vec<(String, Cond)>,
+    /// Plain-words description per grade name, for reports.
+    pub grade_descriptions: BTreeMap<String, String>,
+    /// In order; the last has no `applies_to`.
+    pub segments: Vec<CompiledSegment>,
+    pub marketing: CompiledMarketing,
+    pub escalation: CompiledEscalation,
+    pub scorecard: CompiledScorecard,
+}
+
+/// Sales commitments for one segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledSegment {
+    pub name: String,
+    /// `None` on the final catch-all segment.
+    pub applies_to: Option<Cond>,
+    pub clock_start: ClockStart,
+    pub on_reassign: OnReassign,
+    pub touch_by: TouchBy,
+    /// Never contains `Task`.
+    pub touch_kinds: Vec<ActivityKind>,
+    /// One entry per grade.
+    pub first_touch: BTreeMap<String, Window>,
+    /// Accept/reject decision, counted from assignment to a user.
+    pub sal_decision: Option<Window>,
+    /// Both numbers are at least 1.
+    pub cadence: Cadence,
+    pub disposition_within: Window,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledMarketing {
+    pub required_fields: Vec<String>,
+    /// MQL to assigned to a user (not a queue).
+    pub routing_within: Window,
+    /// MQLs per month by grade name (every key is a grade).
+    pub monthly_volume: BTreeMap<String, u32>,
+    /// 0–1.
+    pub min_acceptance_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledEscalation {
+    pub remind: Reminder,
+    /// At least one; fired in order.
+    pub levels: Vec<CompiledLevel>,
+}
+
+/// When the owner is reminded before a due time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reminder {
+    /// Once this share of the window (strictly between 0 and 1) has elapsed.
+    FractionElapsed(f64),
+    /// This long before the due time (business units on the owner's calendar).
+    Before(Window),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledLevel {
+    pub after: After,
+    pub to: EscalationTarget,
+}
+
+/// When an escalation rung fires, relative to the breached due time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum After {
+    /// At the due time itself.
+    AtBreach,
+    /// This long after the due time.
+    Delay(Window),
+    /// Once this multiple (≥ 1) of the window has passed since the clock
+    /// started: "2x" on a 1-hour window fires 2 business hours after the start.
+    WindowMultiple(f64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EscalationTarget {
+    /// A task for the owner's manager.
+    Manager,
+    /// A task for the manager's manager.
+    ManagerOfManager,
+    /// Reassign the lead to this queue or user id.
+    Pool(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledScorecard {
+    pub consecutive_weeks: u32,
+    pub notify: Vec<String>,
+    pub week_starts: Weekday,
+}
+
+/// Whether a lead is an MQL, and if not, the first reason why not.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Qualification {
+    /// The named disqualifier matched.
+    Disqualified { name: String },
+    /// The score is missing, not a number, or below the minimum.
+    BelowScore { score: Option<f64>, min_score: f64 },
+    /// The MQL rule does not hold.
+    NotMql,
+    Mql,
+}
+
+impl CompiledPolicy {
+    /// Judges a lead against the MQL definition: disqualifiers first, then
+    /// the score, then the MQL rule.
+    pub fn qualify(&self, fields: &BTreeMap<String, Json>) -> Qualification {
+        if let Some((name, _)) = self.disqualifiers.iter().find(|(_, c)| c.eval(fields)) {
+            return Qualification::Disqualified { name: name.clone() };
+        }
+        if let (Some(min_score), Some(score_field)) = (self.min_score, self.fields.score.as_deref()) {
+            let score = fields.get(score_field).and_then(|v| match v {
+                Json::Number(n) => n.as_f64(),
+                Json::String(s) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            });
+            if score.is_none_or(|s| s < min_score) {
+                return Qualification::BelowScore { score, min_score };
+            }
+        }
+        if self.mql.eval(fields) {
+            Qualification::Mql
+        } else {
+            Qualification::NotMql
+        }
+    }
+
+    /// The first grade whose rule matches, if any.
+    pub fn grade_for(&self, fields: &BTreeMap<String, Json>) -> Option<&str> {
+        self.grades.iter().find(|(_, c)| c.eval(fields)).map(|(name, _)| name.as_str())
+    }
+
+    /// The first segment that applies (the last one catches every lead).
+    pub fn segment_for(&self, fields: &BTreeMap<String, Json>) -> Option<&CompiledSegment> {
+        self.segments
+            .iter()
+            .find(|s| s.applies_to.as_ref().is_none_or(|c| c.eval(fields)))
+    }
+
+    /// Required fields the lead does not carry (see [`super::is_set`]).
+    pub fn missing_required_fields(&self, fields: &BTreeMap<String, Json>) -> Vec<&str> {
+        self.marketing
+            .required_fields
+            .iter()
+            .filter(|f| !fields.get(f.as_str()).is_some_and(super::is_set))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The calendar for an owner: theirs from `owners.calendar_by_owner`,
+    /// else the default.
+    pub fn calendar_for_owner(&self, owner_id: Option<&str>) -> Option<&BusinessCalendar> {
+        let by_owner = owner_id.and_then(|id| self.owners.calendar_by_owner.get(id));
+        by_owner
+            .or(self.owners.default_calendar.as_ref())
+            .and_then(|name| self.calendars.get(name))
+    }
+}
+
+/// Validates `policy` and turns it into engine-ready types, reporting every
+/// problem found (not just the first). Paths start with `policy.`.
+pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
+    let mut cx = Cx::default();
+    let p = "policy";
+
+    if policy.version == 0 {
+        cx.issue(format!("{p}.version"), "0", "the version starts at 1", "set `version = 1` and bump it whenever the agreed SLA changes");
+    }
+    check_fields(&mut cx, &policy.fields);
+    check_statuses(&mut cx, &policy.statuses);
+    let reason_codes = check_reason_codes(&mut cx, &policy.reason_codes);
+    let calendars = compile_calendars(&mut cx, &policy.calendars);
+    let owners = compile_owners(&mut cx, &policy.owners, &policy.calendars);
+
+    // Definitions: every named criterion first, so unused ones are checked too.
+    let defs = &policy.definitions;
+    let mut conds = CondCompiler::new(&defs.criteria);
+    for name in defs.criteria.keys() {
+        conds.named(&mut cx, name, &format!("{p}.definitions.criteria.{name}"));
+    }
+    let mql = conds.compile(&mut cx, &defs.mql, &format!("{p}.definitions.mql"));
+    let disqualifiers: Vec<(String, Option<Cond>)> = defs
+        .disqualifiers
+        .iter()
+        .map(|(name, c)| (name.clone(), conds.compile(&mut cx, c, &format!("{p}.definitions.disqualifiers.{name}"))))
+        .collect();
+    if let Some(min) = defs.min_score {
+        if !min.is_finite() {
+            cx.issue(format!("{p}.definitions.min_score"), min.to_string(), "the minimum score is not a number", "write a number such as 85");
+        }
+        if policy.fields.score.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            cx.issue(
+                format!("{p}.definitions.min_score"),
+                min.to_string(),
+                "a minimum score is set but no score field is mapped",
+                "set `policy.fields.score` to the CRM field holding the lead score (e.g. \"Lead_Score__c\" or \"hubspotscore\")",
+            );
+        }
+    }
+
+    // Grades.
+    let mut grade_names: Vec<String> = Vec::new();
+    let mut grades: Vec<(String, Option<Cond>)> = Vec::new();
+    let mut grade_descriptions = BTreeMap::new();
+    if policy.grades.is_empty() {
+        cx.issue(format!("{p}.grades"), "[]", "no grades are defined", "add `[[policy.grades]]` rules, e.g. name = \"A\" with a `when` condition");
+    }
+    for (i, g) in policy.grades.iter().enumerate() {
+        let path = format!("{p}.grades[{i}]");
+        let name = g.name.trim().to_string();
+        if name.is_empty() {
+            cx.issue(format!("{path}.name"), "\"\"", "a grade needs a name", "name it, e.g. \"A\"");
+        } else if grade_names.contains(&name) {
+            cx.issue(format!("{path}.name"), quoted(&name), "this grade name is used twice", "give every grade rule its own name");
+        } else {
+            grade_names.push(name.clone());
+        }
+        if let Some(d) = &g.description {
+            grade_descriptions.insert(name.clone(), d.clone());
+        }
+        grades.push((name, conds.compile(&mut cx, &g.when, &format!("{path}.when"))));
+    }
+
+    let segments = compile_segments(&mut cx, policy, &grade_names, &mut conds);
+    let marketing = compile_marketing(&mut cx, policy, &grade_names);
+    let escalation = compile_escalation(&mut cx, policy);
+    let scorecard = compile_scorecard(&mut cx, policy);
+
+    let collect = |items: Vec<(String, Option<Cond>)>| -> Option<Vec<(String, Cond)>> {
+        items.into_iter().map(|(n, c)| c.map(|c| (n, c))).collect()
+    };
+    let (Some(mql), Some(disqualifiers), Some(grades), Some(segments), Some(marketing), Some(escalation), Some(scorecard), Some(owners), Some(calendars)) = (
+        mql,
+        collect(disqualifiers),
+        collect(grades),
+        segments,
+        marketing,
+        escalation,
+        scorecard,
+        owners,
+        calendars,
+    ) else {
+        return Err(cx.done_err());
+    };
+    if !cx.issues.is_empty() {
+        return Err(cx.issues);
+    }
+    Ok(CompiledPolicy {
+        version: policy.version,
+        fields: policy.fields.clone(),
+        statuses: policy.statuses.clone(),
+        reason_codes,
+        calendars,
+        owners,
+        mql,
+        disqualifiers,
+        min_score: defs.min_score,
+        grades,
+        grade_descriptions,
+        segments,
+        marketing,
+        escalation,
+        scorecard,
+    })
+}
+
+#[derive(Default)]
+struct Cx {
+    issues: Vec<Issue>,
+}
+
+impl Cx {
+    fn issue(&mut self, path: impl Into<String>, value: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
+        self.issues.push(Issue::new(path, value, message, fix));
+    }
+
+    fn done_err(self) -> Vec<Issue> {
+        // Every `None` above comes with at least one issue; keep that promise
+        // visible rather than returning an empty error list.
+        if self.issues.is_empty() {
+            vec![Issue::new("policy", "", "the policy could not be compiled", "check the policy section")]
+        } else {
+            self.issues
+        }
+    }
+
+    fn window(&mut self, path: String, text: &str) -> Option<Window> {
+        match parse_window(text) {
+            Ok(w) => Some(w),
+            Err(why) => {
+                self.issue(path, quoted(text), why, WINDOW_FIX);
+                None
+            }
+        }
+    }
+}
+
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// "did you mean `x`?" when one candidate is close enough.
+fn suggest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&wrong.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+fn check_fields(cx: &mut Cx, f: &FieldMap) {
+    let p = "policy.fields";
+    let mut named = vec![("status", &f.status), ("source", &f.source), ("reason_code", &f.reason_code)];
+    named.extend([
+        ("sla.grade", &f.sla.grade),
+        ("sla.due_at", &f.sla.due_at),
+        ("sla.status", &f.sla.status),
+        ("sla.breach_count", &f.sla.breach_count),
+    ]);
+    for (key, value) in named {
+        if value.trim().is_empty() {
+            cx.issue(format!("{p}.{key}"), "\"\"", "the CRM field name is empty", "write the field's API name, e.g. \"Status\" or \"hs_lead_status\"");
+        }
+    }
+    for (key, value) in [("score", &f.score), ("mql_at", &f.mql_at)] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            cx.issue(format!("{p}.{key}"), "\"\"", "the CRM field name is empty", "write the field's API name or remove the key");
+        }
+    }
+}
+
+fn check_statuses(cx: &mut Cx, s: &StatusMap) {
+    let p = "policy.statuses";
+    let groups: [(&str, &Vec<String>, bool); 6] = [
+        ("open", &s.open, true),
+        ("working", &s.working, false),
+        ("accepted", &s.accepted, true),
+        ("rejected", &s.rejected, true),
+        ("closed_unresponsive", &s.closed_unresponsive, true),
+        ("converted", &s.converted, false),
+    ];
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (key, values, required) in groups {
+        if required && values.is_empty() {
+            cx.issue(format!("{p}.{key}"), "[]", "no status value is listed", "list the status value(s) the CRM uses for this meaning, e.g. [\"Qualified\"]");
+        }
+        for (i, v) in values.iter().enumerate() {
+            if v.trim().is_empty() {
+                cx.issue(format!("{p}.{key}[{i}]"), "\"\"", "a status value is empty", "remove it or write the value as the CRM stores it");
+            } else if let Some(other) = seen.insert(v.trim().to_lowercase(), key) {
+                cx.issue(format!("{p}.{key}[{i}]"), quoted(v), format!("this status is already listed under `{other}`"), "list each status value under one meaning only");
+            }
+        }
+    }
+}
+
+fn check_reason_codes(cx: &mut Cx, codes: &[String]) -> BTreeSet<String> {
+    let p = "policy.reason_codes";
+    if codes.is_empty() {
+        cx.issue(p, "[]", "the list of disposition reason codes is empty", "list the fixed reason codes, e.g. [\"Wrong persona\", \"No budget\", \"Bad timing\"]");
+    }
+    let mut out = BTreeSet::new();
+    let mut lower = BTreeSet::new();
+    for (i, c) in codes.iter().enumerate() {
+        if c.trim().is_empty() {
+            cx.issue(format!("{p}[{i}]"), "\"\"", "a reason code is empty", "remove it or write the code as the CRM picklist stores it");
+        } else if !lower.insert(c.trim().to_lowercase()) {
+            cx.issue(format!("{p}[{i}]"), quoted(c), "this reason code is listed twice", "list each code once");
+        } else {
+            out.insert(c.trim().to_string());
+        }
+    }
+    out
+}
+
+fn parse_weekday(text: &str) -> Option<Weekday> {
+    Some(match text.trim().to_lowercase().as_str() {
+        "mon" | "monday" => Weekday::Mon,
+        "tue" | "tues" | "tuesday" => Weekday::Tue,
+        "wed" | "wednesday" => Weekday::Wed,
+        "thu" | "thurs" | "thursday" => Weekday::Thu,
+        "fri" | "friday" => Weekday::Fri,
+        "sat" | "saturday" => Weekday::Sat,
+        "sun" | "sunday" => Weekday::Sun,
+        _ => return None,
+    })
+}
+
+fn parse_time(text: &str) -> Option<NaiveTime> {
+    let t = text.trim();
+    if t == "24:00" {
+        return Some(NaiveTime::MIN);
+    }
+    NaiveTime::parse_from_str(t, "%H:%M").or_else(|_| NaiveTime::parse_from_str(t, "%H:%M:%S")).ok()
+}
+
+/// Parses "HH:MM-HH:MM" (an en dash works too; "24:00" ends at midnight).
+pub(crate) fn parse_time_range(text: &str) -> Option<(NaiveTime, NaiveTime)> {
+    let (a, b) = text.split_once(['-', '–'])?;
+    Some((parse_time(a)?, parse_time(b)?))
+}
+
+const HOURS_FIX: &str = "write windows as \"HH:MM-HH:MM\" in 24-hour time, e.g. [\"09:00-17:00\"] or [\"09:00-12:00\", \"13:00-17:00\"]; an end at or before the start runs past midnight";
+
+fn compile_calendars(cx: &mut Cx, specs: &BTreeMap<String, CalendarSpec>) -> Option<BTreeMap<String, BusinessCalendar>> {
+    if specs.is_empty() {
+        cx.issue("policy.calendars", "{}", "no calendar is defined", "add `[policy.calendars.NAME]` with time_zone and hours");
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (name, spec) in specs {
+        match compile_calendar(cx, name, spec) {
+            Some(cal) => {
+                out.insert(name.clone(), cal);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn compile_calendar(cx: &mut Cx, name: &str, spec: &CalendarSpec) -> Option<BusinessCalendar> {
+    let p = format!("policy.calendars.{name}");
+    let before = cx.issues.len();
+    if chrono_tz::Tz::from_str(spec.time_zone.trim()).is_err() {
+        let fix = match suggest(spec.time_zone.trim(), chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())) {
+            Some(s) => format!("did you mean \"{s}\"? Use an IANA zone name"),
+            None => "use an IANA zone name such as \"America/New_York\", \"Europe/London\" or \"UTC\"".to_string(),
+        };
+        cx.issue(format!("{p}.time_zone"), quoted(&spec.time_zone), "unknown time zone", fix);
+    }
+    let mut weekly = Vec::new();
+    for (day, windows) in &spec.hours {
+        let Some(weekday) = parse_weekday(day) else {
+            cx.issue(format!("{p}.hours.{day}"), quoted(day), "not a day of the week", "use mon, tue, wed, thu, fri, sat or sun");
+            continue;
+        };
+        for (i, w) in windows.iter().enumerate() {
+            match parse_time_range(w) {
+                Some((start, end)) => weekly.push(WeeklyWindow { weekday, start, end }),
+                None => cx.issue(format!("{p}.hours.{day}[{i}]"), quoted(w), "not a time window", HOURS_FIX),
+            }
+        }
+    }
+    if weekly.is_empty() && spec.hours.values().all(|w| w.is_empty()) {
+        cx.issue(format!("{p}.hours"), "{}", "the calendar has no working hours at all, so no deadline could ever fall due", "add weekly hours, e.g. mon = [\"09:00-17:00\"]");
+    }
+    let mut holidays = Vec::new();
+    for (i, h) in spec.holidays.iter().enumerate() {
+        match parse_holiday(h) {
+            Some(hol) => holidays.push(hol),
+            None => cx.issue(
+                format!("{p}.holidays[{i}]"),
+                quoted(h),
+                "not a holiday date",
+                "write \"YYYY-MM-DD\", optionally followed by a name (\"2026-12-25 Christmas\") or a closed window (\"2026-12-24 13:00-17:00 Christmas Eve\")",
+            ),
+        }
+    }
+    if cx.issues.len() > before {
+        return None;
+    }
+    let cal = BusinessCalendar { id: name.to_string(), time_zone: spec.time_zone.trim().to_string(), weekly, holidays };
+    // The calendar module has the last word on what it can compute with.
+    if let Err(e) = Schedule::new(&cal) {
+        cx.issue(p, "", e.to_string(), "correct the calendar's hours and holidays");
+        return None;
+    }
+    Some(cal)
+}
+
+fn parse_holiday(text: &str) -> Option<Holiday> {
+    let t = text.trim();
+    let (date_part, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+    let date = NaiveDate::parse_from_str(date_part, "%Y-%m-%d").ok()?;
+    let rest = rest.trim();
+    let (first, after_first) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let (start, end, name) = match parse_time_range(first) {
+        Some((s, e)) => (Some(s), Some(e), after_first.trim()),
+        None => (None, None, rest),
+    };
+    Some(Holiday { date, name: (!name.is_empty()).then(|| name.to_string()), start, end })
+}
+
+fn compile_owners(cx: &mut Cx, o: &OwnerSettings, calendars: &BTreeMap<String, CalendarSpec>) -> Option<OwnerSettings> {
+    let p = "policy.owners";
+    let names = || calendars.keys().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    let mut ok = true;
+    let default = match &o.default_calendar {
+        Some(name) if calendars.contains_key(name) => Some(name.clone()),
+        Some(name) => {
+            cx.issue(format!("{p}.default_calendar"), quoted(name), "no calendar has this name", format!("use one of {}", names()));
+            ok = false;
+            None
+        }
+        None if calendars.len() == 1 => calendars.keys().next().cloned(),
+        None => {
+            if calendars.len() > 1 {
+                cx.issue(format!("{p}.default_calendar"), "", "several calendars are defined but none is the default", format!("set `default_calendar` to one of {}", names()));
+            }
+            ok = false;
+            None
+        }
+    };
+    for (owner, cal) in &o.calendar_by_owner {
+        if !calendars.contains_key(cal) {
+            cx.issue(format!("{p}.calendar_by_owner.{owner}"), quoted(cal), "no calendar has this name", format!("use one of {}", names()));
+            ok = false;
+        }
+    }
+    for (owner, manager) in &o.managers {
+        if manager.trim().is_empty() {
+            cx.issue(format!("{p}.managers.{owner}"), "\"\"", "the manager id is empty", "write the manager's owner id or remove the entry");
+            ok = false;
+        }
+    }
+    ok.then(|| OwnerSettings { default_calendar: default, ..o.clone() })
+}
+
+/// Compiles conditions, inlining named criteria once each and rejecting
+/// unknown names and cycles.
+struct CondCompiler<'a> {
+    criteria: &'a BTreeMap<String, Condition>,
+    /// Finished criteria (`None`: had errors, already reported).
+    done: BTreeMap<String, Option<Cond>>,
+    /// Criteria being compiled, outermost first.
+    stack: Vec<String>,
+    reported_cycles: BTreeSet<Vec<String>>,
+}
+
+impl<'a> CondCompiler<'a> {
+    fn new(criteria: &'a BTreeMap<String, Condition>) -> Self {
+        CondCompiler { criteria, done: BTreeMap::new(), stack: Vec::new(), reported_cycles: BTreeSet::new() }
+    }
+
+    fn named(&mut self, cx: &mut Cx, name: &str, ref_path: &str) -> Option<Cond> {
+        if let Some(done) = self.done.get(name) {
+            return done.clone();
+        }
+        let Some(def) = self.criteria.get(name) else {
+            let fix = match suggest(name, self.criteria.keys().map(String::as_str)) {
+                Some(s) => format!("did you mean \"{s}\"? Or define it under [policy.definitions.criteria]"),
+                None => format!(
+                    "define it under [policy.definitions.criteria] or use one of: {}",
+                    self.criteria.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            cx.issue(ref_path.to_string(), quoted(name), "no criterion has this name", fix);
+            return None;
+        };
+        if let Some(pos) = self.stack.iter().position(|n| n == name) {
+            let mut cycle: Vec<String> = self.stack[pos..].to_vec();
+            let mut key = cycle.clone();
+            key.sort();
+            if self.reported_cycles.insert(key) {
+                cycle.push(name.to_string());
+                cx.issue(
+                    format!("policy.definitions.criteria.{}", self.stack[pos]),
+                    "",
+                    format!("criteria refer to each other in a cycle: {}", cycle.join(" → ")),
+                    "make one of them stand on its own instead of referring back",
+                );
+            }
+            return None;
+        }
+        self.stack.push(name.to_string());
+        let compiled = self.compile(cx, def, &format!("policy.definitions.criteria.{name}"));
+        self.stack.pop();
+        self.done.insert(name.to_string(), compiled.clone());
+        compiled
+    }
+
+    fn compile(&mut self, cx: &mut Cx, c: &Condition, path: &str) -> Option<Cond> {
+        match c {
+            Condition::All { all } => self.list(cx, all, &format!("{path}.all")).map(Cond::All),
+            Condition::Any { any } => self.list(cx, any, &format!("{path}.any")).map(Cond::Any),
+            Condition::Not { not } => self.compile(cx, not, &format!("{path}.not")).map(|c| Cond::Not(Box::new(c))),
+            Condition::Criteria { criteria } => self.named(cx, criteria, &format!("{path}.criteria")),
+            Condition::Field(t) => compile_test(cx, &t.field, &t.op, t.value.as_ref(), path),
+        }
+    }
+
+    fn list(&mut self, cx: &mut Cx, items: &[Condition], path: &str) -> Option<Vec<Cond>> {
+        let compiled: Vec<Option<Cond>> =
+            items.iter().enumerate().map(|(i, c)| self.compile(cx, c, &format!("{path}[{i}]"))).collect();
+        compiled.into_iter().collect()
+    }
+}
+
+fn scalar(v: &toml::Value) -> Option<Scalar> {
+    Some(match v {
+        toml::Value::String(s) => Scalar::Str(s.clone()),
+        toml::Value::Integer(i) => Scalar::Num(*i as f64),
+        toml::Value::Float(f) => Scalar::Num(*f),
+        toml::Value::Boolean(b) => Scalar::Bool(*b),
+        toml::Value::Datetime(d) => Scalar::Str(d.to_string()),
+        _ => return None,
+    })
+}
+
+fn compile_test(cx: &mut Cx, field: &str, op_text: &str, value: Option<&toml::Value>, path: &str) -> Option<Cond> {
+    let mut ok = true;
+    if field.trim().is_empty() {
+        cx.issue(format!("{path}.field"), "\"\"", "the field name is empty", "write the CRM field's API name, e.g. \"NumberOfEmployees\"");
+        ok = false;
+    }
+    let Some(op) = Op::parse(op_text) else {
+        cx.issue(format!("{path}.op"), quoted(op_text), "unknown operator", format!("use one of: {OP_SPELLINGS}"));
+        return None;
+    };
+    let vpath = format!("{path}.value");
+    let shown = |v: &toml::Value| v.to_string();
+    let value = match (op, value) {
+        (Op::IsSet | Op::IsNotSet, None) => Some(CondValue::None),
+        (Op::IsSet | Op::IsNotSet, Some(v)) => {
+            cx.issue(vpath, shown(v), format!("`{}` takes no value", op.as_str()), "remove `value`");
+            None
+        }
+        (_, None) => {
+            cx.issue(vpath, "", format!("`{}` needs a value", op.as_str()), "add `value = …`");
+            None
+        }
+        (Op::In | Op::NotIn, Some(toml::Value::Array(items))) => {
+            let scalars: Option<Vec<Scalar>> = items.iter().map(scalar).collect();
+            match scalars {
+                Some(list) if !list.is_empty() => Some(CondValue::List(list)),
+                Some(_) => {
+                    cx.issue(vpath, "[]", format!("`{}` with an empty list", op.as_str()), "list at least one value");
+                    None
+                }
+                None => {
+                    cx.issue(vpath, shown(&toml::Value::Array(items.clone())), "the list may hold only strings, numbers and booleans", "remove nested lists and tables");
+                    None
+                }
+            }
+        }
+        (Op::In | Op::NotIn, Some(v)) => {
+            cx.issue(vpath, shown(v), format!("`{}` needs a list", op.as_str()), format!("write `value = [{}]`", shown(v)));
+            None
+        }
+        (_, Some(toml::Value::Array(items))) => {
+            cx.issue(vpath, shown(&toml::Value::Array(items.clone())), format!("`{}` compares with one value, not a list", op.as_str()), "use `op = \"in\"` to match any of several values");
+            None
+        }
+        (_, Some(v)) => match scalar(v) {
+            None => {
+                cx.issue(vpath, shown(v), "a value must be a string, number or boolean", "write a single value");
+                None
+            }
+            Some(s) => {
+                let orderable = match &s {
+                    Scalar::Num(_) => true,
+                    Scalar::Str(t) => t.trim().parse::<f64>().is_ok() || parse_instant(t).is_some(),
+                    Scalar::Bool(_) => false,
+                };
+                if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge) && !orderable {
+                    cx.issue(vpath, shown(v), format!("`{}` compares numbers or dates only", op.as_str()), "write a number (25) or a date (\"2026-01-31\"), or use `=` / `contains` for text");
+                    None
+                } else {
+                    Some(CondValue::One(s))
+                }
+            }
+        },
+    };
+    match (ok, value) {
+        (true, Some(value)) => Some(Cond::Test { field: field.trim().to_string(), op, value }),
+        _ => None,
+    }
+}
+
+fn compile_segments(cx: &mut Cx, policy: &Policy, grades: &[String], conds: &mut CondCompiler<'_>) -> Option<Vec<CompiledSegment>> {
+    if policy.segments.is_empty() {
+        cx.issue("policy.segments", "[]", "no segment defines the sales commitments", "add a `[[policy.segments]]` with first_touch, cadence and disposition");
+        return None;
+    }
+    let last = policy.segments.len() - 1;
+    let mut names = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, seg) in policy.segments.iter().enumerate() {
+        let p = format!("policy.segments[{i}]");
+        let before = cx.issues.len();
+        if seg.name.trim().is_empty() {
+            cx.issue(format!("{p}.name"), "\"\"", "a segment needs a name", "name it, e.g. \"inbound\"");
+        } else if !names.insert(seg.name.trim().to_string()) {
+            cx.issue(format!("{p}.name"), quoted(&seg.name), "this segment name is used twice", "give every segment its own name");
+        }
+        let applies_to = match (&seg.applies_to, i == last) {
+            (Some(_), true) => {
+                cx.issue(format!("{p}.applies_to"), "", "the last segment must catch every lead, but it has a condition", "remove `applies_to` from the last segment, or add a final catch-all segment without one");
+                None
+            }
+            (None, false) => {
+                cx.issue(format!("{p}.applies_to"), "", "a segment without `applies_to` catches every lead, so the segments after it never apply", "give it an `applies_to` condition or move it last");
+                None
+            }
+            (Some(c), false) => conds.compile(cx, c, &format!("{p}.applies_to")),
+            (None, true) => None,
+        };
+        let mut first_touch = BTreeMap::new();
+        for (grade, text) in &seg.first_touch {
+            if !grades.contains(grade) {
+                let fix = match suggest(grade, grades.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean \"{s}\"? Or add a [[policy.grades]] rule named \"{grade}\""),
+                    None => format!("use one of the grades {} or add a [[policy.grades]] rule named \"{grade}\"", grades.join(", ")),
+                };
+                cx.issue(format!("{p}.first_touch.{grade}"), quoted(grade), "no grade rule defines this grade", fix);
+            }
+            if let Some(w) = cx.window(format!("{p}.first_touch.{grade}"), text) {
+                first_touch.insert(grade.clone(), w);
+            }
+        }
+        for grade in grades {
+            if !seg.first_touch.contains_key(grade) {
+                cx.issue(format!("{p}.first_touch"), "", format!("grade `{grade}` has no first-touch target in this segment"), format!("add `{grade} = \"48 business hours\"` (or the agreed window) under first_touch"));
+            }
+        }
+        let sal_decision = seg.sal_decision.as_deref().map(|t| cx.window(format!("{p}.sal_decision"), t));
+        if seg.cadence.touches == 0 {
+            cx.issue(format!("{p}.cadence.touches"), "0", "a cadence of zero touches lets any lead be closed untouched", "require at least one touch, e.g. touches = 6");
+        }
+        if seg.cadence.business_days == 0 {
+            cx.issue(format!("{p}.cadence.business_days"), "0", "the cadence must span at least one business day", "write the span, e.g. business_days = 10");
+        }
+        if seg.touch_kinds.is_empty() {
+            cx.issue(format!("{p}.touch_kinds"), "[]", "no activity counts as a touch", "remove the key (calls, emails and meetings count) or list some");
+        }
+        if seg.touch_kinds.contains(&ActivityKind::Task) {
+            cx.issue(format!("{p}.touch_kinds"), "\"task\"", "a task is a to-do, not contact with the lead", "list only \"call\", \"email\" and \"meeting\"");
+        }
+        let disposition_within = cx.window(format!("{p}.disposition.within"), &seg.disposition.within);
+        if cx.issues.len() > before {
+            ok = false;
+            continue;
+        }
+        // No new issue above, so every window that was written parsed.
+        if let Some(disposition_within) = disposition_within {
+            out.push(CompiledSegment {
+                name: seg.name.trim().to_string(),
+                applies_to,
+                clock_start: seg.clock_start,
+                on_reassign: seg.on_reassign,
+                touch_by: seg.touch_by,
+                touch_kinds: seg.touch_kinds.clone(),
+                first_touch,
+                sal_decision: sal_decision.flatten(),
+                cadence: seg.cadence.clone(),
+                disposition_within,
+            });
+        } else {
+            ok = false;
+        }
+    }
+    ok.then_some(out)
+}
+
+fn compile_marketing(cx: &mut Cx, policy: &Policy, grades: &[String]) -> Option<CompiledMarketing> {
+    let m = &policy.marketing;
+    let p = "policy.marketing";
+    let before = cx.issues.len();
+    for (i, f) in m.required_fields.iter().enumerate() {
+        if f.trim().is_empty() {
+            cx.issue(format!("{p}.required_fields[{i}]"), "\"\"", "a required field name is empty", "remove it or write the CRM field's API name");
+        }
+    }
+    let routing_within = cx.window(format!("{p}.routing_within"), &m.routing_within);
+    for grade in m.monthly_volume.keys() {
+        if !grades.contains(grade) {
+            cx.issue(format!("{p}.monthly_volume.{grade}"), quoted(grade), "no grade rule defines this grade", format!("use one of the grades {}", grades.join(", ")));
+        }
+    }
+    if let Some(rate) = m.min_acceptance_rate {
+        if !(0.0..=1.0).contains(&rate) {
+            cx.issue(format!("{p}.min_acceptance_rate"), rate.to_string(), "an acceptance rate is a share between 0 and 1", "write e.g. 0.6 for 60 %");
+        }
+    }
+    if cx.issues.len() > before {
+        return None;
+    }
+    Some(CompiledMarketing {
+        required_fields: m.required_fields.iter().map(|f| f.trim().to_string()).collect(),
+        routing_within: routing_within?,
+        monthly_volume: m.monthly_volume.clone(),
+        min_acceptance_rate: m.min_acceptance_rate,
+    })
+}
+
+/// Parses `remind_at`: "75%" or a duration before the due time.
+pub(crate) fn parse_reminder(text: &str) -> Result<Reminder, String> {
+    let t = text.trim();
+    if let Some(num) = t.strip_suffix('%') {
+        let pct: f64 = num.trim().parse().map_err(|_| format!("`{t}` is not a percentage"))?;
+        if !(pct > 0.0 && pct < 100.0) {
+            return Err(format!("`{t}` must lie strictly between 0% and 100% of the window"));
+        }
+        return Ok(Reminder::FractionElapsed(pct / 100.0));
+    }
+    let without_before = t.strip_suffix("before").unwrap_or(t);
+    parse_window(without_before).map(Reminder::Before)
+}
+
+fn parse_after(text: &str) -> Result<After, String> {
+    let t = text.trim().to_lowercase();
+    if matches!(t.as_str(), "0" | "at breach" | "breach" | "at due" | "immediately") {
+        return Ok(After::AtBreach);
+    }
+    if let Some(num) = t.strip_suffix('x') {
+        let m: f64 = num.trim().parse().map_err(|_| format!("`{text}` is not a multiple such as \"2x\""))?;
+        if !(m.is_finite() && m >= 1.0) {
+            return Err(format!("`{text}`: a multiple of the window must be at least 1x (1x is the breach itself)"));
+        }
+        return Ok(After::WindowMultiple(m));
+    }
+    parse_window(&t).map(After::Delay)
+}
+
+fn parse_target(text: &str) -> Option<EscalationTarget> {
+    let t = text.trim();
+    match t.to_lowercase().as_str() {
+        "manager" => return Some(EscalationTarget::Manager),
+        "manager.manager" => return Some(EscalationTarget::ManagerOfManager),
+        _ => {}
+    }
+    let id = t.strip_prefix("pool:")?.trim();
+    (!id.is_empty()).then(|| EscalationTarget::Pool(id.to_string()))
+}
+
+fn compile_escalation(cx: &mut Cx, policy: &Policy) -> Option<CompiledEscalation> {
+    let e = &policy.escalation;
+    let p = "policy.escalation";
+    let before = cx.issues.len();
+    let remind = match parse_reminder(&e.remind_at) {
+        Ok(r) => Some(r),
+        Err(why) => {
+            cx.issue(format!("{p}.remind_at"), quoted(&e.remind_at), why, "write a share of the window elapsed, e.g. \"75%\", or a time before the due time, e.g. \"15 business minutes\"");
+            None
+        }
+    };
+    if e.levels.is_empty() {
+        cx.issue(format!("{p}.levels"), "[]", "no escalation level is defined, so a breach would reach nobody", "add `[[policy.escalation.levels]]` with after = \"0\" and to = \"manager\"");
+    }
+    let mut levels = Vec::new();
+    for (i, level) in e.levels.iter().enumerate() {
+        let lp = format!("{p}.levels[{i}]");
+        let after = match parse_after(&level.after) {
+            Ok(a) => Some(a),
+            Err(why) => {
+                cx.issue(format!("{lp}.after"), quoted(&level.after), why, "write \"0\" (at the breach), a delay such as \"4 business hours\", or a multiple of the window such as \"2x\"");
+                None
+            }
+        };
+        let to = parse_target(&level.to);
+        if to.is_none() {
+            cx.issue(format!("{lp}.to"), quoted(&level.to), "not an escalation target", "write \"manager\", \"manager.manager\" or \"pool:QUEUE_OR_USER_ID\"");
+        }
+        if let (Some(after), Some(to)) = (after, to) {
+            levels.push(CompiledLevel { after, to });
+        }
+    }
+    if cx.issues.len() > before {
+        return None;
+    }
+    Some(CompiledEscalation { remind: remind?, levels })
+}
+
+fn compile_scorecard(cx: &mut Cx, policy: &Policy) -> Option<CompiledScorecard> {
+    let s = &policy.scorecard;
+    let p = "policy.scorecard";
+    let before = cx.issues.len();
+    if s.consecutive_weeks == 0 {
+        cx.issue(format!("{p}.consecutive_weeks"), "0", "escalating after zero missed weeks means escalating every week", "write the agreed number, e.g. 2");
+    }
+    for (i, id) in s.notify.iter().enumerate() {
+        if id.trim().is_empty() {
+            cx.issue(format!("{p}.notify[{i}]"), "\"\"", "an owner id is empty", "write the leader's owner id or remove the entry");
+        }
+    }
+    let week_starts = parse_weekday(&s.week_starts);
+    if week_starts.is_none() {
+        cx.issue(format!("{p}.week_starts"), quoted(&s.week_starts), "not a day of the week", "use mon, tue, wed, thu, fri, sat or sun");
+    }
+    if cx.issues.len() > before {
+        return None;
+    }
+    Some(CompiledScorecard { consecutive_weeks: s.consecutive_weeks, notify: s.notify.clone(), week_starts: week_starts? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_ranges() {
+        let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert_eq!(parse_time_range("09:00-17:00"), Some((t(9, 0), t(17, 0))));
+        assert_eq!(parse_time_range(" 22:00 – 06:00 "), Some((t(22, 0), t(6, 0))));
+        assert_eq!(parse_time_range("09:00-24:00"), Some((t(9, 0), t(0, 0))));
+        for bad in ["9-5", "09:00", "25:00-26:00", "09:00-17:60", "nine-five"] {
+            assert_eq!(parse_time_range(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn holidays() {
+        let h = parse_holiday("2026-12-24 13:00-17:00 Christmas Eve").unwrap();
+        assert_eq!(h.date, NaiveDate::from_ymd_opt(2026, 12, 24).unwrap());
+        assert_eq!(h.start, NaiveTime::from_hms_opt(13, 0, 0));
+        assert_eq!(h.name.as_deref(), Some("Christmas Eve"));
+        let h = parse_holiday("2026-01-01").unwrap();
+        assert_eq!((h.start, h.name), (None, None));
+        assert!(parse_holiday("2026-02-30 Nope").is_none());
+        assert!(parse_holiday("25/12/2026").is_none());
+    }
+
+    #[test]
+    fn reminders_and_rungs() {
+        assert_eq!(parse_reminder("75%"), Ok(Reminder::FractionElapsed(0.75)));
+        assert_eq!(parse_reminder("15 business minutes before"), Ok(Reminder::Before(Window::BusinessSeconds(900))));
+        assert!(parse_reminder("100%").is_err());
+        assert!(parse_reminder("0%").is_err());
+        assert_eq!(parse_after("0"), Ok(After::AtBreach));
+        assert_eq!(parse_after("2x"), Ok(After::WindowMultiple(2.0)));
+        assert_eq!(parse_after("4 business hours"), Ok(After::Delay(Window::BusinessSeconds(4 * 3600))));
+        assert!(parse_after("0.5x").is_err());
+        assert_eq!(parse_target("pool:00G5e000001"), Some(EscalationTarget::Pool("00G5e000001".into())));
+        assert_eq!(parse_target("Manager.Manager"), Some(EscalationTarget::ManagerOfManager));
+        assert_eq!(parse_target("pool:"), None);
+        assert_eq!(parse_target("director"), None);
+    }
+}
