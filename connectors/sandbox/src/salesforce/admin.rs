@@ -1,0 +1,395 @@
+//! Salesforce admin routes under `/__sandbox/salesforce/` (documented in the
+//! crate README): tests use them to shape the org and to read what the
+//! client really wrote. They bypass validation, sessions and limits and are
+//! not written to the request log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::Duration;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::schema::FieldDef;
+use super::state::derive_fields;
+use super::store::{fmt_datetime, normalise_id, parse_datetime, Record};
+use super::Salesforce;
+
+pub fn router(sf: Arc<Salesforce>) -> Router {
+    Router::new()
+        .route("/__sandbox/salesforce/records/{object}", get(dump).post(create))
+        .route("/__sandbox/salesforce/records/{object}/{id}", patch(update).delete(delete))
+        .route("/__sandbox/salesforce/merge", post(merge))
+        .route("/__sandbox/salesforce/tokens/revoke", post(revoke))
+        .route("/__sandbox/salesforce/tokens/expire", post(expire))
+        .route("/__sandbox/salesforce/tokens/settings", post(token_settings))
+        .route("/__sandbox/salesforce/tokens/issue", post(issue))
+        .route("/__sandbox/salesforce/limits", get(get_limits).post(set_limits))
+        .route("/__sandbox/salesforce/duplicates/tasks", get(duplicate_tasks))
+        .route("/__sandbox/salesforce/fields/{object}", post(add_field))
+        .route("/__sandbox/salesforce/jwt-public-key", post(set_public_key))
+        .with_state(sf)
+}
+
+fn bad(message: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn not_found(message: impl Into<String>) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes, shape: &str) -> Result<T, Response> {
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| bad(format!("body must be {shape}: {e}")))
+}
+
+/// `GET /records/{object}`: every row, deleted ones included, by id.
+async fn dump(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>) -> Response {
+    let now = sf.shared.clock.now();
+    let st = sf.sync(now);
+    let Some(name) = st.object_name(&object) else {
+        return not_found(format!("no sObject named {object}; known: Lead, Task, Event, User, Group, BusinessHours, Holiday"));
+    };
+    let rows: Vec<Value> = st.table(&name).map(|t| t.rows().map(|(_, r)| Value::Object(r.clone())).collect()).unwrap_or_default();
+    Json(json!({ "object": name, "totalSize": rows.len(), "records": rows })).into_response()
+}
+
+/// Normalise admin-given values: datetimes to Salesforce's form, ids to 18
+/// characters; unknown fields are refused.
+fn admin_fields(sf: &super::state::SfState, object: &str, body: &Map<String, Value>) -> Result<Record, Response> {
+    let Some(def) = sf.objects.get(object) else { return Err(not_found(format!("no sObject named {object}"))) };
+    let mut out = Record::new();
+    for (k, v) in body {
+        let Some(f) = def.field(k) else {
+            return Err(bad(format!("{object} has no field {k}; add custom fields with POST /__sandbox/salesforce/fields/{object}")));
+        };
+        let v = match (f.kind, v) {
+            (super::schema::FieldType::Datetime, Value::String(s)) => match parse_datetime(s) {
+                Some(dt) => json!(fmt_datetime(dt)),
+                None => return Err(bad(format!("{k} must be an RFC 3339 datetime, got {s}"))),
+            },
+            (super::schema::FieldType::Id | super::schema::FieldType::Reference, Value::String(s)) => json!(normalise_id(s)),
+            _ => v.clone(),
+        };
+        out.insert(f.name.clone(), v);
+    }
+    Ok(out)
+}
+
+/// `POST /records/{object}`: create a row as given. `Id`, `CreatedDate` and
+/// `SystemModstamp` may be set explicitly (a late-committed row older than
+/// the newest one served); unique fields are not enforced, so tests can
+/// build the duplicates a 300 upsert answer needs.
+async fn create(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>, body: Bytes) -> Response {
+    let fields: Map<String, Value> = match parse_json(&body, "a JSON object of field values") {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    let Some(name) = st.object_name(&object) else { return not_found(format!("no sObject named {object}")) };
+    let given = match admin_fields(&st, &name, &fields) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let id = match given.get("Id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => st.new_id(&name),
+    };
+    let mut rec = Record::new();
+    if let Some(def) = st.objects.get(&name) {
+        for f in &def.fields {
+            rec.insert(f.name.clone(), Value::Null);
+        }
+        if def.soft_delete {
+            rec.insert("IsDeleted".into(), json!(false));
+        }
+        if def.archivable {
+            rec.insert("IsArchived".into(), json!(false));
+        }
+    }
+    let stamp = json!(fmt_datetime(now));
+    for k in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
+        rec.insert(k.into(), stamp.clone());
+    }
+    let admin = st.app.user_id.clone();
+    rec.insert("CreatedById".into(), json!(admin));
+    rec.insert("LastModifiedById".into(), json!(admin));
+    match name.as_str() {
+        "Lead" => {
+            rec.insert("Status".into(), json!("Open - Not Contacted"));
+            rec.insert("IsConverted".into(), json!(false));
+            rec.insert("OwnerId".into(), json!(admin));
+        }
+        "Task" => {
+            rec.insert("Status".into(), json!("Not Started"));
+            rec.insert("Priority".into(), json!("Normal"));
+            rec.insert("TaskSubtype".into(), json!("Task"));
+            rec.insert("OwnerId".into(), json!(admin));
+        }
+        "Event" => {
+            rec.insert("EventSubtype".into(), json!("Event"));
+            rec.insert("IsAllDayEvent".into(), json!(false));
+            rec.insert("OwnerId".into(), json!(admin));
+        }
+        _ => {}
+    }
+    for (k, v) in given {
+        rec.insert(k, v);
+    }
+    rec.insert("Id".into(), json!(id));
+    derive_fields(&name, &mut rec, now);
+    st.put_raw(&name, &id, rec.clone());
+    (StatusCode::CREATED, Json(json!({ "id": id, "record": rec }))).into_response()
+}
+
+/// `PATCH /records/{object}/{id}`: change fields; `SystemModstamp` and
+/// `LastModifiedDate` default to now but may be given.
+async fn update(State(sf): State<Arc<Salesforce>>, Path((object, id)): Path<(String, String)>, body: Bytes) -> Response {
+    let fields: Map<String, Value> = match parse_json(&body, "a JSON object of field values") {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    let Some(name) = st.object_name(&object) else { return not_found(format!("no sObject named {object}")) };
+    let given = match admin_fields(&st, &name, &fields) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let id = normalise_id(&id);
+    let Some(mut rec) = st.get(&name, &id).cloned() else { return not_found(format!("no {name} {id}")) };
+    let stamp = json!(fmt_datetime(now));
+    rec.insert("LastModifiedDate".into(), stamp.clone());
+    rec.insert("SystemModstamp".into(), stamp);
+    for (k, v) in given {
+        rec.insert(k, v);
+    }
+    derive_fields(&name, &mut rec, now);
+    st.put_raw(&name, &id, rec.clone());
+    Json(json!({ "id": id, "record": rec })).into_response()
+}
+
+async fn delete(State(sf): State<Arc<Salesforce>>, Path((object, id)): Path<(String, String)>) -> Response {
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    let Some(name) = st.object_name(&object) else { return not_found(format!("no sObject named {object}")) };
+    match st.delete(&name, &id, now) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => bad(format!("cannot delete {name} {id}: {} {}", e.status_code, e.message)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    #[serde(default = "lead")]
+    object: String,
+    master_id: String,
+    merged_id: String,
+}
+
+fn lead() -> String {
+    "Lead".to_string()
+}
+
+async fn merge(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Response {
+    let m: MergeBody = match parse_json(&body, r#"{"object": "Lead", "master_id": ID, "merged_id": ID}"#) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    let Some(name) = st.object_name(&m.object) else { return not_found(format!("no sObject named {}", m.object)) };
+    match st.merge(&name, &m.master_id, &m.merged_id, now) {
+        Ok(()) => Json(json!({ "master_id": normalise_id(&m.master_id), "merged_id": normalise_id(&m.merged_id) })).into_response(),
+        Err(e) => bad(format!("cannot merge: {} {}", e.status_code, e.message)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    refresh_tokens: bool,
+}
+
+/// `POST /tokens/revoke`: every access token dies (and refresh tokens too
+/// with `{"refresh_tokens": true}`).
+async fn revoke(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Response {
+    let b: RevokeBody = match parse_json(&body, r#"{"refresh_tokens": bool}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now = sf.shared.clock.now();
+    sf.sync(now).tokens.revoke_all(b.refresh_tokens);
+    Json(json!({ "revoked": true, "refresh_tokens": b.refresh_tokens })).into_response()
+}
+
+/// `POST /tokens/expire`: every access token is expired as of now.
+async fn expire(State(sf): State<Arc<Salesforce>>) -> Response {
+    let now = sf.shared.clock.now();
+    sf.sync(now).tokens.expire_all(now);
+    Json(json!({ "expired_at": now })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSettings {
+    session_timeout_secs: Option<i64>,
+    rotate_refresh_tokens: Option<bool>,
+}
+
+async fn token_settings(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Response {
+    let s: TokenSettings = match parse_json(&body, r#"{"session_timeout_secs": N, "rotate_refresh_tokens": bool}"#) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    if let Some(secs) = s.session_timeout_secs {
+        if secs <= 0 {
+            return bad(format!("session_timeout_secs must be > 0, got {secs}"));
+        }
+        st.tokens.session_timeout = Duration::seconds(secs);
+    }
+    if let Some(r) = s.rotate_refresh_tokens {
+        st.tokens.rotate_refresh_tokens = r;
+    }
+    Json(json!({
+        "session_timeout_secs": st.tokens.session_timeout.num_seconds(),
+        "rotate_refresh_tokens": st.tokens.rotate_refresh_tokens,
+    }))
+    .into_response()
+}
+
+/// `POST /tokens/issue`: a fresh access token and refresh token for the
+/// integration user (what approving the app in a browser would give).
+async fn issue(State(sf): State<Arc<Salesforce>>) -> Response {
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    let app = st.app.clone();
+    let access = st.tokens.issue_session(&app, &app.user_id, now);
+    let refresh = st.tokens.issue_refresh_token(&app, &app.user_id);
+    Json(json!({ "access_token": access, "refresh_token": refresh })).into_response()
+}
+
+fn limits_json(st: &mut super::state::SfState, now: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({ "daily_limit": st.usage.daily_limit(), "used": st.usage.used(now) })
+}
+
+async fn get_limits(State(sf): State<Arc<Salesforce>>) -> Response {
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    Json(limits_json(&mut st, now)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsBody {
+    daily_limit: Option<u64>,
+    used: Option<u64>,
+}
+
+/// `POST /limits`: `{"daily_limit": N, "used": N}` (either or both).
+async fn set_limits(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Response {
+    let b: LimitsBody = match parse_json(&body, r#"{"daily_limit": N, "used": N}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    st.usage.set(b.daily_limit, b.used, now);
+    Json(limits_json(&mut st, now)).into_response()
+}
+
+/// `GET /duplicates/tasks`: live Tasks sharing a `Handoff_Key__c`, and live
+/// Tasks sharing Subject + WhoId — what exactly-once task creation must
+/// never produce.
+async fn duplicate_tasks(State(sf): State<Arc<Salesforce>>) -> Response {
+    let now = sf.shared.clock.now();
+    let st = sf.sync(now);
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_subject: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    if let Some(t) = st.table("Task") {
+        for (id, r) in t.rows() {
+            if r.get("IsDeleted") == Some(&json!(true)) {
+                continue;
+            }
+            if let Some(k) = r.get("Handoff_Key__c").and_then(Value::as_str) {
+                by_key.entry(k.to_lowercase()).or_default().push(id.clone());
+            }
+            let subject = r.get("Subject").and_then(Value::as_str).unwrap_or("").to_string();
+            let who = r.get("WhoId").and_then(Value::as_str).unwrap_or("").to_string();
+            if !subject.is_empty() && !who.is_empty() {
+                by_subject.entry((subject, who)).or_default().push(id.clone());
+            }
+        }
+    }
+    let keys: Vec<Value> =
+        by_key.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(k, ids)| json!({"handoff_key": k, "ids": ids})).collect();
+    let subjects: Vec<Value> = by_subject
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|((s, w), ids)| json!({"subject": s, "who_id": w, "ids": ids}))
+        .collect();
+    Json(json!({ "by_handoff_key": keys, "by_subject_and_who": subjects })).into_response()
+}
+
+/// `POST /fields/{object}`: add a custom field, as an admin would in Setup.
+/// Body: `{"name": "Foo__c", "type": "string", "externalId": false, "unique":
+/// false, "picklistValues": [...]}`.
+async fn add_field(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>, body: Bytes) -> Response {
+    let mut f: FieldDef = match parse_json(&body, r#"{"name": "Foo__c", "type": "string|double|boolean|date|datetime|picklist|..."}"#) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !f.name.ends_with("__c") {
+        return bad(format!("custom field names end in __c, got {}", f.name));
+    }
+    f.custom = true;
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    let Some(name) = st.object_name(&object) else { return not_found(format!("no sObject named {object}")) };
+    let Some(def) = st.objects.get_mut(&name) else { return not_found(format!("no sObject named {object}")) };
+    if def.field(&f.name).is_some() {
+        return bad(format!("{name}.{} already exists", f.name));
+    }
+    def.fields.push(f.clone());
+    let ids: Vec<String> = st.table(&name).map(|t| t.ids().cloned().collect()).unwrap_or_default();
+    for id in ids {
+        if let Some(mut r) = st.get(&name, &id).cloned() {
+            r.insert(f.name.clone(), Value::Null);
+            st.put_raw(&name, &id, r);
+        }
+    }
+    (StatusCode::CREATED, Json(json!({ "object": name, "field": f }))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicKeyBody {
+    public_key_pem: String,
+}
+
+/// `POST /jwt-public-key`: replace the certificate key JWT assertions are
+/// verified with (to test a client's own key pair).
+async fn set_public_key(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Response {
+    let b: PublicKeyBody = match parse_json(&body, r#"{"public_key_pem": "-----BEGIN PUBLIC KEY-----..."}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if jsonwebtoken::DecodingKey::from_rsa_pem(b.public_key_pem.as_bytes()).is_err() {
+        return bad("public_key_pem is not an RSA public key in PEM form");
+    }
+    let now = sf.shared.clock.now();
+    sf.sync(now).app.jwt_public_key_pem = b.public_key_pem;
+    Json(json!({ "updated": true })).into_response()
+}

@@ -1,0 +1,297 @@
+//! Turning the CRM-neutral synthetic org into Salesforce records, lazily:
+//! before each request every timeline event up to the simulated now that
+//! has not been applied yet is applied, so advancing the clock makes new
+//! leads and touches appear with the right `SystemModstamp`.
+
+use chrono::{DateTime, Duration, Utc};
+use handoff_model::ActivityKind;
+use serde_json::{json, Value};
+
+use super::state::{derive_fields, SfState, ORG_POD};
+use super::store::{fmt_date, fmt_datetime, make_id, Record};
+use crate::org::{EventKind, LeadStatus, OwnerRef, SyntheticOrg};
+
+pub fn user_id(index: usize) -> String {
+    make_id("005", ORG_POD, index as u64 + 1)
+}
+
+pub fn queue_id(index: usize) -> String {
+    make_id("00G", ORG_POD, index as u64 + 1)
+}
+
+pub fn lead_id(index: usize) -> String {
+    make_id("00Q", ORG_POD, index as u64 + 1)
+}
+
+/// The run-as user of the connected app (not one of the org's reps).
+pub fn integration_user_id() -> String {
+    make_id("005", ORG_POD, 0)
+}
+
+fn owner_id(o: OwnerRef) -> String {
+    match o {
+        OwnerRef::User(i) => user_id(i),
+        OwnerRef::Queue(i) => queue_id(i),
+    }
+}
+
+/// Salesforce's `Status` value for a neutral status.
+pub fn lead_status(s: &LeadStatus) -> &'static str {
+    match s {
+        LeadStatus::New => "Open - Not Contacted",
+        LeadStatus::Working => "Working - Contacted",
+        LeadStatus::Accepted => "Qualified",
+        LeadStatus::Rejected { .. } => "Unqualified",
+        LeadStatus::ClosedUnresponsive { .. } => "Closed - Not Converted",
+        LeadStatus::Converted => "Closed - Converted",
+    }
+}
+
+fn audit(rec: &mut Record, at: DateTime<Utc>, by: &str) {
+    let ts = json!(fmt_datetime(at));
+    rec.insert("CreatedDate".into(), ts.clone());
+    rec.insert("CreatedById".into(), json!(by));
+    rec.insert("LastModifiedDate".into(), ts.clone());
+    rec.insert("LastModifiedById".into(), json!(by));
+    rec.insert("SystemModstamp".into(), ts);
+}
+
+fn touch(rec: &mut Record, at: DateTime<Utc>, by: &str) {
+    let ts = json!(fmt_datetime(at));
+    rec.insert("LastModifiedDate".into(), ts.clone());
+    rec.insert("LastModifiedById".into(), json!(by));
+    rec.insert("SystemModstamp".into(), ts);
+}
+
+/// A full row of `object` with every field null, then `fields` on top.
+fn blank(state: &SfState, object: &str) -> Record {
+    let mut rec = Record::new();
+    if let Some(def) = state.objects.get(object) {
+        for f in &def.fields {
+            rec.insert(f.name.clone(), Value::Null);
+        }
+    }
+    rec
+}
+
+/// Users, queues, business hours and holidays: the org as it stands
+/// before the timeline starts.
+pub fn seed(state: &mut SfState, org: &SyntheticOrg) {
+    let created_at = org.config.start_at - Duration::days(90);
+    let admin = integration_user_id();
+    let mut integ = blank(state, "User");
+    integ.insert("Id".into(), json!(admin));
+    integ.insert("Username".into(), json!(state.app.username));
+    integ.insert("FirstName".into(), json!("Integration"));
+    integ.insert("LastName".into(), json!("User"));
+    integ.insert("Name".into(), json!("Integration User"));
+    integ.insert("Alias".into(), json!("integ"));
+    integ.insert("Email".into(), json!(state.app.username));
+    integ.insert("TimeZoneSidKey".into(), json!("America/Los_Angeles"));
+    integ.insert("IsActive".into(), json!(true));
+    integ.insert("UserType".into(), json!("Standard"));
+    audit(&mut integ, created_at, &admin);
+    state.put_raw("User", &admin, integ);
+
+    for u in &org.users {
+        let id = user_id(u.index);
+        let mut rec = blank(state, "User");
+        rec.insert("Id".into(), json!(id));
+        rec.insert("Username".into(), json!(u.email));
+        rec.insert("FirstName".into(), json!(u.first_name));
+        rec.insert("LastName".into(), json!(u.last_name));
+        rec.insert("Name".into(), json!(format!("{} {}", u.first_name, u.last_name)));
+        rec.insert("Alias".into(), json!(u.first_name.chars().take(1).chain(u.last_name.chars().take(4)).collect::<String>().to_lowercase()));
+        rec.insert("Email".into(), json!(u.email));
+        rec.insert("Department".into(), json!(u.team));
+        rec.insert("ManagerId".into(), u.manager.map_or(Value::Null, |m| json!(user_id(m))));
+        rec.insert("TimeZoneSidKey".into(), json!(u.time_zone));
+        rec.insert("IsActive".into(), json!(true));
+        rec.insert("UserType".into(), json!("Standard"));
+        audit(&mut rec, created_at, &admin);
+        state.put_raw("User", &id, rec);
+    }
+    for q in &org.queues {
+        let id = queue_id(q.index);
+        let mut rec = blank(state, "Group");
+        rec.insert("Id".into(), json!(id));
+        rec.insert("Name".into(), json!(q.name));
+        rec.insert("DeveloperName".into(), json!(q.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
+        rec.insert("Type".into(), json!("Queue"));
+        audit(&mut rec, created_at, &admin);
+        state.put_raw("Group", &id, rec);
+    }
+    let mut holiday_n = 0u64;
+    for (i, cal) in org.calendars.iter().enumerate() {
+        let id = make_id("01m", ORG_POD, i as u64 + 1);
+        let mut rec = blank(state, "BusinessHours");
+        rec.insert("Id".into(), json!(id));
+        rec.insert("Name".into(), json!(cal.id));
+        rec.insert("IsActive".into(), json!(true));
+        rec.insert("IsDefault".into(), json!(i == 0));
+        rec.insert("TimeZoneSidKey".into(), json!(cal.time_zone));
+        for w in &cal.weekly {
+            let day = match w.weekday {
+                chrono::Weekday::Mon => "Monday",
+                chrono::Weekday::Tue => "Tuesday",
+                chrono::Weekday::Wed => "Wednesday",
+                chrono::Weekday::Thu => "Thursday",
+                chrono::Weekday::Fri => "Friday",
+                chrono::Weekday::Sat => "Saturday",
+                chrono::Weekday::Sun => "Sunday",
+            };
+            rec.insert(format!("{day}StartTime"), json!(w.start.format("%H:%M:%S%.3fZ").to_string()));
+            rec.insert(format!("{day}EndTime"), json!(w.end.format("%H:%M:%S%.3fZ").to_string()));
+        }
+        audit(&mut rec, created_at, &admin);
+        state.put_raw("BusinessHours", &id, rec);
+        for h in &cal.holidays {
+            holiday_n += 1;
+            let hid = make_id("0C0", ORG_POD, holiday_n);
+            let mut rec = blank(state, "Holiday");
+            rec.insert("Id".into(), json!(hid));
+            rec.insert("Name".into(), json!(h.name.clone().unwrap_or_else(|| format!("Holiday {}", h.date))));
+            rec.insert("Description".into(), json!(format!("BusinessHours {}", cal.id)));
+            rec.insert("ActivityDate".into(), json!(h.date.format("%Y-%m-%d").to_string()));
+            let all_day = h.start.is_none() && h.end.is_none();
+            rec.insert("IsAllDay".into(), json!(all_day));
+            let minutes = |t: chrono::NaiveTime| {
+                use chrono::Timelike;
+                json!(t.hour() * 60 + t.minute())
+            };
+            rec.insert("StartTimeInMinutes".into(), h.start.map_or(Value::Null, minutes));
+            rec.insert("EndTimeInMinutes".into(), h.end.map_or(Value::Null, minutes));
+            rec.insert("IsRecurrence".into(), json!(false));
+            audit(&mut rec, created_at, &admin);
+            state.put_raw("Holiday", &hid, rec);
+        }
+    }
+}
+
+/// Apply every event with `at <= now` not applied yet.
+pub fn catch_up(state: &mut SfState, org: &SyntheticOrg, now: DateTime<Utc>) {
+    while let Some(ev) = org.events.get(state.applied_events) {
+        if ev.at > now {
+            break;
+        }
+        apply(state, org, ev.at, &ev.kind);
+        state.applied_events += 1;
+    }
+}
+
+fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &EventKind) {
+    let admin = integration_user_id();
+    match kind {
+        EventKind::LeadCreated { lead, owner } => {
+            let Some(l) = org.leads.get(*lead) else { return };
+            let id = lead_id(*lead);
+            let mut rec = blank(state, "Lead");
+            rec.insert("Id".into(), json!(id));
+            rec.insert("IsDeleted".into(), json!(false));
+            rec.insert("FirstName".into(), json!(l.first_name));
+            rec.insert("LastName".into(), json!(l.last_name));
+            rec.insert("Company".into(), json!(l.company));
+            rec.insert("Title".into(), json!(l.title));
+            rec.insert("Email".into(), json!(l.email));
+            rec.insert("Phone".into(), json!(l.phone));
+            rec.insert("Country".into(), json!(l.country));
+            rec.insert("Industry".into(), json!(l.industry));
+            rec.insert("NumberOfEmployees".into(), json!(l.employees));
+            rec.insert("LeadSource".into(), json!(l.source));
+            rec.insert("Status".into(), json!("Open - Not Contacted"));
+            rec.insert("Rating".into(), json!(if l.score >= 80 { "Hot" } else if l.score >= 50 { "Warm" } else { "Cold" }));
+            rec.insert("OwnerId".into(), json!(owner_id(*owner)));
+            rec.insert("IsConverted".into(), json!(false));
+            rec.insert("IsUnreadByOwner".into(), json!(true));
+            rec.insert("Lead_Score__c".into(), json!(l.score as f64));
+            rec.insert("Intent_Action__c".into(), json!(l.intent_action));
+            rec.insert("MQL_Date__c".into(), json!(fmt_datetime(at)));
+            derive_fields("Lead", &mut rec, at);
+            audit(&mut rec, at, &admin);
+            state.put_raw("Lead", &id, rec);
+        }
+        EventKind::Assigned { lead, owner } => {
+            let id = lead_id(*lead);
+            if let Some(mut rec) = state.get("Lead", &id).cloned() {
+                rec.insert("OwnerId".into(), json!(owner_id(*owner)));
+                touch(&mut rec, at, &admin);
+                state.put_raw("Lead", &id, rec);
+            }
+        }
+        EventKind::Touch { lead, by, kind } => {
+            let who = lead_id(*lead);
+            let owner = user_id(*by);
+            let object = if *kind == ActivityKind::Meeting { "Event" } else { "Task" };
+            let id = state.new_id(object);
+            let mut rec = blank(state, object);
+            rec.insert("Id".into(), json!(id));
+            rec.insert("IsDeleted".into(), json!(false));
+            rec.insert("IsArchived".into(), json!(false));
+            rec.insert("WhoId".into(), json!(who));
+            rec.insert("OwnerId".into(), json!(owner));
+            match kind {
+                ActivityKind::Meeting => {
+                    rec.insert("Subject".into(), json!("Meeting"));
+                    rec.insert("Type".into(), json!("Meeting"));
+                    rec.insert("EventSubtype".into(), json!("Event"));
+                    rec.insert("StartDateTime".into(), json!(fmt_datetime(at)));
+                    rec.insert("DurationInMinutes".into(), json!(30));
+                    rec.insert("IsAllDayEvent".into(), json!(false));
+                }
+                ActivityKind::Call | ActivityKind::Email => {
+                    let (subject, subtype) = if *kind == ActivityKind::Call { ("Call", "Call") } else { ("Email", "Email") };
+                    rec.insert("Subject".into(), json!(subject));
+                    rec.insert("Type".into(), json!(subject));
+                    rec.insert("TaskSubtype".into(), json!(subtype));
+                    rec.insert("Status".into(), json!("Completed"));
+                    rec.insert("Priority".into(), json!("Normal"));
+                    rec.insert("ActivityDate".into(), json!(fmt_date(at)));
+                    rec.insert("CompletedDateTime".into(), json!(fmt_datetime(at)));
+                    rec.insert("IsReminderSet".into(), json!(false));
+                    if *kind == ActivityKind::Call {
+                        rec.insert("CallType".into(), json!("Outbound"));
+                    }
+                }
+                ActivityKind::Task => {
+                    rec.insert("Subject".into(), json!("Follow up"));
+                    rec.insert("TaskSubtype".into(), json!("Task"));
+                    rec.insert("Status".into(), json!("Not Started"));
+                    rec.insert("Priority".into(), json!("Normal"));
+                    rec.insert("ActivityDate".into(), json!(fmt_date(at)));
+                    rec.insert("IsReminderSet".into(), json!(false));
+                }
+            }
+            derive_fields(object, &mut rec, at);
+            audit(&mut rec, at, &owner);
+            state.put_raw(object, &id, rec);
+            if let Some(mut lead_rec) = state.get("Lead", &who).cloned() {
+                lead_rec.insert("LastActivityDate".into(), json!(fmt_date(at)));
+                state.put_raw("Lead", &who, lead_rec);
+            }
+        }
+        EventKind::StatusChanged { lead, status } => {
+            let id = lead_id(*lead);
+            if let Some(mut rec) = state.get("Lead", &id).cloned() {
+                rec.insert("Status".into(), json!(lead_status(status)));
+                match status {
+                    LeadStatus::Rejected { reason } | LeadStatus::ClosedUnresponsive { reason } => {
+                        rec.insert("Disqualification_Reason__c".into(), json!(reason));
+                    }
+                    LeadStatus::Converted => {
+                        rec.insert("IsConverted".into(), json!(true));
+                        rec.insert("ConvertedDate".into(), json!(fmt_date(at)));
+                    }
+                    _ => {}
+                }
+                touch(&mut rec, at, &admin);
+                state.put_raw("Lead", &id, rec);
+            }
+        }
+        EventKind::Deleted { lead } => {
+            let _ = state.delete("Lead", &lead_id(*lead), at);
+        }
+        EventKind::Merged { lead, into } => {
+            let _ = state.merge("Lead", &lead_id(*into), &lead_id(*lead), at);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Records by sObject type, with the indexes queries need.
+//!
+//! Each type keeps its rows in a `BTreeMap<Id, Record>` plus an index on
+//! `(SystemModstamp, Id)`, so the incremental query every connector sends
+//! (`WHERE SystemModstamp >= X ORDER BY SystemModstamp, Id`) is a range
+//! scan rather than a walk over 100k leads. Rows are JSON maps in the
+//! shape Salesforce returns them (datetimes as `…T09:00:00.000+0000`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+pub type Record = Map<String, Value>;
+
+/// Salesforce's datetime rendering: UTC, milliseconds, `+0000`.
+pub fn fmt_datetime(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+pub fn fmt_date(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
+/// Parse a datetime as Salesforce writes it (`+0000`), as RFC 3339 (`Z`,
+/// `+00:00`), or with no fraction.
+pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%z"] {
+        if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
+            return Some(dt.with_timezone(&Utc));
+        }
+    }
+    None
+}
+
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// Round to Salesforce's millisecond precision.
+pub fn to_millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Render an instant in RFC 3339 with milliseconds (admin dumps).
+pub fn rfc3339_millis(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A case-sensitive 15-character id plus Salesforce's 3-character
+/// case-safe suffix: `prefix` (3) + `pod` (3) + base62 `n` (9) + suffix.
+pub fn make_id(prefix: &str, pod: &str, n: u64) -> String {
+    let mut digits = [b'0'; 9];
+    let mut v = n;
+    for d in digits.iter_mut().rev() {
+        *d = BASE62[(v % 62) as usize];
+        v /= 62;
+    }
+    let mut id15 = String::with_capacity(18);
+    id15.push_str(prefix);
+    id15.push_str(pod);
+    id15.push_str(std::str::from_utf8(&digits).unwrap_or("000000000"));
+    let suffix = case_safe_suffix(&id15);
+    id15.push_str(&suffix);
+    id15
+}
+
+/// The 18-character id's last three characters: for each 5-character
+/// chunk, a bit per uppercase letter (first character lowest), mapped
+/// into `A–Z0–5`.
+pub fn case_safe_suffix(id15: &str) -> String {
+    const MAP: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    id15.as_bytes()
+        .chunks(5)
+        .take(3)
+        .map(|chunk| {
+            let bits = chunk
+                .iter()
+                .enumerate()
+                .fold(0usize, |acc, (i, c)| if c.is_ascii_uppercase() { acc | (1 << i) } else { acc });
+            MAP[bits] as char
+        })
+        .collect()
+}
+
+/// Whether `s` looks like an id of this key prefix (15 or 18 characters).
+pub fn is_id_with_prefix(s: &str, prefix: &str) -> bool {
+    (s.len() == 15 || s.len() == 18) && s.starts_with(prefix) && s.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The 18-character form of a 15- or 18-character id.
+pub fn normalise_id(s: &str) -> String {
+    if s.len() == 15 {
+        format!("{s}{}", case_safe_suffix(s))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Rows of one sObject type.
+#[derive(Debug, Default, Clone)]
+pub struct Table {
+    rows: BTreeMap<String, Record>,
+    /// `(SystemModstamp ms, Id)` of every row.
+    by_modstamp: BTreeSet<(i64, String)>,
+    /// Soft-deleted ids and when (for `sobjects/X/deleted`).
+    deleted_at: BTreeMap<String, DateTime<Utc>>,
+}
+
+fn modstamp_of(rec: &Record) -> i64 {
+    rec.get("SystemModstamp")
+        .and_then(Value::as_str)
+        .and_then(parse_datetime)
+        .map(to_millis)
+        .unwrap_or(0)
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Record> {
+        self.rows.get(id)
+    }
+
+    /// Insert or replace a row, keeping the modstamp index in step.
+    pub fn put(&mut self, id: &str, rec: Record) {
+        if let Some(old) = self.rows.get(id) {
+            self.by_modstamp.remove(&(modstamp_of(old), id.to_string()));
+        }
+        self.by_modstamp.insert((modstamp_of(&rec), id.to_string()));
+        self.rows.insert(id.to_string(), rec);
+    }
+
+    /// Remove a row for good (a rolled-back insert).
+    pub fn purge(&mut self, id: &str) {
+        if let Some(old) = self.rows.remove(id) {
+            self.by_modstamp.remove(&(modstamp_of(&old), id.to_string()));
+        }
+        self.deleted_at.remove(id);
+    }
+
+    pub fn mark_deleted(&mut self, id: &str, at: DateTime<Utc>) {
+        self.deleted_at.insert(id.to_string(), at);
+    }
+
+    pub fn undelete_mark(&mut self, id: &str) {
+        self.deleted_at.remove(id);
+    }
+
+    pub fn deleted_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(String, DateTime<Utc>)> {
+        let mut out: Vec<(String, DateTime<Utc>)> =
+            self.deleted_at.iter().filter(|(_, at)| **at >= start && **at < end).map(|(id, at)| (id.clone(), *at)).collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &String> {
+        self.rows.keys()
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = (&String, &Record)> {
+        self.rows.iter()
+    }
+
+    /// Ids whose SystemModstamp lies in `[from_ms, to_ms]` (either end
+    /// open when `None`), in `(SystemModstamp, Id)` order.
+    pub fn ids_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<String> {
+        use std::ops::Bound;
+        let lo = match from_ms {
+            Some(ms) => Bound::Included((ms, String::new())),
+            None => Bound::Unbounded,
+        };
+        let hi = match to_ms {
+            // Every id sorts below "\u{7f}".
+            Some(ms) => Bound::Included((ms, "\u{7f}".to_string())),
+            None => Bound::Unbounded,
+        };
+        self.by_modstamp.range((lo, hi)).map(|(_, id)| id.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_carry_prefix_and_case_safe_suffix() {
+        // Known pair from Salesforce's documentation of the algorithm.
+        assert_eq!(case_safe_suffix("001A0000006Vm9r"), "IAC");
+        let id = make_id("00Q", "Hs0", 61);
+        assert_eq!(id.len(), 18);
+        assert!(id.starts_with("00QHs000000000z"));
+        assert!(is_id_with_prefix(&id, "00Q"));
+        assert_eq!(normalise_id(&id[..15]), id);
+    }
+
+    #[test]
+    fn datetimes_round_trip_in_salesforce_form() {
+        let at = parse_datetime("2026-03-02T09:00:00.123Z").unwrap();
+        assert_eq!(fmt_datetime(at), "2026-03-02T09:00:00.123+0000");
+        assert_eq!(parse_datetime("2026-03-02T09:00:00.123+0000"), Some(at));
+        assert_eq!(parse_datetime("2026-03-02T10:00:00+01:00").map(fmt_datetime).as_deref(), Some("2026-03-02T09:00:00.000+0000"));
+    }
+
+    #[test]
+    fn modstamp_index_follows_updates_and_ties_sort_by_id() {
+        let mut t = Table::default();
+        let rec = |ms: &str| {
+            let mut r = Record::new();
+            r.insert("SystemModstamp".into(), json!(ms));
+            r
+        };
+        t.put("b", rec("2026-03-02T09:00:00.000+0000"));
+        t.put("a", rec("2026-03-02T09:00:00.000+0000"));
+        t.put("c", rec("2026-03-02T08:00:00.000+0000"));
+        let nine = to_millis(parse_datetime("2026-03-02T09:00:00Z").unwrap());
+        assert_eq!(t.ids_by_modstamp(Some(nine), None), vec!["a", "b"]);
+        t.put("c", rec("2026-03-02T10:00:00.000+0000"));
+        assert_eq!(t.ids_by_modstamp(Some(nine), None), vec!["a", "b", "c"]);
+        assert_eq!(t.ids_by_modstamp(None, Some(nine)), vec!["a", "b"]);
+    }
+}
