@@ -1,1 +1,0 @@
-//! The pure SLA evaluation engine.

@@ -1,0 +1,92 @@
+//! Deterministic action keys.
+//!
+//! A key is built only from facts that identify *what* the action is about —
+//! the lead, the clock, when that clock started, the threshold or rung, and
+//! the policy version — never from the evaluation time, so evaluating the
+//! same facts again (a minute or a day later) yields the same key and the
+//! daemon's ledger makes the action happen once.
+
+use chrono::{DateTime, Utc};
+use handoff_model::ActionKey;
+use sha2::{Digest, Sha256};
+
+/// Longest key a CRM external-id field accepts comfortably.
+pub const MAX_KEY_LEN: usize = 80;
+
+/// First `len` hex characters of the SHA-256 of `input`.
+pub fn short_hash(input: &str, len: usize) -> String {
+    let digest = Sha256::digest(input.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    hex[..len.min(hex.len())].to_string()
+}
+
+fn allowed(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+}
+
+/// The lead id as a key segment. Ids made only of allowed characters (every
+/// Salesforce and HubSpot id) are used as they are; anything else is replaced
+/// by a hash so two different ids can never share a key.
+fn lead_segment(lead_id: &str) -> String {
+    if !lead_id.is_empty() && lead_id.len() <= 40 && lead_id.chars().all(|c| allowed(c) && c != ':') {
+        lead_id.to_string()
+    } else {
+        format!("h{}", short_hash(lead_id, 16))
+    }
+}
+
+/// `{lead}:{clock}:{start epoch secs}:{what}:v{version}`, at most
+/// [`MAX_KEY_LEN`] characters of `[A-Za-z0-9_.:-]`.
+pub fn clock_key(lead_id: &str, clock: &str, started_at: DateTime<Utc>, what: &str, version: u32) -> ActionKey {
+    finish(format!("{}:{}:{}:{}:v{}", lead_segment(lead_id), clock, started_at.timestamp(), what, version))
+}
+
+/// `{lead}:sla:{hash}:v{version}`, for the SLA field write-back.
+pub fn fields_key(lead_id: &str, values_hash: &str, version: u32) -> ActionKey {
+    finish(format!("{}:sla:{}:v{}", lead_segment(lead_id), values_hash, version))
+}
+
+fn finish(raw: String) -> ActionKey {
+    let clean: String = raw.chars().map(|c| if allowed(c) { c } else { '_' }).collect();
+    if clean.len() <= MAX_KEY_LEN && clean == raw {
+        return ActionKey(clean);
+    }
+    // Too long or altered: keep a readable prefix and make it unique again.
+    let hash = short_hash(&raw, 16);
+    let keep = MAX_KEY_LEN - hash.len() - 1;
+    let prefix: String = clean.chars().take(keep).collect();
+    ActionKey(format!("{prefix}-{hash}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn valid(key: &ActionKey) -> bool {
+        key.as_str().len() <= MAX_KEY_LEN && key.as_str().chars().all(allowed)
+    }
+
+    #[test]
+    fn keys_are_stable_and_valid() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 2, 14, 0, 0).unwrap();
+        let a = clock_key("00Q5g00000AbCdEFGH", "ft", at, "esc1", 3);
+        assert_eq!(a.as_str(), "00Q5g00000AbCdEFGH:ft:1772460000:esc1:v3");
+        assert_eq!(a, clock_key("00Q5g00000AbCdEFGH", "ft", at, "esc1", 3));
+        assert!(valid(&a));
+    }
+
+    #[test]
+    fn odd_or_long_ids_are_hashed_not_truncated_into_collisions() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 2, 14, 0, 0).unwrap();
+        let long_a = "x".repeat(200) + "a";
+        let long_b = "x".repeat(200) + "b";
+        let ka = clock_key(&long_a, "ft", at, "rem", 1);
+        let kb = clock_key(&long_b, "ft", at, "rem", 1);
+        assert_ne!(ka, kb);
+        assert!(valid(&ka) && valid(&kb));
+        let odd = clock_key("lead with spaces/and:colons", "ft", at, "rem", 1);
+        assert!(valid(&odd));
+        assert_ne!(odd, clock_key("lead with spaces/and:colonz", "ft", at, "rem", 1));
+    }
+}

@@ -1,0 +1,635 @@
+//! Table tests for the SLA engine: every clock and status, the edge cases
+//! the policy promises (status changes are not touches, after-hours
+//! arrivals, reassignment, waivers, disposition rules) and the stability of
+//! action keys across re-evaluations.
+//!
+//! The policy is built here from a TOML string; the calendar is New York,
+//! Monday to Friday 09:00–17:00. March 2026 before the 8th is EST (UTC−5).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::America::New_York;
+use handoff::engine::{evaluate, ClockKind, ClockStatus, Evaluation, Owners};
+use handoff::policy::{compile, CompiledPolicy, Policy};
+use handoff_model::{
+    Action, ActionKind, Activity, ActivityKind, Assignment, Lead, Owner, OwnerKind, StatusChange, TaskPurpose,
+};
+use serde_json::json;
+
+const BASE_POLICY: &str = r#"
+version = 3
+reason_codes = ["no_budget", "no_response", "bad_fit"]
+
+[fields]
+status = "Status"
+source = "LeadSource"
+score = "Score__c"
+reason_code = "Reason__c"
+mql_at = "MQL_At__c"
+
+[fields.sla]
+grade = "SLA_Grade__c"
+due_at = "SLA_Due__c"
+status = "SLA_Status__c"
+breach_count = "SLA_Breaches__c"
+
+[statuses]
+open = ["Open"]
+working = ["Working"]
+accepted = ["Accepted"]
+rejected = ["Rejected"]
+closed_unresponsive = ["Closed - No Response"]
+converted = ["Converted"]
+
+[calendars.ny]
+time_zone = "America/New_York"
+hours = { mon = ["09:00-17:00"], tue = ["09:00-17:00"], wed = ["09:00-17:00"], thu = ["09:00-17:00"], fri = ["09:00-17:00"] }
+
+[owners]
+default_calendar = "ny"
+managers = { u_rep = "u_mgr", u_mgr = "u_vp" }
+
+[definitions]
+min_score = 50
+mql = { criteria = "fit" }
+
+[definitions.criteria]
+fit = { field = "Employees", op = ">=", value = 25 }
+
+[definitions.disqualifiers]
+competitor = { field = "Company", op = "contains", value = "rivalcorp" }
+
+[[grades]]
+name = "A"
+when = { field = "Employees", op = ">=", value = 1000 }
+
+[[grades]]
+name = "B"
+when = { field = "Employees", op = ">=", value = 25 }
+
+[[segments]]
+name = "inbound"
+__SEGMENT__
+first_touch = { A = "1 business hour", B = "same business day" }
+sal_decision = "8 business hours"
+cadence = { touches = 3, business_days = 3 }
+disposition = { within = "5 business days" }
+
+[marketing]
+required_fields = ["Email", "Company"]
+routing_within = "5 minutes"
+
+[escalation]
+remind_at = "75%"
+__LEVELS__
+"#;
+
+const TWO_RUNGS: &str = r#"levels = [{ after = "0", to = "manager" }, { after = "2 business hours", to = "manager.manager" }]"#;
+
+fn policy_with(segment: &str, levels: &str) -> CompiledPolicy {
+    let text = BASE_POLICY.replace("__SEGMENT__", segment).replace("__LEVELS__", levels);
+    let policy: Policy = toml::from_str(&text).expect("test policy parses");
+    match compile(&policy) {
+        Ok(compiled) => compiled,
+        Err(issues) => panic!("test policy compiles: {issues:#?}"),
+    }
+}
+
+fn policy() -> CompiledPolicy {
+    policy_with(r#"on_reassign = "restart""#, TWO_RUNGS)
+}
+
+/// New York local time "YYYY-MM-DD HH:MM" as UTC.
+fn ny(local: &str) -> DateTime<Utc> {
+    let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").expect("test time");
+    New_York.from_local_datetime(&naive).single().expect("unambiguous test time").with_timezone(&Utc)
+}
+
+fn owners() -> Vec<Owner> {
+    let user = |id: &str, manager: Option<&str>| Owner {
+        id: id.to_string(),
+        kind: OwnerKind::User,
+        name: None,
+        email: None,
+        manager_id: manager.map(str::to_string),
+        time_zone: Some("America/New_York".to_string()),
+        active: true,
+        modified_at: None,
+    };
+    vec![
+        user("u_rep", None),
+        user("u_other", None),
+        user("u_mgr", None),
+        user("u_vp", None),
+        user("u_orphan", None),
+        Owner { kind: OwnerKind::Queue, time_zone: None, ..user("q_inbound", None) },
+    ]
+}
+
+/// A grade-A MQL from the web, arriving Monday 2 March 2026 10:00 New York,
+/// assigned to `u_rep` at once.
+fn lead() -> Lead {
+    let at = ny("2026-03-02 10:00");
+    let fields: BTreeMap<String, serde_json::Value> = [
+        ("Employees", json!(5000)),
+        ("Score__c", json!(80)),
+        ("Email", json!("pat@example.com")),
+        ("Company", json!("Example Inc")),
+        ("LeadSource", json!("Web")),
+        ("Status", json!("Open")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Lead {
+        id: "00Q000000000001AAA".to_string(),
+        owner_id: Some("u_rep".to_string()),
+        fields,
+        created_at: at,
+        modified_at: at,
+        assignments: vec![Assignment { owner_id: "u_rep".to_string(), owner_kind: OwnerKind::User, at }],
+        status_changes: Vec::new(),
+        converted_at: None,
+        deleted: false,
+        merged_into: None,
+    }
+}
+
+fn activity(id: &str, kind: ActivityKind, owner: &str, at: DateTime<Utc>) -> Activity {
+    Activity {
+        id: id.to_string(),
+        kind,
+        lead_id: "00Q000000000001AAA".to_string(),
+        owner_id: Some(owner.to_string()),
+        occurred_at: at,
+        modified_at: at,
+        subject: None,
+        direction: None,
+        completed: true,
+        handoff_key: None,
+        deleted: false,
+    }
+}
+
+fn run(policy: &CompiledPolicy, lead: &Lead, activities: &[Activity], now: DateTime<Utc>) -> Evaluation {
+    let list = owners();
+    let owners = Owners::new(&list);
+    evaluate(lead, activities, &owners, policy, now).expect("evaluation succeeds")
+}
+
+fn clock(ev: &Evaluation, kind: ClockKind) -> &handoff::engine::Clock {
+    ev.clocks.iter().find(|c| c.kind == kind).unwrap_or_else(|| panic!("no {kind:?} clock in {ev:#?}"))
+}
+
+fn tasks(ev: &Evaluation) -> Vec<(&str, &str, &TaskPurpose)> {
+    ev.actions
+        .iter()
+        .filter_map(|a| match &a.kind {
+            ActionKind::CreateTask { assignee_id, purpose, .. } => Some((a.key.as_str(), assignee_id.as_str(), purpose)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn keys(actions: &[Action]) -> Vec<String> {
+    actions.iter().map(|a| a.key.as_str().to_string()).collect()
+}
+
+#[test]
+fn first_touch_met_by_the_owners_call() {
+    let ev = run(&policy(), &lead(), &[activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))], ny("2026-03-02 12:00"));
+    assert!(ev.mql);
+    assert_eq!(ev.grade.as_deref(), Some("A"));
+    assert_eq!(ev.segment.as_deref(), Some("inbound"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!(ft.status, ClockStatus::Met);
+    assert_eq!(ft.due_at, Some(ny("2026-03-02 11:00")));
+    assert_eq!(ft.stopped_at, Some(ny("2026-03-02 10:30")));
+    assert!(tasks(&ev).is_empty(), "a met clock raises no task: {:?}", ev.actions);
+}
+
+#[test]
+fn first_touch_states_over_time_without_a_touch() {
+    // 1 business hour from 10:00, reminder at 75 % (10:45).
+    let table = [
+        ("2026-03-02 10:30", ClockStatus::Pending),
+        ("2026-03-02 10:45", ClockStatus::AtRisk),
+        ("2026-03-02 10:59", ClockStatus::AtRisk),
+        ("2026-03-02 11:00", ClockStatus::Breached),
+        ("2026-03-03 09:00", ClockStatus::Breached),
+    ];
+    for (now, want) in table {
+        let ev = run(&policy(), &lead(), &[], ny(now));
+        let ft = clock(&ev, ClockKind::FirstTouch);
+        assert_eq!(ft.status, want, "at {now}: {ft:#?}");
+        assert_eq!(ft.remind_at, Some(ny("2026-03-02 10:45")));
+    }
+}
+
+#[test]
+fn a_status_change_alone_does_not_stop_first_touch() {
+    let mut lead = lead();
+    lead.status_changes.push(StatusChange { status: "Working".to_string(), at: ny("2026-03-02 10:10") });
+    lead.fields.insert("Status".to_string(), json!("Working"));
+    let ev = run(&policy(), &lead, &[], ny("2026-03-02 11:30"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!(ft.status, ClockStatus::Breached);
+    assert_eq!(ft.stopped_at, None);
+    assert_eq!(ft.breached_at, Some(ny("2026-03-02 11:00")));
+}
+
+#[test]
+fn tasks_and_handoffs_own_records_are_not_touches() {
+    let mut own = activity("e1", ActivityKind::Email, "u_rep", ny("2026-03-02 10:20"));
+    own.handoff_key = Some("00Q000000000001AAA:ft:1:rem:v3".to_string());
+    let todo = activity("t1", ActivityKind::Task, "u_rep", ny("2026-03-02 10:25"));
+    let mut gone = activity("c9", ActivityKind::Call, "u_rep", ny("2026-03-02 10:26"));
+    gone.deleted = true;
+    let ev = run(&policy(), &lead(), &[own, todo, gone], ny("2026-03-02 10:50"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!(ft.status, ClockStatus::AtRisk);
+    assert_eq!(ft.stopped_at, None);
+}
+
+#[test]
+fn a_touch_by_someone_else_counts_only_with_touch_by_anyone() {
+    let touch = [activity("c1", ActivityKind::Call, "u_other", ny("2026-03-02 10:30"))];
+    let table = [
+        (r#"touch_by = "owner""#, ClockStatus::Breached),
+        (r#"touch_by = "anyone""#, ClockStatus::Met),
+    ];
+    for (segment, want) in table {
+        let ev = run(&policy_with(segment, TWO_RUNGS), &lead(), &touch, ny("2026-03-02 11:30"));
+        assert_eq!(clock(&ev, ClockKind::FirstTouch).status, want, "{segment}");
+    }
+}
+
+#[test]
+fn an_after_hours_arrival_starts_at_the_next_opening() {
+    let mut lead = lead();
+    let arrival = ny("2026-03-02 20:00");
+    lead.created_at = arrival;
+    lead.assignments[0].at = arrival;
+    let ev = run(&policy(), &lead, &[], ny("2026-03-03 08:00"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!(ft.received_at, Some(arrival));
+    assert_eq!(ft.started_at, Some(ny("2026-03-03 09:00")));
+    assert_eq!(ft.due_at, Some(ny("2026-03-03 10:00")));
+    assert_eq!(ft.status, ClockStatus::Pending);
+    assert_eq!(ev.next_check_at, Some(ny("2026-03-03 09:45")), "next check is the reminder point");
+    // A call at 08:30 the next morning is a touch after the arrival: met.
+    let early = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-03 08:30"))];
+    assert_eq!(clock(&run(&policy(), &lead, &early, ny("2026-03-03 12:00")), ClockKind::FirstTouch).status, ClockStatus::Met);
+}
+
+#[test]
+fn mql_time_comes_from_the_mapped_field_and_bad_values_degrade() {
+    let mut lead = lead();
+    lead.fields.insert("MQL_At__c".to_string(), json!("2026-03-02T16:00:00.000+0000")); // 11:00 NY
+    let ev = run(&policy(), &lead, &[], ny("2026-03-02 11:30"));
+    assert_eq!(clock(&ev, ClockKind::FirstTouch).due_at, Some(ny("2026-03-02 12:00")));
+
+    lead.fields.insert("MQL_At__c".to_string(), json!("last tuesday"));
+    let ev = run(&policy(), &lead, &[], ny("2026-03-02 10:30"));
+    assert_eq!(clock(&ev, ClockKind::FirstTouch).due_at, Some(ny("2026-03-02 11:00")));
+    assert!(ev.notes.iter().any(|n| n.contains("MQL_At__c") && n.contains("not a date-time")), "{:?}", ev.notes);
+}
+
+#[test]
+fn reassignment_restarts_or_continues_per_policy() {
+    let mut lead = lead();
+    lead.assignments.push(Assignment { owner_id: "u_other".to_string(), owner_kind: OwnerKind::User, at: ny("2026-03-02 10:40") });
+    lead.owner_id = Some("u_other".to_string());
+    let now = ny("2026-03-02 11:30");
+    let table = [
+        (r#"on_reassign = "restart""#, ny("2026-03-02 10:40"), ny("2026-03-02 11:40"), ClockStatus::AtRisk),
+        (r#"on_reassign = "continue""#, ny("2026-03-02 10:00"), ny("2026-03-02 11:00"), ClockStatus::Breached),
+    ];
+    for (segment, start, due, status) in table {
+        let ev = run(&policy_with(segment, TWO_RUNGS), &lead, &[], now);
+        let ft = clock(&ev, ClockKind::FirstTouch);
+        assert_eq!((ft.received_at, ft.due_at, ft.status), (Some(start), Some(due), status), "{segment}");
+    }
+    // Restarted: the new owner gets the reminder; the old owner's call no longer counts.
+    let old_call = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:50"))];
+    let ev = run(&policy(), &lead, &old_call, now);
+    assert_eq!(clock(&ev, ClockKind::FirstTouch).owner_id.as_deref(), Some("u_other"));
+    assert_eq!(clock(&ev, ClockKind::FirstTouch).status, ClockStatus::AtRisk);
+    assert!(tasks(&ev).iter().any(|(_, to, p)| *to == "u_other" && **p == TaskPurpose::Reminder), "{:?}", ev.actions);
+}
+
+#[test]
+fn clock_start_at_assignment_ignores_queues() {
+    let mut lead = lead();
+    lead.owner_id = Some("q_inbound".to_string());
+    lead.assignments = vec![Assignment { owner_id: "q_inbound".to_string(), owner_kind: OwnerKind::Queue, at: ny("2026-03-02 10:00") }];
+    let policy = policy_with(r#"clock_start = "assignment""#, TWO_RUNGS);
+    let ev = run(&policy, &lead, &[], ny("2026-03-02 12:00"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.status, ft.due_at), (ClockStatus::Pending, None), "a queue does not start the clock");
+    assert!(tasks(&ev).is_empty());
+    // Routing (marketing) is breached: no user within 5 minutes, but no task.
+    assert_eq!(clock(&ev, ClockKind::Routing).status, ClockStatus::Breached);
+
+    lead.assignments.push(Assignment { owner_id: "u_rep".to_string(), owner_kind: OwnerKind::User, at: ny("2026-03-02 13:00") });
+    lead.owner_id = Some("u_rep".to_string());
+    let ev = run(&policy, &lead, &[], ny("2026-03-02 13:30"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.received_at, ft.due_at), (Some(ny("2026-03-02 13:00")), Some(ny("2026-03-02 14:00"))));
+}
+
+#[test]
+fn routing_is_reported_without_tasks() {
+    let table = [(3, ClockStatus::Met), (9, ClockStatus::Breached)];
+    for (minutes, want) in table {
+        let mut lead = lead();
+        lead.assignments[0].at = lead.created_at + chrono::Duration::minutes(minutes);
+        let ev = run(&policy(), &lead, &[activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:20"))], ny("2026-03-02 10:30"));
+        let routing = clock(&ev, ClockKind::Routing);
+        assert_eq!(routing.status, want, "assigned after {minutes} min");
+        assert!(ev.actions.iter().all(|a| !a.key.as_str().contains(":route:")), "{:?}", ev.actions);
+    }
+}
+
+#[test]
+fn waived_leads_carry_no_sales_obligation() {
+    let mut incomplete = lead();
+    incomplete.fields.remove("Email");
+    incomplete.fields.insert("Company".to_string(), json!("  "));
+    let mut competitor = lead();
+    competitor.fields.insert("Company".to_string(), json!("RivalCorp Ltd"));
+    let mut low_score = lead();
+    low_score.fields.insert("Score__c".to_string(), json!("20"));
+    let mut small = lead();
+    small.fields.insert("Employees".to_string(), json!(10));
+    let table: [(&str, Lead, &[&str]); 4] = [
+        ("incomplete", incomplete, &["incomplete data", "Email", "Company"]),
+        ("competitor", competitor, &["disqualified by `competitor`"]),
+        ("low score", low_score, &["not an MQL", "score 20", "Score__c"]),
+        ("below criteria", small, &["not an MQL", "Employees"]),
+    ];
+    for (name, lead, words) in table {
+        let ev = run(&policy(), &lead, &[], ny("2026-03-04 12:00"));
+        let why = ev.waived.clone().unwrap_or_else(|| panic!("{name}: not waived"));
+        for w in words {
+            assert!(why.contains(w), "{name}: {why:?} lacks {w:?}");
+        }
+        assert!(!ev.clocks.is_empty());
+        assert!(ev.clocks.iter().all(|c| c.status == ClockStatus::Waived), "{name}: {:#?}", ev.clocks);
+        assert!(ev.actions.iter().all(|a| matches!(a.kind, ActionKind::UpdateLead { .. })), "{name}: {:?}", ev.actions);
+        assert_eq!(ev.sla_fields.get("SLA_Status__c"), Some(&json!("waived")), "{name}");
+    }
+}
+
+#[test]
+fn deleted_and_merged_leads_have_no_clocks_and_no_actions() {
+    let mut deleted = lead();
+    deleted.deleted = true;
+    let mut merged = lead();
+    merged.merged_into = Some("00Q000000000002AAA".to_string());
+    for lead in [deleted, merged] {
+        let ev = run(&policy(), &lead, &[], ny("2026-03-04 12:00"));
+        assert!(ev.clocks.is_empty() && ev.actions.is_empty(), "{ev:#?}");
+    }
+}
+
+#[test]
+fn sal_decision_met_by_acceptance_and_breached_without_one() {
+    let mut accepted = lead();
+    accepted.status_changes.push(StatusChange { status: "Accepted".to_string(), at: ny("2026-03-02 15:00") });
+    accepted.fields.insert("Status".to_string(), json!("Accepted"));
+    let ev = run(&policy(), &accepted, &[], ny("2026-03-05 12:00"));
+    assert_eq!(clock(&ev, ClockKind::SalDecision).status, ClockStatus::Met);
+    assert_eq!(clock(&ev, ClockKind::Disposition).status, ClockStatus::Met);
+
+    // 8 business hours from Monday 10:00 is Tuesday 10:00.
+    let ev = run(&policy(), &lead(), &[activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))], ny("2026-03-03 10:30"));
+    let sal = clock(&ev, ClockKind::SalDecision);
+    assert_eq!((sal.status, sal.due_at), (ClockStatus::Breached, Some(ny("2026-03-03 10:00"))));
+    assert!(tasks(&ev).iter().any(|(k, to, p)| k.contains(":sal:") && *to == "u_mgr" && **p == TaskPurpose::Escalation { level: 1 }));
+}
+
+fn closed_unresponsive(touch_times: &[&str]) -> (Lead, Vec<Activity>) {
+    let mut lead = lead();
+    lead.status_changes.push(StatusChange { status: "Closed - No Response".to_string(), at: ny("2026-03-06 16:00") });
+    lead.fields.insert("Status".to_string(), json!("Closed - No Response"));
+    lead.fields.insert("Reason__c".to_string(), json!("no_response"));
+    let touches = touch_times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| activity(&format!("a{i}"), ActivityKind::Email, "u_rep", ny(t)))
+        .collect();
+    (lead, touches)
+}
+
+#[test]
+fn closing_as_unresponsive_needs_the_full_cadence() {
+    let table: [(&[&str], ClockStatus); 3] = [
+        (&["2026-03-02 10:30", "2026-03-04 11:00", "2026-03-06 09:30"], ClockStatus::Met),
+        // Three touches, but all within two business days.
+        (&["2026-03-02 10:30", "2026-03-02 15:00", "2026-03-03 11:00"], ClockStatus::Breached),
+        // Spread out, but only two touches.
+        (&["2026-03-02 10:30", "2026-03-06 09:30"], ClockStatus::Breached),
+    ];
+    for (times, want) in table {
+        let (lead, touches) = closed_unresponsive(times);
+        let ev = run(&policy(), &lead, &touches, ny("2026-03-06 17:00"));
+        let cadence = clock(&ev, ClockKind::Cadence);
+        assert_eq!(cadence.status, want, "{times:?}: {}", cadence.reason);
+        let flags: Vec<_> = tasks(&ev).into_iter().filter(|(_, _, p)| **p == TaskPurpose::DispositionFlag).collect();
+        if want == ClockStatus::Breached {
+            assert_eq!(flags.len(), 1, "{:?}", ev.actions);
+            assert_eq!(flags[0].1, "u_rep");
+            assert!(flags[0].0.contains(":cad:"));
+            assert_eq!(ev.sla_fields.get("SLA_Status__c"), Some(&json!("breached")));
+        } else {
+            assert!(flags.is_empty(), "{:?}", ev.actions);
+        }
+    }
+}
+
+#[test]
+fn a_rejection_needs_an_agreed_reason_code() {
+    let table = [
+        (None, ClockStatus::Breached, "empty"),
+        (Some("because"), ClockStatus::Breached, "not one of the agreed codes"),
+        (Some("bad_fit"), ClockStatus::Met, "status became"),
+    ];
+    for (code, want, words) in table {
+        let mut lead = lead();
+        lead.status_changes.push(StatusChange { status: "Rejected".to_string(), at: ny("2026-03-02 11:00") });
+        lead.fields.insert("Status".to_string(), json!("Rejected"));
+        if let Some(code) = code {
+            lead.fields.insert("Reason__c".to_string(), json!(code));
+        }
+        let calls = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))];
+        let ev = run(&policy(), &lead, &calls, ny("2026-03-02 12:00"));
+        let disposition = clock(&ev, ClockKind::Disposition);
+        assert_eq!(disposition.status, want, "{code:?}");
+        assert!(disposition.reason.contains(words), "{code:?}: {}", disposition.reason);
+        let flagged = tasks(&ev).iter().any(|(k, to, p)| k.contains(":disp:") && *to == "u_rep" && **p == TaskPurpose::DispositionFlag);
+        assert_eq!(flagged, want == ClockStatus::Breached, "{code:?}: {:?}", ev.actions);
+    }
+}
+
+#[test]
+fn disposition_breaches_when_nothing_is_decided_in_time() {
+    // 5 business days from Monday 10:00: the close of Monday 9 March.
+    let calls = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))];
+    let sal_ok = {
+        let mut l = lead();
+        l.status_changes.push(StatusChange { status: "Working".to_string(), at: ny("2026-03-02 10:31") });
+        l
+    };
+    // 75 % of the 47 business hours have passed by Friday 13:15.
+    let ev = run(&policy(), &sal_ok, &calls, ny("2026-03-06 13:00"));
+    assert_eq!(clock(&ev, ClockKind::Disposition).status, ClockStatus::Pending);
+    let ev = run(&policy(), &sal_ok, &calls, ny("2026-03-09 16:00"));
+    assert_eq!(clock(&ev, ClockKind::Disposition).status, ClockStatus::AtRisk);
+    assert_eq!(clock(&ev, ClockKind::Disposition).due_at, Some(ny("2026-03-09 17:00")));
+    let ev = run(&policy(), &sal_ok, &calls, ny("2026-03-10 09:00"));
+    assert_eq!(clock(&ev, ClockKind::Disposition).status, ClockStatus::Breached);
+}
+
+#[test]
+fn reminder_and_escalation_keys_are_stable_across_evaluations() {
+    let at = |now: &str| run(&policy(), &lead(), &[], ny(now));
+    let reminder_key = |ev: &Evaluation| -> Vec<String> {
+        tasks(ev).into_iter().filter(|(k, _, p)| **p == TaskPurpose::Reminder && k.contains(":ft:")).map(|(k, _, _)| k.to_string()).collect()
+    };
+    let early = at("2026-03-02 10:46");
+    let late = at("2026-03-02 10:58");
+    assert_eq!(reminder_key(&early).len(), 1);
+    assert_eq!(reminder_key(&early), reminder_key(&late));
+    assert!(reminder_key(&early)[0].starts_with("00Q000000000001AAA:ft:"));
+    assert!(reminder_key(&early)[0].ends_with(":rem:v3"));
+    assert_eq!(tasks(&early).iter().find(|(_, _, p)| **p == TaskPurpose::Reminder).map(|t| t.1), Some("u_rep"));
+
+    // Once breached: no reminder, the same level-1 escalation key each time.
+    let escalation = |ev: &Evaluation| -> Vec<String> {
+        tasks(ev).into_iter().filter(|(k, _, _)| k.contains(":ft:")).map(|(k, _, _)| k.to_string()).collect()
+    };
+    let b1 = at("2026-03-02 11:01");
+    let b2 = at("2026-03-02 12:30");
+    assert!(reminder_key(&b1).is_empty());
+    assert_eq!(escalation(&b1), escalation(&b2));
+    assert_eq!(escalation(&b1).len(), 1);
+    assert!(escalation(&b1)[0].ends_with(":esc1:v3"));
+    for ev in [&early, &late, &b1, &b2] {
+        for key in keys(&ev.actions) {
+            assert!(key.len() <= 80 && key.chars().all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c)), "{key}");
+        }
+    }
+    // The SLA-field write-back key depends on the values only.
+    let update = |ev: &Evaluation| ev.actions.iter().find(|a| matches!(a.kind, ActionKind::UpdateLead { .. })).map(|a| a.key.clone());
+    assert_eq!(update(&b1), update(&b2));
+    assert_ne!(update(&early), update(&b1));
+    assert_eq!(update(&early), update(&late));
+}
+
+#[test]
+fn sla_fields_already_in_place_are_not_written_again() {
+    let ev = run(&policy(), &lead(), &[], ny("2026-03-02 11:30"));
+    let mut synced = lead();
+    for (name, value) in &ev.sla_fields {
+        synced.fields.insert(name.clone(), value.clone());
+    }
+    assert_eq!(ev.sla_fields.get("SLA_Breaches__c"), Some(&json!(1)));
+    assert_eq!(ev.sla_fields.get("SLA_Grade__c"), Some(&json!("A")));
+    let again = run(&policy(), &synced, &[], ny("2026-03-02 11:45"));
+    assert!(again.actions.iter().all(|a| !matches!(a.kind, ActionKind::UpdateLead { .. })), "{:?}", again.actions);
+    assert_eq!(keys(&again.actions).iter().filter(|k| k.contains(":esc1:")).count(), keys(&ev.actions).iter().filter(|k| k.contains(":esc1:")).count());
+}
+
+#[test]
+fn level_two_escalates_after_the_further_window() {
+    // Due 11:00; level 2 two business hours after the breach, 13:00.
+    let table: [(&str, &[(&str, u8)]); 3] = [
+        ("2026-03-02 11:00", &[("u_mgr", 1)]),
+        ("2026-03-02 12:59", &[("u_mgr", 1)]),
+        ("2026-03-02 13:00", &[("u_mgr", 1), ("u_vp", 2)]),
+    ];
+    for (now, want) in table {
+        let ev = run(&policy(), &lead(), &[], ny(now));
+        let got: Vec<(&str, u8)> = tasks(&ev)
+            .into_iter()
+            .filter(|(k, _, _)| k.contains(":ft:"))
+            .filter_map(|(_, to, p)| match p {
+                TaskPurpose::Escalation { level } => Some((to, *level)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, want.to_vec(), "at {now}");
+    }
+    let ev = run(&policy(), &lead(), &[], ny("2026-03-02 12:00"));
+    assert_eq!(ev.next_check_at, Some(ny("2026-03-02 13:00")), "the next rung is the next check");
+}
+
+#[test]
+fn without_a_manager_the_next_rung_takes_over() {
+    let mut lead = lead();
+    lead.owner_id = Some("u_orphan".to_string());
+    lead.assignments[0].owner_id = "u_orphan".to_string();
+    let levels = r#"levels = [{ after = "0", to = "manager" }, { after = "2x", to = "pool:q_inbound" }]"#;
+    let ev = run(&policy_with("", levels), &lead, &[], ny("2026-03-02 11:05"));
+    let reassign: Vec<_> = ev
+        .actions
+        .iter()
+        .filter_map(|a| match &a.kind {
+            ActionKind::Reassign { to_owner_id } => Some((a.key.as_str(), to_owner_id.as_str())),
+            _ => None,
+        })
+        .filter(|(k, _)| k.contains(":ft:"))
+        .collect();
+    assert_eq!(reassign.len(), 1, "{:?}", ev.actions);
+    assert_eq!(reassign[0].1, "q_inbound");
+    assert!(reassign[0].0.ends_with(":esc2:v3"));
+    assert!(ev.notes.iter().any(|n| n.contains("no one to go to")), "{:?}", ev.notes);
+    assert!(tasks(&ev).iter().all(|(_, _, p)| !matches!(p, TaskPurpose::Escalation { .. })));
+}
+
+#[test]
+fn a_pool_rung_reassigns_after_twice_the_window() {
+    let levels = r#"levels = [{ after = "0", to = "manager" }, { after = "2x", to = "pool:q_inbound" }]"#;
+    let policy = policy_with("", levels);
+    let reassigned = |now: &str| {
+        run(&policy, &lead(), &[], ny(now))
+            .actions
+            .iter()
+            .any(|a| matches!(&a.kind, ActionKind::Reassign { to_owner_id } if to_owner_id == "q_inbound"))
+    };
+    assert!(!reassigned("2026-03-02 11:59"));
+    assert!(reassigned("2026-03-02 12:00"));
+}
+
+#[test]
+fn an_unknown_owner_degrades_with_a_note() {
+    let mut lead = lead();
+    lead.owner_id = Some("u_ghost".to_string());
+    lead.assignments[0].owner_id = "u_ghost".to_string();
+    let ev = run(&policy(), &lead, &[], ny("2026-03-02 11:30"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.status, ft.due_at), (ClockStatus::Breached, Some(ny("2026-03-02 11:00"))), "default calendar");
+    assert!(ev.notes.iter().any(|n| n.contains("u_ghost") && n.contains("unknown")), "{:?}", ev.notes);
+    assert!(ev.notes.iter().any(|n| n.contains("no one to go to")), "{:?}", ev.notes);
+    assert!(tasks(&ev).iter().all(|(_, _, p)| !matches!(p, TaskPurpose::Escalation { .. })), "{:?}", ev.actions);
+}
+
+#[test]
+fn business_time_is_read_in_the_owners_own_zone() {
+    // Monday 10:00 New York is Tuesday 02:00 in Sydney; the Sydney rep's desk
+    // opens at 09:00 local (Monday 17:00 New York), so one business hour
+    // later is Monday 18:00 New York.
+    let mut list = owners();
+    list.push(Owner { id: "u_syd".to_string(), time_zone: Some("Australia/Sydney".to_string()), ..list[0].clone() });
+    let mut lead = lead();
+    lead.owner_id = Some("u_syd".to_string());
+    lead.assignments[0].owner_id = "u_syd".to_string();
+    let owners = Owners::new(&list);
+    let ev = evaluate(&lead, &[], &owners, &policy(), ny("2026-03-02 12:00")).expect("evaluates");
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!(ft.started_at, Some(ny("2026-03-02 17:00")));
+    assert_eq!(ft.due_at, Some(ny("2026-03-02 18:00")));
+    assert_eq!(ft.status, ClockStatus::Pending);
+}
