@@ -306,7 +306,7 @@ fn do_search(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer 
     let kind_of = |p: &str| st.kind_of(t, p);
     let page = search::run(store, t, &body, &kind_of, &visible)?;
     let props = requested_properties(t, body.properties.clone());
-    Ok((StatusCode::OK, search::render_page(&page, t, &props, ctx.base_url)))
+    Ok((StatusCode::OK, search::render_page(&page, t, &props)))
 }
 
 fn merge(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
