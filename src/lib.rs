@@ -10,10 +10,13 @@
 //!   time zones (DST-safe, overnight windows).
 //! - [`engine`]: the pure evaluation — (lead, activities, owner, policy,
 //!   calendar, now) → grade, clocks, actions. No I/O, no wall clock.
+//! - [`explain`]: `handoff explain`, one lead judged offline with the
+//!   reasons in words (or the evaluation as JSON).
 //! - [`cli`]: the `handoff` command line.
 
 pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod explain;
 pub mod policy;

@@ -1,0 +1,134 @@
+//! `handoff explain` end to end: the real binary, the example Salesforce
+//! config and the sample cases in `tests/data/explain/`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn project_file(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn explain(args: &[&str]) -> Output {
+    let config = project_file("config/salesforce.example.toml");
+    Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .arg("explain")
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .output()
+        .expect("the handoff binary runs")
+}
+
+fn case() -> String {
+    project_file("tests/data/explain/case.json").display().to_string()
+}
+
+fn stdout_of(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_str(&stdout_of(output)).expect("--json prints one JSON document")
+}
+
+fn action_keys(evaluation: &Value) -> Vec<String> {
+    evaluation["actions"]
+        .as_array()
+        .expect("actions is a list")
+        .iter()
+        .map(|a| a["key"].as_str().expect("every action has a key").to_string())
+        .collect()
+}
+
+fn clock<'a>(evaluation: &'a Value, kind: &str) -> &'a Value {
+    evaluation["clocks"]
+        .as_array()
+        .expect("clocks is a list")
+        .iter()
+        .find(|c| c["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} clock in {evaluation:#}"))
+}
+
+// The MQL time is 15:00Z (10:00 New York); grade A allows one business
+// hour, so first touch is due 16:00Z; "2x" escalates again at 17:00Z and
+// "3x" gives the lead to the pool at 18:00Z.
+const ESC1: &str = "00QHs00000Ab1cDEAZ:ft:1772463600:esc1:v1";
+const ESC2: &str = "00QHs00000Ab1cDEAZ:ft:1772463600:esc2:v1";
+const ESC3: &str = "00QHs00000Ab1cDEAZ:ft:1772463600:esc3:v1";
+
+#[test]
+fn the_report_explains_a_breach_in_words() {
+    let report = stdout_of(&explain(&["--case", &case(), "--now", "2026-03-02T17:30:00Z"]));
+    for expected in [
+        "Grade: A (fit plus strong intent)",
+        "passed: Intent_Action__c in",
+        "Segment: inbound",
+        "first_touch: breached",
+        "due:      2026-03-02T16:00:00Z",
+        "stopped:  -",
+        &format!("[{ESC1}] task (escalation level 1) for 005Hs00000A0MgrAAA"),
+        &format!("[{ESC2}] task (escalation level 2) for 005Hs00000A0VpSAAV"),
+        "the status change to `Working - Contacted` at 2026-03-02T15:20:00Z does not count",
+        "not by the owner 005Hs00000A1b9zAAA",
+        "handoff created it",
+        "routing: met",
+        "Next check: 2026-03-02T18:00:00Z",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+    }
+    assert!(!report.contains(ESC3), "the pool rung is not due yet:\n{report}");
+}
+
+#[test]
+fn json_output_keeps_action_keys_stable_across_re_evaluation() {
+    let first = json_of(&explain(&["--case", &case(), "--now", "2026-03-02T17:30:00Z", "--json"]));
+    let later = json_of(&explain(&["--case", &case(), "--now", "2026-03-02T17:59:59Z", "--json"]));
+    assert_eq!(first["grade"], "A");
+    assert_eq!(first["mql"], true);
+    assert_eq!(clock(&first, "first_touch")["status"], "breached");
+    assert_eq!(clock(&first, "first_touch")["due_at"], "2026-03-02T16:00:00Z");
+    assert_eq!(first["sla_fields"]["SLA_Status__c"], "breached");
+    assert_eq!(action_keys(&first), action_keys(&later));
+    assert!(action_keys(&first).contains(&ESC1.to_string()));
+
+    // Past three windows the pool rung fires: a reassignment with its own key.
+    let pooled = json_of(&explain(&["--case", &case(), "--now", "2026-03-02T18:00:00Z", "--json"]));
+    let reassign = pooled["actions"]
+        .as_array()
+        .and_then(|list| list.iter().find(|a| a["key"] == ESC3))
+        .unwrap_or_else(|| panic!("no pool rung in {pooled:#}"));
+    assert_eq!(reassign["kind"]["type"], "reassign");
+    assert_eq!(reassign["kind"]["to_owner_id"], "00GHs0000000001MAA");
+}
+
+#[test]
+fn a_lead_with_incomplete_data_is_waived() {
+    let lead = project_file("tests/data/explain/lead_incomplete.json").display().to_string();
+    let output = explain(&["--lead", &lead, "--now", "2026-03-04T15:00:00Z"]);
+    let report = stdout_of(&output);
+    assert!(report.contains("Waived: incomplete data: missing Phone"), "{report}");
+    let evaluation = json_of(&explain(&["--lead", &lead, "--now", "2026-03-04T15:00:00Z", "--json"]));
+    assert!(evaluation["clocks"].as_array().is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["status"] == "waived")));
+    let kinds: Vec<&Value> = evaluation["actions"].as_array().expect("actions").iter().map(|a| &a["kind"]["type"]).collect();
+    assert_eq!(kinds, vec!["update_lead"], "{evaluation:#}");
+}
+
+#[test]
+fn a_broken_case_file_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("broken-case.json");
+    std::fs::write(&path, r#"{ "lead": { "id": "00Q" } }"#).expect("write");
+    let output = explain(&["--case", &path.display().to_string(), "--now", "2026-03-02T17:30:00Z"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken-case.json"), "{stderr}");
+}
