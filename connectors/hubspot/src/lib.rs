@@ -1,1 +1,124 @@
-//! handoff's hubspot connector.
+//! handoff's HubSpot connector: contacts as leads, engagements (calls,
+//! emails, meetings, tasks) as activities, owners with managers from the
+//! settings, and write-back of SLA properties and tasks through the CRM v3
+//! API.
+//!
+//! # Layout
+//! - [`settings`]: [`HubspotSettings`], [`HubspotAuth`], [`TokenStore`], [`Clock`].
+//! - [`wire`]: HubSpot's JSON shapes and headers, and error classification (pure).
+//! - [`cursor`]: cursor state and window arithmetic (pure).
+//! - [`map`]: HubSpot records → the CRM-neutral model (pure).
+//! - [`limits`]: the burst and search pacers, the `Retry-After` gate, the daily budget.
+//! - [`auth`]: private-app tokens and the OAuth refresh grant.
+//! - [`client`]: sending with retries per error class.
+//! - `pull` / `write`: the two halves of the [`Connector`] trait.
+
+pub mod auth;
+pub mod client;
+pub mod cursor;
+pub mod error;
+pub mod limits;
+pub mod map;
+mod pull;
+pub mod settings;
+pub mod wire;
+mod write;
+
+use async_trait::async_trait;
+use handoff_model::{Action, ApiBudget, Connector, ConnectorError, CrmKind, Cursor, PullPage, Stream, WriteOutcome};
+use reqwest::Method;
+
+pub use error::HubspotError;
+pub use settings::{Clock, HubspotAuth, HubspotSettings, MemoryTokenStore, SystemClock, TokenStore};
+
+use crate::client::{Client, Request};
+use crate::cursor::{OwnersCursor, RecordsCursor};
+use crate::limits::Bucket;
+
+/// One HubSpot portal, seen through handoff's eyes.
+pub struct HubspotConnector {
+    settings: HubspotSettings,
+    client: Client,
+    /// Whether the `handoff_key` task property was confirmed.
+    task_property_checked: tokio::sync::Mutex<bool>,
+}
+
+/// Validate the settings and build the connector. Makes no request: call
+/// [`Connector::authenticate`] to check the credentials and the portal.
+pub async fn connect(settings: HubspotSettings) -> Result<HubspotConnector, HubspotError> {
+    settings.validate()?;
+    let client = Client::new(&settings)?;
+    Ok(HubspotConnector { settings, client, task_property_checked: tokio::sync::Mutex::new(false) })
+}
+
+impl HubspotConnector {
+    pub fn settings(&self) -> &HubspotSettings {
+        &self.settings
+    }
+
+    async fn check_access(&self) -> Result<(), HubspotError> {
+        self.client.auth.bearer().await?;
+        // One cheap read proves the token and the contacts scope.
+        self.client
+            .send(Request {
+                method: Method::GET,
+                path: "/crm/v3/objects/contacts".into(),
+                query: vec![("limit", "1".into())],
+                body: None,
+                bucket: Bucket::Burst,
+                idempotent: true,
+                object: "contacts",
+                cursor: "authenticate",
+            })
+            .await?;
+        self.ensure_task_key_property().await
+    }
+}
+
+#[async_trait]
+impl Connector for HubspotConnector {
+    fn crm(&self) -> CrmKind {
+        CrmKind::Hubspot
+    }
+
+    async fn authenticate(&self) -> Result<(), ConnectorError> {
+        self.check_access().await.map_err(ConnectorError::from)
+    }
+
+    async fn pull(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, ConnectorError> {
+        tracing::debug!(connector = "hubspot", stream = stream.as_str(), cursor = ?cursor.map(|c| &c.0), "pull");
+        let result = match stream {
+            Stream::Leads | Stream::Activities => {
+                let state = match cursor {
+                    Some(c) => cursor::decode::<RecordsCursor>(stream, c)?,
+                    None => RecordsCursor::default(),
+                };
+                self.pull_records(stream, state).await
+            }
+            Stream::Owners => {
+                let state = match cursor {
+                    Some(c) => cursor::decode::<OwnersCursor>(stream, c)?,
+                    None => OwnersCursor::default(),
+                };
+                self.pull_owners(state).await
+            }
+            // HubSpot exposes no business hours or holidays: calendars come
+            // from the policy file.
+            Stream::Calendars => {
+                if let Some(c) = cursor {
+                    cursor::decode::<OwnersCursor>(stream, c)?;
+                }
+                Ok(PullPage::default())
+            }
+        };
+        result.map_err(ConnectorError::from)
+    }
+
+    async fn write(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        self.write_actions(actions).await.map_err(ConnectorError::from)
+    }
+
+    fn budget(&self) -> ApiBudget {
+        self.client.limits.budget()
+    }
+}

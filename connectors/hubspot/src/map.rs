@@ -1,0 +1,241 @@
+//! HubSpot records → handoff's CRM-neutral model. Pure.
+
+use std::collections::BTreeMap;
+
+use handoff_model::{Activity, ActivityKind, Deletion, Direction, Lead, Owner, OwnerKind, Stream, Timestamp};
+
+use crate::wire::{parse_time, ApiObject, ApiOwner};
+
+/// The contact properties handoff always reads.
+pub const CONTACT_PROPERTIES: &[&str] = &[
+    "hs_object_id",
+    "createdate",
+    "lastmodifieddate",
+    "firstname",
+    "lastname",
+    "email",
+    "company",
+    "jobtitle",
+    "numemployees",
+    "industry",
+    "country",
+    "phone",
+    "hs_analytics_source",
+    "hs_lead_status",
+    "lifecyclestage",
+    "hubspotscore",
+    "hubspot_owner_id",
+    "hs_merged_object_ids",
+    "hs_lifecyclestage_opportunity_date",
+    "intent_action",
+    "disqualification_reason",
+    "handoff_sla_grade",
+    "handoff_sla_due",
+    "handoff_sla_status",
+    "handoff_sla_breach_count",
+];
+
+/// The custom task property carrying handoff's action key.
+pub const TASK_KEY_PROPERTY: &str = "handoff_key";
+
+/// The engagement types the activities stream reads, in order.
+pub const ENGAGEMENTS: [ActivityKind; 4] = [ActivityKind::Call, ActivityKind::Email, ActivityKind::Meeting, ActivityKind::Task];
+
+/// The object type's path name.
+pub fn object_type(kind: ActivityKind) -> &'static str {
+    match kind {
+        ActivityKind::Call => "calls",
+        ActivityKind::Email => "emails",
+        ActivityKind::Meeting => "meetings",
+        ActivityKind::Task => "tasks",
+    }
+}
+
+/// The properties read for an engagement type.
+pub fn engagement_properties(kind: ActivityKind) -> &'static [&'static str] {
+    match kind {
+        ActivityKind::Call => &["hs_object_id", "hs_timestamp", "hs_lastmodifieddate", "hubspot_owner_id", "hs_call_title", "hs_call_direction", "hs_call_status", "hs_call_disposition"],
+        ActivityKind::Email => &["hs_object_id", "hs_timestamp", "hs_lastmodifieddate", "hubspot_owner_id", "hs_email_subject", "hs_email_direction", "hs_email_status"],
+        ActivityKind::Meeting => &["hs_object_id", "hs_timestamp", "hs_lastmodifieddate", "hubspot_owner_id", "hs_meeting_title", "hs_meeting_start_time", "hs_meeting_outcome"],
+        ActivityKind::Task => &["hs_object_id", "hs_timestamp", "hs_lastmodifieddate", "hubspot_owner_id", "hs_task_subject", "hs_task_status", "hs_task_completion_date", TASK_KEY_PROPERTY],
+    }
+}
+
+/// The last-modified property searches filter on: `lastmodifieddate` for
+/// contacts (filtering them on `hs_lastmodifieddate` silently matches
+/// nothing), `hs_lastmodifieddate` for everything else.
+pub fn modified_property(object_type: &str) -> &'static str {
+    if object_type == "contacts" {
+        "lastmodifieddate"
+    } else {
+        "hs_lastmodifieddate"
+    }
+}
+
+fn time_of(o: &ApiObject, props: &[&str], fallback: Option<&str>) -> Option<Timestamp> {
+    props.iter().find_map(|p| o.prop(p).and_then(parse_time)).or_else(|| fallback.and_then(parse_time))
+}
+
+/// A mapping failure: the record is unusable and skipped, with this reason.
+pub type Skip = String;
+
+/// The record's numeric id (the key-set pagination position).
+pub fn numeric_id(o: &ApiObject) -> Result<u64, Skip> {
+    o.id.parse().map_err(|_| format!("record id {:?} is not numeric", o.id))
+}
+
+/// The modified instant a search window compares.
+pub fn modified_at(o: &ApiObject, object_type: &str) -> Result<Timestamp, Skip> {
+    time_of(o, &[modified_property(object_type)], o.updated_at.as_deref())
+        .ok_or_else(|| format!("{object_type} {} has no readable modified time", o.id))
+}
+
+/// A contact as a lead, plus the merges it records (`hs_merged_object_ids`
+/// lists contacts merged into it; they are gone as separate records).
+pub fn lead(o: &ApiObject) -> Result<(Lead, Vec<Deletion>), Skip> {
+    let modified = modified_at(o, "contacts")?;
+    let created = time_of(o, &["createdate"], o.created_at.as_deref()).unwrap_or(modified);
+    let converted_at = match o.prop("lifecyclestage") {
+        Some("opportunity" | "customer" | "evangelist") => {
+            Some(time_of(o, &["hs_lifecyclestage_opportunity_date"], None).unwrap_or(modified))
+        }
+        _ => None,
+    };
+    let merges = o
+        .prop("hs_merged_object_ids")
+        .map(|ids| {
+            ids.split(';')
+                .map(str::trim)
+                .filter(|id| !id.is_empty() && *id != o.id)
+                .map(|id| Deletion { stream: Stream::Leads, id: id.to_string(), merged_into: Some(o.id.clone()), deleted_at: modified })
+                .collect()
+        })
+        .unwrap_or_default();
+    let fields: BTreeMap<String, serde_json::Value> = o.properties.clone();
+    let lead = Lead {
+        id: o.id.clone(),
+        owner_id: o.prop("hubspot_owner_id").map(str::to_string),
+        fields,
+        created_at: created,
+        modified_at: modified,
+        assignments: Vec::new(),
+        status_changes: Vec::new(),
+        converted_at,
+        deleted: o.archived,
+        merged_into: None,
+    };
+    Ok((lead, merges))
+}
+
+/// An engagement as an activity of the contact it is associated with
+/// (the lowest contact id when there are several; none: skipped).
+pub fn activity(o: &ApiObject, kind: ActivityKind, contact_id: Option<&str>) -> Result<Activity, Skip> {
+    let ty = object_type(kind);
+    let lead_id = contact_id.ok_or_else(|| format!("{ty} {} is not associated with a contact", o.id))?;
+    let modified = modified_at(o, ty)?;
+    let completed = kind == ActivityKind::Task && o.prop("hs_task_status") == Some("COMPLETED");
+    let occurred_props: &[&str] = match kind {
+        ActivityKind::Meeting => &["hs_meeting_start_time", "hs_timestamp"],
+        ActivityKind::Task if completed => &["hs_task_completion_date", "hs_timestamp"],
+        _ => &["hs_timestamp"],
+    };
+    let occurred_at = time_of(o, occurred_props, o.created_at.as_deref()).unwrap_or(modified);
+    let subject = match kind {
+        ActivityKind::Call => o.prop("hs_call_title"),
+        ActivityKind::Email => o.prop("hs_email_subject"),
+        ActivityKind::Meeting => o.prop("hs_meeting_title"),
+        ActivityKind::Task => o.prop("hs_task_subject"),
+    };
+    let direction = match (kind, o.prop("hs_call_direction"), o.prop("hs_email_direction")) {
+        (ActivityKind::Call, Some("INBOUND"), _) => Some(Direction::Inbound),
+        (ActivityKind::Call, Some("OUTBOUND"), _) => Some(Direction::Outbound),
+        (ActivityKind::Email, _, Some("INCOMING_EMAIL")) => Some(Direction::Inbound),
+        (ActivityKind::Email, _, Some("EMAIL" | "FORWARDED_EMAIL")) => Some(Direction::Outbound),
+        _ => None,
+    };
+    Ok(Activity {
+        id: o.id.clone(),
+        kind,
+        lead_id: lead_id.to_string(),
+        owner_id: o.prop("hubspot_owner_id").map(str::to_string),
+        occurred_at,
+        modified_at: modified,
+        subject: subject.map(str::to_string),
+        direction,
+        completed,
+        handoff_key: if kind == ActivityKind::Task { o.prop(TASK_KEY_PROPERTY).map(str::to_string) } else { None },
+        deleted: o.archived,
+    })
+}
+
+/// An owner, with the manager and zone from the settings.
+pub fn owner(o: &ApiOwner, managers: &BTreeMap<String, String>, zones: &BTreeMap<String, String>) -> Owner {
+    let name = match (o.first_name.as_deref(), o.last_name.as_deref()) {
+        (Some(f), Some(l)) if !f.is_empty() || !l.is_empty() => Some(format!("{f} {l}").trim().to_string()),
+        (Some(f), None) if !f.is_empty() => Some(f.to_string()),
+        (None, Some(l)) if !l.is_empty() => Some(l.to_string()),
+        _ => None,
+    };
+    Owner {
+        id: o.id.clone(),
+        kind: if o.kind.as_deref() == Some("QUEUE") { OwnerKind::Queue } else { OwnerKind::User },
+        name,
+        email: o.email.clone().filter(|e| !e.is_empty()),
+        manager_id: managers.get(&o.id).cloned(),
+        time_zone: zones.get(&o.id).cloned(),
+        active: !o.archived,
+        modified_at: o.updated_at.as_deref().and_then(parse_time),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: serde_json::Value) -> ApiObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn contact_with_nulls_merges_and_opportunity_stage() {
+        let o = obj(json!({
+            "id": "501",
+            "properties": {"hs_object_id": "501", "lastmodifieddate": "2025-01-27T19:53:15.581Z", "createdate": "2023-12-14T23:31:55.758Z",
+                           "hubspot_owner_id": "77", "company": null, "lifecyclestage": "opportunity", "hs_merged_object_ids": "12;501;13"},
+            "createdAt": "2023-12-14T23:31:55.758Z", "updatedAt": "2025-01-27T19:53:15.581Z", "archived": false
+        }));
+        let (lead, merges) = lead(&o).unwrap();
+        assert_eq!(lead.owner_id.as_deref(), Some("77"));
+        assert_eq!(lead.fields["company"], serde_json::Value::Null);
+        assert_eq!(lead.modified_at.timestamp_millis(), 1_738_007_595_581);
+        assert_eq!(lead.converted_at, Some(lead.modified_at));
+        let ids: Vec<_> = merges.iter().map(|d| (d.id.as_str(), d.merged_into.as_deref())).collect();
+        assert_eq!(ids, vec![("12", Some("501")), ("13", Some("501"))]);
+    }
+
+    #[test]
+    fn engagements_need_a_contact_and_tasks_carry_their_key() {
+        let o = obj(json!({"id": "9", "properties": {"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z",
+                                                     "hs_task_status": "COMPLETED", "hs_task_completion_date": "1772445600000", "handoff_key": "k1"}}));
+        assert!(activity(&o, ActivityKind::Task, None).is_err());
+        let a = activity(&o, ActivityKind::Task, Some("501")).unwrap();
+        assert!(a.completed);
+        assert_eq!(a.handoff_key.as_deref(), Some("k1"));
+        assert_eq!(a.occurred_at.timestamp_millis(), 1_772_445_600_000);
+        let call = obj(json!({"id": "10", "properties": {"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z", "hs_call_direction": "INBOUND", "handoff_key": "x"}}));
+        let a = activity(&call, ActivityKind::Call, Some("501")).unwrap();
+        assert_eq!(a.direction, Some(Direction::Inbound));
+        assert_eq!(a.handoff_key, None);
+    }
+
+    #[test]
+    fn owners_get_their_manager_from_the_settings() {
+        let o: ApiOwner = serde_json::from_value(json!({"id": "5", "email": "a@b.c", "firstName": "Ann", "lastName": "Lee", "type": "PERSON", "archived": false, "userId": 1})).unwrap();
+        let managers = BTreeMap::from([("5".to_string(), "9".to_string())]);
+        let ow = owner(&o, &managers, &BTreeMap::new());
+        assert_eq!(ow.manager_id.as_deref(), Some("9"));
+        assert_eq!(ow.name.as_deref(), Some("Ann Lee"));
+        assert!(ow.active);
+    }
+}

@@ -1,0 +1,313 @@
+//! HubSpot's JSON shapes and headers, and what they mean for handoff.
+//! Pure: no I/O, so every shape is unit-tested against recorded responses.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use handoff_model::{ErrorClass, Timestamp};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A `SimplePublicObject`. Property values are strings or `null`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiObject {
+    pub id: String,
+    #[serde(default)]
+    pub properties: BTreeMap<String, Value>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub archived: bool,
+    pub archived_at: Option<String>,
+    /// Echoed back on batch creates so results can be matched to inputs.
+    pub object_write_trace_id: Option<String>,
+}
+
+impl ApiObject {
+    /// A property as a non-empty string (HubSpot sends `null` and `""` for unset).
+    pub fn prop(&self, name: &str) -> Option<&str> {
+        self.properties.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NextPage {
+    pub after: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Paging {
+    pub next: Option<NextPage>,
+}
+
+/// `POST /crm/v3/objects/{type}/search` and `GET /crm/v3/objects/{type}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ObjectPage {
+    #[serde(default)]
+    pub total: Option<u64>,
+    #[serde(default)]
+    pub results: Vec<ApiObject>,
+    #[serde(default)]
+    pub paging: Option<Paging>,
+}
+
+impl ObjectPage {
+    pub fn next_after(&self) -> Option<&str> {
+        self.paging.as_ref().and_then(|p| p.next.as_ref()).map(|n| n.after.as_str())
+    }
+}
+
+/// HubSpot's error body. `category` is absent on some errors (unknown
+/// object types) and on 429s, which carry `errorType`/`policyName` instead.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub message: String,
+    pub category: Option<String>,
+    pub sub_category: Option<String>,
+    pub correlation_id: Option<String>,
+    #[serde(default)]
+    pub context: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub errors: Vec<ErrorDetail>,
+    pub error_type: Option<String>,
+    pub policy_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ErrorDetail {
+    #[serde(default)]
+    pub message: String,
+    pub code: Option<String>,
+}
+
+impl ErrorBody {
+    /// Parse any error response; a body that is not HubSpot JSON (a proxy's
+    /// HTML page) becomes a message holding its start.
+    pub fn parse(body: &[u8]) -> ErrorBody {
+        serde_json::from_slice(body).unwrap_or_else(|_| ErrorBody {
+            message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            ..ErrorBody::default()
+        })
+    }
+
+    /// The most specific code: the first detail code, else the category,
+    /// else the policy name, else the status.
+    pub fn code(&self) -> String {
+        self.errors
+            .iter()
+            .find_map(|d| d.code.clone())
+            .or_else(|| self.category.clone())
+            .or_else(|| self.policy_name.clone())
+            .or_else(|| self.status.clone())
+            .unwrap_or_else(|| "UNKNOWN".into())
+    }
+
+    /// Strings listed under `context[key]`.
+    pub fn context_strings(&self, key: &str) -> Vec<String> {
+        match self.context.get(key) {
+            Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Batch create/read/update response (200/201/207).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    #[serde(default)]
+    pub results: Vec<ApiObject>,
+    #[serde(default)]
+    pub errors: Vec<ErrorBody>,
+    #[serde(default)]
+    pub num_errors: Option<u64>,
+}
+
+/// `GET /crm/v3/owners`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OwnerPage {
+    #[serde(default)]
+    pub results: Vec<ApiOwner>,
+    #[serde(default)]
+    pub paging: Option<Paging>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiOwner {
+    pub id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub archived: bool,
+    pub updated_at: Option<String>,
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/read`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AssociationBatch {
+    #[serde(default)]
+    pub results: Vec<AssociationResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AssociationResult {
+    pub from: AssociationFrom,
+    #[serde(default)]
+    pub to: Vec<AssociationTo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AssociationFrom {
+    pub id: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationTo {
+    pub to_object_id: Value,
+}
+
+/// An id HubSpot sends as a number or a string.
+pub fn id_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A HubSpot datetime: ISO-8601 (`…Z` or `…+00:00`) or epoch milliseconds.
+pub fn parse_time(value: &str) -> Option<Timestamp> {
+    let v = value.trim();
+    if let Ok(ms) = v.parse::<i64>() {
+        return Utc.timestamp_millis_opt(ms).single();
+    }
+    DateTime::parse_from_rfc3339(v).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// The `X-HubSpot-RateLimit-*` headers of one response (absent ones `None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub daily: Option<u64>,
+    pub daily_remaining: Option<u64>,
+    pub interval_ms: Option<u64>,
+    pub max: Option<u64>,
+    pub remaining: Option<u64>,
+}
+
+impl RateHeaders {
+    pub fn parse(headers: &reqwest::header::HeaderMap) -> RateHeaders {
+        let num = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
+        RateHeaders {
+            daily: num("x-hubspot-ratelimit-daily"),
+            daily_remaining: num("x-hubspot-ratelimit-daily-remaining"),
+            interval_ms: num("x-hubspot-ratelimit-interval-milliseconds"),
+            max: num("x-hubspot-ratelimit-max"),
+            remaining: num("x-hubspot-ratelimit-remaining"),
+        }
+    }
+}
+
+/// `Retry-After` in seconds (HubSpot does not always send it).
+pub fn retry_after_secs(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Which limit a 429 reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RatePolicy {
+    /// The 10-second burst bucket.
+    TenSecondly,
+    /// Search's per-second bucket.
+    Secondly,
+    /// The portal's daily quota: stop until tomorrow.
+    Daily,
+}
+
+impl RatePolicy {
+    /// From the 429 body's `policyName`, falling back on the message the
+    /// official SDK matches when `policyName` is missing.
+    pub fn from_body(body: &ErrorBody) -> RatePolicy {
+        match body.policy_name.as_deref() {
+            Some("DAILY") => RatePolicy::Daily,
+            Some("SECONDLY") => RatePolicy::Secondly,
+            Some(_) => RatePolicy::TenSecondly,
+            None if body.message.contains("daily limit") => RatePolicy::Daily,
+            None if body.message.contains("secondly limit") => RatePolicy::Secondly,
+            None => RatePolicy::TenSecondly,
+        }
+    }
+}
+
+/// How handoff treats a failed record or call, from its status and body.
+pub fn classify(status: u16, body: &ErrorBody) -> ErrorClass {
+    let category = body.category.as_deref().unwrap_or("");
+    let code = body.code();
+    match status {
+        429 => ErrorClass::RateLimited { retry_after_secs: 10 },
+        401 => ErrorClass::Auth,
+        403 => ErrorClass::NeedsConfig,
+        500..=599 => ErrorClass::Retryable,
+        408 | 423 => ErrorClass::Retryable,
+        _ if category == "RATE_LIMITS" => ErrorClass::RateLimited { retry_after_secs: 10 },
+        _ if code == "PROPERTY_DOESNT_EXIST" || category == "MISSING_SCOPES" => ErrorClass::NeedsConfig,
+        _ if category == "INTERNAL_ERROR" || category == "LOCKED" || category == "TIMEOUT" => ErrorClass::Retryable,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_status_and_category() {
+        let body = |cat: &str| ErrorBody { category: Some(cat.into()), ..ErrorBody::default() };
+        assert_eq!(classify(400, &body("VALIDATION_ERROR")), ErrorClass::Permanent);
+        assert_eq!(classify(404, &body("OBJECT_NOT_FOUND")), ErrorClass::Permanent);
+        assert_eq!(classify(502, &ErrorBody::default()), ErrorClass::Retryable);
+        assert_eq!(classify(403, &body("MISSING_SCOPES")), ErrorClass::NeedsConfig);
+        assert_eq!(classify(401, &body("INVALID_AUTHENTICATION")), ErrorClass::Auth);
+        let unknown_prop = ErrorBody {
+            category: Some("VALIDATION_ERROR".into()),
+            errors: vec![ErrorDetail { message: "x".into(), code: Some("PROPERTY_DOESNT_EXIST".into()) }],
+            ..ErrorBody::default()
+        };
+        assert_eq!(classify(400, &unknown_prop), ErrorClass::NeedsConfig);
+    }
+
+    #[test]
+    fn rate_policy_from_policy_name_or_message() {
+        let b = |p: Option<&str>, m: &str| ErrorBody { policy_name: p.map(str::to_string), message: m.into(), ..ErrorBody::default() };
+        assert_eq!(RatePolicy::from_body(&b(Some("DAILY"), "")), RatePolicy::Daily);
+        assert_eq!(RatePolicy::from_body(&b(Some("TEN_SECONDLY_ROLLING"), "")), RatePolicy::TenSecondly);
+        assert_eq!(RatePolicy::from_body(&b(None, "You have reached your secondly limit.")), RatePolicy::Secondly);
+        assert_eq!(RatePolicy::from_body(&b(None, "something")), RatePolicy::TenSecondly);
+    }
+
+    #[test]
+    fn parses_both_time_forms() {
+        let iso = parse_time("2019-10-30T03:30:17.883Z").unwrap();
+        assert_eq!(iso.timestamp_millis(), 1_572_406_217_883);
+        assert_eq!(parse_time("2019-10-30T03:30:17.883+00:00"), Some(iso));
+        assert_eq!(parse_time("1572406217883"), Some(iso));
+        assert_eq!(parse_time("soon"), None);
+    }
+
+    #[test]
+    fn non_json_error_bodies_keep_their_start() {
+        let b = ErrorBody::parse(b"<html>bad gateway</html>");
+        assert!(b.message.contains("bad gateway"));
+        assert_eq!(b.code(), "UNKNOWN");
+    }
+}
