@@ -145,7 +145,7 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
             let by_user_id = req.q("idProperty") == Some("userId");
             owners
                 .into_iter()
-                .find(|o| if by_user_id { o["userId"].to_string() == *id } else { o["id"] == *id })
+                .find(|o| if by_user_id { o["userId"].as_u64().is_some_and(|u| id.parse() == Ok(u)) } else { o["id"] == *id })
                 .map(|o| (StatusCode::OK, o))
                 .ok_or_else(|| ApiError::not_found(format!("No owner found for id {id}")))
         }

@@ -69,7 +69,7 @@ pub fn association_type_ids(from: &str, to: &str) -> Option<(u32, u32)> {
 pub fn iso_ms(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms)
         .single()
-        .unwrap_or_else(|| DateTime::<Utc>::UNIX_EPOCH)
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
