@@ -1,1 +1,168 @@
 //! The `handoff` command line.
+//!
+//! Subcommands:
+//! - `check --config FILE`: validate a config file and print every problem,
+//!   one line each (key path, bad value, fix). Exit 0 when valid.
+//! - `explain --config FILE (--case CASE.json | --lead LEAD.json
+//!   [--activities ACTS.json] [--owner OWNER.json]) --now RFC3339 [--json]`:
+//!   judge one lead offline and say why.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use handoff_model::{Activity, Lead, Owner};
+
+use crate::config::{self, Config, ConfigError};
+use crate::explain::ExplainInput;
+
+/// Exit code for a config file with problems (clap uses 2 for bad usage).
+pub const EXIT_INVALID: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "handoff", version, about = "Makes the marketing-to-sales lead handoff SLA enforce itself inside Salesforce and HubSpot")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file and report every problem at once.
+    Check(CheckArgs),
+    /// Evaluate one lead offline under a config's policy and explain the result.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Also read every secret and local file the connection names (as the
+    /// daemon will at start). Secret values are never printed.
+    #[arg(long)]
+    pub secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// A case file: `{ "lead": {…}, "activities": [ … ], "owners": [ … ] }`.
+    #[arg(long, value_name = "CASE.json", conflicts_with_all = ["lead", "activities", "owner"], required_unless_present = "lead")]
+    pub case: Option<PathBuf>,
+    /// The lead as JSON (handoff's CRM-neutral lead).
+    #[arg(long, value_name = "LEAD.json")]
+    pub lead: Option<PathBuf>,
+    /// Its activities as a JSON list.
+    #[arg(long, value_name = "ACTS.json", requires = "lead")]
+    pub activities: Option<PathBuf>,
+    /// The owner(s) as JSON: one owner object or a list (the owner and the
+    /// managers above them).
+    #[arg(long, value_name = "OWNER.json", requires = "lead")]
+    pub owner: Option<PathBuf>,
+    /// The instant to judge at, RFC 3339 (e.g. 2026-03-02T15:00:00Z).
+    #[arg(long, value_name = "RFC3339")]
+    pub now: DateTime<Utc>,
+    /// Print the evaluation as JSON instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a parsed command line; the result is the process exit code.
+/// Output goes to stdout, problems to stderr.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => Ok(check(&args)),
+        Command::Explain(args) => {
+            let config = match load_or_report(&args.config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let input = explain_input(&args)?;
+            let report = crate::explain::run(&config, &input)?;
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `handoff check`: every problem on its own line, then a count.
+pub fn check(args: &CheckArgs) -> ExitCode {
+    let config = match load_or_report(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if args.secrets {
+        let issues = config.check_local_files();
+        if !issues.is_empty() {
+            for issue in &issues {
+                eprintln!("{issue}");
+            }
+            eprintln!("{}: {} problem(s) with secrets or local files", args.config.display(), issues.len());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    }
+    let p = &config.policy;
+    println!(
+        "{}: OK: instance `{}` ({}), policy version {}, grades {}, segments {}, {} calendar(s)",
+        args.config.display(),
+        config.instance.name,
+        config.instance.crm,
+        p.version,
+        p.grades.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>().join("/"),
+        p.segments.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join("/"),
+        p.calendars.len(),
+    );
+    ExitCode::SUCCESS
+}
+
+/// Loads a config, or prints why not and returns the exit code to use.
+fn load_or_report(path: &Path) -> Result<Config, ExitCode> {
+    match config::load(path) {
+        Ok(c) => Ok(c),
+        Err(ConfigError::Invalid { path, issues }) => {
+            for issue in &issues {
+                eprintln!("{issue}");
+            }
+            eprintln!("{}: {} problem(s); fix them and run `handoff check` again", path.display(), issues.len());
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {what} file {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{what} file {} is not valid {what} JSON", path.display()))
+}
+
+fn explain_input(args: &ExplainArgs) -> anyhow::Result<ExplainInput> {
+    if let Some(case) = &args.case {
+        return ExplainInput::from_case_file(case, args.now, args.json);
+    }
+    let lead_path = args.lead.as_deref().context("give --case CASE.json or --lead LEAD.json")?;
+    let lead: Lead = read_json(lead_path, "lead")?;
+    let activities: Vec<Activity> = match &args.activities {
+        Some(p) => read_json(p, "activities")?,
+        None => Vec::new(),
+    };
+    let owners: Vec<Owner> = match &args.owner {
+        Some(p) => {
+            let value: serde_json::Value = read_json(p, "owner")?;
+            if value.is_array() {
+                serde_json::from_value(value).with_context(|| format!("owner file {} is not a list of owners", p.display()))?
+            } else {
+                vec![serde_json::from_value(value).with_context(|| format!("owner file {} is not an owner", p.display()))?]
+            }
+        }
+        None => Vec::new(),
+    };
+    Ok(ExplainInput { lead, activities, owners, now: args.now, json: args.json })
+}

@@ -1,0 +1,85 @@
+//! `handoff check` run as a real process: every shipped config is accepted,
+//! and the deliberately broken copy is rejected with each mistake named by
+//! its key path.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn handoff_check(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .expect("the handoff binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("config")).expect("config/ exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let out = handoff_check(&path);
+        assert!(out.status.success(), "{} was rejected:\n{}", path.display(), text(&out));
+        assert!(text(&out).contains("OK"), "{}: {}", path.display(), text(&out));
+        checked += 1;
+    }
+    assert!(checked >= 3, "expected the example and demo configs, found {checked}");
+}
+
+#[test]
+fn the_example_reproduces_the_sla_template() {
+    let out = handoff_check(&repo().join("config/salesforce.example.toml"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("grades A/B/C"), "{}", text(&out));
+}
+
+#[test]
+fn the_broken_copy_is_rejected_naming_every_mistake() {
+    let out = handoff_check(&repo().join("tests/data/config/broken.toml"));
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let expected = [
+        "salesforce.auth.private_key = [redacted]",
+        "sync.intervall_secs",
+        "policy.reason_codes",
+        "policy.calendars.us_east.time_zone",
+        "policy.calendars.emea.hours.fri[0]",
+        "policy.calendars.apac.holidays[0]",
+        "policy.definitions.criteria.strong_intent.op",
+        "policy.grades[1].when.all[0].criteria",
+        "policy.segments[0].applies_to.value",
+        "policy.segments[0].sal_decison",
+        "policy.segments[0].first_touch.A",
+        "policy.segments[1].first_touch.D",
+        "policy.segments[1].first_touch:",
+        "policy.segments[1].cadence.touches",
+        "policy.escalation.remind_at",
+        "policy.escalation.levels[1].to",
+    ];
+    for path in expected {
+        assert!(report.contains(path), "`{path}` is not named in:\n{report}");
+    }
+    // One line per problem, each with a fix.
+    let problem_lines: Vec<&str> = report.lines().filter(|l| l.contains(". Fix: ")).collect();
+    assert_eq!(problem_lines.len(), expected.len(), "{report}");
+    // The inline private key never reaches the output.
+    assert!(!report.contains("BEGIN PRIVATE KEY"), "{report}");
+}
+
+#[test]
+fn an_unreadable_file_fails_cleanly() {
+    let out = handoff_check(&repo().join("tests/data/config/does-not-exist.toml"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("cannot read the config file"), "{}", text(&out));
+}
