@@ -304,6 +304,40 @@ mod tests {
         assert_eq!(parse_time("soon"), None);
     }
 
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn recorded_search_pages_parse_with_nulls_and_paging() {
+        let p1: ObjectPage = serde_json::from_slice(&fixture("search-contacts-page-1.json")).unwrap();
+        assert_eq!(p1.total, Some(57));
+        assert_eq!(p1.next_after(), Some("54"));
+        assert_eq!(p1.results[0].prop("company"), None, "null property");
+        assert_eq!(p1.results[0].prop("email"), Some("johnnie77@hotmail.com"));
+        let p2: ObjectPage = serde_json::from_slice(&fixture("search-contacts-page-2.json")).unwrap();
+        assert_eq!(p2.next_after(), None, "the last page has no paging");
+        let list: ObjectPage = serde_json::from_slice(&fixture("objects-contacts-list.json")).unwrap();
+        assert!(list.total.is_none());
+        assert!(!list.results.is_empty());
+    }
+
+    #[test]
+    fn recorded_errors_parse_with_and_without_category() {
+        let no_category = ErrorBody::parse(&fixture("errors-400-search-invalid-object.json"));
+        assert_eq!(no_category.category, None);
+        assert_eq!(no_category.code(), "error");
+        assert_eq!(classify(400, &no_category), ErrorClass::Permanent);
+        let scopes = ErrorBody::parse(&fixture("errors-403-missing-scopes.json"));
+        assert_eq!(scopes.code(), "MISSING_SCOPES");
+        assert_eq!(classify(403, &scopes), ErrorClass::NeedsConfig);
+        assert_eq!(scopes.context_strings("requiredGranularScopes"), vec!["custom-object-read".to_string()]);
+        let conflict = ErrorBody::parse(&fixture("batch-create-contacts-409-conflict.json"));
+        assert_eq!(conflict.code(), "CONFLICT");
+        let dup = ErrorBody::parse(&fixture("batch-update-contacts-400-duplicate-ids.json"));
+        assert_eq!(dup.context_strings("ids"), vec!["123456".to_string()]);
+    }
+
     #[test]
     fn non_json_error_bodies_keep_their_start() {
         let b = ErrorBody::parse(b"<html>bad gateway</html>");

@@ -35,6 +35,11 @@ pub(crate) struct Input {
 
 type Results = BTreeMap<usize, Result<String, WriteError>>;
 
+/// The `objectWriteTraceId` sent with an action's input.
+pub fn trace_id(index: usize) -> String {
+    format!("a{index}")
+}
+
 /// A JSON value as the string HubSpot stores (all property values are strings).
 pub fn property_value(v: &Value) -> String {
     match v {
@@ -83,7 +88,13 @@ pub(crate) fn attribute(
     out: &mut Results,
 ) -> Vec<Input> {
     let by_id: BTreeMap<&str, &Input> = inputs.iter().map(|i| (i.id.as_str(), i)).collect();
-    let by_trace: BTreeMap<String, &Input> = inputs.iter().map(|i| (i.index.to_string(), i)).collect();
+    // Traces are `a{action index}`; a bare number is a position in the
+    // batch, which is how some answers name an input they did not trace.
+    let by_trace: BTreeMap<String, &Input> = inputs
+        .iter()
+        .map(|i| (trace_id(i.index), i))
+        .chain(inputs.iter().enumerate().map(|(pos, i)| (pos.to_string(), i)))
+        .collect();
     for r in &resp.results {
         let input = r
             .object_write_trace_id
@@ -130,12 +141,16 @@ impl HubspotConnector {
                 ActionKind::UpdateLead { fields } => {
                     let props: serde_json::Map<String, Value> =
                         fields.iter().map(|(k, v)| (k.clone(), Value::String(property_value(v)))).collect();
-                    updates.push(Input { index, id: a.lead_id.clone(), body: json!({"id": a.lead_id, "properties": props}) });
+                    updates.push(Input {
+                        index,
+                        id: a.lead_id.clone(),
+                        body: json!({"id": a.lead_id, "properties": props, "objectWriteTraceId": trace_id(index)}),
+                    });
                 }
                 ActionKind::Reassign { to_owner_id } => updates.push(Input {
                     index,
                     id: a.lead_id.clone(),
-                    body: json!({"id": a.lead_id, "properties": {"hubspot_owner_id": to_owner_id}}),
+                    body: json!({"id": a.lead_id, "properties": {"hubspot_owner_id": to_owner_id}, "objectWriteTraceId": trace_id(index)}),
                 }),
                 ActionKind::CreateTask { assignee_id, subject, body, due_at, priority, .. } => {
                     let priority = match priority {
@@ -158,7 +173,7 @@ impl HubspotConnector {
                                 TASK_KEY_PROPERTY: a.key.0,
                             },
                             "associations": [{"to": {"id": lead_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_CONTACT}]}],
-                            "objectWriteTraceId": index.to_string(),
+                            "objectWriteTraceId": trace_id(index),
                         }),
                     });
                 }
@@ -289,6 +304,20 @@ impl HubspotConnector {
                     let key_of = |r: &crate::wire::ApiObject| r.prop(TASK_KEY_PROPERTY).map(str::to_string);
                     let rest = attribute(&missing, &parsed, resp.status, &key_of, out);
                     queue.extend(rest.into_iter().map(|i| vec![i]));
+                    // A key conflict means the task exists after all (created
+                    // by an earlier attempt): take its id.
+                    let conflicted: Vec<Input> = missing
+                        .iter()
+                        .filter(|i| matches!(out.get(&i.index), Some(Err(e)) if e.code == "CONFLICT"))
+                        .cloned()
+                        .collect();
+                    if !conflicted.is_empty() {
+                        for (key, id) in self.lookup_tasks(&conflicted).await? {
+                            for i in conflicted.iter().filter(|i| i.id == key) {
+                                out.insert(i.index, Ok(id.clone()));
+                            }
+                        }
+                    }
                 }
                 Err(e) if uncertain_rounds + 1 < self.settings.max_attempts && is_uncertain(&e) => {
                     // The create may or may not have happened: look up again, then retry.
@@ -419,6 +448,36 @@ mod tests {
         let order: Vec<usize> = batches.iter().flatten().filter(|i| i.id == "a").map(|i| i.index).collect();
         assert_eq!(order, vec![0, 1, 4]);
         assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 5);
+    }
+
+    fn fixture(name: &str) -> BatchResponse {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn recorded_207_create_splits_into_one_success_and_one_conflict() {
+        // The recorded error names its input by batch position ("0").
+        let inputs = vec![input(3, "lily@hubspot.com"), input(8, "siena.dyer@hubspot.com")];
+        let mut out = Results::new();
+        let key_of = |r: &crate::wire::ApiObject| r.prop("email").map(str::to_string);
+        let rest = attribute(&inputs, &fixture("batch-create-contacts-207-partial.json"), 207, &key_of, &mut out);
+        assert!(rest.is_empty());
+        assert_eq!(out[&8], Ok("171596044870".to_string()));
+        let err = out[&3].clone().unwrap_err();
+        assert_eq!((err.class, err.code.as_str()), (ErrorClass::Permanent, "CONFLICT"));
+        assert!(err.message.contains("171591000198"));
+    }
+
+    #[test]
+    fn recorded_207_update_names_the_missing_id() {
+        let inputs = vec![input(0, "171591000199"), input(1, "unknownIdentifier888"), input(2, "555")];
+        let mut out = Results::new();
+        let rest = attribute(&inputs, &fixture("batch-update-contacts-207-partial.json"), 207, &|r| Some(r.id.clone()), &mut out);
+        assert_eq!(out[&0], Ok("171591000199".to_string()));
+        assert_eq!(out[&1].clone().unwrap_err().code, "OBJECT_NOT_FOUND");
+        // Nothing speaks for "555": it is handed back to be retried alone.
+        assert_eq!(rest.iter().map(|i| i.index).collect::<Vec<_>>(), vec![2]);
     }
 
     #[test]
