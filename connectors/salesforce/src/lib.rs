@@ -1,1 +1,31 @@
-//! handoff's salesforce connector.
+//! handoff's Salesforce connector.
+//!
+//! Reads leads, activities (tasks and events linked by `WhoId`), owners
+//! (users with their managers and zones, and queues) and business hours
+//! through SOQL windows on `SystemModstamp`, and writes SLA fields and
+//! tasks through sObject Collections. See [`connect`] and
+//! [`SalesforceSettings`].
+//!
+//! # Layout
+//! - [`settings`]: what the daemon configures, including the [`TokenStore`].
+//! - [`cursor`]: windows and their cursors (pure).
+//! - [`map`]: rows → CRM-neutral records (pure).
+//! - [`wire`]: JSON shapes and error classification (pure).
+//! - [`limits`]: `Sforce-Limit-Info` and the daily budget (pure).
+//! - [`auth`]: token requests, including the hand-built JWT assertion.
+//! - `client`: HTTP, pacing, retries, re-authentication.
+//! - `connector`: the [`handoff_model::Connector`] implementation.
+
+pub mod auth;
+mod client;
+mod connector;
+pub mod cursor;
+pub mod error;
+pub mod limits;
+pub mod map;
+pub mod settings;
+pub mod wire;
+
+pub use connector::{connect, SalesforceConnector};
+pub use error::SalesforceError;
+pub use settings::{Clock, MemoryTokenStore, SalesforceAuth, SalesforceSettings, TokenStore, DEFAULT_API_VERSION};

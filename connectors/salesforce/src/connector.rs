@@ -1,0 +1,522 @@
+//! `handoff_model::Connector` for Salesforce: windowed SOQL pulls and
+//! sObject Collections writes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use handoff_model::{
+    Action, ActionKind, ApiBudget, Connector, ConnectorError, CrmKind, Cursor, PullPage, Stream, TaskPriority,
+    WriteError, WriteOutcome,
+};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+use tokio::sync::RwLock;
+use tracing::Instrument;
+
+use crate::client::Client;
+use crate::cursor::{SfCursor, Window};
+use crate::error::SalesforceError;
+use crate::map::{self, Mapped};
+use crate::settings::SalesforceSettings;
+use crate::wire::{classify_record_error, Describe, QueryPage, SaveResult};
+
+/// Lead fields read on every pull (when the org has them), besides those
+/// the policy requires.
+const LEAD_FIELDS: &[&str] = &[
+    "Id", "OwnerId", "CreatedDate", "SystemModstamp", "IsDeleted", "MasterRecordId", "IsConverted", "ConvertedDate",
+    "Status", "FirstName", "LastName", "Email", "Company", "Title", "NumberOfEmployees", "Industry", "Country",
+    "Phone", "LeadSource", "Rating", "LastActivityDate",
+];
+const TASK_FIELDS: &[&str] = &[
+    "Id", "WhoId", "OwnerId", "Subject", "ActivityDate", "Status", "IsClosed", "CompletedDateTime", "TaskSubtype",
+    "Type", "CallType", "CreatedDate", "SystemModstamp", "IsDeleted", "IsArchived",
+];
+const EVENT_FIELDS: &[&str] = &[
+    "Id", "WhoId", "OwnerId", "Subject", "StartDateTime", "ActivityDateTime", "EndDateTime", "CreatedDate",
+    "SystemModstamp", "IsDeleted",
+];
+const USER_FIELDS: &[&str] = &["Id", "Name", "Email", "ManagerId", "TimeZoneSidKey", "IsActive", "SystemModstamp"];
+const QUEUE_FIELDS: &[&str] = &["Id", "Name", "Email", "SystemModstamp"];
+const HOLIDAY_FIELDS: &[&str] =
+    &["Id", "Name", "ActivityDate", "IsAllDay", "StartTimeInMinutes", "EndTimeInMinutes", "IsRecurrence"];
+
+/// One object a stream reads, in order, within one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Leads,
+    Tasks,
+    Events,
+    Users,
+    Queues,
+}
+
+impl Phase {
+    fn of(stream: Stream) -> &'static [Phase] {
+        match stream {
+            Stream::Leads => &[Phase::Leads],
+            Stream::Activities => &[Phase::Tasks, Phase::Events],
+            Stream::Owners => &[Phase::Users, Phase::Queues],
+            Stream::Calendars => &[],
+        }
+    }
+
+    fn sobject(self) -> &'static str {
+        match self {
+            Phase::Leads => "Lead",
+            Phase::Tasks => "Task",
+            Phase::Events => "Event",
+            Phase::Users => "User",
+            Phase::Queues => "Group",
+        }
+    }
+
+    /// Deleted and merged leads and archived activities are only visible to `queryAll`.
+    fn query_all(self) -> bool {
+        matches!(self, Phase::Leads | Phase::Tasks | Phase::Events)
+    }
+}
+
+/// The Salesforce connector. Build it with [`connect`].
+pub struct SalesforceConnector {
+    client: Client,
+    /// Field names per sObject from `describe`, filled on first use.
+    described: RwLock<HashMap<String, HashSet<String>>>,
+}
+
+/// Build the connector, log in and check the org (objects readable, the
+/// fields the policy names present).
+pub async fn connect(settings: SalesforceSettings) -> Result<SalesforceConnector, SalesforceError> {
+    let connector = SalesforceConnector { client: Client::new(settings)?, described: RwLock::new(HashMap::new()) };
+    connector.check_org().await?;
+    Ok(connector)
+}
+
+impl SalesforceConnector {
+    /// REST requests sent so far (token requests excluded).
+    pub fn requests_sent(&self) -> u64 {
+        self.client.requests_sent()
+    }
+
+    /// Token requests made so far.
+    pub fn logins(&self) -> u64 {
+        self.client.logins()
+    }
+
+    async fn check_org(&self) -> Result<(), SalesforceError> {
+        self.client.login(None).await?;
+        let lead = self.fields_of("Lead").await?;
+        let missing: Vec<&String> =
+            self.client.settings.required_lead_fields.iter().filter(|f| !lead.contains(f.as_str())).collect();
+        if let Some(first) = missing.first() {
+            return Err(SalesforceError::NeedsConfig {
+                message: format!(
+                    "Lead field {first} does not exist (missing: {})",
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                fix: "Create it in Setup → Object Manager → Lead → Fields & Relationships (and give the integration user field-level access), or remove it from the policy's field mapping".into(),
+            });
+        }
+        let key_field = self.client.settings.task_key_field.clone();
+        let task = self.describe("Task").await?;
+        match task.fields.iter().find(|f| f.name == key_field) {
+            Some(f) if f.external_id => Ok(()),
+            Some(_) => Err(SalesforceError::NeedsConfig {
+                message: format!("Task field {key_field} is not an External ID"),
+                fix: format!("In Setup → Object Manager → Activity → {key_field}, tick External ID and Unique"),
+            }),
+            None => Err(SalesforceError::NeedsConfig {
+                message: format!("Task field {key_field} does not exist"),
+                fix: format!("Create a Text(80) field {key_field} on Activity marked External ID and Unique, so retried task writes never duplicate"),
+            }),
+        }
+    }
+
+    async fn describe(&self, sobject: &str) -> Result<Describe, SalesforceError> {
+        let path = self.client.api_path(&format!("sobjects/{sobject}/describe"));
+        let d: Describe = self.client.send_json(Method::GET, &path, &[], None, sobject).await?;
+        self.described
+            .write()
+            .await
+            .insert(sobject.to_string(), d.fields.iter().map(|f| f.name.clone()).collect());
+        Ok(d)
+    }
+
+    async fn fields_of(&self, sobject: &str) -> Result<HashSet<String>, SalesforceError> {
+        if let Some(f) = self.described.read().await.get(sobject) {
+            return Ok(f.clone());
+        }
+        let d = self.describe(sobject).await?;
+        Ok(d.fields.into_iter().map(|f| f.name).collect())
+    }
+
+    /// The SELECT list: wanted fields the org has, in a stable order.
+    async fn select_list(&self, phase: Phase) -> Result<Vec<String>, SalesforceError> {
+        let settings = &self.client.settings;
+        let mut wanted: Vec<String> = match phase {
+            Phase::Leads => LEAD_FIELDS.iter().map(|s| s.to_string()).chain(settings.required_lead_fields.iter().cloned()).collect(),
+            Phase::Tasks => TASK_FIELDS.iter().map(|s| s.to_string()).chain([settings.task_key_field.clone()]).collect(),
+            Phase::Events => EVENT_FIELDS.iter().map(|s| s.to_string()).collect(),
+            Phase::Users => USER_FIELDS.iter().map(|s| s.to_string()).collect(),
+            Phase::Queues => QUEUE_FIELDS.iter().map(|s| s.to_string()).collect(),
+        };
+        let have = self.fields_of(phase.sobject()).await?;
+        let mut seen = HashSet::new();
+        wanted.retain(|f| have.contains(f) && seen.insert(f.clone()));
+        Ok(wanted)
+    }
+
+    async fn window_soql(&self, phase: Phase, window: &Window) -> Result<String, SalesforceError> {
+        let fields = self.select_list(phase).await?.join(", ");
+        let filter = if phase == Phase::Queues { "Type = 'Queue' AND " } else { "" };
+        Ok(format!(
+            "SELECT {fields} FROM {} WHERE {filter}SystemModstamp >= {} AND SystemModstamp < {} ORDER BY SystemModstamp, Id",
+            phase.sobject(),
+            map::soql_datetime(window.start_ms),
+            map::soql_datetime(window.end_ms),
+        ))
+    }
+
+    async fn run_query(&self, soql: &str, all: bool, object: &str) -> Result<QueryPage, SalesforceError> {
+        let path = self.client.api_path(if all { "queryAll" } else { "query" });
+        self.client.send_json(Method::GET, &path, &[("q", soql)], None, object).await
+    }
+
+    /// Read one page of `stream` and say where to resume.
+    async fn pull_page(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, SalesforceError> {
+        let mut state = match cursor {
+            Some(c) => SfCursor::decode(c, stream)?,
+            None => SfCursor::fresh(stream),
+        };
+        let settings = &self.client.settings;
+        let now = (settings.clock)();
+        let lookback_ms = settings.lookback.as_millis() as i64;
+        let lag_ms = settings.lag.as_millis() as i64;
+        if stream == Stream::Calendars {
+            return self.pull_calendars(state, now.timestamp_millis() - lag_ms).await;
+        }
+        let phases = Phase::of(stream);
+        let mut window = state.window_or_open(now, lookback_ms, lag_ms);
+        let phase = *phases.get(window.phase).ok_or_else(|| SalesforceError::BadCursor {
+            cursor: cursor.map(|c| c.0.clone()).unwrap_or_default(),
+            message: format!("phase {} does not exist for {}", window.phase, stream.as_str()),
+        })?;
+        let object = phase.sobject();
+        let page = match window.next_url.clone() {
+            Some(next) => match self.client.send_json::<QueryPage>(Method::GET, &next, &[], None, object).await {
+                Ok(p) => p,
+                // A query locator expires after a while; re-reading the phase
+                // from its start repeats rows (deduplicated downstream) but loses none.
+                Err(SalesforceError::Api { code, .. }) if code == "INVALID_QUERY_LOCATOR" => {
+                    tracing::warn!(connector = "salesforce", object, "query locator expired; re-reading the window");
+                    let soql = self.window_soql(phase, &window).await?;
+                    self.run_query(&soql, phase.query_all(), object).await?
+                }
+                Err(e) => return Err(e),
+            },
+            None => {
+                let soql = self.window_soql(phase, &window).await?;
+                self.run_query(&soql, phase.query_all(), object).await?
+            }
+        };
+        let mut mapped = Mapped::default();
+        let bad_rows = match phase {
+            Phase::Leads => map::map_leads(&page.records, &mut mapped),
+            Phase::Tasks => map::map_tasks(&page.records, &settings.task_key_field, &mut mapped),
+            Phase::Events => map::map_events(&page.records, &mut mapped),
+            Phase::Users => map::map_users(&page.records, &mut mapped),
+            Phase::Queues => map::map_queues(&page.records, &mut mapped),
+        };
+        if let Some(first) = bad_rows.first() {
+            // Skipping a row would lose it for good once the cursor moves on.
+            return Err(SalesforceError::Protocol {
+                endpoint: first.sobject.to_string(),
+                message: format!("record {}: {} ({} bad rows on this page)", first.id, first.message, bad_rows.len()),
+            });
+        }
+        let has_more = if !page.done {
+            let next = page.next_records_url.clone().ok_or_else(|| SalesforceError::Protocol {
+                endpoint: object.to_string(),
+                message: "done is false but nextRecordsUrl is missing".into(),
+            })?;
+            window.next_url = Some(next);
+            state.window = Some(window.clone());
+            true
+        } else if window.phase + 1 < phases.len() {
+            window.phase += 1;
+            window.next_url = None;
+            state.window = Some(window.clone());
+            true
+        } else {
+            // The window's last page is read: only now does the cursor pass it.
+            state.done_until_ms = Some(window.end_ms);
+            state.window = None;
+            false
+        };
+        tracing::info!(
+            connector = "salesforce",
+            object,
+            rows = page.records.len(),
+            leads = mapped.leads.len(),
+            activities = mapped.activities.len(),
+            owners = mapped.owners.len(),
+            deletions = mapped.deletions.len(),
+            has_more,
+            "page read"
+        );
+        Ok(PullPage {
+            leads: mapped.leads,
+            activities: mapped.activities,
+            owners: mapped.owners,
+            calendars: Vec::new(),
+            deletions: mapped.deletions,
+            cursor: Some(state.encode()),
+            has_more,
+        })
+    }
+
+    /// Calendars are few and small: read all business hours and holidays in
+    /// one go and hand back the whole set.
+    async fn pull_calendars(&self, mut state: SfCursor, end_ms: i64) -> Result<PullPage, SalesforceError> {
+        let mut hours_fields: Vec<String> = ["Id", "Name", "IsActive", "IsDefault", "TimeZoneSidKey"].iter().map(|s| s.to_string()).collect();
+        for day in ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"] {
+            hours_fields.push(format!("{day}StartTime"));
+            hours_fields.push(format!("{day}EndTime"));
+        }
+        let hours = self.read_all(&format!("SELECT {} FROM BusinessHours", hours_fields.join(", ")), "BusinessHours").await?;
+        let holiday_have = self.fields_of("Holiday").await?;
+        let holiday_fields: Vec<&str> = HOLIDAY_FIELDS.iter().copied().filter(|f| holiday_have.contains(*f)).collect();
+        let holidays = self.read_all(&format!("SELECT {} FROM Holiday", holiday_fields.join(", ")), "Holiday").await?;
+        let calendars = map::map_calendars(&hours, &holidays).map_err(|b| SalesforceError::Protocol {
+            endpoint: b.sobject.to_string(),
+            message: format!("record {}: {}", b.id, b.message),
+        })?;
+        state.done_until_ms = Some(end_ms);
+        state.window = None;
+        Ok(PullPage { calendars, cursor: Some(state.encode()), has_more: false, ..PullPage::default() })
+    }
+
+    async fn read_all(&self, soql: &str, object: &str) -> Result<Vec<Map<String, Value>>, SalesforceError> {
+        let mut page = self.run_query(soql, false, object).await?;
+        let mut rows = std::mem::take(&mut page.records);
+        while !page.done {
+            let Some(next) = page.next_records_url.take() else { break };
+            page = self.client.send_json(Method::GET, &next, &[], None, object).await?;
+            rows.append(&mut page.records);
+        }
+        Ok(rows)
+    }
+
+    async fn write_all(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, SalesforceError> {
+        let mut results: Vec<Option<Result<String, WriteError>>> = vec![None; actions.len()];
+        let mut lead_updates: Vec<(usize, Value)> = Vec::new();
+        let mut task_upserts: Vec<(usize, Value)> = Vec::new();
+        let task_fields = self.fields_of("Task").await?;
+        for (i, action) in actions.iter().enumerate() {
+            match &action.kind {
+                ActionKind::UpdateLead { fields } => lead_updates.push((i, lead_record(&action.lead_id, fields))),
+                ActionKind::Reassign { to_owner_id } => {
+                    let fields = BTreeMap::from([("OwnerId".to_string(), json!(to_owner_id))]);
+                    lead_updates.push((i, lead_record(&action.lead_id, &fields)));
+                }
+                ActionKind::CreateTask { .. } => {
+                    task_upserts.push((i, task_record(action, &self.client.settings.task_key_field, &task_fields)))
+                }
+            }
+        }
+        let batch = self.client.settings.write_batch_size;
+        let lead_path = self.client.api_path("composite/sobjects");
+        for chunk in chunk_distinct_ids(&lead_updates, batch) {
+            self.write_chunk(Method::PATCH, &lead_path, &chunk, "Lead", &mut results).await?;
+        }
+        let task_path = self.client.api_path(&format!("composite/sobjects/Task/{}", self.client.settings.task_key_field));
+        for chunk in task_upserts.chunks(batch) {
+            self.write_chunk(Method::PATCH, &task_path, chunk, "Task", &mut results).await?;
+        }
+        Ok(actions
+            .iter()
+            .zip(results)
+            .map(|(a, r)| WriteOutcome {
+                key: a.key.clone(),
+                result: r.unwrap_or_else(|| {
+                    Err(WriteError {
+                        class: handoff_model::ErrorClass::Retryable,
+                        code: "NOT_SENT".into(),
+                        message: "the action was not sent".into(),
+                    })
+                }),
+            })
+            .collect())
+    }
+
+    async fn write_chunk(
+        &self,
+        method: Method,
+        path: &str,
+        chunk: &[(usize, Value)],
+        object: &str,
+        results: &mut [Option<Result<String, WriteError>>],
+    ) -> Result<(), SalesforceError> {
+        let body = json!({"allOrNone": false, "records": chunk.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>()});
+        let answer = self.client.send_json::<Vec<SaveResult>>(method, path, &[], Some(&body), object).await;
+        let saved = match answer {
+            Ok(s) => s,
+            // The request as a whole was refused for a reason retrying will
+            // not cure: every record in it carries that reason.
+            Err(SalesforceError::Api { status, code, message, .. }) => {
+                let class = match crate::wire::classify_response(
+                    status,
+                    &crate::wire::ApiErrorItem { message: message.clone(), error_code: code.clone(), fields: vec![] },
+                    None,
+                ) {
+                    crate::wire::Failure::Class(c) => c,
+                    crate::wire::Failure::DailyLimit => handoff_model::ErrorClass::RateLimited { retry_after_secs: 900 },
+                };
+                for (i, _) in chunk {
+                    results[*i] = Some(Err(WriteError { class: class.clone(), code: code.clone(), message: message.clone() }));
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if saved.len() != chunk.len() {
+            return Err(SalesforceError::Protocol {
+                endpoint: path.to_string(),
+                message: format!("{} results for {} records", saved.len(), chunk.len()),
+            });
+        }
+        for ((i, _), result) in chunk.iter().zip(saved) {
+            results[*i] = Some(match (result.success, result.id) {
+                (true, Some(id)) => Ok(id),
+                (true, None) => Err(WriteError {
+                    class: handoff_model::ErrorClass::Retryable,
+                    code: "NO_ID".into(),
+                    message: "Salesforce reported success without an id".into(),
+                }),
+                (false, _) => Err(match result.errors.first() {
+                    Some(e) => classify_record_error(e),
+                    None => WriteError {
+                        class: handoff_model::ErrorClass::Retryable,
+                        code: "UNKNOWN".into(),
+                        message: "failed without an error".into(),
+                    },
+                }),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn lead_record(lead_id: &str, fields: &BTreeMap<String, Value>) -> Value {
+    let mut rec = Map::new();
+    rec.insert("attributes".into(), json!({"type": "Lead"}));
+    rec.insert("id".into(), json!(lead_id));
+    for (k, v) in fields {
+        rec.insert(k.clone(), v.clone());
+    }
+    Value::Object(rec)
+}
+
+/// The Task upsert body. The action key goes into the External ID field, so
+/// a retried or replayed write updates the same task instead of creating one.
+fn task_record(action: &Action, key_field: &str, task_fields: &HashSet<String>) -> Value {
+    let mut rec = Map::new();
+    rec.insert("attributes".into(), json!({"type": "Task"}));
+    rec.insert(key_field.to_string(), json!(action.key.as_str()));
+    if let ActionKind::CreateTask { assignee_id, subject, body, due_at, priority, .. } = &action.kind {
+        rec.insert("WhoId".into(), json!(action.lead_id));
+        rec.insert("OwnerId".into(), json!(assignee_id));
+        rec.insert("Subject".into(), json!(subject));
+        rec.insert("Description".into(), json!(body));
+        rec.insert("ActivityDate".into(), json!(due_at.format("%Y-%m-%d").to_string()));
+        rec.insert("Status".into(), json!("Not Started"));
+        let priority = match priority {
+            TaskPriority::High => "High",
+            TaskPriority::Normal => "Normal",
+        };
+        rec.insert("Priority".into(), json!(priority));
+        if task_fields.contains("ReminderDateTime") && task_fields.contains("IsReminderSet") {
+            rec.insert("IsReminderSet".into(), json!(true));
+            rec.insert("ReminderDateTime".into(), json!(due_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()));
+        }
+    }
+    Value::Object(rec)
+}
+
+/// Split lead updates into chunks of at most `size` with no record id twice
+/// in one chunk (Salesforce refuses duplicate ids in one collection).
+fn chunk_distinct_ids(items: &[(usize, Value)], size: usize) -> Vec<Vec<(usize, Value)>> {
+    let mut chunks: Vec<Vec<(usize, Value)>> = Vec::new();
+    let mut ids: Vec<HashSet<String>> = Vec::new();
+    for item in items {
+        let id = item.1.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let slot = chunks.iter().zip(&ids).position(|(c, s)| c.len() < size && !s.contains(&id));
+        match slot {
+            Some(k) => {
+                chunks[k].push(item.clone());
+                ids[k].insert(id);
+            }
+            None => {
+                chunks.push(vec![item.clone()]);
+                ids.push(HashSet::from([id]));
+            }
+        }
+    }
+    chunks
+}
+
+#[async_trait]
+impl Connector for SalesforceConnector {
+    fn crm(&self) -> CrmKind {
+        CrmKind::Salesforce
+    }
+
+    async fn authenticate(&self) -> Result<(), ConnectorError> {
+        self.check_org().await.map_err(Into::into)
+    }
+
+    async fn pull(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, ConnectorError> {
+        let span = tracing::info_span!(
+            "salesforce.pull",
+            connector = "salesforce",
+            object = stream.as_str(),
+            cursor = cursor.map(|c| c.0.as_str()).unwrap_or("")
+        );
+        let result = self.pull_page(stream, cursor).instrument(span.clone()).await;
+        if let Err(e) = &result {
+            span.in_scope(|| tracing::warn!(connector = "salesforce", error = %e, "pull failed"));
+        }
+        result.map_err(Into::into)
+    }
+
+    async fn write(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let span = tracing::info_span!("salesforce.write", connector = "salesforce", actions = actions.len());
+        let outcomes = self.write_all(actions).instrument(span.clone()).await?;
+        span.in_scope(|| {
+            let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+            tracing::info!(connector = "salesforce", written = outcomes.len() - failed, failed, "write done");
+        });
+        Ok(outcomes)
+    }
+
+    fn budget(&self) -> ApiBudget {
+        self.client.budget()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_never_repeat_an_id_and_respect_the_size() {
+        let items: Vec<(usize, Value)> =
+            ["a", "b", "a", "c", "a", "d"].iter().enumerate().map(|(i, id)| (i, json!({"id": id}))).collect();
+        let chunks = chunk_distinct_ids(&items, 3);
+        for c in &chunks {
+            assert!(c.len() <= 3);
+            let ids: HashSet<&str> = c.iter().filter_map(|(_, v)| v["id"].as_str()).collect();
+            assert_eq!(ids.len(), c.len());
+        }
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 6);
+    }
+}

@@ -1,0 +1,197 @@
+//! What the daemon hands the connector: plain data built from the config file.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use handoff_model::{RetryPolicy, Secret, Timestamp};
+
+/// The Salesforce REST API version every path uses.
+pub const DEFAULT_API_VERSION: &str = "v62.0";
+
+/// How the connector obtains an access token.
+#[derive(Debug, Clone)]
+pub enum SalesforceAuth {
+    /// OAuth 2.0 JWT bearer flow: an RS256 assertion signed with the
+    /// connected app's private key. Salesforce returns no refresh token; the
+    /// connector mints a new assertion whenever it needs a session.
+    JwtBearer {
+        /// The connected app's consumer key (the JWT `iss`).
+        client_id: String,
+        /// The integration user's username (the JWT `sub`).
+        username: String,
+        /// PEM-encoded RSA private key matching the certificate on the app.
+        private_key_pem: Secret,
+        /// The JWT `aud`: `https://login.salesforce.com`, `https://test.salesforce.com`
+        /// or the My Domain URL. `None`: the login URL.
+        audience: Option<String>,
+    },
+    /// OAuth 2.0 refresh-token flow. If the app rotates refresh tokens the
+    /// new one is persisted through [`SalesforceSettings::token_store`]
+    /// before it is used, so a crash never loses the only valid token.
+    RefreshToken {
+        client_id: String,
+        client_secret: Option<Secret>,
+        /// The token the operator configured; the store's copy wins when present.
+        refresh_token: Secret,
+    },
+    /// OAuth 2.0 client-credentials flow (runs as the app's run-as user;
+    /// must be posted to the org's My Domain host).
+    ClientCredentials { client_id: String, client_secret: Secret },
+}
+
+/// Persists a rotated refresh token. The daemon backs it with its store
+/// (written and flushed before the call returns); tests use [`MemoryTokenStore`].
+pub trait TokenStore: Send + Sync {
+    /// The last refresh token saved, if any.
+    fn load(&self) -> Option<Secret>;
+    /// Save a new refresh token durably. An error stops the connector from
+    /// using the new token's session, since the old token is already void.
+    fn save(&self, refresh_token: &Secret) -> Result<(), String>;
+}
+
+/// An in-memory [`TokenStore`], for tests and one-shot tools.
+#[derive(Debug, Default)]
+pub struct MemoryTokenStore {
+    token: Mutex<Option<Secret>>,
+}
+
+impl MemoryTokenStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl TokenStore for MemoryTokenStore {
+    fn load(&self) -> Option<Secret> {
+        self.token.lock().ok().and_then(|t| t.clone())
+    }
+
+    fn save(&self, refresh_token: &Secret) -> Result<(), String> {
+        let mut slot = self.token.lock().map_err(|_| "token store lock poisoned".to_string())?;
+        *slot = Some(refresh_token.clone());
+        Ok(())
+    }
+}
+
+/// The source of "now" for the read window's upper bound. The daemon uses
+/// the wall clock; tests use the sandbox's simulated clock.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Everything the Salesforce connector needs.
+#[derive(Clone)]
+pub struct SalesforceSettings {
+    /// Where tokens are requested: `https://login.salesforce.com`,
+    /// `https://test.salesforce.com` or the org's My Domain URL.
+    pub login_url: String,
+    /// Overrides the `instance_url` of the token answer (rarely needed).
+    pub instance_url: Option<String>,
+    pub api_version: String,
+    pub auth: SalesforceAuth,
+    pub token_store: Arc<dyn TokenStore>,
+    /// An extra trusted CA (PEM), for a TLS-intercepting proxy or the sandbox's `--tls`.
+    pub ca_file: Option<PathBuf>,
+    /// Share (0–1) of the org's daily API limit handoff may use.
+    pub daily_budget_share: f64,
+    /// How long to stay paused once the budget is reached before asking again
+    /// (the org's window is rolling, so usage falls gradually).
+    pub budget_recheck: Duration,
+    /// Records per query page (`Sforce-Query-Options: batchSize`, 200–2,000).
+    pub query_batch_size: u32,
+    /// Records per sObject Collections call (at most 200).
+    pub write_batch_size: usize,
+    /// How far before the last finished window a new window starts, to catch
+    /// rows that committed late with an older `SystemModstamp`.
+    pub lookback: Duration,
+    /// How far behind now a window ends, so in-flight transactions settle.
+    pub lag: Duration,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Courtesy pace: requests per second at most.
+    pub requests_per_sec: u32,
+    pub retry: RetryPolicy,
+    /// Lead fields the policy reads or writes; checked against `describe`.
+    pub required_lead_fields: Vec<String>,
+    /// The External ID field on Task holding handoff's action key.
+    pub task_key_field: String,
+    pub clock: Clock,
+}
+
+impl SalesforceSettings {
+    /// Defaults from the sync lessons: 10 min lookback, 5 min lag, 2,000-row
+    /// pages, 200-record writes, a quarter of the daily limit.
+    pub fn new(login_url: impl Into<String>, auth: SalesforceAuth, token_store: Arc<dyn TokenStore>) -> Self {
+        SalesforceSettings {
+            login_url: login_url.into(),
+            instance_url: None,
+            api_version: DEFAULT_API_VERSION.to_string(),
+            auth,
+            token_store,
+            ca_file: None,
+            daily_budget_share: 0.25,
+            budget_recheck: Duration::from_secs(15 * 60),
+            query_batch_size: 2000,
+            write_batch_size: 200,
+            lookback: Duration::from_secs(10 * 60),
+            lag: Duration::from_secs(5 * 60),
+            request_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(10),
+            requests_per_sec: 5,
+            retry: RetryPolicy::default(),
+            required_lead_fields: Vec::new(),
+            task_key_field: "Handoff_Key__c".to_string(),
+            clock: Arc::new(chrono::Utc::now),
+        }
+    }
+
+    /// Reject settings that cannot work, naming the setting and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.daily_budget_share) || self.daily_budget_share.is_nan() {
+            return Err(format!(
+                "daily_budget_share is {}; set it to a share of the org's daily limit between 0 and 1",
+                self.daily_budget_share
+            ));
+        }
+        if !(200..=2000).contains(&self.query_batch_size) {
+            return Err(format!(
+                "query_batch_size is {}; Salesforce accepts 200 to 2000",
+                self.query_batch_size
+            ));
+        }
+        if !(1..=200).contains(&self.write_batch_size) {
+            return Err(format!(
+                "write_batch_size is {}; sObject Collections take 1 to 200 records",
+                self.write_batch_size
+            ));
+        }
+        if self.requests_per_sec == 0 {
+            return Err("requests_per_sec is 0; set at least 1".to_string());
+        }
+        if url::Url::parse(&self.login_url).is_err() {
+            return Err(format!("login_url {:?} is not a URL; use e.g. https://login.salesforce.com", self.login_url));
+        }
+        if self.task_key_field.is_empty() {
+            return Err("task_key_field is empty; name the External ID field on Task (e.g. Handoff_Key__c)".to_string());
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for SalesforceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SalesforceSettings")
+            .field("login_url", &self.login_url)
+            .field("instance_url", &self.instance_url)
+            .field("api_version", &self.api_version)
+            .field("auth", &self.auth)
+            .field("ca_file", &self.ca_file)
+            .field("daily_budget_share", &self.daily_budget_share)
+            .field("query_batch_size", &self.query_batch_size)
+            .field("write_batch_size", &self.write_batch_size)
+            .field("lookback", &self.lookback)
+            .field("lag", &self.lag)
+            .field("required_lead_fields", &self.required_lead_fields)
+            .field("task_key_field", &self.task_key_field)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,209 @@
+//! Salesforce's JSON shapes and how its errors are classified. Pure.
+
+use std::time::Duration;
+
+use handoff_model::{ErrorClass, WriteError};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A token answer from `/services/oauth2/token`.
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub instance_url: String,
+    /// Only the refresh-token flow returns one, and only when the app rotates.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// A token endpoint refusal.
+#[derive(Debug, Deserialize)]
+pub struct OAuthErrorBody {
+    pub error: String,
+    #[serde(default)]
+    pub error_description: Option<String>,
+}
+
+/// One page of `query` / `queryAll`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryPage {
+    #[serde(default)]
+    pub total_size: u64,
+    pub done: bool,
+    /// Present only when `done` is false.
+    #[serde(default)]
+    pub next_records_url: Option<String>,
+    pub records: Vec<serde_json::Map<String, Value>>,
+}
+
+/// One element of the REST error envelope (a JSON array).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiErrorItem {
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub error_code: String,
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// Per-record result of an sObject Collections call, in request order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SaveResult {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub success: bool,
+    #[serde(default)]
+    pub errors: Vec<RecordError>,
+    /// Upserts only: whether the record was new.
+    #[serde(default)]
+    pub created: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordError {
+    pub status_code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// `describe` of one sObject, reduced to what the connector checks.
+#[derive(Debug, Deserialize)]
+pub struct Describe {
+    pub name: String,
+    pub fields: Vec<DescribeField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeField {
+    pub name: String,
+    #[serde(default)]
+    pub external_id: bool,
+}
+
+/// Parse an error body: the usual array, a single object, or anything else
+/// (an HTML error page from an edge proxy) kept as text.
+pub fn parse_error_body(body: &str) -> ApiErrorItem {
+    if let Ok(items) = serde_json::from_str::<Vec<ApiErrorItem>>(body) {
+        if let Some(first) = items.into_iter().next() {
+            return first;
+        }
+    }
+    if let Ok(item) = serde_json::from_str::<ApiErrorItem>(body) {
+        if !item.error_code.is_empty() {
+            return item;
+        }
+    }
+    let snippet: String = body.chars().take(200).collect();
+    ApiErrorItem { message: snippet, error_code: String::new(), fields: Vec::new() }
+}
+
+/// How a whole-request failure should be handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Handle per [`ErrorClass`] (retry, give up, re-authenticate).
+    Class(ErrorClass),
+    /// The org's daily limit (or handoff's share) is spent: stop until it recovers.
+    DailyLimit,
+}
+
+/// Classify a non-2xx REST answer.
+///
+/// `REQUEST_LIMIT_EXCEEDED` means two things: the daily quota ("TotalRequests
+/// Limit exceeded") — stop, don't hammer — or too many concurrent long
+/// requests — back off for seconds.
+pub fn classify_response(status: u16, error: &ApiErrorItem, retry_after: Option<Duration>) -> Failure {
+    let code = error.error_code.as_str();
+    match (status, code) {
+        (_, "REQUEST_LIMIT_EXCEEDED") if error.message.contains("TotalRequests") => Failure::DailyLimit,
+        (_, "REQUEST_LIMIT_EXCEEDED") => Failure::Class(ErrorClass::RateLimited {
+            retry_after_secs: retry_after.map(|d| d.as_secs().max(1)).unwrap_or(5),
+        }),
+        (429, _) => Failure::Class(ErrorClass::RateLimited {
+            retry_after_secs: retry_after.map(|d| d.as_secs().max(1)).unwrap_or(1),
+        }),
+        (401, _) => Failure::Class(ErrorClass::Auth),
+        (_, "INVALID_SESSION_ID") => Failure::Class(ErrorClass::Auth),
+        (_, "UNABLE_TO_LOCK_ROW" | "SERVER_UNAVAILABLE" | "REQUEST_RUNNING_TOO_LONG" | "QUERY_TIMEOUT") => {
+            Failure::Class(ErrorClass::Retryable)
+        }
+        // 406 and 420 are edge-proxy answers ("we are setting things up").
+        (406 | 408 | 420 | 500..=599, _) => Failure::Class(ErrorClass::Retryable),
+        (_, c) if needs_config(c) => Failure::Class(ErrorClass::NeedsConfig),
+        (403, _) => Failure::Class(ErrorClass::NeedsConfig),
+        _ => Failure::Class(ErrorClass::Permanent),
+    }
+}
+
+fn needs_config(code: &str) -> bool {
+    matches!(
+        code,
+        "INVALID_FIELD"
+            | "INVALID_FIELD_FOR_INSERT_UPDATE"
+            | "INVALID_TYPE"
+            | "INSUFFICIENT_ACCESS_OR_READONLY"
+            | "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY"
+            | "API_DISABLED_FOR_ORG"
+            | "API_CURRENTLY_DISABLED"
+            | "TXN_SECURITY_METERING_ERROR"
+            | "NOT_FOUND"
+    )
+}
+
+/// Classify one record's failure inside an sObject Collections answer.
+pub fn classify_record_error(error: &RecordError) -> WriteError {
+    let class = match error.status_code.as_str() {
+        // Lock contention and a rolled-back sibling are worth another try;
+        // the upsert key makes the retry harmless.
+        "UNABLE_TO_LOCK_ROW" | "ALL_OR_NONE_OPERATION_ROLLED_BACK" | "SERVER_UNAVAILABLE"
+        | "REQUEST_RUNNING_TOO_LONG" => ErrorClass::Retryable,
+        "REQUEST_LIMIT_EXCEEDED" => ErrorClass::RateLimited { retry_after_secs: 60 },
+        c if needs_config(c) => ErrorClass::NeedsConfig,
+        _ => ErrorClass::Permanent,
+    };
+    let message = if error.fields.is_empty() {
+        error.message.clone()
+    } else {
+        format!("{} (fields: {})", error.message, error.fields.join(", "))
+    };
+    WriteError { class, code: error.status_code.clone(), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_whole_request_failures() {
+        let e = |code: &str, msg: &str| ApiErrorItem { message: msg.into(), error_code: code.into(), fields: vec![] };
+        assert_eq!(
+            classify_response(403, &e("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."), None),
+            Failure::DailyLimit
+        );
+        assert_eq!(
+            classify_response(403, &e("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."), None),
+            Failure::Class(ErrorClass::RateLimited { retry_after_secs: 5 })
+        );
+        assert_eq!(
+            classify_response(429, &e("", ""), Some(Duration::from_secs(7))),
+            Failure::Class(ErrorClass::RateLimited { retry_after_secs: 7 })
+        );
+        assert_eq!(classify_response(401, &e("INVALID_SESSION_ID", ""), None), Failure::Class(ErrorClass::Auth));
+        assert_eq!(classify_response(503, &e("SERVER_UNAVAILABLE", ""), None), Failure::Class(ErrorClass::Retryable));
+        assert_eq!(classify_response(400, &e("INVALID_FIELD", ""), None), Failure::Class(ErrorClass::NeedsConfig));
+        assert_eq!(classify_response(400, &e("MALFORMED_QUERY", ""), None), Failure::Class(ErrorClass::Permanent));
+    }
+
+    #[test]
+    fn unparseable_error_bodies_keep_a_snippet() {
+        let e = parse_error_body("<html>We are setting things up</html>");
+        assert_eq!(e.error_code, "");
+        assert!(e.message.contains("setting things up"));
+    }
+}
