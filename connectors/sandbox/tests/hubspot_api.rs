@@ -322,3 +322,47 @@ async fn oauth_refresh_then_expiry_and_revocation() {
     assert_eq!(body["category"], "INVALID_AUTHENTICATION");
     sb.stop().await;
 }
+
+#[tokio::test]
+async fn engagements_list_with_contacts_and_versioned_paths_and_option_checks() {
+    let sb = sandbox(40).await;
+    let c = Client::new(&sb);
+    let dump = c.admin(reqwest::Method::GET, "/hubspot/objects/calls", json!({})).await;
+    let held: Vec<&Value> = dump["results"].as_array().unwrap().iter().filter(|r| r["archived"] == false).collect();
+    assert!(!held.is_empty(), "the org logs calls");
+
+    // Page through calls with their contact associations; compare with the dump.
+    let mut seen = Vec::new();
+    let mut path = "/crm/objects/2026-03/calls?limit=7&associations=contacts&properties=hs_timestamp,hubspot_owner_id".to_string();
+    loop {
+        let (status, page) = c.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        for r in page["results"].as_array().unwrap() {
+            let d = held.iter().find(|d| d["id"] == r["id"]).expect("listed call is held");
+            assert_eq!(r["properties"]["hs_timestamp"], d["properties"]["hs_timestamp"]);
+            let contact = &d["associations"]["contacts"][0]["id"];
+            assert_eq!(&r["associations"]["contacts"]["results"][0]["id"], contact);
+            assert_eq!(r["associations"]["contacts"]["results"][0]["type"], "call_to_contact");
+            seen.push(r["id"].clone());
+        }
+        match page.pointer("/paging/next/after").and_then(Value::as_str) {
+            Some(a) => path = format!("/crm/v3/objects/calls?limit=7&associations=contacts&properties=hs_timestamp&after={a}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), held.len());
+
+    let (_, list) = c.get("/crm/v3/objects/contacts?limit=1").await;
+    let id = list["results"][0]["id"].as_str().unwrap().to_string();
+    let (status, _, body) = c
+        .call(reqwest::Method::PATCH, &format!("/crm/v3/objects/contacts/{id}"), Some(json!({"properties": {"hs_lead_status": "MAYBE"}})))
+        .await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("INVALID_OPTION"));
+    let (status, _, body) = c
+        .call(reqwest::Method::PATCH, &format!("/crm/v3/objects/contacts/{id}"), Some(json!({"properties": {"nope": "1"}})))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["code"], "PROPERTY_DOESNT_EXIST");
+    sb.stop().await;
+}

@@ -274,8 +274,8 @@ fn list(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
     let assoc = req.q_list("associations");
     let mut page: Vec<&Object> = st
         .store(t)?
-        .iter()
-        .filter(|o| o.id >= after && o.is_archived() == archived && o.merged_into.is_none())
+        .from_id(after)
+        .filter(|o| o.is_archived() == archived && o.merged_into.is_none())
         .take(limit + 1)
         .collect();
     let next = (page.len() > limit).then(|| page.pop().map(|o| o.id)).flatten();

@@ -273,6 +273,14 @@ impl HubState {
                 Value::Bool(b) => Some(b.to_string()),
                 _ => return Err(ApiError::validation(format!("Property {k} must be a string, number or boolean"))),
             };
+            if let Some(v) = &s {
+                if def.kind == "enumeration" && !def.options.is_empty() && !def.options.iter().any(|(_, o)| o == v) {
+                    return Err(ApiError::validation(format!(
+                        "Property values were not valid: [{{\"isValid\":false,\"message\":\"{v} was not one of the allowed options: [{}]\",\"error\":\"INVALID_OPTION\",\"name\":\"{k}\"}}]",
+                        def.options.iter().map(|(_, o)| o.as_str()).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
             let s = match (s, def.value_kind()) {
                 (Some(s), ValueKind::DateTime) => match parse_time_ms(&s) {
                     Some(ms) => Some(iso_ms(ms)),

@@ -190,6 +190,11 @@ impl ObjectStore {
         self.objects.values()
     }
 
+    /// Records with `id >= from_id`, in id order (list paging).
+    pub fn from_id(&self, from_id: u64) -> impl Iterator<Item = &Object> {
+        self.objects.range(from_id..).map(|(_, o)| o)
+    }
+
     /// Records with `from_ms <= updated_at_ms < to_ms` (either bound open
     /// when `None`), in `(updated_at_ms, id)` order, without a full scan.
     pub fn modified_between(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = &Object> {
