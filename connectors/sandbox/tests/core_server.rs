@@ -167,3 +167,28 @@ async fn admin_faults_requests_and_org_routes() {
     assert_eq!(org["config"]["seed"], 4);
     sb.stop().await;
 }
+
+#[tokio::test]
+async fn advancing_the_clock_changes_what_the_crm_api_returns() {
+    let mut opts = small(CrmKind::Hubspot);
+    opts.replay = true;
+    let sb = start(opts).await.unwrap();
+    let http = reqwest::Client::new();
+    let token = sb.credentials["access_token"].as_str().unwrap().to_string();
+    let contacts = format!("{}/crm/v3/objects/contacts?limit=100", sb.base_url);
+    let count = |body: Value| body["results"].as_array().map(Vec::len).unwrap();
+
+    let first: Value = http.get(&contacts).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(count(first), 0, "nothing has arrived at the start of the timeline");
+
+    http.post(format!("{}/clock", sb.admin_url)).json(&json!({ "advance_secs": 10 * 86_400 })).send().await.unwrap();
+    let later: Value = http.get(&contacts).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert!(count(later) > 0, "ten days of leads should be visible");
+
+    // Both API requests were recorded; the admin call was not.
+    let log = sb.shared.log.snapshot();
+    let api: Vec<_> = log.iter().filter(|r| r.path == "/crm/v3/objects/contacts").collect();
+    assert_eq!(api.len(), 2, "{log:?}");
+    assert!(log.iter().all(|r| !r.path.starts_with("/__sandbox/clock")));
+    sb.stop().await;
+}
