@@ -633,3 +633,23 @@ fn business_time_is_read_in_the_owners_own_zone() {
     assert_eq!(ft.due_at, Some(ny("2026-03-02 18:00")));
     assert_eq!(ft.status, ClockStatus::Pending);
 }
+
+#[test]
+fn a_disposition_before_any_touch_ends_the_first_touch_clock() {
+    let table = [
+        ("2026-03-02 10:40", ClockStatus::Met),
+        ("2026-03-02 14:00", ClockStatus::Breached),
+    ];
+    for (rejected_at, want) in table {
+        let mut lead = lead();
+        lead.status_changes.push(StatusChange { status: "Rejected".to_string(), at: ny(rejected_at) });
+        lead.fields.insert("Status".to_string(), json!("Rejected"));
+        lead.fields.insert("Reason__c".to_string(), json!("bad_fit"));
+        let ev = run(&policy(), &lead, &[], ny("2026-03-03 12:00"));
+        let ft = clock(&ev, ClockKind::FirstTouch);
+        assert_eq!((ft.status, ft.stopped_at), (want, Some(ny(rejected_at))), "{}", ft.reason);
+        assert!(ft.reason.contains("dispositioned as `Rejected`"), "{}", ft.reason);
+        assert!(ft.escalations.is_empty());
+        assert!(tasks(&ev).is_empty(), "a decided lead raises no reminder or escalation: {:?}", ev.actions);
+    }
+}

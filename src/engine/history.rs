@@ -24,11 +24,6 @@ impl StatusClass {
         matches!(self, StatusClass::Accepted | StatusClass::Rejected | StatusClass::ClosedUnresponsive | StatusClass::Converted)
     }
 
-    /// Accepted, rejected or converted: the SAL decision was made.
-    pub fn is_sal_decision(self) -> bool {
-        matches!(self, StatusClass::Accepted | StatusClass::Rejected | StatusClass::Converted)
-    }
-
     /// Rejected or closed: the CRM record must carry a reason code.
     pub fn needs_reason(self) -> bool {
         matches!(self, StatusClass::Rejected | StatusClass::ClosedUnresponsive)

@@ -11,8 +11,8 @@
 //!
 //! | clock | starts | stops | due |
 //! |---|---|---|---|
-//! | first touch | MQL time, or the first assignment to a user when the segment says `clock_start = "assignment"` (whichever is later); a reassignment restarts it with `on_reassign = "restart"` | the first call/email/meeting at or after the start, by the owner at that time (anyone with `touch_by = "anyone"`) | the grade's window |
-//! | SAL decision | first assignment to a user (not before the MQL time) | a status change into accepted/rejected/converted | `sal_decision` |
+//! | first touch | MQL time, or the first assignment to a user when the segment says `clock_start = "assignment"` (whichever is later); a reassignment restarts it with `on_reassign = "restart"` | the first call/email/meeting at or after the start, by the owner at that time (anyone with `touch_by = "anyone"`); a disposition before any touch ends it | the grade's window |
+//! | SAL decision | first assignment to a user (not before the MQL time) | a status change into accepted/rejected/converted (or closed) | `sal_decision` |
 //! | cadence | with the first-touch clock | judged when the lead is closed as unresponsive | ≥ N touches across ≥ M business days |
 //! | disposition | with the first-touch clock (never restarted) | a status change into accepted/rejected/closed/converted; rejected and closed need a listed reason code | `disposition_within` |
 //! | routing (marketing) | MQL time | first assignment to a user | `marketing.routing_within` |
@@ -706,15 +706,29 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
             _ => break touch,
         }
     };
+    let current_status = ctx.current_status().map(str::to_string);
+    let (decided, assumed) = decisions(ctx.lead, &ctx.policy.statuses, current_status.as_deref());
+    if assumed {
+        ctx.notes.push("no status history on the record; the decision is dated at the lead's last modification".to_string());
+    }
+    let decided: Vec<Decision> = decided.into_iter().filter(|d| d.at >= mql_at).collect();
+
     if stop.is_none() {
         explain_non_touches(ctx, segment, ft_start);
     }
     match grade.and_then(|g| segment.first_touch.get(g)) {
         Some(window) => {
-            let window = window.clone();
-            let stop_reason = match stop {
-                Some(a) => format!("{} {} by {}", a.kind.as_str(), a.id, a.owner_id.as_deref().unwrap_or("(unknown)")),
-                None => String::new(),
+            let window = *window;
+            // A disposition before any touch ends the obligation: nobody
+            // should be chased to call a lead already rejected or converted.
+            let ended = decided.first().filter(|d| stop.is_none_or(|a| d.at < a.occurred_at));
+            let (stopped_at, stop_reason) = match (ended, stop) {
+                (Some(d), _) => (Some(d.at), format!("no touch; the lead was dispositioned as `{}`", d.status)),
+                (None, Some(a)) => (
+                    Some(a.occurred_at),
+                    format!("touched: {} {} by {}", a.kind.as_str(), a.id, a.owner_id.as_deref().unwrap_or("(unknown)")),
+                ),
+                (None, None) => (None, String::new()),
             };
             let running = match segment.touch_by {
                 TouchBy::Owner => "no call, email or meeting by the owner yet",
@@ -726,8 +740,8 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
                 ft_owner.clone(),
                 ft_start,
                 &window,
-                stop.map(|a| a.occurred_at),
-                &format!("touched: {stop_reason}"),
+                stopped_at,
+                &stop_reason,
                 running,
             )?;
             clocks.push(clock);
@@ -742,19 +756,14 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
         }
     }
 
-    let current_status = ctx.current_status().map(str::to_string);
-    let (decided, assumed) = decisions(ctx.lead, &ctx.policy.statuses, current_status.as_deref());
-    if assumed {
-        ctx.notes.push("no status history on the record; the decision is dated at the lead's last modification".to_string());
-    }
-    let decided: Vec<Decision> = decided.into_iter().filter(|d| d.at >= mql_at).collect();
-
     // SAL decision: from the first assignment to a user.
-    if let Some(window) = segment.sal_decision.clone() {
+    if let Some(window) = segment.sal_decision {
         match &first_user {
             Some((owner, at)) => {
                 let start = (*at).max(mql_at);
-                let stop = decided.iter().find(|d| d.class.is_sal_decision());
+                // Accepted, rejected or converted is the decision; a lead closed
+                // as unresponsive is decided too (the disposition clock judges it).
+                let stop = decided.first();
                 let clock = timed_clock(
                     ctx,
                     ClockKind::SalDecision,
@@ -925,7 +934,7 @@ fn business_days_spanned(schedule: &Schedule, first: DateTime<Utc>, last: DateTi
 fn routing_clock(ctx: &mut Ctx<'_, '_>) -> Result<Clock, EngineError> {
     let mql_at = ctx.mql_at();
     let assigned = ctx.ownership.user_assignments().first().map(|(id, at)| (id.to_string(), *at));
-    let window = ctx.policy.marketing.routing_within.clone();
+    let window = ctx.policy.marketing.routing_within;
     let mut clock = timed_clock(
         ctx,
         ClockKind::Routing,
