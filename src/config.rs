@@ -639,6 +639,7 @@ fn unknown_key_issue(path: &str, key: &str, allowed: &[&str]) -> Issue {
 /// error is reported and ends the part.
 fn part<T: DeserializeOwned>(value: &toml::Value, base: &str, issues: &mut Vec<Issue>) -> Option<T> {
     let mut value = value.clone();
+    let first_issue = issues.len();
     // Bounded: each round removes one key.
     for _ in 0..256 {
         let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
@@ -648,6 +649,14 @@ fn part<T: DeserializeOwned>(value: &toml::Value, base: &str, issues: &mut Vec<I
         let inner_path: Vec<String> = err.path().iter().map(|s| s.to_string()).collect();
         let message = err.inner().message().to_string();
         let (issue, removable) = serde_issue(base, &inner_path, &message, &value);
+        // A misspelt key (`usrname`) also leaves the real one missing; the
+        // "did you mean `username`?" already says it, once is enough.
+        let already_suggested = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()).is_some_and(|key| {
+            issues[first_issue..].iter().any(|i| i.message == "unknown key" && i.fix.starts_with(&format!("did you mean `{key}`?")))
+        });
+        if already_suggested {
+            return None;
+        }
         issues.push(issue);
         match removable {
             Some(key_path) if remove_key(&mut value, &key_path) => continue,
@@ -816,6 +825,47 @@ mod tests {
         let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["sync.intervall", "sync.lagg_secs"]);
         assert!(issues[1].fix.contains("did you mean `lag_secs`"), "{}", issues[1]);
+    }
+
+    const EXAMPLE: &str = include_str!("../config/salesforce.example.toml");
+
+    fn paths_after(old: &str, new: &str) -> Vec<String> {
+        assert!(EXAMPLE.contains(old), "the example no longer contains {old:?}");
+        parse(&EXAMPLE.replacen(old, new, 1)).err().unwrap_or_default().into_iter().map(|i| i.path).collect()
+    }
+
+    #[test]
+    fn policy_keys_match_the_policy_type() {
+        // The loader reads the policy key by key; a field added to `Policy`
+        // must be added to POLICY_KEYS too.
+        let config = parse(EXAMPLE).expect("the example is valid");
+        let value = toml::Value::try_from(&config.policy_source).expect("a policy serializes");
+        let mut keys: Vec<&str> = value.as_table().expect("a table").keys().map(String::as_str).collect();
+        let mut expected = POLICY_KEYS.to_vec();
+        keys.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn connection_mistakes_name_their_keys() {
+        assert_eq!(paths_after("username = \"handoff-integration@acme.com\"", "usrname = \"x@acme.com\""), ["salesforce.auth.usrname"]);
+        assert_eq!(paths_after("flow = \"jwt_bearer\"", "flow = \"jwt\""), ["salesforce.auth.flow"]);
+        assert_eq!(paths_after("api_version = \"62.0\"", "api_version = \"v62\""), ["salesforce.api_version"]);
+        assert_eq!(paths_after("daily_budget_share = 0.2", "daily_budget_share = 2.0"), ["salesforce.daily_budget_share"]);
+        assert_eq!(paths_after("login_url = \"https://login.salesforce.com\"", "login_url = \"http://login.salesforce.com\""), ["salesforce.login_url"]);
+        assert_eq!(paths_after("[sync]", "[hubspot]\nbase_url = \"https://api.hubapi.com\"\n\n[sync]"), ["hubspot"]);
+        assert_eq!(paths_after("crm = \"salesforce\"", "crm = \"salesforse\""), ["instance.crm"]);
+        assert_eq!(paths_after("[policy]\n", "[policy]\ngrade_rules = []\n"), ["policy.grade_rules"]);
+    }
+
+    #[test]
+    fn secrets_are_redacted_wherever_they_are_misplaced() {
+        let text = EXAMPLE.replacen("private_key = { credential = \"salesforce-jwt-key\" }", "private_key = { credential = \"k\", value = \"hunter2\" }", 1);
+        let issues = parse(&text).unwrap_err();
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].path, "salesforce.auth");
+        assert!(!issues[0].to_string().contains("hunter2"), "{}", issues[0]);
     }
 
     #[test]

@@ -930,6 +930,175 @@ fn compile_scorecard(cx: &mut Cx, policy: &Policy) -> Option<CompiledScorecard> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    const EXAMPLE: &str = include_str!("../../config/salesforce.example.toml");
+
+    fn example() -> CompiledPolicy {
+        crate::config::parse(EXAMPLE).expect("the example is valid").policy
+    }
+
+    /// The issues for the example with `old` replaced by `new`.
+    fn issues_after(old: &str, new: &str) -> Vec<Issue> {
+        assert!(EXAMPLE.contains(old), "the example no longer contains {old:?}");
+        crate::config::parse(&EXAMPLE.replacen(old, new, 1)).err().unwrap_or_default()
+    }
+
+    fn paths(issues: &[Issue]) -> Vec<&str> {
+        issues.iter().map(|i| i.path.as_str()).collect()
+    }
+
+    fn fields(v: serde_json::Value) -> BTreeMap<String, Json> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_example_compiles_to_the_template_numbers() {
+        let p = example();
+        let inbound = &p.segments[1];
+        assert_eq!(inbound.name, "inbound");
+        assert_eq!(inbound.applies_to, None);
+        assert_eq!(inbound.first_touch["A"], Window::BusinessSeconds(3600));
+        assert_eq!(inbound.first_touch["B"], Window::EndOfBusinessDay { days_after: 0 });
+        assert_eq!(inbound.first_touch["C"], Window::BusinessSeconds(48 * 3600));
+        assert_eq!((inbound.cadence.touches, inbound.cadence.business_days), (6, 10));
+        assert_eq!(inbound.disposition_within, Window::BusinessDays(3));
+        assert_eq!(inbound.sal_decision, Some(Window::BusinessSeconds(48 * 3600)));
+        assert_eq!(p.segments[0].clock_start, ClockStart::Assignment);
+        assert_eq!(p.reason_codes.len(), 7);
+        assert_eq!(p.scorecard.consecutive_weeks, 2);
+        assert_eq!(p.escalation.remind, Reminder::FractionElapsed(0.75));
+        let rungs: Vec<(After, EscalationTarget)> = p.escalation.levels.iter().map(|l| (l.after, l.to.clone())).collect();
+        assert_eq!(rungs[0], (After::AtBreach, EscalationTarget::Manager));
+        assert_eq!(rungs[1], (After::WindowMultiple(2.0), EscalationTarget::ManagerOfManager));
+        assert!(matches!(rungs[2], (After::WindowMultiple(m), EscalationTarget::Pool(_)) if m == 3.0));
+        assert_eq!(p.marketing.routing_within, Window::WallClock(chrono::Duration::minutes(5)));
+        assert_eq!(p.owners.default_calendar.as_deref(), Some("us_east"));
+        assert_eq!(p.calendar_for_owner(Some("005Hs00000A1b2cAAA")).map(|c| c.time_zone.as_str()), Some("Europe/London"));
+        assert_eq!(p.calendar_for_owner(None).map(|c| c.id.as_str()), Some("us_east"));
+    }
+
+    #[test]
+    fn the_example_grades_and_qualifies_leads() {
+        let p = example();
+        let a = fields(json!({
+            "NumberOfEmployees": 250, "Country": "US", "Title": "VP of Marketing",
+            "Intent_Action__c": "Demo Request", "Lead_Score__c": 90, "Email": "ava@northwind.com",
+            "LeadSource": "Web"
+        }));
+        assert_eq!(p.qualify(&a), Qualification::Mql);
+        assert_eq!(p.grade_for(&a), Some("A"));
+        assert_eq!(p.segment_for(&a).map(|s| s.name.as_str()), Some("inbound"));
+
+        let mut c = a.clone();
+        c.insert("Country".into(), json!("France"));
+        assert_eq!(p.grade_for(&c), Some("C"));
+
+        let mut b = a.clone();
+        b.insert("Intent_Action__c".into(), json!("webinar"));
+        b.insert("LeadSource".into(), json!("Purchased List"));
+        assert_eq!(p.grade_for(&b), Some("B"));
+        assert_eq!(p.segment_for(&b).map(|s| s.name.as_str()), Some("outbound"));
+
+        let mut student = a.clone();
+        student.insert("Title".into(), json!("Graduate Student"));
+        assert_eq!(p.qualify(&student), Qualification::Disqualified { name: "student".into() });
+
+        let mut gmail = a.clone();
+        gmail.insert("Email".into(), json!("ava@GMAIL.com"));
+        assert_eq!(p.qualify(&gmail), Qualification::Disqualified { name: "personal_email".into() });
+
+        let mut low = a.clone();
+        low.insert("Lead_Score__c".into(), json!("42"));
+        assert_eq!(p.qualify(&low), Qualification::BelowScore { score: Some(42.0), min_score: 50.0 });
+
+        let mut no_intent = a.clone();
+        no_intent.insert("Intent_Action__c".into(), json!("none"));
+        assert_eq!(p.qualify(&no_intent), Qualification::NotMql);
+        assert_eq!(p.grade_for(&no_intent), None);
+
+        assert!(p.missing_required_fields(&a).contains(&"Phone"));
+        assert!(!p.missing_required_fields(&a).contains(&"Title"));
+    }
+
+    #[test]
+    fn criteria_cycles_are_rejected_once() {
+        let issues = issues_after(
+            "[policy.definitions.criteria.intent]\nany = [{ criteria = \"strong_intent\" }",
+            "[policy.definitions.criteria.intent]\nany = [{ criteria = \"loop_a\" }, { criteria = \"strong_intent\" }",
+        );
+        assert_eq!(paths(&issues), ["policy.definitions.criteria.intent.any[0].criteria"]);
+        let cyclic = EXAMPLE.replacen(
+            "[policy.definitions.criteria.light_intent]",
+            "[policy.definitions.criteria.loop_a]\nall = [{ criteria = \"loop_b\" }]\n\n[policy.definitions.criteria.loop_b]\nany = [{ criteria = \"loop_a\" }]\n\n[policy.definitions.criteria.light_intent]",
+            1,
+        );
+        let issues = crate::config::parse(&cyclic).err().unwrap_or_default();
+        let cycles: Vec<&Issue> = issues.iter().filter(|i| i.message.contains("cycle")).collect();
+        assert_eq!(cycles.len(), 1, "{issues:?}");
+        assert!(cycles[0].message.contains("loop_a → loop_b → loop_a"), "{}", cycles[0]);
+    }
+
+    #[test]
+    fn the_last_segment_must_catch_all() {
+        let issues = issues_after("name = \"inbound\"\n", "name = \"inbound\"\napplies_to = { field = \"LeadSource\", op = \"=\", value = \"Web\" }\n");
+        assert_eq!(paths(&issues), ["policy.segments[1].applies_to"]);
+        let issues = issues_after("applies_to = { field = \"LeadSource\", op = \"in\", value = [\"Outbound\", \"Purchased List\"] }\n", "");
+        assert_eq!(paths(&issues), ["policy.segments[0].applies_to"]);
+    }
+
+    #[test]
+    fn operator_value_shapes_are_checked() {
+        let set_with_value = issues_after(
+            "{ field = \"Title\", op = \"contains\", value = \"director\" }",
+            "{ field = \"Title\", op = \"is set\", value = \"director\" }",
+        );
+        assert_eq!(paths(&set_with_value), ["policy.definitions.criteria.manager_or_above.any[1].value"]);
+        let text_order = issues_after(
+            "{ field = \"NumberOfEmployees\", op = \">=\", value = 25 }",
+            "{ field = \"NumberOfEmployees\", op = \">=\", value = \"many\" }",
+        );
+        assert_eq!(paths(&text_order), ["policy.definitions.criteria.fit.all[0].value"]);
+        let list_eq = issues_after("op = \"contains\"\nvalue = \"student\"", "op = \"=\"\nvalue = [\"student\"]");
+        assert_eq!(paths(&list_eq), ["policy.definitions.disqualifiers.student.value"]);
+        let shape = issues_after("when = { criteria = \"intent\" }", "when = { criteria = \"intent\", all = [] }");
+        assert_eq!(paths(&shape), ["policy.grades[2].when"]);
+        assert!(shape[0].message.contains("do not form a condition"), "{}", shape[0]);
+    }
+
+    #[test]
+    fn references_and_ranges_are_checked() {
+        let cases: [(&str, &str, &str); 8] = [
+            ("default_calendar = \"us_east\"", "default_calendar = \"us-east\"", "policy.owners.default_calendar"),
+            ("\"005Hs00000A1b3dAAA\" = \"apac\"", "\"005Hs00000A1b3dAAA\" = \"asia\"", "policy.owners.calendar_by_owner.005Hs00000A1b3dAAA"),
+            ("monthly_volume = { A = 40, B = 80 }", "monthly_volume = { A = 40, E = 80 }", "policy.marketing.monthly_volume.E"),
+            ("min_acceptance_rate = 0.6", "min_acceptance_rate = 60.0", "policy.marketing.min_acceptance_rate"),
+            ("consecutive_weeks = 2", "consecutive_weeks = 0", "policy.scorecard.consecutive_weeks"),
+            ("rejected = [\"Unqualified\"]", "rejected = [\"Qualified\"]", "policy.statuses.rejected[0]"),
+            ("score = \"Lead_Score__c\"\n", "", "policy.definitions.min_score"),
+            ("after = \"2x\"", "after = \"0.5x\"", "policy.escalation.levels[1].after"),
+        ];
+        for (old, new, path) in cases {
+            assert_eq!(paths(&issues_after(old, new)), [path], "{old} -> {new}");
+        }
+    }
+
+    #[test]
+    fn a_calendar_without_hours_is_rejected() {
+        let issues = issues_after(
+            "hours = { mon = [\"08:30-17:00\"], tue = [\"08:30-17:00\"], wed = [\"08:30-17:00\"], thu = [\"08:30-17:00\"], fri = [\"08:30-17:00\"] }",
+            "hours = {}",
+        );
+        assert_eq!(paths(&issues), ["policy.calendars.apac.hours"]);
+        let bad_day = issues_after("hours = { mon = [\"08:30-17:00\"]", "hours = { mo = [\"08:30-17:00\"]");
+        assert_eq!(paths(&bad_day), ["policy.calendars.apac.hours.mo"]);
+    }
+
+    #[test]
+    fn grades_without_a_target_and_duplicates() {
+        let issues = issues_after("name = \"C\"", "name = \"B\"");
+        assert_eq!(paths(&issues), ["policy.grades[2].name", "policy.segments[0].first_touch.C", "policy.segments[1].first_touch.C"]);
+    }
 
     #[test]
     fn time_ranges() {
