@@ -34,6 +34,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Evaluate one lead offline under a config's policy and explain the result.
     Explain(ExplainArgs),
+    /// Serve a synthetic Salesforce or HubSpot org on loopback until stopped;
+    /// prints one JSON line with the URLs and credentials a client needs.
+    Sandbox(SandboxArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +75,64 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Which CRM to emulate.
+    #[arg(long, value_enum)]
+    pub crm: SandboxCrm,
+    /// Loopback address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Seed of the synthetic org (same seed, same org).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Leads in the org.
+    #[arg(long, default_value_t = 1_000)]
+    pub leads: usize,
+    /// Days the org's timeline spans.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Serve HTTPS with a generated CA (its PEM path is printed as `ca_cert`).
+    #[arg(long)]
+    pub tls: bool,
+    /// Start the clock at the beginning of the timeline and let it unfold.
+    #[arg(long)]
+    pub replay: bool,
+    /// Move simulated time only through the admin API.
+    #[arg(long)]
+    pub frozen: bool,
+    /// Where to keep keys and certificates (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SandboxCrm {
+    Salesforce,
+    Hubspot,
+}
+
+impl SandboxArgs {
+    pub fn options(&self) -> handoff_sandbox::SandboxOptions {
+        let crm = match self.crm {
+            SandboxCrm::Salesforce => handoff_model::CrmKind::Salesforce,
+            SandboxCrm::Hubspot => handoff_model::CrmKind::Hubspot,
+        };
+        let mut opts = handoff_sandbox::SandboxOptions::new(crm);
+        opts.listen = self.listen;
+        opts.org.seed = self.seed;
+        opts.org.leads = self.leads;
+        opts.org.days = self.days;
+        opts.tls = self.tls;
+        opts.replay = self.replay;
+        opts.work_dir = self.work_dir.clone();
+        if self.frozen {
+            opts.clock = handoff_sandbox::ClockMode::Frozen;
+        }
+        opts
+    }
+}
+
 /// Runs a parsed command line; the result is the process exit code.
 /// Output goes to stdout, problems to stderr.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -85,6 +146,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let input = explain_input(&args)?;
             let report = crate::explain::run(&config, &input)?;
             print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sandbox(args) => {
+            handoff_sandbox::server::run_blocking(args.options())?;
             Ok(ExitCode::SUCCESS)
         }
     }

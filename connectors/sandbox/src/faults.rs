@@ -21,9 +21,10 @@ pub enum Fault {
     ServerErrors { count: u32, status: u16 },
     /// Delay the next `count` responses by `delay_ms` of real time.
     Latency { count: u32, delay_ms: u64 },
-    /// Within the next write batch(es), fail the records whose request body
-    /// contains `marker` anywhere in their fields (per-record error, the
-    /// rest of the batch succeeds). `count` batches are affected.
+    /// Within the next write batch(es) that carry `marker`, fail the records
+    /// whose fields contain it (per-record error, the rest of the batch
+    /// succeeds). `count` such batches are affected; writes without the
+    /// marker pass untouched and do not use the fault up.
     PartialBatchFailure { marker: String, count: u32 },
     /// HubSpot: search results only include records modified at least
     /// `lag_secs` ago (the search index lags writes).
@@ -99,14 +100,15 @@ impl Faults {
         (delay, answer)
     }
 
-    /// For a write batch: the marker whose records must fail, consuming one
-    /// use of the fault.
-    pub fn take_batch_failure(&self) -> Option<String> {
+    /// For a write whose request body is `body`: the marker whose records
+    /// must fail, consuming one use of the fault. A body without the marker
+    /// leaves the fault armed.
+    pub fn take_batch_failure(&self, body: &[u8]) -> Option<String> {
         let mut faults = self.lock();
         let mut marker = None;
         for f in faults.iter_mut() {
             if let Fault::PartialBatchFailure { marker: m, count } = f {
-                if *count > 0 {
+                if *count > 0 && contains(body, m.as_bytes()) {
                     *count -= 1;
                     marker = Some(m.clone());
                     break;
@@ -124,6 +126,10 @@ impl Faults {
             _ => None,
         })
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -145,6 +151,16 @@ mod tests {
         assert_eq!(a, Injected::ServerError { status: 503 });
         let (_, a) = f.on_request(t("2026-03-02T09:00:12Z"));
         assert_eq!(a, Injected::None);
+        assert!(f.list().is_empty());
+    }
+
+    #[test]
+    fn a_batch_failure_waits_for_a_batch_with_its_marker() {
+        let f = Faults::default();
+        f.arm(Fault::PartialBatchFailure { marker: "POISON".into(), count: 1 });
+        assert_eq!(f.take_batch_failure(br#"{"records":[{"Subject":"fine"}]}"#), None);
+        assert_eq!(f.take_batch_failure(br#"{"records":[{"Subject":"POISON pill"}]}"#), Some("POISON".into()));
+        assert_eq!(f.take_batch_failure(br#"{"records":[{"Subject":"POISON again"}]}"#), None, "one batch only");
         assert!(f.list().is_empty());
     }
 }

@@ -185,10 +185,28 @@ pub fn check_loopback(addr: SocketAddr) -> Result<(), SandboxError> {
     }
 }
 
+/// Largest org the sandbox agrees to generate (memory stays around a few GB).
+pub const MAX_LEADS: usize = 2_000_000;
+
+/// Reject org sizes that cannot make a useful timeline.
+pub fn check_org_config(cfg: &OrgConfig) -> Result<(), SandboxError> {
+    if cfg.days == 0 {
+        return Err(SandboxError::Config("--days must be at least 1 (the timeline needs a span)".into()));
+    }
+    if cfg.days > 3_650 {
+        return Err(SandboxError::Config(format!("--days {} is more than ten years; use 3650 or fewer", cfg.days)));
+    }
+    if cfg.leads > MAX_LEADS {
+        return Err(SandboxError::Config(format!("--leads {} is more than the sandbox serves; use {MAX_LEADS} or fewer", cfg.leads)));
+    }
+    Ok(())
+}
+
 /// Generate the org, bind, build the emulator and start serving in the
 /// background. Returns once the listener accepts connections.
 pub async fn start(opts: SandboxOptions) -> Result<RunningSandbox, SandboxError> {
     check_loopback(opts.listen)?;
+    check_org_config(&opts.org)?;
     let listener = TcpListener::bind(opts.listen).map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
     listener
         .set_nonblocking(true)

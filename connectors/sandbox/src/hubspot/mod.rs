@@ -177,7 +177,7 @@ async fn api(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, headers:
         base_url: &shared.base_url,
         org: &shared.org,
         search_lag_ms: shared.faults.search_lag().map(|d| d.num_milliseconds()),
-        batch_failure_marker: if is_batch_write { shared.faults.take_batch_failure() } else { None },
+        batch_failure_marker: if is_batch_write { shared.faults.take_batch_failure(&body) } else { None },
     };
     let (status, body) = match routes::dispatch(&mut st, &ctx, &req) {
         Ok(answer) => answer,

@@ -17,6 +17,9 @@ use crate::org::SyntheticOrg;
 
 /// Most inputs one batch call takes.
 pub const MAX_BATCH_INPUTS: usize = 100;
+/// Association batch reads take more: 1,000 ids per request body (HubSpot
+/// changelog "Bug Fix: Batch Read Limit for HubSpot Associations API", 2025).
+pub const MAX_ASSOCIATION_READ_INPUTS: usize = 1_000;
 const LIST_DEFAULT_LIMIT: usize = 10;
 const LIST_MAX_LIMIT: usize = 100;
 const OWNERS_DEFAULT_LIMIT: usize = 100;
@@ -367,11 +370,11 @@ fn associate(st: &mut HubState, ctx: &Ctx<'_>, t: &str, id: u64, to: &str, to_id
     ))
 }
 
-fn inputs(req: &ApiRequest) -> Result<Vec<Value>, ApiError> {
+fn inputs(req: &ApiRequest, max: usize) -> Result<Vec<Value>, ApiError> {
     let inputs = req.body_obj()?.get("inputs").and_then(Value::as_array).cloned().ok_or_else(|| ApiError::validation("Invalid input JSON: inputs is required"))?;
-    if inputs.len() > MAX_BATCH_INPUTS {
+    if inputs.len() > max {
         return Err(ApiError::validation(format!(
-            "The maximum number of inputs supported in a batch request is {MAX_BATCH_INPUTS}. Received {} inputs.",
+            "The maximum number of inputs supported in a batch request is {max}. Received {} inputs.",
             inputs.len()
         )));
     }
@@ -411,7 +414,7 @@ fn marker_error() -> ApiError {
 }
 
 fn batch(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiRequest) -> Answer {
-    let inputs = inputs(req)?;
+    let inputs = inputs(req, MAX_BATCH_INPUTS)?;
     let now_ms = ctx.now.timestamp_millis();
     match op {
         "read" => {
@@ -548,7 +551,7 @@ fn batch(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiRequest) 
 }
 
 fn v4_batch_read(st: &HubState, ctx: &Ctx<'_>, from: &str, to: &str, req: &ApiRequest) -> Answer {
-    let inputs = inputs(req)?;
+    let inputs = inputs(req, MAX_ASSOCIATION_READ_INPUTS)?;
     let mut results = Vec::new();
     let mut errors = Vec::new();
     for input in &inputs {

@@ -16,7 +16,7 @@ use super::search::ValueKind;
 use super::store::{
     association_type_ids, iso_ms, parse_time_ms, Associations, Object, ObjectStore, OBJECT_TYPES,
 };
-use crate::org::{EventKind, LeadStatus, OwnerRef, SyntheticOrg};
+use crate::org::{EventKind, LeadStatus, OwnerRef, SyntheticOrg, TimelineCursor};
 
 /// Owner ids: people and queues live in separate ranges so a glance at an
 /// id tells which it is.
@@ -56,8 +56,8 @@ pub struct HubState {
     pub tokens: Tokens,
     pub limits: RateLimiter,
     next_id: u64,
-    /// How many org events have been applied.
-    applied_events: usize,
+    /// Which org events have been applied.
+    timeline: TimelineCursor,
     /// Lead index → contact id.
     pub lead_contacts: BTreeMap<usize, u64>,
 }
@@ -75,7 +75,7 @@ impl HubState {
             tokens: Tokens::new(PORTAL_ID),
             limits: RateLimiter::new(LimitConfig::default()),
             next_id: FIRST_OBJECT_ID,
-            applied_events: 0,
+            timeline: TimelineCursor::default(),
             lead_contacts: BTreeMap::new(),
         }
     }
@@ -100,14 +100,11 @@ impl HubState {
 
     /// Apply every org event at or before `now` not applied yet.
     pub fn materialise(&mut self, org: &SyntheticOrg, now: DateTime<Utc>) {
-        while let Some(event) = org.events.get(self.applied_events) {
-            if event.at > now {
-                break;
-            }
-            self.applied_events += 1;
-            let at_ms = event.at.timestamp_millis();
-            self.apply_event(org, &event.kind, at_ms);
+        let mut cursor = self.timeline;
+        for event in cursor.due(org, now) {
+            self.apply_event(org, &event.kind, event.at.timestamp_millis());
         }
+        self.timeline = cursor;
     }
 
     fn apply_event(&mut self, org: &SyntheticOrg, kind: &EventKind, at_ms: i64) {
@@ -563,4 +560,48 @@ pub fn owners(org: &SyntheticOrg) -> Vec<Value> {
         })
     }));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::org::OrgConfig;
+
+    #[test]
+    fn timeline_materialises_up_to_now_with_hubspot_values() {
+        let org = crate::generate::generate(&OrgConfig { leads: 80, days: 6, ..OrgConfig::default() });
+        let now = org.config.start_at + chrono::Duration::days(3);
+        let mut st = HubState::new();
+        st.materialise(&org, now);
+        let due: Vec<_> = org.events.iter().filter(|e| e.at <= now).collect();
+        let created = due.iter().filter(|e| matches!(e.kind, EventKind::LeadCreated { .. })).count();
+        assert!(created > 0 && created < 80, "half the timeline: {created}");
+        assert_eq!(st.stores["contacts"].len(), created);
+        let touches = due.iter().filter(|e| matches!(e.kind, EventKind::Touch { .. })).count();
+        let engagements: usize = ["calls", "emails", "meetings", "tasks"].iter().map(|t| st.stores[*t].len()).sum();
+        assert_eq!(engagements, touches);
+        for t in ["calls", "emails", "meetings", "tasks"] {
+            for o in st.stores[t].iter() {
+                assert_eq!(st.associations.of(t, o.id, "contacts").len(), 1, "{t} {} has its contact", o.id);
+                assert!(o.properties["hubspot_owner_id"].parse::<u64>().unwrap() >= USER_OWNER_ID_BASE);
+            }
+        }
+        for (lead, id) in &st.lead_contacts {
+            let c = st.stores["contacts"].get(*id).unwrap();
+            let status = c.properties.get("hs_lead_status").map(String::as_str);
+            assert!(matches!(status, Some("NEW" | "IN_PROGRESS" | "CONNECTED" | "UNQUALIFIED" | "BAD_TIMING" | "OPEN_DEAL")), "lead {lead}: {status:?}");
+        }
+        let deleted = due.iter().filter(|e| matches!(e.kind, EventKind::Deleted { .. })).count();
+        assert_eq!(st.stores["contacts"].iter().filter(|o| o.is_archived()).count(), deleted);
+
+        // Later requests apply only what became due since.
+        let end = org.config.end_at();
+        st.materialise(&org, end);
+        let all_created = org.events.iter().filter(|e| matches!(e.kind, EventKind::LeadCreated { .. })).count();
+        assert_eq!(st.stores["contacts"].len(), all_created);
+        let merged = org.events.iter().filter(|e| matches!(e.kind, EventKind::Merged { .. })).count();
+        // Merges of contacts the timeline already deleted are skipped.
+        let merged_away = st.stores["contacts"].iter().filter(|o| o.merged_into.is_some()).count();
+        assert!(merged_away <= merged && (merged == 0 || merged_away > 0), "{merged_away} of {merged}");
+    }
 }

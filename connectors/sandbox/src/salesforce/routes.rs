@@ -243,7 +243,7 @@ async fn data(State(sf): State<Arc<Salesforce>>, method: Method, uri: Uri, heade
             }
             Injected::None => {
                 let fail_marker = if matches!(method, Method::POST | Method::PATCH | Method::DELETE) {
-                    sf.shared.faults.take_batch_failure()
+                    sf.shared.faults.take_batch_failure(&body)
                 } else {
                     None
                 };
