@@ -49,11 +49,18 @@ pub struct Lead {
     pub created_at: Timestamp,
     /// The CRM's modification stamp (`SystemModstamp` / `lastmodifieddate`).
     pub modified_at: Timestamp,
-    /// Ownership history, oldest first. The daemon appends an entry whenever
-    /// a pull shows a new owner; connectors may fill it from field history.
+    /// Ownership history, oldest first, starting with the owner the lead was
+    /// created with.
+    ///
+    /// A connector fills it from the CRM's field history (Salesforce
+    /// `LeadHistory`, HubSpot `propertiesWithHistory`) when the CRM keeps
+    /// one, and then it is complete: the daemon takes it as the truth. Left
+    /// empty, the daemon keeps its own history of what successive pulls
+    /// showed (each change dated at the record's modification time).
     #[serde(default)]
     pub assignments: Vec<Assignment>,
-    /// Status history, oldest first, with the same provenance as `assignments`.
+    /// Status history, oldest first, starting with the status the lead was
+    /// created with; same provenance rules as `assignments`.
     #[serde(default)]
     pub status_changes: Vec<StatusChange>,
     /// Set when the lead became an opportunity (Salesforce conversion,
