@@ -6,6 +6,12 @@
 //! - `explain --config FILE (--case CASE.json | --lead LEAD.json
 //!   [--activities ACTS.json] [--owner OWNER.json]) --now RFC3339 [--json]`:
 //!   judge one lead offline and say why.
+//! - `run --config FILE [--once]`: the service (see [`crate::daemon::service`]).
+//! - `state --config FILE [--json] [--resync STREAM [--since DATE]] [--retry-failed]`:
+//!   what the state directory holds, and repairs.
+//! - `demo [--crm salesforce|hubspot] [--days N] [--seed S] [--leads N] [--json]`:
+//!   the whole loop against a generated sandbox org.
+//! - `sandbox --crm salesforce|hubspot …`: serve a sandbox CRM.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +43,82 @@ pub enum Command {
     /// Serve a synthetic Salesforce or HubSpot org on loopback until stopped;
     /// prints one JSON line with the URLs and credentials a client needs.
     Sandbox(SandboxArgs),
+    /// Run the daemon: sync, evaluate and enforce until stopped (SIGTERM);
+    /// SIGHUP reloads the config.
+    Run(RunArgs),
+    /// Show what the state directory holds (cursors, outbox, failed actions,
+    /// last errors), re-read a stream, or retry failed actions.
+    State(StateArgs),
+    /// Watch the whole loop on a generated sandbox org: no CRM, no credentials.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Run until caught up at the current instant, then exit (0 when every
+    /// stream, evaluation and write is done).
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+    /// Forget a stream's position so the next run reads it again: from the
+    /// beginning, or from `--since`.
+    #[arg(long, value_enum, value_name = "STREAM")]
+    pub resync: Option<StreamArg>,
+    /// With --resync: read again from this instant (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, requires = "resync", value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Put actions that were given up on back in the outbox.
+    #[arg(long)]
+    pub retry_failed: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StreamArg {
+    Leads,
+    Activities,
+    Owners,
+    Calendars,
+}
+
+impl StreamArg {
+    pub fn stream(self) -> handoff_model::Stream {
+        match self {
+            StreamArg::Leads => handoff_model::Stream::Leads,
+            StreamArg::Activities => handoff_model::Stream::Activities,
+            StreamArg::Owners => handoff_model::Stream::Owners,
+            StreamArg::Calendars => handoff_model::Stream::Calendars,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[arg(long, value_enum, default_value = "salesforce")]
+    pub crm: SandboxCrm,
+    /// Simulated days to run.
+    #[arg(long, default_value_t = 5)]
+    pub days: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Leads in the generated org (over the whole period).
+    #[arg(long, default_value_t = 150)]
+    pub leads: usize,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the sandbox serving after the run, to look at the tasks it holds
+    /// (until Ctrl-C).
+    #[arg(long)]
+    pub serve: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,7 +234,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             handoff_sandbox::server::run_blocking(args.options())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(args) => {
+            let options = crate::daemon::service::RunOptions { once: args.once };
+            runtime()?.block_on(crate::daemon::service::run(&args.config, options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State(args) => crate::state::run(&args),
+        Command::Demo(args) => runtime()?.block_on(crate::demo::run_cli(&args)),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
 /// `handoff check`: every problem on its own line, then a count.

@@ -4,7 +4,8 @@
 //! ```toml
 //! [instance]    # name, crm = "salesforce" | "hubspot", state_dir
 //! [salesforce]  # or [hubspot]: URLs, API version, auth flow, secrets
-//! [sync]        # interval_secs, lookback_secs, lag_secs
+//! [sync]        # interval_secs, lookback_secs, lag_secs, owners/calendars cadence, clock
+//! [daemon]      # metrics address, shutdown grace, outbox batching (optional)
 //! [policy]      # the SLA: see crate::policy
 //! ```
 //!
@@ -49,6 +50,7 @@ pub struct Config {
     pub instance: Instance,
     pub connection: Connection,
     pub sync: SyncSettings,
+    pub daemon: DaemonSettings,
     /// The policy as written, kept for reports that quote the operator.
     pub policy_source: Policy,
     /// The policy the engine runs.
@@ -92,6 +94,14 @@ pub struct SalesforceSettings {
     /// Share (0–1] of the org's daily API limit handoff may use.
     #[serde(default = "default_budget_share")]
     pub daily_budget_share: f64,
+    /// The External ID field on Task (Activity) holding handoff's action key,
+    /// so a retried task write updates instead of creating a second task.
+    #[serde(default = "default_sf_task_key_field")]
+    pub task_key_field: String,
+    /// Local courtesy pace (Salesforce itself counts calls per day, not per
+    /// second); raise it only against the sandbox.
+    #[serde(default = "default_sf_requests_per_sec")]
+    pub requests_per_sec: u32,
 }
 
 /// Salesforce OAuth flows, chosen by `flow`.
@@ -114,6 +124,21 @@ pub struct HubspotSettings {
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_budget_share")]
     pub daily_budget_share: f64,
+    /// The operator's consent for handoff to create the unique task
+    /// property `handoff_key` when the portal lacks it (otherwise create it
+    /// by hand: Settings → Properties → Task, single-line text, unique).
+    #[serde(default)]
+    pub create_task_key_property: bool,
+    /// IANA time zone per owner id (HubSpot owners carry none).
+    #[serde(default)]
+    pub owner_time_zones: BTreeMap<String, String>,
+    /// Local pace for the 10-second burst window until HubSpot reports its
+    /// own (`X-HubSpot-RateLimit-Max`).
+    #[serde(default = "default_hs_burst_per_10s")]
+    pub burst_per_10s: u32,
+    /// Local pace for search, which HubSpot limits per second on its own.
+    #[serde(default = "default_hs_search_per_second")]
+    pub search_per_second: u32,
 }
 
 /// HubSpot auth, chosen by `flow`.
@@ -132,6 +157,22 @@ fn default_sf_login_url() -> String {
 
 fn default_sf_api_version() -> String {
     "62.0".to_string()
+}
+
+fn default_sf_task_key_field() -> String {
+    "Handoff_Key__c".to_string()
+}
+
+fn default_sf_requests_per_sec() -> u32 {
+    10
+}
+
+fn default_hs_burst_per_10s() -> u32 {
+    100
+}
+
+fn default_hs_search_per_second() -> u32 {
+    4
 }
 
 fn default_hs_base_url() -> String {
@@ -259,6 +300,21 @@ pub struct SyncSettings {
     /// Pulls stop this far short of now, so a window is read only once settled.
     #[serde(default = "default_lag_secs")]
     pub lag_secs: u64,
+    /// When pulls find nothing, the pause grows up to this (and shrinks back
+    /// to `interval_secs` once something changes); it also grows while the
+    /// API budget is low.
+    #[serde(default = "default_max_interval_secs")]
+    pub max_interval_secs: u64,
+    /// Owners (and their managers and zones) change rarely: pulled this often.
+    #[serde(default = "default_owners_every_secs")]
+    pub owners_every_secs: u64,
+    /// Business hours and holidays: pulled this often.
+    #[serde(default = "default_calendars_every_secs")]
+    pub calendars_every_secs: u64,
+    /// Where "now" comes from: the machine's clock, or — only against
+    /// `handoff sandbox` — the sandbox's simulated clock.
+    #[serde(default)]
+    pub clock: ClockSource,
 }
 
 impl Default for SyncSettings {
@@ -267,8 +323,77 @@ impl Default for SyncSettings {
             interval_secs: default_interval_secs(),
             lookback_secs: default_lookback_secs(),
             lag_secs: default_lag_secs(),
+            max_interval_secs: default_max_interval_secs(),
+            owners_every_secs: default_owners_every_secs(),
+            calendars_every_secs: default_calendars_every_secs(),
+            clock: ClockSource::System,
         }
     }
+}
+
+/// The source of "now" for windows, clocks and deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockSource {
+    #[default]
+    System,
+    /// `GET {base}/__sandbox/clock` of the sandbox the connection points at.
+    Sandbox,
+}
+
+fn default_max_interval_secs() -> u64 {
+    600
+}
+
+fn default_owners_every_secs() -> u64 {
+    900
+}
+
+fn default_calendars_every_secs() -> u64 {
+    3600
+}
+
+/// How the service runs (all optional).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Loopback address serving `/metrics` (Prometheus) and `/healthz`;
+    /// absent: not served.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// On SIGTERM, in-flight writes get this long to finish before exiting.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// Actions handed to the connector per write call (it batches further).
+    #[serde(default = "default_outbox_batch")]
+    pub outbox_batch: usize,
+    /// Retryable write failures of one action before it is given up on and
+    /// listed by `handoff state`.
+    #[serde(default = "default_max_write_attempts")]
+    pub max_write_attempts: u32,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            metrics_listen: None,
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+            outbox_batch: default_outbox_batch(),
+            max_write_attempts: default_max_write_attempts(),
+        }
+    }
+}
+
+fn default_shutdown_grace_secs() -> u64 {
+    20
+}
+
+fn default_outbox_batch() -> usize {
+    500
+}
+
+fn default_max_write_attempts() -> u32 {
+    10
 }
 
 fn default_interval_secs() -> u64 {
@@ -290,7 +415,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text).map_err(|issues| ConfigError::Invalid { path: path.to_path_buf(), issues })
 }
 
-const TOP_KEYS: &[&str] = &["instance", "salesforce", "hubspot", "sync", "policy"];
+const TOP_KEYS: &[&str] = &["instance", "salesforce", "hubspot", "sync", "daemon", "policy"];
 const POLICY_KEYS: &[&str] = &[
     "version", "fields", "statuses", "reason_codes", "calendars", "owners", "definitions", "grades",
     "segments", "marketing", "escalation", "scorecard",
@@ -326,6 +451,41 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
         if s.interval_secs == 0 {
             issues.push(Issue::new("sync.interval_secs", "0", "pulling without pause would spend the API budget", "write e.g. 60"));
         }
+        if s.max_interval_secs < s.interval_secs {
+            issues.push(Issue::new(
+                "sync.max_interval_secs",
+                s.max_interval_secs.to_string(),
+                format!("the longest pause is shorter than `interval_secs` ({})", s.interval_secs),
+                "write a value at least as large as interval_secs, e.g. 600",
+            ));
+        }
+        for (key, value) in [("owners_every_secs", s.owners_every_secs), ("calendars_every_secs", s.calendars_every_secs)] {
+            if value == 0 {
+                issues.push(Issue::new(format!("sync.{key}"), "0", "pulling this stream without pause would spend the API budget", "write e.g. 900"));
+            }
+        }
+    }
+    let daemon: Option<DaemonSettings> = match root.get("daemon") {
+        Some(v) => part(v, "daemon", &mut issues),
+        None => Some(DaemonSettings::default()),
+    };
+    if let Some(d) = &daemon {
+        if let Some(addr) = d.metrics_listen {
+            if !addr.ip().is_loopback() {
+                issues.push(Issue::new(
+                    "daemon.metrics_listen",
+                    addr.to_string(),
+                    "metrics are served on loopback only (they name owners and leads)",
+                    "write 127.0.0.1:PORT and put a reverse proxy in front if it must be reached from elsewhere",
+                ));
+            }
+        }
+        if d.outbox_batch == 0 {
+            issues.push(Issue::new("daemon.outbox_batch", "0", "no action could ever be written", "write e.g. 500"));
+        }
+        if d.max_write_attempts == 0 {
+            issues.push(Issue::new("daemon.max_write_attempts", "0", "no action could ever be written", "write e.g. 10"));
+        }
     }
     let policy_source = match root.get("policy") {
         Some(v) => read_policy(v, &mut issues),
@@ -344,9 +504,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
         },
         None => None,
     };
-    match (instance, connection, sync, policy_source, policy) {
-        (Some(instance), Some(connection), Some(sync), Some(policy_source), Some(policy)) if issues.is_empty() => {
-            Ok(Config { instance, connection, sync, policy_source, policy })
+    match (instance, connection, sync, daemon, policy_source, policy) {
+        (Some(instance), Some(connection), Some(sync), Some(daemon), Some(policy_source), Some(policy)) if issues.is_empty() => {
+            Ok(Config { instance, connection, sync, daemon, policy_source, policy })
         }
         _ => {
             if issues.is_empty() {
@@ -361,6 +521,13 @@ impl Config {
     /// The compiled policy the engine runs.
     pub fn policy(&self) -> &CompiledPolicy {
         &self.policy
+    }
+
+    /// Identifies the policy as written: when it changes, every lead is
+    /// evaluated again.
+    pub fn policy_fingerprint(&self) -> String {
+        let text = serde_json::to_string(&self.policy_source).unwrap_or_default();
+        crate::engine::keys::short_hash(&text, 16)
     }
 
     /// Resolves every secret and checks every local file the connection
@@ -434,6 +601,12 @@ fn read_connection(root: &toml::Table, crm: CrmKind, issues: &mut Vec<Issue>) ->
             }
             check_share(s.daily_budget_share, "salesforce.daily_budget_share", issues);
             check_client_id(&s.auth, issues);
+            if s.requests_per_sec == 0 {
+                issues.push(Issue::new("salesforce.requests_per_sec", "0", "no request could ever be sent", "write e.g. 10"));
+            }
+            if s.task_key_field.trim().is_empty() {
+                issues.push(Issue::new("salesforce.task_key_field", "\"\"", "no External ID field is named for handoff's task keys", "write e.g. \"Handoff_Key__c\" (Text(80), External ID, Unique on Activity)"));
+            }
             (issues.len() == before).then_some(Connection::Salesforce(s))
         }
         CrmKind::Hubspot => {
@@ -441,6 +614,19 @@ fn read_connection(root: &toml::Table, crm: CrmKind, issues: &mut Vec<Issue>) ->
             let before = issues.len();
             check_url(&h.base_url, "hubspot.base_url", issues);
             check_share(h.daily_budget_share, "hubspot.daily_budget_share", issues);
+            if h.burst_per_10s < 2 || h.search_per_second == 0 {
+                issues.push(Issue::new(
+                    "hubspot.burst_per_10s",
+                    format!("{} / {}", h.burst_per_10s, h.search_per_second),
+                    "the local pace must let requests through (burst_per_10s at least 2, search_per_second at least 1)",
+                    "remove both keys to use HubSpot's documented limits",
+                ));
+            }
+            for (owner, zone) in &h.owner_time_zones {
+                if zone.parse::<chrono_tz::Tz>().is_err() {
+                    issues.push(Issue::new(format!("hubspot.owner_time_zones.{owner}"), format!("{zone:?}"), "not an IANA time zone", "write e.g. \"America/New_York\" or \"Europe/London\""));
+                }
+            }
             if let HubspotAuth::Oauth { client_id, .. } = &h.auth {
                 if client_id.trim().is_empty() {
                     issues.push(Issue::new("hubspot.auth.client_id", "\"\"", "the client id is empty", "copy it from the app's Auth settings"));

@@ -17,6 +17,12 @@
 pub mod calendar;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod explain;
+pub mod http;
+pub mod metrics;
 pub mod policy;
+pub mod state;
+pub mod store;

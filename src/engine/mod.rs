@@ -53,15 +53,15 @@ use std::str::FromStr;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use handoff_model::{Action, ActionKind, Activity, Lead, Owner, TaskPriority, TaskPurpose};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::calendar::{CalendarError, Schedule};
 use crate::policy::{
     ClockStart, CompiledPolicy, CompiledSegment, EscalationTarget, OnReassign, Qualification, TouchBy, Window,
 };
 
-pub use history::{classify, parse_field_datetime, StatusClass};
-use history::{decisions, is_touch, parse_field_number, Decision, Ownership};
+pub use history::{classify, parse_field_datetime, parse_field_number, StatusClass};
+use history::{decisions, is_touch, Decision, Ownership};
 
 /// Why a lead could not be evaluated at all. Bad CRM data degrades to notes
 /// wherever a sensible reading exists; these are the cases without one.
@@ -110,7 +110,7 @@ impl<'a> Owners<'a> {
 }
 
 /// Which SLA clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockKind {
     FirstTouch,
@@ -149,7 +149,7 @@ impl ClockKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockStatus {
     Pending,
@@ -176,7 +176,7 @@ impl ClockStatus {
 }
 
 /// One escalation rung as scheduled for a clock.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rung {
     /// 1-based level of the rung whose target is used.
     pub level: u8,
@@ -188,7 +188,7 @@ pub struct Rung {
     pub fired: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Clock {
     pub kind: ClockKind,
     /// The user the clock belongs to (whose calendar and inbox).
@@ -208,7 +208,7 @@ pub struct Clock {
     /// reason code, too few touches): the owner gets a disposition-flag task.
     pub flagged: bool,
     /// Escalation rungs for a running clock past or near its due time.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub escalations: Vec<Rung>,
 }
 

@@ -165,6 +165,35 @@ impl CompiledPolicy {
         }
     }
 
+    /// Every lead field the policy reads or writes: the mapped concepts, the
+    /// SLA write-back fields, the required fields and every field a
+    /// condition tests. Connectors read these and check they exist.
+    pub fn referenced_fields(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let f = &self.fields;
+        out.extend([f.status.clone(), f.source.clone(), f.reason_code.clone()]);
+        out.extend(f.score.iter().chain(f.mql_at.iter()).cloned());
+        out.extend([f.sla.grade.clone(), f.sla.due_at.clone(), f.sla.status.clone(), f.sla.breach_count.clone()]);
+        out.extend(self.marketing.required_fields.iter().cloned());
+        self.mql.fields_into(&mut out);
+        for (_, c) in self.disqualifiers.iter().chain(&self.grades) {
+            c.fields_into(&mut out);
+        }
+        for s in &self.segments {
+            if let Some(c) = &s.applies_to {
+                c.fields_into(&mut out);
+            }
+        }
+        out.retain(|name| !name.trim().is_empty());
+        out
+    }
+
+    /// The SLA write-back field names.
+    pub fn sla_field_names(&self) -> [&str; 4] {
+        let s = &self.fields.sla;
+        [s.grade.as_str(), s.due_at.as_str(), s.status.as_str(), s.breach_count.as_str()]
+    }
+
     /// The first grade whose rule matches, if any.
     pub fn grade_for(&self, fields: &BTreeMap<String, Json>) -> Option<&str> {
         self.grades.iter().find(|(_, c)| c.eval(fields)).map(|(name, _)| name.as_str())
@@ -1019,6 +1048,15 @@ mod tests {
 
         assert!(p.missing_required_fields(&a).contains(&"Phone"));
         assert!(!p.missing_required_fields(&a).contains(&"Title"));
+    }
+
+    #[test]
+    fn referenced_fields_cover_mapping_sla_required_and_conditions() {
+        let fields = example().referenced_fields();
+        for f in ["Status", "LeadSource", "Lead_Score__c", "Disqualification_Reason__c", "MQL_Date__c", "SLA_Grade__c", "SLA_Breach_Count__c", "Phone", "NumberOfEmployees", "Intent_Action__c", "Title", "Email", "Country"] {
+            assert!(fields.contains(f), "{f} missing from {fields:?}");
+        }
+        assert!(!fields.contains(""));
     }
 
     #[test]

@@ -132,6 +132,17 @@ impl Cond {
         }
     }
 
+    /// Every field the condition reads, added to `out`.
+    pub fn fields_into(&self, out: &mut std::collections::BTreeSet<String>) {
+        match self {
+            Cond::All(items) | Cond::Any(items) => items.iter().for_each(|c| c.fields_into(out)),
+            Cond::Not(inner) => inner.fields_into(out),
+            Cond::Test { field, .. } => {
+                out.insert(field.clone());
+            }
+        }
+    }
+
     /// Says, one line per test or group, which parts passed and which
     /// failed and what the lead's value was. Nested lines are indented by two
     /// spaces per level.

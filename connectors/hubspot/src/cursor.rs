@@ -142,6 +142,18 @@ pub fn encode<T: Serialize>(stream: Stream, state: &T) -> Cursor {
     Cursor(serde_json::to_string(&env).unwrap_or_default())
 }
 
+/// A cursor that resumes `stream` as if everything modified before `since`
+/// had been read: the operator's "re-sync from this date". Owners are
+/// listed in full anyway.
+pub fn since(stream: Stream, since: chrono::DateTime<chrono::Utc>) -> Cursor {
+    match stream {
+        Stream::Leads | Stream::Activities => {
+            encode(stream, &RecordsCursor { done_until_ms: Some(since.timestamp_millis()), ..RecordsCursor::default() })
+        }
+        Stream::Owners | Stream::Calendars => encode(stream, &OwnersCursor::default()),
+    }
+}
+
 /// Read a cursor written by [`encode`] for `stream`; anything else (another
 /// CRM's cursor, another stream's, garbage) is a `BadCursor`.
 pub fn decode<T: for<'de> Deserialize<'de>>(stream: Stream, cursor: &Cursor) -> Result<T, HubspotError> {

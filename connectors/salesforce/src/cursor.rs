@@ -89,6 +89,14 @@ impl SfCursor {
     }
 }
 
+/// A cursor that resumes `stream` as if everything before `since` had been
+/// read: the operator's "re-sync from this date".
+pub fn since(stream: Stream, since: Timestamp) -> Cursor {
+    let mut c = SfCursor::fresh(stream);
+    c.done_until_ms = Some(since.timestamp_millis().max(0));
+    c.encode()
+}
+
 fn floor_to_second(ms: i64) -> i64 {
     ms.div_euclid(1000) * 1000
 }

@@ -186,6 +186,23 @@ fn admin(st: &mut HubState, now: DateTime<Utc>, method: &Method, segments: &[&st
             Ok((StatusCode::OK, json!({"expired": "all OAuth access tokens"})))
         }
         ["limits"] if m == Method::GET => Ok((StatusCode::OK, limits(st))),
+        ["limits"] if m == Method::POST => {
+            // Another subscription tier (or an open one for simulations,
+            // whose frozen clock would otherwise keep every window full).
+            let c = &mut st.limits.config;
+            let num = |k: &str| body.get(k).and_then(Value::as_u64);
+            if let Some(n) = num("burst_per_10s") {
+                c.private_app_burst_per_10s = u32::try_from(n).unwrap_or(u32::MAX);
+                c.oauth_burst_per_10s = c.private_app_burst_per_10s;
+            }
+            if let Some(n) = num("search_per_second") {
+                c.search_per_second = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+            if let Some(n) = num("daily") {
+                c.private_app_daily = n;
+            }
+            Ok((StatusCode::OK, limits(st)))
+        }
         ["limits", "daily"] if m == Method::POST => {
             let used = body.get("used").and_then(Value::as_u64).ok_or_else(|| bad("used (a non-negative integer) is required"))?;
             st.limits.set_daily_used(now, used);

@@ -1,0 +1,442 @@
+//! The loop that makes the SLA happen: sync → evaluate → enforce.
+//!
+//! One [`Daemon::tick`] is one cycle at one instant ("now", fixed for the
+//! whole tick and shared with the connector's window arithmetic):
+//!
+//! 1. **sync**: pull every stream that is due (leads and activities every
+//!    tick, owners and calendars on their own cadence) page by page; each
+//!    page is applied and committed together with its cursor and the dirty
+//!    marks of the leads it touched, so a crash between pages re-reads at
+//!    most one page and loses no work owed;
+//! 2. **evaluate**: every dirty lead and every lead whose next deadline has
+//!    passed (the deadline index, never a scan) goes through the engine;
+//!    its state, its new deadline and the actions the ledger does not know
+//!    yet are committed together;
+//! 3. **enforce**: the outbox is drained in order through the connector and
+//!    each outcome recorded (see [`outbox`]).
+//!
+//! The service ([`service`]) repeats ticks on the configured interval; the
+//! demo and the tests call [`Daemon::tick`] themselves while they move the
+//! sandbox's simulated clock.
+
+pub mod connect;
+mod evaluate;
+pub mod outbox;
+pub mod service;
+pub mod sync;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use handoff_model::{ApiBudget, Connector, ConnectorError, Owner, OwnerKind, Stream};
+use serde::Serialize;
+
+use crate::config::{Config, DaemonSettings, SyncSettings};
+use crate::policy::CompiledPolicy;
+use crate::store::{Batch, Store, StoreError};
+pub use connect::{SharedNow, TimeSource};
+
+/// Pages one stream may read in one tick before the others get their turn
+/// (a backfill continues on the next tick).
+const MAX_PAGES_PER_STREAM: usize = 50;
+/// Leads evaluated per commit.
+const EVALUATE_CHUNK: usize = 200;
+/// Leads evaluated per tick at most.
+const MAX_EVALUATIONS_PER_TICK: usize = 20_000;
+/// Write calls per tick at most.
+const MAX_WRITE_ROUNDS: usize = 20;
+
+/// Why a tick could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
+    #[error("a batch could not be encoded: {0}")]
+    Encode(String),
+}
+
+/// What one tick did, for logs, metrics and the demo.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct TickReport {
+    pub now: Option<DateTime<Utc>>,
+    pub pages: usize,
+    pub leads_changed: usize,
+    pub echoes: usize,
+    pub activities_changed: usize,
+    pub deletions: usize,
+    pub evaluated: usize,
+    pub enqueued: usize,
+    pub superseded: usize,
+    pub written: usize,
+    pub write_retries: usize,
+    pub write_failures: usize,
+    /// Streams that did not finish their window this tick.
+    pub streams_behind: Vec<Stream>,
+    /// Set when the API budget paused the connector.
+    pub paused_until: Option<DateTime<Utc>>,
+    pub errors: Vec<String>,
+    /// Nothing left to do at this instant: every stream read to its window's
+    /// end, no lead waiting, no action ready to send.
+    pub caught_up: bool,
+}
+
+impl TickReport {
+    /// Whether the tick moved anything (for the adaptive interval and the
+    /// watchdog).
+    pub fn did_work(&self) -> bool {
+        self.leads_changed + self.activities_changed + self.deletions + self.enqueued + self.written > 0
+    }
+}
+
+/// One CRM instance's loop.
+pub struct Daemon {
+    policy: Arc<CompiledPolicy>,
+    sync: SyncSettings,
+    settings: DaemonSettings,
+    connector: Arc<dyn Connector>,
+    store: Arc<Store>,
+    time: TimeSource,
+    now: SharedNow,
+    /// When owners and calendars were last read to the end.
+    last_read: HashMap<Stream, DateTime<Utc>>,
+    owners: Vec<Owner>,
+    shutdown: Arc<AtomicBool>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Daemon {
+    /// A daemon over an already authenticated connector. `now` must be the
+    /// [`SharedNow`] the connector reads its windows against.
+    pub fn new(
+        config: &Config,
+        connector: Arc<dyn Connector>,
+        store: Arc<Store>,
+        time: TimeSource,
+        now: SharedNow,
+    ) -> Result<Daemon, DaemonError> {
+        let owners = store.owners()?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        metrics.load(&store)?;
+        let daemon = Daemon {
+            policy: Arc::new(config.policy.clone()),
+            sync: config.sync.clone(),
+            settings: config.daemon.clone(),
+            connector,
+            store,
+            time,
+            now,
+            last_read: HashMap::new(),
+            owners,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            metrics,
+        };
+        daemon.note_policy(&config.policy_fingerprint())?;
+        Ok(daemon)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn connector(&self) -> &Arc<dyn Connector> {
+        &self.connector
+    }
+
+    pub fn policy(&self) -> &CompiledPolicy {
+        &self.policy
+    }
+
+    pub fn sync_settings(&self) -> &SyncSettings {
+        &self.sync
+    }
+
+    pub fn settings(&self) -> &DaemonSettings {
+        &self.settings
+    }
+
+    /// Set to stop at the next safe point (between pages, evaluation
+    /// commits and write calls; a write in flight is finished first).
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    pub fn budget(&self) -> ApiBudget {
+        self.connector.budget()
+    }
+
+    /// Swaps in a new policy (SIGHUP). A different policy re-evaluates every lead.
+    pub fn reload(&mut self, config: &Config) -> Result<(), DaemonError> {
+        self.policy = Arc::new(config.policy.clone());
+        self.sync = config.sync.clone();
+        self.settings = config.daemon.clone();
+        self.note_policy(&config.policy_fingerprint())
+    }
+
+    /// Marks every lead for evaluation when the policy differs from the one
+    /// the store was last evaluated under.
+    fn note_policy(&self, fingerprint: &str) -> Result<(), DaemonError> {
+        if self.store.meta_text("policy")?.as_deref() == Some(fingerprint) {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        let leads = self.store.leads()?;
+        for l in &leads {
+            batch.mark_dirty(&l.lead.id, "policy changed");
+        }
+        batch.set_meta_text("policy", fingerprint);
+        if !leads.is_empty() {
+            tracing::info!(leads = leads.len(), "the policy changed; every lead is evaluated again");
+        }
+        self.commit(batch)
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), DaemonError> {
+        if let Some(e) = batch.error() {
+            return Err(DaemonError::Encode(e.to_string()));
+        }
+        self.store.commit(batch)?;
+        self.metrics.progress.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn record_error(&self, report: &mut TickReport, phase: &str, message: String) {
+        let now = report.now.unwrap_or_default();
+        tracing::warn!(phase, error = %message, "tick problem");
+        if let Err(e) = self.store.record_error(now, phase, &message) {
+            tracing::error!(error = %e, "cannot record an error in the store");
+        }
+        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        report.errors.push(format!("{phase}: {message}"));
+    }
+
+    fn stream_due(&self, stream: Stream, now: DateTime<Utc>) -> bool {
+        let every = match stream {
+            Stream::Owners => self.sync.owners_every_secs,
+            Stream::Calendars => self.sync.calendars_every_secs,
+            Stream::Leads | Stream::Activities => return true,
+        };
+        self.last_read.get(&stream).is_none_or(|at| now - *at >= Duration::seconds(every as i64))
+    }
+
+    /// One cycle at the time source's current instant.
+    pub async fn tick(&mut self) -> Result<TickReport, DaemonError> {
+        let now = self.time.now().await?;
+        self.now.set(now);
+        let mut report = TickReport { now: Some(now), ..TickReport::default() };
+        let span = tracing::info_span!("tick", now = %now.to_rfc3339());
+        let _enter = span.enter();
+
+        let mut streams_finished = true;
+        for stream in Stream::ALL {
+            if self.stopping() || report.paused_until.is_some() {
+                streams_finished = false;
+                break;
+            }
+            if !self.stream_due(stream, now) {
+                continue;
+            }
+            match self.sync_stream(stream, now, &mut report).await? {
+                true => {
+                    self.last_read.insert(stream, now);
+                }
+                false => {
+                    streams_finished = false;
+                    report.streams_behind.push(stream);
+                }
+            }
+        }
+
+        let evaluations_done = if self.stopping() { false } else { self.evaluate_pending(now, &mut report)? };
+        let outbox_done = if self.stopping() || report.paused_until.is_some() { false } else { self.drain_outbox(now, &mut report).await? };
+
+        report.caught_up = streams_finished && evaluations_done && outbox_done && report.errors.is_empty();
+        self.metrics.observe_tick(&report, &self.connector.budget());
+        tracing::info!(
+            pages = report.pages,
+            leads_changed = report.leads_changed,
+            echoes = report.echoes,
+            activities = report.activities_changed,
+            evaluated = report.evaluated,
+            enqueued = report.enqueued,
+            written = report.written,
+            failures = report.write_failures,
+            caught_up = report.caught_up,
+            "tick done"
+        );
+        Ok(report)
+    }
+
+    /// Reads `stream` page by page. `Ok(true)`: its window was read to the end.
+    async fn sync_stream(&mut self, stream: Stream, now: DateTime<Utc>, report: &mut TickReport) -> Result<bool, DaemonError> {
+        let mut cursor = self.store.cursor(stream)?;
+        let sla_fields: BTreeSet<String> = self.policy.sla_field_names().iter().map(|s| s.to_string()).collect();
+        for _ in 0..MAX_PAGES_PER_STREAM {
+            if self.stopping() {
+                return Ok(false);
+            }
+            let page = match self.connector.pull(stream, cursor.as_ref()).await {
+                Ok(p) => p,
+                Err(ConnectorError::Budget { retry_after, .. }) => {
+                    report.paused_until = Some(now + Duration::from_std(retry_after).unwrap_or_else(|_| Duration::minutes(15)));
+                    tracing::info!(stream = stream.as_str(), ?retry_after, "API budget reached; pulls pause");
+                    return Ok(false);
+                }
+                Err(e @ ConnectorError::BadCursor { .. }) => {
+                    self.record_error(
+                        report,
+                        &format!("sync:{}", stream.as_str()),
+                        format!("{e}. Fix: `handoff state --config FILE --resync {}` re-reads the stream from the start", stream.as_str()),
+                    );
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.record_error(report, &format!("sync:{}", stream.as_str()), e.to_string());
+                    return Ok(false);
+                }
+            };
+            report.pages += 1;
+            self.metrics.pages.fetch_add(1, Ordering::Relaxed);
+            let kinds: HashMap<String, OwnerKind> = self.owners.iter().map(|o| (o.id.clone(), o.kind)).collect();
+            let applier = sync::PageApplier { store: &self.store, owner_kinds: &kinds, sla_fields: &sla_fields, status_field: &self.policy.fields.status };
+            let mut batch = Batch::default();
+            let applied = applier.apply(&page, &mut batch)?;
+            if let Some(c) = &page.cursor {
+                batch.set_cursor(stream, c);
+            }
+            self.commit(batch)?;
+            report.leads_changed += applied.leads_changed;
+            report.echoes += applied.echoes;
+            report.activities_changed += applied.activities_changed;
+            report.deletions += applied.deletions;
+            if applied.owners > 0 {
+                self.owners = self.store.owners()?;
+            }
+            if let Some(c) = page.cursor {
+                cursor = Some(c);
+            }
+            if !page.has_more {
+                if let Some(at) = page_window_end(now, &self.sync) {
+                    self.metrics.set_synced(stream, at);
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Evaluates dirty and due leads. `Ok(true)`: none is left waiting.
+    fn evaluate_pending(&mut self, now: DateTime<Utc>, report: &mut TickReport) -> Result<bool, DaemonError> {
+        let mut done = 0usize;
+        while done < MAX_EVALUATIONS_PER_TICK && !self.stopping() {
+            let mut work: Vec<(String, Option<DateTime<Utc>>)> = self.store.dirty(EVALUATE_CHUNK)?.into_iter().map(|id| (id, None)).collect();
+            if work.len() < EVALUATE_CHUNK {
+                for (at, id) in self.store.due(now, EVALUATE_CHUNK - work.len())? {
+                    match work.iter_mut().find(|(w, _)| *w == id) {
+                        Some(slot) => slot.1 = Some(at),
+                        None => work.push((id, Some(at))),
+                    }
+                }
+            }
+            if work.is_empty() {
+                return Ok(true);
+            }
+            let mut batch = Batch::default();
+            let mut seq = self.store.next_seq()?;
+            let mut states_before = Vec::with_capacity(work.len());
+            for (id, due_at) in &work {
+                states_before.push(self.store.state(id)?);
+                let e = evaluate::evaluate_lead(&self.store, &self.policy, &self.owners, id, *due_at, now, &mut seq, &mut batch)?;
+                report.evaluated += 1;
+                report.enqueued += e.enqueued;
+                report.superseded += e.superseded;
+                if e.failed {
+                    report.errors.push(format!("evaluate: lead {id} could not be evaluated (see `handoff state`)"));
+                }
+            }
+            self.commit(batch)?;
+            for ((id, _), before) in work.iter().zip(states_before) {
+                let after = self.store.state(id)?;
+                self.metrics.replace_state(before.as_ref(), after.as_ref());
+            }
+            done += work.len();
+        }
+        Ok(false)
+    }
+
+    /// Sends ready outbox entries. `Ok(true)`: nothing ready is left.
+    async fn drain_outbox(&mut self, now: DateTime<Utc>, report: &mut TickReport) -> Result<bool, DaemonError> {
+        for _ in 0..MAX_WRITE_ROUNDS {
+            if self.stopping() {
+                return Ok(false);
+            }
+            let ready = self.store.outbox_ready(now, self.settings.outbox_batch)?;
+            if ready.is_empty() {
+                return Ok(true);
+            }
+            let mut batch = Batch::default();
+            let entries = outbox::drop_orphans(&self.store, ready, &mut batch)?;
+            if entries.is_empty() {
+                self.commit(batch)?;
+                continue;
+            }
+            let actions: Vec<handoff_model::Action> = entries.iter().map(|e| e.action.clone()).collect();
+            // Not raced against shutdown: a write in flight is finished and
+            // recorded before the daemon stops.
+            match self.connector.write(&actions).await {
+                Ok(outcomes) => {
+                    let r = outbox::record(&self.store, &entries, &outcomes, now, self.settings.max_write_attempts, &mut batch)?;
+                    self.commit(batch)?;
+                    report.written += r.written;
+                    report.write_retries += r.retrying;
+                    report.write_failures += r.failed;
+                    self.metrics.record_writes(&entries, &outcomes);
+                }
+                Err(ConnectorError::Budget { retry_after, .. }) => {
+                    self.commit(batch)?;
+                    report.paused_until = Some(now + Duration::from_std(retry_after).unwrap_or_else(|_| Duration::minutes(15)));
+                    return Ok(false);
+                }
+                Err(e) => {
+                    self.commit(batch)?;
+                    self.record_error(report, "write", e.to_string());
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// When the next tick is worth running: the next deadline, or the
+    /// interval (longer while idle or low on budget).
+    pub fn next_wake(&self, report: &TickReport, idle_ticks: u32) -> Result<std::time::Duration, DaemonError> {
+        let base = self.sync.interval_secs.max(1);
+        let budget = self.connector.budget();
+        let low_budget = budget.allowed > 0 && budget.remaining() * 10 < budget.allowed;
+        let mut secs = if report.caught_up { base.saturating_mul(1u64 << idle_ticks.min(6)) } else { 0 };
+        if low_budget {
+            secs = self.sync.max_interval_secs;
+        }
+        secs = secs.min(self.sync.max_interval_secs);
+        if let (Some(now), Some(next)) = (report.now, self.store.next_deadline()?) {
+            let until = (next - now).num_seconds().max(0) as u64;
+            secs = secs.min(until.max(if report.caught_up { 1 } else { 0 }));
+        }
+        if let (Some(now), Some(paused)) = (report.now, report.paused_until) {
+            secs = secs.max((paused - now).num_seconds().max(0) as u64).min(self.sync.max_interval_secs.max(base));
+        }
+        Ok(std::time::Duration::from_secs(secs))
+    }
+}
+
+/// The instant a finished window reaches (now minus the lag).
+fn page_window_end(now: DateTime<Utc>, sync: &SyncSettings) -> Option<DateTime<Utc>> {
+    now.checked_sub_signed(Duration::seconds(sync.lag_secs as i64))
+}

@@ -1,0 +1,428 @@
+//! Applying a pulled page to the store: merge records with what is stored,
+//! keep the history the CRM did not give, tell real changes from the echo
+//! of handoff's own writes, and mark the leads that must be evaluated.
+//!
+//! Pure with respect to the network: it reads the store and fills a
+//! [`Batch`]; the caller commits the batch together with the page's cursor.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use handoff_model::{Activity, Assignment, Deletion, Lead, OwnerKind, PullPage, StatusChange, Stream};
+use serde_json::Value;
+
+use crate::engine::keys::short_hash;
+use crate::store::{Batch, Store, StoreError, StoredLead};
+
+/// Fields that change with every save and say nothing about the lead.
+const STAMP_FIELDS: &[&str] = &[
+    "SystemModstamp",
+    "LastModifiedDate",
+    "LastModifiedById",
+    "LastViewedDate",
+    "LastReferencedDate",
+    "lastmodifieddate",
+    "hs_lastmodifieddate",
+    "hs_object_id",
+];
+
+/// What applying a page did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Leads new or changed by someone other than handoff.
+    pub leads_changed: usize,
+    /// Leads whose only change was handoff's own write-back.
+    pub echoes: usize,
+    pub activities_changed: usize,
+    /// Tasks handoff created, seen again.
+    pub own_tasks: usize,
+    pub deletions: usize,
+    pub owners: usize,
+    pub calendars: usize,
+}
+
+/// Reads the store and the page; writes what changed into `batch`.
+pub struct PageApplier<'a> {
+    pub store: &'a Store,
+    /// Owner kinds by id, to date a queue assignment correctly.
+    pub owner_kinds: &'a HashMap<String, OwnerKind>,
+    /// handoff's own write-back fields (excluded from the fingerprint).
+    pub sla_fields: &'a BTreeSet<String>,
+    /// The policy's status field, whose changes are history.
+    pub status_field: &'a str,
+}
+
+impl PageApplier<'_> {
+    pub fn apply(&self, page: &PullPage, batch: &mut Batch) -> Result<Applied, StoreError> {
+        let mut applied = Applied::default();
+        for owner in &page.owners {
+            batch.put_owner(owner);
+            applied.owners += 1;
+        }
+        for calendar in &page.calendars {
+            batch.put_calendar(calendar);
+            applied.calendars += 1;
+        }
+        // A page can carry the same lead twice (lookback overlap): keep the newest.
+        let mut newest: BTreeMap<&str, &Lead> = BTreeMap::new();
+        for lead in &page.leads {
+            match newest.get(lead.id.as_str()) {
+                Some(have) if have.modified_at > lead.modified_at => {}
+                _ => {
+                    newest.insert(lead.id.as_str(), lead);
+                }
+            }
+        }
+        for lead in newest.values() {
+            self.apply_lead(lead, batch, &mut applied)?;
+        }
+        for activity in &page.activities {
+            self.apply_activity(activity, batch, &mut applied)?;
+        }
+        for deletion in &page.deletions {
+            self.apply_deletion(deletion, batch, &mut applied)?;
+        }
+        Ok(applied)
+    }
+
+    fn kind_of(&self, owner_id: &str) -> OwnerKind {
+        self.owner_kinds.get(owner_id).copied().unwrap_or(OwnerKind::User)
+    }
+
+    /// Everything but handoff's own fields and the save stamps, hashed.
+    pub fn fingerprint(&self, lead: &Lead) -> String {
+        let watched: BTreeMap<&String, &Value> = lead
+            .fields
+            .iter()
+            .filter(|(k, _)| !self.sla_fields.contains(k.as_str()) && !STAMP_FIELDS.contains(&k.as_str()))
+            .collect();
+        let text = serde_json::json!({
+            "owner": lead.owner_id,
+            "fields": watched,
+            "converted": lead.converted_at,
+            "deleted": lead.deleted,
+            "merged": lead.merged_into,
+            "assignments": lead.assignments,
+            "statuses": lead.status_changes,
+        })
+        .to_string();
+        short_hash(&text, 32)
+    }
+
+    /// handoff's own fields on `lead`, an empty value read as absent.
+    fn sla_values<'l>(&self, lead: &'l Lead) -> Vec<Option<&'l Value>> {
+        self.sla_fields
+            .iter()
+            .map(|name| lead.fields.get(name.as_str()).filter(|v| !v.is_null() && v.as_str() != Some("")))
+            .collect()
+    }
+
+    fn apply_lead(&self, lead: &Lead, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+        let watched = self.fingerprint(lead);
+        let status_field = lead.field_str(self.status_field).map(str::to_string);
+        let stored = self.store.lead(&lead.id)?;
+        let next = match stored {
+            None => {
+                let mut observed_owners = Vec::new();
+                if let Some(owner) = &lead.owner_id {
+                    observed_owners.push(Assignment { owner_id: owner.clone(), owner_kind: self.kind_of(owner), at: lead.created_at });
+                }
+                let mut observed_statuses = Vec::new();
+                if let Some(status) = &status_field {
+                    // Never modified since creation: the status is the one it
+                    // was created with. Otherwise all handoff knows is that it
+                    // held this status by the last modification.
+                    let at = if lead.modified_at == lead.created_at { lead.created_at } else { lead.modified_at };
+                    observed_statuses.push(StatusChange { status: status.clone(), at });
+                }
+                applied.leads_changed += 1;
+                batch.mark_dirty(&lead.id, "new");
+                StoredLead { lead: lead.clone(), observed_owners, observed_statuses, watched, first_seen_at: lead.modified_at }
+            }
+            Some(mut have) => {
+                if have.lead.modified_at > lead.modified_at {
+                    // An older version (lookback overlap) changes nothing.
+                    return Ok(());
+                }
+                if let Some(owner) = &lead.owner_id {
+                    if have.lead.owner_id.as_ref() != Some(owner) {
+                        have.observed_owners.push(Assignment {
+                            owner_id: owner.clone(),
+                            owner_kind: self.kind_of(owner),
+                            at: lead.modified_at,
+                        });
+                    }
+                }
+                if let Some(status) = &status_field {
+                    if have.lead.field_str(self.status_field) != Some(status.as_str()) {
+                        have.observed_statuses.push(StatusChange { status: status.clone(), at: lead.modified_at });
+                    }
+                }
+                let sla_changed = self
+                    .sla_values(&have.lead)
+                    .into_iter()
+                    .zip(self.sla_values(lead))
+                    .any(|(a, b)| !same_value(a, b));
+                if have.watched == watched && !sla_changed {
+                    applied.echoes += 1;
+                } else {
+                    applied.leads_changed += 1;
+                    batch.mark_dirty(&lead.id, if sla_changed { "sla fields edited in the CRM" } else { "changed" });
+                }
+                have.lead = lead.clone();
+                have.watched = watched;
+                have
+            }
+        };
+        batch.put_lead(&next);
+        Ok(())
+    }
+
+    fn apply_activity(&self, activity: &Activity, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+        if let Some(previous) = self.store.activity_lead(&activity.id)? {
+            if previous != activity.lead_id {
+                // Moved to another lead (a merge re-parents activities).
+                batch.remove_activity(&previous, &activity.id, true);
+                batch.mark_dirty(&previous, "activity moved away");
+            }
+        }
+        batch.put_activity(activity);
+        if activity.handoff_key.is_some() {
+            // A task handoff created: its own echo, no work.
+            applied.own_tasks += 1;
+        } else {
+            applied.activities_changed += 1;
+            batch.mark_dirty(&activity.lead_id, "activity");
+        }
+        Ok(())
+    }
+
+    fn apply_deletion(&self, deletion: &Deletion, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+        applied.deletions += 1;
+        match deletion.stream {
+            Stream::Leads => {
+                let Some(mut have) = self.store.lead(&deletion.id)? else {
+                    // Never seen: nothing to undo.
+                    return Ok(());
+                };
+                if have.lead.deleted && have.lead.merged_into == deletion.merged_into {
+                    return Ok(());
+                }
+                have.lead.deleted = true;
+                have.lead.merged_into = deletion.merged_into.clone();
+                batch.put_lead(&have);
+                batch.mark_dirty(&deletion.id, "deleted");
+                if let Some(survivor) = &deletion.merged_into {
+                    batch.mark_dirty(survivor, "absorbed a merged lead");
+                }
+            }
+            Stream::Activities => {
+                if let Some(lead_id) = self.store.activity_lead(&deletion.id)? {
+                    batch.remove_activity(&lead_id, &deletion.id, false);
+                    batch.mark_dirty(&lead_id, "activity deleted");
+                }
+            }
+            Stream::Owners | Stream::Calendars => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether two CRM values say the same: empty as absent, numbers as
+/// numbers ("0" = 0 = 0.0), datetimes as instants (Salesforce answers
+/// `…T15:00:00.000+0000` for the `…T15:00:00Z` handoff wrote).
+fn same_value(a: Option<&Value>, b: Option<&Value>) -> bool {
+    use crate::engine::{parse_field_datetime, parse_field_number};
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) if a == b => true,
+        (Some(a), Some(b)) => {
+            if let (Some(x), Some(y)) = (parse_field_number(a), parse_field_number(b)) {
+                return x == y;
+            }
+            // A bare number is not a date here (it would read as epoch ms).
+            let textual = |v: &Value| v.as_str().is_some_and(|s| s.contains('-'));
+            if textual(a) && textual(b) {
+                if let (Some(x), Some(y)) = (parse_field_datetime(a), parse_field_datetime(b)) {
+                    return x == y;
+                }
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, TimeZone, Utc};
+    use serde_json::json;
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, h, m, 0).unwrap()
+    }
+
+    fn lead(owner: &str, status: &str, modified: DateTime<Utc>) -> Lead {
+        Lead {
+            id: "00Q1".into(),
+            owner_id: Some(owner.into()),
+            fields: BTreeMap::from([
+                ("Status".to_string(), json!(status)),
+                ("Company".to_string(), json!("Acme")),
+                ("SLA_Status__c".to_string(), json!(null)),
+                ("SystemModstamp".to_string(), json!(modified.to_rfc3339())),
+            ]),
+            created_at: at(9, 0),
+            modified_at: modified,
+            assignments: Vec::new(),
+            status_changes: Vec::new(),
+            converted_at: None,
+            deleted: false,
+            merged_into: None,
+        }
+    }
+
+    fn apply(store: &Store, page: PullPage) -> Applied {
+        let kinds = HashMap::from([("00G1".to_string(), OwnerKind::Queue)]);
+        let sla = BTreeSet::from(["SLA_Status__c".to_string()]);
+        let applier = PageApplier { store, owner_kinds: &kinds, sla_fields: &sla, status_field: "Status" };
+        let mut batch = Batch::default();
+        let applied = applier.apply(&page, &mut batch).unwrap();
+        store.commit(batch).unwrap();
+        applied
+    }
+
+    fn page(leads: Vec<Lead>) -> PullPage {
+        PullPage { leads, ..PullPage::default() }
+    }
+
+    #[test]
+    fn observed_history_records_each_owner_and_status_change_at_the_modification() {
+        let store = Store::in_memory();
+        apply(&store, page(vec![lead("00G1", "Open", at(9, 0))]));
+        apply(&store, page(vec![lead("005A", "Open", at(9, 4))]));
+        apply(&store, page(vec![lead("005A", "Working", at(10, 0))]));
+        let stored = store.lead("00Q1").unwrap().unwrap();
+        let owners: Vec<(&str, OwnerKind, DateTime<Utc>)> =
+            stored.observed_owners.iter().map(|a| (a.owner_id.as_str(), a.owner_kind, a.at)).collect();
+        assert_eq!(owners, [("00G1", OwnerKind::Queue, at(9, 0)), ("005A", OwnerKind::User, at(9, 4))]);
+        let statuses: Vec<(&str, DateTime<Utc>)> = stored.observed_statuses.iter().map(|s| (s.status.as_str(), s.at)).collect();
+        assert_eq!(statuses, [("Open", at(9, 0)), ("Working", at(10, 0))]);
+        // The CRM's own history wins when the connector read it.
+        let mut with_history = stored.lead.clone();
+        with_history.assignments = vec![Assignment { owner_id: "005A".into(), owner_kind: OwnerKind::User, at: at(9, 2) }];
+        let s = StoredLead { lead: with_history, ..stored };
+        assert_eq!(s.for_engine().assignments[0].at, at(9, 2));
+        assert_eq!(s.for_engine().status_changes.len(), 2, "status history still observed");
+    }
+
+    #[test]
+    fn our_own_write_back_coming_back_is_an_echo_not_work() {
+        let store = Store::in_memory();
+        let first = lead("005A", "Open", at(9, 0));
+        assert_eq!(apply(&store, page(vec![first.clone()])).leads_changed, 1);
+        store.commit({
+            let mut b = Batch::default();
+            b.clear_dirty("00Q1");
+            b
+        })
+        .unwrap();
+        // handoff wrote SLA_Status__c and patched its copy (as the outbox does).
+        let mut ours = store.lead("00Q1").unwrap().unwrap();
+        ours.lead.fields.insert("SLA_Status__c".into(), json!("pending"));
+        store.commit({
+            let mut b = Batch::default();
+            b.put_lead(&ours);
+            b
+        })
+        .unwrap();
+        let mut echo = first.clone();
+        echo.modified_at = at(9, 5);
+        echo.fields.insert("SLA_Status__c".into(), json!("pending"));
+        echo.fields.insert("SystemModstamp".into(), json!(at(9, 5).to_rfc3339()));
+        let applied = apply(&store, page(vec![echo.clone()]));
+        assert_eq!((applied.echoes, applied.leads_changed), (1, 0));
+        assert!(store.dirty(10).unwrap().is_empty(), "an echo triggers no evaluation");
+
+        // Someone edits the SLA field by hand: that is work.
+        let mut edited = echo.clone();
+        edited.modified_at = at(9, 6);
+        edited.fields.insert("SLA_Status__c".into(), json!("met"));
+        assert_eq!(apply(&store, page(vec![edited.clone()])).leads_changed, 1);
+        // And a real change is too.
+        let mut changed = edited;
+        changed.modified_at = at(9, 7);
+        changed.fields.insert("Company".into(), json!("Acme Corp"));
+        assert_eq!(apply(&store, page(vec![changed])).leads_changed, 1);
+        assert_eq!(store.dirty(10).unwrap(), ["00Q1"]);
+    }
+
+    #[test]
+    fn values_compare_as_the_crm_renders_them() {
+        assert!(same_value(Some(&json!("2026-03-02T15:00:00Z")), Some(&json!("2026-03-02T15:00:00.000+0000"))));
+        assert!(same_value(Some(&json!(0)), Some(&json!("0"))));
+        assert!(same_value(Some(&json!(2)), Some(&json!(2.0))));
+        assert!(!same_value(Some(&json!("met")), Some(&json!("breached"))));
+        assert!(!same_value(Some(&json!("2026-03-02T15:00:00Z")), None));
+    }
+
+    #[test]
+    fn an_older_copy_from_the_lookback_overlap_changes_nothing() {
+        let store = Store::in_memory();
+        apply(&store, page(vec![lead("005A", "Working", at(10, 0))]));
+        apply(&store, page(vec![lead("005A", "Open", at(9, 30))]));
+        assert_eq!(store.lead("00Q1").unwrap().unwrap().lead.field_str("Status"), Some("Working"));
+    }
+
+    #[test]
+    fn activities_mark_their_lead_and_our_own_tasks_do_not() {
+        let store = Store::in_memory();
+        let act = |id: &str, lead: &str, key: Option<&str>| Activity {
+            id: id.into(),
+            kind: handoff_model::ActivityKind::Call,
+            lead_id: lead.into(),
+            owner_id: Some("005A".into()),
+            occurred_at: at(10, 0),
+            modified_at: at(10, 0),
+            subject: None,
+            direction: None,
+            completed: false,
+            handoff_key: key.map(str::to_string),
+            deleted: false,
+        };
+        let applied = apply(&store, PullPage { activities: vec![act("c1", "00Q1", None), act("t1", "00Q2", Some("k"))], ..PullPage::default() });
+        assert_eq!((applied.activities_changed, applied.own_tasks), (1, 1));
+        assert_eq!(store.dirty(10).unwrap(), ["00Q1"]);
+        // The call moves to another lead (a merge): both leads are looked at again.
+        apply(&store, PullPage { activities: vec![act("c1", "00Q3", None)], ..PullPage::default() });
+        assert!(store.activities_of("00Q1").unwrap().is_empty());
+        assert_eq!(store.activities_of("00Q3").unwrap().len(), 1);
+        // Deleted: gone from its lead.
+        apply(&store, PullPage {
+            deletions: vec![Deletion { stream: Stream::Activities, id: "c1".into(), merged_into: None, deleted_at: at(11, 0) }],
+            ..PullPage::default()
+        });
+        assert!(store.activities_of("00Q3").unwrap().is_empty());
+        assert_eq!(store.activity_lead("c1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_merge_marks_the_lead_deleted_and_the_survivor_for_evaluation() {
+        let store = Store::in_memory();
+        apply(&store, page(vec![lead("005A", "Open", at(9, 0))]));
+        store.commit({
+            let mut b = Batch::default();
+            b.clear_dirty("00Q1");
+            b
+        })
+        .unwrap();
+        apply(&store, PullPage {
+            deletions: vec![Deletion { stream: Stream::Leads, id: "00Q1".into(), merged_into: Some("00Q9".into()), deleted_at: at(12, 0) }],
+            ..PullPage::default()
+        });
+        let stored = store.lead("00Q1").unwrap().unwrap();
+        assert!(stored.lead.deleted);
+        assert_eq!(stored.lead.merged_into.as_deref(), Some("00Q9"));
+        assert_eq!(store.dirty(10).unwrap(), ["00Q1", "00Q9"]);
+    }
+}

@@ -1,0 +1,452 @@
+//! `handoff demo`: the whole loop on a fresh machine, no credentials.
+//!
+//! A sandbox CRM with a generated org starts in-process at the beginning of
+//! its timeline, with its clock frozen. The real daemon — the same
+//! [`Daemon`] `handoff run` drives, over a real state directory and the
+//! real connector speaking HTTP to the sandbox — then runs while the
+//! simulation moves the clock forward in steps (stopping at every deadline
+//! the daemon has, so reminders and escalations fire when they should), and
+//! catches up at every step. The [`Simulation`] is also what the end-to-end
+//! tests drive.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Duration, Utc};
+use handoff_model::CrmKind;
+use handoff_sandbox::org::OrgConfig;
+use handoff_sandbox::{ClockMode, RunningSandbox, SandboxOptions};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::{self, Config, Connection, HubspotAuth, SalesforceAuth, SecretSource};
+use crate::daemon::{connect, Daemon, SharedNow, TickReport, TimeSource};
+use crate::store::Store;
+
+/// The demo's policies: the example SLA against the sandbox org.
+pub const SALESFORCE_CONFIG: &str = include_str!("../config/demo.toml");
+pub const HUBSPOT_CONFIG: &str = include_str!("../config/demo-hubspot.toml");
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub crm: CrmKind,
+    pub seed: u64,
+    pub leads: usize,
+    pub days: u32,
+    /// Longest simulated time between two ticks (shorter when a deadline
+    /// falls inside).
+    pub step: Duration,
+    /// Where the daemon keeps its state; `None`: a temporary directory.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl SimOptions {
+    pub fn new(crm: CrmKind) -> SimOptions {
+        SimOptions { crm, seed: 42, leads: 150, days: 5, step: Duration::minutes(15), state_dir: None }
+    }
+}
+
+/// A sandbox and a daemon wired to it, with simulated time under the
+/// simulation's control.
+pub struct Simulation {
+    pub sandbox: RunningSandbox,
+    pub daemon: Daemon,
+    pub config: Config,
+    /// Where the state lives (kept alive while the simulation is).
+    pub state_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    pub ticks: usize,
+    /// Longest simulated time between two stops.
+    pub step: Duration,
+}
+
+/// The demo's config for a running sandbox: the embedded policy with the
+/// sandbox's URL, credentials and a state directory filled in, and local
+/// pacing opened up (the sandbox is told to allow it too).
+pub fn config_for(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> anyhow::Result<Config> {
+    let text = match sandbox.crm {
+        CrmKind::Salesforce => SALESFORCE_CONFIG,
+        CrmKind::Hubspot => HUBSPOT_CONFIG,
+    };
+    let mut config = config::parse(text).map_err(|issues| {
+        anyhow::anyhow!("the built-in demo config is invalid:\n{}", issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))
+    })?;
+    config.instance.state_dir = state_dir.join("state");
+    let creds = &sandbox.credentials;
+    let cred = |key: &str| -> anyhow::Result<String> {
+        creds.get(key).and_then(Value::as_str).map(str::to_string).with_context(|| format!("the sandbox gave no `{key}`"))
+    };
+    match &mut config.connection {
+        Connection::Salesforce(s) => {
+            s.login_url = sandbox.base_url.clone();
+            s.instance_url = Some(sandbox.base_url.clone());
+            s.ca_file = sandbox.ca_cert.clone();
+            s.requests_per_sec = 10_000;
+            s.auth = SalesforceAuth::JwtBearer {
+                client_id: cred("client_id")?,
+                username: cred("username")?,
+                private_key: SecretSource::File(PathBuf::from(cred("jwt_private_key_path")?)),
+            };
+        }
+        Connection::Hubspot(h) => {
+            h.base_url = sandbox.base_url.clone();
+            h.ca_file = sandbox.ca_cert.clone();
+            h.burst_per_10s = 10_000;
+            h.search_per_second = 1_000;
+            let token_path = state_dir.join("hubspot-token");
+            write_private(&token_path, &cred("access_token")?)?;
+            h.auth = HubspotAuth::PrivateApp { token: SecretSource::File(token_path) };
+            // HubSpot owners carry no manager: an operator maps them in the
+            // policy. The demo maps the generated org's reporting lines.
+            let owner_id = |i: usize| (handoff_sandbox::hubspot::state::USER_OWNER_ID_BASE + i as u64).to_string();
+            for u in &sandbox.shared.org.users {
+                if let Some(m) = u.manager {
+                    config.policy.owners.managers.insert(owner_id(u.index), owner_id(m));
+                }
+                h.owner_time_zones.insert(owner_id(u.index), u.time_zone.clone());
+            }
+        }
+    }
+    Ok(config)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Lets the sandbox serve as fast as the simulation asks: its rate limits
+/// count simulated time, which stands still inside a tick.
+async fn open_sandbox_limits(sandbox: &RunningSandbox) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let (path, body) = match sandbox.crm {
+        CrmKind::Salesforce => ("salesforce/limits", json!({"daily_limit": 5_000_000})),
+        CrmKind::Hubspot => ("hubspot/limits", json!({"burst_per_10s": 1_000_000, "search_per_second": 1_000_000})),
+    };
+    let url = format!("{}/{path}", sandbox.admin_url);
+    let resp = client.post(&url).json(&body).send().await.with_context(|| format!("POST {url}"))?;
+    anyhow::ensure!(resp.status().is_success(), "POST {url}: {}", resp.status());
+    Ok(())
+}
+
+impl Simulation {
+    /// Starts the sandbox at the beginning of its timeline (clock frozen)
+    /// and the daemon against it.
+    pub async fn start(opts: &SimOptions) -> anyhow::Result<Simulation> {
+        let mut sb = SandboxOptions::new(opts.crm);
+        sb.org = OrgConfig { seed: opts.seed, leads: opts.leads, days: opts.days, ..OrgConfig::default() };
+        sb.clock = ClockMode::Frozen;
+        sb.replay = true;
+        let sandbox = handoff_sandbox::start(sb).await.context("starting the sandbox CRM")?;
+        open_sandbox_limits(&sandbox).await?;
+        let (state_dir, temp) = match &opts.state_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let t = tempfile::Builder::new().prefix("handoff-demo-").tempdir().context("creating a temporary state directory")?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+        let config = config_for(&sandbox, &state_dir)?;
+        let daemon = Self::daemon(&config, &sandbox).await?;
+        Ok(Simulation { sandbox, daemon, config, state_dir, _temp: temp, ticks: 0, step: opts.step })
+    }
+
+    /// A daemon for `config` reading the sandbox's clock directly.
+    pub async fn daemon(config: &Config, sandbox: &RunningSandbox) -> anyhow::Result<Daemon> {
+        connect::prepare_state_dir(&config.instance.state_dir)?;
+        let store = Arc::new(Store::open(&config.instance.state_dir).context("opening the state directory")?);
+        let clock = sandbox.shared.clock.clone();
+        let time = TimeSource::Function(Arc::new(move || clock.now()));
+        let now = SharedNow::default();
+        now.set(sandbox.shared.clock.now());
+        let connector = connect::connector(config, &now).await.context("connecting the daemon to the sandbox")?;
+        Ok(Daemon::new(config, connector, store, time, now)?)
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.sandbox.shared.clock.now()
+    }
+
+    pub fn end_at(&self) -> DateTime<Utc> {
+        self.sandbox.shared.org.config.end_at()
+    }
+
+    /// Ticks until the daemon is caught up at the current instant.
+    pub async fn catch_up(&mut self) -> anyhow::Result<TickReport> {
+        let mut last = TickReport::default();
+        for _ in 0..500 {
+            last = self.daemon.tick().await?;
+            self.ticks += 1;
+            if last.caught_up {
+                return Ok(last);
+            }
+            if last.paused_until.is_some() {
+                anyhow::bail!("the daemon paused on the API budget at {:?}", last.now);
+            }
+        }
+        anyhow::bail!("the daemon did not catch up after 500 ticks; last errors: {:?}", last.errors)
+    }
+
+    /// The next instant to stop at: a step ahead, or the daemon's next
+    /// deadline if sooner.
+    pub fn next_stop(&self, until: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+        let now = self.now();
+        let mut next = (now + self.step).min(until);
+        if let Some(deadline) = self.daemon.store().next_deadline()? {
+            if deadline > now && deadline < next {
+                next = deadline;
+            }
+        }
+        Ok(next)
+    }
+
+    /// Runs the daemon from now to `until`, calling `on_step` after each stop.
+    pub async fn run_until(&mut self, until: DateTime<Utc>, mut on_step: impl FnMut(&Simulation, &TickReport)) -> anyhow::Result<()> {
+        let report = self.catch_up().await?;
+        on_step(self, &report);
+        while self.now() < until {
+            let next = self.next_stop(until)?;
+            self.sandbox.shared.clock.advance_to(next);
+            let report = self.catch_up().await?;
+            on_step(self, &report);
+        }
+        Ok(())
+    }
+
+    /// What the run did, read from the store and the sandbox.
+    pub async fn summary(&self) -> anyhow::Result<DemoSummary> {
+        summarise(self).await
+    }
+}
+
+/// The demo's summary; `--json` prints it as one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoSummary {
+    pub crm: CrmKind,
+    pub simulated_from: DateTime<Utc>,
+    pub simulated_to: DateTime<Utc>,
+    pub ticks: usize,
+    pub leads: usize,
+    pub mqls: usize,
+    pub waived: usize,
+    /// Clocks by kind, then status.
+    pub clocks: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>,
+    pub reminders: usize,
+    pub escalations: usize,
+    pub disposition_flags: usize,
+    pub reassignments: usize,
+    pub sla_field_updates: usize,
+    /// Tasks carrying a handoff key that the sandbox holds.
+    pub tasks_in_sandbox: usize,
+    /// Tasks the sandbox holds twice for one key (there must be none).
+    pub duplicate_tasks: usize,
+    /// API calls the sandbox counted against the limit.
+    pub api_calls: usize,
+    pub outbox_left: usize,
+    pub failed_actions: usize,
+    /// Where to look at the tasks while the sandbox runs.
+    pub tasks_url: String,
+    pub admin_url: String,
+}
+
+async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
+    use std::collections::BTreeMap;
+    let store = sim.daemon.store();
+    let states = store.states()?;
+    let mut clocks: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for s in states.values() {
+        for c in &s.clocks {
+            *clocks.entry(c.kind.as_str().to_string()).or_default().entry(c.status.as_str().to_string()).or_default() += 1;
+        }
+    }
+    let mut reminders = 0;
+    let mut escalations = 0;
+    let mut flags = 0;
+    let mut reassignments = 0;
+    let mut updates = 0;
+    for (_, e) in store.ledger_entries()? {
+        match &e.kind {
+            crate::store::ActionSummary::UpdateLead => updates += 1,
+            crate::store::ActionSummary::Reassign { .. } => reassignments += 1,
+            crate::store::ActionSummary::CreateTask { purpose, .. } => match purpose {
+                handoff_model::TaskPurpose::Reminder => reminders += 1,
+                handoff_model::TaskPurpose::Escalation { .. } => escalations += 1,
+                handoff_model::TaskPurpose::DispositionFlag => flags += 1,
+                handoff_model::TaskPurpose::ScorecardEscalation => escalations += 1,
+            },
+        }
+    }
+    let tasks = sandbox_tasks(&sim.sandbox).await?;
+    let keyed: Vec<&SandboxTask> = tasks.iter().filter(|t| t.handoff_key.is_some()).collect();
+    let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &keyed {
+        *per_key.entry(t.handoff_key.as_deref().unwrap_or_default()).or_default() += 1;
+    }
+    let duplicate_tasks = per_key.values().filter(|n| **n > 1).map(|n| n - 1).sum();
+    let counts = store.counts()?;
+    let api_calls = sim.sandbox.shared.log.snapshot().iter().filter(|r| r.counted).count();
+    let tasks_url = match sim.sandbox.crm {
+        CrmKind::Salesforce => format!("{}/salesforce/records/Task", sim.sandbox.admin_url),
+        CrmKind::Hubspot => format!("{}/hubspot/objects/tasks", sim.sandbox.admin_url),
+    };
+    Ok(DemoSummary {
+        crm: sim.sandbox.crm,
+        simulated_from: sim.sandbox.shared.org.config.start_at,
+        simulated_to: sim.now(),
+        ticks: sim.ticks,
+        leads: states.len(),
+        mqls: states.values().filter(|s| s.mql).count(),
+        waived: states.values().filter(|s| s.waived.is_some()).count(),
+        clocks,
+        reminders,
+        escalations,
+        disposition_flags: flags,
+        reassignments,
+        sla_field_updates: updates,
+        tasks_in_sandbox: keyed.len(),
+        duplicate_tasks,
+        api_calls,
+        outbox_left: counts.outbox,
+        failed_actions: counts.outbox_failed,
+        tasks_url,
+        admin_url: sim.sandbox.admin_url.clone(),
+    })
+}
+
+/// A task as the sandbox holds it (read through its admin API).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxTask {
+    pub id: String,
+    pub handoff_key: Option<String>,
+    pub owner_id: Option<String>,
+    pub lead_id: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// Every task the sandbox holds, with handoff's key when it carries one.
+pub async fn sandbox_tasks(sandbox: &RunningSandbox) -> anyhow::Result<Vec<SandboxTask>> {
+    let client = reqwest::Client::new();
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    match sandbox.crm {
+        CrmKind::Salesforce => {
+            let url = format!("{}/salesforce/records/Task", sandbox.admin_url);
+            let body: Value = client.get(&url).send().await?.error_for_status()?.json().await?;
+            Ok(body["records"]
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .filter(|r| r.get("IsDeleted") != Some(&json!(true)))
+                        .map(|r| SandboxTask {
+                            id: text(r, "Id").unwrap_or_default(),
+                            handoff_key: text(r, "Handoff_Key__c"),
+                            owner_id: text(r, "OwnerId"),
+                            lead_id: text(r, "WhoId"),
+                            subject: text(r, "Subject"),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default())
+        }
+        CrmKind::Hubspot => {
+            let url = format!("{}/hubspot/objects/tasks", sandbox.admin_url);
+            let body: Value = client.get(&url).send().await?.error_for_status()?.json().await?;
+            let rows = body.get("results").or_else(|| body.get("records")).and_then(Value::as_array).cloned().unwrap_or_default();
+            Ok(rows
+                .iter()
+                .filter(|r| r.get("archived") != Some(&json!(true)))
+                .map(|r| {
+                    let props = &r["properties"];
+                    SandboxTask {
+                        id: text(r, "id").unwrap_or_default(),
+                        handoff_key: text(props, "handoff_key"),
+                        owner_id: text(props, "hubspot_owner_id"),
+                        lead_id: r["associations"]["contacts"][0]["id"].as_str().map(str::to_string),
+                        subject: text(props, "hs_task_subject"),
+                    }
+                })
+                .collect())
+        }
+    }
+}
+
+/// The summary as people read it.
+pub fn render_summary(s: &DemoSummary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let day = |t: DateTime<Utc>| t.format("%a %Y-%m-%d %H:%M UTC").to_string();
+    let _ = writeln!(out, "handoff demo: {} sandbox, {} → {} ({} ticks)", s.crm, day(s.simulated_from), day(s.simulated_to), s.ticks);
+    let _ = writeln!(out, "  leads seen        {} ({} MQLs; {} waived: not an MQL or incomplete data)", s.leads, s.mqls, s.waived);
+    for (kind, statuses) in &s.clocks {
+        let parts: Vec<String> = statuses.iter().map(|(st, n)| format!("{n} {st}")).collect();
+        let _ = writeln!(out, "  {:<17} {}", format!("{kind} clocks"), parts.join(", "));
+    }
+    let _ = writeln!(out, "  reminders         {} (owner, before the due time)", s.reminders);
+    let _ = writeln!(out, "  escalations       {} (manager, then the next level, after a breach)", s.escalations);
+    let _ = writeln!(out, "  reassignments     {} (to the pool, the ladder's last rung)", s.reassignments);
+    let _ = writeln!(out, "  disposition flags {} (closed without a reason code or with too few touches)", s.disposition_flags);
+    let _ = writeln!(out, "  SLA field updates {}", s.sla_field_updates);
+    let _ = writeln!(out, "  tasks in the CRM  {} carrying a handoff key, {} duplicate(s)", s.tasks_in_sandbox, s.duplicate_tasks);
+    let _ = writeln!(out, "  API calls         {} (as the sandbox counted them)", s.api_calls);
+    if s.outbox_left > 0 || s.failed_actions > 0 {
+        let _ = writeln!(out, "  outbox            {} left, {} failed", s.outbox_left, s.failed_actions);
+    }
+    out
+}
+
+/// `handoff demo`.
+pub async fn run_cli(args: &crate::cli::DemoArgs) -> anyhow::Result<std::process::ExitCode> {
+    let crm = match args.crm {
+        crate::cli::SandboxCrm::Salesforce => CrmKind::Salesforce,
+        crate::cli::SandboxCrm::Hubspot => CrmKind::Hubspot,
+    };
+    anyhow::ensure!(args.days >= 1 && args.days <= 90, "--days {} is out of range; use 1 to 90", args.days);
+    anyhow::ensure!(args.leads >= 1 && args.leads <= 20_000, "--leads {} is out of range; use 1 to 20000", args.leads);
+    let opts = SimOptions { crm, seed: args.seed, leads: args.leads, days: args.days, ..SimOptions::new(crm) };
+    if !args.json {
+        eprintln!("starting a {crm} sandbox with {} leads over {} simulated days (seed {}) ...", opts.leads, opts.days, opts.seed);
+    }
+    let mut sim = Simulation::start(&opts).await?;
+    let end = sim.end_at();
+    let quiet = args.json;
+    let mut last_day = None;
+    sim.run_until(end, |sim, _| {
+        let today = sim.now().date_naive();
+        if quiet || last_day == Some(today) {
+            return;
+        }
+        last_day = Some(today);
+        let states = sim.daemon.store().states().unwrap_or_default();
+        let breached = states.values().flat_map(|s| &s.clocks).filter(|c| c.status == crate::engine::ClockStatus::Breached).count();
+        let ledger = sim.daemon.store().counts().map(|c| c.ledger).unwrap_or(0);
+        eprintln!("  {}: {} leads, {} clocks breached, {} actions written", today.format("%a %Y-%m-%d"), states.len(), breached, ledger);
+    })
+    .await?;
+    let summary = sim.summary().await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", render_summary(&summary));
+        if args.serve {
+            println!("The sandbox keeps serving: the tasks handoff created are at {} (Ctrl-C to stop).", summary.tasks_url);
+        } else {
+            println!("Run with --serve to keep the sandbox up and look at the tasks it holds ({}).", summary.tasks_url);
+        }
+    }
+    if args.serve {
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    }
+    sim.sandbox.stop().await;
+    Ok(if summary.duplicate_tasks == 0 && summary.failed_actions == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
+}

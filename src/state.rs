@@ -1,0 +1,153 @@
+//! `handoff state`: what the state directory holds, and the two repairs an
+//! operator needs — re-reading a stream (from the start or a date) and
+//! putting given-up actions back in the outbox.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use handoff_model::{CrmKind, Stream};
+use serde::Serialize;
+
+use crate::cli::StateArgs;
+use crate::config;
+use crate::store::{Batch, Counts, ErrorRecord, OutboxEntry, Store};
+
+#[derive(Debug, Serialize)]
+struct Report {
+    instance: String,
+    crm: CrmKind,
+    state_dir: String,
+    counts: Counts,
+    /// Each stream's cursor as the connector wrote it (opaque, for support).
+    cursors: Vec<(Stream, Option<String>)>,
+    next_deadline: Option<DateTime<Utc>>,
+    failed_actions: Vec<OutboxEntry>,
+    errors: Vec<ErrorRecord>,
+}
+
+fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .with_context(|| format!("--since {text:?} is neither RFC 3339 (2026-03-01T00:00:00Z) nor a date (2026-03-01)"))?;
+    Ok(date.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+/// Runs `handoff state`.
+pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
+    let config = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(crate::cli::EXIT_INVALID));
+        }
+    };
+    let dir = &config.instance.state_dir;
+    let store = Store::open(dir).with_context(|| {
+        format!("opening {} (if the daemon is running it holds the state; stop it first, e.g. `systemctl stop handoff@{}`)", dir.display(), config.instance.name)
+    })?;
+
+    let mut changed = Vec::new();
+    if let Some(stream) = args.resync.map(|s| s.stream()) {
+        let mut batch = Batch::default();
+        match &args.since {
+            None => {
+                batch.clear_cursor(stream);
+                changed.push(format!("{} will be read again from the beginning at the next run", stream.as_str()));
+            }
+            Some(text) => {
+                let since = parse_since(text)?;
+                let cursor = match config.instance.crm {
+                    CrmKind::Salesforce => handoff_salesforce::cursor::since(stream, since),
+                    CrmKind::Hubspot => handoff_hubspot::cursor::since(stream, since),
+                };
+                batch.set_cursor(stream, &cursor);
+                changed.push(format!("{} will be read again from {} at the next run", stream.as_str(), since.to_rfc3339()));
+            }
+        }
+        store.commit(batch)?;
+    }
+    if args.retry_failed {
+        let failed: Vec<OutboxEntry> = store.outbox()?.into_iter().filter(|e| e.failed).collect();
+        let mut batch = Batch::default();
+        for mut e in failed.iter().cloned() {
+            e.failed = false;
+            e.attempts = 0;
+            e.next_attempt_at = Utc::now().min(e.next_attempt_at);
+            batch.update_outbox(&e);
+        }
+        store.commit(batch)?;
+        changed.push(format!("{} failed action(s) are queued again", failed.len()));
+    }
+
+    let report = Report {
+        instance: config.instance.name.clone(),
+        crm: config.instance.crm,
+        state_dir: dir.display().to_string(),
+        counts: store.counts()?,
+        cursors: Stream::ALL.iter().map(|s| Ok((*s, store.cursor(*s)?.map(|c| c.0)))).collect::<Result<_, crate::store::StoreError>>()?,
+        next_deadline: store.next_deadline()?,
+        failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).collect(),
+        errors: store.errors(20)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report, &changed));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(r: &Report, changed: &[String]) -> String {
+    let mut out = String::new();
+    let c = &r.counts;
+    let _ = writeln!(out, "instance {} ({}), state in {}", r.instance, r.crm, r.state_dir);
+    for line in changed {
+        let _ = writeln!(out, "changed: {line}");
+    }
+    let _ = writeln!(
+        out,
+        "store: {} leads, {} activities, {} owners; {} waiting for evaluation; {} deadlines (next {})",
+        c.leads,
+        c.activities,
+        c.owners,
+        c.dirty,
+        c.deadlines,
+        r.next_deadline.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
+    );
+    let _ = writeln!(out, "outbox: {} queued, {} failed; ledger: {} actions done", c.outbox, c.outbox_failed, c.ledger);
+    let _ = writeln!(out, "cursors:");
+    for (stream, cursor) in &r.cursors {
+        let shown = cursor.as_deref().map(|c| if c.len() > 160 { format!("{}…", &c[..160]) } else { c.to_string() });
+        let _ = writeln!(out, "  {:<10} {}", stream.as_str(), shown.unwrap_or_else(|| "(not started: the next run backfills)".into()));
+    }
+    if !r.failed_actions.is_empty() {
+        let _ = writeln!(out, "failed actions (fix the cause, then `handoff state --retry-failed`):");
+        for e in r.failed_actions.iter().take(20) {
+            let why = e.last_error.as_ref().map(|w| format!("{} {}", w.code, w.message)).unwrap_or_default();
+            let _ = writeln!(out, "  {} (lead {}, {} attempts): {why}", e.action.key, e.action.lead_id, e.attempts);
+        }
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(out, "last errors:");
+        for e in &r.errors {
+            let _ = writeln!(out, "  {} {}: {}", e.at.to_rfc3339(), e.phase, e.message);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_date_or_an_instant() {
+        assert_eq!(parse_since("2026-03-01").unwrap().to_rfc3339(), "2026-03-01T00:00:00+00:00");
+        assert_eq!(parse_since("2026-03-01T12:00:00Z").unwrap().to_rfc3339(), "2026-03-01T12:00:00+00:00");
+        assert!(parse_since("last week").unwrap_err().to_string().contains("--since"));
+    }
+}

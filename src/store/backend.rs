@@ -1,0 +1,231 @@
+//! The key-value layer under [`super::Store`]: named trees, ordered keys,
+//! atomic durable commits. Two implementations: sled on disk, and a
+//! `BTreeMap` for tests.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::StoreError;
+
+/// The trees of the store (see the module docs of [`super`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tree {
+    Meta,
+    Cursors,
+    Leads,
+    Activities,
+    ActivityIndex,
+    Owners,
+    Calendars,
+    Dirty,
+    States,
+    Deadlines,
+    Outbox,
+    OutboxKeys,
+    Ledger,
+    Errors,
+    Weekly,
+}
+
+impl Tree {
+    pub const ALL: [Tree; 15] = [
+        Tree::Meta,
+        Tree::Cursors,
+        Tree::Leads,
+        Tree::Activities,
+        Tree::ActivityIndex,
+        Tree::Owners,
+        Tree::Calendars,
+        Tree::Dirty,
+        Tree::States,
+        Tree::Deadlines,
+        Tree::Outbox,
+        Tree::OutboxKeys,
+        Tree::Ledger,
+        Tree::Errors,
+        Tree::Weekly,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Meta => "meta",
+            Tree::Cursors => "cursors",
+            Tree::Leads => "leads",
+            Tree::Activities => "activities",
+            Tree::ActivityIndex => "activity_index",
+            Tree::Owners => "owners",
+            Tree::Calendars => "calendars",
+            Tree::Dirty => "dirty",
+            Tree::States => "states",
+            Tree::Deadlines => "deadlines",
+            Tree::Outbox => "outbox",
+            Tree::OutboxKeys => "outbox_keys",
+            Tree::Ledger => "ledger",
+            Tree::Errors => "errors",
+            Tree::Weekly => "weekly",
+        }
+    }
+
+    fn index(self) -> usize {
+        Tree::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// One write of a commit: `value` `None` deletes the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub tree: Tree,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Ordered key-value trees with atomic, durable commits.
+pub trait Backend: Send + Sync {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keys in `[from, to)` (`to` `None`: to the end), in order, at most `limit`.
+    fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn count(&self, tree: Tree) -> Result<usize, StoreError>;
+    /// Applies every write or none, and returns once they are on disk.
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError>;
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+fn io(doing: &str) -> impl Fn(sled::Error) -> StoreError + '_ {
+    move |e| StoreError::Io { doing: doing.to_string(), message: e.to_string() }
+}
+
+/// sled 0.34, one tree per [`Tree`].
+pub struct SledBackend {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+}
+
+impl SledBackend {
+    pub fn open(dir: &Path) -> Result<SledBackend, StoreError> {
+        let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let db = sled::Config::new()
+            .path(dir.join("state.sled"))
+            // A daemon, not a cache: sled's default would take 1 GiB.
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(|e| open_err(e.to_string()))?;
+        let trees = Tree::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()).map_err(|e| open_err(format!("tree {}: {e}", t.name()))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SledBackend { db, trees })
+    }
+
+    fn tree(&self, tree: Tree) -> &sled::Tree {
+        &self.trees[tree.index()]
+    }
+}
+
+impl Backend for SledBackend {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(tree).get(key).map_err(io("reading"))?.map(|v| v.to_vec()))
+    }
+
+    fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let t = self.tree(tree);
+        let upper = match to {
+            Some(end) => Bound::Excluded(end.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in t.range::<Vec<u8>, _>((Bound::Included(from.to_vec()), upper)).take(limit) {
+            let (k, v) = item.map_err(io("scanning"))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn count(&self, tree: Tree) -> Result<usize, StoreError> {
+        Ok(self.tree(tree).len())
+    }
+
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let result: Result<(), TransactionError<()>> = self.trees.as_slice().transaction(|txs| {
+            for w in writes {
+                let tx = &txs[w.tree.index()];
+                match &w.value {
+                    Some(v) => {
+                        tx.insert(w.key.as_slice(), v.as_slice())?;
+                    }
+                    None => {
+                        tx.remove(w.key.as_slice())?;
+                    }
+                }
+            }
+            // Flush when the transaction commits: the batch is on disk
+            // before the caller moves on (sled does not do this by default).
+            txs[0].flush();
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        result.map_err(|e| StoreError::Io { doing: "committing a batch".to_string(), message: format!("{e:?}") })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(io("flushing"))
+    }
+}
+
+/// Trees in memory, for tests.
+#[derive(Default)]
+pub struct MemoryBackend {
+    trees: Mutex<BTreeMap<(Tree, Vec<u8>), Vec<u8>>>,
+}
+
+impl MemoryBackend {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Tree, Vec<u8>), Vec<u8>>> {
+        self.trees.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().get(&(tree, key.to_vec())).cloned())
+    }
+
+    fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let map = self.lock();
+        let lower = Bound::Included((tree, from.to_vec()));
+        let upper = match to {
+            Some(end) => Bound::Excluded((tree, end.to_vec())),
+            None => match Tree::ALL.get(tree.index() + 1) {
+                Some(next) => Bound::Excluded((*next, Vec::new())),
+                None => Bound::Unbounded,
+            },
+        };
+        Ok(map.range((lower, upper)).take(limit).map(|((_, k), v)| (k.clone(), v.clone())).collect())
+    }
+
+    fn count(&self, tree: Tree) -> Result<usize, StoreError> {
+        Ok(self.lock().keys().filter(|(t, _)| *t == tree).count())
+    }
+
+    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let mut map = self.lock();
+        for w in writes {
+            match &w.value {
+                Some(v) => {
+                    map.insert((w.tree, w.key.clone()), v.clone());
+                }
+                None => {
+                    map.remove(&(w.tree, w.key.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,830 @@
+//! The daemon's state: what it pulled, what it concluded, what it owes the
+//! CRM and what it already did.
+//!
+//! Everything lives in named trees of one key-value [`Backend`] (sled in the
+//! daemon, memory in unit tests); nothing outside this module knows which.
+//! Every change goes through a [`Batch`] that [`Store::commit`] applies
+//! atomically and durably (flushed to disk before it returns), so a crash
+//! leaves either all of a batch or none of it.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `meta` | name | schema version, outbox sequence, policy fingerprint |
+//! | `cursors` | stream | the connector's opaque [`Cursor`] |
+//! | `leads` | lead id | [`StoredLead`]: the record as last pulled plus the history handoff observed |
+//! | `activities` | lead id, activity id | [`Activity`] |
+//! | `activity_index` | activity id | lead id (deletions only name the activity) |
+//! | `owners` | owner id | [`Owner`] |
+//! | `calendars` | calendar id | [`BusinessCalendar`] as the CRM holds it |
+//! | `dirty` | lead id | why the lead must be evaluated again |
+//! | `states` | lead id | [`LeadState`]: the engine's last word on the lead |
+//! | `deadlines` | instant, lead id | (empty): when a lead must be looked at again |
+//! | `outbox` | sequence | [`OutboxEntry`]: an action not yet confirmed by the CRM |
+//! | `outbox_keys` | action key | sequence |
+//! | `ledger` | action key | [`LedgerEntry`]: an action the CRM confirmed |
+//! | `errors` | sequence | [`ErrorRecord`]: the last problems, for `handoff state` |
+//! | `weekly` | commitment, week | [`WeekRecord`]: scorecard results kept for streaks |
+//!
+//! Values are versioned: one format byte, then JSON. A value written by a
+//! newer handoff is refused with a message rather than misread.
+
+mod backend;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use handoff_model::{
+    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, Lead, Owner, StatusChange, Stream,
+    TaskPurpose, WriteError,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use backend::{Backend, MemoryBackend, SledBackend, Tree, Write};
+
+use crate::engine::Clock;
+
+/// Format byte in front of every value.
+const VALUE_FORMAT: u8 = 1;
+/// Layout of the trees; bumped when a key or value layout changes.
+pub const SCHEMA_VERSION: u64 = 1;
+/// How many error records `errors` keeps.
+const ERRORS_KEPT: usize = 200;
+
+/// The one error type of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state directory {path}: {message}. Check that it exists, that the daemon's user may write it, and that no other handoff process uses it")]
+    Open { path: String, message: String },
+    #[error("the state database failed while {doing}: {message}")]
+    Io { doing: String, message: String },
+    #[error("tree `{tree}` key {key}: {message}")]
+    Format { tree: &'static str, key: String, message: String },
+    #[error("the state directory was written by a newer handoff (schema {found}, this one reads {SCHEMA_VERSION}); run the newer version or start from an empty state directory")]
+    Schema { found: u64 },
+}
+
+fn encode<T: Serialize>(tree: Tree, key: &[u8], value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![VALUE_FORMAT];
+    serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Format {
+        tree: tree.name(),
+        key: show_key(key),
+        message: format!("cannot encode: {e}"),
+    })?;
+    Ok(out)
+}
+
+fn decode<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let err = |message: String| StoreError::Format { tree: tree.name(), key: show_key(key), message };
+    match bytes.split_first() {
+        Some((&VALUE_FORMAT, json)) => serde_json::from_slice(json).map_err(|e| err(format!("unreadable value: {e}"))),
+        Some((other, _)) => Err(err(format!("value format {other} is unknown to this handoff (it writes {VALUE_FORMAT})"))),
+        None => Err(err("empty value".to_string())),
+    }
+}
+
+/// A key for messages: text when it is text, hex otherwise.
+fn show_key(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(s) if s.chars().all(|c| !c.is_control() || c == '\0') => s.replace('\0', "/"),
+        _ => key.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+/// Millisecond instants as 8 bytes that sort like the instants do.
+fn instant_key(at: DateTime<Utc>) -> [u8; 8] {
+    ((at.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn instant_from_key(bytes: &[u8]) -> Option<DateTime<Utc>> {
+    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    DateTime::from_timestamp_millis((u64::from_be_bytes(raw) ^ (1 << 63)) as i64)
+}
+
+fn deadline_key(at: DateTime<Utc>, lead_id: &str) -> Vec<u8> {
+    let mut key = instant_key(at).to_vec();
+    key.extend_from_slice(lead_id.as_bytes());
+    key
+}
+
+fn activity_key(lead_id: &str, activity_id: &str) -> Vec<u8> {
+    let mut key = lead_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(activity_id.as_bytes());
+    key
+}
+
+fn lead_prefix(lead_id: &str) -> Vec<u8> {
+    let mut key = lead_id.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// A lead as the daemon keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredLead {
+    /// The record as last pulled. Its `assignments` and `status_changes` are
+    /// the CRM's own field history when the connector could read it.
+    pub lead: Lead,
+    /// Owners as successive pulls showed them, each dated at the record's
+    /// modification time: the history used when the CRM gives none.
+    #[serde(default)]
+    pub observed_owners: Vec<Assignment>,
+    #[serde(default)]
+    pub observed_statuses: Vec<StatusChange>,
+    /// Fingerprint of everything a human could change (all fields but
+    /// handoff's own SLA fields and the modification stamps): an equal
+    /// fingerprint on a later pull means the change was our own write.
+    pub watched: String,
+    pub first_seen_at: DateTime<Utc>,
+}
+
+impl StoredLead {
+    /// The lead as the engine should judge it: the CRM's history where it
+    /// has one, else what handoff observed.
+    pub fn for_engine(&self) -> Lead {
+        let mut lead = self.lead.clone();
+        if lead.assignments.is_empty() {
+            lead.assignments = self.observed_owners.clone();
+        }
+        if lead.status_changes.is_empty() {
+            lead.status_changes = self.observed_statuses.clone();
+        }
+        lead
+    }
+}
+
+/// The engine's last evaluation of a lead, kept for reports, metrics and
+/// the deadline index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeadState {
+    pub evaluated_at: DateTime<Utc>,
+    pub policy_version: u32,
+    pub mql: bool,
+    pub grade: Option<String>,
+    pub segment: Option<String>,
+    pub waived: Option<String>,
+    pub disqualified_by: Option<String>,
+    pub clocks: Vec<Clock>,
+    /// When the lead must be evaluated again even if nothing changes.
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// Set when the lead could not be evaluated (the engine's message).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Outbox sequence of the lead's queued SLA-field update, so a newer one
+    /// can replace it before it is sent.
+    #[serde(default)]
+    pub pending_update: Option<u64>,
+}
+
+/// An action handoff owes the CRM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub action: Action,
+    pub enqueued_at: DateTime<Utc>,
+    /// Write attempts so far.
+    pub attempts: u32,
+    /// Not sent again before this instant (backoff, `Retry-After`).
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<WriteError>,
+    /// Given up on: the error needs an operator (`handoff state` lists it).
+    pub failed: bool,
+}
+
+/// An action the CRM confirmed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub lead_id: String,
+    /// The record the CRM created or updated.
+    pub crm_id: String,
+    pub done_at: DateTime<Utc>,
+    pub kind: ActionSummary,
+    pub attempts: u32,
+}
+
+/// What an action was, in the ledger (its payload is not kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ActionSummary {
+    UpdateLead,
+    CreateTask { assignee_id: String, purpose: TaskPurpose },
+    Reassign { to_owner_id: String },
+}
+
+impl ActionSummary {
+    pub fn of(action: &Action) -> ActionSummary {
+        match &action.kind {
+            ActionKind::UpdateLead { .. } => ActionSummary::UpdateLead,
+            ActionKind::CreateTask { assignee_id, purpose, .. } => {
+                ActionSummary::CreateTask { assignee_id: assignee_id.clone(), purpose: purpose.clone() }
+            }
+            ActionKind::Reassign { to_owner_id } => ActionSummary::Reassign { to_owner_id: to_owner_id.clone() },
+        }
+    }
+}
+
+/// A problem the daemon met, for `handoff state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    pub at: DateTime<Utc>,
+    /// `sync:leads`, `evaluate`, `write` …
+    pub phase: String,
+    pub message: String,
+}
+
+/// One commitment's result for one week, kept so a streak of misses raises
+/// its escalation exactly once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeekRecord {
+    pub week_start: chrono::NaiveDate,
+    pub met: bool,
+    pub actual: Option<f64>,
+    pub target: Option<f64>,
+}
+
+/// How much the store holds, for `handoff state` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    pub leads: usize,
+    pub activities: usize,
+    pub owners: usize,
+    pub dirty: usize,
+    pub deadlines: usize,
+    pub outbox: usize,
+    pub outbox_failed: usize,
+    pub ledger: usize,
+}
+
+/// The daemon's state, over some [`Backend`].
+pub struct Store {
+    backend: Box<dyn Backend>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the sled database in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let store = Store { backend: Box::new(SledBackend::open(dir)?) };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// A store that lives in memory only (tests, one-shot tools).
+    pub fn in_memory() -> Store {
+        Store { backend: Box::new(MemoryBackend::default()) }
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        match self.meta_u64("schema")? {
+            None => {
+                let mut batch = Batch::default();
+                batch.set_meta_u64("schema", SCHEMA_VERSION);
+                self.commit(batch)
+            }
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::Schema { found }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, tree: Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.backend.get(tree, key)? {
+            Some(bytes) => decode(tree, key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        self.backend
+            .range(tree, from, to, limit)?
+            .into_iter()
+            .map(|(k, v)| decode(tree, &k, &v).map(|t| (k, t)))
+            .collect()
+    }
+
+    fn meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        self.get(Tree::Meta, name.as_bytes())
+    }
+
+    pub fn meta_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.get(Tree::Meta, name.as_bytes())
+    }
+
+    /// Applies `batch` atomically; durable when this returns.
+    pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.writes.is_empty() {
+            return Ok(());
+        }
+        self.backend.commit(&batch.writes)
+    }
+
+    pub fn cursor(&self, stream: Stream) -> Result<Option<Cursor>, StoreError> {
+        self.get(Tree::Cursors, stream.as_str().as_bytes())
+    }
+
+    pub fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
+        self.get(Tree::Leads, id.as_bytes())
+    }
+
+    /// Every lead, in id order (reports; the daemon itself never scans).
+    pub fn leads(&self) -> Result<Vec<StoredLead>, StoreError> {
+        Ok(self.scan::<StoredLead>(Tree::Leads, b"", None, usize::MAX)?.into_iter().map(|(_, l)| l).collect())
+    }
+
+    pub fn activities_of(&self, lead_id: &str) -> Result<Vec<Activity>, StoreError> {
+        let prefix = lead_prefix(lead_id);
+        let end = prefix_end(&prefix);
+        Ok(self.scan::<Activity>(Tree::Activities, &prefix, end.as_deref(), usize::MAX)?.into_iter().map(|(_, a)| a).collect())
+    }
+
+    /// Every activity (reports).
+    pub fn all_activities(&self) -> Result<Vec<Activity>, StoreError> {
+        Ok(self.scan::<Activity>(Tree::Activities, b"", None, usize::MAX)?.into_iter().map(|(_, a)| a).collect())
+    }
+
+    /// The lead an activity is filed under.
+    pub fn activity_lead(&self, activity_id: &str) -> Result<Option<String>, StoreError> {
+        self.get(Tree::ActivityIndex, activity_id.as_bytes())
+    }
+
+    pub fn owners(&self) -> Result<Vec<Owner>, StoreError> {
+        Ok(self.scan::<Owner>(Tree::Owners, b"", None, usize::MAX)?.into_iter().map(|(_, o)| o).collect())
+    }
+
+    pub fn calendars(&self) -> Result<Vec<BusinessCalendar>, StoreError> {
+        Ok(self.scan::<BusinessCalendar>(Tree::Calendars, b"", None, usize::MAX)?.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// Up to `limit` leads waiting to be evaluated again.
+    pub fn dirty(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .backend
+            .range(Tree::Dirty, b"", None, limit)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .collect())
+    }
+
+    pub fn state(&self, lead_id: &str) -> Result<Option<LeadState>, StoreError> {
+        self.get(Tree::States, lead_id.as_bytes())
+    }
+
+    /// Every lead's last evaluation, by lead id.
+    pub fn states(&self) -> Result<BTreeMap<String, LeadState>, StoreError> {
+        Ok(self
+            .scan::<LeadState>(Tree::States, b"", None, usize::MAX)?
+            .into_iter()
+            .map(|(k, s)| (String::from_utf8_lossy(&k).into_owned(), s))
+            .collect())
+    }
+
+    /// Up to `limit` leads whose next check is at or before `now`, earliest first.
+    pub fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+        let end = instant_key(now + chrono::Duration::milliseconds(1));
+        Ok(self
+            .backend
+            .range(Tree::Deadlines, b"", Some(&end), limit)?
+            .into_iter()
+            .filter_map(|(k, _)| Some((instant_from_key(&k)?, String::from_utf8_lossy(k.get(8..)?).into_owned())))
+            .collect())
+    }
+
+    /// The earliest deadline in the index.
+    pub fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.backend.range(Tree::Deadlines, b"", None, 1)?.first().and_then(|(k, _)| instant_from_key(k)))
+    }
+
+    /// Up to `limit` outbox entries that may be sent at `now`, oldest first.
+    pub fn outbox_ready(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut out = Vec::new();
+        let mut from = Vec::new();
+        // Failed or backing-off entries are skipped; read in slices so a
+        // long tail of those does not cost one huge read.
+        loop {
+            let slice = self.scan::<OutboxEntry>(Tree::Outbox, &from, None, 1_000)?;
+            let Some((last_key, _)) = slice.last() else { break };
+            from = last_key.clone();
+            from.push(0);
+            let full = slice.len() == 1_000;
+            out.extend(slice.into_iter().map(|(_, e)| e).filter(|e| !e.failed && e.next_attempt_at <= now));
+            if out.len() >= limit || !full {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Every outbox entry, oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self.scan::<OutboxEntry>(Tree::Outbox, b"", None, usize::MAX)?.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// The outbox sequence of a queued action.
+    pub fn queued(&self, key: &ActionKey) -> Result<Option<u64>, StoreError> {
+        self.get(Tree::OutboxKeys, key.as_str().as_bytes())
+    }
+
+    pub fn outbox_entry(&self, seq: u64) -> Result<Option<OutboxEntry>, StoreError> {
+        self.get(Tree::Outbox, &seq.to_be_bytes())
+    }
+
+    pub fn ledger(&self, key: &ActionKey) -> Result<Option<LedgerEntry>, StoreError> {
+        self.get(Tree::Ledger, key.as_str().as_bytes())
+    }
+
+    /// Every ledger entry by action key.
+    pub fn ledger_entries(&self) -> Result<Vec<(String, LedgerEntry)>, StoreError> {
+        Ok(self
+            .scan::<LedgerEntry>(Tree::Ledger, b"", None, usize::MAX)?
+            .into_iter()
+            .map(|(k, e)| (String::from_utf8_lossy(&k).into_owned(), e))
+            .collect())
+    }
+
+    /// The next free outbox sequence number.
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.meta_u64("outbox_seq")?.unwrap_or(1))
+    }
+
+    /// The last `limit` errors, newest first.
+    pub fn errors(&self, limit: usize) -> Result<Vec<ErrorRecord>, StoreError> {
+        let mut all: Vec<ErrorRecord> =
+            self.scan::<ErrorRecord>(Tree::Errors, b"", None, usize::MAX)?.into_iter().map(|(_, e)| e).collect();
+        all.reverse();
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Keys of the error records beyond the newest [`ERRORS_KEPT`].
+    fn stale_error_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let keys: Vec<Vec<u8>> = self.backend.range(Tree::Errors, b"", None, usize::MAX)?.into_iter().map(|(k, _)| k).collect();
+        let excess = keys.len().saturating_sub(ERRORS_KEPT);
+        Ok(keys.into_iter().take(excess).collect())
+    }
+
+    /// Records an error in its own small commit, trimming old ones.
+    pub fn record_error(&self, at: DateTime<Utc>, phase: &str, message: &str) -> Result<(), StoreError> {
+        let seq = self.meta_u64("error_seq")?.unwrap_or(1);
+        let mut batch = Batch::default();
+        batch.put(Tree::Errors, seq.to_be_bytes().to_vec(), &ErrorRecord { at, phase: phase.to_string(), message: message.to_string() });
+        batch.set_meta_u64("error_seq", seq + 1);
+        for key in self.stale_error_keys()? {
+            batch.delete(Tree::Errors, key);
+        }
+        self.commit(batch)
+    }
+
+    pub fn week_record(&self, commitment: &str, week_start: chrono::NaiveDate) -> Result<Option<WeekRecord>, StoreError> {
+        self.get(Tree::Weekly, week_key(commitment, week_start).as_bytes())
+    }
+
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let outbox = self.outbox()?;
+        Ok(Counts {
+            leads: self.backend.count(Tree::Leads)?,
+            activities: self.backend.count(Tree::Activities)?,
+            owners: self.backend.count(Tree::Owners)?,
+            dirty: self.backend.count(Tree::Dirty)?,
+            deadlines: self.backend.count(Tree::Deadlines)?,
+            outbox_failed: outbox.iter().filter(|e| e.failed).count(),
+            outbox: outbox.len(),
+            ledger: self.backend.count(Tree::Ledger)?,
+        })
+    }
+
+    /// Blocks until everything committed is on disk (commits already are;
+    /// this is for shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.backend.flush()
+    }
+}
+
+fn week_key(commitment: &str, week_start: chrono::NaiveDate) -> String {
+    format!("{commitment}\0{week_start}")
+}
+
+/// Writes to apply together. Built by the daemon, applied by
+/// [`Store::commit`]; an encoding failure is remembered and reported there.
+#[derive(Default)]
+pub struct Batch {
+    writes: Vec<Write>,
+    error: Option<String>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    fn put<T: Serialize>(&mut self, tree: Tree, key: Vec<u8>, value: &T) {
+        match encode(tree, &key, value) {
+            Ok(bytes) => self.writes.push(Write { tree, key, value: Some(bytes) }),
+            Err(e) => {
+                self.error.get_or_insert(e.to_string());
+            }
+        }
+    }
+
+    fn delete(&mut self, tree: Tree, key: Vec<u8>) {
+        self.writes.push(Write { tree, key, value: None });
+    }
+
+    /// The first encoding problem, if any (the daemon refuses to commit then).
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    fn set_meta_u64(&mut self, name: &str, value: u64) {
+        self.put(Tree::Meta, name.as_bytes().to_vec(), &value);
+    }
+
+    pub fn set_meta_text(&mut self, name: &str, value: &str) {
+        self.put(Tree::Meta, name.as_bytes().to_vec(), &value);
+    }
+
+    pub fn set_cursor(&mut self, stream: Stream, cursor: &Cursor) {
+        self.put(Tree::Cursors, stream.as_str().as_bytes().to_vec(), cursor);
+    }
+
+    pub fn clear_cursor(&mut self, stream: Stream) {
+        self.delete(Tree::Cursors, stream.as_str().as_bytes().to_vec());
+    }
+
+    pub fn put_lead(&mut self, lead: &StoredLead) {
+        self.put(Tree::Leads, lead.lead.id.as_bytes().to_vec(), lead);
+    }
+
+    pub fn put_activity(&mut self, activity: &Activity) {
+        self.put(Tree::Activities, activity_key(&activity.lead_id, &activity.id), activity);
+        self.put(Tree::ActivityIndex, activity.id.as_bytes().to_vec(), &activity.lead_id);
+    }
+
+    /// Removes an activity filed under `lead_id` (it moved or was deleted).
+    pub fn remove_activity(&mut self, lead_id: &str, activity_id: &str, keep_index: bool) {
+        self.delete(Tree::Activities, activity_key(lead_id, activity_id));
+        if !keep_index {
+            self.delete(Tree::ActivityIndex, activity_id.as_bytes().to_vec());
+        }
+    }
+
+    pub fn put_owner(&mut self, owner: &Owner) {
+        self.put(Tree::Owners, owner.id.as_bytes().to_vec(), owner);
+    }
+
+    pub fn put_calendar(&mut self, calendar: &BusinessCalendar) {
+        self.put(Tree::Calendars, calendar.id.as_bytes().to_vec(), calendar);
+    }
+
+    pub fn mark_dirty(&mut self, lead_id: &str, why: &str) {
+        self.put(Tree::Dirty, lead_id.as_bytes().to_vec(), &why);
+    }
+
+    pub fn clear_dirty(&mut self, lead_id: &str) {
+        self.delete(Tree::Dirty, lead_id.as_bytes().to_vec());
+    }
+
+    /// Stores a lead's evaluation and moves its entry in the deadline index
+    /// from `previous`'s next check to the new one.
+    pub fn put_state(&mut self, lead_id: &str, state: &LeadState, previous: Option<&LeadState>) {
+        if let Some(old) = previous.and_then(|p| p.next_check_at) {
+            if Some(old) != state.next_check_at {
+                self.delete(Tree::Deadlines, deadline_key(old, lead_id));
+            }
+        }
+        if let Some(at) = state.next_check_at {
+            self.writes.push(Write { tree: Tree::Deadlines, key: deadline_key(at, lead_id), value: Some(Vec::new()) });
+        }
+        self.put(Tree::States, lead_id.as_bytes().to_vec(), state);
+    }
+
+    /// Drops a deadline entry (found in the index) that no state points at.
+    pub fn drop_deadline(&mut self, at: DateTime<Utc>, lead_id: &str) {
+        self.delete(Tree::Deadlines, deadline_key(at, lead_id));
+    }
+
+    /// Queues `action` under sequence `seq`; the caller bumps the sequence
+    /// with [`Batch::set_next_seq`].
+    pub fn enqueue(&mut self, seq: u64, action: &Action, now: DateTime<Utc>) {
+        let entry = OutboxEntry {
+            seq,
+            action: action.clone(),
+            enqueued_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            failed: false,
+        };
+        self.put(Tree::Outbox, seq.to_be_bytes().to_vec(), &entry);
+        self.put(Tree::OutboxKeys, action.key.as_str().as_bytes().to_vec(), &seq);
+    }
+
+    pub fn set_next_seq(&mut self, next: u64) {
+        self.set_meta_u64("outbox_seq", next);
+    }
+
+    /// Rewrites an outbox entry (after a failed attempt).
+    pub fn update_outbox(&mut self, entry: &OutboxEntry) {
+        self.put(Tree::Outbox, entry.seq.to_be_bytes().to_vec(), entry);
+    }
+
+    /// Removes an entry from the outbox without recording it as done (an
+    /// update superseded by a newer one, an action on a deleted lead).
+    pub fn drop_outbox(&mut self, entry: &OutboxEntry) {
+        self.delete(Tree::Outbox, entry.seq.to_be_bytes().to_vec());
+        self.delete(Tree::OutboxKeys, entry.action.key.as_str().as_bytes().to_vec());
+    }
+
+    /// Records a confirmed action and removes it from the outbox.
+    pub fn confirm(&mut self, entry: &OutboxEntry, ledger: &LedgerEntry) {
+        self.drop_outbox(entry);
+        self.put(Tree::Ledger, entry.action.key.as_str().as_bytes().to_vec(), ledger);
+    }
+
+    pub fn put_week(&mut self, commitment: &str, record: &WeekRecord) {
+        self.put(Tree::Weekly, week_key(commitment, record.week_start).into_bytes(), record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, h, 0, 0).unwrap()
+    }
+
+    fn lead(id: &str) -> StoredLead {
+        StoredLead {
+            lead: Lead {
+                id: id.to_string(),
+                owner_id: None,
+                fields: BTreeMap::new(),
+                created_at: at(9),
+                modified_at: at(9),
+                assignments: Vec::new(),
+                status_changes: Vec::new(),
+                converted_at: None,
+                deleted: false,
+                merged_into: None,
+            },
+            observed_owners: Vec::new(),
+            observed_statuses: Vec::new(),
+            watched: String::new(),
+            first_seen_at: at(9),
+        }
+    }
+
+    fn state(next: Option<DateTime<Utc>>) -> LeadState {
+        LeadState {
+            evaluated_at: at(9),
+            policy_version: 1,
+            mql: true,
+            grade: Some("A".into()),
+            segment: None,
+            waived: None,
+            disqualified_by: None,
+            clocks: Vec::new(),
+            next_check_at: next,
+            error: None,
+            pending_update: None,
+        }
+    }
+
+    fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = Store::open(dir.path()).unwrap();
+        vec![(Store::in_memory(), None), (sled, Some(dir))]
+    }
+
+    #[test]
+    fn deadlines_move_with_the_state_and_come_due_in_order() {
+        for (store, _dir) in stores() {
+            let mut b = Batch::default();
+            b.put_state("L1", &state(Some(at(12))), None);
+            b.put_state("L2", &state(Some(at(10))), None);
+            store.commit(b).unwrap();
+            assert_eq!(store.next_deadline().unwrap(), Some(at(10)));
+            assert_eq!(store.due(at(11), 10).unwrap(), vec![(at(10), "L2".to_string())]);
+            // L2 re-evaluated: its deadline moves to 13:00.
+            let old = store.state("L2").unwrap();
+            let mut b = Batch::default();
+            b.put_state("L2", &state(Some(at(13))), old.as_ref());
+            store.commit(b).unwrap();
+            assert_eq!(store.due(at(12), 10).unwrap(), vec![(at(12), "L1".to_string())]);
+            assert_eq!(store.due(at(13), 10).unwrap().len(), 2);
+        }
+    }
+
+    #[test]
+    fn activities_are_filed_per_lead_and_leads_sharing_a_prefix_stay_apart() {
+        for (store, _dir) in stores() {
+            let act = |id: &str, lead: &str| Activity {
+                id: id.to_string(),
+                kind: handoff_model::ActivityKind::Call,
+                lead_id: lead.to_string(),
+                owner_id: None,
+                occurred_at: at(10),
+                modified_at: at(10),
+                subject: None,
+                direction: None,
+                completed: false,
+                handoff_key: None,
+                deleted: false,
+            };
+            let mut b = Batch::default();
+            b.put_lead(&lead("L1"));
+            b.put_lead(&lead("L10"));
+            b.put_activity(&act("a", "L1"));
+            b.put_activity(&act("b", "L10"));
+            store.commit(b).unwrap();
+            assert_eq!(store.activities_of("L1").unwrap().len(), 1);
+            assert_eq!(store.activity_lead("b").unwrap().as_deref(), Some("L10"));
+            assert_eq!(store.leads().unwrap().len(), 2);
+        }
+    }
+
+    #[test]
+    fn the_outbox_hands_out_ready_entries_in_order_and_confirms_into_the_ledger() {
+        for (store, _dir) in stores() {
+            let action = |k: &str| Action {
+                key: ActionKey(k.to_string()),
+                lead_id: "L1".into(),
+                kind: ActionKind::Reassign { to_owner_id: "00G".into() },
+            };
+            let mut b = Batch::default();
+            b.enqueue(1, &action("k1"), at(9));
+            b.enqueue(2, &action("k2"), at(9));
+            b.set_next_seq(3);
+            store.commit(b).unwrap();
+            assert_eq!(store.next_seq().unwrap(), 3);
+            assert_eq!(store.queued(&ActionKey("k2".into())).unwrap(), Some(2));
+            let ready = store.outbox_ready(at(9), 10).unwrap();
+            assert_eq!(ready.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+            let mut later = ready[0].clone();
+            later.attempts = 1;
+            later.next_attempt_at = at(11);
+            let mut b = Batch::default();
+            b.update_outbox(&later);
+            b.confirm(&ready[1], &LedgerEntry { lead_id: "L1".into(), crm_id: "x".into(), done_at: at(9), kind: ActionSummary::of(&ready[1].action), attempts: 1 });
+            store.commit(b).unwrap();
+            assert!(store.outbox_ready(at(10), 10).unwrap().is_empty(), "k1 backs off until 11:00");
+            assert_eq!(store.outbox_ready(at(11), 10).unwrap().len(), 1);
+            assert!(store.ledger(&ActionKey("k2".into())).unwrap().is_some());
+            assert_eq!(store.queued(&ActionKey("k2".into())).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn a_value_from_a_newer_handoff_is_refused_by_name() {
+        let store = Store::in_memory();
+        store.backend.commit(&[Write { tree: Tree::Leads, key: b"L1".to_vec(), value: Some(vec![9, b'{', b'}']) }]).unwrap();
+        let err = store.lead("L1").unwrap_err().to_string();
+        assert!(err.contains("leads") && err.contains("L1") && err.contains("format 9"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut b = Batch::default();
+            b.set_meta_u64("schema", SCHEMA_VERSION + 1);
+            store.commit(b).unwrap();
+        }
+        let err = Store::open(dir.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("newer handoff"), "{err}");
+    }
+
+    #[test]
+    fn committed_batches_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut b = Batch::default();
+            b.set_cursor(Stream::Leads, &Cursor("c1".into()));
+            b.put_lead(&lead("L1"));
+            store.commit(b).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c1".into())));
+        assert!(store.lead("L1").unwrap().is_some());
+    }
+}
