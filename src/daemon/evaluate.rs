@@ -63,6 +63,7 @@ pub fn evaluate_lead(
                 next_check_at: None,
                 error: Some(e.to_string()),
                 pending_update: previous.as_ref().and_then(|p| p.pending_update),
+                sla_fields: previous.as_ref().map(|p| p.sla_fields.clone()).unwrap_or_default(),
             };
             batch.put_state(lead_id, &state, previous.as_ref());
             return Ok(out);
@@ -102,6 +103,7 @@ pub fn evaluate_lead(
         next_check_at: evaluation.next_check_at,
         error: None,
         pending_update,
+        sla_fields: evaluation.sla_fields,
     };
     batch.put_state(lead_id, &state, previous.as_ref());
     Ok(out)

@@ -188,6 +188,9 @@ pub struct LeadState {
     /// can replace it before it is sent.
     #[serde(default)]
     pub pending_update: Option<u64>,
+    /// The SLA fields as they should read in the CRM.
+    #[serde(default)]
+    pub sla_fields: BTreeMap<String, serde_json::Value>,
 }
 
 /// An action handoff owes the CRM.
@@ -705,6 +708,7 @@ mod tests {
             next_check_at: next,
             error: None,
             pending_update: None,
+            sla_fields: BTreeMap::new(),
         }
     }
 
