@@ -192,6 +192,10 @@ pub enum SecretSource {
     Env(String),
 }
 
+/// How systemd names credentials the unit loads from its credentials
+/// directory (`LoadCredential=handoff:/etc/handoff/credentials/%i`).
+pub const UNIT_CREDENTIAL_PREFIX: &str = "handoff_";
+
 const INLINE_SECRET: &str = "secrets are never written inline in the config file";
 const SECRET_FIX: &str = "write { credential = \"NAME\" } (systemd LoadCredential=), { file = \"/absolute/path\" } or { env = \"VARIABLE\" }";
 
@@ -249,7 +253,14 @@ impl SecretSource {
                         "run under systemd with LoadCredential=NAME:/path, or use { file = … } / { env = … }",
                     )
                 })?;
-                read_secret_file(&dir.join(name)).map_err(|e| err(e, "check the LoadCredential= line of the unit"))?
+                // The unit loads a whole directory (`LoadCredential=handoff:DIR`),
+                // which systemd names `handoff_<file>`; a credential loaded by
+                // name (`LoadCredential=NAME:PATH`) keeps its own name.
+                let direct = dir.join(name);
+                let path = if direct.exists() { direct } else { dir.join(format!("{UNIT_CREDENTIAL_PREFIX}{name}")) };
+                read_secret_file(&path).map_err(|e| {
+                    err(e, "put the file in /etc/handoff/credentials/<instance>/ (or check the LoadCredential= line of the unit)")
+                })?
             }
             SecretSource::File(path) => {
                 read_secret_file(path).map_err(|e| err(e, "check the path and that the daemon's user may read it"))?
@@ -995,6 +1006,9 @@ mod tests {
         assert_eq!(s.expose(), "s3cr3t");
         let env = SecretSource::Env("X".into()).resolve_with(None, |n| (n == "X").then(|| "v".to_string())).unwrap();
         assert_eq!(env.expose(), "v");
+        std::fs::write(dir.path().join("handoff_key"), "from-the-unit-directory\n").unwrap();
+        let s = SecretSource::Credential("key".into()).resolve_with(Some(dir.path()), |_| None).unwrap();
+        assert_eq!(s.expose(), "from-the-unit-directory", "the unit's directory form prefixes handoff_");
         let err = SecretSource::Credential("tok".into()).resolve_with(None, |_| None).unwrap_err();
         assert!(err.to_string().contains("CREDENTIALS_DIRECTORY"), "{err}");
         std::fs::write(dir.path().join("empty"), "\n").unwrap();

@@ -20,7 +20,7 @@ use handoff_sandbox::{ClockMode, RunningSandbox, SandboxOptions};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::config::{self, Config, Connection, HubspotAuth, SalesforceAuth, SecretSource};
+use crate::config::{self, Config};
 use crate::daemon::{connect, Daemon, SharedNow, TickReport, TimeSource};
 use crate::store::Store;
 
@@ -62,54 +62,94 @@ pub struct Simulation {
     pub step: Duration,
 }
 
-/// The demo's config for a running sandbox: the embedded policy with the
-/// sandbox's URL, credentials and a state directory filled in, and local
-/// pacing opened up (the sandbox is told to allow it too).
-pub fn config_for(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> anyhow::Result<Config> {
+/// The demo's config for a running sandbox, as TOML: the embedded policy
+/// with the sandbox's URL, credentials and a state directory filled in, and
+/// local pacing opened up (the sandbox is told to allow it too). Written to
+/// a file it is what `handoff run --config` reads (with `sync.clock =
+/// "sandbox"` to follow the simulated clock).
+pub fn config_table(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> anyhow::Result<toml::Table> {
     let text = match sandbox.crm {
         CrmKind::Salesforce => SALESFORCE_CONFIG,
         CrmKind::Hubspot => HUBSPOT_CONFIG,
     };
-    let mut config = config::parse(text).map_err(|issues| {
-        anyhow::anyhow!("the built-in demo config is invalid:\n{}", issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))
-    })?;
-    config.instance.state_dir = state_dir.join("state");
+    let mut root: toml::Table = text.parse().context("the built-in demo config is not TOML")?;
     let creds = &sandbox.credentials;
     let cred = |key: &str| -> anyhow::Result<String> {
         creds.get(key).and_then(Value::as_str).map(str::to_string).with_context(|| format!("the sandbox gave no `{key}`"))
     };
-    match &mut config.connection {
-        Connection::Salesforce(s) => {
-            s.login_url = sandbox.base_url.clone();
-            s.instance_url = Some(sandbox.base_url.clone());
-            s.ca_file = sandbox.ca_cert.clone();
-            s.requests_per_sec = 10_000;
-            s.auth = SalesforceAuth::JwtBearer {
-                client_id: cred("client_id")?,
-                username: cred("username")?,
-                private_key: SecretSource::File(PathBuf::from(cred("jwt_private_key_path")?)),
+    let table = |root: &mut toml::Table, name: &str| -> anyhow::Result<toml::Table> {
+        root.get(name).and_then(toml::Value::as_table).cloned().with_context(|| format!("the built-in demo config has no [{name}]"))
+    };
+    let path = |p: &std::path::Path| toml::Value::String(p.display().to_string());
+    let mut instance = table(&mut root, "instance")?;
+    instance.insert("state_dir".into(), path(&state_dir.join("state")));
+    root.insert("instance".into(), instance.into());
+    match sandbox.crm {
+        CrmKind::Salesforce => {
+            let mut sf = table(&mut root, "salesforce")?;
+            sf.insert("login_url".into(), sandbox.base_url.clone().into());
+            sf.insert("instance_url".into(), sandbox.base_url.clone().into());
+            match &sandbox.ca_cert {
+                Some(ca) => sf.insert("ca_file".into(), path(ca)),
+                None => sf.remove("ca_file"),
             };
+            sf.insert("requests_per_sec".into(), toml::Value::Integer(10_000));
+            let mut auth = toml::Table::new();
+            auth.insert("flow".into(), "jwt_bearer".into());
+            auth.insert("client_id".into(), cred("client_id")?.into());
+            auth.insert("username".into(), cred("username")?.into());
+            let mut key = toml::Table::new();
+            key.insert("file".into(), cred("jwt_private_key_path")?.into());
+            auth.insert("private_key".into(), key.into());
+            sf.insert("auth".into(), auth.into());
+            root.insert("salesforce".into(), sf.into());
         }
-        Connection::Hubspot(h) => {
-            h.base_url = sandbox.base_url.clone();
-            h.ca_file = sandbox.ca_cert.clone();
-            h.burst_per_10s = 10_000;
-            h.search_per_second = 1_000;
+        CrmKind::Hubspot => {
+            let mut hs = table(&mut root, "hubspot")?;
+            hs.insert("base_url".into(), sandbox.base_url.clone().into());
+            match &sandbox.ca_cert {
+                Some(ca) => hs.insert("ca_file".into(), path(ca)),
+                None => hs.remove("ca_file"),
+            };
+            hs.insert("burst_per_10s".into(), toml::Value::Integer(10_000));
+            hs.insert("search_per_second".into(), toml::Value::Integer(1_000));
             let token_path = state_dir.join("hubspot-token");
             write_private(&token_path, &cred("access_token")?)?;
-            h.auth = HubspotAuth::PrivateApp { token: SecretSource::File(token_path) };
-            // HubSpot owners carry no manager: an operator maps them in the
-            // policy. The demo maps the generated org's reporting lines.
+            let mut auth = toml::Table::new();
+            auth.insert("flow".into(), "private_app".into());
+            let mut token = toml::Table::new();
+            token.insert("file".into(), path(&token_path));
+            auth.insert("token".into(), token.into());
+            hs.insert("auth".into(), auth.into());
+            // HubSpot owners carry no manager and no zone: an operator maps
+            // them. The demo maps the generated org's reporting lines.
             let owner_id = |i: usize| (handoff_sandbox::hubspot::state::USER_OWNER_ID_BASE + i as u64).to_string();
+            let mut zones = toml::Table::new();
+            let mut managers = toml::Table::new();
             for u in &sandbox.shared.org.users {
+                zones.insert(owner_id(u.index), u.time_zone.clone().into());
                 if let Some(m) = u.manager {
-                    config.policy.owners.managers.insert(owner_id(u.index), owner_id(m));
+                    managers.insert(owner_id(u.index), owner_id(m).into());
                 }
-                h.owner_time_zones.insert(owner_id(u.index), u.time_zone.clone());
             }
+            hs.insert("owner_time_zones".into(), zones.into());
+            root.insert("hubspot".into(), hs.into());
+            let mut policy = table(&mut root, "policy")?;
+            let mut owners = policy.get("owners").and_then(toml::Value::as_table).cloned().unwrap_or_default();
+            owners.insert("managers".into(), managers.into());
+            policy.insert("owners".into(), owners.into());
+            root.insert("policy".into(), policy.into());
         }
     }
-    Ok(config)
+    Ok(root)
+}
+
+/// [`config_table`], validated.
+pub fn config_for(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> anyhow::Result<Config> {
+    let text = toml::to_string(&config_table(sandbox, state_dir)?).context("rendering the demo config")?;
+    config::parse(&text).map_err(|issues| {
+        anyhow::anyhow!("the built-in demo config is invalid:\n{}", issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))
+    })
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {

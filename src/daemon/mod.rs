@@ -282,6 +282,7 @@ impl Daemon {
             if self.stopping() {
                 return Ok(false);
             }
+            tracing::debug!(phase = "pull", stream = stream.as_str(), "pulling a page");
             let page = match self.connector.pull(stream, cursor.as_ref()).await {
                 Ok(p) => p,
                 Err(ConnectorError::Budget { retry_after, .. }) => {
@@ -348,6 +349,7 @@ impl Daemon {
             if work.is_empty() {
                 return Ok(true);
             }
+            tracing::debug!(phase = "evaluate", leads = work.len(), "evaluating");
             let mut batch = Batch::default();
             let mut seq = self.store.next_seq()?;
             let mut states_before = Vec::with_capacity(work.len());
@@ -388,6 +390,7 @@ impl Daemon {
                 continue;
             }
             let actions: Vec<handoff_model::Action> = entries.iter().map(|e| e.action.clone()).collect();
+            tracing::debug!(phase = "write", actions = actions.len(), "writing");
             // Not raced against shutdown: a write in flight is finished and
             // recorded before the daemon stops.
             match self.connector.write(&actions).await {
