@@ -11,6 +11,8 @@
 //!   what the state directory holds, and repairs.
 //! - `demo [--crm salesforce|hubspot] [--days N] [--seed S] [--leads N] [--json]`:
 //!   the whole loop against a generated sandbox org.
+//! - `report --config FILE [--weeks N] [--format table|csv|json|html] [--by grade|source|rep|team]`:
+//!   the weekly scorecard.
 //! - `sandbox --crm salesforce|hubspot …`: serve a sandbox CRM.
 
 use std::path::{Path, PathBuf};
@@ -51,6 +53,29 @@ pub enum Command {
     State(StateArgs),
     /// Watch the whole loop on a generated sandbox org: no CRM, no credentials.
     Demo(DemoArgs),
+    /// The weekly scorecard both teams agreed on, with trends: a table, CSV,
+    /// JSON or a self-contained HTML page.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Weeks to show, ending with the current one (8 to 12 show a trend).
+    #[arg(long, default_value_t = 8)]
+    pub weeks: usize,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::report::Format,
+    /// Break the numbers down by grade, lead source, rep or team (manager).
+    #[arg(long, value_enum)]
+    pub by: Option<crate::report::Dimension>,
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Report as of this instant (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +266,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::State(args) => crate::state::run(&args),
         Command::Demo(args) => runtime()?.block_on(crate::demo::run_cli(&args)),
+        Command::Report(args) => crate::report::run_cli(&args),
     }
 }
 

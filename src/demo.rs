@@ -269,6 +269,13 @@ impl Simulation {
     pub async fn summary(&self) -> anyhow::Result<DemoSummary> {
         summarise(self).await
     }
+
+    /// The scorecard of every simulated week.
+    pub fn scorecard(&self) -> anyhow::Result<crate::report::Scorecard> {
+        let from = self.sandbox.shared.org.config.start_at;
+        let weeks = ((self.now() - from).num_days() / 7 + 2).clamp(1, 12) as usize;
+        Ok(crate::report::from_store(&self.config.instance.name, &self.config.policy, self.daemon.store(), weeks, self.now(), None)?)
+    }
 }
 
 /// The demo's summary; `--json` prints it as one object.
@@ -299,6 +306,16 @@ pub struct DemoSummary {
     /// Where to look at the tasks while the sandbox runs.
     pub tasks_url: String,
     pub admin_url: String,
+    /// The commitments of each simulated week.
+    pub scorecard: Vec<ScorecardWeek>,
+}
+
+/// One week of the demo's scorecard.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScorecardWeek {
+    pub week_start: chrono::NaiveDate,
+    pub partial: bool,
+    pub commitments: Vec<crate::report::Commitment>,
 }
 
 async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
@@ -341,7 +358,13 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
         CrmKind::Salesforce => format!("{}/salesforce/records/Task", sim.sandbox.admin_url),
         CrmKind::Hubspot => format!("{}/hubspot/objects/tasks", sim.sandbox.admin_url),
     };
+    let card = sim.scorecard()?;
     Ok(DemoSummary {
+        scorecard: card
+            .weeks
+            .iter()
+            .map(|w| ScorecardWeek { week_start: w.start, partial: w.partial, commitments: w.commitments.clone() })
+            .collect(),
         crm: sim.sandbox.crm,
         simulated_from: sim.sandbox.shared.org.config.start_at,
         simulated_to: sim.now(),
@@ -478,6 +501,9 @@ pub async fn run_cli(args: &crate::cli::DemoArgs) -> anyhow::Result<std::process
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         print!("{}", render_summary(&summary));
+        println!();
+        print!("{}", crate::report::render_table(&sim.scorecard()?));
+        println!();
         if args.serve {
             println!("The sandbox keeps serving: the tasks handoff created are at {} (Ctrl-C to stop).", summary.tasks_url);
         } else {

@@ -11,6 +11,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::metrics::Metrics;
+use crate::policy::CompiledPolicy;
+use crate::report::{Dimension, Format};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -18,13 +20,20 @@ struct AppState {
     instance: String,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    policy: Arc<CompiledPolicy>,
 }
 
 /// Binds `addr` (the config only allows loopback) and serves in the background.
-pub async fn serve(addr: SocketAddr, instance: String, store: Arc<Store>, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    instance: String,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    policy: Arc<CompiledPolicy>,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(instance, store, metrics);
+    let app = router(instance, store, metrics, policy);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the metrics endpoint stopped");
@@ -34,11 +43,41 @@ pub async fn serve(addr: SocketAddr, instance: String, store: Arc<Store>, metric
     Ok(local)
 }
 
-pub fn router(instance: String, store: Arc<Store>, metrics: Arc<Metrics>) -> Router {
+pub fn router(instance: String, store: Arc<Store>, metrics: Arc<Metrics>, policy: Arc<CompiledPolicy>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
-        .with_state(AppState { instance, store, metrics })
+        .route("/scorecard", get(scorecard))
+        .with_state(AppState { instance, store, metrics, policy })
+}
+
+#[derive(serde::Deserialize)]
+struct ScorecardQuery {
+    weeks: Option<usize>,
+    format: Option<String>,
+    by: Option<String>,
+}
+
+/// `/scorecard?weeks=8&format=table|csv|json|html&by=grade|source|rep|team`:
+/// what `handoff report` prints, from the running daemon's state.
+async fn scorecard(State(s): State<AppState>, axum::extract::Query(q): axum::extract::Query<ScorecardQuery>) -> Response {
+    use clap::ValueEnum as _;
+    let format = match q.format.as_deref().map(|f| Format::from_str(f, true)).unwrap_or(Ok(Format::Html)) {
+        Ok(f) => f,
+        Err(_) => return (StatusCode::BAD_REQUEST, "format is one of table, csv, json, html\n").into_response(),
+    };
+    let by = match q.by.as_deref().map(|b| Dimension::from_str(b, true)).transpose() {
+        Ok(b) => b,
+        Err(_) => return (StatusCode::BAD_REQUEST, "by is one of grade, source, rep, team\n").into_response(),
+    };
+    let weeks = q.weeks.unwrap_or(8).clamp(1, 52);
+    let now = s.metrics.last_tick().and_then(|t| t.now).unwrap_or_else(chrono::Utc::now);
+    let result = tokio::task::spawn_blocking(move || crate::report::from_store(&s.instance, &s.policy, &s.store, weeks, now, by)).await;
+    match result {
+        Ok(Ok(card)) => ([(header::CONTENT_TYPE, format.content_type())], crate::report::render(&card, format)).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the state: {e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("scorecard task failed: {e}\n")).into_response(),
+    }
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {

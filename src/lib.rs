@@ -24,5 +24,6 @@ pub mod explain;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+pub mod report;
 pub mod state;
 pub mod store;

@@ -446,12 +446,83 @@ pub struct ScorecardSettings {
     /// First day of the reporting week.
     #[serde(default = "default_week_start")]
     pub week_starts: String,
+    /// The share each commitment must reach in a week (0–1). Marketing's
+    /// volume comes from `marketing.monthly_volume` and its acceptance rate
+    /// from `marketing.min_acceptance_rate`.
+    #[serde(default)]
+    pub targets: ScorecardTargets,
 }
 
 impl Default for ScorecardSettings {
     fn default() -> Self {
-        ScorecardSettings { consecutive_weeks: default_weeks(), notify: Vec::new(), week_starts: default_week_start() }
+        ScorecardSettings {
+            consecutive_weeks: default_weeks(),
+            notify: Vec::new(),
+            week_starts: default_week_start(),
+            targets: ScorecardTargets::default(),
+        }
     }
+}
+
+/// Weekly targets, as shares (the defaults are the usual benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorecardTargets {
+    /// First touches inside the window, of first-touch clocks decided that week.
+    #[serde(default = "default_first_touch_target")]
+    pub first_touch_in_window: f64,
+    /// Leads closed as unresponsive only after the full cadence.
+    #[serde(default = "default_follow_up_target")]
+    pub follow_up_completion: f64,
+    /// Dispositions inside the window (with an agreed reason code).
+    #[serde(default = "default_disposition_target")]
+    pub disposition_in_window: f64,
+    /// Rejections carrying an agreed reason code.
+    #[serde(default = "default_feedback_target")]
+    pub feedback_quality: f64,
+    /// Required fields populated, averaged over the week's MQLs.
+    #[serde(default = "default_completeness_target")]
+    pub data_completeness: f64,
+    /// MQLs given to a user inside `marketing.routing_within`.
+    #[serde(default = "default_routing_target")]
+    pub routing_in_window: f64,
+}
+
+impl Default for ScorecardTargets {
+    fn default() -> Self {
+        ScorecardTargets {
+            first_touch_in_window: default_first_touch_target(),
+            follow_up_completion: default_follow_up_target(),
+            disposition_in_window: default_disposition_target(),
+            feedback_quality: default_feedback_target(),
+            data_completeness: default_completeness_target(),
+            routing_in_window: default_routing_target(),
+        }
+    }
+}
+
+fn default_first_touch_target() -> f64 {
+    0.9
+}
+
+fn default_follow_up_target() -> f64 {
+    0.9
+}
+
+fn default_disposition_target() -> f64 {
+    0.95
+}
+
+fn default_feedback_target() -> f64 {
+    1.0
+}
+
+fn default_completeness_target() -> f64 {
+    0.95
+}
+
+fn default_routing_target() -> f64 {
+    0.95
 }
 
 fn default_weeks() -> u32 {

@@ -161,7 +161,26 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
     let dups: Vec<_> = by_key.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dups.is_empty(), "{crm}: tasks created twice: {dups:?}");
     let mut tasks_of: BTreeMap<(String, String, i64), BTreeSet<String>> = BTreeMap::new();
-    for key in by_key.keys() {
+    // Weekly scorecard escalations: `sc:{commitment}:{streak start}:{leader}:v1`.
+    let scorecard: BTreeSet<(String, String, String)> = by_key
+        .keys()
+        .filter_map(|k| k.strip_prefix("sc:"))
+        .map(|k| {
+            let parts: Vec<&str> = k.split(':').collect();
+            assert_eq!(parts.len(), 4, "{crm}: scorecard key sc:{k}");
+            (parts[0].to_string(), parts[1].to_string(), parts[2].to_string())
+        })
+        .collect();
+    for (commitment, streak_start, _) in &scorecard {
+        // One escalation per streak: the week before a streak's first week
+        // was not a miss of the same commitment.
+        let start = chrono::NaiveDate::parse_from_str(streak_start, "%Y%m%d").unwrap();
+        let first = store.week_record(commitment, start).unwrap().expect("the streak's first week is recorded");
+        assert!(!first.met, "{crm}: escalation for {commitment} from a week it met");
+        let before = store.week_record(commitment, start - Duration::weeks(1)).unwrap();
+        assert!(before.is_none_or(|r| r.met), "{crm}: {commitment} escalated again inside one streak (from {start})");
+    }
+    for key in by_key.keys().filter(|k| !k.starts_with("sc:")) {
         let (lead, clock, start, what) = parse_key(key).unwrap_or_else(|| panic!("{crm}: task key {key} is not handoff's"));
         tasks_of.entry((lead, clock, start)).or_default().insert(what);
     }
@@ -228,11 +247,15 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
         assert!(changed_hands, "{crm}: tasks {whats:?} for {id:?} match no clock of the engine's");
     }
     println!("{crm}: {} leads, {} tasks, checks {checked:?}", states.len(), by_key.len());
-    let neutral: BTreeSet<(usize, String, i64, String)> = by_key
+    assert!(!scorecard.is_empty(), "{crm}: a month of these reps misses a sales commitment two weeks running");
+    let mut neutral: BTreeSet<(usize, String, i64, String)> = by_key
         .keys()
+        .filter(|k| !k.starts_with("sc:"))
         .filter_map(|k| parse_key(k))
         .filter_map(|(lead, clock, start, what)| Some((index_of(&lead)?, clock, start, what)))
         .collect();
+    // Scorecard escalations compared without the CRM's leader ids.
+    neutral.extend(scorecard.iter().map(|(c, week, _)| (usize::MAX, c.clone(), week.parse().unwrap_or(0), "scorecard".to_string())));
     for (what, min) in [("reminder", 5), ("escalation", 5), ("met_quiet", 5), ("graded", 50), ("fast", 3), ("never", 1)] {
         assert!(checked.get(what).copied().unwrap_or(0) >= min, "{crm}: too few `{what}` cases to mean anything: {checked:?}");
     }

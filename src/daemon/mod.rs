@@ -94,6 +94,8 @@ impl TickReport {
 
 /// One CRM instance's loop.
 pub struct Daemon {
+    /// The instance's name, for messages that leave handoff.
+    instance: String,
     policy: Arc<CompiledPolicy>,
     sync: SyncSettings,
     settings: DaemonSettings,
@@ -122,6 +124,7 @@ impl Daemon {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         metrics.load(&store)?;
         let daemon = Daemon {
+            instance: config.instance.name.clone(),
             policy: Arc::new(config.policy.clone()),
             sync: config.sync.clone(),
             settings: config.daemon.clone(),
@@ -255,6 +258,9 @@ impl Daemon {
         }
 
         let evaluations_done = if self.stopping() { false } else { self.evaluate_pending(now, &mut report)? };
+        if evaluations_done && !self.stopping() {
+            self.weekly(now, &mut report)?;
+        }
         let outbox_done = if self.stopping() || report.paused_until.is_some() { false } else { self.drain_outbox(now, &mut report).await? };
 
         report.caught_up = streams_finished && evaluations_done && outbox_done && report.errors.is_empty();
@@ -371,6 +377,65 @@ impl Daemon {
             done += work.len();
         }
         Ok(false)
+    }
+
+    /// Once a reporting week has closed (plus an hour for late data):
+    /// records each commitment's result for it and queues the escalation a
+    /// streak of misses raises (see [`crate::report::weekly`]).
+    fn weekly(&mut self, now: DateTime<Utc>, report: &mut TickReport) -> Result<(), DaemonError> {
+        use crate::report;
+        let policy = self.policy.clone();
+        let tz = report::reporting_zone(&policy);
+        let current = report::week_start(now, tz, policy.scorecard.week_starts);
+        let last_closed = current - Duration::weeks(1);
+        let (current_start, _) = report::week_bounds(current, tz);
+        if now < current_start + Duration::hours(1) {
+            return Ok(());
+        }
+        let recorded = self.store.meta_text("scorecard_week")?.and_then(|t| t.parse::<chrono::NaiveDate>().ok());
+        if recorded.is_some_and(|r| r >= last_closed) {
+            return Ok(());
+        }
+        let leads = self.store.leads()?;
+        let mut batch = Batch::default();
+        batch.set_meta_text("scorecard_week", &last_closed.to_string());
+        if leads.is_empty() {
+            return self.commit(batch);
+        }
+        let states = self.store.states()?;
+        let weeks = match recorded {
+            Some(r) => ((last_closed - r).num_weeks()).clamp(1, 12) as usize,
+            None => 12,
+        };
+        let input = report::Input { instance: "", policy: &policy, leads: &leads, states: &states, owners: &self.owners };
+        let card = report::compute(&input, weeks + 1, now, None);
+        let closed: Vec<&report::Week> = card.weeks.iter().filter(|w| !w.partial && recorded.is_none_or(|r| w.start > r)).collect();
+        let mut seq = self.store.next_seq()?;
+        let mut fresh: std::collections::BTreeMap<(String, chrono::NaiveDate), crate::store::WeekRecord> = Default::default();
+        for week in &closed {
+            // Only the latest closed week escalates: a daemon catching up on
+            // history does not raise streaks long over.
+            if week.start == last_closed {
+                let lookup = |id: &str, at: chrono::NaiveDate| {
+                    fresh.get(&(id.to_string(), at)).cloned().or_else(|| self.store.week_record(id, at).ok().flatten())
+                };
+                for action in report::weekly::escalations(&policy, &self.instance, week, &lookup) {
+                    if self.store.ledger(&action.key)?.is_none() && self.store.queued(&action.key)?.is_none() {
+                        batch.enqueue(seq, &action, now);
+                        seq += 1;
+                        report.enqueued += 1;
+                    }
+                }
+            }
+            for c in &week.commitments {
+                let record = report::weekly::record_of(week, c);
+                batch.put_week(&c.id, &record);
+                fresh.insert((c.id.clone(), week.start), record);
+            }
+        }
+        batch.set_next_seq(seq);
+        tracing::info!(week = %last_closed, "scorecard week recorded");
+        self.commit(batch)
     }
 
     /// Sends ready outbox entries. `Ok(true)`: nothing ready is left.

@@ -106,7 +106,7 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<()> 
     spawn_signal_handler(shutdown.clone(), reload.clone(), wake.clone(), config.daemon.shutdown_grace_secs, daemon.store().clone())?;
 
     if let Some(addr) = config.daemon.metrics_listen {
-        crate::http::serve(addr, config.instance.name.clone(), daemon.store().clone(), daemon.metrics.clone())
+        crate::http::serve(addr, config.instance.name.clone(), daemon.store().clone(), daemon.metrics.clone(), Arc::new(config.policy.clone()))
             .await
             .with_context(|| format!("serving /metrics on {addr}"))?;
     }

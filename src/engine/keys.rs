@@ -46,6 +46,12 @@ pub fn fields_key(lead_id: &str, values_hash: &str, version: u32) -> ActionKey {
     finish(format!("{}:sla:{}:v{}", lead_segment(lead_id), values_hash, version))
 }
 
+/// `sc:{commitment}:{streak's first week}:{leader}:v{version}`, for a
+/// weekly scorecard escalation: one per streak and leader.
+pub fn scorecard_key(commitment: &str, streak_start: chrono::NaiveDate, leader: &str, version: u32) -> ActionKey {
+    finish(format!("sc:{}:{}:{}:v{}", commitment, streak_start.format("%Y%m%d"), lead_segment(leader), version))
+}
+
 fn finish(raw: String) -> ActionKey {
     let clean: String = raw.chars().map(|c| if allowed(c) { c } else { '_' }).collect();
     if clean.len() <= MAX_KEY_LEN && clean == raw {
@@ -74,6 +80,15 @@ mod tests {
         assert_eq!(a.as_str(), "00Q5g00000AbCdEFGH:ft:1772460000:esc1:v3");
         assert_eq!(a, clock_key("00Q5g00000AbCdEFGH", "ft", at, "esc1", 3));
         assert!(valid(&a));
+    }
+
+    #[test]
+    fn scorecard_keys_name_the_streak_and_the_leader() {
+        let week = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let k = scorecard_key("sales.first_touch_in_window", week, "005Hs00000A0VpSAAV", 1);
+        assert_eq!(k.as_str(), "sc:sales.first_touch_in_window:20260302:005Hs00000A0VpSAAV:v1");
+        assert!(valid(&k));
+        assert_ne!(k, scorecard_key("sales.first_touch_in_window", week, "005Hs00000A0VpMAAV", 1));
     }
 
     #[test]

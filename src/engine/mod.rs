@@ -60,8 +60,8 @@ use crate::policy::{
     ClockStart, CompiledPolicy, CompiledSegment, EscalationTarget, OnReassign, Qualification, TouchBy, Window,
 };
 
-pub use history::{classify, parse_field_datetime, parse_field_number, StatusClass};
-use history::{decisions, is_touch, Decision, Ownership};
+pub use history::{classify, decisions, parse_field_datetime, parse_field_number, Decision, StatusClass};
+use history::{is_touch, Ownership};
 
 /// Why a lead could not be evaluated at all. Bad CRM data degrades to notes
 /// wherever a sensible reading exists; these are the cases without one.
@@ -210,6 +210,21 @@ pub struct Clock {
     /// Escalation rungs for a running clock past or near its due time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub escalations: Vec<Rung>,
+    /// What stopped the clock, when it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<StopCause>,
+}
+
+/// What stopped a clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum StopCause {
+    /// A logged call, email or meeting.
+    Touch { activity_id: String },
+    /// The lead's status became this disposition value.
+    Status { status: String },
+    /// The lead was given to this user.
+    Assignment { owner_id: String },
 }
 
 impl Clock {
@@ -227,6 +242,7 @@ impl Clock {
             reason: reason.to_string(),
             flagged: false,
             escalations: Vec::new(),
+            stopped_by: None,
         }
     }
 
@@ -351,6 +367,36 @@ pub fn evaluate(
     Ok(ev)
 }
 
+/// When a lead became an MQL: the mapped `mql_at` field when set and
+/// readable, else the lead's creation time (with a note saying why, when
+/// the field holds something that is not a date-time).
+pub fn mql_time(lead: &Lead, policy: &CompiledPolicy) -> (DateTime<Utc>, Option<String>) {
+    if let Some(field) = policy.fields.mql_at.as_deref() {
+        match lead.fields.get(field) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => {}
+            Some(value) => match parse_field_datetime(value) {
+                Some(at) => return (at, None),
+                None => {
+                    return (
+                        lead.created_at,
+                        Some(format!("`{field}` holds {value}, which is not a date-time; using the lead's creation time as the MQL time")),
+                    )
+                }
+            },
+        }
+    }
+    (lead.created_at, None)
+}
+
+/// The business schedule a clock owned by `owner_id` is measured on: the
+/// owner's calendar, in the owner's zone when known and allowed (what every
+/// clock of the engine uses; reports measure speed on it too).
+pub fn owner_schedule(policy: &CompiledPolicy, owners: &Owners<'_>, owner_id: Option<&str>) -> Result<Schedule, EngineError> {
+    let mut calendars = Calendars { policy, built: HashMap::new() };
+    calendars.for_owner("(report)", owner_id, owners, &mut Vec::new())
+}
+
 struct Ctx<'a, 'p> {
     lead: &'a Lead,
     activities: &'a [Activity],
@@ -465,22 +511,13 @@ impl<'a> Ctx<'a, '_> {
         move |source| EngineError::Calendar { lead_id: lead_id.clone(), clock: kind.as_str(), source }
     }
 
-    /// MQL time: the mapped `mql_at` field when set and readable, else the
-    /// lead's creation time.
+    /// MQL time (see [`mql_time`]); an unreadable field is noted.
     fn mql_at(&mut self) -> DateTime<Utc> {
-        if let Some(field) = self.policy.fields.mql_at.as_deref() {
-            match self.lead.fields.get(field) {
-                None | Some(serde_json::Value::Null) => {}
-                Some(serde_json::Value::String(s)) if s.trim().is_empty() => {}
-                Some(value) => match parse_field_datetime(value) {
-                    Some(at) => return at,
-                    None => self.notes.push(format!(
-                        "`{field}` holds {value}, which is not a date-time; using the lead's creation time as the MQL time"
-                    )),
-                },
-            }
+        let (at, note) = mql_time(self.lead, self.policy);
+        if let Some(note) = note {
+            self.notes.push(note);
         }
-        self.lead.created_at
+        at
     }
 
     fn current_status(&self) -> Option<&str> {
@@ -576,6 +613,7 @@ fn timed_clock(
         reason,
         flagged: false,
         escalations: Vec::new(),
+        stopped_by: None,
     };
     if stopped.is_none() {
         clock.escalations = ladder(ctx, &schedule, window, &clock)?;
@@ -722,19 +760,24 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
             // A disposition before any touch ends the obligation: nobody
             // should be chased to call a lead already rejected or converted.
             let ended = decided.first().filter(|d| stop.is_none_or(|a| d.at < a.occurred_at));
-            let (stopped_at, stop_reason) = match (ended, stop) {
-                (Some(d), _) => (Some(d.at), format!("no touch; the lead was dispositioned as `{}`", d.status)),
+            let (stopped_at, stop_reason, stopped_by) = match (ended, stop) {
+                (Some(d), _) => (
+                    Some(d.at),
+                    format!("no touch; the lead was dispositioned as `{}`", d.status),
+                    Some(StopCause::Status { status: d.status.clone() }),
+                ),
                 (None, Some(a)) => (
                     Some(a.occurred_at),
                     format!("touched: {} {} by {}", a.kind.as_str(), a.id, a.owner_id.as_deref().unwrap_or("(unknown)")),
+                    Some(StopCause::Touch { activity_id: a.id.clone() }),
                 ),
-                (None, None) => (None, String::new()),
+                (None, None) => (None, String::new(), None),
             };
             let running = match segment.touch_by {
                 TouchBy::Owner => "no call, email or meeting by the owner yet",
                 TouchBy::Anyone => "no call, email or meeting yet",
             };
-            let clock = timed_clock(
+            let mut clock = timed_clock(
                 ctx,
                 ClockKind::FirstTouch,
                 ft_owner.clone(),
@@ -744,6 +787,7 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
                 &stop_reason,
                 running,
             )?;
+            clock.stopped_by = stopped_by;
             clocks.push(clock);
         }
         None => {
@@ -764,7 +808,7 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
                 // Accepted, rejected or converted is the decision; a lead closed
                 // as unresponsive is decided too (the disposition clock judges it).
                 let stop = decided.first();
-                let clock = timed_clock(
+                let mut clock = timed_clock(
                     ctx,
                     ClockKind::SalDecision,
                     Some(owner.clone()),
@@ -774,6 +818,7 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
                     &format!("status became `{}`", stop.map(|d| d.status.as_str()).unwrap_or_default()),
                     "not yet accepted or rejected",
                 )?;
+                clock.stopped_by = stop.map(|d| StopCause::Status { status: d.status.clone() });
                 clocks.push(clock);
             }
             None => clocks.push(Clock::not_started(
@@ -802,6 +847,7 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
         &format!("status became `{}`", stop.map(|d| d.status.as_str()).unwrap_or_default()),
         "not yet accepted, rejected, closed or converted",
     )?;
+    clock.stopped_by = stop.map(|d| StopCause::Status { status: d.status.clone() });
     if let Some(class) = current_class.filter(|c| c.needs_reason()) {
         let field = &ctx.policy.fields.reason_code;
         let code = ctx.lead.field_str(field).map(str::trim);
@@ -898,6 +944,9 @@ fn cadence_clock(
     };
     if let Some(closed) = closed_at {
         clock.stopped_at = Some(closed);
+        clock.stopped_by = current_class.map(|_| StopCause::Status {
+            status: ctx.current_status().unwrap_or("closed").to_string(),
+        });
         let enough = counted.len() as u64 >= u64::from(needed_touches) && days >= needed_days;
         if enough {
             clock.status = ClockStatus::Met;
@@ -947,6 +996,7 @@ fn routing_clock(ctx: &mut Ctx<'_, '_>) -> Result<Clock, EngineError> {
     )?;
     clock.escalations.clear();
     clock.remind_at = None;
+    clock.stopped_by = assigned.map(|(owner_id, _)| StopCause::Assignment { owner_id });
     if clock.status == ClockStatus::AtRisk {
         clock.status = ClockStatus::Pending;
     }

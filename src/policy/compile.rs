@@ -127,6 +127,8 @@ pub struct CompiledScorecard {
     pub consecutive_weeks: u32,
     pub notify: Vec<String>,
     pub week_starts: Weekday,
+    /// Each in [0, 1].
+    pub targets: super::ScorecardTargets,
 }
 
 /// Whether a lead is an MQL, and if not, the first reason why not.
@@ -950,10 +952,23 @@ fn compile_scorecard(cx: &mut Cx, policy: &Policy) -> Option<CompiledScorecard> 
     if week_starts.is_none() {
         cx.issue(format!("{p}.week_starts"), quoted(&s.week_starts), "not a day of the week", "use mon, tue, wed, thu, fri, sat or sun");
     }
+    let t = &s.targets;
+    for (key, value) in [
+        ("first_touch_in_window", t.first_touch_in_window),
+        ("follow_up_completion", t.follow_up_completion),
+        ("disposition_in_window", t.disposition_in_window),
+        ("feedback_quality", t.feedback_quality),
+        ("data_completeness", t.data_completeness),
+        ("routing_in_window", t.routing_in_window),
+    ] {
+        if !(0.0..=1.0).contains(&value) {
+            cx.issue(format!("{p}.targets.{key}"), value.to_string(), "a target is a share between 0 and 1", "write e.g. 0.9 for 90 %");
+        }
+    }
     if cx.issues.len() > before {
         return None;
     }
-    Some(CompiledScorecard { consecutive_weeks: s.consecutive_weeks, notify: s.notify.clone(), week_starts: week_starts? })
+    Some(CompiledScorecard { consecutive_weeks: s.consecutive_weeks, notify: s.notify.clone(), week_starts: week_starts?, targets: s.targets })
 }
 
 #[cfg(test)]

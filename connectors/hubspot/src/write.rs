@@ -157,7 +157,14 @@ impl HubspotConnector {
                         TaskPriority::High => "HIGH",
                         TaskPriority::Normal => "MEDIUM",
                     };
-                    let lead_id: Value = a.lead_id.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::String(a.lead_id.clone()));
+                    // A task about no one lead (a scorecard escalation) is
+                    // created without an association.
+                    let associations: Vec<Value> = if a.lead_id.is_empty() {
+                        Vec::new()
+                    } else {
+                        let lead_id: Value = a.lead_id.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::String(a.lead_id.clone()));
+                        vec![json!({"to": {"id": lead_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_CONTACT}]})]
+                    };
                     tasks.push(Input {
                         index,
                         id: a.key.0.clone(),
@@ -172,7 +179,7 @@ impl HubspotConnector {
                                 "hs_task_type": "TODO",
                                 TASK_KEY_PROPERTY: a.key.0,
                             },
-                            "associations": [{"to": {"id": lead_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_CONTACT}]}],
+                            "associations": associations,
                             "objectWriteTraceId": trace_id(index),
                         }),
                     });

@@ -423,7 +423,10 @@ fn task_record(action: &Action, key_field: &str, task_fields: &HashSet<String>) 
     rec.insert("attributes".into(), json!({"type": "Task"}));
     rec.insert(key_field.to_string(), json!(action.key.as_str()));
     if let ActionKind::CreateTask { assignee_id, subject, body, due_at, priority, .. } = &action.kind {
-        rec.insert("WhoId".into(), json!(action.lead_id));
+        // A task about no one lead (a scorecard escalation) has no WhoId.
+        if !action.lead_id.is_empty() {
+            rec.insert("WhoId".into(), json!(action.lead_id));
+        }
         rec.insert("OwnerId".into(), json!(assignee_id));
         rec.insert("Subject".into(), json!(subject));
         rec.insert("Description".into(), json!(body));
