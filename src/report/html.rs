@@ -14,7 +14,7 @@ fn esc(s: &str) -> String {
 
 /// A trend line of `values` (one per week) with a dashed target line.
 fn chart(values: &[Option<f64>], target: Option<f64>, unit: Unit, labels: &[String]) -> String {
-    let (w, h, pad_l, pad_r, pad_t, pad_b) = (520.0_f64, 200.0_f64, 48.0, 12.0, 12.0, 28.0);
+    let (w, h, pad_l, pad_r, pad_t, pad_b) = (520.0_f64, 200.0_f64, 56.0, 40.0, 12.0, 28.0);
     let present: Vec<f64> = values.iter().flatten().copied().chain(target).collect();
     let (mut lo, mut hi) = match unit {
         Unit::Share => (0.0, 1.0),
@@ -28,7 +28,7 @@ fn chart(values: &[Option<f64>], target: Option<f64>, unit: Unit, labels: &[Stri
     let x = |i: usize| pad_l + (w - pad_l - pad_r) * if n == 1 { 0.5 } else { i as f64 / (n - 1) as f64 };
     let y = |v: f64| pad_t + (h - pad_t - pad_b) * (1.0 - ((v - lo) / (hi - lo)).clamp(0.0, 1.0));
     let mut svg = String::new();
-    let _ = write!(svg, r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="trend" xmlns="http://www.w3.org/2000/svg">"#);
+    let _ = write!(svg, r#"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="trend">"#);
     for frac in [0.0, 0.5, 1.0] {
         let v = lo + (hi - lo) * frac;
         let label = match unit {

@@ -236,7 +236,14 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
     let tz = reporting_zone(policy);
     let first_day = policy.scorecard.week_starts;
     let this_week = week_start(now, tz, first_day);
-    let starts: Vec<NaiveDate> = (0..weeks.max(1)).rev().map(|k| this_week - Duration::weeks(k as i64)).collect();
+    // Weeks that ended before the first lead handoff knows of say nothing
+    // (zero MQLs there is no data, not a miss); the current week always shows.
+    let first_lead_at = input.leads.iter().map(|l| l.lead.created_at).min();
+    let starts: Vec<NaiveDate> = (0..weeks.max(1))
+        .rev()
+        .map(|k| this_week - Duration::weeks(k as i64))
+        .filter(|w| *w == this_week || first_lead_at.is_some_and(|first| week_bounds(*w, tz).1 > first))
+        .collect();
     let index_of = |at: DateTime<Utc>| -> Option<usize> {
         let w = week_start(at, tz, first_day);
         starts.binary_search(&w).ok().filter(|_| at <= now)
