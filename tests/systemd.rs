@@ -100,11 +100,27 @@ async fn the_binary_speaks_the_notify_protocol() {
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "400000")
         .env_remove("WATCHDOG_PID")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "handoff=info,warn")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read the log as it comes, so a full pipe never blocks the daemon.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let log = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        })
+    };
+    let logged = |needle: &str| log.lock().unwrap().contains(needle);
 
     // READY once the config, the store and the first authentication are done.
     assert!(listener.wait_for("READY=1", Duration::from_secs(60)), "no READY=1: {:?}", listener.seen);
@@ -126,7 +142,23 @@ async fn the_binary_speaks_the_notify_protocol() {
     assert!(longest_gap >= Duration::from_millis(1_800), "pings kept coming while a request hung: gaps up to {longest_gap:?}");
     assert!(pings.last().is_some_and(|t| Instant::now() - *t < Duration::from_secs(2)), "pings resumed once it answered");
 
+    // SIGHUP with a broken file: refused, the daemon carries on as it was.
     let pid = child.id().to_string();
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good.replace("[policy]", "[policy]\nbogus_key = 1")).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(listener.wait_for("RELOADING=1", Duration::from_secs(20)), "no RELOADING=1: {:?}", listener.seen);
+    assert!(listener.wait_for("READY=1", Duration::from_secs(20)), "no READY=1 after the refused reload");
+    assert!(child.try_wait().unwrap().is_none(), "a broken config on reload must not stop the daemon");
+    assert!(logged("policy.bogus_key"), "the refused reload names the problem");
+    // SIGHUP with a valid new policy: taken.
+    std::fs::write(&config, good.replace("version = 1", "version = 2")).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(listener.wait_for("RELOADING=1", Duration::from_secs(20)));
+    assert!(listener.wait_for("READY=1", Duration::from_secs(20)));
+    assert!(listener.wait_for("WATCHDOG=1", Duration::from_secs(20)), "the loop runs on after the reload");
+    assert!(logged("every lead is evaluated again"), "a new policy re-evaluates every lead");
+
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     assert!(listener.wait_for("STOPPING=1", Duration::from_secs(20)), "no STOPPING=1: {:?}", listener.seen);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -137,9 +169,8 @@ async fn the_binary_speaks_the_notify_protocol() {
         assert!(Instant::now() < deadline, "the daemon did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut stderr = String::new();
-    use std::io::Read as _;
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    reader.join().unwrap();
+    let stderr = log.lock().unwrap().clone();
     assert!(status.success(), "exit {status:?}; stderr: {stderr}");
     sb.stop().await;
 }

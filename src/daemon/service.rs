@@ -152,7 +152,11 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<()> 
             _ = wake.notified() => {}
         }
         if reload.swap(false, Ordering::SeqCst) {
-            notify(&[NotifyState::Reloading]);
+            // systemd 253+ wants the monotonic time with RELOADING=1.
+            match NotifyState::monotonic_usec_now() {
+                Ok(mono) => notify(&[NotifyState::Reloading, mono]),
+                Err(_) => notify(&[NotifyState::Reloading]),
+            }
             match load(config_path) {
                 Ok(new) => {
                     if new.connection != config.connection || new.instance != config.instance {
