@@ -38,7 +38,6 @@ fn key_code(kind: ClockKind) -> &'static str {
 /// What the org says about one lead.
 #[derive(Debug, Default)]
 struct Truth {
-    index: usize,
     /// When a user (not a queue) first owned it.
     first_user_at: Option<DateTime<Utc>>,
     first_user: Option<usize>,
@@ -48,7 +47,7 @@ struct Truth {
 }
 
 fn truths(org: &SyntheticOrg) -> Vec<Truth> {
-    let mut out: Vec<Truth> = (0..org.leads.len()).map(|index| Truth { index, ..Truth::default() }).collect();
+    let mut out: Vec<Truth> = (0..org.leads.len()).map(|_| Truth::default()).collect();
     for e in &org.events {
         let (lead, owner) = match &e.kind {
             EventKind::LeadCreated { lead, owner } | EventKind::Assigned { lead, owner } => (*lead, Some(*owner)),
@@ -355,11 +354,9 @@ fn behaviour_check(
 ) {
     let due_passed = ft.due_at.is_some_and(|d| d <= now);
     match behaviour {
-        RepBehaviour::Fast if matches!(grade, Some("A" | "C")) => {
-            if ft.stopped_at.is_some() {
-                assert_eq!(ft.status, ClockStatus::Met, "{crm}: lead {index} of a fast rep: {}", ft.reason);
-                *checked.entry("fast").or_default() += 1;
-            }
+        RepBehaviour::Fast if matches!(grade, Some("A" | "C")) && ft.stopped_at.is_some() => {
+            assert_eq!(ft.status, ClockStatus::Met, "{crm}: lead {index} of a fast rep: {}", ft.reason);
+            *checked.entry("fast").or_default() += 1;
         }
         RepBehaviour::Never if due_passed => {
             assert_eq!(ft.status, ClockStatus::Breached, "{crm}: lead {index} of a rep who never calls: {}", ft.reason);

@@ -18,22 +18,28 @@ pub struct Evaluated {
     pub failed: bool,
 }
 
-/// Evaluates `lead_id` at `now` and writes the result into `batch`:
-/// its [`LeadState`] (moving its deadline), the new actions (numbered from
-/// `next_seq`, which is advanced), and clears its dirty mark.
-///
-/// `due_at` is the deadline-index entry that brought the lead here, if any;
-/// it is dropped whatever the new deadline is.
-pub fn evaluate_lead(
-    store: &Store,
-    policy: &CompiledPolicy,
-    owners: &[Owner],
-    lead_id: &str,
-    due_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    next_seq: &mut u64,
-    batch: &mut Batch,
-) -> Result<Evaluated, StoreError> {
+/// What every evaluation of one tick shares.
+pub struct Evaluator<'a> {
+    pub store: &'a Store,
+    pub policy: &'a CompiledPolicy,
+    pub owners: &'a [Owner],
+    pub now: DateTime<Utc>,
+}
+
+impl Evaluator<'_> {
+    /// Evaluates `lead_id` and writes the result into `batch`: its
+    /// [`LeadState`] (moving its deadline), the new actions (numbered from
+    /// `next_seq`, which is advanced), and clears its dirty mark.
+    ///
+    /// `due_at` is the deadline-index entry that brought the lead here, if
+    /// any; it is dropped whatever the new deadline is.
+    pub fn evaluate_lead(&self, lead_id: &str, due_at: Option<DateTime<Utc>>, next_seq: &mut u64, batch: &mut Batch) -> Result<Evaluated, StoreError> {
+        evaluate_lead(self, lead_id, due_at, next_seq, batch)
+    }
+}
+
+fn evaluate_lead(cx: &Evaluator<'_>, lead_id: &str, due_at: Option<DateTime<Utc>>, next_seq: &mut u64, batch: &mut Batch) -> Result<Evaluated, StoreError> {
+    let Evaluator { store, policy, owners, now } = *cx;
     let mut out = Evaluated::default();
     batch.clear_dirty(lead_id);
     if let Some(at) = due_at {

@@ -359,9 +359,10 @@ impl Daemon {
             let mut batch = Batch::default();
             let mut seq = self.store.next_seq()?;
             let mut states_before = Vec::with_capacity(work.len());
+            let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &self.owners, now };
             for (id, due_at) in &work {
                 states_before.push(self.store.state(id)?);
-                let e = evaluate::evaluate_lead(&self.store, &self.policy, &self.owners, id, *due_at, now, &mut seq, &mut batch)?;
+                let e = evaluator.evaluate_lead(id, *due_at, &mut seq, &mut batch)?;
                 report.evaluated += 1;
                 report.enqueued += e.enqueued;
                 report.superseded += e.superseded;

@@ -129,13 +129,14 @@ pub fn render_html(card: &Scorecard) -> String {
         }
         out.push_str("<h2>Measured</h2><div class=\"grid-cards\">");
         let all: Vec<Option<&Metrics>> = card.weeks.iter().map(|w| w.groups.get("all")).collect();
-        let measured: [(&str, Box<dyn Fn(&Metrics) -> Option<f64>>, Unit); 3] = [
-            ("Speed to first touch, median (business minutes)", Box::new(|m: &Metrics| m.first_touch_business_minutes.median), Unit::Count),
-            ("Lead → opportunity (cohort, to date)", Box::new(|m: &Metrics| m.opportunity.rate()), Unit::Share),
-            ("MQLs delivered (complete data)", Box::new(|m: &Metrics| Some(m.mqls as f64)), Unit::Count),
+        type Measure = fn(&Metrics) -> Option<f64>;
+        let measured: [(&str, Measure, Unit); 3] = [
+            ("Speed to first touch, median (business minutes)", |m| m.first_touch_business_minutes.median, Unit::Count),
+            ("Lead → opportunity (cohort, to date)", |m| m.opportunity.rate(), Unit::Share),
+            ("MQLs delivered (complete data)", |m| Some(m.mqls as f64), Unit::Count),
         ];
         for (label, f, unit) in measured.iter() {
-            let series: Vec<Option<f64>> = all.iter().map(|m| m.and_then(|m| f(m))).collect();
+            let series: Vec<Option<f64>> = all.iter().map(|m| m.and_then(f)).collect();
             let now = series.last().copied().flatten();
             let value = match unit {
                 Unit::Share => pct(now),

@@ -84,11 +84,14 @@ pub struct Write {
     pub value: Option<Vec<u8>>,
 }
 
+/// Key-value pairs as a range read returns them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Ordered key-value trees with atomic, durable commits.
 pub trait Backend: Send + Sync {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Keys in `[from, to)` (`to` `None`: to the end), in order, at most `limit`.
-    fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError>;
     fn count(&self, tree: Tree) -> Result<usize, StoreError>;
     /// Applies every write or none, and returns once they are on disk.
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError>;
@@ -132,7 +135,7 @@ impl Backend for SledBackend {
         Ok(self.tree(tree).get(key).map_err(io("reading"))?.map(|v| v.to_vec()))
     }
 
-    fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError> {
         let t = self.tree(tree);
         let upper = match to {
             Some(end) => Bound::Excluded(end.to_vec()),
@@ -176,14 +179,16 @@ impl Backend for SledBackend {
     }
 }
 
+type MemoryTrees = BTreeMap<(Tree, Vec<u8>), Vec<u8>>;
+
 /// Trees in memory, for tests.
 #[derive(Default)]
 pub struct MemoryBackend {
-    trees: Mutex<BTreeMap<(Tree, Vec<u8>), Vec<u8>>>,
+    trees: Mutex<MemoryTrees>,
 }
 
 impl MemoryBackend {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Tree, Vec<u8>), Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryTrees> {
         self.trees.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -193,7 +198,7 @@ impl Backend for MemoryBackend {
         Ok(self.lock().get(&(tree, key.to_vec())).cloned())
     }
 
-    fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError> {
         let map = self.lock();
         let lower = Bound::Included((tree, from.to_vec()));
         let upper = match to {
