@@ -347,11 +347,7 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
     }
     let tasks = sandbox_tasks(&sim.sandbox).await?;
     let keyed: Vec<&SandboxTask> = tasks.iter().filter(|t| t.handoff_key.is_some()).collect();
-    let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
-    for t in &keyed {
-        *per_key.entry(t.handoff_key.as_deref().unwrap_or_default()).or_default() += 1;
-    }
-    let duplicate_tasks = per_key.values().filter(|n| **n > 1).map(|n| n - 1).sum();
+    let duplicate_tasks = sandbox_duplicates(&sim.sandbox).await?;
     let counts = store.counts()?;
     let api_calls = sim.sandbox.shared.log.snapshot().iter().filter(|r| r.counted).count();
     let tasks_url = match sim.sandbox.crm {
@@ -386,6 +382,19 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
         tasks_url,
         admin_url: sim.sandbox.admin_url.clone(),
     })
+}
+
+/// Tasks beyond the first per handoff key, as the sandbox itself counts them
+/// (its duplicates report).
+pub async fn sandbox_duplicates(sandbox: &RunningSandbox) -> anyhow::Result<usize> {
+    let path = match sandbox.crm {
+        CrmKind::Salesforce => "salesforce/duplicates/tasks",
+        CrmKind::Hubspot => "hubspot/tasks/duplicates",
+    };
+    let url = format!("{}/{path}", sandbox.admin_url);
+    let body: Value = reqwest::Client::new().get(&url).send().await?.error_for_status()?.json().await?;
+    let groups = body["by_handoff_key"].as_array().with_context(|| format!("{url} answered without by_handoff_key"))?;
+    Ok(groups.iter().map(|g| g["ids"].as_array().map_or(0, |ids| ids.len().saturating_sub(1))).sum())
 }
 
 /// A task as the sandbox holds it (read through its admin API).
