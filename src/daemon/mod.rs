@@ -486,26 +486,91 @@ impl Daemon {
     /// When the next tick is worth running: the next deadline, or the
     /// interval (longer while idle or low on budget).
     pub fn next_wake(&self, report: &TickReport, idle_ticks: u32) -> Result<std::time::Duration, DaemonError> {
-        let base = self.sync.interval_secs.max(1);
         let budget = self.connector.budget();
-        let low_budget = budget.allowed > 0 && budget.remaining() * 10 < budget.allowed;
-        let mut secs = if report.caught_up { base.saturating_mul(1u64 << idle_ticks.min(6)) } else { 0 };
-        if low_budget {
-            secs = self.sync.max_interval_secs;
-        }
-        secs = secs.min(self.sync.max_interval_secs);
-        if let (Some(now), Some(next)) = (report.now, self.store.next_deadline()?) {
-            let until = (next - now).num_seconds().max(0) as u64;
-            secs = secs.min(until.max(if report.caught_up { 1 } else { 0 }));
-        }
-        if let (Some(now), Some(paused)) = (report.now, report.paused_until) {
-            secs = secs.max((paused - now).num_seconds().max(0) as u64).min(self.sync.max_interval_secs.max(base));
-        }
+        let secs = wake_after_secs(&Wake {
+            interval_secs: self.sync.interval_secs,
+            max_interval_secs: self.sync.max_interval_secs,
+            idle_ticks,
+            caught_up: report.caught_up,
+            low_budget: budget.allowed > 0 && budget.remaining() * 10 < budget.allowed,
+            now: report.now,
+            next_deadline: self.store.next_deadline()?,
+            paused_until: report.paused_until,
+        });
         Ok(std::time::Duration::from_secs(secs))
     }
+}
+
+/// What decides the pause before the next tick.
+struct Wake {
+    interval_secs: u64,
+    max_interval_secs: u64,
+    /// Ticks in a row that found nothing to do.
+    idle_ticks: u32,
+    caught_up: bool,
+    /// Less than a tenth of the day's budget share is left.
+    low_budget: bool,
+    now: Option<DateTime<Utc>>,
+    next_deadline: Option<DateTime<Utc>>,
+    paused_until: Option<DateTime<Utc>>,
+}
+
+/// Seconds to wait: none while work is left; the interval, doubling with
+/// each idle tick up to the maximum (the maximum at once when the budget runs
+/// low); never past the next deadline; and at least until an API-budget
+/// pause ends (but no longer than the maximum, to look again).
+fn wake_after_secs(w: &Wake) -> u64 {
+    let base = w.interval_secs.max(1);
+    let mut secs = if w.caught_up { base.saturating_mul(1u64 << w.idle_ticks.min(6)) } else { 0 };
+    if w.low_budget {
+        secs = w.max_interval_secs;
+    }
+    secs = secs.min(w.max_interval_secs);
+    if let (Some(now), Some(next)) = (w.now, w.next_deadline) {
+        let until = (next - now).num_seconds().max(0) as u64;
+        secs = secs.min(until.max(u64::from(w.caught_up)));
+    }
+    if let (Some(now), Some(paused)) = (w.now, w.paused_until) {
+        secs = secs.max((paused - now).num_seconds().max(0) as u64).min(w.max_interval_secs.max(base));
+    }
+    secs
 }
 
 /// The instant a finished window reaches (now minus the lag).
 fn page_window_end(now: DateTime<Utc>, sync: &SyncSettings) -> Option<DateTime<Utc>> {
     now.checked_sub_signed(Duration::seconds(sync.lag_secs as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn wake() -> Wake {
+        Wake {
+            interval_secs: 60,
+            max_interval_secs: 600,
+            idle_ticks: 0,
+            caught_up: true,
+            low_budget: false,
+            now: Some(Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()),
+            next_deadline: None,
+            paused_until: None,
+        }
+    }
+
+    #[test]
+    fn the_pause_grows_while_idle_and_runs_out_at_a_deadline() {
+        assert_eq!(wake_after_secs(&wake()), 60);
+        assert_eq!(wake_after_secs(&Wake { idle_ticks: 2, ..wake() }), 240);
+        assert_eq!(wake_after_secs(&Wake { idle_ticks: 10, ..wake() }), 600, "capped");
+        assert_eq!(wake_after_secs(&Wake { caught_up: false, ..wake() }), 0, "work left: go on");
+        let soon = wake().now.map(|n| n + Duration::seconds(25));
+        assert_eq!(wake_after_secs(&Wake { idle_ticks: 3, next_deadline: soon, ..wake() }), 25);
+        assert_eq!(wake_after_secs(&Wake { low_budget: true, ..wake() }), 600, "short of budget: slow down");
+        let later = wake().now.map(|n| n + Duration::seconds(300));
+        assert_eq!(wake_after_secs(&Wake { paused_until: later, ..wake() }), 300, "a budget pause is waited out");
+        let much_later = wake().now.map(|n| n + Duration::hours(5));
+        assert_eq!(wake_after_secs(&Wake { paused_until: much_later, ..wake() }), 600, "but looked at again");
+    }
 }
