@@ -1,0 +1,57 @@
+//! `handoff state`: what the state directory holds, re-reading a stream from
+//! a date (and nothing done twice because of it), and its refusal to touch
+//! a state directory the daemon holds.
+
+mod common;
+
+use std::process::Command;
+
+use handoff_model::CrmKind;
+
+fn handoff(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    Command::new(common::binary()).args(args).arg("--config").arg(config).env("RUST_LOG", "warn").output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
+    let sb = common::sandbox(CrmKind::Salesforce, 4, 80, 6).await;
+    sb.shared.clock.advance(chrono::Duration::days(4));
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(&sb, dir.path(), 1, |_| {});
+    let run = handoff(&["run", "--once"], &config);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let tasks_before = handoff::demo::sandbox_tasks(&sb).await.unwrap().len();
+    assert!(tasks_before > 0);
+
+    let out = handoff(&["state"], &config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["instance demo-salesforce", "leads", "outbox: 0 queued, 0 failed", "cursors:", "leads ", "activities "] {
+        assert!(text.contains(needle), "`handoff state` lacks {needle:?}:\n{text}");
+    }
+
+    let out = handoff(&["state", "--json"], &config);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["counts"]["leads"].as_u64().unwrap() > 0);
+    assert!(report["counts"]["ledger"].as_u64().unwrap() > 0);
+
+    // Re-read leads from the timeline's second day.
+    let out = handoff(&["state", "--json", "--resync", "leads", "--since", "2026-03-03"], &config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let leads_cursor = report["cursors"].as_array().unwrap().iter().find(|c| c[0] == "leads").unwrap()[1].as_str().unwrap().to_string();
+    let cursor: serde_json::Value = serde_json::from_str(&leads_cursor).unwrap();
+    assert_eq!(cursor["done_until_ms"], serde_json::json!(1_772_496_000_000i64), "{cursor}");
+    let calls_before = sb.shared.log.len();
+    let run = handoff(&["run", "--once"], &config);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(sb.shared.log.len() > calls_before, "the re-read reads");
+    assert_eq!(handoff::demo::sandbox_duplicates(&sb).await.unwrap(), 0, "a re-read creates nothing twice");
+    assert_eq!(handoff::demo::sandbox_tasks(&sb).await.unwrap().len(), tasks_before, "and nothing new: nothing changed");
+
+    // A bad date is refused with the forms that work.
+    let out = handoff(&["state", "--resync", "leads", "--since", "yesterday"], &config);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2026-03-01"), "{}", String::from_utf8_lossy(&out.stderr));
+    sb.stop().await;
+}
