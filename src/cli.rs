@@ -162,8 +162,13 @@ pub struct ExplainArgs {
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
     /// A case file: `{ "lead": {…}, "activities": [ … ], "owners": [ … ] }`.
-    #[arg(long, value_name = "CASE.json", conflicts_with_all = ["lead", "activities", "owner"], required_unless_present = "lead")]
+    #[arg(long, value_name = "CASE.json", conflicts_with_all = ["lead", "activities", "owner", "from_state"], required_unless_present_any = ["lead", "from_state"])]
     pub case: Option<PathBuf>,
+    /// A lead as the daemon holds it in the config's state directory (its
+    /// record, history, activities and the owners), by CRM id: replays a
+    /// disputed case exactly as the daemon saw it.
+    #[arg(long, value_name = "LEAD_ID", conflicts_with_all = ["lead", "activities", "owner"])]
+    pub from_state: Option<String>,
     /// The lead as JSON (handoff's CRM-neutral lead).
     #[arg(long, value_name = "LEAD.json")]
     pub lead: Option<PathBuf>,
@@ -250,7 +255,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let input = explain_input(&args)?;
+            let input = match &args.from_state {
+                Some(id) => explain_from_state(&config, id, &args)?,
+                None => explain_input(&args)?,
+            };
             let report = crate::explain::run(&config, &input)?;
             print!("{report}");
             Ok(ExitCode::SUCCESS)
@@ -325,6 +333,22 @@ fn load_or_report(path: &Path) -> Result<Config, ExitCode> {
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {what} file {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{what} file {} is not valid {what} JSON", path.display()))
+}
+
+fn explain_from_state(config: &Config, lead_id: &str, args: &ExplainArgs) -> anyhow::Result<ExplainInput> {
+    let dir = &config.instance.state_dir;
+    let store = crate::store::Store::open(dir)
+        .with_context(|| format!("opening {} (stop the daemon first, or copy the state directory)", dir.display()))?;
+    let stored = store
+        .lead(lead_id)?
+        .with_context(|| format!("lead {lead_id} is not in {}; `handoff state` shows what is", dir.display()))?;
+    Ok(ExplainInput {
+        lead: stored.for_engine(),
+        activities: store.activities_of(lead_id)?,
+        owners: store.owners()?,
+        now: args.now,
+        json: args.json,
+    })
 }
 
 fn explain_input(args: &ExplainArgs) -> anyhow::Result<ExplainInput> {

@@ -49,6 +49,29 @@ async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
     assert_eq!(handoff::demo::sandbox_duplicates(&sb).await.unwrap(), 0, "a re-read creates nothing twice");
     assert_eq!(handoff::demo::sandbox_tasks(&sb).await.unwrap().len(), tasks_before, "and nothing new: nothing changed");
 
+    // A lead replayed from the state at the instant the daemon last judged
+    // it says what the daemon concluded.
+    let store = handoff::store::Store::open(&handoff::config::load(&config).unwrap().instance.state_dir).unwrap();
+    let (id, state) = store.states().unwrap().into_iter().find(|(_, s)| s.mql && s.waived.is_none()).unwrap();
+    drop(store);
+    let out = Command::new(common::binary())
+        .args(["explain", "--config"])
+        .arg(&config)
+        .args(["--from-state", &id, "--now", &state.evaluated_at.to_rfc3339(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ev["lead_id"], serde_json::json!(id));
+    let replayed: Vec<(String, String)> = ev["clocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap().to_string(), c["status"].as_str().unwrap().to_string()))
+        .collect();
+    let stored: Vec<(String, String)> = state.clocks.iter().map(|c| (c.kind.as_str().to_string(), c.status.as_str().to_string())).collect();
+    assert_eq!(replayed, stored, "explain --from-state replays the daemon's judgement");
+
     // A bad date is refused with the forms that work.
     let out = handoff(&["state", "--resync", "leads", "--since", "yesterday"], &config);
     assert!(!out.status.success());
