@@ -353,6 +353,25 @@ fn routing_is_reported_without_tasks() {
 }
 
 #[test]
+fn a_lead_waiting_in_a_queue_is_looked_at_again_when_routing_is_due() {
+    // Grade B (same business day): no sales deadline before the evening.
+    let mut lead = lead();
+    lead.fields.insert("Employees".to_string(), json!(100));
+    lead.owner_id = Some("q_inbound".to_string());
+    lead.assignments = vec![Assignment { owner_id: "q_inbound".to_string(), owner_kind: OwnerKind::Queue, at: lead.created_at }];
+    let ev = run(&policy(), &lead, &[], ny("2026-03-02 10:01"));
+    assert_eq!(clock(&ev, ClockKind::Routing).status, ClockStatus::Pending);
+    // Without this check the breach would stay unrecorded until the lead
+    // changed, and the week it falls in would close without it.
+    assert_eq!(ev.next_check_at, Some(ny("2026-03-02 10:05")), "the routing due time is the next check");
+    let ev = run(&policy(), &lead, &[], ny("2026-03-02 10:05"));
+    let routing = clock(&ev, ClockKind::Routing);
+    assert_eq!((routing.status, routing.breached_at), (ClockStatus::Breached, Some(ny("2026-03-02 10:05"))));
+    assert!(ev.actions.iter().all(|a| !a.key.as_str().contains(":route:")), "routing raises no task: {:?}", ev.actions);
+    assert_eq!(ev.next_check_at, clock(&ev, ClockKind::FirstTouch).remind_at, "then only the sales clocks' own instants");
+}
+
+#[test]
 fn waived_leads_carry_no_sales_obligation() {
     let mut incomplete = lead();
     incomplete.fields.remove("Email");

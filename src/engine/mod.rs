@@ -1143,15 +1143,20 @@ fn same_value(have: Option<&serde_json::Value>, want: &serde_json::Value) -> boo
 }
 
 /// The earliest future instant where a clock changes state or a rung fires.
+///
+/// Routing raises no task, but its breach counts in the week of its due
+/// time: a lead still waiting for a rep is looked at again then, so the
+/// stored state (and a closed week's scorecard) holds the breach without
+/// waiting for the lead to change.
 fn next_check(clocks: &[Clock], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let mut candidates = Vec::new();
-    for clock in clocks.iter().filter(|c| c.kind.is_sales()) {
+    for clock in clocks {
         match clock.status {
             ClockStatus::Pending | ClockStatus::AtRisk => {
                 candidates.extend(clock.remind_at);
                 candidates.extend(clock.due_at);
             }
-            ClockStatus::Breached if clock.stopped_at.is_none() => {
+            ClockStatus::Breached if clock.stopped_at.is_none() && clock.kind.is_sales() => {
                 candidates.extend(clock.escalations.iter().map(|r| r.at));
             }
             _ => {}
