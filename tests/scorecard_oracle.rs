@@ -718,8 +718,9 @@ fn oracle(w: &World<'_>, feeds: &dyn Fn(usize) -> Feeds, by: Option<Dimension>, 
             }
         }
 
-        // Feedback on rejections, for every lead meeting the MQL rule.
-        if mql && feed.sales {
+        // Feedback on rejections, for qualified MQLs (a waived lead carries
+        // no sales obligation, its rejection included).
+        if qualified && feed.sales {
             if let Some(rejected) = h.statuses.iter().find(|s| s.class == Class::Rejected && s.at >= mql_at) {
                 let code = h.reason();
                 let label = match &code {

@@ -13,13 +13,13 @@
 //! | MQLs (vs target, by grade) | a lead meeting the MQL definition with complete data | its MQL time | — |
 //! | data completeness | a lead meeting the MQL rule | its MQL time | each required field populated |
 //! | routing in window | a routing clock met or breached | assignment (met) or breach | met |
-//! | MQL→SAL acceptance | the first decision on an MQL: accepted, converted or rejected | the decision | accepted or converted |
+//! | MQL→SAL acceptance | the first decision on an MQL with complete data: accepted, converted or rejected | the decision | accepted or converted |
 //! | speed to first touch | a first-touch clock stopped by a touch | the touch | (median and 90th percentile in business minutes, on the owner's calendar) |
 //! | first touch in window | a first-touch clock met or breached | the stop (met) or the breach | met |
 //! | follow-up completion | a lead closed as unresponsive (cadence judged) | the close | full cadence |
 //! | disposition in window | a disposition clock met or breached | the decision (met) or the breach | met (a close without an agreed reason code is a breach) |
-//! | feedback quality | a rejection | the rejection | carries an agreed reason code |
-//! | rejection reasons | a rejection | the rejection | (count per code) |
+//! | feedback quality | the first rejection of an MQL with complete data | the rejection | carries an agreed reason code |
+//! | rejection reasons | the same rejections | the rejection | (count per code) |
 //! | lead→opportunity | an MQL (cohort) | its MQL time | converted since |
 //!
 //! Each commitment has a target (from the policy) and the week's actual;
@@ -311,8 +311,9 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
             }
         }
 
-        // Rejections: feedback quality and reasons.
-        if state.mql {
+        // Rejections: feedback quality and reasons, on qualified MQLs only
+        // (a waived lead carries no sales obligation, its rejection included).
+        if qualified {
             let code = lead.field_str(&policy.fields.reason_code).map(str::trim).map(str::to_string);
             let agreed = code.as_deref().is_some_and(|c| policy.reason_codes.contains(c));
             let label = match (&code, agreed) {

@@ -55,9 +55,13 @@ pub fn render_table(card: &Scorecard) -> String {
     let head: Vec<String> = weeks.iter().map(|w| format!("{}{}", w.start.format("%m-%d"), if w.partial { "*" } else { "" })).collect();
     let _ = writeln!(out, "{:<42} {:>7} {}  trend", "", "target", head.iter().map(|h| format!("{h:>8}")).collect::<String>());
     let Some(last) = weeks.last() else { return out };
+    // The target column shows a whole week's target (a week to date is
+    // judged against its prorated share, which the cells reflect).
+    let reference = weeks.iter().rev().find(|w| !w.partial).unwrap_or(last);
     for side in [Side::Marketing, Side::Sales] {
         let _ = writeln!(out, "{}", side.as_str().to_uppercase());
         for c in last.commitments.iter().filter(|c| c.side == side) {
+            let shown_target = reference.commitments.iter().find(|x| x.id == c.id).unwrap_or(c);
             let series: Vec<Option<&Commitment>> = weeks.iter().map(|w| w.commitments.iter().find(|x| x.id == c.id)).collect();
             let cells: String = series
                 .iter()
@@ -74,7 +78,7 @@ pub fn render_table(card: &Scorecard) -> String {
                 })
                 .collect();
             let trend = spark(&series.iter().map(|x| x.and_then(|x| x.actual)).collect::<Vec<_>>());
-            let _ = writeln!(out, "  {:<40} {:>7} {cells}  {trend}", c.label, target_text(c));
+            let _ = writeln!(out, "  {:<40} {:>7} {cells}  {trend}", c.label, target_text(shown_target));
         }
     }
     let all: Vec<&Metrics> = weeks.iter().filter_map(|w| w.groups.get("all")).collect();
