@@ -63,6 +63,11 @@ fn touch(rec: &mut Record, at: DateTime<Utc>, by: &str) {
     rec.insert("SystemModstamp".into(), ts);
 }
 
+/// Just the fields Lead history tracks, to compare before and after.
+fn tracked(rec: &Record) -> Record {
+    ["OwnerId", "Status"].iter().filter_map(|f| rec.get(*f).map(|v| (f.to_string(), v.clone()))).collect()
+}
+
 /// A full row of `object` with every field null, then `fields` on top.
 fn blank(state: &SfState, object: &str) -> Record {
     let mut rec = Record::new();
@@ -209,12 +214,15 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
             derive_fields("Lead", &mut rec, at);
             audit(&mut rec, at, &admin);
             state.put_raw("Lead", &id, rec);
+            state.history_on_create(&id, at, &admin);
         }
         EventKind::Assigned { lead, owner } => {
             let id = lead_id(*lead);
             if let Some(mut rec) = state.get("Lead", &id).cloned() {
+                let before = tracked(&rec);
                 rec.insert("OwnerId".into(), json!(owner_id(*owner)));
                 touch(&mut rec, at, &admin);
+                state.history_on_update(&id, &before, &tracked(&rec), at, &admin);
                 state.put_raw("Lead", &id, rec);
             }
         }
@@ -272,6 +280,7 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
         EventKind::StatusChanged { lead, status } => {
             let id = lead_id(*lead);
             if let Some(mut rec) = state.get("Lead", &id).cloned() {
+                let before = tracked(&rec);
                 rec.insert("Status".into(), json!(lead_status(status)));
                 match status {
                     LeadStatus::Rejected { reason } | LeadStatus::ClosedUnresponsive { reason } => {
@@ -284,6 +293,7 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
                     _ => {}
                 }
                 touch(&mut rec, at, &admin);
+                state.history_on_update(&id, &before, &tracked(&rec), at, &admin);
                 state.put_raw("Lead", &id, rec);
             }
         }

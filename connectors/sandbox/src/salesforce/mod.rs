@@ -9,10 +9,11 @@
 //!
 //! # Layout
 //! - [`schema`]: the sObjects and fields (what `describe` reports).
-//! - [`store`]: record tables with a `(SystemModstamp, Id)` index, ids, datetimes.
+//! - [`store`]: record tables with a `(SystemModstamp, Id)` index and a parent
+//!   index per child relationship field, ids, datetimes.
 //! - [`soql`]: the SOQL subset: parse, bind, evaluate, render.
 //! - [`state`]: all data behind one lock; validated writes, queries, cursors.
-//! - [`materialise`]: the synthetic org timeline → records.
+//! - [`materialise`]: the synthetic org timeline → records (and `LeadHistory`).
 //! - [`oauth`]: grants, sessions, refresh tokens.
 //! - [`limits`]: the rolling daily allocation.
 //! - [`errors`]: the three error body shapes.

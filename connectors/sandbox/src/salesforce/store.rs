@@ -114,6 +114,10 @@ pub struct Table {
     by_modstamp: BTreeSet<(i64, String)>,
     /// Soft-deleted ids and when (for `sobjects/X/deleted`).
     deleted_at: BTreeMap<String, DateTime<Utc>>,
+    /// For each indexed reference field (`LeadId`, `WhoId`): parent id →
+    /// the ids of the rows naming it, so a child subquery or a merge finds
+    /// a lead's rows without a scan.
+    by_parent: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
 fn modstamp_of(rec: &Record) -> i64 {
@@ -124,7 +128,41 @@ fn modstamp_of(rec: &Record) -> i64 {
         .unwrap_or(0)
 }
 
+fn ref_of<'a>(rec: &'a Record, field: &str) -> Option<&'a str> {
+    rec.get(field).and_then(Value::as_str)
+}
+
 impl Table {
+    /// A table that indexes rows by the reference fields `parent_fields`.
+    pub fn with_parent_index(parent_fields: &[&str]) -> Self {
+        Table { by_parent: parent_fields.iter().map(|f| (f.to_string(), BTreeMap::new())).collect(), ..Table::default() }
+    }
+
+    fn unindex(&mut self, id: &str, rec: &Record) {
+        self.by_modstamp.remove(&(modstamp_of(rec), id.to_string()));
+        for (field, index) in &mut self.by_parent {
+            if let Some(parent) = ref_of(rec, field) {
+                if let Some(set) = index.get_mut(parent) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        index.remove(parent);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ids of the rows whose reference `field` names `parent`, in id order
+    /// (empty when the field is not indexed).
+    pub fn children_of(&self, field: &str, parent: &str) -> impl Iterator<Item = &String> {
+        self.by_parent.get(field).and_then(|index| index.get(parent)).into_iter().flatten()
+    }
+
+    /// Whether `field` has a parent index.
+    pub fn has_parent_index(&self, field: &str) -> bool {
+        self.by_parent.contains_key(field)
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -139,17 +177,22 @@ impl Table {
 
     /// Insert or replace a row, keeping the modstamp index in step.
     pub fn put(&mut self, id: &str, rec: Record) {
-        if let Some(old) = self.rows.get(id) {
-            self.by_modstamp.remove(&(modstamp_of(old), id.to_string()));
+        if let Some(old) = self.rows.remove(id) {
+            self.unindex(id, &old);
         }
         self.by_modstamp.insert((modstamp_of(&rec), id.to_string()));
+        for (field, index) in &mut self.by_parent {
+            if let Some(parent) = ref_of(&rec, field) {
+                index.entry(parent.to_string()).or_default().insert(id.to_string());
+            }
+        }
         self.rows.insert(id.to_string(), rec);
     }
 
     /// Remove a row for good (a rolled-back insert).
     pub fn purge(&mut self, id: &str) {
         if let Some(old) = self.rows.remove(id) {
-            self.by_modstamp.remove(&(modstamp_of(&old), id.to_string()));
+            self.unindex(id, &old);
         }
         self.deleted_at.remove(id);
     }
@@ -234,5 +277,26 @@ mod tests {
         t.put("c", rec("2026-03-02T10:00:00.000+0000"));
         assert_eq!(t.ids_by_modstamp(Some(nine), None), vec!["a", "b", "c"]);
         assert_eq!(t.ids_by_modstamp(None, Some(nine)), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn parent_index_follows_reparenting_and_purges() {
+        let mut t = Table::with_parent_index(&["WhoId"]);
+        let rec = |who: &str| {
+            let mut r = Record::new();
+            r.insert("WhoId".into(), json!(who));
+            r
+        };
+        t.put("t1", rec("00Q1"));
+        t.put("t2", rec("00Q1"));
+        t.put("t3", rec("00Q2"));
+        assert_eq!(t.children_of("WhoId", "00Q1").collect::<Vec<_>>(), vec!["t1", "t2"]);
+        t.put("t2", rec("00Q2"));
+        assert_eq!(t.children_of("WhoId", "00Q1").collect::<Vec<_>>(), vec!["t1"]);
+        assert_eq!(t.children_of("WhoId", "00Q2").collect::<Vec<_>>(), vec!["t2", "t3"]);
+        t.purge("t1");
+        assert_eq!(t.children_of("WhoId", "00Q1").count(), 0);
+        assert_eq!(t.children_of("OwnerId", "00Q2").count(), 0, "unindexed fields have no children");
+        assert!(t.has_parent_index("WhoId"));
     }
 }
