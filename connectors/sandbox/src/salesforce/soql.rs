@@ -888,9 +888,18 @@ fn typed_of(v: &Value, kind: FieldType) -> Typed {
     }
 }
 
+/// Case-insensitive order, without allocating for ASCII text.
+fn cmp_ignoring_case(x: &str, y: &str) -> Ordering {
+    if x.is_ascii() && y.is_ascii() {
+        x.bytes().map(|c| c.to_ascii_lowercase()).cmp(y.bytes().map(|c| c.to_ascii_lowercase()))
+    } else {
+        x.to_lowercase().cmp(&y.to_lowercase())
+    }
+}
+
 fn cmp_typed(a: &Typed, b: &Typed, case_insensitive: bool) -> Option<Ordering> {
     match (a, b) {
-        (Typed::Text(x), Typed::Text(y)) if case_insensitive => Some(x.to_lowercase().cmp(&y.to_lowercase())),
+        (Typed::Text(x), Typed::Text(y)) if case_insensitive => Some(cmp_ignoring_case(x, y)),
         (Typed::Text(x), Typed::Text(y)) => Some(x.cmp(y)),
         (Typed::Number(x), Typed::Number(y)) => x.partial_cmp(y),
         (Typed::Bool(x), Typed::Bool(y)) => Some(x.cmp(y)),
@@ -952,18 +961,61 @@ fn like(value: &str, pattern: &str) -> bool {
     go(&v, &p)
 }
 
+/// The stored value of a path that names a field of the row itself.
+fn direct<'a>(rec: &'a Record, path: &BoundPath) -> Option<&'a Value> {
+    match path.steps.as_slice() {
+        [Step::Field(f)] => Some(rec.get(f).unwrap_or(&Value::Null)),
+        _ => None,
+    }
+}
+
+/// A path's value in comparable form, read in place when it is the row's own field.
+fn actual_of(db: &dyn Db, rec: &Record, path: &BoundPath) -> Typed {
+    match direct(rec, path) {
+        Some(v) => typed_of(v, path.kind),
+        None => typed_of(&leaf_value(db, rec, path), path.kind),
+    }
+}
+
+/// A text comparison on the row's own field, without copying the value;
+/// `None` when the general path applies (relationships, non-text, nulls).
+fn direct_text_cmp(rec: &Record, path: &BoundPath, op: CmpOp, want: &Typed) -> Option<bool> {
+    let (Some(Value::String(actual)), Typed::Text(want)) = (direct(rec, path), want) else { return None };
+    let o = match path.kind {
+        FieldType::Id | FieldType::Reference if actual.len() == want.len() => actual.as_str().cmp(want.as_str()),
+        FieldType::Id | FieldType::Reference => normalise_id(actual).cmp(want),
+        k if k.is_textual() => cmp_ignoring_case(actual, want),
+        _ => return None,
+    };
+    Some(match op {
+        CmpOp::Eq => o == Ordering::Equal,
+        CmpOp::Ne => o != Ordering::Equal,
+        CmpOp::Lt => o == Ordering::Less,
+        CmpOp::Le => o != Ordering::Greater,
+        CmpOp::Gt => o == Ordering::Greater,
+        CmpOp::Ge => o != Ordering::Less,
+    })
+}
+
 fn eval(db: &dyn Db, rec: &Record, c: &BoundCond) -> bool {
     match c {
         BoundCond::And(a, b) => eval(db, rec, a) && eval(db, rec, b),
         BoundCond::Or(a, b) => eval(db, rec, a) || eval(db, rec, b),
         BoundCond::Not(a) => !eval(db, rec, a),
         BoundCond::Cmp { path, op, value } => {
-            let actual = typed_of(&leaf_value(db, rec, path), path.kind);
+            if let Some(hit) = direct_text_cmp(rec, path, *op, value) {
+                return hit;
+            }
+            let actual = actual_of(db, rec, path);
             let ci = !matches!(path.kind, FieldType::Id | FieldType::Reference);
             compare(&actual, *op, value, ci)
         }
         BoundCond::In { path, values, negated } => {
-            let actual = typed_of(&leaf_value(db, rec, path), path.kind);
+            let direct: Option<Vec<bool>> = values.iter().map(|v| direct_text_cmp(rec, path, CmpOp::Eq, v)).collect();
+            if let Some(hits) = direct {
+                return hits.contains(&true) != *negated;
+            }
+            let actual = actual_of(db, rec, path);
             let ci = !matches!(path.kind, FieldType::Id | FieldType::Reference);
             let hit = values.iter().any(|v| compare(&actual, CmpOp::Eq, v, ci));
             hit != *negated
@@ -1035,8 +1087,8 @@ impl Bound {
         }
         rows.sort_by(|(ida, a), (idb, b)| {
             for (path, desc, nulls_last) in &self.order {
-                let va = typed_of(&leaf_value(db, a, path), path.kind);
-                let vb = typed_of(&leaf_value(db, b, path), path.kind);
+                let va = actual_of(db, a, path);
+                let vb = actual_of(db, b, path);
                 let o = match (&va, &vb) {
                     (Typed::Null, Typed::Null) => Ordering::Equal,
                     (Typed::Null, _) => {

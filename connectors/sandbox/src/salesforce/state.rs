@@ -14,7 +14,7 @@ use super::oauth::{AppConfig, TokenStore};
 use super::schema::{standard_objects, ChildRelationship, FieldType, SObjectDef};
 use super::soql::{self, Bound, Db};
 use super::store::{
-    fmt_date, fmt_datetime, is_id_with_prefix, make_id, normalise_id, parse_date, parse_datetime, to_millis, Record, Table,
+    fmt_date, fmt_datetime, is_id_with_prefix, make_id, normalise_id, parse_date, parse_datetime, set, to_millis, Record, Table,
 };
 
 /// Default and bounds of `Sforce-Query-Options: batchSize`.
@@ -61,6 +61,8 @@ pub struct SfState {
     /// Field history tracking on Lead (`Owner`, `Status`): while on, changes
     /// write `LeadHistory` rows and Lead's describe lists `Histories`.
     field_history: bool,
+    /// A `LeadHistory` row with every field null, cloned for each new row.
+    history_row: Record,
 }
 
 impl Db for SfState {
@@ -107,6 +109,8 @@ fn is_true(rec: &Record, field: &str) -> bool {
 impl SfState {
     pub fn new(app: AppConfig) -> Self {
         let objects = standard_objects();
+        let history_row: Record =
+            objects.get("LeadHistory").map(|d| d.fields.iter().map(|f| (f.name.clone(), Value::Null)).collect()).unwrap_or_default();
         let tables = objects
             .keys()
             .map(|k| {
@@ -132,6 +136,7 @@ impl SfState {
             locator_seq: 0,
             history_seq: 0,
             field_history: true,
+            history_row,
         }
     }
 
@@ -169,16 +174,16 @@ impl SfState {
     fn push_history(&mut self, lead_id: &str, field: &str, data_type: &str, old: Value, new: Value, at: DateTime<Utc>, by: &str) -> String {
         self.history_seq += 1;
         let id = make_id("017", HISTORY_POD, self.history_seq);
-        let mut rec = Record::new();
-        rec.insert("Id".into(), json!(id));
-        rec.insert("IsDeleted".into(), json!(false));
-        rec.insert("LeadId".into(), json!(lead_id));
-        rec.insert("Field".into(), json!(field));
-        rec.insert("DataType".into(), json!(data_type));
-        rec.insert("OldValue".into(), old);
-        rec.insert("NewValue".into(), new);
-        rec.insert("CreatedDate".into(), json!(fmt_datetime(at)));
-        rec.insert("CreatedById".into(), json!(by));
+        let mut rec = self.history_row.clone();
+        set(&mut rec, "Id", json!(id));
+        set(&mut rec, "IsDeleted", json!(false));
+        set(&mut rec, "LeadId", json!(lead_id));
+        set(&mut rec, "Field", json!(field));
+        set(&mut rec, "DataType", json!(data_type));
+        set(&mut rec, "OldValue", old);
+        set(&mut rec, "NewValue", new);
+        set(&mut rec, "CreatedDate", json!(fmt_datetime(at)));
+        set(&mut rec, "CreatedById", json!(by));
         self.put_raw("LeadHistory", &id, rec);
         id
     }
@@ -245,6 +250,11 @@ impl SfState {
         if let Some(t) = self.tables.get_mut(object) {
             t.put(id, rec);
         }
+    }
+
+    /// Change a stored row in place (timeline events touching a few fields).
+    pub fn modify(&mut self, object: &str, id: &str, f: impl FnOnce(&mut Record)) -> bool {
+        self.tables.get_mut(object).is_some_and(|t| t.modify(id, f))
     }
 
     pub fn get(&self, object: &str, id: &str) -> Option<&Record> {
@@ -585,12 +595,19 @@ impl SfState {
         let visible = |r: &Record| soql::is_visible(&def, r, include_deleted);
         let (lo, hi) = bound.modstamp_range();
         let use_index = lo.is_some() || hi.is_some() || bound.ordered_by_modstamp();
+        // In index order with a LIMIT, rows past OFFSET + LIMIT are never needed.
+        let enough = if bound.ordered_by_modstamp() {
+            bound.query.limit.map_or(usize::MAX, |l| (l as usize).saturating_add(bound.query.offset.unwrap_or(0) as usize))
+        } else {
+            usize::MAX
+        };
         let mut hits: Vec<(String, &Record)> = if use_index {
             table
-                .ids_by_modstamp(lo, hi)
-                .into_iter()
-                .filter_map(|id| table.get(&id).map(|r| (id, r)))
+                .range_by_modstamp(lo, hi)
+                .filter_map(|id| table.get(id).map(|r| (id, r)))
                 .filter(|(_, r)| visible(r) && bound.matches(self, r))
+                .take(enough)
+                .map(|(id, r)| (id.clone(), r))
                 .collect()
         } else {
             table.rows().filter(|(_, r)| visible(r) && bound.matches(self, r)).map(|(id, r)| (id.clone(), r)).collect()

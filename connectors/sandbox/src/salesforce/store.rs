@@ -13,9 +13,32 @@ use serde_json::{Map, Value};
 
 pub type Record = Map<String, Value>;
 
+/// Set a field, without allocating its name again when the row already has
+/// it (materialising a large org sets millions of fields).
+pub fn set(rec: &mut Record, field: &str, value: Value) {
+    match rec.get_mut(field) {
+        Some(v) => *v = value,
+        None => {
+            rec.insert(field.to_string(), value);
+        }
+    }
+}
+
 /// Salesforce's datetime rendering: UTC, milliseconds, `+0000`.
 pub fn fmt_datetime(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+    use chrono::{Datelike, Timelike};
+    // Written by hand: every stored row carries several of these, and the
+    // strftime machinery dominated materialising a large org.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+0000",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.timestamp_subsec_millis().min(999)
+    )
 }
 
 pub fn fmt_date(at: DateTime<Utc>) -> String {
@@ -25,6 +48,11 @@ pub fn fmt_date(at: DateTime<Utc>) -> String {
 /// Parse a datetime as Salesforce writes it (`+0000`), as RFC 3339 (`Z`,
 /// `+00:00`), or with no fraction.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    // Every stored datetime has the one form `fmt_datetime` writes; reading
+    // it without the general parser keeps index upkeep and filters cheap.
+    if let Some(dt) = parse_stored(s) {
+        return Some(dt);
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.with_timezone(&Utc));
     }
@@ -34,6 +62,20 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
         }
     }
     None
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmm+0000` exactly, or `None`.
+fn parse_stored(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 28 || &b[23..] != b"+0000" || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+    };
+    let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    let time = date.and_hms_milli_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?)?;
+    Some(time.and_utc())
 }
 
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
@@ -120,16 +162,23 @@ pub struct Table {
     by_parent: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
-fn modstamp_of(rec: &Record) -> i64 {
-    rec.get("SystemModstamp")
-        .and_then(Value::as_str)
-        .and_then(parse_datetime)
-        .map(to_millis)
-        .unwrap_or(0)
+/// The `SystemModstamp` index key: `None` for rows of objects without the
+/// field (history rows never change, so nothing queries them by it).
+fn modstamp_of(rec: &Record) -> Option<i64> {
+    let v = rec.get("SystemModstamp")?;
+    Some(v.as_str().and_then(parse_datetime).map(to_millis).unwrap_or(0))
 }
 
 fn ref_of<'a>(rec: &'a Record, field: &str) -> Option<&'a str> {
     rec.get(field).and_then(Value::as_str)
+}
+
+/// Where a row is filed: its modstamp key and, per indexed field in the
+/// index's order, the parent it names.
+type IndexKeys = (Option<i64>, Vec<Option<String>>);
+
+fn index_keys(rec: &Record, by_parent: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>) -> IndexKeys {
+    (modstamp_of(rec), by_parent.keys().map(|f| ref_of(rec, f).map(str::to_string)).collect())
 }
 
 impl Table {
@@ -139,14 +188,20 @@ impl Table {
     }
 
     fn unindex(&mut self, id: &str, rec: &Record) {
-        self.by_modstamp.remove(&(modstamp_of(rec), id.to_string()));
-        for (field, index) in &mut self.by_parent {
-            if let Some(parent) = ref_of(rec, field) {
-                if let Some(set) = index.get_mut(parent) {
-                    set.remove(id);
-                    if set.is_empty() {
-                        index.remove(parent);
-                    }
+        let keys = index_keys(rec, &self.by_parent);
+        self.unindex_keys(id, &keys);
+    }
+
+    fn unindex_keys(&mut self, id: &str, keys: &IndexKeys) {
+        if let Some(ms) = keys.0 {
+            self.by_modstamp.remove(&(ms, id.to_string()));
+        }
+        for (index, parent) in self.by_parent.values_mut().zip(&keys.1) {
+            let Some(parent) = parent else { continue };
+            if let Some(set) = index.get_mut(parent) {
+                set.remove(id);
+                if set.is_empty() {
+                    index.remove(parent);
                 }
             }
         }
@@ -177,16 +232,44 @@ impl Table {
 
     /// Insert or replace a row, keeping the modstamp index in step.
     pub fn put(&mut self, id: &str, rec: Record) {
-        if let Some(old) = self.rows.remove(id) {
+        let keys = index_keys(&rec, &self.by_parent);
+        if let Some(old) = self.rows.insert(id.to_string(), rec) {
             self.unindex(id, &old);
         }
-        self.by_modstamp.insert((modstamp_of(&rec), id.to_string()));
-        for (field, index) in &mut self.by_parent {
-            if let Some(parent) = ref_of(&rec, field) {
-                index.entry(parent.to_string()).or_default().insert(id.to_string());
+        self.index(id, keys);
+    }
+
+    fn index(&mut self, id: &str, keys: IndexKeys) {
+        if let Some(ms) = keys.0 {
+            self.by_modstamp.insert((ms, id.to_string()));
+        }
+        for (index, parent) in self.by_parent.values_mut().zip(keys.1) {
+            let Some(parent) = parent else { continue };
+            match index.get_mut(&parent) {
+                Some(set) => {
+                    set.insert(id.to_string());
+                }
+                None => {
+                    index.insert(parent, BTreeSet::from([id.to_string()]));
+                }
             }
         }
-        self.rows.insert(id.to_string(), rec);
+    }
+
+    /// Change a row in place (no copy of the row), keeping every index in step.
+    /// Returns whether the row exists.
+    pub fn modify(&mut self, id: &str, f: impl FnOnce(&mut Record)) -> bool {
+        let Some(rec) = self.rows.get_mut(id) else { return false };
+        let before = index_keys(rec, &self.by_parent);
+        f(rec);
+        if index_keys(rec, &self.by_parent) != before {
+            // An indexed field changed: re-file the row under its new keys.
+            self.unindex_keys(id, &before);
+            if let Some(rec) = self.rows.remove(id) {
+                self.put(id, rec);
+            }
+        }
+        true
     }
 
     /// Remove a row for good (a rolled-back insert).
@@ -221,8 +304,8 @@ impl Table {
     }
 
     /// Ids whose SystemModstamp lies in `[from_ms, to_ms]` (either end
-    /// open when `None`), in `(SystemModstamp, Id)` order.
-    pub fn ids_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<String> {
+    /// open when `None`), in `(SystemModstamp, Id)` order, lazily.
+    pub fn range_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = &String> {
         use std::ops::Bound;
         let lo = match from_ms {
             Some(ms) => Bound::Included((ms, String::new())),
@@ -233,7 +316,13 @@ impl Table {
             Some(ms) => Bound::Included((ms, "\u{7f}".to_string())),
             None => Bound::Unbounded,
         };
-        self.by_modstamp.range((lo, hi)).map(|(_, id)| id.clone()).collect()
+        self.by_modstamp.range((lo, hi)).map(|(_, id)| id)
+    }
+
+    /// Ids whose SystemModstamp lies in `[from_ms, to_ms]` (either end
+    /// open when `None`), in `(SystemModstamp, Id)` order.
+    pub fn ids_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<String> {
+        self.range_by_modstamp(from_ms, to_ms).cloned().collect()
     }
 }
 
@@ -259,6 +348,11 @@ mod tests {
         assert_eq!(fmt_datetime(at), "2026-03-02T09:00:00.123+0000");
         assert_eq!(parse_datetime("2026-03-02T09:00:00.123+0000"), Some(at));
         assert_eq!(parse_datetime("2026-03-02T10:00:00+01:00").map(fmt_datetime).as_deref(), Some("2026-03-02T09:00:00.000+0000"));
+        // The stored form is read by its own fast path; a near miss falls back or fails.
+        assert_eq!(parse_stored("2026-03-02T09:00:00.123+0000"), Some(at));
+        assert_eq!(parse_stored("2026-03-02T09:00:00.123Z"), None);
+        assert_eq!(parse_stored("2026-02-30T09:00:00.123+0000"), None);
+        assert_eq!(parse_datetime("2026-03-02T09:00:00.123+0100").map(fmt_datetime).as_deref(), Some("2026-03-02T08:00:00.123+0000"));
     }
 
     #[test]
@@ -298,5 +392,16 @@ mod tests {
         assert_eq!(t.children_of("WhoId", "00Q1").count(), 0);
         assert_eq!(t.children_of("OwnerId", "00Q2").count(), 0, "unindexed fields have no children");
         assert!(t.has_parent_index("WhoId"));
+        // In-place edits re-file a row only when an indexed field moves.
+        assert!(t.modify("t3", |r| {
+            r.insert("Subject".into(), json!("x"));
+        }));
+        assert_eq!(t.children_of("WhoId", "00Q2").collect::<Vec<_>>(), vec!["t2", "t3"]);
+        assert!(t.modify("t3", |r| {
+            r.insert("WhoId".into(), json!("00Q9"));
+        }));
+        assert_eq!(t.children_of("WhoId", "00Q2").collect::<Vec<_>>(), vec!["t2"]);
+        assert_eq!(t.children_of("WhoId", "00Q9").collect::<Vec<_>>(), vec!["t3"]);
+        assert!(!t.modify("nope", |_| {}));
     }
 }
