@@ -58,7 +58,8 @@ async fn dump(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>) -> 
     let Some(name) = st.object_name(&object) else {
         return not_found(format!("no sObject named {object}; known: Lead, Task, Event, User, Group, BusinessHours, Holiday, LeadHistory"));
     };
-    let rows: Vec<Value> = st.table(&name).map(|t| t.rows().map(|(_, r)| Value::Object(r.clone())).collect()).unwrap_or_default();
+    let rows: Vec<Value> =
+        st.table(&name).map(|t| t.rows().map(|(_, r)| Value::Object(st.full_row(&name, r))).collect()).unwrap_or_default();
     Json(json!({ "object": name, "totalSize": rows.len(), "records": rows })).into_response()
 }
 

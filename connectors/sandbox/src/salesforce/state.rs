@@ -799,17 +799,37 @@ impl SfState {
         match fields {
             Some(list) => {
                 for f in list.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-                    let key = rec.keys().find(|k| k.eq_ignore_ascii_case(f)).cloned().unwrap_or_else(|| f.to_string());
+                    let key = self
+                        .objects
+                        .get(object)
+                        .and_then(|d| d.field(f))
+                        .map(|d| d.name.clone())
+                        .or_else(|| rec.keys().find(|k| k.eq_ignore_ascii_case(f)).cloned())
+                        .unwrap_or_else(|| f.to_string());
                     out.insert(key.clone(), rec.get(&key).cloned().unwrap_or(Value::Null));
                 }
             }
             None => {
-                for (k, v) in rec {
-                    out.insert(k.clone(), v.clone());
+                for (k, v) in self.full_row(object, rec) {
+                    out.insert(k, v);
                 }
             }
         }
         Some(Value::Object(out))
+    }
+
+    /// A stored row with every field of its object, nulls included (rows
+    /// need not store their null fields).
+    pub fn full_row(&self, object: &str, rec: &Record) -> Record {
+        let mut out = rec.clone();
+        if let Some(def) = self.objects.get(object) {
+            for f in &def.fields {
+                if !out.contains_key(&f.name) {
+                    out.insert(f.name.clone(), Value::Null);
+                }
+            }
+        }
+        out
     }
 
     /// Whether `id` has the key prefix of `object`.

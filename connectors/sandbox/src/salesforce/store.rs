@@ -4,7 +4,9 @@
 //! `(SystemModstamp, Id)`, so the incremental query every connector sends
 //! (`WHERE SystemModstamp >= X ORDER BY SystemModstamp, Id`) is a range
 //! scan rather than a walk over 100k leads. Rows are JSON maps in the
-//! shape Salesforce returns them (datetimes as `…T09:00:00.000+0000`).
+//! shape Salesforce returns them (datetimes as `…T09:00:00.000+0000`). A
+//! row need not hold its null fields: a missing field reads as null, and
+//! whole-row answers fill them in from the schema.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,7 +44,8 @@ pub fn fmt_datetime(at: DateTime<Utc>) -> String {
 }
 
 pub fn fmt_date(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d").to_string()
+    use chrono::Datelike;
+    format!("{:04}-{:02}-{:02}", at.year(), at.month(), at.day())
 }
 
 /// Parse a datetime as Salesforce writes it (`+0000`), as RFC 3339 (`Z`,
