@@ -581,3 +581,34 @@ async fn owners_activities_and_calendars_come_through() {
     assert!(matches!(c.pull(Stream::Leads, Some(&hub)).await, Err(ConnectorError::BadCursor { .. })));
     sb.stop().await;
 }
+
+#[tokio::test]
+async fn a_lead_with_more_history_than_a_page_holds_is_read_whole() {
+    let sb = sandbox(20).await;
+    let mut s = settings(&sb);
+    s.query_batch_size = 200;
+    let c = connect(s).await.expect("connects");
+    let (live, _) = truth(&sb).await;
+    let lead = live.iter().next().expect("a lead").clone();
+    // 210 reassignments: more id-valued Owner rows than a 200-row page holds.
+    let users: Vec<String> = (0..2).map(|i| materialise::user_id(i + 3)).collect();
+    for i in 0..210 {
+        sb.shared.clock.advance(chrono::Duration::seconds(1));
+        admin_json(&sb, reqwest::Method::PATCH, &format!("records/Lead/{lead}"), Some(json!({"OwnerId": users[i % 2]}))).await;
+    }
+    sb.shared.clock.advance(chrono::Duration::minutes(10));
+    let before = c.requests_sent();
+    let mut cursor = None;
+    let mut ledger = Ledger::default();
+    let p = pass(&c, Stream::Leads, &mut cursor, &mut ledger).await;
+    let used = c.requests_sent() - before;
+    let got = &ledger.leads[&lead];
+    assert!(got.assignments.len() >= 211, "every reassignment, after the first owner: {}", got.assignments.len());
+    assert_eq!(got.assignments.last().map(|a| a.owner_id.as_str()), got.owner_id.as_deref());
+    assert!(got.assignments.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    // The lead's own child pages are extra requests beyond the parent pages.
+    let bound = pages_of(p.rows, 200);
+    report("long-history", used, bound);
+    assert!(used <= bound + 2, "{used} calls for {} rows", p.rows);
+    sb.stop().await;
+}
