@@ -28,24 +28,44 @@ pub fn set(rec: &mut Record, field: &str, value: Value) {
 
 /// Salesforce's datetime rendering: UTC, milliseconds, `+0000`.
 pub fn fmt_datetime(at: DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    // Written by hand: every stored row carries several of these, and the
-    // strftime machinery dominated materialising a large org.
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+0000",
-        at.year(),
-        at.month(),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.timestamp_subsec_millis().min(999)
-    )
+    use chrono::Timelike;
+    // Written digit by digit: every stored row carries several of these, and
+    // formatting machinery dominated materialising a large org.
+    let mut out = String::with_capacity(28);
+    push_date(&mut out, at);
+    out.push('T');
+    push_digits(&mut out, at.hour(), 2);
+    out.push(':');
+    push_digits(&mut out, at.minute(), 2);
+    out.push(':');
+    push_digits(&mut out, at.second(), 2);
+    out.push('.');
+    push_digits(&mut out, at.timestamp_subsec_millis().min(999), 3);
+    out.push_str("+0000");
+    out
 }
 
 pub fn fmt_date(at: DateTime<Utc>) -> String {
+    let mut out = String::with_capacity(10);
+    push_date(&mut out, at);
+    out
+}
+
+fn push_date(out: &mut String, at: DateTime<Utc>) {
     use chrono::Datelike;
-    format!("{:04}-{:02}-{:02}", at.year(), at.month(), at.day())
+    push_digits(out, at.year().clamp(0, 9999) as u32, 4);
+    out.push('-');
+    push_digits(out, at.month(), 2);
+    out.push('-');
+    push_digits(out, at.day(), 2);
+}
+
+/// `n` in exactly `width` decimal digits (zero-padded; higher digits dropped).
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for k in (0..width).rev() {
+        let digit = (n / 10u32.pow(k)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// Parse a datetime as Salesforce writes it (`+0000`), as RFC 3339 (`Z`,
@@ -349,6 +369,9 @@ mod tests {
     fn datetimes_round_trip_in_salesforce_form() {
         let at = parse_datetime("2026-03-02T09:00:00.123Z").unwrap();
         assert_eq!(fmt_datetime(at), "2026-03-02T09:00:00.123+0000");
+        assert_eq!(fmt_date(at), "2026-03-02");
+        let late = parse_datetime("0999-12-31T23:59:59.007Z").unwrap();
+        assert_eq!(fmt_datetime(late), "0999-12-31T23:59:59.007+0000");
         assert_eq!(parse_datetime("2026-03-02T09:00:00.123+0000"), Some(at));
         assert_eq!(parse_datetime("2026-03-02T10:00:00+01:00").map(fmt_datetime).as_deref(), Some("2026-03-02T09:00:00.000+0000"));
         // The stored form is read by its own fast path; a near miss falls back or fails.
