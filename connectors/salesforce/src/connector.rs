@@ -2,6 +2,7 @@
 //! sObject Collections writes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use handoff_model::{
@@ -81,12 +82,19 @@ pub struct SalesforceConnector {
     client: Client,
     /// Field names per sObject from `describe`, filled on first use.
     described: RwLock<HashMap<String, HashSet<String>>>,
+    /// Lead's describe lists the `Histories` child relationship (field
+    /// history tracking is on), so lead pulls carry the history subquery.
+    lead_histories: AtomicBool,
 }
 
 /// Build the connector, log in and check the org (objects readable, the
 /// fields the policy names present).
 pub async fn connect(settings: SalesforceSettings) -> Result<SalesforceConnector, SalesforceError> {
-    let connector = SalesforceConnector { client: Client::new(settings)?, described: RwLock::new(HashMap::new()) };
+    let connector = SalesforceConnector {
+        client: Client::new(settings)?,
+        described: RwLock::new(HashMap::new()),
+        lead_histories: AtomicBool::new(false),
+    };
     connector.check_org().await?;
     Ok(connector)
 }
@@ -134,6 +142,11 @@ impl SalesforceConnector {
     async fn describe(&self, sobject: &str) -> Result<Describe, SalesforceError> {
         let path = self.client.api_path(&format!("sobjects/{sobject}/describe"));
         let d: Describe = self.client.send_json(Method::GET, &path, &[], None, sobject).await?;
+        if sobject == "Lead" {
+            let tracked = d.has_child_relationship(map::HISTORIES);
+            self.lead_histories.store(tracked, Ordering::Relaxed);
+            tracing::info!(connector = "salesforce", field_history = tracked, "Lead described");
+        }
         self.described
             .write()
             .await
@@ -166,7 +179,11 @@ impl SalesforceConnector {
     }
 
     async fn window_soql(&self, phase: Phase, window: &Window) -> Result<String, SalesforceError> {
-        let fields = self.select_list(phase).await?.join(", ");
+        let mut fields = self.select_list(phase).await?.join(", ");
+        if phase == Phase::Leads && self.lead_histories.load(Ordering::Relaxed) {
+            fields.push_str(", ");
+            fields.push_str(map::HISTORY_SUBQUERY);
+        }
         let filter = if phase == Phase::Queues { "Type = 'Queue' AND " } else { "" };
         Ok(format!(
             "SELECT {fields} FROM {} WHERE {filter}SystemModstamp >= {} AND SystemModstamp < {} ORDER BY SystemModstamp, Id",
@@ -201,7 +218,7 @@ impl SalesforceConnector {
             message: format!("phase {} does not exist for {}", window.phase, stream.as_str()),
         })?;
         let object = phase.sobject();
-        let page = match window.next_url.clone() {
+        let mut page = match window.next_url.clone() {
             Some(next) => match self.client.send_json::<QueryPage>(Method::GET, &next, &[], None, object).await {
                 Ok(p) => p,
                 // A query locator expires after a while; re-reading the phase
@@ -218,6 +235,9 @@ impl SalesforceConnector {
                 self.run_query(&soql, phase.query_all(), object).await?
             }
         };
+        if phase == Phase::Leads {
+            self.finish_child_pages(&mut page.records, map::HISTORIES, object).await?;
+        }
         let mut mapped = Mapped::default();
         let bad_rows = match phase {
             Phase::Leads => map::map_leads(&page.records, &mut mapped),
@@ -252,6 +272,9 @@ impl SalesforceConnector {
             state.window = None;
             false
         };
+        for (lead, why) in &mapped.incomplete_histories {
+            tracing::warn!(connector = "salesforce", lead = %lead, reason = %why, "lead history left out; the daemon keeps its own");
+        }
         tracing::info!(
             connector = "salesforce",
             object,
@@ -293,6 +316,33 @@ impl SalesforceConnector {
         state.done_until_ms = Some(end_ms);
         state.window = None;
         Ok(PullPage { calendars, cursor: Some(state.encode()), has_more: false, ..PullPage::default() })
+    }
+
+    /// Read the rest of every child collection `rel` that came back cut
+    /// short (`done: false`, as when one lead has more history rows than
+    /// the batch holds), so no row's children are ever silently truncated.
+    async fn finish_child_pages(&self, rows: &mut [Map<String, Value>], rel: &str, object: &str) -> Result<(), SalesforceError> {
+        for row in rows.iter_mut() {
+            let Some(Value::Object(children)) = row.get_mut(rel) else { continue };
+            while children.get("done").and_then(Value::as_bool) == Some(false) {
+                let Some(next) = children.get("nextRecordsUrl").and_then(Value::as_str).map(str::to_string) else {
+                    return Err(SalesforceError::Protocol {
+                        endpoint: object.to_string(),
+                        message: format!("{rel} of a record is not done but has no nextRecordsUrl"),
+                    });
+                };
+                let more: QueryPage = self.client.send_json(Method::GET, &next, &[], None, object).await?;
+                if let Some(Value::Array(list)) = children.get_mut("records") {
+                    list.extend(more.records.into_iter().map(Value::Object));
+                }
+                children.insert("done".into(), Value::Bool(more.done));
+                match more.next_records_url {
+                    Some(url) => children.insert("nextRecordsUrl".into(), Value::String(url)),
+                    None => children.remove("nextRecordsUrl"),
+                };
+            }
+        }
+        Ok(())
     }
 
     async fn read_all(&self, soql: &str, object: &str) -> Result<Vec<Map<String, Value>>, SalesforceError> {

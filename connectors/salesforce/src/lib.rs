@@ -2,7 +2,8 @@
 //!
 //! Reads leads, activities (tasks and events linked by `WhoId`), owners
 //! (users with their managers and zones, and queues) and business hours
-//! through SOQL windows on `SystemModstamp`, and writes SLA fields and
+//! through SOQL windows on `SystemModstamp` (leads with their `LeadHistory`
+//! owner and status rows when the org tracks field history), and writes SLA fields and
 //! tasks through sObject Collections. See [`connect`] and
 //! [`SalesforceSettings`].
 //!

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use handoff_model::{
-    Activity, ActivityKind, BusinessCalendar, Deletion, Direction, Holiday, Lead, Owner, OwnerKind, Stream, Timestamp,
-    WeeklyWindow,
+    Activity, ActivityKind, Assignment, BusinessCalendar, Deletion, Direction, Holiday, Lead, Owner, OwnerKind,
+    StatusChange, Stream, Timestamp, WeeklyWindow,
 };
 use serde_json::{Map, Value};
 
@@ -13,6 +13,18 @@ use serde_json::{Map, Value};
 /// user from a queue without another call.
 pub const LEAD_PREFIX: &str = "00Q";
 pub const QUEUE_PREFIX: &str = "00G";
+pub const USER_PREFIX: &str = "005";
+
+/// Lead's child relationship to `LeadHistory`, listed in Lead's describe
+/// when the org tracks field history.
+pub const HISTORIES: &str = "Histories";
+
+/// The subquery the lead query carries when Lead has [`HISTORIES`]: status
+/// changes and the id-valued owner rows (Salesforce writes every owner
+/// change twice, once with ids and once with names; the name rows would
+/// only take room in the batch, which child rows count toward), oldest first.
+pub const HISTORY_SUBQUERY: &str = "(SELECT Field, DataType, OldValue, NewValue, CreatedDate FROM Histories \
+    WHERE Field = 'Status' OR (Field = 'Owner' AND DataType = 'EntityId') ORDER BY CreatedDate, Id)";
 
 /// A row that could not be mapped, with the reason (the field and the value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +41,9 @@ pub struct Mapped {
     pub activities: Vec<Activity>,
     pub owners: Vec<Owner>,
     pub deletions: Vec<Deletion>,
+    /// Leads whose history came back but could not be trusted (lead id,
+    /// why); they carry no history, so the daemon keeps its own.
+    pub incomplete_histories: Vec<(String, String)>,
 }
 
 type Row = Map<String, Value>;
@@ -82,7 +97,11 @@ pub fn map_leads(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
         match map_lead(row) {
-            Ok(LeadOrDeletion::Lead(l)) => out.leads.push(*l),
+            Ok(LeadOrDeletion::Lead(l, None)) => out.leads.push(*l),
+            Ok(LeadOrDeletion::Lead(l, Some(why))) => {
+                out.incomplete_histories.push((l.id.clone(), why));
+                out.leads.push(*l)
+            }
             Ok(LeadOrDeletion::Deletion(d)) => out.deletions.push(d),
             Err(e) => errors.push(e),
         }
@@ -91,7 +110,8 @@ pub fn map_leads(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
 }
 
 enum LeadOrDeletion {
-    Lead(Box<Lead>),
+    /// The lead, and why its history was left out if it came incomplete.
+    Lead(Box<Lead>, Option<String>),
     Deletion(Deletion),
 }
 
@@ -112,18 +132,156 @@ fn map_lead(row: &Row) -> Result<LeadOrDeletion, BadRow> {
     } else {
         None
     };
-    Ok(LeadOrDeletion::Lead(Box::new(Lead {
-        id,
-        owner_id: text(row, "OwnerId").map(str::to_string),
-        fields: fields_of(row),
-        created_at,
-        modified_at,
-        assignments: Vec::new(),
-        status_changes: Vec::new(),
-        converted_at,
-        deleted: false,
-        merged_into: None,
-    })))
+    let owner_id = text(row, "OwnerId").map(str::to_string);
+    let (assignments, status_changes, incomplete) =
+        match lead_history(row, created_at, owner_id.as_deref(), text(row, "Status"))? {
+            History::NotTracked => (Vec::new(), Vec::new(), None),
+            History::Incomplete(why) => (Vec::new(), Vec::new(), Some(why)),
+            History::Complete { assignments, status_changes } => (assignments, status_changes, None),
+        };
+    let mut fields = fields_of(row);
+    fields.remove(HISTORIES);
+    Ok(LeadOrDeletion::Lead(
+        Box::new(Lead {
+            id,
+            owner_id,
+            fields,
+            created_at,
+            modified_at,
+            assignments,
+            status_changes,
+            converted_at,
+            deleted: false,
+            merged_into: None,
+        }),
+        incomplete,
+    ))
+}
+
+/// What a lead row's `Histories` says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum History {
+    /// The row has no `Histories` (the org does not track field history).
+    NotTracked,
+    /// History came back but cannot be taken as the whole truth: a child
+    /// page was not followed to its end, or the rows do not end at the
+    /// lead's current owner and status (tracking was off for a while,
+    /// rows aged out). The reason says which.
+    Incomplete(String),
+    /// Ownership and status from creation on, oldest first.
+    Complete { assignments: Vec<Assignment>, status_changes: Vec<StatusChange> },
+}
+
+/// The same Salesforce id, whether written with 15 or 18 characters.
+fn same_id(a: &str, b: &str) -> bool {
+    a == b || (a.len() >= 15 && b.len() >= 15 && a[..15] == b[..15])
+}
+
+fn looks_like_id(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| (s.len() == 15 || s.len() == 18) && s.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+fn owner_kind(id: &str, row: &Row) -> Result<OwnerKind, BadRow> {
+    if id.starts_with(QUEUE_PREFIX) {
+        Ok(OwnerKind::Queue)
+    } else if id.starts_with(USER_PREFIX) {
+        Ok(OwnerKind::User)
+    } else {
+        Err(bad(row, "Lead", format!("owner {id:?} in the lead's history is neither a user (005…) nor a queue (00G…)")))
+    }
+}
+
+/// One `LeadHistory` row: (field, old value, new value, when).
+type Change = (String, Value, Value, Timestamp);
+
+/// Read a lead row's `Histories` into its ownership and status history,
+/// each starting with what the lead was created with (the first change's
+/// old value, or the current value when it never changed) at `created_at`,
+/// then every change at its `CreatedDate`. Owner changes come from the
+/// id-valued rows (`DataType = 'EntityId'`); the name rows are ignored.
+pub fn lead_history(row: &Row, created_at: Timestamp, owner_id: Option<&str>, status: Option<&str>) -> Result<History, BadRow> {
+    const SO: &str = "Lead";
+    let records: &[Value] = match row.get(HISTORIES) {
+        None => return Ok(History::NotTracked),
+        Some(Value::Null) => &[],
+        Some(Value::Object(c)) => {
+            if c.get("done").and_then(Value::as_bool) == Some(false) {
+                return Ok(History::Incomplete("its Histories page was not read to the end".into()));
+            }
+            c.get("records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+        }
+        Some(other) => return Err(bad(row, SO, format!("Histories is {other}, not a query result"))),
+    };
+    let mut changes: Vec<Change> = Vec::new();
+    for h in records {
+        let Some(h) = h.as_object() else {
+            return Err(bad(row, SO, format!("a Histories record is {h}, not an object")));
+        };
+        let field = text(h, "Field").unwrap_or_default();
+        let old = h.get("OldValue").cloned().unwrap_or(Value::Null);
+        let new = h.get("NewValue").cloned().unwrap_or(Value::Null);
+        let is_id_row = match text(h, "DataType") {
+            Some(t) => t == "EntityId",
+            None => looks_like_id(&old) || looks_like_id(&new),
+        };
+        if field == "Status" || (field == "Owner" && is_id_row) {
+            let raw = text(h, "CreatedDate").ok_or_else(|| bad(row, SO, format!("a {field} history row has no CreatedDate")))?;
+            let at = parse_datetime(raw)
+                .ok_or_else(|| bad(row, SO, format!("a {field} history row's CreatedDate {raw:?} is not a datetime")))?;
+            changes.push((field.to_string(), old, new, at));
+        }
+    }
+    changes.sort_by_key(|c| c.3);
+
+    let mut assignments = Vec::new();
+    let owners: Vec<&Change> = changes.iter().filter(|c| c.0 == "Owner").collect();
+    let first_owner = match owners.first() {
+        Some(c) => match c.1.as_str() {
+            Some(o) => Some(o.to_string()),
+            None => return Ok(History::Incomplete("its first Owner change has no old owner".into())),
+        },
+        None => owner_id.map(str::to_string),
+    };
+    if let Some(first) = first_owner {
+        assignments.push(Assignment { owner_kind: owner_kind(&first, row)?, owner_id: first, at: created_at });
+    }
+    for c in &owners {
+        let Some(new) = c.2.as_str() else {
+            return Ok(History::Incomplete("an Owner change has no new owner".into()));
+        };
+        assignments.push(Assignment { owner_id: new.to_string(), owner_kind: owner_kind(new, row)?, at: c.3 });
+    }
+    let last_owner = assignments.last().map(|a| a.owner_id.as_str());
+    if let (Some(last), Some(current)) = (last_owner, owner_id) {
+        if !same_id(last, current) {
+            return Ok(History::Incomplete(format!("its Owner history ends at {last}, but the lead is owned by {current}")));
+        }
+    }
+
+    let mut status_changes = Vec::new();
+    let statuses: Vec<&Change> = changes.iter().filter(|c| c.0 == "Status").collect();
+    let first_status = match statuses.first() {
+        Some(c) => match c.1.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => return Ok(History::Incomplete("its first Status change has no old status".into())),
+        },
+        None => status.map(str::to_string),
+    };
+    if let Some(first) = first_status {
+        status_changes.push(StatusChange { status: first, at: created_at });
+    }
+    for c in &statuses {
+        let Some(new) = c.2.as_str() else {
+            return Ok(History::Incomplete("a Status change has no new status".into()));
+        };
+        status_changes.push(StatusChange { status: new.to_string(), at: c.3 });
+    }
+    if let (Some(last), Some(current)) = (status_changes.last(), status) {
+        if last.status != current {
+            return Ok(History::Incomplete(format!("its Status history ends at {:?}, but the lead is {current:?}", last.status)));
+        }
+    }
+    Ok(History::Complete { assignments, status_changes })
 }
 
 /// Map `Task` rows. Calls and emails are tasks in Salesforce, told apart by
@@ -419,6 +577,127 @@ mod tests {
         assert!(map_events(&events, &mut out).is_empty());
         assert_eq!(out.activities[2].kind, ActivityKind::Meeting);
         assert_eq!(out.activities[2].lead_id, "00Q9");
+    }
+
+    fn lead_row(owner: &str, status: &str, histories: Option<Value>) -> Row {
+        let mut r = row(json!({"Id": "00Q1", "OwnerId": owner, "Status": status, "IsDeleted": false,
+            "CreatedDate": "2026-01-01T09:00:00.000+0000", "SystemModstamp": "2026-01-03T00:00:00.000+0000"}));
+        if let Some(h) = histories {
+            r.insert(HISTORIES.into(), h);
+        }
+        r
+    }
+
+    fn hist(field: &str, data_type: Option<&str>, old: Value, new: Value, at: &str) -> Value {
+        let mut h = json!({"attributes": {"type": "LeadHistory", "url": "/services/data/v62.0/sobjects/LeadHistory/017x"},
+            "Field": field, "OldValue": old, "NewValue": new, "CreatedDate": at});
+        if let Some(t) = data_type {
+            h["DataType"] = json!(t);
+        }
+        h
+    }
+
+    fn at(s: &str) -> Timestamp {
+        parse_datetime(s).unwrap_or_default()
+    }
+
+    fn one_lead(r: Row) -> (Lead, Vec<(String, String)>) {
+        let mut out = Mapped::default();
+        assert!(map_leads(&[r], &mut out).is_empty());
+        assert_eq!(out.leads.len(), 1);
+        (out.leads.remove(0), out.incomplete_histories)
+    }
+
+    #[test]
+    fn history_rows_give_ownership_and_status_from_creation_on() {
+        // Out of order on purpose; name rows (Text) are ignored.
+        let rows = json!({"totalSize": 5, "done": true, "records": [
+            hist("Owner", Some("EntityId"), json!("005000000000002AAA"), json!("005000000000003AAA"), "2026-01-02T12:00:00.000+0000"),
+            hist("Owner", Some("EntityId"), json!("00G000000000001AAA"), json!("005000000000002AAA"), "2026-01-01T09:05:00.000+0000"),
+            hist("Owner", Some("Text"), json!("Inbound Queue"), json!("Ana Rep"), "2026-01-01T09:05:00.000+0000"),
+            hist("Status", Some("DynamicEnum"), json!("Open - Not Contacted"), json!("Working - Contacted"), "2026-01-01T10:00:00.000+0000"),
+            hist("Rating", Some("DynamicEnum"), json!("Cold"), json!("Hot"), "2026-01-01T10:00:00.000+0000"),
+        ]});
+        let (lead, incomplete) = one_lead(lead_row("005000000000003AAA", "Working - Contacted", Some(rows)));
+        assert!(incomplete.is_empty());
+        let owners: Vec<(&str, OwnerKind, Timestamp)> = lead.assignments.iter().map(|a| (a.owner_id.as_str(), a.owner_kind, a.at)).collect();
+        assert_eq!(
+            owners,
+            vec![
+                ("00G000000000001AAA", OwnerKind::Queue, at("2026-01-01T09:00:00Z")),
+                ("005000000000002AAA", OwnerKind::User, at("2026-01-01T09:05:00Z")),
+                ("005000000000003AAA", OwnerKind::User, at("2026-01-02T12:00:00Z")),
+            ]
+        );
+        let statuses: Vec<(&str, Timestamp)> = lead.status_changes.iter().map(|s| (s.status.as_str(), s.at)).collect();
+        assert_eq!(
+            statuses,
+            vec![("Open - Not Contacted", at("2026-01-01T09:00:00Z")), ("Working - Contacted", at("2026-01-01T10:00:00Z"))]
+        );
+        assert!(!lead.fields.contains_key(HISTORIES), "the nested result is not a lead field");
+    }
+
+    #[test]
+    fn no_history_rows_mean_the_lead_kept_its_first_owner_and_status() {
+        let (lead, _) = one_lead(lead_row("00G000000000001AAA", "Open - Not Contacted", Some(Value::Null)));
+        assert_eq!(lead.assignments.len(), 1);
+        assert_eq!(lead.assignments[0].owner_kind, OwnerKind::Queue);
+        assert_eq!(lead.assignments[0].at, lead.created_at);
+        assert_eq!(lead.status_changes, vec![StatusChange { status: "Open - Not Contacted".into(), at: lead.created_at }]);
+    }
+
+    #[test]
+    fn without_field_history_both_stay_empty() {
+        let (lead, incomplete) = one_lead(lead_row("005000000000003AAA", "Qualified", None));
+        assert!(lead.assignments.is_empty() && lead.status_changes.is_empty());
+        assert!(incomplete.is_empty());
+    }
+
+    #[test]
+    fn history_that_cannot_be_the_whole_truth_is_left_out_and_reported() {
+        let cut = json!({"totalSize": 300, "done": false, "nextRecordsUrl": "/services/data/v62.0/query/01gx-199", "records": [
+            hist("Status", Some("DynamicEnum"), json!("Open - Not Contacted"), json!("Qualified"), "2026-01-01T10:00:00.000+0000"),
+        ]});
+        let stale = json!({"totalSize": 1, "done": true, "records": [
+            hist("Owner", Some("EntityId"), json!("00G000000000001AAA"), json!("005000000000002AAA"), "2026-01-01T09:05:00.000+0000"),
+        ]});
+        for (histories, reason) in [(cut, "not read to the end"), (stale, "owned by 005000000000003AAA")] {
+            let (lead, incomplete) = one_lead(lead_row("005000000000003AAA", "Qualified", Some(histories)));
+            assert!(lead.assignments.is_empty() && lead.status_changes.is_empty());
+            assert_eq!(incomplete.len(), 1);
+            assert!(incomplete[0].1.contains(reason), "{incomplete:?}");
+        }
+        // The 15-character form of the current owner is the same owner.
+        let short = json!({"totalSize": 1, "done": true, "records": [
+            hist("Owner", Some("EntityId"), json!("00G000000000001"), json!("005000000000003"), "2026-01-01T09:05:00.000+0000"),
+        ]});
+        let (lead, incomplete) = one_lead(lead_row("005000000000003AAA", "Qualified", Some(short)));
+        assert!(incomplete.is_empty(), "{incomplete:?}");
+        assert_eq!(lead.assignments.len(), 2);
+    }
+
+    #[test]
+    fn id_rows_are_recognised_without_a_data_type_and_bad_rows_are_named() {
+        let untyped = json!({"totalSize": 2, "done": true, "records": [
+            hist("Owner", None, json!("00G000000000001AAA"), json!("005000000000003AAA"), "2026-01-01T09:05:00.000+0000"),
+            hist("Owner", None, json!("Inbound Queue"), json!("Cy Rep"), "2026-01-01T09:05:00.000+0000"),
+        ]});
+        let (lead, _) = one_lead(lead_row("005000000000003AAA", "Qualified", Some(untyped)));
+        assert_eq!(lead.assignments.iter().map(|a| a.owner_id.as_str()).collect::<Vec<_>>(), ["00G000000000001AAA", "005000000000003AAA"]);
+
+        let foreign = json!({"totalSize": 1, "done": true, "records": [
+            hist("Owner", Some("EntityId"), json!("0DF000000000001AAA"), json!("005000000000003AAA"), "2026-01-01T09:05:00.000+0000"),
+        ]});
+        let undated = json!({"totalSize": 1, "done": true, "records": [
+            hist("Status", Some("DynamicEnum"), json!("Open - Not Contacted"), json!("Qualified"), "yesterday"),
+        ]});
+        for (histories, needle) in [(foreign, "neither a user"), (undated, "CreatedDate")] {
+            let mut out = Mapped::default();
+            let errors = map_leads(&[lead_row("005000000000003AAA", "Qualified", Some(histories))], &mut out);
+            assert!(out.leads.is_empty());
+            assert_eq!(errors.len(), 1);
+            assert!(errors[0].message.contains(needle) && errors[0].id == "00Q1", "{:?}", errors[0]);
+        }
     }
 
     #[test]

@@ -74,9 +74,30 @@ pub struct RecordError {
 
 /// `describe` of one sObject, reduced to what the connector checks.
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Describe {
     pub name: String,
     pub fields: Vec<DescribeField>,
+    /// What subqueries can reach (`Histories` when field history is tracked).
+    #[serde(default)]
+    pub child_relationships: Vec<DescribeChildRelationship>,
+}
+
+impl Describe {
+    /// Whether a child relationship of this name is listed.
+    pub fn has_child_relationship(&self, name: &str) -> bool {
+        self.child_relationships.iter().any(|c| c.relationship_name.as_deref() == Some(name))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeChildRelationship {
+    /// `null` for relationships SOQL cannot name.
+    #[serde(default)]
+    pub relationship_name: Option<String>,
+    #[serde(default, rename = "childSObject")]
+    pub child_sobject: String,
 }
 
 #[derive(Debug, Deserialize)]

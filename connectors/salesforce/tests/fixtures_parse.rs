@@ -89,4 +89,8 @@ fn describe_lists_field_names() {
     assert_eq!(d.name, "Whizbang");
     assert!(d.fields.iter().any(|f| f.name == "SystemModstamp"));
     assert!(d.fields.iter().all(|f| !f.external_id));
+    // Child relationships, some unnamed (null), tell whether history can be read.
+    assert!(d.has_child_relationship("Attachments"));
+    assert!(d.child_relationships.iter().any(|c| c.relationship_name.is_none()));
+    assert!(!d.has_child_relationship("Histories"));
 }

@@ -2,16 +2,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use handoff_model::{
-    Action, ActionKey, ActionKind, Connector, ConnectorError, CrmKind, Cursor, ErrorClass, Stream, TaskPriority,
+    Action, ActionKey, ActionKind, Connector, ConnectorError, CrmKind, Cursor, ErrorClass, Lead, Stream, TaskPriority,
     TaskPurpose,
 };
 use handoff_salesforce::{connect, MemoryTokenStore, SalesforceAuth, SalesforceConnector, SalesforceSettings};
 use handoff_sandbox::faults::Fault;
-use handoff_sandbox::org::OrgConfig;
+use handoff_sandbox::org::{EventKind, OrgConfig, OwnerRef};
+use handoff_sandbox::salesforce::materialise;
 use handoff_sandbox::server::{start, ClockMode, RunningSandbox, SandboxOptions};
 use handoff_model::Secret;
 use serde_json::{json, Value};
@@ -79,21 +80,38 @@ struct Pulled {
     leads: BTreeMap<String, String>,
     deletions: BTreeMap<String, Option<String>>,
     pages: usize,
+    /// Rows the API returned: leads and deletions plus the history rows nested in leads.
+    rows: u64,
+}
+
+/// A lead's row plus the history rows that came nested in it (each is a
+/// change after the first entry of either history).
+fn lead_rows(l: &Lead) -> u64 {
+    1 + (l.assignments.len().saturating_sub(1) + l.status_changes.len().saturating_sub(1)) as u64
+}
+
+impl Pulled {
+    fn take(&mut self, page: handoff_model::PullPage) -> (Option<Cursor>, bool) {
+        self.pages += 1;
+        for l in page.leads {
+            self.rows += lead_rows(&l);
+            self.leads.insert(l.id.clone(), l.modified_at.to_rfc3339());
+        }
+        for d in page.deletions {
+            self.rows += 1;
+            self.deletions.insert(d.id, d.merged_into);
+        }
+        (page.cursor, page.has_more)
+    }
 }
 
 /// Pull a stream to the end of the current window.
 async fn pull_all(c: &SalesforceConnector, stream: Stream, cursor: &mut Option<Cursor>, into: &mut Pulled) {
     loop {
         let page = c.pull(stream, cursor.as_ref()).await.expect("pull");
-        into.pages += 1;
-        for l in page.leads {
-            into.leads.insert(l.id.clone(), l.modified_at.to_rfc3339());
-        }
-        for d in page.deletions {
-            into.deletions.insert(d.id, d.merged_into);
-        }
-        *cursor = page.cursor.or(cursor.take());
-        if !page.has_more {
+        let (next, has_more) = into.take(page);
+        *cursor = next.or(cursor.take());
+        if !has_more {
             return;
         }
     }
@@ -103,60 +121,264 @@ fn report(scenario: &str, calls: u64, lower_bound: u64) {
     println!("api-calls scenario={scenario} used={calls} lower_bound={lower_bound}");
 }
 
+/// Versions of records as a daemon applying pages idempotently by
+/// `(id, modified_at)` would hold them.
+#[derive(Default)]
+struct Ledger {
+    versions: BTreeMap<String, DateTime<Utc>>,
+    deleted: BTreeMap<String, Option<String>>,
+    leads: BTreeMap<String, Lead>,
+    activity_leads: BTreeMap<String, String>,
+}
+
+/// What one pull pass (one window, every page) delivered.
+#[derive(Default, Debug)]
+struct Pass {
+    /// Ids that got a version the ledger did not hold.
+    applied: BTreeSet<String>,
+    deletions: BTreeSet<String>,
+    /// Versions delivered again (the lookback overlap): no-ops for an idempotent apply.
+    redelivered: Vec<(String, DateTime<Utc>)>,
+    /// Rows the API returned: parents plus the history rows nested in them.
+    rows: u64,
+    pages: u64,
+}
+
+impl Ledger {
+    fn offer(&mut self, pass: &mut Pass, id: &str, modified_at: DateTime<Utc>) -> bool {
+        assert!(!pass.applied.contains(id) && !pass.redelivered.iter().any(|(r, _)| r == id), "{id} twice in one pass");
+        match self.versions.get(id) {
+            Some(seen) if *seen == modified_at => {
+                pass.redelivered.push((id.to_string(), modified_at));
+                false
+            }
+            Some(seen) => {
+                assert!(*seen < modified_at, "{id}: an older version {modified_at} after {seen}");
+                self.versions.insert(id.to_string(), modified_at);
+                pass.applied.insert(id.to_string());
+                true
+            }
+            None => {
+                self.versions.insert(id.to_string(), modified_at);
+                pass.applied.insert(id.to_string());
+                true
+            }
+        }
+    }
+}
+
+/// Pull `stream` to the end of the current window, applying into `ledger`.
+async fn pass(c: &SalesforceConnector, stream: Stream, cursor: &mut Option<Cursor>, ledger: &mut Ledger) -> Pass {
+    let mut p = Pass::default();
+    loop {
+        let page = c.pull(stream, cursor.as_ref()).await.expect("pull");
+        p.pages += 1;
+        for l in page.leads {
+            p.rows += lead_rows(&l);
+            if ledger.offer(&mut p, &l.id, l.modified_at) {
+                ledger.leads.insert(l.id.clone(), l);
+            }
+        }
+        for a in page.activities {
+            p.rows += 1;
+            if ledger.offer(&mut p, &a.id, a.modified_at) {
+                ledger.activity_leads.insert(a.id.clone(), a.lead_id.clone());
+            }
+        }
+        for d in page.deletions {
+            p.rows += 1;
+            if ledger.offer(&mut p, &d.id, d.deleted_at) {
+                p.deletions.insert(d.id.clone());
+                ledger.leads.remove(&d.id);
+                ledger.deleted.insert(d.id, d.merged_into);
+            }
+        }
+        *cursor = page.cursor.or(cursor.take());
+        if !page.has_more {
+            return p;
+        }
+    }
+}
+
+fn pages_of(rows: u64, size: u64) -> u64 {
+    rows.div_ceil(size).max(1)
+}
+
+fn owner_of(o: OwnerRef) -> String {
+    match o {
+        OwnerRef::User(i) => materialise::user_id(i),
+        OwnerRef::Queue(i) => materialise::queue_id(i),
+    }
+}
+
+const BIG_ORG: usize = 100_000;
+
 #[tokio::test]
-async fn backfill_then_incremental_pulls_miss_nothing() {
-    let sb = sandbox(1_000).await;
+async fn backfill_of_100k_leads_with_activities_then_incremental_pulls_apply_each_change_once() {
+    let t0 = Instant::now();
+    let sb = sandbox(BIG_ORG).await;
+    let started = t0.elapsed();
+    // An hour past the timeline's end: the backfill window then covers all of
+    // it, so everything later pulls pick up is a change made below.
+    sb.shared.clock.advance(chrono::Duration::hours(1));
     let c = connect(settings(&sb)).await.expect("connects");
-    let (live, deleted) = truth(&sb).await;
+    let org = sb.shared.org.clone();
 
+    // Ground truth from the generated org.
+    let mut gone: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut owners: BTreeMap<String, Vec<(String, DateTime<Utc>)>> = BTreeMap::new();
+    let mut touches = 0usize;
+    for ev in &org.events {
+        match &ev.kind {
+            EventKind::Deleted { lead } => {
+                gone.insert(materialise::lead_id(*lead), None);
+            }
+            EventKind::Merged { lead, into } => {
+                gone.insert(materialise::lead_id(*lead), Some(materialise::lead_id(*into)));
+            }
+            EventKind::LeadCreated { lead, owner } | EventKind::Assigned { lead, owner } => {
+                let seq = owners.entry(materialise::lead_id(*lead)).or_default();
+                let o = owner_of(*owner);
+                if seq.last().map(|(last, _)| last) != Some(&o) {
+                    seq.push((o, ev.at));
+                }
+            }
+            EventKind::Touch { .. } => touches += 1,
+            _ => {}
+        }
+    }
+
+    // Backfill: leads (with history), then activities.
+    let t1 = Instant::now();
+    let mut leads = Ledger::default();
+    let mut lead_cursor = None;
     let before = c.requests_sent();
-    let mut cursor = None;
-    let mut got = Pulled::default();
-    pull_all(&c, Stream::Leads, &mut cursor, &mut got).await;
-    let calls = c.requests_sent() - before;
-    report("backfill", calls, (live.len() + deleted.len()).div_ceil(2000) as u64);
-    assert_eq!(got.leads.keys().cloned().collect::<BTreeSet<_>>(), live);
-    assert_eq!(got.deletions.keys().cloned().collect::<BTreeSet<_>>(), deleted);
+    let backfill = pass(&c, Stream::Leads, &mut lead_cursor, &mut leads).await;
+    let used = c.requests_sent() - before;
+    let bound = pages_of(backfill.rows, 2000);
+    report("backfill-leads-100k", used, bound);
+    assert!(used <= bound + bound / 10 + 1, "{used} calls for {} rows", backfill.rows);
+    let leads_took = t1.elapsed();
 
-    // Changes after the backfill: three leads sharing one timestamp, a late
-    // commit stamped before the window already read, a deletion and a merge.
-    let now: DateTime<Utc> = sb.shared.clock.now();
+    let t2 = Instant::now();
+    let mut acts = Ledger::default();
+    let mut act_cursor = None;
+    let before = c.requests_sent();
+    let act_backfill = pass(&c, Stream::Activities, &mut act_cursor, &mut acts).await;
+    let used = c.requests_sent() - before;
+    // Tasks and events are two queries, so at least one page each.
+    let bound = pages_of(act_backfill.rows, 2000) + 1;
+    report("backfill-activities-100k", used, bound);
+    assert!(used <= bound + bound / 10 + 1, "{used} calls for {} activities", act_backfill.rows);
+    let acts_took = t2.elapsed();
+    println!(
+        "timing scenario=backfill-100k sandbox_start_ms={} leads_ms={} activities_ms={} leads={} history_rows={} activities={}",
+        started.as_millis(),
+        leads_took.as_millis(),
+        acts_took.as_millis(),
+        leads.leads.len(),
+        backfill.rows - leads.leads.len() as u64 - leads.deleted.len() as u64,
+        acts.versions.len()
+    );
+
+    // Nothing missed: every lead, live or gone, and every activity.
+    assert_eq!(leads.leads.len() + leads.deleted.len(), BIG_ORG);
+    assert_eq!(leads.deleted, gone, "deletions and merges with their survivors");
+    assert_eq!(acts.versions.len(), touches, "one activity per logged touch");
+    assert!(acts.activity_leads.values().all(|l| leads.leads.contains_key(l) || leads.deleted.contains_key(l)));
+    // Every lead carries its history from the org's own rows, and it is the
+    // routing the timeline did.
+    for (i, (id, lead)) in leads.leads.iter().enumerate() {
+        assert!(!lead.assignments.is_empty() && !lead.status_changes.is_empty(), "{id} has no history");
+        assert_eq!(lead.assignments.last().map(|a| Some(a.owner_id.as_str())), Some(lead.owner_id.as_deref()));
+        if i % 97 == 0 {
+            let got: Vec<(String, DateTime<Utc>)> = lead.assignments.iter().map(|a| (a.owner_id.clone(), a.at)).collect();
+            assert_eq!(&got, &owners[id], "{id}");
+            assert_eq!(lead.status_changes[0].status, "Open - Not Contacted");
+        }
+    }
+
+    // Changes after the backfill.
+    let now = sb.shared.clock.now();
     let same = (now - chrono::Duration::seconds(1)).to_rfc3339();
-    let mut shared_stamp = Vec::new();
+    let mut ties = Vec::new();
     for i in 0..3 {
         let r = admin_json(&sb, reqwest::Method::POST, "records/Lead",
-            Some(json!({"LastName": format!("Same{i}"), "Company": "Tie Co", "SystemModstamp": same}))).await;
-        shared_stamp.push(r["id"].as_str().expect("id").to_string());
+            Some(json!({"LastName": format!("Same{i}"), "Company": "Tie Co", "SystemModstamp": same, "CreatedDate": same}))).await;
+        ties.push(r["id"].as_str().expect("id").to_string());
     }
-    let mut live_ids = live.iter();
-    let to_delete = live_ids.next().expect("a lead").clone();
-    let master = live_ids.next().expect("a lead").clone();
-    let merged = live_ids.next().expect("a lead").clone();
+    let mut quiet = leads.leads.values().filter(|l| l.owner_id.as_deref().is_some_and(|o| o.starts_with("005")));
+    let to_delete = quiet.next().expect("a lead").id.clone();
+    let master = quiet.next().expect("a lead").id.clone();
+    let merged = quiet.next().expect("a lead").id.clone();
+    let reassigned = quiet.next().expect("a lead").clone();
     let _ = reqwest::Client::new().delete(admin(&sb, &format!("records/Lead/{to_delete}"))).send().await.expect("delete");
     admin_json(&sb, reqwest::Method::POST, "merge", Some(json!({"object": "Lead", "master_id": master, "merged_id": merged}))).await;
-
-    sb.shared.clock.advance(chrono::Duration::minutes(6));
-    let mut inc = Pulled::default();
+    let moved: BTreeSet<String> = acts.activity_leads.iter().filter(|(_, l)| **l == merged).map(|(a, _)| a.clone()).collect();
+    let new_owner = (0..org.users.len())
+        .map(materialise::user_id)
+        .find(|u| Some(u.as_str()) != reassigned.owner_id.as_deref())
+        .expect("another user");
+    let task_owner = reassigned.owner_id.clone().expect("owner");
+    let writes = vec![
+        Action {
+            key: ActionKey(format!("sla:{}:escalate:reassign", reassigned.id)),
+            lead_id: reassigned.id.clone(),
+            kind: ActionKind::Reassign { to_owner_id: new_owner.clone() },
+        },
+        task_action(&format!("sla:{}:first-touch:reminder", reassigned.id), &reassigned.id, &task_owner, "Follow up"),
+    ];
     let before = c.requests_sent();
-    pull_all(&c, Stream::Leads, &mut cursor, &mut inc).await;
-    // Late commit: stamped a minute before the end of the window just read.
-    let late_stamp = (sb.shared.clock.now() - chrono::Duration::minutes(6)).to_rfc3339();
+    let out = c.write(&writes).await.expect("write");
+    report("incremental-writes", c.requests_sent() - before, 2);
+    assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
+    let task_id = out[1].result.clone().expect("task id");
+
+    // First incremental round.
+    sb.shared.clock.advance(chrono::Duration::minutes(6));
+    let before = c.requests_sent();
+    let inc1 = pass(&c, Stream::Leads, &mut lead_cursor, &mut leads).await;
+    let inc1_acts = pass(&c, Stream::Activities, &mut act_cursor, &mut acts).await;
+    let used = c.requests_sent() - before;
+    report("incremental-1", used, 3);
+    assert!(used <= 3, "one query per object for a handful of changes: {used}");
+    let want: BTreeSet<String> =
+        ties.iter().cloned().chain([master.clone(), reassigned.id.clone()]).collect();
+    assert_eq!(inc1.applied.difference(&inc1.deletions).cloned().collect::<BTreeSet<_>>(), want, "exactly the changed leads");
+    assert_eq!(inc1.deletions, BTreeSet::from([to_delete.clone(), merged.clone()]));
+    assert_eq!(leads.deleted.get(&merged), Some(&Some(master.clone())), "a merge names its survivor");
+    assert!(inc1.redelivered.is_empty(), "nothing changed in the overlap: {:?}", inc1.redelivered);
+    let want_acts: BTreeSet<String> = moved.iter().cloned().chain([task_id.clone()]).collect();
+    assert_eq!(inc1_acts.applied, want_acts, "the new task and the merged lead's moved activities");
+    // The reassignment made through the API is in the lead's history.
+    let after = &leads.leads[&reassigned.id];
+    assert_eq!(after.owner_id.as_deref(), Some(new_owner.as_str()));
+    let last = after.assignments.last().expect("assignments");
+    assert_eq!((last.owner_id.as_str(), last.owner_kind), (new_owner.as_str(), handoff_model::OwnerKind::User));
+    assert_eq!(last.at, after.modified_at, "dated when the write landed");
+    assert_eq!(after.assignments.len(), reassigned.assignments.len() + 1);
+    assert_eq!(after.assignments[..reassigned.assignments.len()], reassigned.assignments[..], "earlier history unchanged");
+
+    // A late commit: stamped before the window just read, inside the lookback.
+    let late_stamp = (sb.shared.clock.now() - chrono::Duration::minutes(7)).to_rfc3339();
     let late = admin_json(&sb, reqwest::Method::POST, "records/Lead",
-        Some(json!({"LastName": "Late", "Company": "Slow Commit Inc", "SystemModstamp": late_stamp}))).await;
+        Some(json!({"LastName": "Late", "Company": "Slow Commit Inc", "SystemModstamp": late_stamp, "CreatedDate": late_stamp}))).await;
     let late_id = late["id"].as_str().expect("id").to_string();
     sb.shared.clock.advance(chrono::Duration::minutes(6));
-    pull_all(&c, Stream::Leads, &mut cursor, &mut inc).await;
-    report("incremental", c.requests_sent() - before, 2);
-
-    for id in &shared_stamp {
-        assert!(inc.leads.contains_key(id), "lead {id} sharing a timestamp was missed");
-    }
-    assert!(inc.leads.contains_key(&late_id), "late-committed lead was missed");
-    assert!(inc.deletions.contains_key(&to_delete), "deletion missed");
-    assert_eq!(inc.deletions.get(&merged), Some(&Some(master.clone())), "merge not reported with its survivor");
-    // Nothing outside the changes and the lookback overlap came back.
-    let (live_now, _) = truth(&sb).await;
-    assert!(inc.leads.keys().all(|id| live_now.contains(id)));
+    let before = c.requests_sent();
+    let inc2 = pass(&c, Stream::Leads, &mut lead_cursor, &mut leads).await;
+    let inc2_acts = pass(&c, Stream::Activities, &mut act_cursor, &mut acts).await;
+    let used = c.requests_sent() - before;
+    report("incremental-2", used, 3);
+    assert!(used <= 3, "{used}");
+    assert_eq!(inc2.applied, BTreeSet::from([late_id.clone()]), "only the late commit is new");
+    assert!(inc2_acts.applied.is_empty(), "{:?}", inc2_acts.applied);
+    // What came again came from the overlap, unchanged: an idempotent apply skips it.
+    let overlap: BTreeSet<String> = inc2.redelivered.iter().map(|(id, _)| id.clone()).collect();
+    assert!(overlap.is_subset(&inc1.applied), "{overlap:?}");
+    assert!(!overlap.is_empty(), "the lookback re-reads the last window's tail");
+    let late_lead = &leads.leads[&late_id];
+    assert_eq!(late_lead.assignments.len(), 1, "a new lead's history is its first owner");
     sb.stop().await;
 }
 
@@ -168,23 +390,22 @@ async fn expired_token_mid_pull_reauthenticates_once_and_loses_no_page() {
     let c = connect(s).await.expect("connects");
     let (live, deleted) = truth(&sb).await;
     let logins_before = c.logins();
-    let mut cursor = None;
+    let before = c.requests_sent();
     let mut got = Pulled::default();
     let first = c.pull(Stream::Leads, None).await.expect("first page");
-    assert!(first.has_more, "a 200-row page size must need several pages");
-    for l in first.leads {
-        got.leads.insert(l.id.clone(), String::new());
-    }
-    for d in first.deletions {
-        got.deletions.insert(d.id, d.merged_into);
-    }
-    cursor = first.cursor.or(cursor);
+    let (mut cursor, has_more) = got.take(first);
+    assert!(has_more, "a 200-row page size must need several pages");
     admin_json(&sb, reqwest::Method::POST, "tokens/expire", Some(json!({}))).await;
     pull_all(&c, Stream::Leads, &mut cursor, &mut got).await;
     assert_eq!(c.logins() - logins_before, 1, "exactly one re-authentication");
     assert_eq!(got.leads.keys().cloned().collect::<BTreeSet<_>>(), live);
     assert_eq!(got.deletions.keys().cloned().collect::<BTreeSet<_>>(), deleted);
-    report("token-expiry", got.pages as u64 + 1, (live.len() + deleted.len()).div_ceil(200) as u64);
+    let used = c.requests_sent() - before;
+    // History rows count toward the 200-row batch; the refused request is sent once more.
+    let bound = pages_of(got.rows, 200);
+    report("token-expiry", used, bound);
+    assert_eq!(used, got.pages as u64 + 1, "one request per page, plus the one the expired session refused");
+    assert!(used <= bound + bound / 10 + 2, "{used} calls for {} rows", got.rows);
     sb.stop().await;
 }
 
@@ -214,7 +435,11 @@ async fn limit_storm_pauses_without_a_second_violation_and_then_completes() {
     pull_all(&c, Stream::Leads, &mut cursor, &mut got).await;
     let (live, _) = truth(&sb).await;
     assert_eq!(got.leads.len(), live.len());
-    report("limit-storm", (sb.shared.log.len() - log_before) as u64, 2);
+    let used = (sb.shared.log.len() - log_before) as u64;
+    // The refused request, then one page of 300 leads with their history.
+    let bound = 1 + pages_of(got.rows, 2000);
+    report("limit-storm", used, bound);
+    assert_eq!(used, bound, "no request while paused, none repeated after");
     sb.stop().await;
 }
 
@@ -263,7 +488,10 @@ async fn write_batch_with_one_bad_record_lands_the_rest_and_replays_without_dupl
     sb.shared.faults.arm(Fault::PartialBatchFailure { marker: "POISON".into(), count: 1 });
     let before = c.requests_sent();
     let out = c.write(&actions).await.expect("write");
-    report("write-batch", c.requests_sent() - before, 2);
+    let used = c.requests_sent() - before;
+    // One lead collection update and one task upsert collection.
+    report("write-batch", used, 2);
+    assert_eq!(used, 2, "each kind of write goes as one batch");
     assert_eq!(out.len(), actions.len());
     for (i, o) in out.iter().enumerate() {
         assert_eq!(o.key, actions[i].key, "outcomes come back in input order");
@@ -351,5 +579,36 @@ async fn owners_activities_and_calendars_come_through() {
 
     let hub = Cursor(r#"{"crm":"hubspot","v":1,"stream":"leads","done_until_ms":null}"#.into());
     assert!(matches!(c.pull(Stream::Leads, Some(&hub)).await, Err(ConnectorError::BadCursor { .. })));
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_lead_with_more_history_than_a_page_holds_is_read_whole() {
+    let sb = sandbox(20).await;
+    let mut s = settings(&sb);
+    s.query_batch_size = 200;
+    let c = connect(s).await.expect("connects");
+    let (live, _) = truth(&sb).await;
+    let lead = live.iter().next().expect("a lead").clone();
+    // 210 reassignments: more id-valued Owner rows than a 200-row page holds.
+    let users: Vec<String> = (0..2).map(|i| materialise::user_id(i + 3)).collect();
+    for i in 0..210 {
+        sb.shared.clock.advance(chrono::Duration::seconds(1));
+        admin_json(&sb, reqwest::Method::PATCH, &format!("records/Lead/{lead}"), Some(json!({"OwnerId": users[i % 2]}))).await;
+    }
+    sb.shared.clock.advance(chrono::Duration::minutes(10));
+    let before = c.requests_sent();
+    let mut cursor = None;
+    let mut ledger = Ledger::default();
+    let p = pass(&c, Stream::Leads, &mut cursor, &mut ledger).await;
+    let used = c.requests_sent() - before;
+    let got = &ledger.leads[&lead];
+    assert!(got.assignments.len() >= 211, "every reassignment, after the first owner: {}", got.assignments.len());
+    assert_eq!(got.assignments.last().map(|a| a.owner_id.as_str()), got.owner_id.as_deref());
+    assert!(got.assignments.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    // The lead's own child pages are extra requests beyond the parent pages.
+    let bound = pages_of(p.rows, 200);
+    report("long-history", used, bound);
+    assert!(used <= bound + 2, "{used} calls for {} rows", p.rows);
     sb.stop().await;
 }

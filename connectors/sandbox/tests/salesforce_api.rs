@@ -465,3 +465,70 @@ async fn collections_upsert_and_duplicates() {
     }
     sb.stop().await;
 }
+
+#[tokio::test]
+async fn lead_history_over_http_describe_subquery_and_admin() {
+    let sb = sandbox(30).await;
+    let c = Client::new(&sb);
+    let (status, _, d) = c.get(&format!("{V}/sobjects/Lead/describe")).await;
+    assert_eq!(status, 200);
+    let rels = d["childRelationships"].as_array().expect("childRelationships");
+    let hist = rels.iter().find(|r| r["relationshipName"] == "Histories").expect("Histories");
+    assert_eq!((hist["childSObject"].as_str(), hist["field"].as_str()), (Some("LeadHistory"), Some("LeadId")));
+    let whizbang = fixture("describe-whizbang.json");
+    let recorded = whizbang["childRelationships"][0].as_object().expect("recorded child relationship");
+    assert!(recorded.keys().all(|k| hist.get(k).is_some()), "a child relationship carries the recorded keys: {hist}");
+    let (status, _, hd) = c.get(&format!("{V}/sobjects/LeadHistory/describe")).await;
+    assert_eq!(status, 200);
+    assert_eq!((hd["keyPrefix"].as_str(), hd["createable"].as_bool()), (Some("017"), Some(false)));
+    let names: Vec<&str> = hd["fields"].as_array().expect("fields").iter().filter_map(|f| f["name"].as_str()).collect();
+    for f in ["Id", "LeadId", "Field", "DataType", "OldValue", "NewValue", "CreatedDate", "CreatedById", "IsDeleted"] {
+        assert!(names.contains(&f), "{f} in {names:?}");
+    }
+
+    // Reassign a lead through the API: its history shows the change, twice.
+    let lead = c.dump("Lead").await.into_iter().find(|r| r["IsDeleted"] == false).expect("a live lead");
+    let id = lead["Id"].as_str().expect("Id").to_string();
+    let users = c.dump("User").await;
+    let to = users.iter().filter_map(|u| u["Id"].as_str()).find(|u| Some(*u) != lead["OwnerId"].as_str()).expect("another user");
+    let (status, _, _) = c.call(reqwest::Method::PATCH, &format!("{V}/sobjects/Lead/{id}"), Some(json!({"OwnerId": to}))).await;
+    assert_eq!(status, 204);
+    let q = format!(
+        "SELECT Id, OwnerId, (SELECT Field, DataType, OldValue, NewValue, CreatedDate FROM Histories WHERE Field IN ('Owner','Status') ORDER BY CreatedDate DESC LIMIT 2) FROM Lead WHERE Id = '{id}'"
+    );
+    let (status, _, body) = c.get(&format!("{V}/query?q={}", url_encode(&q))).await;
+    assert_eq!(status, 200, "{body}");
+    let h = &body["records"][0]["Histories"];
+    assert_eq!(h["done"], true);
+    let rows = h["records"].as_array().expect("records");
+    assert_eq!(rows.len(), 2);
+    let id_row = rows.iter().find(|r| r["DataType"] == "EntityId").expect("the id row");
+    assert_eq!((id_row["Field"].as_str(), id_row["NewValue"].as_str()), (Some("Owner"), Some(to)));
+    let name_row = rows.iter().find(|r| r["DataType"] == "Text").expect("the name row");
+    let to_name = users.iter().find(|u| u["Id"] == json!(to)).and_then(|u| u["Name"].as_str()).expect("name");
+    assert_eq!(name_row["NewValue"].as_str(), Some(to_name));
+    assert_eq!(rows[0]["attributes"]["type"], "LeadHistory");
+
+    let (status, _, body) = c.get(&format!("{V}/query?q={}", url_encode("SELECT Id, (SELECT Id FROM Historiez) FROM Lead"))).await;
+    assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INVALID_TYPE")));
+
+    // History is immutable, through the API and the admin routes alike.
+    let hid = c.dump("LeadHistory").await[0]["Id"].as_str().expect("history id").to_string();
+    let (status, _, body) = c.call(reqwest::Method::PATCH, &format!("{V}/sobjects/LeadHistory/{hid}"), Some(json!({"NewValue": "x"}))).await;
+    assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INSUFFICIENT_ACCESS_OR_READONLY")));
+    let resp = c.http.patch(format!("{}/__sandbox/salesforce/records/LeadHistory/{hid}", c.base)).json(&json!({"NewValue": "x"})).send().await.expect("admin");
+    assert_eq!(resp.status().as_u16(), 400);
+
+    // Tracking off: Histories leaves describe and the subquery fails.
+    let off = c.admin(reqwest::Method::POST, "/field-history", json!({"enabled": false})).await;
+    assert_eq!(off, json!({"enabled": false}));
+    let (_, _, d) = c.get(&format!("{V}/sobjects/Lead/describe")).await;
+    assert!(d["childRelationships"].as_array().expect("rels").iter().all(|r| r["relationshipName"] != "Histories"));
+    let (status, _, body) = c.get(&format!("{V}/query?q={}", url_encode(&q))).await;
+    assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INVALID_TYPE")));
+    sb.stop().await;
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

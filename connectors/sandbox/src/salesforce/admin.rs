@@ -34,6 +34,7 @@ pub fn router(sf: Arc<Salesforce>) -> Router {
         .route("/__sandbox/salesforce/duplicates/tasks", get(duplicate_tasks))
         .route("/__sandbox/salesforce/fields/{object}", post(add_field))
         .route("/__sandbox/salesforce/jwt-public-key", post(set_public_key))
+        .route("/__sandbox/salesforce/field-history", get(get_field_history).post(set_field_history))
         .with_state(sf)
 }
 
@@ -55,9 +56,10 @@ async fn dump(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>) -> 
     let now = sf.shared.clock.now();
     let st = sf.sync(now);
     let Some(name) = st.object_name(&object) else {
-        return not_found(format!("no sObject named {object}; known: Lead, Task, Event, User, Group, BusinessHours, Holiday"));
+        return not_found(format!("no sObject named {object}; known: Lead, Task, Event, User, Group, BusinessHours, Holiday, LeadHistory"));
     };
-    let rows: Vec<Value> = st.table(&name).map(|t| t.rows().map(|(_, r)| Value::Object(r.clone())).collect()).unwrap_or_default();
+    let rows: Vec<Value> =
+        st.table(&name).map(|t| t.rows().map(|(_, r)| Value::Object(st.full_row(&name, r))).collect()).unwrap_or_default();
     Json(json!({ "object": name, "totalSize": rows.len(), "records": rows })).into_response()
 }
 
@@ -95,6 +97,9 @@ async fn create(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>, b
     let now = sf.shared.clock.now();
     let mut st = sf.sync(now);
     let Some(name) = st.object_name(&object) else { return not_found(format!("no sObject named {object}")) };
+    if let Some(r) = refuse_history(&name) {
+        return r;
+    }
     let given = match admin_fields(&st, &name, &fields) {
         Ok(g) => g,
         Err(r) => return r,
@@ -147,6 +152,10 @@ async fn create(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>, b
     rec.insert("Id".into(), json!(id));
     derive_fields(&name, &mut rec, now);
     st.put_raw(&name, &id, rec.clone());
+    if name == "Lead" {
+        let at = stamp_of(&rec, "CreatedDate").unwrap_or(now);
+        st.history_on_create(&id, at, &admin);
+    }
     (StatusCode::CREATED, Json(json!({ "id": id, "record": rec }))).into_response()
 }
 
@@ -160,12 +169,16 @@ async fn update(State(sf): State<Arc<Salesforce>>, Path((object, id)): Path<(Str
     let now = sf.shared.clock.now();
     let mut st = sf.sync(now);
     let Some(name) = st.object_name(&object) else { return not_found(format!("no sObject named {object}")) };
+    if let Some(r) = refuse_history(&name) {
+        return r;
+    }
     let given = match admin_fields(&st, &name, &fields) {
         Ok(g) => g,
         Err(r) => return r,
     };
     let id = normalise_id(&id);
     let Some(mut rec) = st.get(&name, &id).cloned() else { return not_found(format!("no {name} {id}")) };
+    let before = rec.clone();
     let stamp = json!(fmt_datetime(now));
     rec.insert("LastModifiedDate".into(), stamp.clone());
     rec.insert("SystemModstamp".into(), stamp);
@@ -173,14 +186,34 @@ async fn update(State(sf): State<Arc<Salesforce>>, Path((object, id)): Path<(Str
         rec.insert(k, v);
     }
     derive_fields(&name, &mut rec, now);
+    if name == "Lead" {
+        // Dated like the change itself (a late commit is dated in the past).
+        let at = stamp_of(&rec, "SystemModstamp").unwrap_or(now);
+        let by = st.app.user_id.clone();
+        st.history_on_update(&id, &before, &rec, at, &by);
+    }
     st.put_raw(&name, &id, rec.clone());
     Json(json!({ "id": id, "record": rec })).into_response()
+}
+
+/// History rows are written by the org itself and never change.
+fn refuse_history(object: &str) -> Option<Response> {
+    (object == "LeadHistory").then(|| {
+        bad("LeadHistory rows are immutable: change the Lead (PATCH /__sandbox/salesforce/records/Lead/{id}) and the history follows")
+    })
+}
+
+fn stamp_of(rec: &Record, field: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    rec.get(field).and_then(Value::as_str).and_then(parse_datetime)
 }
 
 async fn delete(State(sf): State<Arc<Salesforce>>, Path((object, id)): Path<(String, String)>) -> Response {
     let now = sf.shared.clock.now();
     let mut st = sf.sync(now);
     let Some(name) = st.object_name(&object) else { return not_found(format!("no sObject named {object}")) };
+    if let Some(r) = refuse_history(&name) {
+        return r;
+    }
     match st.delete(&name, &id, now) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => bad(format!("cannot delete {name} {id}: {} {}", e.status_code, e.message)),
@@ -392,4 +425,28 @@ async fn set_public_key(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Respo
     let now = sf.shared.clock.now();
     sf.sync(now).app.jwt_public_key_pem = b.public_key_pem;
     Json(json!({ "updated": true })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldHistoryBody {
+    enabled: bool,
+}
+
+async fn get_field_history(State(sf): State<Arc<Salesforce>>) -> Response {
+    let now = sf.shared.clock.now();
+    Json(json!({ "enabled": sf.sync(now).field_history() })).into_response()
+}
+
+/// `POST /field-history`: `{"enabled": false}` turns Lead field history
+/// tracking off (no new rows; `Histories` leaves Lead's describe).
+async fn set_field_history(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Response {
+    let b: FieldHistoryBody = match parse_json(&body, r#"{"enabled": bool}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    st.set_field_history(b.enabled);
+    Json(json!({ "enabled": st.field_history() })).into_response()
 }

@@ -8,7 +8,7 @@ use handoff_model::ActivityKind;
 use serde_json::{json, Value};
 
 use super::state::{derive_fields, SfState, ORG_POD};
-use super::store::{fmt_date, fmt_datetime, make_id, Record};
+use super::store::{fmt_date, fmt_datetime, make_id, set, Record};
 use crate::org::{EventKind, LeadStatus, OwnerRef, SyntheticOrg};
 
 pub fn user_id(index: usize) -> String {
@@ -49,21 +49,26 @@ pub fn lead_status(s: &LeadStatus) -> &'static str {
 
 fn audit(rec: &mut Record, at: DateTime<Utc>, by: &str) {
     let ts = json!(fmt_datetime(at));
-    rec.insert("CreatedDate".into(), ts.clone());
-    rec.insert("CreatedById".into(), json!(by));
-    rec.insert("LastModifiedDate".into(), ts.clone());
-    rec.insert("LastModifiedById".into(), json!(by));
-    rec.insert("SystemModstamp".into(), ts);
+    set(rec, "CreatedDate", ts.clone());
+    set(rec, "CreatedById", json!(by));
+    set(rec, "LastModifiedDate", ts.clone());
+    set(rec, "LastModifiedById", json!(by));
+    set(rec, "SystemModstamp", ts);
 }
 
 fn touch(rec: &mut Record, at: DateTime<Utc>, by: &str) {
     let ts = json!(fmt_datetime(at));
-    rec.insert("LastModifiedDate".into(), ts.clone());
-    rec.insert("LastModifiedById".into(), json!(by));
-    rec.insert("SystemModstamp".into(), ts);
+    set(rec, "LastModifiedDate", ts.clone());
+    set(rec, "LastModifiedById", json!(by));
+    set(rec, "SystemModstamp", ts);
 }
 
-/// A full row of `object` with every field null, then `fields` on top.
+/// Just the fields Lead history tracks, to compare before and after.
+fn tracked(rec: &Record) -> Record {
+    ["OwnerId", "Status"].iter().filter_map(|f| rec.get(*f).map(|v| (f.to_string(), v.clone()))).collect()
+}
+
+/// A full row of `object` with every field null.
 fn blank(state: &SfState, object: &str) -> Record {
     let mut rec = Record::new();
     if let Some(def) = state.objects.get(object) {
@@ -170,6 +175,10 @@ pub fn seed(state: &mut SfState, org: &SyntheticOrg) {
 
 /// Apply every event with `at <= now` not applied yet.
 pub fn catch_up(state: &mut SfState, org: &SyntheticOrg, now: DateTime<Utc>) {
+    let due = org.events.get(state.applied_events).is_some_and(|ev| ev.at <= now);
+    if !due {
+        return;
+    }
     while let Some(ev) = org.events.get(state.applied_events) {
         if ev.at > now {
             break;
@@ -179,113 +188,120 @@ pub fn catch_up(state: &mut SfState, org: &SyntheticOrg, now: DateTime<Utc>) {
     }
 }
 
+/// Timeline rows are stored sparse: fields left null are not stored (a
+/// missing field reads as null everywhere), which halves the memory and the
+/// time a large org takes to materialise.
 fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &EventKind) {
     let admin = integration_user_id();
     match kind {
         EventKind::LeadCreated { lead, owner } => {
             let Some(l) = org.leads.get(*lead) else { return };
             let id = lead_id(*lead);
-            let mut rec = blank(state, "Lead");
-            rec.insert("Id".into(), json!(id));
-            rec.insert("IsDeleted".into(), json!(false));
-            rec.insert("FirstName".into(), json!(l.first_name));
-            rec.insert("LastName".into(), json!(l.last_name));
-            rec.insert("Company".into(), json!(l.company));
-            rec.insert("Title".into(), json!(l.title));
-            rec.insert("Email".into(), json!(l.email));
-            rec.insert("Phone".into(), json!(l.phone));
-            rec.insert("Country".into(), json!(l.country));
-            rec.insert("Industry".into(), json!(l.industry));
-            rec.insert("NumberOfEmployees".into(), json!(l.employees));
-            rec.insert("LeadSource".into(), json!(l.source));
-            rec.insert("Status".into(), json!("Open - Not Contacted"));
-            rec.insert("Rating".into(), json!(if l.score >= 80 { "Hot" } else if l.score >= 50 { "Warm" } else { "Cold" }));
-            rec.insert("OwnerId".into(), json!(owner_id(*owner)));
-            rec.insert("IsConverted".into(), json!(false));
-            rec.insert("IsUnreadByOwner".into(), json!(true));
-            rec.insert("Lead_Score__c".into(), json!(l.score as f64));
-            rec.insert("Intent_Action__c".into(), json!(l.intent_action));
-            rec.insert("MQL_Date__c".into(), json!(fmt_datetime(at)));
+            let mut rec = Record::new();
+            set(&mut rec, "Id", json!(id));
+            set(&mut rec, "IsDeleted", json!(false));
+            set(&mut rec, "FirstName", json!(l.first_name));
+            set(&mut rec, "LastName", json!(l.last_name));
+            set(&mut rec, "Company", json!(l.company));
+            set(&mut rec, "Title", json!(l.title));
+            set(&mut rec, "Email", json!(l.email));
+            set(&mut rec, "Phone", json!(l.phone));
+            set(&mut rec, "Country", json!(l.country));
+            set(&mut rec, "Industry", json!(l.industry));
+            set(&mut rec, "NumberOfEmployees", json!(l.employees));
+            set(&mut rec, "LeadSource", json!(l.source));
+            set(&mut rec, "Status", json!("Open - Not Contacted"));
+            set(&mut rec, "Rating", json!(if l.score >= 80 { "Hot" } else if l.score >= 50 { "Warm" } else { "Cold" }));
+            set(&mut rec, "OwnerId", json!(owner_id(*owner)));
+            set(&mut rec, "IsConverted", json!(false));
+            set(&mut rec, "IsUnreadByOwner", json!(true));
+            set(&mut rec, "Lead_Score__c", json!(l.score as f64));
+            set(&mut rec, "Intent_Action__c", json!(l.intent_action));
+            set(&mut rec, "MQL_Date__c", json!(fmt_datetime(at)));
             derive_fields("Lead", &mut rec, at);
             audit(&mut rec, at, &admin);
             state.put_raw("Lead", &id, rec);
+            state.history_on_create(&id, at, &admin);
         }
         EventKind::Assigned { lead, owner } => {
             let id = lead_id(*lead);
-            if let Some(mut rec) = state.get("Lead", &id).cloned() {
-                rec.insert("OwnerId".into(), json!(owner_id(*owner)));
-                touch(&mut rec, at, &admin);
-                state.put_raw("Lead", &id, rec);
-            }
+            let Some(before) = state.get("Lead", &id).map(tracked) else { return };
+            state.modify("Lead", &id, |rec| {
+                set(rec, "OwnerId", json!(owner_id(*owner)));
+                touch(rec, at, &admin);
+            });
+            let after = state.get("Lead", &id).map(tracked).unwrap_or_default();
+            state.history_on_update(&id, &before, &after, at, &admin);
         }
         EventKind::Touch { lead, by, kind } => {
             let who = lead_id(*lead);
             let owner = user_id(*by);
             let object = if *kind == ActivityKind::Meeting { "Event" } else { "Task" };
             let id = state.new_id(object);
-            let mut rec = blank(state, object);
-            rec.insert("Id".into(), json!(id));
-            rec.insert("IsDeleted".into(), json!(false));
-            rec.insert("IsArchived".into(), json!(false));
-            rec.insert("WhoId".into(), json!(who));
-            rec.insert("OwnerId".into(), json!(owner));
+            let mut rec = Record::new();
+            set(&mut rec, "Id", json!(id));
+            set(&mut rec, "IsDeleted", json!(false));
+            set(&mut rec, "IsArchived", json!(false));
+            set(&mut rec, "WhoId", json!(who));
+            set(&mut rec, "OwnerId", json!(owner));
             match kind {
                 ActivityKind::Meeting => {
-                    rec.insert("Subject".into(), json!("Meeting"));
-                    rec.insert("Type".into(), json!("Meeting"));
-                    rec.insert("EventSubtype".into(), json!("Event"));
-                    rec.insert("StartDateTime".into(), json!(fmt_datetime(at)));
-                    rec.insert("DurationInMinutes".into(), json!(30));
-                    rec.insert("IsAllDayEvent".into(), json!(false));
+                    set(&mut rec, "Subject", json!("Meeting"));
+                    set(&mut rec, "Type", json!("Meeting"));
+                    set(&mut rec, "EventSubtype", json!("Event"));
+                    set(&mut rec, "StartDateTime", json!(fmt_datetime(at)));
+                    set(&mut rec, "DurationInMinutes", json!(30));
+                    set(&mut rec, "IsAllDayEvent", json!(false));
                 }
                 ActivityKind::Call | ActivityKind::Email => {
                     let (subject, subtype) = if *kind == ActivityKind::Call { ("Call", "Call") } else { ("Email", "Email") };
-                    rec.insert("Subject".into(), json!(subject));
-                    rec.insert("Type".into(), json!(subject));
-                    rec.insert("TaskSubtype".into(), json!(subtype));
-                    rec.insert("Status".into(), json!("Completed"));
-                    rec.insert("Priority".into(), json!("Normal"));
-                    rec.insert("ActivityDate".into(), json!(fmt_date(at)));
-                    rec.insert("CompletedDateTime".into(), json!(fmt_datetime(at)));
-                    rec.insert("IsReminderSet".into(), json!(false));
+                    set(&mut rec, "Subject", json!(subject));
+                    set(&mut rec, "Type", json!(subject));
+                    set(&mut rec, "TaskSubtype", json!(subtype));
+                    set(&mut rec, "Status", json!("Completed"));
+                    set(&mut rec, "Priority", json!("Normal"));
+                    set(&mut rec, "ActivityDate", json!(fmt_date(at)));
+                    set(&mut rec, "CompletedDateTime", json!(fmt_datetime(at)));
+                    set(&mut rec, "IsReminderSet", json!(false));
                     if *kind == ActivityKind::Call {
-                        rec.insert("CallType".into(), json!("Outbound"));
+                        set(&mut rec, "CallType", json!("Outbound"));
                     }
                 }
                 ActivityKind::Task => {
-                    rec.insert("Subject".into(), json!("Follow up"));
-                    rec.insert("TaskSubtype".into(), json!("Task"));
-                    rec.insert("Status".into(), json!("Not Started"));
-                    rec.insert("Priority".into(), json!("Normal"));
-                    rec.insert("ActivityDate".into(), json!(fmt_date(at)));
-                    rec.insert("IsReminderSet".into(), json!(false));
+                    set(&mut rec, "Subject", json!("Follow up"));
+                    set(&mut rec, "TaskSubtype", json!("Task"));
+                    set(&mut rec, "Status", json!("Not Started"));
+                    set(&mut rec, "Priority", json!("Normal"));
+                    set(&mut rec, "ActivityDate", json!(fmt_date(at)));
+                    set(&mut rec, "IsReminderSet", json!(false));
                 }
             }
             derive_fields(object, &mut rec, at);
             audit(&mut rec, at, &owner);
             state.put_raw(object, &id, rec);
-            if let Some(mut lead_rec) = state.get("Lead", &who).cloned() {
-                lead_rec.insert("LastActivityDate".into(), json!(fmt_date(at)));
-                state.put_raw("Lead", &who, lead_rec);
-            }
+            state.modify("Lead", &who, |lead_rec| {
+                set(lead_rec, "LastActivityDate", json!(fmt_date(at)));
+            });
         }
         EventKind::StatusChanged { lead, status } => {
             let id = lead_id(*lead);
-            if let Some(mut rec) = state.get("Lead", &id).cloned() {
-                rec.insert("Status".into(), json!(lead_status(status)));
+            let Some(before) = state.get("Lead", &id).map(tracked) else { return };
+            state.modify("Lead", &id, |rec| {
+                set(rec, "Status", json!(lead_status(status)));
                 match status {
                     LeadStatus::Rejected { reason } | LeadStatus::ClosedUnresponsive { reason } => {
-                        rec.insert("Disqualification_Reason__c".into(), json!(reason));
+                        set(rec, "Disqualification_Reason__c", json!(reason));
                     }
                     LeadStatus::Converted => {
-                        rec.insert("IsConverted".into(), json!(true));
-                        rec.insert("ConvertedDate".into(), json!(fmt_date(at)));
+                        set(rec, "IsConverted", json!(true));
+                        set(rec, "ConvertedDate", json!(fmt_date(at)));
                     }
                     _ => {}
                 }
-                touch(&mut rec, at, &admin);
-                state.put_raw("Lead", &id, rec);
-            }
+                touch(rec, at, &admin);
+            });
+            let after = state.get("Lead", &id).map(tracked).unwrap_or_default();
+            state.history_on_update(&id, &before, &after, at, &admin);
         }
         EventKind::Deleted { lead } => {
             let _ = state.delete("Lead", &lead_id(*lead), at);

@@ -9,10 +9,11 @@
 //!
 //! # Layout
 //! - [`schema`]: the sObjects and fields (what `describe` reports).
-//! - [`store`]: record tables with a `(SystemModstamp, Id)` index, ids, datetimes.
+//! - [`store`]: record tables with a `(SystemModstamp, Id)` index and a parent
+//!   index per child relationship field, ids, datetimes.
 //! - [`soql`]: the SOQL subset: parse, bind, evaluate, render.
 //! - [`state`]: all data behind one lock; validated writes, queries, cursors.
-//! - [`materialise`]: the synthetic org timeline → records.
+//! - [`materialise`]: the synthetic org timeline → records (and `LeadHistory`).
 //! - [`oauth`]: grants, sessions, refresh tokens.
 //! - [`limits`]: the rolling daily allocation.
 //! - [`errors`]: the three error body shapes.
@@ -95,20 +96,18 @@ fn write_file(path: &Path, contents: &str) -> Result<(), SandboxError> {
 /// app (with a fresh JWT key pair under `work_dir`), an initial session and
 /// refresh token, and the router.
 pub fn build(shared: Arc<Shared>) -> Result<Emulator, SandboxError> {
-    let keys = generate_keys()?;
-    let private_key_path = shared.work_dir.join("salesforce-jwt-private-key.pem");
-    let public_key_path = shared.work_dir.join("salesforce-jwt-public-key.pem");
-    write_file(&private_key_path, &keys.private_pem)?;
-    write_file(&public_key_path, &keys.public_pem)?;
+    // The RSA key pair takes about as long as materialising a 10k-lead org:
+    // make both at once (the state needs the public key only for JWT grants).
+    let keygen = std::thread::spawn(generate_keys);
 
     let org_id = store::make_id("00D", state::ORG_POD, 1);
-    let app = AppConfig {
+    let mut app = AppConfig {
         client_id: format!("3MVG9sandbox.{}", uuid::Uuid::new_v4().simple()),
         client_secret: uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
         username: "integration@handoff-sandbox.example".to_string(),
         user_id: materialise::integration_user_id(),
         org_id,
-        jwt_public_key_pem: keys.public_pem,
+        jwt_public_key_pem: String::new(),
         audiences: vec![
             "https://login.salesforce.com".to_string(),
             "https://test.salesforce.com".to_string(),
@@ -120,6 +119,14 @@ pub fn build(shared: Arc<Shared>) -> Result<Emulator, SandboxError> {
     materialise::seed(&mut st, &shared.org);
     let now = shared.clock.now();
     materialise::catch_up(&mut st, &shared.org, now);
+
+    let keys = keygen.join().map_err(|_| emulator_error("the JWT key pair generator stopped unexpectedly".to_string()))??;
+    let private_key_path = shared.work_dir.join("salesforce-jwt-private-key.pem");
+    let public_key_path = shared.work_dir.join("salesforce-jwt-public-key.pem");
+    write_file(&private_key_path, &keys.private_pem)?;
+    write_file(&public_key_path, &keys.public_pem)?;
+    app.jwt_public_key_pem = keys.public_pem;
+    st.app.jwt_public_key_pem = app.jwt_public_key_pem.clone();
     let access_token = st.tokens.issue_session(&app, &app.user_id, now);
     let refresh_token = st.tokens.issue_refresh_token(&app, &app.user_id);
 

@@ -27,6 +27,9 @@ pub enum FieldType {
     Date,
     Datetime,
     Time,
+    /// History `OldValue`/`NewValue`: text, an id or a number, whichever
+    /// the changed field holds.
+    AnyType,
 }
 
 impl FieldType {
@@ -45,6 +48,7 @@ impl FieldType {
             FieldType::Date => "date",
             FieldType::Datetime => "datetime",
             FieldType::Time => "time",
+            FieldType::AnyType => "anyType",
         }
     }
 
@@ -57,6 +61,7 @@ impl FieldType {
             FieldType::Date => "xsd:date",
             FieldType::Datetime => "xsd:dateTime",
             FieldType::Time => "xsd:time",
+            FieldType::AnyType => "xsd:anyType",
             _ => "xsd:string",
         }
     }
@@ -72,6 +77,7 @@ impl FieldType {
                 | FieldType::Picklist
                 | FieldType::Email
                 | FieldType::Phone
+                | FieldType::AnyType
         )
     }
 }
@@ -192,7 +198,7 @@ impl FieldDef {
         let length = self.length.unwrap_or(match self.kind {
             FieldType::Id | FieldType::Reference => 18,
             FieldType::Textarea => 32000,
-            FieldType::String | FieldType::Picklist | FieldType::Email | FieldType::Phone => 255,
+            FieldType::String | FieldType::Picklist | FieldType::Email | FieldType::Phone | FieldType::AnyType => 255,
             _ => 0,
         });
         json!({
@@ -211,7 +217,7 @@ impl FieldDef {
             "deprecatedAndHidden": false,
             "digits": if self.kind == FieldType::Int { 9 } else { 0 },
             "externalId": self.external_id,
-            "filterable": true,
+            "filterable": self.kind != FieldType::AnyType,
             "groupable": !matches!(self.kind, FieldType::Double | FieldType::Datetime | FieldType::Textarea),
             "htmlFormatted": false,
             "idLookup": self.kind == FieldType::Id || (self.external_id && self.kind.is_textual()),
@@ -240,6 +246,34 @@ impl FieldDef {
     }
 }
 
+/// A child relationship of an sObject: the children of type `child` whose
+/// reference field `field` names the parent, reached in SOQL subqueries as
+/// `(SELECT … FROM {name})`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildRelationship {
+    /// The relationship name (`Histories`, `Tasks`).
+    pub name: &'static str,
+    pub child: &'static str,
+    pub field: &'static str,
+    /// Deleting the parent deletes the children (history goes with its lead).
+    pub cascade_delete: bool,
+}
+
+impl ChildRelationship {
+    fn describe(&self) -> Value {
+        json!({
+            "cascadeDelete": self.cascade_delete,
+            "childSObject": self.child,
+            "deprecatedAndHidden": false,
+            "field": self.field,
+            "junctionIdListNames": [],
+            "junctionReferenceTo": [],
+            "relationshipName": self.name,
+            "restrictedDelete": false
+        })
+    }
+}
+
 /// One sObject type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SObjectDef {
@@ -252,6 +286,8 @@ pub struct SObjectDef {
     /// Task and Event: `IsArchived` rows are hidden from `query`.
     pub archivable: bool,
     pub fields: Vec<FieldDef>,
+    /// What subqueries may reach from this object, as `describe` lists them.
+    pub child_relationships: Vec<ChildRelationship>,
 }
 
 impl SObjectDef {
@@ -266,13 +302,19 @@ impl SObjectDef {
             .find(|f| f.relationship_name().is_some_and(|r| r.eq_ignore_ascii_case(rel)))
     }
 
+    /// The child relationship named `name` (case-insensitive).
+    pub fn child_relationship(&self, name: &str) -> Option<&ChildRelationship> {
+        self.child_relationships.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
     /// The `/sobjects/{name}/describe` body.
     pub fn describe(&self, version: &str) -> Value {
         let mut d = self.summary(version);
         let fields: Vec<Value> = self.fields.iter().map(FieldDef::describe).collect();
+        let children: Vec<Value> = self.child_relationships.iter().map(ChildRelationship::describe).collect();
         if let Some(obj) = d.as_object_mut() {
             obj.insert("fields".into(), Value::Array(fields));
-            obj.insert("childRelationships".into(), json!([]));
+            obj.insert("childRelationships".into(), Value::Array(children));
             obj.insert("recordTypeInfos".into(), json!([]));
             obj.insert("supportedScopes".into(), json!([{"label": "All leads", "name": "everything"}]));
         }
@@ -282,7 +324,7 @@ impl SObjectDef {
     /// The entry in the describe-global list.
     pub fn summary(&self, version: &str) -> Value {
         let base = format!("/services/data/{version}/sobjects/{}", self.name);
-        let writable = !matches!(self.name, "User" | "Group" | "BusinessHours" | "Holiday");
+        let writable = !matches!(self.name, "User" | "Group" | "BusinessHours" | "Holiday" | "LeadHistory");
         json!({
             "activateable": false,
             "createable": writable,
@@ -321,6 +363,11 @@ pub const NAME_FIELDS: &[&str] =
 /// Lead `Status` picklist (the standard LeadStatus values).
 pub const LEAD_STATUSES: &[&str] =
     &["Open - Not Contacted", "Working - Contacted", "Qualified", "Unqualified", "Closed - Converted", "Closed - Not Converted"];
+
+/// `LeadHistory.Field` values the emulator writes: the insert, and the
+/// two tracked fields. An owner change is recorded under `Owner` (the
+/// relationship), not `OwnerId`.
+pub const HISTORY_FIELDS: &[&str] = &["created", "Owner", "Status"];
 
 fn audit(fields: &mut Vec<FieldDef>) {
     use FieldType::*;
@@ -474,22 +521,50 @@ pub fn standard_objects() -> BTreeMap<String, SObjectDef> {
     ];
     audit(&mut holiday);
 
+    // Field history: read-only rows, no LastModifiedDate or SystemModstamp
+    // (they never change), `Field = 'created'` for the insert.
+    let history = vec![
+        id(),
+        deleted(),
+        FieldDef::new("LeadId", Reference).system().not_null().refs(&["Lead"]),
+        FieldDef::new("Field", Picklist).system().not_null().values(HISTORY_FIELDS),
+        FieldDef::new("DataType", Picklist).system().values(&["Text", "EntityId", "DynamicEnum"]),
+        FieldDef::new("OldValue", AnyType).system(),
+        FieldDef::new("NewValue", AnyType).system(),
+        FieldDef::new("CreatedDate", Datetime).system().not_null(),
+        FieldDef::new("CreatedById", Reference).system().not_null().refs(&["User"]),
+    ];
+
+    let child = |name, child, field, cascade_delete| ChildRelationship { name, child, field, cascade_delete };
+    let plain = |name, label, label_plural, key_prefix, fields| SObjectDef {
+        name,
+        label,
+        label_plural,
+        key_prefix,
+        soft_delete: false,
+        archivable: false,
+        fields,
+        child_relationships: Vec::new(),
+    };
     let defs = [
-        SObjectDef { name: "Lead", label: "Lead", label_plural: "Leads", key_prefix: "00Q", soft_delete: true, archivable: false, fields: lead },
-        SObjectDef { name: "Task", label: "Task", label_plural: "Tasks", key_prefix: "00T", soft_delete: true, archivable: true, fields: task },
-        SObjectDef { name: "Event", label: "Event", label_plural: "Events", key_prefix: "00U", soft_delete: true, archivable: true, fields: event },
-        SObjectDef { name: "User", label: "User", label_plural: "Users", key_prefix: "005", soft_delete: false, archivable: false, fields: user },
-        SObjectDef { name: "Group", label: "Group", label_plural: "Groups", key_prefix: "00G", soft_delete: false, archivable: false, fields: group },
         SObjectDef {
-            name: "BusinessHours",
-            label: "Business Hours",
-            label_plural: "Business Hours",
-            key_prefix: "01m",
-            soft_delete: false,
-            archivable: false,
-            fields: hours,
+            soft_delete: true,
+            // The emulator keeps a deleted lead's activities (a merge moves
+            // them to the survivor); only its history goes with it.
+            child_relationships: vec![
+                child("Events", "Event", "WhoId", false),
+                child("Histories", "LeadHistory", "LeadId", true),
+                child("Tasks", "Task", "WhoId", false),
+            ],
+            ..plain("Lead", "Lead", "Leads", "00Q", lead)
         },
-        SObjectDef { name: "Holiday", label: "Holiday", label_plural: "Holidays", key_prefix: "0C0", soft_delete: false, archivable: false, fields: holiday },
+        SObjectDef { soft_delete: true, archivable: true, ..plain("Task", "Task", "Tasks", "00T", task) },
+        SObjectDef { soft_delete: true, archivable: true, ..plain("Event", "Event", "Events", "00U", event) },
+        plain("User", "User", "Users", "005", user),
+        plain("Group", "Group", "Groups", "00G", group),
+        plain("BusinessHours", "Business Hours", "Business Hours", "01m", hours),
+        plain("Holiday", "Holiday", "Holidays", "0C0", holiday),
+        plain("LeadHistory", "Lead History", "Lead History", "017", history),
     ];
     defs.into_iter().map(|d| (d.name.to_string(), d)).collect()
 }

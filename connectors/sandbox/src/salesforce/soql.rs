@@ -8,7 +8,10 @@
 //! boolean, `null`, date and unquoted dateTime literals plus the relative
 //! literals `TODAY`, `YESTERDAY`, `TOMORROW`, `LAST_N_DAYS:n`,
 //! `NEXT_N_DAYS:n`; `ORDER BY` with `ASC`/`DESC` and `NULLS FIRST/LAST`;
-//! `LIMIT`; `OFFSET` (at most 2,000). Anything else is `MALFORMED_QUERY`.
+//! `LIMIT`; `OFFSET` (at most 2,000); child relationship subqueries in the
+//! field list (`(SELECT … FROM Histories WHERE … ORDER BY … LIMIT n)`, one
+//! level deep, bound through the parent's `childRelationships`; an unknown
+//! relationship is `INVALID_TYPE`). Anything else is `MALFORMED_QUERY`.
 //!
 //! Polymorphic relationships (`Lead.Owner`, `Task.Who`) resolve to the
 //! `Name` pseudo-object as in the real API, so `Owner.Type` and
@@ -209,6 +212,9 @@ pub enum SelectItem {
     Field(Vec<String>),
     /// `COUNT()`: only `totalSize` is answered.
     CountAll,
+    /// A child relationship subquery: `(SELECT … FROM Histories …)`; its
+    /// `from` is the relationship name.
+    Child(Box<Query>),
 }
 
 /// A parsed query.
@@ -300,7 +306,8 @@ impl<'a> Parser<'a> {
         Ok(p)
     }
 
-    fn query(&mut self) -> Result<Query, SyntaxError> {
+    /// A whole query, or (`nested`) a subquery, which ends at its `)`.
+    fn query(&mut self, nested: bool) -> Result<Query, SyntaxError> {
         self.expect_kw("SELECT")?;
         let mut select = Vec::new();
         loop {
@@ -311,10 +318,22 @@ impl<'a> Parser<'a> {
                 }
                 select.push(SelectItem::CountAll);
             } else if self.peek().map(|t| &t.tok) == Some(&Tok::LParen) {
-                return Err(SyntaxError {
-                    at: self.at(),
-                    message: "child relationship subqueries are not supported by this sandbox".into(),
-                });
+                let at = self.at();
+                if nested {
+                    return Err(SyntaxError { at, message: "Nesting of semi join sub-selects is not supported".into() });
+                }
+                self.pos += 1;
+                let sub = self.query(true)?;
+                if !self.eat(&Tok::RParen) {
+                    return Err(self.unexpected());
+                }
+                if sub.offset.is_some() {
+                    return Err(SyntaxError { at, message: "OFFSET is not supported in a child relationship subquery".into() });
+                }
+                if sub.is_count() {
+                    return Err(SyntaxError { at, message: "COUNT() is not supported in a child relationship subquery".into() });
+                }
+                select.push(SelectItem::Child(Box::new(sub)));
             } else {
                 select.push(SelectItem::Field(self.path()?));
             }
@@ -353,7 +372,11 @@ impl<'a> Parser<'a> {
         }
         let limit = if self.eat_kw("LIMIT") { Some(self.unsigned()?) } else { None };
         let offset = if self.eat_kw("OFFSET") { Some(self.unsigned()?) } else { None };
-        if self.peek().is_some() {
+        let at_end = match self.peek() {
+            None => !nested,
+            Some(t) => nested && t.tok == Tok::RParen,
+        };
+        if !at_end {
             return Err(self.unexpected());
         }
         Ok(Query { select, from, filter, order_by, limit, offset })
@@ -523,7 +546,7 @@ fn classify_literal(s: &str) -> Option<Literal> {
 pub fn parse(q: &str) -> Result<Query, ApiError> {
     let toks = lex(q).map_err(|e| malformed(q, &e))?;
     let mut p = Parser { toks, pos: 0, len: q.len(), _src: q };
-    p.query().map_err(|e| malformed(q, &e))
+    p.query(false).map_err(|e| malformed(q, &e))
 }
 
 /// Salesforce's MALFORMED_QUERY message: the query, a caret under the
@@ -547,6 +570,15 @@ pub trait Db {
     fn object(&self, name: &str) -> Option<&SObjectDef>;
     /// The record with this id, whatever its type.
     fn lookup(&self, id: &str) -> Option<(&SObjectDef, &Record)>;
+    /// Rows of `child` whose reference `field` names `parent`.
+    fn children<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a String, &'a Record)>;
+}
+
+/// Whether a row is seen by `query` (live, and for activities not
+/// archived) or, with `include_deleted`, by `queryAll` (every row).
+pub fn is_visible(def: &SObjectDef, rec: &Record, include_deleted: bool) -> bool {
+    let flag = |f: &str| rec.get(f).and_then(Value::as_bool).unwrap_or(false);
+    include_deleted || !(flag("IsDeleted") || (def.archivable && flag("IsArchived")))
 }
 
 /// Where a path leads after binding.
@@ -572,8 +604,24 @@ pub struct Bound {
     /// The object's API name as the schema spells it.
     pub object: String,
     select: Vec<BoundPath>,
+    /// Child relationship subqueries, in SELECT order.
+    pub children: Vec<ChildSelect>,
     filter: Option<BoundCond>,
     order: Vec<(BoundPath, bool, bool)>,
+    /// `queryAll`: deleted (and archived) rows are seen, children too.
+    pub include_deleted: bool,
+}
+
+/// A bound child relationship subquery.
+#[derive(Debug, Clone)]
+pub struct ChildSelect {
+    /// The relationship name as the schema spells it: the key the nested
+    /// result goes under.
+    pub name: String,
+    /// The child's reference field naming the parent (`LeadId`).
+    pub field: String,
+    /// The subquery bound against the child object.
+    pub bound: Bound,
 }
 
 #[derive(Debug, Clone)]
@@ -746,6 +794,23 @@ pub fn bind(db: &dyn Db, q: Query, now: DateTime<Utc>) -> Result<Bound, ApiError
             from = q.from
         ))
     })?;
+    bind_on(db, obj, q, now)
+}
+
+fn bind_on(db: &dyn Db, obj: &SObjectDef, q: Query, now: DateTime<Utc>) -> Result<Bound, ApiError> {
+    let mut children = Vec::new();
+    for item in &q.select {
+        let SelectItem::Child(sub) = item else { continue };
+        let rel = obj.child_relationship(&sub.from).ok_or_else(|| {
+            ApiError::invalid_type(format!(
+                "Didn't understand relationship '{}' in FROM part of query call. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. Please reference your WSDL or the describe call for the appropriate names.",
+                sub.from
+            ))
+        })?;
+        let child = db.object(rel.child).ok_or_else(|| ApiError::invalid_type(format!("sObject type '{}' is not supported.", rel.child)))?;
+        let bound = bind_on(db, child, (**sub).clone(), now)?;
+        children.push(ChildSelect { name: rel.name.to_string(), field: rel.field.to_string(), bound });
+    }
     if q.offset.is_some_and(|o| o > MAX_OFFSET) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -765,7 +830,7 @@ pub fn bind(db: &dyn Db, q: Query, now: DateTime<Utc>) -> Result<Bound, ApiError
         .iter()
         .map(|o| Ok((bind_path(db, obj, &o.path)?, o.descending, o.nulls_last)))
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(Bound { object: obj.name.to_string(), query: q, select, filter, order })
+    Ok(Bound { object: obj.name.to_string(), query: q, select, children, filter, order, include_deleted: false })
 }
 
 /// The value at the end of a path: `None` when a relationship on the way is
@@ -823,9 +888,18 @@ fn typed_of(v: &Value, kind: FieldType) -> Typed {
     }
 }
 
+/// Case-insensitive order, without allocating for ASCII text.
+fn cmp_ignoring_case(x: &str, y: &str) -> Ordering {
+    if x.is_ascii() && y.is_ascii() {
+        x.bytes().map(|c| c.to_ascii_lowercase()).cmp(y.bytes().map(|c| c.to_ascii_lowercase()))
+    } else {
+        x.to_lowercase().cmp(&y.to_lowercase())
+    }
+}
+
 fn cmp_typed(a: &Typed, b: &Typed, case_insensitive: bool) -> Option<Ordering> {
     match (a, b) {
-        (Typed::Text(x), Typed::Text(y)) if case_insensitive => Some(x.to_lowercase().cmp(&y.to_lowercase())),
+        (Typed::Text(x), Typed::Text(y)) if case_insensitive => Some(cmp_ignoring_case(x, y)),
         (Typed::Text(x), Typed::Text(y)) => Some(x.cmp(y)),
         (Typed::Number(x), Typed::Number(y)) => x.partial_cmp(y),
         (Typed::Bool(x), Typed::Bool(y)) => Some(x.cmp(y)),
@@ -887,18 +961,61 @@ fn like(value: &str, pattern: &str) -> bool {
     go(&v, &p)
 }
 
+/// The stored value of a path that names a field of the row itself.
+fn direct<'a>(rec: &'a Record, path: &BoundPath) -> Option<&'a Value> {
+    match path.steps.as_slice() {
+        [Step::Field(f)] => Some(rec.get(f).unwrap_or(&Value::Null)),
+        _ => None,
+    }
+}
+
+/// A path's value in comparable form, read in place when it is the row's own field.
+fn actual_of(db: &dyn Db, rec: &Record, path: &BoundPath) -> Typed {
+    match direct(rec, path) {
+        Some(v) => typed_of(v, path.kind),
+        None => typed_of(&leaf_value(db, rec, path), path.kind),
+    }
+}
+
+/// A text comparison on the row's own field, without copying the value;
+/// `None` when the general path applies (relationships, non-text, nulls).
+fn direct_text_cmp(rec: &Record, path: &BoundPath, op: CmpOp, want: &Typed) -> Option<bool> {
+    let (Some(Value::String(actual)), Typed::Text(want)) = (direct(rec, path), want) else { return None };
+    let o = match path.kind {
+        FieldType::Id | FieldType::Reference if actual.len() == want.len() => actual.as_str().cmp(want.as_str()),
+        FieldType::Id | FieldType::Reference => normalise_id(actual).cmp(want),
+        k if k.is_textual() => cmp_ignoring_case(actual, want),
+        _ => return None,
+    };
+    Some(match op {
+        CmpOp::Eq => o == Ordering::Equal,
+        CmpOp::Ne => o != Ordering::Equal,
+        CmpOp::Lt => o == Ordering::Less,
+        CmpOp::Le => o != Ordering::Greater,
+        CmpOp::Gt => o == Ordering::Greater,
+        CmpOp::Ge => o != Ordering::Less,
+    })
+}
+
 fn eval(db: &dyn Db, rec: &Record, c: &BoundCond) -> bool {
     match c {
         BoundCond::And(a, b) => eval(db, rec, a) && eval(db, rec, b),
         BoundCond::Or(a, b) => eval(db, rec, a) || eval(db, rec, b),
         BoundCond::Not(a) => !eval(db, rec, a),
         BoundCond::Cmp { path, op, value } => {
-            let actual = typed_of(&leaf_value(db, rec, path), path.kind);
+            if let Some(hit) = direct_text_cmp(rec, path, *op, value) {
+                return hit;
+            }
+            let actual = actual_of(db, rec, path);
             let ci = !matches!(path.kind, FieldType::Id | FieldType::Reference);
             compare(&actual, *op, value, ci)
         }
         BoundCond::In { path, values, negated } => {
-            let actual = typed_of(&leaf_value(db, rec, path), path.kind);
+            let direct: Option<Vec<bool>> = values.iter().map(|v| direct_text_cmp(rec, path, CmpOp::Eq, v)).collect();
+            if let Some(hits) = direct {
+                return hits.contains(&true) != *negated;
+            }
+            let actual = actual_of(db, rec, path);
             let ci = !matches!(path.kind, FieldType::Id | FieldType::Reference);
             let hit = values.iter().any(|v| compare(&actual, CmpOp::Eq, v, ci));
             hit != *negated
@@ -970,8 +1087,8 @@ impl Bound {
         }
         rows.sort_by(|(ida, a), (idb, b)| {
             for (path, desc, nulls_last) in &self.order {
-                let va = typed_of(&leaf_value(db, a, path), path.kind);
-                let vb = typed_of(&leaf_value(db, b, path), path.kind);
+                let va = actual_of(db, a, path);
+                let vb = actual_of(db, b, path);
                 let o = match (&va, &vb) {
                     (Typed::Null, Typed::Null) => Ordering::Equal,
                     (Typed::Null, _) => {
@@ -1005,8 +1122,36 @@ impl Bound {
         });
     }
 
+    /// Set `queryAll` visibility on this query and its subqueries.
+    pub fn with_deleted(mut self, include_deleted: bool) -> Self {
+        self.include_deleted = include_deleted;
+        self.children = self
+            .children
+            .into_iter()
+            .map(|c| ChildSelect { bound: c.bound.with_deleted(include_deleted), ..c })
+            .collect();
+        self
+    }
+
+    /// The ids of the children of `parent` that subquery `child` answers:
+    /// visible, matching its WHERE, in its ORDER BY (then id), at most its LIMIT.
+    pub fn child_ids(&self, db: &dyn Db, child: usize, parent: &str) -> Vec<String> {
+        let Some(c) = self.children.get(child) else { return Vec::new() };
+        let Some(def) = db.object(&c.bound.object) else { return Vec::new() };
+        let mut rows: Vec<(String, &Record)> = db
+            .children(&c.bound.object, &c.field, parent)
+            .into_iter()
+            .filter(|(_, r)| is_visible(def, r, c.bound.include_deleted) && c.bound.matches(db, r))
+            .map(|(id, r)| (id.clone(), r))
+            .collect();
+        c.bound.sort(db, &mut rows);
+        let limit = c.bound.query.limit.map_or(usize::MAX, |l| l as usize);
+        rows.into_iter().take(limit).map(|(id, _)| id).collect()
+    }
+
     /// One result row as Salesforce renders it: `attributes`, then the
-    /// selected fields in SELECT order, relationship paths nested.
+    /// selected fields in SELECT order, relationship paths nested. Child
+    /// subqueries are not rendered here (the caller pages them).
     pub fn render(&self, db: &dyn Db, id: &str, rec: &Record, version: &str) -> Value {
         let mut out = Map::new();
         out.insert("attributes".into(), attributes(&self.object, id, version));
@@ -1069,6 +1214,13 @@ mod tests {
         fn lookup(&self, id: &str) -> Option<(&SObjectDef, &Record)> {
             let (ty, rec) = self.rows.get(id)?;
             Some((self.objects.get(ty)?, rec))
+        }
+        fn children<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a String, &'a Record)> {
+            self.rows
+                .iter()
+                .filter(|(_, (ty, r))| ty == child && r.get(field).and_then(Value::as_str) == Some(parent))
+                .map(|(id, (_, r))| (id, r))
+                .collect()
         }
     }
 
@@ -1183,6 +1335,61 @@ mod tests {
         assert!(b.ordered_by_modstamp());
         let b = bind(&db, parse("SELECT Id FROM Lead WHERE SystemModstamp >= 2026-03-02T09:00:00Z OR IsDeleted = true").unwrap(), now).unwrap();
         assert_eq!(b.modstamp_range(), (None, None));
+    }
+
+    fn history(id: &str, lead: &str, field: &str, at: &str, deleted: bool) -> (String, (String, Record)) {
+        let r = rec(json!({"Id": id, "LeadId": lead, "Field": field, "DataType": "Text", "OldValue": null, "NewValue": "x",
+            "CreatedDate": at, "IsDeleted": deleted}));
+        (id.to_string(), ("LeadHistory".to_string(), r))
+    }
+
+    #[test]
+    fn child_subqueries_bind_to_the_relationship_and_select_its_rows() {
+        let mut db = db();
+        db.rows.extend([
+            history("0173", "00Q1", "Status", "2026-03-02T09:00:00.000+0000", false),
+            history("0171", "00Q1", "Owner", "2026-03-02T10:00:00.000+0000", false),
+            history("0172", "00Q1", "created", "2026-03-02T08:00:00.000+0000", false),
+            history("0174", "00Q1", "Status", "2026-03-02T11:00:00.000+0000", true),
+            history("0175", "00Q2", "Status", "2026-03-02T11:00:00.000+0000", false),
+        ]);
+        let now = parse_datetime("2026-03-04T12:00:00Z").unwrap();
+        let q = "SELECT Id, (SELECT Field, CreatedDate FROM histories WHERE Field IN ('Owner','Status') ORDER BY CreatedDate) FROM Lead";
+        let b = bind(&db, parse(q).unwrap(), now).unwrap();
+        assert_eq!(b.children.len(), 1);
+        assert_eq!((b.children[0].name.as_str(), b.children[0].field.as_str()), ("Histories", "LeadId"));
+        assert_eq!(b.children[0].bound.object, "LeadHistory");
+        assert_eq!(b.child_ids(&db, 0, "00Q1"), vec!["0173", "0171"], "filtered, ordered, deleted rows hidden");
+        let all = b.clone().with_deleted(true);
+        assert_eq!(all.child_ids(&db, 0, "00Q1"), vec!["0173", "0171", "0174"], "queryAll sees the recycle bin");
+        assert!(b.child_ids(&db, 0, "00Q3").is_empty());
+        // The parent row renders without the subquery; the caller pages it.
+        let (_, parent) = (String::new(), lead("00Q1", "005A", "2026-03-02T09:00:00.000+0000", 1.0, "Qualified"));
+        let out = b.render(&db, "00Q1", &parent, "v62.0");
+        assert!(out.get("Histories").is_none());
+        let limited = bind(&db, parse("SELECT Id, (SELECT Id FROM Histories ORDER BY CreatedDate DESC LIMIT 1) FROM Lead").unwrap(), now).unwrap();
+        assert_eq!(limited.child_ids(&db, 0, "00Q1"), vec!["0171"]);
+    }
+
+    #[test]
+    fn child_subquery_errors_match_salesforce() {
+        let e = run("SELECT Id, (SELECT Id FROM Historys) FROM Lead", &[]).unwrap_err();
+        assert_eq!((e.status, e.error_code), (StatusCode::BAD_REQUEST, "INVALID_TYPE"));
+        assert!(e.message.starts_with("Didn't understand relationship 'Historys' in FROM part of query call."), "{}", e.message);
+        // Relationships belong to the parent: User has no Histories here.
+        assert_eq!(run("SELECT Id, (SELECT Id FROM Histories) FROM User", &[]).unwrap_err().error_code, "INVALID_TYPE");
+        let e = run("SELECT Id, (SELECT Nope FROM Histories) FROM Lead", &[]).unwrap_err();
+        assert_eq!(e.error_code, "INVALID_FIELD");
+        assert!(e.message.contains("entity 'LeadHistory'"), "{}", e.message);
+        for bad in [
+            "SELECT Id, (SELECT Id, (SELECT Id FROM Tasks) FROM Histories) FROM Lead",
+            "SELECT Id, (SELECT Id FROM Histories OFFSET 5) FROM Lead",
+            "SELECT Id, (SELECT COUNT() FROM Histories) FROM Lead",
+            "SELECT Id, (SELECT Id FROM Histories FROM Lead",
+            "SELECT Id, (SELECT Id FROM Histories)) FROM Lead",
+        ] {
+            assert_eq!(run(bad, &[]).unwrap_err().error_code, "MALFORMED_QUERY", "{bad}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! `(SystemModstamp, Id)`, so the incremental query every connector sends
 //! (`WHERE SystemModstamp >= X ORDER BY SystemModstamp, Id`) is a range
 //! scan rather than a walk over 100k leads. Rows are JSON maps in the
-//! shape Salesforce returns them (datetimes as `…T09:00:00.000+0000`).
+//! shape Salesforce returns them (datetimes as `…T09:00:00.000+0000`). A
+//! row need not hold its null fields: a missing field reads as null, and
+//! whole-row answers fill them in from the schema.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,18 +15,67 @@ use serde_json::{Map, Value};
 
 pub type Record = Map<String, Value>;
 
+/// Set a field, without allocating its name again when the row already has
+/// it (materialising a large org sets millions of fields).
+pub fn set(rec: &mut Record, field: &str, value: Value) {
+    match rec.get_mut(field) {
+        Some(v) => *v = value,
+        None => {
+            rec.insert(field.to_string(), value);
+        }
+    }
+}
+
 /// Salesforce's datetime rendering: UTC, milliseconds, `+0000`.
 pub fn fmt_datetime(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+    use chrono::Timelike;
+    // Written digit by digit: every stored row carries several of these, and
+    // formatting machinery dominated materialising a large org.
+    let mut out = String::with_capacity(28);
+    push_date(&mut out, at);
+    out.push('T');
+    push_digits(&mut out, at.hour(), 2);
+    out.push(':');
+    push_digits(&mut out, at.minute(), 2);
+    out.push(':');
+    push_digits(&mut out, at.second(), 2);
+    out.push('.');
+    push_digits(&mut out, at.timestamp_subsec_millis().min(999), 3);
+    out.push_str("+0000");
+    out
 }
 
 pub fn fmt_date(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d").to_string()
+    let mut out = String::with_capacity(10);
+    push_date(&mut out, at);
+    out
+}
+
+fn push_date(out: &mut String, at: DateTime<Utc>) {
+    use chrono::Datelike;
+    push_digits(out, at.year().clamp(0, 9999) as u32, 4);
+    out.push('-');
+    push_digits(out, at.month(), 2);
+    out.push('-');
+    push_digits(out, at.day(), 2);
+}
+
+/// `n` in exactly `width` decimal digits (zero-padded; higher digits dropped).
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for k in (0..width).rev() {
+        let digit = (n / 10u32.pow(k)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// Parse a datetime as Salesforce writes it (`+0000`), as RFC 3339 (`Z`,
 /// `+00:00`), or with no fraction.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    // Every stored datetime has the one form `fmt_datetime` writes; reading
+    // it without the general parser keeps index upkeep and filters cheap.
+    if let Some(dt) = parse_stored(s) {
+        return Some(dt);
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.with_timezone(&Utc));
     }
@@ -34,6 +85,20 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
         }
     }
     None
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmm+0000` exactly, or `None`.
+fn parse_stored(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 28 || &b[23..] != b"+0000" || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+    };
+    let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    let time = date.and_hms_milli_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?)?;
+    Some(time.and_utc())
 }
 
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
@@ -114,17 +179,68 @@ pub struct Table {
     by_modstamp: BTreeSet<(i64, String)>,
     /// Soft-deleted ids and when (for `sobjects/X/deleted`).
     deleted_at: BTreeMap<String, DateTime<Utc>>,
+    /// For each indexed reference field (`LeadId`, `WhoId`): parent id →
+    /// the ids of the rows naming it, so a child subquery or a merge finds
+    /// a lead's rows without a scan.
+    by_parent: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
-fn modstamp_of(rec: &Record) -> i64 {
-    rec.get("SystemModstamp")
-        .and_then(Value::as_str)
-        .and_then(parse_datetime)
-        .map(to_millis)
-        .unwrap_or(0)
+/// The `SystemModstamp` index key: `None` for rows of objects without the
+/// field (history rows never change, so nothing queries them by it).
+fn modstamp_of(rec: &Record) -> Option<i64> {
+    let v = rec.get("SystemModstamp")?;
+    Some(v.as_str().and_then(parse_datetime).map(to_millis).unwrap_or(0))
+}
+
+fn ref_of<'a>(rec: &'a Record, field: &str) -> Option<&'a str> {
+    rec.get(field).and_then(Value::as_str)
+}
+
+/// Where a row is filed: its modstamp key and, per indexed field in the
+/// index's order, the parent it names.
+type IndexKeys = (Option<i64>, Vec<Option<String>>);
+
+fn index_keys(rec: &Record, by_parent: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>) -> IndexKeys {
+    (modstamp_of(rec), by_parent.keys().map(|f| ref_of(rec, f).map(str::to_string)).collect())
 }
 
 impl Table {
+    /// A table that indexes rows by the reference fields `parent_fields`.
+    pub fn with_parent_index(parent_fields: &[&str]) -> Self {
+        Table { by_parent: parent_fields.iter().map(|f| (f.to_string(), BTreeMap::new())).collect(), ..Table::default() }
+    }
+
+    fn unindex(&mut self, id: &str, rec: &Record) {
+        let keys = index_keys(rec, &self.by_parent);
+        self.unindex_keys(id, &keys);
+    }
+
+    fn unindex_keys(&mut self, id: &str, keys: &IndexKeys) {
+        if let Some(ms) = keys.0 {
+            self.by_modstamp.remove(&(ms, id.to_string()));
+        }
+        for (index, parent) in self.by_parent.values_mut().zip(&keys.1) {
+            let Some(parent) = parent else { continue };
+            if let Some(set) = index.get_mut(parent) {
+                set.remove(id);
+                if set.is_empty() {
+                    index.remove(parent);
+                }
+            }
+        }
+    }
+
+    /// Ids of the rows whose reference `field` names `parent`, in id order
+    /// (empty when the field is not indexed).
+    pub fn children_of(&self, field: &str, parent: &str) -> impl Iterator<Item = &String> {
+        self.by_parent.get(field).and_then(|index| index.get(parent)).into_iter().flatten()
+    }
+
+    /// Whether `field` has a parent index.
+    pub fn has_parent_index(&self, field: &str) -> bool {
+        self.by_parent.contains_key(field)
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -139,17 +255,50 @@ impl Table {
 
     /// Insert or replace a row, keeping the modstamp index in step.
     pub fn put(&mut self, id: &str, rec: Record) {
-        if let Some(old) = self.rows.get(id) {
-            self.by_modstamp.remove(&(modstamp_of(old), id.to_string()));
+        let keys = index_keys(&rec, &self.by_parent);
+        if let Some(old) = self.rows.insert(id.to_string(), rec) {
+            self.unindex(id, &old);
         }
-        self.by_modstamp.insert((modstamp_of(&rec), id.to_string()));
-        self.rows.insert(id.to_string(), rec);
+        self.index(id, keys);
+    }
+
+    fn index(&mut self, id: &str, keys: IndexKeys) {
+        if let Some(ms) = keys.0 {
+            self.by_modstamp.insert((ms, id.to_string()));
+        }
+        for (index, parent) in self.by_parent.values_mut().zip(keys.1) {
+            let Some(parent) = parent else { continue };
+            match index.get_mut(&parent) {
+                Some(set) => {
+                    set.insert(id.to_string());
+                }
+                None => {
+                    index.insert(parent, BTreeSet::from([id.to_string()]));
+                }
+            }
+        }
+    }
+
+    /// Change a row in place (no copy of the row), keeping every index in step.
+    /// Returns whether the row exists.
+    pub fn modify(&mut self, id: &str, f: impl FnOnce(&mut Record)) -> bool {
+        let Some(rec) = self.rows.get_mut(id) else { return false };
+        let before = index_keys(rec, &self.by_parent);
+        f(rec);
+        if index_keys(rec, &self.by_parent) != before {
+            // An indexed field changed: re-file the row under its new keys.
+            self.unindex_keys(id, &before);
+            if let Some(rec) = self.rows.remove(id) {
+                self.put(id, rec);
+            }
+        }
+        true
     }
 
     /// Remove a row for good (a rolled-back insert).
     pub fn purge(&mut self, id: &str) {
         if let Some(old) = self.rows.remove(id) {
-            self.by_modstamp.remove(&(modstamp_of(&old), id.to_string()));
+            self.unindex(id, &old);
         }
         self.deleted_at.remove(id);
     }
@@ -178,8 +327,8 @@ impl Table {
     }
 
     /// Ids whose SystemModstamp lies in `[from_ms, to_ms]` (either end
-    /// open when `None`), in `(SystemModstamp, Id)` order.
-    pub fn ids_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<String> {
+    /// open when `None`), in `(SystemModstamp, Id)` order, lazily.
+    pub fn range_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = &String> {
         use std::ops::Bound;
         let lo = match from_ms {
             Some(ms) => Bound::Included((ms, String::new())),
@@ -190,7 +339,13 @@ impl Table {
             Some(ms) => Bound::Included((ms, "\u{7f}".to_string())),
             None => Bound::Unbounded,
         };
-        self.by_modstamp.range((lo, hi)).map(|(_, id)| id.clone()).collect()
+        self.by_modstamp.range((lo, hi)).map(|(_, id)| id)
+    }
+
+    /// Ids whose SystemModstamp lies in `[from_ms, to_ms]` (either end
+    /// open when `None`), in `(SystemModstamp, Id)` order.
+    pub fn ids_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<String> {
+        self.range_by_modstamp(from_ms, to_ms).cloned().collect()
     }
 }
 
@@ -214,8 +369,16 @@ mod tests {
     fn datetimes_round_trip_in_salesforce_form() {
         let at = parse_datetime("2026-03-02T09:00:00.123Z").unwrap();
         assert_eq!(fmt_datetime(at), "2026-03-02T09:00:00.123+0000");
+        assert_eq!(fmt_date(at), "2026-03-02");
+        let late = parse_datetime("0999-12-31T23:59:59.007Z").unwrap();
+        assert_eq!(fmt_datetime(late), "0999-12-31T23:59:59.007+0000");
         assert_eq!(parse_datetime("2026-03-02T09:00:00.123+0000"), Some(at));
         assert_eq!(parse_datetime("2026-03-02T10:00:00+01:00").map(fmt_datetime).as_deref(), Some("2026-03-02T09:00:00.000+0000"));
+        // The stored form is read by its own fast path; a near miss falls back or fails.
+        assert_eq!(parse_stored("2026-03-02T09:00:00.123+0000"), Some(at));
+        assert_eq!(parse_stored("2026-03-02T09:00:00.123Z"), None);
+        assert_eq!(parse_stored("2026-02-30T09:00:00.123+0000"), None);
+        assert_eq!(parse_datetime("2026-03-02T09:00:00.123+0100").map(fmt_datetime).as_deref(), Some("2026-03-02T08:00:00.123+0000"));
     }
 
     #[test]
@@ -234,5 +397,37 @@ mod tests {
         t.put("c", rec("2026-03-02T10:00:00.000+0000"));
         assert_eq!(t.ids_by_modstamp(Some(nine), None), vec!["a", "b", "c"]);
         assert_eq!(t.ids_by_modstamp(None, Some(nine)), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn parent_index_follows_reparenting_and_purges() {
+        let mut t = Table::with_parent_index(&["WhoId"]);
+        let rec = |who: &str| {
+            let mut r = Record::new();
+            r.insert("WhoId".into(), json!(who));
+            r
+        };
+        t.put("t1", rec("00Q1"));
+        t.put("t2", rec("00Q1"));
+        t.put("t3", rec("00Q2"));
+        assert_eq!(t.children_of("WhoId", "00Q1").collect::<Vec<_>>(), vec!["t1", "t2"]);
+        t.put("t2", rec("00Q2"));
+        assert_eq!(t.children_of("WhoId", "00Q1").collect::<Vec<_>>(), vec!["t1"]);
+        assert_eq!(t.children_of("WhoId", "00Q2").collect::<Vec<_>>(), vec!["t2", "t3"]);
+        t.purge("t1");
+        assert_eq!(t.children_of("WhoId", "00Q1").count(), 0);
+        assert_eq!(t.children_of("OwnerId", "00Q2").count(), 0, "unindexed fields have no children");
+        assert!(t.has_parent_index("WhoId"));
+        // In-place edits re-file a row only when an indexed field moves.
+        assert!(t.modify("t3", |r| {
+            r.insert("Subject".into(), json!("x"));
+        }));
+        assert_eq!(t.children_of("WhoId", "00Q2").collect::<Vec<_>>(), vec!["t2", "t3"]);
+        assert!(t.modify("t3", |r| {
+            r.insert("WhoId".into(), json!("00Q9"));
+        }));
+        assert_eq!(t.children_of("WhoId", "00Q2").collect::<Vec<_>>(), vec!["t2"]);
+        assert_eq!(t.children_of("WhoId", "00Q9").collect::<Vec<_>>(), vec!["t3"]);
+        assert!(!t.modify("nope", |_| {}));
     }
 }
