@@ -121,7 +121,8 @@ impl SfState {
                     .filter(|c| c.child == k.as_str())
                     .map(|c| c.field)
                     .collect();
-                (k.clone(), Table::with_parent_index(&parent_fields))
+                let unique_fields: Vec<&str> = objects[k].fields.iter().filter(|f| f.unique).map(|f| f.name.as_str()).collect();
+                (k.clone(), Table::with_indexes(&parent_fields, &unique_fields))
             })
             .collect();
         SfState {
@@ -447,15 +448,10 @@ impl SfState {
         // Unique fields (external ids) are unique case-insensitively among live rows.
         for f in def.fields.iter().filter(|f| f.unique) {
             let Some(val) = rec.get(&f.name).and_then(Value::as_str).map(str::to_lowercase) else { continue };
-            let clash = self.tables.get(def.name).and_then(|t| {
-                t.rows()
-                    .find(|(other, r)| {
-                        **other != id
-                            && !is_true(r, "IsDeleted")
-                            && r.get(&f.name).and_then(Value::as_str).is_some_and(|s| s.to_lowercase() == val)
-                    })
-                    .map(|(other, _)| other.clone())
-            });
+            let clash = self
+                .find_by_field(def.name, &f.name, &val)
+                .into_iter()
+                .find(|other| *other != id);
             if let Some(other) = clash {
                 return Err(vec![RecordError::new(
                     "DUPLICATE_VALUE",
@@ -564,16 +560,19 @@ impl SfState {
     /// Live rows whose `field` equals `value` (case-insensitive), for upsert.
     pub fn find_by_field(&self, object: &str, field: &str, value: &str) -> Vec<String> {
         let want = value.to_lowercase();
-        self.tables
-            .get(object)
-            .map(|t| {
-                t.rows()
-                    .filter(|(_, r)| !is_true(r, "IsDeleted"))
-                    .filter(|(_, r)| r.get(field).and_then(Value::as_str).is_some_and(|s| s.to_lowercase() == want))
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        let Some(t) = self.tables.get(object) else { return Vec::new() };
+        let live = |r: &Record| !is_true(r, "IsDeleted");
+        match t.with_unique_value(field, &want) {
+            // Unique fields are indexed: no scan.
+            Some(ids) => ids.into_iter().filter(|id| t.get(id).is_some_and(live)).collect(),
+            // A field an admin added later: scan.
+            None => t
+                .rows()
+                .filter(|(_, r)| live(r))
+                .filter(|(_, r)| r.get(field).and_then(Value::as_str).is_some_and(|s| s.to_lowercase() == want))
+                .map(|(id, _)| id.clone())
+                .collect(),
+        }
     }
 
     /// Run a query: `include_deleted` is `queryAll` (deleted and archived

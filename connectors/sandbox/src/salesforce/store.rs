@@ -183,6 +183,11 @@ pub struct Table {
     /// the ids of the rows naming it, so a child subquery or a merge finds
     /// a lead's rows without a scan.
     by_parent: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// For each unique field (External IDs such as `Handoff_Key__c`): the
+    /// lower-cased value → the ids holding it, so an upsert or a uniqueness
+    /// check finds its row without a scan (Salesforce compares them
+    /// case-insensitively).
+    by_unique: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
 /// The `SystemModstamp` index key: `None` for rows of objects without the
@@ -196,22 +201,62 @@ fn ref_of<'a>(rec: &'a Record, field: &str) -> Option<&'a str> {
     rec.get(field).and_then(Value::as_str)
 }
 
-/// Where a row is filed: its modstamp key and, per indexed field in the
-/// index's order, the parent it names.
-type IndexKeys = (Option<i64>, Vec<Option<String>>);
+/// Where a row is filed: its modstamp key, per parent-indexed field the
+/// parent it names, and per unique field its lower-cased value (each in
+/// its index's order).
+type IndexKeys = (Option<i64>, Vec<Option<String>>, Vec<Option<String>>);
 
-fn index_keys(rec: &Record, by_parent: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>) -> IndexKeys {
-    (modstamp_of(rec), by_parent.keys().map(|f| ref_of(rec, f).map(str::to_string)).collect())
+type ValueIndex = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
+
+fn index_keys(rec: &Record, by_parent: &ValueIndex, by_unique: &ValueIndex) -> IndexKeys {
+    (
+        modstamp_of(rec),
+        by_parent.keys().map(|f| ref_of(rec, f).map(str::to_string)).collect(),
+        by_unique.keys().map(|f| ref_of(rec, f).map(str::to_lowercase)).collect(),
+    )
+}
+
+fn file(index: &mut ValueIndex, values: Vec<Option<String>>, id: &str) {
+    for (index, value) in index.values_mut().zip(values) {
+        let Some(value) = value else { continue };
+        index.entry(value).or_default().insert(id.to_string());
+    }
+}
+
+fn unfile(index: &mut ValueIndex, values: &[Option<String>], id: &str) {
+    for (index, value) in index.values_mut().zip(values) {
+        let Some(value) = value else { continue };
+        if let Some(set) = index.get_mut(value) {
+            set.remove(id);
+            if set.is_empty() {
+                index.remove(value);
+            }
+        }
+    }
 }
 
 impl Table {
     /// A table that indexes rows by the reference fields `parent_fields`.
     pub fn with_parent_index(parent_fields: &[&str]) -> Self {
-        Table { by_parent: parent_fields.iter().map(|f| (f.to_string(), BTreeMap::new())).collect(), ..Table::default() }
+        Self::with_indexes(parent_fields, &[])
+    }
+
+    /// A table that indexes rows by the reference fields `parent_fields` and
+    /// by the (case-insensitive) values of `unique_fields`.
+    pub fn with_indexes(parent_fields: &[&str], unique_fields: &[&str]) -> Self {
+        Table {
+            by_parent: parent_fields.iter().map(|f| (f.to_string(), BTreeMap::new())).collect(),
+            by_unique: unique_fields.iter().map(|f| (f.to_string(), BTreeMap::new())).collect(),
+            ..Table::default()
+        }
+    }
+
+    fn keys_of(&self, rec: &Record) -> IndexKeys {
+        index_keys(rec, &self.by_parent, &self.by_unique)
     }
 
     fn unindex(&mut self, id: &str, rec: &Record) {
-        let keys = index_keys(rec, &self.by_parent);
+        let keys = self.keys_of(rec);
         self.unindex_keys(id, &keys);
     }
 
@@ -219,15 +264,15 @@ impl Table {
         if let Some(ms) = keys.0 {
             self.by_modstamp.remove(&(ms, id.to_string()));
         }
-        for (index, parent) in self.by_parent.values_mut().zip(&keys.1) {
-            let Some(parent) = parent else { continue };
-            if let Some(set) = index.get_mut(parent) {
-                set.remove(id);
-                if set.is_empty() {
-                    index.remove(parent);
-                }
-            }
-        }
+        unfile(&mut self.by_parent, &keys.1, id);
+        unfile(&mut self.by_unique, &keys.2, id);
+    }
+
+    /// Ids of the rows whose unique `field` holds `value` (compared
+    /// case-insensitively), or `None` when the field is not indexed.
+    pub fn with_unique_value(&self, field: &str, value: &str) -> Option<Vec<String>> {
+        let index = self.by_unique.get(field)?;
+        Some(index.get(&value.to_lowercase()).map(|ids| ids.iter().cloned().collect()).unwrap_or_default())
     }
 
     /// Ids of the rows whose reference `field` names `parent`, in id order
@@ -255,7 +300,7 @@ impl Table {
 
     /// Insert or replace a row, keeping the modstamp index in step.
     pub fn put(&mut self, id: &str, rec: Record) {
-        let keys = index_keys(&rec, &self.by_parent);
+        let keys = self.keys_of(&rec);
         if let Some(old) = self.rows.insert(id.to_string(), rec) {
             self.unindex(id, &old);
         }
@@ -266,26 +311,17 @@ impl Table {
         if let Some(ms) = keys.0 {
             self.by_modstamp.insert((ms, id.to_string()));
         }
-        for (index, parent) in self.by_parent.values_mut().zip(keys.1) {
-            let Some(parent) = parent else { continue };
-            match index.get_mut(&parent) {
-                Some(set) => {
-                    set.insert(id.to_string());
-                }
-                None => {
-                    index.insert(parent, BTreeSet::from([id.to_string()]));
-                }
-            }
-        }
+        file(&mut self.by_parent, keys.1, id);
+        file(&mut self.by_unique, keys.2, id);
     }
 
     /// Change a row in place (no copy of the row), keeping every index in step.
     /// Returns whether the row exists.
     pub fn modify(&mut self, id: &str, f: impl FnOnce(&mut Record)) -> bool {
         let Some(rec) = self.rows.get_mut(id) else { return false };
-        let before = index_keys(rec, &self.by_parent);
+        let before = index_keys(rec, &self.by_parent, &self.by_unique);
         f(rec);
-        if index_keys(rec, &self.by_parent) != before {
+        if index_keys(rec, &self.by_parent, &self.by_unique) != before {
             // An indexed field changed: re-file the row under its new keys.
             self.unindex_keys(id, &before);
             if let Some(rec) = self.rows.remove(id) {
