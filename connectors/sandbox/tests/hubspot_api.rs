@@ -406,6 +406,16 @@ async fn property_history_over_http_late_writes_merges_and_the_admin_dump() {
     assert_eq!(rec["properties"].as_object().unwrap().len(), 1);
     assert_eq!(rec["propertiesWithHistory"]["hs_lead_status"], got["propertiesWithHistory"]["hs_lead_status"]);
 
+    // A bulk edit: many records, one instant.
+    let (_, more) = c.get("/crm/v3/objects/contacts?limit=5").await;
+    let bulk: Vec<String> = more["results"].as_array().unwrap().iter().skip(2).map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let edited = c.admin(reqwest::Method::POST, "/hubspot/objects/contacts/bulk_update", json!({"ids": bulk, "properties": {"industry": "Bulk"}})).await;
+    assert_eq!(edited["updated"], 3);
+    for id in &bulk {
+        let (_, r) = c.get(&format!("/crm/v3/objects/contacts/{id}?properties=industry")).await;
+        assert_eq!((r["properties"]["industry"].as_str(), r["updatedAt"].as_str()), (Some("Bulk"), edited["updatedAt"].as_str()));
+    }
+
     // Withheld history: 403 MISSING_SCOPES until given back.
     c.admin(reqwest::Method::POST, "/hubspot/history", json!({"readable": false})).await;
     let (status, body) = c.post("/crm/v3/objects/contacts/batch/read", json!({"inputs": [{"id": a}], "propertiesWithHistory": ["hs_lead_status"]})).await;

@@ -50,10 +50,23 @@ fn object_type(t: &str) -> Result<&'static str, (StatusCode, Value)> {
         .ok_or_else(|| (StatusCode::NOT_FOUND, json!({"error": format!("unknown object type {t}; use one of {OBJECT_TYPES:?}")})))
 }
 
+/// What an object dump holds besides ids and timestamps.
+#[derive(Debug, Clone, Default)]
+pub struct DumpOptions {
+    /// Only these properties (`None`: every stored one plus the defaults).
+    pub properties: Option<Vec<String>>,
+    /// The history of these properties.
+    pub history: Vec<String>,
+    /// Leave out the associations.
+    pub without_associations: bool,
+}
+
 /// Every record of a type with all its properties (computed ones
-/// included), or only `properties` when given, archived and merged-away
-/// ones too, their associations, and the history of `history` properties.
-pub fn dump(st: &HubState, t: &str, properties: Option<&[String]>, history: &[String]) -> Value {
+/// included), or only those asked for, archived and merged-away ones too,
+/// their associations, and the history of the properties asked for.
+pub fn dump(st: &HubState, t: &str, opts: &DumpOptions) -> Value {
+    let properties = opts.properties.as_deref();
+    let history = opts.history.as_slice();
     let Ok(store) = st.store(t) else { return json!({"results": []}) };
     let records: Vec<Value> = store
         .iter()
@@ -72,6 +85,9 @@ pub fn dump(st: &HubState, t: &str, properties: Option<&[String]>, history: &[St
             }
             if let Some(into) = o.merged_into {
                 v["mergedInto"] = json!(into.to_string());
+            }
+            if opts.without_associations {
+                return v;
             }
             let mut assoc = Map::new();
             for to in OBJECT_TYPES {
@@ -157,9 +173,12 @@ fn admin(
         ["credentials"] if m == Method::GET => Ok((StatusCode::OK, credentials(st))),
         ["objects", t] if m == Method::GET => {
             let t = object_type(t)?;
-            let properties = query_list(query, "properties");
-            let history = query_list(query, "history").unwrap_or_default();
-            Ok((StatusCode::OK, dump(st, t, properties.as_deref(), &history)))
+            let opts = DumpOptions {
+                properties: query_list(query, "properties"),
+                history: query_list(query, "history").unwrap_or_default(),
+                without_associations: query.get("associations").is_some_and(|v| v == "false"),
+            };
+            Ok((StatusCode::OK, dump(st, t, &opts)))
         }
         ["objects", t] if m == Method::POST => {
             let t = object_type(t)?;
@@ -194,6 +213,37 @@ fn admin(
                 })
                 .ok_or_else(|| (StatusCode::NOT_FOUND, json!({"error": format!("no {t} with id {id}")})))?;
             Ok((StatusCode::OK, json!({"id": id.to_string(), "updatedAt": iso_ms(updated_ms)})))
+        }
+        ["objects", t, "bulk_update"] if m == Method::POST => {
+            // One edit applied to many records at one instant, like a bulk
+            // edit or an import updating existing records.
+            let t = object_type(t)?;
+            let updated_ms = time_ms(body, "updated_at", now_ms)?;
+            let changes = string_props(body)?;
+            let ids: Vec<u64> = body
+                .get("ids")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("ids (an array of record ids) is required"))?
+                .iter()
+                .map(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).ok_or_else(|| bad(format!("{v} is not a record id"))))
+                .collect::<Result<_, _>>()?;
+            let store = st.stores.get_mut(t).ok_or_else(|| bad("unknown type"))?;
+            let mut missing = Vec::new();
+            for id in &ids {
+                let found = store.update(*id, |obj| {
+                    for (k, v) in &changes {
+                        obj.set(k, v.clone(), updated_ms, Source::CrmUi { user_id: None });
+                    }
+                    obj.updated_at_ms = updated_ms;
+                });
+                if found.is_none() {
+                    missing.push(id.to_string());
+                }
+            }
+            if !missing.is_empty() {
+                return Err((StatusCode::NOT_FOUND, json!({"error": format!("no {t} with ids {missing:?}; the others were updated")})));
+            }
+            Ok((StatusCode::OK, json!({"updated": ids.len(), "updatedAt": iso_ms(updated_ms)})))
         }
         ["objects", t, id, "archive"] if m == Method::POST => {
             let t = object_type(t)?;

@@ -89,10 +89,15 @@ pub fn router(hub: Arc<HubSpot>) -> Router {
 }
 
 fn json_response(status: StatusCode, body: &Value, headers: &RateHeaders) -> Response {
+    text_response(status, body.to_string(), headers)
+}
+
+/// An answer whose JSON is already written out.
+fn text_response(status: StatusCode, body: String, headers: &RateHeaders) -> Response {
     let mut resp = if status == StatusCode::NO_CONTENT {
         status.into_response()
     } else {
-        (status, [(axum::http::header::CONTENT_TYPE, "application/json;charset=utf-8")], body.to_string()).into_response()
+        (status, [(axum::http::header::CONTENT_TYPE, "application/json;charset=utf-8")], body).into_response()
     };
     for (name, value) in &headers.0 {
         if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
@@ -187,9 +192,9 @@ async fn api(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, headers:
             search_lag_ms: shared.faults.search_lag().map(|d| d.num_milliseconds()),
             batch_failure_marker: if is_batch_write { shared.faults.take_batch_failure(&body) } else { None },
         };
-        let (status, answer) = match routes::dispatch(&mut st, &ctx, &req) {
+        let (status, answer) = match routes::dispatch_text(&mut st, &ctx, &req) {
             Ok(answer) => answer,
-            Err(e) => (e.status, e.body),
+            Err(e) => (e.status, e.body.to_string()),
         };
         let lost = if is_record_write && status.is_success() { take_lost_response(&mut st) } else { None };
         (status, answer, rate_headers, lost)
@@ -204,11 +209,11 @@ async fn api(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, headers:
             // The write is in; the answer arrives after the client gave up.
             tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unwrap_or(0))).await;
             log(status, true);
-            json_response(status, &body, &rate_headers)
+            text_response(status, body, &rate_headers)
         }
         None => {
             log(status, true);
-            json_response(status, &body, &rate_headers)
+            text_response(status, body, &rate_headers)
         }
     }
 }

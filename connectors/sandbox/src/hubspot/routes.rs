@@ -116,6 +116,28 @@ fn no_route(req: &ApiRequest) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", format!("No route for /{}", req.segments.join("/")))
 }
 
+/// An answer already written as JSON text.
+pub type TextAnswer = Result<(StatusCode, String), ApiError>;
+
+/// Dispatch one authenticated, admitted API request, answering JSON text.
+/// Searches and batch reads, the big answers, are written straight to text;
+/// the rest are built as values.
+pub fn dispatch_text(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> TextAnswer {
+    let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    match segs.as_slice() {
+        ["crm", "v3", "objects", t, "search"] if req.method == Method::POST => do_search(st, ctx, check_type(t)?, req),
+        ["crm", "v3", "objects", t, "batch", "read"] if req.method == Method::POST => batch_read(st, ctx, check_type(t)?, req),
+        _ => dispatch(st, ctx, req).map(|(status, body)| (status, if body.is_null() { String::new() } else { body.to_string() })),
+    }
+}
+
+/// A text answer as a value (for callers that inspect it).
+fn parsed(answer: TextAnswer) -> Answer {
+    let (status, text) = answer?;
+    let body = serde_json::from_str(&text).map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR).with_context(json!({"render": [e.to_string()]})))?;
+    Ok((status, body))
+}
+
 /// Dispatch one authenticated, admitted API request.
 pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
@@ -127,8 +149,9 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
             Method::POST => create(st, ctx, check_type(t)?, req),
             _ => Err(method_not_allowed()),
         },
-        ["crm", "v3", "objects", t, "search"] if *m == Method::POST => do_search(st, ctx, check_type(t)?, req),
-        ["crm", "v3", "objects", t, "batch", op] if *m == Method::POST => batch(st, ctx, check_type(t)?, op, req),
+        ["crm", "v3", "objects", t, "search"] if *m == Method::POST => parsed(do_search(st, ctx, check_type(t)?, req)),
+        ["crm", "v3", "objects", t, "batch", "read"] if *m == Method::POST => parsed(batch_read(st, ctx, check_type(t)?, req)),
+        ["crm", "v3", "objects", t, "batch", op] if *m == Method::POST => batch_write(st, ctx, check_type(t)?, op, req, ctx.now.timestamp_millis()),
         ["crm", "v3", "objects", t, id] => {
             let t = check_type(t)?;
             match *m {
@@ -282,6 +305,12 @@ impl Reading {
         }
         v
     }
+
+    /// [`Reading::render`] as JSON text, for records without associations.
+    fn write(&self, out: &mut String, t: &str, obj: &Object) {
+        let history = (!self.with_history.is_empty()).then_some(self.with_history.as_slice());
+        obj.write_json(out, t, &self.properties, history);
+    }
 }
 
 /// A JSON array of strings from a request body (`properties`, `propertiesWithHistory`).
@@ -349,7 +378,7 @@ fn create(st: &mut HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer
     Ok((StatusCode::CREATED, render(st, t, id, &names, &[])?))
 }
 
-fn do_search(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
+fn do_search(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> TextAnswer {
     let body: SearchRequest = serde_json::from_value(req.body.clone().unwrap_or_else(|| json!({})))
         .map_err(|e| ApiError::validation(format!("Invalid input JSON: {e}")))?;
     let store = st.store(t)?;
@@ -357,7 +386,7 @@ fn do_search(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer 
     let kind_of = |p: &str| st.kind_of(t, p);
     let page = search::run(store, t, &body, &kind_of, cutoff_ms)?;
     let props = requested_properties(t, body.properties.clone());
-    Ok((StatusCode::OK, search::render_page(&page, t, &props)))
+    Ok((StatusCode::OK, search::write_page(&page, t, &props)))
 }
 
 fn merge(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
@@ -461,44 +490,64 @@ fn marker_error() -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Property values were not valid")
 }
 
-fn batch(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiRequest) -> Answer {
-    let now_ms = ctx.now.timestamp_millis();
-    match op {
-        "read" => {
-            let body = req.body_obj()?;
-            let with_history = string_list(body, "propertiesWithHistory");
-            let inputs = if with_history.is_empty() {
-                inputs(req, MAX_BATCH_INPUTS)?
-            } else {
-                let all = inputs(req, usize::MAX)?;
-                if all.len() > MAX_HISTORY_BATCH_INPUTS {
-                    return Err(ApiError::validation(format!(
-                        "The maximum number of inputs supported in a batch request for property histories is {MAX_HISTORY_BATCH_INPUTS}. Please reduce the number of items and try again"
-                    )));
-                }
-                all
-            };
-            let reading = Reading::new(st, t, string_list(body, "properties"), with_history)?;
-            let id_property = body.get("idProperty").and_then(Value::as_str);
-            let mut results = Vec::new();
-            let mut missing = Vec::new();
-            for input in &inputs {
-                let raw = input_id(input).unwrap_or_default();
-                let found = lookup_id(st, t, &raw, id_property).ok().map(|id| st.resolve(t, id)).and_then(|id| st.store(t).ok()?.get(id)).filter(|o| !o.is_archived());
-                match found {
-                    Some(o) => results.push(reading.render(st, t, o, &[])),
-                    None => missing.push(raw),
-                }
-            }
-            let errors = if missing.is_empty() {
-                vec![]
-            } else {
-                vec![json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", singular(t).to_uppercase()), "context": {"ids": missing}})]
-            };
-            Ok(batch_body(ctx, results, errors, StatusCode::OK))
+/// `batch/read`, written as text: up to 100 records (50 with history).
+fn batch_read(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> TextAnswer {
+    let body = req.body_obj()?;
+    let with_history = string_list(body, "propertiesWithHistory");
+    let inputs = if with_history.is_empty() {
+        inputs(req, MAX_BATCH_INPUTS)?
+    } else {
+        let all = inputs(req, usize::MAX)?;
+        if all.len() > MAX_HISTORY_BATCH_INPUTS {
+            return Err(ApiError::validation(format!(
+                "The maximum number of inputs supported in a batch request for property histories is {MAX_HISTORY_BATCH_INPUTS}. Please reduce the number of items and try again"
+            )));
         }
-        _ => batch_write(st, ctx, t, op, req, now_ms),
+        all
+    };
+    let reading = Reading::new(st, t, string_list(body, "properties"), with_history)?;
+    let id_property = body.get("idProperty").and_then(Value::as_str);
+    let mut results = String::from("[");
+    let mut missing = Vec::new();
+    for input in &inputs {
+        let raw = input_id(input).unwrap_or_default();
+        let found = lookup_id(st, t, &raw, id_property).ok().map(|id| st.resolve(t, id)).and_then(|id| st.store(t).ok()?.get(id)).filter(|o| !o.is_archived());
+        match found {
+            Some(o) => {
+                if results.len() > 1 {
+                    results.push(',');
+                }
+                reading.write(&mut results, t, o);
+            }
+            None => missing.push(raw),
+        }
     }
+    results.push(']');
+    let errors = if missing.is_empty() {
+        vec![]
+    } else {
+        vec![json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", singular(t).to_uppercase()), "context": {"ids": missing}})]
+    };
+    let now = iso_ms(ctx.now.timestamp_millis());
+    let mut out = String::with_capacity(results.len() + 200);
+    out.push_str("{\"status\":\"COMPLETE\",\"results\":");
+    out.push_str(&results);
+    out.push_str(",\"startedAt\":\"");
+    out.push_str(&now);
+    out.push_str("\",\"completedAt\":\"");
+    out.push_str(&now);
+    out.push('"');
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        out.push_str(",\"numErrors\":");
+        out.push_str(&errors.len().to_string());
+        out.push_str(",\"errors\":");
+        out.push_str(&Value::Array(errors).to_string());
+        StatusCode::MULTI_STATUS
+    };
+    out.push('}');
+    Ok((status, out))
 }
 
 fn batch_write(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiRequest, now_ms: i64) -> Answer {

@@ -5,7 +5,7 @@
 //! Pure data: no clock, no HTTP. Times are epoch milliseconds (UTC).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Map, Value};
@@ -66,11 +66,53 @@ pub fn association_type_ids(from: &str, to: &str) -> Option<(u32, u32)> {
 }
 
 /// ISO-8601 with milliseconds and `Z`, as every HubSpot v3 timestamp.
+///
+/// Written digit by digit for years 0–9999 (chrono formats the rest):
+/// responses render several per record, and chrono's formatter dominated a
+/// 200-record page in debug builds.
 pub fn iso_ms(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    let (year, month, day) = civil_from_days(ms.div_euclid(86_400_000));
+    if !(0..=9_999).contains(&year) {
+        return Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    let in_day = ms.rem_euclid(86_400_000);
+    let fields = [
+        (year, 4, '-'),
+        (month, 2, '-'),
+        (day, 2, 'T'),
+        (in_day / 3_600_000, 2, ':'),
+        (in_day / 60_000 % 60, 2, ':'),
+        (in_day / 1_000 % 60, 2, '.'),
+        (in_day % 1_000, 3, 'Z'),
+    ];
+    let mut out = String::with_capacity(24);
+    for (value, width, after) in fields {
+        for place in (0..width).rev() {
+            let digit = (value / 10_i64.pow(place)) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push(after);
+    }
+    out
+}
+
+/// The proleptic Gregorian `(year, month, day)` of a day count since
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Parse a datetime as HubSpot accepts it: epoch milliseconds, RFC 3339, or
@@ -302,6 +344,113 @@ impl Object {
     }
 }
 
+/// Append `s` to `out` as a JSON string.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push_str(s);
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => {
+                    let n = c as u32;
+                    out.push_str("\\u00");
+                    for nibble in [n >> 4, n & 0xf] {
+                        out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
+}
+
+impl Object {
+    /// Append what [`Object::render`] (plus [`Object::render_history`] for
+    /// `history`, when given) would build, as JSON text. The big answers
+    /// (search pages, batch reads) are written this way: building and then
+    /// serialising a `Value` per record dominated them in debug builds.
+    pub fn write_json(&self, out: &mut String, object_type: &str, requested: &[String], history: Option<&[String]>) {
+        out.push_str("{\"id\":\"");
+        out.push_str(&self.id.to_string());
+        out.push_str("\",\"properties\":{");
+        for (i, name) in requested.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(out, name);
+            out.push(':');
+            match self.property(object_type, name) {
+                Some(v) => push_json_str(out, &v),
+                None => out.push_str("null"),
+            }
+        }
+        out.push_str("},\"createdAt\":\"");
+        out.push_str(&iso_ms(self.created_at_ms));
+        out.push_str("\",\"updatedAt\":\"");
+        out.push_str(&iso_ms(self.updated_at_ms));
+        out.push_str("\",\"archived\":");
+        out.push_str(if self.is_archived() { "true" } else { "false" });
+        if let Some(at) = self.archived_at_ms {
+            out.push_str(",\"archivedAt\":\"");
+            out.push_str(&iso_ms(at));
+            out.push('"');
+        }
+        if let Some(names) = history {
+            out.push_str(",\"propertiesWithHistory\":{");
+            let mut first = true;
+            for name in names {
+                let entries = self.history(object_type, name);
+                if entries.is_empty() {
+                    continue;
+                }
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                push_json_str(out, name);
+                out.push_str(":[");
+                for (i, e) in entries.iter().rev().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str("{\"value\":");
+                    push_json_str(out, &e.value);
+                    out.push_str(",\"timestamp\":\"");
+                    out.push_str(&iso_ms(e.at_ms));
+                    out.push_str("\",\"sourceType\":\"");
+                    out.push_str(e.source.source_type());
+                    out.push('"');
+                    match e.source {
+                        Source::CrmUi { user_id: Some(user) } => {
+                            out.push_str(",\"sourceId\":\"userId:");
+                            out.push_str(&user.to_string());
+                            out.push_str("\",\"updatedByUserId\":");
+                            out.push_str(&user.to_string());
+                        }
+                        Source::Integration { app_id } => {
+                            out.push_str(",\"sourceId\":\"");
+                            out.push_str(&app_id.to_string());
+                            out.push('"');
+                        }
+                        _ => {}
+                    }
+                    out.push('}');
+                }
+                out.push(']');
+            }
+            out.push('}');
+        }
+        out.push('}');
+    }
+}
+
 /// The properties returned when a request names none.
 pub fn default_properties(object_type: &str) -> Vec<String> {
     let names: &[&str] = match object_type {
@@ -319,6 +468,14 @@ pub struct ObjectStore {
     /// `(updated_at_ms, id)` of every record search can see (not archived,
     /// not merged away), so a windowed search visits only its window.
     searchable: BTreeSet<(i64, u64)>,
+    /// The same index as one sorted slice, built on first use after a
+    /// change: a search's window is then a plain pass over memory, which a
+    /// debug build walks many times faster than the tree.
+    sorted: OnceLock<Vec<(i64, u64)>>,
+    /// The searchable ids in id order, built on first use after a change: a
+    /// window that holds every searchable record (a backfill) pages by
+    /// binary search instead of a pass.
+    ids: OnceLock<Vec<u64>>,
 }
 
 impl ObjectStore {
@@ -342,6 +499,8 @@ impl ObjectStore {
         if obj.is_searchable() {
             self.searchable.insert((obj.updated_at_ms, obj.id));
         }
+        self.sorted = OnceLock::new();
+        self.ids = OnceLock::new();
         self.objects.insert(obj.id, obj);
     }
 
@@ -359,6 +518,8 @@ impl ObjectStore {
             if after.1 {
                 self.searchable.insert((after.0, id));
             }
+            self.sorted = OnceLock::new();
+            self.ids = OnceLock::new();
         }
         Some(out)
     }
@@ -377,15 +538,25 @@ impl ObjectStore {
     /// `from_ms <= updated_at_ms < to_ms` (either bound open when `None`),
     /// in that order, straight from the index.
     pub fn searchable_between(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = (i64, u64)> + '_ {
-        let lower = match from_ms {
-            Some(ms) => Bound::Included((ms, 0)),
-            None => Bound::Unbounded,
-        };
-        let upper = match to_ms {
-            Some(ms) => Bound::Excluded((ms, 0)),
-            None => Bound::Unbounded,
-        };
-        self.searchable.range((lower, upper)).copied()
+        let sorted = self.sorted.get_or_init(|| self.searchable.iter().copied().collect());
+        let lo = from_ms.map_or(0, |ms| sorted.partition_point(|(t, _)| *t < ms));
+        let hi = to_ms.map_or(sorted.len(), |ms| sorted.partition_point(|(t, _)| *t < ms)).max(lo);
+        sorted[lo..hi].iter().copied()
+    }
+
+    /// The modification times of the oldest and newest searchable records.
+    pub fn searchable_span(&self) -> Option<(i64, i64)> {
+        let sorted = self.sorted.get_or_init(|| self.searchable.iter().copied().collect());
+        Some((sorted.first()?.0, sorted.last()?.0))
+    }
+
+    /// Every searchable id, ascending.
+    pub fn searchable_ids(&self) -> &[u64] {
+        self.ids.get_or_init(|| {
+            let mut ids: Vec<u64> = self.searchable.iter().map(|(_, id)| *id).collect();
+            ids.sort_unstable();
+            ids
+        })
     }
 
     /// The searchable records of [`ObjectStore::searchable_between`].
@@ -534,6 +705,27 @@ mod tests {
     }
 
     #[test]
+    fn written_json_is_the_rendered_value() {
+        let mut o = Object::new(7, 1_700_000_000_123, 1_700_000_100_000, Source::Form);
+        o.properties.insert("email".into(), "a\"b\\c@d.e\n\u{1}é".into());
+        o.set("hubspot_owner_id", Some("70000001".into()), 1_700_000_050_000, Source::CrmUi { user_id: Some(9_000_001) });
+        o.set("hubspot_owner_id", Some("70000002".into()), 1_700_000_060_000, Source::Integration { app_id: 5 });
+        for archived in [None, Some(1_700_000_200_000)] {
+            o.archived_at_ms = archived;
+            let props: Vec<String> = ["email", "phone", "hubspot_owner_id", "hs_object_id", "lastmodifieddate"].iter().map(|s| s.to_string()).collect();
+            let history: Vec<String> = ["hubspot_owner_id", "email", "phone"].iter().map(|s| s.to_string()).collect();
+            let mut text = String::new();
+            o.write_json(&mut text, "contacts", &props, Some(&history));
+            let mut want = o.render("contacts", &props);
+            want["propertiesWithHistory"] = o.render_history("contacts", &history);
+            assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), want, "{text}");
+            let mut plain = String::new();
+            o.write_json(&mut plain, "contacts", &props, None);
+            assert_eq!(serde_json::from_str::<Value>(&plain).unwrap(), o.render("contacts", &props));
+        }
+    }
+
+    #[test]
     fn renders_strings_nulls_and_iso_millis() {
         let mut o = obj(7, 1_700_000_000_123);
         o.properties.insert("email".into(), "a@b.c".into());
@@ -557,6 +749,22 @@ mod tests {
         assert_eq!(a.of("tasks", 10, "contacts"), vec![AssocEnd { to_id: 2, type_id: 204 }]);
         assert_eq!(a.of("contacts", 2, "tasks"), vec![AssocEnd { to_id: 10, type_id: 203 }]);
         assert!(a.of("contacts", 1, "tasks").is_empty());
+    }
+
+    #[test]
+    fn iso_ms_matches_chrono_across_centuries_leap_days_and_negative_times() {
+        let chrono_iso = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut samples = vec![0, -1, 1, 951_782_400_000, 951_868_799_999, 1_772_409_600_123, 253_402_300_799_999, -62_135_596_800_000];
+        let mut x: i64 = 12_345;
+        for _ in 0..2_000 {
+            // A fixed LCG: the same spread of instants every run.
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            samples.push(x.rem_euclid(253_402_300_800_000));
+        }
+        for ms in samples {
+            assert_eq!(iso_ms(ms), chrono_iso(ms), "{ms}");
+        }
+        assert_eq!(iso_ms(253_402_300_800_000), chrono_iso(253_402_300_800_000), "year 10000 falls back to chrono");
     }
 
     #[test]
