@@ -206,9 +206,10 @@ async fn api(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, headers:
             json_response(code, &ApiError::internal(code).body, &no_headers)
         }
         Some(state::LostResponses { delay_ms, .. }) => {
-            // The write is in; the answer arrives after the client gave up.
-            tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unwrap_or(0))).await;
+            // The write is in (and logged: a client that gives up drops
+            // this handler mid-sleep); the answer comes too late.
             log(status, true);
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unwrap_or(0))).await;
             text_response(status, body, &rate_headers)
         }
         None => {
