@@ -51,8 +51,6 @@ pub struct Authenticator {
     http: reqwest::Client,
     store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
-    /// Refresh grants sent so far (the first one included).
-    refreshes: std::sync::atomic::AtomicU32,
 }
 
 impl Authenticator {
@@ -81,12 +79,7 @@ impl Authenticator {
                 Inner::OAuth(Box::new(Mutex::new(OAuthState { client, refresh_token, access: None })))
             }
         };
-        Ok(Authenticator { inner, http, store, clock, refreshes: std::sync::atomic::AtomicU32::new(0) })
-    }
-
-    /// How many times an access token was obtained with the refresh grant.
-    pub fn refreshes(&self) -> u32 {
-        self.refreshes.load(std::sync::atomic::Ordering::Relaxed)
+        Ok(Authenticator { inner, http, store, clock })
     }
 
     /// The token to send now, refreshing it first when it is due.
@@ -121,7 +114,6 @@ impl Authenticator {
 
     async fn refresh(&self, s: &mut OAuthState) -> Result<Secret, HubspotError> {
         tracing::info!(connector = "hubspot", "refreshing the OAuth access token");
-        self.refreshes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = s
             .client
             .exchange_refresh_token(&RefreshToken::new(s.refresh_token.expose().to_string()))
