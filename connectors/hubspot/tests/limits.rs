@@ -148,7 +148,7 @@ async fn the_daily_budget_share_stops_the_pull_and_it_resumes_when_the_day_turns
     let now = sb.shared.clock.now();
     let midnight = (now.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 0).expect("midnight").and_utc();
     let to_midnight = (midnight - now).to_std().unwrap_or_default();
-    let off = if stopped > to_midnight { stopped - to_midnight } else { to_midnight - stopped };
+    let off = stopped.abs_diff(to_midnight);
     assert!(off <= std::time::Duration::from_secs(60), "paused {stopped:?}, but midnight is {to_midnight:?} away");
     let limits = admin_get(&sb, "/__sandbox/hubspot/limits").await;
     assert!(limits["daily_used"].as_u64().is_some_and(|u| u <= share), "the connector spent past its share: {limits}");

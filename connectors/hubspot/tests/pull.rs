@@ -137,3 +137,28 @@ async fn activities_come_with_their_contact_and_owners_with_their_manager() {
     assert!(owners.iter().all(|o| o.manager_id.is_none()), "no manager unless the settings name one");
     sb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_history_scope_leads_come_without_history_and_history_is_asked_for_once() {
+    let sb = sandbox(600).await;
+    admin_post(&sb, "/__sandbox/hubspot/history", json!({"readable": false})).await;
+    let mut s = settings(&sb);
+    s.archived_sweep_secs = 0;
+    let c = connector(s).await;
+    advance(&sb, 60).await;
+    let start = sb.shared.log.len();
+    let (pages, _) = drain(&c, Stream::Leads, None).await;
+    let leads = collect_leads(&pages);
+    let live = live_records(&sb, "contacts").await;
+    assert_eq!(leads.len(), live.len(), "the pull completes without history");
+    assert!(leads.values().all(|l| l.assignments.is_empty() && l.status_changes.is_empty()), "no partial history: the daemon keeps its own");
+    assert!(leads.values().all(|l| l.owner_id.is_some()), "the current owner still comes");
+    let log = log_since(&sb, start);
+    let refused: Vec<_> = log.iter().filter(|r| r.status == 403).collect();
+    assert_eq!(refused.len(), 1, "history is asked for once, then not again: {refused:?}");
+    let archived = dump(&sb, "contacts", &[], &[]).await.iter().filter(|r| r["archived"] == true).count();
+    // Searches and the one refused history batch.
+    let bound = LowerBound { search_pages: common::pages(live.len(), 200), history_batches: 1, list_pages: list_pages(archived), ..LowerBound::default() };
+    report("leads-without-history-scope", log.iter().filter(|r| r.counted).count(), bound, 1.2);
+    sb.stop().await;
+}

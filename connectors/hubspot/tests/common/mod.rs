@@ -273,11 +273,14 @@ pub fn check_histories(leads: &BTreeMap<String, Lead>, dumped: &[Value], queues:
     leads.len()
 }
 
+/// Values over time, oldest first: `(value, epoch ms)`.
+pub type Timeline = Vec<(String, i64)>;
+
 /// Each lead's owner and lead-status values over time, from the org's own
 /// timeline (not from the emulator's history): oldest first, owners as
 /// HubSpot owner ids (`70000000 + user`, `80000000 + queue`) and statuses
 /// as the README maps them. Keyed by the lead's email.
-pub fn timeline_histories(org: &handoff_sandbox::org::SyntheticOrg) -> BTreeMap<String, (Vec<(String, i64)>, Vec<(String, i64)>)> {
+pub fn timeline_histories(org: &handoff_sandbox::org::SyntheticOrg) -> BTreeMap<String, (Timeline, Timeline)> {
     use handoff_sandbox::org::{EventKind, LeadStatus, OwnerRef};
     let owner_id = |o: &OwnerRef| match o {
         OwnerRef::User(i) => (70_000_000 + i).to_string(),
@@ -288,7 +291,7 @@ pub fn timeline_histories(org: &handoff_sandbox::org::SyntheticOrg) -> BTreeMap<
             v.push((value, at));
         }
     };
-    let mut by_lead: BTreeMap<usize, (Vec<(String, i64)>, Vec<(String, i64)>)> = BTreeMap::new();
+    let mut by_lead: BTreeMap<usize, (Timeline, Timeline)> = BTreeMap::new();
     for e in &org.events {
         let at = e.at.timestamp_millis();
         match &e.kind {

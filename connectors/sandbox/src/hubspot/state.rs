@@ -435,7 +435,7 @@ impl HubState {
     pub fn update(&mut self, object_type: &str, id: u64, props: &Map<String, Value>, now_ms: i64) -> WriteResult {
         let values = self.validate_properties(object_type, props)?;
         let id = self.resolve(object_type, id);
-        if !self.store(object_type)?.get(id).is_some_and(|o| !o.is_archived()) {
+        if self.store(object_type)?.get(id).is_none_or(|o| o.is_archived()) {
             return Err(ApiError::not_found(format!("Object not found.  objectId are usually numeric. {id}")));
         }
         if let Some((property, existing)) = self.unique_conflict(object_type, &values, Some(id)) {
