@@ -1,4 +1,5 @@
-//! handoff's HubSpot connector: contacts as leads, engagements (calls,
+//! handoff's HubSpot connector: contacts as leads (with their ownership and
+//! lead-status history from `propertiesWithHistory`), engagements (calls,
 //! emails, meetings, tasks) as activities, owners with managers from the
 //! settings, and write-back of SLA properties and tasks through the CRM v3
 //! API.

@@ -1,4 +1,8 @@
 //! Reading: one page per call, in finished windows (see [`crate::cursor`]).
+//! A contacts page is followed by batch reads of its fresh contacts with
+//! the history of owner and lead status (50 per call, HubSpot's limit with
+//! history), and, when that history names an owner not seen yet, by the
+//! owners listing (for whether each owner is a user or a queue).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
