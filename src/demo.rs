@@ -172,7 +172,7 @@ async fn open_sandbox_limits(sandbox: &RunningSandbox) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let (path, body) = match sandbox.crm {
         CrmKind::Salesforce => ("salesforce/limits", json!({"daily_limit": 5_000_000})),
-        CrmKind::Hubspot => ("hubspot/limits", json!({"burst_per_10s": 1_000_000, "search_per_second": 1_000_000})),
+        CrmKind::Hubspot => ("hubspot/limits", json!({"private_app_burst_per_10s": 1_000_000, "oauth_burst_per_10s": 1_000_000, "search_per_second": 1_000_000})),
     };
     let url = format!("{}/{path}", sandbox.admin_url);
     let resp = client.post(&url).json(&body).send().await.with_context(|| format!("POST {url}"))?;

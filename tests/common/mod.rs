@@ -21,7 +21,7 @@ pub async fn sandbox(crm: CrmKind, seed: u64, leads: usize, days: u32) -> Runnin
     let sb = handoff_sandbox::start(opts).await.expect("sandbox starts");
     let (path, body) = match crm {
         CrmKind::Salesforce => ("salesforce/limits", serde_json::json!({"daily_limit": 5_000_000})),
-        CrmKind::Hubspot => ("hubspot/limits", serde_json::json!({"burst_per_10s": 1_000_000, "search_per_second": 1_000_000})),
+        CrmKind::Hubspot => ("hubspot/limits", serde_json::json!({"private_app_burst_per_10s": 1_000_000, "oauth_burst_per_10s": 1_000_000, "search_per_second": 1_000_000})),
     };
     let resp = reqwest::Client::new().post(format!("{}/{path}", sb.admin_url)).json(&body).send().await.expect("admin call");
     assert!(resp.status().is_success());

@@ -2,7 +2,9 @@
 //! with the refresh grant through the `oauth2` crate.
 //!
 //! HubSpot says a 401 is not a reliable sign that a token needs refreshing,
-//! so tokens are refreshed ahead of `expires_in`; a 401 still triggers one
+//! so tokens are refreshed ahead of `expires_in`, counted on the CRM's clock
+//! (the settings' [`Clock`]: the machine's in production, the sandbox's
+//! simulated one in tests); a 401 still triggers one
 //! single-flight re-authentication (the sandbox, and a revoked token, can
 //! make a token die early). A refresh token HubSpot rotates is saved through
 //! the [`TokenStore`] before it is used.
@@ -10,14 +12,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use handoff_model::Secret;
+use handoff_model::{Secret, Timestamp};
 use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken, RequestTokenError, TokenResponse, TokenUrl};
 use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use crate::error::HubspotError;
-use crate::settings::{HubspotAuth, TokenStore};
+use crate::settings::{Clock, HubspotAuth, TokenStore};
 use crate::wire::ErrorBody;
 
 type OAuthClient = BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
@@ -28,7 +29,7 @@ const REFRESH_AHEAD: Duration = Duration::from_secs(300);
 
 struct Access {
     token: Secret,
-    refresh_at: Instant,
+    refresh_at: Timestamp,
 }
 
 struct OAuthState {
@@ -49,10 +50,17 @@ pub struct Authenticator {
     /// sent on to another host.
     http: reqwest::Client,
     store: Arc<dyn TokenStore>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Authenticator {
-    pub fn new(auth: &HubspotAuth, base_url: &str, http: reqwest::Client, store: Arc<dyn TokenStore>) -> Result<Self, HubspotError> {
+    pub fn new(
+        auth: &HubspotAuth,
+        base_url: &str,
+        http: reqwest::Client,
+        store: Arc<dyn TokenStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, HubspotError> {
         let inner = match auth {
             HubspotAuth::PrivateApp { token } => Inner::PrivateApp(token.clone()),
             HubspotAuth::OAuth { client_id, client_secret, refresh_token, token_url } => {
@@ -71,7 +79,7 @@ impl Authenticator {
                 Inner::OAuth(Box::new(Mutex::new(OAuthState { client, refresh_token, access: None })))
             }
         };
-        Ok(Authenticator { inner, http, store })
+        Ok(Authenticator { inner, http, store, clock })
     }
 
     /// The token to send now, refreshing it first when it is due.
@@ -81,7 +89,7 @@ impl Authenticator {
             Inner::OAuth(state) => {
                 let mut s = state.lock().await;
                 match &s.access {
-                    Some(a) if a.refresh_at > Instant::now() => Ok(a.token.clone()),
+                    Some(a) if a.refresh_at > self.clock.now() => Ok(a.token.clone()),
                     _ => self.refresh(&mut s).await,
                 }
             }
@@ -123,7 +131,8 @@ impl Authenticator {
         let lifetime = response.expires_in().unwrap_or(Duration::from_secs(1800));
         let ahead = REFRESH_AHEAD.min(lifetime / 6);
         let token = Secret::new(response.access_token().secret().clone());
-        s.access = Some(Access { token: token.clone(), refresh_at: Instant::now() + lifetime - ahead });
+        let valid_for = chrono::Duration::from_std(lifetime - ahead).unwrap_or(chrono::Duration::zero());
+        s.access = Some(Access { token: token.clone(), refresh_at: self.clock.now() + valid_for });
         Ok(token)
     }
 }

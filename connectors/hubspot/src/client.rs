@@ -78,7 +78,7 @@ impl Client {
     pub fn new(settings: &HubspotSettings) -> Result<Client, HubspotError> {
         let http = http_client(settings, true)?;
         let token_http = http_client(settings, false)?;
-        let auth = Authenticator::new(&settings.auth, &settings.base_url, token_http, settings.token_store.clone())?;
+        let auth = Authenticator::new(&settings.auth, &settings.base_url, token_http, settings.token_store.clone(), settings.clock.clone())?;
         let limits = Limits::new(
             settings.burst_per_10s,
             settings.search_per_second,

@@ -1,4 +1,5 @@
-//! handoff's HubSpot connector: contacts as leads, engagements (calls,
+//! handoff's HubSpot connector: contacts as leads (with their ownership and
+//! lead-status history from `propertiesWithHistory`), engagements (calls,
 //! emails, meetings, tasks) as activities, owners with managers from the
 //! settings, and write-back of SLA properties and tasks through the CRM v3
 //! API.
@@ -24,8 +25,11 @@ pub mod settings;
 pub mod wire;
 mod write;
 
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+
 use async_trait::async_trait;
-use handoff_model::{Action, ApiBudget, Connector, ConnectorError, CrmKind, Cursor, PullPage, Stream, WriteOutcome};
+use handoff_model::{Action, ApiBudget, Connector, ConnectorError, CrmKind, Cursor, OwnerKind, PullPage, Stream, WriteOutcome};
 use reqwest::Method;
 
 pub use error::HubspotError;
@@ -41,6 +45,12 @@ pub struct HubspotConnector {
     client: Client,
     /// Whether the `handoff_key` task property was confirmed.
     task_property_checked: tokio::sync::Mutex<bool>,
+    /// Owner id → user or queue (HubSpot's owner `type`), from the owners
+    /// listing; filled when an ownership history names an owner not seen yet.
+    owner_kinds: tokio::sync::Mutex<BTreeMap<String, OwnerKind>>,
+    /// Set once property history turned out unreadable (the app lacks the
+    /// scope): leads then come without history and the daemon keeps its own.
+    history_unavailable: AtomicBool,
 }
 
 /// Validate the settings and build the connector. Makes no request: call
@@ -48,7 +58,13 @@ pub struct HubspotConnector {
 pub async fn connect(settings: HubspotSettings) -> Result<HubspotConnector, HubspotError> {
     settings.validate()?;
     let client = Client::new(&settings)?;
-    Ok(HubspotConnector { settings, client, task_property_checked: tokio::sync::Mutex::new(false) })
+    Ok(HubspotConnector {
+        settings,
+        client,
+        task_property_checked: tokio::sync::Mutex::new(false),
+        owner_kinds: tokio::sync::Mutex::new(BTreeMap::new()),
+        history_unavailable: AtomicBool::new(false),
+    })
 }
 
 impl HubspotConnector {

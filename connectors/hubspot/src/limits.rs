@@ -5,7 +5,13 @@
 //! governor paces locally below the documented rates; the headers HubSpot
 //! sends (`X-HubSpot-RateLimit-Max`) resize the burst pacer, and a 429
 //! closes the gate so nothing is sent until the CRM's window has passed.
+//! Searches carry no rate headers, so a `SECONDLY` 429 itself says the
+//! search pacer runs faster than the portal allows (a pacing setting above
+//! the account's limit, or another app spending the shared bucket): the
+//! pacer drops below what this connector got admitted in that second, and
+//! climbs back one step a minute while no refusal comes.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -31,6 +37,53 @@ pub enum Bucket {
 /// bunches requests up on arrival cannot tip the CRM's window over.
 const PACING_MARGIN: f64 = 0.9;
 const BURST_WINDOW: Duration = Duration::from_secs(10);
+const SEARCH_WINDOW: Duration = Duration::from_secs(1);
+/// How long the search pacer stays at a lowered rate before stepping up.
+const SEARCH_RECOVERY: Duration = Duration::from_secs(60);
+
+/// The search pace after a `SECONDLY` refusal: below what was admitted in
+/// the refused second (`sent_in_window` counts the refused search too),
+/// always lower than the pace that was refused, at least one a second.
+pub fn lowered_search_rate(current_per_second: u32, sent_in_window: usize) -> u32 {
+    let admitted = sent_in_window.saturating_sub(1) as f64;
+    let target = (admitted * PACING_MARGIN).floor() as u32;
+    target.min(current_per_second.saturating_sub(1)).max(1)
+}
+
+/// The search pacer: its rate now, the configured ceiling, and when the
+/// rate last changed.
+struct SearchPacer {
+    per_second: u32,
+    ceiling: u32,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    changed_at: Option<Instant>,
+    /// When each recent search was sent (the last second's worth).
+    sent: VecDeque<Instant>,
+}
+
+impl SearchPacer {
+    fn new(per_second: u32) -> Self {
+        SearchPacer {
+            per_second,
+            ceiling: per_second,
+            limiter: Arc::new(RateLimiter::direct(quota_for(per_second, SEARCH_WINDOW))),
+            changed_at: None,
+            sent: VecDeque::new(),
+        }
+    }
+
+    fn set_rate(&mut self, per_second: u32, now: Instant) {
+        self.per_second = per_second;
+        self.limiter = Arc::new(RateLimiter::direct(quota_for(per_second, SEARCH_WINDOW)));
+        self.changed_at = Some(now);
+    }
+
+    fn forget_before(&mut self, now: Instant) {
+        while self.sent.front().is_some_and(|t| now.duration_since(*t) >= SEARCH_WINDOW) {
+            self.sent.pop_front();
+        }
+    }
+}
 
 /// A GCRA quota admitting at most `per_window` requests in any `window`:
 /// a burst of a tenth, then an even trickle for the rest.
@@ -60,7 +113,7 @@ struct BudgetState {
 /// The connector's limit keeper, shared by every request.
 pub struct Limits {
     burst: RwLock<(u32, Arc<DefaultDirectRateLimiter>)>,
-    search: DefaultDirectRateLimiter,
+    search: Mutex<SearchPacer>,
     gate: Mutex<Option<Instant>>,
     search_gate: Mutex<Option<Instant>>,
     budget: Mutex<BudgetState>,
@@ -85,7 +138,7 @@ impl Limits {
     pub fn new(burst_per_10s: u32, search_per_second: u32, share: f64, daily_limit_fallback: Option<u64>, clock: Arc<dyn Clock>) -> Self {
         Limits {
             burst: RwLock::new((burst_per_10s, Arc::new(RateLimiter::direct(quota_for(burst_per_10s, BURST_WINDOW))))),
-            search: RateLimiter::direct(quota_for(search_per_second, Duration::from_secs(1))),
+            search: Mutex::new(SearchPacer::new(search_per_second)),
             gate: Mutex::new(None),
             search_gate: Mutex::new(None),
             budget: Mutex::new(BudgetState { daily_limit: daily_limit_fallback, ..BudgetState::default() }),
@@ -144,7 +197,23 @@ impl Limits {
                 let limiter = self.burst.read().unwrap_or_else(|e| e.into_inner()).1.clone();
                 limiter.until_ready().await;
             }
-            Bucket::Search => self.search.until_ready().await,
+            Bucket::Search => {
+                let limiter = {
+                    let mut p = lock(&self.search);
+                    let now = Instant::now();
+                    if p.per_second < p.ceiling && p.changed_at.is_none_or(|t| now.duration_since(t) >= SEARCH_RECOVERY) {
+                        let up = p.per_second + 1;
+                        tracing::debug!(connector = "hubspot", search_per_second = up, "raising the search pacer again");
+                        p.set_rate(up, now);
+                    }
+                    p.limiter.clone()
+                };
+                limiter.until_ready().await;
+                let mut p = lock(&self.search);
+                let now = Instant::now();
+                p.forget_before(now);
+                p.sent.push_back(now);
+            }
         }
         if bucket == Bucket::Burst {
             // Counted locally only when HubSpot does not report usage.
@@ -214,7 +283,15 @@ impl Limits {
             RatePolicy::Secondly => {
                 match retry_after {
                     Some(d) => self.pause(None, d),
-                    None => self.pause(Some(Bucket::Search), Duration::from_secs(1)),
+                    None => self.pause(Some(Bucket::Search), SEARCH_WINDOW),
+                }
+                if bucket == Bucket::Search {
+                    let mut p = lock(&self.search);
+                    let now = Instant::now();
+                    p.forget_before(now);
+                    let lowered = lowered_search_rate(p.per_second, p.sent.len());
+                    tracing::warn!(connector = "hubspot", refused_at_per_second = p.per_second, search_per_second = lowered, "search refused with SECONDLY; slowing the search pacer");
+                    p.set_rate(lowered, now);
                 }
                 None
             }
@@ -226,6 +303,11 @@ impl Limits {
                 None
             }
         }
+    }
+
+    /// The search pacer's current rate per second.
+    pub fn search_per_second(&self) -> u32 {
+        lock(&self.search).per_second
     }
 
     pub fn budget(&self) -> ApiBudget {
@@ -266,6 +348,33 @@ mod tests {
         l.observe(Bucket::Burst, &RateHeaders { daily: Some(1000), daily_remaining: Some(500), ..RateHeaders::default() });
         assert!(matches!(l.acquire(Bucket::Burst).await, Err(HubspotError::Budget { .. })));
         assert!(l.budget().paused_until.is_some());
+    }
+
+    #[test]
+    fn a_secondly_refusal_lowers_the_search_pace_below_what_got_through() {
+        // Sent 6 in the refused second: 5 got through, so plan for fewer.
+        assert_eq!(lowered_search_rate(20, 6), 4);
+        assert_eq!(lowered_search_rate(5, 6), 4);
+        // Another app spent the bucket: only ours was refused.
+        assert_eq!(lowered_search_rate(5, 1), 1);
+        assert_eq!(lowered_search_rate(1, 0), 1);
+        // Never faster than the refused pace, even when many got through.
+        assert_eq!(lowered_search_rate(4, 30), 3);
+    }
+
+    #[tokio::test]
+    async fn secondly_refusals_pause_search_only_and_slow_it_down() {
+        let l = Limits::new(100, 20, 1.0, None, Arc::new(SystemClock));
+        for _ in 0..6 {
+            l.acquire(Bucket::Search).await.unwrap();
+        }
+        assert_eq!(l.search_per_second(), 20);
+        let t0 = Instant::now();
+        assert!(l.on_rate_limited(RatePolicy::Secondly, Bucket::Search, None).is_none());
+        assert_eq!(l.search_per_second(), 4);
+        assert!(lock(&l.gate).is_none(), "the burst bucket is not paused by a search refusal");
+        l.acquire(Bucket::Search).await.unwrap();
+        assert!(Instant::now() - t0 >= SEARCH_WINDOW, "a search went out inside the second after the refusal");
     }
 
     #[tokio::test]

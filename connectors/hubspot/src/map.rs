@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use handoff_model::{Activity, ActivityKind, Deletion, Direction, Lead, Owner, OwnerKind, Stream, Timestamp};
+use handoff_model::{Activity, ActivityKind, Assignment, Deletion, Direction, Lead, Owner, OwnerKind, StatusChange, Stream, Timestamp};
 
-use crate::wire::{parse_time, ApiObject, ApiOwner};
+use crate::wire::{parse_time, ApiObject, ApiOwner, HistoryValue};
 
 /// The contact properties handoff always reads.
 pub const CONTACT_PROPERTIES: &[&str] = &[
@@ -34,6 +34,12 @@ pub const CONTACT_PROPERTIES: &[&str] = &[
     "handoff_sla_status",
     "handoff_sla_breach_count",
 ];
+
+/// The contact properties whose history fills [`Lead::assignments`] and
+/// [`Lead::status_changes`].
+pub const OWNER_PROPERTY: &str = "hubspot_owner_id";
+pub const STATUS_PROPERTY: &str = "hs_lead_status";
+pub const HISTORY_PROPERTIES: [&str; 2] = [OWNER_PROPERTY, STATUS_PROPERTY];
 
 /// The custom task property carrying handoff's action key.
 pub const TASK_KEY_PROPERTY: &str = "handoff_key";
@@ -127,6 +133,64 @@ pub fn lead(o: &ApiObject) -> Result<(Lead, Vec<Deletion>), Skip> {
     Ok((lead, merges))
 }
 
+/// The values a property took up to `until` (the version of the record
+/// being delivered), oldest first, each with the instant it was set.
+///
+/// HubSpot lists history newest first; entries sharing a timestamp keep
+/// that order reversed (the later write last). Cleared values and entries
+/// with an unreadable time are dropped, and a value repeated without a
+/// change in between counts once.
+pub fn history_values(entries: &[HistoryValue], until: Timestamp) -> Vec<(String, Timestamp)> {
+    let mut timed: Vec<(String, Timestamp)> = entries
+        .iter()
+        .rev()
+        .filter_map(|e| {
+            let value = e.value.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
+            let at = parse_time(&e.timestamp)?;
+            (at <= until).then(|| (value.to_string(), at))
+        })
+        .collect();
+    // Stable: equal timestamps stay oldest first.
+    timed.sort_by_key(|(_, at)| *at);
+    timed.dedup_by(|later, earlier| later.0 == earlier.0);
+    timed
+}
+
+/// A lead's ownership history from the `hubspot_owner_id` history: oldest
+/// first, starting with the first owner. `kind_of` says whether an owner id
+/// is a user or a queue (HubSpot's owner `type`).
+pub fn assignments(o: &ApiObject, until: Timestamp, kind_of: &dyn Fn(&str) -> OwnerKind) -> Vec<Assignment> {
+    let entries = o.properties_with_history.get(OWNER_PROPERTY).map(Vec::as_slice).unwrap_or_default();
+    history_values(entries, until)
+        .into_iter()
+        .map(|(owner_id, at)| Assignment { owner_kind: kind_of(&owner_id), owner_id, at })
+        .collect()
+}
+
+/// A lead's status history from the `hs_lead_status` history, oldest first.
+pub fn status_changes(o: &ApiObject, until: Timestamp) -> Vec<StatusChange> {
+    let entries = o.properties_with_history.get(STATUS_PROPERTY).map(Vec::as_slice).unwrap_or_default();
+    history_values(entries, until).into_iter().map(|(status, at)| StatusChange { status, at }).collect()
+}
+
+/// Fill a lead's ownership and status history from `history` (the same
+/// contact read with `propertiesWithHistory`), up to the lead's own
+/// modification time: a change made after the search read the lead belongs
+/// to its next version.
+pub fn add_history(lead: &mut Lead, history: &ApiObject, kind_of: &dyn Fn(&str) -> OwnerKind) {
+    lead.assignments = assignments(history, lead.modified_at, kind_of);
+    lead.status_changes = status_changes(history, lead.modified_at);
+}
+
+/// The owner ids named in a record's owner history.
+pub fn history_owner_ids(o: &ApiObject) -> impl Iterator<Item = &str> {
+    o.properties_with_history
+        .get(OWNER_PROPERTY)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.value.as_deref().map(str::trim).filter(|v| !v.is_empty()))
+}
+
 /// An engagement as an activity of the contact it is associated with
 /// (the lowest contact id when there are several; none: skipped).
 pub fn activity(o: &ApiObject, kind: ActivityKind, contact_id: Option<&str>) -> Result<Activity, Skip> {
@@ -168,6 +232,15 @@ pub fn activity(o: &ApiObject, kind: ActivityKind, contact_id: Option<&str>) -> 
     })
 }
 
+/// A user or a queue, from the owner's `type` (`PERSON` / `QUEUE`).
+pub fn owner_kind(o: &ApiOwner) -> OwnerKind {
+    if o.kind.as_deref() == Some("QUEUE") {
+        OwnerKind::Queue
+    } else {
+        OwnerKind::User
+    }
+}
+
 /// An owner, with the manager and zone from the settings.
 pub fn owner(o: &ApiOwner, managers: &BTreeMap<String, String>, zones: &BTreeMap<String, String>) -> Owner {
     let name = match (o.first_name.as_deref(), o.last_name.as_deref()) {
@@ -178,7 +251,7 @@ pub fn owner(o: &ApiOwner, managers: &BTreeMap<String, String>, zones: &BTreeMap
     };
     Owner {
         id: o.id.clone(),
-        kind: if o.kind.as_deref() == Some("QUEUE") { OwnerKind::Queue } else { OwnerKind::User },
+        kind: owner_kind(o),
         name,
         email: o.email.clone().filter(|e| !e.is_empty()),
         manager_id: managers.get(&o.id).cloned(),
@@ -227,6 +300,67 @@ mod tests {
         let a = activity(&call, ActivityKind::Call, Some("501")).unwrap();
         assert_eq!(a.direction, Some(Direction::Inbound));
         assert_eq!(a.handoff_key, None);
+    }
+
+    fn lead_at(modified: &str) -> Lead {
+        let (lead, _) = lead(&obj(json!({"id": "7", "properties": {"lastmodifieddate": modified, "hubspot_owner_id": "80000000"}}))).unwrap();
+        lead
+    }
+
+    fn entry(value: &str, at: &str) -> serde_json::Value {
+        json!({"value": value, "timestamp": at, "sourceType": "CRM_UI"})
+    }
+
+    #[test]
+    fn history_becomes_assignments_and_status_changes_oldest_first() {
+        let history = obj(json!({"id": "7", "propertiesWithHistory": {
+            "hubspot_owner_id": [
+                entry("70000002", "2026-03-04T09:00:00.000Z"),
+                entry("70000001", "2026-03-02T09:05:00.000Z"),
+                entry("80000000", "2026-03-02T09:00:00.000Z")
+            ],
+            "hs_lead_status": [
+                entry("CONNECTED", "2026-03-05T10:00:00.000Z"),
+                entry("", "2026-03-03T12:00:00.000Z"),
+                entry("IN_PROGRESS", "2026-03-03T11:00:00.000Z"),
+                entry("NEW", "2026-03-02T09:00:00.000Z")
+            ]}}));
+        let queue = |id: &str| if id.starts_with('8') { OwnerKind::Queue } else { OwnerKind::User };
+        let mut lead = lead_at("2026-03-05T10:00:00.000Z");
+        add_history(&mut lead, &history, &queue);
+        let owners: Vec<(&str, OwnerKind, i64)> = lead.assignments.iter().map(|a| (a.owner_id.as_str(), a.owner_kind, a.at.timestamp())).collect();
+        assert_eq!(
+            owners,
+            vec![("80000000", OwnerKind::Queue, 1_772_442_000), ("70000001", OwnerKind::User, 1_772_442_300), ("70000002", OwnerKind::User, 1_772_614_800)]
+        );
+        let statuses: Vec<&str> = lead.status_changes.iter().map(|s| s.status.as_str()).collect();
+        assert_eq!(statuses, vec!["NEW", "IN_PROGRESS", "CONNECTED"], "a clear is not a status");
+        assert!(lead.status_changes.windows(2).all(|w| w[0].at < w[1].at));
+
+        // The version delivered was modified before the last changes: they
+        // belong to the next version.
+        let mut earlier = lead_at("2026-03-03T11:00:00.000Z");
+        add_history(&mut earlier, &history, &queue);
+        assert_eq!(earlier.assignments.len(), 2);
+        assert_eq!(earlier.status_changes.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), vec!["NEW", "IN_PROGRESS"]);
+    }
+
+    #[test]
+    fn history_ties_keep_write_order_and_repeats_and_bad_times_drop() {
+        // Newest first, two writes in the same millisecond: the first listed is the later one.
+        let entries: Vec<HistoryValue> = serde_json::from_value(json!([
+            entry("B", "2026-03-02T09:00:00.000Z"),
+            entry("A", "2026-03-02T09:00:00.000Z"),
+            entry("A", "2026-03-01T09:00:00.000Z"),
+            entry("X", "yesterday")
+        ]))
+        .unwrap();
+        let until = parse_time("2026-03-09T00:00:00Z").unwrap();
+        let values: Vec<String> = history_values(&entries, until).into_iter().map(|(v, _)| v).collect();
+        assert_eq!(values, vec!["A".to_string(), "B".to_string()]);
+        let none = obj(json!({"id": "1"}));
+        assert!(assignments(&none, until, &|_| OwnerKind::User).is_empty());
+        assert_eq!(history_owner_ids(&obj(json!({"id": "1", "propertiesWithHistory": {"hubspot_owner_id": [entry("5", "2026-03-02T09:00:00Z"), entry("", "2026-03-02T09:00:00Z")]}}))).collect::<Vec<_>>(), vec!["5"]);
     }
 
     #[test]

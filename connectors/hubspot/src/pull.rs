@@ -1,8 +1,13 @@
 //! Reading: one page per call, in finished windows (see [`crate::cursor`]).
+//! A contacts page is followed by batch reads of its fresh contacts with
+//! the history of owner and lead status (50 per call, HubSpot's limit with
+//! history), and, when that history names an owner not seen yet, by the
+//! owners listing (for whether each owner is a user or a queue).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 
-use handoff_model::{ActivityKind, Deletion, PullPage, Stream};
+use handoff_model::{ActivityKind, Deletion, OwnerKind, PullPage, Stream};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -11,11 +16,14 @@ use crate::cursor::{self, OwnersCursor, RecordsCursor, Sweep, Window};
 use crate::error::HubspotError;
 use crate::limits::Bucket;
 use crate::map;
-use crate::wire::{id_string, parse_time, AssociationBatch, ObjectPage, OwnerPage};
+use crate::wire::{id_string, parse_time, ApiObject, AssociationBatch, BatchResponse, ObjectPage, OwnerPage};
 use crate::HubspotConnector;
 
 /// Archived listings page at HubSpot's list maximum.
 const LIST_PAGE: u32 = 100;
+/// Most inputs of a batch read asking for `propertiesWithHistory` (HubSpot
+/// refuses more with a 400).
+pub const HISTORY_BATCH: usize = 50;
 
 /// The object types a records stream reads, in order.
 fn objects(stream: Stream) -> Vec<&'static str> {
@@ -63,21 +71,42 @@ impl HubspotConnector {
 
         let mut next = window.clone();
         next.last_id = results.iter().filter_map(|o| map::numeric_id(o).ok()).max().or(window.last_id);
-        let contacts = match kind_of(object) {
-            Some(_) if !results.is_empty() => self.contacts_of(object, &results, &cursor_text).await?,
-            _ => BTreeMap::new(),
-        };
+        // What this page delivers: records not delivered before in the overlap.
+        let mut fresh = Vec::new();
         for o in &results {
             let (Ok(id), Ok(modified)) = (map::numeric_id(o), map::modified_at(o, object)) else {
                 tracing::warn!(connector = "hubspot", object, cursor = %cursor_text, id = %o.id, "skipping a record without a numeric id or modified time");
                 continue;
             };
             let key = (window.object, id, modified.timestamp_millis());
-            if state.was_seen(&key) {
-                continue;
+            if !state.was_seen(&key) {
+                fresh.push((o, key));
             }
+        }
+        let contacts = match kind_of(object) {
+            Some(_) if !fresh.is_empty() => self.contacts_of(object, &results, &cursor_text).await?,
+            _ => BTreeMap::new(),
+        };
+        let histories = match kind_of(object) {
+            None if !fresh.is_empty() => {
+                let ids: Vec<&str> = fresh.iter().map(|(o, _)| o.id.as_str()).collect();
+                self.histories(&ids, &cursor_text).await?
+            }
+            _ => BTreeMap::new(),
+        };
+        let owner_kinds = if histories.is_empty() {
+            BTreeMap::new()
+        } else {
+            let ids: BTreeSet<String> = histories.values().flat_map(map::history_owner_ids).map(str::to_string).collect();
+            self.owner_kinds(ids, &cursor_text).await?
+        };
+        let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
+        for (o, key) in fresh {
             let mapped = match kind_of(object) {
-                None => map::lead(o).map(|(lead, merges)| {
+                None => map::lead(o).map(|(mut lead, merges)| {
+                    if let Some(h) = histories.get(&o.id) {
+                        map::add_history(&mut lead, h, &kind_of_owner);
+                    }
                     page.leads.push(lead);
                     page.deletions.extend(merges);
                 }),
@@ -141,6 +170,84 @@ impl HubspotConnector {
             .await?;
         let page: ObjectPage = resp.json(&path)?;
         Ok(page.results)
+    }
+
+    /// Contact id → the contact read with the history of its owner and lead
+    /// status, in batches of [`HISTORY_BATCH`]. Contacts gone since the
+    /// search (archived, merged) are simply absent. When the portal refuses
+    /// history (403, a missing scope) the answer is empty from then on,
+    /// logged once: leads come without history and the daemon keeps its own.
+    async fn histories(&self, ids: &[&str], cursor: &str) -> Result<BTreeMap<String, ApiObject>, HubspotError> {
+        let mut out = BTreeMap::new();
+        if self.history_unavailable.load(Ordering::Relaxed) {
+            return Ok(out);
+        }
+        let path = "/crm/v3/objects/contacts/batch/read".to_string();
+        for chunk in ids.chunks(HISTORY_BATCH) {
+            let body = json!({
+                "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+                "properties": ["hs_object_id"],
+                "propertiesWithHistory": map::HISTORY_PROPERTIES,
+            });
+            let sent = self
+                .client
+                .send(Request { method: Method::POST, path: path.clone(), query: vec![], body: Some(&body), bucket: Bucket::Burst, idempotent: true, object: "contacts", cursor })
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(HubspotError::Api { status: 403, category, message, .. }) => {
+                    if !self.history_unavailable.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            connector = "hubspot", object = "contacts", cursor, %category, %message,
+                            "property history cannot be read: leads come without ownership and status history, so the daemon keeps its own; grant the app the scope HubSpot names to use the CRM's history"
+                        );
+                    }
+                    return Ok(BTreeMap::new());
+                }
+                Err(e) => return Err(e),
+            };
+            let batch: BatchResponse = resp.json(&path)?;
+            out.extend(batch.results.into_iter().map(|r| (r.id.clone(), r)));
+        }
+        Ok(out)
+    }
+
+    /// Whether each of `ids` is a user or a queue. Unknown ids send the
+    /// owners listing once (active and archived owners); an id the listing
+    /// does not know either is taken for a user and not looked up again.
+    async fn owner_kinds(&self, ids: BTreeSet<String>, cursor: &str) -> Result<BTreeMap<String, OwnerKind>, HubspotError> {
+        let mut known = self.owner_kinds.lock().await;
+        if ids.iter().any(|id| !known.contains_key(id)) {
+            for archived in [false, true] {
+                let mut after: Option<String> = None;
+                loop {
+                    let listing = self.owner_page(archived, after.as_deref(), cursor).await?;
+                    known.extend(listing.results.iter().map(|o| (o.id.clone(), map::owner_kind(o))));
+                    match listing.paging.and_then(|p| p.next).map(|n| n.after) {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                }
+            }
+            for id in ids.iter().filter(|id| !known.contains_key(*id)).cloned().collect::<Vec<_>>() {
+                tracing::info!(connector = "hubspot", object = "owners", cursor, owner = %id, "an ownership history names an owner HubSpot does not list; taking it for a user");
+                known.insert(id, OwnerKind::User);
+            }
+        }
+        Ok(ids.into_iter().filter_map(|id| known.get(&id).map(|k| (id, *k))).collect())
+    }
+
+    async fn owner_page(&self, archived: bool, after: Option<&str>, cursor: &str) -> Result<OwnerPage, HubspotError> {
+        let mut query = vec![("limit", LIST_PAGE.to_string()), ("archived", archived.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_string()));
+        }
+        let path = "/crm/v3/owners".to_string();
+        let resp = self
+            .client
+            .send(Request { method: Method::GET, path: path.clone(), query, body: None, bucket: Bucket::Burst, idempotent: true, object: "owners", cursor })
+            .await?;
+        resp.json(&path)
     }
 
     /// Engagement id → associated contact id (the lowest when several), in
@@ -208,17 +315,9 @@ impl HubspotConnector {
     /// Owners, listed in full each cycle: active ones, then archived ones
     /// (reported inactive). One page per call.
     pub(crate) async fn pull_owners(&self, state: OwnersCursor) -> Result<PullPage, HubspotError> {
-        let mut query = vec![("limit", LIST_PAGE.to_string()), ("archived", state.archived.to_string())];
-        if let Some(after) = &state.after {
-            query.push(("after", after.clone()));
-        }
         let cursor_text = format!("archived={} after {:?}", state.archived, state.after);
-        let path = "/crm/v3/owners".to_string();
-        let resp = self
-            .client
-            .send(Request { method: Method::GET, path: path.clone(), query, body: None, bucket: Bucket::Burst, idempotent: true, object: "owners", cursor: &cursor_text })
-            .await?;
-        let listing: OwnerPage = resp.json(&path)?;
+        let listing = self.owner_page(state.archived, state.after.as_deref(), &cursor_text).await?;
+        self.owner_kinds.lock().await.extend(listing.results.iter().map(|o| (o.id.clone(), map::owner_kind(o))));
         let mut page = PullPage {
             owners: listing.results.iter().map(|o| map::owner(o, &self.settings.managers, &self.settings.owner_time_zones)).collect(),
             ..PullPage::default()

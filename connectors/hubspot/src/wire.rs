@@ -22,6 +22,26 @@ pub struct ApiObject {
     pub archived_at: Option<String>,
     /// Echoed back on batch creates so results can be matched to inputs.
     pub object_write_trace_id: Option<String>,
+    /// Present when the read asked for `propertiesWithHistory`: every value
+    /// each property took, newest first as HubSpot sends it.
+    #[serde(default)]
+    pub properties_with_history: BTreeMap<String, Vec<HistoryValue>>,
+}
+
+/// One value a property took (`propertiesWithHistory`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryValue {
+    /// `""` (or `null`) when the property was cleared.
+    #[serde(default)]
+    pub value: Option<String>,
+    pub timestamp: String,
+    #[serde(default)]
+    pub source_type: Option<String>,
+    #[serde(default)]
+    pub source_id: Option<String>,
+    #[serde(default)]
+    pub updated_by_user_id: Option<u64>,
 }
 
 impl ApiObject {
@@ -336,6 +356,28 @@ mod tests {
         assert_eq!(conflict.code(), "CONFLICT");
         let dup = ErrorBody::parse(&fixture("batch-update-contacts-400-duplicate-ids.json"));
         assert_eq!(dup.context_strings("ids"), vec!["123456".to_string()]);
+    }
+
+    #[test]
+    fn history_blocks_parse_in_the_shape_hubspot_sends() {
+        // The keys of a real `propertiesWithHistory` answer (HubSpot's own
+        // nodejs SDK issue #154; API writes carry the app id as sourceId).
+        let body = br#"{"status": "COMPLETE", "results": [{"id": "51", "properties": {"hs_object_id": "51", "hs_lead_status": "CONNECTED"},
+            "propertiesWithHistory": {"hs_lead_status": [
+                {"value": "CONNECTED", "timestamp": "2026-03-03T10:00:00.000Z", "sourceType": "CRM_UI", "sourceId": "userId:28604240", "updatedByUserId": 28604240},
+                {"value": "NEW", "timestamp": "2026-03-02T09:00:00.000Z", "sourceType": "INTEGRATION", "sourceId": "5670736"}]},
+            "createdAt": "2026-03-02T09:00:00.000Z", "updatedAt": "2026-03-03T10:00:00.000Z", "archived": false}],
+            "startedAt": "2026-03-03T10:00:01.000Z", "completedAt": "2026-03-03T10:00:01.000Z"}"#;
+        let b: BatchResponse = serde_json::from_slice(body).unwrap();
+        let h = &b.results[0].properties_with_history["hs_lead_status"];
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].value.as_deref(), Some("CONNECTED"));
+        assert_eq!(h[0].updated_by_user_id, Some(28_604_240));
+        assert_eq!(h[1].source_type.as_deref(), Some("INTEGRATION"));
+        assert_eq!(h[1].updated_by_user_id, None);
+        // Records read without history have none.
+        let plain: ObjectPage = serde_json::from_slice(&fixture("search-contacts-page-1.json")).unwrap();
+        assert!(plain.results[0].properties_with_history.is_empty());
     }
 
     #[test]

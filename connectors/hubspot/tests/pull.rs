@@ -11,17 +11,6 @@ use common::*;
 use handoff_model::Stream;
 use serde_json::json;
 
-/// Leads delivered across pages, checking nothing is delivered twice.
-fn collect_leads(pages: &[handoff_model::PullPage]) -> BTreeMap<String, handoff_model::Lead> {
-    let mut seen = BTreeSet::new();
-    let mut out = BTreeMap::new();
-    for l in pages.iter().flat_map(|p| &p.leads) {
-        assert!(seen.insert((l.id.clone(), l.modified_at)), "lead {} at {} delivered twice", l.id, l.modified_at);
-        out.insert(l.id.clone(), l.clone());
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_then_incremental_windows_pick_up_exactly_the_changes() {
     let sb = sandbox(1_000).await;
@@ -40,9 +29,21 @@ async fn backfill_then_incremental_windows_pick_up_exactly_the_changes() {
     for (id, lead) in &leads {
         assert_eq!(lead.owner_id.as_deref(), live[id]["properties"]["hubspot_owner_id"].as_str(), "owner of {id}");
     }
-    let log = requests(&sb, start).await;
-    let calls = counted_calls(&log);
-    print_calls("backfill 1,000 contacts", calls.values().sum(), live.len().div_ceil(200));
+    let truth = dump(&sb, "contacts", &["hs_object_id"], &["hubspot_owner_id", "hs_lead_status"]).await;
+    assert_eq!(check_histories(&leads, &truth, 2), live.len());
+    assert!(leads.values().any(|l| l.assignments.len() > 1), "some leads were reassigned");
+    assert!(leads.values().any(|l| l.assignments.first().is_some_and(|a| a.owner_kind == handoff_model::OwnerKind::Queue)), "some started in a queue");
+    let used = counted_since(&sb, start).await;
+    let archived = dump(&sb, "contacts", &["hs_object_id"], &[]).await.iter().filter(|r| r["archived"] == true).count();
+    // The archived sweep, and the owners listing once (active, then archived
+    // owners) for the owner kinds in the ownership history.
+    let listings = list_pages(archived) + list_pages(owner_count(&sb)) + list_pages(0);
+    report(
+        "backfill-1k-leads",
+        used,
+        LowerBound { list_pages: listings, ..LowerBound::leads(live.len()) },
+        1.25,
+    );
 
     // Changes after the backfill.
     let now = sb.shared.clock.now();
@@ -87,8 +88,8 @@ async fn a_window_with_more_than_10000_matches_is_read_whole() {
     assert_eq!(leads.len(), live.len());
     let log = requests(&sb, start).await;
     assert!(log.iter().all(|r| r["status"] != 400), "no search hit the 10,000-result cap");
-    let calls = counted_calls(&log);
-    print_calls("backfill 12,000 contacts in one window", calls.values().sum(), live.len().div_ceil(200));
+    let used = log.iter().filter(|r| r["counted"] == true).count();
+    report("backfill-12k-leads-one-window", used, LowerBound::leads(live.len()), 1.25);
     sb.stop().await;
 }
 
@@ -111,8 +112,12 @@ async fn activities_come_with_their_contact_and_owners_with_their_manager() {
         assert!(delivered.insert((a.kind, a.id.clone()), a.lead_id.clone()).is_none(), "{:?} {} twice", a.kind, a.id);
     }
     let mut expected = 0;
+    let mut bound = LowerBound::default();
     for (kind, object) in [("call", "calls"), ("email", "emails"), ("meeting", "meetings"), ("task", "tasks")] {
         let live = live_records(&sb, object).await;
+        let archived = dump(&sb, object, &["hs_object_id"], &[]).await.iter().filter(|r| r["archived"] == true).count();
+        bound.search_pages += common::pages(live.len(), 200);
+        bound.list_pages += list_pages(archived);
         for (id, rec) in &live {
             let contact = rec["associations"]["contacts"][0]["id"].as_str().map(str::to_string);
             let got = delivered.iter().find(|((k, i), _)| k.as_str() == kind && i == id).map(|(_, l)| l.clone());
@@ -121,12 +126,39 @@ async fn activities_come_with_their_contact_and_owners_with_their_manager() {
         }
     }
     assert_eq!(delivered.len(), expected);
-    let log = requests(&sb, start).await;
-    print_calls("backfill activities", counted_calls(&log).values().sum(), expected.div_ceil(200) * 2);
+    let used = counted_since(&sb, start).await;
+    // Each search page of engagements also needs one association read
+    // (search cannot return associations): up to twice the bound.
+    report("backfill-activities-300-leads", used, bound, 2.0);
 
     let (pages, _) = drain(&c, Stream::Owners, None).await;
     let owners: Vec<_> = pages.iter().flat_map(|p| &p.owners).collect();
     assert!(!owners.is_empty());
     assert!(owners.iter().all(|o| o.manager_id.is_none()), "no manager unless the settings name one");
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_history_scope_leads_come_without_history_and_history_is_asked_for_once() {
+    let sb = sandbox(600).await;
+    admin_post(&sb, "/__sandbox/hubspot/history", json!({"readable": false})).await;
+    let mut s = settings(&sb);
+    s.archived_sweep_secs = 0;
+    let c = connector(s).await;
+    advance(&sb, 60).await;
+    let start = sb.shared.log.len();
+    let (pages, _) = drain(&c, Stream::Leads, None).await;
+    let leads = collect_leads(&pages);
+    let live = live_records(&sb, "contacts").await;
+    assert_eq!(leads.len(), live.len(), "the pull completes without history");
+    assert!(leads.values().all(|l| l.assignments.is_empty() && l.status_changes.is_empty()), "no partial history: the daemon keeps its own");
+    assert!(leads.values().all(|l| l.owner_id.is_some()), "the current owner still comes");
+    let log = log_since(&sb, start);
+    let refused: Vec<_> = log.iter().filter(|r| r.status == 403).collect();
+    assert_eq!(refused.len(), 1, "history is asked for once, then not again: {refused:?}");
+    let archived = dump(&sb, "contacts", &[], &[]).await.iter().filter(|r| r["archived"] == true).count();
+    // Searches and the one refused history batch.
+    let bound = LowerBound { search_pages: common::pages(live.len(), 200), history_batches: 1, list_pages: list_pages(archived), ..LowerBound::default() };
+    report("leads-without-history-scope", log.iter().filter(|r| r.counted).count(), bound, 1.2);
     sb.stop().await;
 }

@@ -366,3 +366,91 @@ async fn engagements_list_with_contacts_and_versioned_paths_and_option_checks() 
     assert_eq!(body["errors"][0]["code"], "PROPERTY_DOESNT_EXIST");
     sb.stop().await;
 }
+
+#[tokio::test]
+async fn property_history_over_http_late_writes_merges_and_the_admin_dump() {
+    let sb = sandbox(30).await;
+    let c = Client::new(&sb);
+    let (_, list) = c.get("/crm/v3/objects/contacts?limit=2").await;
+    let ids: Vec<String> = list["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let (a, b) = (&ids[0], &ids[1]);
+
+    // A write committed late: stamped an hour ago, it sorts into the past.
+    let clock = c.admin(reqwest::Method::GET, "/clock", json!({})).await;
+    let now = ms(clock["now"].as_str().unwrap());
+    let hour_ago = chrono::DateTime::from_timestamp_millis(now - 3_600_000).unwrap().to_rfc3339();
+    let r = c.http.patch(format!("{}/__sandbox/hubspot/objects/contacts/{a}", c.base)).json(&json!({"properties": {"hs_lead_status": "ATTEMPTED_TO_CONTACT"}, "updated_at": hour_ago})).send().await.unwrap();
+    assert!(r.status().is_success());
+    // The SDKs send list parameters repeated rather than comma-separated.
+    let (status, got) = c.get(&format!("/crm/v3/objects/contacts/{a}?propertiesWithHistory=hs_lead_status&propertiesWithHistory=hubspot_owner_id")).await;
+    assert_eq!(status, 200, "{got}");
+    let status_history = got["propertiesWithHistory"]["hs_lead_status"].as_array().unwrap();
+    let late = status_history.iter().find(|e| e["value"] == "ATTEMPTED_TO_CONTACT").expect("the late write is in the history");
+    assert_eq!(ms(late["timestamp"].as_str().unwrap()), now - 3_600_000);
+    assert_eq!(late["sourceType"], "CRM_UI");
+    let times: Vec<i64> = status_history.iter().map(|e| ms(e["timestamp"].as_str().unwrap())).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    assert!(got["propertiesWithHistory"]["hubspot_owner_id"].is_array());
+
+    // A merge: the survivor keeps its own history; the loser's id answers with it.
+    let (_, before) = c.get(&format!("/crm/v3/objects/contacts/{a}?propertiesWithHistory=hubspot_owner_id")).await;
+    let (status, _) = c.post("/crm/v3/objects/contacts/merge", json!({"primaryObjectId": a, "objectIdToMerge": b})).await;
+    assert_eq!(status, 200);
+    let (_, after) = c.get(&format!("/crm/v3/objects/contacts/{b}?propertiesWithHistory=hubspot_owner_id")).await;
+    assert_eq!(after["id"], a.as_str());
+    assert_eq!(after["propertiesWithHistory"]["hubspot_owner_id"], before["propertiesWithHistory"]["hubspot_owner_id"]);
+
+    // The admin dump can be narrowed and carries history as ground truth.
+    let dump = c.admin(reqwest::Method::GET, "/hubspot/objects/contacts?properties=hs_lead_status&history=hs_lead_status", json!({})).await;
+    let rec = dump["results"].as_array().unwrap().iter().find(|r| r["id"] == a.as_str()).unwrap();
+    assert_eq!(rec["properties"].as_object().unwrap().len(), 1);
+    assert_eq!(rec["propertiesWithHistory"]["hs_lead_status"], got["propertiesWithHistory"]["hs_lead_status"]);
+
+    // A bulk edit: many records, one instant.
+    let (_, more) = c.get("/crm/v3/objects/contacts?limit=5").await;
+    let bulk: Vec<String> = more["results"].as_array().unwrap().iter().skip(2).map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let edited = c.admin(reqwest::Method::POST, "/hubspot/objects/contacts/bulk_update", json!({"ids": bulk, "properties": {"industry": "Bulk"}})).await;
+    assert_eq!(edited["updated"], 3);
+    for id in &bulk {
+        let (_, r) = c.get(&format!("/crm/v3/objects/contacts/{id}?properties=industry")).await;
+        assert_eq!((r["properties"]["industry"].as_str(), r["updatedAt"].as_str()), (Some("Bulk"), edited["updatedAt"].as_str()));
+    }
+
+    // Withheld history: 403 MISSING_SCOPES until given back.
+    c.admin(reqwest::Method::POST, "/hubspot/history", json!({"readable": false})).await;
+    let (status, body) = c.post("/crm/v3/objects/contacts/batch/read", json!({"inputs": [{"id": a}], "propertiesWithHistory": ["hs_lead_status"]})).await;
+    assert_eq!((status, body["category"].as_str()), (403, Some("MISSING_SCOPES")));
+    c.admin(reqwest::Method::POST, "/hubspot/history", json!({"readable": true})).await;
+    let (status, _) = c.post("/crm/v3/objects/contacts/batch/read", json!({"inputs": [{"id": a}], "propertiesWithHistory": ["hs_lead_status"]})).await;
+    assert_eq!(status, 200);
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_response_applies_the_write_and_answers_a_gateway_error() {
+    let sb = sandbox(5).await;
+    let c = Client::new(&sb);
+    let armed = c.admin(reqwest::Method::POST, "/hubspot/faults/lost_response", json!({"count": 1, "status": 502})).await;
+    assert_eq!(armed["lost_response"]["count"], 1);
+    // Reads do not use the fault up.
+    assert_eq!(c.post("/crm/v3/objects/tasks/batch/read", json!({"inputs": [{"id": "1"}]})).await.0, 207);
+    let task = json!({"inputs": [{"properties": {"hs_timestamp": "1772700000000", "hs_task_subject": "lost"}}]});
+    let (status, body) = c.post("/crm/v3/objects/tasks/batch/create", task.clone()).await;
+    assert_eq!((status, body["category"].as_str()), (502, Some("INTERNAL_ERROR")));
+    let dump = c.admin(reqwest::Method::GET, "/hubspot/objects/tasks?properties=hs_task_subject", json!({})).await;
+    let lost: Vec<&Value> = dump["results"].as_array().unwrap().iter().filter(|r| r["properties"]["hs_task_subject"] == "lost").collect();
+    assert_eq!(lost.len(), 1, "the write landed although its answer was lost");
+    // Spent: the next write answers normally.
+    assert_eq!(c.post("/crm/v3/objects/tasks/batch/create", task).await.0, 201);
+
+    let resp = c.http.post(format!("{}/__sandbox/hubspot/faults/lost_response", c.base)).json(&json!({"count": 1})).send().await.unwrap();
+    assert_eq!(resp.status(), 400, "status or delay_ms is required");
+
+    // Limits can be raised for tests that measure something other than pacing.
+    let limits = c.admin(reqwest::Method::POST, "/hubspot/limits", json!({"search_per_second": 50, "private_app_burst_per_10s": 1000})).await;
+    assert_eq!((limits["search_per_second"].as_u64(), limits["private_app_burst_per_10s"].as_u64()), (Some(50), Some(1000)));
+    for _ in 0..20 {
+        assert_eq!(c.post("/crm/v3/objects/contacts/search", json!({})).await.0, 200);
+    }
+    sb.stop().await;
+}

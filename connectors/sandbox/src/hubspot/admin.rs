@@ -9,8 +9,8 @@ use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::state::HubState;
-use super::store::{iso_ms, OBJECT_TYPES};
+use super::state::{HubState, LostResponses};
+use super::store::{iso_ms, Source, OBJECT_TYPES};
 
 fn bad(message: impl Into<String>) -> (StatusCode, Value) {
     (StatusCode::BAD_REQUEST, json!({ "error": message.into() }))
@@ -50,18 +50,44 @@ fn object_type(t: &str) -> Result<&'static str, (StatusCode, Value)> {
         .ok_or_else(|| (StatusCode::NOT_FOUND, json!({"error": format!("unknown object type {t}; use one of {OBJECT_TYPES:?}")})))
 }
 
+/// What an object dump holds besides ids and timestamps.
+#[derive(Debug, Clone, Default)]
+pub struct DumpOptions {
+    /// Only these properties (`None`: every stored one plus the defaults).
+    pub properties: Option<Vec<String>>,
+    /// The history of these properties.
+    pub history: Vec<String>,
+    /// Leave out the associations.
+    pub without_associations: bool,
+}
+
 /// Every record of a type with all its properties (computed ones
-/// included), archived and merged-away ones too, and its associations.
-pub fn dump(st: &HubState, t: &str) -> Value {
+/// included), or only those asked for, archived and merged-away ones too,
+/// their associations, and the history of the properties asked for.
+pub fn dump(st: &HubState, t: &str, opts: &DumpOptions) -> Value {
+    let properties = opts.properties.as_deref();
+    let history = opts.history.as_slice();
     let Ok(store) = st.store(t) else { return json!({"results": []}) };
     let records: Vec<Value> = store
         .iter()
         .map(|o| {
-            let mut names: Vec<String> = o.properties.keys().cloned().collect();
-            names.extend(super::store::default_properties(t));
+            let names: Vec<String> = match properties {
+                Some(p) => p.to_vec(),
+                None => {
+                    let mut names: Vec<String> = o.properties.keys().cloned().collect();
+                    names.extend(super::store::default_properties(t));
+                    names
+                }
+            };
             let mut v = o.render(t, &names);
+            if !history.is_empty() {
+                v["propertiesWithHistory"] = o.render_history(t, history);
+            }
             if let Some(into) = o.merged_into {
                 v["mergedInto"] = json!(into.to_string());
+            }
+            if opts.without_associations {
+                return v;
             }
             let mut assoc = Map::new();
             for to in OBJECT_TYPES {
@@ -111,24 +137,55 @@ pub fn task_duplicates(st: &HubState) -> Value {
 }
 
 /// Dispatch one admin request (`segments` after `__sandbox/hubspot`).
-pub fn dispatch(st: &mut HubState, now: DateTime<Utc>, method: &Method, segments: &[&str], body: &Value) -> (StatusCode, Value) {
-    match admin(st, now, method, segments, body) {
+pub fn dispatch(
+    st: &mut HubState,
+    now: DateTime<Utc>,
+    method: &Method,
+    segments: &[&str],
+    query: &BTreeMap<String, String>,
+    body: &Value,
+) -> (StatusCode, Value) {
+    match admin(st, now, method, segments, query, body) {
         Ok(answer) | Err(answer) => answer,
     }
 }
 
-fn admin(st: &mut HubState, now: DateTime<Utc>, method: &Method, segments: &[&str], body: &Value) -> Result<(StatusCode, Value), (StatusCode, Value)> {
+/// A comma-separated query parameter.
+fn query_list(query: &BTreeMap<String, String>, key: &str) -> Option<Vec<String>> {
+    query.get(key).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+}
+
+fn flag(body: &Value, key: &str) -> Result<bool, (StatusCode, Value)> {
+    body.get(key).and_then(Value::as_bool).ok_or_else(|| bad(format!("{key} (true or false) is required")))
+}
+
+fn admin(
+    st: &mut HubState,
+    now: DateTime<Utc>,
+    method: &Method,
+    segments: &[&str],
+    query: &BTreeMap<String, String>,
+    body: &Value,
+) -> Result<(StatusCode, Value), (StatusCode, Value)> {
     let now_ms = now.timestamp_millis();
     let m = method.clone();
     match segments {
         ["credentials"] if m == Method::GET => Ok((StatusCode::OK, credentials(st))),
-        ["objects", t] if m == Method::GET => Ok((StatusCode::OK, dump(st, object_type(t)?))),
+        ["objects", t] if m == Method::GET => {
+            let t = object_type(t)?;
+            let opts = DumpOptions {
+                properties: query_list(query, "properties"),
+                history: query_list(query, "history").unwrap_or_default(),
+                without_associations: query.get("associations").is_some_and(|v| v == "false"),
+            };
+            Ok((StatusCode::OK, dump(st, t, &opts)))
+        }
         ["objects", t] if m == Method::POST => {
             let t = object_type(t)?;
             let created_ms = time_ms(body, "created_at", now_ms)?;
             let updated_ms = time_ms(body, "updated_at", created_ms)?;
             let props: BTreeMap<String, String> = string_props(body)?.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
-            let id = st.insert(t, props, created_ms, updated_ms);
+            let id = st.insert(t, props, created_ms, updated_ms, Source::Import);
             if let Some(links) = body.get("associations").and_then(Value::as_array) {
                 for l in links {
                     let to = l.get("to_type").and_then(Value::as_str).unwrap_or("contacts");
@@ -145,17 +202,48 @@ fn admin(st: &mut HubState, now: DateTime<Utc>, method: &Method, segments: &[&st
             let updated_ms = time_ms(body, "updated_at", now_ms)?;
             let changes = string_props(body)?;
             let store = st.stores.get_mut(t).ok_or_else(|| bad("unknown type"))?;
-            let mut obj = store.get(id).cloned().ok_or_else(|| (StatusCode::NOT_FOUND, json!({"error": format!("no {t} with id {id}")})))?;
-            for (k, v) in changes {
-                match v {
-                    Some(v) => obj.properties.insert(k, v),
-                    None => obj.properties.remove(&k),
-                };
-            }
-            // An explicit time may lie in the past: a late-indexed write.
-            obj.updated_at_ms = updated_ms;
-            store.put(obj);
+            // An explicit time may lie in the past: a late-indexed write,
+            // dated so in the property history too. A person made it.
+            store
+                .update(id, |obj| {
+                    for (k, v) in changes {
+                        obj.set(&k, v, updated_ms, Source::CrmUi { user_id: None });
+                    }
+                    obj.updated_at_ms = updated_ms;
+                })
+                .ok_or_else(|| (StatusCode::NOT_FOUND, json!({"error": format!("no {t} with id {id}")})))?;
             Ok((StatusCode::OK, json!({"id": id.to_string(), "updatedAt": iso_ms(updated_ms)})))
+        }
+        ["objects", t, "bulk_update"] if m == Method::POST => {
+            // One edit applied to many records at one instant, like a bulk
+            // edit or an import updating existing records.
+            let t = object_type(t)?;
+            let updated_ms = time_ms(body, "updated_at", now_ms)?;
+            let changes = string_props(body)?;
+            let ids: Vec<u64> = body
+                .get("ids")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("ids (an array of record ids) is required"))?
+                .iter()
+                .map(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).ok_or_else(|| bad(format!("{v} is not a record id"))))
+                .collect::<Result<_, _>>()?;
+            let store = st.stores.get_mut(t).ok_or_else(|| bad("unknown type"))?;
+            let mut missing = Vec::new();
+            for id in &ids {
+                let found = store.update(*id, |obj| {
+                    for (k, v) in &changes {
+                        obj.set(k, v.clone(), updated_ms, Source::CrmUi { user_id: None });
+                    }
+                    obj.updated_at_ms = updated_ms;
+                });
+                if found.is_none() {
+                    missing.push(id.to_string());
+                }
+            }
+            if !missing.is_empty() {
+                return Err((StatusCode::NOT_FOUND, json!({"error": format!("no {t} with ids {missing:?}; the others were updated")})));
+            }
+            Ok((StatusCode::OK, json!({"updated": ids.len(), "updatedAt": iso_ms(updated_ms)})))
         }
         ["objects", t, id, "archive"] if m == Method::POST => {
             let t = object_type(t)?;
@@ -178,8 +266,34 @@ fn admin(st: &mut HubState, now: DateTime<Utc>, method: &Method, segments: &[&st
             Ok((StatusCode::OK, json!({"id": survivor.to_string()})))
         }
         ["tokens", "revoke"] if m == Method::POST => {
+            if body.get("access_tokens_only").and_then(Value::as_bool) == Some(true) {
+                st.tokens.revoke_access_tokens();
+                return Ok((StatusCode::OK, json!({"revoked": "all OAuth access tokens"})));
+            }
             st.tokens.revoke(body.get("token").and_then(Value::as_str));
             Ok((StatusCode::OK, json!({"revoked": body.get("token").cloned().unwrap_or(json!("all"))})))
+        }
+        ["tokens", "rotation"] if m == Method::POST => {
+            st.tokens.rotate_refresh_tokens = flag(body, "enabled")?;
+            Ok((StatusCode::OK, json!({"rotate_refresh_tokens": st.tokens.rotate_refresh_tokens})))
+        }
+        ["tokens", "refresh"] if m == Method::GET => Ok((StatusCode::OK, json!({"valid": st.tokens.valid_refresh_tokens()}))),
+        ["history"] if m == Method::POST => {
+            st.history_readable = flag(body, "readable")?;
+            Ok((StatusCode::OK, json!({"readable": st.history_readable})))
+        }
+        ["faults", "lost_response"] if m == Method::POST => {
+            let count = body.get("count").and_then(Value::as_u64).and_then(|c| u32::try_from(c).ok()).ok_or_else(|| bad("count (a positive integer) is required"))?;
+            let status = body.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok());
+            let delay_ms = body.get("delay_ms").and_then(Value::as_u64);
+            if status.is_some() == delay_ms.is_some() {
+                return Err(bad("give exactly one of status (the error answered instead, e.g. 502) or delay_ms (how late the real answer comes)"));
+            }
+            if status.is_some_and(|s| !(500..600).contains(&s)) {
+                return Err(bad("status must be a 5xx: a lost answer looks like a server or gateway failure"));
+            }
+            st.lost_responses = Some(LostResponses { count, status, delay_ms });
+            Ok((StatusCode::CREATED, json!({"lost_response": {"count": count, "status": status, "delay_ms": delay_ms}})))
         }
         ["tokens", "expire"] if m == Method::POST => {
             st.tokens.expire_access_tokens(now);
@@ -187,19 +301,19 @@ fn admin(st: &mut HubState, now: DateTime<Utc>, method: &Method, segments: &[&st
         }
         ["limits"] if m == Method::GET => Ok((StatusCode::OK, limits(st))),
         ["limits"] if m == Method::POST => {
-            // Another subscription tier (or an open one for simulations,
-            // whose frozen clock would otherwise keep every window full).
             let c = &mut st.limits.config;
-            let num = |k: &str| body.get(k).and_then(Value::as_u64);
-            if let Some(n) = num("burst_per_10s") {
-                c.private_app_burst_per_10s = u32::try_from(n).unwrap_or(u32::MAX);
-                c.oauth_burst_per_10s = c.private_app_burst_per_10s;
+            let num = |k: &str| body.get(k).map(|v| v.as_u64().ok_or_else(|| bad(format!("{k} must be a non-negative integer"))));
+            if let Some(v) = num("private_app_burst_per_10s").transpose()? {
+                c.private_app_burst_per_10s = u32::try_from(v).map_err(|_| bad("private_app_burst_per_10s is too large"))?;
             }
-            if let Some(n) = num("search_per_second") {
-                c.search_per_second = u32::try_from(n).unwrap_or(u32::MAX);
+            if let Some(v) = num("oauth_burst_per_10s").transpose()? {
+                c.oauth_burst_per_10s = u32::try_from(v).map_err(|_| bad("oauth_burst_per_10s is too large"))?;
             }
-            if let Some(n) = num("daily") {
-                c.private_app_daily = n;
+            if let Some(v) = num("search_per_second").transpose()? {
+                c.search_per_second = u32::try_from(v).map_err(|_| bad("search_per_second is too large"))?;
+            }
+            if let Some(v) = num("private_app_daily").transpose()? {
+                c.private_app_daily = v;
             }
             Ok((StatusCode::OK, limits(st)))
         }

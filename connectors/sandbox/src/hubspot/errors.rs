@@ -104,6 +104,13 @@ impl ApiError {
         e
     }
 
+    /// The app lacks a scope: 403 in the recorded `MISSING_SCOPES` shape
+    /// (`errors-403-missing-scopes.json`).
+    pub fn missing_scopes(scopes: &[&str]) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "MISSING_SCOPES", "One or more of the following scopes are required.")
+            .with_context(json!({"requiredGranularScopes": scopes, "links": ["https://developers.hubspot.com/scopes"]}))
+    }
+
     pub fn internal(status: StatusCode) -> Self {
         Self::new(status, "INTERNAL_ERROR", "internal error")
     }

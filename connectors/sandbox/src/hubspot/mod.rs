@@ -89,10 +89,15 @@ pub fn router(hub: Arc<HubSpot>) -> Router {
 }
 
 fn json_response(status: StatusCode, body: &Value, headers: &RateHeaders) -> Response {
+    text_response(status, body.to_string(), headers)
+}
+
+/// An answer whose JSON is already written out.
+fn text_response(status: StatusCode, body: String, headers: &RateHeaders) -> Response {
     let mut resp = if status == StatusCode::NO_CONTENT {
         status.into_response()
     } else {
-        (status, [(axum::http::header::CONTENT_TYPE, "application/json;charset=utf-8")], body.to_string()).into_response()
+        (status, [(axum::http::header::CONTENT_TYPE, "application/json;charset=utf-8")], body).into_response()
     };
     for (name, value) in &headers.0 {
         if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
@@ -164,28 +169,69 @@ async fn api(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, headers:
     };
     let is_search = req.is_search();
     let is_batch_write = req.method == Method::POST && req.segments.iter().any(|s| s == "batch") && !req.segments.iter().any(|s| s == "read");
+    // A write to records (not a search, not a batch read, not a property
+    // definition): what the lost-response fault applies to.
+    let is_record_write = is_write(&req.method)
+        && !is_search
+        && req.segments.get(2).is_some_and(|s| s == "objects")
+        && !req.segments.iter().any(|s| s == "read");
 
-    let mut st = hub.lock();
-    let (verdict, rate_headers) = st.limits.admit(now, auth, is_search);
-    if let Err(policy) = verdict {
-        let e = rate_limited(policy, state::APP_ID, state::PORTAL_ID);
-        log(e.status, true);
-        return json_response(e.status, &e.body, &rate_headers);
+    // The state lock is released before any await below.
+    let (status, body, rate_headers, lost) = {
+        let mut st = hub.lock();
+        let (verdict, rate_headers) = st.limits.admit(now, auth, is_search);
+        if let Err(policy) = verdict {
+            let e = rate_limited(policy, state::APP_ID, state::PORTAL_ID);
+            log(e.status, true);
+            return json_response(e.status, &e.body, &rate_headers);
+        }
+        let ctx = Ctx {
+            now,
+            base_url: &shared.base_url,
+            org: &shared.org,
+            search_lag_ms: shared.faults.search_lag().map(|d| d.num_milliseconds()),
+            batch_failure_marker: if is_batch_write { shared.faults.take_batch_failure(&body) } else { None },
+        };
+        let (status, answer) = match routes::dispatch_text(&mut st, &ctx, &req) {
+            Ok(answer) => answer,
+            Err(e) => (e.status, e.body.to_string()),
+        };
+        let lost = if is_record_write && status.is_success() { take_lost_response(&mut st) } else { None };
+        (status, answer, rate_headers, lost)
+    };
+    match lost {
+        Some(state::LostResponses { status: Some(code), .. }) => {
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            log(code, true);
+            json_response(code, &ApiError::internal(code).body, &no_headers)
+        }
+        Some(state::LostResponses { delay_ms, .. }) => {
+            // The write is in (and logged: a client that gives up drops
+            // this handler mid-sleep); the answer comes too late.
+            log(status, true);
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms.unwrap_or(0))).await;
+            text_response(status, body, &rate_headers)
+        }
+        None => {
+            log(status, true);
+            text_response(status, body, &rate_headers)
+        }
     }
-    let ctx = Ctx {
-        now,
-        base_url: &shared.base_url,
-        org: &shared.org,
-        search_lag_ms: shared.faults.search_lag().map(|d| d.num_milliseconds()),
-        batch_failure_marker: if is_batch_write { shared.faults.take_batch_failure(&body) } else { None },
-    };
-    let (status, body) = match routes::dispatch(&mut st, &ctx, &req) {
-        Ok(answer) => answer,
-        Err(e) => (e.status, e.body),
-    };
-    drop(st);
-    log(status, true);
-    json_response(status, &body, &rate_headers)
+}
+
+/// Use up one lost response, if any is armed.
+fn take_lost_response(st: &mut HubState) -> Option<state::LostResponses> {
+    let armed = st.lost_responses.as_mut()?;
+    if armed.count == 0 {
+        st.lost_responses = None;
+        return None;
+    }
+    armed.count -= 1;
+    let taken = armed.clone();
+    if armed.count == 0 {
+        st.lost_responses = None;
+    }
+    Some(taken)
 }
 
 async fn token(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, body: Bytes) -> Response {
@@ -225,6 +271,7 @@ async fn admin_route(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, 
     };
     let rest = uri.path().trim_start_matches("/__sandbox/hubspot");
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let (status, answer) = admin::dispatch(&mut hub.lock(), now, &method, &segments, &body);
+    let query: BTreeMap<String, String> = uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let (status, answer) = admin::dispatch(&mut hub.lock(), now, &method, &segments, &query, &body);
     json_response(status, &answer, &RateHeaders(Vec::new()))
 }

@@ -26,9 +26,14 @@ pub struct Tokens {
     pub client_secret: String,
     /// Refresh tokens and whether they are still valid.
     refresh: BTreeMap<String, bool>,
+    /// The refresh token handed out at startup.
+    initial_refresh: String,
     access: BTreeMap<String, AccessToken>,
     pub expires_in_secs: i64,
     pub portal_id: u64,
+    /// Each refresh hands out a new refresh token and invalidates the one
+    /// used (off by default: HubSpot's v1 endpoint returns the same one).
+    pub rotate_refresh_tokens: bool,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -38,8 +43,10 @@ fn random_token(prefix: &str) -> String {
 impl Tokens {
     pub fn new(portal_id: u64) -> Self {
         let mut refresh = BTreeMap::new();
-        refresh.insert(random_token("na1-"), true);
+        let initial_refresh = random_token("na1-");
+        refresh.insert(initial_refresh.clone(), true);
         Tokens {
+            initial_refresh,
             private_app_token: format!("pat-na1-{}", uuid::Uuid::new_v4()),
             private_app_revoked: false,
             client_id: uuid::Uuid::new_v4().to_string(),
@@ -48,12 +55,13 @@ impl Tokens {
             access: BTreeMap::new(),
             expires_in_secs: 1800,
             portal_id,
+            rotate_refresh_tokens: false,
         }
     }
 
     /// The refresh token handed out at startup.
     pub fn initial_refresh_token(&self) -> String {
-        self.refresh.keys().next().cloned().unwrap_or_default()
+        self.initial_refresh.clone()
     }
 
     /// Who is calling, from the `Authorization` header value.
@@ -91,6 +99,14 @@ impl Tokens {
                         json!({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token", "correlationId": uuid::Uuid::new_v4().to_string()}),
                     );
                 }
+                let rt = if self.rotate_refresh_tokens {
+                    let rotated = random_token("na1-");
+                    self.refresh.insert(rt, false);
+                    self.refresh.insert(rotated.clone(), true);
+                    rotated
+                } else {
+                    rt
+                };
                 let access = random_token("CJ");
                 self.access.insert(
                     access.clone(),
@@ -137,6 +153,16 @@ impl Tokens {
         }
     }
 
+    /// Revoke every OAuth access token; refresh tokens stay valid.
+    pub fn revoke_access_tokens(&mut self) {
+        self.access.values_mut().for_each(|t| t.revoked = true);
+    }
+
+    /// The refresh tokens still valid.
+    pub fn valid_refresh_tokens(&self) -> Vec<String> {
+        self.refresh.iter().filter(|(_, ok)| **ok).map(|(t, _)| t.clone()).collect()
+    }
+
     /// Make every OAuth access token expire at `now`.
     pub fn expire_access_tokens(&mut self, now: DateTime<Utc>) {
         for t in self.access.values_mut() {
@@ -175,6 +201,34 @@ mod tests {
         let (status, body) = t.token_endpoint(&form, t0());
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["status"], "BAD_REFRESH_TOKEN");
+    }
+
+    #[test]
+    fn rotation_hands_out_a_new_refresh_token_and_retires_the_old_one() {
+        let mut t = Tokens::new(42);
+        t.rotate_refresh_tokens = true;
+        let first = t.initial_refresh_token();
+        let mut form = BTreeMap::new();
+        form.insert("grant_type".to_string(), "refresh_token".to_string());
+        form.insert("client_id".to_string(), t.client_id.clone());
+        form.insert("client_secret".to_string(), t.client_secret.clone());
+        form.insert("refresh_token".to_string(), first.clone());
+        let (status, body) = t.token_endpoint(&form, t0());
+        assert_eq!(status, StatusCode::OK);
+        let rotated = body["refresh_token"].as_str().unwrap().to_string();
+        assert_ne!(rotated, first);
+        assert_eq!(t.valid_refresh_tokens(), vec![rotated.clone()]);
+        assert_eq!(t.initial_refresh_token(), first, "the startup token is still what the credentials name");
+        let (status, body) = t.token_endpoint(&form, t0());
+        assert_eq!((status, body["status"].as_str()), (StatusCode::BAD_REQUEST, Some("BAD_REFRESH_TOKEN")));
+        // Revoking access tokens only keeps the refresh token usable.
+        let access = format!("Bearer {}", {
+            form.insert("refresh_token".to_string(), rotated);
+            t.token_endpoint(&form, t0()).1["access_token"].as_str().unwrap().to_string()
+        });
+        t.revoke_access_tokens();
+        assert_eq!(t.authenticate(Some(&access), t0()).unwrap_err().body["category"], "INVALID_AUTHENTICATION");
+        assert_eq!(t.valid_refresh_tokens().len(), 1);
     }
 
     #[test]

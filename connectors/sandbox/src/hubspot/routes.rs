@@ -20,8 +20,13 @@ pub const MAX_BATCH_INPUTS: usize = 100;
 /// Association batch reads take more: 1,000 ids per request body (HubSpot
 /// changelog "Bug Fix: Batch Read Limit for HubSpot Associations API", 2025).
 pub const MAX_ASSOCIATION_READ_INPUTS: usize = 1_000;
+/// Inputs of a batch read that asks for `propertiesWithHistory` (HubSpot
+/// answers more with a 400; message recorded in activepieces PR #9359).
+pub const MAX_HISTORY_BATCH_INPUTS: usize = 50;
 const LIST_DEFAULT_LIMIT: usize = 10;
 const LIST_MAX_LIMIT: usize = 100;
+/// Page size of a list that asks for `propertiesWithHistory`.
+pub const LIST_MAX_LIMIT_WITH_HISTORY: usize = 50;
 const OWNERS_DEFAULT_LIMIT: usize = 100;
 
 /// A parsed API request.
@@ -111,6 +116,28 @@ fn no_route(req: &ApiRequest) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", format!("No route for /{}", req.segments.join("/")))
 }
 
+/// An answer already written as JSON text.
+pub type TextAnswer = Result<(StatusCode, String), ApiError>;
+
+/// Dispatch one authenticated, admitted API request, answering JSON text.
+/// Searches and batch reads, the big answers, are written straight to text;
+/// the rest are built as values.
+pub fn dispatch_text(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> TextAnswer {
+    let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    match segs.as_slice() {
+        ["crm", "v3", "objects", t, "search"] if req.method == Method::POST => do_search(st, ctx, check_type(t)?, req),
+        ["crm", "v3", "objects", t, "batch", "read"] if req.method == Method::POST => batch_read(st, ctx, check_type(t)?, req),
+        _ => dispatch(st, ctx, req).map(|(status, body)| (status, if body.is_null() { String::new() } else { body.to_string() })),
+    }
+}
+
+/// A text answer as a value (for callers that inspect it).
+fn parsed(answer: TextAnswer) -> Answer {
+    let (status, text) = answer?;
+    let body = serde_json::from_str(&text).map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR).with_context(json!({"render": [e.to_string()]})))?;
+    Ok((status, body))
+}
+
 /// Dispatch one authenticated, admitted API request.
 pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
@@ -122,8 +149,9 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
             Method::POST => create(st, ctx, check_type(t)?, req),
             _ => Err(method_not_allowed()),
         },
-        ["crm", "v3", "objects", t, "search"] if *m == Method::POST => do_search(st, ctx, check_type(t)?, req),
-        ["crm", "v3", "objects", t, "batch", op] if *m == Method::POST => batch(st, ctx, check_type(t)?, op, req),
+        ["crm", "v3", "objects", t, "search"] if *m == Method::POST => parsed(do_search(st, ctx, check_type(t)?, req)),
+        ["crm", "v3", "objects", t, "batch", "read"] if *m == Method::POST => parsed(batch_read(st, ctx, check_type(t)?, req)),
+        ["crm", "v3", "objects", t, "batch", op] if *m == Method::POST => batch_write(st, ctx, check_type(t)?, op, req, ctx.now.timestamp_millis()),
         ["crm", "v3", "objects", t, id] => {
             let t = check_type(t)?;
             match *m {
@@ -248,6 +276,51 @@ fn render_obj(st: &HubState, t: &str, obj: &Object, props: &[String], assoc: &[S
     v
 }
 
+/// What a read asks for: `properties` (or the type's defaults) plus the
+/// `propertiesWithHistory`, which HubSpot also returns with their current
+/// value (as recorded in HubSpot/hubspot-api-nodejs issue #154).
+struct Reading {
+    properties: Vec<String>,
+    with_history: Vec<String>,
+}
+
+impl Reading {
+    fn new(st: &HubState, t: &str, properties: Vec<String>, with_history: Vec<String>) -> Result<Reading, ApiError> {
+        if !with_history.is_empty() && !st.history_readable {
+            return Err(ApiError::missing_scopes(&[super::state::HISTORY_SCOPE]));
+        }
+        let mut properties = requested_properties(t, properties);
+        for h in &with_history {
+            if !properties.contains(h) {
+                properties.push(h.clone());
+            }
+        }
+        Ok(Reading { properties, with_history })
+    }
+
+    fn render(&self, st: &HubState, t: &str, obj: &Object, assoc: &[String]) -> Value {
+        let mut v = render_obj(st, t, obj, &self.properties, assoc);
+        if !self.with_history.is_empty() {
+            v["propertiesWithHistory"] = obj.render_history(t, &self.with_history);
+        }
+        v
+    }
+
+    /// [`Reading::render`] as JSON text, for records without associations.
+    fn write(&self, out: &mut String, t: &str, obj: &Object) {
+        let history = (!self.with_history.is_empty()).then_some(self.with_history.as_slice());
+        obj.write_json(out, t, &self.properties, history);
+    }
+}
+
+/// A JSON array of strings from a request body (`properties`, `propertiesWithHistory`).
+fn string_list(body: &Map<String, Value>, key: &str) -> Vec<String> {
+    body.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
 fn get_one(st: &HubState, t: &str, raw_id: &str, req: &ApiRequest) -> Answer {
     let id = st.resolve(t, lookup_id(st, t, raw_id, req.q("idProperty"))?);
     let archived = req.q_bool("archived");
@@ -256,8 +329,8 @@ fn get_one(st: &HubState, t: &str, raw_id: &str, req: &ApiRequest) -> Answer {
         .get(id)
         .filter(|o| o.is_archived() == archived)
         .ok_or_else(|| ApiError::not_found("Object not found.  objectId are usually numeric."))?;
-    let props = requested_properties(t, req.q_list("properties"));
-    Ok((StatusCode::OK, render_obj(st, t, obj, &props, &req.q_list("associations"))))
+    let reading = Reading::new(st, t, req.q_list("properties"), req.q_list("propertiesWithHistory"))?;
+    Ok((StatusCode::OK, reading.render(st, t, obj, &req.q_list("associations"))))
 }
 
 fn list(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
@@ -273,7 +346,12 @@ fn list(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
         Some(v) => v.parse::<u64>().map_err(|_| ApiError::validation(format!("Invalid paging cursor after={v}")))?,
     };
     let archived = req.q_bool("archived");
-    let props = requested_properties(t, req.q_list("properties"));
+    let reading = Reading::new(st, t, req.q_list("properties"), req.q_list("propertiesWithHistory"))?;
+    if !reading.with_history.is_empty() && limit > LIST_MAX_LIMIT_WITH_HISTORY {
+        return Err(ApiError::validation(format!(
+            "The maximum number of results per page with property histories is {LIST_MAX_LIMIT_WITH_HISTORY}; limit was {limit}."
+        )));
+    }
     let assoc = req.q_list("associations");
     let mut page: Vec<&Object> = st
         .store(t)?
@@ -282,7 +360,7 @@ fn list(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
         .take(limit + 1)
         .collect();
     let next = (page.len() > limit).then(|| page.pop().map(|o| o.id)).flatten();
-    let results: Vec<Value> = page.iter().map(|o| render_obj(st, t, o, &props, &assoc)).collect();
+    let results: Vec<Value> = page.iter().map(|o| reading.render(st, t, o, &assoc)).collect();
     let mut body = json!({ "results": results });
     if let Some(next) = next {
         body["paging"] = json!({"next": {"after": next.to_string(), "link": format!("{}/crm/v3/objects/{t}?after={next}", ctx.base_url)}});
@@ -300,16 +378,15 @@ fn create(st: &mut HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer
     Ok((StatusCode::CREATED, render(st, t, id, &names, &[])?))
 }
 
-fn do_search(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
+fn do_search(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> TextAnswer {
     let body: SearchRequest = serde_json::from_value(req.body.clone().unwrap_or_else(|| json!({})))
         .map_err(|e| ApiError::validation(format!("Invalid input JSON: {e}")))?;
     let store = st.store(t)?;
     let cutoff_ms = ctx.search_lag_ms.map(|lag| ctx.now.timestamp_millis() - lag);
-    let visible = |o: &Object| o.merged_into.is_none() && cutoff_ms.is_none_or(|c| o.updated_at_ms <= c);
     let kind_of = |p: &str| st.kind_of(t, p);
-    let page = search::run(store, t, &body, &kind_of, &visible)?;
+    let page = search::run(store, t, &body, &kind_of, cutoff_ms)?;
     let props = requested_properties(t, body.properties.clone());
-    Ok((StatusCode::OK, search::render_page(&page, t, &props)))
+    Ok((StatusCode::OK, search::write_page(&page, t, &props)))
 }
 
 fn merge(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
@@ -413,32 +490,69 @@ fn marker_error() -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Property values were not valid")
 }
 
-fn batch(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiRequest) -> Answer {
-    let inputs = inputs(req, MAX_BATCH_INPUTS)?;
-    let now_ms = ctx.now.timestamp_millis();
-    match op {
-        "read" => {
-            let body = req.body_obj()?;
-            let props: Vec<String> = body.get("properties").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
-            let props = requested_properties(t, props);
-            let id_property = body.get("idProperty").and_then(Value::as_str);
-            let mut results = Vec::new();
-            let mut missing = Vec::new();
-            for input in &inputs {
-                let raw = input_id(input).unwrap_or_default();
-                let found = lookup_id(st, t, &raw, id_property).ok().map(|id| st.resolve(t, id)).and_then(|id| st.store(t).ok()?.get(id)).filter(|o| !o.is_archived());
-                match found {
-                    Some(o) => results.push(render_obj(st, t, o, &props, &[])),
-                    None => missing.push(raw),
-                }
-            }
-            let errors = if missing.is_empty() {
-                vec![]
-            } else {
-                vec![json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", singular(t).to_uppercase()), "context": {"ids": missing}})]
-            };
-            Ok(batch_body(ctx, results, errors, StatusCode::OK))
+/// `batch/read`, written as text: up to 100 records (50 with history).
+fn batch_read(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> TextAnswer {
+    let body = req.body_obj()?;
+    let with_history = string_list(body, "propertiesWithHistory");
+    let inputs = if with_history.is_empty() {
+        inputs(req, MAX_BATCH_INPUTS)?
+    } else {
+        let all = inputs(req, usize::MAX)?;
+        if all.len() > MAX_HISTORY_BATCH_INPUTS {
+            return Err(ApiError::validation(format!(
+                "The maximum number of inputs supported in a batch request for property histories is {MAX_HISTORY_BATCH_INPUTS}. Please reduce the number of items and try again"
+            )));
         }
+        all
+    };
+    let reading = Reading::new(st, t, string_list(body, "properties"), with_history)?;
+    let id_property = body.get("idProperty").and_then(Value::as_str);
+    let mut results = String::from("[");
+    let mut missing = Vec::new();
+    for input in &inputs {
+        let raw = input_id(input).unwrap_or_default();
+        let found = lookup_id(st, t, &raw, id_property).ok().map(|id| st.resolve(t, id)).and_then(|id| st.store(t).ok()?.get(id)).filter(|o| !o.is_archived());
+        match found {
+            Some(o) => {
+                if results.len() > 1 {
+                    results.push(',');
+                }
+                reading.write(&mut results, t, o);
+            }
+            None => missing.push(raw),
+        }
+    }
+    results.push(']');
+    let errors = if missing.is_empty() {
+        vec![]
+    } else {
+        vec![json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", singular(t).to_uppercase()), "context": {"ids": missing}})]
+    };
+    let now = iso_ms(ctx.now.timestamp_millis());
+    let mut out = String::with_capacity(results.len() + 200);
+    out.push_str("{\"status\":\"COMPLETE\",\"results\":");
+    out.push_str(&results);
+    out.push_str(",\"startedAt\":\"");
+    out.push_str(&now);
+    out.push_str("\",\"completedAt\":\"");
+    out.push_str(&now);
+    out.push('"');
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        out.push_str(",\"numErrors\":");
+        out.push_str(&errors.len().to_string());
+        out.push_str(",\"errors\":");
+        out.push_str(&Value::Array(errors).to_string());
+        StatusCode::MULTI_STATUS
+    };
+    out.push('}');
+    Ok((status, out))
+}
+
+fn batch_write(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiRequest, now_ms: i64) -> Answer {
+    let inputs = inputs(req, MAX_BATCH_INPUTS)?;
+    match op {
         "create" => {
             // Validation errors fail the whole batch before anything is written.
             let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -564,4 +678,190 @@ fn v4_batch_read(st: &HubState, ctx: &Ctx<'_>, from: &str, to: &str, req: &ApiRe
         }
     }
     Ok(batch_body(ctx, results, errors, StatusCode::OK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::org::{EventKind, OrgConfig, OwnerRef};
+
+    fn org() -> SyntheticOrg {
+        crate::generate::generate(&OrgConfig { leads: 120, days: 6, ..OrgConfig::default() })
+    }
+
+    fn ctx(org: &SyntheticOrg) -> Ctx<'_> {
+        Ctx { now: org.config.end_at(), base_url: "http://127.0.0.1:0", org, search_lag_ms: None, batch_failure_marker: None }
+    }
+
+    fn state(org: &SyntheticOrg) -> HubState {
+        let mut st = HubState::new();
+        st.materialise(org, org.config.end_at());
+        st
+    }
+
+    fn call(st: &mut HubState, ctx: &Ctx<'_>, method: Method, path: &str, query: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let req = ApiRequest::parse(method, path, query, &bytes).expect("request parses");
+        match dispatch(st, ctx, &req) {
+            Ok(answer) => answer,
+            Err(e) => (e.status, e.body),
+        }
+    }
+
+    /// The contact of a lead the timeline reassigned, with the owners it had
+    /// in order.
+    fn reassigned(org: &SyntheticOrg, st: &HubState) -> (u64, Vec<String>) {
+        for (lead, contact) in &st.lead_contacts {
+            let c = &st.stores["contacts"].get(*contact).expect("contact");
+            if !c.is_searchable() {
+                continue;
+            }
+            let owners: Vec<String> = org
+                .events
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    EventKind::LeadCreated { lead: l, owner } | EventKind::Assigned { lead: l, owner } if l == lead => {
+                        Some(super::super::state::owner_id(*owner).to_string())
+                    }
+                    _ => None,
+                })
+                .collect();
+            let mut distinct = owners.clone();
+            distinct.dedup();
+            if distinct.len() >= 3 {
+                return (*contact, distinct);
+            }
+        }
+        panic!("the org should reassign some lead twice");
+    }
+
+    #[test]
+    fn get_one_serves_the_timelines_owner_and_status_history_newest_first() {
+        let org = org();
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        let (contact, owners) = reassigned(&org, &st);
+        let (status, body) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            &format!("/crm/v3/objects/contacts/{contact}"),
+            Some("propertiesWithHistory=hubspot_owner_id,hs_lead_status,lifecyclestage"),
+            None,
+        );
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let history = &body["propertiesWithHistory"];
+        let mut got: Vec<String> = history["hubspot_owner_id"].as_array().unwrap().iter().map(|e| e["value"].as_str().unwrap().to_string()).collect();
+        got.reverse();
+        assert_eq!(got, owners, "every owner the timeline gave, oldest last in the answer");
+        let times: Vec<&str> = history["hubspot_owner_id"].as_array().unwrap().iter().map(|e| e["timestamp"].as_str().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+        // The current value is the newest entry, and is in `properties` too.
+        assert_eq!(body["properties"]["hubspot_owner_id"], history["hubspot_owner_id"][0]["value"]);
+        assert_eq!(body["properties"]["hs_lead_status"], history["hs_lead_status"][0]["value"]);
+        let oldest_status = history["hs_lead_status"].as_array().unwrap().last().unwrap();
+        assert_eq!((oldest_status["value"].as_str(), oldest_status["sourceType"].as_str()), (Some("NEW"), Some("FORM")));
+        assert_eq!(history["hubspot_owner_id"][0]["sourceType"], "AUTOMATION_PLATFORM", "routing reassigned it");
+        assert!(history["lifecyclestage"].is_array());
+        assert!(body["properties"]["email"].is_string(), "the default properties still come");
+
+        // Without the parameter there is no history block.
+        let (_, plain) = call(&mut st, &cx, Method::GET, &format!("/crm/v3/objects/contacts/{contact}"), None, None);
+        assert!(plain.get("propertiesWithHistory").is_none());
+    }
+
+    #[test]
+    fn api_writes_are_recorded_as_the_integration_and_status_changes_as_the_owner() {
+        let org = org();
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        // A lead a rep moved on in the UI.
+        let (lead, contact) = st
+            .lead_contacts
+            .iter()
+            .map(|(l, c)| (*l, *c))
+            .find(|(l, c)| {
+                st.stores["contacts"].get(*c).is_some_and(|o| o.is_searchable())
+                    && org.events.iter().any(|e| matches!(&e.kind, EventKind::StatusChanged { lead, .. } if lead == l))
+                    && org.events.iter().all(|e| !matches!(&e.kind, EventKind::LeadCreated { lead, owner: OwnerRef::Queue(_) } | EventKind::Assigned { lead, owner: OwnerRef::Queue(_) } if lead == l))
+            })
+            .expect("a lead worked by a rep");
+        let (status, body) = call(
+            &mut st,
+            &cx,
+            Method::PATCH,
+            &format!("/crm/v3/objects/contacts/{contact}"),
+            None,
+            Some(json!({"properties": {"hs_lead_status": "OPEN", "handoff_sla_status": "due"}})),
+        );
+        assert_eq!(status, StatusCode::OK, "{body} (lead {lead})");
+        let (_, body) = call(&mut st, &cx, Method::GET, &format!("/crm/v3/objects/contacts/{contact}"), Some("propertiesWithHistory=hs_lead_status"), None);
+        let entries = body["propertiesWithHistory"]["hs_lead_status"].as_array().unwrap();
+        assert_eq!(entries[0]["value"], "OPEN");
+        assert_eq!(entries[0]["sourceType"], "INTEGRATION");
+        assert_eq!(entries[0]["sourceId"], super::super::state::APP_ID.to_string());
+        assert_eq!(entries[0]["timestamp"], iso_ms(cx.now.timestamp_millis()));
+        assert!(entries[0].get("updatedByUserId").is_none());
+        let by_rep = entries.iter().find(|e| e["sourceType"] == "CRM_UI").expect("the rep's own change");
+        assert!(by_rep["sourceId"].as_str().unwrap().starts_with("userId:"));
+        assert!(by_rep["updatedByUserId"].is_u64());
+    }
+
+    #[test]
+    fn batch_reads_with_history_take_at_most_50_inputs_and_lists_50_per_page() {
+        let org = org();
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        let ids: Vec<Value> = st.stores["contacts"].iter().filter(|o| o.is_searchable()).take(51).map(|o| json!({"id": o.id.to_string()})).collect();
+        assert_eq!(ids.len(), 51);
+        let read = |inputs: &[Value], history: bool| {
+            let mut body = json!({"inputs": inputs, "properties": ["email"]});
+            if history {
+                body["propertiesWithHistory"] = json!(["hubspot_owner_id", "hs_lead_status"]);
+            }
+            body
+        };
+        let (status, body) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/contacts/batch/read", None, Some(read(&ids, true)));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["category"], "VALIDATION_ERROR");
+        assert_eq!(
+            body["message"],
+            "The maximum number of inputs supported in a batch request for property histories is 50. Please reduce the number of items and try again"
+        );
+        let (status, body) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/contacts/batch/read", None, Some(read(&ids[..50], true)));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), 50);
+        for r in results {
+            assert!(r["propertiesWithHistory"]["hubspot_owner_id"].as_array().is_some_and(|a| !a.is_empty()), "{r}");
+            assert_eq!(r["properties"]["hubspot_owner_id"], r["propertiesWithHistory"]["hubspot_owner_id"][0]["value"]);
+            assert!(r["properties"]["email"].is_string());
+        }
+        // Without history the batch limit stays 100.
+        let (status, body) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/contacts/batch/read", None, Some(read(&ids, false)));
+        assert_eq!(status, StatusCode::OK);
+        assert!(body["results"][0].get("propertiesWithHistory").is_none());
+
+        let (status, _) = call(&mut st, &cx, Method::GET, "/crm/v3/objects/contacts", Some("limit=100&propertiesWithHistory=hs_lead_status"), None);
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, page) = call(&mut st, &cx, Method::GET, "/crm/v3/objects/contacts", Some("limit=50&propertiesWithHistory=hs_lead_status"), None);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["results"].as_array().unwrap().len(), 50);
+        assert!(page["results"].as_array().unwrap().iter().all(|r| r["propertiesWithHistory"]["hs_lead_status"].is_array()));
+    }
+
+    #[test]
+    fn withheld_history_answers_missing_scopes() {
+        let org = org();
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        st.history_readable = false;
+        let id = st.stores["contacts"].iter().find(|o| o.is_searchable()).map(|o| o.id).unwrap();
+        let (status, body) = call(&mut st, &cx, Method::GET, &format!("/crm/v3/objects/contacts/{id}"), Some("propertiesWithHistory=hs_lead_status"), None);
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["category"], "MISSING_SCOPES");
+        assert!(body["context"]["requiredGranularScopes"].is_array());
+        let (status, _) = call(&mut st, &cx, Method::GET, &format!("/crm/v3/objects/contacts/{id}"), None, None);
+        assert_eq!(status, StatusCode::OK, "plain reads still work");
+    }
 }

@@ -2,9 +2,14 @@
 //! OR across groups) with the real operators, one sort, `limit` ≤ 200,
 //! stringified-offset `after`, and the 10,000-result cap.
 //!
-//! Pure: the caller passes the store, the property types and a visibility
-//! predicate (archived records and, under the search-lag fault, recently
-//! modified ones are invisible to search).
+//! Pure: the caller passes the store, the property types and the search
+//! index's cutoff (under the search-lag fault, records modified after it
+//! are invisible; archived and merged-away records always are).
+//!
+//! A search of one filter group bounded only on the modified time and
+//! `hs_object_id`, sorted by id (how handoff and most sync tools page), is
+//! answered from the store's `(modified, id)` index without touching the
+//! records: a window of 100,000 contacts costs one pass over integers.
 
 use std::cmp::Ordering;
 
@@ -179,10 +184,39 @@ fn compile(f: &Filter, kind_of: &dyn Fn(&str) -> ValueKind) -> Result<Compiled, 
     Ok(Compiled { property: f.property_name.clone(), kind, op })
 }
 
+/// The comparable value of `name` on `o`, computed numeric properties
+/// read without formatting them.
+fn value_of(o: &Object, object_type: &str, name: &str, kind: ValueKind) -> Option<Cmp> {
+    if kind != ValueKind::Text {
+        if let Some(n) = o.numeric_property(object_type, name) {
+            return Some(Cmp::Num(n as f64));
+        }
+    }
+    match o.properties.get(name) {
+        Some(v) if !v.is_empty() => stored(kind, v),
+        Some(_) => None,
+        None => o.property(object_type, name).filter(|v| !v.is_empty()).and_then(|v| stored(kind, &v)),
+    }
+}
+
 impl Compiled {
     fn matches(&self, object_type: &str, o: &Object) -> bool {
+        match &self.op {
+            Op::Has | Op::NotHas | Op::ContainsToken(_) | Op::NotContainsToken(_) => {}
+            _ => return self.compare(value_of(o, object_type, &self.property, self.kind)),
+        }
         let raw = o.property(object_type, &self.property).filter(|v| !v.is_empty());
-        let val = raw.as_deref().and_then(|v| stored(self.kind, v));
+        match &self.op {
+            Op::Has => raw.is_some(),
+            Op::NotHas => raw.is_none(),
+            Op::ContainsToken(t) => raw.is_some_and(|v| v.to_lowercase().contains(t.as_str())),
+            Op::NotContainsToken(t) => !raw.is_some_and(|v| v.to_lowercase().contains(t.as_str())),
+            _ => false,
+        }
+    }
+
+    /// Compare a record's value with the operands (comparison operators).
+    fn compare(&self, val: Option<Cmp>) -> bool {
         let cmp = |f: &dyn Fn(&Cmp) -> bool| val.as_ref().is_some_and(f);
         match &self.op {
             Op::Eq(x) => cmp(&|v| v == x),
@@ -194,32 +228,71 @@ impl Compiled {
             Op::Between(lo, hi) => cmp(&|v| v >= lo && v <= hi),
             Op::In(xs) => cmp(&|v| xs.contains(v)),
             Op::NotIn(xs) => !cmp(&|v| xs.contains(v)),
-            Op::Has => raw.is_some(),
-            Op::NotHas => raw.is_none(),
-            Op::ContainsToken(t) => raw.is_some_and(|v| v.to_lowercase().contains(t.as_str())),
-            Op::NotContainsToken(t) => !raw.is_some_and(|v| v.to_lowercase().contains(t.as_str())),
+            Op::Has | Op::NotHas | Op::ContainsToken(_) | Op::NotContainsToken(_) => false,
         }
     }
 
-    /// The `[from, to)` window this filter puts on the modified property, if any.
-    fn window(&self, object_type: &str) -> Option<(Option<i64>, Option<i64>)> {
-        if self.property != modified_property(object_type) {
-            return None;
-        }
-        let ms = |c: &Cmp| match c {
-            Cmp::Num(n) => Some(*n as i64),
-            Cmp::Text(_) => None,
+    /// The inclusive integer range `[lo, hi]` this filter allows on a
+    /// numeric property, `None` for operators that are no range. A
+    /// fractional bound rounds inward (`GT 4.5` is `>= 5`).
+    fn int_range(&self) -> Option<(Option<i64>, Option<i64>)> {
+        let num = |c: &Cmp| match c {
+            Cmp::Num(n) if n.is_finite() => Some(*n),
+            _ => None,
+        };
+        let ceil = |c: &Cmp| num(c).map(|n| n.ceil() as i64);
+        let floor = |c: &Cmp| num(c).map(|n| n.floor() as i64);
+        let strictly_above = |c: &Cmp| num(c).map(|n| n.floor() as i64 + 1);
+        let strictly_below = |c: &Cmp| num(c).map(|n| n.ceil() as i64 - 1);
+        let both = |lo: Option<i64>, hi: Option<i64>| match (lo, hi) {
+            (Some(_), Some(_)) => Some((lo, hi)),
+            _ => None,
         };
         match &self.op {
-            Op::Gte(x) => Some((ms(x), None)),
-            Op::Gt(x) => Some((ms(x).map(|m| m + 1), None)),
-            Op::Lt(x) => Some((None, ms(x))),
-            Op::Lte(x) => Some((None, ms(x).map(|m| m + 1))),
-            Op::Between(lo, hi) => Some((ms(lo), ms(hi).map(|m| m + 1))),
-            Op::Eq(x) => Some((ms(x), ms(x).map(|m| m + 1))),
+            Op::Gte(x) => ceil(x).map(|lo| (Some(lo), None)),
+            Op::Gt(x) => strictly_above(x).map(|lo| (Some(lo), None)),
+            Op::Lte(x) => floor(x).map(|hi| (None, Some(hi))),
+            Op::Lt(x) => strictly_below(x).map(|hi| (None, Some(hi))),
+            Op::Between(lo, hi) => both(ceil(lo), floor(hi)),
+            Op::Eq(x) if num(x).is_some_and(|n| n.fract() == 0.0) => both(ceil(x), floor(x)),
             _ => None,
         }
     }
+}
+
+/// Inclusive integer bounds, either side open.
+#[derive(Debug, Clone, Copy, Default)]
+struct Range {
+    lo: Option<i64>,
+    hi: Option<i64>,
+}
+
+impl Range {
+    fn narrow(&mut self, (lo, hi): (Option<i64>, Option<i64>)) {
+        self.lo = max_opt(self.lo, lo);
+        self.hi = min_opt(self.hi, hi);
+    }
+
+    fn contains(&self, v: i64) -> bool {
+        self.lo.is_none_or(|lo| v >= lo) && self.hi.is_none_or(|hi| v <= hi)
+    }
+}
+
+/// The modified-time and id ranges of a single group whose filters are all
+/// ranges on those two properties; `None` when the group filters anything else.
+fn index_ranges(group: &[Compiled], object_type: &str) -> Option<(Range, Range)> {
+    let (mut time, mut id) = (Range::default(), Range::default());
+    for c in group {
+        let range = c.int_range()?;
+        if c.property == modified_property(object_type) && c.kind == ValueKind::DateTime {
+            time.narrow(range);
+        } else if c.property == "hs_object_id" && c.kind == ValueKind::Number {
+            id.narrow(range);
+        } else {
+            return None;
+        }
+    }
+    Some((time, id))
 }
 
 fn parse_usize(v: &Value) -> Option<usize> {
@@ -261,14 +334,15 @@ fn query_properties(object_type: &str) -> &'static [&'static str] {
     }
 }
 
-/// Run a search. `visible` filters what the index can see (archived
-/// records never are; the search-lag fault hides recent writes).
+/// Run a search. `cutoff_ms`: the search index has seen writes up to this
+/// instant only (the search-lag fault); archived and merged-away records
+/// are never found.
 pub fn run<'a>(
     store: &'a ObjectStore,
     object_type: &str,
     req: &SearchRequest,
     kind_of: &dyn Fn(&str) -> ValueKind,
-    visible: &dyn Fn(&Object) -> bool,
+    cutoff_ms: Option<i64>,
 ) -> Result<SearchPage<'a>, ApiError> {
     let limit = match &req.limit {
         None => DEFAULT_LIMIT,
@@ -301,22 +375,71 @@ pub fn run<'a>(
         .collect::<Result<_, _>>()?;
     let sort = parse_sort(&req.sorts)?;
     let query = req.query.as_ref().map(|q| q.trim().to_lowercase()).filter(|q| !q.is_empty());
+    // The index holds `(modified, id)`; the lag cutoff is one more bound on it.
+    let visible_until = Range { lo: None, hi: cutoff_ms };
 
-    // With a single group bounded on the modified property, walk only that
-    // window of the index.
-    let window = match groups.as_slice() {
-        [only] => only.iter().filter_map(|c| c.window(object_type)).fold(None, |acc: Option<(Option<i64>, Option<i64>)>, (lo, hi)| {
-            let (alo, ahi) = acc.unwrap_or((None, None));
-            Some((max_opt(alo, lo), min_opt(ahi, hi)))
-        }),
+    // One group of modified/id ranges, sorted by id ascending (or not at all):
+    // answer from the index alone.
+    let by_id_ascending = sort.as_ref().is_none_or(|(name, desc)| name == "hs_object_id" && !desc);
+    let single = match groups.as_slice() {
+        [only] => index_ranges(only, object_type),
+        [] => Some((Range::default(), Range::default())),
         _ => None,
     };
-    let candidates: Box<dyn Iterator<Item = &'a Object>> = match window {
-        Some((lo, hi)) => Box::new(store.modified_between(lo, hi)),
-        None => Box::new(store.iter()),
+    if let (Some((mut time, id)), true, None) = (single, by_id_ascending, &query) {
+        time.narrow((visible_until.lo, visible_until.hi));
+        // A window holding every searchable record (a backfill): page the
+        // id index by binary search.
+        let whole = store.searchable_span().is_none_or(|(first, last)| time.contains(first) && time.contains(last));
+        if whole {
+            let all = store.searchable_ids();
+            let from = id.lo.map_or(0, |lo| all.partition_point(|x| i64::try_from(*x).is_ok_and(|x| x < lo)));
+            let to = id.hi.map_or(all.len(), |hi| all.partition_point(|x| i64::try_from(*x).is_ok_and(|x| x <= hi))).max(from);
+            let matching = &all[from..to];
+            let total = matching.len();
+            let results: Vec<&Object> = matching.iter().skip(after).take(limit).filter_map(|oid| store.get(*oid)).collect();
+            let end = after + results.len();
+            let next_after = (end < total).then_some(end);
+            return Ok(SearchPage { total, results, next_after });
+        }
+        let to_exclusive = time.hi.map(|hi| hi.saturating_add(1));
+        let mut ids: Vec<u64> = store
+            .searchable_between(time.lo, to_exclusive)
+            .filter(|(_, oid)| i64::try_from(*oid).is_ok_and(|v| id.contains(v)))
+            .map(|(_, oid)| oid)
+            .collect();
+        let total = ids.len();
+        let wanted = (after + limit).min(total);
+        if wanted < total {
+            ids.select_nth_unstable(wanted);
+            ids.truncate(wanted);
+        }
+        ids.sort_unstable();
+        let results: Vec<&Object> = ids.iter().skip(after).filter_map(|oid| store.get(*oid)).collect();
+        let end = after + results.len();
+        let next_after = (end < total).then_some(end);
+        return Ok(SearchPage { total, results, next_after });
+    }
+
+    // Otherwise evaluate the filters record by record, walking only the
+    // modified window when a single group bounds it.
+    let window = match groups.as_slice() {
+        [only] => {
+            let mut time = Range::default();
+            for c in only.iter().filter(|c| c.property == modified_property(object_type) && c.kind == ValueKind::DateTime) {
+                if let Some(r) = c.int_range() {
+                    time.narrow(r);
+                }
+            }
+            time
+        }
+        _ => Range::default(),
     };
-    let mut matched: Vec<&Object> = candidates
-        .filter(|o| !o.is_archived() && visible(o))
+    let mut time = window;
+    time.narrow((visible_until.lo, visible_until.hi));
+    let to_exclusive = time.hi.map(|hi| hi.saturating_add(1));
+    let mut matched: Vec<&Object> = store
+        .modified_between(time.lo, to_exclusive)
         .filter(|o| groups.is_empty() || groups.iter().any(|g| g.iter().all(|c| c.matches(object_type, o))))
         .filter(|o| match &query {
             None => true,
@@ -329,11 +452,10 @@ pub fn run<'a>(
     match &sort {
         Some((name, desc)) => {
             let kind = kind_of(name);
-            matched.sort_by(|a, b| {
-                let va = a.property(object_type, name).and_then(|v| stored(kind, &v));
-                let vb = b.property(object_type, name).and_then(|v| stored(kind, &v));
+            let mut keyed: Vec<(Option<Cmp>, &Object)> = matched.iter().map(|o| (value_of(o, object_type, name, kind), *o)).collect();
+            keyed.sort_by(|(va, a), (vb, b)| {
                 let ord = match (va, vb) {
-                    (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+                    (Some(x), Some(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
                     (Some(_), None) => Ordering::Less,
                     (None, Some(_)) => Ordering::Greater,
                     (None, None) => Ordering::Equal,
@@ -341,6 +463,7 @@ pub fn run<'a>(
                 let ord = if *desc { ord.reverse() } else { ord };
                 ord.then(a.id.cmp(&b.id))
             });
+            matched = keyed.into_iter().map(|(_, o)| o).collect();
         }
         None => matched.sort_by_key(|o| o.id),
     }
@@ -377,11 +500,34 @@ pub fn render_page(page: &SearchPage<'_>, object_type: &str, properties: &[Strin
     body
 }
 
+/// [`render_page`] written straight to JSON text (what the HTTP answer sends).
+pub fn write_page(page: &SearchPage<'_>, object_type: &str, properties: &[String]) -> String {
+    let mut out = String::with_capacity(256 + page.results.len() * 64 * (properties.len() + 4));
+    out.push_str("{\"total\":");
+    out.push_str(&page.total.to_string());
+    out.push_str(",\"results\":[");
+    for (i, o) in page.results.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        o.write_json(&mut out, object_type, properties, None);
+    }
+    out.push(']');
+    if let Some(next) = page.next_after {
+        out.push_str(",\"paging\":{\"next\":{\"after\":\"");
+        out.push_str(&next.to_string());
+        out.push_str("\"}}");
+    }
+    out.push('}');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::hubspot::store::Source;
 
     fn store() -> ObjectStore {
         let mut s = ObjectStore::default();
@@ -391,15 +537,11 @@ mod tests {
             if id % 2 == 0 {
                 properties.insert("hs_lead_status".to_string(), "NEW".to_string());
             }
-            s.put(Object {
-                id,
-                properties,
-                created_at_ms: 0,
-                // Equal timestamps in pairs, like a bulk update.
-                updated_at_ms: 1_000 * (id as i64 / 2),
-                archived_at_ms: (id == 30).then_some(5),
-                merged_into: None,
-            });
+            // Equal timestamps in pairs, like a bulk update.
+            let mut o = Object::new(id, 0, 1_000 * (id as i64 / 2), Source::Form);
+            o.properties = properties;
+            o.archived_at_ms = (id == 30).then_some(5);
+            s.put(o);
         }
         s
     }
@@ -432,16 +574,38 @@ mod tests {
             "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
             "limit": 3
         }));
-        let p = run(&s, "contacts", &r, &kinds, &|_| true).unwrap();
+        let p = run(&s, "contacts", &r, &kinds, None).unwrap();
         assert_eq!(p.total, 18);
         assert_eq!(ids(&p), vec![12, 13, 14]);
         assert_eq!(p.next_after, Some(3));
         let last = req(json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "BETWEEN", "value": "14000", "highValue": "15000"}]}], "after": "1"}));
-        let p = run(&s, "contacts", &last, &kinds, &|_| true).unwrap();
+        let p = run(&s, "contacts", &last, &kinds, None).unwrap();
         // ids 28, 29 (14000) and 30 (archived, 15000): total 2, one left after offset 1.
         assert_eq!(p.total, 2);
         assert_eq!(ids(&p), vec![29]);
         assert_eq!(p.next_after, None);
+    }
+
+    #[test]
+    fn the_index_path_answers_like_record_by_record_evaluation() {
+        let s = store();
+        for (lo, hi, last, limit, after) in [(0, 20_000, 0, 7, 0), (3_000, 9_000, 4, 2, 1), (2_500, 2_600, 0, 5, 0), (0, 40_000, 25, 200, 0)] {
+            let filters = json!([
+                {"propertyName": "lastmodifieddate", "operator": "GTE", "value": lo.to_string()},
+                {"propertyName": "lastmodifieddate", "operator": "LT", "value": hi.to_string()},
+                {"propertyName": "hs_object_id", "operator": "GT", "value": last.to_string()}
+            ]);
+            let fast = req(json!({"filterGroups": [{"filters": filters}], "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}], "limit": limit, "after": after.to_string()}));
+            // A filter every record passes forces the record-by-record path.
+            let mut slow_filters = filters.as_array().unwrap().clone();
+            slow_filters.push(json!({"propertyName": "email", "operator": "HAS_PROPERTY"}));
+            let slow = req(json!({"filterGroups": [{"filters": slow_filters}], "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}], "limit": limit, "after": after.to_string()}));
+            for cutoff in [None, Some(6_000)] {
+                let a = run(&s, "contacts", &fast, &kinds, cutoff).unwrap();
+                let b = run(&s, "contacts", &slow, &kinds, cutoff).unwrap();
+                assert_eq!((a.total, ids(&a), a.next_after), (b.total, ids(&b), b.next_after), "window {lo}..{hi} after id {last}, cutoff {cutoff:?}");
+            }
+        }
     }
 
     #[test]
@@ -452,43 +616,54 @@ mod tests {
             {"filters": [{"propertyName": "hs_object_id", "operator": "IN", "values": ["5", 7]}]},
             {"filters": [{"propertyName": "hs_lead_status", "operator": "HAS_PROPERTY"}, {"propertyName": "hs_object_id", "operator": "LTE", "value": "4"}]}
         ], "sorts": ["-hs_object_id"]}));
-        let p = run(&s, "contacts", &r, &kinds, &|_| true).unwrap();
+        let p = run(&s, "contacts", &r, &kinds, None).unwrap();
         assert_eq!(ids(&p), vec![7, 5, 4, 3, 2]);
         let r = req(json!({"filterGroups": [{"filters": [{"propertyName": "hs_lead_status", "operator": "NOT_HAS_PROPERTY"}, {"propertyName": "email", "operator": "CONTAINS_TOKEN", "value": "p1*"}]}], "limit": 200}));
-        let p = run(&s, "contacts", &r, &kinds, &|_| true).unwrap();
+        let p = run(&s, "contacts", &r, &kinds, None).unwrap();
         assert_eq!(ids(&p), vec![1, 11, 13, 15, 17, 19]);
     }
 
     #[test]
     fn caps_and_bad_input_answer_400() {
         let s = store();
-        let e = run(&s, "contacts", &req(json!({"after": "10000", "limit": 10})), &kinds, &|_| true).unwrap_err();
+        let e = run(&s, "contacts", &req(json!({"after": "10000", "limit": 10})), &kinds, None).unwrap_err();
         assert_eq!(e.status.as_u16(), 400);
         assert_eq!(e.body["category"], "VALIDATION_ERROR");
-        assert!(run(&s, "contacts", &req(json!({"after": "9800", "limit": 200})), &kinds, &|_| true).is_ok());
-        assert!(run(&s, "contacts", &req(json!({"limit": 201})), &kinds, &|_| true).is_err());
+        assert!(run(&s, "contacts", &req(json!({"after": "9800", "limit": 200})), &kinds, None).is_ok());
+        assert!(run(&s, "contacts", &req(json!({"limit": 201})), &kinds, None).is_err());
         let bare_date = req(json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "2020-11-15"}]}]}));
-        assert!(run(&s, "contacts", &bare_date, &kinds, &|_| true).is_err());
+        assert!(run(&s, "contacts", &bare_date, &kinds, None).is_err());
         let bad_op = req(json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE", "value": "x"}]}]}));
-        assert!(run(&s, "contacts", &bad_op, &kinds, &|_| true).is_err());
+        assert!(run(&s, "contacts", &bad_op, &kinds, None).is_err());
     }
 
     #[test]
     fn visibility_predicate_hides_lagging_records() {
         let s = store();
-        let p = run(&s, "contacts", &req(json!({"limit": 100})), &kinds, &|o| o.updated_at_ms < 10_000).unwrap();
+        let p = run(&s, "contacts", &req(json!({"limit": 100})), &kinds, Some(9_999)).unwrap();
         assert_eq!(p.total, 19);
         assert!(ids(&p).iter().all(|id| *id < 20));
     }
 
     #[test]
+    fn written_pages_are_the_rendered_ones() {
+        let s = store();
+        let props = vec!["email".to_string(), "hs_lead_status".to_string(), "lastmodifieddate".to_string()];
+        for limit in [2, 29, 200] {
+            let p = run(&s, "contacts", &req(json!({"limit": limit})), &kinds, None).unwrap();
+            let text = write_page(&p, "contacts", &props);
+            assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), render_page(&p, "contacts", &props), "{text}");
+        }
+    }
+
+    #[test]
     fn last_page_has_no_paging() {
         let s = store();
-        let p = run(&s, "contacts", &req(json!({"limit": 29})), &kinds, &|_| true).unwrap();
+        let p = run(&s, "contacts", &req(json!({"limit": 29})), &kinds, None).unwrap();
         let body = render_page(&p, "contacts", &["email".to_string()]);
         assert_eq!(body["total"], 29);
         assert!(body.get("paging").is_none());
-        let p = run(&s, "contacts", &req(json!({"limit": 2})), &kinds, &|_| true).unwrap();
+        let p = run(&s, "contacts", &req(json!({"limit": 2})), &kinds, None).unwrap();
         let body = render_page(&p, "contacts", &[]);
         assert_eq!(body["paging"]["next"]["after"], "2");
     }

@@ -14,7 +14,7 @@ use super::oauth::Tokens;
 use super::properties::{self, PropertyDef};
 use super::search::ValueKind;
 use super::store::{
-    association_type_ids, iso_ms, parse_time_ms, Associations, Object, ObjectStore, OBJECT_TYPES,
+    association_type_ids, iso_ms, parse_time_ms, Associations, Object, ObjectStore, Source, OBJECT_TYPES,
 };
 use crate::org::{EventKind, LeadStatus, OwnerRef, SyntheticOrg, TimelineCursor};
 
@@ -29,8 +29,16 @@ const FIRST_OBJECT_ID: u64 = 1_001;
 pub const PORTAL_ID: u64 = 44_237_313;
 pub const APP_ID: u64 = 3_120_001;
 
+/// The scope a request for property history is refused for when the admin
+/// has withheld history (`POST /__sandbox/hubspot/history`). Which scope a
+/// real portal wants for it is not recorded anywhere we trust.
+pub const HISTORY_SCOPE: &str = "crm.objects.contacts.sensitive.read";
+
 /// The `Connected` call outcome GUID.
 const CALL_CONNECTED: &str = "f240bbac-87c9-4f6e-bf70-924b57d47db7";
+
+/// The source of an API write: the app (one per portal here).
+pub const API_SOURCE: Source = Source::Integration { app_id: APP_ID };
 
 pub fn owner_id(owner: OwnerRef) -> u64 {
     match owner {
@@ -60,6 +68,22 @@ pub struct HubState {
     timeline: TimelineCursor,
     /// Lead index → contact id.
     pub lead_contacts: BTreeMap<usize, u64>,
+    /// Whether reads may ask for `propertiesWithHistory` (else 403
+    /// `MISSING_SCOPES`, as for an app without the scope).
+    pub history_readable: bool,
+    /// Writes to answer with a lost response after applying them (admin).
+    pub lost_responses: Option<LostResponses>,
+}
+
+/// The next `count` API writes are applied, then their answer is lost: an
+/// error `status` instead of the real answer, or the real answer `delay_ms`
+/// late (past a client's timeout). What a client cannot tell from a failed
+/// write that never happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostResponses {
+    pub count: u32,
+    pub status: Option<u16>,
+    pub delay_ms: Option<u64>,
 }
 
 impl HubState {
@@ -77,6 +101,8 @@ impl HubState {
             next_id: FIRST_OBJECT_ID,
             timeline: TimelineCursor::default(),
             lead_contacts: BTreeMap::new(),
+            history_readable: true,
+            lost_responses: None,
         }
     }
 
@@ -132,14 +158,15 @@ impl HubState {
                 set("hs_lead_status", Some("NEW".to_string()));
                 set("lifecyclestage", Some("marketingqualifiedlead".to_string()));
                 set("hubspot_owner_id", Some(owner_id(*owner).to_string()));
-                let id = self.insert("contacts", p, at_ms, at_ms);
+                let id = self.insert("contacts", p, at_ms, at_ms, Source::Form);
                 self.lead_contacts.insert(*lead, id);
             }
             EventKind::Assigned { lead, owner } => {
-                self.patch_lead(*lead, at_ms, &[("hubspot_owner_id", Some(owner_id(*owner).to_string()))]);
+                // Routing is a workflow.
+                self.patch_lead(*lead, at_ms, &[("hubspot_owner_id", Some(owner_id(*owner).to_string()))], Source::Automation);
             }
             EventKind::Touch { lead, by, kind } => {
-                let Some(&contact) = self.lead_contacts.get(lead) else { return };
+                let Some(contact) = self.lead_contact(*lead) else { return };
                 let owner = owner_id(OwnerRef::User(*by)).to_string();
                 let ts = iso_ms(at_ms);
                 let (object_type, props): (&str, Vec<(&str, String)>) = match kind {
@@ -170,9 +197,9 @@ impl HubState {
                 let mut p: BTreeMap<String, String> = props.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
                 p.insert("hs_timestamp".to_string(), ts.clone());
                 p.insert("hubspot_owner_id".to_string(), owner);
-                let id = self.insert(object_type, p, at_ms, at_ms);
+                let id = self.insert(object_type, p, at_ms, at_ms, Source::CrmUi { user_id: Some(user_id(*by)) });
                 self.associations.link(object_type, id, "contacts", contact);
-                self.patch_lead(*lead, at_ms, &[("hs_last_sales_activity_timestamp", Some(ts))]);
+                self.patch_lead(*lead, at_ms, &[("hs_last_sales_activity_timestamp", Some(ts))], Source::Calculated);
             }
             EventKind::StatusChanged { lead, status } => {
                 let (lead_status, stage, reason): (&str, Option<&str>, Option<String>) = match status {
@@ -190,10 +217,15 @@ impl HubState {
                 if let Some(reason) = reason {
                     changes.push(("disqualification_reason", Some(reason)));
                 }
-                self.patch_lead(*lead, at_ms, &changes);
+                // The owner works the lead in the UI; a queue's leads change by workflow.
+                let source = match self.lead_contact(*lead).and_then(|id| self.stores.get("contacts")?.get(id)) {
+                    Some(c) => owner_source(c.properties.get("hubspot_owner_id").map(String::as_str)),
+                    None => Source::Automation,
+                };
+                self.patch_lead(*lead, at_ms, &changes, source);
             }
             EventKind::Deleted { lead } => {
-                if let Some(&id) = self.lead_contacts.get(lead) {
+                if let Some(id) = self.lead_contact(*lead) {
                     self.archive("contacts", id, at_ms);
                 }
             }
@@ -206,28 +238,34 @@ impl HubState {
         }
     }
 
-    fn patch_lead(&mut self, lead: usize, at_ms: i64, changes: &[(&str, Option<String>)]) {
-        let Some(&id) = self.lead_contacts.get(&lead) else { return };
-        let Some(store) = self.stores.get_mut("contacts") else { return };
-        let Some(mut obj) = store.get(id).cloned() else { return };
-        if obj.is_archived() || obj.merged_into.is_some() {
-            return;
-        }
-        for (k, v) in changes {
-            match v {
-                Some(v) => obj.properties.insert(k.to_string(), v.clone()),
-                None => obj.properties.remove(*k),
-            };
-        }
-        obj.updated_at_ms = obj.updated_at_ms.max(at_ms);
-        store.put(obj);
+    /// The contact a lead of the org became, following merges (events
+    /// about a merged-away lead land on its survivor).
+    fn lead_contact(&self, lead: usize) -> Option<u64> {
+        self.lead_contacts.get(&lead).map(|id| self.resolve("contacts", *id))
     }
 
-    /// Insert a new record without validation (org timeline and admin).
-    pub fn insert(&mut self, object_type: &str, properties: BTreeMap<String, String>, created_at_ms: i64, updated_at_ms: i64) -> u64 {
+    fn patch_lead(&mut self, lead: usize, at_ms: i64, changes: &[(&str, Option<String>)], source: Source) {
+        let Some(id) = self.lead_contact(lead) else { return };
+        let Some(store) = self.stores.get_mut("contacts") else { return };
+        store.update(id, |obj| {
+            if !obj.is_searchable() {
+                return;
+            }
+            for (k, v) in changes {
+                obj.set(k, v.clone(), at_ms, source);
+            }
+            obj.updated_at_ms = obj.updated_at_ms.max(at_ms);
+        });
+    }
+
+    /// Insert a new record without validation (org timeline and admin);
+    /// `created_by` is the source of its values in the property history.
+    pub fn insert(&mut self, object_type: &str, properties: BTreeMap<String, String>, created_at_ms: i64, updated_at_ms: i64, created_by: Source) -> u64 {
         let id = self.allocate_id();
         if let Some(store) = self.stores.get_mut(object_type) {
-            store.put(Object { id, properties, created_at_ms, updated_at_ms, archived_at_ms: None, merged_into: None });
+            let mut obj = Object::new(id, created_at_ms, updated_at_ms, created_by);
+            obj.properties = properties;
+            store.put(obj);
         }
         id
     }
@@ -350,7 +388,7 @@ impl HubState {
             return Err(Self::conflict_error(object_type, &property, existing));
         }
         let stored: BTreeMap<String, String> = values.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
-        let id = self.insert(object_type, stored, now_ms, now_ms);
+        let id = self.insert(object_type, stored, now_ms, now_ms, API_SOURCE);
         for l in links {
             self.associations.link(object_type, id, &l.to_type, l.to_id);
         }
@@ -397,22 +435,19 @@ impl HubState {
     pub fn update(&mut self, object_type: &str, id: u64, props: &Map<String, Value>, now_ms: i64) -> WriteResult {
         let values = self.validate_properties(object_type, props)?;
         let id = self.resolve(object_type, id);
-        let live = self.store(object_type)?.get(id).filter(|o| !o.is_archived()).cloned();
-        let Some(mut obj) = live else {
+        if self.store(object_type)?.get(id).is_none_or(|o| o.is_archived()) {
             return Err(ApiError::not_found(format!("Object not found.  objectId are usually numeric. {id}")));
-        };
+        }
         if let Some((property, existing)) = self.unique_conflict(object_type, &values, Some(id)) {
             return Err(Self::conflict_error(object_type, &property, existing));
         }
-        for (k, v) in values {
-            match v {
-                Some(v) => obj.properties.insert(k, v),
-                None => obj.properties.remove(&k),
-            };
-        }
-        obj.updated_at_ms = now_ms.max(obj.updated_at_ms);
         if let Some(s) = self.stores.get_mut(object_type) {
-            s.put(obj);
+            s.update(id, |obj| {
+                for (k, v) in values {
+                    obj.set(&k, v, now_ms, API_SOURCE);
+                }
+                obj.updated_at_ms = now_ms.max(obj.updated_at_ms);
+            });
         }
         Ok(id)
     }
@@ -421,13 +456,15 @@ impl HubState {
     /// the real service. Returns false when there was nothing live to archive.
     pub fn archive(&mut self, object_type: &str, id: u64, at_ms: i64) -> bool {
         let Some(store) = self.stores.get_mut(object_type) else { return false };
-        let Some(mut obj) = store.get(id).cloned() else { return false };
-        if obj.is_archived() {
-            return false;
-        }
-        obj.archived_at_ms = Some(at_ms);
-        store.put(obj);
-        true
+        store
+            .update(id, |obj| {
+                let live = !obj.is_archived();
+                if live {
+                    obj.archived_at_ms = Some(at_ms);
+                }
+                live
+            })
+            .unwrap_or(false)
     }
 
     /// Merge contact `loser` into `survivor`: the survivor keeps its values
@@ -449,8 +486,10 @@ impl HubState {
         }
         let mut s = s;
         for (k, v) in &l.properties {
-            if k != "email" && k != "hs_merged_object_ids" {
-                s.properties.entry(k.clone()).or_insert_with(|| v.clone());
+            if k != "email" && k != "hs_merged_object_ids" && !s.properties.contains_key(k) {
+                // The survivor takes the value with the history behind it.
+                s.properties.insert(k.clone(), v.clone());
+                s.changes.insert(k.clone(), l.history("contacts", k));
             }
         }
         let mut merged: BTreeSet<String> = s
@@ -462,7 +501,7 @@ impl HubState {
         if let Some(ids) = l.properties.get("hs_merged_object_ids") {
             merged.extend(ids.split(';').filter(|x| !x.is_empty()).map(str::to_string));
         }
-        s.properties.insert("hs_merged_object_ids".into(), merged.into_iter().collect::<Vec<_>>().join(";"));
+        s.set("hs_merged_object_ids", Some(merged.into_iter().collect::<Vec<_>>().join(";")), at_ms, Source::Calculated);
         s.updated_at_ms = s.updated_at_ms.max(at_ms);
         let mut l = l;
         l.merged_into = Some(survivor);
@@ -472,11 +511,6 @@ impl HubState {
             store.put(l);
         }
         self.associations.remap("contacts", loser, survivor);
-        for (_, id) in self.lead_contacts.iter_mut() {
-            if *id == loser {
-                *id = survivor;
-            }
-        }
         Ok(survivor)
     }
 
@@ -499,6 +533,22 @@ impl HubState {
 impl Default for HubState {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The HubSpot user id of the org's user `index` (not its owner id).
+pub fn user_id(index: usize) -> u64 {
+    USER_ID_BASE + index as u64
+}
+
+/// Who changes a lead owned by `owner` (an owner id): the owner in the UI
+/// when a person owns it, a workflow when a queue does.
+fn owner_source(owner: Option<&str>) -> Source {
+    match owner.and_then(|o| o.parse::<u64>().ok()) {
+        Some(id) if (USER_OWNER_ID_BASE..QUEUE_OWNER_ID_BASE).contains(&id) => {
+            Source::CrmUi { user_id: Some(USER_ID_BASE + (id - USER_OWNER_ID_BASE)) }
+        }
+        _ => Source::Automation,
     }
 }
 
@@ -538,8 +588,8 @@ pub fn owners(org: &SyntheticOrg) -> Vec<Value> {
                 "type": "PERSON",
                 "firstName": u.first_name,
                 "lastName": u.last_name,
-                "userId": USER_ID_BASE + u.index as u64,
-                "userIdIncludingInactive": USER_ID_BASE + u.index as u64,
+                "userId": user_id(u.index),
+                "userIdIncludingInactive": user_id(u.index),
                 "createdAt": created,
                 "updatedAt": created,
                 "archived": false,

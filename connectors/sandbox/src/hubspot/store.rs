@@ -5,7 +5,7 @@
 //! Pure data: no clock, no HTTP. Times are epoch milliseconds (UTC).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Map, Value};
@@ -66,11 +66,53 @@ pub fn association_type_ids(from: &str, to: &str) -> Option<(u32, u32)> {
 }
 
 /// ISO-8601 with milliseconds and `Z`, as every HubSpot v3 timestamp.
+///
+/// Written digit by digit for years 0–9999 (chrono formats the rest):
+/// responses render several per record, and chrono's formatter dominated a
+/// 200-record page in debug builds.
 pub fn iso_ms(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    let (year, month, day) = civil_from_days(ms.div_euclid(86_400_000));
+    if !(0..=9_999).contains(&year) {
+        return Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    let in_day = ms.rem_euclid(86_400_000);
+    let fields = [
+        (year, 4, '-'),
+        (month, 2, '-'),
+        (day, 2, 'T'),
+        (in_day / 3_600_000, 2, ':'),
+        (in_day / 60_000 % 60, 2, ':'),
+        (in_day / 1_000 % 60, 2, '.'),
+        (in_day % 1_000, 3, 'Z'),
+    ];
+    let mut out = String::with_capacity(24);
+    for (value, width, after) in fields {
+        for place in (0..width).rev() {
+            let digit = (value / 10_i64.pow(place)) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push(after);
+    }
+    out
+}
+
+/// The proleptic Gregorian `(year, month, day)` of a day count since
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Parse a datetime as HubSpot accepts it: epoch milliseconds, RFC 3339, or
@@ -89,6 +131,64 @@ pub fn parse_time_ms(value: &str) -> Option<i64> {
         .map(|d| d.and_utc().timestamp_millis())
 }
 
+/// Who set a property value, as `propertiesWithHistory` reports it
+/// (`sourceType`, and `sourceId` / `updatedByUserId` where HubSpot sends them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A form submission (how the org's leads arrive).
+    Form,
+    /// A workflow, such as lead routing.
+    Automation,
+    /// A person in the HubSpot UI; their HubSpot user id when known.
+    CrmUi { user_id: Option<u64> },
+    /// An app through the API; `sourceId` is the app id, as recorded real
+    /// answers show (`"sourceType": "INTEGRATION", "sourceId": "5670736"`).
+    Integration { app_id: u64 },
+    /// Computed by HubSpot itself (`hs_last_sales_activity_timestamp` …).
+    Calculated,
+    /// A CSV import (the admin create route).
+    Import,
+}
+
+impl Source {
+    pub fn source_type(self) -> &'static str {
+        match self {
+            Source::Form => "FORM",
+            Source::Automation => "AUTOMATION_PLATFORM",
+            Source::CrmUi { .. } => "CRM_UI",
+            Source::Integration { .. } => "INTEGRATION",
+            Source::Calculated => "CALCULATED",
+            Source::Import => "IMPORT",
+        }
+    }
+}
+
+/// One value a property took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// `""` when the property was cleared.
+    pub value: String,
+    pub at_ms: i64,
+    pub source: Source,
+}
+
+impl HistoryEntry {
+    /// `{"value", "timestamp", "sourceType", "sourceId"?, "updatedByUserId"?}`,
+    /// the keys of recorded real answers.
+    pub fn render(&self) -> Value {
+        let mut v = json!({"value": self.value, "timestamp": iso_ms(self.at_ms), "sourceType": self.source.source_type()});
+        match self.source {
+            Source::CrmUi { user_id: Some(user) } => {
+                v["sourceId"] = json!(format!("userId:{user}"));
+                v["updatedByUserId"] = json!(user);
+            }
+            Source::Integration { app_id } => v["sourceId"] = json!(app_id.to_string()),
+            _ => {}
+        }
+        v
+    }
+}
+
 /// One CRM record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Object {
@@ -101,11 +201,55 @@ pub struct Object {
     pub archived_at_ms: Option<i64>,
     /// Set when this contact was merged away: the survivor's id.
     pub merged_into: Option<u64>,
+    /// Who created the record: the source of every value it was created
+    /// with.
+    pub created_by: Source,
+    /// For each property changed since creation, every value it took,
+    /// oldest first (ties in write order), its creation value included.
+    /// A property never changed has no entry here: its one value dates
+    /// from the creation (see [`Object::history`]). Keeping only changes
+    /// holds a 100,000-contact org's history in a few megabytes.
+    pub changes: BTreeMap<String, Vec<HistoryEntry>>,
 }
 
 impl Object {
+    /// A record with no properties yet.
+    pub fn new(id: u64, created_at_ms: i64, updated_at_ms: i64, created_by: Source) -> Object {
+        Object {
+            id,
+            properties: BTreeMap::new(),
+            created_at_ms,
+            updated_at_ms,
+            archived_at_ms: None,
+            merged_into: None,
+            created_by,
+            changes: BTreeMap::new(),
+        }
+    }
+
     pub fn is_archived(&self) -> bool {
         self.archived_at_ms.is_some()
+    }
+
+    /// Search sees it: neither archived nor merged away.
+    pub fn is_searchable(&self) -> bool {
+        self.archived_at_ms.is_none() && self.merged_into.is_none()
+    }
+
+    /// The computed numeric properties (`hs_object_id` and the two
+    /// timestamps, in epoch ms) without formatting them as strings, which is
+    /// what filters and sorts compare.
+    pub fn numeric_property(&self, object_type: &str, name: &str) -> Option<i64> {
+        if name == "hs_object_id" {
+            return i64::try_from(self.id).ok();
+        }
+        if name == modified_property(object_type) {
+            return Some(self.updated_at_ms);
+        }
+        if name == created_property(object_type) {
+            return Some(self.created_at_ms);
+        }
+        None
     }
 
     /// The value a filter or a response sees for `name`, computed properties
@@ -121,6 +265,61 @@ impl Object {
             return Some(iso_ms(self.created_at_ms));
         }
         self.properties.get(name).cloned()
+    }
+
+    /// Set (`Some`) or clear (`None`) a stored property at `at_ms`, by
+    /// `source`, recording the change in its history. Writing the value it
+    /// already has changes nothing. Does not move `updated_at_ms`: the
+    /// caller decides what the write does to the modification time.
+    pub fn set(&mut self, name: &str, value: Option<String>, at_ms: i64, source: Source) {
+        let old = self.properties.get(name).cloned();
+        if old == value {
+            return;
+        }
+        let (created_at_ms, created_by) = (self.created_at_ms, self.created_by);
+        // On the first change the creation value becomes the oldest entry.
+        let entries = self.changes.entry(name.to_string()).or_insert_with(|| {
+            old.map(|v| vec![HistoryEntry { value: v, at_ms: created_at_ms, source: created_by }]).unwrap_or_default()
+        });
+        let entry = HistoryEntry { value: value.clone().unwrap_or_default(), at_ms, source };
+        // A write stamped in the past (committed late) still sorts by its time.
+        let pos = entries.partition_point(|e| e.at_ms <= at_ms);
+        entries.insert(pos, entry);
+        match value {
+            Some(v) => self.properties.insert(name.to_string(), v),
+            None => self.properties.remove(name),
+        };
+    }
+
+    /// Every value `name` took, oldest first: its recorded changes, or its
+    /// creation value alone when it never changed. Computed properties have
+    /// one entry, their current value.
+    pub fn history(&self, object_type: &str, name: &str) -> Vec<HistoryEntry> {
+        if let Some(entries) = self.changes.get(name) {
+            return entries.clone();
+        }
+        if let Some(ms) = self.numeric_property(object_type, name) {
+            let at_ms = if name == "hs_object_id" || name == created_property(object_type) { self.created_at_ms } else { ms };
+            let value = self.property(object_type, name).unwrap_or_default();
+            return vec![HistoryEntry { value, at_ms, source: Source::Calculated }];
+        }
+        self.properties
+            .get(name)
+            .map(|v| vec![HistoryEntry { value: v.clone(), at_ms: self.created_at_ms, source: self.created_by }])
+            .unwrap_or_default()
+    }
+
+    /// The `propertiesWithHistory` block for `names`: newest first, as
+    /// HubSpot sends it. Properties that never had a value are left out.
+    pub fn render_history(&self, object_type: &str, names: &[String]) -> Value {
+        let mut block = Map::new();
+        for name in names {
+            let entries = self.history(object_type, name);
+            if !entries.is_empty() {
+                block.insert(name.clone(), Value::Array(entries.iter().rev().map(HistoryEntry::render).collect()));
+            }
+        }
+        Value::Object(block)
     }
 
     /// The `SimplePublicObject` JSON. `requested` lists the properties asked
@@ -145,6 +344,113 @@ impl Object {
     }
 }
 
+/// Append `s` to `out` as a JSON string.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push_str(s);
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => {
+                    let n = c as u32;
+                    out.push_str("\\u00");
+                    for nibble in [n >> 4, n & 0xf] {
+                        out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
+}
+
+impl Object {
+    /// Append what [`Object::render`] (plus [`Object::render_history`] for
+    /// `history`, when given) would build, as JSON text. The big answers
+    /// (search pages, batch reads) are written this way: building and then
+    /// serialising a `Value` per record dominated them in debug builds.
+    pub fn write_json(&self, out: &mut String, object_type: &str, requested: &[String], history: Option<&[String]>) {
+        out.push_str("{\"id\":\"");
+        out.push_str(&self.id.to_string());
+        out.push_str("\",\"properties\":{");
+        for (i, name) in requested.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(out, name);
+            out.push(':');
+            match self.property(object_type, name) {
+                Some(v) => push_json_str(out, &v),
+                None => out.push_str("null"),
+            }
+        }
+        out.push_str("},\"createdAt\":\"");
+        out.push_str(&iso_ms(self.created_at_ms));
+        out.push_str("\",\"updatedAt\":\"");
+        out.push_str(&iso_ms(self.updated_at_ms));
+        out.push_str("\",\"archived\":");
+        out.push_str(if self.is_archived() { "true" } else { "false" });
+        if let Some(at) = self.archived_at_ms {
+            out.push_str(",\"archivedAt\":\"");
+            out.push_str(&iso_ms(at));
+            out.push('"');
+        }
+        if let Some(names) = history {
+            out.push_str(",\"propertiesWithHistory\":{");
+            let mut first = true;
+            for name in names {
+                let entries = self.history(object_type, name);
+                if entries.is_empty() {
+                    continue;
+                }
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                push_json_str(out, name);
+                out.push_str(":[");
+                for (i, e) in entries.iter().rev().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str("{\"value\":");
+                    push_json_str(out, &e.value);
+                    out.push_str(",\"timestamp\":\"");
+                    out.push_str(&iso_ms(e.at_ms));
+                    out.push_str("\",\"sourceType\":\"");
+                    out.push_str(e.source.source_type());
+                    out.push('"');
+                    match e.source {
+                        Source::CrmUi { user_id: Some(user) } => {
+                            out.push_str(",\"sourceId\":\"userId:");
+                            out.push_str(&user.to_string());
+                            out.push_str("\",\"updatedByUserId\":");
+                            out.push_str(&user.to_string());
+                        }
+                        Source::Integration { app_id } => {
+                            out.push_str(",\"sourceId\":\"");
+                            out.push_str(&app_id.to_string());
+                            out.push('"');
+                        }
+                        _ => {}
+                    }
+                    out.push('}');
+                }
+                out.push(']');
+            }
+            out.push('}');
+        }
+        out.push('}');
+    }
+}
+
 /// The properties returned when a request names none.
 pub fn default_properties(object_type: &str) -> Vec<String> {
     let names: &[&str] = match object_type {
@@ -159,8 +465,17 @@ pub fn default_properties(object_type: &str) -> Vec<String> {
 #[derive(Debug, Default, Clone)]
 pub struct ObjectStore {
     objects: BTreeMap<u64, Object>,
-    /// `(updated_at_ms, id)` of every record, archived ones included.
-    by_modified: BTreeSet<(i64, u64)>,
+    /// `(updated_at_ms, id)` of every record search can see (not archived,
+    /// not merged away), so a windowed search visits only its window.
+    searchable: BTreeSet<(i64, u64)>,
+    /// The same index as one sorted slice, built on first use after a
+    /// change: a search's window is then a plain pass over memory, which a
+    /// debug build walks many times faster than the tree.
+    sorted: OnceLock<Vec<(i64, u64)>>,
+    /// The searchable ids in id order, built on first use after a change: a
+    /// window that holds every searchable record (a backfill) pages by
+    /// binary search instead of a pass.
+    ids: OnceLock<Vec<u64>>,
 }
 
 impl ObjectStore {
@@ -179,10 +494,34 @@ impl ObjectStore {
     /// Insert or replace, keeping the index in step.
     pub fn put(&mut self, obj: Object) {
         if let Some(old) = self.objects.get(&obj.id) {
-            self.by_modified.remove(&(old.updated_at_ms, old.id));
+            self.searchable.remove(&(old.updated_at_ms, old.id));
         }
-        self.by_modified.insert((obj.updated_at_ms, obj.id));
+        if obj.is_searchable() {
+            self.searchable.insert((obj.updated_at_ms, obj.id));
+        }
+        self.sorted = OnceLock::new();
+        self.ids = OnceLock::new();
         self.objects.insert(obj.id, obj);
+    }
+
+    /// Change one record in place (`f` may touch anything but the id),
+    /// keeping the index in step. Returns what `f` returned, or `None`
+    /// when there is no such record.
+    pub fn update<R>(&mut self, id: u64, f: impl FnOnce(&mut Object) -> R) -> Option<R> {
+        let obj = self.objects.get_mut(&id)?;
+        let before = (obj.updated_at_ms, obj.is_searchable());
+        let out = f(obj);
+        obj.id = id;
+        let after = (obj.updated_at_ms, obj.is_searchable());
+        if before != after {
+            self.searchable.remove(&(before.0, id));
+            if after.1 {
+                self.searchable.insert((after.0, id));
+            }
+            self.sorted = OnceLock::new();
+            self.ids = OnceLock::new();
+        }
+        Some(out)
     }
 
     /// Every record in id order.
@@ -195,18 +534,34 @@ impl ObjectStore {
         self.objects.range(from_id..).map(|(_, o)| o)
     }
 
-    /// Records with `from_ms <= updated_at_ms < to_ms` (either bound open
-    /// when `None`), in `(updated_at_ms, id)` order, without a full scan.
+    /// `(updated_at_ms, id)` of the searchable records with
+    /// `from_ms <= updated_at_ms < to_ms` (either bound open when `None`),
+    /// in that order, straight from the index.
+    pub fn searchable_between(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = (i64, u64)> + '_ {
+        let sorted = self.sorted.get_or_init(|| self.searchable.iter().copied().collect());
+        let lo = from_ms.map_or(0, |ms| sorted.partition_point(|(t, _)| *t < ms));
+        let hi = to_ms.map_or(sorted.len(), |ms| sorted.partition_point(|(t, _)| *t < ms)).max(lo);
+        sorted[lo..hi].iter().copied()
+    }
+
+    /// The modification times of the oldest and newest searchable records.
+    pub fn searchable_span(&self) -> Option<(i64, i64)> {
+        let sorted = self.sorted.get_or_init(|| self.searchable.iter().copied().collect());
+        Some((sorted.first()?.0, sorted.last()?.0))
+    }
+
+    /// Every searchable id, ascending.
+    pub fn searchable_ids(&self) -> &[u64] {
+        self.ids.get_or_init(|| {
+            let mut ids: Vec<u64> = self.searchable.iter().map(|(_, id)| *id).collect();
+            ids.sort_unstable();
+            ids
+        })
+    }
+
+    /// The searchable records of [`ObjectStore::searchable_between`].
     pub fn modified_between(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = &Object> {
-        let lower = match from_ms {
-            Some(ms) => Bound::Included((ms, 0)),
-            None => Bound::Unbounded,
-        };
-        let upper = match to_ms {
-            Some(ms) => Bound::Excluded((ms, 0)),
-            None => Bound::Unbounded,
-        };
-        self.by_modified.range((lower, upper)).filter_map(|(_, id)| self.objects.get(id))
+        self.searchable_between(from_ms, to_ms).filter_map(|(_, id)| self.objects.get(&id))
     }
 
     /// First record whose `name` property equals `value`, archived ones skipped.
@@ -224,54 +579,56 @@ pub struct AssocEnd {
     pub type_id: u32,
 }
 
-/// Associations in both directions: `(from_type, from_id, to_type)` → ends.
+/// An object type's position in [`OBJECT_TYPES`] (a compact edge key).
+fn type_index(object_type: &str) -> Option<u8> {
+    OBJECT_TYPES.iter().position(|t| *t == object_type).and_then(|i| u8::try_from(i).ok())
+}
+
+/// Associations in both directions: `(from_type, from_id, to_type)` → ends,
+/// types by their index in [`OBJECT_TYPES`] so edges of one record are a
+/// contiguous key range.
 #[derive(Debug, Default, Clone)]
 pub struct Associations {
-    edges: BTreeMap<(String, u64, String), BTreeSet<AssocEnd>>,
+    edges: BTreeMap<(u8, u64, u8), BTreeSet<AssocEnd>>,
 }
 
 impl Associations {
     /// Associate both ways with the HUBSPOT_DEFINED types (`type_id` is the
     /// forward type the client sent; the reverse is derived).
     pub fn link(&mut self, from_type: &str, from_id: u64, to_type: &str, to_id: u64) {
-        let Some((forward, reverse)) = association_type_ids(from_type, to_type) else {
+        let (Some((forward, reverse)), Some(from), Some(to)) =
+            (association_type_ids(from_type, to_type), type_index(from_type), type_index(to_type))
+        else {
             return;
         };
-        self.edges
-            .entry((from_type.to_string(), from_id, to_type.to_string()))
-            .or_default()
-            .insert(AssocEnd { to_id, type_id: forward });
-        self.edges
-            .entry((to_type.to_string(), to_id, from_type.to_string()))
-            .or_default()
-            .insert(AssocEnd { to_id: from_id, type_id: reverse });
+        self.edges.entry((from, from_id, to)).or_default().insert(AssocEnd { to_id, type_id: forward });
+        self.edges.entry((to, to_id, from)).or_default().insert(AssocEnd { to_id: from_id, type_id: reverse });
     }
 
     pub fn of(&self, from_type: &str, from_id: u64, to_type: &str) -> Vec<AssocEnd> {
-        self.edges
-            .get(&(from_type.to_string(), from_id, to_type.to_string()))
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+        let (Some(from), Some(to)) = (type_index(from_type), type_index(to_type)) else {
+            return Vec::new();
+        };
+        self.edges.get(&(from, from_id, to)).map(|s| s.iter().copied().collect()).unwrap_or_default()
     }
 
-    /// Move every edge of `loser` (a contact) onto `survivor`, as a merge does.
+    /// Move every edge of `loser` (a contact) onto `survivor`, as a merge
+    /// does. Visits only the loser's edges and their far ends.
     pub fn remap(&mut self, object_type: &str, loser: u64, survivor: u64) {
-        let keys: Vec<_> = self.edges.keys().filter(|(t, id, _)| t == object_type && *id == loser).cloned().collect();
+        let Some(t) = type_index(object_type) else { return };
+        let keys: Vec<(u8, u64, u8)> = self.edges.range((t, loser, 0)..=(t, loser, u8::MAX)).map(|(k, _)| *k).collect();
         for key in keys {
             let Some(ends) = self.edges.remove(&key) else { continue };
+            let to_type = key.2;
             for end in ends {
-                let to_type = key.2.clone();
-                if let Some(back) = self.edges.get_mut(&(to_type.clone(), end.to_id, object_type.to_string())) {
+                if let Some(back) = self.edges.get_mut(&(to_type, end.to_id, t)) {
                     let moved: Vec<_> = back.iter().filter(|e| e.to_id == loser).copied().collect();
                     for e in moved {
                         back.remove(&e);
                         back.insert(AssocEnd { to_id: survivor, type_id: e.type_id });
                     }
                 }
-                self.edges
-                    .entry((object_type.to_string(), survivor, to_type))
-                    .or_default()
-                    .insert(end);
+                self.edges.entry((t, survivor, to_type)).or_default().insert(end);
             }
         }
     }
@@ -282,14 +639,7 @@ mod tests {
     use super::*;
 
     fn obj(id: u64, updated_at_ms: i64) -> Object {
-        Object {
-            id,
-            properties: BTreeMap::new(),
-            created_at_ms: 0,
-            updated_at_ms,
-            archived_at_ms: None,
-            merged_into: None,
-        }
+        Object::new(id, 0, updated_at_ms, Source::Form)
     }
 
     #[test]
@@ -303,6 +653,76 @@ mod tests {
         s.put(obj(1, 250));
         let ids: Vec<u64> = s.modified_between(Some(200), None).map(|o| o.id).collect();
         assert_eq!(ids, vec![2, 1, 3]);
+    }
+
+    #[test]
+    fn archived_and_merged_records_leave_the_search_index() {
+        let mut s = ObjectStore::default();
+        s.put(obj(1, 100));
+        s.put(obj(2, 200));
+        let mut gone = obj(3, 300);
+        gone.archived_at_ms = Some(310);
+        s.put(gone);
+        assert_eq!(s.searchable_between(None, None).collect::<Vec<_>>(), vec![(100, 1), (200, 2)]);
+        s.update(2, |o| o.merged_into = Some(1));
+        s.update(1, |o| o.updated_at_ms = 400);
+        assert_eq!(s.searchable_between(None, None).collect::<Vec<_>>(), vec![(400, 1)]);
+        assert_eq!(s.len(), 3, "the records themselves stay");
+    }
+
+    #[test]
+    fn history_keeps_the_creation_value_then_each_change_newest_first_when_rendered() {
+        let mut o = Object::new(9, 1_000, 1_000, Source::Form);
+        o.properties.insert("hubspot_owner_id".into(), "80000000".into());
+        o.properties.insert("email".into(), "a@b.c".into());
+        assert!(o.changes.is_empty(), "nothing changed yet");
+        o.set("hubspot_owner_id", Some("70000003".into()), 5_000, Source::Automation);
+        o.set("hubspot_owner_id", Some("70000003".into()), 6_000, Source::Automation);
+        // Committed late: stamped before the automation's write.
+        o.set("hubspot_owner_id", Some("70000004".into()), 3_000, Source::CrmUi { user_id: Some(9_000_004) });
+        o.set("hs_lead_status", Some("NEW".into()), 2_000, Source::Integration { app_id: 77 });
+        o.set("hs_lead_status", None, 7_000, Source::Integration { app_id: 77 });
+        let owner: Vec<(String, i64)> = o.history("contacts", "hubspot_owner_id").into_iter().map(|e| (e.value, e.at_ms)).collect();
+        assert_eq!(owner, vec![("80000000".into(), 1_000), ("70000004".into(), 3_000), ("70000003".into(), 5_000)]);
+        assert_eq!(o.properties["hubspot_owner_id"], "70000004", "the last write wins the current value");
+
+        let h = o.render_history("contacts", &["hubspot_owner_id".into(), "hs_lead_status".into(), "email".into(), "phone".into()]);
+        let owner = h["hubspot_owner_id"].as_array().unwrap();
+        assert_eq!(owner[0]["value"], "70000003", "newest first");
+        assert_eq!(owner[0]["sourceType"], "AUTOMATION_PLATFORM");
+        assert!(owner[0].get("sourceId").is_none());
+        assert_eq!(owner[1]["sourceType"], "CRM_UI");
+        assert_eq!(owner[1]["sourceId"], "userId:9000004");
+        assert_eq!(owner[1]["updatedByUserId"], 9_000_004);
+        assert_eq!(owner[2]["timestamp"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(owner[2]["sourceType"], "FORM");
+        let status = h["hs_lead_status"].as_array().unwrap();
+        assert_eq!((status[0]["value"].as_str(), status[1]["value"].as_str()), (Some(""), Some("NEW")), "a clear is an empty value");
+        assert_eq!(status[1]["sourceType"], "INTEGRATION");
+        assert_eq!(status[1]["sourceId"], "77");
+        assert_eq!(h["email"].as_array().unwrap().len(), 1, "never changed: its creation value");
+        assert!(h.get("phone").is_none(), "never set: no history");
+    }
+
+    #[test]
+    fn written_json_is_the_rendered_value() {
+        let mut o = Object::new(7, 1_700_000_000_123, 1_700_000_100_000, Source::Form);
+        o.properties.insert("email".into(), "a\"b\\c@d.e\n\u{1}é".into());
+        o.set("hubspot_owner_id", Some("70000001".into()), 1_700_000_050_000, Source::CrmUi { user_id: Some(9_000_001) });
+        o.set("hubspot_owner_id", Some("70000002".into()), 1_700_000_060_000, Source::Integration { app_id: 5 });
+        for archived in [None, Some(1_700_000_200_000)] {
+            o.archived_at_ms = archived;
+            let props: Vec<String> = ["email", "phone", "hubspot_owner_id", "hs_object_id", "lastmodifieddate"].iter().map(|s| s.to_string()).collect();
+            let history: Vec<String> = ["hubspot_owner_id", "email", "phone"].iter().map(|s| s.to_string()).collect();
+            let mut text = String::new();
+            o.write_json(&mut text, "contacts", &props, Some(&history));
+            let mut want = o.render("contacts", &props);
+            want["propertiesWithHistory"] = o.render_history("contacts", &history);
+            assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), want, "{text}");
+            let mut plain = String::new();
+            o.write_json(&mut plain, "contacts", &props, None);
+            assert_eq!(serde_json::from_str::<Value>(&plain).unwrap(), o.render("contacts", &props));
+        }
     }
 
     #[test]
@@ -329,6 +749,22 @@ mod tests {
         assert_eq!(a.of("tasks", 10, "contacts"), vec![AssocEnd { to_id: 2, type_id: 204 }]);
         assert_eq!(a.of("contacts", 2, "tasks"), vec![AssocEnd { to_id: 10, type_id: 203 }]);
         assert!(a.of("contacts", 1, "tasks").is_empty());
+    }
+
+    #[test]
+    fn iso_ms_matches_chrono_across_centuries_leap_days_and_negative_times() {
+        let chrono_iso = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut samples = vec![0, -1, 1, 951_782_400_000, 951_868_799_999, 1_772_409_600_123, 253_402_300_799_999, -62_135_596_800_000];
+        let mut x: i64 = 12_345;
+        for _ in 0..2_000 {
+            // A fixed LCG: the same spread of instants every run.
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            samples.push(x.rem_euclid(253_402_300_800_000));
+        }
+        for ms in samples {
+            assert_eq!(iso_ms(ms), chrono_iso(ms), "{ms}");
+        }
+        assert_eq!(iso_ms(253_402_300_800_000), chrono_iso(253_402_300_800_000), "year 10000 falls back to chrono");
     }
 
     #[test]
