@@ -120,7 +120,20 @@ async fn the_binary_speaks_the_notify_protocol() {
             }
         })
     };
-    let logged = |needle: &str| log.lock().unwrap().contains(needle);
+    // The log arrives through a pipe and a reader thread, so a line written
+    // just before a notify message may still be in flight: wait for it.
+    let logged = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if log.lock().unwrap().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
 
     // READY once the config, the store and the first authentication are done.
     assert!(listener.wait_for("READY=1", Duration::from_secs(60)), "no READY=1: {:?}", listener.seen);
