@@ -139,7 +139,12 @@ impl Client {
                         return Ok(Response { status, body });
                     }
                     let err = ErrorBody::parse(&body);
-                    tracing::warn!(connector = "hubspot", object = req.object, cursor = req.cursor, %endpoint, attempt, status, code = %err.code(), message = %err.message, "request refused");
+                    if status == 401 && !reauthenticated {
+                        // Access tokens expire by design: the first refusal is routine.
+                        tracing::info!(connector = "hubspot", object = req.object, %endpoint, status, "token expired; re-authenticating");
+                    } else {
+                        tracing::warn!(connector = "hubspot", object = req.object, cursor = req.cursor, %endpoint, attempt, status, code = %err.code(), message = %err.message, "request refused");
+                    }
                     if status == 429 {
                         let retry_after = wire::retry_after_secs(&headers);
                         let policy = RatePolicy::from_body(&err);

@@ -264,7 +264,12 @@ impl Client {
                 Err(e) => Err((Failure::Class(ErrorClass::Retryable), None, String::new(), e.without_url().to_string())),
             };
             let Err((failure, status, code, message)) = outcome else { continue };
-            tracing::warn!(connector = "salesforce", object, status, code = %code, message = %message, attempt, "request failed");
+            if matches!(failure, Failure::Class(ErrorClass::Auth)) && !reauthenticated {
+                // Access tokens expire by design: the first refusal is routine.
+                tracing::info!(connector = "salesforce", object, status, code = %code, "session expired; re-authenticating");
+            } else {
+                tracing::warn!(connector = "salesforce", object, status, code = %code, message = %message, attempt, "request failed");
+            }
             let class = match failure {
                 Failure::DailyLimit => {
                     if let Ok(mut b) = self.budget.lock() {
