@@ -190,6 +190,20 @@ pub enum CmpOp {
     Ge,
 }
 
+impl CmpOp {
+    /// Whether two values standing in order `o` (actual against wanted) pass.
+    fn holds(self, o: Ordering) -> bool {
+        match self {
+            CmpOp::Eq => o == Ordering::Equal,
+            CmpOp::Ne => o != Ordering::Equal,
+            CmpOp::Lt => o == Ordering::Less,
+            CmpOp::Le => o != Ordering::Greater,
+            CmpOp::Gt => o == Ordering::Greater,
+            CmpOp::Ge => o != Ordering::Less,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cond {
     And(Box<Cond>, Box<Cond>),
@@ -932,17 +946,7 @@ fn compare(actual: &Typed, op: CmpOp, want: &Typed, textual_ci: bool) -> bool {
     match (actual, want) {
         (Typed::Null, Typed::Null) => op == CmpOp::Eq,
         (Typed::Null, _) | (_, Typed::Null) => op == CmpOp::Ne,
-        _ => match cmp_typed(actual, want, textual_ci) {
-            Some(o) => match op {
-                CmpOp::Eq => o == Ordering::Equal,
-                CmpOp::Ne => o != Ordering::Equal,
-                CmpOp::Lt => o == Ordering::Less,
-                CmpOp::Le => o != Ordering::Greater,
-                CmpOp::Gt => o == Ordering::Greater,
-                CmpOp::Ge => o != Ordering::Less,
-            },
-            None => false,
-        },
+        _ => cmp_typed(actual, want, textual_ci).is_some_and(|o| op.holds(o)),
     }
 }
 
@@ -987,14 +991,7 @@ fn direct_text_cmp(rec: &Record, path: &BoundPath, op: CmpOp, want: &Typed) -> O
         k if k.is_textual() => cmp_ignoring_case(actual, want),
         _ => return None,
     };
-    Some(match op {
-        CmpOp::Eq => o == Ordering::Equal,
-        CmpOp::Ne => o != Ordering::Equal,
-        CmpOp::Lt => o == Ordering::Less,
-        CmpOp::Le => o != Ordering::Greater,
-        CmpOp::Gt => o == Ordering::Greater,
-        CmpOp::Ge => o != Ordering::Less,
-    })
+    Some(op.holds(o))
 }
 
 fn eval(db: &dyn Db, rec: &Record, c: &BoundCond) -> bool {
