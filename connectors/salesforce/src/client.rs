@@ -190,7 +190,7 @@ impl Client {
     fn extend_pause(&self, wait: Duration) {
         let until = tokio::time::Instant::now() + wait;
         if let Ok(mut p) = self.pause_until.lock() {
-            if p.map_or(true, |cur| cur < until) {
+            if p.is_none_or(|cur| cur < until) {
                 *p = Some(until);
             }
         }

@@ -541,9 +541,13 @@ fn record_type(rec: &Value) -> Option<&str> {
     rec.get("attributes").and_then(|a| a.get("type")).and_then(Value::as_str)
 }
 
+/// One record's outcome in a collection: its result, or its id (when it had
+/// one) and why it failed.
+type RecordOutcome = Result<Value, (Option<String>, Vec<RecordError>)>;
+
 /// Apply per-record outcomes: with `allOrNone` and any failure, undo every
 /// write and answer rolled-back errors for the records that had succeeded.
-fn finish(st: &mut SfState, all_or_none: bool, outcomes: Vec<Result<Value, (Option<String>, Vec<RecordError>)>>, undo: Vec<Undo>) -> Response {
+fn finish(st: &mut SfState, all_or_none: bool, outcomes: Vec<RecordOutcome>, undo: Vec<Undo>) -> Response {
     let failed = outcomes.iter().any(Result::is_err);
     let results: Vec<Value> = if all_or_none && failed {
         st.rollback(undo);
