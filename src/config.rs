@@ -98,6 +98,12 @@ pub struct SalesforceSettings {
     /// so a retried task write updates instead of creating a second task.
     #[serde(default = "default_sf_task_key_field")]
     pub task_key_field: String,
+    /// Lead fields the org keeps field history for (Setup → Object Manager →
+    /// Lead → Set History Tracking): ownership and status history is read
+    /// from `LeadHistory` only for these; for the others handoff keeps the
+    /// history it observes itself.
+    #[serde(default = "default_sf_history_fields")]
+    pub history_fields: Vec<String>,
     /// Local courtesy pace (Salesforce itself counts calls per day, not per
     /// second); raise it only against the sandbox.
     #[serde(default = "default_sf_requests_per_sec")]
@@ -161,6 +167,10 @@ fn default_sf_api_version() -> String {
 
 fn default_sf_task_key_field() -> String {
     "Handoff_Key__c".to_string()
+}
+
+fn default_sf_history_fields() -> Vec<String> {
+    vec!["Owner".to_string(), "Status".to_string()]
 }
 
 fn default_sf_requests_per_sec() -> u32 {
@@ -618,6 +628,16 @@ fn read_connection(root: &toml::Table, crm: CrmKind, issues: &mut Vec<Issue>) ->
             if s.task_key_field.trim().is_empty() {
                 issues.push(Issue::new("salesforce.task_key_field", "\"\"", "no External ID field is named for handoff's task keys", "write e.g. \"Handoff_Key__c\" (Text(80), External ID, Unique on Activity)"));
             }
+            for (i, f) in s.history_fields.iter().enumerate() {
+                if f != "Owner" && f != "Status" {
+                    issues.push(Issue::new(
+                        format!("salesforce.history_fields[{i}]"),
+                        format!("{f:?}"),
+                        "handoff reads field history for Owner and Status only",
+                        "list the ones the org tracks: \"Owner\", \"Status\" (or [] for neither)",
+                    ));
+                }
+            }
             (issues.len() == before).then_some(Connection::Salesforce(s))
         }
         CrmKind::Hubspot => {
@@ -1053,6 +1073,10 @@ mod tests {
         assert_eq!(paths_after("flow = \"jwt_bearer\"", "flow = \"jwt\""), ["salesforce.auth.flow"]);
         assert_eq!(paths_after("api_version = \"62.0\"", "api_version = \"v62\""), ["salesforce.api_version"]);
         assert_eq!(paths_after("daily_budget_share = 0.2", "daily_budget_share = 2.0"), ["salesforce.daily_budget_share"]);
+        assert_eq!(
+            paths_after("history_fields = [\"Owner\", \"Status\"]", "history_fields = [\"Owner\", \"LeadSource\"]"),
+            ["salesforce.history_fields[1]"]
+        );
         assert_eq!(paths_after("login_url = \"https://login.salesforce.com\"", "login_url = \"http://login.salesforce.com\""), ["salesforce.login_url"]);
         assert_eq!(paths_after("[sync]", "[hubspot]\nbase_url = \"https://api.hubapi.com\"\n\n[sync]"), ["hubspot"]);
         assert_eq!(paths_after("crm = \"salesforce\"", "crm = \"salesforse\""), ["instance.crm"]);

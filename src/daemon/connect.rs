@@ -201,6 +201,10 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
             settings.lag = Duration::from_secs(config.sync.lag_secs);
             settings.required_lead_fields = fields;
             settings.task_key_field = s.task_key_field.clone();
+            settings.tracked_history = handoff_salesforce::map::TrackedHistory {
+                owner: s.history_fields.iter().any(|f| f == "Owner"),
+                status: s.history_fields.iter().any(|f| f == "Status"),
+            };
             settings.requests_per_sec = s.requests_per_sec;
             let shared = now.clone();
             settings.clock = Arc::new(move || shared.get());

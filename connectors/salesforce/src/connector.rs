@@ -144,8 +144,15 @@ impl SalesforceConnector {
         let d: Describe = self.client.send_json(Method::GET, &path, &[], None, sobject).await?;
         if sobject == "Lead" {
             let tracked = d.has_child_relationship(map::HISTORIES);
-            self.lead_histories.store(tracked, Ordering::Relaxed);
-            tracing::info!(connector = "salesforce", field_history = tracked, "Lead described");
+            let wanted = self.client.settings.tracked_history;
+            self.lead_histories.store(tracked && wanted.any(), Ordering::Relaxed);
+            tracing::info!(
+                connector = "salesforce",
+                field_history = tracked,
+                owner_history = tracked && wanted.owner,
+                status_history = tracked && wanted.status,
+                "Lead described"
+            );
         }
         self.described
             .write()
@@ -240,7 +247,7 @@ impl SalesforceConnector {
         }
         let mut mapped = Mapped::default();
         let bad_rows = match phase {
-            Phase::Leads => map::map_leads(&page.records, &mut mapped),
+            Phase::Leads => map::map_leads(&page.records, self.client.settings.tracked_history, &mut mapped),
             Phase::Tasks => map::map_tasks(&page.records, &settings.task_key_field, &mut mapped),
             Phase::Events => map::map_events(&page.records, &mut mapped),
             Phase::Users => map::map_users(&page.records, &mut mapped),

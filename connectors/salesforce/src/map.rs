@@ -48,6 +48,31 @@ pub struct Mapped {
 
 type Row = Map<String, Value>;
 
+/// Which Lead fields the org keeps field history for (Setup → Object
+/// Manager → Lead → Fields & Relationships → Set History Tracking). Only a
+/// tracked field's history is taken from `LeadHistory`: for an untracked
+/// one the rows are simply absent, which would read as "never changed".
+/// The daemon keeps its own observed history for what is not taken here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackedHistory {
+    pub owner: bool,
+    pub status: bool,
+}
+
+impl Default for TrackedHistory {
+    /// Owner and Status: the usual setup of an org that routes leads.
+    fn default() -> Self {
+        TrackedHistory { owner: true, status: true }
+    }
+}
+
+impl TrackedHistory {
+    /// Whether any history is worth asking for.
+    pub fn any(&self) -> bool {
+        self.owner || self.status
+    }
+}
+
 /// Parse a Salesforce datetime: REST gives `2013-05-20T20:49:32.000+0000`,
 /// Bulk and some tools give RFC 3339 with `Z`.
 pub fn parse_datetime(s: &str) -> Option<Timestamp> {
@@ -93,10 +118,10 @@ fn fields_of(row: &Row) -> BTreeMap<String, Value> {
 /// Map a page of `Lead` rows from `queryAll`: live rows become leads;
 /// deleted rows (in the recycle bin, or merged away — `MasterRecordId`
 /// names the survivor) become deletions.
-pub fn map_leads(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
+pub fn map_leads(rows: &[Row], tracked: TrackedHistory, out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
-        match map_lead(row) {
+        match map_lead(row, tracked) {
             Ok(LeadOrDeletion::Lead(l, None)) => out.leads.push(*l),
             Ok(LeadOrDeletion::Lead(l, Some(why))) => {
                 out.incomplete_histories.push((l.id.clone(), why));
@@ -115,7 +140,7 @@ enum LeadOrDeletion {
     Deletion(Deletion),
 }
 
-fn map_lead(row: &Row) -> Result<LeadOrDeletion, BadRow> {
+fn map_lead(row: &Row, tracked: TrackedHistory) -> Result<LeadOrDeletion, BadRow> {
     const SO: &str = "Lead";
     let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
     let modified_at = stamp(row, "SystemModstamp", SO)?;
@@ -134,7 +159,7 @@ fn map_lead(row: &Row) -> Result<LeadOrDeletion, BadRow> {
     };
     let owner_id = text(row, "OwnerId").map(str::to_string);
     let (assignments, status_changes, incomplete) =
-        match lead_history(row, created_at, owner_id.as_deref(), text(row, "Status"))? {
+        match lead_history(row, tracked, created_at, owner_id.as_deref(), text(row, "Status"))? {
             History::NotTracked => (Vec::new(), Vec::new(), None),
             History::Incomplete(why) => (Vec::new(), Vec::new(), Some(why)),
             History::Complete { assignments, status_changes } => (assignments, status_changes, None),
@@ -199,7 +224,14 @@ type Change = (String, Value, Value, Timestamp);
 /// old value, or the current value when it never changed) at `created_at`,
 /// then every change at its `CreatedDate`. Owner changes come from the
 /// id-valued rows (`DataType = 'EntityId'`); the name rows are ignored.
-pub fn lead_history(row: &Row, created_at: Timestamp, owner_id: Option<&str>, status: Option<&str>) -> Result<History, BadRow> {
+/// A field the org does not track gives an empty history (`tracked`).
+pub fn lead_history(
+    row: &Row,
+    tracked: TrackedHistory,
+    created_at: Timestamp,
+    owner_id: Option<&str>,
+    status: Option<&str>,
+) -> Result<History, BadRow> {
     const SO: &str = "Lead";
     let records: &[Value] = match row.get(HISTORIES) {
         None => return Ok(History::NotTracked),
@@ -224,7 +256,7 @@ pub fn lead_history(row: &Row, created_at: Timestamp, owner_id: Option<&str>, st
             Some(t) => t == "EntityId",
             None => looks_like_id(&old) || looks_like_id(&new),
         };
-        if field == "Status" || (field == "Owner" && is_id_row) {
+        if (field == "Status" && tracked.status) || (field == "Owner" && is_id_row && tracked.owner) {
             let raw = text(h, "CreatedDate").ok_or_else(|| bad(row, SO, format!("a {field} history row has no CreatedDate")))?;
             let at = parse_datetime(raw)
                 .ok_or_else(|| bad(row, SO, format!("a {field} history row's CreatedDate {raw:?} is not a datetime")))?;
@@ -232,6 +264,12 @@ pub fn lead_history(row: &Row, created_at: Timestamp, owner_id: Option<&str>, st
         }
     }
     changes.sort_by_key(|c| c.3);
+
+    // An untracked field's rows are absent (or stale, from before tracking
+    // was turned off), so its history would claim the lead was created as
+    // it is now: leave it empty instead.
+    let owner_id = owner_id.filter(|_| tracked.owner);
+    let status = status.filter(|_| tracked.status);
 
     let mut assignments = Vec::new();
     let owners: Vec<&Change> = changes.iter().filter(|c| c.0 == "Owner").collect();
@@ -539,7 +577,7 @@ mod tests {
             row(json!({"Id": "00Q3", "SystemModstamp": "not a time", "IsDeleted": false})),
         ];
         let mut out = Mapped::default();
-        let errors = map_leads(&rows, &mut out);
+        let errors = map_leads(&rows, TrackedHistory::default(), &mut out);
         assert_eq!(out.leads.len(), 1);
         let lead = &out.leads[0];
         assert_eq!(lead.owner_id.as_deref(), Some("00G1"));
@@ -603,7 +641,7 @@ mod tests {
 
     fn one_lead(r: Row) -> (Lead, Vec<(String, String)>) {
         let mut out = Mapped::default();
-        assert!(map_leads(&[r], &mut out).is_empty());
+        assert!(map_leads(&[r], TrackedHistory::default(), &mut out).is_empty());
         assert_eq!(out.leads.len(), 1);
         (out.leads.remove(0), out.incomplete_histories)
     }
@@ -644,6 +682,31 @@ mod tests {
         assert_eq!(lead.assignments[0].owner_kind, OwnerKind::Queue);
         assert_eq!(lead.assignments[0].at, lead.created_at);
         assert_eq!(lead.status_changes, vec![StatusChange { status: "Open - Not Contacted".into(), at: lead.created_at }]);
+    }
+
+    #[test]
+    fn an_untracked_field_gives_no_history_rather_than_a_made_up_one() {
+        // The org tracks Status only: no Owner rows come back, which must not
+        // read as "owned by the current owner since creation".
+        let rows = json!({"totalSize": 2, "done": true, "records": [
+            hist("Status", Some("DynamicEnum"), json!("Open - Not Contacted"), json!("Working - Contacted"), "2026-01-01T10:00:00.000+0000"),
+            // A stale row from before Owner tracking was turned off is not taken either.
+            hist("Owner", Some("EntityId"), json!("00G000000000001AAA"), json!("005000000000002AAA"), "2025-06-01T09:05:00.000+0000"),
+        ]});
+        let status_only = TrackedHistory { owner: false, status: true };
+        let mut out = Mapped::default();
+        assert!(map_leads(&[lead_row("005000000000003AAA", "Working - Contacted", Some(rows.clone()))], status_only, &mut out).is_empty());
+        let lead = &out.leads[0];
+        assert!(out.incomplete_histories.is_empty(), "{:?}", out.incomplete_histories);
+        assert!(lead.assignments.is_empty(), "{:?}", lead.assignments);
+        assert_eq!(lead.status_changes.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), ["Open - Not Contacted", "Working - Contacted"]);
+
+        let owner_only = TrackedHistory { owner: true, status: false };
+        let mut out = Mapped::default();
+        let row = lead_row("005000000000002AAA", "Working - Contacted", Some(rows));
+        assert!(map_leads(&[row], owner_only, &mut out).is_empty());
+        assert!(out.leads[0].status_changes.is_empty());
+        assert_eq!(out.leads[0].assignments.len(), 2);
     }
 
     #[test]
@@ -693,7 +756,7 @@ mod tests {
         ]});
         for (histories, needle) in [(foreign, "neither a user"), (undated, "CreatedDate")] {
             let mut out = Mapped::default();
-            let errors = map_leads(&[lead_row("005000000000003AAA", "Qualified", Some(histories))], &mut out);
+            let errors = map_leads(&[lead_row("005000000000003AAA", "Qualified", Some(histories))], TrackedHistory::default(), &mut out);
             assert!(out.leads.is_empty());
             assert_eq!(errors.len(), 1);
             assert!(errors[0].message.contains(needle) && errors[0].id == "00Q1", "{:?}", errors[0]);

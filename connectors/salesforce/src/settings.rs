@@ -114,6 +114,8 @@ pub struct SalesforceSettings {
     pub required_lead_fields: Vec<String>,
     /// The External ID field on Task holding handoff's action key.
     pub task_key_field: String,
+    /// Lead fields with field history tracking on in the org.
+    pub tracked_history: crate::map::TrackedHistory,
     pub clock: Clock,
 }
 
@@ -140,6 +142,7 @@ impl SalesforceSettings {
             retry: RetryPolicy::default(),
             required_lead_fields: Vec::new(),
             task_key_field: "Handoff_Key__c".to_string(),
+            tracked_history: crate::map::TrackedHistory::default(),
             clock: Arc::new(chrono::Utc::now),
         }
     }
