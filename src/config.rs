@@ -332,6 +332,11 @@ pub struct SyncSettings {
     /// Business hours and holidays: pulled this often.
     #[serde(default = "default_calendars_every_secs")]
     pub calendars_every_secs: u64,
+    /// Pages one stream may read per tick before the others get their
+    /// turn; a backfill continues on the next tick. Leads are evaluated only
+    /// in a tick that read every stream to its end.
+    #[serde(default = "default_pages_per_tick")]
+    pub pages_per_tick: usize,
     /// Where "now" comes from: the machine's clock, or — only against
     /// `handoff sandbox` — the sandbox's simulated clock.
     #[serde(default)]
@@ -347,6 +352,7 @@ impl Default for SyncSettings {
             max_interval_secs: default_max_interval_secs(),
             owners_every_secs: default_owners_every_secs(),
             calendars_every_secs: default_calendars_every_secs(),
+            pages_per_tick: default_pages_per_tick(),
             clock: ClockSource::System,
         }
     }
@@ -372,6 +378,10 @@ fn default_owners_every_secs() -> u64 {
 
 fn default_calendars_every_secs() -> u64 {
     3600
+}
+
+fn default_pages_per_tick() -> usize {
+    50
 }
 
 /// How the service runs (all optional).
@@ -479,6 +489,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
                 format!("the longest pause is shorter than `interval_secs` ({})", s.interval_secs),
                 "write a value at least as large as interval_secs, e.g. 600",
             ));
+        }
+        if s.pages_per_tick == 0 {
+            issues.push(Issue::new("sync.pages_per_tick", "0", "no page could ever be read", "write e.g. 50"));
         }
         for (key, value) in [("owners_every_secs", s.owners_every_secs), ("calendars_every_secs", s.calendars_every_secs)] {
             if value == 0 {

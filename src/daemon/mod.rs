@@ -38,9 +38,6 @@ use crate::policy::CompiledPolicy;
 use crate::store::{Batch, Store, StoreError};
 pub use connect::{SharedNow, TimeSource};
 
-/// Pages one stream may read in one tick before the others get their turn
-/// (a backfill continues on the next tick).
-const MAX_PAGES_PER_STREAM: usize = 50;
 /// Leads evaluated per commit.
 const EVALUATE_CHUNK: usize = 200;
 /// Leads evaluated per tick at most.
@@ -257,7 +254,17 @@ impl Daemon {
             }
         }
 
-        let evaluations_done = if self.stopping() { false } else { self.evaluate_pending(now, &mut report)? };
+        // A lead's touches may sit on a page not read yet: judging its clocks
+        // before every stream is read to its end would escalate leads whose
+        // reps did call. Evaluation waits for a tick that reads them all.
+        let evaluations_done = if self.stopping() {
+            false
+        } else if !streams_finished {
+            tracing::info!(behind = ?report.streams_behind, "streams not read to the end; evaluation waits for the next tick");
+            false
+        } else {
+            self.evaluate_pending(now, &mut report)?
+        };
         if evaluations_done && !self.stopping() {
             self.weekly(now, &mut report)?;
         }
@@ -284,7 +291,7 @@ impl Daemon {
     async fn sync_stream(&mut self, stream: Stream, now: DateTime<Utc>, report: &mut TickReport) -> Result<bool, DaemonError> {
         let mut cursor = self.store.cursor(stream)?;
         let sla_fields: BTreeSet<String> = self.policy.sla_field_names().iter().map(|s| s.to_string()).collect();
-        for _ in 0..MAX_PAGES_PER_STREAM {
+        for _ in 0..self.sync.pages_per_tick {
             if self.stopping() {
                 return Ok(false);
             }
@@ -485,12 +492,14 @@ impl Daemon {
 
     /// When the next tick is worth running: the next deadline, or the
     /// interval (longer while idle or low on budget).
-    pub fn next_wake(&self, report: &TickReport, idle_ticks: u32) -> Result<std::time::Duration, DaemonError> {
+    /// `failed_ticks`: ticks in a row that met errors.
+    pub fn next_wake(&self, report: &TickReport, idle_ticks: u32, failed_ticks: u32) -> Result<std::time::Duration, DaemonError> {
         let budget = self.connector.budget();
         let secs = wake_after_secs(&Wake {
             interval_secs: self.sync.interval_secs,
             max_interval_secs: self.sync.max_interval_secs,
             idle_ticks,
+            failed_ticks,
             caught_up: report.caught_up,
             low_budget: budget.allowed > 0 && budget.remaining() * 10 < budget.allowed,
             now: report.now,
@@ -507,6 +516,8 @@ struct Wake {
     max_interval_secs: u64,
     /// Ticks in a row that found nothing to do.
     idle_ticks: u32,
+    /// Ticks in a row that met errors.
+    failed_ticks: u32,
     caught_up: bool,
     /// Less than a tenth of the day's budget share is left.
     low_budget: bool,
@@ -517,8 +528,10 @@ struct Wake {
 
 /// Seconds to wait: none while work is left; the interval, doubling with
 /// each idle tick up to the maximum (the maximum at once when the budget runs
-/// low); never past the next deadline; and at least until an API-budget
-/// pause ends (but no longer than the maximum, to look again).
+/// low); never past the next deadline; after a tick that met errors, at
+/// least the interval, doubling while they go on (a stream that keeps
+/// failing is not retried at once, forever); and at least until an
+/// API-budget pause ends (but no longer than the maximum, to look again).
 fn wake_after_secs(w: &Wake) -> u64 {
     let base = w.interval_secs.max(1);
     let mut secs = if w.caught_up { base.saturating_mul(1u64 << w.idle_ticks.min(6)) } else { 0 };
@@ -529,6 +542,9 @@ fn wake_after_secs(w: &Wake) -> u64 {
     if let (Some(now), Some(next)) = (w.now, w.next_deadline) {
         let until = (next - now).num_seconds().max(0) as u64;
         secs = secs.min(until.max(u64::from(w.caught_up)));
+    }
+    if w.failed_ticks > 0 {
+        secs = secs.max(base.saturating_mul(1u64 << (w.failed_ticks - 1).min(6)).min(w.max_interval_secs.max(base)));
     }
     if let (Some(now), Some(paused)) = (w.now, w.paused_until) {
         secs = secs.max((paused - now).num_seconds().max(0) as u64).min(w.max_interval_secs.max(base));
@@ -551,6 +567,7 @@ mod tests {
             interval_secs: 60,
             max_interval_secs: 600,
             idle_ticks: 0,
+            failed_ticks: 0,
             caught_up: true,
             low_budget: false,
             now: Some(Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()),
@@ -572,5 +589,15 @@ mod tests {
         assert_eq!(wake_after_secs(&Wake { paused_until: later, ..wake() }), 300, "a budget pause is waited out");
         let much_later = wake().now.map(|n| n + Duration::hours(5));
         assert_eq!(wake_after_secs(&Wake { paused_until: much_later, ..wake() }), 600, "but looked at again");
+    }
+
+    #[test]
+    fn a_tick_that_met_errors_backs_off_instead_of_retrying_at_once() {
+        let failing = Wake { caught_up: false, ..wake() };
+        assert_eq!(wake_after_secs(&Wake { failed_ticks: 1, ..failing }), 60);
+        assert_eq!(wake_after_secs(&Wake { failed_ticks: 3, ..failing }), 240);
+        assert_eq!(wake_after_secs(&Wake { failed_ticks: 30, ..failing }), 600, "capped");
+        let soon = wake().now.map(|n| n + Duration::seconds(5));
+        assert_eq!(wake_after_secs(&Wake { failed_ticks: 1, next_deadline: soon, ..failing }), 60, "a deadline does not hurry a failing tick");
     }
 }

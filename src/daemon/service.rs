@@ -145,7 +145,7 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<()> 
                 break Err(anyhow::anyhow!("the API budget is spent; resume later"));
             }
         }
-        let wait = if options.once { Duration::ZERO } else { daemon.next_wake(&report, idle_ticks)? };
+        let wait = if options.once { Duration::ZERO } else { daemon.next_wake(&report, idle_ticks, failed_ticks)? };
         liveness.waiting.store(true, Ordering::SeqCst);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
