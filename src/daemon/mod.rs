@@ -7,11 +7,15 @@
 //!    tick, owners and calendars on their own cadence) page by page; each
 //!    page is applied and committed together with its cursor and the dirty
 //!    marks of the leads it touched, so a crash between pages re-reads at
-//!    most one page and loses no work owed;
-//! 2. **evaluate**: every dirty lead and every lead whose next deadline has
-//!    passed (the deadline index, never a scan) goes through the engine;
-//!    its state, its new deadline and the actions the ledger does not know
-//!    yet are committed together;
+//!    most one page and loses no work owed
+//!    (at most `sync.pages_per_tick` pages per stream; the rest waits for
+//!    the next tick);
+//! 2. **evaluate**, only once every due stream was read to its end (a
+//!    touch on an unread page must not become an escalation): every dirty
+//!    lead and every lead whose next deadline has passed (the deadline
+//!    index, never a scan) goes through the engine; its state, its new
+//!    deadline and the actions the ledger does not know yet are committed
+//!    together;
 //! 3. **enforce**: the outbox is drained in order through the connector and
 //!    each outcome recorded (see [`outbox`]).
 //!
