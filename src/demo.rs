@@ -167,8 +167,9 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// Lets the sandbox serve as fast as the simulation asks: its rate limits
-/// count simulated time, which stands still inside a tick.
-async fn open_sandbox_limits(sandbox: &RunningSandbox) -> anyhow::Result<()> {
+/// count simulated time, which stands still inside a tick. Tests that drive
+/// a daemon against the sandbox use it too.
+pub async fn open_sandbox_limits(sandbox: &RunningSandbox) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let (path, body) = match sandbox.crm {
         CrmKind::Salesforce => ("salesforce/limits", json!({"daily_limit": 5_000_000})),

@@ -3,37 +3,23 @@
 //! may be on a page not read yet: judging its clocks then would escalate a
 //! lead its rep did call. So no lead is evaluated in such a tick.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use handoff::daemon::TickReport;
 use handoff::demo::{config_table, Simulation};
 use handoff_model::CrmKind;
-use handoff_sandbox::org::OrgConfig;
-use handoff_sandbox::{ClockMode, RunningSandbox, SandboxOptions};
 
 const LEADS: usize = 400;
 const DAYS: u32 = 12;
 
-/// A frozen sandbox at the end of its timeline: the whole org at once,
-/// limits opened so the run is not about the API budget.
-async fn whole_org(crm: CrmKind) -> RunningSandbox {
-    let mut opts = SandboxOptions::new(crm);
-    opts.org = OrgConfig { seed: 11, leads: LEADS, days: DAYS, ..OrgConfig::default() };
-    opts.clock = ClockMode::Frozen;
-    let sb = handoff_sandbox::start(opts).await.expect("sandbox starts");
-    let (path, body) = match crm {
-        CrmKind::Salesforce => ("salesforce/limits", serde_json::json!({"daily_limit": 5_000_000})),
-        CrmKind::Hubspot => ("hubspot/limits", serde_json::json!({"private_app_burst_per_10s": 1_000_000, "search_per_second": 1_000_000})),
-    };
-    let resp = reqwest::Client::new().post(format!("{}/{path}", sb.admin_url)).json(&body).send().await.expect("admin call");
-    assert!(resp.status().is_success());
-    sb
-}
-
 /// Backfills with at most `pages_per_tick` pages per stream per tick;
 /// returns the tasks it wrote (handoff key → count) and every tick's report.
 async fn backfill(crm: CrmKind, pages_per_tick: usize) -> (BTreeMap<String, usize>, Vec<TickReport>) {
-    let sb = whole_org(crm).await;
+    // The whole org at once (the end of its timeline), limits opened so the
+    // run is not about the API budget.
+    let sb = common::frozen_sandbox(crm, 11, LEADS, DAYS, false).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut table = config_table(&sb, dir.path()).expect("demo config");
     let sync = table.entry("sync").or_insert_with(|| toml::Value::Table(toml::Table::new()));

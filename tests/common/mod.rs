@@ -14,17 +14,18 @@ pub fn binary() -> PathBuf {
 
 /// A frozen sandbox at the start of its timeline, limits opened for speed.
 pub async fn sandbox(crm: CrmKind, seed: u64, leads: usize, days: u32) -> RunningSandbox {
+    frozen_sandbox(crm, seed, leads, days, true).await
+}
+
+/// A frozen sandbox, limits opened for speed: at the start of its timeline
+/// with `replay`, otherwise at its end with the whole org visible at once.
+pub async fn frozen_sandbox(crm: CrmKind, seed: u64, leads: usize, days: u32, replay: bool) -> RunningSandbox {
     let mut opts = SandboxOptions::new(crm);
     opts.org = OrgConfig { seed, leads, days, ..OrgConfig::default() };
     opts.clock = ClockMode::Frozen;
-    opts.replay = true;
+    opts.replay = replay;
     let sb = handoff_sandbox::start(opts).await.expect("sandbox starts");
-    let (path, body) = match crm {
-        CrmKind::Salesforce => ("salesforce/limits", serde_json::json!({"daily_limit": 5_000_000})),
-        CrmKind::Hubspot => ("hubspot/limits", serde_json::json!({"private_app_burst_per_10s": 1_000_000, "oauth_burst_per_10s": 1_000_000, "search_per_second": 1_000_000})),
-    };
-    let resp = reqwest::Client::new().post(format!("{}/{path}", sb.admin_url)).json(&body).send().await.expect("admin call");
-    assert!(resp.status().is_success());
+    handoff::demo::open_sandbox_limits(&sb).await.expect("the sandbox's limits open");
     sb
 }
 
