@@ -57,8 +57,7 @@ use std::collections::VecDeque;
 use std::str::FromStr;
 
 use chrono::{
-    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike,
-    Utc, Weekday,
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc, Weekday,
 };
 use chrono_tz::Tz;
 use handoff_model::BusinessCalendar;
@@ -77,43 +76,21 @@ pub enum CalendarError {
     NoWorkingTime { calendar_id: String },
 
     #[error("calendar `{calendar_id}`: the {weekday} window {start}–{end} is invalid: {reason}")]
-    InvalidWindow {
-        calendar_id: String,
-        weekday: Weekday,
-        start: NaiveTime,
-        end: NaiveTime,
-        reason: String,
-    },
+    InvalidWindow { calendar_id: String, weekday: Weekday, start: NaiveTime, end: NaiveTime, reason: String },
 
     #[error("calendar `{calendar_id}`: the holiday on {date} is invalid: {reason}")]
-    InvalidHoliday {
-        calendar_id: String,
-        date: NaiveDate,
-        reason: String,
-    },
+    InvalidHoliday { calendar_id: String, date: NaiveDate, reason: String },
 
     #[error(
         "calendar `{calendar_id}` has no open time within {searched_days} days after {from}; check its weekly hours and holidays"
     )]
-    NoOpenTime {
-        calendar_id: String,
-        from: DateTime<Utc>,
-        searched_days: u32,
-    },
+    NoOpenTime { calendar_id: String, from: DateTime<Utc>, searched_days: u32 },
 
-    #[error(
-        "calendar `{calendar_id}`: a business duration cannot be negative (got {duration_secs} s)"
-    )]
-    NegativeDuration {
-        calendar_id: String,
-        duration_secs: i64,
-    },
+    #[error("calendar `{calendar_id}`: a business duration cannot be negative (got {duration_secs} s)")]
+    NegativeDuration { calendar_id: String, duration_secs: i64 },
 
     #[error("calendar `{calendar_id}`: the result lies beyond the supported date range (starting from {from})")]
-    OutOfRange {
-        calendar_id: String,
-        from: DateTime<Utc>,
-    },
+    OutOfRange { calendar_id: String, from: DateTime<Utc> },
 }
 
 /// A validated business calendar ready for arithmetic. Cheap to clone.
@@ -141,11 +118,8 @@ impl Schedule {
     /// weekly window.
     pub fn new(cal: &BusinessCalendar) -> Result<Schedule, CalendarError> {
         let id = cal.id.clone();
-        let tz =
-            Tz::from_str(cal.time_zone.trim()).map_err(|_| CalendarError::UnknownTimeZone {
-                calendar_id: id.clone(),
-                zone: cal.time_zone.clone(),
-            })?;
+        let tz = Tz::from_str(cal.time_zone.trim())
+            .map_err(|_| CalendarError::UnknownTimeZone { calendar_id: id.clone(), zone: cal.time_zone.clone() })?;
         if cal.weekly.is_empty() {
             return Err(CalendarError::NoWorkingTime { calendar_id: id });
         }
@@ -189,9 +163,7 @@ impl Schedule {
                 }
                 None => next_midnight(holiday.date).ok_or_else(|| invalid("the date is out of range"))?,
             };
-            let (Some(from), Some(to)) =
-                (resolve_local(tz, start_local), resolve_local(tz, end_local))
-            else {
+            let (Some(from), Some(to)) = (resolve_local(tz, start_local), resolve_local(tz, end_local)) else {
                 return Err(invalid("the date is out of range"));
             };
             // A partial holiday inside a DST gap can be empty.
@@ -207,24 +179,14 @@ impl Schedule {
         // longer than any window a DST change swallows.
         let holiday_count = u32::try_from(cal.holidays.len()).unwrap_or(u32::MAX);
         let search_limit_days = 366u32.saturating_add(holiday_count.saturating_mul(7));
-        Ok(Schedule {
-            id,
-            weekly_tz: tz,
-            holiday_tz: tz,
-            weekly,
-            closed,
-            search_limit_days,
-        })
+        Ok(Schedule { id, weekly_tz: tz, holiday_tz: tz, weekly, closed, search_limit_days })
     }
 
     /// The same calendar with its weekly hours read in `tz` (an owner's own
     /// zone). Holidays keep their dates in the calendar's zone: they belong to
     /// the region, not to the person.
     pub fn with_time_zone(&self, tz: Tz) -> Schedule {
-        Schedule {
-            weekly_tz: tz,
-            ..self.clone()
-        }
+        Schedule { weekly_tz: tz, ..self.clone() }
     }
 
     /// The calendar's id, for logs and errors.
@@ -260,11 +222,7 @@ impl Schedule {
     /// the next opening when `start` is closed. A positive result lies in
     /// `(open, close]` of an open interval; the sub-second part of `duration`
     /// is dropped.
-    pub fn add_business(
-        &self,
-        start: DateTime<Utc>,
-        duration: Duration,
-    ) -> Result<DateTime<Utc>, CalendarError> {
+    pub fn add_business(&self, start: DateTime<Utc>, duration: Duration) -> Result<DateTime<Utc>, CalendarError> {
         let mut remaining = Duration::seconds(duration.num_seconds());
         if remaining < Duration::zero() {
             return Err(CalendarError::NegativeDuration {
@@ -279,12 +237,9 @@ impl Schedule {
         for (open, close) in pieces.by_ref() {
             let available = close - open;
             if remaining <= available {
-                return open.checked_add_signed(remaining).ok_or_else(|| {
-                    CalendarError::OutOfRange {
-                        calendar_id: self.id.clone(),
-                        from: start,
-                    }
-                });
+                return open
+                    .checked_add_signed(remaining)
+                    .ok_or_else(|| CalendarError::OutOfRange { calendar_id: self.id.clone(), from: start });
             }
             remaining -= available;
         }
@@ -313,15 +268,8 @@ impl Schedule {
     /// windows end before an earlier day's (a 24 h shift running past the
     /// next day's early window), the later end wins, so a deadline never
     /// moves backwards as `days_after` grows.
-    pub fn end_of_business_day(
-        &self,
-        start: DateTime<Utc>,
-        days_after: u32,
-    ) -> Result<DateTime<Utc>, CalendarError> {
-        let out_of_range = || CalendarError::OutOfRange {
-            calendar_id: self.id.clone(),
-            from: start,
-        };
+    pub fn end_of_business_day(&self, start: DateTime<Utc>, days_after: u32) -> Result<DateTime<Utc>, CalendarError> {
+        let out_of_range = || CalendarError::OutOfRange { calendar_id: self.id.clone(), from: start };
         let no_open_time = || CalendarError::NoOpenTime {
             calendar_id: self.id.clone(),
             from: start,
@@ -353,11 +301,7 @@ impl Schedule {
 
     /// Open intervals overlapping `[from, to)`, clipped to it, merged and in
     /// order.
-    pub fn open_intervals(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    pub fn open_intervals(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
         if to <= from {
             return Vec::new();
         }
@@ -449,11 +393,7 @@ impl Pieces<'_> {
         if self.out_of_range {
             CalendarError::OutOfRange { calendar_id, from }
         } else {
-            CalendarError::NoOpenTime {
-                calendar_id,
-                from,
-                searched_days: self.schedule.search_limit_days,
-            }
+            CalendarError::NoOpenTime { calendar_id, from, searched_days: self.schedule.search_limit_days }
         }
     }
 }
@@ -471,15 +411,12 @@ impl Iterator for Pieces<'_> {
                 let open = open.max(self.covered_until);
                 if open < close {
                     self.covered_until = close;
-                    self.ready
-                        .extend(subtract_closed(&self.schedule.closed, open, close));
+                    self.ready.extend(subtract_closed(&self.schedule.closed, open, close));
                 }
                 continue;
             }
             let date = self.next_date?;
-            if self.last_date.is_some_and(|last| date > last)
-                || self.idle_days > self.schedule.search_limit_days
-            {
+            if self.last_date.is_some_and(|last| date > last) || self.idle_days > self.schedule.search_limit_days {
                 return None;
             }
             let mut windows = self.schedule.raw_windows(date);
@@ -501,10 +438,7 @@ fn subtract_closed(
     let mut pieces = Vec::new();
     let mut cursor = open;
     let first = closed.partition_point(|&(_, end)| end <= open);
-    for &(hole_start, hole_end) in closed[first..]
-        .iter()
-        .take_while(|&&(start, _)| start < close)
-    {
+    for &(hole_start, hole_end) in closed[first..].iter().take_while(|&&(start, _)| start < close) {
         if hole_start > cursor {
             pieces.push((cursor, hole_start));
         }
@@ -535,9 +469,7 @@ fn merge_sorted(spans: Vec<(DateTime<Utc>, DateTime<Utc>)>) -> Vec<(DateTime<Utc
 fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     match tz.from_local_datetime(&local) {
         chrono::LocalResult::Single(at) => Some(at.with_timezone(&Utc)),
-        chrono::LocalResult::Ambiguous(earlier, later) => {
-            Some(earlier.min(later).with_timezone(&Utc))
-        }
+        chrono::LocalResult::Ambiguous(earlier, later) => Some(earlier.min(later).with_timezone(&Utc)),
         chrono::LocalResult::None => {
             // Walk back to the last local time before the gap; gaps are at
             // most a day long (Samoa skipped 2011-12-30).
@@ -590,10 +522,7 @@ mod tests {
     fn gap_times_move_forward_by_the_gap() {
         let ny: Tz = "America/New_York".parse().unwrap();
         // 02:30 does not exist on 2026-03-08; compatible = 03:30 EDT = 07:30Z.
-        assert_eq!(
-            resolve_local(ny, local("2026-03-08 02:30")),
-            Some(utc("2026-03-08T07:30:00Z"))
-        );
+        assert_eq!(resolve_local(ny, local("2026-03-08 02:30")), Some(utc("2026-03-08T07:30:00Z")));
         // Lord Howe moves by 30 minutes.
         let lh: Tz = "Australia/Lord_Howe".parse().unwrap();
         let gap = resolve_local(lh, local("2026-10-04 02:15")).unwrap();
@@ -604,10 +533,7 @@ mod tests {
     fn ambiguous_times_take_the_earlier_instant() {
         let ny: Tz = "America/New_York".parse().unwrap();
         // 01:30 happens twice on 2026-11-01: first at EDT (-4).
-        assert_eq!(
-            resolve_local(ny, local("2026-11-01 01:30")),
-            Some(utc("2026-11-01T05:30:00Z"))
-        );
+        assert_eq!(resolve_local(ny, local("2026-11-01 01:30")), Some(utc("2026-11-01T05:30:00Z")));
     }
 
     #[test]
@@ -616,11 +542,7 @@ mod tests {
             (utc("2026-01-01T10:00:00Z"), utc("2026-01-01T11:00:00Z")),
             (utc("2026-01-01T12:00:00Z"), utc("2026-01-01T13:00:00Z")),
         ];
-        let pieces = subtract_closed(
-            &closed,
-            utc("2026-01-01T09:00:00Z"),
-            utc("2026-01-01T12:30:00Z"),
-        );
+        let pieces = subtract_closed(&closed, utc("2026-01-01T09:00:00Z"), utc("2026-01-01T12:30:00Z"));
         assert_eq!(
             pieces,
             vec![
@@ -648,25 +570,15 @@ mod tests {
             }],
         };
         let err = Schedule::new(&cal).unwrap_err();
-        assert!(
-            matches!(err, CalendarError::InvalidHoliday { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, CalendarError::InvalidHoliday { .. }), "{err:?}");
         assert!(err.to_string().contains("emea"));
     }
 
     #[test]
     fn an_unknown_zone_is_named_in_the_error() {
-        let cal = BusinessCalendar {
-            id: "us".into(),
-            time_zone: "America/Nowhere".into(),
-            weekly: vec![],
-            holidays: vec![],
-        };
+        let cal =
+            BusinessCalendar { id: "us".into(), time_zone: "America/Nowhere".into(), weekly: vec![], holidays: vec![] };
         let msg = Schedule::new(&cal).unwrap_err().to_string();
-        assert!(
-            msg.contains("`us`") && msg.contains("America/Nowhere"),
-            "{msg}"
-        );
+        assert!(msg.contains("`us`") && msg.contains("America/Nowhere"), "{msg}");
     }
 }

@@ -30,7 +30,11 @@ use crate::explain::ExplainInput;
 pub const EXIT_INVALID: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "handoff", version, about = "Makes the marketing-to-sales lead handoff SLA enforce itself inside Salesforce and HubSpot")]
+#[command(
+    name = "handoff",
+    version,
+    about = "Makes the marketing-to-sales lead handoff SLA enforce itself inside Salesforce and HubSpot"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -365,9 +369,11 @@ fn explain_input(args: &ExplainArgs) -> anyhow::Result<ExplainInput> {
         Some(p) => {
             let value: serde_json::Value = read_json(p, "owner")?;
             if value.is_array() {
-                serde_json::from_value(value).with_context(|| format!("owner file {} is not a list of owners", p.display()))?
+                serde_json::from_value(value)
+                    .with_context(|| format!("owner file {} is not a list of owners", p.display()))?
             } else {
-                vec![serde_json::from_value(value).with_context(|| format!("owner file {} is not an owner", p.display()))?]
+                vec![serde_json::from_value(value)
+                    .with_context(|| format!("owner file {} is not an owner", p.display()))?]
             }
         }
         None => Vec::new(),

@@ -115,9 +115,20 @@ pub struct SalesforceSettings {
 #[serde(tag = "flow", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SalesforceAuth {
     /// Server-to-server with a certificate uploaded to the connected app.
-    JwtBearer { client_id: String, username: String, private_key: SecretSource },
-    RefreshToken { client_id: String, client_secret: SecretSource, refresh_token: SecretSource },
-    ClientCredentials { client_id: String, client_secret: SecretSource },
+    JwtBearer {
+        client_id: String,
+        username: String,
+        private_key: SecretSource,
+    },
+    RefreshToken {
+        client_id: String,
+        client_secret: SecretSource,
+        refresh_token: SecretSource,
+    },
+    ClientCredentials {
+        client_id: String,
+        client_secret: SecretSource,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -275,9 +286,8 @@ impl SecretSource {
             SecretSource::File(path) => {
                 read_secret_file(path).map_err(|e| err(e, "check the path and that the daemon's user may read it"))?
             }
-            SecretSource::Env(var) => env(var).ok_or_else(|| {
-                err("the variable is not set".to_string(), "export it in the daemon's environment")
-            })?,
+            SecretSource::Env(var) => env(var)
+                .ok_or_else(|| err("the variable is not set".to_string(), "export it in the daemon's environment"))?,
         };
         let trimmed = value.trim_end_matches(['\r', '\n']);
         if trimmed.trim().is_empty() {
@@ -441,15 +451,25 @@ fn default_lag_secs() -> u64 {
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     parse(&text).map_err(|issues| ConfigError::Invalid { path: path.to_path_buf(), issues })
 }
 
 const TOP_KEYS: &[&str] = &["instance", "salesforce", "hubspot", "sync", "daemon", "policy"];
 const POLICY_KEYS: &[&str] = &[
-    "version", "fields", "statuses", "reason_codes", "calendars", "owners", "definitions", "grades",
-    "segments", "marketing", "escalation", "scorecard",
+    "version",
+    "fields",
+    "statuses",
+    "reason_codes",
+    "calendars",
+    "owners",
+    "definitions",
+    "grades",
+    "segments",
+    "marketing",
+    "escalation",
+    "scorecard",
 ];
 const DEFINITION_KEYS: &[&str] = &["criteria", "mql", "min_score", "disqualifiers"];
 /// Keys whose values are (or may be) secrets and are never echoed.
@@ -467,10 +487,20 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
     let instance: Option<Instance> = required(&root, "", "instance", &mut issues);
     if let Some(inst) = &instance {
         if inst.name.trim().is_empty() {
-            issues.push(Issue::new("instance.name", "\"\"", "the instance needs a name", "name it, e.g. \"acme-salesforce\""));
+            issues.push(Issue::new(
+                "instance.name",
+                "\"\"",
+                "the instance needs a name",
+                "name it, e.g. \"acme-salesforce\"",
+            ));
         }
         if inst.state_dir.as_os_str().is_empty() {
-            issues.push(Issue::new("instance.state_dir", "\"\"", "no state directory", "write a directory the daemon may write, e.g. \"/var/lib/handoff/acme\""));
+            issues.push(Issue::new(
+                "instance.state_dir",
+                "\"\"",
+                "no state directory",
+                "write a directory the daemon may write, e.g. \"/var/lib/handoff/acme\"",
+            ));
         }
     }
     let connection = instance.as_ref().and_then(|inst| read_connection(&root, inst.crm, &mut issues));
@@ -480,7 +510,12 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
     };
     if let Some(s) = &sync {
         if s.interval_secs == 0 {
-            issues.push(Issue::new("sync.interval_secs", "0", "pulling without pause would spend the API budget", "write e.g. 60"));
+            issues.push(Issue::new(
+                "sync.interval_secs",
+                "0",
+                "pulling without pause would spend the API budget",
+                "write e.g. 60",
+            ));
         }
         if s.max_interval_secs < s.interval_secs {
             issues.push(Issue::new(
@@ -493,9 +528,16 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
         if s.pages_per_tick == 0 {
             issues.push(Issue::new("sync.pages_per_tick", "0", "no page could ever be read", "write e.g. 50"));
         }
-        for (key, value) in [("owners_every_secs", s.owners_every_secs), ("calendars_every_secs", s.calendars_every_secs)] {
+        for (key, value) in
+            [("owners_every_secs", s.owners_every_secs), ("calendars_every_secs", s.calendars_every_secs)]
+        {
             if value == 0 {
-                issues.push(Issue::new(format!("sync.{key}"), "0", "pulling this stream without pause would spend the API budget", "write e.g. 900"));
+                issues.push(Issue::new(
+                    format!("sync.{key}"),
+                    "0",
+                    "pulling this stream without pause would spend the API budget",
+                    "write e.g. 900",
+                ));
             }
         }
     }
@@ -518,13 +560,23 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
             issues.push(Issue::new("daemon.outbox_batch", "0", "no action could ever be written", "write e.g. 500"));
         }
         if d.max_write_attempts == 0 {
-            issues.push(Issue::new("daemon.max_write_attempts", "0", "no action could ever be written", "write e.g. 10"));
+            issues.push(Issue::new(
+                "daemon.max_write_attempts",
+                "0",
+                "no action could ever be written",
+                "write e.g. 10",
+            ));
         }
     }
     let policy_source = match root.get("policy") {
         Some(v) => read_policy(v, &mut issues),
         None => {
-            issues.push(Issue::new("policy", "", "the [policy] section is missing", "add the SLA policy; see config/salesforce.example.toml"));
+            issues.push(Issue::new(
+                "policy",
+                "",
+                "the [policy] section is missing",
+                "add the SLA policy; see config/salesforce.example.toml",
+            ));
             None
         }
     };
@@ -539,7 +591,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
         None => None,
     };
     match (instance, connection, sync, daemon, policy_source, policy) {
-        (Some(instance), Some(connection), Some(sync), Some(daemon), Some(policy_source), Some(policy)) if issues.is_empty() => {
+        (Some(instance), Some(connection), Some(sync), Some(daemon), Some(policy_source), Some(policy))
+            if issues.is_empty() =>
+        {
             Ok(Config { instance, connection, sync, daemon, policy_source, policy })
         }
         _ => {
@@ -576,7 +630,9 @@ impl Config {
                     SalesforceAuth::RefreshToken { client_secret, refresh_token, .. } => {
                         vec![("auth.client_secret", client_secret), ("auth.refresh_token", refresh_token)]
                     }
-                    SalesforceAuth::ClientCredentials { client_secret, .. } => vec![("auth.client_secret", client_secret)],
+                    SalesforceAuth::ClientCredentials { client_secret, .. } => {
+                        vec![("auth.client_secret", client_secret)]
+                    }
                 },
                 &s.ca_file,
             ),
@@ -598,7 +654,12 @@ impl Config {
         }
         if let Some(ca) = ca_file {
             if let Err(e) = std::fs::read(ca) {
-                issues.push(Issue::new(format!("{prefix}.ca_file"), ca.display().to_string(), format!("cannot read it: {e}"), "point it at a readable PEM file or remove the key"));
+                issues.push(Issue::new(
+                    format!("{prefix}.ca_file"),
+                    ca.display().to_string(),
+                    format!("cannot read it: {e}"),
+                    "point it at a readable PEM file or remove the key",
+                ));
             }
         }
         issues
@@ -627,19 +688,34 @@ fn read_connection(root: &toml::Table, crm: CrmKind, issues: &mut Vec<Issue>) ->
                 check_url(u, "salesforce.instance_url", issues);
             }
             let v = s.api_version.trim();
-            let well_formed = v
-                .split_once('.')
-                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && a.chars().chain(b.chars()).all(|c| c.is_ascii_digit()));
+            let well_formed = v.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty() && !b.is_empty() && a.chars().chain(b.chars()).all(|c| c.is_ascii_digit())
+            });
             if !well_formed {
-                issues.push(Issue::new("salesforce.api_version", format!("{v:?}"), "not a REST API version", "write it as \"62.0\" (no leading v)"));
+                issues.push(Issue::new(
+                    "salesforce.api_version",
+                    format!("{v:?}"),
+                    "not a REST API version",
+                    "write it as \"62.0\" (no leading v)",
+                ));
             }
             check_share(s.daily_budget_share, "salesforce.daily_budget_share", issues);
             check_client_id(&s.auth, issues);
             if s.requests_per_sec == 0 {
-                issues.push(Issue::new("salesforce.requests_per_sec", "0", "no request could ever be sent", "write e.g. 10"));
+                issues.push(Issue::new(
+                    "salesforce.requests_per_sec",
+                    "0",
+                    "no request could ever be sent",
+                    "write e.g. 10",
+                ));
             }
             if s.task_key_field.trim().is_empty() {
-                issues.push(Issue::new("salesforce.task_key_field", "\"\"", "no External ID field is named for handoff's task keys", "write e.g. \"Handoff_Key__c\" (Text(80), External ID, Unique on Activity)"));
+                issues.push(Issue::new(
+                    "salesforce.task_key_field",
+                    "\"\"",
+                    "no External ID field is named for handoff's task keys",
+                    "write e.g. \"Handoff_Key__c\" (Text(80), External ID, Unique on Activity)",
+                ));
             }
             for (i, f) in s.history_fields.iter().enumerate() {
                 if f != "Owner" && f != "Status" {
@@ -668,12 +744,22 @@ fn read_connection(root: &toml::Table, crm: CrmKind, issues: &mut Vec<Issue>) ->
             }
             for (owner, zone) in &h.owner_time_zones {
                 if zone.parse::<chrono_tz::Tz>().is_err() {
-                    issues.push(Issue::new(format!("hubspot.owner_time_zones.{owner}"), format!("{zone:?}"), "not an IANA time zone", "write e.g. \"America/New_York\" or \"Europe/London\""));
+                    issues.push(Issue::new(
+                        format!("hubspot.owner_time_zones.{owner}"),
+                        format!("{zone:?}"),
+                        "not an IANA time zone",
+                        "write e.g. \"America/New_York\" or \"Europe/London\"",
+                    ));
                 }
             }
             if let HubspotAuth::Oauth { client_id, .. } = &h.auth {
                 if client_id.trim().is_empty() {
-                    issues.push(Issue::new("hubspot.auth.client_id", "\"\"", "the client id is empty", "copy it from the app's Auth settings"));
+                    issues.push(Issue::new(
+                        "hubspot.auth.client_id",
+                        "\"\"",
+                        "the client id is empty",
+                        "copy it from the app's Auth settings",
+                    ));
                 }
             }
             (issues.len() == before).then_some(Connection::Hubspot(h))
@@ -684,13 +770,25 @@ fn read_connection(root: &toml::Table, crm: CrmKind, issues: &mut Vec<Issue>) ->
 fn check_client_id(auth: &SalesforceAuth, issues: &mut Vec<Issue>) {
     let (client_id, username) = match auth {
         SalesforceAuth::JwtBearer { client_id, username, .. } => (client_id, Some(username)),
-        SalesforceAuth::RefreshToken { client_id, .. } | SalesforceAuth::ClientCredentials { client_id, .. } => (client_id, None),
+        SalesforceAuth::RefreshToken { client_id, .. } | SalesforceAuth::ClientCredentials { client_id, .. } => {
+            (client_id, None)
+        }
     };
     if client_id.trim().is_empty() {
-        issues.push(Issue::new("salesforce.auth.client_id", "\"\"", "the consumer key is empty", "copy the connected app's consumer key"));
+        issues.push(Issue::new(
+            "salesforce.auth.client_id",
+            "\"\"",
+            "the consumer key is empty",
+            "copy the connected app's consumer key",
+        ));
     }
     if username.is_some_and(|u| !u.contains('@')) {
-        issues.push(Issue::new("salesforce.auth.username", format!("{:?}", username.map(String::as_str).unwrap_or_default()), "not a Salesforce username", "write the integration user's username, e.g. \"handoff@acme.com\""));
+        issues.push(Issue::new(
+            "salesforce.auth.username",
+            format!("{:?}", username.map(String::as_str).unwrap_or_default()),
+            "not a Salesforce username",
+            "write the integration user's username, e.g. \"handoff@acme.com\"",
+        ));
     }
 }
 
@@ -698,21 +796,30 @@ fn check_client_id(auth: &SalesforceAuth, issues: &mut Vec<Issue>) {
 fn check_url(url: &str, path: &str, issues: &mut Vec<Issue>) {
     let u = url.trim();
     let rest = u.strip_prefix("https://").or_else(|| {
-        u.strip_prefix("http://")
-            .filter(|r| ["localhost", "127.0.0.1", "[::1]"].iter().any(|h| r.starts_with(h)))
+        u.strip_prefix("http://").filter(|r| ["localhost", "127.0.0.1", "[::1]"].iter().any(|h| r.starts_with(h)))
     });
     let host_ok = rest.is_some_and(|r| {
         let host = r.split(['/', ':']).next().unwrap_or_default();
         !host.is_empty() && !r.contains(char::is_whitespace)
     });
     if !host_ok {
-        issues.push(Issue::new(path, format!("{u:?}"), "not an https URL", "write e.g. \"https://acme.my.salesforce.com\" (plain http only to localhost)"));
+        issues.push(Issue::new(
+            path,
+            format!("{u:?}"),
+            "not an https URL",
+            "write e.g. \"https://acme.my.salesforce.com\" (plain http only to localhost)",
+        ));
     }
 }
 
 fn check_share(share: f64, path: &str, issues: &mut Vec<Issue>) {
     if !(share > 0.0 && share <= 1.0) {
-        issues.push(Issue::new(path, share.to_string(), "the share of the daily API limit must be above 0 and at most 1", "write e.g. 0.25 to use a quarter of the org's daily calls"));
+        issues.push(Issue::new(
+            path,
+            share.to_string(),
+            "the share of the daily API limit must be above 0 and at most 1",
+            "write e.g. 0.25 to use a quarter of the org's daily calls",
+        ));
     }
 }
 
@@ -775,7 +882,12 @@ fn read_definitions(policy: &toml::Table, issues: &mut Vec<Issue>) -> Option<cra
         Some(_) => required_map(t, p, "disqualifiers", issues),
         None => Some(BTreeMap::new()),
     };
-    Some(crate::policy::Definitions { criteria: criteria?, mql: mql?, min_score: min_score?, disqualifiers: disqualifiers? })
+    Some(crate::policy::Definitions {
+        criteria: criteria?,
+        mql: mql?,
+        min_score: min_score?,
+        disqualifiers: disqualifiers?,
+    })
 }
 
 fn join_path(base: &str, key: &str) -> String {
@@ -791,7 +903,12 @@ fn join_path(base: &str, key: &str) -> String {
 }
 
 fn missing(base: &str, key: &str) -> Issue {
-    Issue::new(join_path(base, key), "", format!("required key `{key}` is missing"), format!("add `{key}`; see the commented examples in config/"))
+    Issue::new(
+        join_path(base, key),
+        "",
+        format!("required key `{key}` is missing"),
+        format!("add `{key}`; see the commented examples in config/"),
+    )
 }
 
 fn required<T: DeserializeOwned>(t: &toml::Table, base: &str, key: &str, issues: &mut Vec<Issue>) -> Option<T> {
@@ -804,7 +921,12 @@ fn required<T: DeserializeOwned>(t: &toml::Table, base: &str, key: &str, issues:
     }
 }
 
-fn optional<T: DeserializeOwned + Default>(t: &toml::Table, base: &str, key: &str, issues: &mut Vec<Issue>) -> Option<T> {
+fn optional<T: DeserializeOwned + Default>(
+    t: &toml::Table,
+    base: &str,
+    key: &str,
+    issues: &mut Vec<Issue>,
+) -> Option<T> {
     match t.get(key) {
         Some(v) => part(v, &join_path(base, key), issues),
         None => Some(T::default()),
@@ -812,14 +934,24 @@ fn optional<T: DeserializeOwned + Default>(t: &toml::Table, base: &str, key: &st
 }
 
 /// A table of named entries, each read on its own.
-fn required_map<T: DeserializeOwned>(t: &toml::Table, base: &str, key: &str, issues: &mut Vec<Issue>) -> Option<BTreeMap<String, T>> {
+fn required_map<T: DeserializeOwned>(
+    t: &toml::Table,
+    base: &str,
+    key: &str,
+    issues: &mut Vec<Issue>,
+) -> Option<BTreeMap<String, T>> {
     let path = join_path(base, key);
     let Some(value) = t.get(key) else {
         issues.push(missing(base, key));
         return None;
     };
     let Some(entries) = value.as_table() else {
-        issues.push(Issue::new(&path, value.type_str(), "expected a table of named entries", format!("write [{path}.NAME] sections")));
+        issues.push(Issue::new(
+            &path,
+            value.type_str(),
+            "expected a table of named entries",
+            format!("write [{path}.NAME] sections"),
+        ));
         return None;
     };
     let parts: Vec<(String, Option<T>)> =
@@ -828,7 +960,12 @@ fn required_map<T: DeserializeOwned>(t: &toml::Table, base: &str, key: &str, iss
 }
 
 /// An array of entries, each read on its own.
-fn required_list<T: DeserializeOwned>(t: &toml::Table, base: &str, key: &str, issues: &mut Vec<Issue>) -> Option<Vec<T>> {
+fn required_list<T: DeserializeOwned>(
+    t: &toml::Table,
+    base: &str,
+    key: &str,
+    issues: &mut Vec<Issue>,
+) -> Option<Vec<T>> {
     let path = join_path(base, key);
     let Some(value) = t.get(key) else {
         issues.push(missing(base, key));
@@ -881,9 +1018,12 @@ fn part<T: DeserializeOwned>(value: &toml::Value, base: &str, issues: &mut Vec<I
         let (issue, removable) = serde_issue(base, &inner_path, &message, &value);
         // A misspelt key (`usrname`) also leaves the real one missing; the
         // "did you mean `username`?" already says it, once is enough.
-        let already_suggested = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()).is_some_and(|key| {
-            issues[first_issue..].iter().any(|i| i.message == "unknown key" && i.fix.starts_with(&format!("did you mean `{key}`?")))
-        });
+        let already_suggested =
+            message.strip_prefix("missing field `").and_then(|r| r.split('`').next()).is_some_and(|key| {
+                issues[first_issue..]
+                    .iter()
+                    .any(|i| i.message == "unknown key" && i.fix.starts_with(&format!("did you mean `{key}`?")))
+            });
         if already_suggested {
             return None;
         }
@@ -916,7 +1056,9 @@ fn serde_issue(base: &str, inner: &[String], message: &str, value: &toml::Value)
     // enum; an inline secret is found again by its key.
     if message.starts_with(INLINE_SECRET) {
         if let Some(t) = lookup(value, &segments).and_then(toml::Value::as_table) {
-            if let Some(key) = t.iter().find(|(k, v)| SECRET_KEYS.contains(&k.as_str()) && !v.is_table()).map(|(k, _)| k) {
+            if let Some(key) =
+                t.iter().find(|(k, v)| SECRET_KEYS.contains(&k.as_str()) && !v.is_table()).map(|(k, _)| k)
+            {
                 segments.push(key.clone());
             }
         }
@@ -935,7 +1077,12 @@ fn serde_issue(base: &str, inner: &[String], message: &str, value: &toml::Value)
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let (variant, expected) = rest.split_once('`').unwrap_or((rest, ""));
         let allowed = backticked(expected);
-        let fix = match allowed.iter().map(|a| (strsim::jaro_winkler(variant, a), a)).filter(|(s, _)| *s > 0.8).max_by(|a, b| a.0.total_cmp(&b.0)) {
+        let fix = match allowed
+            .iter()
+            .map(|a| (strsim::jaro_winkler(variant, a), a))
+            .filter(|(s, _)| *s > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+        {
             Some((_, a)) => format!("did you mean \"{a}\"? Allowed: {}", allowed.join(", ")),
             None => format!("use one of: {}", allowed.join(", ")),
         };
@@ -947,7 +1094,15 @@ fn serde_issue(base: &str, inner: &[String], message: &str, value: &toml::Value)
     if message.starts_with("invalid type") || message.starts_with("invalid value") {
         // serde's own wording can quote the value; say it without it.
         let expected = message.rsplit_once(", expected ").map(|(_, e)| e).unwrap_or("another type");
-        return (Issue::new(path, shown, format!("wrong type of value, expected {expected}"), format!("write {expected} here")), None);
+        return (
+            Issue::new(
+                path,
+                shown,
+                format!("wrong type of value, expected {expected}"),
+                format!("write {expected} here"),
+            ),
+            None,
+        );
     }
     (Issue::new(path, shown, message, "see the commented examples in config/"), None)
 }
@@ -1082,15 +1237,24 @@ mod tests {
 
     #[test]
     fn connection_mistakes_name_their_keys() {
-        assert_eq!(paths_after("username = \"handoff-integration@acme.com\"", "usrname = \"x@acme.com\""), ["salesforce.auth.usrname"]);
+        assert_eq!(
+            paths_after("username = \"handoff-integration@acme.com\"", "usrname = \"x@acme.com\""),
+            ["salesforce.auth.usrname"]
+        );
         assert_eq!(paths_after("flow = \"jwt_bearer\"", "flow = \"jwt\""), ["salesforce.auth.flow"]);
         assert_eq!(paths_after("api_version = \"62.0\"", "api_version = \"v62\""), ["salesforce.api_version"]);
-        assert_eq!(paths_after("daily_budget_share = 0.2", "daily_budget_share = 2.0"), ["salesforce.daily_budget_share"]);
+        assert_eq!(
+            paths_after("daily_budget_share = 0.2", "daily_budget_share = 2.0"),
+            ["salesforce.daily_budget_share"]
+        );
         assert_eq!(
             paths_after("history_fields = [\"Owner\", \"Status\"]", "history_fields = [\"Owner\", \"LeadSource\"]"),
             ["salesforce.history_fields[1]"]
         );
-        assert_eq!(paths_after("login_url = \"https://login.salesforce.com\"", "login_url = \"http://login.salesforce.com\""), ["salesforce.login_url"]);
+        assert_eq!(
+            paths_after("login_url = \"https://login.salesforce.com\"", "login_url = \"http://login.salesforce.com\""),
+            ["salesforce.login_url"]
+        );
         assert_eq!(paths_after("[sync]", "[hubspot]\nbase_url = \"https://api.hubapi.com\"\n\n[sync]"), ["hubspot"]);
         assert_eq!(paths_after("crm = \"salesforce\"", "crm = \"salesforse\""), ["instance.crm"]);
         assert_eq!(paths_after("[policy]\n", "[policy]\ngrade_rules = []\n"), ["policy.grade_rules"]);
@@ -1098,7 +1262,11 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_wherever_they_are_misplaced() {
-        let text = EXAMPLE.replacen("private_key = { credential = \"salesforce-jwt-key\" }", "private_key = { credential = \"k\", value = \"hunter2\" }", 1);
+        let text = EXAMPLE.replacen(
+            "private_key = { credential = \"salesforce-jwt-key\" }",
+            "private_key = { credential = \"k\", value = \"hunter2\" }",
+            1,
+        );
         let issues = parse(&text).unwrap_err();
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert_eq!(issues[0].path, "salesforce.auth");

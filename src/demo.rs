@@ -75,10 +75,17 @@ pub fn config_table(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> an
     let mut root: toml::Table = text.parse().context("the built-in demo config is not TOML")?;
     let creds = &sandbox.credentials;
     let cred = |key: &str| -> anyhow::Result<String> {
-        creds.get(key).and_then(Value::as_str).map(str::to_string).with_context(|| format!("the sandbox gave no `{key}`"))
+        creds
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .with_context(|| format!("the sandbox gave no `{key}`"))
     };
     let table = |root: &mut toml::Table, name: &str| -> anyhow::Result<toml::Table> {
-        root.get(name).and_then(toml::Value::as_table).cloned().with_context(|| format!("the built-in demo config has no [{name}]"))
+        root.get(name)
+            .and_then(toml::Value::as_table)
+            .cloned()
+            .with_context(|| format!("the built-in demo config has no [{name}]"))
     };
     let path = |p: &std::path::Path| toml::Value::String(p.display().to_string());
     let mut instance = table(&mut root, "instance")?;
@@ -148,7 +155,10 @@ pub fn config_table(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> an
 pub fn config_for(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> anyhow::Result<Config> {
     let text = toml::to_string(&config_table(sandbox, state_dir)?).context("rendering the demo config")?;
     config::parse(&text).map_err(|issues| {
-        anyhow::anyhow!("the built-in demo config is invalid:\n{}", issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))
+        anyhow::anyhow!(
+            "the built-in demo config is invalid:\n{}",
+            issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")
+        )
     })
 }
 
@@ -173,7 +183,10 @@ pub async fn open_sandbox_limits(sandbox: &RunningSandbox) -> anyhow::Result<()>
     let client = reqwest::Client::new();
     let (path, body) = match sandbox.crm {
         CrmKind::Salesforce => ("salesforce/limits", json!({"daily_limit": 5_000_000})),
-        CrmKind::Hubspot => ("hubspot/limits", json!({"private_app_burst_per_10s": 1_000_000, "oauth_burst_per_10s": 1_000_000, "search_per_second": 1_000_000})),
+        CrmKind::Hubspot => (
+            "hubspot/limits",
+            json!({"private_app_burst_per_10s": 1_000_000, "oauth_burst_per_10s": 1_000_000, "search_per_second": 1_000_000}),
+        ),
     };
     let url = format!("{}/{path}", sandbox.admin_url);
     let resp = client.post(&url).json(&body).send().await.with_context(|| format!("POST {url}"))?;
@@ -194,7 +207,10 @@ impl Simulation {
         let (state_dir, temp) = match &opts.state_dir {
             Some(d) => (d.clone(), None),
             None => {
-                let t = tempfile::Builder::new().prefix("handoff-demo-").tempdir().context("creating a temporary state directory")?;
+                let t = tempfile::Builder::new()
+                    .prefix("handoff-demo-")
+                    .tempdir()
+                    .context("creating a temporary state directory")?;
                 (t.path().to_path_buf(), Some(t))
             }
         };
@@ -254,7 +270,11 @@ impl Simulation {
     }
 
     /// Runs the daemon from now to `until`, calling `on_step` after each stop.
-    pub async fn run_until(&mut self, until: DateTime<Utc>, mut on_step: impl FnMut(&Simulation, &TickReport)) -> anyhow::Result<()> {
+    pub async fn run_until(
+        &mut self,
+        until: DateTime<Utc>,
+        mut on_step: impl FnMut(&Simulation, &TickReport),
+    ) -> anyhow::Result<()> {
         let report = self.catch_up().await?;
         on_step(self, &report);
         while self.now() < until {
@@ -275,7 +295,14 @@ impl Simulation {
     pub fn scorecard(&self) -> anyhow::Result<crate::report::Scorecard> {
         let from = self.sandbox.shared.org.config.start_at;
         let weeks = ((self.now() - from).num_days() / 7 + 2).clamp(1, 12) as usize;
-        Ok(crate::report::from_store(&self.config.instance.name, &self.config.policy, self.daemon.store(), weeks, self.now(), None)?)
+        Ok(crate::report::from_store(
+            &self.config.instance.name,
+            &self.config.policy,
+            self.daemon.store(),
+            weeks,
+            self.now(),
+            None,
+        )?)
     }
 }
 
@@ -326,7 +353,11 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
     let mut clocks: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for s in states.values() {
         for c in &s.clocks {
-            *clocks.entry(c.kind.as_str().to_string()).or_default().entry(c.status.as_str().to_string()).or_default() += 1;
+            *clocks
+                .entry(c.kind.as_str().to_string())
+                .or_default()
+                .entry(c.status.as_str().to_string())
+                .or_default() += 1;
         }
     }
     let mut reminders = 0;
@@ -435,7 +466,12 @@ pub async fn sandbox_tasks(sandbox: &RunningSandbox) -> anyhow::Result<Vec<Sandb
         CrmKind::Hubspot => {
             let url = format!("{}/hubspot/objects/tasks", sandbox.admin_url);
             let body: Value = client.get(&url).send().await?.error_for_status()?.json().await?;
-            let rows = body.get("results").or_else(|| body.get("records")).and_then(Value::as_array).cloned().unwrap_or_default();
+            let rows = body
+                .get("results")
+                .or_else(|| body.get("records"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             Ok(rows
                 .iter()
                 .filter(|r| r.get("archived") != Some(&json!(true)))
@@ -459,8 +495,19 @@ pub fn render_summary(s: &DemoSummary) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let day = |t: DateTime<Utc>| t.format("%a %Y-%m-%d %H:%M UTC").to_string();
-    let _ = writeln!(out, "handoff demo: {} sandbox, {} → {} ({} ticks)", s.crm, day(s.simulated_from), day(s.simulated_to), s.ticks);
-    let _ = writeln!(out, "  leads seen        {} ({} MQLs; {} waived: not an MQL or incomplete data)", s.leads, s.mqls, s.waived);
+    let _ = writeln!(
+        out,
+        "handoff demo: {} sandbox, {} → {} ({} ticks)",
+        s.crm,
+        day(s.simulated_from),
+        day(s.simulated_to),
+        s.ticks
+    );
+    let _ = writeln!(
+        out,
+        "  leads seen        {} ({} MQLs; {} waived: not an MQL or incomplete data)",
+        s.leads, s.mqls, s.waived
+    );
     for (kind, statuses) in &s.clocks {
         let parts: Vec<String> = statuses.iter().map(|(st, n)| format!("{n} {st}")).collect();
         let _ = writeln!(out, "  {:<17} {}", format!("{kind} clocks"), parts.join(", "));
@@ -468,9 +515,17 @@ pub fn render_summary(s: &DemoSummary) -> String {
     let _ = writeln!(out, "  reminders         {} (owner, before the due time)", s.reminders);
     let _ = writeln!(out, "  escalations       {} (manager, then the next level, after a breach)", s.escalations);
     let _ = writeln!(out, "  reassignments     {} (to the pool, the ladder's last rung)", s.reassignments);
-    let _ = writeln!(out, "  disposition flags {} (closed without a reason code or with too few touches)", s.disposition_flags);
+    let _ = writeln!(
+        out,
+        "  disposition flags {} (closed without a reason code or with too few touches)",
+        s.disposition_flags
+    );
     let _ = writeln!(out, "  SLA field updates {}", s.sla_field_updates);
-    let _ = writeln!(out, "  tasks in the CRM  {} carrying a handoff key, {} duplicate(s)", s.tasks_in_sandbox, s.duplicate_tasks);
+    let _ = writeln!(
+        out,
+        "  tasks in the CRM  {} carrying a handoff key, {} duplicate(s)",
+        s.tasks_in_sandbox, s.duplicate_tasks
+    );
     let _ = writeln!(out, "  API calls         {} (as the sandbox counted them)", s.api_calls);
     if s.outbox_left > 0 || s.failed_actions > 0 {
         let _ = writeln!(out, "  outbox            {} left, {} failed", s.outbox_left, s.failed_actions);
@@ -488,7 +543,10 @@ pub async fn run_cli(args: &crate::cli::DemoArgs) -> anyhow::Result<std::process
     anyhow::ensure!(args.leads >= 1 && args.leads <= 20_000, "--leads {} is out of range; use 1 to 20000", args.leads);
     let opts = SimOptions { crm, seed: args.seed, leads: args.leads, days: args.days, ..SimOptions::new(crm) };
     if !args.json {
-        eprintln!("starting a {crm} sandbox with {} leads over {} simulated days (seed {}) ...", opts.leads, opts.days, opts.seed);
+        eprintln!(
+            "starting a {crm} sandbox with {} leads over {} simulated days (seed {}) ...",
+            opts.leads, opts.days, opts.seed
+        );
     }
     let mut sim = Simulation::start(&opts).await?;
     let end = sim.end_at();
@@ -501,9 +559,19 @@ pub async fn run_cli(args: &crate::cli::DemoArgs) -> anyhow::Result<std::process
         }
         last_day = Some(today);
         let states = sim.daemon.store().states().unwrap_or_default();
-        let breached = states.values().flat_map(|s| &s.clocks).filter(|c| c.status == crate::engine::ClockStatus::Breached).count();
+        let breached = states
+            .values()
+            .flat_map(|s| &s.clocks)
+            .filter(|c| c.status == crate::engine::ClockStatus::Breached)
+            .count();
         let ledger = sim.daemon.store().counts().map(|c| c.ledger).unwrap_or(0);
-        eprintln!("  {}: {} leads, {} clocks breached, {} actions written", today.format("%a %Y-%m-%d"), states.len(), breached, ledger);
+        eprintln!(
+            "  {}: {} leads, {} clocks breached, {} actions written",
+            today.format("%a %Y-%m-%d"),
+            states.len(),
+            breached,
+            ledger
+        );
     })
     .await?;
     let summary = sim.summary().await?;
@@ -515,7 +583,10 @@ pub async fn run_cli(args: &crate::cli::DemoArgs) -> anyhow::Result<std::process
         print!("{}", crate::report::render_table(&sim.scorecard()?));
         println!();
         if args.serve {
-            println!("The sandbox keeps serving: the tasks handoff created are at {} (Ctrl-C to stop).", summary.tasks_url);
+            println!(
+                "The sandbox keeps serving: the tasks handoff created are at {} (Ctrl-C to stop).",
+                summary.tasks_url
+            );
         } else {
             println!("Run with --serve to keep the sandbox up and look at the tasks it holds ({}).", summary.tasks_url);
         }
@@ -524,5 +595,9 @@ pub async fn run_cli(args: &crate::cli::DemoArgs) -> anyhow::Result<std::process
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     }
     sim.sandbox.stop().await;
-    Ok(if summary.duplicate_tasks == 0 && summary.failed_actions == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
+    Ok(if summary.duplicate_tasks == 0 && summary.failed_actions == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
 }

@@ -171,6 +171,12 @@ fn render_clock(out: &mut String, clock: &Clock) {
     for rung in &clock.escalations {
         let action = if rung.reassign { "reassign to" } else { "task for" };
         let state = if rung.fired { "due now" } else { "scheduled" };
-        let _ = writeln!(out, "    escalation level {}: {action} {} at {} ({state})", rung.level, rung.to, at(Some(rung.at)));
+        let _ = writeln!(
+            out,
+            "    escalation level {}: {action} {} at {} ({state})",
+            rung.level,
+            rung.to,
+            at(Some(rung.at))
+        );
     }
 }

@@ -60,7 +60,10 @@ struct ScorecardQuery {
 
 /// `/scorecard?weeks=8&format=table|csv|json|html&by=grade|source|rep|team`:
 /// what `handoff report` prints, from the running daemon's state.
-async fn scorecard(State(s): State<AppState>, axum::extract::Query(q): axum::extract::Query<ScorecardQuery>) -> Response {
+async fn scorecard(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ScorecardQuery>,
+) -> Response {
     use clap::ValueEnum as _;
     let format = match q.format.as_deref().map(|f| Format::from_str(f, true)).unwrap_or(Ok(Format::Html)) {
         Ok(f) => f,
@@ -72,9 +75,14 @@ async fn scorecard(State(s): State<AppState>, axum::extract::Query(q): axum::ext
     };
     let weeks = q.weeks.unwrap_or(8).clamp(1, 52);
     let now = s.metrics.last_tick().and_then(|t| t.now).unwrap_or_else(chrono::Utc::now);
-    let result = tokio::task::spawn_blocking(move || crate::report::from_store(&s.instance, &s.policy, &s.store, weeks, now, by)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        crate::report::from_store(&s.instance, &s.policy, &s.store, weeks, now, by)
+    })
+    .await;
     match result {
-        Ok(Ok(card)) => ([(header::CONTENT_TYPE, format.content_type())], crate::report::render(&card, format)).into_response(),
+        Ok(Ok(card)) => {
+            ([(header::CONTENT_TYPE, format.content_type())], crate::report::render(&card, format)).into_response()
+        }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the state: {e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("scorecard task failed: {e}\n")).into_response(),
     }

@@ -139,15 +139,23 @@ impl Metrics {
         family(&mut out, "handoff_clocks", "gauge", "SLA clocks by kind and status, as last evaluated.");
         for ((kind, status), n) in &inner.clocks {
             if *n != 0 {
-                let _ = writeln!(out, "handoff_clocks{{instance=\"{inst}\",clock=\"{}\",status=\"{}\"}} {n}", kind.as_str(), status.as_str());
+                let _ = writeln!(
+                    out,
+                    "handoff_clocks{{instance=\"{inst}\",clock=\"{}\",status=\"{}\"}} {n}",
+                    kind.as_str(),
+                    status.as_str()
+                );
             }
         }
-        let breaches: i64 = inner.clocks.iter().filter(|((_, s), _)| *s == ClockStatus::Breached).map(|(_, n)| *n).sum();
+        let breaches: i64 =
+            inner.clocks.iter().filter(|((_, s), _)| *s == ClockStatus::Breached).map(|(_, n)| *n).sum();
         family(&mut out, "handoff_breached_clocks", "gauge", "SLA clocks currently breached, all kinds.");
         let _ = writeln!(out, "handoff_breached_clocks{{instance=\"{inst}\"}} {breaches}");
 
         family(&mut out, "handoff_actions_written_total", "counter", "Actions the CRM confirmed since start, by kind.");
-        for label in ["sla_fields", "reminder", "escalation", "disposition_flag", "reassignment", "scorecard_escalation"] {
+        for label in
+            ["sla_fields", "reminder", "escalation", "disposition_flag", "reassignment", "scorecard_escalation"]
+        {
             let n = inner.written.get(label).copied().unwrap_or(0);
             let _ = writeln!(out, "handoff_actions_written_total{{instance=\"{inst}\",kind=\"{label}\"}} {n}");
         }
@@ -167,10 +175,16 @@ impl Metrics {
         let _ = writeln!(out, "handoff_api_budget_used{{instance=\"{inst}\"}} {}", inner.budget.used);
 
         let now = inner.last_tick.as_ref().and_then(|t| t.now);
-        family(&mut out, "handoff_sync_lag_seconds", "gauge", "How far behind the last tick's now each stream's finished window is.");
+        family(
+            &mut out,
+            "handoff_sync_lag_seconds",
+            "gauge",
+            "How far behind the last tick's now each stream's finished window is.",
+        );
         for (stream, until) in &inner.synced_until {
             let lag = now.map(|n| (n - *until).num_milliseconds() as f64 / 1000.0).unwrap_or(0.0);
-            let _ = writeln!(out, "handoff_sync_lag_seconds{{instance=\"{inst}\",stream=\"{}\"}} {lag}", stream.as_str());
+            let _ =
+                writeln!(out, "handoff_sync_lag_seconds{{instance=\"{inst}\",stream=\"{}\"}} {lag}", stream.as_str());
         }
         family(&mut out, "handoff_pages_total", "counter", "Pages pulled since start.");
         let _ = writeln!(out, "handoff_pages_total{{instance=\"{inst}\"}} {}", self.pages.load(Ordering::Relaxed));

@@ -20,8 +20,8 @@ mod cond;
 mod window;
 
 pub use compile::{
-    compile, After, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy,
-    CompiledScorecard, CompiledSegment, EscalationTarget, Qualification, Reminder,
+    compile, After, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy, CompiledScorecard,
+    CompiledSegment, EscalationTarget, Qualification, Reminder,
 };
 pub use cond::{is_set, parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
 pub use window::{parse_window, Window, WINDOW_FIX};
@@ -229,17 +229,15 @@ impl Condition {
     fn from_toml_at(value: &toml::Value, at: &str) -> Result<Condition, String> {
         let here = |msg: String| if at.is_empty() { msg } else { format!("at `{at}`: {msg}") };
         let join = |key: &str| if at.is_empty() { key.to_string() } else { format!("{at}.{key}") };
-        let table = value.as_table().ok_or_else(|| {
-            here(format!("expected a table, found {}. Fix: {CONDITION_SHAPES}", value.type_str()))
-        })?;
+        let table = value
+            .as_table()
+            .ok_or_else(|| here(format!("expected a table, found {}. Fix: {CONDITION_SHAPES}", value.type_str())))?;
         let keys: Vec<&str> = table.keys().map(String::as_str).collect();
         let list = |key: &str, v: &toml::Value| -> Result<Vec<Condition>, String> {
-            let items = v.as_array().ok_or_else(|| here(format!("`{key}` must be a list of conditions. Fix: write `{key} = [ {{ … }}, {{ … }} ]`")))?;
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| Self::from_toml_at(item, &format!("{}[{i}]", join(key))))
-                .collect()
+            let items = v.as_array().ok_or_else(|| {
+                here(format!("`{key}` must be a list of conditions. Fix: write `{key} = [ {{ … }}, {{ … }} ]`"))
+            })?;
+            items.iter().enumerate().map(|(i, item)| Self::from_toml_at(item, &format!("{}[{i}]", join(key)))).collect()
         };
         match keys.as_slice() {
             ["all"] => Ok(Condition::All { all: list("all", &table["all"])? }),
@@ -273,7 +271,11 @@ impl Condition {
             }
             _ => Err(here(format!(
                 "keys {} do not form a condition. Fix: {CONDITION_SHAPES}",
-                if keys.is_empty() { "(none)".to_string() } else { keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ") }
+                if keys.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                }
             ))),
         }
     }

@@ -31,8 +31,9 @@ fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .with_context(|| format!("--since {text:?} is neither RFC 3339 (2026-03-01T00:00:00Z) nor a date (2026-03-01)"))?;
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").with_context(|| {
+        format!("--since {text:?} is neither RFC 3339 (2026-03-01T00:00:00Z) nor a date (2026-03-01)")
+    })?;
     Ok(date.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
@@ -47,7 +48,11 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
     };
     let dir = &config.instance.state_dir;
     let store = Store::open(dir).with_context(|| {
-        format!("opening {} (if the daemon is running it holds the state; stop it first, e.g. `systemctl stop handoff@{}`)", dir.display(), config.instance.name)
+        format!(
+            "opening {} (if the daemon is running it holds the state; stop it first, e.g. `systemctl stop handoff@{}`)",
+            dir.display(),
+            config.instance.name
+        )
     })?;
 
     let mut changed = Vec::new();
@@ -65,7 +70,11 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
                     CrmKind::Hubspot => handoff_hubspot::cursor::since(stream, since),
                 };
                 batch.set_cursor(stream, &cursor);
-                changed.push(format!("{} will be read again from {} at the next run", stream.as_str(), since.to_rfc3339()));
+                changed.push(format!(
+                    "{} will be read again from {} at the next run",
+                    stream.as_str(),
+                    since.to_rfc3339()
+                ));
             }
         }
         store.commit(batch)?;
@@ -88,7 +97,10 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
         crm: config.instance.crm,
         state_dir: dir.display().to_string(),
         counts: store.counts()?,
-        cursors: Stream::ALL.iter().map(|s| Ok((*s, store.cursor(*s)?.map(|c| c.0)))).collect::<Result<_, crate::store::StoreError>>()?,
+        cursors: Stream::ALL
+            .iter()
+            .map(|s| Ok((*s, store.cursor(*s)?.map(|c| c.0))))
+            .collect::<Result<_, crate::store::StoreError>>()?,
         next_deadline: store.next_deadline()?,
         failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).collect(),
         errors: store.errors(20)?,
@@ -122,7 +134,12 @@ fn render(r: &Report, changed: &[String]) -> String {
     let _ = writeln!(out, "cursors:");
     for (stream, cursor) in &r.cursors {
         let shown = cursor.as_deref().map(|c| if c.len() > 160 { format!("{}…", &c[..160]) } else { c.to_string() });
-        let _ = writeln!(out, "  {:<10} {}", stream.as_str(), shown.unwrap_or_else(|| "(not started: the next run backfills)".into()));
+        let _ = writeln!(
+            out,
+            "  {:<10} {}",
+            stream.as_str(),
+            shown.unwrap_or_else(|| "(not started: the next run backfills)".into())
+        );
     }
     if !r.failed_actions.is_empty() {
         let _ = writeln!(out, "failed actions (fix the cause, then `handoff state --retry-failed`):");

@@ -45,7 +45,10 @@ impl SharedNow {
 pub enum TimeSource {
     System,
     /// The simulated clock of a `handoff sandbox` (its admin API).
-    Sandbox { client: reqwest::Client, url: String },
+    Sandbox {
+        client: reqwest::Client,
+        url: String,
+    },
     /// Any function (in-process tests and the demo read the sandbox's clock directly).
     Function(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>),
 }
@@ -63,11 +66,17 @@ impl TimeSource {
                 let url = format!("{}/__sandbox/clock", base.trim_end_matches('/'));
                 let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
                 if let Some(path) = ca {
-                    let pem = std::fs::read(&path).map_err(|e| ConnectError::SandboxClock { url: url.clone(), message: format!("CA file {}: {e}", path.display()) })?;
-                    let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ConnectError::SandboxClock { url: url.clone(), message: e.to_string() })?;
+                    let pem = std::fs::read(&path).map_err(|e| ConnectError::SandboxClock {
+                        url: url.clone(),
+                        message: format!("CA file {}: {e}", path.display()),
+                    })?;
+                    let cert = reqwest::Certificate::from_pem(&pem)
+                        .map_err(|e| ConnectError::SandboxClock { url: url.clone(), message: e.to_string() })?;
                     builder = builder.add_root_certificate(cert);
                 }
-                let client = builder.build().map_err(|e| ConnectError::SandboxClock { url: url.clone(), message: e.to_string() })?;
+                let client = builder
+                    .build()
+                    .map_err(|e| ConnectError::SandboxClock { url: url.clone(), message: e.to_string() })?;
                 Ok(TimeSource::Sandbox { client, url })
             }
         }
@@ -175,12 +184,14 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
     match &config.connection {
         Connection::Salesforce(s) => {
             let auth = match &s.auth {
-                SalesforceAuth::JwtBearer { client_id, username, private_key } => handoff_salesforce::SalesforceAuth::JwtBearer {
-                    client_id: client_id.clone(),
-                    username: username.clone(),
-                    private_key_pem: private_key.resolve()?,
-                    audience: None,
-                },
+                SalesforceAuth::JwtBearer { client_id, username, private_key } => {
+                    handoff_salesforce::SalesforceAuth::JwtBearer {
+                        client_id: client_id.clone(),
+                        username: username.clone(),
+                        private_key_pem: private_key.resolve()?,
+                        audience: None,
+                    }
+                }
                 SalesforceAuth::RefreshToken { client_id, client_secret, refresh_token } => {
                     handoff_salesforce::SalesforceAuth::RefreshToken {
                         client_id: client_id.clone(),
@@ -189,10 +200,17 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
                     }
                 }
                 SalesforceAuth::ClientCredentials { client_id, client_secret } => {
-                    handoff_salesforce::SalesforceAuth::ClientCredentials { client_id: client_id.clone(), client_secret: client_secret.resolve()? }
+                    handoff_salesforce::SalesforceAuth::ClientCredentials {
+                        client_id: client_id.clone(),
+                        client_secret: client_secret.resolve()?,
+                    }
                 }
             };
-            let mut settings = handoff_salesforce::SalesforceSettings::new(s.login_url.clone(), auth, Arc::new(TokenFile::new(state_dir, "salesforce")));
+            let mut settings = handoff_salesforce::SalesforceSettings::new(
+                s.login_url.clone(),
+                auth,
+                Arc::new(TokenFile::new(state_dir, "salesforce")),
+            );
             settings.instance_url = s.instance_url.clone();
             settings.api_version = format!("v{}", s.api_version.trim_start_matches('v'));
             settings.ca_file = s.ca_file.clone();
@@ -213,7 +231,9 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
         }
         Connection::Hubspot(h) => {
             let auth = match &h.auth {
-                HubspotAuth::PrivateApp { token } => handoff_hubspot::HubspotAuth::PrivateApp { token: token.resolve()? },
+                HubspotAuth::PrivateApp { token } => {
+                    handoff_hubspot::HubspotAuth::PrivateApp { token: token.resolve()? }
+                }
                 HubspotAuth::Oauth { client_id, client_secret, refresh_token } => handoff_hubspot::HubspotAuth::OAuth {
                     client_id: client_id.clone(),
                     client_secret: client_secret.resolve()?,
@@ -221,7 +241,11 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
                     token_url: None,
                 },
             };
-            let mut settings = handoff_hubspot::HubspotSettings::new(h.base_url.clone(), auth, Arc::new(TokenFile::new(state_dir, "hubspot")));
+            let mut settings = handoff_hubspot::HubspotSettings::new(
+                h.base_url.clone(),
+                auth,
+                Arc::new(TokenFile::new(state_dir, "hubspot")),
+            );
             settings.clock = Arc::new(NowClock(now.clone()));
             settings.ca_file = h.ca_file.clone();
             settings.daily_budget_share = h.daily_budget_share;
@@ -278,7 +302,8 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("secrets/salesforce-refresh-token")).unwrap().permissions().mode();
+            let mode =
+                std::fs::metadata(dir.path().join("secrets/salesforce-refresh-token")).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "only the daemon's user may read it: {mode:o}");
         }
         assert!(!dir.path().join("secrets/.refresh-token.tmp").exists());

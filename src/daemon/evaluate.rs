@@ -33,12 +33,24 @@ impl Evaluator<'_> {
     ///
     /// `due_at` is the deadline-index entry that brought the lead here, if
     /// any; it is dropped whatever the new deadline is.
-    pub fn evaluate_lead(&self, lead_id: &str, due_at: Option<DateTime<Utc>>, next_seq: &mut u64, batch: &mut Batch) -> Result<Evaluated, StoreError> {
+    pub fn evaluate_lead(
+        &self,
+        lead_id: &str,
+        due_at: Option<DateTime<Utc>>,
+        next_seq: &mut u64,
+        batch: &mut Batch,
+    ) -> Result<Evaluated, StoreError> {
         evaluate_lead(self, lead_id, due_at, next_seq, batch)
     }
 }
 
-fn evaluate_lead(cx: &Evaluator<'_>, lead_id: &str, due_at: Option<DateTime<Utc>>, next_seq: &mut u64, batch: &mut Batch) -> Result<Evaluated, StoreError> {
+fn evaluate_lead(
+    cx: &Evaluator<'_>,
+    lead_id: &str,
+    due_at: Option<DateTime<Utc>>,
+    next_seq: &mut u64,
+    batch: &mut Batch,
+) -> Result<Evaluated, StoreError> {
     let Evaluator { store, policy, owners, now } = *cx;
     let mut out = Evaluated::default();
     batch.clear_dirty(lead_id);

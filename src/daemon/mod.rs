@@ -272,7 +272,11 @@ impl Daemon {
         if evaluations_done && !self.stopping() {
             self.weekly(now, &mut report)?;
         }
-        let outbox_done = if self.stopping() || report.paused_until.is_some() { false } else { self.drain_outbox(now, &mut report).await? };
+        let outbox_done = if self.stopping() || report.paused_until.is_some() {
+            false
+        } else {
+            self.drain_outbox(now, &mut report).await?
+        };
 
         report.caught_up = streams_finished && evaluations_done && outbox_done && report.errors.is_empty();
         self.metrics.observe_tick(&report, &self.connector.budget());
@@ -292,7 +296,12 @@ impl Daemon {
     }
 
     /// Reads `stream` page by page. `Ok(true)`: its window was read to the end.
-    async fn sync_stream(&mut self, stream: Stream, now: DateTime<Utc>, report: &mut TickReport) -> Result<bool, DaemonError> {
+    async fn sync_stream(
+        &mut self,
+        stream: Stream,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<bool, DaemonError> {
         let mut cursor = self.store.cursor(stream)?;
         let sla_fields: BTreeSet<String> = self.policy.sla_field_names().iter().map(|s| s.to_string()).collect();
         for _ in 0..self.sync.pages_per_tick {
@@ -303,7 +312,8 @@ impl Daemon {
             let page = match self.connector.pull(stream, cursor.as_ref()).await {
                 Ok(p) => p,
                 Err(ConnectorError::Budget { retry_after, .. }) => {
-                    report.paused_until = Some(now + Duration::from_std(retry_after).unwrap_or_else(|_| Duration::minutes(15)));
+                    report.paused_until =
+                        Some(now + Duration::from_std(retry_after).unwrap_or_else(|_| Duration::minutes(15)));
                     tracing::info!(stream = stream.as_str(), ?retry_after, "API budget reached; pulls pause");
                     return Ok(false);
                 }
@@ -311,7 +321,10 @@ impl Daemon {
                     self.record_error(
                         report,
                         &format!("sync:{}", stream.as_str()),
-                        format!("{e}. Fix: `handoff state --config FILE --resync {}` re-reads the stream from the start", stream.as_str()),
+                        format!(
+                            "{e}. Fix: `handoff state --config FILE --resync {}` re-reads the stream from the start",
+                            stream.as_str()
+                        ),
                     );
                     return Ok(false);
                 }
@@ -323,7 +336,12 @@ impl Daemon {
             report.pages += 1;
             self.metrics.pages.fetch_add(1, Ordering::Relaxed);
             let kinds: HashMap<String, OwnerKind> = self.owners.iter().map(|o| (o.id.clone(), o.kind)).collect();
-            let applier = sync::PageApplier { store: &self.store, owner_kinds: &kinds, sla_fields: &sla_fields, status_field: &self.policy.fields.status };
+            let applier = sync::PageApplier {
+                store: &self.store,
+                owner_kinds: &kinds,
+                sla_fields: &sla_fields,
+                status_field: &self.policy.fields.status,
+            };
             let mut batch = Batch::default();
             let applied = applier.apply(&page, &mut batch)?;
             if let Some(c) = &page.cursor {
@@ -354,7 +372,8 @@ impl Daemon {
     fn evaluate_pending(&mut self, now: DateTime<Utc>, report: &mut TickReport) -> Result<bool, DaemonError> {
         let mut done = 0usize;
         while done < MAX_EVALUATIONS_PER_TICK && !self.stopping() {
-            let mut work: Vec<(String, Option<DateTime<Utc>>)> = self.store.dirty(EVALUATE_CHUNK)?.into_iter().map(|id| (id, None)).collect();
+            let mut work: Vec<(String, Option<DateTime<Utc>>)> =
+                self.store.dirty(EVALUATE_CHUNK)?.into_iter().map(|id| (id, None)).collect();
             if work.len() < EVALUATE_CHUNK {
                 for (at, id) in self.store.due(now, EVALUATE_CHUNK - work.len())? {
                     match work.iter_mut().find(|(w, _)| *w == id) {
@@ -419,11 +438,14 @@ impl Daemon {
             Some(r) => ((last_closed - r).num_weeks()).clamp(1, 12) as usize,
             None => 12,
         };
-        let input = report::Input { instance: "", policy: &policy, leads: &leads, states: &states, owners: &self.owners };
+        let input =
+            report::Input { instance: "", policy: &policy, leads: &leads, states: &states, owners: &self.owners };
         let card = report::compute(&input, weeks + 1, now, None);
-        let closed: Vec<&report::Week> = card.weeks.iter().filter(|w| !w.partial && recorded.is_none_or(|r| w.start > r)).collect();
+        let closed: Vec<&report::Week> =
+            card.weeks.iter().filter(|w| !w.partial && recorded.is_none_or(|r| w.start > r)).collect();
         let mut seq = self.store.next_seq()?;
-        let mut fresh: std::collections::BTreeMap<(String, chrono::NaiveDate), crate::store::WeekRecord> = Default::default();
+        let mut fresh: std::collections::BTreeMap<(String, chrono::NaiveDate), crate::store::WeekRecord> =
+            Default::default();
         for week in &closed {
             // Only the latest closed week escalates: a daemon catching up on
             // history does not raise streaks long over.
@@ -472,7 +494,14 @@ impl Daemon {
             // recorded before the daemon stops.
             match self.connector.write(&actions).await {
                 Ok(outcomes) => {
-                    let r = outbox::record(&self.store, &entries, &outcomes, now, self.settings.max_write_attempts, &mut batch)?;
+                    let r = outbox::record(
+                        &self.store,
+                        &entries,
+                        &outcomes,
+                        now,
+                        self.settings.max_write_attempts,
+                        &mut batch,
+                    )?;
                     self.commit(batch)?;
                     report.written += r.written;
                     report.write_retries += r.retrying;
@@ -481,7 +510,8 @@ impl Daemon {
                 }
                 Err(ConnectorError::Budget { retry_after, .. }) => {
                     self.commit(batch)?;
-                    report.paused_until = Some(now + Duration::from_std(retry_after).unwrap_or_else(|_| Duration::minutes(15)));
+                    report.paused_until =
+                        Some(now + Duration::from_std(retry_after).unwrap_or_else(|_| Duration::minutes(15)));
                     return Ok(false);
                 }
                 Err(e) => {
@@ -497,7 +527,12 @@ impl Daemon {
     /// When the next tick is worth running: the next deadline, or the
     /// interval (longer while idle or low on budget).
     /// `failed_ticks`: ticks in a row that met errors.
-    pub fn next_wake(&self, report: &TickReport, idle_ticks: u32, failed_ticks: u32) -> Result<std::time::Duration, DaemonError> {
+    pub fn next_wake(
+        &self,
+        report: &TickReport,
+        idle_ticks: u32,
+        failed_ticks: u32,
+    ) -> Result<std::time::Duration, DaemonError> {
         let budget = self.connector.budget();
         let secs = wake_after_secs(&Wake {
             interval_secs: self.sync.interval_secs,
@@ -602,6 +637,10 @@ mod tests {
         assert_eq!(wake_after_secs(&Wake { failed_ticks: 3, ..failing }), 240);
         assert_eq!(wake_after_secs(&Wake { failed_ticks: 30, ..failing }), 600, "capped");
         let soon = wake().now.map(|n| n + Duration::seconds(5));
-        assert_eq!(wake_after_secs(&Wake { failed_ticks: 1, next_deadline: soon, ..failing }), 60, "a deadline does not hurry a failing tick");
+        assert_eq!(
+            wake_after_secs(&Wake { failed_ticks: 1, next_deadline: soon, ..failing }),
+            60,
+            "a deadline does not hurry a failing tick"
+        );
     }
 }

@@ -29,7 +29,11 @@ pub fn backoff(attempt: u32) -> Duration {
 
 /// Actions queued for leads that were deleted or merged away since: the
 /// CRM would refuse them, so they are dropped.
-pub fn drop_orphans(store: &Store, entries: Vec<OutboxEntry>, batch: &mut Batch) -> Result<Vec<OutboxEntry>, StoreError> {
+pub fn drop_orphans(
+    store: &Store,
+    entries: Vec<OutboxEntry>,
+    batch: &mut Batch,
+) -> Result<Vec<OutboxEntry>, StoreError> {
     let mut keep = Vec::with_capacity(entries.len());
     for entry in entries {
         let gone = match store.lead(&entry.action.lead_id)? {
@@ -131,7 +135,9 @@ mod tests {
             let action = Action {
                 key: ActionKey(k.to_string()),
                 lead_id: "L1".into(),
-                kind: ActionKind::UpdateLead { fields: BTreeMap::from([("SLA_Status__c".to_string(), serde_json::json!("met"))]) },
+                kind: ActionKind::UpdateLead {
+                    fields: BTreeMap::from([("SLA_Status__c".to_string(), serde_json::json!("met"))]),
+                },
             };
             b.enqueue(i as u64 + 1, &action, now());
         }
@@ -142,7 +148,11 @@ mod tests {
     fn outcome(key: &str, result: Result<&str, ErrorClass>) -> WriteOutcome {
         WriteOutcome {
             key: ActionKey(key.into()),
-            result: result.map(str::to_string).map_err(|class| WriteError { class, code: "X".into(), message: "m".into() }),
+            result: result.map(str::to_string).map_err(|class| WriteError {
+                class,
+                code: "X".into(),
+                message: "m".into(),
+            }),
         }
     }
 

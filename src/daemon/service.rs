@@ -44,7 +44,13 @@ fn load(path: &Path) -> anyhow::Result<Config> {
         Ok(c) => Ok(c),
         Err(ConfigError::Invalid { path, issues }) => {
             let lines: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
-            anyhow::bail!("{} has {} problem(s):\n{}\nRun `handoff check --config {}` after fixing them", path.display(), issues.len(), lines.join("\n"), path.display())
+            anyhow::bail!(
+                "{} has {} problem(s):\n{}\nRun `handoff check --config {}` after fixing them",
+                path.display(),
+                issues.len(),
+                lines.join("\n"),
+                path.display()
+            )
         }
         Err(e) => Err(e.into()),
     }
@@ -103,12 +109,24 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<()> 
     let shutdown = daemon.shutdown_flag();
     let wake = Arc::new(Notify::new());
     let reload = Arc::new(AtomicBool::new(false));
-    spawn_signal_handler(shutdown.clone(), reload.clone(), wake.clone(), config.daemon.shutdown_grace_secs, daemon.store().clone())?;
+    spawn_signal_handler(
+        shutdown.clone(),
+        reload.clone(),
+        wake.clone(),
+        config.daemon.shutdown_grace_secs,
+        daemon.store().clone(),
+    )?;
 
     if let Some(addr) = config.daemon.metrics_listen {
-        crate::http::serve(addr, config.instance.name.clone(), daemon.store().clone(), daemon.metrics.clone(), Arc::new(config.policy.clone()))
-            .await
-            .with_context(|| format!("serving /metrics on {addr}"))?;
+        crate::http::serve(
+            addr,
+            config.instance.name.clone(),
+            daemon.store().clone(),
+            daemon.metrics.clone(),
+            Arc::new(config.policy.clone()),
+        )
+        .await
+        .with_context(|| format!("serving /metrics on {addr}"))?;
     }
 
     let liveness = Arc::new(Liveness::default());
@@ -166,7 +184,9 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<()> 
                     config = new;
                     tracing::info!("config reloaded");
                 }
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "the new config is invalid; keeping the running one"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "the new config is invalid; keeping the running one")
+                }
             }
             notify(&[NotifyState::Ready]);
         }

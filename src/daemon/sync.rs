@@ -124,7 +124,11 @@ impl PageApplier<'_> {
             None => {
                 let mut observed_owners = Vec::new();
                 if let Some(owner) = &lead.owner_id {
-                    observed_owners.push(Assignment { owner_id: owner.clone(), owner_kind: self.kind_of(owner), at: lead.created_at });
+                    observed_owners.push(Assignment {
+                        owner_id: owner.clone(),
+                        owner_kind: self.kind_of(owner),
+                        at: lead.created_at,
+                    });
                 }
                 let mut observed_statuses = Vec::new();
                 if let Some(status) = &status_field {
@@ -136,7 +140,13 @@ impl PageApplier<'_> {
                 }
                 applied.leads_changed += 1;
                 batch.mark_dirty(&lead.id, "new");
-                StoredLead { lead: lead.clone(), observed_owners, observed_statuses, watched, first_seen_at: lead.modified_at }
+                StoredLead {
+                    lead: lead.clone(),
+                    observed_owners,
+                    observed_statuses,
+                    watched,
+                    first_seen_at: lead.modified_at,
+                }
             }
             Some(mut have) => {
                 if have.lead.modified_at > lead.modified_at {
@@ -157,11 +167,8 @@ impl PageApplier<'_> {
                         have.observed_statuses.push(StatusChange { status: status.clone(), at: lead.modified_at });
                     }
                 }
-                let sla_changed = self
-                    .sla_values(&have.lead)
-                    .into_iter()
-                    .zip(self.sla_values(lead))
-                    .any(|(a, b)| !same_value(a, b));
+                let sla_changed =
+                    self.sla_values(&have.lead).into_iter().zip(self.sla_values(lead)).any(|(a, b)| !same_value(a, b));
                 if have.watched == watched && !sla_changed {
                     applied.echoes += 1;
                 } else {
@@ -306,11 +313,13 @@ mod tests {
         let owners: Vec<(&str, OwnerKind, DateTime<Utc>)> =
             stored.observed_owners.iter().map(|a| (a.owner_id.as_str(), a.owner_kind, a.at)).collect();
         assert_eq!(owners, [("00G1", OwnerKind::Queue, at(9, 0)), ("005A", OwnerKind::User, at(9, 4))]);
-        let statuses: Vec<(&str, DateTime<Utc>)> = stored.observed_statuses.iter().map(|s| (s.status.as_str(), s.at)).collect();
+        let statuses: Vec<(&str, DateTime<Utc>)> =
+            stored.observed_statuses.iter().map(|s| (s.status.as_str(), s.at)).collect();
         assert_eq!(statuses, [("Open", at(9, 0)), ("Working", at(10, 0))]);
         // The CRM's own history wins when the connector read it.
         let mut with_history = stored.lead.clone();
-        with_history.assignments = vec![Assignment { owner_id: "005A".into(), owner_kind: OwnerKind::User, at: at(9, 2) }];
+        with_history.assignments =
+            vec![Assignment { owner_id: "005A".into(), owner_kind: OwnerKind::User, at: at(9, 2) }];
         let s = StoredLead { lead: with_history, ..stored };
         assert_eq!(s.for_engine().assignments[0].at, at(9, 2));
         assert_eq!(s.for_engine().status_changes.len(), 2, "status history still observed");
@@ -321,21 +330,23 @@ mod tests {
         let store = Store::in_memory();
         let first = lead("005A", "Open", at(9, 0));
         assert_eq!(apply(&store, page(vec![first.clone()])).leads_changed, 1);
-        store.commit({
-            let mut b = Batch::default();
-            b.clear_dirty("00Q1");
-            b
-        })
-        .unwrap();
+        store
+            .commit({
+                let mut b = Batch::default();
+                b.clear_dirty("00Q1");
+                b
+            })
+            .unwrap();
         // handoff wrote SLA_Status__c and patched its copy (as the outbox does).
         let mut ours = store.lead("00Q1").unwrap().unwrap();
         ours.lead.fields.insert("SLA_Status__c".into(), json!("pending"));
-        store.commit({
-            let mut b = Batch::default();
-            b.put_lead(&ours);
-            b
-        })
-        .unwrap();
+        store
+            .commit({
+                let mut b = Batch::default();
+                b.put_lead(&ours);
+                b
+            })
+            .unwrap();
         let mut echo = first.clone();
         echo.modified_at = at(9, 5);
         echo.fields.insert("SLA_Status__c".into(), json!("pending"));
@@ -390,7 +401,10 @@ mod tests {
             handoff_key: key.map(str::to_string),
             deleted: false,
         };
-        let applied = apply(&store, PullPage { activities: vec![act("c1", "00Q1", None), act("t1", "00Q2", Some("k"))], ..PullPage::default() });
+        let applied = apply(
+            &store,
+            PullPage { activities: vec![act("c1", "00Q1", None), act("t1", "00Q2", Some("k"))], ..PullPage::default() },
+        );
         assert_eq!((applied.activities_changed, applied.own_tasks), (1, 1));
         assert_eq!(store.dirty(10).unwrap(), ["00Q1"]);
         // The call moves to another lead (a merge): both leads are looked at again.
@@ -398,10 +412,18 @@ mod tests {
         assert!(store.activities_of("00Q1").unwrap().is_empty());
         assert_eq!(store.activities_of("00Q3").unwrap().len(), 1);
         // Deleted: gone from its lead.
-        apply(&store, PullPage {
-            deletions: vec![Deletion { stream: Stream::Activities, id: "c1".into(), merged_into: None, deleted_at: at(11, 0) }],
-            ..PullPage::default()
-        });
+        apply(
+            &store,
+            PullPage {
+                deletions: vec![Deletion {
+                    stream: Stream::Activities,
+                    id: "c1".into(),
+                    merged_into: None,
+                    deleted_at: at(11, 0),
+                }],
+                ..PullPage::default()
+            },
+        );
         assert!(store.activities_of("00Q3").unwrap().is_empty());
         assert_eq!(store.activity_lead("c1").unwrap(), None);
     }
@@ -410,16 +432,25 @@ mod tests {
     fn a_merge_marks_the_lead_deleted_and_the_survivor_for_evaluation() {
         let store = Store::in_memory();
         apply(&store, page(vec![lead("005A", "Open", at(9, 0))]));
-        store.commit({
-            let mut b = Batch::default();
-            b.clear_dirty("00Q1");
-            b
-        })
-        .unwrap();
-        apply(&store, PullPage {
-            deletions: vec![Deletion { stream: Stream::Leads, id: "00Q1".into(), merged_into: Some("00Q9".into()), deleted_at: at(12, 0) }],
-            ..PullPage::default()
-        });
+        store
+            .commit({
+                let mut b = Batch::default();
+                b.clear_dirty("00Q1");
+                b
+            })
+            .unwrap();
+        apply(
+            &store,
+            PullPage {
+                deletions: vec![Deletion {
+                    stream: Stream::Leads,
+                    id: "00Q1".into(),
+                    merged_into: Some("00Q9".into()),
+                    deleted_at: at(12, 0),
+                }],
+                ..PullPage::default()
+            },
+        );
         let stored = store.lead("00Q1").unwrap().unwrap();
         assert!(stored.lead.deleted);
         assert_eq!(stored.lead.merged_into.as_deref(), Some("00Q9"));

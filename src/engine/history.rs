@@ -21,7 +21,10 @@ pub enum StatusClass {
 impl StatusClass {
     /// Accepted, rejected, closed or converted: the lead has been decided.
     pub fn is_disposition(self) -> bool {
-        matches!(self, StatusClass::Accepted | StatusClass::Rejected | StatusClass::ClosedUnresponsive | StatusClass::Converted)
+        matches!(
+            self,
+            StatusClass::Accepted | StatusClass::Rejected | StatusClass::ClosedUnresponsive | StatusClass::Converted
+        )
     }
 
     /// Rejected or closed: the CRM record must carry a reason code.

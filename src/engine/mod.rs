@@ -323,7 +323,8 @@ pub fn evaluate(
         notes: Vec::new(),
     };
     if ctx.ownership.assumed {
-        ctx.notes.push("no ownership history on the record; the current owner is taken as assigned at creation".to_string());
+        ctx.notes
+            .push("no ownership history on the record; the current owner is taken as assigned at creation".to_string());
     }
 
     let not_mql = judge_mql(&mut ctx, &mut ev);
@@ -343,7 +344,9 @@ pub fn evaluate(
     }
 
     if let Some(why) = ev.waived.clone() {
-        ctx.notes.push(format!("waived ({why}): a lead below the agreed criteria or with incomplete data carries no sales obligation"));
+        ctx.notes.push(format!(
+            "waived ({why}): a lead below the agreed criteria or with incomplete data carries no sales obligation"
+        ));
         let mut kinds = vec![ClockKind::FirstTouch];
         if segment.is_some_and(|s| s.sal_decision.is_some()) {
             kinds.push(ClockKind::SalDecision);
@@ -392,7 +395,11 @@ pub fn mql_time(lead: &Lead, policy: &CompiledPolicy) -> (DateTime<Utc>, Option<
 /// The business schedule a clock owned by `owner_id` is measured on: the
 /// owner's calendar, in the owner's zone when known and allowed (what every
 /// clock of the engine uses; reports measure speed on it too).
-pub fn owner_schedule(policy: &CompiledPolicy, owners: &Owners<'_>, owner_id: Option<&str>) -> Result<Schedule, EngineError> {
+pub fn owner_schedule(
+    policy: &CompiledPolicy,
+    owners: &Owners<'_>,
+    owner_id: Option<&str>,
+) -> Result<Schedule, EngineError> {
     let mut calendars = Calendars { policy, built: HashMap::new() };
     calendars.for_owner("(report)", owner_id, owners, &mut Vec::new())
 }
@@ -417,7 +424,8 @@ fn judge_mql(ctx: &mut Ctx<'_, '_>, ev: &mut Evaluation) -> Option<String> {
     let why = match policy.qualify(&lead.fields) {
         Qualification::Mql => {
             ev.mql = true;
-            ctx.notes.push("MQL: no disqualifier matches, the score reaches the minimum and the MQL rule holds".to_string());
+            ctx.notes
+                .push("MQL: no disqualifier matches, the score reaches the minimum and the MQL rule holds".to_string());
             return None;
         }
         Qualification::Disqualified { name } => {
@@ -465,19 +473,23 @@ impl Calendars<'_> {
             .and_then(|id| settings.calendar_by_owner.get(id))
             .or(settings.default_calendar.as_ref())
             .cloned()
-            .or_else(|| (self.policy.calendars.len() == 1).then(|| self.policy.calendars.keys().next().cloned()).flatten())
+            .or_else(|| {
+                (self.policy.calendars.len() == 1).then(|| self.policy.calendars.keys().next().cloned()).flatten()
+            })
             .ok_or_else(|| EngineError::NoCalendar { lead_id: lead_id.to_string(), owner: owner_label.clone() })?;
         let zone = match (settings.use_owner_time_zone, owner_id.and_then(|id| owners.get(id))) {
-            (true, Some(owner)) => match owner.time_zone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
-                Some(name) => match Tz::from_str(name) {
-                    Ok(tz) => Some(tz),
-                    Err(_) => {
-                        notes.push(format!("owner {owner_label} has unknown time zone `{name}`; using calendar `{calendar_id}`'s zone"));
-                        None
-                    }
-                },
-                None => None,
-            },
+            (true, Some(owner)) => {
+                match owner.time_zone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
+                    Some(name) => match Tz::from_str(name) {
+                        Ok(tz) => Some(tz),
+                        Err(_) => {
+                            notes.push(format!("owner {owner_label} has unknown time zone `{name}`; using calendar `{calendar_id}`'s zone"));
+                            None
+                        }
+                    },
+                    None => None,
+                }
+            }
             _ => None,
         };
         let key = (calendar_id.clone(), zone);
@@ -489,8 +501,11 @@ impl Calendars<'_> {
             owner: owner_label,
             calendar: calendar_id.clone(),
         })?;
-        let base = Schedule::new(calendar)
-            .map_err(|source| EngineError::Calendar { lead_id: lead_id.to_string(), clock: "calendar", source })?;
+        let base = Schedule::new(calendar).map_err(|source| EngineError::Calendar {
+            lead_id: lead_id.to_string(),
+            clock: "calendar",
+            source,
+        })?;
         let schedule = match zone {
             Some(tz) => base.with_time_zone(tz),
             None => base,
@@ -623,7 +638,12 @@ fn timed_clock(
 
 /// The escalation rungs of a running clock. A rung without a target hands
 /// its turn to the next rung that has one.
-fn ladder(ctx: &mut Ctx<'_, '_>, schedule: &Schedule, window: &Window, clock: &Clock) -> Result<Vec<Rung>, EngineError> {
+fn ladder(
+    ctx: &mut Ctx<'_, '_>,
+    schedule: &Schedule,
+    window: &Window,
+    clock: &Clock,
+) -> Result<Vec<Rung>, EngineError> {
     let (Some(started), Some(due)) = (clock.started_at, clock.due_at) else { return Ok(Vec::new()) };
     let owner = clock.owner_id.as_deref();
     let policy = ctx.policy;
@@ -646,7 +666,8 @@ fn ladder(ctx: &mut Ctx<'_, '_>, schedule: &Schedule, window: &Window, clock: &C
         if consumed.contains(&index) {
             continue;
         }
-        let at = window::rung_at(schedule, window, started, due, &level.after).map_err(ctx.calendar_error(clock.kind))?;
+        let at =
+            window::rung_at(schedule, window, started, due, &level.after).map_err(ctx.calendar_error(clock.kind))?;
         let chosen = (index..targets.len()).find(|j| !consumed.contains(j) && targets[*j].is_some());
         let Some(j) = chosen else {
             ctx.notes.push(format!(
@@ -682,7 +703,11 @@ fn describe_target(target: &EscalationTarget) -> String {
     }
 }
 
-fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<&str>) -> Result<Vec<Clock>, EngineError> {
+fn sales_clocks(
+    ctx: &mut Ctx<'_, '_>,
+    segment: &CompiledSegment,
+    grade: Option<&str>,
+) -> Result<Vec<Clock>, EngineError> {
     let mql_at = ctx.mql_at();
     let user_assignments: Vec<(String, DateTime<Utc>)> =
         ctx.ownership.user_assignments().into_iter().map(|(id, at)| (id.to_string(), at)).collect();
@@ -719,10 +744,8 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
     let mut seen_until = base_start;
     let stop = loop {
         let touch = touches.iter().find(|a| a.occurred_at >= ft_start).copied();
-        let reassignment = user_assignments
-            .iter()
-            .find(|(id, at)| *at > seen_until && Some(id) != ft_owner.as_ref())
-            .cloned();
+        let reassignment =
+            user_assignments.iter().find(|(id, at)| *at > seen_until && Some(id) != ft_owner.as_ref()).cloned();
         match reassignment {
             Some((id, at)) if touch.is_none_or(|t| t.occurred_at >= at) => {
                 seen_until = at;
@@ -747,7 +770,8 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
     let current_status = ctx.current_status().map(str::to_string);
     let (decided, assumed) = decisions(ctx.lead, &ctx.policy.statuses, current_status.as_deref());
     if assumed {
-        ctx.notes.push("no status history on the record; the decision is dated at the lead's last modification".to_string());
+        ctx.notes
+            .push("no status history on the record; the decision is dated at the lead's last modification".to_string());
     }
     let decided: Vec<Decision> = decided.into_iter().filter(|d| d.at >= mql_at).collect();
 
@@ -768,7 +792,12 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
                 ),
                 (None, Some(a)) => (
                     Some(a.occurred_at),
-                    format!("touched: {} {} by {}", a.kind.as_str(), a.id, a.owner_id.as_deref().unwrap_or("(unknown)")),
+                    format!(
+                        "touched: {} {} by {}",
+                        a.kind.as_str(),
+                        a.id,
+                        a.owner_id.as_deref().unwrap_or("(unknown)")
+                    ),
                     Some(StopCause::Touch { activity_id: a.id.clone() }),
                 ),
                 (None, None) => (None, String::new(), None),
@@ -852,7 +881,10 @@ fn sales_clocks(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, grade: Option<
         let field = &ctx.policy.fields.reason_code;
         let code = ctx.lead.field_str(field).map(str::trim);
         let problem = match code {
-            None => Some(format!("status `{}` needs a reason code in `{field}`, which is empty", current_status.as_deref().unwrap_or_default())),
+            None => Some(format!(
+                "status `{}` needs a reason code in `{field}`, which is empty",
+                current_status.as_deref().unwrap_or_default()
+            )),
             Some(code) if !ctx.policy.reason_codes.iter().any(|c| c == code) => Some(format!(
                 "reason code `{code}` in `{field}` is not one of the agreed codes ({})",
                 ctx.policy.reason_codes.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
@@ -895,7 +927,12 @@ fn explain_non_touches(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, start: 
         } else {
             continue;
         };
-        lines.push(format!("first_touch: {} {} at {} does not count: {why}", a.kind.as_str(), a.id, rfc3339(a.occurred_at)));
+        lines.push(format!(
+            "first_touch: {} {} at {} does not count: {why}",
+            a.kind.as_str(),
+            a.id,
+            rfc3339(a.occurred_at)
+        ));
     }
     for change in ctx.lead.status_changes.iter().filter(|c| c.at >= start) {
         lines.push(format!(
@@ -929,10 +966,7 @@ fn cadence_clock(
         (Some(first), Some(last)) => business_days_spanned(&schedule, first.occurred_at, last.occurred_at),
         _ => 0,
     };
-    let tally = format!(
-        "{} of {needed_touches} touches across {days} of {needed_days} business days",
-        counted.len()
-    );
+    let tally = format!("{} of {needed_touches} touches across {days} of {needed_days} business days", counted.len());
     let mut clock = Clock {
         kind: ClockKind::Cadence,
         owner_id: owner,
@@ -944,9 +978,8 @@ fn cadence_clock(
     };
     if let Some(closed) = closed_at {
         clock.stopped_at = Some(closed);
-        clock.stopped_by = current_class.map(|_| StopCause::Status {
-            status: ctx.current_status().unwrap_or("closed").to_string(),
-        });
+        clock.stopped_by =
+            current_class.map(|_| StopCause::Status { status: ctx.current_status().unwrap_or("closed").to_string() });
         let enough = counted.len() as u64 >= u64::from(needed_touches) && days >= needed_days;
         if enough {
             clock.status = ClockStatus::Met;
@@ -1011,7 +1044,8 @@ fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &mut [Clock]) -> Result<Vec<Acti
     for clock in clocks.iter().filter(|c| c.kind.is_sales()) {
         let (Some(received), Some(owner)) = (clock.received_at, clock.owner_id.clone()) else {
             if clock.status == ClockStatus::AtRisk || clock.status == ClockStatus::Breached {
-                ctx.notes.push(format!("{}: no user owns the lead, so no reminder or escalation task", clock.kind.as_str()));
+                ctx.notes
+                    .push(format!("{}: no user owns the lead, so no reminder or escalation task", clock.kind.as_str()));
             }
             continue;
         };
@@ -1094,7 +1128,10 @@ fn write_back(ctx: &Ctx<'_, '_>, ev: &mut Evaluation) {
     };
     let desired: BTreeMap<String, serde_json::Value> = [
         (names.grade.clone(), ev.grade.clone().map(serde_json::Value::String).unwrap_or(serde_json::Value::Null)),
-        (names.due_at.clone(), running_due.map(|d| serde_json::Value::String(rfc3339(d))).unwrap_or(serde_json::Value::Null)),
+        (
+            names.due_at.clone(),
+            running_due.map(|d| serde_json::Value::String(rfc3339(d))).unwrap_or(serde_json::Value::Null),
+        ),
         (names.status.clone(), serde_json::Value::String(status.as_str().to_string())),
         (names.breach_count.clone(), serde_json::Value::from(breaches as u64)),
     ]

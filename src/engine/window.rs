@@ -30,7 +30,11 @@ pub fn deadline(schedule: &Schedule, start: DateTime<Utc>, window: &Window) -> R
 
 /// When counting starts: the next opening for business windows (an
 /// after-hours arrival waits for the desk), `start` itself for wall clock.
-pub fn effective_start(schedule: &Schedule, start: DateTime<Utc>, window: &Window) -> Result<DateTime<Utc>, CalendarError> {
+pub fn effective_start(
+    schedule: &Schedule,
+    start: DateTime<Utc>,
+    window: &Window,
+) -> Result<DateTime<Utc>, CalendarError> {
     match window {
         Window::WallClock(_) => Ok(start),
         _ => schedule.next_open(start),
@@ -65,7 +69,8 @@ pub fn advance(
 }
 
 fn checked_add(schedule: &Schedule, from: DateTime<Utc>, amount: Duration) -> Result<DateTime<Utc>, CalendarError> {
-    from.checked_add_signed(amount).ok_or_else(|| CalendarError::OutOfRange { calendar_id: schedule.id().to_string(), from })
+    from.checked_add_signed(amount)
+        .ok_or_else(|| CalendarError::OutOfRange { calendar_id: schedule.id().to_string(), from })
 }
 
 fn scale(duration: Duration, factor: f64) -> Duration {

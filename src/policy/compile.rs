@@ -11,8 +11,8 @@ use serde_json::Value as Json;
 use super::cond::{parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
 use super::window::{parse_window, Window, WINDOW_FIX};
 use super::{
-    Cadence, CalendarSpec, ClockStart, Condition, FieldMap, Issue, OnReassign, OwnerSettings,
-    Policy, StatusMap, TouchBy,
+    Cadence, CalendarSpec, ClockStart, Condition, FieldMap, Issue, OnReassign, OwnerSettings, Policy, StatusMap,
+    TouchBy,
 };
 use crate::calendar::Schedule;
 
@@ -135,9 +135,14 @@ pub struct CompiledScorecard {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Qualification {
     /// The named disqualifier matched.
-    Disqualified { name: String },
+    Disqualified {
+        name: String,
+    },
     /// The score is missing, not a number, or below the minimum.
-    BelowScore { score: Option<f64>, min_score: f64 },
+    BelowScore {
+        score: Option<f64>,
+        min_score: f64,
+    },
     /// The MQL rule does not hold.
     NotMql,
     Mql,
@@ -203,9 +208,7 @@ impl CompiledPolicy {
 
     /// The first segment that applies (the last one catches every lead).
     pub fn segment_for(&self, fields: &BTreeMap<String, Json>) -> Option<&CompiledSegment> {
-        self.segments
-            .iter()
-            .find(|s| s.applies_to.as_ref().is_none_or(|c| c.eval(fields)))
+        self.segments.iter().find(|s| s.applies_to.as_ref().is_none_or(|c| c.eval(fields)))
     }
 
     /// Required fields the lead does not carry (see [`super::is_set`]).
@@ -222,9 +225,7 @@ impl CompiledPolicy {
     /// else the default.
     pub fn calendar_for_owner(&self, owner_id: Option<&str>) -> Option<&BusinessCalendar> {
         let by_owner = owner_id.and_then(|id| self.owners.calendar_by_owner.get(id));
-        by_owner
-            .or(self.owners.default_calendar.as_ref())
-            .and_then(|name| self.calendars.get(name))
+        by_owner.or(self.owners.default_calendar.as_ref()).and_then(|name| self.calendars.get(name))
     }
 }
 
@@ -235,7 +236,12 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
     let p = "policy";
 
     if policy.version == 0 {
-        cx.issue(format!("{p}.version"), "0", "the version starts at 1", "set `version = 1` and bump it whenever the agreed SLA changes");
+        cx.issue(
+            format!("{p}.version"),
+            "0",
+            "the version starts at 1",
+            "set `version = 1` and bump it whenever the agreed SLA changes",
+        );
     }
     check_fields(&mut cx, &policy.fields);
     check_statuses(&mut cx, &policy.statuses);
@@ -257,7 +263,12 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
         .collect();
     if let Some(min) = defs.min_score {
         if !min.is_finite() {
-            cx.issue(format!("{p}.definitions.min_score"), min.to_string(), "the minimum score is not a number", "write a number such as 85");
+            cx.issue(
+                format!("{p}.definitions.min_score"),
+                min.to_string(),
+                "the minimum score is not a number",
+                "write a number such as 85",
+            );
         }
         if policy.fields.score.as_deref().is_none_or(|s| s.trim().is_empty()) {
             cx.issue(
@@ -274,7 +285,12 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
     let mut grades: Vec<(String, Option<Cond>)> = Vec::new();
     let mut grade_descriptions = BTreeMap::new();
     if policy.grades.is_empty() {
-        cx.issue(format!("{p}.grades"), "[]", "no grades are defined", "add `[[policy.grades]]` rules, e.g. name = \"A\" with a `when` condition");
+        cx.issue(
+            format!("{p}.grades"),
+            "[]",
+            "no grades are defined",
+            "add `[[policy.grades]]` rules, e.g. name = \"A\" with a `when` condition",
+        );
     }
     for (i, g) in policy.grades.iter().enumerate() {
         let path = format!("{p}.grades[{i}]");
@@ -282,7 +298,12 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
         if name.is_empty() {
             cx.issue(format!("{path}.name"), "\"\"", "a grade needs a name", "name it, e.g. \"A\"");
         } else if grade_names.contains(&name) {
-            cx.issue(format!("{path}.name"), quoted(&name), "this grade name is used twice", "give every grade rule its own name");
+            cx.issue(
+                format!("{path}.name"),
+                quoted(&name),
+                "this grade name is used twice",
+                "give every grade rule its own name",
+            );
         } else {
             grade_names.push(name.clone());
         }
@@ -300,17 +321,18 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
     let collect = |items: Vec<(String, Option<Cond>)>| -> Option<Vec<(String, Cond)>> {
         items.into_iter().map(|(n, c)| c.map(|c| (n, c))).collect()
     };
-    let (Some(mql), Some(disqualifiers), Some(grades), Some(segments), Some(marketing), Some(escalation), Some(scorecard), Some(owners), Some(calendars)) = (
-        mql,
-        collect(disqualifiers),
-        collect(grades),
-        segments,
-        marketing,
-        escalation,
-        scorecard,
-        owners,
-        calendars,
-    ) else {
+    let (
+        Some(mql),
+        Some(disqualifiers),
+        Some(grades),
+        Some(segments),
+        Some(marketing),
+        Some(escalation),
+        Some(scorecard),
+        Some(owners),
+        Some(calendars),
+    ) = (mql, collect(disqualifiers), collect(grades), segments, marketing, escalation, scorecard, owners, calendars)
+    else {
         return Err(cx.done_err());
     };
     if !cx.issues.is_empty() {
@@ -341,7 +363,13 @@ struct Cx {
 }
 
 impl Cx {
-    fn issue(&mut self, path: impl Into<String>, value: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
+    fn issue(
+        &mut self,
+        path: impl Into<String>,
+        value: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.issues.push(Issue::new(path, value, message, fix));
     }
 
@@ -391,12 +419,22 @@ fn check_fields(cx: &mut Cx, f: &FieldMap) {
     ]);
     for (key, value) in named {
         if value.trim().is_empty() {
-            cx.issue(format!("{p}.{key}"), "\"\"", "the CRM field name is empty", "write the field's API name, e.g. \"Status\" or \"hs_lead_status\"");
+            cx.issue(
+                format!("{p}.{key}"),
+                "\"\"",
+                "the CRM field name is empty",
+                "write the field's API name, e.g. \"Status\" or \"hs_lead_status\"",
+            );
         }
     }
     for (key, value) in [("score", &f.score), ("mql_at", &f.mql_at)] {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-            cx.issue(format!("{p}.{key}"), "\"\"", "the CRM field name is empty", "write the field's API name or remove the key");
+            cx.issue(
+                format!("{p}.{key}"),
+                "\"\"",
+                "the CRM field name is empty",
+                "write the field's API name or remove the key",
+            );
         }
     }
 }
@@ -414,13 +452,28 @@ fn check_statuses(cx: &mut Cx, s: &StatusMap) {
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (key, values, required) in groups {
         if required && values.is_empty() {
-            cx.issue(format!("{p}.{key}"), "[]", "no status value is listed", "list the status value(s) the CRM uses for this meaning, e.g. [\"Qualified\"]");
+            cx.issue(
+                format!("{p}.{key}"),
+                "[]",
+                "no status value is listed",
+                "list the status value(s) the CRM uses for this meaning, e.g. [\"Qualified\"]",
+            );
         }
         for (i, v) in values.iter().enumerate() {
             if v.trim().is_empty() {
-                cx.issue(format!("{p}.{key}[{i}]"), "\"\"", "a status value is empty", "remove it or write the value as the CRM stores it");
+                cx.issue(
+                    format!("{p}.{key}[{i}]"),
+                    "\"\"",
+                    "a status value is empty",
+                    "remove it or write the value as the CRM stores it",
+                );
             } else if let Some(other) = seen.insert(v.trim().to_lowercase(), key) {
-                cx.issue(format!("{p}.{key}[{i}]"), quoted(v), format!("this status is already listed under `{other}`"), "list each status value under one meaning only");
+                cx.issue(
+                    format!("{p}.{key}[{i}]"),
+                    quoted(v),
+                    format!("this status is already listed under `{other}`"),
+                    "list each status value under one meaning only",
+                );
             }
         }
     }
@@ -429,13 +482,23 @@ fn check_statuses(cx: &mut Cx, s: &StatusMap) {
 fn check_reason_codes(cx: &mut Cx, codes: &[String]) -> BTreeSet<String> {
     let p = "policy.reason_codes";
     if codes.is_empty() {
-        cx.issue(p, "[]", "the list of disposition reason codes is empty", "list the fixed reason codes, e.g. [\"Wrong persona\", \"No budget\", \"Bad timing\"]");
+        cx.issue(
+            p,
+            "[]",
+            "the list of disposition reason codes is empty",
+            "list the fixed reason codes, e.g. [\"Wrong persona\", \"No budget\", \"Bad timing\"]",
+        );
     }
     let mut out = BTreeSet::new();
     let mut lower = BTreeSet::new();
     for (i, c) in codes.iter().enumerate() {
         if c.trim().is_empty() {
-            cx.issue(format!("{p}[{i}]"), "\"\"", "a reason code is empty", "remove it or write the code as the CRM picklist stores it");
+            cx.issue(
+                format!("{p}[{i}]"),
+                "\"\"",
+                "a reason code is empty",
+                "remove it or write the code as the CRM picklist stores it",
+            );
         } else if !lower.insert(c.trim().to_lowercase()) {
             cx.issue(format!("{p}[{i}]"), quoted(c), "this reason code is listed twice", "list each code once");
         } else {
@@ -474,9 +537,17 @@ pub(crate) fn parse_time_range(text: &str) -> Option<(NaiveTime, NaiveTime)> {
 
 const HOURS_FIX: &str = "write windows as \"HH:MM-HH:MM\" in 24-hour time, e.g. [\"09:00-17:00\"] or [\"09:00-12:00\", \"13:00-17:00\"]; an end at or before the start runs past midnight";
 
-fn compile_calendars(cx: &mut Cx, specs: &BTreeMap<String, CalendarSpec>) -> Option<BTreeMap<String, BusinessCalendar>> {
+fn compile_calendars(
+    cx: &mut Cx,
+    specs: &BTreeMap<String, CalendarSpec>,
+) -> Option<BTreeMap<String, BusinessCalendar>> {
     if specs.is_empty() {
-        cx.issue("policy.calendars", "{}", "no calendar is defined", "add `[policy.calendars.NAME]` with time_zone and hours");
+        cx.issue(
+            "policy.calendars",
+            "{}",
+            "no calendar is defined",
+            "add `[policy.calendars.NAME]` with time_zone and hours",
+        );
         return None;
     }
     let mut out = BTreeMap::new();
@@ -505,7 +576,12 @@ fn compile_calendar(cx: &mut Cx, name: &str, spec: &CalendarSpec) -> Option<Busi
     let mut weekly = Vec::new();
     for (day, windows) in &spec.hours {
         let Some(weekday) = parse_weekday(day) else {
-            cx.issue(format!("{p}.hours.{day}"), quoted(day), "not a day of the week", "use mon, tue, wed, thu, fri, sat or sun");
+            cx.issue(
+                format!("{p}.hours.{day}"),
+                quoted(day),
+                "not a day of the week",
+                "use mon, tue, wed, thu, fri, sat or sun",
+            );
             continue;
         };
         for (i, w) in windows.iter().enumerate() {
@@ -516,7 +592,12 @@ fn compile_calendar(cx: &mut Cx, name: &str, spec: &CalendarSpec) -> Option<Busi
         }
     }
     if weekly.is_empty() && spec.hours.values().all(|w| w.is_empty()) {
-        cx.issue(format!("{p}.hours"), "{}", "the calendar has no working hours at all, so no deadline could ever fall due", "add weekly hours, e.g. mon = [\"09:00-17:00\"]");
+        cx.issue(
+            format!("{p}.hours"),
+            "{}",
+            "the calendar has no working hours at all, so no deadline could ever fall due",
+            "add weekly hours, e.g. mon = [\"09:00-17:00\"]",
+        );
     }
     let mut holidays = Vec::new();
     for (i, h) in spec.holidays.iter().enumerate() {
@@ -562,14 +643,24 @@ fn compile_owners(cx: &mut Cx, o: &OwnerSettings, calendars: &BTreeMap<String, C
     let default = match &o.default_calendar {
         Some(name) if calendars.contains_key(name) => Some(name.clone()),
         Some(name) => {
-            cx.issue(format!("{p}.default_calendar"), quoted(name), "no calendar has this name", format!("use one of {}", names()));
+            cx.issue(
+                format!("{p}.default_calendar"),
+                quoted(name),
+                "no calendar has this name",
+                format!("use one of {}", names()),
+            );
             ok = false;
             None
         }
         None if calendars.len() == 1 => calendars.keys().next().cloned(),
         None => {
             if calendars.len() > 1 {
-                cx.issue(format!("{p}.default_calendar"), "", "several calendars are defined but none is the default", format!("set `default_calendar` to one of {}", names()));
+                cx.issue(
+                    format!("{p}.default_calendar"),
+                    "",
+                    "several calendars are defined but none is the default",
+                    format!("set `default_calendar` to one of {}", names()),
+                );
             }
             ok = false;
             None
@@ -577,13 +668,23 @@ fn compile_owners(cx: &mut Cx, o: &OwnerSettings, calendars: &BTreeMap<String, C
     };
     for (owner, cal) in &o.calendar_by_owner {
         if !calendars.contains_key(cal) {
-            cx.issue(format!("{p}.calendar_by_owner.{owner}"), quoted(cal), "no calendar has this name", format!("use one of {}", names()));
+            cx.issue(
+                format!("{p}.calendar_by_owner.{owner}"),
+                quoted(cal),
+                "no calendar has this name",
+                format!("use one of {}", names()),
+            );
             ok = false;
         }
     }
     for (owner, manager) in &o.managers {
         if manager.trim().is_empty() {
-            cx.issue(format!("{p}.managers.{owner}"), "\"\"", "the manager id is empty", "write the manager's owner id or remove the entry");
+            cx.issue(
+                format!("{p}.managers.{owner}"),
+                "\"\"",
+                "the manager id is empty",
+                "write the manager's owner id or remove the entry",
+            );
             ok = false;
         }
     }
@@ -674,7 +775,12 @@ fn scalar(v: &toml::Value) -> Option<Scalar> {
 fn compile_test(cx: &mut Cx, field: &str, op_text: &str, value: Option<&toml::Value>, path: &str) -> Option<Cond> {
     let mut ok = true;
     if field.trim().is_empty() {
-        cx.issue(format!("{path}.field"), "\"\"", "the field name is empty", "write the CRM field's API name, e.g. \"NumberOfEmployees\"");
+        cx.issue(
+            format!("{path}.field"),
+            "\"\"",
+            "the field name is empty",
+            "write the CRM field's API name, e.g. \"NumberOfEmployees\"",
+        );
         ok = false;
     }
     let Some(op) = Op::parse(op_text) else {
@@ -702,17 +808,32 @@ fn compile_test(cx: &mut Cx, field: &str, op_text: &str, value: Option<&toml::Va
                     None
                 }
                 None => {
-                    cx.issue(vpath, shown(&toml::Value::Array(items.clone())), "the list may hold only strings, numbers and booleans", "remove nested lists and tables");
+                    cx.issue(
+                        vpath,
+                        shown(&toml::Value::Array(items.clone())),
+                        "the list may hold only strings, numbers and booleans",
+                        "remove nested lists and tables",
+                    );
                     None
                 }
             }
         }
         (Op::In | Op::NotIn, Some(v)) => {
-            cx.issue(vpath, shown(v), format!("`{}` needs a list", op.as_str()), format!("write `value = [{}]`", shown(v)));
+            cx.issue(
+                vpath,
+                shown(v),
+                format!("`{}` needs a list", op.as_str()),
+                format!("write `value = [{}]`", shown(v)),
+            );
             None
         }
         (_, Some(toml::Value::Array(items))) => {
-            cx.issue(vpath, shown(&toml::Value::Array(items.clone())), format!("`{}` compares with one value, not a list", op.as_str()), "use `op = \"in\"` to match any of several values");
+            cx.issue(
+                vpath,
+                shown(&toml::Value::Array(items.clone())),
+                format!("`{}` compares with one value, not a list", op.as_str()),
+                "use `op = \"in\"` to match any of several values",
+            );
             None
         }
         (_, Some(v)) => match scalar(v) {
@@ -727,7 +848,12 @@ fn compile_test(cx: &mut Cx, field: &str, op_text: &str, value: Option<&toml::Va
                     Scalar::Bool(_) => false,
                 };
                 if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge) && !orderable {
-                    cx.issue(vpath, shown(v), format!("`{}` compares numbers or dates only", op.as_str()), "write a number (25) or a date (\"2026-01-31\"), or use `=` / `contains` for text");
+                    cx.issue(
+                        vpath,
+                        shown(v),
+                        format!("`{}` compares numbers or dates only", op.as_str()),
+                        "write a number (25) or a date (\"2026-01-31\"), or use `=` / `contains` for text",
+                    );
                     None
                 } else {
                     Some(CondValue::One(s))
@@ -741,9 +867,19 @@ fn compile_test(cx: &mut Cx, field: &str, op_text: &str, value: Option<&toml::Va
     }
 }
 
-fn compile_segments(cx: &mut Cx, policy: &Policy, grades: &[String], conds: &mut CondCompiler<'_>) -> Option<Vec<CompiledSegment>> {
+fn compile_segments(
+    cx: &mut Cx,
+    policy: &Policy,
+    grades: &[String],
+    conds: &mut CondCompiler<'_>,
+) -> Option<Vec<CompiledSegment>> {
     if policy.segments.is_empty() {
-        cx.issue("policy.segments", "[]", "no segment defines the sales commitments", "add a `[[policy.segments]]` with first_touch, cadence and disposition");
+        cx.issue(
+            "policy.segments",
+            "[]",
+            "no segment defines the sales commitments",
+            "add a `[[policy.segments]]` with first_touch, cadence and disposition",
+        );
         return None;
     }
     let last = policy.segments.len() - 1;
@@ -756,15 +892,30 @@ fn compile_segments(cx: &mut Cx, policy: &Policy, grades: &[String], conds: &mut
         if seg.name.trim().is_empty() {
             cx.issue(format!("{p}.name"), "\"\"", "a segment needs a name", "name it, e.g. \"inbound\"");
         } else if !names.insert(seg.name.trim().to_string()) {
-            cx.issue(format!("{p}.name"), quoted(&seg.name), "this segment name is used twice", "give every segment its own name");
+            cx.issue(
+                format!("{p}.name"),
+                quoted(&seg.name),
+                "this segment name is used twice",
+                "give every segment its own name",
+            );
         }
         let applies_to = match (&seg.applies_to, i == last) {
             (Some(_), true) => {
-                cx.issue(format!("{p}.applies_to"), "", "the last segment must catch every lead, but it has a condition", "remove `applies_to` from the last segment, or add a final catch-all segment without one");
+                cx.issue(
+                    format!("{p}.applies_to"),
+                    "",
+                    "the last segment must catch every lead, but it has a condition",
+                    "remove `applies_to` from the last segment, or add a final catch-all segment without one",
+                );
                 None
             }
             (None, false) => {
-                cx.issue(format!("{p}.applies_to"), "", "a segment without `applies_to` catches every lead, so the segments after it never apply", "give it an `applies_to` condition or move it last");
+                cx.issue(
+                    format!("{p}.applies_to"),
+                    "",
+                    "a segment without `applies_to` catches every lead, so the segments after it never apply",
+                    "give it an `applies_to` condition or move it last",
+                );
                 None
             }
             (Some(c), false) => conds.compile(cx, c, &format!("{p}.applies_to")),
@@ -775,7 +926,10 @@ fn compile_segments(cx: &mut Cx, policy: &Policy, grades: &[String], conds: &mut
             if !grades.contains(grade) {
                 let fix = match suggest(grade, grades.iter().map(String::as_str)) {
                     Some(s) => format!("did you mean \"{s}\"? Or add a [[policy.grades]] rule named \"{grade}\""),
-                    None => format!("use one of the grades {} or add a [[policy.grades]] rule named \"{grade}\"", grades.join(", ")),
+                    None => format!(
+                        "use one of the grades {} or add a [[policy.grades]] rule named \"{grade}\"",
+                        grades.join(", ")
+                    ),
                 };
                 cx.issue(format!("{p}.first_touch.{grade}"), quoted(grade), "no grade rule defines this grade", fix);
             }
@@ -785,21 +939,46 @@ fn compile_segments(cx: &mut Cx, policy: &Policy, grades: &[String], conds: &mut
         }
         for grade in grades {
             if !seg.first_touch.contains_key(grade) {
-                cx.issue(format!("{p}.first_touch"), "", format!("grade `{grade}` has no first-touch target in this segment"), format!("add `{grade} = \"48 business hours\"` (or the agreed window) under first_touch"));
+                cx.issue(
+                    format!("{p}.first_touch"),
+                    "",
+                    format!("grade `{grade}` has no first-touch target in this segment"),
+                    format!("add `{grade} = \"48 business hours\"` (or the agreed window) under first_touch"),
+                );
             }
         }
         let sal_decision = seg.sal_decision.as_deref().map(|t| cx.window(format!("{p}.sal_decision"), t));
         if seg.cadence.touches == 0 {
-            cx.issue(format!("{p}.cadence.touches"), "0", "a cadence of zero touches lets any lead be closed untouched", "require at least one touch, e.g. touches = 6");
+            cx.issue(
+                format!("{p}.cadence.touches"),
+                "0",
+                "a cadence of zero touches lets any lead be closed untouched",
+                "require at least one touch, e.g. touches = 6",
+            );
         }
         if seg.cadence.business_days == 0 {
-            cx.issue(format!("{p}.cadence.business_days"), "0", "the cadence must span at least one business day", "write the span, e.g. business_days = 10");
+            cx.issue(
+                format!("{p}.cadence.business_days"),
+                "0",
+                "the cadence must span at least one business day",
+                "write the span, e.g. business_days = 10",
+            );
         }
         if seg.touch_kinds.is_empty() {
-            cx.issue(format!("{p}.touch_kinds"), "[]", "no activity counts as a touch", "remove the key (calls, emails and meetings count) or list some");
+            cx.issue(
+                format!("{p}.touch_kinds"),
+                "[]",
+                "no activity counts as a touch",
+                "remove the key (calls, emails and meetings count) or list some",
+            );
         }
         if seg.touch_kinds.contains(&ActivityKind::Task) {
-            cx.issue(format!("{p}.touch_kinds"), "\"task\"", "a task is a to-do, not contact with the lead", "list only \"call\", \"email\" and \"meeting\"");
+            cx.issue(
+                format!("{p}.touch_kinds"),
+                "\"task\"",
+                "a task is a to-do, not contact with the lead",
+                "list only \"call\", \"email\" and \"meeting\"",
+            );
         }
         let disposition_within = cx.window(format!("{p}.disposition.within"), &seg.disposition.within);
         if cx.issues.len() > before {
@@ -833,18 +1012,33 @@ fn compile_marketing(cx: &mut Cx, policy: &Policy, grades: &[String]) -> Option<
     let before = cx.issues.len();
     for (i, f) in m.required_fields.iter().enumerate() {
         if f.trim().is_empty() {
-            cx.issue(format!("{p}.required_fields[{i}]"), "\"\"", "a required field name is empty", "remove it or write the CRM field's API name");
+            cx.issue(
+                format!("{p}.required_fields[{i}]"),
+                "\"\"",
+                "a required field name is empty",
+                "remove it or write the CRM field's API name",
+            );
         }
     }
     let routing_within = cx.window(format!("{p}.routing_within"), &m.routing_within);
     for grade in m.monthly_volume.keys() {
         if !grades.contains(grade) {
-            cx.issue(format!("{p}.monthly_volume.{grade}"), quoted(grade), "no grade rule defines this grade", format!("use one of the grades {}", grades.join(", ")));
+            cx.issue(
+                format!("{p}.monthly_volume.{grade}"),
+                quoted(grade),
+                "no grade rule defines this grade",
+                format!("use one of the grades {}", grades.join(", ")),
+            );
         }
     }
     if let Some(rate) = m.min_acceptance_rate {
         if !(0.0..=1.0).contains(&rate) {
-            cx.issue(format!("{p}.min_acceptance_rate"), rate.to_string(), "an acceptance rate is a share between 0 and 1", "write e.g. 0.6 for 60 %");
+            cx.issue(
+                format!("{p}.min_acceptance_rate"),
+                rate.to_string(),
+                "an acceptance rate is a share between 0 and 1",
+                "write e.g. 0.6 for 60 %",
+            );
         }
     }
     if cx.issues.len() > before {
@@ -910,7 +1104,12 @@ fn compile_escalation(cx: &mut Cx, policy: &Policy) -> Option<CompiledEscalation
         }
     };
     if e.levels.is_empty() {
-        cx.issue(format!("{p}.levels"), "[]", "no escalation level is defined, so a breach would reach nobody", "add `[[policy.escalation.levels]]` with after = \"0\" and to = \"manager\"");
+        cx.issue(
+            format!("{p}.levels"),
+            "[]",
+            "no escalation level is defined, so a breach would reach nobody",
+            "add `[[policy.escalation.levels]]` with after = \"0\" and to = \"manager\"",
+        );
     }
     let mut levels = Vec::new();
     for (i, level) in e.levels.iter().enumerate() {
@@ -924,7 +1123,12 @@ fn compile_escalation(cx: &mut Cx, policy: &Policy) -> Option<CompiledEscalation
         };
         let to = parse_target(&level.to);
         if to.is_none() {
-            cx.issue(format!("{lp}.to"), quoted(&level.to), "not an escalation target", "write \"manager\", \"manager.manager\" or \"pool:QUEUE_OR_USER_ID\"");
+            cx.issue(
+                format!("{lp}.to"),
+                quoted(&level.to),
+                "not an escalation target",
+                "write \"manager\", \"manager.manager\" or \"pool:QUEUE_OR_USER_ID\"",
+            );
         }
         if let (Some(after), Some(to)) = (after, to) {
             levels.push(CompiledLevel { after, to });
@@ -941,16 +1145,31 @@ fn compile_scorecard(cx: &mut Cx, policy: &Policy) -> Option<CompiledScorecard> 
     let p = "policy.scorecard";
     let before = cx.issues.len();
     if s.consecutive_weeks == 0 {
-        cx.issue(format!("{p}.consecutive_weeks"), "0", "escalating after zero missed weeks means escalating every week", "write the agreed number, e.g. 2");
+        cx.issue(
+            format!("{p}.consecutive_weeks"),
+            "0",
+            "escalating after zero missed weeks means escalating every week",
+            "write the agreed number, e.g. 2",
+        );
     }
     for (i, id) in s.notify.iter().enumerate() {
         if id.trim().is_empty() {
-            cx.issue(format!("{p}.notify[{i}]"), "\"\"", "an owner id is empty", "write the leader's owner id or remove the entry");
+            cx.issue(
+                format!("{p}.notify[{i}]"),
+                "\"\"",
+                "an owner id is empty",
+                "write the leader's owner id or remove the entry",
+            );
         }
     }
     let week_starts = parse_weekday(&s.week_starts);
     if week_starts.is_none() {
-        cx.issue(format!("{p}.week_starts"), quoted(&s.week_starts), "not a day of the week", "use mon, tue, wed, thu, fri, sat or sun");
+        cx.issue(
+            format!("{p}.week_starts"),
+            quoted(&s.week_starts),
+            "not a day of the week",
+            "use mon, tue, wed, thu, fri, sat or sun",
+        );
     }
     let t = &s.targets;
     for (key, value) in [
@@ -962,13 +1181,23 @@ fn compile_scorecard(cx: &mut Cx, policy: &Policy) -> Option<CompiledScorecard> 
         ("routing_in_window", t.routing_in_window),
     ] {
         if !(0.0..=1.0).contains(&value) {
-            cx.issue(format!("{p}.targets.{key}"), value.to_string(), "a target is a share between 0 and 1", "write e.g. 0.9 for 90 %");
+            cx.issue(
+                format!("{p}.targets.{key}"),
+                value.to_string(),
+                "a target is a share between 0 and 1",
+                "write e.g. 0.9 for 90 %",
+            );
         }
     }
     if cx.issues.len() > before {
         return None;
     }
-    Some(CompiledScorecard { consecutive_weeks: s.consecutive_weeks, notify: s.notify.clone(), week_starts: week_starts?, targets: s.targets })
+    Some(CompiledScorecard {
+        consecutive_weeks: s.consecutive_weeks,
+        notify: s.notify.clone(),
+        week_starts: week_starts?,
+        targets: s.targets,
+    })
 }
 
 #[cfg(test)]
@@ -1012,13 +1241,17 @@ mod tests {
         assert_eq!(p.reason_codes.len(), 7);
         assert_eq!(p.scorecard.consecutive_weeks, 2);
         assert_eq!(p.escalation.remind, Reminder::FractionElapsed(0.75));
-        let rungs: Vec<(After, EscalationTarget)> = p.escalation.levels.iter().map(|l| (l.after, l.to.clone())).collect();
+        let rungs: Vec<(After, EscalationTarget)> =
+            p.escalation.levels.iter().map(|l| (l.after, l.to.clone())).collect();
         assert_eq!(rungs[0], (After::AtBreach, EscalationTarget::Manager));
         assert_eq!(rungs[1], (After::WindowMultiple(2.0), EscalationTarget::ManagerOfManager));
         assert!(matches!(rungs[2], (After::WindowMultiple(m), EscalationTarget::Pool(_)) if m == 3.0));
         assert_eq!(p.marketing.routing_within, Window::WallClock(chrono::Duration::minutes(5)));
         assert_eq!(p.owners.default_calendar.as_deref(), Some("us_east"));
-        assert_eq!(p.calendar_for_owner(Some("005Hs00000A1b2cAAA")).map(|c| c.time_zone.as_str()), Some("Europe/London"));
+        assert_eq!(
+            p.calendar_for_owner(Some("005Hs00000A1b2cAAA")).map(|c| c.time_zone.as_str()),
+            Some("Europe/London")
+        );
         assert_eq!(p.calendar_for_owner(None).map(|c| c.id.as_str()), Some("us_east"));
     }
 
@@ -1068,7 +1301,21 @@ mod tests {
     #[test]
     fn referenced_fields_cover_mapping_sla_required_and_conditions() {
         let fields = example().referenced_fields();
-        for f in ["Status", "LeadSource", "Lead_Score__c", "Disqualification_Reason__c", "MQL_Date__c", "SLA_Grade__c", "SLA_Breach_Count__c", "Phone", "NumberOfEmployees", "Intent_Action__c", "Title", "Email", "Country"] {
+        for f in [
+            "Status",
+            "LeadSource",
+            "Lead_Score__c",
+            "Disqualification_Reason__c",
+            "MQL_Date__c",
+            "SLA_Grade__c",
+            "SLA_Breach_Count__c",
+            "Phone",
+            "NumberOfEmployees",
+            "Intent_Action__c",
+            "Title",
+            "Email",
+            "Country",
+        ] {
             assert!(fields.contains(f), "{f} missing from {fields:?}");
         }
         assert!(!fields.contains(""));
@@ -1094,9 +1341,15 @@ mod tests {
 
     #[test]
     fn the_last_segment_must_catch_all() {
-        let issues = issues_after("name = \"inbound\"\n", "name = \"inbound\"\napplies_to = { field = \"LeadSource\", op = \"=\", value = \"Web\" }\n");
+        let issues = issues_after(
+            "name = \"inbound\"\n",
+            "name = \"inbound\"\napplies_to = { field = \"LeadSource\", op = \"=\", value = \"Web\" }\n",
+        );
         assert_eq!(paths(&issues), ["policy.segments[1].applies_to"]);
-        let issues = issues_after("applies_to = { field = \"LeadSource\", op = \"in\", value = [\"Outbound\", \"Purchased List\"] }\n", "");
+        let issues = issues_after(
+            "applies_to = { field = \"LeadSource\", op = \"in\", value = [\"Outbound\", \"Purchased List\"] }\n",
+            "",
+        );
         assert_eq!(paths(&issues), ["policy.segments[0].applies_to"]);
     }
 
@@ -1123,8 +1376,16 @@ mod tests {
     fn references_and_ranges_are_checked() {
         let cases: [(&str, &str, &str); 8] = [
             ("default_calendar = \"us_east\"", "default_calendar = \"us-east\"", "policy.owners.default_calendar"),
-            ("\"005Hs00000A1b3dAAA\" = \"apac\"", "\"005Hs00000A1b3dAAA\" = \"asia\"", "policy.owners.calendar_by_owner.005Hs00000A1b3dAAA"),
-            ("monthly_volume = { A = 40, B = 80 }", "monthly_volume = { A = 40, E = 80 }", "policy.marketing.monthly_volume.E"),
+            (
+                "\"005Hs00000A1b3dAAA\" = \"apac\"",
+                "\"005Hs00000A1b3dAAA\" = \"asia\"",
+                "policy.owners.calendar_by_owner.005Hs00000A1b3dAAA",
+            ),
+            (
+                "monthly_volume = { A = 40, B = 80 }",
+                "monthly_volume = { A = 40, E = 80 }",
+                "policy.marketing.monthly_volume.E",
+            ),
             ("min_acceptance_rate = 0.6", "min_acceptance_rate = 60.0", "policy.marketing.min_acceptance_rate"),
             ("consecutive_weeks = 2", "consecutive_weeks = 0", "policy.scorecard.consecutive_weeks"),
             ("rejected = [\"Unqualified\"]", "rejected = [\"Qualified\"]", "policy.statuses.rejected[0]"),
@@ -1150,7 +1411,10 @@ mod tests {
     #[test]
     fn grades_without_a_target_and_duplicates() {
         let issues = issues_after("name = \"C\"", "name = \"B\"");
-        assert_eq!(paths(&issues), ["policy.grades[2].name", "policy.segments[0].first_touch.C", "policy.segments[1].first_touch.C"]);
+        assert_eq!(
+            paths(&issues),
+            ["policy.grades[2].name", "policy.segments[0].first_touch.C", "policy.segments[1].first_touch.C"]
+        );
     }
 
     #[test]

@@ -233,9 +233,7 @@ fn test(actual: Option<&Json>, op: Op, value: &CondValue) -> bool {
         (Op::Eq, CondValue::One(s)) => any_element(actual, |v| loose_eq(v, s)),
         (Op::Ne, CondValue::One(s)) => !any_element(actual, |v| loose_eq(v, s)),
         (Op::In, CondValue::List(list)) => any_element(actual, |v| list.iter().any(|s| loose_eq(v, s))),
-        (Op::NotIn, CondValue::List(list)) => {
-            !any_element(actual, |v| list.iter().any(|s| loose_eq(v, s)))
-        }
+        (Op::NotIn, CondValue::List(list)) => !any_element(actual, |v| list.iter().any(|s| loose_eq(v, s))),
         (Op::Contains, CondValue::One(s)) => {
             let needle = scalar_text(s).to_lowercase();
             any_element(actual, |v| json_text(v).map(|t| t.to_lowercase().contains(&needle)).unwrap_or(false))
@@ -364,7 +362,12 @@ mod tests {
     fn strings_are_case_insensitive() {
         let f = lead(json!({"Country": " united states ", "Intent": "Demo Request;Pricing"}));
         assert!(t("Country", Op::Eq, one(Scalar::Str("United States".into()))).eval(&f));
-        assert!(t("Country", Op::In, CondValue::List(vec![Scalar::Str("UK".into()), Scalar::Str("UNITED STATES".into())])).eval(&f));
+        assert!(t(
+            "Country",
+            Op::In,
+            CondValue::List(vec![Scalar::Str("UK".into()), Scalar::Str("UNITED STATES".into())])
+        )
+        .eval(&f));
         assert!(!t("Country", Op::NotIn, CondValue::List(vec![Scalar::Str("united states".into())])).eval(&f));
         assert!(t("Intent", Op::Contains, one(Scalar::Str("pricing".into()))).eval(&f));
         assert!(!t("Intent", Op::Contains, one(Scalar::Str("webinar".into()))).eval(&f));
@@ -422,7 +425,13 @@ mod tests {
 
     #[test]
     fn operator_spellings() {
-        for (s, op) in [("=", Op::Eq), ("==", Op::Eq), ("not  in", Op::NotIn), ("IS NOT SET", Op::IsNotSet), ("contains", Op::Contains)] {
+        for (s, op) in [
+            ("=", Op::Eq),
+            ("==", Op::Eq),
+            ("not  in", Op::NotIn),
+            ("IS NOT SET", Op::IsNotSet),
+            ("contains", Op::Contains),
+        ] {
             assert_eq!(Op::parse(s), Some(op), "{s}");
         }
         assert_eq!(Op::parse("=~"), None);

@@ -91,17 +91,15 @@ pub fn parse_window(text: &str) -> Result<Window, String> {
         [n, unit] => (*n, false, *unit),
         [n] => {
             // "90m", "2h", "1d"
-            let split = n.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| {
-                format!("`{text}` has no unit (business hours, business days, hours, minutes ...)")
-            })?;
+            let split = n
+                .find(|c: char| c.is_ascii_alphabetic())
+                .ok_or_else(|| format!("`{text}` has no unit (business hours, business days, hours, minutes ...)"))?;
             let (num, unit) = n.split_at(split);
             (num, false, unit)
         }
         _ => return Err(format!("`{text}` is not a duration this policy understands")),
     };
-    let amount: f64 = number
-        .parse()
-        .map_err(|_| format!("`{number}` in `{text}` is not a number"))?;
+    let amount: f64 = number.parse().map_err(|_| format!("`{number}` in `{text}` is not a number"))?;
     if !amount.is_finite() || amount <= 0.0 {
         return Err(format!("`{text}` is not a positive duration"));
     }
@@ -124,9 +122,7 @@ pub fn parse_window(text: &str) -> Result<Window, String> {
         return Ok(Window::BusinessDays(amount as u32));
     }
     if business && unit_secs > 86_400 {
-        return Err(format!(
-            "`{text}`: business weeks are ambiguous; write the number of business days"
-        ));
+        return Err(format!("`{text}`: business weeks are ambiguous; write the number of business days"));
     }
     let secs = amount * unit_secs as f64;
     if secs.fract() != 0.0 || secs > 1e12 {
@@ -177,8 +173,16 @@ mod tests {
     #[test]
     fn rejects_nonsense() {
         for s in [
-            "", "soon", "0 business hours", "-1 hours", "1 business fortnight", "1.5 business days",
-            "2 business weeks", "one hour", "1 hour please now", "48",
+            "",
+            "soon",
+            "0 business hours",
+            "-1 hours",
+            "1 business fortnight",
+            "1.5 business days",
+            "2 business weeks",
+            "one hour",
+            "1 hour please now",
+            "48",
         ] {
             assert!(parse_window(s).is_err(), "{s:?} should be rejected");
         }
@@ -186,7 +190,9 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["1 business hour", "90 business minutes", "same business day", "3 business days", "24 hours", "30 minutes"] {
+        for s in
+            ["1 business hour", "90 business minutes", "same business day", "3 business days", "24 hours", "30 minutes"]
+        {
             let w = parse_window(s).unwrap();
             assert_eq!(parse_window(&w.to_string()), Ok(w), "{s}");
         }

@@ -35,22 +35,43 @@ fn chart(values: &[Option<f64>], target: Option<f64>, unit: Unit, labels: &[Stri
             Unit::Share => format!("{:.0}%", v * 100.0),
             Unit::Count => format!("{v:.0}"),
         };
-        let _ = write!(svg, r#"<line class="grid" x1="{pad_l}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text class="axis" x="{}" y="{:.1}" text-anchor="end">{label}</text>"#, w - pad_r, pad_l - 6.0, y(v) + 5.0, y = y(v));
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{pad_l}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text class="axis" x="{}" y="{:.1}" text-anchor="end">{label}</text>"#,
+            w - pad_r,
+            pad_l - 6.0,
+            y(v) + 5.0,
+            y = y(v)
+        );
     }
     if let Some(t) = target {
-        let _ = write!(svg, r#"<line class="target" x1="{pad_l}" x2="{}" y1="{y:.1}" y2="{y:.1}"/>"#, w - pad_r, y = y(t));
+        let _ =
+            write!(svg, r#"<line class="target" x1="{pad_l}" x2="{}" y1="{y:.1}" y2="{y:.1}"/>"#, w - pad_r, y = y(t));
     }
-    let points: Vec<String> = values.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect();
+    let points: Vec<String> =
+        values.iter().enumerate().filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect();
     if points.len() > 1 {
         let _ = write!(svg, r#"<polyline class="line" points="{}"/>"#, points.join(" "));
     }
     for (i, v) in values.iter().enumerate() {
         if let Some(v) = v {
             let miss = target.is_some_and(|t| *v + 1e-9 < t);
-            let _ = write!(svg, r#"<circle class="{}" cx="{:.1}" cy="{:.1}" r="6"/>"#, if miss { "dot miss" } else { "dot" }, x(i), y(*v));
+            let _ = write!(
+                svg,
+                r#"<circle class="{}" cx="{:.1}" cy="{:.1}" r="6"/>"#,
+                if miss { "dot miss" } else { "dot" },
+                x(i),
+                y(*v)
+            );
         }
         if let Some(l) = labels.get(i) {
-            let _ = write!(svg, r#"<text class="axis" x="{:.1}" y="{}" text-anchor="middle">{}</text>"#, x(i), h - 6.0, esc(l));
+            let _ = write!(
+                svg,
+                r#"<text class="axis" x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+                x(i),
+                h - 6.0,
+                esc(l)
+            );
         }
     }
     svg.push_str("</svg>");
@@ -97,7 +118,8 @@ th:first-child,td:first-child{text-align:left}th{color:#9fb3c8;font-weight:600}
 /// The whole page.
 pub fn render_html(card: &Scorecard) -> String {
     let mut out = String::new();
-    let labels: Vec<String> = card.weeks.iter().map(|w| format!("{}{}", w.start.format("%b %d"), if w.partial { "*" } else { "" })).collect();
+    let labels: Vec<String> =
+        card.weeks.iter().map(|w| format!("{}{}", w.start.format("%b %d"), if w.partial { "*" } else { "" })).collect();
     let _ = write!(
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>SLA scorecard · {inst}</title><style>{STYLE}</style></head><body>",
@@ -121,8 +143,11 @@ pub fn render_html(card: &Scorecard) -> String {
             };
             let _ = write!(out, "<h2>{title}</h2><div class=\"grid-cards\">");
             for c in last.commitments.iter().filter(|c| c.side == side) {
-                let series: Vec<Option<f64>> =
-                    card.weeks.iter().map(|w| w.commitments.iter().find(|x| x.id == c.id).and_then(|x| x.actual)).collect();
+                let series: Vec<Option<f64>> = card
+                    .weeks
+                    .iter()
+                    .map(|w| w.commitments.iter().find(|x| x.id == c.id).and_then(|x| x.actual))
+                    .collect();
                 out.push_str(&card_html(c, &series, &labels));
             }
             out.push_str("</div>");

@@ -264,12 +264,15 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
         }
         let grade = state.grade.clone().unwrap_or_else(|| "none".to_string());
         let source = lead.field_str(&policy.fields.source).unwrap_or("(none)").to_string();
-        let lead_rep = lead.owner_id.clone().filter(|o| owner_by_id.get(o.as_str()).is_none_or(|ow| ow.kind == OwnerKind::User));
+        let lead_rep =
+            lead.owner_id.clone().filter(|o| owner_by_id.get(o.as_str()).is_none_or(|ow| ow.kind == OwnerKind::User));
         let group_of = |rep: Option<&str>| -> Option<String> {
             match by? {
                 Dimension::Grade => Some(grade.clone()),
                 Dimension::Source => Some(source.clone()),
-                Dimension::Rep => Some(rep.map(|r| owner_label(&owner_by_id, r)).unwrap_or_else(|| "(unassigned)".into())),
+                Dimension::Rep => {
+                    Some(rep.map(|r| owner_label(&owner_by_id, r)).unwrap_or_else(|| "(unassigned)".into()))
+                }
                 Dimension::Team => Some(
                     rep.and_then(|r| owners.manager_of(r, policy))
                         .map(|m| owner_label(&owner_by_id, &m))
@@ -287,7 +290,8 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
         let (mql_at, _) = engine::mql_time(&lead, policy);
         let qualified = state.mql && state.waived.is_none();
         let converted = lead.converted_at.is_some()
-            || lead.field_str(&policy.fields.status).and_then(|s| classify(&policy.statuses, s)) == Some(StatusClass::Converted);
+            || lead.field_str(&policy.fields.status).and_then(|s| classify(&policy.statuses, s))
+                == Some(StatusClass::Converted);
 
         if state.mql {
             let required = policy.marketing.required_fields.len() as u64;
@@ -344,7 +348,8 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
             match clock.kind {
                 ClockKind::Routing => {
                     if let Some((at, met)) = outcome {
-                        let minutes = clock.stopped_at.zip(clock.received_at).map(|(s, r)| (s - r).num_seconds() as f64 / 60.0);
+                        let minutes =
+                            clock.stopped_at.zip(clock.received_at).map(|(s, r)| (s - r).num_seconds() as f64 / 60.0);
                         record(at, rep, &mut |a| {
                             a.m.routing_in_window.add(met);
                             if let Some(m) = minutes {
@@ -357,7 +362,9 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
                     if let Some((at, met)) = outcome {
                         record(at, rep, &mut |a| a.m.first_touch_in_window.add(met));
                     }
-                    if let (Some(StopCause::Touch { .. }), Some(start), Some(stop)) = (&clock.stopped_by, clock.started_at, clock.stopped_at) {
+                    if let (Some(StopCause::Touch { .. }), Some(start), Some(stop)) =
+                        (&clock.stopped_by, clock.started_at, clock.stopped_at)
+                    {
                         let schedule = schedules
                             .entry(clock.owner_id.clone())
                             .or_insert_with(|| engine::owner_schedule(policy, &owners, clock.owner_id.as_deref()).ok());
@@ -400,12 +407,22 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
                 .collect();
             groups.entry("all".to_string()).or_default();
             let partial = now < ends_at;
-            let elapsed = if partial { ((now - starts_at).num_seconds() as f64 / (ends_at - starts_at).num_seconds() as f64).clamp(0.0, 1.0) } else { 1.0 };
+            let elapsed = if partial {
+                ((now - starts_at).num_seconds() as f64 / (ends_at - starts_at).num_seconds() as f64).clamp(0.0, 1.0)
+            } else {
+                1.0
+            };
             let commitments = commitments(policy, &groups["all"], elapsed);
             Week { start: *start, starts_at, ends_at, partial, groups, commitments }
         })
         .collect();
-    Scorecard { instance: input.instance.to_string(), time_zone: tz.name().to_string(), generated_at: now, by, weeks: weeks_out }
+    Scorecard {
+        instance: input.instance.to_string(),
+        time_zone: tz.name().to_string(),
+        generated_at: now,
+        by,
+        weeks: weeks_out,
+    }
 }
 
 fn owner_label(owners: &HashMap<&str, &Owner>, id: &str) -> String {
@@ -421,7 +438,15 @@ fn commitments(policy: &CompiledPolicy, m: &Metrics, elapsed: f64) -> Vec<Commit
     let t = &policy.scorecard.targets;
     let share = |id: &str, side: Side, label: &str, target: f64, r: &Ratio| {
         let actual = r.rate();
-        Commitment { id: id.to_string(), side, label: label.to_string(), target, actual, met: actual.map(|a| a + 1e-9 >= target), unit: Unit::Share }
+        Commitment {
+            id: id.to_string(),
+            side,
+            label: label.to_string(),
+            target,
+            actual,
+            met: actual.map(|a| a + 1e-9 >= target),
+            unit: Unit::Share,
+        }
     };
     let mut out = Vec::new();
     for (grade, monthly) in &policy.marketing.monthly_volume {
@@ -438,15 +463,51 @@ fn commitments(policy: &CompiledPolicy, m: &Metrics, elapsed: f64) -> Vec<Commit
             unit: Unit::Count,
         });
     }
-    out.push(share("marketing.data_completeness", Side::Marketing, "data completeness", t.data_completeness, &m.data_completeness));
-    out.push(share("marketing.routing_in_window", Side::Marketing, "routed to a rep in time", t.routing_in_window, &m.routing_in_window));
+    out.push(share(
+        "marketing.data_completeness",
+        Side::Marketing,
+        "data completeness",
+        t.data_completeness,
+        &m.data_completeness,
+    ));
+    out.push(share(
+        "marketing.routing_in_window",
+        Side::Marketing,
+        "routed to a rep in time",
+        t.routing_in_window,
+        &m.routing_in_window,
+    ));
     if let Some(min) = policy.marketing.min_acceptance_rate {
         out.push(share("marketing.acceptance", Side::Marketing, "MQLs accepted by sales (SAL)", min, &m.acceptance));
     }
-    out.push(share("sales.first_touch_in_window", Side::Sales, "first touch inside the window", t.first_touch_in_window, &m.first_touch_in_window));
-    out.push(share("sales.follow_up_completion", Side::Sales, "full cadence before closing", t.follow_up_completion, &m.follow_up_completion));
-    out.push(share("sales.disposition_in_window", Side::Sales, "dispositioned inside the window", t.disposition_in_window, &m.disposition_in_window));
-    out.push(share("sales.feedback_quality", Side::Sales, "rejections with an agreed reason code", t.feedback_quality, &m.feedback_quality));
+    out.push(share(
+        "sales.first_touch_in_window",
+        Side::Sales,
+        "first touch inside the window",
+        t.first_touch_in_window,
+        &m.first_touch_in_window,
+    ));
+    out.push(share(
+        "sales.follow_up_completion",
+        Side::Sales,
+        "full cadence before closing",
+        t.follow_up_completion,
+        &m.follow_up_completion,
+    ));
+    out.push(share(
+        "sales.disposition_in_window",
+        Side::Sales,
+        "dispositioned inside the window",
+        t.disposition_in_window,
+        &m.disposition_in_window,
+    ));
+    out.push(share(
+        "sales.feedback_quality",
+        Side::Sales,
+        "rejections with an agreed reason code",
+        t.feedback_quality,
+        &m.feedback_quality,
+    ));
     out
 }
 
@@ -475,10 +536,12 @@ pub fn render(card: &Scorecard, format: Format) -> String {
     match format {
         Format::Table => render_table(card),
         Format::Csv => render_csv(card),
-        Format::Json => serde_json::to_string_pretty(card).map(|mut s| {
-            s.push('\n');
-            s
-        }).unwrap_or_default(),
+        Format::Json => serde_json::to_string_pretty(card)
+            .map(|mut s| {
+                s.push('\n');
+                s
+            })
+            .unwrap_or_default(),
         Format::Html => render_html(card),
     }
 }
@@ -509,7 +572,11 @@ pub fn run_cli(args: &crate::cli::ReportArgs) -> anyhow::Result<std::process::Ex
             return Ok(std::process::ExitCode::from(crate::cli::EXIT_INVALID));
         }
     };
-    anyhow::ensure!((1..=52).contains(&args.weeks), "--weeks {} is out of range; use 1 to 52 (8 to 12 show a trend)", args.weeks);
+    anyhow::ensure!(
+        (1..=52).contains(&args.weeks),
+        "--weeks {} is out of range; use 1 to 52 (8 to 12 show a trend)",
+        args.weeks
+    );
     let text = match crate::store::Store::open(&config.instance.state_dir) {
         Ok(store) => {
             let now = args.at.unwrap_or_else(Utc::now);

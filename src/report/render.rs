@@ -52,8 +52,15 @@ pub fn render_table(card: &Scorecard) -> String {
     let mut out = String::new();
     let weeks = &card.weeks;
     let _ = writeln!(out, "handoff scorecard: {} (weeks start in {}; * = week to date)", card.instance, card.time_zone);
-    let head: Vec<String> = weeks.iter().map(|w| format!("{}{}", w.start.format("%m-%d"), if w.partial { "*" } else { "" })).collect();
-    let _ = writeln!(out, "{:<42} {:>7} {}  trend", "", "target", head.iter().map(|h| format!("{h:>8}")).collect::<String>());
+    let head: Vec<String> =
+        weeks.iter().map(|w| format!("{}{}", w.start.format("%m-%d"), if w.partial { "*" } else { "" })).collect();
+    let _ = writeln!(
+        out,
+        "{:<42} {:>7} {}  trend",
+        "",
+        "target",
+        head.iter().map(|h| format!("{h:>8}")).collect::<String>()
+    );
     let Some(last) = weeks.last() else { return out };
     // The target column shows a whole week's target (a week to date is
     // judged against its prorated share, which the cells reflect).
@@ -62,7 +69,8 @@ pub fn render_table(card: &Scorecard) -> String {
         let _ = writeln!(out, "{}", side.as_str().to_uppercase());
         for c in last.commitments.iter().filter(|c| c.side == side) {
             let shown_target = reference.commitments.iter().find(|x| x.id == c.id).unwrap_or(c);
-            let series: Vec<Option<&Commitment>> = weeks.iter().map(|w| w.commitments.iter().find(|x| x.id == c.id)).collect();
+            let series: Vec<Option<&Commitment>> =
+                weeks.iter().map(|w| w.commitments.iter().find(|x| x.id == c.id)).collect();
             let cells: String = series
                 .iter()
                 .map(|x| match x {
@@ -142,12 +150,28 @@ fn csv_field(s: &str) -> String {
 }
 
 fn ratio_rows(rows: &mut Vec<[String; 7]>, week: &str, group: &str, metric: &str, r: &Ratio) {
-    rows.push([week.into(), group.into(), metric.into(), r.rate().map(|v| format!("{v:.4}")).unwrap_or_default(), r.hits.to_string(), r.cases.to_string(), String::new()]);
+    rows.push([
+        week.into(),
+        group.into(),
+        metric.into(),
+        r.rate().map(|v| format!("{v:.4}")).unwrap_or_default(),
+        r.hits.to_string(),
+        r.cases.to_string(),
+        String::new(),
+    ]);
 }
 
 fn spread_rows(rows: &mut Vec<[String; 7]>, week: &str, group: &str, metric: &str, s: &Spread) {
     for (q, v) in [("median", s.median), ("p90", s.p90)] {
-        rows.push([week.into(), group.into(), format!("{metric}_{q}"), v.map(|v| format!("{v:.1}")).unwrap_or_default(), String::new(), s.count.to_string(), String::new()]);
+        rows.push([
+            week.into(),
+            group.into(),
+            format!("{metric}_{q}"),
+            v.map(|v| format!("{v:.1}")).unwrap_or_default(),
+            String::new(),
+            s.count.to_string(),
+            String::new(),
+        ]);
     }
 }
 
@@ -168,12 +192,36 @@ pub fn render_csv(card: &Scorecard) -> String {
                 String::new(),
                 format!("{:.4}", c.target),
             ]);
-            rows.push([week.clone(), "all".into(), format!("{}.met", c.id), c.met.map(|m| m.to_string()).unwrap_or_default(), String::new(), String::new(), String::new()]);
+            rows.push([
+                week.clone(),
+                "all".into(),
+                format!("{}.met", c.id),
+                c.met.map(|m| m.to_string()).unwrap_or_default(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
         }
         for (group, m) in &w.groups {
-            rows.push([week.clone(), group.clone(), "mqls".into(), m.mqls.to_string(), String::new(), String::new(), String::new()]);
+            rows.push([
+                week.clone(),
+                group.clone(),
+                "mqls".into(),
+                m.mqls.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
             for (grade, n) in &m.mqls_by_grade {
-                rows.push([week.clone(), group.clone(), format!("mqls.{grade}"), n.to_string(), String::new(), String::new(), String::new()]);
+                rows.push([
+                    week.clone(),
+                    group.clone(),
+                    format!("mqls.{grade}"),
+                    n.to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
             }
             ratio_rows(&mut rows, &week, group, "data_completeness", &m.data_completeness);
             ratio_rows(&mut rows, &week, group, "routing_in_window", &m.routing_in_window);
@@ -185,7 +233,15 @@ pub fn render_csv(card: &Scorecard) -> String {
             ratio_rows(&mut rows, &week, group, "disposition_in_window", &m.disposition_in_window);
             ratio_rows(&mut rows, &week, group, "feedback_quality", &m.feedback_quality);
             for (reason, n) in &m.rejection_reasons {
-                rows.push([week.clone(), group.clone(), format!("rejection_reason.{reason}"), n.to_string(), String::new(), String::new(), String::new()]);
+                rows.push([
+                    week.clone(),
+                    group.clone(),
+                    format!("rejection_reason.{reason}"),
+                    n.to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
             }
             ratio_rows(&mut rows, &week, group, "opportunity", &m.opportunity);
             for (grade, r) in &m.opportunity_by_grade {

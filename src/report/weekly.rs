@@ -88,7 +88,9 @@ mod tests {
     use crate::report::{Side, Unit};
 
     fn policy() -> CompiledPolicy {
-        let mut p = crate::config::parse(include_str!("../../config/salesforce.example.toml")).expect("the example is valid").policy;
+        let mut p = crate::config::parse(include_str!("../../config/salesforce.example.toml"))
+            .expect("the example is valid")
+            .policy;
         p.scorecard.notify = vec!["VP_M".into(), "VP_S".into()];
         p
     }
@@ -155,7 +157,9 @@ mod tests {
         let mut w = week(NaiveDate::from_ymd_opt(2026, 3, 9).unwrap(), false);
         w.commitments[0].met = None;
         w.commitments[0].actual = None;
-        let missed_before = |_: &str, _: NaiveDate| Some(WeekRecord { week_start: NaiveDate::MIN, met: false, actual: None, target: None });
+        let missed_before = |_: &str, _: NaiveDate| {
+            Some(WeekRecord { week_start: NaiveDate::MIN, met: false, actual: None, target: None })
+        };
         assert!(escalations(&p, "acme", &w, &missed_before).is_empty());
         assert!(record_of(&w, &w.commitments[0]).met, "no cases is not a miss");
     }

@@ -79,7 +79,9 @@ fn decode<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<T
     let err = |message: String| StoreError::Format { tree: tree.name(), key: show_key(key), message };
     match bytes.split_first() {
         Some((&VALUE_FORMAT, json)) => serde_json::from_slice(json).map_err(|e| err(format!("unreadable value: {e}"))),
-        Some((other, _)) => Err(err(format!("value format {other} is unknown to this handoff (it writes {VALUE_FORMAT})"))),
+        Some((other, _)) => {
+            Err(err(format!("value format {other} is unknown to this handoff (it writes {VALUE_FORMAT})")))
+        }
         None => Err(err("empty value".to_string())),
     }
 }
@@ -309,7 +311,13 @@ impl Store {
         }
     }
 
-    fn scan<T: DeserializeOwned>(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+    fn scan<T: DeserializeOwned>(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
         self.backend
             .range(tree, from, to, limit)?
             .into_iter()
@@ -349,7 +357,11 @@ impl Store {
     pub fn activities_of(&self, lead_id: &str) -> Result<Vec<Activity>, StoreError> {
         let prefix = lead_prefix(lead_id);
         let end = prefix_end(&prefix);
-        Ok(self.scan::<Activity>(Tree::Activities, &prefix, end.as_deref(), usize::MAX)?.into_iter().map(|(_, a)| a).collect())
+        Ok(self
+            .scan::<Activity>(Tree::Activities, &prefix, end.as_deref(), usize::MAX)?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect())
     }
 
     /// Every activity (reports).
@@ -473,7 +485,8 @@ impl Store {
 
     /// Keys of the error records beyond the newest [`ERRORS_KEPT`].
     fn stale_error_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        let keys: Vec<Vec<u8>> = self.backend.range(Tree::Errors, b"", None, usize::MAX)?.into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<Vec<u8>> =
+            self.backend.range(Tree::Errors, b"", None, usize::MAX)?.into_iter().map(|(k, _)| k).collect();
         let excess = keys.len().saturating_sub(ERRORS_KEPT);
         Ok(keys.into_iter().take(excess).collect())
     }
@@ -482,7 +495,11 @@ impl Store {
     pub fn record_error(&self, at: DateTime<Utc>, phase: &str, message: &str) -> Result<(), StoreError> {
         let seq = self.meta_u64("error_seq")?.unwrap_or(1);
         let mut batch = Batch::default();
-        batch.put(Tree::Errors, seq.to_be_bytes().to_vec(), &ErrorRecord { at, phase: phase.to_string(), message: message.to_string() });
+        batch.put(
+            Tree::Errors,
+            seq.to_be_bytes().to_vec(),
+            &ErrorRecord { at, phase: phase.to_string(), message: message.to_string() },
+        );
         batch.set_meta_u64("error_seq", seq + 1);
         for key in self.stale_error_keys()? {
             batch.delete(Tree::Errors, key);
@@ -490,7 +507,11 @@ impl Store {
         self.commit(batch)
     }
 
-    pub fn week_record(&self, commitment: &str, week_start: chrono::NaiveDate) -> Result<Option<WeekRecord>, StoreError> {
+    pub fn week_record(
+        &self,
+        commitment: &str,
+        week_start: chrono::NaiveDate,
+    ) -> Result<Option<WeekRecord>, StoreError> {
         self.get(Tree::Weekly, week_key(commitment, week_start).as_bytes())
     }
 
@@ -787,7 +808,16 @@ mod tests {
             later.next_attempt_at = at(11);
             let mut b = Batch::default();
             b.update_outbox(&later);
-            b.confirm(&ready[1], &LedgerEntry { lead_id: "L1".into(), crm_id: "x".into(), done_at: at(9), kind: ActionSummary::of(&ready[1].action), attempts: 1 });
+            b.confirm(
+                &ready[1],
+                &LedgerEntry {
+                    lead_id: "L1".into(),
+                    crm_id: "x".into(),
+                    done_at: at(9),
+                    kind: ActionSummary::of(&ready[1].action),
+                    attempts: 1,
+                },
+            );
             store.commit(b).unwrap();
             assert!(store.outbox_ready(at(10), 10).unwrap().is_empty(), "k1 backs off until 11:00");
             assert_eq!(store.outbox_ready(at(11), 10).unwrap().len(), 1);
@@ -799,7 +829,10 @@ mod tests {
     #[test]
     fn a_value_from_a_newer_handoff_is_refused_by_name() {
         let store = Store::in_memory();
-        store.backend.commit(&[Write { tree: Tree::Leads, key: b"L1".to_vec(), value: Some(vec![9, b'{', b'}']) }]).unwrap();
+        store
+            .backend
+            .commit(&[Write { tree: Tree::Leads, key: b"L1".to_vec(), value: Some(vec![9, b'{', b'}']) }])
+            .unwrap();
         let err = store.lead("L1").unwrap_err().to_string();
         assert!(err.contains("leads") && err.contains("L1") && err.contains("format 9"), "{err}");
     }

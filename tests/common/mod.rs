@@ -31,7 +31,12 @@ pub async fn frozen_sandbox(crm: CrmKind, seed: u64, leads: usize, days: u32, re
 
 /// Writes the demo config for `sb` into `dir/handoff.toml`, following the
 /// sandbox's clock, and returns its path.
-pub fn write_config(sb: &RunningSandbox, dir: &Path, interval_secs: i64, extra: impl FnOnce(&mut toml::Table)) -> PathBuf {
+pub fn write_config(
+    sb: &RunningSandbox,
+    dir: &Path,
+    interval_secs: i64,
+    extra: impl FnOnce(&mut toml::Table),
+) -> PathBuf {
     let mut table = handoff::demo::config_table(sb, dir).expect("demo config");
     let sync = table.entry("sync").or_insert_with(|| toml::Value::Table(toml::Table::new()));
     let sync = sync.as_table_mut().expect("[sync] is a table");

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use handoff_model::{Secret, Timestamp};
 use oauth2::basic::BasicClient;
-use oauth2::{AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken, RequestTokenError, TokenResponse, TokenUrl};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken, RequestTokenError, TokenResponse,
+    TokenUrl,
+};
 use tokio::sync::Mutex;
 
 use crate::error::HubspotError;
@@ -64,7 +67,8 @@ impl Authenticator {
         let inner = match auth {
             HubspotAuth::PrivateApp { token } => Inner::PrivateApp(token.clone()),
             HubspotAuth::OAuth { client_id, client_secret, refresh_token, token_url } => {
-                let url = token_url.clone().unwrap_or_else(|| format!("{}/oauth/v1/token", base_url.trim_end_matches('/')));
+                let url =
+                    token_url.clone().unwrap_or_else(|| format!("{}/oauth/v1/token", base_url.trim_end_matches('/')));
                 let token_url = TokenUrl::new(url.clone()).map_err(|e| HubspotError::Settings {
                     field: "auth.token_url",
                     message: format!("{url:?} is not a URL: {e}"),
@@ -156,11 +160,9 @@ fn describe_token_error<RE: std::error::Error + 'static>(
                 b.message
             ))
         }
-        RequestTokenError::Request(err) => HubspotError::Transport {
-            endpoint: "oauth token".into(),
-            attempts: 1,
-            message: err.to_string(),
-        },
+        RequestTokenError::Request(err) => {
+            HubspotError::Transport { endpoint: "oauth token".into(), attempts: 1, message: err.to_string() }
+        }
         RequestTokenError::Other(m) => HubspotError::Auth(format!("token endpoint: {m}")),
     }
 }

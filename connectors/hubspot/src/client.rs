@@ -66,7 +66,8 @@ pub fn http_client(settings: &HubspotSettings, follow_redirects: bool) -> Result
         b = b.redirect(reqwest::redirect::Policy::none());
     }
     if let Some(path) = &settings.ca_file {
-        let pem = std::fs::read(path).map_err(|e| HubspotError::CaFile { path: path.display().to_string(), message: e.to_string() })?;
+        let pem = std::fs::read(path)
+            .map_err(|e| HubspotError::CaFile { path: path.display().to_string(), message: e.to_string() })?;
         let cert = reqwest::Certificate::from_pem(&pem)
             .map_err(|e| HubspotError::CaFile { path: path.display().to_string(), message: e.to_string() })?;
         b = b.add_root_certificate(cert);
@@ -78,7 +79,13 @@ impl Client {
     pub fn new(settings: &HubspotSettings) -> Result<Client, HubspotError> {
         let http = http_client(settings, true)?;
         let token_http = http_client(settings, false)?;
-        let auth = Authenticator::new(&settings.auth, &settings.base_url, token_http, settings.token_store.clone(), settings.clock.clone())?;
+        let auth = Authenticator::new(
+            &settings.auth,
+            &settings.base_url,
+            token_http,
+            settings.token_store.clone(),
+            settings.clock.clone(),
+        )?;
         let limits = Limits::new(
             settings.burst_per_10s,
             settings.search_per_second,
@@ -115,7 +122,11 @@ impl Client {
                 Err(e) => {
                     tracing::warn!(connector = "hubspot", object = req.object, cursor = req.cursor, %endpoint, attempt, error = %e, "request failed in transport");
                     if !req.idempotent {
-                        return Err(HubspotError::Transport { endpoint, attempts: attempt, message: format!("outcome unknown: {e}") });
+                        return Err(HubspotError::Transport {
+                            endpoint,
+                            attempts: attempt,
+                            message: format!("outcome unknown: {e}"),
+                        });
                     }
                     (ErrorClass::Retryable, e.to_string())
                 }
@@ -127,11 +138,23 @@ impl Client {
                         Ok(b) => b.to_vec(),
                         Err(e) if req.idempotent => {
                             tracing::warn!(connector = "hubspot", object = req.object, cursor = req.cursor, %endpoint, attempt, status, error = %e, "response body lost");
-                            self.wait(attempt, &ErrorClass::Retryable, &mut reauthenticated, &endpoint, e.to_string(), &token).await?;
+                            self.wait(
+                                attempt,
+                                &ErrorClass::Retryable,
+                                &mut reauthenticated,
+                                &endpoint,
+                                e.to_string(),
+                                &token,
+                            )
+                            .await?;
                             continue;
                         }
                         Err(e) => {
-                            return Err(HubspotError::Transport { endpoint, attempts: attempt, message: format!("outcome unknown: {e}") })
+                            return Err(HubspotError::Transport {
+                                endpoint,
+                                attempts: attempt,
+                                message: format!("outcome unknown: {e}"),
+                            })
                         }
                     };
                     tracing::debug!(connector = "hubspot", object = req.object, cursor = req.cursor, %endpoint, attempt, status, "request");
@@ -148,7 +171,9 @@ impl Client {
                     if status == 429 {
                         let retry_after = wire::retry_after_secs(&headers);
                         let policy = RatePolicy::from_body(&err);
-                        if let Some(stop) = self.limits.on_rate_limited(policy, req.bucket, retry_after.map(Duration::from_secs)) {
+                        if let Some(stop) =
+                            self.limits.on_rate_limited(policy, req.bucket, retry_after.map(Duration::from_secs))
+                        {
                             return Err(stop);
                         }
                         let secs = retry_after.unwrap_or(if policy == RatePolicy::Secondly { 1 } else { 10 });
@@ -157,7 +182,12 @@ impl Client {
                         let class = wire::classify(status, &err);
                         let retry_unsafe = !req.idempotent && class == ErrorClass::Retryable;
                         if retry_unsafe || matches!(class, ErrorClass::Permanent | ErrorClass::NeedsConfig) {
-                            return Err(HubspotError::Api { endpoint, status, category: err.code(), message: err.message });
+                            return Err(HubspotError::Api {
+                                endpoint,
+                                status,
+                                category: err.code(),
+                                message: err.message,
+                            });
                         }
                         if class == ErrorClass::Auth && reauthenticated {
                             return Err(HubspotError::Auth(format!(

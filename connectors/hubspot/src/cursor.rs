@@ -158,8 +158,7 @@ pub fn since(stream: Stream, since: chrono::DateTime<chrono::Utc>) -> Cursor {
 /// CRM's cursor, another stream's, garbage) is a `BadCursor`.
 pub fn decode<T: for<'de> Deserialize<'de>>(stream: Stream, cursor: &Cursor) -> Result<T, HubspotError> {
     let bad = |message: String| HubspotError::BadCursor { cursor: cursor.0.chars().take(120).collect(), message };
-    let env: Envelope<T> =
-        serde_json::from_str(&cursor.0).map_err(|e| bad(format!("not a HubSpot cursor ({e})")))?;
+    let env: Envelope<T> = serde_json::from_str(&cursor.0).map_err(|e| bad(format!("not a HubSpot cursor ({e})")))?;
     if env.crm != CrmKind::Hubspot {
         return Err(bad(format!("written by the {} connector", env.crm)));
     }

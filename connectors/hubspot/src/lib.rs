@@ -29,7 +29,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use async_trait::async_trait;
-use handoff_model::{Action, ApiBudget, Connector, ConnectorError, CrmKind, Cursor, OwnerKind, PullPage, Stream, WriteOutcome};
+use handoff_model::{
+    Action, ApiBudget, Connector, ConnectorError, CrmKind, Cursor, OwnerKind, PullPage, Stream, WriteOutcome,
+};
 use reqwest::Method;
 
 pub use error::HubspotError;

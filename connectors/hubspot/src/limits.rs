@@ -135,7 +135,13 @@ fn next_midnight(now: Timestamp) -> Timestamp {
 }
 
 impl Limits {
-    pub fn new(burst_per_10s: u32, search_per_second: u32, share: f64, daily_limit_fallback: Option<u64>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        burst_per_10s: u32,
+        search_per_second: u32,
+        share: f64,
+        daily_limit_fallback: Option<u64>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Limits {
             burst: RwLock::new((burst_per_10s, Arc::new(RateLimiter::direct(quota_for(burst_per_10s, BURST_WINDOW))))),
             search: Mutex::new(SearchPacer::new(search_per_second)),
@@ -201,9 +207,14 @@ impl Limits {
                 let limiter = {
                     let mut p = lock(&self.search);
                     let now = Instant::now();
-                    if p.per_second < p.ceiling && p.changed_at.is_none_or(|t| now.duration_since(t) >= SEARCH_RECOVERY) {
+                    if p.per_second < p.ceiling && p.changed_at.is_none_or(|t| now.duration_since(t) >= SEARCH_RECOVERY)
+                    {
                         let up = p.per_second + 1;
-                        tracing::debug!(connector = "hubspot", search_per_second = up, "raising the search pacer again");
+                        tracing::debug!(
+                            connector = "hubspot",
+                            search_per_second = up,
+                            "raising the search pacer again"
+                        );
                         p.set_rate(up, now);
                     }
                     p.limiter.clone()
@@ -243,7 +254,12 @@ impl Limits {
             let target = ((max as f64) * PACING_MARGIN).floor() as u32;
             let mut w = self.burst.write().unwrap_or_else(|e| e.into_inner());
             if target >= 2 && target != w.0 {
-                tracing::debug!(connector = "hubspot", reported_max = max, pacing_per_10s = target, "resizing the burst pacer");
+                tracing::debug!(
+                    connector = "hubspot",
+                    reported_max = max,
+                    pacing_per_10s = target,
+                    "resizing the burst pacer"
+                );
                 *w = (target, Arc::new(RateLimiter::direct(quota_for(target, BURST_WINDOW))));
             }
         }
@@ -268,7 +284,12 @@ impl Limits {
     }
 
     /// React to a 429. Returns the budget stop for the daily policy.
-    pub fn on_rate_limited(&self, policy: RatePolicy, bucket: Bucket, retry_after: Option<Duration>) -> Option<HubspotError> {
+    pub fn on_rate_limited(
+        &self,
+        policy: RatePolicy,
+        bucket: Bucket,
+        retry_after: Option<Duration>,
+    ) -> Option<HubspotError> {
         match policy {
             RatePolicy::Daily => {
                 let now = self.clock.now();
@@ -290,7 +311,12 @@ impl Limits {
                     let now = Instant::now();
                     p.forget_before(now);
                     let lowered = lowered_search_rate(p.per_second, p.sent.len());
-                    tracing::warn!(connector = "hubspot", refused_at_per_second = p.per_second, search_per_second = lowered, "search refused with SECONDLY; slowing the search pacer");
+                    tracing::warn!(
+                        connector = "hubspot",
+                        refused_at_per_second = p.per_second,
+                        search_per_second = lowered,
+                        "search refused with SECONDLY; slowing the search pacer"
+                    );
                     p.set_rate(lowered, now);
                 }
                 None
@@ -341,11 +367,17 @@ mod tests {
     #[tokio::test]
     async fn budget_stops_at_the_operators_share() {
         let l = Limits::new(100, 5, 0.5, None, Arc::new(SystemClock));
-        l.observe(Bucket::Burst, &RateHeaders { daily: Some(1000), daily_remaining: Some(600), ..RateHeaders::default() });
+        l.observe(
+            Bucket::Burst,
+            &RateHeaders { daily: Some(1000), daily_remaining: Some(600), ..RateHeaders::default() },
+        );
         assert!(l.acquire(Bucket::Burst).await.is_ok());
         let b = l.budget();
         assert_eq!((b.used, b.limit, b.allowed), (400, 1000, 500));
-        l.observe(Bucket::Burst, &RateHeaders { daily: Some(1000), daily_remaining: Some(500), ..RateHeaders::default() });
+        l.observe(
+            Bucket::Burst,
+            &RateHeaders { daily: Some(1000), daily_remaining: Some(500), ..RateHeaders::default() },
+        );
         assert!(matches!(l.acquire(Bucket::Burst).await, Err(HubspotError::Budget { .. })));
         assert!(l.budget().paused_until.is_some());
     }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use handoff_model::{Activity, ActivityKind, Assignment, Deletion, Direction, Lead, Owner, OwnerKind, StatusChange, Stream, Timestamp};
+use handoff_model::{
+    Activity, ActivityKind, Assignment, Deletion, Direction, Lead, Owner, OwnerKind, StatusChange, Stream, Timestamp,
+};
 
 use crate::wire::{parse_time, ApiObject, ApiOwner, HistoryValue};
 
@@ -45,7 +47,8 @@ pub const HISTORY_PROPERTIES: [&str; 2] = [OWNER_PROPERTY, STATUS_PROPERTY];
 pub const TASK_KEY_PROPERTY: &str = "handoff_key";
 
 /// The engagement types the activities stream reads, in order.
-pub const ENGAGEMENTS: [ActivityKind; 4] = [ActivityKind::Call, ActivityKind::Email, ActivityKind::Meeting, ActivityKind::Task];
+pub const ENGAGEMENTS: [ActivityKind; 4] =
+    [ActivityKind::Call, ActivityKind::Email, ActivityKind::Meeting, ActivityKind::Task];
 
 /// The object type's path name.
 pub fn object_type(kind: ActivityKind) -> &'static str {
@@ -60,10 +63,44 @@ pub fn object_type(kind: ActivityKind) -> &'static str {
 /// The properties read for an engagement type.
 pub fn engagement_properties(kind: ActivityKind) -> &'static [&'static str] {
     match kind {
-        ActivityKind::Call => &["hs_object_id", "hs_timestamp", "hs_lastmodifieddate", "hubspot_owner_id", "hs_call_title", "hs_call_direction", "hs_call_status", "hs_call_disposition"],
-        ActivityKind::Email => &["hs_object_id", "hs_timestamp", "hs_lastmodifieddate", "hubspot_owner_id", "hs_email_subject", "hs_email_direction", "hs_email_status"],
-        ActivityKind::Meeting => &["hs_object_id", "hs_timestamp", "hs_lastmodifieddate", "hubspot_owner_id", "hs_meeting_title", "hs_meeting_start_time", "hs_meeting_outcome"],
-        ActivityKind::Task => &["hs_object_id", "hs_timestamp", "hs_lastmodifieddate", "hubspot_owner_id", "hs_task_subject", "hs_task_status", "hs_task_completion_date", TASK_KEY_PROPERTY],
+        ActivityKind::Call => &[
+            "hs_object_id",
+            "hs_timestamp",
+            "hs_lastmodifieddate",
+            "hubspot_owner_id",
+            "hs_call_title",
+            "hs_call_direction",
+            "hs_call_status",
+            "hs_call_disposition",
+        ],
+        ActivityKind::Email => &[
+            "hs_object_id",
+            "hs_timestamp",
+            "hs_lastmodifieddate",
+            "hubspot_owner_id",
+            "hs_email_subject",
+            "hs_email_direction",
+            "hs_email_status",
+        ],
+        ActivityKind::Meeting => &[
+            "hs_object_id",
+            "hs_timestamp",
+            "hs_lastmodifieddate",
+            "hubspot_owner_id",
+            "hs_meeting_title",
+            "hs_meeting_start_time",
+            "hs_meeting_outcome",
+        ],
+        ActivityKind::Task => &[
+            "hs_object_id",
+            "hs_timestamp",
+            "hs_lastmodifieddate",
+            "hubspot_owner_id",
+            "hs_task_subject",
+            "hs_task_status",
+            "hs_task_completion_date",
+            TASK_KEY_PROPERTY,
+        ],
     }
 }
 
@@ -113,7 +150,12 @@ pub fn lead(o: &ApiObject) -> Result<(Lead, Vec<Deletion>), Skip> {
             ids.split(';')
                 .map(str::trim)
                 .filter(|id| !id.is_empty() && *id != o.id)
-                .map(|id| Deletion { stream: Stream::Leads, id: id.to_string(), merged_into: Some(o.id.clone()), deleted_at: modified })
+                .map(|id| Deletion {
+                    stream: Stream::Leads,
+                    id: id.to_string(),
+                    merged_into: Some(o.id.clone()),
+                    deleted_at: modified,
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -289,21 +331,28 @@ mod tests {
 
     #[test]
     fn engagements_need_a_contact_and_tasks_carry_their_key() {
-        let o = obj(json!({"id": "9", "properties": {"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z",
-                                                     "hs_task_status": "COMPLETED", "hs_task_completion_date": "1772445600000", "handoff_key": "k1"}}));
+        let o = obj(
+            json!({"id": "9", "properties": {"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z",
+                                                     "hs_task_status": "COMPLETED", "hs_task_completion_date": "1772445600000", "handoff_key": "k1"}}),
+        );
         assert!(activity(&o, ActivityKind::Task, None).is_err());
         let a = activity(&o, ActivityKind::Task, Some("501")).unwrap();
         assert!(a.completed);
         assert_eq!(a.handoff_key.as_deref(), Some("k1"));
         assert_eq!(a.occurred_at.timestamp_millis(), 1_772_445_600_000);
-        let call = obj(json!({"id": "10", "properties": {"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z", "hs_call_direction": "INBOUND", "handoff_key": "x"}}));
+        let call = obj(
+            json!({"id": "10", "properties": {"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z", "hs_call_direction": "INBOUND", "handoff_key": "x"}}),
+        );
         let a = activity(&call, ActivityKind::Call, Some("501")).unwrap();
         assert_eq!(a.direction, Some(Direction::Inbound));
         assert_eq!(a.handoff_key, None);
     }
 
     fn lead_at(modified: &str) -> Lead {
-        let (lead, _) = lead(&obj(json!({"id": "7", "properties": {"lastmodifieddate": modified, "hubspot_owner_id": "80000000"}}))).unwrap();
+        let (lead, _) = lead(&obj(
+            json!({"id": "7", "properties": {"lastmodifieddate": modified, "hubspot_owner_id": "80000000"}}),
+        ))
+        .unwrap();
         lead
     }
 
@@ -314,24 +363,29 @@ mod tests {
     #[test]
     fn history_becomes_assignments_and_status_changes_oldest_first() {
         let history = obj(json!({"id": "7", "propertiesWithHistory": {
-            "hubspot_owner_id": [
-                entry("70000002", "2026-03-04T09:00:00.000Z"),
-                entry("70000001", "2026-03-02T09:05:00.000Z"),
-                entry("80000000", "2026-03-02T09:00:00.000Z")
-            ],
-            "hs_lead_status": [
-                entry("CONNECTED", "2026-03-05T10:00:00.000Z"),
-                entry("", "2026-03-03T12:00:00.000Z"),
-                entry("IN_PROGRESS", "2026-03-03T11:00:00.000Z"),
-                entry("NEW", "2026-03-02T09:00:00.000Z")
-            ]}}));
+        "hubspot_owner_id": [
+            entry("70000002", "2026-03-04T09:00:00.000Z"),
+            entry("70000001", "2026-03-02T09:05:00.000Z"),
+            entry("80000000", "2026-03-02T09:00:00.000Z")
+        ],
+        "hs_lead_status": [
+            entry("CONNECTED", "2026-03-05T10:00:00.000Z"),
+            entry("", "2026-03-03T12:00:00.000Z"),
+            entry("IN_PROGRESS", "2026-03-03T11:00:00.000Z"),
+            entry("NEW", "2026-03-02T09:00:00.000Z")
+        ]}}));
         let queue = |id: &str| if id.starts_with('8') { OwnerKind::Queue } else { OwnerKind::User };
         let mut lead = lead_at("2026-03-05T10:00:00.000Z");
         add_history(&mut lead, &history, &queue);
-        let owners: Vec<(&str, OwnerKind, i64)> = lead.assignments.iter().map(|a| (a.owner_id.as_str(), a.owner_kind, a.at.timestamp())).collect();
+        let owners: Vec<(&str, OwnerKind, i64)> =
+            lead.assignments.iter().map(|a| (a.owner_id.as_str(), a.owner_kind, a.at.timestamp())).collect();
         assert_eq!(
             owners,
-            vec![("80000000", OwnerKind::Queue, 1_772_442_000), ("70000001", OwnerKind::User, 1_772_442_300), ("70000002", OwnerKind::User, 1_772_614_800)]
+            vec![
+                ("80000000", OwnerKind::Queue, 1_772_442_000),
+                ("70000001", OwnerKind::User, 1_772_442_300),
+                ("70000002", OwnerKind::User, 1_772_614_800)
+            ]
         );
         let statuses: Vec<&str> = lead.status_changes.iter().map(|s| s.status.as_str()).collect();
         assert_eq!(statuses, vec!["NEW", "IN_PROGRESS", "CONNECTED"], "a clear is not a status");
@@ -342,7 +396,10 @@ mod tests {
         let mut earlier = lead_at("2026-03-03T11:00:00.000Z");
         add_history(&mut earlier, &history, &queue);
         assert_eq!(earlier.assignments.len(), 2);
-        assert_eq!(earlier.status_changes.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), vec!["NEW", "IN_PROGRESS"]);
+        assert_eq!(
+            earlier.status_changes.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(),
+            vec!["NEW", "IN_PROGRESS"]
+        );
     }
 
     #[test]

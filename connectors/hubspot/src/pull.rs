@@ -97,7 +97,8 @@ impl HubspotConnector {
         let owner_kinds = if histories.is_empty() {
             BTreeMap::new()
         } else {
-            let ids: BTreeSet<String> = histories.values().flat_map(map::history_owner_ids).map(str::to_string).collect();
+            let ids: BTreeSet<String> =
+                histories.values().flat_map(map::history_owner_ids).map(str::to_string).collect();
             self.owner_kinds(ids, &cursor_text).await?
         };
         let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
@@ -110,11 +111,15 @@ impl HubspotConnector {
                     page.leads.push(lead);
                     page.deletions.extend(merges);
                 }),
-                Some(kind) => map::activity(o, kind, contacts.get(&o.id).map(String::as_str)).map(|a| page.activities.push(a)),
+                Some(kind) => {
+                    map::activity(o, kind, contacts.get(&o.id).map(String::as_str)).map(|a| page.activities.push(a))
+                }
             };
             match mapped {
                 Ok(()) => state.remember(key, &window, lookback_ms),
-                Err(reason) => tracing::info!(connector = "hubspot", object, cursor = %cursor_text, %reason, "record skipped"),
+                Err(reason) => {
+                    tracing::info!(connector = "hubspot", object, cursor = %cursor_text, %reason, "record skipped")
+                }
             }
         }
 
@@ -140,7 +145,12 @@ impl HubspotConnector {
 
     /// One search page of `object` in `window` after `window.last_id`,
     /// sorted by `hs_object_id`.
-    async fn search_window(&self, object: &str, window: &Window, cursor: &str) -> Result<Vec<crate::wire::ApiObject>, HubspotError> {
+    async fn search_window(
+        &self,
+        object: &str,
+        window: &Window,
+        cursor: &str,
+    ) -> Result<Vec<crate::wire::ApiObject>, HubspotError> {
         let modified = map::modified_property(object);
         let mut filters = vec![
             json!({"propertyName": modified, "operator": "GTE", "value": window.from_ms.to_string()}),
@@ -166,7 +176,16 @@ impl HubspotConnector {
         let path = format!("/crm/v3/objects/{object}/search");
         let resp = self
             .client
-            .send(Request { method: Method::POST, path: path.clone(), query: vec![], body: Some(&body), bucket: Bucket::Search, idempotent: true, object, cursor })
+            .send(Request {
+                method: Method::POST,
+                path: path.clone(),
+                query: vec![],
+                body: Some(&body),
+                bucket: Bucket::Search,
+                idempotent: true,
+                object,
+                cursor,
+            })
             .await?;
         let page: ObjectPage = resp.json(&path)?;
         Ok(page.results)
@@ -191,7 +210,16 @@ impl HubspotConnector {
             });
             let sent = self
                 .client
-                .send(Request { method: Method::POST, path: path.clone(), query: vec![], body: Some(&body), bucket: Bucket::Burst, idempotent: true, object: "contacts", cursor })
+                .send(Request {
+                    method: Method::POST,
+                    path: path.clone(),
+                    query: vec![],
+                    body: Some(&body),
+                    bucket: Bucket::Burst,
+                    idempotent: true,
+                    object: "contacts",
+                    cursor,
+                })
                 .await;
             let resp = match sent {
                 Ok(r) => r,
@@ -215,7 +243,11 @@ impl HubspotConnector {
     /// Whether each of `ids` is a user or a queue. Unknown ids send the
     /// owners listing once (active and archived owners); an id the listing
     /// does not know either is taken for a user and not looked up again.
-    async fn owner_kinds(&self, ids: BTreeSet<String>, cursor: &str) -> Result<BTreeMap<String, OwnerKind>, HubspotError> {
+    async fn owner_kinds(
+        &self,
+        ids: BTreeSet<String>,
+        cursor: &str,
+    ) -> Result<BTreeMap<String, OwnerKind>, HubspotError> {
         let mut known = self.owner_kinds.lock().await;
         if ids.iter().any(|id| !known.contains_key(id)) {
             for archived in [false, true] {
@@ -245,20 +277,43 @@ impl HubspotConnector {
         let path = "/crm/v3/owners".to_string();
         let resp = self
             .client
-            .send(Request { method: Method::GET, path: path.clone(), query, body: None, bucket: Bucket::Burst, idempotent: true, object: "owners", cursor })
+            .send(Request {
+                method: Method::GET,
+                path: path.clone(),
+                query,
+                body: None,
+                bucket: Bucket::Burst,
+                idempotent: true,
+                object: "owners",
+                cursor,
+            })
             .await?;
         resp.json(&path)
     }
 
     /// Engagement id → associated contact id (the lowest when several), in
     /// one v4 batch call per page.
-    async fn contacts_of(&self, object: &str, records: &[crate::wire::ApiObject], cursor: &str) -> Result<BTreeMap<String, String>, HubspotError> {
+    async fn contacts_of(
+        &self,
+        object: &str,
+        records: &[crate::wire::ApiObject],
+        cursor: &str,
+    ) -> Result<BTreeMap<String, String>, HubspotError> {
         let inputs: Vec<Value> = records.iter().map(|o| json!({"id": o.id})).collect();
         let body = json!({"inputs": inputs});
         let path = format!("/crm/v4/associations/{object}/contacts/batch/read");
         let resp = self
             .client
-            .send(Request { method: Method::POST, path: path.clone(), query: vec![], body: Some(&body), bucket: Bucket::Burst, idempotent: true, object, cursor })
+            .send(Request {
+                method: Method::POST,
+                path: path.clone(),
+                query: vec![],
+                body: Some(&body),
+                bucket: Bucket::Burst,
+                idempotent: true,
+                object,
+                cursor,
+            })
             .await?;
         let batch: AssociationBatch = resp.json(&path)?;
         let mut out = BTreeMap::new();
@@ -281,10 +336,20 @@ impl HubspotConnector {
     /// modified time and search never returns archived records, so this is
     /// the only way to see deletions; the listing cannot be filtered by
     /// time, so archivals before `since_ms` are dropped here.
-    async fn sweep_page(&self, stream: Stream, state: &mut RecordsCursor, sweep: Sweep, page: &mut PullPage) -> Result<(), HubspotError> {
+    async fn sweep_page(
+        &self,
+        stream: Stream,
+        state: &mut RecordsCursor,
+        sweep: Sweep,
+        page: &mut PullPage,
+    ) -> Result<(), HubspotError> {
         let objects = objects(stream);
         let object = objects[sweep.object.min(objects.len() - 1)];
-        let mut query = vec![("archived", "true".to_string()), ("limit", LIST_PAGE.to_string()), ("properties", "hs_object_id".to_string())];
+        let mut query = vec![
+            ("archived", "true".to_string()),
+            ("limit", LIST_PAGE.to_string()),
+            ("properties", "hs_object_id".to_string()),
+        ];
         if let Some(after) = &sweep.after {
             query.push(("after", after.clone()));
         }
@@ -292,7 +357,16 @@ impl HubspotConnector {
         let path = format!("/crm/v3/objects/{object}");
         let resp = self
             .client
-            .send(Request { method: Method::GET, path: path.clone(), query, body: None, bucket: Bucket::Burst, idempotent: true, object, cursor: &cursor_text })
+            .send(Request {
+                method: Method::GET,
+                path: path.clone(),
+                query,
+                body: None,
+                bucket: Bucket::Burst,
+                idempotent: true,
+                object,
+                cursor: &cursor_text,
+            })
             .await?;
         let listing: ObjectPage = resp.json(&path)?;
         for o in &listing.results {
@@ -319,14 +393,22 @@ impl HubspotConnector {
         let listing = self.owner_page(state.archived, state.after.as_deref(), &cursor_text).await?;
         self.owner_kinds.lock().await.extend(listing.results.iter().map(|o| (o.id.clone(), map::owner_kind(o))));
         let mut page = PullPage {
-            owners: listing.results.iter().map(|o| map::owner(o, &self.settings.managers, &self.settings.owner_time_zones)).collect(),
+            owners: listing
+                .results
+                .iter()
+                .map(|o| map::owner(o, &self.settings.managers, &self.settings.owner_time_zones))
+                .collect(),
             ..PullPage::default()
         };
         let next_after = listing.paging.and_then(|p| p.next).map(|n| n.after);
         let next = match (next_after, state.archived) {
             (Some(after), archived) => OwnersCursor { after: Some(after), archived, listed_at_ms: state.listed_at_ms },
             (None, false) => OwnersCursor { after: None, archived: true, listed_at_ms: state.listed_at_ms },
-            (None, true) => OwnersCursor { after: None, archived: false, listed_at_ms: Some(self.settings.clock.now().timestamp_millis()) },
+            (None, true) => OwnersCursor {
+                after: None,
+                archived: false,
+                listed_at_ms: Some(self.settings.clock.now().timestamp_millis()),
+            },
         };
         page.has_more = next.after.is_some() || next.archived;
         page.cursor = Some(cursor::encode(Stream::Owners, &next));

@@ -182,10 +182,18 @@ impl HubspotSettings {
         let bad = |field, message: String| Err(HubspotError::Settings { field, message });
         match url::Url::parse(&self.base_url) {
             Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-            _ => return bad("base_url", format!("{:?} is not an http(s) URL; use https://api.hubapi.com", self.base_url)),
+            _ => {
+                return bad(
+                    "base_url",
+                    format!("{:?} is not an http(s) URL; use https://api.hubapi.com", self.base_url),
+                )
+            }
         }
         if !(self.daily_budget_share > 0.0 && self.daily_budget_share <= 1.0) {
-            return bad("daily_budget_share", format!("{} is not in (0, 1]; 0.5 lets handoff use half the daily limit", self.daily_budget_share));
+            return bad(
+                "daily_budget_share",
+                format!("{} is not in (0, 1]; 0.5 lets handoff use half the daily limit", self.daily_budget_share),
+            );
         }
         if self.search_page_size == 0 || self.search_page_size > MAX_SEARCH_PAGE {
             return bad("search_page_size", format!("{} is not in 1..={MAX_SEARCH_PAGE}", self.search_page_size));
@@ -197,15 +205,19 @@ impl HubspotSettings {
             return bad("max_attempts", "must be at least 1".into());
         }
         if self.burst_per_10s < 2 || self.search_per_second == 0 {
-            return bad("burst_per_10s", "pacing rates must be positive (burst_per_10s >= 2, search_per_second >= 1)".into());
+            return bad(
+                "burst_per_10s",
+                "pacing rates must be positive (burst_per_10s >= 2, search_per_second >= 1)".into(),
+            );
         }
         if self.request_timeout_secs == 0 || self.connect_timeout_secs == 0 {
             return bad("request_timeout_secs", "timeouts must be at least one second".into());
         }
         match &self.auth {
-            HubspotAuth::PrivateApp { token } if token.is_empty() => {
-                bad("auth.token", "the private-app token is empty; copy it from HubSpot → Settings → Private apps".into())
-            }
+            HubspotAuth::PrivateApp { token } if token.is_empty() => bad(
+                "auth.token",
+                "the private-app token is empty; copy it from HubSpot → Settings → Private apps".into(),
+            ),
             HubspotAuth::OAuth { client_id, client_secret, .. } if client_id.is_empty() || client_secret.is_empty() => {
                 bad("auth.client_id", "OAuth needs the app's client id and client secret".into())
             }

@@ -227,7 +227,8 @@ pub struct RateHeaders {
 
 impl RateHeaders {
     pub fn parse(headers: &reqwest::header::HeaderMap) -> RateHeaders {
-        let num = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
+        let num =
+            |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
         RateHeaders {
             daily: num("x-hubspot-ratelimit-daily"),
             daily_remaining: num("x-hubspot-ratelimit-daily-remaining"),
@@ -308,7 +309,11 @@ mod tests {
 
     #[test]
     fn rate_policy_from_policy_name_or_message() {
-        let b = |p: Option<&str>, m: &str| ErrorBody { policy_name: p.map(str::to_string), message: m.into(), ..ErrorBody::default() };
+        let b = |p: Option<&str>, m: &str| ErrorBody {
+            policy_name: p.map(str::to_string),
+            message: m.into(),
+            ..ErrorBody::default()
+        };
         assert_eq!(RatePolicy::from_body(&b(Some("DAILY"), "")), RatePolicy::Daily);
         assert_eq!(RatePolicy::from_body(&b(Some("TEN_SECONDLY_ROLLING"), "")), RatePolicy::TenSecondly);
         assert_eq!(RatePolicy::from_body(&b(None, "You have reached your secondly limit.")), RatePolicy::Secondly);

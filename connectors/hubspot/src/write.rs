@@ -195,7 +195,14 @@ impl HubspotConnector {
                 Ok(()) => self.create_tasks(tasks, size, &mut out).await?,
                 Err(HubspotError::NeedsConfig { message, fix }) => {
                     for t in tasks {
-                        out.insert(t.index, Err(write_error(ErrorClass::NeedsConfig, "PROPERTY_DOESNT_EXIST", format!("{message}. {fix}"))));
+                        out.insert(
+                            t.index,
+                            Err(write_error(
+                                ErrorClass::NeedsConfig,
+                                "PROPERTY_DOESNT_EXIST",
+                                format!("{message}. {fix}"),
+                            )),
+                        );
                     }
                 }
                 Err(e) => return Err(e),
@@ -206,9 +213,9 @@ impl HubspotConnector {
             .enumerate()
             .map(|(i, a)| WriteOutcome {
                 key: a.key.clone(),
-                result: out
-                    .remove(&i)
-                    .unwrap_or_else(|| Err(write_error(ErrorClass::Retryable, "NOT_ATTEMPTED", "the write stopped before this action"))),
+                result: out.remove(&i).unwrap_or_else(|| {
+                    Err(write_error(ErrorClass::Retryable, "NOT_ATTEMPTED", "the write stopped before this action"))
+                }),
             })
             .collect())
     }
@@ -226,7 +233,16 @@ impl HubspotConnector {
             let cursor = format!("{} record(s)", batch.len());
             let sent = self
                 .client
-                .send(Request { method: Method::POST, path: path.clone(), query: vec![], body: Some(&body), bucket: Bucket::Burst, idempotent: true, object: "contacts", cursor: &cursor })
+                .send(Request {
+                    method: Method::POST,
+                    path: path.clone(),
+                    query: vec![],
+                    body: Some(&body),
+                    bucket: Bucket::Burst,
+                    idempotent: true,
+                    object: "contacts",
+                    cursor: &cursor,
+                })
                 .await;
             match sent {
                 Ok(resp) => {
@@ -242,10 +258,17 @@ impl HubspotConnector {
 
     /// A whole batch failed with `e`: split it, record the error on a single
     /// record, or stop the write (budget).
-    fn split_or_record(&self, mut batch: Vec<Input>, e: HubspotError, queue: &mut Vec<Vec<Input>>, out: &mut Results) -> Result<(), HubspotError> {
+    fn split_or_record(
+        &self,
+        mut batch: Vec<Input>,
+        e: HubspotError,
+        queue: &mut Vec<Vec<Input>>,
+        out: &mut Results,
+    ) -> Result<(), HubspotError> {
         let (class, code, message) = match e {
             HubspotError::Api { status, category, message, .. } => {
-                let body = ErrorBody { category: Some(category.clone()), message: message.clone(), ..ErrorBody::default() };
+                let body =
+                    ErrorBody { category: Some(category.clone()), message: message.clone(), ..ErrorBody::default() };
                 let class = classify(status, &body);
                 let class = if category == "PROPERTY_DOESNT_EXIST" { ErrorClass::NeedsConfig } else { class };
                 (class, category, message)
@@ -303,7 +326,16 @@ impl HubspotConnector {
             let cursor = format!("{} task(s)", missing.len());
             let sent = self
                 .client
-                .send(Request { method: Method::POST, path: path.clone(), query: vec![], body: Some(&body), bucket: Bucket::Burst, idempotent: false, object: "tasks", cursor: &cursor })
+                .send(Request {
+                    method: Method::POST,
+                    path: path.clone(),
+                    query: vec![],
+                    body: Some(&body),
+                    bucket: Bucket::Burst,
+                    idempotent: false,
+                    object: "tasks",
+                    cursor: &cursor,
+                })
                 .await;
             match sent {
                 Ok(resp) => {
@@ -355,7 +387,16 @@ impl HubspotConnector {
         let cursor = format!("lookup {} key(s)", batch.len());
         let resp = self
             .client
-            .send(Request { method: Method::POST, path: path.clone(), query: vec![], body: Some(&body), bucket: Bucket::Burst, idempotent: true, object: "tasks", cursor: &cursor })
+            .send(Request {
+                method: Method::POST,
+                path: path.clone(),
+                query: vec![],
+                body: Some(&body),
+                bucket: Bucket::Burst,
+                idempotent: true,
+                object: "tasks",
+                cursor: &cursor,
+            })
             .await;
         let resp = match resp {
             Ok(r) => r,
@@ -381,7 +422,16 @@ impl HubspotConnector {
         let path = format!("/crm/v3/properties/tasks/{TASK_KEY_PROPERTY}");
         let got = self
             .client
-            .send(Request { method: Method::GET, path: path.clone(), query: vec![], body: None, bucket: Bucket::Burst, idempotent: true, object: "tasks", cursor: "property" })
+            .send(Request {
+                method: Method::GET,
+                path: path.clone(),
+                query: vec![],
+                body: None,
+                bucket: Bucket::Burst,
+                idempotent: true,
+                object: "tasks",
+                cursor: "property",
+            })
             .await;
         match got {
             Ok(resp) => {
@@ -480,7 +530,13 @@ mod tests {
     fn recorded_207_update_names_the_missing_id() {
         let inputs = vec![input(0, "171591000199"), input(1, "unknownIdentifier888"), input(2, "555")];
         let mut out = Results::new();
-        let rest = attribute(&inputs, &fixture("batch-update-contacts-207-partial.json"), 207, &|r| Some(r.id.clone()), &mut out);
+        let rest = attribute(
+            &inputs,
+            &fixture("batch-update-contacts-207-partial.json"),
+            207,
+            &|r| Some(r.id.clone()),
+            &mut out,
+        );
         assert_eq!(out[&0], Ok("171591000199".to_string()));
         assert_eq!(out[&1].clone().unwrap_err().code, "OBJECT_NOT_FOUND");
         // Nothing speaks for "555": it is handed back to be retried alone.

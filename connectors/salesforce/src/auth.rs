@@ -32,10 +32,12 @@ pub fn jwt_assertion(
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.expose().as_bytes()).map_err(|e| {
         SalesforceError::NeedsConfig {
             message: format!("the JWT private key is not a usable RSA PEM key ({e})"),
-            fix: "Set auth.private_key to the PEM private key whose certificate is uploaded to the connected app".into(),
+            fix: "Set auth.private_key to the PEM private key whose certificate is uploaded to the connected app"
+                .into(),
         }
     })?;
-    let claims = Claims { iss: client_id, sub: username, aud: audience, exp: now.timestamp() + ASSERTION_VALIDITY_SECS };
+    let claims =
+        Claims { iss: client_id, sub: username, aud: audience, exp: now.timestamp() + ASSERTION_VALIDITY_SECS };
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
         .map(Secret::new)
         .map_err(|e| SalesforceError::Auth { code: "jwt_signing".into(), message: e.to_string() })
@@ -109,7 +111,8 @@ mod tests {
 
     #[test]
     fn a_bad_key_names_the_setting() {
-        let err = jwt_assertion("cid", "u@x", "https://login.salesforce.com", &Secret::new("not a key"), chrono::Utc::now());
+        let err =
+            jwt_assertion("cid", "u@x", "https://login.salesforce.com", &Secret::new("not a key"), chrono::Utc::now());
         match err {
             Err(SalesforceError::NeedsConfig { fix, .. }) => assert!(fix.contains("private_key")),
             other => panic!("expected NeedsConfig, got {other:?}"),
@@ -123,7 +126,8 @@ mod tests {
             client_secret: None,
             refresh_token: Secret::new("configured-token"),
         };
-        let form = token_form(&auth, "https://login.salesforce.com", Some(Secret::new("rotated-token")), chrono::Utc::now());
+        let form =
+            token_form(&auth, "https://login.salesforce.com", Some(Secret::new("rotated-token")), chrono::Utc::now());
         let form = match form {
             Ok(f) => f,
             Err(e) => panic!("{e}"),

@@ -60,17 +60,14 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("handoff-salesforce/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &settings.ca_file {
-            let pem = std::fs::read(path).map_err(|e| SalesforceError::CaFile {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| SalesforceError::CaFile {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let pem = std::fs::read(path)
+                .map_err(|e| SalesforceError::CaFile { path: path.display().to_string(), message: e.to_string() })?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| SalesforceError::CaFile { path: path.display().to_string(), message: e.to_string() })?;
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder.build().map_err(|e| SalesforceError::Settings(format!("cannot build the HTTP client: {e}")))?;
+        let http =
+            builder.build().map_err(|e| SalesforceError::Settings(format!("cannot build the HTTP client: {e}")))?;
         let per_sec = NonZeroU32::new(settings.requests_per_sec).unwrap_or(NonZeroU32::MIN);
         // A burst of one: the pacer spaces requests evenly rather than letting a batch out at once.
         let pacer = RateLimiter::direct(Quota::per_second(per_sec).allow_burst(NonZeroU32::MIN));
@@ -125,20 +122,17 @@ impl Client {
             message: e.without_url().to_string(),
         })?;
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| SalesforceError::Transport {
-            endpoint: "oauth2/token".into(),
-            message: e.to_string(),
-        })?;
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| SalesforceError::Transport { endpoint: "oauth2/token".into(), message: e.to_string() })?;
         if !status.is_success() {
             let err: OAuthErrorBody = serde_json::from_str(&body).unwrap_or(OAuthErrorBody {
                 error: format!("http_{}", status.as_u16()),
                 error_description: Some(body.chars().take(200).collect()),
             });
             tracing::warn!(connector = "salesforce", object = "oauth2/token", status = status.as_u16(), code = %err.error, "token refused");
-            return Err(SalesforceError::Auth {
-                code: err.error,
-                message: err.error_description.unwrap_or_default(),
-            });
+            return Err(SalesforceError::Auth { code: err.error, message: err.error_description.unwrap_or_default() });
         }
         let token: TokenResponse = serde_json::from_str(&body).map_err(|e| SalesforceError::Protocol {
             endpoint: "oauth2/token".into(),
@@ -258,10 +252,17 @@ impl Client {
                             let failure = classify_response(status.as_u16(), &err, retry_after);
                             Err((failure, Some(status.as_u16()), err.error_code, err.message))
                         }
-                        Err(e) => Err((Failure::Class(ErrorClass::Retryable), Some(status.as_u16()), String::new(), e.to_string())),
+                        Err(e) => Err((
+                            Failure::Class(ErrorClass::Retryable),
+                            Some(status.as_u16()),
+                            String::new(),
+                            e.to_string(),
+                        )),
                     }
                 }
-                Err(e) => Err((Failure::Class(ErrorClass::Retryable), None, String::new(), e.without_url().to_string())),
+                Err(e) => {
+                    Err((Failure::Class(ErrorClass::Retryable), None, String::new(), e.without_url().to_string()))
+                }
             };
             let Err((failure, status, code, message)) = outcome else { continue };
             if matches!(failure, Failure::Class(ErrorClass::Auth)) && !reauthenticated {

@@ -24,17 +24,56 @@ use crate::wire::{classify_record_error, Describe, QueryPage, SaveResult};
 /// Lead fields read on every pull (when the org has them), besides those
 /// the policy requires.
 const LEAD_FIELDS: &[&str] = &[
-    "Id", "OwnerId", "CreatedDate", "SystemModstamp", "IsDeleted", "MasterRecordId", "IsConverted", "ConvertedDate",
-    "Status", "FirstName", "LastName", "Email", "Company", "Title", "NumberOfEmployees", "Industry", "Country",
-    "Phone", "LeadSource", "Rating", "LastActivityDate",
+    "Id",
+    "OwnerId",
+    "CreatedDate",
+    "SystemModstamp",
+    "IsDeleted",
+    "MasterRecordId",
+    "IsConverted",
+    "ConvertedDate",
+    "Status",
+    "FirstName",
+    "LastName",
+    "Email",
+    "Company",
+    "Title",
+    "NumberOfEmployees",
+    "Industry",
+    "Country",
+    "Phone",
+    "LeadSource",
+    "Rating",
+    "LastActivityDate",
 ];
 const TASK_FIELDS: &[&str] = &[
-    "Id", "WhoId", "OwnerId", "Subject", "ActivityDate", "Status", "IsClosed", "CompletedDateTime", "TaskSubtype",
-    "Type", "CallType", "CreatedDate", "SystemModstamp", "IsDeleted", "IsArchived",
+    "Id",
+    "WhoId",
+    "OwnerId",
+    "Subject",
+    "ActivityDate",
+    "Status",
+    "IsClosed",
+    "CompletedDateTime",
+    "TaskSubtype",
+    "Type",
+    "CallType",
+    "CreatedDate",
+    "SystemModstamp",
+    "IsDeleted",
+    "IsArchived",
 ];
 const EVENT_FIELDS: &[&str] = &[
-    "Id", "WhoId", "OwnerId", "Subject", "StartDateTime", "ActivityDateTime", "EndDateTime", "CreatedDate",
-    "SystemModstamp", "IsDeleted",
+    "Id",
+    "WhoId",
+    "OwnerId",
+    "Subject",
+    "StartDateTime",
+    "ActivityDateTime",
+    "EndDateTime",
+    "CreatedDate",
+    "SystemModstamp",
+    "IsDeleted",
 ];
 const USER_FIELDS: &[&str] = &["Id", "Name", "Email", "ManagerId", "TimeZoneSidKey", "IsActive", "SystemModstamp"];
 const QUEUE_FIELDS: &[&str] = &["Id", "Name", "Email", "SystemModstamp"];
@@ -154,10 +193,7 @@ impl SalesforceConnector {
                 "Lead described"
             );
         }
-        self.described
-            .write()
-            .await
-            .insert(sobject.to_string(), d.fields.iter().map(|f| f.name.clone()).collect());
+        self.described.write().await.insert(sobject.to_string(), d.fields.iter().map(|f| f.name.clone()).collect());
         Ok(d)
     }
 
@@ -173,8 +209,12 @@ impl SalesforceConnector {
     async fn select_list(&self, phase: Phase) -> Result<Vec<String>, SalesforceError> {
         let settings = &self.client.settings;
         let mut wanted: Vec<String> = match phase {
-            Phase::Leads => LEAD_FIELDS.iter().map(|s| s.to_string()).chain(settings.required_lead_fields.iter().cloned()).collect(),
-            Phase::Tasks => TASK_FIELDS.iter().map(|s| s.to_string()).chain([settings.task_key_field.clone()]).collect(),
+            Phase::Leads => {
+                LEAD_FIELDS.iter().map(|s| s.to_string()).chain(settings.required_lead_fields.iter().cloned()).collect()
+            }
+            Phase::Tasks => {
+                TASK_FIELDS.iter().map(|s| s.to_string()).chain([settings.task_key_field.clone()]).collect()
+            }
             Phase::Events => EVENT_FIELDS.iter().map(|s| s.to_string()).collect(),
             Phase::Users => USER_FIELDS.iter().map(|s| s.to_string()).collect(),
             Phase::Queues => QUEUE_FIELDS.iter().map(|s| s.to_string()).collect(),
@@ -307,12 +347,14 @@ impl SalesforceConnector {
     /// Calendars are few and small: read all business hours and holidays in
     /// one go and hand back the whole set.
     async fn pull_calendars(&self, mut state: SfCursor, end_ms: i64) -> Result<PullPage, SalesforceError> {
-        let mut hours_fields: Vec<String> = ["Id", "Name", "IsActive", "IsDefault", "TimeZoneSidKey"].iter().map(|s| s.to_string()).collect();
+        let mut hours_fields: Vec<String> =
+            ["Id", "Name", "IsActive", "IsDefault", "TimeZoneSidKey"].iter().map(|s| s.to_string()).collect();
         for day in ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"] {
             hours_fields.push(format!("{day}StartTime"));
             hours_fields.push(format!("{day}EndTime"));
         }
-        let hours = self.read_all(&format!("SELECT {} FROM BusinessHours", hours_fields.join(", ")), "BusinessHours").await?;
+        let hours =
+            self.read_all(&format!("SELECT {} FROM BusinessHours", hours_fields.join(", ")), "BusinessHours").await?;
         let holiday_have = self.fields_of("Holiday").await?;
         let holiday_fields: Vec<&str> = HOLIDAY_FIELDS.iter().copied().filter(|f| holiday_have.contains(*f)).collect();
         let holidays = self.read_all(&format!("SELECT {} FROM Holiday", holiday_fields.join(", ")), "Holiday").await?;
@@ -328,7 +370,12 @@ impl SalesforceConnector {
     /// Read the rest of every child collection `rel` that came back cut
     /// short (`done: false`, as when one lead has more history rows than
     /// the batch holds), so no row's children are ever silently truncated.
-    async fn finish_child_pages(&self, rows: &mut [Map<String, Value>], rel: &str, object: &str) -> Result<(), SalesforceError> {
+    async fn finish_child_pages(
+        &self,
+        rows: &mut [Map<String, Value>],
+        rel: &str,
+        object: &str,
+    ) -> Result<(), SalesforceError> {
         for row in rows.iter_mut() {
             let Some(Value::Object(children)) = row.get_mut(rel) else { continue };
             while children.get("done").and_then(Value::as_bool) == Some(false) {
@@ -385,7 +432,8 @@ impl SalesforceConnector {
         for chunk in chunk_distinct_ids(&lead_updates, batch) {
             self.write_chunk(Method::PATCH, &lead_path, &chunk, "Lead", &mut results).await?;
         }
-        let task_path = self.client.api_path(&format!("composite/sobjects/Task/{}", self.client.settings.task_key_field));
+        let task_path =
+            self.client.api_path(&format!("composite/sobjects/Task/{}", self.client.settings.task_key_field));
         for chunk in task_upserts.chunks(batch) {
             self.write_chunk(Method::PATCH, &task_path, chunk, "Task", &mut results).await?;
         }
@@ -426,10 +474,13 @@ impl SalesforceConnector {
                     None,
                 ) {
                     crate::wire::Failure::Class(c) => c,
-                    crate::wire::Failure::DailyLimit => handoff_model::ErrorClass::RateLimited { retry_after_secs: 900 },
+                    crate::wire::Failure::DailyLimit => {
+                        handoff_model::ErrorClass::RateLimited { retry_after_secs: 900 }
+                    }
                 };
                 for (i, _) in chunk {
-                    results[*i] = Some(Err(WriteError { class: class.clone(), code: code.clone(), message: message.clone() }));
+                    results[*i] =
+                        Some(Err(WriteError { class: class.clone(), code: code.clone(), message: message.clone() }));
                 }
                 return Ok(());
             }

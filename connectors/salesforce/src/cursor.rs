@@ -49,7 +49,8 @@ impl SfCursor {
     /// stream is rejected rather than guessed at.
     pub fn decode(cursor: &Cursor, stream: Stream) -> Result<Self, SalesforceError> {
         let bad = |message: String| SalesforceError::BadCursor { cursor: cursor.0.clone(), message };
-        let parsed: SfCursor = serde_json::from_str(&cursor.0).map_err(|e| bad(format!("not JSON of the expected shape: {e}")))?;
+        let parsed: SfCursor =
+            serde_json::from_str(&cursor.0).map_err(|e| bad(format!("not JSON of the expected shape: {e}")))?;
         if parsed.crm != CRM_TAG {
             return Err(bad(format!("written by the {} connector", parsed.crm)));
         }
@@ -110,13 +111,21 @@ mod tests {
     fn round_trips_and_rejects_foreign_cursors() {
         let mut c = SfCursor::fresh(Stream::Leads);
         c.done_until_ms = Some(1_000);
-        c.window = Some(Window { start_ms: 0, end_ms: 5, phase: 1, next_url: Some("/services/data/v62.0/query/01g-2000".into()) });
+        c.window = Some(Window {
+            start_ms: 0,
+            end_ms: 5,
+            phase: 1,
+            next_url: Some("/services/data/v62.0/query/01g-2000".into()),
+        });
         let enc = c.encode();
         assert_eq!(SfCursor::decode(&enc, Stream::Leads).ok(), Some(c));
         assert!(matches!(SfCursor::decode(&enc, Stream::Owners), Err(SalesforceError::BadCursor { .. })));
         for garbage in ["", "garbage", r#"{"crm":"hubspot","v":1,"stream":"leads","done_until_ms":null}"#, "42"] {
             assert!(
-                matches!(SfCursor::decode(&Cursor(garbage.into()), Stream::Leads), Err(SalesforceError::BadCursor { .. })),
+                matches!(
+                    SfCursor::decode(&Cursor(garbage.into()), Stream::Leads),
+                    Err(SalesforceError::BadCursor { .. })
+                ),
                 "{garbage}"
             );
         }

@@ -81,9 +81,9 @@ impl DailyBudget {
     /// read a fresh count; [`DailyBudget::observe`] decides from there.
     pub fn gate(&self, now: Timestamp) -> BudgetGate {
         match self.paused_until {
-            Some(until) if until > now => BudgetGate::Paused {
-                retry_after: (until - now).to_std().unwrap_or(Duration::ZERO),
-            },
+            Some(until) if until > now => {
+                BudgetGate::Paused { retry_after: (until - now).to_std().unwrap_or(Duration::ZERO) }
+            }
             _ => BudgetGate::Open,
         }
     }

@@ -84,10 +84,7 @@ pub fn parse_datetime(s: &str) -> Option<Timestamp> {
 
 /// A SOQL dateTime literal (unquoted, UTC, whole seconds).
 pub fn soql_datetime(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn text<'a>(row: &'a Row, field: &str) -> Option<&'a str> {
@@ -146,7 +143,12 @@ fn map_lead(row: &Row, tracked: TrackedHistory) -> Result<LeadOrDeletion, BadRow
     let modified_at = stamp(row, "SystemModstamp", SO)?;
     let merged_into = text(row, "MasterRecordId").map(str::to_string);
     if flag(row, "IsDeleted") {
-        return Ok(LeadOrDeletion::Deletion(Deletion { stream: Stream::Leads, id, merged_into, deleted_at: modified_at }));
+        return Ok(LeadOrDeletion::Deletion(Deletion {
+            stream: Stream::Leads,
+            id,
+            merged_into,
+            deleted_at: modified_at,
+        }));
     }
     let created_at = match text(row, "CreatedDate") {
         Some(_) => stamp(row, "CreatedDate", SO)?,
@@ -257,9 +259,11 @@ pub fn lead_history(
             None => looks_like_id(&old) || looks_like_id(&new),
         };
         if (field == "Status" && tracked.status) || (field == "Owner" && is_id_row && tracked.owner) {
-            let raw = text(h, "CreatedDate").ok_or_else(|| bad(row, SO, format!("a {field} history row has no CreatedDate")))?;
-            let at = parse_datetime(raw)
-                .ok_or_else(|| bad(row, SO, format!("a {field} history row's CreatedDate {raw:?} is not a datetime")))?;
+            let raw = text(h, "CreatedDate")
+                .ok_or_else(|| bad(row, SO, format!("a {field} history row has no CreatedDate")))?;
+            let at = parse_datetime(raw).ok_or_else(|| {
+                bad(row, SO, format!("a {field} history row's CreatedDate {raw:?} is not a datetime"))
+            })?;
             changes.push((field.to_string(), old, new, at));
         }
     }
@@ -292,7 +296,9 @@ pub fn lead_history(
     let last_owner = assignments.last().map(|a| a.owner_id.as_str());
     if let (Some(last), Some(current)) = (last_owner, owner_id) {
         if !same_id(last, current) {
-            return Ok(History::Incomplete(format!("its Owner history ends at {last}, but the lead is owned by {current}")));
+            return Ok(History::Incomplete(format!(
+                "its Owner history ends at {last}, but the lead is owned by {current}"
+            )));
         }
     }
 
@@ -316,7 +322,10 @@ pub fn lead_history(
     }
     if let (Some(last), Some(current)) = (status_changes.last(), status) {
         if last.status != current {
-            return Ok(History::Incomplete(format!("its Status history ends at {:?}, but the lead is {current:?}", last.status)));
+            return Ok(History::Incomplete(format!(
+                "its Status history ends at {:?}, but the lead is {current:?}",
+                last.status
+            )));
         }
     }
     Ok(History::Complete { assignments, status_changes })
@@ -526,8 +535,8 @@ pub fn map_calendars(hours: &[Row], holidays: &[Row]) -> Result<Vec<BusinessCale
             continue;
         }
         let id = text(row, "Id").ok_or_else(|| bad(row, "BusinessHours", "Id is missing".into()))?;
-        let time_zone = text(row, "TimeZoneSidKey")
-            .ok_or_else(|| bad(row, "BusinessHours", "TimeZoneSidKey is missing".into()))?;
+        let time_zone =
+            text(row, "TimeZoneSidKey").ok_or_else(|| bad(row, "BusinessHours", "TimeZoneSidKey is missing".into()))?;
         let mut weekly = Vec::new();
         for (weekday, day) in DAYS {
             let start = text(row, &format!("{day}StartTime")).and_then(parse_time);
@@ -570,10 +579,14 @@ mod tests {
     #[test]
     fn leads_deletions_and_merges() {
         let rows = vec![
-            row(json!({"attributes": {"type": "Lead"}, "Id": "00Q1", "OwnerId": "00G1", "CreatedDate": "2026-01-01T00:00:00.000+0000",
+            row(
+                json!({"attributes": {"type": "Lead"}, "Id": "00Q1", "OwnerId": "00G1", "CreatedDate": "2026-01-01T00:00:00.000+0000",
                 "SystemModstamp": "2026-01-02T00:00:00.000+0000", "IsDeleted": false, "IsConverted": true, "ConvertedDate": "2026-01-03",
-                "Status": "Closed - Converted", "Lead_Score__c": 71.0})),
-            row(json!({"Id": "00Q2", "SystemModstamp": "2026-01-02T00:00:01.000+0000", "IsDeleted": true, "MasterRecordId": "00Q1"})),
+                "Status": "Closed - Converted", "Lead_Score__c": 71.0}),
+            ),
+            row(
+                json!({"Id": "00Q2", "SystemModstamp": "2026-01-02T00:00:01.000+0000", "IsDeleted": true, "MasterRecordId": "00Q1"}),
+            ),
             row(json!({"Id": "00Q3", "SystemModstamp": "not a time", "IsDeleted": false})),
         ];
         let mut out = Mapped::default();
@@ -596,9 +609,13 @@ mod tests {
         let tasks = vec![
             row(json!({"Id": "00T1", "WhoId": "00Q1", "TaskSubtype": "Call", "CallType": "Outbound", "IsClosed": true,
                 "CompletedDateTime": "2026-02-01T10:00:00.000+0000", "SystemModstamp": "2026-02-01T10:00:05.000+0000"})),
-            row(json!({"Id": "00T2", "WhoId": "00Q1", "Type": "Other", "Handoff_Key__c": "k1", "ActivityDate": "2026-02-03",
-                "SystemModstamp": "2026-02-01T10:00:05.000+0000"})),
-            row(json!({"Id": "00T3", "WhoId": "0031", "TaskSubtype": "Call", "SystemModstamp": "2026-02-01T10:00:05.000+0000"})),
+            row(
+                json!({"Id": "00T2", "WhoId": "00Q1", "Type": "Other", "Handoff_Key__c": "k1", "ActivityDate": "2026-02-03",
+                "SystemModstamp": "2026-02-01T10:00:05.000+0000"}),
+            ),
+            row(
+                json!({"Id": "00T3", "WhoId": "0031", "TaskSubtype": "Call", "SystemModstamp": "2026-02-01T10:00:05.000+0000"}),
+            ),
             row(json!({"Id": "00T4", "IsDeleted": true, "SystemModstamp": "2026-02-01T10:00:06.000+0000"})),
         ];
         let mut out = Mapped::default();
@@ -658,7 +675,8 @@ mod tests {
         ]});
         let (lead, incomplete) = one_lead(lead_row("005000000000003AAA", "Working - Contacted", Some(rows)));
         assert!(incomplete.is_empty());
-        let owners: Vec<(&str, OwnerKind, Timestamp)> = lead.assignments.iter().map(|a| (a.owner_id.as_str(), a.owner_kind, a.at)).collect();
+        let owners: Vec<(&str, OwnerKind, Timestamp)> =
+            lead.assignments.iter().map(|a| (a.owner_id.as_str(), a.owner_kind, a.at)).collect();
         assert_eq!(
             owners,
             vec![
@@ -670,7 +688,10 @@ mod tests {
         let statuses: Vec<(&str, Timestamp)> = lead.status_changes.iter().map(|s| (s.status.as_str(), s.at)).collect();
         assert_eq!(
             statuses,
-            vec![("Open - Not Contacted", at("2026-01-01T09:00:00Z")), ("Working - Contacted", at("2026-01-01T10:00:00Z"))]
+            vec![
+                ("Open - Not Contacted", at("2026-01-01T09:00:00Z")),
+                ("Working - Contacted", at("2026-01-01T10:00:00Z"))
+            ]
         );
         assert!(!lead.fields.contains_key(HISTORIES), "the nested result is not a lead field");
     }
@@ -681,7 +702,10 @@ mod tests {
         assert_eq!(lead.assignments.len(), 1);
         assert_eq!(lead.assignments[0].owner_kind, OwnerKind::Queue);
         assert_eq!(lead.assignments[0].at, lead.created_at);
-        assert_eq!(lead.status_changes, vec![StatusChange { status: "Open - Not Contacted".into(), at: lead.created_at }]);
+        assert_eq!(
+            lead.status_changes,
+            vec![StatusChange { status: "Open - Not Contacted".into(), at: lead.created_at }]
+        );
     }
 
     #[test]
@@ -695,11 +719,19 @@ mod tests {
         ]});
         let status_only = TrackedHistory { owner: false, status: true };
         let mut out = Mapped::default();
-        assert!(map_leads(&[lead_row("005000000000003AAA", "Working - Contacted", Some(rows.clone()))], status_only, &mut out).is_empty());
+        assert!(map_leads(
+            &[lead_row("005000000000003AAA", "Working - Contacted", Some(rows.clone()))],
+            status_only,
+            &mut out
+        )
+        .is_empty());
         let lead = &out.leads[0];
         assert!(out.incomplete_histories.is_empty(), "{:?}", out.incomplete_histories);
         assert!(lead.assignments.is_empty(), "{:?}", lead.assignments);
-        assert_eq!(lead.status_changes.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), ["Open - Not Contacted", "Working - Contacted"]);
+        assert_eq!(
+            lead.status_changes.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(),
+            ["Open - Not Contacted", "Working - Contacted"]
+        );
 
         let owner_only = TrackedHistory { owner: true, status: false };
         let mut out = Mapped::default();
@@ -746,7 +778,10 @@ mod tests {
             hist("Owner", None, json!("Inbound Queue"), json!("Cy Rep"), "2026-01-01T09:05:00.000+0000"),
         ]});
         let (lead, _) = one_lead(lead_row("005000000000003AAA", "Qualified", Some(untyped)));
-        assert_eq!(lead.assignments.iter().map(|a| a.owner_id.as_str()).collect::<Vec<_>>(), ["00G000000000001AAA", "005000000000003AAA"]);
+        assert_eq!(
+            lead.assignments.iter().map(|a| a.owner_id.as_str()).collect::<Vec<_>>(),
+            ["00G000000000001AAA", "005000000000003AAA"]
+        );
 
         let foreign = json!({"totalSize": 1, "done": true, "records": [
             hist("Owner", Some("EntityId"), json!("0DF000000000001AAA"), json!("005000000000003AAA"), "2026-01-01T09:05:00.000+0000"),
@@ -756,7 +791,11 @@ mod tests {
         ]});
         for (histories, needle) in [(foreign, "neither a user"), (undated, "CreatedDate")] {
             let mut out = Mapped::default();
-            let errors = map_leads(&[lead_row("005000000000003AAA", "Qualified", Some(histories))], TrackedHistory::default(), &mut out);
+            let errors = map_leads(
+                &[lead_row("005000000000003AAA", "Qualified", Some(histories))],
+                TrackedHistory::default(),
+                &mut out,
+            );
             assert!(out.leads.is_empty());
             assert_eq!(errors.len(), 1);
             assert!(errors[0].message.contains(needle) && errors[0].id == "00Q1", "{:?}", errors[0]);
@@ -766,7 +805,12 @@ mod tests {
     #[test]
     fn users_carry_manager_and_zone_and_queues_are_owners() {
         let mut out = Mapped::default();
-        map_users(&[row(json!({"Id": "0051", "Name": "Ana", "ManagerId": "0052", "TimeZoneSidKey": "Europe/Berlin", "IsActive": false}))], &mut out);
+        map_users(
+            &[row(
+                json!({"Id": "0051", "Name": "Ana", "ManagerId": "0052", "TimeZoneSidKey": "Europe/Berlin", "IsActive": false}),
+            )],
+            &mut out,
+        );
         map_queues(&[row(json!({"Id": "00G1", "Name": "Inbound queue"}))], &mut out);
         assert_eq!(out.owners[0].manager_id.as_deref(), Some("0052"));
         assert_eq!(out.owners[0].time_zone.as_deref(), Some("Europe/Berlin"));
@@ -782,7 +826,9 @@ mod tests {
             "TuesdayStartTime": null, "TuesdayEndTime": null}))];
         let holidays = vec![
             row(json!({"Name": "New Year", "ActivityDate": "2026-01-01", "IsAllDay": true})),
-            row(json!({"Name": "Half day", "ActivityDate": "2026-12-24", "IsAllDay": false, "StartTimeInMinutes": 720, "EndTimeInMinutes": 1440})),
+            row(
+                json!({"Name": "Half day", "ActivityDate": "2026-12-24", "IsAllDay": false, "StartTimeInMinutes": 720, "EndTimeInMinutes": 1440}),
+            ),
         ];
         let cals = map_calendars(&hours, &holidays).unwrap_or_default();
         assert_eq!(cals.len(), 1);

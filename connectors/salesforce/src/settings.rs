@@ -156,10 +156,7 @@ impl SalesforceSettings {
             ));
         }
         if !(200..=2000).contains(&self.query_batch_size) {
-            return Err(format!(
-                "query_batch_size is {}; Salesforce accepts 200 to 2000",
-                self.query_batch_size
-            ));
+            return Err(format!("query_batch_size is {}; Salesforce accepts 200 to 2000", self.query_batch_size));
         }
         if !(1..=200).contains(&self.write_batch_size) {
             return Err(format!(

@@ -182,7 +182,9 @@ pub fn classify_record_error(error: &RecordError) -> WriteError {
     let class = match error.status_code.as_str() {
         // Lock contention and a rolled-back sibling are worth another try;
         // the upsert key makes the retry harmless.
-        "UNABLE_TO_LOCK_ROW" | "ALL_OR_NONE_OPERATION_ROLLED_BACK" | "SERVER_UNAVAILABLE"
+        "UNABLE_TO_LOCK_ROW"
+        | "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+        | "SERVER_UNAVAILABLE"
         | "REQUEST_RUNNING_TOO_LONG" => ErrorClass::Retryable,
         "REQUEST_LIMIT_EXCEEDED" => ErrorClass::RateLimited { retry_after_secs: 60 },
         c if needs_config(c) => ErrorClass::NeedsConfig,

@@ -58,14 +58,14 @@ async fn post_clock(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     let mv: ClockMove = match serde_json::from_slice(&body) {
         Ok(mv) => mv,
         Err(e) => {
-            return bad_request(format!(
-                "clock body must be {{\"advance_secs\": N}} or {{\"to\": \"RFC3339\"}}: {e}"
-            ))
+            return bad_request(format!("clock body must be {{\"advance_secs\": N}} or {{\"to\": \"RFC3339\"}}: {e}"))
         }
     };
     match (mv.advance_secs, mv.to) {
         (Some(secs), None) if secs >= 0 => shared.clock.advance(Duration::seconds(secs)),
-        (Some(secs), None) => return bad_request(format!("advance_secs must be >= 0 (the clock never goes back), got {secs}")),
+        (Some(secs), None) => {
+            return bad_request(format!("advance_secs must be >= 0 (the clock never goes back), got {secs}"))
+        }
         (None, Some(to)) => {
             let now = shared.clock.now();
             if to < now {

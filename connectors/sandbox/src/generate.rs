@@ -87,22 +87,35 @@ const ALL_BEHAVIOURS: [RepBehaviour; 5] = [
 
 const FIRST_NAMES: [&str; 32] = [
     "Ava", "Liam", "Maya", "Noah", "Priya", "Ethan", "Sofia", "Lucas", "Chloe", "Arjun", "Emma", "Oliver", "Zara",
-    "Mateo", "Grace", "Kenji", "Hannah", "Diego", "Leila", "Samuel", "Isla", "Ravi", "Nora", "Felix", "Amara",
-    "Jonah", "Mei", "Tomás", "Aisha", "Henry", "Freya", "Omar",
+    "Mateo", "Grace", "Kenji", "Hannah", "Diego", "Leila", "Samuel", "Isla", "Ravi", "Nora", "Felix", "Amara", "Jonah",
+    "Mei", "Tomás", "Aisha", "Henry", "Freya", "Omar",
 ];
 const LAST_NAMES: [&str; 32] = [
-    "Patel", "Nguyen", "Smith", "Garcia", "Kim", "Okafor", "Müller", "Rossi", "Tanaka", "Johnson", "O'Brien",
-    "Silva", "Cohen", "Larsen", "Singh", "Brown", "Dubois", "Kowalski", "Haddad", "Walker", "Ivanova", "Chen",
-    "Murphy", "Alvarez", "Mensah", "Taylor", "Novak", "Fischer", "Reyes", "Clarke", "Sato", "Hughes",
+    "Patel", "Nguyen", "Smith", "Garcia", "Kim", "Okafor", "Müller", "Rossi", "Tanaka", "Johnson", "O'Brien", "Silva",
+    "Cohen", "Larsen", "Singh", "Brown", "Dubois", "Kowalski", "Haddad", "Walker", "Ivanova", "Chen", "Murphy",
+    "Alvarez", "Mensah", "Taylor", "Novak", "Fischer", "Reyes", "Clarke", "Sato", "Hughes",
 ];
 const COMPANY_HEADS: [&str; 16] = [
-    "Northwind", "Bluepeak", "Cobalt", "Ironleaf", "Lumen", "Harbor", "Quartz", "Redwood", "Summit", "Tidal",
-    "Vertex", "Willow", "Atlas", "Beacon", "Crescent", "Granite",
+    "Northwind",
+    "Bluepeak",
+    "Cobalt",
+    "Ironleaf",
+    "Lumen",
+    "Harbor",
+    "Quartz",
+    "Redwood",
+    "Summit",
+    "Tidal",
+    "Vertex",
+    "Willow",
+    "Atlas",
+    "Beacon",
+    "Crescent",
+    "Granite",
 ];
 const COMPANY_TAILS: [&str; 8] = ["Labs", "Systems", "Analytics", "Health", "Logistics", "Software", "Group", "Energy"];
-const INDUSTRIES: [&str; 8] = [
-    "Technology", "Healthcare", "Financial Services", "Manufacturing", "Retail", "Logistics", "Education", "Energy",
-];
+const INDUSTRIES: [&str; 8] =
+    ["Technology", "Healthcare", "Financial Services", "Manufacturing", "Retail", "Logistics", "Education", "Energy"];
 const MANAGER_TITLES: [&str; 6] = [
     "VP of Marketing",
     "Director of Sales Operations",
@@ -232,10 +245,7 @@ fn calendars(cfg: &OrgConfig) -> Vec<BusinessCalendar> {
     let years: Vec<i32> = (cfg.start_at.year()..=cfg.end_at().year()).collect();
     let weekdays = [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri];
     let hours = |start: u32, end: u32| -> Vec<WeeklyWindow> {
-        weekdays
-            .iter()
-            .map(|&weekday| WeeklyWindow { weekday, start: hm(start, 0), end: hm(end, 0) })
-            .collect()
+        weekdays.iter().map(|&weekday| WeeklyWindow { weekday, start: hm(start, 0), end: hm(end, 0) }).collect()
     };
     vec![
         BusinessCalendar {
@@ -507,7 +517,11 @@ fn reason(rng: &mut ChaCha8Rng, p_given: f64, weak_lead: bool) -> Option<String>
     if !rng.gen_bool(p_given) {
         return None;
     }
-    let code = if weak_lead { *pick(rng, &["wrong_persona", "did_not_meet_criteria", "competitor"]) } else { *pick(rng, &REASON_CODES) };
+    let code = if weak_lead {
+        *pick(rng, &["wrong_persona", "did_not_meet_criteria", "competitor"])
+    } else {
+        *pick(rng, &REASON_CODES)
+    };
     Some(code.to_string())
 }
 
@@ -554,7 +568,11 @@ fn plan_behaviour(
             touch(first_at, rng, out);
             status(first_at + Duration::seconds(30), LeadStatus::Working, out);
             if weak {
-                status(first_at + Duration::minutes(rng.gen_range(5..120)), LeadStatus::Rejected { reason: reason(rng, 1.0, true) }, out);
+                status(
+                    first_at + Duration::minutes(rng.gen_range(5..120)),
+                    LeadStatus::Rejected { reason: reason(rng, 1.0, true) },
+                    out,
+                );
                 return;
             }
             // Diligent: a full cadence over at least ten business days

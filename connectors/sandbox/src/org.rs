@@ -139,9 +139,13 @@ pub enum LeadStatus {
     Accepted,
     /// Sales rejected; `reason` is one of the policy's reason codes, or
     /// `None` when the rep gave none.
-    Rejected { reason: Option<String> },
+    Rejected {
+        reason: Option<String>,
+    },
     /// Closed as unresponsive after follow-up.
-    ClosedUnresponsive { reason: Option<String> },
+    ClosedUnresponsive {
+        reason: Option<String>,
+    },
     /// Converted to an opportunity.
     Converted,
 }

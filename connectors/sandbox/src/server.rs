@@ -197,7 +197,10 @@ pub fn check_org_config(cfg: &OrgConfig) -> Result<(), SandboxError> {
         return Err(SandboxError::Config(format!("--days {} is more than ten years; use 3650 or fewer", cfg.days)));
     }
     if cfg.leads > MAX_LEADS {
-        return Err(SandboxError::Config(format!("--leads {} is more than the sandbox serves; use {MAX_LEADS} or fewer", cfg.leads)));
+        return Err(SandboxError::Config(format!(
+            "--leads {} is more than the sandbox serves; use {MAX_LEADS} or fewer",
+            cfg.leads
+        )));
     }
     Ok(())
 }
@@ -208,9 +211,7 @@ pub async fn start(opts: SandboxOptions) -> Result<RunningSandbox, SandboxError>
     check_loopback(opts.listen)?;
     check_org_config(&opts.org)?;
     let listener = TcpListener::bind(opts.listen).map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
+    listener.set_nonblocking(true).map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
     let local = listener.local_addr().map_err(|source| SandboxError::Bind { addr: opts.listen, source })?;
 
     let (temp_dir, work_dir) = match &opts.work_dir {
@@ -314,4 +315,3 @@ async fn wait_for_signal() -> std::io::Result<()> {
 async fn wait_for_signal() -> std::io::Result<()> {
     tokio::signal::ctrl_c().await
 }
-

@@ -163,9 +163,15 @@ pub fn owner_count(sb: &RunningSandbox) -> usize {
 pub fn report(scenario: &str, used: usize, bound: LowerBound, factor: f64) {
     let lower_bound = bound.calls();
     println!("api-calls scenario={scenario} used={used} lower_bound={lower_bound}");
-    assert!(used >= lower_bound, "{scenario}: {used} calls is below the lower bound {lower_bound} ({bound:?}): the bound or the pull is wrong");
+    assert!(
+        used >= lower_bound,
+        "{scenario}: {used} calls is below the lower bound {lower_bound} ({bound:?}): the bound or the pull is wrong"
+    );
     let ceiling = (lower_bound as f64 * factor).ceil() as usize;
-    assert!(used <= ceiling, "{scenario}: {used} calls, more than {factor} × the lower bound {lower_bound} ({bound:?})");
+    assert!(
+        used <= ceiling,
+        "{scenario}: {used} calls, more than {factor} × the lower bound {lower_bound} ({bound:?})"
+    );
 }
 
 /// Counted calls in the sandbox's request log from index `since` (read in
@@ -193,7 +199,11 @@ pub async fn raise_limits(sb: &RunningSandbox, s: &mut HubspotSettings) {
 /// `properties` (and the history of `history`), archived and merged ones
 /// too, without their associations.
 pub async fn dump(sb: &RunningSandbox, object: &str, properties: &[&str], history: &[&str]) -> Vec<Value> {
-    let path = format!("/__sandbox/hubspot/objects/{object}?properties={}&history={}&associations=false", properties.join(","), history.join(","));
+    let path = format!(
+        "/__sandbox/hubspot/objects/{object}?properties={}&history={}&associations=false",
+        properties.join(","),
+        history.join(",")
+    );
     admin_get(sb, &path).await["results"].as_array().cloned().unwrap_or_default()
 }
 
@@ -208,7 +218,8 @@ pub fn is_live(r: &Value) -> bool {
 }
 
 pub async fn admin_patch(sb: &RunningSandbox, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new().patch(format!("{}{path}", sb.base_url)).json(&body).send().await.expect("admin PATCH");
+    let r =
+        reqwest::Client::new().patch(format!("{}{path}", sb.base_url)).json(&body).send().await.expect("admin PATCH");
     let status = r.status();
     let v: Value = r.json().await.unwrap_or(Value::Null);
     assert!(status.is_success(), "PATCH {path}: {status} {v}");
@@ -259,15 +270,21 @@ pub fn check_histories(leads: &BTreeMap<String, Lead>, dumped: &[Value], queues:
     for (id, lead) in leads {
         let truth = by_id.get(id.as_str()).unwrap_or_else(|| panic!("lead {id} is not in the sandbox"));
         let owners = truth_history(&truth["propertiesWithHistory"]["hubspot_owner_id"]);
-        let got: Vec<(String, i64)> = lead.assignments.iter().map(|a| (a.owner_id.clone(), a.at.timestamp_millis())).collect();
+        let got: Vec<(String, i64)> =
+            lead.assignments.iter().map(|a| (a.owner_id.clone(), a.at.timestamp_millis())).collect();
         assert_eq!(got, owners, "lead {id}: assignments");
         for a in &lead.assignments {
             let want = if queue_ids.contains(&a.owner_id) { OwnerKind::Queue } else { OwnerKind::User };
             assert_eq!(a.owner_kind, want, "lead {id}: kind of owner {}", a.owner_id);
         }
-        assert_eq!(lead.assignments.last().map(|a| a.owner_id.as_str()), lead.owner_id.as_deref(), "lead {id}: the last assignment is the owner");
+        assert_eq!(
+            lead.assignments.last().map(|a| a.owner_id.as_str()),
+            lead.owner_id.as_deref(),
+            "lead {id}: the last assignment is the owner"
+        );
         let statuses = truth_history(&truth["propertiesWithHistory"]["hs_lead_status"]);
-        let got: Vec<(String, i64)> = lead.status_changes.iter().map(|s| (s.status.clone(), s.at.timestamp_millis())).collect();
+        let got: Vec<(String, i64)> =
+            lead.status_changes.iter().map(|s| (s.status.clone(), s.at.timestamp_millis())).collect();
         assert_eq!(got, statuses, "lead {id}: status changes");
     }
     leads.len()
@@ -320,18 +337,23 @@ pub fn timeline_histories(org: &handoff_sandbox::org::SyntheticOrg) -> BTreeMap<
 
 /// Check every lead's assignments and status changes against the org's
 /// timeline, finding each lead by its email. Returns how many were checked.
-pub fn check_histories_against_timeline(leads: &BTreeMap<String, Lead>, org: &handoff_sandbox::org::SyntheticOrg) -> usize {
+pub fn check_histories_against_timeline(
+    leads: &BTreeMap<String, Lead>,
+    org: &handoff_sandbox::org::SyntheticOrg,
+) -> usize {
     let truth = timeline_histories(org);
     for (id, lead) in leads {
         let email = lead.field_str("email").unwrap_or_else(|| panic!("lead {id} has no email"));
         let (owners, statuses) = truth.get(email).unwrap_or_else(|| panic!("lead {id} ({email}) is not in the org"));
-        let got: Vec<(String, i64)> = lead.assignments.iter().map(|a| (a.owner_id.clone(), a.at.timestamp_millis())).collect();
+        let got: Vec<(String, i64)> =
+            lead.assignments.iter().map(|a| (a.owner_id.clone(), a.at.timestamp_millis())).collect();
         assert_eq!(&got, owners, "lead {id}: assignments");
         for a in &lead.assignments {
             let want = if a.owner_id.starts_with('8') { OwnerKind::Queue } else { OwnerKind::User };
             assert_eq!(a.owner_kind, want, "lead {id}: kind of owner {}", a.owner_id);
         }
-        let got: Vec<(String, i64)> = lead.status_changes.iter().map(|s| (s.status.clone(), s.at.timestamp_millis())).collect();
+        let got: Vec<(String, i64)> =
+            lead.status_changes.iter().map(|s| (s.status.clone(), s.at.timestamp_millis())).collect();
         assert_eq!(&got, statuses, "lead {id}: status changes");
     }
     leads.len()

@@ -43,11 +43,9 @@ fn string_props(body: &Value) -> Result<BTreeMap<String, Option<String>>, (Statu
 }
 
 fn object_type(t: &str) -> Result<&'static str, (StatusCode, Value)> {
-    OBJECT_TYPES
-        .iter()
-        .copied()
-        .find(|x| *x == t)
-        .ok_or_else(|| (StatusCode::NOT_FOUND, json!({"error": format!("unknown object type {t}; use one of {OBJECT_TYPES:?}")})))
+    OBJECT_TYPES.iter().copied().find(|x| *x == t).ok_or_else(|| {
+        (StatusCode::NOT_FOUND, json!({"error": format!("unknown object type {t}; use one of {OBJECT_TYPES:?}")}))
+    })
 }
 
 /// What an object dump holds besides ids and timestamps.
@@ -184,12 +182,14 @@ fn admin(
             let t = object_type(t)?;
             let created_ms = time_ms(body, "created_at", now_ms)?;
             let updated_ms = time_ms(body, "updated_at", created_ms)?;
-            let props: BTreeMap<String, String> = string_props(body)?.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+            let props: BTreeMap<String, String> =
+                string_props(body)?.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
             let id = st.insert(t, props, created_ms, updated_ms, Source::Import);
             if let Some(links) = body.get("associations").and_then(Value::as_array) {
                 for l in links {
                     let to = l.get("to_type").and_then(Value::as_str).unwrap_or("contacts");
-                    let to_id = l.get("to_id").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+                    let to_id =
+                        l.get("to_id").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
                     let Some(to_id) = to_id else { return Err(bad("associations[].to_id must be a record id")) };
                     st.associations.link(t, id, object_type(to)?, to_id);
                 }
@@ -225,7 +225,11 @@ fn admin(
                 .and_then(Value::as_array)
                 .ok_or_else(|| bad("ids (an array of record ids) is required"))?
                 .iter()
-                .map(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).ok_or_else(|| bad(format!("{v} is not a record id"))))
+                .map(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                        .ok_or_else(|| bad(format!("{v} is not a record id")))
+                })
                 .collect::<Result<_, _>>()?;
             let store = st.stores.get_mut(t).ok_or_else(|| bad("unknown type"))?;
             let mut missing = Vec::new();
@@ -241,7 +245,10 @@ fn admin(
                 }
             }
             if !missing.is_empty() {
-                return Err((StatusCode::NOT_FOUND, json!({"error": format!("no {t} with ids {missing:?}; the others were updated")})));
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    json!({"error": format!("no {t} with ids {missing:?}; the others were updated")}),
+                ));
             }
             Ok((StatusCode::OK, json!({"updated": ids.len(), "updatedAt": iso_ms(updated_ms)})))
         }
@@ -277,13 +284,19 @@ fn admin(
             st.tokens.rotate_refresh_tokens = flag(body, "enabled")?;
             Ok((StatusCode::OK, json!({"rotate_refresh_tokens": st.tokens.rotate_refresh_tokens})))
         }
-        ["tokens", "refresh"] if m == Method::GET => Ok((StatusCode::OK, json!({"valid": st.tokens.valid_refresh_tokens()}))),
+        ["tokens", "refresh"] if m == Method::GET => {
+            Ok((StatusCode::OK, json!({"valid": st.tokens.valid_refresh_tokens()})))
+        }
         ["history"] if m == Method::POST => {
             st.history_readable = flag(body, "readable")?;
             Ok((StatusCode::OK, json!({"readable": st.history_readable})))
         }
         ["faults", "lost_response"] if m == Method::POST => {
-            let count = body.get("count").and_then(Value::as_u64).and_then(|c| u32::try_from(c).ok()).ok_or_else(|| bad("count (a positive integer) is required"))?;
+            let count = body
+                .get("count")
+                .and_then(Value::as_u64)
+                .and_then(|c| u32::try_from(c).ok())
+                .ok_or_else(|| bad("count (a positive integer) is required"))?;
             let status = body.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok());
             let delay_ms = body.get("delay_ms").and_then(Value::as_u64);
             if status.is_some() == delay_ms.is_some() {
@@ -293,7 +306,10 @@ fn admin(
                 return Err(bad("status must be a 5xx: a lost answer looks like a server or gateway failure"));
             }
             st.lost_responses = Some(LostResponses { count, status, delay_ms });
-            Ok((StatusCode::CREATED, json!({"lost_response": {"count": count, "status": status, "delay_ms": delay_ms}})))
+            Ok((
+                StatusCode::CREATED,
+                json!({"lost_response": {"count": count, "status": status, "delay_ms": delay_ms}}),
+            ))
         }
         ["tokens", "expire"] if m == Method::POST => {
             st.tokens.expire_access_tokens(now);
@@ -302,9 +318,12 @@ fn admin(
         ["limits"] if m == Method::GET => Ok((StatusCode::OK, limits(st))),
         ["limits"] if m == Method::POST => {
             let c = &mut st.limits.config;
-            let num = |k: &str| body.get(k).map(|v| v.as_u64().ok_or_else(|| bad(format!("{k} must be a non-negative integer"))));
+            let num = |k: &str| {
+                body.get(k).map(|v| v.as_u64().ok_or_else(|| bad(format!("{k} must be a non-negative integer"))))
+            };
             if let Some(v) = num("private_app_burst_per_10s").transpose()? {
-                c.private_app_burst_per_10s = u32::try_from(v).map_err(|_| bad("private_app_burst_per_10s is too large"))?;
+                c.private_app_burst_per_10s =
+                    u32::try_from(v).map_err(|_| bad("private_app_burst_per_10s is too large"))?;
             }
             if let Some(v) = num("oauth_burst_per_10s").transpose()? {
                 c.oauth_burst_per_10s = u32::try_from(v).map_err(|_| bad("oauth_burst_per_10s is too large"))?;
@@ -318,12 +337,18 @@ fn admin(
             Ok((StatusCode::OK, limits(st)))
         }
         ["limits", "daily"] if m == Method::POST => {
-            let used = body.get("used").and_then(Value::as_u64).ok_or_else(|| bad("used (a non-negative integer) is required"))?;
+            let used = body
+                .get("used")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("used (a non-negative integer) is required"))?;
             st.limits.set_daily_used(now, used);
             Ok((StatusCode::OK, limits(st)))
         }
         ["tasks", "duplicates"] if m == Method::GET => Ok((StatusCode::OK, task_duplicates(st))),
-        _ => Err((StatusCode::NOT_FOUND, json!({"error": format!("no HubSpot admin route {method} /__sandbox/hubspot/{}", segments.join("/"))}))),
+        _ => Err((
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no HubSpot admin route {method} /__sandbox/hubspot/{}", segments.join("/"))}),
+        )),
     }
 }
 

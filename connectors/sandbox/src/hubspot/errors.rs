@@ -195,7 +195,11 @@ mod tests {
     #[test]
     fn rate_limit_bodies_name_their_policy() {
         for (policy, name, message) in [
-            (RatePolicy::TenSecondlyRolling, "TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit."),
+            (
+                RatePolicy::TenSecondlyRolling,
+                "TEN_SECONDLY_ROLLING",
+                "You have reached your ten_secondly_rolling limit.",
+            ),
             (RatePolicy::Secondly, "SECONDLY", "You have reached your secondly limit."),
             (RatePolicy::Daily, "DAILY", "You have reached your daily limit."),
         ] {

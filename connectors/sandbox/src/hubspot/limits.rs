@@ -105,7 +105,12 @@ impl RateLimiter {
 
     /// Admit or refuse one counted request. On refusal nothing is counted.
     /// Either way, returns the headers to send.
-    pub fn admit(&mut self, now: DateTime<Utc>, auth: AuthKind, is_search: bool) -> (Result<(), RatePolicy>, RateHeaders) {
+    pub fn admit(
+        &mut self,
+        now: DateTime<Utc>,
+        auth: AuthKind,
+        is_search: bool,
+    ) -> (Result<(), RatePolicy>, RateHeaders) {
         self.roll(now);
         let verdict = if auth == AuthKind::PrivateApp && self.daily_used >= self.config.private_app_daily {
             Err(RatePolicy::Daily)

@@ -168,7 +168,9 @@ async fn api(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, headers:
         }
     };
     let is_search = req.is_search();
-    let is_batch_write = req.method == Method::POST && req.segments.iter().any(|s| s == "batch") && !req.segments.iter().any(|s| s == "read");
+    let is_batch_write = req.method == Method::POST
+        && req.segments.iter().any(|s| s == "batch")
+        && !req.segments.iter().any(|s| s == "read");
     // A write to records (not a search, not a batch read, not a property
     // definition): what the lost-response fault applies to.
     let is_record_write = is_write(&req.method)
@@ -271,7 +273,8 @@ async fn admin_route(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, 
     };
     let rest = uri.path().trim_start_matches("/__sandbox/hubspot");
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let query: BTreeMap<String, String> = uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let query: BTreeMap<String, String> =
+        uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let (status, answer) = admin::dispatch(&mut hub.lock(), now, &method, &segments, &query, &body);
     json_response(status, &answer, &RateHeaders(Vec::new()))
 }

@@ -44,7 +44,12 @@ impl ApiRequest {
     pub fn parse(method: Method, path: &str, query: Option<&str>, body: &[u8]) -> Result<Self, ApiError> {
         let mut segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
         // `/crm/objects/{YYYY-MM}/…` is the date-versioned twin of `/crm/v3/objects/…`.
-        if segments.len() >= 3 && segments[0] == "crm" && segments[1] == "objects" && segments[2].len() >= 7 && segments[2].as_bytes()[4] == b'-' {
+        if segments.len() >= 3
+            && segments[0] == "crm"
+            && segments[1] == "objects"
+            && segments[2].len() >= 7
+            && segments[2].as_bytes()[4] == b'-'
+        {
             segments[1] = "v3".to_string();
             segments[2] = "objects".to_string();
         }
@@ -57,7 +62,9 @@ impl ApiRequest {
         let body = if body.is_empty() {
             None
         } else {
-            Some(serde_json::from_slice(body).map_err(|e| ApiError::validation(format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column())))?)
+            Some(serde_json::from_slice(body).map_err(|e| {
+                ApiError::validation(format!("Invalid input JSON on line {}, column {}: {e}", e.line(), e.column()))
+            })?)
         };
         Ok(ApiRequest { method, segments, query: q, body })
     }
@@ -74,7 +81,14 @@ impl ApiRequest {
     fn q_list(&self, name: &str) -> Vec<String> {
         self.query
             .get(name)
-            .map(|vs| vs.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .map(|vs| {
+                vs.iter()
+                    .flat_map(|v| v.split(','))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -83,7 +97,10 @@ impl ApiRequest {
     }
 
     fn body_obj(&self) -> Result<&Map<String, Value>, ApiError> {
-        self.body.as_ref().and_then(Value::as_object).ok_or_else(|| ApiError::validation("Invalid input JSON: expected an object body"))
+        self.body
+            .as_ref()
+            .and_then(Value::as_object)
+            .ok_or_else(|| ApiError::validation("Invalid input JSON: expected an object body"))
     }
 }
 
@@ -126,15 +143,20 @@ pub fn dispatch_text(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Text
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["crm", "v3", "objects", t, "search"] if req.method == Method::POST => do_search(st, ctx, check_type(t)?, req),
-        ["crm", "v3", "objects", t, "batch", "read"] if req.method == Method::POST => batch_read(st, ctx, check_type(t)?, req),
-        _ => dispatch(st, ctx, req).map(|(status, body)| (status, if body.is_null() { String::new() } else { body.to_string() })),
+        ["crm", "v3", "objects", t, "batch", "read"] if req.method == Method::POST => {
+            batch_read(st, ctx, check_type(t)?, req)
+        }
+        _ => dispatch(st, ctx, req)
+            .map(|(status, body)| (status, if body.is_null() { String::new() } else { body.to_string() })),
     }
 }
 
 /// A text answer as a value (for callers that inspect it).
 fn parsed(answer: TextAnswer) -> Answer {
     let (status, text) = answer?;
-    let body = serde_json::from_str(&text).map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR).with_context(json!({"render": [e.to_string()]})))?;
+    let body = serde_json::from_str(&text).map_err(|e| {
+        ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR).with_context(json!({"render": [e.to_string()]}))
+    })?;
     Ok((status, body))
 }
 
@@ -150,15 +172,20 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
             _ => Err(method_not_allowed()),
         },
         ["crm", "v3", "objects", t, "search"] if *m == Method::POST => parsed(do_search(st, ctx, check_type(t)?, req)),
-        ["crm", "v3", "objects", t, "batch", "read"] if *m == Method::POST => parsed(batch_read(st, ctx, check_type(t)?, req)),
-        ["crm", "v3", "objects", t, "batch", op] if *m == Method::POST => batch_write(st, ctx, check_type(t)?, op, req, ctx.now.timestamp_millis()),
+        ["crm", "v3", "objects", t, "batch", "read"] if *m == Method::POST => {
+            parsed(batch_read(st, ctx, check_type(t)?, req))
+        }
+        ["crm", "v3", "objects", t, "batch", op] if *m == Method::POST => {
+            batch_write(st, ctx, check_type(t)?, op, req, ctx.now.timestamp_millis())
+        }
         ["crm", "v3", "objects", t, id] => {
             let t = check_type(t)?;
             match *m {
                 Method::GET => get_one(st, t, id, req),
                 Method::PATCH => {
                     let id = lookup_id(st, t, id, req.q("idProperty"))?;
-                    let props = req.body_obj()?.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+                    let props =
+                        req.body_obj()?.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
                     let id = st.update(t, id, &props, ctx.now.timestamp_millis())?;
                     Ok((StatusCode::OK, render(st, t, id, &props.keys().cloned().collect::<Vec<_>>(), &[])?))
                 }
@@ -176,7 +203,13 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
             let by_user_id = req.q("idProperty") == Some("userId");
             owners
                 .into_iter()
-                .find(|o| if by_user_id { o["userId"].as_u64().is_some_and(|u| id.parse() == Ok(u)) } else { o["id"] == *id })
+                .find(|o| {
+                    if by_user_id {
+                        o["userId"].as_u64().is_some_and(|u| id.parse() == Ok(u))
+                    } else {
+                        o["id"] == *id
+                    }
+                })
                 .map(|o| (StatusCode::OK, o))
                 .ok_or_else(|| ApiError::not_found(format!("No owner found for id {id}")))
         }
@@ -184,7 +217,8 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
             let t = check_type(t)?;
             match *m {
                 Method::GET => {
-                    let results: Vec<Value> = st.properties.get(t).map(|p| p.values().map(|d| d.render()).collect()).unwrap_or_default();
+                    let results: Vec<Value> =
+                        st.properties.get(t).map(|p| p.values().map(|d| d.render()).collect()).unwrap_or_default();
                     Ok((StatusCode::OK, json!({ "results": results })))
                 }
                 Method::POST => {
@@ -193,7 +227,11 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
                     let def = properties::from_create(body, ctx.now.timestamp_millis())?;
                     let defs = st.properties.entry(t.to_string()).or_default();
                     if defs.contains_key(&def.name) {
-                        return Err(ApiError::new(StatusCode::CONFLICT, "OBJECT_ALREADY_EXISTS", format!("Property named '{}' already exists.", def.name)));
+                        return Err(ApiError::new(
+                            StatusCode::CONFLICT,
+                            "OBJECT_ALREADY_EXISTS",
+                            format!("Property named '{}' already exists.", def.name),
+                        ));
                     }
                     let rendered = def.render();
                     defs.insert(def.name.clone(), def);
@@ -204,11 +242,9 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
         }
         ["crm", "v3", "properties", t, name] if *m == Method::GET => {
             let t = check_type(t)?;
-            st.properties
-                .get(t)
-                .and_then(|p| p.get(*name))
-                .map(|d| (StatusCode::OK, d.render()))
-                .ok_or_else(|| ApiError::not_found(format!("Unable to find property {name} for object type {}", object_type_id(t))))
+            st.properties.get(t).and_then(|p| p.get(*name)).map(|d| (StatusCode::OK, d.render())).ok_or_else(|| {
+                ApiError::not_found(format!("Unable to find property {name} for object type {}", object_type_id(t)))
+            })
         }
         ["crm", "v4", "objects", t, id, "associations", to] if *m == Method::GET => {
             let (t, to) = (check_type(t)?, check_type(to)?);
@@ -264,7 +300,8 @@ fn requested_properties(t: &str, names: Vec<String>) -> Vec<String> {
 }
 
 fn render(st: &HubState, t: &str, id: u64, props: &[String], assoc: &[String]) -> Result<Value, ApiError> {
-    let obj = st.store(t)?.get(id).ok_or_else(|| ApiError::not_found("Object not found.  objectId are usually numeric."))?;
+    let obj =
+        st.store(t)?.get(id).ok_or_else(|| ApiError::not_found("Object not found.  objectId are usually numeric."))?;
     Ok(render_obj(st, t, obj, &requested_properties(t, props.to_vec()), assoc))
 }
 
@@ -416,7 +453,8 @@ fn list_owners(ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
     let end = after + page.len();
     let mut body = json!({ "results": page });
     if end < all.len() {
-        body["paging"] = json!({"next": {"after": end.to_string(), "link": format!("{}/crm/v3/owners/?after={end}", ctx.base_url)}});
+        body["paging"] =
+            json!({"next": {"after": end.to_string(), "link": format!("{}/crm/v3/owners/?after={end}", ctx.base_url)}});
     }
     Ok((StatusCode::OK, body))
 }
@@ -432,9 +470,14 @@ fn v4_ends(st: &HubState, t: &str, id: u64, to: &str) -> Vec<Value> {
 fn associate(st: &mut HubState, ctx: &Ctx<'_>, t: &str, id: u64, to: &str, to_id: u64) -> Answer {
     let id = st.resolve(t, id);
     let to_id = st.resolve(to, to_id);
-    let live = |st: &HubState, t: &str, id: u64| st.stores.get(t).and_then(|s| s.get(id)).is_some_and(|o| !o.is_archived());
+    let live =
+        |st: &HubState, t: &str, id: u64| st.stores.get(t).and_then(|s| s.get(id)).is_some_and(|o| !o.is_archived());
     if !live(st, t, id) || !live(st, to, to_id) {
-        return Err(ApiError::validation(format!("No {} with ID {id} or {} with ID {to_id} exists", singular(t), singular(to))));
+        return Err(ApiError::validation(format!(
+            "No {} with ID {id} or {} with ID {to_id} exists",
+            singular(t),
+            singular(to)
+        )));
     }
     if super::store::association_type_ids(t, to).is_none() {
         return Err(ApiError::validation(format!("{t} cannot be associated with {to} in this sandbox")));
@@ -448,7 +491,12 @@ fn associate(st: &mut HubState, ctx: &Ctx<'_>, t: &str, id: u64, to: &str, to_id
 }
 
 fn inputs(req: &ApiRequest, max: usize) -> Result<Vec<Value>, ApiError> {
-    let inputs = req.body_obj()?.get("inputs").and_then(Value::as_array).cloned().ok_or_else(|| ApiError::validation("Invalid input JSON: inputs is required"))?;
+    let inputs = req
+        .body_obj()?
+        .get("inputs")
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or_else(|| ApiError::validation("Invalid input JSON: inputs is required"))?;
     if inputs.len() > max {
         return Err(ApiError::validation(format!(
             "The maximum number of inputs supported in a batch request is {max}. Received {} inputs.",
@@ -511,7 +559,11 @@ fn batch_read(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> TextAn
     let mut missing = Vec::new();
     for input in &inputs {
         let raw = input_id(input).unwrap_or_default();
-        let found = lookup_id(st, t, &raw, id_property).ok().map(|id| st.resolve(t, id)).and_then(|id| st.store(t).ok()?.get(id)).filter(|o| !o.is_archived());
+        let found = lookup_id(st, t, &raw, id_property)
+            .ok()
+            .map(|id| st.resolve(t, id))
+            .and_then(|id| st.store(t).ok()?.get(id))
+            .filter(|o| !o.is_archived());
         match found {
             Some(o) => {
                 if results.len() > 1 {
@@ -526,7 +578,9 @@ fn batch_read(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> TextAn
     let errors = if missing.is_empty() {
         vec![]
     } else {
-        vec![json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", singular(t).to_uppercase()), "context": {"ids": missing}})]
+        vec![
+            json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", singular(t).to_uppercase()), "context": {"ids": missing}}),
+        ]
     };
     let now = iso_ms(ctx.now.timestamp_millis());
     let mut out = String::with_capacity(results.len() + 200);
@@ -560,7 +614,8 @@ fn batch_write(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiReq
                 let props = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
                 let values = st.validate_properties(t, &props)?;
                 for (k, v) in values {
-                    let unique = (t == "contacts" && k == "email") || st.properties.get(t).and_then(|p| p.get(&k)).is_some_and(|d| d.has_unique_value);
+                    let unique = (t == "contacts" && k == "email")
+                        || st.properties.get(t).and_then(|p| p.get(&k)).is_some_and(|d| d.has_unique_value);
                     if let (true, Some(v)) = (unique, v) {
                         if !seen.entry(k.clone()).or_default().insert(v.to_lowercase()) {
                             let what = if t == "contacts" { "Contact".to_string() } else { singular(t).to_string() };
@@ -572,7 +627,11 @@ fn batch_write(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiReq
             let mut results = Vec::new();
             let mut errors = Vec::new();
             for (i, input) in inputs.iter().enumerate() {
-                let trace = input.get("objectWriteTraceId").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| i.to_string());
+                let trace = input
+                    .get("objectWriteTraceId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| i.to_string());
                 if marked(ctx, input) {
                     errors.push(item_error(&marker_error(), &trace));
                     continue;
@@ -601,9 +660,12 @@ fn batch_write(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiReq
             for input in &inputs {
                 let props = input.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
                 st.validate_properties(t, &props)?;
-                let id = input_id(input).ok_or_else(|| ApiError::validation("Invalid input JSON: inputs[].id is required"))?;
+                let id = input_id(input)
+                    .ok_or_else(|| ApiError::validation("Invalid input JSON: inputs[].id is required"))?;
                 if !ids.insert(id.clone()) {
-                    return Err(ApiError::validation(format!("Duplicate IDs found in batch input: [{id}]. IDs must be unique")));
+                    return Err(ApiError::validation(format!(
+                        "Duplicate IDs found in batch input: [{id}]. IDs must be unique"
+                    )));
                 }
                 if upsert && input.get("idProperty").and_then(Value::as_str).is_none() {
                     return Err(ApiError::validation("Invalid input JSON: inputs[].idProperty is required for upsert"));
@@ -660,7 +722,9 @@ fn batch_write(st: &mut HubState, ctx: &Ctx<'_>, t: &str, op: &str, req: &ApiReq
             }
             Ok((StatusCode::NO_CONTENT, Value::Null))
         }
-        other => Err(ApiError::new(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", format!("Unknown batch operation {other}"))),
+        other => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "OBJECT_NOT_FOUND", format!("Unknown batch operation {other}")))
+        }
     }
 }
 
@@ -690,7 +754,13 @@ mod tests {
     }
 
     fn ctx(org: &SyntheticOrg) -> Ctx<'_> {
-        Ctx { now: org.config.end_at(), base_url: "http://127.0.0.1:0", org, search_lag_ms: None, batch_failure_marker: None }
+        Ctx {
+            now: org.config.end_at(),
+            base_url: "http://127.0.0.1:0",
+            org,
+            search_lag_ms: None,
+            batch_failure_marker: None,
+        }
     }
 
     fn state(org: &SyntheticOrg) -> HubState {
@@ -699,7 +769,14 @@ mod tests {
         st
     }
 
-    fn call(st: &mut HubState, ctx: &Ctx<'_>, method: Method, path: &str, query: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    fn call(
+        st: &mut HubState,
+        ctx: &Ctx<'_>,
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let req = ApiRequest::parse(method, path, query, &bytes).expect("request parses");
         match dispatch(st, ctx, &req) {
@@ -751,16 +828,25 @@ mod tests {
         );
         assert_eq!(status, StatusCode::OK, "{body}");
         let history = &body["propertiesWithHistory"];
-        let mut got: Vec<String> = history["hubspot_owner_id"].as_array().unwrap().iter().map(|e| e["value"].as_str().unwrap().to_string()).collect();
+        let mut got: Vec<String> = history["hubspot_owner_id"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["value"].as_str().unwrap().to_string())
+            .collect();
         got.reverse();
         assert_eq!(got, owners, "every owner the timeline gave, oldest last in the answer");
-        let times: Vec<&str> = history["hubspot_owner_id"].as_array().unwrap().iter().map(|e| e["timestamp"].as_str().unwrap()).collect();
+        let times: Vec<&str> =
+            history["hubspot_owner_id"].as_array().unwrap().iter().map(|e| e["timestamp"].as_str().unwrap()).collect();
         assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
         // The current value is the newest entry, and is in `properties` too.
         assert_eq!(body["properties"]["hubspot_owner_id"], history["hubspot_owner_id"][0]["value"]);
         assert_eq!(body["properties"]["hs_lead_status"], history["hs_lead_status"][0]["value"]);
         let oldest_status = history["hs_lead_status"].as_array().unwrap().last().unwrap();
-        assert_eq!((oldest_status["value"].as_str(), oldest_status["sourceType"].as_str()), (Some("NEW"), Some("FORM")));
+        assert_eq!(
+            (oldest_status["value"].as_str(), oldest_status["sourceType"].as_str()),
+            (Some("NEW"), Some("FORM"))
+        );
         assert_eq!(history["hubspot_owner_id"][0]["sourceType"], "AUTOMATION_PLATFORM", "routing reassigned it");
         assert!(history["lifecyclestage"].is_array());
         assert!(body["properties"]["email"].is_string(), "the default properties still come");
@@ -795,7 +881,14 @@ mod tests {
             Some(json!({"properties": {"hs_lead_status": "OPEN", "handoff_sla_status": "due"}})),
         );
         assert_eq!(status, StatusCode::OK, "{body} (lead {lead})");
-        let (_, body) = call(&mut st, &cx, Method::GET, &format!("/crm/v3/objects/contacts/{contact}"), Some("propertiesWithHistory=hs_lead_status"), None);
+        let (_, body) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            &format!("/crm/v3/objects/contacts/{contact}"),
+            Some("propertiesWithHistory=hs_lead_status"),
+            None,
+        );
         let entries = body["propertiesWithHistory"]["hs_lead_status"].as_array().unwrap();
         assert_eq!(entries[0]["value"], "OPEN");
         assert_eq!(entries[0]["sourceType"], "INTEGRATION");
@@ -812,7 +905,12 @@ mod tests {
         let org = org();
         let mut st = state(&org);
         let cx = ctx(&org);
-        let ids: Vec<Value> = st.stores["contacts"].iter().filter(|o| o.is_searchable()).take(51).map(|o| json!({"id": o.id.to_string()})).collect();
+        let ids: Vec<Value> = st.stores["contacts"]
+            .iter()
+            .filter(|o| o.is_searchable())
+            .take(51)
+            .map(|o| json!({"id": o.id.to_string()}))
+            .collect();
         assert_eq!(ids.len(), 51);
         let read = |inputs: &[Value], history: bool| {
             let mut body = json!({"inputs": inputs, "properties": ["email"]});
@@ -821,14 +919,16 @@ mod tests {
             }
             body
         };
-        let (status, body) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/contacts/batch/read", None, Some(read(&ids, true)));
+        let (status, body) =
+            call(&mut st, &cx, Method::POST, "/crm/v3/objects/contacts/batch/read", None, Some(read(&ids, true)));
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["category"], "VALIDATION_ERROR");
         assert_eq!(
             body["message"],
             "The maximum number of inputs supported in a batch request for property histories is 50. Please reduce the number of items and try again"
         );
-        let (status, body) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/contacts/batch/read", None, Some(read(&ids[..50], true)));
+        let (status, body) =
+            call(&mut st, &cx, Method::POST, "/crm/v3/objects/contacts/batch/read", None, Some(read(&ids[..50], true)));
         assert_eq!(status, StatusCode::OK, "{body}");
         let results = body["results"].as_array().unwrap();
         assert_eq!(results.len(), 50);
@@ -838,16 +938,35 @@ mod tests {
             assert!(r["properties"]["email"].is_string());
         }
         // Without history the batch limit stays 100.
-        let (status, body) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/contacts/batch/read", None, Some(read(&ids, false)));
+        let (status, body) =
+            call(&mut st, &cx, Method::POST, "/crm/v3/objects/contacts/batch/read", None, Some(read(&ids, false)));
         assert_eq!(status, StatusCode::OK);
         assert!(body["results"][0].get("propertiesWithHistory").is_none());
 
-        let (status, _) = call(&mut st, &cx, Method::GET, "/crm/v3/objects/contacts", Some("limit=100&propertiesWithHistory=hs_lead_status"), None);
+        let (status, _) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            "/crm/v3/objects/contacts",
+            Some("limit=100&propertiesWithHistory=hs_lead_status"),
+            None,
+        );
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        let (status, page) = call(&mut st, &cx, Method::GET, "/crm/v3/objects/contacts", Some("limit=50&propertiesWithHistory=hs_lead_status"), None);
+        let (status, page) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            "/crm/v3/objects/contacts",
+            Some("limit=50&propertiesWithHistory=hs_lead_status"),
+            None,
+        );
         assert_eq!(status, StatusCode::OK);
         assert_eq!(page["results"].as_array().unwrap().len(), 50);
-        assert!(page["results"].as_array().unwrap().iter().all(|r| r["propertiesWithHistory"]["hs_lead_status"].is_array()));
+        assert!(page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["propertiesWithHistory"]["hs_lead_status"].is_array()));
     }
 
     #[test]
@@ -857,7 +976,14 @@ mod tests {
         let cx = ctx(&org);
         st.history_readable = false;
         let id = st.stores["contacts"].iter().find(|o| o.is_searchable()).map(|o| o.id).unwrap();
-        let (status, body) = call(&mut st, &cx, Method::GET, &format!("/crm/v3/objects/contacts/{id}"), Some("propertiesWithHistory=hs_lead_status"), None);
+        let (status, body) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            &format!("/crm/v3/objects/contacts/{id}"),
+            Some("propertiesWithHistory=hs_lead_status"),
+            None,
+        );
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body["category"], "MISSING_SCOPES");
         assert!(body["context"]["requiredGranularScopes"].is_array());

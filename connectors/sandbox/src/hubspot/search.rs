@@ -177,8 +177,8 @@ fn compile(f: &Filter, kind_of: &dyn Fn(&str) -> ValueKind) -> Result<Compiled, 
         "NOT_CONTAINS_TOKEN" => Op::NotContainsToken(token()?),
         other => {
             return Err(ApiError::validation(format!(
-                "Invalid input JSON on line 1: Cannot deserialize value of type `FilterOperator` from String \"{other}\""
-            )))
+            "Invalid input JSON on line 1: Cannot deserialize value of type `FilterOperator` from String \"{other}\""
+        )))
         }
     };
     Ok(Compiled { property: f.property_name.clone(), kind, op })
@@ -394,10 +394,14 @@ pub fn run<'a>(
         if whole {
             let all = store.searchable_ids();
             let from = id.lo.map_or(0, |lo| all.partition_point(|x| i64::try_from(*x).is_ok_and(|x| x < lo)));
-            let to = id.hi.map_or(all.len(), |hi| all.partition_point(|x| i64::try_from(*x).is_ok_and(|x| x <= hi))).max(from);
+            let to = id
+                .hi
+                .map_or(all.len(), |hi| all.partition_point(|x| i64::try_from(*x).is_ok_and(|x| x <= hi)))
+                .max(from);
             let matching = &all[from..to];
             let total = matching.len();
-            let results: Vec<&Object> = matching.iter().skip(after).take(limit).filter_map(|oid| store.get(*oid)).collect();
+            let results: Vec<&Object> =
+                matching.iter().skip(after).take(limit).filter_map(|oid| store.get(*oid)).collect();
             let end = after + results.len();
             let next_after = (end < total).then_some(end);
             return Ok(SearchPage { total, results, next_after });
@@ -426,7 +430,9 @@ pub fn run<'a>(
     let window = match groups.as_slice() {
         [only] => {
             let mut time = Range::default();
-            for c in only.iter().filter(|c| c.property == modified_property(object_type) && c.kind == ValueKind::DateTime) {
+            for c in
+                only.iter().filter(|c| c.property == modified_property(object_type) && c.kind == ValueKind::DateTime)
+            {
                 if let Some(r) = c.int_range() {
                     time.narrow(r);
                 }
@@ -452,7 +458,8 @@ pub fn run<'a>(
     match &sort {
         Some((name, desc)) => {
             let kind = kind_of(name);
-            let mut keyed: Vec<(Option<Cmp>, &Object)> = matched.iter().map(|o| (value_of(o, object_type, name, kind), *o)).collect();
+            let mut keyed: Vec<(Option<Cmp>, &Object)> =
+                matched.iter().map(|o| (value_of(o, object_type, name, kind), *o)).collect();
             keyed.sort_by(|(va, a), (vb, b)| {
                 let ord = match (va, vb) {
                     (Some(x), Some(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
@@ -578,7 +585,9 @@ mod tests {
         assert_eq!(p.total, 18);
         assert_eq!(ids(&p), vec![12, 13, 14]);
         assert_eq!(p.next_after, Some(3));
-        let last = req(json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "BETWEEN", "value": "14000", "highValue": "15000"}]}], "after": "1"}));
+        let last = req(
+            json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "BETWEEN", "value": "14000", "highValue": "15000"}]}], "after": "1"}),
+        );
         let p = run(&s, "contacts", &last, &kinds, None).unwrap();
         // ids 28, 29 (14000) and 30 (archived, 15000): total 2, one left after offset 1.
         assert_eq!(p.total, 2);
@@ -589,21 +598,31 @@ mod tests {
     #[test]
     fn the_index_path_answers_like_record_by_record_evaluation() {
         let s = store();
-        for (lo, hi, last, limit, after) in [(0, 20_000, 0, 7, 0), (3_000, 9_000, 4, 2, 1), (2_500, 2_600, 0, 5, 0), (0, 40_000, 25, 200, 0)] {
+        for (lo, hi, last, limit, after) in
+            [(0, 20_000, 0, 7, 0), (3_000, 9_000, 4, 2, 1), (2_500, 2_600, 0, 5, 0), (0, 40_000, 25, 200, 0)]
+        {
             let filters = json!([
                 {"propertyName": "lastmodifieddate", "operator": "GTE", "value": lo.to_string()},
                 {"propertyName": "lastmodifieddate", "operator": "LT", "value": hi.to_string()},
                 {"propertyName": "hs_object_id", "operator": "GT", "value": last.to_string()}
             ]);
-            let fast = req(json!({"filterGroups": [{"filters": filters}], "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}], "limit": limit, "after": after.to_string()}));
+            let fast = req(
+                json!({"filterGroups": [{"filters": filters}], "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}], "limit": limit, "after": after.to_string()}),
+            );
             // A filter every record passes forces the record-by-record path.
             let mut slow_filters = filters.as_array().unwrap().clone();
             slow_filters.push(json!({"propertyName": "email", "operator": "HAS_PROPERTY"}));
-            let slow = req(json!({"filterGroups": [{"filters": slow_filters}], "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}], "limit": limit, "after": after.to_string()}));
+            let slow = req(
+                json!({"filterGroups": [{"filters": slow_filters}], "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}], "limit": limit, "after": after.to_string()}),
+            );
             for cutoff in [None, Some(6_000)] {
                 let a = run(&s, "contacts", &fast, &kinds, cutoff).unwrap();
                 let b = run(&s, "contacts", &slow, &kinds, cutoff).unwrap();
-                assert_eq!((a.total, ids(&a), a.next_after), (b.total, ids(&b), b.next_after), "window {lo}..{hi} after id {last}, cutoff {cutoff:?}");
+                assert_eq!(
+                    (a.total, ids(&a), a.next_after),
+                    (b.total, ids(&b), b.next_after),
+                    "window {lo}..{hi} after id {last}, cutoff {cutoff:?}"
+                );
             }
         }
     }
@@ -618,7 +637,9 @@ mod tests {
         ], "sorts": ["-hs_object_id"]}));
         let p = run(&s, "contacts", &r, &kinds, None).unwrap();
         assert_eq!(ids(&p), vec![7, 5, 4, 3, 2]);
-        let r = req(json!({"filterGroups": [{"filters": [{"propertyName": "hs_lead_status", "operator": "NOT_HAS_PROPERTY"}, {"propertyName": "email", "operator": "CONTAINS_TOKEN", "value": "p1*"}]}], "limit": 200}));
+        let r = req(
+            json!({"filterGroups": [{"filters": [{"propertyName": "hs_lead_status", "operator": "NOT_HAS_PROPERTY"}, {"propertyName": "email", "operator": "CONTAINS_TOKEN", "value": "p1*"}]}], "limit": 200}),
+        );
         let p = run(&s, "contacts", &r, &kinds, None).unwrap();
         assert_eq!(ids(&p), vec![1, 11, 13, 15, 17, 19]);
     }
@@ -631,9 +652,12 @@ mod tests {
         assert_eq!(e.body["category"], "VALIDATION_ERROR");
         assert!(run(&s, "contacts", &req(json!({"after": "9800", "limit": 200})), &kinds, None).is_ok());
         assert!(run(&s, "contacts", &req(json!({"limit": 201})), &kinds, None).is_err());
-        let bare_date = req(json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "2020-11-15"}]}]}));
+        let bare_date = req(
+            json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "2020-11-15"}]}]}),
+        );
         assert!(run(&s, "contacts", &bare_date, &kinds, None).is_err());
-        let bad_op = req(json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE", "value": "x"}]}]}));
+        let bad_op =
+            req(json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE", "value": "x"}]}]}));
         assert!(run(&s, "contacts", &bad_op, &kinds, None).is_err());
     }
 

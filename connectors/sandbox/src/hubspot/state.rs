@@ -163,36 +163,53 @@ impl HubState {
             }
             EventKind::Assigned { lead, owner } => {
                 // Routing is a workflow.
-                self.patch_lead(*lead, at_ms, &[("hubspot_owner_id", Some(owner_id(*owner).to_string()))], Source::Automation);
+                self.patch_lead(
+                    *lead,
+                    at_ms,
+                    &[("hubspot_owner_id", Some(owner_id(*owner).to_string()))],
+                    Source::Automation,
+                );
             }
             EventKind::Touch { lead, by, kind } => {
                 let Some(contact) = self.lead_contact(*lead) else { return };
                 let owner = owner_id(OwnerRef::User(*by)).to_string();
                 let ts = iso_ms(at_ms);
                 let (object_type, props): (&str, Vec<(&str, String)>) = match kind {
-                    ActivityKind::Call => ("calls", vec![
-                        ("hs_call_title", "Call".to_string()),
-                        ("hs_call_direction", "OUTBOUND".to_string()),
-                        ("hs_call_status", "COMPLETED".to_string()),
-                        ("hs_call_disposition", CALL_CONNECTED.to_string()),
-                    ]),
-                    ActivityKind::Email => ("emails", vec![
-                        ("hs_email_subject", "Following up".to_string()),
-                        ("hs_email_direction", "EMAIL".to_string()),
-                        ("hs_email_status", "SENT".to_string()),
-                    ]),
-                    ActivityKind::Meeting => ("meetings", vec![
-                        ("hs_meeting_title", "Intro meeting".to_string()),
-                        ("hs_meeting_outcome", "COMPLETED".to_string()),
-                        ("hs_meeting_start_time", ts.clone()),
-                        ("hs_meeting_end_time", iso_ms(at_ms + 30 * 60_000)),
-                    ]),
-                    ActivityKind::Task => ("tasks", vec![
-                        ("hs_task_subject", "Follow up".to_string()),
-                        ("hs_task_status", "COMPLETED".to_string()),
-                        ("hs_task_type", "TODO".to_string()),
-                        ("hs_task_completion_date", ts.clone()),
-                    ]),
+                    ActivityKind::Call => (
+                        "calls",
+                        vec![
+                            ("hs_call_title", "Call".to_string()),
+                            ("hs_call_direction", "OUTBOUND".to_string()),
+                            ("hs_call_status", "COMPLETED".to_string()),
+                            ("hs_call_disposition", CALL_CONNECTED.to_string()),
+                        ],
+                    ),
+                    ActivityKind::Email => (
+                        "emails",
+                        vec![
+                            ("hs_email_subject", "Following up".to_string()),
+                            ("hs_email_direction", "EMAIL".to_string()),
+                            ("hs_email_status", "SENT".to_string()),
+                        ],
+                    ),
+                    ActivityKind::Meeting => (
+                        "meetings",
+                        vec![
+                            ("hs_meeting_title", "Intro meeting".to_string()),
+                            ("hs_meeting_outcome", "COMPLETED".to_string()),
+                            ("hs_meeting_start_time", ts.clone()),
+                            ("hs_meeting_end_time", iso_ms(at_ms + 30 * 60_000)),
+                        ],
+                    ),
+                    ActivityKind::Task => (
+                        "tasks",
+                        vec![
+                            ("hs_task_subject", "Follow up".to_string()),
+                            ("hs_task_status", "COMPLETED".to_string()),
+                            ("hs_task_type", "TODO".to_string()),
+                            ("hs_task_completion_date", ts.clone()),
+                        ],
+                    ),
                 };
                 let mut p: BTreeMap<String, String> = props.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
                 p.insert("hs_timestamp".to_string(), ts.clone());
@@ -260,7 +277,14 @@ impl HubState {
 
     /// Insert a new record without validation (org timeline and admin);
     /// `created_by` is the source of its values in the property history.
-    pub fn insert(&mut self, object_type: &str, properties: BTreeMap<String, String>, created_at_ms: i64, updated_at_ms: i64, created_by: Source) -> u64 {
+    pub fn insert(
+        &mut self,
+        object_type: &str,
+        properties: BTreeMap<String, String>,
+        created_at_ms: i64,
+        updated_at_ms: i64,
+        created_by: Source,
+    ) -> u64 {
         let id = self.allocate_id();
         if let Some(store) = self.stores.get_mut(object_type) {
             let mut obj = Object::new(id, created_at_ms, updated_at_ms, created_by);
@@ -286,7 +310,11 @@ impl HubState {
     /// unknown and read-only properties. Datetimes are normalised to ISO
     /// millis; numbers and booleans become their string form; `null` and
     /// `""` clear the property (`None`).
-    pub fn validate_properties(&self, object_type: &str, props: &Map<String, Value>) -> Result<BTreeMap<String, Option<String>>, ApiError> {
+    pub fn validate_properties(
+        &self,
+        object_type: &str,
+        props: &Map<String, Value>,
+    ) -> Result<BTreeMap<String, Option<String>>, ApiError> {
         let defs = self.properties.get(object_type).ok_or_else(|| ApiError::unknown_object_type(object_type))?;
         let unknown: Vec<String> = props.keys().filter(|k| !defs.contains_key(*k)).cloned().collect();
         if !unknown.is_empty() {
@@ -339,7 +367,12 @@ impl HubState {
 
     /// Another live record of `object_type` already holding a unique value
     /// among `values` (email for contacts, `hasUniqueValue` properties).
-    pub fn unique_conflict(&self, object_type: &str, values: &BTreeMap<String, Option<String>>, except: Option<u64>) -> Option<(String, u64)> {
+    pub fn unique_conflict(
+        &self,
+        object_type: &str,
+        values: &BTreeMap<String, Option<String>>,
+        except: Option<u64>,
+    ) -> Option<(String, u64)> {
         let defs = self.properties.get(object_type)?;
         let store = self.stores.get(object_type)?;
         for (k, v) in values {
@@ -350,7 +383,9 @@ impl HubState {
             }
             let found = if object_type == "contacts" && k == "email" {
                 store.iter().find(|o| {
-                    !o.is_archived() && o.merged_into.is_none() && o.properties.get(k).is_some_and(|x| x.eq_ignore_ascii_case(v))
+                    !o.is_archived()
+                        && o.merged_into.is_none()
+                        && o.properties.get(k).is_some_and(|x| x.eq_ignore_ascii_case(v))
                 })
             } else {
                 store.find_by_property(k, v).filter(|o| o.merged_into.is_none())
@@ -367,21 +402,37 @@ impl HubState {
         let message = if object_type == "contacts" && property == "email" {
             format!("Contact already exists. Existing ID: {existing_id}")
         } else {
-            format!("A {} with the unique value for property {property} already exists. Existing ID: {existing_id}", singular(object_type))
+            format!(
+                "A {} with the unique value for property {property} already exists. Existing ID: {existing_id}",
+                singular(object_type)
+            )
         };
-        ApiError::conflict(message).with_context(json!({"existingId": [existing_id.to_string()], "propertyName": [property]}))
+        ApiError::conflict(message)
+            .with_context(json!({"existingId": [existing_id.to_string()], "propertyName": [property]}))
     }
 
     /// Validate and create one record (API write). Associations must point
     /// at live records with the documented HUBSPOT_DEFINED type id.
-    pub fn create(&mut self, object_type: &str, props: &Map<String, Value>, associations: &[Value], now_ms: i64) -> WriteResult {
+    pub fn create(
+        &mut self,
+        object_type: &str,
+        props: &Map<String, Value>,
+        associations: &[Value],
+        now_ms: i64,
+    ) -> WriteResult {
         let values = self.validate_properties(object_type, props)?;
         if object_type != "contacts" && !values.get("hs_timestamp").is_some_and(|v| v.is_some()) {
-            return Err(ApiError::validation(format!("Error creating {}. Some required properties were not set.", singular(object_type).to_uppercase()))
-                .with_context(json!({"properties": ["hs_timestamp"]})));
+            return Err(ApiError::validation(format!(
+                "Error creating {}. Some required properties were not set.",
+                singular(object_type).to_uppercase()
+            ))
+            .with_context(json!({"properties": ["hs_timestamp"]})));
         }
-        if object_type == "contacts" && !["email", "firstname", "lastname"].iter().any(|k| values.get(*k).is_some_and(|v| v.is_some())) {
-            return Err(ApiError::validation("Error creating CONTACT. Some required properties were not set.").with_context(json!({"properties": ["email", "firstname", "lastname"]})));
+        if object_type == "contacts"
+            && !["email", "firstname", "lastname"].iter().any(|k| values.get(*k).is_some_and(|v| v.is_some()))
+        {
+            return Err(ApiError::validation("Error creating CONTACT. Some required properties were not set.")
+                .with_context(json!({"properties": ["email", "firstname", "lastname"]})));
         }
         let links = self.parse_associations(object_type, associations)?;
         if let Some((property, existing)) = self.unique_conflict(object_type, &values, None) {
@@ -423,7 +474,8 @@ impl HubState {
                     .and_then(|s| s.get(to_id))
                     .is_some_and(|o| !o.is_archived() && o.merged_into.is_none());
                 if !live {
-                    return Err(ApiError::validation(format!("No {} with ID {to_id} exists", singular(to_type))).with_context(json!({"ids": [to_id.to_string()]})));
+                    return Err(ApiError::validation(format!("No {} with ID {to_id} exists", singular(to_type)))
+                        .with_context(json!({"ids": [to_id.to_string()]})));
                 }
                 out.push(NewAssociation { to_type: to_type.to_string(), to_id });
             }
@@ -501,7 +553,12 @@ impl HubState {
         if let Some(ids) = l.properties.get("hs_merged_object_ids") {
             merged.extend(ids.split(';').filter(|x| !x.is_empty()).map(str::to_string));
         }
-        s.set("hs_merged_object_ids", Some(merged.into_iter().collect::<Vec<_>>().join(";")), at_ms, Source::Calculated);
+        s.set(
+            "hs_merged_object_ids",
+            Some(merged.into_iter().collect::<Vec<_>>().join(";")),
+            at_ms,
+            Source::Calculated,
+        );
         s.updated_at_ms = s.updated_at_ms.max(at_ms);
         let mut l = l;
         l.merged_into = Some(survivor);
@@ -639,7 +696,13 @@ mod tests {
         for (lead, id) in &st.lead_contacts {
             let c = st.stores["contacts"].get(*id).unwrap();
             let status = c.properties.get("hs_lead_status").map(String::as_str);
-            assert!(matches!(status, Some("NEW" | "IN_PROGRESS" | "CONNECTED" | "UNQUALIFIED" | "BAD_TIMING" | "OPEN_DEAL")), "lead {lead}: {status:?}");
+            assert!(
+                matches!(
+                    status,
+                    Some("NEW" | "IN_PROGRESS" | "CONNECTED" | "UNQUALIFIED" | "BAD_TIMING" | "OPEN_DEAL")
+                ),
+                "lead {lead}: {status:?}"
+            );
         }
         let deleted = due.iter().filter(|e| matches!(e.kind, EventKind::Deleted { .. })).count();
         assert_eq!(st.stores["contacts"].iter().filter(|o| o.is_archived()).count(), deleted);

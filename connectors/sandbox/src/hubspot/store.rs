@@ -176,7 +176,8 @@ impl HistoryEntry {
     /// `{"value", "timestamp", "sourceType", "sourceId"?, "updatedByUserId"?}`,
     /// the keys of recorded real answers.
     pub fn render(&self) -> Value {
-        let mut v = json!({"value": self.value, "timestamp": iso_ms(self.at_ms), "sourceType": self.source.source_type()});
+        let mut v =
+            json!({"value": self.value, "timestamp": iso_ms(self.at_ms), "sourceType": self.source.source_type()});
         match self.source {
             Source::CrmUi { user_id: Some(user) } => {
                 v["sourceId"] = json!(format!("userId:{user}"));
@@ -299,7 +300,8 @@ impl Object {
             return entries.clone();
         }
         if let Some(ms) = self.numeric_property(object_type, name) {
-            let at_ms = if name == "hs_object_id" || name == created_property(object_type) { self.created_at_ms } else { ms };
+            let at_ms =
+                if name == "hs_object_id" || name == created_property(object_type) { self.created_at_ms } else { ms };
             let value = self.property(object_type, name).unwrap_or_default();
             return vec![HistoryEntry { value, at_ms, source: Source::Calculated }];
         }
@@ -537,7 +539,11 @@ impl ObjectStore {
     /// `(updated_at_ms, id)` of the searchable records with
     /// `from_ms <= updated_at_ms < to_ms` (either bound open when `None`),
     /// in that order, straight from the index.
-    pub fn searchable_between(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = (i64, u64)> + '_ {
+    pub fn searchable_between(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> impl Iterator<Item = (i64, u64)> + '_ {
         let sorted = self.sorted.get_or_init(|| self.searchable.iter().copied().collect());
         let lo = from_ms.map_or(0, |ms| sorted.partition_point(|(t, _)| *t < ms));
         let hi = to_ms.map_or(sorted.len(), |ms| sorted.partition_point(|(t, _)| *t < ms)).max(lo);
@@ -566,9 +572,7 @@ impl ObjectStore {
 
     /// First record whose `name` property equals `value`, archived ones skipped.
     pub fn find_by_property(&self, name: &str, value: &str) -> Option<&Object> {
-        self.objects
-            .values()
-            .find(|o| !o.is_archived() && o.properties.get(name).map(String::as_str) == Some(value))
+        self.objects.values().find(|o| !o.is_archived() && o.properties.get(name).map(String::as_str) == Some(value))
     }
 }
 
@@ -682,11 +686,15 @@ mod tests {
         o.set("hubspot_owner_id", Some("70000004".into()), 3_000, Source::CrmUi { user_id: Some(9_000_004) });
         o.set("hs_lead_status", Some("NEW".into()), 2_000, Source::Integration { app_id: 77 });
         o.set("hs_lead_status", None, 7_000, Source::Integration { app_id: 77 });
-        let owner: Vec<(String, i64)> = o.history("contacts", "hubspot_owner_id").into_iter().map(|e| (e.value, e.at_ms)).collect();
+        let owner: Vec<(String, i64)> =
+            o.history("contacts", "hubspot_owner_id").into_iter().map(|e| (e.value, e.at_ms)).collect();
         assert_eq!(owner, vec![("80000000".into(), 1_000), ("70000004".into(), 3_000), ("70000003".into(), 5_000)]);
         assert_eq!(o.properties["hubspot_owner_id"], "70000004", "the last write wins the current value");
 
-        let h = o.render_history("contacts", &["hubspot_owner_id".into(), "hs_lead_status".into(), "email".into(), "phone".into()]);
+        let h = o.render_history(
+            "contacts",
+            &["hubspot_owner_id".into(), "hs_lead_status".into(), "email".into(), "phone".into()],
+        );
         let owner = h["hubspot_owner_id"].as_array().unwrap();
         assert_eq!(owner[0]["value"], "70000003", "newest first");
         assert_eq!(owner[0]["sourceType"], "AUTOMATION_PLATFORM");
@@ -697,7 +705,11 @@ mod tests {
         assert_eq!(owner[2]["timestamp"], "1970-01-01T00:00:01.000Z");
         assert_eq!(owner[2]["sourceType"], "FORM");
         let status = h["hs_lead_status"].as_array().unwrap();
-        assert_eq!((status[0]["value"].as_str(), status[1]["value"].as_str()), (Some(""), Some("NEW")), "a clear is an empty value");
+        assert_eq!(
+            (status[0]["value"].as_str(), status[1]["value"].as_str()),
+            (Some(""), Some("NEW")),
+            "a clear is an empty value"
+        );
         assert_eq!(status[1]["sourceType"], "INTEGRATION");
         assert_eq!(status[1]["sourceId"], "77");
         assert_eq!(h["email"].as_array().unwrap().len(), 1, "never changed: its creation value");
@@ -708,11 +720,19 @@ mod tests {
     fn written_json_is_the_rendered_value() {
         let mut o = Object::new(7, 1_700_000_000_123, 1_700_000_100_000, Source::Form);
         o.properties.insert("email".into(), "a\"b\\c@d.e\n\u{1}é".into());
-        o.set("hubspot_owner_id", Some("70000001".into()), 1_700_000_050_000, Source::CrmUi { user_id: Some(9_000_001) });
+        o.set(
+            "hubspot_owner_id",
+            Some("70000001".into()),
+            1_700_000_050_000,
+            Source::CrmUi { user_id: Some(9_000_001) },
+        );
         o.set("hubspot_owner_id", Some("70000002".into()), 1_700_000_060_000, Source::Integration { app_id: 5 });
         for archived in [None, Some(1_700_000_200_000)] {
             o.archived_at_ms = archived;
-            let props: Vec<String> = ["email", "phone", "hubspot_owner_id", "hs_object_id", "lastmodifieddate"].iter().map(|s| s.to_string()).collect();
+            let props: Vec<String> = ["email", "phone", "hubspot_owner_id", "hs_object_id", "lastmodifieddate"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             let history: Vec<String> = ["hubspot_owner_id", "email", "phone"].iter().map(|s| s.to_string()).collect();
             let mut text = String::new();
             o.write_json(&mut text, "contacts", &props, Some(&history));
@@ -753,8 +773,18 @@ mod tests {
 
     #[test]
     fn iso_ms_matches_chrono_across_centuries_leap_days_and_negative_times() {
-        let chrono_iso = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap().to_rfc3339_opts(SecondsFormat::Millis, true);
-        let mut samples = vec![0, -1, 1, 951_782_400_000, 951_868_799_999, 1_772_409_600_123, 253_402_300_799_999, -62_135_596_800_000];
+        let chrono_iso =
+            |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut samples = vec![
+            0,
+            -1,
+            1,
+            951_782_400_000,
+            951_868_799_999,
+            1_772_409_600_123,
+            253_402_300_799_999,
+            -62_135_596_800_000,
+        ];
         let mut x: i64 = 12_345;
         for _ in 0..2_000 {
             // A fixed LCG: the same spread of instants every run.

@@ -106,7 +106,10 @@ pub fn seed(state: &mut SfState, org: &SyntheticOrg) {
         rec.insert("FirstName".into(), json!(u.first_name));
         rec.insert("LastName".into(), json!(u.last_name));
         rec.insert("Name".into(), json!(format!("{} {}", u.first_name, u.last_name)));
-        rec.insert("Alias".into(), json!(u.first_name.chars().take(1).chain(u.last_name.chars().take(4)).collect::<String>().to_lowercase()));
+        rec.insert(
+            "Alias".into(),
+            json!(u.first_name.chars().take(1).chain(u.last_name.chars().take(4)).collect::<String>().to_lowercase()),
+        );
         rec.insert("Email".into(), json!(u.email));
         rec.insert("Department".into(), json!(u.team));
         rec.insert("ManagerId".into(), u.manager.map_or(Value::Null, |m| json!(user_id(m))));
@@ -211,7 +214,17 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
             set(&mut rec, "NumberOfEmployees", json!(l.employees));
             set(&mut rec, "LeadSource", json!(l.source));
             set(&mut rec, "Status", json!("Open - Not Contacted"));
-            set(&mut rec, "Rating", json!(if l.score >= 80 { "Hot" } else if l.score >= 50 { "Warm" } else { "Cold" }));
+            set(
+                &mut rec,
+                "Rating",
+                json!(if l.score >= 80 {
+                    "Hot"
+                } else if l.score >= 50 {
+                    "Warm"
+                } else {
+                    "Cold"
+                }),
+            );
             set(&mut rec, "OwnerId", json!(owner_id(*owner)));
             set(&mut rec, "IsConverted", json!(false));
             set(&mut rec, "IsUnreadByOwner", json!(true));
@@ -254,7 +267,8 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
                     set(&mut rec, "IsAllDayEvent", json!(false));
                 }
                 ActivityKind::Call | ActivityKind::Email => {
-                    let (subject, subtype) = if *kind == ActivityKind::Call { ("Call", "Call") } else { ("Email", "Email") };
+                    let (subject, subtype) =
+                        if *kind == ActivityKind::Call { ("Call", "Call") } else { ("Email", "Email") };
                     set(&mut rec, "Subject", json!(subject));
                     set(&mut rec, "Type", json!(subject));
                     set(&mut rec, "TaskSubtype", json!(subtype));

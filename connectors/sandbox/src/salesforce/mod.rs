@@ -76,7 +76,8 @@ struct JwtKeys {
 fn generate_keys() -> Result<JwtKeys, SandboxError> {
     use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     let mut rng = rand::thread_rng();
-    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| emulator_error(format!("cannot generate the JWT key pair: {e}")))?;
+    let key = rsa::RsaPrivateKey::new(&mut rng, 2048)
+        .map_err(|e| emulator_error(format!("cannot generate the JWT key pair: {e}")))?;
     let private_pem = key
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| emulator_error(format!("cannot encode the JWT private key: {e}")))?
@@ -120,7 +121,8 @@ pub fn build(shared: Arc<Shared>) -> Result<Emulator, SandboxError> {
     let now = shared.clock.now();
     materialise::catch_up(&mut st, &shared.org, now);
 
-    let keys = keygen.join().map_err(|_| emulator_error("the JWT key pair generator stopped unexpectedly".to_string()))??;
+    let keys =
+        keygen.join().map_err(|_| emulator_error("the JWT key pair generator stopped unexpectedly".to_string()))??;
     let private_key_path = shared.work_dir.join("salesforce-jwt-private-key.pem");
     let public_key_path = shared.work_dir.join("salesforce-jwt-public-key.pem");
     write_file(&private_key_path, &keys.private_pem)?;

@@ -244,7 +244,10 @@ impl TokenStore {
             .map_err(|_| OAuthError::invalid_grant("invalid assertion"))?
             .claims;
         if claims.iss.as_deref() != Some(app.client_id.as_str()) {
-            return Err(OAuthError { error: "invalid_client_id", ..OAuthError::invalid_client("client identifier invalid") });
+            return Err(OAuthError {
+                error: "invalid_client_id",
+                ..OAuthError::invalid_client("client identifier invalid")
+            });
         }
         let aud_ok = match &claims.aud {
             Some(Value::String(a)) => app.audiences.iter().any(|x| x == a.trim_end_matches('/')),

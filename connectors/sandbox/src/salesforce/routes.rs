@@ -58,7 +58,15 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     Some((id.to_string(), secret.to_string()))
 }
 
-fn log(sf: &Salesforce, at: DateTime<Utc>, method: &Method, uri: &Uri, status: StatusCode, counted: bool, body: Option<Value>) {
+fn log(
+    sf: &Salesforce,
+    at: DateTime<Utc>,
+    method: &Method,
+    uri: &Uri,
+    status: StatusCode,
+    counted: bool,
+    body: Option<Value>,
+) {
     sf.shared.log.push(LoggedRequest {
         at,
         method: method.to_string(),
@@ -70,7 +78,13 @@ fn log(sf: &Salesforce, at: DateTime<Utc>, method: &Method, uri: &Uri, status: S
     });
 }
 
-async fn token(State(sf): State<Arc<Salesforce>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(sf): State<Arc<Salesforce>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = sf.shared.clock.now();
     let pairs = form_of(&body, &uri);
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -105,7 +119,10 @@ async fn revoke(State(sf): State<Arc<Salesforce>>, method: Method, uri: Uri, bod
     let resp = if revoked {
         StatusCode::OK.into_response()
     } else {
-        (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_token_type", "error_description": "this token type is not supported"})))
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "unsupported_token_type", "error_description": "this token type is not supported"})),
+        )
             .into_response()
     };
     log(&sf, now, &method, &uri, resp.status(), false, None);
@@ -174,7 +191,13 @@ impl Ctx<'_> {
     }
 }
 
-async fn data(State(sf): State<Arc<Salesforce>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn data(
+    State(sf): State<Arc<Salesforce>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = sf.shared.clock.now();
     // Path segments are percent-decoded ('+' stays '+', unlike forms).
     let segs: Vec<String> = uri
@@ -251,7 +274,10 @@ async fn data(State(sf): State<Arc<Salesforce>>, method: Method, uri: Uri, heade
                     user_id,
                     now,
                     version: &version,
-                    query: uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default(),
+                    query: uri
+                        .query()
+                        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                        .unwrap_or_default(),
                     headers: &headers,
                     fail_marker,
                 };
@@ -274,7 +300,8 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(b);
                 i += 3;
                 continue;
@@ -302,7 +329,13 @@ fn method_not_allowed(method: &Method) -> ApiError {
     )
 }
 
-fn dispatch(st: &mut SfState, ctx: &Ctx<'_>, method: &Method, segs: &[String], body: &Bytes) -> Result<Response, ApiError> {
+fn dispatch(
+    st: &mut SfState,
+    ctx: &Ctx<'_>,
+    method: &Method,
+    segs: &[String],
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let v = ctx.version;
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (method, s.as_slice()) {
@@ -436,7 +469,8 @@ fn sobject(
                 Method::GET => {
                     let row = st.render_row(object, id, ctx.param("fields"), v).ok_or_else(ApiError::not_found)?;
                     if row.get("IsDeleted") == Some(&json!(true)) {
-                        return Err(ApiError::new(StatusCode::NOT_FOUND, "ENTITY_IS_DELETED", "entity is deleted").with_fields(vec![]));
+                        return Err(ApiError::new(StatusCode::NOT_FOUND, "ENTITY_IS_DELETED", "entity is deleted")
+                            .with_fields(vec![]));
                     }
                     Ok(ok(row))
                 }
@@ -462,24 +496,23 @@ fn sobject(
         }
         (_, [field, value]) => {
             let def = st.objects.get(object).cloned().ok_or_else(ApiError::not_found)?;
-            let ext = def
-                .field(field)
-                .filter(|f| f.external_id || f.name == "Id")
-                .map(|f| f.name.clone())
-                .ok_or_else(|| {
+            let ext = def.field(field).filter(|f| f.external_id || f.name == "Id").map(|f| f.name.clone()).ok_or_else(
+                || {
                     ApiError::new(
                         StatusCode::NOT_FOUND,
                         "NOT_FOUND",
                         format!("Provided external ID field does not exist or is not accessible: {field}"),
                     )
-                })?;
+                },
+            )?;
             let matches = if ext == "Id" {
                 st.get(object, value).map(|_| vec![super::store::normalise_id(value)]).unwrap_or_default()
             } else {
                 st.find_by_field(object, &ext, value)
             };
             if matches.len() > 1 {
-                let urls: Vec<String> = matches.iter().map(|id| format!("/services/data/{v}/sobjects/{object}/{id}")).collect();
+                let urls: Vec<String> =
+                    matches.iter().map(|id| format!("/services/data/{v}/sobjects/{object}/{id}")).collect();
                 return Ok((StatusCode::MULTIPLE_CHOICES, Json(json!(urls))).into_response());
             }
             match *method {
@@ -490,15 +523,29 @@ fn sobject(
                 Method::PATCH => {
                     let mut fields = as_object(json_body(body)?)?;
                     if fields.keys().any(|k| k.eq_ignore_ascii_case("Id")) {
-                        return Err(ApiError::invalid_field("The Id field should not be specified in the sobject data."));
+                        return Err(ApiError::invalid_field(
+                            "The Id field should not be specified in the sobject data.",
+                        ));
                     }
                     let mut undo = Vec::new();
                     match matches.first() {
                         Some(id) => {
                             fields.retain(|k, _| !k.eq_ignore_ascii_case(&ext));
-                            st.write(object, WriteKind::Update, Some(id), &fields, &ctx.user_id, ctx.now, fail, &mut undo)
-                                .map_err(record_error_response)?;
-                            Ok((StatusCode::OK, Json(json!({"id": id, "success": true, "errors": [], "created": false})))
+                            st.write(
+                                object,
+                                WriteKind::Update,
+                                Some(id),
+                                &fields,
+                                &ctx.user_id,
+                                ctx.now,
+                                fail,
+                                &mut undo,
+                            )
+                            .map_err(record_error_response)?;
+                            Ok((
+                                StatusCode::OK,
+                                Json(json!({"id": id, "success": true, "errors": [], "created": false})),
+                            )
                                 .into_response())
                         }
                         None if ctx.param("updateOnly") == Some("true") || ext == "Id" => Err(ApiError::not_found()),
@@ -507,7 +554,10 @@ fn sobject(
                             let id = st
                                 .write(object, WriteKind::Create, None, &fields, &ctx.user_id, ctx.now, fail, &mut undo)
                                 .map_err(record_error_response)?;
-                            Ok((StatusCode::CREATED, Json(json!({"id": id, "success": true, "errors": [], "created": true})))
+                            Ok((
+                                StatusCode::CREATED,
+                                Json(json!({"id": id, "success": true, "errors": [], "created": true})),
+                            )
                                 .into_response())
                         }
                     }
@@ -570,7 +620,13 @@ fn finish(st: &mut SfState, all_or_none: bool, outcomes: Vec<RecordOutcome>, und
     ok(Value::Array(results))
 }
 
-fn collections(st: &mut SfState, ctx: &Ctx<'_>, method: &Method, rest: &[&str], body: &Bytes) -> Result<Response, ApiError> {
+fn collections(
+    st: &mut SfState,
+    ctx: &Ctx<'_>,
+    method: &Method,
+    rest: &[&str],
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     let fail = ctx.fail_marker.as_deref();
     match (method, rest) {
         (&Method::POST, []) => {
@@ -604,12 +660,20 @@ fn collections(st: &mut SfState, ctx: &Ctx<'_>, method: &Method, rest: &[&str], 
                     return Err(ApiError::invalid_type("No SObject Type defined in the record"));
                 };
                 let fields = rec.as_object().cloned().unwrap_or_default();
-                let id = fields.iter().find(|(k, _)| k.eq_ignore_ascii_case("id")).and_then(|(_, v)| v.as_str()).map(str::to_string);
+                let id = fields
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("id"))
+                    .and_then(|(_, v)| v.as_str())
+                    .map(str::to_string);
                 let outcome = match &id {
-                    None => Err((None, vec![RecordError::new("MISSING_ARGUMENT", "Id not specified in an update call", vec![])])),
-                    Some(id) if !st.id_matches_object(&ty, id) => {
-                        Err((Some(id.clone()), vec![RecordError::new("MALFORMED_ID", format!("malformed id {id}"), vec![])]))
-                    }
+                    None => Err((
+                        None,
+                        vec![RecordError::new("MISSING_ARGUMENT", "Id not specified in an update call", vec![])],
+                    )),
+                    Some(id) if !st.id_matches_object(&ty, id) => Err((
+                        Some(id.clone()),
+                        vec![RecordError::new("MALFORMED_ID", format!("malformed id {id}"), vec![])],
+                    )),
                     Some(id) => st
                         .write(&ty, WriteKind::Update, Some(id), &fields, &ctx.user_id, ctx.now, fail, &mut undo)
                         .map(|id| save_ok(&id))
@@ -625,7 +689,11 @@ fn collections(st: &mut SfState, ctx: &Ctx<'_>, method: &Method, rest: &[&str], 
                 .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
                 .unwrap_or_default();
             if ids.is_empty() {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "REQUIRED_FIELD_MISSING", "At least 1 Id is required."));
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "REQUIRED_FIELD_MISSING",
+                    "At least 1 Id is required.",
+                ));
             }
             if ids.len() > MAX_COLLECTION_RECORDS {
                 return Err(ApiError::new(
@@ -669,27 +737,55 @@ fn collections(st: &mut SfState, ctx: &Ctx<'_>, method: &Method, rest: &[&str], 
                     return Err(ApiError::invalid_type("All records must be of the type given in the URL"));
                 }
                 let fields = rec.as_object().cloned().unwrap_or_default();
-                let key = fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(&ext)).and_then(|(_, v)| v.as_str()).map(str::to_string);
+                let key = fields
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(&ext))
+                    .and_then(|(_, v)| v.as_str())
+                    .map(str::to_string);
                 let outcome = match key {
-                    None => Err((None, vec![RecordError::new("MISSING_ARGUMENT", format!("{ext} not specified"), vec![])])),
+                    None => {
+                        Err((None, vec![RecordError::new("MISSING_ARGUMENT", format!("{ext} not specified"), vec![])]))
+                    }
                     Some(k) if seen.contains(&k.to_lowercase()) => Err((
                         None,
-                        vec![RecordError::new("DUPLICATE_EXTERNAL_ID", format!("Duplicate external id specified: {k}"), vec![ext.clone()])],
+                        vec![RecordError::new(
+                            "DUPLICATE_EXTERNAL_ID",
+                            format!("Duplicate external id specified: {k}"),
+                            vec![ext.clone()],
+                        )],
                     )),
                     Some(k) => {
                         seen.push(k.to_lowercase());
                         let found = st.find_by_field(&object, &ext, &k);
                         match found.as_slice() {
                             [] => st
-                                .write(&object, WriteKind::Create, None, &fields, &ctx.user_id, ctx.now, fail, &mut undo)
+                                .write(
+                                    &object,
+                                    WriteKind::Create,
+                                    None,
+                                    &fields,
+                                    &ctx.user_id,
+                                    ctx.now,
+                                    fail,
+                                    &mut undo,
+                                )
                                 .map(|id| json!({"id": id, "success": true, "errors": [], "created": true}))
                                 .map_err(|e| (None, e)),
                             [id] => {
                                 let mut f = fields.clone();
                                 f.retain(|name, _| !name.eq_ignore_ascii_case(&ext));
-                                st.write(&object, WriteKind::Update, Some(id), &f, &ctx.user_id, ctx.now, fail, &mut undo)
-                                    .map(|id| json!({"id": id, "success": true, "errors": [], "created": false}))
-                                    .map_err(|e| (Some(id.clone()), e))
+                                st.write(
+                                    &object,
+                                    WriteKind::Update,
+                                    Some(id),
+                                    &f,
+                                    &ctx.user_id,
+                                    ctx.now,
+                                    fail,
+                                    &mut undo,
+                                )
+                                .map(|id| json!({"id": id, "success": true, "errors": [], "created": false}))
+                                .map_err(|e| (Some(id.clone()), e))
                             }
                             _ => Err((
                                 None,
@@ -719,7 +815,10 @@ mod tests {
         let v = versions();
         let last = v.as_array().unwrap().last().unwrap();
         assert_eq!(last, &json!({"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}));
-        assert!(v.as_array().unwrap().contains(&json!({"label": "Spring '24", "url": "/services/data/v60.0", "version": "60.0"})));
+        assert!(v
+            .as_array()
+            .unwrap()
+            .contains(&json!({"label": "Spring '24", "url": "/services/data/v60.0", "version": "60.0"})));
         assert_eq!(parse_version("v62.0").as_deref(), Some("v62.0"));
         assert_eq!(parse_version("v63.0"), None);
     }

@@ -297,9 +297,7 @@ impl SObjectDef {
 
     /// The reference field behind relationship `rel` (`Owner` → `OwnerId`).
     pub fn relationship(&self, rel: &str) -> Option<&FieldDef> {
-        self.fields
-            .iter()
-            .find(|f| f.relationship_name().is_some_and(|r| r.eq_ignore_ascii_case(rel)))
+        self.fields.iter().find(|f| f.relationship_name().is_some_and(|r| r.eq_ignore_ascii_case(rel)))
     }
 
     /// The child relationship named `name` (case-insensitive).
@@ -357,12 +355,30 @@ impl SObjectDef {
 
 /// Fields of the `Name` pseudo-object, which polymorphic relationships
 /// (`Lead.Owner`, `Task.Who` …) resolve to.
-pub const NAME_FIELDS: &[&str] =
-    &["Id", "Name", "Type", "Alias", "Email", "FirstName", "LastName", "IsActive", "Phone", "Title", "UserRoleId", "ProfileId"];
+pub const NAME_FIELDS: &[&str] = &[
+    "Id",
+    "Name",
+    "Type",
+    "Alias",
+    "Email",
+    "FirstName",
+    "LastName",
+    "IsActive",
+    "Phone",
+    "Title",
+    "UserRoleId",
+    "ProfileId",
+];
 
 /// Lead `Status` picklist (the standard LeadStatus values).
-pub const LEAD_STATUSES: &[&str] =
-    &["Open - Not Contacted", "Working - Contacted", "Qualified", "Unqualified", "Closed - Converted", "Closed - Not Converted"];
+pub const LEAD_STATUSES: &[&str] = &[
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Qualified",
+    "Unqualified",
+    "Closed - Converted",
+    "Closed - Not Converted",
+];
 
 /// `LeadHistory.Field` values the emulator writes: the insert, and the
 /// two tracked fields. An owner change is recorded under `Owner` (the
@@ -398,7 +414,14 @@ pub fn standard_objects() -> BTreeMap<String, SObjectDef> {
         FieldDef::new("Country", String),
         FieldDef::new("Industry", Picklist),
         FieldDef::new("NumberOfEmployees", Int),
-        FieldDef::new("LeadSource", Picklist).values(&["Web", "Demo Request", "Content Download", "Event", "Outbound", "Other"]),
+        FieldDef::new("LeadSource", Picklist).values(&[
+            "Web",
+            "Demo Request",
+            "Content Download",
+            "Event",
+            "Outbound",
+            "Other",
+        ]),
         FieldDef::new("Status", Picklist).not_null().values(LEAD_STATUSES),
         FieldDef::new("Rating", Picklist).values(&["Hot", "Warm", "Cold"]),
         FieldDef::new("OwnerId", Reference).not_null().refs(&["Group", "User"]),
@@ -442,9 +465,13 @@ pub fn standard_objects() -> BTreeMap<String, SObjectDef> {
     };
     let mut task = activity_common("TaskSubtype", &["Task", "Email", "ListEmail", "Cadence", "Call"]);
     task.extend([
-        FieldDef::new("Status", Picklist)
-            .not_null()
-            .values(&["Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"]),
+        FieldDef::new("Status", Picklist).not_null().values(&[
+            "Not Started",
+            "In Progress",
+            "Completed",
+            "Waiting on someone else",
+            "Deferred",
+        ]),
         FieldDef::new("Priority", Picklist).not_null().values(&["High", "Normal", "Low"]),
         FieldDef::new("IsHighPriority", Boolean).system().not_null(),
         FieldDef::new("IsClosed", Boolean).system().not_null(),

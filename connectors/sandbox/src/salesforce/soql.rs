@@ -143,10 +143,8 @@ fn lex(q: &str) -> Result<Vec<Token>, SyntaxError> {
                 i += 1;
                 while i < bytes.len() {
                     let d = bytes[i] as char;
-                    let continues = d.is_ascii_alphanumeric()
-                        || d == '.'
-                        || d == ':'
-                        || ((d == '-' || d == '+') && i > start + 1);
+                    let continues =
+                        d.is_ascii_alphanumeric() || d == '.' || d == ':' || ((d == '-' || d == '+') && i > start + 1);
                     if !continues {
                         break;
                     }
@@ -177,7 +175,11 @@ pub enum Literal {
     DateTime(DateTime<Utc>),
     /// A relative date literal (`TODAY`, `LAST_N_DAYS:7`), resolved to days
     /// counted back (negative) or forward from today: `[from, to)`.
-    Relative { from_days: i64, to_days: i64, text: String },
+    Relative {
+        from_days: i64,
+        to_days: i64,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,7 +336,10 @@ impl<'a> Parser<'a> {
             } else if self.peek().map(|t| &t.tok) == Some(&Tok::LParen) {
                 let at = self.at();
                 if nested {
-                    return Err(SyntaxError { at, message: "Nesting of semi join sub-selects is not supported".into() });
+                    return Err(SyntaxError {
+                        at,
+                        message: "Nesting of semi join sub-selects is not supported".into(),
+                    });
                 }
                 self.pos += 1;
                 let sub = self.query(true)?;
@@ -342,10 +347,16 @@ impl<'a> Parser<'a> {
                     return Err(self.unexpected());
                 }
                 if sub.offset.is_some() {
-                    return Err(SyntaxError { at, message: "OFFSET is not supported in a child relationship subquery".into() });
+                    return Err(SyntaxError {
+                        at,
+                        message: "OFFSET is not supported in a child relationship subquery".into(),
+                    });
                 }
                 if sub.is_count() {
-                    return Err(SyntaxError { at, message: "COUNT() is not supported in a child relationship subquery".into() });
+                    return Err(SyntaxError {
+                        at,
+                        message: "COUNT() is not supported in a child relationship subquery".into(),
+                    });
                 }
                 select.push(SelectItem::Child(Box::new(sub)));
             } else {
@@ -489,7 +500,8 @@ impl<'a> Parser<'a> {
         let t = self.peek().cloned().ok_or_else(|| self.unexpected())?;
         let lit = match &t.tok {
             Tok::Str(s) => Literal::String(s.clone()),
-            Tok::Lit(s) => classify_literal(s).ok_or_else(|| SyntaxError { at: t.at, message: format!("unexpected token: '{s}'") })?,
+            Tok::Lit(s) => classify_literal(s)
+                .ok_or_else(|| SyntaxError { at: t.at, message: format!("unexpected token: '{s}'") })?,
             Tok::Word(w) if w.eq_ignore_ascii_case("null") => Literal::Null,
             Tok::Word(w) if w.eq_ignore_ascii_case("true") => Literal::Bool(true),
             Tok::Word(w) if w.eq_ignore_ascii_case("false") => Literal::Bool(false),
@@ -602,7 +614,11 @@ enum Step {
     /// Through reference field `field` into object `target` (`None` for a
     /// polymorphic reference, read through the `Name` pseudo-object);
     /// `rel` is the relationship name as the schema spells it.
-    Rel { field: String, rel: String, target: Option<String> },
+    Rel {
+        field: String,
+        rel: String,
+        target: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -695,10 +711,8 @@ fn bind_path(db: &dyn Db, obj: &SObjectDef, path: &[String]) -> Result<BoundPath
                 return Err(no_column(&path[i + 1], "Name"));
             }
             let leaf = &path[i + 1];
-            let name = NAME_FIELDS
-                .iter()
-                .find(|n| n.eq_ignore_ascii_case(leaf))
-                .ok_or_else(|| no_column(leaf, "Name"))?;
+            let name =
+                NAME_FIELDS.iter().find(|n| n.eq_ignore_ascii_case(leaf)).ok_or_else(|| no_column(leaf, "Name"))?;
             steps.push(Step::Rel { field: f.name.clone(), rel, target: None });
             steps.push(Step::Field(name.to_string()));
             return Ok(BoundPath { steps, kind: name_field_type(name) });
@@ -726,7 +740,13 @@ fn filter_type_error(field: &str, kind: FieldType) -> ApiError {
     )
 }
 
-fn coerce(lit: &Literal, path: &BoundPath, name: &str, today: NaiveDate, now: DateTime<Utc>) -> Result<Typed, ApiError> {
+fn coerce(
+    lit: &Literal,
+    path: &BoundPath,
+    name: &str,
+    today: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Typed, ApiError> {
     let _ = now;
     let kind = path.kind;
     let bad = || filter_type_error(name, kind);
@@ -821,7 +841,9 @@ fn bind_on(db: &dyn Db, obj: &SObjectDef, q: Query, now: DateTime<Utc>) -> Resul
                 sub.from
             ))
         })?;
-        let child = db.object(rel.child).ok_or_else(|| ApiError::invalid_type(format!("sObject type '{}' is not supported.", rel.child)))?;
+        let child = db
+            .object(rel.child)
+            .ok_or_else(|| ApiError::invalid_type(format!("sObject type '{}' is not supported.", rel.child)))?;
         let bound = bind_on(db, child, (**sub).clone(), now)?;
         children.push(ChildSelect { name: rel.name.to_string(), field: rel.field.to_string(), bound });
     }
@@ -892,7 +914,9 @@ fn leaf_value(db: &dyn Db, rec: &Record, p: &BoundPath) -> Value {
 fn typed_of(v: &Value, kind: FieldType) -> Typed {
     match (v, kind) {
         (Value::Null, _) => Typed::Null,
-        (Value::String(s), FieldType::Datetime) => parse_datetime(s).map_or(Typed::Null, |d| Typed::DateTime(to_millis(d))),
+        (Value::String(s), FieldType::Datetime) => {
+            parse_datetime(s).map_or(Typed::Null, |d| Typed::DateTime(to_millis(d)))
+        }
         (Value::String(s), FieldType::Date) => parse_date(s).map_or(Typed::Null, Typed::Date),
         (Value::String(s), FieldType::Id | FieldType::Reference) => Typed::Text(normalise_id(s)),
         (Value::String(s), _) => Typed::Text(s.clone()),
@@ -1178,7 +1202,10 @@ fn insert_path(db: &dyn Db, out: &mut Map<String, Value>, rec: &Record, steps: &
             let nested = out.entry(rel.clone()).or_insert_with(|| {
                 let mut m = Map::new();
                 let ty = if target.is_some() { def.name } else { "Name" };
-                m.insert("attributes".into(), json!({"type": ty, "url": format!("/services/data/{version}/sobjects/{}/{id}", def.name)}));
+                m.insert(
+                    "attributes".into(),
+                    json!({"type": ty, "url": format!("/services/data/{version}/sobjects/{}/{id}", def.name)}),
+                );
                 Value::Object(m)
             });
             if let Value::Object(m) = nested {
@@ -1227,14 +1254,33 @@ mod tests {
 
     fn db() -> TestDb {
         let mut rows = BTreeMap::new();
-        rows.insert("005A".to_string(), ("User".to_string(), rec(json!({"Id": "005A", "FirstName": "Ann", "LastName": "Lee", "ManagerId": "005B", "IsActive": true}))));
-        rows.insert("005B".to_string(), ("User".to_string(), rec(json!({"Id": "005B", "FirstName": "Bo", "LastName": "Vp", "ManagerId": null, "IsActive": true}))));
-        rows.insert("00GQ".to_string(), ("Group".to_string(), rec(json!({"Id": "00GQ", "Name": "Inbound Queue", "Type": "Queue"}))));
+        rows.insert(
+            "005A".to_string(),
+            (
+                "User".to_string(),
+                rec(
+                    json!({"Id": "005A", "FirstName": "Ann", "LastName": "Lee", "ManagerId": "005B", "IsActive": true}),
+                ),
+            ),
+        );
+        rows.insert(
+            "005B".to_string(),
+            (
+                "User".to_string(),
+                rec(json!({"Id": "005B", "FirstName": "Bo", "LastName": "Vp", "ManagerId": null, "IsActive": true})),
+            ),
+        );
+        rows.insert(
+            "00GQ".to_string(),
+            ("Group".to_string(), rec(json!({"Id": "00GQ", "Name": "Inbound Queue", "Type": "Queue"}))),
+        );
         TestDb { objects: standard_objects(), rows }
     }
 
     fn lead(id: &str, owner: &str, ms: &str, score: f64, status: &str) -> Record {
-        rec(json!({"Id": id, "OwnerId": owner, "SystemModstamp": ms, "Lead_Score__c": score, "Status": status, "IsConverted": false, "Email": null}))
+        rec(
+            json!({"Id": id, "OwnerId": owner, "SystemModstamp": ms, "Lead_Score__c": score, "Status": status, "IsConverted": false, "Email": null}),
+        )
     }
 
     fn run(q: &str, rows: &[Record]) -> Result<Vec<String>, ApiError> {
@@ -1263,7 +1309,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ids, vec!["00Q1", "00Q2"]);
-        let ids = run("SELECT Id FROM Lead WHERE SystemModstamp > 2026-03-02T10:00:00+01:00 ORDER BY Id DESC", &sample()).unwrap();
+        let ids =
+            run("SELECT Id FROM Lead WHERE SystemModstamp > 2026-03-02T10:00:00+01:00 ORDER BY Id DESC", &sample())
+                .unwrap();
         assert!(ids.is_empty(), "{ids:?}");
         let ids = run("SELECT Id FROM Lead WHERE SystemModstamp < 2026-03-02T09:00:00.000Z", &sample()).unwrap();
         assert_eq!(ids, vec!["00Q3"]);
@@ -1273,7 +1321,11 @@ mod tests {
     fn numbers_strings_booleans_in_and_or() {
         let ids = run("SELECT Id FROM Lead WHERE Lead_Score__c > 50 AND (Status = 'open - not contacted' OR Status IN ('Qualified')) ORDER BY Lead_Score__c DESC", &sample()).unwrap();
         assert_eq!(ids, vec!["00Q3", "00Q1"]);
-        let ids = run("SELECT Id FROM Lead WHERE IsConverted = false AND Status NOT IN ('Qualified') AND Email = null", &sample()).unwrap();
+        let ids = run(
+            "SELECT Id FROM Lead WHERE IsConverted = false AND Status NOT IN ('Qualified') AND Email = null",
+            &sample(),
+        )
+        .unwrap();
         assert_eq!(ids.len(), 2);
         let ids = run("SELECT Id FROM Lead WHERE Owner.Type = 'Queue'", &sample()).unwrap();
         assert_eq!(ids, vec!["00Q2"]);
@@ -1317,7 +1369,10 @@ mod tests {
         let e = run("SELECT Id FROM Lead WHERE SystemModstamp > '2026-03-02T09:00:00Z'", &[]).unwrap_err();
         assert_eq!(e.error_code, "INVALID_QUERY_FILTER_OPERATOR");
         assert_eq!(run("SELECT Id FROM Lead OFFSET 2001", &[]).unwrap_err().error_code, "NUMBER_OUTSIDE_VALID_RANGE");
-        assert_eq!(run("SELECT Id FROM Lead WHERE SystemModstamp > 2026-03-02T09:00:00", &[]).unwrap_err().error_code, "MALFORMED_QUERY");
+        assert_eq!(
+            run("SELECT Id FROM Lead WHERE SystemModstamp > 2026-03-02T09:00:00", &[]).unwrap_err().error_code,
+            "MALFORMED_QUERY"
+        );
     }
 
     #[test]
@@ -1330,13 +1385,20 @@ mod tests {
         let hi = to_millis(parse_datetime("2026-03-03T00:00:00Z").unwrap());
         assert_eq!(b.modstamp_range(), (Some(lo), Some(hi)));
         assert!(b.ordered_by_modstamp());
-        let b = bind(&db, parse("SELECT Id FROM Lead WHERE SystemModstamp >= 2026-03-02T09:00:00Z OR IsDeleted = true").unwrap(), now).unwrap();
+        let b = bind(
+            &db,
+            parse("SELECT Id FROM Lead WHERE SystemModstamp >= 2026-03-02T09:00:00Z OR IsDeleted = true").unwrap(),
+            now,
+        )
+        .unwrap();
         assert_eq!(b.modstamp_range(), (None, None));
     }
 
     fn history(id: &str, lead: &str, field: &str, at: &str, deleted: bool) -> (String, (String, Record)) {
-        let r = rec(json!({"Id": id, "LeadId": lead, "Field": field, "DataType": "Text", "OldValue": null, "NewValue": "x",
-            "CreatedDate": at, "IsDeleted": deleted}));
+        let r = rec(
+            json!({"Id": id, "LeadId": lead, "Field": field, "DataType": "Text", "OldValue": null, "NewValue": "x",
+            "CreatedDate": at, "IsDeleted": deleted}),
+        );
         (id.to_string(), ("LeadHistory".to_string(), r))
     }
 
@@ -1364,7 +1426,12 @@ mod tests {
         let (_, parent) = (String::new(), lead("00Q1", "005A", "2026-03-02T09:00:00.000+0000", 1.0, "Qualified"));
         let out = b.render(&db, "00Q1", &parent, "v62.0");
         assert!(out.get("Histories").is_none());
-        let limited = bind(&db, parse("SELECT Id, (SELECT Id FROM Histories ORDER BY CreatedDate DESC LIMIT 1) FROM Lead").unwrap(), now).unwrap();
+        let limited = bind(
+            &db,
+            parse("SELECT Id, (SELECT Id FROM Histories ORDER BY CreatedDate DESC LIMIT 1) FROM Lead").unwrap(),
+            now,
+        )
+        .unwrap();
         assert_eq!(limited.child_ids(&db, 0, "00Q1"), vec!["0171"]);
     }
 
@@ -1372,7 +1439,11 @@ mod tests {
     fn child_subquery_errors_match_salesforce() {
         let e = run("SELECT Id, (SELECT Id FROM Historys) FROM Lead", &[]).unwrap_err();
         assert_eq!((e.status, e.error_code), (StatusCode::BAD_REQUEST, "INVALID_TYPE"));
-        assert!(e.message.starts_with("Didn't understand relationship 'Historys' in FROM part of query call."), "{}", e.message);
+        assert!(
+            e.message.starts_with("Didn't understand relationship 'Historys' in FROM part of query call."),
+            "{}",
+            e.message
+        );
         // Relationships belong to the parent: User has no Histories here.
         assert_eq!(run("SELECT Id, (SELECT Id FROM Histories) FROM User", &[]).unwrap_err().error_code, "INVALID_TYPE");
         let e = run("SELECT Id, (SELECT Nope FROM Histories) FROM Lead", &[]).unwrap_err();
@@ -1397,6 +1468,9 @@ mod tests {
             lead("00Q3", "005A", "2026-02-20T23:00:00.000+0000", 1.0, "Qualified"),
         ];
         assert_eq!(run("SELECT Id FROM Lead WHERE SystemModstamp = TODAY", &rows).unwrap(), vec!["00Q1"]);
-        assert_eq!(run("SELECT Id FROM Lead WHERE SystemModstamp = LAST_N_DAYS:7 ORDER BY Id", &rows).unwrap(), vec!["00Q1", "00Q2"]);
+        assert_eq!(
+            run("SELECT Id FROM Lead WHERE SystemModstamp = LAST_N_DAYS:7 ORDER BY Id", &rows).unwrap(),
+            vec!["00Q1", "00Q2"]
+        );
     }
 }

@@ -90,7 +90,15 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
 /// `YYYY-MM-DDTHH:MM:SS.mmm+0000` exactly, or `None`.
 fn parse_stored(s: &str) -> Option<DateTime<Utc>> {
     let b = s.as_bytes();
-    if b.len() != 28 || &b[23..] != b"+0000" || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' {
+    if b.len() != 28
+        || &b[23..] != b"+0000"
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+    {
         return None;
     }
     let num = |from: usize, to: usize| -> Option<u32> {
@@ -348,8 +356,12 @@ impl Table {
     }
 
     pub fn deleted_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(String, DateTime<Utc>)> {
-        let mut out: Vec<(String, DateTime<Utc>)> =
-            self.deleted_at.iter().filter(|(_, at)| **at >= start && **at < end).map(|(id, at)| (id.clone(), *at)).collect();
+        let mut out: Vec<(String, DateTime<Utc>)> = self
+            .deleted_at
+            .iter()
+            .filter(|(_, at)| **at >= start && **at < end)
+            .map(|(id, at)| (id.clone(), *at))
+            .collect();
         out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         out
     }
@@ -409,12 +421,18 @@ mod tests {
         let late = parse_datetime("0999-12-31T23:59:59.007Z").unwrap();
         assert_eq!(fmt_datetime(late), "0999-12-31T23:59:59.007+0000");
         assert_eq!(parse_datetime("2026-03-02T09:00:00.123+0000"), Some(at));
-        assert_eq!(parse_datetime("2026-03-02T10:00:00+01:00").map(fmt_datetime).as_deref(), Some("2026-03-02T09:00:00.000+0000"));
+        assert_eq!(
+            parse_datetime("2026-03-02T10:00:00+01:00").map(fmt_datetime).as_deref(),
+            Some("2026-03-02T09:00:00.000+0000")
+        );
         // The stored form is read by its own fast path; a near miss falls back or fails.
         assert_eq!(parse_stored("2026-03-02T09:00:00.123+0000"), Some(at));
         assert_eq!(parse_stored("2026-03-02T09:00:00.123Z"), None);
         assert_eq!(parse_stored("2026-02-30T09:00:00.123+0000"), None);
-        assert_eq!(parse_datetime("2026-03-02T09:00:00.123+0100").map(fmt_datetime).as_deref(), Some("2026-03-02T08:00:00.123+0000"));
+        assert_eq!(
+            parse_datetime("2026-03-02T09:00:00.123+0100").map(fmt_datetime).as_deref(),
+            Some("2026-03-02T08:00:00.123+0000")
+        );
     }
 
     #[test]
