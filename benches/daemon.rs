@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench daemon` (set `HANDOFF_BENCH_LEADS` for another size).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::time::Instant;
 
 use handoff::demo::Simulation;
@@ -27,7 +29,10 @@ async fn run(crm: CrmKind, leads: usize) {
     let client = reqwest::Client::new();
     let (path, body) = match crm {
         CrmKind::Salesforce => ("salesforce/limits", serde_json::json!({"daily_limit": 50_000_000})),
-        CrmKind::Hubspot => ("hubspot/limits", serde_json::json!({"private_app_burst_per_10s": 10_000_000, "oauth_burst_per_10s": 10_000_000, "search_per_second": 10_000_000, "private_app_daily": 50_000_000})),
+        CrmKind::Hubspot => (
+            "hubspot/limits",
+            serde_json::json!({"private_app_burst_per_10s": 10_000_000, "oauth_burst_per_10s": 10_000_000, "search_per_second": 10_000_000, "private_app_daily": 50_000_000}),
+        ),
     };
     client.post(format!("{}/{path}", sb.admin_url)).json(&body).send().await.expect("limits");
     let dir = tempfile::tempdir().expect("temp dir");

@@ -10,6 +10,8 @@
 //! `cargo bench --bench sandbox_cli` (`HANDOFF_BENCH_RUNS` sets how many
 //! starts are timed per size; default 5).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,7 +90,8 @@ async fn read_all(crm: &str, line: &Value) -> (usize, usize) {
             assert!(r.status().is_success(), "raising the portal's limits: {}", r.status());
             let mut after: Option<String> = None;
             loop {
-                let mut url = format!("{base}/crm/v3/objects/contacts?limit=100&properties=lifecyclestage,hubspot_owner_id");
+                let mut url =
+                    format!("{base}/crm/v3/objects/contacts?limit=100&properties=lifecyclestage,hubspot_owner_id");
                 if let Some(a) = &after {
                     url.push_str("&after=");
                     url.push_str(a);

@@ -4,6 +4,8 @@
 //! none), an optional owner zone, and instants and durations spanning
 //! 2025–2027 so that every run crosses many DST changes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use handoff::calendar::Schedule;
@@ -29,9 +31,7 @@ fn zone() -> impl Strategy<Value = Tz> {
 /// Local times on a 5-minute grid, so boundaries often fall exactly on DST
 /// transitions and inside their gaps.
 fn time_of_day() -> impl Strategy<Value = NaiveTime> {
-    (0u32..288).prop_map(|step| {
-        NaiveTime::from_hms_opt(step / 12, (step % 12) * 5, 0).expect("valid time")
-    })
+    (0u32..288).prop_map(|step| NaiveTime::from_hms_opt(step / 12, (step % 12) * 5, 0).expect("valid time"))
 }
 
 fn weekday() -> impl Strategy<Value = Weekday> {
@@ -40,11 +40,7 @@ fn weekday() -> impl Strategy<Value = Weekday> {
 
 /// Start and end times; `end <= start` makes a night shift, `end == start` 24 h.
 fn window() -> impl Strategy<Value = WeeklyWindow> {
-    (weekday(), time_of_day(), time_of_day()).prop_map(|(weekday, start, end)| WeeklyWindow {
-        weekday,
-        start,
-        end,
-    })
+    (weekday(), time_of_day(), time_of_day()).prop_map(|(weekday, start, end)| WeeklyWindow { weekday, start, end })
 }
 
 fn holiday() -> impl Strategy<Value = Holiday> {
@@ -58,12 +54,7 @@ fn holiday() -> impl Strategy<Value = Holiday> {
             _ if b < a => (Some(b), Some(a)),
             _ => (None, None),
         };
-        Holiday {
-            date,
-            name: None,
-            start,
-            end,
-        }
+        Holiday { date, name: None, start, end }
     })
 }
 
@@ -91,19 +82,13 @@ fn case() -> impl Strategy<Value = Case> {
         prop::option::weighted(0.3, zone()),
     )
         .prop_map(|(tz, weekly, holidays, owner_zone)| Case {
-            calendar: BusinessCalendar {
-                id: "generated".into(),
-                time_zone: tz.name().into(),
-                weekly,
-                holidays,
-            },
+            calendar: BusinessCalendar { id: "generated".into(), time_zone: tz.name().into(), weekly, holidays },
             owner_zone,
         })
 }
 
 fn instant() -> impl Strategy<Value = DateTime<Utc>> {
-    (RANGE_START_SECS..RANGE_END_SECS)
-        .prop_map(|secs| Utc.timestamp_opt(secs, 0).single().expect("in range"))
+    (RANGE_START_SECS..RANGE_END_SECS).prop_map(|secs| Utc.timestamp_opt(secs, 0).single().expect("in range"))
 }
 
 /// Mostly short SLA-sized durations, some spanning months of business time.
@@ -125,11 +110,7 @@ fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
 }
 
 /// Zones without DST, where "open" has a simple independent definition.
-const FIXED_ZONES: [Tz; 3] = [
-    chrono_tz::UTC,
-    chrono_tz::Asia::Kolkata,
-    chrono_tz::Asia::Tokyo,
-];
+const FIXED_ZONES: [Tz; 3] = [chrono_tz::UTC, chrono_tz::Asia::Kolkata, chrono_tz::Asia::Tokyo];
 
 fn fixed_zone() -> impl Strategy<Value = Tz> {
     (0..FIXED_ZONES.len()).prop_map(|i| FIXED_ZONES[i])
@@ -143,12 +124,7 @@ fn fixed_zone_case() -> impl Strategy<Value = Case> {
         prop::option::of(fixed_zone()),
     )
         .prop_map(|(tz, weekly, holidays, owner_zone)| Case {
-            calendar: BusinessCalendar {
-                id: "fixed".into(),
-                time_zone: tz.name().into(),
-                weekly,
-                holidays,
-            },
+            calendar: BusinessCalendar { id: "fixed".into(), time_zone: tz.name().into(), weekly, holidays },
             owner_zone,
         })
 }
@@ -161,20 +137,14 @@ fn oracle_is_open(case: &Case, at: DateTime<Utc>) -> bool {
     let weekly_tz = case.owner_zone.unwrap_or(calendar_tz);
     let local = at.with_timezone(&weekly_tz).naive_local();
     let in_window = case.calendar.weekly.iter().any(|w| {
-        [local.date(), local.date() - Duration::days(1)]
-            .into_iter()
-            .any(|date| {
-                if date.weekday() != w.weekday {
-                    return false;
-                }
-                let open = date.and_time(w.start);
-                let length = if w.end > w.start {
-                    w.end - w.start
-                } else {
-                    Duration::days(1) - (w.start - w.end)
-                };
-                open <= local && local < open + length
-            })
+        [local.date(), local.date() - Duration::days(1)].into_iter().any(|date| {
+            if date.weekday() != w.weekday {
+                return false;
+            }
+            let open = date.and_time(w.start);
+            let length = if w.end > w.start { w.end - w.start } else { Duration::days(1) - (w.start - w.end) };
+            open <= local && local < open + length
+        })
     });
     let holiday_local = at.with_timezone(&calendar_tz).naive_local();
     let on_holiday = case.calendar.holidays.iter().any(|h| {

@@ -2,6 +2,8 @@
 //! and the deliberately broken copy is rejected with each mistake named by
 //! its key path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -3,6 +3,8 @@
 //! may be on a page not read yet: judging its clocks then would escalate a
 //! lead its rep did call. So no lead is evaluated in such a tick.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -23,7 +25,9 @@ async fn backfill(crm: CrmKind, pages_per_tick: usize) -> (BTreeMap<String, usiz
     let dir = tempfile::tempdir().expect("temp dir");
     let mut table = config_table(&sb, dir.path()).expect("demo config");
     let sync = table.entry("sync").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    sync.as_table_mut().expect("[sync] is a table").insert("pages_per_tick".into(), toml::Value::Integer(pages_per_tick as i64));
+    sync.as_table_mut()
+        .expect("[sync] is a table")
+        .insert("pages_per_tick".into(), toml::Value::Integer(pages_per_tick as i64));
     let config = handoff::config::parse(&toml::to_string(&table).expect("renders")).expect("valid config");
     let mut daemon = Simulation::daemon(&config, &sb).await.expect("daemon");
     let mut reports = Vec::new();
@@ -55,9 +59,18 @@ async fn same_decisions_in_small_ticks(crm: CrmKind, min_behind: usize) {
     let (one_go, first) = backfill(crm, 1_000).await;
     let (small, reports) = backfill(crm, 1).await;
     let behind: Vec<&TickReport> = reports.iter().filter(|r| !r.streams_behind.is_empty()).collect();
-    assert!(behind.len() >= min_behind, "{crm}: one page per tick should leave streams behind for {min_behind}+ ticks, saw {}", behind.len());
+    assert!(
+        behind.len() >= min_behind,
+        "{crm}: one page per tick should leave streams behind for {min_behind}+ ticks, saw {}",
+        behind.len()
+    );
     for r in &behind {
-        assert_eq!((r.evaluated, r.enqueued), (0, 0), "{crm}: a tick with {:?} behind evaluated leads", r.streams_behind);
+        assert_eq!(
+            (r.evaluated, r.enqueued),
+            (0, 0),
+            "{crm}: a tick with {:?} behind evaluated leads",
+            r.streams_behind
+        );
     }
     assert!(first.len() <= 2, "{crm}: the one-go backfill took {} ticks", first.len());
     assert!(one_go.len() > 50, "{crm}: a {LEADS}-lead org makes more than {} tasks", one_go.len());

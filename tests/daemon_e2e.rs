@@ -12,6 +12,8 @@
 //!   no task handoff cannot account for and no task twice;
 //! - the SLA fields on every lead in the CRM read what the engine decided.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
@@ -76,7 +78,9 @@ fn truths(org: &SyntheticOrg) -> Vec<Truth> {
 fn parse_key(key: &str) -> Option<(String, String, i64, String)> {
     let parts: Vec<&str> = key.split(':').collect();
     match parts.as_slice() {
-        [lead, clock, start, what, v] if v.starts_with('v') => Some((lead.to_string(), clock.to_string(), start.parse().ok()?, what.to_string())),
+        [lead, clock, start, what, v] if v.starts_with('v') => {
+            Some((lead.to_string(), clock.to_string(), start.parse().ok()?, what.to_string()))
+        }
         _ => None,
     }
 }
@@ -123,7 +127,9 @@ fn same(a: Option<&Value>, b: &Value) -> bool {
         if x == y {
             return true;
         }
-        if let (Some(p), Some(q)) = (handoff::engine::parse_field_datetime(&a), handoff::engine::parse_field_datetime(b)) {
+        if let (Some(p), Some(q)) =
+            (handoff::engine::parse_field_datetime(&a), handoff::engine::parse_field_datetime(b))
+        {
             return p == q;
         }
     }
@@ -180,7 +186,8 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
         assert!(before.is_none_or(|r| r.met), "{crm}: {commitment} escalated again inside one streak (from {start})");
     }
     for key in by_key.keys().filter(|k| !k.starts_with("sc:")) {
-        let (lead, clock, start, what) = parse_key(key).unwrap_or_else(|| panic!("{crm}: task key {key} is not handoff's"));
+        let (lead, clock, start, what) =
+            parse_key(key).unwrap_or_else(|| panic!("{crm}: task key {key} is not handoff's"));
         tasks_of.entry((lead, clock, start)).or_default().insert(what);
     }
 
@@ -217,7 +224,11 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
         // The CRM reads what the engine decided.
         let (_, crm_fields) = &leads[lead_id];
         for (name, want) in &state.sla_fields {
-            assert!(same(crm_fields.get(name), want), "{crm}: lead {lead_id} field {name}: CRM {:?}, engine {want}", crm_fields.get(name));
+            assert!(
+                same(crm_fields.get(name), want),
+                "{crm}: lead {lead_id} field {name}: CRM {:?}, engine {want}",
+                crm_fields.get(name)
+            );
         }
 
         for clock in state.clocks.iter().filter(|c| c.kind != ClockKind::Routing) {
@@ -254,9 +265,17 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
         .filter_map(|(lead, clock, start, what)| Some((index_of(&lead)?, clock, start, what)))
         .collect();
     // Scorecard escalations compared without the CRM's leader ids.
-    neutral.extend(scorecard.iter().map(|(c, week, _)| (usize::MAX, c.clone(), week.parse().unwrap_or(0), "scorecard".to_string())));
-    for (what, min) in [("reminder", 5), ("escalation", 5), ("met_quiet", 5), ("graded", 50), ("fast", 3), ("never", 1)] {
-        assert!(checked.get(what).copied().unwrap_or(0) >= min, "{crm}: too few `{what}` cases to mean anything: {checked:?}");
+    neutral.extend(
+        scorecard
+            .iter()
+            .map(|(c, week, _)| (usize::MAX, c.clone(), week.parse().unwrap_or(0), "scorecard".to_string())),
+    );
+    for (what, min) in [("reminder", 5), ("escalation", 5), ("met_quiet", 5), ("graded", 50), ("fast", 3), ("never", 1)]
+    {
+        assert!(
+            checked.get(what).copied().unwrap_or(0) >= min,
+            "{crm}: too few `{what}` cases to mean anything: {checked:?}"
+        );
     }
     sim.sandbox.stop().await;
     neutral
@@ -275,7 +294,12 @@ fn check_clock(
     checked: &mut BTreeMap<&'static str, usize>,
 ) {
     let lag = Duration::seconds(LAG);
-    let ctx = format!("{crm}: lead {lead_id} {} clock ({:?}, {}) tasks {got:?}", clock.kind.as_str(), clock.status, clock.reason);
+    let ctx = format!(
+        "{crm}: lead {lead_id} {} clock ({:?}, {}) tasks {got:?}",
+        clock.kind.as_str(),
+        clock.status,
+        clock.reason
+    );
     // The first tick that could see the lead with a user owning it.
     let first_seen = t.first_user_at.and_then(|a| ticks.iter().copied().find(|tick| *tick >= a + lag));
     // Stopped (touched or decided) visibly before `at`.
@@ -324,12 +348,20 @@ fn check_clock(
             let breach_seen_running = first_seen.is_some_and(|seen| !quiet_before(seen.max(due))) && !clock.flagged;
             let has_manager = t.first_user.and_then(|u| managers.get(&u).copied().flatten()).is_some();
             if breach_seen_running && has_manager && !t.reassigned {
-                assert!(escalations.contains(&"esc1".to_string()), "{ctx}: breached at {due} while running, but no level-1 escalation");
+                assert!(
+                    escalations.contains(&"esc1".to_string()),
+                    "{ctx}: breached at {due} while running, but no level-1 escalation"
+                );
                 *checked.entry("escalation").or_default() += 1;
             }
             if clock.stopped_at.is_none() {
                 // Still running: exactly the rungs that fired, once each.
-                let fired: BTreeSet<String> = clock.escalations.iter().filter(|r| r.fired && !r.reassign).map(|r| format!("esc{}", r.level)).collect();
+                let fired: BTreeSet<String> = clock
+                    .escalations
+                    .iter()
+                    .filter(|r| r.fired && !r.reassign)
+                    .map(|r| format!("esc{}", r.level))
+                    .collect();
                 let have: BTreeSet<String> = escalations.iter().map(|s| s.to_string()).collect();
                 if !t.reassigned {
                     assert_eq!(have, fired, "{ctx}: escalation tasks differ from the rungs that fired");
@@ -373,6 +405,9 @@ async fn a_simulated_month_on_salesforce_and_on_hubspot() {
     let (sf, hs) = tokio::join!(month(CrmKind::Salesforce), month(CrmKind::Hubspot));
     let only_sf: Vec<_> = sf.difference(&hs).collect();
     let only_hs: Vec<_> = hs.difference(&sf).collect();
-    assert!(only_sf.is_empty() && only_hs.is_empty(), "tasks on one CRM only: salesforce {only_sf:?}, hubspot {only_hs:?}");
+    assert!(
+        only_sf.is_empty() && only_hs.is_empty(),
+        "tasks on one CRM only: salesforce {only_sf:?}, hubspot {only_hs:?}"
+    );
     assert!(sf.len() > 100, "a month of 200 leads makes more than {} tasks", sf.len());
 }

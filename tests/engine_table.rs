@@ -6,6 +6,8 @@
 //! The policy is built here from a TOML string; the calendar is New York,
 //! Monday to Friday 09:00–17:00. March 2026 before the 8th is EST (UTC−5).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -85,7 +87,8 @@ remind_at = "75%"
 __LEVELS__
 "#;
 
-const TWO_RUNGS: &str = r#"levels = [{ after = "0", to = "manager" }, { after = "2 business hours", to = "manager.manager" }]"#;
+const TWO_RUNGS: &str =
+    r#"levels = [{ after = "0", to = "manager" }, { after = "2 business hours", to = "manager.manager" }]"#;
 
 fn policy_with(segment: &str, levels: &str) -> CompiledPolicy {
     let text = BASE_POLICY.replace("__SEGMENT__", segment).replace("__LEVELS__", levels);
@@ -186,7 +189,9 @@ fn tasks(ev: &Evaluation) -> Vec<(&str, &str, &TaskPurpose)> {
     ev.actions
         .iter()
         .filter_map(|a| match &a.kind {
-            ActionKind::CreateTask { assignee_id, purpose, .. } => Some((a.key.as_str(), assignee_id.as_str(), purpose)),
+            ActionKind::CreateTask { assignee_id, purpose, .. } => {
+                Some((a.key.as_str(), assignee_id.as_str(), purpose))
+            }
             _ => None,
         })
         .collect()
@@ -198,7 +203,12 @@ fn keys(actions: &[Action]) -> Vec<String> {
 
 #[test]
 fn first_touch_met_by_the_owners_call() {
-    let ev = run(&policy(), &lead(), &[activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))], ny("2026-03-02 12:00"));
+    let ev = run(
+        &policy(),
+        &lead(),
+        &[activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))],
+        ny("2026-03-02 12:00"),
+    );
     assert!(ev.mql);
     assert_eq!(ev.grade.as_deref(), Some("A"));
     assert_eq!(ev.segment.as_deref(), Some("inbound"));
@@ -255,10 +265,7 @@ fn tasks_and_handoffs_own_records_are_not_touches() {
 #[test]
 fn a_touch_by_someone_else_counts_only_with_touch_by_anyone() {
     let touch = [activity("c1", ActivityKind::Call, "u_other", ny("2026-03-02 10:30"))];
-    let table = [
-        (r#"touch_by = "owner""#, ClockStatus::Breached),
-        (r#"touch_by = "anyone""#, ClockStatus::Met),
-    ];
+    let table = [(r#"touch_by = "owner""#, ClockStatus::Breached), (r#"touch_by = "anyone""#, ClockStatus::Met)];
     for (segment, want) in table {
         let ev = run(&policy_with(segment, TWO_RUNGS), &lead(), &touch, ny("2026-03-02 11:30"));
         assert_eq!(clock(&ev, ClockKind::FirstTouch).status, want, "{segment}");
@@ -280,7 +287,10 @@ fn an_after_hours_arrival_starts_at_the_next_opening() {
     assert_eq!(ev.next_check_at, Some(ny("2026-03-03 09:45")), "next check is the reminder point");
     // A call at 08:30 the next morning is a touch after the arrival: met.
     let early = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-03 08:30"))];
-    assert_eq!(clock(&run(&policy(), &lead, &early, ny("2026-03-03 12:00")), ClockKind::FirstTouch).status, ClockStatus::Met);
+    assert_eq!(
+        clock(&run(&policy(), &lead, &early, ny("2026-03-03 12:00")), ClockKind::FirstTouch).status,
+        ClockStatus::Met
+    );
 }
 
 #[test]
@@ -299,7 +309,11 @@ fn mql_time_comes_from_the_mapped_field_and_bad_values_degrade() {
 #[test]
 fn reassignment_restarts_or_continues_per_policy() {
     let mut lead = lead();
-    lead.assignments.push(Assignment { owner_id: "u_other".to_string(), owner_kind: OwnerKind::User, at: ny("2026-03-02 10:40") });
+    lead.assignments.push(Assignment {
+        owner_id: "u_other".to_string(),
+        owner_kind: OwnerKind::User,
+        at: ny("2026-03-02 10:40"),
+    });
     lead.owner_id = Some("u_other".to_string());
     let now = ny("2026-03-02 11:30");
     let table = [
@@ -323,7 +337,11 @@ fn reassignment_restarts_or_continues_per_policy() {
 fn clock_start_at_assignment_ignores_queues() {
     let mut lead = lead();
     lead.owner_id = Some("q_inbound".to_string());
-    lead.assignments = vec![Assignment { owner_id: "q_inbound".to_string(), owner_kind: OwnerKind::Queue, at: ny("2026-03-02 10:00") }];
+    lead.assignments = vec![Assignment {
+        owner_id: "q_inbound".to_string(),
+        owner_kind: OwnerKind::Queue,
+        at: ny("2026-03-02 10:00"),
+    }];
     let policy = policy_with(r#"clock_start = "assignment""#, TWO_RUNGS);
     let ev = run(&policy, &lead, &[], ny("2026-03-02 12:00"));
     let ft = clock(&ev, ClockKind::FirstTouch);
@@ -332,7 +350,11 @@ fn clock_start_at_assignment_ignores_queues() {
     // Routing (marketing) is breached: no user within 5 minutes, but no task.
     assert_eq!(clock(&ev, ClockKind::Routing).status, ClockStatus::Breached);
 
-    lead.assignments.push(Assignment { owner_id: "u_rep".to_string(), owner_kind: OwnerKind::User, at: ny("2026-03-02 13:00") });
+    lead.assignments.push(Assignment {
+        owner_id: "u_rep".to_string(),
+        owner_kind: OwnerKind::User,
+        at: ny("2026-03-02 13:00"),
+    });
     lead.owner_id = Some("u_rep".to_string());
     let ev = run(&policy, &lead, &[], ny("2026-03-02 13:30"));
     let ft = clock(&ev, ClockKind::FirstTouch);
@@ -345,7 +367,12 @@ fn routing_is_reported_without_tasks() {
     for (minutes, want) in table {
         let mut lead = lead();
         lead.assignments[0].at = lead.created_at + chrono::Duration::minutes(minutes);
-        let ev = run(&policy(), &lead, &[activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:20"))], ny("2026-03-02 10:30"));
+        let ev = run(
+            &policy(),
+            &lead,
+            &[activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:20"))],
+            ny("2026-03-02 10:30"),
+        );
         let routing = clock(&ev, ClockKind::Routing);
         assert_eq!(routing.status, want, "assigned after {minutes} min");
         assert!(ev.actions.iter().all(|a| !a.key.as_str().contains(":route:")), "{:?}", ev.actions);
@@ -358,7 +385,8 @@ fn a_lead_waiting_in_a_queue_is_looked_at_again_when_routing_is_due() {
     let mut lead = lead();
     lead.fields.insert("Employees".to_string(), json!(100));
     lead.owner_id = Some("q_inbound".to_string());
-    lead.assignments = vec![Assignment { owner_id: "q_inbound".to_string(), owner_kind: OwnerKind::Queue, at: lead.created_at }];
+    lead.assignments =
+        vec![Assignment { owner_id: "q_inbound".to_string(), owner_kind: OwnerKind::Queue, at: lead.created_at }];
     let ev = run(&policy(), &lead, &[], ny("2026-03-02 10:01"));
     assert_eq!(clock(&ev, ClockKind::Routing).status, ClockStatus::Pending);
     // Without this check the breach would stay unrecorded until the lead
@@ -368,7 +396,11 @@ fn a_lead_waiting_in_a_queue_is_looked_at_again_when_routing_is_due() {
     let routing = clock(&ev, ClockKind::Routing);
     assert_eq!((routing.status, routing.breached_at), (ClockStatus::Breached, Some(ny("2026-03-02 10:05"))));
     assert!(ev.actions.iter().all(|a| !a.key.as_str().contains(":route:")), "routing raises no task: {:?}", ev.actions);
-    assert_eq!(ev.next_check_at, clock(&ev, ClockKind::FirstTouch).remind_at, "then only the sales clocks' own instants");
+    assert_eq!(
+        ev.next_check_at,
+        clock(&ev, ClockKind::FirstTouch).remind_at,
+        "then only the sales clocks' own instants"
+    );
 }
 
 #[test]
@@ -423,10 +455,17 @@ fn sal_decision_met_by_acceptance_and_breached_without_one() {
     assert_eq!(clock(&ev, ClockKind::Disposition).status, ClockStatus::Met);
 
     // 8 business hours from Monday 10:00 is Tuesday 10:00.
-    let ev = run(&policy(), &lead(), &[activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))], ny("2026-03-03 10:30"));
+    let ev = run(
+        &policy(),
+        &lead(),
+        &[activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))],
+        ny("2026-03-03 10:30"),
+    );
     let sal = clock(&ev, ClockKind::SalDecision);
     assert_eq!((sal.status, sal.due_at), (ClockStatus::Breached, Some(ny("2026-03-03 10:00"))));
-    assert!(tasks(&ev).iter().any(|(k, to, p)| k.contains(":sal:") && *to == "u_mgr" && **p == TaskPurpose::Escalation { level: 1 }));
+    assert!(tasks(&ev)
+        .iter()
+        .any(|(k, to, p)| k.contains(":sal:") && *to == "u_mgr" && **p == TaskPurpose::Escalation { level: 1 }));
 }
 
 fn closed_unresponsive(touch_times: &[&str]) -> (Lead, Vec<Activity>) {
@@ -487,7 +526,9 @@ fn a_rejection_needs_an_agreed_reason_code() {
         let disposition = clock(&ev, ClockKind::Disposition);
         assert_eq!(disposition.status, want, "{code:?}");
         assert!(disposition.reason.contains(words), "{code:?}: {}", disposition.reason);
-        let flagged = tasks(&ev).iter().any(|(k, to, p)| k.contains(":disp:") && *to == "u_rep" && **p == TaskPurpose::DispositionFlag);
+        let flagged = tasks(&ev)
+            .iter()
+            .any(|(k, to, p)| k.contains(":disp:") && *to == "u_rep" && **p == TaskPurpose::DispositionFlag);
         assert_eq!(flagged, want == ClockStatus::Breached, "{code:?}: {:?}", ev.actions);
     }
 }
@@ -515,7 +556,11 @@ fn disposition_breaches_when_nothing_is_decided_in_time() {
 fn reminder_and_escalation_keys_are_stable_across_evaluations() {
     let at = |now: &str| run(&policy(), &lead(), &[], ny(now));
     let reminder_key = |ev: &Evaluation| -> Vec<String> {
-        tasks(ev).into_iter().filter(|(k, _, p)| **p == TaskPurpose::Reminder && k.contains(":ft:")).map(|(k, _, _)| k.to_string()).collect()
+        tasks(ev)
+            .into_iter()
+            .filter(|(k, _, p)| **p == TaskPurpose::Reminder && k.contains(":ft:"))
+            .map(|(k, _, _)| k.to_string())
+            .collect()
     };
     let early = at("2026-03-02 10:46");
     let late = at("2026-03-02 10:58");
@@ -541,7 +586,9 @@ fn reminder_and_escalation_keys_are_stable_across_evaluations() {
         }
     }
     // The SLA-field write-back key depends on the values only.
-    let update = |ev: &Evaluation| ev.actions.iter().find(|a| matches!(a.kind, ActionKind::UpdateLead { .. })).map(|a| a.key.clone());
+    let update = |ev: &Evaluation| {
+        ev.actions.iter().find(|a| matches!(a.kind, ActionKind::UpdateLead { .. })).map(|a| a.key.clone())
+    };
     assert_eq!(update(&b1), update(&b2));
     assert_ne!(update(&early), update(&b1));
     assert_eq!(update(&early), update(&late));
@@ -558,7 +605,10 @@ fn sla_fields_already_in_place_are_not_written_again() {
     assert_eq!(ev.sla_fields.get("SLA_Grade__c"), Some(&json!("A")));
     let again = run(&policy(), &synced, &[], ny("2026-03-02 11:45"));
     assert!(again.actions.iter().all(|a| !matches!(a.kind, ActionKind::UpdateLead { .. })), "{:?}", again.actions);
-    assert_eq!(keys(&again.actions).iter().filter(|k| k.contains(":esc1:")).count(), keys(&ev.actions).iter().filter(|k| k.contains(":esc1:")).count());
+    assert_eq!(
+        keys(&again.actions).iter().filter(|k| k.contains(":esc1:")).count(),
+        keys(&ev.actions).iter().filter(|k| k.contains(":esc1:")).count()
+    );
 }
 
 #[test]
@@ -655,10 +705,7 @@ fn business_time_is_read_in_the_owners_own_zone() {
 
 #[test]
 fn a_disposition_before_any_touch_ends_the_first_touch_clock() {
-    let table = [
-        ("2026-03-02 10:40", ClockStatus::Met),
-        ("2026-03-02 14:00", ClockStatus::Breached),
-    ];
+    let table = [("2026-03-02 10:40", ClockStatus::Met), ("2026-03-02 14:00", ClockStatus::Breached)];
     for (rejected_at, want) in table {
         let mut lead = lead();
         lead.status_changes.push(StatusChange { status: "Rejected".to_string(), at: ny(rejected_at) });

@@ -1,6 +1,8 @@
 //! `handoff explain` end to end: the real binary, the example Salesforce
 //! config and the sample cases in `tests/data/explain/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -117,8 +119,11 @@ fn a_lead_with_incomplete_data_is_waived() {
     let report = stdout_of(&output);
     assert!(report.contains("Waived: incomplete data: missing Phone"), "{report}");
     let evaluation = json_of(&explain(&["--lead", &lead, "--now", "2026-03-04T15:00:00Z", "--json"]));
-    assert!(evaluation["clocks"].as_array().is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["status"] == "waived")));
-    let kinds: Vec<&Value> = evaluation["actions"].as_array().expect("actions").iter().map(|a| &a["kind"]["type"]).collect();
+    assert!(evaluation["clocks"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["status"] == "waived")));
+    let kinds: Vec<&Value> =
+        evaluation["actions"].as_array().expect("actions").iter().map(|a| &a["kind"]["type"]).collect();
     assert_eq!(kinds, vec!["update_lead"], "{evaluation:#}");
 }
 

@@ -3,6 +3,8 @@
 //! the daemon keeps, a health check, and the scorecard `handoff report`
 //! fetches from it while the daemon holds the state directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -27,7 +29,11 @@ fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
     let mut helped = std::collections::BTreeSet::new();
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
-    let name_ok = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') && !n.starts_with(|c: char| c.is_ascii_digit());
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
     for (i, line) in text.lines().enumerate() {
         let at = |msg: &str| format!("line {}: {msg}: {line}", i + 1);
         if line.is_empty() {
@@ -182,12 +188,21 @@ async fn the_scrape_health_and_scorecard_of_a_running_daemon() {
     }
 
     // The scorecard from the running daemon, and through `handoff report`.
-    let card: serde_json::Value = http.get(format!("{base}/scorecard?format=json&weeks=3")).send().await.unwrap().json().await.unwrap();
+    let card: serde_json::Value =
+        http.get(format!("{base}/scorecard?format=json&weeks=3")).send().await.unwrap().json().await.unwrap();
     assert!(!card["weeks"].as_array().unwrap().is_empty(), "{card}");
-    let out = Command::new(common::binary()).args(["report", "--config"]).arg(&config).args(["--weeks", "3"]).output().unwrap();
+    let out = Command::new(common::binary())
+        .args(["report", "--config"])
+        .arg(&config)
+        .args(["--weeks", "3"])
+        .output()
+        .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(table.contains("handoff scorecard: demo-hubspot") && table.contains("first touch inside the window"), "{table}");
+    assert!(
+        table.contains("handoff scorecard: demo-hubspot") && table.contains("first touch inside the window"),
+        "{table}"
+    );
 
     // Stopped, the state it kept agrees with what it reported.
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());

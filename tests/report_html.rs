@@ -3,6 +3,8 @@
 //! checked for what a TV on the sales floor must show — the trend lines, the
 //! dashed targets, and cards marked met (green) and missed (red).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,16 +23,20 @@ fn chromium() -> PathBuf {
 
 /// Pixels whose colour is within `tol` of `rgb`.
 fn count_colour(pixels: &[u8], channels: usize, rgb: [u8; 3], tol: i32) -> usize {
-    pixels
-        .chunks(channels)
-        .filter(|p| (0..3).all(|i| (i32::from(p[i]) - i32::from(rgb[i])).abs() <= tol))
-        .count()
+    pixels.chunks(channels).filter(|p| (0..3).all(|i| (i32::from(p[i]) - i32::from(rgb[i])).abs() <= tol)).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_scorecard_shows_its_charts_in_chromium() {
     let browser = chromium();
-    let opts = SimOptions { crm: CrmKind::Salesforce, seed: 5, leads: 120, days: 14, step: Duration::hours(1), ..SimOptions::new(CrmKind::Salesforce) };
+    let opts = SimOptions {
+        crm: CrmKind::Salesforce,
+        seed: 5,
+        leads: 120,
+        days: 14,
+        step: Duration::hours(1),
+        ..SimOptions::new(CrmKind::Salesforce)
+    };
     let mut sim = Simulation::start(&opts).await.unwrap();
     let end = sim.end_at();
     sim.run_until(end, |_, _| {}).await.unwrap();

@@ -46,6 +46,8 @@
 //! whose routing breach must count in the week it fell due although no
 //! rep, touch or status change ever makes the daemon look at them again.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc, Weekday};
@@ -66,10 +68,18 @@ use serde_json::Value;
 /// `sync.lag_secs`: a pull at `now` reads changes up to `now - lag`.
 const LAG_SECS: i64 = 2;
 const REPORTING_ZONE: Tz = chrono_tz::America::New_York;
-const REASON_CODES: [&str; 7] =
-    ["wrong_persona", "no_budget", "bad_timing", "bad_contact_data", "already_customer", "competitor", "did_not_meet_criteria"];
+const REASON_CODES: [&str; 7] = [
+    "wrong_persona",
+    "no_budget",
+    "bad_timing",
+    "bad_contact_data",
+    "already_customer",
+    "competitor",
+    "did_not_meet_criteria",
+];
 /// `marketing.required_fields`, in order.
-const REQUIRED_FIELDS: [&str; 8] = ["FirstName", "LastName", "Company", "Title", "Email", "Phone", "LeadSource", "Lead_Score__c"];
+const REQUIRED_FIELDS: [&str; 8] =
+    ["FirstName", "LastName", "Company", "Title", "Email", "Phone", "LeadSource", "Lead_Score__c"];
 const MIN_SCORE: u32 = 50;
 /// `marketing.routing_within = "5 minutes"` (wall clock).
 const ROUTING_SECS: i64 = 5 * 60;
@@ -158,11 +168,13 @@ fn meets_mql_rule(l: &SynthLead) -> bool {
 /// `[[policy.grades]]`: the first rule that holds.
 fn grade_of(l: &SynthLead) -> Option<&'static str> {
     let title = l.title.as_deref().map(str::to_lowercase);
-    let senior = title
-        .as_deref()
-        .is_some_and(|t| ["manager", "director", "head of", "vp", "vice president", "chief"].iter().any(|w| t.contains(w)));
+    let senior = title.as_deref().is_some_and(|t| {
+        ["manager", "director", "head of", "vp", "vice president", "chief"].iter().any(|w| t.contains(w))
+    });
     let country = l.country.as_deref().is_some_and(|c| {
-        ["US", "United States", "GB", "United Kingdom", "CA", "Canada", "AU", "Australia"].iter().any(|x| x.eq_ignore_ascii_case(c))
+        ["US", "United States", "GB", "United Kingdom", "CA", "Canada", "AU", "Australia"]
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(c))
     });
     let fit = l.employees.is_some_and(|e| e >= 25) && country && senior;
     let strong = ["demo_request", "pricing_view"].contains(&l.intent_action.as_str());
@@ -181,7 +193,10 @@ fn grade_of(l: &SynthLead) -> Option<&'static str> {
 /// How many of the required fields the lead arrived with.
 fn populated_required(l: &SynthLead) -> usize {
     // FirstName, Email, LeadSource and the score are always generated.
-    4 + [l.last_name.is_some(), l.company.is_some(), l.title.is_some(), l.phone.is_some()].iter().filter(|p| **p).count()
+    4 + [l.last_name.is_some(), l.company.is_some(), l.title.is_some(), l.phone.is_some()]
+        .iter()
+        .filter(|p| **p)
+        .count()
 }
 
 // ---------------------------------------------------------------------------
@@ -271,7 +286,12 @@ impl Desk {
 
     /// The close (end of the last open minute) of the local date, if it has desk time.
     fn close_of(&self, date: NaiveDate) -> Option<DateTime<Utc>> {
-        let midnight = |d: NaiveDate| self.zone.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")).earliest().expect("midnight exists");
+        let midnight = |d: NaiveDate| {
+            self.zone
+                .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+                .earliest()
+                .expect("midnight exists")
+        };
         let (from, to) = (midnight(date).with_timezone(&Utc), midnight(date + Duration::days(1)).with_timezone(&Utc));
         let mut close = None;
         let mut t = from;
@@ -334,7 +354,11 @@ fn week_of(t: DateTime<Utc>) -> NaiveDate {
 
 /// Local midnight of `date` in the reporting zone.
 fn ny_midnight(date: NaiveDate) -> DateTime<Utc> {
-    REPORTING_ZONE.from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight")).earliest().expect("midnight exists").with_timezone(&Utc)
+    REPORTING_ZONE
+        .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
+        .earliest()
+        .expect("midnight exists")
+        .with_timezone(&Utc)
 }
 
 /// Nearest-rank percentile of a sorted sample.
@@ -551,7 +575,8 @@ fn knowable(h: &History, ticks: &[DateTime<Utc>]) -> Knowable {
         && !created_with_user
         && later.first().is_some_and(|k| Some(mods[*k].at) == first_user_at && seen(*k))
         && h.touches.iter().all(|t| first_user_at.is_some_and(|u| t.at >= u));
-    let routing_changes_seen = later.iter().filter(|k| first_user_at.is_some_and(|u| mods[**k].at <= u)).all(|k| seen(*k));
+    let routing_changes_seen =
+        later.iter().filter(|k| first_user_at.is_some_and(|u| mods[**k].at <= u)).all(|k| seen(*k));
     // A conversion is dated by `ConvertedDate`, a date only: exact enough
     // only when an earlier decision (the acceptance) comes first.
     let conversion_follows_decision = h
@@ -740,7 +765,10 @@ fn oracle(w: &World<'_>, feeds: &dyn Fn(usize) -> Feeds, by: Option<Dimension>, 
         if !qualified {
             continue;
         }
-        assert!(!OUTBOUND_SOURCES.contains(&l.source.as_str()), "lead {index}: the oracle models only the inbound segment, which every MQL of this org falls in");
+        assert!(
+            !OUTBOUND_SOURCES.contains(&l.source.as_str()),
+            "lead {index}: the oracle models only the inbound segment, which every MQL of this org falls in"
+        );
         let decisions: Vec<&Status> = h.decisions().into_iter().filter(|d| d.at >= mql_at).collect();
 
         // Routing: MQL time to the first hand-over to a user, 5 wall-clock minutes.
@@ -890,7 +918,9 @@ fn expected_commitments(part: Part, all: &Metrics, elapsed: f64) -> Vec<(String,
             out.push(share("marketing.data_completeness", pct("marketing.data_completeness"), &all.data_completeness));
             out
         }
-        Part::Routing => vec![share("marketing.routing_in_window", pct("marketing.routing_in_window"), &all.routing_in_window)],
+        Part::Routing => {
+            vec![share("marketing.routing_in_window", pct("marketing.routing_in_window"), &all.routing_in_window)]
+        }
         Part::Sales => vec![
             share("marketing.acceptance", ACCEPTANCE_PCT, &all.acceptance),
             share("sales.first_touch_in_window", pct("sales.first_touch_in_window"), &all.first_touch_in_window),
@@ -906,15 +936,25 @@ fn compare(part: Part, by: Option<Dimension>, handoff: &Scorecard, expected: &Ca
         let empty = BTreeMap::new();
         let want_groups = expected.get(&week.start).unwrap_or(&empty);
         let (starts, ends) = (ny_midnight(week.start), ny_midnight(week.start + Duration::days(7)));
-        if (week.starts_at, week.ends_at, week.partial) != (starts, ends, handoff.generated_at < ends) || week.start.weekday() != Weekday::Mon {
-            problems.push(format!("week {}: bounds {} – {} (partial {}), oracle {starts} – {ends}", week.start, week.starts_at, week.ends_at, week.partial));
+        if (week.starts_at, week.ends_at, week.partial) != (starts, ends, handoff.generated_at < ends)
+            || week.start.weekday() != Weekday::Mon
+        {
+            problems.push(format!(
+                "week {}: bounds {} – {} (partial {}), oracle {starts} – {ends}",
+                week.start, week.starts_at, week.ends_at, week.partial
+            ));
         }
-        let elapsed = ((handoff.generated_at - starts).num_seconds() as f64 / (ends - starts).num_seconds() as f64).clamp(0.0, 1.0);
+        let elapsed = ((handoff.generated_at - starts).num_seconds() as f64 / (ends - starts).num_seconds() as f64)
+            .clamp(0.0, 1.0);
         let want_all = want_groups.get("all").map(Expected::metrics).unwrap_or_default();
         for (id, target, actual, met) in expected_commitments(part, &want_all, elapsed) {
             let have = week.commitments.iter().find(|c| c.id == id).map(|c| (c.target, c.actual, c.met));
             if have != Some((target, actual, met)) {
-                problems.push(format!("week {} commitment {id}: handoff {have:?}, oracle {:?}", week.start, (target, actual, met)));
+                problems.push(format!(
+                    "week {} commitment {id}: handoff {have:?}, oracle {:?}",
+                    week.start,
+                    (target, actual, met)
+                ));
             }
         }
         let groups: BTreeSet<&String> = week.groups.keys().chain(want_groups.keys()).collect();
@@ -930,13 +970,29 @@ fn compare(part: Part, by: Option<Dimension>, handoff: &Scorecard, expected: &Ca
                 Part::Volume => {
                     check("mqls", format!("{}", have.mqls), format!("{}", want.mqls));
                     check("mqls by grade", format!("{:?}", have.mqls_by_grade), format!("{:?}", want.mqls_by_grade));
-                    check("data completeness", format!("{:?}", have.data_completeness), format!("{:?}", want.data_completeness));
+                    check(
+                        "data completeness",
+                        format!("{:?}", have.data_completeness),
+                        format!("{:?}", want.data_completeness),
+                    );
                     check("opportunity", format!("{:?}", have.opportunity), format!("{:?}", want.opportunity));
-                    check("opportunity by grade", format!("{:?}", have.opportunity_by_grade), format!("{:?}", want.opportunity_by_grade));
+                    check(
+                        "opportunity by grade",
+                        format!("{:?}", have.opportunity_by_grade),
+                        format!("{:?}", want.opportunity_by_grade),
+                    );
                 }
                 Part::Routing => {
-                    check("routing in window", format!("{:?}", have.routing_in_window), format!("{:?}", want.routing_in_window));
-                    check("routing minutes", format!("{:?}", have.routing_minutes), format!("{:?}", want.routing_minutes));
+                    check(
+                        "routing in window",
+                        format!("{:?}", have.routing_in_window),
+                        format!("{:?}", want.routing_in_window),
+                    );
+                    check(
+                        "routing minutes",
+                        format!("{:?}", have.routing_minutes),
+                        format!("{:?}", want.routing_minutes),
+                    );
                 }
                 Part::Sales => {
                     check("acceptance", format!("{:?}", have.acceptance), format!("{:?}", want.acceptance));
@@ -945,11 +1001,31 @@ fn compare(part: Part, by: Option<Dimension>, handoff: &Scorecard, expected: &Ca
                         format!("{:?}", have.first_touch_business_minutes),
                         format!("{:?}", want.first_touch_business_minutes),
                     );
-                    check("first touch in window", format!("{:?}", have.first_touch_in_window), format!("{:?}", want.first_touch_in_window));
-                    check("follow-up completion", format!("{:?}", have.follow_up_completion), format!("{:?}", want.follow_up_completion));
-                    check("disposition in window", format!("{:?}", have.disposition_in_window), format!("{:?}", want.disposition_in_window));
-                    check("feedback quality", format!("{:?}", have.feedback_quality), format!("{:?}", want.feedback_quality));
-                    check("rejection reasons", format!("{:?}", have.rejection_reasons), format!("{:?}", want.rejection_reasons));
+                    check(
+                        "first touch in window",
+                        format!("{:?}", have.first_touch_in_window),
+                        format!("{:?}", want.first_touch_in_window),
+                    );
+                    check(
+                        "follow-up completion",
+                        format!("{:?}", have.follow_up_completion),
+                        format!("{:?}", want.follow_up_completion),
+                    );
+                    check(
+                        "disposition in window",
+                        format!("{:?}", have.disposition_in_window),
+                        format!("{:?}", want.disposition_in_window),
+                    );
+                    check(
+                        "feedback quality",
+                        format!("{:?}", have.feedback_quality),
+                        format!("{:?}", want.feedback_quality),
+                    );
+                    check(
+                        "rejection reasons",
+                        format!("{:?}", have.rejection_reasons),
+                        format!("{:?}", want.rejection_reasons),
+                    );
                 }
             }
         }
@@ -1112,10 +1188,18 @@ fn the_oracle_implements_the_demo_policy() {
         &["policy", "segments"],
         &["policy", "marketing"],
     ] {
-        assert_eq!(at(&demo, path), at(&reads, path), "demo.toml's {} is not what the oracle implements", path.join("."));
+        assert_eq!(
+            at(&demo, path),
+            at(&reads, path),
+            "demo.toml's {} is not what the oracle implements",
+            path.join(".")
+        );
     }
     // Weeks from Monday in the default calendar's zone; the template's targets.
-    assert_eq!(at(&demo, &["policy", "scorecard", "week_starts"]).and_then(|v| v.as_str().map(str::to_string)).as_deref(), Some("mon"));
+    assert_eq!(
+        at(&demo, &["policy", "scorecard", "week_starts"]).and_then(|v| v.as_str().map(str::to_string)).as_deref(),
+        Some("mon")
+    );
     assert_eq!(at(&demo, &["policy", "scorecard", "targets"]), None, "the oracle assumes the template's targets");
     // The default calendar: Mon–Fri 09:00–17:00 New York, the org's US holidays.
     let default = at(&demo, &["policy", "calendars", "default"]).expect("a default calendar");
@@ -1143,7 +1227,10 @@ fn the_oracle_implements_the_demo_policy() {
         (LeadStatus::Converted, "converted"),
     ] {
         let values = at(&demo, &["policy", "statuses", list]).expect("a status list");
-        assert!(values.as_array().is_some_and(|a| a.iter().any(|v| v.as_str() == Some(lead_status(&status)))), "{list}");
+        assert!(
+            values.as_array().is_some_and(|a| a.iter().any(|v| v.as_str() == Some(lead_status(&status)))),
+            "{list}"
+        );
     }
     // The constants the oracle uses are these values.
     assert_eq!(REASON_CODES.len(), 7);
@@ -1163,11 +1250,27 @@ fn the_oracles_desk_time_by_hand() {
     // Friday 22 May 16:00 EDT to Tuesday 26 May 10:00 EDT: Monday is Memorial Day.
     assert_eq!(ny.between(utc("2026-05-22T20:00:00Z"), utc("2026-05-26T14:00:00Z")), Duration::hours(2));
     assert_eq!(ny.add(utc("2026-05-22T20:30:00Z"), 3600), utc("2026-05-26T13:30:00Z"));
-    assert_eq!(ny.add(utc("2026-05-22T20:00:00Z"), 3600), utc("2026-05-22T21:00:00Z"), "due at the close, not at the next opening");
+    assert_eq!(
+        ny.add(utc("2026-05-22T20:00:00Z"), 3600),
+        utc("2026-05-22T21:00:00Z"),
+        "due at the close, not at the next opening"
+    );
     assert_eq!(ny.next_open(utc("2026-05-23T12:00:00Z")), utc("2026-05-26T13:00:00Z"));
-    assert_eq!(ny.day_close(utc("2026-05-23T12:00:00Z"), 0), utc("2026-05-26T21:00:00Z"), "a weekend start belongs to the next business day");
-    assert_eq!(ny.day_close(utc("2026-05-22T22:00:00Z"), 1), utc("2026-05-27T21:00:00Z"), "after the close: from the next business day");
-    assert_eq!(ny.day_close(utc("2026-05-22T12:00:00Z"), 3), utc("2026-05-28T21:00:00Z"), "before the opening: that day");
+    assert_eq!(
+        ny.day_close(utc("2026-05-23T12:00:00Z"), 0),
+        utc("2026-05-26T21:00:00Z"),
+        "a weekend start belongs to the next business day"
+    );
+    assert_eq!(
+        ny.day_close(utc("2026-05-22T22:00:00Z"), 1),
+        utc("2026-05-27T21:00:00Z"),
+        "after the close: from the next business day"
+    );
+    assert_eq!(
+        ny.day_close(utc("2026-05-22T12:00:00Z"), 3),
+        utc("2026-05-28T21:00:00Z"),
+        "before the opening: that day"
+    );
     assert_eq!(ny.business_days(utc("2026-05-22T14:00:00Z"), utc("2026-05-26T14:00:00Z")), 2);
     // New York springs forward on 8 March: 09:00 is 14:00 UTC before, 13:00 after.
     assert_eq!(ny.between(utc("2026-03-06T14:00:00Z"), utc("2026-03-09T14:00:00Z")), Duration::hours(9));
@@ -1178,7 +1281,11 @@ fn the_oracles_desk_time_by_hand() {
     assert_eq!(sydney.close_of(NaiveDate::from_ymd_opt(2026, 5, 26).expect("date")), Some(utc("2026-05-26T07:00:00Z")));
     // Sydney falls back on 5 April: 09:00 is 22:00 UTC (AEDT) before, 23:00 (AEST) after.
     assert_eq!(sydney.next_open(utc("2026-04-03T10:00:00Z")), utc("2026-04-05T23:00:00Z"));
-    assert_eq!(week_of(utc("2026-03-02T03:00:00Z")), NaiveDate::from_ymd_opt(2026, 2, 23).expect("date"), "Sunday evening in New York");
+    assert_eq!(
+        week_of(utc("2026-03-02T03:00:00Z")),
+        NaiveDate::from_ymd_opt(2026, 2, 23).expect("date"),
+        "Sunday evening in New York"
+    );
     assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], 0.9), Some(9.0));
 }
 
@@ -1188,13 +1295,17 @@ fn the_oracles_desk_time_by_hand() {
 
 /// Handoff's writes to leads, from the sandbox's request log: (when, lead
 /// index, the owner it set if it reassigned).
-fn lead_writes(log: &[LoggedRequest], index_of: &HashMap<String, usize>) -> Vec<(DateTime<Utc>, usize, Option<String>)> {
+fn lead_writes(
+    log: &[LoggedRequest],
+    index_of: &HashMap<String, usize>,
+) -> Vec<(DateTime<Utc>, usize, Option<String>)> {
     let mut out = Vec::new();
     for r in log {
         if r.method != "PATCH" || !r.path.ends_with("/composite/sobjects") || !(200..300).contains(&r.status) {
             continue;
         }
-        let records = r.body.as_ref().and_then(|b| b.get("records")).and_then(Value::as_array).cloned().unwrap_or_default();
+        let records =
+            r.body.as_ref().and_then(|b| b.get("records")).and_then(Value::as_array).cloned().unwrap_or_default();
         for rec in records {
             if rec["attributes"]["type"] != "Lead" {
                 continue;
@@ -1212,7 +1323,13 @@ fn handoff_card(sim: &Simulation, leads: &[StoredLead], weeks: usize, by: Option
     let store = sim.daemon.store();
     let states = store.states().expect("states");
     let owners = store.owners().expect("owners");
-    let input = handoff::report::Input { instance: "oracle", policy: &sim.config.policy, leads, states: &states, owners: &owners };
+    let input = handoff::report::Input {
+        instance: "oracle",
+        policy: &sim.config.policy,
+        leads,
+        states: &states,
+        owners: &owners,
+    };
     handoff::report::compute(&input, weeks, sim.now(), by)
 }
 
@@ -1248,7 +1365,8 @@ async fn every_scorecard_number_matches_the_org_it_was_computed_from() {
         let log = sim.sandbox.shared.log.snapshot();
         sim.sandbox.shared.log.clear();
         let before = writes_logged.len();
-        writes_logged.extend(log.into_iter().filter(|r| r.method == "PATCH" && r.path.ends_with("/composite/sobjects")));
+        writes_logged
+            .extend(log.into_iter().filter(|r| r.method == "PATCH" && r.path.ends_with("/composite/sobjects")));
         if writes_logged.len() > before {
             looks.insert(look(sim.now()));
         }
@@ -1275,7 +1393,12 @@ async fn every_scorecard_number_matches_the_org_it_was_computed_from() {
     let world = World { org: &org, histories: &histories, desks, users, now };
 
     // The CRM agrees with the history rebuilt for it.
-    let dump: Value = reqwest::get(format!("{}/salesforce/records/Lead", sim.sandbox.admin_url)).await.expect("admin").json().await.expect("json");
+    let dump: Value = reqwest::get(format!("{}/salesforce/records/Lead", sim.sandbox.admin_url))
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
     for r in dump["records"].as_array().expect("records") {
         let index = index_of[r["Id"].as_str().expect("Id")];
         let h = &histories[index];
@@ -1316,9 +1439,13 @@ async fn every_scorecard_number_matches_the_org_it_was_computed_from() {
 
     // Which histories a poller could have seen exactly.
     let known: Vec<Knowable> = histories.iter().map(|h| knowable(h, &ticks)).collect();
-    let live: Vec<usize> = (0..org.leads.len()).filter(|i| !histories[*i].removed && histories[*i].created.is_some()).collect();
-    let qualified: Vec<usize> =
-        live.iter().copied().filter(|i| meets_mql_rule(&org.leads[*i]) && populated_required(&org.leads[*i]) == REQUIRED_FIELDS.len()).collect();
+    let live: Vec<usize> =
+        (0..org.leads.len()).filter(|i| !histories[*i].removed && histories[*i].created.is_some()).collect();
+    let qualified: Vec<usize> = live
+        .iter()
+        .copied()
+        .filter(|i| meets_mql_rule(&org.leads[*i]) && populated_required(&org.leads[*i]) == REQUIRED_FIELDS.len())
+        .collect();
     let unknown_routing: Vec<usize> = qualified.iter().copied().filter(|i| !known[*i].routing).collect();
     let unknown_sales: Vec<usize> = live.iter().copied().filter(|i| !known[*i].sales).collect();
     println!(
@@ -1330,8 +1457,14 @@ async fn every_scorecard_number_matches_the_org_it_was_computed_from() {
         unknown_routing,
         unknown_sales
     );
-    assert!(unknown_routing.len() * 20 <= qualified.len(), "too many MQLs whose routing the daemon could not see: {unknown_routing:?}");
-    assert!(unknown_sales.len() * 20 <= live.len(), "too many leads whose history the daemon could not see: {unknown_sales:?}");
+    assert!(
+        unknown_routing.len() * 20 <= qualified.len(),
+        "too many MQLs whose routing the daemon could not see: {unknown_routing:?}"
+    );
+    assert!(
+        unknown_sales.len() * 20 <= live.len(),
+        "too many leads whose history the daemon could not see: {unknown_sales:?}"
+    );
 
     let stored = sim.daemon.store().leads().expect("leads");
     let subset = |keep: &dyn Fn(usize) -> bool| -> Vec<StoredLead> {
@@ -1386,7 +1519,12 @@ async fn every_scorecard_number_matches_the_org_it_was_computed_from() {
             m.feedback_quality
         );
     }
-    assert!(problems.is_empty(), "{} scorecard numbers differ from the oracle:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} scorecard numbers differ from the oracle:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
     // Enough cases that agreement means something.
     for (what, min) in [
         ("mqls", 120),

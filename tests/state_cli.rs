@@ -2,6 +2,8 @@
 //! a date (and nothing done twice because of it), and its refusal to touch
 //! a state directory the daemon holds.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 mod common;
 
 use std::process::Command;
@@ -26,7 +28,9 @@ async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
     let out = handoff(&["state"], &config);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["instance demo-salesforce", "leads", "outbox: 0 queued, 0 failed", "cursors:", "leads ", "activities "] {
+    for needle in
+        ["instance demo-salesforce", "leads", "outbox: 0 queued, 0 failed", "cursors:", "leads ", "activities "]
+    {
         assert!(text.contains(needle), "`handoff state` lacks {needle:?}:\n{text}");
     }
 
@@ -39,7 +43,10 @@ async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
     let out = handoff(&["state", "--json", "--resync", "leads", "--since", "2026-03-03"], &config);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let leads_cursor = report["cursors"].as_array().unwrap().iter().find(|c| c[0] == "leads").unwrap()[1].as_str().unwrap().to_string();
+    let leads_cursor = report["cursors"].as_array().unwrap().iter().find(|c| c[0] == "leads").unwrap()[1]
+        .as_str()
+        .unwrap()
+        .to_string();
     let cursor: serde_json::Value = serde_json::from_str(&leads_cursor).unwrap();
     assert_eq!(cursor["done_until_ms"], serde_json::json!(1_772_496_000_000i64), "{cursor}");
     let calls_before = sb.shared.log.len();
@@ -47,7 +54,11 @@ async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(sb.shared.log.len() > calls_before, "the re-read reads");
     assert_eq!(handoff::demo::sandbox_duplicates(&sb).await.unwrap(), 0, "a re-read creates nothing twice");
-    assert_eq!(handoff::demo::sandbox_tasks(&sb).await.unwrap().len(), tasks_before, "and nothing new: nothing changed");
+    assert_eq!(
+        handoff::demo::sandbox_tasks(&sb).await.unwrap().len(),
+        tasks_before,
+        "and nothing new: nothing changed"
+    );
 
     // A lead replayed from the state at the instant the daemon last judged
     // it says what the daemon concluded.
@@ -69,7 +80,8 @@ async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
         .iter()
         .map(|c| (c["kind"].as_str().unwrap().to_string(), c["status"].as_str().unwrap().to_string()))
         .collect();
-    let stored: Vec<(String, String)> = state.clocks.iter().map(|c| (c.kind.as_str().to_string(), c.status.as_str().to_string())).collect();
+    let stored: Vec<(String, String)> =
+        state.clocks.iter().map(|c| (c.kind.as_str().to_string(), c.status.as_str().to_string())).collect();
     assert_eq!(replayed, stored, "explain --from-state replays the daemon's judgement");
 
     // A bad date is refused with the forms that work.

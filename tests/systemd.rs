@@ -3,6 +3,8 @@
 //! WATCHDOG only while its loop makes progress, STATUS after ticks and
 //! STOPPING on SIGTERM, after which it exits cleanly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 mod common;
 
 use std::os::unix::net::UnixDatagram;
@@ -139,11 +141,16 @@ async fn the_binary_speaks_the_notify_protocol() {
     assert!(listener.wait_for("READY=1", Duration::from_secs(60)), "no READY=1: {:?}", listener.seen);
     // The loop runs: progress means watchdog pings and a status line.
     assert!(listener.wait_for("WATCHDOG=1", Duration::from_secs(20)), "no WATCHDOG=1: {:?}", listener.seen);
-    assert!(listener.wait_for("STATUS=last sync", Duration::from_secs(20)), "no STATUS after a tick: {:?}", listener.seen);
+    assert!(
+        listener.wait_for("STATUS=last sync", Duration::from_secs(20)),
+        "no STATUS after a tick: {:?}",
+        listener.seen
+    );
 
     // A request that hangs (the sandbox holds it 3 s): no progress, so no
     // watchdog ping until it completes.
-    let waited_pings = |l: &Listener| l.seen.iter().filter(|(_, m)| m.contains("WATCHDOG=1")).map(|(t, _)| *t).collect::<Vec<_>>();
+    let waited_pings =
+        |l: &Listener| l.seen.iter().filter(|(_, m)| m.contains("WATCHDOG=1")).map(|(t, _)| *t).collect::<Vec<_>>();
     sb.shared.faults.arm(handoff_sandbox::Fault::Latency { count: 1, delay_ms: 3_000 });
     sb.shared.clock.advance(chrono::Duration::minutes(10));
     let armed_at = Instant::now();
@@ -152,8 +159,14 @@ async fn the_binary_speaks_the_notify_protocol() {
     }
     let pings: Vec<Instant> = waited_pings(&listener).into_iter().filter(|t| *t >= armed_at).collect();
     let longest_gap = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
-    assert!(longest_gap >= Duration::from_millis(1_800), "pings kept coming while a request hung: gaps up to {longest_gap:?}");
-    assert!(pings.last().is_some_and(|t| Instant::now() - *t < Duration::from_secs(2)), "pings resumed once it answered");
+    assert!(
+        longest_gap >= Duration::from_millis(1_800),
+        "pings kept coming while a request hung: gaps up to {longest_gap:?}"
+    );
+    assert!(
+        pings.last().is_some_and(|t| Instant::now() - *t < Duration::from_secs(2)),
+        "pings resumed once it answered"
+    );
 
     // SIGHUP with a broken file: refused, the daemon carries on as it was.
     let pid = child.id().to_string();
@@ -195,7 +208,12 @@ async fn a_broken_config_never_gets_ready() {
     std::fs::write(&config, "[instance]\nname = \"x\"\ncrm = \"salesforce\"\n").unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    let out = Command::new(common::binary()).args(["run", "--config"]).arg(&config).env("NOTIFY_SOCKET", &socket_path).output().unwrap();
+    let out = Command::new(common::binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("instance.state_dir") && stderr.contains("handoff check"), "{stderr}");

@@ -4,6 +4,8 @@
 //! is saved through the `TokenStore` and used on the next start; and a
 //! refusal after re-authenticating is reported without any secret.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -25,7 +27,11 @@ fn unauthorized(log: &[LoggedRequest]) -> Vec<&LoggedRequest> {
 
 /// Pull a few pages, do `between`, then pull to the end; every page and
 /// the log from the first pull on.
-async fn pull_around<F, Fut>(sb: &handoff_sandbox::RunningSandbox, c: &handoff_hubspot::HubspotConnector, between: F) -> (Vec<PullPage>, Vec<LoggedRequest>)
+async fn pull_around<F, Fut>(
+    sb: &handoff_sandbox::RunningSandbox,
+    c: &handoff_hubspot::HubspotConnector,
+    between: F,
+) -> (Vec<PullPage>, Vec<LoggedRequest>)
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -54,7 +60,10 @@ async fn assert_all_leads_once(sb: &handoff_sandbox::RunningSandbox, pages: &[Pu
 async fn leads_bound(sb: &handoff_sandbox::RunningSandbox) -> LowerBound {
     let live = live_records(sb, "contacts").await.len();
     let archived = dump(sb, "contacts", &[], &[]).await.iter().filter(|r| r["archived"] == true).count();
-    LowerBound { list_pages: list_pages(archived) + list_pages(owner_count(sb)) + list_pages(0), ..LowerBound::leads(live) }
+    LowerBound {
+        list_pages: list_pages(archived) + list_pages(owner_count(sb)) + list_pages(0),
+        ..LowerBound::leads(live)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +74,10 @@ async fn an_access_token_expiring_mid_pull_costs_one_reauthentication_and_no_pag
     s.archived_sweep_secs = 0;
     let c = connector(s).await;
     advance(&sb, 60).await;
-    let (pages, log) = pull_around(&sb, &c, || async { admin_post(&sb, "/__sandbox/hubspot/tokens/expire", json!({})).await; }).await;
+    let (pages, log) = pull_around(&sb, &c, || async {
+        admin_post(&sb, "/__sandbox/hubspot/tokens/expire", json!({})).await;
+    })
+    .await;
     assert_all_leads_once(&sb, &pages).await;
     assert_eq!(token_calls(&log), 2, "the first token, then exactly one re-authentication");
     let refusals = unauthorized(&log);
@@ -102,8 +114,10 @@ async fn a_revoked_access_token_costs_one_reauthentication_and_a_revoked_grant_f
     s.archived_sweep_secs = 0;
     let c = connector(s).await;
     advance(&sb, 60).await;
-    let (pages, log) =
-        pull_around(&sb, &c, || async { admin_post(&sb, "/__sandbox/hubspot/tokens/revoke", json!({"access_tokens_only": true})).await; }).await;
+    let (pages, log) = pull_around(&sb, &c, || async {
+        admin_post(&sb, "/__sandbox/hubspot/tokens/revoke", json!({"access_tokens_only": true})).await;
+    })
+    .await;
     assert_all_leads_once(&sb, &pages).await;
     assert_eq!(token_calls(&log), 2);
     assert_eq!(unauthorized(&log).len(), 1);
@@ -134,11 +148,15 @@ async fn a_rotated_refresh_token_is_saved_through_the_token_store_and_used_on_th
     s.archived_sweep_secs = 0;
     let c = connector(s).await;
     advance(&sb, 60).await;
-    let (pages, log) = pull_around(&sb, &c, || async { admin_post(&sb, "/__sandbox/hubspot/tokens/expire", json!({})).await; }).await;
+    let (pages, log) = pull_around(&sb, &c, || async {
+        admin_post(&sb, "/__sandbox/hubspot/tokens/expire", json!({})).await;
+    })
+    .await;
     assert_all_leads_once(&sb, &pages).await;
     assert_eq!(token_calls(&log), 2);
     assert_eq!(store.saves(), 2, "each rotated refresh token is saved");
-    let valid = admin_get(&sb, "/__sandbox/hubspot/tokens/refresh").await["valid"].as_array().cloned().unwrap_or_default();
+    let valid =
+        admin_get(&sb, "/__sandbox/hubspot/tokens/refresh").await["valid"].as_array().cloned().unwrap_or_default();
     let saved = store.load().expect("store").expect("a saved token");
     assert_eq!(valid, vec![json!(saved.expose())], "the saved token is the one HubSpot accepts now");
     report("oauth-rotated-refresh-token", log.iter().filter(|r| r.counted).count(), leads_bound(&sb).await, 1.25);
@@ -154,9 +172,12 @@ async fn a_rotated_refresh_token_is_saved_through_the_token_store_and_used_on_th
     // And the configured token alone would not have.
     let mut s = oauth_settings(&sb, Arc::new(MemoryTokenStore::default()));
     s.auth = match s.auth {
-        HubspotAuth::OAuth { client_id, client_secret, token_url, .. } => {
-            HubspotAuth::OAuth { client_id, client_secret, refresh_token: Secret::new(cred(&sb, "refresh_token")), token_url }
-        }
+        HubspotAuth::OAuth { client_id, client_secret, token_url, .. } => HubspotAuth::OAuth {
+            client_id,
+            client_secret,
+            refresh_token: Secret::new(cred(&sb, "refresh_token")),
+            token_url,
+        },
         other => other,
     };
     let stale = connector(s).await;

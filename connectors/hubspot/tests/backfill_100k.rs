@@ -10,6 +10,8 @@
 //! this test is about completeness and call counts; `limits.rs` tests the
 //! pacing against HubSpot's real limits.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,15 +23,25 @@ use serde_json::{json, Value};
 
 const LEADS: usize = 100_000;
 const BULK: usize = 12_000;
-const ENGAGEMENTS: [(ActivityKind, &str); 4] =
-    [(ActivityKind::Call, "calls"), (ActivityKind::Email, "emails"), (ActivityKind::Meeting, "meetings"), (ActivityKind::Task, "tasks")];
+const ENGAGEMENTS: [(ActivityKind, &str); 4] = [
+    (ActivityKind::Call, "calls"),
+    (ActivityKind::Email, "emails"),
+    (ActivityKind::Meeting, "meetings"),
+    (ActivityKind::Task, "tasks"),
+];
 
 /// Activities delivered across pages, checking nothing is delivered twice.
 fn collect_activities(pages: &[handoff_model::PullPage]) -> BTreeMap<(ActivityKind, String), Activity> {
     let mut out = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for a in pages.iter().flat_map(|p| &p.activities) {
-        assert!(seen.insert((a.kind, a.id.clone(), a.modified_at)), "{:?} {} at {} delivered twice", a.kind, a.id, a.modified_at);
+        assert!(
+            seen.insert((a.kind, a.id.clone(), a.modified_at)),
+            "{:?} {} at {} delivered twice",
+            a.kind,
+            a.id,
+            a.modified_at
+        );
         out.insert((a.kind, a.id.clone()), a.clone());
     }
     out
@@ -62,7 +74,12 @@ async fn backfill_of_100k_contacts_and_their_activities_then_incremental_pulls_p
     assert_eq!(check_histories_against_timeline(&leads, &sb.shared.org), live.len());
     let archived_contacts = contacts.iter().filter(|r| r["archived"] == true).count();
     let listings = list_pages(archived_contacts) + list_pages(owner_count(&sb)) + list_pages(0);
-    report("backfill-100k-leads", used_leads, LowerBound { list_pages: listings, ..LowerBound::leads(live.len()) }, 1.2);
+    report(
+        "backfill-100k-leads",
+        used_leads,
+        LowerBound { list_pages: listings, ..LowerBound::leads(live.len()) },
+        1.2,
+    );
 
     // Backfill: activities with their contact.
     let start = sb.shared.log.len();
@@ -83,7 +100,11 @@ async fn backfill_of_100k_contacts_and_their_activities_then_incremental_pulls_p
             }
             live_engagements += 1;
             let got = activities.get(&(kind, id.clone())).unwrap_or_else(|| panic!("{object} {id} was not delivered"));
-            assert_eq!(Some(got.lead_id.as_str()), r["associations"]["contacts"][0]["id"].as_str(), "{object} {id}: its contact");
+            assert_eq!(
+                Some(got.lead_id.as_str()),
+                r["associations"]["contacts"][0]["id"].as_str(),
+                "{object} {id}: its contact"
+            );
         }
         bound.search_pages += pages_of(held.len() - archived);
         bound.list_pages += list_pages(archived);
@@ -135,7 +156,8 @@ async fn backfill_of_100k_contacts_and_their_activities_then_incremental_pulls_p
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let (_, old_call) = activities.keys().find(|(k, _)| *k == ActivityKind::Call).cloned().expect("a call was delivered");
+    let (_, old_call) =
+        activities.keys().find(|(k, _)| *k == ActivityKind::Call).cloned().expect("a call was delivered");
     admin_post(&sb, &format!("/__sandbox/hubspot/objects/calls/{old_call}/archive"), json!({})).await;
     advance(&sb, 30).await;
 
@@ -148,7 +170,11 @@ async fn backfill_of_100k_contacts_and_their_activities_then_incremental_pulls_p
     assert_eq!(changed.len(), expected.len());
     assert_eq!(changed.keys().cloned().collect::<BTreeSet<_>>(), expected, "exactly the changed contacts");
     assert_eq!(changed[&ids[4]].fields["company"], "Late Inc");
-    assert_eq!(changed[&ids[4]].modified_at.timestamp_millis(), late_at.timestamp_millis(), "the late write keeps its own time");
+    assert_eq!(
+        changed[&ids[4]].modified_at.timestamp_millis(),
+        late_at.timestamp_millis(),
+        "the late write keeps its own time"
+    );
     assert_eq!(changed[&ids[0]].assignments.last().map(|a| a.owner_id.as_str()), Some("70000003"));
     // Each edited lead's history is its timeline's plus the edit.
     let truth = timeline_histories(&sb.shared.org);
@@ -157,7 +183,8 @@ async fn backfill_of_100k_contacts_and_their_activities_then_incremental_pulls_p
         let (_, statuses) = &truth[lead.field_str("email").unwrap_or_default()];
         let mut want = statuses.clone();
         want.push(("OPEN".to_string(), bulk_at.timestamp_millis()));
-        let got: Vec<(String, i64)> = lead.status_changes.iter().map(|s| (s.status.clone(), s.at.timestamp_millis())).collect();
+        let got: Vec<(String, i64)> =
+            lead.status_changes.iter().map(|s| (s.status.clone(), s.at.timestamp_millis())).collect();
         assert_eq!(got, want, "lead {id}");
     }
     let gone = deletions(&pages);

@@ -5,6 +5,8 @@
 //! The sandbox's request log is the evidence: what was sent, when, and
 //! what it was answered.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -51,7 +53,13 @@ async fn a_429_storm_is_waited_out_without_sending_inside_retry_after_and_the_pu
     let after: Vec<&LoggedRequest> = log.iter().filter(|r| r.at > refusal.at).collect();
     assert!(!after.is_empty());
     for r in &after {
-        assert!(r.at >= refusal.at + retry_after, "{} {} sent {} after the 429, inside Retry-After {retry_after}", r.method, r.path, r.at - refusal.at);
+        assert!(
+            r.at >= refusal.at + retry_after,
+            "{} {} sent {} after the 429, inside Retry-After {retry_after}",
+            r.method,
+            r.path,
+            r.at - refusal.at
+        );
     }
     assert!(after.iter().all(|r| r.at >= storm_end), "nothing reached the sandbox during the storm");
 
@@ -64,7 +72,10 @@ async fn a_429_storm_is_waited_out_without_sending_inside_retry_after_and_the_pu
     let archived = dump(&sb, "contacts", &[], &[]).await.iter().filter(|r| r["archived"] == true).count();
     let used = log_since(&sb, 0).iter().filter(|r| r.counted).count();
     // The one refused call is the price of the storm.
-    let bound = LowerBound { list_pages: list_pages(archived) + list_pages(owner_count(&sb)) + list_pages(0) + 1, ..LowerBound::leads(live.len()) };
+    let bound = LowerBound {
+        list_pages: list_pages(archived) + list_pages(owner_count(&sb)) + list_pages(0) + 1,
+        ..LowerBound::leads(live.len())
+    };
     report("429-storm", used, bound, 1.25);
     sb.stop().await;
 }
@@ -91,7 +102,11 @@ async fn a_search_pacer_faster_than_the_portal_meets_one_secondly_429_then_slows
     assert!(is_search(refusal), "the search bucket refused: {refusal:?}");
     // No search inside the second after the refusal.
     let next_search = log.iter().find(|r| r.at > refusal.at && is_search(r)).expect("the pull searched again");
-    assert!(next_search.at - refusal.at >= Duration::seconds(1), "a search went out {} after the SECONDLY 429", next_search.at - refusal.at);
+    assert!(
+        next_search.at - refusal.at >= Duration::seconds(1),
+        "a search went out {} after the SECONDLY 429",
+        next_search.at - refusal.at
+    );
 
     let delivered: usize = pages.iter().map(|p| p.activities.len()).sum();
     let mut live = 0;
@@ -100,7 +115,8 @@ async fn a_search_pacer_faster_than_the_portal_meets_one_secondly_429_then_slows
         let n = live_records(&sb, object).await.len();
         live += n;
         bound.search_pages += common::pages(n, 200);
-        bound.list_pages += list_pages(dump(&sb, object, &[], &[]).await.iter().filter(|r| r["archived"] == true).count());
+        bound.list_pages +=
+            list_pages(dump(&sb, object, &[], &[]).await.iter().filter(|r| r["archived"] == true).count());
     }
     assert_eq!(delivered, live, "every activity once");
     // One association read per page, plus the refused search.
@@ -110,7 +126,11 @@ async fn a_search_pacer_faster_than_the_portal_meets_one_secondly_429_then_slows
 
 /// Pull until the connector stops at the budget (or finishes), keeping the
 /// pages and the last cursor.
-async fn pull_until_budget(c: &handoff_hubspot::HubspotConnector, cursor: &mut Option<Cursor>, pages: &mut Vec<PullPage>) -> Option<std::time::Duration> {
+async fn pull_until_budget(
+    c: &handoff_hubspot::HubspotConnector,
+    cursor: &mut Option<Cursor>,
+    pages: &mut Vec<PullPage>,
+) -> Option<std::time::Duration> {
     loop {
         match c.pull(Stream::Leads, cursor.as_ref()).await {
             Ok(page) => {
@@ -164,10 +184,17 @@ async fn the_daily_budget_share_stops_the_pull_and_it_resumes_when_the_day_turns
     assert!(pull_until_budget(&c, &mut cursor, &mut pages).await.is_none(), "the pull completes the next day");
     let leads = collect_leads(&pages);
     let live = live_records(&sb, "contacts").await;
-    assert_eq!(leads.keys().collect::<BTreeSet<_>>(), live.keys().collect::<BTreeSet<_>>(), "nothing lost across the stop");
+    assert_eq!(
+        leads.keys().collect::<BTreeSet<_>>(),
+        live.keys().collect::<BTreeSet<_>>(),
+        "nothing lost across the stop"
+    );
     let archived = dump(&sb, "contacts", &[], &[]).await.iter().filter(|r| r["archived"] == true).count();
     // The page cut short by the stop is read again the next day.
-    let bound = LowerBound { list_pages: list_pages(archived) + list_pages(owner_count(&sb)) + list_pages(0), ..LowerBound::leads(live.len()) };
+    let bound = LowerBound {
+        list_pages: list_pages(archived) + list_pages(owner_count(&sb)) + list_pages(0),
+        ..LowerBound::leads(live.len())
+    };
     report("daily-budget-stop-and-resume", log_since(&sb, start).iter().filter(|r| r.counted).count(), bound, 1.3);
 
     // Another app spends the whole portal quota: HubSpot answers 429 DAILY,

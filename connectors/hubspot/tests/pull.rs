@@ -2,6 +2,8 @@
 //! windows (late commits, shared timestamps, deletions, merges), the
 //! 10,000-result search cap, and owners with managers from the settings.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,32 +34,45 @@ async fn backfill_then_incremental_windows_pick_up_exactly_the_changes() {
     let truth = dump(&sb, "contacts", &["hs_object_id"], &["hubspot_owner_id", "hs_lead_status"]).await;
     assert_eq!(check_histories(&leads, &truth, 2), live.len());
     assert!(leads.values().any(|l| l.assignments.len() > 1), "some leads were reassigned");
-    assert!(leads.values().any(|l| l.assignments.first().is_some_and(|a| a.owner_kind == handoff_model::OwnerKind::Queue)), "some started in a queue");
+    assert!(
+        leads.values().any(|l| l.assignments.first().is_some_and(|a| a.owner_kind == handoff_model::OwnerKind::Queue)),
+        "some started in a queue"
+    );
     let used = counted_since(&sb, start).await;
     let archived = dump(&sb, "contacts", &["hs_object_id"], &[]).await.iter().filter(|r| r["archived"] == true).count();
     // The archived sweep, and the owners listing once (active, then archived
     // owners) for the owner kinds in the ownership history.
     let listings = list_pages(archived) + list_pages(owner_count(&sb)) + list_pages(0);
-    report(
-        "backfill-1k-leads",
-        used,
-        LowerBound { list_pages: listings, ..LowerBound::leads(live.len()) },
-        1.25,
-    );
+    report("backfill-1k-leads", used, LowerBound { list_pages: listings, ..LowerBound::leads(live.len()) }, 1.25);
 
     // Changes after the backfill.
     let now = sb.shared.clock.now();
     let ids: Vec<String> = live.keys().cloned().collect();
     // A plain edit.
-    admin_patch(&sb, &format!("/__sandbox/hubspot/objects/contacts/{}", ids[0]), json!({"properties": {"jobtitle": "CTO"}})).await;
+    admin_patch(
+        &sb,
+        &format!("/__sandbox/hubspot/objects/contacts/{}", ids[0]),
+        json!({"properties": {"jobtitle": "CTO"}}),
+    )
+    .await;
     // Three records sharing one timestamp, like a bulk update.
     let shared_at = (now + Duration::seconds(1)).to_rfc3339();
     for id in &ids[1..4] {
-        admin_patch(&sb, &format!("/__sandbox/hubspot/objects/contacts/{id}"), json!({"properties": {"hs_lead_status": "IN_PROGRESS"}, "updated_at": shared_at})).await;
+        admin_patch(
+            &sb,
+            &format!("/__sandbox/hubspot/objects/contacts/{id}"),
+            json!({"properties": {"hs_lead_status": "IN_PROGRESS"}, "updated_at": shared_at}),
+        )
+        .await;
     }
     // Committed late: indexed now, stamped before the last window's end.
     let late_at = (now - Duration::seconds(120)).to_rfc3339();
-    admin_patch(&sb, &format!("/__sandbox/hubspot/objects/contacts/{}", ids[4]), json!({"properties": {"company": "Late Inc"}, "updated_at": late_at})).await;
+    admin_patch(
+        &sb,
+        &format!("/__sandbox/hubspot/objects/contacts/{}", ids[4]),
+        json!({"properties": {"company": "Late Inc"}, "updated_at": late_at}),
+    )
+    .await;
     // A deletion and a merge.
     admin_post(&sb, &format!("/__sandbox/hubspot/objects/contacts/{}/archive", ids[5]), json!({})).await;
     admin_post(&sb, "/__sandbox/hubspot/contacts/merge", json!({"primary": ids[6], "merged": ids[7]})).await;
@@ -151,14 +166,22 @@ async fn without_the_history_scope_leads_come_without_history_and_history_is_ask
     let leads = collect_leads(&pages);
     let live = live_records(&sb, "contacts").await;
     assert_eq!(leads.len(), live.len(), "the pull completes without history");
-    assert!(leads.values().all(|l| l.assignments.is_empty() && l.status_changes.is_empty()), "no partial history: the daemon keeps its own");
+    assert!(
+        leads.values().all(|l| l.assignments.is_empty() && l.status_changes.is_empty()),
+        "no partial history: the daemon keeps its own"
+    );
     assert!(leads.values().all(|l| l.owner_id.is_some()), "the current owner still comes");
     let log = log_since(&sb, start);
     let refused: Vec<_> = log.iter().filter(|r| r.status == 403).collect();
     assert_eq!(refused.len(), 1, "history is asked for once, then not again: {refused:?}");
     let archived = dump(&sb, "contacts", &[], &[]).await.iter().filter(|r| r["archived"] == true).count();
     // Searches and the one refused history batch.
-    let bound = LowerBound { search_pages: common::pages(live.len(), 200), history_batches: 1, list_pages: list_pages(archived), ..LowerBound::default() };
+    let bound = LowerBound {
+        search_pages: common::pages(live.len(), 200),
+        history_batches: 1,
+        list_pages: list_pages(archived),
+        ..LowerBound::default()
+    };
     report("leads-without-history-scope", log.iter().filter(|r| r.counted).count(), bound, 1.2);
     sb.stop().await;
 }

@@ -4,6 +4,8 @@
 //! (a gateway error after the write, or an answer past the timeout) is
 //! resolved by looking the `handoff_key` up, never by creating again.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -34,7 +36,12 @@ async fn contacts(sb: &RunningSandbox, n: usize) -> Vec<(String, String)> {
     let live = live_records(sb, "contacts").await;
     let picked: Vec<(String, String)> = live
         .iter()
-        .filter_map(|(id, r)| r["properties"]["hubspot_owner_id"].as_str().filter(|o| o.starts_with('7')).map(|o| (id.clone(), o.to_string())))
+        .filter_map(|(id, r)| {
+            r["properties"]["hubspot_owner_id"]
+                .as_str()
+                .filter(|o| o.starts_with('7'))
+                .map(|o| (id.clone(), o.to_string()))
+        })
         .take(n)
         .collect();
     assert_eq!(picked.len(), n, "the org has contacts owned by reps");
@@ -116,7 +123,12 @@ async fn a_batch_with_one_bad_record_lands_the_others_and_a_replay_creates_nothi
     let created = creates(&replay_log);
     assert_eq!(created.len(), 1, "only the failed task is created on replay");
     assert_eq!(created[0].body.as_ref().and_then(|b| b["inputs"].as_array()).map(Vec::len), Some(1));
-    report("write-replay", replay_log.iter().filter(|r| r.counted).count(), LowerBound { write_batches: 2, ..LowerBound::default() }, 1.5);
+    report(
+        "write-replay",
+        replay_log.iter().filter(|r| r.counted).count(),
+        LowerBound { write_batches: 2, ..LowerBound::default() },
+        1.5,
+    );
     assert_no_duplicates(&sb).await;
     let ours = tasks_by_key(&sb).await;
     assert_eq!(ours.len(), 5);
@@ -133,8 +145,11 @@ async fn lost_answer_is_resolved_by_key(fault: Value, timeout_secs: u64, scenari
     let c = connector(s).await;
     c.authenticate().await.expect("authenticates");
     let leads = contacts(&sb, 3).await;
-    let actions: Vec<Action> =
-        leads.iter().enumerate().map(|(i, (lead, owner))| task(&format!("sla:{lead}:escalation:1"), lead, owner, &format!("Escalation {i}"))).collect();
+    let actions: Vec<Action> = leads
+        .iter()
+        .enumerate()
+        .map(|(i, (lead, owner))| task(&format!("sla:{lead}:escalation:1"), lead, owner, &format!("Escalation {i}")))
+        .collect();
     admin_post(&sb, "/__sandbox/hubspot/faults/lost_response", fault).await;
 
     let start = sb.shared.log.len();
@@ -151,7 +166,12 @@ async fn lost_answer_is_resolved_by_key(fault: Value, timeout_secs: u64, scenari
     let lookups = log.iter().filter(|r| r.path == "/crm/v3/objects/tasks/batch/read").count();
     assert_eq!(lookups, 2);
     assert_no_duplicates(&sb).await;
-    report(scenario, log.iter().filter(|r| r.counted).count(), LowerBound { write_batches: 1, ..LowerBound::default() }, 3.0);
+    report(
+        scenario,
+        log.iter().filter(|r| r.counted).count(),
+        LowerBound { write_batches: 1, ..LowerBound::default() },
+        3.0,
+    );
     sb.stop().await;
 }
 

@@ -1,5 +1,7 @@
 //! Parsing recorded Salesforce responses (see fixtures/ATTRIBUTION.tsv).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use handoff_model::ErrorClass;
 use handoff_salesforce::wire::{
     classify_record_error, classify_response, parse_error_body, Describe, Failure, OAuthErrorBody, QueryPage,

@@ -1,10 +1,13 @@
 //! The connector against the in-process Salesforce sandbox.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use handoff_model::Secret;
 use handoff_model::{
     Action, ActionKey, ActionKind, Connector, ConnectorError, CrmKind, Cursor, ErrorClass, Lead, Stream, TaskPriority,
     TaskPurpose,
@@ -14,7 +17,6 @@ use handoff_sandbox::faults::Fault;
 use handoff_sandbox::org::{EventKind, OrgConfig, OwnerRef};
 use handoff_sandbox::salesforce::materialise;
 use handoff_sandbox::server::{start, ClockMode, RunningSandbox, SandboxOptions};
-use handoff_model::Secret;
 use serde_json::{json, Value};
 
 async fn sandbox(leads: usize) -> RunningSandbox {
@@ -292,7 +294,8 @@ async fn backfill_of_100k_leads_with_activities_then_incremental_pulls_apply_eac
         assert!(!lead.assignments.is_empty() && !lead.status_changes.is_empty(), "{id} has no history");
         assert_eq!(lead.assignments.last().map(|a| Some(a.owner_id.as_str())), Some(lead.owner_id.as_deref()));
         if i % 97 == 0 {
-            let got: Vec<(String, DateTime<Utc>)> = lead.assignments.iter().map(|a| (a.owner_id.clone(), a.at)).collect();
+            let got: Vec<(String, DateTime<Utc>)> =
+                lead.assignments.iter().map(|a| (a.owner_id.clone(), a.at)).collect();
             assert_eq!(&got, &owners[id], "{id}");
             assert_eq!(lead.status_changes[0].status, "Open - Not Contacted");
         }
@@ -312,9 +315,17 @@ async fn backfill_of_100k_leads_with_activities_then_incremental_pulls_apply_eac
     let master = quiet.next().expect("a lead").id.clone();
     let merged = quiet.next().expect("a lead").id.clone();
     let reassigned = quiet.next().expect("a lead").clone();
-    let _ = reqwest::Client::new().delete(admin(&sb, &format!("records/Lead/{to_delete}"))).send().await.expect("delete");
-    admin_json(&sb, reqwest::Method::POST, "merge", Some(json!({"object": "Lead", "master_id": master, "merged_id": merged}))).await;
-    let moved: BTreeSet<String> = acts.activity_leads.iter().filter(|(_, l)| **l == merged).map(|(a, _)| a.clone()).collect();
+    let _ =
+        reqwest::Client::new().delete(admin(&sb, &format!("records/Lead/{to_delete}"))).send().await.expect("delete");
+    admin_json(
+        &sb,
+        reqwest::Method::POST,
+        "merge",
+        Some(json!({"object": "Lead", "master_id": master, "merged_id": merged})),
+    )
+    .await;
+    let moved: BTreeSet<String> =
+        acts.activity_leads.iter().filter(|(_, l)| **l == merged).map(|(a, _)| a.clone()).collect();
     let new_owner = (0..org.users.len())
         .map(materialise::user_id)
         .find(|u| Some(u.as_str()) != reassigned.owner_id.as_deref())
@@ -342,9 +353,12 @@ async fn backfill_of_100k_leads_with_activities_then_incremental_pulls_apply_eac
     let used = c.requests_sent() - before;
     report("incremental-1", used, 3);
     assert!(used <= 3, "one query per object for a handful of changes: {used}");
-    let want: BTreeSet<String> =
-        ties.iter().cloned().chain([master.clone(), reassigned.id.clone()]).collect();
-    assert_eq!(inc1.applied.difference(&inc1.deletions).cloned().collect::<BTreeSet<_>>(), want, "exactly the changed leads");
+    let want: BTreeSet<String> = ties.iter().cloned().chain([master.clone(), reassigned.id.clone()]).collect();
+    assert_eq!(
+        inc1.applied.difference(&inc1.deletions).cloned().collect::<BTreeSet<_>>(),
+        want,
+        "exactly the changed leads"
+    );
     assert_eq!(inc1.deletions, BTreeSet::from([to_delete.clone(), merged.clone()]));
     assert_eq!(leads.deleted.get(&merged), Some(&Some(master.clone())), "a merge names its survivor");
     assert!(inc1.redelivered.is_empty(), "nothing changed in the overlap: {:?}", inc1.redelivered);
@@ -357,7 +371,11 @@ async fn backfill_of_100k_leads_with_activities_then_incremental_pulls_apply_eac
     assert_eq!((last.owner_id.as_str(), last.owner_kind), (new_owner.as_str(), handoff_model::OwnerKind::User));
     assert_eq!(last.at, after.modified_at, "dated when the write landed");
     assert_eq!(after.assignments.len(), reassigned.assignments.len() + 1);
-    assert_eq!(after.assignments[..reassigned.assignments.len()], reassigned.assignments[..], "earlier history unchanged");
+    assert_eq!(
+        after.assignments[..reassigned.assignments.len()],
+        reassigned.assignments[..],
+        "earlier history unchanged"
+    );
 
     // A late commit: stamped before the window just read, inside the lookback.
     let late_stamp = (sb.shared.clock.now() - chrono::Duration::minutes(7)).to_rfc3339();
@@ -469,7 +487,9 @@ async fn write_batch_with_one_bad_record_lands_the_rest_and_replays_without_dupl
         .iter()
         .filter(|r| r["IsDeleted"] != json!(true) && r["OwnerId"].as_str().is_some_and(|o| o.starts_with("005")))
         .take(5)
-        .map(|r| (r["Id"].as_str().unwrap_or_default().to_string(), r["OwnerId"].as_str().unwrap_or_default().to_string()))
+        .map(|r| {
+            (r["Id"].as_str().unwrap_or_default().to_string(), r["OwnerId"].as_str().unwrap_or_default().to_string())
+        })
         .collect();
     assert_eq!(leads.len(), 5);
     let mut actions: Vec<Action> = leads
@@ -594,7 +614,13 @@ async fn a_lead_with_more_history_than_a_page_holds_is_read_whole() {
     let users: Vec<String> = (0..2).map(|i| materialise::user_id(i + 3)).collect();
     for i in 0..210 {
         sb.shared.clock.advance(chrono::Duration::seconds(1));
-        admin_json(&sb, reqwest::Method::PATCH, &format!("records/Lead/{lead}"), Some(json!({"OwnerId": users[i % 2]}))).await;
+        admin_json(
+            &sb,
+            reqwest::Method::PATCH,
+            &format!("records/Lead/{lead}"),
+            Some(json!({"OwnerId": users[i % 2]})),
+        )
+        .await;
     }
     sb.shared.clock.advance(chrono::Duration::minutes(10));
     let before = c.requests_sent();

@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench -p handoff-sandbox --bench startup`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::time::{Duration, Instant};
 
 use handoff_model::CrmKind;
@@ -66,7 +68,11 @@ async fn measure_start(crm: CrmKind, leads: usize) -> anyhow::Result<()> {
             http.get(&url).bearer_auth(token(&sb.credentials)).send().await?;
         }
         let each = t2.elapsed() / n;
-        lines.push(format!("    {label:<24} status {status}  first {:>8.1} ms  then {:>6.2} ms/request", ms(first), ms(each)));
+        lines.push(format!(
+            "    {label:<24} status {status}  first {:>8.1} ms  then {:>6.2} ms/request",
+            ms(first),
+            ms(each)
+        ));
     }
     println!(
         "{:<10} {leads:>7} leads: start {:>8.1} ms, {started_cpu} ({} events)",

@@ -4,6 +4,8 @@
 //!
 //! Needs `<repo>/.venv-conformance` (run `scripts/setup-conformance`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -56,8 +58,10 @@ async fn official_sdk_reads_and_writes_what_the_sandbox_holds() {
     let mut times: Vec<i64> = live.iter().map(|r| ms(r["updatedAt"].as_str().expect("updatedAt"))).collect();
     times.sort();
     let (lo, hi) = (times[times.len() / 5], times[4 * times.len() / 5]);
-    let in_window: Vec<&Value> = live.iter().filter(|r| (lo..hi).contains(&ms(r["updatedAt"].as_str().unwrap_or("")))).collect();
-    let mut expected_ids: Vec<u64> = in_window.iter().map(|r| r["id"].as_str().unwrap_or("0").parse().unwrap_or(0)).collect();
+    let in_window: Vec<&Value> =
+        live.iter().filter(|r| (lo..hi).contains(&ms(r["updatedAt"].as_str().unwrap_or("")))).collect();
+    let mut expected_ids: Vec<u64> =
+        in_window.iter().map(|r| r["id"].as_str().unwrap_or("0").parse().unwrap_or(0)).collect();
     expected_ids.sort();
     // At most 4 pages, so the 5-per-second search bucket is reached by the script's own probe.
     let page_limit = expected_ids.len().div_ceil(3).max(1);
@@ -87,22 +91,35 @@ async fn official_sdk_reads_and_writes_what_the_sandbox_holds() {
     assert_eq!(owners.iter().filter(|o| o["type"] == "QUEUE").count(), queues.len());
 
     // Properties: handoff_key absent, created unique, then listed.
-    let before: Vec<&str> = out["task_properties_before"].as_array().expect("list").iter().filter_map(Value::as_str).collect();
+    let before: Vec<&str> =
+        out["task_properties_before"].as_array().expect("list").iter().filter_map(Value::as_str).collect();
     assert!(before.contains(&"hs_timestamp") && !before.contains(&"handoff_key"));
     assert_eq!(out["created_property"], json!({"name": "handoff_key", "type": "string", "has_unique_value": true}));
     assert!(out["task_properties_after"].as_array().expect("list").contains(&json!("handoff_key")));
 
     // Search: every page parsed; the ids, totals and values equal the dump.
-    let got: Vec<u64> = out["search"]["ids"].as_array().expect("ids").iter().map(|v| v.as_str().unwrap_or("0").parse().unwrap_or(0)).collect();
+    let got: Vec<u64> = out["search"]["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().unwrap_or("0").parse().unwrap_or(0))
+        .collect();
     assert_eq!(got, expected_ids);
     assert!(out["search"]["pages"].as_u64().expect("pages") > 1);
-    assert!(out["search"]["totals"].as_array().expect("totals").iter().all(|t| t.as_u64() == Some(expected_ids.len() as u64)));
+    assert!(out["search"]["totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .all(|t| t.as_u64() == Some(expected_ids.len() as u64)));
     for r in &in_window {
         let id = r["id"].as_str().expect("id");
         let parsed = &out["search"]["properties"][id];
         assert_eq!(parsed["email"], r["properties"]["email"], "email of {id}");
         assert_eq!(parsed["hubspot_owner_id"], r["properties"]["hubspot_owner_id"], "owner of {id}");
-        assert_eq!(ms(parsed["updated_at"].as_str().expect("updated_at")), ms(r["updatedAt"].as_str().expect("updatedAt")));
+        assert_eq!(
+            ms(parsed["updated_at"].as_str().expect("updated_at")),
+            ms(r["updatedAt"].as_str().expect("updatedAt"))
+        );
     }
 
     // The search bucket: 5 per second in all, the 6th is the SDK's ApiException 429.
@@ -119,7 +136,12 @@ async fn official_sdk_reads_and_writes_what_the_sandbox_holds() {
     assert_eq!(out["batch_create"]["status"], "COMPLETE");
     let tasks = admin_get(&base, "/hubspot/objects/tasks").await;
     for r in out["batch_create"]["results"].as_array().expect("results") {
-        let held = tasks["results"].as_array().expect("tasks").iter().find(|t| t["id"] == r["id"]).expect("task held by the sandbox");
+        let held = tasks["results"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["id"] == r["id"])
+            .expect("task held by the sandbox");
         assert_eq!(held["properties"]["handoff_key"], r["properties"]["handoff_key"]);
         assert_eq!(held["properties"]["hs_task_subject"], r["properties"]["hs_task_subject"]);
         assert_eq!(held["associations"]["contacts"], json!([{"id": contact_id, "typeId": 204}]));

@@ -7,6 +7,8 @@
 //!
 //! Needs `<repo>/.venv-conformance` (run `scripts/setup-conformance`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -71,7 +73,11 @@ async fn simple_salesforce_sees_what_the_sandbox_holds() {
     .await
     .expect("join")
     .expect("python runs");
-    assert!(output.status.success(), "the simple-salesforce script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the simple-salesforce script failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let out: Value = serde_json::from_slice(&output.stdout).expect("script prints JSON");
 
     // query: first page of 200 with a locator URL in the documented form.
@@ -155,6 +161,9 @@ async fn simple_salesforce_sees_what_the_sandbox_holds() {
     );
     assert_eq!(out["expired"]["type"], "SalesforceExpiredSession");
     assert_eq!(out["expired"]["status"], 401);
-    assert_eq!(out["expired"]["content"], json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]));
+    assert_eq!(
+        out["expired"]["content"],
+        json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
+    );
     sb.stop().await;
 }

@@ -1,12 +1,14 @@
 //! The synthetic org generator: determinism, coverage of behaviours and
 //! grades, and the timeline's invariants.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use handoff_sandbox::generate;
 use handoff_sandbox::generate::{COMPETITOR_DOMAINS, FIT_COUNTRIES};
 use handoff_sandbox::org::{EventKind, IntendedGrade, LeadStatus, OrgConfig, OwnerRef, RepBehaviour, SyntheticOrg};
-use handoff_sandbox::generate;
 
 fn cfg(seed: u64, leads: usize) -> OrgConfig {
     OrgConfig { seed, leads, days: 30, start_at: "2026-03-02T00:00:00Z".parse::<DateTime<Utc>>().unwrap() }
@@ -16,7 +18,8 @@ fn lead_owner_behaviours(org: &SyntheticOrg) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     for e in &org.events {
         let owner = match &e.kind {
-            EventKind::LeadCreated { owner: OwnerRef::User(u), .. } | EventKind::Assigned { owner: OwnerRef::User(u), .. } => *u,
+            EventKind::LeadCreated { owner: OwnerRef::User(u), .. }
+            | EventKind::Assigned { owner: OwnerRef::User(u), .. } => *u,
             _ => continue,
         };
         if let Some(b) = org.users[owner].behaviour {
@@ -108,7 +111,9 @@ fn statuses_reassignments_and_rejections_without_reasons_occur() {
         };
         *kinds.entry(k).or_default() += 1;
     }
-    for k in ["rejected_no_reason", "rejected_reason", "closed", "converted", "accepted", "deleted", "merged", "assigned"] {
+    for k in
+        ["rejected_no_reason", "rejected_reason", "closed", "converted", "accepted", "deleted", "merged", "assigned"]
+    {
         assert!(kinds.get(k).copied().unwrap_or(0) > 0, "no {k} events: {kinds:?}");
     }
     assert!(assigned_to_user.iter().any(|n| *n >= 2), "no lead was reassigned");

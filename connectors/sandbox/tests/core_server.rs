@@ -1,6 +1,8 @@
 //! The sandbox server: loopback-only binding, the startup line, TLS with the
 //! generated CA, and the generic admin API.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::net::SocketAddr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -68,10 +70,8 @@ async fn tls_serves_with_the_printed_ca_and_only_with_it() {
     assert!(ca_path.starts_with(dir.path().to_str().unwrap()));
     let pem = std::fs::read(ca_path).unwrap();
 
-    let trusting = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
+    let trusting =
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap();
     let resp = trusting.get(format!("{base}/__sandbox/clock")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
@@ -97,7 +97,8 @@ async fn admin_clock_advances_and_the_timeline_unfolds() {
     let mut cursor = TimelineCursor::default();
     assert!(cursor.due(&sb.shared.org, sb.shared.clock.now()).is_empty());
 
-    let after: Value = http.post(&clock_url).json(&json!({ "advance_secs": 3 * 86_400 })).send().await.unwrap().json().await.unwrap();
+    let after: Value =
+        http.post(&clock_url).json(&json!({ "advance_secs": 3 * 86_400 })).send().await.unwrap().json().await.unwrap();
     let t1: DateTime<Utc> = after["now"].as_str().unwrap().parse().unwrap();
     assert_eq!(t1 - t0, Duration::days(3));
     let due = cursor.due(&sb.shared.org, sb.shared.clock.now());
@@ -133,7 +134,8 @@ async fn admin_faults_requests_and_org_routes() {
     let http = reqwest::Client::new();
     let faults = format!("{}/faults", sb.admin_url);
 
-    let armed = http.post(&faults).json(&json!({ "kind": "server_errors", "count": 2, "status": 503 })).send().await.unwrap();
+    let armed =
+        http.post(&faults).json(&json!({ "kind": "server_errors", "count": 2, "status": 503 })).send().await.unwrap();
     assert_eq!(armed.status(), 201);
     let list: Value = http.get(&faults).send().await.unwrap().json().await.unwrap();
     assert_eq!(list, json!([{ "kind": "server_errors", "count": 2, "status": 503 }]));

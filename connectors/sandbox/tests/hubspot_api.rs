@@ -2,10 +2,12 @@
 //! caps, tasks with `handoff_key`, rate limits and their headers, faults,
 //! merges, archives and the admin routes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use chrono::{DateTime, Utc};
 use handoff_model::CrmKind;
-use handoff_sandbox::server::{start, ClockMode, RunningSandbox, SandboxOptions};
 use handoff_sandbox::org::OrgConfig;
+use handoff_sandbox::server::{start, ClockMode, RunningSandbox, SandboxOptions};
 use serde_json::{json, Value};
 
 async fn sandbox(leads: usize) -> RunningSandbox {
@@ -30,7 +32,12 @@ impl Client {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, reqwest::header::HeaderMap, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let mut rb = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token);
         if let Some(b) = body {
             rb = rb.json(&b);
@@ -54,7 +61,13 @@ impl Client {
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let resp = self.http.request(method, format!("{}/__sandbox{}", self.base, path)).json(&body).send().await.expect("admin");
+        let resp = self
+            .http
+            .request(method, format!("{}/__sandbox{}", self.base, path))
+            .json(&body)
+            .send()
+            .await
+            .expect("admin");
         assert!(resp.status().is_success(), "admin {path} answered {}", resp.status());
         resp.json().await.expect("admin json")
     }
@@ -83,7 +96,12 @@ async fn windowed_search_pages_by_id_and_matches_the_dump() {
     let sb = sandbox(60).await;
     let c = Client::new(&sb);
     let dump = c.admin(reqwest::Method::GET, "/hubspot/objects/contacts", json!({})).await;
-    let live: Vec<&Value> = dump["results"].as_array().unwrap().iter().filter(|r| r["archived"] == false && r.get("mergedInto").is_none()).collect();
+    let live: Vec<&Value> = dump["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["archived"] == false && r.get("mergedInto").is_none())
+        .collect();
     assert!(live.len() > 20, "the org should hold contacts");
     let mut times: Vec<i64> = live.iter().map(|r| ms(r["updatedAt"].as_str().unwrap())).collect();
     times.sort();
@@ -147,7 +165,12 @@ async fn handoff_key_property_tasks_and_duplicates() {
         .await;
     assert_eq!(status, 201, "{prop}");
     assert_eq!(prop["hasUniqueValue"], true);
-    let (status, again) = c.post("/crm/v3/properties/tasks", json!({"name": "handoff_key", "label": "x", "type": "string", "fieldType": "text", "groupName": "task"})).await;
+    let (status, again) = c
+        .post(
+            "/crm/v3/properties/tasks",
+            json!({"name": "handoff_key", "label": "x", "type": "string", "fieldType": "text", "groupName": "task"}),
+        )
+        .await;
     assert_eq!(status, 409, "{again}");
 
     let (_, contacts) = c.get("/crm/v3/objects/contacts?limit=1").await;
@@ -239,7 +262,11 @@ async fn search_lag_hides_fresh_writes_from_search_but_not_from_get() {
     let id = list["results"][0]["id"].as_str().unwrap().to_string();
     c.admin(reqwest::Method::POST, "/faults", json!({"kind": "search_lag", "lag_secs": 30})).await;
     let (status, _, _) = c
-        .call(reqwest::Method::PATCH, &format!("/crm/v3/objects/contacts/{id}"), Some(json!({"properties": {"handoff_sla_status": "breached"}})))
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/crm/v3/objects/contacts/{id}"),
+            Some(json!({"properties": {"handoff_sla_status": "breached"}})),
+        )
         .await;
     assert_eq!(status, 200);
     let q = json!({"filterGroups": [{"filters": [{"propertyName": "handoff_sla_status", "operator": "EQ", "value": "breached"}]}]});
@@ -256,8 +283,10 @@ async fn merge_archive_and_batch_partial_failure() {
     let sb = sandbox(6).await;
     let c = Client::new(&sb);
     let (_, list) = c.get("/crm/v3/objects/contacts?limit=3").await;
-    let ids: Vec<String> = list["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
-    let (status, merged) = c.post("/crm/v3/objects/contacts/merge", json!({"primaryObjectId": ids[0], "objectIdToMerge": ids[1]})).await;
+    let ids: Vec<String> =
+        list["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let (status, merged) =
+        c.post("/crm/v3/objects/contacts/merge", json!({"primaryObjectId": ids[0], "objectIdToMerge": ids[1]})).await;
     assert_eq!(status, 200, "{merged}");
     assert_eq!(merged["properties"]["hs_merged_object_ids"], ids[1].as_str());
     let (status, via_loser) = c.get(&format!("/crm/v3/objects/contacts/{}", ids[1])).await;
@@ -267,12 +296,18 @@ async fn merge_archive_and_batch_partial_failure() {
     let (status, _, _) = c.call(reqwest::Method::DELETE, &format!("/crm/v3/objects/contacts/{}", ids[2]), None).await;
     assert_eq!(status, 204);
     let (_, archived) = c.get("/crm/v3/objects/contacts?archived=true&limit=100").await;
-    let rec = archived["results"].as_array().unwrap().iter().find(|r| r["id"] == ids[2].as_str()).expect("archived contact listed");
+    let rec = archived["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == ids[2].as_str())
+        .expect("archived contact listed");
     assert_eq!(rec["archived"], true);
     assert!(rec["archivedAt"].is_string());
     assert_eq!(c.get(&format!("/crm/v3/objects/contacts/{}", ids[2])).await.0, 404);
 
-    c.admin(reqwest::Method::POST, "/faults", json!({"kind": "partial_batch_failure", "marker": "FAILME", "count": 1})).await;
+    c.admin(reqwest::Method::POST, "/faults", json!({"kind": "partial_batch_failure", "marker": "FAILME", "count": 1}))
+        .await;
     let inputs: Vec<Value> = (0..3)
         .map(|i| json!({"properties": {"hs_timestamp": "1772700000000", "hs_task_subject": if i == 1 { "FAILME".to_string() } else { format!("t{i}") }}}))
         .collect();
@@ -286,7 +321,12 @@ async fn merge_archive_and_batch_partial_failure() {
     let too_many: Vec<Value> = (0..101).map(|_| json!({"properties": {"hs_timestamp": "1772700000000"}})).collect();
     assert_eq!(c.post("/crm/v3/objects/tasks/batch/create", json!({"inputs": too_many})).await.0, 400);
 
-    let (status, read) = c.post("/crm/v3/objects/contacts/batch/read", json!({"inputs": [{"id": ids[0]}, {"id": "999999999"}], "properties": ["email"]})).await;
+    let (status, read) = c
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"inputs": [{"id": ids[0]}, {"id": "999999999"}], "properties": ["email"]}),
+        )
+        .await;
     assert_eq!(status, 207);
     assert_eq!(read["errors"][0]["category"], "OBJECT_NOT_FOUND");
     assert_eq!(read["errors"][0]["context"]["ids"][0], "999999999");
@@ -307,7 +347,8 @@ async fn oauth_refresh_then_expiry_and_revocation() {
     assert_eq!(resp.status(), 200);
     let tok: Value = resp.json().await.unwrap();
     assert_eq!(tok["expires_in"], 1800);
-    let oauth = Client { http: c.http.clone(), base: c.base.clone(), token: tok["access_token"].as_str().unwrap().to_string() };
+    let oauth =
+        Client { http: c.http.clone(), base: c.base.clone(), token: tok["access_token"].as_str().unwrap().to_string() };
     let (status, headers, _) = oauth.call(reqwest::Method::GET, "/crm/v3/owners", None).await;
     assert_eq!(status, 200);
     assert!(headers.get("x-hubspot-ratelimit-daily").is_none(), "OAuth calls carry no daily headers");
@@ -333,7 +374,8 @@ async fn engagements_list_with_contacts_and_versioned_paths_and_option_checks() 
 
     // Page through calls with their contact associations; compare with the dump.
     let mut seen = Vec::new();
-    let mut path = "/crm/objects/2026-03/calls?limit=7&associations=contacts&properties=hs_timestamp,hubspot_owner_id".to_string();
+    let mut path =
+        "/crm/objects/2026-03/calls?limit=7&associations=contacts&properties=hs_timestamp,hubspot_owner_id".to_string();
     loop {
         let (status, page) = c.get(&path).await;
         assert_eq!(status, 200, "{page}");
@@ -346,7 +388,9 @@ async fn engagements_list_with_contacts_and_versioned_paths_and_option_checks() 
             seen.push(r["id"].clone());
         }
         match page.pointer("/paging/next/after").and_then(Value::as_str) {
-            Some(a) => path = format!("/crm/v3/objects/calls?limit=7&associations=contacts&properties=hs_timestamp&after={a}"),
+            Some(a) => {
+                path = format!("/crm/v3/objects/calls?limit=7&associations=contacts&properties=hs_timestamp&after={a}")
+            }
             None => break,
         }
     }
@@ -355,12 +399,20 @@ async fn engagements_list_with_contacts_and_versioned_paths_and_option_checks() 
     let (_, list) = c.get("/crm/v3/objects/contacts?limit=1").await;
     let id = list["results"][0]["id"].as_str().unwrap().to_string();
     let (status, _, body) = c
-        .call(reqwest::Method::PATCH, &format!("/crm/v3/objects/contacts/{id}"), Some(json!({"properties": {"hs_lead_status": "MAYBE"}})))
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/crm/v3/objects/contacts/{id}"),
+            Some(json!({"properties": {"hs_lead_status": "MAYBE"}})),
+        )
         .await;
     assert_eq!(status, 400);
     assert!(body["message"].as_str().unwrap().contains("INVALID_OPTION"));
     let (status, _, body) = c
-        .call(reqwest::Method::PATCH, &format!("/crm/v3/objects/contacts/{id}"), Some(json!({"properties": {"nope": "1"}})))
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/crm/v3/objects/contacts/{id}"),
+            Some(json!({"properties": {"nope": "1"}})),
+        )
         .await;
     assert_eq!(status, 400);
     assert_eq!(body["errors"][0]["code"], "PROPERTY_DOESNT_EXIST");
@@ -372,20 +424,32 @@ async fn property_history_over_http_late_writes_merges_and_the_admin_dump() {
     let sb = sandbox(30).await;
     let c = Client::new(&sb);
     let (_, list) = c.get("/crm/v3/objects/contacts?limit=2").await;
-    let ids: Vec<String> = list["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> =
+        list["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     let (a, b) = (&ids[0], &ids[1]);
 
     // A write committed late: stamped an hour ago, it sorts into the past.
     let clock = c.admin(reqwest::Method::GET, "/clock", json!({})).await;
     let now = ms(clock["now"].as_str().unwrap());
     let hour_ago = chrono::DateTime::from_timestamp_millis(now - 3_600_000).unwrap().to_rfc3339();
-    let r = c.http.patch(format!("{}/__sandbox/hubspot/objects/contacts/{a}", c.base)).json(&json!({"properties": {"hs_lead_status": "ATTEMPTED_TO_CONTACT"}, "updated_at": hour_ago})).send().await.unwrap();
+    let r = c
+        .http
+        .patch(format!("{}/__sandbox/hubspot/objects/contacts/{a}", c.base))
+        .json(&json!({"properties": {"hs_lead_status": "ATTEMPTED_TO_CONTACT"}, "updated_at": hour_ago}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success());
     // The SDKs send list parameters repeated rather than comma-separated.
-    let (status, got) = c.get(&format!("/crm/v3/objects/contacts/{a}?propertiesWithHistory=hs_lead_status&propertiesWithHistory=hubspot_owner_id")).await;
+    let (status, got) = c
+        .get(&format!(
+            "/crm/v3/objects/contacts/{a}?propertiesWithHistory=hs_lead_status&propertiesWithHistory=hubspot_owner_id"
+        ))
+        .await;
     assert_eq!(status, 200, "{got}");
     let status_history = got["propertiesWithHistory"]["hs_lead_status"].as_array().unwrap();
-    let late = status_history.iter().find(|e| e["value"] == "ATTEMPTED_TO_CONTACT").expect("the late write is in the history");
+    let late =
+        status_history.iter().find(|e| e["value"] == "ATTEMPTED_TO_CONTACT").expect("the late write is in the history");
     assert_eq!(ms(late["timestamp"].as_str().unwrap()), now - 3_600_000);
     assert_eq!(late["sourceType"], "CRM_UI");
     let times: Vec<i64> = status_history.iter().map(|e| ms(e["timestamp"].as_str().unwrap())).collect();
@@ -394,34 +458,61 @@ async fn property_history_over_http_late_writes_merges_and_the_admin_dump() {
 
     // A merge: the survivor keeps its own history; the loser's id answers with it.
     let (_, before) = c.get(&format!("/crm/v3/objects/contacts/{a}?propertiesWithHistory=hubspot_owner_id")).await;
-    let (status, _) = c.post("/crm/v3/objects/contacts/merge", json!({"primaryObjectId": a, "objectIdToMerge": b})).await;
+    let (status, _) =
+        c.post("/crm/v3/objects/contacts/merge", json!({"primaryObjectId": a, "objectIdToMerge": b})).await;
     assert_eq!(status, 200);
     let (_, after) = c.get(&format!("/crm/v3/objects/contacts/{b}?propertiesWithHistory=hubspot_owner_id")).await;
     assert_eq!(after["id"], a.as_str());
     assert_eq!(after["propertiesWithHistory"]["hubspot_owner_id"], before["propertiesWithHistory"]["hubspot_owner_id"]);
 
     // The admin dump can be narrowed and carries history as ground truth.
-    let dump = c.admin(reqwest::Method::GET, "/hubspot/objects/contacts?properties=hs_lead_status&history=hs_lead_status", json!({})).await;
+    let dump = c
+        .admin(
+            reqwest::Method::GET,
+            "/hubspot/objects/contacts?properties=hs_lead_status&history=hs_lead_status",
+            json!({}),
+        )
+        .await;
     let rec = dump["results"].as_array().unwrap().iter().find(|r| r["id"] == a.as_str()).unwrap();
     assert_eq!(rec["properties"].as_object().unwrap().len(), 1);
     assert_eq!(rec["propertiesWithHistory"]["hs_lead_status"], got["propertiesWithHistory"]["hs_lead_status"]);
 
     // A bulk edit: many records, one instant.
     let (_, more) = c.get("/crm/v3/objects/contacts?limit=5").await;
-    let bulk: Vec<String> = more["results"].as_array().unwrap().iter().skip(2).map(|r| r["id"].as_str().unwrap().to_string()).collect();
-    let edited = c.admin(reqwest::Method::POST, "/hubspot/objects/contacts/bulk_update", json!({"ids": bulk, "properties": {"industry": "Bulk"}})).await;
+    let bulk: Vec<String> =
+        more["results"].as_array().unwrap().iter().skip(2).map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let edited = c
+        .admin(
+            reqwest::Method::POST,
+            "/hubspot/objects/contacts/bulk_update",
+            json!({"ids": bulk, "properties": {"industry": "Bulk"}}),
+        )
+        .await;
     assert_eq!(edited["updated"], 3);
     for id in &bulk {
         let (_, r) = c.get(&format!("/crm/v3/objects/contacts/{id}?properties=industry")).await;
-        assert_eq!((r["properties"]["industry"].as_str(), r["updatedAt"].as_str()), (Some("Bulk"), edited["updatedAt"].as_str()));
+        assert_eq!(
+            (r["properties"]["industry"].as_str(), r["updatedAt"].as_str()),
+            (Some("Bulk"), edited["updatedAt"].as_str())
+        );
     }
 
     // Withheld history: 403 MISSING_SCOPES until given back.
     c.admin(reqwest::Method::POST, "/hubspot/history", json!({"readable": false})).await;
-    let (status, body) = c.post("/crm/v3/objects/contacts/batch/read", json!({"inputs": [{"id": a}], "propertiesWithHistory": ["hs_lead_status"]})).await;
+    let (status, body) = c
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"inputs": [{"id": a}], "propertiesWithHistory": ["hs_lead_status"]}),
+        )
+        .await;
     assert_eq!((status, body["category"].as_str()), (403, Some("MISSING_SCOPES")));
     c.admin(reqwest::Method::POST, "/hubspot/history", json!({"readable": true})).await;
-    let (status, _) = c.post("/crm/v3/objects/contacts/batch/read", json!({"inputs": [{"id": a}], "propertiesWithHistory": ["hs_lead_status"]})).await;
+    let (status, _) = c
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"inputs": [{"id": a}], "propertiesWithHistory": ["hs_lead_status"]}),
+        )
+        .await;
     assert_eq!(status, 200);
     sb.stop().await;
 }
@@ -430,7 +521,8 @@ async fn property_history_over_http_late_writes_merges_and_the_admin_dump() {
 async fn a_lost_response_applies_the_write_and_answers_a_gateway_error() {
     let sb = sandbox(5).await;
     let c = Client::new(&sb);
-    let armed = c.admin(reqwest::Method::POST, "/hubspot/faults/lost_response", json!({"count": 1, "status": 502})).await;
+    let armed =
+        c.admin(reqwest::Method::POST, "/hubspot/faults/lost_response", json!({"count": 1, "status": 502})).await;
     assert_eq!(armed["lost_response"]["count"], 1);
     // Reads do not use the fault up.
     assert_eq!(c.post("/crm/v3/objects/tasks/batch/read", json!({"inputs": [{"id": "1"}]})).await.0, 207);
@@ -438,17 +530,33 @@ async fn a_lost_response_applies_the_write_and_answers_a_gateway_error() {
     let (status, body) = c.post("/crm/v3/objects/tasks/batch/create", task.clone()).await;
     assert_eq!((status, body["category"].as_str()), (502, Some("INTERNAL_ERROR")));
     let dump = c.admin(reqwest::Method::GET, "/hubspot/objects/tasks?properties=hs_task_subject", json!({})).await;
-    let lost: Vec<&Value> = dump["results"].as_array().unwrap().iter().filter(|r| r["properties"]["hs_task_subject"] == "lost").collect();
+    let lost: Vec<&Value> =
+        dump["results"].as_array().unwrap().iter().filter(|r| r["properties"]["hs_task_subject"] == "lost").collect();
     assert_eq!(lost.len(), 1, "the write landed although its answer was lost");
     // Spent: the next write answers normally.
     assert_eq!(c.post("/crm/v3/objects/tasks/batch/create", task).await.0, 201);
 
-    let resp = c.http.post(format!("{}/__sandbox/hubspot/faults/lost_response", c.base)).json(&json!({"count": 1})).send().await.unwrap();
+    let resp = c
+        .http
+        .post(format!("{}/__sandbox/hubspot/faults/lost_response", c.base))
+        .json(&json!({"count": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400, "status or delay_ms is required");
 
     // Limits can be raised for tests that measure something other than pacing.
-    let limits = c.admin(reqwest::Method::POST, "/hubspot/limits", json!({"search_per_second": 50, "private_app_burst_per_10s": 1000})).await;
-    assert_eq!((limits["search_per_second"].as_u64(), limits["private_app_burst_per_10s"].as_u64()), (Some(50), Some(1000)));
+    let limits = c
+        .admin(
+            reqwest::Method::POST,
+            "/hubspot/limits",
+            json!({"search_per_second": 50, "private_app_burst_per_10s": 1000}),
+        )
+        .await;
+    assert_eq!(
+        (limits["search_per_second"].as_u64(), limits["private_app_burst_per_10s"].as_u64()),
+        (Some(50), Some(1000))
+    );
     for _ in 0..20 {
         assert_eq!(c.post("/crm/v3/objects/contacts/search", json!({})).await.0, 200);
     }

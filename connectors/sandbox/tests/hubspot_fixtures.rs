@@ -3,6 +3,8 @@
 //! the real body has, with the same JSON type, and for error bodies exactly
 //! the real key set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use handoff_model::CrmKind;
 use handoff_sandbox::org::OrgConfig;
 use handoff_sandbox::server::{start, ClockMode, SandboxOptions};
@@ -10,7 +12,8 @@ use serde_json::{json, Value};
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/hubspot/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).expect("fixture JSON")
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .expect("fixture JSON")
 }
 
 /// Keys the real service adds that the sandbox has no use for.
@@ -38,7 +41,9 @@ fn assert_shape(real: &Value, ours: &Value, path: &str) {
                 assert_shape(r0, o0, &format!("{path}[0]"));
             }
         }
-        (Value::String(_), Value::String(_)) | (Value::Number(_), Value::Number(_)) | (Value::Bool(_), Value::Bool(_)) => {}
+        (Value::String(_), Value::String(_))
+        | (Value::Number(_), Value::Number(_))
+        | (Value::Bool(_), Value::Bool(_)) => {}
         _ => panic!("{path}: real {real} vs ours {ours}"),
     }
 }
@@ -76,17 +81,24 @@ async fn bodies_match_the_recorded_shapes() {
     assert_eq!(s, 200);
     assert_shape(&fixture("search-contacts-page-1.json"), &page1, "$");
     let last = (page1["total"].as_u64().expect("total") - 1).to_string();
-    let (_, page2) = call(reqwest::Method::POST, "/crm/v3/objects/contacts/search", Some(json!({"limit": 1, "after": last}))).await;
+    let (_, page2) =
+        call(reqwest::Method::POST, "/crm/v3/objects/contacts/search", Some(json!({"limit": 1, "after": last}))).await;
     assert_same_keys(&fixture("search-contacts-page-2.json"), &page2);
 
     let id = list["results"][0]["id"].clone();
     let email = list["results"][0]["properties"]["email"].clone();
-    let (s, read) = call(reqwest::Method::POST, "/crm/v3/objects/contacts/batch/read", Some(json!({"inputs": [{"id": id}], "properties": ["email"]}))).await;
+    let (s, read) = call(
+        reqwest::Method::POST,
+        "/crm/v3/objects/contacts/batch/read",
+        Some(json!({"inputs": [{"id": id}], "properties": ["email"]})),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_same_keys(&fixture("objects-contacts-batch-read.json"), &read);
 
     let fresh = |n: u32| json!({"properties": {"email": format!("fresh{n}@example.com"), "firstname": "Fresh"}});
-    let (s, created) = call(reqwest::Method::POST, "/crm/v3/objects/contacts/batch/create", Some(json!({"inputs": [fresh(1)]}))).await;
+    let (s, created) =
+        call(reqwest::Method::POST, "/crm/v3/objects/contacts/batch/create", Some(json!({"inputs": [fresh(1)]}))).await;
     assert_eq!(s, 201);
     assert_same_keys(&fixture("batch-create-contacts-success.json"), &created);
 
@@ -99,9 +111,17 @@ async fn bodies_match_the_recorded_shapes() {
     assert_eq!(s, 207);
     assert_same_keys(&fixture("batch-create-contacts-207-partial.json"), &partial);
     assert_eq!(partial["errors"][0]["context"]["existingId"][0], id);
-    assert_eq!(partial["errors"][0]["message"], format!("Contact already exists. Existing ID: {}", id.as_str().expect("id")));
+    assert_eq!(
+        partial["errors"][0]["message"],
+        format!("Contact already exists. Existing ID: {}", id.as_str().expect("id"))
+    );
 
-    let (s, conflict) = call(reqwest::Method::POST, "/crm/v3/objects/contacts/batch/create", Some(json!({"inputs": [fresh(3), fresh(3)]}))).await;
+    let (s, conflict) = call(
+        reqwest::Method::POST,
+        "/crm/v3/objects/contacts/batch/create",
+        Some(json!({"inputs": [fresh(3), fresh(3)]})),
+    )
+    .await;
     assert_eq!(s, 409);
     assert_same_keys(&fixture("batch-create-contacts-409-conflict.json"), &conflict);
     assert_eq!(conflict["message"], "Contact already exists");
@@ -115,7 +135,10 @@ async fn bodies_match_the_recorded_shapes() {
     assert_eq!(s, 400);
     let real = fixture("batch-create-contacts-400-invalid-properties.json");
     assert_same_keys(&real, &invalid);
-    assert_eq!(invalid["errors"][0], json!({"message": "Property \"first000name\" does not exist", "code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": ["first000name"]}}));
+    assert_eq!(
+        invalid["errors"][0],
+        json!({"message": "Property \"first000name\" does not exist", "code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": ["first000name"]}})
+    );
 
     let (s, unknown) = call(reqwest::Method::POST, "/crm/v3/objects/butterflies/search", Some(json!({}))).await;
     assert_eq!(s, 400);

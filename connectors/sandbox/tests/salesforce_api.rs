@@ -3,6 +3,8 @@
 //! bodies and headers compared to the recorded real responses in
 //! `tests/fixtures/salesforce/` and the REST API's documented forms.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -58,7 +60,12 @@ impl Client {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, reqwest::header::HeaderMap, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -123,7 +130,12 @@ async fn versions_limits_header_and_session_errors() {
     assert_eq!(limits["DailyApiRequests"], json!({"Max": 15000, "Remaining": 14999}));
     let recorded = fixture("limits.json");
     for key in recorded.as_object().expect("object").keys().filter(|k| k.starts_with("Daily")) {
-        if key.contains("Streaming") || key.contains("Bulk") || key.contains("Workflow") || key.contains("ApiRequests") || key.contains("Async") {
+        if key.contains("Streaming")
+            || key.contains("Bulk")
+            || key.contains("Workflow")
+            || key.contains("ApiRequests")
+            || key.contains("Async")
+        {
             assert!(limits.get(key).is_some(), "missing {key}");
         }
     }
@@ -164,7 +176,8 @@ fn sign(claims: &Value, key_path: &str) -> String {
 }
 
 async fn token_call(base: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let resp = reqwest::Client::new().post(format!("{base}/services/oauth2/token")).form(form).send().await.expect("token");
+    let resp =
+        reqwest::Client::new().post(format!("{base}/services/oauth2/token")).form(form).send().await.expect("token");
     let status = resp.status().as_u16();
     (status, resp.json().await.expect("json"))
 }
@@ -180,8 +193,11 @@ async fn oauth_grants_answer_like_the_token_endpoint() {
     let claims = |aud: &str, exp: i64, sub: &str| json!({"iss": client_id, "sub": sub, "aud": aud, "exp": exp});
 
     let good = sign(&claims("https://login.salesforce.com", now.timestamp() + 180, username), key_path);
-    let (status, body) =
-        token_call(&sb.base_url, &[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &good)]).await;
+    let (status, body) = token_call(
+        &sb.base_url,
+        &[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &good)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("refresh_token").is_none(), "JWT bearer never returns a refresh token");
     for k in ["access_token", "instance_url", "id", "token_type", "issued_at", "signature", "scope"] {
@@ -198,27 +214,40 @@ async fn oauth_grants_answer_like_the_token_endpoint() {
 
     // Expired assertion, wrong audience, foreign signature.
     let expired = sign(&claims("https://login.salesforce.com", now.timestamp() - 1, username), key_path);
-    let (status, body) =
-        token_call(&sb.base_url, &[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &expired)]).await;
+    let (status, body) = token_call(
+        &sb.base_url,
+        &[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &expired)],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     let wrong_aud = sign(&claims("https://example.com", now.timestamp() + 60, username), key_path);
-    let (status, body) =
-        token_call(&sb.base_url, &[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &wrong_aud)]).await;
+    let (status, body) = token_call(
+        &sb.base_url,
+        &[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &wrong_aud)],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     let forged = format!("{}x", &good[..good.len() - 1]);
-    let (status, body) =
-        token_call(&sb.base_url, &[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &forged)]).await;
+    let (status, body) = token_call(
+        &sb.base_url,
+        &[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &forged)],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
 
     // Refresh grant, rotating: the old refresh token dies with the recorded error.
     let c0 = Client::new(&sb);
     c0.admin(reqwest::Method::POST, "/tokens/settings", json!({"rotate_refresh_tokens": true})).await;
     let rt = creds["refresh_token"].as_str().expect("refresh_token");
-    let (status, body) = token_call(&sb.base_url, &[("grant_type", "refresh_token"), ("refresh_token", rt), ("client_id", client_id)]).await;
+    let (status, body) =
+        token_call(&sb.base_url, &[("grant_type", "refresh_token"), ("refresh_token", rt), ("client_id", client_id)])
+            .await;
     assert_eq!(status, 200, "{body}");
     let rotated = body["refresh_token"].as_str().expect("rotated refresh token");
     assert_ne!(rotated, rt);
-    let (status, body) = token_call(&sb.base_url, &[("grant_type", "refresh_token"), ("refresh_token", rt), ("client_id", client_id)]).await;
+    let (status, body) =
+        token_call(&sb.base_url, &[("grant_type", "refresh_token"), ("refresh_token", rt), ("client_id", client_id)])
+            .await;
     assert_eq!(status, 400);
     assert_eq!(body, fixture("refresh-error-expired.json"));
 
@@ -244,7 +273,11 @@ async fn oauth_grants_answer_like_the_token_endpoint() {
 
     // Sessions time out in simulated time.
     c0.admin(reqwest::Method::POST, "/tokens/settings", json!({"session_timeout_secs": 60})).await;
-    let (_, body) = token_call(&sb.base_url, &[("grant_type", "refresh_token"), ("refresh_token", rotated), ("client_id", client_id)]).await;
+    let (_, body) = token_call(
+        &sb.base_url,
+        &[("grant_type", "refresh_token"), ("refresh_token", rotated), ("client_id", client_id)],
+    )
+    .await;
     let c3 = Client { token: body["access_token"].as_str().expect("token").into(), ..Client::new(&sb) };
     assert_eq!(c3.get(&format!("{V}/limits")).await.0, 200);
     sb.shared.clock.advance(chrono::Duration::seconds(61));
@@ -283,10 +316,14 @@ async fn query_pages_with_locators_and_late_commits_are_visible() {
     assert_eq!(first["records"].as_array().expect("records").len(), 200);
     let next = first["nextRecordsUrl"].as_str().expect("nextRecordsUrl");
     assert!(next.starts_with("/services/data/v62.0/query/01g") && next.ends_with("-200"), "{next}");
-    assert!(same_shape(&first["records"][0]["attributes"], &fixture("paginated-first-page.json")["records"][0]["attributes"]));
+    assert!(same_shape(
+        &first["records"][0]["attributes"],
+        &fixture("paginated-first-page.json")["records"][0]["attributes"]
+    ));
     assert_eq!(first["records"][0]["Owner"]["Type"], "User");
 
-    let mut ids: Vec<String> = first["records"].as_array().expect("r").iter().map(|r| r["Id"].as_str().expect("Id").to_string()).collect();
+    let mut ids: Vec<String> =
+        first["records"].as_array().expect("r").iter().map(|r| r["Id"].as_str().expect("Id").to_string()).collect();
     let mut url = next.to_string();
     loop {
         let (status, _, page) = c.get(&url).await;
@@ -310,9 +347,7 @@ async fn query_pages_with_locators_and_late_commits_are_visible() {
         json!({"LastName": "Late", "Company": "Acme", "SystemModstamp": "2026-03-02T08:59:59.999Z"}),
     )
     .await;
-    let (_, _, late) = c
-        .get(&format!("{V}/query?q=SELECT+Id,SystemModstamp+FROM+Lead+WHERE+LastName+=+'Late'"))
-        .await;
+    let (_, _, late) = c.get(&format!("{V}/query?q=SELECT+Id,SystemModstamp+FROM+Lead+WHERE+LastName+=+'Late'")).await;
     assert_eq!(late["records"][0]["SystemModstamp"], "2026-03-02T08:59:59.999+0000");
 
     // Bad SOQL and bad locators.
@@ -419,10 +454,13 @@ async fn collections_upsert_and_duplicates() {
     assert_eq!(c.dump("Lead").await.len(), before + 1);
 
     // 201 records: refused whole.
-    let many: Vec<Value> = (0..201).map(|i| json!({"attributes": {"type": "Task"}, "Subject": format!("t{i}")})).collect();
-    let (status, _, res) = c.call(reqwest::Method::POST, &format!("{V}/composite/sobjects"), Some(json!({"records": many}))).await;
+    let many: Vec<Value> =
+        (0..201).map(|i| json!({"attributes": {"type": "Task"}, "Subject": format!("t{i}")})).collect();
+    let (status, _, res) =
+        c.call(reqwest::Method::POST, &format!("{V}/composite/sobjects"), Some(json!({"records": many}))).await;
     assert_eq!((status, res[0]["errorCode"].as_str()), (400, Some("EXCEEDED_ID_LIMIT")));
-    let (status, _, res) = c.call(reqwest::Method::POST, &format!("{V}/composite/sobjects"), Some(json!({"records": []}))).await;
+    let (status, _, res) =
+        c.call(reqwest::Method::POST, &format!("{V}/composite/sobjects"), Some(json!({"records": []}))).await;
     assert_eq!(status, 400);
     assert_eq!(res, fixture("create-400-no-records.json"));
 
@@ -439,28 +477,55 @@ async fn collections_upsert_and_duplicates() {
     assert_eq!(dup["by_handoff_key"], json!([]));
     // A create with the same key is refused; an admin-made duplicate makes upsert answer 300.
     let (status, _, res) = c
-        .call(reqwest::Method::POST, &format!("{V}/sobjects/Task/"), Some(json!({"Subject": "x", "Handoff_Key__c": "lead1:first_touch:v1"})))
+        .call(
+            reqwest::Method::POST,
+            &format!("{V}/sobjects/Task/"),
+            Some(json!({"Subject": "x", "Handoff_Key__c": "lead1:first_touch:v1"})),
+        )
         .await;
     assert_eq!((status, res[0]["errorCode"].as_str()), (400, Some("DUPLICATE_VALUE")));
-    c.admin(reqwest::Method::POST, "/records/Task", json!({"Subject": "Call the lead now", "Handoff_Key__c": "lead1:first_touch:v1"})).await;
+    c.admin(
+        reqwest::Method::POST,
+        "/records/Task",
+        json!({"Subject": "Call the lead now", "Handoff_Key__c": "lead1:first_touch:v1"}),
+    )
+    .await;
     let (status, _, res) = c.call(reqwest::Method::PATCH, &path, Some(json!({"Subject": "again"}))).await;
     assert_eq!(status, 300);
     assert_eq!(res.as_array().expect("urls").len(), 2);
     let dup = c.admin(reqwest::Method::GET, "/duplicates/tasks", json!({})).await;
     assert_eq!(dup["by_handoff_key"][0]["ids"].as_array().expect("ids").len(), 2);
-    let (status, _, res) = c.call(reqwest::Method::PATCH, &format!("{V}/sobjects/Task/Nope__c/x"), Some(json!({}))).await;
+    let (status, _, res) =
+        c.call(reqwest::Method::PATCH, &format!("{V}/sobjects/Task/Nope__c/x"), Some(json!({}))).await;
     assert_eq!(status, 404);
     assert!(same_shape(&res, &fixture("404-upsert-external-id-not-found.json")));
 
     // Describe shows a custom field an admin adds.
-    c.admin(reqwest::Method::POST, "/fields/Lead", json!({"name": "Territory__c", "type": "picklist", "picklistValues": ["EMEA", "AMER"]})).await;
+    c.admin(
+        reqwest::Method::POST,
+        "/fields/Lead",
+        json!({"name": "Territory__c", "type": "picklist", "picklistValues": ["EMEA", "AMER"]}),
+    )
+    .await;
     let (_, _, d) = c.get(&format!("{V}/sobjects/Lead/describe")).await;
-    let f = d["fields"].as_array().expect("fields").iter().find(|f| f["name"] == "Territory__c").cloned().expect("field");
+    let f =
+        d["fields"].as_array().expect("fields").iter().find(|f| f["name"] == "Territory__c").cloned().expect("field");
     assert_eq!(f["custom"], true);
     assert_eq!(f["picklistValues"][1]["value"], "AMER");
     let whizbang = fixture("describe-whizbang.json");
     assert!(same_shape(&d["fields"][0]["name"], &whizbang["fields"][0]["name"]));
-    for k in ["name", "type", "nillable", "updateable", "externalId", "unique", "custom", "picklistValues", "referenceTo", "relationshipName"] {
+    for k in [
+        "name",
+        "type",
+        "nillable",
+        "updateable",
+        "externalId",
+        "unique",
+        "custom",
+        "picklistValues",
+        "referenceTo",
+        "relationshipName",
+    ] {
         assert!(whizbang["fields"][0].get(k).is_some() && f.get(k).is_some(), "{k}");
     }
     sb.stop().await;
@@ -490,8 +555,13 @@ async fn lead_history_over_http_describe_subquery_and_admin() {
     let lead = c.dump("Lead").await.into_iter().find(|r| r["IsDeleted"] == false).expect("a live lead");
     let id = lead["Id"].as_str().expect("Id").to_string();
     let users = c.dump("User").await;
-    let to = users.iter().filter_map(|u| u["Id"].as_str()).find(|u| Some(*u) != lead["OwnerId"].as_str()).expect("another user");
-    let (status, _, _) = c.call(reqwest::Method::PATCH, &format!("{V}/sobjects/Lead/{id}"), Some(json!({"OwnerId": to}))).await;
+    let to = users
+        .iter()
+        .filter_map(|u| u["Id"].as_str())
+        .find(|u| Some(*u) != lead["OwnerId"].as_str())
+        .expect("another user");
+    let (status, _, _) =
+        c.call(reqwest::Method::PATCH, &format!("{V}/sobjects/Lead/{id}"), Some(json!({"OwnerId": to}))).await;
     assert_eq!(status, 204);
     let q = format!(
         "SELECT Id, OwnerId, (SELECT Field, DataType, OldValue, NewValue, CreatedDate FROM Histories WHERE Field IN ('Owner','Status') ORDER BY CreatedDate DESC LIMIT 2) FROM Lead WHERE Id = '{id}'"
@@ -509,14 +579,23 @@ async fn lead_history_over_http_describe_subquery_and_admin() {
     assert_eq!(name_row["NewValue"].as_str(), Some(to_name));
     assert_eq!(rows[0]["attributes"]["type"], "LeadHistory");
 
-    let (status, _, body) = c.get(&format!("{V}/query?q={}", url_encode("SELECT Id, (SELECT Id FROM Historiez) FROM Lead"))).await;
+    let (status, _, body) =
+        c.get(&format!("{V}/query?q={}", url_encode("SELECT Id, (SELECT Id FROM Historiez) FROM Lead"))).await;
     assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INVALID_TYPE")));
 
     // History is immutable, through the API and the admin routes alike.
     let hid = c.dump("LeadHistory").await[0]["Id"].as_str().expect("history id").to_string();
-    let (status, _, body) = c.call(reqwest::Method::PATCH, &format!("{V}/sobjects/LeadHistory/{hid}"), Some(json!({"NewValue": "x"}))).await;
+    let (status, _, body) = c
+        .call(reqwest::Method::PATCH, &format!("{V}/sobjects/LeadHistory/{hid}"), Some(json!({"NewValue": "x"})))
+        .await;
     assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INSUFFICIENT_ACCESS_OR_READONLY")));
-    let resp = c.http.patch(format!("{}/__sandbox/salesforce/records/LeadHistory/{hid}", c.base)).json(&json!({"NewValue": "x"})).send().await.expect("admin");
+    let resp = c
+        .http
+        .patch(format!("{}/__sandbox/salesforce/records/LeadHistory/{hid}", c.base))
+        .json(&json!({"NewValue": "x"}))
+        .send()
+        .await
+        .expect("admin");
     assert_eq!(resp.status().as_u16(), 400);
 
     // Tracking off: Histories leaves describe and the subquery fails.

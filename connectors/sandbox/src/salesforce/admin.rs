@@ -46,6 +46,8 @@ fn not_found(message: impl Into<String>) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({ "error": message.into() }))).into_response()
 }
 
+// An axum `Response` is the error here: it is what the handler returns.
+#[allow(clippy::result_large_err)]
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes, shape: &str) -> Result<T, Response> {
     let body: &[u8] = if body.is_empty() { b"{}" } else { body };
     serde_json::from_slice(body).map_err(|e| bad(format!("body must be {shape}: {e}")))
@@ -56,28 +58,37 @@ async fn dump(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>) -> 
     let now = sf.shared.clock.now();
     let st = sf.sync(now);
     let Some(name) = st.object_name(&object) else {
-        return not_found(format!("no sObject named {object}; known: Lead, Task, Event, User, Group, BusinessHours, Holiday, LeadHistory"));
+        return not_found(format!(
+            "no sObject named {object}; known: Lead, Task, Event, User, Group, BusinessHours, Holiday, LeadHistory"
+        ));
     };
-    let rows: Vec<Value> =
-        st.table(&name).map(|t| t.rows().map(|(_, r)| Value::Object(st.full_row(&name, r))).collect()).unwrap_or_default();
+    let rows: Vec<Value> = st
+        .table(&name)
+        .map(|t| t.rows().map(|(_, r)| Value::Object(st.full_row(&name, r))).collect())
+        .unwrap_or_default();
     Json(json!({ "object": name, "totalSize": rows.len(), "records": rows })).into_response()
 }
 
 /// Normalise admin-given values: datetimes to Salesforce's form, ids to 18
 /// characters; unknown fields are refused.
+#[allow(clippy::result_large_err)] // the error is the handler's answer
 fn admin_fields(sf: &super::state::SfState, object: &str, body: &Map<String, Value>) -> Result<Record, Response> {
     let Some(def) = sf.objects.get(object) else { return Err(not_found(format!("no sObject named {object}"))) };
     let mut out = Record::new();
     for (k, v) in body {
         let Some(f) = def.field(k) else {
-            return Err(bad(format!("{object} has no field {k}; add custom fields with POST /__sandbox/salesforce/fields/{object}")));
+            return Err(bad(format!(
+                "{object} has no field {k}; add custom fields with POST /__sandbox/salesforce/fields/{object}"
+            )));
         };
         let v = match (f.kind, v) {
             (super::schema::FieldType::Datetime, Value::String(s)) => match parse_datetime(s) {
                 Some(dt) => json!(fmt_datetime(dt)),
                 None => return Err(bad(format!("{k} must be an RFC 3339 datetime, got {s}"))),
             },
-            (super::schema::FieldType::Id | super::schema::FieldType::Reference, Value::String(s)) => json!(normalise_id(s)),
+            (super::schema::FieldType::Id | super::schema::FieldType::Reference, Value::String(s)) => {
+                json!(normalise_id(s))
+            }
             _ => v.clone(),
         };
         out.insert(f.name.clone(), v);
@@ -161,7 +172,11 @@ async fn create(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>, b
 
 /// `PATCH /records/{object}/{id}`: change fields; `SystemModstamp` and
 /// `LastModifiedDate` default to now but may be given.
-async fn update(State(sf): State<Arc<Salesforce>>, Path((object, id)): Path<(String, String)>, body: Bytes) -> Response {
+async fn update(
+    State(sf): State<Arc<Salesforce>>,
+    Path((object, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     let fields: Map<String, Value> = match parse_json(&body, "a JSON object of field values") {
         Ok(f) => f,
         Err(r) => return r,
@@ -242,7 +257,8 @@ async fn merge(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Response {
     let mut st = sf.sync(now);
     let Some(name) = st.object_name(&m.object) else { return not_found(format!("no sObject named {}", m.object)) };
     match st.merge(&name, &m.master_id, &m.merged_id, now) {
-        Ok(()) => Json(json!({ "master_id": normalise_id(&m.master_id), "merged_id": normalise_id(&m.merged_id) })).into_response(),
+        Ok(()) => Json(json!({ "master_id": normalise_id(&m.master_id), "merged_id": normalise_id(&m.merged_id) }))
+            .into_response(),
         Err(e) => bad(format!("cannot merge: {} {}", e.status_code, e.message)),
     }
 }
@@ -366,8 +382,11 @@ async fn duplicate_tasks(State(sf): State<Arc<Salesforce>>) -> Response {
             }
         }
     }
-    let keys: Vec<Value> =
-        by_key.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(k, ids)| json!({"handoff_key": k, "ids": ids})).collect();
+    let keys: Vec<Value> = by_key
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|(k, ids)| json!({"handoff_key": k, "ids": ids}))
+        .collect();
     let subjects: Vec<Value> = by_subject
         .into_iter()
         .filter(|(_, ids)| ids.len() > 1)
@@ -380,10 +399,11 @@ async fn duplicate_tasks(State(sf): State<Arc<Salesforce>>) -> Response {
 /// Body: `{"name": "Foo__c", "type": "string", "externalId": false, "unique":
 /// false, "picklistValues": [...]}`.
 async fn add_field(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>, body: Bytes) -> Response {
-    let mut f: FieldDef = match parse_json(&body, r#"{"name": "Foo__c", "type": "string|double|boolean|date|datetime|picklist|..."}"#) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let mut f: FieldDef =
+        match parse_json(&body, r#"{"name": "Foo__c", "type": "string|double|boolean|date|datetime|picklist|..."}"#) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
     if !f.name.ends_with("__c") {
         return bad(format!("custom field names end in __c, got {}", f.name));
     }

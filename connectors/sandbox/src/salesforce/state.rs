@@ -14,7 +14,8 @@ use super::oauth::{AppConfig, TokenStore};
 use super::schema::{standard_objects, ChildRelationship, FieldType, SObjectDef};
 use super::soql::{self, Bound, Db};
 use super::store::{
-    fmt_date, fmt_datetime, is_id_with_prefix, make_id, normalise_id, parse_date, parse_datetime, set, to_millis, Record, Table,
+    fmt_date, fmt_datetime, is_id_with_prefix, make_id, normalise_id, parse_date, parse_datetime, set, to_millis,
+    Record, Table,
 };
 
 /// Default and bounds of `Sforce-Query-Options: batchSize`.
@@ -109,8 +110,10 @@ fn is_true(rec: &Record, field: &str) -> bool {
 impl SfState {
     pub fn new(app: AppConfig) -> Self {
         let objects = standard_objects();
-        let history_row: Record =
-            objects.get("LeadHistory").map(|d| d.fields.iter().map(|f| (f.name.clone(), Value::Null)).collect()).unwrap_or_default();
+        let history_row: Record = objects
+            .get("LeadHistory")
+            .map(|d| d.fields.iter().map(|f| (f.name.clone(), Value::Null)).collect())
+            .unwrap_or_default();
         let tables = objects
             .keys()
             .map(|k| {
@@ -121,7 +124,8 @@ impl SfState {
                     .filter(|c| c.child == k.as_str())
                     .map(|c| c.field)
                     .collect();
-                let unique_fields: Vec<&str> = objects[k].fields.iter().filter(|f| f.unique).map(|f| f.name.as_str()).collect();
+                let unique_fields: Vec<&str> =
+                    objects[k].fields.iter().filter(|f| f.unique).map(|f| f.name.as_str()).collect();
                 (k.clone(), Table::with_indexes(&parent_fields, &unique_fields))
             })
             .collect();
@@ -172,7 +176,17 @@ impl SfState {
             .map_or(Value::Null, Value::from)
     }
 
-    fn push_history(&mut self, lead_id: &str, field: &str, data_type: &str, old: Value, new: Value, at: DateTime<Utc>, by: &str) -> String {
+    #[allow(clippy::too_many_arguments)] // one LeadHistory row's columns
+    fn push_history(
+        &mut self,
+        lead_id: &str,
+        field: &str,
+        data_type: &str,
+        old: Value,
+        new: Value,
+        at: DateTime<Utc>,
+        by: &str,
+    ) -> String {
         self.history_seq += 1;
         let id = make_id("017", HISTORY_POD, self.history_seq);
         let mut rec = self.history_row.clone();
@@ -201,7 +215,14 @@ impl SfState {
     /// Salesforce writes them: an owner change is two `Owner` rows, the ids
     /// (`EntityId`) then the names (`Text`); a status change one `Status`
     /// row. Returns the ids written.
-    pub fn history_on_update(&mut self, lead_id: &str, before: &Record, after: &Record, at: DateTime<Utc>, by: &str) -> Vec<String> {
+    pub fn history_on_update(
+        &mut self,
+        lead_id: &str,
+        before: &Record,
+        after: &Record,
+        at: DateTime<Utc>,
+        by: &str,
+    ) -> Vec<String> {
         if !self.field_history {
             return Vec::new();
         }
@@ -265,12 +286,18 @@ impl SfState {
     /// Check and convert one field value to the stored form.
     fn convert(def: &SObjectDef, name: &str, v: &Value) -> Result<(String, Value), RecordError> {
         let f = def.field(name).ok_or_else(|| {
-            RecordError::new("INVALID_FIELD", format!("No such column '{name}' on sobject of type {}", def.name), vec![])
+            RecordError::new(
+                "INVALID_FIELD",
+                format!("No such column '{name}' on sobject of type {}", def.name),
+                vec![],
+            )
         })?;
         let bad = |what: &str| {
             RecordError::new(
                 "JSON_PARSER_ERROR",
-                format!("Cannot deserialize instance of {what} from {v} value or request may be missing a required field"),
+                format!(
+                    "Cannot deserialize instance of {what} from {v} value or request may be missing a required field"
+                ),
                 vec![f.name.clone()],
             )
         };
@@ -297,7 +324,10 @@ impl SfState {
                 if !(s.len() == 15 || s.len() == 18) || !s.chars().all(|c| c.is_ascii_alphanumeric()) {
                     return Err(RecordError::new(
                         "MALFORMED_ID",
-                        format!("{}: id value of incorrect type: {s}", f.label.clone().unwrap_or_else(|| f.name.clone())),
+                        format!(
+                            "{}: id value of incorrect type: {s}",
+                            f.label.clone().unwrap_or_else(|| f.name.clone())
+                        ),
                         vec![f.name.clone()],
                     ));
                 }
@@ -313,6 +343,7 @@ impl SfState {
 
     /// Validate and apply one create or update coming from the API.
     /// Returns the record id, or the per-record errors.
+    #[allow(clippy::too_many_arguments)] // the API write's inputs, as the routes hold them
     pub fn write(
         &mut self,
         object: &str,
@@ -448,10 +479,7 @@ impl SfState {
         // Unique fields (external ids) are unique case-insensitively among live rows.
         for f in def.fields.iter().filter(|f| f.unique) {
             let Some(val) = rec.get(&f.name).and_then(Value::as_str).map(str::to_lowercase) else { continue };
-            let clash = self
-                .find_by_field(def.name, &f.name, &val)
-                .into_iter()
-                .find(|other| *other != id);
+            let clash = self.find_by_field(def.name, &f.name, &val).into_iter().find(|other| *other != id);
             if let Some(other) = clash {
                 return Err(vec![RecordError::new(
                     "DUPLICATE_VALUE",
@@ -495,7 +523,11 @@ impl SfState {
             return Err(RecordError::new("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", vec![]));
         };
         if !soft {
-            return Err(RecordError::new("INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id", vec![]));
+            return Err(RecordError::new(
+                "INSUFFICIENT_ACCESS_OR_READONLY",
+                "insufficient access rights on object id",
+                vec![],
+            ));
         }
         if is_true(&rec, "IsDeleted") {
             return Err(RecordError::new("ENTITY_IS_DELETED", "entity is deleted", vec![]));
@@ -513,8 +545,11 @@ impl SfState {
     /// Children that go to the Recycle Bin with their parent (a lead's
     /// history) are flagged deleted too.
     fn cascade_delete(&mut self, object: &str, id: &str) {
-        let rels: Vec<ChildRelationship> =
-            self.objects.get(object).map(|d| d.child_relationships.iter().filter(|c| c.cascade_delete).cloned().collect()).unwrap_or_default();
+        let rels: Vec<ChildRelationship> = self
+            .objects
+            .get(object)
+            .map(|d| d.child_relationships.iter().filter(|c| c.cascade_delete).cloned().collect())
+            .unwrap_or_default();
         for rel in rels {
             let Some(table) = self.tables.get_mut(rel.child) else { continue };
             let ids: Vec<String> = table.children_of(rel.field, id).cloned().collect();
@@ -596,7 +631,10 @@ impl SfState {
         let use_index = lo.is_some() || hi.is_some() || bound.ordered_by_modstamp();
         // In index order with a LIMIT, rows past OFFSET + LIMIT are never needed.
         let enough = if bound.ordered_by_modstamp() {
-            bound.query.limit.map_or(usize::MAX, |l| (l as usize).saturating_add(bound.query.offset.unwrap_or(0) as usize))
+            bound
+                .query
+                .limit
+                .map_or(usize::MAX, |l| (l as usize).saturating_add(bound.query.offset.unwrap_or(0) as usize))
         } else {
             usize::MAX
         };
@@ -645,7 +683,14 @@ impl SfState {
     /// with more children than the batch holds gets a child collection that
     /// is not `done`, with its own `nextRecordsUrl`. Returns the records
     /// and the offset of the next page.
-    fn page(&mut self, bound: &Bound, ids: &[String], offset: usize, batch_size: usize, version: &str) -> (Vec<Value>, usize) {
+    fn page(
+        &mut self,
+        bound: &Bound,
+        ids: &[String],
+        offset: usize,
+        batch_size: usize,
+        version: &str,
+    ) -> (Vec<Value>, usize) {
         /// A child collection cut short: (record index, child index, all ids, ids shown).
         type Cut = (usize, usize, Vec<String>, usize);
         let mut records: Vec<Value> = Vec::new();
@@ -678,7 +723,9 @@ impl SfState {
                         let child_table = self.tables.get(&child.bound.object);
                         let rows: Vec<Value> = list[..shown]
                             .iter()
-                            .filter_map(|cid| child_table.and_then(|t| t.get(cid)).map(|r| child.bound.render(self, cid, r, version)))
+                            .filter_map(|cid| {
+                                child_table.and_then(|t| t.get(cid)).map(|r| child.bound.render(self, cid, r, version))
+                            })
                             .collect();
                         json!({"totalSize": list.len(), "done": shown == list.len(), "records": rows})
                     };
@@ -749,7 +796,9 @@ impl SfState {
     ) -> Result<Value, ApiError> {
         let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REPLICATION_DATE", m.to_string());
         let parse = |s: Option<&str>, name: &str| -> Result<DateTime<Utc>, ApiError> {
-            let s = s.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "MISSING_ARGUMENT", format!("{name} parameter is required")))?;
+            let s = s.ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "MISSING_ARGUMENT", format!("{name} parameter is required"))
+            })?;
             parse_datetime(s).ok_or_else(|| bad(&format!("{name} is not a valid dateTime: {s}")))
         };
         let minute = Duration::minutes(1);
@@ -794,7 +843,10 @@ impl SfState {
     pub fn render_row(&self, object: &str, id: &str, fields: Option<&str>, version: &str) -> Option<Value> {
         let rec = self.get(object, id)?;
         let mut out = Map::new();
-        out.insert("attributes".into(), json!({"type": object, "url": format!("/services/data/{version}/sobjects/{object}/{id}")}));
+        out.insert(
+            "attributes".into(),
+            json!({"type": object, "url": format!("/services/data/{version}/sobjects/{object}/{id}")}),
+        );
         match fields {
             Some(list) => {
                 for f in list.split(',').map(str::trim).filter(|f| !f.is_empty()) {
@@ -985,8 +1037,10 @@ mod tests {
             }
             let rows = history_of(&st, &id);
             assert_eq!(rows.iter().filter(|r| text(r, "Field") == "created").count(), 1, "{id}");
-            let id_rows: Vec<&&Record> = rows.iter().filter(|r| text(r, "Field") == "Owner" && text(r, "DataType") == "EntityId").collect();
-            let name_rows: Vec<&&Record> = rows.iter().filter(|r| text(r, "Field") == "Owner" && text(r, "DataType") == "Text").collect();
+            let id_rows: Vec<&&Record> =
+                rows.iter().filter(|r| text(r, "Field") == "Owner" && text(r, "DataType") == "EntityId").collect();
+            let name_rows: Vec<&&Record> =
+                rows.iter().filter(|r| text(r, "Field") == "Owner" && text(r, "DataType") == "Text").collect();
             let got: Vec<(String, String)> =
                 id_rows.iter().map(|r| (text(r, "OldValue").to_string(), text(r, "NewValue").to_string())).collect();
             assert_eq!(got, expected_owner_changes, "{id}");
@@ -1010,7 +1064,8 @@ mod tests {
         let lead = materialise::lead_id(0);
         let current = st.get("Lead", &lead).unwrap().clone();
         let other = (5..9).map(materialise::user_id).find(|u| current.get("OwnerId") != Some(&json!(u))).unwrap();
-        let status = ["Unqualified", "Qualified"].into_iter().find(|s| current.get("Status") != Some(&json!(s))).unwrap();
+        let status =
+            ["Unqualified", "Qualified"].into_iter().find(|s| current.get("Status") != Some(&json!(s))).unwrap();
         let before = history_of(&st, &lead).len();
         let now = parse_datetime("2026-04-02T10:00:00Z").unwrap();
         let user = materialise::user_id(1);
@@ -1019,7 +1074,8 @@ mod tests {
         st.write("Lead", WriteKind::Update, Some(&lead), &fields, &user, now, None, &mut undo).unwrap();
         let rows = history_of(&st, &lead);
         assert_eq!(rows.len(), before + 3);
-        let new: Vec<&&Record> = rows.iter().filter(|r| r.get("CreatedDate") == Some(&json!("2026-04-02T10:00:00.000+0000"))).collect();
+        let new: Vec<&&Record> =
+            rows.iter().filter(|r| r.get("CreatedDate") == Some(&json!("2026-04-02T10:00:00.000+0000"))).collect();
         assert_eq!(new.len(), 3);
         assert!(new.iter().all(|r| text(r, "CreatedById") == user));
         assert!(new.iter().any(|r| text(r, "DataType") == "EntityId" && text(r, "NewValue") == other));
@@ -1032,7 +1088,16 @@ mod tests {
 
         let mut undo = Vec::new();
         let created = st
-            .write("Lead", WriteKind::Create, None, json!({"LastName": "New", "Company": "Co"}).as_object().unwrap(), &user, now, None, &mut undo)
+            .write(
+                "Lead",
+                WriteKind::Create,
+                None,
+                json!({"LastName": "New", "Company": "Co"}).as_object().unwrap(),
+                &user,
+                now,
+                None,
+                &mut undo,
+            )
             .unwrap();
         let rows = history_of(&st, &created);
         assert_eq!(rows.len(), 1);
@@ -1047,16 +1112,28 @@ mod tests {
         let hid = hid.clone();
         let now = parse_datetime("2026-04-02T10:00:00Z").unwrap();
         let fields: Map<String, Value> = json!({"NewValue": "x"}).as_object().unwrap().clone();
-        let err = st.write("LeadHistory", WriteKind::Update, Some(&hid), &fields, "005", now, None, &mut Vec::new()).unwrap_err();
+        let err = st
+            .write("LeadHistory", WriteKind::Update, Some(&hid), &fields, "005", now, None, &mut Vec::new())
+            .unwrap_err();
         assert_eq!(err[0].status_code, "INSUFFICIENT_ACCESS_OR_READONLY");
-        let err = st.write("LeadHistory", WriteKind::Create, None, &fields, "005", now, None, &mut Vec::new()).unwrap_err();
+        let err =
+            st.write("LeadHistory", WriteKind::Create, None, &fields, "005", now, None, &mut Vec::new()).unwrap_err();
         assert_eq!(err[0].status_code, "INSUFFICIENT_ACCESS_OR_READONLY");
         assert_eq!(st.delete("LeadHistory", &hid, now).unwrap_err().status_code, "INSUFFICIENT_ACCESS_OR_READONLY");
         let describe = st.objects["LeadHistory"].describe("v62.0");
-        assert_eq!((describe["createable"].clone(), describe["updateable"].clone(), describe["deletable"].clone()), (json!(false), json!(false), json!(false)));
+        assert_eq!(
+            (describe["createable"].clone(), describe["updateable"].clone(), describe["deletable"].clone()),
+            (json!(false), json!(false), json!(false))
+        );
         assert_eq!(describe["keyPrefix"], json!("017"));
         let lead = st.objects["Lead"].describe("v62.0");
-        let rel = lead["childRelationships"].as_array().unwrap().iter().find(|c| c["relationshipName"] == "Histories").cloned().unwrap();
+        let rel = lead["childRelationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["relationshipName"] == "Histories")
+            .cloned()
+            .unwrap();
         assert_eq!((rel["childSObject"].clone(), rel["field"].clone()), (json!("LeadHistory"), json!("LeadId")));
     }
 
@@ -1099,15 +1176,20 @@ mod tests {
         assert!(hist.get("nextRecordsUrl").is_none());
         let first = &hist["records"][0];
         assert_eq!(first["attributes"]["type"], json!("LeadHistory"));
-        assert!(first["attributes"]["url"].as_str().unwrap().starts_with("/services/data/v62.0/sobjects/LeadHistory/017"));
+        assert!(first["attributes"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("/services/data/v62.0/sobjects/LeadHistory/017"));
         let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["CreatedDate", "DataType", "Field", "NewValue", "OldValue", "attributes"]);
-        let dates: Vec<&str> = hist["records"].as_array().unwrap().iter().map(|r| r["CreatedDate"].as_str().unwrap()).collect();
+        let dates: Vec<&str> =
+            hist["records"].as_array().unwrap().iter().map(|r| r["CreatedDate"].as_str().unwrap()).collect();
         assert!(dates.windows(2).all(|w| w[0] <= w[1]), "ORDER BY CreatedDate: {dates:?}");
         assert!(hist["records"].as_array().unwrap().iter().all(|r| r["Field"] != json!("created")), "WHERE applies");
         // A lead nobody reassigned and whose status never moved has none: null.
         let quiet = org.leads.iter().map(|l| materialise::lead_id(l.index)).find(|id| {
-            history_of(&st, id).iter().all(|r| text(r, "Field") == "created") && st.get("Lead", id).is_some_and(|r| !is_true(r, "IsDeleted"))
+            history_of(&st, id).iter().all(|r| text(r, "Field") == "created")
+                && st.get("Lead", id).is_some_and(|r| !is_true(r, "IsDeleted"))
         });
         if let Some(quiet) = quiet {
             let row = rows.iter().find(|r| r["Id"] == json!(quiet)).unwrap();
@@ -1123,8 +1205,17 @@ mod tests {
         for i in 0..130 {
             let owner = materialise::user_id(i % 2 + 5);
             let fields: Map<String, Value> = json!({"OwnerId": owner}).as_object().unwrap().clone();
-            st.write("Lead", WriteKind::Update, Some(&lead), &fields, "005", now + Duration::seconds(i as i64), None, &mut Vec::new())
-                .unwrap();
+            st.write(
+                "Lead",
+                WriteKind::Update,
+                Some(&lead),
+                &fields,
+                "005",
+                now + Duration::seconds(i as i64),
+                None,
+                &mut Vec::new(),
+            )
+            .unwrap();
         }
         let total = history_of(&st, &lead).len();
         assert!(total > 260);
@@ -1135,7 +1226,8 @@ mod tests {
         assert_eq!(hist["done"], json!(false));
         assert_eq!(hist["totalSize"], json!(total));
         assert_eq!(hist["records"].as_array().unwrap().len(), 199, "the parent and 199 children fill the batch");
-        let mut seen: Vec<String> = hist["records"].as_array().unwrap().iter().map(|r| r["Id"].as_str().unwrap().to_string()).collect();
+        let mut seen: Vec<String> =
+            hist["records"].as_array().unwrap().iter().map(|r| r["Id"].as_str().unwrap().to_string()).collect();
         let mut next = hist["nextRecordsUrl"].as_str().unwrap().to_string();
         loop {
             let locator = next.rsplit('/').next().unwrap().to_string();
@@ -1185,7 +1277,11 @@ mod tests {
         assert_eq!(err.error_code, "INVALID_TYPE");
         assert!(err.message.contains("Didn't understand relationship 'Histories'"), "{}", err.message);
         let describe = st.objects["Lead"].describe("v62.0");
-        assert!(describe["childRelationships"].as_array().unwrap().iter().all(|c| c["relationshipName"] != "Histories"));
+        assert!(describe["childRelationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["relationshipName"] != "Histories"));
         st.set_field_history(true);
         assert!(st.run_query(HISTORY_Q, false, 2000, "v62.0", now).is_ok());
     }
