@@ -13,21 +13,24 @@
 //! - [`connector`]: the one trait the daemon drives, its cursors, pages,
 //!   write outcomes and error classes.
 //! - [`secret`]: [`Secret`], a string that refuses to be printed.
+//! - [`redact`]: the one filter every external text passes before it is
+//!   logged, stored or shown; it knows every `Secret` handoff holds.
 
 pub mod action;
 pub mod calendar;
 pub mod connector;
 pub mod record;
+pub mod redact;
 pub mod retry;
 pub mod secret;
 
 pub use action::{Action, ActionKey, ActionKind, TaskPriority, TaskPurpose};
 pub use calendar::{BusinessCalendar, Holiday, WeeklyWindow};
 pub use connector::{
-    ApiBudget, Connector, ConnectorError, Cursor, Deletion, ErrorClass, PullPage, Stream,
-    WriteError, WriteOutcome,
+    ApiBudget, Connector, ConnectorError, Cursor, Deletion, ErrorClass, PullPage, Stream, WriteError, WriteOutcome,
 };
 pub use record::{Activity, ActivityKind, Assignment, CrmKind, Direction, Lead, Owner, OwnerKind, StatusChange};
+pub use redact::redact;
 pub use retry::{RetryDecision, RetryPolicy};
 pub use secret::Secret;
 

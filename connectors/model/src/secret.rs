@@ -10,8 +10,12 @@ use serde::{Deserialize, Deserializer};
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `value` and registers it with the [redactor](crate::redact), so
+    /// no text that echoes it can reach an output.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let value = value.into();
+        crate::redact::register(&value);
+        Secret(value)
     }
 
     /// The raw value, for the one place that must send it.
@@ -38,7 +42,7 @@ impl std::fmt::Display for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        String::deserialize(d).map(Secret::new)
     }
 }
 
@@ -51,5 +55,11 @@ mod tests {
         let s = Secret::new("hunter2");
         assert!(!format!("{s} {s:?}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn is_known_to_the_redactor() {
+        let s = Secret::new("a-client-secret-4411");
+        assert_eq!(crate::redact::redact(&format!("form: x={}", s.expose())), "form: x=[redacted]");
     }
 }
