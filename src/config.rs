@@ -6,6 +6,8 @@
 //! [salesforce]  # or [hubspot]: URLs, API version, auth flow, secrets
 //! [sync]        # interval_secs, lookback_secs, lag_secs, owners/calendars cadence, clock
 //! [daemon]      # metrics address, shutdown grace, outbox batching (optional)
+//! [notify]      # daily digests and the weekly summary: email, Slack (optional)
+//! [signals]     # when the calibration signals fire (optional)
 //! [policy]      # the SLA: see crate::policy
 //! ```
 //!
@@ -51,6 +53,10 @@ pub struct Config {
     pub connection: Connection,
     pub sync: SyncSettings,
     pub daemon: DaemonSettings,
+    /// `[notify]`: digests and the weekly summary; `None`: nothing is pushed.
+    pub notify: Option<crate::notify::NotifySettings>,
+    /// `[signals]`: when the calibration signals fire.
+    pub signals: crate::notify::SignalSettings,
     /// The policy as written, kept for reports that quote the operator.
     pub policy_source: Policy,
     /// The policy the engine runs.
@@ -456,7 +462,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text).map_err(|issues| ConfigError::Invalid { path: path.to_path_buf(), issues })
 }
 
-const TOP_KEYS: &[&str] = &["instance", "salesforce", "hubspot", "sync", "daemon", "policy"];
+const TOP_KEYS: &[&str] = &["instance", "salesforce", "hubspot", "sync", "daemon", "notify", "signals", "policy"];
 const POLICY_KEYS: &[&str] = &[
     "version",
     "fields",
@@ -473,7 +479,8 @@ const POLICY_KEYS: &[&str] = &[
 ];
 const DEFINITION_KEYS: &[&str] = &["criteria", "mql", "min_score", "disqualifiers"];
 /// Keys whose values are (or may be) secrets and are never echoed.
-const SECRET_KEYS: &[&str] = &["private_key", "client_secret", "refresh_token", "token"];
+const SECRET_KEYS: &[&str] =
+    &["private_key", "client_secret", "refresh_token", "token", "password", "webhook_url", "bot_token"];
 
 /// Parses and validates a config file's text, reporting every problem.
 pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
@@ -568,6 +575,20 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
             ));
         }
     }
+    let notify: Option<Option<crate::notify::NotifySettings>> = match root.get("notify") {
+        Some(v) => part(v, "notify", &mut issues).map(Some),
+        None => Some(None),
+    };
+    if let (Some(Some(n)), Some(inst)) = (&notify, &instance) {
+        crate::notify::settings::check(n, inst.crm, connection.as_ref(), &mut issues);
+    }
+    let signals: Option<crate::notify::SignalSettings> = match root.get("signals") {
+        Some(v) => part(v, "signals", &mut issues),
+        None => Some(crate::notify::SignalSettings::default()),
+    };
+    if let Some(s) = &signals {
+        crate::notify::settings::check_signals(s, &mut issues);
+    }
     let policy_source = match root.get("policy") {
         Some(v) => read_policy(v, &mut issues),
         None => {
@@ -590,11 +611,18 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
         },
         None => None,
     };
-    match (instance, connection, sync, daemon, policy_source, policy) {
-        (Some(instance), Some(connection), Some(sync), Some(daemon), Some(policy_source), Some(policy))
-            if issues.is_empty() =>
-        {
-            Ok(Config { instance, connection, sync, daemon, policy_source, policy })
+    match (instance, connection, sync, daemon, notify, signals, policy_source, policy) {
+        (
+            Some(instance),
+            Some(connection),
+            Some(sync),
+            Some(daemon),
+            Some(notify),
+            Some(signals),
+            Some(policy_source),
+            Some(policy),
+        ) if issues.is_empty() => {
+            Ok(Config { instance, connection, sync, daemon, notify, signals, policy_source, policy })
         }
         _ => {
             if issues.is_empty() {
@@ -650,6 +678,23 @@ impl Config {
         for (key, source) in secrets {
             if let Err(ConfigError::Secret { message, fix, .. }) = source.resolve() {
                 issues.push(Issue::new(format!("{prefix}.{key}"), source.describe(), message, fix));
+            }
+        }
+        if let Some(n) = &self.notify {
+            for (key, source) in crate::notify::settings::secrets(n) {
+                if let Err(ConfigError::Secret { message, fix, .. }) = source.resolve() {
+                    issues.push(Issue::new(key, source.describe(), message, fix));
+                }
+            }
+            if let Some(ca) = n.email.as_ref().and_then(|e| e.ca_file.as_ref()) {
+                if let Err(e) = std::fs::read(ca) {
+                    issues.push(Issue::new(
+                        "notify.email.ca_file",
+                        ca.display().to_string(),
+                        format!("cannot read it: {e}"),
+                        "point it at a readable PEM file or remove the key",
+                    ));
+                }
             }
         }
         if let Some(ca) = ca_file {

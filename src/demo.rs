@@ -323,6 +323,8 @@ pub struct DemoSummary {
     pub disposition_flags: usize,
     pub reassignments: usize,
     pub sla_field_updates: usize,
+    /// Digests and weekly summaries delivered (email, Slack or CRM task).
+    pub digests_and_summaries: usize,
     /// Tasks carrying a handoff key that the sandbox holds.
     pub tasks_in_sandbox: usize,
     /// Tasks the sandbox holds twice for one key (there must be none).
@@ -365,15 +367,18 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
     let mut flags = 0;
     let mut reassignments = 0;
     let mut updates = 0;
+    let mut messages = 0;
     for (_, e) in store.ledger_entries()? {
         match &e.kind {
             crate::store::ActionSummary::UpdateLead => updates += 1,
+            crate::store::ActionSummary::Message { .. } => messages += 1,
             crate::store::ActionSummary::Reassign { .. } => reassignments += 1,
             crate::store::ActionSummary::CreateTask { purpose, .. } => match purpose {
                 handoff_model::TaskPurpose::Reminder => reminders += 1,
                 handoff_model::TaskPurpose::Escalation { .. } => escalations += 1,
                 handoff_model::TaskPurpose::DispositionFlag => flags += 1,
                 handoff_model::TaskPurpose::ScorecardEscalation => escalations += 1,
+                handoff_model::TaskPurpose::Digest | handoff_model::TaskPurpose::WeeklySummary => messages += 1,
             },
         }
     }
@@ -406,6 +411,7 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
         disposition_flags: flags,
         reassignments,
         sla_field_updates: updates,
+        digests_and_summaries: messages,
         tasks_in_sandbox: keyed.len(),
         duplicate_tasks,
         api_calls,

@@ -131,6 +131,8 @@ fn render(policy: &CompiledPolicy, input: &ExplainInput, ev: &Evaluation) -> Str
                     TaskPurpose::Escalation { level } => format!("escalation level {level}"),
                     TaskPurpose::DispositionFlag => "disposition flag".to_string(),
                     TaskPurpose::ScorecardEscalation => "scorecard escalation".to_string(),
+                    TaskPurpose::Digest => "daily digest".to_string(),
+                    TaskPurpose::WeeklySummary => "weekly summary".to_string(),
                 };
                 format!("task ({purpose}) for {assignee_id}, due {}: {subject}", at(Some(*due_at)))
             }

@@ -56,10 +56,14 @@ struct ScorecardQuery {
     weeks: Option<usize>,
     format: Option<String>,
     by: Option<String>,
+    /// Present (`/scorecard?tv`): the full-screen TV view.
+    tv: Option<String>,
 }
 
 /// `/scorecard?weeks=8&format=table|csv|json|html&by=grade|source|rep|team`:
-/// what `handoff report` prints, from the running daemon's state.
+/// what `handoff report` prints, from the running daemon's state, with the
+/// signals the daemon judged on the latest closed week. `/scorecard?tv`:
+/// the same page full-screen, in large type, refreshing every minute.
 async fn scorecard(
     State(s): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<ScorecardQuery>,
@@ -74,12 +78,18 @@ async fn scorecard(
         Err(_) => return (StatusCode::BAD_REQUEST, "by is one of grade, source, rep, team\n").into_response(),
     };
     let weeks = q.weeks.unwrap_or(8).clamp(1, 52);
+    let tv = q.tv.is_some();
     let now = s.metrics.last_tick().and_then(|t| t.now).unwrap_or_else(chrono::Utc::now);
     let result = tokio::task::spawn_blocking(move || {
-        crate::report::from_store(&s.instance, &s.policy, &s.store, weeks, now, by)
+        let mut card = crate::report::from_store(&s.instance, &s.policy, &s.store, weeks, now, by)?;
+        card.signals = crate::notify::run::cached_signals(&s.store)?;
+        Ok::<_, crate::store::StoreError>(card)
     })
     .await;
     match result {
+        Ok(Ok(card)) if tv => {
+            ([(header::CONTENT_TYPE, Format::Html.content_type())], crate::report::render_tv(&card)).into_response()
+        }
         Ok(Ok(card)) => {
             ([(header::CONTENT_TYPE, format.content_type())], crate::report::render(&card, format)).into_response()
         }

@@ -12,6 +12,8 @@
 //!   calendar, now) → grade, clocks, actions. No I/O, no wall clock.
 //! - [`explain`]: `handoff explain`, one lead judged offline with the
 //!   reasons in words (or the evaluation as JSON).
+//! - [`notify`]: daily digests, the weekly summary and the calibration
+//!   signals, by email, Slack or CRM task.
 //! - [`cli`]: the `handoff` command line.
 
 pub mod calendar;
@@ -23,6 +25,7 @@ pub mod engine;
 pub mod explain;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod report;
 pub mod state;

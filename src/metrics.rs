@@ -57,6 +57,8 @@ fn action_label(kind: &ActionKind) -> &'static str {
             TaskPurpose::Escalation { .. } => "escalation",
             TaskPurpose::DispositionFlag => "disposition_flag",
             TaskPurpose::ScorecardEscalation => "scorecard_escalation",
+            TaskPurpose::Digest => "digest",
+            TaskPurpose::WeeklySummary => "weekly_summary",
         },
     }
 }
@@ -154,7 +156,16 @@ impl Metrics {
 
         family(&mut out, "handoff_actions_written_total", "counter", "Actions the CRM confirmed since start, by kind.");
         for label in
-            ["sla_fields", "reminder", "escalation", "disposition_flag", "reassignment", "scorecard_escalation"]
+            [
+            "sla_fields",
+            "reminder",
+            "escalation",
+            "disposition_flag",
+            "reassignment",
+            "scorecard_escalation",
+            "digest",
+            "weekly_summary",
+        ]
         {
             let n = inner.written.get(label).copied().unwrap_or(0);
             let _ = writeln!(out, "handoff_actions_written_total{{instance=\"{inst}\",kind=\"{label}\"}} {n}");
@@ -186,6 +197,31 @@ impl Metrics {
             let _ =
                 writeln!(out, "handoff_sync_lag_seconds{{instance=\"{inst}\",stream=\"{}\"}} {lag}", stream.as_str());
         }
+        if let Ok(Some(signals)) = crate::notify::run::cached_signals(store) {
+            family(
+                &mut out,
+                "handoff_signal_active",
+                "gauge",
+                "Calibration signals on the latest closed week (1: fired), by signal and what it is about.",
+            );
+            for id in crate::notify::signals::SIGNAL_IDS {
+                let fired: Vec<&crate::notify::signals::Signal> = signals.fired.iter().filter(|f| f.id == id).collect();
+                if fired.is_empty() {
+                    let _ = writeln!(out, "handoff_signal_active{{instance=\"{inst}\",signal=\"{id}\",subject=\"\"}} 0");
+                }
+                for f in fired {
+                    let _ = writeln!(
+                        out,
+                        "handoff_signal_active{{instance=\"{inst}\",signal=\"{id}\",subject=\"{}\"}} 1",
+                        escape(f.subject.as_deref().unwrap_or(""))
+                    );
+                }
+            }
+        }
+        family(&mut out, "handoff_messages_queued", "gauge", "Digests and summaries waiting for delivery.");
+        let _ = writeln!(out, "handoff_messages_queued{{instance=\"{inst}\"}} {}", counts.messages);
+        family(&mut out, "handoff_messages_failed", "gauge", "Digests and summaries given up on (see `handoff state`).");
+        let _ = writeln!(out, "handoff_messages_failed{{instance=\"{inst}\"}} {}", counts.messages_failed);
         family(&mut out, "handoff_pages_total", "counter", "Pages pulled since start.");
         let _ = writeln!(out, "handoff_pages_total{{instance=\"{inst}\"}} {}", self.pages.load(Ordering::Relaxed));
         family(&mut out, "handoff_errors_total", "counter", "Problems met since start (see `handoff state`).");

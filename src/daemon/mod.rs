@@ -17,7 +17,10 @@
 //!    deadline and the actions the ledger does not know yet are committed
 //!    together;
 //! 3. **enforce**: the outbox is drained in order through the connector and
-//!    each outcome recorded (see [`outbox`]).
+//!    each outcome recorded (see [`outbox`]);
+//! 4. **notify** (with `[notify]`): the digests and the weekly summary that
+//!    are due are queued after the evaluation, and delivered after the
+//!    outbox (see [`crate::notify`]).
 //!
 //! The service ([`service`]) repeats ticks on the configured interval; the
 //! demo and the tests call [`Daemon::tick`] themselves while they move the
@@ -58,6 +61,8 @@ pub enum DaemonError {
     Connect(#[from] connect::ConnectError),
     #[error("a batch could not be encoded: {0}")]
     Encode(String),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::run::NotifyError),
 }
 
 /// What one tick did, for logs, metrics and the demo.
@@ -75,6 +80,8 @@ pub struct TickReport {
     pub written: usize,
     pub write_retries: usize,
     pub write_failures: usize,
+    /// Digests and summaries delivered by email or Slack.
+    pub messages_sent: usize,
     /// Streams that did not finish their window this tick.
     pub streams_behind: Vec<Stream>,
     /// Set when the API budget paused the connector.
@@ -89,7 +96,8 @@ impl TickReport {
     /// Whether the tick moved anything (for the adaptive interval and the
     /// watchdog).
     pub fn did_work(&self) -> bool {
-        self.leads_changed + self.activities_changed + self.deletions + self.enqueued + self.written > 0
+        self.leads_changed + self.activities_changed + self.deletions + self.enqueued + self.written + self.messages_sent
+            > 0
     }
 }
 
@@ -109,6 +117,9 @@ pub struct Daemon {
     owners: Vec<Owner>,
     shutdown: Arc<AtomicBool>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Digests and the weekly summary (`[notify]`).
+    notifier: Option<crate::notify::Notifier>,
+    signals: crate::notify::SignalSettings,
 }
 
 impl Daemon {
@@ -137,6 +148,8 @@ impl Daemon {
             owners,
             shutdown: Arc::new(AtomicBool::new(false)),
             metrics,
+            notifier: crate::notify::Notifier::from_config(config)?,
+            signals: config.signals.clone(),
         };
         daemon.note_policy(&config.policy_fingerprint())?;
         Ok(daemon)
@@ -181,6 +194,8 @@ impl Daemon {
         self.policy = Arc::new(config.policy.clone());
         self.sync = config.sync.clone();
         self.settings = config.daemon.clone();
+        self.notifier = crate::notify::Notifier::from_config(config)?;
+        self.signals = config.signals.clone();
         self.note_policy(&config.policy_fingerprint())
     }
 
@@ -271,14 +286,27 @@ impl Daemon {
         };
         if evaluations_done && !self.stopping() {
             self.weekly(now, &mut report)?;
+            self.plan_notices(now, &mut report)?;
         }
         let outbox_done = if self.stopping() || report.paused_until.is_some() {
             false
         } else {
             self.drain_outbox(now, &mut report).await?
         };
+        let messages_done = match &self.notifier {
+            None => true,
+            Some(_) if self.stopping() => false,
+            Some(n) => {
+                let d = n.drain(&self.store, now, self.settings.max_write_attempts).await?;
+                report.messages_sent += d.sent;
+                self.metrics.errors.fetch_add((d.failed + d.retrying) as u64, Ordering::Relaxed);
+                report.errors.extend(d.errors.into_iter().map(|e| format!("notify: {e}")));
+                d.done
+            }
+        };
 
-        report.caught_up = streams_finished && evaluations_done && outbox_done && report.errors.is_empty();
+        report.caught_up =
+            streams_finished && evaluations_done && outbox_done && messages_done && report.errors.is_empty();
         self.metrics.observe_tick(&report, &self.connector.budget());
         tracing::info!(
             pages = report.pages,
@@ -470,6 +498,20 @@ impl Daemon {
         batch.set_next_seq(seq);
         tracing::info!(week = %last_closed, "scorecard week recorded");
         self.commit(batch)
+    }
+
+    /// Keeps the signals current and queues the digests and the summary due
+    /// now (see [`crate::notify`]), in one commit.
+    fn plan_notices(&mut self, now: DateTime<Utc>, report: &mut TickReport) -> Result<(), DaemonError> {
+        let batch = crate::notify::run::refresh_signals(&self.store, &self.policy, &self.owners, &self.signals, now)?;
+        self.commit(batch)?;
+        let Some(notifier) = self.notifier.as_mut() else { return Ok(()) };
+        if report.leads_changed + report.deletions > 0 {
+            notifier.leads_changed();
+        }
+        let planned = notifier.plan(&self.store, &self.policy, &self.owners, &self.signals, now)?;
+        report.enqueued += planned.messages + planned.tasks;
+        self.commit(planned.batch)
     }
 
     /// Sends ready outbox entries. `Ok(true)`: nothing ready is left.

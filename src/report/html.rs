@@ -115,15 +115,71 @@ table{border-collapse:collapse;width:100%;font-size:18px}th,td{padding:6px 10px;
 th:first-child,td:first-child{text-align:left}th{color:#9fb3c8;font-weight:600}
 "#;
 
+/// Larger type for a screen across the room; no table of numbers the room
+/// cannot read from there.
+const TV_STYLE: &str = r#"
+body.tv{padding:2vh 2.5vw;font-size:1.6vw;overflow:hidden}
+body.tv h1{font-size:3vw}body.tv h2{font-size:2vw;margin:2vh 0 1vh}body.tv .sub{font-size:1.3vw}
+body.tv .grid-cards{grid-template-columns:repeat(auto-fill,minmax(30vw,1fr));gap:1.2vw}
+body.tv .card h3{font-size:1.8vw}body.tv .big{font-size:4.6vw}body.tv .state{font-size:1.7vw}
+body.tv .target{font-size:1.4vw}body.tv .signal{font-size:1.5vw}
+.signal{background:#2b2411;border-left:10px solid #f2c14e;border-radius:10px;padding:10px 14px;margin:8px 0}
+"#;
+
 /// The whole page.
 pub fn render_html(card: &Scorecard) -> String {
+    page(card, false)
+}
+
+/// The TV view (`/scorecard?tv`): full screen, large type, refreshing
+/// itself every minute, the latest week's commitments and the signals.
+pub fn render_tv(card: &Scorecard) -> String {
+    page(card, true)
+}
+
+fn signals_html(out: &mut String, card: &Scorecard) {
+    let Some(signals) = &card.signals else { return };
+    out.push_str("<h2>Signals</h2>");
+    if signals.fired.is_empty() {
+        out.push_str("<div class=\"sub\">None this week.</div>");
+    }
+    for s in &signals.fired {
+        let _ = write!(
+            out,
+            "<div class=\"signal\"><b>{}</b>{}<br>{}<br><i>{}</i></div>",
+            esc(&s.headline),
+            s.side.map(|x| format!(" [{}]", x.as_str())).unwrap_or_default(),
+            esc(&s.evidence),
+            esc(&s.suggestion)
+        );
+    }
+    if signals.has_quarter_ago || signals.has_year_ago {
+        out.push_str("<h2>Same week, earlier</h2><table><tr><th>commitment</th><th>this week</th><th>a quarter ago</th><th>a year ago</th></tr>");
+        for c in &signals.comparisons {
+            let v = |x: Option<f64>| esc(&super::value_text(c.unit, x));
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&c.label),
+                v(c.this_week),
+                v(c.quarter_ago),
+                v(c.year_ago)
+            );
+        }
+        out.push_str("</table>");
+    }
+}
+
+fn page(card: &Scorecard, tv: bool) -> String {
     let mut out = String::new();
     let labels: Vec<String> =
         card.weeks.iter().map(|w| format!("{}{}", w.start.format("%b %d"), if w.partial { "*" } else { "" })).collect();
     let _ = write!(
         out,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>SLA scorecard · {inst}</title><style>{STYLE}</style></head><body>",
-        inst = esc(&card.instance)
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">{refresh}<title>SLA scorecard · {inst}</title><style>{STYLE}{TV_STYLE}</style></head><body{class}>",
+        inst = esc(&card.instance),
+        refresh = if tv { "<meta http-equiv=\"refresh\" content=\"60\">" } else { "" },
+        class = if tv { " class=\"tv\"" } else { "" },
     );
     let latest = card.weeks.last();
     let _ = write!(
@@ -151,6 +207,11 @@ pub fn render_html(card: &Scorecard) -> String {
                 out.push_str(&card_html(c, &series, &labels));
             }
             out.push_str("</div>");
+        }
+        signals_html(&mut out, card);
+        if tv {
+            out.push_str("</body></html>\n");
+            return out;
         }
         out.push_str("<h2>Measured</h2><div class=\"grid-cards\">");
         let all: Vec<Option<&Metrics>> = card.weeks.iter().map(|w| w.groups.get("all")).collect();

@@ -34,9 +34,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use handoff_model::{Owner, OwnerKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-pub use html::render_html;
+pub use html::{render_html, render_tv};
 pub use render::{render_csv, render_table};
 
 use crate::engine::{self, classify, ClockKind, ClockStatus, Owners, StatusClass, StopCause};
@@ -126,7 +126,7 @@ struct Acc {
 }
 
 /// Which side of the agreement a commitment is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Marketing,
@@ -157,7 +157,7 @@ pub struct Commitment {
     pub unit: Unit,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     Share,
@@ -187,6 +187,28 @@ pub struct Scorecard {
     pub generated_at: DateTime<Utc>,
     pub by: Option<Dimension>,
     pub weeks: Vec<Week>,
+    /// The calibration signals, when the caller judged them (they need a
+    /// longer history than the weeks shown; see [`crate::notify::signals`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signals: Option<crate::notify::signals::Signals>,
+}
+
+/// A commitment's value as the scorecard prints it (a share or a count).
+pub fn commitment_text(c: &Commitment, v: Option<f64>) -> String {
+    render::commitment_value(c, v)
+}
+
+/// A commitment's target as the scorecard prints it ("≥90%").
+pub fn target_description(c: &Commitment) -> String {
+    render::target_text(c)
+}
+
+/// A value of `unit` as the scorecard prints it.
+pub fn value_text(unit: Unit, v: Option<f64>) -> String {
+    match unit {
+        Unit::Share => render::pct(v),
+        Unit::Count => v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into()),
+    }
 }
 
 /// What the scorecard is computed from.
@@ -422,6 +444,7 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
         generated_at: now,
         by,
         weeks: weeks_out,
+        signals: None,
     }
 }
 
@@ -580,7 +603,15 @@ pub fn run_cli(args: &crate::cli::ReportArgs) -> anyhow::Result<std::process::Ex
     let text = match crate::store::Store::open(&config.instance.state_dir) {
         Ok(store) => {
             let now = args.at.unwrap_or_else(Utc::now);
-            let card = from_store(&config.instance.name, &config.policy, &store, args.weeks, now, args.by)?;
+            let mut card = from_store(&config.instance.name, &config.policy, &store, args.weeks, now, args.by)?;
+            card.signals = Some(crate::notify::run::signals_of(
+                &config.policy,
+                &store.leads()?,
+                &store.states()?,
+                &store.owners()?,
+                &config.signals,
+                now,
+            ));
             render(&card, args.format)
         }
         Err(open_error) => match config.daemon.metrics_listen {

@@ -108,6 +108,10 @@ pub fn render_table(card: &Scorecard) -> String {
     for (reason, n) in reasons {
         let _ = writeln!(out, "  {reason:<40} {n:>7}");
     }
+    if let Some(signals) = &card.signals {
+        let _ = writeln!(out, "SIGNALS");
+        out.push_str(&crate::notify::signals::render_text(signals));
+    }
     if let Some(by) = card.by {
         let _ = writeln!(out, "BY {:?} ({})", by, last.start.format("week of %Y-%m-%d")).map(|_| ());
         let _ = writeln!(

@@ -24,11 +24,14 @@
 //! | `ledger` | action key | [`LedgerEntry`]: an action the CRM confirmed |
 //! | `errors` | sequence | [`ErrorRecord`]: the last problems, for `handoff state` |
 //! | `weekly` | commitment, week | [`WeekRecord`]: scorecard results kept for streaks |
+//! | `messages` | sequence | [`MessageEntry`]: a digest or summary not yet delivered (see [`messages`]) |
+//! | `message_keys` | message key | sequence |
 //!
 //! Values are versioned: one format byte, then JSON. A value written by a
 //! newer handoff is refused with a message rather than misread.
 
 mod backend;
+pub mod messages;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +45,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use backend::{Backend, MemoryBackend, SledBackend, Tree, Write};
+pub use messages::MessageEntry;
 
 use crate::engine::Clock;
 
@@ -228,6 +232,8 @@ pub enum ActionSummary {
     UpdateLead,
     CreateTask { assignee_id: String, purpose: TaskPurpose },
     Reassign { to_owner_id: String },
+    /// A digest or summary delivered by email or Slack (see [`messages`]).
+    Message { channel: String, recipient: String },
 }
 
 impl ActionSummary {
@@ -272,6 +278,9 @@ pub struct Counts {
     pub outbox: usize,
     pub outbox_failed: usize,
     pub ledger: usize,
+    /// Digests and summaries waiting for delivery (failed ones included).
+    pub messages: usize,
+    pub messages_failed: usize,
 }
 
 /// The daemon's state, over some [`Backend`].
@@ -526,6 +535,8 @@ impl Store {
             outbox_failed: outbox.iter().filter(|e| e.failed).count(),
             outbox: outbox.len(),
             ledger: self.backend.count(Tree::Ledger)?,
+            messages_failed: self.messages()?.iter().filter(|e| e.failed).count(),
+            messages: self.backend.count(Tree::Messages)?,
         })
     }
 

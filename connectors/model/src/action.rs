@@ -76,4 +76,10 @@ pub enum TaskPurpose {
     DispositionFlag,
     /// A scorecard commitment missed weeks running, to the named leaders.
     ScorecardEscalation,
+    /// The daily SLA digest of a rep or a manager, where no email or Slack
+    /// channel reaches them.
+    Digest,
+    /// The weekly SLA summary to a leader, where no email or Slack channel
+    /// is configured.
+    WeeklySummary,
 }
