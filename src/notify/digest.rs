@@ -511,7 +511,7 @@ mod tests {
         assert_eq!((rows[0].clock, rows[0].status), (FirstTouch, Breached));
         assert_eq!(rows[1].url, "https://acme.my.salesforce.com/lightning/r/Lead/L1/view");
         let team = manager_rows(&book, &["rep".to_string(), "other".to_string()], &urls);
-        assert_eq!(team.iter().map(|r| r.lead_id.as_str()).collect::<Vec<_>>(), ["L5", "L2"]);
+        assert_eq!(team.iter().map(|r| r.lead_id.as_str()).collect::<Vec<_>>(), ["L2", "L5"], "by rep name");
         let d = Digest {
             kind: DigestKind::Rep,
             recipient_id: "rep".into(),
