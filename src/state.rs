@@ -24,6 +24,8 @@ struct Report {
     cursors: Vec<(Stream, Option<String>)>,
     next_deadline: Option<DateTime<Utc>>,
     failed_actions: Vec<OutboxEntry>,
+    /// Digests and summaries given up on, with the server's error name.
+    failed_messages: Vec<crate::store::MessageEntry>,
     errors: Vec<ErrorRecord>,
 }
 
@@ -90,6 +92,17 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
         }
         store.commit(batch)?;
         changed.push(format!("{} failed action(s) are queued again", failed.len()));
+        let failed: Vec<crate::store::MessageEntry> = store.messages()?.into_iter().filter(|e| e.failed).collect();
+        let mut batch = Batch::default();
+        for mut e in failed.iter().cloned() {
+            e.failed = false;
+            e.attempts = 0;
+            e.sending_since = None;
+            e.next_attempt_at = Utc::now().min(e.next_attempt_at);
+            batch.update_message(&e);
+        }
+        store.commit(batch)?;
+        changed.push(format!("{} failed message(s) are queued again", failed.len()));
     }
 
     let report = Report {
@@ -103,6 +116,7 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
             .collect::<Result<_, crate::store::StoreError>>()?,
         next_deadline: store.next_deadline()?,
         failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).collect(),
+        failed_messages: store.messages()?.into_iter().filter(|e| e.failed).collect(),
         errors: store.errors(20)?,
     };
     if args.json {
@@ -131,6 +145,7 @@ fn render(r: &Report, changed: &[String]) -> String {
         r.next_deadline.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
     );
     let _ = writeln!(out, "outbox: {} queued, {} failed; ledger: {} actions done", c.outbox, c.outbox_failed, c.ledger);
+    let _ = writeln!(out, "messages (digests, summaries): {} queued, {} failed", c.messages, c.messages_failed);
     let _ = writeln!(out, "cursors:");
     for (stream, cursor) in &r.cursors {
         let shown = cursor.as_deref().map(|c| if c.len() > 160 { format!("{}…", &c[..160]) } else { c.to_string() });
@@ -146,6 +161,20 @@ fn render(r: &Report, changed: &[String]) -> String {
         for e in r.failed_actions.iter().take(20) {
             let why = e.last_error.as_ref().map(|w| format!("{} {}", w.code, w.message)).unwrap_or_default();
             let _ = writeln!(out, "  {} (lead {}, {} attempts): {why}", e.action.key, e.action.lead_id, e.attempts);
+        }
+    }
+    if !r.failed_messages.is_empty() {
+        let _ = writeln!(out, "failed messages (fix the cause, then `handoff state --retry-failed`):");
+        for e in r.failed_messages.iter().take(20) {
+            let why = e.last_error.as_ref().map(|w| format!("{} {}", w.code, w.message)).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} ({} to {}, {} attempts): {why}",
+                e.message.key,
+                e.message.kind.as_str(),
+                e.message.delivery.address(),
+                e.attempts
+            );
         }
     }
     if !r.errors.is_empty() {

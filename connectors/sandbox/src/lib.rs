@@ -17,6 +17,9 @@
 //! - [`generate`]: builds the [`org::SyntheticOrg`] from a seed.
 //! - [`admin`]: the generic admin routes (clock, faults, request log, org).
 //! - [`tls`]: the throwaway CA and loopback certificate for HTTPS.
+//! - [`slack`]: a loopback Slack (incoming webhook and `chat.postMessage`)
+//!   with 429s and `ok: false` errors on demand, for the digests and the
+//!   weekly summary.
 
 pub mod admin;
 pub mod clock;
@@ -27,6 +30,7 @@ pub mod log;
 pub mod org;
 pub mod salesforce;
 pub mod server;
+pub mod slack;
 pub mod tls;
 
 pub use clock::SimClock;
