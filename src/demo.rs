@@ -40,11 +40,25 @@ pub struct SimOptions {
     pub step: Duration,
     /// Where the daemon keeps its state; `None`: a temporary directory.
     pub state_dir: Option<PathBuf>,
+    /// Sections merged into the demo config (e.g. `[notify]`), key by key
+    /// one level down.
+    pub config_extra: Option<toml::Table>,
+    /// How the sandbox generates its org beyond seed, leads and days.
+    pub org: Option<OrgConfig>,
 }
 
 impl SimOptions {
     pub fn new(crm: CrmKind) -> SimOptions {
-        SimOptions { crm, seed: 42, leads: 150, days: 5, step: Duration::minutes(15), state_dir: None }
+        SimOptions {
+            crm,
+            seed: 42,
+            leads: 150,
+            days: 5,
+            step: Duration::minutes(15),
+            state_dir: None,
+            config_extra: None,
+            org: None,
+        }
     }
 }
 
@@ -153,7 +167,37 @@ pub fn config_table(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> an
 
 /// [`config_table`], validated.
 pub fn config_for(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> anyhow::Result<Config> {
-    let text = toml::to_string(&config_table(sandbox, state_dir)?).context("rendering the demo config")?;
+    config_with(sandbox, state_dir, None)
+}
+
+/// Merges `extra` into `root`: a table into a table key by key, anything
+/// else replaced.
+pub fn merge_config(root: &mut toml::Table, extra: &toml::Table) {
+    for (k, v) in extra {
+        match (root.get_mut(k), v) {
+            (Some(toml::Value::Table(have)), toml::Value::Table(add)) => {
+                for (k2, v2) in add {
+                    have.insert(k2.clone(), v2.clone());
+                }
+            }
+            _ => {
+                root.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// [`config_table`] with `extra` merged in, validated.
+pub fn config_with(
+    sandbox: &RunningSandbox,
+    state_dir: &std::path::Path,
+    extra: Option<&toml::Table>,
+) -> anyhow::Result<Config> {
+    let mut table = config_table(sandbox, state_dir)?;
+    if let Some(extra) = extra {
+        merge_config(&mut table, extra);
+    }
+    let text = toml::to_string(&table).context("rendering the demo config")?;
     config::parse(&text).map_err(|issues| {
         anyhow::anyhow!(
             "the built-in demo config is invalid:\n{}",
@@ -199,7 +243,12 @@ impl Simulation {
     /// and the daemon against it.
     pub async fn start(opts: &SimOptions) -> anyhow::Result<Simulation> {
         let mut sb = SandboxOptions::new(opts.crm);
-        sb.org = OrgConfig { seed: opts.seed, leads: opts.leads, days: opts.days, ..OrgConfig::default() };
+        sb.org = OrgConfig {
+            seed: opts.seed,
+            leads: opts.leads,
+            days: opts.days,
+            ..opts.org.clone().unwrap_or_default()
+        };
         sb.clock = ClockMode::Frozen;
         sb.replay = true;
         let sandbox = handoff_sandbox::start(sb).await.context("starting the sandbox CRM")?;
@@ -215,9 +264,19 @@ impl Simulation {
             }
         };
         std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
-        let config = config_for(&sandbox, &state_dir)?;
+        let config = config_with(&sandbox, &state_dir, opts.config_extra.as_ref())?;
         let daemon = Self::daemon(&config, &sandbox).await?;
         Ok(Simulation { sandbox, daemon, config, state_dir, _temp: temp, ticks: 0, step: opts.step })
+    }
+
+    /// Stops the daemon and starts a new one on the same state directory
+    /// (what a service restart does), the sandbox untouched.
+    pub async fn restart(self) -> anyhow::Result<Simulation> {
+        let Simulation { sandbox, daemon, config, state_dir, _temp, ticks, step } = self;
+        daemon.store().flush()?;
+        drop(daemon);
+        let daemon = Self::daemon(&config, &sandbox).await?;
+        Ok(Simulation { sandbox, daemon, config, state_dir, _temp, ticks, step })
     }
 
     /// A daemon for `config` reading the sandbox's clock directly.

@@ -54,6 +54,8 @@ pub struct SlackPost {
 struct SlackState {
     posts: Mutex<Vec<SlackPost>>,
     faults: Mutex<VecDeque<SlackFault>>,
+    /// Faults for the webhook only (the Web API answers normally).
+    webhook_faults: Mutex<VecDeque<SlackFault>>,
     /// Requests answered (accepted or not).
     requests: Mutex<usize>,
 }
@@ -74,6 +76,11 @@ impl SlackSandbox {
     /// The faults answer the next requests, one each, in order.
     pub fn push_fault(&self, fault: SlackFault) {
         lock(&self.state.faults).push_back(fault);
+    }
+
+    /// Like [`SlackSandbox::push_fault`], for the incoming webhook only.
+    pub fn push_webhook_fault(&self, fault: SlackFault) {
+        lock(&self.state.webhook_faults).push_back(fault);
     }
 
     /// Messages accepted so far, in order.
@@ -146,7 +153,8 @@ async fn webhook(
     Path((team, bot, secret)): Path<(String, String, String)>,
     body: String,
 ) -> Response {
-    match next_fault(&state) {
+    let fault = next_fault(&state).or_else(|| lock(&state.webhook_faults).pop_front());
+    match fault {
         Some(SlackFault::RateLimited { retry_after_secs }) => return rate_limited(retry_after_secs),
         Some(SlackFault::Error(name)) => {
             let status = match name.as_str() {
