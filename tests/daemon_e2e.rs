@@ -10,13 +10,17 @@
 //! - every clock at risk gets exactly one reminder, every breach exactly one
 //!   escalation per rung that fired, met clocks get none, and the CRM holds
 //!   no task handoff cannot account for and no task twice;
-//! - the SLA fields on every lead in the CRM read what the engine decided.
+//! - the SLA fields on every lead in the CRM read what the engine decided;
+//! - with `[notify]` and no email or Slack channel, every rep gets one
+//!   digest task per business day in their own zone (none on weekends),
+//!   every manager one for their team, and the leaders one weekly summary
+//!   per closed week — the same on both CRMs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use handoff::demo::{sandbox_tasks, SimOptions, Simulation};
 use handoff::engine::{Clock, ClockKind, ClockStatus};
 use handoff::store::LeadState;
@@ -139,7 +143,19 @@ fn same(a: Option<&Value>, b: &Value) -> bool {
 /// Runs the month on `crm`, checks it, and returns the tasks handoff created
 /// as (lead index, clock, start, what), for comparing the two CRMs.
 async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
-    let opts = SimOptions { crm, seed: 7, leads: 200, days: 30, step: Duration::minutes(30), ..SimOptions::new(crm) };
+    let mut notify = toml::Table::new();
+    notify.insert("hubspot_portal_id".into(), "4412345".into());
+    let mut extra = toml::Table::new();
+    extra.insert("notify".into(), notify.into());
+    let opts = SimOptions {
+        crm,
+        seed: 7,
+        leads: 200,
+        days: 30,
+        step: Duration::minutes(30),
+        config_extra: Some(extra),
+        ..SimOptions::new(crm)
+    };
     let mut sim = Simulation::start(&opts).await.expect("simulation starts");
     let end = sim.end_at();
     // The instants the daemon ran at: what it could have seen, and when.
@@ -167,6 +183,7 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
     assert!(dups.is_empty(), "{crm}: tasks created twice: {dups:?}");
     let mut tasks_of: BTreeMap<(String, String, i64), BTreeSet<String>> = BTreeMap::new();
     // Weekly scorecard escalations: `sc:{commitment}:{streak start}:{leader}:v1`.
+    let notices = notices(&sim, &by_key, &ticks);
     let scorecard: BTreeSet<(String, String, String)> = by_key
         .keys()
         .filter_map(|k| k.strip_prefix("sc:"))
@@ -185,7 +202,7 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
         let before = store.week_record(commitment, start - Duration::weeks(1)).unwrap();
         assert!(before.is_none_or(|r| r.met), "{crm}: {commitment} escalated again inside one streak (from {start})");
     }
-    for key in by_key.keys().filter(|k| !k.starts_with("sc:")) {
+    for key in by_key.keys().filter(|k| !k.starts_with("sc:") && !k.starts_with("dg:") && !k.starts_with("ws:")) {
         let (lead, clock, start, what) =
             parse_key(key).unwrap_or_else(|| panic!("{crm}: task key {key} is not handoff's"));
         tasks_of.entry((lead, clock, start)).or_default().insert(what);
@@ -260,7 +277,7 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
     assert!(!scorecard.is_empty(), "{crm}: a month of these reps misses a sales commitment two weeks running");
     let mut neutral: BTreeSet<(usize, String, i64, String)> = by_key
         .keys()
-        .filter(|k| !k.starts_with("sc:"))
+        .filter(|k| !k.starts_with("sc:") && !k.starts_with("dg:") && !k.starts_with("ws:"))
         .filter_map(|k| parse_key(k))
         .filter_map(|(lead, clock, start, what)| Some((index_of(&lead)?, clock, start, what)))
         .collect();
@@ -270,6 +287,8 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
             .iter()
             .map(|(c, week, _)| (usize::MAX, c.clone(), week.parse().unwrap_or(0), "scorecard".to_string())),
     );
+    // Digests and summaries by user index and date, CRM ids left out.
+    neutral.extend(notices.into_iter().map(|(user, date, kind)| (user, kind, date.into(), "notice".to_string())));
     for (what, min) in [("reminder", 5), ("escalation", 5), ("met_quiet", 5), ("graded", 50), ("fast", 3), ("never", 1)]
     {
         assert!(
@@ -278,6 +297,104 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String)> {
         );
     }
     sim.sandbox.stop().await;
+    neutral
+}
+
+/// The digest and summary tasks: checked against what the org and the
+/// ticks say is due, and returned as (user index, yyyymmdd, kind).
+fn notices(
+    sim: &Simulation,
+    by_key: &BTreeMap<String, usize>,
+    ticks: &[DateTime<Utc>],
+) -> BTreeSet<(usize, u32, String)> {
+    let crm = sim.sandbox.crm;
+    let org = &sim.sandbox.shared.org;
+    let id_of = |i: usize| match crm {
+        CrmKind::Salesforce => handoff_sandbox::salesforce::materialise::user_id(i),
+        CrmKind::Hubspot => handoff_sandbox::hubspot::state::owner_id(OwnerRef::User(i)).to_string(),
+    };
+    let user_of: BTreeMap<String, usize> = org.users.iter().map(|u| (id_of(u.index), u.index)).collect();
+    let mut got: BTreeSet<(usize, u32, String)> = BTreeSet::new();
+    let mut summaries: BTreeMap<String, usize> = BTreeMap::new();
+    for key in by_key.keys() {
+        let parts: Vec<&str> = key.split(':').collect();
+        match parts.as_slice() {
+            ["dg", who, date, kind, _] => {
+                let user = user_of[*who];
+                assert!(got.insert((user, date.parse().unwrap(), kind.to_string())), "{crm}: digest twice: {key}");
+            }
+            ["ws", week, _, _] => *summaries.entry(week.to_string()).or_default() += 1,
+            _ => {}
+        }
+    }
+    // When each user first owned a lead (visible to a tick).
+    let mut first_lead: BTreeMap<usize, DateTime<Utc>> = BTreeMap::new();
+    for e in &org.events {
+        if let EventKind::LeadCreated { owner: OwnerRef::User(u), .. } | EventKind::Assigned { owner: OwnerRef::User(u), .. } =
+            &e.kind
+        {
+            first_lead.entry(*u).or_insert(e.at + Duration::seconds(LAG));
+        }
+    }
+    let digest_at = chrono::NaiveTime::from_hms_opt(8, 30, 0).unwrap();
+    let due = |user: usize, since: DateTime<Utc>| -> BTreeSet<u32> {
+        let tz: chrono_tz::Tz = org.users[user].time_zone.parse().unwrap();
+        let mut out = BTreeSet::new();
+        let first = ticks[0].with_timezone(&tz).date_naive();
+        let last = ticks[ticks.len() - 1].with_timezone(&tz).date_naive();
+        let mut d = first;
+        while d <= last {
+            let weekday = !matches!(d.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun);
+            let from = handoff::notify::schedule::local_instant(tz, d, digest_at);
+            let to = handoff::notify::schedule::local_instant(tz, d + Duration::days(1), chrono::NaiveTime::MIN);
+            if weekday && ticks.iter().any(|t| *t >= from && *t < to && *t >= since) {
+                out.insert(d.format("%Y%m%d").to_string().parse().unwrap());
+            }
+            d += Duration::days(1);
+        }
+        out
+    };
+    let mut want: BTreeSet<(usize, u32, String)> = BTreeSet::new();
+    for (user, since) in &first_lead {
+        want.extend(due(*user, *since).into_iter().map(|d| (*user, d, "rep".to_string())));
+    }
+    let mut team_since: BTreeMap<usize, DateTime<Utc>> = BTreeMap::new();
+    for (user, since) in &first_lead {
+        if let Some(m) = org.users[*user].manager {
+            let e = team_since.entry(m).or_insert(*since);
+            *e = (*e).min(*since);
+        }
+    }
+    for (manager, since) in &team_since {
+        want.extend(due(*manager, *since).into_iter().map(|d| (*manager, d, "mgr".to_string())));
+    }
+    let missing: Vec<_> = want.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&want).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "{crm}: digests missing {missing:?}, unexpected {extra:?}");
+    assert!(got.iter().filter(|(_, _, k)| k == "rep").count() >= 6 * 20, "{crm}: a month of digests for six reps");
+    // A summary for every week that closed with data, one per leader (one
+    // leader in the demo policy), sent Monday 09:00 in New York.
+    let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    let last_tick = ticks[ticks.len() - 1];
+    let first_lead_at = org.events.iter().map(|e| e.at).min().unwrap();
+    let mut weeks = BTreeMap::new();
+    let mut w = first_lead_at.with_timezone(&ny).date_naive();
+    while w.weekday() != chrono::Weekday::Mon {
+        w -= Duration::days(1);
+    }
+    loop {
+        let send = handoff::notify::schedule::local_instant(ny, w + Duration::days(7), chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap());
+        if send > last_tick {
+            break;
+        }
+        weeks.insert(w.format("%Y%m%d").to_string(), 1usize);
+        w += Duration::days(7);
+    }
+    assert_eq!(summaries, weeks, "{crm}: one weekly summary per closed week");
+    assert!(summaries.len() >= 4, "{crm}: a month has four weekly summaries");
+    println!("{crm}: {} digests, {} summaries", got.len(), summaries.len());
+    let mut neutral = got;
+    neutral.extend(summaries.keys().map(|w| (usize::MAX, w.parse().unwrap(), "summary".to_string())));
     neutral
 }
 
