@@ -26,8 +26,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::org::{
-    EventKind, IntendedGrade, LeadStatus, OrgConfig, OrgEvent, OwnerRef, RepBehaviour, SynthLead, SynthQueue,
-    SynthUser, SyntheticOrg,
+    EventKind, IntendedGrade, LeadStatus, OrgConfig, OrgEvent, OrgProfile, OwnerRef, RepBehaviour, SynthLead,
+    SynthQueue, SynthUser, SyntheticOrg,
 };
 
 /// Index of "Inbound Queue" in [`SyntheticOrg::queues`].
@@ -149,7 +149,7 @@ pub fn generate(cfg: &OrgConfig) -> SyntheticOrg {
     let mut leads = Vec::with_capacity(cfg.leads);
     let mut events = Vec::with_capacity(cfg.leads * 8);
     let mut removed = vec![false; cfg.leads];
-    let ctx = Ctx { users: &users, zones: &rep_zones, end_at: cfg.end_at() };
+    let ctx = Ctx { users: &users, zones: &rep_zones, end_at: cfg.end_at(), profile: cfg.profile };
     for (index, arrived_at) in arrivals.into_iter().enumerate() {
         let lead = generate_lead(index, &mut rng);
         // Round-robin over reps, like an assignment rule, so every rep (and
@@ -173,6 +173,7 @@ struct Ctx<'a> {
     users: &'a [SynthUser],
     zones: &'a [Tz],
     end_at: DateTime<Utc>,
+    profile: OrgProfile,
 }
 
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
@@ -212,7 +213,11 @@ fn generate_users(cfg: &OrgConfig, rng: &mut ChaCha8Rng) -> Vec<SynthUser> {
         // Managers of region k sit at 1 + k, 1 + k + 4, …
         let managers_in_region = (manager_count - region).div_ceil(REGIONS.len());
         let manager = 1 + region + REGIONS.len() * ((r / REP_ZONES.len()) % managers_in_region);
-        let behaviour = if r < ALL_BEHAVIOURS.len() { ALL_BEHAVIOURS[r] } else { draw_behaviour(rng) };
+        let behaviour = match cfg.profile {
+            OrgProfile::Mixed if r < ALL_BEHAVIOURS.len() => ALL_BEHAVIOURS[r],
+            OrgProfile::Mixed => draw_behaviour(rng),
+            OrgProfile::Calibrated | OrgProfile::Steady => RepBehaviour::Fast,
+        };
         user(&mut users, zone, Some(manager), REGIONS[region].team, Some(behaviour));
     }
     users
@@ -490,7 +495,12 @@ fn plan_lead(
     let assigned_at = if rng.gen_bool(0.6) {
         out.push(event(arrived_at, EventKind::LeadCreated { lead: index, owner: OwnerRef::Queue(INBOUND_QUEUE) }));
         // Routing usually takes a few minutes; one in ten is late.
-        let delay_secs = if rng.gen_bool(0.9) { rng.gen_range(60..300) } else { rng.gen_range(360..3600) };
+        let delay_secs = match ctx.profile {
+            OrgProfile::Mixed if rng.gen_bool(0.9) => rng.gen_range(60..300),
+            OrgProfile::Mixed => rng.gen_range(360..3600),
+            OrgProfile::Calibrated => rng.gen_range(400..1800),
+            OrgProfile::Steady => rng.gen_range(60..240),
+        };
         let at = arrived_at + Duration::seconds(delay_secs);
         out.push(event(at, EventKind::Assigned { lead: index, owner: OwnerRef::User(rep) }));
         at
@@ -499,6 +509,10 @@ fn plan_lead(
         arrived_at
     };
 
+    if ctx.profile != OrgProfile::Mixed {
+        plan_decisive(ctx, lead, rep, assigned_at, rng, out);
+        return;
+    }
     if other_rep != rep && rng.gen_bool(0.05) {
         // Reassigned a few hours to a day later; the first owner's work stops there.
         let reassigned_at = assigned_at + Duration::seconds(rng.gen_range(2 * 3600..30 * 3600));
@@ -618,6 +632,50 @@ fn plan_behaviour(
             }
             status(decided_at, LeadStatus::Rejected { reason: reason(rng, 0.3, weak) }, out);
         }
+    }
+}
+
+/// The quick, decisive reps of the [`OrgProfile::Calibrated`] and
+/// [`OrgProfile::Steady`] orgs: a touch within minutes of assignment (a
+/// working day late in a Steady org's every fourth week), a decision the
+/// next working day.
+fn plan_decisive(
+    ctx: &Ctx<'_>,
+    lead: &SynthLead,
+    rep: usize,
+    from_at: DateTime<Utc>,
+    rng: &mut ChaCha8Rng,
+    out: &mut Vec<OrgEvent>,
+) {
+    let tz = ctx.zones[rep];
+    let index = lead.index;
+    let ny_week = |at: DateTime<Utc>| at.with_timezone(&chrono_tz::America::New_York).iso_week().week();
+    let slow = ctx.profile == OrgProfile::Steady && ny_week(from_at) % 4 == 3;
+    let first_at = if slow {
+        working_day(from_at, tz, 1, rng)
+    } else {
+        working_after(from_at + Duration::minutes(1), tz, rng, 10)
+    };
+    out.push(event(first_at, EventKind::Touch { lead: index, by: rep, kind: touch_kind(rng) }));
+    out.push(event(first_at + Duration::seconds(30), EventKind::StatusChanged { lead: index, status: LeadStatus::Working }));
+    if lead.intended_grade == IntendedGrade::None {
+        let status = LeadStatus::Rejected { reason: reason(rng, 1.0, true) };
+        out.push(event(first_at + Duration::minutes(5), EventKind::StatusChanged { lead: index, status }));
+        return;
+    }
+    let decided_at = working_day(first_at, tz, 1, rng);
+    let status = match ctx.profile {
+        OrgProfile::Calibrated if index % 8 == 0 => LeadStatus::Rejected { reason: Some("wrong_persona".into()) },
+        OrgProfile::Steady if index % 10 < 3 => {
+            let code = REASON_CODES[ny_week(decided_at) as usize % REASON_CODES.len()];
+            LeadStatus::Rejected { reason: Some(code.into()) }
+        }
+        _ => LeadStatus::Accepted,
+    };
+    let accepted = status == LeadStatus::Accepted;
+    out.push(event(decided_at, EventKind::StatusChanged { lead: index, status }));
+    if accepted && index % 5 == 1 {
+        out.push(event(working_day(decided_at, tz, 3, rng), EventKind::StatusChanged { lead: index, status: LeadStatus::Converted }));
     }
 }
 

@@ -23,6 +23,27 @@ pub struct OrgConfig {
     pub days: u32,
     /// First instant of the timeline (a Monday 00:00 UTC is a good choice).
     pub start_at: DateTime<Utc>,
+    /// How the reps work (the default mix, or an org shaped to trip or to
+    /// stay clear of the calibration signals).
+    #[serde(default)]
+    pub profile: OrgProfile,
+}
+
+/// The shape of an org's behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgProfile {
+    /// Every rep behaviour in a fixed mix (the default).
+    #[default]
+    Mixed,
+    /// Built to trip every calibration signal: every rep touches at once
+    /// and decides the next working day; 7 in 8 qualified leads accepted,
+    /// every rejection "wrong_persona"; queue routing always late.
+    Calibrated,
+    /// Built to trip none: the same quick reps, but every fourth week
+    /// (New York) they touch a working day late; 3 in 10 leads rejected,
+    /// with the week's reason code rotating; routing in time.
+    Steady,
 }
 
 impl OrgConfig {
@@ -40,6 +61,7 @@ impl Default for OrgConfig {
             leads: 1_000,
             days: 30,
             start_at: DateTime::from_timestamp(1_772_409_600, 0).unwrap_or_default(),
+            profile: OrgProfile::Mixed,
         }
     }
 }

@@ -11,7 +11,13 @@ use handoff_sandbox::generate::{COMPETITOR_DOMAINS, FIT_COUNTRIES};
 use handoff_sandbox::org::{EventKind, IntendedGrade, LeadStatus, OrgConfig, OwnerRef, RepBehaviour, SyntheticOrg};
 
 fn cfg(seed: u64, leads: usize) -> OrgConfig {
-    OrgConfig { seed, leads, days: 30, start_at: "2026-03-02T00:00:00Z".parse::<DateTime<Utc>>().unwrap() }
+    OrgConfig {
+        seed,
+        leads,
+        days: 30,
+        start_at: "2026-03-02T00:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+        ..OrgConfig::default()
+    }
 }
 
 fn lead_owner_behaviours(org: &SyntheticOrg) -> BTreeSet<String> {
