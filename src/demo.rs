@@ -640,12 +640,31 @@ pub async fn run_cli(args: &crate::cli::DemoArgs) -> anyhow::Result<std::process
     })
     .await?;
     let summary = sim.summary().await?;
+    let (digests, weekly) = crate::notify::run::preview(&sim.config, sim.daemon.store(), sim.now())?;
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        let mut value = serde_json::to_value(&summary)?;
+        value["digests"] = serde_json::to_value(&digests)?;
+        value["weekly_summary"] = serde_json::to_value(&weekly)?;
+        println!("{}", serde_json::to_string(&value)?);
     } else {
         print!("{}", render_summary(&summary));
         println!();
         print!("{}", crate::report::render_table(&sim.scorecard()?));
+        println!();
+        let instance = &sim.config.instance.name;
+        println!("WHAT THE DAILY DIGESTS WOULD SAY (composed now, not sent; with [notify] they go by email, Slack or CRM task)");
+        for d in &digests {
+            println!("---------------------------------------------------------------------------");
+            print!("{}", d.text(instance));
+        }
+        println!("===========================================================================");
+        match &weekly {
+            Some(w) => {
+                println!("WHAT THE WEEKLY SUMMARY WOULD SAY");
+                print!("{}", w.text());
+            }
+            None => println!("(no weekly summary: no lead yet)"),
+        }
         println!();
         if args.serve {
             println!(

@@ -191,6 +191,12 @@ async fn the_scrape_health_and_scorecard_of_a_running_daemon() {
     let card: serde_json::Value =
         http.get(format!("{base}/scorecard?format=json&weeks=3")).send().await.unwrap().json().await.unwrap();
     assert!(!card["weeks"].as_array().unwrap().is_empty(), "{card}");
+    // The TV view: the same page full-screen, in large type, refreshing itself.
+    let tv = http.get(format!("{base}/scorecard?tv")).send().await.unwrap();
+    assert!(tv.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = tv.text().await.unwrap();
+    assert!(page.contains("http-equiv=\"refresh\"") && page.contains("<body class=\"tv\">"), "{page}");
+    assert!(page.contains("<h2>Signals</h2>") && !page.contains("<h2>Measured</h2>"), "{page}");
     let out = Command::new(common::binary())
         .args(["report", "--config"])
         .arg(&config)
