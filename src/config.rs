@@ -1311,11 +1311,14 @@ mod tests {
         assert_eq!(paths_after("\ntls = \"starttls\"", "\ntls = \"none\""), ["notify.email.tls"]);
         assert_eq!(paths_after("from = \"handoff <sla@acme.com>\"", "from = \"sla at acme\""), ["notify.email.from"]);
         assert_eq!(paths_after("username = \"sla@acme.com\"\n", ""), ["notify.email.username"]);
-        assert_eq!(paths_after("channel = \"C0123ABCD\"", "chanel = \"C0123ABCD\""), [
-            "notify.slack.chanel",
-            "notify.slack.channel"
-        ]);
-        assert_eq!(paths_after("summary_to = [\"revops@acme.com\"]", "summary_to = [\"revops\"]"), ["notify.summary_to[0]"]);
+        assert_eq!(
+            paths_after("channel = \"C0123ABCD\"", "chanel = \"C0123ABCD\""),
+            ["notify.slack.chanel", "notify.slack.channel"]
+        );
+        assert_eq!(
+            paths_after("summary_to = [\"revops@acme.com\"]", "summary_to = [\"revops\"]"),
+            ["notify.summary_to[0]"]
+        );
         assert_eq!(paths_after("met_weeks = 13", "met_weeks = 0"), ["signals.met_weeks"]);
         assert_eq!(
             paths_after("instance_url = \"https://acme.my.salesforce.com\"\n", ""),
@@ -1324,7 +1327,8 @@ mod tests {
         );
         let inline = paths_after("bot_token = { credential = \"slack-bot-token\" }", "bot_token = \"xoxb-123-secret\"");
         assert_eq!(inline, ["notify.slack.bot_token"]);
-        let text = EXAMPLE.replacen("bot_token = { credential = \"slack-bot-token\" }", "bot_token = \"xoxb-123-secret\"", 1);
+        let text =
+            EXAMPLE.replacen("bot_token = { credential = \"slack-bot-token\" }", "bot_token = \"xoxb-123-secret\"", 1);
         let shown: Vec<String> = parse(&text).unwrap_err().iter().map(|i| i.to_string()).collect();
         assert!(!shown.concat().contains("xoxb-123-secret"), "{shown:?}");
     }

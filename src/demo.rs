@@ -243,12 +243,8 @@ impl Simulation {
     /// and the daemon against it.
     pub async fn start(opts: &SimOptions) -> anyhow::Result<Simulation> {
         let mut sb = SandboxOptions::new(opts.crm);
-        sb.org = OrgConfig {
-            seed: opts.seed,
-            leads: opts.leads,
-            days: opts.days,
-            ..opts.org.clone().unwrap_or_default()
-        };
+        sb.org =
+            OrgConfig { seed: opts.seed, leads: opts.leads, days: opts.days, ..opts.org.clone().unwrap_or_default() };
         sb.clock = ClockMode::Frozen;
         sb.replay = true;
         let sandbox = handoff_sandbox::start(sb).await.context("starting the sandbox CRM")?;

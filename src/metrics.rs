@@ -155,8 +155,7 @@ impl Metrics {
         let _ = writeln!(out, "handoff_breached_clocks{{instance=\"{inst}\"}} {breaches}");
 
         family(&mut out, "handoff_actions_written_total", "counter", "Actions the CRM confirmed since start, by kind.");
-        for label in
-            [
+        for label in [
             "sla_fields",
             "reminder",
             "escalation",
@@ -165,8 +164,7 @@ impl Metrics {
             "scorecard_escalation",
             "digest",
             "weekly_summary",
-        ]
-        {
+        ] {
             let n = inner.written.get(label).copied().unwrap_or(0);
             let _ = writeln!(out, "handoff_actions_written_total{{instance=\"{inst}\",kind=\"{label}\"}} {n}");
         }
@@ -207,7 +205,8 @@ impl Metrics {
             for id in crate::notify::signals::SIGNAL_IDS {
                 let fired: Vec<&crate::notify::signals::Signal> = signals.fired.iter().filter(|f| f.id == id).collect();
                 if fired.is_empty() {
-                    let _ = writeln!(out, "handoff_signal_active{{instance=\"{inst}\",signal=\"{id}\",subject=\"\"}} 0");
+                    let _ =
+                        writeln!(out, "handoff_signal_active{{instance=\"{inst}\",signal=\"{id}\",subject=\"\"}} 0");
                 }
                 for f in fired {
                     let _ = writeln!(
@@ -220,7 +219,12 @@ impl Metrics {
         }
         family(&mut out, "handoff_messages_queued", "gauge", "Digests and summaries waiting for delivery.");
         let _ = writeln!(out, "handoff_messages_queued{{instance=\"{inst}\"}} {}", counts.messages);
-        family(&mut out, "handoff_messages_failed", "gauge", "Digests and summaries given up on (see `handoff state`).");
+        family(
+            &mut out,
+            "handoff_messages_failed",
+            "gauge",
+            "Digests and summaries given up on (see `handoff state`).",
+        );
         let _ = writeln!(out, "handoff_messages_failed{{instance=\"{inst}\"}} {}", counts.messages_failed);
         family(&mut out, "handoff_pages_total", "counter", "Pages pulled since start.");
         let _ = writeln!(out, "handoff_pages_total{{instance=\"{inst}\"}} {}", self.pages.load(Ordering::Relaxed));

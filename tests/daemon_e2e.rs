@@ -330,8 +330,8 @@ fn notices(
     // When each user first owned a lead (visible to a tick).
     let mut first_lead: BTreeMap<usize, DateTime<Utc>> = BTreeMap::new();
     for e in &org.events {
-        if let EventKind::LeadCreated { owner: OwnerRef::User(u), .. } | EventKind::Assigned { owner: OwnerRef::User(u), .. } =
-            &e.kind
+        if let EventKind::LeadCreated { owner: OwnerRef::User(u), .. }
+        | EventKind::Assigned { owner: OwnerRef::User(u), .. } = &e.kind
         {
             first_lead.entry(*u).or_insert(e.at + Duration::seconds(LAG));
         }
@@ -383,7 +383,11 @@ fn notices(
         w -= Duration::days(1);
     }
     loop {
-        let send = handoff::notify::schedule::local_instant(ny, w + Duration::days(7), chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap());
+        let send = handoff::notify::schedule::local_instant(
+            ny,
+            w + Duration::days(7),
+            chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+        );
         if send > last_tick {
             break;
         }

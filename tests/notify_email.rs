@@ -82,9 +82,11 @@ impl SmtpSink {
             .expect("the SMTP sink starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).unwrap_or_else(|| {
-            panic!("the SMTP sink did not start: {line:?}")
-        });
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the SMTP sink did not start: {line:?}"));
         SmtpSink { child, port, out, fail_file, ca, dir }
     }
 
@@ -145,7 +147,9 @@ fn truth_at(org: &SyntheticOrg, t: DateTime<Utc>) -> Vec<LeadTruth> {
         (0..org.leads.len()).map(|_| LeadTruth { owner: None, decided: false, removed: false }).collect();
     for e in org.events.iter().take_while(|e| e.at <= t - Duration::seconds(LAG_SECS)) {
         match &e.kind {
-            EventKind::LeadCreated { lead, owner } | EventKind::Assigned { lead, owner } => out[*lead].owner = Some(*owner),
+            EventKind::LeadCreated { lead, owner } | EventKind::Assigned { lead, owner } => {
+                out[*lead].owner = Some(*owner)
+            }
             EventKind::StatusChanged { lead, status } => {
                 if !matches!(status, LeadStatus::New | LeadStatus::Working) {
                     out[*lead].decided = true;
@@ -346,14 +350,22 @@ async fn digests_and_the_summary_arrive_once_across_a_restart_and_a_retry() {
         if !missing.is_empty() {
             let id_of: BTreeMap<usize, &String> = index_of.iter().map(|(k, v)| (*v, k)).collect();
             for i in &missing {
-                let events: Vec<_> = org.events.iter().filter(|e| format!("{:?}", e.kind).contains(&format!("lead: {i},"))).collect();
+                let events: Vec<_> =
+                    org.events.iter().filter(|e| format!("{:?}", e.kind).contains(&format!("lead: {i},"))).collect();
                 let state = sim.daemon.store().state(id_of[*i]).unwrap();
                 eprintln!("lead {i}: {:?}\n events {events:?}\n state now {state:?}", org.leads[**i]);
             }
         }
-        assert!(missing.is_empty(), "rep {rep} at {sent_at}: undispositioned leads missing from the digest: {missing:?}\n{text}");
+        assert!(
+            missing.is_empty(),
+            "rep {rep} at {sent_at}: undispositioned leads missing from the digest: {missing:?}\n{text}"
+        );
         for extra in links.difference(&want) {
-            assert!(rows[extra].ends_with("at risk"), "rep {rep}: lead {extra} listed but neither open nor at risk: {}", rows[extra]);
+            assert!(
+                rows[extra].ends_with("at risk"),
+                "rep {rep}: lead {extra} listed but neither open nor at risk: {}",
+                rows[extra]
+            );
         }
         checked_rows += want.len();
         if biggest.as_ref().is_none_or(|b| b["text"].as_str().unwrap().len() < text.len()) {
@@ -384,7 +396,8 @@ async fn digests_and_the_summary_arrive_once_across_a_restart_and_a_retry() {
     // One summary per closed week with data (the org starts late on Sunday
     // 1 March in New York, so the week of 23 February has a few hours), each
     // once, to the configured address.
-    let summaries: Vec<&Value> = received.iter().filter(|m| key_of(m["message_id"].as_str().unwrap())[0] == "ws").collect();
+    let summaries: Vec<&Value> =
+        received.iter().filter(|m| key_of(m["message_id"].as_str().unwrap())[0] == "ws").collect();
     let weeks: Vec<String> = summaries.iter().map(|m| key_of(m["message_id"].as_str().unwrap())[1].clone()).collect();
     assert_eq!(weeks, ["20260223", "20260302"], "one summary per closed week, in order");
     let s = summaries[1];
@@ -405,7 +418,8 @@ async fn digests_and_the_summary_arrive_once_across_a_restart_and_a_retry() {
     }
     let (pixels, channels) = screenshot(html, dir.path(), "digest");
     let link_blue = count_colour(&pixels, channels, [0x0b, 0x5c, 0xad], 40);
-    let rows = count_colour(&pixels, channels, [0xfd, 0xe3, 0xe3], 6) + count_colour(&pixels, channels, [0xff, 0xf3, 0xd6], 6);
+    let rows =
+        count_colour(&pixels, channels, [0xfd, 0xe3, 0xe3], 6) + count_colour(&pixels, channels, [0xff, 0xf3, 0xd6], 6);
     let header = count_colour(&pixels, channels, [0xee, 0xf2, 0xf5], 4);
     assert!(link_blue > 200, "the lead links show in link blue ({link_blue} px)");
     assert!(header > 2_000, "the table header shows ({header} px)");

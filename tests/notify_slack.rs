@@ -52,7 +52,8 @@ async fn the_summary_arrives_once_through_a_429() {
     let end = sim.end_at();
     sim.run_until(end, |_, _| {}).await.unwrap();
     let posts = slack.posts();
-    let weeks: Vec<&str> = posts.iter().map(|p| p.text.split("week of ").nth(1).unwrap_or("").split(':').next().unwrap_or("")).collect();
+    let weeks: Vec<&str> =
+        posts.iter().map(|p| p.text.split("week of ").nth(1).unwrap_or("").split(':').next().unwrap_or("")).collect();
     assert_eq!(weeks, ["Feb 23", "Mar 2"], "one summary per closed week, once each: {posts:?}");
     assert!(posts.iter().all(|p| p.via == "chat.postMessage" && p.channel == slack::CHANNEL));
     assert_eq!(slack.requests(), posts.len() + 1, "one refused request, then each summary once");
@@ -114,7 +115,10 @@ async fn slack_errors_are_named_in_handoff_state_and_the_journal() {
     for name in ["invalid_auth", "channel_not_found"] {
         assert!(journal.contains(name), "the journal names {name}:\n{journal}");
     }
-    assert!(!journal.contains("revoked-token") && !journal.contains("sandboxwebhooksecret"), "secrets stay out of logs");
+    assert!(
+        !journal.contains("revoked-token") && !journal.contains("sandboxwebhooksecret"),
+        "secrets stay out of logs"
+    );
     let config3 = config.clone();
     let state = tokio::task::spawn_blocking(move || run(&["state"], &config3)).await.unwrap();
     let text = String::from_utf8_lossy(&state.stdout).to_string();

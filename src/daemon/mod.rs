@@ -96,7 +96,12 @@ impl TickReport {
     /// Whether the tick moved anything (for the adaptive interval and the
     /// watchdog).
     pub fn did_work(&self) -> bool {
-        self.leads_changed + self.activities_changed + self.deletions + self.enqueued + self.written + self.messages_sent
+        self.leads_changed
+            + self.activities_changed
+            + self.deletions
+            + self.enqueued
+            + self.written
+            + self.messages_sent
             > 0
     }
 }

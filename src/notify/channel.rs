@@ -133,8 +133,15 @@ fn classify_slack(name: &str) -> ErrorClass {
     match name {
         "invalid_auth" | "not_authed" | "token_revoked" | "token_expired" | "account_inactive" | "invalid_token"
         | "no_service" => ErrorClass::Auth,
-        "channel_not_found" | "not_in_channel" | "is_archived" | "channel_is_archived" | "missing_scope"
-        | "restricted_action" | "action_prohibited" | "user_not_found" | "no_permission" => ErrorClass::NeedsConfig,
+        "channel_not_found"
+        | "not_in_channel"
+        | "is_archived"
+        | "channel_is_archived"
+        | "missing_scope"
+        | "restricted_action"
+        | "action_prohibited"
+        | "user_not_found"
+        | "no_permission" => ErrorClass::NeedsConfig,
         "ratelimited" | "rate_limited" => ErrorClass::RateLimited { retry_after_secs: 60 },
         "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" | "rollup_error" => {
             ErrorClass::Retryable
@@ -167,7 +174,11 @@ fn blocks(text: &str) -> Value {
         chunks.push(cur);
     }
     Value::Array(
-        chunks.into_iter().take(45).map(|c| json!({"type": "section", "text": {"type": "mrkdwn", "text": c}})).collect(),
+        chunks
+            .into_iter()
+            .take(45)
+            .map(|c| json!({"type": "section", "text": {"type": "mrkdwn", "text": c}}))
+            .collect(),
     )
 }
 
@@ -222,7 +233,7 @@ impl Slack {
                 if status.is_success() {
                     return Ok("webhook".to_string());
                 }
-                let name = text.trim().split_whitespace().next().unwrap_or("").to_string();
+                let name = text.split_whitespace().next().unwrap_or("").to_string();
                 let class = if status.is_server_error() { ErrorClass::Retryable } else { classify_slack(&name) };
                 let code = if name.is_empty() { format!("http_{}", status.as_u16()) } else { name };
                 Err(failure(class, code, format!("HTTP {status}: {}", text.chars().take(300).collect::<String>())))
@@ -231,7 +242,8 @@ impl Slack {
                 let Some(token) = &self.bot_token else {
                     return Err(failure(ErrorClass::NeedsConfig, "no_bot_token", "notify.slack.bot_token is not set"));
                 };
-                let body = json!({"channel": channel, "text": fallback, "blocks": blocks(&m.slack), "unfurl_links": false});
+                let body =
+                    json!({"channel": channel, "text": fallback, "blocks": blocks(&m.slack), "unfurl_links": false});
                 let resp = self
                     .client
                     .post(format!("{}/chat.postMessage", self.api_url))
@@ -250,7 +262,11 @@ impl Slack {
                     ));
                 }
                 if status.is_server_error() {
-                    return Err(failure(ErrorClass::Retryable, format!("http_{}", status.as_u16()), status.to_string()));
+                    return Err(failure(
+                        ErrorClass::Retryable,
+                        format!("http_{}", status.as_u16()),
+                        status.to_string(),
+                    ));
                 }
                 let v: Value = resp.json().await.map_err(|e| {
                     failure(ErrorClass::Retryable, "bad_response", format!("chat.postMessage answered no JSON: {e}"))
@@ -282,7 +298,7 @@ mod tests {
 
     #[test]
     fn long_text_is_cut_into_sections_at_line_ends() {
-        let text = "x".repeat(100).repeat(1) + "\n";
+        let text = "x".repeat(100) + "\n";
         let b = blocks(&text.repeat(80));
         let sections = b.as_array().map(Vec::len).unwrap_or(0);
         assert!(sections >= 3, "{sections}");

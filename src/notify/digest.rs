@@ -363,9 +363,9 @@ impl Digest {
             }
             out.push_str("</table>");
         }
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<p class=\"foot\">As of {}. Sent by handoff, which enforces the lead-handoff SLA both teams signed.</p></div></body></html>\n",
+            "<p class=\"foot\">As of {}. Sent by handoff, which enforces the lead-handoff SLA both teams signed.</p></div></body></html>",
             esc(&local(self.as_of, self.time_zone))
         );
         out
@@ -485,9 +485,15 @@ mod tests {
         ];
         let states = BTreeMap::from([
             // Open disposition, first touch met: listed, open.
-            ("L1".to_string(), state(vec![clock(FirstTouch, Met, 12, true), clock(Disposition, Pending, 20, false)], false)),
+            (
+                "L1".to_string(),
+                state(vec![clock(FirstTouch, Met, 12, true), clock(Disposition, Pending, 20, false)], false),
+            ),
             // First touch breached and still untouched: overdue; came to sales first.
-            ("L2".to_string(), state(vec![clock(FirstTouch, Breached, 10, false), clock(Disposition, Pending, 19, false)], false)),
+            (
+                "L2".to_string(),
+                state(vec![clock(FirstTouch, Breached, 10, false), clock(Disposition, Pending, 19, false)], false),
+            ),
             // Dispositioned: not listed.
             ("L3".to_string(), state(vec![clock(FirstTouch, Met, 12, true), clock(Disposition, Met, 20, true)], false)),
             // Waived: never listed.
@@ -522,13 +528,19 @@ mod tests {
             rows,
         };
         let text = d.text("acme");
-        assert!(text.contains("2 lead(s) waiting") && text.contains("Bob (Acme)") && text.contains("OVERDUE"), "{text}");
+        assert!(
+            text.contains("2 lead(s) waiting") && text.contains("Bob (Acme)") && text.contains("OVERDUE"),
+            "{text}"
+        );
         assert!(d.html("acme").contains("<a href=\"https://acme.my.salesforce.com/lightning/r/Lead/L2/view\">"));
         assert!(d.slack("acme").contains("<https://acme.my.salesforce.com/lightning/r/Lead/L1/view|Ann (Acme)>"));
     }
 
     #[test]
     fn hubspot_links_name_the_portal() {
-        assert_eq!(RecordUrl::hubspot("4412345").for_lead("901"), "https://app.hubspot.com/contacts/4412345/record/0-1/901");
+        assert_eq!(
+            RecordUrl::hubspot("4412345").for_lead("901"),
+            "https://app.hubspot.com/contacts/4412345/record/0-1/901"
+        );
     }
 }

@@ -64,11 +64,15 @@ impl MessageKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "via", rename_all = "snake_case")]
 pub enum Delivery {
-    Email { to: String },
+    Email {
+        to: String,
+    },
     /// The incoming webhook's own channel.
     SlackWebhook,
     /// `chat.postMessage` to a channel or a user (a direct message).
-    SlackChannel { channel: String },
+    SlackChannel {
+        channel: String,
+    },
 }
 
 impl Delivery {
@@ -151,7 +155,10 @@ mod tests {
     #[test]
     fn keys_name_recipient_day_kind_and_version() {
         let d = NaiveDate::from_ymd_opt(2026, 3, 3).unwrap_or_default();
-        assert_eq!(digest_key("005Hs0000000007IAA", d, DigestKind::Rep, 1).as_str(), "dg:005Hs0000000007IAA:20260303:rep:v1");
+        assert_eq!(
+            digest_key("005Hs0000000007IAA", d, DigestKind::Rep, 1).as_str(),
+            "dg:005Hs0000000007IAA:20260303:rep:v1"
+        );
         assert_ne!(digest_key("7", d, DigestKind::Rep, 1), digest_key("7", d, DigestKind::Manager, 1));
         let odd = summary_key(d, "vp.sales@acme.com", 2);
         assert!(odd.as_str().starts_with("ws:20260303:h") && odd.as_str().ends_with(":v2"), "{odd}");

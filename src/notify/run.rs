@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
-use handoff_model::{Action, ActionKey, ActionKind, ErrorClass, Owner, OwnerKind, TaskPriority, TaskPurpose, WriteError};
+use handoff_model::{
+    Action, ActionKey, ActionKind, ErrorClass, Owner, OwnerKind, TaskPriority, TaskPurpose, WriteError,
+};
 
 use super::channel::{self, ChannelError};
 use super::digest::{self, Book, Digest, RecordUrl};
@@ -232,7 +234,14 @@ impl Notifier {
                         let due_at =
                             schedule::local_instant(tz, date, NaiveTime::from_hms_opt(17, 0, 0).unwrap_or_default())
                                 .max(now);
-                        let action = task(key, &owner.id, d.subject(&self.instance), d.text(&self.instance), due_at, TaskPurpose::Digest);
+                        let action = task(
+                            key,
+                            &owner.id,
+                            d.subject(&self.instance),
+                            d.text(&self.instance),
+                            due_at,
+                            TaskPurpose::Digest,
+                        );
                         planned.batch.enqueue(seq, &action, now);
                         seq += 1;
                         planned.tasks += 1;
@@ -274,8 +283,14 @@ impl Notifier {
                                 planned.messages += 1;
                             }
                             None => {
-                                let action =
-                                    task(key, &target, s.subject(), s.text(), now + Duration::days(1), TaskPurpose::WeeklySummary);
+                                let action = task(
+                                    key,
+                                    &target,
+                                    s.subject(),
+                                    s.text(),
+                                    now + Duration::days(1),
+                                    TaskPurpose::WeeklySummary,
+                                );
                                 planned.batch.enqueue(seq, &action, now);
                                 seq += 1;
                                 planned.tasks += 1;
@@ -452,7 +467,14 @@ impl Notifier {
     }
 }
 
-fn task(key: ActionKey, assignee: &str, subject: String, body: String, due_at: DateTime<Utc>, purpose: TaskPurpose) -> Action {
+fn task(
+    key: ActionKey,
+    assignee: &str,
+    subject: String,
+    body: String,
+    due_at: DateTime<Utc>,
+    purpose: TaskPurpose,
+) -> Action {
     Action {
         key,
         lead_id: String::new(),

@@ -51,10 +51,8 @@ pub fn digest_due(schedule: &Schedule, at: NaiveTime, now: DateTime<Utc>) -> Opt
 /// business day of the current week (its first day if none has business
 /// time).
 pub fn summary_due_at(schedule: &Schedule, week_start: NaiveDate, at: NaiveTime) -> DateTime<Utc> {
-    let day = (0..7)
-        .map(|d| week_start + Duration::days(d))
-        .find(|d| is_business_day(schedule, *d))
-        .unwrap_or(week_start);
+    let day =
+        (0..7).map(|d| week_start + Duration::days(d)).find(|d| is_business_day(schedule, *d)).unwrap_or(week_start);
     local_instant(schedule.time_zone(), day, at)
 }
 

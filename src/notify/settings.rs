@@ -243,9 +243,9 @@ fn loopback_host(host: &str) -> bool {
 /// https, or plain http to loopback.
 fn check_url(url: &str, path: &str, issues: &mut Vec<Issue>) {
     let u = url.trim();
-    let rest = u
-        .strip_prefix("https://")
-        .or_else(|| u.strip_prefix("http://").filter(|r| loopback_host(r.split(['/', ':']).next().unwrap_or_default())));
+    let rest = u.strip_prefix("https://").or_else(|| {
+        u.strip_prefix("http://").filter(|r| loopback_host(r.split(['/', ':']).next().unwrap_or_default()))
+    });
     if !rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
         issues.push(Issue::new(
             path,
@@ -258,7 +258,12 @@ fn check_url(url: &str, path: &str, issues: &mut Vec<Issue>) {
 
 fn check_address(address: &str, path: &str, issues: &mut Vec<Issue>) {
     if address.parse::<lettre::Address>().is_err() {
-        issues.push(Issue::new(path, format!("{address:?}"), "not an email address", "write e.g. \"vp.sales@acme.com\""));
+        issues.push(Issue::new(
+            path,
+            format!("{address:?}"),
+            "not an email address",
+            "write e.g. \"vp.sales@acme.com\"",
+        ));
     }
 }
 

@@ -64,6 +64,9 @@ pub struct Signals {
     pub has_year_ago: bool,
 }
 
+/// A month (year, month) and its acceptance (hits, cases, weeks).
+type Month<'a> = (&'a (i32, u32), &'a (u64, u64, usize));
+
 /// Every signal id [`evaluate`] knows, for `/metrics`.
 pub const SIGNAL_IDS: [&str; 4] = ["reason_streak", "acceptance_high", "first_touch_always_met", "commitment_missed"];
 
@@ -148,10 +151,10 @@ pub fn evaluate(card: &Scorecard, settings: &SignalSettings) -> Signals {
     }
     let m = settings.acceptance_months.max(1) as usize;
     if months.len() >= m {
-        let last_m: Vec<(&(i32, u32), &(u64, u64, usize))> = months.iter().rev().take(m).collect();
-        let above = last_m.iter().all(|(_, (hits, cases, _))| {
-            *cases > 0 && *hits as f64 / *cases as f64 > settings.acceptance_above + 1e-9
-        });
+        let last_m: Vec<Month<'_>> = months.iter().rev().take(m).collect();
+        let above = last_m
+            .iter()
+            .all(|(_, (hits, cases, _))| *cases > 0 && *hits as f64 / *cases as f64 > settings.acceptance_above + 1e-9);
         if above {
             let evidence: Vec<String> = last_m
                 .iter()
@@ -200,11 +203,8 @@ pub fn evaluate(card: &Scorecard, settings: &SignalSettings) -> Signals {
         for c in &latest.commitments {
             let series: Vec<Option<&Commitment>> = last_k.iter().map(|w| commitment(w, &c.id)).collect();
             if series.iter().all(|x| x.and_then(|x| x.met) == Some(false)) {
-                let values: Vec<String> = series
-                    .iter()
-                    .flatten()
-                    .map(|x| crate::report::commitment_text(x, x.actual))
-                    .collect();
+                let values: Vec<String> =
+                    series.iter().flatten().map(|x| crate::report::commitment_text(x, x.actual)).collect();
                 fired.push(Signal {
                     id: "commitment_missed".into(),
                     subject: Some(c.id.clone()),

@@ -84,12 +84,7 @@ fn streak(card: &Scorecard, upto: usize, id: &str) -> u32 {
 
 /// The summary of `card`'s week starting `week_start` (the latest closed
 /// week for the daemon). `None` when the card has no such week.
-pub fn compose(
-    card: &Scorecard,
-    week_start: NaiveDate,
-    escalation_weeks: u32,
-    signals: Signals,
-) -> Option<Summary> {
+pub fn compose(card: &Scorecard, week_start: NaiveDate, escalation_weeks: u32, signals: Signals) -> Option<Summary> {
     let idx = card.weeks.iter().position(|w| w.start == week_start)?;
     let week: &Week = &card.weeks[idx];
     let before: Option<&Week> = idx.checked_sub(1).map(|i| &card.weeks[i]);
@@ -133,7 +128,11 @@ pub fn compose(
         measured.push((
             "speed to first touch, median (business)".to_string(),
             minutes(m.first_touch_business_minutes.median),
-            Trend::of(m.first_touch_business_minutes.median, p.and_then(|p| p.first_touch_business_minutes.median), 0.5),
+            Trend::of(
+                m.first_touch_business_minutes.median,
+                p.and_then(|p| p.first_touch_business_minutes.median),
+                0.5,
+            ),
         ));
         measured.push((
             "MQL → SAL acceptance".to_string(),
@@ -344,7 +343,9 @@ impl Summary {
                 esc(&s.suggestion)
             );
         }
-        out.push_str("<p class=\"foot\">From the same numbers as <code>handoff report</code>.</p></div></body></html>\n");
+        out.push_str(
+            "<p class=\"foot\">From the same numbers as <code>handoff report</code>.</p></div></body></html>\n",
+        );
         out
     }
 

@@ -230,10 +230,18 @@ pub struct LedgerEntry {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActionSummary {
     UpdateLead,
-    CreateTask { assignee_id: String, purpose: TaskPurpose },
-    Reassign { to_owner_id: String },
+    CreateTask {
+        assignee_id: String,
+        purpose: TaskPurpose,
+    },
+    Reassign {
+        to_owner_id: String,
+    },
     /// A digest or summary delivered by email or Slack (see [`messages`]).
-    Message { channel: String, recipient: String },
+    Message {
+        channel: String,
+        recipient: String,
+    },
 }
 
 impl ActionSummary {

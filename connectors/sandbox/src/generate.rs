@@ -657,7 +657,10 @@ fn plan_decisive(
         working_after(from_at + Duration::minutes(1), tz, rng, 10)
     };
     out.push(event(first_at, EventKind::Touch { lead: index, by: rep, kind: touch_kind(rng) }));
-    out.push(event(first_at + Duration::seconds(30), EventKind::StatusChanged { lead: index, status: LeadStatus::Working }));
+    out.push(event(
+        first_at + Duration::seconds(30),
+        EventKind::StatusChanged { lead: index, status: LeadStatus::Working },
+    ));
     if lead.intended_grade == IntendedGrade::None {
         let status = LeadStatus::Rejected { reason: reason(rng, 1.0, true) };
         out.push(event(first_at + Duration::minutes(5), EventKind::StatusChanged { lead: index, status }));
@@ -675,7 +678,10 @@ fn plan_decisive(
     let accepted = status == LeadStatus::Accepted;
     out.push(event(decided_at, EventKind::StatusChanged { lead: index, status }));
     if accepted && index % 5 == 1 {
-        out.push(event(working_day(decided_at, tz, 3, rng), EventKind::StatusChanged { lead: index, status: LeadStatus::Converted }));
+        out.push(event(
+            working_day(decided_at, tz, 3, rng),
+            EventKind::StatusChanged { lead: index, status: LeadStatus::Converted },
+        ));
     }
 }
 

@@ -105,8 +105,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Starts the emulator on a free loopback port.
 pub async fn start() -> Result<SlackSandbox, SandboxError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|source| SandboxError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| SandboxError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| SandboxError::Bind { addr, source })?;
     let state = Arc::new(SlackState::default());
     let app = Router::new()
@@ -206,7 +205,13 @@ async fn post_message(State(state): State<Arc<SlackState>>, headers: HeaderMap, 
     }
     let Some((text, blocks)) = text_and_blocks(&body) else { return fail("no_text") };
     let ts = ts(&state);
-    lock(&state.posts).push(SlackPost { via: "chat.postMessage".into(), channel: channel.clone(), text, blocks, ts: ts.clone() });
+    lock(&state.posts).push(SlackPost {
+        via: "chat.postMessage".into(),
+        channel: channel.clone(),
+        text,
+        blocks,
+        ts: ts.clone(),
+    });
     Json(json!({"ok": true, "channel": channel, "ts": ts, "message": {"type": "message", "ts": ts}})).into_response()
 }
 
@@ -227,9 +232,11 @@ mod tests {
         };
         let ok: Value = post(json!({"channel": CHANNEL, "text": "hi"}), BOT_TOKEN).await.unwrap().json().await.unwrap();
         assert_eq!(ok["ok"], true);
-        let bad: Value = post(json!({"channel": CHANNEL, "text": "hi"}), "xoxb-wrong").await.unwrap().json().await.unwrap();
+        let bad: Value =
+            post(json!({"channel": CHANNEL, "text": "hi"}), "xoxb-wrong").await.unwrap().json().await.unwrap();
         assert_eq!(bad["error"], "invalid_auth");
-        let nowhere: Value = post(json!({"channel": "C404", "text": "hi"}), BOT_TOKEN).await.unwrap().json().await.unwrap();
+        let nowhere: Value =
+            post(json!({"channel": "C404", "text": "hi"}), BOT_TOKEN).await.unwrap().json().await.unwrap();
         assert_eq!(nowhere["error"], "channel_not_found");
         slack.push_fault(SlackFault::RateLimited { retry_after_secs: 7 });
         let limited = client.post(&slack.webhook_url).json(&json!({"text": "x"})).send().await.unwrap();
