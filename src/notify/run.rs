@@ -3,7 +3,7 @@
 //! [`Notifier::drain`] delivers queued messages and records each outcome.
 //! [`refresh_signals`] keeps the latest closed week's signals for `/metrics`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use handoff_model::{
@@ -25,6 +25,10 @@ use crate::store::{ActionSummary, Batch, LeadState, LedgerEntry, MessageEntry, S
 const TASK_BODY_MAX_CHARS: usize = 30_000;
 /// Messages sent per tick at most.
 const SENDS_PER_TICK: usize = 50;
+/// A digest found with nothing to send (its recipient owns no lead, leads
+/// no team) is looked at again after leads changed, at most this often:
+/// every look reads every lead.
+const QUIET_RECHECK_MINUTES: i64 = 15;
 
 /// Why notifications could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +67,10 @@ pub struct Notifier {
     urls: RecordUrl,
     email: Option<channel::Email>,
     slack: Option<channel::Slack>,
-    /// Digest keys found with nothing to send since the leads last changed.
-    quiet: HashSet<ActionKey>,
+    /// Digest keys found with nothing to send, and when.
+    quiet: HashMap<ActionKey, DateTime<Utc>>,
+    /// Leads changed since the last look at the quiet keys.
+    changed: bool,
     /// The closed week whose summary needs nothing more.
     summary_done: Option<NaiveDate>,
 }
@@ -107,14 +113,15 @@ impl Notifier {
             version: config.policy.version,
             email,
             slack,
-            quiet: HashSet::new(),
+            quiet: HashMap::new(),
+            changed: false,
             summary_done: None,
         }))
     }
 
     /// Leads changed: a digest found empty may have something now.
     pub fn leads_changed(&mut self) {
-        self.quiet.clear();
+        self.changed = true;
     }
 
     fn override_of(&self, owner_id: &str) -> Option<&super::settings::RecipientOverride> {
@@ -149,6 +156,8 @@ impl Notifier {
     ) -> Result<Planned, StoreError> {
         let mut planned = Planned::default();
         let index = Owners::new(owners);
+        self.quiet.retain(|_, at| now - *at < Duration::days(2));
+        let recheck = Duration::minutes(QUIET_RECHECK_MINUTES);
         // Digests due now, not yet sent or queued.
         let mut due: Vec<(&Owner, DigestKind, NaiveDate, chrono_tz::Tz, ActionKey)> = Vec::new();
         for owner in owners.iter().filter(|o| o.kind == OwnerKind::User && o.active) {
@@ -159,7 +168,10 @@ impl Notifier {
             let Some(date) = schedule::digest_due(&schedule, self.settings.digest_time.0, now) else { continue };
             for kind in &self.settings.digests {
                 let key = super::digest_key(&owner.id, date, *kind, self.version);
-                if self.quiet.contains(&key) || store.known_key(&key)? {
+                if self.quiet.get(&key).is_some_and(|at| !self.changed || now - *at < recheck) {
+                    continue;
+                }
+                if store.known_key(&key)? {
                     continue;
                 }
                 due.push((owner, *kind, date, schedule.time_zone(), key));
@@ -174,6 +186,7 @@ impl Notifier {
         let mut seq = store.next_seq()?;
         let mut message_seq = store.next_message_seq()?;
         if !due.is_empty() {
+            self.changed = false;
             let book = Book::new(&leads, &states, owners);
             let mut teams: HashMap<String, Vec<String>> = HashMap::new();
             for rep in book.lead_owners() {
@@ -187,17 +200,17 @@ impl Notifier {
                     DigestKind::Manager => match teams.get(&owner.id) {
                         Some(team) => digest::manager_rows(&book, team, &self.urls),
                         None => {
-                            self.quiet.insert(key);
+                            self.quiet.insert(key, now);
                             continue;
                         }
                     },
                     DigestKind::Rep => {
-                        self.quiet.insert(key);
+                        self.quiet.insert(key, now);
                         continue;
                     }
                 };
                 if rows.is_empty() && !self.settings.empty_digests {
-                    self.quiet.insert(key);
+                    self.quiet.insert(key, now);
                     continue;
                 }
                 let d = Digest {
