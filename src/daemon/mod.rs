@@ -589,7 +589,17 @@ impl Daemon {
             caught_up: report.caught_up,
             low_budget: budget.allowed > 0 && budget.remaining() * 10 < budget.allowed,
             now: report.now,
-            next_deadline: self.store.next_deadline()?,
+            next_deadline: {
+                let lead = self.store.next_deadline()?;
+                let notice = self
+                    .notifier
+                    .as_ref()
+                    .and_then(|n| report.now.and_then(|now| n.next_due(&self.policy, &self.owners, now)));
+                match (lead, notice) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            },
             paused_until: report.paused_until,
         });
         Ok(std::time::Duration::from_secs(secs))

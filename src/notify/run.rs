@@ -322,6 +322,45 @@ impl Notifier {
         Ok(planned)
     }
 
+    /// The next instant after `now` at which a digest or the summary comes
+    /// due, so the service wakes for it rather than at its next pause.
+    pub fn next_due(&self, policy: &CompiledPolicy, owners: &[Owner], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let index = Owners::new(owners);
+        let at = self.settings.digest_time.0;
+        let mut next: Option<DateTime<Utc>> = None;
+        let mut consider = |t: DateTime<Utc>| {
+            if t > now && next.is_none_or(|n| t < n) {
+                next = Some(t);
+            }
+        };
+        if !self.settings.digests.is_empty() {
+            let mut zones: Vec<chrono_tz::Tz> = owners
+                .iter()
+                .filter(|o| o.kind == OwnerKind::User && o.active)
+                .filter_map(|o| engine::owner_schedule(policy, &index, Some(&o.id)).ok().map(|s| s.time_zone()))
+                .collect();
+            zones.sort_by_key(|z| z.name());
+            zones.dedup();
+            for tz in zones {
+                let today = now.with_timezone(&tz).date_naive();
+                for d in [today, today + Duration::days(1)] {
+                    consider(schedule::local_instant(tz, d, at));
+                }
+            }
+        }
+        if self.settings.summary {
+            let tz = report::reporting_zone(policy);
+            let current = report::week_start(now, tz, policy.scorecard.week_starts);
+            if let Ok(sched) = engine::owner_schedule(policy, &index, None) {
+                let sched = sched.with_time_zone(tz);
+                for w in [current, current + Duration::weeks(1)] {
+                    consider(schedule::summary_due_at(&sched, w, self.settings.summary_time.0));
+                }
+            }
+        }
+        next
+    }
+
     /// The closed week whose summary is due at `now` and not yet handled.
     fn summary_week(&self, policy: &CompiledPolicy, index: &Owners<'_>, now: DateTime<Utc>) -> Option<NaiveDate> {
         if !self.settings.summary {
@@ -616,4 +655,36 @@ pub fn preview(
     let found = signals::evaluate(&card, &config.signals);
     let summary = week.and_then(|w| summary::compose(&card, w, policy.scorecard.consecutive_weeks, found));
     Ok((digests, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_service_wakes_for_the_next_digest_in_any_zone() {
+        let mut config = crate::config::parse(include_str!("../../config/salesforce.example.toml")).expect("valid");
+        if let Some(n) = config.notify.as_mut() {
+            n.email = None;
+            n.slack = None;
+        }
+        let notifier = Notifier::from_config(&config).expect("no secrets to read").expect("[notify] is set");
+        let user = |id: &str, zone: &str| Owner {
+            id: id.into(),
+            kind: OwnerKind::User,
+            name: None,
+            email: None,
+            manager_id: None,
+            time_zone: Some(zone.into()),
+            active: true,
+            modified_at: None,
+        };
+        let owners = vec![user("ny", "America/New_York"), user("ldn", "Europe/London")];
+        // Tuesday 3 March 2026, 12:00 UTC: London's 08:30 has passed, New
+        // York's (13:30 UTC) has not.
+        let now = Utc.with_ymd_and_hms(2026, 3, 3, 12, 0, 0).single().expect("valid");
+        let next = notifier.next_due(&config.policy, &owners, now);
+        assert_eq!(next, Utc.with_ymd_and_hms(2026, 3, 3, 13, 30, 0).single());
+    }
 }
