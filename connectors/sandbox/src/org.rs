@@ -23,6 +23,15 @@ pub struct OrgConfig {
     pub days: u32,
     /// First instant of the timeline (a Monday 00:00 UTC is a good choice).
     pub start_at: DateTime<Utc>,
+    /// `Some(n)`: add follow-up activities to closed leads until the org
+    /// averages about `n` logged activities per lead (real orgs log several
+    /// per lead; the reps' SLA work alone gives about 1.7). The extra
+    /// touches come after the lead's final status (rejected, closed or
+    /// converted), by its last owner, so no SLA outcome changes, and they
+    /// are drawn from a stream of their own, so the rest of the org is the
+    /// same as without them. `None` (the default) adds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activities_per_lead: Option<u32>,
 }
 
 impl OrgConfig {
@@ -40,6 +49,7 @@ impl Default for OrgConfig {
             leads: 1_000,
             days: 30,
             start_at: DateTime::from_timestamp(1_772_409_600, 0).unwrap_or_default(),
+            activities_per_lead: None,
         }
     }
 }

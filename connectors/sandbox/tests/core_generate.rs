@@ -11,7 +11,13 @@ use handoff_sandbox::generate::{COMPETITOR_DOMAINS, FIT_COUNTRIES};
 use handoff_sandbox::org::{EventKind, IntendedGrade, LeadStatus, OrgConfig, OwnerRef, RepBehaviour, SyntheticOrg};
 
 fn cfg(seed: u64, leads: usize) -> OrgConfig {
-    OrgConfig { seed, leads, days: 30, start_at: "2026-03-02T00:00:00Z".parse::<DateTime<Utc>>().unwrap() }
+    OrgConfig {
+        seed,
+        leads,
+        days: 30,
+        start_at: "2026-03-02T00:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+        activities_per_lead: None,
+    }
 }
 
 fn lead_owner_behaviours(org: &SyntheticOrg) -> BTreeSet<String> {
@@ -216,4 +222,47 @@ fn touches_fall_in_the_touching_reps_working_hours() {
         }
     }
     assert!(touches > 500);
+}
+
+#[test]
+fn follow_up_activities_reach_the_asked_average_without_changing_the_org() {
+    let plain = generate(&OrgConfig { days: 120, ..cfg(9, 3_000) });
+    let busy = generate(&OrgConfig { activities_per_lead: Some(5), days: 120, ..cfg(9, 3_000) });
+    let touches = |org: &SyntheticOrg| org.events.iter().filter(|e| matches!(e.kind, EventKind::Touch { .. })).count();
+    let per_lead = touches(&busy) as f64 / busy.leads.len() as f64;
+    assert!((4.5..=5.0).contains(&per_lead), "about 5 activities per lead, got {per_lead:.2}");
+    assert!((touches(&plain) as f64 / plain.leads.len() as f64) < 2.5);
+    // Everything else is the same org: the plain events are a subsequence of the busy ones.
+    assert_eq!(plain.leads, busy.leads);
+    assert_eq!(plain.users, busy.users);
+    let mut next = 0;
+    let mut extras = Vec::new();
+    for e in &busy.events {
+        if plain.events.get(next) == Some(e) {
+            next += 1;
+        } else {
+            extras.push(e);
+        }
+    }
+    assert_eq!(next, plain.events.len());
+    assert!(!extras.is_empty());
+    // Each follow-up comes after its lead's last status change, by its last owner.
+    let mut closed_at = BTreeMap::new();
+    let mut owner = BTreeMap::new();
+    for e in &plain.events {
+        match e.kind {
+            EventKind::StatusChanged { lead, .. } => {
+                closed_at.insert(lead, e.at);
+            }
+            EventKind::LeadCreated { lead, owner: o } | EventKind::Assigned { lead, owner: o } => {
+                owner.insert(lead, o);
+            }
+            _ => {}
+        }
+    }
+    for e in extras {
+        let EventKind::Touch { lead, by, .. } = e.kind else { panic!("only touches are added: {e:?}") };
+        assert!(closed_at[&lead] < e.at, "lead {lead}: a follow-up before the final status");
+        assert_eq!(owner[&lead], OwnerRef::User(by));
+    }
 }

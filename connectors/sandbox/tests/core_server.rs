@@ -13,7 +13,13 @@ use serde_json::{json, Value};
 
 fn small(crm: CrmKind) -> SandboxOptions {
     let mut opts = SandboxOptions::new(crm);
-    opts.org = OrgConfig { seed: 4, leads: 200, days: 10, start_at: "2026-03-02T00:00:00Z".parse().unwrap() };
+    opts.org = OrgConfig {
+        seed: 4,
+        leads: 200,
+        days: 10,
+        start_at: "2026-03-02T00:00:00Z".parse().unwrap(),
+        activities_per_lead: None,
+    };
     opts.clock = ClockMode::Frozen;
     opts
 }
