@@ -208,6 +208,10 @@ pub struct SandboxArgs {
     /// Days the org's timeline spans.
     #[arg(long, default_value_t = 30)]
     pub days: u32,
+    /// Add follow-up activities to closed leads until the org averages
+    /// about N per lead (the reps' SLA work alone logs about 1.7).
+    #[arg(long, value_name = "N")]
+    pub activities_per_lead: Option<u32>,
     /// Serve HTTPS with a generated CA (its PEM path is printed as `ca_cert`).
     #[arg(long)]
     pub tls: bool,
@@ -239,6 +243,7 @@ impl SandboxArgs {
         opts.org.seed = self.seed;
         opts.org.leads = self.leads;
         opts.org.days = self.days;
+        opts.org.activities_per_lead = self.activities_per_lead;
         opts.tls = self.tls;
         opts.replay = self.replay;
         opts.work_dir = self.work_dir.clone();

@@ -31,6 +31,7 @@ async fn judge(profile: OrgProfile) -> Seen {
         days: 379,
         start_at: "2025-05-11T12:00:00Z".parse::<DateTime<Utc>>().unwrap(),
         profile,
+        ..OrgConfig::default()
     };
     opts.clock = ClockMode::Frozen;
     opts.replay = false;

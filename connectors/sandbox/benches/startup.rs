@@ -5,6 +5,12 @@
 //! (timings on a shared machine are not test material).
 //!
 //! Run: `cargo bench -p handoff-sandbox --bench startup`
+//!
+//! Scale: `HANDOFF_BENCH_SCALE=1000000 cargo bench -p handoff-sandbox --bench startup`
+//! measures only a Salesforce org of that many leads with about 5
+//! activities each: generation, materialisation and `start` until the
+//! listener accepts, with the process's resident memory after each step and
+//! its peak (`VmRSS`, `VmHWM`). One size per run, so the peak is that org's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
@@ -103,7 +109,75 @@ fn probe_paths(crm: CrmKind) -> Vec<(&'static str, &'static str)> {
     paths
 }
 
+/// `VmRSS` and `VmHWM` of this process in MiB (Linux).
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn memory() -> String {
+    let (rss, peak) = rss_mib();
+    format!("rss {rss:>7.0} MiB, peak {peak:>7.0} MiB")
+}
+
+/// A Salesforce org of `leads` leads with about 5 activities each.
+fn measure_scale(leads: usize) -> anyhow::Result<()> {
+    let cfg = OrgConfig { leads, days: 730, activities_per_lead: Some(5), ..OrgConfig::default() };
+    println!("salesforce at scale: {leads} leads, 730 days, about 5 activities per lead");
+    println!("  before:       {}", memory());
+    let c0 = cpu_ms();
+    let t0 = Instant::now();
+    let o = handoff_sandbox::generate(&cfg);
+    let touches = o.events.iter().filter(|e| matches!(e.kind, handoff_sandbox::org::EventKind::Touch { .. })).count();
+    println!(
+        "  generate:     {:>8.1} s, {}  ({} events, {:.2} activities per lead)  {}",
+        t0.elapsed().as_secs_f64(),
+        cpu_since(c0),
+        o.events.len(),
+        touches as f64 / leads as f64,
+        memory()
+    );
+    drop(o);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let mut opts = SandboxOptions::new(CrmKind::Salesforce);
+        opts.org = cfg.clone();
+        opts.clock = ClockMode::Frozen;
+        let c0 = cpu_ms();
+        let t0 = Instant::now();
+        let sb = start(opts).await?;
+        println!(
+            "  start:        {:>8.1} s, {}  (generate + materialise + keys, until the listener accepts)  {}",
+            t0.elapsed().as_secs_f64(),
+            cpu_since(c0),
+            memory()
+        );
+        let http = reqwest::Client::new();
+        for (label, path) in probe_paths(CrmKind::Salesforce) {
+            let t1 = Instant::now();
+            let status =
+                http.get(format!("{}{path}", sb.base_url)).bearer_auth(token(&sb.credentials)).send().await?.status();
+            println!("    {label:<24} status {status}  {:>8.1} ms", ms(t1.elapsed()));
+        }
+        println!("  serving:      {}", memory());
+        sb.stop().await;
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    if let Some(leads) = std::env::var("HANDOFF_BENCH_SCALE").ok().and_then(|v| v.parse::<usize>().ok()) {
+        return measure_scale(leads);
+    }
     println!("generate (pure):");
     for leads in [10_000, 100_000] {
         let cfg = org(leads);

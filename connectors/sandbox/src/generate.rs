@@ -150,6 +150,13 @@ pub fn generate(cfg: &OrgConfig) -> SyntheticOrg {
     let mut events = Vec::with_capacity(cfg.leads * 8);
     let mut removed = vec![false; cfg.leads];
     let ctx = Ctx { users: &users, zones: &rep_zones, end_at: cfg.end_at(), profile: cfg.profile };
+    // Follow-up activities come from a stream of their own, so the org
+    // without them is exactly the org generated without the option.
+    let mut extra = cfg.activities_per_lead.map(|per_lead| FollowUps {
+        rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ FOLLOW_UP_STREAM),
+        per_lead: u64::from(per_lead),
+        touches: 0,
+    });
     for (index, arrived_at) in arrivals.into_iter().enumerate() {
         let lead = generate_lead(index, &mut rng);
         // Round-robin over reps, like an assignment rule, so every rep (and
@@ -160,13 +167,68 @@ pub fn generate(cfg: &OrgConfig) -> SyntheticOrg {
         let mut lead_events = Vec::new();
         plan_lead(&ctx, &lead, arrived_at, rep, other_rep, &mut rng, &mut lead_events);
         plan_removal(&ctx, index, arrived_at, &mut removed, &mut rng, &mut lead_events);
-        events.extend(lead_events.into_iter().filter(|e| e.at < ctx.end_at));
+        lead_events.retain(|e| e.at < ctx.end_at);
+        if let Some(f) = extra.as_mut() {
+            f.plan(&ctx, index, &removed, &mut lead_events);
+        }
+        events.extend(lead_events);
         leads.push(lead);
     }
     // Stable: ties keep generation order (created before its own touches).
     events.sort_by_key(|e| e.at);
 
     SyntheticOrg { config: cfg.clone(), users, queues, calendars, leads, events }
+}
+
+/// Seed offset of the follow-up activities' stream.
+const FOLLOW_UP_STREAM: u64 = 0xF011_0A95_AC71_7135;
+/// Most follow-up activities one lead gets.
+const MAX_FOLLOW_UPS: u64 = 15;
+
+/// Adds follow-up activities after leads close, keeping a running count so
+/// the org's average approaches `per_lead`.
+struct FollowUps {
+    rng: ChaCha8Rng,
+    per_lead: u64,
+    /// Touches generated so far, the leads' own and the follow-ups.
+    touches: u64,
+}
+
+impl FollowUps {
+    /// Lead `index`'s events are `out` (already cut at the timeline's end).
+    fn plan(&mut self, ctx: &Ctx<'_>, index: usize, removed: &[bool], out: &mut Vec<OrgEvent>) {
+        self.touches += out.iter().filter(|e| matches!(e.kind, EventKind::Touch { .. })).count() as u64;
+        // The lead's last status change, when it closes the lead.
+        let closed_at = out.iter().rev().find_map(|e| match &e.kind {
+            EventKind::StatusChanged { status, .. } => Some(
+                matches!(
+                    status,
+                    LeadStatus::Rejected { .. } | LeadStatus::ClosedUnresponsive { .. } | LeadStatus::Converted
+                )
+                .then_some(e.at),
+            ),
+            _ => None,
+        });
+        let owner = out.iter().rev().find_map(|e| match e.kind {
+            EventKind::LeadCreated { owner: OwnerRef::User(u), .. }
+            | EventKind::Assigned { owner: OwnerRef::User(u), .. } => Some(Some(u)),
+            EventKind::LeadCreated { .. } | EventKind::Assigned { .. } => Some(None),
+            _ => None,
+        });
+        let (Some(Some(closed_at)), Some(Some(owner)), false) = (closed_at, owner, removed[index]) else { return };
+        let wanted = self.per_lead * (index as u64 + 1);
+        let count = wanted.saturating_sub(self.touches).min(MAX_FOLLOW_UPS);
+        let tz = ctx.zones[owner];
+        let mut at = closed_at;
+        for _ in 0..count {
+            at = working_day(at, tz, self.rng.gen_range(1..4), &mut self.rng);
+            if at >= ctx.end_at {
+                break;
+            }
+            out.push(event(at, EventKind::Touch { lead: index, by: owner, kind: touch_kind(&mut self.rng) }));
+            self.touches += 1;
+        }
+    }
 }
 
 struct Ctx<'a> {

@@ -27,6 +27,15 @@ pub struct OrgConfig {
     /// stay clear of the calibration signals).
     #[serde(default)]
     pub profile: OrgProfile,
+    /// `Some(n)`: add follow-up activities to closed leads until the org
+    /// averages about `n` logged activities per lead (real orgs log several
+    /// per lead; the reps' SLA work alone gives about 1.7). The extra
+    /// touches come after the lead's final status (rejected, closed or
+    /// converted), by its last owner, so no SLA outcome changes, and they
+    /// are drawn from a stream of their own, so the rest of the org is the
+    /// same as without them. `None` (the default) adds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activities_per_lead: Option<u32>,
 }
 
 /// The shape of an org's behaviour.
@@ -62,6 +71,7 @@ impl Default for OrgConfig {
             days: 30,
             start_at: DateTime::from_timestamp(1_772_409_600, 0).unwrap_or_default(),
             profile: OrgProfile::Mixed,
+            activities_per_lead: None,
         }
     }
 }

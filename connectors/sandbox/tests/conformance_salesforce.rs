@@ -167,3 +167,93 @@ async fn simple_salesforce_sees_what_the_sandbox_holds() {
     );
     sb.stop().await;
 }
+
+/// simple-salesforce's `bulk2` drives the Bulk API 2.0 query endpoints
+/// (create, poll, CSV pages by `Sforce-Locator`, delete, abort) and its
+/// `restful` a Composite request; what it parsed must match the sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_salesforce_bulk2_and_composite() {
+    let py = python();
+    let mut opts = SandboxOptions::new(CrmKind::Salesforce);
+    opts.clock = ClockMode::Frozen;
+    opts.tls = true;
+    opts.org = OrgConfig { leads: 400, days: 10, ..OrgConfig::default() };
+    let sb = start(opts).await.expect("sandbox starts");
+    let ca = sb.ca_cert.clone().expect("TLS sandbox writes a CA");
+    let pem = std::fs::read(&ca).expect("CA file");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA pem"))
+        .build()
+        .expect("client");
+    let base = sb.base_url.clone();
+    let leads = dump(&http, &base, "Lead").await;
+    let live: Vec<&Value> = leads.iter().filter(|r| r["IsDeleted"] == false).collect();
+    assert!(live.len() > 300, "need several 150-row pages, the org has {} live leads", live.len());
+
+    let cfg = json!({"instance_url": base, "token": sb.credentials["access_token"]});
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/simple_salesforce_bulk2_check.py");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(py).arg(script).arg(cfg.to_string()).env("REQUESTS_CA_BUNDLE", &ca).output()
+    })
+    .await
+    .expect("join")
+    .expect("python runs");
+    assert!(output.status.success(), "the bulk2 script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let out: Value = serde_json::from_slice(&output.stdout).expect("script prints JSON");
+
+    // query: every live lead, in pages of 150, values as the sandbox holds them.
+    assert_eq!(out["query_chunks"], json!(live.len().div_ceil(150)));
+    let got = out["query"].as_array().expect("query rows");
+    assert_eq!(got.len(), live.len());
+    let held: std::collections::BTreeMap<&str, &Value> =
+        live.iter().map(|r| (r["Id"].as_str().unwrap_or(""), *r)).collect();
+    for row in got {
+        let lead = held.get(row["Id"].as_str().expect("Id")).expect("a live lead");
+        assert_eq!(row["LastName"], lead["LastName"]);
+        assert_eq!(row["OwnerId"], lead["OwnerId"]);
+        assert_eq!(row["IsDeleted"], "false");
+        // 2026-03-02T09:00:00.000+0000 is served as 2026-03-02T09:00:00.000Z.
+        let stamp = lead["SystemModstamp"].as_str().expect("stamp");
+        assert_eq!(row["SystemModstamp"], json!(stamp.replace("+0000", "Z")));
+    }
+    // query_all: deleted and merged leads too.
+    let all = out["query_all"].as_array().expect("query_all rows");
+    assert_eq!(all.len(), leads.len());
+    assert!(all.iter().any(|r| r["IsDeleted"] == "true"));
+
+    // The documented shapes of each step.
+    let created = &out["created"];
+    assert_eq!(created["state"], "UploadComplete");
+    assert_eq!(created["operation"], "query");
+    assert_eq!(created["object"], "Lead");
+    assert_eq!(created["contentType"], "CSV");
+    assert_eq!(created["concurrencyMode"], "Parallel");
+    assert!(created["id"].as_str().unwrap_or("").starts_with("750"));
+    let info = &out["job_info"];
+    assert_eq!(info["state"], "JobComplete");
+    assert_eq!(info["numberRecordsProcessed"], json!(live.len()));
+    assert_eq!(info["jobType"], "V2Query");
+    assert_eq!(out["first_page"], json!({"locator": "MTAw", "number_of_records": 100}));
+    assert_eq!(out["last_page"], json!({"locator": "", "number_of_records": live.len() - 100}));
+    assert_eq!(out["delete"], "no body", "DELETE answers 204 without a body, as documented");
+    assert_eq!(out["after_delete"], json!({"type": "SalesforceResourceNotFound", "status": 404}));
+    assert_eq!(out["aborted"]["state"], "Aborted");
+    assert_eq!(out["refused"]["type"], "SalesforceMalformedRequest");
+    assert_eq!(out["refused"]["status"], 400);
+    assert_eq!(out["refused"]["content"][0]["errorCode"], "FEATURENOTENABLED");
+    let limits = &out["limits"];
+    assert_eq!(limits["DailyBulkV2QueryJobs"], json!({"Max": 10000, "Remaining": 10000 - 4}));
+    assert_eq!(limits["DailyBulkApiBatches"], json!({"Max": 15000, "Remaining": 15000}));
+
+    // Composite: both created, the task naming the new lead.
+    let answers = out["composite"]["compositeResponse"].as_array().expect("compositeResponse");
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0]["httpStatusCode"], 201);
+    assert_eq!(answers[1]["httpStatusCode"], 201);
+    let lead_id = answers[0]["body"]["id"].as_str().expect("lead id");
+    let task_id = answers[1]["body"]["id"].as_str().expect("task id");
+    let tasks = dump(&http, &base, "Task").await;
+    let task = tasks.iter().find(|t| t["Id"] == json!(task_id)).expect("task held");
+    assert_eq!(task["WhoId"], json!(lead_id));
+    sb.stop().await;
+}

@@ -223,3 +223,46 @@ fn touches_fall_in_the_touching_reps_working_hours() {
     }
     assert!(touches > 500);
 }
+
+#[test]
+fn follow_up_activities_reach_the_asked_average_without_changing_the_org() {
+    let plain = generate(&OrgConfig { days: 120, ..cfg(9, 3_000) });
+    let busy = generate(&OrgConfig { activities_per_lead: Some(5), days: 120, ..cfg(9, 3_000) });
+    let touches = |org: &SyntheticOrg| org.events.iter().filter(|e| matches!(e.kind, EventKind::Touch { .. })).count();
+    let per_lead = touches(&busy) as f64 / busy.leads.len() as f64;
+    assert!((4.5..=5.0).contains(&per_lead), "about 5 activities per lead, got {per_lead:.2}");
+    assert!((touches(&plain) as f64 / plain.leads.len() as f64) < 2.5);
+    // Everything else is the same org: the plain events are a subsequence of the busy ones.
+    assert_eq!(plain.leads, busy.leads);
+    assert_eq!(plain.users, busy.users);
+    let mut next = 0;
+    let mut extras = Vec::new();
+    for e in &busy.events {
+        if plain.events.get(next) == Some(e) {
+            next += 1;
+        } else {
+            extras.push(e);
+        }
+    }
+    assert_eq!(next, plain.events.len());
+    assert!(!extras.is_empty());
+    // Each follow-up comes after its lead's last status change, by its last owner.
+    let mut closed_at = BTreeMap::new();
+    let mut owner = BTreeMap::new();
+    for e in &plain.events {
+        match e.kind {
+            EventKind::StatusChanged { lead, .. } => {
+                closed_at.insert(lead, e.at);
+            }
+            EventKind::LeadCreated { lead, owner: o } | EventKind::Assigned { lead, owner: o } => {
+                owner.insert(lead, o);
+            }
+            _ => {}
+        }
+    }
+    for e in extras {
+        let EventKind::Touch { lead, by, .. } = e.kind else { panic!("only touches are added: {e:?}") };
+        assert!(closed_at[&lead] < e.at, "lead {lead}: a follow-up before the final status");
+        assert_eq!(owner[&lead], OwnerRef::User(by));
+    }
+}

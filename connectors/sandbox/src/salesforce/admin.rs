@@ -31,6 +31,7 @@ pub fn router(sf: Arc<Salesforce>) -> Router {
         .route("/__sandbox/salesforce/tokens/settings", post(token_settings))
         .route("/__sandbox/salesforce/tokens/issue", post(issue))
         .route("/__sandbox/salesforce/limits", get(get_limits).post(set_limits))
+        .route("/__sandbox/salesforce/bulk", post(set_bulk))
         .route("/__sandbox/salesforce/duplicates/tasks", get(duplicate_tasks))
         .route("/__sandbox/salesforce/fields/{object}", post(add_field))
         .route("/__sandbox/salesforce/jwt-public-key", post(set_public_key))
@@ -331,7 +332,13 @@ async fn issue(State(sf): State<Arc<Salesforce>>) -> Response {
 }
 
 fn limits_json(st: &mut super::state::SfState, now: chrono::DateTime<chrono::Utc>) -> Value {
-    json!({ "daily_limit": st.usage.daily_limit(), "used": st.usage.used(now) })
+    json!({
+        "daily_limit": st.usage.daily_limit(),
+        "used": st.usage.used(now),
+        "bulk_v2_query_jobs_max": st.bulk_usage.query_jobs.max(),
+        "bulk_v2_query_jobs_used": st.bulk_usage.query_jobs.used(now),
+        "bulk_v2_query_storage_mb_used": st.bulk_usage.query_storage_mb.used(now),
+    })
 }
 
 async fn get_limits(State(sf): State<Arc<Salesforce>>) -> Response {
@@ -345,18 +352,48 @@ async fn get_limits(State(sf): State<Arc<Salesforce>>) -> Response {
 struct LimitsBody {
     daily_limit: Option<u64>,
     used: Option<u64>,
+    bulk_v2_query_jobs_max: Option<u64>,
+    bulk_v2_query_jobs_used: Option<u64>,
 }
 
 /// `POST /limits`: `{"daily_limit": N, "used": N}` (either or both).
 async fn set_limits(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Response {
-    let b: LimitsBody = match parse_json(&body, r#"{"daily_limit": N, "used": N}"#) {
+    let shape = r#"{"daily_limit": N, "used": N, "bulk_v2_query_jobs_max": N, "bulk_v2_query_jobs_used": N}"#;
+    let b: LimitsBody = match parse_json(&body, shape) {
         Ok(b) => b,
         Err(r) => return r,
     };
     let now = sf.shared.clock.now();
     let mut st = sf.sync(now);
     st.usage.set(b.daily_limit, b.used, now);
+    st.bulk_usage.query_jobs.set(b.bulk_v2_query_jobs_max, b.bulk_v2_query_jobs_used, now);
     Json(limits_json(&mut st, now)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    polls_in_progress: Option<u32>,
+    fail_next: Option<String>,
+}
+
+/// `POST /bulk`: `{"polls_in_progress": N}` sets how many polls each new
+/// query job answers `InProgress` to; `{"fail_next": "message"}` makes the
+/// next job created fail with that `errorMessage`.
+async fn set_bulk(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Response {
+    let b: BulkBody = match parse_json(&body, r#"{"polls_in_progress": N, "fail_next": "message"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    if let Some(n) = b.polls_in_progress {
+        st.query_jobs.polls_in_progress = n;
+    }
+    if b.fail_next.is_some() {
+        st.query_jobs.fail_next = b.fail_next;
+    }
+    Json(json!({"polls_in_progress": st.query_jobs.polls_in_progress, "jobs": st.query_jobs.len()})).into_response()
 }
 
 /// `GET /duplicates/tasks`: live Tasks sharing a `Handoff_Key__c`, and live

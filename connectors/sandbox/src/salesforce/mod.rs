@@ -15,11 +15,15 @@
 //! - [`state`]: all data behind one lock; validated writes, queries, cursors.
 //! - [`materialise`]: the synthetic org timeline → records (and `LeadHistory`).
 //! - [`oauth`]: grants, sessions, refresh tokens.
-//! - [`limits`]: the rolling daily allocation.
+//! - [`limits`]: the rolling daily allocations (API requests, Bulk API).
+//! - [`bulk`]: Bulk API 2.0 query jobs (`/jobs/query`), CSV results.
+//! - [`composite`]: `/composite`, subrequests with references, one call.
 //! - [`errors`]: the three error body shapes.
 //! - [`routes`]: the real paths; [`admin`]: `/__sandbox/salesforce/…`.
 
 pub mod admin;
+pub mod bulk;
+pub mod composite;
 pub mod errors;
 pub mod limits;
 pub mod materialise;

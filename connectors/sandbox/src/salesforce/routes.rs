@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value};
 use super::errors::{failed_save_result, ApiError, RecordError};
 use super::oauth::TokenForm;
 use super::state::{SfState, Undo, WriteKind, DEFAULT_BATCH_SIZE, MAX_COLLECTION_RECORDS, MIN_BATCH_SIZE};
-use super::Salesforce;
+use super::{bulk, composite, Salesforce};
 use crate::faults::Injected;
 use crate::log::LoggedRequest;
 
@@ -144,7 +144,7 @@ fn versions() -> Value {
 }
 
 /// `v62.0` → the version string, if served.
-fn parse_version(seg: &str) -> Option<String> {
+pub(super) fn parse_version(seg: &str) -> Option<String> {
     let n = seg.strip_prefix('v')?.strip_suffix(".0")?.parse::<u32>().ok()?;
     (MIN_VERSION..=MAX_VERSION).contains(&n).then(|| seg.to_string())
 }
@@ -294,7 +294,7 @@ async fn data(
     resp
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -329,7 +329,7 @@ fn method_not_allowed(method: &Method) -> ApiError {
     )
 }
 
-fn dispatch(
+pub(super) fn dispatch(
     st: &mut SfState,
     ctx: &Ctx<'_>,
     method: &Method,
@@ -361,6 +361,15 @@ fn dispatch(
             sobject(st, ctx, method, &object, rest, body)
         }
         (_, ["composite", "sobjects", rest @ ..]) => collections(st, ctx, method, rest, body),
+        (&Method::POST, ["composite"]) => composite::run(st, ctx, body),
+        (&Method::POST, ["jobs", "query"]) => bulk::create(st, &json_body(body)?, &ctx.user_id, v, ctx.now),
+        (&Method::GET, ["jobs", "query"]) => Ok(bulk::list(st, ctx.now)),
+        (&Method::GET, ["jobs", "query", id]) => bulk::poll(st, id, ctx.now),
+        (&Method::PATCH, ["jobs", "query", id]) => bulk::abort(st, id, &json_body(body)?, ctx.now),
+        (&Method::DELETE, ["jobs", "query", id]) => bulk::delete(st, id, ctx.now),
+        (&Method::GET, ["jobs", "query", id, "results"]) => {
+            bulk::results(st, id, ctx.param("locator"), ctx.param("maxRecords"), v, ctx.now)
+        }
         (&Method::GET, _) => Err(ApiError::not_found()),
         _ => Err(ApiError::not_found()),
     }
@@ -374,9 +383,10 @@ fn limits_body(st: &mut SfState, now: DateTime<Utc>) -> Value {
         "ConcurrentSyncReportRuns": {"Max": 20, "Remaining": 20},
         "DailyApiRequests": {"Max": max, "Remaining": max.saturating_sub(used)},
         "DailyAsyncApexExecutions": {"Max": 250000, "Remaining": 250000},
+        "DailyBulkApiBatches": st.bulk_usage.batches.to_json(now),
         "DailyBulkApiRequests": {"Max": 5000, "Remaining": 5000},
-        "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
-        "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+        "DailyBulkV2QueryFileStorageMB": st.bulk_usage.query_storage_mb.to_json(now),
+        "DailyBulkV2QueryJobs": st.bulk_usage.query_jobs.to_json(now),
         "DailyDurableGenericStreamingApiEvents": {"Max": 10000, "Remaining": 10000},
         "DailyDurableStreamingApiEvents": {"Max": 10000, "Remaining": 10000},
         "DailyGenericStreamingApiEvents": {"Max": 10000, "Remaining": 10000},

@@ -1170,6 +1170,26 @@ impl Bound {
         rows.into_iter().take(limit).map(|(id, _)| id).collect()
     }
 
+    /// Each selected field as the keys that lead to it in a rendered row
+    /// (`["Owner", "Name"]`), with its type: the columns of a Bulk API
+    /// result.
+    pub fn column_paths(&self) -> Vec<(Vec<String>, FieldType)> {
+        self.select
+            .iter()
+            .map(|p| {
+                let keys = p
+                    .steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Field(f) => f.clone(),
+                        Step::Rel { rel, .. } => rel.clone(),
+                    })
+                    .collect();
+                (keys, p.kind)
+            })
+            .collect()
+    }
+
     /// One result row as Salesforce renders it: `attributes`, then the
     /// selected fields in SELECT order, relationship paths nested. Child
     /// subqueries are not rendered here (the caller pages them).

@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{json, Map, Value};
 
+use super::bulk::QueryJobs;
 use super::errors::{ApiError, RecordError};
-use super::limits::ApiUsage;
+use super::limits::{ApiUsage, BulkUsage};
 use super::oauth::{AppConfig, TokenStore};
 use super::schema::{standard_objects, ChildRelationship, FieldType, SObjectDef};
 use super::soql::{self, Bound, Db};
@@ -52,6 +53,10 @@ pub struct SfState {
     pub tables: BTreeMap<String, Table>,
     pub tokens: TokenStore,
     pub usage: ApiUsage,
+    /// The Bulk API allocations (`/limits`).
+    pub bulk_usage: BulkUsage,
+    /// Bulk API 2.0 query jobs.
+    pub query_jobs: QueryJobs,
     pub app: AppConfig,
     /// How many timeline events have been applied.
     pub applied_events: usize,
@@ -64,6 +69,9 @@ pub struct SfState {
     field_history: bool,
     /// A `LeadHistory` row with every field null, cloned for each new row.
     history_row: Record,
+    /// While a Composite request runs: every row as it was before its
+    /// first change, so an `allOrNone` failure can put it all back.
+    journal: Option<Vec<Undo>>,
 }
 
 impl Db for SfState {
@@ -134,6 +142,8 @@ impl SfState {
             tables,
             tokens: TokenStore::default(),
             usage: ApiUsage::default(),
+            bulk_usage: BulkUsage::default(),
+            query_jobs: QueryJobs::default(),
             app,
             applied_events: 0,
             locators: HashMap::new(),
@@ -142,6 +152,30 @@ impl SfState {
             history_seq: 0,
             field_history: true,
             history_row,
+            journal: None,
+        }
+    }
+
+    /// Start remembering every row changed from now on (a Composite
+    /// request with `allOrNone`).
+    pub fn begin_journal(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// Stop remembering; the changes made since [`SfState::begin_journal`],
+    /// oldest first, for [`SfState::rollback`].
+    pub fn end_journal(&mut self) -> Vec<Undo> {
+        self.journal.take().unwrap_or_default()
+    }
+
+    /// Note a row's state before a change, while a journal is open.
+    fn remember(&mut self, object: &str, id: &str) {
+        if self.journal.is_none() {
+            return;
+        }
+        let before = self.tables.get(object).and_then(|t| t.get(id)).cloned();
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push(Undo { object: object.to_string(), id: id.to_string(), before });
         }
     }
 
@@ -269,6 +303,7 @@ impl SfState {
 
     /// Store a row exactly as given (timeline and admin writes).
     pub fn put_raw(&mut self, object: &str, id: &str, rec: Record) {
+        self.remember(object, id);
         if let Some(t) = self.tables.get_mut(object) {
             t.put(id, rec);
         }
@@ -276,6 +311,7 @@ impl SfState {
 
     /// Change a stored row in place (timeline events touching a few fields).
     pub fn modify(&mut self, object: &str, id: &str, f: impl FnOnce(&mut Record)) -> bool {
+        self.remember(object, id);
         self.tables.get_mut(object).is_some_and(|t| t.modify(id, f))
     }
 
@@ -508,7 +544,12 @@ impl SfState {
         for u in undo.into_iter().rev() {
             if let Some(t) = self.tables.get_mut(&u.object) {
                 match u.before {
-                    Some(before) => t.put(&u.id, before),
+                    Some(before) => {
+                        if !is_true(&before, "IsDeleted") {
+                            t.undelete_mark(&u.id);
+                        }
+                        t.put(&u.id, before);
+                    }
                     None => t.purge(&u.id),
                 }
             }
@@ -534,6 +575,7 @@ impl SfState {
         }
         rec.insert("IsDeleted".into(), json!(true));
         rec.insert("SystemModstamp".into(), json!(fmt_datetime(now)));
+        self.remember(object, &id);
         if let Some(t) = self.tables.get_mut(object) {
             t.put(&id, rec);
             t.mark_deleted(&id, now);
@@ -551,8 +593,12 @@ impl SfState {
             .map(|d| d.child_relationships.iter().filter(|c| c.cascade_delete).cloned().collect())
             .unwrap_or_default();
         for rel in rels {
+            let ids: Vec<String> =
+                self.tables.get(rel.child).map(|t| t.children_of(rel.field, id).cloned().collect()).unwrap_or_default();
+            for child in &ids {
+                self.remember(rel.child, child);
+            }
             let Some(table) = self.tables.get_mut(rel.child) else { continue };
-            let ids: Vec<String> = table.children_of(rel.field, id).cloned().collect();
             for child in ids {
                 if let Some(mut r) = table.get(&child).cloned() {
                     r.insert("IsDeleted".into(), json!(true));
@@ -622,6 +668,23 @@ impl SfState {
     ) -> Result<QueryPage, ApiError> {
         let parsed = soql::parse(q)?;
         let bound = soql::bind(self, parsed, now)?.with_deleted(include_deleted);
+        let ids = self.matching_ids(&bound)?;
+        if bound.query.is_count() {
+            return Ok(QueryPage { body: json!({"totalSize": ids.len(), "done": true, "records": []}) });
+        }
+        let total = ids.len();
+        let (first, end) = self.page(&bound, &ids, 0, batch_size, version);
+        if end >= total {
+            return Ok(QueryPage { body: json!({"totalSize": total, "done": true, "records": first}) });
+        }
+        let locator_id = self.add_locator(Locator { bound, ids, batch_size, seq: 0 });
+        let next = format!("/services/data/{version}/query/{locator_id}-{end}");
+        Ok(QueryPage { body: json!({"totalSize": total, "done": false, "nextRecordsUrl": next, "records": first}) })
+    }
+
+    /// The ids a bound query answers, in its order, after `OFFSET` and `LIMIT`.
+    pub fn matching_ids(&self, bound: &Bound) -> Result<Vec<String>, ApiError> {
+        let include_deleted = bound.include_deleted;
         let def = self.objects.get(&bound.object).cloned().ok_or_else(|| ApiError::invalid_type("unknown object"))?;
         let Some(table) = self.tables.get(&bound.object) else {
             return Err(ApiError::invalid_type("unknown object"));
@@ -654,18 +717,7 @@ impl SfState {
         }
         let offset = bound.query.offset.unwrap_or(0) as usize;
         let limit = bound.query.limit.map_or(usize::MAX, |l| l as usize);
-        let ids: Vec<String> = hits.into_iter().skip(offset).take(limit).map(|(id, _)| id).collect();
-        if bound.query.is_count() {
-            return Ok(QueryPage { body: json!({"totalSize": ids.len(), "done": true, "records": []}) });
-        }
-        let total = ids.len();
-        let (first, end) = self.page(&bound, &ids, 0, batch_size, version);
-        if end >= total {
-            return Ok(QueryPage { body: json!({"totalSize": total, "done": true, "records": first}) });
-        }
-        let locator_id = self.add_locator(Locator { bound, ids, batch_size, seq: 0 });
-        let next = format!("/services/data/{version}/query/{locator_id}-{end}");
-        Ok(QueryPage { body: json!({"totalSize": total, "done": false, "nextRecordsUrl": next, "records": first}) })
+        Ok(hits.into_iter().skip(offset).take(limit).map(|(id, _)| id).collect())
     }
 
     fn add_locator(&mut self, mut loc: Locator) -> String {
