@@ -365,10 +365,12 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
     let mut flags = 0;
     let mut reassignments = 0;
     let mut updates = 0;
+    let mut completions = 0;
     for (_, e) in store.ledger_entries()? {
         match &e.kind {
             crate::store::ActionSummary::UpdateLead => updates += 1,
             crate::store::ActionSummary::Reassign { .. } => reassignments += 1,
+            crate::store::ActionSummary::CompleteTask { .. } => completions += 1,
             crate::store::ActionSummary::CreateTask { purpose, .. } => match purpose {
                 handoff_model::TaskPurpose::Reminder => reminders += 1,
                 handoff_model::TaskPurpose::Escalation { .. } => escalations += 1,

@@ -60,6 +60,9 @@ pub fn object_type(kind: ActivityKind) -> &'static str {
     }
 }
 
+/// Set on an email a sequence sent (its sequence's id).
+pub const SEQUENCE_PROPERTY: &str = "hs_sequence_id";
+
 /// The properties read for an engagement type.
 pub fn engagement_properties(kind: ActivityKind) -> &'static [&'static str] {
     match kind {
@@ -81,6 +84,8 @@ pub fn engagement_properties(kind: ActivityKind) -> &'static [&'static str] {
             "hs_email_subject",
             "hs_email_direction",
             "hs_email_status",
+            // Set on emails a sequence sent: automated, not a rep's own touch.
+            SEQUENCE_PROPERTY,
         ],
         ActivityKind::Meeting => &[
             "hs_object_id",
@@ -168,6 +173,7 @@ pub fn lead(o: &ApiObject) -> Result<(Lead, Vec<Deletion>), Skip> {
         modified_at: modified,
         assignments: Vec::new(),
         status_changes: Vec::new(),
+        field_history: BTreeMap::new(),
         converted_at,
         deleted: o.archived,
         merged_into: None,
@@ -270,6 +276,7 @@ pub fn activity(o: &ApiObject, kind: ActivityKind, contact_id: Option<&str>) -> 
         direction,
         completed,
         handoff_key: if kind == ActivityKind::Task { o.prop(TASK_KEY_PROPERTY).map(str::to_string) } else { None },
+        automated: kind == ActivityKind::Email && o.prop(SEQUENCE_PROPERTY).is_some_and(|s| !s.trim().is_empty()),
         deleted: o.archived,
     })
 }
@@ -346,6 +353,19 @@ mod tests {
         let a = activity(&call, ActivityKind::Call, Some("501")).unwrap();
         assert_eq!(a.direction, Some(Direction::Inbound));
         assert_eq!(a.handoff_key, None);
+        assert!(!a.automated);
+    }
+
+    #[test]
+    fn an_email_a_sequence_sent_is_automated() {
+        let email = |extra: serde_json::Value| {
+            let mut props = json!({"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z", "hs_email_direction": "EMAIL"});
+            props.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            activity(&obj(json!({"id": "11", "properties": props})), ActivityKind::Email, Some("501")).unwrap()
+        };
+        assert!(email(json!({"hs_sequence_id": "4242"})).automated);
+        assert!(!email(json!({})).automated, "a rep's own email");
+        assert!(!email(json!({"hs_sequence_id": ""})).automated);
     }
 
     fn lead_at(modified: &str) -> Lead {

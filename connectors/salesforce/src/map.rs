@@ -177,6 +177,7 @@ fn map_lead(row: &Row, tracked: TrackedHistory) -> Result<LeadOrDeletion, BadRow
             modified_at,
             assignments,
             status_changes,
+            field_history: BTreeMap::new(),
             converted_at,
             deleted: false,
             merged_into: None,
@@ -371,9 +372,12 @@ fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deleti
     let subtype = text(row, "TaskSubtype").or_else(|| text(row, "Type")).unwrap_or("Task");
     let kind = match subtype {
         "Call" => ActivityKind::Call,
-        "Email" | "ListEmail" => ActivityKind::Email,
+        "Email" | "ListEmail" | "Cadence" => ActivityKind::Email,
         _ => ActivityKind::Task,
     };
+    // A list email goes to many leads at once and a cadence step is sent by
+    // Sales Engagement: automation, not a rep's own touch.
+    let automated = matches!(subtype, "ListEmail" | "Cadence");
     let occurred_at = text(row, "CompletedDateTime")
         .and_then(parse_datetime)
         .or_else(|| text(row, "ActivityDate").and_then(date_at_midnight))
@@ -396,6 +400,7 @@ fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deleti
         direction,
         completed: flag(row, "IsClosed"),
         handoff_key: text(row, key_field).map(str::to_string),
+        automated,
         deleted: false,
     })))
 }
@@ -436,6 +441,7 @@ fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
         direction: None,
         completed: false,
         handoff_key: None,
+        automated: false,
         deleted: false,
     })))
 }
@@ -602,6 +608,22 @@ mod tests {
         assert_eq!(out.deletions[0].merged_into.as_deref(), Some("00Q1"));
         assert_eq!(errors.len(), 1);
         assert!(errors[0].message.contains("SystemModstamp"), "{:?}", errors[0]);
+    }
+
+    #[test]
+    fn list_emails_and_cadence_steps_are_automated_emails() {
+        let rows: Vec<Row> = ["Email", "ListEmail", "Cadence"]
+            .iter()
+            .enumerate()
+            .map(|(i, subtype)| {
+                row(json!({"Id": format!("00T{i}"), "WhoId": "00Q1", "TaskSubtype": subtype, "IsClosed": true,
+                    "CompletedDateTime": "2026-02-01T10:00:00.000+0000", "SystemModstamp": "2026-02-01T10:00:05.000+0000"}))
+            })
+            .collect();
+        let mut out = Mapped::default();
+        assert!(map_tasks(&rows, "Handoff_Key__c", &mut out).is_empty());
+        let got: Vec<(ActivityKind, bool)> = out.activities.iter().map(|a| (a.kind, a.automated)).collect();
+        assert_eq!(got, [(ActivityKind::Email, false), (ActivityKind::Email, true), (ActivityKind::Email, true)]);
     }
 
     #[test]
