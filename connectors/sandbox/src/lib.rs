@@ -27,6 +27,7 @@ pub mod log;
 pub mod org;
 pub mod salesforce;
 pub mod server;
+pub mod task_report;
 pub mod tls;
 
 pub use clock::SimClock;
