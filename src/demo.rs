@@ -498,12 +498,17 @@ pub struct SandboxTask {
     pub owner_id: Option<String>,
     pub lead_id: Option<String>,
     pub subject: Option<String>,
+    pub body: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    /// When it was completed; `None` while open.
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 /// Every task the sandbox holds, with handoff's key when it carries one.
 pub async fn sandbox_tasks(sandbox: &RunningSandbox) -> anyhow::Result<Vec<SandboxTask>> {
     let client = reqwest::Client::new();
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let time = |v: &Value, k: &str| v.get(k).and_then(crate::engine::parse_field_datetime);
     match sandbox.crm {
         CrmKind::Salesforce => {
             let url = format!("{}/salesforce/records/Task", sandbox.admin_url);
@@ -519,6 +524,11 @@ pub async fn sandbox_tasks(sandbox: &RunningSandbox) -> anyhow::Result<Vec<Sandb
                             owner_id: text(r, "OwnerId"),
                             lead_id: text(r, "WhoId"),
                             subject: text(r, "Subject"),
+                            body: text(r, "Description"),
+                            created_at: time(r, "CreatedDate"),
+                            completed_at: (r.get("IsClosed") == Some(&json!(true)))
+                                .then(|| time(r, "CompletedDateTime"))
+                                .flatten(),
                         })
                         .collect()
                 })
@@ -544,6 +554,11 @@ pub async fn sandbox_tasks(sandbox: &RunningSandbox) -> anyhow::Result<Vec<Sandb
                         owner_id: text(props, "hubspot_owner_id"),
                         lead_id: r["associations"]["contacts"][0]["id"].as_str().map(str::to_string),
                         subject: text(props, "hs_task_subject"),
+                        body: text(props, "hs_task_body"),
+                        created_at: time(r, "createdAt"),
+                        completed_at: (text(props, "hs_task_status").as_deref() == Some("COMPLETED"))
+                            .then(|| time(props, "hs_task_completion_date"))
+                            .flatten(),
                     }
                 })
                 .collect())

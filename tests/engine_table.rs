@@ -802,22 +802,31 @@ fn business_time_is_read_in_the_owners_own_zone() {
 #[test]
 fn a_rejection_before_any_touch_ends_the_first_touch_clock_rather_than_meeting_it() {
     for (status, word) in [("Rejected", "rejected"), ("Converted", "converted"), ("Closed - No Response", "closed")] {
-        for rejected_at in ["2026-03-02 10:40", "2026-03-02 14:00"] {
+        // Before the due time (11:00) it ends the obligation; after it, the
+        // breach had happened already and stays.
+        for (rejected_at, want) in
+            [("2026-03-02 10:40", ClockStatus::Ended), ("2026-03-02 14:00", ClockStatus::Breached)]
+        {
             let mut lead = lead();
             lead.status_changes.push(StatusChange { status: status.to_string(), at: ny(rejected_at) });
             lead.fields.insert("Status".to_string(), json!(status));
             lead.fields.insert("Reason__c".to_string(), json!("bad_fit"));
             let ev = run(&policy(), &lead, &[], ny("2026-03-03 12:00"));
             let ft = clock(&ev, ClockKind::FirstTouch);
-            assert_eq!((ft.status, ft.stopped_at), (ClockStatus::Ended, Some(ny(rejected_at))), "{}", ft.reason);
-            assert!(ft.reason.starts_with("ended:") && ft.reason.contains(word), "{}", ft.reason);
+            assert_eq!((ft.status, ft.stopped_at), (want, Some(ny(rejected_at))), "{}", ft.reason);
+            assert!(ft.reason.contains(word), "{}", ft.reason);
+            if want == ClockStatus::Ended {
+                assert!(ft.reason.starts_with("ended:"), "{}", ft.reason);
+                assert!(ev.task_notes["ft"].contains("ended"), "{:?}", ev.task_notes);
+            } else {
+                assert_eq!(ft.breached_at, Some(ny("2026-03-02 11:00")));
+            }
             assert!(ft.escalations.is_empty());
             assert!(
                 tasks(&ev).iter().all(|(k, _, _)| !k.contains(":ft:")),
-                "an ended clock raises no reminder or escalation: {:?}",
+                "a decided lead raises no reminder or escalation: {:?}",
                 ev.actions
             );
-            assert!(ev.task_notes["ft"].contains("ended"), "{:?}", ev.task_notes);
         }
     }
 }

@@ -250,12 +250,21 @@ fn timed_clock(ctx: &mut Ctx<'_, '_>, spec: Timed<'_>) -> Result<Clock, EngineEr
         ));
     }
     match (course.stop.take(), due, due_before_pause) {
-        (Some(stop), _, _) if stop.ends => {
+        // Ended before its due time: the obligation is gone, neither met nor
+        // breached. After it, the breach had already happened.
+        (Some(stop), due, _) if stop.ends && due.is_none_or(|d| stop.at <= d) => {
             clock.status = ClockStatus::Ended;
             clock.stopped_at = Some(stop.at);
             clock.reason = stop.reason;
             clock.stopped_by = Some(stop.cause);
-            clock.remind_at = None;
+        }
+        (Some(stop), Some(due), _) if stop.ends => {
+            clock.status = ClockStatus::Breached;
+            clock.breached_at = Some(due);
+            clock.stopped_at = Some(stop.at);
+            clock.reason =
+                format!("{running}; due {} passed, then {}", rfc3339(due), stop.reason.trim_start_matches("ended: "));
+            clock.stopped_by = Some(stop.cause);
         }
         (Some(stop), Some(due), _) => {
             let (status, breached_at) = judge(due, None, Some(stop.at), ctx.now);
