@@ -227,6 +227,7 @@ fn timed_clock(ctx: &mut Ctx<'_, '_>, spec: Timed<'_>) -> Result<Clock, EngineEr
         kind,
         owner_id: course.holder.user().map(str::to_string),
         first_owner_id: course.first_user.clone(),
+        last_owner_id: course.calendar_user.clone(),
         owner_since: Some(course.since),
         held_by: match &course.holder {
             Holder::Seat { queue, .. } | Holder::Paused { queue } => Some(queue.clone()),
@@ -798,6 +799,7 @@ fn cadence_clock(
         kind: ClockKind::Cadence,
         owner_id: course.holder.user().map(str::to_string),
         first_owner_id: course.first_user.clone(),
+        last_owner_id: course.calendar_user.clone(),
         owner_since: Some(course.since),
         held_by: match &course.holder {
             Holder::Seat { queue, .. } | Holder::Paused { queue } => Some(queue.clone()),

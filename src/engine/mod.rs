@@ -279,6 +279,10 @@ pub struct Clock {
     /// anyone else names them in its key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_owner_id: Option<String>,
+    /// The last user who answered for it: `owner_id`, or while the clock is
+    /// paused, the user who had it before (whose calendar it is read on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_owner_id: Option<String>,
     /// Since when `owner_id` (or, paused, nobody) has had it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_since: Option<DateTime<Utc>>,
@@ -337,6 +341,7 @@ impl Clock {
             kind,
             owner_id: None,
             first_owner_id: None,
+            last_owner_id: None,
             owner_since: None,
             held_by: None,
             paused_since: None,

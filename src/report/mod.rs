@@ -362,7 +362,8 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
         }
 
         for clock in &state.clocks {
-            let rep = clock.owner_id.as_deref().or(lead_rep.as_deref());
+            // A clock paused in a pool is still the last rep's to answer for.
+            let rep = clock.owner_id.as_deref().or(clock.last_owner_id.as_deref()).or(lead_rep.as_deref());
             let outcome = match clock.status {
                 ClockStatus::Met => clock.stopped_at.map(|at| (at, true)),
                 ClockStatus::Breached => clock.breached_at.or(clock.due_at).map(|at| (at, false)),
@@ -391,9 +392,10 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
                     if let (Some(StopCause::Touch { .. }), Some(start), Some(stop)) =
                         (&clock.stopped_by, clock.started_at, clock.stopped_at)
                     {
+                        let holder = clock.owner_id.clone().or_else(|| clock.last_owner_id.clone());
                         let schedule = schedules
-                            .entry(clock.owner_id.clone())
-                            .or_insert_with(|| engine::owner_schedule(policy, &owners, clock.owner_id.as_deref()).ok());
+                            .entry(holder.clone())
+                            .or_insert_with(|| engine::owner_schedule(policy, &owners, holder.as_deref()).ok());
                         if let Some(s) = schedule {
                             let minutes = s.business_between(start, stop.max(start)).num_seconds() as f64 / 60.0;
                             record(stop, rep, &mut |a| a.touch_minutes.push(minutes));
