@@ -196,14 +196,15 @@ fn render_clock(out: &mut String, clock: &Clock, owners: &[Owner]) {
     if let Some(calendar) = &clock.calendar {
         let _ = writeln!(out, "    calendar: {calendar}");
     }
-    let ended = match clock.status {
-        ClockStatus::Met => Some(format!("met: {}", stop_cause(clock))),
-        ClockStatus::Ended => Some(format!("ended: {}", stop_cause(clock))),
-        ClockStatus::Breached if clock.stopped_at.is_some() => Some(format!("done late: {}", stop_cause(clock))),
+    // Why it is over, when it is.
+    let over = match clock.status {
+        ClockStatus::Met => Some(format!("met by {}", stop_cause(clock))),
+        ClockStatus::Ended => Some(format!("no longer owed (neither met nor breached) after {}", stop_cause(clock))),
+        ClockStatus::Breached if clock.stopped_at.is_some() => Some(format!("done late by {}", stop_cause(clock))),
         _ => None,
     };
-    if let Some(ended) = ended {
-        let _ = writeln!(out, "    ended:    {ended}");
+    if let Some(over) = over {
+        let _ = writeln!(out, "    ended:    {over}");
     }
     let _ = writeln!(out, "    received: {}", at(clock.received_at));
     let _ = writeln!(out, "    started:  {}", at(clock.started_at));

@@ -1515,6 +1515,53 @@ mod tests {
     }
 
     #[test]
+    fn new_keys_are_checked_by_name() {
+        let cases: [(&str, &str, &str); 5] = [
+            (
+                "managers = {}",
+                "managers = {}\nintake_seats = { \"00GHs0000000001MAA\" = \"\" }",
+                "policy.owners.intake_seats.00GHs0000000001MAA",
+            ),
+            (
+                "within = \"3 business days\"\n\n# Inbound",
+                "within = \"3 business days\"\nreason_code_grace = \"a day or so\"\n\n# Inbound",
+                "policy.segments[0].disposition.reason_code_grace",
+            ),
+            ("clock_start = \"assignment\"", "clock_start = \"acceptance\"", "policy.segments[0].sal_decision"),
+            ("follow_up_at = \"Follow_Up_Date__c\"", "", "policy.statuses.deferred"),
+            ("nurture = [\"Recycled - Nurture\"]", "nurture = [\"Qualified\"]", "policy.statuses.nurture[0]"),
+        ];
+        for (old, new, path) in cases {
+            let issues = issues_after(old, new);
+            assert_eq!(paths(&issues), [path], "{old} -> {new}: {issues:#?}");
+            assert!(!issues[0].fix.is_empty());
+        }
+    }
+
+    #[test]
+    fn check_explains_who_answers_for_a_lead_in_the_pool() {
+        let notes = example().notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("policy.escalation.levels[2] moves a lead to pool 00GHs0000000001MAA"),
+            "{notes:?}"
+        );
+        assert!(notes[0].contains("no intake seat") && notes[0].contains("pause"), "{notes:?}");
+        let seated = crate::config::parse(&EXAMPLE.replacen(
+            "managers = {}",
+            "managers = {}\nintake_seats = { \"00GHs0000000001MAA\" = \"005Hs00000A0SeatAA\" }",
+            1,
+        ))
+        .unwrap_or_else(|e| panic!("{e:#?}"))
+        .policy;
+        let notes = seated.notes();
+        assert!(
+            notes[0].contains("intake seat 005Hs00000A0SeatAA") && notes[0].contains("gets its reminders"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
     fn time_ranges() {
         let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
         assert_eq!(parse_time_range("09:00-17:00"), Some((t(9, 0), t(17, 0))));
