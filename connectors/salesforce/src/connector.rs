@@ -183,7 +183,7 @@ impl SalesforceConnector {
         let d: Describe = self.client.send_json(Method::GET, &path, &[], None, sobject).await?;
         if sobject == "Lead" {
             let tracked = d.has_child_relationship(map::HISTORIES);
-            let wanted = self.client.settings.tracked_history;
+            let wanted = &self.client.settings.tracked_history;
             self.lead_histories.store(tracked && wanted.any(), Ordering::Relaxed);
             tracing::info!(
                 connector = "salesforce",
@@ -229,7 +229,7 @@ impl SalesforceConnector {
         let mut fields = self.select_list(phase).await?.join(", ");
         if phase == Phase::Leads && self.lead_histories.load(Ordering::Relaxed) {
             fields.push_str(", ");
-            fields.push_str(map::HISTORY_SUBQUERY);
+            fields.push_str(&map::history_subquery(&self.client.settings.tracked_history));
         }
         let filter = if phase == Phase::Queues { "Type = 'Queue' AND " } else { "" };
         Ok(format!(
@@ -287,7 +287,7 @@ impl SalesforceConnector {
         }
         let mut mapped = Mapped::default();
         let bad_rows = match phase {
-            Phase::Leads => map::map_leads(&page.records, self.client.settings.tracked_history, &mut mapped),
+            Phase::Leads => map::map_leads(&page.records, &self.client.settings.tracked_history, &mut mapped),
             Phase::Tasks => map::map_tasks(&page.records, &settings.task_key_field, &mut mapped),
             Phase::Events => map::map_events(&page.records, &mut mapped),
             Phase::Users => map::map_users(&page.records, &mut mapped),
