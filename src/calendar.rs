@@ -416,13 +416,12 @@ impl Iterator for Pieces<'_> {
     }
 }
 
+/// Spans of the UTC line, `[start, end)`.
+type Spans = Vec<(DateTime<Utc>, DateTime<Utc>)>;
+
 /// The spans `holidays` close, read as local dates and times in `tz`,
 /// sorted and merged. Each holiday was checked by [`Schedule::new`].
-fn closed_spans(
-    calendar_id: &str,
-    tz: Tz,
-    holidays: &[Holiday],
-) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, CalendarError> {
+fn closed_spans(calendar_id: &str, tz: Tz, holidays: &[Holiday]) -> Result<Spans, CalendarError> {
     let mut closed = Vec::with_capacity(holidays.len());
     for holiday in holidays {
         let out_of_range = || CalendarError::InvalidHoliday {

@@ -595,7 +595,8 @@ fn rejected(code_history: &[(&str, &str)]) -> Lead {
 fn a_missing_reason_code_is_flagged_only_after_the_grace_and_clears_silently_inside_it() {
     let calls = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))];
     // (code history, judged at, reason-code status, flag task open)
-    let table: [(&[(&str, &str)], &str, ClockStatus, bool); 6] = [
+    type Row<'a> = (&'a [(&'a str, &'a str)], &'a str, ClockStatus, bool);
+    let table: [Row<'_>; 6] = [
         (&[], "2026-03-02 16:00", ClockStatus::Pending, false),
         (&[], "2026-03-03 10:59", ClockStatus::Pending, false),
         (&[], "2026-03-03 11:00", ClockStatus::Breached, true),

@@ -28,6 +28,9 @@ pub struct TaskRow {
     pub changed_by_integration: bool,
 }
 
+/// (lead, clock) → (instant, +1 opened / −1 closed).
+type Changes = BTreeMap<(String, String), Vec<(DateTime<Utc>, i32)>>;
+
 /// The clock a handoff key names, if it is a lead's.
 fn clock_of(key: &str) -> Option<&str> {
     if key.starts_with("sc:") {
@@ -40,7 +43,7 @@ fn clock_of(key: &str) -> Option<&str> {
 /// clock), counting a task closed at the same instant another is created
 /// as closed first.
 pub fn report(rows: &[TaskRow]) -> Value {
-    let mut events: BTreeMap<(String, String), Vec<(DateTime<Utc>, i32)>> = BTreeMap::new();
+    let mut events: Changes = BTreeMap::new();
     let mut completed = 0usize;
     let mut completed_by_integration = 0usize;
     let mut open_now: BTreeMap<(String, String), usize> = BTreeMap::new();
