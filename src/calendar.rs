@@ -38,11 +38,13 @@
 //!   pre-midnight part and loses only the part after midnight. A partial
 //!   holiday removes `[start, end)` of its date (a missing `start` means 00:00,
 //!   a missing `end` means the end of the day).
-//! - **Whose zone.** Weekly hours are read in the schedule's zone, which
-//!   [`Schedule::with_time_zone`] can replace by an owner's own zone (an APAC
-//!   rep working 09:00–17:00 Sydney time). Holidays belong to the calendar's
-//!   region and keep their dates in the calendar's own zone
-//!   ([`Schedule::holiday_time_zone`]).
+//! - **Whose zone.** Weekly hours and holidays are read in the schedule's
+//!   zone, which [`Schedule::with_time_zone`] can replace by an owner's own
+//!   zone (an APAC rep working 09:00–17:00 Sydney time). A holiday written as
+//!   a date closes that whole date where the time is counted: a Kolkata rep
+//!   on a New York calendar is closed all of Memorial Day in Kolkata, not
+//!   from 09:30 IST (New York's midnight) on. A part-day closure is read the
+//!   same way, in the owner's local time.
 //! - **Bounded searches.** Days with no open time are skipped. Every forward
 //!   search gives up after 366 days plus 7 days per holiday without open time
 //!   and returns [`CalendarError::NoOpenTime`] rather than looping; a calendar
@@ -60,7 +62,7 @@ use chrono::{
     DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc, Weekday,
 };
 use chrono_tz::Tz;
-use handoff_model::BusinessCalendar;
+use handoff_model::{BusinessCalendar, Holiday};
 
 /// Why a calendar cannot be used, or why a question about it has no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,14 +99,15 @@ pub enum CalendarError {
 #[derive(Debug, Clone)]
 pub struct Schedule {
     id: String,
-    /// Zone the weekly windows are read in.
+    /// Zone the weekly windows and the holidays are read in.
     weekly_tz: Tz,
-    /// Zone the holidays' dates and times are read in (the calendar's own).
-    holiday_tz: Tz,
+    /// The calendar's holidays, validated, for reading them in another zone.
+    holidays: Vec<Holiday>,
     /// Windows by weekday, indexed by `Weekday::num_days_from_monday`,
     /// sorted by start time.
     weekly: [Vec<(NaiveTime, NaiveTime)>; 7],
-    /// Closed spans removed by holidays, on the UTC line, sorted and merged.
+    /// Closed spans removed by holidays (in `weekly_tz`), on the UTC line,
+    /// sorted and merged.
     closed: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     /// Days without open time after which a forward search gives up.
     search_limit_days: u32,
@@ -142,7 +145,6 @@ impl Schedule {
             day.dedup();
         }
 
-        let mut closed = Vec::with_capacity(cal.holidays.len());
         for holiday in &cal.holidays {
             let invalid = |reason: &str| CalendarError::InvalidHoliday {
                 calendar_id: id.clone(),
@@ -153,40 +155,30 @@ impl Schedule {
             if !is_whole_second(start) || !holiday.end.is_none_or(is_whole_second) {
                 return Err(invalid("times must be whole seconds (drop the fraction)"));
             }
-            let start_local = holiday.date.and_time(start);
-            let end_local = match holiday.end {
-                Some(end) if end > start => holiday.date.and_time(end),
-                Some(_) => {
-                    return Err(invalid(
-                        "a partial holiday's `end` must be after its `start` on the same date; omit `end` to close until midnight",
-                    ))
-                }
-                None => next_midnight(holiday.date).ok_or_else(|| invalid("the date is out of range"))?,
-            };
-            let (Some(from), Some(to)) = (resolve_local(tz, start_local), resolve_local(tz, end_local)) else {
-                return Err(invalid("the date is out of range"));
-            };
-            // A partial holiday inside a DST gap can be empty.
-            if from < to {
-                closed.push((from, to));
+            if holiday.end.is_some_and(|end| end <= start) {
+                return Err(invalid(
+                    "a partial holiday's `end` must be after its `start` on the same date; omit `end` to close until midnight",
+                ));
             }
         }
-        closed.sort();
-        let closed = merge_sorted(closed);
+        let closed = closed_spans(&id, tz, &cal.holidays)?;
 
         // Bounds the longest closed stretch of a calendar with weekly windows:
         // each holiday can close at most one more week, and a year is far
         // longer than any window a DST change swallows.
         let holiday_count = u32::try_from(cal.holidays.len()).unwrap_or(u32::MAX);
         let search_limit_days = 366u32.saturating_add(holiday_count.saturating_mul(7));
-        Ok(Schedule { id, weekly_tz: tz, holiday_tz: tz, weekly, closed, search_limit_days })
+        Ok(Schedule { id, weekly_tz: tz, holidays: cal.holidays.clone(), weekly, closed, search_limit_days })
     }
 
-    /// The same calendar with its weekly hours read in `tz` (an owner's own
-    /// zone). Holidays keep their dates in the calendar's zone: they belong to
-    /// the region, not to the person.
+    /// The same calendar read in `tz` (an owner's own zone): its weekly hours
+    /// and its holidays' dates and times are local times there, so a rep
+    /// keeps the region's holidays on their own calendar days.
     pub fn with_time_zone(&self, tz: Tz) -> Schedule {
-        Schedule { weekly_tz: tz, ..self.clone() }
+        // The holidays were validated in `new`; a date chrono cannot place in
+        // `tz` (outside its range) closes nothing rather than failing here.
+        let closed = closed_spans(&self.id, tz, &self.holidays).unwrap_or_default();
+        Schedule { weekly_tz: tz, closed, ..self.clone() }
     }
 
     /// The calendar's id, for logs and errors.
@@ -194,14 +186,9 @@ impl Schedule {
         &self.id
     }
 
-    /// Zone the weekly hours are read in.
+    /// Zone the weekly hours and holidays are read in.
     pub fn time_zone(&self) -> Tz {
         self.weekly_tz
-    }
-
-    /// Zone the holidays' local dates are read in (the calendar's own zone).
-    pub fn holiday_time_zone(&self) -> Tz {
-        self.holiday_tz
     }
 
     /// Whether `at` lies inside an open interval (`[open, close)`).
@@ -429,6 +416,36 @@ impl Iterator for Pieces<'_> {
     }
 }
 
+/// Spans of the UTC line, `[start, end)`.
+type Spans = Vec<(DateTime<Utc>, DateTime<Utc>)>;
+
+/// The spans `holidays` close, read as local dates and times in `tz`,
+/// sorted and merged. Each holiday was checked by [`Schedule::new`].
+fn closed_spans(calendar_id: &str, tz: Tz, holidays: &[Holiday]) -> Result<Spans, CalendarError> {
+    let mut closed = Vec::with_capacity(holidays.len());
+    for holiday in holidays {
+        let out_of_range = || CalendarError::InvalidHoliday {
+            calendar_id: calendar_id.to_string(),
+            date: holiday.date,
+            reason: "the date is out of range".to_string(),
+        };
+        let start_local = holiday.date.and_time(holiday.start.unwrap_or(NaiveTime::MIN));
+        let end_local = match holiday.end {
+            Some(end) => holiday.date.and_time(end),
+            None => next_midnight(holiday.date).ok_or_else(out_of_range)?,
+        };
+        let (Some(from), Some(to)) = (resolve_local(tz, start_local), resolve_local(tz, end_local)) else {
+            return Err(out_of_range());
+        };
+        // A partial holiday inside a DST gap can be empty.
+        if from < to {
+            closed.push((from, to));
+        }
+    }
+    closed.sort();
+    Ok(merge_sorted(closed))
+}
+
 /// `[open, close)` minus the sorted, merged `closed` spans.
 fn subtract_closed(
     closed: &[(DateTime<Utc>, DateTime<Utc>)],
@@ -508,7 +525,7 @@ fn weekday_index(date: NaiveDate) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use handoff_model::{Holiday, WeeklyWindow};
+    use handoff_model::WeeklyWindow;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

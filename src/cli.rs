@@ -318,6 +318,11 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         p.segments.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join("/"),
         p.calendars.len(),
     );
+    // Choices the policy makes without saying so: who answers for a lead
+    // the ladder moves to a pool.
+    for note in p.notes() {
+        println!("note: {note}");
+    }
     ExitCode::SUCCESS
 }
 

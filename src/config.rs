@@ -105,9 +105,10 @@ pub struct SalesforceSettings {
     #[serde(default = "default_sf_task_key_field")]
     pub task_key_field: String,
     /// Lead fields the org keeps field history for (Setup → Object Manager →
-    /// Lead → Set History Tracking): ownership and status history is read
-    /// from `LeadHistory` only for these; for the others handoff keeps the
-    /// history it observes itself.
+    /// Lead → Set History Tracking): ownership, status and the history of
+    /// the fields the policy judges qualification and reason codes by are
+    /// read from `LeadHistory` only for these; for the others handoff keeps
+    /// the history it observes itself.
     #[serde(default = "default_sf_history_fields")]
     pub history_fields: Vec<String>,
     /// Local courtesy pace (Salesforce itself counts calls per day, not per
@@ -763,12 +764,12 @@ fn read_connection(root: &toml::Table, crm: CrmKind, issues: &mut Vec<Issue>) ->
                 ));
             }
             for (i, f) in s.history_fields.iter().enumerate() {
-                if f != "Owner" && f != "Status" {
+                if f.trim().is_empty() || !f.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     issues.push(Issue::new(
                         format!("salesforce.history_fields[{i}]"),
                         format!("{f:?}"),
-                        "handoff reads field history for Owner and Status only",
-                        "list the ones the org tracks: \"Owner\", \"Status\" (or [] for neither)",
+                        "not a Lead field API name",
+                        "list the fields the org tracks by API name, e.g. \"Owner\", \"Status\", \"Phone\" (or [] for none)",
                     ));
                 }
             }
@@ -1293,7 +1294,7 @@ mod tests {
             ["salesforce.daily_budget_share"]
         );
         assert_eq!(
-            paths_after("history_fields = [\"Owner\", \"Status\"]", "history_fields = [\"Owner\", \"LeadSource\"]"),
+            paths_after("history_fields = [\"Owner\", \"Status\"]", "history_fields = [\"Owner\", \"Lead Source\"]"),
             ["salesforce.history_fields[1]"]
         );
         assert_eq!(

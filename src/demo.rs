@@ -384,6 +384,18 @@ pub struct DemoSummary {
     pub tasks_in_sandbox: usize,
     /// Tasks the sandbox holds twice for one key (there must be none).
     pub duplicate_tasks: usize,
+    /// Tasks handoff closed because what they asked for no longer stood
+    /// (met, ended, handed to someone else, replaced by a later task), as
+    /// its ledger records them.
+    pub tasks_completed: usize,
+    /// The same, as the sandbox's own task records count them (completed
+    /// handoff tasks last changed by the integration user).
+    pub sandbox_tasks_completed: usize,
+    /// The most handoff tasks ever open at once for one lead and one clock,
+    /// from handoff's ledger (one is the promise).
+    pub max_open_tasks_per_lead_and_clock: usize,
+    /// The same, from the sandbox's task records (created and completed times).
+    pub sandbox_max_open_tasks_per_lead_and_clock: usize,
     /// API calls the sandbox counted against the limit.
     pub api_calls: usize,
     pub outbox_left: usize,
@@ -423,11 +435,13 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
     let mut reassignments = 0;
     let mut updates = 0;
     let mut messages = 0;
+    let mut completions = 0;
     for (_, e) in store.ledger_entries()? {
         match &e.kind {
             crate::store::ActionSummary::UpdateLead => updates += 1,
             crate::store::ActionSummary::Message { .. } => messages += 1,
             crate::store::ActionSummary::Reassign { .. } => reassignments += 1,
+            crate::store::ActionSummary::CompleteTask { .. } => completions += 1,
             crate::store::ActionSummary::CreateTask { purpose, .. } => match purpose {
                 handoff_model::TaskPurpose::Reminder => reminders += 1,
                 handoff_model::TaskPurpose::Escalation { .. } => escalations += 1,
@@ -440,6 +454,11 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
     let tasks = sandbox_tasks(&sim.sandbox).await?;
     let keyed: Vec<&SandboxTask> = tasks.iter().filter(|t| t.handoff_key.is_some()).collect();
     let duplicate_tasks = sandbox_duplicates(&sim.sandbox).await?;
+    let crm_report = sandbox_task_report(&sim.sandbox).await?;
+    let count = |v: &Value, k: &str| {
+        v[k].as_u64().map(|n| n as usize).with_context(|| format!("the sandbox task report has no `{k}`"))
+    };
+    let ledger_report = ledger_task_report(store)?;
     let counts = store.counts()?;
     let api_calls = sim.sandbox.shared.log.snapshot().iter().filter(|r| r.counted).count();
     let tasks_url = match sim.sandbox.crm {
@@ -469,6 +488,10 @@ async fn summarise(sim: &Simulation) -> anyhow::Result<DemoSummary> {
         digests_and_summaries: messages,
         tasks_in_sandbox: keyed.len(),
         duplicate_tasks,
+        tasks_completed: completions,
+        sandbox_tasks_completed: count(&crm_report, "completed_by_integration_user")?,
+        max_open_tasks_per_lead_and_clock: count(&ledger_report, "max_open_per_lead_and_clock")?,
+        sandbox_max_open_tasks_per_lead_and_clock: count(&crm_report, "max_open_per_lead_and_clock")?,
         api_calls,
         outbox_left: counts.outbox,
         failed_actions: counts.outbox_failed,
@@ -490,6 +513,44 @@ pub async fn sandbox_duplicates(sandbox: &RunningSandbox) -> anyhow::Result<usiz
     Ok(groups.iter().map(|g| g["ids"].as_array().map_or(0, |ids| ids.len().saturating_sub(1))).sum())
 }
 
+/// The sandbox's own account of handoff's tasks (see
+/// [`handoff_sandbox::task_report`]): completed ones and the most open at
+/// once per lead and clock, from its task records.
+pub async fn sandbox_task_report(sandbox: &RunningSandbox) -> anyhow::Result<Value> {
+    let path = match sandbox.crm {
+        CrmKind::Salesforce => "salesforce/tasks/handoff",
+        CrmKind::Hubspot => "hubspot/tasks/handoff",
+    };
+    let url = format!("{}/{path}", sandbox.admin_url);
+    Ok(reqwest::Client::new().get(&url).send().await?.error_for_status()?.json().await?)
+}
+
+/// The same account from handoff's ledger: each task created when its
+/// create was confirmed, closed when its closing was.
+pub fn ledger_task_report(store: &Store) -> anyhow::Result<Value> {
+    use crate::store::ActionSummary;
+    let entries = store.ledger_entries()?;
+    let closed: std::collections::BTreeMap<&str, DateTime<Utc>> = entries
+        .iter()
+        .filter_map(|(_, e)| match &e.kind {
+            ActionSummary::CompleteTask { task_key } => Some((task_key.as_str(), e.done_at)),
+            _ => None,
+        })
+        .collect();
+    let rows: Vec<handoff_sandbox::task_report::TaskRow> = entries
+        .iter()
+        .filter(|(_, e)| matches!(e.kind, ActionSummary::CreateTask { .. }))
+        .map(|(key, e)| handoff_sandbox::task_report::TaskRow {
+            key: key.clone(),
+            lead: e.lead_id.clone(),
+            created_at: e.done_at,
+            completed_at: closed.get(key.as_str()).copied(),
+            changed_by_integration: true,
+        })
+        .collect();
+    Ok(handoff_sandbox::task_report::report(&rows))
+}
+
 /// A task as the sandbox holds it (read through its admin API).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SandboxTask {
@@ -498,12 +559,17 @@ pub struct SandboxTask {
     pub owner_id: Option<String>,
     pub lead_id: Option<String>,
     pub subject: Option<String>,
+    pub body: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    /// When it was completed; `None` while open.
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 /// Every task the sandbox holds, with handoff's key when it carries one.
 pub async fn sandbox_tasks(sandbox: &RunningSandbox) -> anyhow::Result<Vec<SandboxTask>> {
     let client = reqwest::Client::new();
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let time = |v: &Value, k: &str| v.get(k).and_then(crate::engine::parse_field_datetime);
     match sandbox.crm {
         CrmKind::Salesforce => {
             let url = format!("{}/salesforce/records/Task", sandbox.admin_url);
@@ -519,6 +585,11 @@ pub async fn sandbox_tasks(sandbox: &RunningSandbox) -> anyhow::Result<Vec<Sandb
                             owner_id: text(r, "OwnerId"),
                             lead_id: text(r, "WhoId"),
                             subject: text(r, "Subject"),
+                            body: text(r, "Description"),
+                            created_at: time(r, "CreatedDate"),
+                            completed_at: (r.get("IsClosed") == Some(&json!(true)))
+                                .then(|| time(r, "CompletedDateTime"))
+                                .flatten(),
                         })
                         .collect()
                 })
@@ -544,6 +615,11 @@ pub async fn sandbox_tasks(sandbox: &RunningSandbox) -> anyhow::Result<Vec<Sandb
                         owner_id: text(props, "hubspot_owner_id"),
                         lead_id: r["associations"]["contacts"][0]["id"].as_str().map(str::to_string),
                         subject: text(props, "hs_task_subject"),
+                        body: text(props, "hs_task_body"),
+                        created_at: time(r, "createdAt"),
+                        completed_at: (text(props, "hs_task_status").as_deref() == Some("COMPLETED"))
+                            .then(|| time(props, "hs_task_completion_date"))
+                            .flatten(),
                     }
                 })
                 .collect())
@@ -586,6 +662,16 @@ pub fn render_summary(s: &DemoSummary) -> String {
         out,
         "  tasks in the CRM  {} carrying a handoff key, {} duplicate(s)",
         s.tasks_in_sandbox, s.duplicate_tasks
+    );
+    let _ = writeln!(
+        out,
+        "  tasks completed   {} by handoff when met, ended, handed over or replaced ({} as the CRM's records show)",
+        s.tasks_completed, s.sandbox_tasks_completed
+    );
+    let _ = writeln!(
+        out,
+        "  open at once      at most {} handoff task(s) per lead and clock ({} as the CRM's records show)",
+        s.max_open_tasks_per_lead_and_clock, s.sandbox_max_open_tasks_per_lead_and_clock
     );
     let _ = writeln!(out, "  API calls         {} (as the sandbox counted them)", s.api_calls);
     if s.outbox_left > 0 || s.failed_actions > 0 {
@@ -675,9 +761,14 @@ pub async fn run_cli(args: &crate::cli::DemoArgs) -> anyhow::Result<std::process
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     }
     sim.sandbox.stop().await;
-    Ok(if summary.duplicate_tasks == 0 && summary.failed_actions == 0 {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    })
+    Ok(
+        if summary.duplicate_tasks == 0
+            && summary.failed_actions == 0
+            && summary.sandbox_max_open_tasks_per_lead_and_clock <= 1
+        {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::from(1)
+        },
+    )
 }

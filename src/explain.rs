@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use handoff_model::{ActionKind, Activity, Lead, Owner, TaskPurpose};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{evaluate, Clock, Evaluation, Owners};
+use crate::engine::{evaluate, Clock, ClockStatus, Evaluation, Owners, StopCause};
 use crate::policy::CompiledPolicy;
 
 /// One lead's case, as `handoff explain` reads it.
@@ -112,7 +112,7 @@ fn render(policy: &CompiledPolicy, input: &ExplainInput, ev: &Evaluation) -> Str
 
     let _ = writeln!(out, "\nClocks:");
     for clock in &ev.clocks {
-        render_clock(&mut out, clock);
+        render_clock(&mut out, clock, &input.owners);
     }
 
     let _ = writeln!(out, "\nActions ({}):", ev.actions.len());
@@ -137,8 +137,15 @@ fn render(policy: &CompiledPolicy, input: &ExplainInput, ev: &Evaluation) -> Str
                 format!("task ({purpose}) for {assignee_id}, due {}: {subject}", at(Some(*due_at)))
             }
             ActionKind::Reassign { to_owner_id } => format!("reassign to {to_owner_id}"),
+            ActionKind::CompleteTask { task_key, note, .. } => format!("close task {task_key}: {note}"),
         };
         let _ = writeln!(out, "  [{}] {what}", action.key);
+    }
+    if !ev.open_tasks.is_empty() {
+        let _ = writeln!(out, "\nOpen handoff tasks (one per clock at most; any other is closed):");
+        for key in &ev.open_tasks {
+            let _ = writeln!(out, "  {key}");
+        }
     }
 
     let _ = writeln!(out, "\nSLA fields:");
@@ -155,13 +162,52 @@ fn render(policy: &CompiledPolicy, input: &ExplainInput, ev: &Evaluation) -> Str
     out
 }
 
-fn render_clock(out: &mut String, clock: &Clock) {
+/// An owner id with the name the CRM gives it, when known.
+fn who(id: &str, owners: &[Owner]) -> String {
+    match owners.iter().find(|o| o.id == id).and_then(|o| o.name.as_deref()) {
+        Some(name) => format!("{name} ({id})"),
+        None => id.to_string(),
+    }
+}
+
+fn render_clock(out: &mut String, clock: &Clock, owners: &[Owner]) {
     let _ = writeln!(out, "  {}: {}", clock.kind.as_str(), clock.status.as_str().replace('_', " "));
     let _ = writeln!(out, "    reason:   {}", clock.reason);
     if clock.received_at.is_none() && clock.due_at.is_none() {
+        if let Some(owner) = &clock.owner_id {
+            let _ = writeln!(out, "    whose:    {}", who(owner, owners));
+        }
         return;
     }
-    let _ = writeln!(out, "    owner:    {}", clock.owner_id.as_deref().unwrap_or("-"));
+    // Whose clock it is: the holder, since when, and how they came to it.
+    let whose = match (&clock.owner_id, &clock.held_by, clock.paused_since) {
+        (_, Some(queue), Some(since)) => {
+            format!("nobody: paused since {} while queue {queue} (no intake seat) holds the lead", at(Some(since)))
+        }
+        (Some(owner), Some(queue), _) => format!("{}, intake seat of queue {queue}", who(owner, owners)),
+        (Some(owner), None, _) => who(owner, owners),
+        (None, _, _) => "nobody yet (no user owns the lead)".to_string(),
+    };
+    let since = match (&clock.owner_id, &clock.first_owner_id, clock.owner_since) {
+        (Some(owner), Some(first), Some(since)) if owner != first => {
+            format!(" since {} (took it over from {})", at(Some(since)), who(first, owners))
+        }
+        _ => String::new(),
+    };
+    let _ = writeln!(out, "    whose:    {whose}{since}");
+    if let Some(calendar) = &clock.calendar {
+        let _ = writeln!(out, "    calendar: {calendar}");
+    }
+    // Why it is over, when it is.
+    let over = match clock.status {
+        ClockStatus::Met => Some(format!("met by {}", stop_cause(clock))),
+        ClockStatus::Ended => Some(format!("no longer owed (neither met nor breached) after {}", stop_cause(clock))),
+        ClockStatus::Breached if clock.stopped_at.is_some() => Some(format!("done late by {}", stop_cause(clock))),
+        _ => None,
+    };
+    if let Some(over) = over {
+        let _ = writeln!(out, "    ended:    {over}");
+    }
     let _ = writeln!(out, "    received: {}", at(clock.received_at));
     let _ = writeln!(out, "    started:  {}", at(clock.started_at));
     let _ = writeln!(out, "    due:      {}", at(clock.due_at));
@@ -169,6 +215,9 @@ fn render_clock(out: &mut String, clock: &Clock) {
     let _ = writeln!(out, "    stopped:  {}", at(clock.stopped_at));
     if clock.breached_at.is_some() {
         let _ = writeln!(out, "    breached: {}", at(clock.breached_at));
+    }
+    if let Some(resumes) = clock.resumes_at {
+        let _ = writeln!(out, "    resumes:  {} (the deferral's follow-up date)", at(Some(resumes)));
     }
     for rung in &clock.escalations {
         let action = if rung.reassign { "reassign to" } else { "task for" };
@@ -180,5 +229,18 @@ fn render_clock(out: &mut String, clock: &Clock) {
             rung.to,
             at(Some(rung.at))
         );
+    }
+}
+
+/// What stopped a clock, in words.
+fn stop_cause(clock: &Clock) -> String {
+    let when = at(clock.stopped_at);
+    match &clock.stopped_by {
+        Some(StopCause::Touch { activity_id }) => format!("activity {activity_id} at {when}"),
+        Some(StopCause::Status { status }) if status.is_empty() => format!("a status change at {when}"),
+        Some(StopCause::Status { status }) => format!("status `{status}` at {when}"),
+        Some(StopCause::Assignment { owner_id }) => format!("given to {owner_id} at {when}"),
+        Some(StopCause::ReasonCode { code }) => format!("reason code `{code}` at {when}"),
+        None => format!("at {when}"),
     }
 }

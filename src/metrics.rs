@@ -52,6 +52,7 @@ fn action_label(kind: &ActionKind) -> &'static str {
     match kind {
         ActionKind::UpdateLead { .. } => "sla_fields",
         ActionKind::Reassign { .. } => "reassignment",
+        ActionKind::CompleteTask { .. } => "task_completion",
         ActionKind::CreateTask { purpose, .. } => match purpose {
             TaskPurpose::Reminder => "reminder",
             TaskPurpose::Escalation { .. } => "escalation",

@@ -114,6 +114,10 @@ pub struct FieldMap {
     /// When the lead became an MQL; absent: the lead's creation time.
     #[serde(default)]
     pub mql_at: Option<String>,
+    /// The follow-up date of a deferred lead (needed when
+    /// `statuses.deferred` lists any status).
+    #[serde(default)]
+    pub follow_up_at: Option<String>,
     /// Where handoff writes its SLA state back.
     pub sla: SlaFields,
 }
@@ -145,6 +149,15 @@ pub struct StatusMap {
     /// Converted / opportunity created.
     #[serde(default)]
     pub converted: Vec<String>,
+    /// Deferred with a follow-up date (`fields.follow_up_at`): a
+    /// disposition; the cadence rests until the follow-up date and resumes then.
+    #[serde(default)]
+    pub deferred: Vec<String>,
+    /// Held for nurture by marketing: no sales obligation while the lead
+    /// has one of these statuses (its clocks are waived, with the status as
+    /// the reason).
+    #[serde(default)]
+    pub nurture: Vec<String>,
 }
 
 /// A calendar in the file: zone, weekly hours, holidays.
@@ -179,6 +192,12 @@ pub struct OwnerSettings {
     /// or to override the CRM's.
     #[serde(default)]
     pub managers: BTreeMap<String, String>,
+    /// Queue id to the user who answers for the leads that queue holds (its
+    /// intake seat): they get those leads' reminders and escalations, on
+    /// their own calendar. A queue without a seat pauses the clocks of a
+    /// lead it takes from a rep until a user owns the lead again.
+    #[serde(default)]
+    pub intake_seats: BTreeMap<String, String>,
 }
 
 fn default_true() -> bool {
@@ -325,12 +344,16 @@ pub struct Segment {
     /// Which leads it covers; absent on the final catch-all segment.
     #[serde(default)]
     pub applies_to: Option<Condition>,
-    /// `"mql"` (default) or `"assignment"`: the clock starts at the MQL time,
-    /// or at assignment to a user if that is later.
+    /// `"mql"` (default), `"assignment"` or `"acceptance"`: the clocks start
+    /// at the MQL time, at assignment to a user, or at SAL acceptance (an AE
+    /// segment: "first outreach within 4 business hours of acceptance"),
+    /// never before the lead qualified.
     #[serde(default)]
     pub clock_start: ClockStart,
-    /// What a reassignment to another user does to a running first-touch
-    /// clock: `"restart"` or `"continue"` (default).
+    /// What a reassignment to another user does to every running sales
+    /// clock: `"restart"` (a fresh window from the reassignment) or
+    /// `"continue"` (default: the clock keeps its start, now on the new
+    /// owner's calendar and in their inbox).
     #[serde(default)]
     pub on_reassign: OnReassign,
     /// Whose touches count: `"owner"` (default) or `"anyone"`.
@@ -340,6 +363,10 @@ pub struct Segment {
     /// meeting). A status change never does.
     #[serde(default = "default_touch_kinds")]
     pub touch_kinds: Vec<handoff_model::ActivityKind>,
+    /// Whether activities the CRM marks as automated (sequence, cadence,
+    /// workflow or list emails) count as touches. Default: they do not.
+    #[serde(default)]
+    pub automated_touches: bool,
     /// First touch per grade: grade name to a duration such as
     /// "1 business hour", "same business day", "48 business hours",
     /// "2 business days", "24 hours" (wall clock).
@@ -362,6 +389,7 @@ pub enum ClockStart {
     #[default]
     Mql,
     Assignment,
+    Acceptance,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -389,12 +417,21 @@ pub struct Cadence {
     pub business_days: u32,
 }
 
-/// Every MQL dispositioned (accepted, rejected with a reason, converted or
-/// closed) within `within`, e.g. "3 business days".
+/// Every MQL dispositioned (accepted, rejected, deferred, converted or
+/// closed) within `within`, e.g. "3 business days". A rejection or close
+/// also owes an agreed reason code within `reason_code_grace` of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Disposition {
     pub within: String,
+    /// How long after a rejection or close the reason code may follow
+    /// before the lead is flagged (default "24 hours").
+    #[serde(default = "default_reason_code_grace")]
+    pub reason_code_grace: String,
+}
+
+fn default_reason_code_grace() -> String {
+    "24 hours".to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

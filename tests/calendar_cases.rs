@@ -349,11 +349,10 @@ fn london_fall_back() {
 
 #[test]
 fn an_apac_rep_reads_weekly_hours_in_their_own_zone() {
-    // The US calendar, with Martin Luther King Day (Mon 2027-01-18) closed in New York.
+    // The US calendar, with Martin Luther King Day (Mon 2027-01-18) closed.
     let us = nine_to_five("America/New_York", vec![holiday("2027-01-18")]);
     let sydney = us.with_time_zone(chrono_tz::Australia::Sydney);
     assert_eq!(sydney.time_zone(), chrono_tz::Australia::Sydney);
-    assert_eq!(sydney.holiday_time_zone(), chrono_tz::America::New_York);
     assert_eq!(sydney.id(), "office");
 
     // Mon 2027-01-11 08:00 AEDT (+11) = Sun 21:00Z; +1 h → Mon 10:00 AEDT = 23:00Z.
@@ -363,16 +362,37 @@ fn an_apac_rep_reads_weekly_hours_in_their_own_zone() {
     assert!(!us.is_open(utc("2027-01-10T22:00:00Z")));
     assert!(sydney.is_open(utc("2027-01-10T22:00:00Z")));
 
-    // The holiday is New York's 01-18 00:00–24:00 EST = 01-18 05:00Z to
-    // 01-19 05:00Z = Sydney Mon 16:00 to Tue 16:00. Sydney keeps Mon 09–16
-    // and Tue 16–17: 8 h over those two local days.
+    // The holiday falls on the rep's own Monday 18 January: Sydney is
+    // closed all of it and open all of Tuesday, 09:00–17:00 AEDT.
     let monday_sydney = utc("2027-01-17T13:00:00Z"); // Mon 00:00 AEDT
     let wednesday_sydney = utc("2027-01-19T13:00:00Z"); // Wed 00:00 AEDT
     assert_eq!(
         sydney.open_intervals(monday_sydney, wednesday_sydney),
-        vec![
-            (utc("2027-01-17T22:00:00Z"), utc("2027-01-18T05:00:00Z")),
-            (utc("2027-01-19T05:00:00Z"), utc("2027-01-19T06:00:00Z")),
-        ]
+        vec![(utc("2027-01-18T22:00:00Z"), utc("2027-01-19T06:00:00Z"))]
+    );
+}
+
+#[test]
+fn a_holiday_closes_the_whole_local_date_of_a_kolkata_rep() {
+    // Memorial Day 2026 (Mon 25 May) on the US calendar, read by a rep in
+    // Kolkata (UTC+05:30, no DST): closed all of Monday in Kolkata, not
+    // 09:30–24:00 IST (New York's day) with 09:00–09:30 left open.
+    let us = nine_to_five("America/New_York", vec![holiday("2026-05-25")]);
+    let kolkata = us.with_time_zone(chrono_tz::Asia::Kolkata);
+    let monday = utc("2026-05-24T18:30:00Z"); // Mon 00:00 IST
+    let tuesday = utc("2026-05-25T18:30:00Z"); // Tue 00:00 IST
+    assert!(kolkata.open_intervals(monday, tuesday).is_empty());
+    // Friday 16:30 IST + 1 business hour: 30 minutes on Friday, then Tuesday 09:30.
+    assert_eq!(kolkata.add_business(utc("2026-05-22T11:00:00Z"), hours(1)).unwrap(), utc("2026-05-26T04:00:00Z"));
+    // A part-day closure is read in the rep's zone too.
+    let weekly = WEEKDAYS.iter().map(|&day| window(day, "09:00", "17:00")).collect();
+    let christmas_eve = Holiday { start: Some(t("13:00")), ..holiday("2026-12-24") };
+    let sched =
+        calendar("us", "America/New_York", weekly, vec![christmas_eve]).with_time_zone(chrono_tz::Asia::Kolkata);
+    let thursday = utc("2026-12-23T18:30:00Z"); // Thu 24 Dec 00:00 IST
+    assert_eq!(
+        sched.open_intervals(thursday, thursday + hours(24)),
+        vec![(utc("2026-12-24T03:30:00Z"), utc("2026-12-24T07:30:00Z"))],
+        "open 09:00–13:00 IST"
     );
 }

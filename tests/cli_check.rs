@@ -47,6 +47,21 @@ fn the_example_reproduces_the_sla_template() {
 }
 
 #[test]
+fn check_explains_who_answers_for_a_lead_the_ladder_moves_to_a_pool() {
+    // The Salesforce example's pool has no intake seat, the HubSpot one's has.
+    let out = handoff_check(&repo().join("config/salesforce.example.toml"));
+    let report = text(&out);
+    assert!(
+        report.contains("note: policy.escalation.levels[2] moves a lead to pool 00GHs0000000001MAA")
+            && report.contains("has no intake seat, so the lead's clocks pause"),
+        "{report}"
+    );
+    let out = handoff_check(&repo().join("config/hubspot.example.toml"));
+    let report = text(&out);
+    assert!(report.contains("its intake seat 81230001 (policy.owners.intake_seats) gets its reminders"), "{report}");
+}
+
+#[test]
 fn the_broken_copy_is_rejected_naming_every_mistake() {
     let out = handoff_check(&repo().join("tests/data/config/broken.toml"));
     let report = text(&out);

@@ -1,10 +1,15 @@
 //! Table tests for the SLA engine: every clock and status, the edge cases
-//! the policy promises (status changes are not touches, after-hours
-//! arrivals, reassignment, waivers, disposition rules) and the stability of
-//! action keys across re-evaluations.
+//! the policy promises (status changes are not touches, acceptance
+//! included; after-hours arrivals; reassignment of every clock under
+//! restart and continue; pools with and without an intake seat; holidays
+//! on the owner's own dates; the reason-code grace; late qualification;
+//! acceptance-started clocks; nurture; deferral; automated activities), the
+//! one open task per clock, and the stability of action keys across
+//! re-evaluations.
 //!
 //! The policy is built here from a TOML string; the calendar is New York,
-//! Monday to Friday 09:00–17:00. March 2026 before the 8th is EST (UTC−5).
+//! Monday to Friday 09:00–17:00, closed on Memorial Day (25 May 2026).
+//! March 2026 before the 8th is EST (UTC−5).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
@@ -15,7 +20,8 @@ use chrono_tz::America::New_York;
 use handoff::engine::{evaluate, ClockKind, ClockStatus, Evaluation, Owners};
 use handoff::policy::{compile, CompiledPolicy, Policy};
 use handoff_model::{
-    Action, ActionKind, Activity, ActivityKind, Assignment, Lead, Owner, OwnerKind, StatusChange, TaskPurpose,
+    Action, ActionKind, Activity, ActivityKind, Assignment, FieldChange, Lead, Owner, OwnerKind, StatusChange,
+    TaskPurpose,
 };
 use serde_json::json;
 
@@ -29,6 +35,7 @@ source = "LeadSource"
 score = "Score__c"
 reason_code = "Reason__c"
 mql_at = "MQL_At__c"
+follow_up_at = "Follow_Up__c"
 
 [fields.sla]
 grade = "SLA_Grade__c"
@@ -43,14 +50,18 @@ accepted = ["Accepted"]
 rejected = ["Rejected"]
 closed_unresponsive = ["Closed - No Response"]
 converted = ["Converted"]
+deferred = ["Deferred"]
+nurture = ["Nurture"]
 
 [calendars.ny]
 time_zone = "America/New_York"
 hours = { mon = ["09:00-17:00"], tue = ["09:00-17:00"], wed = ["09:00-17:00"], thu = ["09:00-17:00"], fri = ["09:00-17:00"] }
+holidays = ["2026-05-25 Memorial Day"]
 
 [owners]
 default_calendar = "ny"
 managers = { u_rep = "u_mgr", u_mgr = "u_vp" }
+__OWNERS__
 
 [definitions]
 min_score = 50
@@ -74,7 +85,7 @@ when = { field = "Employees", op = ">=", value = 25 }
 name = "inbound"
 __SEGMENT__
 first_touch = { A = "1 business hour", B = "same business day" }
-sal_decision = "8 business hours"
+__SAL__
 cadence = { touches = 3, business_days = 3 }
 disposition = { within = "5 business days" }
 
@@ -90,8 +101,20 @@ __LEVELS__
 const TWO_RUNGS: &str =
     r#"levels = [{ after = "0", to = "manager" }, { after = "2 business hours", to = "manager.manager" }]"#;
 
+const SAL: &str = r#"sal_decision = "8 business hours""#;
+
 fn policy_with(segment: &str, levels: &str) -> CompiledPolicy {
-    let text = BASE_POLICY.replace("__SEGMENT__", segment).replace("__LEVELS__", levels);
+    policy_custom(segment, SAL, levels, "")
+}
+
+/// The base policy with the segment's extra keys, its SAL decision line,
+/// the escalation levels and extra `[owners]` keys.
+fn policy_custom(segment: &str, sal: &str, levels: &str, owners: &str) -> CompiledPolicy {
+    let text = BASE_POLICY
+        .replace("__SEGMENT__", segment)
+        .replace("__SAL__", sal)
+        .replace("__LEVELS__", levels)
+        .replace("__OWNERS__", owners);
     let policy: Policy = toml::from_str(&text).expect("test policy parses");
     match compile(&policy) {
         Ok(compiled) => compiled,
@@ -120,13 +143,21 @@ fn owners() -> Vec<Owner> {
         active: true,
         modified_at: None,
     };
+    let zoned =
+        |id: &str, manager: &str, zone: &str| Owner { time_zone: Some(zone.to_string()), ..user(id, Some(manager)) };
     vec![
         user("u_rep", None),
-        user("u_other", None),
+        user("u_other", Some("u_other_mgr")),
+        user("u_other_mgr", None),
         user("u_mgr", None),
         user("u_vp", None),
         user("u_orphan", None),
+        user("u_seat", Some("u_seat_mgr")),
+        user("u_seat_mgr", None),
+        zoned("u_kol", "u_mgr", "Asia/Kolkata"),
+        zoned("u_syd", "u_mgr", "Australia/Sydney"),
         Owner { kind: OwnerKind::Queue, time_zone: None, ..user("q_inbound", None) },
+        Owner { kind: OwnerKind::Queue, time_zone: None, ..user("q_pool", None) },
     ]
 }
 
@@ -153,6 +184,7 @@ fn lead() -> Lead {
         modified_at: at,
         assignments: vec![Assignment { owner_id: "u_rep".to_string(), owner_kind: OwnerKind::User, at }],
         status_changes: Vec::new(),
+        field_history: BTreeMap::new(),
         converted_at: None,
         deleted: false,
         merged_into: None,
@@ -171,6 +203,7 @@ fn activity(id: &str, kind: ActivityKind, owner: &str, at: DateTime<Utc>) -> Act
         direction: None,
         completed: true,
         handoff_key: None,
+        automated: false,
         deleted: false,
     }
 }
@@ -192,6 +225,16 @@ fn tasks(ev: &Evaluation) -> Vec<(&str, &str, &TaskPurpose)> {
             ActionKind::CreateTask { assignee_id, purpose, .. } => {
                 Some((a.key.as_str(), assignee_id.as_str(), purpose))
             }
+            _ => None,
+        })
+        .collect()
+}
+
+fn subjects(ev: &Evaluation) -> Vec<&str> {
+    ev.actions
+        .iter()
+        .filter_map(|a| match &a.kind {
+            ActionKind::CreateTask { subject, .. } => Some(subject.as_str()),
             _ => None,
         })
         .collect()
@@ -508,13 +551,10 @@ fn closing_as_unresponsive_needs_the_full_cadence() {
 }
 
 #[test]
-fn a_rejection_needs_an_agreed_reason_code() {
-    let table = [
-        (None, ClockStatus::Breached, "empty"),
-        (Some("because"), ClockStatus::Breached, "not one of the agreed codes"),
-        (Some("bad_fit"), ClockStatus::Met, "status became"),
-    ];
-    for (code, want, words) in table {
+fn a_rejection_in_time_meets_the_disposition_whatever_its_code() {
+    // The reason code is its own obligation (with a grace): a rejection
+    // inside the window meets the disposition clock, code or none.
+    for code in [None, Some("because"), Some("bad_fit")] {
         let mut lead = lead();
         lead.status_changes.push(StatusChange { status: "Rejected".to_string(), at: ny("2026-03-02 11:00") });
         lead.fields.insert("Status".to_string(), json!("Rejected"));
@@ -524,12 +564,68 @@ fn a_rejection_needs_an_agreed_reason_code() {
         let calls = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))];
         let ev = run(&policy(), &lead, &calls, ny("2026-03-02 12:00"));
         let disposition = clock(&ev, ClockKind::Disposition);
-        assert_eq!(disposition.status, want, "{code:?}");
-        assert!(disposition.reason.contains(words), "{code:?}: {}", disposition.reason);
-        let flagged = tasks(&ev)
-            .iter()
-            .any(|(k, to, p)| k.contains(":disp:") && *to == "u_rep" && **p == TaskPurpose::DispositionFlag);
-        assert_eq!(flagged, want == ClockStatus::Breached, "{code:?}: {:?}", ev.actions);
+        assert_eq!(disposition.status, ClockStatus::Met, "{code:?}: {}", disposition.reason);
+        assert!(!disposition.flagged);
+        // Nothing is breached before its due time: inside the grace, even a
+        // missing code raises nothing.
+        let reason = clock(&ev, ClockKind::ReasonCode);
+        let want = if code == Some("bad_fit") { ClockStatus::Met } else { ClockStatus::Pending };
+        assert_eq!(reason.status, want, "{code:?}: {}", reason.reason);
+        assert_eq!(reason.due_at, Some(ny("2026-03-03 11:00")), "24 hours after the rejection");
+        assert!(tasks(&ev).is_empty(), "{code:?}: {:?}", ev.actions);
+        assert_ne!(ev.sla_fields.get("SLA_Status__c"), Some(&json!("breached")), "{code:?}");
+    }
+}
+
+/// A lead rejected Monday 11:00 New York, with `Reason__c` history.
+fn rejected(code_history: &[(&str, &str)]) -> Lead {
+    let mut lead = lead();
+    lead.status_changes.push(StatusChange { status: "Rejected".to_string(), at: ny("2026-03-02 11:00") });
+    lead.fields.insert("Status".to_string(), json!("Rejected"));
+    if let Some((code, _)) = code_history.last() {
+        lead.fields.insert("Reason__c".to_string(), json!(code));
+        let mut history = vec![FieldChange { value: json!(null), at: lead.created_at }];
+        history.extend(code_history.iter().map(|(code, at)| FieldChange { value: json!(code), at: ny(at) }));
+        lead.field_history.insert("Reason__c".to_string(), history);
+    }
+    lead
+}
+
+#[test]
+fn a_missing_reason_code_is_flagged_only_after_the_grace_and_clears_silently_inside_it() {
+    let calls = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))];
+    // (code history, judged at, reason-code status, flag task open)
+    type Row<'a> = (&'a [(&'a str, &'a str)], &'a str, ClockStatus, bool);
+    let table: [Row<'_>; 6] = [
+        (&[], "2026-03-02 16:00", ClockStatus::Pending, false),
+        (&[], "2026-03-03 10:59", ClockStatus::Pending, false),
+        (&[], "2026-03-03 11:00", ClockStatus::Breached, true),
+        // Added inside the grace: cleared without a task.
+        (&[("bad_fit", "2026-03-02 15:00")], "2026-03-03 12:00", ClockStatus::Met, false),
+        // Added after the grace: late, and the flag it raised is done.
+        (&[("bad_fit", "2026-03-03 15:00")], "2026-03-03 16:00", ClockStatus::Breached, false),
+        // A code that is not one of the agreed ones is no code.
+        (&[("because", "2026-03-02 15:00")], "2026-03-03 12:00", ClockStatus::Breached, true),
+    ];
+    for (history, now, want, flag) in table {
+        let ev = run(&policy(), &rejected(history), &calls, ny(now));
+        let reason = clock(&ev, ClockKind::ReasonCode);
+        assert_eq!(reason.status, want, "{history:?} at {now}: {}", reason.reason);
+        assert_eq!(clock(&ev, ClockKind::Disposition).status, ClockStatus::Met);
+        let flags: Vec<_> = tasks(&ev).into_iter().filter(|(_, _, p)| **p == TaskPurpose::DispositionFlag).collect();
+        assert_eq!(!flags.is_empty(), flag, "{history:?} at {now}: {:?}", ev.actions);
+        if flag {
+            assert_eq!(flags.len(), 1);
+            assert_eq!(flags[0].1, "u_rep");
+            assert!(flags[0].0.contains(":code:") && flags[0].0.ends_with(":flag:v3"), "{}", flags[0].0);
+            assert!(subjects(&ev).iter().any(|s| s.contains("Reason code missing")), "{:?}", subjects(&ev));
+            assert!(ev.open_tasks.iter().any(|k| k.as_str() == flags[0].0));
+        } else {
+            assert!(ev.open_tasks.iter().all(|k| !k.as_str().contains(":code:")), "{:?}", ev.open_tasks);
+        }
+        if want == ClockStatus::Breached && !flag {
+            assert!(ev.task_notes["code"].contains("done late"), "{:?}", ev.task_notes);
+        }
     }
 }
 
@@ -614,10 +710,11 @@ fn sla_fields_already_in_place_are_not_written_again() {
 #[test]
 fn level_two_escalates_after_the_further_window() {
     // Due 11:00; level 2 two business hours after the breach, 13:00.
+    // One open task per clock: the level-2 task replaces the level-1 one.
     let table: [(&str, &[(&str, u8)]); 3] = [
         ("2026-03-02 11:00", &[("u_mgr", 1)]),
         ("2026-03-02 12:59", &[("u_mgr", 1)]),
-        ("2026-03-02 13:00", &[("u_mgr", 1), ("u_vp", 2)]),
+        ("2026-03-02 13:00", &[("u_vp", 2)]),
     ];
     for (now, want) in table {
         let ev = run(&policy(), &lead(), &[], ny(now));
@@ -704,18 +801,443 @@ fn business_time_is_read_in_the_owners_own_zone() {
 }
 
 #[test]
-fn a_disposition_before_any_touch_ends_the_first_touch_clock() {
-    let table = [("2026-03-02 10:40", ClockStatus::Met), ("2026-03-02 14:00", ClockStatus::Breached)];
-    for (rejected_at, want) in table {
-        let mut lead = lead();
-        lead.status_changes.push(StatusChange { status: "Rejected".to_string(), at: ny(rejected_at) });
-        lead.fields.insert("Status".to_string(), json!("Rejected"));
-        lead.fields.insert("Reason__c".to_string(), json!("bad_fit"));
-        let ev = run(&policy(), &lead, &[], ny("2026-03-03 12:00"));
-        let ft = clock(&ev, ClockKind::FirstTouch);
-        assert_eq!((ft.status, ft.stopped_at), (want, Some(ny(rejected_at))), "{}", ft.reason);
-        assert!(ft.reason.contains("dispositioned as `Rejected`"), "{}", ft.reason);
-        assert!(ft.escalations.is_empty());
-        assert!(tasks(&ev).is_empty(), "a decided lead raises no reminder or escalation: {:?}", ev.actions);
+fn a_rejection_before_any_touch_ends_the_first_touch_clock_rather_than_meeting_it() {
+    for (status, word) in [("Rejected", "rejected"), ("Converted", "converted"), ("Closed - No Response", "closed")] {
+        // Before the due time (11:00) it ends the obligation; after it, the
+        // breach had happened already and stays.
+        for (rejected_at, want) in
+            [("2026-03-02 10:40", ClockStatus::Ended), ("2026-03-02 14:00", ClockStatus::Breached)]
+        {
+            let mut lead = lead();
+            lead.status_changes.push(StatusChange { status: status.to_string(), at: ny(rejected_at) });
+            lead.fields.insert("Status".to_string(), json!(status));
+            lead.fields.insert("Reason__c".to_string(), json!("bad_fit"));
+            let ev = run(&policy(), &lead, &[], ny("2026-03-03 12:00"));
+            let ft = clock(&ev, ClockKind::FirstTouch);
+            assert_eq!((ft.status, ft.stopped_at), (want, Some(ny(rejected_at))), "{}", ft.reason);
+            assert!(ft.reason.contains(word), "{}", ft.reason);
+            if want == ClockStatus::Ended {
+                assert!(ft.reason.starts_with("ended:"), "{}", ft.reason);
+                assert!(ev.task_notes["ft"].contains("ended"), "{:?}", ev.task_notes);
+            } else {
+                assert_eq!(ft.breached_at, Some(ny("2026-03-02 11:00")));
+            }
+            assert!(ft.escalations.is_empty());
+            assert!(
+                tasks(&ev).iter().all(|(k, _, _)| !k.contains(":ft:")),
+                "a decided lead raises no reminder or escalation: {:?}",
+                ev.actions
+            );
+        }
     }
+}
+
+#[test]
+fn acceptance_is_not_a_touch() {
+    let mut lead = lead();
+    lead.status_changes.push(StatusChange { status: "Accepted".to_string(), at: ny("2026-03-02 10:20") });
+    lead.fields.insert("Status".to_string(), json!("Accepted"));
+    let ev = run(&policy(), &lead, &[], ny("2026-03-02 11:30"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.status, ft.stopped_at), (ClockStatus::Breached, None), "{}", ft.reason);
+    assert_eq!(clock(&ev, ClockKind::SalDecision).status, ClockStatus::Met);
+    assert_eq!(clock(&ev, ClockKind::Disposition).status, ClockStatus::Met);
+    assert!(tasks(&ev).iter().any(|(k, to, _)| k.contains(":ft:") && *to == "u_mgr"), "{:?}", ev.actions);
+    // The accepted lead is touched later: met or breached by that touch.
+    let late_call = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:50"))];
+    let ev = run(&policy(), &lead, &late_call, ny("2026-03-02 11:30"));
+    assert_eq!(clock(&ev, ClockKind::FirstTouch).status, ClockStatus::Met);
+}
+
+// ------------------------------------------------------------------------
+// Whose clock: reassignment, pools and intake seats.
+// ------------------------------------------------------------------------
+
+/// The lead handed from `u_rep` to `to` at `at`.
+fn reassigned(mut lead: Lead, to: &str, kind: OwnerKind, at: &str) -> Lead {
+    lead.assignments.push(Assignment { owner_id: to.to_string(), owner_kind: kind, at: ny(at) });
+    lead.owner_id = Some(to.to_string());
+    lead
+}
+
+#[test]
+fn every_clock_follows_a_reassignment_under_restart_and_continue() {
+    // Assigned to u_rep Monday 10:00, handed to u_other at 10:40, judged at
+    // 15:00: first touch (1 business hour) is breached under continue and
+    // at risk under restart, as are the others in their own windows.
+    let lead = reassigned(lead(), "u_other", OwnerKind::User, "2026-03-02 10:40");
+    let now = ny("2026-03-02 15:00");
+    // (policy, clock, expected start, expected due)
+    let table: [(&str, ClockKind, &str, Option<&str>); 8] = [
+        ("restart", ClockKind::FirstTouch, "2026-03-02 10:40", Some("2026-03-02 11:40")),
+        ("continue", ClockKind::FirstTouch, "2026-03-02 10:00", Some("2026-03-02 11:00")),
+        ("restart", ClockKind::SalDecision, "2026-03-02 10:40", Some("2026-03-03 10:40")),
+        ("continue", ClockKind::SalDecision, "2026-03-02 10:00", Some("2026-03-03 10:00")),
+        ("restart", ClockKind::Disposition, "2026-03-02 10:40", Some("2026-03-09 17:00")),
+        ("continue", ClockKind::Disposition, "2026-03-02 10:00", Some("2026-03-09 17:00")),
+        ("restart", ClockKind::Cadence, "2026-03-02 10:40", None),
+        ("continue", ClockKind::Cadence, "2026-03-02 10:00", None),
+    ];
+    for (mode, kind, start, due) in table {
+        let policy = policy_with(&format!("on_reassign = \"{mode}\""), TWO_RUNGS);
+        let ev = run(&policy, &lead, &[], now);
+        let c = clock(&ev, kind);
+        let ctx = format!("{mode} {kind:?}: {}", c.reason);
+        assert_eq!(c.owner_id.as_deref(), Some("u_other"), "{ctx}");
+        assert_eq!(c.owner_since, Some(ny("2026-03-02 10:40")), "{ctx}");
+        assert_eq!(c.received_at, Some(ny(start)), "{ctx}");
+        assert_eq!(c.due_at, due.map(ny), "{ctx}");
+        // Under continue the clock keeps the owner it started with on record
+        // (its tasks for u_other name u_other in their key).
+        let first = if mode == "continue" { "u_rep" } else { "u_other" };
+        assert_eq!(c.first_owner_id.as_deref(), Some(first), "{ctx}");
+        // Every task goes to the new owner or the new owner's manager.
+        for (key, to, purpose) in tasks(&ev) {
+            assert!(matches!(to, "u_other" | "u_other_mgr"), "{ctx}: task {key} for {to}");
+            if mode == "continue" && key.contains(&format!(":{}:", ClockKind::FirstTouch.key_code())) {
+                assert!(key.contains(":u_other:"), "{ctx}: a later owner's key names them: {key}");
+            }
+            if matches!(purpose, TaskPurpose::Escalation { .. }) {
+                assert_eq!(to, "u_other_mgr", "{ctx}");
+            }
+        }
+    }
+    // Restart: first touch at risk with u_other at 11:25; continue: breached
+    // and escalated to u_other's manager, not u_rep's.
+    let at_risk = run(&policy_with(r#"on_reassign = "restart""#, TWO_RUNGS), &lead, &[], ny("2026-03-02 11:25"));
+    assert_eq!(clock(&at_risk, ClockKind::FirstTouch).status, ClockStatus::AtRisk);
+    assert!(tasks(&at_risk)
+        .iter()
+        .any(|(k, to, p)| k.contains(":ft:") && *to == "u_other" && **p == TaskPurpose::Reminder));
+    let breached = run(&policy_with(r#"on_reassign = "continue""#, TWO_RUNGS), &lead, &[], ny("2026-03-02 11:25"));
+    let esc: Vec<_> = tasks(&breached).into_iter().filter(|(k, _, _)| k.contains(":ft:")).collect();
+    assert_eq!(esc.len(), 1, "{esc:?}");
+    assert_eq!(esc[0].1, "u_other_mgr");
+}
+
+#[test]
+fn the_reason_code_clock_follows_a_reassignment_too() {
+    let mut lead = rejected(&[]);
+    lead = reassigned(lead, "u_other", OwnerKind::User, "2026-03-02 12:00");
+    let calls = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"))];
+    let table = [
+        ("restart", "2026-03-02 12:00", ClockStatus::Pending),
+        ("continue", "2026-03-02 11:00", ClockStatus::Breached),
+    ];
+    for (mode, start, want) in table {
+        let ev =
+            run(&policy_with(&format!("on_reassign = \"{mode}\""), TWO_RUNGS), &lead, &calls, ny("2026-03-03 11:30"));
+        let c = clock(&ev, ClockKind::ReasonCode);
+        assert_eq!((c.received_at, c.status), (Some(ny(start)), want), "{mode}: {}", c.reason);
+        assert_eq!(c.owner_id.as_deref(), Some("u_other"));
+        let flags: Vec<_> = tasks(&ev).into_iter().filter(|(_, _, p)| **p == TaskPurpose::DispositionFlag).collect();
+        if want == ClockStatus::Breached {
+            assert_eq!(flags.len(), 1);
+            assert_eq!(flags[0].1, "u_other", "the flag goes to whoever owns the lead now");
+            assert!(flags[0].0.contains(":code:") && flags[0].0.contains(":u_other:"), "{}", flags[0].0);
+        } else {
+            assert!(flags.is_empty());
+        }
+    }
+}
+
+#[test]
+fn the_new_owners_calendar_counts_after_a_reassignment() {
+    // Continue: the first-touch window is read on the new owner's calendar
+    // from the original start. Monday 10:00 New York is 20:30 in Kolkata;
+    // the Kolkata rep's desk opens Tuesday 09:00 IST (Monday 22:30 New
+    // York), so one business hour is due Monday 23:30 New York.
+    let lead = reassigned(lead(), "u_kol", OwnerKind::User, "2026-03-02 10:20");
+    let ev = run(&policy_with(r#"on_reassign = "continue""#, TWO_RUNGS), &lead, &[], ny("2026-03-02 12:00"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!(ft.due_at, Some(ny("2026-03-02 23:30")), "{}", ft.reason);
+    assert_eq!(ft.calendar.as_deref(), Some("ny (Asia/Kolkata)"));
+    assert_eq!(ft.status, ClockStatus::Pending);
+}
+
+const POOL_LADDER: &str = r#"levels = [{ after = "0", to = "manager" }, { after = "2x", to = "pool:q_pool" }]"#;
+
+#[test]
+fn after_a_pool_move_the_former_rep_and_managers_hear_nothing_more() {
+    // Breached at 11:00, escalated to u_mgr, moved to the pool at 12:00 (2x).
+    let policy = policy_with("", POOL_LADDER);
+    let before = run(&policy, &lead(), &[], ny("2026-03-02 12:00"));
+    assert!(before
+        .actions
+        .iter()
+        .any(|a| matches!(&a.kind, ActionKind::Reassign { to_owner_id } if to_owner_id == "q_pool")));
+    let pooled = reassigned(lead(), "q_pool", OwnerKind::Queue, "2026-03-02 12:00");
+    // Days of silence: every clock comes due, nobody is asked.
+    for now in ["2026-03-02 12:01", "2026-03-03 10:30", "2026-03-05 12:00", "2026-03-12 12:00"] {
+        let ev = run(&policy, &pooled, &[], ny(now));
+        assert!(tasks(&ev).is_empty(), "at {now}: {:?}", ev.actions);
+        assert!(ev.open_tasks.is_empty(), "at {now}: the earlier tasks are all to be closed: {:?}", ev.open_tasks);
+        for c in ev.clocks.iter().filter(|c| c.kind.is_sales() && c.received_at.is_some()) {
+            assert_eq!(c.owner_id, None, "at {now}: {:?} belongs to nobody while paused", c.kind);
+            assert_eq!(c.held_by.as_deref(), Some("q_pool"));
+            assert_eq!(c.paused_since, Some(ny("2026-03-02 12:00")), "at {now}: {:?}", c.kind);
+        }
+        // Running clocks do not breach while paused; first touch had breached already.
+        assert_eq!(clock(&ev, ClockKind::FirstTouch).status, ClockStatus::Breached);
+        assert_eq!(clock(&ev, ClockKind::SalDecision).status, ClockStatus::Pending, "at {now}");
+        assert_eq!(clock(&ev, ClockKind::Disposition).status, ClockStatus::Pending, "at {now}");
+        assert!(ev.task_notes["sal"].contains("paused"), "{:?}", ev.task_notes);
+        assert_eq!(ev.next_check_at, None, "nothing to wake up for until someone takes the lead");
+    }
+    // A rep takes it from the pool a week later: the SAL decision resumes
+    // with what it had left at 12:00 (8 business hours from 10:00: 6 left),
+    // on the new owner's desk and in their inbox.
+    let taken = reassigned(pooled, "u_other", OwnerKind::User, "2026-03-09 09:00");
+    let ev = run(&policy_with(r#"on_reassign = "continue""#, POOL_LADDER), &taken, &[], ny("2026-03-09 14:00"));
+    let sal = clock(&ev, ClockKind::SalDecision);
+    assert_eq!(sal.due_at, Some(ny("2026-03-09 15:00")), "{}", sal.reason);
+    assert_eq!(sal.status, ClockStatus::AtRisk);
+    assert!(tasks(&ev).iter().all(|(_, to, _)| matches!(*to, "u_other" | "u_other_mgr")), "{:?}", ev.actions);
+    // The pool move happened once; taking the lead out does not trigger it again.
+    assert!(ev.actions.iter().all(|a| !matches!(a.kind, ActionKind::Reassign { .. })), "{:?}", ev.actions);
+}
+
+#[test]
+fn a_pool_with_an_intake_seat_hands_the_lead_to_the_seat() {
+    let policy = policy_custom("", SAL, POOL_LADDER, r#"intake_seats = { q_pool = "u_seat" }"#);
+    let pooled = reassigned(lead(), "q_pool", OwnerKind::Queue, "2026-03-02 12:00");
+    // Tuesday: the SAL decision (due Tuesday 10:00) at risk, then breached.
+    let at_risk = run(&policy, &pooled, &[], ny("2026-03-03 09:30"));
+    let sal = clock(&at_risk, ClockKind::SalDecision);
+    assert_eq!((sal.owner_id.as_deref(), sal.held_by.as_deref()), (Some("u_seat"), Some("q_pool")));
+    assert_eq!(sal.status, ClockStatus::AtRisk, "{}", sal.reason);
+    let got = tasks(&at_risk);
+    assert!(
+        got.iter().any(|(k, to, p)| k.contains(":sal:")
+            && k.contains(":u_seat:")
+            && *to == "u_seat"
+            && **p == TaskPurpose::Reminder),
+        "{got:?}"
+    );
+    let breached = run(&policy, &pooled, &[], ny("2026-03-03 10:30"));
+    for (key, to, _) in tasks(&breached) {
+        assert!(matches!(to, "u_seat" | "u_seat_mgr"), "task {key} for {to}");
+        assert!(!matches!(to, "u_rep" | "u_mgr" | "u_vp"));
+    }
+    assert!(tasks(&breached).iter().any(|(k, to, _)| k.contains(":sal:") && *to == "u_seat_mgr"));
+    // The seat took over a first touch already escalated: no rung left to fire for it.
+    assert!(tasks(&breached).iter().all(|(k, _, _)| !k.contains(":ft:")), "{:?}", breached.actions);
+}
+
+// ------------------------------------------------------------------------
+// Holidays on the owner's own dates.
+// ------------------------------------------------------------------------
+
+#[test]
+fn kolkata_and_sydney_owners_are_closed_all_of_a_us_holiday_on_their_own_date() {
+    // Memorial Day, Monday 25 May 2026. A lead for the Kolkata rep arrives
+    // Monday 09:00 IST (Sunday 23:30 New York); for the Sydney rep Monday
+    // 08:00 AEST (Sunday 18:00 New York). Each rep's Monday is closed all
+    // day, so one business hour is due at 10:00 their Tuesday — not 09:30
+    // IST Tuesday (New York's midnight) nor 10:00 AEST Monday (before New
+    // York's Monday began).
+    let table = [
+        ("u_kol", "2026-05-25T03:30:00Z", "2026-05-26T04:30:00Z"),
+        ("u_syd", "2026-05-24T22:00:00Z", "2026-05-26T00:00:00Z"),
+    ];
+    for (owner, arrived, due) in table {
+        let arrived: DateTime<Utc> = arrived.parse().unwrap();
+        let mut lead = lead();
+        lead.id = "00Q000000000001AAA".to_string();
+        lead.created_at = arrived;
+        lead.modified_at = arrived;
+        lead.owner_id = Some(owner.to_string());
+        lead.assignments = vec![Assignment { owner_id: owner.to_string(), owner_kind: OwnerKind::User, at: arrived }];
+        let ev = run(&policy(), &lead, &[], arrived + chrono::Duration::hours(1));
+        let ft = clock(&ev, ClockKind::FirstTouch);
+        assert_eq!(ft.due_at, Some(due.parse().unwrap()), "{owner}: {}", ft.reason);
+        assert_eq!(ft.status, ClockStatus::Pending, "{owner}");
+    }
+}
+
+// ------------------------------------------------------------------------
+// Late qualification, acceptance-started clocks, nurture, deferral.
+// ------------------------------------------------------------------------
+
+#[test]
+fn a_waived_lead_completed_three_days_later_starts_its_clocks_then() {
+    // Arrives Monday 10:00 without an email (waived: incomplete data);
+    // marketing adds it Thursday 10:00.
+    let mut lead = lead();
+    lead.field_history.insert(
+        "Email".to_string(),
+        vec![
+            FieldChange { value: json!(null), at: lead.created_at },
+            FieldChange { value: json!("pat@example.com"), at: ny("2026-03-05 10:00") },
+        ],
+    );
+    let mut waived = lead.clone();
+    waived.fields.remove("Email");
+    waived.field_history.get_mut("Email").unwrap().pop();
+    let ev = run(&policy(), &waived, &[], ny("2026-03-04 12:00"));
+    assert!(ev.waived.as_deref().is_some_and(|w| w.contains("Email")), "{:?}", ev.waived);
+
+    let ev = run(&policy(), &lead, &[], ny("2026-03-05 10:50"));
+    assert_eq!(ev.waived, None);
+    assert_eq!(ev.qualified_at, Some(ny("2026-03-05 10:00")));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.received_at, ft.due_at), (Some(ny("2026-03-05 10:00")), Some(ny("2026-03-05 11:00"))));
+    assert_eq!(ft.status, ClockStatus::AtRisk, "never backdated to Monday: {}", ft.reason);
+    assert_eq!(clock(&ev, ClockKind::Disposition).received_at, Some(ny("2026-03-05 10:00")));
+    assert_eq!(clock(&ev, ClockKind::Routing).received_at, Some(ny("2026-03-05 10:00")));
+    assert!(ev.notes.iter().any(|n| n.contains("qualified late") && n.contains("Email")), "{:?}", ev.notes);
+    // A call on Tuesday, while it owed nothing, does not meet Thursday's clock.
+    let early = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-03 10:00"))];
+    assert_eq!(
+        clock(&run(&policy(), &lead, &early, ny("2026-03-05 11:30")), ClockKind::FirstTouch).status,
+        ClockStatus::Breached
+    );
+}
+
+#[test]
+fn acceptance_started_clocks_wait_for_sal_acceptance() {
+    let policy = policy_custom(r#"clock_start = "acceptance""#, "", TWO_RUNGS, "");
+    let ev = run(&policy, &lead(), &[], ny("2026-03-02 16:00"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.status, ft.due_at), (ClockStatus::Pending, None));
+    assert!(ft.reason.contains("SAL acceptance"), "{}", ft.reason);
+    assert!(ev.clocks.iter().all(|c| c.kind != ClockKind::SalDecision));
+    assert!(tasks(&ev).is_empty());
+
+    // Accepted Monday 14:00: first outreach within one business hour of it.
+    let mut accepted = lead();
+    accepted.status_changes.push(StatusChange { status: "Accepted".to_string(), at: ny("2026-03-02 14:00") });
+    accepted.fields.insert("Status".to_string(), json!("Accepted"));
+    let ev = run(&policy, &accepted, &[], ny("2026-03-02 14:50"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!(
+        (ft.received_at, ft.due_at, ft.status),
+        (Some(ny("2026-03-02 14:00")), Some(ny("2026-03-02 15:00")), ClockStatus::AtRisk)
+    );
+    // The acceptance that started the clocks is not their disposition.
+    let disposition = clock(&ev, ClockKind::Disposition);
+    assert_eq!((disposition.received_at, disposition.status), (Some(ny("2026-03-02 14:00")), ClockStatus::Pending));
+    let call = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 14:30"))];
+    assert_eq!(
+        clock(&run(&policy, &accepted, &call, ny("2026-03-02 16:00")), ClockKind::FirstTouch).status,
+        ClockStatus::Met
+    );
+}
+
+#[test]
+fn a_lead_held_for_nurture_owes_sales_nothing() {
+    let mut lead = lead();
+    lead.status_changes.push(StatusChange { status: "Nurture".to_string(), at: ny("2026-03-02 10:30") });
+    lead.fields.insert("Status".to_string(), json!("Nurture"));
+    let ev = run(&policy(), &lead, &[], ny("2026-03-03 12:00"));
+    assert!(ev.waived.as_deref().is_some_and(|w| w.contains("nurture") && w.contains("Nurture")), "{:?}", ev.waived);
+    assert!(ev.clocks.iter().all(|c| c.status == ClockStatus::Waived));
+    assert!(ev.actions.iter().all(|a| matches!(a.kind, ActionKind::UpdateLead { .. })));
+    assert!(ev.open_tasks.is_empty());
+    assert!(ev.task_notes["ft"].contains("nurture"), "{:?}", ev.task_notes);
+    assert_eq!(ev.sla_fields.get("SLA_Status__c"), Some(&json!("waived")));
+}
+
+#[test]
+fn a_deferred_disposition_rests_the_cadence_until_its_follow_up_date() {
+    // Touched Monday and Tuesday, deferred Tuesday 15:00 until Monday 9 March 09:00 (EDT by then).
+    let mut lead = lead();
+    lead.status_changes.push(StatusChange { status: "Deferred".to_string(), at: ny("2026-03-03 15:00") });
+    lead.fields.insert("Status".to_string(), json!("Deferred"));
+    lead.fields.insert("Follow_Up__c".to_string(), json!("2026-03-09T13:00:00Z"));
+    let touches = [
+        activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30")),
+        activity("c2", ActivityKind::Email, "u_rep", ny("2026-03-03 11:00")),
+        // Logged while deferred: the cadence is resting, it does not count.
+        activity("c3", ActivityKind::Email, "u_rep", ny("2026-03-05 11:00")),
+    ];
+    let ev = run(&policy(), &lead, &touches, ny("2026-03-05 12:00"));
+    let disposition = clock(&ev, ClockKind::Disposition);
+    assert_eq!(disposition.status, ClockStatus::Met, "a deferral with a follow-up date is a disposition");
+    let cadence = clock(&ev, ClockKind::Cadence);
+    assert_eq!(cadence.resumes_at, Some(ny("2026-03-09 09:00")));
+    assert!(cadence.reason.contains("rests") && cadence.reason.contains("2 of 3 touches"), "{}", cadence.reason);
+    assert!(tasks(&ev).is_empty(), "{:?}", ev.actions);
+    assert_eq!(ev.next_check_at, Some(ny("2026-03-09 09:00")), "looked at again when the cadence resumes");
+    // The follow-up date comes with the lead still deferred: the owner is asked to resume.
+    let ev = run(&policy(), &lead, &touches, ny("2026-03-09 09:30"));
+    let follow_ups: Vec<_> =
+        tasks(&ev).into_iter().filter(|(k, _, _)| k.contains(":cad:") && k.contains(":fup:")).collect();
+    assert_eq!(follow_ups.len(), 1, "{:?}", ev.actions);
+    assert_eq!(follow_ups[0].1, "u_rep");
+    // Without a follow-up date a deferral is no disposition.
+    let mut undated = lead.clone();
+    undated.fields.remove("Follow_Up__c");
+    let ev = run(&policy(), &undated, &touches, ny("2026-03-10 09:00"));
+    assert_eq!(clock(&ev, ClockKind::Disposition).status, ClockStatus::Breached);
+    assert!(ev.notes.iter().any(|n| n.contains("Follow_Up__c")), "{:?}", ev.notes);
+}
+
+#[test]
+fn automated_activities_are_not_touches_unless_the_policy_says_so() {
+    let mut sequence = activity("e1", ActivityKind::Email, "u_rep", ny("2026-03-02 10:20"));
+    sequence.automated = true;
+    let table = [("", ClockStatus::Breached), ("automated_touches = true", ClockStatus::Met)];
+    for (segment, want) in table {
+        let ev =
+            run(&policy_with(segment, TWO_RUNGS), &lead(), std::slice::from_ref(&sequence), ny("2026-03-02 11:30"));
+        assert_eq!(clock(&ev, ClockKind::FirstTouch).status, want, "{segment:?}");
+        if want == ClockStatus::Breached {
+            assert!(ev.notes.iter().any(|n| n.contains("e1") && n.contains("automation")), "{:?}", ev.notes);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------
+// One open task per clock, closed with a reason.
+// ------------------------------------------------------------------------
+
+#[test]
+fn a_clock_has_one_open_task_and_says_why_the_others_are_done() {
+    let at = |now: &str| run(&policy(), &lead(), &[], ny(now));
+    let open_ft = |ev: &Evaluation| -> Vec<String> {
+        ev.open_tasks.iter().map(|k| k.as_str().to_string()).filter(|k| k.contains(":ft:")).collect()
+    };
+    let reminder = at("2026-03-02 10:50");
+    assert_eq!(open_ft(&reminder).len(), 1);
+    assert!(open_ft(&reminder)[0].ends_with(":rem:v3"));
+    let breached = at("2026-03-02 11:10");
+    assert_eq!(open_ft(&breached).len(), 1, "the escalation replaces the reminder");
+    assert!(open_ft(&breached)[0].ends_with(":esc1:v3"));
+    assert!(breached.task_notes["ft"].contains("breached"), "{:?}", breached.task_notes);
+    let further = at("2026-03-02 13:10");
+    assert_eq!(open_ft(&further).len(), 1);
+    assert!(open_ft(&further)[0].ends_with(":esc2:v3"));
+    // Met: nothing open, and the note says how it was met.
+    let call = [activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 11:30"))];
+    let met = run(&policy(), &lead(), &call, ny("2026-03-02 11:40"));
+    assert!(open_ft(&met).is_empty());
+    assert!(met.task_notes["ft"].contains("done late") && met.task_notes["ft"].contains("c1"), "{:?}", met.task_notes);
+    // Every task the engine writes is one it wants open, and every subject names its clock.
+    for ev in [&reminder, &breached, &further] {
+        for (key, _, _) in tasks(ev) {
+            assert!(ev.open_tasks.iter().any(|k| k.as_str() == key), "{key}");
+        }
+        for subject in subjects(ev) {
+            assert!(
+                ["first touch", "SAL decision", "disposition", "cadence", "reason code"]
+                    .iter()
+                    .any(|w| subject.contains(w)),
+                "{subject}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_owner_a_clock_started_with_keeps_the_key_earlier_versions_wrote() {
+    // An upgrade must not send open reminders again: u_rep's reminder key is
+    // the one handoff always wrote, only a later owner's names them.
+    let ev = run(&policy_with(r#"on_reassign = "continue""#, TWO_RUNGS), &lead(), &[], ny("2026-03-02 10:50"));
+    let key = tasks(&ev).into_iter().find(|(k, _, _)| k.contains(":ft:")).map(|(k, _, _)| k.to_string()).unwrap();
+    assert_eq!(key, format!("00Q000000000001AAA:ft:{}:rem:v3", ny("2026-03-02 10:00").timestamp()));
+    let lead = reassigned(lead(), "u_other", OwnerKind::User, "2026-03-02 10:30");
+    let ev = run(&policy_with(r#"on_reassign = "continue""#, TWO_RUNGS), &lead, &[], ny("2026-03-02 10:50"));
+    let key = tasks(&ev).into_iter().find(|(k, _, _)| k.contains(":ft:")).map(|(k, _, _)| k.to_string()).unwrap();
+    assert_eq!(key, format!("00Q000000000001AAA:ft:{}:rem:u_other:v3", ny("2026-03-02 10:00").timestamp()));
 }

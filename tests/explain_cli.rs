@@ -77,8 +77,11 @@ fn the_report_explains_a_breach_in_words() {
         "first_touch: breached",
         "due:      2026-03-02T16:00:00Z",
         "stopped:  -",
-        &format!("[{ESC1}] task (escalation level 1) for 005Hs00000A0MgrAAA"),
+        // One open task per clock: level 2 replaces level 1.
         &format!("[{ESC2}] task (escalation level 2) for 005Hs00000A0VpSAAV"),
+        "Open handoff tasks (one per clock at most; any other is closed):",
+        "whose:    Sam Rep (005Hs00000A1b9zAAA)",
+        "calendar: us_east (America/New_York)",
         "the status change to `Working - Contacted` at 2026-03-02T15:20:00Z does not count",
         "not by the owner 005Hs00000A1b9zAAA",
         "handoff created it",
@@ -88,6 +91,61 @@ fn the_report_explains_a_breach_in_words() {
         assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
     }
     assert!(!report.contains(ESC3), "the pool rung is not due yet:\n{report}");
+    assert!(!report.contains(&format!("[{ESC1}]")), "level 1 is replaced, not written again:\n{report}");
+}
+
+/// The sample case with `edit` applied, written to a temporary file.
+fn edited_case(dir: &tempfile::TempDir, edit: impl FnOnce(&mut Value)) -> String {
+    let mut case: Value = serde_json::from_str(&std::fs::read_to_string(case()).unwrap()).unwrap();
+    edit(&mut case);
+    let path = dir.path().join("case.json");
+    std::fs::write(&path, case.to_string()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn each_clock_says_whose_it_is_on_which_calendar_and_why_it_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rejected at 15:30, before any touch by the owner and before the due time.
+    let rejected = edited_case(&dir, |case| {
+        case["lead"]["fields"]["Status"] = "Unqualified".into();
+        case["lead"]["fields"]["Disqualification_Reason__c"] = "Wrong persona".into();
+        case["lead"]["status_changes"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"status": "Unqualified", "at": "2026-03-02T15:30:00Z"}));
+    });
+    let report = stdout_of(&explain(&["--case", &rejected, "--now", "2026-03-02T17:30:00Z"]));
+    for expected in [
+        "first_touch: ended",
+        "ended:    no longer owed (neither met nor breached) after status `Unqualified` at 2026-03-02T15:30:00Z",
+        "reason:   ended: the lead was rejected (status `Unqualified`)",
+        "disposition: met",
+        "ended:    met by status `Unqualified` at 2026-03-02T15:30:00Z",
+        "whose:    Sam Rep (005Hs00000A1b9zAAA)",
+        "calendar: us_east (America/New_York)",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+    }
+    // Moved to the pool at 18:00 (no intake seat): nobody's until a user owns it.
+    let pooled = edited_case(&dir, |case| {
+        case["lead"]["owner_id"] = "00GHs0000000001MAA".into();
+        case["lead"]["assignments"].as_array_mut().unwrap().push(
+            serde_json::json!({"owner_id": "00GHs0000000001MAA", "owner_kind": "queue", "at": "2026-03-02T18:00:00Z"}),
+        );
+    });
+    let report = stdout_of(&explain(&["--case", &pooled, "--now", "2026-03-03T15:00:00Z"]));
+    assert!(
+        report.contains("whose:    nobody: paused since 2026-03-02T18:00:00Z while queue 00GHs0000000001MAA (no intake seat) holds the lead"),
+        "{report}"
+    );
+    assert!(
+        report.contains("sal_decision: pending") && report.contains("paused: queue 00GHs0000000001MAA"),
+        "{report}"
+    );
+    let evaluation = json_of(&explain(&["--case", &pooled, "--now", "2026-03-03T15:00:00Z", "--json"]));
+    assert_eq!(clock(&evaluation, "sal_decision")["held_by"], "00GHs0000000001MAA");
+    assert!(evaluation["open_tasks"].as_array().is_some_and(|t| t.is_empty()), "{evaluation:#}");
 }
 
 #[test]
@@ -100,7 +158,8 @@ fn json_output_keeps_action_keys_stable_across_re_evaluation() {
     assert_eq!(clock(&first, "first_touch")["due_at"], "2026-03-02T16:00:00Z");
     assert_eq!(first["sla_fields"]["SLA_Status__c"], "breached");
     assert_eq!(action_keys(&first), action_keys(&later));
-    assert!(action_keys(&first).contains(&ESC1.to_string()));
+    assert!(action_keys(&first).contains(&ESC2.to_string()));
+    assert_eq!(first["open_tasks"], serde_json::json!([ESC2]));
 
     // Past three windows the pool rung fires: a reassignment with its own key.
     let pooled = json_of(&explain(&["--case", &case(), "--now", "2026-03-02T18:00:00Z", "--json"]));

@@ -16,7 +16,18 @@
 //! read from the sandbox's request log), and measures business time by brute
 //! force: a table of every UTC minute saying whether a rep in a given zone
 //! is at their desk (Mon–Fri 09:00–17:00 local, minus the default
-//! calendar's holidays by their New York date).
+//! calendar's holidays on the rep's own local dates).
+//!
+//! The rules the oracle implements by hand include the ones a rep and a
+//! manager would dispute: a status change is never a touch (acceptance
+//! included), and neither is a sequence email; a lead rejected, closed or
+//! converted before any touch and before its due time has its first-touch
+//! obligation *ended* — left out of "first touch inside the window" and
+//! counted on its own; a rejection inside the disposition window meets it
+//! whatever its reason code, and the code is judged for feedback quality
+//! 24 hours (the default grace) after the rejection; a lead moved to the
+//! pool by handoff's ladder pauses its clocks (a decision while paused is
+//! in time, no decision is no outcome).
 //!
 //! # What the daemon can know
 //!
@@ -221,7 +232,8 @@ impl Desk {
                 let local = t.with_timezone(&zone);
                 let weekday = !matches!(local.weekday(), Weekday::Sat | Weekday::Sun);
                 let minute = local.hour() * 60 + local.minute();
-                let holiday = holidays.contains(&t.with_timezone(&REPORTING_ZONE).date_naive());
+                // A holiday closes the rep's own local date.
+                let holiday = holidays.contains(&local.date_naive());
                 weekday && (9 * 60..17 * 60).contains(&minute) && !holiday
             })
             .collect();
@@ -408,6 +420,8 @@ struct History {
     statuses: Vec<Status>,
     modifications: Vec<Modification>,
     removed: bool,
+    /// Sequence emails logged on the lead (not touches).
+    automated: usize,
 }
 
 impl History {
@@ -464,6 +478,25 @@ impl History {
     fn reason(&self) -> Option<String> {
         self.statuses.iter().rev().find_map(|s| s.reason.clone()).flatten()
     }
+
+    /// When a queue took the lead from a user (handoff's pool rung): its
+    /// clocks pause from then on.
+    fn paused_from(&self) -> Option<DateTime<Utc>> {
+        let mut had_user = false;
+        for (at, o) in &self.owners {
+            if is_user(o) {
+                had_user = true;
+            } else if had_user {
+                return Some(*at);
+            }
+        }
+        None
+    }
+
+    /// A user took the lead back after a pause (the clocks resumed).
+    fn resumed(&self) -> bool {
+        self.paused_from().is_some_and(|p| self.owners.iter().any(|(at, o)| *at > p && is_user(o)))
+    }
 }
 
 fn is_user(owner_id: &str) -> bool {
@@ -495,10 +528,15 @@ fn histories(org: &SyntheticOrg, handoff_writes: &[(DateTime<Utc>, usize, Option
                 owner_changes.push((e.at, 0, *lead, owner_ref(*owner)));
                 modified(&mut h[*lead], e.at, true);
             }
-            EventKind::Touch { lead, by, kind } => {
+            EventKind::Touch { lead, by, kind, automated } => {
                 // Calls, emails and meetings: all of the inbound segment's touch kinds.
                 assert!(matches!(kind, ActivityKind::Call | ActivityKind::Email | ActivityKind::Meeting));
-                h[*lead].touches.push(Touch { at: e.at, by: user_id(*by) });
+                // A sequence email is not a touch (automated_touches is off).
+                if !*automated {
+                    h[*lead].touches.push(Touch { at: e.at, by: user_id(*by) });
+                } else {
+                    h[*lead].automated += 1;
+                }
             }
             EventKind::StatusChanged { lead, status } => {
                 let reason = match status {
@@ -586,7 +624,9 @@ fn knowable(h: &History, ticks: &[DateTime<Utc>]) -> Knowable {
         .is_none_or(|i| h.statuses[..i].iter().any(|s| s.class.is_decision()));
     Knowable {
         routing: created_with_user || (seen(creation) && routing_changes_seen),
-        sales: later_seen && (creation_ok || queue_then_user) && conversion_follows_decision,
+        // A lead a user took back from the pool resumes its clocks with the
+        // time they had left on the new desk: not modelled here.
+        sales: later_seen && (creation_ok || queue_then_user) && conversion_follows_decision && !h.resumed(),
     }
 }
 
@@ -604,6 +644,7 @@ struct Expected {
     acceptance: Ratio,
     touch_minutes: Vec<f64>,
     first_touch: Ratio,
+    first_touch_ended: u64,
     follow_up: Ratio,
     disposition: Ratio,
     feedback: Ratio,
@@ -633,6 +674,7 @@ impl Expected {
             acceptance: self.acceptance,
             first_touch_business_minutes: spread(self.touch_minutes.clone()),
             first_touch_in_window: self.first_touch,
+            first_touch_ended: self.first_touch_ended,
             follow_up_completion: self.follow_up,
             disposition_in_window: self.disposition,
             feedback_quality: self.feedback,
@@ -753,12 +795,18 @@ fn oracle(w: &World<'_>, feeds: &dyn Fn(usize) -> Feeds, by: Option<Dimension>, 
                     Some(c) if agreed(c) => c.clone(),
                     Some(c) => format!("(not agreed) {c}"),
                 };
+                // Reps give the code with the rejection or not at all: judged
+                // then (a hit), or once the 24-hour grace has passed (a miss).
                 let ok = code.as_deref().is_some_and(agreed);
-                record(rejected.at, current_owner, &mut |e| {
+                let judged = if ok { rejected.at } else { rejected.at + Duration::hours(24) };
+                record(judged, current_owner, &mut |e| {
                     add(&mut e.feedback, ok);
                     *e.reasons.entry(label.clone()).or_default() += 1;
                 });
                 tally.bump("rejections");
+                if !ok && judged <= now {
+                    tally.bump("feedback missed after the grace");
+                }
             }
         }
 
@@ -809,63 +857,98 @@ fn oracle(w: &World<'_>, feeds: &dyn Fn(usize) -> Feeds, by: Option<Dimension>, 
         let base_owner = h.user_for(mql_at).map(str::to_string);
         let touches = h.counted_touches();
         let touch = touches.iter().find(|t| t.at >= mql_at).copied();
+        // A rejection, close or conversion before any touch ends the
+        // first-touch obligation (acceptance does not: it is no touch).
+        let ender = decisions
+            .iter()
+            .find(|d| {
+                matches!(d.class, Class::Rejected | Class::Closed | Class::Converted)
+                    && touch.is_none_or(|t| d.at < t.at)
+            })
+            .copied();
+        let ft_stop = ender.map(|d| d.at).or(touch.map(|t| t.at));
         // on_reassign = "continue": the first-touch clock keeps its start and
-        // goes to whoever the lead is handed to before the touch.
+        // goes to whoever the lead is handed to before it stops.
         let mut ft_owner = base_owner.clone();
         for (at, o) in h.user_assignments() {
-            if at > mql_at && touch.is_none_or(|t| t.at >= at) {
+            if at > mql_at && ft_stop.is_none_or(|stop| stop >= at) {
                 ft_owner = Some(o.to_string());
             }
         }
-        // A disposition before any touch ends the first-touch clock.
-        let ended = decisions.first().filter(|d| touch.is_none_or(|t| d.at < t.at));
-        let ft_stop = ended.map(|d| d.at).or(touch.map(|t| t.at));
         let desk = w.desk(ft_owner.as_deref());
         let due = desk.deadline(mql_at, first_touch_window(&grade));
         let rep = ft_owner.as_deref().or(current_owner);
-        match ft_stop {
-            Some(stop) => {
-                let (when, met) = if stop <= due { (stop, true) } else { (due, false) };
-                record(when, rep, &mut |e| add(&mut e.first_touch, met));
-                tally.bump("first touch");
-                if ended.is_none() {
-                    let start = desk.next_open(mql_at);
-                    let minutes = desk.between(start, stop.max(start)).num_seconds() as f64 / 60.0;
-                    record(stop, rep, &mut |e| e.touch_minutes.push(minutes));
-                    tally.bump("speed to first touch");
-                }
+        match (ender, touch) {
+            (Some(d), _) if d.at <= due => {
+                // Ended in time: in neither side of "first touch in window".
+                record(d.at, rep, &mut |e| e.first_touch_ended += 1);
+                tally.bump("first touch ended before any touch");
             }
-            None if now >= due => {
+            (Some(_), _) => {
                 record(due, rep, &mut |e| add(&mut e.first_touch, false));
                 tally.bump("first touch");
             }
-            None => {}
+            (None, Some(t)) => {
+                let stop = t.at;
+                let (when, met) = if stop <= due { (stop, true) } else { (due, false) };
+                record(when, rep, &mut |e| add(&mut e.first_touch, met));
+                tally.bump("first touch");
+                let start = desk.next_open(mql_at);
+                let minutes = desk.between(start, stop.max(start)).num_seconds() as f64 / 60.0;
+                record(stop, rep, &mut |e| e.touch_minutes.push(minutes));
+                tally.bump("speed to first touch");
+            }
+            (None, None) if now >= due => {
+                record(due, rep, &mut |e| add(&mut e.first_touch, false));
+                tally.bump("first touch");
+            }
+            (None, None) => {}
         }
 
-        // Disposition: 3 business days from the MQL time on the base owner's
-        // desk; a rejection or close without an agreed code is a breach at
-        // that decision.
-        let desk = w.desk(base_owner.as_deref());
-        let rep = base_owner.as_deref().or(current_owner);
+        // The later clocks follow the lead's owner too: the user holding it
+        // when the clock stops (or now), on that user's desk.
+        let holder_at = |t: DateTime<Utc>| -> Option<String> {
+            h.user_assignments()
+                .iter()
+                .rev()
+                .find(|(at, _)| *at <= t)
+                .map(|(_, o)| o.to_string())
+                .or(base_owner.clone())
+        };
+
+        // Disposition: 3 business days from the MQL time, met by the first
+        // decision inside them whatever its reason code. A pool move before
+        // the due time pauses it: a decision while paused is in time, and
+        // without one there is no outcome yet.
+        let first = decisions.first().copied();
+        let disp_owner = holder_at(first.map_or(now, |d| d.at));
+        let desk = w.desk(disp_owner.as_deref());
+        let rep = disp_owner.as_deref().or(current_owner);
         let due = desk.day_close(mql_at, DISPOSITION_DAYS);
-        let current = h.current().map(|s| s.class);
-        let code_ok = h.reason().as_deref().is_some_and(agreed);
-        let outcome = match (current, decisions.first()) {
-            (Some(class @ (Class::Rejected | Class::Closed)), _) if !code_ok => {
-                decisions.iter().rev().find(|d| d.class == class).map(|d| (d.at, false))
-            }
-            (_, Some(d)) => Some(if d.at <= due { (d.at, true) } else { (due, false) }),
-            (_, None) if now >= due => Some((due, false)),
-            _ => None,
+        let paused = h.paused_from().filter(|p| *p >= mql_at && *p < due);
+        let outcome = match (first, paused) {
+            (Some(d), Some(p)) if d.at >= p => Some((d.at, true)),
+            (Some(d), _) => Some(if d.at <= due { (d.at, true) } else { (due, false) }),
+            (None, Some(_)) => None,
+            (None, None) if now >= due => Some((due, false)),
+            (None, None) => None,
         };
         if let Some((when, met)) = outcome {
             record(when, rep, &mut |e| add(&mut e.disposition, met));
             tally.bump("disposition");
+            if paused.is_some() {
+                tally.bump("disposition paused in the pool");
+            }
         }
 
-        // Follow-up: judged when closed as unresponsive, on the base owner's desk.
+        // Follow-up: judged when closed as unresponsive, on the desk of the
+        // user holding the lead then.
+        let current = h.current().map(|s| s.class);
         if current == Some(Class::Closed) {
             let closed = decisions.iter().rev().find(|d| d.class == Class::Closed).map(|d| d.at).expect("a close");
+            let cad_owner = holder_at(closed);
+            let desk = w.desk(cad_owner.as_deref());
+            let rep = cad_owner.as_deref().or(current_owner);
             let counted: Vec<&&Touch> = touches.iter().filter(|t| t.at >= mql_at && t.at <= closed).collect();
             let days = match (counted.first(), counted.last()) {
                 (Some(a), Some(b)) => desk.business_days(a.at, b.at),
@@ -877,6 +960,9 @@ fn oracle(w: &World<'_>, feeds: &dyn Fn(usize) -> Feeds, by: Option<Dimension>, 
             if full {
                 tally.bump("follow-up (full cadence)");
             }
+        }
+        if h.automated > 0 {
+            tally.bump("leads with sequence emails (not touches)");
         }
     }
     card
@@ -1005,6 +1091,11 @@ fn compare(part: Part, by: Option<Dimension>, handoff: &Scorecard, expected: &Ca
                         "first touch in window",
                         format!("{:?}", have.first_touch_in_window),
                         format!("{:?}", want.first_touch_in_window),
+                    );
+                    check(
+                        "first touch ended before any touch",
+                        format!("{}", have.first_touch_ended),
+                        format!("{}", want.first_touch_ended),
                     );
                     check(
                         "follow-up completion",
@@ -1274,10 +1365,11 @@ fn the_oracles_desk_time_by_hand() {
     assert_eq!(ny.business_days(utc("2026-05-22T14:00:00Z"), utc("2026-05-26T14:00:00Z")), 2);
     // New York springs forward on 8 March: 09:00 is 14:00 UTC before, 13:00 after.
     assert_eq!(ny.between(utc("2026-03-06T14:00:00Z"), utc("2026-03-09T14:00:00Z")), Duration::hours(9));
-    // A Sydney rep keeps Sydney hours, but the New York holiday (25 May
-    // 04:00 UTC to 26 May 04:00 UTC) takes Tuesday morning 09:00–14:00 AEST.
+    // A Sydney rep keeps Sydney hours and the holiday falls on their own
+    // Monday 25 May: closed all of it, open all of Tuesday from 09:00 AEST.
     let sydney = Desk::new(chrono_tz::Australia::Sydney, &holidays, origin, 100);
-    assert_eq!(sydney.next_open(utc("2026-05-25T22:00:00Z")), utc("2026-05-26T04:00:00Z"));
+    assert_eq!(sydney.close_of(NaiveDate::from_ymd_opt(2026, 5, 25).expect("date")), None);
+    assert_eq!(sydney.next_open(utc("2026-05-24T22:00:00Z")), utc("2026-05-25T23:00:00Z"));
     assert_eq!(sydney.close_of(NaiveDate::from_ymd_opt(2026, 5, 26).expect("date")), Some(utc("2026-05-26T07:00:00Z")));
     // Sydney falls back on 5 April: 09:00 is 22:00 UTC (AEDT) before, 23:00 (AEST) after.
     assert_eq!(sydney.next_open(utc("2026-04-03T10:00:00Z")), utc("2026-04-05T23:00:00Z"));
@@ -1537,6 +1629,9 @@ async fn every_scorecard_number_matches_the_org_it_was_computed_from() {
         ("disposition", 100),
         ("follow-up", 10),
         ("follow-up (full cadence)", 2),
+        ("first touch ended before any touch", 2),
+        ("feedback missed after the grace", 3),
+        ("leads with sequence emails (not touches)", 20),
         ("routing (never assigned)", 1),
         ("rejections", 15),
     ] {

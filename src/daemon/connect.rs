@@ -219,9 +219,17 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
             settings.lag = Duration::from_secs(config.sync.lag_secs);
             settings.required_lead_fields = fields;
             settings.task_key_field = s.task_key_field.clone();
+            // Of the other tracked fields, those whose history the policy reads.
+            let wanted = config.policy.history_fields();
             settings.tracked_history = handoff_salesforce::map::TrackedHistory {
                 owner: s.history_fields.iter().any(|f| f == "Owner"),
                 status: s.history_fields.iter().any(|f| f == "Status"),
+                fields: s
+                    .history_fields
+                    .iter()
+                    .filter(|f| wanted.contains(f.trim()))
+                    .map(|f| f.trim().to_string())
+                    .collect(),
             };
             settings.requests_per_sec = s.requests_per_sec;
             let shared = now.clone();
@@ -254,6 +262,7 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
             settings.managers = config.policy.owners.managers.clone();
             settings.owner_time_zones = h.owner_time_zones.clone();
             settings.extra_contact_properties = fields;
+            settings.history_properties = config.policy.history_fields().into_iter().collect();
             settings.create_task_key_property = h.create_task_key_property;
             settings.burst_per_10s = h.burst_per_10s;
             settings.search_per_second = h.search_per_second;

@@ -1,13 +1,22 @@
 //! Evaluating leads and queueing what the engine decided: each action goes
 //! into the outbox once, in the same commit as the evaluation that decided
 //! it, unless the ledger says the CRM already has it.
+//!
+//! The engine also says which of the lead's handoff tasks should be open
+//! ([`Evaluation::open_tasks`](crate::engine::Evaluation)). The ledger knows
+//! which tasks exist: every other one is closed here — a `CompleteTask`
+//! keyed `{task key}:done`, queued before the evaluation's new tasks, with
+//! the engine's note on why — unless the CRM shows it done already. A task
+//! still waiting in the outbox that is no longer wanted is simply dropped.
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use handoff_model::{ActionKind, Owner};
+use handoff_model::{Action, ActionKey, ActionKind, Activity, Owner};
 
-use crate::engine::{self, Owners};
+use crate::engine::{self, keys, ClockKind, Evaluation, Owners};
 use crate::policy::CompiledPolicy;
-use crate::store::{Batch, LeadState, Store, StoreError};
+use crate::store::{ActionSummary, Batch, LeadState, Store, StoreError};
 
 /// What evaluating one lead changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +24,10 @@ pub struct Evaluated {
     pub enqueued: usize,
     /// Queued field updates replaced by a newer one before they were sent.
     pub superseded: usize,
+    /// Task closings queued (part of `enqueued`).
+    pub completions: usize,
+    /// Queued tasks dropped unsent because they were no longer wanted.
+    pub dropped: usize,
     pub failed: bool,
 }
 
@@ -82,6 +95,7 @@ fn evaluate_lead(
                 error: Some(e.to_string()),
                 pending_update: previous.as_ref().and_then(|p| p.pending_update),
                 sla_fields: previous.as_ref().map(|p| p.sla_fields.clone()).unwrap_or_default(),
+                qualified_at: previous.as_ref().and_then(|p| p.qualified_at),
             };
             batch.put_state(lead_id, &state, previous.as_ref());
             return Ok(out);
@@ -89,6 +103,14 @@ fn evaluate_lead(
     };
 
     let mut pending_update = previous.as_ref().and_then(|p| p.pending_update);
+    if !lead.deleted && lead.merged_into.is_none() {
+        for action in close_tasks(store, &evaluation, &activities, batch, &mut out)? {
+            batch.enqueue(*next_seq, &action, now);
+            *next_seq += 1;
+            out.enqueued += 1;
+            out.completions += 1;
+        }
+    }
     for action in &evaluation.actions {
         if store.ledger(&action.key)?.is_some() || store.queued(&action.key)?.is_some() {
             continue;
@@ -122,7 +144,85 @@ fn evaluate_lead(
         error: None,
         pending_update,
         sla_fields: evaluation.sla_fields,
+        qualified_at: evaluation.qualified_at,
     };
     batch.put_state(lead_id, &state, previous.as_ref());
     Ok(out)
+}
+
+/// The lead's handoff tasks the engine no longer wants open: a closing
+/// action for each one the CRM holds open, and unsent creates dropped from
+/// the outbox (into `batch`).
+fn close_tasks(
+    store: &Store,
+    evaluation: &Evaluation,
+    activities: &[Activity],
+    batch: &mut Batch,
+    out: &mut Evaluated,
+) -> Result<Vec<Action>, StoreError> {
+    let prefix = keys::lead_prefix(&evaluation.lead_id);
+    let open = &evaluation.open_tasks;
+    // Queued but not sent: a create no longer wanted is dropped, and a
+    // closing of a task wanted again is too.
+    for (key, seq) in store.queued_with_prefix(&prefix)? {
+        let Some(entry) = store.outbox_entry(seq)? else { continue };
+        let unwanted = match &entry.action.kind {
+            ActionKind::CreateTask { .. } => !open.contains(&entry.action.key),
+            ActionKind::CompleteTask { task_key, .. } => open.contains(task_key),
+            _ => false,
+        };
+        if unwanted {
+            tracing::debug!(key = %key, "dropping a queued task change no longer wanted");
+            batch.drop_outbox(&entry);
+            out.dropped += 1;
+        }
+    }
+    let ledger = store.ledger_with_prefix(&prefix)?;
+    let closed: BTreeSet<&ActionKey> = ledger
+        .iter()
+        .filter_map(|(_, e)| match &e.kind {
+            ActionSummary::CompleteTask { task_key } => Some(task_key),
+            _ => None,
+        })
+        .collect();
+    // Tasks someone already completed in the CRM need nothing more.
+    let done_in_crm: BTreeSet<&str> =
+        activities.iter().filter(|a| a.completed || a.deleted).filter_map(|a| a.handoff_key.as_deref()).collect();
+    let mut closings = Vec::new();
+    for (key, entry) in &ledger {
+        let ActionSummary::CreateTask { body, .. } = &entry.kind else { continue };
+        let task_key = ActionKey(key.clone());
+        if open.contains(&task_key) || closed.contains(&task_key) || done_in_crm.contains(key.as_str()) {
+            continue;
+        }
+        let done = keys::completion_key(&task_key);
+        if store.queued(&done)?.is_some() {
+            continue;
+        }
+        let note = format!("Closed by handoff: {}", task_note(evaluation, key));
+        let body = match body.as_deref().filter(|b| !b.is_empty()) {
+            Some(text) => format!("{text}\n\n{note}"),
+            None => note.clone(),
+        };
+        closings.push(Action {
+            key: done,
+            lead_id: evaluation.lead_id.clone(),
+            kind: ActionKind::CompleteTask { task_key, task_id: entry.crm_id.clone(), note, body },
+        });
+    }
+    Ok(closings)
+}
+
+/// Why the task under `key` is done: the engine's note for its clock (the
+/// key's second segment), else why the lead owes nothing.
+fn task_note(evaluation: &Evaluation, key: &str) -> String {
+    let code = key.split(':').nth(1).unwrap_or_default();
+    if let Some(note) = evaluation.task_notes.get(code) {
+        return note.clone();
+    }
+    match (&evaluation.waived, ClockKind::from_key_code(code)) {
+        (Some(why), _) => format!("no sales obligation any more: {why}"),
+        (None, Some(kind)) => format!("the lead no longer has a {} clock", kind.label()),
+        (None, None) => "the lead's SLA no longer asks for it".to_string(),
+    }
 }

@@ -337,6 +337,7 @@ impl Daemon {
     ) -> Result<bool, DaemonError> {
         let mut cursor = self.store.cursor(stream)?;
         let sla_fields: BTreeSet<String> = self.policy.sla_field_names().iter().map(|s| s.to_string()).collect();
+        let history_fields = self.policy.history_fields();
         for _ in 0..self.sync.pages_per_tick {
             if self.stopping() {
                 return Ok(false);
@@ -374,6 +375,7 @@ impl Daemon {
                 owner_kinds: &kinds,
                 sla_fields: &sla_fields,
                 status_field: &self.policy.fields.status,
+                history_fields: &history_fields,
             };
             let mut batch = Batch::default();
             let applied = applier.apply(&page, &mut batch)?;

@@ -50,6 +50,16 @@ pub fn drop_orphans(
     Ok(keep)
 }
 
+/// Whether a failed write says the record it targeted does not exist (any
+/// more): Salesforce `ENTITY_IS_DELETED` / `INVALID_CROSS_REFERENCE_KEY` /
+/// `NOT_FOUND`, HubSpot `OBJECT_NOT_FOUND`.
+fn task_is_gone(e: &handoff_model::WriteError) -> bool {
+    matches!(e.class, ErrorClass::Permanent)
+        && ["ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "NOT_FOUND", "OBJECT_NOT_FOUND"]
+            .iter()
+            .any(|c| e.code.eq_ignore_ascii_case(c))
+}
+
 /// Records the connector's outcomes for `entries` (same order) into `batch`.
 pub fn record(
     store: &Store,
@@ -68,7 +78,13 @@ pub fn record(
             continue;
         }
         let attempts = entry.attempts + 1;
-        match &outcome.result {
+        // A task to close that the CRM no longer has (deleted by someone)
+        // needs nothing more: it counts as done.
+        let gone_task = match (&entry.action.kind, &outcome.result) {
+            (ActionKind::CompleteTask { task_id, .. }, Err(e)) if task_is_gone(e) => Some(Ok(task_id.clone())),
+            _ => None,
+        };
+        match gone_task.as_ref().unwrap_or(&outcome.result) {
             Ok(crm_id) => {
                 out.written += 1;
                 batch.confirm(

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use handoff_model::{Activity, Assignment, Deletion, Lead, OwnerKind, PullPage, StatusChange, Stream};
+use handoff_model::{Activity, Assignment, Deletion, FieldChange, Lead, OwnerKind, PullPage, StatusChange, Stream};
 use serde_json::Value;
 
 use crate::engine::keys::short_hash;
@@ -49,6 +49,9 @@ pub struct PageApplier<'a> {
     pub sla_fields: &'a BTreeSet<String>,
     /// The policy's status field, whose changes are history.
     pub status_field: &'a str,
+    /// Other fields whose changes are history (what decides qualification,
+    /// the reason code): kept when the CRM gives no history of them.
+    pub history_fields: &'a BTreeSet<String>,
 }
 
 impl PageApplier<'_> {
@@ -144,6 +147,7 @@ impl PageApplier<'_> {
                     lead: lead.clone(),
                     observed_owners,
                     observed_statuses,
+                    observed_fields: BTreeMap::new(),
                     watched,
                     first_seen_at: lead.modified_at,
                 }
@@ -166,6 +170,22 @@ impl PageApplier<'_> {
                     if have.lead.field_str(self.status_field) != Some(status.as_str()) {
                         have.observed_statuses.push(StatusChange { status: status.clone(), at: lead.modified_at });
                     }
+                }
+                for field in self.history_fields {
+                    let before = have.lead.fields.get(field).filter(|v| !is_blank(v));
+                    let after = lead.fields.get(field).filter(|v| !is_blank(v));
+                    if same_value(before, after) {
+                        continue;
+                    }
+                    let changes = have.observed_fields.entry(field.clone()).or_default();
+                    if changes.is_empty() {
+                        // What the lead held until now, as far as handoff knows: since creation.
+                        changes.push(FieldChange {
+                            value: before.cloned().unwrap_or(Value::Null),
+                            at: have.lead.created_at,
+                        });
+                    }
+                    changes.push(FieldChange { value: after.cloned().unwrap_or(Value::Null), at: lead.modified_at });
                 }
                 let sla_changed =
                     self.sla_values(&have.lead).into_iter().zip(self.sla_values(lead)).any(|(a, b)| !same_value(a, b));
@@ -234,6 +254,10 @@ impl PageApplier<'_> {
     }
 }
 
+fn is_blank(v: &Value) -> bool {
+    v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty())
+}
+
 /// Whether two CRM values say the same: empty as absent, numbers as
 /// numbers ("0" = 0 = 0.0), datetimes as instants (Salesforce answers
 /// `…T15:00:00.000+0000` for the `…T15:00:00Z` handoff wrote).
@@ -283,6 +307,7 @@ mod tests {
             modified_at: modified,
             assignments: Vec::new(),
             status_changes: Vec::new(),
+            field_history: BTreeMap::new(),
             converted_at: None,
             deleted: false,
             merged_into: None,
@@ -292,7 +317,14 @@ mod tests {
     fn apply(store: &Store, page: PullPage) -> Applied {
         let kinds = HashMap::from([("00G1".to_string(), OwnerKind::Queue)]);
         let sla = BTreeSet::from(["SLA_Status__c".to_string()]);
-        let applier = PageApplier { store, owner_kinds: &kinds, sla_fields: &sla, status_field: "Status" };
+        let history = BTreeSet::from(["Company".to_string(), "Reason__c".to_string()]);
+        let applier = PageApplier {
+            store,
+            owner_kinds: &kinds,
+            sla_fields: &sla,
+            status_field: "Status",
+            history_fields: &history,
+        };
         let mut batch = Batch::default();
         let applied = applier.apply(&page, &mut batch).unwrap();
         store.commit(batch).unwrap();
@@ -323,6 +355,35 @@ mod tests {
         let s = StoredLead { lead: with_history, ..stored };
         assert_eq!(s.for_engine().assignments[0].at, at(9, 2));
         assert_eq!(s.for_engine().status_changes.len(), 2, "status history still observed");
+    }
+
+    #[test]
+    fn watched_fields_keep_the_history_handoff_saw_when_the_crm_gives_none() {
+        let store = Store::in_memory();
+        let mut first = lead("005A", "Open", at(9, 0));
+        first.fields.remove("Company");
+        apply(&store, page(vec![first.clone()]));
+        assert!(store.lead("00Q1").unwrap().unwrap().observed_fields.is_empty(), "first sight is no change");
+        // Marketing fills the company in later: dated at that modification.
+        let mut filled = first.clone();
+        filled.modified_at = at(11, 0);
+        filled.fields.insert("Company".into(), json!("Acme"));
+        assert_eq!(apply(&store, page(vec![filled.clone()])).leads_changed, 1);
+        // A field nobody watches changes: no history for it.
+        let mut other = filled.clone();
+        other.modified_at = at(12, 0);
+        other.fields.insert("Title".into(), json!("VP"));
+        apply(&store, page(vec![other]));
+        let stored = store.lead("00Q1").unwrap().unwrap();
+        let company: Vec<(serde_json::Value, DateTime<Utc>)> =
+            stored.observed_fields["Company"].iter().map(|c| (c.value.clone(), c.at)).collect();
+        assert_eq!(company, [(json!(null), at(9, 0)), (json!("Acme"), at(11, 0))]);
+        assert_eq!(stored.observed_fields.len(), 1);
+        // The engine reads it unless the CRM gave a history of its own.
+        assert_eq!(stored.for_engine().field_history["Company"].len(), 2);
+        let mut crm = stored.clone();
+        crm.lead.field_history.insert("Company".into(), vec![FieldChange { value: json!("Acme"), at: at(9, 30) }]);
+        assert_eq!(crm.for_engine().field_history["Company"][0].at, at(9, 30));
     }
 
     #[test]
@@ -399,6 +460,7 @@ mod tests {
             direction: None,
             completed: false,
             handoff_key: key.map(str::to_string),
+            automated: false,
             deleted: false,
         };
         let applied = apply(

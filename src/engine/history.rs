@@ -1,6 +1,8 @@
 //! The facts a clock reads from a lead: who owned it when, which activities
 //! are touches, and when it was dispositioned.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use handoff_model::{Activity, ActivityKind, Lead, OwnerKind};
 
@@ -16,15 +18,28 @@ pub enum StatusClass {
     Rejected,
     ClosedUnresponsive,
     Converted,
+    /// Deferred with a follow-up date.
+    Deferred,
+    /// Held for nurture by marketing: no sales obligation.
+    Nurture,
 }
 
 impl StatusClass {
-    /// Accepted, rejected, closed or converted: the lead has been decided.
+    /// Accepted, rejected, closed, converted or deferred: the lead has been decided.
     pub fn is_disposition(self) -> bool {
         matches!(
             self,
-            StatusClass::Accepted | StatusClass::Rejected | StatusClass::ClosedUnresponsive | StatusClass::Converted
+            StatusClass::Accepted
+                | StatusClass::Rejected
+                | StatusClass::ClosedUnresponsive
+                | StatusClass::Converted
+                | StatusClass::Deferred
         )
+    }
+
+    /// Rejected, closed or converted: nobody owes the lead a first touch any more.
+    pub fn ends_first_touch(self) -> bool {
+        matches!(self, StatusClass::Rejected | StatusClass::ClosedUnresponsive | StatusClass::Converted)
     }
 
     /// Rejected or closed: the CRM record must carry a reason code.
@@ -46,6 +61,10 @@ pub fn classify(statuses: &StatusMap, status: &str) -> Option<StatusClass> {
         Some(StatusClass::Rejected)
     } else if hit(&statuses.closed_unresponsive) {
         Some(StatusClass::ClosedUnresponsive)
+    } else if hit(&statuses.deferred) {
+        Some(StatusClass::Deferred)
+    } else if hit(&statuses.nurture) {
+        Some(StatusClass::Nurture)
     } else if hit(&statuses.working) {
         Some(StatusClass::Working)
     } else if hit(&statuses.open) {
@@ -150,18 +169,94 @@ impl Ownership {
             _ => self.user_assignments().into_iter().find(|(_, from)| *from >= at).map(|(id, _)| id),
         }
     }
+
+    /// Who answers for the lead's sales clocks, span by span, oldest first
+    /// (see [`Holder`]). `seats` maps queue ids to their intake seats.
+    pub fn holders(&self, seats: &BTreeMap<String, String>) -> Vec<HolderSpan> {
+        let mut out: Vec<HolderSpan> = Vec::new();
+        let mut had_user = false;
+        for (id, kind, from) in &self.spans {
+            let holder = match kind {
+                OwnerKind::User => {
+                    had_user = true;
+                    Holder::User(id.clone())
+                }
+                OwnerKind::Queue => match seats.get(id).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                    Some(seat) => Holder::Seat { queue: id.clone(), user: seat.to_string() },
+                    None if had_user => Holder::Paused { queue: id.clone() },
+                    None => Holder::Unrouted,
+                },
+            };
+            if out.last().is_some_and(|last| last.holder == holder) {
+                continue;
+            }
+            out.push(HolderSpan { from: *from, holder });
+        }
+        out
+    }
+}
+
+/// Who answers for a lead's sales clocks while it has one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// A user owns the lead: their calendar, their inbox, their managers.
+    User(String),
+    /// A queue with an intake seat holds it: the seat answers for it.
+    Seat { queue: String, user: String },
+    /// A queue without a seat holds a lead a user had before (the ladder's
+    /// pool, say): its clocks pause until a user owns it again.
+    Paused { queue: String },
+    /// Waiting for its first user (a routing queue, or no owner yet): the
+    /// clocks run, and belong to whoever gets the lead first.
+    Unrouted,
+}
+
+impl Holder {
+    /// The user who answers, if anyone does.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Holder::User(u) | Holder::Seat { user: u, .. } => Some(u),
+            Holder::Paused { .. } | Holder::Unrouted => None,
+        }
+    }
+}
+
+/// `holder` answers for the lead from `from` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolderSpan {
+    pub from: DateTime<Utc>,
+    pub holder: Holder,
+}
+
+/// The holder at `at` (nobody before the first span).
+pub fn holder_at(spans: &[HolderSpan], at: DateTime<Utc>) -> Holder {
+    spans.iter().rev().find(|s| s.from <= at).map(|s| s.holder.clone()).unwrap_or(Holder::Unrouted)
 }
 
 /// An activity that counts as a touch at all: one of the segment's touch
-/// kinds (calls, emails, meetings) on this lead, not deleted and not created
-/// by handoff itself. Tasks never count, and neither does a status change
-/// (which is not an activity).
-pub fn is_touch(activity: &Activity, lead_id: &str, kinds: &[ActivityKind]) -> bool {
+/// kinds (calls, emails, meetings) on this lead, not deleted, not created
+/// by handoff itself, and not sent by automation unless `automated` says
+/// such activities count. Tasks never count, and neither does a status
+/// change (which is not an activity).
+pub fn is_touch(activity: &Activity, lead_id: &str, kinds: &[ActivityKind], automated: bool) -> bool {
     activity.lead_id == lead_id
         && !activity.deleted
         && activity.handoff_key.is_none()
         && activity.kind != ActivityKind::Task
         && kinds.contains(&activity.kind)
+        && (automated || !activity.automated)
+}
+
+/// The value `field` held at `at`, from its history (oldest first, starting
+/// with the value at creation), else its current value.
+pub fn value_at<'a>(lead: &'a Lead, field: &str, at: DateTime<Utc>) -> Option<&'a serde_json::Value> {
+    match lead.field_history.get(field).filter(|h| !h.is_empty()) {
+        Some(history) => {
+            let held = history.iter().rev().find(|c| c.at <= at).or(history.first());
+            held.map(|c| &c.value)
+        }
+        None => lead.fields.get(field),
+    }
 }
 
 /// A status decision: the lead's status became `status` at `at`.

@@ -9,59 +9,105 @@
 //!
 //! # Clocks
 //!
+//! Every sales clock starts no earlier than the lead *qualified*: its MQL
+//! time, or — for a lead waived (incomplete data, below the criteria) that
+//! qualifies later — the instant it did, read from the field history (the
+//! CRM's where it keeps one, else from when handoff first saw the change).
+//!
 //! | clock | starts | stops | due |
 //! |---|---|---|---|
-//! | first touch | MQL time, or the first assignment to a user when the segment says `clock_start = "assignment"` (whichever is later); a reassignment restarts it with `on_reassign = "restart"` | the first call/email/meeting at or after the start, by the owner at that time (anyone with `touch_by = "anyone"`); a disposition before any touch ends it | the grade's window |
-//! | SAL decision | first assignment to a user (not before the MQL time) | a status change into accepted/rejected/converted (or closed) | `sal_decision` |
-//! | cadence | with the first-touch clock | judged when the lead is closed as unresponsive | ≥ N touches across ≥ M business days |
-//! | disposition | with the first-touch clock (never restarted) | a status change into accepted/rejected/closed/converted; rejected and closed need a listed reason code | `disposition_within` |
+//! | first touch | the sales start: MQL time, the first assignment to a user (`clock_start = "assignment"`) or SAL acceptance (`"acceptance"`) | the first call/email/meeting at or after the start, by the owner at that time (anyone with `touch_by = "anyone"`; automated ones only with `automated_touches = true`). A status change never stops it, acceptance included; a rejection, close or conversion before any touch *ends* it (status `ended`) | the grade's window |
+//! | SAL decision | first assignment to a user (not before the sales start) | a status change into a disposition (accepted, rejected, deferred, converted, closed) | `sal_decision` |
+//! | cadence | with the first-touch clock | judged when the lead is closed as unresponsive | ≥ N touches across ≥ M business days, a deferral's rest left out |
+//! | disposition | with the first-touch clock | the first disposition (a deferral counts with a readable follow-up date) | `disposition_within` |
+//! | reason code | a rejection or unresponsive close | an agreed reason code on the lead | `reason_code_grace` (default 24 hours) |
 //! | routing (marketing) | MQL time | first assignment to a user | `marketing.routing_within` |
 //!
-//! Business time is read in the calendar of the owner the clock belongs to
-//! (`owners.calendar_by_owner`, else `owners.default_calendar`), in the
-//! owner's own zone when the CRM knows it and `use_owner_time_zone` is on.
+//! # Whose clock
+//!
+//! A sales clock belongs to whoever answers for the lead at the time (see
+//! [`Holder`]): the user owning it, the intake seat of a queue holding it,
+//! or nobody while a seatless queue holds a lead a rep had — its clocks then
+//! pause, and resume with the time they had left when a user owns it again.
+//! Business time is read on the current holder's calendar, from the clock's
+//! start (`on_reassign = "continue"`) or from the reassignment
+//! (`"restart"`). Reminders go to the holder, escalations to the holder's
+//! managers; a holder who took over a breached clock is escalated only for
+//! rungs that fall after they took it.
+//!
+//! Business time is read in the owner's own zone when the CRM knows it and
+//! `use_owner_time_zone` is on, holidays included (on the owner's dates).
 //! A lead arriving after hours starts counting at the next opening; the
 //! clock still records the arrival as `received_at`.
 //!
+//! # Tasks
+//!
+//! A clock has at most one open handoff task: the one asking for what is
+//! owed now — a reminder to the holder before the due time, then the
+//! escalation of the latest rung that fired, or a flag. Each evaluation says
+//! which task keys should be open ([`Evaluation::open_tasks`]) and, per
+//! clock, why any other task of that clock is done
+//! ([`Evaluation::task_notes`]); the daemon, which knows from its ledger
+//! which tasks exist, closes the rest (see `daemon::evaluate`).
+//!
 //! # Decisions worth knowing
 //!
-//! - **Cadence spread** counts the business days (in the owner's calendar)
+//! - **Cadence spread** counts the business days (in the holder's calendar)
 //!   from the day of the first touch through the day of the last touch,
-//!   inclusive, and counts touches from the clock start up to the close.
-//! - **Reminders** go to the owner once a still-running clock passes its
-//!   reminder point. A clock that is already breached gets no reminder (the
-//!   escalation says more), and a stopped clock gets neither.
+//!   inclusive, less those a deferral rested, and counts touches from the
+//!   clock start up to the close (none while deferred).
+//! - **Reminders** go to the holder once a still-running clock passes its
+//!   reminder point. A breached clock gets no reminder (the escalation says
+//!   more), and a stopped clock gets neither.
 //! - **Escalations** fire only for clocks still running past their due time:
 //!   a clock stopped late is reported as breached but raises no new tasks.
 //!   A rung whose target does not exist (no manager) is served by the next
 //!   rung whose target exists, at the earlier rung's time; that later rung
 //!   then does not fire again.
-//! - **Waived** leads (not an MQL, or missing a required field) carry no sales
-//!   obligation: every clock is waived with the reason and the only action is
-//!   the SLA-field write-back.
+//! - **Nothing is breached before its due time.** A rejection without a
+//!   reason code meets the disposition clock when it is in time; the missing
+//!   code is the reason-code clock's, and only breaches (with a flag task)
+//!   once its grace has passed. Adding the code inside the grace clears it
+//!   without a task.
+//! - **Waived** leads (not an MQL, missing a required field, or held for
+//!   nurture) carry no sales obligation: every clock is waived with the
+//!   reason and the only action is the SLA-field write-back.
 //! - **SLA fields** are written only when they differ from what the lead
 //!   holds; the key hashes the new values together with the old ones, so a
 //!   value that comes back after changing is written again.
 
+mod clocks;
 mod history;
 pub mod keys;
+mod tasks;
 mod window;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
-use handoff_model::{Action, ActionKind, Activity, Lead, Owner, TaskPriority, TaskPurpose};
+use handoff_model::{Action, ActionKey, ActionKind, Activity, Lead, Owner};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{CalendarError, Schedule};
-use crate::policy::{
-    ClockStart, CompiledPolicy, CompiledSegment, EscalationTarget, OnReassign, Qualification, TouchBy, Window,
-};
+use crate::policy::{CompiledPolicy, CompiledSegment, Qualification, TouchBy};
 
-pub use history::{classify, decisions, parse_field_datetime, parse_field_number, Decision, StatusClass};
-use history::{is_touch, Ownership};
+pub use clocks::reason_code_given;
+pub use history::{
+    classify, decisions, parse_field_datetime, parse_field_number, value_at, Decision, Holder, StatusClass,
+};
+use history::{is_touch, HolderSpan, Ownership};
+
+/// When a policy window starting at `start` ends on `schedule` (reports
+/// judge the reason-code grace with it).
+pub fn window_deadline(
+    schedule: &Schedule,
+    start: DateTime<Utc>,
+    window: &crate::policy::Window,
+) -> Option<DateTime<Utc>> {
+    window::deadline(schedule, start, window).ok()
+}
 
 /// Why a lead could not be evaluated at all. Bad CRM data degrades to notes
 /// wherever a sensible reading exists; these are the cases without one.
@@ -117,6 +163,8 @@ pub enum ClockKind {
     SalDecision,
     Cadence,
     Disposition,
+    /// An agreed reason code after a rejection or unresponsive close.
+    ReasonCode,
     Routing,
 }
 
@@ -127,24 +175,52 @@ impl ClockKind {
             ClockKind::SalDecision => "sal_decision",
             ClockKind::Cadence => "cadence",
             ClockKind::Disposition => "disposition",
+            ClockKind::ReasonCode => "reason_code",
+            ClockKind::Routing => "routing",
+        }
+    }
+
+    /// The clock in words, for subjects and notes.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClockKind::FirstTouch => "first touch",
+            ClockKind::SalDecision => "SAL decision",
+            ClockKind::Cadence => "follow-up cadence",
+            ClockKind::Disposition => "disposition",
+            ClockKind::ReasonCode => "reason code",
             ClockKind::Routing => "routing",
         }
     }
 
     /// Short form used inside action keys.
-    fn key_code(self) -> &'static str {
+    pub fn key_code(self) -> &'static str {
         match self {
             ClockKind::FirstTouch => "ft",
             ClockKind::SalDecision => "sal",
             ClockKind::Cadence => "cad",
             ClockKind::Disposition => "disp",
+            ClockKind::ReasonCode => "code",
             ClockKind::Routing => "route",
         }
     }
 
+    /// The clock a key code names.
+    pub fn from_key_code(code: &str) -> Option<ClockKind> {
+        [
+            ClockKind::FirstTouch,
+            ClockKind::SalDecision,
+            ClockKind::Cadence,
+            ClockKind::Disposition,
+            ClockKind::ReasonCode,
+            ClockKind::Routing,
+        ]
+        .into_iter()
+        .find(|k| k.key_code() == code)
+    }
+
     /// Sales clocks feed the SLA fields, reminders and escalations; routing
     /// is marketing's and is only reported.
-    fn is_sales(self) -> bool {
+    pub fn is_sales(self) -> bool {
         self != ClockKind::Routing
     }
 }
@@ -157,6 +233,9 @@ pub enum ClockStatus {
     Met,
     Breached,
     Waived,
+    /// The obligation ended without being met or breached: a lead rejected,
+    /// closed or converted before any touch owes no first touch.
+    Ended,
 }
 
 impl ClockStatus {
@@ -167,10 +246,11 @@ impl ClockStatus {
             ClockStatus::Met => "met",
             ClockStatus::Breached => "breached",
             ClockStatus::Waived => "waived",
+            ClockStatus::Ended => "ended",
         }
     }
 
-    fn is_running(self) -> bool {
+    pub fn is_running(self) -> bool {
         matches!(self, ClockStatus::Pending | ClockStatus::AtRisk)
     }
 }
@@ -191,8 +271,33 @@ pub struct Rung {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Clock {
     pub kind: ClockKind,
-    /// The user the clock belongs to (whose calendar and inbox).
+    /// The user who answers for the clock now (whose calendar and inbox):
+    /// the lead's owner, or the intake seat of the queue holding it; none
+    /// while the clock is paused or the lead waits for its first user.
     pub owner_id: Option<String>,
+    /// The user the clock started with (after its last restart); a task for
+    /// anyone else names them in its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_owner_id: Option<String>,
+    /// The last user who answered for it: `owner_id`, or while the clock is
+    /// paused, the user who had it before (whose calendar it is read on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_owner_id: Option<String>,
+    /// Since when `owner_id` (or, paused, nobody) has had it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_since: Option<DateTime<Utc>>,
+    /// The queue holding the lead, when one does (seated or paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
+    /// Set while the clock is paused (a seatless queue holds the lead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<DateTime<Utc>>,
+    /// The calendar business time is read on: `id (zone)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
+    /// Cadence of a deferred lead: when the deferral ends and the cadence resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes_at: Option<DateTime<Utc>>,
     /// The event that started the clock (MQL time, assignment, reassignment).
     pub received_at: Option<DateTime<Utc>>,
     /// When counting began: `received_at`, or the next opening after it.
@@ -204,8 +309,9 @@ pub struct Clock {
     pub status: ClockStatus,
     /// Why the clock has its status, in words.
     pub reason: String,
-    /// The lead was closed in a way the policy does not allow (no agreed
-    /// reason code, too few touches): the owner gets a disposition-flag task.
+    /// The lead was closed in a way the policy does not allow (too few
+    /// touches; no agreed reason code once the grace passed): the holder
+    /// gets a flag task.
     pub flagged: bool,
     /// Escalation rungs for a running clock past or near its due time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -225,6 +331,8 @@ pub enum StopCause {
     Status { status: String },
     /// The lead was given to this user.
     Assignment { owner_id: String },
+    /// The reason-code field took an agreed code.
+    ReasonCode { code: String },
 }
 
 impl Clock {
@@ -232,6 +340,13 @@ impl Clock {
         Clock {
             kind,
             owner_id: None,
+            first_owner_id: None,
+            last_owner_id: None,
+            owner_since: None,
+            held_by: None,
+            paused_since: None,
+            calendar: None,
+            resumes_at: None,
             received_at: None,
             started_at: None,
             due_at: None,
@@ -269,6 +384,16 @@ pub struct Evaluation {
     /// The earliest instant after `now` at which evaluating again could
     /// change something (a reminder point, a due time, the next rung).
     pub next_check_at: Option<DateTime<Utc>>,
+    /// When the lead qualified, when that was after its MQL time (a waived
+    /// lead completed later): its clocks start there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qualified_at: Option<DateTime<Utc>>,
+    /// The handoff tasks that should be open now: at most one per clock.
+    /// Any other task handoff created for this lead is done.
+    pub open_tasks: BTreeSet<ActionKey>,
+    /// Per clock (by key code: `ft`, `sal`, `cad`, `disp`, `code`), one line
+    /// saying why its other tasks are done, for the note that closes them.
+    pub task_notes: BTreeMap<String, String>,
     /// Why, in words.
     pub notes: Vec<String>,
 }
@@ -302,6 +427,9 @@ pub fn evaluate(
         actions: Vec::new(),
         sla_fields: BTreeMap::new(),
         next_check_at: None,
+        qualified_at: None,
+        open_tasks: BTreeSet::new(),
+        task_notes: BTreeMap::new(),
         notes: Vec::new(),
     };
     if lead.deleted || lead.merged_into.is_some() {
@@ -312,6 +440,8 @@ pub fn evaluate(
         ev.notes.push(why);
         return Ok(ev);
     }
+    let ownership = Ownership::new(lead, owners);
+    let holders = ownership.holders(&policy.owners.intake_seats);
     let mut ctx = Ctx {
         lead,
         activities,
@@ -319,7 +449,9 @@ pub fn evaluate(
         policy,
         now,
         calendars: Calendars { policy, built: HashMap::new() },
-        ownership: Ownership::new(lead, owners),
+        ownership,
+        holders,
+        obligation_at: lead.created_at,
         notes: Vec::new(),
     };
     if ctx.ownership.assumed {
@@ -337,15 +469,21 @@ pub fn evaluate(
     ev.segment = segment.map(|s| s.name.clone());
 
     let missing = policy.missing_required_fields(&lead.fields);
+    let nurture = ctx
+        .current_status()
+        .filter(|s| classify(&policy.statuses, s) == Some(StatusClass::Nurture))
+        .map(str::to_string);
     if let Some(why) = not_mql {
         ev.waived = Some(why);
     } else if !missing.is_empty() {
         ev.waived = Some(format!("incomplete data: missing {}", missing.join(", ")));
+    } else if let Some(status) = nurture {
+        ev.waived = Some(format!("held for nurture (status `{status}`)"));
     }
 
     if let Some(why) = ev.waived.clone() {
         ctx.notes.push(format!(
-            "waived ({why}): a lead below the agreed criteria or with incomplete data carries no sales obligation"
+            "waived ({why}): a lead below the agreed criteria, with incomplete data or held for nurture carries no sales obligation"
         ));
         let mut kinds = vec![ClockKind::FirstTouch];
         if segment.is_some_and(|s| s.sal_decision.is_some()) {
@@ -353,21 +491,97 @@ pub fn evaluate(
         }
         kinds.extend([ClockKind::Disposition, ClockKind::Routing]);
         ev.clocks = kinds.into_iter().map(|k| Clock::waived(k, &why)).collect();
+        for kind in [
+            ClockKind::FirstTouch,
+            ClockKind::SalDecision,
+            ClockKind::Cadence,
+            ClockKind::Disposition,
+            ClockKind::ReasonCode,
+        ] {
+            ev.task_notes.insert(kind.key_code().to_string(), format!("no sales obligation any more: {why}"));
+        }
     } else {
+        let (mql_at, note) = mql_time(lead, policy);
+        if let Some(note) = note {
+            ctx.notes.push(note);
+        }
+        ctx.obligation_at = mql_at;
+        if let Some((at, why)) = qualified_since(lead, policy) {
+            if at > mql_at {
+                ctx.notes.push(format!(
+                    "qualified late: {why}; its clocks start at {} (the MQL time {} is not used)",
+                    rfc3339(at),
+                    rfc3339(mql_at)
+                ));
+                ctx.obligation_at = at;
+                ev.qualified_at = Some(at);
+            }
+        }
         match segment {
             Some(segment) => {
-                ev.clocks = sales_clocks(&mut ctx, segment, ev.grade.as_deref())?;
+                ev.clocks = clocks::sales_clocks(&mut ctx, segment, ev.grade.as_deref())?;
             }
             None => ctx.notes.push("no segment applies; the policy needs a final catch-all segment".to_string()),
         }
-        ev.clocks.push(routing_clock(&mut ctx)?);
-        ev.actions = clock_actions(&mut ctx, &mut ev.clocks)?;
+        ev.clocks.push(clocks::routing_clock(&mut ctx)?);
+        let planned = tasks::clock_actions(&mut ctx, &ev.clocks);
+        ev.actions = planned.actions;
+        ev.open_tasks = planned.open;
+        ev.task_notes = planned.notes;
     }
 
     write_back(&ctx, &mut ev);
     ev.next_check_at = next_check(&ev.clocks, now);
     ev.notes.append(&mut ctx.notes);
     Ok(ev)
+}
+
+/// When the lead last came to qualify (meet the MQL definition with
+/// complete data) and stayed so, from the history of the fields that decide
+/// it, with the change that did it in words. `None` when the history shows
+/// no change (qualified from creation, as far as anyone knows).
+pub fn qualified_since(lead: &Lead, policy: &CompiledPolicy) -> Option<(DateTime<Utc>, String)> {
+    let watched = policy.history_fields();
+    let mut instants: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+    for field in &watched {
+        if let Some(history) = lead.field_history.get(field) {
+            instants.extend(history.iter().map(|c| c.at).filter(|at| *at > lead.created_at));
+        }
+    }
+    if instants.is_empty() {
+        return None;
+    }
+    let fields_at = |at: DateTime<Utc>| -> BTreeMap<String, serde_json::Value> {
+        let mut fields = lead.fields.clone();
+        for field in &watched {
+            match value_at(lead, field, at) {
+                Some(v) => fields.insert(field.clone(), v.clone()),
+                None => fields.remove(field),
+            };
+        }
+        fields
+    };
+    let mut qualified = policy.obliges_sales(&fields_at(lead.created_at));
+    let mut since: Option<DateTime<Utc>> = None;
+    for at in instants {
+        let now_qualified = policy.obliges_sales(&fields_at(at));
+        if now_qualified && !qualified {
+            since = Some(at);
+        }
+        qualified = now_qualified;
+    }
+    let at = since?;
+    let before = fields_at(at - chrono::Duration::milliseconds(1));
+    let changed: Vec<&str> =
+        watched.iter().filter(|f| before.get(f.as_str()) != value_at(lead, f, at)).map(String::as_str).collect();
+    Some((
+        at,
+        format!(
+            "it met the MQL definition with complete data only from {} ({} changed then)",
+            rfc3339(at),
+            changed.join(", ")
+        ),
+    ))
 }
 
 /// When a lead became an MQL: the mapped `mql_at` field when set and
@@ -412,6 +626,11 @@ struct Ctx<'a, 'p> {
     now: DateTime<Utc>,
     calendars: Calendars<'p>,
     ownership: Ownership,
+    /// Who answers for the sales clocks, span by span.
+    holders: Vec<HolderSpan>,
+    /// When the lead started to owe sales anything: its MQL time, or when
+    /// it qualified if that was later.
+    obligation_at: DateTime<Utc>,
     notes: Vec<String>,
 }
 
@@ -520,19 +739,51 @@ impl<'a> Ctx<'a, '_> {
         self.calendars.for_owner(&self.lead.id, owner_id, self.owners, &mut self.notes)
     }
 
+    /// The decisions that count for the sales clocks: status changes into a
+    /// disposition at or after the obligation began. A deferral counts only
+    /// with a readable follow-up date.
+    fn decisions(&mut self) -> Vec<Decision> {
+        let current = self.current_status().map(str::to_string);
+        let (decided, assumed) = decisions(self.lead, &self.policy.statuses, current.as_deref());
+        if assumed {
+            self.notes.push(
+                "no status history on the record; the decision is dated at the lead's last modification".to_string(),
+            );
+        }
+        let follow_up = self.follow_up_at();
+        let from = self.obligation_at;
+        let mut out = Vec::new();
+        for d in decided.into_iter().filter(|d| d.at >= from) {
+            if d.class == StatusClass::Deferred && follow_up.is_none() {
+                let field = self.policy.fields.follow_up_at.as_deref().unwrap_or("follow_up_at");
+                self.notes.push(format!(
+                    "status `{}` at {} defers the lead, but `{field}` holds no follow-up date, so it is not a disposition",
+                    d.status,
+                    rfc3339(d.at)
+                ));
+                continue;
+            }
+            out.push(d);
+        }
+        out
+    }
+
+    /// The follow-up date of a deferred lead, when the policy maps the field
+    /// and the lead holds a readable date.
+    fn follow_up_at(&self) -> Option<DateTime<Utc>> {
+        let field = self.policy.fields.follow_up_at.as_deref()?;
+        self.lead.fields.get(field).and_then(parse_field_datetime)
+    }
+
+    /// The label of a schedule: `calendar (zone)`.
+    fn calendar_label(schedule: &Schedule) -> String {
+        format!("{} ({})", schedule.id(), schedule.time_zone().name())
+    }
+
     /// Wraps a calendar failure with the lead and clock it happened on.
     fn calendar_error(&self, kind: ClockKind) -> impl Fn(CalendarError) -> EngineError {
         let lead_id = self.lead.id.clone();
         move |source| EngineError::Calendar { lead_id: lead_id.clone(), clock: kind.as_str(), source }
-    }
-
-    /// MQL time (see [`mql_time`]); an unreadable field is noted.
-    fn mql_at(&mut self) -> DateTime<Utc> {
-        let (at, note) = mql_time(self.lead, self.policy);
-        if let Some(note) = note {
-            self.notes.push(note);
-        }
-        at
     }
 
     fn current_status(&self) -> Option<&str> {
@@ -545,7 +796,7 @@ impl<'a> Ctx<'a, '_> {
         let activities: &'a [Activity] = self.activities;
         let mut out: Vec<&'a Activity> = activities
             .iter()
-            .filter(|a| is_touch(a, &self.lead.id, &segment.touch_kinds))
+            .filter(|a| is_touch(a, &self.lead.id, &segment.touch_kinds, segment.automated_touches))
             .filter(|a| match touch_by {
                 TouchBy::Anyone => true,
                 TouchBy::Owner => match self.ownership.owner_at(a.occurred_at) {
@@ -560,554 +811,6 @@ impl<'a> Ctx<'a, '_> {
     }
 }
 
-/// Status of a clock from its times.
-fn judge(
-    due: DateTime<Utc>,
-    remind: Option<DateTime<Utc>>,
-    stopped: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> (ClockStatus, Option<DateTime<Utc>>) {
-    match stopped {
-        Some(stop) if stop <= due => (ClockStatus::Met, None),
-        Some(_) => (ClockStatus::Breached, Some(due)),
-        None if now >= due => (ClockStatus::Breached, Some(due)),
-        None if remind.is_some_and(|r| now >= r) => (ClockStatus::AtRisk, None),
-        None => (ClockStatus::Pending, None),
-    }
-}
-
-/// A timed clock from `received_at` on `owner`'s schedule, stopped at `stopped`.
-#[allow(clippy::too_many_arguments)]
-fn timed_clock(
-    ctx: &mut Ctx<'_, '_>,
-    kind: ClockKind,
-    owner: Option<String>,
-    received_at: DateTime<Utc>,
-    window: &Window,
-    stopped: Option<DateTime<Utc>>,
-    stop_reason: &str,
-    running_reason: &str,
-) -> Result<Clock, EngineError> {
-    let schedule = ctx.schedule(owner.as_deref())?;
-    let err = ctx.calendar_error(kind);
-    let started = window::effective_start(&schedule, received_at, window).map_err(&err)?;
-    let due = window::deadline(&schedule, received_at, window).map_err(&err)?;
-    let remind = window::remind_at(&schedule, window, started, due, &ctx.policy.escalation.remind).map_err(&err)?;
-    let (status, breached_at) = judge(due, remind, stopped, ctx.now);
-    let reason = match (status, stopped) {
-        (ClockStatus::Met, Some(stop)) => format!("{stop_reason} at {} (due {})", rfc3339(stop), rfc3339(due)),
-        (ClockStatus::Breached, Some(stop)) => {
-            format!("{stop_reason} at {}, after the due time {}", rfc3339(stop), rfc3339(due))
-        }
-        (ClockStatus::Breached, None) => format!("{running_reason}; due {} has passed", rfc3339(due)),
-        (ClockStatus::AtRisk, _) => format!(
-            "{running_reason}; reminder point {} has passed, due {}",
-            remind.map(rfc3339).unwrap_or_default(),
-            rfc3339(due)
-        ),
-        _ => format!("{running_reason}; due {}", rfc3339(due)),
-    };
-    if started != received_at {
-        ctx.notes.push(format!(
-            "{}: arrived {} outside business hours; counting starts at the next opening {}",
-            kind.as_str(),
-            rfc3339(received_at),
-            rfc3339(started)
-        ));
-    }
-    let mut clock = Clock {
-        kind,
-        owner_id: owner,
-        received_at: Some(received_at),
-        started_at: Some(started),
-        due_at: Some(due),
-        remind_at: remind,
-        stopped_at: stopped,
-        breached_at,
-        status,
-        reason,
-        flagged: false,
-        escalations: Vec::new(),
-        stopped_by: None,
-    };
-    if stopped.is_none() {
-        clock.escalations = ladder(ctx, &schedule, window, &clock)?;
-    }
-    Ok(clock)
-}
-
-/// The escalation rungs of a running clock. A rung without a target hands
-/// its turn to the next rung that has one.
-fn ladder(
-    ctx: &mut Ctx<'_, '_>,
-    schedule: &Schedule,
-    window: &Window,
-    clock: &Clock,
-) -> Result<Vec<Rung>, EngineError> {
-    let (Some(started), Some(due)) = (clock.started_at, clock.due_at) else { return Ok(Vec::new()) };
-    let owner = clock.owner_id.as_deref();
-    let policy = ctx.policy;
-    let targets: Vec<Option<(String, bool)>> = policy
-        .escalation
-        .levels
-        .iter()
-        .map(|level| match &level.to {
-            EscalationTarget::Manager => owner.and_then(|o| ctx.owners.manager_of(o, policy)).map(|m| (m, false)),
-            EscalationTarget::ManagerOfManager => owner
-                .and_then(|o| ctx.owners.manager_of(o, policy))
-                .and_then(|m| ctx.owners.manager_of(&m, policy))
-                .map(|m| (m, false)),
-            EscalationTarget::Pool(pool) => Some((pool.clone(), true)),
-        })
-        .collect();
-    let mut consumed = BTreeSet::new();
-    let mut rungs = Vec::new();
-    for (index, level) in policy.escalation.levels.iter().enumerate() {
-        if consumed.contains(&index) {
-            continue;
-        }
-        let at =
-            window::rung_at(schedule, window, started, due, &level.after).map_err(ctx.calendar_error(clock.kind))?;
-        let chosen = (index..targets.len()).find(|j| !consumed.contains(j) && targets[*j].is_some());
-        let Some(j) = chosen else {
-            ctx.notes.push(format!(
-                "{}: escalation level {} has no one to go to (owner {} has no manager and no later rung exists)",
-                clock.kind.as_str(),
-                index + 1,
-                owner.unwrap_or("(none)")
-            ));
-            break;
-        };
-        if j != index {
-            ctx.notes.push(format!(
-                "{}: escalation level {} has no one to go to ({}); level {} takes its turn",
-                clock.kind.as_str(),
-                index + 1,
-                describe_target(&level.to),
-                j + 1
-            ));
-        }
-        consumed.insert(j);
-        let Some((to, reassign)) = targets[j].clone() else { continue };
-        let level_number = u8::try_from(j + 1).unwrap_or(u8::MAX);
-        rungs.push(Rung { level: level_number, at, to, reassign, fired: ctx.now >= at });
-    }
-    Ok(rungs)
-}
-
-fn describe_target(target: &EscalationTarget) -> String {
-    match target {
-        EscalationTarget::Manager => "the owner's manager".to_string(),
-        EscalationTarget::ManagerOfManager => "the manager's manager".to_string(),
-        EscalationTarget::Pool(pool) => format!("pool {pool}"),
-    }
-}
-
-fn sales_clocks(
-    ctx: &mut Ctx<'_, '_>,
-    segment: &CompiledSegment,
-    grade: Option<&str>,
-) -> Result<Vec<Clock>, EngineError> {
-    let mql_at = ctx.mql_at();
-    let user_assignments: Vec<(String, DateTime<Utc>)> =
-        ctx.ownership.user_assignments().into_iter().map(|(id, at)| (id.to_string(), at)).collect();
-    let first_user = user_assignments.first().cloned();
-    let mut clocks = Vec::new();
-
-    // The sales start: MQL time, or the first assignment to a user if later
-    // (queue ownership does not start it).
-    let base_start = match segment.clock_start {
-        ClockStart::Mql => Some(mql_at),
-        ClockStart::Assignment => first_user.as_ref().map(|(_, at)| (*at).max(mql_at)),
-    };
-    let Some(base_start) = base_start else {
-        let why = "waiting for assignment to a user (clock_start = assignment)".to_string();
-        clocks.push(Clock::not_started(ClockKind::FirstTouch, None, why.clone()));
-        if segment.sal_decision.is_some() {
-            clocks.push(Clock::not_started(ClockKind::SalDecision, None, why.clone()));
-        }
-        clocks.push(Clock::not_started(ClockKind::Disposition, None, why));
-        return Ok(clocks);
-    };
-    let base_owner = ctx.ownership.user_for(base_start).map(str::to_string);
-    if let Some(owner) = base_owner.as_deref() {
-        if ctx.owners.get(owner).is_none() {
-            ctx.notes.push(format!("owner {owner} is unknown to the CRM pull; default calendar, no manager"));
-        }
-    }
-    let touches = ctx.touches(segment);
-
-    // First touch, following reassignments when the segment restarts.
-    let mut ft_start = base_start;
-    let mut ft_owner = base_owner.clone();
-    // Each reassignment is looked at once, in order: `seen_until` only grows.
-    let mut seen_until = base_start;
-    let stop = loop {
-        let touch = touches.iter().find(|a| a.occurred_at >= ft_start).copied();
-        let reassignment =
-            user_assignments.iter().find(|(id, at)| *at > seen_until && Some(id) != ft_owner.as_ref()).cloned();
-        match reassignment {
-            Some((id, at)) if touch.is_none_or(|t| t.occurred_at >= at) => {
-                seen_until = at;
-                match segment.on_reassign {
-                    OnReassign::Restart => {
-                        ctx.notes.push(format!(
-                            "first_touch: reassigned to {id} at {} before any touch; the clock restarts (on_reassign = restart)",
-                            rfc3339(at)
-                        ));
-                        ft_start = at;
-                    }
-                    OnReassign::Continue => ctx.notes.push(format!(
-                        "first_touch: reassigned to {id} at {}; the clock keeps its original start and now belongs to {id} (on_reassign = continue)",
-                        rfc3339(at)
-                    )),
-                }
-                ft_owner = Some(id);
-            }
-            _ => break touch,
-        }
-    };
-    let current_status = ctx.current_status().map(str::to_string);
-    let (decided, assumed) = decisions(ctx.lead, &ctx.policy.statuses, current_status.as_deref());
-    if assumed {
-        ctx.notes
-            .push("no status history on the record; the decision is dated at the lead's last modification".to_string());
-    }
-    let decided: Vec<Decision> = decided.into_iter().filter(|d| d.at >= mql_at).collect();
-
-    if stop.is_none() {
-        explain_non_touches(ctx, segment, ft_start);
-    }
-    match grade.and_then(|g| segment.first_touch.get(g)) {
-        Some(window) => {
-            let window = *window;
-            // A disposition before any touch ends the obligation: nobody
-            // should be chased to call a lead already rejected or converted.
-            let ended = decided.first().filter(|d| stop.is_none_or(|a| d.at < a.occurred_at));
-            let (stopped_at, stop_reason, stopped_by) = match (ended, stop) {
-                (Some(d), _) => (
-                    Some(d.at),
-                    format!("no touch; the lead was dispositioned as `{}`", d.status),
-                    Some(StopCause::Status { status: d.status.clone() }),
-                ),
-                (None, Some(a)) => (
-                    Some(a.occurred_at),
-                    format!(
-                        "touched: {} {} by {}",
-                        a.kind.as_str(),
-                        a.id,
-                        a.owner_id.as_deref().unwrap_or("(unknown)")
-                    ),
-                    Some(StopCause::Touch { activity_id: a.id.clone() }),
-                ),
-                (None, None) => (None, String::new(), None),
-            };
-            let running = match segment.touch_by {
-                TouchBy::Owner => "no call, email or meeting by the owner yet",
-                TouchBy::Anyone => "no call, email or meeting yet",
-            };
-            let mut clock = timed_clock(
-                ctx,
-                ClockKind::FirstTouch,
-                ft_owner.clone(),
-                ft_start,
-                &window,
-                stopped_at,
-                &stop_reason,
-                running,
-            )?;
-            clock.stopped_by = stopped_by;
-            clocks.push(clock);
-        }
-        None => {
-            let why = match grade {
-                Some(g) => format!("segment `{}` sets no first-touch window for grade {g}", segment.name),
-                None => "the lead has no grade, so no first-touch window applies".to_string(),
-            };
-            ctx.notes.push(format!("first_touch: {why}"));
-            clocks.push(Clock::not_started(ClockKind::FirstTouch, ft_owner.clone(), why));
-        }
-    }
-
-    // SAL decision: from the first assignment to a user.
-    if let Some(window) = segment.sal_decision {
-        match &first_user {
-            Some((owner, at)) => {
-                let start = (*at).max(mql_at);
-                // Accepted, rejected or converted is the decision; a lead closed
-                // as unresponsive is decided too (the disposition clock judges it).
-                let stop = decided.first();
-                let mut clock = timed_clock(
-                    ctx,
-                    ClockKind::SalDecision,
-                    Some(owner.clone()),
-                    start,
-                    &window,
-                    stop.map(|d| d.at),
-                    &format!("status became `{}`", stop.map(|d| d.status.as_str()).unwrap_or_default()),
-                    "not yet accepted or rejected",
-                )?;
-                clock.stopped_by = stop.map(|d| StopCause::Status { status: d.status.clone() });
-                clocks.push(clock);
-            }
-            None => clocks.push(Clock::not_started(
-                ClockKind::SalDecision,
-                None,
-                "starts at the first assignment to a user; none yet".to_string(),
-            )),
-        }
-    }
-
-    let current_class = current_status.as_deref().and_then(|s| classify(&ctx.policy.statuses, s));
-
-    // Cadence: judged when the lead is closed as unresponsive.
-    clocks.push(cadence_clock(ctx, segment, base_start, base_owner.clone(), &touches, &decided, current_class)?);
-
-    // Disposition: within the window from the sales start; rejected and
-    // closed need a listed reason code.
-    let stop = decided.first();
-    let mut clock = timed_clock(
-        ctx,
-        ClockKind::Disposition,
-        base_owner,
-        base_start,
-        &segment.disposition_within,
-        stop.map(|d| d.at),
-        &format!("status became `{}`", stop.map(|d| d.status.as_str()).unwrap_or_default()),
-        "not yet accepted, rejected, closed or converted",
-    )?;
-    clock.stopped_by = stop.map(|d| StopCause::Status { status: d.status.clone() });
-    if let Some(class) = current_class.filter(|c| c.needs_reason()) {
-        let field = &ctx.policy.fields.reason_code;
-        let code = ctx.lead.field_str(field).map(str::trim);
-        let problem = match code {
-            None => Some(format!(
-                "status `{}` needs a reason code in `{field}`, which is empty",
-                current_status.as_deref().unwrap_or_default()
-            )),
-            Some(code) if !ctx.policy.reason_codes.iter().any(|c| c == code) => Some(format!(
-                "reason code `{code}` in `{field}` is not one of the agreed codes ({})",
-                ctx.policy.reason_codes.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
-            )),
-            Some(_) => None,
-        };
-        if let Some(problem) = problem {
-            let at = decided.iter().rev().find(|d| d.class == class).map(|d| d.at).or(clock.stopped_at);
-            clock.status = ClockStatus::Breached;
-            clock.breached_at = at.or(clock.due_at);
-            clock.stopped_at = at;
-            clock.escalations.clear();
-            clock.flagged = true;
-            clock.reason = problem;
-        }
-    }
-    clocks.push(clock);
-    Ok(clocks)
-}
-
-/// Says why each activity and status change since `start` did not stop the
-/// first-touch clock, so a disputed breach can be read off the notes.
-fn explain_non_touches(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, start: DateTime<Utc>) {
-    let mut lines = Vec::new();
-    for a in ctx.activities.iter().filter(|a| a.lead_id == ctx.lead.id && a.occurred_at >= start) {
-        let why = if a.deleted {
-            "it was deleted".to_string()
-        } else if a.handoff_key.is_some() {
-            "handoff created it".to_string()
-        } else if !segment.touch_kinds.contains(&a.kind) || a.kind == handoff_model::ActivityKind::Task {
-            format!("a {} is not a touch", a.kind.as_str())
-        } else if segment.touch_by == TouchBy::Owner {
-            match ctx.ownership.owner_at(a.occurred_at) {
-                Some((owner, handoff_model::OwnerKind::User)) if a.owner_id.as_deref() != Some(owner) => format!(
-                    "it was logged by {}, not by the owner {owner} (touch_by = owner)",
-                    a.owner_id.as_deref().unwrap_or("(nobody)")
-                ),
-                _ => continue,
-            }
-        } else {
-            continue;
-        };
-        lines.push(format!(
-            "first_touch: {} {} at {} does not count: {why}",
-            a.kind.as_str(),
-            a.id,
-            rfc3339(a.occurred_at)
-        ));
-    }
-    for change in ctx.lead.status_changes.iter().filter(|c| c.at >= start) {
-        lines.push(format!(
-            "first_touch: the status change to `{}` at {} does not count: a status change is not a touch",
-            change.status,
-            rfc3339(change.at)
-        ));
-    }
-    ctx.notes.extend(lines);
-}
-
-fn cadence_clock(
-    ctx: &mut Ctx<'_, '_>,
-    segment: &CompiledSegment,
-    start: DateTime<Utc>,
-    owner: Option<String>,
-    touches: &[&Activity],
-    decided: &[Decision],
-    current_class: Option<StatusClass>,
-) -> Result<Clock, EngineError> {
-    let needed_touches = segment.cadence.touches;
-    let needed_days = segment.cadence.business_days;
-    let closed_at = (current_class == Some(StatusClass::ClosedUnresponsive))
-        .then(|| decided.iter().rev().find(|d| d.class == StatusClass::ClosedUnresponsive).map(|d| d.at))
-        .flatten();
-    let until = closed_at.unwrap_or(ctx.now);
-    let counted: Vec<&Activity> =
-        touches.iter().copied().filter(|a| a.occurred_at >= start && a.occurred_at <= until).collect();
-    let schedule = ctx.schedule(owner.as_deref())?;
-    let days = match (counted.first(), counted.last()) {
-        (Some(first), Some(last)) => business_days_spanned(&schedule, first.occurred_at, last.occurred_at),
-        _ => 0,
-    };
-    let tally = format!("{} of {needed_touches} touches across {days} of {needed_days} business days", counted.len());
-    let mut clock = Clock {
-        kind: ClockKind::Cadence,
-        owner_id: owner,
-        received_at: Some(start),
-        started_at: Some(start),
-        status: ClockStatus::Pending,
-        reason: format!("{tally} so far; judged when the lead is closed as unresponsive"),
-        ..Clock::waived(ClockKind::Cadence, "")
-    };
-    if let Some(closed) = closed_at {
-        clock.stopped_at = Some(closed);
-        clock.stopped_by =
-            current_class.map(|_| StopCause::Status { status: ctx.current_status().unwrap_or("closed").to_string() });
-        let enough = counted.len() as u64 >= u64::from(needed_touches) && days >= needed_days;
-        if enough {
-            clock.status = ClockStatus::Met;
-            clock.reason = format!("closed as unresponsive after {tally}");
-        } else {
-            clock.status = ClockStatus::Breached;
-            clock.breached_at = Some(closed);
-            clock.flagged = true;
-            clock.reason = format!("closed as unresponsive after only {tally}");
-        }
-    }
-    Ok(clock)
-}
-
-/// Business days (local dates with open time in `schedule`) from the day of
-/// `first` through the day of `last`, inclusive.
-fn business_days_spanned(schedule: &Schedule, first: DateTime<Utc>, last: DateTime<Utc>) -> u32 {
-    let tz = schedule.time_zone();
-    let day_start = |date: chrono::NaiveDate| tz.from_local_datetime(&date.and_time(chrono::NaiveTime::MIN)).earliest();
-    let first_date = first.with_timezone(&tz).date_naive();
-    let last_date = last.with_timezone(&tz).date_naive();
-    let (Some(from), Some(to)) = (day_start(first_date), last_date.succ_opt().and_then(day_start)) else {
-        return 0;
-    };
-    let dates: BTreeSet<chrono::NaiveDate> = schedule
-        .open_intervals(from.with_timezone(&Utc), to.with_timezone(&Utc))
-        .into_iter()
-        .map(|(open, _)| open.with_timezone(&tz).date_naive())
-        .collect();
-    u32::try_from(dates.len()).unwrap_or(u32::MAX)
-}
-
-/// Marketing's routing clock: MQL time to the first assignment to a user.
-fn routing_clock(ctx: &mut Ctx<'_, '_>) -> Result<Clock, EngineError> {
-    let mql_at = ctx.mql_at();
-    let assigned = ctx.ownership.user_assignments().first().map(|(id, at)| (id.to_string(), *at));
-    let window = ctx.policy.marketing.routing_within;
-    let mut clock = timed_clock(
-        ctx,
-        ClockKind::Routing,
-        None,
-        mql_at,
-        &window,
-        assigned.as_ref().map(|(_, at)| (*at).max(mql_at)),
-        &format!("assigned to {}", assigned.as_ref().map(|(id, _)| id.as_str()).unwrap_or_default()),
-        "not yet assigned to a user",
-    )?;
-    clock.escalations.clear();
-    clock.remind_at = None;
-    clock.stopped_by = assigned.map(|(owner_id, _)| StopCause::Assignment { owner_id });
-    if clock.status == ClockStatus::AtRisk {
-        clock.status = ClockStatus::Pending;
-    }
-    Ok(clock)
-}
-
-/// Reminders, escalations and disposition flags for the clocks.
-fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &mut [Clock]) -> Result<Vec<Action>, EngineError> {
-    let lead = ctx.lead;
-    let version = ctx.policy.version;
-    let mut actions = Vec::new();
-    for clock in clocks.iter().filter(|c| c.kind.is_sales()) {
-        let (Some(received), Some(owner)) = (clock.received_at, clock.owner_id.clone()) else {
-            if clock.status == ClockStatus::AtRisk || clock.status == ClockStatus::Breached {
-                ctx.notes
-                    .push(format!("{}: no user owns the lead, so no reminder or escalation task", clock.kind.as_str()));
-            }
-            continue;
-        };
-        let key = |what: &str| keys::clock_key(&lead.id, clock.kind.key_code(), received, what, version);
-        let label = clock.kind.as_str().replace('_', " ");
-        match (clock.kind, clock.status) {
-            (_, ClockStatus::Breached) if clock.flagged => {
-                actions.push(Action {
-                    key: key("flag"),
-                    lead_id: lead.id.clone(),
-                    kind: ActionKind::CreateTask {
-                        assignee_id: owner,
-                        subject: format!("Fix the disposition of lead {}", lead.id),
-                        body: clock.reason.clone(),
-                        due_at: clock.stopped_at.unwrap_or(received),
-                        priority: TaskPriority::High,
-                        purpose: TaskPurpose::DispositionFlag,
-                    },
-                });
-            }
-            (_, ClockStatus::AtRisk) => {
-                let Some(due) = clock.due_at else { continue };
-                actions.push(Action {
-                    key: key("rem"),
-                    lead_id: lead.id.clone(),
-                    kind: ActionKind::CreateTask {
-                        assignee_id: owner,
-                        subject: format!("SLA reminder: {label} for lead {} due {}", lead.id, rfc3339(due)),
-                        body: clock.reason.clone(),
-                        due_at: due,
-                        priority: TaskPriority::Normal,
-                        purpose: TaskPurpose::Reminder,
-                    },
-                });
-            }
-            (_, ClockStatus::Breached) if clock.stopped_at.is_none() => {
-                for rung in clock.escalations.iter().filter(|r| r.fired) {
-                    let what = format!("esc{}", rung.level);
-                    let kind = if rung.reassign {
-                        if lead.owner_id.as_deref() == Some(rung.to.as_str()) {
-                            continue;
-                        }
-                        ActionKind::Reassign { to_owner_id: rung.to.clone() }
-                    } else {
-                        ActionKind::CreateTask {
-                            assignee_id: rung.to.clone(),
-                            subject: format!("SLA breached: {label} for lead {} (owner {owner})", lead.id),
-                            body: format!("Escalation level {}: {}", rung.level, clock.reason),
-                            due_at: rung.at,
-                            priority: TaskPriority::High,
-                            purpose: TaskPurpose::Escalation { level: rung.level },
-                        }
-                    };
-                    actions.push(Action { key: key(&what), lead_id: lead.id.clone(), kind });
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(actions)
-}
-
 /// The SLA fields as they should read, and an `UpdateLead` when the lead
 /// does not already read so.
 fn write_back(ctx: &Ctx<'_, '_>, ev: &mut Evaluation) {
@@ -1116,15 +819,19 @@ fn write_back(ctx: &Ctx<'_, '_>, ev: &mut Evaluation) {
     let running_due = sales.iter().filter(|c| c.status.is_running()).filter_map(|c| c.due_at).min();
     let breaches = sales.iter().filter(|c| c.status == ClockStatus::Breached).count();
     let status = if ev.waived.is_some() {
-        ClockStatus::Waived
+        ClockStatus::Waived.as_str()
     } else if breaches > 0 {
-        ClockStatus::Breached
+        ClockStatus::Breached.as_str()
     } else if sales.iter().any(|c| c.status == ClockStatus::AtRisk) {
-        ClockStatus::AtRisk
+        ClockStatus::AtRisk.as_str()
     } else if sales.iter().any(|c| c.status == ClockStatus::Pending && c.due_at.is_some()) {
-        ClockStatus::Pending
+        ClockStatus::Pending.as_str()
+    } else if sales.iter().any(|c| c.paused_since.is_some()) {
+        // Held by a queue without an intake seat: nothing is owed until a
+        // user owns the lead again.
+        "paused"
     } else {
-        ClockStatus::Met
+        ClockStatus::Met.as_str()
     };
     let desired: BTreeMap<String, serde_json::Value> = [
         (names.grade.clone(), ev.grade.clone().map(serde_json::Value::String).unwrap_or(serde_json::Value::Null)),
@@ -1132,7 +839,7 @@ fn write_back(ctx: &Ctx<'_, '_>, ev: &mut Evaluation) {
             names.due_at.clone(),
             running_due.map(|d| serde_json::Value::String(rfc3339(d))).unwrap_or(serde_json::Value::Null),
         ),
-        (names.status.clone(), serde_json::Value::String(status.as_str().to_string())),
+        (names.status.clone(), serde_json::Value::String(status.to_string())),
         (names.breach_count.clone(), serde_json::Value::from(breaches as u64)),
     ]
     .into_iter()
@@ -1192,6 +899,7 @@ fn next_check(clocks: &[Clock], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
             ClockStatus::Pending | ClockStatus::AtRisk => {
                 candidates.extend(clock.remind_at);
                 candidates.extend(clock.due_at);
+                candidates.extend(clock.resumes_at);
             }
             ClockStatus::Breached if clock.stopped_at.is_none() && clock.kind.is_sales() => {
                 candidates.extend(clock.escalations.iter().map(|r| r.at));

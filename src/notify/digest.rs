@@ -236,6 +236,7 @@ fn clock_words(kind: ClockKind) -> &'static str {
         ClockKind::SalDecision => "accept or reject",
         ClockKind::Cadence => "follow-up cadence",
         ClockKind::Disposition => "disposition",
+        ClockKind::ReasonCode => "reason code",
         ClockKind::Routing => "routing",
     }
 }
@@ -247,6 +248,7 @@ fn status_words(status: ClockStatus) -> &'static str {
         ClockStatus::Pending => "open",
         ClockStatus::Met => "met",
         ClockStatus::Waived => "waived",
+        ClockStatus::Ended => "ended",
     }
 }
 
@@ -417,6 +419,13 @@ mod tests {
         Clock {
             kind,
             owner_id: Some("rep".into()),
+            first_owner_id: Some("rep".into()),
+            last_owner_id: Some("rep".into()),
+            owner_since: None,
+            held_by: Some("rep".into()),
+            paused_since: None,
+            calendar: None,
+            resumes_at: None,
             received_at: Some(at(2, due.saturating_sub(5))),
             started_at: Some(at(2, 14)),
             due_at: Some(at(3, due)),
@@ -447,9 +456,11 @@ mod tests {
                 converted_at: None,
                 deleted: false,
                 merged_into: None,
+                field_history: BTreeMap::new(),
             },
             observed_owners: Vec::new(),
             observed_statuses: Vec::new(),
+            observed_fields: BTreeMap::new(),
             watched: String::new(),
             first_seen_at: at(2, 9),
         }
@@ -469,6 +480,7 @@ mod tests {
             error: None,
             pending_update: None,
             sla_fields: BTreeMap::new(),
+            qualified_at: None,
         }
     }
 

@@ -58,6 +58,8 @@ pub struct CompiledSegment {
     pub touch_by: TouchBy,
     /// Never contains `Task`.
     pub touch_kinds: Vec<ActivityKind>,
+    /// Whether activities the CRM marks as automated count as touches.
+    pub automated_touches: bool,
     /// One entry per grade.
     pub first_touch: BTreeMap<String, Window>,
     /// Accept/reject decision, counted from assignment to a user.
@@ -65,6 +67,8 @@ pub struct CompiledSegment {
     /// Both numbers are at least 1.
     pub cadence: Cadence,
     pub disposition_within: Window,
+    /// How long after a rejection or close its reason code may follow.
+    pub reason_code_grace: Window,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,7 +183,7 @@ impl CompiledPolicy {
         let mut out = BTreeSet::new();
         let f = &self.fields;
         out.extend([f.status.clone(), f.source.clone(), f.reason_code.clone()]);
-        out.extend(f.score.iter().chain(f.mql_at.iter()).cloned());
+        out.extend(f.score.iter().chain(f.mql_at.iter()).chain(f.follow_up_at.iter()).cloned());
         out.extend([f.sla.grade.clone(), f.sla.due_at.clone(), f.sla.status.clone(), f.sla.breach_count.clone()]);
         out.extend(self.marketing.required_fields.iter().cloned());
         self.mql.fields_into(&mut out);
@@ -192,6 +196,48 @@ impl CompiledPolicy {
             }
         }
         out.retain(|name| !name.trim().is_empty());
+        out
+    }
+
+    /// Fields whose history decides when a lead qualified or when its
+    /// reason code was given: every field the MQL rule, the disqualifiers,
+    /// the score and the required fields read, plus the reason code. The
+    /// daemon keeps the history it observes of these.
+    pub fn history_fields(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        out.insert(self.fields.reason_code.clone());
+        out.extend(self.fields.score.iter().cloned());
+        out.extend(self.marketing.required_fields.iter().cloned());
+        self.mql.fields_into(&mut out);
+        for (_, c) in &self.disqualifiers {
+            c.fields_into(&mut out);
+        }
+        out.retain(|name| !name.trim().is_empty());
+        out
+    }
+
+    /// Whether a lead with these fields meets the MQL definition with
+    /// complete data: what carries a sales obligation.
+    pub fn obliges_sales(&self, fields: &BTreeMap<String, Json>) -> bool {
+        self.qualify(fields) == Qualification::Mql && self.missing_required_fields(fields).is_empty()
+    }
+
+    /// What `handoff check` says about choices the policy makes implicitly:
+    /// who answers for a lead the escalation ladder moves to a pool.
+    pub fn notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, level) in self.escalation.levels.iter().enumerate() {
+            let EscalationTarget::Pool(pool) = &level.to else { continue };
+            let path = format!("policy.escalation.levels[{i}]");
+            match self.owners.intake_seats.get(pool) {
+                Some(seat) => out.push(format!(
+                    "{path} moves a lead to pool {pool}: while {pool} holds it, its intake seat {seat} (policy.owners.intake_seats) gets its reminders and escalations, on {seat}'s calendar; the former rep and their managers get nothing more about it"
+                )),
+                None => out.push(format!(
+                    "{path} moves a lead to pool {pool}: {pool} has no intake seat, so the lead's clocks pause while {pool} holds it (no reminders, no escalations, the former rep and their managers get nothing more about it) and resume, with the time they had left, when a user owns it again. To have someone answer for it meanwhile, set policy.owners.intake_seats.\"{pool}\" to a user id"
+                )),
+            }
+        }
         out
     }
 
@@ -245,6 +291,15 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
     }
     check_fields(&mut cx, &policy.fields);
     check_statuses(&mut cx, &policy.statuses);
+    if !policy.statuses.deferred.is_empty() && policy.fields.follow_up_at.as_deref().is_none_or(|f| f.trim().is_empty())
+    {
+        cx.issue(
+            format!("{p}.statuses.deferred"),
+            format!("{:?}", policy.statuses.deferred),
+            "a deferred lead needs a follow-up date, but no field holds one",
+            "set `policy.fields.follow_up_at` to the date field reps fill when they defer (e.g. \"Follow_Up_Date__c\"), or remove `deferred`",
+        );
+    }
     let reason_codes = check_reason_codes(&mut cx, &policy.reason_codes);
     let calendars = compile_calendars(&mut cx, &policy.calendars);
     let owners = compile_owners(&mut cx, &policy.owners, &policy.calendars);
@@ -427,7 +482,7 @@ fn check_fields(cx: &mut Cx, f: &FieldMap) {
             );
         }
     }
-    for (key, value) in [("score", &f.score), ("mql_at", &f.mql_at)] {
+    for (key, value) in [("score", &f.score), ("mql_at", &f.mql_at), ("follow_up_at", &f.follow_up_at)] {
         if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
             cx.issue(
                 format!("{p}.{key}"),
@@ -441,13 +496,15 @@ fn check_fields(cx: &mut Cx, f: &FieldMap) {
 
 fn check_statuses(cx: &mut Cx, s: &StatusMap) {
     let p = "policy.statuses";
-    let groups: [(&str, &Vec<String>, bool); 6] = [
+    let groups: [(&str, &Vec<String>, bool); 8] = [
         ("open", &s.open, true),
         ("working", &s.working, false),
         ("accepted", &s.accepted, true),
         ("rejected", &s.rejected, true),
         ("closed_unresponsive", &s.closed_unresponsive, true),
         ("converted", &s.converted, false),
+        ("deferred", &s.deferred, false),
+        ("nurture", &s.nurture, false),
     ];
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (key, values, required) in groups {
@@ -684,6 +741,34 @@ fn compile_owners(cx: &mut Cx, o: &OwnerSettings, calendars: &BTreeMap<String, C
                 "\"\"",
                 "the manager id is empty",
                 "write the manager's owner id or remove the entry",
+            );
+            ok = false;
+        }
+    }
+    for (queue, seat) in &o.intake_seats {
+        if queue.trim().is_empty() {
+            cx.issue(
+                format!("{p}.intake_seats"),
+                quoted(queue),
+                "a queue id is empty",
+                "key each intake seat by the queue's id, e.g. \"00G5e000001AbCd\" = \"005...\"",
+            );
+            ok = false;
+        }
+        if seat.trim().is_empty() {
+            cx.issue(
+                format!("{p}.intake_seats.{queue}"),
+                "\"\"",
+                "the intake seat is empty",
+                "write the id of the user who answers for the leads this queue holds, or remove the entry (the queue then pauses their clocks)",
+            );
+            ok = false;
+        } else if seat.trim() == queue.trim() {
+            cx.issue(
+                format!("{p}.intake_seats.{queue}"),
+                quoted(seat),
+                "a queue cannot be its own intake seat",
+                "write the id of a user (not a queue) who answers for the leads this queue holds",
             );
             ok = false;
         }
@@ -948,6 +1033,14 @@ fn compile_segments(
             }
         }
         let sal_decision = seg.sal_decision.as_deref().map(|t| cx.window(format!("{p}.sal_decision"), t));
+        if seg.clock_start == ClockStart::Acceptance && seg.sal_decision.is_some() {
+            cx.issue(
+                format!("{p}.sal_decision"),
+                quoted(seg.sal_decision.as_deref().unwrap_or_default()),
+                "this segment's clocks start at SAL acceptance, so there is no acceptance decision left to time",
+                "remove `sal_decision` here and time the decision in the segment that covers leads before acceptance",
+            );
+        }
         if seg.cadence.touches == 0 {
             cx.issue(
                 format!("{p}.cadence.touches"),
@@ -981,12 +1074,14 @@ fn compile_segments(
             );
         }
         let disposition_within = cx.window(format!("{p}.disposition.within"), &seg.disposition.within);
+        let reason_code_grace =
+            cx.window(format!("{p}.disposition.reason_code_grace"), &seg.disposition.reason_code_grace);
         if cx.issues.len() > before {
             ok = false;
             continue;
         }
         // No new issue above, so every window that was written parsed.
-        if let Some(disposition_within) = disposition_within {
+        if let (Some(disposition_within), Some(reason_code_grace)) = (disposition_within, reason_code_grace) {
             out.push(CompiledSegment {
                 name: seg.name.trim().to_string(),
                 applies_to,
@@ -994,10 +1089,12 @@ fn compile_segments(
                 on_reassign: seg.on_reassign,
                 touch_by: seg.touch_by,
                 touch_kinds: seg.touch_kinds.clone(),
+                automated_touches: seg.automated_touches,
                 first_touch,
                 sal_decision: sal_decision.flatten(),
                 cadence: seg.cadence.clone(),
                 disposition_within,
+                reason_code_grace,
             });
         } else {
             ok = false;
@@ -1414,6 +1511,53 @@ mod tests {
         assert_eq!(
             paths(&issues),
             ["policy.grades[2].name", "policy.segments[0].first_touch.C", "policy.segments[1].first_touch.C"]
+        );
+    }
+
+    #[test]
+    fn new_keys_are_checked_by_name() {
+        let cases: [(&str, &str, &str); 5] = [
+            (
+                "managers = {}",
+                "managers = {}\nintake_seats = { \"00GHs0000000001MAA\" = \"\" }",
+                "policy.owners.intake_seats.00GHs0000000001MAA",
+            ),
+            (
+                "within = \"3 business days\"\n\n# Inbound",
+                "within = \"3 business days\"\nreason_code_grace = \"a day or so\"\n\n# Inbound",
+                "policy.segments[0].disposition.reason_code_grace",
+            ),
+            ("clock_start = \"assignment\"", "clock_start = \"acceptance\"", "policy.segments[0].sal_decision"),
+            ("follow_up_at = \"Follow_Up_Date__c\"", "", "policy.statuses.deferred"),
+            ("nurture = [\"Recycled - Nurture\"]", "nurture = [\"Qualified\"]", "policy.statuses.nurture[0]"),
+        ];
+        for (old, new, path) in cases {
+            let issues = issues_after(old, new);
+            assert_eq!(paths(&issues), [path], "{old} -> {new}: {issues:#?}");
+            assert!(!issues[0].fix.is_empty());
+        }
+    }
+
+    #[test]
+    fn check_explains_who_answers_for_a_lead_in_the_pool() {
+        let notes = example().notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("policy.escalation.levels[2] moves a lead to pool 00GHs0000000001MAA"),
+            "{notes:?}"
+        );
+        assert!(notes[0].contains("no intake seat") && notes[0].contains("pause"), "{notes:?}");
+        let seated = crate::config::parse(&EXAMPLE.replacen(
+            "managers = {}",
+            "managers = {}\nintake_seats = { \"00GHs0000000001MAA\" = \"005Hs00000A0SeatAA\" }",
+            1,
+        ))
+        .unwrap_or_else(|e| panic!("{e:#?}"))
+        .policy;
+        let notes = seated.notes();
+        assert!(
+            notes[0].contains("intake seat 005Hs00000A0SeatAA") && notes[0].contains("gets its reminders"),
+            "{notes:?}"
         );
     }
 

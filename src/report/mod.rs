@@ -16,10 +16,14 @@
 //! | MQL→SAL acceptance | the first decision on an MQL with complete data: accepted, converted or rejected | the decision | accepted or converted |
 //! | speed to first touch | a first-touch clock stopped by a touch | the touch | (median and 90th percentile in business minutes, on the owner's calendar) |
 //! | first touch in window | a first-touch clock met or breached | the stop (met) or the breach | met |
+//! | first touch ended | a lead rejected, closed or converted before any touch: left out of "first touch in window", counted here | the decision | — |
 //! | follow-up completion | a lead closed as unresponsive (cadence judged) | the close | full cadence |
-//! | disposition in window | a disposition clock met or breached | the decision (met) or the breach | met (a close without an agreed reason code is a breach) |
-//! | feedback quality | the first rejection of an MQL with complete data | the rejection | carries an agreed reason code |
-//! | rejection reasons | the same rejections | the rejection | (count per code) |
+//! | disposition in window | a disposition clock met or breached | the decision (met) or the breach | met (the reason code is feedback quality's, not the disposition's) |
+//! | feedback quality | the first rejection of an MQL with complete data, once judged | the agreed code (hit) or the grace's end (miss) | an agreed reason code within `disposition.reason_code_grace` of the rejection |
+//! | rejection reasons | the same rejections | as feedback quality | (count per code the lead carries) |
+//!
+//! A lead that qualified after its MQL time (a waived lead completed later)
+//! counts from when it qualified.
 //! | lead→opportunity | an MQL (cohort) | its MQL time | converted since |
 //!
 //! Each commitment has a target (from the policy) and the week's actual;
@@ -109,6 +113,9 @@ pub struct Metrics {
     pub acceptance: Ratio,
     pub first_touch_business_minutes: Spread,
     pub first_touch_in_window: Ratio,
+    /// First-touch clocks ended by a rejection, close or conversion before
+    /// any touch: not in `first_touch_in_window` either way.
+    pub first_touch_ended: u64,
     pub follow_up_completion: Ratio,
     pub disposition_in_window: Ratio,
     pub feedback_quality: Ratio,
@@ -310,6 +317,8 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
             }
         };
         let (mql_at, _) = engine::mql_time(&lead, policy);
+        // Counted from when the lead qualified, never backdated.
+        let mql_at = state.qualified_at.map_or(mql_at, |q| q.max(mql_at));
         let qualified = state.mql && state.waived.is_none();
         let converted = lead.converted_at.is_some()
             || lead.field_str(&policy.fields.status).and_then(|s| classify(&policy.statuses, s))
@@ -351,17 +360,32 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
                 .status_changes
                 .iter()
                 .filter(|c| c.at >= mql_at && classify(&policy.statuses, &c.status) == Some(StatusClass::Rejected));
-            // One rejection per lead: the first (re-rejecting is no new feedback).
+            // One rejection per lead: the first (re-rejecting is no new
+            // feedback), judged once its grace has passed or its code came.
             if let Some(r) = rejections.min_by_key(|c| c.at) {
-                record(r.at, lead_rep.as_deref(), &mut |a| {
-                    a.m.feedback_quality.add(agreed);
-                    *a.m.rejection_reasons.entry(label.clone()).or_default() += 1;
-                });
+                let grace = policy.segment_for(&lead.fields).map(|s| s.reason_code_grace);
+                let schedule = schedules
+                    .entry(lead_rep.clone())
+                    .or_insert_with(|| engine::owner_schedule(policy, &owners, lead_rep.as_deref()).ok());
+                let due = grace.zip(schedule.as_ref()).and_then(|(g, s)| engine::window_deadline(s, r.at, &g));
+                let given = engine::reason_code_given(&lead, &policy.fields.reason_code, &policy.reason_codes, r.at);
+                let judged = match (given, due) {
+                    (Some((at, _)), Some(due)) if at <= due => Some((at, true)),
+                    (_, Some(due)) if due <= now => Some((due, false)),
+                    _ => None,
+                };
+                if let Some((at, hit)) = judged {
+                    record(at, lead_rep.as_deref(), &mut |a| {
+                        a.m.feedback_quality.add(hit);
+                        *a.m.rejection_reasons.entry(label.clone()).or_default() += 1;
+                    });
+                }
             }
         }
 
         for clock in &state.clocks {
-            let rep = clock.owner_id.as_deref().or(lead_rep.as_deref());
+            // A clock paused in a pool is still the last rep's to answer for.
+            let rep = clock.owner_id.as_deref().or(clock.last_owner_id.as_deref()).or(lead_rep.as_deref());
             let outcome = match clock.status {
                 ClockStatus::Met => clock.stopped_at.map(|at| (at, true)),
                 ClockStatus::Breached => clock.breached_at.or(clock.due_at).map(|at| (at, false)),
@@ -384,12 +408,16 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
                     if let Some((at, met)) = outcome {
                         record(at, rep, &mut |a| a.m.first_touch_in_window.add(met));
                     }
+                    if let (ClockStatus::Ended, Some(at)) = (clock.status, clock.stopped_at) {
+                        record(at, rep, &mut |a| a.m.first_touch_ended += 1);
+                    }
                     if let (Some(StopCause::Touch { .. }), Some(start), Some(stop)) =
                         (&clock.stopped_by, clock.started_at, clock.stopped_at)
                     {
+                        let holder = clock.owner_id.clone().or_else(|| clock.last_owner_id.clone());
                         let schedule = schedules
-                            .entry(clock.owner_id.clone())
-                            .or_insert_with(|| engine::owner_schedule(policy, &owners, clock.owner_id.as_deref()).ok());
+                            .entry(holder.clone())
+                            .or_insert_with(|| engine::owner_schedule(policy, &owners, holder.as_deref()).ok());
                         if let Some(s) = schedule {
                             let minutes = s.business_between(start, stop.max(start)).num_seconds() as f64 / 60.0;
                             record(stop, rep, &mut |a| a.touch_minutes.push(minutes));
@@ -407,7 +435,8 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
                         record(at, rep, &mut |a| a.m.disposition_in_window.add(met));
                     }
                 }
-                ClockKind::SalDecision => {}
+                // Feedback quality is judged from the rejection itself (above).
+                ClockKind::SalDecision | ClockKind::ReasonCode => {}
             }
         }
     }

@@ -98,6 +98,7 @@ pub fn render_table(card: &Scorecard) -> String {
     row(&mut out, "MQLs delivered (complete data)", &|m| m.mqls.to_string());
     row(&mut out, "speed to first touch, median (business)", &|m| minutes(m.first_touch_business_minutes.median));
     row(&mut out, "speed to first touch, p90 (business)", &|m| minutes(m.first_touch_business_minutes.p90));
+    row(&mut out, "first touch ended before any touch", &|m| m.first_touch_ended.to_string());
     row(&mut out, "routing time, median", &|m| minutes(m.routing_minutes.median));
     row(&mut out, "lead → opportunity (cohort, to date)", &|m| pct(m.opportunity.rate()));
     let _ = writeln!(out, "REJECTION REASONS ({})", last.start.format("week of %Y-%m-%d"));
@@ -233,6 +234,15 @@ pub fn render_csv(card: &Scorecard) -> String {
             ratio_rows(&mut rows, &week, group, "acceptance", &m.acceptance);
             spread_rows(&mut rows, &week, group, "first_touch_business_minutes", &m.first_touch_business_minutes);
             ratio_rows(&mut rows, &week, group, "first_touch_in_window", &m.first_touch_in_window);
+            rows.push([
+                week.clone(),
+                group.clone(),
+                "first_touch_ended".into(),
+                m.first_touch_ended.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
             ratio_rows(&mut rows, &week, group, "follow_up_completion", &m.follow_up_completion);
             ratio_rows(&mut rows, &week, group, "disposition_in_window", &m.disposition_in_window);
             ratio_rows(&mut rows, &week, group, "feedback_quality", &m.feedback_quality);

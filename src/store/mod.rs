@@ -38,8 +38,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use handoff_model::{
-    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, Lead, Owner, StatusChange, Stream,
-    TaskPurpose, WriteError,
+    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead, Owner,
+    StatusChange, Stream, TaskPurpose, WriteError,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -151,6 +151,12 @@ pub struct StoredLead {
     pub observed_owners: Vec<Assignment>,
     #[serde(default)]
     pub observed_statuses: Vec<StatusChange>,
+    /// Changes to the fields whose history the policy reads (what decides
+    /// qualification, the reason code) as successive pulls showed them,
+    /// each field starting with its value at creation: used for any field
+    /// the CRM gives no history of. A field never seen to change has none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub observed_fields: BTreeMap<String, Vec<FieldChange>>,
     /// Fingerprint of everything a human could change (all fields but
     /// handoff's own SLA fields and the modification stamps): an equal
     /// fingerprint on a later pull means the change was our own write.
@@ -168,6 +174,9 @@ impl StoredLead {
         }
         if lead.status_changes.is_empty() {
             lead.status_changes = self.observed_statuses.clone();
+        }
+        for (field, changes) in &self.observed_fields {
+            lead.field_history.entry(field.clone()).or_insert_with(|| changes.clone());
         }
         lead
     }
@@ -197,6 +206,9 @@ pub struct LeadState {
     /// The SLA fields as they should read in the CRM.
     #[serde(default)]
     pub sla_fields: BTreeMap<String, serde_json::Value>,
+    /// When the lead qualified, when that was after its MQL time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualified_at: Option<DateTime<Utc>>,
 }
 
 /// An action handoff owes the CRM.
@@ -233,6 +245,10 @@ pub enum ActionSummary {
     CreateTask {
         assignee_id: String,
         purpose: TaskPurpose,
+        /// What the task said, so the note closing it can follow it
+        /// (absent for tasks recorded by an older handoff).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
     },
     Reassign {
         to_owner_id: String,
@@ -242,16 +258,23 @@ pub enum ActionSummary {
         channel: String,
         recipient: String,
     },
+    /// A task handoff created was closed.
+    CompleteTask {
+        task_key: ActionKey,
+    },
 }
 
 impl ActionSummary {
     pub fn of(action: &Action) -> ActionSummary {
         match &action.kind {
             ActionKind::UpdateLead { .. } => ActionSummary::UpdateLead,
-            ActionKind::CreateTask { assignee_id, purpose, .. } => {
-                ActionSummary::CreateTask { assignee_id: assignee_id.clone(), purpose: purpose.clone() }
-            }
+            ActionKind::CreateTask { assignee_id, purpose, body, .. } => ActionSummary::CreateTask {
+                assignee_id: assignee_id.clone(),
+                purpose: purpose.clone(),
+                body: Some(body.clone()),
+            },
             ActionKind::Reassign { to_owner_id } => ActionSummary::Reassign { to_owner_id: to_owner_id.clone() },
+            ActionKind::CompleteTask { task_key, .. } => ActionSummary::CompleteTask { task_key: task_key.clone() },
         }
     }
 }
@@ -475,6 +498,27 @@ impl Store {
 
     pub fn ledger(&self, key: &ActionKey) -> Result<Option<LedgerEntry>, StoreError> {
         self.get(Tree::Ledger, key.as_str().as_bytes())
+    }
+
+    /// Ledger entries whose key starts with `prefix` (every action about
+    /// one lead: see `engine::keys::lead_prefix`), by key.
+    pub fn ledger_with_prefix(&self, prefix: &str) -> Result<Vec<(String, LedgerEntry)>, StoreError> {
+        let end = prefix_end(prefix.as_bytes());
+        Ok(self
+            .scan::<LedgerEntry>(Tree::Ledger, prefix.as_bytes(), end.as_deref(), usize::MAX)?
+            .into_iter()
+            .map(|(k, e)| (String::from_utf8_lossy(&k).into_owned(), e))
+            .collect())
+    }
+
+    /// Queued actions whose key starts with `prefix`: (key, sequence).
+    pub fn queued_with_prefix(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let end = prefix_end(prefix.as_bytes());
+        Ok(self
+            .scan::<u64>(Tree::OutboxKeys, prefix.as_bytes(), end.as_deref(), usize::MAX)?
+            .into_iter()
+            .map(|(k, seq)| (String::from_utf8_lossy(&k).into_owned(), seq))
+            .collect())
     }
 
     /// Every ledger entry by action key.
@@ -724,12 +768,14 @@ mod tests {
                 modified_at: at(9),
                 assignments: Vec::new(),
                 status_changes: Vec::new(),
+                field_history: BTreeMap::new(),
                 converted_at: None,
                 deleted: false,
                 merged_into: None,
             },
             observed_owners: Vec::new(),
             observed_statuses: Vec::new(),
+            observed_fields: BTreeMap::new(),
             watched: String::new(),
             first_seen_at: at(9),
         }
@@ -749,6 +795,7 @@ mod tests {
             error: None,
             pending_update: None,
             sla_fields: BTreeMap::new(),
+            qualified_at: None,
         }
     }
 
@@ -791,6 +838,7 @@ mod tests {
                 direction: None,
                 completed: false,
                 handoff_key: None,
+                automated: false,
                 deleted: false,
             };
             let mut b = Batch::default();

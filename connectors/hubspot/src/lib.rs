@@ -53,6 +53,9 @@ pub struct HubspotConnector {
     /// Set once property history turned out unreadable (the app lacks the
     /// scope): leads then come without history and the daemon keeps its own.
     history_unavailable: AtomicBool,
+    /// Where a contact's record lives in HubSpot's app, for task bodies:
+    /// asked once (`None` inside: the account details were unreadable).
+    contact_link: tokio::sync::Mutex<Option<Option<String>>>,
 }
 
 /// Validate the settings and build the connector. Makes no request: call
@@ -66,6 +69,7 @@ pub async fn connect(settings: HubspotSettings) -> Result<HubspotConnector, Hubs
         task_property_checked: tokio::sync::Mutex::new(false),
         owner_kinds: tokio::sync::Mutex::new(BTreeMap::new()),
         history_unavailable: AtomicBool::new(false),
+        contact_link: tokio::sync::Mutex::new(None),
     })
 }
 

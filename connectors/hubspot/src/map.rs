@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use handoff_model::{
-    Activity, ActivityKind, Assignment, Deletion, Direction, Lead, Owner, OwnerKind, StatusChange, Stream, Timestamp,
+    Activity, ActivityKind, Assignment, Deletion, Direction, FieldChange, Lead, Owner, OwnerKind, StatusChange, Stream,
+    Timestamp,
 };
 
 use crate::wire::{parse_time, ApiObject, ApiOwner, HistoryValue};
@@ -43,6 +44,18 @@ pub const OWNER_PROPERTY: &str = "hubspot_owner_id";
 pub const STATUS_PROPERTY: &str = "hs_lead_status";
 pub const HISTORY_PROPERTIES: [&str; 2] = [OWNER_PROPERTY, STATUS_PROPERTY];
 
+/// The properties read with history: owner, status and `extra` (the ones
+/// the policy judges leads by).
+pub fn history_properties(extra: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = HISTORY_PROPERTIES.iter().map(|p| p.to_string()).collect();
+    for p in extra {
+        if !p.trim().is_empty() && !out.iter().any(|o| o == p.trim()) {
+            out.push(p.trim().to_string());
+        }
+    }
+    out
+}
+
 /// The custom task property carrying handoff's action key.
 pub const TASK_KEY_PROPERTY: &str = "handoff_key";
 
@@ -59,6 +72,9 @@ pub fn object_type(kind: ActivityKind) -> &'static str {
         ActivityKind::Task => "tasks",
     }
 }
+
+/// Set on an email a sequence sent (its sequence's id).
+pub const SEQUENCE_PROPERTY: &str = "hs_sequence_id";
 
 /// The properties read for an engagement type.
 pub fn engagement_properties(kind: ActivityKind) -> &'static [&'static str] {
@@ -81,6 +97,8 @@ pub fn engagement_properties(kind: ActivityKind) -> &'static [&'static str] {
             "hs_email_subject",
             "hs_email_direction",
             "hs_email_status",
+            // Set on emails a sequence sent: automated, not a rep's own touch.
+            SEQUENCE_PROPERTY,
         ],
         ActivityKind::Meeting => &[
             "hs_object_id",
@@ -168,6 +186,7 @@ pub fn lead(o: &ApiObject) -> Result<(Lead, Vec<Deletion>), Skip> {
         modified_at: modified,
         assignments: Vec::new(),
         status_changes: Vec::new(),
+        field_history: BTreeMap::new(),
         converted_at,
         deleted: o.archived,
         merged_into: None,
@@ -222,6 +241,25 @@ pub fn status_changes(o: &ApiObject, until: Timestamp) -> Vec<StatusChange> {
 pub fn add_history(lead: &mut Lead, history: &ApiObject, kind_of: &dyn Fn(&str) -> OwnerKind) {
     lead.assignments = assignments(history, lead.modified_at, kind_of);
     lead.status_changes = status_changes(history, lead.modified_at);
+    for (property, entries) in &history.properties_with_history {
+        if HISTORY_PROPERTIES.contains(&property.as_str()) {
+            continue;
+        }
+        let values = history_values(entries, lead.modified_at);
+        // A form or import sets its values a moment after the contact is
+        // created: that is the value it was created with.
+        let created_with = lead.created_at + chrono::Duration::minutes(1);
+        let at_of = |at: Timestamp| if at <= created_with { lead.created_at } else { at };
+        // HubSpot lists set values only: one first set later was empty before.
+        let mut changes: Vec<FieldChange> = Vec::new();
+        if values.first().is_none_or(|(_, at)| at_of(*at) > lead.created_at) {
+            changes.push(FieldChange { value: serde_json::Value::Null, at: lead.created_at });
+        }
+        changes.extend(
+            values.into_iter().map(|(v, at)| FieldChange { value: serde_json::Value::String(v), at: at_of(at) }),
+        );
+        lead.field_history.insert(property.clone(), changes);
+    }
 }
 
 /// The owner ids named in a record's owner history.
@@ -270,6 +308,7 @@ pub fn activity(o: &ApiObject, kind: ActivityKind, contact_id: Option<&str>) -> 
         direction,
         completed,
         handoff_key: if kind == ActivityKind::Task { o.prop(TASK_KEY_PROPERTY).map(str::to_string) } else { None },
+        automated: kind == ActivityKind::Email && o.prop(SEQUENCE_PROPERTY).is_some_and(|s| !s.trim().is_empty()),
         deleted: o.archived,
     })
 }
@@ -346,6 +385,19 @@ mod tests {
         let a = activity(&call, ActivityKind::Call, Some("501")).unwrap();
         assert_eq!(a.direction, Some(Direction::Inbound));
         assert_eq!(a.handoff_key, None);
+        assert!(!a.automated);
+    }
+
+    #[test]
+    fn an_email_a_sequence_sent_is_automated() {
+        let email = |extra: serde_json::Value| {
+            let mut props = json!({"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z", "hs_email_direction": "EMAIL"});
+            props.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            activity(&obj(json!({"id": "11", "properties": props})), ActivityKind::Email, Some("501")).unwrap()
+        };
+        assert!(email(json!({"hs_sequence_id": "4242"})).automated);
+        assert!(!email(json!({})).automated, "a rep's own email");
+        assert!(!email(json!({"hs_sequence_id": ""})).automated);
     }
 
     fn lead_at(modified: &str) -> Lead {
@@ -358,6 +410,38 @@ mod tests {
 
     fn entry(value: &str, at: &str) -> serde_json::Value {
         json!({"value": value, "timestamp": at, "sourceType": "CRM_UI"})
+    }
+
+    #[test]
+    fn the_policys_properties_get_their_history_from_creation_on() {
+        let (mut lead, _) = lead(&obj(json!({"id": "7", "properties": {
+            "createdate": "2026-03-02T09:00:00.000Z", "lastmodifieddate": "2026-03-06T09:00:00.000Z",
+            "phone": "+1 415 555 0101", "company": "Acme"}})))
+        .unwrap();
+        let history = obj(json!({"id": "7", "propertiesWithHistory": {
+            // Set by the form a moment after the contact was created.
+            "phone": [entry("+1 415 555 0101", "2026-03-02T09:00:00.040Z")],
+            // Filled in by marketing three days later.
+            "company": [entry("Acme", "2026-03-05T10:00:00.000Z")],
+            "hs_lead_status": [entry("NEW", "2026-03-02T09:00:00.000Z")]
+        }}));
+        add_history(&mut lead, &history, &|_| OwnerKind::User);
+        let at = |s: &str| parse_time(s).unwrap();
+        let phone: Vec<_> = lead.field_history["phone"].iter().map(|c| (c.value.clone(), c.at)).collect();
+        assert_eq!(phone, [(json!("+1 415 555 0101"), at("2026-03-02T09:00:00.000Z"))]);
+        let company: Vec<_> = lead.field_history["company"].iter().map(|c| (c.value.clone(), c.at)).collect();
+        assert_eq!(
+            company,
+            [
+                (serde_json::Value::Null, at("2026-03-02T09:00:00.000Z")),
+                (json!("Acme"), at("2026-03-05T10:00:00.000Z"))
+            ]
+        );
+        assert!(!lead.field_history.contains_key("hs_lead_status"), "status history is the status changes'");
+        assert_eq!(
+            history_properties(&["phone".to_string(), "hs_lead_status".to_string()]),
+            ["hubspot_owner_id", "hs_lead_status", "phone"]
+        );
     }
 
     #[test]

@@ -206,7 +206,7 @@ impl HubspotConnector {
             let body = json!({
                 "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
                 "properties": ["hs_object_id"],
-                "propertiesWithHistory": map::HISTORY_PROPERTIES,
+                "propertiesWithHistory": map::history_properties(&self.settings.history_properties),
             });
             let sent = self
                 .client

@@ -124,6 +124,12 @@ pub struct HubspotSettings {
     pub owner_time_zones: BTreeMap<String, String>,
     /// Contact properties to read besides the ones handoff always reads.
     pub extra_contact_properties: Vec<String>,
+    /// Contact properties whose history fills [`Lead::field_history`]
+    /// (what the policy qualifies leads by, the reason code), read with
+    /// the owner and status history.
+    ///
+    /// [`Lead::field_history`]: handoff_model::Lead::field_history
+    pub history_properties: Vec<String>,
     /// The operator agrees that handoff may create the `handoff_key` task
     /// property when it is missing.
     pub create_task_key_property: bool,
@@ -173,6 +179,7 @@ impl HubspotSettings {
             managers: BTreeMap::new(),
             owner_time_zones: BTreeMap::new(),
             extra_contact_properties: Vec::new(),
+            history_properties: Vec::new(),
             create_task_key_property: false,
         }
     }

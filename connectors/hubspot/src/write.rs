@@ -1,5 +1,7 @@
 //! Writing: lead updates and reassignments as batch updates of contacts,
-//! tasks as batch creates carrying `handoff_key`, 100 per call.
+//! tasks as batch creates carrying `handoff_key`, completions as batch
+//! updates of tasks (`hs_task_status = COMPLETED`), 100 per call. Every task
+//! body ends with a link to the contact's record in HubSpot.
 //!
 //! Creates are not idempotent in HubSpot. Every task carries its action key
 //! in the unique `handoff_key` property and is looked up by that key (a
@@ -135,7 +137,16 @@ impl HubspotConnector {
     pub(crate) async fn write_actions(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, HubspotError> {
         let mut out: Results = BTreeMap::new();
         let mut updates = Vec::new();
+        let mut completions = Vec::new();
         let mut tasks = Vec::new();
+        let needs_link = actions.iter().any(|a| {
+            matches!(a.kind, ActionKind::CreateTask { .. } | ActionKind::CompleteTask { .. }) && !a.lead_id.is_empty()
+        });
+        let link_base = if needs_link { self.contact_link_base().await } else { None };
+        let with_link = |body: &str, lead_id: &str| match (&link_base, lead_id.is_empty()) {
+            (Some(base), false) => format!("{body}\n\nLead: {base}{lead_id}"),
+            _ => body.to_string(),
+        };
         for (index, a) in actions.iter().enumerate() {
             match &a.kind {
                 ActionKind::UpdateLead { fields } => {
@@ -151,6 +162,15 @@ impl HubspotConnector {
                     index,
                     id: a.lead_id.clone(),
                     body: json!({"id": a.lead_id, "properties": {"hubspot_owner_id": to_owner_id}, "objectWriteTraceId": trace_id(index)}),
+                }),
+                ActionKind::CompleteTask { task_id, body, .. } => completions.push(Input {
+                    index,
+                    id: task_id.clone(),
+                    body: json!({
+                        "id": task_id,
+                        "properties": {"hs_task_status": "COMPLETED", "hs_task_body": with_link(body, &a.lead_id)},
+                        "objectWriteTraceId": trace_id(index),
+                    }),
                 }),
                 ActionKind::CreateTask { assignee_id, subject, body, due_at, priority, .. } => {
                     let priority = match priority {
@@ -172,7 +192,7 @@ impl HubspotConnector {
                             "properties": {
                                 "hs_timestamp": due_at.timestamp_millis().to_string(),
                                 "hs_task_subject": subject,
-                                "hs_task_body": body,
+                                "hs_task_body": with_link(body, &a.lead_id),
                                 "hubspot_owner_id": assignee_id,
                                 "hs_task_status": "NOT_STARTED",
                                 "hs_task_priority": priority,
@@ -188,7 +208,11 @@ impl HubspotConnector {
         }
         let size = self.settings.write_batch_size as usize;
         for batch in plan_batches(updates, size) {
-            self.update_batch(batch, &mut out).await?;
+            self.update_batch(batch, "contacts", &mut out).await?;
+        }
+        // Before the creates: a task a new one replaces is closed first.
+        for batch in plan_batches(completions, size) {
+            self.update_batch(batch, "tasks", &mut out).await?;
         }
         if !tasks.is_empty() {
             match self.ensure_task_key_property().await {
@@ -220,16 +244,56 @@ impl HubspotConnector {
             .collect())
     }
 
-    /// Batch update; a batch refused as a whole is split in halves until
-    /// the bad record is alone, so the others still land.
-    async fn update_batch(&self, batch: Vec<Input>, out: &mut Results) -> Result<(), HubspotError> {
+    /// The start of a contact's record URL in HubSpot's app
+    /// (`https://{uiDomain}/contacts/{portalId}/record/0-1/`), from the
+    /// account details, asked once. `None` when they cannot be read: task
+    /// bodies then go without the link rather than not at all.
+    async fn contact_link_base(&self) -> Option<String> {
+        let mut cached = self.contact_link.lock().await;
+        if let Some(known) = cached.as_ref() {
+            return known.clone();
+        }
+        let path = "/account-info/v3/details".to_string();
+        let got = self
+            .client
+            .send(Request {
+                method: Method::GET,
+                path: path.clone(),
+                query: vec![],
+                body: None,
+                bucket: Bucket::Burst,
+                idempotent: true,
+                object: "account-info",
+                cursor: "details",
+            })
+            .await
+            .and_then(|resp| resp.json::<Value>(&path));
+        let base = match got {
+            Ok(details) => contact_link_base(&details),
+            Err(e) => {
+                tracing::warn!(connector = "hubspot", object = "account-info", error = %e, "cannot read the account details; task bodies go without a link to the contact");
+                None
+            }
+        };
+        *cached = Some(base.clone());
+        base
+    }
+
+    /// Batch update of `object` records; a batch refused as a whole is split
+    /// in halves until the bad record is alone, so the others still land.
+    async fn update_batch(
+        &self,
+        batch: Vec<Input>,
+        object: &'static str,
+        out: &mut Results,
+    ) -> Result<(), HubspotError> {
         let mut queue = vec![batch];
         while let Some(batch) = queue.pop() {
             if batch.is_empty() {
                 continue;
             }
             let body = json!({"inputs": batch.iter().map(|i| i.body.clone()).collect::<Vec<_>>()});
-            let path = "/crm/v3/objects/contacts/batch/update".to_string();
+            let path = format!("/crm/v3/objects/{object}/batch/update");
             let cursor = format!("{} record(s)", batch.len());
             let sent = self
                 .client
@@ -240,7 +304,7 @@ impl HubspotConnector {
                     body: Some(&body),
                     bucket: Bucket::Burst,
                     idempotent: true,
-                    object: "contacts",
+                    object,
                     cursor: &cursor,
                 })
                 .await;
@@ -474,6 +538,19 @@ impl HubspotConnector {
     }
 }
 
+/// The record URL prefix from an account-details answer
+/// (`{"portalId": 123, "uiDomain": "app.hubspot.com", …}`).
+pub fn contact_link_base(details: &Value) -> Option<String> {
+    let portal = details.get("portalId").and_then(Value::as_u64)?;
+    let domain = details
+        .get("uiDomain")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        .unwrap_or("app.hubspot.com");
+    Some(format!("https://{domain}/contacts/{portal}/record/0-1/"))
+}
+
 /// Whether a failed create may have happened anyway (timeout, lost
 /// response, 5xx) as opposed to a clean refusal.
 fn is_uncertain(e: &HubspotError) -> bool {
@@ -541,6 +618,20 @@ mod tests {
         assert_eq!(out[&1].clone().unwrap_err().code, "OBJECT_NOT_FOUND");
         // Nothing speaks for "555": it is handed back to be retried alone.
         assert_eq!(rest.iter().map(|i| i.index).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn the_contact_link_names_the_portal_and_its_data_centre() {
+        let eu = json!({"portalId": 12345678, "uiDomain": "app-eu1.hubspot.com", "dataHostingLocation": "eu1"});
+        assert_eq!(
+            contact_link_base(&eu).as_deref(),
+            Some("https://app-eu1.hubspot.com/contacts/12345678/record/0-1/")
+        );
+        let bare = json!({"portalId": 42});
+        assert_eq!(contact_link_base(&bare).as_deref(), Some("https://app.hubspot.com/contacts/42/record/0-1/"));
+        assert_eq!(contact_link_base(&json!({"uiDomain": "app.hubspot.com"})), None);
+        let odd = json!({"portalId": 7, "uiDomain": "evil.example/x?"});
+        assert_eq!(contact_link_base(&odd).as_deref(), Some("https://app.hubspot.com/contacts/7/record/0-1/"));
     }
 
     #[test]

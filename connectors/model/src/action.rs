@@ -55,6 +55,20 @@ pub enum ActionKind {
     /// Give the lead to another owner (a pool or queue), the last rung of an
     /// escalation ladder.
     Reassign { to_owner_id: String },
+    /// Close a task handoff created (Salesforce `Status = Completed`,
+    /// HubSpot `hs_task_status = COMPLETED`) because what it asked for no
+    /// longer stands: its clock was met or ended, the lead changed hands, or
+    /// a later task about the same clock took its place.
+    CompleteTask {
+        /// The action key the task was created with (its external id).
+        task_key: ActionKey,
+        /// The CRM's id of the task, as the create's outcome reported it.
+        task_id: String,
+        /// One line saying why, for the person who had the task.
+        note: String,
+        /// The task's description as it should read: what it said, then the note.
+        body: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

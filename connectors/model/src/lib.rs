@@ -29,7 +29,9 @@ pub use calendar::{BusinessCalendar, Holiday, WeeklyWindow};
 pub use connector::{
     ApiBudget, Connector, ConnectorError, Cursor, Deletion, ErrorClass, PullPage, Stream, WriteError, WriteOutcome,
 };
-pub use record::{Activity, ActivityKind, Assignment, CrmKind, Direction, Lead, Owner, OwnerKind, StatusChange};
+pub use record::{
+    Activity, ActivityKind, Assignment, CrmKind, Direction, FieldChange, Lead, Owner, OwnerKind, StatusChange,
+};
 pub use redact::redact;
 pub use retry::{RetryDecision, RetryPolicy};
 pub use secret::Secret;

@@ -63,6 +63,16 @@ pub struct Lead {
     /// created with; same provenance rules as `assignments`.
     #[serde(default)]
     pub status_changes: Vec<StatusChange>,
+    /// History of other fields the policy judges a lead by (the fields that
+    /// decide qualification, the reason code), by CRM API name, each oldest
+    /// first and starting with the value the lead was created with. Same
+    /// provenance rules as `assignments`: filled from the CRM's field
+    /// history for the fields it tracks (Salesforce tracked fields, HubSpot
+    /// `propertiesWithHistory`); a field left out here is covered by the
+    /// history the daemon observes. A field with no history at all is taken
+    /// to have held its current value since creation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_history: BTreeMap<String, Vec<FieldChange>>,
     /// Set when the lead became an opportunity (Salesforce conversion,
     /// HubSpot lifecycle stage `opportunity` or later).
     #[serde(default)]
@@ -94,6 +104,13 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusChange {
     pub status: String,
+    pub at: Timestamp,
+}
+
+/// A field took the value `value` at `at` (`null` when it was emptied).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub value: serde_json::Value,
     pub at: Timestamp,
 }
 
@@ -151,6 +168,12 @@ pub struct Activity {
     /// touches and never trigger work (echo suppression).
     #[serde(default)]
     pub handoff_key: Option<String>,
+    /// Logged by automation rather than by a person: a sequence, cadence or
+    /// workflow email, a list email (Salesforce `TaskSubtype` `ListEmail` or
+    /// `Cadence`; HubSpot emails sent by a sequence). The policy says
+    /// whether such activities count as touches (by default they do not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automated: bool,
     #[serde(default)]
     pub deleted: bool,
 }

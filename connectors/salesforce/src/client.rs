@@ -100,6 +100,11 @@ impl Client {
         self.budget.lock().map(|b| b.snapshot()).unwrap_or_default()
     }
 
+    /// The org's base URL of the current session (for links to records).
+    pub async fn instance_url(&self) -> Option<String> {
+        self.session.read().await.as_ref().map(|s| s.instance_url.clone())
+    }
+
     pub fn api_path(&self, rest: &str) -> String {
         format!("/services/data/{}/{}", self.settings.api_version, rest.trim_start_matches('/'))
     }

@@ -183,7 +183,7 @@ impl SalesforceConnector {
         let d: Describe = self.client.send_json(Method::GET, &path, &[], None, sobject).await?;
         if sobject == "Lead" {
             let tracked = d.has_child_relationship(map::HISTORIES);
-            let wanted = self.client.settings.tracked_history;
+            let wanted = &self.client.settings.tracked_history;
             self.lead_histories.store(tracked && wanted.any(), Ordering::Relaxed);
             tracing::info!(
                 connector = "salesforce",
@@ -229,7 +229,7 @@ impl SalesforceConnector {
         let mut fields = self.select_list(phase).await?.join(", ");
         if phase == Phase::Leads && self.lead_histories.load(Ordering::Relaxed) {
             fields.push_str(", ");
-            fields.push_str(map::HISTORY_SUBQUERY);
+            fields.push_str(&map::history_subquery(&self.client.settings.tracked_history));
         }
         let filter = if phase == Phase::Queues { "Type = 'Queue' AND " } else { "" };
         Ok(format!(
@@ -287,7 +287,7 @@ impl SalesforceConnector {
         }
         let mut mapped = Mapped::default();
         let bad_rows = match phase {
-            Phase::Leads => map::map_leads(&page.records, self.client.settings.tracked_history, &mut mapped),
+            Phase::Leads => map::map_leads(&page.records, &self.client.settings.tracked_history, &mut mapped),
             Phase::Tasks => map::map_tasks(&page.records, &settings.task_key_field, &mut mapped),
             Phase::Events => map::map_events(&page.records, &mut mapped),
             Phase::Users => map::map_users(&page.records, &mut mapped),
@@ -413,8 +413,11 @@ impl SalesforceConnector {
     async fn write_all(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, SalesforceError> {
         let mut results: Vec<Option<Result<String, WriteError>>> = vec![None; actions.len()];
         let mut lead_updates: Vec<(usize, Value)> = Vec::new();
+        let mut task_updates: Vec<(usize, Value)> = Vec::new();
         let mut task_upserts: Vec<(usize, Value)> = Vec::new();
         let task_fields = self.fields_of("Task").await?;
+        let instance_url = self.client.instance_url().await;
+        let link = |lead_id: &str| instance_url.as_deref().and_then(|base| lead_link(base, lead_id));
         for (i, action) in actions.iter().enumerate() {
             match &action.kind {
                 ActionKind::UpdateLead { fields } => lead_updates.push((i, lead_record(&action.lead_id, fields))),
@@ -422,15 +425,28 @@ impl SalesforceConnector {
                     let fields = BTreeMap::from([("OwnerId".to_string(), json!(to_owner_id))]);
                     lead_updates.push((i, lead_record(&action.lead_id, &fields)));
                 }
-                ActionKind::CreateTask { .. } => {
-                    task_upserts.push((i, task_record(action, &self.client.settings.task_key_field, &task_fields)))
+                ActionKind::CompleteTask { task_id, body, .. } => {
+                    task_updates.push((i, task_completion(task_id, body, link(&action.lead_id).as_deref())))
                 }
+                ActionKind::CreateTask { .. } => task_upserts.push((
+                    i,
+                    task_record(
+                        action,
+                        &self.client.settings.task_key_field,
+                        &task_fields,
+                        link(&action.lead_id).as_deref(),
+                    ),
+                )),
             }
         }
         let batch = self.client.settings.write_batch_size;
         let lead_path = self.client.api_path("composite/sobjects");
         for chunk in chunk_distinct_ids(&lead_updates, batch) {
             self.write_chunk(Method::PATCH, &lead_path, &chunk, "Lead", &mut results).await?;
+        }
+        // Before the upserts: a task a new one replaces is closed first.
+        for chunk in chunk_distinct_ids(&task_updates, batch) {
+            self.write_chunk(Method::PATCH, &lead_path, &chunk, "Task", &mut results).await?;
         }
         let task_path =
             self.client.api_path(&format!("composite/sobjects/Task/{}", self.client.settings.task_key_field));
@@ -524,9 +540,33 @@ fn lead_record(lead_id: &str, fields: &BTreeMap<String, Value>) -> Value {
     Value::Object(rec)
 }
 
+/// The lead's record page in Lightning Experience.
+fn lead_link(instance_url: &str, lead_id: &str) -> Option<String> {
+    let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric());
+    ok(lead_id).then(|| format!("{}/lightning/r/Lead/{lead_id}/view", instance_url.trim_end_matches('/')))
+}
+
+/// A task body with the link to its lead, when there is one.
+fn body_with_link(body: &str, link: Option<&str>) -> String {
+    match link {
+        Some(url) => format!("{body}\n\nLead: {url}"),
+        None => body.to_string(),
+    }
+}
+
+/// The update closing a task handoff created, by its record id.
+fn task_completion(task_id: &str, body: &str, link: Option<&str>) -> Value {
+    json!({
+        "attributes": {"type": "Task"},
+        "id": task_id,
+        "Status": "Completed",
+        "Description": body_with_link(body, link),
+    })
+}
+
 /// The Task upsert body. The action key goes into the External ID field, so
 /// a retried or replayed write updates the same task instead of creating one.
-fn task_record(action: &Action, key_field: &str, task_fields: &HashSet<String>) -> Value {
+fn task_record(action: &Action, key_field: &str, task_fields: &HashSet<String>, link: Option<&str>) -> Value {
     let mut rec = Map::new();
     rec.insert("attributes".into(), json!({"type": "Task"}));
     rec.insert(key_field.to_string(), json!(action.key.as_str()));
@@ -537,7 +577,7 @@ fn task_record(action: &Action, key_field: &str, task_fields: &HashSet<String>) 
         }
         rec.insert("OwnerId".into(), json!(assignee_id));
         rec.insert("Subject".into(), json!(subject));
-        rec.insert("Description".into(), json!(body));
+        rec.insert("Description".into(), json!(body_with_link(body, link)));
         rec.insert("ActivityDate".into(), json!(due_at.format("%Y-%m-%d").to_string()));
         rec.insert("Status".into(), json!("Not Started"));
         let priority = match priority {
@@ -617,6 +657,26 @@ impl Connector for SalesforceConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_bodies_link_to_the_lead_and_completions_close_by_id() {
+        assert_eq!(
+            lead_link("https://acme.my.salesforce.com/", "00Q5g00000AbCdEFGH").as_deref(),
+            Some("https://acme.my.salesforce.com/lightning/r/Lead/00Q5g00000AbCdEFGH/view")
+        );
+        assert_eq!(lead_link("https://acme.my.salesforce.com", ""), None);
+        assert_eq!(lead_link("https://acme.my.salesforce.com", "../x"), None);
+        let done = task_completion(
+            "00T1",
+            "Call the lead.\n\nClosed by handoff: met",
+            Some("https://x/lightning/r/Lead/00Q1/view"),
+        );
+        assert_eq!(done["id"], "00T1");
+        assert_eq!(done["Status"], "Completed");
+        assert!(done["Description"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("Lead: https://x/lightning/r/Lead/00Q1/view")));
+    }
 
     #[test]
     fn chunks_never_repeat_an_id_and_respect_the_size() {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use handoff_model::{
-    Activity, ActivityKind, Assignment, BusinessCalendar, Deletion, Direction, Holiday, Lead, Owner, OwnerKind,
-    StatusChange, Stream, Timestamp, WeeklyWindow,
+    Activity, ActivityKind, Assignment, BusinessCalendar, Deletion, Direction, FieldChange, Holiday, Lead, Owner,
+    OwnerKind, StatusChange, Stream, Timestamp, WeeklyWindow,
 };
 use serde_json::{Map, Value};
 
@@ -25,6 +25,25 @@ pub const HISTORIES: &str = "Histories";
 /// only take room in the batch, which child rows count toward), oldest first.
 pub const HISTORY_SUBQUERY: &str = "(SELECT Field, DataType, OldValue, NewValue, CreatedDate FROM Histories \
     WHERE Field = 'Status' OR (Field = 'Owner' AND DataType = 'EntityId') ORDER BY CreatedDate, Id)";
+
+/// [`HISTORY_SUBQUERY`], also reading the rows of the other tracked fields
+/// the policy judges leads by ([`TrackedHistory::fields`]).
+pub fn history_subquery(tracked: &TrackedHistory) -> String {
+    let fields: Vec<String> = tracked
+        .fields
+        .iter()
+        .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .map(|f| format!("'{f}'"))
+        .collect();
+    if fields.is_empty() {
+        return HISTORY_SUBQUERY.to_string();
+    }
+    format!(
+        "(SELECT Field, DataType, OldValue, NewValue, CreatedDate FROM Histories \
+         WHERE Field = 'Status' OR (Field = 'Owner' AND DataType = 'EntityId') OR Field IN ({}) ORDER BY CreatedDate, Id)",
+        fields.join(", ")
+    )
+}
 
 /// A row that could not be mapped, with the reason (the field and the value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,23 +72,26 @@ type Row = Map<String, Value>;
 /// tracked field's history is taken from `LeadHistory`: for an untracked
 /// one the rows are simply absent, which would read as "never changed".
 /// The daemon keeps its own observed history for what is not taken here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackedHistory {
     pub owner: bool,
     pub status: bool,
+    /// Other tracked fields whose history the policy reads (what decides
+    /// qualification, the reason code): they fill [`Lead::field_history`].
+    pub fields: Vec<String>,
 }
 
 impl Default for TrackedHistory {
     /// Owner and Status: the usual setup of an org that routes leads.
     fn default() -> Self {
-        TrackedHistory { owner: true, status: true }
+        TrackedHistory { owner: true, status: true, fields: Vec::new() }
     }
 }
 
 impl TrackedHistory {
     /// Whether any history is worth asking for.
     pub fn any(&self) -> bool {
-        self.owner || self.status
+        self.owner || self.status || !self.fields.is_empty()
     }
 }
 
@@ -115,7 +137,7 @@ fn fields_of(row: &Row) -> BTreeMap<String, Value> {
 /// Map a page of `Lead` rows from `queryAll`: live rows become leads;
 /// deleted rows (in the recycle bin, or merged away — `MasterRecordId`
 /// names the survivor) become deletions.
-pub fn map_leads(rows: &[Row], tracked: TrackedHistory, out: &mut Mapped) -> Vec<BadRow> {
+pub fn map_leads(rows: &[Row], tracked: &TrackedHistory, out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
         match map_lead(row, tracked) {
@@ -137,7 +159,7 @@ enum LeadOrDeletion {
     Deletion(Deletion),
 }
 
-fn map_lead(row: &Row, tracked: TrackedHistory) -> Result<LeadOrDeletion, BadRow> {
+fn map_lead(row: &Row, tracked: &TrackedHistory) -> Result<LeadOrDeletion, BadRow> {
     const SO: &str = "Lead";
     let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
     let modified_at = stamp(row, "SystemModstamp", SO)?;
@@ -166,6 +188,7 @@ fn map_lead(row: &Row, tracked: TrackedHistory) -> Result<LeadOrDeletion, BadRow
             History::Incomplete(why) => (Vec::new(), Vec::new(), Some(why)),
             History::Complete { assignments, status_changes } => (assignments, status_changes, None),
         };
+    let field_history = if incomplete.is_none() { tracked_fields(row, tracked, created_at)? } else { BTreeMap::new() };
     let mut fields = fields_of(row);
     fields.remove(HISTORIES);
     Ok(LeadOrDeletion::Lead(
@@ -177,6 +200,7 @@ fn map_lead(row: &Row, tracked: TrackedHistory) -> Result<LeadOrDeletion, BadRow
             modified_at,
             assignments,
             status_changes,
+            field_history,
             converted_at,
             deleted: false,
             merged_into: None,
@@ -229,7 +253,7 @@ type Change = (String, Value, Value, Timestamp);
 /// A field the org does not track gives an empty history (`tracked`).
 pub fn lead_history(
     row: &Row,
-    tracked: TrackedHistory,
+    tracked: &TrackedHistory,
     created_at: Timestamp,
     owner_id: Option<&str>,
     status: Option<&str>,
@@ -331,6 +355,46 @@ pub fn lead_history(
     Ok(History::Complete { assignments, status_changes })
 }
 
+/// The history of the other tracked fields ([`TrackedHistory::fields`]) from
+/// a lead row's `Histories`: each starting with what the lead was created
+/// with (the first change's old value, or the current value when it never
+/// changed) at `created_at`, then every change at its `CreatedDate`. Empty
+/// when the row carries no `Histories` (the org tracks nothing).
+pub fn tracked_fields(
+    row: &Row,
+    tracked: &TrackedHistory,
+    created_at: Timestamp,
+) -> Result<BTreeMap<String, Vec<FieldChange>>, BadRow> {
+    const SO: &str = "Lead";
+    let mut out = BTreeMap::new();
+    let records: &[Value] = match row.get(HISTORIES) {
+        Some(Value::Object(c)) => c.get("records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]),
+        Some(Value::Null) => &[],
+        _ => return Ok(out),
+    };
+    for field in &tracked.fields {
+        let mut changes: Vec<(Timestamp, Value, Value)> = Vec::new();
+        for h in records.iter().filter_map(Value::as_object).filter(|h| text(h, "Field") == Some(field.as_str())) {
+            let raw = text(h, "CreatedDate")
+                .ok_or_else(|| bad(row, SO, format!("a {field} history row has no CreatedDate")))?;
+            let at = parse_datetime(raw).ok_or_else(|| {
+                bad(row, SO, format!("a {field} history row's CreatedDate {raw:?} is not a datetime"))
+            })?;
+            let value = |k: &str| h.get(k).cloned().unwrap_or(Value::Null);
+            changes.push((at, value("OldValue"), value("NewValue")));
+        }
+        changes.sort_by_key(|c| c.0);
+        let first = match changes.first() {
+            Some((_, old, _)) => old.clone(),
+            None => row.get(field).cloned().unwrap_or(Value::Null),
+        };
+        let mut history = vec![FieldChange { value: first, at: created_at }];
+        history.extend(changes.into_iter().map(|(at, _, new)| FieldChange { value: new, at }));
+        out.insert(field.clone(), history);
+    }
+    Ok(out)
+}
+
 /// Map `Task` rows. Calls and emails are tasks in Salesforce, told apart by
 /// `TaskSubtype` (or `Type` where an org uses it). Rows not about a lead
 /// (`WhoId` empty or a contact) are skipped; handoff's own tasks carry the
@@ -371,9 +435,12 @@ fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deleti
     let subtype = text(row, "TaskSubtype").or_else(|| text(row, "Type")).unwrap_or("Task");
     let kind = match subtype {
         "Call" => ActivityKind::Call,
-        "Email" | "ListEmail" => ActivityKind::Email,
+        "Email" | "ListEmail" | "Cadence" => ActivityKind::Email,
         _ => ActivityKind::Task,
     };
+    // A list email goes to many leads at once and a cadence step is sent by
+    // Sales Engagement: automation, not a rep's own touch.
+    let automated = matches!(subtype, "ListEmail" | "Cadence");
     let occurred_at = text(row, "CompletedDateTime")
         .and_then(parse_datetime)
         .or_else(|| text(row, "ActivityDate").and_then(date_at_midnight))
@@ -396,6 +463,7 @@ fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deleti
         direction,
         completed: flag(row, "IsClosed"),
         handoff_key: text(row, key_field).map(str::to_string),
+        automated,
         deleted: false,
     })))
 }
@@ -436,6 +504,7 @@ fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
         direction: None,
         completed: false,
         handoff_key: None,
+        automated: false,
         deleted: false,
     })))
 }
@@ -590,7 +659,7 @@ mod tests {
             row(json!({"Id": "00Q3", "SystemModstamp": "not a time", "IsDeleted": false})),
         ];
         let mut out = Mapped::default();
-        let errors = map_leads(&rows, TrackedHistory::default(), &mut out);
+        let errors = map_leads(&rows, &TrackedHistory::default(), &mut out);
         assert_eq!(out.leads.len(), 1);
         let lead = &out.leads[0];
         assert_eq!(lead.owner_id.as_deref(), Some("00G1"));
@@ -602,6 +671,22 @@ mod tests {
         assert_eq!(out.deletions[0].merged_into.as_deref(), Some("00Q1"));
         assert_eq!(errors.len(), 1);
         assert!(errors[0].message.contains("SystemModstamp"), "{:?}", errors[0]);
+    }
+
+    #[test]
+    fn list_emails_and_cadence_steps_are_automated_emails() {
+        let rows: Vec<Row> = ["Email", "ListEmail", "Cadence"]
+            .iter()
+            .enumerate()
+            .map(|(i, subtype)| {
+                row(json!({"Id": format!("00T{i}"), "WhoId": "00Q1", "TaskSubtype": subtype, "IsClosed": true,
+                    "CompletedDateTime": "2026-02-01T10:00:00.000+0000", "SystemModstamp": "2026-02-01T10:00:05.000+0000"}))
+            })
+            .collect();
+        let mut out = Mapped::default();
+        assert!(map_tasks(&rows, "Handoff_Key__c", &mut out).is_empty());
+        let got: Vec<(ActivityKind, bool)> = out.activities.iter().map(|a| (a.kind, a.automated)).collect();
+        assert_eq!(got, [(ActivityKind::Email, false), (ActivityKind::Email, true), (ActivityKind::Email, true)]);
     }
 
     #[test]
@@ -658,9 +743,40 @@ mod tests {
 
     fn one_lead(r: Row) -> (Lead, Vec<(String, String)>) {
         let mut out = Mapped::default();
-        assert!(map_leads(&[r], TrackedHistory::default(), &mut out).is_empty());
+        assert!(map_leads(&[r], &TrackedHistory::default(), &mut out).is_empty());
         assert_eq!(out.leads.len(), 1);
         (out.leads.remove(0), out.incomplete_histories)
+    }
+
+    #[test]
+    fn tracked_policy_fields_give_their_history_from_creation_on() {
+        // The phone came in a day after the lead: a late qualification the
+        // engine must date from LeadHistory, not from the MQL time.
+        let rows = json!({"totalSize": 2, "done": true, "records": [
+            hist("Phone", Some("Phone"), Value::Null, json!("+1 415 555 0101"), "2026-01-02T10:00:00.000+0000"),
+            hist("Status", Some("DynamicEnum"), json!("Open - Not Contacted"), json!("Qualified"), "2026-01-02T11:00:00.000+0000"),
+        ]});
+        let mut r = lead_row("005000000000003AAA", "Qualified", Some(rows));
+        r.insert("Phone".into(), json!("+1 415 555 0101"));
+        r.insert("Title".into(), json!("VP"));
+        let tracked =
+            TrackedHistory { fields: vec!["Phone".to_string(), "Title".to_string()], ..TrackedHistory::default() };
+        let mut out = Mapped::default();
+        assert!(map_leads(&[r], &tracked, &mut out).is_empty());
+        let h = &out.leads[0].field_history;
+        let phone: Vec<(Value, Timestamp)> = h["Phone"].iter().map(|c| (c.value.clone(), c.at)).collect();
+        assert_eq!(
+            phone,
+            [(Value::Null, at("2026-01-01T09:00:00Z")), (json!("+1 415 555 0101"), at("2026-01-02T10:00:00Z"))]
+        );
+        // Tracked and never changed: held since creation.
+        assert_eq!(h["Title"].len(), 1);
+        assert_eq!((h["Title"][0].value.clone(), h["Title"][0].at), (json!("VP"), at("2026-01-01T09:00:00Z")));
+        assert!(history_subquery(&tracked).contains("Field IN ('Phone', 'Title')"));
+        assert_eq!(history_subquery(&TrackedHistory::default()), HISTORY_SUBQUERY);
+        // Not tracked at all: no history, the daemon keeps its own.
+        let (lead, _) = one_lead(lead_row("005000000000003AAA", "Qualified", None));
+        assert!(lead.field_history.is_empty());
     }
 
     #[test]
@@ -717,11 +833,11 @@ mod tests {
             // A stale row from before Owner tracking was turned off is not taken either.
             hist("Owner", Some("EntityId"), json!("00G000000000001AAA"), json!("005000000000002AAA"), "2025-06-01T09:05:00.000+0000"),
         ]});
-        let status_only = TrackedHistory { owner: false, status: true };
+        let status_only = TrackedHistory { owner: false, status: true, fields: Vec::new() };
         let mut out = Mapped::default();
         assert!(map_leads(
             &[lead_row("005000000000003AAA", "Working - Contacted", Some(rows.clone()))],
-            status_only,
+            &status_only,
             &mut out
         )
         .is_empty());
@@ -733,10 +849,10 @@ mod tests {
             ["Open - Not Contacted", "Working - Contacted"]
         );
 
-        let owner_only = TrackedHistory { owner: true, status: false };
+        let owner_only = TrackedHistory { owner: true, status: false, fields: Vec::new() };
         let mut out = Mapped::default();
         let row = lead_row("005000000000002AAA", "Working - Contacted", Some(rows));
-        assert!(map_leads(&[row], owner_only, &mut out).is_empty());
+        assert!(map_leads(&[row], &owner_only, &mut out).is_empty());
         assert!(out.leads[0].status_changes.is_empty());
         assert_eq!(out.leads[0].assignments.len(), 2);
     }
@@ -793,7 +909,7 @@ mod tests {
             let mut out = Mapped::default();
             let errors = map_leads(
                 &[lead_row("005000000000003AAA", "Qualified", Some(histories))],
-                TrackedHistory::default(),
+                &TrackedHistory::default(),
                 &mut out,
             );
             assert!(out.leads.is_empty());

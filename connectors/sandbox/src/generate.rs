@@ -17,7 +17,11 @@
 //!   in index order; each rep behaviour turns into touches in the rep's local
 //!   working hours and status changes, a few leads are reassigned, deleted
 //!   or merged. Events after the end of the timeline are dropped, so a
-//!   sandbox whose clock starts at the end shows the whole org.
+//!   sandbox whose clock starts at the end shows the whole org;
+//! - about one lead in four is enrolled in a sequence as it reaches its
+//!   first rep: an automated email in the rep's name a little later (drawn
+//!   from a stream of its own, so the rest of the org is what the seed
+//!   always gave).
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
@@ -166,6 +170,7 @@ pub fn generate(cfg: &OrgConfig) -> SyntheticOrg {
         let other_rep = reps[(index + 1 + rng.gen_range(0..reps.len() as u32) as usize) % reps.len()];
         let mut lead_events = Vec::new();
         plan_lead(&ctx, &lead, arrived_at, rep, other_rep, &mut rng, &mut lead_events);
+        plan_sequence(&ctx, cfg.seed, index, &mut lead_events);
         plan_removal(&ctx, index, arrived_at, &mut removed, &mut rng, &mut lead_events);
         lead_events.retain(|e| e.at < ctx.end_at);
         if let Some(f) = extra.as_mut() {
@@ -225,7 +230,10 @@ impl FollowUps {
             if at >= ctx.end_at {
                 break;
             }
-            out.push(event(at, EventKind::Touch { lead: index, by: owner, kind: touch_kind(&mut self.rng) }));
+            out.push(event(
+                at,
+                EventKind::Touch { lead: index, by: owner, kind: touch_kind(&mut self.rng), automated: false },
+            ));
             self.touches += 1;
         }
     }
@@ -588,6 +596,24 @@ fn plan_lead(
     }
 }
 
+/// A sequence email for about one lead in four, in the name of the first
+/// rep the lead reaches, a few working minutes after it does. Its own
+/// random stream per lead leaves every other draw of the org unchanged.
+fn plan_sequence(ctx: &Ctx<'_>, seed: u64, index: usize, out: &mut Vec<OrgEvent>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).rotate_left(17));
+    if !rng.gen_bool(0.25) {
+        return;
+    }
+    let first_user = out.iter().find_map(|e| match e.kind {
+        EventKind::LeadCreated { owner: OwnerRef::User(u), .. }
+        | EventKind::Assigned { owner: OwnerRef::User(u), .. } => Some((e.at, u)),
+        _ => None,
+    });
+    let Some((at, rep)) = first_user else { return };
+    let sent = working_after(at + Duration::minutes(rng.gen_range(2..15)), ctx.zones[rep], &mut rng, 20);
+    out.push(event(sent, EventKind::Touch { lead: index, by: rep, kind: ActivityKind::Email, automated: true }));
+}
+
 /// A random reason code, or none when the rep skips it.
 fn reason(rng: &mut ChaCha8Rng, p_given: f64, weak_lead: bool) -> Option<String> {
     if !rng.gen_bool(p_given) {
@@ -627,7 +653,7 @@ fn plan_behaviour(
     let touch = |at: DateTime<Utc>, rng: &mut ChaCha8Rng, out: &mut Vec<OrgEvent>| {
         // Now and then a teammate logs the touch instead of the owner.
         let by = if rng.gen_bool(0.03) { teammate(ctx.users, rep) } else { rep };
-        out.push(event(at, EventKind::Touch { lead: index, by, kind: touch_kind(rng) }));
+        out.push(event(at, EventKind::Touch { lead: index, by, kind: touch_kind(rng), automated: false }));
     };
     let status = |at: DateTime<Utc>, status: LeadStatus, out: &mut Vec<OrgEvent>| {
         out.push(event(at, EventKind::StatusChanged { lead: index, status }));
@@ -718,7 +744,7 @@ fn plan_decisive(
     } else {
         working_after(from_at + Duration::minutes(1), tz, rng, 10)
     };
-    out.push(event(first_at, EventKind::Touch { lead: index, by: rep, kind: touch_kind(rng) }));
+    out.push(event(first_at, EventKind::Touch { lead: index, by: rep, kind: touch_kind(rng), automated: false }));
     out.push(event(
         first_at + Duration::seconds(30),
         EventKind::StatusChanged { lead: index, status: LeadStatus::Working },

@@ -31,6 +31,7 @@ pub mod org;
 pub mod salesforce;
 pub mod server;
 pub mod slack;
+pub mod task_report;
 pub mod tls;
 
 pub use clock::SimClock;

@@ -191,7 +191,16 @@ pub enum EventKind {
     /// The lead moves to another owner.
     Assigned { lead: usize, owner: OwnerRef },
     /// A logged call, email or meeting by `by` (normally the owner).
-    Touch { lead: usize, by: usize, kind: ActivityKind },
+    /// `automated`: sent by a sequence or list email on the rep's behalf
+    /// (the CRM marks it so: Salesforce `TaskSubtype = ListEmail`, HubSpot
+    /// `hs_sequence_id`), not a touch the rep made.
+    Touch {
+        lead: usize,
+        by: usize,
+        kind: ActivityKind,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        automated: bool,
+    },
     /// The status field changes (without any activity being logged).
     StatusChanged { lead: usize, status: LeadStatus },
     /// Deleted (Salesforce recycle bin / HubSpot archive).

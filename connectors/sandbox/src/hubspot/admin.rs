@@ -134,6 +134,35 @@ pub fn task_duplicates(st: &HubState) -> Value {
     json!({ "by_handoff_key": by_key, "by_subject_and_contact": by_subject })
 }
 
+/// The live tasks carrying a `handoff_key`, as [`crate::task_report`] sums
+/// them up (from `createdAt` and `hs_task_completion_date`). Every task
+/// change comes through the private app, so each counts as handoff's.
+pub fn handoff_tasks(st: &HubState) -> Value {
+    let mut rows = Vec::new();
+    if let Ok(store) = st.store("tasks") {
+        for o in store.iter().filter(|o| !o.is_archived()) {
+            let Some(key) = o.properties.get("handoff_key") else { continue };
+            let lead = st.associations.of("tasks", o.id, "contacts").first().map(|e| e.to_id.to_string());
+            let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+            let done = o.properties.get("hs_task_status").map(String::as_str) == Some("COMPLETED");
+            let completed_at = done.then(|| {
+                o.properties
+                    .get("hs_task_completion_date")
+                    .and_then(|v| super::store::parse_time_ms(v))
+                    .map_or(at(o.updated_at_ms), at)
+            });
+            rows.push(crate::task_report::TaskRow {
+                key: key.clone(),
+                lead: lead.unwrap_or_default(),
+                created_at: at(o.created_at_ms),
+                completed_at,
+                changed_by_integration: true,
+            });
+        }
+    }
+    crate::task_report::report(&rows)
+}
+
 /// Dispatch one admin request (`segments` after `__sandbox/hubspot`).
 pub fn dispatch(
     st: &mut HubState,
@@ -345,6 +374,7 @@ fn admin(
             Ok((StatusCode::OK, limits(st)))
         }
         ["tasks", "duplicates"] if m == Method::GET => Ok((StatusCode::OK, task_duplicates(st))),
+        ["tasks", "handoff"] if m == Method::GET => Ok((StatusCode::OK, handoff_tasks(st))),
         _ => Err((
             StatusCode::NOT_FOUND,
             json!({"error": format!("no HubSpot admin route {method} /__sandbox/hubspot/{}", segments.join("/"))}),

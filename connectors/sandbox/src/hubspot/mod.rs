@@ -83,6 +83,7 @@ pub fn router(hub: Arc<HubSpot>) -> Router {
         .route("/crm/v4/objects/{*rest}", any(api))
         .route("/crm/v4/associations/{*rest}", any(api))
         .route("/account-info/v3/api-usage/daily/private-apps", any(api))
+        .route("/account-info/v3/details", any(api))
         .route("/oauth/v1/token", any(token))
         .route("/__sandbox/hubspot/{*rest}", any(admin_route))
         .with_state(hub)

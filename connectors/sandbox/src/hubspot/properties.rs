@@ -309,6 +309,7 @@ pub fn defaults() -> BTreeMap<String, BTreeMap<String, PropertyDef>> {
             true,
             &["BOUNCED", "FAILED", "SCHEDULED", "SENDING", "SENT"],
         ),
+        read_only(def("hs_sequence_id", "Sequence ID", "string", "email", true, &[])),
     ]);
     out.insert("emails".to_string(), emails.into_iter().map(|d| (d.name.clone(), d)).collect());
 

@@ -263,6 +263,20 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
             let (from, to) = (check_type(from)?, check_type(to)?);
             v4_batch_read(st, ctx, from, to, req)
         }
+        ["account-info", "v3", "details"] if *m == Method::GET => Ok((
+            StatusCode::OK,
+            json!({
+                "portalId": st.tokens.portal_id,
+                "accountType": "STANDARD",
+                "timeZone": "US/Eastern",
+                "companyCurrency": "USD",
+                "additionalCurrencies": [],
+                "utcOffset": "-05:00",
+                "utcOffsetMilliseconds": -18_000_000,
+                "uiDomain": "app.hubspot.com",
+                "dataHostingLocation": "na1",
+            }),
+        )),
         ["account-info", "v3", "api-usage", "daily", "private-apps"] if *m == Method::GET => Ok((
             StatusCode::OK,
             json!({"results": [{

@@ -36,6 +36,8 @@ pub const HISTORY_SCOPE: &str = "crm.objects.contacts.sensitive.read";
 
 /// The `Connected` call outcome GUID.
 const CALL_CONNECTED: &str = "f240bbac-87c9-4f6e-bf70-924b57d47db7";
+/// The sequence the generated org enrolls leads in (`hs_sequence_id` of its emails).
+const SANDBOX_SEQUENCE_ID: &str = "581001";
 
 /// The source of an API write: the app (one per portal here).
 pub const API_SOURCE: Source = Source::Integration { app_id: APP_ID };
@@ -170,7 +172,7 @@ impl HubState {
                     Source::Automation,
                 );
             }
-            EventKind::Touch { lead, by, kind } => {
+            EventKind::Touch { lead, by, kind, automated } => {
                 let Some(contact) = self.lead_contact(*lead) else { return };
                 let owner = owner_id(OwnerRef::User(*by)).to_string();
                 let ts = iso_ms(at_ms);
@@ -182,6 +184,16 @@ impl HubState {
                             ("hs_call_direction", "OUTBOUND".to_string()),
                             ("hs_call_status", "COMPLETED".to_string()),
                             ("hs_call_disposition", CALL_CONNECTED.to_string()),
+                        ],
+                    ),
+                    ActivityKind::Email if *automated => (
+                        "emails",
+                        vec![
+                            ("hs_email_subject", "Sequence email".to_string()),
+                            ("hs_email_direction", "EMAIL".to_string()),
+                            ("hs_email_status", "SENT".to_string()),
+                            // HubSpot sets the sequence on the emails a sequence sends.
+                            ("hs_sequence_id", SANDBOX_SEQUENCE_ID.to_string()),
                         ],
                     ),
                     ActivityKind::Email => (
@@ -493,10 +505,18 @@ impl HubState {
         if let Some((property, existing)) = self.unique_conflict(object_type, &values, Some(id)) {
             return Err(Self::conflict_error(object_type, &property, existing));
         }
+        let is_task = object_type == "tasks";
         if let Some(s) = self.stores.get_mut(object_type) {
             s.update(id, |obj| {
+                let completing = is_task
+                    && values.get("hs_task_status").is_some_and(|v| v.as_deref() == Some("COMPLETED"))
+                    && obj.properties.get("hs_task_status").map(String::as_str) != Some("COMPLETED");
                 for (k, v) in values {
                     obj.set(&k, v, now_ms, API_SOURCE);
+                }
+                // HubSpot stamps a task's completion when its status becomes COMPLETED.
+                if completing {
+                    obj.set("hs_task_completion_date", Some(iso_ms(now_ms)), now_ms, API_SOURCE);
                 }
                 obj.updated_at_ms = now_ms.max(obj.updated_at_ms);
             });

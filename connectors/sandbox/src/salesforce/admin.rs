@@ -33,6 +33,7 @@ pub fn router(sf: Arc<Salesforce>) -> Router {
         .route("/__sandbox/salesforce/limits", get(get_limits).post(set_limits))
         .route("/__sandbox/salesforce/bulk", post(set_bulk))
         .route("/__sandbox/salesforce/duplicates/tasks", get(duplicate_tasks))
+        .route("/__sandbox/salesforce/tasks/handoff", get(handoff_tasks))
         .route("/__sandbox/salesforce/fields/{object}", post(add_field))
         .route("/__sandbox/salesforce/jwt-public-key", post(set_public_key))
         .route("/__sandbox/salesforce/field-history", get(get_field_history).post(set_field_history))
@@ -430,6 +431,34 @@ async fn duplicate_tasks(State(sf): State<Arc<Salesforce>>) -> Response {
         .map(|((s, w), ids)| json!({"subject": s, "who_id": w, "ids": ids}))
         .collect();
     Json(json!({ "by_handoff_key": keys, "by_subject_and_who": subjects })).into_response()
+}
+
+/// `GET /tasks/handoff`: the live Tasks carrying a `Handoff_Key__c`, as
+/// [`crate::task_report`] sums them up (completed ones, and the most open
+/// at once per lead and clock, from `CreatedDate` and `CompletedDateTime`).
+async fn handoff_tasks(State(sf): State<Arc<Salesforce>>) -> Response {
+    let now = sf.shared.clock.now();
+    let st = sf.sync(now);
+    let integration = st.app.user_id.clone();
+    let mut rows = Vec::new();
+    if let Some(t) = st.table("Task") {
+        for (_, r) in t.rows() {
+            if r.get("IsDeleted") == Some(&json!(true)) {
+                continue;
+            }
+            let text = |f: &str| r.get(f).and_then(Value::as_str).filter(|s| !s.is_empty());
+            let Some(key) = text("Handoff_Key__c") else { continue };
+            let closed = r.get("IsClosed") == Some(&json!(true));
+            rows.push(crate::task_report::TaskRow {
+                key: key.to_string(),
+                lead: text("WhoId").unwrap_or_default().to_string(),
+                created_at: text("CreatedDate").and_then(parse_datetime).unwrap_or(now),
+                completed_at: closed.then(|| text("CompletedDateTime").and_then(parse_datetime).unwrap_or(now)),
+                changed_by_integration: text("LastModifiedById") == Some(integration.as_str()),
+            });
+        }
+    }
+    Json(crate::task_report::report(&rows)).into_response()
 }
 
 /// `POST /fields/{object}`: add a custom field, as an admin would in Setup.

@@ -246,7 +246,7 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
             let after = state.get("Lead", &id).map(tracked).unwrap_or_default();
             state.history_on_update(&id, &before, &after, at, &admin);
         }
-        EventKind::Touch { lead, by, kind } => {
+        EventKind::Touch { lead, by, kind, automated } => {
             let who = lead_id(*lead);
             let owner = user_id(*by);
             let object = if *kind == ActivityKind::Meeting { "Event" } else { "Task" };
@@ -267,8 +267,12 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
                     set(&mut rec, "IsAllDayEvent", json!(false));
                 }
                 ActivityKind::Call | ActivityKind::Email => {
-                    let (subject, subtype) =
-                        if *kind == ActivityKind::Call { ("Call", "Call") } else { ("Email", "Email") };
+                    let (subject, subtype) = match (kind, automated) {
+                        (ActivityKind::Call, _) => ("Call", "Call"),
+                        // A list email: how Salesforce marks mail automation sent.
+                        (_, true) => ("Sequence email", "ListEmail"),
+                        _ => ("Email", "Email"),
+                    };
                     set(&mut rec, "Subject", json!(subject));
                     set(&mut rec, "Type", json!(subject));
                     set(&mut rec, "TaskSubtype", json!(subtype));
