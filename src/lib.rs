@@ -13,6 +13,7 @@
 //! - [`explain`]: `handoff explain`, one lead judged offline with the
 //!   reasons in words (or the evaluation as JSON).
 //! - [`cli`]: the `handoff` command line.
+//! - [`logging`]: log format and level, every line through the redactor.
 
 pub mod calendar;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod engine;
 pub mod explain;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod report;

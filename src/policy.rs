@@ -53,12 +53,15 @@ impl Issue {
 }
 
 impl fmt::Display for Issue {
+    /// One line, through the redactor: an issue quotes the file, and the
+    /// file may hold a secret where it does not belong.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.value.is_empty() {
-            write!(f, "{}: {}. Fix: {}", self.path, self.message, self.fix)
+        let line = if self.value.is_empty() {
+            format!("{}: {}. Fix: {}", self.path, self.message, self.fix)
         } else {
-            write!(f, "{} = {}: {}. Fix: {}", self.path, self.value, self.message, self.fix)
-        }
+            format!("{} = {}: {}. Fix: {}", self.path, self.value, self.message, self.fix)
+        };
+        f.write_str(&handoff_model::redact(&line))
     }
 }
 

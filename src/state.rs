@@ -102,8 +102,8 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
             .map(|s| Ok((*s, store.cursor(*s)?.map(|c| c.0))))
             .collect::<Result<_, crate::store::StoreError>>()?,
         next_deadline: store.next_deadline()?,
-        failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).collect(),
-        errors: store.errors(20)?,
+        failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).map(redacted_entry).collect(),
+        errors: store.errors(20)?.into_iter().map(redacted_error).collect(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -111,6 +111,20 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
         print!("{}", render(&report, &changed));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stored error as it may be shown: its text through the redactor (a
+/// state directory written by an older handoff may hold it unredacted).
+fn redacted_error(e: ErrorRecord) -> ErrorRecord {
+    ErrorRecord { message: handoff_model::redact(&e.message), ..e }
+}
+
+fn redacted_entry(mut e: OutboxEntry) -> OutboxEntry {
+    if let Some(w) = e.last_error.as_mut() {
+        w.code = handoff_model::redact(&w.code);
+        w.message = handoff_model::redact(&w.message);
+    }
+    e
 }
 
 fn render(r: &Report, changed: &[String]) -> String {

@@ -168,6 +168,12 @@ impl Daemon {
         self.shutdown.clone()
     }
 
+    /// Uses `flag` (set by a signal handler installed before the daemon
+    /// was built) as the stop request.
+    pub fn set_shutdown_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.shutdown = flag;
+    }
+
     fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
     }
@@ -211,7 +217,10 @@ impl Daemon {
         Ok(())
     }
 
+    /// Logs, stores and reports a problem of this tick. The text may come
+    /// from the CRM or a token endpoint: it passes the redactor first.
     fn record_error(&self, report: &mut TickReport, phase: &str, message: String) {
+        let message = handoff_model::redact(&message);
         let now = report.now.unwrap_or_default();
         tracing::warn!(phase, error = %message, "tick problem");
         if let Err(e) = self.store.record_error(now, phase, &message) {
