@@ -13,6 +13,8 @@
 //! - [`explain`]: `handoff explain`, one lead judged offline with the
 //!   reasons in words (or the evaluation as JSON).
 //! - [`cli`]: the `handoff` command line.
+//! - [`failpoints`]: named crash points for the crash tests (compiled in
+//!   only with the `failpoints` feature).
 //! - [`logging`]: log format and level, every line through the redactor.
 
 pub mod calendar;
@@ -22,6 +24,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod explain;
+pub mod failpoints;
 pub mod http;
 pub mod logging;
 pub mod metrics;

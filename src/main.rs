@@ -10,6 +10,10 @@ fn main() -> ExitCode {
     // Logs go to stderr through the redactor, so command output on stdout
     // stays clean and no secret reaches a log line.
     handoff::logging::init(cli.log_format, matches!(cli.command, cli::Command::Run(_)));
+    if let Err(e) = handoff::failpoints::arm_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(cli::EXIT_INVALID);
+    }
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -342,6 +342,7 @@ impl Daemon {
                     return Ok(false);
                 }
             };
+            crate::failpoints::hit(crate::failpoints::PULL_FETCHED);
             report.pages += 1;
             self.metrics.pages.fetch_add(1, Ordering::Relaxed);
             let kinds: HashMap<String, OwnerKind> = self.owners.iter().map(|o| (o.id.clone(), o.kind)).collect();
@@ -357,6 +358,7 @@ impl Daemon {
                 batch.set_cursor(stream, c);
             }
             self.commit(batch)?;
+            crate::failpoints::hit(crate::failpoints::PULL_COMMITTED);
             report.leads_changed += applied.leads_changed;
             report.echoes += applied.echoes;
             report.activities_changed += applied.activities_changed;
@@ -409,7 +411,9 @@ impl Daemon {
                     report.errors.push(format!("evaluate: lead {id} could not be evaluated (see `handoff state`)"));
                 }
             }
+            crate::failpoints::hit(crate::failpoints::EVALUATE_DECIDED);
             self.commit(batch)?;
+            crate::failpoints::hit(crate::failpoints::EVALUATE_COMMITTED);
             for ((id, _), before) in work.iter().zip(states_before) {
                 let after = self.store.state(id)?;
                 self.metrics.replace_state(before.as_ref(), after.as_ref());
@@ -501,8 +505,10 @@ impl Daemon {
             tracing::debug!(phase = "write", actions = actions.len(), "writing");
             // Not raced against shutdown: a write in flight is finished and
             // recorded before the daemon stops.
+            crate::failpoints::hit(crate::failpoints::WRITE_SENDING);
             match self.connector.write(&actions).await {
                 Ok(outcomes) => {
+                    crate::failpoints::hit(crate::failpoints::WRITE_ANSWERED);
                     let r = outbox::record(
                         &self.store,
                         &entries,
@@ -512,6 +518,7 @@ impl Daemon {
                         &mut batch,
                     )?;
                     self.commit(batch)?;
+                    crate::failpoints::hit(crate::failpoints::WRITE_RECORDED);
                     report.written += r.written;
                     report.write_retries += r.retrying;
                     report.write_failures += r.failed;
