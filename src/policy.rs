@@ -21,10 +21,11 @@ mod window;
 
 pub use compile::{
     compile, After, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy, CompiledScorecard,
-    CompiledSegment, EscalationTarget, Qualification, Reminder,
+    CompiledSegment, EscalationTarget, Qualification, Reminder, MAX_CONDITION_DEPTH, MAX_CONDITION_NODES,
+    MAX_ESCALATION_MULTIPLE,
 };
 pub use cond::{is_set, parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
-pub use window::{parse_window, Window, WINDOW_FIX};
+pub use window::{parse_window, Window, MAX_BUSINESS_DAYS, MAX_BUSINESS_SECS, MAX_WALL_CLOCK_SECS, WINDOW_FIX};
 
 /// One problem in the config file: where, what was there, what is wrong and
 /// how to fix it. Printed as one line.
