@@ -273,7 +273,7 @@ impl Daemon {
         let evaluations_done = if self.stopping() {
             false
         } else if !streams_finished {
-            tracing::info!(behind = ?report.streams_behind, "streams not read to the end; evaluation waits for the next tick");
+            tracing::debug!(behind = ?report.streams_behind, "streams not read to the end; evaluation waits for the next tick");
             false
         } else {
             self.evaluate_pending(now, &mut report)?
@@ -298,6 +298,7 @@ impl Daemon {
             enqueued = report.enqueued,
             written = report.written,
             failures = report.write_failures,
+            behind = ?report.streams_behind,
             caught_up = report.caught_up,
             "tick done"
         );

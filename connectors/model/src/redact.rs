@@ -70,8 +70,15 @@ struct Known {
     short: BTreeSet<u64>,
 }
 
+/// The grams of `text` worth matching on: a stretch where one character
+/// fills half (`Hs000000` of a Salesforce org id at the head of a session
+/// token) also fills every record id of that org, and says nothing secret.
 fn grams_of(text: &str) -> impl Iterator<Item = Gram> + '_ {
-    text.as_bytes().windows(MIN_FRAGMENT_CHARS).filter_map(|w| w.try_into().ok())
+    text.as_bytes().windows(MIN_FRAGMENT_CHARS).filter_map(|w| w.try_into().ok()).filter(informative)
+}
+
+fn informative(g: &Gram) -> bool {
+    g.iter().all(|c| g.iter().filter(|d| *d == c).count() < MIN_FRAGMENT_CHARS / 2)
 }
 
 impl Known {
@@ -400,6 +407,15 @@ mod tests {
         );
         assert_eq!(redact_with(r#"client_secret = "inline-value""#, &[]), r#"client_secret = "[redacted]""#);
         assert_eq!(redact_with("token = 12345678", &[]), "token = [redacted]");
+    }
+
+    #[test]
+    fn an_org_id_at_the_head_of_a_token_does_not_hide_record_ids() {
+        let token = "00DHs0000000001EAA!AR8AQJm4nB7xTq2pLw9ZsKe".to_string();
+        let out = redact_with("lead 00QHs0000000042IAA owner 005Hs0000000008IAA", &[token.clone()]);
+        assert_eq!(out, "lead 00QHs0000000042IAA owner 005Hs0000000008IAA");
+        let out = redact_with("echo: AR8AQJm4nB7xTq2p", &[token]);
+        assert_eq!(out, "echo: [redacted]");
     }
 
     #[test]
