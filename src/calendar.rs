@@ -46,8 +46,9 @@
 //!   from 09:30 IST (New York's midnight) on. A part-day closure is read the
 //!   same way, in the owner's local time.
 //! - **Bounded searches.** Days with no open time are skipped. Every forward
-//!   search gives up after 366 days plus 7 days per holiday without open time
-//!   and returns [`CalendarError::NoOpenTime`] rather than looping; a calendar
+//!   search gives up after 366 days plus 7 days per holiday (at most 52 of
+//!   them: two years in all) without open time and returns
+//!   [`CalendarError::NoOpenTime`] rather than looping; a calendar
 //!   with no weekly windows at all is rejected by [`Schedule::new`].
 //! - **Precision.** Durations count whole seconds: a sub-second part of a
 //!   duration passed to `add_business` is dropped, and window and holiday
@@ -63,6 +64,25 @@ use chrono::{
 };
 use chrono_tz::Tz;
 use handoff_model::{BusinessCalendar, Holiday};
+
+/// Holidays that lengthen a search for open time (by a week each).
+const MAX_COUNTED_HOLIDAYS: u32 = 52;
+
+thread_local! {
+    static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Units of calendar work this thread has done: one per local date
+/// expanded, per weekly window resolved on it and per holiday span it was
+/// checked against. Work, not time: a test bounds what an evaluation costs
+/// with it without racing a clock.
+pub fn work_steps() -> u64 {
+    STEPS.with(|s| s.get())
+}
+
+fn count_steps(n: usize) {
+    STEPS.with(|s| s.set(s.get().saturating_add(n as u64)));
+}
 
 /// Why a calendar cannot be used, or why a question about it has no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,7 +186,10 @@ impl Schedule {
         // Bounds the longest closed stretch of a calendar with weekly windows:
         // each holiday can close at most one more week, and a year is far
         // longer than any window a DST change swallows.
-        let holiday_count = u32::try_from(cal.holidays.len()).unwrap_or(u32::MAX);
+        // Counting at most a year's worth of weekly holidays keeps every
+        // search within two years of dates, whatever the holiday list holds:
+        // a calendar closed longer than that is broken, and says so.
+        let holiday_count = u32::try_from(cal.holidays.len()).unwrap_or(u32::MAX).min(MAX_COUNTED_HOLIDAYS);
         let search_limit_days = 366u32.saturating_add(holiday_count.saturating_mul(7));
         Ok(Schedule { id, weekly_tz: tz, holidays: cal.holidays.clone(), weekly, closed, search_limit_days })
     }
@@ -314,6 +337,7 @@ impl Schedule {
     /// The windows starting on local `date`, resolved to UTC, unsorted.
     /// Zero-length results (a window swallowed by a DST gap) are dropped.
     fn raw_windows(&self, date: NaiveDate) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        count_steps(1 + self.weekly[weekday_index(date)].len());
         let next_date = date.succ_opt();
         self.weekly[weekday_index(date)]
             .iter()
@@ -456,6 +480,7 @@ fn subtract_closed(
     let mut cursor = open;
     let first = closed.partition_point(|&(_, end)| end <= open);
     for &(hole_start, hole_end) in closed[first..].iter().take_while(|&&(start, _)| start < close) {
+        count_steps(1);
         if hole_start > cursor {
             pieces.push((cursor, hole_start));
         }

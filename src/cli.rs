@@ -38,6 +38,10 @@ pub const EXIT_INVALID: u8 = 1;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text or as one JSON object each (logs go to standard
+    /// error; `RUST_LOG` sets the level).
+    #[arg(long, global = true, value_enum, env = "HANDOFF_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,8 +90,10 @@ pub struct ReportArgs {
 pub struct RunArgs {
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
-    /// Run until caught up at the current instant, then exit (0 when every
-    /// stream, evaluation and write is done).
+    /// Run until caught up at the current instant, then exit: 0 when every
+    /// stream, evaluation and write is done; 3 when actions were given up
+    /// on, 4 when records are quarantined, 5 when the shutdown grace ran
+    /// out, 6 when ticks kept failing, 7 when the API budget ran out.
     #[arg(long)]
     pub once: bool,
 }
@@ -278,8 +284,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => {
             let options = crate::daemon::service::RunOptions { once: args.once };
-            runtime()?.block_on(crate::daemon::service::run(&args.config, options))?;
-            Ok(ExitCode::SUCCESS)
+            let code = runtime()?.block_on(crate::daemon::service::run(&args.config, options))?;
+            Ok(ExitCode::from(code))
         }
         Command::State(args) => crate::state::run(&args),
         Command::Demo(args) => runtime()?.block_on(crate::demo::run_cli(&args)),

@@ -1202,20 +1202,72 @@ fn remove_key(value: &mut toml::Value, segments: &[String]) -> bool {
 }
 
 fn syntax_issue(text: &str, e: &toml::de::Error) -> Issue {
-    let (line_no, line) = match e.span() {
+    let (line_no, shown) = match e.span() {
         Some(span) => {
             let start = span.start.min(text.len());
             let line_no = text[..start].matches('\n').count() + 1;
-            (line_no, text.lines().nth(line_no - 1).unwrap_or_default().trim().to_string())
+            (line_no, shown_line(text, line_no))
         }
         None => (0, String::new()),
     };
+    // toml's message may quote the text it stopped at: keep only its first
+    // line (the description), never the quoted source.
+    let message = e.message().trim().lines().next().unwrap_or_default().to_string();
     Issue::new(
         format!("line {line_no}"),
-        truncate(&line),
-        format!("TOML syntax error: {}", e.message().trim()),
+        shown,
+        format!("TOML syntax error: {message}"),
         "correct the syntax on that line (strings need quotes, tables [name], lists [a, b])",
     )
+}
+
+/// Whether a key name may hold a secret (the config's own secret keys and
+/// anything named like one).
+fn secret_like_key(key: &str) -> bool {
+    let key = key.trim().trim_matches(|c| c == '"' || c == '\'').to_ascii_lowercase();
+    let last = key.rsplit('.').next().unwrap_or(&key).trim();
+    SECRET_KEYS.contains(&last)
+        || handoff_model::redact::SECRET_FIELD_NAMES.contains(&last)
+        || ["secret", "token", "password", "private", "credential"].iter().any(|w| last.contains(w))
+}
+
+/// Line `line_no` (1-based) of a file that does not parse, as a syntax
+/// error may show it: the key and `= [redacted]` when the line assigns a
+/// secret-like key, or continues a value (a multi-line string or list) that
+/// such a key started; only the key when the line's value cannot be told
+/// apart; the line itself otherwise.
+fn shown_line(text: &str, line_no: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(line) = lines.get(line_no.saturating_sub(1)).map(|l| l.trim()) else {
+        return String::new();
+    };
+    let assignment = |l: &str| -> Option<String> {
+        let l = l.trim();
+        if l.starts_with('#') || l.starts_with('[') {
+            return None;
+        }
+        let (key, _) = l.split_once('=')?;
+        let key = key.trim();
+        let bare = key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | '\'' | ' '));
+        (bare && !key.is_empty()).then(|| key.to_string())
+    };
+    if let Some(key) = assignment(line) {
+        return if secret_like_key(&key) { format!("{key} = [redacted]") } else { truncate(line) };
+    }
+    // A line that assigns nothing continues the value of the last key above
+    // it (or is a table header, a comment, or stray text).
+    if line.starts_with('[') && !line.contains('=') && !line.contains('"') {
+        return truncate(line);
+    }
+    let owner = lines[..line_no.saturating_sub(1)]
+        .iter()
+        .rev()
+        .find_map(|l| if l.trim().starts_with('[') { Some(None) } else { assignment(l).map(Some) })
+        .flatten();
+    match owner {
+        Some(key) if secret_like_key(&key) => format!("(inside the value of `{key}`: [redacted])"),
+        _ => truncate(line),
+    }
 }
 
 #[cfg(test)]
@@ -1352,5 +1404,25 @@ mod tests {
         let issues = parse("[instance]\nname = \"x\"\ncrm = salesforce\n").unwrap_err();
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].path, "line 3");
+        assert!(issues[0].to_string().contains("crm = salesforce"), "{}", issues[0]);
+    }
+
+    #[test]
+    fn a_syntax_error_never_shows_a_secret() {
+        let secret = "Zq8-inline-secret-4471";
+        let cases = [
+            format!("[hubspot.auth]\nflow = \"oauth\"\nclient_secret = \"{secret}\nrefresh_token = 1\n"),
+            format!("[hubspot.auth]\ntoken = {secret}\n"),
+            format!("[salesforce.auth]\nprivate_key = \"\"\"\n-----BEGIN KEY-----\n{secret}\n-----END\n\"\" x\n"),
+            format!("[x]\n\"refresh_token\" = \"{secret}\" junk\n"),
+            format!("[x]\npassword = [\"{secret}\",\n"),
+            format!("[x]\napi_secret = '{secret}\n"),
+        ];
+        for text in cases {
+            let issues = parse(&text).unwrap_err();
+            let shown: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+            assert!(!shown.iter().any(|l| l.contains("inline-secret")), "{text}\n=> {shown:?}");
+            assert!(shown.iter().any(|l| l.starts_with("line ")), "{shown:?}");
+        }
     }
 }

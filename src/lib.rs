@@ -15,6 +15,9 @@
 //! - [`notify`]: daily digests, the weekly summary and the calibration
 //!   signals, by email, Slack or CRM task.
 //! - [`cli`]: the `handoff` command line.
+//! - [`failpoints`]: named crash points for the crash tests (compiled in
+//!   only with the `failpoints` feature).
+//! - [`logging`]: log format and level, every line through the redactor.
 
 pub mod calendar;
 pub mod cli;
@@ -23,7 +26,9 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod explain;
+pub mod failpoints;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

@@ -114,7 +114,7 @@ impl Metrics {
         inner.last_tick = Some(TickSummary {
             now: report.now,
             caught_up: report.caught_up,
-            errors: report.errors.clone(),
+            errors: report.errors.iter().map(|e| handoff_model::redact(e)).collect(),
             paused_until: report.paused_until,
         });
     }
@@ -237,7 +237,8 @@ impl Metrics {
     }
 }
 
-/// A label value as Prometheus reads it.
+/// A label value as Prometheus reads it (through the redactor: a label
+/// must never carry a secret, whatever it was built from).
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    handoff_model::redact(value).replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

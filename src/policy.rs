@@ -21,10 +21,11 @@ mod window;
 
 pub use compile::{
     compile, After, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy, CompiledScorecard,
-    CompiledSegment, EscalationTarget, Qualification, Reminder,
+    CompiledSegment, EscalationTarget, Qualification, Reminder, MAX_CONDITION_DEPTH, MAX_CONDITION_NODES,
+    MAX_ESCALATION_MULTIPLE,
 };
 pub use cond::{is_set, parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
-pub use window::{parse_window, Window, WINDOW_FIX};
+pub use window::{parse_window, Window, MAX_BUSINESS_DAYS, MAX_BUSINESS_SECS, MAX_WALL_CLOCK_SECS, WINDOW_FIX};
 
 /// One problem in the config file: where, what was there, what is wrong and
 /// how to fix it. Printed as one line.
@@ -53,12 +54,15 @@ impl Issue {
 }
 
 impl fmt::Display for Issue {
+    /// One line, through the redactor: an issue quotes the file, and the
+    /// file may hold a secret where it does not belong.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.value.is_empty() {
-            write!(f, "{}: {}. Fix: {}", self.path, self.message, self.fix)
+        let line = if self.value.is_empty() {
+            format!("{}: {}. Fix: {}", self.path, self.message, self.fix)
         } else {
-            write!(f, "{} = {}: {}. Fix: {}", self.path, self.value, self.message, self.fix)
-        }
+            format!("{} = {}: {}. Fix: {}", self.path, self.value, self.message, self.fix)
+        };
+        f.write_str(&handoff_model::redact(&line))
     }
 }
 

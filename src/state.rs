@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cli::StateArgs;
 use crate::config;
-use crate::store::{Batch, Counts, ErrorRecord, OutboxEntry, Store};
+use crate::store::{Batch, Counts, ErrorRecord, MessageEntry, OutboxEntry, Store};
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -25,7 +25,7 @@ struct Report {
     next_deadline: Option<DateTime<Utc>>,
     failed_actions: Vec<OutboxEntry>,
     /// Digests and summaries given up on, with the server's error name.
-    failed_messages: Vec<crate::store::MessageEntry>,
+    failed_messages: Vec<MessageEntry>,
     errors: Vec<ErrorRecord>,
 }
 
@@ -115,9 +115,9 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
             .map(|s| Ok((*s, store.cursor(*s)?.map(|c| c.0))))
             .collect::<Result<_, crate::store::StoreError>>()?,
         next_deadline: store.next_deadline()?,
-        failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).collect(),
-        failed_messages: store.messages()?.into_iter().filter(|e| e.failed).collect(),
-        errors: store.errors(20)?,
+        failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).map(redacted_entry).collect(),
+        failed_messages: store.messages()?.into_iter().filter(|e| e.failed).map(redacted_message).collect(),
+        errors: store.errors(20)?.into_iter().map(redacted_error).collect(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -125,6 +125,28 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
         print!("{}", render(&report, &changed));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stored error as it may be shown: its text through the redactor (a
+/// state directory written by an older handoff may hold it unredacted).
+fn redacted_error(e: ErrorRecord) -> ErrorRecord {
+    ErrorRecord { message: handoff_model::redact(&e.message), ..e }
+}
+
+fn redacted_entry(mut e: OutboxEntry) -> OutboxEntry {
+    if let Some(w) = e.last_error.as_mut() {
+        w.code = handoff_model::redact(&w.code);
+        w.message = handoff_model::redact(&w.message);
+    }
+    e
+}
+
+fn redacted_message(mut e: MessageEntry) -> MessageEntry {
+    if let Some(w) = e.last_error.as_mut() {
+        w.code = handoff_model::redact(&w.code);
+        w.message = handoff_model::redact(&w.message);
+    }
+    e
 }
 
 fn render(r: &Report, changed: &[String]) -> String {

@@ -1,23 +1,26 @@
 //! Exactly once across crashes: the daemon binary is killed with SIGKILL at
-//! many points of a busy run — while pulling, while evaluating, while
-//! writing — and restarted each time. At the end the CRM must hold exactly
-//! the tasks a run without crashes creates: none twice, none missing.
+//! named crash points of a busy run — after reading a page and after
+//! committing it, after judging leads and after committing that, before a
+//! write, after the CRM answered it and after recording it — and restarted
+//! each time. Every kill lands exactly where it is aimed (the binary is
+//! built with the `failpoints` feature and kills itself at the chosen pass
+//! through the chosen point; no timer is raced). At the end the CRM must
+//! hold exactly the tasks a run without crashes creates: none twice, none
+//! missing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::Command;
 
 use chrono::{DateTime, Utc};
 use handoff::demo::{sandbox_tasks, Simulation};
+use handoff::failpoints;
 use handoff_model::CrmKind;
 
-const PHASES: [&str; 3] = ["pull", "evaluate", "write"];
 const SEED: u64 = 11;
 const LEADS: usize = 240;
 const DAYS: u32 = 8;
@@ -73,60 +76,41 @@ async fn task_counts(sb: &handoff_sandbox::RunningSandbox) -> BTreeMap<String, u
     out
 }
 
-/// Runs `handoff run --once` and kills it with SIGKILL right after it logs
-/// entering `phase` (plus a few random milliseconds). Returns the phase it
-/// was last seen in, or `None` if it finished first.
-fn run_and_kill(config: &std::path::Path, phase: &str, jitter_ms: u64) -> Option<String> {
-    let mut child = Command::new(common::binary())
+/// What became of a run aimed at a crash point.
+#[derive(Debug, PartialEq)]
+enum Aimed {
+    /// Killed by SIGKILL at the point it was aimed at.
+    Killed,
+    /// Finished (successfully) without reaching that pass of the point.
+    NotReached,
+}
+
+/// Runs `handoff run --once` with crash point `point` armed to kill the
+/// process at its `pass`-th pass, and checks it died there and nowhere else.
+fn run_aimed_at(config: &std::path::Path, point: &str, pass: u64) -> Aimed {
+    let out = Command::new(common::binary())
         .args(["run", "--once", "--config"])
         .arg(config)
-        .env("RUST_LOG", "handoff=debug,warn")
+        .env(failpoints::ENV, format!("{point}={pass}"))
+        .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let marker = format!("failpoint {point} reached (pass {pass}): killing the process");
+    match out.status.signal() {
+        Some(9) => {
+            assert!(stderr.contains(&marker), "killed, but not at {point} pass {pass}: {stderr}");
+            assert_eq!(stderr.matches("failpoint ").count(), 1, "one crash point fired: {stderr}");
+            Aimed::Killed
         }
-    });
-    let mut last_phase = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut armed_at: Option<Instant> = None;
-    loop {
-        if let Some(at) = armed_at {
-            if Instant::now() >= at {
-                child.kill().unwrap();
-                break;
-            }
+        Some(other) => panic!("aimed at {point} pass {pass}, died of signal {other}: {stderr}"),
+        None => {
+            assert!(out.status.success(), "aimed at {point} pass {pass}, failed without reaching it: {stderr}");
+            assert!(!stderr.contains("failpoint "), "{stderr}");
+            Aimed::NotReached
         }
-        match rx.recv_timeout(Duration::from_millis(2)) {
-            Ok(line) => {
-                if let Some(p) = PHASES.iter().find(|p| line.contains(&format!("phase=\"{p}\""))) {
-                    last_phase = Some(p.to_string());
-                    if *p == phase && armed_at.is_none() {
-                        armed_at = Some(Instant::now() + Duration::from_millis(jitter_ms));
-                    }
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // The process ended on its own before the kill point.
-                let _ = child.wait();
-                let _ = reader.join();
-                return None;
-            }
-        }
-        assert!(Instant::now() < deadline, "the daemon neither reached `{phase}` nor finished");
     }
-    let _ = child.wait();
-    let _ = reader.join();
-    last_phase
 }
 
 /// `handoff run --once` to the end; it must succeed.
@@ -158,30 +142,34 @@ async fn crash_run(crm: CrmKind) {
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(&sb, dir.path(), 1, |_| {});
     let stops = instants(sb.shared.org.config.start_at, sb.shared.org.config.end_at());
-    let mut kills: BTreeMap<String, usize> = BTreeMap::new();
-    let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next_rand = || {
-        rng_state ^= rng_state << 13;
-        rng_state ^= rng_state >> 7;
-        rng_state ^= rng_state << 17;
-        rng_state
-    };
-    for (i, at) in stops.iter().enumerate() {
+    let mut kills: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut not_reached: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut aim = 0usize;
+    for at in &stops {
         sb.shared.clock.advance_to(*at);
-        // Two kills per stop, aimed at different phases, then a run to the end.
-        for k in 0..2 {
-            let phase = PHASES[(2 * i + k) % PHASES.len()];
-            if let Some(seen) = run_and_kill(&config, phase, next_rand() % 15) {
-                *kills.entry(seen).or_default() += 1;
+        // Two kills per stop, each aimed at the next crash point in turn,
+        // then a run to the end. A run reads several pages but judges and
+        // writes in one batch at these sizes: pull points are aimed at their
+        // first, second or third pass, the others at their first.
+        for _ in 0..2 {
+            let point = failpoints::ALL[aim % failpoints::ALL.len()];
+            let pass = if point.starts_with("pull.") { 1 + (aim / failpoints::ALL.len()) as u64 % 3 } else { 1 };
+            aim += 1;
+            match run_aimed_at(&config, point, pass) {
+                Aimed::Killed => *kills.entry(point).or_default() += 1,
+                Aimed::NotReached => *not_reached.entry(point).or_default() += 1,
             }
         }
         run_to_end(&config);
     }
     let total: usize = kills.values().sum();
-    println!("{crm}: kills by phase: {kills:?} ({total} in all, over {} stops)", stops.len());
+    println!(
+        "{crm}: kills by crash point: {kills:?} ({total} in all, over {} stops); not reached: {not_reached:?}",
+        stops.len()
+    );
     assert!(total >= 50, "only {total} kills landed: {kills:?}");
-    for p in PHASES {
-        assert!(kills.get(p).copied().unwrap_or(0) >= 8, "too few kills while in `{p}`: {kills:?}");
+    for point in failpoints::ALL {
+        assert!(kills.get(point).copied().unwrap_or(0) >= 5, "too few kills at `{point}`: {kills:?}");
     }
     let crashed = task_counts(&sb).await;
     let twice: Vec<_> = crashed.iter().filter(|(_, n)| **n > 1).collect();

@@ -130,7 +130,14 @@ impl TokenFile {
     fn write(&self, token: &Secret) -> Result<(), String> {
         let dir = self.path.parent().ok_or_else(|| "the token path has no directory".to_string())?;
         let fail = |what: &str, e: std::io::Error| format!("cannot {what} in {}: {e}", dir.display());
-        std::fs::create_dir_all(dir).map_err(|e| fail("create the secrets directory", e))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(|e| fail("create the secrets directory", e))?;
         let tmp = dir.join(".refresh-token.tmp");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -281,19 +288,12 @@ impl handoff_hubspot::Clock for NowClock {
     }
 }
 
-/// Makes sure the state directory exists and is private to the daemon.
+/// Makes sure the state directory exists and that it and everything in it
+/// are private to the daemon (0700 directories, 0600 files).
 pub fn prepare_state_dir(dir: &Path) -> Result<(), ConnectError> {
     let err = |e: std::io::Error| ConnectError::State { path: dir.display().to_string(), message: e.to_string() };
     std::fs::create_dir_all(dir).map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(dir).map_err(err)?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-        }
-    }
-    Ok(())
+    crate::store::make_private(dir).map_err(err)
 }
 
 #[cfg(test)]
@@ -316,5 +316,11 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "only the daemon's user may read it: {mode:o}");
         }
         assert!(!dir.path().join("secrets/.refresh-token.tmp").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("secrets")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "the secrets directory is the daemon's alone: {mode:o}");
+        }
     }
 }

@@ -186,6 +186,12 @@ impl Daemon {
         self.shutdown.clone()
     }
 
+    /// Uses `flag` (set by a signal handler installed before the daemon
+    /// was built) as the stop request.
+    pub fn set_shutdown_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.shutdown = flag;
+    }
+
     fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
     }
@@ -231,7 +237,10 @@ impl Daemon {
         Ok(())
     }
 
+    /// Logs, stores and reports a problem of this tick. The text may come
+    /// from the CRM or a token endpoint: it passes the redactor first.
     fn record_error(&self, report: &mut TickReport, phase: &str, message: String) {
+        let message = handoff_model::redact(&message);
         let now = report.now.unwrap_or_default();
         tracing::warn!(phase, error = %message, "tick problem");
         if let Err(e) = self.store.record_error(now, phase, &message) {
@@ -284,7 +293,7 @@ impl Daemon {
         let evaluations_done = if self.stopping() {
             false
         } else if !streams_finished {
-            tracing::info!(behind = ?report.streams_behind, "streams not read to the end; evaluation waits for the next tick");
+            tracing::debug!(behind = ?report.streams_behind, "streams not read to the end; evaluation waits for the next tick");
             false
         } else {
             self.evaluate_pending(now, &mut report)?
@@ -322,6 +331,7 @@ impl Daemon {
             enqueued = report.enqueued,
             written = report.written,
             failures = report.write_failures,
+            behind = ?report.streams_behind,
             caught_up = report.caught_up,
             "tick done"
         );
@@ -367,6 +377,7 @@ impl Daemon {
                     return Ok(false);
                 }
             };
+            crate::failpoints::hit(crate::failpoints::PULL_FETCHED);
             report.pages += 1;
             self.metrics.pages.fetch_add(1, Ordering::Relaxed);
             let kinds: HashMap<String, OwnerKind> = self.owners.iter().map(|o| (o.id.clone(), o.kind)).collect();
@@ -383,6 +394,7 @@ impl Daemon {
                 batch.set_cursor(stream, c);
             }
             self.commit(batch)?;
+            crate::failpoints::hit(crate::failpoints::PULL_COMMITTED);
             report.leads_changed += applied.leads_changed;
             report.echoes += applied.echoes;
             report.activities_changed += applied.activities_changed;
@@ -435,7 +447,9 @@ impl Daemon {
                     report.errors.push(format!("evaluate: lead {id} could not be evaluated (see `handoff state`)"));
                 }
             }
+            crate::failpoints::hit(crate::failpoints::EVALUATE_DECIDED);
             self.commit(batch)?;
+            crate::failpoints::hit(crate::failpoints::EVALUATE_COMMITTED);
             for ((id, _), before) in work.iter().zip(states_before) {
                 let after = self.store.state(id)?;
                 self.metrics.replace_state(before.as_ref(), after.as_ref());
@@ -541,8 +555,10 @@ impl Daemon {
             tracing::debug!(phase = "write", actions = actions.len(), "writing");
             // Not raced against shutdown: a write in flight is finished and
             // recorded before the daemon stops.
+            crate::failpoints::hit(crate::failpoints::WRITE_SENDING);
             match self.connector.write(&actions).await {
                 Ok(outcomes) => {
+                    crate::failpoints::hit(crate::failpoints::WRITE_ANSWERED);
                     let r = outbox::record(
                         &self.store,
                         &entries,
@@ -552,6 +568,7 @@ impl Daemon {
                         &mut batch,
                     )?;
                     self.commit(batch)?;
+                    crate::failpoints::hit(crate::failpoints::WRITE_RECORDED);
                     report.written += r.written;
                     report.write_retries += r.retrying;
                     report.write_failures += r.failed;

@@ -1,7 +1,12 @@
 //! `handoff run`: the daemon as a service.
 //!
 //! Start-up: read and validate the config, open the state directory,
-//! authenticate — and only then tell systemd `READY=1`. Then ticks on the
+//! authenticate — and only then tell systemd `READY=1`. A CRM or token
+//! endpoint that cannot be reached does not end the process: the first
+//! authentication is retried with full-jitter backoff (up to
+//! [`MAX_CONNECT_BACKOFF_SECS`]), each attempt said in `STATUS=` and the
+//! start timeout extended (`EXTEND_TIMEOUT_USEC=`), so an outage never
+//! burns through systemd's start limit. Then ticks on the
 //! configured interval (sooner when a deadline is near, slower when idle or
 //! short of API budget) until SIGTERM/SIGINT, which finishes the write in
 //! flight, flushes and exits; SIGHUP re-reads the config and swaps the
@@ -12,6 +17,12 @@
 //! while the loop makes progress (pages committed, leads evaluated,
 //! actions written) or waits between ticks — never while a tick is stuck —
 //! and `STOPPING=1` on the way out.
+//!
+//! Exit codes ([`exit`]): 0 done; 1 the config or the state directory
+//! cannot be used; with `--once`, 3 when actions were given up on, 4 when
+//! records are quarantined, 6 when ticks kept failing, 7 when the API
+//! budget ran out; in either mode, 5 when the shutdown grace ran out with
+//! work in flight.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,10 +33,52 @@ use anyhow::Context as _;
 use sd_notify::NotifyState;
 use tokio::sync::Notify;
 
-use super::connect::{self, SharedNow, TimeSource};
+use handoff_model::RetryPolicy;
+
+use super::connect::{self, ConnectError, SharedNow, TimeSource};
 use super::{Daemon, TickReport};
 use crate::config::{self, Config, ConfigError};
 use crate::store::Store;
+
+/// The exit codes of `handoff run`, distinct so a script or a unit can
+/// tell why it stopped (the README lists them).
+pub mod exit {
+    /// Caught up (`--once`) or stopped on request.
+    pub const OK: u8 = 0;
+    /// The config, a secret or the state directory cannot be used.
+    pub const INVALID: u8 = crate::cli::EXIT_INVALID;
+    /// `--once`: actions were given up on (`handoff state` lists them).
+    pub const ACTIONS_FAILED: u8 = 3;
+    /// `--once`: records are quarantined (`handoff state` lists them).
+    pub const QUARANTINED: u8 = 4;
+    /// The shutdown grace ran out and the process left work in flight.
+    pub const GRACE_EXPIRED: u8 = 5;
+    /// `--once`: ticks kept failing (the CRM or its token endpoint is down)
+    /// and the run could not catch up.
+    pub const NOT_CAUGHT_UP: u8 = 6;
+    /// `--once`: the API budget ran out before the run caught up.
+    pub const BUDGET_SPENT: u8 = 7;
+}
+
+/// Longest pause between two attempts at the first authentication.
+pub const MAX_CONNECT_BACKOFF_SECS: u64 = 300;
+/// `--once` gives up on the first authentication after this many attempts.
+const ONCE_CONNECT_ATTEMPTS: u32 = 5;
+/// Ticks in a row with errors after which `--once` gives up.
+const ONCE_FAILED_TICKS: u32 = 5;
+
+/// How a finished `run --once` should exit, from what the store holds:
+/// given-up actions first (they need an operator most), then quarantined
+/// records.
+pub fn once_exit_code(failed_actions: usize, quarantined: usize) -> u8 {
+    if failed_actions > 0 {
+        exit::ACTIONS_FAILED
+    } else if quarantined > 0 {
+        exit::QUARANTINED
+    } else {
+        exit::OK
+    }
+}
 
 /// How `handoff run` behaves.
 #[derive(Debug, Clone, Default)]
@@ -67,13 +120,102 @@ pub async fn build(config: &Config) -> anyhow::Result<Daemon> {
     Ok(Daemon::new(config, connector, store, time, now)?)
 }
 
+/// Whether a start-up failure is worth retrying: an unreachable or failing
+/// CRM or token endpoint is (it comes back); a missing secret or an
+/// unusable state directory is not (the operator must act).
+fn retryable(e: &ConnectError) -> bool {
+    !matches!(e, ConnectError::Secret(_) | ConnectError::State { .. })
+}
+
+/// Builds the daemon, retrying the first authentication (and the time
+/// source) with full-jitter backoff while the CRM cannot be reached.
+/// `Ok(None)`: asked to stop before it succeeded.
+async fn build_with_retry(
+    config: &Config,
+    options: &RunOptions,
+    shutdown: &AtomicBool,
+    wake: &Notify,
+) -> anyhow::Result<Option<Daemon>> {
+    connect::prepare_state_dir(&config.instance.state_dir)?;
+    let store = Arc::new(Store::open(&store_dir(config)).context("opening the state directory")?);
+    let time = TimeSource::for_config(config)?;
+    let now = SharedNow::default();
+    let backoff = RetryPolicy {
+        base_delay: Duration::from_secs(2),
+        max_delay: Duration::from_secs(MAX_CONNECT_BACKOFF_SECS),
+        ..RetryPolicy::default()
+    };
+    let mut attempt = 0u32;
+    loop {
+        if shutdown.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let result = async {
+            now.set(time.now().await?);
+            connect::connector(config, &now).await
+        }
+        .await;
+        let e = match result {
+            Ok(connector) => {
+                if attempt > 0 {
+                    tracing::info!(attempts = attempt + 1, "connected to the CRM");
+                }
+                return Ok(Some(Daemon::new(config, connector, store, time, now)?));
+            }
+            Err(e) if !retryable(&e) => return Err(anyhow::Error::new(e).context("connecting to the CRM")),
+            Err(e) => e,
+        };
+        attempt += 1;
+        let message = handoff_model::redact(&e.to_string());
+        if options.once && attempt >= ONCE_CONNECT_ATTEMPTS {
+            anyhow::bail!(RunStop::NotCaughtUp(format!(
+                "the CRM could not be reached in {attempt} attempts; last: {message}"
+            )));
+        }
+        // Full jitter, but never less than a second: instances started
+        // together spread out, and none spins.
+        let wait = backoff.backoff_with(attempt - 1, &mut rand::thread_rng()).max(Duration::from_secs(1));
+        tracing::warn!(attempt, retry_in_secs = wait.as_secs(), error = %message, "cannot connect to the CRM yet; retrying");
+        let status =
+            format!("not connected yet (attempt {attempt}): {message}; retrying in {} s", wait.as_secs().max(1));
+        // Start-up takes as long as the outage: keep systemd's start timeout
+        // ahead of the next attempt (plus a minute for the attempt itself).
+        let extend = (wait + Duration::from_secs(60)).as_micros().min(u128::from(u32::MAX)) as u32;
+        notify(&[NotifyState::Status(&status), NotifyState::ExtendTimeoutUsec(extend)]);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
+
+/// Why `run` stopped short, mapped to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunStop {
+    #[error("{0}")]
+    NotCaughtUp(String),
+    #[error("{0}")]
+    BudgetSpent(String),
+}
+
+impl RunStop {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunStop::NotCaughtUp(_) => exit::NOT_CAUGHT_UP,
+            RunStop::BudgetSpent(_) => exit::BUDGET_SPENT,
+        }
+    }
+}
+
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
         tracing::warn!(error = %e, "cannot notify the service manager");
     }
 }
 
-fn status_line(daemon: &Daemon, report: &TickReport) -> String {
+/// The `STATUS=` line after a tick; `retry_in`: the tick met errors and the
+/// next one comes after this pause.
+fn status_line(daemon: &Daemon, report: &TickReport, retry_in: Option<Duration>) -> String {
     let counts = daemon.store().counts().unwrap_or_default();
     let when = report.now.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
     let mut line = format!(
@@ -90,7 +232,11 @@ fn status_line(daemon: &Daemon, report: &TickReport) -> String {
     if let Some(e) = report.errors.first() {
         line.push_str(&format!(", last error: {e}"));
     }
-    line
+    if let Some(wait) = retry_in {
+        line.push_str(&format!("; retrying in {} s", wait.as_secs()));
+    }
+    // Any local user can read a unit's status: nothing unredacted goes there.
+    handoff_model::redact(&line)
 }
 
 /// Tracks whether the loop is alive, for the watchdog.
@@ -102,20 +248,37 @@ struct Liveness {
     waiting: AtomicBool,
 }
 
-/// `handoff run --config FILE`.
-pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<()> {
+/// `handoff run --config FILE`; the result is the process's exit code
+/// ([`exit`]).
+pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<u8> {
     let mut config = load(config_path)?;
-    let mut daemon = build(&config).await?;
-    let shutdown = daemon.shutdown_flag();
+    let shutdown = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
     let reload = Arc::new(AtomicBool::new(false));
+    let store_slot: Arc<std::sync::OnceLock<Arc<Store>>> = Arc::default();
     spawn_signal_handler(
         shutdown.clone(),
         reload.clone(),
         wake.clone(),
         config.daemon.shutdown_grace_secs,
-        daemon.store().clone(),
+        store_slot.clone(),
     )?;
+    let mut daemon = match build_with_retry(&config, &options, &shutdown, &wake).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            tracing::info!("stopped before the first authentication");
+            return Ok(exit::OK);
+        }
+        Err(e) => match e.downcast::<RunStop>() {
+            Ok(stop) => {
+                tracing::error!(error = %stop, "giving up");
+                return Ok(stop.exit_code());
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    daemon.set_shutdown_flag(shutdown.clone());
+    let _ = store_slot.set(daemon.store().clone());
 
     if let Some(addr) = config.daemon.metrics_listen {
         crate::http::serve(
@@ -136,9 +299,9 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<()> 
 
     let mut idle_ticks = 0u32;
     let mut failed_ticks = 0u32;
-    let result = loop {
+    let result: anyhow::Result<u8> = loop {
         if shutdown.load(Ordering::SeqCst) {
-            break Ok(());
+            break Ok(exit::OK);
         }
         liveness.waiting.store(false, Ordering::SeqCst);
         let report = match daemon.tick().await {
@@ -149,21 +312,29 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<()> 
             }
         };
         liveness.progress.fetch_add(1, Ordering::SeqCst);
-        notify(&[NotifyState::Status(&status_line(&daemon, &report))]);
         idle_ticks = if report.did_work() { 0 } else { idle_ticks.saturating_add(1) };
         failed_ticks = if report.errors.is_empty() { 0 } else { failed_ticks + 1 };
         if options.once {
+            notify(&[NotifyState::Status(&status_line(&daemon, &report, None))]);
             if report.caught_up {
-                break Ok(());
+                let counts = daemon.store().counts()?;
+                break Ok(once_exit_code(counts.outbox_failed, daemon.store().quarantined_count()?));
             }
-            if failed_ticks >= 5 {
-                break Err(anyhow::anyhow!("5 ticks in a row met errors; last: {}", report.errors.join("; ")));
+            if failed_ticks >= ONCE_FAILED_TICKS {
+                let why = format!("{failed_ticks} ticks in a row met errors; last: {}", report.errors.join("; "));
+                tracing::error!(error = %handoff_model::redact(&why), "giving up");
+                break Ok(exit::NOT_CAUGHT_UP);
             }
             if report.paused_until.is_some() {
-                break Err(anyhow::anyhow!("the API budget is spent; resume later"));
+                tracing::error!("the API budget is spent; resume later");
+                break Ok(exit::BUDGET_SPENT);
             }
         }
         let wait = if options.once { Duration::ZERO } else { daemon.next_wake(&report, idle_ticks, failed_ticks)? };
+        if !options.once {
+            let retry_in = (failed_ticks > 0).then_some(wait);
+            notify(&[NotifyState::Status(&status_line(&daemon, &report, retry_in))]);
+        }
         liveness.waiting.store(true, Ordering::SeqCst);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -202,7 +373,7 @@ fn spawn_signal_handler(
     reload: Arc<AtomicBool>,
     wake: Arc<Notify>,
     grace_secs: u64,
-    store: Arc<Store>,
+    store: Arc<std::sync::OnceLock<Arc<Store>>>,
 ) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
@@ -228,9 +399,14 @@ fn spawn_signal_handler(
                 tokio::time::sleep(Duration::from_secs(grace_secs)).await;
                 // Whatever is still in flight was not committed and will be
                 // redone at the next start; committed work is on disk.
-                tracing::warn!("the shutdown grace passed; exiting with work in flight");
-                let _ = store.flush();
-                std::process::exit(0);
+                tracing::warn!(
+                    exit_code = exit::GRACE_EXPIRED,
+                    "the shutdown grace passed; exiting with work in flight"
+                );
+                if let Some(store) = store.get() {
+                    let _ = store.flush();
+                }
+                std::process::exit(i32::from(exit::GRACE_EXPIRED));
             }
         });
     }
@@ -266,4 +442,39 @@ fn spawn_watchdog(liveness: Arc<Liveness>, metrics: Arc<crate::metrics::Metrics>
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_once_run_says_what_needs_an_operator() {
+        assert_eq!(once_exit_code(0, 0), exit::OK);
+        assert_eq!(once_exit_code(2, 0), exit::ACTIONS_FAILED);
+        assert_eq!(once_exit_code(0, 7), exit::QUARANTINED);
+        assert_eq!(once_exit_code(1, 1), exit::ACTIONS_FAILED, "given-up actions come first");
+        let codes = [
+            exit::OK,
+            exit::INVALID,
+            exit::ACTIONS_FAILED,
+            exit::QUARANTINED,
+            exit::GRACE_EXPIRED,
+            exit::NOT_CAUGHT_UP,
+        ];
+        let distinct: std::collections::BTreeSet<u8> = codes.iter().copied().chain([exit::BUDGET_SPENT]).collect();
+        assert_eq!(distinct.len(), codes.len() + 1, "every reason has its own code");
+        assert!(!distinct.contains(&2), "2 is clap's, for a bad command line");
+    }
+
+    #[test]
+    fn an_outage_is_retried_but_a_missing_secret_is_not() {
+        let outage = ConnectError::Connector(handoff_model::ConnectorError::Transport {
+            crm: handoff_model::CrmKind::Hubspot,
+            message: "token endpoint: HTTP 503".into(),
+        });
+        assert!(retryable(&outage));
+        let state = ConnectError::State { path: "/x".into(), message: "read-only file system".into() };
+        assert!(!retryable(&state));
+    }
 }

@@ -25,6 +25,53 @@ const STAMP_FIELDS: &[&str] = &[
     "hs_object_id",
 ];
 
+/// The most bytes one stored field value may take (as JSON). A longer text
+/// (a pasted e-mail thread in a description) is cut to this with a note of
+/// what was cut; a longer list or object is replaced by that note. Policies
+/// compare short values (statuses, sources, sizes, scores); a field this
+/// long is never what they judge, and keeping it whole would let one lead
+/// grow the store and every evaluation without bound.
+pub const MAX_FIELD_VALUE_BYTES: usize = 8 * 1024;
+
+/// `value` within [`MAX_FIELD_VALUE_BYTES`]; `None` when it already is.
+fn capped_value(value: &Value) -> Option<Value> {
+    let size = match value {
+        Value::String(s) => s.len(),
+        Value::Array(_) | Value::Object(_) => serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX),
+        _ => return None,
+    };
+    if size <= MAX_FIELD_VALUE_BYTES {
+        return None;
+    }
+    let note = format!("[handoff kept {MAX_FIELD_VALUE_BYTES} of {size} bytes]");
+    Some(match value {
+        Value::String(s) => {
+            let mut end = MAX_FIELD_VALUE_BYTES - note.len();
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            Value::String(format!("{}{note}", &s[..end]))
+        }
+        _ => Value::String(note),
+    })
+}
+
+/// `lead` with every field value within [`MAX_FIELD_VALUE_BYTES`], and the
+/// names of the fields that were cut.
+fn capped_lead(lead: &Lead) -> (std::borrow::Cow<'_, Lead>, Vec<String>) {
+    let cut: Vec<(String, Value)> =
+        lead.fields.iter().filter_map(|(k, v)| capped_value(v).map(|c| (k.clone(), c))).collect();
+    if cut.is_empty() {
+        return (std::borrow::Cow::Borrowed(lead), Vec::new());
+    }
+    let mut owned = lead.clone();
+    let names = cut.iter().map(|(k, _)| k.clone()).collect();
+    for (k, v) in cut {
+        owned.fields.insert(k, v);
+    }
+    (std::borrow::Cow::Owned(owned), names)
+}
+
 /// What applying a page did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -120,6 +167,11 @@ impl PageApplier<'_> {
     }
 
     fn apply_lead(&self, lead: &Lead, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+        let (lead, cut) = capped_lead(lead);
+        let lead = lead.as_ref();
+        if !cut.is_empty() {
+            tracing::warn!(lead = %lead.id, fields = ?cut, max_bytes = MAX_FIELD_VALUE_BYTES, "field values too long to keep whole; cut");
+        }
         let watched = self.fingerprint(lead);
         let status_field = lead.field_str(self.status_field).map(str::to_string);
         let stored = self.store.lead(&lead.id)?;
@@ -205,6 +257,14 @@ impl PageApplier<'_> {
     }
 
     fn apply_activity(&self, activity: &Activity, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+        let capped;
+        let activity = match activity.subject.as_ref().and_then(|s| capped_value(&Value::String(s.clone()))) {
+            Some(Value::String(short)) => {
+                capped = Activity { subject: Some(short), ..activity.clone() };
+                &capped
+            }
+            _ => activity,
+        };
         if let Some(previous) = self.store.activity_lead(&activity.id)? {
             if previous != activity.lead_id {
                 // Moved to another lead (a merge re-parents activities).
@@ -312,6 +372,18 @@ mod tests {
             deleted: false,
             merged_into: None,
         }
+    }
+
+    #[test]
+    fn a_huge_field_value_is_kept_cut_to_the_cap() {
+        let long = "é".repeat(MAX_FIELD_VALUE_BYTES);
+        let cut = capped_value(&json!(long)).unwrap();
+        let text = cut.as_str().unwrap();
+        assert!(text.len() <= MAX_FIELD_VALUE_BYTES && text.ends_with("bytes]"), "{}", text.len());
+        let list = json!((0..5_000).collect::<Vec<_>>());
+        assert!(capped_value(&list).unwrap().as_str().unwrap().starts_with("[handoff kept"));
+        assert_eq!(capped_value(&json!("short")), None);
+        assert_eq!(capped_value(&json!(12)), None);
     }
 
     fn apply(store: &Store, page: PullPage) -> Applied {

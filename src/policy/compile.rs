@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use chrono::{NaiveDate, NaiveTime, Weekday};
-use handoff_model::{ActivityKind, BusinessCalendar, Holiday, WeeklyWindow};
+use handoff_model::{
+    ActivityKind, BusinessCalendar, Holiday, WeeklyWindow, MAX_CALENDARS, MAX_HOLIDAYS, MAX_WEEKLY_WINDOWS,
+};
 use serde_json::Value as Json;
 
 use super::cond::{parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
-use super::window::{parse_window, Window, WINDOW_FIX};
+use super::window::{parse_window, Window, MAX_BUSINESS_DAYS, WINDOW_FIX};
 use super::{
     Cadence, CalendarSpec, ClockStart, Condition, FieldMap, Issue, OnReassign, OwnerSettings, Policy, StatusMap,
     TouchBy,
@@ -373,6 +375,10 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
     let escalation = compile_escalation(&mut cx, policy);
     let scorecard = compile_scorecard(&mut cx, policy);
 
+    if let Some(cals) = &calendars {
+        check_windows_against_calendars(&mut cx, cals);
+    }
+
     let collect = |items: Vec<(String, Option<Cond>)>| -> Option<Vec<(String, Cond)>> {
         items.into_iter().map(|(n, c)| c.map(|c| (n, c))).collect()
     };
@@ -415,6 +421,62 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
 #[derive(Default)]
 struct Cx {
     issues: Vec<Issue>,
+    /// Every business window the policy asks for, by key path, to be
+    /// checked against every calendar once those are known.
+    business_windows: Vec<(String, Window)>,
+}
+
+/// The longest a business window may take on a calendar, in weeks of that
+/// calendar: a year. Bounds the business-time arithmetic of every clock.
+pub const MAX_WINDOW_WEEKS: u64 = 53;
+
+/// Open seconds a week and open weekdays of a calendar (overlapping windows
+/// counted twice, which only makes the check more lenient).
+fn weekly_open(cal: &BusinessCalendar) -> (i64, usize) {
+    let secs = cal
+        .weekly
+        .iter()
+        .map(|w| {
+            let len = (w.end - w.start).num_seconds();
+            if len > 0 {
+                len
+            } else {
+                86_400 + len
+            }
+        })
+        .sum();
+    let days: BTreeSet<u32> = cal.weekly.iter().map(|w| w.weekday.num_days_from_monday()).collect();
+    (secs, days.len())
+}
+
+/// Refuses a business window that some calendar would need more than a year
+/// to cover (a window of a few hours on a calendar open an hour a week).
+fn check_windows_against_calendars(cx: &mut Cx, calendars: &BTreeMap<String, BusinessCalendar>) {
+    let windows = std::mem::take(&mut cx.business_windows);
+    for (path, window) in windows {
+        for (name, cal) in calendars {
+            let (open_secs, open_days) = weekly_open(cal);
+            let weeks = match window {
+                Window::BusinessSeconds(secs) => (secs as u64).div_ceil(open_secs.max(1) as u64),
+                Window::BusinessDays(days) | Window::EndOfBusinessDay { days_after: days } => {
+                    u64::from(days).div_ceil(open_days.max(1) as u64)
+                }
+                Window::WallClock(_) => 0,
+            };
+            if weeks > MAX_WINDOW_WEEKS {
+                cx.issue(
+                    path.clone(),
+                    quoted(&window.to_string()),
+                    format!(
+                        "calendar `{name}` is open {:.1} hours on {open_days} day(s) a week, so this window would take about {weeks} weeks; a window must fit in a year of its calendar",
+                        open_secs as f64 / 3600.0
+                    ),
+                    "shorten the window or give the calendar more working hours",
+                );
+                break;
+            }
+        }
+    }
 }
 
 impl Cx {
@@ -440,7 +502,10 @@ impl Cx {
 
     fn window(&mut self, path: String, text: &str) -> Option<Window> {
         match parse_window(text) {
-            Ok(w) => Some(w),
+            Ok(w) => {
+                self.business_windows.push((path, w));
+                Some(w)
+            }
             Err(why) => {
                 self.issue(path, quoted(text), why, WINDOW_FIX);
                 None
@@ -607,6 +672,15 @@ fn compile_calendars(
         );
         return None;
     }
+    if specs.len() > MAX_CALENDARS {
+        cx.issue(
+            "policy.calendars",
+            format!("{} calendars", specs.len()),
+            format!("a policy holds at most {MAX_CALENDARS} calendars"),
+            "share calendars between owners (`owners.calendar_by_owner`) instead of one per owner",
+        );
+        return None;
+    }
     let mut out = BTreeMap::new();
     let mut ok = true;
     for (name, spec) in specs {
@@ -620,9 +694,31 @@ fn compile_calendars(
     ok.then_some(out)
 }
 
+/// The most touches a cadence may ask for.
+pub const MAX_CADENCE_TOUCHES: u32 = 100;
+
 fn compile_calendar(cx: &mut Cx, name: &str, spec: &CalendarSpec) -> Option<BusinessCalendar> {
     let p = format!("policy.calendars.{name}");
     let before = cx.issues.len();
+    let windows: usize = spec.hours.values().map(Vec::len).sum();
+    if windows > MAX_WEEKLY_WINDOWS {
+        cx.issue(
+            format!("{p}.hours"),
+            format!("{windows} windows"),
+            format!("a calendar holds at most {MAX_WEEKLY_WINDOWS} weekly windows"),
+            "merge adjacent windows: one \"09:00-17:00\" instead of eight hours",
+        );
+        return None;
+    }
+    if spec.holidays.len() > MAX_HOLIDAYS {
+        cx.issue(
+            format!("{p}.holidays"),
+            format!("{} dates", spec.holidays.len()),
+            format!("a calendar holds at most {MAX_HOLIDAYS} holidays"),
+            "drop the holidays that lie in the past",
+        );
+        return None;
+    }
     if chrono_tz::Tz::from_str(spec.time_zone.trim()).is_err() {
         let fix = match suggest(spec.time_zone.trim(), chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())) {
             Some(s) => format!("did you mean \"{s}\"? Use an IANA zone name"),
@@ -785,11 +881,64 @@ struct CondCompiler<'a> {
     /// Criteria being compiled, outermost first.
     stack: Vec<String>,
     reported_cycles: BTreeSet<Vec<String>>,
+    /// Conditions (and named criteria) open around the one being compiled.
+    depth: usize,
+    /// Depth and size problems already reported, by path.
+    reported_bounds: BTreeSet<String>,
+}
+
+/// How deeply conditions may nest, counting `all`/`any`/`not` and every
+/// named criterion a condition refers to (a chain of criteria nests as
+/// deeply as it is long). Far above any real policy; a deeper one is a
+/// mistake or an attack, and is refused rather than risking the stack.
+pub const MAX_CONDITION_DEPTH: usize = 32;
+
+/// How many tests and connectives one compiled condition may hold once its
+/// named criteria are inlined (criteria referring to each other twice over
+/// would otherwise double the size at every level).
+pub const MAX_CONDITION_NODES: usize = 5_000;
+
+/// Tests and connectives in `c`.
+fn cond_size(c: &Cond) -> usize {
+    match c {
+        Cond::All(items) | Cond::Any(items) => 1 + items.iter().map(cond_size).sum::<usize>(),
+        Cond::Not(inner) => 1 + cond_size(inner),
+        Cond::Test { .. } => 1,
+    }
 }
 
 impl<'a> CondCompiler<'a> {
     fn new(criteria: &'a BTreeMap<String, Condition>) -> Self {
-        CondCompiler { criteria, done: BTreeMap::new(), stack: Vec::new(), reported_cycles: BTreeSet::new() }
+        CondCompiler {
+            criteria,
+            done: BTreeMap::new(),
+            stack: Vec::new(),
+            reported_cycles: BTreeSet::new(),
+            depth: 0,
+            reported_bounds: BTreeSet::new(),
+        }
+    }
+
+    /// Reports a condition nesting deeper than [`MAX_CONDITION_DEPTH`] (once).
+    fn too_deep(&mut self, cx: &mut Cx, path: &str) {
+        let root = path.split(".criteria.").next().unwrap_or(path).to_string();
+        if self.reported_bounds.insert(format!("depth {root}")) {
+            let chain = if self.stack.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (through the criteria {})",
+                    self.stack.iter().take(6).cloned().collect::<Vec<_>>().join(" → ")
+                        + if self.stack.len() > 6 { " → …" } else { "" }
+                )
+            };
+            cx.issue(
+                path.to_string(),
+                "",
+                format!("conditions nest more than {MAX_CONDITION_DEPTH} levels deep{chain}"),
+                "flatten the condition: combine tests in one `all`/`any` list instead of chaining criteria or nesting them",
+            );
+        }
     }
 
     fn named(&mut self, cx: &mut Cx, name: &str, ref_path: &str) -> Option<Cond> {
@@ -822,27 +971,67 @@ impl<'a> CondCompiler<'a> {
             }
             return None;
         }
+        if self.depth >= MAX_CONDITION_DEPTH {
+            // Not memoised: the same criterion may be fine from a shallower place.
+            self.too_deep(cx, ref_path);
+            return None;
+        }
         self.stack.push(name.to_string());
+        self.depth += 1;
         let compiled = self.compile(cx, def, &format!("policy.definitions.criteria.{name}"));
+        self.depth -= 1;
         self.stack.pop();
+        if compiled.is_none() && self.depth > 0 && self.reported_bounds.iter().any(|r| r.starts_with("depth ")) {
+            // Failed only because of where it was reached from: judge it again
+            // from its own definition later.
+            return None;
+        }
         self.done.insert(name.to_string(), compiled.clone());
         compiled
     }
 
     fn compile(&mut self, cx: &mut Cx, c: &Condition, path: &str) -> Option<Cond> {
-        match c {
+        if self.depth >= MAX_CONDITION_DEPTH {
+            self.too_deep(cx, path);
+            return None;
+        }
+        self.depth += 1;
+        let compiled = match c {
             Condition::All { all } => self.list(cx, all, &format!("{path}.all")).map(Cond::All),
             Condition::Any { any } => self.list(cx, any, &format!("{path}.any")).map(Cond::Any),
             Condition::Not { not } => self.compile(cx, not, &format!("{path}.not")).map(|c| Cond::Not(Box::new(c))),
             Condition::Criteria { criteria } => self.named(cx, criteria, &format!("{path}.criteria")),
             Condition::Field(t) => compile_test(cx, &t.field, &t.op, t.value.as_ref(), path),
-        }
+        };
+        self.depth -= 1;
+        compiled
     }
 
     fn list(&mut self, cx: &mut Cx, items: &[Condition], path: &str) -> Option<Vec<Cond>> {
-        let compiled: Vec<Option<Cond>> =
-            items.iter().enumerate().map(|(i, c)| self.compile(cx, c, &format!("{path}[{i}]"))).collect();
-        compiled.into_iter().collect()
+        let mut out = Vec::with_capacity(items.len());
+        let mut size = 1usize;
+        let mut ok = true;
+        for (i, c) in items.iter().enumerate() {
+            match self.compile(cx, c, &format!("{path}[{i}]")) {
+                Some(compiled) => {
+                    size = size.saturating_add(cond_size(&compiled));
+                    if size > MAX_CONDITION_NODES {
+                        if self.reported_bounds.insert(format!("size {path}")) {
+                            cx.issue(
+                                path.to_string(),
+                                "",
+                                format!("this condition holds more than {MAX_CONDITION_NODES} tests and connectives once its criteria are written out"),
+                                "refer to each criterion once, and keep lists of values in one `in` test",
+                            );
+                        }
+                        return None;
+                    }
+                    out.push(compiled);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 }
 
@@ -1049,6 +1238,26 @@ fn compile_segments(
                 "require at least one touch, e.g. touches = 6",
             );
         }
+        if seg.cadence.touches > MAX_CADENCE_TOUCHES {
+            cx.issue(
+                format!("{p}.cadence.touches"),
+                seg.cadence.touches.to_string(),
+                format!("more than {MAX_CADENCE_TOUCHES} touches is not a cadence a rep can follow"),
+                "write the number of touches the teams agreed, e.g. touches = 6",
+            );
+        }
+        if seg.cadence.business_days > MAX_BUSINESS_DAYS {
+            cx.issue(
+                format!("{p}.cadence.business_days"),
+                seg.cadence.business_days.to_string(),
+                format!("a cadence spans at most a working year ({MAX_BUSINESS_DAYS} business days)"),
+                "write the span the teams agreed, e.g. business_days = 10",
+            );
+        }
+        if seg.cadence.business_days > 0 && seg.cadence.business_days <= MAX_BUSINESS_DAYS {
+            cx.business_windows
+                .push((format!("{p}.cadence.business_days"), Window::BusinessDays(seg.cadence.business_days)));
+        }
         if seg.cadence.business_days == 0 {
             cx.issue(
                 format!("{p}.cadence.business_days"),
@@ -1163,6 +1372,9 @@ pub(crate) fn parse_reminder(text: &str) -> Result<Reminder, String> {
     parse_window(without_before).map(Reminder::Before)
 }
 
+/// The latest an escalation rung may come, as a multiple of its window.
+pub const MAX_ESCALATION_MULTIPLE: f64 = 10.0;
+
 fn parse_after(text: &str) -> Result<After, String> {
     let t = text.trim().to_lowercase();
     if matches!(t.as_str(), "0" | "at breach" | "breach" | "at due" | "immediately") {
@@ -1172,6 +1384,11 @@ fn parse_after(text: &str) -> Result<After, String> {
         let m: f64 = num.trim().parse().map_err(|_| format!("`{text}` is not a multiple such as \"2x\""))?;
         if !(m.is_finite() && m >= 1.0) {
             return Err(format!("`{text}`: a multiple of the window must be at least 1x (1x is the breach itself)"));
+        }
+        if m > MAX_ESCALATION_MULTIPLE {
+            return Err(format!(
+                "`{text}`: a rung comes at most {MAX_ESCALATION_MULTIPLE}x the window after its start"
+            ));
         }
         return Ok(After::WindowMultiple(m));
     }

@@ -66,6 +66,15 @@ fn plural(f: &mut fmt::Formatter<'_>, n: i64, unit: &str) -> fmt::Result {
     }
 }
 
+/// The longest business time a policy window may ask for: a working year
+/// (52 weeks of 40 hours). Longer is a mistake, and the business-time
+/// arithmetic it would ask for grows with it.
+pub const MAX_BUSINESS_SECS: i64 = 52 * 40 * 3600;
+/// The most business days a window may ask for: a working year (52 × 5).
+pub const MAX_BUSINESS_DAYS: u32 = 260;
+/// The longest wall-clock window: a year.
+pub const MAX_WALL_CLOCK_SECS: i64 = 366 * 86_400;
+
 /// The fix offered for any duration that does not parse.
 pub const WINDOW_FIX: &str = "write a positive duration such as \"60 business minutes\", \
 \"1 business hour\", \"same business day\", \"next business day\", \"3 business days\" \
@@ -115,10 +124,15 @@ pub fn parse_window(text: &str) -> Result<Window, String> {
         _ => return Err(format!("`{unit}` in `{text}` is not a unit (use minutes, hours or days)")),
     };
     if business && unit_secs == 86_400 {
-        if amount.fract() != 0.0 || amount > f64::from(u32::MAX) {
+        if amount.fract() != 0.0 {
             return Err(format!("`{text}`: business days must be a whole number"));
         }
-        // Whole, positive and below u32::MAX: the cast is exact.
+        if amount > f64::from(MAX_BUSINESS_DAYS) {
+            return Err(format!(
+                "`{text}` is longer than a working year; an SLA window is at most {MAX_BUSINESS_DAYS} business days"
+            ));
+        }
+        // Whole, positive and at most MAX_BUSINESS_DAYS: the cast is exact.
         return Ok(Window::BusinessDays(amount as u32));
     }
     if business && unit_secs > 86_400 {
@@ -130,6 +144,18 @@ pub fn parse_window(text: &str) -> Result<Window, String> {
     }
     // Whole and bounded above: the cast is exact.
     let secs = secs as i64;
+    if business && secs > MAX_BUSINESS_SECS {
+        return Err(format!(
+            "`{text}` is longer than a working year; an SLA window is at most {} business hours",
+            MAX_BUSINESS_SECS / 3600
+        ));
+    }
+    if !business && secs > MAX_WALL_CLOCK_SECS {
+        return Err(format!(
+            "`{text}` is longer than a year; an SLA window is at most {} days",
+            MAX_WALL_CLOCK_SECS / 86_400
+        ));
+    }
     if business {
         Ok(Window::BusinessSeconds(secs))
     } else {
@@ -183,6 +209,11 @@ mod tests {
             "one hour",
             "1 hour please now",
             "48",
+            "4294967295 business days",
+            "261 business days",
+            "2081 business hours",
+            "367 days",
+            "1e11 business minutes",
         ] {
             assert!(parse_window(s).is_err(), "{s:?} should be rejected");
         }

@@ -115,9 +115,12 @@ pub struct SledBackend {
 }
 
 impl SledBackend {
+    /// Opens (or creates) the database in `dir`. The directory and
+    /// everything in it are made private first (see [`make_private`]).
     pub fn open(dir: &Path) -> Result<SledBackend, StoreError> {
         let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        make_private(dir).map_err(|e| open_err(format!("cannot make it private: {e}")))?;
         let db = sled::Config::new()
             .path(dir.join("state.sled"))
             // A daemon, not a cache: sled's default would take 1 GiB.
@@ -183,6 +186,38 @@ impl Backend for SledBackend {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io("flushing"))
     }
+}
+
+/// Makes the state directory private to the daemon's user: from now on
+/// this process creates files 0600 and directories 0700 (its umask becomes
+/// 077, so the files sled makes as it runs are private too), and whatever
+/// the directory already holds is brought to those modes (a directory made
+/// by an older handoff had 0755 and 0644).
+pub fn make_private(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let want = if meta.is_dir() { 0o700 } else { 0o600 };
+            if meta.permissions().mode() & 0o777 != want {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))?;
+            }
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&path)? {
+                    pending.push(entry?.path());
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 type MemoryTrees = BTreeMap<(Tree, Vec<u8>), Vec<u8>>;

@@ -44,7 +44,7 @@ use handoff_model::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use backend::{Backend, MemoryBackend, SledBackend, Tree, Write};
+pub use backend::{make_private, Backend, MemoryBackend, SledBackend, Tree, Write};
 pub use messages::MessageEntry;
 
 use crate::engine::Clock;
@@ -559,7 +559,7 @@ impl Store {
         batch.put(
             Tree::Errors,
             seq.to_be_bytes().to_vec(),
-            &ErrorRecord { at, phase: phase.to_string(), message: message.to_string() },
+            &ErrorRecord { at, phase: phase.to_string(), message: handoff_model::redact(message) },
         );
         batch.set_meta_u64("error_seq", seq + 1);
         for key in self.stale_error_keys()? {
@@ -590,6 +590,14 @@ impl Store {
             messages_failed: self.messages()?.iter().filter(|e| e.failed).count(),
             messages: self.backend.count(Tree::Messages)?,
         })
+    }
+
+    /// Records held back because they could not be mapped (the per-stream
+    /// quarantine). This store keeps no quarantine yet, so there are none;
+    /// `run --once` exits with [`crate::daemon::service::exit::QUARANTINED`]
+    /// when this is above zero.
+    pub fn quarantined_count(&self) -> Result<usize, StoreError> {
+        Ok(0)
     }
 
     /// Blocks until everything committed is on disk (commits already are;
@@ -698,7 +706,14 @@ impl Batch {
         if let Some(at) = state.next_check_at {
             self.writes.push(Write { tree: Tree::Deadlines, key: deadline_key(at, lead_id), value: Some(Vec::new()) });
         }
-        self.put(Tree::States, lead_id.as_bytes().to_vec(), state);
+        match &state.error {
+            // The engine's message may quote a field the CRM sent.
+            Some(e) => {
+                let clean = LeadState { error: Some(handoff_model::redact(e)), ..state.clone() };
+                self.put(Tree::States, lead_id.as_bytes().to_vec(), &clean);
+            }
+            None => self.put(Tree::States, lead_id.as_bytes().to_vec(), state),
+        }
     }
 
     /// Drops a deadline entry (found in the index) that no state points at.
@@ -726,9 +741,21 @@ impl Batch {
         self.set_meta_u64("outbox_seq", next);
     }
 
-    /// Rewrites an outbox entry (after a failed attempt).
+    /// Rewrites an outbox entry (after a failed attempt). The CRM's error
+    /// text is kept only as the redactor lets it through.
     pub fn update_outbox(&mut self, entry: &OutboxEntry) {
-        self.put(Tree::Outbox, entry.seq.to_be_bytes().to_vec(), entry);
+        match &entry.last_error {
+            Some(e) => {
+                let last_error = Some(WriteError {
+                    code: handoff_model::redact(&e.code),
+                    message: handoff_model::redact(&e.message),
+                    ..e.clone()
+                });
+                let clean = OutboxEntry { last_error, ..entry.clone() };
+                self.put(Tree::Outbox, entry.seq.to_be_bytes().to_vec(), &clean);
+            }
+            None => self.put(Tree::Outbox, entry.seq.to_be_bytes().to_vec(), entry),
+        }
     }
 
     /// Removes an entry from the outbox without recording it as done (an
@@ -803,6 +830,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sled = Store::open(dir.path()).unwrap();
         vec![(Store::in_memory(), None), (sled, Some(dir))]
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_directory_is_made_private_with_everything_in_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(state.join("secrets")).unwrap();
+        std::fs::write(state.join("secrets/old-token"), "x").unwrap();
+        for (path, mode) in
+            [(&state, 0o755), (&state.join("secrets"), 0o755), (&state.join("secrets/old-token"), 0o644)]
+        {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let store = Store::open(&state).unwrap();
+        let mut batch = Batch::default();
+        batch.mark_dirty("L1", "test");
+        store.commit(batch).unwrap();
+        store.flush().unwrap();
+        let mut pending = vec![state.clone()];
+        let mut seen = 0;
+        while let Some(p) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                assert_eq!(mode, 0o700, "{} is {mode:o}", p.display());
+                pending.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                assert_eq!(mode, 0o600, "{} is {mode:o}", p.display());
+            }
+            seen += 1;
+        }
+        assert!(seen > 4, "sled's own files were checked too");
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl HubspotConnector {
             page.has_more = true;
         } else {
             state.finish_window(&window, lookback_ms);
-            tracing::info!(connector = "hubspot", object, cursor = %cursor_text, "window finished");
+            tracing::debug!(connector = "hubspot", object, cursor = %cursor_text, "window finished");
             if state.sweep_due(now_ms, s.archived_sweep_secs as i64 * 1000) {
                 self.start_sweep(&mut state, now_ms, lookback_ms, backfill_ms);
             }

@@ -7,6 +7,15 @@
 use chrono::{NaiveDate, NaiveTime, Weekday};
 use serde::{Deserialize, Serialize};
 
+/// The most calendars handoff keeps for one org (policy calendars, or a
+/// CRM's business-hours rows). Far above any real org; a bound keeps the
+/// work of reading and storing them bounded.
+pub const MAX_CALENDARS: usize = 200;
+/// The most weekly windows one calendar may have (a dozen a day).
+pub const MAX_WEEKLY_WINDOWS: usize = 84;
+/// The most holidays one calendar (or a CRM org) may have: decades of them.
+pub const MAX_HOLIDAYS: usize = 500;
+
 /// A named weekly schedule in one time zone, with holidays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BusinessCalendar {

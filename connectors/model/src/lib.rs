@@ -25,7 +25,7 @@ pub mod retry;
 pub mod secret;
 
 pub use action::{Action, ActionKey, ActionKind, TaskPriority, TaskPurpose};
-pub use calendar::{BusinessCalendar, Holiday, WeeklyWindow};
+pub use calendar::{BusinessCalendar, Holiday, WeeklyWindow, MAX_CALENDARS, MAX_HOLIDAYS, MAX_WEEKLY_WINDOWS};
 pub use connector::{
     ApiBudget, Connector, ConnectorError, Cursor, Deletion, ErrorClass, PullPage, Stream, WriteError, WriteOutcome,
 };

@@ -19,7 +19,7 @@
 //!    `"name": "value"` or header-like `name: value`) is removed even when
 //!    handoff never saw it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{OnceLock, RwLock};
 
 /// What a removed value is replaced with.
@@ -48,11 +48,128 @@ pub const SECRET_FIELD_NAMES: &[&str] = &[
     "password",
     "authorization",
     "token",
+    "private_key",
+    "secret",
+    "api_key",
 ];
 
-fn registry() -> &'static RwLock<VecDeque<String>> {
-    static REGISTRY: OnceLock<RwLock<VecDeque<String>>> = OnceLock::new();
-    REGISTRY.get_or_init(|| RwLock::new(VecDeque::new()))
+/// A stretch of [`MIN_FRAGMENT_CHARS`] bytes of a secret.
+type Gram = [u8; MIN_FRAGMENT_CHARS];
+
+/// Known secrets with an index of every [`Gram`] of each (and of its
+/// percent-encoded form), so a text is checked in time linear in its length
+/// rather than once per known secret.
+#[derive(Default)]
+struct Known {
+    next_id: u64,
+    order: VecDeque<u64>,
+    values: HashMap<u64, String>,
+    ids: HashMap<String, u64>,
+    grams: HashMap<Gram, BTreeSet<u64>>,
+    /// Ids of values shorter than a gram (checked on every text).
+    short: BTreeSet<u64>,
+}
+
+/// The grams of `text` worth matching on: a stretch where one character
+/// fills half (`Hs000000` of a Salesforce org id at the head of a session
+/// token) also fills every record id of that org, and says nothing secret.
+fn grams_of(text: &str) -> impl Iterator<Item = Gram> + '_ {
+    text.as_bytes().windows(MIN_FRAGMENT_CHARS).filter_map(|w| w.try_into().ok()).filter(informative)
+}
+
+fn informative(g: &Gram) -> bool {
+    g.iter().all(|c| g.iter().filter(|d| *d == c).count() < MIN_FRAGMENT_CHARS / 2)
+}
+
+impl Known {
+    fn from_values(values: &[String]) -> Known {
+        let mut known = Known::default();
+        for v in values {
+            known.insert(v);
+        }
+        known
+    }
+
+    fn contains(&self, value: &str) -> bool {
+        self.ids.contains_key(value)
+    }
+
+    fn insert(&mut self, value: &str) {
+        if value.is_empty() || self.contains(value) {
+            return;
+        }
+        if self.order.len() >= MAX_REGISTERED {
+            if let Some(old) = self.order.pop_front() {
+                self.remove(old);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let encoded = percent_encode(value);
+        for g in grams_of(value).chain(grams_of(&encoded)) {
+            self.grams.entry(g).or_default().insert(id);
+        }
+        if value.len() < MIN_FRAGMENT_CHARS {
+            self.short.insert(id);
+        }
+        self.values.insert(id, value.to_string());
+        self.ids.insert(value.to_string(), id);
+        self.order.push_back(id);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(value) = self.values.remove(&id) else {
+            return;
+        };
+        self.ids.remove(&value);
+        let encoded = percent_encode(&value);
+        for g in grams_of(&value).chain(grams_of(&encoded)) {
+            if let Some(ids) = self.grams.get_mut(&g) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.grams.remove(&g);
+                }
+            }
+        }
+        self.short.remove(&id);
+    }
+
+    /// Secrets that share a gram with `text`, plus the short ones.
+    fn candidates(&self, text: &str) -> Vec<&str> {
+        let mut ids: BTreeSet<u64> = self.short.clone();
+        for g in grams_of(text) {
+            if let Some(found) = self.grams.get(&g) {
+                ids.extend(found.iter().copied());
+            }
+        }
+        ids.iter().filter_map(|id| self.values.get(id).map(String::as_str)).collect()
+    }
+
+    /// Whether a run of token characters holds a part of a known secret.
+    fn overlaps(&self, run: &str) -> bool {
+        grams_of(run).any(|g| self.grams.contains_key(&g))
+            || self.short.iter().any(|id| run.contains(self.values[id].as_str()))
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        if !self.values.is_empty() {
+            for secret in self.candidates(text) {
+                for form in [secret.to_string(), percent_encode(secret)] {
+                    if !form.is_empty() && out.contains(&form) {
+                        out = out.replace(&form, REDACTED);
+                    }
+                }
+            }
+            out = redact_fragments(&out, self);
+        }
+        redact_named_fields(&out)
+    }
+}
+
+fn registry() -> &'static RwLock<Known> {
+    static REGISTRY: OnceLock<RwLock<Known>> = OnceLock::new();
+    REGISTRY.get_or_init(|| RwLock::new(Known::default()))
 }
 
 /// Remembers `value` as a secret, so [`redact`] removes it from any text.
@@ -65,38 +182,22 @@ pub fn register(value: &str) {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     };
-    if known.iter().any(|k| k == value) {
-        return;
-    }
-    if known.len() >= MAX_REGISTERED {
-        known.pop_front();
-    }
-    known.push_back(value.to_string());
+    known.insert(value);
 }
 
 /// `text` without any registered secret, fragment of one, or value of a
 /// secret-named field.
 pub fn redact(text: &str) -> String {
-    let known: Vec<String> = match registry().read() {
-        Ok(guard) => guard.iter().cloned().collect(),
-        Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
-    };
-    redact_with(text, &known)
+    match registry().read() {
+        Ok(guard) => guard.redact(text),
+        Err(poisoned) => poisoned.into_inner().redact(text),
+    }
 }
 
 /// [`redact`] against an explicit list of secret values (and the field-name
 /// rule), without the process-wide registry.
 pub fn redact_with(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets {
-        for form in [secret.clone(), percent_encode(secret)] {
-            if !form.is_empty() && out.contains(&form) {
-                out = out.replace(&form, REDACTED);
-            }
-        }
-    }
-    out = redact_fragments(&out, secrets);
-    redact_named_fields(&out)
+    Known::from_values(secrets).redact(text)
 }
 
 /// Characters a token is made of; a run of them is a candidate fragment.
@@ -107,14 +208,11 @@ fn is_token_char(c: char) -> bool {
 /// Removes every run of token characters that shares at least
 /// [`MIN_FRAGMENT_CHARS`] consecutive characters with a known secret at the
 /// run's edge or inside it (a truncated or spliced echo).
-fn redact_fragments(text: &str, secrets: &[String]) -> String {
-    if secrets.is_empty() {
-        return text.to_string();
-    }
+fn redact_fragments(text: &str, known: &Known) -> String {
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
-        if run.chars().count() >= MIN_FRAGMENT_CHARS && secrets.iter().any(|s| overlaps(run, s)) {
+        if run.len() >= MIN_FRAGMENT_CHARS && known.overlaps(run) {
             out.push_str(REDACTED);
         } else {
             out.push_str(run);
@@ -131,17 +229,6 @@ fn redact_fragments(text: &str, secrets: &[String]) -> String {
     }
     flush(&mut run, &mut out);
     out
-}
-
-/// Whether `run` and `secret` share a stretch of at least
-/// [`MIN_FRAGMENT_CHARS`] consecutive characters anywhere (one inside the
-/// other, the end of one at the start of the other, or a spliced middle).
-fn overlaps(run: &str, secret: &str) -> bool {
-    if secret.contains(run) || run.contains(secret) {
-        return true;
-    }
-    let starts: Vec<usize> = secret.char_indices().map(|(i, _)| i).chain([secret.len()]).collect();
-    starts.windows(MIN_FRAGMENT_CHARS + 1).any(|w| run.contains(&secret[w[0]..w[MIN_FRAGMENT_CHARS]]))
 }
 
 /// Removes the values of secret-named fields in form, query, JSON and
@@ -201,6 +288,11 @@ fn secret_field_at(lower: &str, i: usize) -> Option<(usize, usize)> {
     // `Authorization: Bearer xyz` keeps its scheme word visible.
     if lower[j..].starts_with("bearer ") || lower[j..].starts_with("basic ") {
         j += lower[j..].find(' ').map_or(0, |p| p + 1);
+    }
+    // A table or list (`private_key = { file = "…" }`) names where a secret
+    // is, not the secret.
+    if matches!(bytes.get(j), Some(b'{') | Some(b'[')) {
+        return None;
     }
     if bytes.get(j) == Some(&b'"') || bytes.get(j) == Some(&b'\'') {
         j += 1;
@@ -291,6 +383,52 @@ mod tests {
         assert_eq!(redact_with(text, &secrets()), text);
         let json = r#"{"status":"error","message":"Not found","category":"OBJECT_NOT_FOUND","tokenize":true}"#;
         assert_eq!(redact_with(json, &secrets()), json);
+    }
+
+    #[test]
+    fn removes_a_token_endpoint_page_echoing_its_form() {
+        let secrets = vec!["hs-refresh-9c1f2e77-aa41-4d0b".to_string(), "cs_4f9a8b7c6d5e4f3a2b1c".to_string()];
+        let page = "<html><body><h1>502 Bad Gateway</h1><p>upstream said no to \
+                    grant_type=refresh_token&client_id=app&client_secret=cs_4f9a8b7c6d5e4f3a2b1c&\
+                    refresh_token=hs-refresh-9c1f2e77-aa41-4d0b</p></body></html>";
+        let out = redact_with(page, &secrets);
+        for s in &secrets {
+            assert!(!out.contains(s.as_str()), "{out}");
+            assert!(!out.contains(&s[..12]), "{out}");
+        }
+        assert!(out.contains("502 Bad Gateway") && out.contains("client_id=app"), "{out}");
+    }
+
+    #[test]
+    fn config_lines_keep_their_shape() {
+        assert_eq!(
+            redact_with(r#"private_key = { credential = "salesforce-jwt-key" }"#, &[]),
+            r#"private_key = { credential = "salesforce-jwt-key" }"#
+        );
+        assert_eq!(redact_with(r#"client_secret = "inline-value""#, &[]), r#"client_secret = "[redacted]""#);
+        assert_eq!(redact_with("token = 12345678", &[]), "token = [redacted]");
+    }
+
+    #[test]
+    fn an_org_id_at_the_head_of_a_token_does_not_hide_record_ids() {
+        let token = "00DHs0000000001EAA!AR8AQJm4nB7xTq2pLw9ZsKe".to_string();
+        let out = redact_with("lead 00QHs0000000042IAA owner 005Hs0000000008IAA", &[token.clone()]);
+        assert_eq!(out, "lead 00QHs0000000042IAA owner 005Hs0000000008IAA");
+        let out = redact_with("echo: AR8AQJm4nB7xTq2p", &[token]);
+        assert_eq!(out, "echo: [redacted]");
+    }
+
+    #[test]
+    fn the_index_forgets_the_oldest_values() {
+        let mut known = Known::default();
+        for i in 0..(MAX_REGISTERED + 5) {
+            known.insert(&format!("value-{i:08}-secret"));
+        }
+        assert_eq!(known.values.len(), MAX_REGISTERED);
+        assert!(!known.contains("value-00000000-secret"));
+        assert!(known.contains(&format!("value-{:08}-secret", MAX_REGISTERED + 4)));
+        let text = format!("echo value-{:08}-secret", MAX_REGISTERED + 4);
+        assert_eq!(known.redact(&text), "echo [redacted]");
     }
 
     #[test]

@@ -322,7 +322,7 @@ impl SalesforceConnector {
         for (lead, why) in &mapped.incomplete_histories {
             tracing::warn!(connector = "salesforce", lead = %lead, reason = %why, "lead history left out; the daemon keeps its own");
         }
-        tracing::info!(
+        tracing::debug!(
             connector = "salesforce",
             object,
             rows = page.records.len(),
@@ -644,7 +644,7 @@ impl Connector for SalesforceConnector {
         let outcomes = self.write_all(actions).instrument(span.clone()).await?;
         span.in_scope(|| {
             let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-            tracing::info!(connector = "salesforce", written = outcomes.len() - failed, failed, "write done");
+            tracing::debug!(connector = "salesforce", written = outcomes.len() - failed, failed, "write done");
         });
         Ok(outcomes)
     }

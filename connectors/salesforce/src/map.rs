@@ -577,7 +577,26 @@ const DAYS: [(Weekday, &str); 7] = [
 /// Build calendars from active `BusinessHours` rows and the org's one-off
 /// `Holiday` rows. A day with null times is closed; `00:00`–`00:00` is
 /// open all day, as Salesforce's "24 hours" checkbox stores it.
+///
+/// Every calendar carries every holiday (the API does not say which apply
+/// where), so the rows are bounded: at most [`handoff_model::MAX_CALENDARS`]
+/// active business hours and [`handoff_model::MAX_HOLIDAYS`] holidays, or
+/// the page is refused with the counts (4,000 of each would hold 16 million
+/// holiday copies).
 pub fn map_calendars(hours: &[Row], holidays: &[Row]) -> Result<Vec<BusinessCalendar>, BadRow> {
+    let active = hours.iter().filter(|r| r.get("IsActive").and_then(Value::as_bool) != Some(false)).count();
+    let one_off = holidays.iter().filter(|r| !flag(r, "IsRecurrence")).count();
+    if active > handoff_model::MAX_CALENDARS || one_off > handoff_model::MAX_HOLIDAYS {
+        return Err(BadRow {
+            sobject: "BusinessHours",
+            id: "*".to_string(),
+            message: format!(
+                "the org has {active} active BusinessHours rows and {one_off} Holiday rows; handoff reads at most {} and {}. Fix: deactivate unused business hours and delete past holidays in Setup",
+                handoff_model::MAX_CALENDARS,
+                handoff_model::MAX_HOLIDAYS
+            ),
+        });
+    }
     let mut closed = Vec::new();
     for row in holidays {
         if flag(row, "IsRecurrence") {
@@ -932,6 +951,24 @@ mod tests {
         assert_eq!(out.owners[0].time_zone.as_deref(), Some("Europe/Berlin"));
         assert!(!out.owners[0].active);
         assert_eq!(out.owners[1].kind, OwnerKind::Queue);
+    }
+
+    #[test]
+    fn too_many_calendar_rows_are_refused_with_the_counts() {
+        let hours: Vec<Row> = (0..handoff_model::MAX_CALENDARS + 1)
+            .map(|i| row(json!({"Id": format!("01m{i}"), "IsActive": true, "TimeZoneSidKey": "UTC"})))
+            .collect();
+        let err = map_calendars(&hours, &[]).unwrap_err();
+        assert!(
+            err.message.contains(&format!("{} active BusinessHours", handoff_model::MAX_CALENDARS + 1)),
+            "{}",
+            err.message
+        );
+        let holidays: Vec<Row> = (0..handoff_model::MAX_HOLIDAYS + 1)
+            .map(|i| row(json!({"Id": format!("0C0{i}"), "ActivityDate": "2026-12-25", "IsAllDay": true})))
+            .collect();
+        assert!(map_calendars(&hours[..1], &holidays).is_err());
+        assert_eq!(map_calendars(&hours[..1], &holidays[..10]).map(|c| c.len()).ok(), Some(1));
     }
 
     #[test]

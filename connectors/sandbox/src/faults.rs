@@ -29,6 +29,10 @@ pub enum Fault {
     /// HubSpot: search results only include records modified at least
     /// `lag_secs` ago (the search index lags writes).
     SearchLag { lag_secs: u64 },
+    /// Answer the next `count` token-endpoint requests with an HTML error
+    /// page (HTTP 502) that echoes the submitted form, secrets and all, as
+    /// a misconfigured proxy or gateway in front of a real one may.
+    TokenEchoPage { count: u32 },
 }
 
 /// What an emulator must do with the current request, before its own logic.
@@ -117,6 +121,22 @@ impl Faults {
         }
         faults.retain(|f| !matches!(f, Fault::PartialBatchFailure { count: 0, .. }));
         marker
+    }
+
+    /// For a token request with form `body`: the HTML error page to answer
+    /// instead, using up one armed [`Fault::TokenEchoPage`].
+    pub fn take_token_echo(&self, body: &[u8]) -> Option<String> {
+        let mut faults = self.lock();
+        let armed = faults.iter_mut().find_map(|f| match f {
+            Fault::TokenEchoPage { count } if *count > 0 => Some(count),
+            _ => None,
+        })?;
+        *armed -= 1;
+        faults.retain(|f| !matches!(f, Fault::TokenEchoPage { count: 0 }));
+        Some(format!(
+            "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1>\n<p>The upstream token service rejected the request:</p>\n<pre>{}</pre>\n</body></html>\n",
+            String::from_utf8_lossy(body)
+        ))
     }
 
     /// HubSpot search lag currently armed.

@@ -239,6 +239,9 @@ fn take_lost_response(st: &mut HubState) -> Option<state::LostResponses> {
 
 async fn token(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, body: Bytes) -> Response {
     let now = hub.shared.clock.now();
+    if let Some(page) = hub.shared.faults.take_token_echo(&body) {
+        return html_error_page(page);
+    }
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let (status, answer) = if method == Method::POST {
         hub.lock().tokens.token_endpoint(&form, now)
@@ -257,6 +260,11 @@ async fn token(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, body: 
         body: Some(serde_json::json!({"grant_type": form.get("grant_type")})),
     });
     json_response(status, &answer, &RateHeaders(Vec::new()))
+}
+
+/// A gateway's HTML error page (HTTP 502), as [`crate::Fault::TokenEchoPage`] answers.
+pub(crate) fn html_error_page(page: String) -> Response {
+    (StatusCode::BAD_GATEWAY, [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
 async fn admin_route(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, body: Bytes) -> Response {

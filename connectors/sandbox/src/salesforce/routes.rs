@@ -86,6 +86,9 @@ async fn token(
     body: Bytes,
 ) -> Response {
     let now = sf.shared.clock.now();
+    if let Some(page) = sf.shared.faults.take_token_echo(&body) {
+        return crate::hubspot::html_error_page(page);
+    }
     let pairs = form_of(&body, &uri);
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let form = TokenForm {
