@@ -175,9 +175,12 @@ fn redact_named_fields(text: &str) -> String {
 /// word), its name length and where its value starts.
 fn secret_field_at(lower: &str, i: usize) -> Option<(usize, usize)> {
     // The name must start a field: at the start of the text or after a
-    // separator (`/token: ...` in a URL path is not a field).
+    // separator, also the end of a markup tag (`<pre>refresh_token=…`);
+    // `/token: ...` in a URL path is not a field.
     let before = lower[..i].chars().next_back();
-    if before.is_some_and(|c| !matches!(c, ' ' | '\t' | '\r' | '\n' | '"' | '\'' | '{' | ',' | '&' | '?' | ';' | '(')) {
+    if before.is_some_and(|c| {
+        !matches!(c, ' ' | '\t' | '\r' | '\n' | '"' | '\'' | '{' | '[' | ',' | '&' | '?' | ';' | '(' | '>')
+    }) {
         return None;
     }
     let rest = &lower[i..];
@@ -273,6 +276,7 @@ mod tests {
             ("https://x/cb?code=aPrx9sd8&state=1", "aPrx9sd8"),
             ("assertion=eyJ0eXAi.payload.signature", "eyJ0eXAi"),
             (r#"{'password': 'hunter22'}"#, "hunter22"),
+            ("<html><pre>client_secret=cs-44556677&x=1</pre>", "cs-44556677"),
         ];
         for (text, secret) in cases {
             let out = redact_with(text, &[]);
