@@ -99,6 +99,8 @@ pub struct Daemon {
     instance: String,
     policy: Arc<CompiledPolicy>,
     sync: SyncSettings,
+    /// The lag windows end at (the connector's own unless the operator set one).
+    lag_secs: u64,
     settings: DaemonSettings,
     connector: Arc<dyn Connector>,
     store: Arc<Store>,
@@ -128,6 +130,7 @@ impl Daemon {
             instance: config.instance.name.clone(),
             policy: Arc::new(config.policy.clone()),
             sync: config.sync.clone(),
+            lag_secs: config.lag_secs(),
             settings: config.daemon.clone(),
             connector,
             store,
@@ -180,6 +183,7 @@ impl Daemon {
     pub fn reload(&mut self, config: &Config) -> Result<(), DaemonError> {
         self.policy = Arc::new(config.policy.clone());
         self.sync = config.sync.clone();
+        self.lag_secs = config.lag_secs();
         self.settings = config.daemon.clone();
         self.note_policy(&config.policy_fingerprint())
     }
@@ -359,7 +363,7 @@ impl Daemon {
                 cursor = Some(c);
             }
             if !page.has_more {
-                if let Some(at) = page_window_end(now, &self.sync) {
+                if let Some(at) = page_window_end(now, self.lag_secs) {
                     self.metrics.set_synced(stream, at);
                 }
                 return Ok(true);
@@ -592,8 +596,8 @@ fn wake_after_secs(w: &Wake) -> u64 {
 }
 
 /// The instant a finished window reaches (now minus the lag).
-fn page_window_end(now: DateTime<Utc>, sync: &SyncSettings) -> Option<DateTime<Utc>> {
-    now.checked_sub_signed(Duration::seconds(sync.lag_secs as i64))
+fn page_window_end(now: DateTime<Utc>, lag_secs: u64) -> Option<DateTime<Utc>> {
+    now.checked_sub_signed(Duration::seconds(lag_secs as i64))
 }
 
 #[cfg(test)]

@@ -9,9 +9,12 @@
 //! - [`wire`]: HubSpot's JSON shapes and headers, and error classification (pure).
 //! - [`cursor`]: cursor state and window arithmetic (pure).
 //! - [`map`]: HubSpot records → the CRM-neutral model (pure).
-//! - [`limits`]: the burst and search pacers, the `Retry-After` gate, the daily budget.
-//! - [`auth`]: private-app tokens and the OAuth refresh grant.
-//! - [`client`]: sending with retries per error class.
+//! - [`limits`]: HubSpot's dialect of the shared runtime: the burst and
+//!   search pacers, its rate headers and 429 bodies.
+//! - [`auth`]: the OAuth refresh grant.
+//! - [`client`]: sending through the shared runtime (`handoff-runtime`:
+//!   deadlines, retries per error class, re-authentication, the pause gate,
+//!   the daily budget, tokens), and strict reading of answers.
 //! - `pull` / `write`: the two halves of the [`Connector`] trait.
 
 pub mod auth;
@@ -35,7 +38,9 @@ use handoff_model::{
 use reqwest::Method;
 
 pub use error::HubspotError;
-pub use settings::{Clock, HubspotAuth, HubspotSettings, MemoryTokenStore, SystemClock, TokenStore};
+pub use settings::{
+    Clock, HttpSettings, HubspotAuth, HubspotSettings, MemoryTokenStore, SharedClock, SystemClock, TokenStore,
+};
 
 use crate::client::{Client, Request};
 use crate::cursor::{OwnersCursor, RecordsCursor};
@@ -74,8 +79,13 @@ impl HubspotConnector {
         &self.settings
     }
 
+    /// API requests sent so far (token requests not counted).
+    pub fn requests_sent(&self) -> u64 {
+        self.client.requests_sent()
+    }
+
     async fn check_access(&self) -> Result<(), HubspotError> {
-        self.client.auth.bearer().await?;
+        self.client.authenticate().await?;
         // One cheap read proves the token and the contacts scope.
         self.client
             .send(Request {
@@ -137,6 +147,6 @@ impl Connector for HubspotConnector {
     }
 
     fn budget(&self) -> ApiBudget {
-        self.client.limits.budget()
+        self.client.budget()
     }
 }

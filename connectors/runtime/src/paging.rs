@@ -106,8 +106,7 @@ mod tests {
         let (n, e) = refused.expect("the guard stops an endless listing");
         assert_eq!(n, 6);
         assert!(e.contains("more than 7 pages"), "{e}");
-        let mut unknown = PageGuard::default();
-        unknown.pages = MAX_PAGES - 1;
+        let mut unknown = PageGuard { pages: MAX_PAGES - 1, ..PageGuard::default() };
         assert!(unknown.advance(None, "x").is_err());
     }
 

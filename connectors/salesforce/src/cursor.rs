@@ -8,6 +8,7 @@
 //! moves when a window's last page of its last object has been read.
 
 use handoff_model::{Cursor, Stream, Timestamp};
+use handoff_runtime::PageGuard;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SalesforceError;
@@ -38,6 +39,10 @@ pub struct Window {
     /// The `nextRecordsUrl` of the page to read next, if mid-query.
     #[serde(default)]
     pub next_url: Option<String>,
+    /// The pages of the current object's query so far: no page naming
+    /// itself or a recent one, none past the size Salesforce announced.
+    #[serde(default)]
+    pub guard: PageGuard,
 }
 
 impl SfCursor {
@@ -86,7 +91,7 @@ impl SfCursor {
             Some(done) => floor_to_second((done - lookback_ms).max(0)),
             None => 0,
         };
-        Window { start_ms: start_ms.min(end_ms), end_ms, phase: 0, next_url: None }
+        Window { start_ms: start_ms.min(end_ms), end_ms, phase: 0, next_url: None, guard: PageGuard::default() }
     }
 }
 
@@ -116,6 +121,7 @@ mod tests {
             end_ms: 5,
             phase: 1,
             next_url: Some("/services/data/v62.0/query/01g-2000".into()),
+            guard: PageGuard::default(),
         });
         let enc = c.encode();
         assert_eq!(SfCursor::decode(&enc, Stream::Leads).ok(), Some(c));

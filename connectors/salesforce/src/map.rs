@@ -26,12 +26,18 @@ pub const HISTORIES: &str = "Histories";
 pub const HISTORY_SUBQUERY: &str = "(SELECT Field, DataType, OldValue, NewValue, CreatedDate FROM Histories \
     WHERE Field = 'Status' OR (Field = 'Owner' AND DataType = 'EntityId') ORDER BY CreatedDate, Id)";
 
-/// A row that could not be mapped, with the reason (the field and the value).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A row that could not be mapped, with the reason (the field and the
+/// value); the connector quarantines it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct BadRow {
     pub sobject: &'static str,
+    /// `?` when the row has no readable id.
     pub id: String,
+    /// The lead the row belongs to (a lead's own id, an activity's `WhoId`).
+    pub lead_id: Option<String>,
     pub message: String,
+    /// The row as Salesforce sent it.
+    pub raw: Value,
 }
 
 /// What one page of rows turned into.
@@ -101,7 +107,63 @@ fn stamp(row: &Row, field: &str, sobject: &'static str) -> Result<Timestamp, Bad
 }
 
 fn bad(row: &Row, sobject: &'static str, message: String) -> BadRow {
-    BadRow { sobject, id: text(row, "Id").unwrap_or("?").to_string(), message }
+    let lead_id = match sobject {
+        "Lead" => text(row, "Id"),
+        "Task" | "Event" => text(row, "WhoId").filter(|w| w.starts_with(LEAD_PREFIX)),
+        _ => None,
+    };
+    BadRow {
+        sobject,
+        id: text(row, "Id").unwrap_or("?").to_string(),
+        lead_id: lead_id.map(str::to_string),
+        message,
+        raw: Value::Object(row.clone()),
+    }
+}
+
+/// Fields the mapping reads as text (ids, picklists, datetimes) and as
+/// checkboxes. A value of another type is not guessed at: the row is bad.
+const TEXT_FIELDS: &[&str] = &[
+    "Id",
+    "OwnerId",
+    "CreatedDate",
+    "SystemModstamp",
+    "MasterRecordId",
+    "ConvertedDate",
+    "Status",
+    "WhoId",
+    "Subject",
+    "ActivityDate",
+    "CompletedDateTime",
+    "TaskSubtype",
+    "Type",
+    "CallType",
+    "StartDateTime",
+    "ActivityDateTime",
+    "Name",
+    "Email",
+    "ManagerId",
+    "TimeZoneSidKey",
+];
+const FLAG_FIELDS: &[&str] = &["IsDeleted", "IsConverted", "IsClosed", "IsActive"];
+
+/// Refuse a row whose known fields have the wrong JSON type (a number
+/// where Salesforce sends text, a string where it sends a checkbox).
+fn check_types(row: &Row, sobject: &'static str) -> Result<(), BadRow> {
+    for (field, value) in row {
+        let wrong = if TEXT_FIELDS.contains(&field.as_str()) {
+            !(value.is_string() || value.is_null())
+        } else if FLAG_FIELDS.contains(&field.as_str()) {
+            !(value.is_boolean() || value.is_null())
+        } else {
+            false
+        };
+        if wrong {
+            let want = if FLAG_FIELDS.contains(&field.as_str()) { "a checkbox (true/false)" } else { "text" };
+            return Err(bad(row, sobject, format!("{field} is {value}, not {want}")));
+        }
+    }
+    Ok(())
 }
 
 fn date_at_midnight(s: &str) -> Option<Timestamp> {
@@ -139,6 +201,7 @@ enum LeadOrDeletion {
 
 fn map_lead(row: &Row, tracked: TrackedHistory) -> Result<LeadOrDeletion, BadRow> {
     const SO: &str = "Lead";
+    check_types(row, SO)?;
     let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
     let modified_at = stamp(row, "SystemModstamp", SO)?;
     let merged_into = text(row, "MasterRecordId").map(str::to_string);
@@ -362,6 +425,7 @@ fn deleted_activity(row: &Row, so: &'static str) -> Result<Option<Result<Activit
 
 fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
     const SO: &str = "Task";
+    check_types(row, SO)?;
     if flag(row, "IsDeleted") {
         return deleted_activity(row, SO);
     }
@@ -415,6 +479,7 @@ pub fn map_events(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
 
 fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
     const SO: &str = "Event";
+    check_types(row, SO)?;
     if flag(row, "IsDeleted") {
         return deleted_activity(row, SO);
     }
@@ -444,6 +509,10 @@ fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
 pub fn map_users(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
+        if let Err(e) = check_types(row, "User") {
+            errors.push(e);
+            continue;
+        }
         let Some(id) = text(row, "Id") else {
             errors.push(bad(row, "User", "Id is missing".into()));
             continue;
@@ -466,6 +535,10 @@ pub fn map_users(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
 pub fn map_queues(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
+        if let Err(e) = check_types(row, "Group") {
+            errors.push(e);
+            continue;
+        }
         let Some(id) = text(row, "Id") else {
             errors.push(bad(row, "Group", "Id is missing".into()));
             continue;
@@ -800,6 +873,31 @@ mod tests {
             assert_eq!(errors.len(), 1);
             assert!(errors[0].message.contains(needle) && errors[0].id == "00Q1", "{:?}", errors[0]);
         }
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_make_the_row_bad_and_name_the_field() {
+        for (field, value, needle) in [
+            ("IsDeleted", json!("false"), "IsDeleted is \"false\", not a checkbox"),
+            ("SystemModstamp", json!(1767225600000u64), "SystemModstamp is 1767225600000, not text"),
+            ("OwnerId", json!({"id": "005"}), "OwnerId is"),
+        ] {
+            let mut r = lead_row("005000000000003AAA", "Qualified", None);
+            r.insert(field.into(), value);
+            let mut out = Mapped::default();
+            let errors = map_leads(&[r], TrackedHistory::default(), &mut out);
+            assert!(out.leads.is_empty() && out.deletions.is_empty());
+            assert!(errors[0].message.contains(needle), "{:?}", errors[0].message);
+            assert_eq!(errors[0].lead_id.as_deref(), Some("00Q1"), "the lead it belongs to is named");
+        }
+        let mut task = row(json!({"Id": "00T1", "WhoId": "00Q7", "SystemModstamp": "soon"}));
+        let mut out = Mapped::default();
+        let errors = map_tasks(&[task.clone()], "Handoff_Key__c", &mut out);
+        assert_eq!(errors[0].lead_id.as_deref(), Some("00Q7"));
+        task.remove("Id");
+        let errors = map_tasks(&[task], "Handoff_Key__c", &mut out);
+        assert_eq!(errors[0].id, "?");
+        assert!(errors[0].message.contains("Id is missing"));
     }
 
     #[test]
