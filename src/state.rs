@@ -1,6 +1,7 @@
-//! `handoff state`: what the state directory holds, and the two repairs an
-//! operator needs — re-reading a stream (from the start or a date) and
-//! putting given-up actions back in the outbox.
+//! `handoff state`: what the state directory holds, and the repairs an
+//! operator needs — re-reading a stream (from the start or a date),
+//! putting given-up actions back in the outbox, and re-reading the records
+//! the connector could not map (the quarantine).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use serde::Serialize;
 
 use crate::cli::StateArgs;
 use crate::config;
-use crate::store::{Batch, Counts, ErrorRecord, OutboxEntry, Store};
+use crate::store::{Batch, Counts, ErrorRecord, OutboxEntry, QuarantineRecord, Store};
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -24,6 +25,8 @@ struct Report {
     cursors: Vec<(Stream, Option<String>)>,
     next_deadline: Option<DateTime<Utc>>,
     failed_actions: Vec<OutboxEntry>,
+    /// Records the connector could not map; their leads are held.
+    quarantined: Vec<QuarantineRecord>,
     errors: Vec<ErrorRecord>,
 }
 
@@ -65,10 +68,7 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
             }
             Some(text) => {
                 let since = parse_since(text)?;
-                let cursor = match config.instance.crm {
-                    CrmKind::Salesforce => handoff_salesforce::cursor::since(stream, since),
-                    CrmKind::Hubspot => handoff_hubspot::cursor::since(stream, since),
-                };
+                let cursor = crate::daemon::connect::cursor_since(config.instance.crm, stream, since);
                 batch.set_cursor(stream, &cursor);
                 changed.push(format!(
                     "{} will be read again from {} at the next run",
@@ -91,6 +91,12 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
         store.commit(batch)?;
         changed.push(format!("{} failed action(s) are queued again", failed.len()));
     }
+    if args.retry_quarantined {
+        let mut batch = Batch::default();
+        let n = crate::daemon::reread_quarantine(&store, config.instance.crm, &mut batch)?;
+        store.commit(batch)?;
+        changed.push(format!("{n} quarantined record(s) will be read again at the next run"));
+    }
 
     let report = Report {
         instance: config.instance.name.clone(),
@@ -103,6 +109,7 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
             .collect::<Result<_, crate::store::StoreError>>()?,
         next_deadline: store.next_deadline()?,
         failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).collect(),
+        quarantined: store.quarantine()?,
         errors: store.errors(20)?,
     };
     if args.json {
@@ -146,6 +153,29 @@ fn render(r: &Report, changed: &[String]) -> String {
         for e in r.failed_actions.iter().take(20) {
             let why = e.last_error.as_ref().map(|w| format!("{} {}", w.code, w.message)).unwrap_or_default();
             let _ = writeln!(out, "  {} (lead {}, {} attempts): {why}", e.action.key, e.action.lead_id, e.attempts);
+        }
+    }
+    if !r.quarantined.is_empty() {
+        let _ = writeln!(
+            out,
+            "quarantined records: {} ({} leads held; fix them in the CRM, or `handoff state --retry-quarantined` to read them again now):",
+            r.quarantined.len(),
+            c.held
+        );
+        for q in r.quarantined.iter().take(50) {
+            let rec = &q.record;
+            let _ = writeln!(
+                out,
+                "  {} {} (lead {}; first {}, {} time(s)): {}",
+                rec.stream.as_str(),
+                rec.id.as_deref().unwrap_or("(no id)"),
+                rec.lead_id.as_deref().unwrap_or("-"),
+                q.first_at.to_rfc3339(),
+                q.times,
+                rec.reason
+            );
+            let raw: String = rec.raw.chars().take(200).collect();
+            let _ = writeln!(out, "      as read: {raw}");
         }
     }
     if !r.errors.is_empty() {

@@ -199,6 +199,19 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
     }
 }
 
+/// A cursor that reads `stream` again as if everything before `at` had
+/// been read (the operator's re-sync from a date, a quarantine re-read).
+pub fn cursor_since(
+    crm: handoff_model::CrmKind,
+    stream: handoff_model::Stream,
+    at: DateTime<Utc>,
+) -> handoff_model::Cursor {
+    match crm {
+        handoff_model::CrmKind::Salesforce => handoff_salesforce::cursor::since(stream, at),
+        handoff_model::CrmKind::Hubspot => handoff_hubspot::cursor::since(stream, at),
+    }
+}
+
 /// Makes sure the state directory exists and is private to the daemon.
 pub fn prepare_state_dir(dir: &Path) -> Result<(), ConnectError> {
     let err = |e: std::io::Error| ConnectError::State { path: dir.display().to_string(), message: e.to_string() };

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use handoff_model::{ApiBudget, Connector, ConnectorError, Owner, OwnerKind, Stream};
+use handoff_model::{ApiBudget, Connector, ConnectorError, CrmKind, Owner, OwnerKind, Stream};
 use serde::Serialize;
 
 use crate::config::{Config, DaemonSettings, SyncSettings};
@@ -75,6 +75,10 @@ pub struct TickReport {
     pub written: usize,
     pub write_retries: usize,
     pub write_failures: usize,
+    /// Records the connector could not map, kept in quarantine this tick.
+    pub quarantined: usize,
+    /// Leads not evaluated this tick because a record of theirs is quarantined.
+    pub held: usize,
     /// Streams that did not finish their window this tick.
     pub streams_behind: Vec<Stream>,
     /// Set when the API budget paused the connector.
@@ -242,6 +246,8 @@ impl Daemon {
         let span = tracing::info_span!("tick", now = %now.to_rfc3339());
         let _enter = span.enter();
 
+        self.reread_quarantine_if_due(now)?;
+
         let mut streams_finished = true;
         for stream in Stream::ALL {
             if self.stopping() || report.paused_until.is_some() {
@@ -299,6 +305,22 @@ impl Daemon {
         Ok(report)
     }
 
+    /// Quarantined records are read again on their own an hour after the
+    /// last time they were read unreadable (a fault that cleared, a record
+    /// someone fixed without touching it again); `handoff state
+    /// --retry-quarantined` does it at once. See [`reread_quarantine`].
+    fn reread_quarantine_if_due(&self, now: DateTime<Utc>) -> Result<(), DaemonError> {
+        let kept = self.store.quarantine()?;
+        let due = kept.iter().map(|q| q.last_at).min().is_some_and(|oldest| now - oldest >= QUARANTINE_REREAD_AFTER);
+        if !due {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        let n = reread_quarantine(&self.store, self.connector.crm(), &mut batch)?;
+        tracing::info!(records = n, "reading quarantined records again");
+        self.commit(batch)
+    }
+
     /// Reads `stream` page by page. `Ok(true)`: its window was read to the end.
     async fn sync_stream(
         &mut self,
@@ -345,6 +367,7 @@ impl Daemon {
                 owner_kinds: &kinds,
                 sla_fields: &sla_fields,
                 status_field: &self.policy.fields.status,
+                now,
             };
             let mut batch = Batch::default();
             let applied = applier.apply(&page, &mut batch)?;
@@ -356,6 +379,7 @@ impl Daemon {
             report.echoes += applied.echoes;
             report.activities_changed += applied.activities_changed;
             report.deletions += applied.deletions;
+            report.quarantined += applied.quarantined;
             if applied.owners > 0 {
                 self.owners = self.store.owners()?;
             }
@@ -391,6 +415,27 @@ impl Daemon {
             }
             tracing::debug!(phase = "evaluate", leads = work.len(), "evaluating");
             let mut batch = Batch::default();
+            // A lead with a quarantined record is not judged on partial
+            // data: it leaves the queue (and the deadline index) until the
+            // record is released, which queues it again.
+            let mut held = Vec::new();
+            work.retain(|(id, due_at)| match self.store.is_held(id) {
+                Ok(true) => {
+                    held.push((id.clone(), *due_at));
+                    false
+                }
+                _ => true,
+            });
+            for (id, due_at) in &held {
+                batch.clear_dirty(id);
+                if let Some(at) = due_at {
+                    batch.drop_deadline(*at, id);
+                }
+                report.held += 1;
+            }
+            if !held.is_empty() {
+                tracing::info!(leads = held.len(), "leads held back while records of theirs are quarantined");
+            }
             let mut seq = self.store.next_seq()?;
             let mut states_before = Vec::with_capacity(work.len());
             let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &self.owners, now };
@@ -409,7 +454,7 @@ impl Daemon {
                 let after = self.store.state(id)?;
                 self.metrics.replace_state(before.as_ref(), after.as_ref());
             }
-            done += work.len();
+            done += work.len() + held.len();
         }
         Ok(false)
     }
@@ -551,6 +596,32 @@ impl Daemon {
         });
         Ok(std::time::Duration::from_secs(secs))
     }
+}
+
+/// How long after a record was last read unreadable the daemon reads it again.
+pub const QUARANTINE_REREAD_AFTER: Duration = Duration::hours(1);
+
+/// Reads every quarantined record again: each stream with one is read
+/// again from the start of the earliest window one was seen in, and the
+/// records leave the quarantine (a record still unreadable comes back to
+/// it on the re-read; one that reads well is applied). Their leads are
+/// queued again; evaluation waits until the re-read streams are read to
+/// their end. Returns how many records are read again.
+pub fn reread_quarantine(store: &Store, crm: CrmKind, batch: &mut Batch) -> Result<usize, StoreError> {
+    let kept = store.quarantine()?;
+    let mut from: HashMap<Stream, DateTime<Utc>> = HashMap::new();
+    for q in &kept {
+        let at = from.entry(q.record.stream).or_insert(q.record.window_from);
+        *at = (*at).min(q.record.window_from);
+        batch.release_quarantine(q);
+        if let Some(lead) = &q.record.lead_id {
+            batch.mark_dirty(lead, "quarantined record read again");
+        }
+    }
+    for (stream, at) in from {
+        batch.set_cursor(stream, &connect::cursor_since(crm, stream, at));
+    }
+    Ok(kept.len())
 }
 
 /// What decides the pause before the next tick.

@@ -30,10 +30,12 @@ pub enum Tree {
     Ledger,
     Errors,
     Weekly,
+    Quarantine,
+    Held,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 15] = [
+    pub const ALL: [Tree; 17] = [
         Tree::Meta,
         Tree::Cursors,
         Tree::Leads,
@@ -49,6 +51,8 @@ impl Tree {
         Tree::Ledger,
         Tree::Errors,
         Tree::Weekly,
+        Tree::Quarantine,
+        Tree::Held,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +72,8 @@ impl Tree {
             Tree::Ledger => "ledger",
             Tree::Errors => "errors",
             Tree::Weekly => "weekly",
+            Tree::Quarantine => "quarantine",
+            Tree::Held => "held",
         }
     }
 
