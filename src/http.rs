@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use crate::daemon::PublishedPolicy;
 use crate::metrics::Metrics;
-use crate::policy::CompiledPolicy;
 use crate::report::{Dimension, Format};
 use crate::store::Store;
 
@@ -20,7 +20,8 @@ struct AppState {
     instance: String,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    policy: Arc<CompiledPolicy>,
+    /// The running policy (replaced on reload).
+    policy: PublishedPolicy,
 }
 
 /// Binds `addr` (the config only allows loopback) and serves in the background.
@@ -29,7 +30,7 @@ pub async fn serve(
     instance: String,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    policy: Arc<CompiledPolicy>,
+    policy: PublishedPolicy,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -43,7 +44,7 @@ pub async fn serve(
     Ok(local)
 }
 
-pub fn router(instance: String, store: Arc<Store>, metrics: Arc<Metrics>, policy: Arc<CompiledPolicy>) -> Router {
+pub fn router(instance: String, store: Arc<Store>, metrics: Arc<Metrics>, policy: PublishedPolicy) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
@@ -75,10 +76,13 @@ async fn scorecard(
     };
     let weeks = q.weeks.unwrap_or(8).clamp(1, 52);
     let now = s.metrics.last_tick().and_then(|t| t.now).unwrap_or_else(chrono::Utc::now);
-    let result = tokio::task::spawn_blocking(move || {
-        crate::report::from_store(&s.instance, &s.policy, &s.store, weeks, now, by)
-    })
-    .await;
+    let policy = match s.policy.read() {
+        Ok(p) => p.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    let result =
+        tokio::task::spawn_blocking(move || crate::report::from_store(&s.instance, &policy, &s.store, weeks, now, by))
+            .await;
     match result {
         Ok(Ok(card)) => {
             ([(header::CONTENT_TYPE, format.content_type())], crate::report::render(&card, format)).into_response()

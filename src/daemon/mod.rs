@@ -60,6 +60,65 @@ pub enum DaemonError {
     Encode(String),
 }
 
+/// The running policy, shared with the HTTP endpoints and replaced on reload.
+pub type PublishedPolicy = Arc<std::sync::RwLock<Arc<CompiledPolicy>>>;
+
+/// Why a reloaded config was refused; the running config stays whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0} cannot change while handoff runs; restart the service to apply the new config")]
+    NeedsRestart(String),
+    #[error("the new config's connector could not be built, so none of it is applied: {0}")]
+    Connect(connect::ConnectError),
+    #[error(transparent)]
+    Daemon(DaemonError),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Why the connector was rebuilt (empty: it was kept).
+    pub rebuilt_for: Vec<&'static str>,
+}
+
+/// What a reload from `old` to `new` must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// What changed that the connector is built from (empty: keep it).
+    pub rebuild: Vec<&'static str>,
+}
+
+/// Decide how `new` can replace `old` while running: `Err` names what
+/// only a restart can change (the instance, the metrics address).
+pub fn reload_plan(old: &Config, new: &Config) -> Result<ReloadPlan, String> {
+    if old.instance != new.instance {
+        return Err("[instance] (name, crm, state_dir)".into());
+    }
+    if old.daemon.metrics_listen != new.daemon.metrics_listen {
+        return Err("daemon.metrics_listen".into());
+    }
+    if old.daemon.shutdown_grace_secs != new.daemon.shutdown_grace_secs {
+        return Err("daemon.shutdown_grace_secs".into());
+    }
+    let mut rebuild = Vec::new();
+    if old.connection != new.connection {
+        rebuild.push("the connection settings");
+    }
+    if old.policy.referenced_fields() != new.policy.referenced_fields() {
+        rebuild.push("the fields the policy reads");
+    }
+    if old.lag_secs() != new.lag_secs() || old.lookback_secs() != new.lookback_secs() {
+        rebuild.push("the sync window (lag, lookback)");
+    }
+    if old.sync.clock != new.sync.clock {
+        rebuild.push("the clock");
+    }
+    if old.policy.owners.managers != new.policy.owners.managers {
+        rebuild.push("the owners' managers");
+    }
+    Ok(ReloadPlan { rebuild })
+}
+
 /// What one tick did, for logs, metrics and the demo.
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct TickReport {
@@ -102,6 +161,8 @@ pub struct Daemon {
     /// The instance's name, for messages that leave handoff.
     instance: String,
     policy: Arc<CompiledPolicy>,
+    /// The same policy, for readers outside the loop (`/scorecard`).
+    published_policy: PublishedPolicy,
     sync: SyncSettings,
     /// The lag windows end at (the connector's own unless the operator set one).
     lag_secs: u64,
@@ -133,6 +194,7 @@ impl Daemon {
         let daemon = Daemon {
             instance: config.instance.name.clone(),
             policy: Arc::new(config.policy.clone()),
+            published_policy: Arc::new(std::sync::RwLock::new(Arc::new(config.policy.clone()))),
             sync: config.sync.clone(),
             lag_secs: config.lag_secs(),
             settings: config.daemon.clone(),
@@ -183,13 +245,34 @@ impl Daemon {
         self.connector.budget()
     }
 
-    /// Swaps in a new policy (SIGHUP). A different policy re-evaluates every lead.
-    pub fn reload(&mut self, config: &Config) -> Result<(), DaemonError> {
-        self.policy = Arc::new(config.policy.clone());
-        self.sync = config.sync.clone();
-        self.lag_secs = config.lag_secs();
-        self.settings = config.daemon.clone();
-        self.note_policy(&config.policy_fingerprint())
+    /// Applies a new config whole (SIGHUP), or refuses it with the reason
+    /// and keeps running on `old`. The connector is rebuilt (and
+    /// authenticated) when what it was built from changed: the connection,
+    /// the fields the policy reads, the sync window, the clock, the owners'
+    /// managers; if that fails, nothing of the new config is applied. A
+    /// different policy re-evaluates every lead.
+    pub async fn reload(&mut self, old: &Config, new: &Config) -> Result<ReloadReport, ReloadError> {
+        let plan = reload_plan(old, new).map_err(ReloadError::NeedsRestart)?;
+        if !plan.rebuild.is_empty() {
+            let time = TimeSource::for_config(new).map_err(ReloadError::Connect)?;
+            let connector = connect::connector(new, &self.now).await.map_err(ReloadError::Connect)?;
+            self.connector = connector;
+            self.time = time;
+        }
+        self.policy = Arc::new(new.policy.clone());
+        if let Ok(mut published) = self.published_policy.write() {
+            *published = self.policy.clone();
+        }
+        self.sync = new.sync.clone();
+        self.lag_secs = new.lag_secs();
+        self.settings = new.daemon.clone();
+        self.note_policy(&new.policy_fingerprint()).map_err(ReloadError::Daemon)?;
+        Ok(ReloadReport { rebuilt_for: plan.rebuild })
+    }
+
+    /// The policy as the HTTP endpoints should see it: replaced on reload.
+    pub fn published_policy(&self) -> PublishedPolicy {
+        self.published_policy.clone()
     }
 
     /// Marks every lead for evaluation when the policy differs from the one
@@ -688,6 +771,43 @@ mod tests {
             next_deadline: None,
             paused_until: None,
         }
+    }
+
+    fn example(crm: &str, edit: impl Fn(String) -> String) -> Config {
+        let path = format!("{}/config/{crm}.example.toml", env!("CARGO_MANIFEST_DIR"));
+        let text = edit(std::fs::read_to_string(&path).unwrap());
+        crate::config::parse(&text).unwrap_or_else(|issues| panic!("{issues:?}"))
+    }
+
+    #[test]
+    fn a_reload_rebuilds_the_connector_only_when_what_it_was_built_from_changed() {
+        let old = example("hubspot", |t| t);
+        let same = example("hubspot", |t| t);
+        assert_eq!(reload_plan(&old, &same), Ok(ReloadPlan { rebuild: vec![] }));
+
+        let new_field = example("hubspot", |t| t.replace("score = \"hubspotscore\"", "score = \"hs_predictivescore\""));
+        assert_eq!(reload_plan(&old, &new_field).unwrap().rebuild, ["the fields the policy reads"]);
+
+        let lag = example("hubspot", |t| t.replace("# lag_secs = 120", "lag_secs = 90"));
+        assert_eq!(reload_plan(&old, &lag).unwrap().rebuild, ["the sync window (lag, lookback)"]);
+
+        let managers = example("hubspot", |t| t.replace("\"81234567\" = \"81230001\"", "\"81234567\" = \"81230002\""));
+        assert_eq!(reload_plan(&old, &managers).unwrap().rebuild, ["the owners' managers"]);
+
+        let moved = example("hubspot", |t| {
+            t.replace("state_dir = \"/var/lib/handoff/acme-hubspot\"", "state_dir = \"/tmp/x\"")
+        });
+        assert!(reload_plan(&old, &moved).unwrap_err().contains("[instance]"));
+    }
+
+    #[test]
+    fn connector_defaults_for_the_window_are_not_replaced_by_generic_ones() {
+        let hubspot = example("hubspot", |t| t);
+        assert_eq!((hubspot.lag_secs(), hubspot.lookback_secs()), (120, 3600));
+        let salesforce = example("salesforce", |t| t);
+        assert_eq!((salesforce.lag_secs(), salesforce.lookback_secs()), (300, 600));
+        let set = example("hubspot", |t| t.replace("# lag_secs = 120", "lag_secs = 30"));
+        assert_eq!((set.lag_secs(), set.lookback_secs()), (30, 3600), "what the operator sets wins");
     }
 
     #[test]
