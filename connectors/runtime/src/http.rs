@@ -115,6 +115,20 @@ pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, RuntimeE
     b.build().map_err(|e| RuntimeError::Settings { message: format!("cannot build the HTTP client: {e}") })
 }
 
+/// A client error with its causes (reqwest's own text is often only "error
+/// sending request"), without the URL, redacted.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    handoff_model::redact(&text)
+}
+
 /// A whole answer.
 #[derive(Debug, Clone)]
 pub struct Raw {
@@ -151,12 +165,10 @@ pub async fn read(
     let send = tokio::time::timeout_at(until(deadline), request.send());
     let resp = match send.await {
         Err(_) => return Err(timed_out("waiting for the headers", true)),
-        Ok(Err(e)) if e.is_redirect() => {
-            return Err(ReadFailure::Refused { message: handoff_model::redact(&e.without_url().to_string()) })
-        }
+        Ok(Err(e)) if e.is_redirect() => return Err(ReadFailure::Refused { message: describe(e) }),
         Ok(Err(e)) => {
             let sent = !e.is_connect();
-            return Err(ReadFailure::Transport { message: handoff_model::redact(&e.without_url().to_string()), sent });
+            return Err(ReadFailure::Transport { message: describe(e), sent });
         }
         Ok(Ok(r)) => r,
     };
@@ -177,7 +189,7 @@ pub async fn read(
             Err(_) => return Err(timed_out("reading the body", true)),
             Ok(Err(e)) => {
                 return Err(ReadFailure::Transport {
-                    message: format!("the answer broke off: {}", handoff_model::redact(&e.without_url().to_string())),
+                    message: format!("the answer broke off: {}", describe(e)),
                     sent: true,
                 })
             }
