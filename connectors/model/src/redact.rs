@@ -19,7 +19,7 @@
 //!    `"name": "value"` or header-like `name: value`) is removed even when
 //!    handoff never saw it.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{OnceLock, RwLock};
 
 /// What a removed value is replaced with.
@@ -107,14 +107,35 @@ fn is_token_char(c: char) -> bool {
 /// Removes every run of token characters that shares at least
 /// [`MIN_FRAGMENT_CHARS`] consecutive characters with a known secret at the
 /// run's edge or inside it (a truncated or spliced echo).
+///
+/// Linear in the text: every stretch of [`MIN_FRAGMENT_CHARS`] characters
+/// of every secret is put in one set once, and each run's own stretches
+/// are looked up in it (a long secret, such as a private key, would
+/// otherwise be searched for stretch by stretch in every run).
 fn redact_fragments(text: &str, secrets: &[String]) -> String {
     if secrets.is_empty() {
         return text.to_string();
     }
+    let mut stretches: HashSet<&str> = HashSet::new();
+    let mut short: Vec<&str> = Vec::new();
+    for secret in secrets {
+        let starts: Vec<usize> = secret.char_indices().map(|(i, _)| i).chain([secret.len()]).collect();
+        if starts.len() <= MIN_FRAGMENT_CHARS {
+            short.push(secret);
+        }
+        for w in starts.windows(MIN_FRAGMENT_CHARS + 1) {
+            stretches.insert(&secret[w[0]..w[MIN_FRAGMENT_CHARS]]);
+        }
+    }
+    let shares = |run: &str| {
+        let starts: Vec<usize> = run.char_indices().map(|(i, _)| i).chain([run.len()]).collect();
+        starts.windows(MIN_FRAGMENT_CHARS + 1).any(|w| stretches.contains(&run[w[0]..w[MIN_FRAGMENT_CHARS]]))
+            || short.iter().any(|s| run.contains(s))
+    };
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
-        if run.chars().count() >= MIN_FRAGMENT_CHARS && secrets.iter().any(|s| overlaps(run, s)) {
+        if run.chars().count() >= MIN_FRAGMENT_CHARS && shares(run) {
             out.push_str(REDACTED);
         } else {
             out.push_str(run);
@@ -131,17 +152,6 @@ fn redact_fragments(text: &str, secrets: &[String]) -> String {
     }
     flush(&mut run, &mut out);
     out
-}
-
-/// Whether `run` and `secret` share a stretch of at least
-/// [`MIN_FRAGMENT_CHARS`] consecutive characters anywhere (one inside the
-/// other, the end of one at the start of the other, or a spliced middle).
-fn overlaps(run: &str, secret: &str) -> bool {
-    if secret.contains(run) || run.contains(secret) {
-        return true;
-    }
-    let starts: Vec<usize> = secret.char_indices().map(|(i, _)| i).chain([secret.len()]).collect();
-    starts.windows(MIN_FRAGMENT_CHARS + 1).any(|w| run.contains(&secret[w[0]..w[MIN_FRAGMENT_CHARS]]))
 }
 
 /// Removes the values of secret-named fields in form, query, JSON and
