@@ -426,7 +426,10 @@ impl HubspotConnector {
                     "archived listing position refused; listing it again from the start"
                 );
                 sweep.after = None;
-                sweep.guard = PageGuard::default();
+                sweep
+                    .guard
+                    .restart()
+                    .map_err(|message| HubspotError::Protocol { endpoint: format!("GET {path}"), message })?;
                 self.archived_page(object, &sweep).await?
             }
             other => other?,
@@ -514,7 +517,11 @@ impl HubspotConnector {
                     object = "owners",
                     "owners listing position refused; listing again from the start"
                 );
-                state = OwnersCursor { listed_at_ms: state.listed_at_ms, ..OwnersCursor::default() };
+                let mut guard = state.guard.clone();
+                guard
+                    .restart()
+                    .map_err(|message| HubspotError::Protocol { endpoint: "GET /crm/v3/owners".into(), message })?;
+                state = OwnersCursor { listed_at_ms: state.listed_at_ms, guard, ..OwnersCursor::default() };
                 self.owner_page(state.archived, None, &cursor_text).await?
             }
             other => other?,
@@ -523,6 +530,14 @@ impl HubspotConnector {
         let window_from = state.listed_at_ms.and_then(chrono::DateTime::from_timestamp_millis).unwrap_or_default();
         let mut kinds = Vec::new();
         for owner in listing.owners() {
+            let owner = owner.and_then(|o| match o.updated_at.as_deref().filter(|t| !t.is_empty()) {
+                Some(t) if parse_time(t).is_none() => Err(BadRecord {
+                    raw: listing.results.iter().find(|r| r["id"] == o.id.as_str()).cloned().unwrap_or_default(),
+                    id: Some(o.id.clone()),
+                    reason: format!("updatedAt {t:?} is not a time"),
+                }),
+                _ => Ok(o),
+            });
             match owner {
                 Ok(o) => {
                     kinds.push((o.id.clone(), map::owner_kind(&o)));
@@ -539,11 +554,8 @@ impl HubspotConnector {
             }
         }
         self.owner_kinds.lock().await.extend(kinds);
-        let mut guard = if state.after.is_none() {
-            PageGuard { cap: Some(MAX_OWNER_PAGES), ..PageGuard::default() }
-        } else {
-            state.guard.clone()
-        };
+        let mut guard = state.guard.clone();
+        guard.cap = guard.cap.or(Some(MAX_OWNER_PAGES));
         let next = match (listing.next_after(), state.archived) {
             (Some(after), archived) => {
                 guard

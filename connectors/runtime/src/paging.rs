@@ -14,6 +14,11 @@ pub const MAX_PAGES: u32 = 10_000;
 /// How many recent tokens are remembered to spot a cycle.
 const REMEMBERED: usize = 4;
 
+/// How many times in a row a listing may be started over because the CRM
+/// refused a continuation (an expired query locator): more is a server
+/// that hands out positions it will not take.
+pub const MAX_RESTARTS: u32 = 3;
+
 /// Pages read so far in one window or listing, and the latest tokens.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageGuard {
@@ -25,6 +30,9 @@ pub struct PageGuard {
     /// Most pages expected (from the size the CRM announced), if known.
     #[serde(default)]
     pub cap: Option<u32>,
+    /// Times this listing was started over since it last ended.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 impl PageGuard {
@@ -59,6 +67,22 @@ impl PageGuard {
         self.recent.push(next.to_string());
         let excess = self.recent.len().saturating_sub(REMEMBERED);
         self.recent.drain(..excess);
+        Ok(())
+    }
+
+    /// The CRM refused the continuation: the listing starts over from its
+    /// first page, remembering how often that happened and the recent
+    /// tokens (a server that refuses every position it hands out is a cycle).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.restarts = self.restarts.saturating_add(1);
+        if self.restarts > MAX_RESTARTS {
+            return Err(format!(
+                "the CRM refused {} continuations of this listing in a row; it hands out positions it does not take",
+                self.restarts
+            ));
+        }
+        self.pages = 0;
+        self.cap = None;
         Ok(())
     }
 
@@ -108,6 +132,19 @@ mod tests {
         assert!(e.contains("more than 7 pages"), "{e}");
         let mut unknown = PageGuard { pages: MAX_PAGES - 1, ..PageGuard::default() };
         assert!(unknown.advance(None, "x").is_err());
+    }
+
+    #[test]
+    fn a_listing_restarted_over_and_over_is_refused_and_keeps_its_cycle_memory() {
+        let mut g = PageGuard::default();
+        assert!(g.advance(None, "self-1").is_ok());
+        assert!(g.restart().is_ok());
+        assert!(g.advance(None, "self-1").unwrap_err().contains("cycle"), "a restart does not forget the tokens");
+        let mut g = PageGuard::default();
+        for _ in 0..MAX_RESTARTS {
+            assert!(g.restart().is_ok());
+        }
+        assert!(g.restart().unwrap_err().contains("refused"));
     }
 
     #[test]

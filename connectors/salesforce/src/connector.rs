@@ -276,7 +276,10 @@ impl SalesforceConnector {
                 Err(SalesforceError::Api { code, .. }) if code == "INVALID_QUERY_LOCATOR" => {
                     tracing::warn!(connector = "salesforce", object, "query locator refused; re-reading the window");
                     window.next_url = None;
-                    window.guard = PageGuard::default();
+                    window
+                        .guard
+                        .restart()
+                        .map_err(|message| SalesforceError::Protocol { endpoint: object.to_string(), message })?;
                     let soql = self.window_soql(phase, &window).await?;
                     self.run_query(&soql, phase.query_all(), object).await?
                 }
@@ -323,7 +326,6 @@ impl SalesforceConnector {
                 message: "done is false but nextRecordsUrl is missing".into(),
             })?;
             if window.next_url.is_none() {
-                window.guard = PageGuard::default();
                 window.guard.expect(page.total_size, page.records.len());
             }
             window

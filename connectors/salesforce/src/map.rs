@@ -106,6 +106,27 @@ fn stamp(row: &Row, field: &str, sobject: &'static str) -> Result<Timestamp, Bad
     parse_datetime(raw).ok_or_else(|| bad(row, sobject, format!("{field} {raw:?} is not a datetime")))
 }
 
+/// A datetime field that may be absent: absent or empty is `None`; present
+/// but unreadable makes the row bad (a fallback would alter the record).
+fn opt_stamp(row: &Row, field: &str, sobject: &'static str) -> Result<Option<Timestamp>, BadRow> {
+    match text(row, field) {
+        None => Ok(None),
+        Some(raw) => {
+            parse_datetime(raw).map(Some).ok_or_else(|| bad(row, sobject, format!("{field} {raw:?} is not a datetime")))
+        }
+    }
+}
+
+/// A date field that may be absent, as midnight UTC; unreadable makes the row bad.
+fn opt_date(row: &Row, field: &str, sobject: &'static str) -> Result<Option<Timestamp>, BadRow> {
+    match text(row, field) {
+        None => Ok(None),
+        Some(raw) => {
+            date_at_midnight(raw).map(Some).ok_or_else(|| bad(row, sobject, format!("{field} {raw:?} is not a date")))
+        }
+    }
+}
+
 fn bad(row: &Row, sobject: &'static str, message: String) -> BadRow {
     let lead_id = match sobject {
         "Lead" => text(row, "Id"),
@@ -217,11 +238,8 @@ fn map_lead(row: &Row, tracked: TrackedHistory) -> Result<LeadOrDeletion, BadRow
         Some(_) => stamp(row, "CreatedDate", SO)?,
         None => modified_at,
     };
-    let converted_at = if flag(row, "IsConverted") {
-        Some(text(row, "ConvertedDate").and_then(date_at_midnight).unwrap_or(modified_at))
-    } else {
-        None
-    };
+    let converted_at =
+        if flag(row, "IsConverted") { Some(opt_date(row, "ConvertedDate", SO)?.unwrap_or(modified_at)) } else { None };
     let owner_id = text(row, "OwnerId").map(str::to_string);
     let (assignments, status_changes, incomplete) =
         match lead_history(row, tracked, created_at, owner_id.as_deref(), text(row, "Status"))? {
@@ -438,10 +456,9 @@ fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deleti
         "Email" | "ListEmail" => ActivityKind::Email,
         _ => ActivityKind::Task,
     };
-    let occurred_at = text(row, "CompletedDateTime")
-        .and_then(parse_datetime)
-        .or_else(|| text(row, "ActivityDate").and_then(date_at_midnight))
-        .or_else(|| text(row, "CreatedDate").and_then(parse_datetime))
+    let occurred_at = opt_stamp(row, "CompletedDateTime", SO)?
+        .or(opt_date(row, "ActivityDate", SO)?)
+        .or(opt_stamp(row, "CreatedDate", SO)?)
         .unwrap_or(modified_at);
     let direction = match text(row, "CallType") {
         Some("Inbound") => Some(Direction::Inbound),
@@ -486,10 +503,8 @@ fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
     let Some(lead_id) = text(row, "WhoId").filter(|w| w.starts_with(LEAD_PREFIX)) else { return Ok(None) };
     let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
     let modified_at = stamp(row, "SystemModstamp", SO)?;
-    let occurred_at = text(row, "StartDateTime")
-        .or_else(|| text(row, "ActivityDateTime"))
-        .and_then(parse_datetime)
-        .unwrap_or(modified_at);
+    let occurred_at =
+        opt_stamp(row, "StartDateTime", SO)?.or(opt_stamp(row, "ActivityDateTime", SO)?).unwrap_or(modified_at);
     Ok(Some(Ok(Activity {
         id,
         kind: ActivityKind::Meeting,
@@ -517,6 +532,13 @@ pub fn map_users(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
             errors.push(bad(row, "User", "Id is missing".into()));
             continue;
         };
+        let modified_at = match opt_stamp(row, "SystemModstamp", "User") {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
         out.owners.push(Owner {
             id: id.to_string(),
             kind: OwnerKind::User,
@@ -525,7 +547,7 @@ pub fn map_users(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
             manager_id: text(row, "ManagerId").map(str::to_string),
             time_zone: text(row, "TimeZoneSidKey").map(str::to_string),
             active: row.get("IsActive").and_then(Value::as_bool).unwrap_or(true),
-            modified_at: text(row, "SystemModstamp").and_then(parse_datetime),
+            modified_at,
         });
     }
     errors
@@ -543,6 +565,13 @@ pub fn map_queues(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
             errors.push(bad(row, "Group", "Id is missing".into()));
             continue;
         };
+        let modified_at = match opt_stamp(row, "SystemModstamp", "Group") {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
         out.owners.push(Owner {
             id: id.to_string(),
             kind: OwnerKind::Queue,
@@ -551,7 +580,7 @@ pub fn map_queues(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
             manager_id: None,
             time_zone: None,
             active: true,
-            modified_at: text(row, "SystemModstamp").and_then(parse_datetime),
+            modified_at,
         });
     }
     errors
@@ -898,6 +927,25 @@ mod tests {
         let errors = map_tasks(&[task], "Handoff_Key__c", &mut out);
         assert_eq!(errors[0].id, "?");
         assert!(errors[0].message.contains("Id is missing"));
+    }
+
+    #[test]
+    fn an_unreadable_date_is_never_replaced_by_a_fallback() {
+        let mut out = Mapped::default();
+        let task = row(json!({"Id": "00T1", "WhoId": "00Q7", "SystemModstamp": "2026-01-03T00:00:00.000+0000",
+            "CompletedDateTime": "03/01/2026 10:00", "CreatedDate": "2026-01-02T00:00:00.000+0000"}));
+        let errors = map_tasks(&[task], "Handoff_Key__c", &mut out);
+        assert!(out.activities.is_empty());
+        assert!(errors[0].message.contains("CompletedDateTime"), "{:?}", errors[0]);
+        let user = row(json!({"Id": "005A", "Name": "Ann", "SystemModstamp": "yesterday"}));
+        let errors = map_users(&[user], &mut out);
+        assert!(out.owners.is_empty());
+        assert!(errors[0].message.contains("SystemModstamp"), "{:?}", errors[0]);
+        let mut lead = lead_row("005000000000003AAA", "Qualified", None);
+        lead.insert("IsConverted".into(), json!(true));
+        lead.insert("ConvertedDate".into(), json!("1/3/26"));
+        let errors = map_leads(&[lead], TrackedHistory::default(), &mut out);
+        assert!(errors[0].message.contains("ConvertedDate"), "{:?}", errors[0]);
     }
 
     #[test]
