@@ -119,6 +119,11 @@ pub enum SalesforceAuth {
         client_id: String,
         username: String,
         private_key: SecretSource,
+        /// The assertion's audience (`https://login.salesforce.com`,
+        /// `https://test.salesforce.com` or the My Domain URL); absent: the
+        /// login URL. Set it when `login_url` goes through a proxy.
+        #[serde(default)]
+        audience: Option<String>,
     },
     RefreshToken {
         client_id: String,

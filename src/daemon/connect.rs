@@ -120,12 +120,12 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
     match &config.connection {
         Connection::Salesforce(s) => {
             let auth = match &s.auth {
-                SalesforceAuth::JwtBearer { client_id, username, private_key } => {
+                SalesforceAuth::JwtBearer { client_id, username, private_key, audience } => {
                     handoff_salesforce::SalesforceAuth::JwtBearer {
                         client_id: client_id.clone(),
                         username: username.clone(),
                         private_key_pem: private_key.resolve()?,
-                        audience: None,
+                        audience: audience.clone(),
                     }
                 }
                 SalesforceAuth::RefreshToken { client_id, client_secret, refresh_token } => {
