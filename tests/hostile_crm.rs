@@ -568,9 +568,10 @@ async fn expire_tokens(sb: &RunningSandbox) {
     assert!(r.status().is_success(), "{path}: {}", r.status());
 }
 
-/// A tick's calls each end by the call deadline: four streams, their
-/// logins, and the writes (a fresh daemon has none to make under a fault).
-const TICK_DEADLINE: Duration = Duration::from_secs(4 * 60 + 60);
+/// A tick is at most five connector operations (a pull of each of four
+/// streams, one write: the first failing pull of a stream ends it), each
+/// ended by its deadline.
+const TICK_DEADLINE: Duration = Duration::from_secs(5 * handoff_runtime::DEFAULT_OPERATION_DEADLINE.as_secs());
 
 async fn hostile_suite(crm: CrmKind) {
     heartbeat();

@@ -115,6 +115,22 @@ impl Connector for HubspotConnector {
 
     async fn pull(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, ConnectorError> {
         tracing::debug!(connector = "hubspot", stream = stream.as_str(), cursor = ?cursor.map(|c| &c.0), "pull");
+        // Every call of the pull ends within one operation deadline, well inside the watchdog.
+        handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, self.pull_one(stream, cursor)).await
+    }
+
+    async fn write(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let op = self.write_actions(actions);
+        handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, op).await.map_err(ConnectorError::from)
+    }
+
+    fn budget(&self) -> ApiBudget {
+        self.client.budget()
+    }
+}
+
+impl HubspotConnector {
+    async fn pull_one(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, ConnectorError> {
         let result = match stream {
             Stream::Leads | Stream::Activities => {
                 let state = match cursor {
@@ -140,13 +156,5 @@ impl Connector for HubspotConnector {
             }
         };
         result.map_err(ConnectorError::from)
-    }
-
-    async fn write(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, ConnectorError> {
-        self.write_actions(actions).await.map_err(ConnectorError::from)
-    }
-
-    fn budget(&self) -> ApiBudget {
-        self.client.budget()
     }
 }

@@ -43,5 +43,5 @@ pub use error::RuntimeError;
 pub use http::{HttpSettings, Raw, DEFAULT_CALL_DEADLINE};
 pub use pace::{quota_for, Pacer};
 pub use paging::PageGuard;
-pub use send::{Bucket, Dialect, Observed, Refusal, Request, Response, Runtime};
+pub use send::{within, Bucket, Dialect, Observed, Refusal, Request, Response, Runtime, DEFAULT_OPERATION_DEADLINE};
 pub use token::{FileTokenStore, MemoryTokenStore, TokenStore};

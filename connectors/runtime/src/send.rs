@@ -24,6 +24,24 @@ use crate::clock::SharedClock;
 use crate::error::RuntimeError;
 use crate::http::{self, HttpSettings, Raw, ReadFailure};
 
+/// How long one connector operation (a pull of one page, a write) may take
+/// in all, whatever number of calls it makes: well inside the service's
+/// watchdog, whose pings (every 90 s) need the loop to commit something.
+pub const DEFAULT_OPERATION_DEADLINE: Duration = Duration::from_secs(75);
+
+tokio::task_local! {
+    static OPERATION_DEADLINE: Instant;
+}
+
+/// Runs `op` so that every call it makes ends by `limit` from now (each
+/// call still by its own deadline too). Nested operations keep the
+/// earlier end.
+pub async fn within<F: std::future::Future>(limit: Duration, op: F) -> F::Output {
+    let end = Instant::now() + limit;
+    let end = OPERATION_DEADLINE.try_with(|d| *d).map_or(end, |d| d.min(end));
+    OPERATION_DEADLINE.scope(end, op).await
+}
+
 /// Which of the CRM's rate buckets a request draws from (HubSpot's search
 /// has its own; everything else shares the default one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -193,9 +211,11 @@ impl Runtime {
         self.gate.pause(scope, wait);
     }
 
-    /// A deadline for a call starting now.
+    /// A deadline for a call starting now: the call deadline, or the end
+    /// of the operation it is part of ([`within`]) when that comes first.
     pub fn call_deadline(&self) -> Instant {
-        Instant::now() + self.settings.call_deadline
+        let own = Instant::now() + self.settings.call_deadline;
+        OPERATION_DEADLINE.try_with(|d| *d).map_or(own, |d| d.min(own))
     }
 
     fn unit_sample(&self) -> f64 {

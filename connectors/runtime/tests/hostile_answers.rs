@@ -199,6 +199,25 @@ async fn a_server_that_never_answers_costs_at_most_the_call_deadline() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_operation_deadline_ends_every_call_inside_it() {
+    heartbeat();
+    let (base, hits, _) = fake(Mode::NoHeaders).await;
+    let rt = runtime(static_token(&base));
+    let start = Instant::now();
+    let limit = Duration::from_secs(25);
+    let r = handoff_runtime::within(limit, async {
+        let first = call(&rt).await.0;
+        let second = call(&rt).await.0;
+        (first, second)
+    })
+    .await;
+    assert!(matches!(r.0, Err(RuntimeError::Transport { .. })), "{:?}", r.0);
+    assert!(matches!(r.1, Err(RuntimeError::Transport { .. })), "{:?}", r.1);
+    assert!(start.elapsed() <= limit + Duration::from_millis(100), "took {:?}", start.elapsed());
+    assert!(hits.load(Ordering::SeqCst) <= 2);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_slow_loris_body_is_cut_at_the_attempt_deadline() {
     heartbeat();
     let (base, hits, _) = fake(Mode::SlowLoris).await;

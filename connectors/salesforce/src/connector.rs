@@ -646,7 +646,9 @@ impl Connector for SalesforceConnector {
             object = stream.as_str(),
             cursor = cursor.map(|c| c.0.as_str()).unwrap_or("")
         );
-        let result = self.pull_page(stream, cursor).instrument(span.clone()).await;
+        // Every call of the pull ends within one operation deadline, well inside the watchdog.
+        let op = self.pull_page(stream, cursor).instrument(span.clone());
+        let result = handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, op).await;
         if let Err(e) = &result {
             span.in_scope(|| tracing::warn!(connector = "salesforce", error = %e, "pull failed"));
         }
@@ -655,7 +657,8 @@ impl Connector for SalesforceConnector {
 
     async fn write(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, ConnectorError> {
         let span = tracing::info_span!("salesforce.write", connector = "salesforce", actions = actions.len());
-        let outcomes = self.write_all(actions).instrument(span.clone()).await?;
+        let op = self.write_all(actions).instrument(span.clone());
+        let outcomes = handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, op).await?;
         span.in_scope(|| {
             let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
             tracing::info!(connector = "salesforce", written = outcomes.len() - failed, failed, "write done");
