@@ -78,17 +78,9 @@ impl RecordsCursor {
         if let Some(w) = &self.window {
             return Some(w.clone());
         }
-        let to_ms = now_ms - lag_ms;
-        let from_ms = match self.done_until_ms {
-            Some(done) => {
-                if to_ms <= done {
-                    return None;
-                }
-                (done - lookback_ms).max(backfill_from_ms)
-            }
-            None => backfill_from_ms,
-        };
-        (to_ms > from_ms).then_some(Window { from_ms, to_ms, object: 0, last_id: None, guard: PageGuard::default() })
+        let (from_ms, to_ms) =
+            handoff_runtime::window::next_window(self.done_until_ms, now_ms, lag_ms, lookback_ms, backfill_from_ms, 1)?;
+        Some(Window { from_ms, to_ms, object: 0, last_id: None, guard: PageGuard::default() })
     }
 
     /// Whether `key` was delivered already.

@@ -20,6 +20,7 @@
 //!   window fails and its cursor stays.
 //! - [`paging`]: every listing ends ([`PageGuard`]: no page naming itself
 //!   or a recent page, no page past the cap).
+//! - [`window`]: finished windows, the arithmetic behind both cursors.
 //!
 //! Every external text that becomes part of an error or a log line passes
 //! through [`handoff_model::redact`] first.
@@ -35,6 +36,7 @@ pub mod paging;
 pub mod retry_after;
 pub mod send;
 pub mod token;
+pub mod window;
 
 pub use auth::{Access, Credentials, FormValue, Grant, StaticToken, TokenAnswer, TokenManager};
 pub use budget::{BudgetReset, DailyBudget, PauseGate, Scope};

@@ -260,7 +260,10 @@ impl SalesforceConnector {
             return self.pull_calendars(state, now.timestamp_millis() - lag_ms).await;
         }
         let phases = Phase::of(stream);
-        let mut window = state.window_or_open(now, lookback_ms, lag_ms);
+        let Some(mut window) = state.window_or_open(now, lookback_ms, lag_ms) else {
+            // Nothing finished since the last window: nothing to ask.
+            return Ok(PullPage { cursor: Some(state.encode()), has_more: false, ..PullPage::default() });
+        };
         let phase = *phases.get(window.phase).ok_or_else(|| SalesforceError::BadCursor {
             cursor: cursor.map(|c| c.0.clone()).unwrap_or_default(),
             message: format!("phase {} does not exist for {}", window.phase, stream.as_str()),
