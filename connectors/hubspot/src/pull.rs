@@ -87,11 +87,12 @@ impl HubspotConnector {
         if full {
             if window.last_id.is_none() {
                 next.guard = PageGuard::default();
-                next.guard.expect(listing.total.unwrap_or(0), listing.results.len());
+                if let Some(total) = listing.total {
+                    next.guard.expect(total);
+                }
             }
-            next.guard.advance_keyset(window.last_id, next.last_id).map_err(|message| HubspotError::Protocol {
-                endpoint: format!("POST /crm/v3/objects/{object}/search"),
-                message,
+            next.guard.advance_keyset(window.last_id, next.last_id, listing.results.len()).map_err(|message| {
+                HubspotError::Protocol { endpoint: format!("POST /crm/v3/objects/{object}/search"), message }
             })?;
         }
         let ids: Vec<String> = listing.results.iter().filter_map(|r| r.get("id").and_then(id_string)).collect();
@@ -319,7 +320,8 @@ impl HubspotConnector {
                     known.extend(listing.owners().into_iter().flatten().map(|o| (o.id.clone(), map::owner_kind(&o))));
                     match listing.next_after() {
                         Some(next) => {
-                            guard.advance(after.as_deref(), next).map_err(|message| HubspotError::Protocol {
+                            let rows = listing.results.len();
+                            guard.advance(after.as_deref(), next, rows).map_err(|message| HubspotError::Protocol {
                                 endpoint: "GET /crm/v3/owners".into(),
                                 message,
                             })?;
@@ -462,7 +464,7 @@ impl HubspotConnector {
             Some(after) => {
                 let mut guard = sweep.guard.clone();
                 guard
-                    .advance(sweep.after.as_deref(), after)
+                    .advance(sweep.after.as_deref(), after, listing.results.len())
                     .map_err(|message| HubspotError::Protocol { endpoint: format!("GET {path}"), message })?;
                 Some(Sweep { after: Some(after.to_string()), guard, ..sweep })
             }
@@ -559,7 +561,7 @@ impl HubspotConnector {
         let next = match (listing.next_after(), state.archived) {
             (Some(after), archived) => {
                 guard
-                    .advance(state.after.as_deref(), after)
+                    .advance(state.after.as_deref(), after, listing.results.len())
                     .map_err(|message| HubspotError::Protocol { endpoint: "GET /crm/v3/owners".into(), message })?;
                 OwnersCursor { after: Some(after.to_string()), archived, listed_at_ms: state.listed_at_ms, guard }
             }

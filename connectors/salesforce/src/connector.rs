@@ -329,11 +329,11 @@ impl SalesforceConnector {
                 message: "done is false but nextRecordsUrl is missing".into(),
             })?;
             if window.next_url.is_none() {
-                window.guard.expect(page.total_size, page.records.len());
+                window.guard.expect(page.total_size);
             }
             window
                 .guard
-                .advance(window.next_url.as_deref(), &next)
+                .advance(window.next_url.as_deref(), &next, page.records.len())
                 .map_err(|message| SalesforceError::Protocol { endpoint: object.to_string(), message })?;
             window.next_url = Some(next);
             state.window = Some(window.clone());
@@ -413,6 +413,7 @@ impl SalesforceConnector {
             let Some(Value::Object(children)) = row.get_mut(rel) else { continue };
             let mut guard = PageGuard::default();
             let mut current: Option<String> = None;
+            let mut last_rows = 0;
             while children.get("done").and_then(Value::as_bool) == Some(false) {
                 let Some(next) = children.get("nextRecordsUrl").and_then(Value::as_str).map(str::to_string) else {
                     return Err(SalesforceError::Protocol {
@@ -421,15 +422,19 @@ impl SalesforceConnector {
                     });
                 };
                 if current.is_none() {
-                    let total = children.get("totalSize").and_then(Value::as_u64).unwrap_or(0);
-                    let first = children.get("records").and_then(Value::as_array).map_or(0, Vec::len);
-                    guard.expect(total, first);
+                    guard.expect(children.get("totalSize").and_then(Value::as_u64).unwrap_or(0));
                 }
-                guard.advance(current.as_deref(), &next).map_err(|message| SalesforceError::Protocol {
+                let rows = if current.is_none() {
+                    children.get("records").and_then(Value::as_array).map_or(0, Vec::len)
+                } else {
+                    last_rows
+                };
+                guard.advance(current.as_deref(), &next, rows).map_err(|message| SalesforceError::Protocol {
                     endpoint: object.to_string(),
                     message: format!("{rel} of a record: {message}"),
                 })?;
                 let more: QueryPage = self.client.send_json(Method::GET, &next, &[], None, object).await?;
+                last_rows = more.records.len();
                 current = Some(next);
                 if let Some(Value::Array(list)) = children.get_mut("records") {
                     list.extend(more.records.into_iter().map(Value::Object));
@@ -447,7 +452,7 @@ impl SalesforceConnector {
     async fn read_all(&self, soql: &str, object: &str) -> Result<Vec<Map<String, Value>>, SalesforceError> {
         let mut page = self.run_query(soql, false, object).await?;
         let mut guard = PageGuard::default();
-        guard.expect(page.total_size, page.records.len());
+        guard.expect(page.total_size);
         let mut current: Option<String> = None;
         let mut rows = std::mem::take(&mut page.records);
         while !page.done {
@@ -458,7 +463,7 @@ impl SalesforceConnector {
                 });
             };
             guard
-                .advance(current.as_deref(), &next)
+                .advance(current.as_deref(), &next, page.records.len())
                 .map_err(|message| SalesforceError::Protocol { endpoint: object.to_string(), message })?;
             page = self.client.send_json(Method::GET, &next, &[], None, object).await?;
             current = Some(next);
