@@ -100,8 +100,8 @@ struct ProxyState {
     fault: Mutex<Option<Fault>>,
     hits: AtomicUsize,
     endless: AtomicUsize,
-    /// The last data page forwarded (Salesforce's endless pages repeat it).
-    last_page: Mutex<Option<Value>>,
+    /// Salesforce's endless pages: each made-up locator and the page it repeats.
+    endless_pages: Mutex<BTreeMap<String, Value>>,
 }
 
 struct Proxy {
@@ -136,7 +136,7 @@ impl Proxy {
             fault: Mutex::new(None),
             hits: AtomicUsize::new(0),
             endless: AtomicUsize::new(0),
-            last_page: Mutex::new(None),
+            endless_pages: Mutex::new(BTreeMap::new()),
         });
         let base = serve(Router::new().fallback(relay).with_state(state.clone())).await;
         Proxy { base, state, elsewhere_hits }
@@ -309,10 +309,15 @@ async fn relay(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
                 .into_response();
         }
         (Some(Fault::EndlessPages), Kind::Data) if st.crm == CrmKind::Salesforce && path.contains("/ENDLESS-") => {
-            let mut page = st.last_page.lock().unwrap().clone().unwrap_or(json!({"totalSize": 1, "records": []}));
-            let n = st.endless.fetch_add(1, Ordering::SeqCst);
+            let repeated = st.endless_pages.lock().unwrap().get(&path).cloned();
+            let Some(mut page) = repeated else {
+                let refused = json!([{"message": "invalid query locator", "errorCode": "INVALID_QUERY_LOCATOR"}]);
+                return json_response(StatusCode::BAD_REQUEST, &refused);
+            };
+            let next = format!("/services/data/v62.0/query/ENDLESS-{}", st.endless.fetch_add(1, Ordering::SeqCst));
+            st.endless_pages.lock().unwrap().insert(next.clone(), page.clone());
             page["done"] = json!(false);
-            page["nextRecordsUrl"] = json!(format!("/services/data/v62.0/query/ENDLESS-{n}"));
+            page["nextRecordsUrl"] = json!(next);
             return json_response(StatusCode::OK, &page);
         }
         _ => {}
@@ -380,15 +385,15 @@ async fn relay(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
                     }
                     Fault::SelfNextPage | Fault::EndlessPages => match st.crm {
                         CrmKind::Salesforce => {
-                            *st.last_page.lock().unwrap() = Some(page.clone());
                             let own = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
                             let next = if fault == Fault::SelfNextPage {
                                 own
                             } else {
-                                format!(
-                                    "/services/data/v62.0/query/ENDLESS-{}",
-                                    st.endless.fetch_add(1, Ordering::SeqCst)
-                                )
+                                let n = st.endless.fetch_add(1, Ordering::SeqCst);
+                                let next = format!("/services/data/v62.0/query/ENDLESS-{n}");
+                                // The made-up pages repeat this query's own page, forever.
+                                st.endless_pages.lock().unwrap().insert(next.clone(), page.clone());
+                                next
                             };
                             page["done"] = json!(false);
                             page["nextRecordsUrl"] = json!(next);

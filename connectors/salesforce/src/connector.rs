@@ -293,6 +293,7 @@ impl SalesforceConnector {
                 self.run_query(&soql, phase.query_all(), object).await?
             }
         };
+        same_object(&page.records, object)?;
         if phase == Phase::Leads {
             self.finish_child_pages(&mut page.records, map::HISTORIES, object).await?;
         }
@@ -451,6 +452,7 @@ impl SalesforceConnector {
 
     async fn read_all(&self, soql: &str, object: &str) -> Result<Vec<Map<String, Value>>, SalesforceError> {
         let mut page = self.run_query(soql, false, object).await?;
+        same_object(&page.records, object)?;
         let mut guard = PageGuard::default();
         guard.expect(page.total_size);
         let mut current: Option<String> = None;
@@ -467,6 +469,7 @@ impl SalesforceConnector {
                 .map_err(|message| SalesforceError::Protocol { endpoint: object.to_string(), message })?;
             page = self.client.send_json(Method::GET, &next, &[], None, object).await?;
             current = Some(next);
+            same_object(&page.records, object)?;
             rows.append(&mut page.records);
         }
         Ok(rows)
@@ -613,6 +616,23 @@ fn task_record(action: &Action, key_field: &str, task_fields: &HashSet<String>) 
         }
     }
     Value::Object(rec)
+}
+
+/// A query answers rows of the object it asked for: a row whose
+/// `attributes.type` names another object is not this query's answer, and
+/// the window fails.
+fn same_object(rows: &[Map<String, Value>], object: &str) -> Result<(), SalesforceError> {
+    let other = rows.iter().find_map(|r| {
+        let t = r.get("attributes").and_then(|a| a.get("type")).and_then(Value::as_str)?;
+        (t != object).then(|| t.to_string())
+    });
+    match other {
+        Some(t) => Err(SalesforceError::Protocol {
+            endpoint: object.to_string(),
+            message: format!("a {object} query answered with a {} row", handoff_model::redact(&t)),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Split lead updates into chunks of at most `size` with no record id twice
