@@ -7,7 +7,7 @@
 //!   [--activities ACTS.json] [--owner OWNER.json]) --now RFC3339 [--json]`:
 //!   judge one lead offline and say why.
 //! - `run --config FILE [--once]`: the service (see [`crate::daemon::service`]).
-//! - `state --config FILE [--json] [--resync STREAM [--since DATE]] [--retry-failed]`:
+//! - `state --config FILE [--json] [--resync STREAM [--since DATE]] [--retry-failed] [--retry-quarantined]`:
 //!   what the state directory holds, and repairs.
 //! - `demo [--crm salesforce|hubspot] [--days N] [--seed S] [--leads N] [--json]`:
 //!   the whole loop against a generated sandbox org.
@@ -114,6 +114,10 @@ pub struct StateArgs {
     /// Put actions that were given up on back in the outbox.
     #[arg(long)]
     pub retry_failed: bool,
+    /// Read every quarantined record again at the next run (each stream
+    /// holding one is read again from the window it was seen in).
+    #[arg(long)]
+    pub retry_quarantined: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -126,6 +126,11 @@ pub enum SalesforceAuth {
         client_id: String,
         username: String,
         private_key: SecretSource,
+        /// The assertion's audience (`https://login.salesforce.com`,
+        /// `https://test.salesforce.com` or the My Domain URL); absent: the
+        /// login URL. Set it when `login_url` goes through a proxy.
+        #[serde(default)]
+        audience: Option<String>,
     },
     RefreshToken {
         client_id: String,
@@ -332,12 +337,16 @@ pub struct SyncSettings {
     #[serde(default = "default_interval_secs")]
     pub interval_secs: u64,
     /// How far before the cursor each pull re-reads, for rows that become
-    /// visible late (equal timestamps, long transactions).
-    #[serde(default = "default_lookback_secs")]
-    pub lookback_secs: u64,
-    /// Pulls stop this far short of now, so a window is read only once settled.
-    #[serde(default = "default_lag_secs")]
-    pub lag_secs: u64,
+    /// visible late (equal timestamps, long transactions). Unset: the
+    /// connector's own default (Salesforce 600 s, HubSpot 3,600 s, whose
+    /// search index shows writes late); see [`Config::lookback_secs`].
+    #[serde(default)]
+    pub lookback_secs: Option<u64>,
+    /// Pulls stop this far short of now, so a window is read only once
+    /// settled. Unset: the connector's own default (Salesforce 300 s,
+    /// HubSpot 120 s); see [`Config::lag_secs`].
+    #[serde(default)]
+    pub lag_secs: Option<u64>,
     /// When pulls find nothing, the pause grows up to this (and shrinks back
     /// to `interval_secs` once something changes); it also grows while the
     /// API budget is low.
@@ -364,8 +373,8 @@ impl Default for SyncSettings {
     fn default() -> Self {
         SyncSettings {
             interval_secs: default_interval_secs(),
-            lookback_secs: default_lookback_secs(),
-            lag_secs: default_lag_secs(),
+            lookback_secs: None,
+            lag_secs: None,
             max_interval_secs: default_max_interval_secs(),
             owners_every_secs: default_owners_every_secs(),
             calendars_every_secs: default_calendars_every_secs(),
@@ -448,12 +457,25 @@ fn default_interval_secs() -> u64 {
     60
 }
 
-fn default_lookback_secs() -> u64 {
-    300
-}
+impl Config {
+    /// The lag windows end at: `sync.lag_secs` when the operator set it,
+    /// else the connector's own default (a generic default would override
+    /// HubSpot's, which exists because its search index lags).
+    pub fn lag_secs(&self) -> u64 {
+        self.sync.lag_secs.unwrap_or(match self.connection {
+            Connection::Salesforce(_) => handoff_salesforce::settings::DEFAULT_LAG.as_secs(),
+            Connection::Hubspot(_) => handoff_hubspot::settings::DEFAULT_LAG_SECS,
+        })
+    }
 
-fn default_lag_secs() -> u64 {
-    30
+    /// The lookback each window re-reads: `sync.lookback_secs` when set,
+    /// else the connector's own default.
+    pub fn lookback_secs(&self) -> u64 {
+        self.sync.lookback_secs.unwrap_or(match self.connection {
+            Connection::Salesforce(_) => handoff_salesforce::settings::DEFAULT_LOOKBACK.as_secs(),
+            Connection::Hubspot(_) => handoff_hubspot::settings::DEFAULT_LOOKBACK_SECS,
+        })
+    }
 }
 
 /// Reads and validates a config file.

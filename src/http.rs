@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use crate::daemon::PublishedPolicy;
 use crate::metrics::Metrics;
-use crate::policy::CompiledPolicy;
 use crate::report::{Dimension, Format};
 use crate::store::Store;
 
@@ -20,7 +20,8 @@ struct AppState {
     instance: String,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    policy: Arc<CompiledPolicy>,
+    /// The running policy (replaced on reload).
+    policy: PublishedPolicy,
 }
 
 /// Binds `addr` (the config only allows loopback) and serves in the background.
@@ -29,7 +30,7 @@ pub async fn serve(
     instance: String,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    policy: Arc<CompiledPolicy>,
+    policy: PublishedPolicy,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -43,7 +44,7 @@ pub async fn serve(
     Ok(local)
 }
 
-pub fn router(instance: String, store: Arc<Store>, metrics: Arc<Metrics>, policy: Arc<CompiledPolicy>) -> Router {
+pub fn router(instance: String, store: Arc<Store>, metrics: Arc<Metrics>, policy: PublishedPolicy) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
@@ -80,8 +81,12 @@ async fn scorecard(
     let weeks = q.weeks.unwrap_or(8).clamp(1, 52);
     let tv = q.tv.is_some();
     let now = s.metrics.last_tick().and_then(|t| t.now).unwrap_or_else(chrono::Utc::now);
+    let policy = match s.policy.read() {
+        Ok(p) => p.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
     let result = tokio::task::spawn_blocking(move || {
-        let mut card = crate::report::from_store(&s.instance, &s.policy, &s.store, weeks, now, by)?;
+        let mut card = crate::report::from_store(&s.instance, &policy, &s.store, weeks, now, by)?;
         card.signals = crate::notify::run::cached_signals(&s.store)?;
         Ok::<_, crate::store::StoreError>(card)
     })

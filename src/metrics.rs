@@ -178,6 +178,22 @@ impl Metrics {
         let _ = writeln!(out, "handoff_outbox_failed{{instance=\"{inst}\"}} {}", counts.outbox_failed);
         family(&mut out, "handoff_leads", "gauge", "Leads in the local store.");
         let _ = writeln!(out, "handoff_leads{{instance=\"{inst}\"}} {}", counts.leads);
+        family(
+            &mut out,
+            "handoff_quarantined_records",
+            "gauge",
+            "Records the CRM sent that could not be read, kept in quarantine (see `handoff state`), by stream.",
+        );
+        let mut by_stream: BTreeMap<Stream, usize> = Stream::ALL.iter().map(|s| (*s, 0)).collect();
+        for q in store.quarantine()? {
+            *by_stream.entry(q.record.stream).or_default() += 1;
+        }
+        for (stream, n) in by_stream {
+            let _ =
+                writeln!(out, "handoff_quarantined_records{{instance=\"{inst}\",stream=\"{}\"}} {n}", stream.as_str());
+        }
+        family(&mut out, "handoff_held_leads", "gauge", "Leads not evaluated while a record of theirs is quarantined.");
+        let _ = writeln!(out, "handoff_held_leads{{instance=\"{inst}\"}} {}", counts.held);
 
         family(&mut out, "handoff_api_budget_remaining", "gauge", "API calls left in today's operator share.");
         let _ = writeln!(out, "handoff_api_budget_remaining{{instance=\"{inst}\"}} {}", inner.budget.remaining());

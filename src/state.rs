@@ -1,6 +1,7 @@
-//! `handoff state`: what the state directory holds, and the two repairs an
-//! operator needs — re-reading a stream (from the start or a date) and
-//! putting given-up actions back in the outbox.
+//! `handoff state`: what the state directory holds, and the repairs an
+//! operator needs — re-reading a stream (from the start or a date),
+//! putting given-up actions back in the outbox, and re-reading the records
+//! the connector could not map (the quarantine).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use serde::Serialize;
 
 use crate::cli::StateArgs;
 use crate::config;
-use crate::store::{Batch, Counts, ErrorRecord, MessageEntry, OutboxEntry, Store};
+use crate::store::{Batch, Counts, ErrorRecord, MessageEntry, OutboxEntry, QuarantineRecord, Store};
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -26,6 +27,8 @@ struct Report {
     failed_actions: Vec<OutboxEntry>,
     /// Digests and summaries given up on, with the server's error name.
     failed_messages: Vec<MessageEntry>,
+    /// Records the connector could not map; their leads are held.
+    quarantined: Vec<QuarantineRecord>,
     errors: Vec<ErrorRecord>,
 }
 
@@ -67,10 +70,7 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
             }
             Some(text) => {
                 let since = parse_since(text)?;
-                let cursor = match config.instance.crm {
-                    CrmKind::Salesforce => handoff_salesforce::cursor::since(stream, since),
-                    CrmKind::Hubspot => handoff_hubspot::cursor::since(stream, since),
-                };
+                let cursor = crate::daemon::connect::cursor_since(config.instance.crm, stream, since);
                 batch.set_cursor(stream, &cursor);
                 changed.push(format!(
                     "{} will be read again from {} at the next run",
@@ -104,6 +104,12 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
         store.commit(batch)?;
         changed.push(format!("{} failed message(s) are queued again", failed.len()));
     }
+    if args.retry_quarantined {
+        let mut batch = Batch::default();
+        let n = crate::daemon::reread_quarantine(&store, config.instance.crm, &mut batch)?;
+        store.commit(batch)?;
+        changed.push(format!("{n} quarantined record(s) will be read again at the next run"));
+    }
 
     let report = Report {
         instance: config.instance.name.clone(),
@@ -117,6 +123,7 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
         next_deadline: store.next_deadline()?,
         failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).map(redacted_entry).collect(),
         failed_messages: store.messages()?.into_iter().filter(|e| e.failed).map(redacted_message).collect(),
+        quarantined: store.quarantine()?,
         errors: store.errors(20)?.into_iter().map(redacted_error).collect(),
     };
     if args.json {
@@ -197,6 +204,29 @@ fn render(r: &Report, changed: &[String]) -> String {
                 e.message.delivery.address(),
                 e.attempts
             );
+        }
+    }
+    if !r.quarantined.is_empty() {
+        let _ = writeln!(
+            out,
+            "quarantined records: {} ({} leads held; fix them in the CRM, or `handoff state --retry-quarantined` to read them again now):",
+            r.quarantined.len(),
+            c.held
+        );
+        for q in r.quarantined.iter().take(50) {
+            let rec = &q.record;
+            let _ = writeln!(
+                out,
+                "  {} {} (lead {}; first {}, {} time(s)): {}",
+                rec.stream.as_str(),
+                rec.id.as_deref().unwrap_or("(no id)"),
+                rec.lead_id.as_deref().unwrap_or("-"),
+                q.first_at.to_rfc3339(),
+                q.times,
+                rec.reason
+            );
+            let raw: String = handoff_model::redact(&rec.raw).chars().take(200).collect();
+            let _ = writeln!(out, "      as read: {raw}");
         }
     }
     if !r.errors.is_empty() {

@@ -1,15 +1,17 @@
 //! From the config file to a live connector: secrets resolved, the policy's
 //! fields handed over to be checked against the CRM, rotated refresh tokens
-//! kept in a file of their own, and "now" shared with the daemon.
+//! kept in a file of their own (the runtime's `FileTokenStore`), and "now"
+//! shared with the daemon: the connector is handed the daemon's clock when
+//! it is built.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use handoff_model::{Connector, Secret};
+use handoff_model::Connector;
+use handoff_runtime::FileTokenStore;
 
 use crate::config::{ClockSource, Config, ConfigError, Connection, HubspotAuth, SalesforceAuth};
 
@@ -38,6 +40,13 @@ impl SharedNow {
 
     pub fn get(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.0.load(Ordering::SeqCst)).unwrap_or_default()
+    }
+}
+
+/// The connector's clock is the tick's instant.
+impl handoff_runtime::Clock for SharedNow {
+    fn now(&self) -> DateTime<Utc> {
+        self.get()
     }
 }
 
@@ -103,86 +112,6 @@ impl TimeSource {
     }
 }
 
-/// The one secret handoff writes: a refresh token the CRM rotated. It lives
-/// in its own file (mode 0600, replaced atomically), never in the state
-/// database, logs or errors.
-pub struct TokenFile {
-    path: PathBuf,
-}
-
-impl TokenFile {
-    pub fn new(state_dir: &Path, crm: &str) -> TokenFile {
-        TokenFile { path: state_dir.join("secrets").join(format!("{crm}-refresh-token")) }
-    }
-
-    fn read(&self) -> Result<Option<Secret>, String> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) if text.trim().is_empty() => Ok(None),
-            Ok(text) => Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n'])))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", self.path.display())),
-        }
-    }
-
-    /// Writes the token to a temporary file, syncs it, renames it over the
-    /// old one and syncs the directory: a crash leaves the old or the new
-    /// token, never half of one.
-    fn write(&self, token: &Secret) -> Result<(), String> {
-        let dir = self.path.parent().ok_or_else(|| "the token path has no directory".to_string())?;
-        let fail = |what: &str, e: std::io::Error| format!("cannot {what} in {}: {e}", dir.display());
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(dir).map_err(|e| fail("create the secrets directory", e))?;
-        let tmp = dir.join(".refresh-token.tmp");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp).map_err(|e| fail("write the token", e))?;
-        file.write_all(token.expose().as_bytes()).map_err(|e| fail("write the token", e))?;
-        file.sync_all().map_err(|e| fail("sync the token", e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| fail("replace the token", e))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    }
-}
-
-impl handoff_salesforce::TokenStore for TokenFile {
-    fn load(&self) -> Option<Secret> {
-        match self.read() {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the saved refresh token; using the configured one");
-                None
-            }
-        }
-    }
-
-    fn save(&self, refresh_token: &Secret) -> Result<(), String> {
-        self.write(refresh_token)
-    }
-}
-
-impl handoff_hubspot::TokenStore for TokenFile {
-    fn load(&self) -> Result<Option<Secret>, String> {
-        self.read()
-    }
-
-    fn save(&self, refresh_token: &Secret) -> Result<(), String> {
-        self.write(refresh_token)
-    }
-}
-
 /// Builds and authenticates the connector for `config`, reading windows
 /// against `now`.
 pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Connector>, ConnectError> {
@@ -191,12 +120,12 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
     match &config.connection {
         Connection::Salesforce(s) => {
             let auth = match &s.auth {
-                SalesforceAuth::JwtBearer { client_id, username, private_key } => {
+                SalesforceAuth::JwtBearer { client_id, username, private_key, audience } => {
                     handoff_salesforce::SalesforceAuth::JwtBearer {
                         client_id: client_id.clone(),
                         username: username.clone(),
                         private_key_pem: private_key.resolve()?,
-                        audience: None,
+                        audience: audience.clone(),
                     }
                 }
                 SalesforceAuth::RefreshToken { client_id, client_secret, refresh_token } => {
@@ -216,14 +145,15 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
             let mut settings = handoff_salesforce::SalesforceSettings::new(
                 s.login_url.clone(),
                 auth,
-                Arc::new(TokenFile::new(state_dir, "salesforce")),
+                Arc::new(FileTokenStore::new(state_dir, "salesforce")),
+                Arc::new(now.clone()),
             );
             settings.instance_url = s.instance_url.clone();
             settings.api_version = format!("v{}", s.api_version.trim_start_matches('v'));
-            settings.ca_file = s.ca_file.clone();
+            settings.http.ca_file = s.ca_file.clone();
             settings.daily_budget_share = s.daily_budget_share;
-            settings.lookback = Duration::from_secs(config.sync.lookback_secs);
-            settings.lag = Duration::from_secs(config.sync.lag_secs);
+            settings.lookback = Duration::from_secs(config.lookback_secs());
+            settings.lag = Duration::from_secs(config.lag_secs());
             settings.required_lead_fields = fields;
             settings.task_key_field = s.task_key_field.clone();
             // Of the other tracked fields, those whose history the policy reads.
@@ -239,8 +169,6 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
                     .collect(),
             };
             settings.requests_per_sec = s.requests_per_sec;
-            let shared = now.clone();
-            settings.clock = Arc::new(move || shared.get());
             let c = handoff_salesforce::connect(settings).await.map_err(handoff_model::ConnectorError::from)?;
             Ok(Arc::new(c))
         }
@@ -259,13 +187,13 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
             let mut settings = handoff_hubspot::HubspotSettings::new(
                 h.base_url.clone(),
                 auth,
-                Arc::new(TokenFile::new(state_dir, "hubspot")),
+                Arc::new(FileTokenStore::new(state_dir, "hubspot")),
+                Arc::new(now.clone()),
             );
-            settings.clock = Arc::new(NowClock(now.clone()));
-            settings.ca_file = h.ca_file.clone();
+            settings.http.ca_file = h.ca_file.clone();
             settings.daily_budget_share = h.daily_budget_share;
-            settings.lag_secs = config.sync.lag_secs;
-            settings.lookback_secs = config.sync.lookback_secs;
+            settings.lag_secs = config.lag_secs();
+            settings.lookback_secs = config.lookback_secs();
             settings.managers = config.policy.owners.managers.clone();
             settings.owner_time_zones = h.owner_time_zones.clone();
             settings.extra_contact_properties = fields;
@@ -280,11 +208,16 @@ pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Conne
     }
 }
 
-struct NowClock(SharedNow);
-
-impl handoff_hubspot::Clock for NowClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.0.get()
+/// A cursor that reads `stream` again as if everything before `at` had
+/// been read (the operator's re-sync from a date, a quarantine re-read).
+pub fn cursor_since(
+    crm: handoff_model::CrmKind,
+    stream: handoff_model::Stream,
+    at: DateTime<Utc>,
+) -> handoff_model::Cursor {
+    match crm {
+        handoff_model::CrmKind::Salesforce => handoff_salesforce::cursor::since(stream, at),
+        handoff_model::CrmKind::Hubspot => handoff_hubspot::cursor::since(stream, at),
     }
 }
 
@@ -294,33 +227,4 @@ pub fn prepare_state_dir(dir: &Path) -> Result<(), ConnectError> {
     let err = |e: std::io::Error| ConnectError::State { path: dir.display().to_string(), message: e.to_string() };
     std::fs::create_dir_all(dir).map_err(err)?;
     crate::store::make_private(dir).map_err(err)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_file_round_trips_privately_and_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = TokenFile::new(dir.path(), "salesforce");
-        assert_eq!(f.read().unwrap(), None);
-        f.write(&Secret::new("rt-1")).unwrap();
-        f.write(&Secret::new("rt-2")).unwrap();
-        assert_eq!(f.read().unwrap().map(|s| s.expose().to_string()), Some("rt-2".to_string()));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode =
-                std::fs::metadata(dir.path().join("secrets/salesforce-refresh-token")).unwrap().permissions().mode();
-            assert_eq!(mode & 0o077, 0, "only the daemon's user may read it: {mode:o}");
-        }
-        assert!(!dir.path().join("secrets/.refresh-token.tmp").exists());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("secrets")).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o700, "the secrets directory is the daemon's alone: {mode:o}");
-        }
-    }
 }

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use handoff_model::{ApiBudget, Connector, ConnectorError, Owner, OwnerKind, Stream};
+use handoff_model::{ApiBudget, Connector, ConnectorError, CrmKind, Owner, OwnerKind, Stream};
 use serde::Serialize;
 
 use crate::config::{Config, DaemonSettings, SyncSettings};
@@ -65,6 +65,65 @@ pub enum DaemonError {
     Notify(#[from] crate::notify::run::NotifyError),
 }
 
+/// The running policy, shared with the HTTP endpoints and replaced on reload.
+pub type PublishedPolicy = Arc<std::sync::RwLock<Arc<CompiledPolicy>>>;
+
+/// Why a reloaded config was refused; the running config stays whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0} cannot change while handoff runs; restart the service to apply the new config")]
+    NeedsRestart(String),
+    #[error("the new config's connector could not be built, so none of it is applied: {0}")]
+    Connect(connect::ConnectError),
+    #[error(transparent)]
+    Daemon(DaemonError),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Why the connector was rebuilt (empty: it was kept).
+    pub rebuilt_for: Vec<&'static str>,
+}
+
+/// What a reload from `old` to `new` must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// What changed that the connector is built from (empty: keep it).
+    pub rebuild: Vec<&'static str>,
+}
+
+/// Decide how `new` can replace `old` while running: `Err` names what
+/// only a restart can change (the instance, the metrics address).
+pub fn reload_plan(old: &Config, new: &Config) -> Result<ReloadPlan, String> {
+    if old.instance != new.instance {
+        return Err("[instance] (name, crm, state_dir)".into());
+    }
+    if old.daemon.metrics_listen != new.daemon.metrics_listen {
+        return Err("daemon.metrics_listen".into());
+    }
+    if old.daemon.shutdown_grace_secs != new.daemon.shutdown_grace_secs {
+        return Err("daemon.shutdown_grace_secs".into());
+    }
+    let mut rebuild = Vec::new();
+    if old.connection != new.connection {
+        rebuild.push("the connection settings");
+    }
+    if old.policy.referenced_fields() != new.policy.referenced_fields() {
+        rebuild.push("the fields the policy reads");
+    }
+    if old.lag_secs() != new.lag_secs() || old.lookback_secs() != new.lookback_secs() {
+        rebuild.push("the sync window (lag, lookback)");
+    }
+    if old.sync.clock != new.sync.clock {
+        rebuild.push("the clock");
+    }
+    if old.policy.owners.managers != new.policy.owners.managers {
+        rebuild.push("the owners' managers");
+    }
+    Ok(ReloadPlan { rebuild })
+}
+
 /// What one tick did, for logs, metrics and the demo.
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct TickReport {
@@ -82,6 +141,10 @@ pub struct TickReport {
     pub write_failures: usize,
     /// Digests and summaries delivered by email or Slack.
     pub messages_sent: usize,
+    /// Records the connector could not map, kept in quarantine this tick.
+    pub quarantined: usize,
+    /// Leads not evaluated this tick because a record of theirs is quarantined.
+    pub held: usize,
     /// Streams that did not finish their window this tick.
     pub streams_behind: Vec<Stream>,
     /// Set when the API budget paused the connector.
@@ -111,7 +174,11 @@ pub struct Daemon {
     /// The instance's name, for messages that leave handoff.
     instance: String,
     policy: Arc<CompiledPolicy>,
+    /// The same policy, for readers outside the loop (`/scorecard`).
+    published_policy: PublishedPolicy,
     sync: SyncSettings,
+    /// The lag windows end at (the connector's own unless the operator set one).
+    lag_secs: u64,
     settings: DaemonSettings,
     connector: Arc<dyn Connector>,
     store: Arc<Store>,
@@ -143,7 +210,9 @@ impl Daemon {
         let daemon = Daemon {
             instance: config.instance.name.clone(),
             policy: Arc::new(config.policy.clone()),
+            published_policy: Arc::new(std::sync::RwLock::new(Arc::new(config.policy.clone()))),
             sync: config.sync.clone(),
+            lag_secs: config.lag_secs(),
             settings: config.daemon.clone(),
             connector,
             store,
@@ -200,14 +269,38 @@ impl Daemon {
         self.connector.budget()
     }
 
-    /// Swaps in a new policy (SIGHUP). A different policy re-evaluates every lead.
-    pub fn reload(&mut self, config: &Config) -> Result<(), DaemonError> {
-        self.policy = Arc::new(config.policy.clone());
-        self.sync = config.sync.clone();
-        self.settings = config.daemon.clone();
-        self.notifier = crate::notify::Notifier::from_config(config)?;
-        self.signals = config.signals.clone();
-        self.note_policy(&config.policy_fingerprint())
+    /// Applies a new config whole (SIGHUP), or refuses it with the reason
+    /// and keeps running on `old`. The connector is rebuilt (and
+    /// authenticated) when what it was built from changed: the connection,
+    /// the fields the policy reads, the sync window, the clock, the owners'
+    /// managers; if that fails, nothing of the new config is applied. A
+    /// different policy re-evaluates every lead.
+    pub async fn reload(&mut self, old: &Config, new: &Config) -> Result<ReloadReport, ReloadError> {
+        let plan = reload_plan(old, new).map_err(ReloadError::NeedsRestart)?;
+        // Everything that can refuse the new config comes before anything of it is applied.
+        let notifier = crate::notify::Notifier::from_config(new).map_err(|e| ReloadError::Daemon(e.into()))?;
+        if !plan.rebuild.is_empty() {
+            let time = TimeSource::for_config(new).map_err(ReloadError::Connect)?;
+            let connector = connect::connector(new, &self.now).await.map_err(ReloadError::Connect)?;
+            self.connector = connector;
+            self.time = time;
+        }
+        self.policy = Arc::new(new.policy.clone());
+        if let Ok(mut published) = self.published_policy.write() {
+            *published = self.policy.clone();
+        }
+        self.sync = new.sync.clone();
+        self.lag_secs = new.lag_secs();
+        self.settings = new.daemon.clone();
+        self.notifier = notifier;
+        self.signals = new.signals.clone();
+        self.note_policy(&new.policy_fingerprint()).map_err(ReloadError::Daemon)?;
+        Ok(ReloadReport { rebuilt_for: plan.rebuild })
+    }
+
+    /// The policy as the HTTP endpoints should see it: replaced on reload.
+    pub fn published_policy(&self) -> PublishedPolicy {
+        self.published_policy.clone()
     }
 
     /// Marks every lead for evaluation when the policy differs from the one
@@ -247,6 +340,9 @@ impl Daemon {
             tracing::error!(error = %e, "cannot record an error in the store");
         }
         self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        // A call that ended by its deadline is the loop moving on, not a
+        // stuck loop: the watchdog may be pinged.
+        self.metrics.progress.fetch_add(1, Ordering::Relaxed);
         report.errors.push(format!("{phase}: {message}"));
     }
 
@@ -266,6 +362,8 @@ impl Daemon {
         let mut report = TickReport { now: Some(now), ..TickReport::default() };
         let span = tracing::info_span!("tick", now = %now.to_rfc3339());
         let _enter = span.enter();
+
+        self.reread_quarantine_if_due(now)?;
 
         let mut streams_finished = true;
         for stream in Stream::ALL {
@@ -338,6 +436,22 @@ impl Daemon {
         Ok(report)
     }
 
+    /// Quarantined records are read again on their own an hour after the
+    /// last time they were read unreadable (a fault that cleared, a record
+    /// someone fixed without touching it again); `handoff state
+    /// --retry-quarantined` does it at once. See [`reread_quarantine`].
+    fn reread_quarantine_if_due(&self, now: DateTime<Utc>) -> Result<(), DaemonError> {
+        let kept = self.store.quarantine()?;
+        let due = kept.iter().map(|q| q.last_at).min().is_some_and(|oldest| now - oldest >= QUARANTINE_REREAD_AFTER);
+        if !due {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        let n = reread_quarantine(&self.store, self.connector.crm(), &mut batch)?;
+        tracing::info!(records = n, "reading quarantined records again");
+        self.commit(batch)
+    }
+
     /// Reads `stream` page by page. `Ok(true)`: its window was read to the end.
     async fn sync_stream(
         &mut self,
@@ -387,6 +501,7 @@ impl Daemon {
                 sla_fields: &sla_fields,
                 status_field: &self.policy.fields.status,
                 history_fields: &history_fields,
+                now,
             };
             let mut batch = Batch::default();
             let applied = applier.apply(&page, &mut batch)?;
@@ -399,6 +514,7 @@ impl Daemon {
             report.echoes += applied.echoes;
             report.activities_changed += applied.activities_changed;
             report.deletions += applied.deletions;
+            report.quarantined += applied.quarantined;
             if applied.owners > 0 {
                 self.owners = self.store.owners()?;
             }
@@ -406,7 +522,7 @@ impl Daemon {
                 cursor = Some(c);
             }
             if !page.has_more {
-                if let Some(at) = page_window_end(now, &self.sync) {
+                if let Some(at) = page_window_end(now, self.lag_secs) {
                     self.metrics.set_synced(stream, at);
                 }
                 return Ok(true);
@@ -434,6 +550,27 @@ impl Daemon {
             }
             tracing::debug!(phase = "evaluate", leads = work.len(), "evaluating");
             let mut batch = Batch::default();
+            // A lead with a quarantined record is not judged on partial
+            // data: it leaves the queue (and the deadline index) until the
+            // record is released, which queues it again.
+            let mut held = Vec::new();
+            work.retain(|(id, due_at)| match self.store.is_held(id) {
+                Ok(true) => {
+                    held.push((id.clone(), *due_at));
+                    false
+                }
+                _ => true,
+            });
+            for (id, due_at) in &held {
+                batch.clear_dirty(id);
+                if let Some(at) = due_at {
+                    batch.drop_deadline(*at, id);
+                }
+                report.held += 1;
+            }
+            if !held.is_empty() {
+                tracing::info!(leads = held.len(), "leads held back while records of theirs are quarantined");
+            }
             let mut seq = self.store.next_seq()?;
             let mut states_before = Vec::with_capacity(work.len());
             let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &self.owners, now };
@@ -454,7 +591,7 @@ impl Daemon {
                 let after = self.store.state(id)?;
                 self.metrics.replace_state(before.as_ref(), after.as_ref());
             }
-            done += work.len();
+            done += work.len() + held.len();
         }
         Ok(false)
     }
@@ -625,6 +762,32 @@ impl Daemon {
     }
 }
 
+/// How long after a record was last read unreadable the daemon reads it again.
+pub const QUARANTINE_REREAD_AFTER: Duration = Duration::hours(1);
+
+/// Reads every quarantined record again: each stream with one is read
+/// again from the start of the earliest window one was seen in, and the
+/// records leave the quarantine (a record still unreadable comes back to
+/// it on the re-read; one that reads well is applied). Their leads are
+/// queued again; evaluation waits until the re-read streams are read to
+/// their end. Returns how many records are read again.
+pub fn reread_quarantine(store: &Store, crm: CrmKind, batch: &mut Batch) -> Result<usize, StoreError> {
+    let kept = store.quarantine()?;
+    let mut from: HashMap<Stream, DateTime<Utc>> = HashMap::new();
+    for q in &kept {
+        let at = from.entry(q.record.stream).or_insert(q.record.window_from);
+        *at = (*at).min(q.record.window_from);
+        batch.release_quarantine(q);
+        if let Some(lead) = &q.record.lead_id {
+            batch.mark_dirty(lead, "quarantined record read again");
+        }
+    }
+    for (stream, at) in from {
+        batch.set_cursor(stream, &connect::cursor_since(crm, stream, at));
+    }
+    Ok(kept.len())
+}
+
 /// What decides the pause before the next tick.
 struct Wake {
     interval_secs: u64,
@@ -668,8 +831,8 @@ fn wake_after_secs(w: &Wake) -> u64 {
 }
 
 /// The instant a finished window reaches (now minus the lag).
-fn page_window_end(now: DateTime<Utc>, sync: &SyncSettings) -> Option<DateTime<Utc>> {
-    now.checked_sub_signed(Duration::seconds(sync.lag_secs as i64))
+fn page_window_end(now: DateTime<Utc>, lag_secs: u64) -> Option<DateTime<Utc>> {
+    now.checked_sub_signed(Duration::seconds(lag_secs as i64))
 }
 
 #[cfg(test)]
@@ -689,6 +852,43 @@ mod tests {
             next_deadline: None,
             paused_until: None,
         }
+    }
+
+    fn example(crm: &str, edit: impl Fn(String) -> String) -> Config {
+        let path = format!("{}/config/{crm}.example.toml", env!("CARGO_MANIFEST_DIR"));
+        let text = edit(std::fs::read_to_string(&path).unwrap());
+        crate::config::parse(&text).unwrap_or_else(|issues| panic!("{issues:?}"))
+    }
+
+    #[test]
+    fn a_reload_rebuilds_the_connector_only_when_what_it_was_built_from_changed() {
+        let old = example("hubspot", |t| t);
+        let same = example("hubspot", |t| t);
+        assert_eq!(reload_plan(&old, &same), Ok(ReloadPlan { rebuild: vec![] }));
+
+        let new_field = example("hubspot", |t| t.replace("score = \"hubspotscore\"", "score = \"hs_predictivescore\""));
+        assert_eq!(reload_plan(&old, &new_field).unwrap().rebuild, ["the fields the policy reads"]);
+
+        let lag = example("hubspot", |t| t.replace("# lag_secs = 120", "lag_secs = 90"));
+        assert_eq!(reload_plan(&old, &lag).unwrap().rebuild, ["the sync window (lag, lookback)"]);
+
+        let managers = example("hubspot", |t| t.replace("\"81234567\" = \"81230001\"", "\"81234567\" = \"81230002\""));
+        assert_eq!(reload_plan(&old, &managers).unwrap().rebuild, ["the owners' managers"]);
+
+        let moved = example("hubspot", |t| {
+            t.replace("state_dir = \"/var/lib/handoff/acme-hubspot\"", "state_dir = \"/tmp/x\"")
+        });
+        assert!(reload_plan(&old, &moved).unwrap_err().contains("[instance]"));
+    }
+
+    #[test]
+    fn connector_defaults_for_the_window_are_not_replaced_by_generic_ones() {
+        let hubspot = example("hubspot", |t| t);
+        assert_eq!((hubspot.lag_secs(), hubspot.lookback_secs()), (120, 3600));
+        let salesforce = example("salesforce", |t| t);
+        assert_eq!((salesforce.lag_secs(), salesforce.lookback_secs()), (300, 600));
+        let set = example("hubspot", |t| t.replace("# lag_secs = 120", "lag_secs = 30"));
+        assert_eq!((set.lag_secs(), set.lookback_secs()), (30, 3600), "what the operator sets wins");
     }
 
     #[test]

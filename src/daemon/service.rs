@@ -9,8 +9,8 @@
 //! burns through systemd's start limit. Then ticks on the
 //! configured interval (sooner when a deadline is near, slower when idle or
 //! short of API budget) until SIGTERM/SIGINT, which finishes the write in
-//! flight, flushes and exits; SIGHUP re-reads the config and swaps the
-//! policy in if it validates (a broken file is reported and ignored).
+//! flight, flushes and exits; SIGHUP re-reads the config and applies it
+//! whole if it validates (a broken file is reported and ignored).
 //!
 //! systemd protocol (`Type=notify`, all no-ops without `NOTIFY_SOCKET`):
 //! `READY=1` once serving, `STATUS=` after every tick, `WATCHDOG=1` only
@@ -23,6 +23,10 @@
 //! records are quarantined, 6 when ticks kept failing, 7 when the API
 //! budget ran out; in either mode, 5 when the shutdown grace ran out with
 //! work in flight.
+//! A reload applies the whole new config or none of it: the connector is
+//! rebuilt when what it was built from changed, and a change only a
+//! restart can make (the instance, the metrics address), or a connector
+//! that cannot be built, refuses the new config with the reason.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -286,7 +290,7 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<u8> 
             config.instance.name.clone(),
             daemon.store().clone(),
             daemon.metrics.clone(),
-            Arc::new(config.policy.clone()),
+            daemon.published_policy(),
         )
         .await
         .with_context(|| format!("serving /metrics on {addr}"))?;
@@ -347,14 +351,20 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<u8> 
                 Err(_) => notify(&[NotifyState::Reloading]),
             }
             match load(config_path) {
-                Ok(new) => {
-                    if new.connection != config.connection || new.instance != config.instance {
-                        tracing::warn!("the connection or instance settings changed; they take effect at the next restart (the policy is reloaded now)");
+                Ok(new) => match daemon.reload(&config, &new).await {
+                    Ok(done) => {
+                        config = new;
+                        if done.rebuilt_for.is_empty() {
+                            tracing::info!("config reloaded");
+                        } else {
+                            tracing::info!(rebuilt_for = ?done.rebuilt_for, "config reloaded; the connector was rebuilt");
+                        }
                     }
-                    daemon.reload(&new)?;
-                    config = new;
-                    tracing::info!("config reloaded");
-                }
+                    Err(super::ReloadError::Daemon(e)) => {
+                        break Err(anyhow::Error::new(e).context("the reload could not commit its work"));
+                    }
+                    Err(e) => tracing::error!(error = %e, "the new config is refused; keeping the running one"),
+                },
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "the new config is invalid; keeping the running one")
                 }

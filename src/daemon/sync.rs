@@ -7,11 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use handoff_model::{Activity, Assignment, Deletion, FieldChange, Lead, OwnerKind, PullPage, StatusChange, Stream};
+use chrono::{DateTime, Utc};
+use handoff_model::{
+    Activity, Assignment, Deletion, FieldChange, Lead, OwnerKind, PullPage, Quarantined, StatusChange, Stream,
+};
 use serde_json::Value;
 
 use crate::engine::keys::short_hash;
-use crate::store::{Batch, Store, StoreError, StoredLead};
+use crate::store::{quarantine_key, Batch, QuarantineRecord, Store, StoreError, StoredLead};
 
 /// Fields that change with every save and say nothing about the lead.
 const STAMP_FIELDS: &[&str] = &[
@@ -85,6 +88,10 @@ pub struct Applied {
     pub deletions: usize,
     pub owners: usize,
     pub calendars: usize,
+    /// Records put in quarantine (or kept there, read unreadable again).
+    pub quarantined: usize,
+    /// Quarantined records that came back readable.
+    pub released: usize,
 }
 
 /// Reads the store and the page; writes what changed into `batch`.
@@ -99,12 +106,15 @@ pub struct PageApplier<'a> {
     /// Other fields whose changes are history (what decides qualification,
     /// the reason code): kept when the CRM gives no history of them.
     pub history_fields: &'a BTreeSet<String>,
+    /// When the page is applied (the tick's now), for the quarantine.
+    pub now: DateTime<Utc>,
 }
 
 impl PageApplier<'_> {
     pub fn apply(&self, page: &PullPage, batch: &mut Batch) -> Result<Applied, StoreError> {
         let mut applied = Applied::default();
         for owner in &page.owners {
+            self.release(Stream::Owners, &owner.id, batch, &mut applied)?;
             batch.put_owner(owner);
             applied.owners += 1;
         }
@@ -123,15 +133,54 @@ impl PageApplier<'_> {
             }
         }
         for lead in newest.values() {
+            self.release(Stream::Leads, &lead.id, batch, &mut applied)?;
             self.apply_lead(lead, batch, &mut applied)?;
         }
         for activity in &page.activities {
+            self.release(Stream::Activities, &activity.id, batch, &mut applied)?;
             self.apply_activity(activity, batch, &mut applied)?;
         }
         for deletion in &page.deletions {
+            self.release(deletion.stream, &deletion.id, batch, &mut applied)?;
             self.apply_deletion(deletion, batch, &mut applied)?;
         }
+        for q in &page.quarantined {
+            self.apply_quarantined(q, batch, &mut applied)?;
+        }
         Ok(applied)
+    }
+
+    /// Keeps an unreadable record and holds the lead it belongs to: not
+    /// dropped (the cursor moves past it), not blocking the stream.
+    fn apply_quarantined(&self, q: &Quarantined, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+        let key = quarantine_key(q);
+        let (first_at, times) = match self.store.quarantined(q.stream, &key)? {
+            Some(have) => (have.first_at, have.times.saturating_add(1)),
+            None => (self.now, 1),
+        };
+        tracing::warn!(
+            stream = q.stream.as_str(),
+            record = %key,
+            lead = q.lead_id.as_deref().unwrap_or("-"),
+            reason = %q.reason,
+            "a record could not be read: quarantined, its lead is held (`handoff state` lists it)"
+        );
+        batch.put_quarantine(&QuarantineRecord { record: q.clone(), first_at, last_at: self.now, times });
+        applied.quarantined += 1;
+        Ok(())
+    }
+
+    /// A record read readable again leaves the quarantine; its lead is
+    /// looked at again (still held while another record of its is kept).
+    fn release(&self, stream: Stream, id: &str, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+        let Some(held) = self.store.quarantined(stream, id)? else { return Ok(()) };
+        tracing::info!(stream = stream.as_str(), record = %id, "a quarantined record reads well now; released");
+        batch.release_quarantine(&held);
+        if let Some(lead) = &held.record.lead_id {
+            batch.mark_dirty(lead, "released from quarantine");
+        }
+        applied.released += 1;
+        Ok(())
     }
 
     fn kind_of(&self, owner_id: &str) -> OwnerKind {
@@ -396,6 +445,7 @@ mod tests {
             sla_fields: &sla,
             status_field: "Status",
             history_fields: &history,
+            now: at(12, 0),
         };
         let mut batch = Batch::default();
         let applied = applier.apply(&page, &mut batch).unwrap();
@@ -560,6 +610,33 @@ mod tests {
         );
         assert!(store.activities_of("00Q3").unwrap().is_empty());
         assert_eq!(store.activity_lead("c1").unwrap(), None);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_quarantined_and_released_when_it_reads_well() {
+        let store = Store::in_memory();
+        let bad = Quarantined::new(
+            Stream::Leads,
+            Some("00Q1".into()),
+            Some("00Q1".into()),
+            "Lead 00Q1: SystemModstamp \"yesterday\" is not a datetime",
+            &json!({"Id": "00Q1", "SystemModstamp": "yesterday"}),
+            at(9, 0),
+        );
+        let applied = apply(&store, PullPage { quarantined: vec![bad.clone()], ..PullPage::default() });
+        assert_eq!(applied.quarantined, 1);
+        assert!(store.is_held("00Q1").unwrap());
+        assert!(store.dirty(10).unwrap().is_empty(), "a held lead is not queued for evaluation");
+        // Read unreadable again: kept once, counted twice.
+        apply(&store, PullPage { quarantined: vec![bad], ..PullPage::default() });
+        let kept = store.quarantine().unwrap();
+        assert_eq!((kept.len(), kept[0].times), (1, 2));
+        // The CRM's record reads well now: released, the lead looked at again.
+        let applied = apply(&store, page(vec![lead("005A", "Open", at(9, 30))]));
+        assert_eq!(applied.released, 1);
+        assert!(store.quarantine().unwrap().is_empty());
+        assert!(!store.is_held("00Q1").unwrap());
+        assert_eq!(store.dirty(10).unwrap(), ["00Q1"]);
     }
 
     #[test]

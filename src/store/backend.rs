@@ -32,6 +32,8 @@ pub enum Tree {
     Weekly,
     Messages,
     MessageKeys,
+    Quarantine,
+    Held,
 }
 
 impl Tree {
@@ -53,6 +55,8 @@ impl Tree {
         Tree::Weekly,
         Tree::Messages,
         Tree::MessageKeys,
+        Tree::Quarantine,
+        Tree::Held,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +78,8 @@ impl Tree {
             Tree::Weekly => "weekly",
             Tree::Messages => "messages",
             Tree::MessageKeys => "message_keys",
+            Tree::Quarantine => "quarantine",
+            Tree::Held => "held",
         }
     }
 

@@ -26,6 +26,8 @@
 //! | `weekly` | commitment, week | [`WeekRecord`]: scorecard results kept for streaks |
 //! | `messages` | sequence | [`MessageEntry`]: a digest or summary not yet delivered (see [`messages`]) |
 //! | `message_keys` | message key | sequence |
+//! | `quarantine` | stream, record | [`QuarantineRecord`]: a record the connector could not map |
+//! | `held` | lead id, stream, record | (empty): a lead not judged while a record of its is quarantined |
 //!
 //! Values are versioned: one format byte, then JSON. A value written by a
 //! newer handoff is refused with a message rather than misread.
@@ -38,7 +40,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use handoff_model::{
-    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead, Owner,
+    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead, Owner, Quarantined,
     StatusChange, Stream, TaskPurpose, WriteError,
 };
 use serde::de::DeserializeOwned;
@@ -298,6 +300,43 @@ pub struct WeekRecord {
     pub target: Option<f64>,
 }
 
+/// A record the connector read but could not map, kept until it is read
+/// again readable (or re-read on purpose), with the lead it belongs to held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    /// What the connector said: stream, id, lead, reason, the raw record
+    /// (redacted), the window it was read in.
+    pub record: Quarantined,
+    /// When it was first quarantined.
+    pub first_at: DateTime<Utc>,
+    /// When it was last read (and still unreadable).
+    pub last_at: DateTime<Utc>,
+    /// How many times it was read unreadable.
+    pub times: u32,
+}
+
+/// The key of a quarantined record in its stream: its id, or a digest of
+/// its raw text when it has none.
+pub fn quarantine_key(q: &Quarantined) -> String {
+    match &q.id {
+        Some(id) => id.clone(),
+        None => format!("#{}", crate::engine::keys::short_hash(&q.raw, 16)),
+    }
+}
+
+fn quarantine_tree_key(stream: Stream, key: &str) -> Vec<u8> {
+    let mut k = stream.as_str().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn held_key(lead_id: &str, stream: Stream, key: &str) -> Vec<u8> {
+    let mut k = lead_prefix(lead_id);
+    k.extend_from_slice(&quarantine_tree_key(stream, key));
+    k
+}
+
 /// How much the store holds, for `handoff state` and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Counts {
@@ -312,6 +351,10 @@ pub struct Counts {
     /// Digests and summaries waiting for delivery (failed ones included).
     pub messages: usize,
     pub messages_failed: usize,
+    /// Records in quarantine, all streams.
+    pub quarantined: usize,
+    /// Leads held back from evaluation by a quarantined record.
+    pub held: usize,
 }
 
 /// The daemon's state, over some [`Backend`].
@@ -568,6 +611,39 @@ impl Store {
         self.commit(batch)
     }
 
+    /// The quarantined record of `stream` under `key`, if any.
+    pub fn quarantined(&self, stream: Stream, key: &str) -> Result<Option<QuarantineRecord>, StoreError> {
+        self.get(Tree::Quarantine, &quarantine_tree_key(stream, key))
+    }
+
+    /// Every quarantined record, by stream and key.
+    pub fn quarantine(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
+        Ok(self
+            .scan::<QuarantineRecord>(Tree::Quarantine, b"", None, usize::MAX)?
+            .into_iter()
+            .map(|(_, q)| q)
+            .collect())
+    }
+
+    /// Whether a quarantined record holds `lead_id` back from evaluation.
+    pub fn is_held(&self, lead_id: &str) -> Result<bool, StoreError> {
+        let prefix = lead_prefix(lead_id);
+        let end = prefix_end(&prefix);
+        Ok(!self.backend.range(Tree::Held, &prefix, end.as_deref(), 1)?.is_empty())
+    }
+
+    /// Every held lead, in id order.
+    pub fn held_leads(&self) -> Result<Vec<String>, StoreError> {
+        let mut leads: Vec<String> = self
+            .backend
+            .range(Tree::Held, b"", None, usize::MAX)?
+            .into_iter()
+            .filter_map(|(k, _)| k.split(|b| *b == 0).next().map(|l| String::from_utf8_lossy(l).into_owned()))
+            .collect();
+        leads.dedup();
+        Ok(leads)
+    }
+
     pub fn week_record(
         &self,
         commitment: &str,
@@ -589,6 +665,8 @@ impl Store {
             ledger: self.backend.count(Tree::Ledger)?,
             messages_failed: self.messages()?.iter().filter(|e| e.failed).count(),
             messages: self.backend.count(Tree::Messages)?,
+            quarantined: self.backend.count(Tree::Quarantine)?,
+            held: self.held_leads()?.len(),
         })
     }
 
@@ -769,6 +847,27 @@ impl Batch {
     pub fn confirm(&mut self, entry: &OutboxEntry, ledger: &LedgerEntry) {
         self.drop_outbox(entry);
         self.put(Tree::Ledger, entry.action.key.as_str().as_bytes().to_vec(), ledger);
+    }
+
+    /// Keeps a quarantined record and holds the lead it belongs to.
+    pub fn put_quarantine(&mut self, record: &QuarantineRecord) {
+        let q = &record.record;
+        let key = quarantine_key(q);
+        self.put(Tree::Quarantine, quarantine_tree_key(q.stream, &key), record);
+        if let Some(lead) = &q.lead_id {
+            self.writes.push(Write { tree: Tree::Held, key: held_key(lead, q.stream, &key), value: Some(Vec::new()) });
+        }
+    }
+
+    /// Drops a quarantined record (it was read readable, or is read again
+    /// on purpose) and its hold on its lead.
+    pub fn release_quarantine(&mut self, record: &QuarantineRecord) {
+        let q = &record.record;
+        let key = quarantine_key(q);
+        self.delete(Tree::Quarantine, quarantine_tree_key(q.stream, &key));
+        if let Some(lead) = &q.lead_id {
+            self.delete(Tree::Held, held_key(lead, q.stream, &key));
+        }
     }
 
     pub fn put_week(&mut self, commitment: &str, record: &WeekRecord) {
@@ -963,6 +1062,42 @@ mod tests {
             .unwrap();
         let err = store.lead("L1").unwrap_err().to_string();
         assert!(err.contains("leads") && err.contains("L1") && err.contains("format 9"), "{err}");
+    }
+
+    #[test]
+    fn a_quarantined_record_holds_its_lead_until_released() {
+        for (store, _dir) in stores() {
+            let q = |id: Option<&str>, lead: Option<&str>| QuarantineRecord {
+                record: Quarantined::new(
+                    Stream::Activities,
+                    id.map(str::to_string),
+                    lead.map(str::to_string),
+                    "SystemModstamp is 12, not text",
+                    &serde_json::json!({"Id": id, "SystemModstamp": 12}),
+                    at(9),
+                ),
+                first_at: at(10),
+                last_at: at(10),
+                times: 1,
+            };
+            let with_lead = q(Some("00T1"), Some("L1"));
+            let without_id = q(None, None);
+            let mut b = Batch::default();
+            b.put_quarantine(&with_lead);
+            b.put_quarantine(&without_id);
+            store.commit(b).unwrap();
+            assert!(store.is_held("L1").unwrap());
+            assert!(!store.is_held("L").unwrap(), "a lead id that is a prefix of another is not held");
+            assert_eq!(store.held_leads().unwrap(), ["L1"]);
+            assert_eq!(store.quarantine().unwrap().len(), 2);
+            assert_eq!(store.counts().unwrap().quarantined, 2);
+            assert!(store.quarantined(Stream::Activities, "00T1").unwrap().is_some());
+            let mut b = Batch::default();
+            b.release_quarantine(&with_lead);
+            store.commit(b).unwrap();
+            assert!(!store.is_held("L1").unwrap());
+            assert_eq!(store.quarantine().unwrap(), vec![without_id]);
+        }
     }
 
     #[test]

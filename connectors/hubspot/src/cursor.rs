@@ -12,6 +12,7 @@
 //! that overlap so it is not delivered twice.
 
 use handoff_model::{CrmKind, Cursor, Stream};
+use handoff_runtime::PageGuard;
 use serde::{Deserialize, Serialize};
 
 use crate::error::HubspotError;
@@ -32,6 +33,9 @@ pub struct Window {
     pub object: usize,
     /// Last `hs_object_id` delivered from this object type in this window.
     pub last_id: Option<u64>,
+    /// The pages of this object type so far: each must move past the last.
+    #[serde(default)]
+    pub guard: PageGuard,
 }
 
 /// The archived-records sweep in progress.
@@ -44,6 +48,9 @@ pub struct Sweep {
     /// start, minus the lookback).
     pub since_ms: i64,
     pub started_at_ms: i64,
+    /// The pages of this object type's listing so far.
+    #[serde(default)]
+    pub guard: PageGuard,
 }
 
 /// A record delivered in the overlap: `(object, id, modified_ms)`.
@@ -71,17 +78,9 @@ impl RecordsCursor {
         if let Some(w) = &self.window {
             return Some(w.clone());
         }
-        let to_ms = now_ms - lag_ms;
-        let from_ms = match self.done_until_ms {
-            Some(done) => {
-                if to_ms <= done {
-                    return None;
-                }
-                (done - lookback_ms).max(backfill_from_ms)
-            }
-            None => backfill_from_ms,
-        };
-        (to_ms > from_ms).then_some(Window { from_ms, to_ms, object: 0, last_id: None })
+        let (from_ms, to_ms) =
+            handoff_runtime::window::next_window(self.done_until_ms, now_ms, lag_ms, lookback_ms, backfill_from_ms, 1)?;
+        Some(Window { from_ms, to_ms, object: 0, last_id: None, guard: PageGuard::default() })
     }
 
     /// Whether `key` was delivered already.
@@ -124,6 +123,9 @@ pub struct OwnersCursor {
     pub archived: bool,
     /// When the last full listing finished.
     pub listed_at_ms: Option<i64>,
+    /// The pages of the current listing so far.
+    #[serde(default)]
+    pub guard: PageGuard,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -193,14 +195,14 @@ mod tests {
     #[test]
     fn overlap_records_are_remembered_and_pruned() {
         let mut c = RecordsCursor::default();
-        let w = Window { from_ms: 0, to_ms: 100 * MIN, object: 0, last_id: None };
+        let w = Window { from_ms: 0, to_ms: 100 * MIN, object: 0, last_id: None, guard: PageGuard::default() };
         c.remember((0, 1, 50 * MIN), &w, 10 * MIN);
         c.remember((0, 2, 95 * MIN), &w, 10 * MIN);
         assert!(!c.was_seen(&(0, 1, 50 * MIN)), "outside the overlap: not kept");
         assert!(c.was_seen(&(0, 2, 95 * MIN)));
         assert!(!c.was_seen(&(0, 2, 96 * MIN)), "a newer version is new");
         c.finish_window(&w, 10 * MIN);
-        let w2 = Window { from_ms: 90 * MIN, to_ms: 200 * MIN, object: 0, last_id: None };
+        let w2 = Window { from_ms: 90 * MIN, to_ms: 200 * MIN, object: 0, last_id: None, guard: PageGuard::default() };
         c.finish_window(&w2, 10 * MIN);
         assert!(c.seen.is_empty());
     }

@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use handoff_model::{ConnectorError, CrmKind};
+use handoff_model::{ConnectorError, CrmKind, ErrorClass};
+use handoff_runtime::RuntimeError;
+
+/// What a refused permission (403) means in HubSpot, and the fix.
+pub const SCOPES_FIX: &str = "grant the private/public app the crm.objects.contacts.read/.write, crm.objects.owners.read and crm.schemas.*.write scopes";
 
 /// Why a HubSpot call (or setting up the connector) failed. Messages name
 /// the thing that is wrong and how to fix it; they never carry a secret.
@@ -26,11 +30,34 @@ pub enum HubspotError {
     #[error("{endpoint}: unexpected response: {message}")]
     Protocol { endpoint: String, message: String },
     #[error("{endpoint}: HubSpot answered {status} {category}: {message}")]
-    Api { endpoint: String, status: u16, category: String, message: String },
+    Api { endpoint: String, status: u16, category: String, message: String, class: ErrorClass },
     #[error("stored cursor is not one this connector wrote: {message}")]
     BadCursor { cursor: String, message: String },
     #[error("cannot persist the rotated refresh token: {0}; the token store must be writable or the next start cannot authenticate")]
     TokenStore(String),
+    /// Anything else the shared runtime reported.
+    #[error(transparent)]
+    Runtime(RuntimeError),
+}
+
+impl From<RuntimeError> for HubspotError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Auth { message } => HubspotError::Auth(message),
+            RuntimeError::NeedsConfig { message, fix } => HubspotError::NeedsConfig { message, fix },
+            RuntimeError::Budget { retry_after } => HubspotError::Budget { retry_after },
+            RuntimeError::Transport { endpoint, attempts, message, .. } => {
+                HubspotError::Transport { endpoint, attempts, message }
+            }
+            RuntimeError::Api { endpoint, status, code, message, class } => {
+                HubspotError::Api { endpoint, status, category: code, message, class }
+            }
+            RuntimeError::Protocol { endpoint, message } => HubspotError::Protocol { endpoint, message },
+            RuntimeError::TokenStore(m) => HubspotError::TokenStore(m),
+            RuntimeError::CaFile { path, message } => HubspotError::CaFile { path, message },
+            other => HubspotError::Runtime(other),
+        }
+    }
 }
 
 impl From<HubspotError> for ConnectorError {
@@ -59,20 +86,11 @@ impl From<HubspotError> for ConnectorError {
                 ConnectorError::Transport { crm, message: e.to_string() }
             }
             HubspotError::Protocol { endpoint, message } => ConnectorError::Protocol { crm, endpoint, message },
-            HubspotError::Api { ref endpoint, status, .. } => {
-                if status == 401 {
-                    ConnectorError::Auth { crm, message: e.to_string() }
-                } else if status == 403 {
-                    ConnectorError::NeedsConfig {
-                        crm,
-                        message: e.to_string(),
-                        fix: "grant the private/public app the crm.objects.contacts.read/.write, crm.objects.owners.read and crm.schemas.*.write scopes".into(),
-                    }
-                } else {
-                    ConnectorError::Protocol { crm, endpoint: endpoint.clone(), message: e.to_string() }
-                }
+            HubspotError::Api { endpoint, status, category, message, class } => {
+                RuntimeError::Api { endpoint, status, code: category, message, class }.into_connector(crm, SCOPES_FIX)
             }
             HubspotError::BadCursor { cursor, message } => ConnectorError::BadCursor { crm, cursor, message },
+            HubspotError::Runtime(e) => e.into_connector(crm, SCOPES_FIX),
         }
     }
 }

@@ -9,9 +9,12 @@
 //! - [`wire`]: HubSpot's JSON shapes and headers, and error classification (pure).
 //! - [`cursor`]: cursor state and window arithmetic (pure).
 //! - [`map`]: HubSpot records → the CRM-neutral model (pure).
-//! - [`limits`]: the burst and search pacers, the `Retry-After` gate, the daily budget.
-//! - [`auth`]: private-app tokens and the OAuth refresh grant.
-//! - [`client`]: sending with retries per error class.
+//! - [`limits`]: HubSpot's dialect of the shared runtime: the burst and
+//!   search pacers, its rate headers and 429 bodies.
+//! - [`auth`]: the OAuth refresh grant.
+//! - [`client`]: sending through the shared runtime (`handoff-runtime`:
+//!   deadlines, retries per error class, re-authentication, the pause gate,
+//!   the daily budget, tokens), and strict reading of answers.
 //! - `pull` / `write`: the two halves of the [`Connector`] trait.
 
 pub mod auth;
@@ -35,7 +38,9 @@ use handoff_model::{
 use reqwest::Method;
 
 pub use error::HubspotError;
-pub use settings::{Clock, HubspotAuth, HubspotSettings, MemoryTokenStore, SystemClock, TokenStore};
+pub use settings::{
+    Clock, HttpSettings, HubspotAuth, HubspotSettings, MemoryTokenStore, SharedClock, SystemClock, TokenStore,
+};
 
 use crate::client::{Client, Request};
 use crate::cursor::{OwnersCursor, RecordsCursor};
@@ -78,8 +83,13 @@ impl HubspotConnector {
         &self.settings
     }
 
+    /// API requests sent so far (token requests not counted).
+    pub fn requests_sent(&self) -> u64 {
+        self.client.requests_sent()
+    }
+
     async fn check_access(&self) -> Result<(), HubspotError> {
-        self.client.auth.bearer().await?;
+        self.client.authenticate().await?;
         // One cheap read proves the token and the contacts scope.
         self.client
             .send(Request {
@@ -109,6 +119,22 @@ impl Connector for HubspotConnector {
 
     async fn pull(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, ConnectorError> {
         tracing::debug!(connector = "hubspot", stream = stream.as_str(), cursor = ?cursor.map(|c| &c.0), "pull");
+        // Every call of the pull ends within one operation deadline, well inside the watchdog.
+        handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, self.pull_one(stream, cursor)).await
+    }
+
+    async fn write(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let op = self.write_actions(actions);
+        handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, op).await.map_err(ConnectorError::from)
+    }
+
+    fn budget(&self) -> ApiBudget {
+        self.client.budget()
+    }
+}
+
+impl HubspotConnector {
+    async fn pull_one(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, ConnectorError> {
         let result = match stream {
             Stream::Leads | Stream::Activities => {
                 let state = match cursor {
@@ -134,13 +160,5 @@ impl Connector for HubspotConnector {
             }
         };
         result.map_err(ConnectorError::from)
-    }
-
-    async fn write(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, ConnectorError> {
-        self.write_actions(actions).await.map_err(ConnectorError::from)
-    }
-
-    fn budget(&self) -> ApiBudget {
-        self.client.limits.budget()
     }
 }

@@ -1,10 +1,11 @@
-//! Staying inside HubSpot's limits: two local pacers (the 10-second burst
-//! bucket and search's per-second bucket), a pause gate set by `Retry-After`
-//! and 429s, and the operator's share of the daily budget.
+//! HubSpot's side of staying inside its limits: two local pacers (the
+//! 10-second burst bucket and search's per-second bucket), what its
+//! headers and 429 bodies say, and how that closes the shared runtime's
+//! pause gate or spends its daily budget.
 //!
-//! governor paces locally below the documented rates; the headers HubSpot
-//! sends (`X-HubSpot-RateLimit-Max`) resize the burst pacer, and a 429
-//! closes the gate so nothing is sent until the CRM's window has passed.
+//! The pacers run below the documented rates; the headers HubSpot sends
+//! (`X-HubSpot-RateLimit-Max`) resize the burst pacer, and a 429 closes
+//! the gate so nothing is sent until the CRM's window has passed.
 //! Searches carry no rate headers, so a `SECONDLY` 429 itself says the
 //! search pacer runs faster than the portal allows (a pacing setting above
 //! the account's limit, or another app spending the shared bucket): the
@@ -12,18 +13,15 @@
 //! climbs back one step a minute while no refusal comes.
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::Days;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use handoff_model::{ApiBudget, Timestamp};
+use async_trait::async_trait;
+use handoff_model::{CrmKind, ErrorClass};
+use handoff_runtime::{quota_for, Dialect, Observed, Pacer, Raw, Refusal, Scope};
 use tokio::time::Instant;
 
-use crate::error::HubspotError;
-use crate::settings::Clock;
-use crate::wire::{RateHeaders, RatePolicy};
+use crate::wire::{classify, ErrorBody, RateHeaders, RatePolicy};
 
 /// Which of HubSpot's buckets a request draws from. Searches are exempt
 /// from the burst bucket and have their own.
@@ -31,6 +29,22 @@ use crate::wire::{RateHeaders, RatePolicy};
 pub enum Bucket {
     Burst,
     Search,
+}
+
+impl Bucket {
+    pub fn shared(self) -> handoff_runtime::Bucket {
+        match self {
+            Bucket::Burst => handoff_runtime::Bucket::Default,
+            Bucket::Search => handoff_runtime::Bucket::Search,
+        }
+    }
+
+    fn of(bucket: handoff_runtime::Bucket) -> Bucket {
+        match bucket {
+            handoff_runtime::Bucket::Default => Bucket::Burst,
+            handoff_runtime::Bucket::Search => Bucket::Search,
+        }
+    }
 }
 
 /// Share of a reported limit the pacer plans for, so network jitter that
@@ -55,7 +69,7 @@ pub fn lowered_search_rate(current_per_second: u32, sent_in_window: usize) -> u3
 struct SearchPacer {
     per_second: u32,
     ceiling: u32,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    pacer: Arc<Pacer>,
     changed_at: Option<Instant>,
     /// When each recent search was sent (the last second's worth).
     sent: VecDeque<Instant>,
@@ -66,7 +80,7 @@ impl SearchPacer {
         SearchPacer {
             per_second,
             ceiling: per_second,
-            limiter: Arc::new(RateLimiter::direct(quota_for(per_second, SEARCH_WINDOW))),
+            pacer: Arc::new(Pacer::new(quota_for(per_second, SEARCH_WINDOW))),
             changed_at: None,
             sent: VecDeque::new(),
         }
@@ -74,7 +88,7 @@ impl SearchPacer {
 
     fn set_rate(&mut self, per_second: u32, now: Instant) {
         self.per_second = per_second;
-        self.limiter = Arc::new(RateLimiter::direct(quota_for(per_second, SEARCH_WINDOW)));
+        self.pacer = Arc::new(Pacer::new(quota_for(per_second, SEARCH_WINDOW)));
         self.changed_at = Some(now);
     }
 
@@ -85,126 +99,59 @@ impl SearchPacer {
     }
 }
 
-/// A GCRA quota admitting at most `per_window` requests in any `window`:
-/// a burst of a tenth, then an even trickle for the rest.
-pub fn quota_for(per_window: u32, window: Duration) -> Quota {
-    if per_window < 2 {
-        return Quota::with_period(window).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
-    }
-    let burst = (per_window / 10).max(1);
-    let steady = per_window - burst;
-    let period = window / steady;
-    Quota::with_period(period.max(Duration::from_millis(1)))
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
-}
-
-#[derive(Debug, Default)]
-struct BudgetState {
-    /// The portal's daily limit, from the headers or the fallback setting.
-    daily_limit: Option<u64>,
-    used: u64,
-    /// Whether `used` comes from HubSpot's headers (else counted locally).
-    reported: bool,
-    day: Option<chrono::NaiveDate>,
-    paused_until: Option<Timestamp>,
-}
-
-/// The connector's limit keeper, shared by every request.
-pub struct Limits {
-    burst: RwLock<(u32, Arc<DefaultDirectRateLimiter>)>,
-    search: Mutex<SearchPacer>,
-    gate: Mutex<Option<Instant>>,
-    search_gate: Mutex<Option<Instant>>,
-    budget: Mutex<BudgetState>,
-    share: f64,
-    clock: Arc<dyn Clock>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The next UTC midnight after `now`, when HubSpot's daily count resets.
-fn next_midnight(now: Timestamp) -> Timestamp {
-    now.date_naive()
-        .checked_add_days(Days::new(1))
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc())
-        .unwrap_or(now + chrono::Duration::days(1))
+/// HubSpot's dialect of the shared send loop.
+pub struct HubspotDialect {
+    burst: RwLock<(u32, Arc<Pacer>)>,
+    search: Mutex<SearchPacer>,
 }
 
-impl Limits {
-    pub fn new(
-        burst_per_10s: u32,
-        search_per_second: u32,
-        share: f64,
-        daily_limit_fallback: Option<u64>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Limits {
-            burst: RwLock::new((burst_per_10s, Arc::new(RateLimiter::direct(quota_for(burst_per_10s, BURST_WINDOW))))),
+impl HubspotDialect {
+    pub fn new(burst_per_10s: u32, search_per_second: u32) -> Self {
+        HubspotDialect {
+            burst: RwLock::new((burst_per_10s, Arc::new(Pacer::new(quota_for(burst_per_10s, BURST_WINDOW))))),
             search: Mutex::new(SearchPacer::new(search_per_second)),
-            gate: Mutex::new(None),
-            search_gate: Mutex::new(None),
-            budget: Mutex::new(BudgetState { daily_limit: daily_limit_fallback, ..BudgetState::default() }),
-            share,
-            clock,
         }
     }
 
-    fn allowed(&self, limit: u64) -> u64 {
-        (limit as f64 * self.share).floor() as u64
+    /// The search pacer's current rate per second.
+    pub fn search_per_second(&self) -> u32 {
+        lock(&self.search).per_second
     }
 
-    /// Refuse when today's share is spent (a stop, not a failure).
-    fn check_budget(&self) -> Result<(), HubspotError> {
-        let now = self.clock.now();
-        let mut b = lock(&self.budget);
-        if b.day.is_some_and(|d| d != now.date_naive()) {
-            // A new day: HubSpot's count restarts (its next headers confirm).
-            b.day = Some(now.date_naive());
-            b.used = 0;
-            b.paused_until = None;
-        }
-        if let Some(until) = b.paused_until {
-            if until > now {
-                return Err(HubspotError::Budget { retry_after: (until - now).to_std().unwrap_or_default() });
-            }
-            b.paused_until = None;
-        }
-        if let Some(limit) = b.daily_limit {
-            if b.used >= self.allowed(limit) {
-                let until = next_midnight(now);
-                b.paused_until = Some(until);
-                return Err(HubspotError::Budget { retry_after: (until - now).to_std().unwrap_or_default() });
-            }
-        }
-        Ok(())
+    /// A `SECONDLY` refusal of a search: pace searches below what got through.
+    fn slow_search(&self) {
+        let mut p = lock(&self.search);
+        let now = Instant::now();
+        p.forget_before(now);
+        let lowered = lowered_search_rate(p.per_second, p.sent.len());
+        tracing::warn!(
+            connector = "hubspot",
+            refused_at_per_second = p.per_second,
+            search_per_second = lowered,
+            "search refused with SECONDLY; slowing the search pacer"
+        );
+        p.set_rate(lowered, now);
+    }
+}
+
+#[async_trait]
+impl Dialect for HubspotDialect {
+    fn crm(&self) -> CrmKind {
+        CrmKind::Hubspot
     }
 
-    /// Wait until a request may be sent from `bucket`: budget left, no
-    /// `Retry-After` window open, and the local pacer admits it.
-    pub async fn acquire(&self, bucket: Bucket) -> Result<(), HubspotError> {
-        self.check_budget()?;
-        loop {
-            let until = {
-                let g = *lock(&self.gate);
-                let s = if bucket == Bucket::Search { *lock(&self.search_gate) } else { None };
-                g.max(s)
-            };
-            match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
-                _ => break,
-            }
-        }
-        match bucket {
+    async fn pace(&self, bucket: handoff_runtime::Bucket) {
+        match Bucket::of(bucket) {
             Bucket::Burst => {
-                let limiter = self.burst.read().unwrap_or_else(|e| e.into_inner()).1.clone();
-                limiter.until_ready().await;
+                let pacer = self.burst.read().unwrap_or_else(|e| e.into_inner()).1.clone();
+                pacer.until_ready().await;
             }
             Bucket::Search => {
-                let limiter = {
+                let pacer = {
                     let mut p = lock(&self.search);
                     let now = Instant::now();
                     if p.per_second < p.ceiling && p.changed_at.is_none_or(|t| now.duration_since(t) >= SEARCH_RECOVERY)
@@ -217,37 +164,23 @@ impl Limits {
                         );
                         p.set_rate(up, now);
                     }
-                    p.limiter.clone()
+                    p.pacer.clone()
                 };
-                limiter.until_ready().await;
+                pacer.until_ready().await;
                 let mut p = lock(&self.search);
                 let now = Instant::now();
                 p.forget_before(now);
                 p.sent.push_back(now);
             }
         }
-        if bucket == Bucket::Burst {
-            // Counted locally only when HubSpot does not report usage.
-            let today = self.clock.now().date_naive();
-            let mut b = lock(&self.budget);
-            b.day.get_or_insert(today);
-            if !b.reported {
-                b.used += 1;
-            }
-        }
-        Ok(())
     }
 
-    /// Learn from a response's rate-limit headers.
-    pub fn observe(&self, bucket: Bucket, h: &RateHeaders) {
+    fn observe(&self, bucket: handoff_runtime::Bucket, raw: &Raw, seen: &mut Observed<'_>) {
+        let h = RateHeaders::parse(&raw.headers);
         if let (Some(limit), Some(remaining)) = (h.daily, h.daily_remaining) {
-            let mut b = lock(&self.budget);
-            b.daily_limit = Some(limit);
-            b.used = limit.saturating_sub(remaining);
-            b.reported = true;
-            b.day = Some(self.clock.now().date_naive());
+            seen.budget.observe(limit.saturating_sub(remaining), limit, seen.now);
         }
-        if bucket != Bucket::Burst {
+        if Bucket::of(bucket) != Bucket::Burst {
             return;
         }
         if let Some(max) = h.max {
@@ -260,90 +193,56 @@ impl Limits {
                     pacing_per_10s = target,
                     "resizing the burst pacer"
                 );
-                *w = (target, Arc::new(RateLimiter::direct(quota_for(target, BURST_WINDOW))));
+                *w = (target, Arc::new(Pacer::new(quota_for(target, BURST_WINDOW))));
             }
         }
         if h.remaining == Some(0) {
-            let wait = Duration::from_millis(h.interval_ms.unwrap_or(10_000));
-            self.pause(Some(Bucket::Burst), wait);
+            let wait = Duration::from_millis(h.interval_ms.unwrap_or(10_000).min(60_000));
+            seen.gate.pause(Scope::Bucket(bucket), wait);
         }
     }
 
-    /// Close the gate for `wait`: for every request (`None`, a `Retry-After`)
-    /// or for one bucket.
-    pub fn pause(&self, bucket: Option<Bucket>, wait: Duration) {
-        let until = Instant::now() + wait;
-        let gate = match bucket {
-            Some(Bucket::Search) => &self.search_gate,
-            _ => &self.gate,
-        };
-        let mut g = lock(gate);
-        if g.is_none_or(|t| t < until) {
-            *g = Some(until);
+    fn classify(&self, bucket: handoff_runtime::Bucket, raw: &Raw, retry_after: Option<Duration>) -> Refusal {
+        let err = ErrorBody::parse(&raw.body);
+        let code = err.code();
+        if raw.status != 429 {
+            return Refusal {
+                class: classify(raw.status, &err),
+                code,
+                message: err.message,
+                daily_limit: false,
+                pause: None,
+            };
         }
-    }
-
-    /// React to a 429. Returns the budget stop for the daily policy.
-    pub fn on_rate_limited(
-        &self,
-        policy: RatePolicy,
-        bucket: Bucket,
-        retry_after: Option<Duration>,
-    ) -> Option<HubspotError> {
-        match policy {
-            RatePolicy::Daily => {
-                let now = self.clock.now();
-                let until = retry_after
-                    .and_then(|d| chrono::Duration::from_std(d).ok())
-                    .map(|d| now + d)
-                    .unwrap_or_else(|| next_midnight(now));
-                let mut b = lock(&self.budget);
-                b.paused_until = Some(until);
-                Some(HubspotError::Budget { retry_after: (until - now).to_std().unwrap_or_default() })
-            }
+        let policy = RatePolicy::from_body(&err);
+        let own = Bucket::of(bucket);
+        let (pause, default_secs) = match policy {
+            RatePolicy::Daily => (None, 0),
             RatePolicy::Secondly => {
-                match retry_after {
-                    Some(d) => self.pause(None, d),
-                    None => self.pause(Some(Bucket::Search), SEARCH_WINDOW),
+                if own == Bucket::Search {
+                    self.slow_search();
                 }
-                if bucket == Bucket::Search {
-                    let mut p = lock(&self.search);
-                    let now = Instant::now();
-                    p.forget_before(now);
-                    let lowered = lowered_search_rate(p.per_second, p.sent.len());
-                    tracing::warn!(
-                        connector = "hubspot",
-                        refused_at_per_second = p.per_second,
-                        search_per_second = lowered,
-                        "search refused with SECONDLY; slowing the search pacer"
-                    );
-                    p.set_rate(lowered, now);
-                }
-                None
+                let pause = match retry_after {
+                    Some(d) => (Scope::All, d),
+                    None => (Scope::Bucket(handoff_runtime::Bucket::Search), SEARCH_WINDOW),
+                };
+                (Some(pause), 1)
             }
             RatePolicy::TenSecondly => {
-                match retry_after {
-                    Some(d) => self.pause(None, d),
-                    None => self.pause(Some(bucket), BURST_WINDOW),
-                }
-                None
+                let pause = match retry_after {
+                    Some(d) => (Scope::All, d),
+                    None => (Scope::Bucket(bucket), BURST_WINDOW),
+                };
+                (Some(pause), 10)
             }
-        }
-    }
-
-    /// The search pacer's current rate per second.
-    pub fn search_per_second(&self) -> u32 {
-        lock(&self.search).per_second
-    }
-
-    pub fn budget(&self) -> ApiBudget {
-        let b = lock(&self.budget);
-        let limit = b.daily_limit.unwrap_or(0);
-        ApiBudget {
-            used: b.used,
-            limit,
-            allowed: b.daily_limit.map(|l| self.allowed(l)).unwrap_or(0),
-            paused_until: b.paused_until.filter(|t| *t > self.clock.now()),
+        };
+        let secs = retry_after.map(handoff_runtime::retry_after::whole_secs).unwrap_or(default_secs);
+        Refusal {
+            class: ErrorClass::RateLimited { retry_after_secs: secs },
+            code,
+            message: err.message,
+            daily_limit: policy == RatePolicy::Daily,
+            pause,
         }
     }
 }
@@ -351,35 +250,15 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::SystemClock;
+    use handoff_runtime::{BudgetReset, DailyBudget, PauseGate};
+    use reqwest::header::{HeaderMap, HeaderValue};
 
-    #[test]
-    fn quota_never_admits_more_than_the_window_allows() {
-        // burst + window/period must stay within the limit.
-        for n in [2u32, 4, 5, 10, 100, 171, 190] {
-            let q = quota_for(n, BURST_WINDOW);
-            let admitted = q.burst_size().get() as u128 + BURST_WINDOW.as_nanos() / q.replenish_interval().as_nanos();
-            assert!(admitted <= n as u128, "{n}: {admitted}");
-            assert!(admitted * 10 >= (n as u128) * 7, "{n}: {admitted} wastes the limit");
+    fn raw(status: u16, headers: &[(&'static str, &str)], body: &str) -> Raw {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
-    }
-
-    #[tokio::test]
-    async fn budget_stops_at_the_operators_share() {
-        let l = Limits::new(100, 5, 0.5, None, Arc::new(SystemClock));
-        l.observe(
-            Bucket::Burst,
-            &RateHeaders { daily: Some(1000), daily_remaining: Some(600), ..RateHeaders::default() },
-        );
-        assert!(l.acquire(Bucket::Burst).await.is_ok());
-        let b = l.budget();
-        assert_eq!((b.used, b.limit, b.allowed), (400, 1000, 500));
-        l.observe(
-            Bucket::Burst,
-            &RateHeaders { daily: Some(1000), daily_remaining: Some(500), ..RateHeaders::default() },
-        );
-        assert!(matches!(l.acquire(Bucket::Burst).await, Err(HubspotError::Budget { .. })));
-        assert!(l.budget().paused_until.is_some());
+        Raw { status, headers: h, body: body.as_bytes().to_vec() }
     }
 
     #[test]
@@ -394,30 +273,63 @@ mod tests {
         assert_eq!(lowered_search_rate(4, 30), 3);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn secondly_refusals_pause_search_only_and_slow_it_down() {
-        let l = Limits::new(100, 20, 1.0, None, Arc::new(SystemClock));
+        let d = HubspotDialect::new(100, 20);
         for _ in 0..6 {
-            l.acquire(Bucket::Search).await.unwrap();
+            d.pace(handoff_runtime::Bucket::Search).await;
         }
-        assert_eq!(l.search_per_second(), 20);
-        let t0 = Instant::now();
-        assert!(l.on_rate_limited(RatePolicy::Secondly, Bucket::Search, None).is_none());
-        assert_eq!(l.search_per_second(), 4);
-        assert!(lock(&l.gate).is_none(), "the burst bucket is not paused by a search refusal");
-        l.acquire(Bucket::Search).await.unwrap();
-        assert!(Instant::now() - t0 >= SEARCH_WINDOW, "a search went out inside the second after the refusal");
+        assert_eq!(d.search_per_second(), 20);
+        let r = d.classify(
+            handoff_runtime::Bucket::Search,
+            &raw(
+                429,
+                &[],
+                r#"{"status":"error","message":"You have reached your secondly limit.","policyName":"SECONDLY"}"#,
+            ),
+            None,
+        );
+        assert_eq!(d.search_per_second(), 4);
+        assert_eq!(r.pause, Some((Scope::Bucket(handoff_runtime::Bucket::Search), SEARCH_WINDOW)));
+        assert_eq!(r.class, ErrorClass::RateLimited { retry_after_secs: 1 });
+        assert!(!r.daily_limit);
     }
 
-    #[tokio::test]
-    async fn retry_after_closes_the_gate_for_every_bucket() {
-        let l = Limits::new(100, 5, 1.0, None, Arc::new(SystemClock));
-        let t0 = Instant::now();
-        assert!(l.on_rate_limited(RatePolicy::TenSecondly, Bucket::Burst, Some(Duration::from_millis(300))).is_none());
-        l.acquire(Bucket::Search).await.unwrap();
-        assert!(Instant::now() - t0 >= Duration::from_millis(300), "a request went out inside the Retry-After window");
-        let d = l.on_rate_limited(RatePolicy::Daily, Bucket::Burst, None);
-        assert!(matches!(d, Some(HubspotError::Budget { .. })));
-        assert!(matches!(l.acquire(Bucket::Burst).await, Err(HubspotError::Budget { .. })));
+    #[test]
+    fn retry_after_closes_every_bucket_and_a_daily_refusal_spends_the_budget() {
+        let d = HubspotDialect::new(100, 5);
+        let ten = r#"{"status":"error","message":"You have reached your ten_secondly_rolling limit.","policyName":"TEN_SECONDLY_ROLLING"}"#;
+        let r = d.classify(handoff_runtime::Bucket::Default, &raw(429, &[], ten), Some(Duration::from_millis(300)));
+        assert_eq!(r.pause, Some((Scope::All, Duration::from_millis(300))));
+        assert_eq!(r.class, ErrorClass::RateLimited { retry_after_secs: 1 });
+        let daily = r#"{"status":"error","message":"You have reached your daily limit.","policyName":"DAILY"}"#;
+        assert!(d.classify(handoff_runtime::Bucket::Default, &raw(429, &[], daily), None).daily_limit);
+    }
+
+    #[test]
+    fn headers_feed_the_budget_and_a_spent_window_closes_its_bucket() {
+        let d = HubspotDialect::new(100, 5);
+        let mut budget = DailyBudget::new(0.5, BudgetReset::UtcMidnight, None);
+        let gate = PauseGate::default();
+        let now = chrono::Utc::now();
+        let headers = [
+            ("x-hubspot-ratelimit-daily", "1000"),
+            ("x-hubspot-ratelimit-daily-remaining", "500"),
+            ("x-hubspot-ratelimit-remaining", "0"),
+            ("x-hubspot-ratelimit-interval-milliseconds", "10000"),
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            d.observe(
+                handoff_runtime::Bucket::Default,
+                &raw(200, &headers, "{}"),
+                &mut Observed { budget: &mut budget, gate: &gate, now },
+            );
+            assert!(gate.open_at(handoff_runtime::Bucket::Default).is_some());
+            assert!(gate.open_at(handoff_runtime::Bucket::Search).is_none());
+        });
+        let b = budget.snapshot(now);
+        assert_eq!((b.used, b.limit, b.allowed), (500, 1000, 500));
+        assert!(budget.gate(now).is_err(), "at the share the budget stops");
     }
 }

@@ -137,8 +137,29 @@ fn time_of(o: &ApiObject, props: &[&str], fallback: Option<&str>) -> Option<Time
     props.iter().find_map(|p| o.prop(p).and_then(parse_time)).or_else(|| fallback.and_then(parse_time))
 }
 
-/// A mapping failure: the record is unusable and skipped, with this reason.
+/// A mapping failure: the record is unusable (the connector quarantines
+/// it), with this reason.
 pub type Skip = String;
+
+/// Every time the mapping reads must be readable when present: falling
+/// back on another would alter the record.
+fn check_times(o: &ApiObject, props: &[&str]) -> Result<(), Skip> {
+    for p in props {
+        if let Some(v) = o.prop(p) {
+            if parse_time(v).is_none() {
+                return Err(format!("{p} {v:?} is not a time"));
+            }
+        }
+    }
+    for (name, v) in [("createdAt", &o.created_at), ("updatedAt", &o.updated_at)] {
+        if let Some(v) = v.as_deref().filter(|s| !s.is_empty()) {
+            if parse_time(v).is_none() {
+                return Err(format!("{name} {v:?} is not a time"));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The record's numeric id (the key-set pagination position).
 pub fn numeric_id(o: &ApiObject) -> Result<u64, Skip> {
@@ -154,6 +175,7 @@ pub fn modified_at(o: &ApiObject, object_type: &str) -> Result<Timestamp, Skip> 
 /// A contact as a lead, plus the merges it records (`hs_merged_object_ids`
 /// lists contacts merged into it; they are gone as separate records).
 pub fn lead(o: &ApiObject) -> Result<(Lead, Vec<Deletion>), Skip> {
+    check_times(o, &["lastmodifieddate", "createdate", "hs_lifecyclestage_opportunity_date"])?;
     let modified = modified_at(o, "contacts")?;
     let created = time_of(o, &["createdate"], o.created_at.as_deref()).unwrap_or(modified);
     let converted_at = match o.prop("lifecyclestage") {
@@ -276,6 +298,7 @@ pub fn history_owner_ids(o: &ApiObject) -> impl Iterator<Item = &str> {
 pub fn activity(o: &ApiObject, kind: ActivityKind, contact_id: Option<&str>) -> Result<Activity, Skip> {
     let ty = object_type(kind);
     let lead_id = contact_id.ok_or_else(|| format!("{ty} {} is not associated with a contact", o.id))?;
+    check_times(o, &["hs_lastmodifieddate", "hs_timestamp", "hs_meeting_start_time", "hs_task_completion_date"])?;
     let modified = modified_at(o, ty)?;
     let completed = kind == ActivityKind::Task && o.prop("hs_task_status") == Some("COMPLETED");
     let occurred_props: &[&str] = match kind {
@@ -502,6 +525,18 @@ mod tests {
         let none = obj(json!({"id": "1"}));
         assert!(assignments(&none, until, &|_| OwnerKind::User).is_empty());
         assert_eq!(history_owner_ids(&obj(json!({"id": "1", "propertiesWithHistory": {"hubspot_owner_id": [entry("5", "2026-03-02T09:00:00Z"), entry("", "2026-03-02T09:00:00Z")]}}))).collect::<Vec<_>>(), vec!["5"]);
+    }
+
+    #[test]
+    fn an_unreadable_time_is_never_replaced_by_a_fallback() {
+        let contact = obj(
+            json!({"id": "7", "properties": {"lastmodifieddate": "02.03.2026 10:00"}, "updatedAt": "2026-03-02T10:00:00Z"}),
+        );
+        assert!(lead(&contact).unwrap_err().contains("lastmodifieddate"));
+        let call = obj(
+            json!({"id": "9", "properties": {"hs_timestamp": "soon", "hs_lastmodifieddate": "2026-03-02T10:00:01Z"}}),
+        );
+        assert!(activity(&call, ActivityKind::Call, Some("7")).unwrap_err().contains("hs_timestamp"));
     }
 
     #[test]

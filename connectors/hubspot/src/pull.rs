@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
-use handoff_model::{ActivityKind, Deletion, OwnerKind, PullPage, Stream};
+use handoff_model::{ActivityKind, Deletion, OwnerKind, PullPage, Quarantined, Stream};
+use handoff_runtime::PageGuard;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -16,11 +17,21 @@ use crate::cursor::{self, OwnersCursor, RecordsCursor, Sweep, Window};
 use crate::error::HubspotError;
 use crate::limits::Bucket;
 use crate::map;
-use crate::wire::{id_string, parse_time, ApiObject, AssociationBatch, BatchResponse, ObjectPage, OwnerPage};
+use crate::wire::{
+    id_string, parse_time, raw_numeric_id, ApiObject, AssociationBatch, BadRecord, BatchResponse, ObjectPage, OwnerPage,
+};
 use crate::HubspotConnector;
 
 /// Archived listings page at HubSpot's list maximum.
 const LIST_PAGE: u32 = 100;
+/// Most pages of the owners listing (100,000 owners): a listing that goes
+/// on past it is a server that never stops naming a next page.
+const MAX_OWNER_PAGES: u32 = 1_000;
+
+/// A record as it was read, for the quarantine.
+fn echo(o: &ApiObject) -> Value {
+    json!({"id": o.id, "properties": o.properties, "createdAt": o.created_at, "updatedAt": o.updated_at, "archived": o.archived})
+}
 /// Most inputs of a batch read asking for `propertiesWithHistory` (HubSpot
 /// refuses more with a 400).
 pub const HISTORY_BATCH: usize = 50;
@@ -66,27 +77,63 @@ impl HubspotConnector {
         let objects = objects(stream);
         let object = objects[window.object.min(objects.len() - 1)];
         let cursor_text = format!("{}..{} #{}", window.from_ms, window.to_ms, window.last_id.unwrap_or(0));
-        let results = self.search_window(object, &window, &cursor_text).await?;
-        let full = results.len() >= s.search_page_size as usize;
+        let listing = self.search_window(object, &window, &cursor_text).await?;
+        let full = listing.results.len() >= s.search_page_size as usize;
+        let window_from = chrono::DateTime::from_timestamp_millis(window.from_ms).unwrap_or_default();
 
         let mut next = window.clone();
-        next.last_id = results.iter().filter_map(|o| map::numeric_id(o).ok()).max().or(window.last_id);
+        // Every record with a numeric id holds its keyset position, readable or not.
+        next.last_id = listing.results.iter().filter_map(raw_numeric_id).max().or(window.last_id);
+        if full {
+            if window.last_id.is_none() {
+                next.guard = PageGuard::default();
+                if let Some(total) = listing.total {
+                    next.guard.expect(total);
+                }
+            }
+            next.guard.advance_keyset(window.last_id, next.last_id, listing.results.len()).map_err(|message| {
+                HubspotError::Protocol { endpoint: format!("POST /crm/v3/objects/{object}/search"), message }
+            })?;
+        }
+        let ids: Vec<String> = listing.results.iter().filter_map(|r| r.get("id").and_then(id_string)).collect();
+        let contacts = match kind_of(object) {
+            Some(_) if !ids.is_empty() => self.contacts_of(object, &ids, &cursor_text).await?,
+            _ => BTreeMap::new(),
+        };
+        let lead_of = |id: Option<&str>| match kind_of(object) {
+            None => id.map(str::to_string),
+            Some(_) => id.and_then(|i| contacts.get(i)).cloned(),
+        };
         // What this page delivers: records not delivered before in the overlap.
         let mut fresh = Vec::new();
-        for o in &results {
-            let (Ok(id), Ok(modified)) = (map::numeric_id(o), map::modified_at(o, object)) else {
-                tracing::warn!(connector = "hubspot", object, cursor = %cursor_text, id = %o.id, "skipping a record without a numeric id or modified time");
-                continue;
+        for record in listing.records() {
+            let o = match record {
+                Ok(o) => o,
+                Err(bad) => {
+                    let lead = lead_of(bad.id.as_deref());
+                    page.quarantined.push(self.quarantine(stream, object, &cursor_text, bad, lead, window_from));
+                    continue;
+                }
             };
-            let key = (window.object, id, modified.timestamp_millis());
+            if kind_of(object).is_some() && !contacts.contains_key(&o.id) {
+                // An engagement about no contact (a company's call) is not about a lead.
+                tracing::debug!(connector = "hubspot", object, cursor = %cursor_text, id = %o.id, "not associated with a contact; not a lead's activity");
+                continue;
+            }
+            let key = match (map::numeric_id(&o), map::modified_at(&o, object)) {
+                (Ok(id), Ok(modified)) => (window.object, id, modified.timestamp_millis()),
+                (Err(reason), _) | (_, Err(reason)) => {
+                    let raw = echo(&o);
+                    let bad = BadRecord { raw, id: Some(o.id.clone()), reason };
+                    let lead = lead_of(Some(&o.id));
+                    page.quarantined.push(self.quarantine(stream, object, &cursor_text, bad, lead, window_from));
+                    continue;
+                }
+            };
             if !state.was_seen(&key) {
                 fresh.push((o, key));
             }
         }
-        let contacts = match kind_of(object) {
-            Some(_) if !fresh.is_empty() => self.contacts_of(object, &results, &cursor_text).await?,
-            _ => BTreeMap::new(),
-        };
         let histories = match kind_of(object) {
             None if !fresh.is_empty() => {
                 let ids: Vec<&str> = fresh.iter().map(|(o, _)| o.id.as_str()).collect();
@@ -104,7 +151,7 @@ impl HubspotConnector {
         let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
         for (o, key) in fresh {
             let mapped = match kind_of(object) {
-                None => map::lead(o).map(|(mut lead, merges)| {
+                None => map::lead(&o).map(|(mut lead, merges)| {
                     if let Some(h) = histories.get(&o.id) {
                         map::add_history(&mut lead, h, &kind_of_owner);
                     }
@@ -112,13 +159,16 @@ impl HubspotConnector {
                     page.deletions.extend(merges);
                 }),
                 Some(kind) => {
-                    map::activity(o, kind, contacts.get(&o.id).map(String::as_str)).map(|a| page.activities.push(a))
+                    map::activity(&o, kind, contacts.get(&o.id).map(String::as_str)).map(|a| page.activities.push(a))
                 }
             };
             match mapped {
                 Ok(()) => state.remember(key, &window, lookback_ms),
                 Err(reason) => {
-                    tracing::info!(connector = "hubspot", object, cursor = %cursor_text, %reason, "record skipped")
+                    let raw = echo(&o);
+                    let bad = BadRecord { raw, id: Some(o.id.clone()), reason };
+                    let lead = lead_of(Some(&o.id));
+                    page.quarantined.push(self.quarantine(stream, object, &cursor_text, bad, lead, window_from));
                 }
             }
         }
@@ -127,7 +177,8 @@ impl HubspotConnector {
             state.window = Some(next);
             page.has_more = true;
         } else if window.object + 1 < objects.len() {
-            state.window = Some(Window { object: window.object + 1, last_id: None, ..window });
+            state.window =
+                Some(Window { object: window.object + 1, last_id: None, guard: PageGuard::default(), ..window });
             page.has_more = true;
         } else {
             state.finish_window(&window, lookback_ms);
@@ -143,14 +194,26 @@ impl HubspotConnector {
         Ok(page)
     }
 
+    /// A record that cannot be mapped: kept, not skipped (the cursor is
+    /// about to move past it) and not allowed to block the stream; the
+    /// daemon holds the lead it belongs to.
+    fn quarantine(
+        &self,
+        stream: Stream,
+        object: &str,
+        cursor: &str,
+        bad: BadRecord,
+        lead_id: Option<String>,
+        window_from: chrono::DateTime<chrono::Utc>,
+    ) -> Quarantined {
+        let id = bad.id.clone().unwrap_or_else(|| "?".into());
+        tracing::warn!(connector = "hubspot", object, cursor, record = %id, reason = %bad.reason, "record quarantined");
+        Quarantined::new(stream, bad.id, lead_id, format!("{object} {id}: {}", bad.reason), &bad.raw, window_from)
+    }
+
     /// One search page of `object` in `window` after `window.last_id`,
     /// sorted by `hs_object_id`.
-    async fn search_window(
-        &self,
-        object: &str,
-        window: &Window,
-        cursor: &str,
-    ) -> Result<Vec<crate::wire::ApiObject>, HubspotError> {
+    async fn search_window(&self, object: &str, window: &Window, cursor: &str) -> Result<ObjectPage, HubspotError> {
         let modified = map::modified_property(object);
         let mut filters = vec![
             json!({"propertyName": modified, "operator": "GTE", "value": window.from_ms.to_string()}),
@@ -187,8 +250,7 @@ impl HubspotConnector {
                 cursor,
             })
             .await?;
-        let page: ObjectPage = resp.json(&path)?;
-        Ok(page.results)
+        resp.json(&path)
     }
 
     /// Contact id → the contact read with the history of its owner and lead
@@ -252,11 +314,19 @@ impl HubspotConnector {
         if ids.iter().any(|id| !known.contains_key(id)) {
             for archived in [false, true] {
                 let mut after: Option<String> = None;
+                let mut guard = PageGuard { cap: Some(MAX_OWNER_PAGES), ..PageGuard::default() };
                 loop {
                     let listing = self.owner_page(archived, after.as_deref(), cursor).await?;
-                    known.extend(listing.results.iter().map(|o| (o.id.clone(), map::owner_kind(o))));
-                    match listing.paging.and_then(|p| p.next).map(|n| n.after) {
-                        Some(next) => after = Some(next),
+                    known.extend(listing.owners().into_iter().flatten().map(|o| (o.id.clone(), map::owner_kind(&o))));
+                    match listing.next_after() {
+                        Some(next) => {
+                            let rows = listing.results.len();
+                            guard.advance(after.as_deref(), next, rows).map_err(|message| HubspotError::Protocol {
+                                endpoint: "GET /crm/v3/owners".into(),
+                                message,
+                            })?;
+                            after = Some(next.to_string());
+                        }
                         None => break,
                     }
                 }
@@ -296,10 +366,10 @@ impl HubspotConnector {
     async fn contacts_of(
         &self,
         object: &str,
-        records: &[crate::wire::ApiObject],
+        ids: &[String],
         cursor: &str,
     ) -> Result<BTreeMap<String, String>, HubspotError> {
-        let inputs: Vec<Value> = records.iter().map(|o| json!({"id": o.id})).collect();
+        let inputs: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
         let body = json!({"inputs": inputs});
         let path = format!("/crm/v4/associations/{object}/contacts/batch/read");
         let resp = self
@@ -329,7 +399,8 @@ impl HubspotConnector {
 
     fn start_sweep(&self, state: &mut RecordsCursor, now_ms: i64, lookback_ms: i64, backfill_ms: i64) {
         let since_ms = state.swept_at_ms.map(|t| t - lookback_ms).unwrap_or(backfill_ms);
-        state.sweep = Some(Sweep { object: 0, after: None, since_ms, started_at_ms: now_ms });
+        state.sweep =
+            Some(Sweep { object: 0, after: None, since_ms, started_at_ms: now_ms, guard: PageGuard::default() });
     }
 
     /// One page of the archived listing. Archiving does not touch the
@@ -345,6 +416,70 @@ impl HubspotConnector {
     ) -> Result<(), HubspotError> {
         let objects = objects(stream);
         let object = objects[sweep.object.min(objects.len() - 1)];
+        let path = format!("/crm/v3/objects/{object}");
+        let mut sweep = sweep;
+        let listing: ObjectPage = match self.archived_page(object, &sweep).await {
+            // A paging token HubSpot no longer takes (or never issued):
+            // list this object's archive again from its start.
+            Err(HubspotError::Api { status: 400, .. }) if sweep.after.is_some() => {
+                tracing::warn!(
+                    connector = "hubspot",
+                    object,
+                    "archived listing position refused; listing it again from the start"
+                );
+                sweep.after = None;
+                sweep
+                    .guard
+                    .restart()
+                    .map_err(|message| HubspotError::Protocol { endpoint: format!("GET {path}"), message })?;
+                self.archived_page(object, &sweep).await?
+            }
+            other => other?,
+        };
+        let window_from = chrono::DateTime::from_timestamp_millis(sweep.since_ms).unwrap_or_default();
+        for record in listing.records() {
+            let o = match record {
+                Ok(o) => o,
+                Err(bad) => {
+                    let lead = if stream == Stream::Leads { bad.id.clone() } else { None };
+                    page.quarantined.push(self.quarantine(stream, object, "archived", bad, lead, window_from));
+                    continue;
+                }
+            };
+            let Some(at) = o.archived_at.as_deref().and_then(parse_time) else {
+                let lead = if stream == Stream::Leads { Some(o.id.clone()) } else { None };
+                let bad = BadRecord {
+                    raw: echo(&o),
+                    id: Some(o.id.clone()),
+                    reason: "archivedAt is missing or unreadable".into(),
+                };
+                page.quarantined.push(self.quarantine(stream, object, "archived", bad, lead, window_from));
+                continue;
+            };
+            if at.timestamp_millis() >= sweep.since_ms {
+                page.deletions.push(Deletion { stream, id: o.id.clone(), merged_into: None, deleted_at: at });
+            }
+        }
+        state.sweep = match listing.next_after() {
+            Some(after) => {
+                let mut guard = sweep.guard.clone();
+                guard
+                    .advance(sweep.after.as_deref(), after, listing.results.len())
+                    .map_err(|message| HubspotError::Protocol { endpoint: format!("GET {path}"), message })?;
+                Some(Sweep { after: Some(after.to_string()), guard, ..sweep })
+            }
+            None if sweep.object + 1 < objects.len() => {
+                Some(Sweep { object: sweep.object + 1, after: None, guard: PageGuard::default(), ..sweep })
+            }
+            None => {
+                state.swept_at_ms = Some(sweep.started_at_ms);
+                None
+            }
+        };
+        Ok(())
+    }
+
+    async fn archived_page(&self, object: &str, sweep: &Sweep) -> Result<ObjectPage, HubspotError> {
         let mut query = vec![
             ("archived", "true".to_string()),
             ("limit", LIST_PAGE.to_string()),
@@ -368,46 +503,79 @@ impl HubspotConnector {
                 cursor: &cursor_text,
             })
             .await?;
-        let listing: ObjectPage = resp.json(&path)?;
-        for o in &listing.results {
-            let Some(at) = o.archived_at.as_deref().and_then(parse_time) else { continue };
-            if at.timestamp_millis() >= sweep.since_ms {
-                page.deletions.push(Deletion { stream, id: o.id.clone(), merged_into: None, deleted_at: at });
-            }
-        }
-        state.sweep = match listing.next_after() {
-            Some(after) => Some(Sweep { after: Some(after.to_string()), ..sweep }),
-            None if sweep.object + 1 < objects.len() => Some(Sweep { object: sweep.object + 1, after: None, ..sweep }),
-            None => {
-                state.swept_at_ms = Some(sweep.started_at_ms);
-                None
-            }
-        };
-        Ok(())
+        resp.json(&path)
     }
 
     /// Owners, listed in full each cycle: active ones, then archived ones
-    /// (reported inactive). One page per call.
+    /// (reported inactive). One page per call. An owner that cannot be read
+    /// is quarantined; the next full listing reads it again.
     pub(crate) async fn pull_owners(&self, state: OwnersCursor) -> Result<PullPage, HubspotError> {
         let cursor_text = format!("archived={} after {:?}", state.archived, state.after);
-        let listing = self.owner_page(state.archived, state.after.as_deref(), &cursor_text).await?;
-        self.owner_kinds.lock().await.extend(listing.results.iter().map(|o| (o.id.clone(), map::owner_kind(o))));
-        let mut page = PullPage {
-            owners: listing
-                .results
-                .iter()
-                .map(|o| map::owner(o, &self.settings.managers, &self.settings.owner_time_zones))
-                .collect(),
-            ..PullPage::default()
+        let mut state = state;
+        let listing = match self.owner_page(state.archived, state.after.as_deref(), &cursor_text).await {
+            Err(HubspotError::Api { status: 400, .. }) if state.after.is_some() => {
+                tracing::warn!(
+                    connector = "hubspot",
+                    object = "owners",
+                    "owners listing position refused; listing again from the start"
+                );
+                let mut guard = state.guard.clone();
+                guard
+                    .restart()
+                    .map_err(|message| HubspotError::Protocol { endpoint: "GET /crm/v3/owners".into(), message })?;
+                state = OwnersCursor { listed_at_ms: state.listed_at_ms, guard, ..OwnersCursor::default() };
+                self.owner_page(state.archived, None, &cursor_text).await?
+            }
+            other => other?,
         };
-        let next_after = listing.paging.and_then(|p| p.next).map(|n| n.after);
-        let next = match (next_after, state.archived) {
-            (Some(after), archived) => OwnersCursor { after: Some(after), archived, listed_at_ms: state.listed_at_ms },
-            (None, false) => OwnersCursor { after: None, archived: true, listed_at_ms: state.listed_at_ms },
+        let mut page = PullPage::default();
+        let window_from = state.listed_at_ms.and_then(chrono::DateTime::from_timestamp_millis).unwrap_or_default();
+        let mut kinds = Vec::new();
+        for owner in listing.owners() {
+            let owner = owner.and_then(|o| match o.updated_at.as_deref().filter(|t| !t.is_empty()) {
+                Some(t) if parse_time(t).is_none() => Err(BadRecord {
+                    raw: listing.results.iter().find(|r| r["id"] == o.id.as_str()).cloned().unwrap_or_default(),
+                    id: Some(o.id.clone()),
+                    reason: format!("updatedAt {t:?} is not a time"),
+                }),
+                _ => Ok(o),
+            });
+            match owner {
+                Ok(o) => {
+                    kinds.push((o.id.clone(), map::owner_kind(&o)));
+                    page.owners.push(map::owner(&o, &self.settings.managers, &self.settings.owner_time_zones));
+                }
+                Err(bad) => page.quarantined.push(self.quarantine(
+                    Stream::Owners,
+                    "owners",
+                    &cursor_text,
+                    bad,
+                    None,
+                    window_from,
+                )),
+            }
+        }
+        self.owner_kinds.lock().await.extend(kinds);
+        let mut guard = state.guard.clone();
+        guard.cap = guard.cap.or(Some(MAX_OWNER_PAGES));
+        let next = match (listing.next_after(), state.archived) {
+            (Some(after), archived) => {
+                guard
+                    .advance(state.after.as_deref(), after, listing.results.len())
+                    .map_err(|message| HubspotError::Protocol { endpoint: "GET /crm/v3/owners".into(), message })?;
+                OwnersCursor { after: Some(after.to_string()), archived, listed_at_ms: state.listed_at_ms, guard }
+            }
+            (None, false) => OwnersCursor {
+                after: None,
+                archived: true,
+                listed_at_ms: state.listed_at_ms,
+                guard: PageGuard::default(),
+            },
             (None, true) => OwnersCursor {
                 after: None,
                 archived: false,
                 listed_at_ms: Some(self.settings.clock.now().timestamp_millis()),
+                guard: PageGuard::default(),
             },
         };
         page.has_more = next.after.is_some() || next.archived;

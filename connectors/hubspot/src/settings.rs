@@ -2,10 +2,11 @@
 //! config file, validated once before any request is made.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use handoff_model::{Secret, Timestamp};
+use handoff_model::{RetryPolicy, Secret, Timestamp};
+pub use handoff_runtime::{Clock, HttpSettings, MemoryTokenStore, SharedClock, SystemClock, TokenStore};
 
 use crate::error::HubspotError;
 
@@ -25,57 +26,6 @@ pub enum HubspotAuth {
     },
 }
 
-/// Where a rotated refresh token is kept so the next start can use it.
-/// `save` must be atomic (the old token stays valid until the new one is
-/// durably stored): losing the only valid refresh token locks handoff out.
-pub trait TokenStore: Send + Sync {
-    /// The refresh token saved last, if any.
-    fn load(&self) -> Result<Option<Secret>, String>;
-    fn save(&self, refresh_token: &Secret) -> Result<(), String>;
-}
-
-/// A [`TokenStore`] in memory, for tests and one-shot commands.
-#[derive(Default)]
-pub struct MemoryTokenStore {
-    token: Mutex<Option<Secret>>,
-    saves: Mutex<u32>,
-}
-
-impl MemoryTokenStore {
-    /// How many times a token was saved.
-    pub fn saves(&self) -> u32 {
-        *self.saves.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl TokenStore for MemoryTokenStore {
-    fn load(&self) -> Result<Option<Secret>, String> {
-        Ok(self.token.lock().unwrap_or_else(|e| e.into_inner()).clone())
-    }
-
-    fn save(&self, refresh_token: &Secret) -> Result<(), String> {
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(refresh_token.clone());
-        *self.saves.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        Ok(())
-    }
-}
-
-/// Where "now" comes from. HubSpot stamps records with its own clock, so
-/// windows end at the CRM's now; the daemon uses [`SystemClock`], tests the
-/// sandbox's simulated clock.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Timestamp;
-}
-
-/// The machine's clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        chrono::Utc::now()
-    }
-}
-
 /// Everything the HubSpot connector needs.
 #[derive(Clone)]
 pub struct HubspotSettings {
@@ -83,10 +33,13 @@ pub struct HubspotSettings {
     pub base_url: String,
     pub auth: HubspotAuth,
     pub token_store: Arc<dyn TokenStore>,
-    pub clock: Arc<dyn Clock>,
-    /// Extra CA certificate (PEM) to trust: the sandbox's `--tls` CA or a
-    /// corporate TLS proxy.
-    pub ca_file: Option<PathBuf>,
+    /// The CRM's "now": windows end at it, tokens expire on it. Given when
+    /// the settings are made, so no connector reads a clock the daemon does
+    /// not share.
+    pub clock: SharedClock,
+    /// Timeouts, deadlines, the answer size cap and an extra trusted CA
+    /// (PEM): the sandbox's `--tls` CA or a corporate TLS proxy.
+    pub http: HttpSettings,
     /// Share (0–1] of the portal's daily API limit handoff may spend.
     pub daily_budget_share: f64,
     /// The portal's daily limit when HubSpot does not report one (OAuth apps
@@ -108,8 +61,6 @@ pub struct HubspotSettings {
     pub archived_sweep_secs: u64,
     /// Where a backfill starts. `None`: the beginning of time.
     pub backfill_since: Option<Timestamp>,
-    pub request_timeout_secs: u64,
-    pub connect_timeout_secs: u64,
     /// Attempts per request before giving up (1 = no retry).
     pub max_attempts: u32,
     /// Local pacing for the 10-second burst bucket until HubSpot reports its
@@ -140,7 +91,7 @@ impl std::fmt::Debug for HubspotSettings {
         f.debug_struct("HubspotSettings")
             .field("base_url", &self.base_url)
             .field("auth", &self.auth)
-            .field("ca_file", &self.ca_file)
+            .field("http", &self.http)
             .field("daily_budget_share", &self.daily_budget_share)
             .field("search_page_size", &self.search_page_size)
             .field("write_batch_size", &self.write_batch_size)
@@ -150,28 +101,51 @@ impl std::fmt::Debug for HubspotSettings {
     }
 }
 
+impl HubspotSettings {
+    /// Retries: full jitter from 200 ms, as HubSpot's own SDK waits; a
+    /// storm is waited out inside the call while the call deadline allows.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            max_rate_limit_wait: self.http.call_deadline,
+        }
+    }
+}
+
 pub const MAX_SEARCH_PAGE: u32 = 200;
+/// HubSpot's search index shows writes seconds to minutes late: windows end
+/// two minutes before now by default.
+pub const DEFAULT_LAG_SECS: u64 = 120;
+/// Each window re-reads the hour before the last one by default, for
+/// records indexed later than the lag allowed for.
+pub const DEFAULT_LOOKBACK_SECS: u64 = 3600;
 pub const MAX_BATCH: u32 = 100;
 
 impl HubspotSettings {
-    /// Documented defaults for everything but where and who.
-    pub fn new(base_url: impl Into<String>, auth: HubspotAuth, token_store: Arc<dyn TokenStore>) -> Self {
+    /// Documented defaults for everything but where, who and when (`clock`:
+    /// the CRM's "now").
+    pub fn new(
+        base_url: impl Into<String>,
+        auth: HubspotAuth,
+        token_store: Arc<dyn TokenStore>,
+        clock: SharedClock,
+    ) -> Self {
         HubspotSettings {
             base_url: base_url.into(),
             auth,
             token_store,
-            clock: Arc::new(SystemClock),
-            ca_file: None,
+            clock,
+            http: HttpSettings::default(),
             daily_budget_share: 0.5,
             daily_limit_fallback: None,
             search_page_size: MAX_SEARCH_PAGE,
             write_batch_size: MAX_BATCH,
-            lag_secs: 120,
-            lookback_secs: 3600,
+            lag_secs: DEFAULT_LAG_SECS,
+            lookback_secs: DEFAULT_LOOKBACK_SECS,
             archived_sweep_secs: 3600,
             backfill_since: None,
-            request_timeout_secs: 30,
-            connect_timeout_secs: 10,
             max_attempts: 6,
             burst_per_10s: 100,
             // The older documented figure; the current one is 5.
@@ -217,8 +191,8 @@ impl HubspotSettings {
                 "pacing rates must be positive (burst_per_10s >= 2, search_per_second >= 1)".into(),
             );
         }
-        if self.request_timeout_secs == 0 || self.connect_timeout_secs == 0 {
-            return bad("request_timeout_secs", "timeouts must be at least one second".into());
+        if let Err(e) = self.http.validate() {
+            return bad("http", e.to_string());
         }
         match &self.auth {
             HubspotAuth::PrivateApp { token } if token.is_empty() => bad(
@@ -242,6 +216,7 @@ mod tests {
             "https://api.hubapi.com",
             HubspotAuth::PrivateApp { token: Secret::new("pat-na1-x") },
             Arc::new(MemoryTokenStore::default()),
+            Arc::new(SystemClock),
         )
     }
 

@@ -62,12 +62,14 @@ pub struct Paging {
 }
 
 /// `POST /crm/v3/objects/{type}/search` and `GET /crm/v3/objects/{type}`.
+/// The envelope is read strictly (`results` must be there: an error body
+/// is not an empty page); the records one by one, so one unreadable record
+/// is quarantined instead of failing its page.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ObjectPage {
     #[serde(default)]
     pub total: Option<u64>,
-    #[serde(default)]
-    pub results: Vec<ApiObject>,
+    pub results: Vec<Value>,
     #[serde(default)]
     pub paging: Option<Paging>,
 }
@@ -76,6 +78,51 @@ impl ObjectPage {
     pub fn next_after(&self) -> Option<&str> {
         self.paging.as_ref().and_then(|p| p.next.as_ref()).map(|n| n.after.as_str())
     }
+
+    /// Each record, or why it cannot be read.
+    pub fn records(&self) -> Vec<Result<ApiObject, BadRecord>> {
+        self.results.iter().map(object).collect()
+    }
+}
+
+/// A record that cannot be read, as HubSpot sent it, with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRecord {
+    pub raw: Value,
+    /// Its id, when it has a readable one.
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+impl BadRecord {
+    pub fn new(raw: &Value, reason: impl Into<String>) -> Self {
+        BadRecord { raw: raw.clone(), id: raw.get("id").and_then(id_string), reason: reason.into() }
+    }
+}
+
+/// The numeric id of a raw record (its keyset position), when readable.
+pub fn raw_numeric_id(raw: &Value) -> Option<u64> {
+    raw.get("id").and_then(id_string).and_then(|id| id.trim().parse().ok())
+}
+
+/// A record read strictly: an object with a string `id`, and property
+/// values that are strings or null (HubSpot sends every value as text; a
+/// number or an object is not guessed at).
+pub fn object(raw: &Value) -> Result<ApiObject, BadRecord> {
+    let Some(fields) = raw.as_object() else {
+        return Err(BadRecord::new(raw, format!("the record is {raw}, not an object")));
+    };
+    match fields.get("id") {
+        Some(Value::String(id)) if !id.trim().is_empty() => {}
+        Some(other) => return Err(BadRecord::new(raw, format!("id is {other}, not text"))),
+        None => return Err(BadRecord::new(raw, "the record has no id")),
+    }
+    if let Some(props) = fields.get("properties").and_then(Value::as_object) {
+        if let Some((name, value)) = props.iter().find(|(_, v)| !(v.is_string() || v.is_null())) {
+            return Err(BadRecord::new(raw, format!("property {name} is {value}, not text")));
+        }
+    }
+    serde_json::from_value(raw.clone()).map_err(|e| BadRecord::new(raw, format!("the record is not readable: {e}")))
 }
 
 /// HubSpot's error body. `category` is absent on some errors (unknown
@@ -109,10 +156,8 @@ impl ErrorBody {
     /// Parse any error response; a body that is not HubSpot JSON (a proxy's
     /// HTML page) becomes a message holding its start.
     pub fn parse(body: &[u8]) -> ErrorBody {
-        serde_json::from_slice(body).unwrap_or_else(|_| ErrorBody {
-            message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-            ..ErrorBody::default()
-        })
+        serde_json::from_slice(body)
+            .unwrap_or_else(|_| ErrorBody { message: handoff_runtime::decode::snippet(body), ..ErrorBody::default() })
     }
 
     /// The most specific code: the first detail code, else the category,
@@ -149,13 +194,31 @@ pub struct BatchResponse {
     pub num_errors: Option<u64>,
 }
 
-/// `GET /crm/v3/owners`.
+/// `GET /crm/v3/owners`: the envelope strictly, the owners one by one.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct OwnerPage {
-    #[serde(default)]
-    pub results: Vec<ApiOwner>,
+    pub results: Vec<Value>,
     #[serde(default)]
     pub paging: Option<Paging>,
+}
+
+impl OwnerPage {
+    pub fn next_after(&self) -> Option<&str> {
+        self.paging.as_ref().and_then(|p| p.next.as_ref()).map(|n| n.after.as_str())
+    }
+
+    /// Each owner, or why it cannot be read.
+    pub fn owners(&self) -> Vec<Result<ApiOwner, BadRecord>> {
+        self.results
+            .iter()
+            .map(|raw| match raw.get("id") {
+                Some(Value::String(id)) if !id.trim().is_empty() => serde_json::from_value(raw.clone())
+                    .map_err(|e| BadRecord::new(raw, format!("the owner is not readable: {e}"))),
+                Some(other) => Err(BadRecord::new(raw, format!("id is {other}, not text"))),
+                None => Err(BadRecord::new(raw, "the owner has no id")),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -237,11 +300,6 @@ impl RateHeaders {
             remaining: num("x-hubspot-ratelimit-remaining"),
         }
     }
-}
-
-/// `Retry-After` in seconds (HubSpot does not always send it).
-pub fn retry_after_secs(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// Which limit a 429 reports.
@@ -338,8 +396,10 @@ mod tests {
         let p1: ObjectPage = serde_json::from_slice(&fixture("search-contacts-page-1.json")).unwrap();
         assert_eq!(p1.total, Some(57));
         assert_eq!(p1.next_after(), Some("54"));
-        assert_eq!(p1.results[0].prop("company"), None, "null property");
-        assert_eq!(p1.results[0].prop("email"), Some("johnnie77@hotmail.com"));
+        let first = p1.records().remove(0).unwrap();
+        assert_eq!(first.prop("company"), None, "null property");
+        assert_eq!(first.prop("email"), Some("johnnie77@hotmail.com"));
+        assert!(p1.records().iter().all(Result::is_ok));
         let p2: ObjectPage = serde_json::from_slice(&fixture("search-contacts-page-2.json")).unwrap();
         assert_eq!(p2.next_after(), None, "the last page has no paging");
         let list: ObjectPage = serde_json::from_slice(&fixture("objects-contacts-list.json")).unwrap();
@@ -382,7 +442,25 @@ mod tests {
         assert_eq!(h[1].updated_by_user_id, None);
         // Records read without history have none.
         let plain: ObjectPage = serde_json::from_slice(&fixture("search-contacts-page-1.json")).unwrap();
-        assert!(plain.results[0].properties_with_history.is_empty());
+        assert!(plain.records().remove(0).unwrap().properties_with_history.is_empty());
+    }
+
+    #[test]
+    fn an_error_body_is_not_an_empty_page_and_bad_records_are_named() {
+        assert!(serde_json::from_str::<ObjectPage>(r#"{"status":"error","message":"internal"}"#).is_err());
+        let page: ObjectPage = serde_json::from_value(serde_json::json!({"results": [
+            {"id": "1", "properties": {"lastmodifieddate": "2026-03-02T10:00:00Z"}},
+            {"properties": {"lastmodifieddate": "2026-03-02T10:00:00Z"}},
+            {"id": 7, "properties": {}},
+            {"id": "8", "properties": {"lastmodifieddate": 1772445600000u64}},
+        ]}))
+        .unwrap();
+        let reasons: Vec<String> = page.records().into_iter().filter_map(|r| r.err().map(|b| b.reason)).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[0].contains("no id"));
+        assert!(reasons[1].contains("id is 7"));
+        assert!(reasons[2].contains("property lastmodifieddate is 1772445600000"));
+        assert_eq!(raw_numeric_id(&page.results[2]), Some(7), "a numeric id still marks the keyset position");
     }
 
     #[test]

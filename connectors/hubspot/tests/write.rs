@@ -141,7 +141,7 @@ async fn a_batch_with_one_bad_record_lands_the_others_and_a_replay_creates_nothi
 async fn lost_answer_is_resolved_by_key(fault: Value, timeout_secs: u64, scenario: &str) {
     let sb = sandbox(40).await;
     let mut s = settings(&sb);
-    s.request_timeout_secs = timeout_secs;
+    s.http.attempt_deadline = std::time::Duration::from_secs(timeout_secs);
     let c = connector(s).await;
     c.authenticate().await.expect("authenticates");
     let leads = contacts(&sb, 3).await;

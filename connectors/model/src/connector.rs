@@ -47,6 +47,55 @@ pub struct Deletion {
     pub deleted_at: Timestamp,
 }
 
+/// A record the CRM sent that cannot be mapped: no id, a field of the
+/// wrong type, an unreadable date. It is not dropped and it does not block
+/// the stream: the daemon keeps it in the stream's quarantine (listed by
+/// `handoff state`, re-read later) and holds the lead it belongs to, while
+/// the cursor moves on and the rest of the org is evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub stream: Stream,
+    /// The record's id, when it has a readable one.
+    pub id: Option<String>,
+    /// The lead it belongs to (itself for a lead, the lead an activity is
+    /// about), when known: that lead is held, not judged on partial data.
+    pub lead_id: Option<String>,
+    /// What is wrong, naming the field.
+    pub reason: String,
+    /// The record as the CRM sent it, as JSON text, redacted and cut to
+    /// [`Quarantined::MAX_RAW_CHARS`].
+    pub raw: String,
+    /// The start of the window it was read in: reading the stream again
+    /// from there reads it again.
+    pub window_from: Timestamp,
+}
+
+impl Quarantined {
+    /// The longest raw record kept.
+    pub const MAX_RAW_CHARS: usize = 8 * 1024;
+
+    /// A quarantined record, its raw text redacted and cut.
+    pub fn new(
+        stream: Stream,
+        id: Option<String>,
+        lead_id: Option<String>,
+        reason: impl Into<String>,
+        raw: &serde_json::Value,
+        window_from: Timestamp,
+    ) -> Self {
+        let text = raw.to_string();
+        let cut: String = text.chars().take(Self::MAX_RAW_CHARS).collect();
+        Quarantined {
+            stream,
+            id: id.filter(|i| !i.is_empty()),
+            lead_id: lead_id.filter(|l| !l.is_empty()),
+            reason: crate::redact(&reason.into()),
+            raw: crate::redact(&cut),
+            window_from,
+        }
+    }
+}
+
 /// One page of a pull. The daemon applies the records, then stores `cursor`
 /// in the same transaction; if `has_more` it asks again with that cursor.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,6 +105,9 @@ pub struct PullPage {
     pub owners: Vec<Owner>,
     pub calendars: Vec<BusinessCalendar>,
     pub deletions: Vec<Deletion>,
+    /// Records that could not be mapped (see [`Quarantined`]).
+    #[serde(default)]
+    pub quarantined: Vec<Quarantined>,
     /// Where to resume. `None` means "unchanged" (nothing finished moving).
     pub cursor: Option<Cursor>,
     pub has_more: bool,

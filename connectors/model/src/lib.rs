@@ -27,7 +27,8 @@ pub mod secret;
 pub use action::{Action, ActionKey, ActionKind, TaskPriority, TaskPurpose};
 pub use calendar::{BusinessCalendar, Holiday, WeeklyWindow, MAX_CALENDARS, MAX_HOLIDAYS, MAX_WEEKLY_WINDOWS};
 pub use connector::{
-    ApiBudget, Connector, ConnectorError, Cursor, Deletion, ErrorClass, PullPage, Stream, WriteError, WriteOutcome,
+    ApiBudget, Connector, ConnectorError, Cursor, Deletion, ErrorClass, PullPage, Quarantined, Stream, WriteError,
+    WriteOutcome,
 };
 pub use record::{
     Activity, ActivityKind, Assignment, CrmKind, Direction, FieldChange, Lead, Owner, OwnerKind, StatusChange,

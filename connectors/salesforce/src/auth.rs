@@ -2,6 +2,7 @@
 //! hand with `jsonwebtoken`, since the `oauth2` crate has no JWT-bearer grant.
 
 use handoff_model::{Secret, Timestamp};
+use handoff_runtime::{FormValue, Grant, RuntimeError, TokenAnswer};
 use serde::Serialize;
 
 use crate::error::SalesforceError;
@@ -43,66 +44,80 @@ pub fn jwt_assertion(
         .map_err(|e| SalesforceError::Auth { code: "jwt_signing".into(), message: e.to_string() })
 }
 
-/// The form fields of a token request. Secrets stay `Secret` until the
-/// request is built, so this value can be logged safely.
-#[derive(Debug)]
-pub struct TokenForm {
-    pub fields: Vec<(&'static str, FormValue)>,
+/// The token request of each flow, for the shared [`TokenManager`](handoff_runtime::TokenManager).
+pub struct SalesforceGrant {
+    pub auth: SalesforceAuth,
+    pub login_url: String,
+    /// Overrides the `instance_url` of the token answer.
+    pub instance_url: Option<String>,
 }
 
-#[derive(Debug)]
-pub enum FormValue {
-    Plain(String),
-    Secret(Secret),
-}
-
-impl TokenForm {
-    /// The urlencoded pairs, exposing secrets for the one request that sends them.
-    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
-        self.fields
-            .iter()
-            .map(|(k, v)| match v {
-                FormValue::Plain(s) => (*k, s.as_str()),
-                FormValue::Secret(s) => (*k, s.expose()),
-            })
-            .collect()
-    }
-}
-
-/// Build the token request for `auth`. `stored_refresh` is the rotated
-/// refresh token from the store, which supersedes the configured one.
-pub fn token_form(
-    auth: &SalesforceAuth,
-    login_url: &str,
-    stored_refresh: Option<Secret>,
-    now: Timestamp,
-) -> Result<TokenForm, SalesforceError> {
-    let plain = |s: &str| FormValue::Plain(s.to_string());
-    let fields = match auth {
-        SalesforceAuth::JwtBearer { client_id, username, private_key_pem, audience } => {
-            let aud = audience.as_deref().unwrap_or(login_url).trim_end_matches('/');
-            let assertion = jwt_assertion(client_id, username, aud, private_key_pem, now)?;
-            vec![("grant_type", plain(JWT_BEARER_GRANT)), ("assertion", FormValue::Secret(assertion))]
-        }
-        SalesforceAuth::RefreshToken { client_id, client_secret, refresh_token } => {
-            let token = stored_refresh.unwrap_or_else(|| refresh_token.clone());
-            let mut f = vec![
-                ("grant_type", plain("refresh_token")),
-                ("client_id", plain(client_id)),
-                ("refresh_token", FormValue::Secret(token)),
-            ];
-            if let Some(secret) = client_secret {
-                f.push(("client_secret", FormValue::Secret(secret.clone())));
+impl Grant for SalesforceGrant {
+    fn form(
+        &self,
+        stored_refresh: Option<&Secret>,
+        now: Timestamp,
+    ) -> Result<Vec<(&'static str, FormValue)>, RuntimeError> {
+        let plain = |s: &str| FormValue::Plain(s.to_string());
+        Ok(match &self.auth {
+            SalesforceAuth::JwtBearer { client_id, username, private_key_pem, audience } => {
+                let aud = audience.as_deref().unwrap_or(&self.login_url).trim_end_matches('/');
+                let assertion = jwt_assertion(client_id, username, aud, private_key_pem, now).map_err(|e| match e {
+                    SalesforceError::NeedsConfig { message, fix } => RuntimeError::NeedsConfig { message, fix },
+                    other => RuntimeError::Auth { message: other.to_string() },
+                })?;
+                vec![("grant_type", plain(JWT_BEARER_GRANT)), ("assertion", FormValue::Secret(assertion))]
             }
-            f
+            SalesforceAuth::RefreshToken { client_id, client_secret, refresh_token } => {
+                let token = stored_refresh.cloned().unwrap_or_else(|| refresh_token.clone());
+                let mut f = vec![
+                    ("grant_type", plain("refresh_token")),
+                    ("client_id", plain(client_id)),
+                    ("refresh_token", FormValue::Secret(token)),
+                ];
+                if let Some(secret) = client_secret {
+                    f.push(("client_secret", FormValue::Secret(secret.clone())));
+                }
+                f
+            }
+            SalesforceAuth::ClientCredentials { client_id, client_secret } => vec![
+                ("grant_type", plain("client_credentials")),
+                ("client_id", plain(client_id)),
+                ("client_secret", FormValue::Secret(client_secret.clone())),
+            ],
+        })
+    }
+
+    fn configured_refresh_token(&self) -> Option<Secret> {
+        match &self.auth {
+            SalesforceAuth::RefreshToken { refresh_token, .. } => Some(refresh_token.clone()),
+            _ => None,
         }
-        SalesforceAuth::ClientCredentials { client_id, client_secret } => vec![
-            ("grant_type", plain("client_credentials")),
-            ("client_id", plain(client_id)),
-            ("client_secret", FormValue::Secret(client_secret.clone())),
-        ],
-    };
-    Ok(TokenForm { fields })
+    }
+
+    fn base_url(&self, answer: &TokenAnswer) -> Result<String, RuntimeError> {
+        let url = self.instance_url.clone().or_else(|| answer.instance_url.clone()).ok_or_else(|| {
+            RuntimeError::Protocol {
+                endpoint: "oauth token".into(),
+                message: "the token answer names no instance_url; set salesforce.instance_url".into(),
+            }
+        })?;
+        match url::Url::parse(&url) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(url.trim_end_matches('/').to_string()),
+            _ => Err(RuntimeError::Protocol {
+                endpoint: "oauth token".into(),
+                message: format!("the instance_url {:?} is not an http(s) URL", handoff_model::redact(&url)),
+            }),
+        }
+    }
+
+    fn refusal_fix(&self) -> String {
+        match &self.auth {
+            SalesforceAuth::JwtBearer { .. } => "check the connected app's consumer key, the username, that the certificate matches auth.private_key and that the user is pre-authorised".into(),
+            SalesforceAuth::RefreshToken { .. } => "re-authorise the connected app and update auth.refresh_token".into(),
+            SalesforceAuth::ClientCredentials { .. } => "check the client id and secret, that the client credentials flow is enabled with a run-as user, and that login_url is the org's My Domain".into(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -121,18 +136,22 @@ mod tests {
 
     #[test]
     fn refresh_form_prefers_the_stored_rotated_token_and_never_prints_it() {
-        let auth = SalesforceAuth::RefreshToken {
-            client_id: "cid".into(),
-            client_secret: None,
-            refresh_token: Secret::new("configured-token"),
+        let grant = SalesforceGrant {
+            auth: SalesforceAuth::RefreshToken {
+                client_id: "cid".into(),
+                client_secret: None,
+                refresh_token: Secret::new("configured-token"),
+            },
+            login_url: "https://login.salesforce.com".into(),
+            instance_url: None,
         };
-        let form =
-            token_form(&auth, "https://login.salesforce.com", Some(Secret::new("rotated-token")), chrono::Utc::now());
-        let form = match form {
+        let form = match grant.form(Some(&Secret::new("rotated-token")), chrono::Utc::now()) {
             Ok(f) => f,
             Err(e) => panic!("{e}"),
         };
-        assert!(form.pairs().contains(&("refresh_token", "rotated-token")));
+        assert!(form
+            .iter()
+            .any(|(k, v)| *k == "refresh_token" && matches!(v, FormValue::Secret(s) if s.expose() == "rotated-token")));
         assert!(!format!("{form:?}").contains("rotated-token"));
     }
 }

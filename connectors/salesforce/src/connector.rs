@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use handoff_model::{
-    Action, ActionKind, ApiBudget, Connector, ConnectorError, CrmKind, Cursor, PullPage, Stream, TaskPriority,
-    WriteError, WriteOutcome,
+    Action, ActionKind, ApiBudget, Connector, ConnectorError, CrmKind, Cursor, PullPage, Quarantined, Stream,
+    TaskPriority, WriteError, WriteOutcome,
 };
+use handoff_runtime::PageGuard;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use tokio::sync::RwLock;
@@ -150,7 +151,7 @@ impl SalesforceConnector {
     }
 
     async fn check_org(&self) -> Result<(), SalesforceError> {
-        self.client.login(None).await?;
+        self.client.login().await?;
         let lead = self.fields_of("Lead").await?;
         let missing: Vec<&String> =
             self.client.settings.required_lead_fields.iter().filter(|f| !lead.contains(f.as_str())).collect();
@@ -252,14 +253,17 @@ impl SalesforceConnector {
             None => SfCursor::fresh(stream),
         };
         let settings = &self.client.settings;
-        let now = (settings.clock)();
+        let now = settings.clock.now();
         let lookback_ms = settings.lookback.as_millis() as i64;
         let lag_ms = settings.lag.as_millis() as i64;
         if stream == Stream::Calendars {
             return self.pull_calendars(state, now.timestamp_millis() - lag_ms).await;
         }
         let phases = Phase::of(stream);
-        let mut window = state.window_or_open(now, lookback_ms, lag_ms);
+        let Some(mut window) = state.window_or_open(now, lookback_ms, lag_ms) else {
+            // Nothing finished since the last window: nothing to ask.
+            return Ok(PullPage { cursor: Some(state.encode()), has_more: false, ..PullPage::default() });
+        };
         let phase = *phases.get(window.phase).ok_or_else(|| SalesforceError::BadCursor {
             cursor: cursor.map(|c| c.0.clone()).unwrap_or_default(),
             message: format!("phase {} does not exist for {}", window.phase, stream.as_str()),
@@ -268,10 +272,17 @@ impl SalesforceConnector {
         let mut page = match window.next_url.clone() {
             Some(next) => match self.client.send_json::<QueryPage>(Method::GET, &next, &[], None, object).await {
                 Ok(p) => p,
-                // A query locator expires after a while; re-reading the phase
-                // from its start repeats rows (deduplicated downstream) but loses none.
+                // A query locator expires after a while (and one Salesforce
+                // never issued is refused the same way): re-reading the
+                // object from the window's start repeats rows (deduplicated
+                // downstream) but loses none.
                 Err(SalesforceError::Api { code, .. }) if code == "INVALID_QUERY_LOCATOR" => {
-                    tracing::warn!(connector = "salesforce", object, "query locator expired; re-reading the window");
+                    tracing::warn!(connector = "salesforce", object, "query locator refused; re-reading the window");
+                    window.next_url = None;
+                    window
+                        .guard
+                        .restart()
+                        .map_err(|message| SalesforceError::Protocol { endpoint: object.to_string(), message })?;
                     let soql = self.window_soql(phase, &window).await?;
                     self.run_query(&soql, phase.query_all(), object).await?
                 }
@@ -282,6 +293,7 @@ impl SalesforceConnector {
                 self.run_query(&soql, phase.query_all(), object).await?
             }
         };
+        same_object(&page.records, object)?;
         if phase == Phase::Leads {
             self.finish_child_pages(&mut page.records, map::HISTORIES, object).await?;
         }
@@ -293,24 +305,44 @@ impl SalesforceConnector {
             Phase::Users => map::map_users(&page.records, &mut mapped),
             Phase::Queues => map::map_queues(&page.records, &mut mapped),
         };
-        if let Some(first) = bad_rows.first() {
-            // Skipping a row would lose it for good once the cursor moves on.
-            return Err(SalesforceError::Protocol {
-                endpoint: first.sobject.to_string(),
-                message: format!("record {}: {} ({} bad rows on this page)", first.id, first.message, bad_rows.len()),
-            });
-        }
+        // A row that cannot be mapped is quarantined, not skipped (the
+        // cursor is about to move past it) and not allowed to block the
+        // stream: the daemon keeps it and holds the lead it belongs to.
+        let window_from = chrono::DateTime::from_timestamp_millis(window.start_ms).unwrap_or_default();
+        let quarantined: Vec<Quarantined> = bad_rows
+            .into_iter()
+            .map(|b| {
+                tracing::warn!(connector = "salesforce", object = b.sobject, record = %b.id, reason = %b.message, "record quarantined");
+                let reason = format!("{} {}: {}", b.sobject, b.id, b.message);
+                Quarantined::new(
+                    stream,
+                    Some(b.id).filter(|id| id != "?"),
+                    b.lead_id,
+                    reason,
+                    &b.raw,
+                    window_from,
+                )
+            })
+            .collect();
         let has_more = if !page.done {
             let next = page.next_records_url.clone().ok_or_else(|| SalesforceError::Protocol {
                 endpoint: object.to_string(),
                 message: "done is false but nextRecordsUrl is missing".into(),
             })?;
+            if window.next_url.is_none() {
+                window.guard.expect(page.total_size);
+            }
+            window
+                .guard
+                .advance(window.next_url.as_deref(), &next, page.records.len())
+                .map_err(|message| SalesforceError::Protocol { endpoint: object.to_string(), message })?;
             window.next_url = Some(next);
             state.window = Some(window.clone());
             true
         } else if window.phase + 1 < phases.len() {
             window.phase += 1;
             window.next_url = None;
+            window.guard = PageGuard::default();
             state.window = Some(window.clone());
             true
         } else {
@@ -330,6 +362,7 @@ impl SalesforceConnector {
             activities = mapped.activities.len(),
             owners = mapped.owners.len(),
             deletions = mapped.deletions.len(),
+            quarantined = quarantined.len(),
             has_more,
             "page read"
         );
@@ -339,6 +372,7 @@ impl SalesforceConnector {
             owners: mapped.owners,
             calendars: Vec::new(),
             deletions: mapped.deletions,
+            quarantined,
             cursor: Some(state.encode()),
             has_more,
         })
@@ -378,6 +412,9 @@ impl SalesforceConnector {
     ) -> Result<(), SalesforceError> {
         for row in rows.iter_mut() {
             let Some(Value::Object(children)) = row.get_mut(rel) else { continue };
+            let mut guard = PageGuard::default();
+            let mut current: Option<String> = None;
+            let mut last_rows = 0;
             while children.get("done").and_then(Value::as_bool) == Some(false) {
                 let Some(next) = children.get("nextRecordsUrl").and_then(Value::as_str).map(str::to_string) else {
                     return Err(SalesforceError::Protocol {
@@ -385,7 +422,21 @@ impl SalesforceConnector {
                         message: format!("{rel} of a record is not done but has no nextRecordsUrl"),
                     });
                 };
+                if current.is_none() {
+                    guard.expect(children.get("totalSize").and_then(Value::as_u64).unwrap_or(0));
+                }
+                let rows = if current.is_none() {
+                    children.get("records").and_then(Value::as_array).map_or(0, Vec::len)
+                } else {
+                    last_rows
+                };
+                guard.advance(current.as_deref(), &next, rows).map_err(|message| SalesforceError::Protocol {
+                    endpoint: object.to_string(),
+                    message: format!("{rel} of a record: {message}"),
+                })?;
                 let more: QueryPage = self.client.send_json(Method::GET, &next, &[], None, object).await?;
+                last_rows = more.records.len();
+                current = Some(next);
                 if let Some(Value::Array(list)) = children.get_mut("records") {
                     list.extend(more.records.into_iter().map(Value::Object));
                 }
@@ -401,10 +452,24 @@ impl SalesforceConnector {
 
     async fn read_all(&self, soql: &str, object: &str) -> Result<Vec<Map<String, Value>>, SalesforceError> {
         let mut page = self.run_query(soql, false, object).await?;
+        same_object(&page.records, object)?;
+        let mut guard = PageGuard::default();
+        guard.expect(page.total_size);
+        let mut current: Option<String> = None;
         let mut rows = std::mem::take(&mut page.records);
         while !page.done {
-            let Some(next) = page.next_records_url.take() else { break };
+            let Some(next) = page.next_records_url.take() else {
+                return Err(SalesforceError::Protocol {
+                    endpoint: object.to_string(),
+                    message: "done is false but nextRecordsUrl is missing".into(),
+                });
+            };
+            guard
+                .advance(current.as_deref(), &next, page.records.len())
+                .map_err(|message| SalesforceError::Protocol { endpoint: object.to_string(), message })?;
             page = self.client.send_json(Method::GET, &next, &[], None, object).await?;
+            current = Some(next);
+            same_object(&page.records, object)?;
             rows.append(&mut page.records);
         }
         Ok(rows)
@@ -593,6 +658,23 @@ fn task_record(action: &Action, key_field: &str, task_fields: &HashSet<String>, 
     Value::Object(rec)
 }
 
+/// A query answers rows of the object it asked for: a row whose
+/// `attributes.type` names another object is not this query's answer, and
+/// the window fails.
+fn same_object(rows: &[Map<String, Value>], object: &str) -> Result<(), SalesforceError> {
+    let other = rows.iter().find_map(|r| {
+        let t = r.get("attributes").and_then(|a| a.get("type")).and_then(Value::as_str)?;
+        (t != object).then(|| t.to_string())
+    });
+    match other {
+        Some(t) => Err(SalesforceError::Protocol {
+            endpoint: object.to_string(),
+            message: format!("a {object} query answered with a {} row", handoff_model::redact(&t)),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Split lead updates into chunks of at most `size` with no record id twice
 /// in one chunk (Salesforce refuses duplicate ids in one collection).
 fn chunk_distinct_ids(items: &[(usize, Value)], size: usize) -> Vec<Vec<(usize, Value)>> {
@@ -632,7 +714,9 @@ impl Connector for SalesforceConnector {
             object = stream.as_str(),
             cursor = cursor.map(|c| c.0.as_str()).unwrap_or("")
         );
-        let result = self.pull_page(stream, cursor).instrument(span.clone()).await;
+        // Every call of the pull ends within one operation deadline, well inside the watchdog.
+        let op = self.pull_page(stream, cursor).instrument(span.clone());
+        let result = handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, op).await;
         if let Err(e) = &result {
             span.in_scope(|| tracing::warn!(connector = "salesforce", error = %e, "pull failed"));
         }
@@ -641,7 +725,8 @@ impl Connector for SalesforceConnector {
 
     async fn write(&self, actions: &[Action]) -> Result<Vec<WriteOutcome>, ConnectorError> {
         let span = tracing::info_span!("salesforce.write", connector = "salesforce", actions = actions.len());
-        let outcomes = self.write_all(actions).instrument(span.clone()).await?;
+        let op = self.write_all(actions).instrument(span.clone());
+        let outcomes = handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, op).await?;
         span.in_scope(|| {
             let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
             tracing::debug!(connector = "salesforce", written = outcomes.len() - failed, failed, "write done");

@@ -8,6 +8,7 @@
 //! moves when a window's last page of its last object has been read.
 
 use handoff_model::{Cursor, Stream, Timestamp};
+use handoff_runtime::PageGuard;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SalesforceError;
@@ -38,6 +39,10 @@ pub struct Window {
     /// The `nextRecordsUrl` of the page to read next, if mid-query.
     #[serde(default)]
     pub next_url: Option<String>,
+    /// The pages of the current object's query so far: no page naming
+    /// itself or a recent one, none past the size Salesforce announced.
+    #[serde(default)]
+    pub guard: PageGuard,
 }
 
 impl SfCursor {
@@ -74,19 +79,23 @@ impl SfCursor {
     }
 
     /// The window to read now: the open one, or a new one from
-    /// `done_until − lookback` (the epoch for a backfill) to `now − lag`.
-    pub fn window_or_open(&self, now: Timestamp, lookback_ms: i64, lag_ms: i64) -> Window {
+    /// `done_until − lookback` (the epoch for a backfill) to `now − lag`;
+    /// `None` while nothing finished since the last one.
+    pub fn window_or_open(&self, now: Timestamp, lookback_ms: i64, lag_ms: i64) -> Option<Window> {
         if let Some(w) = &self.window {
-            return w.clone();
+            return Some(w.clone());
         }
         // SystemModstamp has whole seconds and SOQL literals are written in
         // seconds, so both bounds are whole seconds too.
-        let end_ms = floor_to_second(now.timestamp_millis() - lag_ms);
-        let start_ms = match self.done_until_ms {
-            Some(done) => floor_to_second((done - lookback_ms).max(0)),
-            None => 0,
-        };
-        Window { start_ms: start_ms.min(end_ms), end_ms, phase: 0, next_url: None }
+        let (start_ms, end_ms) = handoff_runtime::window::next_window(
+            self.done_until_ms,
+            now.timestamp_millis(),
+            lag_ms,
+            lookback_ms,
+            0,
+            1000,
+        )?;
+        Some(Window { start_ms, end_ms, phase: 0, next_url: None, guard: PageGuard::default() })
     }
 }
 
@@ -96,10 +105,6 @@ pub fn since(stream: Stream, since: Timestamp) -> Cursor {
     let mut c = SfCursor::fresh(stream);
     c.done_until_ms = Some(since.timestamp_millis().max(0));
     c.encode()
-}
-
-fn floor_to_second(ms: i64) -> i64 {
-    ms.div_euclid(1000) * 1000
 }
 
 #[cfg(test)]
@@ -116,6 +121,7 @@ mod tests {
             end_ms: 5,
             phase: 1,
             next_url: Some("/services/data/v62.0/query/01g-2000".into()),
+            guard: PageGuard::default(),
         });
         let enc = c.encode();
         assert_eq!(SfCursor::decode(&enc, Stream::Leads).ok(), Some(c));
@@ -135,10 +141,12 @@ mod tests {
     fn new_window_overlaps_the_last_by_the_lookback_and_lags_now() {
         let now = chrono::Utc.timestamp_opt(10_000, 0).single().unwrap_or_default();
         let mut c = SfCursor::fresh(Stream::Leads);
-        let backfill = c.window_or_open(now, 600_000, 300_000);
+        let backfill = c.window_or_open(now, 600_000, 300_000).unwrap();
         assert_eq!((backfill.start_ms, backfill.end_ms), (0, 10_000_000 - 300_000));
         c.done_until_ms = Some(9_000_000);
-        let next = c.window_or_open(now, 600_000, 300_000);
+        let next = c.window_or_open(now, 600_000, 300_000).unwrap();
         assert_eq!((next.start_ms, next.end_ms), (8_400_000, 9_700_000));
+        c.done_until_ms = Some(9_700_000);
+        assert_eq!(c.window_or_open(now, 600_000, 300_000), None, "nothing finished since");
     }
 }

@@ -2,14 +2,16 @@
 
 use std::time::Duration;
 
-use handoff_model::{ConnectorError, CrmKind};
+use handoff_model::{ConnectorError, CrmKind, ErrorClass};
+use handoff_runtime::RuntimeError;
+
+/// What a refused permission means in Salesforce, and the fix.
+pub const PERMISSION_FIX: &str = "give the integration user's profile or permission set API access and read/edit access to Lead, Task, Event, User, Group, BusinessHours and Holiday (and field-level access to the fields the policy names)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SalesforceError {
     #[error("invalid Salesforce settings: {0}")]
     Settings(String),
-    #[error("cannot read the CA file {path}: {message}. Point ca_file at a readable PEM certificate")]
-    CaFile { path: String, message: String },
     #[error("authentication failed ({code}): {message}")]
     Auth { code: String, message: String },
     #[error("{message}")]
@@ -19,11 +21,28 @@ pub enum SalesforceError {
     #[error("{endpoint}: {message}")]
     Transport { endpoint: String, message: String },
     #[error("{endpoint}: HTTP {status} {code}: {message}")]
-    Api { endpoint: String, status: u16, code: String, message: String },
+    Api { endpoint: String, status: u16, code: String, message: String, class: ErrorClass },
     #[error("{endpoint}: unexpected response: {message}")]
     Protocol { endpoint: String, message: String },
     #[error("cursor {cursor:?} is not a Salesforce cursor: {message}")]
     BadCursor { cursor: String, message: String },
+    /// Anything else the shared runtime reported.
+    #[error(transparent)]
+    Runtime(RuntimeError),
+}
+
+impl From<RuntimeError> for SalesforceError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Api { endpoint, status, code, message, class } => {
+                SalesforceError::Api { endpoint, status, code, message, class }
+            }
+            RuntimeError::Budget { retry_after } => SalesforceError::Budget { retry_after },
+            RuntimeError::Protocol { endpoint, message } => SalesforceError::Protocol { endpoint, message },
+            RuntimeError::NeedsConfig { message, fix } => SalesforceError::NeedsConfig { message, fix },
+            other => SalesforceError::Runtime(other),
+        }
+    }
 }
 
 impl From<SalesforceError> for ConnectorError {
@@ -35,11 +54,6 @@ impl From<SalesforceError> for ConnectorError {
                 message,
                 fix: "Fix the [salesforce] section of the config file".to_string(),
             },
-            SalesforceError::CaFile { path, message } => ConnectorError::NeedsConfig {
-                crm,
-                message: format!("cannot read the CA file {path}: {message}"),
-                fix: "Point ca_file at a readable PEM certificate".to_string(),
-            },
             SalesforceError::Auth { code, message } => {
                 ConnectorError::Auth { crm, message: format!("{code}: {message}") }
             }
@@ -48,11 +62,12 @@ impl From<SalesforceError> for ConnectorError {
             SalesforceError::Transport { endpoint, message } => {
                 ConnectorError::Transport { crm, message: format!("{endpoint}: {message}") }
             }
-            SalesforceError::Api { endpoint, status, code, message } => {
-                ConnectorError::Protocol { crm, endpoint, message: format!("HTTP {status} {code}: {message}") }
+            SalesforceError::Api { endpoint, status, code, message, class } => {
+                RuntimeError::Api { endpoint, status, code, message, class }.into_connector(crm, PERMISSION_FIX)
             }
             SalesforceError::Protocol { endpoint, message } => ConnectorError::Protocol { crm, endpoint, message },
             SalesforceError::BadCursor { cursor, message } => ConnectorError::BadCursor { crm, cursor, message },
+            SalesforceError::Runtime(e) => e.into_connector(crm, PERMISSION_FIX),
         }
     }
 }

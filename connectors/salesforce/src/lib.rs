@@ -12,9 +12,12 @@
 //! - [`cursor`]: windows and their cursors (pure).
 //! - [`map`]: rows → CRM-neutral records (pure).
 //! - [`wire`]: JSON shapes and error classification (pure).
-//! - [`limits`]: `Sforce-Limit-Info` and the daily budget (pure).
-//! - [`auth`]: token requests, including the hand-built JWT assertion.
-//! - `client`: HTTP, pacing, retries, re-authentication.
+//! - [`limits`]: `Sforce-Limit-Info` (pure).
+//! - [`auth`]: each OAuth flow's token request, including the hand-built
+//!   JWT assertion.
+//! - `client`: Salesforce's dialect of the shared runtime
+//!   (`handoff-runtime`: HTTP, deadlines, pacing, retries,
+//!   re-authentication, budget, tokens).
 //! - `connector`: the [`handoff_model::Connector`] implementation.
 
 pub mod auth;
@@ -29,4 +32,7 @@ pub mod wire;
 
 pub use connector::{connect, SalesforceConnector};
 pub use error::SalesforceError;
-pub use settings::{Clock, MemoryTokenStore, SalesforceAuth, SalesforceSettings, TokenStore, DEFAULT_API_VERSION};
+pub use settings::{
+    Clock, HttpSettings, MemoryTokenStore, SalesforceAuth, SalesforceSettings, SharedClock, TokenStore,
+    DEFAULT_API_VERSION,
+};

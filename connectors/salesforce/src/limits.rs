@@ -1,14 +1,10 @@
-//! `Sforce-Limit-Info` parsing and the operator's daily budget.
+//! `Sforce-Limit-Info` parsing.
 //!
 //! Salesforce counts API calls over a rolling 24 hours per org, shared by
 //! every integration. The header on each response says where the org
-//! stands; the operator allows handoff a share of the limit. At that share
-//! the connector stops (not fails) and asks again after a pause, because
-//! the rolling window only frees calls gradually.
-
-use std::time::Duration;
-
-use handoff_model::{ApiBudget, Timestamp};
+//! stands; the shared runtime's daily budget stops (not fails) at the
+//! operator's share and asks again after a pause, because the rolling
+//! window only frees calls gradually.
 
 /// The parts of one `Sforce-Limit-Info` header value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,77 +45,9 @@ fn parse_pair(s: &str) -> Option<(u64, u64)> {
     Some((used.trim().parse().ok()?, limit.trim().parse().ok()?))
 }
 
-/// The daily budget: the org's count as last reported, the operator's share,
-/// and the pause in force when the share is spent.
-#[derive(Debug, Clone)]
-pub struct DailyBudget {
-    share: f64,
-    recheck: Duration,
-    used: u64,
-    limit: u64,
-    paused_until: Option<Timestamp>,
-}
-
-/// May a request go out now?
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BudgetGate {
-    Open,
-    Paused { retry_after: Duration },
-}
-
-impl DailyBudget {
-    pub fn new(share: f64, recheck: Duration) -> Self {
-        DailyBudget { share, recheck, used: 0, limit: 0, paused_until: None }
-    }
-
-    /// Calls the operator allows today (the share of the org's limit, rounded down).
-    pub fn allowed(&self) -> u64 {
-        (self.limit as f64 * self.share).floor() as u64
-    }
-
-    /// Check before sending. Past the pause, one request is let through to
-    /// read a fresh count; [`DailyBudget::observe`] decides from there.
-    pub fn gate(&self, now: Timestamp) -> BudgetGate {
-        match self.paused_until {
-            Some(until) if until > now => {
-                BudgetGate::Paused { retry_after: (until - now).to_std().unwrap_or(Duration::ZERO) }
-            }
-            _ => BudgetGate::Open,
-        }
-    }
-
-    /// Feed the counts from a response. Pauses when the share is reached,
-    /// resumes when the rolling window has freed calls again.
-    pub fn observe(&mut self, info: &LimitInfo, now: Timestamp) {
-        let Some((used, limit)) = info.api_usage else { return };
-        self.used = used;
-        self.limit = limit;
-        if limit > 0 && used >= self.allowed() {
-            self.pause(now);
-        } else {
-            self.paused_until = None;
-        }
-    }
-
-    /// Pause outright: Salesforce refused with `REQUEST_LIMIT_EXCEEDED`.
-    pub fn pause(&mut self, now: Timestamp) {
-        let recheck = chrono::Duration::from_std(self.recheck).unwrap_or(chrono::Duration::minutes(15));
-        self.paused_until = Some(now + recheck);
-    }
-
-    pub fn snapshot(&self) -> ApiBudget {
-        ApiBudget { used: self.used, limit: self.limit, allowed: self.allowed(), paused_until: self.paused_until }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn at(secs: i64) -> Timestamp {
-        chrono::Utc.timestamp_opt(1_780_000_000 + secs, 0).single().unwrap_or_default()
-    }
 
     #[test]
     fn parses_every_documented_form() {
@@ -138,28 +66,5 @@ mod tests {
         assert_eq!(info.api_usage, None);
         assert_eq!(info.api_bursts, Some((2, 750)));
         assert_eq!(parse_limit_info(""), LimitInfo::default());
-    }
-
-    #[test]
-    fn stops_at_the_share_and_resumes_when_usage_falls() {
-        let mut b = DailyBudget::new(0.5, Duration::from_secs(600));
-        b.observe(&parse_limit_info("api-usage=499/1000"), at(0));
-        assert_eq!(b.gate(at(0)), BudgetGate::Open);
-        assert_eq!(b.allowed(), 500);
-        b.observe(&parse_limit_info("api-usage=500/1000"), at(10));
-        assert_eq!(b.gate(at(20)), BudgetGate::Paused { retry_after: Duration::from_secs(590) });
-        assert_eq!(b.snapshot().remaining(), 0);
-        // After the pause one request may look again.
-        assert_eq!(b.gate(at(610)), BudgetGate::Open);
-        b.observe(&parse_limit_info("api-usage=420/1000"), at(611));
-        assert_eq!(b.gate(at(611)), BudgetGate::Open);
-        assert_eq!(b.snapshot().paused_until, None);
-    }
-
-    #[test]
-    fn a_refusal_pauses_without_counts() {
-        let mut b = DailyBudget::new(1.0, Duration::from_secs(60));
-        b.pause(at(0));
-        assert!(matches!(b.gate(at(30)), BudgetGate::Paused { .. }));
     }
 }

@@ -45,12 +45,18 @@ pub fn history_subquery(tracked: &TrackedHistory) -> String {
     )
 }
 
-/// A row that could not be mapped, with the reason (the field and the value).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A row that could not be mapped, with the reason (the field and the
+/// value); the connector quarantines it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct BadRow {
     pub sobject: &'static str,
+    /// `?` when the row has no readable id.
     pub id: String,
+    /// The lead the row belongs to (a lead's own id, an activity's `WhoId`).
+    pub lead_id: Option<String>,
     pub message: String,
+    /// The row as Salesforce sent it.
+    pub raw: Value,
 }
 
 /// What one page of rows turned into.
@@ -122,8 +128,85 @@ fn stamp(row: &Row, field: &str, sobject: &'static str) -> Result<Timestamp, Bad
     parse_datetime(raw).ok_or_else(|| bad(row, sobject, format!("{field} {raw:?} is not a datetime")))
 }
 
+/// A datetime field that may be absent: absent or empty is `None`; present
+/// but unreadable makes the row bad (a fallback would alter the record).
+fn opt_stamp(row: &Row, field: &str, sobject: &'static str) -> Result<Option<Timestamp>, BadRow> {
+    match text(row, field) {
+        None => Ok(None),
+        Some(raw) => {
+            parse_datetime(raw).map(Some).ok_or_else(|| bad(row, sobject, format!("{field} {raw:?} is not a datetime")))
+        }
+    }
+}
+
+/// A date field that may be absent, as midnight UTC; unreadable makes the row bad.
+fn opt_date(row: &Row, field: &str, sobject: &'static str) -> Result<Option<Timestamp>, BadRow> {
+    match text(row, field) {
+        None => Ok(None),
+        Some(raw) => {
+            date_at_midnight(raw).map(Some).ok_or_else(|| bad(row, sobject, format!("{field} {raw:?} is not a date")))
+        }
+    }
+}
+
 fn bad(row: &Row, sobject: &'static str, message: String) -> BadRow {
-    BadRow { sobject, id: text(row, "Id").unwrap_or("?").to_string(), message }
+    let lead_id = match sobject {
+        "Lead" => text(row, "Id"),
+        "Task" | "Event" => text(row, "WhoId").filter(|w| w.starts_with(LEAD_PREFIX)),
+        _ => None,
+    };
+    BadRow {
+        sobject,
+        id: text(row, "Id").unwrap_or("?").to_string(),
+        lead_id: lead_id.map(str::to_string),
+        message,
+        raw: Value::Object(row.clone()),
+    }
+}
+
+/// Fields the mapping reads as text (ids, picklists, datetimes) and as
+/// checkboxes. A value of another type is not guessed at: the row is bad.
+const TEXT_FIELDS: &[&str] = &[
+    "Id",
+    "OwnerId",
+    "CreatedDate",
+    "SystemModstamp",
+    "MasterRecordId",
+    "ConvertedDate",
+    "Status",
+    "WhoId",
+    "Subject",
+    "ActivityDate",
+    "CompletedDateTime",
+    "TaskSubtype",
+    "Type",
+    "CallType",
+    "StartDateTime",
+    "ActivityDateTime",
+    "Name",
+    "Email",
+    "ManagerId",
+    "TimeZoneSidKey",
+];
+const FLAG_FIELDS: &[&str] = &["IsDeleted", "IsConverted", "IsClosed", "IsActive"];
+
+/// Refuse a row whose known fields have the wrong JSON type (a number
+/// where Salesforce sends text, a string where it sends a checkbox).
+fn check_types(row: &Row, sobject: &'static str) -> Result<(), BadRow> {
+    for (field, value) in row {
+        let wrong = if TEXT_FIELDS.contains(&field.as_str()) {
+            !(value.is_string() || value.is_null())
+        } else if FLAG_FIELDS.contains(&field.as_str()) {
+            !(value.is_boolean() || value.is_null())
+        } else {
+            false
+        };
+        if wrong {
+            let want = if FLAG_FIELDS.contains(&field.as_str()) { "a checkbox (true/false)" } else { "text" };
+            return Err(bad(row, sobject, format!("{field} is {value}, not {want}")));
+        }
+    }
+    Ok(())
 }
 
 fn date_at_midnight(s: &str) -> Option<Timestamp> {
@@ -161,6 +244,7 @@ enum LeadOrDeletion {
 
 fn map_lead(row: &Row, tracked: &TrackedHistory) -> Result<LeadOrDeletion, BadRow> {
     const SO: &str = "Lead";
+    check_types(row, SO)?;
     let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
     let modified_at = stamp(row, "SystemModstamp", SO)?;
     let merged_into = text(row, "MasterRecordId").map(str::to_string);
@@ -176,11 +260,8 @@ fn map_lead(row: &Row, tracked: &TrackedHistory) -> Result<LeadOrDeletion, BadRo
         Some(_) => stamp(row, "CreatedDate", SO)?,
         None => modified_at,
     };
-    let converted_at = if flag(row, "IsConverted") {
-        Some(text(row, "ConvertedDate").and_then(date_at_midnight).unwrap_or(modified_at))
-    } else {
-        None
-    };
+    let converted_at =
+        if flag(row, "IsConverted") { Some(opt_date(row, "ConvertedDate", SO)?.unwrap_or(modified_at)) } else { None };
     let owner_id = text(row, "OwnerId").map(str::to_string);
     let (assignments, status_changes, incomplete) =
         match lead_history(row, tracked, created_at, owner_id.as_deref(), text(row, "Status"))? {
@@ -426,6 +507,7 @@ fn deleted_activity(row: &Row, so: &'static str) -> Result<Option<Result<Activit
 
 fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
     const SO: &str = "Task";
+    check_types(row, SO)?;
     if flag(row, "IsDeleted") {
         return deleted_activity(row, SO);
     }
@@ -441,10 +523,9 @@ fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deleti
     // A list email goes to many leads at once and a cadence step is sent by
     // Sales Engagement: automation, not a rep's own touch.
     let automated = matches!(subtype, "ListEmail" | "Cadence");
-    let occurred_at = text(row, "CompletedDateTime")
-        .and_then(parse_datetime)
-        .or_else(|| text(row, "ActivityDate").and_then(date_at_midnight))
-        .or_else(|| text(row, "CreatedDate").and_then(parse_datetime))
+    let occurred_at = opt_stamp(row, "CompletedDateTime", SO)?
+        .or(opt_date(row, "ActivityDate", SO)?)
+        .or(opt_stamp(row, "CreatedDate", SO)?)
         .unwrap_or(modified_at);
     let direction = match text(row, "CallType") {
         Some("Inbound") => Some(Direction::Inbound),
@@ -483,16 +564,15 @@ pub fn map_events(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
 
 fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
     const SO: &str = "Event";
+    check_types(row, SO)?;
     if flag(row, "IsDeleted") {
         return deleted_activity(row, SO);
     }
     let Some(lead_id) = text(row, "WhoId").filter(|w| w.starts_with(LEAD_PREFIX)) else { return Ok(None) };
     let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
     let modified_at = stamp(row, "SystemModstamp", SO)?;
-    let occurred_at = text(row, "StartDateTime")
-        .or_else(|| text(row, "ActivityDateTime"))
-        .and_then(parse_datetime)
-        .unwrap_or(modified_at);
+    let occurred_at =
+        opt_stamp(row, "StartDateTime", SO)?.or(opt_stamp(row, "ActivityDateTime", SO)?).unwrap_or(modified_at);
     Ok(Some(Ok(Activity {
         id,
         kind: ActivityKind::Meeting,
@@ -513,9 +593,20 @@ fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
 pub fn map_users(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
+        if let Err(e) = check_types(row, "User") {
+            errors.push(e);
+            continue;
+        }
         let Some(id) = text(row, "Id") else {
             errors.push(bad(row, "User", "Id is missing".into()));
             continue;
+        };
+        let modified_at = match opt_stamp(row, "SystemModstamp", "User") {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
         };
         out.owners.push(Owner {
             id: id.to_string(),
@@ -525,7 +616,7 @@ pub fn map_users(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
             manager_id: text(row, "ManagerId").map(str::to_string),
             time_zone: text(row, "TimeZoneSidKey").map(str::to_string),
             active: row.get("IsActive").and_then(Value::as_bool).unwrap_or(true),
-            modified_at: text(row, "SystemModstamp").and_then(parse_datetime),
+            modified_at,
         });
     }
     errors
@@ -535,9 +626,20 @@ pub fn map_users(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
 pub fn map_queues(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
+        if let Err(e) = check_types(row, "Group") {
+            errors.push(e);
+            continue;
+        }
         let Some(id) = text(row, "Id") else {
             errors.push(bad(row, "Group", "Id is missing".into()));
             continue;
+        };
+        let modified_at = match opt_stamp(row, "SystemModstamp", "Group") {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
         };
         out.owners.push(Owner {
             id: id.to_string(),
@@ -547,7 +649,7 @@ pub fn map_queues(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
             manager_id: None,
             time_zone: None,
             active: true,
-            modified_at: text(row, "SystemModstamp").and_then(parse_datetime),
+            modified_at,
         });
     }
     errors
@@ -935,6 +1037,50 @@ mod tests {
             assert_eq!(errors.len(), 1);
             assert!(errors[0].message.contains(needle) && errors[0].id == "00Q1", "{:?}", errors[0]);
         }
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_make_the_row_bad_and_name_the_field() {
+        for (field, value, needle) in [
+            ("IsDeleted", json!("false"), "IsDeleted is \"false\", not a checkbox"),
+            ("SystemModstamp", json!(1767225600000u64), "SystemModstamp is 1767225600000, not text"),
+            ("OwnerId", json!({"id": "005"}), "OwnerId is"),
+        ] {
+            let mut r = lead_row("005000000000003AAA", "Qualified", None);
+            r.insert(field.into(), value);
+            let mut out = Mapped::default();
+            let errors = map_leads(&[r], TrackedHistory::default(), &mut out);
+            assert!(out.leads.is_empty() && out.deletions.is_empty());
+            assert!(errors[0].message.contains(needle), "{:?}", errors[0].message);
+            assert_eq!(errors[0].lead_id.as_deref(), Some("00Q1"), "the lead it belongs to is named");
+        }
+        let mut task = row(json!({"Id": "00T1", "WhoId": "00Q7", "SystemModstamp": "soon"}));
+        let mut out = Mapped::default();
+        let errors = map_tasks(&[task.clone()], "Handoff_Key__c", &mut out);
+        assert_eq!(errors[0].lead_id.as_deref(), Some("00Q7"));
+        task.remove("Id");
+        let errors = map_tasks(&[task], "Handoff_Key__c", &mut out);
+        assert_eq!(errors[0].id, "?");
+        assert!(errors[0].message.contains("Id is missing"));
+    }
+
+    #[test]
+    fn an_unreadable_date_is_never_replaced_by_a_fallback() {
+        let mut out = Mapped::default();
+        let task = row(json!({"Id": "00T1", "WhoId": "00Q7", "SystemModstamp": "2026-01-03T00:00:00.000+0000",
+            "CompletedDateTime": "03/01/2026 10:00", "CreatedDate": "2026-01-02T00:00:00.000+0000"}));
+        let errors = map_tasks(&[task], "Handoff_Key__c", &mut out);
+        assert!(out.activities.is_empty());
+        assert!(errors[0].message.contains("CompletedDateTime"), "{:?}", errors[0]);
+        let user = row(json!({"Id": "005A", "Name": "Ann", "SystemModstamp": "yesterday"}));
+        let errors = map_users(&[user], &mut out);
+        assert!(out.owners.is_empty());
+        assert!(errors[0].message.contains("SystemModstamp"), "{:?}", errors[0]);
+        let mut lead = lead_row("005000000000003AAA", "Qualified", None);
+        lead.insert("IsConverted".into(), json!(true));
+        lead.insert("ConvertedDate".into(), json!("1/3/26"));
+        let errors = map_leads(&[lead], TrackedHistory::default(), &mut out);
+        assert!(errors[0].message.contains("ConvertedDate"), "{:?}", errors[0]);
     }
 
     #[test]

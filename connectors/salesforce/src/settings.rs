@@ -1,10 +1,15 @@
 //! What the daemon hands the connector: plain data built from the config file.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use handoff_model::{RetryPolicy, Secret, Timestamp};
+use handoff_model::{RetryPolicy, Secret};
+pub use handoff_runtime::{Clock, HttpSettings, MemoryTokenStore, SharedClock, TokenStore};
+
+/// How far behind now a window ends by default (the sync lessons' 5 minutes).
+pub const DEFAULT_LAG: Duration = Duration::from_secs(5 * 60);
+/// How far before the last window a new one starts by default (10 minutes).
+pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(10 * 60);
 
 /// The Salesforce REST API version every path uses.
 pub const DEFAULT_API_VERSION: &str = "v62.0";
@@ -40,44 +45,6 @@ pub enum SalesforceAuth {
     ClientCredentials { client_id: String, client_secret: Secret },
 }
 
-/// Persists a rotated refresh token. The daemon backs it with its store
-/// (written and flushed before the call returns); tests use [`MemoryTokenStore`].
-pub trait TokenStore: Send + Sync {
-    /// The last refresh token saved, if any.
-    fn load(&self) -> Option<Secret>;
-    /// Save a new refresh token durably. An error stops the connector from
-    /// using the new token's session, since the old token is already void.
-    fn save(&self, refresh_token: &Secret) -> Result<(), String>;
-}
-
-/// An in-memory [`TokenStore`], for tests and one-shot tools.
-#[derive(Debug, Default)]
-pub struct MemoryTokenStore {
-    token: Mutex<Option<Secret>>,
-}
-
-impl MemoryTokenStore {
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl TokenStore for MemoryTokenStore {
-    fn load(&self) -> Option<Secret> {
-        self.token.lock().ok().and_then(|t| t.clone())
-    }
-
-    fn save(&self, refresh_token: &Secret) -> Result<(), String> {
-        let mut slot = self.token.lock().map_err(|_| "token store lock poisoned".to_string())?;
-        *slot = Some(refresh_token.clone());
-        Ok(())
-    }
-}
-
-/// The source of "now" for the read window's upper bound. The daemon uses
-/// the wall clock; tests use the sandbox's simulated clock.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
 /// Everything the Salesforce connector needs.
 #[derive(Clone)]
 pub struct SalesforceSettings {
@@ -89,8 +56,9 @@ pub struct SalesforceSettings {
     pub api_version: String,
     pub auth: SalesforceAuth,
     pub token_store: Arc<dyn TokenStore>,
-    /// An extra trusted CA (PEM), for a TLS-intercepting proxy or the sandbox's `--tls`.
-    pub ca_file: Option<PathBuf>,
+    /// Timeouts, deadlines, the answer size cap and an extra trusted CA
+    /// (PEM) for a TLS-intercepting proxy or the sandbox's `--tls`.
+    pub http: HttpSettings,
     /// Share (0–1) of the org's daily API limit handoff may use.
     pub daily_budget_share: f64,
     /// How long to stay paused once the budget is reached before asking again
@@ -105,8 +73,6 @@ pub struct SalesforceSettings {
     pub lookback: Duration,
     /// How far behind now a window ends, so in-flight transactions settle.
     pub lag: Duration,
-    pub request_timeout: Duration,
-    pub connect_timeout: Duration,
     /// Courtesy pace: requests per second at most.
     pub requests_per_sec: u32,
     pub retry: RetryPolicy,
@@ -116,34 +82,43 @@ pub struct SalesforceSettings {
     pub task_key_field: String,
     /// Lead fields with field history tracking on in the org.
     pub tracked_history: crate::map::TrackedHistory,
-    pub clock: Clock,
+    /// The CRM's "now": windows end at it. Given when the settings are
+    /// made, so no connector reads a clock the daemon does not share.
+    pub clock: SharedClock,
 }
 
 impl SalesforceSettings {
     /// Defaults from the sync lessons: 10 min lookback, 5 min lag, 2,000-row
-    /// pages, 200-record writes, a quarter of the daily limit.
-    pub fn new(login_url: impl Into<String>, auth: SalesforceAuth, token_store: Arc<dyn TokenStore>) -> Self {
+    /// pages, 200-record writes, a quarter of the daily limit. `clock` is
+    /// the CRM's "now" (the daemon's tick instant, a test's simulated clock).
+    pub fn new(
+        login_url: impl Into<String>,
+        auth: SalesforceAuth,
+        token_store: Arc<dyn TokenStore>,
+        clock: SharedClock,
+    ) -> Self {
         SalesforceSettings {
             login_url: login_url.into(),
             instance_url: None,
             api_version: DEFAULT_API_VERSION.to_string(),
             auth,
             token_store,
-            ca_file: None,
+            http: HttpSettings {
+                user_agent: concat!("handoff-salesforce/", env!("CARGO_PKG_VERSION")).to_string(),
+                ..HttpSettings::default()
+            },
             daily_budget_share: 0.25,
             budget_recheck: Duration::from_secs(15 * 60),
             query_batch_size: 2000,
             write_batch_size: 200,
-            lookback: Duration::from_secs(10 * 60),
-            lag: Duration::from_secs(5 * 60),
-            request_timeout: Duration::from_secs(120),
-            connect_timeout: Duration::from_secs(10),
+            lookback: DEFAULT_LOOKBACK,
+            lag: DEFAULT_LAG,
             requests_per_sec: 5,
             retry: RetryPolicy::default(),
             required_lead_fields: Vec::new(),
             task_key_field: "Handoff_Key__c".to_string(),
             tracked_history: crate::map::TrackedHistory::default(),
-            clock: Arc::new(chrono::Utc::now),
+            clock,
         }
     }
 
@@ -184,7 +159,7 @@ impl std::fmt::Debug for SalesforceSettings {
             .field("instance_url", &self.instance_url)
             .field("api_version", &self.api_version)
             .field("auth", &self.auth)
-            .field("ca_file", &self.ca_file)
+            .field("http", &self.http)
             .field("daily_budget_share", &self.daily_budget_share)
             .field("query_batch_size", &self.query_batch_size)
             .field("write_batch_size", &self.write_batch_size)

@@ -6,24 +6,6 @@ use handoff_model::{ErrorClass, WriteError};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// A token answer from `/services/oauth2/token`.
-#[derive(Debug, Deserialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub instance_url: String,
-    /// Only the refresh-token flow returns one, and only when the app rotates.
-    #[serde(default)]
-    pub refresh_token: Option<String>,
-}
-
-/// A token endpoint refusal.
-#[derive(Debug, Deserialize)]
-pub struct OAuthErrorBody {
-    pub error: String,
-    #[serde(default)]
-    pub error_description: Option<String>,
-}
-
 /// One page of `query` / `queryAll`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -109,20 +91,33 @@ pub struct DescribeField {
 }
 
 /// Parse an error body: the usual array, a single object, or anything else
-/// (an HTML error page from an edge proxy) kept as text.
-pub fn parse_error_body(body: &str) -> ApiErrorItem {
-    if let Ok(items) = serde_json::from_str::<Vec<ApiErrorItem>>(body) {
+/// (an HTML error page from an edge proxy) kept as its (redacted) start.
+pub fn parse_error_body(body: &[u8]) -> ApiErrorItem {
+    if let Ok(items) = serde_json::from_slice::<Vec<ApiErrorItem>>(body) {
         if let Some(first) = items.into_iter().next() {
             return first;
         }
     }
-    if let Ok(item) = serde_json::from_str::<ApiErrorItem>(body) {
+    if let Ok(item) = serde_json::from_slice::<ApiErrorItem>(body) {
         if !item.error_code.is_empty() {
             return item;
         }
     }
-    let snippet: String = body.chars().take(200).collect();
-    ApiErrorItem { message: snippet, error_code: String::new(), fields: Vec::new() }
+    ApiErrorItem { message: handoff_runtime::decode::snippet(body), error_code: String::new(), fields: Vec::new() }
+}
+
+/// Salesforce's error envelope (`[{"errorCode": …, "message": …}]`, or one
+/// such object) found in an answer that came with a success status: what
+/// it reports.
+pub fn error_envelope(v: &Value) -> Option<String> {
+    let item = match v {
+        Value::Array(items) => items.first()?,
+        Value::Object(_) => v,
+        _ => return None,
+    };
+    let code = item.get("errorCode").and_then(Value::as_str)?;
+    let message = item.get("message").and_then(Value::as_str).unwrap_or_default();
+    Some(format!("{code}: {message}"))
 }
 
 /// How a whole-request failure should be handled.
@@ -225,8 +220,21 @@ mod tests {
 
     #[test]
     fn unparseable_error_bodies_keep_a_snippet() {
-        let e = parse_error_body("<html>We are setting things up</html>");
+        let e = parse_error_body(b"<html>We are setting things up</html>");
         assert_eq!(e.error_code, "");
         assert!(e.message.contains("setting things up"));
+    }
+
+    #[test]
+    fn an_error_envelope_is_recognised_and_a_page_is_not() {
+        let err: Value = serde_json::json!([{"message": "Your query request was running for too long.", "errorCode": "QUERY_TIMEOUT"}]);
+        assert_eq!(
+            error_envelope(&err).as_deref(),
+            Some("QUERY_TIMEOUT: Your query request was running for too long.")
+        );
+        let page: Value = serde_json::json!({"totalSize": 0, "done": true, "records": []});
+        assert_eq!(error_envelope(&page), None);
+        let saves: Value = serde_json::json!([{"id": "00T", "success": true, "errors": []}]);
+        assert_eq!(error_envelope(&saves), None);
     }
 }

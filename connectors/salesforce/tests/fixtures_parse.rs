@@ -3,9 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use handoff_model::ErrorClass;
+use handoff_runtime::auth::{describe_refusal, parse_token_answer};
 use handoff_salesforce::wire::{
-    classify_record_error, classify_response, parse_error_body, Describe, Failure, OAuthErrorBody, QueryPage,
-    SaveResult, TokenResponse,
+    classify_record_error, classify_response, parse_error_body, Describe, Failure, QueryPage, SaveResult,
 };
 
 fn fixture(name: &str) -> String {
@@ -15,29 +15,29 @@ fn fixture(name: &str) -> String {
 
 #[test]
 fn token_answer_without_refresh_token() {
-    let t: TokenResponse = serde_json::from_str(&fixture("oauth_token-success.json")).expect("parses");
-    assert_eq!(t.instance_url, "https://na1.salesforce.com");
-    assert!(t.access_token.starts_with("00Dx0000000BV7z!"));
-    assert_eq!(t.refresh_token, None);
+    let t = parse_token_answer(fixture("oauth_token-success.json").as_bytes()).expect("parses");
+    assert_eq!(t.instance_url.as_deref(), Some("https://na1.salesforce.com"));
+    assert!(t.access_token.expose().starts_with("00Dx0000000BV7z!"));
+    assert!(t.refresh_token.is_none());
+    assert_eq!(t.expires_in, None, "Salesforce says nothing of the token's lifetime");
 }
 
 #[test]
 fn expired_refresh_token_is_invalid_grant() {
-    let e: OAuthErrorBody = serde_json::from_str(&fixture("oauth_refresh-error-expired.json")).expect("parses");
-    assert_eq!(e.error, "invalid_grant");
-    assert_eq!(e.error_description.as_deref(), Some("expired access/refresh token"));
+    let e = describe_refusal(fixture("oauth_refresh-error-expired.json").as_bytes());
+    assert_eq!(e, "invalid_grant: expired access/refresh token");
 }
 
 #[test]
 fn expired_session_asks_for_reauthentication() {
-    let e = parse_error_body(&fixture("errors_401-invalid-session-id.json"));
+    let e = parse_error_body(fixture("errors_401-invalid-session-id.json").as_bytes());
     assert_eq!(e.error_code, "INVALID_SESSION_ID");
     assert_eq!(classify_response(401, &e, None), Failure::Class(ErrorClass::Auth));
 }
 
 #[test]
 fn unknown_field_needs_config() {
-    let e = parse_error_body(&fixture("errors_400-unknown-field.json"));
+    let e = parse_error_body(fixture("errors_400-unknown-field.json").as_bytes());
     assert_eq!(e.error_code, "INVALID_FIELD");
     assert!(e.message.contains("AccountNumer"));
     assert_eq!(classify_response(400, &e, None), Failure::Class(ErrorClass::NeedsConfig));

@@ -35,9 +35,13 @@ fn settings(sb: &RunningSandbox) -> SalesforceSettings {
         private_key_pem: Secret::new(std::fs::read_to_string(key_path).expect("key")),
         audience: c["jwt_audience"].as_str().map(str::to_string),
     };
-    let mut s = SalesforceSettings::new(sb.base_url.clone(), auth, Arc::new(MemoryTokenStore::new()));
     let clock = sb.shared.clock.clone();
-    s.clock = Arc::new(move || clock.now());
+    let mut s = SalesforceSettings::new(
+        sb.base_url.clone(),
+        auth,
+        Arc::new(MemoryTokenStore::new()),
+        Arc::new(move || clock.now()),
+    );
     s.requests_per_sec = 1000;
     s.daily_budget_share = 1.0;
     s.retry.base_delay = Duration::from_millis(10);

@@ -37,8 +37,8 @@ pub fn settings(sb: &RunningSandbox) -> HubspotSettings {
         sb.base_url.clone(),
         HubspotAuth::PrivateApp { token: Secret::new(cred(sb, "access_token")) },
         Arc::new(MemoryTokenStore::default()),
+        Arc::new(SandboxClock(sb.shared.clock.clone())),
     );
-    s.clock = Arc::new(SandboxClock(sb.shared.clock.clone()));
     s.lag_secs = 5;
     s.lookback_secs = 600;
     s.search_per_second = 5;
