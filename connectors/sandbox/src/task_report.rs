@@ -31,9 +31,10 @@ pub struct TaskRow {
 /// (lead, clock) → (instant, +1 opened / −1 closed).
 type Changes = BTreeMap<(String, String), Vec<(DateTime<Utc>, i32)>>;
 
-/// The clock a handoff key names, if it is a lead's.
+/// The clock a handoff key names, if it is a lead's (scorecard
+/// escalations, digests and weekly summaries are about no one lead).
 fn clock_of(key: &str) -> Option<&str> {
-    if key.starts_with("sc:") {
+    if ["sc:", "dg:", "ws:"].iter().any(|p| key.starts_with(p)) {
         return None;
     }
     key.split(':').nth(1).filter(|c| !c.is_empty())
