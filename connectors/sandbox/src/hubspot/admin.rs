@@ -287,6 +287,11 @@ fn admin(
         ["tokens", "refresh"] if m == Method::GET => {
             Ok((StatusCode::OK, json!({"valid": st.tokens.valid_refresh_tokens()})))
         }
+        ["portal"] if m == Method::GET => Ok((StatusCode::OK, json!({"leads_object": st.leads_available}))),
+        ["portal"] if m == Method::POST => {
+            st.leads_available = flag(body, "leads_object")?;
+            Ok((StatusCode::OK, json!({"leads_object": st.leads_available})))
+        }
         ["history"] if m == Method::POST => {
             st.history_readable = flag(body, "readable")?;
             Ok((StatusCode::OK, json!({"readable": st.history_readable})))

@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod leads;
 pub mod limits;
 pub mod oauth;
 pub mod properties;

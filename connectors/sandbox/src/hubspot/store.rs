@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
 /// The object types this emulator serves, by their API path name.
-pub const OBJECT_TYPES: [&str; 5] = ["contacts", "calls", "emails", "meetings", "tasks"];
+pub const OBJECT_TYPES: [&str; 6] = ["contacts", "calls", "emails", "meetings", "tasks", "leads"];
 
 /// HubSpot's object type ids (`0-1` contacts …), used by v4 association bodies.
 pub fn object_type_id(object_type: &str) -> &'static str {
@@ -21,6 +21,7 @@ pub fn object_type_id(object_type: &str) -> &'static str {
         "emails" => "0-49",
         "meetings" => "0-47",
         "tasks" => "0-27",
+        "leads" => "0-136",
         _ => "0-0",
     }
 }
@@ -45,24 +46,91 @@ pub fn created_property(object_type: &str) -> &'static str {
     }
 }
 
-/// The HUBSPOT_DEFINED association type id from `from` to `to`, and back.
-/// Contacts ↔ engagements only: the types handoff reads and writes.
+/// One HUBSPOT_DEFINED association type: `from` → `to` with `type_id`,
+/// its inverse `reverse_id` (to → from), and the label HubSpot shows for it
+/// (`None`: the unlabelled type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssociationType {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub type_id: u32,
+    pub reverse_id: u32,
+    pub label: Option<&'static str>,
+}
+
+const fn assoc(
+    from: &'static str,
+    to: &'static str,
+    type_id: u32,
+    reverse_id: u32,
+    label: Option<&'static str>,
+) -> AssociationType {
+    AssociationType { from, to, type_id, reverse_id, label }
+}
+
+/// The association types this emulator knows, each pair once (the first
+/// type of a pair is the one records are linked with by default).
+///
+/// Contacts ↔ engagements: HubSpot's documented ids. Lead → contact /
+/// call / email / meeting / task (578 primary, 608, 596, 598, 600, 646) are
+/// the SDK's `AssociationType` enum; their inverses (contact → lead and
+/// engagement → lead) are not published anywhere we trust: the sandbox
+/// uses the forward id + 1 and serves them all from
+/// `GET /crm/v4/associations/{from}/{to}/labels`, where clients should
+/// look them up.
+pub const ASSOCIATION_TYPES: [AssociationType; 10] = [
+    assoc("contacts", "tasks", 203, 204, None),
+    assoc("contacts", "calls", 193, 194, None),
+    assoc("contacts", "emails", 197, 198, None),
+    assoc("contacts", "meetings", 199, 200, None),
+    assoc("leads", "contacts", 578, 579, Some("Primary")),
+    assoc("leads", "contacts", 608, 609, None),
+    assoc("leads", "calls", 596, 597, None),
+    assoc("leads", "emails", 598, 599, None),
+    assoc("leads", "meetings", 600, 601, None),
+    assoc("leads", "tasks", 646, 647, None),
+];
+
+/// Every association type from `from` to `to`, as `(type id, label)`, in
+/// either direction of the table.
+pub fn association_types(from: &str, to: &str) -> Vec<(u32, Option<&'static str>)> {
+    ASSOCIATION_TYPES
+        .iter()
+        .filter_map(|a| {
+            if a.from == from && a.to == to {
+                Some((a.type_id, a.label))
+            } else if a.to == from && a.from == to {
+                Some((a.reverse_id, a.label))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The type id from `from` to `to` a link gets by default, and its inverse.
 pub fn association_type_ids(from: &str, to: &str) -> Option<(u32, u32)> {
-    let (contact_to, engagement_to) = match (from, to) {
-        ("contacts", other) | (other, "contacts") => match other {
-            "tasks" => (203, 204),
-            "calls" => (193, 194),
-            "emails" => (197, 198),
-            "meetings" => (199, 200),
-            _ => return None,
-        },
-        _ => return None,
-    };
-    if from == "contacts" {
-        Some((contact_to, engagement_to))
-    } else {
-        Some((engagement_to, contact_to))
-    }
+    typed_association_ids(from, to, None)
+}
+
+/// `(forward, reverse)` for the association type `type_id` from `from` to
+/// `to` (the default type when `None`); `None` when no such type exists.
+pub fn typed_association_ids(from: &str, to: &str, type_id: Option<u32>) -> Option<(u32, u32)> {
+    ASSOCIATION_TYPES.iter().find_map(|a| {
+        let pair = if a.from == from && a.to == to {
+            (a.type_id, a.reverse_id)
+        } else if a.to == from && a.from == to {
+            (a.reverse_id, a.type_id)
+        } else {
+            return None;
+        };
+        type_id.is_none_or(|t| t == pair.0).then_some(pair)
+    })
+}
+
+/// The label of association type `type_id` (`None` for unlabelled types).
+pub fn association_label(type_id: u32) -> Option<&'static str> {
+    ASSOCIATION_TYPES.iter().find(|a| a.type_id == type_id || a.reverse_id == type_id).and_then(|a| a.label)
 }
 
 /// ISO-8601 with milliseconds and `Z`, as every HubSpot v3 timestamp.
@@ -478,6 +546,28 @@ pub struct ObjectStore {
     /// window that holds every searchable record (a backfill) pages by
     /// binary search instead of a pass.
     ids: OnceLock<Vec<u64>>,
+    /// Indexes on unique properties (contact `email`, `hasUniqueValue`
+    /// properties such as a task's `handoff_key`), by property name.
+    unique: BTreeMap<String, UniqueIndex>,
+}
+
+/// Records by the value of one property: `(hash of the lowercased value,
+/// id)` for every record holding it, archived and merged-away ones too
+/// (callers filter). A lookup reads the few ids under one hash and compares
+/// their values, so finding a task by `handoff_key` costs the same at 10 or
+/// 1,000,000 tasks. Lowercased because search compares strings without case;
+/// exact lookups compare again.
+#[derive(Debug, Default, Clone)]
+struct UniqueIndex {
+    entries: BTreeSet<(u64, u64)>,
+}
+
+fn value_key(value: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same hash on every run.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.to_lowercase().hash(&mut h);
+    h.finish()
 }
 
 impl ObjectStore {
@@ -493,17 +583,64 @@ impl ObjectStore {
         self.objects.is_empty()
     }
 
-    /// Insert or replace, keeping the index in step.
+    /// Insert or replace, keeping the indexes in step.
     pub fn put(&mut self, obj: Object) {
         if let Some(old) = self.objects.get(&obj.id) {
             self.searchable.remove(&(old.updated_at_ms, old.id));
+            for index in self.unique.iter_mut() {
+                if let Some(v) = old.properties.get(index.0) {
+                    index.1.entries.remove(&(value_key(v), old.id));
+                }
+            }
         }
         if obj.is_searchable() {
             self.searchable.insert((obj.updated_at_ms, obj.id));
         }
+        for (name, index) in self.unique.iter_mut() {
+            if let Some(v) = obj.properties.get(name) {
+                index.entries.insert((value_key(v), obj.id));
+            }
+        }
         self.sorted = OnceLock::new();
         self.ids = OnceLock::new();
         self.objects.insert(obj.id, obj);
+    }
+
+    /// Index `name` for lookups by value (once; later calls do nothing).
+    /// Builds from the records already held, then follows every change.
+    pub fn index_property(&mut self, name: &str) {
+        if self.unique.contains_key(name) {
+            return;
+        }
+        let mut index = UniqueIndex::default();
+        for o in self.objects.values() {
+            if let Some(v) = o.properties.get(name) {
+                index.entries.insert((value_key(v), o.id));
+            }
+        }
+        self.unique.insert(name.to_string(), index);
+    }
+
+    /// The records whose `name` equals `value` without regard to case,
+    /// archived and merged-away ones included, in id order; `None` when
+    /// `name` is not indexed.
+    pub fn find_indexed(&self, name: &str, value: &str) -> Option<Vec<&Object>> {
+        let index = self.unique.get(name)?;
+        let key = value_key(value);
+        let lower = value.to_lowercase();
+        Some(
+            index
+                .entries
+                .range((key, 0)..=(key, u64::MAX))
+                .filter_map(|(_, id)| self.objects.get(id))
+                .filter(|o| o.properties.get(name).is_some_and(|v| v.to_lowercase() == lower))
+                .collect(),
+        )
+    }
+
+    /// Whether `name` has a value index.
+    pub fn is_indexed(&self, name: &str) -> bool {
+        self.unique.contains_key(name)
     }
 
     /// Change one record in place (`f` may touch anything but the id),
@@ -512,8 +649,21 @@ impl ObjectStore {
     pub fn update<R>(&mut self, id: u64, f: impl FnOnce(&mut Object) -> R) -> Option<R> {
         let obj = self.objects.get_mut(&id)?;
         let before = (obj.updated_at_ms, obj.is_searchable());
+        let indexed_before: Vec<Option<String>> =
+            self.unique.keys().map(|name| obj.properties.get(name).cloned()).collect();
         let out = f(obj);
         obj.id = id;
+        for ((name, index), old) in self.unique.iter_mut().zip(indexed_before) {
+            let new = obj.properties.get(name);
+            if old.as_ref() != new {
+                if let Some(v) = &old {
+                    index.entries.remove(&(value_key(v), id));
+                }
+                if let Some(v) = new {
+                    index.entries.insert((value_key(v), id));
+                }
+            }
+        }
         let after = (obj.updated_at_ms, obj.is_searchable());
         if before != after {
             self.searchable.remove(&(before.0, id));
@@ -570,8 +720,12 @@ impl ObjectStore {
         self.searchable_between(from_ms, to_ms).filter_map(|(_, id)| self.objects.get(&id))
     }
 
-    /// First record whose `name` property equals `value`, archived ones skipped.
+    /// First record whose `name` property equals `value`, archived ones
+    /// skipped: from the value index when `name` has one, else a scan.
     pub fn find_by_property(&self, name: &str, value: &str) -> Option<&Object> {
+        if let Some(found) = self.find_indexed(name, value) {
+            return found.into_iter().find(|o| !o.is_archived() && o.properties.get(name).is_some_and(|v| v == value));
+        }
         self.objects.values().find(|o| !o.is_archived() && o.properties.get(name).map(String::as_str) == Some(value))
     }
 }
@@ -600,8 +754,14 @@ impl Associations {
     /// Associate both ways with the HUBSPOT_DEFINED types (`type_id` is the
     /// forward type the client sent; the reverse is derived).
     pub fn link(&mut self, from_type: &str, from_id: u64, to_type: &str, to_id: u64) {
+        self.link_typed(from_type, from_id, to_type, to_id, None);
+    }
+
+    /// [`Associations::link`] with the type a client named (`type_id` is
+    /// the forward type; the default type of the pair when `None`).
+    pub fn link_typed(&mut self, from_type: &str, from_id: u64, to_type: &str, to_id: u64, type_id: Option<u32>) {
         let (Some((forward, reverse)), Some(from), Some(to)) =
-            (association_type_ids(from_type, to_type), type_index(from_type), type_index(to_type))
+            (typed_association_ids(from_type, to_type, type_id), type_index(from_type), type_index(to_type))
         else {
             return;
         };
