@@ -742,17 +742,19 @@ fn type_index(object_type: &str) -> Option<u8> {
     OBJECT_TYPES.iter().position(|t| *t == object_type).and_then(|i| u8::try_from(i).ok())
 }
 
-/// Associations in both directions: `(from_type, from_id, to_type)` → ends,
-/// types by their index in [`OBJECT_TYPES`] so edges of one record are a
-/// contiguous key range.
+/// Associations in both directions, one ordered set of
+/// `(from_type, from_id, to_type, to_id, type_id)` edges (types by their
+/// index in [`OBJECT_TYPES`]), so the edges of one record to one type are a
+/// contiguous range. One flat set keeps an edge at a few dozen bytes: a map
+/// of small sets cost a tree node per record and type, most of the memory of
+/// a large org.
 #[derive(Debug, Default, Clone)]
 pub struct Associations {
-    edges: BTreeMap<(u8, u64, u8), BTreeSet<AssocEnd>>,
+    edges: BTreeSet<(u8, u64, u8, u64, u32)>,
 }
 
 impl Associations {
-    /// Associate both ways with the HUBSPOT_DEFINED types (`type_id` is the
-    /// forward type the client sent; the reverse is derived).
+    /// Associate both ways with the pair's default HUBSPOT_DEFINED type.
     pub fn link(&mut self, from_type: &str, from_id: u64, to_type: &str, to_id: u64) {
         self.link_typed(from_type, from_id, to_type, to_id, None);
     }
@@ -765,34 +767,39 @@ impl Associations {
         else {
             return;
         };
-        self.edges.entry((from, from_id, to)).or_default().insert(AssocEnd { to_id, type_id: forward });
-        self.edges.entry((to, to_id, from)).or_default().insert(AssocEnd { to_id: from_id, type_id: reverse });
+        self.edges.insert((from, from_id, to, to_id, forward));
+        self.edges.insert((to, to_id, from, from_id, reverse));
     }
 
+    /// The far ends of `from_id`'s edges to `to_type`, by id then type.
     pub fn of(&self, from_type: &str, from_id: u64, to_type: &str) -> Vec<AssocEnd> {
         let (Some(from), Some(to)) = (type_index(from_type), type_index(to_type)) else {
             return Vec::new();
         };
-        self.edges.get(&(from, from_id, to)).map(|s| s.iter().copied().collect()).unwrap_or_default()
+        self.edges
+            .range((from, from_id, to, 0, 0)..=(from, from_id, to, u64::MAX, u32::MAX))
+            .map(|e| AssocEnd { to_id: e.3, type_id: e.4 })
+            .collect()
     }
 
-    /// Move every edge of `loser` (a contact) onto `survivor`, as a merge
-    /// does. Visits only the loser's edges and their far ends.
+    /// Move every edge of `loser` onto `survivor`, as a merge does. Visits
+    /// only the loser's edges and their far ends.
     pub fn remap(&mut self, object_type: &str, loser: u64, survivor: u64) {
         let Some(t) = type_index(object_type) else { return };
-        let keys: Vec<(u8, u64, u8)> = self.edges.range((t, loser, 0)..=(t, loser, u8::MAX)).map(|(k, _)| *k).collect();
-        for key in keys {
-            let Some(ends) = self.edges.remove(&key) else { continue };
-            let to_type = key.2;
-            for end in ends {
-                if let Some(back) = self.edges.get_mut(&(to_type, end.to_id, t)) {
-                    let moved: Vec<_> = back.iter().filter(|e| e.to_id == loser).copied().collect();
-                    for e in moved {
-                        back.remove(&e);
-                        back.insert(AssocEnd { to_id: survivor, type_id: e.type_id });
-                    }
-                }
-                self.edges.entry((t, survivor, to_type)).or_default().insert(end);
+        let own: Vec<(u8, u64, u8, u64, u32)> =
+            self.edges.range((t, loser, 0, 0, 0)..=(t, loser, u8::MAX, u64::MAX, u32::MAX)).copied().collect();
+        for edge in own {
+            let (_, _, to_type, to_id, type_id) = edge;
+            self.edges.remove(&edge);
+            self.edges.insert((t, survivor, to_type, to_id, type_id));
+            let back: Vec<(u8, u64, u8, u64, u32)> = self
+                .edges
+                .range((to_type, to_id, t, loser, 0)..=(to_type, to_id, t, loser, u32::MAX))
+                .copied()
+                .collect();
+            for b in back {
+                self.edges.remove(&b);
+                self.edges.insert((to_type, to_id, t, survivor, b.4));
             }
         }
     }
