@@ -1162,11 +1162,11 @@ mod tests {
             }
             assert_eq!(c.properties.get("hubspot_owner_id"), l.properties.get("hubspot_owner_id"), "lead {lead}");
             let owners = |o: &Object, t: &str| -> Vec<String> {
-                o.history(t, "hubspot_owner_id").into_iter().map(|e| e.value).collect()
+                o.history(t, "hubspot_owner_id").into_iter().map(|e| e.value.to_string()).collect()
             };
             assert_eq!(owners(c, "contacts"), owners(l, "leads"), "lead {lead}: the same owner history");
-            let status = c.properties.get("hs_lead_status").map(String::as_str);
-            let stage = l.properties.get("hs_pipeline_stage").map(String::as_str);
+            let status = c.properties.get("hs_lead_status");
+            let stage = l.properties.get("hs_pipeline_stage");
             let want = match status {
                 Some("NEW") => "new-stage-id",
                 Some("IN_PROGRESS") => "attempting-stage-id",

@@ -463,7 +463,7 @@ pub fn run<'a>(
             None => true,
             Some(q) => query_properties(object_type)
                 .iter()
-                .any(|p| o.properties.get(*p).is_some_and(|v| v.to_lowercase().contains(q.as_str()))),
+                .any(|p| o.properties.get(p).is_some_and(|v| v.to_lowercase().contains(q.as_str()))),
         })
         .collect();
 
@@ -558,7 +558,7 @@ mod tests {
             }
             // Equal timestamps in pairs, like a bulk update.
             let mut o = Object::new(id, 0, 1_000 * (id as i64 / 2), Source::Form);
-            o.properties = properties;
+            o.properties = properties.into_iter().collect();
             o.archived_at_ms = (id == 30).then_some(5);
             s.put(o);
         }

@@ -271,7 +271,7 @@ impl HubState {
                 }
                 // The owner works the lead in the UI; a queue's leads change by workflow.
                 let source = match self.lead_contact(*lead).and_then(|id| self.stores.get("contacts")?.get(id)) {
-                    Some(c) => owner_source(c.properties.get("hubspot_owner_id").map(String::as_str)),
+                    Some(c) => owner_source(c.properties.get("hubspot_owner_id")),
                     None => Source::Automation,
                 };
                 self.patch_lead(*lead, at_ms, &changes, source);
@@ -330,7 +330,7 @@ impl HubState {
             if !obj.is_searchable() {
                 return;
             }
-            let stage_before = obj.properties.get("hs_pipeline_stage").cloned();
+            let stage_before = obj.properties.get("hs_pipeline_stage").map(str::to_string);
             for (k, v) in changes {
                 obj.set(k, v.clone(), at_ms, source);
             }
@@ -354,7 +354,7 @@ impl HubState {
         let id = self.allocate_id();
         if let Some(store) = self.stores.get_mut(object_type) {
             let mut obj = Object::new(id, created_at_ms, updated_at_ms, created_by);
-            obj.properties = properties;
+            obj.properties = properties.into_iter().collect();
             store.put(obj);
         }
         id
@@ -447,7 +447,7 @@ impl HubState {
             if !unique {
                 continue;
             }
-            let same = |x: &String| {
+            let same = |x: &str| {
                 if object_type == "contacts" && k == "email" {
                     x.eq_ignore_ascii_case(v)
                 } else {
@@ -586,7 +586,7 @@ impl HubState {
         }
         if let Some(s) = self.stores.get_mut(object_type) {
             s.update(id, |obj| {
-                let stage_before = obj.properties.get("hs_pipeline_stage").cloned();
+                let stage_before = obj.properties.get("hs_pipeline_stage").map(str::to_string);
                 for (k, v) in values {
                     obj.set(&k, v, now_ms, API_SOURCE);
                 }
@@ -638,11 +638,11 @@ impl HubState {
             return Err(ApiError::not_found("Object not found.  objectId are usually numeric."));
         }
         let mut s = s;
-        for (k, v) in &l.properties {
+        for (k, v) in l.properties.iter() {
             if k != "email" && k != "hs_merged_object_ids" && !s.properties.contains_key(k) {
                 // The survivor takes the value with the history behind it.
-                s.properties.insert(k.clone(), v.clone());
-                s.changes.insert(k.clone(), l.history(t, k));
+                s.properties.insert(k, v);
+                s.changes.insert(k, l.history(t, k));
             }
         }
         let mut merged: BTreeSet<String> = s
@@ -697,7 +697,7 @@ impl Default for HubState {
 /// Stamp the entry time of a lead's stage when it moved to a new one, as
 /// HubSpot's calculated `hs_v2_date_entered_*` properties do.
 fn stamp_stage_entry(obj: &mut Object, before: Option<&str>, at_ms: i64) {
-    let Some(now) = obj.properties.get("hs_pipeline_stage").cloned() else { return };
+    let Some(now) = obj.properties.get("hs_pipeline_stage").map(str::to_string) else { return };
     if before == Some(now.as_str()) {
         return;
     }
@@ -808,7 +808,7 @@ mod tests {
         }
         for (lead, id) in &st.lead_contacts {
             let c = st.stores["contacts"].get(*id).unwrap();
-            let status = c.properties.get("hs_lead_status").map(String::as_str);
+            let status = c.properties.get("hs_lead_status");
             assert!(
                 matches!(
                     status,

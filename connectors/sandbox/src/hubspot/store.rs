@@ -5,7 +5,9 @@
 //! Pure data: no clock, no HTTP. Times are epoch milliseconds (UTC).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+use compact_str::CompactString;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Map, Value};
@@ -231,11 +233,97 @@ impl Source {
     }
 }
 
+/// A property name shared by every record that holds it: names are
+/// interned once per process (a portal has a few hundred at most), so a
+/// record keeps a pointer per property rather than a copy of its name.
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+    // A poisoned lock still holds valid names.
+    let mut names = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+/// A record's stored properties: `(interned name, value)` pairs in one
+/// small vector, values inline up to 24 bytes (`CompactString`), which
+/// holds most HubSpot values (ids, enumerations, ISO times) without an
+/// allocation. What a million-record portal needs to fit in a few GiB; a
+/// map of owned strings cost several times as much.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Props(Vec<(&'static str, CompactString)>);
+
+impl Props {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| *k == name)
+    }
+
+    /// Set `name` to `value`, replacing any value it had.
+    pub fn insert(&mut self, name: &str, value: &str) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = CompactString::from(value),
+            None => {
+                // Grow by one: records gain a property now and then, and a
+                // doubled capacity would waste more than the copy costs.
+                self.0.reserve_exact(1);
+                self.0.push((intern(name), CompactString::from(value)));
+            }
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let at = self.0.iter().position(|(k, _)| *k == name)?;
+        Some(self.0.swap_remove(at).1.into_string())
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(|(k, _)| *k)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        self.0.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Props {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut props = Props::default();
+        for (k, v) in iter {
+            props.insert(k.as_ref(), v.as_ref());
+        }
+        props.0.shrink_to_fit();
+        props
+    }
+}
+
+impl std::ops::Index<&str> for Props {
+    type Output = str;
+
+    fn index(&self, name: &str) -> &str {
+        self.get(name).unwrap_or_else(|| panic!("no property {name}"))
+    }
+}
+
 /// One value a property took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     /// `""` when the property was cleared.
-    pub value: String,
+    pub value: CompactString,
     pub at_ms: i64,
     pub source: Source,
 }
@@ -244,8 +332,7 @@ impl HistoryEntry {
     /// `{"value", "timestamp", "sourceType", "sourceId"?, "updatedByUserId"?}`,
     /// the keys of recorded real answers.
     pub fn render(&self) -> Value {
-        let mut v =
-            json!({"value": self.value, "timestamp": iso_ms(self.at_ms), "sourceType": self.source.source_type()});
+        let mut v = json!({"value": self.value.as_str(), "timestamp": iso_ms(self.at_ms), "sourceType": self.source.source_type()});
         match self.source {
             Source::CrmUi { user_id: Some(user) } => {
                 v["sourceId"] = json!(format!("userId:{user}"));
@@ -264,7 +351,7 @@ pub struct Object {
     pub id: u64,
     /// Stored properties (computed ones such as `hs_object_id` and the
     /// timestamps are added when rendering).
-    pub properties: BTreeMap<String, String>,
+    pub properties: Props,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub archived_at_ms: Option<i64>,
@@ -278,7 +365,7 @@ pub struct Object {
     /// A property never changed has no entry here: its one value dates
     /// from the creation (see [`Object::history`]). Keeping only changes
     /// holds a 100,000-contact org's history in a few megabytes.
-    pub changes: BTreeMap<String, Vec<HistoryEntry>>,
+    pub changes: BTreeMap<&'static str, Vec<HistoryEntry>>,
 }
 
 impl Object {
@@ -286,7 +373,7 @@ impl Object {
     pub fn new(id: u64, created_at_ms: i64, updated_at_ms: i64, created_by: Source) -> Object {
         Object {
             id,
-            properties: BTreeMap::new(),
+            properties: Props::default(),
             created_at_ms,
             updated_at_ms,
             archived_at_ms: None,
@@ -333,7 +420,7 @@ impl Object {
         if name == created_property(object_type) {
             return Some(iso_ms(self.created_at_ms));
         }
-        self.properties.get(name).cloned()
+        self.properties.get(name).map(str::to_string)
     }
 
     /// Set (`Some`) or clear (`None`) a stored property at `at_ms`, by
@@ -341,23 +428,26 @@ impl Object {
     /// already has changes nothing. Does not move `updated_at_ms`: the
     /// caller decides what the write does to the modification time.
     pub fn set(&mut self, name: &str, value: Option<String>, at_ms: i64, source: Source) {
-        let old = self.properties.get(name).cloned();
-        if old == value {
+        let old = self.properties.get(name).map(CompactString::from);
+        if old.as_deref() == value.as_deref() {
             return;
         }
         let (created_at_ms, created_by) = (self.created_at_ms, self.created_by);
         // On the first change the creation value becomes the oldest entry.
-        let entries = self.changes.entry(name.to_string()).or_insert_with(|| {
+        let entries = self.changes.entry(intern(name)).or_insert_with(|| {
             old.map(|v| vec![HistoryEntry { value: v, at_ms: created_at_ms, source: created_by }]).unwrap_or_default()
         });
-        let entry = HistoryEntry { value: value.clone().unwrap_or_default(), at_ms, source };
+        let entry =
+            HistoryEntry { value: value.as_deref().map(CompactString::from).unwrap_or_default(), at_ms, source };
         // A write stamped in the past (committed late) still sorts by its time.
         let pos = entries.partition_point(|e| e.at_ms <= at_ms);
         entries.insert(pos, entry);
         match value {
-            Some(v) => self.properties.insert(name.to_string(), v),
-            None => self.properties.remove(name),
-        };
+            Some(v) => self.properties.insert(name, &v),
+            None => {
+                self.properties.remove(name);
+            }
+        }
     }
 
     /// Every value `name` took, oldest first: its recorded changes, or its
@@ -371,11 +461,11 @@ impl Object {
             let at_ms =
                 if name == "hs_object_id" || name == created_property(object_type) { self.created_at_ms } else { ms };
             let value = self.property(object_type, name).unwrap_or_default();
-            return vec![HistoryEntry { value, at_ms, source: Source::Calculated }];
+            return vec![HistoryEntry { value: value.into(), at_ms, source: Source::Calculated }];
         }
         self.properties
             .get(name)
-            .map(|v| vec![HistoryEntry { value: v.clone(), at_ms: self.created_at_ms, source: self.created_by }])
+            .map(|v| vec![HistoryEntry { value: v.into(), at_ms: self.created_at_ms, source: self.created_by }])
             .unwrap_or_default()
     }
 
@@ -650,12 +740,12 @@ impl ObjectStore {
         let obj = self.objects.get_mut(&id)?;
         let before = (obj.updated_at_ms, obj.is_searchable());
         let indexed_before: Vec<Option<String>> =
-            self.unique.keys().map(|name| obj.properties.get(name).cloned()).collect();
+            self.unique.keys().map(|name| obj.properties.get(name).map(str::to_string)).collect();
         let out = f(obj);
         obj.id = id;
         for ((name, index), old) in self.unique.iter_mut().zip(indexed_before) {
             let new = obj.properties.get(name);
-            if old.as_ref() != new {
+            if old.as_deref() != new {
                 if let Some(v) = &old {
                     index.entries.remove(&(value_key(v), id));
                 }
@@ -726,7 +816,7 @@ impl ObjectStore {
         if let Some(found) = self.find_indexed(name, value) {
             return found.into_iter().find(|o| !o.is_archived() && o.properties.get(name).is_some_and(|v| v == value));
         }
-        self.objects.values().find(|o| !o.is_archived() && o.properties.get(name).map(String::as_str) == Some(value))
+        self.objects.values().find(|o| !o.is_archived() && o.properties.get(name) == Some(value))
     }
 }
 
@@ -844,8 +934,8 @@ mod tests {
     #[test]
     fn history_keeps_the_creation_value_then_each_change_newest_first_when_rendered() {
         let mut o = Object::new(9, 1_000, 1_000, Source::Form);
-        o.properties.insert("hubspot_owner_id".into(), "80000000".into());
-        o.properties.insert("email".into(), "a@b.c".into());
+        o.properties.insert("hubspot_owner_id", "80000000");
+        o.properties.insert("email", "a@b.c");
         assert!(o.changes.is_empty(), "nothing changed yet");
         o.set("hubspot_owner_id", Some("70000003".into()), 5_000, Source::Automation);
         o.set("hubspot_owner_id", Some("70000003".into()), 6_000, Source::Automation);
@@ -854,9 +944,9 @@ mod tests {
         o.set("hs_lead_status", Some("NEW".into()), 2_000, Source::Integration { app_id: 77 });
         o.set("hs_lead_status", None, 7_000, Source::Integration { app_id: 77 });
         let owner: Vec<(String, i64)> =
-            o.history("contacts", "hubspot_owner_id").into_iter().map(|e| (e.value, e.at_ms)).collect();
+            o.history("contacts", "hubspot_owner_id").into_iter().map(|e| (e.value.to_string(), e.at_ms)).collect();
         assert_eq!(owner, vec![("80000000".into(), 1_000), ("70000004".into(), 3_000), ("70000003".into(), 5_000)]);
-        assert_eq!(o.properties["hubspot_owner_id"], "70000004", "the last write wins the current value");
+        assert_eq!(&o.properties["hubspot_owner_id"], "70000004", "the last write wins the current value");
 
         let h = o.render_history(
             "contacts",
@@ -886,7 +976,7 @@ mod tests {
     #[test]
     fn written_json_is_the_rendered_value() {
         let mut o = Object::new(7, 1_700_000_000_123, 1_700_000_100_000, Source::Form);
-        o.properties.insert("email".into(), "a\"b\\c@d.e\n\u{1}é".into());
+        o.properties.insert("email", "a\"b\\c@d.e\n\u{1}é");
         o.set(
             "hubspot_owner_id",
             Some("70000001".into()),
@@ -915,7 +1005,7 @@ mod tests {
     #[test]
     fn renders_strings_nulls_and_iso_millis() {
         let mut o = obj(7, 1_700_000_000_123);
-        o.properties.insert("email".into(), "a@b.c".into());
+        o.properties.insert("email", "a@b.c");
         let v = o.render("contacts", &["email".into(), "phone".into(), "lastmodifieddate".into()]);
         assert_eq!(v["id"], "7");
         assert_eq!(v["properties"]["email"], "a@b.c");
