@@ -163,3 +163,156 @@ async fn official_sdk_reads_and_writes_what_the_sandbox_holds() {
 
     sb.stop().await;
 }
+
+/// The ids of a dump's records of one association target.
+fn associated(record: &Value, to: &str) -> Vec<String> {
+    let mut ids: Vec<String> = record["associations"][to]
+        .as_array()
+        .map(|a| a.iter().map(|e| e["id"].as_str().expect("id").to_string()).collect())
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_drives_the_leads_object_pipelines_and_associations() {
+    let py = python();
+    let mut opts = SandboxOptions::new(CrmKind::Hubspot);
+    opts.clock = ClockMode::Frozen;
+    opts.org = OrgConfig { leads: 40, days: 5, ..OrgConfig::default() };
+    let sb = start(opts).await.expect("sandbox starts");
+    let base = sb.base_url.clone();
+
+    let contacts = admin_get(&base, "/hubspot/objects/contacts").await;
+    let contact = contacts["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["archived"] == false && r.get("mergedInto").is_none())
+        .expect("a live contact")
+        .clone();
+    let dump = admin_get(&base, "/hubspot/objects/leads?history=hs_pipeline_stage,hubspot_owner_id").await;
+    let live: Vec<&Value> = dump["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["archived"] == false && r.get("mergedInto").is_none())
+        .collect();
+    assert!(live.len() > 10, "the org's leads are lead records");
+    let lead_ids: Vec<String> = live.iter().take(50).map(|r| r["id"].as_str().expect("id").to_string()).collect();
+
+    let cfg = json!({"host": base, "admin_url": sb.admin_url, "token": sb.credentials["access_token"],
+        "contact_id": contact["id"], "owner_id": contact["properties"]["hubspot_owner_id"], "lead_ids": lead_ids});
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/hubspot_leads_check.py");
+    let output = tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(cfg.to_string()).output())
+        .await
+        .expect("join")
+        .expect("python runs");
+    assert!(output.status.success(), "the SDK script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let out: Value = serde_json::from_slice(&output.stdout).expect("script prints JSON");
+
+    // Pipelines: HubSpot's default lead pipeline, parsed into Pipeline/PipelineStage.
+    let pipelines = out["pipelines"].as_array().expect("pipelines");
+    assert_eq!(pipelines.len(), 1);
+    assert_eq!(
+        (pipelines[0]["id"].as_str(), pipelines[0]["label"].as_str()),
+        (Some("lead-pipeline-id"), Some("Lead pipeline"))
+    );
+    let stages = pipelines[0]["stages"].as_array().expect("stages");
+    let firsts: Vec<(&str, &str)> =
+        stages.iter().take(5).map(|s| (s["id"].as_str().unwrap_or(""), s["label"].as_str().unwrap_or(""))).collect();
+    assert_eq!(
+        firsts,
+        vec![
+            ("new-stage-id", "New"),
+            ("attempting-stage-id", "Attempting"),
+            ("connected-stage-id", "Connected"),
+            ("qualified-stage-id", "Qualified"),
+            ("unqualified-stage-id", "Disqualified")
+        ]
+    );
+    let stage_ids: Vec<&Value> = stages.iter().map(|s| &s["id"]).collect();
+    assert_eq!(out["stage_ids"].as_array().expect("ids").iter().collect::<Vec<_>>(), stage_ids);
+
+    // The created lead: what the SDK parsed is what the sandbox holds.
+    let created_id = out["created"]["id"].as_str().expect("created id").to_string();
+    assert_eq!(out["created"]["properties"]["hs_object_id"], created_id.as_str());
+    assert_eq!(out["created"]["properties"]["hs_lead_name"], "Conformance Lead");
+    let after = admin_get(&base, "/hubspot/objects/leads").await;
+    let held =
+        after["results"].as_array().expect("results").iter().find(|r| r["id"] == created_id.as_str()).expect("held");
+    assert_eq!(held["properties"]["hs_pipeline_stage"], "new-stage-id");
+    assert_eq!(held["properties"]["hubspot_owner_id"], contact["properties"]["hubspot_owner_id"]);
+    assert_eq!(associated(held, "contacts"), vec![contact["id"].as_str().expect("id").to_string()]);
+
+    // Search by stage: every new lead, the created one included, in id order.
+    let mut expected: Vec<u64> = after["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["archived"] == false && r.get("mergedInto").is_none())
+        .filter(|r| r["properties"]["hs_pipeline_stage"] == "new-stage-id")
+        .map(|r| r["id"].as_str().unwrap_or("0").parse().unwrap_or(0))
+        .collect();
+    expected.sort();
+    let got: Vec<u64> = out["search"]["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().unwrap_or("0").parse().unwrap_or(0))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(out["search"]["totals"]
+        .as_array()
+        .expect("totals")
+        .iter()
+        .all(|t| t.as_u64() == Some(expected.len() as u64)));
+
+    // Batch read with history: current values and the stage/owner history, newest first.
+    for r in &live[..lead_ids.len()] {
+        let id = r["id"].as_str().expect("id");
+        let parsed = &out["batch_read"][id];
+        assert_eq!(parsed["properties"]["hs_pipeline_stage"], r["properties"]["hs_pipeline_stage"], "lead {id}");
+        assert_eq!(parsed["properties"]["hs_object_id"], id);
+        for p in ["hs_pipeline_stage", "hubspot_owner_id"] {
+            let values = |v: &Value| -> Vec<Value> {
+                v.as_array().map(|a| a.iter().map(|e| e["value"].clone()).collect()).unwrap_or_default()
+            };
+            assert_eq!(values(&parsed["history"][p]), values(&r["propertiesWithHistory"][p]), "lead {id} {p}");
+        }
+        assert!(parsed["history"]["hs_pipeline_stage"][0]["timestamp"].is_string());
+        // Engagements of the lead, read through v4 batch reads.
+        for to in ["calls", "emails", "meetings", "tasks"] {
+            let want = associated(r, to);
+            let got: Vec<String> = out["engagements"][to][id]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect())
+                .unwrap_or_default();
+            assert_eq!(got, want, "lead {id} {to}");
+        }
+    }
+    let with_engagements = live[..lead_ids.len()].iter().filter(|r| !associated(r, "calls").is_empty()).count();
+    assert!(with_engagements > 0, "some leads have calls");
+
+    // Associations: the primary contact lists both lead→contact types; tasks attach to leads.
+    assert_eq!(
+        out["lead_contacts"],
+        // The SDK types `toObjectId` as a string.
+        json!([{"id": contact["id"], "types": [[608, null, "HUBSPOT_DEFINED"], [578, "Primary", "HUBSPOT_DEFINED"]]}])
+    );
+    assert_eq!(out["task_lead_labels"], json!([[647, null, "HUBSPOT_DEFINED"]]));
+    assert_eq!(out["task_to_lead"]["from_type"], "0-27");
+    assert_eq!(out["task_to_lead"]["to_type"], "0-136");
+    let tasks = admin_get(&base, "/hubspot/objects/tasks").await;
+    let task_id = out["task_to_lead"]["task"].as_str().expect("task id");
+    let task = tasks["results"].as_array().expect("tasks").iter().find(|t| t["id"] == task_id).expect("task held");
+    assert_eq!(task["associations"]["leads"], json!([{"id": created_id, "typeId": 647}]));
+
+    // A portal without the Leads object: the SDK raises with the 403 body.
+    let refused = &out["refused"];
+    assert_eq!(refused["status"], 403);
+    assert_eq!(refused["body"]["category"], "MISSING_SCOPES");
+    assert_eq!(refused["body"]["errors"][0]["context"]["requiredGranularScopes"], json!(["crm.objects.leads.read"]));
+
+    sb.stop().await;
+}

@@ -72,7 +72,7 @@ pub fn dump(st: &HubState, t: &str, opts: &DumpOptions) -> Value {
             let names: Vec<String> = match properties {
                 Some(p) => p.to_vec(),
                 None => {
-                    let mut names: Vec<String> = o.properties.keys().cloned().collect();
+                    let mut names: Vec<String> = o.properties.keys().map(str::to_string).collect();
                     names.extend(super::store::default_properties(t));
                     names
                 }
@@ -112,11 +112,11 @@ pub fn task_duplicates(st: &HubState) -> Value {
     if let Ok(store) = st.store("tasks") {
         for o in store.iter().filter(|o| !o.is_archived()) {
             if let Some(k) = o.properties.get("handoff_key") {
-                by_key.entry(k.clone()).or_default().push(o.id.to_string());
+                by_key.entry(k.to_string()).or_default().push(o.id.to_string());
             }
             if let Some(subject) = o.properties.get("hs_task_subject") {
                 for e in st.associations.of("tasks", o.id, "contacts") {
-                    by_subject.entry((subject.clone(), e.to_id)).or_default().push(o.id.to_string());
+                    by_subject.entry((subject.to_string(), e.to_id)).or_default().push(o.id.to_string());
                 }
             }
         }
@@ -315,6 +315,11 @@ fn admin(
         }
         ["tokens", "refresh"] if m == Method::GET => {
             Ok((StatusCode::OK, json!({"valid": st.tokens.valid_refresh_tokens()})))
+        }
+        ["portal"] if m == Method::GET => Ok((StatusCode::OK, json!({"leads_object": st.leads_available}))),
+        ["portal"] if m == Method::POST => {
+            st.leads_available = flag(body, "leads_object")?;
+            Ok((StatusCode::OK, json!({"leads_object": st.leads_available})))
         }
         ["history"] if m == Method::POST => {
             st.history_readable = flag(body, "readable")?;

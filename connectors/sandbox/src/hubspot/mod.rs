@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod leads;
 pub mod limits;
 pub mod oauth;
 pub mod properties;
@@ -80,6 +81,7 @@ pub fn router(hub: Arc<HubSpot>) -> Router {
         .route("/crm/v3/owners/", any(api))
         .route("/crm/v3/owners/{*rest}", any(api))
         .route("/crm/v3/properties/{*rest}", any(api))
+        .route("/crm/v3/pipelines/{*rest}", any(api))
         .route("/crm/v4/objects/{*rest}", any(api))
         .route("/crm/v4/associations/{*rest}", any(api))
         .route("/account-info/v3/api-usage/daily/private-apps", any(api))

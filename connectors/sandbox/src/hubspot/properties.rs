@@ -329,8 +329,52 @@ pub fn defaults() -> BTreeMap<String, BTreeMap<String, PropertyDef>> {
         def("hs_meeting_end_time", "End time", "datetime", "meeting", true, &[]),
     ]);
     out.insert("meetings".to_string(), meetings.into_iter().map(|d| (d.name.clone(), d)).collect());
+
+    let stage_ids: Vec<&str> = super::leads::STAGES.iter().map(|s| s.id).collect();
+    let mut leads: Vec<PropertyDef> = common("lead_information", "hs_lastmodifieddate", "hs_createdate")
+        .into_iter()
+        .filter(|d| d.name != "hs_timestamp")
+        .collect();
+    leads.extend([
+        def("hs_lead_name", "Lead name", "string", "lead_information", true, &[]),
+        def("hs_pipeline", "Pipeline", "enumeration", "lead_information", true, &[super::leads::PIPELINE_ID]),
+        def("hs_pipeline_stage", "Lead stage", "enumeration", "lead_information", true, &stage_ids),
+        def(
+            "hs_lead_disqualification_reason",
+            "Disqualification reason",
+            "enumeration",
+            "lead_information",
+            true,
+            &REASON_CODES,
+        ),
+        def(
+            "hs_lead_type",
+            "Lead type",
+            "enumeration",
+            "lead_information",
+            true,
+            &["NEW_BUSINESS", "UPSELL", "RE_ATTEMPTING"],
+        ),
+        def("hs_lead_label", "Lead label", "enumeration", "lead_information", true, &["HOT", "WARM", "COLD"]),
+        read_only(def("hs_primary_contact_id", "Primary contact ID", "number", "lead_information", true, &[])),
+        def("handoff_sla_grade", "Handoff SLA grade", "string", "lead_information", false, &[]),
+        def("handoff_sla_due", "Handoff SLA due", "datetime", "lead_information", false, &[]),
+        def("handoff_sla_status", "Handoff SLA status", "string", "lead_information", false, &[]),
+        def("handoff_sla_breach_count", "Handoff SLA breach count", "number", "lead_information", false, &[]),
+    ]);
+    for stage in &super::leads::STAGES {
+        let name = super::leads::date_entered_property(stage);
+        let label = super::leads::date_entered_label(stage);
+        leads.push(read_only(def(&name, &label, "datetime", "lead_information", true, &[])));
+    }
+    out.insert("leads".to_string(), leads.into_iter().map(|d| (d.name.clone(), d)).collect());
     out
 }
+
+/// The disqualification reasons the portal offers: the org's reason codes
+/// (HubSpot's own default options for `hs_lead_disqualification_reason` are
+/// portal-configurable and not recorded anywhere we trust).
+const REASON_CODES: [&str; 7] = crate::generate::REASON_CODES;
 
 /// Validate a `PropertyCreate` into a definition.
 pub fn from_create(body: PropertyCreate, now_ms: i64) -> Result<PropertyDef, ApiError> {

@@ -12,7 +12,9 @@ use super::errors::ApiError;
 use super::properties::{self, PropertyCreate};
 use super::search::{self, SearchRequest};
 use super::state::{singular, HubState};
-use super::store::{default_properties, iso_ms, object_type_id, Object, OBJECT_TYPES};
+use super::store::{
+    created_property, default_properties, iso_ms, modified_property, object_type_id, Object, OBJECT_TYPES,
+};
 use crate::org::SyntheticOrg;
 
 /// Most inputs one batch call takes.
@@ -121,8 +123,13 @@ fn parse_id(s: &str) -> Result<u64, ApiError> {
     s.parse().map_err(|_| ApiError::not_found(format!("Object not found.  objectId are usually numeric. {s}")))
 }
 
-fn check_type(t: &str) -> Result<&str, ApiError> {
-    OBJECT_TYPES.iter().copied().find(|x| *x == t).ok_or_else(|| ApiError::unknown_object_type(t))
+/// The object type a path names, by name or by object type id (`0-136`).
+fn check_type(t: &str) -> Result<&'static str, ApiError> {
+    OBJECT_TYPES
+        .iter()
+        .copied()
+        .find(|x| *x == t || object_type_id(x) == t)
+        .ok_or_else(|| ApiError::unknown_object_type(t))
 }
 
 fn method_not_allowed() -> ApiError {
@@ -141,6 +148,7 @@ pub type TextAnswer = Result<(StatusCode, String), ApiError>;
 /// the rest are built as values.
 pub fn dispatch_text(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> TextAnswer {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    check_leads_access(st, req)?;
     match segs.as_slice() {
         ["crm", "v3", "objects", t, "search"] if req.method == Method::POST => do_search(st, ctx, check_type(t)?, req),
         ["crm", "v3", "objects", t, "batch", "read"] if req.method == Method::POST => {
@@ -160,10 +168,21 @@ fn parsed(answer: TextAnswer) -> Answer {
     Ok((status, body))
 }
 
+/// A portal without the Leads object refuses every call naming it (as a
+/// path's object type, association target or pipeline object).
+fn check_leads_access(st: &HubState, req: &ApiRequest) -> Result<(), ApiError> {
+    if st.leads_available || !req.segments.iter().any(|s| s == "leads" || s == "0-136") {
+        return Ok(());
+    }
+    let read = req.method == Method::GET || req.is_search() || req.segments.last().is_some_and(|s| s == "read");
+    Err(super::leads::unavailable(!read))
+}
+
 /// Dispatch one authenticated, admitted API request.
 pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let m = &req.method;
+    check_leads_access(st, req)?;
     match segs.as_slice() {
         ["crm", "v3", "objects", "contacts", "merge"] if *m == Method::POST => merge(st, ctx, req),
         ["crm", "v3", "objects", t] => match *m {
@@ -234,6 +253,12 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
                         ));
                     }
                     let rendered = def.render();
+                    if def.has_unique_value {
+                        if let Some(store) = st.stores.get_mut(t) {
+                            store.index_property(&def.name);
+                        }
+                    }
+                    let defs = st.properties.entry(t.to_string()).or_default();
                     defs.insert(def.name.clone(), def);
                     Ok((StatusCode::CREATED, rendered))
                 }
@@ -253,11 +278,44 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
         }
         ["crm", "v4", "objects", t, id, "associations", "default", to, to_id] if *m == Method::PUT => {
             let (t, to) = (check_type(t)?, check_type(to)?);
-            associate(st, ctx, t, parse_id(id)?, to, parse_id(to_id)?)
+            let (id, to_id) = associate(st, t, parse_id(id)?, to, parse_id(to_id)?, &[None])?;
+            let (type_id, _) = super::store::association_type_ids(t, to).unwrap_or_default();
+            let now = iso_ms(ctx.now.timestamp_millis());
+            // `BatchResponsePublicDefaultAssociation`.
+            Ok((
+                StatusCode::OK,
+                json!({"status": "COMPLETE", "results": [{"from": {"id": id.to_string()}, "to": {"id": to_id.to_string()}, "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}}], "startedAt": now, "completedAt": now}),
+            ))
         }
         ["crm", "v4", "objects", t, id, "associations", to, to_id] if *m == Method::PUT => {
             let (t, to) = (check_type(t)?, check_type(to)?);
-            associate(st, ctx, t, parse_id(id)?, to, parse_id(to_id)?)
+            // The body: `[{"associationCategory", "associationTypeId"}]`.
+            let specs = req.body.as_ref().and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut types = Vec::new();
+            for spec in &specs {
+                let category = spec.get("associationCategory").and_then(Value::as_str).unwrap_or("");
+                let type_id = spec.get("associationTypeId").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
+                match (category, type_id) {
+                    ("HUBSPOT_DEFINED", Some(type_id)) => types.push(Some(type_id)),
+                    _ => {
+                        return Err(ApiError::validation(format!(
+                            "{category} {} is not a valid association type between {t} and {to}",
+                            type_id.unwrap_or(0)
+                        )))
+                    }
+                }
+            }
+            if types.is_empty() {
+                return Err(ApiError::validation("Invalid input JSON: at least one association type is required"));
+            }
+            let (id, to_id) = associate(st, t, parse_id(id)?, to, parse_id(to_id)?, &types)?;
+            let labels: Vec<&str> =
+                types.iter().flatten().filter_map(|tid| super::store::association_label(*tid)).collect();
+            // `LabelsBetweenObjectPair`, 201.
+            Ok((
+                StatusCode::CREATED,
+                json!({"fromObjectTypeId": object_type_id(t), "fromObjectId": id, "toObjectTypeId": object_type_id(to), "toObjectId": to_id, "labels": labels}),
+            ))
         }
         ["crm", "v4", "associations", from, to, "batch", "read"] if *m == Method::POST => {
             let (from, to) = (check_type(from)?, check_type(to)?);
@@ -277,6 +335,35 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
                 "dataHostingLocation": "na1",
             }),
         )),
+        ["crm", "v3", "pipelines", t] if *m == Method::GET => {
+            pipeline_type(t)?;
+            Ok((StatusCode::OK, json!({"results": [super::leads::pipeline()]})))
+        }
+        ["crm", "v3", "pipelines", t, pipeline_id] if *m == Method::GET => {
+            pipeline_type(t)?;
+            known_pipeline(pipeline_id)?;
+            Ok((StatusCode::OK, super::leads::pipeline()))
+        }
+        ["crm", "v3", "pipelines", t, pipeline_id, "stages"] if *m == Method::GET => {
+            pipeline_type(t)?;
+            known_pipeline(pipeline_id)?;
+            Ok((StatusCode::OK, json!({"results": super::leads::stages()})))
+        }
+        ["crm", "v3", "pipelines", t, pipeline_id, "stages", stage_id] if *m == Method::GET => {
+            pipeline_type(t)?;
+            known_pipeline(pipeline_id)?;
+            super::leads::render_stage_by_id(stage_id).map(|v| (StatusCode::OK, v)).ok_or_else(|| {
+                ApiError::not_found(format!("Unable to find stage {stage_id} in pipeline {pipeline_id}"))
+            })
+        }
+        ["crm", "v4", "associations", from, to, "labels"] if *m == Method::GET => {
+            let (from, to) = (check_type(from)?, check_type(to)?);
+            let results: Vec<Value> = super::store::association_types(from, to)
+                .into_iter()
+                .map(|(id, label)| json!({"category": "HUBSPOT_DEFINED", "typeId": id, "label": label}))
+                .collect();
+            Ok((StatusCode::OK, json!({ "results": results })))
+        }
         ["account-info", "v3", "api-usage", "daily", "private-apps"] if *m == Method::GET => Ok((
             StatusCode::OK,
             json!({"results": [{
@@ -292,25 +379,54 @@ pub fn dispatch(st: &mut HubState, ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
     }
 }
 
+/// Pipelines are served for the Leads object (the deal and ticket pipelines
+/// are outside this sandbox).
+fn pipeline_type(t: &str) -> Result<(), ApiError> {
+    match check_type(t)? {
+        "leads" => Ok(()),
+        other => Err(ApiError::validation(format!("Pipelines are not served for {other} in this sandbox"))),
+    }
+}
+
+fn known_pipeline(id: &str) -> Result<(), ApiError> {
+    if id == super::leads::PIPELINE_ID {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("Unable to find pipeline {id}")))
+    }
+}
+
 /// The id a path segment names, by `idProperty` (a unique property) when given.
 fn lookup_id(st: &HubState, t: &str, raw: &str, id_property: Option<&str>) -> Result<u64, ApiError> {
     match id_property {
         None | Some("hs_object_id") => parse_id(raw),
-        Some(prop) => st
-            .store(t)?
-            .iter()
-            .find(|o| !o.is_archived() && o.merged_into.is_none() && o.properties.get(prop).is_some_and(|v| v == raw))
-            .map(|o| o.id)
-            .ok_or_else(|| ApiError::not_found(format!("Object not found. {prop}={raw}"))),
+        Some(prop) => {
+            let store = st.store(t)?;
+            let exact = |o: &&Object| o.is_searchable() && o.properties.get(prop).is_some_and(|v| v == raw);
+            let found = match store.find_indexed(prop, raw) {
+                Some(hits) => hits.into_iter().find(exact),
+                None => store.iter().find(exact),
+            };
+            found.map(|o| o.id).ok_or_else(|| ApiError::not_found(format!("Object not found. {prop}={raw}")))
+        }
     }
 }
 
+/// The properties an answer carries: the type's defaults when none are
+/// named, else the named ones plus `hs_object_id` and the creation and
+/// modification times, which live HubSpot always adds (recorded answers
+/// show them next to the properties asked for).
 fn requested_properties(t: &str, names: Vec<String>) -> Vec<String> {
     if names.is_empty() {
-        default_properties(t)
-    } else {
-        names
+        return default_properties(t);
     }
+    let mut out = names;
+    for always in [created_property(t), "hs_object_id", modified_property(t)] {
+        if !out.iter().any(|n| n == always) {
+            out.push(always.to_string());
+        }
+    }
+    out
 }
 
 fn render(st: &HubState, t: &str, id: u64, props: &[String], assoc: &[String]) -> Result<Value, ApiError> {
@@ -398,11 +514,10 @@ fn list(st: &HubState, ctx: &Ctx<'_>, t: &str, req: &ApiRequest) -> Answer {
     };
     let archived = req.q_bool("archived");
     let reading = Reading::new(st, t, req.q_list("properties"), req.q_list("propertiesWithHistory"))?;
-    if !reading.with_history.is_empty() && limit > LIST_MAX_LIMIT_WITH_HISTORY {
-        return Err(ApiError::validation(format!(
-            "The maximum number of results per page with property histories is {LIST_MAX_LIMIT_WITH_HISTORY}; limit was {limit}."
-        )));
-    }
+    // "Usage of this parameter will reduce the maximum number of objects
+    // that can be read by a single request" (the spec): pages of at most 50,
+    // followed by `after` like any other.
+    let limit = if reading.with_history.is_empty() { limit } else { limit.min(LIST_MAX_LIMIT_WITH_HISTORY) };
     let assoc = req.q_list("associations");
     let mut page: Vec<&Object> = st
         .store(t)?
@@ -473,15 +588,40 @@ fn list_owners(ctx: &Ctx<'_>, req: &ApiRequest) -> Answer {
     Ok((StatusCode::OK, body))
 }
 
+/// `MultiAssociatedObjectWithLabel`s of a record. A labelled association
+/// (a lead's primary contact) lists the pair's unlabelled type too, as
+/// HubSpot lists a primary association.
 fn v4_ends(st: &HubState, t: &str, id: u64, to: &str) -> Vec<Value> {
     st.associations
         .of(t, id, to)
         .iter()
-        .map(|e| json!({"toObjectId": e.to_id, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": e.type_id, "label": null}]}))
+        .map(|e| {
+            let mut types = Vec::new();
+            if let Some(label) = super::store::association_label(e.type_id) {
+                if let Some(unlabelled) =
+                    super::store::association_types(t, to).into_iter().find(|(_, l)| l.is_none()).map(|(id, _)| id)
+                {
+                    types.push(json!({"category": "HUBSPOT_DEFINED", "typeId": unlabelled, "label": null}));
+                }
+                types.push(json!({"category": "HUBSPOT_DEFINED", "typeId": e.type_id, "label": label}));
+            } else {
+                types.push(json!({"category": "HUBSPOT_DEFINED", "typeId": e.type_id, "label": null}));
+            }
+            json!({"toObjectId": e.to_id, "associationTypes": types})
+        })
         .collect()
 }
 
-fn associate(st: &mut HubState, ctx: &Ctx<'_>, t: &str, id: u64, to: &str, to_id: u64) -> Answer {
+/// Associate two live records with each of `types` (forward type ids; the
+/// pair's default type for `None`). Returns the ids after following merges.
+fn associate(
+    st: &mut HubState,
+    t: &str,
+    id: u64,
+    to: &str,
+    to_id: u64,
+    types: &[Option<u32>],
+) -> Result<(u64, u64), ApiError> {
     let id = st.resolve(t, id);
     let to_id = st.resolve(to, to_id);
     let live =
@@ -493,15 +633,18 @@ fn associate(st: &mut HubState, ctx: &Ctx<'_>, t: &str, id: u64, to: &str, to_id
             singular(to)
         )));
     }
-    if super::store::association_type_ids(t, to).is_none() {
-        return Err(ApiError::validation(format!("{t} cannot be associated with {to} in this sandbox")));
+    for type_id in types {
+        if super::store::typed_association_ids(t, to, *type_id).is_none() {
+            return Err(ApiError::validation(format!(
+                "HUBSPOT_DEFINED {} is not a valid association type between {t} and {to}",
+                type_id.map_or_else(|| "(default)".to_string(), |n| n.to_string())
+            )));
+        }
     }
-    st.associations.link(t, id, to, to_id);
-    let now = iso_ms(ctx.now.timestamp_millis());
-    Ok((
-        StatusCode::OK,
-        json!({"status": "COMPLETE", "results": [{"fromObjectTypeId": object_type_id(t), "fromObjectId": id, "toObjectTypeId": object_type_id(to), "toObjectId": to_id, "labels": []}], "startedAt": now, "completedAt": now}),
-    ))
+    for type_id in types {
+        st.associations.link_typed(t, id, to, to_id, *type_id);
+    }
+    Ok((id, to_id))
 }
 
 fn inputs(req: &ApiRequest, max: usize) -> Result<Vec<Value>, ApiError> {
@@ -957,7 +1100,8 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(body["results"][0].get("propertiesWithHistory").is_none());
 
-        let (status, _) = call(
+        // A list asking for 100 with history gets pages of 50, then the rest.
+        let (status, page) = call(
             &mut st,
             &cx,
             Method::GET,
@@ -965,17 +1109,22 @@ mod tests {
             Some("limit=100&propertiesWithHistory=hs_lead_status"),
             None,
         );
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        let (status, page) = call(
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["results"].as_array().unwrap().len(), 50);
+        let after = page["paging"]["next"]["after"].as_str().expect("a next page").to_string();
+        let (_, plain) =
+            call(&mut st, &cx, Method::GET, "/crm/v3/objects/contacts", Some("limit=100&properties=email"), None);
+        assert_eq!(plain["results"][50]["id"].as_str(), Some(after.as_str()), "the next page starts at the 51st");
+        let (status, second) = call(
             &mut st,
             &cx,
             Method::GET,
             "/crm/v3/objects/contacts",
-            Some("limit=50&propertiesWithHistory=hs_lead_status"),
+            Some(&format!("limit=100&propertiesWithHistory=hs_lead_status&after={after}")),
             None,
         );
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(page["results"].as_array().unwrap().len(), 50);
+        assert_eq!(second["results"][0]["id"].as_str(), Some(after.as_str()));
         assert!(page["results"]
             .as_array()
             .unwrap()
@@ -1003,5 +1152,440 @@ mod tests {
         assert!(body["context"]["requiredGranularScopes"].is_array());
         let (status, _) = call(&mut st, &cx, Method::GET, &format!("/crm/v3/objects/contacts/{id}"), None, None);
         assert_eq!(status, StatusCode::OK, "plain reads still work");
+    }
+
+    /// The org's contacts and lead records, pairwise: `(lead index, contact, lead record)`.
+    fn pairs(st: &HubState) -> Vec<(usize, u64, u64)> {
+        st.lead_contacts.iter().filter_map(|(l, c)| Some((*l, *c, *st.lead_records.get(l)?))).collect()
+    }
+
+    #[test]
+    fn every_org_lead_has_a_lead_record_owned_and_staged_like_its_contact() {
+        let org = org();
+        let st = state(&org);
+        let pairs = pairs(&st);
+        assert_eq!(pairs.len(), st.lead_contacts.len(), "one lead record per contact");
+        let mut stages = BTreeSet::new();
+        for (lead, contact, record) in pairs {
+            let c = st.stores["contacts"].get(contact).unwrap();
+            let l = st.stores["leads"].get(record).unwrap();
+            assert_eq!(c.is_archived(), l.is_archived(), "lead {lead}: archived together");
+            assert_eq!(c.merged_into.is_some(), l.merged_into.is_some(), "lead {lead}: merged together");
+            if !c.is_searchable() {
+                continue;
+            }
+            assert_eq!(c.properties.get("hubspot_owner_id"), l.properties.get("hubspot_owner_id"), "lead {lead}");
+            let owners = |o: &Object, t: &str| -> Vec<String> {
+                o.history(t, "hubspot_owner_id").into_iter().map(|e| e.value.to_string()).collect()
+            };
+            assert_eq!(owners(c, "contacts"), owners(l, "leads"), "lead {lead}: the same owner history");
+            let status = c.properties.get("hs_lead_status");
+            let stage = l.properties.get("hs_pipeline_stage");
+            let want = match status {
+                Some("NEW") => "new-stage-id",
+                Some("IN_PROGRESS") => "attempting-stage-id",
+                Some("CONNECTED") => "connected-stage-id",
+                Some("OPEN_DEAL") => "qualified-stage-id",
+                Some("UNQUALIFIED") => "unqualified-stage-id",
+                Some("BAD_TIMING") => "1502380452",
+                other => panic!("lead {lead}: status {other:?}"),
+            };
+            assert_eq!(stage, Some(want), "lead {lead}");
+            assert_eq!(
+                c.properties.get("disqualification_reason"),
+                l.properties.get("hs_lead_disqualification_reason"),
+                "lead {lead}: the reason lives on the lead too"
+            );
+            let entered = super::super::leads::date_entered_property(super::super::leads::stage(want).unwrap());
+            assert!(l.properties.contains_key(&entered), "lead {lead}: {entered}");
+            assert_eq!(
+                st.associations.of("leads", record, "contacts"),
+                vec![super::super::store::AssocEnd { to_id: contact, type_id: 578 }]
+            );
+            for t in ["calls", "emails", "meetings", "tasks"] {
+                let of_contact: BTreeSet<u64> =
+                    st.associations.of("contacts", contact, t).iter().map(|e| e.to_id).collect();
+                let of_lead: BTreeSet<u64> = st.associations.of("leads", record, t).iter().map(|e| e.to_id).collect();
+                assert_eq!(of_contact, of_lead, "lead {lead}: the same {t}");
+            }
+            stages.insert(want);
+        }
+        assert!(stages.len() >= 4, "the org moves leads through the pipeline: {stages:?}");
+    }
+
+    #[test]
+    fn leads_crud_search_pipelines_and_labels() {
+        let org = org();
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        let contact = st.stores["contacts"].iter().find(|o| o.is_searchable()).map(|o| o.id).unwrap();
+        // A lead needs a name and a primary contact.
+        let (status, body) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/leads",
+            None,
+            Some(json!({"properties": {"hs_lead_name": "X"}})),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, _) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/leads",
+            None,
+            Some(
+                json!({"properties": {}, "associations": [{"to": {"id": contact.to_string()}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 578}]}]}),
+            ),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, created) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/leads",
+            None,
+            Some(
+                json!({"properties": {"hs_lead_name": "Ada Lovelace", "hubspot_owner_id": "70000001"}, "associations": [{"to": {"id": contact.to_string()}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 578}]}]}),
+            ),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let (_, got) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            &format!("/crm/v3/objects/leads/{id}"),
+            Some("properties=hs_pipeline,hs_pipeline_stage,hs_primary_contact_id"),
+            None,
+        );
+        assert_eq!(got["properties"]["hs_pipeline"], "lead-pipeline-id");
+        assert_eq!(got["properties"]["hs_pipeline_stage"], "new-stage-id");
+        assert_eq!(got["properties"]["hs_primary_contact_id"], contact.to_string());
+        assert_eq!(got["properties"]["hs_object_id"], id.as_str());
+        assert!(got["properties"]["hs_createdate"].is_string() && got["properties"]["hs_lastmodifieddate"].is_string());
+
+        // A stage change stamps its entry time and is in the history.
+        let (status, _) = call(
+            &mut st,
+            &cx,
+            Method::PATCH,
+            &format!("/crm/v3/objects/leads/{id}"),
+            None,
+            Some(
+                json!({"properties": {"hs_pipeline_stage": "unqualified-stage-id", "hs_lead_disqualification_reason": "no_budget"}}),
+            ),
+        );
+        assert_eq!(status, StatusCode::OK);
+        let (_, got) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            &format!("/crm/v3/objects/0-136/{id}"),
+            Some(
+                "properties=hs_v2_date_entered_unqualified_stage_id_1502380451&propertiesWithHistory=hs_pipeline_stage",
+            ),
+            None,
+        );
+        assert_eq!(
+            got["properties"]["hs_v2_date_entered_unqualified_stage_id_1502380451"],
+            iso_ms(cx.now.timestamp_millis())
+        );
+        let stages: Vec<&str> = got["propertiesWithHistory"]["hs_pipeline_stage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["value"].as_str().unwrap())
+            .collect();
+        assert_eq!(stages, vec!["unqualified-stage-id", "new-stage-id"]);
+        let (status, _) = call(
+            &mut st,
+            &cx,
+            Method::PATCH,
+            &format!("/crm/v3/objects/leads/{id}"),
+            None,
+            Some(json!({"properties": {"hs_pipeline_stage": "nope"}})),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "an unknown stage is refused");
+
+        // Search with the contacts' filter semantics.
+        let (status, page) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/leads/search",
+            None,
+            Some(
+                json!({"filterGroups": [{"filters": [{"propertyName": "hs_lead_disqualification_reason", "operator": "EQ", "value": "NO_BUDGET"}, {"propertyName": "hs_object_id", "operator": "EQ", "value": id}]}], "properties": ["hs_lead_name"]}),
+            ),
+        );
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 1);
+        assert_eq!(page["results"][0]["properties"]["hs_lead_name"], "Ada Lovelace");
+
+        // Pipelines.
+        let (status, pipelines) = call(&mut st, &cx, Method::GET, "/crm/v3/pipelines/leads", None, None);
+        assert_eq!(status, StatusCode::OK);
+        let labels: Vec<&str> = pipelines["results"][0]["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["label"].as_str().unwrap())
+            .collect();
+        assert_eq!(&labels[..5], &["New", "Attempting", "Connected", "Qualified", "Disqualified"]);
+        let (status, stage) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            "/crm/v3/pipelines/leads/lead-pipeline-id/stages/qualified-stage-id",
+            None,
+            None,
+        );
+        assert_eq!((status, stage["label"].as_str()), (StatusCode::OK, Some("Qualified")));
+        let (status, _) = call(&mut st, &cx, Method::GET, "/crm/v3/pipelines/leads/other", None, None);
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // Association labels and v4 reads: the primary contact lists both types.
+        let (_, labels) = call(&mut st, &cx, Method::GET, "/crm/v4/associations/leads/contacts/labels", None, None);
+        let ids: BTreeSet<u64> =
+            labels["results"].as_array().unwrap().iter().map(|r| r["typeId"].as_u64().unwrap()).collect();
+        assert_eq!(ids, BTreeSet::from([578, 608]));
+        let (_, ends) =
+            call(&mut st, &cx, Method::GET, &format!("/crm/v4/objects/leads/{id}/associations/contacts"), None, None);
+        assert_eq!(ends["results"][0]["toObjectId"], contact);
+        let types: Vec<(u64, Value)> = ends["results"][0]["associationTypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["typeId"].as_u64().unwrap(), t["label"].clone()))
+            .collect();
+        assert_eq!(types, vec![(608, Value::Null), (578, json!("Primary"))]);
+
+        // A task associated with the lead through the lead's own type.
+        let (status, task) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/tasks",
+            None,
+            Some(
+                json!({"properties": {"hs_timestamp": "2026-03-06T10:00:00Z", "hs_task_subject": "Call"}, "associations": [{"to": {"id": id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 647}]}]}),
+            ),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{task}");
+        let task_id: u64 = task["id"].as_str().unwrap().parse().unwrap();
+        let (_, read) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v4/associations/leads/tasks/batch/read",
+            None,
+            Some(json!({"inputs": [{"id": id}]})),
+        );
+        assert_eq!(read["results"][0]["to"][0]["toObjectId"], task_id);
+        assert_eq!(read["results"][0]["to"][0]["associationTypes"][0]["typeId"], 646);
+    }
+
+    #[test]
+    fn a_portal_without_the_leads_object_refuses_every_leads_call() {
+        let org = org();
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        st.leads_available = false;
+        for (method, path, body) in [
+            (Method::GET, "/crm/v3/objects/leads", None),
+            (Method::POST, "/crm/v3/objects/leads/search", Some(json!({}))),
+            (Method::GET, "/crm/v3/pipelines/leads", None),
+            (Method::GET, "/crm/v3/properties/leads", None),
+            (Method::POST, "/crm/v4/associations/contacts/leads/batch/read", Some(json!({"inputs": []}))),
+        ] {
+            let (status, body) = call(&mut st, &cx, method, path, None, body);
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+            assert_eq!(body["category"], "MISSING_SCOPES");
+            assert_eq!(body["errors"][0]["context"]["requiredGranularScopes"][0], "crm.objects.leads.read", "{path}");
+        }
+        let (status, body) =
+            call(&mut st, &cx, Method::POST, "/crm/v3/objects/leads", None, Some(json!({"properties": {}})));
+        assert_eq!(
+            (status, body["errors"][0]["context"]["requiredGranularScopes"][0].as_str()),
+            (StatusCode::FORBIDDEN, Some("crm.objects.leads.write"))
+        );
+        let (status, _) = call(&mut st, &cx, Method::GET, "/crm/v3/objects/contacts", None, None);
+        assert_eq!(status, StatusCode::OK, "contacts still work");
+    }
+
+    #[test]
+    fn named_properties_come_with_the_id_and_both_timestamps() {
+        let org = org();
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        let contact = st.stores["contacts"].iter().find(|o| o.is_searchable()).map(|o| o.id).unwrap();
+        let keys = |v: &Value| -> BTreeSet<String> { v["properties"].as_object().unwrap().keys().cloned().collect() };
+        let want: BTreeSet<String> =
+            ["email", "hs_object_id", "createdate", "lastmodifieddate"].iter().map(|s| s.to_string()).collect();
+        let (_, one) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            &format!("/crm/v3/objects/contacts/{contact}"),
+            Some("properties=email"),
+            None,
+        );
+        assert_eq!(keys(&one), want);
+        let (_, page) =
+            call(&mut st, &cx, Method::GET, "/crm/v3/objects/contacts", Some("properties=email&limit=2"), None);
+        assert_eq!(keys(&page["results"][0]), want);
+        let (_, batch) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/contacts/batch/read",
+            None,
+            Some(
+                json!({"inputs": [{"id": contact.to_string()}], "properties": ["email"], "propertiesWithHistory": []}),
+            ),
+        );
+        assert_eq!(keys(&batch["results"][0]), want, "an empty propertiesWithHistory is accepted");
+        assert!(batch["results"][0].get("propertiesWithHistory").is_none());
+        let (_, found) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/contacts/search",
+            None,
+            Some(json!({"properties": ["email"], "limit": 1})),
+        );
+        assert_eq!(keys(&found["results"][0]), want);
+        let (_, tasks) =
+            call(&mut st, &cx, Method::GET, "/crm/v3/objects/calls", Some("properties=hs_call_title&limit=1"), None);
+        let want: BTreeSet<String> = ["hs_call_title", "hs_object_id", "hs_createdate", "hs_lastmodifieddate"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(keys(&tasks["results"][0]), want);
+    }
+
+    #[test]
+    fn v4_batch_reads_take_1000_ids_and_refuse_more() {
+        let org = org();
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        let ids: Vec<Value> = (0..1_000u64).map(|i| json!({"id": (1_001 + i).to_string()})).collect();
+        let (status, body) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v4/associations/contacts/leads/batch/read",
+            None,
+            Some(json!({"inputs": ids})),
+        );
+        assert!(status == StatusCode::OK || status == StatusCode::MULTI_STATUS, "{status}");
+        assert!(!body["results"].as_array().unwrap().is_empty());
+        let mut more = ids.clone();
+        more.push(json!({"id": "99999"}));
+        let (status, body) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v4/associations/contacts/leads/batch/read",
+            None,
+            Some(json!({"inputs": more})),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["category"], "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn a_unique_property_is_found_through_its_index_as_a_scan_would() {
+        let org = org();
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        let contact = st.stores["contacts"].iter().find(|o| o.is_searchable()).map(|o| o.id).unwrap();
+        let (status, _) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/properties/tasks",
+            None,
+            Some(
+                json!({"name": "handoff_key", "label": "k", "type": "string", "fieldType": "text", "groupName": "task", "hasUniqueValue": true}),
+            ),
+        );
+        assert_eq!(status, StatusCode::CREATED);
+        assert!(st.stores["tasks"].is_indexed("handoff_key"));
+        let assoc = json!([{"to": {"id": contact.to_string()}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 204}]}]);
+        let inputs: Vec<Value> = (0..5)
+            .map(|i| json!({"properties": {"hs_timestamp": "2026-03-06T10:00:00Z", "handoff_key": format!("Key-{i}")}, "associations": assoc}))
+            .collect();
+        let (status, _) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/tasks/batch/create",
+            None,
+            Some(json!({"inputs": inputs})),
+        );
+        assert_eq!(status, StatusCode::CREATED);
+        // Renamed and archived records leave the index.
+        let renamed = st.stores["tasks"].find_by_property("handoff_key", "Key-3").map(|o| o.id).unwrap();
+        call(
+            &mut st,
+            &cx,
+            Method::PATCH,
+            &format!("/crm/v3/objects/tasks/{renamed}"),
+            None,
+            Some(json!({"properties": {"handoff_key": "Key-3b"}})),
+        );
+        let archived = st.stores["tasks"].find_by_property("handoff_key", "Key-4").map(|o| o.id).unwrap();
+        call(&mut st, &cx, Method::DELETE, &format!("/crm/v3/objects/tasks/{archived}"), None, None);
+        for (value, hits) in [("Key-0", 1), ("key-0", 1), ("Key-3", 0), ("Key-3b", 1), ("Key-4", 0), ("nope", 0)] {
+            let search = |extra: Option<Value>| {
+                let mut filters = vec![json!({"propertyName": "handoff_key", "operator": "EQ", "value": value})];
+                filters.extend(extra);
+                json!({"filterGroups": [{"filters": filters}], "properties": ["handoff_key"]})
+            };
+            let (_, fast) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/tasks/search", None, Some(search(None)));
+            // A second filter every task passes still takes the index; an OR
+            // group forces the scan: the answers must agree.
+            let mut slow = search(None);
+            slow["filterGroups"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"filters": [{"propertyName": "hs_object_id", "operator": "EQ", "value": "0"}]}));
+            let (_, scanned) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/tasks/search", None, Some(slow));
+            assert_eq!(fast["total"], hits, "{value}: {fast}");
+            assert_eq!(fast["results"], scanned["results"], "{value}");
+        }
+        let (status, got) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/tasks/batch/read",
+            None,
+            Some(
+                json!({"idProperty": "handoff_key", "inputs": [{"id": "Key-1"}, {"id": "key-1"}], "properties": ["handoff_key"]}),
+            ),
+        );
+        assert_eq!(status, StatusCode::MULTI_STATUS, "idProperty lookups are exact: {got}");
+        assert_eq!(got["results"][0]["properties"]["handoff_key"], "Key-1");
+        let (status, _) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/tasks",
+            None,
+            Some(json!({"properties": {"hs_timestamp": "2026-03-06T10:00:00Z", "handoff_key": "Key-0"}})),
+        );
+        assert_eq!(status, StatusCode::CONFLICT, "the index sees the clash");
+        let (status, _) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/tasks",
+            None,
+            Some(json!({"properties": {"hs_timestamp": "2026-03-06T10:00:00Z", "handoff_key": "Key-4"}})),
+        );
+        assert_eq!(status, StatusCode::CREATED, "an archived task's key is free again");
     }
 }

@@ -444,14 +444,26 @@ pub fn run<'a>(
     let mut time = window;
     time.narrow((visible_until.lo, visible_until.hi));
     let to_exclusive = time.hi.map(|hi| hi.saturating_add(1));
-    let mut matched: Vec<&Object> = store
-        .modified_between(time.lo, to_exclusive)
+    // A single group with `EQ` on an indexed (unique) property, such as a
+    // task's `handoff_key`: its few candidates come from the value index.
+    let indexed: Option<Vec<&Object>> = match groups.as_slice() {
+        [only] => only.iter().find_map(|c| match &c.op {
+            Op::Eq(Cmp::Text(v)) => store.find_indexed(&c.property, v),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let candidates: Box<dyn Iterator<Item = &Object>> = match indexed {
+        Some(hits) => Box::new(hits.into_iter().filter(move |o| o.is_searchable() && time.contains(o.updated_at_ms))),
+        None => Box::new(store.modified_between(time.lo, to_exclusive)),
+    };
+    let mut matched: Vec<&Object> = candidates
         .filter(|o| groups.is_empty() || groups.iter().any(|g| g.iter().all(|c| c.matches(object_type, o))))
         .filter(|o| match &query {
             None => true,
             Some(q) => query_properties(object_type)
                 .iter()
-                .any(|p| o.properties.get(*p).is_some_and(|v| v.to_lowercase().contains(q.as_str()))),
+                .any(|p| o.properties.get(p).is_some_and(|v| v.to_lowercase().contains(q.as_str()))),
         })
         .collect();
 
@@ -546,7 +558,7 @@ mod tests {
             }
             // Equal timestamps in pairs, like a bulk update.
             let mut o = Object::new(id, 0, 1_000 * (id as i64 / 2), Source::Form);
-            o.properties = properties;
+            o.properties = properties.into_iter().collect();
             o.archived_at_ms = (id == 30).then_some(5);
             s.put(o);
         }

@@ -9,13 +9,12 @@ use handoff_model::ActivityKind;
 use serde_json::{json, Map, Value};
 
 use super::errors::ApiError;
+use super::leads;
 use super::limits::{LimitConfig, RateLimiter};
 use super::oauth::Tokens;
 use super::properties::{self, PropertyDef};
 use super::search::ValueKind;
-use super::store::{
-    association_type_ids, iso_ms, parse_time_ms, Associations, Object, ObjectStore, Source, OBJECT_TYPES,
-};
+use super::store::{association_types, iso_ms, parse_time_ms, Associations, Object, ObjectStore, Source, OBJECT_TYPES};
 use crate::org::{EventKind, LeadStatus, OwnerRef, SyntheticOrg, TimelineCursor};
 
 /// Owner ids: people and queues live in separate ranges so a glance at an
@@ -54,6 +53,8 @@ pub fn owner_id(owner: OwnerRef) -> u64 {
 pub struct NewAssociation {
     pub to_type: String,
     pub to_id: u64,
+    /// The forward type the client named.
+    pub type_id: u32,
 }
 
 /// How a write failed for one record of a batch (or a single write).
@@ -70,6 +71,13 @@ pub struct HubState {
     timeline: TimelineCursor,
     /// Lead index → contact id.
     pub lead_contacts: BTreeMap<usize, u64>,
+    /// Lead index → lead record id (the Leads object).
+    pub lead_records: BTreeMap<usize, u64>,
+    /// Whether the portal has the Leads object (Sales Hub Professional or
+    /// Enterprise); without it every leads call answers 403 (admin
+    /// `POST /__sandbox/hubspot/portal`). The org's leads exist either way,
+    /// so one generated org serves contact mode and leads mode alike.
+    pub leads_available: bool,
     /// Whether reads may ask for `propertiesWithHistory` (else 403
     /// `MISSING_SCOPES`, as for an app without the scope).
     pub history_readable: bool,
@@ -94,6 +102,10 @@ impl HubState {
         for t in OBJECT_TYPES {
             stores.insert(t.to_string(), ObjectStore::default());
         }
+        if let Some(contacts) = stores.get_mut("contacts") {
+            // Contact emails are unique, compared without case.
+            contacts.index_property("email");
+        }
         HubState {
             stores,
             associations: Associations::default(),
@@ -103,6 +115,8 @@ impl HubState {
             next_id: FIRST_OBJECT_ID,
             timeline: TimelineCursor::default(),
             lead_contacts: BTreeMap::new(),
+            lead_records: BTreeMap::new(),
+            leads_available: true,
             history_readable: true,
             lost_responses: None,
         }
@@ -162,15 +176,33 @@ impl HubState {
                 set("hubspot_owner_id", Some(owner_id(*owner).to_string()));
                 let id = self.insert("contacts", p, at_ms, at_ms, Source::Form);
                 self.lead_contacts.insert(*lead, id);
+                // The lead record a form's lead-creation workflow makes,
+                // owned like its contact and associated with it (primary).
+                let mut name = l.first_name.clone();
+                if let Some(last) = &l.last_name {
+                    name.push(' ');
+                    name.push_str(last);
+                }
+                let mut p = BTreeMap::new();
+                p.insert("hs_lead_name".to_string(), name);
+                p.insert("hs_pipeline".to_string(), leads::PIPELINE_ID.to_string());
+                p.insert("hs_pipeline_stage".to_string(), leads::NEW_STAGE.to_string());
+                p.insert("hs_lead_type".to_string(), "NEW_BUSINESS".to_string());
+                p.insert("hs_primary_contact_id".to_string(), id.to_string());
+                p.insert("hubspot_owner_id".to_string(), owner_id(*owner).to_string());
+                if let Some(stage) = leads::stage(leads::NEW_STAGE) {
+                    p.insert(leads::date_entered_property(stage), iso_ms(at_ms));
+                }
+                let lead_id = self.insert("leads", p, at_ms, at_ms, Source::Automation);
+                self.associations.link("leads", lead_id, "contacts", id);
+                self.lead_records.insert(*lead, lead_id);
             }
             EventKind::Assigned { lead, owner } => {
-                // Routing is a workflow.
-                self.patch_lead(
-                    *lead,
-                    at_ms,
-                    &[("hubspot_owner_id", Some(owner_id(*owner).to_string()))],
-                    Source::Automation,
-                );
+                // Routing is a workflow; the lead's owner follows the
+                // contact's (HubSpot's "sync lead owner" setting).
+                let change = [("hubspot_owner_id", Some(owner_id(*owner).to_string()))];
+                self.patch_lead(*lead, at_ms, &change, Source::Automation);
+                self.patch_lead_record(*lead, at_ms, &change, Source::Automation);
             }
             EventKind::Touch { lead, by, kind, automated } => {
                 let Some(contact) = self.lead_contact(*lead) else { return };
@@ -228,6 +260,9 @@ impl HubState {
                 p.insert("hubspot_owner_id".to_string(), owner);
                 let id = self.insert(object_type, p, at_ms, at_ms, Source::CrmUi { user_id: Some(user_id(*by)) });
                 self.associations.link(object_type, id, "contacts", contact);
+                if let Some(lead_record) = self.lead_record(*lead) {
+                    self.associations.link("leads", lead_record, object_type, id);
+                }
                 self.patch_lead(*lead, at_ms, &[("hs_last_sales_activity_timestamp", Some(ts))], Source::Calculated);
             }
             EventKind::StatusChanged { lead, status } => {
@@ -243,25 +278,36 @@ impl HubState {
                 if let Some(stage) = stage {
                     changes.push(("lifecyclestage", Some(stage.to_string())));
                 }
-                if let Some(reason) = reason {
-                    changes.push(("disqualification_reason", Some(reason)));
+                if let Some(reason) = &reason {
+                    changes.push(("disqualification_reason", Some(reason.clone())));
                 }
                 // The owner works the lead in the UI; a queue's leads change by workflow.
                 let source = match self.lead_contact(*lead).and_then(|id| self.stores.get("contacts")?.get(id)) {
-                    Some(c) => owner_source(c.properties.get("hubspot_owner_id").map(String::as_str)),
+                    Some(c) => owner_source(c.properties.get("hubspot_owner_id")),
                     None => Source::Automation,
                 };
                 self.patch_lead(*lead, at_ms, &changes, source);
+                let mut lead_changes = vec![("hs_pipeline_stage", Some(leads::stage_for(status).to_string()))];
+                if let Some(reason) = reason {
+                    lead_changes.push(("hs_lead_disqualification_reason", Some(reason)));
+                }
+                self.patch_lead_record(*lead, at_ms, &lead_changes, source);
             }
             EventKind::Deleted { lead } => {
                 if let Some(id) = self.lead_contact(*lead) {
                     self.archive("contacts", id, at_ms);
+                }
+                if let Some(id) = self.lead_record(*lead) {
+                    self.archive("leads", id, at_ms);
                 }
             }
             EventKind::Merged { lead, into } => {
                 if let (Some(&loser), Some(&survivor)) = (self.lead_contacts.get(lead), self.lead_contacts.get(into)) {
                     // A timeline merge of already-gone contacts is simply skipped.
                     let _ = self.merge_contacts(survivor, loser, at_ms);
+                }
+                if let (Some(&loser), Some(&survivor)) = (self.lead_records.get(lead), self.lead_records.get(into)) {
+                    let _ = self.merge_records("leads", survivor, loser, at_ms);
                 }
             }
         }
@@ -273,15 +319,35 @@ impl HubState {
         self.lead_contacts.get(&lead).map(|id| self.resolve("contacts", *id))
     }
 
+    /// The lead record of an org lead, following merges.
+    fn lead_record(&self, lead: usize) -> Option<u64> {
+        self.lead_records.get(&lead).map(|id| self.resolve("leads", *id))
+    }
+
     fn patch_lead(&mut self, lead: usize, at_ms: i64, changes: &[(&str, Option<String>)], source: Source) {
         let Some(id) = self.lead_contact(lead) else { return };
-        let Some(store) = self.stores.get_mut("contacts") else { return };
+        self.patch_record("contacts", id, at_ms, changes, source);
+    }
+
+    fn patch_lead_record(&mut self, lead: usize, at_ms: i64, changes: &[(&str, Option<String>)], source: Source) {
+        let Some(id) = self.lead_record(lead) else { return };
+        self.patch_record("leads", id, at_ms, changes, source);
+    }
+
+    /// Apply a timeline change to a live record (a lead's stage change also
+    /// stamps the stage's entry time).
+    fn patch_record(&mut self, t: &str, id: u64, at_ms: i64, changes: &[(&str, Option<String>)], source: Source) {
+        let Some(store) = self.stores.get_mut(t) else { return };
         store.update(id, |obj| {
             if !obj.is_searchable() {
                 return;
             }
+            let stage_before = obj.properties.get("hs_pipeline_stage").map(str::to_string);
             for (k, v) in changes {
                 obj.set(k, v.clone(), at_ms, source);
+            }
+            if t == "leads" {
+                stamp_stage_entry(obj, stage_before.as_deref(), at_ms);
             }
             obj.updated_at_ms = obj.updated_at_ms.max(at_ms);
         });
@@ -300,7 +366,7 @@ impl HubState {
         let id = self.allocate_id();
         if let Some(store) = self.stores.get_mut(object_type) {
             let mut obj = Object::new(id, created_at_ms, updated_at_ms, created_by);
-            obj.properties = properties;
+            obj.properties = properties.into_iter().collect();
             store.put(obj);
         }
         id
@@ -393,14 +459,16 @@ impl HubState {
             if !unique {
                 continue;
             }
-            let found = if object_type == "contacts" && k == "email" {
-                store.iter().find(|o| {
-                    !o.is_archived()
-                        && o.merged_into.is_none()
-                        && o.properties.get(k).is_some_and(|x| x.eq_ignore_ascii_case(v))
-                })
-            } else {
-                store.find_by_property(k, v).filter(|o| o.merged_into.is_none())
+            let same = |x: &str| {
+                if object_type == "contacts" && k == "email" {
+                    x.eq_ignore_ascii_case(v)
+                } else {
+                    x == v
+                }
+            };
+            let found = match store.find_indexed(k, v) {
+                Some(hits) => hits.into_iter().find(|o| o.is_searchable() && o.properties.get(k).is_some_and(same)),
+                None => store.iter().find(|o| o.is_searchable() && o.properties.get(k).is_some_and(same)),
             };
             if let Some(o) = found.filter(|o| Some(o.id) != except) {
                 return Some((k.clone(), o.id));
@@ -433,12 +501,17 @@ impl HubState {
         now_ms: i64,
     ) -> WriteResult {
         let values = self.validate_properties(object_type, props)?;
-        if object_type != "contacts" && !values.get("hs_timestamp").is_some_and(|v| v.is_some()) {
+        let required = match object_type {
+            "contacts" => None,
+            "leads" => Some("hs_lead_name"),
+            _ => Some("hs_timestamp"),
+        };
+        if let Some(required) = required.filter(|p| !values.get(*p).is_some_and(|v| v.is_some())) {
             return Err(ApiError::validation(format!(
                 "Error creating {}. Some required properties were not set.",
                 singular(object_type).to_uppercase()
             ))
-            .with_context(json!({"properties": ["hs_timestamp"]})));
+            .with_context(json!({"properties": [required]})));
         }
         if object_type == "contacts"
             && !["email", "firstname", "lastname"].iter().any(|k| values.get(*k).is_some_and(|v| v.is_some()))
@@ -447,13 +520,31 @@ impl HubState {
                 .with_context(json!({"properties": ["email", "firstname", "lastname"]})));
         }
         let links = self.parse_associations(object_type, associations)?;
+        let primary_contact = links.iter().find(|l| l.to_type == "contacts").map(|l| l.to_id);
+        if object_type == "leads" && primary_contact.is_none() {
+            // "Must be associated with an existing contact" (the leads guide);
+            // the exact wording of the refusal is not recorded.
+            return Err(ApiError::validation(
+                "Error creating LEAD. A lead must be associated with an existing contact (associationTypeId 578, LEAD_TO_PRIMARY_CONTACT).",
+            ));
+        }
         if let Some((property, existing)) = self.unique_conflict(object_type, &values, None) {
             return Err(Self::conflict_error(object_type, &property, existing));
         }
-        let stored: BTreeMap<String, String> = values.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+        let mut stored: BTreeMap<String, String> = values.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+        if object_type == "leads" {
+            stored.entry("hs_pipeline".to_string()).or_insert_with(|| leads::PIPELINE_ID.to_string());
+            stored.entry("hs_pipeline_stage".to_string()).or_insert_with(|| leads::NEW_STAGE.to_string());
+            if let Some(contact) = primary_contact {
+                stored.insert("hs_primary_contact_id".to_string(), contact.to_string());
+            }
+            if let Some(stage) = stored.get("hs_pipeline_stage").and_then(|s| leads::stage(s)) {
+                stored.insert(leads::date_entered_property(stage), iso_ms(now_ms));
+            }
+        }
         let id = self.insert(object_type, stored, now_ms, now_ms, API_SOURCE);
         for l in links {
-            self.associations.link(object_type, id, &l.to_type, l.to_id);
+            self.associations.link_typed(object_type, id, &l.to_type, l.to_id, Some(l.type_id));
         }
         Ok(id)
     }
@@ -474,7 +565,7 @@ impl HubState {
                 let type_id = t.get("associationTypeId").and_then(Value::as_u64).unwrap_or(0);
                 let target = OBJECT_TYPES
                     .iter()
-                    .find(|to| association_type_ids(object_type, to).is_some_and(|(fwd, _)| u64::from(fwd) == type_id));
+                    .find(|to| association_types(object_type, to).iter().any(|(id, _)| u64::from(*id) == type_id));
                 let (Some(to_type), "HUBSPOT_DEFINED") = (target, category) else {
                     return Err(ApiError::validation(format!(
                         "{category} {type_id} is not a valid association type between {object_type} and any object"
@@ -489,7 +580,7 @@ impl HubState {
                     return Err(ApiError::validation(format!("No {} with ID {to_id} exists", singular(to_type)))
                         .with_context(json!({"ids": [to_id.to_string()]})));
                 }
-                out.push(NewAssociation { to_type: to_type.to_string(), to_id });
+                out.push(NewAssociation { to_type: to_type.to_string(), to_id, type_id: type_id as u32 });
             }
         }
         Ok(out)
@@ -510,13 +601,17 @@ impl HubState {
             s.update(id, |obj| {
                 let completing = is_task
                     && values.get("hs_task_status").is_some_and(|v| v.as_deref() == Some("COMPLETED"))
-                    && obj.properties.get("hs_task_status").map(String::as_str) != Some("COMPLETED");
+                    && obj.properties.get("hs_task_status") != Some("COMPLETED");
+                let stage_before = obj.properties.get("hs_pipeline_stage").map(str::to_string);
                 for (k, v) in values {
                     obj.set(&k, v, now_ms, API_SOURCE);
                 }
                 // HubSpot stamps a task's completion when its status becomes COMPLETED.
                 if completing {
                     obj.set("hs_task_completion_date", Some(iso_ms(now_ms)), now_ms, API_SOURCE);
+                }
+                if object_type == "leads" {
+                    stamp_stage_entry(obj, stage_before.as_deref(), now_ms);
                 }
                 obj.updated_at_ms = now_ms.max(obj.updated_at_ms);
             });
@@ -544,12 +639,18 @@ impl HubState {
     /// `hs_merged_object_ids`, takes over its associations; the loser's id
     /// answers with the survivor from then on.
     pub fn merge_contacts(&mut self, survivor: u64, loser: u64, at_ms: i64) -> Result<u64, ApiError> {
-        let survivor = self.resolve("contacts", survivor);
-        let loser = self.resolve("contacts", loser);
+        self.merge_records("contacts", survivor, loser, at_ms)
+    }
+
+    /// [`HubState::merge_contacts`] for any object type (the timeline merges
+    /// the lead records of merged leads the same way).
+    pub fn merge_records(&mut self, t: &str, survivor: u64, loser: u64, at_ms: i64) -> Result<u64, ApiError> {
+        let survivor = self.resolve(t, survivor);
+        let loser = self.resolve(t, loser);
         if survivor == loser {
-            return Err(ApiError::validation("Cannot merge a contact into itself"));
+            return Err(ApiError::validation(format!("Cannot merge a {} into itself", singular(t))));
         }
-        let store = self.store("contacts")?;
+        let store = self.store(t)?;
         let (Some(s), Some(l)) = (store.get(survivor).cloned(), store.get(loser).cloned()) else {
             return Err(ApiError::not_found("Object not found.  objectId are usually numeric."));
         };
@@ -557,11 +658,11 @@ impl HubState {
             return Err(ApiError::not_found("Object not found.  objectId are usually numeric."));
         }
         let mut s = s;
-        for (k, v) in &l.properties {
+        for (k, v) in l.properties.iter() {
             if k != "email" && k != "hs_merged_object_ids" && !s.properties.contains_key(k) {
                 // The survivor takes the value with the history behind it.
-                s.properties.insert(k.clone(), v.clone());
-                s.changes.insert(k.clone(), l.history("contacts", k));
+                s.properties.insert(k, v);
+                s.changes.insert(k, l.history(t, k));
             }
         }
         let mut merged: BTreeSet<String> = s
@@ -583,11 +684,11 @@ impl HubState {
         let mut l = l;
         l.merged_into = Some(survivor);
         l.updated_at_ms = l.updated_at_ms.max(at_ms);
-        if let Some(store) = self.stores.get_mut("contacts") {
+        if let Some(store) = self.stores.get_mut(t) {
             store.put(s);
             store.put(l);
         }
-        self.associations.remap("contacts", loser, survivor);
+        self.associations.remap(t, loser, survivor);
         Ok(survivor)
     }
 
@@ -610,6 +711,18 @@ impl HubState {
 impl Default for HubState {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Stamp the entry time of a lead's stage when it moved to a new one, as
+/// HubSpot's calculated `hs_v2_date_entered_*` properties do.
+fn stamp_stage_entry(obj: &mut Object, before: Option<&str>, at_ms: i64) {
+    let Some(now) = obj.properties.get("hs_pipeline_stage").map(str::to_string) else { return };
+    if before == Some(now.as_str()) {
+        return;
+    }
+    if let Some(stage) = leads::stage(&now) {
+        obj.set(&leads::date_entered_property(stage), Some(iso_ms(at_ms)), at_ms, Source::Calculated);
     }
 }
 
@@ -715,7 +828,7 @@ mod tests {
         }
         for (lead, id) in &st.lead_contacts {
             let c = st.stores["contacts"].get(*id).unwrap();
-            let status = c.properties.get("hs_lead_status").map(String::as_str);
+            let status = c.properties.get("hs_lead_status");
             assert!(
                 matches!(
                     status,

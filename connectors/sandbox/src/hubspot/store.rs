@@ -5,13 +5,15 @@
 //! Pure data: no clock, no HTTP. Times are epoch milliseconds (UTC).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+use compact_str::CompactString;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
 /// The object types this emulator serves, by their API path name.
-pub const OBJECT_TYPES: [&str; 5] = ["contacts", "calls", "emails", "meetings", "tasks"];
+pub const OBJECT_TYPES: [&str; 6] = ["contacts", "calls", "emails", "meetings", "tasks", "leads"];
 
 /// HubSpot's object type ids (`0-1` contacts …), used by v4 association bodies.
 pub fn object_type_id(object_type: &str) -> &'static str {
@@ -21,6 +23,7 @@ pub fn object_type_id(object_type: &str) -> &'static str {
         "emails" => "0-49",
         "meetings" => "0-47",
         "tasks" => "0-27",
+        "leads" => "0-136",
         _ => "0-0",
     }
 }
@@ -45,24 +48,91 @@ pub fn created_property(object_type: &str) -> &'static str {
     }
 }
 
-/// The HUBSPOT_DEFINED association type id from `from` to `to`, and back.
-/// Contacts ↔ engagements only: the types handoff reads and writes.
+/// One HUBSPOT_DEFINED association type: `from` → `to` with `type_id`,
+/// its inverse `reverse_id` (to → from), and the label HubSpot shows for it
+/// (`None`: the unlabelled type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssociationType {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub type_id: u32,
+    pub reverse_id: u32,
+    pub label: Option<&'static str>,
+}
+
+const fn assoc(
+    from: &'static str,
+    to: &'static str,
+    type_id: u32,
+    reverse_id: u32,
+    label: Option<&'static str>,
+) -> AssociationType {
+    AssociationType { from, to, type_id, reverse_id, label }
+}
+
+/// The association types this emulator knows, each pair once (the first
+/// type of a pair is the one records are linked with by default).
+///
+/// Contacts ↔ engagements: HubSpot's documented ids. Lead → contact /
+/// call / email / meeting / task (578 primary, 608, 596, 598, 600, 646) are
+/// the SDK's `AssociationType` enum; their inverses (contact → lead and
+/// engagement → lead) are not published anywhere we trust: the sandbox
+/// uses the forward id + 1 and serves them all from
+/// `GET /crm/v4/associations/{from}/{to}/labels`, where clients should
+/// look them up.
+pub const ASSOCIATION_TYPES: [AssociationType; 10] = [
+    assoc("contacts", "tasks", 203, 204, None),
+    assoc("contacts", "calls", 193, 194, None),
+    assoc("contacts", "emails", 197, 198, None),
+    assoc("contacts", "meetings", 199, 200, None),
+    assoc("leads", "contacts", 578, 579, Some("Primary")),
+    assoc("leads", "contacts", 608, 609, None),
+    assoc("leads", "calls", 596, 597, None),
+    assoc("leads", "emails", 598, 599, None),
+    assoc("leads", "meetings", 600, 601, None),
+    assoc("leads", "tasks", 646, 647, None),
+];
+
+/// Every association type from `from` to `to`, as `(type id, label)`, in
+/// either direction of the table.
+pub fn association_types(from: &str, to: &str) -> Vec<(u32, Option<&'static str>)> {
+    ASSOCIATION_TYPES
+        .iter()
+        .filter_map(|a| {
+            if a.from == from && a.to == to {
+                Some((a.type_id, a.label))
+            } else if a.to == from && a.from == to {
+                Some((a.reverse_id, a.label))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The type id from `from` to `to` a link gets by default, and its inverse.
 pub fn association_type_ids(from: &str, to: &str) -> Option<(u32, u32)> {
-    let (contact_to, engagement_to) = match (from, to) {
-        ("contacts", other) | (other, "contacts") => match other {
-            "tasks" => (203, 204),
-            "calls" => (193, 194),
-            "emails" => (197, 198),
-            "meetings" => (199, 200),
-            _ => return None,
-        },
-        _ => return None,
-    };
-    if from == "contacts" {
-        Some((contact_to, engagement_to))
-    } else {
-        Some((engagement_to, contact_to))
-    }
+    typed_association_ids(from, to, None)
+}
+
+/// `(forward, reverse)` for the association type `type_id` from `from` to
+/// `to` (the default type when `None`); `None` when no such type exists.
+pub fn typed_association_ids(from: &str, to: &str, type_id: Option<u32>) -> Option<(u32, u32)> {
+    ASSOCIATION_TYPES.iter().find_map(|a| {
+        let pair = if a.from == from && a.to == to {
+            (a.type_id, a.reverse_id)
+        } else if a.to == from && a.from == to {
+            (a.reverse_id, a.type_id)
+        } else {
+            return None;
+        };
+        type_id.is_none_or(|t| t == pair.0).then_some(pair)
+    })
+}
+
+/// The label of association type `type_id` (`None` for unlabelled types).
+pub fn association_label(type_id: u32) -> Option<&'static str> {
+    ASSOCIATION_TYPES.iter().find(|a| a.type_id == type_id || a.reverse_id == type_id).and_then(|a| a.label)
 }
 
 /// ISO-8601 with milliseconds and `Z`, as every HubSpot v3 timestamp.
@@ -163,11 +233,97 @@ impl Source {
     }
 }
 
+/// A property name shared by every record that holds it: names are
+/// interned once per process (a portal has a few hundred at most), so a
+/// record keeps a pointer per property rather than a copy of its name.
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+    // A poisoned lock still holds valid names.
+    let mut names = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+/// A record's stored properties: `(interned name, value)` pairs in one
+/// small vector, values inline up to 24 bytes (`CompactString`), which
+/// holds most HubSpot values (ids, enumerations, ISO times) without an
+/// allocation. What a million-record portal needs to fit in a few GiB; a
+/// map of owned strings cost several times as much.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Props(Vec<(&'static str, CompactString)>);
+
+impl Props {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| *k == name)
+    }
+
+    /// Set `name` to `value`, replacing any value it had.
+    pub fn insert(&mut self, name: &str, value: &str) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = CompactString::from(value),
+            None => {
+                // Grow by one: records gain a property now and then, and a
+                // doubled capacity would waste more than the copy costs.
+                self.0.reserve_exact(1);
+                self.0.push((intern(name), CompactString::from(value)));
+            }
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let at = self.0.iter().position(|(k, _)| *k == name)?;
+        Some(self.0.swap_remove(at).1.into_string())
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(|(k, _)| *k)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        self.0.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Props {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut props = Props::default();
+        for (k, v) in iter {
+            props.insert(k.as_ref(), v.as_ref());
+        }
+        props.0.shrink_to_fit();
+        props
+    }
+}
+
+impl std::ops::Index<&str> for Props {
+    type Output = str;
+
+    fn index(&self, name: &str) -> &str {
+        self.get(name).unwrap_or_else(|| panic!("no property {name}"))
+    }
+}
+
 /// One value a property took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     /// `""` when the property was cleared.
-    pub value: String,
+    pub value: CompactString,
     pub at_ms: i64,
     pub source: Source,
 }
@@ -176,8 +332,7 @@ impl HistoryEntry {
     /// `{"value", "timestamp", "sourceType", "sourceId"?, "updatedByUserId"?}`,
     /// the keys of recorded real answers.
     pub fn render(&self) -> Value {
-        let mut v =
-            json!({"value": self.value, "timestamp": iso_ms(self.at_ms), "sourceType": self.source.source_type()});
+        let mut v = json!({"value": self.value.as_str(), "timestamp": iso_ms(self.at_ms), "sourceType": self.source.source_type()});
         match self.source {
             Source::CrmUi { user_id: Some(user) } => {
                 v["sourceId"] = json!(format!("userId:{user}"));
@@ -196,7 +351,7 @@ pub struct Object {
     pub id: u64,
     /// Stored properties (computed ones such as `hs_object_id` and the
     /// timestamps are added when rendering).
-    pub properties: BTreeMap<String, String>,
+    pub properties: Props,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub archived_at_ms: Option<i64>,
@@ -210,7 +365,7 @@ pub struct Object {
     /// A property never changed has no entry here: its one value dates
     /// from the creation (see [`Object::history`]). Keeping only changes
     /// holds a 100,000-contact org's history in a few megabytes.
-    pub changes: BTreeMap<String, Vec<HistoryEntry>>,
+    pub changes: BTreeMap<&'static str, Vec<HistoryEntry>>,
 }
 
 impl Object {
@@ -218,7 +373,7 @@ impl Object {
     pub fn new(id: u64, created_at_ms: i64, updated_at_ms: i64, created_by: Source) -> Object {
         Object {
             id,
-            properties: BTreeMap::new(),
+            properties: Props::default(),
             created_at_ms,
             updated_at_ms,
             archived_at_ms: None,
@@ -265,7 +420,7 @@ impl Object {
         if name == created_property(object_type) {
             return Some(iso_ms(self.created_at_ms));
         }
-        self.properties.get(name).cloned()
+        self.properties.get(name).map(str::to_string)
     }
 
     /// Set (`Some`) or clear (`None`) a stored property at `at_ms`, by
@@ -273,23 +428,26 @@ impl Object {
     /// already has changes nothing. Does not move `updated_at_ms`: the
     /// caller decides what the write does to the modification time.
     pub fn set(&mut self, name: &str, value: Option<String>, at_ms: i64, source: Source) {
-        let old = self.properties.get(name).cloned();
-        if old == value {
+        let old = self.properties.get(name).map(CompactString::from);
+        if old.as_deref() == value.as_deref() {
             return;
         }
         let (created_at_ms, created_by) = (self.created_at_ms, self.created_by);
         // On the first change the creation value becomes the oldest entry.
-        let entries = self.changes.entry(name.to_string()).or_insert_with(|| {
+        let entries = self.changes.entry(intern(name)).or_insert_with(|| {
             old.map(|v| vec![HistoryEntry { value: v, at_ms: created_at_ms, source: created_by }]).unwrap_or_default()
         });
-        let entry = HistoryEntry { value: value.clone().unwrap_or_default(), at_ms, source };
+        let entry =
+            HistoryEntry { value: value.as_deref().map(CompactString::from).unwrap_or_default(), at_ms, source };
         // A write stamped in the past (committed late) still sorts by its time.
         let pos = entries.partition_point(|e| e.at_ms <= at_ms);
         entries.insert(pos, entry);
         match value {
-            Some(v) => self.properties.insert(name.to_string(), v),
-            None => self.properties.remove(name),
-        };
+            Some(v) => self.properties.insert(name, &v),
+            None => {
+                self.properties.remove(name);
+            }
+        }
     }
 
     /// Every value `name` took, oldest first: its recorded changes, or its
@@ -303,11 +461,11 @@ impl Object {
             let at_ms =
                 if name == "hs_object_id" || name == created_property(object_type) { self.created_at_ms } else { ms };
             let value = self.property(object_type, name).unwrap_or_default();
-            return vec![HistoryEntry { value, at_ms, source: Source::Calculated }];
+            return vec![HistoryEntry { value: value.into(), at_ms, source: Source::Calculated }];
         }
         self.properties
             .get(name)
-            .map(|v| vec![HistoryEntry { value: v.clone(), at_ms: self.created_at_ms, source: self.created_by }])
+            .map(|v| vec![HistoryEntry { value: v.into(), at_ms: self.created_at_ms, source: self.created_by }])
             .unwrap_or_default()
     }
 
@@ -478,6 +636,28 @@ pub struct ObjectStore {
     /// window that holds every searchable record (a backfill) pages by
     /// binary search instead of a pass.
     ids: OnceLock<Vec<u64>>,
+    /// Indexes on unique properties (contact `email`, `hasUniqueValue`
+    /// properties such as a task's `handoff_key`), by property name.
+    unique: BTreeMap<String, UniqueIndex>,
+}
+
+/// Records by the value of one property: `(hash of the lowercased value,
+/// id)` for every record holding it, archived and merged-away ones too
+/// (callers filter). A lookup reads the few ids under one hash and compares
+/// their values, so finding a task by `handoff_key` costs the same at 10 or
+/// 1,000,000 tasks. Lowercased because search compares strings without case;
+/// exact lookups compare again.
+#[derive(Debug, Default, Clone)]
+struct UniqueIndex {
+    entries: BTreeSet<(u64, u64)>,
+}
+
+fn value_key(value: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same hash on every run.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.to_lowercase().hash(&mut h);
+    h.finish()
 }
 
 impl ObjectStore {
@@ -493,17 +673,64 @@ impl ObjectStore {
         self.objects.is_empty()
     }
 
-    /// Insert or replace, keeping the index in step.
+    /// Insert or replace, keeping the indexes in step.
     pub fn put(&mut self, obj: Object) {
         if let Some(old) = self.objects.get(&obj.id) {
             self.searchable.remove(&(old.updated_at_ms, old.id));
+            for index in self.unique.iter_mut() {
+                if let Some(v) = old.properties.get(index.0) {
+                    index.1.entries.remove(&(value_key(v), old.id));
+                }
+            }
         }
         if obj.is_searchable() {
             self.searchable.insert((obj.updated_at_ms, obj.id));
         }
+        for (name, index) in self.unique.iter_mut() {
+            if let Some(v) = obj.properties.get(name) {
+                index.entries.insert((value_key(v), obj.id));
+            }
+        }
         self.sorted = OnceLock::new();
         self.ids = OnceLock::new();
         self.objects.insert(obj.id, obj);
+    }
+
+    /// Index `name` for lookups by value (once; later calls do nothing).
+    /// Builds from the records already held, then follows every change.
+    pub fn index_property(&mut self, name: &str) {
+        if self.unique.contains_key(name) {
+            return;
+        }
+        let mut index = UniqueIndex::default();
+        for o in self.objects.values() {
+            if let Some(v) = o.properties.get(name) {
+                index.entries.insert((value_key(v), o.id));
+            }
+        }
+        self.unique.insert(name.to_string(), index);
+    }
+
+    /// The records whose `name` equals `value` without regard to case,
+    /// archived and merged-away ones included, in id order; `None` when
+    /// `name` is not indexed.
+    pub fn find_indexed(&self, name: &str, value: &str) -> Option<Vec<&Object>> {
+        let index = self.unique.get(name)?;
+        let key = value_key(value);
+        let lower = value.to_lowercase();
+        Some(
+            index
+                .entries
+                .range((key, 0)..=(key, u64::MAX))
+                .filter_map(|(_, id)| self.objects.get(id))
+                .filter(|o| o.properties.get(name).is_some_and(|v| v.to_lowercase() == lower))
+                .collect(),
+        )
+    }
+
+    /// Whether `name` has a value index.
+    pub fn is_indexed(&self, name: &str) -> bool {
+        self.unique.contains_key(name)
     }
 
     /// Change one record in place (`f` may touch anything but the id),
@@ -512,8 +739,21 @@ impl ObjectStore {
     pub fn update<R>(&mut self, id: u64, f: impl FnOnce(&mut Object) -> R) -> Option<R> {
         let obj = self.objects.get_mut(&id)?;
         let before = (obj.updated_at_ms, obj.is_searchable());
+        let indexed_before: Vec<Option<String>> =
+            self.unique.keys().map(|name| obj.properties.get(name).map(str::to_string)).collect();
         let out = f(obj);
         obj.id = id;
+        for ((name, index), old) in self.unique.iter_mut().zip(indexed_before) {
+            let new = obj.properties.get(name);
+            if old.as_deref() != new {
+                if let Some(v) = &old {
+                    index.entries.remove(&(value_key(v), id));
+                }
+                if let Some(v) = new {
+                    index.entries.insert((value_key(v), id));
+                }
+            }
+        }
         let after = (obj.updated_at_ms, obj.is_searchable());
         if before != after {
             self.searchable.remove(&(before.0, id));
@@ -570,9 +810,13 @@ impl ObjectStore {
         self.searchable_between(from_ms, to_ms).filter_map(|(_, id)| self.objects.get(&id))
     }
 
-    /// First record whose `name` property equals `value`, archived ones skipped.
+    /// First record whose `name` property equals `value`, archived ones
+    /// skipped: from the value index when `name` has one, else a scan.
     pub fn find_by_property(&self, name: &str, value: &str) -> Option<&Object> {
-        self.objects.values().find(|o| !o.is_archived() && o.properties.get(name).map(String::as_str) == Some(value))
+        if let Some(found) = self.find_indexed(name, value) {
+            return found.into_iter().find(|o| !o.is_archived() && o.properties.get(name).is_some_and(|v| v == value));
+        }
+        self.objects.values().find(|o| !o.is_archived() && o.properties.get(name) == Some(value))
     }
 }
 
@@ -588,51 +832,64 @@ fn type_index(object_type: &str) -> Option<u8> {
     OBJECT_TYPES.iter().position(|t| *t == object_type).and_then(|i| u8::try_from(i).ok())
 }
 
-/// Associations in both directions: `(from_type, from_id, to_type)` → ends,
-/// types by their index in [`OBJECT_TYPES`] so edges of one record are a
-/// contiguous key range.
+/// Associations in both directions, one ordered set of
+/// `(from_type, from_id, to_type, to_id, type_id)` edges (types by their
+/// index in [`OBJECT_TYPES`]), so the edges of one record to one type are a
+/// contiguous range. One flat set keeps an edge at a few dozen bytes: a map
+/// of small sets cost a tree node per record and type, most of the memory of
+/// a large org.
 #[derive(Debug, Default, Clone)]
 pub struct Associations {
-    edges: BTreeMap<(u8, u64, u8), BTreeSet<AssocEnd>>,
+    edges: BTreeSet<(u8, u64, u8, u64, u32)>,
 }
 
 impl Associations {
-    /// Associate both ways with the HUBSPOT_DEFINED types (`type_id` is the
-    /// forward type the client sent; the reverse is derived).
+    /// Associate both ways with the pair's default HUBSPOT_DEFINED type.
     pub fn link(&mut self, from_type: &str, from_id: u64, to_type: &str, to_id: u64) {
+        self.link_typed(from_type, from_id, to_type, to_id, None);
+    }
+
+    /// [`Associations::link`] with the type a client named (`type_id` is
+    /// the forward type; the default type of the pair when `None`).
+    pub fn link_typed(&mut self, from_type: &str, from_id: u64, to_type: &str, to_id: u64, type_id: Option<u32>) {
         let (Some((forward, reverse)), Some(from), Some(to)) =
-            (association_type_ids(from_type, to_type), type_index(from_type), type_index(to_type))
+            (typed_association_ids(from_type, to_type, type_id), type_index(from_type), type_index(to_type))
         else {
             return;
         };
-        self.edges.entry((from, from_id, to)).or_default().insert(AssocEnd { to_id, type_id: forward });
-        self.edges.entry((to, to_id, from)).or_default().insert(AssocEnd { to_id: from_id, type_id: reverse });
+        self.edges.insert((from, from_id, to, to_id, forward));
+        self.edges.insert((to, to_id, from, from_id, reverse));
     }
 
+    /// The far ends of `from_id`'s edges to `to_type`, by id then type.
     pub fn of(&self, from_type: &str, from_id: u64, to_type: &str) -> Vec<AssocEnd> {
         let (Some(from), Some(to)) = (type_index(from_type), type_index(to_type)) else {
             return Vec::new();
         };
-        self.edges.get(&(from, from_id, to)).map(|s| s.iter().copied().collect()).unwrap_or_default()
+        self.edges
+            .range((from, from_id, to, 0, 0)..=(from, from_id, to, u64::MAX, u32::MAX))
+            .map(|e| AssocEnd { to_id: e.3, type_id: e.4 })
+            .collect()
     }
 
-    /// Move every edge of `loser` (a contact) onto `survivor`, as a merge
-    /// does. Visits only the loser's edges and their far ends.
+    /// Move every edge of `loser` onto `survivor`, as a merge does. Visits
+    /// only the loser's edges and their far ends.
     pub fn remap(&mut self, object_type: &str, loser: u64, survivor: u64) {
         let Some(t) = type_index(object_type) else { return };
-        let keys: Vec<(u8, u64, u8)> = self.edges.range((t, loser, 0)..=(t, loser, u8::MAX)).map(|(k, _)| *k).collect();
-        for key in keys {
-            let Some(ends) = self.edges.remove(&key) else { continue };
-            let to_type = key.2;
-            for end in ends {
-                if let Some(back) = self.edges.get_mut(&(to_type, end.to_id, t)) {
-                    let moved: Vec<_> = back.iter().filter(|e| e.to_id == loser).copied().collect();
-                    for e in moved {
-                        back.remove(&e);
-                        back.insert(AssocEnd { to_id: survivor, type_id: e.type_id });
-                    }
-                }
-                self.edges.entry((t, survivor, to_type)).or_default().insert(end);
+        let own: Vec<(u8, u64, u8, u64, u32)> =
+            self.edges.range((t, loser, 0, 0, 0)..=(t, loser, u8::MAX, u64::MAX, u32::MAX)).copied().collect();
+        for edge in own {
+            let (_, _, to_type, to_id, type_id) = edge;
+            self.edges.remove(&edge);
+            self.edges.insert((t, survivor, to_type, to_id, type_id));
+            let back: Vec<(u8, u64, u8, u64, u32)> = self
+                .edges
+                .range((to_type, to_id, t, loser, 0)..=(to_type, to_id, t, loser, u32::MAX))
+                .copied()
+                .collect();
+            for b in back {
+                self.edges.remove(&b);
+                self.edges.insert((to_type, to_id, t, survivor, b.4));
             }
         }
     }
@@ -677,8 +934,8 @@ mod tests {
     #[test]
     fn history_keeps_the_creation_value_then_each_change_newest_first_when_rendered() {
         let mut o = Object::new(9, 1_000, 1_000, Source::Form);
-        o.properties.insert("hubspot_owner_id".into(), "80000000".into());
-        o.properties.insert("email".into(), "a@b.c".into());
+        o.properties.insert("hubspot_owner_id", "80000000");
+        o.properties.insert("email", "a@b.c");
         assert!(o.changes.is_empty(), "nothing changed yet");
         o.set("hubspot_owner_id", Some("70000003".into()), 5_000, Source::Automation);
         o.set("hubspot_owner_id", Some("70000003".into()), 6_000, Source::Automation);
@@ -687,9 +944,9 @@ mod tests {
         o.set("hs_lead_status", Some("NEW".into()), 2_000, Source::Integration { app_id: 77 });
         o.set("hs_lead_status", None, 7_000, Source::Integration { app_id: 77 });
         let owner: Vec<(String, i64)> =
-            o.history("contacts", "hubspot_owner_id").into_iter().map(|e| (e.value, e.at_ms)).collect();
+            o.history("contacts", "hubspot_owner_id").into_iter().map(|e| (e.value.to_string(), e.at_ms)).collect();
         assert_eq!(owner, vec![("80000000".into(), 1_000), ("70000004".into(), 3_000), ("70000003".into(), 5_000)]);
-        assert_eq!(o.properties["hubspot_owner_id"], "70000004", "the last write wins the current value");
+        assert_eq!(&o.properties["hubspot_owner_id"], "70000004", "the last write wins the current value");
 
         let h = o.render_history(
             "contacts",
@@ -719,7 +976,7 @@ mod tests {
     #[test]
     fn written_json_is_the_rendered_value() {
         let mut o = Object::new(7, 1_700_000_000_123, 1_700_000_100_000, Source::Form);
-        o.properties.insert("email".into(), "a\"b\\c@d.e\n\u{1}é".into());
+        o.properties.insert("email", "a\"b\\c@d.e\n\u{1}é");
         o.set(
             "hubspot_owner_id",
             Some("70000001".into()),
@@ -748,7 +1005,7 @@ mod tests {
     #[test]
     fn renders_strings_nulls_and_iso_millis() {
         let mut o = obj(7, 1_700_000_000_123);
-        o.properties.insert("email".into(), "a@b.c".into());
+        o.properties.insert("email", "a@b.c");
         let v = o.render("contacts", &["email".into(), "phone".into(), "lastmodifieddate".into()]);
         assert_eq!(v["id"], "7");
         assert_eq!(v["properties"]["email"], "a@b.c");
