@@ -23,7 +23,7 @@ fn the_unit_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/handoff@.service")).unwrap();
     // verify checks that the binary exists: point it at the one just built.
-    let unit = unit.replace("/usr/local/bin/handoff", common::binary().to_str().unwrap());
+    let unit = unit.replace("/usr/bin/handoff", common::binary().to_str().unwrap());
     let path = dir.path().join("handoff@acme.service");
     std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
@@ -36,7 +36,7 @@ fn the_unit_carries_the_hardening_and_the_protocol() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/handoff@.service")).unwrap();
     for line in [
         "Type=notify",
-        "ExecStartPre=/usr/local/bin/handoff check --secrets --config /etc/handoff/%i.toml",
+        "ExecStartPre=/usr/bin/handoff check --secrets --config /etc/handoff/%i.toml",
         "StateDirectory=handoff/%i",
         "ConfigurationDirectory=handoff",
         "LoadCredential=handoff:/etc/handoff/credentials/%i",
