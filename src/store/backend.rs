@@ -37,7 +37,7 @@ pub enum Tree {
 }
 
 impl Tree {
-    pub const ALL: [Tree; 17] = [
+    pub const ALL: [Tree; 19] = [
         Tree::Meta,
         Tree::Cursors,
         Tree::Leads,

@@ -40,8 +40,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use handoff_model::{
-    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead, Owner, Quarantined,
-    StatusChange, Stream, TaskPurpose, WriteError,
+    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead, Owner,
+    Quarantined, StatusChange, Stream, TaskPurpose, WriteError,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

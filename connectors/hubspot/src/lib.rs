@@ -103,7 +103,11 @@ impl HubspotConnector {
                 cursor: "authenticate",
             })
             .await?;
-        self.ensure_task_key_property().await
+        self.ensure_task_key_property().await?;
+        // The account details (for links to records in task bodies) are
+        // read once here, so that writes cost only their batches.
+        self.contact_link_base().await;
+        Ok(())
     }
 }
 

@@ -248,7 +248,7 @@ impl HubspotConnector {
     /// (`https://{uiDomain}/contacts/{portalId}/record/0-1/`), from the
     /// account details, asked once. `None` when they cannot be read: task
     /// bodies then go without the link rather than not at all.
-    async fn contact_link_base(&self) -> Option<String> {
+    pub(crate) async fn contact_link_base(&self) -> Option<String> {
         let mut cached = self.contact_link.lock().await;
         if let Some(known) = cached.as_ref() {
             return known.clone();

@@ -262,9 +262,12 @@ fn redact_named_fields(text: &str) -> String {
 /// word), its name length and where its value starts.
 fn secret_field_at(lower: &str, i: usize) -> Option<(usize, usize)> {
     // The name must start a field: at the start of the text or after a
-    // separator (`/token: ...` in a URL path is not a field).
+    // separator, an HTML tag's end included (`/token: ...` in a URL path is
+    // not a field).
     let before = lower[..i].chars().next_back();
-    if before.is_some_and(|c| !matches!(c, ' ' | '\t' | '\r' | '\n' | '"' | '\'' | '{' | ',' | '&' | '?' | ';' | '(')) {
+    if before
+        .is_some_and(|c| !matches!(c, ' ' | '\t' | '\r' | '\n' | '"' | '\'' | '{' | ',' | '&' | '?' | ';' | '(' | '>'))
+    {
         return None;
     }
     let rest = &lower[i..];

@@ -120,9 +120,10 @@ impl Client {
         self.rt.budget()
     }
 
-    /// The org's base URL of the current session (for links to records).
+    /// The org's base URL of the current session (for links to records);
+    /// `None` when no session can be had now.
     pub async fn instance_url(&self) -> Option<String> {
-        self.session.read().await.as_ref().map(|s| s.instance_url.clone())
+        self.rt.credentials().access(self.rt.call_deadline()).await.ok().map(|a| a.base_url)
     }
 
     pub fn api_path(&self, rest: &str) -> String {

@@ -692,6 +692,8 @@ pub fn map_calendars(hours: &[Row], holidays: &[Row]) -> Result<Vec<BusinessCale
         return Err(BadRow {
             sobject: "BusinessHours",
             id: "*".to_string(),
+            lead_id: None,
+            raw: Value::Null,
             message: format!(
                 "the org has {active} active BusinessHours rows and {one_off} Holiday rows; handoff reads at most {} and {}. Fix: deactivate unused business hours and delete past holidays in Setup",
                 handoff_model::MAX_CALENDARS,
@@ -1049,7 +1051,7 @@ mod tests {
             let mut r = lead_row("005000000000003AAA", "Qualified", None);
             r.insert(field.into(), value);
             let mut out = Mapped::default();
-            let errors = map_leads(&[r], TrackedHistory::default(), &mut out);
+            let errors = map_leads(&[r], &TrackedHistory::default(), &mut out);
             assert!(out.leads.is_empty() && out.deletions.is_empty());
             assert!(errors[0].message.contains(needle), "{:?}", errors[0].message);
             assert_eq!(errors[0].lead_id.as_deref(), Some("00Q1"), "the lead it belongs to is named");
@@ -1079,7 +1081,7 @@ mod tests {
         let mut lead = lead_row("005000000000003AAA", "Qualified", None);
         lead.insert("IsConverted".into(), json!(true));
         lead.insert("ConvertedDate".into(), json!("1/3/26"));
-        let errors = map_leads(&[lead], TrackedHistory::default(), &mut out);
+        let errors = map_leads(&[lead], &TrackedHistory::default(), &mut out);
         assert!(errors[0].message.contains("ConvertedDate"), "{:?}", errors[0]);
     }
 
