@@ -39,7 +39,7 @@ fn build_deb(out_dir: &Path) -> PathBuf {
     let profile = profile_dir.file_name().unwrap().to_str().unwrap();
     let profile = if profile == "debug" { "dev" } else { profile };
     run(Command::new("cargo")
-        .args(["deb", "--no-build", "--no-strip", "--profile", profile, "--output"])
+        .args(["deb", "--no-build", "--no-strip", "--fast", "--profile", profile, "--output"])
         .arg(&deb)
         .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
         .current_dir(env!("CARGO_MANIFEST_DIR")));
@@ -98,7 +98,10 @@ fn the_deb_holds_the_service_and_starts_nothing() {
     run(Command::new("dpkg-deb").arg("--extract").arg(&deb).arg(&root));
     let bin = root.join("usr/bin/handoff");
     for example in ["salesforce.example.toml", "hubspot.example.toml"] {
-        run(Command::new(&bin).arg("check").arg("--config").arg(root.join("usr/share/doc/handoff/examples").join(example)));
+        run(Command::new(&bin)
+            .arg("check")
+            .arg("--config")
+            .arg(root.join("usr/share/doc/handoff/examples").join(example)));
     }
 
     // systemd reads the unpacked unit without a complaint, as an instance,

@@ -415,7 +415,7 @@ mod tests {
     #[test]
     fn an_org_id_at_the_head_of_a_token_does_not_hide_record_ids() {
         let token = "00DHs0000000001EAA!AR8AQJm4nB7xTq2pLw9ZsKe".to_string();
-        let out = redact_with("lead 00QHs0000000042IAA owner 005Hs0000000008IAA", &[token.clone()]);
+        let out = redact_with("lead 00QHs0000000042IAA owner 005Hs0000000008IAA", std::slice::from_ref(&token));
         assert_eq!(out, "lead 00QHs0000000042IAA owner 005Hs0000000008IAA");
         let out = redact_with("echo: AR8AQJm4nB7xTq2p", &[token]);
         assert_eq!(out, "echo: [redacted]");

@@ -144,15 +144,15 @@ pub fn handoff_tasks(st: &HubState) -> Value {
             let Some(key) = o.properties.get("handoff_key") else { continue };
             let lead = st.associations.of("tasks", o.id, "contacts").first().map(|e| e.to_id.to_string());
             let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
-            let done = o.properties.get("hs_task_status").map(String::as_str) == Some("COMPLETED");
+            let done = o.properties.get("hs_task_status") == Some("COMPLETED");
             let completed_at = done.then(|| {
                 o.properties
                     .get("hs_task_completion_date")
-                    .and_then(|v| super::store::parse_time_ms(v))
+                    .and_then(super::store::parse_time_ms)
                     .map_or(at(o.updated_at_ms), at)
             });
             rows.push(crate::task_report::TaskRow {
-                key: key.clone(),
+                key: key.to_string(),
                 lead: lead.unwrap_or_default(),
                 created_at: at(o.created_at_ms),
                 completed_at,
