@@ -50,6 +50,43 @@ pub enum Injected {
 #[derive(Clone, Default)]
 pub struct Faults {
     inner: Arc<Mutex<Vec<Fault>>>,
+    gate: Arc<Mutex<Option<Arc<Gate>>>>,
+}
+
+/// A gate a test holds shut in front of the API: requests whose path
+/// contains `path_part` wait there, counted, until the test opens it. It
+/// lets a test act while a request is known to be in flight, by
+/// synchronisation rather than by timing.
+pub struct Gate {
+    path_part: String,
+    held: std::sync::atomic::AtomicUsize,
+    arrived: tokio::sync::Notify,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    /// Waits until at least `n` requests have reached the gate.
+    pub async fn wait_held(&self, n: usize) {
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.held.load(std::sync::atomic::Ordering::SeqCst) >= n {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
+    /// Requests that reached the gate so far.
+    pub fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets every held request (and every later one) through.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
 }
 
 impl Faults {
@@ -63,6 +100,33 @@ impl Faults {
 
     pub fn clear(&self) {
         self.lock().clear();
+    }
+
+    /// Holds requests whose path contains `path_part` until the returned
+    /// gate is opened (replacing any gate armed before).
+    pub fn hold(&self, path_part: &str) -> Arc<Gate> {
+        let gate = Arc::new(Gate {
+            path_part: path_part.to_string(),
+            held: Default::default(),
+            arrived: tokio::sync::Notify::new(),
+            open: tokio::sync::watch::Sender::new(false),
+        });
+        *self.gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(gate.clone());
+        gate
+    }
+
+    /// Waits at the armed gate if `path` is one it holds.
+    pub async fn pass_gate(&self, path: &str) {
+        let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(gate) = gate.filter(|g| path.contains(&g.path_part)) else { return };
+        let mut open = gate.open.subscribe();
+        gate.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        gate.arrived.notify_waiters();
+        while !*open.borrow_and_update() {
+            if open.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     pub fn list(&self) -> Vec<Fault> {
@@ -172,6 +236,22 @@ mod tests {
         let (_, a) = f.on_request(t("2026-03-02T09:00:12Z"));
         assert_eq!(a, Injected::None);
         assert!(f.list().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_gate_holds_its_requests_until_opened() {
+        let f = Faults::default();
+        let gate = f.hold("/composite");
+        f.pass_gate("/services/data/v62.0/query").await;
+        assert_eq!(gate.held(), 0, "other paths pass");
+        let held = tokio::spawn({
+            let f = f.clone();
+            async move { f.pass_gate("/services/data/v62.0/composite/sobjects").await }
+        });
+        gate.wait_held(1).await;
+        assert!(!held.is_finished());
+        gate.open();
+        held.await.unwrap();
     }
 
     #[test]

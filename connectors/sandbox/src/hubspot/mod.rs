@@ -147,6 +147,7 @@ async fn api(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, headers:
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
+    shared.faults.pass_gate(uri.path()).await;
     match injected {
         Injected::None => {}
         Injected::RateLimited { retry_after } => {

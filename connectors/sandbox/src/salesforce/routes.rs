@@ -250,6 +250,7 @@ async fn data(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
+    sf.shared.faults.pass_gate(uri.path()).await;
     let (resp, header) = {
         let mut st = sf.sync(now);
         st.usage.record(now);
