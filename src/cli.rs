@@ -27,7 +27,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::explain::ExplainInput;
 
 /// Exit code for a config file with problems (clap uses 2 for bad usage).
-pub const EXIT_INVALID: u8 = 1;
+pub const EXIT_INVALID: u8 = crate::exit::INVALID;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -242,13 +242,57 @@ pub enum SandboxCrm {
     Hubspot,
 }
 
-impl SandboxArgs {
-    pub fn options(&self) -> handoff_sandbox::SandboxOptions {
-        let crm = match self.crm {
+impl SandboxCrm {
+    fn kind(self) -> handoff_model::CrmKind {
+        match self {
             SandboxCrm::Salesforce => handoff_model::CrmKind::Salesforce,
             SandboxCrm::Hubspot => handoff_model::CrmKind::Hubspot,
-        };
-        let mut opts = handoff_sandbox::SandboxOptions::new(crm);
+        }
+    }
+}
+
+impl StateArgs {
+    fn options(&self) -> crate::state::StateOptions {
+        crate::state::StateOptions {
+            config: self.config.clone(),
+            json: self.json,
+            resync: self.resync.map(StreamArg::stream),
+            since: self.since.clone(),
+            retry_failed: self.retry_failed,
+            retry_quarantined: self.retry_quarantined,
+        }
+    }
+}
+
+impl ReportArgs {
+    fn options(&self) -> crate::report::ReportOptions {
+        crate::report::ReportOptions {
+            config: self.config.clone(),
+            weeks: self.weeks,
+            format: self.format,
+            by: self.by,
+            output: self.output.clone(),
+            at: self.at,
+        }
+    }
+}
+
+impl DemoArgs {
+    fn options(&self) -> crate::demo::DemoOptions {
+        crate::demo::DemoOptions {
+            crm: self.crm.kind(),
+            days: self.days,
+            seed: self.seed,
+            leads: self.leads,
+            json: self.json,
+            serve: self.serve,
+        }
+    }
+}
+
+impl SandboxArgs {
+    pub fn options(&self) -> handoff_sandbox::SandboxOptions {
+        let mut opts = handoff_sandbox::SandboxOptions::new(self.crm.kind());
         opts.listen = self.listen;
         opts.org.seed = self.seed;
         opts.org.leads = self.leads;
@@ -288,12 +332,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => {
             let options = crate::daemon::service::RunOptions { once: args.once };
-            let code = runtime()?.block_on(crate::daemon::service::run(&args.config, options))?;
+            let code = runtime()?.block_on(async {
+                let signals = crate::daemon::service::Signals::from_os()?;
+                crate::daemon::service::run(&args.config, options, signals).await
+            })?;
             Ok(ExitCode::from(code))
         }
-        Command::State(args) => crate::state::run(&args),
-        Command::Demo(args) => runtime()?.block_on(crate::demo::run_cli(&args)),
-        Command::Report(args) => crate::report::run_cli(&args),
+        Command::State(args) => crate::state::run(&args.options()),
+        Command::Demo(args) => runtime()?.block_on(crate::demo::run_cli(&args.options())),
+        Command::Report(args) => crate::report::run_cli(&args.options()),
     }
 }
 

@@ -681,11 +681,23 @@ pub fn render_summary(s: &DemoSummary) -> String {
 }
 
 /// `handoff demo`.
-pub async fn run_cli(args: &crate::cli::DemoArgs) -> anyhow::Result<std::process::ExitCode> {
-    let crm = match args.crm {
-        crate::cli::SandboxCrm::Salesforce => CrmKind::Salesforce,
-        crate::cli::SandboxCrm::Hubspot => CrmKind::Hubspot,
-    };
+/// What `handoff demo` was asked for.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub crm: CrmKind,
+    /// Simulated days, 1 to 90.
+    pub days: u32,
+    pub seed: u64,
+    /// Leads generated, 1 to 20,000.
+    pub leads: usize,
+    /// The summary as JSON instead of words.
+    pub json: bool,
+    /// Keep serving the metrics and the scorecard afterwards.
+    pub serve: bool,
+}
+
+pub async fn run_cli(args: &DemoOptions) -> anyhow::Result<std::process::ExitCode> {
+    let crm = args.crm;
     anyhow::ensure!(args.days >= 1 && args.days <= 90, "--days {} is out of range; use 1 to 90", args.days);
     anyhow::ensure!(args.leads >= 1 && args.leads <= 20_000, "--leads {} is out of range; use 1 to 20000", args.leads);
     let opts = SimOptions { crm, seed: args.seed, leads: args.leads, days: args.days, ..SimOptions::new(crm) };

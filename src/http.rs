@@ -24,24 +24,36 @@ struct AppState {
     policy: PublishedPolicy,
 }
 
-/// Binds `addr` (the config only allows loopback) and serves in the background.
+/// Binds `addr` (the config only allows loopback) and serves in the
+/// background until `stop` turns true; the task ends once the requests in
+/// progress are answered.
 pub async fn serve(
     addr: SocketAddr,
     instance: String,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     policy: PublishedPolicy,
-) -> std::io::Result<SocketAddr> {
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = router(instance, store, metrics, policy);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    let task = tokio::spawn(async move {
+        // Stops accepting when `stop` turns true (or its sender is gone),
+        // lets the requests being answered finish, then releases the store.
+        let stopped = async move {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
             tracing::error!(error = %e, "the metrics endpoint stopped");
         }
     });
     tracing::info!(%local, "serving /metrics and /healthz");
-    Ok(local)
+    Ok((local, task))
 }
 
 pub fn router(instance: String, store: Arc<Store>, metrics: Arc<Metrics>, policy: PublishedPolicy) -> Router {

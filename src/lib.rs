@@ -14,7 +14,9 @@
 //!   reasons in words (or the evaluation as JSON).
 //! - [`notify`]: daily digests, the weekly summary and the calibration
 //!   signals, by email, Slack or CRM task.
-//! - [`cli`]: the `handoff` command line.
+//! - [`cli`]: the `handoff` command line: clap's arguments turned into each
+//!   command's own options (no other module imports it).
+//! - [`exit`]: the exit codes.
 //! - [`failpoints`]: named crash points for the crash tests (compiled in
 //!   only with the `failpoints` feature).
 //! - [`logging`]: log format and level, every line through the redactor.
@@ -25,6 +27,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod engine;
+pub mod exit;
 pub mod explain;
 pub mod failpoints;
 pub mod http;

@@ -11,7 +11,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use handoff_model::{CrmKind, Stream};
 use serde::Serialize;
 
-use crate::cli::StateArgs;
 use crate::config;
 use crate::store::{Batch, Counts, ErrorRecord, MessageEntry, OutboxEntry, QuarantineRecord, Store};
 
@@ -43,12 +42,25 @@ fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 /// Runs `handoff state`.
-pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
+/// What `handoff state` was asked to show and do.
+#[derive(Debug, Clone, Default)]
+pub struct StateOptions {
+    pub config: std::path::PathBuf,
+    pub json: bool,
+    /// Read this stream again from the start (or from `since`).
+    pub resync: Option<Stream>,
+    /// A date (`2026-03-01`) or an instant (RFC 3339).
+    pub since: Option<String>,
+    pub retry_failed: bool,
+    pub retry_quarantined: bool,
+}
+
+pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
     let config = match config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
-            return Ok(ExitCode::from(crate::cli::EXIT_INVALID));
+            return Ok(ExitCode::from(crate::exit::INVALID));
         }
     };
     let dir = &config.instance.state_dir;
@@ -61,7 +73,7 @@ pub fn run(args: &StateArgs) -> anyhow::Result<ExitCode> {
     })?;
 
     let mut changed = Vec::new();
-    if let Some(stream) = args.resync.map(|s| s.stream()) {
+    if let Some(stream) = args.resync {
         let mut batch = Batch::default();
         match &args.since {
             None => {

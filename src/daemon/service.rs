@@ -23,19 +23,29 @@
 //! records are quarantined, 6 when ticks kept failing, 7 when the API
 //! budget ran out; in either mode, 5 when the shutdown grace ran out with
 //! work in flight.
+//!
 //! A reload applies the whole new config or none of it: the connector is
 //! rebuilt when what it was built from changed, and a change only a
 //! restart can make (the instance, the metrics address), or a connector
 //! that cannot be built, refuses the new config with the reason.
+//!
+//! [`run`] takes its stop and reload requests as [`Signals`]: the binary
+//! hands it the process's signals ([`Signals::from_os`]), a test its own
+//! future and channel. It never exits the process: when the shutdown grace
+//! runs out it drops the work in flight (committed work is on disk, the rest
+//! is redone at the next start, as after a crash), stops the HTTP endpoint,
+//! flushes the store and returns [`exit::GRACE_EXPIRED`].
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sd_notify::NotifyState;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, watch, Notify};
 
 use handoff_model::RetryPolicy;
 
@@ -44,25 +54,7 @@ use super::{Daemon, TickReport};
 use crate::config::{self, Config, ConfigError};
 use crate::store::Store;
 
-/// The exit codes of `handoff run`, distinct so a script or a unit can
-/// tell why it stopped (the README lists them).
-pub mod exit {
-    /// Caught up (`--once`) or stopped on request.
-    pub const OK: u8 = 0;
-    /// The config, a secret or the state directory cannot be used.
-    pub const INVALID: u8 = crate::cli::EXIT_INVALID;
-    /// `--once`: actions were given up on (`handoff state` lists them).
-    pub const ACTIONS_FAILED: u8 = 3;
-    /// `--once`: records are quarantined (`handoff state` lists them).
-    pub const QUARANTINED: u8 = 4;
-    /// The shutdown grace ran out and the process left work in flight.
-    pub const GRACE_EXPIRED: u8 = 5;
-    /// `--once`: ticks kept failing (the CRM or its token endpoint is down)
-    /// and the run could not catch up.
-    pub const NOT_CAUGHT_UP: u8 = 6;
-    /// `--once`: the API budget ran out before the run caught up.
-    pub const BUDGET_SPENT: u8 = 7;
-}
+pub use crate::exit;
 
 /// Longest pause between two attempts at the first authentication.
 pub const MAX_CONNECT_BACKOFF_SECS: u64 = 300;
@@ -252,22 +244,153 @@ struct Liveness {
     waiting: AtomicBool,
 }
 
-/// `handoff run --config FILE`; the result is the process's exit code
-/// ([`exit`]).
-pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<u8> {
-    let mut config = load(config_path)?;
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let wake = Arc::new(Notify::new());
-    let reload = Arc::new(AtomicBool::new(false));
-    let store_slot: Arc<std::sync::OnceLock<Arc<Store>>> = Arc::default();
-    spawn_signal_handler(
-        shutdown.clone(),
-        reload.clone(),
-        wake.clone(),
-        config.daemon.shutdown_grace_secs,
-        store_slot.clone(),
-    )?;
-    let mut daemon = match build_with_retry(&config, &options, &shutdown, &wake).await {
+/// What asks [`run`] to stop or to re-read its config.
+pub struct Signals {
+    /// Resolves when the service must stop: the write in flight finishes
+    /// (within the config's shutdown grace), then `run` returns.
+    pub shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// One message per reload request (SIGHUP).
+    pub reloads: mpsc::UnboundedReceiver<()>,
+}
+
+impl Signals {
+    /// Stop when `shutdown` resolves; reload on each message sent to the
+    /// returned sender.
+    pub fn new(shutdown: impl Future<Output = ()> + Send + 'static) -> (Signals, mpsc::UnboundedSender<()>) {
+        let (tx, reloads) = mpsc::unbounded_channel();
+        (Signals { shutdown: Box::pin(shutdown), reloads }, tx)
+    }
+
+    /// The process's signals: SIGTERM or SIGINT stop, SIGHUP reloads.
+    pub fn from_os() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+            let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+            let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+            let (signals, reload) = Signals::new(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if reload.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+            Ok(signals)
+        }
+        #[cfg(not(unix))]
+        {
+            let (signals, _reload) = Signals::new(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            Ok(signals)
+        }
+    }
+}
+
+/// What the loop and the code around it share.
+struct Shared {
+    /// Set once a stop was asked for: the tick finishes its write in flight
+    /// and the loop ends.
+    stop: Arc<AtomicBool>,
+    /// Set by a reload request, taken by the loop between ticks.
+    reload: Arc<AtomicBool>,
+    /// Wakes the loop (or the start-up backoff) early.
+    wake: Arc<Notify>,
+    /// The running config's shutdown grace (a reload may change it).
+    grace_secs: Arc<AtomicU64>,
+    /// The store, once open: flushed on the way out whatever happened.
+    store: std::sync::OnceLock<Arc<Store>>,
+    /// Tells the HTTP endpoint to stop.
+    http_stop: watch::Sender<bool>,
+    /// The HTTP endpoint's task, once serving.
+    http: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The watchdog's task, when systemd asked for one.
+    watchdog: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// `handoff run --config FILE` until `signals` say stop; the result is the
+/// process's exit code ([`exit`]). The service's own tasks (HTTP endpoint,
+/// watchdog, reload forwarding) end before it returns and the store is
+/// flushed and released.
+pub async fn run(config_path: &Path, options: RunOptions, signals: Signals) -> anyhow::Result<u8> {
+    let config = load(config_path)?;
+    let (http_stop, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        stop: Arc::new(AtomicBool::new(false)),
+        reload: Arc::new(AtomicBool::new(false)),
+        wake: Arc::new(Notify::new()),
+        grace_secs: Arc::new(AtomicU64::new(config.daemon.shutdown_grace_secs)),
+        store: std::sync::OnceLock::new(),
+        http_stop,
+        http: std::sync::Mutex::new(None),
+        watchdog: std::sync::Mutex::new(None),
+    });
+    let Signals { mut shutdown, mut reloads } = signals;
+    let forward = {
+        let (reload, wake) = (shared.reload.clone(), shared.wake.clone());
+        tokio::spawn(async move {
+            while reloads.recv().await.is_some() {
+                reload.store(true, Ordering::SeqCst);
+                wake.notify_one();
+            }
+        })
+    };
+
+    let result = {
+        let work = serve(config, config_path, options, &shared);
+        tokio::pin!(work);
+        tokio::select! {
+            r = &mut work => r,
+            _ = &mut shutdown => {
+                let grace_secs = shared.grace_secs.load(Ordering::SeqCst);
+                tracing::info!(grace_secs, "stopping: finishing the write in flight");
+                notify(&[NotifyState::Stopping]);
+                shared.stop.store(true, Ordering::SeqCst);
+                shared.wake.notify_one();
+                match tokio::time::timeout(Duration::from_secs(grace_secs), &mut work).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // What was in flight was not committed and is redone
+                        // at the next start; committed work is on disk.
+                        tracing::warn!(
+                            exit_code = exit::GRACE_EXPIRED,
+                            "the shutdown grace passed; stopping with work in flight"
+                        );
+                        Ok(exit::GRACE_EXPIRED)
+                    }
+                }
+            }
+        }
+        // The loop (and the daemon it owns) is dropped here.
+    };
+
+    forward.abort();
+    let _ = shared.http_stop.send(true);
+    let http = shared.http.lock().ok().and_then(|mut h| h.take());
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    if let Some(watchdog) = shared.watchdog.lock().ok().and_then(|mut w| w.take()) {
+        watchdog.abort();
+    }
+    notify(&[NotifyState::Stopping]);
+    if let Some(store) = shared.store.get() {
+        store.flush().context("flushing the state on the way out")?;
+    }
+    tracing::info!("handoff stopped");
+    result
+}
+
+/// The service proper: start-up, then ticks until a stop is asked for.
+async fn serve(mut config: Config, config_path: &Path, options: RunOptions, shared: &Shared) -> anyhow::Result<u8> {
+    let mut daemon = match build_with_retry(&config, &options, &shared.stop, &shared.wake).await {
         Ok(Some(d)) => d,
         Ok(None) => {
             tracing::info!("stopped before the first authentication");
@@ -281,30 +404,38 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<u8> 
             Err(e) => return Err(e),
         },
     };
-    daemon.set_shutdown_flag(shutdown.clone());
-    let _ = store_slot.set(daemon.store().clone());
+    daemon.set_shutdown_flag(shared.stop.clone());
+    let _ = shared.store.set(daemon.store().clone());
 
     if let Some(addr) = config.daemon.metrics_listen {
-        crate::http::serve(
+        let (_, task) = crate::http::serve(
             addr,
             config.instance.name.clone(),
             daemon.store().clone(),
             daemon.metrics.clone(),
             daemon.published_policy(),
+            shared.http_stop.subscribe(),
         )
         .await
         .with_context(|| format!("serving /metrics on {addr}"))?;
+        if let Ok(mut slot) = shared.http.lock() {
+            *slot = Some(task);
+        }
     }
 
     let liveness = Arc::new(Liveness::default());
-    spawn_watchdog(liveness.clone(), daemon.metrics.clone());
+    if let Some(task) = spawn_watchdog(liveness.clone(), daemon.metrics.clone()) {
+        if let Ok(mut slot) = shared.watchdog.lock() {
+            *slot = Some(task);
+        }
+    }
     notify(&[NotifyState::Ready, NotifyState::Status("authenticated; first sync starting")]);
     tracing::info!(instance = %config.instance.name, crm = %config.instance.crm, "handoff is running");
 
     let mut idle_ticks = 0u32;
     let mut failed_ticks = 0u32;
     let result: anyhow::Result<u8> = loop {
-        if shutdown.load(Ordering::SeqCst) {
+        if shared.stop.load(Ordering::SeqCst) {
             break Ok(exit::OK);
         }
         liveness.waiting.store(false, Ordering::SeqCst);
@@ -340,11 +471,13 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<u8> 
             notify(&[NotifyState::Status(&status_line(&daemon, &report, retry_in))]);
         }
         liveness.waiting.store(true, Ordering::SeqCst);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = wake.notified() => {}
+        if !shared.stop.load(Ordering::SeqCst) {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shared.wake.notified() => {}
+            }
         }
-        if reload.swap(false, Ordering::SeqCst) {
+        if shared.reload.swap(false, Ordering::SeqCst) {
             // systemd 253+ wants the monotonic time with RELOADING=1.
             match NotifyState::monotonic_usec_now() {
                 Ok(mono) => notify(&[NotifyState::Reloading, mono]),
@@ -353,6 +486,7 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<u8> 
             match load(config_path) {
                 Ok(new) => match daemon.reload(&config, &new).await {
                     Ok(done) => {
+                        shared.grace_secs.store(new.daemon.shutdown_grace_secs, Ordering::SeqCst);
                         config = new;
                         if done.rebuilt_for.is_empty() {
                             tracing::info!("config reloaded");
@@ -372,74 +506,19 @@ pub async fn run(config_path: &Path, options: RunOptions) -> anyhow::Result<u8> 
             notify(&[NotifyState::Ready]);
         }
     };
-    notify(&[NotifyState::Stopping]);
     daemon.store().flush().context("flushing the state on the way out")?;
-    tracing::info!("handoff stopped");
     result
-}
-
-fn spawn_signal_handler(
-    shutdown: Arc<AtomicBool>,
-    reload: Arc<AtomicBool>,
-    wake: Arc<Notify>,
-    grace_secs: u64,
-    store: Arc<std::sync::OnceLock<Arc<Store>>>,
-) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                    _ = hup.recv() => {
-                        reload.store(true, Ordering::SeqCst);
-                        wake.notify_one();
-                        continue;
-                    }
-                }
-                tracing::info!(grace_secs, "stopping: finishing the write in flight");
-                notify(&[NotifyState::Stopping]);
-                shutdown.store(true, Ordering::SeqCst);
-                wake.notify_one();
-                tokio::time::sleep(Duration::from_secs(grace_secs)).await;
-                // Whatever is still in flight was not committed and will be
-                // redone at the next start; committed work is on disk.
-                tracing::warn!(
-                    exit_code = exit::GRACE_EXPIRED,
-                    "the shutdown grace passed; exiting with work in flight"
-                );
-                if let Some(store) = store.get() {
-                    let _ = store.flush();
-                }
-                std::process::exit(i32::from(exit::GRACE_EXPIRED));
-            }
-        });
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (&reload, grace_secs, &store);
-        tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            shutdown.store(true, Ordering::SeqCst);
-            wake.notify_one();
-        });
-    }
-    Ok(())
 }
 
 /// Pings `WATCHDOG=1` at half the watchdog interval, but only when the loop
 /// made progress since the last ping or is waiting between ticks.
-fn spawn_watchdog(liveness: Arc<Liveness>, metrics: Arc<crate::metrics::Metrics>) {
-    let Some(interval) = sd_notify::watchdog_enabled().filter(|d| !d.is_zero()) else {
-        return;
-    };
+fn spawn_watchdog(
+    liveness: Arc<Liveness>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let interval = sd_notify::watchdog_enabled().filter(|d| !d.is_zero())?;
     let every = (interval / 2).max(Duration::from_millis(50));
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let mut last = u64::MAX;
         loop {
             tokio::time::sleep(every).await;
@@ -451,7 +530,7 @@ fn spawn_watchdog(liveness: Arc<Liveness>, metrics: Arc<crate::metrics::Metrics>
                 tracing::warn!("no progress since the last watchdog ping; not pinging");
             }
         }
-    });
+    }))
 }
 
 #[cfg(test)]

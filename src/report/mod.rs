@@ -615,13 +615,27 @@ pub fn from_store(
 
 /// `handoff report`: from the state directory, or — while the daemon runs
 /// and holds it — from the daemon's `/scorecard` endpoint.
-pub fn run_cli(args: &crate::cli::ReportArgs) -> anyhow::Result<std::process::ExitCode> {
+/// What `handoff report` was asked for.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub config: std::path::PathBuf,
+    /// Weeks shown, 1 to 52.
+    pub weeks: usize,
+    pub format: Format,
+    pub by: Option<Dimension>,
+    /// Write here instead of standard output.
+    pub output: Option<std::path::PathBuf>,
+    /// Judge as of this instant instead of now.
+    pub at: Option<DateTime<Utc>>,
+}
+
+pub fn run_cli(args: &ReportOptions) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::Context as _;
     let config = match crate::config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
-            return Ok(std::process::ExitCode::from(crate::cli::EXIT_INVALID));
+            return Ok(std::process::ExitCode::from(crate::exit::INVALID));
         }
     };
     anyhow::ensure!(
