@@ -548,21 +548,23 @@ pub(super) fn sales_clocks(
         }
     }
 
+    // Both the SAL decision and the disposition stop at the first decision
+    // from their start: accepted, rejected, deferred or converted, or closed
+    // as unresponsive.
+    let stop_from = |from: DateTime<Utc>| -> Option<Stop> {
+        decided.iter().find(|d| d.at >= from).map(|d| Stop {
+            at: d.at,
+            cause: StopCause::Status { status: d.status.clone() },
+            reason: decided_word(d),
+            ends: false,
+        })
+    };
+
     // SAL decision: from the first assignment to a user.
     if let Some(window) = segment.sal_decision {
         match &first_user {
             Some((_, at)) => {
                 let start = (*at).max(base_start);
-                // Accepted, rejected, deferred or converted is the decision; a
-                // lead closed as unresponsive is decided too.
-                let stop_from = |from: DateTime<Utc>| -> Option<Stop> {
-                    decided.iter().find(|d| d.at >= from).map(|d| Stop {
-                        at: d.at,
-                        cause: StopCause::Status { status: d.status.clone() },
-                        reason: decided_word(d),
-                        ends: false,
-                    })
-                };
                 clocks.push(timed_clock(
                     ctx,
                     Timed {
@@ -587,14 +589,6 @@ pub(super) fn sales_clocks(
     clocks.push(cadence_clock(ctx, segment, base_start, &touches, &decided, current_class)?);
 
     // Disposition: the first disposition inside the window.
-    let stop_from = |from: DateTime<Utc>| -> Option<Stop> {
-        decided.iter().find(|d| d.at >= from).map(|d| Stop {
-            at: d.at,
-            cause: StopCause::Status { status: d.status.clone() },
-            reason: decided_word(d),
-            ends: false,
-        })
-    };
     clocks.push(timed_clock(
         ctx,
         Timed {

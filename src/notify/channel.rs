@@ -213,22 +213,8 @@ impl Slack {
                     return Err(failure(ErrorClass::NeedsConfig, "no_webhook", "notify.slack.webhook_url is not set"));
                 };
                 let body = json!({"text": fallback, "blocks": blocks(&m.slack)});
-                let resp = self
-                    .client
-                    .post(url.expose())
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| failure(ErrorClass::Retryable, "slack_connection", e.without_url().to_string()))?;
+                let resp = slack_send(self.client.post(url.expose()).json(&body)).await?;
                 let status = resp.status();
-                if status.as_u16() == 429 {
-                    let secs = retry_after(&resp);
-                    return Err(failure(
-                        ErrorClass::RateLimited { retry_after_secs: secs },
-                        "rate_limited",
-                        format!("HTTP 429, Retry-After {secs}"),
-                    ));
-                }
                 let text = resp.text().await.unwrap_or_default();
                 if status.is_success() {
                     return Ok("webhook".to_string());
@@ -244,23 +230,9 @@ impl Slack {
                 };
                 let body =
                     json!({"channel": channel, "text": fallback, "blocks": blocks(&m.slack), "unfurl_links": false});
-                let resp = self
-                    .client
-                    .post(format!("{}/chat.postMessage", self.api_url))
-                    .bearer_auth(token.expose())
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| failure(ErrorClass::Retryable, "slack_connection", e.without_url().to_string()))?;
+                let post = self.client.post(format!("{}/chat.postMessage", self.api_url));
+                let resp = slack_send(post.bearer_auth(token.expose()).json(&body)).await?;
                 let status = resp.status();
-                if status.as_u16() == 429 {
-                    let secs = retry_after(&resp);
-                    return Err(failure(
-                        ErrorClass::RateLimited { retry_after_secs: secs },
-                        "rate_limited",
-                        format!("HTTP 429, Retry-After {secs}"),
-                    ));
-                }
                 if status.is_server_error() {
                     return Err(failure(
                         ErrorClass::Retryable,
@@ -282,6 +254,24 @@ impl Slack {
             }
         }
     }
+}
+
+/// Sends a request to Slack: a connection failure is worth retrying, and
+/// a 429 waits out its `Retry-After` (both ways of posting share this).
+async fn slack_send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, WriteError> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| failure(ErrorClass::Retryable, "slack_connection", e.without_url().to_string()))?;
+    if resp.status().as_u16() == 429 {
+        let secs = retry_after(&resp);
+        return Err(failure(
+            ErrorClass::RateLimited { retry_after_secs: secs },
+            "rate_limited",
+            format!("HTTP 429, Retry-After {secs}"),
+        ));
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]
