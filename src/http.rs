@@ -10,10 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::daemon::PublishedPolicy;
 use crate::metrics::Metrics;
 use crate::report::{Dimension, Format};
 use crate::store::Store;
+
+/// The running policy as the endpoints read it: the daemon swaps it on reload.
+pub type PublishedPolicy = Arc<std::sync::RwLock<Arc<crate::policy::CompiledPolicy>>>;
 
 #[derive(Clone)]
 struct AppState {
@@ -99,7 +101,7 @@ async fn scorecard(
     };
     let result = tokio::task::spawn_blocking(move || {
         let mut card = crate::report::from_store(&s.instance, &policy, &s.store, weeks, now, by)?;
-        card.signals = crate::notify::run::cached_signals(&s.store)?;
+        card.signals = crate::report::signals::cached_signals(&s.store)?;
         Ok::<_, crate::store::StoreError>(card)
     })
     .await;

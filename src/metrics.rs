@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use handoff_model::{ActionKind, ApiBudget, Stream, TaskPurpose, WriteOutcome};
 use serde::Serialize;
 
-use crate::daemon::TickReport;
 use crate::engine::{ClockKind, ClockStatus};
 use crate::store::{LeadState, OutboxEntry, Store, StoreError};
 
@@ -107,16 +106,13 @@ impl Metrics {
         self.lock().synced_until.insert(stream, until);
     }
 
-    pub fn observe_tick(&self, report: &TickReport, budget: &ApiBudget) {
+    /// A tick ended: its summary (errors redacted here) and the budget left.
+    pub fn observe_tick(&self, mut tick: TickSummary, budget: &ApiBudget) {
         self.ticks.fetch_add(1, Ordering::Relaxed);
+        tick.errors = tick.errors.iter().map(|e| handoff_model::redact(e)).collect();
         let mut inner = self.lock();
         inner.budget = budget.clone();
-        inner.last_tick = Some(TickSummary {
-            now: report.now,
-            caught_up: report.caught_up,
-            errors: report.errors.iter().map(|e| handoff_model::redact(e)).collect(),
-            paused_until: report.paused_until,
-        });
+        inner.last_tick = Some(tick);
     }
 
     pub fn last_tick(&self) -> Option<TickSummary> {
@@ -212,15 +208,15 @@ impl Metrics {
             let _ =
                 writeln!(out, "handoff_sync_lag_seconds{{instance=\"{inst}\",stream=\"{}\"}} {lag}", stream.as_str());
         }
-        if let Ok(Some(signals)) = crate::notify::run::cached_signals(store) {
+        if let Ok(Some(signals)) = crate::report::signals::cached_signals(store) {
             family(
                 &mut out,
                 "handoff_signal_active",
                 "gauge",
                 "Calibration signals on the latest closed week (1: fired), by signal and what it is about.",
             );
-            for id in crate::notify::signals::SIGNAL_IDS {
-                let fired: Vec<&crate::notify::signals::Signal> = signals.fired.iter().filter(|f| f.id == id).collect();
+            for id in crate::report::signals::SIGNAL_IDS {
+                let fired: Vec<&crate::report::signals::Signal> = signals.fired.iter().filter(|f| f.id == id).collect();
                 if fired.is_empty() {
                     let _ =
                         writeln!(out, "handoff_signal_active{{instance=\"{inst}\",signal=\"{id}\",subject=\"\"}} 0");

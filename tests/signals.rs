@@ -55,7 +55,7 @@ async fn judge(profile: OrgProfile) -> Seen {
     }
     let store: Arc<handoff::store::Store> = daemon.store().clone();
     let now = sb.shared.clock.now();
-    let signals = handoff::notify::run::signals_of(
+    let signals = handoff::report::signals::signals_of(
         &config.policy,
         &store.leads().unwrap(),
         &store.states().unwrap(),

@@ -66,7 +66,7 @@ pub enum DaemonError {
 }
 
 /// The running policy, shared with the HTTP endpoints and replaced on reload.
-pub type PublishedPolicy = Arc<std::sync::RwLock<Arc<CompiledPolicy>>>;
+pub use crate::http::PublishedPolicy;
 
 /// Why a reloaded config was refused; the running config stays whole.
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +191,7 @@ pub struct Daemon {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Digests and the weekly summary (`[notify]`).
     notifier: Option<crate::notify::Notifier>,
-    signals: crate::notify::SignalSettings,
+    signals: crate::config::notify::SignalSettings,
 }
 
 impl Daemon {
@@ -419,7 +419,13 @@ impl Daemon {
 
         report.caught_up =
             streams_finished && evaluations_done && outbox_done && messages_done && report.errors.is_empty();
-        self.metrics.observe_tick(&report, &self.connector.budget());
+        let summary = crate::metrics::TickSummary {
+            now: report.now,
+            caught_up: report.caught_up,
+            errors: report.errors.clone(),
+            paused_until: report.paused_until,
+        };
+        self.metrics.observe_tick(summary, &self.connector.budget());
         tracing::info!(
             pages = report.pages,
             leads_changed = report.leads_changed,

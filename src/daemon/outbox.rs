@@ -20,12 +20,7 @@ pub struct Recorded {
     pub failed: usize,
 }
 
-/// Backoff before retry `attempt` (1-based) of a retryable write: 30 s,
-/// doubling, at most an hour.
-pub fn backoff(attempt: u32) -> Duration {
-    let secs = 30i64.saturating_mul(1i64 << attempt.saturating_sub(1).min(16));
-    Duration::seconds(secs.min(3_600))
-}
+pub use crate::store::backoff;
 
 /// Actions queued for leads that were deleted or merged away since: the
 /// CRM would refuse them, so they are dropped.

@@ -30,87 +30,18 @@ pub mod channel;
 pub mod digest;
 pub mod run;
 pub mod schedule;
-pub mod settings;
-pub mod signals;
 pub mod summary;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use handoff_model::ActionKey;
-use serde::{Deserialize, Serialize};
 
 pub use run::Notifier;
-pub use settings::{DigestKind, NotifySettings, SignalSettings};
-
-/// What a message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageKind {
-    RepDigest,
-    ManagerDigest,
-    WeeklySummary,
-}
-
-impl MessageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::RepDigest => "rep_digest",
-            MessageKind::ManagerDigest => "manager_digest",
-            MessageKind::WeeklySummary => "weekly_summary",
-        }
-    }
-}
-
-/// Where a message goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "via", rename_all = "snake_case")]
-pub enum Delivery {
-    Email {
-        to: String,
-    },
-    /// The incoming webhook's own channel.
-    SlackWebhook,
-    /// `chat.postMessage` to a channel or a user (a direct message).
-    SlackChannel {
-        channel: String,
-    },
-}
-
-impl Delivery {
-    pub fn channel_name(&self) -> &'static str {
-        match self {
-            Delivery::Email { .. } => "email",
-            Delivery::SlackWebhook | Delivery::SlackChannel { .. } => "slack",
-        }
-    }
-
-    /// Who it reaches, for the ledger and `handoff state`.
-    pub fn address(&self) -> String {
-        match self {
-            Delivery::Email { to } => to.clone(),
-            Delivery::SlackWebhook => "(webhook channel)".to_string(),
-            Delivery::SlackChannel { channel } => channel.clone(),
-        }
-    }
-}
-
-/// One message, rendered when it was decided: a retry sends exactly this.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
-    pub key: ActionKey,
-    pub kind: MessageKind,
-    /// The CRM owner it is for; empty for a summary to an address or channel.
-    pub recipient: String,
-    pub delivery: Delivery,
-    pub subject: String,
-    /// The plain-text part (and the body of a CRM task).
-    pub text: String,
-    /// The HTML part.
-    pub html: String,
-    /// Slack `mrkdwn`.
-    pub slack: String,
-    /// When the content was computed (the email's `Date:`).
-    pub composed_at: DateTime<Utc>,
-}
+// The settings live with the rest of the config, the signals with the
+// scorecard they read; both are part of what this module pushes.
+pub use crate::config::notify as settings;
+pub use crate::config::notify::{DigestKind, NotifySettings, SignalSettings};
+pub use crate::report::signals;
+pub use crate::store::messages::{Delivery, Message, MessageKind};
 
 /// A key segment: ids and dates as they are, anything else hashed.
 fn segment(text: &str) -> String {

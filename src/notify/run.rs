@@ -13,13 +13,13 @@ use handoff_model::{
 use super::channel::{self, ChannelError};
 use super::digest::{self, Book, Digest, RecordUrl};
 use super::settings::NotifySettings;
-use super::signals::{self, Signals};
 use super::{schedule, summary, Delivery, DigestKind, Message, MessageKind, SignalSettings};
 use crate::config::{Config, ConfigError, Connection};
 use crate::engine::{self, Owners};
 use crate::policy::CompiledPolicy;
 use crate::report;
-use crate::store::{ActionSummary, Batch, LeadState, LedgerEntry, MessageEntry, Store, StoreError, StoredLead};
+use crate::report::signals::{self, signals_of};
+use crate::store::{ActionSummary, Batch, LedgerEntry, MessageEntry, Store, StoreError};
 
 /// The longest task body a CRM takes comfortably (Salesforce: 32,000).
 const TASK_BODY_MAX_CHARS: usize = 30_000;
@@ -473,7 +473,7 @@ impl Notifier {
                     );
                     match &error.class {
                         ErrorClass::Retryable if next.attempts < max_attempts => {
-                            next.next_attempt_at = now + crate::daemon::outbox::backoff(next.attempts);
+                            next.next_attempt_at = now + crate::store::backoff(next.attempts);
                             out.retrying += 1;
                             tracing::warn!(channel, code = %error.code, error = %error.message, key = %sending.message.key, "delivery failed; retrying later");
                         }
@@ -563,29 +563,6 @@ pub fn refresh_signals(
     batch.set_meta_text("signals", &serde_json::to_string(&found).unwrap_or_default());
     batch.set_meta_text("signals_week", &closed.to_string());
     Ok(batch)
-}
-
-/// The signals of what the store holds at `now` (over [`signals::HISTORY_WEEKS`]).
-pub fn signals_of(
-    policy: &CompiledPolicy,
-    leads: &[StoredLead],
-    states: &BTreeMap<String, LeadState>,
-    owners: &[Owner],
-    settings: &SignalSettings,
-    now: DateTime<Utc>,
-) -> Signals {
-    let card = report::compute(
-        &report::Input { instance: "", policy, leads, states, owners },
-        signals::HISTORY_WEEKS,
-        now,
-        None,
-    );
-    signals::evaluate(&card, settings)
-}
-
-/// The signals cached by the daemon, if any.
-pub fn cached_signals(store: &Store) -> Result<Option<Signals>, StoreError> {
-    Ok(store.meta_text("signals")?.and_then(|t| serde_json::from_str(&t).ok()))
 }
 
 /// What today's digests and the latest summary would say, composed but not

@@ -31,6 +31,7 @@
 
 mod html;
 mod render;
+pub mod signals;
 pub mod weekly;
 
 use std::collections::{BTreeMap, HashMap};
@@ -195,9 +196,9 @@ pub struct Scorecard {
     pub by: Option<Dimension>,
     pub weeks: Vec<Week>,
     /// The calibration signals, when the caller judged them (they need a
-    /// longer history than the weeks shown; see [`crate::notify::signals`]).
+    /// longer history than the weeks shown; see [`signals`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub signals: Option<crate::notify::signals::Signals>,
+    pub signals: Option<signals::Signals>,
 }
 
 /// A commitment's value as the scorecard prints it (a share or a count).
@@ -647,7 +648,7 @@ pub fn run_cli(args: &ReportOptions) -> anyhow::Result<std::process::ExitCode> {
         Ok(store) => {
             let now = args.at.unwrap_or_else(Utc::now);
             let mut card = from_store(&config.instance.name, &config.policy, &store, args.weeks, now, args.by)?;
-            card.signals = Some(crate::notify::run::signals_of(
+            card.signals = Some(signals::signals_of(
                 &config.policy,
                 &store.leads()?,
                 &store.states()?,

@@ -111,7 +111,7 @@ pub fn render_table(card: &Scorecard) -> String {
     }
     if let Some(signals) = &card.signals {
         let _ = writeln!(out, "SIGNALS");
-        out.push_str(&crate::notify::signals::render_text(signals));
+        out.push_str(&super::signals::render_text(signals));
     }
     if let Some(by) = card.by {
         let _ = writeln!(out, "BY {:?} ({})", by, last.start.format("week of %Y-%m-%d")).map(|_| ());

@@ -17,7 +17,77 @@ use handoff_model::{ActionKey, WriteError};
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Store, StoreError, Tree};
-use crate::notify::Message;
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    RepDigest,
+    ManagerDigest,
+    WeeklySummary,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::RepDigest => "rep_digest",
+            MessageKind::ManagerDigest => "manager_digest",
+            MessageKind::WeeklySummary => "weekly_summary",
+        }
+    }
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum Delivery {
+    Email {
+        to: String,
+    },
+    /// The incoming webhook's own channel.
+    SlackWebhook,
+    /// `chat.postMessage` to a channel or a user (a direct message).
+    SlackChannel {
+        channel: String,
+    },
+}
+
+impl Delivery {
+    pub fn channel_name(&self) -> &'static str {
+        match self {
+            Delivery::Email { .. } => "email",
+            Delivery::SlackWebhook | Delivery::SlackChannel { .. } => "slack",
+        }
+    }
+
+    /// Who it reaches, for the ledger and `handoff state`.
+    pub fn address(&self) -> String {
+        match self {
+            Delivery::Email { to } => to.clone(),
+            Delivery::SlackWebhook => "(webhook channel)".to_string(),
+            Delivery::SlackChannel { channel } => channel.clone(),
+        }
+    }
+}
+
+/// One message, rendered when it was decided: a retry sends exactly this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub key: ActionKey,
+    pub kind: MessageKind,
+    /// The CRM owner it is for; empty for a summary to an address or channel.
+    pub recipient: String,
+    pub delivery: Delivery,
+    pub subject: String,
+    /// The plain-text part (and the body of a CRM task).
+    pub text: String,
+    /// The HTML part.
+    pub html: String,
+    /// Slack `mrkdwn`.
+    pub slack: String,
+    /// When the content was computed (the email's `Date:`).
+    pub composed_at: DateTime<Utc>,
+}
 
 /// A message handoff owes a person or a channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -357,6 +357,13 @@ pub struct Counts {
     pub held: usize,
 }
 
+/// Backoff before retry `attempt` (1-based) of a retryable write: 30 s,
+/// doubling, at most an hour.
+pub fn backoff(attempt: u32) -> chrono::Duration {
+    let secs = 30i64.saturating_mul(1i64 << attempt.saturating_sub(1).min(16));
+    chrono::Duration::seconds(secs.min(3_600))
+}
+
 /// The daemon's state, over some [`Backend`].
 pub struct Store {
     backend: Box<dyn Backend>,
@@ -672,7 +679,7 @@ impl Store {
 
     /// Records held back because they could not be mapped (the per-stream
     /// quarantine). This store keeps no quarantine yet, so there are none;
-    /// `run --once` exits with [`crate::daemon::service::exit::QUARANTINED`]
+    /// `run --once` exits with [`crate::exit::QUARANTINED`]
     /// when this is above zero.
     pub fn quarantined_count(&self) -> Result<usize, StoreError> {
         Ok(0)

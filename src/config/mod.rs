@@ -25,6 +25,8 @@
 //! `{ file = "/path" }` or `{ env = "VAR" }`. They are resolved only when
 //! asked ([`SecretSource::resolve`], [`Config::check_local_files`]).
 
+pub mod notify;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -54,9 +56,9 @@ pub struct Config {
     pub sync: SyncSettings,
     pub daemon: DaemonSettings,
     /// `[notify]`: digests and the weekly summary; `None`: nothing is pushed.
-    pub notify: Option<crate::notify::NotifySettings>,
+    pub notify: Option<notify::NotifySettings>,
     /// `[signals]`: when the calibration signals fire.
-    pub signals: crate::notify::SignalSettings,
+    pub signals: notify::SignalSettings,
     /// The policy as written, kept for reports that quote the operator.
     pub policy_source: Policy,
     /// The policy the engine runs.
@@ -598,19 +600,19 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
             ));
         }
     }
-    let notify: Option<Option<crate::notify::NotifySettings>> = match root.get("notify") {
+    let notify: Option<Option<notify::NotifySettings>> = match root.get("notify") {
         Some(v) => part(v, "notify", &mut issues).map(Some),
         None => Some(None),
     };
     if let (Some(Some(n)), Some(inst)) = (&notify, &instance) {
-        crate::notify::settings::check(n, inst.crm, connection.as_ref(), &mut issues);
+        notify::check(n, inst.crm, connection.as_ref(), &mut issues);
     }
-    let signals: Option<crate::notify::SignalSettings> = match root.get("signals") {
+    let signals: Option<notify::SignalSettings> = match root.get("signals") {
         Some(v) => part(v, "signals", &mut issues),
-        None => Some(crate::notify::SignalSettings::default()),
+        None => Some(notify::SignalSettings::default()),
     };
     if let Some(s) = &signals {
-        crate::notify::settings::check_signals(s, &mut issues);
+        notify::check_signals(s, &mut issues);
     }
     let policy_source = match root.get("policy") {
         Some(v) => read_policy(v, &mut issues),
@@ -704,7 +706,7 @@ impl Config {
             }
         }
         if let Some(n) = &self.notify {
-            for (key, source) in crate::notify::settings::secrets(n) {
+            for (key, source) in notify::secrets(n) {
                 if let Err(ConfigError::Secret { message, fix, .. }) = source.resolve() {
                     issues.push(Issue::new(key, source.describe(), message, fix));
                 }
@@ -1335,7 +1337,7 @@ mod tests {
         assert!(issues[1].fix.contains("did you mean `lag_secs`"), "{}", issues[1]);
     }
 
-    const EXAMPLE: &str = include_str!("../config/salesforce.example.toml");
+    const EXAMPLE: &str = include_str!("../../config/salesforce.example.toml");
 
     fn paths_after(old: &str, new: &str) -> Vec<String> {
         assert!(EXAMPLE.contains(old), "the example no longer contains {old:?}");

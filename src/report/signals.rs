@@ -15,11 +15,15 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::SignalSettings;
+use crate::config::notify::SignalSettings;
+use handoff_model::Owner;
+
+use crate::policy::CompiledPolicy;
 use crate::report::{Commitment, Scorecard, Side, Unit, Week};
+use crate::store::{LeadState, Store, StoreError, StoredLead};
 
 /// Weeks a scorecard must span for every signal and the year-ago column.
 pub const HISTORY_WEEKS: usize = 66;
@@ -285,11 +289,29 @@ pub fn render_text(s: &Signals) -> String {
     out
 }
 
+/// The signals of what the store holds at `now` (over [`HISTORY_WEEKS`]).
+pub fn signals_of(
+    policy: &CompiledPolicy,
+    leads: &[StoredLead],
+    states: &BTreeMap<String, LeadState>,
+    owners: &[Owner],
+    settings: &SignalSettings,
+    now: DateTime<Utc>,
+) -> Signals {
+    let card = super::compute(&super::Input { instance: "", policy, leads, states, owners }, HISTORY_WEEKS, now, None);
+    evaluate(&card, settings)
+}
+
+/// The signals cached by the daemon, if any.
+pub fn cached_signals(store: &Store) -> Result<Option<Signals>, StoreError> {
+    Ok(store.meta_text("signals")?.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::{Metrics, Ratio};
-    use chrono::{TimeZone, Utc};
+    use chrono::TimeZone;
 
     fn week(start: NaiveDate, f: impl Fn(&mut Metrics, &mut Vec<Commitment>)) -> Week {
         let at = Utc.from_utc_datetime(&start.and_hms_opt(5, 0, 0).unwrap_or_default());

@@ -8,7 +8,7 @@ use chrono::NaiveTime;
 use handoff_model::CrmKind;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::config::{Connection, SecretSource};
+use super::{Connection, SecretSource};
 use crate::policy::Issue;
 
 /// A local time of day, written "HH:MM".
