@@ -242,6 +242,7 @@ pub enum SandboxCrm {
     Hubspot,
 }
 
+#[cfg(feature = "sandbox")]
 impl SandboxCrm {
     fn kind(self) -> handoff_model::CrmKind {
         match self {
@@ -277,6 +278,7 @@ impl ReportArgs {
     }
 }
 
+#[cfg(feature = "sandbox")]
 impl DemoArgs {
     fn options(&self) -> crate::demo::DemoOptions {
         crate::demo::DemoOptions {
@@ -290,6 +292,7 @@ impl DemoArgs {
     }
 }
 
+#[cfg(feature = "sandbox")]
 impl SandboxArgs {
     pub fn options(&self) -> handoff_sandbox::SandboxOptions {
         let mut opts = handoff_sandbox::SandboxOptions::new(self.crm.kind());
@@ -326,10 +329,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => {
             handoff_sandbox::server::run_blocking(args.options())?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(not(feature = "sandbox"))]
+        Command::Sandbox(_) | Command::Demo(_) => Err(anyhow::anyhow!(
+            "this build of handoff leaves the sandbox out (built without the `sandbox` feature); `handoff sandbox` and `handoff demo` need a default build"
+        )),
         Command::Run(args) => {
             let options = crate::daemon::service::RunOptions { once: args.once };
             let code = runtime()?.block_on(async {
@@ -339,6 +347,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::State(args) => crate::state::run(&args.options()),
+        #[cfg(feature = "sandbox")]
         Command::Demo(args) => runtime()?.block_on(crate::demo::run_cli(&args.options())),
         Command::Report(args) => crate::report::run_cli(&args.options()),
     }

@@ -25,6 +25,7 @@ pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod engine;
 pub mod exit;
