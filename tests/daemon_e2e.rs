@@ -145,10 +145,9 @@ fn owner_timelines(
     for r in log.iter().filter(|r| (200..300).contains(&r.status)) {
         let Some(body) = &r.body else { continue };
         let records: Vec<(String, String)> = match crm {
-            CrmKind::Salesforce if r.method == "PATCH" && r.path.ends_with("/composite/sobjects") => body["records"]
-                .as_array()
+            CrmKind::Salesforce => r
+                .collection_records()
                 .into_iter()
-                .flatten()
                 .filter(|rec| rec["attributes"]["type"] == "Lead")
                 .filter_map(|rec| Some((rec["id"].as_str()?.to_string(), rec["OwnerId"].as_str()?.to_string())))
                 .collect(),

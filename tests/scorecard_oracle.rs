@@ -1393,12 +1393,10 @@ fn lead_writes(
 ) -> Vec<(DateTime<Utc>, usize, Option<String>)> {
     let mut out = Vec::new();
     for r in log {
-        if r.method != "PATCH" || !r.path.ends_with("/composite/sobjects") || !(200..300).contains(&r.status) {
+        if !(200..300).contains(&r.status) {
             continue;
         }
-        let records =
-            r.body.as_ref().and_then(|b| b.get("records")).and_then(Value::as_array).cloned().unwrap_or_default();
-        for rec in records {
+        for rec in r.collection_records() {
             if rec["attributes"]["type"] != "Lead" {
                 continue;
             }
@@ -1457,8 +1455,7 @@ async fn every_scorecard_number_matches_the_org_it_was_computed_from() {
         let log = sim.sandbox.shared.log.snapshot();
         sim.sandbox.shared.log.clear();
         let before = writes_logged.len();
-        writes_logged
-            .extend(log.into_iter().filter(|r| r.method == "PATCH" && r.path.ends_with("/composite/sobjects")));
+        writes_logged.extend(log.into_iter().filter(|r| !r.collection_records().is_empty()));
         if writes_logged.len() > before {
             looks.insert(look(sim.now()));
         }

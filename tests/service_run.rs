@@ -18,12 +18,16 @@ use serde_json::Value;
 /// The lead ids a write request carried: a lead's own id, or the lead a
 /// task is about (Salesforce's collections carry both kinds of record).
 fn leads_written(crm: CrmKind, body: &Value) -> BTreeSet<String> {
-    let rows = match crm {
-        CrmKind::Salesforce => body["records"].as_array(),
-        CrmKind::Hubspot => body["inputs"].as_array(),
+    // Salesforce: one collection, or several inside a Composite request.
+    let collections: Vec<&Value> = match body["compositeRequest"].as_array() {
+        Some(subrequests) => subrequests.iter().map(|s| &s["body"]).collect(),
+        None => vec![body],
+    };
+    let rows: Vec<&Value> = match crm {
+        CrmKind::Salesforce => collections.iter().filter_map(|c| c["records"].as_array()).flatten().collect(),
+        CrmKind::Hubspot => body["inputs"].as_array().into_iter().flatten().collect(),
     };
     rows.into_iter()
-        .flatten()
         .filter_map(|r| match crm {
             CrmKind::Salesforce if r["attributes"]["type"] == "Task" => r["WhoId"].as_str(),
             // Field names are case-insensitive to Salesforce.
@@ -44,9 +48,10 @@ async fn stop_while_writing(crm: CrmKind) {
         daemon.insert("metrics_listen".into(), "127.0.0.1:0".into());
         daemon.insert("shutdown_grace_secs".into(), toml::Value::Integer(600));
     });
-    // Lead updates: a Salesforce sObject collection, a HubSpot batch update.
+    // Lead updates: Salesforce sObject collections (alone or in a Composite
+    // request), a HubSpot batch update.
     let writes = match crm {
-        CrmKind::Salesforce => "/composite/sobjects",
+        CrmKind::Salesforce => "/composite",
         CrmKind::Hubspot => "/objects/contacts/batch/update",
     };
     let gate = sb.shared.faults.hold(writes);

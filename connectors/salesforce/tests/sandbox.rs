@@ -513,9 +513,10 @@ async fn write_batch_with_one_bad_record_lands_the_rest_and_replays_without_dupl
     let before = c.requests_sent();
     let out = c.write(&actions).await.expect("write");
     let used = c.requests_sent() - before;
-    // One lead collection update and one task upsert collection.
-    report("write-batch", used, 2);
-    assert_eq!(used, 2, "each kind of write goes as one batch");
+    // One lead collection update and one task upsert collection, both in
+    // one Composite request.
+    report("write-batch", used, 1);
+    assert_eq!(used, 1, "the collections ride in one Composite request");
     assert_eq!(out.len(), actions.len());
     for (i, o) in out.iter().enumerate() {
         assert_eq!(o.key, actions[i].key, "outcomes come back in input order");
@@ -548,6 +549,78 @@ async fn write_batch_with_one_bad_record_lands_the_rest_and_replays_without_dupl
     let updated = lead["records"].as_array().expect("records").iter().find(|r| r["Id"] == json!(leads[0].0)).cloned();
     assert_eq!(updated.map(|r| r["SLA_Status__c"].clone()), Some(json!("due")));
     let _ = ErrorClass::Permanent;
+    sb.stop().await;
+}
+
+#[tokio::test]
+async fn collections_ride_five_to_a_composite_request_and_each_keeps_its_own_results() {
+    let sb = sandbox(50).await;
+    let mut s = settings(&sb);
+    // Small collections, so a few dozen records make many of them.
+    s.write_batch_size = 2;
+    let c = connect(s).await.expect("connects");
+    let dump = admin_json(&sb, reqwest::Method::GET, "records/Lead", None).await;
+    let leads: Vec<(String, String)> = dump["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["IsDeleted"] != json!(true) && r["OwnerId"].as_str().is_some_and(|o| o.starts_with("005")))
+        .take(12)
+        .map(|r| {
+            (r["Id"].as_str().unwrap_or_default().to_string(), r["OwnerId"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    assert_eq!(leads.len(), 12);
+    // 12 lead updates (6 collections) and 6 task upserts (3 collections),
+    // one task poisoned: 9 collections, so 2 Composite requests.
+    let mut actions: Vec<Action> = leads
+        .iter()
+        .map(|(lead, _)| Action {
+            key: ActionKey(format!("sla:{lead}:fields")),
+            lead_id: lead.clone(),
+            kind: ActionKind::UpdateLead { fields: BTreeMap::from([("SLA_Status__c".to_string(), json!("at_risk"))]) },
+        })
+        .collect();
+    for (i, (lead, owner)) in leads.iter().take(6).enumerate() {
+        let subject = if i == 4 { "POISON follow up".to_string() } else { format!("Follow up {i}") };
+        actions.push(task_action(&format!("sla:{lead}:first-touch:composite"), lead, owner, &subject));
+    }
+    sb.shared.faults.arm(Fault::PartialBatchFailure { marker: "POISON".into(), count: 1 });
+    let log_before = sb.shared.log.len();
+    let before = c.requests_sent();
+    let out = c.write(&actions).await.expect("write");
+    let used = c.requests_sent() - before;
+    report("write-composite-9-collections", used, 2);
+    assert_eq!(used, 2, "nine collections in two Composite requests");
+    let composite: Vec<_> =
+        sb.shared.log.snapshot()[log_before..].iter().filter(|r| r.path.ends_with("/composite")).cloned().collect();
+    assert_eq!(composite.len(), 2, "{composite:?}");
+    assert_eq!(out.len(), actions.len());
+    for (i, o) in out.iter().enumerate() {
+        assert_eq!(o.key, actions[i].key, "outcomes come back in input order");
+        if i == 12 + 4 {
+            assert!(o.result.is_err(), "the poisoned task fails alone: {:?}", o.result);
+        } else {
+            assert!(o.result.is_ok(), "action {i}: {:?}", o.result);
+        }
+    }
+    let after = admin_json(&sb, reqwest::Method::GET, "records/Lead", None).await;
+    let status_of = |id: &str| {
+        after["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .find(|r| r["Id"] == json!(id))
+            .map(|r| r["SLA_Status__c"].clone())
+    };
+    for (lead, _) in &leads {
+        assert_eq!(status_of(lead), Some(json!("at_risk")), "lead {lead}");
+    }
+    // A replay lands the poisoned task and duplicates nothing.
+    let again = c.write(&actions).await.expect("replay");
+    assert!(again.iter().all(|o| o.result.is_ok()), "{again:?}");
+    let dups = admin_json(&sb, reqwest::Method::GET, "duplicates/tasks", None).await;
+    assert_eq!(dups["by_handoff_key"], json!([]), "{dups}");
     sb.stop().await;
 }
 

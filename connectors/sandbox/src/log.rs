@@ -29,6 +29,29 @@ pub struct RequestLog {
     inner: Arc<Mutex<Vec<LoggedRequest>>>,
 }
 
+impl LoggedRequest {
+    /// The records a Salesforce write carried through sObject Collections:
+    /// a collection request's own, or those of every collection inside a
+    /// Composite request (whose subrequests are not logged on their own).
+    pub fn collection_records(&self) -> Vec<&serde_json::Value> {
+        let Some(body) = &self.body else { return Vec::new() };
+        if self.path.ends_with("/composite") {
+            body["compositeRequest"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|sub| sub["url"].as_str().is_some_and(|u| u.contains("/composite/sobjects")))
+                .filter_map(|sub| sub["body"]["records"].as_array())
+                .flatten()
+                .collect()
+        } else if self.path.contains("/composite/sobjects") {
+            body["records"].as_array().into_iter().flatten().collect()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 impl RequestLog {
     pub fn push(&self, req: LoggedRequest) {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).push(req);
