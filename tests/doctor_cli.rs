@@ -474,3 +474,55 @@ async fn hubspot_fix_creates_the_missing_properties_and_only_those() {
         .unwrap();
     assert_eq!(due["type"], "number", "{due:#}");
 }
+
+/// Writes `value` to `dir/name`, private, and returns `{ file = … }`.
+fn secret_file(dir: &Path, name: &str, value: &str) -> toml::Value {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, value).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut t = toml::Table::new();
+    t.insert("file".into(), path.display().to_string().into());
+    toml::Value::Table(t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_oauth_scopes_come_from_the_access_token_metadata() {
+    let sb = org(CrmKind::Hubspot).await;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    let c = sb.credentials.clone();
+    let cfg = config(&sb, dir.path(), "oauth", |t| {
+        let mut auth = toml::Table::new();
+        auth.insert("flow".into(), "oauth".into());
+        auth.insert("client_id".into(), c["client_id"].as_str().unwrap().into());
+        auth.insert("client_secret".into(), secret_file(&creds, "client-secret", c["client_secret"].as_str().unwrap()));
+        auth.insert("refresh_token".into(), secret_file(&creds, "refresh-token", c["refresh_token"].as_str().unwrap()));
+        let hs = t.get_mut("hubspot").and_then(|h| h.as_table_mut()).unwrap();
+        hs.insert("auth".into(), toml::Value::Table(auth));
+    });
+    // HubSpot reports no daily limit to an OAuth app: the budget cannot be
+    // judged, which is a warning.
+    let (code, answer) = doctor(&sb, &cfg, &[]).await;
+    only(&answer, "api_budget", "warn");
+    assert_eq!(code, 0, "{answer:#}");
+    let log = admin(&sb, reqwest::Method::GET, "requests", Value::Null).await;
+    let paths: Vec<&str> = log.as_array().unwrap().iter().filter_map(|r| r["path"].as_str()).collect();
+    assert!(paths.contains(&"/oauth/v1/access-tokens/{token}"), "{paths:?}");
+    assert!(!paths.iter().any(|p| p.contains("private-apps")), "{paths:?}");
+
+    let scopes = admin(&sb, reqwest::Method::GET, "hubspot/scopes", Value::Null).await;
+    let narrowed: Vec<&Value> =
+        scopes["scopes"].as_array().unwrap().iter().filter(|s| *s != "crm.schemas.contacts.read").collect();
+    admin(&sb, POST, "hubspot/scopes", json!({"scopes": narrowed})).await;
+    let (code, answer) = doctor(&sb, &cfg, &[]).await;
+    let st = statuses(&answer);
+    assert_eq!((st["scopes"].as_str(), st["api_budget"].as_str()), ("miss", "warn"), "{answer:#}");
+    assert_eq!(st.values().filter(|s| *s == "ok").count(), st.len() - 2, "{answer:#}");
+    let scopes_line = line(&answer, "scopes");
+    assert!(scopes_line["detail"].as_str().unwrap().contains("crm.schemas.contacts.read"));
+    assert!(scopes_line["fix"].as_str().unwrap().contains("reinstall"), "{scopes_line:#}");
+    assert_eq!(code, 8);
+    assert_eq!(writes(&sb).await, Vec::<String>::new());
+}

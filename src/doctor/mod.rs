@@ -340,8 +340,8 @@ pub fn judge(config: &Config, report: &OrgReport) -> Vec<Line> {
     if budget.limit == 0 {
         lines.push(Line::warn(
             "api_budget",
-            format!("the CRM reported no daily limit; {detail}"),
-            "run doctor again after the daemon's first calls, or check the limit in the CRM",
+            format!("the CRM reported no daily limit to compare with; {detail}"),
+            "check the app's daily API limit in the CRM (HubSpot reports none to OAuth apps) against the backfill's calls",
         ));
     } else if budget.remaining() < report.backfill_calls {
         lines.push(Line::miss(
