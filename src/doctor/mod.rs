@@ -405,3 +405,120 @@ pub fn render_text(lines: &[Line]) -> String {
     out.push_str(&format!("{missing} missing, {warnings} warning(s), {} check(s)\n", lines.len()));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use handoff_model::{ApiBudget, FieldInfo, HistoryTracking, Owner};
+
+    use super::*;
+
+    fn demo_config() -> Config {
+        crate::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml")).unwrap()
+    }
+
+    fn user(id: &str, manager: Option<&str>) -> Owner {
+        Owner {
+            id: id.into(),
+            kind: OwnerKind::User,
+            name: None,
+            email: None,
+            manager_id: manager.map(str::to_string),
+            time_zone: Some("America/New_York".into()),
+            active: true,
+            modified_at: None,
+        }
+    }
+
+    /// An org with everything the demo config needs.
+    fn ready(config: &Config) -> OrgReport {
+        let field = |kind, crm_type: &str| FieldInfo { kind, crm_type: crm_type.into(), unique: false };
+        let mut lead_fields: BTreeMap<String, FieldInfo> =
+            config.policy.referenced_fields().into_iter().map(|f| (f, field(FieldKind::Text, "string"))).collect();
+        lead_fields.insert("SLA_Due__c".into(), field(FieldKind::DateTime, "datetime"));
+        lead_fields.insert("SLA_Breach_Count__c".into(), field(FieldKind::Number, "double"));
+        let pool =
+            Owner { kind: OwnerKind::Queue, manager_id: None, time_zone: None, ..user("00GHs0000000001MAA", None) };
+        OrgReport {
+            crm: CrmKind::Salesforce,
+            lead_fields,
+            task_key_field: "Handoff_Key__c".into(),
+            task_key: Some(FieldInfo { kind: FieldKind::Text, crm_type: "string".into(), unique: true }),
+            history: Some(HistoryTracking { lead_history: true }),
+            scopes: None,
+            owners: vec![user("vp", None), user("rep", Some("vp")), user("integration", None), pool],
+            leads_by_unmanaged_user: BTreeMap::from([("integration".to_string(), 0)]),
+            lead_count: 10,
+            activity_count: 20,
+            backfill_calls: 12,
+            budget: ApiBudget { used: 0, limit: 1000, allowed: 500, paused_until: None },
+        }
+    }
+
+    fn status_of(lines: &[Line], check: &str) -> Status {
+        lines.iter().find(|l| l.check == check).map(|l| l.status).unwrap()
+    }
+
+    #[test]
+    fn a_ready_org_passes_and_each_change_fails_its_own_line() {
+        let config = demo_config();
+        let report = ready(&config);
+        let lines = judge(&config, &report);
+        assert!(lines.iter().all(|l| l.status == Status::Ok), "{lines:#?}");
+        assert!(missing_fields(&config, &report).is_empty());
+
+        let mut r = ready(&config);
+        r.lead_fields.insert(
+            "SLA_Breach_Count__c".into(),
+            FieldInfo { kind: FieldKind::Text, crm_type: "string".into(), unique: false },
+        );
+        assert_eq!(status_of(&judge(&config, &r), "sla_field.breach_count"), Status::Miss);
+        // A field of the wrong type is the admin's call: nothing to create.
+        assert!(missing_fields(&config, &r).is_empty());
+
+        let mut r = ready(&config);
+        r.owners.retain(|o| o.kind != OwnerKind::Queue);
+        assert_eq!(status_of(&judge(&config, &r), "pool.00GHs0000000001MAA"), Status::Miss);
+
+        let mut r = ready(&config);
+        r.owners.iter_mut().filter(|o| o.kind == OwnerKind::Queue).for_each(|o| o.active = false);
+        assert_eq!(status_of(&judge(&config, &r), "pool.00GHs0000000001MAA"), Status::Miss);
+
+        // The integration user owns leads after all: now it is a gap.
+        let mut r = ready(&config);
+        r.leads_by_unmanaged_user.insert("integration".into(), 3);
+        let lines = judge(&config, &r);
+        assert_eq!(status_of(&lines, "owner_managers"), Status::Miss);
+        assert!(lines.iter().any(|l| l.check == "owner_managers" && l.detail.contains("integration")));
+
+        let mut r = ready(&config);
+        r.budget.limit = 0;
+        assert_eq!(status_of(&judge(&config, &r), "api_budget"), Status::Warn);
+
+        let mut r = ready(&config);
+        r.budget.used = 490;
+        assert_eq!(status_of(&judge(&config, &r), "api_budget"), Status::Miss);
+
+        let mut r = ready(&config);
+        r.task_key = None;
+        r.lead_fields.remove("SLA_Due__c");
+        let wanted = missing_fields(&config, &r);
+        let names: Vec<&str> = wanted.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["SLA_Due__c", "Handoff_Key__c"]);
+        assert!(wanted[1].unique && wanted[1].object == FieldObject::Task);
+        assert_eq!(wanted[0].kind, FieldKind::DateTime);
+    }
+
+    #[test]
+    fn the_text_lists_each_check_with_its_fix_and_counts() {
+        let config = demo_config();
+        let mut r = ready(&config);
+        r.history = Some(HistoryTracking { lead_history: false });
+        let text = render_text(&judge(&config, &r));
+        assert!(text.contains("MISS  history_tracking: "), "{text}");
+        assert!(text.contains("      fix: in Setup → Object Manager → Lead"), "{text}");
+        assert!(text.ends_with("1 missing, 0 warning(s), 11 check(s)\n"), "{text}");
+    }
+}

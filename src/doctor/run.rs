@@ -59,7 +59,7 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> anyhow::Result<u8>
                 ),
                 fix: Some("start handoff after the daily budget resets, or raise daily_budget_share; then run doctor again".into()),
             }];
-            print_lines(options, &lines, None);
+            print_lines(options, &lines);
             return Ok(crate::exit::DOCTOR_MISSING);
         }
         Err(e) => return Err(e.into()),
@@ -98,14 +98,13 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> anyhow::Result<u8>
 }
 
 /// The checklist alone, when there is no report to show with it.
-fn print_lines(options: &DoctorOptions, lines: &[Line], report: Option<&OrgReport>) {
+fn print_lines(options: &DoctorOptions, lines: &[Line]) {
     if options.json {
         let v = json!({
             "ok": !lines.iter().any(|l| l.status == Status::Miss),
             "missing": lines.iter().filter(|l| l.status == Status::Miss).count(),
             "warnings": lines.iter().filter(|l| l.status == Status::Warn).count(),
             "checks": lines,
-            "org": report.map(|r| json!({"leads": r.lead_count})),
         });
         println!("{v:#}");
     } else {
