@@ -42,6 +42,8 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> anyhow::Result<u8>
         ),
         _ => {}
     }
+    // A refresh token the CRM rotates while the doctor logs in must be kept
+    // where the daemon will look for it, or the daemon's copy is dead.
     connect::prepare_state_dir(&config.instance.state_dir)?;
     let now = SharedNow::default();
     now.set(TimeSource::for_config(config)?.now().await?);
