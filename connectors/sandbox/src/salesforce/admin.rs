@@ -543,11 +543,15 @@ async fn set_public_key(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Respo
 #[serde(deny_unknown_fields)]
 struct FieldHistoryBody {
     enabled: bool,
+    /// The Lead fields tracked (API names: `OwnerId`, `Status`); unchanged when absent.
+    #[serde(default)]
+    fields: Option<Vec<String>>,
 }
 
 async fn get_field_history(State(sf): State<Arc<Salesforce>>) -> Response {
     let now = sf.shared.clock.now();
-    Json(json!({ "enabled": sf.sync(now).field_history() })).into_response()
+    let st = sf.sync(now);
+    Json(json!({ "enabled": st.field_history(), "fields": st.tracked_fields() })).into_response()
 }
 
 /// `POST /field-history`: `{"enabled": false}` turns Lead field history
@@ -560,5 +564,8 @@ async fn set_field_history(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Re
     let now = sf.shared.clock.now();
     let mut st = sf.sync(now);
     st.set_field_history(b.enabled);
-    Json(json!({ "enabled": st.field_history() })).into_response()
+    if let Some(fields) = b.fields {
+        st.set_tracked_fields(fields.into_iter().collect());
+    }
+    Json(json!({ "enabled": st.field_history(), "fields": st.tracked_fields() })).into_response()
 }
