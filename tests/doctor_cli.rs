@@ -243,6 +243,16 @@ async fn salesforce_each_problem_fails_exactly_its_line() {
     assert_eq!(code, 8);
     admin(&sb, POST, "salesforce/field-history", json!({"enabled": true})).await;
 
+    // History on, but not for Lead Status (FieldDefinition.IsFieldHistoryTracked).
+    admin(&sb, POST, "salesforce/field-history", json!({"enabled": true, "fields": ["OwnerId"]})).await;
+    let (code, answer) = doctor(&sb, &cfg, &[]).await;
+    only(&answer, "history_tracking", "miss");
+    let history = line(&answer, "history_tracking");
+    assert!(history["detail"].as_str().unwrap().contains("Lead Status"), "{history:#}");
+    assert!(!history["detail"].as_str().unwrap().contains("Lead Owner"), "{history:#}");
+    assert_eq!(code, 8);
+    admin(&sb, POST, "salesforce/field-history", json!({"enabled": true, "fields": ["OwnerId", "Status"]})).await;
+
     // A rep without a manager, while the ladder escalates to managers.
     let users = admin(&sb, reqwest::Method::GET, "salesforce/records/User", Value::Null).await;
     let leads = admin(&sb, reqwest::Method::GET, "salesforce/records/Lead", Value::Null).await;

@@ -196,6 +196,26 @@ pub fn judge(config: &Config, report: &OrgReport) -> Vec<Line> {
                 "Lead field history is not tracked (Lead has no Histories), so a backfill cannot date past assignments and status changes",
                 "in Setup → Object Manager → Lead → Fields & Relationships → Set History Tracking, enable Lead History and tick Lead Owner and Lead Status",
             )
+        } else if let Some(untracked) = history
+            .tracked_fields
+            .as_ref()
+            .map(|t| {
+                [("OwnerId", "Lead Owner"), ("Status", "Lead Status")]
+                    .into_iter()
+                    .filter(|(f, _)| !t.iter().any(|x| x == f))
+                    .map(|(_, label)| label)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|u| !u.is_empty())
+        {
+            Line::miss(
+                "history_tracking",
+                format!("Lead history is on but not tracked for {}", untracked.join(" and ")),
+                format!(
+                    "in Setup → Object Manager → Lead → Fields & Relationships → Set History Tracking, tick {}",
+                    untracked.join(" and ")
+                ),
+            )
         } else if !unlisted.is_empty() {
             Line::miss(
                 "history_tracking",
@@ -446,7 +466,10 @@ mod tests {
             lead_fields,
             task_key_field: "Handoff_Key__c".into(),
             task_key: Some(FieldInfo { kind: FieldKind::Text, crm_type: "string".into(), unique: true }),
-            history: Some(HistoryTracking { lead_history: true }),
+            history: Some(HistoryTracking {
+                lead_history: true,
+                tracked_fields: Some(vec!["OwnerId".into(), "Status".into()]),
+            }),
             scopes: None,
             owners: vec![user("vp", None), user("rep", Some("vp")), user("integration", None), pool],
             leads_by_unmanaged_user: BTreeMap::from([("integration".to_string(), 0)]),
@@ -515,7 +538,7 @@ mod tests {
     fn the_text_lists_each_check_with_its_fix_and_counts() {
         let config = demo_config();
         let mut r = ready(&config);
-        r.history = Some(HistoryTracking { lead_history: false });
+        r.history = Some(HistoryTracking { lead_history: false, tracked_fields: None });
         let text = render_text(&judge(&config, &r));
         assert!(text.contains("MISS  history_tracking: "), "{text}");
         assert!(text.contains("      fix: in Setup → Object Manager → Lead"), "{text}");

@@ -70,10 +70,14 @@ pub struct FieldSpec {
 }
 
 /// Field history tracking on the lead object (Salesforce).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryTracking {
     /// The lead object keeps field history (Lead describe lists `Histories`).
     pub lead_history: bool,
+    /// The lead fields tracked, by API name (`OwnerId`, `Status`), when the
+    /// org says field by field (`FieldDefinition.IsFieldHistoryTracked`).
+    #[serde(default)]
+    pub tracked_fields: Option<Vec<String>>,
 }
 
 /// The scopes an app's token holds, against those the connector needs.

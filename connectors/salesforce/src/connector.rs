@@ -198,6 +198,28 @@ impl SalesforceConnector {
         Ok(page.total_size)
     }
 
+    /// The Lead fields with history tracking on, from the Tooling API's
+    /// `FieldDefinition.IsFieldHistoryTracked`; `None` when the org does not
+    /// answer it (the user may lack the permission to read setup data).
+    async fn tracked_lead_fields(&self) -> Result<Option<Vec<String>>, SalesforceError> {
+        let soql = "SELECT QualifiedApiName, IsFieldHistoryTracked FROM FieldDefinition WHERE EntityDefinition.QualifiedApiName = 'Lead'";
+        let path = self.client.api_path("tooling/query");
+        match self.client.send_json::<QueryPage>(Method::GET, &path, &[("q", soql)], None, "FieldDefinition").await {
+            Ok(page) => Ok(Some(
+                page.records
+                    .iter()
+                    .filter(|r| r.get("IsFieldHistoryTracked").and_then(Value::as_bool) == Some(true))
+                    .filter_map(|r| r.get("QualifiedApiName").and_then(Value::as_str).map(str::to_string))
+                    .collect(),
+            )),
+            Err(SalesforceError::Api { code, message, .. }) => {
+                tracing::info!(connector = "salesforce", code = %code, message = %message, "field history tracking per field is not readable; judging Lead's Histories only");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// What `handoff doctor` judges, read with describes, counts and the
     /// owners pull: no write call.
     async fn inspect_org(&self) -> Result<handoff_model::OrgReport, ConnectorError> {
@@ -239,7 +261,10 @@ impl SalesforceConnector {
             lead_fields: lead.fields.iter().map(|f| (f.name.clone(), f.info())).collect(),
             task_key: task.fields.iter().find(|f| f.name == key_field).map(|f| f.info()),
             task_key_field: key_field,
-            history: Some(handoff_model::HistoryTracking { lead_history: lead.has_child_relationship(map::HISTORIES) }),
+            history: Some(handoff_model::HistoryTracking {
+                lead_history: lead.has_child_relationship(map::HISTORIES),
+                tracked_fields: self.tracked_lead_fields().await?,
+            }),
             scopes: None,
             owners,
             leads_by_unmanaged_user,
