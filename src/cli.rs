@@ -3,6 +3,8 @@
 //! Subcommands:
 //! - `check --config FILE`: validate a config file and print every problem,
 //!   one line each (key path, bad value, fix). Exit 0 when valid.
+//! - `doctor --config FILE [--json] [--fix] [--write-package DIR]`: connect
+//!   to the org and check it is ready for the config, one line per check.
 //! - `explain --config FILE (--case CASE.json | --lead LEAD.json
 //!   [--activities ACTS.json] [--owner OWNER.json]) --now RFC3339 [--json]`:
 //!   judge one lead offline and say why.
@@ -48,6 +50,10 @@ pub struct Cli {
 pub enum Command {
     /// Validate a config file and report every problem at once.
     Check(CheckArgs),
+    /// Connect to the org and check it is ready for this config: fields and
+    /// their types, the task key, history tracking, scopes, escalation pools,
+    /// owners, the API budget. Read-only unless --fix or --write-package.
+    Doctor(DoctorArgs),
     /// Evaluate one lead offline under a config's policy and explain the result.
     Explain(ExplainArgs),
     /// Serve a synthetic Salesforce or HubSpot org on loopback until stopped;
@@ -169,6 +175,34 @@ pub struct CheckArgs {
     /// daemon will at start). Secret values are never printed.
     #[arg(long)]
     pub secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The config file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print the checklist as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// HubSpot: create the missing SLA properties and the task key property.
+    #[arg(long)]
+    pub fix: bool,
+    /// Salesforce: write a metadata package (package.xml and objects/*.object)
+    /// of the missing fields into DIR, for an admin to deploy.
+    #[arg(long, value_name = "DIR")]
+    pub write_package: Option<PathBuf>,
+}
+
+impl DoctorArgs {
+    fn options(&self) -> crate::doctor::DoctorOptions {
+        crate::doctor::DoctorOptions {
+            config: self.config.clone(),
+            json: self.json,
+            fix: self.fix,
+            write_package: self.write_package.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -316,6 +350,15 @@ impl SandboxArgs {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => Ok(check(&args)),
+        Command::Doctor(args) => {
+            let options = args.options();
+            let config = match load_or_report(&options.config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let code = runtime()?.block_on(crate::doctor::run(&config, &options))?;
+            Ok(ExitCode::from(code))
+        }
         Command::Explain(args) => {
             let config = match load_or_report(&args.config) {
                 Ok(c) => c,

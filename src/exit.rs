@@ -16,3 +16,6 @@ pub const GRACE_EXPIRED: u8 = 5;
 pub const NOT_CAUGHT_UP: u8 = 6;
 /// `--once`: the API budget ran out before the run caught up.
 pub const BUDGET_SPENT: u8 = 7;
+/// `doctor`: the org lacks something the config needs (each miss is
+/// listed with its fix).
+pub const DOCTOR_MISSING: u8 = 8;

@@ -10,6 +10,8 @@
 //!   time zones (DST-safe, overnight windows).
 //! - [`engine`]: the pure evaluation — (lead, activities, owner, policy,
 //!   calendar, now) → grade, clocks, actions. No I/O, no wall clock.
+//! - [`doctor`]: `handoff doctor`, the org checked against the config
+//!   (fields, task key, history, scopes, pools, owners, budget), with fixes.
 //! - [`explain`]: `handoff explain`, one lead judged offline with the
 //!   reasons in words (or the evaluation as JSON).
 //! - [`notify`]: daily digests, the weekly summary and the calibration
@@ -27,6 +29,7 @@ pub mod config;
 pub mod daemon;
 #[cfg(feature = "sandbox")]
 pub mod demo;
+pub mod doctor;
 pub mod engine;
 pub mod exit;
 pub mod explain;

@@ -115,97 +115,135 @@ impl TimeSource {
 /// Builds and authenticates the connector for `config`, reading windows
 /// against `now`.
 pub async fn connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Connector>, ConnectError> {
-    let fields: Vec<String> = config.policy.referenced_fields().into_iter().collect();
-    let state_dir = &config.instance.state_dir;
     match &config.connection {
-        Connection::Salesforce(s) => {
-            let auth = match &s.auth {
-                SalesforceAuth::JwtBearer { client_id, username, private_key, audience } => {
-                    handoff_salesforce::SalesforceAuth::JwtBearer {
-                        client_id: client_id.clone(),
-                        username: username.clone(),
-                        private_key_pem: private_key.resolve()?,
-                        audience: audience.clone(),
-                    }
-                }
-                SalesforceAuth::RefreshToken { client_id, client_secret, refresh_token } => {
-                    handoff_salesforce::SalesforceAuth::RefreshToken {
-                        client_id: client_id.clone(),
-                        client_secret: Some(client_secret.resolve()?),
-                        refresh_token: refresh_token.resolve()?,
-                    }
-                }
-                SalesforceAuth::ClientCredentials { client_id, client_secret } => {
-                    handoff_salesforce::SalesforceAuth::ClientCredentials {
-                        client_id: client_id.clone(),
-                        client_secret: client_secret.resolve()?,
-                    }
-                }
-            };
-            let mut settings = handoff_salesforce::SalesforceSettings::new(
-                s.login_url.clone(),
-                auth,
-                Arc::new(FileTokenStore::new(state_dir, "salesforce")),
-                Arc::new(now.clone()),
-            );
-            settings.instance_url = s.instance_url.clone();
-            settings.api_version = format!("v{}", s.api_version.trim_start_matches('v'));
-            settings.http.ca_file = s.ca_file.clone();
-            settings.daily_budget_share = s.daily_budget_share;
-            settings.lookback = Duration::from_secs(config.lookback_secs());
-            settings.lag = Duration::from_secs(config.lag_secs());
-            settings.required_lead_fields = fields;
-            settings.task_key_field = s.task_key_field.clone();
-            // Of the other tracked fields, those whose history the policy reads.
-            let wanted = config.policy.history_fields();
-            settings.tracked_history = handoff_salesforce::map::TrackedHistory {
-                owner: s.history_fields.iter().any(|f| f == "Owner"),
-                status: s.history_fields.iter().any(|f| f == "Status"),
-                fields: s
-                    .history_fields
-                    .iter()
-                    .filter(|f| wanted.contains(f.trim()))
-                    .map(|f| f.trim().to_string())
-                    .collect(),
-            };
-            settings.requests_per_sec = s.requests_per_sec;
+        Connection::Salesforce(_) => {
+            let settings = salesforce_settings(config, now)?;
             let c = handoff_salesforce::connect(settings).await.map_err(handoff_model::ConnectorError::from)?;
             Ok(Arc::new(c))
         }
-        Connection::Hubspot(h) => {
-            let auth = match &h.auth {
-                HubspotAuth::PrivateApp { token } => {
-                    handoff_hubspot::HubspotAuth::PrivateApp { token: token.resolve()? }
-                }
-                HubspotAuth::Oauth { client_id, client_secret, refresh_token } => handoff_hubspot::HubspotAuth::OAuth {
-                    client_id: client_id.clone(),
-                    client_secret: client_secret.resolve()?,
-                    refresh_token: refresh_token.resolve()?,
-                    token_url: None,
-                },
-            };
-            let mut settings = handoff_hubspot::HubspotSettings::new(
-                h.base_url.clone(),
-                auth,
-                Arc::new(FileTokenStore::new(state_dir, "hubspot")),
-                Arc::new(now.clone()),
-            );
-            settings.http.ca_file = h.ca_file.clone();
-            settings.daily_budget_share = h.daily_budget_share;
-            settings.lag_secs = config.lag_secs();
-            settings.lookback_secs = config.lookback_secs();
-            settings.managers = config.policy.owners.managers.clone();
-            settings.owner_time_zones = h.owner_time_zones.clone();
-            settings.extra_contact_properties = fields;
-            settings.history_properties = config.policy.history_fields().into_iter().collect();
-            settings.create_task_key_property = h.create_task_key_property;
-            settings.burst_per_10s = h.burst_per_10s;
-            settings.search_per_second = h.search_per_second;
-            let c = handoff_hubspot::connect(settings).await.map_err(handoff_model::ConnectorError::from)?;
+        Connection::Hubspot(_) => {
+            let c = handoff_hubspot::connect(hubspot_settings(config, now)?)
+                .await
+                .map_err(handoff_model::ConnectorError::from)?;
             c.authenticate().await?;
             Ok(Arc::new(c))
         }
     }
+}
+
+/// The connector for `config`, logged in but with the org not checked and
+/// nothing created in it (`handoff doctor` reports what is missing rather
+/// than stopping at the first miss, and writes only when asked).
+pub async fn unchecked_connector(config: &Config, now: &SharedNow) -> Result<Arc<dyn Connector>, ConnectError> {
+    match &config.connection {
+        Connection::Salesforce(_) => {
+            let settings = salesforce_settings(config, now)?;
+            let c =
+                handoff_salesforce::connect_unchecked(settings).await.map_err(handoff_model::ConnectorError::from)?;
+            Ok(Arc::new(c))
+        }
+        Connection::Hubspot(_) => {
+            let mut settings = hubspot_settings(config, now)?;
+            settings.create_task_key_property = false;
+            let c = handoff_hubspot::connect(settings).await.map_err(handoff_model::ConnectorError::from)?;
+            Ok(Arc::new(c))
+        }
+    }
+}
+
+fn salesforce_settings(
+    config: &Config,
+    now: &SharedNow,
+) -> Result<handoff_salesforce::SalesforceSettings, ConnectError> {
+    let Connection::Salesforce(s) = &config.connection else {
+        return Err(ConnectError::State {
+            path: "[salesforce]".into(),
+            message: "the config is not for Salesforce".into(),
+        });
+    };
+    let fields: Vec<String> = config.policy.referenced_fields().into_iter().collect();
+    let state_dir = &config.instance.state_dir;
+    let auth = match &s.auth {
+        SalesforceAuth::JwtBearer { client_id, username, private_key, audience } => {
+            handoff_salesforce::SalesforceAuth::JwtBearer {
+                client_id: client_id.clone(),
+                username: username.clone(),
+                private_key_pem: private_key.resolve()?,
+                audience: audience.clone(),
+            }
+        }
+        SalesforceAuth::RefreshToken { client_id, client_secret, refresh_token } => {
+            handoff_salesforce::SalesforceAuth::RefreshToken {
+                client_id: client_id.clone(),
+                client_secret: Some(client_secret.resolve()?),
+                refresh_token: refresh_token.resolve()?,
+            }
+        }
+        SalesforceAuth::ClientCredentials { client_id, client_secret } => {
+            handoff_salesforce::SalesforceAuth::ClientCredentials {
+                client_id: client_id.clone(),
+                client_secret: client_secret.resolve()?,
+            }
+        }
+    };
+    let mut settings = handoff_salesforce::SalesforceSettings::new(
+        s.login_url.clone(),
+        auth,
+        Arc::new(FileTokenStore::new(state_dir, "salesforce")),
+        Arc::new(now.clone()),
+    );
+    settings.instance_url = s.instance_url.clone();
+    settings.api_version = format!("v{}", s.api_version.trim_start_matches('v'));
+    settings.http.ca_file = s.ca_file.clone();
+    settings.daily_budget_share = s.daily_budget_share;
+    settings.lookback = Duration::from_secs(config.lookback_secs());
+    settings.lag = Duration::from_secs(config.lag_secs());
+    settings.required_lead_fields = fields;
+    settings.task_key_field = s.task_key_field.clone();
+    // Of the other tracked fields, those whose history the policy reads.
+    let wanted = config.policy.history_fields();
+    settings.tracked_history = handoff_salesforce::map::TrackedHistory {
+        owner: s.history_fields.iter().any(|f| f == "Owner"),
+        status: s.history_fields.iter().any(|f| f == "Status"),
+        fields: s.history_fields.iter().filter(|f| wanted.contains(f.trim())).map(|f| f.trim().to_string()).collect(),
+    };
+    settings.requests_per_sec = s.requests_per_sec;
+    Ok(settings)
+}
+
+fn hubspot_settings(config: &Config, now: &SharedNow) -> Result<handoff_hubspot::HubspotSettings, ConnectError> {
+    let Connection::Hubspot(h) = &config.connection else {
+        return Err(ConnectError::State { path: "[hubspot]".into(), message: "the config is not for HubSpot".into() });
+    };
+    let fields: Vec<String> = config.policy.referenced_fields().into_iter().collect();
+    let state_dir = &config.instance.state_dir;
+    let auth = match &h.auth {
+        HubspotAuth::PrivateApp { token } => handoff_hubspot::HubspotAuth::PrivateApp { token: token.resolve()? },
+        HubspotAuth::Oauth { client_id, client_secret, refresh_token } => handoff_hubspot::HubspotAuth::OAuth {
+            client_id: client_id.clone(),
+            client_secret: client_secret.resolve()?,
+            refresh_token: refresh_token.resolve()?,
+            token_url: None,
+        },
+    };
+    let mut settings = handoff_hubspot::HubspotSettings::new(
+        h.base_url.clone(),
+        auth,
+        Arc::new(FileTokenStore::new(state_dir, "hubspot")),
+        Arc::new(now.clone()),
+    );
+    settings.http.ca_file = h.ca_file.clone();
+    settings.daily_budget_share = h.daily_budget_share;
+    settings.lag_secs = config.lag_secs();
+    settings.lookback_secs = config.lookback_secs();
+    settings.managers = config.policy.owners.managers.clone();
+    settings.owner_time_zones = h.owner_time_zones.clone();
+    settings.extra_contact_properties = fields;
+    settings.history_properties = config.policy.history_fields().into_iter().collect();
+    settings.create_task_key_property = h.create_task_key_property;
+    settings.burst_per_10s = h.burst_per_10s;
+    settings.search_per_second = h.search_per_second;
+    Ok(settings)
 }
 
 /// A cursor that reads `stream` again as if everything before `at` had

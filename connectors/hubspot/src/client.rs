@@ -109,6 +109,12 @@ impl Client {
         Ok(())
     }
 
+    /// The access token requests go out with now (for the token-info
+    /// endpoints, which take the token itself as their argument).
+    pub async fn access_token(&self) -> Result<handoff_model::Secret, HubspotError> {
+        Ok(self.rt.credentials().access(self.rt.call_deadline()).await?.token)
+    }
+
     pub fn budget(&self) -> handoff_model::ApiBudget {
         self.rt.budget()
     }

@@ -16,11 +16,13 @@
 //!   deadlines, retries per error class, re-authentication, the pause gate,
 //!   the daily budget, tokens), and strict reading of answers.
 //! - `pull` / `write`: the two halves of the [`Connector`] trait.
+//! - `inspect`: what `handoff doctor` reads, and the properties it creates on request.
 
 pub mod auth;
 pub mod client;
 pub mod cursor;
 pub mod error;
+mod inspect;
 pub mod limits;
 pub mod map;
 mod pull;
@@ -38,6 +40,7 @@ use handoff_model::{
 use reqwest::Method;
 
 pub use error::HubspotError;
+pub use inspect::{property_body, property_info, REQUIRED_SCOPES};
 pub use settings::{
     Clock, HttpSettings, HubspotAuth, HubspotSettings, MemoryTokenStore, SharedClock, SystemClock, TokenStore,
 };
@@ -134,6 +137,15 @@ impl Connector for HubspotConnector {
 
     fn budget(&self) -> ApiBudget {
         self.client.budget()
+    }
+
+    async fn inspect(&self) -> Result<handoff_model::OrgReport, ConnectorError> {
+        handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, self.inspect_portal()).await
+    }
+
+    async fn create_fields(&self, fields: &[handoff_model::FieldSpec]) -> Result<Vec<String>, ConnectorError> {
+        let op = self.create_properties(fields);
+        handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, op).await.map_err(ConnectorError::from)
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{Action, ActionKey, Activity, BusinessCalendar, CrmKind, Lead, Owner, Timestamp};
+use crate::{Action, ActionKey, Activity, BusinessCalendar, CrmKind, FieldSpec, Lead, OrgReport, Owner, Timestamp};
 
 /// What a pull reads. Each stream has its own cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -205,4 +205,21 @@ pub trait Connector: Send + Sync {
 
     /// The budget as last reported by the CRM.
     fn budget(&self) -> ApiBudget;
+
+    /// Read what `handoff doctor` judges: fields and their types, the task
+    /// key, history tracking, scopes, owners, counts and the budget. Makes
+    /// no write call.
+    async fn inspect(&self) -> Result<OrgReport, ConnectorError>;
+
+    /// Create these fields in the org (only on the operator's request,
+    /// `handoff doctor --fix`). Returns a line per field created. A CRM
+    /// whose fields are deployed as metadata instead says so.
+    async fn create_fields(&self, fields: &[FieldSpec]) -> Result<Vec<String>, ConnectorError> {
+        let _ = fields;
+        Err(ConnectorError::NeedsConfig {
+            crm: self.crm(),
+            message: "this CRM's fields cannot be created through its data API".into(),
+            fix: "deploy them as metadata (`handoff doctor --write-package DIR`)".into(),
+        })
+    }
 }

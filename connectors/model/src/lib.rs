@@ -12,6 +12,7 @@
 //!   deterministic [`ActionKey`] so it happens exactly once.
 //! - [`connector`]: the one trait the daemon drives, its cursors, pages,
 //!   write outcomes and error classes.
+//! - [`inspect`]: what `handoff doctor` learns about an org ([`OrgReport`]).
 //! - [`secret`]: [`Secret`], a string that refuses to be printed.
 //! - [`redact`]: the one filter every external text passes before it is
 //!   logged, stored or shown; it knows every `Secret` handoff holds.
@@ -19,6 +20,7 @@
 pub mod action;
 pub mod calendar;
 pub mod connector;
+pub mod inspect;
 pub mod record;
 pub mod redact;
 pub mod retry;
@@ -30,6 +32,7 @@ pub use connector::{
     ApiBudget, Connector, ConnectorError, Cursor, Deletion, ErrorClass, PullPage, Quarantined, Stream, WriteError,
     WriteOutcome,
 };
+pub use inspect::{FieldInfo, FieldKind, FieldObject, FieldSpec, HistoryTracking, OrgReport, Scopes};
 pub use record::{
     Activity, ActivityKind, Assignment, CrmKind, Direction, FieldChange, Lead, Owner, OwnerKind, StatusChange,
 };

@@ -139,6 +139,19 @@ pub async fn connect(settings: SalesforceSettings) -> Result<SalesforceConnector
     Ok(connector)
 }
 
+/// Build the connector and log in, without checking the org: for
+/// `handoff doctor`, which reports what is missing instead of stopping at
+/// the first miss.
+pub async fn connect_unchecked(settings: SalesforceSettings) -> Result<SalesforceConnector, SalesforceError> {
+    let connector = SalesforceConnector {
+        client: Client::new(settings)?,
+        described: RwLock::new(HashMap::new()),
+        lead_histories: AtomicBool::new(false),
+    };
+    connector.client.login().await?;
+    Ok(connector)
+}
+
 impl SalesforceConnector {
     /// REST requests sent so far (token requests excluded).
     pub fn requests_sent(&self) -> u64 {
@@ -177,6 +190,89 @@ impl SalesforceConnector {
                 fix: format!("Create a Text(80) field {key_field} on Activity marked External ID and Unique, so retried task writes never duplicate"),
             }),
         }
+    }
+
+    /// `SELECT COUNT() FROM {sobject}`: one call, the count in `totalSize`.
+    async fn count(&self, sobject: &str) -> Result<u64, SalesforceError> {
+        let page = self.run_query(&format!("SELECT COUNT() FROM {sobject}"), false, sobject).await?;
+        Ok(page.total_size)
+    }
+
+    /// The Lead fields with history tracking on, from the Tooling API's
+    /// `FieldDefinition.IsFieldHistoryTracked`; `None` when the org does not
+    /// answer it (the user may lack the permission to read setup data).
+    async fn tracked_lead_fields(&self) -> Result<Option<Vec<String>>, SalesforceError> {
+        let soql = "SELECT QualifiedApiName, IsFieldHistoryTracked FROM FieldDefinition WHERE EntityDefinition.QualifiedApiName = 'Lead'";
+        let path = self.client.api_path("tooling/query");
+        match self.client.send_json::<QueryPage>(Method::GET, &path, &[("q", soql)], None, "FieldDefinition").await {
+            Ok(page) => Ok(Some(
+                page.records
+                    .iter()
+                    .filter(|r| r.get("IsFieldHistoryTracked").and_then(Value::as_bool) == Some(true))
+                    .filter_map(|r| r.get("QualifiedApiName").and_then(Value::as_str).map(str::to_string))
+                    .collect(),
+            )),
+            Err(SalesforceError::Api { code, message, .. }) => {
+                tracing::info!(connector = "salesforce", code = %code, message = %message, "field history tracking per field is not readable; judging Lead's Histories only");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What `handoff doctor` judges, read with describes, counts and the
+    /// owners pull: no write call.
+    async fn inspect_org(&self) -> Result<handoff_model::OrgReport, ConnectorError> {
+        let lead = self.describe("Lead").await?;
+        let task = self.describe("Task").await?;
+        let key_field = self.client.settings.task_key_field.clone();
+        let leads = self.count("Lead").await?;
+        let tasks = self.count("Task").await?;
+        let events = self.count("Event").await?;
+        let owners = handoff_model::inspect::read_owners(self, 10_000).await?;
+        let mut leads_by_unmanaged_user = BTreeMap::new();
+        for user in
+            handoff_model::inspect::unmanaged_users(&owners).into_iter().take(handoff_model::inspect::MAX_OWNER_COUNTS)
+        {
+            // An id is letters and digits; anything else is not put in SOQL.
+            if !user.id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                continue;
+            }
+            let soql = format!("SELECT COUNT() FROM Lead WHERE OwnerId = '{}'", user.id);
+            let n = self.run_query(&soql, false, "Lead").await?.total_size;
+            leads_by_unmanaged_user.insert(user.id.clone(), n);
+        }
+        let page = u64::from(self.client.settings.query_batch_size);
+        let users = owners.iter().filter(|o| o.kind == handoff_model::OwnerKind::User).count() as u64;
+        let queues = owners.len() as u64 - users;
+        let pages = handoff_model::inspect::pages;
+        // One query per page of each object a backfill reads (leads, tasks,
+        // events, users, queues), the calendars (business hours and
+        // holidays) and the describes made at start.
+        let backfill_calls = pages(leads, page)
+            + pages(tasks, page)
+            + pages(events, page)
+            + pages(users, page)
+            + pages(queues, page)
+            + 2
+            + 5;
+        Ok(handoff_model::OrgReport {
+            crm: CrmKind::Salesforce,
+            lead_fields: lead.fields.iter().map(|f| (f.name.clone(), f.info())).collect(),
+            task_key: task.fields.iter().find(|f| f.name == key_field).map(|f| f.info()),
+            task_key_field: key_field,
+            history: Some(handoff_model::HistoryTracking {
+                lead_history: lead.has_child_relationship(map::HISTORIES),
+                tracked_fields: self.tracked_lead_fields().await?,
+            }),
+            scopes: None,
+            owners,
+            leads_by_unmanaged_user,
+            lead_count: leads,
+            activity_count: tasks + events,
+            backfill_calls,
+            budget: self.client.budget(),
+        })
     }
 
     async fn describe(&self, sobject: &str) -> Result<Describe, SalesforceError> {
@@ -845,6 +941,11 @@ impl Connector for SalesforceConnector {
 
     fn budget(&self) -> ApiBudget {
         self.client.budget()
+    }
+
+    async fn inspect(&self) -> Result<handoff_model::OrgReport, ConnectorError> {
+        let op = self.inspect_org();
+        handoff_runtime::within(handoff_runtime::DEFAULT_OPERATION_DEADLINE, op).await
     }
 }
 

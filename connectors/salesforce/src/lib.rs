@@ -13,6 +13,7 @@
 //! - [`map`]: rows → CRM-neutral records (pure).
 //! - [`wire`]: JSON shapes and error classification (pure).
 //! - [`limits`]: `Sforce-Limit-Info` (pure).
+//! - [`package`]: the Metadata API package of the fields `handoff doctor` finds missing (pure).
 //! - [`auth`]: each OAuth flow's token request, including the hand-built
 //!   JWT assertion.
 //! - `client`: Salesforce's dialect of the shared runtime
@@ -27,10 +28,11 @@ pub mod cursor;
 pub mod error;
 pub mod limits;
 pub mod map;
+pub mod package;
 pub mod settings;
 pub mod wire;
 
-pub use connector::{connect, SalesforceConnector};
+pub use connector::{connect, connect_unchecked, SalesforceConnector};
 pub use error::SalesforceError;
 pub use settings::{
     Clock, HttpSettings, MemoryTokenStore, SalesforceAuth, SalesforceSettings, SharedClock, TokenStore,

@@ -88,6 +88,26 @@ pub struct DescribeField {
     pub name: String,
     #[serde(default)]
     pub external_id: bool,
+    /// The field's type (`string`, `double`, `datetime`, `picklist` …).
+    #[serde(default, rename = "type")]
+    pub field_type: String,
+}
+
+impl DescribeField {
+    /// The field as `handoff doctor` judges it.
+    pub fn info(&self) -> handoff_model::FieldInfo {
+        use handoff_model::FieldKind;
+        let kind = match self.field_type.as_str() {
+            "string" | "textarea" => FieldKind::Text,
+            "picklist" => FieldKind::Picklist,
+            "double" | "int" | "long" | "currency" | "percent" => FieldKind::Number,
+            "datetime" => FieldKind::DateTime,
+            "date" => FieldKind::Date,
+            "boolean" => FieldKind::Boolean,
+            _ => FieldKind::Other,
+        };
+        handoff_model::FieldInfo { kind, crm_type: self.field_type.clone(), unique: self.external_id }
+    }
 }
 
 /// Parse an error body: the usual array, a single object, or anything else

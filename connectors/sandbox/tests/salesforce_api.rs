@@ -600,7 +600,7 @@ async fn lead_history_over_http_describe_subquery_and_admin() {
 
     // Tracking off: Histories leaves describe and the subquery fails.
     let off = c.admin(reqwest::Method::POST, "/field-history", json!({"enabled": false})).await;
-    assert_eq!(off, json!({"enabled": false}));
+    assert_eq!(off, json!({"enabled": false, "fields": ["OwnerId", "Status"]}));
     let (_, _, d) = c.get(&format!("{V}/sobjects/Lead/describe")).await;
     assert!(d["childRelationships"].as_array().expect("rels").iter().all(|r| r["relationshipName"] != "Histories"));
     let (status, _, body) = c.get(&format!("{V}/query?q={}", url_encode(&q))).await;

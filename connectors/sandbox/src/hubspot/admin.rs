@@ -321,6 +321,24 @@ fn admin(
             st.leads_available = flag(body, "leads_object")?;
             Ok((StatusCode::OK, json!({"leads_object": st.leads_available})))
         }
+        ["scopes"] if m == Method::GET => Ok((StatusCode::OK, json!({"scopes": st.tokens.scopes}))),
+        ["scopes"] if m == Method::POST => {
+            let scopes = body
+                .get("scopes")
+                .and_then(Value::as_array)
+                .and_then(|l| l.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| bad("scopes (a list of scope names) is required"))?;
+            st.tokens.scopes = scopes;
+            Ok((StatusCode::OK, json!({"scopes": st.tokens.scopes})))
+        }
+        ["properties", t, name] if m == Method::DELETE => {
+            let t = object_type(t)?;
+            let removed = st.properties.get_mut(t).and_then(|p| p.remove(*name));
+            match removed {
+                Some(_) => Ok((StatusCode::OK, json!({"deleted": name}))),
+                None => Err((StatusCode::NOT_FOUND, json!({"error": format!("{t} has no property {name}")}))),
+            }
+        }
         ["history"] if m == Method::POST => {
             st.history_readable = flag(body, "readable")?;
             Ok((StatusCode::OK, json!({"readable": st.history_readable})))

@@ -87,6 +87,8 @@ pub fn router(hub: Arc<HubSpot>) -> Router {
         .route("/account-info/v3/api-usage/daily/private-apps", any(api))
         .route("/account-info/v3/details", any(api))
         .route("/oauth/v1/token", any(token))
+        .route("/oauth/v2/private-apps/get/access-token-info", any(token_info))
+        .route("/oauth/v1/access-tokens/{token}", any(token_info))
         .route("/__sandbox/hubspot/{*rest}", any(admin_route))
         .with_state(hub)
 }
@@ -261,6 +263,43 @@ async fn token(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, body: 
         status: status.as_u16(),
         counted: false,
         body: Some(serde_json::json!({"grant_type": form.get("grant_type")})),
+    });
+    json_response(status, &answer, &RateHeaders(Vec::new()))
+}
+
+/// The token-info endpoints (private app and OAuth). Not counted against
+/// the API limits; the token never reaches the request log.
+async fn token_info(State(hub): State<Arc<HubSpot>>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let now = hub.shared.clock.now();
+    let path = uri.path();
+    let (status, answer, logged_path) = if let Some(token) = path.strip_prefix("/oauth/v1/access-tokens/") {
+        let answer = if method == Method::GET {
+            hub.lock().tokens.access_token_info(token, now)
+        } else {
+            (StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"status": "error", "message": "use GET"}))
+        };
+        (answer.0, answer.1, "/oauth/v1/access-tokens/{token}".to_string())
+    } else {
+        let answer = match (method == Method::POST, serde_json::from_slice::<Value>(&body)) {
+            (true, Ok(v)) => hub.lock().tokens.private_app_token_info(&v),
+            (true, Err(e)) => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"status": "error", "message": format!("Invalid input JSON: {e}")}),
+            ),
+            (false, _) => {
+                (StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"status": "error", "message": "use POST"}))
+            }
+        };
+        (answer.0, answer.1, path.to_string())
+    };
+    hub.shared.log.push(LoggedRequest {
+        at: now,
+        method: method.to_string(),
+        path: logged_path,
+        query: None,
+        status: status.as_u16(),
+        counted: false,
+        body: None,
     });
     json_response(status, &answer, &RateHeaders(Vec::new()))
 }

@@ -34,7 +34,20 @@ pub struct Tokens {
     /// Each refresh hands out a new refresh token and invalidates the one
     /// used (off by default: HubSpot's v1 endpoint returns the same one).
     pub rotate_refresh_tokens: bool,
+    /// The scopes the app was granted, as the token-info endpoints report
+    /// them (`POST /__sandbox/hubspot/scopes` narrows them).
+    pub scopes: Vec<String>,
 }
+
+/// The scopes an app installed for handoff holds by default.
+pub const DEFAULT_SCOPES: [&str; 6] = [
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.objects.owners.read",
+    "crm.schemas.contacts.read",
+    "crm.schemas.contacts.write",
+    "oauth",
+];
 
 fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
@@ -56,6 +69,44 @@ impl Tokens {
             expires_in_secs: 1800,
             portal_id,
             rotate_refresh_tokens: false,
+            scopes: DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// `POST /oauth/v2/private-apps/get/access-token-info` with
+    /// `{"tokenKey": "pat-…"}`: the private app's scopes.
+    pub fn private_app_token_info(&self, body: &Value) -> (StatusCode, Value) {
+        let key = body.get("tokenKey").and_then(Value::as_str).unwrap_or("");
+        if key.is_empty() || key != self.private_app_token || self.private_app_revoked {
+            return (
+                StatusCode::BAD_REQUEST,
+                json!({"status": "error", "message": "The tokenKey is invalid or expired", "category": "VALIDATION_ERROR", "correlationId": uuid::Uuid::new_v4().to_string()}),
+            );
+        }
+        (StatusCode::OK, json!({"userId": 1, "hubId": self.portal_id, "appId": 1, "scopes": self.scopes}))
+    }
+
+    /// `GET /oauth/v1/access-tokens/{token}`: an OAuth access token's metadata.
+    pub fn access_token_info(&self, token: &str, now: DateTime<Utc>) -> (StatusCode, Value) {
+        match self.access.get(token) {
+            Some(t) if !t.revoked && t.expires_at > now => (
+                StatusCode::OK,
+                json!({
+                    "token": token,
+                    "user": "integration@example.com",
+                    "hub_domain": "example.com",
+                    "scopes": self.scopes,
+                    "hub_id": self.portal_id,
+                    "app_id": 1,
+                    "expires_in": (t.expires_at - now).num_seconds(),
+                    "user_id": 1,
+                    "token_type": "access",
+                }),
+            ),
+            _ => (
+                StatusCode::NOT_FOUND,
+                json!({"status": "error", "message": "The access token is invalid or expired", "correlationId": uuid::Uuid::new_v4().to_string()}),
+            ),
         }
     }
 

@@ -189,6 +189,14 @@ pub fn defaults() -> BTreeMap<String, BTreeMap<String, PropertyDef>> {
                 "BAD_TIMING",
             ],
         ),
+        read_only(def(
+            "hs_lifecyclestage_marketingqualifiedlead_date",
+            "Date entered 'Marketing Qualified Lead (Lifecycle Stage Pipeline)'",
+            "datetime",
+            "contactinformation",
+            true,
+            &[],
+        )),
         def(
             "lifecyclestage",
             "Lifecycle Stage",

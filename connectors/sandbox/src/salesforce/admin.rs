@@ -35,6 +35,7 @@ pub fn router(sf: Arc<Salesforce>) -> Router {
         .route("/__sandbox/salesforce/duplicates/tasks", get(duplicate_tasks))
         .route("/__sandbox/salesforce/tasks/handoff", get(handoff_tasks))
         .route("/__sandbox/salesforce/fields/{object}", post(add_field))
+        .route("/__sandbox/salesforce/fields/{object}/{field}", axum::routing::delete(delete_field))
         .route("/__sandbox/salesforce/jwt-public-key", post(set_public_key))
         .route("/__sandbox/salesforce/field-history", get(get_field_history).post(set_field_history))
         .with_state(sf)
@@ -492,6 +493,31 @@ async fn add_field(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>
     (StatusCode::CREATED, Json(json!({ "object": name, "field": f }))).into_response()
 }
 
+/// `DELETE /fields/{object}/{field}`: delete a custom field, as Setup does
+/// (it leaves describe and every row). Re-adding it with `POST /fields/{object}`
+/// gives it another type or drops its External ID.
+async fn delete_field(State(sf): State<Arc<Salesforce>>, Path((object, field)): Path<(String, String)>) -> Response {
+    if !field.ends_with("__c") {
+        return bad(format!("only custom fields (ending in __c) can be deleted, got {field}"));
+    }
+    let now = sf.shared.clock.now();
+    let mut st = sf.sync(now);
+    let Some(name) = st.object_name(&object) else { return not_found(format!("no sObject named {object}")) };
+    let Some(def) = st.objects.get_mut(&name) else { return not_found(format!("no sObject named {object}")) };
+    let Some(at) = def.fields.iter().position(|f| f.name.eq_ignore_ascii_case(&field)) else {
+        return not_found(format!("{name} has no field {field}"));
+    };
+    let removed = def.fields.remove(at);
+    let ids: Vec<String> = st.table(&name).map(|t| t.ids().cloned().collect()).unwrap_or_default();
+    for id in ids {
+        if let Some(mut r) = st.get(&name, &id).cloned() {
+            r.remove(&removed.name);
+            st.put_raw(&name, &id, r);
+        }
+    }
+    Json(json!({ "object": name, "deleted": removed.name })).into_response()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublicKeyBody {
@@ -517,11 +543,15 @@ async fn set_public_key(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Respo
 #[serde(deny_unknown_fields)]
 struct FieldHistoryBody {
     enabled: bool,
+    /// The Lead fields tracked (API names: `OwnerId`, `Status`); unchanged when absent.
+    #[serde(default)]
+    fields: Option<Vec<String>>,
 }
 
 async fn get_field_history(State(sf): State<Arc<Salesforce>>) -> Response {
     let now = sf.shared.clock.now();
-    Json(json!({ "enabled": sf.sync(now).field_history() })).into_response()
+    let st = sf.sync(now);
+    Json(json!({ "enabled": st.field_history(), "fields": st.tracked_fields() })).into_response()
 }
 
 /// `POST /field-history`: `{"enabled": false}` turns Lead field history
@@ -534,5 +564,8 @@ async fn set_field_history(State(sf): State<Arc<Salesforce>>, body: Bytes) -> Re
     let now = sf.shared.clock.now();
     let mut st = sf.sync(now);
     st.set_field_history(b.enabled);
-    Json(json!({ "enabled": st.field_history() })).into_response()
+    if let Some(fields) = b.fields {
+        st.set_tracked_fields(fields.into_iter().collect());
+    }
+    Json(json!({ "enabled": st.field_history(), "fields": st.tracked_fields() })).into_response()
 }

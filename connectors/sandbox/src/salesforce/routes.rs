@@ -325,6 +325,31 @@ fn ok(v: Value) -> Response {
     (StatusCode::OK, Json(v)).into_response()
 }
 
+/// The one Tooling API query the emulator answers:
+/// `SELECT … FROM FieldDefinition WHERE EntityDefinition.QualifiedApiName = 'X'`
+/// (every field of X with `QualifiedApiName`, `DataType` and
+/// `IsFieldHistoryTracked`, whatever the SELECT list names).
+fn tooling_field_definitions(st: &SfState, q: &str) -> Result<Value, ApiError> {
+    let lower = q.to_ascii_lowercase();
+    let object = lower
+        .contains(" from fielddefinition ")
+        .then(|| q.split_once('\'').and_then(|(_, rest)| rest.split_once('\'')).map(|(name, _)| name))
+        .flatten()
+        .filter(|_| lower.contains("entitydefinition.qualifiedapiname"));
+    let Some(object) = object else {
+        return Err(ApiError::malformed_query(format!(
+            "the sandbox's Tooling API answers only SELECT … FROM FieldDefinition WHERE EntityDefinition.QualifiedApiName = 'Object', not: {q}"
+        )));
+    };
+    let name = st
+        .object_name(object)
+        .ok_or_else(|| ApiError::invalid_type(format!("sObject type '{object}' is not supported.")))?;
+    let rows = st.field_definitions(&name).unwrap_or_default();
+    Ok(
+        json!({"size": rows.len(), "totalSize": rows.len(), "done": true, "entityTypeName": "FieldDefinition", "records": rows}),
+    )
+}
+
 fn method_not_allowed(method: &Method) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -356,6 +381,10 @@ pub(super) fn dispatch(
             Ok(ok(st.run_query(q, *kind == "queryAll", batch_size(ctx.headers), v, ctx.now)?.body))
         }
         (&Method::GET, ["query" | "queryAll", locator]) => Ok(ok(st.query_more(locator, v)?.body)),
+        (&Method::GET, ["tooling", "query"]) => {
+            let q = ctx.param("q").ok_or_else(|| ApiError::malformed_query("A query string has to be specified"))?;
+            Ok(ok(tooling_field_definitions(st, q)?))
+        }
         (&Method::GET, ["sobjects"]) => {
             let list: Vec<Value> = st.objects.values().map(|o| o.summary(v)).collect();
             Ok(ok(json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list})))

@@ -67,6 +67,9 @@ pub struct SfState {
     /// Field history tracking on Lead (`Owner`, `Status`): while on, changes
     /// write `LeadHistory` rows and Lead's describe lists `Histories`.
     field_history: bool,
+    /// The Lead fields whose changes history rows record (Setup's Set
+    /// History Tracking): `OwnerId` and `Status` by default.
+    tracked_fields: std::collections::BTreeSet<String>,
     /// A `LeadHistory` row with every field null, cloned for each new row.
     history_row: Record,
     /// While a Composite request runs: every row as it was before its
@@ -151,6 +154,7 @@ impl SfState {
             locator_seq: 0,
             history_seq: 0,
             field_history: true,
+            tracked_fields: ["OwnerId", "Status"].into_iter().map(str::to_string).collect(),
             history_row,
             journal: None,
         }
@@ -201,6 +205,37 @@ impl SfState {
             });
             lead.child_relationships.sort_by_key(|c| c.name);
         }
+    }
+
+    /// The Lead fields tracked, as `FieldDefinition.IsFieldHistoryTracked` says.
+    pub fn tracked_fields(&self) -> &std::collections::BTreeSet<String> {
+        &self.tracked_fields
+    }
+
+    /// Which Lead fields are tracked (by API name: `OwnerId`, `Status`).
+    pub fn set_tracked_fields(&mut self, fields: std::collections::BTreeSet<String>) {
+        self.tracked_fields = fields;
+    }
+
+    /// Tooling API `FieldDefinition` rows of an object: every field's
+    /// `QualifiedApiName`, `DataType` and `IsFieldHistoryTracked` (false
+    /// everywhere when the object's history is off).
+    pub fn field_definitions(&self, object: &str) -> Option<Vec<Value>> {
+        let def = self.objects.get(object)?;
+        let tracked = |name: &str| object == "Lead" && self.field_history && self.tracked_fields.contains(name);
+        Some(
+            def.fields
+                .iter()
+                .map(|f| {
+                    json!({
+                        "attributes": {"type": "FieldDefinition"},
+                        "QualifiedApiName": f.name,
+                        "DataType": f.kind.as_str(),
+                        "IsFieldHistoryTracked": tracked(&f.name),
+                    })
+                })
+                .collect(),
+        )
     }
 
     /// The display name of a user or queue, for the `Text` owner history row.
@@ -263,14 +298,14 @@ impl SfState {
         let mut written = Vec::new();
         let value = |r: &Record, f: &str| r.get(f).cloned().unwrap_or(Value::Null);
         let (old_owner, new_owner) = (value(before, "OwnerId"), value(after, "OwnerId"));
-        if old_owner != new_owner {
+        if old_owner != new_owner && self.tracked_fields.contains("OwnerId") {
             let old_name = old_owner.as_str().map_or(Value::Null, |id| self.owner_name(id));
             let new_name = new_owner.as_str().map_or(Value::Null, |id| self.owner_name(id));
             written.push(self.push_history(lead_id, "Owner", "EntityId", old_owner, new_owner, at, by));
             written.push(self.push_history(lead_id, "Owner", "Text", old_name, new_name, at, by));
         }
         let (old_status, new_status) = (value(before, "Status"), value(after, "Status"));
-        if old_status != new_status {
+        if old_status != new_status && self.tracked_fields.contains("Status") {
             written.push(self.push_history(lead_id, "Status", "DynamicEnum", old_status, new_status, at, by));
         }
         written
@@ -1336,5 +1371,24 @@ mod tests {
             .all(|c| c["relationshipName"] != "Histories"));
         st.set_field_history(true);
         assert!(st.run_query(HISTORY_Q, false, 2000, "v62.0", now).is_ok());
+    }
+
+    #[test]
+    fn an_untracked_field_records_no_history_and_field_definitions_say_so() {
+        let (mut st, _) = org_state(5);
+        st.set_tracked_fields(["OwnerId".to_string()].into_iter().collect());
+        let lead = materialise::lead_id(0);
+        let before = history_of(&st, &lead).len();
+        let fields: Map<String, Value> = json!({"Status": "Qualified"}).as_object().unwrap().clone();
+        let now = parse_datetime("2026-04-02T10:00:00Z").unwrap();
+        st.write("Lead", WriteKind::Update, Some(&lead), &fields, "005", now, None, &mut Vec::new()).unwrap();
+        assert_eq!(history_of(&st, &lead).len(), before);
+        let defs = st.field_definitions("Lead").unwrap();
+        let tracked =
+            |name: &str| defs.iter().find(|d| d["QualifiedApiName"] == name).unwrap()["IsFieldHistoryTracked"].clone();
+        assert_eq!((tracked("OwnerId"), tracked("Status")), (json!(true), json!(false)));
+        st.set_field_history(false);
+        let defs = st.field_definitions("Lead").unwrap();
+        assert!(defs.iter().all(|d| d["IsFieldHistoryTracked"] == json!(false)));
     }
 }
