@@ -134,7 +134,8 @@ impl PageApplier<'_> {
         }
         for lead in newest.values() {
             self.release(Stream::Leads, &lead.id, batch, &mut applied)?;
-            self.apply_lead(lead, batch, &mut applied)?;
+            let without_history = page.history_not_read.contains(&lead.id);
+            self.apply_lead(lead, without_history, batch, &mut applied)?;
         }
         for activity in &page.activities {
             self.release(Stream::Activities, &activity.id, batch, &mut applied)?;
@@ -215,15 +216,56 @@ impl PageApplier<'_> {
             .collect()
     }
 
-    fn apply_lead(&self, lead: &Lead, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+    /// `lead` read without its history (see [`PullPage::history_not_read`]):
+    /// the CRM history held for it, extended by any change the read shows,
+    /// dated at the modification.
+    fn with_held_history(&self, lead: &Lead, have: &Lead) -> Lead {
+        let mut merged = lead.clone();
+        merged.assignments = have.assignments.clone();
+        merged.status_changes = have.status_changes.clone();
+        merged.field_history = have.field_history.clone();
+        if let Some(owner) = &lead.owner_id {
+            if !merged.assignments.is_empty() && have.owner_id.as_ref() != Some(owner) {
+                let owner_kind = self.kind_of(owner);
+                merged.assignments.push(Assignment { owner_id: owner.clone(), owner_kind, at: lead.modified_at });
+            }
+        }
+        if let Some(status) = lead.field_str(self.status_field) {
+            if !merged.status_changes.is_empty() && have.field_str(self.status_field) != Some(status) {
+                merged.status_changes.push(StatusChange { status: status.to_string(), at: lead.modified_at });
+            }
+        }
+        for (field, changes) in merged.field_history.iter_mut() {
+            let after = lead.fields.get(field).filter(|v| !is_blank(v));
+            if !same_value(have.fields.get(field).filter(|v| !is_blank(v)), after) {
+                changes.push(FieldChange { value: after.cloned().unwrap_or(Value::Null), at: lead.modified_at });
+            }
+        }
+        merged
+    }
+
+    fn apply_lead(
+        &self,
+        lead: &Lead,
+        without_history: bool,
+        batch: &mut Batch,
+        applied: &mut Applied,
+    ) -> Result<(), StoreError> {
         let (lead, cut) = capped_lead(lead);
-        let lead = lead.as_ref();
         if !cut.is_empty() {
             tracing::warn!(lead = %lead.id, fields = ?cut, max_bytes = MAX_FIELD_VALUE_BYTES, "field values too long to keep whole; cut");
         }
+        let stored = self.store.lead(&lead.id)?;
+        let held;
+        let lead = match &stored {
+            Some(have) if without_history => {
+                held = self.with_held_history(lead.as_ref(), &have.lead);
+                &held
+            }
+            _ => lead.as_ref(),
+        };
         let watched = self.fingerprint(lead);
         let status_field = lead.field_str(self.status_field).map(str::to_string);
-        let stored = self.store.lead(&lead.id)?;
         let next = match stored {
             None => {
                 let mut observed_owners = Vec::new();
@@ -548,6 +590,50 @@ mod tests {
         changed.modified_at = at(9, 7);
         changed.fields.insert("Company".into(), json!("Acme Corp"));
         assert_eq!(apply(&store, page(vec![changed])).leads_changed, 1);
+        assert_eq!(store.dirty(10).unwrap(), ["00Q1"]);
+    }
+
+    #[test]
+    fn a_read_without_history_keeps_the_crm_history_and_dates_what_changed() {
+        let store = Store::in_memory();
+        let mut first = lead("005A", "Open", at(9, 0));
+        first.assignments =
+            vec![Assignment { owner_id: "005A".into(), owner_kind: OwnerKind::User, at: at(9, 0) }];
+        first.status_changes = vec![StatusChange { status: "Open".into(), at: at(9, 0) }];
+        apply(&store, page(vec![first.clone()]));
+        store
+            .commit({
+                let mut b = Batch::default();
+                b.clear_dirty("00Q1");
+                b
+            })
+            .unwrap();
+        let without_history = |lead: Lead| PullPage {
+            history_not_read: [lead.id.clone()].into(),
+            leads: vec![lead],
+            ..PullPage::default()
+        };
+        // handoff's own write read back without history: an echo, history intact.
+        let mut echo = first.clone();
+        echo.modified_at = at(9, 5);
+        echo.assignments.clear();
+        echo.status_changes.clear();
+        let applied = apply(&store, without_history(echo.clone()));
+        assert_eq!((applied.echoes, applied.leads_changed), (1, 0));
+        let held = store.lead("00Q1").unwrap().unwrap().lead;
+        assert_eq!((held.assignments.len(), held.status_changes.len()), (1, 1));
+        // A rep's change the write-back followed closely: kept, dated at the read.
+        let mut moved = echo;
+        moved.modified_at = at(9, 10);
+        moved.owner_id = Some("005B".into());
+        moved.fields.insert("Status".into(), json!("Working"));
+        assert_eq!(apply(&store, without_history(moved)).leads_changed, 1);
+        let held = store.lead("00Q1").unwrap().unwrap().lead;
+        let owners: Vec<(&str, DateTime<Utc>)> = held.assignments.iter().map(|a| (a.owner_id.as_str(), a.at)).collect();
+        assert_eq!(owners, [("005A", at(9, 0)), ("005B", at(9, 10))]);
+        let statuses: Vec<(&str, DateTime<Utc>)> =
+            held.status_changes.iter().map(|c| (c.status.as_str(), c.at)).collect();
+        assert_eq!(statuses, [("Open", at(9, 0)), ("Working", at(9, 10))]);
         assert_eq!(store.dirty(10).unwrap(), ["00Q1"]);
     }
 

@@ -53,6 +53,20 @@ pub struct Sweep {
     pub guard: PageGuard,
 }
 
+/// A backfill read as a listing rather than by search (see
+/// `crate::listing`): where it stands and when it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// HubSpot's paging token for the next page.
+    pub after: Option<String>,
+    /// Everything modified before this instant is in the listing; the
+    /// windows after it start here.
+    pub started_at_ms: i64,
+    /// The pages so far: each must move past the last.
+    #[serde(default)]
+    pub guard: PageGuard,
+}
+
 /// A record delivered in the overlap: `(object, id, modified_ms)`.
 pub type SeenKey = (usize, u64, i64);
 
@@ -68,6 +82,9 @@ pub struct RecordsCursor {
     pub swept_at_ms: Option<i64>,
     #[serde(default)]
     pub seen: Vec<SeenKey>,
+    /// The backfill listing in progress, if the backfill reads one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<Listing>,
 }
 
 impl RecordsCursor {
@@ -98,6 +115,14 @@ impl RecordsCursor {
                 let excess = self.seen.len() - MAX_SEEN;
                 self.seen.drain(..excess);
             }
+        }
+    }
+
+    /// Remember a record a backfill listing delivered that the first
+    /// window (which starts `lookback` before the listing) will read again.
+    pub fn remember_listed(&mut self, key: SeenKey, started_at_ms: i64, lookback_ms: i64) {
+        if key.2 >= started_at_ms - lookback_ms && self.seen.len() < MAX_SEEN && !self.seen.contains(&key) {
+            self.seen.push(key);
         }
     }
 

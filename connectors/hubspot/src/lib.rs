@@ -24,6 +24,7 @@ pub mod cursor;
 pub mod error;
 mod inspect;
 pub mod limits;
+mod listing;
 pub mod map;
 mod pull;
 pub mod settings;
@@ -64,6 +65,8 @@ pub struct HubspotConnector {
     /// Where a contact's record lives in HubSpot's app, for task bodies:
     /// asked once (`None` inside: the account details were unreadable).
     contact_link: tokio::sync::Mutex<Option<Option<String>>>,
+    /// When handoff's own updates left each contact (see [`listing`]).
+    own_writes: listing::OwnWrites,
 }
 
 /// Validate the settings and build the connector. Makes no request: call
@@ -78,6 +81,7 @@ pub async fn connect(settings: HubspotSettings) -> Result<HubspotConnector, Hubs
         owner_kinds: tokio::sync::Mutex::new(BTreeMap::new()),
         history_unavailable: AtomicBool::new(false),
         contact_link: tokio::sync::Mutex::new(None),
+        own_writes: listing::OwnWrites::default(),
     })
 }
 

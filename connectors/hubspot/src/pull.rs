@@ -29,12 +29,14 @@ const LIST_PAGE: u32 = 100;
 const MAX_OWNER_PAGES: u32 = 1_000;
 
 /// A record as it was read, for the quarantine.
-fn echo(o: &ApiObject) -> Value {
+pub(crate) fn echo(o: &ApiObject) -> Value {
     json!({"id": o.id, "properties": o.properties, "createdAt": o.created_at, "updatedAt": o.updated_at, "archived": o.archived})
 }
 /// Most inputs of a batch read asking for `propertiesWithHistory` (HubSpot
 /// refuses more with a 400).
 pub const HISTORY_BATCH: usize = 50;
+/// Most inputs of a v4 association batch read.
+pub const ASSOCIATION_BATCH: usize = 1_000;
 
 /// The object types a records stream reads, in order.
 fn objects(stream: Stream) -> Vec<&'static str> {
@@ -65,6 +67,10 @@ impl HubspotConnector {
             return Ok(page);
         }
 
+        if state.listing.is_some() || self.backfill_lists(stream, &state) {
+            return self.list_page(stream, state, now_ms).await;
+        }
+
         let Some(window) = state.next_window(now_ms, lag_ms, lookback_ms, backfill_ms) else {
             // Nothing finished since the last window; maybe sweep archives.
             if state.sweep_due(now_ms, s.archived_sweep_secs as i64 * 1000) {
@@ -77,24 +83,15 @@ impl HubspotConnector {
         let objects = objects(stream);
         let object = objects[window.object.min(objects.len() - 1)];
         let cursor_text = format!("{}..{} #{}", window.from_ms, window.to_ms, window.last_id.unwrap_or(0));
-        let listing = self.search_window(object, &window, &cursor_text).await?;
-        let full = listing.results.len() >= s.search_page_size as usize;
+        // Engagements need their contacts from a separate association read,
+        // which takes up to 1,000 ids: read that many before asking.
+        let most_pages = match kind_of(object) {
+            Some(_) => (ASSOCIATION_BATCH / s.search_page_size.max(1) as usize).max(1),
+            None => 1,
+        };
+        let (listing, next, full) = self.search_pages(object, &window, &cursor_text, most_pages).await?;
         let window_from = chrono::DateTime::from_timestamp_millis(window.from_ms).unwrap_or_default();
 
-        let mut next = window.clone();
-        // Every record with a numeric id holds its keyset position, readable or not.
-        next.last_id = listing.results.iter().filter_map(raw_numeric_id).max().or(window.last_id);
-        if full {
-            if window.last_id.is_none() {
-                next.guard = PageGuard::default();
-                if let Some(total) = listing.total {
-                    next.guard.expect(total);
-                }
-            }
-            next.guard.advance_keyset(window.last_id, next.last_id, listing.results.len()).map_err(|message| {
-                HubspotError::Protocol { endpoint: format!("POST /crm/v3/objects/{object}/search"), message }
-            })?;
-        }
         let ids: Vec<String> = listing.results.iter().filter_map(|r| r.get("id").and_then(id_string)).collect();
         let contacts = match kind_of(object) {
             Some(_) if !ids.is_empty() => self.contacts_of(object, &ids, &cursor_text).await?,
@@ -134,9 +131,14 @@ impl HubspotConnector {
                 fresh.push((o, key));
             }
         }
+        // Contacts handoff's own write modified last: their history stands.
+        let (own, others): (Vec<_>, Vec<_>) = fresh.iter().partition(|(o, key)| {
+            kind_of(object).is_none() && !self.history_unavailable.load(Ordering::Relaxed) && self.own_writes.is_own(&o.id, key.2)
+        });
+        page.history_not_read.extend(own.iter().map(|(o, _)| o.id.clone()));
         let histories = match kind_of(object) {
-            None if !fresh.is_empty() => {
-                let ids: Vec<&str> = fresh.iter().map(|(o, _)| o.id.as_str()).collect();
+            None if !others.is_empty() => {
+                let ids: Vec<&str> = others.iter().map(|(o, _)| o.id.as_str()).collect();
                 self.histories(&ids, &cursor_text).await?
             }
             _ => BTreeMap::new(),
@@ -182,6 +184,9 @@ impl HubspotConnector {
             page.has_more = true;
         } else {
             state.finish_window(&window, lookback_ms);
+            if stream == Stream::Leads {
+                self.own_writes.forget_before(window.to_ms - lookback_ms);
+            }
             tracing::debug!(connector = "hubspot", object, cursor = %cursor_text, "window finished");
             if state.sweep_due(now_ms, s.archived_sweep_secs as i64 * 1000) {
                 self.start_sweep(&mut state, now_ms, lookback_ms, backfill_ms);
@@ -197,7 +202,7 @@ impl HubspotConnector {
     /// A record that cannot be mapped: kept, not skipped (the cursor is
     /// about to move past it) and not allowed to block the stream; the
     /// daemon holds the lead it belongs to.
-    fn quarantine(
+    pub(crate) fn quarantine(
         &self,
         stream: Stream,
         object: &str,
@@ -209,6 +214,66 @@ impl HubspotConnector {
         let id = bad.id.clone().unwrap_or_else(|| "?".into());
         tracing::warn!(connector = "hubspot", object, cursor, record = %id, reason = %bad.reason, "record quarantined");
         Quarantined::new(stream, bad.id, lead_id, format!("{object} {id}: {}", bad.reason), &bad.raw, window_from)
+    }
+
+    /// The contact properties every read asks for.
+    pub(crate) fn contact_properties(&self) -> Vec<String> {
+        map::CONTACT_PROPERTIES
+            .iter()
+            .map(|p| p.to_string())
+            .chain(self.settings.extra_contact_properties.iter().cloned())
+            .collect()
+    }
+
+    /// Property history was refused (403, a missing scope): from now on
+    /// leads come without it and the daemon keeps its own. Logged once.
+    pub(crate) fn history_refused(&self, cursor: &str, category: &str, message: &str) {
+        if !self.history_unavailable.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                connector = "hubspot", object = "contacts", cursor, %category, %message,
+                "property history cannot be read: leads come without ownership and status history, so the daemon keeps its own; grant the app the scope HubSpot names to use the CRM's history"
+            );
+        }
+    }
+
+    /// Up to `most` search pages of `object` in `window` from its
+    /// `last_id`, stopping after a page that is not full: the records, the
+    /// window moved past them, and whether the last page was full (more
+    /// may remain).
+    async fn search_pages(
+        &self,
+        object: &str,
+        window: &Window,
+        cursor: &str,
+        most: usize,
+    ) -> Result<(ObjectPage, Window, bool), HubspotError> {
+        let mut at = window.clone();
+        let mut results = Vec::new();
+        let mut full = false;
+        for _ in 0..most.max(1) {
+            let listing = self.search_window(object, &at, cursor).await?;
+            full = listing.results.len() >= self.settings.search_page_size as usize;
+            let mut next = at.clone();
+            // Every record with a numeric id holds its keyset position, readable or not.
+            next.last_id = listing.results.iter().filter_map(raw_numeric_id).max().or(at.last_id);
+            if full {
+                if at.last_id.is_none() {
+                    next.guard = PageGuard::default();
+                    if let Some(total) = listing.total {
+                        next.guard.expect(total);
+                    }
+                }
+                next.guard.advance_keyset(at.last_id, next.last_id, listing.results.len()).map_err(|message| {
+                    HubspotError::Protocol { endpoint: format!("POST /crm/v3/objects/{object}/search"), message }
+                })?;
+            }
+            results.extend(listing.results);
+            at = next;
+            if !full {
+                break;
+            }
+        }
+        Ok((ObjectPage { total: None, results, paging: None }, at, full))
     }
 
     /// One search page of `object` in `window` after `window.last_id`,
@@ -223,11 +288,7 @@ impl HubspotConnector {
             filters.push(json!({"propertyName": "hs_object_id", "operator": "GT", "value": last.to_string()}));
         }
         let properties: Vec<String> = match kind_of(object) {
-            None => map::CONTACT_PROPERTIES
-                .iter()
-                .map(|p| p.to_string())
-                .chain(self.settings.extra_contact_properties.iter().cloned())
-                .collect(),
+            None => self.contact_properties(),
             Some(kind) => map::engagement_properties(kind).iter().map(|p| p.to_string()).collect(),
         };
         let body = json!({
@@ -286,12 +347,7 @@ impl HubspotConnector {
             let resp = match sent {
                 Ok(r) => r,
                 Err(HubspotError::Api { status: 403, category, message, .. }) => {
-                    if !self.history_unavailable.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            connector = "hubspot", object = "contacts", cursor, %category, %message,
-                            "property history cannot be read: leads come without ownership and status history, so the daemon keeps its own; grant the app the scope HubSpot names to use the CRM's history"
-                        );
-                    }
+                    self.history_refused(cursor, &category, &message);
                     return Ok(BTreeMap::new());
                 }
                 Err(e) => return Err(e),
@@ -305,7 +361,7 @@ impl HubspotConnector {
     /// Whether each of `ids` is a user or a queue. Unknown ids send the
     /// owners listing once (active and archived owners); an id the listing
     /// does not know either is taken for a user and not looked up again.
-    async fn owner_kinds(
+    pub(crate) async fn owner_kinds(
         &self,
         ids: BTreeSet<String>,
         cursor: &str,

@@ -311,6 +311,9 @@ impl HubspotConnector {
             match sent {
                 Ok(resp) => {
                     let parsed: BatchResponse = resp.json(&path)?;
+                    if object == "contacts" {
+                        self.own_writes.record(&parsed.results);
+                    }
                     let rest = attribute(&batch, &parsed, resp.status, &|r| Some(r.id.clone()), out);
                     queue.extend(rest.into_iter().map(|i| vec![i]));
                 }

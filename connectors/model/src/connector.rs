@@ -108,6 +108,14 @@ pub struct PullPage {
     /// Records that could not be mapped (see [`Quarantined`]).
     #[serde(default)]
     pub quarantined: Vec<Quarantined>,
+    /// Leads of this page read without their history because handoff's own
+    /// write-back was the last to modify them (re-reading every history its
+    /// writes touch would cost most of a steady tick's calls). The history
+    /// the daemon holds for them still stands; a change in what the page
+    /// shows (an edit the write-back followed closely) is dated at the
+    /// record's modification, as when the CRM keeps no history.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub history_not_read: std::collections::BTreeSet<String>,
     /// Where to resume. `None` means "unchanged" (nothing finished moving).
     pub cursor: Option<Cursor>,
     pub has_more: bool,

@@ -30,6 +30,9 @@ pub struct Access {
     pub token: Secret,
     /// Where API requests go (Salesforce: the org's instance URL).
     pub base_url: String,
+    /// Who the token acts as, when the token endpoint says (Salesforce's
+    /// identity URL, `…/id/{org id}/{user id}`).
+    pub identity: Option<String>,
 }
 
 /// Hands out the access for each request.
@@ -51,7 +54,7 @@ pub struct StaticToken {
 
 impl StaticToken {
     pub fn new(token: Secret, base_url: impl Into<String>) -> Self {
-        StaticToken { access: Access { token, base_url: base_url.into() } }
+        StaticToken { access: Access { token, base_url: base_url.into(), identity: None } }
     }
 }
 
@@ -86,6 +89,8 @@ pub struct TokenAnswer {
     pub expires_in: Option<Duration>,
     /// Salesforce: the org's instance.
     pub instance_url: Option<String>,
+    /// Salesforce: the identity URL of the user the token acts as (`id`).
+    pub identity: Option<String>,
 }
 
 /// How one CRM's OAuth flow asks for a token.
@@ -185,7 +190,7 @@ impl TokenManager {
             let ahead = RENEW_AHEAD.min(lifetime / 6);
             now + chrono::Duration::from_std(lifetime - ahead).unwrap_or_else(|_| chrono::Duration::zero())
         });
-        let access = Access { token: answer.access_token, base_url };
+        let access = Access { token: answer.access_token, base_url, identity: answer.identity };
         s.held = Some(Held { access: access.clone(), renew_at });
         Ok(access)
     }
@@ -283,7 +288,13 @@ pub fn parse_token_answer(body: &[u8]) -> Result<TokenAnswer, String> {
         _ => None,
     }
     .map(|s| Duration::from_secs(s.min(MAX_TOKEN_LIFETIME_SECS)));
-    Ok(TokenAnswer { access_token, refresh_token, expires_in, instance_url: text("instance_url").map(str::to_string) })
+    Ok(TokenAnswer {
+        access_token,
+        refresh_token,
+        expires_in,
+        instance_url: text("instance_url").map(str::to_string),
+        identity: text("id").map(str::to_string),
+    })
 }
 
 /// What a token endpoint's refusal says, without any secret: RFC 6749's

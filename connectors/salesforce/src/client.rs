@@ -126,6 +126,16 @@ impl Client {
         self.rt.credentials().access(self.rt.call_deadline()).await.ok().map(|a| a.base_url)
     }
 
+    /// The id of the user the session acts as (the last part of the token
+    /// answer's identity URL); `None` when no session can be had now or the
+    /// answer named none.
+    pub async fn user_id(&self) -> Option<String> {
+        let access = self.rt.credentials().access(self.rt.call_deadline()).await.ok()?;
+        let id = access.identity?.trim_end_matches('/').rsplit('/').next()?.to_string();
+        let plausible = (15..=18).contains(&id.len()) && id.starts_with("005") && id.chars().all(|c| c.is_ascii_alphanumeric());
+        plausible.then_some(id)
+    }
+
     pub fn api_path(&self, rest: &str) -> String {
         format!("/services/data/{}/{}", self.settings.api_version, rest.trim_start_matches('/'))
     }

@@ -1,7 +1,7 @@
 //! `handoff_model::Connector` for Salesforce: windowed SOQL pulls and
 //! sObject Collections writes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
@@ -115,6 +115,21 @@ impl Phase {
     fn query_all(self) -> bool {
         matches!(self, Phase::Leads | Phase::Tasks | Phase::Events)
     }
+}
+
+/// Most lead ids one history read names (`Id IN (…)`): 200 ids keep the
+/// query well inside the URL's length, and their history rows inside a page.
+const HISTORY_READ_IDS: usize = 200;
+
+/// How a window's query reads leads (see `SalesforceConnector::lead_read`).
+#[derive(Debug, Clone)]
+enum LeadRead {
+    /// Not the lead phase, or the org keeps no lead history.
+    Plain,
+    /// Each row with its history subquery.
+    WithHistory,
+    /// Rows without history, then the history of the rows another user modified.
+    Light { own_user_id: String },
 }
 
 /// The Salesforce connector. Build it with [`connect`].
@@ -322,11 +337,17 @@ impl SalesforceConnector {
         Ok(wanted)
     }
 
-    async fn window_soql(&self, phase: Phase, window: &Window) -> Result<String, SalesforceError> {
+    /// The window's query. `history`: lead rows carry the history subquery
+    /// (see [`LeadRead`]).
+    async fn window_soql(&self, phase: Phase, window: &Window, read: LeadRead) -> Result<String, SalesforceError> {
         let mut fields = self.select_list(phase).await?.join(", ");
-        if phase == Phase::Leads && self.lead_histories.load(Ordering::Relaxed) {
-            fields.push_str(", ");
-            fields.push_str(&map::history_subquery(&self.client.settings.tracked_history));
+        match read {
+            LeadRead::WithHistory => {
+                fields.push_str(", ");
+                fields.push_str(&map::history_subquery(&self.client.settings.tracked_history));
+            }
+            LeadRead::Light { .. } => fields.push_str(", LastModifiedById"),
+            LeadRead::Plain => {}
         }
         let filter = if phase == Phase::Queues { "Type = 'Queue' AND " } else { "" };
         Ok(format!(
@@ -335,6 +356,76 @@ impl SalesforceConnector {
             map::soql_datetime(window.start_ms),
             map::soql_datetime(window.end_ms),
         ))
+    }
+
+    /// How this window reads leads. A backfill reads every history with its
+    /// lead (one call per page). Later windows read leads without history
+    /// (pages ten times longer, as child rows count toward the batch) and
+    /// then the history of only those someone other than handoff modified:
+    /// the rows handoff's own write-back modified last are its echoes, and a
+    /// tick after a write-back reads what an idle tick reads.
+    async fn lead_read(&self, phase: Phase, state: &SfCursor) -> LeadRead {
+        if phase != Phase::Leads || !self.lead_histories.load(Ordering::Relaxed) {
+            return LeadRead::Plain;
+        }
+        if state.done_until_ms.is_none() {
+            return LeadRead::WithHistory;
+        }
+        match self.client.user_id().await {
+            Some(own_user_id) => LeadRead::Light { own_user_id },
+            None => LeadRead::WithHistory,
+        }
+    }
+
+    /// The history of `rows` (light lead rows) attached as the subquery
+    /// would have, for the rows someone other than `own_user_id` modified
+    /// last; the ids of the rows left without history (handoff's echoes,
+    /// and rows gone before their history was read).
+    async fn attach_histories(
+        &self,
+        rows: &mut [Map<String, Value>],
+        own_user_id: &str,
+    ) -> Result<BTreeSet<String>, SalesforceError> {
+        let text = |row: &Map<String, Value>, key: &str| row.get(key).and_then(Value::as_str).map(str::to_string);
+        let mut wanted: Vec<String> = Vec::new();
+        for row in rows.iter() {
+            let deleted = row.get("IsDeleted").and_then(Value::as_bool) == Some(true);
+            let ours = text(row, "LastModifiedById").as_deref() == Some(own_user_id);
+            match text(row, "Id") {
+                Some(id) if !deleted && !ours && is_record_id(&id) => wanted.push(id),
+                _ => {}
+            }
+        }
+        let mut histories: HashMap<String, Value> = HashMap::new();
+        for chunk in wanted.chunks(HISTORY_READ_IDS) {
+            let ids: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
+            let soql = format!(
+                "SELECT Id, {} FROM Lead WHERE Id IN ({}) ORDER BY Id",
+                map::history_subquery(&self.client.settings.tracked_history),
+                ids.join(", ")
+            );
+            let mut found = self.read_all(&soql, "Lead").await?;
+            self.finish_child_pages(&mut found, map::HISTORIES, "Lead").await?;
+            for mut row in found {
+                if let (Some(id), Some(h)) = (text(&row, "Id"), row.remove(map::HISTORIES)) {
+                    histories.insert(id, h);
+                }
+            }
+        }
+        let mut without = BTreeSet::new();
+        for row in rows.iter_mut() {
+            row.remove("LastModifiedById");
+            let Some(id) = text(row, "Id") else { continue };
+            match histories.remove(&id) {
+                Some(h) => {
+                    row.insert(map::HISTORIES.to_string(), h);
+                }
+                None => {
+                    without.insert(id);
+                }
+            }
+        }
+        Ok(without)
     }
 
     async fn run_query(&self, soql: &str, all: bool, object: &str) -> Result<QueryPage, SalesforceError> {
@@ -365,6 +456,7 @@ impl SalesforceConnector {
             message: format!("phase {} does not exist for {}", window.phase, stream.as_str()),
         })?;
         let object = phase.sobject();
+        let read = self.lead_read(phase, &state).await;
         let mut page = match window.next_url.clone() {
             Some(next) => match self.client.send_json::<QueryPage>(Method::GET, &next, &[], None, object).await {
                 Ok(p) => p,
@@ -379,20 +471,25 @@ impl SalesforceConnector {
                         .guard
                         .restart()
                         .map_err(|message| SalesforceError::Protocol { endpoint: object.to_string(), message })?;
-                    let soql = self.window_soql(phase, &window).await?;
+                    let soql = self.window_soql(phase, &window, read.clone()).await?;
                     self.run_query(&soql, phase.query_all(), object).await?
                 }
                 Err(e) => return Err(e),
             },
             None => {
-                let soql = self.window_soql(phase, &window).await?;
+                let soql = self.window_soql(phase, &window, read.clone()).await?;
                 self.run_query(&soql, phase.query_all(), object).await?
             }
         };
         same_object(&page.records, object)?;
-        if phase == Phase::Leads {
-            self.finish_child_pages(&mut page.records, map::HISTORIES, object).await?;
-        }
+        let history_not_read = match &read {
+            LeadRead::WithHistory => {
+                self.finish_child_pages(&mut page.records, map::HISTORIES, object).await?;
+                BTreeSet::new()
+            }
+            LeadRead::Light { own_user_id } => self.attach_histories(&mut page.records, own_user_id).await?,
+            LeadRead::Plain => BTreeSet::new(),
+        };
         let mut mapped = Mapped::default();
         let bad_rows = match phase {
             Phase::Leads => map::map_leads(&page.records, &self.client.settings.tracked_history, &mut mapped),
@@ -469,6 +566,7 @@ impl SalesforceConnector {
             calendars: Vec::new(),
             deletions: mapped.deletions,
             quarantined,
+            history_not_read,
             cursor: Some(state.encode()),
             has_more,
         })
@@ -740,6 +838,12 @@ struct SubAnswer {
     body: Value,
     #[serde(rename = "httpStatusCode")]
     http_status_code: u16,
+}
+
+/// A Salesforce record id (15 or 18 letters and digits): safe to quote
+/// into SOQL. Anything else from a page is not asked about.
+fn is_record_id(id: &str) -> bool {
+    (id.len() == 15 || id.len() == 18) && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 fn collection_body(chunk: &[(usize, Value)]) -> Value {

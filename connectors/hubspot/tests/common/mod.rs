@@ -120,25 +120,60 @@ pub async fn live_records(sb: &RunningSandbox, object: &str) -> BTreeMap<String,
 }
 
 /// The fewest counted calls a scenario can take, in pages: search pages of
-/// 200 and history batches of 50 for the records read, write batches of 100
-/// for the records written, and listing pages of 100 (the archived sweep and
-/// the owners listing, which HubSpot cannot filter by time).
+/// 200 and history batches of 50 for the records read in a window, listing
+/// pages of 50 with their history for a whole portal's contacts, association
+/// batches of 1,000 for the engagements read, write batches of 100 for the
+/// records written, and listing pages of 100 (the archived sweep and the
+/// owners listing, which HubSpot cannot filter by time).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LowerBound {
     pub search_pages: usize,
     pub history_batches: usize,
+    pub history_list_pages: usize,
+    pub association_batches: usize,
     pub list_pages: usize,
     pub write_batches: usize,
 }
 
 impl LowerBound {
-    /// Reading `n` contacts: their search pages and history batches.
+    /// Reading `n` contacts changed in a window: their search pages and
+    /// history batches.
     pub fn leads(n: usize) -> LowerBound {
         LowerBound { search_pages: pages(n, 200), history_batches: n.div_ceil(50), ..LowerBound::default() }
     }
 
+    /// Reading a whole portal's `n` contacts with their history.
+    pub fn all_leads(n: usize) -> LowerBound {
+        LowerBound { history_list_pages: pages(n, 50), ..LowerBound::default() }
+    }
+
+    /// Reading `n` engagements of one type changed in a window: their
+    /// search pages and the association batches naming their contacts.
+    pub fn engagements(n: usize) -> LowerBound {
+        LowerBound { search_pages: pages(n, 200), association_batches: n.div_ceil(1_000), ..LowerBound::default() }
+    }
+
     pub fn calls(&self) -> usize {
-        self.search_pages + self.history_batches + self.list_pages + self.write_batches
+        self.search_pages
+            + self.history_batches
+            + self.history_list_pages
+            + self.association_batches
+            + self.list_pages
+            + self.write_batches
+    }
+}
+
+impl std::ops::Add for LowerBound {
+    type Output = LowerBound;
+    fn add(self, o: LowerBound) -> LowerBound {
+        LowerBound {
+            search_pages: self.search_pages + o.search_pages,
+            history_batches: self.history_batches + o.history_batches,
+            history_list_pages: self.history_list_pages + o.history_list_pages,
+            association_batches: self.association_batches + o.association_batches,
+            list_pages: self.list_pages + o.list_pages,
+            write_batches: self.write_batches + o.write_batches,
+        }
     }
 }
 

@@ -139,8 +139,9 @@ async fn create(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>, b
         rec.insert(k.into(), stamp.clone());
     }
     let admin = st.app.user_id.clone();
-    rec.insert("CreatedById".into(), json!(admin));
-    rec.insert("LastModifiedById".into(), json!(admin));
+    let by = super::materialise::automation_user_id();
+    rec.insert("CreatedById".into(), json!(by));
+    rec.insert("LastModifiedById".into(), json!(by));
     match name.as_str() {
         "Lead" => {
             rec.insert("Status".into(), json!("Open - Not Contacted"));
@@ -200,6 +201,7 @@ async fn update(
     let stamp = json!(fmt_datetime(now));
     rec.insert("LastModifiedDate".into(), stamp.clone());
     rec.insert("SystemModstamp".into(), stamp);
+    rec.insert("LastModifiedById".into(), json!(super::materialise::automation_user_id()));
     for (k, v) in given {
         rec.insert(k, v);
     }
@@ -207,7 +209,7 @@ async fn update(
     if name == "Lead" {
         // Dated like the change itself (a late commit is dated in the past).
         let at = stamp_of(&rec, "SystemModstamp").unwrap_or(now);
-        let by = st.app.user_id.clone();
+        let by = super::materialise::automation_user_id();
         st.history_on_update(&id, &before, &rec, at, &by);
     }
     st.put_raw(&name, &id, rec.clone());

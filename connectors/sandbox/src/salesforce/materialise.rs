@@ -28,6 +28,15 @@ pub fn integration_user_id() -> String {
     make_id("005", ORG_POD, 0)
 }
 
+/// Who everyone else's changes are stamped with (`LastModifiedById`): the
+/// web forms, assignment rules and people the generated timeline and the
+/// admin routes stand for. Never the connected app's user, so what handoff
+/// wrote can be told from what others did, as in a real org where the
+/// integration has a user of its own.
+pub fn automation_user_id() -> String {
+    make_id("005", ORG_POD, 900_000)
+}
+
 fn owner_id(o: OwnerRef) -> String {
     match o {
         OwnerRef::User(i) => user_id(i),
@@ -97,6 +106,20 @@ pub fn seed(state: &mut SfState, org: &SyntheticOrg) {
     integ.insert("UserType".into(), json!("Standard"));
     audit(&mut integ, created_at, &admin);
     state.put_raw("User", &admin, integ);
+    let automation = automation_user_id();
+    let mut auto = blank(state, "User");
+    auto.insert("Id".into(), json!(automation));
+    auto.insert("Username".into(), json!("automation@sandbox.example"));
+    auto.insert("FirstName".into(), json!("Marketing"));
+    auto.insert("LastName".into(), json!("Automation"));
+    auto.insert("Name".into(), json!("Marketing Automation"));
+    auto.insert("Alias".into(), json!("mauto"));
+    auto.insert("Email".into(), json!("automation@sandbox.example"));
+    auto.insert("TimeZoneSidKey".into(), json!("America/Los_Angeles"));
+    auto.insert("IsActive".into(), json!(true));
+    auto.insert("UserType".into(), json!("Standard"));
+    audit(&mut auto, created_at, &admin);
+    state.put_raw("User", &automation, auto);
 
     for u in &org.users {
         let id = user_id(u.index);
@@ -195,7 +218,7 @@ pub fn catch_up(state: &mut SfState, org: &SyntheticOrg, now: DateTime<Utc>) {
 /// missing field reads as null everywhere), which halves the memory and the
 /// time a large org takes to materialise.
 fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &EventKind) {
-    let admin = integration_user_id();
+    let admin = automation_user_id();
     match kind {
         EventKind::LeadCreated { lead, owner } => {
             let Some(l) = org.leads.get(*lead) else { return };

@@ -1,0 +1,199 @@
+//! The cheapest reads of contacts.
+//!
+//! **Backfill as a listing.** Search pages hold 200 contacts but carry no
+//! history, so a search backfill reads every contact twice: its search
+//! page, then a batch read with `propertiesWithHistory` (50 per call). The
+//! plain listing (`GET /crm/v3/objects/contacts`) returns both at once, 50
+//! per page when history is asked for: a quarter fewer calls, and none of
+//! them against search's own rate limit. A listing cannot be filtered by
+//! time, so it serves the backfill of a whole portal only (no
+//! `backfill_since`); everything modified after it started is read by the
+//! search windows that follow.
+//!
+//! **handoff's own writes.** Every SLA-field update modifies the contact,
+//! so the next window finds it again. The update's answer says when the
+//! write landed; a contact found modified at exactly that instant was last
+//! modified by handoff, so its history is as it was and is not read again
+//! (the page says so in `PullPage::history_not_read`). The marks live in
+//! memory: after a restart the first windows read those histories, which
+//! costs calls, never correctness.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+
+use handoff_model::{OwnerKind, PullPage, Stream};
+use handoff_runtime::PageGuard;
+use reqwest::Method;
+
+use crate::client::Request;
+use crate::cursor::{self, Listing, RecordsCursor};
+use crate::error::HubspotError;
+use crate::limits::Bucket;
+use crate::map;
+use crate::wire::{ApiObject, ObjectPage};
+use crate::HubspotConnector;
+
+/// Most records a listing page holds when it carries history (HubSpot's
+/// spec: "usage of this parameter will reduce the maximum number of objects
+/// that can be read by a single request"; 50, as for batch reads).
+pub const LIST_PAGE_WITH_HISTORY: u32 = 50;
+/// Most records a plain listing page holds.
+pub const LIST_PAGE: u32 = 100;
+/// Most own-write marks kept; past it they are dropped (the next windows
+/// then read those histories: more calls, nothing missed).
+const MAX_MARKS: usize = 500_000;
+
+/// When handoff's writes left each contact: contact id → modified (epoch ms).
+#[derive(Debug, Default)]
+pub struct OwnWrites {
+    marks: std::sync::Mutex<HashMap<String, i64>>,
+}
+
+impl OwnWrites {
+    /// Remember what an update's answer says each contact now is.
+    pub fn record(&self, written: &[ApiObject]) {
+        let Ok(mut marks) = self.marks.lock() else { return };
+        if marks.len() + written.len() > MAX_MARKS {
+            marks.clear();
+        }
+        for o in written {
+            if let Ok(at) = map::modified_at(o, "contacts") {
+                marks.insert(o.id.clone(), at.timestamp_millis());
+            }
+        }
+    }
+
+    /// Whether `id` was last modified by handoff's write at `modified_ms`.
+    pub fn is_own(&self, id: &str, modified_ms: i64) -> bool {
+        self.marks.lock().map(|m| m.get(id) == Some(&modified_ms)).unwrap_or(false)
+    }
+
+    /// Forget marks no window can still find: modified before `ms`.
+    pub fn forget_before(&self, ms: i64) {
+        if let Ok(mut marks) = self.marks.lock() {
+            marks.retain(|_, at| *at >= ms);
+        }
+    }
+}
+
+impl HubspotConnector {
+    /// Whether this leads stream's backfill reads the listing: a whole
+    /// portal (no `backfill_since`), before its first window.
+    pub(crate) fn backfill_lists(&self, stream: Stream, state: &RecordsCursor) -> bool {
+        stream == Stream::Leads
+            && self.settings.backfill_since.is_none()
+            && state.done_until_ms.is_none()
+            && state.window.is_none()
+            && state.sweep.is_none()
+    }
+
+    /// One page of the backfill listing: contacts with their history.
+    pub(crate) async fn list_page(
+        &self,
+        stream: Stream,
+        mut state: RecordsCursor,
+        now_ms: i64,
+    ) -> Result<PullPage, HubspotError> {
+        let listing = state.listing.take().unwrap_or(Listing { after: None, started_at_ms: now_ms, guard: PageGuard::default() });
+        let cursor_text = format!("backfill listing after {:?}", listing.after);
+        let lookback_ms = self.settings.lookback_secs as i64 * 1000;
+        let answer = self.contacts_listing(listing.after.as_deref(), &cursor_text).await?;
+        let mut page = PullPage::default();
+        let window_from = chrono::DateTime::UNIX_EPOCH;
+        let mut read = Vec::new();
+        for record in answer.records() {
+            match record {
+                Ok(o) => read.push(o),
+                Err(bad) => {
+                    let lead = bad.id.clone();
+                    page.quarantined.push(self.quarantine(stream, "contacts", &cursor_text, bad, lead, window_from));
+                }
+            }
+        }
+        let owner_ids: BTreeSet<String> =
+            read.iter().flat_map(map::history_owner_ids).map(str::to_string).collect();
+        let owner_kinds: BTreeMap<String, OwnerKind> =
+            if owner_ids.is_empty() { BTreeMap::new() } else { self.owner_kinds(owner_ids, &cursor_text).await? };
+        let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
+        for o in read {
+            match map::lead(&o) {
+                Ok((mut lead, merges)) => {
+                    if let Ok(id) = map::numeric_id(&o) {
+                        let key = (0, id, lead.modified_at.timestamp_millis());
+                        state.remember_listed(key, listing.started_at_ms, lookback_ms);
+                    }
+                    if !o.properties_with_history.is_empty() {
+                        map::add_history(&mut lead, &o, &kind_of_owner);
+                    }
+                    page.leads.push(lead);
+                    page.deletions.extend(merges);
+                }
+                Err(reason) => {
+                    let bad = crate::wire::BadRecord { raw: crate::pull::echo(&o), id: Some(o.id.clone()), reason };
+                    let lead = Some(o.id.clone());
+                    page.quarantined.push(self.quarantine(stream, "contacts", &cursor_text, bad, lead, window_from));
+                }
+            }
+        }
+        match answer.next_after() {
+            Some(next) => {
+                let mut guard = listing.guard.clone();
+                guard.advance(listing.after.as_deref(), next, answer.results.len()).map_err(|message| {
+                    HubspotError::Protocol { endpoint: "GET /crm/v3/objects/contacts".into(), message }
+                })?;
+                state.listing = Some(Listing { after: Some(next.to_string()), guard, ..listing });
+                page.has_more = true;
+            }
+            None => {
+                // Everything modified before the listing started is read;
+                // the search windows take over from there.
+                state.done_until_ms = Some(listing.started_at_ms);
+                // Archivals before the listing concern nothing delivered.
+                state.swept_at_ms = Some(listing.started_at_ms);
+                tracing::debug!(connector = "hubspot", object = "contacts", "backfill listing finished");
+                page.has_more = false;
+            }
+        }
+        page.cursor = Some(cursor::encode(stream, &state));
+        Ok(page)
+    }
+
+    /// `GET /crm/v3/objects/contacts` after `after`, with history unless the
+    /// portal refuses it (then without, from then on, as for batch reads).
+    async fn contacts_listing(&self, after: Option<&str>, cursor: &str) -> Result<ObjectPage, HubspotError> {
+        let path = "/crm/v3/objects/contacts".to_string();
+        let properties = self.contact_properties().join(",");
+        loop {
+            let with_history = !self.history_unavailable.load(Ordering::Relaxed);
+            let limit = if with_history { LIST_PAGE_WITH_HISTORY } else { LIST_PAGE };
+            let mut query =
+                vec![("limit", limit.to_string()), ("archived", "false".to_string()), ("properties", properties.clone())];
+            if with_history {
+                query.push(("propertiesWithHistory", map::history_properties(&self.settings.history_properties).join(",")));
+            }
+            if let Some(after) = after {
+                query.push(("after", after.to_string()));
+            }
+            let sent = self
+                .client
+                .send(Request {
+                    method: Method::GET,
+                    path: path.clone(),
+                    query,
+                    body: None,
+                    bucket: Bucket::Burst,
+                    idempotent: true,
+                    object: "contacts",
+                    cursor,
+                })
+                .await;
+            match sent {
+                Ok(resp) => return resp.json(&path),
+                Err(HubspotError::Api { status: 403, category, message, .. }) if with_history => {
+                    self.history_refused(cursor, &category, &message);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
