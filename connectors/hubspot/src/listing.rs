@@ -43,10 +43,14 @@ pub const LIST_PAGE: u32 = 100;
 /// then read those histories: more calls, nothing missed).
 const MAX_MARKS: usize = 500_000;
 
-/// When handoff's writes left each contact: contact id → modified (epoch ms).
+/// What handoff's own writes left behind: when each contact was last
+/// updated by them (contact id → modified, epoch ms), and the contact of
+/// each task they created (task id → contact id), so reading those tasks
+/// back needs no association read.
 #[derive(Debug, Default)]
 pub struct OwnWrites {
     marks: std::sync::Mutex<HashMap<String, i64>>,
+    tasks: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl OwnWrites {
@@ -66,6 +70,20 @@ impl OwnWrites {
     /// Whether `id` was last modified by handoff's write at `modified_ms`.
     pub fn is_own(&self, id: &str, modified_ms: i64) -> bool {
         self.marks.lock().map(|m| m.get(id) == Some(&modified_ms)).unwrap_or(false)
+    }
+
+    /// Remember the contact a task handoff created (or found) is about.
+    pub fn record_task(&self, task_id: &str, contact_id: &str) {
+        let Ok(mut tasks) = self.tasks.lock() else { return };
+        if tasks.len() >= MAX_MARKS {
+            tasks.clear();
+        }
+        tasks.insert(task_id.to_string(), contact_id.to_string());
+    }
+
+    /// The contact of a task handoff created, if this process remembers it.
+    pub fn contact_of_task(&self, task_id: &str) -> Option<String> {
+        self.tasks.lock().ok().and_then(|t| t.get(task_id).cloned())
     }
 
     /// Forget marks no window can still find: modified before `ms`.

@@ -425,7 +425,21 @@ impl HubspotConnector {
         ids: &[String],
         cursor: &str,
     ) -> Result<BTreeMap<String, String>, HubspotError> {
-        let inputs: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
+        // Tasks handoff created itself: their contact is known.
+        let mut out = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for id in ids {
+            match self.own_writes.contact_of_task(id).filter(|_| object == "tasks") {
+                Some(contact) => {
+                    out.insert(id.clone(), contact);
+                }
+                None => unknown.push(id),
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(out);
+        }
+        let inputs: Vec<Value> = unknown.iter().map(|id| json!({"id": id})).collect();
         let body = json!({"inputs": inputs});
         let path = format!("/crm/v4/associations/{object}/contacts/batch/read");
         let resp = self
@@ -442,7 +456,6 @@ impl HubspotConnector {
             })
             .await?;
         let batch: AssociationBatch = resp.json(&path)?;
-        let mut out = BTreeMap::new();
         for r in batch.results {
             let Some(from) = id_string(&r.from.id) else { continue };
             let lowest = r.to.iter().filter_map(|t| id_string(&t.to_object_id)).min_by_key(|id| (id.len(), id.clone()));

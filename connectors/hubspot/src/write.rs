@@ -380,6 +380,7 @@ impl HubspotConnector {
             for t in batch {
                 match found.get(&t.id) {
                     Some(id) => {
+                        self.remember_task(id, &t);
                         out.insert(t.index, Ok(id.clone()));
                     }
                     None => missing.push(t),
@@ -409,6 +410,11 @@ impl HubspotConnector {
                     let parsed: BatchResponse = resp.json(&path)?;
                     let key_of = |r: &crate::wire::ApiObject| r.prop(TASK_KEY_PROPERTY).map(str::to_string);
                     let rest = attribute(&missing, &parsed, resp.status, &key_of, out);
+                    for i in &missing {
+                        if let Some(Ok(id)) = out.get(&i.index) {
+                            self.remember_task(id, i);
+                        }
+                    }
                     queue.extend(rest.into_iter().map(|i| vec![i]));
                     // A key conflict means the task exists after all (created
                     // by an earlier attempt): take its id.
@@ -420,6 +426,7 @@ impl HubspotConnector {
                     if !conflicted.is_empty() {
                         for (key, id) in self.lookup_tasks(&conflicted).await? {
                             for i in conflicted.iter().filter(|i| i.id == key) {
+                                self.remember_task(&id, i);
                                 out.insert(i.index, Ok(id.clone()));
                             }
                         }
@@ -441,6 +448,18 @@ impl HubspotConnector {
             }
         }
         Ok(())
+    }
+
+    /// Remember which contact the task `task_id` (created from `input`) is
+    /// about, from the association the create named.
+    fn remember_task(&self, task_id: &str, input: &Input) {
+        let contact = input.body["associations"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|a| a["to"]["id"].as_str().map(str::to_string).or_else(|| a["to"]["id"].as_u64().map(|n| n.to_string())));
+        if let Some(contact) = contact {
+            self.own_writes.record_task(task_id, &contact);
+        }
     }
 
     /// Existing tasks by `handoff_key`: key → task id.

@@ -1,0 +1,118 @@
+//! A tick right after handoff's own writes reads no more than an idle tick.
+//!
+//! The SLA fields handoff writes modify every lead it judges, and the tasks
+//! it creates are new activities: the next window finds all of them. They
+//! are its echoes, so reading their history (Salesforce's history subquery,
+//! HubSpot's batch reads with `propertiesWithHistory`) or asking which
+//! contact its own tasks belong to would spend calls on nothing. Calls are
+//! counted by the sandbox's own request log, on both CRMs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+mod common;
+
+use handoff::demo::{config_table, Simulation};
+use handoff_model::CrmKind;
+use handoff_sandbox::LoggedRequest;
+
+/// The reads of the leads and activities streams' windows: what an echo
+/// can cost. Owners, calendars, HubSpot's archived sweep (each on its own
+/// schedule) and the writes' own key look-ups are left out.
+fn window_read(crm: CrmKind, r: &LoggedRequest) -> bool {
+    if !r.counted {
+        return false;
+    }
+    let query = r.query.as_deref().unwrap_or("").replace('+', " ").replace("%20", " ");
+    match crm {
+        CrmKind::Salesforce => {
+            let first_page = r.path.ends_with("/query") || r.path.ends_with("/queryAll");
+            let next_page = r.path.contains("/query/") || r.path.contains("/queryAll/");
+            let is_query = r.method == "GET" && (first_page || next_page);
+            let window = ["FROM Lead", "FROM Task", "FROM Event"].iter().any(|f| query.contains(f));
+            is_query && (window || next_page)
+        }
+        CrmKind::Hubspot => {
+            let post = r.method == "POST";
+            (post && r.path.ends_with("/search"))
+                || (post && r.path == "/crm/v3/objects/contacts/batch/read")
+                || (post && r.path.starts_with("/crm/v4/associations/") && r.path.ends_with("/batch/read"))
+                || (r.method == "GET" && r.path == "/crm/v3/objects/contacts" && !query.contains("archived=true"))
+        }
+    }
+}
+
+fn window_reads_since(crm: CrmKind, sb: &handoff_sandbox::RunningSandbox, since: usize) -> usize {
+    sb.shared.log.snapshot().iter().skip(since).filter(|r| window_read(crm, r)).count()
+}
+
+/// `leads`: enough that re-reading handoff's echoes with their history
+/// would take more pages than a window without them (Salesforce pages
+/// hold 2,000 rows, history rows included; HubSpot reads history 50 at a time).
+async fn a_tick_after_writes_reads_no_more_than_an_idle_tick(crm: CrmKind, leads: usize) {
+    // The whole org at once (the end of its timeline), its clock still: the
+    // only changes after the backfill are handoff's own.
+    let sb = common::frozen_sandbox(crm, 21, leads, 10, false).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut table = config_table(&sb, dir.path()).expect("demo config");
+    let sync = table.entry("sync").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let sync = sync.as_table_mut().expect("[sync] is a table");
+    // Owners and calendars on a daily schedule: not in the ticks compared.
+    sync.insert("owners_every_secs".into(), toml::Value::Integer(86_400));
+    sync.insert("calendars_every_secs".into(), toml::Value::Integer(86_400));
+    let config = handoff::config::parse(&toml::to_string(&table).expect("renders")).expect("valid config");
+    let mut daemon = Simulation::daemon(&config, &sb).await.expect("daemon");
+
+    // The backfill, and the write-back it decides.
+    let mut written = 0;
+    for _ in 0..50 {
+        let r = daemon.tick().await.expect("tick");
+        assert!(r.errors.is_empty(), "{crm}: {:?}", r.errors);
+        written += r.written;
+        if r.caught_up {
+            break;
+        }
+    }
+    assert!(written > 100, "{crm}: the backfill wrote SLA fields and tasks ({written} writes)");
+
+    // Then a tick every five minutes: its window reads, and whether the tick
+    // before it wrote.
+    let mut after_writes = Vec::new();
+    let mut idle = Vec::new();
+    let mut wrote_before = true;
+    let mut first_echoes = None;
+    for _ in 0..12 {
+        sb.shared.clock.advance(chrono::Duration::minutes(5));
+        let start = sb.shared.log.len();
+        let r = daemon.tick().await.expect("tick");
+        assert!(r.errors.is_empty(), "{crm}: {:?}", r.errors);
+        let reads = window_reads_since(crm, &sb, start);
+        first_echoes.get_or_insert(r.echoes + r.leads_changed);
+        if wrote_before {
+            after_writes.push(reads);
+        } else {
+            idle.push(reads);
+        }
+        wrote_before = r.written > 0;
+    }
+    println!("{crm}: window reads after handoff's writes {after_writes:?}, idle {idle:?}");
+    assert!(first_echoes.unwrap_or(0) > 0, "{crm}: the tick after the backfill read handoff's write-back back");
+    assert!(!after_writes.is_empty() && !idle.is_empty(), "{crm}: both kinds of tick ran");
+    assert!(idle.iter().all(|n| *n > 0), "{crm}: every tick reads its windows (the count sees them)");
+    let most_after = after_writes.iter().max().copied().unwrap_or(0);
+    let fewest_idle = idle.iter().min().copied().unwrap_or(0);
+    assert!(
+        most_after <= fewest_idle,
+        "{crm}: a tick after writes read {most_after} times, an idle tick {fewest_idle}"
+    );
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_tick_after_its_own_writes_reads_no_more_than_an_idle_tick() {
+    a_tick_after_writes_reads_no_more_than_an_idle_tick(CrmKind::Salesforce, 900).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_tick_after_its_own_writes_reads_no_more_than_an_idle_tick() {
+    a_tick_after_writes_reads_no_more_than_an_idle_tick(CrmKind::Hubspot, 150).await;
+}
