@@ -630,6 +630,51 @@ async fn collections_ride_five_to_a_composite_request_and_each_keeps_its_own_res
     sb.stop().await;
 }
 
+/// The fewest write calls for `n` records of one kind: collections of 200,
+/// five to a Composite request.
+fn composite_bound(collections: u64) -> u64 {
+    collections.div_ceil(5)
+}
+
+#[tokio::test]
+async fn write_calls_for_thousands_of_actions_stay_at_the_composite_bound() {
+    let sb = sandbox(3_000).await;
+    let c = connect(settings(&sb)).await.expect("connects");
+    let dump = admin_json(&sb, reqwest::Method::GET, "records/Lead", None).await;
+    let leads: Vec<(String, String)> = dump["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["IsDeleted"] != json!(true) && r["OwnerId"].as_str().is_some_and(|o| o.starts_with("005")))
+        .map(|r| {
+            (r["Id"].as_str().unwrap_or_default().to_string(), r["OwnerId"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    assert!(leads.len() > 2_000, "{} leads", leads.len());
+    // SLA fields on every lead and a reminder task on half of them.
+    let mut actions: Vec<Action> = leads
+        .iter()
+        .map(|(lead, _)| Action {
+            key: ActionKey(format!("sla:{lead}:fields")),
+            lead_id: lead.clone(),
+            kind: ActionKind::UpdateLead { fields: BTreeMap::from([("SLA_Status__c".to_string(), json!("pending"))]) },
+        })
+        .collect();
+    for (lead, owner) in leads.iter().step_by(2) {
+        actions.push(task_action(&format!("sla:{lead}:first-touch:reminder"), lead, owner, "Follow up"));
+    }
+    let updates = leads.len() as u64;
+    let tasks = leads.len().div_ceil(2) as u64;
+    let bound = composite_bound(updates.div_ceil(200) + tasks.div_ceil(200));
+    let before = c.requests_sent();
+    let out = c.write(&actions).await.expect("write");
+    let used = c.requests_sent() - before;
+    report(&format!("write-{}-actions", actions.len()), used, bound);
+    assert!(out.iter().all(|o| o.result.is_ok()), "every action lands");
+    assert!(used as f64 <= bound as f64 * 1.05, "{used} write calls for {} actions; the bound is {bound}", actions.len());
+    sb.stop().await;
+}
+
 #[tokio::test]
 async fn missing_policy_field_is_named_with_the_setup_step() {
     let sb = sandbox(10).await;
