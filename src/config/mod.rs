@@ -447,8 +447,10 @@ fn default_shutdown_grace_secs() -> u64 {
     20
 }
 
+/// Actions per write round: enough to fill Salesforce's Composite requests
+/// (five collections of 200) and HubSpot's batches of 100 across kinds.
 fn default_outbox_batch() -> usize {
-    500
+    2_000
 }
 
 fn default_max_write_attempts() -> u32 {

@@ -597,8 +597,7 @@ mod tests {
     fn a_read_without_history_keeps_the_crm_history_and_dates_what_changed() {
         let store = Store::in_memory();
         let mut first = lead("005A", "Open", at(9, 0));
-        first.assignments =
-            vec![Assignment { owner_id: "005A".into(), owner_kind: OwnerKind::User, at: at(9, 0) }];
+        first.assignments = vec![Assignment { owner_id: "005A".into(), owner_kind: OwnerKind::User, at: at(9, 0) }];
         first.status_changes = vec![StatusChange { status: "Open".into(), at: at(9, 0) }];
         apply(&store, page(vec![first.clone()]));
         store

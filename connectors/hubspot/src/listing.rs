@@ -112,7 +112,8 @@ impl HubspotConnector {
         mut state: RecordsCursor,
         now_ms: i64,
     ) -> Result<PullPage, HubspotError> {
-        let listing = state.listing.take().unwrap_or(Listing { after: None, started_at_ms: now_ms, guard: PageGuard::default() });
+        let listing =
+            state.listing.take().unwrap_or(Listing { after: None, started_at_ms: now_ms, guard: PageGuard::default() });
         let cursor_text = format!("backfill listing after {:?}", listing.after);
         let lookback_ms = self.settings.lookback_secs as i64 * 1000;
         let answer = self.contacts_listing(listing.after.as_deref(), &cursor_text).await?;
@@ -128,8 +129,7 @@ impl HubspotConnector {
                 }
             }
         }
-        let owner_ids: BTreeSet<String> =
-            read.iter().flat_map(map::history_owner_ids).map(str::to_string).collect();
+        let owner_ids: BTreeSet<String> = read.iter().flat_map(map::history_owner_ids).map(str::to_string).collect();
         let owner_kinds: BTreeMap<String, OwnerKind> =
             if owner_ids.is_empty() { BTreeMap::new() } else { self.owner_kinds(owner_ids, &cursor_text).await? };
         let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
@@ -184,10 +184,16 @@ impl HubspotConnector {
         loop {
             let with_history = !self.history_unavailable.load(Ordering::Relaxed);
             let limit = if with_history { LIST_PAGE_WITH_HISTORY } else { LIST_PAGE };
-            let mut query =
-                vec![("limit", limit.to_string()), ("archived", "false".to_string()), ("properties", properties.clone())];
+            let mut query = vec![
+                ("limit", limit.to_string()),
+                ("archived", "false".to_string()),
+                ("properties", properties.clone()),
+            ];
             if with_history {
-                query.push(("propertiesWithHistory", map::history_properties(&self.settings.history_properties).join(",")));
+                query.push((
+                    "propertiesWithHistory",
+                    map::history_properties(&self.settings.history_properties).join(","),
+                ));
             }
             if let Some(after) = after {
                 query.push(("after", after.to_string()));

@@ -16,7 +16,7 @@ use crate::client::Request;
 use crate::cursor::{self, OwnersCursor, RecordsCursor, Sweep, Window};
 use crate::error::HubspotError;
 use crate::limits::Bucket;
-use crate::map;
+use crate::map::{self, TASK_KEY_PROPERTY};
 use crate::wire::{
     id_string, parse_time, raw_numeric_id, ApiObject, AssociationBatch, BadRecord, BatchResponse, ObjectPage, OwnerPage,
 };
@@ -133,7 +133,9 @@ impl HubspotConnector {
         }
         // Contacts handoff's own write modified last: their history stands.
         let (own, others): (Vec<_>, Vec<_>) = fresh.iter().partition(|(o, key)| {
-            kind_of(object).is_none() && !self.history_unavailable.load(Ordering::Relaxed) && self.own_writes.is_own(&o.id, key.2)
+            kind_of(object).is_none()
+                && !self.history_unavailable.load(Ordering::Relaxed)
+                && self.own_writes.is_own(&o.id, key.2)
         });
         page.history_not_read.extend(own.iter().map(|(o, _)| o.id.clone()));
         let histories = match kind_of(object) {
@@ -291,8 +293,21 @@ impl HubspotConnector {
             None => self.contact_properties(),
             Some(kind) => map::engagement_properties(kind).iter().map(|p| p.to_string()).collect(),
         };
+        let groups = if object == "tasks" {
+            // handoff's own open tasks are its echoes (the ledger knows
+            // them): read tasks others logged, and any handoff task once it
+            // is completed (by a rep or by handoff).
+            let mut others = filters.clone();
+            others.push(json!({"propertyName": TASK_KEY_PROPERTY, "operator": "NOT_HAS_PROPERTY"}));
+            let mut completed = filters;
+            completed.push(json!({"propertyName": TASK_KEY_PROPERTY, "operator": "HAS_PROPERTY"}));
+            completed.push(json!({"propertyName": "hs_task_status", "operator": "EQ", "value": "COMPLETED"}));
+            vec![json!({"filters": others}), json!({"filters": completed})]
+        } else {
+            vec![json!({"filters": filters})]
+        };
         let body = json!({
-            "filterGroups": [{"filters": filters}],
+            "filterGroups": groups,
             "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
             "properties": properties,
             "limit": self.settings.search_page_size,

@@ -453,10 +453,9 @@ impl HubspotConnector {
     /// Remember which contact the task `task_id` (created from `input`) is
     /// about, from the association the create named.
     fn remember_task(&self, task_id: &str, input: &Input) {
-        let contact = input.body["associations"]
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|a| a["to"]["id"].as_str().map(str::to_string).or_else(|| a["to"]["id"].as_u64().map(|n| n.to_string())));
+        let contact = input.body["associations"].as_array().and_then(|a| a.first()).and_then(|a| {
+            a["to"]["id"].as_str().map(str::to_string).or_else(|| a["to"]["id"].as_u64().map(|n| n.to_string()))
+        });
         if let Some(contact) = contact {
             self.own_writes.record_task(task_id, &contact);
         }

@@ -132,7 +132,8 @@ impl Client {
     pub async fn user_id(&self) -> Option<String> {
         let access = self.rt.credentials().access(self.rt.call_deadline()).await.ok()?;
         let id = access.identity?.trim_end_matches('/').rsplit('/').next()?.to_string();
-        let plausible = (15..=18).contains(&id.len()) && id.starts_with("005") && id.chars().all(|c| c.is_ascii_alphanumeric());
+        let plausible =
+            (15..=18).contains(&id.len()) && id.starts_with("005") && id.chars().all(|c| c.is_ascii_alphanumeric());
         plausible.then_some(id)
     }
 

@@ -339,7 +339,14 @@ impl SalesforceConnector {
 
     /// The window's query. `history`: lead rows carry the history subquery
     /// (see [`LeadRead`]).
-    async fn window_soql(&self, phase: Phase, window: &Window, read: LeadRead) -> Result<String, SalesforceError> {
+    /// `skip_own_by`: leave out rows this user (handoff's own) modified last.
+    async fn window_soql(
+        &self,
+        phase: Phase,
+        window: &Window,
+        read: LeadRead,
+        skip_own_by: Option<&str>,
+    ) -> Result<String, SalesforceError> {
         let mut fields = self.select_list(phase).await?.join(", ");
         match read {
             LeadRead::WithHistory => {
@@ -349,7 +356,10 @@ impl SalesforceConnector {
             LeadRead::Light { .. } => fields.push_str(", LastModifiedById"),
             LeadRead::Plain => {}
         }
-        let filter = if phase == Phase::Queues { "Type = 'Queue' AND " } else { "" };
+        let mut filter = if phase == Phase::Queues { "Type = 'Queue' AND ".to_string() } else { String::new() };
+        if let Some(own) = skip_own_by.filter(|id| is_record_id(id)) {
+            filter.push_str(&format!("LastModifiedById != '{own}' AND "));
+        }
         Ok(format!(
             "SELECT {fields} FROM {} WHERE {filter}SystemModstamp >= {} AND SystemModstamp < {} ORDER BY SystemModstamp, Id",
             phase.sobject(),
@@ -457,6 +467,14 @@ impl SalesforceConnector {
         })?;
         let object = phase.sobject();
         let read = self.lead_read(phase, &state).await;
+        // Tasks and events handoff itself modified last are its own tasks,
+        // created or closed by it: the ledger knows them, so after the
+        // backfill they are not read back (a rep's completion of one is the
+        // rep's modification, and is read).
+        let skip_own = match phase {
+            Phase::Tasks | Phase::Events if state.done_until_ms.is_some() => self.client.user_id().await,
+            _ => None,
+        };
         let mut page = match window.next_url.clone() {
             Some(next) => match self.client.send_json::<QueryPage>(Method::GET, &next, &[], None, object).await {
                 Ok(p) => p,
@@ -471,13 +489,13 @@ impl SalesforceConnector {
                         .guard
                         .restart()
                         .map_err(|message| SalesforceError::Protocol { endpoint: object.to_string(), message })?;
-                    let soql = self.window_soql(phase, &window, read.clone()).await?;
+                    let soql = self.window_soql(phase, &window, read.clone(), skip_own.as_deref()).await?;
                     self.run_query(&soql, phase.query_all(), object).await?
                 }
                 Err(e) => return Err(e),
             },
             None => {
-                let soql = self.window_soql(phase, &window, read.clone()).await?;
+                let soql = self.window_soql(phase, &window, read.clone(), skip_own.as_deref()).await?;
                 self.run_query(&soql, phase.query_all(), object).await?
             }
         };
