@@ -67,6 +67,8 @@ pub struct HubspotConnector {
     contact_link: tokio::sync::Mutex<Option<Option<String>>>,
     /// When handoff's own updates left each contact (see [`listing`]).
     own_writes: listing::OwnWrites,
+    /// What each contact's history-bearing properties were when last delivered.
+    digests: handoff_runtime::echo::HistoryDigests,
 }
 
 /// Validate the settings and build the connector. Makes no request: call
@@ -82,6 +84,7 @@ pub async fn connect(settings: HubspotSettings) -> Result<HubspotConnector, Hubs
         history_unavailable: AtomicBool::new(false),
         contact_link: tokio::sync::Mutex::new(None),
         own_writes: listing::OwnWrites::default(),
+        digests: handoff_runtime::echo::HistoryDigests::default(),
     })
 }
 
@@ -157,6 +160,9 @@ impl HubspotConnector {
     async fn pull_one(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, ConnectorError> {
         let result = match stream {
             Stream::Leads | Stream::Activities => {
+                if stream == Stream::Leads {
+                    self.digests.pulling_from(cursor.map(|c| c.0.as_str()));
+                }
                 let state = match cursor {
                     Some(c) => cursor::decode::<RecordsCursor>(stream, c)?,
                     None => RecordsCursor::default(),

@@ -112,11 +112,29 @@ impl HubspotConnector {
         mut state: RecordsCursor,
         now_ms: i64,
     ) -> Result<PullPage, HubspotError> {
-        let listing =
+        let mut listing =
             state.listing.take().unwrap_or(Listing { after: None, started_at_ms: now_ms, guard: PageGuard::default() });
         let cursor_text = format!("backfill listing after {:?}", listing.after);
         let lookback_ms = self.settings.lookback_secs as i64 * 1000;
-        let answer = self.contacts_listing(listing.after.as_deref(), &cursor_text).await?;
+        let answer = match self.contacts_listing(listing.after.as_deref(), &cursor_text).await {
+            // A paging token HubSpot no longer takes (or never issued): list
+            // again from the start (what was delivered is delivered again,
+            // harmlessly), unless that keeps happening.
+            Err(HubspotError::Api { status: 400, .. }) if listing.after.is_some() => {
+                tracing::warn!(
+                    connector = "hubspot",
+                    object = "contacts",
+                    "listing position refused; listing again from the start"
+                );
+                listing.after = None;
+                listing.guard.restart().map_err(|message| HubspotError::Protocol {
+                    endpoint: "GET /crm/v3/objects/contacts".into(),
+                    message,
+                })?;
+                self.contacts_listing(None, &cursor_text).await?
+            }
+            other => other?,
+        };
         let mut page = PullPage::default();
         let window_from = chrono::DateTime::UNIX_EPOCH;
         let mut read = Vec::new();
@@ -133,9 +151,11 @@ impl HubspotConnector {
         let owner_kinds: BTreeMap<String, OwnerKind> =
             if owner_ids.is_empty() { BTreeMap::new() } else { self.owner_kinds(owner_ids, &cursor_text).await? };
         let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
+        let mut digests = Vec::new();
         for o in read {
             match map::lead(&o) {
                 Ok((mut lead, merges)) => {
+                    digests.push((o.id.clone(), self.history_digest(&o)));
                     if let Ok(id) = map::numeric_id(&o) {
                         let key = (0, id, lead.modified_at.timestamp_millis());
                         state.remember_listed(key, listing.started_at_ms, lookback_ms);
@@ -173,51 +193,62 @@ impl HubspotConnector {
             }
         }
         page.cursor = Some(cursor::encode(stream, &state));
+        self.digests.stage(page.cursor.as_ref().map(|c| c.0.as_str()), digests);
         Ok(page)
     }
 
     /// `GET /crm/v3/objects/contacts` after `after`, with history unless the
     /// portal refuses it (then without, from then on, as for batch reads).
     async fn contacts_listing(&self, after: Option<&str>, cursor: &str) -> Result<ObjectPage, HubspotError> {
-        let path = "/crm/v3/objects/contacts".to_string();
-        let properties = self.contact_properties().join(",");
-        loop {
-            let with_history = !self.history_unavailable.load(Ordering::Relaxed);
-            let limit = if with_history { LIST_PAGE_WITH_HISTORY } else { LIST_PAGE };
-            let mut query = vec![
-                ("limit", limit.to_string()),
-                ("archived", "false".to_string()),
-                ("properties", properties.clone()),
-            ];
-            if with_history {
-                query.push((
-                    "propertiesWithHistory",
-                    map::history_properties(&self.settings.history_properties).join(","),
-                ));
-            }
-            if let Some(after) = after {
-                query.push(("after", after.to_string()));
-            }
-            let sent = self
-                .client
-                .send(Request {
-                    method: Method::GET,
-                    path: path.clone(),
-                    query,
-                    body: None,
-                    bucket: Bucket::Burst,
-                    idempotent: true,
-                    object: "contacts",
-                    cursor,
-                })
-                .await;
-            match sent {
-                Ok(resp) => return resp.json(&path),
-                Err(HubspotError::Api { status: 403, category, message, .. }) if with_history => {
-                    self.history_refused(cursor, &category, &message);
-                }
-                Err(e) => return Err(e),
-            }
+        if self.history_unavailable.load(Ordering::Relaxed) {
+            return self.listing(after, None, cursor).await;
         }
+        let history = map::history_properties(&self.settings.history_properties).join(",");
+        match self.listing(after, Some(&history), cursor).await {
+            Err(HubspotError::Api { status: 403, category, message, .. }) => {
+                // Only a refusal the plain listing does not share is about
+                // history (a portal refusing everything is not).
+                let plain = self.listing(after, None, cursor).await?;
+                self.history_refused(cursor, &category, &message);
+                Ok(plain)
+            }
+            other => other,
+        }
+    }
+
+    /// One page of the contacts listing, with the history of `history`.
+    async fn listing(
+        &self,
+        after: Option<&str>,
+        history: Option<&str>,
+        cursor: &str,
+    ) -> Result<ObjectPage, HubspotError> {
+        let path = "/crm/v3/objects/contacts".to_string();
+        let limit = if history.is_some() { LIST_PAGE_WITH_HISTORY } else { LIST_PAGE };
+        let mut query = vec![
+            ("limit", limit.to_string()),
+            ("archived", "false".to_string()),
+            ("properties", self.contact_properties().join(",")),
+        ];
+        if let Some(history) = history {
+            query.push(("propertiesWithHistory", history.to_string()));
+        }
+        if let Some(after) = after {
+            query.push(("after", after.to_string()));
+        }
+        let resp = self
+            .client
+            .send(Request {
+                method: Method::GET,
+                path: path.clone(),
+                query,
+                body: None,
+                bucket: Bucket::Burst,
+                idempotent: true,
+                object: "contacts",
+                cursor,
+            })
+            .await?;
+        resp.json(&path)
     }
 }

@@ -131,11 +131,13 @@ impl HubspotConnector {
                 fresh.push((o, key));
             }
         }
+        let mut digests = Vec::new();
         // Contacts handoff's own write modified last: their history stands.
         let (own, others): (Vec<_>, Vec<_>) = fresh.iter().partition(|(o, key)| {
             kind_of(object).is_none()
                 && !self.history_unavailable.load(Ordering::Relaxed)
                 && self.own_writes.is_own(&o.id, key.2)
+                && self.digests.unchanged(&o.id, self.history_digest(o))
         });
         page.history_not_read.extend(own.iter().map(|(o, _)| o.id.clone()));
         let histories = match kind_of(object) {
@@ -154,6 +156,7 @@ impl HubspotConnector {
         };
         let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
         for (o, key) in fresh {
+            let digest = (kind_of(object).is_none()).then(|| self.history_digest(&o));
             let mapped = match kind_of(object) {
                 None => map::lead(&o).map(|(mut lead, merges)| {
                     if let Some(h) = histories.get(&o.id) {
@@ -167,7 +170,12 @@ impl HubspotConnector {
                 }
             };
             match mapped {
-                Ok(()) => state.remember(key, &window, lookback_ms),
+                Ok(()) => {
+                    state.remember(key, &window, lookback_ms);
+                    if let Some(d) = digest {
+                        digests.push((o.id.clone(), d));
+                    }
+                }
                 Err(reason) => {
                     let raw = echo(&o);
                     let bad = BadRecord { raw, id: Some(o.id.clone()), reason };
@@ -198,6 +206,9 @@ impl HubspotConnector {
             page.has_more = state.sweep.is_some();
         }
         page.cursor = Some(cursor::encode(stream, &state));
+        if stream == Stream::Leads {
+            self.digests.stage(page.cursor.as_ref().map(|c| c.0.as_str()), digests);
+        }
         Ok(page)
     }
 
@@ -225,6 +236,13 @@ impl HubspotConnector {
             .map(|p| p.to_string())
             .chain(self.settings.extra_contact_properties.iter().cloned())
             .collect()
+    }
+
+    /// A digest of the values a contact's history follows (see
+    /// [`handoff_runtime::echo::HistoryDigests`]).
+    pub(crate) fn history_digest(&self, o: &ApiObject) -> u64 {
+        let names = map::history_properties(&self.settings.history_properties);
+        handoff_runtime::echo::HistoryDigests::digest(names.iter().map(|n| o.prop(n)))
     }
 
     /// Property history was refused (403, a missing scope): from now on

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod budget;
 pub mod clock;
 pub mod decode;
+pub mod echo;
 pub mod error;
 pub mod http;
 pub mod pace;

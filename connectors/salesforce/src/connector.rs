@@ -9,6 +9,7 @@ use handoff_model::{
     Action, ActionKind, ApiBudget, Connector, ConnectorError, CrmKind, Cursor, PullPage, Quarantined, Stream,
     TaskPriority, WriteError, WriteOutcome,
 };
+use handoff_runtime::echo::HistoryDigests;
 use handoff_runtime::PageGuard;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -140,6 +141,8 @@ pub struct SalesforceConnector {
     /// Lead's describe lists the `Histories` child relationship (field
     /// history tracking is on), so lead pulls carry the history subquery.
     lead_histories: AtomicBool,
+    /// What each lead's history-bearing fields were when last delivered.
+    digests: HistoryDigests,
 }
 
 /// Build the connector, log in and check the org (objects readable, the
@@ -149,6 +152,7 @@ pub async fn connect(settings: SalesforceSettings) -> Result<SalesforceConnector
         client: Client::new(settings)?,
         described: RwLock::new(HashMap::new()),
         lead_histories: AtomicBool::new(false),
+        digests: HistoryDigests::default(),
     };
     connector.check_org().await?;
     Ok(connector)
@@ -162,6 +166,7 @@ pub async fn connect_unchecked(settings: SalesforceSettings) -> Result<Salesforc
         client: Client::new(settings)?,
         described: RwLock::new(HashMap::new()),
         lead_histories: AtomicBool::new(false),
+        digests: HistoryDigests::default(),
     };
     connector.client.login().await?;
     Ok(connector)
@@ -387,6 +392,20 @@ impl SalesforceConnector {
         }
     }
 
+    /// A digest of the values a lead row's history follows (see
+    /// [`HistoryDigests`]).
+    fn history_digest(&self, row: &Map<String, Value>) -> u64 {
+        let text = |k: &str| match row.get(k) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        let tracked = &self.client.settings.tracked_history.fields;
+        let values: Vec<Option<String>> =
+            ["OwnerId", "Status"].iter().map(|k| text(k)).chain(tracked.iter().map(|k| text(k))).collect();
+        HistoryDigests::digest(values.iter().map(Option::as_deref))
+    }
+
     /// The history of `rows` (light lead rows) attached as the subquery
     /// would have, for the rows someone other than `own_user_id` modified
     /// last; the ids of the rows left without history (handoff's echoes,
@@ -400,9 +419,10 @@ impl SalesforceConnector {
         let mut wanted: Vec<String> = Vec::new();
         for row in rows.iter() {
             let deleted = row.get("IsDeleted").and_then(Value::as_bool) == Some(true);
-            let ours = text(row, "LastModifiedById").as_deref() == Some(own_user_id);
+            let echo = text(row, "LastModifiedById").as_deref() == Some(own_user_id)
+                && text(row, "Id").is_some_and(|id| self.digests.unchanged(&id, self.history_digest(row)));
             match text(row, "Id") {
-                Some(id) if !deleted && !ours && is_record_id(&id) => wanted.push(id),
+                Some(id) if !deleted && !echo && is_record_id(&id) => wanted.push(id),
                 _ => {}
             }
         }
@@ -414,13 +434,23 @@ impl SalesforceConnector {
                 map::history_subquery(&self.client.settings.tracked_history),
                 ids.join(", ")
             );
-            let mut found = self.read_all(&soql, "Lead").await?;
+            // queryAll: a lead deleted since the window's page still answers.
+            let mut found = self.read_all_rows(&soql, true, "Lead").await?;
             self.finish_child_pages(&mut found, map::HISTORIES, "Lead").await?;
             for mut row in found {
                 if let (Some(id), Some(h)) = (text(&row, "Id"), row.remove(map::HISTORIES)) {
                     histories.insert(id, h);
                 }
             }
+        }
+        if let Some(missing) = wanted.iter().find(|id| !histories.contains_key(*id)) {
+            // Every lead asked for exists (queryAll sees deleted ones too):
+            // an answer without one is not to be trusted, and the page is
+            // read again rather than delivered without its history.
+            return Err(SalesforceError::Protocol {
+                endpoint: "Lead".into(),
+                message: format!("the history read of {} lead(s) left out {missing}", wanted.len()),
+            });
         }
         let mut without = BTreeSet::new();
         for row in rows.iter_mut() {
@@ -445,6 +475,9 @@ impl SalesforceConnector {
 
     /// Read one page of `stream` and say where to resume.
     async fn pull_page(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, SalesforceError> {
+        if stream == Stream::Leads {
+            self.digests.pulling_from(cursor.map(|c| c.0.as_str()));
+        }
         let mut state = match cursor {
             Some(c) => SfCursor::decode(c, stream)?,
             None => SfCursor::fresh(stream),
@@ -468,11 +501,11 @@ impl SalesforceConnector {
         let object = phase.sobject();
         let read = self.lead_read(phase, &state).await;
         // Tasks and events handoff itself modified last are its own tasks,
-        // created or closed by it: the ledger knows them, so after the
-        // backfill they are not read back (a rep's completion of one is the
-        // rep's modification, and is read).
+        // created or closed by it: the ledger knows them, so they are not
+        // read back (a rep's completion of one is the rep's modification,
+        // and is read).
         let skip_own = match phase {
-            Phase::Tasks | Phase::Events if state.done_until_ms.is_some() => self.client.user_id().await,
+            Phase::Tasks | Phase::Events => self.client.user_id().await,
             _ => None,
         };
         let mut page = match window.next_url.clone() {
@@ -507,6 +540,16 @@ impl SalesforceConnector {
             }
             LeadRead::Light { own_user_id } => self.attach_histories(&mut page.records, own_user_id).await?,
             LeadRead::Plain => BTreeSet::new(),
+        };
+        let digests: Vec<(String, u64)> = if phase == Phase::Leads {
+            page.records
+                .iter()
+                .filter_map(|row| {
+                    row.get("Id").and_then(Value::as_str).map(|id| (id.to_string(), self.history_digest(row)))
+                })
+                .collect()
+        } else {
+            Vec::new()
         };
         let mut mapped = Mapped::default();
         let bad_rows = match phase {
@@ -577,6 +620,11 @@ impl SalesforceConnector {
             has_more,
             "page read"
         );
+        if phase == Phase::Leads {
+            let bad: HashSet<&str> = quarantined.iter().filter_map(|q| q.id.as_deref()).collect();
+            let kept = digests.into_iter().filter(|(id, _)| !bad.contains(id.as_str())).collect();
+            self.digests.stage(Some(state.encode().0.as_str()), kept);
+        }
         Ok(PullPage {
             leads: mapped.leads,
             activities: mapped.activities,
@@ -663,7 +711,17 @@ impl SalesforceConnector {
     }
 
     async fn read_all(&self, soql: &str, object: &str) -> Result<Vec<Map<String, Value>>, SalesforceError> {
-        let mut page = self.run_query(soql, false, object).await?;
+        self.read_all_rows(soql, false, object).await
+    }
+
+    /// Every row of `soql` (`all`: through `queryAll`, deleted rows too).
+    async fn read_all_rows(
+        &self,
+        soql: &str,
+        all: bool,
+        object: &str,
+    ) -> Result<Vec<Map<String, Value>>, SalesforceError> {
+        let mut page = self.run_query(soql, all, object).await?;
         same_object(&page.records, object)?;
         let mut guard = PageGuard::default();
         guard.expect(page.total_size);

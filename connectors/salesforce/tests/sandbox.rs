@@ -379,14 +379,20 @@ async fn backfill_of_100k_leads_with_activities_then_incremental_pulls_apply_eac
     // The task handoff created is its own: the ledger knows it, so it is not read back.
     assert_eq!(inc1_acts.applied, moved, "the merged lead's moved activities, and not handoff's own new task");
     assert!(!inc1_acts.applied.contains(&task_id));
-    // handoff's own reassignment comes back without a history read: the
-    // history held stands (the daemon dates the new owner at the write).
+    // handoff's own reassignment moved the owner: its history is read
+    // (Salesforce dates the change when the write landed).
+    assert!(inc1.without_history.is_empty(), "{:?}", inc1.without_history);
     let after = &leads.leads[&reassigned.id];
     assert_eq!(after.owner_id.as_deref(), Some(new_owner.as_str()));
-    assert_eq!(inc1.without_history, BTreeSet::from([reassigned.id.clone()]), "only handoff's own write skips history");
-    assert_eq!(after.assignments, reassigned.assignments, "the history held stands");
-    // The leads others changed come with their history read.
-    assert!(leads.leads[&master].assignments.len() >= 1 && ties.iter().all(|t| leads.leads[t].assignments.len() == 1));
+    let last = after.assignments.last().expect("assignments");
+    assert_eq!((last.owner_id.as_str(), last.owner_kind), (new_owner.as_str(), handoff_model::OwnerKind::User));
+    assert_eq!(last.at, after.modified_at, "dated when the write landed");
+    assert_eq!(after.assignments.len(), reassigned.assignments.len() + 1);
+    assert_eq!(
+        after.assignments[..reassigned.assignments.len()],
+        reassigned.assignments[..],
+        "earlier history unchanged"
+    );
 
     // A late commit: stamped before the window just read, inside the lookback.
     let late_stamp = (sb.shared.clock.now() - chrono::Duration::minutes(7)).to_rfc3339();
