@@ -32,10 +32,10 @@ fn window_read(crm: CrmKind, r: &LoggedRequest) -> bool {
             is_query && (window || next_page)
         }
         CrmKind::Hubspot => {
-            let post = r.method == "POST";
-            (post && r.path.ends_with("/search"))
-                || (post && r.path == "/crm/v3/objects/contacts/batch/read")
-                || (post && r.path.starts_with("/crm/v4/associations/") && r.path.ends_with("/batch/read"))
+            let association_read = r.path.starts_with("/crm/v4/associations/") && r.path.ends_with("/batch/read");
+            let post_read =
+                r.path.ends_with("/search") || r.path == "/crm/v3/objects/contacts/batch/read" || association_read;
+            (r.method == "POST" && post_read)
                 || (r.method == "GET" && r.path == "/crm/v3/objects/contacts" && !query.contains("archived=true"))
         }
     }

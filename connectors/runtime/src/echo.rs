@@ -19,6 +19,9 @@ use std::sync::Mutex;
 /// then read again: more calls, never a wrong history).
 const MAX_LEADS: usize = 2_000_000;
 
+/// A page's digests: (lead id, digest) for each lead it delivered.
+type PageDigests = Vec<(String, u64)>;
+
 /// Lead id → digest of its history-bearing values when last delivered and
 /// kept: a page's digests count only once the daemon asks for the page
 /// after it with the cursor that page returned (it stores a page and its
@@ -29,7 +32,7 @@ const MAX_LEADS: usize = 2_000_000;
 pub struct HistoryDigests {
     confirmed: Mutex<HashMap<String, u64>>,
     /// The last page's digests, and the cursor it returned.
-    staged: Mutex<Option<(String, Vec<(String, u64)>)>>,
+    staged: Mutex<Option<(String, PageDigests)>>,
 }
 
 impl HistoryDigests {
@@ -63,7 +66,7 @@ impl HistoryDigests {
     }
 
     /// The digests of a page about to be returned with `cursor`.
-    pub fn stage(&self, cursor: Option<&str>, digests: Vec<(String, u64)>) {
+    pub fn stage(&self, cursor: Option<&str>, digests: PageDigests) {
         if let (Ok(mut staged), Some(cursor)) = (self.staged.lock(), cursor) {
             *staged = Some((cursor.to_string(), digests));
         }
