@@ -182,3 +182,47 @@ async fn without_the_history_scope_leads_come_without_history_and_history_is_ask
     report("leads-without-history-scope", log.iter().filter(|r| r.counted).count(), bound, 1.2);
     sb.stop().await;
 }
+
+/// The two routes to a whole portal's contacts with their history, on one
+/// org: the listing with `propertiesWithHistory` (50 a page) against search
+/// pages of 200 followed by batch reads of 50. The backfill takes the
+/// cheaper, and both deliver the same leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backfill_takes_the_cheaper_route_to_contacts_with_history() {
+    let sb = sandbox(2_000).await;
+    advance(&sb, 60).await;
+    let mut routes = Vec::new();
+    for search in [false, true] {
+        let mut s = settings(&sb);
+        // A date makes the backfill search (a listing cannot filter by time).
+        s.backfill_since = search.then_some(chrono::DateTime::UNIX_EPOCH);
+        let c = connector(s).await;
+        let start = sb.shared.log.len();
+        let (pages, _) = drain(&c, Stream::Leads, None).await;
+        let leads = collect_leads(&pages);
+        // Owners and the archived sweep are the same either way.
+        let calls = log_since(&sb, start)
+            .iter()
+            .filter(|r| r.counted && !r.path.starts_with("/crm/v3/owners"))
+            .filter(|r| !r.query.as_deref().unwrap_or("").contains("archived=true"))
+            .count();
+        println!("api-calls scenario=backfill-2k-leads-{} used={calls}", if search { "search" } else { "listing" });
+        routes.push((calls, leads));
+    }
+    let (listing, search) = (&routes[0], &routes[1]);
+    let live = live_records(&sb, "contacts").await.len();
+    assert_eq!(listing.1.len(), live);
+    assert_eq!(listing.1.keys().collect::<BTreeSet<_>>(), search.1.keys().collect::<BTreeSet<_>>());
+    for (id, lead) in &listing.1 {
+        let other = &search.1[id];
+        assert_eq!((&lead.assignments, &lead.status_changes), (&other.assignments, &other.status_changes), "{id}");
+    }
+    assert_eq!(listing.0, common::pages(live, 50), "the listing: one call per 50 contacts");
+    assert_eq!(
+        search.0,
+        common::pages(live, 200) + live.div_ceil(50),
+        "search: pages of 200, then history 50 at a time"
+    );
+    assert!(listing.0 < search.0);
+    sb.stop().await;
+}
