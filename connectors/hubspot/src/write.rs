@@ -182,8 +182,8 @@ impl HubspotConnector {
                     let associations: Vec<Value> = if a.lead_id.is_empty() {
                         Vec::new()
                     } else {
-                        let lead_id: Value = a.lead_id.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::String(a.lead_id.clone()));
-                        vec![json!({"to": {"id": lead_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_CONTACT}]})]
+                        // A string, as HubSpot's spec has it (live HubSpot also takes a number).
+                        vec![json!({"to": {"id": a.lead_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_CONTACT}]})]
                     };
                     tasks.push(Input {
                         index,
@@ -463,9 +463,11 @@ impl HubspotConnector {
 
     /// Existing tasks by `handoff_key`: key → task id.
     async fn lookup_tasks(&self, batch: &[Input]) -> Result<BTreeMap<String, String>, HubspotError> {
+        // `propertiesWithHistory` is required by HubSpot's spec (and its SDKs), if empty.
         let body = json!({
             "idProperty": TASK_KEY_PROPERTY,
             "properties": [TASK_KEY_PROPERTY],
+            "propertiesWithHistory": [],
             "inputs": batch.iter().map(|i| json!({"id": i.id})).collect::<Vec<_>>(),
         });
         let path = "/crm/v3/objects/tasks/batch/read".to_string();

@@ -106,6 +106,19 @@ async fn a_batch_with_one_bad_record_lands_the_others_and_a_replay_creates_nothi
         }
     }
     assert_eq!(log.iter().find(|r| r.path.ends_with("/batch/create")).map(|r| r.status), Some(207));
+    // The request shapes of HubSpot's spec (and its SDKs): association ids
+    // as strings, `propertiesWithHistory` present in a batch read.
+    for create in creates(&log) {
+        let inputs = create.body.as_ref().and_then(|b| b["inputs"].as_array().cloned()).expect("create inputs");
+        for input in &inputs {
+            let to = &input["associations"][0]["to"]["id"];
+            assert!(to.is_string(), "association id {to} is sent as a string");
+        }
+    }
+    for lookup in log.iter().filter(|r| r.path == "/crm/v3/objects/tasks/batch/read") {
+        let body = lookup.body.as_ref().expect("lookup body");
+        assert_eq!(body["propertiesWithHistory"], json!([]), "{body}");
+    }
     // One update batch, one key lookup, one create batch.
     let used = log.iter().filter(|r| r.counted).count();
     report("write-partial-batch", used, LowerBound { write_batches: 2, ..LowerBound::default() }, 1.5);
