@@ -105,6 +105,12 @@ pub fn config_table(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> an
     let mut instance = table(&mut root, "instance")?;
     instance.insert("state_dir".into(), path(&state_dir.join("state")));
     root.insert("instance".into(), instance.into());
+    // The sandbox's org is all demonstration: its whole timeline is enforced,
+    // even when the daemon first starts at its end.
+    let mut sync = root.get("sync").and_then(toml::Value::as_table).cloned().unwrap_or_default();
+    let org_start = sandbox.shared.org.config.start_at - chrono::Duration::days(1);
+    sync.insert("enforce_from".into(), org_start.to_rfc3339().into());
+    root.insert("sync".into(), sync.into());
     match sandbox.crm {
         CrmKind::Salesforce => {
             let mut sf = table(&mut root, "salesforce")?;

@@ -21,7 +21,7 @@ mod window;
 
 pub use compile::{
     compile, After, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy, CompiledScorecard,
-    CompiledSegment, EscalationTarget, Qualification, Reminder, MAX_CONDITION_DEPTH, MAX_CONDITION_NODES,
+    CompiledSegment, Enforcement, EscalationTarget, Qualification, Reminder, MAX_CONDITION_DEPTH, MAX_CONDITION_NODES,
     MAX_ESCALATION_MULTIPLE,
 };
 pub use cond::{is_set, parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};

@@ -12,6 +12,7 @@ use handoff_model::{CrmKind, Stream};
 use serde::Serialize;
 
 use crate::config;
+use crate::report::graveyard::{graveyard, Graveyard};
 use crate::store::{Batch, Counts, ErrorRecord, MessageEntry, OutboxEntry, QuarantineRecord, Store};
 
 #[derive(Debug, Serialize)]
@@ -29,6 +30,8 @@ struct Report {
     /// Records the connector could not map; their leads are held.
     quarantined: Vec<QuarantineRecord>,
     errors: Vec<ErrorRecord>,
+    /// Open MQLs past their deadline from before enforcement began.
+    graveyard: Graveyard,
 }
 
 fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
@@ -137,6 +140,14 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
         failed_messages: store.messages()?.into_iter().filter(|e| e.failed).map(redacted_message).collect(),
         quarantined: store.quarantine()?,
         errors: store.errors(20)?.into_iter().map(redacted_error).collect(),
+        graveyard: {
+            let first_start = store
+                .meta_text(crate::daemon::FIRST_START)?
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            let from = config.sync.enforce_from_at().or(first_start);
+            graveyard(store.states()?.values(), from)
+        },
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -186,6 +197,9 @@ fn render(r: &Report, changed: &[String]) -> String {
         r.next_deadline.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
     );
     let _ = writeln!(out, "outbox: {} queued, {} failed; ledger: {} actions done", c.outbox, c.outbox_failed, c.ledger);
+    if r.graveyard.leads > 0 {
+        let _ = writeln!(out, "backlog (measured, not enforced; clean it up in the CRM): {}", r.graveyard.summary(20));
+    }
     let _ = writeln!(out, "messages (digests, summaries): {} queued, {} failed", c.messages, c.messages_failed);
     let _ = writeln!(out, "cursors:");
     for (stream, cursor) in &r.cursors {

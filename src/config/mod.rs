@@ -30,11 +30,12 @@ pub mod notify;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use handoff_model::{CrmKind, Secret};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use crate::policy::{compile, CompiledPolicy, Condition, Issue, Policy};
+use crate::policy::{compile, parse_instant, CompiledPolicy, Condition, Issue, Policy};
 
 /// Why a config file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -369,6 +370,25 @@ pub struct SyncSettings {
     /// `handoff sandbox` — the sandbox's simulated clock.
     #[serde(default)]
     pub clock: ClockSource,
+    /// Clocks that started before this instant (RFC 3339, or a date for its
+    /// midnight UTC) are measured for the scorecard but not enforced: no
+    /// reminder, escalation, reassignment or flag, and no SLA fields
+    /// written on leads wholly of the past. Unset: the daemon's first start
+    /// on its state directory, so an old org's backlog does not flood
+    /// anyone on day one (`handoff state` lists that backlog).
+    #[serde(default)]
+    pub enforce_from: Option<String>,
+    /// Write SLA fields on leads wholly before `enforce_from` too (each such
+    /// write modifies a historic record, which other integrations notice).
+    #[serde(default)]
+    pub write_back_history: bool,
+}
+
+impl SyncSettings {
+    /// `enforce_from` as an instant, when set and readable.
+    pub fn enforce_from_at(&self) -> Option<DateTime<Utc>> {
+        self.enforce_from.as_deref().and_then(parse_instant)
+    }
 }
 
 impl Default for SyncSettings {
@@ -382,6 +402,8 @@ impl Default for SyncSettings {
             calendars_every_secs: default_calendars_every_secs(),
             pages_per_tick: default_pages_per_tick(),
             clock: ClockSource::System,
+            enforce_from: None,
+            write_back_history: false,
         }
     }
 }
@@ -561,6 +583,14 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
         }
         if s.pages_per_tick == 0 {
             issues.push(Issue::new("sync.pages_per_tick", "0", "no page could ever be read", "write e.g. 50"));
+        }
+        if let Some(text) = s.enforce_from.as_deref().filter(|t| parse_instant(t).is_none()) {
+            issues.push(Issue::new(
+                "sync.enforce_from",
+                text,
+                "not an instant",
+                "write an RFC 3339 time such as \"2026-01-05T00:00:00Z\" or a date such as \"2026-01-05\" (midnight UTC), or leave it out to enforce from the first start",
+            ));
         }
         for (key, value) in
             [("owners_every_secs", s.owners_every_secs), ("calendars_every_secs", s.calendars_every_secs)]

@@ -42,6 +42,12 @@ use serde::Serialize;
 
 use crate::config::{Config, DaemonSettings, SyncSettings};
 use crate::policy::CompiledPolicy;
+use crate::policy::Enforcement;
+
+/// Store metadata: when the daemon first started on this state directory.
+pub const FIRST_START: &str = "first_started_at";
+/// Store metadata: the backlog found at the first full evaluation was logged.
+const GRAVEYARD_REPORTED: &str = "graveyard_reported";
 use crate::store::{Batch, Store, StoreError};
 pub use connect::{SharedNow, TimeSource};
 
@@ -229,6 +235,58 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Sets where enforcement starts (see [`Enforcement`]), once per policy:
+    /// `sync.enforce_from`, else the daemon's first start on this state
+    /// directory, recorded at that start.
+    fn settle_enforcement(&mut self, now: DateTime<Utc>) -> Result<(), DaemonError> {
+        if self.policy.enforcement.from.is_some() {
+            return Ok(());
+        }
+        let from = match self.sync.enforce_from_at() {
+            Some(at) => at,
+            None => match self.store.meta_text(FIRST_START)?.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()) {
+                Some(at) => at.with_timezone(&Utc),
+                None => {
+                    let mut batch = Batch::default();
+                    batch.set_meta_text(FIRST_START, &now.to_rfc3339());
+                    self.commit(batch)?;
+                    tracing::info!(enforce_from = %now.to_rfc3339(), "first start on this state directory: clocks that started before now are measured, not enforced (sync.enforce_from says otherwise)");
+                    now
+                }
+            },
+        };
+        let mut policy = (*self.policy).clone();
+        policy.enforcement = Enforcement { from: Some(from), write_back_history: self.sync.write_back_history };
+        self.policy = Arc::new(policy);
+        if let Ok(mut published) = self.published_policy.write() {
+            *published = self.policy.clone();
+        }
+        Ok(())
+    }
+
+    /// After the first full evaluation, says once what backlog the org
+    /// brought (see [`crate::report::graveyard`]); `handoff state` shows it
+    /// any time.
+    fn report_graveyard_once(&mut self) -> Result<(), DaemonError> {
+        if self.store.meta_text(GRAVEYARD_REPORTED)?.is_some() {
+            return Ok(());
+        }
+        let states = self.store.states()?;
+        let found = crate::report::graveyard::graveyard(states.values(), self.policy.enforcement.from);
+        if found.leads > 0 {
+            tracing::warn!(
+                leads = found.leads,
+                "backlog found, measured and not enforced (`handoff state` lists it): {}",
+                found.summary(10)
+            );
+        } else {
+            tracing::info!("no backlog from before enforcement: {}", found.summary(10));
+        }
+        let mut batch = Batch::default();
+        batch.set_meta_text(GRAVEYARD_REPORTED, &found.leads.to_string());
+        self.commit(batch)
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -359,6 +417,7 @@ impl Daemon {
     pub async fn tick(&mut self) -> Result<TickReport, DaemonError> {
         let now = self.time.now().await?;
         self.now.set(now);
+        self.settle_enforcement(now)?;
         let mut report = TickReport { now: Some(now), ..TickReport::default() };
         let span = tracing::info_span!("tick", now = %now.to_rfc3339());
         let _enter = span.enter();
@@ -419,6 +478,9 @@ impl Daemon {
 
         report.caught_up =
             streams_finished && evaluations_done && outbox_done && messages_done && report.errors.is_empty();
+        if report.caught_up {
+            self.report_graveyard_once()?;
+        }
         let summary = crate::metrics::TickSummary {
             now: report.now,
             caught_up: report.caught_up,

@@ -846,7 +846,12 @@ fn write_back(ctx: &Ctx<'_, '_>, ev: &mut Evaluation) {
     .collect();
     let lead = ctx.lead;
     let differs = desired.iter().any(|(name, want)| !same_value(lead.fields.get(name), want));
-    if differs {
+    // A lead wholly of the past keeps its CRM fields unless the operator asked
+    // for them (writing every historic record wakes every other integration).
+    let enforcement = &ctx.policy.enforcement;
+    let of_the_present = enforcement.enforces(lead.created_at)
+        || ev.clocks.iter().filter_map(|c| c.received_at).any(|at| enforcement.enforces(at));
+    if differs && (of_the_present || enforcement.write_back_history) {
         let current: BTreeMap<&String, Option<&serde_json::Value>> =
             desired.keys().map(|name| (name, lead.fields.get(name))).collect();
         let fingerprint = format!(

@@ -55,6 +55,10 @@ pub(super) fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &[Clock]) -> Planned 
             }
             continue;
         };
+        if !ctx.policy.enforcement.enforces(received) {
+            // A clock of the past (before handoff enforced anything): measured, not acted on.
+            continue;
+        }
         let code = clock.kind.key_code();
         let later_holder = clock.first_owner_id.as_deref().is_some_and(|first| first != owner);
         let task_key = |what: &str| {

@@ -47,6 +47,28 @@ pub struct CompiledPolicy {
     pub marketing: CompiledMarketing,
     pub escalation: CompiledEscalation,
     pub scorecard: CompiledScorecard,
+    /// Which clocks handoff acts on; the daemon sets it from
+    /// `sync.enforce_from` (by default, its first start). The policy file
+    /// does not say it.
+    pub enforcement: Enforcement,
+}
+
+/// The boundary between the past handoff measures and the present it
+/// enforces. A clock that started before `from` is judged and counted in
+/// the scorecard, but gets no reminder, escalation, reassignment or flag;
+/// a lead none of whose clocks started since (nor the lead itself) gets
+/// its SLA fields written only with `write_back_history`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Enforcement {
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    pub write_back_history: bool,
+}
+
+impl Enforcement {
+    /// Whether something that began at `at` is enforced.
+    pub fn enforces(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.from.is_none_or(|from| at >= from)
+    }
 }
 
 /// Sales commitments for one segment.
@@ -400,6 +422,7 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
         return Err(cx.issues);
     }
     Ok(CompiledPolicy {
+        enforcement: Enforcement::default(),
         version: policy.version,
         fields: policy.fields.clone(),
         statuses: policy.statuses.clone(),

@@ -29,6 +29,7 @@
 //! Each commitment has a target (from the policy) and the week's actual;
 //! a week without cases has no actual and neither meets nor misses.
 
+pub mod graveyard;
 mod html;
 mod render;
 pub mod signals;

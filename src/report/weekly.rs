@@ -25,6 +25,10 @@ pub fn escalations(
     week: &Week,
     earlier: &dyn Fn(&str, NaiveDate) -> Option<WeekRecord>,
 ) -> Vec<Action> {
+    if !policy.enforcement.enforces(week.ends_at) {
+        // A week over before enforcement began is measured, not escalated.
+        return Vec::new();
+    }
     let needed = policy.scorecard.consecutive_weeks.max(1);
     let mut out = Vec::new();
     for c in week.commitments.iter().filter(|c| c.met == Some(false)) {

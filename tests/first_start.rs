@@ -1,0 +1,176 @@
+//! A first start on an old org measures the past and enforces only the
+//! present. The org has two years of history and a graveyard (MQLs never
+//! touched or closed, long past every deadline): the first start raises no
+//! task and no reassignment for them, writes no SLA field on any historic
+//! record, still counts them in the scorecard, and names the backlog by
+//! owner. A lead that arrives after the start is enforced as usual. Writes
+//! are counted in the sandbox's own request log, on both CRMs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+mod common;
+
+use handoff::demo::{config_table, Simulation};
+use handoff_model::CrmKind;
+use handoff_sandbox::{LoggedRequest, RunningSandbox};
+use serde_json::json;
+
+/// Records the requests from `since` wrote: (tasks created, leads updated).
+fn writes(crm: CrmKind, sb: &RunningSandbox, since: usize) -> (usize, usize) {
+    let log: Vec<LoggedRequest> = sb.shared.log.snapshot().into_iter().skip(since).filter(|r| r.status < 300).collect();
+    match crm {
+        CrmKind::Salesforce => {
+            let records: Vec<&serde_json::Value> = log.iter().flat_map(|r| r.collection_records()).collect();
+            let of = |t: &str| records.iter().filter(|rec| rec["attributes"]["type"] == t).count();
+            (of("Task"), of("Lead"))
+        }
+        CrmKind::Hubspot => {
+            let inputs = |path: &str| {
+                log.iter()
+                    .filter(|r| r.path == path)
+                    .filter_map(|r| r.body.as_ref()?.get("inputs")?.as_array().map(Vec::len))
+                    .sum::<usize>()
+            };
+            (inputs("/crm/v3/objects/tasks/batch/create"), inputs("/crm/v3/objects/contacts/batch/update"))
+        }
+    }
+}
+
+/// A new MQL arriving now, like the historic MQL `template` (a copy of its
+/// fit and intent, a new identity, qualified now).
+async fn add_fresh_mql(crm: CrmKind, sb: &RunningSandbox, template: &str) {
+    let now = sb.shared.clock.now().to_rfc3339();
+    let http = reqwest::Client::new();
+    match crm {
+        CrmKind::Salesforce => {
+            let url = format!("{}/salesforce/records/Lead", sb.admin_url.trim_end_matches('/'));
+            let dump: serde_json::Value = http.get(&url).send().await.expect("dump").json().await.expect("JSON");
+            let mut lead = dump["records"]
+                .as_array()
+                .and_then(|all| all.iter().find(|r| r["Id"] == template))
+                .and_then(|r| r.as_object().cloned())
+                .expect("the template lead");
+            lead.retain(|k, v| {
+                !v.is_null()
+                    && !k.starts_with("SLA_")
+                    && ![
+                        "Id",
+                        "CreatedDate",
+                        "CreatedById",
+                        "LastModifiedDate",
+                        "LastModifiedById",
+                        "SystemModstamp",
+                        "IsDeleted",
+                        "MasterRecordId",
+                        "LastActivityDate",
+                        "ConvertedDate",
+                        "Disqualification_Reason__c",
+                    ]
+                    .contains(&k.as_str())
+            });
+            lead.insert("LastName".into(), json!("Fresh"));
+            lead.insert("Email".into(), json!("fresh@now.example"));
+            lead.insert("Status".into(), json!("Open - Not Contacted"));
+            lead.insert("IsConverted".into(), json!(false));
+            lead.insert("MQL_Date__c".into(), json!(now));
+            let r = http.post(&url).json(&lead).send().await.expect("create");
+            assert!(r.status().is_success(), "creating the new lead: {}", r.status());
+        }
+        CrmKind::Hubspot => {
+            let url = format!("{}/__sandbox/hubspot/objects/contacts", sb.base_url.trim_end_matches('/'));
+            let dump: serde_json::Value =
+                http.get(format!("{url}?associations=false")).send().await.expect("dump").json().await.expect("JSON");
+            let mut props = dump["results"]
+                .as_array()
+                .and_then(|all| all.iter().find(|r| r["id"] == template))
+                .and_then(|r| r["properties"].as_object().cloned())
+                .expect("the template contact");
+            props.retain(|k, v| {
+                !v.is_null()
+                    && !k.starts_with("handoff_")
+                    && ![
+                        "hs_object_id",
+                        "createdate",
+                        "lastmodifieddate",
+                        "hs_merged_object_ids",
+                        "disqualification_reason",
+                    ]
+                    .contains(&k.as_str())
+            });
+            props.insert("email".into(), json!("fresh@now.example"));
+            props.insert("lifecyclestage".into(), json!("marketingqualifiedlead"));
+            props.insert("hs_lifecyclestage_marketingqualifiedlead_date".into(), json!(now));
+            props.insert("hs_lead_status".into(), json!("NEW"));
+            let r = http.post(&url).json(&json!({"properties": props})).send().await.expect("create");
+            assert!(r.status().is_success(), "creating the new contact: {}", r.status());
+        }
+    }
+}
+
+async fn first_start_measures_the_past_and_enforces_the_present(crm: CrmKind) {
+    // Two years of an org, seen whole at its end.
+    let sb = common::frozen_sandbox(crm, 17, 200, 730, false).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut table = config_table(&sb, dir.path()).expect("demo config");
+    // The demo enforces its whole timeline; a real first start does not.
+    table.get_mut("sync").and_then(toml::Value::as_table_mut).expect("[sync]").remove("enforce_from");
+    let config = handoff::config::parse(&toml::to_string(&table).expect("renders")).expect("valid config");
+    let mut daemon = Simulation::daemon(&config, &sb).await.expect("daemon");
+    let started = sb.shared.clock.now();
+
+    for _ in 0..50 {
+        let r = daemon.tick().await.expect("tick");
+        assert!(r.errors.is_empty(), "{crm}: {:?}", r.errors);
+        if r.caught_up {
+            break;
+        }
+    }
+    let (tasks, lead_writes) = writes(crm, &sb, 0);
+    assert_eq!(
+        (tasks, lead_writes),
+        (0, 0),
+        "{crm}: the first start wrote {tasks} task(s) and {lead_writes} lead update(s)"
+    );
+
+    // The past is judged: breached clocks, a graveyard by owner.
+    let store = daemon.store();
+    let states = store.states().expect("states");
+    let breached =
+        states.values().flat_map(|s| &s.clocks).filter(|c| c.status == handoff::engine::ClockStatus::Breached).count();
+    assert!(breached > 10, "{crm}: the history's breaches are measured ({breached})");
+    let graveyard = handoff::report::graveyard::graveyard(states.values(), Some(started));
+    assert!(graveyard.leads > 0, "{crm}: the org's graveyard is found");
+    assert!(!graveyard.by_owner.is_empty());
+    assert_eq!(graveyard.by_owner.values().sum::<usize>(), graveyard.leads);
+    // The scorecard covers the history: its weeks count MQLs.
+    let weeks = 104;
+    let scorecard =
+        handoff::report::from_store("first-start", daemon.policy(), store, weeks, started, None).expect("scorecard");
+    let mqls: u64 = scorecard.weeks.iter().filter_map(|w| w.groups.get("all")).map(|m| m.mqls).sum();
+    assert!(mqls > 50, "{crm}: the scorecard counts the history's MQLs ({mqls})");
+
+    // The present is enforced: a lead arriving now gets its SLA fields and,
+    // once its window runs short, a reminder.
+    let since = sb.shared.log.len();
+    let template = states.iter().find(|(_, s)| s.mql).map(|(id, _)| id.clone()).expect("an MQL in the history");
+    add_fresh_mql(crm, &sb, &template).await;
+    for _ in 0..(3 * 24 * 2) {
+        sb.shared.clock.advance(chrono::Duration::minutes(30));
+        let r = daemon.tick().await.expect("tick");
+        assert!(r.errors.is_empty(), "{crm}: {:?}", r.errors);
+    }
+    let (tasks, lead_writes) = writes(crm, &sb, since);
+    assert!(lead_writes > 0, "{crm}: the new lead's SLA fields are written");
+    assert!(tasks > 0, "{crm}: the new lead's clocks raise tasks");
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_first_start_measures_the_past_and_enforces_the_present() {
+    first_start_measures_the_past_and_enforces_the_present(CrmKind::Salesforce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_first_start_measures_the_past_and_enforces_the_present() {
+    first_start_measures_the_past_and_enforces_the_present(CrmKind::Hubspot).await;
+}
