@@ -90,3 +90,34 @@ async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("2026-03-01"), "{}", String::from_utf8_lossy(&out.stderr));
     sb.stop().await;
 }
+
+/// A first start on an org with a backlog (the whole of a two-year org at
+/// its end): `handoff state` names the open MQLs past every deadline, by
+/// owner, and the start raised no task about them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_names_the_backlog_a_first_start_found_and_left_alone() {
+    let sb = common::frozen_sandbox(CrmKind::Hubspot, 9, 150, 730, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The demo enforces its whole timeline; a real first start does not.
+    let config = common::write_config(&sb, dir.path(), 1, |t| {
+        t.get_mut("sync").and_then(toml::Value::as_table_mut).map(|s| s.remove("enforce_from"));
+    });
+    let run = handoff(&["run", "--once"], &config);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(handoff::demo::sandbox_tasks(&sb).await.unwrap().len(), 0, "no task about the past");
+
+    let out = handoff(&["state", "--json"], &config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backlog = &report["graveyard"];
+    let leads = backlog["leads"].as_u64().unwrap();
+    assert!(leads > 0, "{backlog}");
+    let by_owner: u64 = backlog["by_owner"].as_object().unwrap().values().filter_map(|v| v.as_u64()).sum();
+    assert_eq!(by_owner, leads, "{backlog}");
+    let text = String::from_utf8_lossy(&handoff(&["state"], &config).stdout).to_string();
+    assert!(
+        text.contains(&format!("backlog (measured, not enforced; clean it up in the CRM): {leads} open MQL(s)")),
+        "{text}"
+    );
+    sb.stop().await;
+}
