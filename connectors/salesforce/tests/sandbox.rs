@@ -497,17 +497,7 @@ fn task_action(key: &str, lead: &str, owner: &str, subject: &str) -> Action {
 async fn write_batch_with_one_bad_record_lands_the_rest_and_replays_without_duplicates() {
     let sb = sandbox(50).await;
     let c = connect(settings(&sb)).await.expect("connects");
-    let dump = admin_json(&sb, reqwest::Method::GET, "records/Lead", None).await;
-    let leads: Vec<(String, String)> = dump["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .filter(|r| r["IsDeleted"] != json!(true) && r["OwnerId"].as_str().is_some_and(|o| o.starts_with("005")))
-        .take(5)
-        .map(|r| {
-            (r["Id"].as_str().unwrap_or_default().to_string(), r["OwnerId"].as_str().unwrap_or_default().to_string())
-        })
-        .collect();
+    let leads = rep_leads(&sb, 5).await;
     assert_eq!(leads.len(), 5);
     let mut actions: Vec<Action> = leads
         .iter()
@@ -572,17 +562,7 @@ async fn collections_ride_five_to_a_composite_request_and_each_keeps_its_own_res
     // Small collections, so a few dozen records make many of them.
     s.write_batch_size = 2;
     let c = connect(s).await.expect("connects");
-    let dump = admin_json(&sb, reqwest::Method::GET, "records/Lead", None).await;
-    let leads: Vec<(String, String)> = dump["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .filter(|r| r["IsDeleted"] != json!(true) && r["OwnerId"].as_str().is_some_and(|o| o.starts_with("005")))
-        .take(12)
-        .map(|r| {
-            (r["Id"].as_str().unwrap_or_default().to_string(), r["OwnerId"].as_str().unwrap_or_default().to_string())
-        })
-        .collect();
+    let leads = rep_leads(&sb, 12).await;
     assert_eq!(leads.len(), 12);
     // 12 lead updates (6 collections) and 6 task upserts (3 collections),
     // one task poisoned: 9 collections, so 2 Composite requests.
@@ -637,8 +617,23 @@ async fn collections_ride_five_to_a_composite_request_and_each_keeps_its_own_res
     sb.stop().await;
 }
 
-/// The fewest write calls for `n` records of one kind: collections of 200,
-/// five to a Composite request.
+/// Up to `most` live leads a user owns: (lead id, owner id).
+async fn rep_leads(sb: &RunningSandbox, most: usize) -> Vec<(String, String)> {
+    let dump = admin_json(sb, reqwest::Method::GET, "records/Lead", None).await;
+    dump["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["IsDeleted"] != json!(true) && r["OwnerId"].as_str().is_some_and(|o| o.starts_with("005")))
+        .take(most)
+        .map(|r| {
+            (r["Id"].as_str().unwrap_or_default().to_string(), r["OwnerId"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+/// The fewest write calls for `collections` sObject Collections (of up to
+/// 200 records each): five to a Composite request.
 fn composite_bound(collections: u64) -> u64 {
     collections.div_ceil(5)
 }
@@ -647,16 +642,7 @@ fn composite_bound(collections: u64) -> u64 {
 async fn write_calls_for_thousands_of_actions_stay_at_the_composite_bound() {
     let sb = sandbox(3_000).await;
     let c = connect(settings(&sb)).await.expect("connects");
-    let dump = admin_json(&sb, reqwest::Method::GET, "records/Lead", None).await;
-    let leads: Vec<(String, String)> = dump["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .filter(|r| r["IsDeleted"] != json!(true) && r["OwnerId"].as_str().is_some_and(|o| o.starts_with("005")))
-        .map(|r| {
-            (r["Id"].as_str().unwrap_or_default().to_string(), r["OwnerId"].as_str().unwrap_or_default().to_string())
-        })
-        .collect();
+    let leads = rep_leads(&sb, usize::MAX).await;
     assert!(leads.len() > 2_000, "{} leads", leads.len());
     // SLA fields on every lead and a reminder task on half of them.
     let mut actions: Vec<Action> = leads
