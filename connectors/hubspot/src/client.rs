@@ -129,6 +129,28 @@ impl Client {
         self.rt.requests_sent()
     }
 
+    /// `GET path?query`: a read of `object`, safe to repeat, on the burst
+    /// budget, answered as `T`.
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: Vec<(&'static str, String)>,
+        object: &str,
+        cursor: &str,
+    ) -> Result<T, HubspotError> {
+        let request = Request {
+            method: Method::GET,
+            path: path.to_string(),
+            query,
+            body: None,
+            bucket: Bucket::Burst,
+            idempotent: true,
+            object,
+            cursor,
+        };
+        self.send(request).await?.json(path)
+    }
+
     /// Send with pacing and retries. 2xx/207 come back as `Ok`; anything
     /// else, once retries are spent or pointless, as an error.
     pub async fn send(&self, req: Request<'_>) -> Result<Response, HubspotError> {

@@ -66,20 +66,7 @@ fn object_path(object: FieldObject) -> &'static str {
 
 impl HubspotConnector {
     async fn get_json(&self, path: String, object: &str) -> Result<Value, HubspotError> {
-        let resp = self
-            .client
-            .send(Request {
-                method: Method::GET,
-                path: path.clone(),
-                query: vec![],
-                body: None,
-                bucket: Bucket::Burst,
-                idempotent: true,
-                object,
-                cursor: "doctor",
-            })
-            .await?;
-        resp.json(&path)
+        self.client.get(&path, vec![], object, "doctor").await
     }
 
     /// A search with one result: HubSpot's `total` is the count (of every

@@ -23,12 +23,9 @@ use std::sync::atomic::Ordering;
 
 use handoff_model::{OwnerKind, PullPage, Stream};
 use handoff_runtime::PageGuard;
-use reqwest::Method;
 
-use crate::client::Request;
 use crate::cursor::{self, Listing, RecordsCursor};
 use crate::error::HubspotError;
-use crate::limits::Bucket;
 use crate::map;
 use crate::wire::{ApiObject, ObjectPage};
 use crate::HubspotConnector;
@@ -236,19 +233,6 @@ impl HubspotConnector {
         if let Some(after) = after {
             query.push(("after", after.to_string()));
         }
-        let resp = self
-            .client
-            .send(Request {
-                method: Method::GET,
-                path: path.clone(),
-                query,
-                body: None,
-                bucket: Bucket::Burst,
-                idempotent: true,
-                object: "contacts",
-                cursor,
-            })
-            .await?;
-        resp.json(&path)
+        self.client.get(&path, query, "contacts", cursor).await
     }
 }

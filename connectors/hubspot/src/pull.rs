@@ -433,21 +433,7 @@ impl HubspotConnector {
         if let Some(after) = after {
             query.push(("after", after.to_string()));
         }
-        let path = "/crm/v3/owners".to_string();
-        let resp = self
-            .client
-            .send(Request {
-                method: Method::GET,
-                path: path.clone(),
-                query,
-                body: None,
-                bucket: Bucket::Burst,
-                idempotent: true,
-                object: "owners",
-                cursor,
-            })
-            .await?;
-        resp.json(&path)
+        self.client.get("/crm/v3/owners", query, "owners", cursor).await
     }
 
     /// Engagement id → associated contact id (the lowest when several), in
@@ -592,20 +578,7 @@ impl HubspotConnector {
         }
         let cursor_text = format!("archived since {} after {:?}", sweep.since_ms, sweep.after);
         let path = format!("/crm/v3/objects/{object}");
-        let resp = self
-            .client
-            .send(Request {
-                method: Method::GET,
-                path: path.clone(),
-                query,
-                body: None,
-                bucket: Bucket::Burst,
-                idempotent: true,
-                object,
-                cursor: &cursor_text,
-            })
-            .await?;
-        resp.json(&path)
+        self.client.get(&path, query, object, &cursor_text).await
     }
 
     /// Owners, listed in full each cycle: active ones, then archived ones

@@ -253,21 +253,8 @@ impl HubspotConnector {
         if let Some(known) = cached.as_ref() {
             return known.clone();
         }
-        let path = "/account-info/v3/details".to_string();
-        let got = self
-            .client
-            .send(Request {
-                method: Method::GET,
-                path: path.clone(),
-                query: vec![],
-                body: None,
-                bucket: Bucket::Burst,
-                idempotent: true,
-                object: "account-info",
-                cursor: "details",
-            })
-            .await
-            .and_then(|resp| resp.json::<Value>(&path));
+        let got: Result<Value, HubspotError> =
+            self.client.get("/account-info/v3/details", vec![], "account-info", "details").await;
         let base = match got {
             Ok(details) => contact_link_base(&details),
             Err(e) => {
