@@ -37,6 +37,8 @@ enum Kind {
     Calendars,
     Writes,
     Other,
+    /// Of the calls above, those the CRM refused (4xx/5xx), counted again here.
+    Refused,
 }
 
 /// Which stream a logged request served. A Salesforce `nextRecordsUrl`
@@ -88,6 +90,9 @@ fn classify(crm: CrmKind, log: &[LoggedRequest]) -> BTreeMap<Kind, usize> {
             }
         };
         *out.entry(kind).or_insert(0) += 1;
+        if r.status >= 400 {
+            *out.entry(Kind::Refused).or_insert(0) += 1;
+        }
     }
     out
 }
@@ -116,7 +121,7 @@ struct Phase {
 }
 
 fn print(crm: CrmKind, leads: usize, p: &Phase) {
-    let total: usize = p.calls.values().sum();
+    let total: usize = p.calls.iter().filter(|(k, _)| **k != Kind::Refused).map(|(_, n)| n).sum();
     let bound: usize = p.bound.values().sum();
     println!(
         "{crm:>10} {leads:>7} leads | {:<12} | wall {:>7.1} s | cpu {:>7.1} s | {:>6} actions written | calls {total:>6} (bound {bound:>6})",
