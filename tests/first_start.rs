@@ -174,3 +174,30 @@ async fn salesforce_first_start_measures_the_past_and_enforces_the_present() {
 async fn hubspot_first_start_measures_the_past_and_enforces_the_present() {
     first_start_measures_the_past_and_enforces_the_present(CrmKind::Hubspot).await;
 }
+
+/// A state directory filled before `sync.enforce_from` existed enforced
+/// every clock; left unset after an upgrade, it goes on doing so (rather
+/// than taking the upgrade for a first start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_directory_from_before_the_setting_keeps_enforcing_every_clock() {
+    let sb = common::frozen_sandbox(CrmKind::Salesforce, 23, 60, 30, false).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut table = config_table(&sb, dir.path()).expect("demo config");
+    let config = handoff::config::parse(&toml::to_string(&table).expect("renders")).expect("valid config");
+    {
+        let mut daemon = Simulation::daemon(&config, &sb).await.expect("daemon");
+        for _ in 0..20 {
+            if daemon.tick().await.expect("tick").caught_up {
+                break;
+            }
+        }
+        assert!(daemon.store().counts().expect("counts").leads > 0);
+        assert_eq!(daemon.store().meta_text(handoff::daemon::FIRST_START).expect("meta"), None);
+    }
+    table.get_mut("sync").and_then(toml::Value::as_table_mut).expect("[sync]").remove("enforce_from");
+    let upgraded = handoff::config::parse(&toml::to_string(&table).expect("renders")).expect("valid config");
+    let mut daemon = Simulation::daemon(&upgraded, &sb).await.expect("daemon");
+    daemon.tick().await.expect("tick");
+    assert_eq!(daemon.policy().enforcement.from, Some(chrono::DateTime::UNIX_EPOCH), "every clock stays enforced");
+    sb.stop().await;
+}

@@ -244,16 +244,26 @@ impl Daemon {
         }
         let from = match self.sync.enforce_from_at() {
             Some(at) => at,
-            None => match self.store.meta_text(FIRST_START)?.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()) {
-                Some(at) => at.with_timezone(&Utc),
-                None => {
-                    let mut batch = Batch::default();
-                    batch.set_meta_text(FIRST_START, &now.to_rfc3339());
-                    self.commit(batch)?;
-                    tracing::info!(enforce_from = %now.to_rfc3339(), "first start on this state directory: clocks that started before now are measured, not enforced (sync.enforce_from says otherwise)");
-                    now
+            None => {
+                match self.store.meta_text(FIRST_START)?.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()) {
+                    Some(at) => at.with_timezone(&Utc),
+                    None => {
+                        // A state directory a handoff without this line already
+                        // filled enforced every clock: it goes on doing so.
+                        let fresh = self.store.cursor(Stream::Leads)?.is_none() && self.store.counts()?.leads == 0;
+                        let from = if fresh { now } else { DateTime::UNIX_EPOCH };
+                        let mut batch = Batch::default();
+                        batch.set_meta_text(FIRST_START, &from.to_rfc3339());
+                        self.commit(batch)?;
+                        if fresh {
+                            tracing::info!(enforce_from = %now.to_rfc3339(), "first start on this state directory: clocks that started before now are measured, not enforced (sync.enforce_from says otherwise)");
+                        } else {
+                            tracing::info!("this state directory predates sync.enforce_from: every clock stays enforced, as before");
+                        }
+                        from
+                    }
                 }
-            },
+            }
         };
         let mut policy = (*self.policy).clone();
         policy.enforcement = Enforcement { from: Some(from), write_back_history: self.sync.write_back_history };
