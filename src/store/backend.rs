@@ -114,6 +114,10 @@ fn io(doing: &str) -> impl Fn(sled::Error) -> StoreError + '_ {
     move |e| StoreError::Io { doing: doing.to_string(), message: e.to_string() }
 }
 
+/// How long opening waits for sled's file lock, and how often it tries.
+const LOCK_WAIT_MS: u64 = 2_000;
+const LOCK_RETRY_MS: u64 = 20;
+
 /// sled 0.34, one tree per [`Tree`].
 pub struct SledBackend {
     db: sled::Db,
@@ -127,12 +131,25 @@ impl SledBackend {
         let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         make_private(dir).map_err(|e| open_err(format!("cannot make it private: {e}")))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("state.sled"))
             // A daemon, not a cache: sled's default would take 1 GiB.
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(|e| open_err(e.to_string()))?;
+            .cache_capacity(64 * 1024 * 1024);
+        // sled lets go of its file lock from its own flusher thread once the
+        // last handle is gone, so opening again right after closing (a
+        // reload, a restart in the same process) may find it still held for
+        // a moment; another process holding it is refused after the wait.
+        let mut waited_ms = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && waited_ms < LOCK_WAIT_MS => {
+                    std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
+                    waited_ms += LOCK_RETRY_MS;
+                }
+                Err(e) => return Err(open_err(e.to_string())),
+            }
+        };
         let trees = Tree::ALL
             .iter()
             .map(|t| db.open_tree(t.name()).map_err(|e| open_err(format!("tree {}: {e}", t.name()))))
