@@ -7,7 +7,8 @@
 //! Prints numbers; asserts nothing (the call-count tests assert).
 //!
 //! `cargo bench --bench api_calls` (`HANDOFF_BENCH_LEADS`, default 100,000;
-//! `HANDOFF_BENCH_CRM=salesforce|hubspot` for one CRM).
+//! `HANDOFF_BENCH_CRM=salesforce|hubspot` for one CRM; `HANDOFF_BENCH_DUMP=1`
+//! prints every call of the backfill).
 //!
 //! Lower bounds, per stream:
 //! - Salesforce reads: pages of 2,000 rows (a query page holds at most
@@ -188,6 +189,12 @@ async fn run(crm: CrmKind, leads: usize) {
         }
     }
     let calls = classify(crm, &sb.shared.log.snapshot()[start..]);
+    if std::env::var("HANDOFF_BENCH_DUMP").is_ok() {
+        for r in &sb.shared.log.snapshot()[start..] {
+            let q = r.query.as_deref().unwrap_or("").replace('+', " ").replace("%20", " ");
+            println!("{} {} {}", r.status, r.path, &q[..q.len().min(160)]);
+        }
+    }
     let bound = backfill_bound(crm, &daemon, written);
     phases.push(Phase {
         name: "backfill",
