@@ -70,14 +70,13 @@ impl Metrics {
 
     /// Counts the clocks of every stored evaluation (once, at start).
     pub fn load(&self, store: &Store) -> Result<(), StoreError> {
-        let states = store.states()?;
-        let mut inner = self.lock();
-        inner.clocks.clear();
-        for state in states.values() {
+        let mut clocks: BTreeMap<(ClockKind, ClockStatus), i64> = BTreeMap::new();
+        store.each_state(|_, state| {
             for c in &state.clocks {
-                *inner.clocks.entry((c.kind, c.status)).or_default() += 1;
+                *clocks.entry((c.kind, c.status)).or_default() += 1;
             }
-        }
+        })?;
+        self.lock().clocks = clocks;
         Ok(())
     }
 

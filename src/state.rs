@@ -12,7 +12,7 @@ use handoff_model::{CrmKind, Stream};
 use serde::Serialize;
 
 use crate::config;
-use crate::report::graveyard::{graveyard, Graveyard};
+use crate::report::graveyard::Graveyard;
 use crate::store::{Batch, Counts, ErrorRecord, MessageEntry, OutboxEntry, QuarantineRecord, Store};
 
 #[derive(Debug, Serialize)]
@@ -97,7 +97,7 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
         store.commit(batch)?;
     }
     if args.retry_failed {
-        let failed: Vec<OutboxEntry> = store.outbox()?.into_iter().filter(|e| e.failed).collect();
+        let failed: Vec<OutboxEntry> = store.failed_outbox()?;
         let mut batch = Batch::default();
         for mut e in failed.iter().cloned() {
             e.failed = false;
@@ -136,7 +136,7 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
             .map(|s| Ok((*s, store.cursor(*s)?.map(|c| c.0))))
             .collect::<Result<_, crate::store::StoreError>>()?,
         next_deadline: store.next_deadline()?,
-        failed_actions: store.outbox()?.into_iter().filter(|e| e.failed).map(redacted_entry).collect(),
+        failed_actions: store.failed_outbox()?.into_iter().map(redacted_entry).collect(),
         failed_messages: store.messages()?.into_iter().filter(|e| e.failed).map(redacted_message).collect(),
         quarantined: store.quarantine()?,
         errors: store.errors(20)?.into_iter().map(redacted_error).collect(),
@@ -146,7 +146,7 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
                 .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                 .map(|t| t.with_timezone(&Utc));
             let from = config.sync.enforce_from_at().or(first_start);
-            graveyard(store.states()?.values(), from)
+            crate::report::graveyard::in_store(&store, from)?
         },
     };
     if args.json {

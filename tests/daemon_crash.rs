@@ -175,6 +175,13 @@ async fn crash_run(crm: CrmKind) {
     let twice: Vec<_> = crashed.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "tasks created twice: {twice:?}");
     assert_eq!(handoff::demo::sandbox_duplicates(&sb).await.unwrap(), 0, "the sandbox finds duplicates");
+    {
+        let state_dir = handoff::daemon::service::store_dir(&handoff::config::load(&config).unwrap());
+        let store = handoff::store::Store::open(&state_dir).unwrap();
+        let counts = store.counts().unwrap();
+        assert_eq!(counts, store.recount().unwrap(), "{crm}: the counts kept through every kill equal a recount");
+        assert!(counts.leads > 0 && counts.ledger > 0, "{crm}: {counts:?}");
+    }
 
     // The same org and the same stops, never killed.
     let sb_ref = common::sandbox(crm, SEED, LEADS, DAYS).await;

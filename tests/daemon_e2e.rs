@@ -280,6 +280,7 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String, String, bo
     let store = sim.daemon.store().clone();
     let states: BTreeMap<String, LeadState> = store.states().unwrap();
     let counts = store.counts().unwrap();
+    assert_eq!(counts, store.recount().unwrap(), "{crm}: the counts kept through the month equal a recount");
     assert_eq!(counts.outbox, 0, "everything owed was written");
 
     let leads = crm_leads(&sim).await;

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use handoff_model::{Action, ActionKey, ActionKind, Activity, Owner};
+use handoff_model::{Action, ActionKey, ActionKind, Activity};
 
 use crate::engine::{self, keys, ClockKind, Evaluation, Owners};
 use crate::policy::CompiledPolicy;
@@ -35,7 +35,8 @@ pub struct Evaluated {
 pub struct Evaluator<'a> {
     pub store: &'a Store,
     pub policy: &'a CompiledPolicy,
-    pub owners: &'a [Owner],
+    /// Built once for every lead evaluated with it.
+    pub owners: &'a Owners<'a>,
     pub now: DateTime<Utc>,
 }
 
@@ -77,8 +78,7 @@ fn evaluate_lead(
     };
     let activities = store.activities_of(lead_id)?;
     let lead = stored.for_engine();
-    let owners = Owners::new(owners);
-    let evaluation = match engine::evaluate(&lead, &activities, &owners, policy, now) {
+    let evaluation = match engine::evaluate(&lead, &activities, owners, policy, now) {
         Ok(e) => e,
         Err(e) => {
             out.failed = true;

@@ -48,6 +48,8 @@ use crate::policy::Enforcement;
 pub const FIRST_START: &str = "first_started_at";
 /// Store metadata: the backlog found at the first full evaluation was logged.
 const GRAVEYARD_REPORTED: &str = "graveyard_reported";
+/// Leads marked for evaluation per commit when the policy changes.
+const DIRTY_SLICE: usize = 5_000;
 use crate::store::{Batch, Store, StoreError};
 pub use connect::{SharedNow, TimeSource};
 
@@ -281,8 +283,7 @@ impl Daemon {
         if self.store.meta_text(GRAVEYARD_REPORTED)?.is_some() {
             return Ok(());
         }
-        let states = self.store.states()?;
-        let found = crate::report::graveyard::graveyard(states.values(), self.policy.enforcement.from);
+        let found = crate::report::graveyard::in_store(&self.store, self.policy.enforcement.from)?;
         if found.leads > 0 {
             tracing::warn!(
                 leads = found.leads,
@@ -377,14 +378,21 @@ impl Daemon {
         if self.store.meta_text("policy")?.as_deref() == Some(fingerprint) {
             return Ok(());
         }
+        // A commit per slice keeps memory flat; the new fingerprint is
+        // recorded after the last one, so a crash midway marks them again.
+        let mut marked = 0;
+        self.store.each_lead_id_slice(DIRTY_SLICE, |ids| {
+            let mut batch = Batch::default();
+            for id in &ids {
+                batch.mark_dirty(id, "policy changed");
+            }
+            marked += ids.len();
+            self.store.commit(batch)
+        })?;
         let mut batch = Batch::default();
-        let leads = self.store.leads()?;
-        for l in &leads {
-            batch.mark_dirty(&l.lead.id, "policy changed");
-        }
         batch.set_meta_text("policy", fingerprint);
-        if !leads.is_empty() {
-            tracing::info!(leads = leads.len(), "the policy changed; every lead is evaluated again");
+        if marked > 0 {
+            tracing::info!(leads = marked, "the policy changed; every lead is evaluated again");
         }
         self.commit(batch)
     }
@@ -651,7 +659,8 @@ impl Daemon {
             }
             let mut seq = self.store.next_seq()?;
             let mut states_before = Vec::with_capacity(work.len());
-            let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &self.owners, now };
+            let owners = crate::engine::Owners::new(&self.owners);
+            let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &owners, now };
             for (id, due_at) in &work {
                 states_before.push(self.store.state(id)?);
                 let e = evaluator.evaluate_lead(id, *due_at, &mut seq, &mut batch)?;

@@ -2,7 +2,8 @@
 //! handoff enforced anything. handoff measures them (the scorecard covers
 //! them) but acts on none of them, so revops can clean them up once,
 //! deliberately; `handoff state` and the daemon's first full evaluation
-//! name them by owner. Pure: lead states in, counts out.
+//! name them by owner. Pure (lead states in, counts out) but for
+//! [`in_store`], which feeds it the stored states a slice at a time.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::engine::ClockStatus;
-use crate::store::LeadState;
+use crate::store::{LeadState, Store, StoreError};
 
 /// Open leads past a deadline from before `enforce_from`, by owner.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -29,8 +30,23 @@ pub fn graveyard<'a>(
     enforce_from: Option<DateTime<Utc>>,
 ) -> Graveyard {
     let mut out = Graveyard { enforce_from, ..Graveyard::default() };
-    let Some(from) = enforce_from else { return out };
     for state in states {
+        out.add(state);
+    }
+    out
+}
+
+/// The graveyard among the stored states, read a slice at a time.
+pub fn in_store(store: &Store, enforce_from: Option<DateTime<Utc>>) -> Result<Graveyard, StoreError> {
+    let mut out = Graveyard { enforce_from, ..Graveyard::default() };
+    store.each_state(|_, state| out.add(&state))?;
+    Ok(out)
+}
+
+impl Graveyard {
+    /// Counts `state` if it belongs to the graveyard.
+    fn add(&mut self, state: &LeadState) {
+        let Some(from) = self.enforce_from else { return };
         let buried = state.clocks.iter().find(|c| {
             c.kind.is_sales()
                 && c.status == ClockStatus::Breached
@@ -38,16 +54,13 @@ pub fn graveyard<'a>(
                 && c.received_at.is_some_and(|at| at < from)
         });
         if let Some(clock) = buried {
-            out.leads += 1;
+            self.leads += 1;
             let owner =
                 clock.owner_id.clone().or_else(|| clock.last_owner_id.clone()).unwrap_or_else(|| "(no owner)".into());
-            *out.by_owner.entry(owner).or_insert(0) += 1;
+            *self.by_owner.entry(owner).or_insert(0) += 1;
         }
     }
-    out
-}
 
-impl Graveyard {
     /// One line for a log or a terminal, the largest owners first.
     pub fn summary(&self, most_owners: usize) -> String {
         let mut owners: Vec<(&String, &usize)> = self.by_owner.iter().collect();

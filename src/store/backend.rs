@@ -34,10 +34,13 @@ pub enum Tree {
     MessageKeys,
     Quarantine,
     Held,
+    OutboxFailed,
+    /// Keys per tree, kept by every commit (see [`Backend::count`]).
+    Counts,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 19] = [
+    pub const ALL: [Tree; 21] = [
         Tree::Meta,
         Tree::Cursors,
         Tree::Leads,
@@ -57,6 +60,8 @@ impl Tree {
         Tree::MessageKeys,
         Tree::Quarantine,
         Tree::Held,
+        Tree::OutboxFailed,
+        Tree::Counts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +85,8 @@ impl Tree {
             Tree::MessageKeys => "message_keys",
             Tree::Quarantine => "quarantine",
             Tree::Held => "held",
+            Tree::OutboxFailed => "outbox_failed",
+            Tree::Counts => "counts",
         }
     }
 
@@ -100,14 +107,63 @@ pub struct Write {
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Ordered key-value trees with atomic, durable commits.
+///
+/// Every commit also keeps the number of keys of each tree it changed, in
+/// the [`Tree::Counts`] tree and in the same transaction, so counting is a
+/// point read whatever the size of the org (sled's own `len` walks the
+/// tree).
 pub trait Backend: Send + Sync {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Keys in `[from, to)` (`to` `None`: to the end), in order, at most `limit`.
     fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError>;
+    /// The number of keys in `tree`, as the commits kept it.
     fn count(&self, tree: Tree) -> Result<usize, StoreError>;
+    /// The number of keys in `tree`, counted one by one (checks, upgrades).
+    fn recount(&self, tree: Tree) -> Result<usize, StoreError>;
+    /// Replaces every kept count with a recount (a store from before counts
+    /// were kept).
+    fn reset_counts(&self) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        for tree in Tree::ALL.into_iter().filter(|t| *t != Tree::Counts) {
+            let n = self.recount(tree)? as u64;
+            writes.push(Write {
+                tree: Tree::Counts,
+                key: tree.name().as_bytes().to_vec(),
+                value: Some(n.to_be_bytes().to_vec()),
+            });
+        }
+        self.commit(&writes)
+    }
     /// Applies every write or none, and returns once they are on disk.
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Keys added (positive) or removed by a commit, per tree.
+#[derive(Default)]
+struct CountDeltas([i64; Tree::ALL.len()]);
+
+impl CountDeltas {
+    /// A write to `tree` found the key present (`existed`) and leaves it
+    /// present or not (`present`).
+    fn note(&mut self, tree: Tree, existed: bool, present: bool) {
+        if tree != Tree::Counts {
+            self.0[tree.index()] += i64::from(present) - i64::from(existed);
+        }
+    }
+
+    /// `(counts key, delta)` for every tree that changed.
+    fn changed(&self) -> impl Iterator<Item = (&'static [u8], i64)> + '_ {
+        Tree::ALL.iter().zip(self.0).filter(|(_, d)| *d != 0).map(|(t, d)| (t.name().as_bytes(), d))
+    }
+}
+
+fn read_count(bytes: Option<&[u8]>) -> u64 {
+    bytes.and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+}
+
+fn moved_count(old: Option<&[u8]>, delta: i64) -> [u8; 8] {
+    (read_count(old) as i64).saturating_add(delta).max(0).to_be_bytes()
 }
 
 fn io(doing: &str) -> impl Fn(sled::Error) -> StoreError + '_ {
@@ -182,21 +238,29 @@ impl Backend for SledBackend {
     }
 
     fn count(&self, tree: Tree) -> Result<usize, StoreError> {
+        let bytes = self.tree(Tree::Counts).get(tree.name()).map_err(io("reading a count"))?;
+        Ok(read_count(bytes.as_deref()) as usize)
+    }
+
+    fn recount(&self, tree: Tree) -> Result<usize, StoreError> {
         Ok(self.tree(tree).len())
     }
 
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
         let result: Result<(), TransactionError<()>> = self.trees.as_slice().transaction(|txs| {
+            let mut deltas = CountDeltas::default();
             for w in writes {
                 let tx = &txs[w.tree.index()];
-                match &w.value {
-                    Some(v) => {
-                        tx.insert(w.key.as_slice(), v.as_slice())?;
-                    }
-                    None => {
-                        tx.remove(w.key.as_slice())?;
-                    }
-                }
+                let existed = match &w.value {
+                    Some(v) => tx.insert(w.key.as_slice(), v.as_slice())?.is_some(),
+                    None => tx.remove(w.key.as_slice())?.is_some(),
+                };
+                deltas.note(w.tree, existed, w.value.is_some());
+            }
+            let counts = &txs[Tree::Counts.index()];
+            for (name, delta) in deltas.changed() {
+                let old = counts.get(name)?;
+                counts.insert(name, &moved_count(old.as_deref(), delta)[..])?;
             }
             // Flush when the transaction commits: the batch is on disk
             // before the caller moves on (sled does not do this by default).
@@ -276,20 +340,28 @@ impl Backend for MemoryBackend {
     }
 
     fn count(&self, tree: Tree) -> Result<usize, StoreError> {
+        let map = self.lock();
+        Ok(read_count(map.get(&(Tree::Counts, tree.name().as_bytes().to_vec())).map(Vec::as_slice)) as usize)
+    }
+
+    fn recount(&self, tree: Tree) -> Result<usize, StoreError> {
         Ok(self.lock().keys().filter(|(t, _)| *t == tree).count())
     }
 
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
         let mut map = self.lock();
+        let mut deltas = CountDeltas::default();
         for w in writes {
-            match &w.value {
-                Some(v) => {
-                    map.insert((w.tree, w.key.clone()), v.clone());
-                }
-                None => {
-                    map.remove(&(w.tree, w.key.clone()));
-                }
-            }
+            let existed = match &w.value {
+                Some(v) => map.insert((w.tree, w.key.clone()), v.clone()).is_some(),
+                None => map.remove(&(w.tree, w.key.clone())).is_some(),
+            };
+            deltas.note(w.tree, existed, w.value.is_some());
+        }
+        for (name, delta) in deltas.changed() {
+            let key = (Tree::Counts, name.to_vec());
+            let moved = moved_count(map.get(&key).map(Vec::as_slice), delta);
+            map.insert(key, moved.to_vec());
         }
         Ok(())
     }

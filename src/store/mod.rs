@@ -28,6 +28,8 @@
 //! | `message_keys` | message key | sequence |
 //! | `quarantine` | stream, record | [`QuarantineRecord`]: a record the connector could not map |
 //! | `held` | lead id, stream, record | (empty): a lead not judged while a record of its is quarantined |
+//! | `outbox_failed` | sequence | (empty): an outbox entry given up on |
+//! | `counts` | tree name | keys in that tree, kept by every commit (see [`Backend`]) |
 //!
 //! Values are versioned: one format byte, then JSON. A value written by a
 //! newer handoff is refused with a message rather than misread.
@@ -54,7 +56,9 @@ use crate::engine::Clock;
 /// Format byte in front of every value.
 const VALUE_FORMAT: u8 = 1;
 /// Layout of the trees; bumped when a key or value layout changes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: the `counts` and `outbox_failed` trees (a schema-1 store gains them
+/// when opened).
+pub const SCHEMA_VERSION: u64 = 2;
 /// How many error records `errors` keeps.
 const ERRORS_KEPT: usize = 200;
 
@@ -390,8 +394,31 @@ impl Store {
                 self.commit(batch)
             }
             Some(found) if found > SCHEMA_VERSION => Err(StoreError::Schema { found }),
+            Some(found) if found < SCHEMA_VERSION => self.upgrade(found),
             Some(_) => Ok(()),
         }
+    }
+
+    /// Brings a store written by an older handoff to this schema. Nothing
+    /// it holds is rewritten: what it lacks is derived from it.
+    fn upgrade(&self, found: u64) -> Result<(), StoreError> {
+        if found < 2 {
+            let mut batch = Batch::default();
+            self.visit::<OutboxEntry>(Tree::Outbox, SCAN_SLICE, |_, entry| {
+                if entry.failed {
+                    batch.writes.push(failed_mark(entry.seq));
+                }
+                Ok(())
+            })?;
+            self.commit(batch)?;
+            // Counted last, so the count includes the marks above.
+            self.backend.reset_counts()?;
+        }
+        let mut batch = Batch::default();
+        batch.set_meta_u64("schema", SCHEMA_VERSION);
+        self.commit(batch)?;
+        tracing::info!(from = found, to = SCHEMA_VERSION, "state directory upgraded");
+        Ok(())
     }
 
     fn get<T: DeserializeOwned>(&self, tree: Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -413,6 +440,58 @@ impl Store {
             .into_iter()
             .map(|(k, v)| decode(tree, &k, &v).map(|t| (k, t)))
             .collect()
+    }
+
+    /// Calls `each` on every value of `tree` in key order, reading
+    /// `slice` keys at a time: memory holds one slice, not the tree.
+    fn visit<T: DeserializeOwned>(
+        &self,
+        tree: Tree,
+        slice: usize,
+        mut each: impl FnMut(&[u8], T) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut from = Vec::new();
+        loop {
+            let entries = self.backend.range(tree, &from, None, slice)?;
+            let Some((last, _)) = entries.last() else { return Ok(()) };
+            from = last.clone();
+            from.push(0);
+            let full = entries.len() == slice;
+            for (k, v) in entries {
+                each(&k, decode(tree, &k, &v)?)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Every lead's last evaluation, one at a time (see [`Store::visit`]).
+    pub fn each_state(&self, mut each: impl FnMut(&str, LeadState)) -> Result<(), StoreError> {
+        self.visit::<LeadState>(Tree::States, SCAN_SLICE, |k, s| {
+            each(&String::from_utf8_lossy(k), s);
+            Ok(())
+        })
+    }
+
+    /// Every stored lead id, `slice` at a time, in id order.
+    pub fn each_lead_id_slice(
+        &self,
+        slice: usize,
+        mut each: impl FnMut(Vec<String>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut from = Vec::new();
+        loop {
+            let entries = self.backend.range(Tree::Leads, &from, None, slice)?;
+            let Some((last, _)) = entries.last() else { return Ok(()) };
+            from = last.clone();
+            from.push(0);
+            let full = entries.len() == slice;
+            each(entries.into_iter().map(|(k, _)| String::from_utf8_lossy(&k).into_owned()).collect())?;
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     fn meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
@@ -537,6 +616,18 @@ impl Store {
         Ok(self.scan::<OutboxEntry>(Tree::Outbox, b"", None, usize::MAX)?.into_iter().map(|(_, e)| e).collect())
     }
 
+    /// The outbox entries given up on, oldest first (read through their
+    /// marks: the rest of the outbox is not decoded).
+    pub fn failed_outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut out = Vec::new();
+        for (key, _) in self.backend.range(Tree::OutboxFailed, b"", None, usize::MAX)? {
+            if let Some(entry) = self.get::<OutboxEntry>(Tree::Outbox, &key)? {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
     /// The outbox sequence of a queued action.
     pub fn queued(&self, key: &ActionKey) -> Result<Option<u64>, StoreError> {
         self.get(Tree::OutboxKeys, key.as_str().as_bytes())
@@ -659,30 +750,56 @@ impl Store {
         self.get(Tree::Weekly, week_key(commitment, week_start).as_bytes())
     }
 
+    /// How much the store holds, from the counts every commit keeps (point
+    /// reads; the message queue and the held leads, both small, are read).
     pub fn counts(&self) -> Result<Counts, StoreError> {
-        let outbox = self.outbox()?;
+        let count = |tree| self.backend.count(tree);
         Ok(Counts {
-            leads: self.backend.count(Tree::Leads)?,
-            activities: self.backend.count(Tree::Activities)?,
-            owners: self.backend.count(Tree::Owners)?,
-            dirty: self.backend.count(Tree::Dirty)?,
-            deadlines: self.backend.count(Tree::Deadlines)?,
-            outbox_failed: outbox.iter().filter(|e| e.failed).count(),
-            outbox: outbox.len(),
-            ledger: self.backend.count(Tree::Ledger)?,
+            leads: count(Tree::Leads)?,
+            activities: count(Tree::Activities)?,
+            owners: count(Tree::Owners)?,
+            dirty: count(Tree::Dirty)?,
+            deadlines: count(Tree::Deadlines)?,
+            outbox: count(Tree::Outbox)?,
+            outbox_failed: count(Tree::OutboxFailed)?,
+            ledger: count(Tree::Ledger)?,
+            messages: count(Tree::Messages)?,
             messages_failed: self.messages()?.iter().filter(|e| e.failed).count(),
-            messages: self.backend.count(Tree::Messages)?,
-            quarantined: self.backend.count(Tree::Quarantine)?,
+            quarantined: count(Tree::Quarantine)?,
+            held: self.held_leads()?.len(),
+        })
+    }
+
+    /// [`Store::counts`] counted key by key and entry by entry: what the
+    /// kept counts must equal (tests, upgrades).
+    pub fn recount(&self) -> Result<Counts, StoreError> {
+        let count = |tree| self.backend.recount(tree);
+        let mut outbox_failed = 0;
+        self.visit::<OutboxEntry>(Tree::Outbox, SCAN_SLICE, |_, e| {
+            outbox_failed += usize::from(e.failed);
+            Ok(())
+        })?;
+        Ok(Counts {
+            leads: count(Tree::Leads)?,
+            activities: count(Tree::Activities)?,
+            owners: count(Tree::Owners)?,
+            dirty: count(Tree::Dirty)?,
+            deadlines: count(Tree::Deadlines)?,
+            outbox: count(Tree::Outbox)?,
+            outbox_failed,
+            ledger: count(Tree::Ledger)?,
+            messages: count(Tree::Messages)?,
+            messages_failed: self.messages()?.iter().filter(|e| e.failed).count(),
+            quarantined: count(Tree::Quarantine)?,
             held: self.held_leads()?.len(),
         })
     }
 
     /// Records held back because they could not be mapped (the per-stream
-    /// quarantine). This store keeps no quarantine yet, so there are none;
-    /// `run --once` exits with [`crate::exit::QUARANTINED`]
+    /// quarantine); `run --once` exits with [`crate::exit::QUARANTINED`]
     /// when this is above zero.
     pub fn quarantined_count(&self) -> Result<usize, StoreError> {
-        Ok(0)
+        self.backend.count(Tree::Quarantine)
     }
 
     /// Blocks until everything committed is on disk (commits already are;
@@ -690,6 +807,14 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.backend.flush()
     }
+}
+
+/// Keys read per slice when a whole tree is walked.
+const SCAN_SLICE: usize = 1_000;
+
+/// The mark that counts an outbox entry as given up on.
+fn failed_mark(seq: u64) -> Write {
+    Write { tree: Tree::OutboxFailed, key: seq.to_be_bytes().to_vec(), value: Some(Vec::new()) }
 }
 
 fn week_key(commitment: &str, week_start: chrono::NaiveDate) -> String {
@@ -829,6 +954,10 @@ impl Batch {
     /// Rewrites an outbox entry (after a failed attempt). The CRM's error
     /// text is kept only as the redactor lets it through.
     pub fn update_outbox(&mut self, entry: &OutboxEntry) {
+        match entry.failed {
+            true => self.writes.push(failed_mark(entry.seq)),
+            false => self.delete(Tree::OutboxFailed, entry.seq.to_be_bytes().to_vec()),
+        }
         match &entry.last_error {
             Some(e) => {
                 let last_error = Some(WriteError {
@@ -847,6 +976,9 @@ impl Batch {
     /// update superseded by a newer one, an action on a deleted lead).
     pub fn drop_outbox(&mut self, entry: &OutboxEntry) {
         self.delete(Tree::Outbox, entry.seq.to_be_bytes().to_vec());
+        // Whatever `entry` says: an earlier write of this batch may have
+        // marked it.
+        self.delete(Tree::OutboxFailed, entry.seq.to_be_bytes().to_vec());
         self.delete(Tree::OutboxKeys, entry.action.key.as_str().as_bytes().to_vec());
     }
 
@@ -1118,6 +1250,156 @@ mod tests {
         }
         let err = Store::open(dir.path()).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("newer handoff"), "{err}");
+    }
+
+    fn reassign(key: &str, lead_id: &str) -> Action {
+        Action {
+            key: ActionKey(key.to_string()),
+            lead_id: lead_id.into(),
+            kind: ActionKind::Reassign { to_owner_id: "00G".into() },
+        }
+    }
+
+    /// Kept counts follow every kind of write: new keys, overwrites, a key
+    /// written twice in one batch, deletes of present and absent keys, and
+    /// failed outbox entries marked and released.
+    #[test]
+    fn kept_counts_equal_a_recount_after_every_commit() {
+        for (store, _dir) in stores() {
+            let mut rng = 7u64;
+            let mut next = |n: u64| {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (rng >> 33) % n
+            };
+            let mut seq = 1u64;
+            for round in 0..60 {
+                let mut b = Batch::default();
+                for _ in 0..(1 + next(8)) {
+                    let id = format!("L{}", next(12));
+                    match next(9) {
+                        0 | 1 => b.put_lead(&lead(&id)),
+                        2 => b.mark_dirty(&id, "changed"),
+                        3 => b.clear_dirty(&id),
+                        4 => {
+                            b.put_state(&id, &state(Some(at(1 + next(20) as u32))), store.state(&id).unwrap().as_ref())
+                        }
+                        5 => {
+                            b.enqueue(seq, &reassign(&format!("k{seq}"), &id), at(9));
+                            seq += 1;
+                            b.set_next_seq(seq);
+                        }
+                        6 | 7 => {
+                            let queued = store.outbox().unwrap();
+                            if let Some(entry) = queued.get(next(queued.len().max(1) as u64) as usize) {
+                                let mut e = entry.clone();
+                                e.failed = !e.failed;
+                                b.update_outbox(&e);
+                            }
+                        }
+                        _ => {
+                            if let Some(entry) = store.outbox().unwrap().first() {
+                                b.drop_outbox(entry);
+                            }
+                        }
+                    }
+                }
+                store.commit(b).unwrap();
+                assert_eq!(store.counts().unwrap(), store.recount().unwrap(), "after round {round}");
+            }
+            let counts = store.counts().unwrap();
+            assert!(
+                counts.leads > 5 && counts.outbox > 0 && counts.deadlines > 0,
+                "the rounds filled the store: {counts:?}"
+            );
+        }
+    }
+
+    /// A state directory of schema 1 (no kept counts, no marks for failed
+    /// actions) is upgraded on open: every cursor, lead, ledger entry and
+    /// outbox item is still there, and the counts are right from then on.
+    #[test]
+    fn a_schema_one_store_is_upgraded_on_open_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut b = Batch::default();
+            b.set_cursor(Stream::Leads, &Cursor("c-leads".into()));
+            b.set_cursor(Stream::Activities, &Cursor("c-acts".into()));
+            for i in 0..30 {
+                b.put_lead(&lead(&format!("L{i:02}")));
+            }
+            for seq in 1..=5 {
+                b.enqueue(seq, &reassign(&format!("k{seq}"), "L01"), at(9));
+            }
+            b.set_next_seq(6);
+            b.put(
+                Tree::Ledger,
+                b"done".to_vec(),
+                &LedgerEntry {
+                    lead_id: "L02".into(),
+                    crm_id: "00T9".into(),
+                    done_at: at(9),
+                    kind: ActionSummary::UpdateLead,
+                    attempts: 1,
+                },
+            );
+            store.commit(b).unwrap();
+            let mut failed = store.outbox_entry(3).unwrap().unwrap();
+            failed.failed = true;
+            let mut b = Batch::default();
+            b.update_outbox(&failed);
+            store.commit(b).unwrap();
+            // What schema 1 wrote: the same trees, without the new ones.
+            let mut old = Vec::new();
+            for tree in [Tree::Counts, Tree::OutboxFailed] {
+                for (key, _) in store.backend.range(tree, b"", None, usize::MAX).unwrap() {
+                    old.push(Write { tree, key, value: None });
+                }
+            }
+            let mut schema = Batch::default();
+            schema.set_meta_u64("schema", 1);
+            old.extend(schema.writes);
+            store.backend.commit(&old).unwrap();
+            assert_eq!(store.backend.count(Tree::Leads).unwrap(), 0, "the counts are gone, as in schema 1");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
+        assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
+        assert_eq!(store.cursor(Stream::Activities).unwrap(), Some(Cursor("c-acts".into())));
+        assert_eq!(store.leads().unwrap().len(), 30);
+        assert_eq!(store.ledger(&ActionKey("done".into())).unwrap().map(|e| e.crm_id), Some("00T9".to_string()));
+        assert_eq!(store.outbox().unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert_eq!(store.next_seq().unwrap(), 6);
+        let counts = store.counts().unwrap();
+        assert_eq!(counts, store.recount().unwrap());
+        assert_eq!((counts.leads, counts.outbox, counts.outbox_failed, counts.ledger), (30, 5, 1, 1));
+        assert_eq!(store.failed_outbox().unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+    }
+
+    /// Walking a tree a slice at a time sees every key once, in order,
+    /// whether the tree fills its last slice exactly or not.
+    #[test]
+    fn a_walk_by_slices_sees_every_lead_once() {
+        for (store, _dir) in stores() {
+            for n in [0usize, 1, 4, 5, 11] {
+                let mut b = Batch::default();
+                for i in 0..n {
+                    b.put_lead(&lead(&format!("W{n:02}-{i:02}")));
+                }
+                store.commit(b).unwrap();
+            }
+            let mut seen = Vec::new();
+            store
+                .each_lead_id_slice(5, |ids| {
+                    assert!(ids.len() <= 5);
+                    seen.extend(ids);
+                    Ok(())
+                })
+                .unwrap();
+            let all: Vec<String> = store.leads().unwrap().into_iter().map(|l| l.lead.id).collect();
+            assert_eq!(seen, all);
+            assert_eq!(seen.len(), 21);
+        }
     }
 
     #[test]
