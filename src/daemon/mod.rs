@@ -700,20 +700,16 @@ impl Daemon {
         if recorded.is_some_and(|r| r >= last_closed) {
             return Ok(());
         }
-        let leads = self.store.leads()?;
         let mut batch = Batch::default();
         batch.set_meta_text("scorecard_week", &last_closed.to_string());
-        if leads.is_empty() {
+        if self.store.counts()?.leads == 0 {
             return self.commit(batch);
         }
-        let states = self.store.states()?;
         let weeks = match recorded {
             Some(r) => ((last_closed - r).num_weeks()).clamp(1, 12) as usize,
             None => 12,
         };
-        let input =
-            report::Input { instance: "", policy: &policy, leads: &leads, states: &states, owners: &self.owners };
-        let card = report::compute(&input, weeks + 1, now, None);
+        let card = report::from_store("", &policy, &self.store, weeks + 1, now, None)?;
         let closed: Vec<&report::Week> =
             card.weeks.iter().filter(|w| !w.partial && recorded.is_none_or(|r| w.start > r)).collect();
         let mut seq = self.store.next_seq()?;
@@ -748,7 +744,7 @@ impl Daemon {
     /// Keeps the signals current and queues the digests and the summary due
     /// now (see [`crate::notify`]), in one commit.
     fn plan_notices(&mut self, now: DateTime<Utc>, report: &mut TickReport) -> Result<(), DaemonError> {
-        let batch = crate::notify::run::refresh_signals(&self.store, &self.policy, &self.owners, &self.signals, now)?;
+        let batch = crate::notify::run::refresh_signals(&self.store, &self.policy, &self.signals, now)?;
         self.commit(batch)?;
         let Some(notifier) = self.notifier.as_mut() else { return Ok(()) };
         if report.leads_changed + report.deletions > 0 {

@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError, Connection};
 use crate::engine::{self, Owners};
 use crate::policy::CompiledPolicy;
 use crate::report;
-use crate::report::signals::{self, signals_of};
+use crate::report::signals;
 use crate::store::{ActionSummary, Batch, LedgerEntry, MessageEntry, Store, StoreError};
 
 /// The longest task body a CRM takes comfortably (Salesforce: 32,000).
@@ -547,7 +547,6 @@ fn task(
 pub fn refresh_signals(
     store: &Store,
     policy: &CompiledPolicy,
-    owners: &[Owner],
     settings: &SignalSettings,
     now: DateTime<Utc>,
 ) -> Result<Batch, StoreError> {
@@ -557,9 +556,7 @@ pub fn refresh_signals(
     if store.meta_text("signals_week")?.as_deref() == Some(closed.to_string().as_str()) {
         return Ok(batch);
     }
-    let leads = store.leads()?;
-    let states = store.states()?;
-    let found = signals_of(policy, &leads, &states, owners, settings, now);
+    let found = report::signals::signals_in_store(policy, store, settings, now)?;
     batch.set_meta_text("signals", &serde_json::to_string(&found).unwrap_or_default());
     batch.set_meta_text("signals_week", &closed.to_string());
     Ok(batch)

@@ -263,35 +263,75 @@ fn local_midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
 
 /// Computes `weeks` weeks ending with the week that contains `now`.
 pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<Dimension>) -> Scorecard {
-    let policy = input.policy;
-    let tz = reporting_zone(policy);
-    let first_day = policy.scorecard.week_starts;
-    let this_week = week_start(now, tz, first_day);
-    // Weeks that ended before the first lead handoff knows of say nothing
-    // (zero MQLs there is no data, not a miss); the current week always shows.
-    let first_lead_at = input.leads.iter().map(|l| l.lead.created_at).min();
-    let starts: Vec<NaiveDate> = (0..weeks.max(1))
-        .rev()
-        .map(|k| this_week - Duration::weeks(k as i64))
-        .filter(|w| *w == this_week || first_lead_at.is_some_and(|first| week_bounds(*w, tz).1 > first))
-        .collect();
-    let index_of = |at: DateTime<Utc>| -> Option<usize> {
-        let w = week_start(at, tz, first_day);
-        starts.binary_search(&w).ok().filter(|_| at <= now)
-    };
-    let owners = Owners::new(input.owners);
-    let owner_by_id: HashMap<&str, &Owner> = input.owners.iter().map(|o| (o.id.as_str(), o)).collect();
-    let mut acc: Vec<BTreeMap<String, Acc>> = (0..starts.len()).map(|_| BTreeMap::new()).collect();
-    let mut schedules: HashMap<Option<String>, Option<crate::calendar::Schedule>> = HashMap::new();
-
+    let mut tally = Tally::new(input.instance, input.policy, input.owners, weeks, now, by);
     for stored in input.leads {
+        tally.add(stored, input.states.get(&stored.lead.id));
+    }
+    tally.finish()
+}
+
+/// The scorecard being computed: leads are added one at a time (from a
+/// list, or from the store a slice at a time), then the weeks are closed.
+struct Tally<'a> {
+    instance: &'a str,
+    policy: &'a CompiledPolicy,
+    tz: Tz,
+    now: DateTime<Utc>,
+    by: Option<Dimension>,
+    /// Every week asked for; those before the first lead are left out at the end.
+    starts: Vec<NaiveDate>,
+    first_lead_at: Option<DateTime<Utc>>,
+    owners: Owners<'a>,
+    owner_by_id: HashMap<&'a str, &'a Owner>,
+    acc: Vec<BTreeMap<String, Acc>>,
+    schedules: HashMap<Option<String>, Option<crate::calendar::Schedule>>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(
+        instance: &'a str,
+        policy: &'a CompiledPolicy,
+        owners: &'a [Owner],
+        weeks: usize,
+        now: DateTime<Utc>,
+        by: Option<Dimension>,
+    ) -> Tally<'a> {
+        let tz = reporting_zone(policy);
+        let this_week = week_start(now, tz, policy.scorecard.week_starts);
+        let starts: Vec<NaiveDate> = (0..weeks.max(1)).rev().map(|k| this_week - Duration::weeks(k as i64)).collect();
+        Tally {
+            instance,
+            policy,
+            tz,
+            now,
+            by,
+            acc: (0..starts.len()).map(|_| BTreeMap::new()).collect(),
+            starts,
+            first_lead_at: None,
+            owners: Owners::new(owners),
+            owner_by_id: owners.iter().map(|o| (o.id.as_str(), o)).collect(),
+            schedules: HashMap::new(),
+        }
+    }
+
+    /// Counts a lead in (one not evaluated yet only dates the first week).
+    fn add(&mut self, stored: &StoredLead, state: Option<&LeadState>) {
+        let (policy, tz, now, by) = (self.policy, self.tz, self.now, self.by);
+        let first_day = policy.scorecard.week_starts;
+        self.first_lead_at = Some(self.first_lead_at.map_or(stored.lead.created_at, |f| f.min(stored.lead.created_at)));
+        let starts = &self.starts;
+        let index_of = |at: DateTime<Utc>| -> Option<usize> {
+            let w = week_start(at, tz, first_day);
+            starts.binary_search(&w).ok().filter(|_| at <= now)
+        };
+        let owners = &self.owners;
+        let owner_by_id = &self.owner_by_id;
+        let acc = &mut self.acc;
+        let schedules = &mut self.schedules;
+        let Some(state) = state.filter(|s| s.error.is_none()) else { return };
         let lead = stored.for_engine();
         if lead.deleted || lead.merged_into.is_some() {
-            continue;
-        }
-        let Some(state) = input.states.get(&lead.id) else { continue };
-        if state.error.is_some() {
-            continue;
+            return;
         }
         let grade = state.grade.clone().unwrap_or_else(|| "none".to_string());
         let source = lead.field_str(&policy.fields.source).unwrap_or("(none)").to_string();
@@ -443,39 +483,51 @@ pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<D
         }
     }
 
-    let weeks_out: Vec<Week> = starts
-        .iter()
-        .zip(acc)
-        .map(|(start, groups)| {
-            let starts_at = local_midnight(*start, tz);
-            let ends_at = local_midnight(*start + Duration::days(7), tz);
-            let mut groups: BTreeMap<String, Metrics> = groups
-                .into_iter()
-                .map(|(k, a)| {
-                    let mut m = a.m;
-                    m.routing_minutes = Spread::of(a.routing_minutes);
-                    m.first_touch_business_minutes = Spread::of(a.touch_minutes);
-                    (k, m)
-                })
-                .collect();
-            groups.entry("all".to_string()).or_default();
-            let partial = now < ends_at;
-            let elapsed = if partial {
-                ((now - starts_at).num_seconds() as f64 / (ends_at - starts_at).num_seconds() as f64).clamp(0.0, 1.0)
-            } else {
-                1.0
-            };
-            let commitments = commitments(policy, &groups["all"], elapsed);
-            Week { start: *start, starts_at, ends_at, partial, groups, commitments }
-        })
-        .collect();
-    Scorecard {
-        instance: input.instance.to_string(),
-        time_zone: tz.name().to_string(),
-        generated_at: now,
-        by,
-        weeks: weeks_out,
-        signals: None,
+    fn finish(self) -> Scorecard {
+        let Tally { instance, policy, tz, now, by, starts, first_lead_at, acc, .. } = self;
+        // Weeks that ended before the first lead handoff knows of say nothing
+        // (zero MQLs there is no data, not a miss); the current week always shows.
+        let this_week = starts.last().copied();
+        let (starts, acc): (Vec<NaiveDate>, Vec<BTreeMap<String, Acc>>) = starts
+            .into_iter()
+            .zip(acc)
+            .filter(|(w, _)| Some(*w) == this_week || first_lead_at.is_some_and(|first| week_bounds(*w, tz).1 > first))
+            .unzip();
+        let weeks_out: Vec<Week> = starts
+            .iter()
+            .zip(acc)
+            .map(|(start, groups)| {
+                let starts_at = local_midnight(*start, tz);
+                let ends_at = local_midnight(*start + Duration::days(7), tz);
+                let mut groups: BTreeMap<String, Metrics> = groups
+                    .into_iter()
+                    .map(|(k, a)| {
+                        let mut m = a.m;
+                        m.routing_minutes = Spread::of(a.routing_minutes);
+                        m.first_touch_business_minutes = Spread::of(a.touch_minutes);
+                        (k, m)
+                    })
+                    .collect();
+                groups.entry("all".to_string()).or_default();
+                let partial = now < ends_at;
+                let elapsed = if partial {
+                    ((now - starts_at).num_seconds() as f64 / (ends_at - starts_at).num_seconds() as f64)
+                        .clamp(0.0, 1.0)
+                } else {
+                    1.0
+                };
+                let commitments = commitments(policy, &groups["all"], elapsed);
+                Week { start: *start, starts_at, ends_at, partial, groups, commitments }
+            })
+            .collect();
+        Scorecard {
+            instance: instance.to_string(),
+            time_zone: tz.name().to_string(),
+            generated_at: now,
+            by,
+            weeks: weeks_out,
+            signals: None,
+        }
     }
 }
 
@@ -600,7 +652,7 @@ pub fn render(card: &Scorecard, format: Format) -> String {
     }
 }
 
-/// The scorecard of what `store` holds.
+/// The scorecard of what `store` holds, read a slice of leads at a time.
 pub fn from_store(
     instance: &str,
     policy: &CompiledPolicy,
@@ -609,10 +661,10 @@ pub fn from_store(
     now: DateTime<Utc>,
     by: Option<Dimension>,
 ) -> Result<Scorecard, crate::store::StoreError> {
-    let leads = store.leads()?;
-    let states = store.states()?;
     let owners = store.owners()?;
-    Ok(compute(&Input { instance, policy, leads: &leads, states: &states, owners: &owners }, weeks, now, by))
+    let mut tally = Tally::new(instance, policy, &owners, weeks, now, by);
+    store.each_lead_with_state(|stored, state| tally.add(&stored, state.as_ref()))?;
+    Ok(tally.finish())
 }
 
 /// `handoff report`: from the state directory, or — while the daemon runs
@@ -649,14 +701,7 @@ pub fn run_cli(args: &ReportOptions) -> anyhow::Result<std::process::ExitCode> {
         Ok(store) => {
             let now = args.at.unwrap_or_else(Utc::now);
             let mut card = from_store(&config.instance.name, &config.policy, &store, args.weeks, now, args.by)?;
-            card.signals = Some(signals::signals_of(
-                &config.policy,
-                &store.leads()?,
-                &store.states()?,
-                &store.owners()?,
-                &config.signals,
-                now,
-            ));
+            card.signals = Some(signals::signals_in_store(&config.policy, &store, &config.signals, now)?);
             render(&card, args.format)
         }
         Err(open_error) => match config.daemon.metrics_listen {

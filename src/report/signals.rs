@@ -302,6 +302,17 @@ pub fn signals_of(
     evaluate(&card, settings)
 }
 
+/// [`signals_of`] what `store` holds, read a slice of leads at a time.
+pub fn signals_in_store(
+    policy: &CompiledPolicy,
+    store: &Store,
+    settings: &SignalSettings,
+    now: DateTime<Utc>,
+) -> Result<Signals, StoreError> {
+    let card = super::from_store("", policy, store, HISTORY_WEEKS, now, None)?;
+    Ok(evaluate(&card, settings))
+}
+
 /// The signals cached by the daemon, if any.
 pub fn cached_signals(store: &Store) -> Result<Option<Signals>, StoreError> {
     Ok(store.meta_text("signals")?.and_then(|t| serde_json::from_str(&t).ok()))

@@ -474,6 +474,15 @@ impl Store {
         })
     }
 
+    /// Every lead with its evaluation (none yet for a lead not evaluated),
+    /// in id order, a slice at a time (see [`Store::visit`]).
+    pub fn each_lead_with_state(&self, mut each: impl FnMut(StoredLead, Option<LeadState>)) -> Result<(), StoreError> {
+        self.visit::<StoredLead>(Tree::Leads, SCAN_SLICE, |key, lead| {
+            each(lead, self.get::<LeadState>(Tree::States, key)?);
+            Ok(())
+        })
+    }
+
     /// Every stored lead id, `slice` at a time, in id order.
     pub fn each_lead_id_slice(
         &self,
