@@ -11,7 +11,7 @@
 //! Waived leads (below the criteria, incomplete data) carry no obligation
 //! and never appear; neither do deleted or merged ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::{esc, slack_esc, DigestKind};
 use crate::engine::{Clock, ClockKind, ClockStatus};
-use crate::store::{LeadState, StoredLead};
+use crate::store::{LeadState, Store, StoreError, StoredLead};
 
 /// Builds a link to a lead: a template with `{id}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,41 +82,66 @@ fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// The leads and evaluations digests are composed from, indexed by owner.
+///
+/// Only leads a digest could show are kept (a clock running or an open
+/// breach), so the book grows with the open work, not with the org.
 pub struct Book<'a> {
-    by_owner: HashMap<&'a str, Vec<(&'a StoredLead, &'a LeadState)>>,
+    by_owner: HashMap<String, Vec<(StoredLead, LeadState)>>,
+    /// Every owner of a lead handoff holds, shown or not.
+    holders: BTreeSet<String>,
     owners: HashMap<&'a str, &'a Owner>,
 }
 
 impl<'a> Book<'a> {
-    pub fn new(leads: &'a [StoredLead], states: &'a BTreeMap<String, LeadState>, owners: &'a [Owner]) -> Book<'a> {
-        let mut by_owner: HashMap<&str, Vec<(&StoredLead, &LeadState)>> = HashMap::new();
+    pub fn new(leads: &[StoredLead], states: &BTreeMap<String, LeadState>, owners: &'a [Owner]) -> Book<'a> {
+        let mut book = Book::empty(owners);
         for l in leads {
-            if l.lead.deleted || l.lead.merged_into.is_some() {
-                continue;
-            }
-            let (Some(owner), Some(state)) = (l.lead.owner_id.as_deref(), states.get(&l.lead.id)) else { continue };
-            by_owner.entry(owner).or_default().push((l, state));
+            book.add(l.clone(), states.get(&l.lead.id).cloned());
         }
-        Book { by_owner, owners: owners.iter().map(|o| (o.id.as_str(), o)).collect() }
+        book
+    }
+
+    /// The book of what `store` holds, read a slice of leads at a time.
+    pub fn from_store(store: &Store, owners: &'a [Owner]) -> Result<Book<'a>, StoreError> {
+        let mut book = Book::empty(owners);
+        store.each_lead_with_state(|l, s| book.add(l, s))?;
+        Ok(book)
+    }
+
+    fn empty(owners: &'a [Owner]) -> Book<'a> {
+        Book {
+            by_owner: HashMap::new(),
+            holders: BTreeSet::new(),
+            owners: owners.iter().map(|o| (o.id.as_str(), o)).collect(),
+        }
+    }
+
+    fn add(&mut self, l: StoredLead, state: Option<LeadState>) {
+        if l.lead.deleted || l.lead.merged_into.is_some() {
+            return;
+        }
+        let (Some(owner), Some(state)) = (l.lead.owner_id.clone(), state) else { return };
+        self.holders.insert(owner.clone());
+        if focus(&state).is_some() {
+            self.by_owner.entry(owner).or_default().push((l, state));
+        }
     }
 
     /// Whether `owner_id` owns any lead handoff holds.
     pub fn owns_leads(&self, owner_id: &str) -> bool {
-        self.by_owner.contains_key(owner_id)
+        self.holders.contains(owner_id)
     }
 
-    /// Owner ids that own leads.
-    pub fn lead_owners(&self) -> Vec<&'a str> {
-        let mut v: Vec<&str> = self.by_owner.keys().copied().collect();
-        v.sort_unstable();
-        v
+    /// Owner ids that own leads, in order.
+    pub fn lead_owners(&self) -> Vec<&str> {
+        self.holders.iter().map(String::as_str).collect()
     }
 
     pub fn name_of(&self, owner_id: &str) -> String {
         self.owners.get(owner_id).and_then(|o| o.name.clone()).unwrap_or_else(|| owner_id.to_string())
     }
 
-    fn leads_of(&self, owner_id: &str) -> &[(&'a StoredLead, &'a LeadState)] {
+    fn leads_of(&self, owner_id: &str) -> &[(StoredLead, LeadState)] {
         self.by_owner.get(owner_id).map(Vec::as_slice).unwrap_or_default()
     }
 }

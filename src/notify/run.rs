@@ -181,13 +181,11 @@ impl Notifier {
         if due.is_empty() && summary_week.is_none() {
             return Ok(planned);
         }
-        let leads = store.leads()?;
-        let states = store.states()?;
         let mut seq = store.next_seq()?;
         let mut message_seq = store.next_message_seq()?;
         if !due.is_empty() {
             self.changed = false;
-            let book = Book::new(&leads, &states, owners);
+            let book = Book::from_store(store, owners)?;
             let mut teams: HashMap<String, Vec<String>> = HashMap::new();
             for rep in book.lead_owners() {
                 if let Some(m) = index.manager_of(rep, policy) {
@@ -263,12 +261,7 @@ impl Notifier {
             }
         }
         if let Some(week) = summary_week {
-            let card = report::compute(
-                &report::Input { instance: &self.instance, policy, leads: &leads, states: &states, owners },
-                signals::HISTORY_WEEKS,
-                now,
-                None,
-            );
+            let card = report::from_store(&self.instance, policy, store, signals::HISTORY_WEEKS, now, None)?;
             let found = signals::evaluate(&card, signal_settings);
             match summary::compose(&card, week, policy.scorecard.consecutive_weeks, found) {
                 None => {}
@@ -573,10 +566,8 @@ pub fn preview(
 ) -> Result<(Vec<Digest>, Option<summary::Summary>), StoreError> {
     let policy = &config.policy;
     let owners = store.owners()?;
-    let leads = store.leads()?;
-    let states = store.states()?;
     let index = Owners::new(&owners);
-    let book = Book::new(&leads, &states, &owners);
+    let book = Book::from_store(store, &owners)?;
     let default_settings;
     let settings = match &config.notify {
         Some(s) => s,
@@ -619,12 +610,7 @@ pub fn preview(
     for (manager, team) in &teams {
         add(manager, DigestKind::Manager, digest::manager_rows(&book, team, &urls));
     }
-    let card = report::compute(
-        &report::Input { instance: &config.instance.name, policy, leads: &leads, states: &states, owners: &owners },
-        signals::HISTORY_WEEKS,
-        now,
-        None,
-    );
+    let card = report::from_store(&config.instance.name, policy, store, signals::HISTORY_WEEKS, now, None)?;
     let week = card.weeks.iter().rev().find(|w| !w.partial).or(card.weeks.last()).map(|w| w.start);
     let found = signals::evaluate(&card, &config.signals);
     let summary = week.and_then(|w| summary::compose(&card, w, policy.scorecard.consecutive_weeks, found));

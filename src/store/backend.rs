@@ -170,14 +170,36 @@ fn io(doing: &str) -> impl Fn(sled::Error) -> StoreError + '_ {
     move |e| StoreError::Io { doing: doing.to_string(), message: e.to_string() }
 }
 
-/// How long opening waits for sled's file lock, and how often it tries.
-const LOCK_WAIT_MS: u64 = 2_000;
+/// How long opening waits for sled's file lock when this process itself
+/// closed the database, and how often it tries.
+const LOCK_WAIT_MS: u64 = 15_000;
 const LOCK_RETRY_MS: u64 = 20;
+
+/// Databases this process opened and has since dropped: sled lets go of
+/// its file lock from its own flusher thread once the last handle is gone,
+/// so reopening one of them (a reload, a restart in the same process) may
+/// find the lock still held for a moment, longer on a loaded machine.
+static CLOSED_HERE: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+fn closed_here(path: &Path) -> bool {
+    CLOSED_HERE.lock().map(|closed| closed.iter().any(|p| p == path)).unwrap_or(false)
+}
 
 /// sled 0.34, one tree per [`Tree`].
 pub struct SledBackend {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    path: std::path::PathBuf,
+}
+
+impl Drop for SledBackend {
+    fn drop(&mut self) {
+        if let Ok(mut closed) = CLOSED_HERE.lock() {
+            if !closed.contains(&self.path) {
+                closed.push(self.path.clone());
+            }
+        }
+    }
 }
 
 impl SledBackend {
@@ -187,19 +209,20 @@ impl SledBackend {
         let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         make_private(dir).map_err(|e| open_err(format!("cannot make it private: {e}")))?;
+        let path = dir.join("state.sled");
         let config = sled::Config::new()
-            .path(dir.join("state.sled"))
+            .path(&path)
             // A daemon, not a cache: sled's default would take 1 GiB.
             .cache_capacity(64 * 1024 * 1024);
-        // sled lets go of its file lock from its own flusher thread once the
-        // last handle is gone, so opening again right after closing (a
-        // reload, a restart in the same process) may find it still held for
-        // a moment; another process holding it is refused after the wait.
+        // Another process holding the lock is refused at once (the CLI
+        // then asks the running daemon); only a database this process
+        // closed itself is waited for.
+        let wait_ms = if closed_here(&path) { LOCK_WAIT_MS } else { 0 };
         let mut waited_ms = 0;
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && waited_ms < LOCK_WAIT_MS => {
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && waited_ms < wait_ms => {
                     std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
                     waited_ms += LOCK_RETRY_MS;
                 }
@@ -210,7 +233,7 @@ impl SledBackend {
             .iter()
             .map(|t| db.open_tree(t.name()).map_err(|e| open_err(format!("tree {}: {e}", t.name()))))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(SledBackend { db, trees })
+        Ok(SledBackend { db, trees, path })
     }
 
     fn tree(&self, tree: Tree) -> &sled::Tree {
