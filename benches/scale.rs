@@ -141,6 +141,18 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
         &format!("| state {:.0} MiB, {:.0} bytes per lead", state as f64 / 1048576.0, state as f64 / leads as f64),
     );
 
+    {
+        let store = handoff::store::Store::open(&state_dir).expect("the state directory opens");
+        let trees: Vec<String> = store
+            .footprint()
+            .expect("footprint")
+            .into_iter()
+            .filter(|(_, keys, _)| *keys > 0)
+            .map(|(name, keys, bytes)| format!("{name} {keys} keys {:.0} B/lead", bytes as f64 / leads as f64))
+            .collect();
+        println!("{crm:>10} {leads:>8} leads | stored: {}", trees.join(", "));
+    }
+
     // A policy change every lead is evaluated again for (the weekly
     // escalation streak is not something this org reaches).
     let policy = table.get_mut("policy").and_then(|p| p.as_table_mut()).expect("[policy]");

@@ -236,6 +236,17 @@ async fn run_flow(crm: CrmKind, flow: &str, json_logs: bool) {
     for (path, bytes) in state_bytes(&state_dir) {
         outputs.push((format!("state file {}", path.display()), bytes));
     }
+    // The files hold most values compressed: read them unpacked too.
+    {
+        let store =
+            handoff::store::Store::open(&handoff::daemon::service::store_dir(&handoff::config::load(&config).unwrap()))
+                .unwrap();
+        let values = store.plain_entries().unwrap();
+        assert!(values.iter().any(|(tree, _, _)| *tree == "leads"), "{crm}/{flow}: the store holds leads");
+        for (tree, key, value) in values {
+            outputs.push((format!("stored {tree} {}", String::from_utf8_lossy(&key)), [key, value].concat()));
+        }
+    }
     for args in [&["state"][..], &["state", "--json"][..], &["check", "--secrets"][..]] {
         let out = handoff(args, &config);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -31,8 +31,10 @@
 //! | `outbox_failed` | sequence | (empty): an outbox entry given up on |
 //! | `counts` | tree name | keys in that tree, kept by every commit (see [`Backend`]) |
 //!
-//! Values are versioned: one format byte, then JSON. A value written by a
-//! newer handoff is refused with a message rather than misread.
+//! Values are versioned: one format byte, then JSON, LZ4-compressed when
+//! it is not tiny (about a third of its size for leads, states and
+//! activities). A value written by a newer handoff is refused with a
+//! message rather than misread.
 
 mod backend;
 pub mod messages;
@@ -53,8 +55,15 @@ pub use messages::MessageEntry;
 
 use crate::engine::Clock;
 
-/// Format byte in front of every value.
-const VALUE_FORMAT: u8 = 1;
+/// Format byte in front of a value: JSON as it is …
+const JSON_FORMAT: u8 = 1;
+/// … or JSON compressed with LZ4 (block format, the decompressed size
+/// first as a little-endian u32), for values of [`COMPRESS_FROM_BYTES`] or more.
+const LZ4_JSON_FORMAT: u8 = 2;
+/// Smaller JSON is kept as it is: compressing it gains next to nothing.
+const COMPRESS_FROM_BYTES: usize = 128;
+/// No value handoff writes comes near this; a larger size read back is damage.
+const MAX_VALUE_BYTES: usize = 64 << 20;
 /// Layout of the trees; bumped when a key or value layout changes.
 /// 2: the `counts` and `outbox_failed` trees (a schema-1 store gains them
 /// when opened).
@@ -76,24 +85,47 @@ pub enum StoreError {
 }
 
 fn encode<T: Serialize>(tree: Tree, key: &[u8], value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![VALUE_FORMAT];
-    serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Format {
+    let json = serde_json::to_vec(value).map_err(|e| StoreError::Format {
         tree: tree.name(),
         key: show_key(key),
         message: format!("cannot encode: {e}"),
     })?;
-    Ok(out)
+    Ok(framed(json))
+}
+
+/// `json` behind its format byte, compressed when that pays.
+fn framed(json: Vec<u8>) -> Vec<u8> {
+    if json.len() < COMPRESS_FROM_BYTES {
+        let mut out = Vec::with_capacity(json.len() + 1);
+        out.push(JSON_FORMAT);
+        out.extend_from_slice(&json);
+        return out;
+    }
+    let mut out = vec![LZ4_JSON_FORMAT];
+    out.extend_from_slice(&lz4_flex::compress_prepend_size(&json));
+    out
 }
 
 fn decode<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let err = |message: String| StoreError::Format { tree: tree.name(), key: show_key(key), message };
+    let json = |json: &[u8]| serde_json::from_slice(json).map_err(|e| err(format!("unreadable value: {e}")));
     match bytes.split_first() {
-        Some((&VALUE_FORMAT, json)) => serde_json::from_slice(json).map_err(|e| err(format!("unreadable value: {e}"))),
-        Some((other, _)) => {
-            Err(err(format!("value format {other} is unknown to this handoff (it writes {VALUE_FORMAT})")))
-        }
+        Some((&JSON_FORMAT, plain)) => json(plain),
+        Some((&LZ4_JSON_FORMAT, packed)) => json(&unpack(packed).map_err(err)?),
+        Some((other, _)) => Err(err(format!(
+            "value format {other} is unknown to this handoff (it reads {JSON_FORMAT} and {LZ4_JSON_FORMAT})"
+        ))),
         None => Err(err("empty value".to_string())),
     }
+}
+
+/// The JSON inside an LZ4 value.
+fn unpack(packed: &[u8]) -> Result<Vec<u8>, String> {
+    let size = packed.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).unwrap_or(u32::MAX);
+    if size as usize > MAX_VALUE_BYTES {
+        return Err(format!("compressed value claims {size} bytes: damaged"));
+    }
+    lz4_flex::decompress_size_prepended(packed).map_err(|e| format!("damaged compressed value: {e}"))
 }
 
 /// A key for messages: text when it is text, hex otherwise.
@@ -411,6 +443,9 @@ impl Store {
                 Ok(())
             })?;
             self.commit(batch)?;
+            for tree in [Tree::Leads, Tree::Activities, Tree::States, Tree::Outbox, Tree::Ledger, Tree::Messages] {
+                self.compress_tree(tree)?;
+            }
             // Counted last, so the count includes the marks above.
             self.backend.reset_counts()?;
         }
@@ -440,6 +475,76 @@ impl Store {
             .into_iter()
             .map(|(k, v)| decode(tree, &k, &v).map(|t| (k, t)))
             .collect()
+    }
+
+    /// Rewrites the plain JSON values of `tree` that are worth compressing,
+    /// a slice at a time (the JSON itself is not decoded).
+    fn compress_tree(&self, tree: Tree) -> Result<(), StoreError> {
+        let mut from = Vec::new();
+        loop {
+            let entries = self.backend.range(tree, &from, None, SCAN_SLICE)?;
+            let Some((last, _)) = entries.last() else { return Ok(()) };
+            from = last.clone();
+            from.push(0);
+            let full = entries.len() == SCAN_SLICE;
+            let writes: Vec<Write> = entries
+                .into_iter()
+                .filter_map(|(key, value)| match value.split_first() {
+                    Some((&JSON_FORMAT, json)) if json.len() >= COMPRESS_FROM_BYTES => {
+                        Some(Write { tree, key, value: Some(framed(json.to_vec())) })
+                    }
+                    _ => None,
+                })
+                .collect();
+            self.backend.commit(&writes)?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Every key and value of every tree as plain bytes (compressed values
+    /// unpacked): what a check for leaked text must read, since the files
+    /// on disk hold compressed values.
+    pub fn plain_entries(&self) -> Result<Vec<(&'static str, Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for tree in Tree::ALL {
+            for (key, value) in self.backend.range(tree, b"", None, usize::MAX)? {
+                let plain = match value.split_first() {
+                    Some((&LZ4_JSON_FORMAT, packed)) => unpack(packed).map_err(|message| StoreError::Format {
+                        tree: tree.name(),
+                        key: show_key(&key),
+                        message,
+                    })?,
+                    _ => value,
+                };
+                out.push((tree.name(), key, plain));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keys and bytes (keys and values as stored) of every tree, walked a
+    /// slice at a time: where the state directory's size comes from.
+    pub fn footprint(&self) -> Result<Vec<(&'static str, usize, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for tree in Tree::ALL {
+            let (mut keys, mut bytes, mut from) = (0usize, 0u64, Vec::new());
+            loop {
+                let entries = self.backend.range(tree, &from, None, SCAN_SLICE)?;
+                let Some((last, _)) = entries.last() else { break };
+                from = last.clone();
+                from.push(0);
+                let full = entries.len() == SCAN_SLICE;
+                keys += entries.len();
+                bytes += entries.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
+                if !full {
+                    break;
+                }
+            }
+            out.push((tree.name(), keys, bytes));
+        }
+        Ok(out)
     }
 
     /// Calls `each` on every value of `tree` in key order, reading
@@ -1358,8 +1463,19 @@ mod tests {
             let mut b = Batch::default();
             b.update_outbox(&failed);
             store.commit(b).unwrap();
-            // What schema 1 wrote: the same trees, without the new ones.
+            // What schema 1 wrote: the same trees, without the new ones,
+            // and every value plain JSON.
             let mut old = Vec::new();
+            for tree in Tree::ALL {
+                for (key, value) in store.backend.range(tree, b"", None, usize::MAX).unwrap() {
+                    if let Some((&LZ4_JSON_FORMAT, packed)) = value.split_first() {
+                        let mut plain = vec![JSON_FORMAT];
+                        plain.extend(unpack(packed).unwrap());
+                        old.push(Write { tree, key, value: Some(plain) });
+                    }
+                }
+            }
+            assert!(old.len() >= 30, "the leads were compressed, and are written back plain");
             for tree in [Tree::Counts, Tree::OutboxFailed] {
                 for (key, _) in store.backend.range(tree, b"", None, usize::MAX).unwrap() {
                     old.push(Write { tree, key, value: None });
@@ -1373,6 +1489,8 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
+        let plain_leads = store.backend.range(Tree::Leads, b"", None, usize::MAX).unwrap();
+        assert!(plain_leads.iter().all(|(_, v)| v[0] == LZ4_JSON_FORMAT), "the upgrade compressed every lead");
         assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
         assert_eq!(store.cursor(Stream::Activities).unwrap(), Some(Cursor("c-acts".into())));
         assert_eq!(store.leads().unwrap().len(), 30);
@@ -1409,6 +1527,27 @@ mod tests {
             assert_eq!(seen, all);
             assert_eq!(seen.len(), 21);
         }
+    }
+
+    /// Values are compressed when that pays, read back equal, and a
+    /// damaged one is named rather than misread.
+    #[test]
+    fn stored_values_are_compressed_and_read_back_equal() {
+        let mut big = lead("L1");
+        for i in 0..20 {
+            big.lead.fields.insert(format!("Field{i}__c"), serde_json::json!(format!("value number {i}")));
+        }
+        let json = serde_json::to_vec(&big).unwrap();
+        let bytes = encode(Tree::Leads, b"L1", &big).unwrap();
+        assert_eq!(bytes[0], LZ4_JSON_FORMAT);
+        assert!(bytes.len() * 2 < json.len(), "{} bytes of JSON took {}", json.len(), bytes.len());
+        assert_eq!(decode::<StoredLead>(Tree::Leads, b"L1", &bytes).unwrap(), big);
+        let small = encode(Tree::Meta, b"schema", &2u64).unwrap();
+        assert_eq!(small, b"\x012");
+        let mut damaged = bytes.clone();
+        damaged.truncate(bytes.len() / 2);
+        let err = decode::<StoredLead>(Tree::Leads, b"L1", &damaged).unwrap_err().to_string();
+        assert!(err.contains("leads") && err.contains("L1") && err.contains("damaged"), "{err}");
     }
 
     #[test]
