@@ -452,6 +452,10 @@ pub struct DaemonSettings {
     /// listed by `handoff state`.
     #[serde(default = "default_max_write_attempts")]
     pub max_write_attempts: u32,
+    /// Memory the state database may keep as cache, in MiB: most of the
+    /// daemon's resident memory at any org size.
+    #[serde(default = "default_state_cache_mib")]
+    pub state_cache_mib: u64,
 }
 
 impl Default for DaemonSettings {
@@ -461,6 +465,7 @@ impl Default for DaemonSettings {
             shutdown_grace_secs: default_shutdown_grace_secs(),
             outbox_batch: default_outbox_batch(),
             max_write_attempts: default_max_write_attempts(),
+            state_cache_mib: default_state_cache_mib(),
         }
     }
 }
@@ -473,6 +478,10 @@ fn default_shutdown_grace_secs() -> u64 {
 /// (five collections of 200) and HubSpot's batches of 100 across kinds.
 fn default_outbox_batch() -> usize {
     2_000
+}
+
+fn default_state_cache_mib() -> u64 {
+    crate::store::DEFAULT_CACHE_MIB
 }
 
 fn default_max_write_attempts() -> u32 {
@@ -629,6 +638,14 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
                 "0",
                 "no action could ever be written",
                 "write e.g. 10",
+            ));
+        }
+        if !(8..=16_384).contains(&d.state_cache_mib) {
+            issues.push(Issue::new(
+                "daemon.state_cache_mib",
+                d.state_cache_mib.to_string(),
+                "the state database's cache must be between 8 MiB and 16 GiB",
+                "write 64 (the default) or more for an org of millions of leads",
             ));
         }
     }
@@ -1397,6 +1414,8 @@ mod tests {
         );
         assert_eq!(paths_after("flow = \"jwt_bearer\"", "flow = \"jwt\""), ["salesforce.auth.flow"]);
         assert_eq!(paths_after("api_version = \"62.0\"", "api_version = \"v62\""), ["salesforce.api_version"]);
+        assert_eq!(paths_after("state_cache_mib = 64", "state_cache_mib = 2"), ["daemon.state_cache_mib"]);
+        assert!(paths_after("state_cache_mib = 64", "state_cache_mib = 512").is_empty());
         assert_eq!(
             paths_after("daily_budget_share = 0.2", "daily_budget_share = 2.0"),
             ["salesforce.daily_budget_share"]

@@ -102,7 +102,8 @@ pub struct ReloadPlan {
 }
 
 /// Decide how `new` can replace `old` while running: `Err` names what
-/// only a restart can change (the instance, the metrics address).
+/// only a restart can change (the instance, the metrics address, the
+/// shutdown grace, the state cache).
 pub fn reload_plan(old: &Config, new: &Config) -> Result<ReloadPlan, String> {
     if old.instance != new.instance {
         return Err("[instance] (name, crm, state_dir)".into());
@@ -112,6 +113,9 @@ pub fn reload_plan(old: &Config, new: &Config) -> Result<ReloadPlan, String> {
     }
     if old.daemon.shutdown_grace_secs != new.daemon.shutdown_grace_secs {
         return Err("daemon.shutdown_grace_secs".into());
+    }
+    if old.daemon.state_cache_mib != new.daemon.state_cache_mib {
+        return Err("daemon.state_cache_mib".into());
     }
     let mut rebuild = Vec::new();
     if old.connection != new.connection {

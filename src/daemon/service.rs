@@ -108,7 +108,10 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 /// Opens everything a daemon needs for `config` and authenticates.
 pub async fn build(config: &Config) -> anyhow::Result<Daemon> {
     connect::prepare_state_dir(&config.instance.state_dir)?;
-    let store = Arc::new(Store::open(&store_dir(config)).context("opening the state directory")?);
+    let store = Arc::new(
+        Store::open_with_cache(&store_dir(config), config.daemon.state_cache_mib)
+            .context("opening the state directory")?,
+    );
     let time = TimeSource::for_config(config)?;
     let now = SharedNow::default();
     now.set(time.now().await?);
@@ -133,7 +136,10 @@ async fn build_with_retry(
     wake: &Notify,
 ) -> anyhow::Result<Option<Daemon>> {
     connect::prepare_state_dir(&config.instance.state_dir)?;
-    let store = Arc::new(Store::open(&store_dir(config)).context("opening the state directory")?);
+    let store = Arc::new(
+        Store::open_with_cache(&store_dir(config), config.daemon.state_cache_mib)
+            .context("opening the state directory")?,
+    );
     let time = TimeSource::for_config(config)?;
     let now = SharedNow::default();
     let backoff = RetryPolicy {

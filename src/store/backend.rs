@@ -205,7 +205,7 @@ impl Drop for SledBackend {
 impl SledBackend {
     /// Opens (or creates) the database in `dir`. The directory and
     /// everything in it are made private first (see [`make_private`]).
-    pub fn open(dir: &Path) -> Result<SledBackend, StoreError> {
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledBackend, StoreError> {
         let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         make_private(dir).map_err(|e| open_err(format!("cannot make it private: {e}")))?;
@@ -213,7 +213,7 @@ impl SledBackend {
         let config = sled::Config::new()
             .path(&path)
             // A daemon, not a cache: sled's default would take 1 GiB.
-            .cache_capacity(64 * 1024 * 1024);
+            .cache_capacity(cache_bytes);
         // Another process holding the lock is refused at once (the CLI
         // then asks the running daemon); only a database this process
         // closed itself is waited for.

@@ -60,6 +60,8 @@ const JSON_FORMAT: u8 = 1;
 /// … or JSON compressed with LZ4 (block format, the decompressed size
 /// first as a little-endian u32), for values of [`COMPRESS_FROM_BYTES`] or more.
 const LZ4_JSON_FORMAT: u8 = 2;
+/// The state database's cache unless `daemon.state_cache_mib` says otherwise.
+pub const DEFAULT_CACHE_MIB: u64 = 64;
 /// Smaller JSON is kept as it is: compressing it gains next to nothing.
 const COMPRESS_FROM_BYTES: usize = 128;
 /// No value handoff writes comes near this; a larger size read back is damage.
@@ -406,9 +408,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the sled database in `dir`.
+    /// Opens (creating if needed) the sled database in `dir`, with the
+    /// default cache ([`DEFAULT_CACHE_MIB`]).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let store = Store { backend: Box::new(SledBackend::open(dir)?) };
+        Store::open_with_cache(dir, DEFAULT_CACHE_MIB)
+    }
+
+    /// Opens the database in `dir` with a cache of `cache_mib` MiB
+    /// (`daemon.state_cache_mib`).
+    pub fn open_with_cache(dir: &Path, cache_mib: u64) -> Result<Store, StoreError> {
+        let store = Store { backend: Box::new(SledBackend::open(dir, cache_mib.saturating_mul(1 << 20))?) };
         store.check_schema()?;
         Ok(store)
     }
