@@ -16,7 +16,8 @@
 //!
 //! `cargo bench --bench scale` (`HANDOFF_BENCH_LEADS=100000,1000000` sets the
 //! sizes, `HANDOFF_BENCH_CRMS=salesforce` the CRMs, `HANDOFF_BENCH_ACTIVITIES`
-//! the activities per lead, default 5).
+//! the activities per lead, default 5; `HANDOFF_BENCH_PERF=FILE` records
+//! the policy-change run with `perf record -g` into FILE).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails by panicking
 
@@ -50,9 +51,19 @@ fn sample(pid: u32) -> Option<(f64, f64)> {
     Some((ticks / 100.0, hwm_kib / 1024.0))
 }
 
-fn run_once(config: &Path) -> Run {
+fn run_once(config: &Path, profile_to: Option<&str>) -> Run {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_handoff"))
+    let handoff = env!("CARGO_BIN_EXE_handoff");
+    let mut command = match profile_to {
+        // Its CPU and memory are perf's then, not handoff's alone.
+        Some(out) => {
+            let mut c = Command::new("perf");
+            c.args(["record", "-F", "499", "-g", "-o", out, "--", handoff]);
+            c
+        }
+        None => Command::new(handoff),
+    };
+    let mut child = command
         .args(["run", "--once", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")
@@ -130,7 +141,7 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
 
     let calls = || sb.shared.log.len();
     let before = calls();
-    let backfill = tokio::task::block_in_place(|| run_once(&config));
+    let backfill = tokio::task::block_in_place(|| run_once(&config, None));
     let state = dir_bytes(&state_dir);
     print(
         crm,
@@ -160,11 +171,12 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
     scorecard.as_table_mut().expect("[policy.scorecard]").insert("consecutive_weeks".into(), toml::Value::Integer(5));
     std::fs::write(&config, toml::to_string(&table).expect("renders")).expect("writes the config");
     let before = calls();
-    let change = tokio::task::block_in_place(|| run_once(&config));
+    let profile = std::env::var("HANDOFF_BENCH_PERF").ok();
+    let change = tokio::task::block_in_place(|| run_once(&config, profile.as_deref()));
     print(crm, leads, "policy change", &change, calls() - before, "");
 
     let before = calls();
-    let idle = tokio::task::block_in_place(|| run_once(&config));
+    let idle = tokio::task::block_in_place(|| run_once(&config, None));
     print(crm, leads, "idle", &idle, calls() - before, "");
     sb.stop().await;
 }

@@ -46,15 +46,17 @@ impl Evaluator<'_> {
     /// `next_seq`, which is advanced), and clears its dirty mark.
     ///
     /// `due_at` is the deadline-index entry that brought the lead here, if
-    /// any; it is dropped whatever the new deadline is.
+    /// any; it is dropped whatever the new deadline is. `previous` is the
+    /// lead's stored state (read by the caller, who keeps it for the metrics).
     pub fn evaluate_lead(
         &self,
         lead_id: &str,
         due_at: Option<DateTime<Utc>>,
+        previous: Option<&LeadState>,
         next_seq: &mut u64,
         batch: &mut Batch,
     ) -> Result<Evaluated, StoreError> {
-        evaluate_lead(self, lead_id, due_at, next_seq, batch)
+        evaluate_lead(self, lead_id, due_at, previous, next_seq, batch)
     }
 }
 
@@ -62,6 +64,7 @@ fn evaluate_lead(
     cx: &Evaluator<'_>,
     lead_id: &str,
     due_at: Option<DateTime<Utc>>,
+    previous: Option<&LeadState>,
     next_seq: &mut u64,
     batch: &mut Batch,
 ) -> Result<Evaluated, StoreError> {
@@ -71,13 +74,12 @@ fn evaluate_lead(
     if let Some(at) = due_at {
         batch.drop_deadline(at, lead_id);
     }
-    let previous = store.state(lead_id)?;
     let Some(stored) = store.lead(lead_id)? else {
         // Activities for a lead not pulled yet: it is evaluated when it arrives.
         return Ok(out);
     };
     let activities = store.activities_of(lead_id)?;
-    let lead = stored.for_engine();
+    let lead = stored.into_engine();
     let evaluation = match engine::evaluate(&lead, &activities, owners, policy, now) {
         Ok(e) => e,
         Err(e) => {
@@ -93,16 +95,16 @@ fn evaluate_lead(
                 clocks: Vec::new(),
                 next_check_at: None,
                 error: Some(e.to_string()),
-                pending_update: previous.as_ref().and_then(|p| p.pending_update),
-                sla_fields: previous.as_ref().map(|p| p.sla_fields.clone()).unwrap_or_default(),
-                qualified_at: previous.as_ref().and_then(|p| p.qualified_at),
+                pending_update: previous.and_then(|p| p.pending_update),
+                sla_fields: previous.map(|p| p.sla_fields.clone()).unwrap_or_default(),
+                qualified_at: previous.and_then(|p| p.qualified_at),
             };
-            batch.put_state(lead_id, &state, previous.as_ref());
+            batch.put_state(lead_id, &state, previous);
             return Ok(out);
         }
     };
 
-    let mut pending_update = previous.as_ref().and_then(|p| p.pending_update);
+    let mut pending_update = previous.and_then(|p| p.pending_update);
     if !lead.deleted && lead.merged_into.is_none() {
         for action in close_tasks(store, &evaluation, &activities, batch, &mut out)? {
             batch.enqueue(*next_seq, &action, now);
@@ -146,7 +148,7 @@ fn evaluate_lead(
         sla_fields: evaluation.sla_fields,
         qualified_at: evaluation.qualified_at,
     };
-    batch.put_state(lead_id, &state, previous.as_ref());
+    batch.put_state(lead_id, &state, previous);
     Ok(out)
 }
 

@@ -666,8 +666,9 @@ impl Daemon {
             let owners = crate::engine::Owners::new(&self.owners);
             let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &owners, now };
             for (id, due_at) in &work {
-                states_before.push(self.store.state(id)?);
-                let e = evaluator.evaluate_lead(id, *due_at, &mut seq, &mut batch)?;
+                let before = self.store.state(id)?;
+                let e = evaluator.evaluate_lead(id, *due_at, before.as_ref(), &mut seq, &mut batch)?;
+                states_before.push(before);
                 report.evaluated += 1;
                 report.enqueued += e.enqueued;
                 report.superseded += e.superseded;

@@ -208,15 +208,20 @@ impl StoredLead {
     /// The lead as the engine should judge it: the CRM's history where it
     /// has one, else what handoff observed.
     pub fn for_engine(&self) -> Lead {
-        let mut lead = self.lead.clone();
+        self.clone().into_engine()
+    }
+
+    /// [`StoredLead::for_engine`] without copying the record.
+    pub fn into_engine(self) -> Lead {
+        let mut lead = self.lead;
         if lead.assignments.is_empty() {
-            lead.assignments = self.observed_owners.clone();
+            lead.assignments = self.observed_owners;
         }
         if lead.status_changes.is_empty() {
-            lead.status_changes = self.observed_statuses.clone();
+            lead.status_changes = self.observed_statuses;
         }
-        for (field, changes) in &self.observed_fields {
-            lead.field_history.entry(field.clone()).or_insert_with(|| changes.clone());
+        for (field, changes) in self.observed_fields {
+            lead.field_history.entry(field).or_insert(changes);
         }
         lead
     }
