@@ -124,6 +124,10 @@ pub struct StateArgs {
     /// holding one is read again from the window it was seen in).
     #[arg(long)]
     pub retry_quarantined: bool,
+    /// Rewrite the state database compactly (the daemon must be stopped):
+    /// it keeps overwritten data on disk until then.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -295,6 +299,7 @@ impl StateArgs {
             since: self.since.clone(),
             retry_failed: self.retry_failed,
             retry_quarantined: self.retry_quarantined,
+            compact: self.compact,
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct StateOptions {
     pub since: Option<String>,
     pub retry_failed: bool,
     pub retry_quarantined: bool,
+    /// Rewrite the database compactly first.
+    pub compact: bool,
 }
 
 pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
@@ -67,6 +69,23 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
         }
     };
     let dir = &config.instance.state_dir;
+    let stopped_first = || {
+        format!(
+            "opening {} (if the daemon is running it holds the state; stop it first, e.g. `systemctl stop handoff@{}`)",
+            dir.display(),
+            config.instance.name
+        )
+    };
+    let mut changed = Vec::new();
+    if args.compact {
+        let done = Store::compact(dir, config.daemon.state_cache_mib).with_context(stopped_first)?;
+        changed.push(format!(
+            "the state database was compacted: {:.1} MiB → {:.1} MiB, {} keys kept",
+            done.bytes_before as f64 / 1_048_576.0,
+            done.bytes_after as f64 / 1_048_576.0,
+            done.keys
+        ));
+    }
     let store = Store::open(dir).with_context(|| {
         format!(
             "opening {} (if the daemon is running it holds the state; stop it first, e.g. `systemctl stop handoff@{}`)",
@@ -75,7 +94,6 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
         )
     })?;
 
-    let mut changed = Vec::new();
     if let Some(stream) = args.resync {
         let mut batch = Batch::default();
         match &args.since {

@@ -84,6 +84,22 @@ async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
         state.clocks.iter().map(|c| (c.kind.as_str().to_string(), c.status.as_str().to_string())).collect();
     assert_eq!(replayed, stored, "explain --from-state replays the daemon's judgement");
 
+    // Compacting keeps everything: the same report, and a run after it
+    // redoes nothing.
+    let report_before: serde_json::Value =
+        serde_json::from_slice(&handoff(&["state", "--json"], &config).stdout).unwrap();
+    let out = handoff(&["state", "--compact"], &config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the state database was compacted"), "{text}");
+    let report_after: serde_json::Value =
+        serde_json::from_slice(&handoff(&["state", "--json"], &config).stdout).unwrap();
+    assert_eq!(report_after["counts"], report_before["counts"]);
+    assert_eq!(report_after["cursors"], report_before["cursors"]);
+    let run = handoff(&["run", "--once"], &config);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(handoff::demo::sandbox_tasks(&sb).await.unwrap().len(), tasks_before, "nothing redone after compacting");
+
     // A bad date is refused with the forms that work.
     let out = handoff(&["state", "--resync", "leads", "--since", "yesterday"], &config);
     assert!(!out.status.success());

@@ -209,7 +209,8 @@ impl SledBackend {
         let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         make_private(dir).map_err(|e| open_err(format!("cannot make it private: {e}")))?;
-        let path = dir.join("state.sled");
+        finish_compaction(dir).map_err(|e| open_err(format!("cannot finish an interrupted compaction: {e}")))?;
+        let path = dir.join(DB_DIR);
         let config = sled::Config::new()
             .path(&path)
             // A daemon, not a cache: sled's default would take 1 GiB.
@@ -296,6 +297,119 @@ impl Backend for SledBackend {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io("flushing"))
     }
+}
+
+/// The database's directory inside the state directory, the copy a
+/// compaction builds beside it, the mark saying that copy is whole, and
+/// where the old database waits while the copy takes its place.
+const DB_DIR: &str = "state.sled";
+const COMPACT_DIR: &str = "state.sled.compact";
+const COMPACT_DONE: &str = "state.sled.compact.done";
+const OLD_DIR: &str = "state.sled.old";
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    pub keys: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+impl SledBackend {
+    /// Rewrites the database in `dir` into a fresh copy and puts the copy
+    /// in its place: sled appends, and keeps what was overwritten until its
+    /// segments are reclaimed, so a store that took in a large org holds
+    /// several times its data. The copy is checked key for key before it
+    /// replaces anything; a crash at any point leaves the old database or
+    /// the whole copy, and the next open finishes the swap.
+    pub fn compact(dir: &Path, cache_bytes: u64) -> Result<Compacted, StoreError> {
+        let fail = |doing: &str, e: &dyn std::fmt::Display| StoreError::Io {
+            doing: format!("compacting {}: {doing}", dir.display()),
+            message: e.to_string(),
+        };
+        let bytes_before = dir_bytes(&dir.join(DB_DIR));
+        let old = SledBackend::open(dir, cache_bytes)?;
+        let copy_path = dir.join(COMPACT_DIR);
+        if copy_path.exists() {
+            std::fs::remove_dir_all(&copy_path).map_err(|e| fail("removing an unfinished copy", &e))?;
+        }
+        let copy = sled::Config::new()
+            .path(&copy_path)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| fail("creating the copy", &e))?;
+        let mut keys = 0;
+        for tree in Tree::ALL {
+            let from = old.tree(tree);
+            let to = copy.open_tree(tree.name()).map_err(|e| fail("creating a tree", &e))?;
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            for item in from.iter() {
+                let (k, v) = item.map_err(|e| fail("reading", &e))?;
+                batch.insert(k, v);
+                in_batch += 1;
+                if in_batch == 10_000 {
+                    to.apply_batch(std::mem::take(&mut batch)).map_err(|e| fail("writing the copy", &e))?;
+                    in_batch = 0;
+                }
+            }
+            to.apply_batch(batch).map_err(|e| fail("writing the copy", &e))?;
+            if to.len() != from.len() {
+                return Err(fail(tree.name(), &format!("the copy holds {} keys, not {}", to.len(), from.len())));
+            }
+            keys += from.len();
+        }
+        copy.flush().map_err(|e| fail("flushing the copy", &e))?;
+        drop(copy);
+        drop(old);
+        // From here the copy is whole: the mark makes any later open finish
+        // the swap rather than throw the copy away.
+        let mark = dir.join(COMPACT_DONE);
+        std::fs::write(&mark, b"").map_err(|e| fail("marking the copy whole", &e))?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("syncing the directory", &e))?;
+        finish_compaction(dir).map_err(|e| fail("swapping the copy in", &e))?;
+        Ok(Compacted { keys, bytes_before, bytes_after: dir_bytes(&dir.join(DB_DIR)) })
+    }
+}
+
+/// Completes or undoes a compaction found half done in `dir`: with the
+/// mark, the whole copy replaces the database; without it, the copy is
+/// unfinished and removed. Nothing to do in a directory without one.
+fn finish_compaction(dir: &Path) -> std::io::Result<()> {
+    let (db, copy, mark, old) = (dir.join(DB_DIR), dir.join(COMPACT_DIR), dir.join(COMPACT_DONE), dir.join(OLD_DIR));
+    if mark.exists() {
+        if copy.exists() {
+            if db.exists() {
+                if old.exists() {
+                    std::fs::remove_dir_all(&old)?;
+                }
+                std::fs::rename(&db, &old)?;
+            }
+            std::fs::rename(&copy, &db)?;
+        }
+        std::fs::File::open(dir)?.sync_all()?;
+        std::fs::remove_file(&mark)?;
+    } else if copy.exists() {
+        std::fs::remove_dir_all(&copy)?;
+    }
+    if old.exists() && db.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path()));
+        } else {
+            total += meta.len();
+        }
+    }
+    total
 }
 
 /// Makes the state directory private to the daemon's user: from now on

@@ -50,7 +50,7 @@ use handoff_model::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use backend::{make_private, Backend, MemoryBackend, SledBackend, Tree, Write};
+pub use backend::{make_private, Backend, Compacted, MemoryBackend, SledBackend, Tree, Write};
 pub use messages::MessageEntry;
 
 use crate::engine::Clock;
@@ -425,6 +425,22 @@ impl Store {
         let store = Store { backend: Box::new(SledBackend::open(dir, cache_mib.saturating_mul(1 << 20))?) };
         store.check_schema()?;
         Ok(store)
+    }
+
+    /// Rewrites the database in `dir` compactly (see
+    /// [`SledBackend::compact`]); nothing else may have it open.
+    pub fn compact(dir: &Path, cache_mib: u64) -> Result<Compacted, StoreError> {
+        let done = SledBackend::compact(dir, cache_mib.saturating_mul(1 << 20))?;
+        // The copy opens as any store does, counts and all.
+        let store = Store::open_with_cache(dir, cache_mib)?;
+        let (kept, counted) = (store.counts()?, store.recount()?);
+        if kept != counted {
+            return Err(StoreError::Io {
+                doing: "checking the compacted store".into(),
+                message: format!("its counts {kept:?} differ from a recount {counted:?}"),
+            });
+        }
+        Ok(done)
     }
 
     /// A store that lives in memory only (tests, one-shot tools).
@@ -1562,6 +1578,91 @@ mod tests {
         damaged.truncate(bytes.len() / 2);
         let err = decode::<StoredLead>(Tree::Leads, b"L1", &damaged).unwrap_err().to_string();
         assert!(err.contains("leads") && err.contains("L1") && err.contains("damaged"), "{err}");
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+
+    /// A store churned by rewrites: every lead written again and again.
+    fn churned(dir: &Path) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+        let store = Store::open(dir).unwrap();
+        for round in 0..8 {
+            let mut b = Batch::default();
+            for i in 0..300 {
+                let mut l = lead(&format!("L{i:03}"));
+                l.watched = format!("round {round} {}", "x".repeat(200));
+                b.put_lead(&l);
+                b.put_state(&format!("L{i:03}"), &state(Some(at(1 + round))), None);
+            }
+            b.set_cursor(Stream::Leads, &Cursor(format!("c{round}")));
+            store.commit(b).unwrap();
+        }
+        let mut b = Batch::default();
+        b.enqueue(1, &reassign("k1", "L001"), at(9));
+        b.set_next_seq(2);
+        store.commit(b).unwrap();
+        store.plain_entries().unwrap()
+    }
+
+    #[test]
+    fn compaction_keeps_every_key_and_value_and_gives_space_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = churned(dir.path());
+        let done = Store::compact(dir.path(), 16).unwrap();
+        assert!(done.bytes_after < done.bytes_before, "{done:?}");
+        assert_eq!(done.keys, before.len());
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.plain_entries().unwrap(), before);
+        assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+        assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c7".into())));
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["state.sled"], "nothing of the compaction is left beside the database");
+    }
+
+    /// A crash at each step of the swap: a copy not marked whole is thrown
+    /// away; a marked one replaces the database whether or not the old one
+    /// was moved aside yet.
+    #[test]
+    fn an_interrupted_compaction_is_finished_or_undone_on_open() {
+        for step in ["copy unfinished", "marked, old still in place", "marked, old moved aside"] {
+            let dir = tempfile::tempdir().unwrap();
+            let before = churned(dir.path());
+            let (db, copy) = (dir.path().join("state.sled"), dir.path().join("state.sled.compact"));
+            copy_dir(&db, &copy);
+            match step {
+                "copy unfinished" => {
+                    // The copy is garbage: it must never be read.
+                    std::fs::write(copy.join("db"), b"half written").unwrap();
+                }
+                "marked, old still in place" => {
+                    std::fs::write(dir.path().join("state.sled.compact.done"), b"").unwrap()
+                }
+                _ => {
+                    std::fs::write(dir.path().join("state.sled.compact.done"), b"").unwrap();
+                    std::fs::rename(&db, dir.path().join("state.sled.old")).unwrap();
+                }
+            }
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.plain_entries().unwrap(), before, "{step}");
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, ["state.sled"], "{step}");
+        }
     }
 
     #[test]
