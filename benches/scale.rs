@@ -7,7 +7,9 @@
 //!    writes back what the SLA asks;
 //! 2. **policy change**: the policy's fingerprint changes, so every lead is
 //!    evaluated again (the pull finds nothing new);
-//! 3. **idle**: nothing changed.
+//! 3. **idle**: nothing changed;
+//!
+//! then `handoff state --compact` and the state directory's size after it.
 //!
 //! For each it prints wall and CPU time, peak RSS (the process's high-water
 //! mark, sampled every 20 ms until it exits), API calls, and after the
@@ -178,6 +180,21 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
     let before = calls();
     let idle = tokio::task::block_in_place(|| run_once(&config, None));
     print(crm, leads, "idle", &idle, calls() - before, "");
+
+    let started = Instant::now();
+    let compact = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["state", "--compact", "--config"])
+        .arg(&config)
+        .output()
+        .expect("handoff state --compact runs");
+    let state = dir_bytes(&state_dir);
+    println!(
+        "{crm:>10} {leads:>8} leads | compact       | wall {:>7.1} s | exit {} | state {:.0} MiB, {:.0} bytes per lead",
+        started.elapsed().as_secs_f64(),
+        compact.status.code().map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+        state as f64 / 1048576.0,
+        state as f64 / leads as f64
+    );
     sb.stop().await;
 }
 

@@ -19,7 +19,7 @@ use crate::policy::CompiledPolicy;
 use crate::store::{ActionSummary, Batch, LeadState, Store, StoreError};
 
 /// What evaluating one lead changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Evaluated {
     pub enqueued: usize,
     /// Queued field updates replaced by a newer one before they were sent.
@@ -29,6 +29,10 @@ pub struct Evaluated {
     /// Queued tasks dropped unsent because they were no longer wanted.
     pub dropped: usize,
     pub failed: bool,
+    /// The lead's state before and after (none: not evaluated, or never
+    /// before), for the metrics.
+    pub before: Option<LeadState>,
+    pub after: Option<LeadState>,
 }
 
 /// What every evaluation of one tick shares.
@@ -40,49 +44,115 @@ pub struct Evaluator<'a> {
     pub now: DateTime<Utc>,
 }
 
-impl Evaluator<'_> {
-    /// Evaluates `lead_id` and writes the result into `batch`: its
-    /// [`LeadState`] (moving its deadline), the new actions (numbered from
-    /// `next_seq`, which is advanced), and clears its dirty mark.
-    ///
-    /// `due_at` is the deadline-index entry that brought the lead here, if
-    /// any; it is dropped whatever the new deadline is. `previous` is the
-    /// lead's stored state (read by the caller, who keeps it for the metrics).
-    pub fn evaluate_lead(
-        &self,
-        lead_id: &str,
-        due_at: Option<DateTime<Utc>>,
-        previous: Option<&LeadState>,
-        next_seq: &mut u64,
-        batch: &mut Batch,
-    ) -> Result<Evaluated, StoreError> {
-        evaluate_lead(self, lead_id, due_at, previous, next_seq, batch)
+/// A lead the engine has judged, nothing queued yet: what
+/// [`Evaluator::judge`] reads and concludes, and [`Evaluator::apply`] turns
+/// into writes. Judging only reads, so leads are judged side by side.
+pub struct Judged {
+    lead_id: String,
+    due_at: Option<DateTime<Utc>>,
+    previous: Option<LeadState>,
+    verdict: Verdict,
+}
+
+impl Judged {
+    pub fn lead_id(&self) -> &str {
+        &self.lead_id
     }
 }
 
-fn evaluate_lead(
-    cx: &Evaluator<'_>,
-    lead_id: &str,
-    due_at: Option<DateTime<Utc>>,
-    previous: Option<&LeadState>,
-    next_seq: &mut u64,
-    batch: &mut Batch,
-) -> Result<Evaluated, StoreError> {
-    let Evaluator { store, policy, owners, now } = *cx;
-    let mut out = Evaluated::default();
+/// Most threads leads are judged on at once.
+const MAX_JUDGES: usize = 8;
+
+/// Judges `work` (lead id, deadline entry) in order, split over the
+/// machine's cores: judging only reads the store and runs the engine, so
+/// leads are independent; the results come back in `work`'s order, so what
+/// is queued, and its numbering, does not depend on the split.
+pub fn judge_all(
+    evaluator: &Evaluator<'_>,
+    work: &[(String, Option<DateTime<Utc>>)],
+) -> Result<Vec<Judged>, StoreError> {
+    let judge_part = |part: &[(String, Option<DateTime<Utc>>)]| -> Result<Vec<Judged>, StoreError> {
+        part.iter().map(|(id, due_at)| evaluator.judge(id, *due_at)).collect()
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_JUDGES);
+    if workers <= 1 || work.len() < 2 * workers {
+        return judge_part(work);
+    }
+    let per_worker = work.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let running: Vec<_> = work.chunks(per_worker).map(|part| scope.spawn(move || judge_part(part))).collect();
+        let mut out = Vec::with_capacity(work.len());
+        for worker in running {
+            match worker.join() {
+                Ok(judged) => out.extend(judged?),
+                Err(_) => {
+                    return Err(StoreError::Io {
+                        doing: "judging leads".to_string(),
+                        message: "a judging thread panicked".to_string(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
+enum Verdict {
+    /// Activities for a lead not pulled yet: it is evaluated when it arrives.
+    NotPulled,
+    Failed(String),
+    Decided {
+        lead_is_live: bool,
+        activities: Vec<Activity>,
+        evaluation: Evaluation,
+    },
+}
+
+impl Evaluator<'_> {
+    /// Reads `lead_id` and what the engine makes of it (no writes).
+    pub fn judge(&self, lead_id: &str, due_at: Option<DateTime<Utc>>) -> Result<Judged, StoreError> {
+        let previous = self.store.state(lead_id)?;
+        let verdict = match self.store.lead(lead_id)? {
+            None => Verdict::NotPulled,
+            Some(stored) => {
+                let activities = self.store.activities_of(lead_id)?;
+                let lead = stored.into_engine();
+                match engine::evaluate(&lead, &activities, self.owners, self.policy, self.now) {
+                    Ok(evaluation) => Verdict::Decided {
+                        lead_is_live: !lead.deleted && lead.merged_into.is_none(),
+                        activities,
+                        evaluation,
+                    },
+                    Err(e) => Verdict::Failed(e.to_string()),
+                }
+            }
+        };
+        Ok(Judged { lead_id: lead_id.to_string(), due_at, previous, verdict })
+    }
+
+    /// Writes what `judged` decided into `batch`: the lead's [`LeadState`]
+    /// (moving its deadline), the new actions (numbered from `next_seq`,
+    /// which is advanced); it clears the lead's dirty mark and drops the
+    /// deadline-index entry that brought it here, whatever the new one is.
+    pub fn apply(&self, judged: Judged, next_seq: &mut u64, batch: &mut Batch) -> Result<Evaluated, StoreError> {
+        apply(self, judged, next_seq, batch)
+    }
+}
+
+fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Batch) -> Result<Evaluated, StoreError> {
+    let Evaluator { store, policy, now, .. } = *cx;
+    let Judged { lead_id, due_at, previous, verdict } = judged;
+    let lead_id = lead_id.as_str();
+    let previous = previous.as_ref();
+    let mut out = Evaluated { before: previous.cloned(), ..Evaluated::default() };
     batch.clear_dirty(lead_id);
     if let Some(at) = due_at {
         batch.drop_deadline(at, lead_id);
     }
-    let Some(stored) = store.lead(lead_id)? else {
-        // Activities for a lead not pulled yet: it is evaluated when it arrives.
-        return Ok(out);
-    };
-    let activities = store.activities_of(lead_id)?;
-    let lead = stored.into_engine();
-    let evaluation = match engine::evaluate(&lead, &activities, owners, policy, now) {
-        Ok(e) => e,
-        Err(e) => {
+    let (lead_is_live, activities, evaluation) = match verdict {
+        Verdict::NotPulled => return Ok(out),
+        Verdict::Decided { lead_is_live, activities, evaluation } => (lead_is_live, activities, evaluation),
+        Verdict::Failed(error) => {
             out.failed = true;
             let state = LeadState {
                 evaluated_at: now,
@@ -94,18 +164,19 @@ fn evaluate_lead(
                 disqualified_by: None,
                 clocks: Vec::new(),
                 next_check_at: None,
-                error: Some(e.to_string()),
+                error: Some(error),
                 pending_update: previous.and_then(|p| p.pending_update),
                 sla_fields: previous.map(|p| p.sla_fields.clone()).unwrap_or_default(),
                 qualified_at: previous.and_then(|p| p.qualified_at),
             };
             batch.put_state(lead_id, &state, previous);
+            out.after = Some(state);
             return Ok(out);
         }
     };
 
     let mut pending_update = previous.and_then(|p| p.pending_update);
-    if !lead.deleted && lead.merged_into.is_none() {
+    if lead_is_live {
         for action in close_tasks(store, &evaluation, &activities, batch, &mut out)? {
             batch.enqueue(*next_seq, &action, now);
             *next_seq += 1;
@@ -149,6 +220,7 @@ fn evaluate_lead(
         qualified_at: evaluation.qualified_at,
     };
     batch.put_state(lead_id, &state, previous);
+    out.after = Some(state);
     Ok(out)
 }
 
@@ -226,5 +298,25 @@ fn task_note(evaluation: &Evaluation, key: &str) -> String {
         (Some(why), _) => format!("no sales obligation any more: {why}"),
         (None, Some(kind)) => format!("the lead no longer has a {} clock", kind.label()),
         (None, None) => "the lead's SLA no longer asks for it".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Leads come back judged in the order they were given, however they
+    /// were split over threads: what is queued is numbered in that order.
+    #[test]
+    fn leads_are_judged_in_the_order_given() {
+        let config = crate::config::parse(include_str!("../../config/salesforce.example.toml")).expect("valid");
+        let store = Store::in_memory();
+        let owners = Owners::new(&[]);
+        let evaluator = Evaluator { store: &store, policy: &config.policy, owners: &owners, now: Utc::now() };
+        let work: Vec<(String, Option<DateTime<Utc>>)> = (0..203).rev().map(|i| (format!("L{i:04}"), None)).collect();
+        let judged = judge_all(&evaluator, &work).unwrap();
+        let order: Vec<&str> = judged.iter().map(Judged::lead_id).collect();
+        let given: Vec<&str> = work.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(order, given);
     }
 }

@@ -662,25 +662,24 @@ impl Daemon {
                 tracing::info!(leads = held.len(), "leads held back while records of theirs are quarantined");
             }
             let mut seq = self.store.next_seq()?;
-            let mut states_before = Vec::with_capacity(work.len());
             let owners = crate::engine::Owners::new(&self.owners);
             let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &owners, now };
-            for (id, due_at) in &work {
-                let before = self.store.state(id)?;
-                let e = evaluator.evaluate_lead(id, *due_at, before.as_ref(), &mut seq, &mut batch)?;
-                states_before.push(before);
+            let mut changes = Vec::with_capacity(work.len());
+            for judged in evaluate::judge_all(&evaluator, &work)? {
+                let id = judged.lead_id().to_string();
+                let e = evaluator.apply(judged, &mut seq, &mut batch)?;
                 report.evaluated += 1;
                 report.enqueued += e.enqueued;
                 report.superseded += e.superseded;
                 if e.failed {
                     report.errors.push(format!("evaluate: lead {id} could not be evaluated (see `handoff state`)"));
                 }
+                changes.push((e.before, e.after));
             }
             crate::failpoints::hit(crate::failpoints::EVALUATE_DECIDED);
             self.commit(batch)?;
             crate::failpoints::hit(crate::failpoints::EVALUATE_COMMITTED);
-            for ((id, _), before) in work.iter().zip(states_before) {
-                let after = self.store.state(id)?;
+            for (before, after) in changes {
                 self.metrics.replace_state(before.as_ref(), after.as_ref());
             }
             done += work.len() + held.len();
