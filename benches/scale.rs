@@ -9,7 +9,8 @@
 //!    evaluated again (the pull finds nothing new);
 //! 3. **idle**: nothing changed;
 //!
-//! then `handoff state --compact` and the state directory's size after it.
+//! then `handoff state --compact`, the state directory's size after it, and
+//! an idle run on the compacted store.
 //!
 //! For each it prints wall and CPU time, peak RSS (the process's high-water
 //! mark, sampled every 20 ms until it exits), API calls, and after the
@@ -195,6 +196,11 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
         state as f64 / 1048576.0,
         state as f64 / leads as f64
     );
+    let before = calls();
+    let idle = tokio::task::block_in_place(|| run_once(&config, None));
+    print(crm, leads, "idle, compact", &idle, calls() - before, "");
+    let own = sample(std::process::id()).map_or(0.0, |(_, rss)| rss);
+    println!("{crm:>10} {leads:>8} leads | the sandbox (this process): peak RSS {own:.0} MiB so far");
     sb.stop().await;
 }
 

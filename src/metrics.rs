@@ -68,14 +68,9 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts the clocks of every stored evaluation (once, at start).
+    /// Takes the clock counts the store keeps (once, at start).
     pub fn load(&self, store: &Store) -> Result<(), StoreError> {
-        let mut clocks: BTreeMap<(ClockKind, ClockStatus), i64> = BTreeMap::new();
-        store.each_state(|_, state| {
-            for c in &state.clocks {
-                *clocks.entry((c.kind, c.status)).or_default() += 1;
-            }
-        })?;
+        let clocks = store.clock_counts()?;
         self.lock().clocks = clocks;
         Ok(())
     }

@@ -180,6 +180,7 @@ async fn crash_run(crm: CrmKind) {
         let store = handoff::store::Store::open(&state_dir).unwrap();
         let counts = store.counts().unwrap();
         assert_eq!(counts, store.recount().unwrap(), "{crm}: the counts kept through every kill equal a recount");
+        assert_eq!(store.clock_counts().unwrap(), store.recount_clocks().unwrap(), "{crm}: and so do the clock counts");
         assert!(counts.leads > 0 && counts.ledger > 0, "{crm}: {counts:?}");
     }
 

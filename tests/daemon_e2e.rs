@@ -281,6 +281,7 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String, String, bo
     let states: BTreeMap<String, LeadState> = store.states().unwrap();
     let counts = store.counts().unwrap();
     assert_eq!(counts, store.recount().unwrap(), "{crm}: the counts kept through the month equal a recount");
+    assert_eq!(store.clock_counts().unwrap(), store.recount_clocks().unwrap(), "{crm}: and so do the clock counts");
     assert_eq!(counts.outbox, 0, "everything owed was written");
 
     let leads = crm_leads(&sim).await;

@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 pub use backend::{make_private, Backend, Compacted, MemoryBackend, SledBackend, Tree, Write};
 pub use messages::MessageEntry;
 
-use crate::engine::Clock;
+use crate::engine::{Clock, ClockKind, ClockStatus};
 
 /// Format byte in front of a value: JSON as it is …
 const JSON_FORMAT: u8 = 1;
@@ -476,6 +476,9 @@ impl Store {
             for tree in [Tree::Leads, Tree::Activities, Tree::States, Tree::Outbox, Tree::Ledger, Tree::Messages] {
                 self.compress_tree(tree)?;
             }
+            let mut batch = Batch::default();
+            batch.set_clock_counts(&self.recount_clocks()?);
+            self.commit(batch)?;
             // Counted last, so the count includes the marks above.
             self.backend.reset_counts()?;
         }
@@ -647,11 +650,40 @@ impl Store {
     }
 
     /// Applies `batch` atomically; durable when this returns.
-    pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+    pub fn commit(&self, mut batch: Batch) -> Result<(), StoreError> {
+        if batch.clock_deltas.values().any(|d| *d != 0) {
+            // One writer (the daemon) commits at a time: the read and the
+            // write of the totals cannot interleave with another commit.
+            let mut totals = self.clock_counts()?;
+            for (key, delta) in std::mem::take(&mut batch.clock_deltas) {
+                *totals.entry(key).or_default() += delta;
+            }
+            batch.set_clock_counts(&totals);
+        }
         if batch.writes.is_empty() {
             return Ok(());
         }
         self.backend.commit(&batch.writes)
+    }
+
+    /// Clocks by kind and status over every stored evaluation, as the
+    /// commits kept them (`/metrics` reads them at start instead of every
+    /// state).
+    pub fn clock_counts(&self) -> Result<BTreeMap<(ClockKind, ClockStatus), i64>, StoreError> {
+        let stored: Vec<(ClockKind, ClockStatus, i64)> =
+            self.get(Tree::Meta, CLOCK_COUNTS.as_bytes())?.unwrap_or_default();
+        Ok(stored.into_iter().filter(|(_, _, n)| *n != 0).map(|(k, s, n)| ((k, s), n)).collect())
+    }
+
+    /// [`Store::clock_counts`] counted state by state.
+    pub fn recount_clocks(&self) -> Result<BTreeMap<(ClockKind, ClockStatus), i64>, StoreError> {
+        let mut counts: BTreeMap<(ClockKind, ClockStatus), i64> = BTreeMap::new();
+        self.each_state(|_, state| {
+            for c in &state.clocks {
+                *counts.entry((c.kind, c.status)).or_default() += 1;
+            }
+        })?;
+        Ok(counts)
     }
 
     pub fn cursor(&self, stream: Stream) -> Result<Option<Cursor>, StoreError> {
@@ -953,6 +985,9 @@ impl Store {
     }
 }
 
+/// The `meta` key of [`Store::clock_counts`].
+const CLOCK_COUNTS: &str = "clock_counts";
+
 /// Keys read per slice when a whole tree is walked.
 const SCAN_SLICE: usize = 1_000;
 
@@ -971,6 +1006,12 @@ fn week_key(commitment: &str, week_start: chrono::NaiveDate) -> String {
 pub struct Batch {
     writes: Vec<Write>,
     error: Option<String>,
+    /// Clocks by kind and status the batch's states add (or remove), kept
+    /// in `meta` as [`Store::clock_counts`] when it is committed.
+    clock_deltas: BTreeMap<(ClockKind, ClockStatus), i64>,
+    /// The clocks of each state put in this batch: a second put of the same
+    /// lead replaces them, whatever `previous` its caller read.
+    put_clocks: std::collections::HashMap<String, Vec<(ClockKind, ClockStatus)>>,
 }
 
 impl Batch {
@@ -998,6 +1039,12 @@ impl Batch {
     /// The first encoding problem, if any (the daemon refuses to commit then).
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+
+    fn set_clock_counts(&mut self, totals: &BTreeMap<(ClockKind, ClockStatus), i64>) {
+        let stored: Vec<(ClockKind, ClockStatus, i64)> =
+            totals.iter().filter(|(_, n)| **n != 0).map(|((k, s), n)| (*k, *s, *n)).collect();
+        self.put(Tree::Meta, CLOCK_COUNTS.as_bytes().to_vec(), &stored);
     }
 
     fn set_meta_u64(&mut self, name: &str, value: u64) {
@@ -1052,6 +1099,17 @@ impl Batch {
     /// Stores a lead's evaluation and moves its entry in the deadline index
     /// from `previous`'s next check to the new one.
     pub fn put_state(&mut self, lead_id: &str, state: &LeadState, previous: Option<&LeadState>) {
+        let clocks: Vec<(ClockKind, ClockStatus)> = state.clocks.iter().map(|c| (c.kind, c.status)).collect();
+        let replaced = match self.put_clocks.insert(lead_id.to_string(), clocks.clone()) {
+            Some(earlier) => earlier,
+            None => previous.iter().flat_map(|p| &p.clocks).map(|c| (c.kind, c.status)).collect(),
+        };
+        for key in replaced {
+            *self.clock_deltas.entry(key).or_default() -= 1;
+        }
+        for key in clocks {
+            *self.clock_deltas.entry(key).or_default() += 1;
+        }
         if let Some(old) = previous.and_then(|p| p.next_check_at) {
             if Some(old) != state.next_check_at {
                 self.delete(Tree::Deadlines, deadline_key(old, lead_id));
@@ -1187,6 +1245,31 @@ mod tests {
             observed_fields: BTreeMap::new(),
             watched: String::new(),
             first_seen_at: at(9),
+        }
+    }
+
+    fn clock(kind: ClockKind, status: ClockStatus) -> Clock {
+        Clock {
+            kind,
+            owner_id: None,
+            first_owner_id: None,
+            last_owner_id: None,
+            owner_since: None,
+            held_by: None,
+            paused_since: None,
+            calendar: None,
+            resumes_at: None,
+            received_at: None,
+            started_at: None,
+            due_at: None,
+            remind_at: None,
+            stopped_at: None,
+            breached_at: None,
+            status,
+            reason: String::new(),
+            flagged: false,
+            escalations: Vec::new(),
+            stopped_by: None,
         }
     }
 
@@ -1449,6 +1532,7 @@ mod tests {
                 }
                 store.commit(b).unwrap();
                 assert_eq!(store.counts().unwrap(), store.recount().unwrap(), "after round {round}");
+                assert_eq!(store.clock_counts().unwrap(), store.recount_clocks().unwrap(), "after round {round}");
             }
             let counts = store.counts().unwrap();
             assert!(
