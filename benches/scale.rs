@@ -19,8 +19,10 @@
 //!
 //! `cargo bench --bench scale` (`HANDOFF_BENCH_LEADS=100000,1000000` sets the
 //! sizes, `HANDOFF_BENCH_CRMS=salesforce` the CRMs, `HANDOFF_BENCH_ACTIVITIES`
-//! the activities per lead, default 5; `HANDOFF_BENCH_PERF=FILE` records
-//! the policy-change run with `perf record -g` into FILE).
+//! the activities per lead, default 5; `HANDOFF_BENCH_WRAP` runs the
+//! policy-change run (`HANDOFF_BENCH_WRAP_PHASE=backfill`: the backfill)
+//! under a profiler, e.g. `"perf record -g -o FILE --"` or `"heaptrack -o
+//! FILE"`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails by panicking
 
@@ -54,14 +56,15 @@ fn sample(pid: u32) -> Option<(f64, f64)> {
     Some((ticks / 100.0, hwm_kib / 1024.0))
 }
 
-fn run_once(config: &Path, profile_to: Option<&str>) -> Run {
+fn run_once(config: &Path, wrapper: Option<&str>) -> Run {
     let started = Instant::now();
     let handoff = env!("CARGO_BIN_EXE_handoff");
-    let mut command = match profile_to {
-        // Its CPU and memory are perf's then, not handoff's alone.
-        Some(out) => {
-            let mut c = Command::new("perf");
-            c.args(["record", "-F", "499", "-g", "-o", out, "--", handoff]);
+    let wrapper: Vec<&str> = wrapper.map(|w| w.split_whitespace().collect()).unwrap_or_default();
+    // Wrapped, its CPU and memory are the wrapper's, not handoff's alone.
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(handoff);
             c
         }
         None => Command::new(handoff),
@@ -144,7 +147,12 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
 
     let calls = || sb.shared.log.len();
     let before = calls();
-    let backfill = tokio::task::block_in_place(|| run_once(&config, None));
+    let wrapper = std::env::var("HANDOFF_BENCH_WRAP").ok();
+    let wrapped = |phase: &str| {
+        let wanted = std::env::var("HANDOFF_BENCH_WRAP_PHASE").unwrap_or_else(|_| "policy change".into());
+        wrapper.as_deref().filter(|_| wanted == phase)
+    };
+    let backfill = tokio::task::block_in_place(|| run_once(&config, wrapped("backfill")));
     let state = dir_bytes(&state_dir);
     print(
         crm,
@@ -174,8 +182,7 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
     scorecard.as_table_mut().expect("[policy.scorecard]").insert("consecutive_weeks".into(), toml::Value::Integer(5));
     std::fs::write(&config, toml::to_string(&table).expect("renders")).expect("writes the config");
     let before = calls();
-    let profile = std::env::var("HANDOFF_BENCH_PERF").ok();
-    let change = tokio::task::block_in_place(|| run_once(&config, profile.as_deref()));
+    let change = tokio::task::block_in_place(|| run_once(&config, wrapped("policy change")));
     print(crm, leads, "policy change", &change, calls() - before, "");
 
     let before = calls();
