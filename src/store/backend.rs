@@ -181,6 +181,17 @@ const LOCK_RETRY_MS: u64 = 20;
 /// find the lock still held for a moment, longer on a loaded machine.
 static CLOSED_HERE: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
 
+/// Whether opening failed on the file lock: sled words that as an `Other`
+/// error naming the lock.
+fn lock_held(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 fn closed_here(path: &Path) -> bool {
     CLOSED_HERE.lock().map(|closed| closed.iter().any(|p| p == path)).unwrap_or(false)
 }
@@ -209,7 +220,12 @@ impl SledBackend {
         let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         make_private(dir).map_err(|e| open_err(format!("cannot make it private: {e}")))?;
-        finish_compaction(dir).map_err(|e| open_err(format!("cannot finish an interrupted compaction: {e}")))?;
+        // A compaction running in another process holds the lock (and the
+        // database): its unfinished copy is left alone, and the open below
+        // is refused as for any other holder.
+        if let Some(_lock) = compaction_lock(dir).map_err(|e| open_err(format!("cannot lock {COMPACT_LOCK}: {e}")))? {
+            finish_compaction(dir).map_err(|e| open_err(format!("cannot finish an interrupted compaction: {e}")))?;
+        }
         let path = dir.join(DB_DIR);
         let config = sled::Config::new()
             .path(&path)
@@ -223,7 +239,7 @@ impl SledBackend {
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && waited_ms < wait_ms => {
+                Err(e) if lock_held(&e) && waited_ms < wait_ms => {
                     std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
                     waited_ms += LOCK_RETRY_MS;
                 }
@@ -306,6 +322,18 @@ const DB_DIR: &str = "state.sled";
 const COMPACT_DIR: &str = "state.sled.compact";
 const COMPACT_DONE: &str = "state.sled.compact.done";
 const OLD_DIR: &str = "state.sled.old";
+/// Held (flock) by a compaction while it runs.
+const COMPACT_LOCK: &str = "compact.lock";
+
+/// The compaction lock of `dir`, or `None` when another process holds it.
+pub(super) fn compaction_lock(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(COMPACT_LOCK))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,8 +355,11 @@ impl SledBackend {
             doing: format!("compacting {}: {doing}", dir.display()),
             message: e.to_string(),
         };
-        let bytes_before = dir_bytes(&dir.join(DB_DIR));
         let old = SledBackend::open(dir, cache_bytes)?;
+        let Some(_lock) = compaction_lock(dir).map_err(|e| fail("locking", &e))? else {
+            return Err(fail("locking", &"another handoff is compacting it"));
+        };
+        let bytes_before = dir_bytes(&dir.join(DB_DIR));
         let copy_path = dir.join(COMPACT_DIR);
         if copy_path.exists() {
             std::fs::remove_dir_all(&copy_path).map_err(|e| fail("removing an unfinished copy", &e))?;

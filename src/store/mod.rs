@@ -1713,7 +1713,28 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["state.sled"], "nothing of the compaction is left beside the database");
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            names.contains(&"state.sled".to_string()) && names.contains(&"compact.lock".to_string()),
+            "nothing of the compaction is left beside the database and its lock: {names:?}"
+        );
+    }
+
+    /// An open while another process compacts leaves that compaction's
+    /// copy alone (the lock says it is being written, not abandoned).
+    #[test]
+    fn an_open_leaves_a_running_compaction_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        churned(dir.path());
+        let copy = dir.path().join("state.sled.compact");
+        std::fs::create_dir_all(&copy).unwrap();
+        let held = backend::compaction_lock(dir.path()).unwrap().expect("free");
+        assert!(backend::compaction_lock(dir.path()).unwrap().is_none(), "a second holder is refused");
+        drop(Store::open(dir.path()).unwrap());
+        assert!(copy.exists(), "the copy being written was left alone");
+        drop(held);
+        drop(Store::open(dir.path()).unwrap());
+        assert!(!copy.exists(), "once nobody compacts, an unmarked copy is thrown away");
     }
 
     /// A crash at each step of the swap: a copy not marked whole is thrown
@@ -1741,11 +1762,12 @@ mod tests {
             }
             let store = Store::open(dir.path()).unwrap();
             assert_eq!(store.plain_entries().unwrap(), before, "{step}");
-            let names: Vec<String> = std::fs::read_dir(dir.path())
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
-            assert_eq!(names, ["state.sled"], "{step}");
+            names.sort();
+            assert_eq!(names, ["compact.lock", "state.sled"], "{step}");
         }
     }
 
