@@ -70,6 +70,24 @@ async fn reload_on(crm: CrmKind) {
     let r = sim.catch_up().await.expect("the rebuilt connector serves");
     assert!(r.errors.is_empty() && r.caught_up, "{r:?}");
 
+    // A new policy: every lead is evaluated again, and the kept counts
+    // still equal a recount.
+    let mut policy = window.clone();
+    set(&mut policy, &["policy", "scorecard", "consecutive_weeks"], 4.into());
+    let changed = reparse(&policy);
+    sim.daemon.reload(&new, &changed).await.expect("a new policy reloads");
+    assert_eq!(
+        sim.daemon.store().counts().unwrap().dirty,
+        sim.daemon.store().counts().unwrap().leads,
+        "every lead is marked"
+    );
+    let r = sim.catch_up().await.expect("the new policy evaluates");
+    assert!(r.errors.is_empty(), "{r:?}");
+    let store = sim.daemon.store().clone();
+    assert_eq!(store.counts().unwrap().dirty, 0, "every lead was evaluated again");
+    assert_eq!(store.counts().unwrap(), store.recount().unwrap(), "{crm}: counts after a reload");
+    assert_eq!(store.clock_counts().unwrap(), store.recount_clocks().unwrap(), "{crm}: clock counts after a reload");
+
     // What only a restart can change is refused with its name.
     let mut moved = window.clone();
     set(&mut moved, &["instance", "state_dir"], sim.state_dir.join("elsewhere").display().to_string().into());
