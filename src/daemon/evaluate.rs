@@ -104,7 +104,7 @@ enum Verdict {
     Decided {
         lead_is_live: bool,
         activities: Vec<Activity>,
-        evaluation: Evaluation,
+        evaluation: Box<Evaluation>,
     },
 }
 
@@ -121,7 +121,7 @@ impl Evaluator<'_> {
                     Ok(evaluation) => Verdict::Decided {
                         lead_is_live: !lead.deleted && lead.merged_into.is_none(),
                         activities,
-                        evaluation,
+                        evaluation: Box::new(evaluation),
                     },
                     Err(e) => Verdict::Failed(e.to_string()),
                 }

@@ -342,11 +342,11 @@ impl<'a> Tally<'a> {
                 Dimension::Grade => Some(grade.clone()),
                 Dimension::Source => Some(source.clone()),
                 Dimension::Rep => {
-                    Some(rep.map(|r| owner_label(&owner_by_id, r)).unwrap_or_else(|| "(unassigned)".into()))
+                    Some(rep.map(|r| owner_label(owner_by_id, r)).unwrap_or_else(|| "(unassigned)".into()))
                 }
                 Dimension::Team => Some(
                     rep.and_then(|r| owners.manager_of(r, policy))
-                        .map(|m| owner_label(&owner_by_id, &m))
+                        .map(|m| owner_label(owner_by_id, &m))
                         .unwrap_or_else(|| "(no manager)".into()),
                 ),
             }
@@ -408,7 +408,7 @@ impl<'a> Tally<'a> {
                 let grace = policy.segment_for(&lead.fields).map(|s| s.reason_code_grace);
                 let schedule = schedules
                     .entry(lead_rep.clone())
-                    .or_insert_with(|| engine::owner_schedule(policy, &owners, lead_rep.as_deref()).ok());
+                    .or_insert_with(|| engine::owner_schedule(policy, owners, lead_rep.as_deref()).ok());
                 let due = grace.zip(schedule.as_ref()).and_then(|(g, s)| engine::window_deadline(s, r.at, &g));
                 let given = engine::reason_code_given(&lead, &policy.fields.reason_code, &policy.reason_codes, r.at);
                 let judged = match (given, due) {
@@ -459,7 +459,7 @@ impl<'a> Tally<'a> {
                         let holder = clock.owner_id.clone().or_else(|| clock.last_owner_id.clone());
                         let schedule = schedules
                             .entry(holder.clone())
-                            .or_insert_with(|| engine::owner_schedule(policy, &owners, holder.as_deref()).ok());
+                            .or_insert_with(|| engine::owner_schedule(policy, owners, holder.as_deref()).ok());
                         if let Some(s) = schedule {
                             let minutes = s.business_between(start, stop.max(start)).num_seconds() as f64 / 60.0;
                             record(stop, rep, &mut |a| a.touch_minutes.push(minutes));

@@ -539,7 +539,7 @@ impl Store {
     /// Every key and value of every tree as plain bytes (compressed values
     /// unpacked): what a check for leaked text must read, since the files
     /// on disk hold compressed values.
-    pub fn plain_entries(&self) -> Result<Vec<(&'static str, Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn plain_entries(&self) -> Result<Vec<PlainEntry>, StoreError> {
         let mut out = Vec::new();
         for tree in Tree::ALL {
             for (key, value) in self.backend.range(tree, b"", None, usize::MAX)? {
@@ -984,6 +984,9 @@ impl Store {
         self.backend.flush()
     }
 }
+
+/// A tree's name, a key and its value unpacked ([`Store::plain_entries`]).
+pub type PlainEntry = (&'static str, Vec<u8>, Vec<u8>);
 
 /// The `meta` key of [`Store::clock_counts`].
 const CLOCK_COUNTS: &str = "clock_counts";
@@ -1508,7 +1511,13 @@ mod tests {
                         2 => b.mark_dirty(&id, "changed"),
                         3 => b.clear_dirty(&id),
                         4 => {
-                            b.put_state(&id, &state(Some(at(1 + next(20) as u32))), store.state(&id).unwrap().as_ref())
+                            let mut st = state(Some(at(1 + next(20) as u32)));
+                            let kinds = [ClockKind::FirstTouch, ClockKind::Disposition, ClockKind::Routing];
+                            let statuses = [ClockStatus::Pending, ClockStatus::Met, ClockStatus::Breached];
+                            for _ in 0..next(3) {
+                                st.clocks.push(clock(kinds[next(3) as usize], statuses[next(3) as usize]));
+                            }
+                            b.put_state(&id, &st, store.state(&id).unwrap().as_ref())
                         }
                         5 => {
                             b.enqueue(seq, &reassign(&format!("k{seq}"), &id), at(9));
@@ -1538,6 +1547,23 @@ mod tests {
             assert!(
                 counts.leads > 5 && counts.outbox > 0 && counts.deadlines > 0,
                 "the rounds filled the store: {counts:?}"
+            );
+            assert!(store.clock_counts().unwrap().values().sum::<i64>() > 3, "the rounds stored clocks");
+            // One lead stored twice in a batch, each time with the state
+            // read before it: the second replaces the first's clocks.
+            let stale = store.state("L1").unwrap();
+            let mut b = Batch::default();
+            let mut first = state(None);
+            first.clocks = vec![clock(ClockKind::FirstTouch, ClockStatus::Pending)];
+            b.put_state("L1", &first, stale.as_ref());
+            let mut second = state(None);
+            second.clocks = vec![clock(ClockKind::FirstTouch, ClockStatus::Met)];
+            b.put_state("L1", &second, stale.as_ref());
+            store.commit(b).unwrap();
+            assert_eq!(
+                store.clock_counts().unwrap(),
+                store.recount_clocks().unwrap(),
+                "a lead stored twice in a batch"
             );
         }
     }
@@ -1678,7 +1704,7 @@ mod tests {
     }
 
     /// A store churned by rewrites: every lead written again and again.
-    fn churned(dir: &Path) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    fn churned(dir: &Path) -> Vec<PlainEntry> {
         let store = Store::open(dir).unwrap();
         for round in 0..8 {
             let mut b = Batch::default();
