@@ -336,7 +336,7 @@ pub enum StopCause {
 }
 
 impl Clock {
-    fn waived(kind: ClockKind, reason: &str) -> Clock {
+    pub(crate) fn waived(kind: ClockKind, reason: &str) -> Clock {
         Clock {
             kind,
             owner_id: None,
