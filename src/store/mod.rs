@@ -513,13 +513,7 @@ impl Store {
     /// Rewrites the plain JSON values of `tree` that are worth compressing,
     /// a slice at a time (the JSON itself is not decoded).
     fn compress_tree(&self, tree: Tree) -> Result<(), StoreError> {
-        let mut from = Vec::new();
-        loop {
-            let entries = self.backend.range(tree, &from, None, SCAN_SLICE)?;
-            let Some((last, _)) = entries.last() else { return Ok(()) };
-            from = last.clone();
-            from.push(0);
-            let full = entries.len() == SCAN_SLICE;
+        self.slices(tree, SCAN_SLICE, |entries| {
             let writes: Vec<Write> = entries
                 .into_iter()
                 .filter_map(|(key, value)| match value.split_first() {
@@ -529,7 +523,26 @@ impl Store {
                     _ => None,
                 })
                 .collect();
-            self.backend.commit(&writes)?;
+            self.backend.commit(&writes)
+        })
+    }
+
+    /// Hands `each` the keys and values of `tree` in key order, `slice` at
+    /// a time: memory holds one slice, not the tree.
+    fn slices(
+        &self,
+        tree: Tree,
+        slice: usize,
+        mut each: impl FnMut(backend::Entries) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut from = Vec::new();
+        loop {
+            let entries = self.backend.range(tree, &from, None, slice)?;
+            let Some((last, _)) = entries.last() else { return Ok(()) };
+            from = last.clone();
+            from.push(0);
+            let full = entries.len() == slice;
+            each(entries)?;
             if !full {
                 return Ok(());
             }
@@ -562,19 +575,12 @@ impl Store {
     pub fn footprint(&self) -> Result<Vec<(&'static str, usize, u64)>, StoreError> {
         let mut out = Vec::new();
         for tree in Tree::ALL {
-            let (mut keys, mut bytes, mut from) = (0usize, 0u64, Vec::new());
-            loop {
-                let entries = self.backend.range(tree, &from, None, SCAN_SLICE)?;
-                let Some((last, _)) = entries.last() else { break };
-                from = last.clone();
-                from.push(0);
-                let full = entries.len() == SCAN_SLICE;
+            let (mut keys, mut bytes) = (0usize, 0u64);
+            self.slices(tree, SCAN_SLICE, |entries| {
                 keys += entries.len();
                 bytes += entries.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
-                if !full {
-                    break;
-                }
-            }
+                Ok(())
+            })?;
             out.push((tree.name(), keys, bytes));
         }
         Ok(out)
@@ -588,20 +594,12 @@ impl Store {
         slice: usize,
         mut each: impl FnMut(&[u8], T) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut from = Vec::new();
-        loop {
-            let entries = self.backend.range(tree, &from, None, slice)?;
-            let Some((last, _)) = entries.last() else { return Ok(()) };
-            from = last.clone();
-            from.push(0);
-            let full = entries.len() == slice;
+        self.slices(tree, slice, |entries| {
             for (k, v) in entries {
                 each(&k, decode(tree, &k, &v)?)?;
             }
-            if !full {
-                return Ok(());
-            }
-        }
+            Ok(())
+        })
     }
 
     /// Every lead's last evaluation, one at a time (see [`Store::visit`]).
@@ -627,18 +625,9 @@ impl Store {
         slice: usize,
         mut each: impl FnMut(Vec<String>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut from = Vec::new();
-        loop {
-            let entries = self.backend.range(Tree::Leads, &from, None, slice)?;
-            let Some((last, _)) = entries.last() else { return Ok(()) };
-            from = last.clone();
-            from.push(0);
-            let full = entries.len() == slice;
-            each(entries.into_iter().map(|(k, _)| String::from_utf8_lossy(&k).into_owned()).collect())?;
-            if !full {
-                return Ok(());
-            }
-        }
+        self.slices(Tree::Leads, slice, |entries| {
+            each(entries.into_iter().map(|(k, _)| String::from_utf8_lossy(&k).into_owned()).collect())
+        })
     }
 
     fn meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
