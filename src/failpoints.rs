@@ -1,4 +1,5 @@
-//! Named crash points in pull, evaluate and write, for the crash tests.
+//! Named crash points in pull, evaluate and write (and in a compaction of
+//! the state database), for the crash tests.
 //!
 //! Each point marks a place where a crash matters to exactly-once: between
 //! reading a page and committing it, between deciding and committing, and
@@ -35,6 +36,16 @@ pub const WRITE_RECORDED: &str = "write.recorded";
 pub const ALL: [&str; 7] =
     [PULL_FETCHED, PULL_COMMITTED, EVALUATE_DECIDED, EVALUATE_COMMITTED, WRITE_SENDING, WRITE_ANSWERED, WRITE_RECORDED];
 
+/// A compaction's copy is whole and closed; nothing marks it whole yet.
+pub const COMPACT_COPIED: &str = "compact.copied";
+/// The copy is marked whole; the database has not moved.
+pub const COMPACT_MARKED: &str = "compact.marked";
+/// The old database is moved aside; the copy is not in its place yet.
+pub const COMPACT_MOVED: &str = "compact.moved";
+
+/// The crash points of `handoff state --compact`, in the order it passes them.
+pub const COMPACTION: [&str; 3] = [COMPACT_COPIED, COMPACT_MARKED, COMPACT_MOVED];
+
 /// The environment variable that arms crash points.
 pub const ENV: &str = "HANDOFF_FAILPOINTS";
 
@@ -55,11 +66,9 @@ pub fn parse(spec: &str) -> Result<Vec<(&'static str, u64)>, String> {
         .filter(|s| !s.is_empty())
         .map(|item| {
             let (name, pass) = item.split_once('=').unwrap_or((item, "1"));
-            let name = ALL
-                .iter()
-                .copied()
-                .find(|n| *n == name.trim())
-                .ok_or_else(|| format!("{ENV}: unknown crash point `{name}`; known: {}", ALL.join(", ")))?;
+            let name = ALL.iter().chain(&COMPACTION).copied().find(|n| *n == name.trim()).ok_or_else(|| {
+                format!("{ENV}: unknown crash point `{name}`; known: {}, {}", ALL.join(", "), COMPACTION.join(", "))
+            })?;
             let pass: u64 = pass
                 .trim()
                 .parse()

@@ -393,11 +393,13 @@ impl SledBackend {
         copy.flush().map_err(|e| fail("flushing the copy", &e))?;
         drop(copy);
         drop(old);
+        crate::failpoints::hit(crate::failpoints::COMPACT_COPIED);
         // From here the copy is whole: the mark makes any later open finish
         // the swap rather than throw the copy away.
         let mark = dir.join(COMPACT_DONE);
         std::fs::write(&mark, b"").map_err(|e| fail("marking the copy whole", &e))?;
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("syncing the directory", &e))?;
+        crate::failpoints::hit(crate::failpoints::COMPACT_MARKED);
         finish_compaction(dir).map_err(|e| fail("swapping the copy in", &e))?;
         Ok(Compacted { keys, bytes_before, bytes_after: dir_bytes(&dir.join(DB_DIR)) })
     }
@@ -415,6 +417,7 @@ fn finish_compaction(dir: &Path) -> std::io::Result<()> {
                     std::fs::remove_dir_all(&old)?;
                 }
                 std::fs::rename(&db, &old)?;
+                crate::failpoints::hit(crate::failpoints::COMPACT_MOVED);
             }
             std::fs::rename(&copy, &db)?;
         }
