@@ -90,22 +90,6 @@ fn run_once(config: &Path, wrapper: Option<&str>) -> Run {
     Run { wall: started.elapsed(), cpu_secs: last.0, peak_rss_mib: last.1, exit: status.code() }
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
-                pending.push(entry.path());
-            }
-        } else {
-            total += meta.len();
-        }
-    }
-    total
-}
-
 fn print(crm: CrmKind, leads: usize, phase: &str, run: &Run, calls: usize, extra: &str) {
     println!(
         "{crm:>10} {leads:>8} leads | {phase:<13} | wall {:>7.1} s | CPU {:>7.1} s | peak RSS {:>6.0} MiB | {calls:>6} API calls | exit {} {extra}",
@@ -153,7 +137,7 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
         wrapper.as_deref().filter(|_| wanted == phase)
     };
     let backfill = tokio::task::block_in_place(|| run_once(&config, wrapped("backfill")));
-    let state = dir_bytes(&state_dir);
+    let state = handoff::store::dir_bytes(&state_dir);
     print(
         crm,
         leads,
@@ -195,7 +179,7 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
         .arg(&config)
         .output()
         .expect("handoff state --compact runs");
-    let state = dir_bytes(&state_dir);
+    let state = handoff::store::dir_bytes(&state_dir);
     println!(
         "{crm:>10} {leads:>8} leads | compact       | wall {:>7.1} s | exit {} | state {:.0} MiB, {:.0} bytes per lead",
         started.elapsed().as_secs_f64(),

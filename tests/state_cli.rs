@@ -14,16 +14,27 @@ fn handoff(args: &[&str], config: &std::path::Path) -> std::process::Output {
     Command::new(common::binary()).args(args).arg("--config").arg(config).env("RUST_LOG", "warn").output().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
-    let sb = common::sandbox(CrmKind::Salesforce, 4, 80, 6).await;
+/// A generated org four days into its timeline, and the tasks one
+/// `run --once` made in it: the sandbox, the config's directory, the config.
+async fn ran_once(
+    crm: CrmKind,
+    seed: u64,
+    leads: usize,
+) -> (handoff_sandbox::RunningSandbox, tempfile::TempDir, std::path::PathBuf, usize) {
+    let sb = common::sandbox(crm, seed, leads, 6).await;
     sb.shared.clock.advance(chrono::Duration::days(4));
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(&sb, dir.path(), 1, |_| {});
     let run = handoff(&["run", "--once"], &config);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let tasks_before = handoff::demo::sandbox_tasks(&sb).await.unwrap().len();
-    assert!(tasks_before > 0);
+    let tasks = handoff::demo::sandbox_tasks(&sb).await.unwrap().len();
+    assert!(tasks > 0, "the run made tasks");
+    (sb, dir, config, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_shows_the_store_and_a_resync_from_a_date_redoes_nothing() {
+    let (sb, _dir, config, tasks_before) = ran_once(CrmKind::Salesforce, 4, 80).await;
 
     let out = handoff(&["state"], &config);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -145,13 +156,7 @@ async fn state_names_the_backlog_a_first_start_found_and_left_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_killed_at_each_step_loses_nothing() {
     use std::os::unix::process::ExitStatusExt as _;
-    let sb = common::sandbox(CrmKind::Hubspot, 5, 60, 6).await;
-    sb.shared.clock.advance(chrono::Duration::days(4));
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::write_config(&sb, dir.path(), 1, |_| {});
-    let run = handoff(&["run", "--once"], &config);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let tasks_before = handoff::demo::sandbox_tasks(&sb).await.unwrap().len();
+    let (sb, _dir, config, tasks_before) = ran_once(CrmKind::Hubspot, 5, 60).await;
     let state_dir = handoff::config::load(&config).unwrap().instance.state_dir;
     let stored = || {
         let store = handoff::store::Store::open(&state_dir).unwrap();

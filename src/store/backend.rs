@@ -432,7 +432,8 @@ fn finish_compaction(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
+/// The bytes of every file under `dir` (a state directory's size on disk).
+pub fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     let mut pending = vec![dir.to_path_buf()];
     while let Some(path) = pending.pop() {

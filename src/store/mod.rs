@@ -50,7 +50,7 @@ use handoff_model::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use backend::{make_private, Backend, Compacted, MemoryBackend, SledBackend, Tree, Write};
+pub use backend::{dir_bytes, make_private, Backend, Compacted, MemoryBackend, SledBackend, Tree, Write};
 pub use messages::MessageEntry;
 
 use crate::engine::{Clock, ClockKind, ClockStatus};
