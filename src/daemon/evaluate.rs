@@ -141,16 +141,17 @@ impl Evaluator<'_> {
 
 fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Batch) -> Result<Evaluated, StoreError> {
     let Evaluator { store, policy, now, .. } = *cx;
-    let Judged { lead_id, due_at, previous, verdict } = judged;
+    let Judged { lead_id, due_at, previous: before, verdict } = judged;
     let lead_id = lead_id.as_str();
-    let previous = previous.as_ref();
-    let mut out = Evaluated { before: previous.cloned(), ..Evaluated::default() };
+    let previous = before.as_ref();
+    let mut out = Evaluated::default();
     batch.clear_dirty(lead_id);
     if let Some(at) = due_at {
         batch.drop_deadline(at, lead_id);
     }
+    // `before` goes into `out` once nothing reads `previous` any more.
     let (lead_is_live, activities, evaluation) = match verdict {
-        Verdict::NotPulled => return Ok(out),
+        Verdict::NotPulled => return Ok(Evaluated { before, ..out }),
         Verdict::Decided { lead_is_live, activities, evaluation } => (lead_is_live, activities, evaluation),
         Verdict::Failed(error) => {
             out.failed = true;
@@ -170,8 +171,7 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
                 qualified_at: previous.and_then(|p| p.qualified_at),
             };
             batch.put_state(lead_id, &state, previous);
-            out.after = Some(state);
-            return Ok(out);
+            return Ok(Evaluated { before, after: Some(state), ..out });
         }
     };
 
@@ -220,8 +220,7 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         qualified_at: evaluation.qualified_at,
     };
     batch.put_state(lead_id, &state, previous);
-    out.after = Some(state);
-    Ok(out)
+    Ok(Evaluated { before, after: Some(state), ..out })
 }
 
 /// The lead's handoff tasks the engine no longer wants open: a closing

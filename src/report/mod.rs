@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
-use handoff_model::{Owner, OwnerKind};
+use handoff_model::{Lead, Owner, OwnerKind};
 use serde::{Deserialize, Serialize};
 
 pub use html::{render_html, render_tv};
@@ -265,7 +265,7 @@ fn local_midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
 pub fn compute(input: &Input<'_>, weeks: usize, now: DateTime<Utc>, by: Option<Dimension>) -> Scorecard {
     let mut tally = Tally::new(input.instance, input.policy, input.owners, weeks, now, by);
     for stored in input.leads {
-        tally.add(stored, input.states.get(&stored.lead.id));
+        tally.add(stored.for_engine(), input.states.get(&stored.lead.id));
     }
     tally.finish()
 }
@@ -314,11 +314,12 @@ impl<'a> Tally<'a> {
         }
     }
 
-    /// Counts a lead in (one not evaluated yet only dates the first week).
-    fn add(&mut self, stored: &StoredLead, state: Option<&LeadState>) {
+    /// Counts a lead in, as the engine reads it (one not evaluated yet only
+    /// dates the first week).
+    fn add(&mut self, lead: Lead, state: Option<&LeadState>) {
         let (policy, tz, now, by) = (self.policy, self.tz, self.now, self.by);
         let first_day = policy.scorecard.week_starts;
-        self.first_lead_at = Some(self.first_lead_at.map_or(stored.lead.created_at, |f| f.min(stored.lead.created_at)));
+        self.first_lead_at = Some(self.first_lead_at.map_or(lead.created_at, |f| f.min(lead.created_at)));
         let starts = &self.starts;
         let index_of = |at: DateTime<Utc>| -> Option<usize> {
             let w = week_start(at, tz, first_day);
@@ -329,7 +330,6 @@ impl<'a> Tally<'a> {
         let acc = &mut self.acc;
         let schedules = &mut self.schedules;
         let Some(state) = state.filter(|s| s.error.is_none()) else { return };
-        let lead = stored.for_engine();
         if lead.deleted || lead.merged_into.is_some() {
             return;
         }
@@ -663,7 +663,7 @@ pub fn from_store(
 ) -> Result<Scorecard, crate::store::StoreError> {
     let owners = store.owners()?;
     let mut tally = Tally::new(instance, policy, &owners, weeks, now, by);
-    store.each_lead_with_state(|stored, state| tally.add(&stored, state.as_ref()))?;
+    store.each_lead_with_state(|stored, state| tally.add(stored.into_engine(), state.as_ref()))?;
     Ok(tally.finish())
 }
 
