@@ -171,6 +171,20 @@ pub struct HubspotSettings {
     /// Local pace for search, which HubSpot limits per second on its own.
     #[serde(default = "default_hs_search_per_second")]
     pub search_per_second: u32,
+    /// Which record is the SLA's lead: the contact (every portal) or the
+    /// lead record of HubSpot's Leads object (Sales Hub Professional and
+    /// Enterprise).
+    #[serde(default)]
+    pub lead_object: HubspotLeadObject,
+}
+
+/// `[hubspot] lead_object`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HubspotLeadObject {
+    #[default]
+    Contacts,
+    Leads,
 }
 
 /// HubSpot auth, chosen by `flow`.
@@ -685,6 +699,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Issue>> {
         },
         None => None,
     };
+    if let (Some(Connection::Hubspot(h)), Some(p)) = (&connection, &policy) {
+        check_lead_object(h.lead_object, p, &mut issues);
+    }
     match (instance, connection, sync, daemon, notify, signals, policy_source, policy) {
         (
             Some(instance),
@@ -883,6 +900,27 @@ fn read_connection(root: &toml::Table, crm: CrmKind, issues: &mut Vec<Issue>) ->
             }
             (issues.len() == before).then_some(Connection::Hubspot(h))
         }
+    }
+}
+
+/// The policy must read the record `lead_object` names: in leads mode the
+/// status is the lead's pipeline stage, not the contact's lead status.
+fn check_lead_object(object: HubspotLeadObject, policy: &CompiledPolicy, issues: &mut Vec<Issue>) {
+    let status = policy.fields.status.trim();
+    match object {
+        HubspotLeadObject::Leads if status == "hs_lead_status" => issues.push(Issue::new(
+            "policy.fields.status",
+            format!("{status:?}"),
+            "hubspot.lead_object is \"leads\", whose status is the lead record's pipeline stage; hs_lead_status is the contact's",
+            "write status = \"hs_pipeline_stage\" and list stage ids in [policy.statuses] (see config/hubspot-leads.example.toml), or set lead_object = \"contacts\"",
+        )),
+        HubspotLeadObject::Contacts if status == "hs_pipeline_stage" => issues.push(Issue::new(
+            "policy.fields.status",
+            format!("{status:?}"),
+            "hs_pipeline_stage is the status of HubSpot's lead records, but hubspot.lead_object is \"contacts\"",
+            "set lead_object = \"leads\" in [hubspot] to run the SLA on lead records, or use the contact's hs_lead_status",
+        )),
+        _ => {}
     }
 }
 

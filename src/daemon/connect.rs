@@ -243,6 +243,10 @@ fn hubspot_settings(config: &Config, now: &SharedNow) -> Result<handoff_hubspot:
     settings.create_task_key_property = h.create_task_key_property;
     settings.burst_per_10s = h.burst_per_10s;
     settings.search_per_second = h.search_per_second;
+    settings.lead_object = match h.lead_object {
+        crate::config::HubspotLeadObject::Contacts => handoff_hubspot::LeadObject::Contacts,
+        crate::config::HubspotLeadObject::Leads => handoff_hubspot::LeadObject::Leads,
+    };
     Ok(settings)
 }
 

@@ -151,6 +151,28 @@ impl Client {
         self.send(request).await?.json(path)
     }
 
+    /// `POST path` with `body`: a read of `object` (a batch read, an
+    /// association read), safe to repeat, on the burst budget, answered as `T`.
+    pub async fn post_read<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+        object: &str,
+        cursor: &str,
+    ) -> Result<T, HubspotError> {
+        let request = Request {
+            method: Method::POST,
+            path: path.to_string(),
+            query: vec![],
+            body: Some(body),
+            bucket: Bucket::Burst,
+            idempotent: true,
+            object,
+            cursor,
+        };
+        self.send(request).await?.json(path)
+    }
+
     /// Send with pacing and retries. 2xx/207 come back as `Ok`; anything
     /// else, once retries are spent or pointless, as an error.
     pub async fn send(&self, req: Request<'_>) -> Result<Response, HubspotError> {

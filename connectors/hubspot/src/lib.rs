@@ -1,5 +1,6 @@
-//! handoff's HubSpot connector: contacts as leads (with their ownership and
-//! lead-status history from `propertiesWithHistory`), engagements (calls,
+//! handoff's HubSpot connector: contacts (or, in leads mode, lead records
+//! joined with their contacts) as leads (with their ownership and
+//! status history from `propertiesWithHistory`), engagements (calls,
 //! emails, meetings, tasks) as activities, owners with managers from the
 //! settings, and write-back of SLA properties and tasks through the CRM v3
 //! API.
@@ -16,6 +17,7 @@
 //!   deadlines, retries per error class, re-authentication, the pause gate,
 //!   the daily budget, tokens), and strict reading of answers.
 //! - `pull` / `write`: the two halves of the [`Connector`] trait.
+//! - `lead_records`: leads mode, where the SLA's lead is the lead record.
 //! - `inspect`: what `handoff doctor` reads, and the properties it creates on request.
 
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod client;
 pub mod cursor;
 pub mod error;
 mod inspect;
+mod lead_records;
 pub mod limits;
 mod listing;
 pub mod map;
@@ -43,7 +46,8 @@ use reqwest::Method;
 pub use error::HubspotError;
 pub use inspect::{property_body, property_info, REQUIRED_SCOPES};
 pub use settings::{
-    Clock, HttpSettings, HubspotAuth, HubspotSettings, MemoryTokenStore, SharedClock, SystemClock, TokenStore,
+    Clock, HttpSettings, HubspotAuth, HubspotSettings, LeadObject, MemoryTokenStore, SharedClock, SystemClock,
+    TokenStore,
 };
 
 use crate::client::{Client, Request};
@@ -69,6 +73,8 @@ pub struct HubspotConnector {
     own_writes: listing::OwnWrites,
     /// What each contact's history-bearing properties were when last delivered.
     digests: handoff_runtime::echo::HistoryDigests,
+    /// Leads mode's property names, primary contacts and association type.
+    leads_cache: lead_records::LeadsModeCache,
 }
 
 /// Validate the settings and build the connector. Makes no request: call
@@ -85,6 +91,7 @@ pub async fn connect(settings: HubspotSettings) -> Result<HubspotConnector, Hubs
         contact_link: tokio::sync::Mutex::new(None),
         own_writes: listing::OwnWrites::default(),
         digests: handoff_runtime::echo::HistoryDigests::default(),
+        leads_cache: lead_records::LeadsModeCache::default(),
     })
 }
 
@@ -113,6 +120,9 @@ impl HubspotConnector {
                 cursor: "authenticate",
             })
             .await?;
+        if self.leads_mode() {
+            self.check_leads_object().await?;
+        }
         self.ensure_task_key_property().await?;
         // The account details (for links to records in task bodies) are
         // read once here, so that writes cost only their batches.

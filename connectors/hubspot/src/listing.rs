@@ -95,7 +95,9 @@ impl HubspotConnector {
     /// Whether this leads stream's backfill reads the listing: a whole
     /// portal (no `backfill_since`), before its first window.
     pub(crate) fn backfill_lists(&self, stream: Stream, state: &RecordsCursor) -> bool {
+        // Leads mode reads lead records with their contacts: by search.
         stream == Stream::Leads
+            && !self.leads_mode()
             && self.settings.backfill_since.is_none()
             && state.done_until_ms.is_none()
             && state.window.is_none()
@@ -150,7 +152,7 @@ impl HubspotConnector {
         let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
         let mut digests = Vec::new();
         for o in read {
-            match map::lead(&o) {
+            match map::lead(&o, "contacts") {
                 Ok((mut lead, merges)) => {
                     digests.push((o.id.clone(), self.history_digest(&o)));
                     if let Ok(id) = map::numeric_id(&o) {
@@ -158,7 +160,7 @@ impl HubspotConnector {
                         state.remember_listed(key, listing.started_at_ms, lookback_ms);
                     }
                     if !o.properties_with_history.is_empty() {
-                        map::add_history(&mut lead, &o, &kind_of_owner);
+                        map::add_history(&mut lead, &o, &kind_of_owner, map::STATUS_PROPERTY);
                     }
                     page.leads.push(lead);
                     page.deletions.extend(merges);

@@ -42,12 +42,16 @@ pub const CONTACT_PROPERTIES: &[&str] = &[
 /// [`Lead::status_changes`].
 pub const OWNER_PROPERTY: &str = "hubspot_owner_id";
 pub const STATUS_PROPERTY: &str = "hs_lead_status";
-pub const HISTORY_PROPERTIES: [&str; 2] = [OWNER_PROPERTY, STATUS_PROPERTY];
 
 /// The properties read with history: owner, status and `extra` (the ones
 /// the policy judges leads by).
 pub fn history_properties(extra: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = HISTORY_PROPERTIES.iter().map(|p| p.to_string()).collect();
+    history_properties_with(STATUS_PROPERTY, extra)
+}
+
+/// [`history_properties`] with another status property (a lead record's stage).
+pub fn history_properties_with(status_property: &str, extra: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = vec![OWNER_PROPERTY.to_string(), status_property.to_string()];
     for p in extra {
         if !p.trim().is_empty() && !out.iter().any(|o| o == p.trim()) {
             out.push(p.trim().to_string());
@@ -122,6 +126,75 @@ pub fn engagement_properties(kind: ActivityKind) -> &'static [&'static str] {
     }
 }
 
+/// The creation-time property: `createdate` on contacts, `hs_createdate`
+/// on every other object.
+pub fn created_property(object_type: &str) -> &'static str {
+    if object_type == "contacts" {
+        "createdate"
+    } else {
+        "hs_createdate"
+    }
+}
+
+/// The lead record properties handoff always reads in leads mode (the
+/// stage is the lead's status; `hs_lead_disqualification_reason` is
+/// HubSpot's own reason property).
+pub const LEAD_RECORD_PROPERTIES: &[&str] = &[
+    "hs_object_id",
+    "hs_createdate",
+    "hs_lastmodifieddate",
+    "hs_lead_name",
+    "hs_pipeline",
+    LEAD_STAGE_PROPERTY,
+    OWNER_PROPERTY,
+    "hs_lead_disqualification_reason",
+    "hs_merged_object_ids",
+];
+
+/// The lead record's status: its pipeline stage (a stage id).
+pub const LEAD_STAGE_PROPERTY: &str = "hs_pipeline_stage";
+
+/// A contact's properties that describe the contact record itself, never
+/// the lead joined with it (its id, times, owner, merges).
+const CONTACT_OWN_PROPERTIES: [&str; 5] =
+    ["hs_object_id", "createdate", "lastmodifieddate", OWNER_PROPERTY, "hs_merged_object_ids"];
+
+/// A lead record joined with its primary contact, as one record for
+/// [`lead`] (with `object = "leads"`) and [`add_history`]: the lead's id,
+/// times and every property the Leads object defines (`lead_properties`:
+/// its stage, owner, reason, the SLA fields), and from the contact every
+/// other property (what the policy qualifies leads by: fit, intent,
+/// score). The modified time is the later of the two records', so a
+/// change to the contact is a new version of the lead. Property history
+/// follows the same split.
+pub fn join_lead_record(
+    lead: &ApiObject,
+    contact: Option<&ApiObject>,
+    lead_properties: &dyn Fn(&str) -> bool,
+) -> ApiObject {
+    let mut joined = lead.clone();
+    let Some(contact) = contact else { return joined };
+    for (name, value) in &contact.properties {
+        if !lead_properties(name) && !CONTACT_OWN_PROPERTIES.contains(&name.as_str()) {
+            joined.properties.insert(name.clone(), value.clone());
+        }
+    }
+    for (name, entries) in &contact.properties_with_history {
+        if !lead_properties(name) && !CONTACT_OWN_PROPERTIES.contains(&name.as_str()) {
+            joined.properties_with_history.insert(name.clone(), entries.clone());
+        }
+    }
+    let lead_modified = time_of(lead, &["hs_lastmodifieddate"], lead.updated_at.as_deref());
+    let contact_modified = time_of(contact, &["lastmodifieddate"], contact.updated_at.as_deref());
+    if let (Some(l), Some(c)) = (lead_modified, contact_modified) {
+        if c > l {
+            let at = serde_json::Value::String(c.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            joined.properties.insert("hs_lastmodifieddate".into(), at);
+        }
+    }
+    joined
+}
+
 /// The last-modified property searches filter on: `lastmodifieddate` for
 /// contacts (filtering them on `hs_lastmodifieddate` silently matches
 /// nothing), `hs_lastmodifieddate` for everything else.
@@ -172,12 +245,15 @@ pub fn modified_at(o: &ApiObject, object_type: &str) -> Result<Timestamp, Skip> 
         .ok_or_else(|| format!("{object_type} {} has no readable modified time", o.id))
 }
 
-/// A contact as a lead, plus the merges it records (`hs_merged_object_ids`
-/// lists contacts merged into it; they are gone as separate records).
-pub fn lead(o: &ApiObject) -> Result<(Lead, Vec<Deletion>), Skip> {
-    check_times(o, &["lastmodifieddate", "createdate", "hs_lifecyclestage_opportunity_date"])?;
-    let modified = modified_at(o, "contacts")?;
-    let created = time_of(o, &["createdate"], o.created_at.as_deref()).unwrap_or(modified);
+/// A contact (or, in leads mode, a lead record joined with its contact:
+/// see [`join_lead_record`]) as a lead, plus the merges it records
+/// (`hs_merged_object_ids` lists records merged into it; they are gone as
+/// separate records). `object` is the record's type.
+pub fn lead(o: &ApiObject, object: &str) -> Result<(Lead, Vec<Deletion>), Skip> {
+    let created_property = created_property(object);
+    check_times(o, &[modified_property(object), created_property, "hs_lifecyclestage_opportunity_date"])?;
+    let modified = modified_at(o, object)?;
+    let created = time_of(o, &[created_property], o.created_at.as_deref()).unwrap_or(modified);
     let converted_at = match o.prop("lifecyclestage") {
         Some("opportunity" | "customer" | "evangelist") => {
             Some(time_of(o, &["hs_lifecyclestage_opportunity_date"], None).unwrap_or(modified))
@@ -250,9 +326,10 @@ pub fn assignments(o: &ApiObject, until: Timestamp, kind_of: &dyn Fn(&str) -> Ow
         .collect()
 }
 
-/// A lead's status history from the `hs_lead_status` history, oldest first.
-pub fn status_changes(o: &ApiObject, until: Timestamp) -> Vec<StatusChange> {
-    let entries = o.properties_with_history.get(STATUS_PROPERTY).map(Vec::as_slice).unwrap_or_default();
+/// A lead's status history from the history of `status_property`
+/// (`hs_lead_status`, or a lead record's stage), oldest first.
+pub fn status_changes(o: &ApiObject, until: Timestamp, status_property: &str) -> Vec<StatusChange> {
+    let entries = o.properties_with_history.get(status_property).map(Vec::as_slice).unwrap_or_default();
     history_values(entries, until).into_iter().map(|(status, at)| StatusChange { status, at }).collect()
 }
 
@@ -260,11 +337,14 @@ pub fn status_changes(o: &ApiObject, until: Timestamp) -> Vec<StatusChange> {
 /// contact read with `propertiesWithHistory`), up to the lead's own
 /// modification time: a change made after the search read the lead belongs
 /// to its next version.
-pub fn add_history(lead: &mut Lead, history: &ApiObject, kind_of: &dyn Fn(&str) -> OwnerKind) {
+///
+/// `status_property` holds the status: `hs_lead_status` on contacts, the
+/// pipeline stage on lead records.
+pub fn add_history(lead: &mut Lead, history: &ApiObject, kind_of: &dyn Fn(&str) -> OwnerKind, status_property: &str) {
     lead.assignments = assignments(history, lead.modified_at, kind_of);
-    lead.status_changes = status_changes(history, lead.modified_at);
+    lead.status_changes = status_changes(history, lead.modified_at, status_property);
     for (property, entries) in &history.properties_with_history {
-        if HISTORY_PROPERTIES.contains(&property.as_str()) {
+        if property == OWNER_PROPERTY || property == status_property {
             continue;
         }
         let values = history_values(entries, lead.modified_at);
@@ -382,7 +462,7 @@ mod tests {
                            "hubspot_owner_id": "77", "company": null, "lifecyclestage": "opportunity", "hs_merged_object_ids": "12;501;13"},
             "createdAt": "2023-12-14T23:31:55.758Z", "updatedAt": "2025-01-27T19:53:15.581Z", "archived": false
         }));
-        let (lead, merges) = lead(&o).unwrap();
+        let (lead, merges) = lead(&o, "contacts").unwrap();
         assert_eq!(lead.owner_id.as_deref(), Some("77"));
         assert_eq!(lead.fields["company"], serde_json::Value::Null);
         assert_eq!(lead.modified_at.timestamp_millis(), 1_738_007_595_581);
@@ -424,9 +504,10 @@ mod tests {
     }
 
     fn lead_at(modified: &str) -> Lead {
-        let (lead, _) = lead(&obj(
-            json!({"id": "7", "properties": {"lastmodifieddate": modified, "hubspot_owner_id": "80000000"}}),
-        ))
+        let (lead, _) = lead(
+            &obj(json!({"id": "7", "properties": {"lastmodifieddate": modified, "hubspot_owner_id": "80000000"}})),
+            "contacts",
+        )
         .unwrap();
         lead
     }
@@ -437,9 +518,12 @@ mod tests {
 
     #[test]
     fn the_policys_properties_get_their_history_from_creation_on() {
-        let (mut lead, _) = lead(&obj(json!({"id": "7", "properties": {
+        let (mut lead, _) = lead(
+            &obj(json!({"id": "7", "properties": {
             "createdate": "2026-03-02T09:00:00.000Z", "lastmodifieddate": "2026-03-06T09:00:00.000Z",
-            "phone": "+1 415 555 0101", "company": "Acme"}})))
+            "phone": "+1 415 555 0101", "company": "Acme"}})),
+            "contacts",
+        )
         .unwrap();
         let history = obj(json!({"id": "7", "propertiesWithHistory": {
             // Set by the form a moment after the contact was created.
@@ -448,7 +532,7 @@ mod tests {
             "company": [entry("Acme", "2026-03-05T10:00:00.000Z")],
             "hs_lead_status": [entry("NEW", "2026-03-02T09:00:00.000Z")]
         }}));
-        add_history(&mut lead, &history, &|_| OwnerKind::User);
+        add_history(&mut lead, &history, &|_| OwnerKind::User, STATUS_PROPERTY);
         let at = |s: &str| parse_time(s).unwrap();
         let phone: Vec<_> = lead.field_history["phone"].iter().map(|c| (c.value.clone(), c.at)).collect();
         assert_eq!(phone, [(json!("+1 415 555 0101"), at("2026-03-02T09:00:00.000Z"))]);
@@ -483,7 +567,7 @@ mod tests {
         ]}}));
         let queue = |id: &str| if id.starts_with('8') { OwnerKind::Queue } else { OwnerKind::User };
         let mut lead = lead_at("2026-03-05T10:00:00.000Z");
-        add_history(&mut lead, &history, &queue);
+        add_history(&mut lead, &history, &queue, STATUS_PROPERTY);
         let owners: Vec<(&str, OwnerKind, i64)> =
             lead.assignments.iter().map(|a| (a.owner_id.as_str(), a.owner_kind, a.at.timestamp())).collect();
         assert_eq!(
@@ -501,7 +585,7 @@ mod tests {
         // The version delivered was modified before the last changes: they
         // belong to the next version.
         let mut earlier = lead_at("2026-03-03T11:00:00.000Z");
-        add_history(&mut earlier, &history, &queue);
+        add_history(&mut earlier, &history, &queue, STATUS_PROPERTY);
         assert_eq!(earlier.assignments.len(), 2);
         assert_eq!(
             earlier.status_changes.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(),
@@ -532,7 +616,7 @@ mod tests {
         let contact = obj(
             json!({"id": "7", "properties": {"lastmodifieddate": "02.03.2026 10:00"}, "updatedAt": "2026-03-02T10:00:00Z"}),
         );
-        assert!(lead(&contact).unwrap_err().contains("lastmodifieddate"));
+        assert!(lead(&contact, "contacts").unwrap_err().contains("lastmodifieddate"));
         let call = obj(
             json!({"id": "9", "properties": {"hs_timestamp": "soon", "hs_lastmodifieddate": "2026-03-02T10:00:01Z"}}),
         );

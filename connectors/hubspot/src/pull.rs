@@ -38,14 +38,6 @@ pub const HISTORY_BATCH: usize = 50;
 /// Most inputs of a v4 association batch read.
 pub const ASSOCIATION_BATCH: usize = 1_000;
 
-/// The object types a records stream reads, in order.
-fn objects(stream: Stream) -> Vec<&'static str> {
-    match stream {
-        Stream::Leads => vec!["contacts"],
-        _ => map::ENGAGEMENTS.iter().map(|k| map::object_type(*k)).collect(),
-    }
-}
-
 fn kind_of(object: &str) -> Option<ActivityKind> {
     map::ENGAGEMENTS.iter().copied().find(|k| map::object_type(*k) == object)
 }
@@ -80,8 +72,9 @@ impl HubspotConnector {
             }
             return Ok(page);
         };
-        let objects = objects(stream);
+        let objects = self.stream_objects(stream);
         let object = objects[window.object.min(objects.len() - 1)];
+        let lead_records = stream == Stream::Leads && self.leads_mode();
         let cursor_text = format!("{}..{} #{}", window.from_ms, window.to_ms, window.last_id.unwrap_or(0));
         // Engagements need their contacts from a separate association read,
         // which takes up to 1,000 ids: read that many before asking.
@@ -93,7 +86,11 @@ impl HubspotConnector {
         let window_from = chrono::DateTime::from_timestamp_millis(window.from_ms).unwrap_or_default();
 
         let ids: Vec<String> = listing.results.iter().filter_map(|r| r.get("id").and_then(id_string)).collect();
+        // Engagement id → the lead it is about (a contact, or a lead record).
         let contacts = match kind_of(object) {
+            Some(_) if !ids.is_empty() && self.leads_mode() => {
+                self.leads_of_engagements(object, &ids, &cursor_text).await?
+            }
             Some(_) if !ids.is_empty() => self.contacts_of(object, &ids, &cursor_text).await?,
             _ => BTreeMap::new(),
         };
@@ -127,60 +124,70 @@ impl HubspotConnector {
                     continue;
                 }
             };
-            if !state.was_seen(&key) {
+            // Leads mode tells a lead record's versions apart once joined
+            // with its contact (see `deliver_lead_records`).
+            if (lead_records && object == "leads") || !state.was_seen(&key) {
                 fresh.push((o, key));
             }
         }
         let mut digests = Vec::new();
-        // Contacts handoff's own write modified last: their history stands.
-        let (own, others): (Vec<_>, Vec<_>) = fresh.iter().partition(|(o, key)| {
-            kind_of(object).is_none()
-                && !self.history_unavailable.load(Ordering::Relaxed)
-                && self.own_writes.is_own(&o.id, key.2)
-                && self.digests.unchanged(&o.id, self.history_digest(o))
-        });
-        page.history_not_read.extend(own.iter().map(|(o, _)| o.id.clone()));
-        let histories = match kind_of(object) {
-            None if !others.is_empty() => {
-                let ids: Vec<&str> = others.iter().map(|(o, _)| o.id.as_str()).collect();
-                self.histories(&ids, &cursor_text).await?
+        if lead_records {
+            self.deliver_lead_records(object, &fresh, &cursor_text, &window, &mut state, &mut page).await?;
+            if object == "contacts" {
+                for (_, key) in &fresh {
+                    state.remember(*key, &window, lookback_ms);
+                }
             }
-            _ => BTreeMap::new(),
-        };
-        let owner_kinds = if histories.is_empty() {
-            BTreeMap::new()
         } else {
-            let ids: BTreeSet<String> =
-                histories.values().flat_map(map::history_owner_ids).map(str::to_string).collect();
-            self.owner_kinds(ids, &cursor_text).await?
-        };
-        let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
-        for (o, key) in fresh {
-            let digest = (kind_of(object).is_none()).then(|| self.history_digest(&o));
-            let mapped = match kind_of(object) {
-                None => map::lead(&o).map(|(mut lead, merges)| {
-                    if let Some(h) = histories.get(&o.id) {
-                        map::add_history(&mut lead, h, &kind_of_owner);
-                    }
-                    page.leads.push(lead);
-                    page.deletions.extend(merges);
-                }),
-                Some(kind) => {
-                    map::activity(&o, kind, contacts.get(&o.id).map(String::as_str)).map(|a| page.activities.push(a))
+            // Contacts handoff's own write modified last: their history stands.
+            let (own, others): (Vec<_>, Vec<_>) = fresh.iter().partition(|(o, key)| {
+                kind_of(object).is_none()
+                    && !self.history_unavailable.load(Ordering::Relaxed)
+                    && self.own_writes.is_own(&o.id, key.2)
+                    && self.digests.unchanged(&o.id, self.history_digest(o))
+            });
+            page.history_not_read.extend(own.iter().map(|(o, _)| o.id.clone()));
+            let histories = match kind_of(object) {
+                None if !others.is_empty() => {
+                    let ids: Vec<&str> = others.iter().map(|(o, _)| o.id.as_str()).collect();
+                    self.histories(&ids, &cursor_text).await?
                 }
+                _ => BTreeMap::new(),
             };
-            match mapped {
-                Ok(()) => {
-                    state.remember(key, &window, lookback_ms);
-                    if let Some(d) = digest {
-                        digests.push((o.id.clone(), d));
+            let owner_kinds = if histories.is_empty() {
+                BTreeMap::new()
+            } else {
+                let ids: BTreeSet<String> =
+                    histories.values().flat_map(map::history_owner_ids).map(str::to_string).collect();
+                self.owner_kinds(ids, &cursor_text).await?
+            };
+            let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
+            for (o, key) in fresh {
+                let digest = (kind_of(object).is_none()).then(|| self.history_digest(&o));
+                let mapped = match kind_of(object) {
+                    None => map::lead(&o, "contacts").map(|(mut lead, merges)| {
+                        if let Some(h) = histories.get(&o.id) {
+                            map::add_history(&mut lead, h, &kind_of_owner, map::STATUS_PROPERTY);
+                        }
+                        page.leads.push(lead);
+                        page.deletions.extend(merges);
+                    }),
+                    Some(kind) => map::activity(&o, kind, contacts.get(&o.id).map(String::as_str))
+                        .map(|a| page.activities.push(a)),
+                };
+                match mapped {
+                    Ok(()) => {
+                        state.remember(key, &window, lookback_ms);
+                        if let Some(d) = digest {
+                            digests.push((o.id.clone(), d));
+                        }
                     }
-                }
-                Err(reason) => {
-                    let raw = echo(&o);
-                    let bad = BadRecord { raw, id: Some(o.id.clone()), reason };
-                    let lead = lead_of(Some(&o.id));
-                    page.quarantined.push(self.quarantine(stream, object, &cursor_text, bad, lead, window_from));
+                    Err(reason) => {
+                        let raw = echo(&o);
+                        let bad = BadRecord { raw, id: Some(o.id.clone()), reason };
+                        let lead = lead_of(Some(&o.id));
+                        page.quarantined.push(self.quarantine(stream, object, &cursor_text, bad, lead, window_from));
+                    }
                 }
             }
         }
@@ -308,6 +315,8 @@ impl HubspotConnector {
             filters.push(json!({"propertyName": "hs_object_id", "operator": "GT", "value": last.to_string()}));
         }
         let properties: Vec<String> = match kind_of(object) {
+            // Leads mode reads the page's leads whole by id afterwards.
+            None if self.leads_mode() => vec!["hs_object_id".into(), modified.into()],
             None => self.contact_properties(),
             Some(kind) => map::engagement_properties(kind).iter().map(|p| p.to_string()).collect(),
         };
@@ -502,7 +511,7 @@ impl HubspotConnector {
         sweep: Sweep,
         page: &mut PullPage,
     ) -> Result<(), HubspotError> {
-        let objects = objects(stream);
+        let objects = self.sweep_objects(stream);
         let object = objects[sweep.object.min(objects.len() - 1)];
         let path = format!("/crm/v3/objects/{object}");
         let mut sweep = sweep;

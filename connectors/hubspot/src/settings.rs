@@ -26,6 +26,30 @@ pub enum HubspotAuth {
     },
 }
 
+/// Which HubSpot record is the SLA's lead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LeadObject {
+    /// The contact (every portal): status in `hs_lead_status`, the SLA
+    /// fields written onto the contact.
+    #[default]
+    Contacts,
+    /// The Leads object (`0-136`, Sales Hub Professional and Enterprise):
+    /// status is the lead's pipeline stage, the owner is the lead's, the
+    /// properties the lead does not have (fit, intent, score) are read from
+    /// its primary contact, and the SLA fields and tasks go onto the lead.
+    Leads,
+}
+
+impl LeadObject {
+    /// The object type's path name.
+    pub fn object_type(self) -> &'static str {
+        match self {
+            LeadObject::Contacts => "contacts",
+            LeadObject::Leads => "leads",
+        }
+    }
+}
+
 /// Everything the HubSpot connector needs.
 #[derive(Clone)]
 pub struct HubspotSettings {
@@ -84,6 +108,8 @@ pub struct HubspotSettings {
     /// The operator agrees that handoff may create the `handoff_key` task
     /// property when it is missing.
     pub create_task_key_property: bool,
+    /// Which record is the SLA's lead.
+    pub lead_object: LeadObject,
 }
 
 impl std::fmt::Debug for HubspotSettings {
@@ -97,6 +123,7 @@ impl std::fmt::Debug for HubspotSettings {
             .field("write_batch_size", &self.write_batch_size)
             .field("lag_secs", &self.lag_secs)
             .field("lookback_secs", &self.lookback_secs)
+            .field("lead_object", &self.lead_object)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +182,7 @@ impl HubspotSettings {
             extra_contact_properties: Vec::new(),
             history_properties: Vec::new(),
             create_task_key_property: false,
+            lead_object: LeadObject::Contacts,
         }
     }
 

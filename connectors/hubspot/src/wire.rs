@@ -258,6 +258,27 @@ pub struct AssociationFrom {
 #[serde(rename_all = "camelCase")]
 pub struct AssociationTo {
     pub to_object_id: Value,
+    #[serde(default)]
+    pub association_types: Vec<AssociationTypeRef>,
+}
+
+/// One type of an association (`{"category", "typeId", "label"}`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationTypeRef {
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub type_id: Option<u32>,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// `GET /crm/v4/associations/{from}/{to}/labels`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AssociationLabels {
+    #[serde(default)]
+    pub results: Vec<AssociationTypeRef>,
 }
 
 /// An id HubSpot sends as a number or a string.

@@ -1,4 +1,5 @@
-//! Writing: lead updates and reassignments as batch updates of contacts,
+//! Writing: lead updates and reassignments as batch updates of contacts
+//! (of lead records in leads mode),
 //! tasks as batch creates carrying `handoff_key`, completions as batch
 //! updates of tasks (`hs_task_status = COMPLETED`), 100 per call. Every task
 //! body ends with a link to the contact's record in HubSpot.
@@ -143,6 +144,25 @@ impl HubspotConnector {
             matches!(a.kind, ActionKind::CreateTask { .. } | ActionKind::CompleteTask { .. }) && !a.lead_id.is_empty()
         });
         let link_base = if needs_link { self.contact_link_base().await } else { None };
+        // Leads mode: a task is associated with the lead record and with its
+        // primary contact, so reps see it on both.
+        let (task_to_lead, contact_of) = if self.leads_mode() {
+            let leads: Vec<String> = actions
+                .iter()
+                .filter(|a| matches!(a.kind, ActionKind::CreateTask { .. }) && !a.lead_id.is_empty())
+                .map(|a| a.lead_id.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if leads.is_empty() {
+                (None, BTreeMap::new())
+            } else {
+                (self.task_to_lead_type().await, self.contacts_for_tasks(&leads, "task associations").await?)
+            }
+        } else {
+            (None, BTreeMap::new())
+        };
+        let lead_object = self.settings.lead_object.object_type();
         let with_link = |body: &str, lead_id: &str| match (&link_base, lead_id.is_empty()) {
             (Some(base), false) => format!("{body}\n\nLead: {base}{lead_id}"),
             _ => body.to_string(),
@@ -179,11 +199,20 @@ impl HubspotConnector {
                     };
                     // A task about no one lead (a scorecard escalation) is
                     // created without an association.
+                    // Ids are strings, as HubSpot's spec has them (live
+                    // HubSpot also takes numbers). The lead comes first: it is
+                    // whom the task is about when it is read back.
+                    let associate = |id: &str, type_id: u32| {
+                        json!({"to": {"id": id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]})
+                    };
                     let associations: Vec<Value> = if a.lead_id.is_empty() {
                         Vec::new()
+                    } else if self.leads_mode() {
+                        let lead = task_to_lead.map(|t| associate(&a.lead_id, t));
+                        let contact = contact_of.get(&a.lead_id).map(|c| associate(c, TASK_TO_CONTACT));
+                        lead.into_iter().chain(contact).collect()
                     } else {
-                        // A string, as HubSpot's spec has it (live HubSpot also takes a number).
-                        vec![json!({"to": {"id": a.lead_id}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_CONTACT}]})]
+                        vec![associate(&a.lead_id, TASK_TO_CONTACT)]
                     };
                     tasks.push(Input {
                         index,
@@ -208,7 +237,7 @@ impl HubspotConnector {
         }
         let size = self.settings.write_batch_size as usize;
         for batch in plan_batches(updates, size) {
-            self.update_batch(batch, "contacts", &mut out).await?;
+            self.update_batch(batch, lead_object, &mut out).await?;
         }
         // Before the creates: a task a new one replaces is closed first.
         for batch in plan_batches(completions, size) {
@@ -244,8 +273,9 @@ impl HubspotConnector {
             .collect())
     }
 
-    /// The start of a contact's record URL in HubSpot's app
-    /// (`https://{uiDomain}/contacts/{portalId}/record/0-1/`), from the
+    /// The start of a lead's record URL in HubSpot's app
+    /// (`https://{uiDomain}/contacts/{portalId}/record/0-1/` for a contact,
+    /// `…/record/0-136/` for a lead record), from the
     /// account details, asked once. `None` when they cannot be read: task
     /// bodies then go without the link rather than not at all.
     pub(crate) async fn contact_link_base(&self) -> Option<String> {
@@ -255,8 +285,12 @@ impl HubspotConnector {
         }
         let got: Result<Value, HubspotError> =
             self.client.get("/account-info/v3/details", vec![], "account-info", "details").await;
+        let object_type_id = match self.settings.lead_object {
+            crate::settings::LeadObject::Contacts => "0-1",
+            crate::settings::LeadObject::Leads => "0-136",
+        };
         let base = match got {
-            Ok(details) => contact_link_base(&details),
+            Ok(details) => record_link_base(&details, object_type_id),
             Err(e) => {
                 tracing::warn!(connector = "hubspot", object = "account-info", error = %e, "cannot read the account details; task bodies go without a link to the contact");
                 None
@@ -437,8 +471,9 @@ impl HubspotConnector {
         Ok(())
     }
 
-    /// Remember which contact the task `task_id` (created from `input`) is
-    /// about, from the association the create named.
+    /// Remember which lead (contact, or lead record in leads mode) the task
+    /// `task_id` (created from `input`) is about, from the first association
+    /// the create named.
     fn remember_task(&self, task_id: &str, input: &Input) {
         let contact = input.body["associations"].as_array().and_then(|a| a.first()).and_then(|a| {
             a["to"]["id"].as_str().map(str::to_string).or_else(|| a["to"]["id"].as_u64().map(|n| n.to_string()))
@@ -549,8 +584,9 @@ impl HubspotConnector {
 }
 
 /// The record URL prefix from an account-details answer
-/// (`{"portalId": 123, "uiDomain": "app.hubspot.com", …}`).
-pub fn contact_link_base(details: &Value) -> Option<String> {
+/// (`{"portalId": 123, "uiDomain": "app.hubspot.com", …}`) for records of
+/// `object_type_id` (`0-1` contacts, `0-136` leads).
+pub fn record_link_base(details: &Value, object_type_id: &str) -> Option<String> {
     let portal = details.get("portalId").and_then(Value::as_u64)?;
     let domain = details
         .get("uiDomain")
@@ -558,7 +594,7 @@ pub fn contact_link_base(details: &Value) -> Option<String> {
         .map(str::trim)
         .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
         .unwrap_or("app.hubspot.com");
-    Some(format!("https://{domain}/contacts/{portal}/record/0-1/"))
+    Some(format!("https://{domain}/contacts/{portal}/record/{object_type_id}/"))
 }
 
 /// Whether a failed create may have happened anyway (timeout, lost
@@ -634,14 +670,17 @@ mod tests {
     fn the_contact_link_names_the_portal_and_its_data_centre() {
         let eu = json!({"portalId": 12345678, "uiDomain": "app-eu1.hubspot.com", "dataHostingLocation": "eu1"});
         assert_eq!(
-            contact_link_base(&eu).as_deref(),
+            record_link_base(&eu, "0-1").as_deref(),
             Some("https://app-eu1.hubspot.com/contacts/12345678/record/0-1/")
         );
         let bare = json!({"portalId": 42});
-        assert_eq!(contact_link_base(&bare).as_deref(), Some("https://app.hubspot.com/contacts/42/record/0-1/"));
-        assert_eq!(contact_link_base(&json!({"uiDomain": "app.hubspot.com"})), None);
+        assert_eq!(record_link_base(&bare, "0-1").as_deref(), Some("https://app.hubspot.com/contacts/42/record/0-1/"));
+        assert_eq!(record_link_base(&json!({"uiDomain": "app.hubspot.com"}), "0-1"), None);
         let odd = json!({"portalId": 7, "uiDomain": "evil.example/x?"});
-        assert_eq!(contact_link_base(&odd).as_deref(), Some("https://app.hubspot.com/contacts/7/record/0-1/"));
+        assert_eq!(
+            record_link_base(&odd, "0-136").as_deref(),
+            Some("https://app.hubspot.com/contacts/7/record/0-136/")
+        );
     }
 
     #[test]

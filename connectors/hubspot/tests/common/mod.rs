@@ -300,6 +300,17 @@ pub fn truth_history(entries: &Value) -> Vec<(String, i64)> {
 /// and lead status). Queues are the org's queue owners (`80000000 + index`,
 /// as the sandbox README documents). Returns how many leads were checked.
 pub fn check_histories(leads: &BTreeMap<String, Lead>, dumped: &[Value], queues: usize) -> usize {
+    check_histories_of(leads, dumped, queues, "hs_lead_status")
+}
+
+/// [`check_histories`] with the status in `status_property` (a lead
+/// record's `hs_pipeline_stage`).
+pub fn check_histories_of(
+    leads: &BTreeMap<String, Lead>,
+    dumped: &[Value],
+    queues: usize,
+    status_property: &str,
+) -> usize {
     let by_id: BTreeMap<&str, &Value> = dumped.iter().filter_map(|r| r["id"].as_str().map(|id| (id, r))).collect();
     let queue_ids: std::collections::BTreeSet<String> = (0..queues).map(|i| (80_000_000 + i).to_string()).collect();
     for (id, lead) in leads {
@@ -317,7 +328,7 @@ pub fn check_histories(leads: &BTreeMap<String, Lead>, dumped: &[Value], queues:
             lead.owner_id.as_deref(),
             "lead {id}: the last assignment is the owner"
         );
-        let statuses = truth_history(&truth["propertiesWithHistory"]["hs_lead_status"]);
+        let statuses = truth_history(&truth["propertiesWithHistory"][status_property]);
         let got: Vec<(String, i64)> =
             lead.status_changes.iter().map(|s| (s.status.clone(), s.at.timestamp_millis())).collect();
         assert_eq!(got, statuses, "lead {id}: status changes");

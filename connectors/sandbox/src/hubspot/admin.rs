@@ -291,14 +291,14 @@ fn admin(
                 Err((StatusCode::NOT_FOUND, json!({"error": format!("no live {t} with id {id}")})))
             }
         }
-        ["contacts", "merge"] if m == Method::POST => {
+        [t @ ("contacts" | "leads"), "merge"] if m == Method::POST => {
             let id = |k: &str| {
                 body.get(k)
                     .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-                    .ok_or_else(|| bad(format!("{k} (a contact id) is required")))
+                    .ok_or_else(|| bad(format!("{k} (a record id) is required")))
             };
             let at_ms = time_ms(body, "at", now_ms)?;
-            let survivor = st.merge_contacts(id("primary")?, id("merged")?, at_ms).map_err(|e| (e.status, e.body))?;
+            let survivor = st.merge_records(t, id("primary")?, id("merged")?, at_ms).map_err(|e| (e.status, e.body))?;
             Ok((StatusCode::OK, json!({"id": survivor.to_string()})))
         }
         ["tokens", "revoke"] if m == Method::POST => {
