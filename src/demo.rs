@@ -619,7 +619,11 @@ pub async fn sandbox_tasks(sandbox: &RunningSandbox) -> anyhow::Result<Vec<Sandb
                         id: text(r, "id").unwrap_or_default(),
                         handoff_key: text(props, "handoff_key"),
                         owner_id: text(props, "hubspot_owner_id"),
-                        lead_id: r["associations"]["contacts"][0]["id"].as_str().map(str::to_string),
+                        // The lead record in leads mode, else the contact.
+                        lead_id: r["associations"]["leads"][0]["id"]
+                            .as_str()
+                            .or_else(|| r["associations"]["contacts"][0]["id"].as_str())
+                            .map(str::to_string),
                         subject: text(props, "hs_task_subject"),
                         body: text(props, "hs_task_body"),
                         created_at: time(r, "createdAt"),

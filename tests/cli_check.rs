@@ -61,6 +61,29 @@ fn check_explains_who_answers_for_a_lead_the_ladder_moves_to_a_pool() {
     assert!(report.contains("its intake seat 81230001 (policy.owners.intake_seats) gets its reminders"), "{report}");
 }
 
+/// The leads-mode example passes, and a contact-mode status field in
+/// leads mode (or the other way round) is named with its fix.
+#[test]
+fn the_leads_mode_example_passes_and_a_status_of_the_other_record_is_refused() {
+    let example = repo().join("config/hubspot-leads.example.toml");
+    let out = handoff_check(&example);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let source = std::fs::read_to_string(&example).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to, fix) in [
+        ("status = \"hs_pipeline_stage\"", "status = \"hs_lead_status\"", "write status = \"hs_pipeline_stage\""),
+        ("lead_object = \"leads\"", "lead_object = \"contacts\"", "set lead_object = \"leads\""),
+    ] {
+        assert!(source.contains(from), "the example has {from}");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, source.replacen(from, to, 1)).unwrap();
+        let out = handoff_check(&path);
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{report}");
+        assert!(report.contains("policy.fields.status") && report.contains(fix), "{report}");
+    }
+}
+
 #[test]
 fn the_broken_copy_is_rejected_naming_every_mistake() {
     let out = handoff_check(&repo().join("tests/data/config/broken.toml"));

@@ -24,7 +24,10 @@
 //!   every manager one for their team, and the leaders one weekly summary
 //!   per closed week;
 //! - both CRMs end with the same tasks, addressed to the same people, open
-//!   or completed alike.
+//!   or completed alike;
+//! - HubSpot run on its lead records (`lead_object = "leads"`) ends with
+//!   the same tasks, clocks and scorecard as on its contacts, and every
+//!   task is associated with its lead record.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
@@ -151,15 +154,20 @@ fn owner_timelines(
                 .filter(|rec| rec["attributes"]["type"] == "Lead")
                 .filter_map(|rec| Some((rec["id"].as_str()?.to_string(), rec["OwnerId"].as_str()?.to_string())))
                 .collect(),
-            CrmKind::Hubspot if r.method == "POST" && r.path.ends_with("/objects/contacts/batch/update") => body
-                ["inputs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|i| {
-                    Some((i["id"].as_str()?.to_string(), i["properties"]["hubspot_owner_id"].as_str()?.to_string()))
-                })
-                .collect(),
+            CrmKind::Hubspot
+                if r.method == "POST"
+                    && (r.path.ends_with("/objects/contacts/batch/update")
+                        || r.path.ends_with("/objects/leads/batch/update")) =>
+            {
+                body["inputs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| {
+                        Some((i["id"].as_str()?.to_string(), i["properties"]["hubspot_owner_id"].as_str()?.to_string()))
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         };
         for (lead, owner) in records {
@@ -202,8 +210,9 @@ fn may_receive(
     out
 }
 
-/// The CRM's leads by id: email and the SLA fields as stored.
-async fn crm_leads(sim: &Simulation) -> BTreeMap<String, (String, BTreeMap<String, Value>)> {
+/// The CRM's leads by id: email and the SLA fields as stored (in leads
+/// mode the lead records, with their primary contact's email).
+async fn crm_leads(sim: &Simulation, leads_mode: bool) -> BTreeMap<String, (String, BTreeMap<String, Value>)> {
     let client = reqwest::Client::new();
     let mut out = BTreeMap::new();
     match sim.sandbox.crm {
@@ -220,11 +229,25 @@ async fn crm_leads(sim: &Simulation) -> BTreeMap<String, (String, BTreeMap<Strin
         CrmKind::Hubspot => {
             let url = format!("{}/hubspot/objects/contacts", sim.sandbox.admin_url);
             let body: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+            let mut email_of = BTreeMap::new();
             for r in body["results"].as_array().unwrap() {
                 let id = r["id"].as_str().unwrap().to_string();
                 let props = r["properties"].as_object().unwrap();
                 let email = props.get("email").and_then(Value::as_str).unwrap_or_default().to_lowercase();
+                email_of.insert(id.clone(), email.clone());
                 out.insert(id, (email, props.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
+            }
+            if leads_mode {
+                out.clear();
+                let url = format!("{}/hubspot/objects/leads", sim.sandbox.admin_url);
+                let body: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+                for r in body["results"].as_array().unwrap() {
+                    let id = r["id"].as_str().unwrap().to_string();
+                    let contact = r["associations"]["contacts"][0]["id"].as_str().unwrap_or_default();
+                    let email = email_of.get(contact).cloned().unwrap_or_default();
+                    let props = r["properties"].as_object().unwrap();
+                    out.insert(id, (email, props.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
+                }
             }
         }
     }
@@ -253,12 +276,49 @@ fn same(a: Option<&Value>, b: &Value) -> bool {
     false
 }
 
-/// Runs the month on `crm`, checks it, and returns the tasks handoff created
-/// as (lead index, clock, start, what), for comparing the two CRMs.
-async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String, String, bool)> {
+/// The demo policy's fields and statuses for HubSpot's lead records
+/// (`lead_object = "leads"`): the stage is the status, HubSpot's own
+/// disqualification reason the reason code.
+const LEADS_MODE: &str = r#"
+[hubspot]
+lead_object = "leads"
+
+[policy.fields]
+status = "hs_pipeline_stage"
+source = "hs_analytics_source"
+score = "hubspotscore"
+reason_code = "hs_lead_disqualification_reason"
+mql_at = "hs_lifecyclestage_marketingqualifiedlead_date"
+sla = { grade = "handoff_sla_grade", due_at = "handoff_sla_due", status = "handoff_sla_status", breach_count = "handoff_sla_breach_count" }
+
+[policy.statuses]
+open = ["new-stage-id"]
+working = ["attempting-stage-id"]
+accepted = ["connected-stage-id"]
+rejected = ["unqualified-stage-id"]
+closed_unresponsive = ["1502380452"]
+converted = ["qualified-stage-id"]
+"#;
+
+/// What a month decided, in the org's own terms (lead indexes, user
+/// indexes), for comparing the CRMs and HubSpot's two lead objects.
+struct Month {
+    /// The tasks handoff created: (lead index, clock, start, what, to, completed).
+    tasks: BTreeSet<(usize, String, i64, String, String, bool)>,
+    /// Every clock at the end: (lead index, clock, received, due, stopped,
+    /// breached, status). Their reasons name each CRM's own status values
+    /// and properties, so they are not compared.
+    clocks: BTreeSet<(usize, String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, String)>,
+    /// The scorecard of the month's weeks, as CSV.
+    scorecard: String,
+}
+
+/// Runs the month on `crm` (on HubSpot's lead records when `leads_mode`),
+/// checks it, and returns what it decided.
+async fn month(crm: CrmKind, leads_mode: bool) -> Month {
     let mut notify = toml::Table::new();
     notify.insert("hubspot_portal_id".into(), "4412345".into());
-    let mut extra = toml::Table::new();
+    let mut extra: toml::Table = if leads_mode { toml::from_str(LEADS_MODE).unwrap() } else { toml::Table::new() };
     extra.insert("notify".into(), notify.into());
     let opts = SimOptions {
         crm,
@@ -284,7 +344,7 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String, String, bo
     assert_eq!(store.clock_counts().unwrap(), store.recount_clocks().unwrap(), "{crm}: and so do the clock counts");
     assert_eq!(counts.outbox, 0, "everything owed was written");
 
-    let leads = crm_leads(&sim).await;
+    let leads = crm_leads(&sim, leads_mode).await;
     let index_by_email: BTreeMap<String, usize> = org.leads.iter().map(|l| (l.email.to_lowercase(), l.index)).collect();
     let index_of = |lead_id: &str| leads.get(lead_id).and_then(|(email, _)| index_by_email.get(email)).copied();
 
@@ -519,8 +579,34 @@ async fn month(crm: CrmKind) -> BTreeSet<(usize, String, i64, String, String, bo
             "{crm}: too few `{what}` cases to mean anything: {checked:?}"
         );
     }
+    if leads_mode {
+        // Tasks are on the lead records (the sandbox's own associations).
+        let mut on_lead = 0;
+        for (key, t) in task_by_key.iter().filter(|(k, _)| !is_notice_key(k)) {
+            let Some((lead, ..)) = parse_key(key) else { continue };
+            if index_of(&lead).is_none_or(|i| truth[i].removed) {
+                continue;
+            }
+            assert_eq!(t.lead_id.as_deref(), Some(lead.as_str()), "leads mode: task {key} is not on its lead record");
+            on_lead += 1;
+        }
+        assert!(on_lead > 100, "leads mode: only {on_lead} tasks checked on their lead record");
+    }
+    let ms = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
+    let clocks = states
+        .iter()
+        .filter_map(|(id, state)| Some((index_of(id)?, state)))
+        .flat_map(|(index, state)| {
+            state.clocks.iter().map(move |c| {
+                let (kind, status) = (format!("{:?}", c.kind), format!("{:?}", c.status));
+                (index, kind, ms(c.received_at), ms(c.due_at), ms(c.stopped_at), ms(c.breached_at), status)
+            })
+        })
+        .collect();
+    let card = handoff::report::from_store("demo", sim.config.policy(), &store, 6, now, None).unwrap();
+    let scorecard = handoff::report::render(&card, handoff::report::Format::Csv);
     sim.sandbox.stop().await;
-    neutral
+    Month { tasks: neutral, clocks, scorecard }
 }
 
 /// The digest and summary tasks: checked against what the org and the
@@ -757,16 +843,33 @@ fn behaviour_check(
     }
 }
 
-/// The same org on both CRMs: each month checked on its own, and the
-/// CRM-neutral engine must have decided the same tasks on both.
+/// The same org on both CRMs, and on HubSpot's lead records: each month
+/// checked on its own, and the CRM-neutral engine must have decided the
+/// same tasks on all three; HubSpot's two lead objects also end with the
+/// same clocks and the same scorecard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_simulated_month_on_salesforce_and_on_hubspot() {
-    let (sf, hs) = tokio::join!(month(CrmKind::Salesforce), month(CrmKind::Hubspot));
-    let only_sf: Vec<_> = sf.difference(&hs).collect();
-    let only_hs: Vec<_> = hs.difference(&sf).collect();
+async fn a_simulated_month_on_salesforce_on_hubspot_and_on_hubspot_lead_records() {
+    let (sf, hs, hs_leads) =
+        tokio::join!(month(CrmKind::Salesforce, false), month(CrmKind::Hubspot, false), month(CrmKind::Hubspot, true));
+    let only_sf: Vec<_> = sf.tasks.difference(&hs.tasks).collect();
+    let only_hs: Vec<_> = hs.tasks.difference(&sf.tasks).collect();
     assert!(
         only_sf.is_empty() && only_hs.is_empty(),
         "tasks on one CRM only: salesforce {only_sf:?}, hubspot {only_hs:?}"
     );
-    assert!(sf.len() > 100, "a month of 200 leads makes more than {} tasks", sf.len());
+    assert!(sf.tasks.len() > 100, "a month of 200 leads makes more than {} tasks", sf.tasks.len());
+    let only_contacts: Vec<_> = hs.tasks.difference(&hs_leads.tasks).collect();
+    let only_leads: Vec<_> = hs_leads.tasks.difference(&hs.tasks).collect();
+    assert!(
+        only_contacts.is_empty() && only_leads.is_empty(),
+        "tasks in one HubSpot mode only: contacts {only_contacts:?}, lead records {only_leads:?}"
+    );
+    let only_contacts: Vec<_> = hs.clocks.difference(&hs_leads.clocks).collect();
+    let only_leads: Vec<_> = hs_leads.clocks.difference(&hs.clocks).collect();
+    assert!(
+        only_contacts.is_empty() && only_leads.is_empty(),
+        "clocks in one HubSpot mode only: contacts {only_contacts:?}, lead records {only_leads:?}"
+    );
+    assert!(hs.clocks.len() > 200, "only {} clocks compared", hs.clocks.len());
+    assert_eq!(hs.scorecard, hs_leads.scorecard, "the scorecard is the same on contacts and on lead records");
 }

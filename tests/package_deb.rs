@@ -70,6 +70,7 @@ fn the_deb_holds_the_service_and_starts_nothing() {
         "./etc/handoff/README",
         "./usr/share/doc/handoff/examples/salesforce.example.toml",
         "./usr/share/doc/handoff/examples/hubspot.example.toml",
+        "./usr/share/doc/handoff/examples/hubspot-leads.example.toml",
         "./usr/share/doc/handoff/README.md",
         "./usr/share/doc/handoff/copyright",
     ] {
