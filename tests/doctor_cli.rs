@@ -485,6 +485,67 @@ async fn hubspot_fix_creates_the_missing_properties_and_only_those() {
     assert_eq!(due["type"], "number", "{due:#}");
 }
 
+/// Leads mode: the SLA fields are checked (and created) on the lead
+/// records, the leads scopes are required, the portal's lead pipeline
+/// stages are listed, and a stage label written where its id belongs is
+/// named with the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_leads_mode_checks_the_lead_records_and_lists_the_pipeline_stages() {
+    let sb = org(CrmKind::Hubspot).await;
+    let dir = tempfile::tempdir().unwrap();
+    let leads_mode = |t: &mut toml::Table, working: &str| {
+        let extra: toml::Table = toml::from_str(&format!(
+            r#"
+            [hubspot]
+            lead_object = "leads"
+            [policy.fields]
+            status = "hs_pipeline_stage"
+            source = "hs_analytics_source"
+            score = "hubspotscore"
+            reason_code = "hs_lead_disqualification_reason"
+            sla = {{ grade = "handoff_sla_grade", due_at = "handoff_sla_due", status = "handoff_sla_status", breach_count = "handoff_sla_breach_count" }}
+            [policy.statuses]
+            open = ["new-stage-id"]
+            working = ["{working}"]
+            accepted = ["connected-stage-id"]
+            rejected = ["unqualified-stage-id"]
+            closed_unresponsive = ["1502380452"]
+            converted = ["qualified-stage-id"]
+            "#
+        ))
+        .unwrap();
+        handoff::demo::merge_config(t, &extra);
+    };
+    let cfg = config(&sb, dir.path(), "leads", |t| leads_mode(t, "attempting-stage-id"));
+    let (code, answer) = doctor(&sb, &cfg, &[]).await;
+    assert_eq!(code, 0, "{answer:#}");
+    let st = line(&answer, "statuses");
+    assert_eq!(st["status"], "ok", "{answer:#}");
+    let detail = st["detail"].as_str().unwrap();
+    assert!(detail.contains("attempting-stage-id (Attempting, Lead pipeline)"), "{detail}");
+    let scopes = line(&answer, "scopes")["detail"].as_str().unwrap().to_string();
+    assert!(scopes.contains("crm.objects.leads.read") && scopes.contains("crm.objects.leads.write"), "{scopes}");
+    let leads = answer["org"]["leads"].as_u64().unwrap();
+    assert!(leads > 0 && leads <= LEADS as u64, "lead records counted: {leads}");
+
+    // A label where the id belongs.
+    let cfg = config(&sb, dir.path(), "label", |t| leads_mode(t, "Attempting"));
+    let (code, answer) = doctor(&sb, &cfg, &[]).await;
+    assert_eq!(code, 8, "{answer:#}");
+    let st = line(&answer, "statuses");
+    assert_eq!(st["status"], "miss", "{answer:#}");
+    assert!(st["detail"].as_str().unwrap().contains("write its id \"attempting-stage-id\""), "{st:#}");
+
+    // A missing SLA property is created on the lead records.
+    let cfg = config(&sb, dir.path(), "fix", |t| leads_mode(t, "attempting-stage-id"));
+    admin(&sb, DELETE, "hubspot/properties/leads/handoff_sla_breach_count", Value::Null).await;
+    let (code, answer) = doctor(&sb, &cfg, &[]).await;
+    assert_eq!((code, statuses(&answer)["sla_field.breach_count"].as_str()), (8, "miss"), "{answer:#}");
+    let (code, answer) = doctor(&sb, &cfg, &["--fix"]).await;
+    assert_eq!(code, 0, "{answer:#}");
+    assert_eq!(writes(&sb).await, vec!["POST /crm/v3/properties/leads".to_string()]);
+}
+
 /// Writes `value` to `dir/name`, private, and returns `{ file = … }`.
 fn secret_file(dir: &Path, name: &str, value: &str) -> toml::Value {
     use std::os::unix::fs::PermissionsExt as _;

@@ -99,11 +99,15 @@ fn crm_type_name(crm: CrmKind, kind: FieldKind) -> &'static str {
     }
 }
 
-fn create_field_fix(crm: CrmKind, name: &str, kind: FieldKind) -> String {
+fn create_field_fix(config: &Config, crm: CrmKind, name: &str, kind: FieldKind) -> String {
     let ty = crm_type_name(crm, kind);
+    let on_leads = matches!(&config.connection, Connection::Hubspot(h) if h.lead_object == crate::config::HubspotLeadObject::Leads);
     match crm {
         CrmKind::Salesforce => format!(
             "create {name} as {ty} in Setup → Object Manager → Lead → Fields & Relationships and give the integration user edit access, or deploy the package `handoff doctor --write-package DIR` writes"
+        ),
+        CrmKind::Hubspot if on_leads => format!(
+            "run `handoff doctor --fix` to create the lead property {name} ({ty}), or create it in Settings → Properties → Lead properties"
         ),
         CrmKind::Hubspot => format!(
             "run `handoff doctor --fix` to create the contact property {name} ({ty}), or create it in Settings → Properties → Contact properties"
@@ -132,7 +136,11 @@ pub fn judge(config: &Config, report: &OrgReport) -> Vec<Line> {
                     want.as_str()
                 ),
             )),
-            None => lines.push(Line::miss(check, format!("{name} does not exist"), create_field_fix(crm, name, want))),
+            None => lines.push(Line::miss(
+                check,
+                format!("{name} does not exist"),
+                create_field_fix(config, crm, name, want),
+            )),
         }
     }
 
@@ -142,7 +150,9 @@ pub fn judge(config: &Config, report: &OrgReport) -> Vec<Line> {
         .policy
         .referenced_fields()
         .into_iter()
-        .filter(|f| !sla.contains(f.as_str()) && !report.lead_fields.contains_key(f))
+        .filter(|f| {
+            !sla.contains(f.as_str()) && !report.lead_fields.contains_key(f) && !report.related_fields.contains_key(f)
+        })
         .collect();
     if missing.is_empty() {
         lines.push(Line::ok("policy_fields", "every lead field the policy reads exists"));
@@ -229,6 +239,12 @@ pub fn judge(config: &Config, report: &OrgReport) -> Vec<Line> {
             Line::ok("history_tracking", "Lead history is tracked and read for Owner and Status")
         };
         lines.push(line);
+    }
+
+    // The status values the policy names, where the org lists them
+    // (HubSpot's lead pipelines in leads mode): stage ids, not labels.
+    if let Some(values) = &report.status_values {
+        lines.push(judge_statuses(&config.policy.statuses, values));
     }
 
     // The app's scopes (HubSpot).
@@ -375,6 +391,45 @@ pub fn judge(config: &Config, report: &OrgReport) -> Vec<Line> {
     lines
 }
 
+/// Every value of `policy.statuses` must be one of the org's: a label
+/// written where its id belongs is named with the id to write.
+fn judge_statuses(statuses: &crate::policy::StatusMap, values: &[handoff_model::StatusValue]) -> Line {
+    let s = statuses;
+    let named: Vec<(&str, &String)> = [
+        ("open", &s.open),
+        ("working", &s.working),
+        ("accepted", &s.accepted),
+        ("rejected", &s.rejected),
+        ("closed_unresponsive", &s.closed_unresponsive),
+        ("converted", &s.converted),
+        ("deferred", &s.deferred),
+        ("nurture", &s.nurture),
+    ]
+    .into_iter()
+    .flat_map(|(meaning, list)| list.iter().map(move |v| (meaning, v)))
+    .collect();
+    let offered = values.iter().map(|v| format!("{} ({}, {})", v.id, v.label, v.group)).collect::<Vec<_>>().join(", ");
+    let mut wrong = Vec::new();
+    for (meaning, value) in named {
+        if values.iter().any(|v| &v.id == value) {
+            continue;
+        }
+        match values.iter().find(|v| v.label.eq_ignore_ascii_case(value.trim())) {
+            Some(v) => wrong.push(format!("{meaning} {value:?} is a stage's label: write its id {:?}", v.id)),
+            None => wrong.push(format!("{meaning} {value:?} is no stage of the portal's lead pipelines")),
+        }
+    }
+    if wrong.is_empty() {
+        Line::ok("statuses", format!("every value of policy.statuses is a lead pipeline stage: {offered}"))
+    } else {
+        Line::miss(
+            "statuses",
+            wrong.join("; "),
+            format!("write stage ids in policy.statuses; the portal's stages are {offered}"),
+        )
+    }
+}
+
 fn list(ids: &[&str]) -> String {
     const SHOWN: usize = 10;
     let mut out = ids.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
@@ -477,6 +532,8 @@ mod tests {
             activity_count: 20,
             backfill_calls: 12,
             budget: ApiBudget { used: 0, limit: 1000, allowed: 500, paused_until: None },
+            related_fields: BTreeMap::new(),
+            status_values: None,
         }
     }
 

@@ -123,6 +123,26 @@ pub struct OrgReport {
     pub backfill_calls: u64,
     /// The budget as the CRM reported it during the inspection.
     pub budget: ApiBudget,
+    /// Fields read from a related record, not written (HubSpot leads mode:
+    /// the lead's contact, where fit and intent live).
+    #[serde(default)]
+    pub related_fields: BTreeMap<String, FieldInfo>,
+    /// The status values the org offers, where they live in a list the
+    /// connector reads (HubSpot's lead pipelines in leads mode); `None`
+    /// where they are not listed.
+    #[serde(default)]
+    pub status_values: Option<Vec<StatusValue>>,
+}
+
+/// One status value the org offers: a lead pipeline stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusValue {
+    /// What the status field holds (a stage id).
+    pub id: String,
+    /// What people see.
+    pub label: String,
+    /// The pipeline (or list) it belongs to, by label.
+    pub group: String,
 }
 
 /// The most users whose leads `inspect` counts one by one.

@@ -32,7 +32,7 @@ pub use connector::{
     ApiBudget, Connector, ConnectorError, Cursor, Deletion, ErrorClass, PullPage, Quarantined, Stream, WriteError,
     WriteOutcome,
 };
-pub use inspect::{FieldInfo, FieldKind, FieldObject, FieldSpec, HistoryTracking, OrgReport, Scopes};
+pub use inspect::{FieldInfo, FieldKind, FieldObject, FieldSpec, HistoryTracking, OrgReport, Scopes, StatusValue};
 pub use record::{
     Activity, ActivityKind, Assignment, CrmKind, Direction, FieldChange, Lead, Owner, OwnerKind, StatusChange,
 };

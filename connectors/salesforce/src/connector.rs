@@ -292,6 +292,8 @@ impl SalesforceConnector {
             activity_count: tasks + events,
             backfill_calls,
             budget: self.client.budget(),
+            related_fields: BTreeMap::new(),
+            status_values: None,
         })
     }
 

@@ -39,10 +39,13 @@ pub struct Tokens {
     pub scopes: Vec<String>,
 }
 
-/// The scopes an app installed for handoff holds by default.
-pub const DEFAULT_SCOPES: [&str; 6] = [
+/// The scopes an app installed for handoff holds by default (the
+/// sandbox portal has the Leads object, so the leads scopes too).
+pub const DEFAULT_SCOPES: [&str; 8] = [
     "crm.objects.contacts.read",
     "crm.objects.contacts.write",
+    "crm.objects.leads.read",
+    "crm.objects.leads.write",
     "crm.objects.owners.read",
     "crm.schemas.contacts.read",
     "crm.schemas.contacts.write",
