@@ -63,7 +63,8 @@ pub struct NotifySettings {
     pub summary_to: Vec<String>,
     /// Link to a lead, with `{id}` where its CRM id goes. Default: Salesforce
     /// `{instance_url}/lightning/r/Lead/{id}/view`, HubSpot
-    /// `https://app.hubspot.com/contacts/{portal}/record/0-1/{id}`.
+    /// `https://app.hubspot.com/contacts/{portal}/record/0-1/{id}` (`0-136`
+    /// for lead records in leads mode).
     #[serde(default)]
     pub record_url: Option<String>,
     /// The HubSpot portal (hub) id, for links to contacts.

@@ -32,8 +32,11 @@ impl RecordUrl {
         RecordUrl(format!("{}/lightning/r/Lead/{{id}}/view", instance_url.trim_end_matches('/')))
     }
 
-    pub fn hubspot(portal_id: &str) -> RecordUrl {
-        RecordUrl(format!("https://app.hubspot.com/contacts/{portal_id}/record/0-1/{{id}}"))
+    /// A contact's record (`0-1`), or a lead record's (`0-136`) when
+    /// `lead_records`.
+    pub fn hubspot(portal_id: &str, lead_records: bool) -> RecordUrl {
+        let object = if lead_records { "0-136" } else { "0-1" };
+        RecordUrl(format!("https://app.hubspot.com/contacts/{portal_id}/record/{object}/{{id}}"))
     }
 
     pub fn for_lead(&self, id: &str) -> String {
@@ -576,8 +579,12 @@ mod tests {
     #[test]
     fn hubspot_links_name_the_portal() {
         assert_eq!(
-            RecordUrl::hubspot("4412345").for_lead("901"),
+            RecordUrl::hubspot("4412345", false).for_lead("901"),
             "https://app.hubspot.com/contacts/4412345/record/0-1/901"
+        );
+        assert_eq!(
+            RecordUrl::hubspot("4412345", true).for_lead("1902"),
+            "https://app.hubspot.com/contacts/4412345/record/0-136/1902"
         );
     }
 }

@@ -82,7 +82,10 @@ pub fn record_url(config: &Config, settings: &NotifySettings) -> RecordUrl {
     }
     match &config.connection {
         Connection::Salesforce(s) => RecordUrl::salesforce(s.instance_url.as_deref().unwrap_or(&s.login_url)),
-        Connection::Hubspot(_) => RecordUrl::hubspot(settings.hubspot_portal_id.as_deref().unwrap_or("0")),
+        Connection::Hubspot(h) => RecordUrl::hubspot(
+            settings.hubspot_portal_id.as_deref().unwrap_or("0"),
+            h.lead_object == crate::config::HubspotLeadObject::Leads,
+        ),
     }
 }
 
