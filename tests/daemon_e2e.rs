@@ -300,15 +300,18 @@ closed_unresponsive = ["1502380452"]
 converted = ["qualified-stage-id"]
 "#;
 
+/// A clock at the end of a month: (lead index, clock, received, due,
+/// stopped, breached, status), times in epoch ms.
+type ClockAtEnd = (usize, String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, String);
+
 /// What a month decided, in the org's own terms (lead indexes, user
 /// indexes), for comparing the CRMs and HubSpot's two lead objects.
 struct Month {
     /// The tasks handoff created: (lead index, clock, start, what, to, completed).
     tasks: BTreeSet<(usize, String, i64, String, String, bool)>,
-    /// Every clock at the end: (lead index, clock, received, due, stopped,
-    /// breached, status). Their reasons name each CRM's own status values
-    /// and properties, so they are not compared.
-    clocks: BTreeSet<(usize, String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, String)>,
+    /// Every clock at the end. Their reasons name each CRM's own status
+    /// values and properties, so they are not compared.
+    clocks: BTreeSet<ClockAtEnd>,
     /// The scorecard of the month's weeks, as CSV.
     scorecard: String,
 }
