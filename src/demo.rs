@@ -28,6 +28,36 @@ use crate::store::Store;
 pub const SALESFORCE_CONFIG: &str = include_str!("../config/demo.toml");
 pub const HUBSPOT_CONFIG: &str = include_str!("../config/demo-hubspot.toml");
 
+/// What turns the HubSpot demo config onto the sandbox portal's lead records
+/// (merge it with [`merge_config`]): `lead_object = "leads"`, the pipeline
+/// stage as status, HubSpot's own disqualification reason as reason code,
+/// the sandbox's stage ids.
+pub const HUBSPOT_LEADS_MODE: &str = r#"
+[hubspot]
+lead_object = "leads"
+
+[policy.fields]
+status = "hs_pipeline_stage"
+source = "hs_analytics_source"
+score = "hubspotscore"
+reason_code = "hs_lead_disqualification_reason"
+mql_at = "hs_lifecyclestage_marketingqualifiedlead_date"
+sla = { grade = "handoff_sla_grade", due_at = "handoff_sla_due", status = "handoff_sla_status", breach_count = "handoff_sla_breach_count" }
+
+[policy.statuses]
+open = ["new-stage-id"]
+working = ["attempting-stage-id"]
+accepted = ["connected-stage-id"]
+rejected = ["unqualified-stage-id"]
+closed_unresponsive = ["1502380452"]
+converted = ["qualified-stage-id"]
+"#;
+
+/// [`HUBSPOT_LEADS_MODE`] as a table.
+pub fn hubspot_leads_mode() -> anyhow::Result<toml::Table> {
+    toml::from_str(HUBSPOT_LEADS_MODE).context("the leads-mode overlay of the HubSpot demo config")
+}
+
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct SimOptions {

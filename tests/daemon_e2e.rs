@@ -276,30 +276,6 @@ fn same(a: Option<&Value>, b: &Value) -> bool {
     false
 }
 
-/// The demo policy's fields and statuses for HubSpot's lead records
-/// (`lead_object = "leads"`): the stage is the status, HubSpot's own
-/// disqualification reason the reason code.
-const LEADS_MODE: &str = r#"
-[hubspot]
-lead_object = "leads"
-
-[policy.fields]
-status = "hs_pipeline_stage"
-source = "hs_analytics_source"
-score = "hubspotscore"
-reason_code = "hs_lead_disqualification_reason"
-mql_at = "hs_lifecyclestage_marketingqualifiedlead_date"
-sla = { grade = "handoff_sla_grade", due_at = "handoff_sla_due", status = "handoff_sla_status", breach_count = "handoff_sla_breach_count" }
-
-[policy.statuses]
-open = ["new-stage-id"]
-working = ["attempting-stage-id"]
-accepted = ["connected-stage-id"]
-rejected = ["unqualified-stage-id"]
-closed_unresponsive = ["1502380452"]
-converted = ["qualified-stage-id"]
-"#;
-
 /// A clock at the end of a month: (lead index, clock, received, due,
 /// stopped, breached, status), times in epoch ms.
 type ClockAtEnd = (usize, String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, String);
@@ -321,7 +297,7 @@ struct Month {
 async fn month(crm: CrmKind, leads_mode: bool) -> Month {
     let mut notify = toml::Table::new();
     notify.insert("hubspot_portal_id".into(), "4412345".into());
-    let mut extra: toml::Table = if leads_mode { toml::from_str(LEADS_MODE).unwrap() } else { toml::Table::new() };
+    let mut extra = if leads_mode { handoff::demo::hubspot_leads_mode().unwrap() } else { toml::Table::new() };
     extra.insert("notify".into(), notify.into());
     let opts = SimOptions {
         crm,

@@ -107,3 +107,47 @@ async fn a_salesforce_reload_is_applied_whole_or_refused_whole() {
 async fn a_hubspot_reload_is_applied_whole_or_refused_whole() {
     reload_on(CrmKind::Hubspot).await;
 }
+
+/// One state directory holds one kind of lead record: moving a HubSpot
+/// instance from contacts to lead records is refused by a reload (it needs
+/// a restart) and then by the start, naming the fix, and the contacts'
+/// state is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_hubspot_to_lead_records_on_a_used_state_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SimOptions {
+        leads: 30,
+        days: 2,
+        state_dir: Some(dir.path().join("state")),
+        ..SimOptions::new(CrmKind::Hubspot)
+    };
+    let overlay = handoff::demo::hubspot_leads_mode().unwrap();
+    // The first daemon, closed (its store with it) at the end of the block.
+    let leads = {
+        let mut sim = Simulation::start(&opts).await.expect("simulation starts");
+        sim.sandbox.shared.clock.advance(chrono::Duration::days(1));
+        sim.catch_up().await.expect("a day's catch-up");
+        let leads = sim.daemon.store().counts().unwrap().leads;
+        assert!(leads > 0);
+        let old = sim.config.clone();
+        let mut table = config_table(&sim.sandbox, &sim.state_dir).unwrap();
+        handoff::demo::merge_config(&mut table, &overlay);
+        match sim.daemon.reload(&old, &reparse(&table)).await {
+            Err(e @ ReloadError::NeedsRestart(_)) => assert!(e.to_string().contains("hubspot.lead_object"), "{e}"),
+            other => panic!("changing the lead object needs a restart: {other:?}"),
+        }
+        sim.sandbox.stop().await;
+        leads
+    };
+
+    let moved = SimOptions { config_extra: Some(overlay), ..opts.clone() };
+    let refused = Simulation::start(&moved).await.err().expect("the start is refused");
+    let text = format!("{refused:#}");
+    assert!(
+        text.contains("HubSpot contacts") && text.contains("HubSpot lead records") && text.contains("fresh state_dir"),
+        "{text}"
+    );
+    let again = Simulation::start(&opts).await.expect("the contacts config still starts");
+    assert_eq!(again.daemon.store().counts().unwrap().leads, leads, "nothing of the contacts' state was touched");
+    again.sandbox.stop().await;
+}

@@ -494,27 +494,8 @@ async fn hubspot_leads_mode_checks_the_lead_records_and_lists_the_pipeline_stage
     let sb = org(CrmKind::Hubspot).await;
     let dir = tempfile::tempdir().unwrap();
     let leads_mode = |t: &mut toml::Table, working: &str| {
-        let extra: toml::Table = toml::from_str(&format!(
-            r#"
-            [hubspot]
-            lead_object = "leads"
-            [policy.fields]
-            status = "hs_pipeline_stage"
-            source = "hs_analytics_source"
-            score = "hubspotscore"
-            reason_code = "hs_lead_disqualification_reason"
-            sla = {{ grade = "handoff_sla_grade", due_at = "handoff_sla_due", status = "handoff_sla_status", breach_count = "handoff_sla_breach_count" }}
-            [policy.statuses]
-            open = ["new-stage-id"]
-            working = ["{working}"]
-            accepted = ["connected-stage-id"]
-            rejected = ["unqualified-stage-id"]
-            closed_unresponsive = ["1502380452"]
-            converted = ["qualified-stage-id"]
-            "#
-        ))
-        .unwrap();
-        handoff::demo::merge_config(t, &extra);
+        let overlay = handoff::demo::HUBSPOT_LEADS_MODE.replace("\"attempting-stage-id\"", &format!("{working:?}"));
+        handoff::demo::merge_config(t, &toml::from_str(&overlay).unwrap());
     };
     let cfg = config(&sb, dir.path(), "leads", |t| leads_mode(t, "attempting-stage-id"));
     let (code, answer) = doctor(&sb, &cfg, &[]).await;

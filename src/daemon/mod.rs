@@ -71,7 +71,24 @@ pub enum DaemonError {
     Encode(String),
     #[error(transparent)]
     Notify(#[from] crate::notify::run::NotifyError),
+    #[error("the state directory {state_dir} holds leads read as {stored}, but the config reads {configured}: their ids differ, so the old leads' clocks would run on beside the new ones. Start the instance on a fresh state_dir (keep the old one for its history), or set the config back")]
+    LeadRecordChanged { state_dir: String, stored: String, configured: String },
 }
+
+/// The CRM record a state directory's leads are: a Salesforce Lead, a
+/// HubSpot contact, or a HubSpot lead record (leads mode).
+pub fn lead_record_kind(config: &Config) -> &'static str {
+    match &config.connection {
+        crate::config::Connection::Salesforce(_) => "Salesforce Leads",
+        crate::config::Connection::Hubspot(h) => match h.lead_object {
+            crate::config::HubspotLeadObject::Contacts => "HubSpot contacts",
+            crate::config::HubspotLeadObject::Leads => "HubSpot lead records",
+        },
+    }
+}
+
+/// The store's record of which CRM record its leads are ([`lead_record_kind`]).
+const LEAD_RECORD_META: &str = "lead_record";
 
 /// The running policy, shared with the HTTP endpoints and replaced on reload.
 pub use crate::http::PublishedPolicy;
@@ -132,6 +149,9 @@ pub fn reload_plan(old: &Config, new: &Config) -> Result<ReloadPlan, String> {
     }
     if old.policy.owners.managers != new.policy.owners.managers {
         rebuild.push("the owners' managers");
+    }
+    if lead_record_kind(old) != lead_record_kind(new) {
+        return Err("hubspot.lead_object (the record read as the lead; a state directory holds one kind)".into());
     }
     Ok(ReloadPlan { rebuild })
 }
@@ -237,8 +257,38 @@ impl Daemon {
             notifier: crate::notify::Notifier::from_config(config)?,
             signals: config.signals.clone(),
         };
+        daemon.note_lead_record(config)?;
         daemon.note_policy(&config.policy_fingerprint())?;
         Ok(daemon)
+    }
+
+    /// Records which CRM record the leads are on the first start, and
+    /// refuses a config that reads another kind into the same state
+    /// directory. A store written before this was recorded holds the only
+    /// kind there was then (Salesforce Leads, HubSpot contacts).
+    fn note_lead_record(&self, config: &Config) -> Result<(), DaemonError> {
+        let configured = lead_record_kind(config);
+        let stored = match self.store.meta_text(LEAD_RECORD_META)? {
+            Some(kind) => kind,
+            None if self.store.counts()?.leads > 0 => match &config.connection {
+                crate::config::Connection::Salesforce(_) => "Salesforce Leads".to_string(),
+                crate::config::Connection::Hubspot(_) => "HubSpot contacts".to_string(),
+            },
+            None => configured.to_string(),
+        };
+        if stored != configured {
+            return Err(DaemonError::LeadRecordChanged {
+                state_dir: config.instance.state_dir.display().to_string(),
+                stored,
+                configured: configured.to_string(),
+            });
+        }
+        if self.store.meta_text(LEAD_RECORD_META)?.is_none() {
+            let mut batch = Batch::default();
+            batch.set_meta_text(LEAD_RECORD_META, configured);
+            self.commit(batch)?;
+        }
+        Ok(())
     }
 
     /// Sets where enforcement starts (see [`Enforcement`]), once per policy:
