@@ -21,8 +21,8 @@ mod window;
 
 pub use compile::{
     compile, After, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy, CompiledScorecard,
-    CompiledSegment, Enforcement, EscalationTarget, Qualification, Reminder, MAX_CONDITION_DEPTH, MAX_CONDITION_NODES,
-    MAX_ESCALATION_MULTIPLE,
+    CompiledSegment, CompiledSurge, Enforcement, EscalationTarget, Qualification, Reminder, SurgeSpan,
+    MAX_CONDITION_DEPTH, MAX_CONDITION_NODES, MAX_ESCALATION_MULTIPLE, MAX_SURGE_PERIODS, SURGE_REASONS,
 };
 pub use cond::{is_set, parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
 pub use window::{parse_window, Window, MAX_BUSINESS_DAYS, MAX_BUSINESS_SECS, MAX_WALL_CLOCK_SECS, WINDOW_FIX};
@@ -96,6 +96,39 @@ pub struct Policy {
     pub escalation: EscalationLadder,
     #[serde(default)]
     pub scorecard: ScorecardSettings,
+    /// Declared surges (events, launches, campaigns) and the relaxed windows
+    /// for leads that arrive during one.
+    #[serde(default)]
+    pub surge: SurgeProtocol,
+}
+
+/// The surge protocol: periods when inbound volume is known to exceed what
+/// reps can take, and the first-touch windows that apply instead to leads
+/// whose clock starts inside one. The scorecard marks the weeks they touch
+/// and keeps their first touches apart from the commitment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeProtocol {
+    /// Relaxed first-touch windows by grade; a grade not listed keeps its
+    /// segment's window.
+    #[serde(default)]
+    pub first_touch: BTreeMap<String, String>,
+    #[serde(default)]
+    pub periods: Vec<SurgePeriod>,
+}
+
+/// One declared surge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgePeriod {
+    pub name: String,
+    /// `event`, `launch`, `campaign` or `other`.
+    pub reason: String,
+    /// The first day (`YYYY-MM-DD`, in the default calendar's zone) or an
+    /// instant (RFC 3339).
+    pub from: String,
+    /// The last day, included (`YYYY-MM-DD`), or an instant, excluded.
+    pub to: String,
 }
 
 fn default_version() -> u32 {

@@ -1241,3 +1241,170 @@ fn the_owner_a_clock_started_with_keeps_the_key_earlier_versions_wrote() {
     let key = tasks(&ev).into_iter().find(|(k, _, _)| k.contains(":ft:")).map(|(k, _, _)| k.to_string()).unwrap();
     assert_eq!(key, format!("00Q000000000001AAA:ft:{}:rem:u_other:v3", ny("2026-03-02 10:00").timestamp()));
 }
+
+/// The base policy with a surge protocol: grade A keeps its hour, B gets
+/// two business days, during the declared surges `surges` (TOML array
+/// items).
+fn surge_policy(surges: &str) -> CompiledPolicy {
+    let text = BASE_POLICY
+        .replace("__SEGMENT__", r#"on_reassign = "restart""#)
+        .replace("__SAL__", SAL)
+        .replace("__LEVELS__", TWO_RUNGS)
+        .replace("__OWNERS__", "");
+    let text = format!("{text}\n[surge]\nfirst_touch = {{ B = \"2 business days\" }}\nperiods = [{surges}]\n");
+    let policy: Policy = toml::from_str(&text).expect("test policy parses");
+    compile(&policy).unwrap_or_else(|issues| panic!("test policy compiles: {issues:#?}"))
+}
+
+/// A grade-B lead (same as [`lead`], 500 employees) arriving at `at`.
+fn lead_b(at: DateTime<Utc>) -> Lead {
+    let mut l = lead();
+    l.fields.insert("Employees".to_string(), json!(500));
+    l.created_at = at;
+    l.modified_at = at;
+    l.assignments[0].at = at;
+    l
+}
+
+/// Declared surges relax the first-touch window of the grades the protocol
+/// names, for leads whose clock starts inside one: a surge that starts
+/// after the clock did leaves it alone, one that ends while it runs keeps
+/// the relaxed window, and the clock says which surge it started in.
+#[test]
+fn a_declared_surge_relaxes_the_windows_of_leads_arriving_during_it() {
+    // Tuesday 3 March (New York) to Wednesday 4 March, whole days.
+    let policy =
+        surge_policy(r#"{ name = "Spring launch", reason = "launch", from = "2026-03-03", to = "2026-03-04" }"#);
+    let table = [
+        // (arrival, due, surge): Monday, before the surge: same business day.
+        ("2026-03-02 16:00", "2026-03-02 17:00", None),
+        // Tuesday 16:00, inside: two business days (end of Thursday).
+        ("2026-03-03 16:00", "2026-03-05 17:00", Some("Spring launch")),
+        // Wednesday 16:00, the surge's last day: relaxed, though the surge
+        // ends at midnight while the clock runs on.
+        ("2026-03-04 16:00", "2026-03-06 17:00", Some("Spring launch")),
+        // Thursday, after it: the normal window again.
+        ("2026-03-05 10:00", "2026-03-05 17:00", None),
+    ];
+    for (arrival, due, surge) in table {
+        let ev = run(&policy, &lead_b(ny(arrival)), &[], ny("2026-03-02 09:00"));
+        assert_eq!(ev.grade.as_deref(), Some("B"));
+        let ft = clock(&ev, ClockKind::FirstTouch);
+        assert_eq!(ft.due_at, Some(ny(due)), "arrival {arrival}: {ft:#?}");
+        assert_eq!(ft.surge.as_deref(), surge, "arrival {arrival}");
+        assert_eq!(
+            ev.notes.iter().any(|n| n.contains("declared surge `Spring launch`")),
+            surge.is_some(),
+            "arrival {arrival}: {:?}",
+            ev.notes
+        );
+    }
+
+    // A lead that arrived Monday 16:00 is due Monday 17:00 whether or not a
+    // surge starts at 16:30 the same day: the spike came after it.
+    let policy = surge_policy(
+        r#"{ name = "Webinar", reason = "event", from = "2026-03-02T21:30:00Z", to = "2026-03-03T21:30:00Z" }"#,
+    );
+    let ev = run(&policy, &lead_b(ny("2026-03-02 16:00")), &[], ny("2026-03-02 18:00"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!(
+        (ft.due_at, ft.status, ft.surge.as_deref()),
+        (Some(ny("2026-03-02 17:00")), ClockStatus::Breached, None)
+    );
+    // One arriving inside that surge (16:45) is not breached at 18:00.
+    let ev = run(&policy, &lead_b(ny("2026-03-02 16:45")), &[], ny("2026-03-02 18:00"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.status, ft.surge.as_deref()), (ClockStatus::Pending, Some("Webinar")), "{ft:#?}");
+    assert_eq!(ft.due_at, Some(ny("2026-03-04 17:00")));
+}
+
+/// A grade the protocol leaves out keeps its window inside a surge, and
+/// its clock is still marked (the scorecard counts it apart).
+#[test]
+fn a_grade_the_surge_leaves_out_keeps_its_window_but_is_marked() {
+    let policy =
+        surge_policy(r#"{ name = "Spring launch", reason = "launch", from = "2026-03-02", to = "2026-03-02" }"#);
+    let ev = run(&policy, &lead(), &[], ny("2026-03-02 12:00"));
+    assert_eq!(ev.grade.as_deref(), Some("A"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.due_at, ft.status), (Some(ny("2026-03-02 11:00")), ClockStatus::Breached));
+    assert_eq!(ft.surge.as_deref(), Some("Spring launch"));
+}
+
+/// The scorecard marks the week a declared surge touches and keeps the
+/// first touches of leads that arrived during it out of the commitment:
+/// a lead missed inside the surge does not count against reps, and shows
+/// on its own line.
+#[test]
+fn the_scorecard_marks_surge_weeks_and_keeps_surge_leads_apart() {
+    use handoff::store::{LeadState, StoredLead};
+    let policy =
+        surge_policy(r#"{ name = "Spring launch", reason = "launch", from = "2026-03-03", to = "2026-03-03" }"#);
+    let now = ny("2026-03-06 18:00");
+    let mut leads = Vec::new();
+    let mut states = BTreeMap::new();
+    // Monday: touched in time. Tuesday (surge): never touched, breached on
+    // its relaxed window. Wednesday: never touched, breached.
+    for (n, arrival, touch) in [
+        (1, "2026-03-02 10:00", Some("2026-03-02 11:00")),
+        (2, "2026-03-03 10:00", None),
+        (3, "2026-03-04 10:00", None),
+    ] {
+        let mut lead = lead_b(ny(arrival));
+        lead.id = format!("L{n}");
+        let touches: Vec<Activity> = touch
+            .map(|t| Activity {
+                lead_id: lead.id.clone(),
+                ..activity(&format!("c{n}"), ActivityKind::Call, "u_rep", ny(t))
+            })
+            .into_iter()
+            .collect();
+        let ev = run(&policy, &lead, &touches, now);
+        let ft = clock(&ev, ClockKind::FirstTouch);
+        assert_eq!(ft.status, if touch.is_some() { ClockStatus::Met } else { ClockStatus::Breached }, "L{n}");
+        states.insert(
+            lead.id.clone(),
+            LeadState {
+                evaluated_at: now,
+                policy_version: policy.version,
+                mql: ev.mql,
+                grade: ev.grade.clone(),
+                segment: ev.segment.clone(),
+                waived: ev.waived.clone(),
+                disqualified_by: None,
+                clocks: ev.clocks.clone(),
+                next_check_at: ev.next_check_at,
+                error: None,
+                pending_update: None,
+                sla_fields: ev.sla_fields.clone(),
+                qualified_at: ev.qualified_at,
+            },
+        );
+        leads.push(StoredLead {
+            lead,
+            observed_owners: Vec::new(),
+            observed_statuses: Vec::new(),
+            observed_fields: BTreeMap::new(),
+            watched: String::new(),
+            first_seen_at: ny(arrival),
+        });
+    }
+    let list = owners();
+    let input =
+        handoff::report::Input { instance: "t", policy: &policy, leads: &leads, states: &states, owners: &list };
+    let card = handoff::report::compute(&input, 2, now, None);
+    let week = card.weeks.last().unwrap();
+    assert_eq!(week.surges, vec!["Spring launch".to_string()]);
+    let all = &week.groups["all"];
+    // L1 met, L3 missed: the commitment; L2 apart.
+    assert_eq!((all.first_touch_in_window.hits, all.first_touch_in_window.cases), (1, 2));
+    assert_eq!((all.first_touch_in_window_surge.hits, all.first_touch_in_window_surge.cases), (0, 1));
+    let table = handoff::report::render(&card, handoff::report::Format::Table);
+    assert!(table.contains("surge leads touched inside the window"), "{table}");
+    assert!(table.contains("week of 2026-03-02: Spring launch"), "{table}");
+    let csv = handoff::report::render(&card, handoff::report::Format::Csv);
+    assert!(csv.contains("2026-03-02,all,surge,Spring launch"), "{csv}");
+    assert!(csv.contains("first_touch_in_window_surge,0.0000,0,1"), "{csv}");
+    let html = handoff::report::render(&card, handoff::report::Format::Html);
+    assert!(html.contains("Declared surges") && html.contains("Spring launch"), "{html}");
+}

@@ -674,6 +674,8 @@ impl Expected {
             acceptance: self.acceptance,
             first_touch_business_minutes: spread(self.touch_minutes.clone()),
             first_touch_in_window: self.first_touch,
+            // The demo policy declares no surge.
+            first_touch_in_window_surge: Ratio::default(),
             first_touch_ended: self.first_touch_ended,
             follow_up_completion: self.follow_up,
             disposition_in_window: self.disposition,

@@ -548,6 +548,7 @@ const POLICY_KEYS: &[&str] = &[
     "marketing",
     "escalation",
     "scorecard",
+    "surge",
 ];
 const DEFINITION_KEYS: &[&str] = &["criteria", "mql", "min_score", "disqualifiers"];
 /// Keys whose values are (or may be) secrets and are never echoed.
@@ -1002,6 +1003,7 @@ fn read_policy(value: &toml::Value, issues: &mut Vec<Issue>) -> Option<Policy> {
     let marketing = required(t, p, "marketing", issues);
     let escalation = required(t, p, "escalation", issues);
     let scorecard = optional(t, p, "scorecard", issues);
+    let surge = optional(t, p, "surge", issues);
     Some(Policy {
         version: version?,
         fields: fields?,
@@ -1015,6 +1017,7 @@ fn read_policy(value: &toml::Value, issues: &mut Vec<Issue>) -> Option<Policy> {
         marketing: marketing?,
         escalation: escalation?,
         scorecard: scorecard?,
+        surge: surge?,
     })
 }
 

@@ -479,9 +479,19 @@ pub(super) fn sales_clocks(
 
     // First touch: only a logged call, email or meeting meets it; a
     // rejection, close or conversion before any touch ends it.
+    // A lead whose clock starts inside a declared surge gets the surge's
+    // window for its grade, when the protocol relaxes that grade.
+    let surge = ctx.policy.surge.at(base_start);
     match grade.and_then(|g| segment.first_touch.get(g)) {
         Some(window) => {
-            let window = *window;
+            let relaxed = surge.and(grade).and_then(|g| ctx.policy.surge.first_touch.get(g));
+            if let (Some(s), Some(relaxed)) = (surge, relaxed) {
+                ctx.notes.push(format!(
+                    "first_touch: the lead arrived during the declared surge `{}` ({}), so its window is {relaxed} instead of {window}",
+                    s.name, s.reason
+                ));
+            }
+            let window = *relaxed.unwrap_or(window);
             let stop_from = |from: DateTime<Utc>| -> Option<Stop> {
                 let touch = touches.iter().find(|a| a.occurred_at >= from).copied();
                 let ended = decided
@@ -518,7 +528,7 @@ pub(super) fn sales_clocks(
                 TouchBy::Owner => "no call, email or meeting by the owner yet",
                 TouchBy::Anyone => "no call, email or meeting yet",
             };
-            let clock = timed_clock(
+            let mut clock = timed_clock(
                 ctx,
                 Timed {
                     kind: ClockKind::FirstTouch,
@@ -532,6 +542,7 @@ pub(super) fn sales_clocks(
             if clock.stopped_at.is_none() {
                 explain_non_touches(ctx, segment, clock.received_at.unwrap_or(base_start));
             }
+            clock.surge = surge.map(|s| s.name.clone());
             clocks.push(clock);
         }
         None => {

@@ -319,6 +319,10 @@ pub struct Clock {
     /// What stopped the clock, when it stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<StopCause>,
+    /// The declared surge (`policy.surge`) the clock started in: its
+    /// window may be the relaxed one, and the scorecard counts it apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surge: Option<String>,
 }
 
 /// What stopped a clock.
@@ -358,6 +362,7 @@ impl Clock {
             flagged: false,
             escalations: Vec::new(),
             stopped_by: None,
+            surge: None,
         }
     }
 

@@ -465,6 +465,7 @@ mod tests {
             flagged: false,
             escalations: Vec::new(),
             stopped_by: None,
+            surge: None,
         }
     }
 

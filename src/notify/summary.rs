@@ -144,6 +144,19 @@ pub fn compose(card: &Scorecard, week_start: NaiveDate, escalation_weeks: u32, s
             report::value_text(report::Unit::Share, m.opportunity.rate()),
             Trend::of(m.opportunity.rate(), p.and_then(|p| p.opportunity.rate()), 0.005),
         ));
+        // A declared surge: its leads' first touches, kept out of the commitment.
+        if !week.surges.is_empty() || !m.first_touch_in_window_surge.is_empty() {
+            let names = if week.surges.is_empty() { "earlier surge".to_string() } else { week.surges.join(", ") };
+            measured.push((
+                format!("surge leads touched in window ({names})"),
+                report::value_text(report::Unit::Share, m.first_touch_in_window_surge.rate()),
+                Trend::of(
+                    m.first_touch_in_window_surge.rate(),
+                    p.and_then(|p| p.first_touch_in_window_surge.rate()),
+                    0.005,
+                ),
+            ));
+        }
     }
     Some(Summary {
         instance: card.instance.clone(),

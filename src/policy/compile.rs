@@ -47,6 +47,8 @@ pub struct CompiledPolicy {
     pub marketing: CompiledMarketing,
     pub escalation: CompiledEscalation,
     pub scorecard: CompiledScorecard,
+    /// Declared surges, sorted by start, and their relaxed windows.
+    pub surge: CompiledSurge,
     /// Which clocks handoff acts on; the daemon sets it from
     /// `sync.enforce_from` (by default, its first start). The policy file
     /// does not say it.
@@ -68,6 +70,46 @@ impl Enforcement {
     /// Whether something that began at `at` is enforced.
     pub fn enforces(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
         self.from.is_none_or(|from| at >= from)
+    }
+}
+
+/// The surge protocol, ready for the engine and the scorecard.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompiledSurge {
+    /// Relaxed first-touch windows by grade (every key is a grade).
+    pub first_touch: BTreeMap<String, Window>,
+    /// Sorted by start; they may overlap.
+    pub periods: Vec<SurgeSpan>,
+}
+
+/// One declared surge, as instants: `[from, until)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SurgeSpan {
+    pub name: String,
+    pub reason: String,
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub until: chrono::DateTime<chrono::Utc>,
+}
+
+/// Why a surge may be declared.
+pub const SURGE_REASONS: [&str; 4] = ["event", "launch", "campaign", "other"];
+/// Most declared surges a policy holds.
+pub const MAX_SURGE_PERIODS: usize = 500;
+
+impl CompiledSurge {
+    /// The declared surge `at` falls in (the earliest-starting one when
+    /// several overlap).
+    pub fn at(&self, at: chrono::DateTime<chrono::Utc>) -> Option<&SurgeSpan> {
+        self.periods.iter().take_while(|s| s.from <= at).find(|s| at < s.until)
+    }
+
+    /// The declared surges that overlap `[from, until)`.
+    pub fn overlapping(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> impl Iterator<Item = &SurgeSpan> {
+        self.periods.iter().filter(move |s| s.from < until && from < s.until)
     }
 }
 
@@ -396,6 +438,7 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
     let marketing = compile_marketing(&mut cx, policy, &grade_names);
     let escalation = compile_escalation(&mut cx, policy);
     let scorecard = compile_scorecard(&mut cx, policy);
+    let surge = compile_surge(&mut cx, policy, &grade_names);
 
     if let Some(cals) = &calendars {
         check_windows_against_calendars(&mut cx, cals);
@@ -438,7 +481,125 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
         marketing,
         escalation,
         scorecard,
+        surge,
     })
+}
+
+/// The surge protocol: known grades with windows, periods with a name, a
+/// reason and a start before their end. Days are read in the default
+/// calendar's zone (the scorecard's).
+fn compile_surge(cx: &mut Cx, policy: &Policy, grade_names: &[String]) -> CompiledSurge {
+    let p = "policy.surge";
+    let surge = &policy.surge;
+    let mut first_touch = BTreeMap::new();
+    for (grade, text) in &surge.first_touch {
+        let path = format!("{p}.first_touch.{grade}");
+        if !grade_names.contains(grade) {
+            cx.issue(
+                path.clone(),
+                quoted(grade),
+                "no grade rule defines this grade",
+                format!("use one of the grades: {}", grade_names.join(", ")),
+            );
+        }
+        if let Some(w) = cx.window(path, text) {
+            first_touch.insert(grade.clone(), w);
+        }
+    }
+    let zone = policy
+        .owners
+        .default_calendar
+        .as_ref()
+        .and_then(|c| policy.calendars.get(c))
+        .or_else(|| (policy.calendars.len() == 1).then(|| policy.calendars.values().next()).flatten())
+        .and_then(|c| chrono_tz::Tz::from_str(c.time_zone.trim()).ok())
+        .unwrap_or(chrono_tz::UTC);
+    if surge.periods.len() > MAX_SURGE_PERIODS {
+        cx.issue(
+            format!("{p}.periods"),
+            surge.periods.len().to_string(),
+            format!("a policy declares at most {MAX_SURGE_PERIODS} surges"),
+            "remove surges that ended long ago (their weeks stay as they were scored)",
+        );
+    }
+    let mut names = BTreeSet::new();
+    let mut periods = Vec::new();
+    for (i, s) in surge.periods.iter().enumerate() {
+        let path = format!("{p}.periods[{i}]");
+        let name = s.name.trim().to_string();
+        if name.is_empty() {
+            cx.issue(format!("{path}.name"), "\"\"", "a surge needs a name", "name it, e.g. \"Spring launch\"");
+        } else if !names.insert(name.clone()) {
+            cx.issue(
+                format!("{path}.name"),
+                quoted(&name),
+                "this surge name is used twice",
+                "give every surge its own name",
+            );
+        }
+        let reason = s.reason.trim().to_lowercase();
+        if !SURGE_REASONS.contains(&reason.as_str()) {
+            cx.issue(
+                format!("{path}.reason"),
+                quoted(&s.reason),
+                "not a surge reason",
+                format!("write one of {}", SURGE_REASONS.join(", ")),
+            );
+        }
+        let from = surge_bound(cx, &format!("{path}.from"), &s.from, zone, false);
+        let until = surge_bound(cx, &format!("{path}.to"), &s.to, zone, true);
+        if let (Some(from), Some(until)) = (from, until) {
+            if until <= from {
+                cx.issue(
+                    format!("{path}.to"),
+                    quoted(&s.to),
+                    format!("the surge ends before it starts ({})", s.from),
+                    "write the last day of the surge on or after its first",
+                );
+            } else if until - from > chrono::Duration::days(92) {
+                cx.issue(
+                    format!("{path}.to"),
+                    quoted(&s.to),
+                    "a surge lasts at most 92 days; a longer one is the normal volume, not a surge",
+                    "shorten it, or change the windows of the segments instead",
+                );
+            } else {
+                periods.push(SurgeSpan { name, reason, from, until });
+            }
+        }
+    }
+    periods.sort_by_key(|s| (s.from, s.until));
+    CompiledSurge { first_touch, periods }
+}
+
+/// A surge's start (`end = false`) or end: a day in `zone` (its start, or
+/// for an end the start of the next day) or an RFC 3339 instant.
+fn surge_bound(
+    cx: &mut Cx,
+    path: &str,
+    text: &str,
+    zone: chrono_tz::Tz,
+    end: bool,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone as _;
+    let t = text.trim();
+    if let Ok(day) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let day = if end { day.succ_opt()? } else { day };
+        let local = day.and_hms_opt(0, 0, 0)?;
+        if let Some(at) = zone.from_local_datetime(&local).earliest() {
+            return Some(at.with_timezone(&chrono::Utc));
+        }
+    }
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Some(at.with_timezone(&chrono::Utc));
+    }
+    cx.issue(
+        path.to_string(),
+        quoted(text),
+        "not a day or an instant",
+        "write a day as \"2026-03-10\" (read in the default calendar's zone) or an instant as \"2026-03-10T14:00:00Z\"",
+    );
+    None
 }
 
 #[derive(Default)]
@@ -1593,6 +1754,47 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_surge_is_a_span_of_whole_days_in_the_default_zone() {
+        let p = example();
+        let launch = &p.surge.periods[0];
+        assert_eq!((launch.name.as_str(), launch.reason.as_str()), ("Spring launch", "launch"));
+        // 14 April 00:00 to 17 April 00:00, New York (EDT, UTC-4).
+        assert_eq!(launch.from.to_rfc3339(), "2026-04-14T04:00:00+00:00");
+        assert_eq!(launch.until.to_rfc3339(), "2026-04-17T04:00:00+00:00");
+        assert_eq!(p.surge.first_touch["C"], Window::BusinessDays(4));
+        assert!(!p.surge.first_touch.contains_key("A"), "A keeps its window");
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+        assert!(p.surge.at(at("2026-04-16T23:00:00-04:00")).is_some());
+        assert!(p.surge.at(at("2026-04-17T00:00:00-04:00")).is_none());
+        assert_eq!(p.surge.overlapping(at("2026-04-13T00:00:00Z"), at("2026-04-20T00:00:00Z")).count(), 1);
+    }
+
+    #[test]
+    fn surge_mistakes_are_named() {
+        let cases = [
+            (
+                r#"first_touch = { B = "next business day""#,
+                r#"first_touch = { D = "next business day""#,
+                "policy.surge.first_touch.D",
+            ),
+            (
+                r#"first_touch = { B = "next business day""#,
+                r#"first_touch = { B = "soonish""#,
+                "policy.surge.first_touch.B",
+            ),
+            (r#"reason = "launch""#, r#"reason = "hype""#, "policy.surge.periods[0].reason"),
+            (r#"from = "2026-04-14""#, r#"from = "14/04/2026""#, "policy.surge.periods[0].from"),
+            (r#"to = "2026-04-16""#, r#"to = "2026-04-01""#, "policy.surge.periods[0].to"),
+            (r#"to = "2026-04-16""#, r#"to = "2026-09-16""#, "policy.surge.periods[0].to"),
+            (r#"name = "Spring launch""#, r#"name = " ""#, "policy.surge.periods[0].name"),
+        ];
+        for (old, new, path) in cases {
+            let issues = issues_after(old, new);
+            assert_eq!(paths(&issues), vec![path], "{new}: {issues:#?}");
+        }
+    }
+
+    #[test]
     fn the_example_grades_and_qualifies_leads() {
         let p = example();
         let a = fields(json!({
@@ -1750,7 +1952,12 @@ mod tests {
         let issues = issues_after("name = \"C\"", "name = \"B\"");
         assert_eq!(
             paths(&issues),
-            ["policy.grades[2].name", "policy.segments[0].first_touch.C", "policy.segments[1].first_touch.C"]
+            [
+                "policy.grades[2].name",
+                "policy.segments[0].first_touch.C",
+                "policy.segments[1].first_touch.C",
+                "policy.surge.first_touch.C"
+            ]
         );
     }
 

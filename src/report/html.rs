@@ -237,6 +237,21 @@ fn page(card: &Scorecard, tv: bool) -> String {
             );
         }
         out.push_str("</div>");
+        let surge_weeks: Vec<&super::Week> = card.weeks.iter().filter(|w| !w.surges.is_empty()).collect();
+        if !surge_weeks.is_empty() {
+            out.push_str("<h2>Declared surges</h2><table><tr><th>week</th><th>surges</th><th>surge leads touched in their window</th></tr>");
+            for w in surge_weeks {
+                let rate = w.groups.get("all").and_then(|m| m.first_touch_in_window_surge.rate());
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    w.start.format("%Y-%m-%d"),
+                    esc(&w.surges.join(", ")),
+                    pct(rate)
+                );
+            }
+            out.push_str("</table>");
+        }
         if let Some(m) = last.groups.get("all") {
             out.push_str("<h2>Rejection reasons this week</h2><table><tr><th>reason</th><th>rejections</th></tr>");
             if m.rejection_reasons.is_empty() {

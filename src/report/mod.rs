@@ -68,6 +68,10 @@ pub struct Ratio {
 }
 
 impl Ratio {
+    pub fn is_empty(&self) -> bool {
+        self.cases == 0
+    }
+
     pub fn rate(&self) -> Option<f64> {
         (self.cases > 0).then(|| self.hits as f64 / self.cases as f64)
     }
@@ -115,6 +119,11 @@ pub struct Metrics {
     pub acceptance: Ratio,
     pub first_touch_business_minutes: Spread,
     pub first_touch_in_window: Ratio,
+    /// First touches of leads that arrived during a declared surge
+    /// (`policy.surge`), judged on their relaxed windows and kept out of
+    /// `first_touch_in_window`: volume reps could not control.
+    #[serde(default, skip_serializing_if = "Ratio::is_empty")]
+    pub first_touch_in_window_surge: Ratio,
     /// First-touch clocks ended by a rejection, close or conversion before
     /// any touch: not in `first_touch_in_window` either way.
     pub first_touch_ended: u64,
@@ -186,6 +195,9 @@ pub struct Week {
     pub groups: BTreeMap<String, Metrics>,
     /// On the whole org (the `"all"` group).
     pub commitments: Vec<Commitment>,
+    /// The declared surges (`policy.surge`) the week overlaps, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub surges: Vec<String>,
 }
 
 /// The scorecard: weeks oldest first.
@@ -448,7 +460,10 @@ impl<'a> Tally<'a> {
                 }
                 ClockKind::FirstTouch => {
                     if let Some((at, met)) = outcome {
-                        record(at, rep, &mut |a| a.m.first_touch_in_window.add(met));
+                        match clock.surge {
+                            Some(_) => record(at, rep, &mut |a| a.m.first_touch_in_window_surge.add(met)),
+                            None => record(at, rep, &mut |a| a.m.first_touch_in_window.add(met)),
+                        }
                     }
                     if let (ClockStatus::Ended, Some(at)) = (clock.status, clock.stopped_at) {
                         record(at, rep, &mut |a| a.m.first_touch_ended += 1);
@@ -517,7 +532,8 @@ impl<'a> Tally<'a> {
                     1.0
                 };
                 let commitments = commitments(policy, &groups["all"], elapsed);
-                Week { start: *start, starts_at, ends_at, partial, groups, commitments }
+                let surges = policy.surge.overlapping(starts_at, ends_at).map(|s| s.name.clone()).collect();
+                Week { start: *start, starts_at, ends_at, partial, groups, commitments, surges }
             })
             .collect();
         Scorecard {

@@ -101,6 +101,15 @@ pub fn render_table(card: &Scorecard) -> String {
     row(&mut out, "first touch ended before any touch", &|m| m.first_touch_ended.to_string());
     row(&mut out, "routing time, median", &|m| minutes(m.routing_minutes.median));
     row(&mut out, "lead → opportunity (cohort, to date)", &|m| pct(m.opportunity.rate()));
+    // Declared surges: the weeks they touch, and their leads' first touches
+    // (judged on the relaxed windows, kept out of the commitment above).
+    if weeks.iter().any(|w| !w.surges.is_empty()) || all.iter().any(|m| !m.first_touch_in_window_surge.is_empty()) {
+        row(&mut out, "surge leads touched inside the window", &|m| pct(m.first_touch_in_window_surge.rate()));
+        let _ = writeln!(out, "SURGES");
+        for w in weeks.iter().filter(|w| !w.surges.is_empty()) {
+            let _ = writeln!(out, "  {} {}", w.start.format("week of %Y-%m-%d:"), w.surges.join(", "));
+        }
+    }
     let _ = writeln!(out, "REJECTION REASONS ({})", last.start.format("week of %Y-%m-%d"));
     let reasons = &last.groups.get("all").map(|m| m.rejection_reasons.clone()).unwrap_or_default();
     if reasons.is_empty() {
@@ -187,6 +196,17 @@ pub fn render_csv(card: &Scorecard) -> String {
     let mut rows: Vec<[String; 7]> = Vec::new();
     for w in &card.weeks {
         let week = w.start.to_string();
+        for name in &w.surges {
+            rows.push([
+                week.clone(),
+                "all".into(),
+                "surge".into(),
+                name.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
         for c in &w.commitments {
             rows.push([
                 week.clone(),
@@ -234,6 +254,9 @@ pub fn render_csv(card: &Scorecard) -> String {
             ratio_rows(&mut rows, &week, group, "acceptance", &m.acceptance);
             spread_rows(&mut rows, &week, group, "first_touch_business_minutes", &m.first_touch_business_minutes);
             ratio_rows(&mut rows, &week, group, "first_touch_in_window", &m.first_touch_in_window);
+            if !m.first_touch_in_window_surge.is_empty() {
+                ratio_rows(&mut rows, &week, group, "first_touch_in_window_surge", &m.first_touch_in_window_surge);
+            }
             rows.push([
                 week.clone(),
                 group.clone(),

@@ -344,6 +344,7 @@ mod tests {
             partial: false,
             groups: BTreeMap::from([("all".to_string(), m)]),
             commitments: cs,
+            surges: Vec::new(),
         }
     }
 

@@ -116,6 +116,7 @@ mod tests {
                 met: Some(met),
                 unit: Unit::Share,
             }],
+            surges: Vec::new(),
         }
     }
 
