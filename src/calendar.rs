@@ -204,6 +204,22 @@ impl Schedule {
         Schedule { weekly_tz: tz, closed, ..self.clone() }
     }
 
+    /// The same schedule closed all day on `days` as well (an owner's time
+    /// off), read in its zone like the holidays.
+    pub fn with_days_off(&self, days: &[NaiveDate]) -> Schedule {
+        let mut holidays = self.holidays.clone();
+        holidays.extend(days.iter().map(|d| Holiday {
+            date: *d,
+            name: Some("time off".into()),
+            start: None,
+            end: None,
+        }));
+        // Whole days always have a place in the zone; one chrono cannot
+        // place closes nothing rather than failing here.
+        let closed = closed_spans(&self.id, self.weekly_tz, &holidays).unwrap_or_else(|_| self.closed.clone());
+        Schedule { holidays, closed, ..self.clone() }
+    }
+
     /// The calendar's id, for logs and errors.
     pub fn id(&self) -> &str {
         &self.id

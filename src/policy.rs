@@ -235,6 +235,12 @@ pub struct OwnerSettings {
     /// lead it takes from a rep until a user owns the lead again.
     #[serde(default)]
     pub intake_seats: BTreeMap<String, String>,
+    /// Days each owner is away (leave, holidays of their own), by owner id:
+    /// `"YYYY-MM-DD"` or `"YYYY-MM-DD..YYYY-MM-DD"` (both days included),
+    /// read on the owner's calendar in their zone. Their clocks do not run
+    /// on those days, as on the calendar's holidays.
+    #[serde(default)]
+    pub time_off: BTreeMap<String, Vec<String>>,
 }
 
 fn default_true() -> bool {

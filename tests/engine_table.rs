@@ -1408,3 +1408,30 @@ fn the_scorecard_marks_surge_weeks_and_keeps_surge_leads_apart() {
     let html = handoff::report::render(&card, handoff::report::Format::Html);
     assert!(html.contains("Declared surges") && html.contains("Spring launch"), "{html}");
 }
+
+/// A rep on leave for three days: their clocks do not run on those days
+/// (read on their calendar, like its holidays), so a lead that arrived the
+/// afternoon before comes due the morning they are back.
+#[test]
+fn a_rep_on_leave_for_three_days_pauses_their_clocks() {
+    let away = r#"time_off = { u_rep = ["2026-03-03..2026-03-05"] }"#;
+    let policy = policy_custom(r#"on_reassign = "restart""#, SAL, TWO_RUNGS, away);
+    let mut lead = lead();
+    let arrival = ny("2026-03-02 16:30");
+    lead.created_at = arrival;
+    lead.modified_at = arrival;
+    lead.assignments[0].at = arrival;
+    // Half an hour on Monday, the other half on Friday morning.
+    let ev = run(&policy, &lead, &[], ny("2026-03-04 12:00"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.status, ft.due_at), (ClockStatus::Pending, Some(ny("2026-03-06 09:30"))), "{ft:#?}");
+    assert!(ev.notes.iter().any(|n| n.contains("u_rep is away")), "{:?}", ev.notes);
+    assert!(tasks(&ev).is_empty(), "nothing is due while the rep is away: {:?}", ev.actions);
+    // Without the leave: due Tuesday 09:30, breached by Wednesday.
+    let ev = run(&policy_with(r#"on_reassign = "restart""#, TWO_RUNGS), &lead, &[], ny("2026-03-04 12:00"));
+    let ft = clock(&ev, ClockKind::FirstTouch);
+    assert_eq!((ft.status, ft.due_at), (ClockStatus::Breached, Some(ny("2026-03-03 09:30"))));
+    // Back on Friday: breached at 09:30 as any clock.
+    let ev = run(&policy, &lead, &[], ny("2026-03-06 10:00"));
+    assert_eq!(clock(&ev, ClockKind::FirstTouch).status, ClockStatus::Breached);
+}

@@ -407,10 +407,11 @@ fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Schedules by (calendar, zone), built once per evaluation.
+/// Schedules by (calendar, zone, the owner when they have time off), built
+/// once per evaluation.
 struct Calendars<'p> {
     policy: &'p CompiledPolicy,
-    built: HashMap<(String, Option<Tz>), Schedule>,
+    built: HashMap<(String, Option<Tz>, Option<String>), Schedule>,
 }
 
 /// Evaluates one lead. See the module docs for the rules.
@@ -716,13 +717,15 @@ impl Calendars<'_> {
             }
             _ => None,
         };
-        let key = (calendar_id.clone(), zone);
+        // An owner with time off has a schedule of their own.
+        let days_off = owner_id.and_then(|id| self.policy.time_off.get(id));
+        let key = (calendar_id.clone(), zone, days_off.and(owner_id).map(str::to_string));
         if let Some(schedule) = self.built.get(&key) {
             return Ok(schedule.clone());
         }
         let calendar = self.policy.calendars.get(&calendar_id).ok_or_else(|| EngineError::UnknownCalendar {
             lead_id: lead_id.to_string(),
-            owner: owner_label,
+            owner: owner_label.clone(),
             calendar: calendar_id.clone(),
         })?;
         let base = Schedule::new(calendar).map_err(|source| EngineError::Calendar {
@@ -733,6 +736,16 @@ impl Calendars<'_> {
         let schedule = match zone {
             Some(tz) => base.with_time_zone(tz),
             None => base,
+        };
+        let schedule = match days_off {
+            Some(days) => {
+                notes.push(format!(
+                    "owner {owner_label} is away on {} listed day(s) (policy.owners.time_off): their clocks do not run then",
+                    days.len()
+                ));
+                schedule.with_days_off(days)
+            }
+            None => schedule,
         };
         self.built.insert(key, schedule.clone());
         Ok(schedule)

@@ -49,6 +49,9 @@ pub struct CompiledPolicy {
     pub scorecard: CompiledScorecard,
     /// Declared surges, sorted by start, and their relaxed windows.
     pub surge: CompiledSurge,
+    /// Each owner's days off, sorted (owners with none are absent): closed
+    /// days on their schedule.
+    pub time_off: BTreeMap<String, Vec<NaiveDate>>,
     /// Which clocks handoff acts on; the daemon sets it from
     /// `sync.enforce_from` (by default, its first start). The policy file
     /// does not say it.
@@ -439,6 +442,7 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
     let escalation = compile_escalation(&mut cx, policy);
     let scorecard = compile_scorecard(&mut cx, policy);
     let surge = compile_surge(&mut cx, policy, &grade_names);
+    let time_off = compile_time_off(&mut cx, &policy.owners);
 
     if let Some(cals) = &calendars {
         check_windows_against_calendars(&mut cx, cals);
@@ -482,6 +486,7 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
         escalation,
         scorecard,
         surge,
+        time_off,
     })
 }
 
@@ -1054,6 +1059,81 @@ fn compile_owners(cx: &mut Cx, o: &OwnerSettings, calendars: &BTreeMap<String, C
         }
     }
     ok.then(|| OwnerSettings { default_calendar: default, ..o.clone() })
+}
+
+/// Each owner's days off (`policy.owners.time_off`), expanded.
+fn compile_time_off(cx: &mut Cx, o: &OwnerSettings) -> BTreeMap<String, Vec<NaiveDate>> {
+    o.time_off
+        .iter()
+        .filter_map(|(owner, entries)| {
+            let days = time_off_days(cx, &format!("policy.owners.time_off.{owner}"), entries)?;
+            (!days.is_empty()).then(|| (owner.clone(), days))
+        })
+        .collect()
+}
+
+/// Most days of time off an owner may have listed: a few years' leave.
+pub const MAX_TIME_OFF_DAYS: usize = 1_000;
+/// The longest single stretch of time off, in days.
+const MAX_TIME_OFF_SPAN_DAYS: i64 = 366;
+
+/// The days of an owner's `time_off` entries, sorted, each once; `None`
+/// (with the issues said) when an entry is unreadable.
+fn time_off_days(cx: &mut Cx, path: &str, entries: &[String]) -> Option<Vec<NaiveDate>> {
+    let mut days = BTreeSet::new();
+    let mut ok = true;
+    for (i, entry) in entries.iter().enumerate() {
+        let path = format!("{path}[{i}]");
+        let text = entry.trim();
+        let (first, last) = text.split_once("..").unwrap_or((text, text));
+        let day = |t: &str| NaiveDate::parse_from_str(t.trim(), "%Y-%m-%d").ok();
+        match (day(first), day(last)) {
+            (Some(a), Some(b)) if a <= b && (b - a).num_days() < MAX_TIME_OFF_SPAN_DAYS => {
+                let mut d = a;
+                while d <= b {
+                    days.insert(d);
+                    d = d.succ_opt().unwrap_or(b + chrono::Duration::days(1));
+                }
+            }
+            (Some(a), Some(b)) if a > b => {
+                cx.issue(
+                    path,
+                    quoted(entry),
+                    "the stretch ends before it starts",
+                    "write the first day, then \"..\", then the last",
+                );
+                ok = false;
+            }
+            (Some(_), Some(_)) => {
+                cx.issue(
+                    path,
+                    quoted(entry),
+                    "a stretch of time off lasts at most a year",
+                    "split it, or give the owner's leads to someone else",
+                );
+                ok = false;
+            }
+            _ => {
+                cx.issue(
+                    path,
+                    quoted(entry),
+                    "not a day or a stretch of days",
+                    "write \"2026-03-03\" or \"2026-03-03..2026-03-05\" (both days included)",
+                );
+                ok = false;
+            }
+        }
+    }
+    if days.len() > MAX_TIME_OFF_DAYS {
+        cx.issue(
+            path.to_string(),
+            days.len().to_string(),
+            format!("at most {MAX_TIME_OFF_DAYS} days of time off per owner"),
+            "remove stretches long past",
+        );
+        ok = false;
+    }
+    ok.then(|| days.into_iter().collect())
 }
 
 /// Compiles conditions, inlining named criteria once each and rejecting
@@ -1767,6 +1847,23 @@ mod tests {
         assert!(p.surge.at(at("2026-04-16T23:00:00-04:00")).is_some());
         assert!(p.surge.at(at("2026-04-17T00:00:00-04:00")).is_none());
         assert_eq!(p.surge.overlapping(at("2026-04-13T00:00:00Z"), at("2026-04-20T00:00:00Z")).count(), 1);
+    }
+
+    #[test]
+    fn time_off_mistakes_are_named() {
+        let old = r#"time_off = { "005Hs00000A1b2cAAA" = ["2026-08-10..2026-08-21"] }"#;
+        for (entries, path) in [
+            (r#"["2026-03-05..2026-03-03"]"#, "policy.owners.time_off.u1[0]"),
+            (r#"["2026-03-03", "March 5th"]"#, "policy.owners.time_off.u1[1]"),
+            (r#"["2026-01-01..2027-06-01"]"#, "policy.owners.time_off.u1[0]"),
+        ] {
+            let issues = issues_after(old, &format!("time_off = {{ u1 = {entries} }}"));
+            assert_eq!(paths(&issues), vec![path], "{entries}: {issues:#?}");
+        }
+        let listed = r#"time_off = { u1 = ["2026-03-03..2026-03-05", "2026-03-04", "2026-04-01"] }"#;
+        let ok = crate::config::parse(&EXAMPLE.replacen(old, listed, 1)).expect("valid");
+        let days: Vec<String> = ok.policy.time_off["u1"].iter().map(|d| d.to_string()).collect();
+        assert_eq!(days, ["2026-03-03", "2026-03-04", "2026-03-05", "2026-04-01"]);
     }
 
     #[test]
