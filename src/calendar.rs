@@ -133,6 +133,45 @@ pub struct Schedule {
     search_limit_days: u32,
 }
 
+/// Which schedule: the calendar, the zone it is read in (an owner's own),
+/// and the owner when they have days off of their own.
+pub type ScheduleKey = (String, Option<Tz>, Option<String>);
+
+/// Schedules built under one policy, shared by every evaluation under it
+/// (across threads): building one parses its calendar and lays out its
+/// holidays in a zone, which a lead should not pay for again. A new policy
+/// starts a new cache; clones of a policy share theirs.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleCache(
+    std::sync::Arc<std::sync::RwLock<std::collections::HashMap<ScheduleKey, std::sync::Arc<Schedule>>>>,
+);
+
+impl ScheduleCache {
+    /// The schedule under `key`, built by `build` the first time.
+    pub fn get_or_build<E>(
+        &self,
+        key: &ScheduleKey,
+        build: impl FnOnce() -> Result<Schedule, E>,
+    ) -> Result<std::sync::Arc<Schedule>, E> {
+        if let Some(found) = self.0.read().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(found);
+        }
+        let built = std::sync::Arc::new(build()?);
+        if let Ok(mut m) = self.0.write() {
+            m.entry(key.clone()).or_insert_with(|| built.clone());
+        }
+        Ok(built)
+    }
+}
+
+/// A cache says nothing about the policy it serves: two policies are equal
+/// whatever either has built so far.
+impl PartialEq for ScheduleCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 impl Schedule {
     /// Validates `cal` and builds its schedule.
     ///

@@ -84,6 +84,7 @@ mod window;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
@@ -407,11 +408,10 @@ fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Schedules by (calendar, zone, the owner when they have time off), built
-/// once per evaluation.
+/// The schedules a lead's clocks are measured on, from the policy's shared
+/// cache.
 struct Calendars<'p> {
     policy: &'p CompiledPolicy,
-    built: HashMap<(String, Option<Tz>, Option<String>), Schedule>,
 }
 
 /// Evaluates one lead. See the module docs for the rules.
@@ -454,7 +454,7 @@ pub fn evaluate(
         owners,
         policy,
         now,
-        calendars: Calendars { policy, built: HashMap::new() },
+        calendars: Calendars { policy },
         ownership,
         holders,
         obligation_at: lead.created_at,
@@ -620,8 +620,8 @@ pub fn owner_schedule(
     owners: &Owners<'_>,
     owner_id: Option<&str>,
 ) -> Result<Schedule, EngineError> {
-    let mut calendars = Calendars { policy, built: HashMap::new() };
-    calendars.for_owner("(report)", owner_id, owners, &mut Vec::new())
+    let calendars = Calendars { policy };
+    calendars.for_owner("(report)", owner_id, owners, &mut Vec::new()).map(|s| (*s).clone())
 }
 
 struct Ctx<'a, 'p> {
@@ -686,12 +686,12 @@ impl Calendars<'_> {
     /// The schedule for `owner_id` (the default calendar when unknown), in
     /// the owner's zone when known and allowed.
     fn for_owner(
-        &mut self,
+        &self,
         lead_id: &str,
         owner_id: Option<&str>,
         owners: &Owners<'_>,
         notes: &mut Vec<String>,
-    ) -> Result<Schedule, EngineError> {
+    ) -> Result<Arc<Schedule>, EngineError> {
         let settings = &self.policy.owners;
         let owner_label = owner_id.unwrap_or("(none)").to_string();
         let calendar_id = owner_id
@@ -719,41 +719,41 @@ impl Calendars<'_> {
         };
         // An owner with time off has a schedule of their own.
         let days_off = owner_id.and_then(|id| self.policy.time_off.get(id));
-        let key = (calendar_id.clone(), zone, days_off.and(owner_id).map(str::to_string));
-        if let Some(schedule) = self.built.get(&key) {
-            return Ok(schedule.clone());
-        }
-        let calendar = self.policy.calendars.get(&calendar_id).ok_or_else(|| EngineError::UnknownCalendar {
-            lead_id: lead_id.to_string(),
-            owner: owner_label.clone(),
-            calendar: calendar_id.clone(),
-        })?;
-        let base = Schedule::new(calendar).map_err(|source| EngineError::Calendar {
-            lead_id: lead_id.to_string(),
-            clock: "calendar",
-            source,
-        })?;
-        let schedule = match zone {
-            Some(tz) => base.with_time_zone(tz),
-            None => base,
-        };
-        let schedule = match days_off {
-            Some(days) => {
-                notes.push(format!(
-                    "owner {owner_label} is away on {} listed day(s) (policy.owners.time_off): their clocks do not run then",
-                    days.len()
-                ));
-                schedule.with_days_off(days)
+        if let Some(days) = days_off {
+            let note = format!(
+                "owner {owner_label} is away on {} listed day(s) (policy.owners.time_off): their clocks do not run then",
+                days.len()
+            );
+            if !notes.contains(&note) {
+                notes.push(note);
             }
-            None => schedule,
-        };
-        self.built.insert(key, schedule.clone());
-        Ok(schedule)
+        }
+        let key = (calendar_id.clone(), zone, days_off.and(owner_id).map(str::to_string));
+        self.policy.schedules.get_or_build(&key, || {
+            let calendar = self.policy.calendars.get(&calendar_id).ok_or_else(|| EngineError::UnknownCalendar {
+                lead_id: lead_id.to_string(),
+                owner: owner_label.clone(),
+                calendar: calendar_id.clone(),
+            })?;
+            let base = Schedule::new(calendar).map_err(|source| EngineError::Calendar {
+                lead_id: lead_id.to_string(),
+                clock: "calendar",
+                source,
+            })?;
+            let schedule = match zone {
+                Some(tz) => base.with_time_zone(tz),
+                None => base,
+            };
+            Ok(match days_off {
+                Some(days) => schedule.with_days_off(days),
+                None => schedule,
+            })
+        })
     }
 }
 
 impl<'a> Ctx<'a, '_> {
-    fn schedule(&mut self, owner_id: Option<&str>) -> Result<Schedule, EngineError> {
+    fn schedule(&mut self, owner_id: Option<&str>) -> Result<Arc<Schedule>, EngineError> {
         self.calendars.for_owner(&self.lead.id, owner_id, self.owners, &mut self.notes)
     }
 

@@ -52,6 +52,8 @@ pub struct CompiledPolicy {
     /// Each owner's days off, sorted (owners with none are absent): closed
     /// days on their schedule.
     pub time_off: BTreeMap<String, Vec<NaiveDate>>,
+    /// The schedules evaluations under this policy built, shared.
+    pub schedules: crate::calendar::ScheduleCache,
     /// Which clocks handoff acts on; the daemon sets it from
     /// `sync.enforce_from` (by default, its first start). The policy file
     /// does not say it.
@@ -487,6 +489,7 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
         scorecard,
         surge,
         time_off,
+        schedules: crate::calendar::ScheduleCache::default(),
     })
 }
 
