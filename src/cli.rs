@@ -422,8 +422,15 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         }
     }
     let p = &config.policy;
+    let mut extras = String::new();
+    if !p.surge.periods.is_empty() {
+        extras.push_str(&format!(", {} declared surge(s)", p.surge.periods.len()));
+    }
+    if !p.time_off.is_empty() {
+        extras.push_str(&format!(", time off for {} owner(s)", p.time_off.len()));
+    }
     println!(
-        "{}: OK: instance `{}` ({}), policy version {}, grades {}, segments {}, {} calendar(s)",
+        "{}: OK: instance `{}` ({}), policy version {}, grades {}, segments {}, {} calendar(s){extras}",
         args.config.display(),
         config.instance.name,
         config.instance.crm,

@@ -340,16 +340,7 @@ impl HubspotConnector {
         ids: &[String],
         cursor: &str,
     ) -> Result<BTreeMap<String, String>, HubspotError> {
-        let mut out = BTreeMap::new();
-        let mut unknown = Vec::new();
-        for id in ids {
-            match self.own_writes.contact_of_task(id).filter(|_| object == "tasks") {
-                Some(lead) => {
-                    out.insert(id.clone(), lead);
-                }
-                None => unknown.push(id.clone()),
-            }
-        }
+        let (mut out, unknown) = self.own_tasks_known(object, ids);
         if unknown.is_empty() {
             return Ok(out);
         }

@@ -445,6 +445,22 @@ impl HubspotConnector {
         self.client.get("/crm/v3/owners", query, "owners", cursor).await
     }
 
+    /// Of `ids` (of `object`), the tasks handoff created itself, whose lead
+    /// this process remembers (task id → lead id), and the rest.
+    pub(crate) fn own_tasks_known(&self, object: &str, ids: &[String]) -> (BTreeMap<String, String>, Vec<String>) {
+        let mut known = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for id in ids {
+            match self.own_writes.contact_of_task(id).filter(|_| object == "tasks") {
+                Some(lead) => {
+                    known.insert(id.clone(), lead);
+                }
+                None => unknown.push(id.clone()),
+            }
+        }
+        (known, unknown)
+    }
+
     /// Engagement id → associated contact id (the lowest when several), in
     /// one v4 batch call per page.
     async fn contacts_of(
@@ -453,17 +469,7 @@ impl HubspotConnector {
         ids: &[String],
         cursor: &str,
     ) -> Result<BTreeMap<String, String>, HubspotError> {
-        // Tasks handoff created itself: their contact is known.
-        let mut out = BTreeMap::new();
-        let mut unknown = Vec::new();
-        for id in ids {
-            match self.own_writes.contact_of_task(id).filter(|_| object == "tasks") {
-                Some(contact) => {
-                    out.insert(id.clone(), contact);
-                }
-                None => unknown.push(id),
-            }
-        }
+        let (mut out, unknown) = self.own_tasks_known(object, ids);
         if unknown.is_empty() {
             return Ok(out);
         }
