@@ -7,14 +7,17 @@
 //! Prints numbers; asserts nothing (the call-count tests assert).
 //!
 //! `cargo bench --bench api_calls` (`HANDOFF_BENCH_LEADS`, default 100,000;
-//! `HANDOFF_BENCH_CRM=salesforce|hubspot` for one CRM; `HANDOFF_BENCH_DUMP=1`
+//! `HANDOFF_BENCH_CRM=salesforce|hubspot|hubspot-leads` for one CRM, the last
+//! HubSpot on its lead records (`lead_object = "leads"`); `HANDOFF_BENCH_DUMP=1`
 //! prints every call of the backfill).
 //!
 //! Lower bounds, per stream:
 //! - Salesforce reads: pages of 2,000 rows (a query page holds at most
 //!   2,000 rows, history rows read with their lead included).
 //! - HubSpot leads: the contacts listing with history, 50 a page; an
-//!   incremental window: search pages of 200 and history batches of 50.
+//!   incremental window: search pages of 200 and history batches of 50. On
+//!   lead records the same bound (a record with its history, 50 a call):
+//!   what reading each lead's contact costs on top shows against it.
 //! - HubSpot activities: search pages of 200 and association reads of 1,000.
 //! - Owners and calendars: one call per object (they are few).
 //! - Writes: Salesforce, collections of 200 five to a Composite request;
@@ -43,8 +46,10 @@ enum Kind {
 }
 
 /// Which stream a logged request served. A Salesforce `nextRecordsUrl`
-/// belongs to the query before it.
-fn classify(crm: CrmKind, log: &[LoggedRequest]) -> BTreeMap<Kind, usize> {
+/// belongs to the query before it. On HubSpot lead records (`leads_mode`)
+/// the lead records, their contacts and the associations between them
+/// serve the leads stream.
+fn classify(crm: CrmKind, log: &[LoggedRequest], leads_mode: bool) -> BTreeMap<Kind, usize> {
     let mut out = BTreeMap::new();
     let mut last_query = Kind::Other;
     for r in log.iter().filter(|r| r.counted) {
@@ -81,7 +86,13 @@ fn classify(crm: CrmKind, log: &[LoggedRequest]) -> BTreeMap<Kind, usize> {
                     || p == "/crm/v3/objects/tasks/batch/read"
                 {
                     Kind::Writes
-                } else if p.starts_with("/crm/v3/objects/contacts") {
+                } else if p.starts_with("/crm/v3/objects/contacts")
+                    || (leads_mode
+                        && (p.starts_with("/crm/v3/objects/leads")
+                            || p.starts_with("/crm/v3/properties/leads")
+                            || p.starts_with("/crm/v4/associations/leads/contacts")
+                            || p.starts_with("/crm/v4/associations/contacts/leads")))
+                {
                     Kind::Leads
                 } else if p.starts_with("/crm/v3/objects/") || p.starts_with("/crm/v4/associations/") {
                     Kind::Activities
@@ -121,7 +132,7 @@ struct Phase {
     written: usize,
 }
 
-fn print(crm: CrmKind, leads: usize, p: &Phase) {
+fn print(crm: &str, leads: usize, p: &Phase) {
     let total: usize = p.calls.iter().filter(|(k, _)| **k != Kind::Refused).map(|(_, n)| n).sum();
     let bound: usize = p.bound.values().sum();
     println!(
@@ -166,7 +177,7 @@ fn backfill_bound(crm: CrmKind, sim: &handoff::daemon::Daemon, written: usize) -
     bound
 }
 
-async fn run(crm: CrmKind, leads: usize) {
+async fn run(crm: CrmKind, leads: usize, leads_mode: bool) {
     let mut opts = SandboxOptions::new(crm);
     opts.org = OrgConfig { leads, days: 30, ..OrgConfig::default() };
     opts.clock = ClockMode::Frozen;
@@ -174,7 +185,8 @@ async fn run(crm: CrmKind, leads: usize) {
     let sb = handoff_sandbox::start(opts).await.expect("sandbox starts");
     handoff::demo::open_sandbox_limits(&sb).await.expect("limits open");
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = handoff::demo::config_for(&sb, dir.path()).expect("config");
+    let overlay = leads_mode.then(|| handoff::demo::hubspot_leads_mode().expect("the leads-mode overlay"));
+    let config = handoff::demo::config_with(&sb, dir.path(), overlay.as_ref()).expect("config");
     let mut daemon = Simulation::daemon(&config, &sb).await.expect("daemon");
 
     let mut phases = Vec::new();
@@ -188,7 +200,7 @@ async fn run(crm: CrmKind, leads: usize) {
             break;
         }
     }
-    let calls = classify(crm, &sb.shared.log.snapshot()[start..]);
+    let calls = classify(crm, &sb.shared.log.snapshot()[start..], leads_mode);
     if std::env::var("HANDOFF_BENCH_DUMP").is_ok() {
         for r in &sb.shared.log.snapshot()[start..] {
             let q = r.query.as_deref().unwrap_or("").replace('+', " ").replace("%20", " ");
@@ -227,7 +239,7 @@ async fn run(crm: CrmKind, leads: usize) {
         if phases.iter().any(|p| p.name == name) {
             continue;
         }
-        let calls = classify(crm, &sb.shared.log.snapshot()[start..]);
+        let calls = classify(crm, &sb.shared.log.snapshot()[start..], leads_mode);
         // Nobody else changed anything: the bound is a window's one empty
         // page per object read.
         let mut bound = BTreeMap::new();
@@ -251,7 +263,7 @@ async fn run(crm: CrmKind, leads: usize) {
         });
     }
     for p in &phases {
-        print(crm, leads, p);
+        print(if leads_mode { "hubspot-leads" } else { crm.as_str() }, leads, p);
     }
     sb.stop().await;
 }
@@ -260,10 +272,14 @@ fn main() {
     let leads: usize = std::env::var("HANDOFF_BENCH_LEADS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let only = std::env::var("HANDOFF_BENCH_CRM").ok();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    for crm in [CrmKind::Salesforce, CrmKind::Hubspot] {
-        if only.as_deref().is_some_and(|o| o != crm.as_str()) {
+    for (name, crm, leads_mode) in [
+        ("salesforce", CrmKind::Salesforce, false),
+        ("hubspot", CrmKind::Hubspot, false),
+        ("hubspot-leads", CrmKind::Hubspot, true),
+    ] {
+        if only.as_deref().is_some_and(|o| o != name) || (only.is_none() && leads_mode) {
             continue;
         }
-        rt.block_on(run(crm, leads));
+        rt.block_on(run(crm, leads, leads_mode));
     }
 }
