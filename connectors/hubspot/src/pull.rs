@@ -195,7 +195,10 @@ impl HubspotConnector {
         if full {
             state.window = Some(next);
             page.has_more = true;
-        } else if window.object + 1 < objects.len() {
+        } else if window.object + 1 < objects.len() && !(lead_records && window.from_ms <= 0) {
+            // (A backfill from the beginning of time on lead records needs
+            // no contacts' pass: every lead record was read, each with its
+            // contact as it is now.)
             state.window =
                 Some(Window { object: window.object + 1, last_id: None, guard: PageGuard::default(), ..window });
             page.has_more = true;
