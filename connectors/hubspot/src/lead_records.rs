@@ -52,6 +52,12 @@ const LEAD_TO_PRIMARY_CONTACT: u32 = 578;
 /// they are dropped (a write then reads the association again).
 const MAX_REMEMBERED: usize = 500_000;
 
+/// The lowest of associated records' ids (numerically: shorter first),
+/// the one an engagement associated with several is taken to be about.
+pub(crate) fn lowest_id(ends: &[(String, Vec<u32>)]) -> Option<String> {
+    ends.iter().map(|(id, _)| id.clone()).min_by_key(|id| (id.len(), id.clone()))
+}
+
 /// What leads mode learns once and keeps: the Leads object's property
 /// names, each lead's primary contact, the task → lead association type.
 #[derive(Debug, Default)]
@@ -313,8 +319,7 @@ impl HubspotConnector {
             .into_iter()
             .filter_map(|(lead, ends)| {
                 let first = ends.iter().find(|(_, types)| types.contains(&LEAD_TO_PRIMARY_CONTACT)).cloned();
-                let pick = first.or_else(|| ends.iter().min_by_key(|(id, _)| (id.len(), id.clone())).cloned());
-                pick.map(|(contact, _)| (lead, contact))
+                first.map(|(id, _)| id).or_else(|| lowest_id(&ends)).map(|contact| (lead, contact))
             })
             .collect();
         self.leads_cache.remember_contacts(&primary);
@@ -357,8 +362,7 @@ impl HubspotConnector {
         if unknown.is_empty() {
             return Ok(out);
         }
-        let lowest =
-            |ends: &[(String, Vec<u32>)]| ends.iter().map(|(id, _)| id.clone()).min_by_key(|id| (id.len(), id.clone()));
+        let lowest = lowest_id;
         let direct = self.associated(object, "leads", &unknown, cursor).await?;
         let mut via_contact = Vec::new();
         for id in unknown {

@@ -17,9 +17,7 @@ use crate::cursor::{self, OwnersCursor, RecordsCursor, Sweep, Window};
 use crate::error::HubspotError;
 use crate::limits::Bucket;
 use crate::map::{self, TASK_KEY_PROPERTY};
-use crate::wire::{
-    id_string, parse_time, raw_numeric_id, ApiObject, AssociationBatch, BadRecord, BatchResponse, ObjectPage, OwnerPage,
-};
+use crate::wire::{id_string, parse_time, raw_numeric_id, ApiObject, BadRecord, BatchResponse, ObjectPage, OwnerPage};
 use crate::HubspotConnector;
 
 /// Archived listings page at HubSpot's list maximum.
@@ -476,28 +474,9 @@ impl HubspotConnector {
         if unknown.is_empty() {
             return Ok(out);
         }
-        let inputs: Vec<Value> = unknown.iter().map(|id| json!({"id": id})).collect();
-        let body = json!({"inputs": inputs});
-        let path = format!("/crm/v4/associations/{object}/contacts/batch/read");
-        let resp = self
-            .client
-            .send(Request {
-                method: Method::POST,
-                path: path.clone(),
-                query: vec![],
-                body: Some(&body),
-                bucket: Bucket::Burst,
-                idempotent: true,
-                object,
-                cursor,
-            })
-            .await?;
-        let batch: AssociationBatch = resp.json(&path)?;
-        for r in batch.results {
-            let Some(from) = id_string(&r.from.id) else { continue };
-            let lowest = r.to.iter().filter_map(|t| id_string(&t.to_object_id)).min_by_key(|id| (id.len(), id.clone()));
-            if let Some(contact) = lowest {
-                out.insert(from, contact);
+        for (engagement, ends) in self.associated(object, "contacts", &unknown, cursor).await? {
+            if let Some(contact) = crate::lead_records::lowest_id(&ends) {
+                out.insert(engagement, contact);
             }
         }
         Ok(out)
