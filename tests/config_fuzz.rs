@@ -323,6 +323,8 @@ fn each_bound_is_refused_by_name() {
         (vec![Mutation::DeepNot { depth: 40 }], "policy.grades[0].when"),
         (vec![Mutation::Hours { calendar: 0, per_day: 90, all_days: false }], "policy.calendars.us_east.hours"),
         (vec![Mutation::Holidays { calendar: 1, count: 4_000, on_mondays: false }], "policy.calendars.emea.holidays"),
+        (vec![Mutation::Holidays { calendar: 0, count: 499, on_mondays: false }], "policy.calendars.us_east.holidays"),
+        (vec![Mutation::Holidays { calendar: 0, count: 32, on_mondays: false }], "policy.calendars.us_east.holidays"),
         (vec![Mutation::Cadence { touches: 101, business_days: 10 }], "policy.segments[1].cadence.touches"),
         (vec![Mutation::Duration { key: 7, text: "1000x".into() }], "policy.escalation.levels[1].after"),
         (

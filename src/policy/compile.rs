@@ -956,6 +956,14 @@ fn compile_calendar(cx: &mut Cx, name: &str, spec: &CalendarSpec) -> Option<Busi
             ),
         }
     }
+    if let Some((from, days)) = longest_closure(&holidays).filter(|(_, days)| *days > MAX_CLOSED_DAYS) {
+        cx.issue(
+            format!("{p}.holidays"),
+            format!("{days} days from {from}"),
+            format!("whole-day holidays close {days} days in a row; a calendar closes at most {MAX_CLOSED_DAYS} (longer, nobody answers its leads and every window stretches across the closure)"),
+            "keep real holidays only, and give the owners of a longer closure another calendar in policy.owners.calendar_by_owner",
+        );
+    }
     if cx.issues.len() > before {
         return None;
     }
@@ -1073,6 +1081,31 @@ fn compile_time_off(cx: &mut Cx, o: &OwnerSettings) -> BTreeMap<String, Vec<Naiv
             (!days.is_empty()).then(|| (owner.clone(), days))
         })
         .collect()
+}
+
+/// Most days in a row whole-day holidays may close a calendar: a month.
+pub const MAX_CLOSED_DAYS: i64 = 31;
+
+/// The longest run of consecutive whole-day holidays: its first day and
+/// its length in days.
+fn longest_closure(holidays: &[Holiday]) -> Option<(NaiveDate, i64)> {
+    let days: BTreeSet<NaiveDate> =
+        holidays.iter().filter(|h| h.start.is_none() && h.end.is_none()).map(|h| h.date).collect();
+    let mut best: Option<(NaiveDate, i64)> = None;
+    let mut run: Option<(NaiveDate, NaiveDate)> = None;
+    for d in days {
+        run = match run {
+            Some((first, last)) if last.succ_opt() == Some(d) => Some((first, d)),
+            _ => Some((d, d)),
+        };
+        if let Some((first, last)) = run {
+            let len = (last - first).num_days() + 1;
+            if best.is_none_or(|(_, b)| len > b) {
+                best = Some((first, len));
+            }
+        }
+    }
+    best
 }
 
 /// Most days of time off an owner may have listed: a few years' leave.
