@@ -408,12 +408,6 @@ fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The schedules a lead's clocks are measured on, from the policy's shared
-/// cache.
-struct Calendars<'p> {
-    policy: &'p CompiledPolicy,
-}
-
 /// Evaluates one lead. See the module docs for the rules.
 pub fn evaluate(
     lead: &Lead,
@@ -454,7 +448,6 @@ pub fn evaluate(
         owners,
         policy,
         now,
-        calendars: Calendars { policy },
         ownership,
         holders,
         obligation_at: lead.created_at,
@@ -620,8 +613,7 @@ pub fn owner_schedule(
     owners: &Owners<'_>,
     owner_id: Option<&str>,
 ) -> Result<Schedule, EngineError> {
-    let calendars = Calendars { policy };
-    calendars.for_owner("(report)", owner_id, owners, &mut Vec::new()).map(|s| (*s).clone())
+    schedule_for(policy, "(report)", owner_id, owners, &mut Vec::new()).map(|s| (*s).clone())
 }
 
 struct Ctx<'a, 'p> {
@@ -630,7 +622,6 @@ struct Ctx<'a, 'p> {
     owners: &'a Owners<'a>,
     policy: &'p CompiledPolicy,
     now: DateTime<Utc>,
-    calendars: Calendars<'p>,
     ownership: Ownership,
     /// Who answers for the sales clocks, span by span.
     holders: Vec<HolderSpan>,
@@ -682,79 +673,75 @@ fn judge_mql(ctx: &mut Ctx<'_, '_>, ev: &mut Evaluation) -> Option<String> {
     Some(why)
 }
 
-impl Calendars<'_> {
-    /// The schedule for `owner_id` (the default calendar when unknown), in
-    /// the owner's zone when known and allowed.
-    fn for_owner(
-        &self,
-        lead_id: &str,
-        owner_id: Option<&str>,
-        owners: &Owners<'_>,
-        notes: &mut Vec<String>,
-    ) -> Result<Arc<Schedule>, EngineError> {
-        let settings = &self.policy.owners;
-        let owner_label = owner_id.unwrap_or("(none)").to_string();
-        let calendar_id = owner_id
-            .and_then(|id| settings.calendar_by_owner.get(id))
-            .or(settings.default_calendar.as_ref())
-            .cloned()
-            .or_else(|| {
-                (self.policy.calendars.len() == 1).then(|| self.policy.calendars.keys().next().cloned()).flatten()
-            })
-            .ok_or_else(|| EngineError::NoCalendar { lead_id: lead_id.to_string(), owner: owner_label.clone() })?;
-        let zone = match (settings.use_owner_time_zone, owner_id.and_then(|id| owners.get(id))) {
-            (true, Some(owner)) => {
-                match owner.time_zone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
-                    Some(name) => match Tz::from_str(name) {
-                        Ok(tz) => Some(tz),
-                        Err(_) => {
-                            notes.push(format!("owner {owner_label} has unknown time zone `{name}`; using calendar `{calendar_id}`'s zone"));
-                            None
-                        }
-                    },
-                    None => None,
+/// The schedule for `owner_id` (the default calendar when unknown), in the
+/// owner's zone when known and allowed, from the policy's shared cache.
+fn schedule_for(
+    policy: &CompiledPolicy,
+    lead_id: &str,
+    owner_id: Option<&str>,
+    owners: &Owners<'_>,
+    notes: &mut Vec<String>,
+) -> Result<Arc<Schedule>, EngineError> {
+    let settings = &policy.owners;
+    let owner_label = owner_id.unwrap_or("(none)").to_string();
+    let calendar_id = owner_id
+        .and_then(|id| settings.calendar_by_owner.get(id))
+        .or(settings.default_calendar.as_ref())
+        .cloned()
+        .or_else(|| (policy.calendars.len() == 1).then(|| policy.calendars.keys().next().cloned()).flatten())
+        .ok_or_else(|| EngineError::NoCalendar { lead_id: lead_id.to_string(), owner: owner_label.clone() })?;
+    let zone = match (settings.use_owner_time_zone, owner_id.and_then(|id| owners.get(id))) {
+        (true, Some(owner)) => match owner.time_zone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
+            Some(name) => match Tz::from_str(name) {
+                Ok(tz) => Some(tz),
+                Err(_) => {
+                    notes.push(format!(
+                        "owner {owner_label} has unknown time zone `{name}`; using calendar `{calendar_id}`'s zone"
+                    ));
+                    None
                 }
-            }
-            _ => None,
-        };
-        // An owner with time off has a schedule of their own.
-        let days_off = owner_id.and_then(|id| self.policy.time_off.get(id));
-        if let Some(days) = days_off {
-            let note = format!(
-                "owner {owner_label} is away on {} listed day(s) (policy.owners.time_off): their clocks do not run then",
-                days.len()
-            );
-            if !notes.contains(&note) {
-                notes.push(note);
-            }
+            },
+            None => None,
+        },
+        _ => None,
+    };
+    // An owner with time off has a schedule of their own.
+    let days_off = owner_id.and_then(|id| policy.time_off.get(id));
+    if let Some(days) = days_off {
+        let note = format!(
+            "owner {owner_label} is away on {} listed day(s) (policy.owners.time_off): their clocks do not run then",
+            days.len()
+        );
+        if !notes.contains(&note) {
+            notes.push(note);
         }
-        let key = (calendar_id.clone(), zone, days_off.and(owner_id).map(str::to_string));
-        self.policy.schedules.get_or_build(&key, || {
-            let calendar = self.policy.calendars.get(&calendar_id).ok_or_else(|| EngineError::UnknownCalendar {
-                lead_id: lead_id.to_string(),
-                owner: owner_label.clone(),
-                calendar: calendar_id.clone(),
-            })?;
-            let base = Schedule::new(calendar).map_err(|source| EngineError::Calendar {
-                lead_id: lead_id.to_string(),
-                clock: "calendar",
-                source,
-            })?;
-            let schedule = match zone {
-                Some(tz) => base.with_time_zone(tz),
-                None => base,
-            };
-            Ok(match days_off {
-                Some(days) => schedule.with_days_off(days),
-                None => schedule,
-            })
-        })
     }
+    let key = (calendar_id.clone(), zone, days_off.and(owner_id).map(str::to_string));
+    policy.schedules.get_or_build(&key, || {
+        let calendar = policy.calendars.get(&calendar_id).ok_or_else(|| EngineError::UnknownCalendar {
+            lead_id: lead_id.to_string(),
+            owner: owner_label.clone(),
+            calendar: calendar_id.clone(),
+        })?;
+        let base = Schedule::new(calendar).map_err(|source| EngineError::Calendar {
+            lead_id: lead_id.to_string(),
+            clock: "calendar",
+            source,
+        })?;
+        let schedule = match zone {
+            Some(tz) => base.with_time_zone(tz),
+            None => base,
+        };
+        Ok(match days_off {
+            Some(days) => schedule.with_days_off(days),
+            None => schedule,
+        })
+    })
 }
 
 impl<'a> Ctx<'a, '_> {
     fn schedule(&mut self, owner_id: Option<&str>) -> Result<Arc<Schedule>, EngineError> {
-        self.calendars.for_owner(&self.lead.id, owner_id, self.owners, &mut self.notes)
+        schedule_for(self.policy, &self.lead.id, owner_id, self.owners, &mut self.notes)
     }
 
     /// The decisions that count for the sales clocks: status changes into a

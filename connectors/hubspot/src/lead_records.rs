@@ -258,10 +258,11 @@ impl HubspotConnector {
         let size = if with_history.is_some() { HISTORY_BATCH } else { BATCH_READ };
         for chunk in ids.chunks(size) {
             let inputs: Vec<Value> = chunk.iter().map(|id| json!({"id": id})).collect();
-            let mut history: &[String] = with_history.unwrap_or_default();
-            if self.history_unavailable.load(Ordering::Relaxed) {
-                history = &[];
-            }
+            // A refusal earlier in this read stops asking for history.
+            let history: &[String] = match with_history {
+                Some(h) if !self.history_unavailable.load(Ordering::Relaxed) => h,
+                _ => &[],
+            };
             let body = json!({"inputs": inputs, "properties": properties, "propertiesWithHistory": history});
             let answer = match self.client.post_read::<BatchResponse>(&path, &body, object, cursor).await {
                 Err(HubspotError::Api { status: 403, category, message, .. }) if !history.is_empty() => {
@@ -362,11 +363,10 @@ impl HubspotConnector {
         if unknown.is_empty() {
             return Ok(out);
         }
-        let lowest = lowest_id;
         let direct = self.associated(object, "leads", &unknown, cursor).await?;
         let mut via_contact = Vec::new();
         for id in unknown {
-            match direct.get(&id).and_then(|ends| lowest(ends)) {
+            match direct.get(&id).and_then(|ends| lowest_id(ends)) {
                 Some(lead) => {
                     out.insert(id, lead);
                 }
@@ -378,11 +378,11 @@ impl HubspotConnector {
         }
         let contacts = self.associated(object, "contacts", &via_contact, cursor).await?;
         let contact_of: BTreeMap<String, String> =
-            contacts.iter().filter_map(|(e, ends)| Some((e.clone(), lowest(ends)?))).collect();
+            contacts.iter().filter_map(|(e, ends)| Some((e.clone(), lowest_id(ends)?))).collect();
         let contact_ids: Vec<String> = contact_of.values().cloned().collect::<BTreeSet<_>>().into_iter().collect();
         let leads = self.associated("contacts", "leads", &contact_ids, cursor).await?;
         for (engagement, contact) in contact_of {
-            if let Some(lead) = leads.get(&contact).and_then(|ends| lowest(ends)) {
+            if let Some(lead) = leads.get(&contact).and_then(|ends| lowest_id(ends)) {
                 out.insert(engagement, lead);
             }
         }
