@@ -429,6 +429,17 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     if !p.time_off.is_empty() {
         extras.push_str(&format!(", time off for {} owner(s)", p.time_off.len()));
     }
+    if let Some(overflow) = &p.capacity.overflow {
+        let cap = p.capacity.default_cap.map_or("per rep".to_string(), |c| c.to_string());
+        let to = match overflow {
+            crate::policy::Overflow::Pool(pool) => format!("the excess to {pool}"),
+            crate::policy::Overflow::LeastLoaded { group, .. } => {
+                format!("the excess to the least-loaded of {} reps", group.len())
+            }
+            crate::policy::Overflow::Relax { .. } => "the excess kept with relaxed windows".to_string(),
+        };
+        extras.push_str(&format!(", capacity {cap} new MQLs a day ({to})"));
+    }
     println!(
         "{}: OK: instance `{}` ({}), policy version {}, grades {}, segments {}, {} calendar(s){extras}",
         args.config.display(),
@@ -481,6 +492,7 @@ fn explain_from_state(config: &Config, lead_id: &str, args: &ExplainArgs) -> any
         lead: stored.for_engine(),
         activities: store.activities_of(lead_id)?,
         owners: store.owners()?,
+        intake: store.state(lead_id)?.and_then(|s| s.intake),
         now: args.now,
         json: args.json,
     })
@@ -509,5 +521,5 @@ fn explain_input(args: &ExplainArgs) -> anyhow::Result<ExplainInput> {
         }
         None => Vec::new(),
     };
-    Ok(ExplainInput { lead, activities, owners, now: args.now, json: args.json })
+    Ok(ExplainInput { lead, activities, owners, intake: None, now: args.now, json: args.json })
 }

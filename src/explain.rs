@@ -24,6 +24,9 @@ pub struct ExplainInput {
     pub activities: Vec<Activity>,
     #[serde(default)]
     pub owners: Vec<Owner>,
+    /// The daemon's capacity decision for the lead (its stored state's).
+    #[serde(default)]
+    pub intake: Option<crate::engine::capacity::Intake>,
     /// The instant to judge at.
     pub now: DateTime<Utc>,
     /// JSON output instead of the text report.
@@ -32,7 +35,7 @@ pub struct ExplainInput {
 }
 
 /// The lead, activities and owners of one case, as stored in a case file:
-/// `{ "lead": {…}, "activities": [ … ], "owners": [ … ] }`.
+/// `{ "lead": {…}, "activities": [ … ], "owners": [ … ], "intake": {…} }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseFile {
@@ -41,6 +44,9 @@ pub struct CaseFile {
     pub activities: Vec<Activity>,
     #[serde(default)]
     pub owners: Vec<Owner>,
+    /// The capacity decision for the lead, as `handoff state` would hold it.
+    #[serde(default)]
+    pub intake: Option<crate::engine::capacity::Intake>,
 }
 
 impl ExplainInput {
@@ -53,7 +59,14 @@ impl ExplainInput {
                 path.display()
             )
         })?;
-        Ok(ExplainInput { lead: case.lead, activities: case.activities, owners: case.owners, now, json })
+        Ok(ExplainInput {
+            lead: case.lead,
+            activities: case.activities,
+            owners: case.owners,
+            intake: case.intake,
+            now,
+            json,
+        })
     }
 }
 
@@ -65,7 +78,7 @@ pub fn run(config: &crate::config::Config, input: &ExplainInput) -> anyhow::Resu
 /// [`run`] with an already compiled policy.
 pub fn run_with_policy(policy: &CompiledPolicy, input: &ExplainInput) -> anyhow::Result<String> {
     let owners = Owners::new(&input.owners);
-    let evaluation = evaluate(&input.lead, &input.activities, &owners, policy, input.now)
+    let evaluation = evaluate(&input.lead, &input.activities, &owners, policy, input.intake.as_ref(), input.now)
         .with_context(|| format!("evaluating lead {}", input.lead.id))?;
     if input.json {
         let mut text = serde_json::to_string_pretty(&evaluation).context("rendering the evaluation as JSON")?;

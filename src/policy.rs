@@ -20,9 +20,10 @@ mod cond;
 mod window;
 
 pub use compile::{
-    compile, After, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy, CompiledScorecard,
-    CompiledSegment, CompiledSurge, Enforcement, EscalationTarget, Qualification, Reminder, SurgeSpan,
-    MAX_CONDITION_DEPTH, MAX_CONDITION_NODES, MAX_ESCALATION_MULTIPLE, MAX_SURGE_PERIODS, SURGE_REASONS,
+    compile, After, CompiledCapacity, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy,
+    CompiledScorecard, CompiledSegment, CompiledSurge, Enforcement, EscalationTarget, Overflow, Qualification,
+    Reminder, SurgeSpan, MAX_CONDITION_DEPTH, MAX_CONDITION_NODES, MAX_ESCALATION_MULTIPLE, MAX_SURGE_PERIODS,
+    SURGE_REASONS,
 };
 pub use cond::{is_set, parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
 pub use window::{parse_window, Window, MAX_BUSINESS_DAYS, MAX_BUSINESS_SECS, MAX_WALL_CLOCK_SECS, WINDOW_FIX};
@@ -100,6 +101,44 @@ pub struct Policy {
     /// for leads that arrive during one.
     #[serde(default)]
     pub surge: SurgeProtocol,
+    /// How many new MQLs a rep takes a business day, and where the excess
+    /// goes.
+    #[serde(default)]
+    pub capacity: CapacityPolicy,
+}
+
+/// Caps on the new MQLs a rep receives per business day. A lead counts
+/// for the rep who holds it when its first-touch clock starts, on the
+/// business day (in that rep's calendar and zone) it starts counting; leads
+/// are counted in the order handoff first judges them, and a lead is
+/// counted once per MQL. What happens to a lead above its rep's cap is
+/// `overflow`'s choice, taken once and kept (`handoff explain` shows it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityPolicy {
+    /// The cap of every rep not in `per_owner`; unset: no cap.
+    #[serde(default)]
+    pub new_mqls_per_day: Option<u32>,
+    /// Caps of named reps (owner id to cap), over `new_mqls_per_day`.
+    #[serde(default)]
+    pub per_owner: BTreeMap<String, u32>,
+    /// `pool`: the excess goes to `pool`; `least_loaded`: to the rep of
+    /// `group` with the fewest new MQLs that day who is under their cap
+    /// and not away (else to `pool` when set, else it stays); `relax`: it
+    /// stays with its rep, whose first touch of it gets `first_touch`'s
+    /// window for its grade.
+    #[serde(default)]
+    pub overflow: Option<String>,
+    /// Owner id (a queue or a user) the excess goes to.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Reps who share each other's excess (owner ids), for `least_loaded`.
+    #[serde(default)]
+    pub group: Vec<String>,
+    /// Relaxed first-touch windows by grade for `relax`; a grade not
+    /// listed keeps its segment's window.
+    #[serde(default)]
+    pub first_touch: BTreeMap<String, String>,
 }
 
 /// The surge protocol: periods when inbound volume is known to exceed what
@@ -241,6 +280,15 @@ pub struct OwnerSettings {
     /// on those days, as on the calendar's holidays.
     #[serde(default)]
     pub time_off: BTreeMap<String, Vec<String>>,
+    /// What becomes of a new MQL that reaches a rep on time off (it arrives
+    /// on a day off, or after hours before one): `pause` (the default: their
+    /// clocks wait for them) or `reassign` (it goes to `away_fallback`, once).
+    #[serde(default)]
+    pub when_away: Option<String>,
+    /// Owner id (a queue or a user) new leads go to while their rep is away,
+    /// with `when_away = "reassign"`.
+    #[serde(default)]
+    pub away_fallback: Option<String>,
 }
 
 fn default_true() -> bool {

@@ -284,7 +284,7 @@ fn worst_steps(text: &str, case: &Case) -> Option<u64> {
     for lead in &leads {
         for now in instants(lead) {
             let before = work_steps();
-            let _ = evaluate(lead, &case.activities, &owners, config.policy(), now);
+            let _ = evaluate(lead, &case.activities, &owners, config.policy(), None, now);
             worst = worst.max(work_steps() - before);
         }
     }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::America::New_York;
+use handoff::engine::capacity::{decide, Intake, Outcome};
 use handoff::engine::{evaluate, ClockKind, ClockStatus, Evaluation, Owners};
 use handoff::policy::{compile, CompiledPolicy, Policy};
 use handoff_model::{
@@ -211,7 +212,7 @@ fn activity(id: &str, kind: ActivityKind, owner: &str, at: DateTime<Utc>) -> Act
 fn run(policy: &CompiledPolicy, lead: &Lead, activities: &[Activity], now: DateTime<Utc>) -> Evaluation {
     let list = owners();
     let owners = Owners::new(&list);
-    evaluate(lead, activities, &owners, policy, now).expect("evaluation succeeds")
+    evaluate(lead, activities, &owners, policy, None, now).expect("evaluation succeeds")
 }
 
 fn clock(ev: &Evaluation, kind: ClockKind) -> &handoff::engine::Clock {
@@ -793,7 +794,7 @@ fn business_time_is_read_in_the_owners_own_zone() {
     lead.owner_id = Some("u_syd".to_string());
     lead.assignments[0].owner_id = "u_syd".to_string();
     let owners = Owners::new(&list);
-    let ev = evaluate(&lead, &[], &owners, &policy(), ny("2026-03-02 12:00")).expect("evaluates");
+    let ev = evaluate(&lead, &[], &owners, &policy(), None, ny("2026-03-02 12:00")).expect("evaluates");
     let ft = clock(&ev, ClockKind::FirstTouch);
     assert_eq!(ft.started_at, Some(ny("2026-03-02 17:00")));
     assert_eq!(ft.due_at, Some(ny("2026-03-02 18:00")));
@@ -1378,6 +1379,7 @@ fn the_scorecard_marks_surge_weeks_and_keeps_surge_leads_apart() {
                 pending_update: None,
                 sla_fields: ev.sla_fields.clone(),
                 qualified_at: ev.qualified_at,
+                intake: None,
             },
         );
         leads.push(StoredLead {
@@ -1434,4 +1436,225 @@ fn a_rep_on_leave_for_three_days_pauses_their_clocks() {
     // Back on Friday: breached at 09:30 as any clock.
     let ev = run(&policy, &lead, &[], ny("2026-03-06 10:00"));
     assert_eq!(clock(&ev, ClockKind::FirstTouch).status, ClockStatus::Breached);
+}
+
+/// A rep on leave for three days, `when_away = "reassign"`: a lead that
+/// arrives while they are away (or the evening before) goes to the
+/// fallback once, and its clock restarts with the one who has it; a lead
+/// that arrived the morning before stays and waits for them.
+#[test]
+fn a_rep_on_leave_for_three_days_has_new_leads_reassigned() {
+    let away = r#"time_off = { u_rep = ["2026-03-03..2026-03-05"] }
+when_away = "reassign"
+away_fallback = "u_other""#;
+    let policy = policy_custom(r#"on_reassign = "restart""#, SAL, TWO_RUNGS, away);
+    let list = owners();
+    let owners = Owners::new(&list);
+    let arriving = |local: &str| {
+        let mut lead = lead();
+        let at = ny(local);
+        lead.created_at = at;
+        lead.modified_at = at;
+        lead.assignments[0].at = at;
+        lead
+    };
+    let judge = |lead: &Lead, now| {
+        let first = evaluate(lead, &[], &owners, &policy, None, now).unwrap();
+        let arrival = first.arrival.clone().expect("counted: leads leave reps who are away");
+        let intake = decide(&policy.capacity, &arrival, &|_, _| 0, &|_, _| false).unwrap();
+        let ev = evaluate(lead, &[], &owners, &policy, Some(&intake), now).unwrap();
+        (arrival, intake, ev)
+    };
+    // Wednesday, mid-leave: to u_other, keyed by the arrival.
+    let lead = arriving("2026-03-04 10:00");
+    let (arrival, intake, ev) = judge(&lead, ny("2026-03-04 10:05"));
+    assert!(arrival.away);
+    assert_eq!(arrival.day.to_string(), "2026-03-06", "it would have waited for Friday");
+    assert_eq!(intake.outcome, Outcome::Moved { to: "u_other".into() });
+    let key = format!("{}:ft:{}:cap:v3", lead.id, lead.created_at.timestamp());
+    assert_eq!(reassignments(&ev), vec![(key, "u_other".to_string())]);
+    assert!(ev.notes.iter().any(|n| n.contains("u_rep is away when the lead arrives")), "{:?}", ev.notes);
+    // Once u_other has it, their clock restarts at the move: due an hour later.
+    let moved = reassigned(lead.clone(), "u_other", OwnerKind::User, "2026-03-04 10:06");
+    let after = evaluate(&moved, &[], &owners, &policy, Some(&intake), ny("2026-03-04 10:30")).unwrap();
+    assert!(reassignments(&after).is_empty());
+    let ft = clock(&after, ClockKind::FirstTouch);
+    assert_eq!((ft.owner_id.as_deref(), ft.due_at), (Some("u_other"), Some(ny("2026-03-04 11:06"))));
+    // Monday evening, after hours before the leave: away as well.
+    let (arrival, intake, _) = judge(&arriving("2026-03-02 18:00"), ny("2026-03-02 18:05"));
+    assert!(arrival.away && intake.outcome == Outcome::Moved { to: "u_other".into() });
+    // Monday morning: the rep is in; the lead stays (its clock waits out the leave).
+    let (arrival, intake, ev) = judge(&arriving("2026-03-02 10:00"), ny("2026-03-02 10:05"));
+    assert!(!arrival.away);
+    assert_eq!(intake.outcome, Outcome::Kept);
+    assert!(reassignments(&ev).is_empty());
+}
+
+/// The base policy (restart on reassignment) with a `[capacity]` section.
+fn policy_capacity(capacity: &str) -> CompiledPolicy {
+    let text = BASE_POLICY
+        .replace("__SEGMENT__", r#"on_reassign = "restart""#)
+        .replace("__SAL__", SAL)
+        .replace("__LEVELS__", TWO_RUNGS)
+        .replace("__OWNERS__", r#"time_off = { u_syd = ["2026-03-02"] }"#)
+        + "\n[capacity]\n"
+        + capacity;
+    let policy: Policy = toml::from_str(&text).expect("test policy parses");
+    match compile(&policy) {
+        Ok(compiled) => compiled,
+        Err(issues) => panic!("test policy compiles: {issues:#?}"),
+    }
+}
+
+/// One day of new MQLs for `u_rep`, arriving a minute apart from 10:00 on
+/// Monday 2 March, each judged as the daemon does: the engine finds the
+/// arrival, `capacity::decide` takes the day's book, and the lead is judged
+/// again under the decision. `book` starts with the loads of other reps.
+/// Returns each lead's intake and final evaluation, judged at `now`.
+fn a_day_of_arrivals(
+    policy: &CompiledPolicy,
+    leads: usize,
+    book: &mut BTreeMap<String, u32>,
+    now: DateTime<Utc>,
+) -> Vec<(Lead, Intake, Evaluation)> {
+    let list = owners();
+    let owners = Owners::new(&list);
+    (0..leads)
+        .map(|i| {
+            let mut lead = lead();
+            lead.id = format!("00Q00000000000{i:02}AAA");
+            let at = ny("2026-03-02 10:00") + chrono::Duration::minutes(i as i64);
+            lead.created_at = at;
+            lead.modified_at = at;
+            lead.assignments[0].at = at;
+            let first = evaluate(&lead, &[], &owners, policy, None, now).unwrap();
+            let arrival = first.arrival.clone().expect("a capped policy counts the arrival");
+            assert_eq!((arrival.owner_id.as_str(), arrival.at), ("u_rep", at));
+            assert_eq!(arrival.day.to_string(), "2026-03-02");
+            let load = |owner: &str, _| book.get(owner).copied().unwrap_or(0);
+            let away = |owner: &str, day| policy.time_off.get(owner).is_some_and(|d| d.contains(&day));
+            let intake = decide(&policy.capacity, &arrival, &load, &away).expect("capped");
+            *book.entry(intake.counted_for().to_string()).or_default() += 1;
+            let ev = evaluate(&lead, &[], &owners, policy, Some(&intake), now).unwrap();
+            (lead, intake, ev)
+        })
+        .collect()
+}
+
+fn reassignments(ev: &Evaluation) -> Vec<(String, String)> {
+    ev.actions
+        .iter()
+        .filter_map(|a| match &a.kind {
+            ActionKind::Reassign { to_owner_id } => Some((a.key.to_string(), to_owner_id.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Over the cap, `overflow = "pool"`: the first two leads of the day stay
+/// with the rep; the third and fourth go to the pool, once each (the same
+/// key on every evaluation), and once the pool holds one nothing more is
+/// asked.
+#[test]
+fn a_rep_over_the_cap_overflows_to_the_pool() {
+    let policy = policy_capacity("new_mqls_per_day = 2\noverflow = \"pool\"\npool = \"q_pool\"\n");
+    let mut book = BTreeMap::new();
+    let now = ny("2026-03-02 10:10");
+    let day = a_day_of_arrivals(&policy, 4, &mut book, now);
+    let outcomes: Vec<&Outcome> = day.iter().map(|(_, i, _)| &i.outcome).collect();
+    let pool = Outcome::Moved { to: "q_pool".into() };
+    assert_eq!(outcomes, vec![&Outcome::Kept, &Outcome::Kept, &pool, &pool]);
+    assert_eq!(day.iter().map(|(_, i, _)| i.taken_before).collect::<Vec<_>>(), vec![0, 1, 2, 2]);
+    assert_eq!(book, BTreeMap::from([("u_rep".to_string(), 2), ("q_pool".to_string(), 2)]));
+    for (lead, intake, ev) in &day {
+        let moves = reassignments(ev);
+        match intake.outcome {
+            Outcome::Kept => assert!(moves.is_empty(), "{moves:?}"),
+            _ => {
+                let key = format!("{}:ft:{}:cap:v3", lead.id, lead.created_at.timestamp());
+                assert_eq!(moves, vec![(key, "q_pool".to_string())]);
+                assert!(ev.notes.iter().any(|n| n.contains("u_rep had taken 2 new MQLs on 2026-03-02 (cap 2)")));
+                // Judged again later: the same move, the same key.
+                let list = owners();
+                let again =
+                    evaluate(lead, &[], &Owners::new(&list), &policy, Some(intake), now + chrono::Duration::hours(1));
+                assert_eq!(reassignments(&again.unwrap()), moves);
+                // The pool holds it: nothing more to move.
+                let moved = reassigned(lead.clone(), "q_pool", OwnerKind::Queue, "2026-03-02 10:12");
+                let after = evaluate(&moved, &[], &Owners::new(&list), &policy, Some(intake), now);
+                assert!(reassignments(&after.unwrap()).is_empty());
+            }
+        }
+    }
+}
+
+/// Over the cap, `overflow = "least_loaded"`: the excess goes to the rep of
+/// the group with the fewest new MQLs that day who is under their cap and
+/// not away; when nobody can take it and no pool is set, it stays.
+#[test]
+fn a_rep_over_the_cap_overflows_to_the_least_loaded_rep() {
+    let policy = policy_capacity(
+        "new_mqls_per_day = 2\noverflow = \"least_loaded\"\ngroup = [\"u_rep\", \"u_other\", \"u_syd\", \"u_kol\"]\n",
+    );
+    // u_kol already has one; u_syd is away today.
+    let mut book = BTreeMap::from([("u_kol".to_string(), 1)]);
+    let day = a_day_of_arrivals(&policy, 7, &mut book, ny("2026-03-02 10:10"));
+    let to = |rep: &str| Outcome::Moved { to: rep.to_string() };
+    let outcomes: Vec<Outcome> = day.iter().map(|(_, i, _)| i.outcome.clone()).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Kept,
+            Outcome::Kept,
+            to("u_other"), // u_other 0, u_kol 1
+            to("u_other"), // u_other 1, u_kol 1: the first listed
+            to("u_kol"),   // u_other full
+            Outcome::Overflowed,
+            Outcome::Overflowed,
+        ]
+    );
+    assert_eq!(book.get("u_syd"), None, "no lead went to a rep who is away");
+    // u_rep kept two and the two nobody could take.
+    let expected = [("u_rep", 4), ("u_other", 2), ("u_kol", 2)];
+    assert_eq!(book, expected.iter().map(|(o, n)| (o.to_string(), *n)).collect::<BTreeMap<_, _>>());
+    assert_eq!(reassignments(&day[4].2)[0].1, "u_kol");
+    assert!(reassignments(&day[5].2).is_empty());
+    assert!(day[5].2.notes.iter().any(|n| n.contains("nobody in the group could take it")), "{:?}", day[5].2.notes);
+}
+
+/// Over the cap, `overflow = "relax"`: the rep keeps every lead; those
+/// above the cap get the relaxed first-touch window for their grade.
+#[test]
+fn a_rep_over_the_cap_keeps_the_excess_with_the_relaxed_window() {
+    let policy =
+        policy_capacity("new_mqls_per_day = 2\noverflow = \"relax\"\nfirst_touch = { A = \"4 business hours\" }\n");
+    let mut book = BTreeMap::new();
+    let day = a_day_of_arrivals(&policy, 3, &mut book, ny("2026-03-02 10:30"));
+    let dues: Vec<_> = day.iter().map(|(_, _, ev)| clock(ev, ClockKind::FirstTouch).due_at).collect();
+    assert_eq!(dues, vec![Some(ny("2026-03-02 11:00")), Some(ny("2026-03-02 11:01")), Some(ny("2026-03-02 14:02"))]);
+    assert_eq!(day[2].1.outcome, Outcome::Relaxed);
+    assert!(day.iter().all(|(_, _, ev)| reassignments(ev).is_empty()));
+    assert!(day[2].2.notes.iter().any(|n| n.contains("above their daily cap")), "{:?}", day[2].2.notes);
+    assert_eq!(book, BTreeMap::from([("u_rep".to_string(), 3)]));
+    // Without the decision (a lead judged before the daemon decided), the
+    // segment's window holds.
+    let list = owners();
+    let plain = evaluate(&day[2].0, &[], &Owners::new(&list), &policy, None, ny("2026-03-02 10:30")).unwrap();
+    assert_eq!(clock(&plain, ClockKind::FirstTouch).due_at, Some(ny("2026-03-02 11:02")));
+}
+
+/// A lead from before `enforce_from` is measured, not counted: no arrival.
+#[test]
+fn capacity_counts_only_enforced_arrivals() {
+    let mut policy = policy_capacity("new_mqls_per_day = 1\noverflow = \"pool\"\npool = \"q_pool\"\n");
+    policy.enforcement.from = Some(ny("2026-03-03 00:00"));
+    let ev = run(&policy, &lead(), &[], ny("2026-03-02 10:10"));
+    assert_eq!(ev.arrival, None);
+    policy.enforcement.from = Some(ny("2026-03-01 00:00"));
+    assert!(run(&policy, &lead(), &[], ny("2026-03-02 10:10")).arrival.is_some());
+    // No cap set: nothing counted.
+    assert_eq!(
+        run(&policy_with(r#"on_reassign = "restart""#, TWO_RUNGS), &lead(), &[], ny("2026-03-02 10:10")).arrival,
+        None
+    );
 }

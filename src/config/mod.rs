@@ -549,6 +549,7 @@ const POLICY_KEYS: &[&str] = &[
     "escalation",
     "scorecard",
     "surge",
+    "capacity",
 ];
 const DEFINITION_KEYS: &[&str] = &["criteria", "mql", "min_score", "disqualifiers"];
 /// Keys whose values are (or may be) secrets and are never echoed.
@@ -1004,6 +1005,7 @@ fn read_policy(value: &toml::Value, issues: &mut Vec<Issue>) -> Option<Policy> {
     let escalation = required(t, p, "escalation", issues);
     let scorecard = optional(t, p, "scorecard", issues);
     let surge = optional(t, p, "surge", issues);
+    let capacity = optional(t, p, "capacity", issues);
     Some(Policy {
         version: version?,
         fields: fields?,
@@ -1018,6 +1020,7 @@ fn read_policy(value: &toml::Value, issues: &mut Vec<Issue>) -> Option<Policy> {
         escalation: escalation?,
         scorecard: scorecard?,
         surge: surge?,
+        capacity: capacity?,
     })
 }
 

@@ -9,13 +9,14 @@
 //! the engine's note on why — unless the CRM shows it done already. A task
 //! still waiting in the outbox that is no longer wanted is simply dropped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use handoff_model::{Action, ActionKey, ActionKind, Activity};
+use handoff_model::{Action, ActionKey, ActionKind, Activity, Lead};
 
+use crate::engine::capacity::{self, Intake, Outcome};
 use crate::engine::{self, keys, ClockKind, Evaluation, Owners};
-use crate::policy::CompiledPolicy;
+use crate::policy::{CompiledPolicy, Overflow};
 use crate::store::{ActionSummary, Batch, LeadState, Store, StoreError};
 
 /// What evaluating one lead changed.
@@ -102,7 +103,7 @@ enum Verdict {
     NotPulled,
     Failed(String),
     Decided {
-        lead_is_live: bool,
+        lead: Box<Lead>,
         activities: Vec<Activity>,
         evaluation: Box<Evaluation>,
     },
@@ -117,12 +118,11 @@ impl Evaluator<'_> {
             Some(stored) => {
                 let activities = self.store.activities_of(lead_id)?;
                 let lead = stored.into_engine();
-                match engine::evaluate(&lead, &activities, self.owners, self.policy, self.now) {
-                    Ok(evaluation) => Verdict::Decided {
-                        lead_is_live: !lead.deleted && lead.merged_into.is_none(),
-                        activities,
-                        evaluation: Box::new(evaluation),
-                    },
+                let intake = previous.as_ref().and_then(|p| p.intake.as_ref());
+                match engine::evaluate(&lead, &activities, self.owners, self.policy, intake, self.now) {
+                    Ok(evaluation) => {
+                        Verdict::Decided { lead: Box::new(lead), activities, evaluation: Box::new(evaluation) }
+                    }
                     Err(e) => Verdict::Failed(e.to_string()),
                 }
             }
@@ -150,9 +150,9 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         batch.drop_deadline(at, lead_id);
     }
     // `before` goes into `out` once nothing reads `previous` any more.
-    let (lead_is_live, activities, evaluation) = match verdict {
+    let (lead, activities, evaluation) = match verdict {
         Verdict::NotPulled => return Ok(Evaluated { before, ..out }),
-        Verdict::Decided { lead_is_live, activities, evaluation } => (lead_is_live, activities, evaluation),
+        Verdict::Decided { lead, activities, evaluation } => (lead, activities, evaluation),
         Verdict::Failed(error) => {
             out.failed = true;
             let state = LeadState {
@@ -169,10 +169,16 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
                 pending_update: previous.and_then(|p| p.pending_update),
                 sla_fields: previous.map(|p| p.sla_fields.clone()).unwrap_or_default(),
                 qualified_at: previous.and_then(|p| p.qualified_at),
+                intake: previous.and_then(|p| p.intake.clone()),
             };
             batch.put_state(lead_id, &state, previous);
             return Ok(Evaluated { before, after: Some(state), ..out });
         }
+    };
+    let lead_is_live = !lead.deleted && lead.merged_into.is_none();
+    let (evaluation, intake) = match new_intake(cx, &lead, &activities, &evaluation, previous, batch)? {
+        Some((again, intake)) => (again.map(Box::new).unwrap_or(evaluation), Some(intake)),
+        None => (evaluation, previous.and_then(|p| p.intake.clone())),
     };
 
     let mut pending_update = previous.and_then(|p| p.pending_update);
@@ -218,9 +224,50 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         pending_update,
         sla_fields: evaluation.sla_fields,
         qualified_at: evaluation.qualified_at,
+        intake,
     };
     batch.put_state(lead_id, &state, previous);
     Ok(Evaluated { before, after: Some(state), ..out })
+}
+
+/// The capacity decision for a lead that arrived at a rep and has none
+/// yet (`policy.capacity`), recorded in the day's book in `batch`, with the
+/// lead judged again under it when it is not simply kept (a relaxed window,
+/// a move). Decisions are taken here, one lead at a time in the tick's
+/// order, so two leads judged side by side cannot both take a rep's last
+/// place of the day.
+fn new_intake(
+    cx: &Evaluator<'_>,
+    lead: &Lead,
+    activities: &[Activity],
+    evaluation: &Evaluation,
+    previous: Option<&LeadState>,
+    batch: &mut Batch,
+) -> Result<Option<(Option<Evaluation>, Intake)>, StoreError> {
+    let Some(arrival) = &evaluation.arrival else { return Ok(None) };
+    if previous.and_then(|p| p.intake.as_ref()).is_some_and(|i| i.is_for(arrival)) {
+        return Ok(None);
+    }
+    let policy = cx.policy;
+    let mut loads = BTreeMap::new();
+    let group = match &policy.capacity.overflow {
+        Some(Overflow::LeastLoaded { group, .. }) => group.as_slice(),
+        _ => &[],
+    };
+    for owner in std::iter::once(&arrival.owner_id).chain(group) {
+        loads.insert(owner.as_str(), cx.store.intake_load(owner, arrival.day, batch)?);
+    }
+    let load = |owner: &str, _day| loads.get(owner).copied().unwrap_or(0);
+    let away = |owner: &str, day| policy.time_off.get(owner).is_some_and(|days| days.binary_search(&day).is_ok());
+    let Some(intake) = capacity::decide(&policy.capacity, arrival, &load, &away) else { return Ok(None) };
+    batch.record_intake(intake.counted_for(), intake.day, &lead.id);
+    if intake.outcome == Outcome::Kept {
+        return Ok(Some((None, intake)));
+    }
+    // The decision changes what the engine concludes; an error here was an
+    // error a moment ago too, and the first evaluation stands.
+    let again = engine::evaluate(lead, activities, cx.owners, policy, Some(&intake), cx.now).ok();
+    Ok(Some((again, intake)))
 }
 
 /// The lead's handoff tasks the engine no longer wants open: a closing

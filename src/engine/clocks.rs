@@ -139,6 +139,47 @@ fn follow(
     course
 }
 
+/// Finds the lead's arrival for `policy.capacity` (the user holding it
+/// at the sales start, on the business day its clock starts counting) and
+/// notes the daemon's decision for it. Returns the relaxed first-touch
+/// windows when that decision keeps the lead above its rep's cap with
+/// `overflow = "relax"`.
+fn arrival<'p>(
+    ctx: &mut Ctx<'_, 'p>,
+    base_start: DateTime<Utc>,
+) -> Result<Option<&'p std::collections::BTreeMap<String, Window>>, EngineError> {
+    let policy = ctx.policy;
+    if !policy.capacity.is_on() || !policy.enforcement.enforces(base_start) {
+        return Ok(None);
+    }
+    let user = match holder_at(&ctx.holders, base_start) {
+        Holder::User(u) => Some(u),
+        Holder::Unrouted => ctx.ownership.user_for(base_start).map(str::to_string),
+        Holder::Seat { .. } | Holder::Paused { .. } => None,
+    };
+    let Some(owner_id) = user else { return Ok(None) };
+    let schedule = super::schedule_for(policy, &ctx.lead.id, Some(&owner_id), ctx.owners, &mut ctx.notes)?;
+    let opens = schedule.next_open(base_start).map_err(|source| EngineError::Calendar {
+        lead_id: ctx.lead.id.clone(),
+        clock: ClockKind::FirstTouch.as_str(),
+        source,
+    })?;
+    let zone = schedule.time_zone();
+    let day = opens.with_timezone(&zone).date_naive();
+    // Away: a day off of theirs falls between the arrival and the day it counts for.
+    let arrived_on = base_start.with_timezone(&zone).date_naive();
+    let away = policy.time_off.get(&owner_id).is_some_and(|days| days.iter().any(|d| (arrived_on..day).contains(d)));
+    let found = super::capacity::Arrival { at: base_start, owner_id, day, away };
+    let decided = ctx.intake.filter(|i| i.is_for(&found));
+    ctx.arrival = Some(found);
+    let Some(intake) = decided else { return Ok(None) };
+    ctx.notes.push(intake.describe());
+    Ok(match (&intake.outcome, &policy.capacity.overflow) {
+        (super::capacity::Outcome::Relaxed, Some(crate::policy::Overflow::Relax { first_touch })) => Some(first_touch),
+        _ => None,
+    })
+}
+
 /// Status of a clock from its times.
 fn judge(
     due: DateTime<Utc>,
@@ -476,14 +517,17 @@ pub(super) fn sales_clocks(
         }
     }
     let touches = ctx.touches(segment);
+    let over_cap = arrival(ctx, base_start)?;
 
     // First touch: only a logged call, email or meeting meets it; a
     // rejection, close or conversion before any touch ends it.
     // A lead whose clock starts inside a declared surge gets the surge's
-    // window for its grade, when the protocol relaxes that grade.
+    // window for its grade, when the protocol relaxes that grade; one its
+    // rep took above their cap with `overflow = "relax"`, the capacity's.
     let surge = ctx.policy.surge.at(base_start);
     match grade.and_then(|g| segment.first_touch.get(g)) {
         Some(window) => {
+            let over_cap = grade.and_then(|g| over_cap?.get(g));
             let relaxed = surge.and(grade).and_then(|g| ctx.policy.surge.first_touch.get(g));
             if let (Some(s), Some(relaxed)) = (surge, relaxed) {
                 ctx.notes.push(format!(
@@ -491,7 +535,12 @@ pub(super) fn sales_clocks(
                     s.name, s.reason
                 ));
             }
-            let window = *relaxed.unwrap_or(window);
+            if let Some(relaxed) = over_cap {
+                ctx.notes.push(format!(
+                    "first_touch: its rep took it above their daily cap (overflow = relax), so its window is {relaxed} instead of {window}"
+                ));
+            }
+            let window = *over_cap.or(relaxed).unwrap_or(window);
             let stop_from = |from: DateTime<Utc>| -> Option<Stop> {
                 let touch = touches.iter().find(|a| a.occurred_at >= from).copied();
                 let ended = decided

@@ -11,6 +11,7 @@
 //! | a task for the user a clock started with | `{lead}:{clock}:{start}:{what}:v{version}` |
 //! | a task for a later holder of the same clock | `{lead}:{clock}:{start}:{what}:{holder}:v{version}` |
 //! | a reassignment to a pool (a ladder rung) | `{lead}:{clock}:{start}:{what}:v{version}` |
+//! | a move above the rep's daily cap (`policy.capacity`) | `{lead}:ft:{sales start}:cap:v{version}` |
 //! | closing a task handoff created | `{task key}:done` |
 //! | the SLA-field write-back | `{lead}:sla:{values hash}:v{version}` |
 //! | a weekly scorecard escalation | `sc:{commitment}:{streak start}:{leader}:v{version}` |

@@ -76,6 +76,7 @@
 //!   holds; the key hashes the new values together with the old ones, so a
 //!   value that comes back after changing is written again.
 
+pub mod capacity;
 mod clocks;
 mod history;
 pub mod keys;
@@ -402,6 +403,10 @@ pub struct Evaluation {
     pub task_notes: BTreeMap<String, String>,
     /// Why, in words.
     pub notes: Vec<String>,
+    /// The lead as a new MQL for a rep, when `policy.capacity` counts it:
+    /// the daemon decides its [`capacity::Intake`] once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<capacity::Arrival>,
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
@@ -409,11 +414,16 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 }
 
 /// Evaluates one lead. See the module docs for the rules.
+///
+/// `intake` is what the daemon decided for the lead's arrival under
+/// `policy.capacity` (read from its state); it applies when it is for the
+/// arrival this evaluation finds.
 pub fn evaluate(
     lead: &Lead,
     activities: &[Activity],
     owners: &Owners<'_>,
     policy: &CompiledPolicy,
+    intake: Option<&capacity::Intake>,
     now: DateTime<Utc>,
 ) -> Result<Evaluation, EngineError> {
     let mut ev = Evaluation {
@@ -431,6 +441,7 @@ pub fn evaluate(
         open_tasks: BTreeSet::new(),
         task_notes: BTreeMap::new(),
         notes: Vec::new(),
+        arrival: None,
     };
     if lead.deleted || lead.merged_into.is_some() {
         let why = match &lead.merged_into {
@@ -451,6 +462,8 @@ pub fn evaluate(
         ownership,
         holders,
         obligation_at: lead.created_at,
+        intake,
+        arrival: None,
         notes: Vec::new(),
     };
     if ctx.ownership.assumed {
@@ -527,12 +540,31 @@ pub fn evaluate(
         ev.actions = planned.actions;
         ev.open_tasks = planned.open;
         ev.task_notes = planned.notes;
+        if let Some(action) = overflow_move(&ctx) {
+            ev.actions.push(action);
+        }
     }
 
+    ev.arrival = ctx.arrival.take();
     write_back(&ctx, &mut ev);
     ev.next_check_at = next_check(&ev.clocks, now);
     ev.notes.append(&mut ctx.notes);
     Ok(ev)
+}
+
+/// The move `policy.capacity` decided for the lead's arrival, while the
+/// rep who received it still owns it: once per arrival, keyed by it.
+fn overflow_move(ctx: &Ctx<'_, '_>) -> Option<Action> {
+    let (arrival, intake) = (ctx.arrival.as_ref()?, ctx.intake?);
+    let capacity::Outcome::Moved { to } = &intake.outcome else { return None };
+    if !intake.is_for(arrival) || ctx.lead.owner_id.as_deref() != Some(intake.owner_id.as_str()) {
+        return None;
+    }
+    Some(Action {
+        key: keys::clock_key(&ctx.lead.id, ClockKind::FirstTouch.key_code(), arrival.at, "cap", ctx.policy.version),
+        lead_id: ctx.lead.id.clone(),
+        kind: ActionKind::Reassign { to_owner_id: to.clone() },
+    })
 }
 
 /// When the lead last came to qualify (meet the MQL definition with
@@ -628,6 +660,10 @@ struct Ctx<'a, 'p> {
     /// When the lead started to owe sales anything: its MQL time, or when
     /// it qualified if that was later.
     obligation_at: DateTime<Utc>,
+    /// The daemon's capacity decision for the lead, as stored.
+    intake: Option<&'a capacity::Intake>,
+    /// The lead's arrival, once the sales clocks found it.
+    arrival: Option<capacity::Arrival>,
     notes: Vec<String>,
 }
 

@@ -510,6 +510,7 @@ mod tests {
             pending_update: None,
             sla_fields: BTreeMap::new(),
             qualified_at: None,
+            intake: None,
         }
     }
 

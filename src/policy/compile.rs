@@ -52,6 +52,8 @@ pub struct CompiledPolicy {
     /// Each owner's days off, sorted (owners with none are absent): closed
     /// days on their schedule.
     pub time_off: BTreeMap<String, Vec<NaiveDate>>,
+    /// Caps on new MQLs per rep and business day, and their overflow.
+    pub capacity: CompiledCapacity,
     /// The schedules evaluations under this policy built, shared.
     pub schedules: crate::calendar::ScheduleCache,
     /// Which clocks handoff acts on; the daemon sets it from
@@ -75,6 +77,47 @@ impl Enforcement {
     /// Whether something that began at `at` is enforced.
     pub fn enforces(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
         self.from.is_none_or(|from| at >= from)
+    }
+}
+
+/// `policy.capacity`, checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompiledCapacity {
+    /// The cap of reps not in `per_owner`; `None`: uncapped.
+    pub default_cap: Option<u32>,
+    pub per_owner: BTreeMap<String, u32>,
+    /// `None` only when no cap is set.
+    pub overflow: Option<Overflow>,
+    /// Where a new lead goes when its rep is away (`policy.owners.when_away
+    /// = "reassign"`); `None`: it waits for them.
+    pub away_to: Option<String>,
+}
+
+/// Where a lead above its rep's cap goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overflow {
+    /// To this owner (a queue or a user).
+    Pool(String),
+    /// To the least-loaded rep of `group` under their cap and not away;
+    /// when there is none, to `pool`, or nowhere.
+    LeastLoaded { group: Vec<String>, pool: Option<String> },
+    /// Nowhere: the rep keeps it, with these first-touch windows by grade.
+    Relax { first_touch: BTreeMap<String, Window> },
+}
+
+/// What `policy.capacity.overflow` may say.
+pub const OVERFLOW_MODES: [&str; 3] = ["pool", "least_loaded", "relax"];
+
+impl CompiledCapacity {
+    /// Whether arrivals are counted and decided: a cap is set, or new leads
+    /// leave reps who are away.
+    pub fn is_on(&self) -> bool {
+        self.overflow.is_some() || self.away_to.is_some()
+    }
+
+    /// The cap of `owner_id`; `None`: uncapped.
+    pub fn cap_for(&self, owner_id: &str) -> Option<u32> {
+        self.per_owner.get(owner_id).copied().or(self.default_cap)
     }
 }
 
@@ -445,6 +488,7 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
     let scorecard = compile_scorecard(&mut cx, policy);
     let surge = compile_surge(&mut cx, policy, &grade_names);
     let time_off = compile_time_off(&mut cx, &policy.owners);
+    let capacity = compile_capacity(&mut cx, policy, &grade_names);
 
     if let Some(cals) = &calendars {
         check_windows_against_calendars(&mut cx, cals);
@@ -489,8 +533,215 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, Vec<Issue>> {
         scorecard,
         surge,
         time_off,
+        capacity,
         schedules: crate::calendar::ScheduleCache::default(),
     })
+}
+
+/// Most reps `policy.capacity.group` lists.
+const MAX_CAPACITY_GROUP: usize = 1_000;
+
+/// `policy.capacity`: caps of at least one, an overflow that names where
+/// the excess goes, and nothing its overflow does not read.
+fn compile_capacity(cx: &mut Cx, policy: &Policy, grade_names: &[String]) -> CompiledCapacity {
+    let p = "policy.capacity";
+    let c = &policy.capacity;
+    let zero_fix = "a cap is at least 1; a rep who takes no new leads for a while belongs in policy.owners.time_off";
+    if c.new_mqls_per_day == Some(0) {
+        cx.issue(format!("{p}.new_mqls_per_day"), "0", "a cap of 0 sends every lead elsewhere", zero_fix);
+    }
+    for (owner, cap) in &c.per_owner {
+        if *cap == 0 {
+            cx.issue(format!("{p}.per_owner.{owner}"), "0", "a cap of 0 sends every lead elsewhere", zero_fix);
+        }
+        if owner.trim().is_empty() {
+            cx.issue(format!("{p}.per_owner"), "\"\"", "an empty owner id", "write the rep's CRM user id");
+        }
+    }
+    let capped = c.new_mqls_per_day.is_some() || !c.per_owner.is_empty();
+    let unread = |cx: &mut Cx, what: &str, value: String, mode: &str| {
+        cx.issue(
+            format!("{p}.{what}"),
+            value,
+            format!("only read with overflow = \"{mode}\""),
+            format!("remove it, or set overflow = \"{mode}\""),
+        );
+    };
+    let pool = c.pool.as_deref().map(str::trim);
+    if pool == Some("") {
+        cx.issue(
+            format!("{p}.pool"),
+            "\"\"",
+            "an empty owner id",
+            "write the queue's or user's CRM id, or remove `pool`",
+        );
+    }
+    let pool = pool.filter(|p| !p.is_empty()).map(str::to_string);
+    let overflow = match c.overflow.as_deref().map(str::trim) {
+        None => {
+            if capped {
+                cx.issue(
+                    format!("{p}.overflow"),
+                    "",
+                    "caps are set but nothing says where a lead above one goes",
+                    format!("set overflow to one of: {}", OVERFLOW_MODES.join(", ")),
+                );
+            } else if c.pool.is_some() || !c.group.is_empty() || !c.first_touch.is_empty() {
+                cx.issue(
+                    p,
+                    "",
+                    "pool, group or first_touch is set but no cap is",
+                    "set new_mqls_per_day (or per_owner caps) and overflow, or remove the section",
+                );
+            }
+            None
+        }
+        Some(mode) if !capped => {
+            cx.issue(
+                format!("{p}.overflow"),
+                quoted(mode),
+                "an overflow without a cap never applies",
+                "set new_mqls_per_day (or per_owner caps), or remove overflow",
+            );
+            None
+        }
+        Some("pool") => {
+            if !c.group.is_empty() {
+                unread(cx, "group", format!("{:?}", c.group), "least_loaded");
+            }
+            if !c.first_touch.is_empty() {
+                unread(cx, "first_touch", String::new(), "relax");
+            }
+            match pool {
+                Some(pool) => Some(Overflow::Pool(pool)),
+                None => {
+                    cx.issue(
+                        format!("{p}.pool"),
+                        "",
+                        "overflow = \"pool\" needs the pool",
+                        "set pool to the CRM id of the queue or user who takes the excess",
+                    );
+                    None
+                }
+            }
+        }
+        Some("least_loaded") => {
+            if !c.first_touch.is_empty() {
+                unread(cx, "first_touch", String::new(), "relax");
+            }
+            let mut seen = BTreeSet::new();
+            for (i, member) in c.group.iter().enumerate() {
+                let path = format!("{p}.group[{i}]");
+                if member.trim().is_empty() {
+                    cx.issue(path, "\"\"", "an empty owner id", "write the rep's CRM user id");
+                } else if !seen.insert(member.trim()) {
+                    cx.issue(path, quoted(member), "this rep is listed twice", "list every rep once");
+                }
+            }
+            if seen.len() < 2 {
+                cx.issue(
+                    format!("{p}.group"),
+                    format!("{:?}", c.group),
+                    "least_loaded needs at least two reps to choose between",
+                    "list the reps (CRM user ids) who share each other's excess",
+                );
+                None
+            } else if c.group.len() > MAX_CAPACITY_GROUP {
+                cx.issue(
+                    format!("{p}.group"),
+                    c.group.len().to_string(),
+                    format!("a group lists at most {MAX_CAPACITY_GROUP} reps"),
+                    "split the reps into teams, each with its own handoff policy",
+                );
+                None
+            } else {
+                Some(Overflow::LeastLoaded { group: c.group.iter().map(|m| m.trim().to_string()).collect(), pool })
+            }
+        }
+        Some("relax") => {
+            if c.pool.is_some() {
+                unread(cx, "pool", quoted(c.pool.as_deref().unwrap_or_default()), "pool");
+            }
+            if !c.group.is_empty() {
+                unread(cx, "group", format!("{:?}", c.group), "least_loaded");
+            }
+            let mut first_touch = BTreeMap::new();
+            for (grade, text) in &c.first_touch {
+                let path = format!("{p}.first_touch.{grade}");
+                if !grade_names.contains(grade) {
+                    cx.issue(
+                        path.clone(),
+                        quoted(grade),
+                        "no grade rule defines this grade",
+                        format!("use one of the grades: {}", grade_names.join(", ")),
+                    );
+                }
+                if let Some(w) = cx.window(path, text) {
+                    first_touch.insert(grade.clone(), w);
+                }
+            }
+            if c.first_touch.is_empty() {
+                cx.issue(
+                    format!("{p}.first_touch"),
+                    "",
+                    "overflow = \"relax\" needs the relaxed windows",
+                    "give a first-touch window per grade it relaxes, e.g. first_touch = { C = \"2d\" }",
+                );
+            }
+            Some(Overflow::Relax { first_touch })
+        }
+        Some(other) => {
+            cx.issue(
+                format!("{p}.overflow"),
+                quoted(other),
+                "not an overflow",
+                format!("use one of: {}", OVERFLOW_MODES.join(", ")),
+            );
+            None
+        }
+    };
+    let away_to = compile_when_away(cx, &policy.owners);
+    CompiledCapacity { default_cap: c.new_mqls_per_day, per_owner: c.per_owner.clone(), overflow, away_to }
+}
+
+/// `policy.owners.when_away` and its fallback.
+fn compile_when_away(cx: &mut Cx, o: &OwnerSettings) -> Option<String> {
+    let p = "policy.owners";
+    let fallback = o.away_fallback.as_deref().map(str::trim);
+    match o.when_away.as_deref().map(str::trim) {
+        None | Some("pause") => {
+            if let Some(f) = fallback {
+                cx.issue(
+                    format!("{p}.away_fallback"),
+                    quoted(f),
+                    "only read with when_away = \"reassign\"",
+                    "set when_away = \"reassign\", or remove away_fallback",
+                );
+            }
+            None
+        }
+        Some("reassign") => match fallback.filter(|f| !f.is_empty()) {
+            Some(f) => Some(f.to_string()),
+            None => {
+                cx.issue(
+                    format!("{p}.away_fallback"),
+                    quoted(fallback.unwrap_or_default()),
+                    "when_away = \"reassign\" needs the owner new leads go to while their rep is away",
+                    "set away_fallback to the CRM id of a queue or user",
+                );
+                None
+            }
+        },
+        Some(other) => {
+            cx.issue(
+                format!("{p}.when_away"),
+                quoted(other),
+                "not a choice for a rep who is away",
+                "use \"pause\" (their clocks wait for them) or \"reassign\" (new leads go to away_fallback)",
+            );
+            None
+        }
+    }
 }
 
 /// The surge protocol: known grades with windows, periods with a name, a
@@ -1900,6 +2151,85 @@ mod tests {
         let ok = crate::config::parse(&EXAMPLE.replacen(old, listed, 1)).expect("valid");
         let days: Vec<String> = ok.policy.time_off["u1"].iter().map(|d| d.to_string()).collect();
         assert_eq!(days, ["2026-03-03", "2026-03-04", "2026-03-05", "2026-04-01"]);
+    }
+
+    #[test]
+    fn capacity_mistakes_are_named() {
+        // The setting, not the comment above it that shows the choices.
+        let old = "\noverflow = \"least_loaded\"\n";
+        let group = r#"group = ["005Hs00000A1b2cAAA", "005Hs00000A1b3dAAA", "005Hs00000A1b4eAAA"]"#;
+        let cases: Vec<(&str, String, Vec<&str>)> = vec![
+            ("new_mqls_per_day = 15", "new_mqls_per_day = 0".into(), vec!["policy.capacity.new_mqls_per_day"]),
+            (old, "\noverflow = \"backup\"\n".into(), vec!["policy.capacity.overflow"]),
+            (old, "\n".into(), vec!["policy.capacity.overflow"]),
+            (group, r#"group = ["005Hs00000A1b2cAAA"]"#.into(), vec!["policy.capacity.group"]),
+            (
+                group,
+                r#"group = ["005Hs00000A1b2cAAA", "005Hs00000A1b3dAAA", "005Hs00000A1b2cAAA"]"#.into(),
+                vec!["policy.capacity.group[2]"],
+            ),
+            // `relax` reads neither the group nor the pool, and needs windows.
+            (
+                old,
+                "\noverflow = \"relax\"\n".into(),
+                vec!["policy.capacity.pool", "policy.capacity.group", "policy.capacity.first_touch"],
+            ),
+            (
+                r#"pool = "00GHs0000000001MAA"
+# With"#,
+                r#"pool = ""
+# With"#
+                    .into(),
+                vec!["policy.capacity.pool"],
+            ),
+            (
+                "# first_touch = { B",
+                r#"first_touch = { D = "soonish" }
+# first_touch = { B"#
+                    .into(),
+                vec!["policy.capacity.first_touch"],
+            ),
+            (
+                "per_owner = { \"005Hs00000A1b2cAAA\" = 10 }",
+                "per_owner = { \"005Hs00000A1b2cAAA\" = 0 }".into(),
+                vec!["policy.capacity.per_owner.005Hs00000A1b2cAAA"],
+            ),
+        ];
+        for (old, new, expected) in cases {
+            let issues = issues_after(old, &new);
+            assert_eq!(paths(&issues), expected, "{new}: {issues:#?}");
+            assert!(issues.iter().all(|i| !i.fix.is_empty()), "{issues:#?}");
+        }
+        // A rep who is away: pause (the default) or reassign to a fallback.
+        let old_away = "when_away = \"pause\"\n# away_fallback = \"00GHs0000000001MAA\"";
+        for (new, expected) in [
+            ("when_away = \"vacation\"", "policy.owners.when_away"),
+            ("when_away = \"reassign\"", "policy.owners.away_fallback"),
+            ("when_away = \"pause\"\naway_fallback = \"00GHs0000000001MAA\"", "policy.owners.away_fallback"),
+        ] {
+            let issues = issues_after(old_away, new);
+            assert_eq!(paths(&issues), vec![expected], "{new}: {issues:#?}");
+        }
+        let text = EXAMPLE.replacen(old_away, "when_away = \"reassign\"\naway_fallback = \"00GHs0000000001MAA\"", 1);
+        let reassigning = crate::config::parse(&text).expect("valid").policy;
+        assert_eq!(reassigning.capacity.away_to.as_deref(), Some("00GHs0000000001MAA"));
+        // A relaxed window per grade, checked like any window.
+        let relaxed = issues_after(old, "\noverflow = \"relax\"\nfirst_touch = { D = \"soonish\" }\n");
+        let relaxed: Vec<&str> = paths(&relaxed).into_iter().filter(|p| p.contains("first_touch")).collect();
+        assert_eq!(relaxed, ["policy.capacity.first_touch.D", "policy.capacity.first_touch.D"]);
+        // A misspelt section is named, not ignored.
+        let text = EXAMPLE.replace("[policy.capacity]", "[policy.capacity_unused]");
+        assert!(crate::config::parse(&text).is_err(), "an unknown section is named");
+        let policy = example();
+        assert_eq!(policy.capacity.cap_for("005Hs00000A1b2cAAA"), Some(10));
+        assert_eq!(policy.capacity.cap_for("005Hs00000A1b3dAAA"), Some(15));
+        match &policy.capacity.overflow {
+            Some(Overflow::LeastLoaded { group, pool }) => {
+                assert_eq!(group.len(), 3);
+                assert_eq!(pool.as_deref(), Some("00GHs0000000001MAA"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

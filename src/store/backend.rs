@@ -35,12 +35,14 @@ pub enum Tree {
     Quarantine,
     Held,
     OutboxFailed,
+    /// New MQLs each rep took per business day (see `policy.capacity`).
+    Intake,
     /// Keys per tree, kept by every commit (see [`Backend::count`]).
     Counts,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 21] = [
+    pub const ALL: [Tree; 22] = [
         Tree::Meta,
         Tree::Cursors,
         Tree::Leads,
@@ -61,6 +63,7 @@ impl Tree {
         Tree::Quarantine,
         Tree::Held,
         Tree::OutboxFailed,
+        Tree::Intake,
         Tree::Counts,
     ];
 
@@ -86,6 +89,7 @@ impl Tree {
             Tree::Quarantine => "quarantine",
             Tree::Held => "held",
             Tree::OutboxFailed => "outbox_failed",
+            Tree::Intake => "intake",
             Tree::Counts => "counts",
         }
     }

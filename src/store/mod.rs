@@ -29,6 +29,7 @@
 //! | `quarantine` | stream, record | [`QuarantineRecord`]: a record the connector could not map |
 //! | `held` | lead id, stream, record | (empty): a lead not judged while a record of its is quarantined |
 //! | `outbox_failed` | sequence | (empty): an outbox entry given up on |
+//! | `intake` | owner, day, lead id | (empty): a new MQL the owner took that day, for `policy.capacity` |
 //! | `counts` | tree name | keys in that tree, kept by every commit (see [`Backend`]) |
 //!
 //! Values are versioned: one format byte, then JSON, LZ4-compressed when
@@ -42,7 +43,7 @@ pub mod messages;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use handoff_model::{
     Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead, Owner,
     Quarantined, StatusChange, Stream, TaskPurpose, WriteError,
@@ -154,6 +155,15 @@ fn deadline_key(at: DateTime<Utc>, lead_id: &str) -> Vec<u8> {
     key
 }
 
+/// `owner \0 YYYY-MM-DD \0`: the keys of one owner's day in `intake`.
+fn intake_prefix(owner_id: &str, day: NaiveDate) -> Vec<u8> {
+    let mut key = owner_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(day.format("%Y-%m-%d").to_string().as_bytes());
+    key.push(0);
+    key
+}
+
 fn activity_key(lead_id: &str, activity_id: &str) -> Vec<u8> {
     let mut key = lead_id.as_bytes().to_vec();
     key.push(0);
@@ -254,6 +264,9 @@ pub struct LeadState {
     /// When the lead qualified, when that was after its MQL time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualified_at: Option<DateTime<Utc>>,
+    /// What `policy.capacity` decided for the lead's latest arrival.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake: Option<crate::engine::capacity::Intake>,
 }
 
 /// An action handoff owes the CRM.
@@ -730,6 +743,16 @@ impl Store {
         self.get(Tree::States, lead_id.as_bytes())
     }
 
+    /// New MQLs `owner_id` took on `day` (see `policy.capacity`), those
+    /// `pending` records but has not committed included.
+    pub fn intake_load(&self, owner_id: &str, day: NaiveDate, pending: &Batch) -> Result<u32, StoreError> {
+        let prefix = intake_prefix(owner_id, day);
+        let end = prefix_end(&prefix);
+        let stored = self.backend.range(Tree::Intake, &prefix, end.as_deref(), usize::MAX)?.len();
+        let added = pending.intake_added.get(&(owner_id.to_string(), day)).copied().unwrap_or(0);
+        Ok(u32::try_from(stored).unwrap_or(u32::MAX).saturating_add(added))
+    }
+
     /// Every lead's last evaluation, by lead id.
     pub fn states(&self) -> Result<BTreeMap<String, LeadState>, StoreError> {
         Ok(self
@@ -997,6 +1020,9 @@ pub struct Batch {
     /// The clocks of each state put in this batch: a second put of the same
     /// lead replaces them, whatever `previous` its caller read.
     put_clocks: std::collections::HashMap<String, Vec<(ClockKind, ClockStatus)>>,
+    /// New MQLs recorded in this batch per (owner, day), so decisions taken
+    /// before it is committed count them.
+    intake_added: BTreeMap<(String, NaiveDate), u32>,
 }
 
 impl Batch {
@@ -1111,6 +1137,18 @@ impl Batch {
             }
             None => self.put(Tree::States, lead_id.as_bytes().to_vec(), state),
         }
+    }
+
+    /// Counts `lead_id` among the new MQLs `owner_id` took on `day` (once:
+    /// a second record of the same lead is one key).
+    pub fn record_intake(&mut self, owner_id: &str, day: NaiveDate, lead_id: &str) {
+        let mut key = intake_prefix(owner_id, day);
+        key.extend_from_slice(lead_id.as_bytes());
+        if self.writes.iter().any(|w| w.tree == Tree::Intake && w.key == key) {
+            return;
+        }
+        self.writes.push(Write { tree: Tree::Intake, key, value: Some(Vec::new()) });
+        *self.intake_added.entry((owner_id.to_string(), day)).or_default() += 1;
     }
 
     /// Drops a deadline entry (found in the index) that no state points at.
@@ -1252,6 +1290,7 @@ mod tests {
             pending_update: None,
             sla_fields: BTreeMap::new(),
             qualified_at: None,
+            intake: None,
         }
     }
 

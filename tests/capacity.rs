@@ -1,0 +1,171 @@
+//! Rep capacity end to end (`policy.capacity`), on both CRMs: a generated
+//! org run for a simulated week by the real daemon with a daily cap on new
+//! MQLs per rep, overflow to the least-loaded rep of the team (the pool when
+//! everyone is full) and one rep away for two days.
+//!
+//! Checked from the sandbox's own records (the org's timeline plus the
+//! owner changes handoff wrote, as the sandbox's request log holds them):
+//! no rep received more new MQLs on a business day than the cap, no lead
+//! was moved to a rep on a day they were away, and every move handoff
+//! decided reached the CRM once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use handoff::demo::{SimOptions, Simulation};
+use handoff::engine::capacity::Outcome;
+use handoff_model::CrmKind;
+use handoff_sandbox::org::{OrgConfig, OwnerRef};
+
+mod common;
+use common::{owner_ref, owner_timelines};
+
+const CAP: u32 = 2;
+
+fn user_id(crm: CrmKind, index: usize) -> String {
+    match crm {
+        CrmKind::Salesforce => handoff_sandbox::salesforce::materialise::user_id(index),
+        CrmKind::Hubspot => (handoff_sandbox::hubspot::state::USER_OWNER_ID_BASE + index as u64).to_string(),
+    }
+}
+
+/// The ladder's pool in the demo configs.
+fn pool_id(crm: CrmKind) -> &'static str {
+    match crm {
+        CrmKind::Salesforce => "00GHs0000000001MAA",
+        CrmKind::Hubspot => "80000000",
+    }
+}
+
+async fn capped_week(crm: CrmKind) {
+    let (seed, leads, days) = (11, 160, 7);
+    let org = handoff_sandbox::generate::generate(&OrgConfig { seed, leads, days, ..OrgConfig::default() });
+    let reps: Vec<usize> = org.users.iter().filter(|u| u.behaviour.is_some()).map(|u| u.index).collect();
+    assert!(reps.len() >= 3, "the org has a team");
+    let group: Vec<String> = reps.iter().map(|r| user_id(crm, *r)).collect();
+    // The first rep is away on the second and third day of the run.
+    let start_day = org.events.first().unwrap().at.date_naive();
+    let away_days: Vec<NaiveDate> = (1..=2).map(|d| start_day + chrono::Duration::days(d)).collect();
+    let away_rep = group[0].clone();
+
+    let mut capacity = toml::Table::new();
+    capacity.insert("new_mqls_per_day".into(), i64::from(CAP).into());
+    capacity.insert("overflow".into(), "least_loaded".into());
+    capacity.insert("group".into(), group.iter().map(|g| toml::Value::from(g.as_str())).collect::<Vec<_>>().into());
+    capacity.insert("pool".into(), pool_id(crm).into());
+    let mut policy = toml::Table::new();
+    policy.insert("capacity".into(), capacity.into());
+    // `[policy.owners]` is merged whole: the demo's, plus the time off.
+    let demo: toml::Table = match crm {
+        CrmKind::Salesforce => handoff::demo::SALESFORCE_CONFIG,
+        CrmKind::Hubspot => handoff::demo::HUBSPOT_CONFIG,
+    }
+    .parse()
+    .unwrap();
+    let mut owners = demo["policy"]["owners"].as_table().unwrap().clone();
+    let mut time_off = toml::Table::new();
+    let span = format!("{}..{}", away_days[0], away_days[1]);
+    time_off.insert(away_rep.clone(), vec![toml::Value::from(span)].into());
+    owners.insert("time_off".into(), time_off.into());
+    policy.insert("owners".into(), owners.into());
+    let mut extra = toml::Table::new();
+    extra.insert("policy".into(), policy.into());
+    let opts = SimOptions {
+        crm,
+        seed,
+        leads,
+        days,
+        step: chrono::Duration::minutes(30),
+        config_extra: Some(extra),
+        ..SimOptions::new(crm)
+    };
+    let mut sim = Simulation::start(&opts).await.expect("simulation starts");
+    let end = sim.end_at();
+    sim.run_until(end, |_, _| {}).await.expect("the week runs");
+
+    let store = sim.daemon.store().clone();
+    assert_eq!(store.counts().unwrap().outbox, 0, "everything owed was written");
+    let states = store.states().unwrap();
+    let email_of: BTreeMap<String, String> = store
+        .leads()
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| {
+            let email = l.lead.fields.get("Email").or(l.lead.fields.get("email"))?.as_str()?.to_lowercase();
+            Some((l.lead.id.clone(), email))
+        })
+        .collect();
+    let index_by_email: BTreeMap<String, usize> = org.leads.iter().map(|l| (l.email.to_lowercase(), l.index)).collect();
+    let index_of = |id: &str| email_of.get(id).and_then(|e| index_by_email.get(e)).copied();
+    let log = sim.sandbox.shared.log.snapshot();
+    let timelines = owner_timelines(crm, &org, &log, &index_of);
+
+    // Who received each new MQL, per the sandbox: the user it was moved to
+    // by handoff right after it arrived, else the user who had it then.
+    let mut received: BTreeMap<(String, NaiveDate), u32> = BTreeMap::new();
+    let mut moved = 0;
+    let mut outcomes: BTreeMap<&'static str, u32> = BTreeMap::new();
+    for (lead_id, state) in &states {
+        let Some(intake) = &state.intake else { continue };
+        let kind = match &intake.outcome {
+            Outcome::Kept => "kept",
+            Outcome::Relaxed => "relaxed",
+            Outcome::Moved { .. } => "moved",
+            Outcome::Overflowed => "overflowed",
+        };
+        *outcomes.entry(kind).or_default() += 1;
+        let index = index_of(lead_id).expect("every lead is the org's");
+        let timeline = &timelines[&index];
+        let owner_at = |at| timeline.iter().rev().find(|(from, _)| *from <= at).map(|(_, o)| *o);
+        // The rep who had it at arrival, or (it waited in a routing queue)
+        // the first who got it after.
+        let arrived_with = match owner_at(intake.at) {
+            Some(user @ OwnerRef::User(_)) => user,
+            _ => timeline.iter().find(|(from, o)| *from >= intake.at && matches!(o, OwnerRef::User(_))).unwrap().1,
+        };
+        assert_eq!(arrived_with, owner_ref(crm, &intake.owner_id).unwrap(), "{lead_id}: arrived with its rep");
+        let taker = match &intake.outcome {
+            Outcome::Moved { to } => {
+                moved += 1;
+                let to_ref = owner_ref(crm, to).unwrap();
+                let writes = timeline.iter().filter(|(from, o)| *from >= intake.at && *o == to_ref).count();
+                assert!(writes >= 1, "{lead_id}: the move to {to} reached the CRM: {timeline:?}");
+                if let OwnerRef::User(_) = to_ref {
+                    assert!(
+                        !(to == &away_rep && away_days.contains(&intake.day)),
+                        "{lead_id}: moved to {to}, away on {}",
+                        intake.day
+                    );
+                }
+                to_ref
+            }
+            _ => arrived_with,
+        };
+        if let OwnerRef::User(u) = taker {
+            *received.entry((user_id(crm, u), intake.day)).or_default() += 1;
+        }
+    }
+    assert!(moved > 0 && outcomes["kept"] > 0, "{crm}: the cap was reached, and some leads stayed: {outcomes:?}");
+    assert_eq!(outcomes.get("overflowed"), None, "{crm}: with a pool, nothing is left above a cap");
+    for ((rep, day), n) in &received {
+        assert!(*n <= CAP, "{crm}: {rep} received {n} new MQLs on {day}");
+    }
+    let busy_days = received.keys().filter(|(rep, _)| *rep == away_rep).count();
+    assert!(busy_days > 0, "{crm}: the rep away for two days took leads on the others");
+    for day in &away_days {
+        assert_eq!(received.get(&(away_rep.clone(), *day)), None, "{crm}: {away_rep} is away on {day}");
+    }
+    sim.sandbox.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_reps_never_get_more_new_mqls_a_day_than_their_cap() {
+    capped_week(CrmKind::Salesforce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_reps_never_get_more_new_mqls_a_day_than_their_cap() {
+    capped_week(CrmKind::Hubspot).await;
+}
