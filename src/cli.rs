@@ -426,6 +426,9 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     if !p.surge.periods.is_empty() {
         extras.push_str(&format!(", {} declared surge(s)", p.surge.periods.len()));
     }
+    if let Some(d) = &p.surge.detect {
+        extras.push_str(&format!(", surges detected from {} new MQLs an hour", d.mqls_per_hour));
+    }
     if !p.time_off.is_empty() {
         extras.push_str(&format!(", time off for {} owner(s)", p.time_off.len()));
     }

@@ -21,9 +21,9 @@ mod window;
 
 pub use compile::{
     compile, After, CompiledCapacity, CompiledEscalation, CompiledLevel, CompiledMarketing, CompiledPolicy,
-    CompiledScorecard, CompiledSegment, CompiledSurge, Enforcement, EscalationTarget, Overflow, Qualification,
-    Reminder, SurgeSpan, MAX_CONDITION_DEPTH, MAX_CONDITION_NODES, MAX_ESCALATION_MULTIPLE, MAX_SURGE_PERIODS,
-    SURGE_REASONS,
+    CompiledScorecard, CompiledSegment, CompiledSurge, Detection, Enforcement, EscalationTarget, Overflow,
+    Qualification, Reminder, SurgeSpan, MAX_CONDITION_DEPTH, MAX_CONDITION_NODES, MAX_ESCALATION_MULTIPLE,
+    MAX_SURGE_PERIODS, SURGE_REASONS,
 };
 pub use cond::{is_set, parse_instant, Cond, CondValue, Op, Scalar, OP_SPELLINGS};
 pub use window::{parse_window, Window, MAX_BUSINESS_DAYS, MAX_BUSINESS_SECS, MAX_WALL_CLOCK_SECS, WINDOW_FIX};
@@ -154,6 +154,24 @@ pub struct SurgeProtocol {
     pub first_touch: BTreeMap<String, String>,
     #[serde(default)]
     pub periods: Vec<SurgePeriod>,
+    /// Surges handoff detects itself from the arrivals it counts.
+    #[serde(default)]
+    pub detect: Option<SurgeDetection>,
+}
+
+/// A detected surge: new MQLs arriving faster than `mqls_per_hour` (counted
+/// over the hour up to each arrival, across the org). It lasts while they
+/// do and `cool_down_minutes` after the last arrival that did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurgeDetection {
+    pub mqls_per_hour: u32,
+    #[serde(default = "default_cool_down_minutes")]
+    pub cool_down_minutes: u32,
+}
+
+fn default_cool_down_minutes() -> u32 {
+    60
 }
 
 /// One declared surge.

@@ -1408,7 +1408,7 @@ fn the_scorecard_marks_surge_weeks_and_keeps_surge_leads_apart() {
     assert!(csv.contains("2026-03-02,all,surge,Spring launch"), "{csv}");
     assert!(csv.contains("first_touch_in_window_surge,0.0000,0,1"), "{csv}");
     let html = handoff::report::render(&card, handoff::report::Format::Html);
-    assert!(html.contains("Declared surges") && html.contains("Spring launch"), "{html}");
+    assert!(html.contains("Surges, declared and detected") && html.contains("Spring launch"), "{html}");
 }
 
 /// A rep on leave for three days: their clocks do not run on those days
@@ -1657,4 +1657,92 @@ fn capacity_counts_only_enforced_arrivals() {
         run(&policy_with(r#"on_reassign = "restart""#, TWO_RUNGS), &lead(), &[], ny("2026-03-02 10:10")).arrival,
         None
     );
+}
+
+/// Detected surges (`policy.surge.detect`, 3 new MQLs an hour, an hour's
+/// cool-down): each arrival is watched as the daemon does, once, in order.
+/// The third lead in an hour starts the surge and gets the relaxed window;
+/// the two before it keep theirs (the surge began while their clocks ran);
+/// one inside the cool-down is relaxed too; one after it is not, and the
+/// surge leads keep their windows though the surge ended while their
+/// clocks ran. The scorecard marks the week and counts them apart.
+#[test]
+fn a_detected_surge_relaxes_the_windows_of_leads_arriving_in_it() {
+    use handoff::engine::capacity::{detected_surge_name, watch_surge, Intake};
+    use handoff::store::{LeadState, StoredLead};
+    let text = BASE_POLICY
+        .replace("__SEGMENT__", r#"on_reassign = "restart""#)
+        .replace("__SAL__", SAL)
+        .replace("__LEVELS__", TWO_RUNGS)
+        .replace("__OWNERS__", "")
+        + "\n[surge]\nfirst_touch = { B = \"2 business days\" }\ndetect = { mqls_per_hour = 3, cool_down_minutes = 60 }\n";
+    let policy = compile(&toml::from_str::<Policy>(&text).unwrap()).unwrap();
+    let detect = policy.surge.detect.unwrap();
+    let now = ny("2026-03-02 18:00");
+    let list = owners();
+    let owners = Owners::new(&list);
+    let surge = detected_surge_name(chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
+    let table = [
+        ("2026-03-02 10:00", "2026-03-02 17:00", None),
+        ("2026-03-02 10:20", "2026-03-02 17:00", None),
+        ("2026-03-02 10:40", "2026-03-04 17:00", Some(surge.as_str())),
+        ("2026-03-02 11:30", "2026-03-04 17:00", Some(surge.as_str())), // cooling down
+        ("2026-03-02 12:50", "2026-03-02 17:00", None),
+    ];
+    let mut seen = Vec::new();
+    let (mut leads, mut states) = (Vec::new(), BTreeMap::new());
+    for (n, (arrival, due, expected)) in table.into_iter().enumerate() {
+        let mut lead = lead_b(ny(arrival));
+        lead.id = format!("L{n}");
+        let first = evaluate(&lead, &[], &owners, &policy, None, now).unwrap();
+        let arrival_found = first.arrival.clone().expect("surge detection counts arrivals");
+        let watch = watch_surge(&detect, arrival_found.at, &seen);
+        seen.push((arrival_found.at, watch == handoff::engine::capacity::SurgeWatch::AtRate));
+        let intake = Intake {
+            surge: watch.is_surge().then(|| detected_surge_name(arrival_found.day)),
+            ..Intake::counted(&arrival_found)
+        };
+        let ev = evaluate(&lead, &[], &owners, &policy, Some(&intake), now).unwrap();
+        let ft = clock(&ev, ClockKind::FirstTouch);
+        assert_eq!((ft.due_at, ft.surge.as_deref()), (Some(ny(due)), expected), "arrival {arrival}");
+        assert_eq!(ev.notes.iter().any(|n| n.contains("in a detected surge")), expected.is_some(), "{arrival}");
+        states.insert(
+            lead.id.clone(),
+            LeadState {
+                evaluated_at: now,
+                policy_version: policy.version,
+                mql: ev.mql,
+                grade: ev.grade.clone(),
+                segment: ev.segment.clone(),
+                waived: ev.waived.clone(),
+                disqualified_by: None,
+                clocks: ev.clocks.clone(),
+                next_check_at: ev.next_check_at,
+                error: None,
+                pending_update: None,
+                sla_fields: ev.sla_fields.clone(),
+                qualified_at: ev.qualified_at,
+                intake: Some(intake),
+            },
+        );
+        leads.push(StoredLead {
+            lead,
+            observed_owners: Vec::new(),
+            observed_statuses: Vec::new(),
+            observed_fields: BTreeMap::new(),
+            watched: String::new(),
+            first_seen_at: ny(arrival),
+        });
+    }
+    // At 18:00 the three outside the surge are breached; the two in it are not.
+    let input =
+        handoff::report::Input { instance: "t", policy: &policy, leads: &leads, states: &states, owners: &list };
+    let card = handoff::report::compute(&input, 1, now, None);
+    let week = card.weeks.last().unwrap();
+    assert_eq!(week.surges, vec![surge.clone()]);
+    let all = &week.groups["all"];
+    assert_eq!((all.first_touch_in_window.hits, all.first_touch_in_window.cases), (0, 3));
+    assert!(all.first_touch_in_window_surge.is_empty(), "still running inside their relaxed windows");
+    let table = handoff::report::render(&card, handoff::report::Format::Table);
+    assert!(table.contains(&format!("week of 2026-03-02: {surge}")), "{table}");
 }

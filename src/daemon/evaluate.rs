@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use handoff_model::{Action, ActionKey, ActionKind, Activity, Lead};
 
-use crate::engine::capacity::{self, Intake, Outcome};
+use crate::engine::capacity::{self, Intake, Outcome, SurgeWatch};
 use crate::engine::{self, keys, ClockKind, Evaluation, Owners};
 use crate::policy::{CompiledPolicy, Overflow};
 use crate::store::{ActionSummary, Batch, LeadState, Store, StoreError};
@@ -230,10 +230,11 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
     Ok(Evaluated { before, after: Some(state), ..out })
 }
 
-/// The capacity decision for a lead that arrived at a rep and has none
-/// yet (`policy.capacity`), recorded in the day's book in `batch`, with the
-/// lead judged again under it when it is not simply kept (a relaxed window,
-/// a move). Decisions are taken here, one lead at a time in the tick's
+/// The decision for a lead that arrived at a rep and has none yet: its
+/// capacity (`policy.capacity`, recorded in the day's book in `batch`) and
+/// whether it came in a detected surge (`policy.surge.detect`, recorded
+/// with the org's arrivals), with the lead judged again under it when it
+/// is not simply kept (a relaxed window, a move, a surge). Decisions are taken here, one lead at a time in the tick's
 /// order, so two leads judged side by side cannot both take a rep's last
 /// place of the day.
 fn new_intake(
@@ -259,9 +260,20 @@ fn new_intake(
     }
     let load = |owner: &str, _day| loads.get(owner).copied().unwrap_or(0);
     let away = |owner: &str, day| policy.time_off.get(owner).is_some_and(|days| days.binary_search(&day).is_ok());
-    let Some(intake) = capacity::decide(&policy.capacity, arrival, &load, &away) else { return Ok(None) };
-    batch.record_intake(intake.counted_for(), intake.day, &lead.id);
-    if intake.outcome == Outcome::Kept {
+    let mut intake = capacity::decide(&policy.capacity, arrival, &load, &away);
+    if let Some(decided) = &intake {
+        batch.record_intake(decided.counted_for(), decided.day, &lead.id);
+    }
+    if let Some(detect) = &policy.surge.detect {
+        let since = arrival.at - chrono::Duration::hours(1) - detect.cool_down;
+        let earlier = cx.store.arrivals_between(since, arrival.at, batch)?;
+        let watch = capacity::watch_surge(detect, arrival.at, &earlier);
+        batch.record_arrival(arrival.at, &lead.id, watch == SurgeWatch::AtRate);
+        let counted = intake.get_or_insert_with(|| Intake::counted(arrival));
+        counted.surge = watch.is_surge().then(|| capacity::detected_surge_name(arrival.day));
+    }
+    let Some(intake) = intake else { return Ok(None) };
+    if intake.outcome == Outcome::Kept && intake.surge.is_none() {
         return Ok(Some((None, intake)));
     }
     // The decision changes what the engine concludes; an error here was an

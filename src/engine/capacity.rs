@@ -13,7 +13,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{CompiledCapacity, Overflow};
+use crate::policy::{CompiledCapacity, Detection, Overflow};
 
 /// A new MQL reaching a rep: what a cap counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +45,9 @@ pub struct Intake {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub away: bool,
     pub outcome: Outcome,
+    /// The detected surge it arrived in (`policy.surge.detect`), by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surge: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +100,45 @@ impl Intake {
                 format!("capacity: {had}; nobody in the group could take it and no pool is set, so it stays")
             }
         }
+    }
+}
+
+/// A detected surge's name: the business day it was seen on.
+pub fn detected_surge_name(day: NaiveDate) -> String {
+    format!("inbound surge detected on {day}")
+}
+
+/// What surge detection makes of one arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SurgeWatch {
+    /// No surge.
+    Calm,
+    /// With it, `mqls_per_hour` or more new MQLs arrived in the hour up to it.
+    AtRate,
+    /// Below the rate, but inside the cool-down after an arrival at rate.
+    CoolingDown,
+}
+
+impl SurgeWatch {
+    pub fn is_surge(self) -> bool {
+        self != SurgeWatch::Calm
+    }
+}
+
+/// Surge detection for a lead arriving at `at`. `earlier` holds the
+/// arrivals counted before it (instant, whether it came at the rate) from
+/// at least an hour and the cool-down back; later ones are ignored. A
+/// surge lasts while arrivals come at the rate and `cool_down` after the
+/// last one that did.
+pub fn watch_surge(detect: &Detection, at: DateTime<Utc>, earlier: &[(DateTime<Utc>, bool)]) -> SurgeWatch {
+    let hour_ago = at - chrono::Duration::hours(1);
+    let in_hour = earlier.iter().filter(|(t, _)| *t > hour_ago && *t <= at).count();
+    if u32::try_from(in_hour + 1).unwrap_or(u32::MAX) >= detect.mqls_per_hour {
+        SurgeWatch::AtRate
+    } else if earlier.iter().any(|(t, at_rate)| *at_rate && *t <= at && *t >= at - detect.cool_down) {
+        SurgeWatch::CoolingDown
+    } else {
+        SurgeWatch::Calm
     }
 }
 
@@ -153,7 +195,25 @@ pub fn decide(
         cap,
         away: away_to.is_some(),
         outcome,
+        surge: None,
     })
+}
+
+impl Intake {
+    /// An arrival nothing was decided for but its counting (no cap, no
+    /// fallback: surge detection alone counts arrivals).
+    pub fn counted(arrival: &Arrival) -> Intake {
+        Intake {
+            at: arrival.at,
+            owner_id: arrival.owner_id.clone(),
+            day: arrival.day,
+            taken_before: 0,
+            cap: None,
+            away: false,
+            outcome: Outcome::Kept,
+            surge: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +311,35 @@ mod tests {
         );
         let caps = capacity(Overflow::Pool("pool".into()));
         assert_eq!(decide(&caps, &away, &|_, _| 0, &|_, _| false).unwrap().outcome, Outcome::Kept);
+    }
+
+    /// 3 an hour starts a surge; it lasts an hour after the last arrival
+    /// that came at that rate, then ends.
+    #[test]
+    fn a_detected_surge_starts_at_the_rate_and_ends_after_the_cool_down() {
+        use SurgeWatch::{AtRate, Calm, CoolingDown};
+        let detect = Detection { mqls_per_hour: 3, cool_down: chrono::Duration::minutes(60) };
+        let t = |hh_mm: &str| -> DateTime<Utc> { format!("2026-03-02T{hh_mm}:00Z").parse().unwrap() };
+        let mut seen: Vec<(DateTime<Utc>, bool)> = Vec::new();
+        let mut run = |hh_mm: &str| {
+            let watch = watch_surge(&detect, t(hh_mm), &seen);
+            seen.push((t(hh_mm), watch == AtRate));
+            watch
+        };
+        let got: Vec<(&str, SurgeWatch)> =
+            ["09:00", "09:40", "09:50", "10:45", "11:40", "11:55", "12:00"].iter().map(|h| (*h, run(h))).collect();
+        assert_eq!(
+            got,
+            [
+                ("09:00", Calm),
+                ("09:40", Calm),
+                ("09:50", AtRate),      // three in the hour
+                ("10:45", CoolingDown), // two in the hour, 55 minutes after 09:50
+                ("11:40", Calm),        // 10:45 was not at the rate: no chain of cool-downs
+                ("11:55", Calm),
+                ("12:00", AtRate), // 11:40, 11:55 and itself
+            ]
+        );
     }
 
     #[test]

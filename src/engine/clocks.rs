@@ -139,25 +139,31 @@ fn follow(
     course
 }
 
-/// Finds the lead's arrival for `policy.capacity` (the user holding it
-/// at the sales start, on the business day its clock starts counting) and
-/// notes the daemon's decision for it. Returns the relaxed first-touch
-/// windows when that decision keeps the lead above its rep's cap with
-/// `overflow = "relax"`.
-fn arrival<'p>(
-    ctx: &mut Ctx<'_, 'p>,
-    base_start: DateTime<Utc>,
-) -> Result<Option<&'p std::collections::BTreeMap<String, Window>>, EngineError> {
+/// What the daemon's decision for a lead's arrival changes in its clocks.
+#[derive(Default)]
+struct ArrivalTerms<'p> {
+    /// Relaxed first-touch windows: kept above the rep's cap with
+    /// `overflow = "relax"`.
+    over_cap: Option<&'p std::collections::BTreeMap<String, Window>>,
+    /// The detected surge it arrived in, by name.
+    detected_surge: Option<String>,
+}
+
+/// Finds the lead's arrival (the user holding it at the sales start, on
+/// the business day its clock starts counting) when the policy decides
+/// arrivals (`policy.capacity`, `policy.surge.detect`), and notes the
+/// daemon's decision for it.
+fn arrival<'p>(ctx: &mut Ctx<'_, 'p>, base_start: DateTime<Utc>) -> Result<ArrivalTerms<'p>, EngineError> {
     let policy = ctx.policy;
-    if !policy.capacity.is_on() || !policy.enforcement.enforces(base_start) {
-        return Ok(None);
+    if !policy.counts_arrivals() || !policy.enforcement.enforces(base_start) {
+        return Ok(ArrivalTerms::default());
     }
     let user = match holder_at(&ctx.holders, base_start) {
         Holder::User(u) => Some(u),
         Holder::Unrouted => ctx.ownership.user_for(base_start).map(str::to_string),
         Holder::Seat { .. } | Holder::Paused { .. } => None,
     };
-    let Some(owner_id) = user else { return Ok(None) };
+    let Some(owner_id) = user else { return Ok(ArrivalTerms::default()) };
     let schedule = super::schedule_for(policy, &ctx.lead.id, Some(&owner_id), ctx.owners, &mut ctx.notes)?;
     let opens = schedule.next_open(base_start).map_err(|source| EngineError::Calendar {
         lead_id: ctx.lead.id.clone(),
@@ -172,12 +178,15 @@ fn arrival<'p>(
     let found = super::capacity::Arrival { at: base_start, owner_id, day, away };
     let decided = ctx.intake.filter(|i| i.is_for(&found));
     ctx.arrival = Some(found);
-    let Some(intake) = decided else { return Ok(None) };
-    ctx.notes.push(intake.describe());
-    Ok(match (&intake.outcome, &policy.capacity.overflow) {
+    let Some(intake) = decided else { return Ok(ArrivalTerms::default()) };
+    if policy.capacity.is_on() {
+        ctx.notes.push(intake.describe());
+    }
+    let over_cap = match (&intake.outcome, &policy.capacity.overflow) {
         (super::capacity::Outcome::Relaxed, Some(crate::policy::Overflow::Relax { first_touch })) => Some(first_touch),
         _ => None,
-    })
+    };
+    Ok(ArrivalTerms { over_cap, detected_surge: intake.surge.clone() })
 }
 
 /// Status of a clock from its times.
@@ -517,22 +526,29 @@ pub(super) fn sales_clocks(
         }
     }
     let touches = ctx.touches(segment);
-    let over_cap = arrival(ctx, base_start)?;
+    let terms = arrival(ctx, base_start)?;
 
     // First touch: only a logged call, email or meeting meets it; a
     // rejection, close or conversion before any touch ends it.
     // A lead whose clock starts inside a declared surge gets the surge's
     // window for its grade, when the protocol relaxes that grade; one its
     // rep took above their cap with `overflow = "relax"`, the capacity's.
-    let surge = ctx.policy.surge.at(base_start);
+    let declared = ctx.policy.surge.at(base_start);
+    let surge = declared.map(|s| s.name.clone()).or(terms.detected_surge);
     match grade.and_then(|g| segment.first_touch.get(g)) {
         Some(window) => {
-            let over_cap = grade.and_then(|g| over_cap?.get(g));
-            let relaxed = surge.and(grade).and_then(|g| ctx.policy.surge.first_touch.get(g));
-            if let (Some(s), Some(relaxed)) = (surge, relaxed) {
+            let over_cap = grade.and_then(|g| terms.over_cap?.get(g));
+            let relaxed = surge.as_ref().and(grade).and_then(|g| ctx.policy.surge.first_touch.get(g));
+            if let Some(relaxed) = relaxed {
+                let why = match declared {
+                    Some(s) => format!("during the declared surge `{}` ({})", s.name, s.reason),
+                    None => format!(
+                        "in a detected surge ({} new MQLs or more an hour, policy.surge.detect)",
+                        ctx.policy.surge.detect.map_or(0, |d| d.mqls_per_hour)
+                    ),
+                };
                 ctx.notes.push(format!(
-                    "first_touch: the lead arrived during the declared surge `{}` ({}), so its window is {relaxed} instead of {window}",
-                    s.name, s.reason
+                    "first_touch: the lead arrived {why}, so its window is {relaxed} instead of {window}"
                 ));
             }
             if let Some(relaxed) = over_cap {
@@ -591,7 +607,7 @@ pub(super) fn sales_clocks(
             if clock.stopped_at.is_none() {
                 explain_non_touches(ctx, segment, clock.received_at.unwrap_or(base_start));
             }
-            clock.surge = surge.map(|s| s.name.clone());
+            clock.surge = surge;
             clocks.push(clock);
         }
         None => {

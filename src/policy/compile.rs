@@ -62,6 +62,14 @@ pub struct CompiledPolicy {
     pub enforcement: Enforcement,
 }
 
+impl CompiledPolicy {
+    /// Whether the engine reports each lead's arrival for the daemon to
+    /// decide: capacity (caps, reps away) or surge detection asks for it.
+    pub fn counts_arrivals(&self) -> bool {
+        self.capacity.is_on() || self.surge.detect.is_some()
+    }
+}
+
 /// The boundary between the past handoff measures and the present it
 /// enforces. A clock that started before `from` is judged and counted in
 /// the scorecard, but gets no reminder, escalation, reassignment or flag;
@@ -109,8 +117,8 @@ pub enum Overflow {
 pub const OVERFLOW_MODES: [&str; 3] = ["pool", "least_loaded", "relax"];
 
 impl CompiledCapacity {
-    /// Whether arrivals are counted and decided: a cap is set, or new leads
-    /// leave reps who are away.
+    /// Whether arrivals are decided: a cap is set, or new leads leave reps
+    /// who are away.
     pub fn is_on(&self) -> bool {
         self.overflow.is_some() || self.away_to.is_some()
     }
@@ -128,7 +136,20 @@ pub struct CompiledSurge {
     pub first_touch: BTreeMap<String, Window>,
     /// Sorted by start; they may overlap.
     pub periods: Vec<SurgeSpan>,
+    /// Detected surges, when the policy asks for them.
+    pub detect: Option<Detection>,
 }
+
+/// `policy.surge.detect`, checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    pub mqls_per_hour: u32,
+    pub cool_down: chrono::Duration,
+}
+
+/// Bounds of `policy.surge.detect`.
+const MAX_SURGE_RATE: u32 = 100_000;
+const MAX_COOL_DOWN_MINUTES: u32 = 24 * 60;
 
 /// One declared surge, as instants: `[from, until)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -828,7 +849,32 @@ fn compile_surge(cx: &mut Cx, policy: &Policy, grade_names: &[String]) -> Compil
         }
     }
     periods.sort_by_key(|s| (s.from, s.until));
-    CompiledSurge { first_touch, periods }
+    let detect = surge.detect.as_ref().and_then(|d| {
+        let mut ok = true;
+        if !(2..=MAX_SURGE_RATE).contains(&d.mqls_per_hour) {
+            cx.issue(
+                format!("{p}.detect.mqls_per_hour"),
+                d.mqls_per_hour.to_string(),
+                format!("a surge rate is between 2 and {MAX_SURGE_RATE} new MQLs an hour"),
+                "set the hourly arrivals above which reps cannot keep up, e.g. 3x a normal busy hour",
+            );
+            ok = false;
+        }
+        if d.cool_down_minutes > MAX_COOL_DOWN_MINUTES {
+            cx.issue(
+                format!("{p}.detect.cool_down_minutes"),
+                d.cool_down_minutes.to_string(),
+                format!("a cool-down lasts at most {MAX_COOL_DOWN_MINUTES} minutes (a day)"),
+                "a longer spell is a declared surge: add it to policy.surge.periods",
+            );
+            ok = false;
+        }
+        ok.then(|| Detection {
+            mqls_per_hour: d.mqls_per_hour,
+            cool_down: chrono::Duration::minutes(i64::from(d.cool_down_minutes)),
+        })
+    });
+    CompiledSurge { first_touch, periods, detect }
 }
 
 /// A surge's start (`end = false`) or end: a day in `zone` (its start, or
@@ -2230,6 +2276,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn surge_detection_mistakes_are_named() {
+        let old = "detect = { mqls_per_hour = 40, cool_down_minutes = 60 }";
+        for (new, expected) in [
+            ("detect = { mqls_per_hour = 1 }", vec!["policy.surge.detect.mqls_per_hour"]),
+            (
+                "detect = { mqls_per_hour = 40, cool_down_minutes = 5000 }",
+                vec!["policy.surge.detect.cool_down_minutes"],
+            ),
+        ] {
+            let issues = issues_after(old, new);
+            assert_eq!(paths(&issues), expected, "{new}: {issues:#?}");
+        }
+        assert!(!issues_after(old, "detect = { per_hour = 40 }").is_empty(), "an unknown key is named");
+        let detect = example().surge.detect.expect("the example detects surges");
+        assert_eq!((detect.mqls_per_hour, detect.cool_down), (40, chrono::Duration::minutes(60)));
+        let default = crate::config::parse(&EXAMPLE.replacen(old, "detect = { mqls_per_hour = 40 }", 1)).unwrap();
+        assert_eq!(default.policy.surge.detect.unwrap().cool_down, chrono::Duration::minutes(60));
     }
 
     #[test]

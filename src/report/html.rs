@@ -239,7 +239,7 @@ fn page(card: &Scorecard, tv: bool) -> String {
         out.push_str("</div>");
         let surge_weeks: Vec<&super::Week> = card.weeks.iter().filter(|w| !w.surges.is_empty()).collect();
         if !surge_weeks.is_empty() {
-            out.push_str("<h2>Declared surges</h2><table><tr><th>week</th><th>surges</th><th>surge leads touched in their window</th></tr>");
+            out.push_str("<h2>Surges, declared and detected</h2><table><tr><th>week</th><th>surges</th><th>surge leads touched in their window</th></tr>");
             for w in surge_weeks {
                 let rate = w.groups.get("all").and_then(|m| m.first_touch_in_window_surge.rate());
                 let _ = write!(

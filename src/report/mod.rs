@@ -35,7 +35,7 @@ mod render;
 pub mod signals;
 pub mod weekly;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
@@ -195,7 +195,8 @@ pub struct Week {
     pub groups: BTreeMap<String, Metrics>,
     /// On the whole org (the `"all"` group).
     pub commitments: Vec<Commitment>,
-    /// The declared surges (`policy.surge`) the week overlaps, by name.
+    /// The declared surges (`policy.surge`) the week overlaps, then the
+    /// detected ones its leads arrived in, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub surges: Vec<String>,
 }
@@ -296,6 +297,8 @@ struct Tally<'a> {
     owners: Owners<'a>,
     owner_by_id: HashMap<&'a str, &'a Owner>,
     acc: Vec<BTreeMap<String, Acc>>,
+    /// Per week, the detected surges its leads arrived in.
+    detected: Vec<BTreeSet<String>>,
     schedules: HashMap<Option<String>, Option<crate::calendar::Schedule>>,
 }
 
@@ -318,6 +321,7 @@ impl<'a> Tally<'a> {
             now,
             by,
             acc: (0..starts.len()).map(|_| BTreeMap::new()).collect(),
+            detected: vec![BTreeSet::new(); starts.len()],
             starts,
             first_lead_at: None,
             owners: Owners::new(owners),
@@ -344,6 +348,16 @@ impl<'a> Tally<'a> {
         let Some(state) = state.filter(|s| s.error.is_none()) else { return };
         if lead.deleted || lead.merged_into.is_some() {
             return;
+        }
+        // Detected surges mark the week their leads arrived in (declared
+        // ones mark the weeks they span).
+        for clock in state.clocks.iter().filter(|c| c.kind == ClockKind::FirstTouch) {
+            let (Some(name), Some(at)) = (&clock.surge, clock.received_at) else { continue };
+            if !policy.surge.periods.iter().any(|p| &p.name == name) {
+                if let Some(w) = index_of(at) {
+                    self.detected[w].insert(name.clone());
+                }
+            }
         }
         let grade = state.grade.clone().unwrap_or_else(|| "none".to_string());
         let source = lead.field_str(&policy.fields.source).unwrap_or("(none)").to_string();
@@ -499,19 +513,16 @@ impl<'a> Tally<'a> {
     }
 
     fn finish(self) -> Scorecard {
-        let Tally { instance, policy, tz, now, by, starts, first_lead_at, acc, .. } = self;
+        let Tally { instance, policy, tz, now, by, starts, first_lead_at, acc, detected, .. } = self;
         // Weeks that ended before the first lead handoff knows of say nothing
         // (zero MQLs there is no data, not a miss); the current week always shows.
         let this_week = starts.last().copied();
-        let (starts, acc): (Vec<NaiveDate>, Vec<BTreeMap<String, Acc>>) = starts
-            .into_iter()
-            .zip(acc)
-            .filter(|(w, _)| Some(*w) == this_week || first_lead_at.is_some_and(|first| week_bounds(*w, tz).1 > first))
-            .unzip();
         let weeks_out: Vec<Week> = starts
-            .iter()
-            .zip(acc)
-            .map(|(start, groups)| {
+            .into_iter()
+            .zip(acc.into_iter().zip(detected))
+            .filter(|(w, _)| Some(*w) == this_week || first_lead_at.is_some_and(|first| week_bounds(*w, tz).1 > first))
+            .map(|(start, (groups, detected))| {
+                let start = &start;
                 let starts_at = local_midnight(*start, tz);
                 let ends_at = local_midnight(*start + Duration::days(7), tz);
                 let mut groups: BTreeMap<String, Metrics> = groups
@@ -532,7 +543,8 @@ impl<'a> Tally<'a> {
                     1.0
                 };
                 let commitments = commitments(policy, &groups["all"], elapsed);
-                let surges = policy.surge.overlapping(starts_at, ends_at).map(|s| s.name.clone()).collect();
+                let surges =
+                    policy.surge.overlapping(starts_at, ends_at).map(|s| s.name.clone()).chain(detected).collect();
                 Week { start: *start, starts_at, ends_at, partial, groups, commitments, surges }
             })
             .collect();

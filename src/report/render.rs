@@ -101,8 +101,9 @@ pub fn render_table(card: &Scorecard) -> String {
     row(&mut out, "first touch ended before any touch", &|m| m.first_touch_ended.to_string());
     row(&mut out, "routing time, median", &|m| minutes(m.routing_minutes.median));
     row(&mut out, "lead → opportunity (cohort, to date)", &|m| pct(m.opportunity.rate()));
-    // Declared surges: the weeks they touch, and their leads' first touches
-    // (judged on the relaxed windows, kept out of the commitment above).
+    // Surges: the weeks they touch (declared) or their leads arrived in
+    // (detected), and their leads' first touches (judged on the relaxed
+    // windows, kept out of the commitment above).
     if weeks.iter().any(|w| !w.surges.is_empty()) || all.iter().any(|m| !m.first_touch_in_window_surge.is_empty()) {
         row(&mut out, "surge leads touched inside the window", &|m| pct(m.first_touch_in_window_surge.rate()));
         let _ = writeln!(out, "SURGES");

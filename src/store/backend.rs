@@ -37,12 +37,14 @@ pub enum Tree {
     OutboxFailed,
     /// New MQLs each rep took per business day (see `policy.capacity`).
     Intake,
+    /// Every counted arrival by instant, org-wide (`policy.surge.detect`).
+    Arrivals,
     /// Keys per tree, kept by every commit (see [`Backend::count`]).
     Counts,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 22] = [
+    pub const ALL: [Tree; 23] = [
         Tree::Meta,
         Tree::Cursors,
         Tree::Leads,
@@ -64,6 +66,7 @@ impl Tree {
         Tree::Held,
         Tree::OutboxFailed,
         Tree::Intake,
+        Tree::Arrivals,
         Tree::Counts,
     ];
 
@@ -90,6 +93,7 @@ impl Tree {
             Tree::Held => "held",
             Tree::OutboxFailed => "outbox_failed",
             Tree::Intake => "intake",
+            Tree::Arrivals => "arrivals",
             Tree::Counts => "counts",
         }
     }

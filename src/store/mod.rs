@@ -30,6 +30,7 @@
 //! | `held` | lead id, stream, record | (empty): a lead not judged while a record of its is quarantined |
 //! | `outbox_failed` | sequence | (empty): an outbox entry given up on |
 //! | `intake` | owner, day, lead id | (empty): a new MQL the owner took that day, for `policy.capacity` |
+//! | `arrivals` | instant, lead id | one byte, 1 when it came at a surge's rate: new MQLs, for `policy.surge.detect` |
 //! | `counts` | tree name | keys in that tree, kept by every commit (see [`Backend`]) |
 //!
 //! Values are versioned: one format byte, then JSON, LZ4-compressed when
@@ -743,6 +744,25 @@ impl Store {
         self.get(Tree::States, lead_id.as_bytes())
     }
 
+    /// The arrivals counted in `[from, to]` (instant, whether it came at a
+    /// surge's rate), those `pending` records included.
+    pub fn arrivals_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        pending: &Batch,
+    ) -> Result<Vec<(DateTime<Utc>, bool)>, StoreError> {
+        let end = instant_key(to + chrono::Duration::milliseconds(1));
+        let mut out: Vec<(DateTime<Utc>, bool)> = self
+            .backend
+            .range(Tree::Arrivals, &instant_key(from), Some(&end), usize::MAX)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((instant_from_key(&k)?, v.first() == Some(&1))))
+            .collect();
+        out.extend(pending.arrivals_added.iter().filter(|(at, _)| (from..=to).contains(at)));
+        Ok(out)
+    }
+
     /// New MQLs `owner_id` took on `day` (see `policy.capacity`), those
     /// `pending` records but has not committed included.
     pub fn intake_load(&self, owner_id: &str, day: NaiveDate, pending: &Batch) -> Result<u32, StoreError> {
@@ -1023,6 +1043,8 @@ pub struct Batch {
     /// New MQLs recorded in this batch per (owner, day), so decisions taken
     /// before it is committed count them.
     intake_added: BTreeMap<(String, NaiveDate), u32>,
+    /// Arrivals recorded in this batch (instant, at a surge's rate).
+    arrivals_added: Vec<(DateTime<Utc>, bool)>,
 }
 
 impl Batch {
@@ -1149,6 +1171,16 @@ impl Batch {
         }
         self.writes.push(Write { tree: Tree::Intake, key, value: Some(Vec::new()) });
         *self.intake_added.entry((owner_id.to_string(), day)).or_default() += 1;
+    }
+
+    /// Records a counted arrival for surge detection.
+    pub fn record_arrival(&mut self, at: DateTime<Utc>, lead_id: &str, at_rate: bool) {
+        self.writes.push(Write {
+            tree: Tree::Arrivals,
+            key: deadline_key(at, lead_id),
+            value: Some(vec![u8::from(at_rate)]),
+        });
+        self.arrivals_added.push((at, at_rate));
     }
 
     /// Drops a deadline entry (found in the index) that no state points at.
