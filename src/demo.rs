@@ -198,6 +198,26 @@ pub fn config_table(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> an
             root.insert("policy".into(), policy.into());
         }
     }
+    // Reps the org sends on leave are away in the policy too.
+    let org = &sandbox.shared.org;
+    if !org.time_off.is_empty() {
+        let user_id = |i: usize| match sandbox.crm {
+            CrmKind::Salesforce => handoff_sandbox::salesforce::materialise::user_id(i),
+            CrmKind::Hubspot => (handoff_sandbox::hubspot::state::USER_OWNER_ID_BASE + i as u64).to_string(),
+        };
+        let mut policy = table(&mut root, "policy")?;
+        let mut owners = policy.get("owners").and_then(toml::Value::as_table).cloned().unwrap_or_default();
+        let mut time_off = owners.get("time_off").and_then(toml::Value::as_table).cloned().unwrap_or_default();
+        for (rep, first, last) in &org.time_off {
+            let entry = time_off.entry(user_id(*rep)).or_insert_with(|| toml::Value::Array(Vec::new()));
+            if let toml::Value::Array(days) = entry {
+                days.push(format!("{first}..{last}").into());
+            }
+        }
+        owners.insert("time_off".into(), time_off.into());
+        policy.insert("owners".into(), owners.into());
+        root.insert("policy".into(), policy.into());
+    }
     Ok(root)
 }
 

@@ -1,13 +1,15 @@
 //! Rep capacity end to end (`policy.capacity`), on both CRMs: a generated
-//! org run for a simulated week by the real daemon with a daily cap on new
-//! MQLs per rep, overflow to the least-loaded rep of the team (the pool when
-//! everyone is full) and one rep away for two days.
+//! org with a campaign spike day and a rep on leave for two days (the demo
+//! config puts the leave in `policy.owners.time_off`), run for a simulated
+//! week by the real daemon with a daily cap on new MQLs per rep and
+//! overflow to the least-loaded rep of the team (the pool when everyone is
+//! full).
 //!
 //! Checked from the sandbox's own records (the org's timeline plus the
 //! owner changes handoff wrote, as the sandbox's request log holds them):
-//! no rep received more new MQLs on a business day than the cap, no lead
-//! was moved to a rep on a day they were away, and every move handoff
-//! decided reached the CRM once.
+//! no rep received more new MQLs on a business day than the cap, the spike
+//! day included; no lead went to the rep on a day of their leave; and every
+//! move handoff decided reached the CRM.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
@@ -17,7 +19,7 @@ use chrono::NaiveDate;
 use handoff::demo::{SimOptions, Simulation};
 use handoff::engine::capacity::Outcome;
 use handoff_model::CrmKind;
-use handoff_sandbox::org::{OrgConfig, OwnerRef};
+use handoff_sandbox::org::{Leave, OrgConfig, OwnerRef, Spike};
 
 mod common;
 use common::{owner_ref, owner_timelines};
@@ -41,14 +43,24 @@ fn pool_id(crm: CrmKind) -> &'static str {
 
 async fn capped_week(crm: CrmKind) {
     let (seed, leads, days) = (11, 160, 7);
-    let org = handoff_sandbox::generate::generate(&OrgConfig { seed, leads, days, ..OrgConfig::default() });
+    let spike = Spike { day: 3, leads: 60 };
+    let org_config = OrgConfig {
+        seed,
+        leads,
+        days,
+        spike: Some(spike),
+        leave: vec![Leave { rep: 0, from_day: 1, days: 2 }],
+        ..OrgConfig::default()
+    };
+    let org = handoff_sandbox::generate::generate(&org_config);
     let reps: Vec<usize> = org.users.iter().filter(|u| u.behaviour.is_some()).map(|u| u.index).collect();
     assert!(reps.len() >= 3, "the org has a team");
     let group: Vec<String> = reps.iter().map(|r| user_id(crm, *r)).collect();
-    // The first rep is away on the second and third day of the run.
-    let start_day = org.events.first().unwrap().at.date_naive();
-    let away_days: Vec<NaiveDate> = (1..=2).map(|d| start_day + chrono::Duration::days(d)).collect();
-    let away_rep = group[0].clone();
+    let (away_index, first, last) = org.time_off[0];
+    let away_rep = user_id(crm, away_index);
+    let away_days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();
+    assert_eq!(away_days.len(), 2);
+    let spike_day = (org_config.start_at + chrono::Duration::days(i64::from(spike.day))).date_naive();
 
     let mut capacity = toml::Table::new();
     capacity.insert("new_mqls_per_day".into(), i64::from(CAP).into());
@@ -57,19 +69,6 @@ async fn capped_week(crm: CrmKind) {
     capacity.insert("pool".into(), pool_id(crm).into());
     let mut policy = toml::Table::new();
     policy.insert("capacity".into(), capacity.into());
-    // `[policy.owners]` is merged whole: the demo's, plus the time off.
-    let demo: toml::Table = match crm {
-        CrmKind::Salesforce => handoff::demo::SALESFORCE_CONFIG,
-        CrmKind::Hubspot => handoff::demo::HUBSPOT_CONFIG,
-    }
-    .parse()
-    .unwrap();
-    let mut owners = demo["policy"]["owners"].as_table().unwrap().clone();
-    let mut time_off = toml::Table::new();
-    let span = format!("{}..{}", away_days[0], away_days[1]);
-    time_off.insert(away_rep.clone(), vec![toml::Value::from(span)].into());
-    owners.insert("time_off".into(), time_off.into());
-    policy.insert("owners".into(), owners.into());
     let mut extra = toml::Table::new();
     extra.insert("policy".into(), policy.into());
     let opts = SimOptions {
@@ -79,6 +78,7 @@ async fn capped_week(crm: CrmKind) {
         days,
         step: chrono::Duration::minutes(30),
         config_extra: Some(extra),
+        org: Some(org_config),
         ..SimOptions::new(crm)
     };
     let mut sim = Simulation::start(&opts).await.expect("simulation starts");
@@ -152,6 +152,18 @@ async fn capped_week(crm: CrmKind) {
     for ((rep, day), n) in &received {
         assert!(*n <= CAP, "{crm}: {rep} received {n} new MQLs on {day}");
     }
+    let on = |day: NaiveDate| received.iter().filter(|((_, d), _)| *d == day).map(|(_, n)| *n).sum::<u32>();
+    let arrivals_on = |day: NaiveDate| {
+        states.values().filter(|s| s.intake.as_ref().is_some_and(|i| i.at.date_naive() == day)).count()
+    };
+    let before_spike = spike_day - chrono::Duration::days(1);
+    assert!(
+        arrivals_on(spike_day) > 2 * arrivals_on(before_spike),
+        "{crm}: the spike day brings more leads: {} on {spike_day}, {} the day before",
+        arrivals_on(spike_day),
+        arrivals_on(before_spike)
+    );
+    assert!(on(spike_day) <= CAP * group.len() as u32, "{crm}: the reps took no more than their caps on the spike day");
     let busy_days = received.keys().filter(|(rep, _)| *rep == away_rep).count();
     assert!(busy_days > 0, "{crm}: the rep away for two days took leads on the others");
     for day in &away_days {

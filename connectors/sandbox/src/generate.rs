@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::org::{
-    EventKind, IntendedGrade, LeadStatus, OrgConfig, OrgEvent, OrgProfile, OwnerRef, RepBehaviour, SynthLead,
+    EventKind, IntendedGrade, LeadStatus, OrgConfig, OrgEvent, OrgProfile, OwnerRef, RepBehaviour, Spike, SynthLead,
     SynthQueue, SynthUser, SyntheticOrg,
 };
 
@@ -149,10 +149,15 @@ pub fn generate(cfg: &OrgConfig) -> SyntheticOrg {
     ];
     let calendars = calendars(cfg);
 
-    let arrivals = arrival_times(cfg, &mut rng);
-    let mut leads = Vec::with_capacity(cfg.leads);
-    let mut events = Vec::with_capacity(cfg.leads * 8);
-    let mut removed = vec![false; cfg.leads];
+    let mut arrivals = arrival_times(cfg, &mut rng);
+    if let Some(spike) = cfg.spike {
+        arrivals.extend(spike_times(cfg, spike));
+        arrivals.sort();
+    }
+    let time_off = leave_days(cfg, &reps, &rep_zones);
+    let mut leads = Vec::with_capacity(arrivals.len());
+    let mut events = Vec::with_capacity(arrivals.len() * 8);
+    let mut removed = vec![false; arrivals.len()];
     let ctx = Ctx { users: &users, zones: &rep_zones, end_at: cfg.end_at(), profile: cfg.profile };
     // Follow-up activities come from a stream of their own, so the org
     // without them is exactly the org generated without the option.
@@ -172,6 +177,7 @@ pub fn generate(cfg: &OrgConfig) -> SyntheticOrg {
         plan_lead(&ctx, &lead, arrived_at, rep, other_rep, &mut rng, &mut lead_events);
         plan_sequence(&ctx, cfg.seed, index, &mut lead_events);
         plan_removal(&ctx, index, arrived_at, &mut removed, &mut rng, &mut lead_events);
+        wait_for_leave(&time_off, &rep_zones, &mut lead_events);
         lead_events.retain(|e| e.at < ctx.end_at);
         if let Some(f) = extra.as_mut() {
             f.plan(&ctx, index, &removed, &mut lead_events);
@@ -182,7 +188,78 @@ pub fn generate(cfg: &OrgConfig) -> SyntheticOrg {
     // Stable: ties keep generation order (created before its own touches).
     events.sort_by_key(|e| e.at);
 
-    SyntheticOrg { config: cfg.clone(), users, queues, calendars, leads, events }
+    SyntheticOrg { config: cfg.clone(), users, queues, calendars, leads, events, time_off }
+}
+
+/// Seed offset of the spike's arrivals.
+const SPIKE_STREAM: u64 = 0x5B1C_E0DA_7A11_0C47;
+
+/// The spike's extra arrivals: its day, 14:00–20:00 UTC.
+fn spike_times(cfg: &OrgConfig, spike: Spike) -> Vec<DateTime<Utc>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ SPIKE_STREAM);
+    let day = cfg.start_at + Duration::days(i64::from(spike.day));
+    let day = day - Duration::seconds(i64::from(day.num_seconds_from_midnight()));
+    (0..spike.leads)
+        .map(|_| day + Duration::seconds(rng.gen_range(14 * 3600..20 * 3600)))
+        .filter(|t| *t < cfg.end_at())
+        .collect()
+}
+
+/// The reps' days away (user index, first and last day in their zone).
+fn leave_days(cfg: &OrgConfig, reps: &[usize], zones: &[Tz]) -> Vec<(usize, NaiveDate, NaiveDate)> {
+    cfg.leave
+        .iter()
+        .filter(|l| l.days > 0 && !reps.is_empty())
+        .map(|l| {
+            let rep = reps[l.rep % reps.len()];
+            let first = cfg.start_at.with_timezone(&zones[rep]).date_naive() + Duration::days(i64::from(l.from_day));
+            (rep, first, first + Duration::days(i64::from(l.days) - 1))
+        })
+        .collect()
+}
+
+/// A rep on leave touches nothing and decides nothing: the lead's events
+/// from the first one that falls on a day of their leave wait, all shifted
+/// alike, until the first working day after it.
+fn wait_for_leave(time_off: &[(usize, NaiveDate, NaiveDate)], zones: &[Tz], events: &mut [OrgEvent]) {
+    if time_off.is_empty() {
+        return;
+    }
+    events.sort_by_key(|e| e.at);
+    let mut owner: Option<usize> = None;
+    let mut shift_from: Option<(usize, Duration)> = None;
+    for (i, e) in events.iter().enumerate() {
+        let actor = match &e.kind {
+            EventKind::LeadCreated { owner: o, .. } | EventKind::Assigned { owner: o, .. } => {
+                owner = match o {
+                    OwnerRef::User(u) => Some(*u),
+                    OwnerRef::Queue(_) => None,
+                };
+                None
+            }
+            EventKind::Touch { by, .. } => Some(*by),
+            EventKind::StatusChanged { .. } => owner,
+            EventKind::Deleted { .. } | EventKind::Merged { .. } => None,
+        };
+        let Some(rep) = actor else { continue };
+        let tz = zones[rep];
+        let day = e.at.with_timezone(&tz).date_naive();
+        if let Some((_, _, last)) =
+            time_off.iter().find(|(r, first, last)| *r == rep && (*first..=*last).contains(&day))
+        {
+            let mut back = *last + Duration::days(1);
+            while !is_workday(back) {
+                back += Duration::days(1);
+            }
+            shift_from = Some((i, Duration::days((back - day).num_days())));
+            break;
+        }
+    }
+    if let Some((from, by)) = shift_from {
+        for e in &mut events[from..] {
+            e.at += by;
+        }
+    }
 }
 
 /// Seed offset of the follow-up activities' stream.

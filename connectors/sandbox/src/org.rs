@@ -10,7 +10,7 @@
 //! lead, tests can derive the expected SLA outcomes from the org itself,
 //! independently of handoff's engine.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use handoff_model::{ActivityKind, BusinessCalendar};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,33 @@ pub struct OrgConfig {
     /// same as without them. `None` (the default) adds none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activities_per_lead: Option<u32>,
+    /// A campaign spike: extra leads arriving on one day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spike: Option<Spike>,
+    /// Reps on leave: they touch nothing on those days (a lead's work that
+    /// fell there waits for their return), and the org lists the days in
+    /// [`SyntheticOrg::time_off`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leave: Vec<Leave>,
+}
+
+/// Extra leads arriving on one day of the timeline, in the US working
+/// hours (14:00–20:00 UTC), on top of `OrgConfig::leads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spike {
+    /// Days after `start_at` (0: the first day).
+    pub day: u32,
+    pub leads: usize,
+}
+
+/// A rep's leave: `days` days from `from_day` days after `start_at`, on
+/// the rep's own dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leave {
+    /// Which rep: the n-th user who works leads.
+    pub rep: usize,
+    pub from_day: u32,
+    pub days: u32,
 }
 
 /// The shape of an org's behaviour.
@@ -72,6 +99,8 @@ impl Default for OrgConfig {
             start_at: DateTime::from_timestamp(1_772_409_600, 0).unwrap_or_default(),
             profile: OrgProfile::Mixed,
             activities_per_lead: None,
+            spike: None,
+            leave: Vec::new(),
         }
     }
 }
@@ -227,6 +256,10 @@ pub struct SyntheticOrg {
     pub leads: Vec<SynthLead>,
     /// Sorted by `at` (ties keep generation order).
     pub events: Vec<OrgEvent>,
+    /// Reps' days away (`OrgConfig::leave`): user index, first and last day
+    /// (both included) in the rep's zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_off: Vec<(usize, NaiveDate, NaiveDate)>,
 }
 
 /// How far an emulator has applied the org timeline. Emulators keep one and

@@ -266,3 +266,58 @@ fn follow_up_activities_reach_the_asked_average_without_changing_the_org() {
         assert_eq!(owner[&lead], OwnerRef::User(by));
     }
 }
+
+/// A campaign spike adds its leads on its day; a rep on leave touches and
+/// decides nothing on their days away, and the org lists those days.
+#[test]
+fn a_spike_day_and_a_rep_on_leave() {
+    use handoff_sandbox::org::{Leave, Spike};
+    let base = OrgConfig { days: 14, ..cfg(5, 300) };
+    let plain = generate(&base);
+    let org = generate(&OrgConfig {
+        spike: Some(Spike { day: 3, leads: 120 }),
+        leave: vec![Leave { rep: 1, from_day: 7, days: 3 }],
+        ..base.clone()
+    });
+    assert_eq!(org.leads.len(), 420);
+    let created_on = |org: &SyntheticOrg, day: NaiveDate| {
+        org.events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::LeadCreated { .. }) && e.at.date_naive() == day)
+            .count()
+    };
+    let spike_day = NaiveDate::from_ymd_opt(2026, 3, 5).unwrap();
+    assert_eq!(created_on(&org, spike_day), created_on(&plain, spike_day) + 120);
+    let next_day = spike_day.succ_opt().unwrap();
+    assert_eq!(created_on(&org, next_day), created_on(&plain, next_day));
+
+    assert!(plain.time_off.is_empty());
+    let reps: Vec<usize> = org.users.iter().filter(|u| u.behaviour.is_some()).map(|u| u.index).collect();
+    let (rep, first, last) = org.time_off[0];
+    assert_eq!(rep, reps[1]);
+    assert_eq!((first.to_string(), last.to_string()), ("2026-03-09".to_string(), "2026-03-11".to_string()));
+    let tz: chrono_tz::Tz = org.users[rep].time_zone.parse().unwrap();
+    let on_leave = |at: DateTime<Utc>| (first..=last).contains(&at.with_timezone(&tz).date_naive());
+    // Who owns each lead, to see whose status changes are whose.
+    let mut owner: BTreeMap<usize, Option<usize>> = BTreeMap::new();
+    let mut acted_before_leave = 0;
+    for e in &org.events {
+        match &e.kind {
+            EventKind::LeadCreated { lead, owner: o } | EventKind::Assigned { lead, owner: o } => {
+                owner.insert(*lead, if let OwnerRef::User(u) = o { Some(*u) } else { None });
+            }
+            EventKind::Touch { lead, by, .. } => {
+                assert!(!(*by == rep && on_leave(e.at)), "lead {lead} touched by the rep on leave at {}", e.at);
+                if *by == rep && e.at.with_timezone(&tz).date_naive() < first {
+                    acted_before_leave += 1;
+                }
+            }
+            EventKind::StatusChanged { lead, .. } => {
+                let by = owner.get(lead).copied().flatten();
+                assert!(!(by == Some(rep) && on_leave(e.at)), "lead {lead} decided by the rep on leave at {}", e.at);
+            }
+            _ => {}
+        }
+    }
+    assert!(acted_before_leave > 0, "the rep works before the leave");
+}
