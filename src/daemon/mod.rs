@@ -528,6 +528,10 @@ impl Daemon {
             self.evaluate_pending(now, &mut report)?
         };
         if evaluations_done && !self.stopping() {
+            let pruned = self.store.prune_books(now)?;
+            if pruned > 0 {
+                tracing::debug!(keys = pruned, "dropped intake and arrival records no decision reads any more");
+            }
             self.weekly(now, &mut report)?;
             self.plan_notices(now, &mut report)?;
         }

@@ -29,8 +29,8 @@
 //! | `quarantine` | stream, record | [`QuarantineRecord`]: a record the connector could not map |
 //! | `held` | lead id, stream, record | (empty): a lead not judged while a record of its is quarantined |
 //! | `outbox_failed` | sequence | (empty): an outbox entry given up on |
-//! | `intake` | owner, day, lead id | (empty): a new MQL the owner took that day, for `policy.capacity` |
-//! | `arrivals` | instant, lead id | one byte, 1 when it came at a surge's rate: new MQLs, for `policy.surge.detect` |
+//! | `intake` | day, owner, lead id | (empty): a new MQL the owner took that day, for `policy.capacity` (the last week) |
+//! | `arrivals` | instant, lead id | one byte, 1 when it came at a surge's rate: new MQLs, for `policy.surge.detect` (the last two days) |
 //! | `counts` | tree name | keys in that tree, kept by every commit (see [`Backend`]) |
 //!
 //! Values are versioned: one format byte, then JSON, LZ4-compressed when
@@ -156,14 +156,23 @@ fn deadline_key(at: DateTime<Utc>, lead_id: &str) -> Vec<u8> {
     key
 }
 
-/// `owner \0 YYYY-MM-DD \0`: the keys of one owner's day in `intake`.
+/// `YYYY-MM-DD \0 owner \0`: the keys of one owner's day in `intake`
+/// (days first, so the days past are pruned as one range).
 fn intake_prefix(owner_id: &str, day: NaiveDate) -> Vec<u8> {
-    let mut key = owner_id.as_bytes().to_vec();
+    let mut key = day.format("%Y-%m-%d").to_string().into_bytes();
     key.push(0);
-    key.extend_from_slice(day.format("%Y-%m-%d").to_string().as_bytes());
+    key.extend_from_slice(owner_id.as_bytes());
     key.push(0);
     key
 }
+
+/// How long the intake book keeps a day, and the arrivals an instant: the
+/// decisions they fed are in the leads' states; only today's caps and the
+/// last hours' surge watch read them.
+pub const INTAKE_KEPT_DAYS: i64 = 7;
+pub const ARRIVALS_KEPT_HOURS: i64 = 48;
+/// Most keys one prune removes (the rest go on the next tick).
+const PRUNE_SLICE: usize = 5_000;
 
 fn activity_key(lead_id: &str, activity_id: &str) -> Vec<u8> {
     let mut key = lead_id.as_bytes().to_vec();
@@ -742,6 +751,27 @@ impl Store {
 
     pub fn state(&self, lead_id: &str) -> Result<Option<LeadState>, StoreError> {
         self.get(Tree::States, lead_id.as_bytes())
+    }
+
+    /// Drops the intake book's days and the arrivals too old for any
+    /// decision to read (see [`INTAKE_KEPT_DAYS`]), a slice at a time;
+    /// returns how many keys went.
+    pub fn prune_books(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut batch = Batch::default();
+        let oldest_day = (now - chrono::Duration::days(INTAKE_KEPT_DAYS)).date_naive();
+        let day_end = oldest_day.format("%Y-%m-%d").to_string().into_bytes();
+        for (key, _) in self.backend.range(Tree::Intake, b"", Some(&day_end), PRUNE_SLICE)? {
+            batch.delete(Tree::Intake, key);
+        }
+        let instant_end = instant_key(now - chrono::Duration::hours(ARRIVALS_KEPT_HOURS));
+        for (key, _) in self.backend.range(Tree::Arrivals, b"", Some(&instant_end), PRUNE_SLICE)? {
+            batch.delete(Tree::Arrivals, key);
+        }
+        let pruned = batch.len();
+        if pruned > 0 {
+            self.commit(batch)?;
+        }
+        Ok(pruned)
     }
 
     /// The arrivals counted in `[from, to]` (instant, whether it came at a
@@ -1842,5 +1872,38 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c1".into())));
         assert!(store.lead("L1").unwrap().is_some());
+    }
+
+    /// The intake book and the arrivals count within a batch before it is
+    /// committed, and keep only what a decision can still read.
+    #[test]
+    fn intake_book_and_arrivals_count_pending_writes_and_are_pruned() {
+        let store = Store::in_memory();
+        let now: DateTime<Utc> = "2026-03-20T12:00:00Z".parse().unwrap();
+        let today = now.date_naive();
+        let old_day = today - chrono::Duration::days(INTAKE_KEPT_DAYS + 1);
+        let mut batch = Batch::default();
+        batch.record_intake("rep", today, "L1");
+        batch.record_intake("rep", today, "L1"); // the same lead once
+        batch.record_intake("rep", today, "L2");
+        batch.record_intake("other", today, "L3");
+        batch.record_intake("rep", old_day, "L0");
+        assert_eq!(store.intake_load("rep", today, &batch).unwrap(), 2, "pending writes count");
+        let old = now - chrono::Duration::hours(ARRIVALS_KEPT_HOURS + 1);
+        batch.record_arrival(old, "L0", true);
+        batch.record_arrival(now - chrono::Duration::minutes(30), "L1", false);
+        let recent = store.arrivals_between(now - chrono::Duration::hours(1), now, &batch).unwrap();
+        assert_eq!(recent.len(), 1);
+        store.commit(batch).unwrap();
+        let empty = Batch::default();
+        assert_eq!(store.intake_load("rep", today, &empty).unwrap(), 2);
+        assert_eq!(store.intake_load("rep", old_day, &empty).unwrap(), 1);
+        assert_eq!(store.prune_books(now).unwrap(), 2, "the old day and the old arrival");
+        assert_eq!(store.intake_load("rep", old_day, &empty).unwrap(), 0);
+        assert_eq!(store.intake_load("rep", today, &empty).unwrap(), 2);
+        assert_eq!(store.intake_load("other", today, &empty).unwrap(), 1);
+        assert_eq!(store.arrivals_between(old - chrono::Duration::hours(1), now, &empty).unwrap().len(), 1);
+        assert_eq!(store.prune_books(now).unwrap(), 0);
+        assert_eq!(store.counts().unwrap(), store.recount().unwrap());
     }
 }
