@@ -32,6 +32,34 @@ struct Report {
     errors: Vec<ErrorRecord>,
     /// Open MQLs past their deadline from before enforcement began.
     graveyard: Graveyard,
+    /// New MQLs per rep on the latest day of the intake book, against
+    /// their caps (`policy.capacity`).
+    capacity: Vec<RepDay>,
+}
+
+/// One rep's new MQLs on a day, and their cap.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepDay {
+    pub day: chrono::NaiveDate,
+    pub owner_id: String,
+    pub new_mqls: u32,
+    pub cap: Option<u32>,
+}
+
+/// The latest day of the intake book, rep by rep (fullest first).
+pub fn capacity_today(
+    store: &crate::store::Store,
+    policy: &crate::policy::CompiledPolicy,
+) -> Result<Vec<RepDay>, crate::store::StoreError> {
+    let book = store.intake_book()?;
+    let Some(latest) = book.keys().map(|(day, _)| *day).max() else { return Ok(Vec::new()) };
+    let mut out: Vec<RepDay> = book
+        .into_iter()
+        .filter(|((day, _), _)| *day == latest)
+        .map(|((day, owner_id), new_mqls)| RepDay { day, cap: policy.capacity.cap_for(&owner_id), owner_id, new_mqls })
+        .collect();
+    out.sort_by(|a, b| b.new_mqls.cmp(&a.new_mqls).then_with(|| a.owner_id.cmp(&b.owner_id)));
+    Ok(out)
 }
 
 fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
@@ -166,6 +194,7 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
             let from = config.sync.enforce_from_at().or(first_start);
             crate::report::graveyard::in_store(&store, from)?
         },
+        capacity: capacity_today(&store, &config.policy)?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -217,6 +246,21 @@ fn render(r: &Report, changed: &[String]) -> String {
     let _ = writeln!(out, "outbox: {} queued, {} failed; ledger: {} actions done", c.outbox, c.outbox_failed, c.ledger);
     if r.graveyard.leads > 0 {
         let _ = writeln!(out, "backlog (measured, not enforced; clean it up in the CRM): {}", r.graveyard.summary(20));
+    }
+    if let Some(day) = r.capacity.first().map(|d| d.day) {
+        let shown: Vec<String> = r
+            .capacity
+            .iter()
+            .take(20)
+            .map(|d| match d.cap {
+                Some(cap) if d.new_mqls >= cap => format!("{} {}/{cap} (at cap)", d.owner_id, d.new_mqls),
+                Some(cap) => format!("{} {}/{cap}", d.owner_id, d.new_mqls),
+                None => format!("{} {}", d.owner_id, d.new_mqls),
+            })
+            .collect();
+        let more = r.capacity.len().saturating_sub(shown.len());
+        let more = if more > 0 { format!(", {more} more") } else { String::new() };
+        let _ = writeln!(out, "new MQLs on {day} by rep (capacity): {}{more}", shown.join(", "));
     }
     let _ = writeln!(out, "messages (digests, summaries): {} queued, {} failed", c.messages, c.messages_failed);
     let _ = writeln!(out, "cursors:");

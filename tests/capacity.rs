@@ -164,6 +164,10 @@ async fn capped_week(crm: CrmKind) {
         arrivals_on(before_spike)
     );
     assert!(on(spike_day) <= CAP * group.len() as u32, "{crm}: the reps took no more than their caps on the spike day");
+    // `handoff state` shows the latest day's book: nobody above their cap.
+    let today = handoff::state::capacity_today(&store, &sim.config.policy).unwrap();
+    assert!(!today.is_empty(), "{crm}: the book holds the last day");
+    assert!(today.iter().all(|d| d.cap.is_none_or(|c| d.new_mqls <= c)), "{crm}: {today:?}");
     let busy_days = received.keys().filter(|(rep, _)| *rep == away_rep).count();
     assert!(busy_days > 0, "{crm}: the rep away for two days took leads on the others");
     for day in &away_days {

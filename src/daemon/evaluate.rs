@@ -234,9 +234,9 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
 /// capacity (`policy.capacity`, recorded in the day's book in `batch`) and
 /// whether it came in a detected surge (`policy.surge.detect`, recorded
 /// with the org's arrivals), with the lead judged again under it when it
-/// is not simply kept (a relaxed window, a move, a surge). Decisions are taken here, one lead at a time in the tick's
-/// order, so two leads judged side by side cannot both take a rep's last
-/// place of the day.
+/// is not simply kept (a relaxed window, a move, a surge). Decisions are
+/// taken here, one lead at a time in the tick's order, so two leads judged
+/// side by side cannot both take a rep's last place of the day.
 fn new_intake(
     cx: &Evaluator<'_>,
     lead: &Lead,

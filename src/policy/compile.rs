@@ -123,8 +123,17 @@ impl CompiledCapacity {
         self.overflow.is_some() || self.away_to.is_some()
     }
 
-    /// The cap of `owner_id`; `None`: uncapped.
+    /// The cap of `owner_id`; `None`: uncapped. The pool and the fallback
+    /// for reps who are away take what they are sent, whatever the cap of
+    /// reps is.
     pub fn cap_for(&self, owner_id: &str) -> Option<u32> {
+        let pool = match &self.overflow {
+            Some(Overflow::Pool(pool)) | Some(Overflow::LeastLoaded { pool: Some(pool), .. }) => Some(pool.as_str()),
+            _ => None,
+        };
+        if pool == Some(owner_id) || self.away_to.as_deref() == Some(owner_id) {
+            return None;
+        }
         self.per_owner.get(owner_id).copied().or(self.default_cap)
     }
 }

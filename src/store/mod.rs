@@ -774,6 +774,19 @@ impl Store {
         Ok(pruned)
     }
 
+    /// The intake book as it stands (the last week at most): new MQLs per
+    /// day and owner, oldest day first.
+    pub fn intake_book(&self) -> Result<BTreeMap<(NaiveDate, String), u32>, StoreError> {
+        let mut out = BTreeMap::new();
+        for (key, _) in self.backend.range(Tree::Intake, b"", None, usize::MAX)? {
+            let mut parts = key.split(|b| *b == 0);
+            let (Some(day), Some(owner)) = (parts.next(), parts.next()) else { continue };
+            let Some(day) = std::str::from_utf8(day).ok().and_then(|d| d.parse::<NaiveDate>().ok()) else { continue };
+            *out.entry((day, String::from_utf8_lossy(owner).into_owned())).or_default() += 1;
+        }
+        Ok(out)
+    }
+
     /// The arrivals counted in `[from, to]` (instant, whether it came at a
     /// surge's rate), those `pending` records included.
     pub fn arrivals_between(
