@@ -55,7 +55,7 @@ impl ExplainInput {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading case file {}", path.display()))?;
         let case: CaseFile = serde_json::from_str(&text).with_context(|| {
             format!(
-                "case file {} is not valid: it must be a JSON object with `lead` (required), `activities` and `owners`",
+                "case file {} is not valid: it must be a JSON object with `lead` (required), `activities`, `owners` and `intake`",
                 path.display()
             )
         })?;

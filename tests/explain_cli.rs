@@ -196,3 +196,36 @@ fn a_broken_case_file_is_refused_with_its_name() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broken-case.json"), "{stderr}");
 }
+
+/// The example policy caps new MQLs per rep: `--json` shows the lead's
+/// arrival, and a case carrying the daemon's decision for it (as
+/// `--from-state` reads it from the lead's state) explains the move and
+/// asks for it once.
+#[test]
+fn a_capacity_decision_is_explained_with_its_move() {
+    let now = "2026-03-02T15:10:00Z";
+    let evaluation = json_of(&explain(&["--case", &case(), "--now", now, "--json"]));
+    let arrival = evaluation["arrival"].clone();
+    assert_eq!(arrival["owner_id"], "005Hs00000A1b9zAAA", "{evaluation:#}");
+    assert!(action_keys(&evaluation).iter().all(|k| !k.contains(":cap:")), "no decision, no move");
+    let dir = tempfile::tempdir().unwrap();
+    let decided = edited_case(&dir, |case| {
+        case["intake"] = serde_json::json!({
+            "at": arrival["at"],
+            "owner_id": arrival["owner_id"],
+            "day": arrival["day"],
+            "taken_before": 15,
+            "cap": 15,
+            "outcome": "moved",
+            "to": "005Hs00000A1b3dAAA",
+        });
+    });
+    let report = stdout_of(&explain(&["--case", &decided, "--now", now]));
+    assert!(
+        report.contains("005Hs00000A1b9zAAA had taken 15 new MQLs") && report.contains("goes to 005Hs00000A1b3dAAA"),
+        "{report}"
+    );
+    let evaluation = json_of(&explain(&["--case", &decided, "--now", now, "--json"]));
+    let moves: Vec<String> = action_keys(&evaluation).into_iter().filter(|k| k.contains(":cap:")).collect();
+    assert_eq!(moves.len(), 1, "{evaluation:#}");
+}

@@ -44,6 +44,8 @@ pub struct Intake {
     /// The owner was away when it came (`policy.owners.when_away`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub away: bool,
+    /// `"outcome": "kept" | "relaxed" | "moved" (with "to") | "overflowed"`.
+    #[serde(flatten)]
     pub outcome: Outcome,
     /// The detected surge it arrived in (`policy.surge.detect`), by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
