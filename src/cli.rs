@@ -13,7 +13,7 @@
 //!   what the state directory holds, and repairs.
 //! - `demo [--crm salesforce|hubspot] [--days N] [--seed S] [--leads N] [--json]`:
 //!   the whole loop against a generated sandbox org.
-//! - `report --config FILE [--weeks N] [--format table|csv|json|html] [--by grade|source|rep|team]`:
+//! - `report --config FILE [--weeks N] [--format table|csv|json|html] [--by grade|source|rep|team|role]`:
 //!   the weekly scorecard.
 //! - `sandbox --crm salesforce|hubspot …`: serve a sandbox CRM.
 

@@ -483,6 +483,14 @@ pub struct Segment {
     /// Accept/reject decision after assignment, e.g. "48 business hours".
     #[serde(default)]
     pub sal_decision: Option<String>,
+    /// The AE's commitment: a discovery meeting booked (a meeting on the
+    /// lead, logged or started) within this of SAL acceptance.
+    #[serde(default)]
+    pub discovery_within: Option<String>,
+    /// The AE's commitment: the opportunity created (the lead converted)
+    /// within this of SAL acceptance.
+    #[serde(default)]
+    pub opportunity_within: Option<String>,
     pub cadence: Cadence,
     pub disposition: Disposition,
 }

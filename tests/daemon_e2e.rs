@@ -61,6 +61,8 @@ fn key_code(kind: ClockKind) -> &'static str {
         ClockKind::Disposition => "disp",
         ClockKind::ReasonCode => "code",
         ClockKind::Routing => "route",
+        ClockKind::Discovery => "disc",
+        ClockKind::Opportunity => "opp",
     }
 }
 

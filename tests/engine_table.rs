@@ -1746,3 +1746,150 @@ fn a_detected_surge_relaxes_the_windows_of_leads_arriving_in_it() {
     let table = handoff::report::render(&card, handoff::report::Format::Table);
     assert!(table.contains(&format!("week of 2026-03-02: {surge}")), "{table}");
 }
+
+/// The AE's commitments, from SAL acceptance (Monday 2 March 15:00): a
+/// discovery meeting booked within two business days (due Wednesday 15:00)
+/// and the opportunity created within five (due the next Monday 15:00),
+/// each reminded and escalated like any clock, keyed `disc` and `opp`.
+#[test]
+fn ae_clocks_for_discovery_and_the_opportunity_are_met_breached_and_escalated() {
+    let ae = r#"on_reassign = "restart"
+discovery_within = "16 business hours"
+opportunity_within = "40 business hours""#;
+    let policy = policy_with(ae, TWO_RUNGS);
+    let mut accepted = lead();
+    accepted.status_changes.push(StatusChange { status: "Accepted".to_string(), at: ny("2026-03-02 15:00") });
+    accepted.fields.insert("Status".to_string(), json!("Accepted"));
+    let call = activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"));
+
+    // Before acceptance: waiting, no task.
+    let ev = run(&policy, &lead(), std::slice::from_ref(&call), ny("2026-03-02 12:00"));
+    for kind in [ClockKind::Discovery, ClockKind::Opportunity] {
+        let c = clock(&ev, kind);
+        assert_eq!((c.status, c.started_at), (ClockStatus::Pending, None), "{kind:?}: {c:#?}");
+    }
+
+    // A meeting logged Tuesday for Friday: booked Tuesday, in time.
+    let mut meeting = activity("m1", ActivityKind::Meeting, "u_rep", ny("2026-03-06 10:00"));
+    meeting.modified_at = ny("2026-03-03 09:30");
+    let ev = run(&policy, &accepted, &[call.clone(), meeting], ny("2026-03-04 12:00"));
+    let disc = clock(&ev, ClockKind::Discovery);
+    assert_eq!(
+        (disc.status, disc.due_at, disc.stopped_at),
+        (ClockStatus::Met, Some(ny("2026-03-04 15:00")), Some(ny("2026-03-03 09:30")))
+    );
+    assert!(tasks(&ev).iter().all(|(k, _, _)| !k.contains(":disc:")));
+
+    // No meeting: reminded at 75% (Wednesday 11:00), breached Wednesday
+    // 15:00 and escalated to the manager, then the next level at 17:00.
+    let reminder = run(&policy, &accepted, std::slice::from_ref(&call), ny("2026-03-04 11:30"));
+    assert!(tasks(&reminder)
+        .iter()
+        .any(|(k, to, p)| k.contains(":disc:") && *to == "u_rep" && **p == TaskPurpose::Reminder));
+    let ev = run(&policy, &accepted, std::slice::from_ref(&call), ny("2026-03-04 15:30"));
+    assert_eq!(clock(&ev, ClockKind::Discovery).status, ClockStatus::Breached);
+    assert!(tasks(&ev)
+        .iter()
+        .any(|(k, to, p)| k.contains(":disc:") && *to == "u_mgr" && **p == TaskPurpose::Escalation { level: 1 }));
+    let ev = run(&policy, &accepted, std::slice::from_ref(&call), ny("2026-03-04 17:00"));
+    assert!(tasks(&ev)
+        .iter()
+        .any(|(k, to, p)| k.contains(":disc:") && *to == "u_vp" && **p == TaskPurpose::Escalation { level: 2 }));
+
+    // The opportunity: converted Thursday, in time; never converted,
+    // breached the next Monday 15:00 and escalated.
+    let mut converted = accepted.clone();
+    converted.status_changes.push(StatusChange { status: "Converted".to_string(), at: ny("2026-03-05 10:00") });
+    converted.fields.insert("Status".to_string(), json!("Converted"));
+    converted.converted_at = Some(ny("2026-03-05 10:00"));
+    let ev = run(&policy, &converted, std::slice::from_ref(&call), ny("2026-03-10 12:00"));
+    let opp = clock(&ev, ClockKind::Opportunity);
+    assert_eq!((opp.status, opp.stopped_at), (ClockStatus::Met, Some(ny("2026-03-05 10:00"))));
+    // Converted Thursday with no meeting: the discovery was due Wednesday,
+    // and stays breached; converted Tuesday, it ends (the meetings after a
+    // conversion are the opportunity's).
+    assert_eq!(clock(&ev, ClockKind::Discovery).status, ClockStatus::Breached);
+    let mut early = accepted.clone();
+    early.status_changes.push(StatusChange { status: "Converted".to_string(), at: ny("2026-03-03 10:00") });
+    early.fields.insert("Status".to_string(), json!("Converted"));
+    early.converted_at = Some(ny("2026-03-03 10:00"));
+    let ev = run(&policy, &early, std::slice::from_ref(&call), ny("2026-03-10 12:00"));
+    assert_eq!(clock(&ev, ClockKind::Discovery).status, ClockStatus::Ended);
+    assert_eq!(clock(&ev, ClockKind::Opportunity).status, ClockStatus::Met);
+    let ev = run(&policy, &accepted, std::slice::from_ref(&call), ny("2026-03-09 15:30"));
+    let opp = clock(&ev, ClockKind::Opportunity);
+    assert_eq!((opp.status, opp.due_at), (ClockStatus::Breached, Some(ny("2026-03-09 15:00"))));
+    assert!(tasks(&ev)
+        .iter()
+        .any(|(k, to, p)| k.contains(":opp:") && *to == "u_mgr" && **p == TaskPurpose::Escalation { level: 1 }));
+    // Rejected after acceptance: both end.
+    let mut rejected = accepted.clone();
+    rejected.status_changes.push(StatusChange { status: "Rejected".to_string(), at: ny("2026-03-03 10:00") });
+    rejected.fields.insert("Status".to_string(), json!("Rejected"));
+    rejected.fields.insert("Reason__c".to_string(), json!("bad_fit"));
+    let ev = run(&policy, &rejected, std::slice::from_ref(&call), ny("2026-03-10 12:00"));
+    for kind in [ClockKind::Discovery, ClockKind::Opportunity] {
+        assert_eq!(clock(&ev, kind).status, ClockStatus::Ended, "{kind:?}");
+    }
+}
+
+/// The scorecard's AE rows and `--by role`: the AE's clocks count under
+/// "AE", the first touch under "SDR", the MQLs under "marketing".
+#[test]
+fn the_scorecard_shows_the_ae_rows_and_breaks_down_by_role() {
+    use handoff::report::{compute, render, Dimension, Format, Input};
+    use handoff::store::{LeadState, StoredLead};
+    let ae = r#"on_reassign = "restart"
+discovery_within = "16 business hours"
+opportunity_within = "40 business hours""#;
+    let policy = policy_with(ae, TWO_RUNGS);
+    let now = ny("2026-03-06 18:00");
+    let mut accepted = lead();
+    accepted.status_changes.push(StatusChange { status: "Accepted".to_string(), at: ny("2026-03-02 15:00") });
+    accepted.fields.insert("Status".to_string(), json!("Accepted"));
+    let call = activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"));
+    let meeting = activity("m1", ActivityKind::Meeting, "u_rep", ny("2026-03-03 11:00"));
+    let ev = run(&policy, &accepted, &[call, meeting], now);
+    let state = LeadState {
+        evaluated_at: now,
+        policy_version: policy.version,
+        mql: ev.mql,
+        grade: ev.grade.clone(),
+        segment: ev.segment.clone(),
+        waived: ev.waived.clone(),
+        disqualified_by: None,
+        clocks: ev.clocks.clone(),
+        next_check_at: ev.next_check_at,
+        error: None,
+        pending_update: None,
+        sla_fields: ev.sla_fields.clone(),
+        qualified_at: ev.qualified_at,
+        intake: None,
+    };
+    let states = BTreeMap::from([(accepted.id.clone(), state)]);
+    let leads = vec![StoredLead {
+        lead: accepted,
+        observed_owners: Vec::new(),
+        observed_statuses: Vec::new(),
+        observed_fields: BTreeMap::new(),
+        watched: String::new(),
+        first_seen_at: ny("2026-03-02 10:00"),
+    }];
+    let list = owners();
+    let input = Input { instance: "t", policy: &policy, leads: &leads, states: &states, owners: &list };
+    let card = compute(&input, 1, now, None);
+    let all = &card.weeks.last().unwrap().groups["all"];
+    assert_eq!((all.discovery_in_window.hits, all.discovery_in_window.cases), (1, 1));
+    assert!(all.opportunity_in_window.is_empty(), "still running");
+    let table = render(&card, Format::Table);
+    assert!(table.contains("AE: discovery booked inside the window"), "{table}");
+    assert!(render(&card, Format::Csv).contains("discovery_in_window"));
+
+    let by_role = compute(&input, 1, now, Some(Dimension::Role));
+    let groups = &by_role.weeks.last().unwrap().groups;
+    assert_eq!(groups["AE"].discovery_in_window.cases, 1);
+    assert!(groups["AE"].first_touch_in_window.is_empty());
+    assert_eq!(groups["SDR"].first_touch_in_window.cases, 1);
+    assert!(groups["SDR"].discovery_in_window.is_empty());
+    assert_eq!(groups["marketing"].mqls, 1);
+}

@@ -677,6 +677,9 @@ impl Expected {
             // The demo policy declares no surge.
             first_touch_in_window_surge: Ratio::default(),
             first_touch_ended: self.first_touch_ended,
+            // The demo policy sets no AE commitment.
+            discovery_in_window: Ratio::default(),
+            opportunity_in_window: Ratio::default(),
             follow_up_completion: self.follow_up,
             disposition_in_window: self.disposition,
             feedback_quality: self.feedback,

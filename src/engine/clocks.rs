@@ -684,7 +684,120 @@ pub(super) fn sales_clocks(
             clocks.push(reason_code_clock(ctx, segment, &rejected)?);
         }
     }
+    clocks.extend(ae_clocks(ctx, segment, &all_decided, base_start)?);
     Ok(clocks)
+}
+
+/// The AE's commitments (`discovery_within`, `opportunity_within`), both
+/// from SAL acceptance, on the calendar of whoever holds the lead (the AE
+/// it went to): a discovery meeting booked — a meeting on the lead, counted
+/// from when it was logged or took place, whichever came first — and the
+/// opportunity created, which is the lead's conversion. A rejection or
+/// close ends both; a conversion before any meeting ends the discovery
+/// clock (the meetings after it are the opportunity's).
+fn ae_clocks(
+    ctx: &mut Ctx<'_, '_>,
+    segment: &CompiledSegment,
+    all_decided: &[Decision],
+    base_start: DateTime<Utc>,
+) -> Result<Vec<Clock>, EngineError> {
+    let windows =
+        [(ClockKind::Discovery, segment.discovery_within), (ClockKind::Opportunity, segment.opportunity_within)];
+    let accepted = all_decided.iter().find(|d| d.class == StatusClass::Accepted && d.at >= base_start).map(|d| d.at);
+    let Some(start) = accepted else {
+        return Ok(windows
+            .iter()
+            .filter(|(_, w)| w.is_some())
+            .map(|(kind, _)| Clock::not_started(*kind, None, "starts at SAL acceptance; not accepted yet".to_string()))
+            .collect());
+    };
+    let lead_id = ctx.lead.id.clone();
+    let meetings: Vec<&Activity> = ctx
+        .activities
+        .iter()
+        .filter(|a| a.kind == ActivityKind::Meeting && !a.deleted && a.handoff_key.is_none() && a.lead_id == lead_id)
+        .collect();
+    let ended_from = |from: DateTime<Utc>, also_converted: bool| {
+        all_decided.iter().find(|d| {
+            d.at >= from
+                && (matches!(d.class, StatusClass::Rejected | StatusClass::ClosedUnresponsive)
+                    || (also_converted && d.class == StatusClass::Converted))
+        })
+    };
+    let ended = |d: &Decision, before: &str| Stop {
+        at: d.at,
+        cause: StopCause::Status { status: d.status.clone() },
+        reason: format!("ended: the lead was {} at {} before {before}", class_word(d.class), rfc3339(d.at)),
+        ends: true,
+    };
+    let mut out = Vec::new();
+    if let Some(window) = segment.discovery_within {
+        let stop_from = |from: DateTime<Utc>| -> Option<Stop> {
+            let booked = meetings
+                .iter()
+                .filter(|a| a.occurred_at >= from)
+                .map(|a| (a.occurred_at.min(a.modified_at).max(from), *a))
+                .min_by_key(|(at, _)| *at);
+            match (booked, ended_from(from, true)) {
+                (Some((at, a)), end) if end.is_none_or(|e| at <= e.at) => Some(Stop {
+                    at,
+                    cause: StopCause::Touch { activity_id: a.id.clone() },
+                    reason: format!(
+                        "booked: meeting {} on {} by {}",
+                        a.id,
+                        rfc3339(a.occurred_at),
+                        a.owner_id.as_deref().unwrap_or("(unknown)")
+                    ),
+                    ends: false,
+                }),
+                (_, Some(e)) => Some(ended(e, "a discovery meeting")),
+                (_, None) => None,
+            }
+        };
+        out.push(timed_clock(
+            ctx,
+            Timed {
+                kind: ClockKind::Discovery,
+                start,
+                window,
+                on_reassign: segment.on_reassign,
+                stop_from: &stop_from,
+                running: "no discovery meeting booked yet".to_string(),
+            },
+        )?);
+    }
+    if let Some(window) = segment.opportunity_within {
+        let stop_from = |from: DateTime<Utc>| -> Option<Stop> {
+            let decision = all_decided.iter().find(|d| {
+                d.at >= from
+                    && matches!(
+                        d.class,
+                        StatusClass::Converted | StatusClass::Rejected | StatusClass::ClosedUnresponsive
+                    )
+            })?;
+            Some(match decision.class {
+                StatusClass::Converted => Stop {
+                    at: decision.at,
+                    cause: StopCause::Status { status: decision.status.clone() },
+                    reason: format!("converted at {}: the opportunity exists", rfc3339(decision.at)),
+                    ends: false,
+                },
+                _ => ended(decision, "an opportunity"),
+            })
+        };
+        out.push(timed_clock(
+            ctx,
+            Timed {
+                kind: ClockKind::Opportunity,
+                start,
+                window,
+                on_reassign: segment.on_reassign,
+                stop_from: &stop_from,
+                running: "not converted to an opportunity yet".to_string(),
+            },
+        )?);
+    }
+    Ok(out)
 }
 
 fn class_word(class: StatusClass) -> &'static str {

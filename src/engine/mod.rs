@@ -22,6 +22,8 @@
 //! | disposition | with the first-touch clock | the first disposition (a deferral counts with a readable follow-up date) | `disposition_within` |
 //! | reason code | a rejection or unresponsive close | an agreed reason code on the lead | `reason_code_grace` (default 24 hours) |
 //! | routing (marketing) | MQL time | first assignment to a user | `marketing.routing_within` |
+//! | discovery (AE) | SAL acceptance | a meeting on the lead, when logged or held (whichever first); a rejection, close or conversion first *ends* it | `discovery_within` |
+//! | opportunity (AE) | SAL acceptance | the conversion; a rejection or close first ends it | `opportunity_within` |
 //!
 //! # Whose clock
 //!
@@ -168,6 +170,11 @@ pub enum ClockKind {
     /// An agreed reason code after a rejection or unresponsive close.
     ReasonCode,
     Routing,
+    /// The AE's: a discovery meeting booked after SAL acceptance.
+    Discovery,
+    /// The AE's: the opportunity created (the lead converted) after SAL
+    /// acceptance.
+    Opportunity,
 }
 
 impl ClockKind {
@@ -179,6 +186,8 @@ impl ClockKind {
             ClockKind::Disposition => "disposition",
             ClockKind::ReasonCode => "reason_code",
             ClockKind::Routing => "routing",
+            ClockKind::Discovery => "discovery",
+            ClockKind::Opportunity => "opportunity",
         }
     }
 
@@ -191,6 +200,8 @@ impl ClockKind {
             ClockKind::Disposition => "disposition",
             ClockKind::ReasonCode => "reason code",
             ClockKind::Routing => "routing",
+            ClockKind::Discovery => "discovery meeting",
+            ClockKind::Opportunity => "opportunity creation",
         }
     }
 
@@ -203,6 +214,8 @@ impl ClockKind {
             ClockKind::Disposition => "disp",
             ClockKind::ReasonCode => "code",
             ClockKind::Routing => "route",
+            ClockKind::Discovery => "disc",
+            ClockKind::Opportunity => "opp",
         }
     }
 
@@ -215,6 +228,8 @@ impl ClockKind {
             ClockKind::Disposition,
             ClockKind::ReasonCode,
             ClockKind::Routing,
+            ClockKind::Discovery,
+            ClockKind::Opportunity,
         ]
         .into_iter()
         .find(|k| k.key_code() == code)
@@ -224,6 +239,12 @@ impl ClockKind {
     /// is marketing's and is only reported.
     pub fn is_sales(self) -> bool {
         self != ClockKind::Routing
+    }
+
+    /// The AE's commitments (after SAL acceptance); the others are the
+    /// SDR's (the rep who works the MQL) or marketing's.
+    pub fn is_ae(self) -> bool {
+        matches!(self, ClockKind::Discovery | ClockKind::Opportunity)
     }
 }
 
@@ -509,6 +530,8 @@ pub fn evaluate(
             ClockKind::Cadence,
             ClockKind::Disposition,
             ClockKind::ReasonCode,
+            ClockKind::Discovery,
+            ClockKind::Opportunity,
         ] {
             ev.task_notes.insert(kind.key_code().to_string(), format!("no sales obligation any more: {why}"));
         }

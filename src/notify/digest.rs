@@ -265,6 +265,8 @@ fn clock_words(kind: ClockKind) -> &'static str {
         ClockKind::Cadence => "follow-up cadence",
         ClockKind::Disposition => "disposition",
         ClockKind::ReasonCode => "reason code",
+        ClockKind::Discovery => "discovery meeting",
+        ClockKind::Opportunity => "opportunity",
         ClockKind::Routing => "routing",
     }
 }

@@ -208,6 +208,9 @@ pub struct CompiledSegment {
     pub first_touch: BTreeMap<String, Window>,
     /// Accept/reject decision, counted from assignment to a user.
     pub sal_decision: Option<Window>,
+    /// The AE's commitments, counted from SAL acceptance.
+    pub discovery_within: Option<Window>,
+    pub opportunity_within: Option<Window>,
     /// Both numbers are at least 1.
     pub cadence: Cadence,
     pub disposition_within: Window,
@@ -1828,6 +1831,10 @@ fn compile_segments(
             }
         }
         let sal_decision = seg.sal_decision.as_deref().map(|t| cx.window(format!("{p}.sal_decision"), t));
+        let discovery_within =
+            seg.discovery_within.as_deref().and_then(|t| cx.window(format!("{p}.discovery_within"), t));
+        let opportunity_within =
+            seg.opportunity_within.as_deref().and_then(|t| cx.window(format!("{p}.opportunity_within"), t));
         if seg.clock_start == ClockStart::Acceptance && seg.sal_decision.is_some() {
             cx.issue(
                 format!("{p}.sal_decision"),
@@ -1907,6 +1914,8 @@ fn compile_segments(
                 automated_touches: seg.automated_touches,
                 first_touch,
                 sal_decision: sal_decision.flatten(),
+                discovery_within,
+                opportunity_within,
                 cadence: seg.cadence.clone(),
                 disposition_within,
                 reason_code_grace,
@@ -2285,6 +2294,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn ae_commitment_mistakes_are_named() {
+        let old = "discovery_within = \"3 business days\"\nopportunity_within = \"10 business days\"";
+        let issues = issues_after(old, "discovery_within = \"soonish\"\nopportunity_within = \"-2 days\"");
+        assert_eq!(
+            paths(&issues),
+            ["policy.segments[1].discovery_within", "policy.segments[1].opportunity_within"],
+            "{issues:#?}"
+        );
+        let inbound = example().segments.into_iter().find(|s| s.name == "inbound").unwrap();
+        assert!(inbound.discovery_within.is_some() && inbound.opportunity_within.is_some());
     }
 
     #[test]

@@ -58,6 +58,28 @@ pub enum Dimension {
     Rep,
     /// The rep's manager.
     Team,
+    /// Who owns the number: marketing (MQLs, data, routing), the SDR who
+    /// works the MQL (first touch through disposition and feedback), the AE
+    /// after acceptance (discovery, opportunity).
+    Role,
+}
+
+/// Who a number belongs to, for `--by role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Marketing,
+    Sdr,
+    Ae,
+}
+
+impl Role {
+    fn label(self) -> &'static str {
+        match self {
+            Role::Marketing => "marketing",
+            Role::Sdr => "SDR",
+            Role::Ae => "AE",
+        }
+    }
 }
 
 /// hits out of cases.
@@ -127,6 +149,12 @@ pub struct Metrics {
     /// First-touch clocks ended by a rejection, close or conversion before
     /// any touch: not in `first_touch_in_window` either way.
     pub first_touch_ended: u64,
+    /// The AE's commitments (segments with `discovery_within`,
+    /// `opportunity_within`): met or missed, by the week it became known.
+    #[serde(default, skip_serializing_if = "Ratio::is_empty")]
+    pub discovery_in_window: Ratio,
+    #[serde(default, skip_serializing_if = "Ratio::is_empty")]
+    pub opportunity_in_window: Ratio,
     pub follow_up_completion: Ratio,
     pub disposition_in_window: Ratio,
     pub feedback_quality: Ratio,
@@ -363,8 +391,9 @@ impl<'a> Tally<'a> {
         let source = lead.field_str(&policy.fields.source).unwrap_or("(none)").to_string();
         let lead_rep =
             lead.owner_id.clone().filter(|o| owner_by_id.get(o.as_str()).is_none_or(|ow| ow.kind == OwnerKind::User));
-        let group_of = |rep: Option<&str>| -> Option<String> {
+        let group_of = |rep: Option<&str>, role: Role| -> Option<String> {
             match by? {
+                Dimension::Role => Some(role.label().to_string()),
                 Dimension::Grade => Some(grade.clone()),
                 Dimension::Source => Some(source.clone()),
                 Dimension::Rep => {
@@ -377,10 +406,10 @@ impl<'a> Tally<'a> {
                 ),
             }
         };
-        let mut record = |at: DateTime<Utc>, rep: Option<&str>, f: &mut dyn FnMut(&mut Acc)| {
+        let mut record = |at: DateTime<Utc>, rep: Option<&str>, role: Role, f: &mut dyn FnMut(&mut Acc)| {
             let Some(w) = index_of(at) else { return };
             f(acc[w].entry("all".to_string()).or_default());
-            if let Some(g) = group_of(rep) {
+            if let Some(g) = group_of(rep, role) {
                 f(acc[w].entry(g).or_default());
             }
         };
@@ -395,13 +424,13 @@ impl<'a> Tally<'a> {
         if state.mql {
             let required = policy.marketing.required_fields.len() as u64;
             let missing = policy.missing_required_fields(&lead.fields).len() as u64;
-            record(mql_at, lead_rep.as_deref(), &mut |a| {
+            record(mql_at, lead_rep.as_deref(), Role::Marketing, &mut |a| {
                 a.m.data_completeness.hits += required.saturating_sub(missing);
                 a.m.data_completeness.cases += required;
             });
         }
         if qualified {
-            record(mql_at, lead_rep.as_deref(), &mut |a| {
+            record(mql_at, lead_rep.as_deref(), Role::Marketing, &mut |a| {
                 a.m.mqls += 1;
                 *a.m.mqls_by_grade.entry(grade.clone()).or_default() += 1;
                 a.m.opportunity.add(converted);
@@ -410,7 +439,7 @@ impl<'a> Tally<'a> {
             let (decided, _) = engine::decisions(&lead, &policy.statuses, lead.field_str(&policy.fields.status));
             if let Some(d) = decided.iter().find(|d| d.at >= mql_at && d.class != StatusClass::ClosedUnresponsive) {
                 let accepted = matches!(d.class, StatusClass::Accepted | StatusClass::Converted);
-                record(d.at, lead_rep.as_deref(), &mut |a| a.m.acceptance.add(accepted));
+                record(d.at, lead_rep.as_deref(), Role::Sdr, &mut |a| a.m.acceptance.add(accepted));
             }
         }
 
@@ -443,7 +472,7 @@ impl<'a> Tally<'a> {
                     _ => None,
                 };
                 if let Some((at, hit)) = judged {
-                    record(at, lead_rep.as_deref(), &mut |a| {
+                    record(at, lead_rep.as_deref(), Role::Sdr, &mut |a| {
                         a.m.feedback_quality.add(hit);
                         *a.m.rejection_reasons.entry(label.clone()).or_default() += 1;
                     });
@@ -464,7 +493,7 @@ impl<'a> Tally<'a> {
                     if let Some((at, met)) = outcome {
                         let minutes =
                             clock.stopped_at.zip(clock.received_at).map(|(s, r)| (s - r).num_seconds() as f64 / 60.0);
-                        record(at, rep, &mut |a| {
+                        record(at, rep, Role::Marketing, &mut |a| {
                             a.m.routing_in_window.add(met);
                             if let Some(m) = minutes {
                                 a.routing_minutes.push(m);
@@ -475,12 +504,12 @@ impl<'a> Tally<'a> {
                 ClockKind::FirstTouch => {
                     if let Some((at, met)) = outcome {
                         match clock.surge {
-                            Some(_) => record(at, rep, &mut |a| a.m.first_touch_in_window_surge.add(met)),
-                            None => record(at, rep, &mut |a| a.m.first_touch_in_window.add(met)),
+                            Some(_) => record(at, rep, Role::Sdr, &mut |a| a.m.first_touch_in_window_surge.add(met)),
+                            None => record(at, rep, Role::Sdr, &mut |a| a.m.first_touch_in_window.add(met)),
                         }
                     }
                     if let (ClockStatus::Ended, Some(at)) = (clock.status, clock.stopped_at) {
-                        record(at, rep, &mut |a| a.m.first_touch_ended += 1);
+                        record(at, rep, Role::Sdr, &mut |a| a.m.first_touch_ended += 1);
                     }
                     if let (Some(StopCause::Touch { .. }), Some(start), Some(stop)) =
                         (&clock.stopped_by, clock.started_at, clock.stopped_at)
@@ -491,22 +520,31 @@ impl<'a> Tally<'a> {
                             .or_insert_with(|| engine::owner_schedule(policy, owners, holder.as_deref()).ok());
                         if let Some(s) = schedule {
                             let minutes = s.business_between(start, stop.max(start)).num_seconds() as f64 / 60.0;
-                            record(stop, rep, &mut |a| a.touch_minutes.push(minutes));
+                            record(stop, rep, Role::Sdr, &mut |a| a.touch_minutes.push(minutes));
                         }
                     }
                 }
                 ClockKind::Cadence => {
                     // Judged when the lead is closed as unresponsive: at the close.
                     if let (Some(closed), Some((_, met))) = (clock.stopped_at, outcome) {
-                        record(closed, rep, &mut |a| a.m.follow_up_completion.add(met));
+                        record(closed, rep, Role::Sdr, &mut |a| a.m.follow_up_completion.add(met));
                     }
                 }
                 ClockKind::Disposition => {
                     if let Some((at, met)) = outcome {
-                        record(at, rep, &mut |a| a.m.disposition_in_window.add(met));
+                        record(at, rep, Role::Sdr, &mut |a| a.m.disposition_in_window.add(met));
                     }
                 }
                 // Feedback quality is judged from the rejection itself (above).
+                ClockKind::Discovery | ClockKind::Opportunity => {
+                    if let Some((at, met)) = outcome {
+                        let discovery = clock.kind == ClockKind::Discovery;
+                        record(at, rep, Role::Ae, &mut |a| match discovery {
+                            true => a.m.discovery_in_window.add(met),
+                            false => a.m.opportunity_in_window.add(met),
+                        });
+                    }
+                }
                 ClockKind::SalDecision | ClockKind::ReasonCode => {}
             }
         }
@@ -778,6 +816,7 @@ pub fn dimension_name(d: Dimension) -> &'static str {
         Dimension::Source => "source",
         Dimension::Rep => "rep",
         Dimension::Team => "team",
+        Dimension::Role => "role",
     }
 }
 

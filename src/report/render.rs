@@ -101,6 +101,11 @@ pub fn render_table(card: &Scorecard) -> String {
     row(&mut out, "first touch ended before any touch", &|m| m.first_touch_ended.to_string());
     row(&mut out, "routing time, median", &|m| minutes(m.routing_minutes.median));
     row(&mut out, "lead → opportunity (cohort, to date)", &|m| pct(m.opportunity.rate()));
+    // The AE's commitments, when a segment sets them.
+    if all.iter().any(|m| !m.discovery_in_window.is_empty() || !m.opportunity_in_window.is_empty()) {
+        row(&mut out, "AE: discovery booked inside the window", &|m| pct(m.discovery_in_window.rate()));
+        row(&mut out, "AE: opportunity created inside the window", &|m| pct(m.opportunity_in_window.rate()));
+    }
     // Surges: the weeks they touch (declared) or their leads arrived in
     // (detected), and their leads' first touches (judged on the relaxed
     // windows, kept out of the commitment above).
@@ -255,6 +260,12 @@ pub fn render_csv(card: &Scorecard) -> String {
             ratio_rows(&mut rows, &week, group, "acceptance", &m.acceptance);
             spread_rows(&mut rows, &week, group, "first_touch_business_minutes", &m.first_touch_business_minutes);
             ratio_rows(&mut rows, &week, group, "first_touch_in_window", &m.first_touch_in_window);
+            if !m.discovery_in_window.is_empty() {
+                ratio_rows(&mut rows, &week, group, "discovery_in_window", &m.discovery_in_window);
+            }
+            if !m.opportunity_in_window.is_empty() {
+                ratio_rows(&mut rows, &week, group, "opportunity_in_window", &m.opportunity_in_window);
+            }
             if !m.first_touch_in_window_surge.is_empty() {
                 ratio_rows(&mut rows, &week, group, "first_touch_in_window_surge", &m.first_touch_in_window_surge);
             }
