@@ -209,6 +209,43 @@ fn activity(id: &str, kind: ActivityKind, owner: &str, at: DateTime<Utc>) -> Act
     }
 }
 
+/// What the daemon would store for `ev`.
+fn state_of(
+    ev: &Evaluation,
+    policy: &CompiledPolicy,
+    now: DateTime<Utc>,
+    intake: Option<handoff::engine::capacity::Intake>,
+) -> handoff::store::LeadState {
+    handoff::store::LeadState {
+        evaluated_at: now,
+        policy_version: policy.version,
+        mql: ev.mql,
+        grade: ev.grade.clone(),
+        segment: ev.segment.clone(),
+        waived: ev.waived.clone(),
+        disqualified_by: None,
+        clocks: ev.clocks.clone(),
+        next_check_at: ev.next_check_at,
+        error: None,
+        pending_update: None,
+        sla_fields: ev.sla_fields.clone(),
+        qualified_at: ev.qualified_at,
+        intake,
+    }
+}
+
+/// `lead` as the store holds it, first seen at `first_seen_at`.
+fn stored(lead: Lead, first_seen_at: DateTime<Utc>) -> handoff::store::StoredLead {
+    handoff::store::StoredLead {
+        lead,
+        observed_owners: Vec::new(),
+        observed_statuses: Vec::new(),
+        observed_fields: BTreeMap::new(),
+        watched: String::new(),
+        first_seen_at,
+    }
+}
+
 fn run(policy: &CompiledPolicy, lead: &Lead, activities: &[Activity], now: DateTime<Utc>) -> Evaluation {
     let list = owners();
     let owners = Owners::new(&list);
@@ -1338,7 +1375,6 @@ fn a_grade_the_surge_leaves_out_keeps_its_window_but_is_marked() {
 /// on its own line.
 #[test]
 fn the_scorecard_marks_surge_weeks_and_keeps_surge_leads_apart() {
-    use handoff::store::{LeadState, StoredLead};
     let policy =
         surge_policy(r#"{ name = "Spring launch", reason = "launch", from = "2026-03-03", to = "2026-03-03" }"#);
     let now = ny("2026-03-06 18:00");
@@ -1363,33 +1399,8 @@ fn the_scorecard_marks_surge_weeks_and_keeps_surge_leads_apart() {
         let ev = run(&policy, &lead, &touches, now);
         let ft = clock(&ev, ClockKind::FirstTouch);
         assert_eq!(ft.status, if touch.is_some() { ClockStatus::Met } else { ClockStatus::Breached }, "L{n}");
-        states.insert(
-            lead.id.clone(),
-            LeadState {
-                evaluated_at: now,
-                policy_version: policy.version,
-                mql: ev.mql,
-                grade: ev.grade.clone(),
-                segment: ev.segment.clone(),
-                waived: ev.waived.clone(),
-                disqualified_by: None,
-                clocks: ev.clocks.clone(),
-                next_check_at: ev.next_check_at,
-                error: None,
-                pending_update: None,
-                sla_fields: ev.sla_fields.clone(),
-                qualified_at: ev.qualified_at,
-                intake: None,
-            },
-        );
-        leads.push(StoredLead {
-            lead,
-            observed_owners: Vec::new(),
-            observed_statuses: Vec::new(),
-            observed_fields: BTreeMap::new(),
-            watched: String::new(),
-            first_seen_at: ny(arrival),
-        });
+        states.insert(lead.id.clone(), state_of(&ev, &policy, now, None));
+        leads.push(stored(lead, ny(arrival)));
     }
     let list = owners();
     let input =
@@ -1669,7 +1680,6 @@ fn capacity_counts_only_enforced_arrivals() {
 #[test]
 fn a_detected_surge_relaxes_the_windows_of_leads_arriving_in_it() {
     use handoff::engine::capacity::{detected_surge_name, watch_surge, Intake};
-    use handoff::store::{LeadState, StoredLead};
     let text = BASE_POLICY
         .replace("__SEGMENT__", r#"on_reassign = "restart""#)
         .replace("__SAL__", SAL)
@@ -1706,33 +1716,8 @@ fn a_detected_surge_relaxes_the_windows_of_leads_arriving_in_it() {
         let ft = clock(&ev, ClockKind::FirstTouch);
         assert_eq!((ft.due_at, ft.surge.as_deref()), (Some(ny(due)), expected), "arrival {arrival}");
         assert_eq!(ev.notes.iter().any(|n| n.contains("in a detected surge")), expected.is_some(), "{arrival}");
-        states.insert(
-            lead.id.clone(),
-            LeadState {
-                evaluated_at: now,
-                policy_version: policy.version,
-                mql: ev.mql,
-                grade: ev.grade.clone(),
-                segment: ev.segment.clone(),
-                waived: ev.waived.clone(),
-                disqualified_by: None,
-                clocks: ev.clocks.clone(),
-                next_check_at: ev.next_check_at,
-                error: None,
-                pending_update: None,
-                sla_fields: ev.sla_fields.clone(),
-                qualified_at: ev.qualified_at,
-                intake: Some(intake),
-            },
-        );
-        leads.push(StoredLead {
-            lead,
-            observed_owners: Vec::new(),
-            observed_statuses: Vec::new(),
-            observed_fields: BTreeMap::new(),
-            watched: String::new(),
-            first_seen_at: ny(arrival),
-        });
+        states.insert(lead.id.clone(), state_of(&ev, &policy, now, Some(intake)));
+        leads.push(stored(lead, ny(arrival)));
     }
     // At 18:00 the three outside the surge are breached; the two in it are not.
     let input =
@@ -1838,7 +1823,6 @@ opportunity_within = "40 business hours""#;
 #[test]
 fn the_scorecard_shows_the_ae_rows_and_breaks_down_by_role() {
     use handoff::report::{compute, render, Dimension, Format, Input};
-    use handoff::store::{LeadState, StoredLead};
     let ae = r#"on_reassign = "restart"
 discovery_within = "16 business hours"
 opportunity_within = "40 business hours""#;
@@ -1850,31 +1834,9 @@ opportunity_within = "40 business hours""#;
     let call = activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"));
     let meeting = activity("m1", ActivityKind::Meeting, "u_rep", ny("2026-03-03 11:00"));
     let ev = run(&policy, &accepted, &[call, meeting], now);
-    let state = LeadState {
-        evaluated_at: now,
-        policy_version: policy.version,
-        mql: ev.mql,
-        grade: ev.grade.clone(),
-        segment: ev.segment.clone(),
-        waived: ev.waived.clone(),
-        disqualified_by: None,
-        clocks: ev.clocks.clone(),
-        next_check_at: ev.next_check_at,
-        error: None,
-        pending_update: None,
-        sla_fields: ev.sla_fields.clone(),
-        qualified_at: ev.qualified_at,
-        intake: None,
-    };
+    let state = state_of(&ev, &policy, now, None);
     let states = BTreeMap::from([(accepted.id.clone(), state)]);
-    let leads = vec![StoredLead {
-        lead: accepted,
-        observed_owners: Vec::new(),
-        observed_statuses: Vec::new(),
-        observed_fields: BTreeMap::new(),
-        watched: String::new(),
-        first_seen_at: ny("2026-03-02 10:00"),
-    }];
+    let leads = vec![stored(accepted, ny("2026-03-02 10:00"))];
     let list = owners();
     let input = Input { instance: "t", policy: &policy, leads: &leads, states: &states, owners: &list };
     let card = compute(&input, 1, now, None);
@@ -1884,6 +1846,8 @@ opportunity_within = "40 business hours""#;
     let table = render(&card, Format::Table);
     assert!(table.contains("AE: discovery booked inside the window"), "{table}");
     assert!(render(&card, Format::Csv).contains("discovery_in_window"));
+    let html = render(&card, Format::Html);
+    assert!(html.contains("The AE's commitments"), "{html}");
 
     let by_role = compute(&input, 1, now, Some(Dimension::Role));
     let groups = &by_role.weeks.last().unwrap().groups;

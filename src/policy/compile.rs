@@ -698,21 +698,7 @@ fn compile_capacity(cx: &mut Cx, policy: &Policy, grade_names: &[String]) -> Com
             if !c.group.is_empty() {
                 unread(cx, "group", format!("{:?}", c.group), "least_loaded");
             }
-            let mut first_touch = BTreeMap::new();
-            for (grade, text) in &c.first_touch {
-                let path = format!("{p}.first_touch.{grade}");
-                if !grade_names.contains(grade) {
-                    cx.issue(
-                        path.clone(),
-                        quoted(grade),
-                        "no grade rule defines this grade",
-                        format!("use one of the grades: {}", grade_names.join(", ")),
-                    );
-                }
-                if let Some(w) = cx.window(path, text) {
-                    first_touch.insert(grade.clone(), w);
-                }
-            }
+            let first_touch = relaxed_windows(cx, &format!("{p}.first_touch"), &c.first_touch, grade_names);
             if c.first_touch.is_empty() {
                 cx.issue(
                     format!("{p}.first_touch"),
@@ -777,15 +763,17 @@ fn compile_when_away(cx: &mut Cx, o: &OwnerSettings) -> Option<String> {
     }
 }
 
-/// The surge protocol: known grades with windows, periods with a name, a
-/// reason and a start before their end. Days are read in the default
-/// calendar's zone (the scorecard's).
-fn compile_surge(cx: &mut Cx, policy: &Policy, grade_names: &[String]) -> CompiledSurge {
-    let p = "policy.surge";
-    let surge = &policy.surge;
-    let mut first_touch = BTreeMap::new();
-    for (grade, text) in &surge.first_touch {
-        let path = format!("{p}.first_touch.{grade}");
+/// First-touch windows by grade (a surge's, an overflow's): every key a
+/// grade, every value a window.
+fn relaxed_windows(
+    cx: &mut Cx,
+    path: &str,
+    windows: &BTreeMap<String, String>,
+    grade_names: &[String],
+) -> BTreeMap<String, Window> {
+    let mut out = BTreeMap::new();
+    for (grade, text) in windows {
+        let path = format!("{path}.{grade}");
         if !grade_names.contains(grade) {
             cx.issue(
                 path.clone(),
@@ -795,9 +783,19 @@ fn compile_surge(cx: &mut Cx, policy: &Policy, grade_names: &[String]) -> Compil
             );
         }
         if let Some(w) = cx.window(path, text) {
-            first_touch.insert(grade.clone(), w);
+            out.insert(grade.clone(), w);
         }
     }
+    out
+}
+
+/// The surge protocol: known grades with windows, periods with a name, a
+/// reason and a start before their end. Days are read in the default
+/// calendar's zone (the scorecard's).
+fn compile_surge(cx: &mut Cx, policy: &Policy, grade_names: &[String]) -> CompiledSurge {
+    let p = "policy.surge";
+    let surge = &policy.surge;
+    let first_touch = relaxed_windows(cx, &format!("{p}.first_touch"), &surge.first_touch, grade_names);
     let zone = policy
         .owners
         .default_calendar

@@ -237,6 +237,22 @@ fn page(card: &Scorecard, tv: bool) -> String {
             );
         }
         out.push_str("</div>");
+        // The AE's commitments, week by week, when a segment sets them.
+        let ae = |m: &super::Metrics| !m.discovery_in_window.is_empty() || !m.opportunity_in_window.is_empty();
+        if card.weeks.iter().filter_map(|w| w.groups.get("all")).any(ae) {
+            out.push_str("<h2>The AE's commitments</h2><table><tr><th>week</th><th>discovery booked in window</th><th>opportunity created in window</th></tr>");
+            for w in &card.weeks {
+                let Some(m) = w.groups.get("all") else { continue };
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    w.start.format("%Y-%m-%d"),
+                    pct(m.discovery_in_window.rate()),
+                    pct(m.opportunity_in_window.rate())
+                );
+            }
+            out.push_str("</table>");
+        }
         let surge_weeks: Vec<&super::Week> = card.weeks.iter().filter(|w| !w.surges.is_empty()).collect();
         if !surge_weeks.is_empty() {
             out.push_str("<h2>Surges, declared and detected</h2><table><tr><th>week</th><th>surges</th><th>surge leads touched in their window</th></tr>");
