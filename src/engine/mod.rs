@@ -240,12 +240,6 @@ impl ClockKind {
     pub fn is_sales(self) -> bool {
         self != ClockKind::Routing
     }
-
-    /// The AE's commitments (after SAL acceptance); the others are the
-    /// SDR's (the rep who works the MQL) or marketing's.
-    pub fn is_ae(self) -> bool {
-        matches!(self, ClockKind::Discovery | ClockKind::Opportunity)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -424,8 +418,9 @@ pub struct Evaluation {
     pub task_notes: BTreeMap<String, String>,
     /// Why, in words.
     pub notes: Vec<String>,
-    /// The lead as a new MQL for a rep, when `policy.capacity` counts it:
-    /// the daemon decides its [`capacity::Intake`] once.
+    /// The lead as a new MQL for a rep, when the policy decides arrivals
+    /// (`policy.capacity`, `policy.surge.detect`): the daemon decides its
+    /// [`capacity::Intake`] once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arrival: Option<capacity::Arrival>,
 }
@@ -436,8 +431,8 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 
 /// Evaluates one lead. See the module docs for the rules.
 ///
-/// `intake` is what the daemon decided for the lead's arrival under
-/// `policy.capacity` (read from its state); it applies when it is for the
+/// `intake` is what the daemon decided for the lead's arrival (capacity,
+/// a detected surge; read from its state); it applies when it is for the
 /// arrival this evaluation finds.
 pub fn evaluate(
     lead: &Lead,
