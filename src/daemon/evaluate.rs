@@ -250,13 +250,16 @@ fn new_intake(
         return Ok(None);
     }
     let policy = cx.policy;
+    // The day's loads a capacity decision reads: the rep's, and the group's.
     let mut loads = BTreeMap::new();
-    let group = match &policy.capacity.overflow {
-        Some(Overflow::LeastLoaded { group, .. }) => group.as_slice(),
-        _ => &[],
-    };
-    for owner in std::iter::once(&arrival.owner_id).chain(group) {
-        loads.insert(owner.as_str(), cx.store.intake_load(owner, arrival.day, batch)?);
+    if policy.capacity.is_on() {
+        let group = match &policy.capacity.overflow {
+            Some(Overflow::LeastLoaded { group, .. }) => group.as_slice(),
+            _ => &[],
+        };
+        for owner in std::iter::once(&arrival.owner_id).chain(group) {
+            loads.insert(owner.as_str(), cx.store.intake_load(owner, arrival.day, batch)?);
+        }
     }
     let load = |owner: &str, _day| loads.get(owner).copied().unwrap_or(0);
     let away = |owner: &str, day| policy.time_off.get(owner).is_some_and(|days| days.binary_search(&day).is_ok());

@@ -68,6 +68,21 @@ pub enum Outcome {
 }
 
 impl Intake {
+    /// An arrival nothing was decided for but its counting (no cap, no
+    /// fallback: surge detection alone counts arrivals).
+    pub fn counted(arrival: &Arrival) -> Intake {
+        Intake {
+            at: arrival.at,
+            owner_id: arrival.owner_id.clone(),
+            day: arrival.day,
+            taken_before: 0,
+            cap: None,
+            away: false,
+            outcome: Outcome::Kept,
+            surge: None,
+        }
+    }
+
     /// Whether this decision is the one for `arrival` (the same MQL).
     pub fn is_for(&self, arrival: &Arrival) -> bool {
         self.at == arrival.at && self.owner_id == arrival.owner_id
@@ -189,33 +204,7 @@ pub fn decide(
             }
         }
     };
-    Some(Intake {
-        at: arrival.at,
-        owner_id: arrival.owner_id.clone(),
-        day: arrival.day,
-        taken_before,
-        cap,
-        away: away_to.is_some(),
-        outcome,
-        surge: None,
-    })
-}
-
-impl Intake {
-    /// An arrival nothing was decided for but its counting (no cap, no
-    /// fallback: surge detection alone counts arrivals).
-    pub fn counted(arrival: &Arrival) -> Intake {
-        Intake {
-            at: arrival.at,
-            owner_id: arrival.owner_id.clone(),
-            day: arrival.day,
-            taken_before: 0,
-            cap: None,
-            away: false,
-            outcome: Outcome::Kept,
-            surge: None,
-        }
-    }
+    Some(Intake { taken_before, cap, away: away_to.is_some(), outcome, ..Intake::counted(arrival) })
 }
 
 #[cfg(test)]
