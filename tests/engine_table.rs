@@ -189,6 +189,7 @@ fn lead() -> Lead {
         converted_at: None,
         deleted: false,
         merged_into: None,
+        opportunities: Vec::new(),
     }
 }
 
@@ -206,6 +207,7 @@ fn activity(id: &str, kind: ActivityKind, owner: &str, at: DateTime<Utc>) -> Act
         handoff_key: None,
         automated: false,
         deleted: false,
+        opportunity_id: None,
     }
 }
 

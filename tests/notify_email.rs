@@ -156,7 +156,7 @@ fn truth_at(org: &SyntheticOrg, t: DateTime<Utc>) -> Vec<LeadTruth> {
                 }
             }
             EventKind::Deleted { lead } | EventKind::Merged { lead, .. } => out[*lead].removed = true,
-            EventKind::Touch { .. } => {}
+            EventKind::Touch { .. } | EventKind::OpportunityCreated { .. } | EventKind::OpportunityMeeting { .. } => {}
         }
     }
     out

@@ -555,6 +555,8 @@ fn histories(org: &SyntheticOrg, handoff_writes: &[(DateTime<Utc>, usize, Option
                 h[*into].touches.extend(moved);
                 modified(&mut h[*into], e.at, false);
             }
+            // The oracle's orgs have no opportunities.
+            EventKind::OpportunityCreated { .. } | EventKind::OpportunityMeeting { .. } => {}
         }
     }
     for (at, index, owner) in handoff_writes {

@@ -208,6 +208,7 @@ fn salesforce_settings(
         fields: s.history_fields.iter().filter(|f| wanted.contains(f.trim())).map(|f| f.trim().to_string()).collect(),
     };
     settings.requests_per_sec = s.requests_per_sec;
+    settings.read_opportunities = config.policy.reads_opportunities();
     Ok(settings)
 }
 
@@ -241,6 +242,7 @@ fn hubspot_settings(config: &Config, now: &SharedNow) -> Result<handoff_hubspot:
     settings.extra_contact_properties = fields;
     settings.history_properties = config.policy.history_fields().into_iter().collect();
     settings.create_task_key_property = h.create_task_key_property;
+    settings.read_opportunities = config.policy.reads_opportunities();
     settings.burst_per_10s = h.burst_per_10s;
     settings.search_per_second = h.search_per_second;
     settings.lead_object = match h.lead_object {

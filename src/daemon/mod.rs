@@ -150,6 +150,9 @@ pub fn reload_plan(old: &Config, new: &Config) -> Result<ReloadPlan, String> {
     if old.policy.owners.managers != new.policy.owners.managers {
         rebuild.push("the owners' managers");
     }
+    if old.policy.reads_opportunities() != new.policy.reads_opportunities() {
+        rebuild.push("whether opportunities are read (the AE's commitments)");
+    }
     if lead_record_kind(old) != lead_record_kind(new) {
         return Err("hubspot.lead_object (the record read as the lead; a state directory holds one kind)".into());
     }
@@ -481,6 +484,8 @@ impl Daemon {
             Stream::Owners => self.sync.owners_every_secs,
             Stream::Calendars => self.sync.calendars_every_secs,
             Stream::Leads | Stream::Activities => return true,
+            // Read only for a policy with the AE's commitments.
+            Stream::Opportunities => return self.policy.reads_opportunities(),
         };
         self.last_read.get(&stream).is_none_or(|at| now - *at >= Duration::seconds(every as i64))
     }

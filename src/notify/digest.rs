@@ -488,6 +488,7 @@ mod tests {
                 deleted: false,
                 merged_into: None,
                 field_history: BTreeMap::new(),
+                opportunities: Vec::new(),
             },
             observed_owners: Vec::new(),
             observed_statuses: Vec::new(),

@@ -68,6 +68,13 @@ impl CompiledPolicy {
     pub fn counts_arrivals(&self) -> bool {
         self.capacity.is_on() || self.surge.detect.is_some()
     }
+
+    /// Whether a segment has the AE's commitments: then the connector
+    /// reads the opportunity stream and the activities logged on
+    /// opportunities, and the daemon joins them to their leads.
+    pub fn reads_opportunities(&self) -> bool {
+        self.segments.iter().any(|s| s.discovery_within.is_some() || s.opportunity_within.is_some())
+    }
 }
 
 /// The boundary between the past handoff measures and the present it

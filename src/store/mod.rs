@@ -1337,6 +1337,7 @@ mod tests {
                 converted_at: None,
                 deleted: false,
                 merged_into: None,
+                opportunities: Vec::new(),
             },
             observed_owners: Vec::new(),
             observed_statuses: Vec::new(),
@@ -1444,6 +1445,7 @@ mod tests {
                 handoff_key: None,
                 automated: false,
                 deleted: false,
+                opportunity_id: None,
             };
             let mut b = Batch::default();
             b.put_lead(&lead("L1"));

@@ -174,7 +174,7 @@ pub fn encode<T: Serialize>(stream: Stream, state: &T) -> Cursor {
 /// listed in full anyway.
 pub fn since(stream: Stream, since: chrono::DateTime<chrono::Utc>) -> Cursor {
     match stream {
-        Stream::Leads | Stream::Activities => {
+        Stream::Leads | Stream::Activities | Stream::Opportunities => {
             encode(stream, &RecordsCursor { done_until_ms: Some(since.timestamp_millis()), ..RecordsCursor::default() })
         }
         Stream::Owners | Stream::Calendars => encode(stream, &OwnersCursor::default()),

@@ -194,6 +194,7 @@ impl HubspotConnector {
                 }
                 Ok(PullPage::default())
             }
+            Stream::Opportunities => Ok(PullPage::default()),
         };
         result.map_err(ConnectorError::from)
     }

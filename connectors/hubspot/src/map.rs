@@ -288,6 +288,7 @@ pub fn lead(o: &ApiObject, object: &str) -> Result<(Lead, Vec<Deletion>), Skip> 
         converted_at,
         deleted: o.archived,
         merged_into: None,
+        opportunities: Vec::new(),
     };
     Ok((lead, merges))
 }
@@ -413,6 +414,7 @@ pub fn activity(o: &ApiObject, kind: ActivityKind, contact_id: Option<&str>) -> 
         handoff_key: if kind == ActivityKind::Task { o.prop(TASK_KEY_PROPERTY).map(str::to_string) } else { None },
         automated: kind == ActivityKind::Email && o.prop(SEQUENCE_PROPERTY).is_some_and(|s| !s.trim().is_empty()),
         deleted: o.archived,
+        opportunity_id: None,
     })
 }
 

@@ -110,6 +110,10 @@ pub struct HubspotSettings {
     pub create_task_key_property: bool,
     /// Which record is the SLA's lead.
     pub lead_object: LeadObject,
+    /// Read the deal stream and the engagements logged on deals (the
+    /// policy has the AE's commitments). Off, the opportunity stream
+    /// answers an empty, finished page without a call.
+    pub read_opportunities: bool,
 }
 
 impl std::fmt::Debug for HubspotSettings {
@@ -183,6 +187,7 @@ impl HubspotSettings {
             history_properties: Vec::new(),
             create_task_key_property: false,
             lead_object: LeadObject::Contacts,
+            read_opportunities: false,
         }
     }
 

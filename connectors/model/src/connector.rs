@@ -5,7 +5,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{Action, ActionKey, Activity, BusinessCalendar, CrmKind, FieldSpec, Lead, OrgReport, Owner, Timestamp};
+use crate::{
+    Action, ActionKey, Activity, BusinessCalendar, CrmKind, FieldSpec, Lead, Opportunity, OrgReport, Owner, Timestamp,
+};
 
 /// What a pull reads. Each stream has its own cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -15,10 +17,16 @@ pub enum Stream {
     Owners,
     Activities,
     Calendars,
+    /// Opportunities (Salesforce `Opportunity`) or deals (HubSpot `deal`)
+    /// the leads became, with their owners: read only when the policy has
+    /// the AE's commitments (a connector told not to read them answers an
+    /// empty, finished page without a call).
+    Opportunities,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 4] = [Stream::Owners, Stream::Calendars, Stream::Leads, Stream::Activities];
+    pub const ALL: [Stream; 5] =
+        [Stream::Owners, Stream::Calendars, Stream::Leads, Stream::Opportunities, Stream::Activities];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -26,6 +34,7 @@ impl Stream {
             Stream::Owners => "owners",
             Stream::Activities => "activities",
             Stream::Calendars => "calendars",
+            Stream::Opportunities => "opportunities",
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct PullPage {
     pub activities: Vec<Activity>,
     pub owners: Vec<Owner>,
     pub calendars: Vec<BusinessCalendar>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opportunities: Vec<Opportunity>,
     pub deletions: Vec<Deletion>,
     /// Records that could not be mapped (see [`Quarantined`]).
     #[serde(default)]

@@ -34,7 +34,8 @@ pub use connector::{
 };
 pub use inspect::{FieldInfo, FieldKind, FieldObject, FieldSpec, HistoryTracking, OrgReport, Scopes, StatusValue};
 pub use record::{
-    Activity, ActivityKind, Assignment, CrmKind, Direction, FieldChange, Lead, Owner, OwnerKind, StatusChange,
+    Activity, ActivityKind, Assignment, CrmKind, Direction, FieldChange, Lead, Opportunity, Owner, OwnerKind,
+    StatusChange,
 };
 pub use redact::redact;
 pub use retry::{RetryDecision, RetryPolicy};

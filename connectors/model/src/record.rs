@@ -83,6 +83,11 @@ pub struct Lead {
     /// Merged into another record, which now carries its history.
     #[serde(default)]
     pub merged_into: Option<String>,
+    /// The opportunities this lead became, joined by the daemon from the
+    /// opportunity stream before the engine judges the lead (a connector
+    /// leaves it empty; the store keeps opportunities apart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opportunities: Vec<Opportunity>,
 }
 
 impl Lead {
@@ -90,6 +95,28 @@ impl Lead {
     pub fn field_str(&self, name: &str) -> Option<&str> {
         self.fields.get(name).and_then(|v| v.as_str()).filter(|s| !s.is_empty())
     }
+}
+
+/// An opportunity (Salesforce `Opportunity`) or deal (HubSpot `deal`): what
+/// a lead became once sales took it on, and whoever owns it now (the AE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opportunity {
+    /// The CRM's record id (`006…` in Salesforce, the deal's numeric id in HubSpot).
+    pub id: String,
+    /// The leads it came from: Salesforce the lead converted into it
+    /// (`Lead.ConvertedOpportunityId`), HubSpot the contacts associated
+    /// with the deal.
+    #[serde(default)]
+    pub lead_ids: Vec<String>,
+    /// Its owner now (`OwnerId` / `hubspot_owner_id`); `None` when unowned.
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    /// When it was created (`CreatedDate` / `createdate`).
+    pub created_at: Timestamp,
+    pub modified_at: Timestamp,
+    /// Deleted in the CRM (Salesforce `IsDeleted`, HubSpot archived).
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// The lead was given to `owner_id` at `at`.
@@ -143,13 +170,20 @@ pub enum Direction {
     Outbound,
 }
 
-/// A call, email, meeting or task logged against a lead.
+/// A call, email, meeting or task logged against a lead or its opportunity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
     pub id: String,
     pub kind: ActivityKind,
-    /// The lead (Salesforce `WhoId`, HubSpot associated contact) it belongs to.
+    /// The lead (Salesforce `WhoId`, HubSpot associated contact) it belongs
+    /// to; empty when it was logged on an opportunity only (then
+    /// `opportunity_id` says which, and the daemon finds the lead).
     pub lead_id: String,
+    /// The opportunity or deal it was logged on (Salesforce `WhatId` of an
+    /// `Opportunity`, HubSpot an associated deal), when the connector reads
+    /// opportunities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opportunity_id: Option<String>,
     /// Who logged or owns it.
     #[serde(default)]
     pub owner_id: Option<String>,

@@ -98,7 +98,7 @@ impl Phase {
             Stream::Leads => &[Phase::Leads],
             Stream::Activities => &[Phase::Tasks, Phase::Events],
             Stream::Owners => &[Phase::Users, Phase::Queues],
-            Stream::Calendars => &[],
+            Stream::Calendars | Stream::Opportunities => &[],
         }
     }
 
@@ -637,6 +637,7 @@ impl SalesforceConnector {
             history_not_read,
             cursor: Some(state.encode()),
             has_more,
+            opportunities: Vec::new(),
         })
     }
 

@@ -285,6 +285,7 @@ fn map_lead(row: &Row, tracked: &TrackedHistory) -> Result<LeadOrDeletion, BadRo
             converted_at,
             deleted: false,
             merged_into: None,
+            opportunities: Vec::new(),
         }),
         incomplete,
     ))
@@ -546,6 +547,7 @@ fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deleti
         handoff_key: text(row, key_field).map(str::to_string),
         automated,
         deleted: false,
+        opportunity_id: None,
     })))
 }
 
@@ -586,6 +588,7 @@ fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
         handoff_key: None,
         automated: false,
         deleted: false,
+        opportunity_id: None,
     })))
 }
 

@@ -82,6 +82,10 @@ pub struct SalesforceSettings {
     pub task_key_field: String,
     /// Lead fields with field history tracking on in the org.
     pub tracked_history: crate::map::TrackedHistory,
+    /// Read the opportunity stream and the activities logged on
+    /// opportunities (the policy has the AE's commitments). Off, the
+    /// opportunity stream answers an empty, finished page without a call.
+    pub read_opportunities: bool,
     /// The CRM's "now": windows end at it. Given when the settings are
     /// made, so no connector reads a clock the daemon does not share.
     pub clock: SharedClock,
@@ -118,6 +122,7 @@ impl SalesforceSettings {
             required_lead_fields: Vec::new(),
             task_key_field: "Handoff_Key__c".to_string(),
             tracked_history: crate::map::TrackedHistory::default(),
+            read_opportunities: false,
             clock,
         }
     }

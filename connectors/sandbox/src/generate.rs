@@ -239,7 +239,10 @@ fn wait_for_leave(time_off: &[(usize, NaiveDate, NaiveDate)], zones: &[Tz], even
             }
             EventKind::Touch { by, .. } => Some(*by),
             EventKind::StatusChanged { .. } => owner,
-            EventKind::Deleted { .. } | EventKind::Merged { .. } => None,
+            EventKind::Deleted { .. }
+            | EventKind::Merged { .. }
+            | EventKind::OpportunityCreated { .. }
+            | EventKind::OpportunityMeeting { .. } => None,
         };
         let Some(rep) = actor else { continue };
         let tz = zones[rep];
@@ -348,6 +351,7 @@ fn generate_users(cfg: &OrgConfig, rng: &mut ChaCha8Rng) -> Vec<SynthUser> {
             manager,
             team: team.to_string(),
             behaviour,
+            ae: false,
         });
     };
     user(&mut users, "America/New_York", None, "Leadership", None);

@@ -44,6 +44,14 @@ pub struct OrgConfig {
     /// [`SyntheticOrg::time_off`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leave: Vec<Leave>,
+    /// The AE's side: account executives join the org (one per region,
+    /// [`SynthUser::ae`]); every conversion creates an opportunity (a
+    /// Salesforce `Opportunity`, a HubSpot deal) owned by the AE of the
+    /// rep's region, and most get a discovery meeting logged on the
+    /// opportunity a few working days later. Drawn from a stream of their
+    /// own: the rest of the org is the same as without them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opportunities: bool,
 }
 
 /// Extra leads arriving on one day of the timeline, in the US working
@@ -101,6 +109,7 @@ impl Default for OrgConfig {
             activities_per_lead: None,
             spike: None,
             leave: Vec::new(),
+            opportunities: false,
         }
     }
 }
@@ -134,8 +143,12 @@ pub struct SynthUser {
     /// Index of the manager in `users` (managers have managers, up to a VP).
     pub manager: Option<usize>,
     pub team: String,
-    /// `None` for managers who do not work leads.
+    /// `None` for managers and AEs, who do not work new leads.
     pub behaviour: Option<RepBehaviour>,
+    /// An account executive: owns opportunities, never leads
+    /// ([`OrgConfig::opportunities`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ae: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -232,6 +245,15 @@ pub enum EventKind {
     },
     /// The status field changes (without any activity being logged).
     StatusChanged { lead: usize, status: LeadStatus },
+    /// The lead's opportunity is created, owned by the AE `owner` (a user
+    /// index): Salesforce's conversion makes an `Opportunity` (the lead's
+    /// `ConvertedOpportunityId`), HubSpot a deal associated with the
+    /// contact. Comes at the instant of the lead's `Converted` status.
+    OpportunityCreated { lead: usize, owner: usize },
+    /// A meeting logged on the lead's opportunity (not on the lead) by
+    /// `by`: Salesforce an `Event` whose `WhatId` is the opportunity,
+    /// HubSpot a meeting associated with the deal only.
+    OpportunityMeeting { lead: usize, by: usize },
     /// Deleted (Salesforce recycle bin / HubSpot archive).
     Deleted { lead: usize },
     /// `lead` merged into `into`, which survives.

@@ -79,6 +79,8 @@ fn events_are_sorted_and_each_lead_starts_with_its_creation() {
             EventKind::Assigned { lead, .. }
             | EventKind::Touch { lead, .. }
             | EventKind::StatusChanged { lead, .. }
+            | EventKind::OpportunityCreated { lead, .. }
+            | EventKind::OpportunityMeeting { lead, .. }
             | EventKind::Deleted { lead } => *lead,
             EventKind::Merged { lead, into } => {
                 assert!(created[*into] && !gone[*into], "lead {lead} merged into a missing lead {into}");

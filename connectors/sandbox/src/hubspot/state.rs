@@ -310,6 +310,8 @@ impl HubState {
                     let _ = self.merge_records("leads", survivor, loser, at_ms);
                 }
             }
+            // The deal's side is not materialised yet.
+            EventKind::OpportunityCreated { .. } | EventKind::OpportunityMeeting { .. } => {}
         }
     }
 

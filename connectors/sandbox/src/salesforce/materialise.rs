@@ -350,5 +350,7 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
         EventKind::Merged { lead, into } => {
             let _ = state.merge("Lead", &lead_id(*into), &lead_id(*lead), at);
         }
+        // The opportunity's side is not materialised yet.
+        EventKind::OpportunityCreated { .. } | EventKind::OpportunityMeeting { .. } => {}
     }
 }
