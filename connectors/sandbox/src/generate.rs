@@ -178,6 +178,9 @@ pub fn generate(cfg: &OrgConfig) -> SyntheticOrg {
         plan_sequence(&ctx, cfg.seed, index, &mut lead_events);
         plan_removal(&ctx, index, arrived_at, &mut removed, &mut rng, &mut lead_events);
         wait_for_leave(&time_off, &rep_zones, &mut lead_events);
+        if cfg.opportunities && !removed[index] {
+            plan_opportunity(&ctx, cfg.seed, index, &mut lead_events);
+        }
         lead_events.retain(|e| e.at < ctx.end_at);
         if let Some(f) = extra.as_mut() {
             f.plan(&ctx, index, &removed, &mut lead_events);
@@ -371,7 +374,46 @@ fn generate_users(cfg: &OrgConfig, rng: &mut ChaCha8Rng) -> Vec<SynthUser> {
         };
         user(&mut users, zone, Some(manager), REGIONS[region].team, Some(behaviour));
     }
+    if cfg.opportunities {
+        // One AE per region, reporting to the region's first manager.
+        for (region, r) in REGIONS.iter().enumerate() {
+            user(&mut users, r.zones[0], Some(1 + region), r.team, None);
+            if let Some(ae) = users.last_mut() {
+                ae.ae = true;
+            }
+        }
+    }
     users
+}
+
+/// Seed offset of the opportunities' stream.
+const OPPORTUNITY_STREAM: u64 = 0x0990_2717_AE5E_11E5;
+
+/// The AE's side of a lead ([`OrgConfig::opportunities`]): its conversion
+/// creates an opportunity owned by the AE of the last owner's region, and
+/// three in four get a discovery meeting logged on it within four working
+/// days (the rest never do). A random stream per lead of its own.
+fn plan_opportunity(ctx: &Ctx<'_>, seed: u64, index: usize, out: &mut Vec<OrgEvent>) {
+    let mut owner = None;
+    let mut converted_at = None;
+    for e in out.iter() {
+        match &e.kind {
+            EventKind::LeadCreated { owner: OwnerRef::User(u), .. }
+            | EventKind::Assigned { owner: OwnerRef::User(u), .. } => owner = Some(*u),
+            EventKind::StatusChanged { status: LeadStatus::Converted, .. } => converted_at = Some(e.at),
+            _ => {}
+        }
+    }
+    let (Some(rep), Some(at)) = (owner, converted_at) else { return };
+    let team = &ctx.users[rep].team;
+    let Some(ae) = ctx.users.iter().find(|u| u.ae && &u.team == team) else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ OPPORTUNITY_STREAM ^ (index as u64).rotate_left(29));
+    out.push(event(at, EventKind::OpportunityCreated { lead: index, owner: ae.index }));
+    if rng.gen_bool(0.75) {
+        let tz = ctx.zones[ae.index];
+        let met_at = working_day(at, tz, rng.gen_range(1..5), &mut rng);
+        out.push(event(met_at, EventKind::OpportunityMeeting { lead: index, by: ae.index }));
+    }
 }
 
 /// The fixed mix: 40 % fast, 20 % slow, 10 % never, 15 % stop early,

@@ -323,3 +323,56 @@ fn a_spike_day_and_a_rep_on_leave() {
     }
     assert!(acted_before_leave > 0, "the rep works before the leave");
 }
+
+/// With opportunities, each region gets an AE; every conversion creates
+/// one opportunity owned by the AE of the lead's last owner's team, at the
+/// conversion's instant; the discovery meetings on them are the AE's,
+/// after the opportunity; everything else is the org without them.
+#[test]
+fn conversions_create_opportunities_owned_by_the_regions_ae() {
+    let plain = generate(&cfg(13, 2_000));
+    let org = generate(&OrgConfig { opportunities: true, ..cfg(13, 2_000) });
+    let aes: Vec<_> = org.users.iter().filter(|u| u.ae).collect();
+    assert_eq!(aes.len(), 4, "one AE per region");
+    assert!(aes.iter().all(|u| u.behaviour.is_none() && u.manager.is_some()));
+    assert_eq!(org.users.len(), plain.users.len() + aes.len());
+    assert_eq!(&org.users[..plain.users.len()], &plain.users[..], "the other users are unchanged");
+    let others: Vec<_> = org
+        .events
+        .iter()
+        .filter(|e| !matches!(e.kind, EventKind::OpportunityCreated { .. } | EventKind::OpportunityMeeting { .. }))
+        .collect();
+    assert_eq!(others, plain.events.iter().collect::<Vec<_>>(), "the rest of the timeline is unchanged");
+
+    let mut owner: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut converted: BTreeMap<usize, DateTime<Utc>> = BTreeMap::new();
+    let mut opportunity: BTreeMap<usize, (DateTime<Utc>, usize)> = BTreeMap::new();
+    let mut meetings = 0;
+    for e in &org.events {
+        match &e.kind {
+            EventKind::LeadCreated { lead, owner: OwnerRef::User(u) }
+            | EventKind::Assigned { lead, owner: OwnerRef::User(u) } => {
+                owner.insert(*lead, *u);
+            }
+            EventKind::StatusChanged { lead, status: LeadStatus::Converted } => {
+                converted.insert(*lead, e.at);
+            }
+            EventKind::OpportunityCreated { lead, owner: ae } => {
+                assert!(opportunity.insert(*lead, (e.at, *ae)).is_none(), "lead {lead} has two opportunities");
+                assert_eq!(converted.get(lead), Some(&e.at), "lead {lead}: created at its conversion");
+                assert!(org.users[*ae].ae, "lead {lead}: owned by an AE");
+                assert_eq!(org.users[*ae].team, org.users[owner[lead]].team, "lead {lead}: the AE of its region");
+            }
+            EventKind::OpportunityMeeting { lead, by } => {
+                let (created_at, ae) = opportunity[lead];
+                assert_eq!(*by, ae, "lead {lead}: the meeting is the AE's");
+                assert!(e.at > created_at, "lead {lead}: the meeting comes after the opportunity");
+                meetings += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(opportunity.len(), converted.len(), "every conversion has an opportunity");
+    assert!(converted.len() > 50, "conversions happen: {}", converted.len());
+    assert!(meetings > 0 && meetings < opportunity.len(), "most, not all, get a meeting: {meetings}");
+}
