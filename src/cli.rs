@@ -488,12 +488,12 @@ fn explain_from_state(config: &Config, lead_id: &str, args: &ExplainArgs) -> any
     let dir = &config.instance.state_dir;
     let store = crate::store::Store::open(dir)
         .with_context(|| format!("opening {} (stop the daemon first, or copy the state directory)", dir.display()))?;
-    let stored = store
-        .lead(lead_id)?
+    let (lead, activities) = store
+        .lead_case(lead_id)?
         .with_context(|| format!("lead {lead_id} is not in {}; `handoff state` shows what is", dir.display()))?;
     Ok(ExplainInput {
-        lead: stored.for_engine(),
-        activities: store.activities_of(lead_id)?,
+        lead,
+        activities,
         owners: store.owners()?,
         intake: store.state(lead_id)?.and_then(|s| s.intake),
         now: args.now,

@@ -254,6 +254,7 @@ fn stop_cause(clock: &Clock) -> String {
         Some(StopCause::Status { status }) => format!("status `{status}` at {when}"),
         Some(StopCause::Assignment { owner_id }) => format!("given to {owner_id} at {when}"),
         Some(StopCause::ReasonCode { code }) => format!("reason code `{code}` at {when}"),
+        Some(StopCause::Opportunity { opportunity_id }) => format!("opportunity {opportunity_id} created at {when}"),
         None => format!("at {when}"),
     }
 }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::America::New_York;
 use handoff::engine::capacity::{decide, Intake, Outcome};
-use handoff::engine::{evaluate, ClockKind, ClockStatus, Evaluation, Owners};
+use handoff::engine::{evaluate, ClockKind, ClockStatus, Evaluation, Owners, StopCause};
 use handoff::policy::{compile, CompiledPolicy, Policy};
 use handoff_model::{
     Action, ActionKind, Activity, ActivityKind, Assignment, FieldChange, Lead, Owner, OwnerKind, StatusChange,
@@ -1793,15 +1793,15 @@ opportunity_within = "40 business hours""#;
     let opp = clock(&ev, ClockKind::Opportunity);
     assert_eq!((opp.status, opp.stopped_at), (ClockStatus::Met, Some(ny("2026-03-05 10:00"))));
     // Converted Thursday with no meeting: the discovery was due Wednesday,
-    // and stays breached; converted Tuesday, it ends (the meetings after a
-    // conversion are the opportunity's).
+    // and stays breached; converted Tuesday without one, it runs on (a
+    // conversion is not a discovery meeting) and is breached too.
     assert_eq!(clock(&ev, ClockKind::Discovery).status, ClockStatus::Breached);
     let mut early = accepted.clone();
     early.status_changes.push(StatusChange { status: "Converted".to_string(), at: ny("2026-03-03 10:00") });
     early.fields.insert("Status".to_string(), json!("Converted"));
     early.converted_at = Some(ny("2026-03-03 10:00"));
     let ev = run(&policy, &early, std::slice::from_ref(&call), ny("2026-03-10 12:00"));
-    assert_eq!(clock(&ev, ClockKind::Discovery).status, ClockStatus::Ended);
+    assert_eq!(clock(&ev, ClockKind::Discovery).status, ClockStatus::Breached);
     assert_eq!(clock(&ev, ClockKind::Opportunity).status, ClockStatus::Met);
     let ev = run(&policy, &accepted, std::slice::from_ref(&call), ny("2026-03-09 15:30"));
     let opp = clock(&ev, ClockKind::Opportunity);
@@ -1818,6 +1818,85 @@ opportunity_within = "40 business hours""#;
     for kind in [ClockKind::Discovery, ClockKind::Opportunity] {
         assert_eq!(clock(&ev, kind).status, ClockStatus::Ended, "{kind:?}");
     }
+}
+
+/// Once the lead's opportunity exists, its owner (the AE) answers for the
+/// AE's clocks: a meeting logged on the opportunity books the discovery,
+/// the opportunity's creation meets the opportunity clock (before the
+/// lead's status says so), reminders go to its owner and escalations up
+/// the owner's line; a deleted opportunity counts for nothing.
+#[test]
+fn the_opportunitys_owner_answers_for_the_ae_clocks_and_its_meetings_count() {
+    let ae = r#"on_reassign = "continue"
+discovery_within = "16 business hours"
+opportunity_within = "40 business hours""#;
+    let policy = policy_with(ae, TWO_RUNGS);
+    let mut accepted = lead();
+    accepted.status_changes.push(StatusChange { status: "Accepted".to_string(), at: ny("2026-03-02 15:00") });
+    accepted.fields.insert("Status".to_string(), json!("Accepted"));
+    let call = activity("c1", ActivityKind::Call, "u_rep", ny("2026-03-02 10:30"));
+    // The deal comes Tuesday 10:00, owned by u_other (manager u_other_mgr);
+    // the lead's status never moves past Accepted.
+    let deal = handoff_model::Opportunity {
+        id: "006A".to_string(),
+        lead_ids: vec![accepted.id.clone()],
+        owner_id: Some("u_other".to_string()),
+        created_at: ny("2026-03-03 10:00"),
+        modified_at: ny("2026-03-03 10:00"),
+        deleted: false,
+    };
+    let mut with_deal = accepted.clone();
+    with_deal.opportunities = vec![deal.clone()];
+
+    // The opportunity clock is met by the deal's creation.
+    let ev = run(&policy, &with_deal, std::slice::from_ref(&call), ny("2026-03-10 12:00"));
+    let opp = clock(&ev, ClockKind::Opportunity);
+    assert_eq!((opp.status, opp.stopped_at), (ClockStatus::Met, Some(ny("2026-03-03 10:00"))), "{opp:#?}");
+    assert_eq!(opp.stopped_by, Some(StopCause::Opportunity { opportunity_id: "006A".to_string() }));
+
+    // A meeting logged on the deal only (no lead on it) books the discovery.
+    let mut on_deal = activity("m9", ActivityKind::Meeting, "u_other", ny("2026-03-03 14:00"));
+    on_deal.lead_id = String::new();
+    on_deal.opportunity_id = Some("006A".to_string());
+    let ev = run(&policy, &with_deal, &[call.clone(), on_deal.clone()], ny("2026-03-10 12:00"));
+    let disc = clock(&ev, ClockKind::Discovery);
+    assert_eq!((disc.status, disc.stopped_at), (ClockStatus::Met, Some(ny("2026-03-03 14:00"))), "{disc:#?}");
+    assert_eq!(disc.stopped_by, Some(StopCause::Touch { activity_id: "m9".to_string() }));
+    // The same meeting on another opportunity counts for nothing.
+    let mut elsewhere = on_deal.clone();
+    elsewhere.opportunity_id = Some("006B".to_string());
+    let ev = run(&policy, &with_deal, &[call.clone(), elsewhere], ny("2026-03-04 15:30"));
+    assert_eq!(clock(&ev, ClockKind::Discovery).status, ClockStatus::Breached);
+
+    // No meeting: the reminder (Wednesday 11:00) goes to the deal's owner,
+    // the escalation (Wednesday 15:00) to the owner's manager.
+    let ev = run(&policy, &with_deal, std::slice::from_ref(&call), ny("2026-03-04 11:30"));
+    let disc = clock(&ev, ClockKind::Discovery);
+    assert_eq!((disc.status, disc.owner_id.as_deref()), (ClockStatus::AtRisk, Some("u_other")), "{disc:#?}");
+    let disc_tasks: Vec<_> = tasks(&ev).into_iter().filter(|(k, _, _)| k.contains(":disc:")).collect();
+    assert_eq!(disc_tasks.len(), 1, "{disc_tasks:?}");
+    assert_eq!((disc_tasks[0].1, disc_tasks[0].2), ("u_other", &TaskPurpose::Reminder));
+    let ev = run(&policy, &with_deal, std::slice::from_ref(&call), ny("2026-03-04 15:30"));
+    assert!(
+        tasks(&ev).iter().any(|(k, to, p)| k.contains(":disc:")
+            && *to == "u_other_mgr"
+            && **p == TaskPurpose::Escalation { level: 1 }),
+        "{:?}",
+        tasks(&ev)
+    );
+    assert!(tasks(&ev).iter().all(|(_, to, _)| !matches!(*to, "u_rep" | "u_mgr")), "{:?}", tasks(&ev));
+    // Before the deal, the lead's owner answered: Monday evening's clock
+    // is the rep's.
+    let ev = run(&policy, &with_deal, std::slice::from_ref(&call), ny("2026-03-02 16:00"));
+    assert_eq!(clock(&ev, ClockKind::Discovery).owner_id.as_deref(), Some("u_rep"));
+
+    // A deleted deal: neither its creation nor its meetings count.
+    let mut gone = with_deal.clone();
+    gone.opportunities[0].deleted = true;
+    let ev = run(&policy, &gone, &[call.clone(), on_deal], ny("2026-03-10 12:00"));
+    assert_eq!(clock(&ev, ClockKind::Opportunity).status, ClockStatus::Breached);
+    let disc = clock(&ev, ClockKind::Discovery);
+    assert_eq!((disc.status, disc.owner_id.as_deref()), (ClockStatus::Breached, Some("u_rep")));
 }
 
 /// The scorecard's AE rows and `--by role`: the AE's clocks count under

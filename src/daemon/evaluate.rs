@@ -113,11 +113,9 @@ impl Evaluator<'_> {
     /// Reads `lead_id` and what the engine makes of it (no writes).
     pub fn judge(&self, lead_id: &str, due_at: Option<DateTime<Utc>>) -> Result<Judged, StoreError> {
         let previous = self.store.state(lead_id)?;
-        let verdict = match self.store.lead(lead_id)? {
+        let verdict = match self.store.lead_case(lead_id)? {
             None => Verdict::NotPulled,
-            Some(stored) => {
-                let activities = self.store.activities_of(lead_id)?;
-                let lead = stored.into_engine();
+            Some((lead, activities)) => {
                 let intake = previous.as_ref().and_then(|p| p.intake.as_ref());
                 match engine::evaluate(&lead, &activities, self.owners, self.policy, intake, self.now) {
                     Ok(evaluation) => {

@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use handoff_model::{
-    Activity, Assignment, Deletion, FieldChange, Lead, OwnerKind, PullPage, Quarantined, StatusChange, Stream,
+    Activity, Assignment, Deletion, FieldChange, Lead, Opportunity, OwnerKind, PullPage, Quarantined, StatusChange,
+    Stream,
 };
 use serde_json::Value;
 
 use crate::engine::keys::short_hash;
-use crate::store::{quarantine_key, Batch, QuarantineRecord, Store, StoreError, StoredLead};
+use crate::store::{opportunity_file, quarantine_key, Batch, QuarantineRecord, Store, StoreError, StoredLead};
 
 /// Fields that change with every save and say nothing about the lead.
 const STAMP_FIELDS: &[&str] = &[
@@ -88,6 +89,8 @@ pub struct Applied {
     pub deletions: usize,
     pub owners: usize,
     pub calendars: usize,
+    /// Opportunities new or changed.
+    pub opportunities: usize,
     /// Records put in quarantine (or kept there, read unreadable again).
     pub quarantined: usize,
     /// Quarantined records that came back readable.
@@ -136,6 +139,10 @@ impl PageApplier<'_> {
             self.release(Stream::Leads, &lead.id, batch, &mut applied)?;
             let without_history = page.history_not_read.contains(&lead.id);
             self.apply_lead(lead, without_history, batch, &mut applied)?;
+        }
+        for opportunity in &page.opportunities {
+            self.release(Stream::Opportunities, &opportunity.id, batch, &mut applied)?;
+            self.apply_opportunity(opportunity, batch, &mut applied)?;
         }
         for activity in &page.activities {
             self.release(Stream::Activities, &activity.id, batch, &mut applied)?;
@@ -347,7 +354,38 @@ impl PageApplier<'_> {
         Ok(())
     }
 
+    /// A new or changed opportunity: the leads it came from and those it
+    /// no longer does are judged again (its owner answers for the AE's
+    /// commitments, its creation meets one).
+    fn apply_opportunity(
+        &self,
+        opportunity: &Opportunity,
+        batch: &mut Batch,
+        applied: &mut Applied,
+    ) -> Result<(), StoreError> {
+        let previous = self.store.opportunity(&opportunity.id)?;
+        if previous.as_ref().is_some_and(|p| same_opportunity(p, opportunity)) {
+            return Ok(());
+        }
+        batch.put_opportunity(opportunity, previous.as_ref());
+        let before = previous.iter().flat_map(|p| p.lead_ids.iter());
+        for lead in before.chain(opportunity.lead_ids.iter()) {
+            batch.mark_dirty(lead, "opportunity");
+        }
+        applied.opportunities += 1;
+        Ok(())
+    }
+
     fn apply_activity(&self, activity: &Activity, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+        let filed;
+        let activity = match (activity.lead_id.is_empty(), &activity.opportunity_id) {
+            // Logged on an opportunity only: filed under it.
+            (true, Some(opportunity_id)) => {
+                filed = Activity { lead_id: opportunity_file(opportunity_id), ..activity.clone() };
+                &filed
+            }
+            _ => activity,
+        };
         let capped;
         let activity = match activity.subject.as_ref().and_then(|s| capped_value(&Value::String(s.clone()))) {
             Some(Value::String(short)) => {
@@ -360,7 +398,7 @@ impl PageApplier<'_> {
             if previous != activity.lead_id {
                 // Moved to another lead (a merge re-parents activities).
                 batch.remove_activity(&previous, &activity.id, true);
-                batch.mark_dirty(&previous, "activity moved away");
+                self.mark_filed_dirty(&previous, "activity moved away", batch)?;
             }
         }
         batch.put_activity(activity);
@@ -369,7 +407,7 @@ impl PageApplier<'_> {
             applied.own_tasks += 1;
         } else {
             applied.activities_changed += 1;
-            batch.mark_dirty(&activity.lead_id, "activity");
+            self.mark_filed_dirty(&activity.lead_id, "activity", batch)?;
         }
         Ok(())
     }
@@ -396,7 +434,7 @@ impl PageApplier<'_> {
             Stream::Activities => {
                 if let Some(lead_id) = self.store.activity_lead(&deletion.id)? {
                     batch.remove_activity(&lead_id, &deletion.id, false);
-                    batch.mark_dirty(&lead_id, "activity deleted");
+                    self.mark_filed_dirty(&lead_id, "activity deleted", batch)?;
                 }
             }
             Stream::Opportunities => self.apply_opportunity_deletion(&deletion.id, batch)?,
@@ -407,10 +445,42 @@ impl PageApplier<'_> {
 }
 
 impl PageApplier<'_> {
-    /// An opportunity gone from the CRM: its leads are judged again.
-    fn apply_opportunity_deletion(&self, _id: &str, _batch: &mut Batch) -> Result<(), StoreError> {
+    /// Marks the lead an activity is filed under for evaluation: the lead
+    /// itself, or the leads of the opportunity it was logged on.
+    fn mark_filed_dirty(&self, filed_under: &str, why: &str, batch: &mut Batch) -> Result<(), StoreError> {
+        match filed_under.strip_prefix(&opportunity_file("")) {
+            Some(opportunity_id) => {
+                if let Some(opportunity) = self.store.opportunity(opportunity_id)? {
+                    for lead in &opportunity.lead_ids {
+                        batch.mark_dirty(lead, why);
+                    }
+                }
+            }
+            None => batch.mark_dirty(filed_under, why),
+        }
         Ok(())
     }
+
+    /// An opportunity gone from the CRM: kept, marked deleted (the engine
+    /// reads it no more), and its leads are judged again.
+    fn apply_opportunity_deletion(&self, id: &str, batch: &mut Batch) -> Result<(), StoreError> {
+        let Some(have) = self.store.opportunity(id)? else { return Ok(()) };
+        if have.deleted {
+            return Ok(());
+        }
+        let gone = Opportunity { deleted: true, ..have.clone() };
+        batch.put_opportunity(&gone, Some(&have));
+        for lead in &have.lead_ids {
+            batch.mark_dirty(lead, "opportunity deleted");
+        }
+        Ok(())
+    }
+}
+
+/// Whether an opportunity reads as before (its modification stamp aside):
+/// the lookback delivers the same record again.
+fn same_opportunity(a: &Opportunity, b: &Opportunity) -> bool {
+    a.lead_ids == b.lead_ids && a.owner_id == b.owner_id && a.created_at == b.created_at && a.deleted == b.deleted
 }
 
 fn is_blank(v: &Value) -> bool {
@@ -705,6 +775,93 @@ mod tests {
         );
         assert!(store.activities_of("00Q3").unwrap().is_empty());
         assert_eq!(store.activity_lead("c1").unwrap(), None);
+    }
+
+    /// Opportunities are kept apart and joined to their leads when judged;
+    /// a meeting logged on an opportunity only is filed under it and
+    /// wakes its leads; a change, a move to another lead and a deletion
+    /// wake the leads concerned; the lookback's copy wakes nobody.
+    #[test]
+    fn opportunities_join_their_leads_and_wake_them() {
+        let store = Store::in_memory();
+        apply(&store, page(vec![lead("005A", "Accepted", at(10, 0))]));
+        store
+            .commit({
+                let mut b = Batch::default();
+                b.clear_dirty("00Q1");
+                b
+            })
+            .unwrap();
+        let opp = |leads: &[&str], owner: &str| Opportunity {
+            id: "006A".into(),
+            lead_ids: leads.iter().map(|l| l.to_string()).collect(),
+            owner_id: Some(owner.into()),
+            created_at: at(11, 0),
+            modified_at: at(11, 0),
+            deleted: false,
+        };
+        let applied = apply(&store, PullPage { opportunities: vec![opp(&["00Q1"], "005AE")], ..PullPage::default() });
+        assert_eq!(applied.opportunities, 1);
+        assert_eq!(store.dirty(10).unwrap(), ["00Q1"]);
+        let meeting = Activity {
+            id: "00U1".into(),
+            kind: handoff_model::ActivityKind::Meeting,
+            lead_id: String::new(),
+            opportunity_id: Some("006A".into()),
+            owner_id: Some("005AE".into()),
+            occurred_at: at(11, 30),
+            modified_at: at(11, 30),
+            subject: None,
+            direction: None,
+            completed: false,
+            handoff_key: None,
+            automated: false,
+            deleted: false,
+        };
+        store
+            .commit({
+                let mut b = Batch::default();
+                b.clear_dirty("00Q1");
+                b
+            })
+            .unwrap();
+        apply(&store, PullPage { activities: vec![meeting], ..PullPage::default() });
+        assert_eq!(store.dirty(10).unwrap(), ["00Q1"], "the meeting wakes the opportunity's lead");
+        let (joined, activities) = store.lead_case("00Q1").unwrap().unwrap();
+        assert_eq!(joined.opportunities, vec![opp(&["00Q1"], "005AE")]);
+        assert_eq!(activities.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["00U1"]);
+        assert_eq!(activities[0].opportunity_id.as_deref(), Some("006A"));
+
+        // The lookback's copy changes nothing and wakes nobody.
+        store
+            .commit({
+                let mut b = Batch::default();
+                b.clear_dirty("00Q1");
+                b
+            })
+            .unwrap();
+        let applied = apply(&store, PullPage { opportunities: vec![opp(&["00Q1"], "005AE")], ..PullPage::default() });
+        assert_eq!((applied.opportunities, store.dirty(10).unwrap().len()), (0, 0));
+        // Now it belongs to another lead: both are judged again, and the
+        // first one no longer joins it.
+        apply(&store, PullPage { opportunities: vec![opp(&["00Q2"], "005AE")], ..PullPage::default() });
+        assert_eq!(store.dirty(10).unwrap(), ["00Q1", "00Q2"]);
+        assert!(store.opportunities_of("00Q1").unwrap().is_empty());
+        assert_eq!(store.opportunities_of("00Q2").unwrap().len(), 1);
+        // Deleted: kept, marked, its lead judged again.
+        apply(
+            &store,
+            PullPage {
+                deletions: vec![Deletion {
+                    stream: Stream::Opportunities,
+                    id: "006A".into(),
+                    merged_into: None,
+                    deleted_at: at(12, 0),
+                }],
+                ..PullPage::default()
+            },
+        );
+        assert!(store.opportunities_of("00Q2").unwrap()[0].deleted);
     }
 
     #[test]

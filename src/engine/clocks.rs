@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, TimeZone, Utc};
 use handoff_model::{Activity, ActivityKind, OwnerKind};
 
-use super::history::{holder_at, value_at, Holder};
+use super::history::{holder_at, value_at, Holder, HolderSpan};
 use super::{rfc3339, window, Clock, ClockKind, ClockStatus, Ctx, Decision, EngineError, Rung, StatusClass, StopCause};
 use crate::calendar::Schedule;
 use crate::policy::{ClockStart, CompiledSegment, EscalationTarget, OnReassign, TouchBy, Window};
@@ -690,11 +690,12 @@ pub(super) fn sales_clocks(
 
 /// The AE's commitments (`discovery_within`, `opportunity_within`), both
 /// from SAL acceptance, on the calendar of whoever holds the lead (the AE
-/// it went to): a discovery meeting booked — a meeting on the lead, counted
+/// it went to, and from its creation the opportunity's owner): a discovery
+/// meeting booked — a meeting on the lead or on its opportunity, counted
 /// from when it was logged or took place, whichever came first — and the
-/// opportunity created, which is the lead's conversion. A rejection or
-/// close ends both; a conversion before any meeting ends the discovery
-/// clock (the meetings after it are the opportunity's).
+/// opportunity created (the opportunity record, or the lead's conversion,
+/// whichever comes first). A rejection or close ends both; a conversion
+/// does not end the discovery clock, a meeting does.
 fn ae_clocks(
     ctx: &mut Ctx<'_, '_>,
     segment: &CompiledSegment,
@@ -711,18 +712,52 @@ fn ae_clocks(
             .map(|(kind, _)| Clock::not_started(*kind, None, "starts at SAL acceptance; not accepted yet".to_string()))
             .collect());
     };
-    let lead_id = ctx.lead.id.clone();
-    let meetings: Vec<&Activity> = ctx
-        .activities
+    let lead = ctx.lead;
+    let activities = ctx.activities;
+    // The opportunity the lead became (the first one still there), and
+    // the meetings on the lead or on any of its opportunities.
+    let live: Vec<&handoff_model::Opportunity> = lead.opportunities.iter().filter(|o| !o.deleted).collect();
+    let opportunity = live.iter().copied().min_by_key(|o| (o.created_at, o.id.clone()));
+    let on_opportunity = |a: &Activity| a.opportunity_id.as_ref().is_some_and(|id| live.iter().any(|o| &o.id == id));
+    let meetings: Vec<&Activity> = activities
         .iter()
-        .filter(|a| a.kind == ActivityKind::Meeting && !a.deleted && a.handoff_key.is_none() && a.lead_id == lead_id)
-        .collect();
-    let ended_from = |from: DateTime<Utc>, also_converted: bool| {
-        all_decided.iter().find(|d| {
-            d.at >= from
-                && (matches!(d.class, StatusClass::Rejected | StatusClass::ClosedUnresponsive)
-                    || (also_converted && d.class == StatusClass::Converted))
+        .filter(|a| {
+            a.kind == ActivityKind::Meeting
+                && !a.deleted
+                && a.handoff_key.is_none()
+                && (a.lead_id == lead.id || on_opportunity(a))
         })
+        .collect();
+    // Once the opportunity exists, its owner answers for the AE's clocks:
+    // reminders go to them, escalations up their line.
+    let lead_holders = match opportunity.and_then(|o| o.owner_id.clone().map(|owner| (o.created_at, owner))) {
+        Some((from, owner)) => {
+            let mut spans: Vec<HolderSpan> = ctx.holders.iter().filter(|s| s.from < from).cloned().collect();
+            spans.push(HolderSpan { from, holder: Holder::User(owner) });
+            Some(std::mem::replace(&mut ctx.holders, spans))
+        }
+        None => None,
+    };
+    let out = ae_timed_clocks(ctx, segment, all_decided, start, &meetings, opportunity);
+    if let Some(holders) = lead_holders {
+        ctx.holders = holders;
+    }
+    out
+}
+
+/// The discovery and opportunity clocks from SAL acceptance at `start`.
+fn ae_timed_clocks(
+    ctx: &mut Ctx<'_, '_>,
+    segment: &CompiledSegment,
+    all_decided: &[Decision],
+    start: DateTime<Utc>,
+    meetings: &[&Activity],
+    opportunity: Option<&handoff_model::Opportunity>,
+) -> Result<Vec<Clock>, EngineError> {
+    let ended_from = |from: DateTime<Utc>| {
+        all_decided
+            .iter()
+            .find(|d| d.at >= from && matches!(d.class, StatusClass::Rejected | StatusClass::ClosedUnresponsive))
     };
     let ended = |d: &Decision, before: &str| Stop {
         at: d.at,
@@ -738,7 +773,9 @@ fn ae_clocks(
                 .filter(|a| a.occurred_at >= from)
                 .map(|a| (a.occurred_at.min(a.modified_at).max(from), *a))
                 .min_by_key(|(at, _)| *at);
-            match (booked, ended_from(from, true)) {
+            // A conversion is not a discovery meeting: the clock runs on
+            // until one is logged on the lead or its opportunity.
+            match (booked, ended_from(from)) {
                 (Some((at, a)), end) if end.is_none_or(|e| at <= e.at) => Some(Stop {
                     at,
                     cause: StopCause::Touch { activity_id: a.id.clone() },
@@ -774,7 +811,24 @@ fn ae_clocks(
                         d.class,
                         StatusClass::Converted | StatusClass::Rejected | StatusClass::ClosedUnresponsive
                     )
-            })?;
+            });
+            // The opportunity record, when it came first, meets the clock
+            // (HubSpot's deal may come before the lifecycle stage moves).
+            let created = opportunity.filter(|o| o.created_at >= from && decision.is_none_or(|d| o.created_at < d.at));
+            if let Some(o) = created {
+                return Some(Stop {
+                    at: o.created_at,
+                    cause: StopCause::Opportunity { opportunity_id: o.id.clone() },
+                    reason: format!(
+                        "opportunity {} created at {} (owner {})",
+                        o.id,
+                        rfc3339(o.created_at),
+                        o.owner_id.as_deref().unwrap_or("(none)")
+                    ),
+                    ends: false,
+                });
+            }
+            let decision = decision?;
             Some(match decision.class {
                 StatusClass::Converted => Stop {
                     at: decision.at,

@@ -354,6 +354,8 @@ pub enum StopCause {
     Assignment { owner_id: String },
     /// The reason-code field took an agreed code.
     ReasonCode { code: String },
+    /// The lead's opportunity was created.
+    Opportunity { opportunity_id: String },
 }
 
 impl Clock {

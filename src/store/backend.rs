@@ -39,12 +39,16 @@ pub enum Tree {
     Intake,
     /// Every counted arrival by instant, org-wide (`policy.surge.detect`).
     Arrivals,
+    /// Opportunities by id (the AE's commitments).
+    Opportunities,
+    /// `lead\0opportunity`: which opportunities each lead became.
+    LeadOpportunities,
     /// Keys per tree, kept by every commit (see [`Backend::count`]).
     Counts,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 23] = [
+    pub const ALL: [Tree; 25] = [
         Tree::Meta,
         Tree::Cursors,
         Tree::Leads,
@@ -67,6 +71,8 @@ impl Tree {
         Tree::OutboxFailed,
         Tree::Intake,
         Tree::Arrivals,
+        Tree::Opportunities,
+        Tree::LeadOpportunities,
         Tree::Counts,
     ];
 
@@ -94,6 +100,8 @@ impl Tree {
             Tree::OutboxFailed => "outbox_failed",
             Tree::Intake => "intake",
             Tree::Arrivals => "arrivals",
+            Tree::Opportunities => "opportunities",
+            Tree::LeadOpportunities => "lead_opportunities",
             Tree::Counts => "counts",
         }
     }

@@ -46,8 +46,8 @@ use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use handoff_model::{
-    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead, Owner,
-    Quarantined, StatusChange, Stream, TaskPurpose, WriteError,
+    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead, Opportunity,
+    Owner, Quarantined, StatusChange, Stream, TaskPurpose, WriteError,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -179,6 +179,12 @@ fn activity_key(lead_id: &str, activity_id: &str) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(activity_id.as_bytes());
     key
+}
+
+/// Where activities logged on an opportunity only are filed (in place of
+/// a lead id; no CRM id starts with `@`).
+pub fn opportunity_file(opportunity_id: &str) -> String {
+    format!("@opportunity:{opportunity_id}")
 }
 
 fn lead_prefix(lead_id: &str) -> Vec<u8> {
@@ -721,6 +727,38 @@ impl Store {
             .collect())
     }
 
+    /// What the engine judges a lead by: the lead with the opportunities it
+    /// became joined in, and its activities with those logged on its
+    /// opportunities only. `None` when the lead was never pulled.
+    pub fn lead_case(&self, lead_id: &str) -> Result<Option<(Lead, Vec<Activity>)>, StoreError> {
+        let Some(stored) = self.lead(lead_id)? else { return Ok(None) };
+        let mut lead = stored.into_engine();
+        let mut activities = self.activities_of(lead_id)?;
+        lead.opportunities = self.opportunities_of(lead_id)?;
+        for opportunity in &lead.opportunities {
+            activities.extend(self.activities_of(&opportunity_file(&opportunity.id))?);
+        }
+        Ok(Some((lead, activities)))
+    }
+
+    pub fn opportunity(&self, id: &str) -> Result<Option<Opportunity>, StoreError> {
+        self.get(Tree::Opportunities, id.as_bytes())
+    }
+
+    /// The opportunities `lead_id` became, in id order.
+    pub fn opportunities_of(&self, lead_id: &str) -> Result<Vec<Opportunity>, StoreError> {
+        let prefix = lead_prefix(lead_id);
+        let end = prefix_end(&prefix);
+        let mut out = Vec::new();
+        for (key, _) in self.backend.range(Tree::LeadOpportunities, &prefix, end.as_deref(), usize::MAX)? {
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(opportunity) = self.opportunity(&id)? {
+                out.push(opportunity);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every activity (reports).
     pub fn all_activities(&self) -> Result<Vec<Activity>, StoreError> {
         Ok(self.scan::<Activity>(Tree::Activities, b"", None, usize::MAX)?.into_iter().map(|(_, a)| a).collect())
@@ -1154,6 +1192,20 @@ impl Batch {
         if !keep_index {
             self.delete(Tree::ActivityIndex, activity_id.as_bytes().to_vec());
         }
+    }
+
+    /// Stores an opportunity and moves its leads' index entries from
+    /// `previous`'s leads to its own.
+    pub fn put_opportunity(&mut self, opportunity: &Opportunity, previous: Option<&Opportunity>) {
+        if let Some(previous) = previous {
+            for lead in previous.lead_ids.iter().filter(|l| !opportunity.lead_ids.contains(l)) {
+                self.delete(Tree::LeadOpportunities, activity_key(lead, &opportunity.id));
+            }
+        }
+        for lead in &opportunity.lead_ids {
+            self.put(Tree::LeadOpportunities, activity_key(lead, &opportunity.id), &"");
+        }
+        self.put(Tree::Opportunities, opportunity.id.as_bytes().to_vec(), opportunity);
     }
 
     pub fn put_owner(&mut self, owner: &Owner) {
