@@ -23,6 +23,10 @@ pub const REQUIRED_SCOPES: [&str; 4] =
 /// and written.
 pub const LEADS_MODE_SCOPES: [&str; 2] = ["crm.objects.leads.read", "crm.objects.leads.write"];
 
+/// What reading opportunities needs besides [`REQUIRED_SCOPES`]: deals
+/// read (for the deals, and for the engagements' associations to them).
+pub const OPPORTUNITY_SCOPES: [&str; 1] = ["crm.objects.deals.read"];
+
 /// A property definition as `handoff doctor` judges it.
 pub fn property_info(def: &Value) -> FieldInfo {
     let crm_type = def.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -231,6 +235,7 @@ impl HubspotConnector {
                 required: REQUIRED_SCOPES
                     .iter()
                     .chain(if leads_mode { LEADS_MODE_SCOPES.as_slice() } else { &[] })
+                    .chain(if self.settings.read_opportunities { OPPORTUNITY_SCOPES.as_slice() } else { &[] })
                     .map(|s| s.to_string())
                     .collect(),
             }),

@@ -92,6 +92,7 @@ impl HubspotConnector {
         match stream {
             Stream::Leads if self.leads_mode() => vec!["leads", "contacts"],
             Stream::Leads => vec!["contacts"],
+            Stream::Opportunities => vec!["deals"],
             _ => map::ENGAGEMENTS.iter().map(|k| map::object_type(*k)).collect(),
         }
     }

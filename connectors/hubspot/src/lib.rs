@@ -1,7 +1,8 @@
 //! handoff's HubSpot connector: contacts (or, in leads mode, lead records
 //! joined with their contacts) as leads (with their ownership and
 //! status history from `propertiesWithHistory`), engagements (calls,
-//! emails, meetings, tasks) as activities, owners with managers from the
+//! emails, meetings, tasks) as activities, deals as opportunities (when the
+//! policy has the AE's commitments), owners with managers from the
 //! settings, and write-back of SLA properties and tasks through the CRM v3
 //! API.
 //!
@@ -18,11 +19,14 @@
 //!   the daily budget, tokens), and strict reading of answers.
 //! - `pull` / `write`: the two halves of the [`Connector`] trait.
 //! - `lead_records`: leads mode, where the SLA's lead is the lead record.
+//! - `deals`: the opportunity stream (deals, and engagements logged on
+//!   them), read only with [`HubspotSettings::read_opportunities`].
 //! - `inspect`: what `handoff doctor` reads, and the properties it creates on request.
 
 pub mod auth;
 pub mod client;
 pub mod cursor;
+mod deals;
 pub mod error;
 mod inspect;
 mod lead_records;
@@ -169,7 +173,9 @@ impl Connector for HubspotConnector {
 impl HubspotConnector {
     async fn pull_one(&self, stream: Stream, cursor: Option<&Cursor>) -> Result<PullPage, ConnectorError> {
         let result = match stream {
-            Stream::Leads | Stream::Activities => {
+            // Off, the deal stream is not read at all: an empty, finished page.
+            Stream::Opportunities if !self.settings.read_opportunities => Ok(PullPage::default()),
+            Stream::Leads | Stream::Activities | Stream::Opportunities => {
                 if stream == Stream::Leads {
                     self.digests.pulling_from(cursor.map(|c| c.0.as_str()));
                 }
@@ -194,7 +200,6 @@ impl HubspotConnector {
                 }
                 Ok(PullPage::default())
             }
-            Stream::Opportunities => Ok(PullPage::default()),
         };
         result.map_err(ConnectorError::from)
     }

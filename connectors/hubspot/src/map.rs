@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use handoff_model::{
-    Activity, ActivityKind, Assignment, Deletion, Direction, FieldChange, Lead, Owner, OwnerKind, StatusChange, Stream,
-    Timestamp,
+    Activity, ActivityKind, Assignment, Deletion, Direction, FieldChange, Lead, Opportunity, Owner, OwnerKind,
+    StatusChange, Stream, Timestamp,
 };
 
 use crate::wire::{parse_time, ApiObject, ApiOwner, HistoryValue};
@@ -126,10 +126,26 @@ pub fn engagement_properties(kind: ActivityKind) -> &'static [&'static str] {
     }
 }
 
-/// The creation-time property: `createdate` on contacts, `hs_createdate`
-/// on every other object.
+/// The deal properties the opportunity stream reads: what
+/// [`opportunity`] maps (owner, times) and what says where the deal
+/// stands (stage, pipeline, amount, close date), kept for the daemon's
+/// quarantine and logs.
+pub const DEAL_PROPERTIES: &[&str] = &[
+    "hs_object_id",
+    "createdate",
+    "hs_lastmodifieddate",
+    OWNER_PROPERTY,
+    "dealname",
+    "dealstage",
+    "pipeline",
+    "amount",
+    "closedate",
+];
+
+/// The creation-time property: `createdate` on contacts and deals,
+/// `hs_createdate` on every other object.
 pub fn created_property(object_type: &str) -> &'static str {
-    if object_type == "contacts" {
+    if object_type == "contacts" || object_type == "deals" {
         "createdate"
     } else {
         "hs_createdate"
@@ -374,11 +390,43 @@ pub fn history_owner_ids(o: &ApiObject) -> impl Iterator<Item = &str> {
         .filter_map(|e| e.value.as_deref().map(str::trim).filter(|v| !v.is_empty()))
 }
 
-/// An engagement as an activity of the contact it is associated with
-/// (the lowest contact id when there are several; none: skipped).
-pub fn activity(o: &ApiObject, kind: ActivityKind, contact_id: Option<&str>) -> Result<Activity, Skip> {
+/// A deal as an opportunity of the leads it is associated with
+/// (`lead_ids`: its contacts, or in leads mode their lead records; empty
+/// when it has none). Its owner is the AE who answers for it.
+pub fn opportunity(o: &ApiObject, lead_ids: &[String]) -> Result<Opportunity, Skip> {
+    let created_property = created_property("deals");
+    check_times(o, &[modified_property("deals"), created_property])?;
+    let modified = modified_at(o, "deals")?;
+    let created = time_of(o, &[created_property], o.created_at.as_deref())
+        .ok_or_else(|| format!("deal {} has no readable {created_property}", o.id))?;
+    Ok(Opportunity {
+        id: o.id.clone(),
+        lead_ids: lead_ids.to_vec(),
+        owner_id: o.prop(OWNER_PROPERTY).map(str::to_string),
+        created_at: created,
+        modified_at: modified,
+        deleted: o.archived,
+    })
+}
+
+/// An engagement as an activity of the contact it is associated with (the
+/// lowest contact id when there are several), and of the deal it is
+/// associated with (`deal_id`, the lowest when several; given only when the
+/// connector reads opportunities). One logged on a deal alone has the empty
+/// lead id: the daemon finds the lead through the deal. With neither it is
+/// not a lead's activity (the caller skips it; here it is an error).
+pub fn activity(
+    o: &ApiObject,
+    kind: ActivityKind,
+    contact_id: Option<&str>,
+    deal_id: Option<&str>,
+) -> Result<Activity, Skip> {
     let ty = object_type(kind);
-    let lead_id = contact_id.ok_or_else(|| format!("{ty} {} is not associated with a contact", o.id))?;
+    let lead_id = match (contact_id, deal_id) {
+        (Some(contact), _) => contact,
+        (None, Some(_)) => "",
+        (None, None) => return Err(format!("{ty} {} is not associated with a contact or a deal", o.id)),
+    };
     check_times(o, &["hs_lastmodifieddate", "hs_timestamp", "hs_meeting_start_time", "hs_task_completion_date"])?;
     let modified = modified_at(o, ty)?;
     let completed = kind == ActivityKind::Task && o.prop("hs_task_status") == Some("COMPLETED");
@@ -414,7 +462,7 @@ pub fn activity(o: &ApiObject, kind: ActivityKind, contact_id: Option<&str>) -> 
         handoff_key: if kind == ActivityKind::Task { o.prop(TASK_KEY_PROPERTY).map(str::to_string) } else { None },
         automated: kind == ActivityKind::Email && o.prop(SEQUENCE_PROPERTY).is_some_and(|s| !s.trim().is_empty()),
         deleted: o.archived,
-        opportunity_id: None,
+        opportunity_id: deal_id.map(str::to_string),
     })
 }
 
@@ -479,15 +527,15 @@ mod tests {
             json!({"id": "9", "properties": {"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z",
                                                      "hs_task_status": "COMPLETED", "hs_task_completion_date": "1772445600000", "handoff_key": "k1"}}),
         );
-        assert!(activity(&o, ActivityKind::Task, None).is_err());
-        let a = activity(&o, ActivityKind::Task, Some("501")).unwrap();
+        assert!(activity(&o, ActivityKind::Task, None, None).is_err());
+        let a = activity(&o, ActivityKind::Task, Some("501"), None).unwrap();
         assert!(a.completed);
         assert_eq!(a.handoff_key.as_deref(), Some("k1"));
         assert_eq!(a.occurred_at.timestamp_millis(), 1_772_445_600_000);
         let call = obj(
             json!({"id": "10", "properties": {"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z", "hs_call_direction": "INBOUND", "handoff_key": "x"}}),
         );
-        let a = activity(&call, ActivityKind::Call, Some("501")).unwrap();
+        let a = activity(&call, ActivityKind::Call, Some("501"), None).unwrap();
         assert_eq!(a.direction, Some(Direction::Inbound));
         assert_eq!(a.handoff_key, None);
         assert!(!a.automated);
@@ -498,7 +546,7 @@ mod tests {
         let email = |extra: serde_json::Value| {
             let mut props = json!({"hs_timestamp": "2026-03-02T10:00:00Z", "hs_lastmodifieddate": "2026-03-02T10:00:01Z", "hs_email_direction": "EMAIL"});
             props.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            activity(&obj(json!({"id": "11", "properties": props})), ActivityKind::Email, Some("501")).unwrap()
+            activity(&obj(json!({"id": "11", "properties": props})), ActivityKind::Email, Some("501"), None).unwrap()
         };
         assert!(email(json!({"hs_sequence_id": "4242"})).automated);
         assert!(!email(json!({})).automated, "a rep's own email");
@@ -622,7 +670,72 @@ mod tests {
         let call = obj(
             json!({"id": "9", "properties": {"hs_timestamp": "soon", "hs_lastmodifieddate": "2026-03-02T10:00:01Z"}}),
         );
-        assert!(activity(&call, ActivityKind::Call, Some("7")).unwrap_err().contains("hs_timestamp"));
+        assert!(activity(&call, ActivityKind::Call, Some("7"), None).unwrap_err().contains("hs_timestamp"));
+    }
+
+    #[test]
+    fn a_deal_is_an_opportunity_of_its_leads_owned_by_its_owner() {
+        let deal = obj(json!({
+            "id": "9001",
+            "properties": {"hs_object_id": "9001", "createdate": "2026-03-02T15:00:00.000Z", "hs_lastmodifieddate": "2026-03-04T09:30:00.000Z",
+                           "hubspot_owner_id": "70000012", "dealname": "Acme - new business", "dealstage": "appointmentscheduled",
+                           "pipeline": "default", "amount": null, "closedate": null},
+            "createdAt": "2026-03-02T15:00:00.000Z", "updatedAt": "2026-03-04T09:30:00.000Z", "archived": false
+        }));
+        let o = opportunity(&deal, &["501".to_string(), "502".to_string()]).unwrap();
+        assert_eq!(o.id, "9001");
+        assert_eq!(o.lead_ids, vec!["501".to_string(), "502".to_string()]);
+        assert_eq!(o.owner_id.as_deref(), Some("70000012"));
+        assert_eq!(o.created_at, parse_time("2026-03-02T15:00:00Z").unwrap());
+        assert_eq!(o.modified_at, parse_time("2026-03-04T09:30:00Z").unwrap());
+        assert!(!o.deleted);
+
+        // Unowned, with no contact, and the creation time only in `createdAt`.
+        let bare =
+            obj(json!({"id": "9002", "properties": {"hs_lastmodifieddate": "1772443800000", "hubspot_owner_id": ""},
+                              "createdAt": "2026-03-02T09:00:00Z"}));
+        let o = opportunity(&bare, &[]).unwrap();
+        assert_eq!((o.owner_id, o.lead_ids.len()), (None, 0));
+        assert_eq!(o.created_at, parse_time("2026-03-02T09:00:00Z").unwrap());
+        assert_eq!(o.modified_at.timestamp_millis(), 1_772_443_800_000);
+    }
+
+    #[test]
+    fn a_deal_with_an_unreadable_time_is_a_bad_row_naming_the_field() {
+        let deal = |props: serde_json::Value| obj(json!({"id": "9003", "properties": props}));
+        let e = opportunity(
+            &deal(json!({"createdate": "02.03.2026", "hs_lastmodifieddate": "2026-03-04T09:30:00Z"})),
+            &["501".to_string()],
+        )
+        .unwrap_err();
+        assert!(e.contains("createdate") && e.contains("02.03.2026"), "{e}");
+        let e = opportunity(&deal(json!({"createdate": "2026-03-02T15:00:00Z", "hs_lastmodifieddate": "soon"})), &[])
+            .unwrap_err();
+        assert!(e.contains("hs_lastmodifieddate"), "{e}");
+        let e = opportunity(&deal(json!({"hs_lastmodifieddate": "2026-03-04T09:30:00Z"})), &[]).unwrap_err();
+        assert!(e.contains("createdate"), "no creation time at all: {e}");
+    }
+
+    #[test]
+    fn an_engagement_logged_on_a_deal_names_it_and_without_a_contact_has_no_lead() {
+        let meeting = obj(
+            json!({"id": "12", "properties": {"hs_timestamp": "2026-03-05T14:00:00Z", "hs_lastmodifieddate": "2026-03-05T14:00:01Z",
+                                                             "hs_meeting_start_time": "2026-03-05T14:00:00Z", "hubspot_owner_id": "70000012",
+                                                             "hs_meeting_title": "Discovery meeting"}}),
+        );
+        let on_deal = activity(&meeting, ActivityKind::Meeting, None, Some("9001")).unwrap();
+        assert_eq!(on_deal.lead_id, "", "the daemon finds the lead through the deal");
+        assert_eq!(on_deal.opportunity_id.as_deref(), Some("9001"));
+        assert_eq!(on_deal.owner_id.as_deref(), Some("70000012"));
+        assert_eq!(on_deal.occurred_at, parse_time("2026-03-05T14:00:00Z").unwrap());
+
+        let on_both = activity(&meeting, ActivityKind::Meeting, Some("501"), Some("9001")).unwrap();
+        assert_eq!((on_both.lead_id.as_str(), on_both.opportunity_id.as_deref()), ("501", Some("9001")));
+
+        let on_contact = activity(&meeting, ActivityKind::Meeting, Some("501"), None).unwrap();
+        assert_eq!(on_contact.opportunity_id, None);
+        let e = activity(&meeting, ActivityKind::Meeting, None, None).unwrap_err();
+        assert!(e.contains("contact or a deal"), "{e}");
     }
 
     #[test]

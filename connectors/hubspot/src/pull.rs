@@ -2,7 +2,10 @@
 //! A contacts page is followed by batch reads of its fresh contacts with
 //! the history of owner and lead status (50 per call, HubSpot's limit with
 //! history), and, when that history names an owner not seen yet, by the
-//! owners listing (for whether each owner is a user or a queue).
+//! owners listing (for whether each owner is a user or a queue). An
+//! engagements page is followed by the association read naming its
+//! contacts (and its deals, see [`crate::deals`]), a deals page by the one
+//! naming its leads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -73,12 +76,15 @@ impl HubspotConnector {
         let objects = self.stream_objects(stream);
         let object = objects[window.object.min(objects.len() - 1)];
         let lead_records = stream == Stream::Leads && self.leads_mode();
+        let deals = object == "deals";
         let cursor_text = format!("{}..{} #{}", window.from_ms, window.to_ms, window.last_id.unwrap_or(0));
-        // Engagements need their contacts from a separate association read,
-        // which takes up to 1,000 ids: read that many before asking.
-        let most_pages = match kind_of(object) {
-            Some(_) => (ASSOCIATION_BATCH / s.search_page_size.max(1) as usize).max(1),
-            None => 1,
+        // Engagements need their contacts, and deals their leads, from a
+        // separate association read, which takes up to 1,000 ids: read that
+        // many before asking.
+        let most_pages = if kind_of(object).is_some() || deals {
+            (ASSOCIATION_BATCH / s.search_page_size.max(1) as usize).max(1)
+        } else {
+            1
         };
         let (listing, next, full) = self.search_pages(object, &window, &cursor_text, most_pages).await?;
         let window_from = chrono::DateTime::from_timestamp_millis(window.from_ms).unwrap_or_default();
@@ -92,7 +98,15 @@ impl HubspotConnector {
             Some(_) if !ids.is_empty() => self.contacts_of(object, &ids, &cursor_text).await?,
             _ => BTreeMap::new(),
         };
+        // Engagement id → the deal it is logged on (when opportunities are read).
+        let deal_of = match kind_of(object) {
+            Some(_) if !ids.is_empty() => self.deals_of_engagements(object, &ids, &cursor_text).await?,
+            _ => BTreeMap::new(),
+        };
+        // Deal id → its leads.
+        let leads_of_deal = if deals { self.leads_of_deals(&ids, &cursor_text).await? } else { BTreeMap::new() };
         let lead_of = |id: Option<&str>| match kind_of(object) {
+            None if deals => id.and_then(|i| leads_of_deal.get(i)).and_then(|leads| leads.first()).cloned(),
             None => id.map(str::to_string),
             Some(_) => id.and_then(|i| contacts.get(i)).cloned(),
         };
@@ -107,9 +121,10 @@ impl HubspotConnector {
                     continue;
                 }
             };
-            if kind_of(object).is_some() && !contacts.contains_key(&o.id) {
-                // An engagement about no contact (a company's call) is not about a lead.
-                tracing::debug!(connector = "hubspot", object, cursor = %cursor_text, id = %o.id, "not associated with a contact; not a lead's activity");
+            if kind_of(object).is_some() && !contacts.contains_key(&o.id) && !deal_of.contains_key(&o.id) {
+                // An engagement about no contact (a company's call) and on
+                // no deal handoff reads is not about a lead.
+                tracing::debug!(connector = "hubspot", object, cursor = %cursor_text, id = %o.id, "not associated with a contact or a deal; not a lead's activity");
                 continue;
             }
             let key = match (map::numeric_id(&o), map::modified_at(&o, object)) {
@@ -138,19 +153,19 @@ impl HubspotConnector {
             }
         } else {
             // Contacts handoff's own write modified last: their history stands.
+            let contacts_object = object == "contacts";
             let (own, others): (Vec<_>, Vec<_>) = fresh.iter().partition(|(o, key)| {
-                kind_of(object).is_none()
+                contacts_object
                     && !self.history_unavailable.load(Ordering::Relaxed)
                     && self.own_writes.is_own(&o.id, key.2)
                     && self.digests.unchanged(&o.id, self.history_digest(o))
             });
             page.history_not_read.extend(own.iter().map(|(o, _)| o.id.clone()));
-            let histories = match kind_of(object) {
-                None if !others.is_empty() => {
-                    let ids: Vec<&str> = others.iter().map(|(o, _)| o.id.as_str()).collect();
-                    self.histories(&ids, &cursor_text).await?
-                }
-                _ => BTreeMap::new(),
+            let histories = if contacts_object && !others.is_empty() {
+                let ids: Vec<&str> = others.iter().map(|(o, _)| o.id.as_str()).collect();
+                self.histories(&ids, &cursor_text).await?
+            } else {
+                BTreeMap::new()
             };
             let owner_kinds = if histories.is_empty() {
                 BTreeMap::new()
@@ -161,8 +176,12 @@ impl HubspotConnector {
             };
             let kind_of_owner = |id: &str| owner_kinds.get(id).copied().unwrap_or(OwnerKind::User);
             for (o, key) in fresh {
-                let digest = (kind_of(object).is_none()).then(|| self.history_digest(&o));
+                let digest = contacts_object.then(|| self.history_digest(&o));
                 let mapped = match kind_of(object) {
+                    None if deals => {
+                        let leads = leads_of_deal.get(&o.id).map(Vec::as_slice).unwrap_or_default();
+                        map::opportunity(&o, leads).map(|opportunity| page.opportunities.push(opportunity))
+                    }
                     None => map::lead(&o, "contacts").map(|(mut lead, merges)| {
                         if let Some(h) = histories.get(&o.id) {
                             map::add_history(&mut lead, h, &kind_of_owner, map::STATUS_PROPERTY);
@@ -170,8 +189,11 @@ impl HubspotConnector {
                         page.leads.push(lead);
                         page.deletions.extend(merges);
                     }),
-                    Some(kind) => map::activity(&o, kind, contacts.get(&o.id).map(String::as_str))
-                        .map(|a| page.activities.push(a)),
+                    Some(kind) => {
+                        let contact = contacts.get(&o.id).map(String::as_str);
+                        map::activity(&o, kind, contact, deal_of.get(&o.id).map(String::as_str))
+                            .map(|a| page.activities.push(a))
+                    }
                 };
                 match mapped {
                     Ok(()) => {
@@ -316,6 +338,7 @@ impl HubspotConnector {
             filters.push(json!({"propertyName": "hs_object_id", "operator": "GT", "value": last.to_string()}));
         }
         let properties: Vec<String> = match kind_of(object) {
+            None if object == "deals" => map::DEAL_PROPERTIES.iter().map(|p| p.to_string()).collect(),
             // Leads mode reads the page's leads whole by id afterwards.
             None if self.leads_mode() => vec!["hs_object_id".into(), modified.into()],
             None => self.contact_properties(),

@@ -38,4 +38,4 @@ pub use clock::SimClock;
 pub use faults::{Fault, Faults};
 pub use generate::generate;
 pub use log::{LoggedRequest, RequestLog};
-pub use server::{start, ClockMode, Emulator, RunningSandbox, SandboxError, SandboxOptions, Shared};
+pub use server::{start, start_with_org, ClockMode, Emulator, RunningSandbox, SandboxError, SandboxOptions, Shared};

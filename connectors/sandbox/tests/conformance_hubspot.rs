@@ -316,3 +316,85 @@ async fn official_sdk_drives_the_leads_object_pipelines_and_associations() {
 
     sb.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_drives_deals_and_their_associations() {
+    let py = python();
+    let mut opts = SandboxOptions::new(CrmKind::Hubspot);
+    opts.clock = ClockMode::Frozen;
+    opts.org = OrgConfig { leads: 40, days: 5, ..OrgConfig::default() };
+    let sb = start(opts).await.expect("sandbox starts");
+    let base = sb.base_url.clone();
+    let contacts = admin_get(&base, "/hubspot/objects/contacts").await;
+    let contact = contacts["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["archived"] == false && r.get("mergedInto").is_none())
+        .expect("a live contact")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let owner = "70000001";
+
+    let cfg = json!({"host": base, "token": sb.credentials["access_token"], "contact_id": contact, "owner_id": owner});
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/hubspot_deals_check.py");
+    let output = tokio::task::spawn_blocking(move || Command::new(py).arg(script).arg(cfg.to_string()).output())
+        .await
+        .expect("join")
+        .expect("python runs");
+    assert!(output.status.success(), "the SDK script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let out: Value = serde_json::from_slice(&output.stdout).expect("script prints JSON");
+
+    let properties: Vec<&str> = out["properties"].as_array().expect("list").iter().filter_map(Value::as_str).collect();
+    for name in ["dealname", "dealstage", "pipeline", "amount", "closedate", "hubspot_owner_id", "createdate"] {
+        assert!(properties.contains(&name), "{name}: {properties:?}");
+    }
+    let deals: Vec<String> =
+        out["deals"].as_array().expect("deals").iter().map(|d| d.as_str().expect("id").to_string()).collect();
+    let (first, second) = (&deals[0], &deals[1]);
+    assert_eq!(
+        out["get_defaults"],
+        json!([
+            "amount",
+            "closedate",
+            "createdate",
+            "dealname",
+            "dealstage",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+            "pipeline"
+        ])
+    );
+    assert_eq!(out["get"]["properties"]["hubspot_owner_id"], owner);
+    assert_eq!(out["get"]["properties"]["dealstage"], "appointmentscheduled");
+    assert_eq!(out["get"]["contacts"], json!([contact]));
+    assert_eq!(out["search"], json!(deals), "both deals, a page each, in id order");
+    let mut batch = deals.clone();
+    batch.sort();
+    assert_eq!(out["batch_read"], json!(batch));
+
+    // What the SDK parsed is what the sandbox holds.
+    let held = admin_get(&base, "/hubspot/objects/deals").await;
+    let held_first = held["results"].as_array().expect("deals").iter().find(|d| d["id"] == *first).expect("held");
+    assert_eq!(held_first["associations"]["contacts"], json!([{"id": contact, "typeId": 3}]));
+    assert_eq!(held_first["associations"]["meetings"], json!([{"id": out["meeting"], "typeId": 211}]));
+    assert_eq!(
+        ms(out["get"]["created_at"].as_str().expect("created_at")),
+        ms(held_first["createdAt"].as_str().expect("createdAt"))
+    );
+
+    assert_eq!(out["deal_contacts"][first], json!([[contact, 3]]));
+    assert_eq!(out["deal_contacts"][second], json!([[contact, 3]]));
+    assert_eq!(out["contact_deals"][&contact], json!([[first, 4], [second, 4]]));
+    let meeting = out["meeting"].as_str().expect("meeting id");
+    assert_eq!(out["meeting_deals"][meeting], json!([[first, 212]]));
+    assert_eq!(out["meeting_contacts"], json!({}), "a meeting on the deal only has no contact");
+
+    assert_eq!(out["archived"].as_array().map(Vec::len), Some(1));
+    assert_eq!(out["archived"][0]["id"], *second);
+    assert_eq!(out["archived"][0]["archived"], true);
+    assert!(out["archived"][0]["archived_at"].is_string());
+
+    sb.stop().await;
+}

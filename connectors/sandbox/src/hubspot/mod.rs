@@ -1,6 +1,6 @@
 //! HubSpot CRM v3 API emulator.
 //!
-//! Serves `/crm/v3/objects/{contacts,calls,emails,meetings,tasks}` (and the
+//! Serves `/crm/v3/objects/{contacts,calls,emails,meetings,tasks,leads,deals}` (and the
 //! date-versioned `/crm/objects/{YYYY-MM}/…` twins), search, batch,
 //! v4 associations, owners, properties, `/oauth/v1/token`, and admin routes
 //! under `/__sandbox/hubspot/`.

@@ -40,10 +40,12 @@ pub struct Tokens {
 }
 
 /// The scopes an app installed for handoff holds by default (the
-/// sandbox portal has the Leads object, so the leads scopes too).
-pub const DEFAULT_SCOPES: [&str; 8] = [
+/// sandbox portal has the Leads object, so the leads scopes too, and deals
+/// to read for the AE's commitments).
+pub const DEFAULT_SCOPES: [&str; 9] = [
     "crm.objects.contacts.read",
     "crm.objects.contacts.write",
+    "crm.objects.deals.read",
     "crm.objects.leads.read",
     "crm.objects.leads.write",
     "crm.objects.owners.read",

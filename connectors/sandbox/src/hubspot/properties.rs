@@ -376,8 +376,39 @@ pub fn defaults() -> BTreeMap<String, BTreeMap<String, PropertyDef>> {
         leads.push(read_only(def(&name, &label, "datetime", "lead_information", true, &[])));
     }
     out.insert("leads".to_string(), leads.into_iter().map(|d| (d.name.clone(), d)).collect());
+
+    // Deals: created at `createdate` (as contacts), modified at
+    // `hs_lastmodifieddate` (as every other object), in the portal's one
+    // default pipeline with HubSpot's default stages.
+    let mut deals: Vec<PropertyDef> = common("dealinformation", "hs_lastmodifieddate", "createdate")
+        .into_iter()
+        .filter(|d| d.name != "hs_timestamp")
+        .collect();
+    deals.extend([
+        def("dealname", "Deal Name", "string", "dealinformation", true, &[]),
+        def("dealstage", "Deal Stage", "enumeration", "dealinformation", true, &DEAL_STAGES),
+        def("pipeline", "Pipeline", "enumeration", "dealinformation", true, &[DEAL_PIPELINE]),
+        def("amount", "Amount", "number", "dealinformation", true, &[]),
+        def("closedate", "Close Date", "datetime", "dealinformation", true, &[]),
+        def("dealtype", "Deal Type", "enumeration", "dealinformation", true, &["newbusiness", "existingbusiness"]),
+    ]);
+    out.insert("deals".to_string(), deals.into_iter().map(|d| (d.name.clone(), d)).collect());
     out
 }
+
+/// The id of a portal's default deal pipeline.
+pub const DEAL_PIPELINE: &str = "default";
+/// The stages of the default deal pipeline, in order (HubSpot's internal
+/// values; a deal starts in the first).
+pub const DEAL_STAGES: [&str; 7] = [
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+];
 
 /// The disqualification reasons the portal offers: the org's reason codes
 /// (HubSpot's own default options for `hs_lead_disqualification_reason` are

@@ -1388,6 +1388,171 @@ mod tests {
     }
 
     #[test]
+    fn deals_answer_search_reads_listings_properties_and_associations() {
+        let base = crate::generate::generate(&OrgConfig { leads: 120, days: 20, ..OrgConfig::default() });
+        let ae = base.users.len() - 1;
+        let org = super::super::state::tests::with_opportunities(base, ae);
+        let mut st = state(&org);
+        let cx = ctx(&org);
+        let deals: Vec<(u64, i64)> = st.stores["deals"].iter().map(|d| (d.id, d.updated_at_ms)).collect();
+        assert!(deals.len() >= 2, "{deals:?}");
+
+        // Properties.
+        let (status, props) = call(&mut st, &cx, Method::GET, "/crm/v3/properties/deals", None, None);
+        assert_eq!(status, StatusCode::OK);
+        let names: BTreeSet<&str> =
+            props["results"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        for name in ["dealname", "dealstage", "pipeline", "amount", "closedate", "hubspot_owner_id", "createdate"] {
+            assert!(names.contains(name), "{name}: {names:?}");
+        }
+        assert!(!names.contains("hs_createdate"), "deals are created at createdate");
+
+        // Get by id: the defaults, then named properties with the times added.
+        let (id, _) = deals[0];
+        let (status, deal) = call(&mut st, &cx, Method::GET, &format!("/crm/v3/objects/deals/{id}"), None, None);
+        assert_eq!(status, StatusCode::OK, "{deal}");
+        assert_eq!(deal["properties"]["dealstage"], "appointmentscheduled");
+        assert_eq!(deal["properties"]["pipeline"], "default");
+        assert_eq!(deal["properties"]["createdate"], deal["createdAt"]);
+        assert_eq!(deal["properties"]["hs_lastmodifieddate"], deal["updatedAt"]);
+        assert!(deal["properties"].get("hubspot_owner_id").is_none(), "not a default property");
+        let (_, deal) = call(
+            &mut st,
+            &cx,
+            Method::GET,
+            &format!("/crm/v3/objects/deals/{id}"),
+            Some("properties=hubspot_owner_id&associations=contacts"),
+            None,
+        );
+        assert_eq!(
+            deal["properties"]["hubspot_owner_id"],
+            super::super::state::owner_id(OwnerRef::User(ae)).to_string()
+        );
+        assert_eq!(deal["properties"]["hs_object_id"], id.to_string());
+        assert_eq!(deal["associations"]["contacts"]["results"][0]["type"], "deal_to_contact");
+
+        // Search: a window on hs_lastmodifieddate, paged by id like contacts.
+        let mut times: Vec<i64> = deals.iter().map(|(_, t)| *t).collect();
+        times.sort();
+        let (lo, hi) = (times[0], times[times.len() - 1] + 1);
+        let window = |after_id: u64| {
+            json!({"filterGroups": [{"filters": [
+                {"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": lo.to_string()},
+                {"propertyName": "hs_lastmodifieddate", "operator": "LT", "value": hi.to_string()},
+                {"propertyName": "hs_object_id", "operator": "GT", "value": after_id.to_string()}]}],
+                "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                "properties": ["hubspot_owner_id", "dealstage"], "limit": 1})
+        };
+        let (status, page) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/deals/search", None, Some(window(0)));
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], deals.len());
+        let first: u64 = page["results"][0]["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(first, deals.iter().map(|(id, _)| *id).min().unwrap());
+        let (_, next) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/deals/search", None, Some(window(first)));
+        assert!(next["results"][0]["id"].as_str().unwrap().parse::<u64>().unwrap() > first);
+        assert!(page["results"][0]["properties"]["createdate"].is_string());
+
+        // Batch read; v4 associations both ways and from the deal's meeting.
+        let inputs: Vec<Value> = deals.iter().map(|(id, _)| json!({"id": id.to_string()})).collect();
+        let (status, read) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/deals/batch/read",
+            None,
+            Some(json!({"inputs": inputs, "properties": ["dealname"]})),
+        );
+        assert_eq!(status, StatusCode::OK, "{read}");
+        assert_eq!(read["results"].as_array().unwrap().len(), deals.len());
+        let (status, to_contacts) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v4/associations/deals/contacts/batch/read",
+            None,
+            Some(json!({"inputs": inputs})),
+        );
+        assert_eq!(status, StatusCode::OK, "{to_contacts}");
+        let first_end = &to_contacts["results"][0]["to"][0];
+        assert_eq!(first_end["associationTypes"][0]["typeId"], 3);
+        let contact = first_end["toObjectId"].as_u64().unwrap();
+        let (_, back) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v4/associations/contacts/deals/batch/read",
+            None,
+            Some(json!({"inputs": [{"id": contact.to_string()}]})),
+        );
+        assert_eq!(back["results"][0]["to"][0]["associationTypes"][0]["typeId"], 4);
+        let meeting = st.stores["meetings"]
+            .iter()
+            .find(|m| !st.associations.of("meetings", m.id, "deals").is_empty())
+            .map(|m| m.id)
+            .unwrap();
+        let (status, on_deal) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v4/associations/meetings/deals/batch/read",
+            None,
+            Some(json!({"inputs": [{"id": meeting.to_string()}]})),
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(on_deal["results"][0]["to"][0]["associationTypes"][0]["typeId"], 212);
+        let (status, no_contact) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v4/associations/meetings/contacts/batch/read",
+            None,
+            Some(json!({"inputs": [{"id": meeting.to_string()}]})),
+        );
+        assert_eq!(status, StatusCode::MULTI_STATUS, "a deal's meeting has no contact: {no_contact}");
+        assert_eq!(no_contact["errors"][0]["subCategory"], "crm.associations.NO_ASSOCIATIONS_FOUND");
+
+        // Create: dealname and dealstage are required; the pipeline defaults.
+        let (status, refused) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/deals",
+            None,
+            Some(json!({"properties": {"dealname": "No stage"}})),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(refused["context"]["properties"], json!(["dealstage"]));
+        let (status, created) = call(
+            &mut st,
+            &cx,
+            Method::POST,
+            "/crm/v3/objects/deals",
+            None,
+            Some(
+                json!({"properties": {"dealname": "Expansion", "dealstage": "qualifiedtobuy"}, "associations": [{"to": {"id": contact}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}]}]}),
+            ),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        assert_eq!(created["properties"]["pipeline"], "default");
+        let new_id: u64 = created["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(st.associations.of("deals", new_id, "contacts")[0].to_id, contact);
+
+        // Archived: gone from search and listed with archived=true.
+        let (status, _) = call(&mut st, &cx, Method::DELETE, &format!("/crm/v3/objects/deals/{id}"), None, None);
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (_, page) = call(&mut st, &cx, Method::POST, "/crm/v3/objects/deals/search", None, Some(window(0)));
+        assert_eq!(page["total"], deals.len() - 1);
+        let (status, archived) =
+            call(&mut st, &cx, Method::GET, "/crm/v3/objects/deals", Some("archived=true&limit=100"), None);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(archived["results"].as_array().unwrap().len(), 1);
+        assert_eq!(archived["results"][0]["id"], id.to_string());
+        assert!(archived["results"][0]["archivedAt"].is_string());
+        let (_, live) = call(&mut st, &cx, Method::GET, "/crm/v3/objects/deals", Some("limit=100"), None);
+        assert_eq!(live["results"].as_array().unwrap().len(), deals.len());
+    }
+
+    #[test]
     fn a_portal_without_the_leads_object_refuses_every_leads_call() {
         let org = org();
         let mut st = state(&org);

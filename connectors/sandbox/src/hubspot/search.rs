@@ -330,6 +330,7 @@ fn query_properties(object_type: &str) -> &'static [&'static str] {
     match object_type {
         "contacts" => &["email", "firstname", "lastname", "phone", "company"],
         "tasks" => &["hs_task_subject", "hs_task_body"],
+        "deals" => &["dealname"],
         _ => &["hs_call_title", "hs_email_subject", "hs_meeting_title"],
     }
 }

@@ -73,6 +73,8 @@ pub struct HubState {
     pub lead_contacts: BTreeMap<usize, u64>,
     /// Lead index → lead record id (the Leads object).
     pub lead_records: BTreeMap<usize, u64>,
+    /// Lead index → the deal its conversion created.
+    pub lead_deals: BTreeMap<usize, u64>,
     /// Whether the portal has the Leads object (Sales Hub Professional or
     /// Enterprise); without it every leads call answers 403 (admin
     /// `POST /__sandbox/hubspot/portal`). The org's leads exist either way,
@@ -116,6 +118,7 @@ impl HubState {
             timeline: TimelineCursor::default(),
             lead_contacts: BTreeMap::new(),
             lead_records: BTreeMap::new(),
+            lead_deals: BTreeMap::new(),
             leads_available: true,
             history_readable: true,
             lost_responses: None,
@@ -236,15 +239,7 @@ impl HubState {
                             ("hs_email_status", "SENT".to_string()),
                         ],
                     ),
-                    ActivityKind::Meeting => (
-                        "meetings",
-                        vec![
-                            ("hs_meeting_title", "Intro meeting".to_string()),
-                            ("hs_meeting_outcome", "COMPLETED".to_string()),
-                            ("hs_meeting_start_time", ts.clone()),
-                            ("hs_meeting_end_time", iso_ms(at_ms + 30 * 60_000)),
-                        ],
-                    ),
+                    ActivityKind::Meeting => ("meetings", meeting_properties("Intro meeting", at_ms)),
                     ActivityKind::Task => (
                         "tasks",
                         vec![
@@ -310,9 +305,46 @@ impl HubState {
                     let _ = self.merge_records("leads", survivor, loser, at_ms);
                 }
             }
-            // The deal's side is not materialised yet.
-            EventKind::OpportunityCreated { .. } | EventKind::OpportunityMeeting { .. } => {}
+            EventKind::OpportunityCreated { lead, owner } => {
+                let Some(contact) = self.lead_contact(*lead) else { return };
+                let Some(l) = org.leads.get(*lead) else { return };
+                // The AE creates the deal in the UI from the converted
+                // contact, in the default pipeline's first stage.
+                let name = match &l.company {
+                    Some(company) => format!("{company} - new business"),
+                    None => format!("{} - new business", l.email),
+                };
+                let mut p = BTreeMap::new();
+                p.insert("dealname".to_string(), name);
+                p.insert("dealstage".to_string(), properties::DEAL_STAGES[0].to_string());
+                p.insert("pipeline".to_string(), properties::DEAL_PIPELINE.to_string());
+                p.insert("dealtype".to_string(), "newbusiness".to_string());
+                p.insert("amount".to_string(), deal_amount(l.employees).to_string());
+                p.insert("closedate".to_string(), iso_ms(at_ms + DEAL_CLOSE_AFTER_MS));
+                p.insert("hubspot_owner_id".to_string(), owner_id(OwnerRef::User(*owner)).to_string());
+                let id = self.insert("deals", p, at_ms, at_ms, Source::CrmUi { user_id: Some(user_id(*owner)) });
+                self.associations.link("deals", id, "contacts", contact);
+                self.lead_deals.insert(*lead, id);
+            }
+            EventKind::OpportunityMeeting { lead, by } => {
+                let Some(deal) = self.lead_deal(*lead) else { return };
+                let mut p: BTreeMap<String, String> = meeting_properties("Discovery meeting", at_ms)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                p.insert("hs_timestamp".to_string(), iso_ms(at_ms));
+                p.insert("hubspot_owner_id".to_string(), owner_id(OwnerRef::User(*by)).to_string());
+                let id = self.insert("meetings", p, at_ms, at_ms, Source::CrmUi { user_id: Some(user_id(*by)) });
+                // Logged on the deal's record: associated with the deal only.
+                self.associations.link("meetings", id, "deals", deal);
+            }
         }
+    }
+
+    /// The live deal an org lead's conversion created.
+    fn lead_deal(&self, lead: usize) -> Option<u64> {
+        let id = *self.lead_deals.get(&lead)?;
+        self.stores.get("deals")?.get(id).filter(|o| o.is_searchable()).map(|o| o.id)
     }
 
     /// The contact a lead of the org became, following merges (events
@@ -503,17 +535,21 @@ impl HubState {
         now_ms: i64,
     ) -> WriteResult {
         let values = self.validate_properties(object_type, props)?;
-        let required = match object_type {
-            "contacts" => None,
-            "leads" => Some("hs_lead_name"),
-            _ => Some("hs_timestamp"),
+        let required: &[&str] = match object_type {
+            "contacts" => &[],
+            "leads" => &["hs_lead_name"],
+            // A deal without a pipeline goes into the default one.
+            "deals" => &["dealname", "dealstage"],
+            _ => &["hs_timestamp"],
         };
-        if let Some(required) = required.filter(|p| !values.get(*p).is_some_and(|v| v.is_some())) {
+        let missing: Vec<&str> =
+            required.iter().copied().filter(|p| !values.get(*p).is_some_and(|v| v.is_some())).collect();
+        if !missing.is_empty() {
             return Err(ApiError::validation(format!(
                 "Error creating {}. Some required properties were not set.",
                 singular(object_type).to_uppercase()
             ))
-            .with_context(json!({"properties": [required]})));
+            .with_context(json!({ "properties": missing })));
         }
         if object_type == "contacts"
             && !["email", "firstname", "lastname"].iter().any(|k| values.get(*k).is_some_and(|v| v.is_some()))
@@ -534,6 +570,9 @@ impl HubState {
             return Err(Self::conflict_error(object_type, &property, existing));
         }
         let mut stored: BTreeMap<String, String> = values.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+        if object_type == "deals" {
+            stored.entry("pipeline".to_string()).or_insert_with(|| properties::DEAL_PIPELINE.to_string());
+        }
         if object_type == "leads" {
             stored.entry("hs_pipeline".to_string()).or_insert_with(|| leads::PIPELINE_ID.to_string());
             stored.entry("hs_pipeline_stage".to_string()).or_insert_with(|| leads::NEW_STAGE.to_string());
@@ -728,6 +767,30 @@ fn stamp_stage_entry(obj: &mut Object, before: Option<&str>, at_ms: i64) {
     }
 }
 
+/// A logged meeting's own properties (title, outcome, start and end), as
+/// the timeline's meetings carry them; the caller adds `hs_timestamp` and
+/// the owner.
+fn meeting_properties(title: &str, at_ms: i64) -> Vec<(&'static str, String)> {
+    vec![
+        ("hs_meeting_title", title.to_string()),
+        ("hs_meeting_outcome", "COMPLETED".to_string()),
+        ("hs_meeting_start_time", iso_ms(at_ms)),
+        ("hs_meeting_end_time", iso_ms(at_ms + 30 * 60_000)),
+    ]
+}
+
+/// A new deal's close date: a quarter after it was created.
+const DEAL_CLOSE_AFTER_MS: i64 = 90 * 86_400_000;
+
+/// A deal's amount in the portal's currency, by the company's size.
+fn deal_amount(employees: Option<u32>) -> u64 {
+    match employees.unwrap_or(0) {
+        0..=49 => 6_000,
+        50..=499 => 24_000,
+        _ => 90_000,
+    }
+}
+
 /// The HubSpot user id of the org's user `index` (not its owner id).
 pub fn user_id(index: usize) -> u64 {
     USER_ID_BASE + index as u64
@@ -805,9 +868,138 @@ pub fn owners(org: &SyntheticOrg) -> Vec<Value> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::org::OrgConfig;
+    use crate::org::{OrgConfig, OrgEvent};
+
+    /// `org` with the AE's side added by hand (what `OrgConfig::opportunities`
+    /// generates): every conversion creates a deal owned by user `ae`, and
+    /// every other one gets a meeting on the deal two hours later. The
+    /// timeline stays sorted, each deal after its conversion.
+    pub(crate) fn with_opportunities(mut org: SyntheticOrg, ae: usize) -> SyntheticOrg {
+        let converted: Vec<(usize, DateTime<Utc>)> = org
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::StatusChanged { lead, status: LeadStatus::Converted } => Some((*lead, e.at)),
+                _ => None,
+            })
+            .collect();
+        for (i, (lead, at)) in converted.into_iter().enumerate() {
+            org.events.push(OrgEvent { at, kind: EventKind::OpportunityCreated { lead, owner: ae } });
+            if i % 2 == 0 {
+                let met_at = at + chrono::Duration::hours(2);
+                org.events.push(OrgEvent { at: met_at, kind: EventKind::OpportunityMeeting { lead, by: ae } });
+            }
+        }
+        // Stable: an event keeps its place among those at the same instant.
+        org.events.sort_by_key(|e| e.at);
+        org
+    }
+
+    #[test]
+    fn a_generated_org_with_opportunities_materialises_a_deal_per_conversion() {
+        let org =
+            crate::generate::generate(&OrgConfig { leads: 150, days: 20, opportunities: true, ..OrgConfig::default() });
+        let now = org.config.end_at();
+        let mut st = HubState::new();
+        st.materialise(&org, now);
+        let due = org.events.iter().filter(|e| e.at <= now);
+        let (mut created, mut met) = (0, 0);
+        for e in due {
+            match e.kind {
+                EventKind::OpportunityCreated { lead, owner } => {
+                    created += 1;
+                    let deal = st.stores["deals"].get(st.lead_deals[&lead]).unwrap();
+                    assert_eq!(
+                        deal.properties.get("hubspot_owner_id"),
+                        Some(owner_id(OwnerRef::User(owner)).to_string().as_str())
+                    );
+                    assert!(org.users[owner].ae, "lead {lead}: the deal is an AE's");
+                }
+                EventKind::OpportunityMeeting { .. } => met += 1,
+                _ => {}
+            }
+        }
+        assert!(created > 0, "the generator converts some leads");
+        assert_eq!(st.stores["deals"].len(), created);
+        let on_deals =
+            st.stores["meetings"].iter().filter(|m| !st.associations.of("meetings", m.id, "deals").is_empty()).count();
+        assert_eq!(on_deals, met);
+    }
+
+    #[test]
+    fn conversions_become_deals_of_the_ae_and_deal_meetings_are_on_the_deal_only() {
+        let base = crate::generate::generate(&OrgConfig { leads: 120, days: 20, ..OrgConfig::default() });
+        let ae = base.users.len() - 1;
+        let org = with_opportunities(base, ae);
+        let now = org.config.end_at();
+        let mut st = HubState::new();
+        st.materialise(&org, now);
+        let due: Vec<&OrgEvent> = org.events.iter().filter(|e| e.at <= now).collect();
+        let created: Vec<(usize, i64)> = due
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::OpportunityCreated { lead, .. } => Some((lead, e.at.timestamp_millis())),
+                _ => None,
+            })
+            .collect();
+        let meetings = due.iter().filter(|e| matches!(e.kind, EventKind::OpportunityMeeting { .. })).count();
+        assert!(created.len() >= 2 && meetings >= 1, "the org converts some leads: {created:?}");
+        assert_eq!(st.stores["deals"].len(), created.len(), "one deal per conversion");
+
+        let ae_owner = owner_id(OwnerRef::User(ae)).to_string();
+        for (lead, at_ms) in &created {
+            let deal = st.lead_deals[lead];
+            let d = st.stores["deals"].get(deal).unwrap();
+            assert_eq!(d.properties.get("hubspot_owner_id"), Some(ae_owner.as_str()), "owned by the AE");
+            assert_eq!(d.created_at_ms, *at_ms, "created at the conversion");
+            assert_eq!(d.property("deals", "createdate"), Some(iso_ms(*at_ms)));
+            assert_eq!(d.properties.get("dealstage"), Some("appointmentscheduled"));
+            assert_eq!(d.properties.get("pipeline"), Some("default"));
+            assert!(d.properties.get("dealname").is_some_and(|n| !n.is_empty()));
+            assert!(d.properties.get("amount").is_some_and(|a| a.parse::<u64>().is_ok()));
+            let contact = st.lead_contact(*lead).unwrap();
+            let to_contacts = st.associations.of("deals", deal, "contacts");
+            assert_eq!(to_contacts.iter().map(|e| (e.to_id, e.type_id)).collect::<Vec<_>>(), vec![(contact, 3)]);
+            assert!(st.associations.of("contacts", contact, "deals").iter().any(|e| e.to_id == deal && e.type_id == 4));
+            // The conversion came first: the contact is an open deal.
+            let c = st.stores["contacts"].get(contact).unwrap();
+            assert_eq!(c.properties.get("hs_lead_status"), Some("OPEN_DEAL"));
+        }
+
+        let on_deals: Vec<&Object> = st.stores["meetings"]
+            .iter()
+            .filter(|m| !st.associations.of("meetings", m.id, "deals").is_empty())
+            .collect();
+        assert_eq!(on_deals.len(), meetings, "one meeting per deal meeting");
+        for m in on_deals {
+            assert!(
+                st.associations.of("meetings", m.id, "contacts").is_empty(),
+                "meeting {} is on the deal only",
+                m.id
+            );
+            assert!(st.associations.of("meetings", m.id, "leads").is_empty());
+            let deal = st.associations.of("meetings", m.id, "deals")[0];
+            assert_eq!(deal.type_id, 212, "meeting → deal");
+            assert!(st
+                .associations
+                .of("deals", deal.to_id, "meetings")
+                .iter()
+                .any(|e| e.to_id == m.id && e.type_id == 211));
+            assert_eq!(m.properties.get("hubspot_owner_id"), Some(ae_owner.as_str()));
+            assert_eq!(m.properties.get("hs_meeting_title"), Some("Discovery meeting"));
+            assert_eq!(m.properties.get("hs_timestamp"), m.properties.get("hs_meeting_start_time"));
+            let start = m.properties.get("hs_meeting_start_time").and_then(parse_time_ms).unwrap();
+            let deal_created = st.stores["deals"].get(deal.to_id).unwrap().created_at_ms;
+            assert_eq!(start, deal_created + 2 * 3_600_000);
+            assert_eq!(m.created_at_ms, start);
+        }
+        // Every other meeting is a touch on a contact, as before.
+        let touches =
+            due.iter().filter(|e| matches!(e.kind, EventKind::Touch { kind: ActivityKind::Meeting, .. })).count();
+        assert_eq!(st.stores["meetings"].len(), touches + meetings);
+    }
 
     #[test]
     fn timeline_materialises_up_to_now_with_hubspot_values() {

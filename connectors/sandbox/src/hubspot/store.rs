@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
 /// The object types this emulator serves, by their API path name.
-pub const OBJECT_TYPES: [&str; 6] = ["contacts", "calls", "emails", "meetings", "tasks", "leads"];
+pub const OBJECT_TYPES: [&str; 7] = ["contacts", "calls", "emails", "meetings", "tasks", "leads", "deals"];
 
 /// HubSpot's object type ids (`0-1` contacts …), used by v4 association bodies.
 pub fn object_type_id(object_type: &str) -> &'static str {
@@ -24,6 +24,7 @@ pub fn object_type_id(object_type: &str) -> &'static str {
         "meetings" => "0-47",
         "tasks" => "0-27",
         "leads" => "0-136",
+        "deals" => "0-3",
         _ => "0-0",
     }
 }
@@ -39,9 +40,10 @@ pub fn modified_property(object_type: &str) -> &'static str {
     }
 }
 
-/// The property holding the creation time.
+/// The property holding the creation time: `createdate` on contacts and
+/// deals, `hs_createdate` on engagements and lead records.
 pub fn created_property(object_type: &str) -> &'static str {
-    if object_type == "contacts" {
+    if object_type == "contacts" || object_type == "deals" {
         "createdate"
     } else {
         "hs_createdate"
@@ -79,8 +81,10 @@ const fn assoc(
 /// engagement → lead) are not published anywhere we trust: the sandbox
 /// uses the forward id + 1 and serves them all from
 /// `GET /crm/v4/associations/{from}/{to}/labels`, where clients should
-/// look them up.
-pub const ASSOCIATION_TYPES: [AssociationType; 10] = [
+/// look them up. Deal → contact / call / email / meeting / task (3, 205,
+/// 209, 211, 215) and their inverses (4, 206, 210, 212, 216) are HubSpot's
+/// documented ids.
+pub const ASSOCIATION_TYPES: [AssociationType; 15] = [
     assoc("contacts", "tasks", 203, 204, None),
     assoc("contacts", "calls", 193, 194, None),
     assoc("contacts", "emails", 197, 198, None),
@@ -91,6 +95,11 @@ pub const ASSOCIATION_TYPES: [AssociationType; 10] = [
     assoc("leads", "emails", 598, 599, None),
     assoc("leads", "meetings", 600, 601, None),
     assoc("leads", "tasks", 646, 647, None),
+    assoc("deals", "contacts", 3, 4, None),
+    assoc("deals", "calls", 205, 206, None),
+    assoc("deals", "emails", 209, 210, None),
+    assoc("deals", "meetings", 211, 212, None),
+    assoc("deals", "tasks", 215, 216, None),
 ];
 
 /// Every association type from `from` to `to`, as `(type id, label)`, in
@@ -616,6 +625,17 @@ pub fn default_properties(object_type: &str) -> Vec<String> {
     let names: &[&str] = match object_type {
         "contacts" => &["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
         "tasks" => &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
+        // What `GET /crm/v3/objects/deals` answers with when no property is named.
+        "deals" => &[
+            "amount",
+            "closedate",
+            "createdate",
+            "dealname",
+            "dealstage",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+            "pipeline",
+        ],
         _ => &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
     };
     names.iter().map(|s| s.to_string()).collect()
