@@ -218,6 +218,18 @@ pub fn config_table(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> an
         policy.insert("owners".into(), owners.into());
         root.insert("policy".into(), policy.into());
     }
+    // An org whose conversions make opportunities has the AE's side in
+    // the policy: a discovery meeting and the opportunity, from SAL.
+    if org.config.opportunities {
+        let mut policy = table(&mut root, "policy")?;
+        if let Some(toml::Value::Array(segments)) = policy.get_mut("segments") {
+            for segment in segments.iter_mut().filter_map(toml::Value::as_table_mut) {
+                segment.entry("discovery_within").or_insert_with(|| "5 business days".into());
+                segment.entry("opportunity_within").or_insert_with(|| "10 business days".into());
+            }
+        }
+        root.insert("policy".into(), policy.into());
+    }
     Ok(root)
 }
 
