@@ -51,6 +51,7 @@ const LEAD_FIELDS: &[&str] = &[
 const TASK_FIELDS: &[&str] = &[
     "Id",
     "WhoId",
+    "WhatId",
     "OwnerId",
     "Subject",
     "ActivityDate",
@@ -68,6 +69,7 @@ const TASK_FIELDS: &[&str] = &[
 const EVENT_FIELDS: &[&str] = &[
     "Id",
     "WhoId",
+    "WhatId",
     "OwnerId",
     "Subject",
     "StartDateTime",
@@ -77,6 +79,12 @@ const EVENT_FIELDS: &[&str] = &[
     "SystemModstamp",
     "IsDeleted",
 ];
+/// What the engine asks of an Opportunity: its owner and its creation.
+const OPPORTUNITY_FIELDS: &[&str] = &["Id", "OwnerId", "CreatedDate", "SystemModstamp", "IsDeleted"];
+/// Most Opportunity ids one lead-link read names (`ConvertedOpportunityId
+/// IN (…)`): as for history reads, 200 ids keep the query (and its URL)
+/// well inside SOQL's 100,000-character limit.
+const LINK_READ_IDS: usize = 200;
 const USER_FIELDS: &[&str] = &["Id", "Name", "Email", "ManagerId", "TimeZoneSidKey", "IsActive", "SystemModstamp"];
 const QUEUE_FIELDS: &[&str] = &["Id", "Name", "Email", "SystemModstamp"];
 const HOLIDAY_FIELDS: &[&str] =
@@ -86,6 +94,7 @@ const HOLIDAY_FIELDS: &[&str] =
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Leads,
+    Opportunities,
     Tasks,
     Events,
     Users,
@@ -98,13 +107,15 @@ impl Phase {
             Stream::Leads => &[Phase::Leads],
             Stream::Activities => &[Phase::Tasks, Phase::Events],
             Stream::Owners => &[Phase::Users, Phase::Queues],
-            Stream::Calendars | Stream::Opportunities => &[],
+            Stream::Opportunities => &[Phase::Opportunities],
+            Stream::Calendars => &[],
         }
     }
 
     fn sobject(self) -> &'static str {
         match self {
             Phase::Leads => "Lead",
+            Phase::Opportunities => "Opportunity",
             Phase::Tasks => "Task",
             Phase::Events => "Event",
             Phase::Users => "User",
@@ -112,9 +123,10 @@ impl Phase {
         }
     }
 
-    /// Deleted and merged leads and archived activities are only visible to `queryAll`.
+    /// Deleted and merged leads, deleted opportunities and archived
+    /// activities are only visible to `queryAll`.
     fn query_all(self) -> bool {
-        matches!(self, Phase::Leads | Phase::Tasks | Phase::Events)
+        matches!(self, Phase::Leads | Phase::Opportunities | Phase::Tasks | Phase::Events)
     }
 }
 
@@ -196,6 +208,16 @@ impl SalesforceConnector {
                 ),
                 fix: "Create it in Setup → Object Manager → Lead → Fields & Relationships (and give the integration user field-level access), or remove it from the policy's field mapping".into(),
             });
+        }
+        if self.client.settings.read_opportunities {
+            // The AE's commitments read Opportunities: a user who cannot is
+            // told now, not at the first pull.
+            if let Err(e) = self.describe("Opportunity").await {
+                return Err(SalesforceError::NeedsConfig {
+                    message: format!("Opportunity cannot be read: {e}"),
+                    fix: "Give the integration user Read on Opportunity (its profile or a permission set), or take discovery_within and opportunity_within out of the policy".into(),
+                });
+            }
         }
         let key_field = self.client.settings.task_key_field.clone();
         let task = self.describe("Task").await?;
@@ -335,9 +357,14 @@ impl SalesforceConnector {
                 TASK_FIELDS.iter().map(|s| s.to_string()).chain([settings.task_key_field.clone()]).collect()
             }
             Phase::Events => EVENT_FIELDS.iter().map(|s| s.to_string()).collect(),
+            Phase::Opportunities => OPPORTUNITY_FIELDS.iter().map(|s| s.to_string()).collect(),
             Phase::Users => USER_FIELDS.iter().map(|s| s.to_string()).collect(),
             Phase::Queues => QUEUE_FIELDS.iter().map(|s| s.to_string()).collect(),
         };
+        if !settings.read_opportunities {
+            // What an activity was logged on matters only for opportunities.
+            wanted.retain(|f| f != "WhatId");
+        }
         let have = self.fields_of(phase.sobject()).await?;
         let mut seen = HashSet::new();
         wanted.retain(|f| have.contains(f) && seen.insert(f.clone()));
@@ -491,6 +518,10 @@ impl SalesforceConnector {
         if stream == Stream::Calendars {
             return self.pull_calendars(state, now.timestamp_millis() - lag_ms).await;
         }
+        if stream == Stream::Opportunities && !settings.read_opportunities {
+            // The policy has no AE commitments: nothing to read, no call.
+            return Ok(PullPage { cursor: Some(state.encode()), has_more: false, ..PullPage::default() });
+        }
         let phases = Phase::of(stream);
         let Some(mut window) = state.window_or_open(now, lookback_ms, lag_ms) else {
             // Nothing finished since the last window: nothing to ask.
@@ -556,11 +587,15 @@ impl SalesforceConnector {
         let mut mapped = Mapped::default();
         let bad_rows = match phase {
             Phase::Leads => map::map_leads(&page.records, &self.client.settings.tracked_history, &mut mapped),
-            Phase::Tasks => map::map_tasks(&page.records, &settings.task_key_field, &mut mapped),
-            Phase::Events => map::map_events(&page.records, &mut mapped),
+            Phase::Opportunities => map::map_opportunities(&page.records, &mut mapped),
+            Phase::Tasks => {
+                map::map_tasks(&page.records, &settings.task_key_field, settings.read_opportunities, &mut mapped)
+            }
+            Phase::Events => map::map_events(&page.records, settings.read_opportunities, &mut mapped),
             Phase::Users => map::map_users(&page.records, &mut mapped),
             Phase::Queues => map::map_queues(&page.records, &mut mapped),
         };
+        self.link_leads(&mut mapped.opportunities).await?;
         // A row that cannot be mapped is quarantined, not skipped (the
         // cursor is about to move past it) and not allowed to block the
         // stream: the daemon keeps it and holds the lead it belongs to.
@@ -637,8 +672,34 @@ impl SalesforceConnector {
             history_not_read,
             cursor: Some(state.encode()),
             has_more,
-            opportunities: Vec::new(),
+            opportunities: mapped.opportunities,
         })
+    }
+
+    /// Names the lead each of `opportunities` was converted from
+    /// (`Lead.ConvertedOpportunityId`), one query per 200 of them and none
+    /// for a page without any. queryAll: a converted lead deleted since
+    /// still says where it went.
+    async fn link_leads(&self, opportunities: &mut [handoff_model::Opportunity]) -> Result<(), SalesforceError> {
+        let ids: Vec<String> = opportunities.iter().map(|o| o.id.clone()).filter(|id| is_record_id(id)).collect();
+        let mut leads: HashMap<String, Vec<String>> = HashMap::new();
+        for chunk in ids.chunks(LINK_READ_IDS) {
+            let quoted: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
+            let soql = format!(
+                "SELECT Id, ConvertedOpportunityId FROM Lead WHERE ConvertedOpportunityId IN ({}) ORDER BY Id",
+                quoted.join(", ")
+            );
+            for row in self.read_all_rows(&soql, true, "Lead").await? {
+                let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::to_string);
+                if let (Some(lead), Some(opportunity)) = (text("Id"), text("ConvertedOpportunityId")) {
+                    leads.entry(opportunity).or_default().push(lead);
+                }
+            }
+        }
+        for o in opportunities.iter_mut() {
+            o.lead_ids = leads.remove(&o.id).unwrap_or_default();
+        }
+        Ok(())
     }
 
     /// Calendars are few and small: read all business hours and holidays in

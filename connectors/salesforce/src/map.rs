@@ -4,14 +4,15 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use handoff_model::{
-    Activity, ActivityKind, Assignment, BusinessCalendar, Deletion, Direction, FieldChange, Holiday, Lead, Owner,
-    OwnerKind, StatusChange, Stream, Timestamp, WeeklyWindow,
+    Activity, ActivityKind, Assignment, BusinessCalendar, Deletion, Direction, FieldChange, Holiday, Lead, Opportunity,
+    Owner, OwnerKind, StatusChange, Stream, Timestamp, WeeklyWindow,
 };
 use serde_json::{Map, Value};
 
 /// Key prefixes Salesforce gives ids: they tell a lead from a contact and a
 /// user from a queue without another call.
 pub const LEAD_PREFIX: &str = "00Q";
+pub const OPPORTUNITY_PREFIX: &str = "006";
 pub const QUEUE_PREFIX: &str = "00G";
 pub const USER_PREFIX: &str = "005";
 
@@ -64,6 +65,8 @@ pub struct BadRow {
 pub struct Mapped {
     pub leads: Vec<Lead>,
     pub activities: Vec<Activity>,
+    /// Their leads not named yet (the connector reads them per page).
+    pub opportunities: Vec<Opportunity>,
     pub owners: Vec<Owner>,
     pub deletions: Vec<Deletion>,
     /// Leads whose history came back but could not be trusted (lead id,
@@ -175,6 +178,7 @@ const TEXT_FIELDS: &[&str] = &[
     "ConvertedDate",
     "Status",
     "WhoId",
+    "WhatId",
     "Subject",
     "ActivityDate",
     "CompletedDateTime",
@@ -477,14 +481,29 @@ pub fn tracked_fields(
     Ok(out)
 }
 
+/// The lead and the opportunity an activity row is about: the lead its
+/// `WhoId` names, and with `opportunities` the Opportunity its `WhatId`
+/// names (then a row on an Opportunity alone, its `WhoId` empty or a
+/// contact, comes with the empty lead id: the daemon finds the lead
+/// through the Opportunity). `None`: about no lead handoff follows.
+fn about(row: &Row, opportunities: bool) -> Option<(String, Option<String>)> {
+    let lead = text(row, "WhoId").filter(|w| w.starts_with(LEAD_PREFIX));
+    let opportunity = text(row, "WhatId").filter(|w| opportunities && w.starts_with(OPPORTUNITY_PREFIX));
+    match (lead, opportunity) {
+        (None, None) => None,
+        (lead, opportunity) => Some((lead.unwrap_or_default().to_string(), opportunity.map(str::to_string))),
+    }
+}
+
 /// Map `Task` rows. Calls and emails are tasks in Salesforce, told apart by
-/// `TaskSubtype` (or `Type` where an org uses it). Rows not about a lead
-/// (`WhoId` empty or a contact) are skipped; handoff's own tasks carry the
-/// action key in `key_field`, which marks them as echoes.
-pub fn map_tasks(rows: &[Row], key_field: &str, out: &mut Mapped) -> Vec<BadRow> {
+/// `TaskSubtype` (or `Type` where an org uses it). Rows about no lead
+/// (`WhoId` empty or a contact, and not on an Opportunity when those are
+/// read, see [`about`]) are skipped; handoff's own tasks carry the action
+/// key in `key_field`, which marks them as echoes.
+pub fn map_tasks(rows: &[Row], key_field: &str, opportunities: bool, out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
-        match map_task(row, key_field) {
+        match map_task(row, key_field, opportunities) {
             Ok(Some(item)) => push_activity(item, out),
             Ok(None) => {}
             Err(e) => errors.push(e),
@@ -506,13 +525,13 @@ fn deleted_activity(row: &Row, so: &'static str) -> Result<Option<Result<Activit
     Ok(Some(Err(Deletion { stream: Stream::Activities, id, merged_into: None, deleted_at })))
 }
 
-fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
+fn map_task(row: &Row, key_field: &str, opportunities: bool) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
     const SO: &str = "Task";
     check_types(row, SO)?;
     if flag(row, "IsDeleted") {
         return deleted_activity(row, SO);
     }
-    let Some(lead_id) = text(row, "WhoId").filter(|w| w.starts_with(LEAD_PREFIX)) else { return Ok(None) };
+    let Some((lead_id, opportunity_id)) = about(row, opportunities) else { return Ok(None) };
     let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
     let modified_at = stamp(row, "SystemModstamp", SO)?;
     let subtype = text(row, "TaskSubtype").or_else(|| text(row, "Type")).unwrap_or("Task");
@@ -547,15 +566,16 @@ fn map_task(row: &Row, key_field: &str) -> Result<Option<Result<Activity, Deleti
         handoff_key: text(row, key_field).map(str::to_string),
         automated,
         deleted: false,
-        opportunity_id: None,
+        opportunity_id,
     })))
 }
 
-/// Map `Event` rows (meetings) linked to leads by `WhoId`.
-pub fn map_events(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
+/// Map `Event` rows (meetings) linked to leads by `WhoId` (or, with
+/// `opportunities`, logged on an Opportunity: see [`about`]).
+pub fn map_events(rows: &[Row], opportunities: bool, out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
-        match map_event(row) {
+        match map_event(row, opportunities) {
             Ok(Some(item)) => push_activity(item, out),
             Ok(None) => {}
             Err(e) => errors.push(e),
@@ -564,13 +584,13 @@ pub fn map_events(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
     errors
 }
 
-fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
+fn map_event(row: &Row, opportunities: bool) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
     const SO: &str = "Event";
     check_types(row, SO)?;
     if flag(row, "IsDeleted") {
         return deleted_activity(row, SO);
     }
-    let Some(lead_id) = text(row, "WhoId").filter(|w| w.starts_with(LEAD_PREFIX)) else { return Ok(None) };
+    let Some((lead_id, opportunity_id)) = about(row, opportunities) else { return Ok(None) };
     let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
     let modified_at = stamp(row, "SystemModstamp", SO)?;
     let occurred_at =
@@ -588,8 +608,41 @@ fn map_event(row: &Row) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
         handoff_key: None,
         automated: false,
         deleted: false,
-        opportunity_id: None,
+        opportunity_id,
     })))
+}
+
+/// Map `Opportunity` rows: owner and creation (the leads they came from
+/// are read by the connector, [`Opportunity::lead_ids`] is left empty);
+/// a deleted one is a deletion of the opportunity stream.
+pub fn map_opportunities(rows: &[Row], out: &mut Mapped) -> Vec<BadRow> {
+    let mut errors = Vec::new();
+    for row in rows {
+        match map_opportunity(row) {
+            Ok(Ok(o)) => out.opportunities.push(o),
+            Ok(Err(d)) => out.deletions.push(d),
+            Err(e) => errors.push(e),
+        }
+    }
+    errors
+}
+
+fn map_opportunity(row: &Row) -> Result<Result<Opportunity, Deletion>, BadRow> {
+    const SO: &str = "Opportunity";
+    check_types(row, SO)?;
+    let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
+    let modified_at = stamp(row, "SystemModstamp", SO)?;
+    if flag(row, "IsDeleted") {
+        return Ok(Err(Deletion { stream: Stream::Opportunities, id, merged_into: None, deleted_at: modified_at }));
+    }
+    Ok(Ok(Opportunity {
+        id,
+        lead_ids: Vec::new(),
+        owner_id: text(row, "OwnerId").map(str::to_string),
+        created_at: stamp(row, "CreatedDate", SO)?,
+        modified_at,
+        deleted: false,
+    }))
 }
 
 /// Map `User` rows: manager and time zone come straight from the user.
@@ -810,9 +863,61 @@ mod tests {
             })
             .collect();
         let mut out = Mapped::default();
-        assert!(map_tasks(&rows, "Handoff_Key__c", &mut out).is_empty());
+        assert!(map_tasks(&rows, "Handoff_Key__c", false, &mut out).is_empty());
         let got: Vec<(ActivityKind, bool)> = out.activities.iter().map(|a| (a.kind, a.automated)).collect();
         assert_eq!(got, [(ActivityKind::Email, false), (ActivityKind::Email, true), (ActivityKind::Email, true)]);
+    }
+
+    /// With opportunities read, an activity on an Opportunity names it:
+    /// with the lead's `WhoId` it stays the lead's, on the Opportunity
+    /// alone (no `WhoId`, or a contact) its lead id is empty; without the
+    /// setting such rows are about no lead. An Opportunity maps to its
+    /// owner and creation, a deleted one to a deletion, a bad one to a
+    /// bad row naming the field.
+    #[test]
+    fn activities_on_opportunities_and_opportunity_rows() {
+        let stamp = "2026-02-01T10:00:05.000+0000";
+        let events = vec![
+            row(
+                json!({"Id": "00U1", "WhatId": "006A", "StartDateTime": "2026-02-05T15:00:00.000+0000", "SystemModstamp": stamp}),
+            ),
+            row(json!({"Id": "00U2", "WhoId": "00Q9", "WhatId": "006A", "SystemModstamp": stamp})),
+            row(json!({"Id": "00U3", "WhoId": "0031", "WhatId": "006B", "SystemModstamp": stamp})),
+            row(json!({"Id": "00U4", "WhoId": "0031", "WhatId": "001X", "SystemModstamp": stamp})),
+        ];
+        let mut out = Mapped::default();
+        assert!(map_events(&events, true, &mut out).is_empty());
+        let got: Vec<(&str, &str, Option<&str>)> =
+            out.activities.iter().map(|a| (a.id.as_str(), a.lead_id.as_str(), a.opportunity_id.as_deref())).collect();
+        assert_eq!(got, [("00U1", "", Some("006A")), ("00U2", "00Q9", Some("006A")), ("00U3", "", Some("006B"))]);
+        let mut off = Mapped::default();
+        assert!(map_events(&events, false, &mut off).is_empty());
+        let got: Vec<(&str, Option<&str>)> =
+            off.activities.iter().map(|a| (a.lead_id.as_str(), a.opportunity_id.as_deref())).collect();
+        assert_eq!(got, [("00Q9", None)]);
+        let task = row(json!({"Id": "00T1", "WhatId": "006A", "TaskSubtype": "Call", "SystemModstamp": stamp}));
+        assert!(map_tasks(&[task], "Handoff_Key__c", true, &mut out).is_empty());
+        assert_eq!(out.activities.last().map(|a| a.opportunity_id.as_deref()), Some(Some("006A")));
+
+        let rows = vec![
+            row(
+                json!({"Id": "006A", "OwnerId": "005AE", "CreatedDate": "2026-02-01T09:00:00.000+0000", "SystemModstamp": stamp}),
+            ),
+            row(json!({"Id": "006B", "IsDeleted": true, "SystemModstamp": stamp})),
+            row(json!({"Id": "006C", "OwnerId": "005AE", "CreatedDate": "yesterday", "SystemModstamp": stamp})),
+        ];
+        let mut out = Mapped::default();
+        let bad = map_opportunities(&rows, &mut out);
+        assert_eq!(out.opportunities.len(), 1);
+        let o = &out.opportunities[0];
+        assert_eq!((o.id.as_str(), o.owner_id.as_deref()), ("006A", Some("005AE")));
+        assert_eq!(o.created_at, parse_datetime("2026-02-01T09:00:00Z").unwrap_or_default());
+        assert!(o.lead_ids.is_empty(), "the connector names the leads");
+        assert_eq!(out.deletions.len(), 1);
+        assert_eq!((out.deletions[0].stream, out.deletions[0].id.as_str()), (Stream::Opportunities, "006B"));
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].id, "006C");
+        assert!(bad[0].message.contains("CreatedDate"), "{:?}", bad[0].message);
     }
 
     #[test]
@@ -830,7 +935,7 @@ mod tests {
             row(json!({"Id": "00T4", "IsDeleted": true, "SystemModstamp": "2026-02-01T10:00:06.000+0000"})),
         ];
         let mut out = Mapped::default();
-        assert!(map_tasks(&tasks, "Handoff_Key__c", &mut out).is_empty());
+        assert!(map_tasks(&tasks, "Handoff_Key__c", false, &mut out).is_empty());
         assert_eq!(out.activities.len(), 2);
         assert_eq!(out.activities[0].kind, ActivityKind::Call);
         assert_eq!(out.activities[0].direction, Some(Direction::Outbound));
@@ -840,7 +945,7 @@ mod tests {
         assert_eq!(out.deletions.len(), 1);
         let events = vec![row(json!({"Id": "00U1", "WhoId": "00Q9", "StartDateTime": "2026-02-05T15:00:00.000+0000",
             "SystemModstamp": "2026-02-01T10:00:05.000+0000"}))];
-        assert!(map_events(&events, &mut out).is_empty());
+        assert!(map_events(&events, false, &mut out).is_empty());
         assert_eq!(out.activities[2].kind, ActivityKind::Meeting);
         assert_eq!(out.activities[2].lead_id, "00Q9");
     }
@@ -1061,10 +1166,10 @@ mod tests {
         }
         let mut task = row(json!({"Id": "00T1", "WhoId": "00Q7", "SystemModstamp": "soon"}));
         let mut out = Mapped::default();
-        let errors = map_tasks(&[task.clone()], "Handoff_Key__c", &mut out);
+        let errors = map_tasks(&[task.clone()], "Handoff_Key__c", false, &mut out);
         assert_eq!(errors[0].lead_id.as_deref(), Some("00Q7"));
         task.remove("Id");
-        let errors = map_tasks(&[task], "Handoff_Key__c", &mut out);
+        let errors = map_tasks(&[task], "Handoff_Key__c", false, &mut out);
         assert_eq!(errors[0].id, "?");
         assert!(errors[0].message.contains("Id is missing"));
     }
@@ -1074,7 +1179,7 @@ mod tests {
         let mut out = Mapped::default();
         let task = row(json!({"Id": "00T1", "WhoId": "00Q7", "SystemModstamp": "2026-01-03T00:00:00.000+0000",
             "CompletedDateTime": "03/01/2026 10:00", "CreatedDate": "2026-01-02T00:00:00.000+0000"}));
-        let errors = map_tasks(&[task], "Handoff_Key__c", &mut out);
+        let errors = map_tasks(&[task], "Handoff_Key__c", false, &mut out);
         assert!(out.activities.is_empty());
         assert!(errors[0].message.contains("CompletedDateTime"), "{:?}", errors[0]);
         let user = row(json!({"Id": "005A", "Name": "Ann", "SystemModstamp": "yesterday"}));

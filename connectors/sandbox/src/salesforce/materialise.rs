@@ -350,7 +350,60 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
         EventKind::Merged { lead, into } => {
             let _ = state.merge("Lead", &lead_id(*into), &lead_id(*lead), at);
         }
-        // The opportunity's side is not materialised yet.
-        EventKind::OpportunityCreated { .. } | EventKind::OpportunityMeeting { .. } => {}
+        // The conversion's Opportunity, owned by the AE; the lead names it.
+        EventKind::OpportunityCreated { lead, owner } => {
+            let who = lead_id(*lead);
+            let Some(l) = org.leads.get(*lead) else { return };
+            if state.get("Lead", &who).is_none() {
+                return;
+            }
+            let id = state.new_id("Opportunity");
+            let ae = user_id(*owner);
+            let mut rec = Record::new();
+            set(&mut rec, "Id", json!(id));
+            set(&mut rec, "IsDeleted", json!(false));
+            let company = l.company.clone().unwrap_or_else(|| l.email.clone());
+            set(&mut rec, "Name", json!(format!("{company} - New Business")));
+            set(&mut rec, "StageName", json!("Prospecting"));
+            set(&mut rec, "CloseDate", json!(fmt_date(at + Duration::days(30))));
+            set(&mut rec, "Amount", json!(f64::from(l.employees.unwrap_or(50).min(5_000)) * 120.0));
+            set(&mut rec, "LeadSource", json!(l.source));
+            set(&mut rec, "OwnerId", json!(ae));
+            set(&mut rec, "IsClosed", json!(false));
+            set(&mut rec, "IsWon", json!(false));
+            audit(&mut rec, at, &ae);
+            state.put_raw("Opportunity", &id, rec);
+            state.modify("Lead", &who, |lead_rec| {
+                set(lead_rec, "ConvertedOpportunityId", json!(id));
+                touch(lead_rec, at, &admin);
+            });
+        }
+        // A meeting on the lead's Opportunity: the converted lead is read
+        // only, so the Event names the Opportunity alone (`WhatId`).
+        EventKind::OpportunityMeeting { lead, by } => {
+            let opportunity = state
+                .get("Lead", &lead_id(*lead))
+                .and_then(|r| r.get("ConvertedOpportunityId"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let Some(what) = opportunity else { return };
+            let owner = user_id(*by);
+            let id = state.new_id("Event");
+            let mut rec = Record::new();
+            set(&mut rec, "Id", json!(id));
+            set(&mut rec, "IsDeleted", json!(false));
+            set(&mut rec, "IsArchived", json!(false));
+            set(&mut rec, "WhatId", json!(what));
+            set(&mut rec, "OwnerId", json!(owner));
+            set(&mut rec, "Subject", json!("Discovery meeting"));
+            set(&mut rec, "Type", json!("Meeting"));
+            set(&mut rec, "EventSubtype", json!("Event"));
+            set(&mut rec, "StartDateTime", json!(fmt_datetime(at)));
+            set(&mut rec, "DurationInMinutes", json!(30));
+            set(&mut rec, "IsAllDayEvent", json!(false));
+            derive_fields("Event", &mut rec, at);
+            audit(&mut rec, at, &owner);
+            state.put_raw("Event", &id, rec);
+        }
     }
 }

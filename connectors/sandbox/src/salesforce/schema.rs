@@ -427,6 +427,7 @@ pub fn standard_objects() -> BTreeMap<String, SObjectDef> {
         FieldDef::new("OwnerId", Reference).not_null().refs(&["Group", "User"]),
         FieldDef::new("IsConverted", Boolean).system().not_null(),
         FieldDef::new("ConvertedDate", Date).system(),
+        FieldDef::new("ConvertedOpportunityId", Reference).system().refs(&["Opportunity"]),
         FieldDef::new("IsUnreadByOwner", Boolean).not_null(),
         FieldDef::new("LastActivityDate", Date).system(),
         FieldDef::new("Lead_Score__c", Double),
@@ -495,6 +496,29 @@ pub fn standard_objects() -> BTreeMap<String, SObjectDef> {
         FieldDef::new("Location", String),
     ]);
     audit(&mut event);
+
+    // What a conversion creates (the emulator has no Account or Contact).
+    let mut opportunity = vec![
+        id(),
+        deleted(),
+        FieldDef::new("Name", String).required(),
+        FieldDef::new("StageName", Picklist).required().values(&[
+            "Prospecting",
+            "Qualification",
+            "Needs Analysis",
+            "Proposal/Price Quote",
+            "Negotiation/Review",
+            "Closed Won",
+            "Closed Lost",
+        ]),
+        FieldDef::new("CloseDate", Date).required(),
+        FieldDef::new("Amount", Double),
+        FieldDef::new("LeadSource", Picklist),
+        FieldDef::new("OwnerId", Reference).not_null().refs(&["User"]),
+        FieldDef::new("IsClosed", Boolean).system().not_null(),
+        FieldDef::new("IsWon", Boolean).system().not_null(),
+    ];
+    audit(&mut opportunity);
 
     let mut user = vec![
         id(),
@@ -587,6 +611,7 @@ pub fn standard_objects() -> BTreeMap<String, SObjectDef> {
         },
         SObjectDef { soft_delete: true, archivable: true, ..plain("Task", "Task", "Tasks", "00T", task) },
         SObjectDef { soft_delete: true, archivable: true, ..plain("Event", "Event", "Events", "00U", event) },
+        SObjectDef { soft_delete: true, ..plain("Opportunity", "Opportunity", "Opportunities", "006", opportunity) },
         plain("User", "User", "Users", "005", user),
         plain("Group", "Group", "Groups", "00G", group),
         plain("BusinessHours", "Business Hours", "Business Hours", "01m", hours),
