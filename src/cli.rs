@@ -369,9 +369,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let input = match &args.from_state {
-                Some(id) => explain_from_state(&config, id, &args)?,
-                None => explain_input(&args)?,
+            let (config, input) = match &args.from_state {
+                Some(id) => explain_from_state(config, id, &args)?,
+                None => {
+                    let input = explain_input(&args)?;
+                    (config, input)
+                }
             };
             let report = crate::explain::run(&config, &input)?;
             print!("{report}");
@@ -484,21 +487,27 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow:
     serde_json::from_str(&text).with_context(|| format!("{what} file {} is not valid {what} JSON", path.display()))
 }
 
-fn explain_from_state(config: &Config, lead_id: &str, args: &ExplainArgs) -> anyhow::Result<ExplainInput> {
+/// The lead as the daemon judges it, from its state directory: the policy
+/// counts the days off the CRM recorded, as the daemon's does.
+fn explain_from_state(mut config: Config, lead_id: &str, args: &ExplainArgs) -> anyhow::Result<(Config, ExplainInput)> {
     let dir = &config.instance.state_dir;
     let store = crate::store::Store::open(dir)
         .with_context(|| format!("opening {} (stop the daemon first, or copy the state directory)", dir.display()))?;
     let (lead, activities) = store
         .lead_case(lead_id)?
         .with_context(|| format!("lead {lead_id} is not in {}; `handoff state` shows what is", dir.display()))?;
-    Ok(ExplainInput {
+    let owners = store.owners()?;
+    let crm = crate::daemon::availability::crm_days_off(&store.absences()?, &owners);
+    config.policy.time_off = crate::daemon::availability::merged(&config.policy.time_off, &crm);
+    let input = ExplainInput {
         lead,
         activities,
-        owners: store.owners()?,
+        owners,
         intake: store.state(lead_id)?.and_then(|s| s.intake),
         now: args.now,
         json: args.json,
-    })
+    };
+    Ok((config, input))
 }
 
 fn explain_input(args: &ExplainArgs) -> anyhow::Result<ExplainInput> {

@@ -198,9 +198,11 @@ pub fn config_table(sandbox: &RunningSandbox, state_dir: &std::path::Path) -> an
             root.insert("policy".into(), policy.into());
         }
     }
-    // Reps the org sends on leave are away in the policy too.
+    // Reps the org sends on leave: Salesforce records it as out-of-office
+    // Events handoff reads; HubSpot keeps no such record, so the policy
+    // lists the days.
     let org = &sandbox.shared.org;
-    if !org.time_off.is_empty() {
+    if !org.time_off.is_empty() && sandbox.crm == CrmKind::Hubspot {
         let user_id = |i: usize| match sandbox.crm {
             CrmKind::Salesforce => handoff_sandbox::salesforce::materialise::user_id(i),
             CrmKind::Hubspot => (handoff_sandbox::hubspot::state::USER_OWNER_ID_BASE + i as u64).to_string(),

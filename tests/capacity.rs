@@ -1,6 +1,8 @@
 //! Rep capacity and the AE's side end to end, on both CRMs: a generated
-//! org with a campaign spike day, a rep on leave for two days (the demo
-//! config puts the leave in `policy.owners.time_off`) and AEs who own the
+//! org with a campaign spike day, a rep on leave for two days (Salesforce
+//! records it as an out-of-office Event handoff reads; for HubSpot, which
+//! has no such record, the demo config lists it in
+//! `policy.owners.time_off`) and AEs who own the
 //! opportunities conversions create (the demo config then adds the AE's
 //! commitments), run for a simulated month by the real daemon with a daily
 //! cap on new MQLs per rep and overflow to the least-loaded rep of the team
@@ -99,9 +101,16 @@ async fn capped_month(crm: CrmKind) -> BTreeMap<usize, (OwnerRef, OwnerRef, Naiv
     let mut sim = Simulation::start(&opts).await.expect("simulation starts");
     let end = sim.end_at();
     assert!(sim.config.policy.reads_opportunities(), "the demo config has the AE's commitments");
+    // Salesforce's leave comes from the CRM alone.
+    assert_eq!(sim.config.policy.time_off.is_empty(), crm == CrmKind::Salesforce, "{crm}: where the leave is listed");
     sim.run_until(end, |_, _| {}).await.expect("the month runs");
 
     let store = sim.daemon.store().clone();
+    if crm == CrmKind::Salesforce {
+        let absences = store.absences().unwrap();
+        assert_eq!(absences.len(), 1, "the out-of-office Event was read: {absences:?}");
+        assert_eq!(absences[0].owner_id, away_rep);
+    }
     assert_eq!(store.counts().unwrap().outbox, 0, "everything owed was written");
     let states = store.states().unwrap();
     let email_of: BTreeMap<String, String> = store

@@ -26,6 +26,7 @@
 //! demo and the tests call [`Daemon::tick`] themselves while they move the
 //! sandbox's simulated clock.
 
+pub mod availability;
 pub mod connect;
 mod evaluate;
 pub mod outbox;
@@ -48,6 +49,8 @@ use crate::policy::Enforcement;
 pub const FIRST_START: &str = "first_started_at";
 /// Store metadata: the backlog found at the first full evaluation was logged.
 const GRAVEYARD_REPORTED: &str = "graveyard_reported";
+/// Store metadata: the fingerprint of the days off the CRM recorded.
+const CRM_TIME_OFF: &str = "crm_time_off";
 /// Leads marked for evaluation per commit when the policy changes.
 const DIRTY_SLICE: usize = 5_000;
 use crate::store::{Batch, Store, StoreError};
@@ -222,6 +225,12 @@ pub struct Daemon {
     /// When owners and calendars were last read to the end.
     last_read: HashMap<Stream, DateTime<Utc>>,
     owners: Vec<Owner>,
+    /// The config's own days off (`policy.owners.time_off`), which the
+    /// CRM's absences are added to.
+    configured_time_off: std::collections::BTreeMap<String, Vec<chrono::NaiveDate>>,
+    /// The CRM's days off merged into the policy; `None`: to be read again
+    /// (at start, after a reload, when a page changed an absence).
+    crm_time_off: Option<std::collections::BTreeMap<String, Vec<chrono::NaiveDate>>>,
     shutdown: Arc<AtomicBool>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Digests and the weekly summary (`[notify]`).
@@ -255,6 +264,8 @@ impl Daemon {
             now,
             last_read: HashMap::new(),
             owners,
+            configured_time_off: config.policy.time_off.clone(),
+            crm_time_off: None,
             shutdown: Arc::new(AtomicBool::new(false)),
             metrics,
             notifier: crate::notify::Notifier::from_config(config)?,
@@ -330,6 +341,50 @@ impl Daemon {
         if let Ok(mut published) = self.published_policy.write() {
             *published = self.policy.clone();
         }
+        Ok(())
+    }
+
+    /// Adds the days off the CRM records (see [`availability`]) to the
+    /// policy's own, when they may have changed; when they did change,
+    /// every lead is judged again (a rep's clocks and routing depend on
+    /// them), once: the days' fingerprint is kept in the store.
+    fn settle_availability(&mut self) -> Result<(), DaemonError> {
+        if self.crm_time_off.is_some() {
+            return Ok(());
+        }
+        let crm = availability::crm_days_off(&self.store.absences()?, &self.owners);
+        let mut policy = (*self.policy).clone();
+        policy.time_off = availability::merged(&self.configured_time_off, &crm);
+        self.policy = Arc::new(policy);
+        if let Ok(mut published) = self.published_policy.write() {
+            *published = self.policy.clone();
+        }
+        let fingerprint = crate::engine::keys::short_hash(&serde_json::to_string(&crm).unwrap_or_default(), 16);
+        let before = self.store.meta_text(CRM_TIME_OFF)?;
+        if before.as_deref() != Some(fingerprint.as_str()) {
+            // None recorded and none found: nothing changed for anyone.
+            if before.is_some() || !crm.is_empty() {
+                let mut marked = 0;
+                self.store.each_lead_id_slice(DIRTY_SLICE, |ids| {
+                    let mut batch = Batch::default();
+                    for id in &ids {
+                        batch.mark_dirty(id, "time off in the CRM changed");
+                    }
+                    marked += ids.len();
+                    self.store.commit(batch)
+                })?;
+                tracing::info!(
+                    users = crm.len(),
+                    days = crm.values().map(Vec::len).sum::<usize>(),
+                    leads = marked,
+                    "time off recorded in the CRM changed; every lead is judged again"
+                );
+            }
+            let mut batch = Batch::default();
+            batch.set_meta_text(CRM_TIME_OFF, &fingerprint);
+            self.commit(batch)?;
+        }
+        self.crm_time_off = Some(crm);
         Ok(())
     }
 
@@ -415,6 +470,8 @@ impl Daemon {
         if let Ok(mut published) = self.published_policy.write() {
             *published = self.policy.clone();
         }
+        self.configured_time_off = new.policy.time_off.clone();
+        self.crm_time_off = None;
         self.sync = new.sync.clone();
         self.lag_secs = new.lag_secs();
         self.settings = new.daemon.clone();
@@ -530,6 +587,7 @@ impl Daemon {
             tracing::debug!(behind = ?report.streams_behind, "streams not read to the end; evaluation waits for the next tick");
             false
         } else {
+            self.settle_availability()?;
             self.evaluate_pending(now, &mut report)?
         };
         if evaluations_done && !self.stopping() {
@@ -666,6 +724,9 @@ impl Daemon {
             report.quarantined += applied.quarantined;
             if applied.owners > 0 {
                 self.owners = self.store.owners()?;
+            }
+            if applied.absences > 0 || applied.owners > 0 {
+                self.crm_time_off = None;
             }
             if let Some(c) = page.cursor {
                 cursor = Some(c);

@@ -91,6 +91,8 @@ pub struct Applied {
     pub calendars: usize,
     /// Opportunities new or changed.
     pub opportunities: usize,
+    /// Absences new, changed or gone.
+    pub absences: usize,
     /// Records put in quarantine (or kept there, read unreadable again).
     pub quarantined: usize,
     /// Quarantined records that came back readable.
@@ -139,6 +141,12 @@ impl PageApplier<'_> {
             self.release(Stream::Leads, &lead.id, batch, &mut applied)?;
             let without_history = page.history_not_read.contains(&lead.id);
             self.apply_lead(lead, without_history, batch, &mut applied)?;
+        }
+        for absence in &page.absences {
+            if self.store.absence(&absence.id)?.as_ref() != Some(absence) {
+                batch.put_absence(absence);
+                applied.absences += 1;
+            }
         }
         for opportunity in &page.opportunities {
             self.release(Stream::Opportunities, &opportunity.id, batch, &mut applied)?;
@@ -432,6 +440,10 @@ impl PageApplier<'_> {
                 }
             }
             Stream::Activities => {
+                if self.store.absence(&deletion.id)?.is_some() {
+                    batch.remove_absence(&deletion.id);
+                    applied.absences += 1;
+                }
                 if let Some(lead_id) = self.store.activity_lead(&deletion.id)? {
                     batch.remove_activity(&lead_id, &deletion.id, false);
                     self.mark_filed_dirty(&lead_id, "activity deleted", batch)?;
@@ -775,6 +787,29 @@ mod tests {
         );
         assert!(store.activities_of("00Q3").unwrap().is_empty());
         assert_eq!(store.activity_lead("c1").unwrap(), None);
+    }
+
+    /// Absences are kept by id, counted when new or changed (not when the
+    /// lookback reads one again), and go with their Event's deletion.
+    #[test]
+    fn absences_are_kept_until_their_event_goes() {
+        let store = Store::in_memory();
+        let away = handoff_model::Absence {
+            id: "00U9".into(),
+            owner_id: "005A".into(),
+            starts_at: at(0, 0),
+            ends_at: at(23, 0),
+            all_day: true,
+            modified_at: at(9, 0),
+        };
+        let page = || PullPage { absences: vec![away.clone()], ..PullPage::default() };
+        assert_eq!(apply(&store, page()).absences, 1);
+        assert_eq!(apply(&store, page()).absences, 0, "the same absence again changes nothing");
+        assert_eq!(store.absences().unwrap(), std::slice::from_ref(&away));
+        let gone = Deletion { stream: Stream::Activities, id: "00U9".into(), merged_into: None, deleted_at: at(11, 0) };
+        let applied = apply(&store, PullPage { deletions: vec![gone], ..PullPage::default() });
+        assert_eq!(applied.absences, 1);
+        assert!(store.absences().unwrap().is_empty());
     }
 
     /// Opportunities are kept apart and joined to their leads when judged;

@@ -43,12 +43,14 @@ pub enum Tree {
     Opportunities,
     /// `lead\0opportunity`: which opportunities each lead became.
     LeadOpportunities,
+    /// Users' absences the CRM records, by id.
+    Absences,
     /// Keys per tree, kept by every commit (see [`Backend::count`]).
     Counts,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 25] = [
+    pub const ALL: [Tree; 26] = [
         Tree::Meta,
         Tree::Cursors,
         Tree::Leads,
@@ -73,6 +75,7 @@ impl Tree {
         Tree::Arrivals,
         Tree::Opportunities,
         Tree::LeadOpportunities,
+        Tree::Absences,
         Tree::Counts,
     ];
 
@@ -102,6 +105,7 @@ impl Tree {
             Tree::Arrivals => "arrivals",
             Tree::Opportunities => "opportunities",
             Tree::LeadOpportunities => "lead_opportunities",
+            Tree::Absences => "absences",
             Tree::Counts => "counts",
         }
     }

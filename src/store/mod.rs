@@ -46,8 +46,8 @@ use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use handoff_model::{
-    Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead, Opportunity,
-    Owner, Quarantined, StatusChange, Stream, TaskPurpose, WriteError,
+    Absence, Action, ActionKey, ActionKind, Activity, Assignment, BusinessCalendar, Cursor, FieldChange, Lead,
+    Opportunity, Owner, Quarantined, StatusChange, Stream, TaskPurpose, WriteError,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -741,6 +741,15 @@ impl Store {
         Ok(Some((lead, activities)))
     }
 
+    pub fn absence(&self, id: &str) -> Result<Option<Absence>, StoreError> {
+        self.get(Tree::Absences, id.as_bytes())
+    }
+
+    /// Every absence the CRM records (a few per user and month).
+    pub fn absences(&self) -> Result<Vec<Absence>, StoreError> {
+        Ok(self.scan::<Absence>(Tree::Absences, b"", None, usize::MAX)?.into_iter().map(|(_, a)| a).collect())
+    }
+
     pub fn opportunity(&self, id: &str) -> Result<Option<Opportunity>, StoreError> {
         self.get(Tree::Opportunities, id.as_bytes())
     }
@@ -1206,6 +1215,14 @@ impl Batch {
             self.put(Tree::LeadOpportunities, activity_key(lead, &opportunity.id), &"");
         }
         self.put(Tree::Opportunities, opportunity.id.as_bytes().to_vec(), opportunity);
+    }
+
+    pub fn put_absence(&mut self, absence: &Absence) {
+        self.put(Tree::Absences, absence.id.as_bytes().to_vec(), absence);
+    }
+
+    pub fn remove_absence(&mut self, id: &str) {
+        self.delete(Tree::Absences, id.as_bytes().to_vec());
     }
 
     pub fn put_owner(&mut self, owner: &Owner) {

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Action, ActionKey, Activity, BusinessCalendar, CrmKind, FieldSpec, Lead, Opportunity, OrgReport, Owner, Timestamp,
+    Absence, Action, ActionKey, Activity, BusinessCalendar, CrmKind, FieldSpec, Lead, Opportunity, OrgReport, Owner,
+    Timestamp,
 };
 
 /// What a pull reads. Each stream has its own cursor.
@@ -115,6 +116,9 @@ pub struct PullPage {
     pub calendars: Vec<BusinessCalendar>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub opportunities: Vec<Opportunity>,
+    /// Users' absences the CRM records (read with the activities).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absences: Vec<Absence>,
     pub deletions: Vec<Deletion>,
     /// Records that could not be mapped (see [`Quarantined`]).
     #[serde(default)]

@@ -34,7 +34,7 @@ pub use connector::{
 };
 pub use inspect::{FieldInfo, FieldKind, FieldObject, FieldSpec, HistoryTracking, OrgReport, Scopes, StatusValue};
 pub use record::{
-    Activity, ActivityKind, Assignment, CrmKind, Direction, FieldChange, Lead, Opportunity, Owner, OwnerKind,
+    Absence, Activity, ActivityKind, Assignment, CrmKind, Direction, FieldChange, Lead, Opportunity, Owner, OwnerKind,
     StatusChange,
 };
 pub use redact::redact;

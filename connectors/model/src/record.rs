@@ -119,6 +119,25 @@ pub struct Opportunity {
     pub deleted: bool,
 }
 
+/// A stretch of time a user is away, as the CRM records it (Salesforce: an
+/// `Event` the user owns marked `ShowAs = 'OutOfOffice'`; HubSpot keeps no
+/// such record). The daemon counts the whole days it covers as the user's
+/// time off, alongside `policy.owners.time_off`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Absence {
+    /// The CRM record's id (the Event's).
+    pub id: String,
+    /// The user who is away.
+    pub owner_id: String,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    /// An all-day entry: its days are calendar dates (Salesforce stores
+    /// them at midnight GMT), not instants in the user's zone.
+    #[serde(default)]
+    pub all_day: bool,
+    pub modified_at: Timestamp,
+}
+
 /// The lead was given to `owner_id` at `at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {

@@ -75,6 +75,8 @@ const EVENT_FIELDS: &[&str] = &[
     "StartDateTime",
     "ActivityDateTime",
     "EndDateTime",
+    "IsAllDayEvent",
+    "ShowAs",
     "CreatedDate",
     "SystemModstamp",
     "IsDeleted",
@@ -673,6 +675,7 @@ impl SalesforceConnector {
             cursor: Some(state.encode()),
             has_more,
             opportunities: mapped.opportunities,
+            absences: mapped.absences,
         })
     }
 

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use handoff_model::{
-    Activity, ActivityKind, Assignment, BusinessCalendar, Deletion, Direction, FieldChange, Holiday, Lead, Opportunity,
-    Owner, OwnerKind, StatusChange, Stream, Timestamp, WeeklyWindow,
+    Absence, Activity, ActivityKind, Assignment, BusinessCalendar, Deletion, Direction, FieldChange, Holiday, Lead,
+    Opportunity, Owner, OwnerKind, StatusChange, Stream, Timestamp, WeeklyWindow,
 };
 use serde_json::{Map, Value};
 
@@ -67,6 +67,8 @@ pub struct Mapped {
     pub activities: Vec<Activity>,
     /// Their leads not named yet (the connector reads them per page).
     pub opportunities: Vec<Opportunity>,
+    /// Events marked out of office.
+    pub absences: Vec<Absence>,
     pub owners: Vec<Owner>,
     pub deletions: Vec<Deletion>,
     /// Leads whose history came back but could not be trusted (lead id,
@@ -187,12 +189,14 @@ const TEXT_FIELDS: &[&str] = &[
     "CallType",
     "StartDateTime",
     "ActivityDateTime",
+    "EndDateTime",
+    "ShowAs",
     "Name",
     "Email",
     "ManagerId",
     "TimeZoneSidKey",
 ];
-const FLAG_FIELDS: &[&str] = &["IsDeleted", "IsConverted", "IsClosed", "IsActive"];
+const FLAG_FIELDS: &[&str] = &["IsDeleted", "IsConverted", "IsClosed", "IsActive", "IsAllDayEvent"];
 
 /// Refuse a row whose known fields have the wrong JSON type (a number
 /// where Salesforce sends text, a string where it sends a checkbox).
@@ -571,11 +575,13 @@ fn map_task(row: &Row, key_field: &str, opportunities: bool) -> Result<Option<Re
 }
 
 /// Map `Event` rows (meetings) linked to leads by `WhoId` (or, with
-/// `opportunities`, logged on an Opportunity: see [`about`]).
+/// `opportunities`, logged on an Opportunity: see [`about`]); those marked
+/// out of office are their owner's absences. A deleted Event is a deletion
+/// of the activity stream either way (the daemon drops an absence with it).
 pub fn map_events(rows: &[Row], opportunities: bool, out: &mut Mapped) -> Vec<BadRow> {
     let mut errors = Vec::new();
     for row in rows {
-        match map_event(row, opportunities) {
+        match map_event(row, opportunities, &mut out.absences) {
             Ok(Some(item)) => push_activity(item, out),
             Ok(None) => {}
             Err(e) => errors.push(e),
@@ -584,11 +590,41 @@ pub fn map_events(rows: &[Row], opportunities: bool, out: &mut Mapped) -> Vec<Ba
     errors
 }
 
-fn map_event(row: &Row, opportunities: bool) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
+/// An Event a user marked out of office (`ShowAs`), their time away; not
+/// a meeting with anyone.
+fn absence(row: &Row) -> Result<Option<Absence>, BadRow> {
+    const SO: &str = "Event";
+    if text(row, "ShowAs") != Some("OutOfOffice") {
+        return Ok(None);
+    }
+    let Some(owner_id) = text(row, "OwnerId").filter(|o| o.starts_with(USER_PREFIX)) else { return Ok(None) };
+    let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
+    let starts_at = opt_stamp(row, "StartDateTime", SO)?
+        .ok_or_else(|| bad(row, SO, "an out-of-office Event has no StartDateTime".into()))?;
+    let ends_at = opt_stamp(row, "EndDateTime", SO)?.unwrap_or(starts_at);
+    Ok(Some(Absence {
+        id,
+        owner_id: owner_id.to_string(),
+        starts_at,
+        ends_at: ends_at.max(starts_at),
+        all_day: flag(row, "IsAllDayEvent"),
+        modified_at: stamp(row, "SystemModstamp", SO)?,
+    }))
+}
+
+fn map_event(
+    row: &Row,
+    opportunities: bool,
+    absences: &mut Vec<Absence>,
+) -> Result<Option<Result<Activity, Deletion>>, BadRow> {
     const SO: &str = "Event";
     check_types(row, SO)?;
     if flag(row, "IsDeleted") {
         return deleted_activity(row, SO);
+    }
+    if let Some(away) = absence(row)? {
+        absences.push(away);
+        return Ok(None);
     }
     let Some((lead_id, opportunity_id)) = about(row, opportunities) else { return Ok(None) };
     let id = text(row, "Id").ok_or_else(|| bad(row, SO, "Id is missing".into()))?.to_string();
@@ -866,6 +902,33 @@ mod tests {
         assert!(map_tasks(&rows, "Handoff_Key__c", false, &mut out).is_empty());
         let got: Vec<(ActivityKind, bool)> = out.activities.iter().map(|a| (a.kind, a.automated)).collect();
         assert_eq!(got, [(ActivityKind::Email, false), (ActivityKind::Email, true), (ActivityKind::Email, true)]);
+    }
+
+    /// An Event marked out of office is its owner's absence (all day or
+    /// timed), never a meeting; one without a start is a bad row.
+    #[test]
+    fn out_of_office_events_are_absences() {
+        let stamp = "2026-02-01T10:00:05.000+0000";
+        let events = vec![
+            row(json!({"Id": "00U1", "OwnerId": "005A", "ShowAs": "OutOfOffice", "IsAllDayEvent": true,
+                "StartDateTime": "2026-03-03T00:00:00.000+0000", "EndDateTime": "2026-03-05T00:00:00.000+0000", "SystemModstamp": stamp})),
+            row(
+                json!({"Id": "00U2", "OwnerId": "005B", "WhoId": "00Q1", "ShowAs": "OutOfOffice", "IsAllDayEvent": false,
+                "StartDateTime": "2026-03-03T13:00:00.000+0000", "EndDateTime": "2026-03-03T17:00:00.000+0000", "SystemModstamp": stamp}),
+            ),
+            row(json!({"Id": "00U3", "OwnerId": "005A", "ShowAs": "Busy", "WhoId": "00Q1",
+                "StartDateTime": "2026-03-03T13:00:00.000+0000", "SystemModstamp": stamp})),
+            row(json!({"Id": "00U4", "OwnerId": "005A", "ShowAs": "OutOfOffice", "SystemModstamp": stamp})),
+        ];
+        let mut out = Mapped::default();
+        let bad = map_events(&events, false, &mut out);
+        let got: Vec<(&str, &str, bool)> =
+            out.absences.iter().map(|a| (a.id.as_str(), a.owner_id.as_str(), a.all_day)).collect();
+        assert_eq!(got, [("00U1", "005A", true), ("00U2", "005B", false)]);
+        assert_eq!(out.absences[0].ends_at, parse_datetime("2026-03-05T00:00:00Z").unwrap_or_default());
+        assert_eq!(out.activities.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["00U3"]);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].message.contains("StartDateTime"), "{:?}", bad[0].message);
     }
 
     /// With opportunities read, an activity on an Opportunity names it:

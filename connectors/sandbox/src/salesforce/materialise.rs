@@ -152,6 +152,30 @@ pub fn seed(state: &mut SfState, org: &SyntheticOrg) {
         audit(&mut rec, created_at, &admin);
         state.put_raw("Group", &id, rec);
     }
+    // Reps' leave, booked ahead in their calendars: an all-day Event shown
+    // as out of office (at midnight GMT, as Salesforce stores all-day
+    // entries), ending the midnight after its last day.
+    for (rep, first, last) in &org.time_off {
+        let owner = user_id(*rep);
+        let id = state.new_id("Event");
+        let days = (*last - *first).num_days() + 1;
+        let start = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        let mut rec = blank(state, "Event");
+        rec.insert("Id".into(), json!(id));
+        rec.insert("IsDeleted".into(), json!(false));
+        rec.insert("IsArchived".into(), json!(false));
+        rec.insert("OwnerId".into(), json!(owner));
+        rec.insert("Subject".into(), json!("Out of office"));
+        rec.insert("Type".into(), json!("Other"));
+        rec.insert("EventSubtype".into(), json!("Event"));
+        rec.insert("ShowAs".into(), json!("OutOfOffice"));
+        rec.insert("IsAllDayEvent".into(), json!(true));
+        rec.insert("StartDateTime".into(), json!(fmt_datetime(start)));
+        rec.insert("DurationInMinutes".into(), json!(days * 24 * 60));
+        derive_fields("Event", &mut rec, created_at);
+        audit(&mut rec, created_at, &owner);
+        state.put_raw("Event", &id, rec);
+    }
     let mut holiday_n = 0u64;
     for (i, cal) in org.calendars.iter().enumerate() {
         let id = make_id("01m", ORG_POD, i as u64 + 1);

@@ -493,6 +493,7 @@ pub fn standard_objects() -> BTreeMap<String, SObjectDef> {
         FieldDef::new("EndDateTime", Datetime),
         FieldDef::new("DurationInMinutes", Int),
         FieldDef::new("IsAllDayEvent", Boolean).not_null(),
+        FieldDef::new("ShowAs", Picklist).values(&["Busy", "OutOfOffice", "Free"]),
         FieldDef::new("Location", String),
     ]);
     audit(&mut event);
