@@ -84,8 +84,10 @@ const EVENT_FIELDS: &[&str] = &[
 /// What the engine asks of an Opportunity: its owner and its creation.
 const OPPORTUNITY_FIELDS: &[&str] = &["Id", "OwnerId", "CreatedDate", "SystemModstamp", "IsDeleted"];
 /// Most Opportunity ids one lead-link read names (`ConvertedOpportunityId
-/// IN (…)`): as for history reads, 200 ids keep the query (and its URL)
-/// well inside SOQL's 100,000-character limit.
+/// IN (…)`): as for history reads, 200 quoted 18-character ids make about
+/// 4,400 characters, well inside a SOQL statement's 100,000-character limit
+/// and a GET URL's length (each id is one literal, far below the 4,000
+/// characters a WHERE string may hold).
 const LINK_READ_IDS: usize = 200;
 const USER_FIELDS: &[&str] = &["Id", "Name", "Email", "ManagerId", "TimeZoneSidKey", "IsActive", "SystemModstamp"];
 const QUEUE_FIELDS: &[&str] = &["Id", "Name", "Email", "SystemModstamp"];
@@ -587,7 +589,7 @@ impl SalesforceConnector {
             Vec::new()
         };
         let mut mapped = Mapped::default();
-        let bad_rows = match phase {
+        let mut bad_rows = match phase {
             Phase::Leads => map::map_leads(&page.records, &self.client.settings.tracked_history, &mut mapped),
             Phase::Opportunities => map::map_opportunities(&page.records, &mut mapped),
             Phase::Tasks => {
@@ -597,7 +599,7 @@ impl SalesforceConnector {
             Phase::Users => map::map_users(&page.records, &mut mapped),
             Phase::Queues => map::map_queues(&page.records, &mut mapped),
         };
-        self.link_leads(&mut mapped.opportunities).await?;
+        self.link_leads(&mut mapped.opportunities, &mut bad_rows).await?;
         // A row that cannot be mapped is quarantined, not skipped (the
         // cursor is about to move past it) and not allowed to block the
         // stream: the daemon keeps it and holds the lead it belongs to.
@@ -682,9 +684,23 @@ impl SalesforceConnector {
     /// Names the lead each of `opportunities` was converted from
     /// (`Lead.ConvertedOpportunityId`), one query per 200 of them and none
     /// for a page without any. queryAll: a converted lead deleted since
-    /// still says where it went.
-    async fn link_leads(&self, opportunities: &mut [handoff_model::Opportunity]) -> Result<(), SalesforceError> {
-        let ids: Vec<String> = opportunities.iter().map(|o| o.id.clone()).filter(|id| is_record_id(id)).collect();
+    /// still says where it went. The same read names the lead of each
+    /// Opportunity row in `bad_rows` (the first by id when several were
+    /// converted into it), so the quarantine holds that lead as it holds an
+    /// unreadable activity's, rather than let it be judged without its
+    /// opportunity.
+    async fn link_leads(
+        &self,
+        opportunities: &mut [handoff_model::Opportunity],
+        bad_rows: &mut [map::BadRow],
+    ) -> Result<(), SalesforceError> {
+        let bad_opportunities = || bad_rows.iter().filter(|b| b.sobject == "Opportunity" && b.lead_id.is_none());
+        let ids: Vec<String> = opportunities
+            .iter()
+            .map(|o| o.id.clone())
+            .chain(bad_opportunities().map(|b| b.id.clone()))
+            .filter(|id| is_record_id(id))
+            .collect();
         let mut leads: HashMap<String, Vec<String>> = HashMap::new();
         for chunk in ids.chunks(LINK_READ_IDS) {
             let quoted: Vec<String> = chunk.iter().map(|id| format!("'{id}'")).collect();
@@ -698,6 +714,9 @@ impl SalesforceConnector {
                     leads.entry(opportunity).or_default().push(lead);
                 }
             }
+        }
+        for b in bad_rows.iter_mut().filter(|b| b.sobject == "Opportunity" && b.lead_id.is_none()) {
+            b.lead_id = leads.get(&b.id).and_then(|l| l.first()).cloned();
         }
         for o in opportunities.iter_mut() {
             o.lead_ids = leads.remove(&o.id).unwrap_or_default();

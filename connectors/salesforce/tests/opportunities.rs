@@ -144,3 +144,42 @@ async fn opportunities_come_with_owner_creation_and_lead_and_meetings_on_them_na
     assert_eq!((deletions[0].stream, deletions[0].id.as_str()), (Stream::Opportunities, gone.as_str()));
     sb.stop().await;
 }
+
+/// A window that reads no Opportunity costs its one query and no lead-link
+/// read; an unreadable Opportunity is quarantined naming the field and the
+/// lead converted into it, so the daemon holds that lead.
+#[tokio::test]
+async fn an_idle_window_reads_no_links_and_an_unreadable_opportunity_holds_its_lead() {
+    let sb = sandbox().await;
+    let on = connector(&sb, true).await;
+    let mut cursor = None;
+    let got = opportunities(&pull_all(&on, Stream::Opportunities, &mut cursor).await);
+    let (id, first) = got.iter().next().expect("an opportunity");
+    assert_eq!(first.lead_ids.len(), 1);
+    let links = |from: usize| {
+        sb.shared.log.snapshot()[from..]
+            .iter()
+            .filter(|r| r.query.as_deref().is_some_and(|q| q.contains("ConvertedOpportunityId")))
+            .count()
+    };
+
+    sb.shared.clock.advance(chrono::Duration::hours(1));
+    let (logged, sent) = (sb.shared.log.len(), on.requests_sent());
+    let pages = pull_all(&on, Stream::Opportunities, &mut cursor).await;
+    assert!(opportunities(&pages).is_empty() && pages.iter().all(|p| p.deletions.is_empty()));
+    assert_eq!((on.requests_sent() - sent, links(logged)), (1, 0), "one window query, no link read");
+
+    admin(&sb, reqwest::Method::PATCH, &format!("records/Opportunity/{id}"), Some(json!({"OwnerId": 42}))).await;
+    sb.shared.clock.advance(chrono::Duration::minutes(10));
+    let logged = sb.shared.log.len();
+    let pages = pull_all(&on, Stream::Opportunities, &mut cursor).await;
+    assert!(opportunities(&pages).is_empty());
+    let quarantined: Vec<_> = pages.iter().flat_map(|p| &p.quarantined).collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    let q = quarantined[0];
+    assert_eq!((q.stream, q.id.as_deref()), (Stream::Opportunities, Some(id.as_str())));
+    assert_eq!(q.lead_id.as_deref(), Some(first.lead_ids[0].as_str()), "the lead converted into it is held");
+    assert!(q.reason.contains("OwnerId"), "{}", q.reason);
+    assert_eq!(links(logged), 1, "its lead named by the page's one link read");
+    sb.stop().await;
+}

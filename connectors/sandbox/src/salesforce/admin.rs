@@ -62,7 +62,7 @@ async fn dump(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>) -> 
     let st = sf.sync(now);
     let Some(name) = st.object_name(&object) else {
         return not_found(format!(
-            "no sObject named {object}; known: Lead, Task, Event, User, Group, BusinessHours, Holiday, LeadHistory"
+            "no sObject named {object}; known: Lead, Task, Event, Opportunity, User, Group, BusinessHours, Holiday, LeadHistory"
         ));
     };
     let rows: Vec<Value> = st

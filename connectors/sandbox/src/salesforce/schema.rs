@@ -1,9 +1,9 @@
 //! The sObjects the emulator serves and their fields: what `describe`
 //! reports, what SOQL may name, and what writes may set.
 //!
-//! Only the objects handoff reads or writes exist (Lead, Task, Event, User,
-//! Group, BusinessHours, Holiday). Admins can add custom fields at run
-//! time, as they would in Setup, and `describe` shows them.
+//! Only the objects handoff reads or writes exist (Lead, Task, Event,
+//! Opportunity, User, Group, BusinessHours, Holiday). Admins can add custom
+//! fields at run time, as they would in Setup, and `describe` shows them.
 
 use std::collections::BTreeMap;
 
@@ -427,6 +427,11 @@ pub fn standard_objects() -> BTreeMap<String, SObjectDef> {
         FieldDef::new("OwnerId", Reference).not_null().refs(&["Group", "User"]),
         FieldDef::new("IsConverted", Boolean).system().not_null(),
         FieldDef::new("ConvertedDate", Date).system(),
+        // What a conversion made. The emulator makes no Account or Contact,
+        // so those two stay empty; the Opportunity is made with the AE's
+        // commitments (`OrgConfig::opportunities`).
+        FieldDef::new("ConvertedAccountId", Reference).system().refs(&["Account"]),
+        FieldDef::new("ConvertedContactId", Reference).system().refs(&["Contact"]),
         FieldDef::new("ConvertedOpportunityId", Reference).system().refs(&["Opportunity"]),
         FieldDef::new("IsUnreadByOwner", Boolean).not_null(),
         FieldDef::new("LastActivityDate", Date).system(),
