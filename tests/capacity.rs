@@ -249,7 +249,9 @@ async fn ae_tasks_follow_the_opportunity(
         if !matches!(clock, "disc" | "opp") {
             continue;
         }
-        let lead = task.lead_id.as_deref().and_then(index_of).expect("an AE task is about an org lead");
+        // A converted lead's task is on its Opportunity (Salesforce): its key names the lead.
+        let lead_id = task.lead_id.clone().unwrap_or_else(|| key.split(':').next().unwrap_or_default().to_string());
+        let lead = index_of(&lead_id).expect("an AE task is about an org lead");
         let created_at = task.created_at.expect("the sandbox dates its tasks");
         let owner = task.owner_id.clone().unwrap_or_default();
         match opportunities.get(&lead) {

@@ -1885,6 +1885,23 @@ opportunity_within = "40 business hours""#;
         tasks(&ev)
     );
     assert!(tasks(&ev).iter().all(|(_, to, _)| !matches!(*to, "u_rep" | "u_mgr")), "{:?}", tasks(&ev));
+    // Converted too (a Salesforce lead is then read-only): the task goes on
+    // the opportunity; not converted, on the lead.
+    let on_opportunity = |ev: &Evaluation| -> Vec<Option<String>> {
+        ev.actions
+            .iter()
+            .filter_map(|a| match &a.kind {
+                ActionKind::CreateTask { on_opportunity, .. } => Some(on_opportunity.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(on_opportunity(&ev).iter().all(Option::is_none), "{:?}", on_opportunity(&ev));
+    let mut converted = with_deal.clone();
+    converted.converted_at = Some(ny("2026-03-03 10:00"));
+    let ev = run(&policy, &converted, std::slice::from_ref(&call), ny("2026-03-04 15:30"));
+    let on = on_opportunity(&ev);
+    assert!(!on.is_empty() && on.iter().all(|o| o.as_deref() == Some("006A")), "{on:?}");
     // Before the deal, the lead's owner answered: Monday evening's clock
     // is the rep's.
     let ev = run(&policy, &with_deal, std::slice::from_ref(&call), ny("2026-03-02 16:00"));

@@ -46,6 +46,11 @@ pub(super) fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &[Clock]) -> Planned 
     let lead = ctx.lead;
     let version = ctx.policy.version;
     let mut planned = Planned { actions: Vec::new(), open: BTreeSet::new(), notes: BTreeMap::new() };
+    // A converted lead takes no new activity in Salesforce: its tasks go on
+    // the opportunity it became (the first one still there).
+    let on_opportunity = lead.converted_at.and_then(|_| {
+        lead.opportunities.iter().filter(|o| !o.deleted).min_by_key(|o| (o.created_at, &o.id)).map(|o| o.id.clone())
+    });
     for clock in clocks.iter().filter(|c| c.kind.is_sales()) {
         planned.notes.insert(clock.kind.key_code().to_string(), close_note(clock));
         let (Some(received), Some(owner)) = (clock.received_at, clock.owner_id.clone()) else {
@@ -91,6 +96,7 @@ pub(super) fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &[Clock]) -> Planned 
                         due_at: clock.due_at.or(clock.stopped_at).unwrap_or(received),
                         priority: TaskPriority::High,
                         purpose: TaskPurpose::DispositionFlag,
+                        on_opportunity: on_opportunity.clone(),
                     },
                 });
             }
@@ -106,6 +112,7 @@ pub(super) fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &[Clock]) -> Planned 
                             due_at: due,
                             priority: TaskPriority::Normal,
                             purpose: TaskPurpose::Reminder,
+                            on_opportunity: on_opportunity.clone(),
                         },
                     });
                 }
@@ -137,6 +144,7 @@ pub(super) fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &[Clock]) -> Planned 
                             due_at: rung.at,
                             priority: TaskPriority::High,
                             purpose: TaskPurpose::Escalation { level: rung.level },
+                            on_opportunity: on_opportunity.clone(),
                         },
                     });
                 }
@@ -158,6 +166,7 @@ pub(super) fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &[Clock]) -> Planned 
                             due_at: resumes,
                             priority: TaskPriority::Normal,
                             purpose: TaskPurpose::Reminder,
+                            on_opportunity: on_opportunity.clone(),
                         },
                     });
                 }

@@ -533,6 +533,7 @@ fn task(
             due_at,
             priority: TaskPriority::Normal,
             purpose,
+            on_opportunity: None,
         },
     }
 }

@@ -75,6 +75,7 @@ pub fn escalations(
                     due_at: week.ends_at + Duration::days(2),
                     priority: TaskPriority::High,
                     purpose: TaskPurpose::ScorecardEscalation,
+                    on_opportunity: None,
                 },
             });
         }

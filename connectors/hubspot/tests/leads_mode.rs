@@ -222,6 +222,7 @@ async fn sla_fields_go_onto_the_lead_and_tasks_onto_the_lead_and_its_contact() {
                 due_at: Utc::now(),
                 priority: TaskPriority::High,
                 purpose: TaskPurpose::Reminder,
+                on_opportunity: None,
             },
         },
     ];

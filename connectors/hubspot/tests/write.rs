@@ -27,6 +27,7 @@ fn task(key: &str, lead: &str, owner: &str, subject: &str) -> Action {
             due_at: Utc::now(),
             priority: TaskPriority::High,
             purpose: TaskPurpose::Reminder,
+            on_opportunity: None,
         },
     }
 }

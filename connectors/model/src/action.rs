@@ -51,6 +51,13 @@ pub enum ActionKind {
         due_at: Timestamp,
         priority: TaskPriority,
         purpose: TaskPurpose,
+        /// Log it on this opportunity rather than on the lead: a lead
+        /// Salesforce converted takes no new activity
+        /// (`CANNOT_UPDATE_CONVERTED_LEAD`), so a task about it goes on the
+        /// Opportunity it became (`WhatId`). HubSpot's contact stays
+        /// writable: there the task stays on the contact.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_opportunity: Option<String>,
     },
     /// Give the lead to another owner (a pool or queue), the last rung of an
     /// escalation ladder.

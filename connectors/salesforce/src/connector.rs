@@ -1106,10 +1106,18 @@ fn task_record(action: &Action, key_field: &str, task_fields: &HashSet<String>, 
     let mut rec = Map::new();
     rec.insert("attributes".into(), json!({"type": "Task"}));
     rec.insert(key_field.to_string(), json!(action.key.as_str()));
-    if let ActionKind::CreateTask { assignee_id, subject, body, due_at, priority, .. } = &action.kind {
-        // A task about no one lead (a scorecard escalation) has no WhoId.
-        if !action.lead_id.is_empty() {
-            rec.insert("WhoId".into(), json!(action.lead_id));
+    if let ActionKind::CreateTask { assignee_id, subject, body, due_at, priority, on_opportunity, .. } = &action.kind {
+        match on_opportunity {
+            // A converted lead refuses new activities: the task goes on
+            // the Opportunity it became.
+            Some(opportunity) => {
+                rec.insert("WhatId".into(), json!(opportunity));
+            }
+            // A task about no one lead (a scorecard escalation) has no WhoId.
+            None if !action.lead_id.is_empty() => {
+                rec.insert("WhoId".into(), json!(action.lead_id));
+            }
+            None => {}
         }
         rec.insert("OwnerId".into(), json!(assignee_id));
         rec.insert("Subject".into(), json!(subject));

@@ -58,7 +58,12 @@ pub fn report(rows: &[TaskRow]) -> Value {
         }
         let Some(clock) = clock_of(&r.key) else { continue };
         about_leads += 1;
-        let group = (r.lead.clone(), clock.to_string());
+        // A task on a converted lead's Opportunity names no lead: its key does.
+        let lead = match r.lead.as_str() {
+            "" => r.key.split(':').next().unwrap_or_default().to_string(),
+            lead => lead.to_string(),
+        };
+        let group = (lead, clock.to_string());
         let e = events.entry(group.clone()).or_default();
         e.push((r.created_at, 1));
         match r.completed_at {

@@ -471,6 +471,16 @@ impl SfState {
                             vec![name.clone()],
                         )]);
                     }
+                    // A converted lead is read-only: no new activity may
+                    // name it (its Contact and Opportunity take them).
+                    let converted = self.get("Lead", target).is_some_and(|lead| is_true(lead, "IsConverted"));
+                    if name == "WhoId" && converted {
+                        return Err(vec![RecordError::new(
+                            "CANNOT_UPDATE_CONVERTED_LEAD",
+                            "cannot reference converted lead",
+                            vec![name.clone()],
+                        )]);
+                    }
                 }
             }
             changes.insert(name, value);
