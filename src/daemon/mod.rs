@@ -337,10 +337,7 @@ impl Daemon {
         };
         let mut policy = (*self.policy).clone();
         policy.enforcement = Enforcement { from: Some(from), write_back_history: self.sync.write_back_history };
-        self.policy = Arc::new(policy);
-        if let Ok(mut published) = self.published_policy.write() {
-            *published = self.policy.clone();
-        }
+        self.set_policy(policy);
         Ok(())
     }
 
@@ -355,24 +352,13 @@ impl Daemon {
         let crm = availability::crm_days_off(&self.store.absences()?, &self.owners);
         let mut policy = (*self.policy).clone();
         policy.time_off = availability::merged(&self.configured_time_off, &crm);
-        self.policy = Arc::new(policy);
-        if let Ok(mut published) = self.published_policy.write() {
-            *published = self.policy.clone();
-        }
+        self.set_policy(policy);
         let fingerprint = crate::engine::keys::short_hash(&serde_json::to_string(&crm).unwrap_or_default(), 16);
         let before = self.store.meta_text(CRM_TIME_OFF)?;
         if before.as_deref() != Some(fingerprint.as_str()) {
             // None recorded and none found: nothing changed for anyone.
             if before.is_some() || !crm.is_empty() {
-                let mut marked = 0;
-                self.store.each_lead_id_slice(DIRTY_SLICE, |ids| {
-                    let mut batch = Batch::default();
-                    for id in &ids {
-                        batch.mark_dirty(id, "time off in the CRM changed");
-                    }
-                    marked += ids.len();
-                    self.store.commit(batch)
-                })?;
+                let marked = self.mark_every_lead("time off in the CRM changed")?;
                 tracing::info!(
                     users = crm.len(),
                     days = crm.values().map(Vec::len).sum::<usize>(),
@@ -466,10 +452,7 @@ impl Daemon {
             self.connector = connector;
             self.time = time;
         }
-        self.policy = Arc::new(new.policy.clone());
-        if let Ok(mut published) = self.published_policy.write() {
-            *published = self.policy.clone();
-        }
+        self.set_policy(new.policy.clone());
         self.configured_time_off = new.policy.time_off.clone();
         self.crm_time_off = None;
         self.sync = new.sync.clone();
@@ -492,23 +475,38 @@ impl Daemon {
         if self.store.meta_text("policy")?.as_deref() == Some(fingerprint) {
             return Ok(());
         }
-        // A commit per slice keeps memory flat; the new fingerprint is
-        // recorded after the last one, so a crash midway marks them again.
-        let mut marked = 0;
-        self.store.each_lead_id_slice(DIRTY_SLICE, |ids| {
-            let mut batch = Batch::default();
-            for id in &ids {
-                batch.mark_dirty(id, "policy changed");
-            }
-            marked += ids.len();
-            self.store.commit(batch)
-        })?;
+        // The new fingerprint is recorded after the last slice, so a crash
+        // midway marks them again.
+        let marked = self.mark_every_lead("policy changed")?;
         let mut batch = Batch::default();
         batch.set_meta_text("policy", fingerprint);
         if marked > 0 {
             tracing::info!(leads = marked, "the policy changed; every lead is evaluated again");
         }
         self.commit(batch)
+    }
+
+    /// Marks every lead for evaluation, a commit per slice so memory stays
+    /// flat; returns how many.
+    fn mark_every_lead(&self, why: &str) -> Result<usize, DaemonError> {
+        let mut marked = 0;
+        self.store.each_lead_id_slice(DIRTY_SLICE, |ids| {
+            let mut batch = Batch::default();
+            for id in &ids {
+                batch.mark_dirty(id, why);
+            }
+            marked += ids.len();
+            self.store.commit(batch)
+        })?;
+        Ok(marked)
+    }
+
+    /// Judges by `policy` from now on, and shows it to the HTTP endpoints.
+    fn set_policy(&mut self, policy: CompiledPolicy) {
+        self.policy = Arc::new(policy);
+        if let Ok(mut published) = self.published_policy.write() {
+            *published = self.policy.clone();
+        }
     }
 
     fn commit(&self, batch: Batch) -> Result<(), DaemonError> {

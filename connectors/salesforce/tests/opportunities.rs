@@ -7,12 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use handoff_model::{Activity, Connector, CrmKind, Cursor, Opportunity, PullPage, Secret, Stream};
-use handoff_salesforce::{connect, MemoryTokenStore, SalesforceAuth, SalesforceConnector, SalesforceSettings};
+use handoff_model::{Activity, Connector, CrmKind, Cursor, Opportunity, PullPage, Stream};
+mod common;
+
+use handoff_salesforce::{connect, SalesforceConnector};
 use handoff_sandbox::org::{EventKind, OrgConfig};
 use handoff_sandbox::salesforce::materialise::{lead_id, user_id};
 use handoff_sandbox::server::{start, ClockMode, RunningSandbox, SandboxOptions};
@@ -26,24 +26,7 @@ async fn sandbox() -> RunningSandbox {
 }
 
 async fn connector(sb: &RunningSandbox, read_opportunities: bool) -> SalesforceConnector {
-    let c = &sb.credentials;
-    let key_path = c["jwt_private_key_path"].as_str().expect("key path");
-    let auth = SalesforceAuth::JwtBearer {
-        client_id: c["client_id"].as_str().expect("client id").to_string(),
-        username: c["username"].as_str().expect("username").to_string(),
-        private_key_pem: Secret::new(std::fs::read_to_string(key_path).expect("key")),
-        audience: c["jwt_audience"].as_str().map(str::to_string),
-    };
-    let clock = sb.shared.clock.clone();
-    let mut s = SalesforceSettings::new(
-        sb.base_url.clone(),
-        auth,
-        Arc::new(MemoryTokenStore::new()),
-        Arc::new(move || clock.now()),
-    );
-    s.requests_per_sec = 1000;
-    s.daily_budget_share = 1.0;
-    s.retry.base_delay = Duration::from_millis(10);
+    let mut s = common::sandbox_settings(sb);
     s.read_opportunities = read_opportunities;
     connect(s).await.expect("connects")
 }

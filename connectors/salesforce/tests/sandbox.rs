@@ -3,16 +3,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use handoff_model::Secret;
 use handoff_model::{
     Action, ActionKey, ActionKind, Connector, ConnectorError, CrmKind, Cursor, ErrorClass, Lead, Stream, TaskPriority,
     TaskPurpose,
 };
-use handoff_salesforce::{connect, MemoryTokenStore, SalesforceAuth, SalesforceConnector, SalesforceSettings};
+mod common;
+
+use handoff_salesforce::{connect, SalesforceConnector, SalesforceSettings};
 use handoff_sandbox::faults::Fault;
 use handoff_sandbox::org::{EventKind, OrgConfig, OwnerRef};
 use handoff_sandbox::salesforce::materialise;
@@ -27,24 +27,7 @@ async fn sandbox(leads: usize) -> RunningSandbox {
 }
 
 fn settings(sb: &RunningSandbox) -> SalesforceSettings {
-    let c = &sb.credentials;
-    let key_path = c["jwt_private_key_path"].as_str().expect("key path");
-    let auth = SalesforceAuth::JwtBearer {
-        client_id: c["client_id"].as_str().expect("client id").to_string(),
-        username: c["username"].as_str().expect("username").to_string(),
-        private_key_pem: Secret::new(std::fs::read_to_string(key_path).expect("key")),
-        audience: c["jwt_audience"].as_str().map(str::to_string),
-    };
-    let clock = sb.shared.clock.clone();
-    let mut s = SalesforceSettings::new(
-        sb.base_url.clone(),
-        auth,
-        Arc::new(MemoryTokenStore::new()),
-        Arc::new(move || clock.now()),
-    );
-    s.requests_per_sec = 1000;
-    s.daily_budget_share = 1.0;
-    s.retry.base_delay = Duration::from_millis(10);
+    let mut s = common::sandbox_settings(sb);
     s.required_lead_fields = vec!["Lead_Score__c".into(), "SLA_Status__c".into(), "Disqualification_Reason__c".into()];
     s
 }
@@ -625,7 +608,12 @@ async fn rep_leads(sb: &RunningSandbox, most: usize) -> Vec<(String, String)> {
         .as_array()
         .expect("records")
         .iter()
-        .filter(|r| r["IsDeleted"] != json!(true) && r["OwnerId"].as_str().is_some_and(|o| o.starts_with("005")))
+        // A converted lead takes no new task (CANNOT_UPDATE_CONVERTED_LEAD).
+        .filter(|r| {
+            r["IsDeleted"] != json!(true)
+                && r["IsConverted"] != json!(true)
+                && r["OwnerId"].as_str().is_some_and(|o| o.starts_with("005"))
+        })
         .take(most)
         .map(|r| {
             (r["Id"].as_str().unwrap_or_default().to_string(), r["OwnerId"].as_str().unwrap_or_default().to_string())
