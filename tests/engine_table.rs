@@ -190,6 +190,7 @@ fn lead() -> Lead {
         deleted: false,
         merged_into: None,
         opportunities: Vec::new(),
+        read_only: false,
     }
 }
 
@@ -1885,8 +1886,9 @@ opportunity_within = "40 business hours""#;
         tasks(&ev)
     );
     assert!(tasks(&ev).iter().all(|(_, to, _)| !matches!(*to, "u_rep" | "u_mgr")), "{:?}", tasks(&ev));
-    // Converted too (a Salesforce lead is then read-only): the task goes on
-    // the opportunity; not converted, on the lead.
+    // Converted in Salesforce (the lead is then read-only): the task goes
+    // on the opportunity and no SLA field is written; otherwise, on the
+    // lead.
     let on_opportunity = |ev: &Evaluation| -> Vec<Option<String>> {
         ev.actions
             .iter()
@@ -1897,11 +1899,15 @@ opportunity_within = "40 business hours""#;
             .collect()
     };
     assert!(on_opportunity(&ev).iter().all(Option::is_none), "{:?}", on_opportunity(&ev));
+    assert!(ev.actions.iter().any(|a| matches!(a.kind, ActionKind::UpdateLead { .. })));
     let mut converted = with_deal.clone();
     converted.converted_at = Some(ny("2026-03-03 10:00"));
+    converted.read_only = true;
     let ev = run(&policy, &converted, std::slice::from_ref(&call), ny("2026-03-04 15:30"));
     let on = on_opportunity(&ev);
     assert!(!on.is_empty() && on.iter().all(|o| o.as_deref() == Some("006A")), "{on:?}");
+    assert!(!ev.actions.iter().any(|a| matches!(a.kind, ActionKind::UpdateLead { .. })), "{:?}", ev.actions);
+    assert!(ev.notes.iter().any(|n| n.contains("takes no more writes")), "{:?}", ev.notes);
     // Before the deal, the lead's owner answered: Monday evening's clock
     // is the rep's.
     let ev = run(&policy, &with_deal, std::slice::from_ref(&call), ny("2026-03-02 16:00"));

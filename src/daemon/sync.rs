@@ -553,6 +553,7 @@ mod tests {
             deleted: false,
             merged_into: None,
             opportunities: Vec::new(),
+            read_only: false,
         }
     }
 

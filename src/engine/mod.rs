@@ -912,7 +912,14 @@ fn write_back(ctx: &Ctx<'_, '_>, ev: &mut Evaluation) {
     let enforcement = &ctx.policy.enforcement;
     let of_the_present = enforcement.enforces(lead.created_at)
         || ev.clocks.iter().filter_map(|c| c.received_at).any(|at| enforcement.enforces(at));
-    if differs && (of_the_present || enforcement.write_back_history) {
+    if lead.read_only {
+        if differs {
+            ev.notes.push(
+                "the CRM takes no more writes on this record (a converted lead): its SLA fields stay as they are"
+                    .to_string(),
+            );
+        }
+    } else if differs && (of_the_present || enforcement.write_back_history) {
         let current: BTreeMap<&String, Option<&serde_json::Value>> =
             desired.keys().map(|name| (name, lead.fields.get(name))).collect();
         let fingerprint = format!(

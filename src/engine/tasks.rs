@@ -46,9 +46,9 @@ pub(super) fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &[Clock]) -> Planned 
     let lead = ctx.lead;
     let version = ctx.policy.version;
     let mut planned = Planned { actions: Vec::new(), open: BTreeSet::new(), notes: BTreeMap::new() };
-    // A converted lead takes no new activity in Salesforce: its tasks go on
-    // the opportunity it became (the first one still there).
-    let on_opportunity = lead.converted_at.and_then(|_| {
+    // A lead the CRM takes no new activity on (converted in Salesforce):
+    // its tasks go on the opportunity it became (the first one still there).
+    let on_opportunity = lead.read_only.then_some(()).and_then(|_| {
         lead.opportunities.iter().filter(|o| !o.deleted).min_by_key(|o| (o.created_at, &o.id)).map(|o| o.id.clone())
     });
     for clock in clocks.iter().filter(|c| c.kind.is_sales()) {

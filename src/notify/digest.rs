@@ -489,6 +489,7 @@ mod tests {
                 merged_into: None,
                 field_history: BTreeMap::new(),
                 opportunities: Vec::new(),
+                read_only: false,
             },
             observed_owners: Vec::new(),
             observed_statuses: Vec::new(),

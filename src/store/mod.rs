@@ -1407,6 +1407,7 @@ mod tests {
                 deleted: false,
                 merged_into: None,
                 opportunities: Vec::new(),
+                read_only: false,
             },
             observed_owners: Vec::new(),
             observed_statuses: Vec::new(),

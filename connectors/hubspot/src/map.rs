@@ -305,6 +305,7 @@ pub fn lead(o: &ApiObject, object: &str) -> Result<(Lead, Vec<Deletion>), Skip> 
         deleted: o.archived,
         merged_into: None,
         opportunities: Vec::new(),
+        read_only: false,
     };
     Ok((lead, merges))
 }

@@ -77,6 +77,12 @@ pub struct Lead {
     /// HubSpot lifecycle stage `opportunity` or later).
     #[serde(default)]
     pub converted_at: Option<Timestamp>,
+    /// The CRM takes no more writes on this record, nor new activities
+    /// naming it: a lead Salesforce converted (`CANNOT_UPDATE_CONVERTED_LEAD`).
+    /// handoff then writes no SLA fields on it, and logs its tasks on the
+    /// opportunity it became.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
     /// Deleted in the CRM (Salesforce `IsDeleted`, HubSpot archived).
     #[serde(default)]
     pub deleted: bool,

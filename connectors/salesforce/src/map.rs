@@ -294,6 +294,8 @@ fn map_lead(row: &Row, tracked: &TrackedHistory) -> Result<LeadOrDeletion, BadRo
             deleted: false,
             merged_into: None,
             opportunities: Vec::new(),
+            // A converted lead is read-only in Salesforce.
+            read_only: converted_at.is_some(),
         }),
         incomplete,
     ))

@@ -524,6 +524,13 @@ impl SfState {
                 if is_true(&existing, "IsDeleted") {
                     return Err(vec![RecordError::new("ENTITY_IS_DELETED", "entity is deleted", vec![])]);
                 }
+                if def.name == "Lead" && is_true(&existing, "IsConverted") {
+                    return Err(vec![RecordError::new(
+                        "CANNOT_UPDATE_CONVERTED_LEAD",
+                        "cannot reference converted lead",
+                        vec![],
+                    )]);
+                }
                 (id, Some(existing.clone()), existing)
             }
         };
@@ -1297,7 +1304,11 @@ mod tests {
     #[test]
     fn a_parent_with_more_children_than_the_batch_pages_them_with_its_own_locator() {
         let (mut st, _) = org_state(10);
-        let lead = materialise::lead_id(0);
+        // A converted lead takes no update: take one that is not.
+        let lead = (0..10)
+            .map(materialise::lead_id)
+            .find(|id| st.get("Lead", id).is_some_and(|r| !is_true(r, "IsConverted")))
+            .unwrap();
         let now = parse_datetime("2026-04-02T10:00:00Z").unwrap();
         for i in 0..130 {
             let owner = materialise::user_id(i % 2 + 5);
