@@ -376,9 +376,8 @@ impl PageApplier<'_> {
             return Ok(());
         }
         batch.put_opportunity(opportunity, previous.as_ref());
-        let before = previous.iter().flat_map(|p| p.lead_ids.iter());
-        for lead in before.chain(opportunity.lead_ids.iter()) {
-            batch.mark_dirty(lead, "opportunity");
+        for o in previous.iter().chain([opportunity]) {
+            mark_leads_of(o, "opportunity", batch);
         }
         applied.opportunities += 1;
         Ok(())
@@ -463,9 +462,7 @@ impl PageApplier<'_> {
         match filed_under.strip_prefix(&opportunity_file("")) {
             Some(opportunity_id) => {
                 if let Some(opportunity) = self.store.opportunity(opportunity_id)? {
-                    for lead in &opportunity.lead_ids {
-                        batch.mark_dirty(lead, why);
-                    }
+                    mark_leads_of(&opportunity, why, batch);
                 }
             }
             None => batch.mark_dirty(filed_under, why),
@@ -482,10 +479,15 @@ impl PageApplier<'_> {
         }
         let gone = Opportunity { deleted: true, ..have.clone() };
         batch.put_opportunity(&gone, Some(&have));
-        for lead in &have.lead_ids {
-            batch.mark_dirty(lead, "opportunity deleted");
-        }
+        mark_leads_of(&have, "opportunity deleted", batch);
         Ok(())
+    }
+}
+
+/// Marks the leads `opportunity` came from for evaluation.
+fn mark_leads_of(opportunity: &Opportunity, why: &str, batch: &mut Batch) {
+    for lead in &opportunity.lead_ids {
+        batch.mark_dirty(lead, why);
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, TimeZone, Utc};
 use handoff_model::{Activity, ActivityKind, OwnerKind};
 
-use super::history::{holder_at, value_at, Holder, HolderSpan};
+use super::history::{first_opportunity, holder_at, value_at, Holder, HolderSpan};
 use super::{rfc3339, window, Clock, ClockKind, ClockStatus, Ctx, Decision, EngineError, Rung, StatusClass, StopCause};
 use crate::calendar::Schedule;
 use crate::policy::{ClockStart, CompiledSegment, EscalationTarget, OnReassign, TouchBy, Window};
@@ -717,7 +717,7 @@ fn ae_clocks(
     // The opportunity the lead became (the first one still there), and
     // the meetings on the lead or on any of its opportunities.
     let live: Vec<&handoff_model::Opportunity> = lead.opportunities.iter().filter(|o| !o.deleted).collect();
-    let opportunity = live.iter().copied().min_by_key(|o| (o.created_at, o.id.clone()));
+    let opportunity = first_opportunity(lead);
     let on_opportunity = |a: &Activity| a.opportunity_id.as_ref().is_some_and(|id| live.iter().any(|o| &o.id == id));
     let meetings: Vec<&Activity> = activities
         .iter()

@@ -228,6 +228,12 @@ pub struct HolderSpan {
     pub holder: Holder,
 }
 
+/// The opportunity the lead became: the first one created that is still
+/// there (ties by id).
+pub fn first_opportunity(lead: &handoff_model::Lead) -> Option<&handoff_model::Opportunity> {
+    lead.opportunities.iter().filter(|o| !o.deleted).min_by_key(|o| (o.created_at, &o.id))
+}
+
 /// The holder at `at` (nobody before the first span).
 pub fn holder_at(spans: &[HolderSpan], at: DateTime<Utc>) -> Holder {
     spans.iter().rev().find(|s| s.from <= at).map(|s| s.holder.clone()).unwrap_or(Holder::Unrouted)

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use handoff_model::{Action, ActionKey, ActionKind, TaskPriority, TaskPurpose};
 
+use super::history::first_opportunity;
 use super::{keys, rfc3339, Clock, ClockKind, ClockStatus, Ctx};
 
 /// What the clocks call for.
@@ -48,9 +49,7 @@ pub(super) fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &[Clock]) -> Planned 
     let mut planned = Planned { actions: Vec::new(), open: BTreeSet::new(), notes: BTreeMap::new() };
     // A lead the CRM takes no new activity on (converted in Salesforce):
     // its tasks go on the opportunity it became (the first one still there).
-    let on_opportunity = lead.read_only.then_some(()).and_then(|_| {
-        lead.opportunities.iter().filter(|o| !o.deleted).min_by_key(|o| (o.created_at, &o.id)).map(|o| o.id.clone())
-    });
+    let on_opportunity = if lead.read_only { first_opportunity(lead).map(|o| o.id.clone()) } else { None };
     for clock in clocks.iter().filter(|c| c.kind.is_sales()) {
         planned.notes.insert(clock.kind.key_code().to_string(), close_note(clock));
         let (Some(received), Some(owner)) = (clock.received_at, clock.owner_id.clone()) else {
