@@ -58,6 +58,11 @@ pub use connect::{SharedNow, TimeSource};
 
 /// Leads evaluated per commit.
 const EVALUATE_CHUNK: usize = 200;
+/// Leads taken from the queue at once: their chunks are judged one ahead
+/// of the chunk being committed.
+const EVALUATE_WINDOW: usize = 2_000;
+/// A lead to evaluate, with the deadline-index entry that brought it.
+type EvaluationWork = (String, Option<DateTime<Utc>>);
 /// Leads evaluated per tick at most.
 const MAX_EVALUATIONS_PER_TICK: usize = 20_000;
 /// Write calls per tick at most.
@@ -740,69 +745,118 @@ impl Daemon {
     }
 
     /// Evaluates dirty and due leads. `Ok(true)`: none is left waiting.
+    ///
+    /// Work is taken a window at a time (dirty leads first, then those
+    /// whose deadline passed) and cut into commits of [`EVALUATE_CHUNK`]
+    /// leads. The leads of one window are distinct, and judging a lead
+    /// reads nothing another lead's commit writes, so the next chunk is
+    /// judged (on the other cores) while this one is applied and committed:
+    /// the serial part — numbering actions, the ledger look-ups, the commit
+    /// — no longer waits for the engine.
     fn evaluate_pending(&mut self, now: DateTime<Utc>, report: &mut TickReport) -> Result<bool, DaemonError> {
         let mut done = 0usize;
         while done < MAX_EVALUATIONS_PER_TICK && !self.stopping() {
-            let mut work: Vec<(String, Option<DateTime<Utc>>)> =
-                self.store.dirty(EVALUATE_CHUNK)?.into_iter().map(|id| (id, None)).collect();
-            if work.len() < EVALUATE_CHUNK {
-                for (at, id) in self.store.due(now, EVALUATE_CHUNK - work.len())? {
-                    match work.iter_mut().find(|(w, _)| *w == id) {
-                        Some(slot) => slot.1 = Some(at),
-                        None => work.push((id, Some(at))),
-                    }
-                }
-            }
+            let window = EVALUATE_WINDOW.min(MAX_EVALUATIONS_PER_TICK - done).max(EVALUATE_CHUNK);
+            let mut work = self.pending_work(now, window)?;
             if work.is_empty() {
                 return Ok(true);
             }
             tracing::debug!(phase = "evaluate", leads = work.len(), "evaluating");
-            let mut batch = Batch::default();
             // A lead with a quarantined record is not judged on partial
             // data: it leaves the queue (and the deadline index) until the
             // record is released, which queues it again.
-            let mut held = Vec::new();
+            let mut held = Batch::default();
+            let mut held_leads = 0usize;
             work.retain(|(id, due_at)| match self.store.is_held(id) {
                 Ok(true) => {
-                    held.push((id.clone(), *due_at));
+                    held.clear_dirty(id);
+                    if let Some(at) = due_at {
+                        held.drop_deadline(*at, id);
+                    }
+                    held_leads += 1;
                     false
                 }
                 _ => true,
             });
-            for (id, due_at) in &held {
-                batch.clear_dirty(id);
-                if let Some(at) = due_at {
-                    batch.drop_deadline(*at, id);
-                }
-                report.held += 1;
+            if held_leads > 0 {
+                tracing::info!(leads = held_leads, "leads held back while records of theirs are quarantined");
+                report.held += held_leads;
+                self.commit(held)?;
             }
-            if !held.is_empty() {
-                tracing::info!(leads = held.len(), "leads held back while records of theirs are quarantined");
-            }
-            let mut seq = self.store.next_seq()?;
-            let owners = crate::engine::Owners::new(&self.owners);
-            let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &owners, now };
-            let mut changes = Vec::with_capacity(work.len());
-            for judged in evaluate::judge_all(&evaluator, &work)? {
-                let id = judged.lead_id().to_string();
-                let e = evaluator.apply(judged, &mut seq, &mut batch)?;
-                report.evaluated += 1;
-                report.enqueued += e.enqueued;
-                report.superseded += e.superseded;
-                if e.failed {
-                    report.errors.push(format!("evaluate: lead {id} could not be evaluated (see `handoff state`)"));
-                }
-                changes.push((e.before, e.after));
-            }
-            crate::failpoints::hit(crate::failpoints::EVALUATE_DECIDED);
-            self.commit(batch)?;
-            crate::failpoints::hit(crate::failpoints::EVALUATE_COMMITTED);
-            for (before, after) in changes {
-                self.metrics.replace_state(before.as_ref(), after.as_ref());
-            }
-            done += work.len() + held.len();
+            done += held_leads + self.evaluate_window(&work, now, report)?;
         }
         Ok(false)
+    }
+
+    /// Up to `limit` leads to evaluate: dirty ones first, then those whose
+    /// deadline passed (a lead both dirty and due once, with its deadline).
+    fn pending_work(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<EvaluationWork>, DaemonError> {
+        let mut work: Vec<EvaluationWork> = self.store.dirty(limit)?.into_iter().map(|id| (id, None)).collect();
+        if work.len() < limit {
+            let mut at_of: HashMap<String, usize> =
+                work.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
+            for (at, id) in self.store.due(now, limit - work.len())? {
+                match at_of.get(&id) {
+                    Some(&i) => work[i].1 = Some(at),
+                    None => {
+                        at_of.insert(id.clone(), work.len());
+                        work.push((id, Some(at)));
+                    }
+                }
+            }
+        }
+        Ok(work)
+    }
+
+    /// Judges, applies and commits `work` chunk by chunk, judging the next
+    /// chunk while the current one is applied; stops between chunks when a
+    /// stop is asked for. Returns how many leads were evaluated.
+    fn evaluate_window(
+        &self,
+        work: &[EvaluationWork],
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<usize, DaemonError> {
+        let owners = crate::engine::Owners::new(&self.owners);
+        let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &owners, now };
+        let evaluator = &evaluator;
+        let mut chunks = work.chunks(EVALUATE_CHUNK);
+        std::thread::scope(|scope| {
+            let judge = |chunk| scope.spawn(move || evaluate::judge_all(evaluator, chunk));
+            let mut ahead = chunks.next().map(judge);
+            let mut evaluated = 0usize;
+            while let Some(judging) = ahead.take() {
+                let judged = judging.join().map_err(|_| StoreError::Io {
+                    doing: "judging leads".to_string(),
+                    message: "a judging thread panicked".to_string(),
+                })??;
+                if !self.stopping() {
+                    ahead = chunks.next().map(judge);
+                }
+                let mut seq = self.store.next_seq()?;
+                let mut batch = Batch::default();
+                let mut changes = Vec::with_capacity(judged.len());
+                for judged in judged {
+                    let id = judged.lead_id().to_string();
+                    let e = evaluator.apply(judged, &mut seq, &mut batch)?;
+                    report.evaluated += 1;
+                    report.enqueued += e.enqueued;
+                    report.superseded += e.superseded;
+                    if e.failed {
+                        report.errors.push(format!("evaluate: lead {id} could not be evaluated (see `handoff state`)"));
+                    }
+                    changes.push((e.before, e.after));
+                }
+                crate::failpoints::hit(crate::failpoints::EVALUATE_DECIDED);
+                self.commit(batch)?;
+                crate::failpoints::hit(crate::failpoints::EVALUATE_COMMITTED);
+                evaluated += changes.len();
+                for (before, after) in changes {
+                    self.metrics.replace_state(before.as_ref(), after.as_ref());
+                }
+            }
+            Ok(evaluated)
+        })
     }
 
     /// Once a reporting week has closed (plus an hour for late data):
