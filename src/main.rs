@@ -22,3 +22,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// See the note on `tikv-jemallocator` in Cargo.toml.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
