@@ -17,7 +17,7 @@ use handoff_model::{Action, ActionKey, ActionKind, Activity, Lead};
 use crate::engine::capacity::{self, Intake, Outcome, SurgeWatch};
 use crate::engine::{self, keys, ClockKind, Evaluation, Owners};
 use crate::policy::{CompiledPolicy, Overflow};
-use crate::store::{ActionSummary, Batch, LeadState, Store, StoreError};
+use crate::store::{ActionSummary, Batch, LeadState, LedgerEntry, OutboxEntry, Store, StoreError};
 
 /// What evaluating one lead changed.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -106,7 +106,63 @@ enum Verdict {
         lead: Box<Lead>,
         activities: Vec<Activity>,
         evaluation: Box<Evaluation>,
+        books: Books,
     },
+}
+
+/// What the ledger and the outbox hold about one lead, read while it is
+/// judged, off the thread that applies. Only the lead's own evaluation
+/// changes them (the writes that fill the ledger run after evaluation), so
+/// they are still current when it is applied. A key that does not carry
+/// the lead's prefix (a key too long, hashed) is looked up in the store.
+struct Books {
+    prefix: String,
+    ledger: BTreeMap<String, LedgerEntry>,
+    /// Queued actions: key → outbox sequence.
+    queued: BTreeMap<String, u64>,
+    /// The outbox entries of `queued` and of the queued field update.
+    entries: BTreeMap<u64, OutboxEntry>,
+}
+
+impl Books {
+    fn read(store: &Store, lead_id: &str, pending_update: Option<u64>) -> Result<Books, StoreError> {
+        let prefix = keys::lead_prefix(lead_id);
+        let ledger: BTreeMap<String, LedgerEntry> = store.ledger_with_prefix(&prefix)?.into_iter().collect();
+        let queued: BTreeMap<String, u64> = store.queued_with_prefix(&prefix)?.into_iter().collect();
+        let mut entries = BTreeMap::new();
+        for seq in queued.values().copied().chain(pending_update) {
+            if let Some(entry) = store.outbox_entry(seq)? {
+                entries.insert(seq, entry);
+            }
+        }
+        Ok(Books { prefix, ledger, queued, entries })
+    }
+
+    fn covers(&self, key: &ActionKey) -> bool {
+        key.as_str().starts_with(&self.prefix)
+    }
+
+    /// Whether the CRM has the action or it waits in the outbox.
+    fn knows(&self, store: &Store, key: &ActionKey) -> Result<bool, StoreError> {
+        if self.covers(key) {
+            return Ok(self.ledger.contains_key(key.as_str()) || self.queued.contains_key(key.as_str()));
+        }
+        Ok(store.ledger(key)?.is_some() || store.queued(key)?.is_some())
+    }
+
+    fn queued(&self, store: &Store, key: &ActionKey) -> Result<Option<u64>, StoreError> {
+        if self.covers(key) {
+            return Ok(self.queued.get(key.as_str()).copied());
+        }
+        store.queued(key)
+    }
+
+    fn outbox_entry(&self, store: &Store, seq: u64) -> Result<Option<OutboxEntry>, StoreError> {
+        match self.entries.get(&seq) {
+            Some(entry) => Ok(Some(entry.clone())),
+            None => store.outbox_entry(seq),
+        }
+    }
 }
 
 impl Evaluator<'_> {
@@ -119,7 +175,8 @@ impl Evaluator<'_> {
                 let intake = previous.as_ref().and_then(|p| p.intake.as_ref());
                 match engine::evaluate(&lead, &activities, self.owners, self.policy, intake, self.now) {
                     Ok(evaluation) => {
-                        Verdict::Decided { lead: Box::new(lead), activities, evaluation: Box::new(evaluation) }
+                        let books = Books::read(self.store, lead_id, previous.as_ref().and_then(|p| p.pending_update))?;
+                        Verdict::Decided { lead: Box::new(lead), activities, evaluation: Box::new(evaluation), books }
                     }
                     Err(e) => Verdict::Failed(e.to_string()),
                 }
@@ -148,9 +205,9 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         batch.drop_deadline(at, lead_id);
     }
     // `before` goes into `out` once nothing reads `previous` any more.
-    let (lead, activities, evaluation) = match verdict {
+    let (lead, activities, evaluation, books) = match verdict {
         Verdict::NotPulled => return Ok(Evaluated { before, ..out }),
-        Verdict::Decided { lead, activities, evaluation } => (lead, activities, evaluation),
+        Verdict::Decided { lead, activities, evaluation, books } => (lead, activities, evaluation, books),
         Verdict::Failed(error) => {
             out.failed = true;
             let state = LeadState {
@@ -181,7 +238,7 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
 
     let mut pending_update = previous.and_then(|p| p.pending_update);
     if lead_is_live {
-        for action in close_tasks(store, &evaluation, &activities, batch, &mut out)? {
+        for action in close_tasks(store, &books, &evaluation, &activities, batch, &mut out)? {
             batch.enqueue(*next_seq, &action, now);
             *next_seq += 1;
             out.enqueued += 1;
@@ -189,13 +246,13 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         }
     }
     for action in &evaluation.actions {
-        if store.ledger(&action.key)?.is_some() || store.queued(&action.key)?.is_some() {
+        if books.knows(store, &action.key)? {
             continue;
         }
         if matches!(action.kind, ActionKind::UpdateLead { .. }) {
             // The new values say everything the older, unsent ones did.
             if let Some(seq) = pending_update {
-                if let Some(old) = store.outbox_entry(seq)? {
+                if let Some(old) = books.outbox_entry(store, seq)? {
                     batch.drop_outbox(&old);
                     out.superseded += 1;
                 }
@@ -288,17 +345,17 @@ fn new_intake(
 /// the outbox (into `batch`).
 fn close_tasks(
     store: &Store,
+    books: &Books,
     evaluation: &Evaluation,
     activities: &[Activity],
     batch: &mut Batch,
     out: &mut Evaluated,
 ) -> Result<Vec<Action>, StoreError> {
-    let prefix = keys::lead_prefix(&evaluation.lead_id);
     let open = &evaluation.open_tasks;
     // Queued but not sent: a create no longer wanted is dropped, and a
     // closing of a task wanted again is too.
-    for (key, seq) in store.queued_with_prefix(&prefix)? {
-        let Some(entry) = store.outbox_entry(seq)? else { continue };
+    for (key, seq) in &books.queued {
+        let Some(entry) = books.entries.get(seq) else { continue };
         let unwanted = match &entry.action.kind {
             ActionKind::CreateTask { .. } => !open.contains(&entry.action.key),
             ActionKind::CompleteTask { task_key, .. } => open.contains(task_key),
@@ -306,14 +363,14 @@ fn close_tasks(
         };
         if unwanted {
             tracing::debug!(key = %key, "dropping a queued task change no longer wanted");
-            batch.drop_outbox(&entry);
+            batch.drop_outbox(entry);
             out.dropped += 1;
         }
     }
-    let ledger = store.ledger_with_prefix(&prefix)?;
+    let ledger = &books.ledger;
     let closed: BTreeSet<&ActionKey> = ledger
-        .iter()
-        .filter_map(|(_, e)| match &e.kind {
+        .values()
+        .filter_map(|e| match &e.kind {
             ActionSummary::CompleteTask { task_key } => Some(task_key),
             _ => None,
         })
@@ -322,14 +379,14 @@ fn close_tasks(
     let done_in_crm: BTreeSet<&str> =
         activities.iter().filter(|a| a.completed || a.deleted).filter_map(|a| a.handoff_key.as_deref()).collect();
     let mut closings = Vec::new();
-    for (key, entry) in &ledger {
+    for (key, entry) in ledger {
         let ActionSummary::CreateTask { body, .. } = &entry.kind else { continue };
         let task_key = ActionKey(key.clone());
         if open.contains(&task_key) || closed.contains(&task_key) || done_in_crm.contains(key.as_str()) {
             continue;
         }
         let done = keys::completion_key(&task_key);
-        if store.queued(&done)?.is_some() {
+        if books.queued(store, &done)?.is_some() {
             continue;
         }
         let note = format!("Closed by handoff: {}", task_note(evaluation, key));
