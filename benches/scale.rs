@@ -5,8 +5,10 @@
 //!
 //! 1. **backfill**: an empty state directory takes in the whole org and
 //!    writes back what the SLA asks;
-//! 2. **policy change**: the policy's fingerprint changes, so every lead is
-//!    evaluated again (the pull finds nothing new);
+//! 2. **policy change**, twice: the policy's fingerprint changes, so every
+//!    lead is evaluated again (the pull finds nothing new) — first a change
+//!    no lead's verdict feels (nothing is stored again), then one that
+//!    moves every timed clock's reminder (their evaluations are stored);
 //! 3. **idle**: nothing changed;
 //!
 //! then `handoff state --compact`, the state directory's size after it, and
@@ -20,7 +22,8 @@
 //! `cargo bench --bench scale` (`HANDOFF_BENCH_LEADS=100000,1000000` sets the
 //! sizes, `HANDOFF_BENCH_CRMS=salesforce` the CRMs, `HANDOFF_BENCH_ACTIVITIES`
 //! the activities per lead, default 5; `HANDOFF_BENCH_WRAP` runs the
-//! policy-change run (`HANDOFF_BENCH_WRAP_PHASE=backfill`: the backfill)
+//! first policy-change run (`HANDOFF_BENCH_WRAP_PHASE=backfill`: the
+//! backfill; `policy change, verdicts`: the second)
 //! under a profiler, e.g. `"perf record -g -o FILE --"` or `"heaptrack -o
 //! FILE"`).
 
@@ -159,15 +162,26 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
         println!("{crm:>10} {leads:>8} leads | stored: {}", trees.join(", "));
     }
 
-    // A policy change every lead is evaluated again for (the weekly
-    // escalation streak is not something this org reaches).
+    // A policy change every lead is evaluated again for, which changes no
+    // lead's verdict (the weekly escalation streak is not something this
+    // org reaches): nothing is stored again.
     let policy = table.get_mut("policy").and_then(|p| p.as_table_mut()).expect("[policy]");
     let scorecard = policy.entry("scorecard").or_insert_with(|| toml::Value::Table(toml::Table::new()));
     scorecard.as_table_mut().expect("[policy.scorecard]").insert("consecutive_weeks".into(), toml::Value::Integer(5));
     std::fs::write(&config, toml::to_string(&table).expect("renders")).expect("writes the config");
     let before = calls();
     let change = tokio::task::block_in_place(|| run_once(&config, wrapped("policy change")));
-    print(crm, leads, "policy change", &change, calls() - before, "");
+    print(crm, leads, "policy change", &change, calls() - before, "| no verdict changes");
+
+    // One that moves every timed clock's reminder: every evaluation with
+    // such a clock is stored again.
+    let policy = table.get_mut("policy").and_then(|p| p.as_table_mut()).expect("[policy]");
+    let escalation = policy.entry("escalation").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    escalation.as_table_mut().expect("[policy.escalation]").insert("remind_at".into(), "80%".into());
+    std::fs::write(&config, toml::to_string(&table).expect("renders")).expect("writes the config");
+    let before = calls();
+    let change = tokio::task::block_in_place(|| run_once(&config, wrapped("policy change, verdicts")));
+    print(crm, leads, "policy change", &change, calls() - before, "| reminders moved");
 
     let before = calls();
     let idle = tokio::task::block_in_place(|| run_once(&config, None));

@@ -281,7 +281,12 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         qualified_at: evaluation.qualified_at,
         intake,
     };
-    batch.put_state(lead_id, &state, previous);
+    // A verdict that did not change is not written again (a policy change
+    // most leads' verdicts do not feel, a deadline that changed nothing).
+    match previous {
+        Some(p) if p.same_verdict(&state) => batch.keep_state(lead_id, &state),
+        _ => batch.put_state(lead_id, &state, previous),
+    }
     Ok(Evaluated { before, after: Some(state), ..out })
 }
 

@@ -257,6 +257,9 @@ impl StoredLead {
 /// the deadline index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeadState {
+    /// When the engine reached this conclusion. An evaluation that
+    /// concludes the same ([`LeadState::same_verdict`]) is not stored
+    /// again, so this is when the verdict last changed.
     pub evaluated_at: DateTime<Utc>,
     pub policy_version: u32,
     pub mql: bool,
@@ -283,6 +286,42 @@ pub struct LeadState {
     /// What `policy.capacity` decided for the lead's latest arrival.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intake: Option<crate::engine::capacity::Intake>,
+}
+
+impl LeadState {
+    /// Whether `other` says the same about the lead as this state: all of
+    /// it but when it was reached and under which policy version.
+    pub fn same_verdict(&self, other: &LeadState) -> bool {
+        // Spelled out so a new field cannot be forgotten here.
+        let LeadState {
+            evaluated_at: _,
+            policy_version: _,
+            mql,
+            grade,
+            segment,
+            waived,
+            disqualified_by,
+            clocks,
+            next_check_at,
+            error,
+            pending_update,
+            sla_fields,
+            qualified_at,
+            intake,
+        } = self;
+        *mql == other.mql
+            && *grade == other.grade
+            && *segment == other.segment
+            && *waived == other.waived
+            && *disqualified_by == other.disqualified_by
+            && *clocks == other.clocks
+            && *next_check_at == other.next_check_at
+            && *error == other.error
+            && *pending_update == other.pending_update
+            && *sla_fields == other.sla_fields
+            && *qualified_at == other.qualified_at
+            && *intake == other.intake
+    }
 }
 
 /// An action handoff owes the CRM.
@@ -1273,6 +1312,15 @@ impl Batch {
         }
     }
 
+    /// Leaves a lead's stored evaluation as it is — the new one, `state`,
+    /// concluded the same — but puts its deadline entry back, in case the
+    /// entry that brought the lead here was the same one and was dropped.
+    pub fn keep_state(&mut self, lead_id: &str, state: &LeadState) {
+        if let Some(at) = state.next_check_at {
+            self.writes.push(Write { tree: Tree::Deadlines, key: deadline_key(at, lead_id), value: Some(Vec::new()) });
+        }
+    }
+
     /// Counts `lead_id` among the new MQLs `owner_id` took on `day` (once:
     /// a second record of the same lead is one key).
     pub fn record_intake(&mut self, owner_id: &str, day: NaiveDate, lead_id: &str) {
@@ -1496,6 +1544,31 @@ mod tests {
             store.commit(b).unwrap();
             assert_eq!(store.due(at(12), 10).unwrap(), vec![(at(12), "L1".to_string())]);
             assert_eq!(store.due(at(13), 10).unwrap().len(), 2);
+        }
+    }
+
+    #[test]
+    fn a_verdict_that_did_not_change_keeps_its_state_and_its_deadline() {
+        let first = state(Some(at(12)));
+        let later = LeadState { evaluated_at: at(11), policy_version: 2, ..first.clone() };
+        assert!(first.same_verdict(&later), "when and under which version is not the verdict");
+        let moved = LeadState { next_check_at: Some(at(13)), ..later.clone() };
+        assert!(!first.same_verdict(&moved));
+        let breached = LeadState { clocks: vec![clock(ClockKind::FirstTouch, ClockStatus::Breached)], ..later.clone() };
+        assert!(!first.same_verdict(&breached));
+        for (store, _dir) in stores() {
+            let mut b = Batch::default();
+            b.put_state("L1", &first, None);
+            store.commit(b).unwrap();
+            // The deadline brings the lead back; the evaluation concludes
+            // the same: the stored state stays, and so does its deadline.
+            let mut b = Batch::default();
+            b.drop_deadline(at(12), "L1");
+            b.keep_state("L1", &later);
+            store.commit(b).unwrap();
+            assert_eq!(store.state("L1").unwrap(), Some(first.clone()));
+            assert_eq!(store.due(at(12), 10).unwrap(), vec![(at(12), "L1".to_string())]);
+            assert_eq!(store.counts().unwrap().deadlines, 1);
         }
     }
 
