@@ -17,6 +17,8 @@
 //! - [`generate`]: builds the [`org::SyntheticOrg`] from a seed.
 //! - [`admin`]: the generic admin routes (clock, faults, request log, org).
 //! - [`tls`]: the throwaway CA and loopback certificate for HTTPS.
+//! - `names`: field and property names, numbered once per process, so
+//!   the emulators' rows name their fields by 16-bit numbers.
 //! - [`slack`]: a loopback Slack (incoming webhook and `chat.postMessage`)
 //!   with 429s and `ok: false` errors on demand, for the digests and the
 //!   weekly summary.
@@ -27,6 +29,7 @@ pub mod faults;
 pub mod generate;
 pub mod hubspot;
 pub mod log;
+mod names;
 pub mod org;
 pub mod salesforce;
 pub mod server;

@@ -5,12 +5,14 @@
 //! Pure data: no clock, no HTTP. Times are epoch milliseconds (UTC).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use compact_str::CompactString;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Map, Value};
+
+use crate::names;
 
 /// The object types this emulator serves, by their API path name.
 pub const OBJECT_TYPES: [&str; 7] = ["contacts", "calls", "emails", "meetings", "tasks", "leads", "deals"];
@@ -243,61 +245,59 @@ impl Source {
 }
 
 /// A property name shared by every record that holds it: names are
-/// interned once per process (a portal has a few hundred at most), so a
-/// record keeps a pointer per property rather than a copy of its name.
+/// interned once per process (a portal has a few hundred at most).
 pub fn intern(name: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
-    // A poisoned lock still holds valid names.
-    let mut names = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(known) = names.get(name) {
-        return known;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    names.insert(leaked);
-    leaked
+    names::intern(name)
 }
 
-/// A record's stored properties: `(interned name, value)` pairs in one
-/// small vector, values inline up to 24 bytes (`CompactString`), which
-/// holds most HubSpot values (ids, enumerations, ISO times) without an
-/// allocation. What a million-record portal needs to fit in a few GiB; a
-/// map of owned strings cost several times as much.
+/// A record's stored properties: `(name number, value)` pairs in one
+/// small vector, 32 bytes each: the name by its process-wide number
+/// (`crate::names`), the value inline up to 24 bytes (`CompactString`),
+/// which holds most HubSpot values (ids, enumerations, ISO times) without
+/// an allocation. What a million-record portal needs to fit in a few GiB;
+/// a map of owned strings cost several times as much.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Props(Vec<(&'static str, CompactString)>);
+pub struct Props(Vec<(u16, CompactString)>);
 
 impl Props {
+    /// Where `name` is. Compares names, never numbers one: a name a client
+    /// only asks about is not added to the process's names.
+    fn position(&self, name: &str) -> Option<usize> {
+        self.0.iter().position(|(k, _)| names::name(*k) == name)
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.position(name).map(|at| self.0[at].1.as_str())
     }
 
     pub fn contains_key(&self, name: &str) -> bool {
-        self.0.iter().any(|(k, _)| *k == name)
+        self.position(name).is_some()
     }
 
     /// Set `name` to `value`, replacing any value it had.
     pub fn insert(&mut self, name: &str, value: &str) {
-        match self.0.iter_mut().find(|(k, _)| *k == name) {
-            Some((_, v)) => *v = CompactString::from(value),
+        match self.position(name) {
+            Some(at) => self.0[at].1 = CompactString::from(value),
             None => {
                 // Grow by one: records gain a property now and then, and a
                 // doubled capacity would waste more than the copy costs.
                 self.0.reserve_exact(1);
-                self.0.push((intern(name), CompactString::from(value)));
+                self.0.push((names::id(name), CompactString::from(value)));
             }
         }
     }
 
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        let at = self.0.iter().position(|(k, _)| *k == name)?;
+        let at = self.position(name)?;
         Some(self.0.swap_remove(at).1.into_string())
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.0.iter().map(|(k, _)| *k)
+        self.0.iter().map(|(k, _)| names::name(*k))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
-        self.0.iter().map(|(k, v)| (*k, v.as_str()))
+        self.0.iter().map(|(k, v)| (names::name(*k), v.as_str()))
     }
 
     pub fn len(&self) -> usize {
@@ -374,7 +374,52 @@ pub struct Object {
     /// A property never changed has no entry here: its one value dates
     /// from the creation (see [`Object::history`]). Keeping only changes
     /// holds a 100,000-contact org's history in a few megabytes.
-    pub changes: BTreeMap<&'static str, Vec<HistoryEntry>>,
+    pub changes: Changes,
+}
+
+/// [`Object::changes`]: per changed property, its values. A short vector
+/// by name rather than a map: a record changes a handful of properties,
+/// and a map's first node alone cost hundreds of bytes per record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes(Vec<(&'static str, Vec<HistoryEntry>)>);
+
+impl Changes {
+    /// The values `name` took, if it changed.
+    pub fn get(&self, name: &str) -> Option<&Vec<HistoryEntry>> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// Replace `name`'s values.
+    pub fn insert(&mut self, name: &str, entries: Vec<HistoryEntry>) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = entries,
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push((intern(name), entries));
+            }
+        }
+    }
+
+    /// `name`'s values, made by `first` when it has none yet.
+    pub fn get_or_insert_with(
+        &mut self,
+        name: &str,
+        first: impl FnOnce() -> Vec<HistoryEntry>,
+    ) -> &mut Vec<HistoryEntry> {
+        let at = match self.0.iter().position(|(k, _)| *k == name) {
+            Some(at) => at,
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push((intern(name), first()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Object {
@@ -388,7 +433,7 @@ impl Object {
             archived_at_ms: None,
             merged_into: None,
             created_by,
-            changes: BTreeMap::new(),
+            changes: Changes::default(),
         }
     }
 
@@ -443,7 +488,7 @@ impl Object {
         }
         let (created_at_ms, created_by) = (self.created_at_ms, self.created_by);
         // On the first change the creation value becomes the oldest entry.
-        let entries = self.changes.entry(intern(name)).or_insert_with(|| {
+        let entries = self.changes.get_or_insert_with(name, || {
             old.map(|v| vec![HistoryEntry { value: v, at_ms: created_at_ms, source: created_by }]).unwrap_or_default()
         });
         let entry =
@@ -644,7 +689,14 @@ pub fn default_properties(object_type: &str) -> Vec<String> {
 /// All records of one type.
 #[derive(Debug, Default, Clone)]
 pub struct ObjectStore {
-    objects: BTreeMap<u64, Object>,
+    /// Every record, sorted by id. A sorted vector rather than a map:
+    /// ids are handed out in increasing order, so a new record is a push,
+    /// and a record costs its own size instead of a tree node's share
+    /// (about twice as much).
+    objects: Vec<Object>,
+    /// The ids of `objects`, in the same order: what a lookup searches,
+    /// eight bytes a step instead of a whole record.
+    keys: Vec<u64>,
     /// `(updated_at_ms, id)` of every record search can see (not archived,
     /// not merged away), so a windowed search visits only its window.
     searchable: BTreeSet<(i64, u64)>,
@@ -681,8 +733,17 @@ fn value_key(value: &str) -> u64 {
 }
 
 impl ObjectStore {
+    /// Where record `id` is, or where it would go.
+    fn position(&self, id: u64) -> Result<usize, usize> {
+        match self.keys.last() {
+            // The common case of a new record: past the last.
+            Some(last) if *last < id => Err(self.keys.len()),
+            _ => self.keys.binary_search(&id),
+        }
+    }
+
     pub fn get(&self, id: u64) -> Option<&Object> {
-        self.objects.get(&id)
+        self.position(id).ok().map(|at| &self.objects[at])
     }
 
     pub fn len(&self) -> usize {
@@ -695,7 +756,9 @@ impl ObjectStore {
 
     /// Insert or replace, keeping the indexes in step.
     pub fn put(&mut self, obj: Object) {
-        if let Some(old) = self.objects.get(&obj.id) {
+        let at = self.position(obj.id);
+        if let Ok(at) = at {
+            let old = &self.objects[at];
             self.searchable.remove(&(old.updated_at_ms, old.id));
             for index in self.unique.iter_mut() {
                 if let Some(v) = old.properties.get(index.0) {
@@ -713,7 +776,13 @@ impl ObjectStore {
         }
         self.sorted = OnceLock::new();
         self.ids = OnceLock::new();
-        self.objects.insert(obj.id, obj);
+        match at {
+            Ok(at) => self.objects[at] = obj,
+            Err(at) => {
+                self.keys.insert(at, obj.id);
+                self.objects.insert(at, obj);
+            }
+        }
     }
 
     /// Index `name` for lookups by value (once; later calls do nothing).
@@ -723,7 +792,7 @@ impl ObjectStore {
             return;
         }
         let mut index = UniqueIndex::default();
-        for o in self.objects.values() {
+        for o in &self.objects {
             if let Some(v) = o.properties.get(name) {
                 index.entries.insert((value_key(v), o.id));
             }
@@ -742,7 +811,7 @@ impl ObjectStore {
             index
                 .entries
                 .range((key, 0)..=(key, u64::MAX))
-                .filter_map(|(_, id)| self.objects.get(id))
+                .filter_map(|(_, id)| self.get(*id))
                 .filter(|o| o.properties.get(name).is_some_and(|v| v.to_lowercase() == lower))
                 .collect(),
         )
@@ -757,7 +826,8 @@ impl ObjectStore {
     /// keeping the index in step. Returns what `f` returned, or `None`
     /// when there is no such record.
     pub fn update<R>(&mut self, id: u64, f: impl FnOnce(&mut Object) -> R) -> Option<R> {
-        let obj = self.objects.get_mut(&id)?;
+        let at = self.position(id).ok()?;
+        let obj = &mut self.objects[at];
         let before = (obj.updated_at_ms, obj.is_searchable());
         let indexed_before: Vec<Option<String>> =
             self.unique.keys().map(|name| obj.properties.get(name).map(str::to_string)).collect();
@@ -788,12 +858,13 @@ impl ObjectStore {
 
     /// Every record in id order.
     pub fn iter(&self) -> impl Iterator<Item = &Object> {
-        self.objects.values()
+        self.objects.iter()
     }
 
     /// Records with `id >= from_id`, in id order (list paging).
     pub fn from_id(&self, from_id: u64) -> impl Iterator<Item = &Object> {
-        self.objects.range(from_id..).map(|(_, o)| o)
+        let start = self.keys.partition_point(|id| *id < from_id);
+        self.objects[start..].iter()
     }
 
     /// `(updated_at_ms, id)` of the searchable records with
@@ -827,7 +898,7 @@ impl ObjectStore {
 
     /// The searchable records of [`ObjectStore::searchable_between`].
     pub fn modified_between(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = &Object> {
-        self.searchable_between(from_ms, to_ms).filter_map(|(_, id)| self.objects.get(&id))
+        self.searchable_between(from_ms, to_ms).filter_map(|(_, id)| self.get(id))
     }
 
     /// First record whose `name` property equals `value`, archived ones
@@ -836,7 +907,7 @@ impl ObjectStore {
         if let Some(found) = self.find_indexed(name, value) {
             return found.into_iter().find(|o| !o.is_archived() && o.properties.get(name).is_some_and(|v| v == value));
         }
-        self.objects.values().find(|o| !o.is_archived() && o.properties.get(name) == Some(value))
+        self.objects.iter().find(|o| !o.is_archived() && o.properties.get(name) == Some(value))
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::schema::FieldDef;
 use super::state::derive_fields;
-use super::store::{fmt_datetime, normalise_id, parse_datetime, Record};
+use super::store::{fmt_datetime, normalise_id, parse_datetime, FieldRef, Record};
 use super::Salesforce;
 
 pub fn router(sf: Arc<Salesforce>) -> Router {
@@ -75,9 +75,14 @@ async fn dump(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>) -> 
 /// Normalise admin-given values: datetimes to Salesforce's form, ids to 18
 /// characters; unknown fields are refused.
 #[allow(clippy::result_large_err)] // the error is the handler's answer
-fn admin_fields(sf: &super::state::SfState, object: &str, body: &Map<String, Value>) -> Result<Record, Response> {
+fn admin_fields(
+    sf: &super::state::SfState,
+    object: &str,
+    body: &Map<String, Value>,
+) -> Result<Map<String, Value>, Response> {
     let Some(def) = sf.objects.get(object) else { return Err(not_found(format!("no sObject named {object}"))) };
-    let mut out = Record::new();
+    // A map, not a row: a null here clears the field.
+    let mut out = Map::new();
     for (k, v) in body {
         let Some(f) = def.field(k) else {
             return Err(bad(format!(
@@ -124,54 +129,52 @@ async fn create(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>, b
     };
     let mut rec = Record::new();
     if let Some(def) = st.objects.get(&name) {
-        for f in &def.fields {
-            rec.insert(f.name.clone(), Value::Null);
-        }
         if def.soft_delete {
-            rec.insert("IsDeleted".into(), json!(false));
+            rec.insert("IsDeleted", json!(false));
         }
         if def.archivable {
-            rec.insert("IsArchived".into(), json!(false));
+            rec.insert("IsArchived", json!(false));
         }
     }
     let stamp = json!(fmt_datetime(now));
     for k in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
-        rec.insert(k.into(), stamp.clone());
+        rec.insert(k, stamp.clone());
     }
     let admin = st.app.user_id.clone();
     let by = super::materialise::automation_user_id();
-    rec.insert("CreatedById".into(), json!(by));
-    rec.insert("LastModifiedById".into(), json!(by));
+    rec.insert("CreatedById", json!(by));
+    rec.insert("LastModifiedById", json!(by));
     match name.as_str() {
         "Lead" => {
-            rec.insert("Status".into(), json!("Open - Not Contacted"));
-            rec.insert("IsConverted".into(), json!(false));
-            rec.insert("OwnerId".into(), json!(admin));
+            rec.insert("Status", json!("Open - Not Contacted"));
+            rec.insert("IsConverted", json!(false));
+            rec.insert("OwnerId", json!(admin));
         }
         "Task" => {
-            rec.insert("Status".into(), json!("Not Started"));
-            rec.insert("Priority".into(), json!("Normal"));
-            rec.insert("TaskSubtype".into(), json!("Task"));
-            rec.insert("OwnerId".into(), json!(admin));
+            rec.insert("Status", json!("Not Started"));
+            rec.insert("Priority", json!("Normal"));
+            rec.insert("TaskSubtype", json!("Task"));
+            rec.insert("OwnerId", json!(admin));
         }
         "Event" => {
-            rec.insert("EventSubtype".into(), json!("Event"));
-            rec.insert("IsAllDayEvent".into(), json!(false));
-            rec.insert("OwnerId".into(), json!(admin));
+            rec.insert("EventSubtype", json!("Event"));
+            rec.insert("IsAllDayEvent", json!(false));
+            rec.insert("OwnerId", json!(admin));
         }
         _ => {}
     }
     for (k, v) in given {
-        rec.insert(k, v);
+        rec.insert(&k, v);
     }
-    rec.insert("Id".into(), json!(id));
+    rec.insert("Id", json!(id));
     derive_fields(&name, &mut rec, now);
+    let shown = st.full_row(&name, &rec);
     st.put_raw(&name, &id, rec.clone());
     if name == "Lead" {
         let at = stamp_of(&rec, "CreatedDate").unwrap_or(now);
         st.history_on_create(&id, at, &admin);
     }
-    (StatusCode::CREATED, Json(json!({ "id": id, "record": rec }))).into_response()
+    (StatusCode::CREATED, Json(json!({ "id": id, "record": shown }))).into_response()
 }
 
 /// `PATCH /records/{object}/{id}`: change fields; `SystemModstamp` and
@@ -199,11 +202,11 @@ async fn update(
     let Some(mut rec) = st.get(&name, &id).cloned() else { return not_found(format!("no {name} {id}")) };
     let before = rec.clone();
     let stamp = json!(fmt_datetime(now));
-    rec.insert("LastModifiedDate".into(), stamp.clone());
-    rec.insert("SystemModstamp".into(), stamp);
-    rec.insert("LastModifiedById".into(), json!(super::materialise::automation_user_id()));
+    rec.insert("LastModifiedDate", stamp.clone());
+    rec.insert("SystemModstamp", stamp);
+    rec.insert("LastModifiedById", json!(super::materialise::automation_user_id()));
     for (k, v) in given {
-        rec.insert(k, v);
+        rec.insert(&k, v);
     }
     derive_fields(&name, &mut rec, now);
     if name == "Lead" {
@@ -212,8 +215,9 @@ async fn update(
         let by = super::materialise::automation_user_id();
         st.history_on_update(&id, &before, &rec, at, &by);
     }
-    st.put_raw(&name, &id, rec.clone());
-    Json(json!({ "id": id, "record": rec })).into_response()
+    let shown = st.full_row(&name, &rec);
+    st.put_raw(&name, &id, rec);
+    Json(json!({ "id": id, "record": shown })).into_response()
 }
 
 /// History rows are written by the org itself and never change.
@@ -224,7 +228,7 @@ fn refuse_history(object: &str) -> Option<Response> {
 }
 
 fn stamp_of(rec: &Record, field: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    rec.get(field).and_then(Value::as_str).and_then(parse_datetime)
+    rec.get(field).and_then(FieldRef::as_str).and_then(parse_datetime)
 }
 
 async fn delete(State(sf): State<Arc<Salesforce>>, Path((object, id)): Path<(String, String)>) -> Response {
@@ -410,16 +414,16 @@ async fn duplicate_tasks(State(sf): State<Arc<Salesforce>>) -> Response {
     let mut by_subject: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     if let Some(t) = st.table("Task") {
         for (id, r) in t.rows() {
-            if r.get("IsDeleted") == Some(&json!(true)) {
+            if r.get("IsDeleted") == Some(FieldRef::Bool(true)) {
                 continue;
             }
-            if let Some(k) = r.get("Handoff_Key__c").and_then(Value::as_str) {
-                by_key.entry(k.to_lowercase()).or_default().push(id.clone());
+            if let Some(k) = r.get("Handoff_Key__c").and_then(FieldRef::as_str) {
+                by_key.entry(k.to_lowercase()).or_default().push(id.to_string());
             }
-            let subject = r.get("Subject").and_then(Value::as_str).unwrap_or("").to_string();
-            let who = r.get("WhoId").and_then(Value::as_str).unwrap_or("").to_string();
+            let subject = r.get("Subject").and_then(FieldRef::as_str).unwrap_or("").to_string();
+            let who = r.get("WhoId").and_then(FieldRef::as_str).unwrap_or("").to_string();
             if !subject.is_empty() && !who.is_empty() {
-                by_subject.entry((subject, who)).or_default().push(id.clone());
+                by_subject.entry((subject, who)).or_default().push(id.to_string());
             }
         }
     }
@@ -446,12 +450,12 @@ async fn handoff_tasks(State(sf): State<Arc<Salesforce>>) -> Response {
     let mut rows = Vec::new();
     if let Some(t) = st.table("Task") {
         for (_, r) in t.rows() {
-            if r.get("IsDeleted") == Some(&json!(true)) {
+            if r.get("IsDeleted") == Some(FieldRef::Bool(true)) {
                 continue;
             }
-            let text = |f: &str| r.get(f).and_then(Value::as_str).filter(|s| !s.is_empty());
+            let text = |f: &str| r.get(f).and_then(FieldRef::as_str).filter(|s| !s.is_empty());
             let Some(key) = text("Handoff_Key__c") else { continue };
-            let closed = r.get("IsClosed") == Some(&json!(true));
+            let closed = r.get("IsClosed") == Some(FieldRef::Bool(true));
             rows.push(crate::task_report::TaskRow {
                 key: key.to_string(),
                 lead: text("WhoId").unwrap_or_default().to_string(),
@@ -484,14 +488,8 @@ async fn add_field(State(sf): State<Arc<Salesforce>>, Path(object): Path<String>
     if def.field(&f.name).is_some() {
         return bad(format!("{name}.{} already exists", f.name));
     }
+    // Existing rows need no change: a field a row does not store reads as null.
     def.fields.push(f.clone());
-    let ids: Vec<String> = st.table(&name).map(|t| t.ids().cloned().collect()).unwrap_or_default();
-    for id in ids {
-        if let Some(mut r) = st.get(&name, &id).cloned() {
-            r.insert(f.name.clone(), Value::Null);
-            st.put_raw(&name, &id, r);
-        }
-    }
     (StatusCode::CREATED, Json(json!({ "object": name, "field": f }))).into_response()
 }
 
@@ -510,7 +508,7 @@ async fn delete_field(State(sf): State<Arc<Salesforce>>, Path((object, field)): 
         return not_found(format!("{name} has no field {field}"));
     };
     let removed = def.fields.remove(at);
-    let ids: Vec<String> = st.table(&name).map(|t| t.ids().cloned().collect()).unwrap_or_default();
+    let ids: Vec<String> = st.table(&name).map(|t| t.ids().map(str::to_string).collect()).unwrap_or_default();
     for id in ids {
         if let Some(mut r) = st.get(&name, &id).cloned() {
             r.remove(&removed.name);

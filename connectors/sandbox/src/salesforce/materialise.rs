@@ -8,7 +8,7 @@ use handoff_model::ActivityKind;
 use serde_json::{json, Value};
 
 use super::state::{derive_fields, SfState, ORG_POD};
-use super::store::{fmt_date, fmt_datetime, make_id, set, Record};
+use super::store::{fmt_date, fmt_datetime, make_id, set, FieldRef, Record};
 use crate::org::{EventKind, LeadStatus, OwnerRef, SyntheticOrg};
 
 pub fn user_id(index: usize) -> String {
@@ -74,18 +74,7 @@ fn touch(rec: &mut Record, at: DateTime<Utc>, by: &str) {
 
 /// Just the fields Lead history tracks, to compare before and after.
 fn tracked(rec: &Record) -> Record {
-    ["OwnerId", "Status"].iter().filter_map(|f| rec.get(*f).map(|v| (f.to_string(), v.clone()))).collect()
-}
-
-/// A full row of `object` with every field null.
-fn blank(state: &SfState, object: &str) -> Record {
-    let mut rec = Record::new();
-    if let Some(def) = state.objects.get(object) {
-        for f in &def.fields {
-            rec.insert(f.name.clone(), Value::Null);
-        }
-    }
-    rec
+    ["OwnerId", "Status"].iter().filter_map(|f| rec.get(f).map(|v| (*f, v.to_value()))).collect()
 }
 
 /// Users, queues, business hours and holidays: the org as it stands
@@ -93,62 +82,62 @@ fn blank(state: &SfState, object: &str) -> Record {
 pub fn seed(state: &mut SfState, org: &SyntheticOrg) {
     let created_at = org.config.start_at - Duration::days(90);
     let admin = integration_user_id();
-    let mut integ = blank(state, "User");
-    integ.insert("Id".into(), json!(admin));
-    integ.insert("Username".into(), json!(state.app.username));
-    integ.insert("FirstName".into(), json!("Integration"));
-    integ.insert("LastName".into(), json!("User"));
-    integ.insert("Name".into(), json!("Integration User"));
-    integ.insert("Alias".into(), json!("integ"));
-    integ.insert("Email".into(), json!(state.app.username));
-    integ.insert("TimeZoneSidKey".into(), json!("America/Los_Angeles"));
-    integ.insert("IsActive".into(), json!(true));
-    integ.insert("UserType".into(), json!("Standard"));
+    let mut integ = Record::new();
+    integ.insert("Id", json!(admin));
+    integ.insert("Username", json!(state.app.username));
+    integ.insert("FirstName", json!("Integration"));
+    integ.insert("LastName", json!("User"));
+    integ.insert("Name", json!("Integration User"));
+    integ.insert("Alias", json!("integ"));
+    integ.insert("Email", json!(state.app.username));
+    integ.insert("TimeZoneSidKey", json!("America/Los_Angeles"));
+    integ.insert("IsActive", json!(true));
+    integ.insert("UserType", json!("Standard"));
     audit(&mut integ, created_at, &admin);
     state.put_raw("User", &admin, integ);
     let automation = automation_user_id();
-    let mut auto = blank(state, "User");
-    auto.insert("Id".into(), json!(automation));
-    auto.insert("Username".into(), json!("automation@sandbox.example"));
-    auto.insert("FirstName".into(), json!("Marketing"));
-    auto.insert("LastName".into(), json!("Automation"));
-    auto.insert("Name".into(), json!("Marketing Automation"));
-    auto.insert("Alias".into(), json!("mauto"));
-    auto.insert("Email".into(), json!("automation@sandbox.example"));
-    auto.insert("TimeZoneSidKey".into(), json!("America/Los_Angeles"));
-    auto.insert("IsActive".into(), json!(true));
-    auto.insert("UserType".into(), json!("Standard"));
+    let mut auto = Record::new();
+    auto.insert("Id", json!(automation));
+    auto.insert("Username", json!("automation@sandbox.example"));
+    auto.insert("FirstName", json!("Marketing"));
+    auto.insert("LastName", json!("Automation"));
+    auto.insert("Name", json!("Marketing Automation"));
+    auto.insert("Alias", json!("mauto"));
+    auto.insert("Email", json!("automation@sandbox.example"));
+    auto.insert("TimeZoneSidKey", json!("America/Los_Angeles"));
+    auto.insert("IsActive", json!(true));
+    auto.insert("UserType", json!("Standard"));
     audit(&mut auto, created_at, &admin);
     state.put_raw("User", &automation, auto);
 
     for u in &org.users {
         let id = user_id(u.index);
-        let mut rec = blank(state, "User");
-        rec.insert("Id".into(), json!(id));
-        rec.insert("Username".into(), json!(u.email));
-        rec.insert("FirstName".into(), json!(u.first_name));
-        rec.insert("LastName".into(), json!(u.last_name));
-        rec.insert("Name".into(), json!(format!("{} {}", u.first_name, u.last_name)));
+        let mut rec = Record::new();
+        rec.insert("Id", json!(id));
+        rec.insert("Username", json!(u.email));
+        rec.insert("FirstName", json!(u.first_name));
+        rec.insert("LastName", json!(u.last_name));
+        rec.insert("Name", json!(format!("{} {}", u.first_name, u.last_name)));
         rec.insert(
-            "Alias".into(),
+            "Alias",
             json!(u.first_name.chars().take(1).chain(u.last_name.chars().take(4)).collect::<String>().to_lowercase()),
         );
-        rec.insert("Email".into(), json!(u.email));
-        rec.insert("Department".into(), json!(u.team));
-        rec.insert("ManagerId".into(), u.manager.map_or(Value::Null, |m| json!(user_id(m))));
-        rec.insert("TimeZoneSidKey".into(), json!(u.time_zone));
-        rec.insert("IsActive".into(), json!(true));
-        rec.insert("UserType".into(), json!("Standard"));
+        rec.insert("Email", json!(u.email));
+        rec.insert("Department", json!(u.team));
+        rec.insert("ManagerId", u.manager.map_or(Value::Null, |m| json!(user_id(m))));
+        rec.insert("TimeZoneSidKey", json!(u.time_zone));
+        rec.insert("IsActive", json!(true));
+        rec.insert("UserType", json!("Standard"));
         audit(&mut rec, created_at, &admin);
         state.put_raw("User", &id, rec);
     }
     for q in &org.queues {
         let id = queue_id(q.index);
-        let mut rec = blank(state, "Group");
-        rec.insert("Id".into(), json!(id));
-        rec.insert("Name".into(), json!(q.name));
-        rec.insert("DeveloperName".into(), json!(q.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
-        rec.insert("Type".into(), json!("Queue"));
+        let mut rec = Record::new();
+        rec.insert("Id", json!(id));
+        rec.insert("Name", json!(q.name));
+        rec.insert("DeveloperName", json!(q.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
+        rec.insert("Type", json!("Queue"));
         audit(&mut rec, created_at, &admin);
         state.put_raw("Group", &id, rec);
     }
@@ -160,18 +149,18 @@ pub fn seed(state: &mut SfState, org: &SyntheticOrg) {
         let id = state.new_id("Event");
         let days = (*last - *first).num_days() + 1;
         let start = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-        let mut rec = blank(state, "Event");
-        rec.insert("Id".into(), json!(id));
-        rec.insert("IsDeleted".into(), json!(false));
-        rec.insert("IsArchived".into(), json!(false));
-        rec.insert("OwnerId".into(), json!(owner));
-        rec.insert("Subject".into(), json!("Out of office"));
-        rec.insert("Type".into(), json!("Other"));
-        rec.insert("EventSubtype".into(), json!("Event"));
-        rec.insert("ShowAs".into(), json!("OutOfOffice"));
-        rec.insert("IsAllDayEvent".into(), json!(true));
-        rec.insert("StartDateTime".into(), json!(fmt_datetime(start)));
-        rec.insert("DurationInMinutes".into(), json!(days * 24 * 60));
+        let mut rec = Record::new();
+        rec.insert("Id", json!(id));
+        rec.insert("IsDeleted", json!(false));
+        rec.insert("IsArchived", json!(false));
+        rec.insert("OwnerId", json!(owner));
+        rec.insert("Subject", json!("Out of office"));
+        rec.insert("Type", json!("Other"));
+        rec.insert("EventSubtype", json!("Event"));
+        rec.insert("ShowAs", json!("OutOfOffice"));
+        rec.insert("IsAllDayEvent", json!(true));
+        rec.insert("StartDateTime", json!(fmt_datetime(start)));
+        rec.insert("DurationInMinutes", json!(days * 24 * 60));
         derive_fields("Event", &mut rec, created_at);
         audit(&mut rec, created_at, &owner);
         state.put_raw("Event", &id, rec);
@@ -179,12 +168,12 @@ pub fn seed(state: &mut SfState, org: &SyntheticOrg) {
     let mut holiday_n = 0u64;
     for (i, cal) in org.calendars.iter().enumerate() {
         let id = make_id("01m", ORG_POD, i as u64 + 1);
-        let mut rec = blank(state, "BusinessHours");
-        rec.insert("Id".into(), json!(id));
-        rec.insert("Name".into(), json!(cal.id));
-        rec.insert("IsActive".into(), json!(true));
-        rec.insert("IsDefault".into(), json!(i == 0));
-        rec.insert("TimeZoneSidKey".into(), json!(cal.time_zone));
+        let mut rec = Record::new();
+        rec.insert("Id", json!(id));
+        rec.insert("Name", json!(cal.id));
+        rec.insert("IsActive", json!(true));
+        rec.insert("IsDefault", json!(i == 0));
+        rec.insert("TimeZoneSidKey", json!(cal.time_zone));
         for w in &cal.weekly {
             let day = match w.weekday {
                 chrono::Weekday::Mon => "Monday",
@@ -195,28 +184,28 @@ pub fn seed(state: &mut SfState, org: &SyntheticOrg) {
                 chrono::Weekday::Sat => "Saturday",
                 chrono::Weekday::Sun => "Sunday",
             };
-            rec.insert(format!("{day}StartTime"), json!(w.start.format("%H:%M:%S%.3fZ").to_string()));
-            rec.insert(format!("{day}EndTime"), json!(w.end.format("%H:%M:%S%.3fZ").to_string()));
+            rec.insert(&format!("{day}StartTime"), json!(w.start.format("%H:%M:%S%.3fZ").to_string()));
+            rec.insert(&format!("{day}EndTime"), json!(w.end.format("%H:%M:%S%.3fZ").to_string()));
         }
         audit(&mut rec, created_at, &admin);
         state.put_raw("BusinessHours", &id, rec);
         for h in &cal.holidays {
             holiday_n += 1;
             let hid = make_id("0C0", ORG_POD, holiday_n);
-            let mut rec = blank(state, "Holiday");
-            rec.insert("Id".into(), json!(hid));
-            rec.insert("Name".into(), json!(h.name.clone().unwrap_or_else(|| format!("Holiday {}", h.date))));
-            rec.insert("Description".into(), json!(format!("BusinessHours {}", cal.id)));
-            rec.insert("ActivityDate".into(), json!(h.date.format("%Y-%m-%d").to_string()));
+            let mut rec = Record::new();
+            rec.insert("Id", json!(hid));
+            rec.insert("Name", json!(h.name.clone().unwrap_or_else(|| format!("Holiday {}", h.date))));
+            rec.insert("Description", json!(format!("BusinessHours {}", cal.id)));
+            rec.insert("ActivityDate", json!(h.date.format("%Y-%m-%d").to_string()));
             let all_day = h.start.is_none() && h.end.is_none();
-            rec.insert("IsAllDay".into(), json!(all_day));
+            rec.insert("IsAllDay", json!(all_day));
             let minutes = |t: chrono::NaiveTime| {
                 use chrono::Timelike;
                 json!(t.hour() * 60 + t.minute())
             };
-            rec.insert("StartTimeInMinutes".into(), h.start.map_or(Value::Null, minutes));
-            rec.insert("EndTimeInMinutes".into(), h.end.map_or(Value::Null, minutes));
-            rec.insert("IsRecurrence".into(), json!(false));
+            rec.insert("StartTimeInMinutes", h.start.map_or(Value::Null, minutes));
+            rec.insert("EndTimeInMinutes", h.end.map_or(Value::Null, minutes));
+            rec.insert("IsRecurrence", json!(false));
             audit(&mut rec, created_at, &admin);
             state.put_raw("Holiday", &hid, rec);
         }
@@ -408,7 +397,7 @@ fn apply(state: &mut SfState, org: &SyntheticOrg, at: DateTime<Utc>, kind: &Even
             let opportunity = state
                 .get("Lead", &lead_id(*lead))
                 .and_then(|r| r.get("ConvertedOpportunityId"))
-                .and_then(Value::as_str)
+                .and_then(FieldRef::as_str)
                 .map(str::to_string);
             let Some(what) = opportunity else { return };
             let owner = user_id(*by);

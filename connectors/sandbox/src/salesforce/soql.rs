@@ -26,7 +26,7 @@ use serde_json::{json, Map, Value};
 
 use super::errors::ApiError;
 use super::schema::{FieldType, SObjectDef, NAME_FIELDS};
-use super::store::{normalise_id, parse_date, parse_datetime, to_millis, Record};
+use super::store::{normalise_id, parse_date, parse_datetime, to_millis, FieldRef, Record};
 
 /// Largest OFFSET Salesforce accepts.
 pub const MAX_OFFSET: u64 = 2000;
@@ -597,13 +597,13 @@ pub trait Db {
     /// The record with this id, whatever its type.
     fn lookup(&self, id: &str) -> Option<(&SObjectDef, &Record)>;
     /// Rows of `child` whose reference `field` names `parent`.
-    fn children<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a String, &'a Record)>;
+    fn children<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a str, &'a Record)>;
 }
 
 /// Whether a row is seen by `query` (live, and for activities not
 /// archived) or, with `include_deleted`, by `queryAll` (every row).
 pub fn is_visible(def: &SObjectDef, rec: &Record, include_deleted: bool) -> bool {
-    let flag = |f: &str| rec.get(f).and_then(Value::as_bool).unwrap_or(false);
+    let flag = |f: &str| rec.get(f).and_then(FieldRef::as_bool).unwrap_or(false);
     include_deleted || !(flag("IsDeleted") || (def.archivable && flag("IsArchived")))
 }
 
@@ -873,7 +873,7 @@ fn bind_on(db: &dyn Db, obj: &SObjectDef, q: Query, now: DateTime<Utc>) -> Resul
 /// empty (rendered as a null relationship object).
 fn resolve<'a>(db: &'a dyn Db, rec: &'a Record, steps: &[Step]) -> Option<Value> {
     match steps.first()? {
-        Step::Field(f) => Some(rec.get(f).cloned().unwrap_or(Value::Null)),
+        Step::Field(f) => Some(rec.value(f)),
         Step::Rel { field, target, .. } => {
             let id = rec.get(field)?.as_str()?;
             let (def, target_rec) = db.lookup(id)?;
@@ -892,17 +892,17 @@ fn resolve<'a>(db: &'a dyn Db, rec: &'a Record, steps: &[Step]) -> Option<Value>
 fn name_value(def: &SObjectDef, rec: &Record, leaf: &str) -> Value {
     match leaf {
         // Queues are Groups, but the Name pseudo-object calls them "Queue".
-        "Type" if def.name == "Group" => rec.get("Type").cloned().unwrap_or_else(|| json!("Queue")),
+        "Type" if def.name == "Group" => rec.get("Type").map_or_else(|| json!("Queue"), FieldRef::to_value),
         "Type" => json!(def.name),
-        "Name" => match rec.get("Name").filter(|v| !v.is_null()) {
-            Some(v) => v.clone(),
+        "Name" => match rec.get("Name") {
+            Some(v) => v.to_value(),
             None => {
-                let first = rec.get("FirstName").and_then(Value::as_str).unwrap_or("");
-                let last = rec.get("LastName").and_then(Value::as_str).unwrap_or("");
+                let first = rec.get("FirstName").and_then(FieldRef::as_str).unwrap_or("");
+                let last = rec.get("LastName").and_then(FieldRef::as_str).unwrap_or("");
                 json!(format!("{first} {last}").trim().to_string())
             }
         },
-        other => rec.get(other).cloned().unwrap_or(Value::Null),
+        other => rec.value(other),
     }
 }
 
@@ -910,19 +910,29 @@ fn leaf_value(db: &dyn Db, rec: &Record, p: &BoundPath) -> Value {
     resolve(db, rec, &p.steps).unwrap_or(Value::Null)
 }
 
-/// A stored value in the comparable form of its field type.
+/// A computed value in the comparable form of its field type.
 fn typed_of(v: &Value, kind: FieldType) -> Typed {
+    match v {
+        Value::Null => Typed::Null,
+        Value::String(s) => typed_of_field(FieldRef::Str(s), kind),
+        Value::Number(n) => Typed::Number(n.as_f64().unwrap_or(0.0)),
+        Value::Bool(b) => Typed::Bool(*b),
+        _ => Typed::Null,
+    }
+}
+
+/// A stored value in the comparable form of its field type.
+fn typed_of_field(v: FieldRef<'_>, kind: FieldType) -> Typed {
     match (v, kind) {
-        (Value::Null, _) => Typed::Null,
-        (Value::String(s), FieldType::Datetime) => {
+        (FieldRef::Str(s), FieldType::Datetime) => {
             parse_datetime(s).map_or(Typed::Null, |d| Typed::DateTime(to_millis(d)))
         }
-        (Value::String(s), FieldType::Date) => parse_date(s).map_or(Typed::Null, Typed::Date),
-        (Value::String(s), FieldType::Id | FieldType::Reference) => Typed::Text(normalise_id(s)),
-        (Value::String(s), _) => Typed::Text(s.clone()),
-        (Value::Number(n), _) => Typed::Number(n.as_f64().unwrap_or(0.0)),
-        (Value::Bool(b), _) => Typed::Bool(*b),
-        _ => Typed::Null,
+        (FieldRef::Str(s), FieldType::Date) => parse_date(s).map_or(Typed::Null, Typed::Date),
+        (FieldRef::Str(s), FieldType::Id | FieldType::Reference) => Typed::Text(normalise_id(s)),
+        (FieldRef::Str(s), _) => Typed::Text(s.to_string()),
+        (FieldRef::Int(_) | FieldRef::Float(_), _) => Typed::Number(v.as_f64().unwrap_or(0.0)),
+        (FieldRef::Bool(b), _) => Typed::Bool(b),
+        (FieldRef::Other(v), _) => typed_of(v, kind),
     }
 }
 
@@ -989,10 +999,11 @@ fn like(value: &str, pattern: &str) -> bool {
     go(&v, &p)
 }
 
-/// The stored value of a path that names a field of the row itself.
-fn direct<'a>(rec: &'a Record, path: &BoundPath) -> Option<&'a Value> {
+/// The stored value of a path that names a field of the row itself
+/// (`Some(None)`: the field is null).
+fn direct<'a>(rec: &'a Record, path: &BoundPath) -> Option<Option<FieldRef<'a>>> {
     match path.steps.as_slice() {
-        [Step::Field(f)] => Some(rec.get(f).unwrap_or(&Value::Null)),
+        [Step::Field(f)] => Some(rec.get(f)),
         _ => None,
     }
 }
@@ -1000,7 +1011,8 @@ fn direct<'a>(rec: &'a Record, path: &BoundPath) -> Option<&'a Value> {
 /// A path's value in comparable form, read in place when it is the row's own field.
 fn actual_of(db: &dyn Db, rec: &Record, path: &BoundPath) -> Typed {
     match direct(rec, path) {
-        Some(v) => typed_of(v, path.kind),
+        Some(Some(v)) => typed_of_field(v, path.kind),
+        Some(None) => Typed::Null,
         None => typed_of(&leaf_value(db, rec, path), path.kind),
     }
 }
@@ -1008,9 +1020,9 @@ fn actual_of(db: &dyn Db, rec: &Record, path: &BoundPath) -> Typed {
 /// A text comparison on the row's own field, without copying the value;
 /// `None` when the general path applies (relationships, non-text, nulls).
 fn direct_text_cmp(rec: &Record, path: &BoundPath, op: CmpOp, want: &Typed) -> Option<bool> {
-    let (Some(Value::String(actual)), Typed::Text(want)) = (direct(rec, path), want) else { return None };
+    let (Some(Some(FieldRef::Str(actual))), Typed::Text(want)) = (direct(rec, path), want) else { return None };
     let o = match path.kind {
-        FieldType::Id | FieldType::Reference if actual.len() == want.len() => actual.as_str().cmp(want.as_str()),
+        FieldType::Id | FieldType::Reference if actual.len() == want.len() => actual.cmp(want.as_str()),
         FieldType::Id | FieldType::Reference => normalise_id(actual).cmp(want),
         k if k.is_textual() => cmp_ignoring_case(actual, want),
         _ => return None,
@@ -1163,7 +1175,7 @@ impl Bound {
             .children(&c.bound.object, &c.field, parent)
             .into_iter()
             .filter(|(_, r)| is_visible(def, r, c.bound.include_deleted) && c.bound.matches(db, r))
-            .map(|(id, r)| (id.clone(), r))
+            .map(|(id, r)| (id.to_string(), r))
             .collect();
         c.bound.sort(db, &mut rows);
         let limit = c.bound.query.limit.map_or(usize::MAX, |l| l as usize);
@@ -1211,10 +1223,11 @@ fn insert_path(db: &dyn Db, out: &mut Map<String, Value>, rec: &Record, steps: &
     match steps.first() {
         None => {}
         Some(Step::Field(f)) => {
-            out.insert(f.clone(), rec.get(f).cloned().unwrap_or(Value::Null));
+            out.insert(f.clone(), rec.value(f));
         }
         Some(Step::Rel { field, rel, target }) => {
-            let linked = rec.get(field).and_then(Value::as_str).and_then(|id| db.lookup(id).map(|(d, r)| (id, d, r)));
+            let linked =
+                rec.get(field).and_then(FieldRef::as_str).and_then(|id| db.lookup(id).map(|(d, r)| (id, d, r)));
             let Some((id, def, target_rec)) = linked else {
                 out.insert(rel.clone(), Value::Null);
                 return;
@@ -1259,17 +1272,17 @@ mod tests {
             let (ty, rec) = self.rows.get(id)?;
             Some((self.objects.get(ty)?, rec))
         }
-        fn children<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a String, &'a Record)> {
+        fn children<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a str, &'a Record)> {
             self.rows
                 .iter()
-                .filter(|(_, (ty, r))| ty == child && r.get(field).and_then(Value::as_str) == Some(parent))
-                .map(|(id, (_, r))| (id, r))
+                .filter(|(_, (ty, r))| ty == child && r.get_str(field) == Some(parent))
+                .map(|(id, (_, r))| (id.as_str(), r))
                 .collect()
         }
     }
 
     fn rec(v: Value) -> Record {
-        v.as_object().unwrap().clone()
+        v.as_object().unwrap().iter().map(|(k, v)| (k, v.clone())).collect()
     }
 
     fn db() -> TestDb {
@@ -1308,7 +1321,7 @@ mod tests {
         let now = parse_datetime("2026-03-04T12:00:00Z").unwrap();
         let b = bind(&db, parse(q)?, now)?;
         let mut hits: Vec<(String, &Record)> =
-            rows.iter().filter(|r| b.matches(&db, r)).map(|r| (r["Id"].as_str().unwrap().to_string(), r)).collect();
+            rows.iter().filter(|r| b.matches(&db, r)).map(|r| (r.get_str("Id").unwrap().to_string(), r)).collect();
         b.sort(&db, &mut hits);
         Ok(hits.into_iter().map(|(id, _)| id).collect())
     }

@@ -16,7 +16,7 @@ use super::schema::{standard_objects, ChildRelationship, FieldType, SObjectDef};
 use super::soql::{self, Bound, Db};
 use super::store::{
     fmt_date, fmt_datetime, is_id_with_prefix, make_id, normalise_id, parse_date, parse_datetime, set, to_millis,
-    Record, Table,
+    FieldRef, Record, Table,
 };
 
 /// Default and bounds of `Sforce-Query-Options: batchSize`.
@@ -89,7 +89,7 @@ impl Db for SfState {
         Some((def, rec))
     }
 
-    fn children<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a String, &'a Record)> {
+    fn children<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a str, &'a Record)> {
         self.child_rows(child, field, parent)
     }
 }
@@ -115,7 +115,7 @@ pub struct QueryPage {
 }
 
 fn is_true(rec: &Record, field: &str) -> bool {
-    rec.get(field).and_then(Value::as_bool).unwrap_or(false)
+    rec.get(field).and_then(FieldRef::as_bool).unwrap_or(false)
 }
 
 impl SfState {
@@ -241,7 +241,7 @@ impl SfState {
     /// The display name of a user or queue, for the `Text` owner history row.
     fn owner_name(&self, id: &str) -> Value {
         self.lookup(id)
-            .and_then(|(_, r)| r.get("Name").and_then(Value::as_str).map(str::to_string))
+            .and_then(|(_, r)| r.get("Name").and_then(FieldRef::as_str).map(str::to_string))
             .map_or(Value::Null, Value::from)
     }
 
@@ -296,7 +296,7 @@ impl SfState {
             return Vec::new();
         }
         let mut written = Vec::new();
-        let value = |r: &Record, f: &str| r.get(f).cloned().unwrap_or(Value::Null);
+        let value = |r: &Record, f: &str| r.value(f);
         let (old_owner, new_owner) = (value(before, "OwnerId"), value(after, "OwnerId"));
         if old_owner != new_owner && self.tracked_fields.contains("OwnerId") {
             let old_name = old_owner.as_str().map_or(Value::Null, |id| self.owner_name(id));
@@ -312,12 +312,12 @@ impl SfState {
     }
 
     /// Rows of `child` whose `field` names `parent`, in id order.
-    pub fn child_rows<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a String, &'a Record)> {
+    pub fn child_rows<'a>(&'a self, child: &str, field: &str, parent: &str) -> Vec<(&'a str, &'a Record)> {
         let Some(table) = self.tables.get(child) else { return Vec::new() };
         if table.has_parent_index(field) {
             table.children_of(field, parent).filter_map(|id| table.get(id).map(|r| (id, r))).collect()
         } else {
-            table.rows().filter(|(_, r)| r.get(field).and_then(Value::as_str) == Some(parent)).collect()
+            table.rows().filter(|(_, r)| r.get(field).and_then(FieldRef::as_str) == Some(parent)).collect()
         }
     }
 
@@ -445,7 +445,8 @@ impl SfState {
                 )]);
             }
         }
-        let mut changes = Record::new();
+        // A map, not a row: a null here clears the field.
+        let mut changes = Map::new();
         let mut not_writable = Vec::new();
         for (k, v) in fields {
             if k == "attributes" || (kind == WriteKind::Update && k.eq_ignore_ascii_case("Id")) {
@@ -500,14 +501,11 @@ impl SfState {
             WriteKind::Create => {
                 let id = self.new_id(def.name);
                 let mut rec = Record::new();
-                for f in &def.fields {
-                    rec.insert(f.name.clone(), Value::Null);
-                }
-                rec.insert("Id".into(), json!(id));
-                rec.insert("CreatedDate".into(), json!(fmt_datetime(now)));
-                rec.insert("CreatedById".into(), json!(user_id));
+                rec.insert("Id", json!(id));
+                rec.insert("CreatedDate", json!(fmt_datetime(now)));
+                rec.insert("CreatedById", json!(user_id));
                 if def.soft_delete {
-                    rec.insert("IsDeleted".into(), json!(false));
+                    rec.insert("IsDeleted", json!(false));
                 }
                 apply_defaults(def.name, &mut rec, user_id);
                 (id, None, rec)
@@ -535,14 +533,14 @@ impl SfState {
             }
         };
         for (k, v) in changes {
-            rec.insert(k, v);
+            rec.insert(&k, v);
         }
         derive_fields(def.name, &mut rec, now);
         if kind == WriteKind::Create {
             let missing: Vec<String> = def
                 .fields
                 .iter()
-                .filter(|f| f.required && rec.get(&f.name).is_none_or(|v| v.is_null() || v == &json!("")))
+                .filter(|f| f.required && rec.get(&f.name).is_none_or(|v| v.is_null() || v.as_str() == Some("")))
                 .map(|f| f.name.clone())
                 .collect();
             if !missing.is_empty() {
@@ -554,8 +552,8 @@ impl SfState {
             }
             if def.name == "Event"
                 && !is_true(&rec, "IsAllDayEvent")
-                && rec.get("DurationInMinutes").is_none_or(Value::is_null)
-                && rec.get("EndDateTime").is_none_or(Value::is_null)
+                && rec.get("DurationInMinutes").is_none_or(FieldRef::is_null)
+                && rec.get("EndDateTime").is_none_or(FieldRef::is_null)
             {
                 return Err(vec![RecordError::new(
                     "REQUIRED_FIELD_MISSING",
@@ -566,7 +564,7 @@ impl SfState {
         }
         // Unique fields (external ids) are unique case-insensitively among live rows.
         for f in def.fields.iter().filter(|f| f.unique) {
-            let Some(val) = rec.get(&f.name).and_then(Value::as_str).map(str::to_lowercase) else { continue };
+            let Some(val) = rec.get(&f.name).and_then(FieldRef::as_str).map(str::to_lowercase) else { continue };
             let clash = self.find_by_field(def.name, &f.name, &val).into_iter().find(|other| *other != id);
             if let Some(other) = clash {
                 return Err(vec![RecordError::new(
@@ -576,9 +574,9 @@ impl SfState {
                 )]);
             }
         }
-        rec.insert("LastModifiedDate".into(), json!(fmt_datetime(now)));
-        rec.insert("LastModifiedById".into(), json!(user_id));
-        rec.insert("SystemModstamp".into(), json!(fmt_datetime(now)));
+        rec.insert("LastModifiedDate", json!(fmt_datetime(now)));
+        rec.insert("LastModifiedById", json!(user_id));
+        rec.insert("SystemModstamp", json!(fmt_datetime(now)));
         // Tracked changes leave history rows, undone with the write.
         let history = match (def.name, &before) {
             ("Lead", None) => self.history_on_create(&id, now, user_id),
@@ -625,8 +623,8 @@ impl SfState {
         if is_true(&rec, "IsDeleted") {
             return Err(RecordError::new("ENTITY_IS_DELETED", "entity is deleted", vec![]));
         }
-        rec.insert("IsDeleted".into(), json!(true));
-        rec.insert("SystemModstamp".into(), json!(fmt_datetime(now)));
+        rec.insert("IsDeleted", json!(true));
+        rec.insert("SystemModstamp", json!(fmt_datetime(now)));
         self.remember(object, &id);
         if let Some(t) = self.tables.get_mut(object) {
             t.put(&id, rec);
@@ -645,15 +643,18 @@ impl SfState {
             .map(|d| d.child_relationships.iter().filter(|c| c.cascade_delete).cloned().collect())
             .unwrap_or_default();
         for rel in rels {
-            let ids: Vec<String> =
-                self.tables.get(rel.child).map(|t| t.children_of(rel.field, id).cloned().collect()).unwrap_or_default();
+            let ids: Vec<String> = self
+                .tables
+                .get(rel.child)
+                .map(|t| t.children_of(rel.field, id).map(str::to_string).collect())
+                .unwrap_or_default();
             for child in &ids {
                 self.remember(rel.child, child);
             }
             let Some(table) = self.tables.get_mut(rel.child) else { continue };
             for child in ids {
                 if let Some(mut r) = table.get(&child).cloned() {
-                    r.insert("IsDeleted".into(), json!(true));
+                    r.insert("IsDeleted", json!(true));
                     table.put(&child, r);
                 }
             }
@@ -670,20 +671,23 @@ impl SfState {
         }
         self.delete(object, &loser, now)?;
         if let Some(mut rec) = self.get(object, &loser).cloned() {
-            rec.insert("MasterRecordId".into(), json!(master));
+            rec.insert("MasterRecordId", json!(master));
             self.put_raw(object, &loser, rec);
         }
         if let Some(mut rec) = self.get(object, &master).cloned() {
-            rec.insert("SystemModstamp".into(), json!(fmt_datetime(now)));
-            rec.insert("LastModifiedDate".into(), json!(fmt_datetime(now)));
+            rec.insert("SystemModstamp", json!(fmt_datetime(now)));
+            rec.insert("LastModifiedDate", json!(fmt_datetime(now)));
             self.put_raw(object, &master, rec);
         }
         for activity in ["Task", "Event"] {
-            let moved: Vec<(String, Record)> =
-                self.child_rows(activity, "WhoId", &loser).into_iter().map(|(id, r)| (id.clone(), r.clone())).collect();
+            let moved: Vec<(String, Record)> = self
+                .child_rows(activity, "WhoId", &loser)
+                .into_iter()
+                .map(|(id, r)| (id.to_string(), r.clone()))
+                .collect();
             for (id, mut r) in moved {
-                r.insert("WhoId".into(), json!(master));
-                r.insert("SystemModstamp".into(), json!(fmt_datetime(now)));
+                r.insert("WhoId", json!(master));
+                r.insert("SystemModstamp", json!(fmt_datetime(now)));
                 self.put_raw(activity, &id, r);
             }
         }
@@ -702,8 +706,8 @@ impl SfState {
             None => t
                 .rows()
                 .filter(|(_, r)| live(r))
-                .filter(|(_, r)| r.get(field).and_then(Value::as_str).is_some_and(|s| s.to_lowercase() == want))
-                .map(|(id, _)| id.clone())
+                .filter(|(_, r)| r.get(field).and_then(FieldRef::as_str).is_some_and(|s| s.to_lowercase() == want))
+                .map(|(id, _)| id.to_string())
                 .collect(),
         }
     }
@@ -759,10 +763,14 @@ impl SfState {
                 .filter_map(|id| table.get(id).map(|r| (id, r)))
                 .filter(|(_, r)| visible(r) && bound.matches(self, r))
                 .take(enough)
-                .map(|(id, r)| (id.clone(), r))
+                .map(|(id, r)| (id.to_string(), r))
                 .collect()
         } else {
-            table.rows().filter(|(_, r)| visible(r) && bound.matches(self, r)).map(|(id, r)| (id.clone(), r)).collect()
+            table
+                .rows()
+                .filter(|(_, r)| visible(r) && bound.matches(self, r))
+                .map(|(id, r)| (id.to_string(), r))
+                .collect()
         };
         if !(use_index && bound.ordered_by_modstamp()) {
             bound.sort(self, &mut hits);
@@ -959,9 +967,9 @@ impl SfState {
                         .get(object)
                         .and_then(|d| d.field(f))
                         .map(|d| d.name.clone())
-                        .or_else(|| rec.keys().find(|k| k.eq_ignore_ascii_case(f)).cloned())
+                        .or_else(|| rec.keys().find(|k| k.eq_ignore_ascii_case(f)).map(str::to_string))
                         .unwrap_or_else(|| f.to_string());
-                    out.insert(key.clone(), rec.get(&key).cloned().unwrap_or(Value::Null));
+                    out.insert(key.clone(), rec.value(&key));
                 }
             }
             None => {
@@ -975,13 +983,11 @@ impl SfState {
 
     /// A stored row with every field of its object, nulls included (rows
     /// need not store their null fields).
-    pub fn full_row(&self, object: &str, rec: &Record) -> Record {
-        let mut out = rec.clone();
+    pub fn full_row(&self, object: &str, rec: &Record) -> Map<String, Value> {
+        let mut out = rec.to_map();
         if let Some(def) = self.objects.get(object) {
             for f in &def.fields {
-                if !out.contains_key(&f.name) {
-                    out.insert(f.name.clone(), Value::Null);
-                }
+                out.entry(f.name.as_str()).or_insert(Value::Null);
             }
         }
         out
@@ -996,8 +1002,8 @@ impl SfState {
 /// Defaults Salesforce fills on create.
 fn apply_defaults(object: &str, rec: &mut Record, user_id: &str) {
     let mut default = |k: &str, v: Value| {
-        if rec.get(k).is_none_or(Value::is_null) {
-            rec.insert(k.into(), v);
+        if rec.get(k).is_none_or(FieldRef::is_null) {
+            rec.insert(k, v);
         }
     };
     default("OwnerId", json!(user_id));
@@ -1027,34 +1033,34 @@ fn apply_defaults(object: &str, rec: &mut Record, user_id: &str) {
 pub fn derive_fields(object: &str, rec: &mut Record, now: DateTime<Utc>) {
     match object {
         "Lead" => {
-            let first = rec.get("FirstName").and_then(Value::as_str).unwrap_or("").to_string();
-            let last = rec.get("LastName").and_then(Value::as_str).unwrap_or("").to_string();
-            rec.insert("Name".into(), json!(format!("{first} {last}").trim().to_string()));
+            let first = rec.get("FirstName").and_then(FieldRef::as_str).unwrap_or("").to_string();
+            let last = rec.get("LastName").and_then(FieldRef::as_str).unwrap_or("").to_string();
+            rec.insert("Name", json!(format!("{first} {last}").trim().to_string()));
         }
         "Task" => {
-            let closed = rec.get("Status").and_then(Value::as_str) == Some("Completed");
-            let high = rec.get("Priority").and_then(Value::as_str) == Some("High");
-            rec.insert("IsClosed".into(), json!(closed));
-            rec.insert("IsHighPriority".into(), json!(high));
-            if closed && rec.get("CompletedDateTime").is_none_or(Value::is_null) {
-                rec.insert("CompletedDateTime".into(), json!(fmt_datetime(now)));
+            let closed = rec.get("Status").and_then(FieldRef::as_str) == Some("Completed");
+            let high = rec.get("Priority").and_then(FieldRef::as_str) == Some("High");
+            rec.insert("IsClosed", json!(closed));
+            rec.insert("IsHighPriority", json!(high));
+            if closed && rec.get("CompletedDateTime").is_none_or(FieldRef::is_null) {
+                rec.insert("CompletedDateTime", json!(fmt_datetime(now)));
             } else if !closed {
-                rec.insert("CompletedDateTime".into(), Value::Null);
+                rec.insert("CompletedDateTime", Value::Null);
             }
         }
         "Event" => {
-            let start = rec.get("StartDateTime").and_then(Value::as_str).and_then(parse_datetime);
+            let start = rec.get("StartDateTime").and_then(FieldRef::as_str).and_then(parse_datetime);
             if let Some(start) = start {
-                rec.insert("ActivityDateTime".into(), json!(fmt_datetime(start)));
-                rec.insert("ActivityDate".into(), json!(fmt_date(start)));
-                let minutes = rec.get("DurationInMinutes").and_then(Value::as_i64);
-                let end = rec.get("EndDateTime").and_then(Value::as_str).and_then(parse_datetime);
+                rec.insert("ActivityDateTime", json!(fmt_datetime(start)));
+                rec.insert("ActivityDate", json!(fmt_date(start)));
+                let minutes = rec.get("DurationInMinutes").and_then(FieldRef::as_i64);
+                let end = rec.get("EndDateTime").and_then(FieldRef::as_str).and_then(parse_datetime);
                 match (minutes, end) {
                     (Some(m), _) => {
-                        rec.insert("EndDateTime".into(), json!(fmt_datetime(start + Duration::minutes(m))));
+                        rec.insert("EndDateTime", json!(fmt_datetime(start + Duration::minutes(m))));
                     }
                     (None, Some(end)) => {
-                        rec.insert("DurationInMinutes".into(), json!((end - start).num_minutes()));
+                        rec.insert("DurationInMinutes", json!((end - start).num_minutes()));
                     }
                     _ => {}
                 }
@@ -1096,7 +1102,7 @@ mod tests {
     }
 
     fn text<'a>(r: &'a Record, f: &str) -> &'a str {
-        r.get(f).and_then(Value::as_str).unwrap_or("")
+        r.get_str(f).unwrap_or("")
     }
 
     const HISTORY_Q: &str = "SELECT Id, (SELECT Field, DataType, OldValue, NewValue, CreatedDate FROM Histories WHERE Field IN ('Owner','Status') ORDER BY CreatedDate) FROM Lead";
@@ -1167,9 +1173,8 @@ mod tests {
         let (mut st, _) = org_state(20);
         let lead = materialise::lead_id(0);
         let current = st.get("Lead", &lead).unwrap().clone();
-        let other = (5..9).map(materialise::user_id).find(|u| current.get("OwnerId") != Some(&json!(u))).unwrap();
-        let status =
-            ["Unqualified", "Qualified"].into_iter().find(|s| current.get("Status") != Some(&json!(s))).unwrap();
+        let other = (5..9).map(materialise::user_id).find(|u| current.get_str("OwnerId") != Some(u.as_str())).unwrap();
+        let status = ["Unqualified", "Qualified"].into_iter().find(|s| current.get_str("Status") != Some(*s)).unwrap();
         let before = history_of(&st, &lead).len();
         let now = parse_datetime("2026-04-02T10:00:00Z").unwrap();
         let user = materialise::user_id(1);
@@ -1179,7 +1184,7 @@ mod tests {
         let rows = history_of(&st, &lead);
         assert_eq!(rows.len(), before + 3);
         let new: Vec<&&Record> =
-            rows.iter().filter(|r| r.get("CreatedDate") == Some(&json!("2026-04-02T10:00:00.000+0000"))).collect();
+            rows.iter().filter(|r| r.get_str("CreatedDate") == Some("2026-04-02T10:00:00.000+0000")).collect();
         assert_eq!(new.len(), 3);
         assert!(new.iter().all(|r| text(r, "CreatedById") == user));
         assert!(new.iter().any(|r| text(r, "DataType") == "EntityId" && text(r, "NewValue") == other));
@@ -1206,14 +1211,14 @@ mod tests {
         let rows = history_of(&st, &created);
         assert_eq!(rows.len(), 1);
         assert_eq!(text(rows[0], "Field"), "created");
-        assert_eq!(rows[0].get("OldValue"), Some(&Value::Null));
+        assert_eq!(rows[0].value("OldValue"), Value::Null);
     }
 
     #[test]
     fn history_rows_are_immutable_through_the_api() {
         let (mut st, _) = org_state(5);
         let (hid, _) = st.child_rows("LeadHistory", "LeadId", &materialise::lead_id(0))[0];
-        let hid = hid.clone();
+        let hid = hid.to_string();
         let now = parse_datetime("2026-04-02T10:00:00Z").unwrap();
         let fields: Map<String, Value> = json!({"NewValue": "x"}).as_object().unwrap().clone();
         let err = st

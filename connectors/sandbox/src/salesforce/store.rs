@@ -3,27 +3,271 @@
 //! Each type keeps its rows in a `BTreeMap<Id, Record>` plus an index on
 //! `(SystemModstamp, Id)`, so the incremental query every connector sends
 //! (`WHERE SystemModstamp >= X ORDER BY SystemModstamp, Id`) is a range
-//! scan rather than a walk over 100k leads. Rows are JSON maps in the
-//! shape Salesforce returns them (datetimes as `…T09:00:00.000+0000`). A
-//! row need not hold its null fields: a missing field reads as null, and
-//! whole-row answers fill them in from the schema.
+//! scan rather than a walk over 100k leads. Rows hold the JSON values
+//! Salesforce returns (datetimes as `…T09:00:00.000+0000`) in a compact
+//! form ([`Record`]). A row never holds its null fields: a missing field
+//! reads as null, and whole-row answers fill them in from the schema.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use compact_str::CompactString;
 use serde_json::{Map, Value};
 
-pub type Record = Map<String, Value>;
+use crate::names::{id as name_id, name as name_of};
 
-/// Set a field, without allocating its name again when the row already has
-/// it (materialising a large org sets millions of fields).
-pub fn set(rec: &mut Record, field: &str, value: Value) {
-    match rec.get_mut(field) {
-        Some(v) => *v = value,
-        None => {
-            rec.insert(field.to_string(), value);
+/// Longest string a field holds without an allocation of its own: the
+/// 28 characters of a stored datetime (`2026-03-02T09:00:00.000+0000`)
+/// fit, as do ids (18), dates and most names and picklist values.
+const INLINE: usize = 28;
+
+/// One stored field: its name's number and its (non-null) value, in 32
+/// bytes. Strings up to [`INLINE`] bytes sit in the entry itself; longer
+/// ones, and arrays or objects (which no standard field holds), on the heap.
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    Bool(u16, bool),
+    Int(u16, i64),
+    Float(u16, f64),
+    Short(u16, u8, [u8; INLINE]),
+    Long(u16, Box<str>),
+    Other(u16, Box<Value>),
+}
+
+impl Entry {
+    /// `None` for a null (not stored).
+    fn new(name: u16, value: Value) -> Option<Entry> {
+        Some(match value {
+            Value::Null => return None,
+            Value::Bool(b) => Entry::Bool(name, b),
+            Value::Number(n) => match (n.as_i64(), n.is_f64()) {
+                (Some(i), _) => Entry::Int(name, i),
+                (None, true) => Entry::Float(name, n.as_f64().unwrap_or_default()),
+                // A u64 beyond i64: kept as it came.
+                (None, false) => Entry::Other(name, Box::new(Value::Number(n))),
+            },
+            Value::String(s) if s.len() <= INLINE => {
+                let mut bytes = [0u8; INLINE];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                Entry::Short(name, s.len() as u8, bytes)
+            }
+            Value::String(s) => Entry::Long(name, s.into_boxed_str()),
+            other => Entry::Other(name, Box::new(other)),
+        })
+    }
+
+    fn name(&self) -> u16 {
+        match self {
+            Entry::Bool(n, _)
+            | Entry::Int(n, _)
+            | Entry::Float(n, _)
+            | Entry::Short(n, _, _)
+            | Entry::Long(n, _)
+            | Entry::Other(n, _) => *n,
         }
     }
+
+    fn value(&self) -> FieldRef<'_> {
+        match self {
+            Entry::Bool(_, b) => FieldRef::Bool(*b),
+            Entry::Int(_, i) => FieldRef::Int(*i),
+            Entry::Float(_, f) => FieldRef::Float(*f),
+            // Always whole characters: copied from a `str`.
+            Entry::Short(_, len, bytes) => {
+                FieldRef::Str(std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default())
+            }
+            Entry::Long(_, s) => FieldRef::Str(s),
+            Entry::Other(_, v) => FieldRef::Other(v),
+        }
+    }
+}
+
+/// A stored field's value, borrowed from its row: what
+/// `serde_json::Value` would hold, minus null (a row stores none). The
+/// accessors are `Value`'s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldRef<'a> {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+    /// Anything else (a u64 beyond i64, an array, an object).
+    Other(&'a Value),
+}
+
+impl<'a> FieldRef<'a> {
+    pub fn as_str(self) -> Option<&'a str> {
+        match self {
+            FieldRef::Str(s) => Some(s),
+            FieldRef::Other(v) => v.as_str(),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(self) -> Option<bool> {
+        match self {
+            FieldRef::Bool(b) => Some(b),
+            FieldRef::Other(v) => v.as_bool(),
+            _ => None,
+        }
+    }
+
+    /// As `Value::as_i64`: integers only.
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            FieldRef::Int(i) => Some(i),
+            FieldRef::Other(v) => v.as_i64(),
+            _ => None,
+        }
+    }
+
+    /// As `Value::as_f64`: any number.
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            FieldRef::Int(i) => Some(i as f64),
+            FieldRef::Float(f) => Some(f),
+            FieldRef::Other(v) => v.as_f64(),
+            _ => None,
+        }
+    }
+
+    /// Never true for a stored field (nulls are not stored); here so a
+    /// field reads like a `Value`.
+    pub fn is_null(self) -> bool {
+        matches!(self, FieldRef::Other(Value::Null))
+    }
+
+    /// The value as JSON.
+    pub fn to_value(self) -> Value {
+        match self {
+            FieldRef::Bool(b) => Value::Bool(b),
+            FieldRef::Int(i) => Value::from(i),
+            FieldRef::Float(f) => Value::from(f),
+            FieldRef::Str(s) => Value::String(s.to_string()),
+            FieldRef::Other(v) => v.clone(),
+        }
+    }
+}
+
+impl PartialEq<Value> for FieldRef<'_> {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (FieldRef::Bool(a), Value::Bool(b)) => a == b,
+            (FieldRef::Str(a), Value::String(b)) => a == b,
+            (FieldRef::Int(_) | FieldRef::Float(_), Value::Number(_)) => self.to_value() == *other,
+            (FieldRef::Other(a), b) => *a == b,
+            _ => false,
+        }
+    }
+}
+
+/// One row: its non-null fields, sorted by name (so rows iterate, and
+/// serialise, in the order a `serde_json::Map` would), each a 32-byte
+/// `Entry` naming its field by number (`crate::names`). A Lead of
+/// 27 fields takes under 900 bytes; as a `serde_json::Map` of owned names
+/// and values it took about three times as much, and materialising it
+/// allocated once per name and value.
+///
+/// Reads borrow a [`FieldRef`] (`Value`'s accessors, no copy);
+/// [`Record::value`] makes the JSON value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Record {
+    entries: Vec<Entry>,
+}
+
+impl Record {
+    pub fn new() -> Self {
+        Record::default()
+    }
+
+    /// Where `name` is, or where it would go.
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|e| name_of(e.name()).cmp(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<FieldRef<'_>> {
+        self.find(name).ok().map(|at| self.entries[at].value())
+    }
+
+    /// The field as JSON (`null` when not set).
+    pub fn value(&self, name: &str) -> Value {
+        self.get(name).map_or(Value::Null, FieldRef::to_value)
+    }
+
+    /// The field's text, if it holds a string.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(FieldRef::as_str)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// Set `name` to `value`; a null clears it.
+    pub fn insert(&mut self, name: &str, value: Value) {
+        match (self.find(name), Entry::new(name_id(name), value)) {
+            (Ok(at), Some(entry)) => self.entries[at] = entry,
+            (Ok(at), None) => {
+                self.entries.remove(at);
+            }
+            (Err(at), Some(entry)) => {
+                // Rows are shrunk to fit when stored; a field added later
+                // grows a stored row by a few entries, not by doubling.
+                if self.entries.len() == self.entries.capacity() && self.entries.len() >= 16 {
+                    self.entries.reserve_exact(4);
+                }
+                self.entries.insert(at, entry);
+            }
+            (Err(_), None) => {}
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let at = self.find(name).ok()?;
+        Some(self.entries.remove(at).value().to_value())
+    }
+
+    /// `(name, value)` of every stored field, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, FieldRef<'_>)> + '_ {
+        self.entries.iter().map(|e| (name_of(e.name()), e.value()))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.entries.iter().map(|e| name_of(e.name()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Drop spare capacity (a row about to be stored).
+    pub fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+    }
+
+    /// The row as a JSON object.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.iter().map(|(k, v)| (k.to_string(), v.to_value())).collect()
+    }
+}
+
+impl<K: AsRef<str>> FromIterator<(K, Value)> for Record {
+    fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
+        let mut rec = Record::new();
+        for (k, v) in iter {
+            rec.insert(k.as_ref(), v);
+        }
+        rec
+    }
+}
+
+/// Set a field (a null clears it).
+pub fn set(rec: &mut Record, field: &str, value: Value) {
+    rec.insert(field, value);
 }
 
 /// Salesforce's datetime rendering: UTC, milliseconds, `+0000`.
@@ -179,23 +423,33 @@ pub fn normalise_id(s: &str) -> String {
     }
 }
 
+/// A row id in an index: Salesforce's 18 characters fit inline, so an
+/// index entry needs no allocation of its own.
+pub type Id = CompactString;
+
+/// For each indexed field, `(value, id)` of every row holding a value, in
+/// one ordered set: the rows with one value are a contiguous range, in id
+/// order. One flat set costs an entry per row; a map of small sets cost a
+/// tree node per value.
+type ValueIndex = BTreeMap<String, BTreeSet<(CompactString, Id)>>;
+
 /// Rows of one sObject type.
 #[derive(Debug, Default, Clone)]
 pub struct Table {
-    rows: BTreeMap<String, Record>,
+    rows: BTreeMap<Id, Record>,
     /// `(SystemModstamp ms, Id)` of every row.
-    by_modstamp: BTreeSet<(i64, String)>,
+    by_modstamp: BTreeSet<(i64, Id)>,
     /// Soft-deleted ids and when (for `sobjects/X/deleted`).
-    deleted_at: BTreeMap<String, DateTime<Utc>>,
-    /// For each indexed reference field (`LeadId`, `WhoId`): parent id →
-    /// the ids of the rows naming it, so a child subquery or a merge finds
-    /// a lead's rows without a scan.
-    by_parent: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
-    /// For each unique field (External IDs such as `Handoff_Key__c`): the
-    /// lower-cased value → the ids holding it, so an upsert or a uniqueness
-    /// check finds its row without a scan (Salesforce compares them
+    deleted_at: BTreeMap<Id, DateTime<Utc>>,
+    /// For each indexed reference field (`LeadId`, `WhoId`): `(parent id,
+    /// id)` of the rows naming a parent, so a child subquery or a merge
+    /// finds a lead's rows without a scan.
+    by_parent: ValueIndex,
+    /// For each unique field (External IDs such as `Handoff_Key__c`):
+    /// `(lower-cased value, id)`, so an upsert or a uniqueness check finds
+    /// its row without a scan (Salesforce compares them
     /// case-insensitively).
-    by_unique: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    by_unique: ValueIndex,
 }
 
 /// The `SystemModstamp` index key: `None` for rows of objects without the
@@ -206,41 +460,40 @@ fn modstamp_of(rec: &Record) -> Option<i64> {
 }
 
 fn ref_of<'a>(rec: &'a Record, field: &str) -> Option<&'a str> {
-    rec.get(field).and_then(Value::as_str)
+    rec.get_str(field)
 }
 
 /// Where a row is filed: its modstamp key, per parent-indexed field the
 /// parent it names, and per unique field its lower-cased value (each in
 /// its index's order).
-type IndexKeys = (Option<i64>, Vec<Option<String>>, Vec<Option<String>>);
-
-type ValueIndex = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
+type IndexKeys = (Option<i64>, Vec<Option<CompactString>>, Vec<Option<CompactString>>);
 
 fn index_keys(rec: &Record, by_parent: &ValueIndex, by_unique: &ValueIndex) -> IndexKeys {
     (
         modstamp_of(rec),
-        by_parent.keys().map(|f| ref_of(rec, f).map(str::to_string)).collect(),
-        by_unique.keys().map(|f| ref_of(rec, f).map(str::to_lowercase)).collect(),
+        by_parent.keys().map(|f| ref_of(rec, f).map(CompactString::from)).collect(),
+        by_unique.keys().map(|f| ref_of(rec, f).map(|v| CompactString::from(v.to_lowercase()))).collect(),
     )
 }
 
-fn file(index: &mut ValueIndex, values: Vec<Option<String>>, id: &str) {
+fn file(index: &mut ValueIndex, values: Vec<Option<CompactString>>, id: &str) {
     for (index, value) in index.values_mut().zip(values) {
         let Some(value) = value else { continue };
-        index.entry(value).or_default().insert(id.to_string());
+        index.insert((value, Id::from(id)));
     }
 }
 
-fn unfile(index: &mut ValueIndex, values: &[Option<String>], id: &str) {
+fn unfile(index: &mut ValueIndex, values: &[Option<CompactString>], id: &str) {
     for (index, value) in index.values_mut().zip(values) {
         let Some(value) = value else { continue };
-        if let Some(set) = index.get_mut(value) {
-            set.remove(id);
-            if set.is_empty() {
-                index.remove(value);
-            }
-        }
+        index.remove(&(value.clone(), Id::from(id)));
     }
+}
+
+/// The ids filed under `value` in one field's index, in id order.
+fn ids_with(index: &BTreeSet<(CompactString, Id)>, value: CompactString) -> impl Iterator<Item = &str> {
+    let start = (value.clone(), Id::default());
+    index.range(start..).take_while(move |(v, _)| *v == value).map(|(_, id)| id.as_str())
 }
 
 impl Table {
@@ -253,8 +506,8 @@ impl Table {
     /// by the (case-insensitive) values of `unique_fields`.
     pub fn with_indexes(parent_fields: &[&str], unique_fields: &[&str]) -> Self {
         Table {
-            by_parent: parent_fields.iter().map(|f| (f.to_string(), BTreeMap::new())).collect(),
-            by_unique: unique_fields.iter().map(|f| (f.to_string(), BTreeMap::new())).collect(),
+            by_parent: parent_fields.iter().map(|f| (f.to_string(), BTreeSet::new())).collect(),
+            by_unique: unique_fields.iter().map(|f| (f.to_string(), BTreeSet::new())).collect(),
             ..Table::default()
         }
     }
@@ -270,7 +523,7 @@ impl Table {
 
     fn unindex_keys(&mut self, id: &str, keys: &IndexKeys) {
         if let Some(ms) = keys.0 {
-            self.by_modstamp.remove(&(ms, id.to_string()));
+            self.by_modstamp.remove(&(ms, Id::from(id)));
         }
         unfile(&mut self.by_parent, &keys.1, id);
         unfile(&mut self.by_unique, &keys.2, id);
@@ -280,13 +533,14 @@ impl Table {
     /// case-insensitively), or `None` when the field is not indexed.
     pub fn with_unique_value(&self, field: &str, value: &str) -> Option<Vec<String>> {
         let index = self.by_unique.get(field)?;
-        Some(index.get(&value.to_lowercase()).map(|ids| ids.iter().cloned().collect()).unwrap_or_default())
+        Some(ids_with(index, value.to_lowercase().into()).map(str::to_string).collect())
     }
 
     /// Ids of the rows whose reference `field` names `parent`, in id order
     /// (empty when the field is not indexed).
-    pub fn children_of(&self, field: &str, parent: &str) -> impl Iterator<Item = &String> {
-        self.by_parent.get(field).and_then(|index| index.get(parent)).into_iter().flatten()
+    pub fn children_of(&self, field: &str, parent: &str) -> impl Iterator<Item = &str> {
+        let parent = CompactString::from(parent);
+        self.by_parent.get(field).into_iter().flat_map(move |index| ids_with(index, parent.clone()))
     }
 
     /// Whether `field` has a parent index.
@@ -307,9 +561,10 @@ impl Table {
     }
 
     /// Insert or replace a row, keeping the modstamp index in step.
-    pub fn put(&mut self, id: &str, rec: Record) {
+    pub fn put(&mut self, id: &str, mut rec: Record) {
+        rec.shrink_to_fit();
         let keys = self.keys_of(&rec);
-        if let Some(old) = self.rows.insert(id.to_string(), rec) {
+        if let Some(old) = self.rows.insert(Id::from(id), rec) {
             self.unindex(id, &old);
         }
         self.index(id, keys);
@@ -317,7 +572,7 @@ impl Table {
 
     fn index(&mut self, id: &str, keys: IndexKeys) {
         if let Some(ms) = keys.0 {
-            self.by_modstamp.insert((ms, id.to_string()));
+            self.by_modstamp.insert((ms, Id::from(id)));
         }
         file(&mut self.by_parent, keys.1, id);
         file(&mut self.by_unique, keys.2, id);
@@ -329,12 +584,11 @@ impl Table {
         let Some(rec) = self.rows.get_mut(id) else { return false };
         let before = index_keys(rec, &self.by_parent, &self.by_unique);
         f(rec);
-        if index_keys(rec, &self.by_parent, &self.by_unique) != before {
+        let after = index_keys(rec, &self.by_parent, &self.by_unique);
+        if after != before {
             // An indexed field changed: re-file the row under its new keys.
             self.unindex_keys(id, &before);
-            if let Some(rec) = self.rows.remove(id) {
-                self.put(id, rec);
-            }
+            self.index(id, after);
         }
         true
     }
@@ -348,7 +602,7 @@ impl Table {
     }
 
     pub fn mark_deleted(&mut self, id: &str, at: DateTime<Utc>) {
-        self.deleted_at.insert(id.to_string(), at);
+        self.deleted_at.insert(Id::from(id), at);
     }
 
     pub fn undelete_mark(&mut self, id: &str) {
@@ -360,40 +614,40 @@ impl Table {
             .deleted_at
             .iter()
             .filter(|(_, at)| **at >= start && **at < end)
-            .map(|(id, at)| (id.clone(), *at))
+            .map(|(id, at)| (id.to_string(), *at))
             .collect();
         out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         out
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &String> {
-        self.rows.keys()
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.rows.keys().map(Id::as_str)
     }
 
-    pub fn rows(&self) -> impl Iterator<Item = (&String, &Record)> {
-        self.rows.iter()
+    pub fn rows(&self) -> impl Iterator<Item = (&str, &Record)> {
+        self.rows.iter().map(|(id, r)| (id.as_str(), r))
     }
 
     /// Ids whose SystemModstamp lies in `[from_ms, to_ms]` (either end
     /// open when `None`), in `(SystemModstamp, Id)` order, lazily.
-    pub fn range_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = &String> {
+    pub fn range_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> impl Iterator<Item = &str> {
         use std::ops::Bound;
         let lo = match from_ms {
-            Some(ms) => Bound::Included((ms, String::new())),
+            Some(ms) => Bound::Included((ms, Id::default())),
             None => Bound::Unbounded,
         };
         let hi = match to_ms {
             // Every id sorts below "\u{7f}".
-            Some(ms) => Bound::Included((ms, "\u{7f}".to_string())),
+            Some(ms) => Bound::Included((ms, Id::from("\u{7f}"))),
             None => Bound::Unbounded,
         };
-        self.by_modstamp.range((lo, hi)).map(|(_, id)| id)
+        self.by_modstamp.range((lo, hi)).map(|(_, id)| id.as_str())
     }
 
     /// Ids whose SystemModstamp lies in `[from_ms, to_ms]` (either end
     /// open when `None`), in `(SystemModstamp, Id)` order.
     pub fn ids_by_modstamp(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<String> {
-        self.range_by_modstamp(from_ms, to_ms).cloned().collect()
+        self.range_by_modstamp(from_ms, to_ms).map(str::to_string).collect()
     }
 }
 
@@ -401,6 +655,59 @@ impl Table {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_stored_field_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    }
+
+    #[test]
+    fn records_hold_json_values_by_name_without_their_nulls() {
+        let long = "a-company-name-longer-than-an-entry-holds.example";
+        let mut r: Record = [
+            ("Status", json!("Open")),
+            ("CreatedDate", json!("2026-03-02T09:00:00.000+0000")),
+            ("Amount", json!(6000.0)),
+            ("DurationInMinutes", json!(30)),
+            ("Big", json!(u64::MAX)),
+            ("IsDeleted", json!(false)),
+            ("Company", json!(long)),
+            ("List", json!([1, "x"])),
+            ("Title", Value::Null),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(r.len(), 8, "nulls are not stored");
+        assert!(!r.contains_key("Title"));
+        assert_eq!(r.value("Title"), Value::Null);
+        assert_eq!(r.get_str("CreatedDate"), Some("2026-03-02T09:00:00.000+0000"));
+        assert_eq!(r.get_str("Company"), Some(long));
+        assert_eq!(r.get("IsDeleted"), Some(FieldRef::Bool(false)));
+        assert_eq!(r.get("DurationInMinutes").and_then(FieldRef::as_i64), Some(30));
+        assert_eq!(r.get("DurationInMinutes").and_then(FieldRef::as_f64), Some(30.0));
+        assert_eq!(r.get("Amount").and_then(FieldRef::as_i64), None, "as Value: a float is no i64");
+        // Numbers keep their JSON form: an integer stays one, a float too.
+        let text = Value::Object(r.to_map()).to_string();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"Amount":6000.0,"Big":{},"Company":"{long}","CreatedDate":"2026-03-02T09:00:00.000+0000","DurationInMinutes":30,"IsDeleted":false,"List":[1,"x"],"Status":"Open"}}"#,
+                u64::MAX
+            ),
+            "by name, as a serde_json map"
+        );
+        assert_eq!(
+            r.keys().collect::<Vec<_>>(),
+            ["Amount", "Big", "Company", "CreatedDate", "DurationInMinutes", "IsDeleted", "List", "Status"]
+        );
+        r.insert("Status", json!("Working"));
+        assert_eq!(r.get_str("Status"), Some("Working"));
+        r.insert("Status", Value::Null);
+        assert_eq!(r.get("Status"), None, "a null clears");
+        assert_eq!(r.remove("Company"), Some(json!(long)));
+        assert_eq!(r.len(), 6);
+        assert!(r.get("Amount").is_some_and(|v| v == json!(6000.0)));
+    }
 
     #[test]
     fn ids_carry_prefix_and_case_safe_suffix() {
@@ -440,7 +747,7 @@ mod tests {
         let mut t = Table::default();
         let rec = |ms: &str| {
             let mut r = Record::new();
-            r.insert("SystemModstamp".into(), json!(ms));
+            r.insert("SystemModstamp", json!(ms));
             r
         };
         t.put("b", rec("2026-03-02T09:00:00.000+0000"));
@@ -458,7 +765,7 @@ mod tests {
         let mut t = Table::with_parent_index(&["WhoId"]);
         let rec = |who: &str| {
             let mut r = Record::new();
-            r.insert("WhoId".into(), json!(who));
+            r.insert("WhoId", json!(who));
             r
         };
         t.put("t1", rec("00Q1"));
@@ -474,11 +781,11 @@ mod tests {
         assert!(t.has_parent_index("WhoId"));
         // In-place edits re-file a row only when an indexed field moves.
         assert!(t.modify("t3", |r| {
-            r.insert("Subject".into(), json!("x"));
+            r.insert("Subject", json!("x"));
         }));
         assert_eq!(t.children_of("WhoId", "00Q2").collect::<Vec<_>>(), vec!["t2", "t3"]);
         assert!(t.modify("t3", |r| {
-            r.insert("WhoId".into(), json!("00Q9"));
+            r.insert("WhoId", json!("00Q9"));
         }));
         assert_eq!(t.children_of("WhoId", "00Q2").collect::<Vec<_>>(), vec!["t2"]);
         assert_eq!(t.children_of("WhoId", "00Q9").collect::<Vec<_>>(), vec!["t3"]);
