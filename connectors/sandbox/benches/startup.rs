@@ -20,6 +20,10 @@ use handoff_model::CrmKind;
 use handoff_sandbox::org::OrgConfig;
 use handoff_sandbox::server::{start, ClockMode, SandboxOptions};
 
+#[path = "support/memory.rs"]
+mod memory;
+use memory::rss_mib;
+
 fn org(leads: usize) -> OrgConfig {
     OrgConfig { leads, ..OrgConfig::default() }
 }
@@ -107,20 +111,6 @@ fn probe_paths(crm: CrmKind) -> Vec<(&'static str, &'static str)> {
         CrmKind::Hubspot => paths.push(("contacts page", "/crm/v3/objects/contacts?limit=100")),
     }
     paths
-}
-
-/// `VmRSS` and `VmHWM` of this process in MiB (Linux).
-fn rss_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn memory() -> String {

@@ -36,21 +36,11 @@ use handoff_sandbox::org::OrgConfig;
 use handoff_sandbox::salesforce::{materialise, oauth::AppConfig, state::SfState};
 use handoff_sandbox::server::{start_with_org, ClockMode, SandboxOptions};
 
-/// `(VmRSS, VmHWM)` of this process in MiB, from `/proc/self/status`.
-fn memory_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
+#[path = "../benches/support/memory.rs"]
+mod memory;
 
 fn report(step: &str, seconds: f64, leads: usize) {
-    let (rss, hwm) = memory_mib();
+    let (rss, hwm) = memory::rss_mib();
     println!(
         "{step:<28} {seconds:>7.2} s | RSS {rss:>7.0} MiB | peak {hwm:>7.0} MiB ({:>6.0} B per lead)",
         hwm * 1_048_576.0 / leads as f64
