@@ -72,12 +72,16 @@ fn run_once(config: &Path, wrapper: Option<&str>) -> Run {
         }
         None => Command::new(handoff),
     };
+    // Its warnings and errors go to a file beside the config, shown when
+    // the run does not finish cleanly.
+    let log_path = config.with_file_name("handoff-run.log");
+    let log = std::fs::File::create(&log_path).expect("creates the run's log");
     let mut child = command
         .args(["run", "--once", "--config"])
         .arg(config)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("handoff starts");
     let mut last = (0.0, 0.0);
@@ -90,6 +94,14 @@ fn run_once(config: &Path, wrapper: Option<&str>) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    if status.code() != Some(0) {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("handoff run --once exited {status}; the last lines it logged:");
+        for line in &lines[lines.len().saturating_sub(5)..] {
+            eprintln!("  {line}");
+        }
+    }
     Run { wall: started.elapsed(), cpu_secs: last.0, peak_rss_mib: last.1, exit: status.code() }
 }
 
