@@ -111,8 +111,14 @@ impl HubspotConnector {
         mut state: RecordsCursor,
         now_ms: i64,
     ) -> Result<PullPage, HubspotError> {
-        let mut listing =
-            state.listing.take().unwrap_or(Listing { after: None, started_at_ms: now_ms, guard: PageGuard::default() });
+        let mut listing = state.listing.take().unwrap_or(Listing {
+            after: None,
+            started_at_ms: now_ms,
+            guard: PageGuard::for_listing(LIST_PAGE_WITH_HISTORY),
+        });
+        // A listing begun by an older handoff carries the windows' cap,
+        // which ends a portal's listing at half a million contacts.
+        listing.guard.cap = listing.guard.cap.max(Some(handoff_runtime::paging::listing_cap(LIST_PAGE_WITH_HISTORY)));
         let cursor_text = format!("backfill listing after {:?}", listing.after);
         let lookback_ms = self.settings.lookback_secs as i64 * 1000;
         let answer = match self.contacts_listing(listing.after.as_deref(), &cursor_text).await {

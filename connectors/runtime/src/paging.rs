@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 /// 200 a page.
 pub const MAX_PAGES: u32 = 10_000;
 
+/// Most records the listing of a whole object may deliver (a portal's
+/// every contact, no window bounding it): ten million.
+pub const MAX_LISTING_RECORDS: u64 = 10_000_000;
+
 /// How many recent tokens are remembered to spot a cycle.
 const REMEMBERED: usize = 4;
 
@@ -28,6 +32,11 @@ pub const MAX_RESTARTS: u32 = 3;
 
 /// Empty pages in a row that may still name a next page.
 const MAX_EMPTY_PAGES: u32 = 3;
+
+/// The page cap of a whole-object listing read `page_size` records a page.
+pub fn listing_cap(page_size: u32) -> u32 {
+    u32::try_from(MAX_LISTING_RECORDS / u64::from(page_size.max(1))).unwrap_or(u32::MAX)
+}
 
 /// Pages read so far in one window or listing, and the latest tokens.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +64,13 @@ pub struct PageGuard {
 }
 
 impl PageGuard {
+    /// A guard for the listing of a whole object read `page_size` records a
+    /// page: it may take the pages [`MAX_LISTING_RECORDS`] fill, not
+    /// [`MAX_PAGES`] (at 50 a page, those end at half a million records).
+    pub fn for_listing(page_size: u32) -> PageGuard {
+        PageGuard { cap: Some(listing_cap(page_size)), ..PageGuard::default() }
+    }
+
     /// The CRM announced `total` records for the listing (on its first page).
     pub fn expect(&mut self, total: u64) {
         self.total.get_or_insert(total);
@@ -179,6 +195,17 @@ mod tests {
         assert!(capped.advance(Some("b"), "c", 5).unwrap_err().contains("more than 3 pages"));
         let mut unknown = PageGuard { pages: MAX_PAGES - 1, ..PageGuard::default() };
         assert!(unknown.advance(None, "x", 1).is_err());
+    }
+
+    #[test]
+    fn a_whole_object_listing_runs_past_the_windows_cap_to_its_own() {
+        // At 50 a page, the windows' ten thousand pages are half a million
+        // contacts: a portal's listing may take ten million records.
+        assert_eq!(listing_cap(50), 200_000);
+        let mut listing = PageGuard { pages: MAX_PAGES, ..PageGuard::for_listing(50) };
+        assert!(listing.advance(Some("p"), "q", 50).is_ok());
+        let mut at_cap = PageGuard { pages: listing_cap(50) - 1, ..PageGuard::for_listing(50) };
+        assert!(at_cap.advance(Some("p"), "q", 50).unwrap_err().contains("more than 200000 pages"));
     }
 
     #[test]
