@@ -34,11 +34,13 @@
 //! | `counts` | tree name | keys in that tree, kept by every commit (see [`Backend`]) |
 //!
 //! Values are versioned: one format byte, then JSON, LZ4-compressed when
-//! it is not tiny (about a third of its size for leads, states and
-//! activities). A value written by a newer handoff is refused with a
-//! message rather than misread.
+//! that pays, against a dictionary built into handoff for leads,
+//! evaluations, activities and ledger entries (see [`codec`]: about a sixth
+//! of the JSON's size). A value written by a newer handoff is refused with
+//! a message rather than misread.
 
 mod backend;
+mod codec;
 pub mod messages;
 
 use std::collections::BTreeMap;
@@ -55,23 +57,18 @@ use serde::{Deserialize, Serialize};
 pub use backend::{dir_bytes, make_private, Backend, Compacted, MemoryBackend, SledBackend, Tree, Write};
 pub use messages::MessageEntry;
 
+use codec::{decode, encode};
+
 use crate::engine::{Clock, ClockKind, ClockStatus};
 
-/// Format byte in front of a value: JSON as it is …
-const JSON_FORMAT: u8 = 1;
-/// … or JSON compressed with LZ4 (block format, the decompressed size
-/// first as a little-endian u32), for values of [`COMPRESS_FROM_BYTES`] or more.
-const LZ4_JSON_FORMAT: u8 = 2;
 /// The state database's cache unless `daemon.state_cache_mib` says otherwise.
 pub const DEFAULT_CACHE_MIB: u64 = 64;
-/// Smaller JSON is kept as it is: compressing it gains next to nothing.
-const COMPRESS_FROM_BYTES: usize = 128;
-/// No value handoff writes comes near this; a larger size read back is damage.
-const MAX_VALUE_BYTES: usize = 64 << 20;
 /// Layout of the trees; bumped when a key or value layout changes.
 /// 2: the `counts` and `outbox_failed` trees (a schema-1 store gains them
 /// when opened).
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: leads, evaluations, activities and ledger entries compressed against
+/// a dictionary (a schema-2 store's values are rewritten when opened).
+pub const SCHEMA_VERSION: u64 = 3;
 /// How many error records `errors` keeps.
 const ERRORS_KEPT: usize = 200;
 
@@ -86,50 +83,6 @@ pub enum StoreError {
     Format { tree: &'static str, key: String, message: String },
     #[error("the state directory was written by a newer handoff (schema {found}, this one reads {SCHEMA_VERSION}); run the newer version or start from an empty state directory")]
     Schema { found: u64 },
-}
-
-fn encode<T: Serialize>(tree: Tree, key: &[u8], value: &T) -> Result<Vec<u8>, StoreError> {
-    let json = serde_json::to_vec(value).map_err(|e| StoreError::Format {
-        tree: tree.name(),
-        key: show_key(key),
-        message: format!("cannot encode: {e}"),
-    })?;
-    Ok(framed(json))
-}
-
-/// `json` behind its format byte, compressed when that pays.
-fn framed(json: Vec<u8>) -> Vec<u8> {
-    if json.len() < COMPRESS_FROM_BYTES {
-        let mut out = Vec::with_capacity(json.len() + 1);
-        out.push(JSON_FORMAT);
-        out.extend_from_slice(&json);
-        return out;
-    }
-    let mut out = vec![LZ4_JSON_FORMAT];
-    out.extend_from_slice(&lz4_flex::compress_prepend_size(&json));
-    out
-}
-
-fn decode<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    let err = |message: String| StoreError::Format { tree: tree.name(), key: show_key(key), message };
-    let json = |json: &[u8]| serde_json::from_slice(json).map_err(|e| err(format!("unreadable value: {e}")));
-    match bytes.split_first() {
-        Some((&JSON_FORMAT, plain)) => json(plain),
-        Some((&LZ4_JSON_FORMAT, packed)) => json(&unpack(packed).map_err(err)?),
-        Some((other, _)) => Err(err(format!(
-            "value format {other} is unknown to this handoff (it reads {JSON_FORMAT} and {LZ4_JSON_FORMAT})"
-        ))),
-        None => Err(err("empty value".to_string())),
-    }
-}
-
-/// The JSON inside an LZ4 value.
-fn unpack(packed: &[u8]) -> Result<Vec<u8>, String> {
-    let size = packed.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).unwrap_or(u32::MAX);
-    if size as usize > MAX_VALUE_BYTES {
-        return Err(format!("compressed value claims {size} bytes: damaged"));
-    }
-    lz4_flex::decompress_size_prepended(packed).map_err(|e| format!("damaged compressed value: {e}"))
 }
 
 /// A key for messages: text when it is text, hex otherwise.
@@ -541,14 +494,20 @@ impl Store {
                 Ok(())
             })?;
             self.commit(batch)?;
-            for tree in [Tree::Leads, Tree::Activities, Tree::States, Tree::Outbox, Tree::Ledger, Tree::Messages] {
-                self.compress_tree(tree)?;
-            }
             let mut batch = Batch::default();
             batch.set_clock_counts(&self.recount_clocks()?);
             self.commit(batch)?;
             // Counted last, so the count includes the marks above.
             self.backend.reset_counts()?;
+        }
+        if found < 3 {
+            // Before dictionaries (and, from schema 1, before compression):
+            // every value is framed again as it would be written today. An
+            // upgrade cut short resumes here, skipping what it reframed.
+            tracing::info!(leads = self.backend.count(Tree::Leads)?, "compressing the stored values again (once)");
+            for tree in [Tree::Leads, Tree::Activities, Tree::States, Tree::Outbox, Tree::Ledger, Tree::Messages] {
+                self.reframe_tree(tree)?;
+            }
         }
         let mut batch = Batch::default();
         batch.set_meta_u64("schema", SCHEMA_VERSION);
@@ -580,17 +539,22 @@ impl Store {
 
     /// Rewrites the plain JSON values of `tree` that are worth compressing,
     /// a slice at a time (the JSON itself is not decoded).
-    fn compress_tree(&self, tree: Tree) -> Result<(), StoreError> {
+    /// Rewrites the values of `tree` not framed as they would be written
+    /// now (see [`codec`]); the JSON inside is left as it is.
+    fn reframe_tree(&self, tree: Tree) -> Result<(), StoreError> {
         self.slices(tree, SCAN_SLICE, |entries| {
-            let writes: Vec<Write> = entries
-                .into_iter()
-                .filter_map(|(key, value)| match value.split_first() {
-                    Some((&JSON_FORMAT, json)) if json.len() >= COMPRESS_FROM_BYTES => {
-                        Some(Write { tree, key, value: Some(framed(json.to_vec())) })
-                    }
-                    _ => None,
-                })
-                .collect();
+            let mut writes = Vec::new();
+            for (key, value) in entries {
+                if codec::is_current(tree, &value) {
+                    continue;
+                }
+                let json = codec::plain_json(&value).map_err(|message| StoreError::Format {
+                    tree: tree.name(),
+                    key: show_key(&key),
+                    message,
+                })?;
+                writes.push(Write { tree, key, value: Some(codec::framed(tree, &json)) });
+            }
             self.backend.commit(&writes)
         })
     }
@@ -624,12 +588,9 @@ impl Store {
         let mut out = Vec::new();
         for tree in Tree::ALL {
             for (key, value) in self.backend.range(tree, b"", None, usize::MAX)? {
-                let plain = match value.split_first() {
-                    Some((&LZ4_JSON_FORMAT, packed)) => unpack(packed).map_err(|message| StoreError::Format {
-                        tree: tree.name(),
-                        key: show_key(&key),
-                        message,
-                    })?,
+                let plain = match value.first() {
+                    Some(&format) if codec::is_compressed(format) => codec::plain_json(&value)
+                        .map_err(|message| StoreError::Format { tree: tree.name(), key: show_key(&key), message })?,
                     _ => value,
                 };
                 out.push((tree.name(), key, plain));
@@ -1828,9 +1789,9 @@ mod tests {
             let mut old = Vec::new();
             for tree in Tree::ALL {
                 for (key, value) in store.backend.range(tree, b"", None, usize::MAX).unwrap() {
-                    if let Some((&LZ4_JSON_FORMAT, packed)) = value.split_first() {
-                        let mut plain = vec![JSON_FORMAT];
-                        plain.extend(unpack(packed).unwrap());
+                    if value.first().is_some_and(|f| codec::is_compressed(*f)) {
+                        let mut plain = vec![codec::JSON_FORMAT];
+                        plain.extend(codec::plain_json(&value).unwrap());
                         old.push(Write { tree, key, value: Some(plain) });
                     }
                 }
@@ -1850,7 +1811,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
         let plain_leads = store.backend.range(Tree::Leads, b"", None, usize::MAX).unwrap();
-        assert!(plain_leads.iter().all(|(_, v)| v[0] == LZ4_JSON_FORMAT), "the upgrade compressed every lead");
+        assert!(
+            plain_leads.iter().all(|(_, v)| codec::is_current(Tree::Leads, v)),
+            "the upgrade compressed every lead"
+        );
         assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
         assert_eq!(store.cursor(Stream::Activities).unwrap(), Some(Cursor("c-acts".into())));
         assert_eq!(store.leads().unwrap().len(), 30);
@@ -1861,6 +1825,106 @@ mod tests {
         assert_eq!(counts, store.recount().unwrap());
         assert_eq!((counts.leads, counts.outbox, counts.outbox_failed, counts.ledger), (30, 5, 1, 1));
         assert_eq!(store.failed_outbox().unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+    }
+
+    /// A state directory the previous release wrote (schema 2: values
+    /// framed without dictionaries) is upgraded on open: every value is
+    /// framed again with its tree's dictionary, and every cursor, lead,
+    /// activity, evaluation, outbox item and ledger entry reads back equal.
+    /// An upgrade cut short (schema still 2, some values reframed) resumes.
+    #[test]
+    fn a_schema_two_store_is_reframed_on_open_and_loses_nothing() {
+        for cut_short in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let before = {
+                let store = Store::open(dir.path()).unwrap();
+                let mut b = Batch::default();
+                b.set_cursor(Stream::Leads, &Cursor("c-leads".into()));
+                b.set_cursor(Stream::Activities, &Cursor("c-acts".into()));
+                for i in 0..40 {
+                    let id = format!("L{i:02}");
+                    b.put_lead(&lead(&id));
+                    b.put_state(&id, &state(Some(at(10 + i % 5))), None);
+                    b.put_activity(&Activity {
+                        id: format!("A{i:02}"),
+                        kind: handoff_model::ActivityKind::Call,
+                        lead_id: id.clone(),
+                        owner_id: Some("005A".into()),
+                        occurred_at: at(9),
+                        modified_at: at(9),
+                        subject: Some("Call".into()),
+                        direction: None,
+                        completed: true,
+                        handoff_key: None,
+                        automated: false,
+                        deleted: false,
+                        opportunity_id: None,
+                    });
+                }
+                for seq in 1..=5 {
+                    b.enqueue(seq, &reassign(&format!("k{seq}"), "L01"), at(9));
+                }
+                b.set_next_seq(6);
+                for i in 0..10 {
+                    b.put(
+                        Tree::Ledger,
+                        format!("done-{i}").into_bytes(),
+                        &LedgerEntry {
+                            lead_id: format!("L{i:02}"),
+                            crm_id: format!("00T{i}"),
+                            done_at: at(9),
+                            kind: ActionSummary::UpdateLead,
+                            attempts: 1,
+                        },
+                    );
+                }
+                store.commit(b).unwrap();
+                // What schema 2 wrote: the same JSON, framed without a dictionary.
+                let mut old = Vec::new();
+                let mut reframed = 0;
+                for tree in Tree::ALL {
+                    for (key, value) in store.backend.range(tree, b"", None, usize::MAX).unwrap() {
+                        if value.first().is_some_and(|f| *f == codec::JSON_FORMAT || codec::is_compressed(*f)) {
+                            let json = codec::plain_json(&value).unwrap();
+                            let framed = codec::framed_without_dictionary(&json);
+                            // Cut short: the first leads were already reframed.
+                            if framed != value && !(cut_short && tree == Tree::Leads && reframed < 10) {
+                                old.push(Write { tree, key, value: Some(framed) });
+                            }
+                            reframed += usize::from(tree == Tree::Leads);
+                        }
+                    }
+                }
+                assert!(old.len() >= 90, "leads, states, activities and ledger entries are framed anew: {}", old.len());
+                let mut schema = Batch::default();
+                schema.set_meta_u64("schema", 2);
+                old.extend(schema.writes);
+                store.backend.commit(&old).unwrap();
+                let stale = store.backend.range(Tree::States, b"", None, usize::MAX).unwrap();
+                assert!(stale.iter().all(|(_, v)| !codec::is_current(Tree::States, v)), "written as schema 2 did");
+                (store.leads().unwrap(), store.outbox().unwrap(), store.counts().unwrap())
+            };
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
+            for tree in [Tree::Leads, Tree::States, Tree::Activities, Tree::Ledger] {
+                let values = store.backend.range(tree, b"", None, usize::MAX).unwrap();
+                assert!(!values.is_empty());
+                assert!(values.iter().all(|(_, v)| codec::is_current(tree, v)), "{} reframed", tree.name());
+            }
+            assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
+            assert_eq!(store.cursor(Stream::Activities).unwrap(), Some(Cursor("c-acts".into())));
+            assert_eq!(store.leads().unwrap(), before.0);
+            assert_eq!(store.state("L07").unwrap(), Some(state(Some(at(12)))));
+            assert_eq!(store.activities_of("L07").unwrap().len(), 1);
+            assert_eq!(store.outbox().unwrap(), before.1);
+            assert_eq!(store.next_seq().unwrap(), 6);
+            for i in 0..10 {
+                let entry = store.ledger(&ActionKey(format!("done-{i}"))).unwrap();
+                assert_eq!(entry.map(|e| e.crm_id), Some(format!("00T{i}")));
+            }
+            assert_eq!(store.counts().unwrap(), before.2);
+            assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+        }
     }
 
     /// Walking a tree a slice at a time sees every key once, in order,
@@ -1899,7 +1963,7 @@ mod tests {
         }
         let json = serde_json::to_vec(&big).unwrap();
         let bytes = encode(Tree::Leads, b"L1", &big).unwrap();
-        assert_eq!(bytes[0], LZ4_JSON_FORMAT);
+        assert!(codec::is_current(Tree::Leads, &bytes));
         assert!(bytes.len() * 2 < json.len(), "{} bytes of JSON took {}", json.len(), bytes.len());
         assert_eq!(decode::<StoredLead>(Tree::Leads, b"L1", &bytes).unwrap(), big);
         let small = encode(Tree::Meta, b"schema", &2u64).unwrap();
