@@ -371,6 +371,18 @@ impl SledBackend {
     /// replaces anything; a crash at any point leaves the old database or
     /// the whole copy, and the next open finishes the swap.
     pub fn compact(dir: &Path, cache_bytes: u64) -> Result<Compacted, StoreError> {
+        SledBackend::compact_keeping_free(dir, cache_bytes, COMPACT_KEEP_FREE_BYTES)
+    }
+
+    /// [`SledBackend::compact`], stopping (the database as it was, the
+    /// copy removed) whenever less than `keep_free_bytes` is left free on
+    /// the disk: the copy needs room beside the database, and a full disk
+    /// would also stop the daemon's own writes.
+    pub(super) fn compact_keeping_free(
+        dir: &Path,
+        cache_bytes: u64,
+        keep_free_bytes: u64,
+    ) -> Result<Compacted, StoreError> {
         let fail = |doing: &str, e: &dyn std::fmt::Display| StoreError::Io {
             doing: format!("compacting {}: {doing}", dir.display()),
             message: e.to_string(),
@@ -381,6 +393,27 @@ impl SledBackend {
         };
         let bytes_before = dir_bytes(&dir.join(DB_DIR));
         let copy_path = dir.join(COMPACT_DIR);
+        let room = |copied_keys: usize| -> Result<(), StoreError> {
+            match free_bytes(dir) {
+                Some(free) if free < keep_free_bytes => {
+                    let _ = std::fs::remove_dir_all(&copy_path);
+                    Err(fail(
+                        "checking free space",
+                        &format!(
+                            "stopped after copying {copied_keys} keys: {} MiB is left free on its disk, and a \
+                             compaction keeps at least {} MiB free. The database is as it was and the copy is \
+                             removed; free some space (the copy needs up to the live data, about half of the \
+                             {} MiB the database takes now) and run it again",
+                            free >> 20,
+                            keep_free_bytes >> 20,
+                            bytes_before >> 20
+                        ),
+                    ))
+                }
+                _ => Ok(()),
+            }
+        };
+        room(0)?;
         if copy_path.exists() {
             std::fs::remove_dir_all(&copy_path).map_err(|e| fail("removing an unfinished copy", &e))?;
         }
@@ -394,21 +427,24 @@ impl SledBackend {
             let from = old.tree(tree);
             let to = copy.open_tree(tree.name()).map_err(|e| fail("creating a tree", &e))?;
             let mut batch = sled::Batch::default();
-            let mut in_batch = 0;
+            let (mut in_batch, mut in_tree) = (0, 0);
             for item in from.iter() {
                 let (k, v) = item.map_err(|e| fail("reading", &e))?;
                 batch.insert(k, v);
                 in_batch += 1;
+                in_tree += 1;
                 if in_batch == 10_000 {
                     to.apply_batch(std::mem::take(&mut batch)).map_err(|e| fail("writing the copy", &e))?;
                     in_batch = 0;
+                    room(keys + in_tree)?;
                 }
             }
             to.apply_batch(batch).map_err(|e| fail("writing the copy", &e))?;
-            if to.len() != from.len() {
-                return Err(fail(tree.name(), &format!("the copy holds {} keys, not {}", to.len(), from.len())));
+            let copied = to.len();
+            if copied != in_tree {
+                return Err(fail(tree.name(), &format!("the copy holds {copied} keys, not {in_tree}")));
             }
-            keys += from.len();
+            keys += in_tree;
         }
         copy.flush().map_err(|e| fail("flushing the copy", &e))?;
         drop(copy);
@@ -450,6 +486,16 @@ fn finish_compaction(dir: &Path) -> std::io::Result<()> {
         std::fs::remove_dir_all(&old)?;
     }
     Ok(())
+}
+
+/// Free space a compaction leaves on the state directory's disk, at least.
+const COMPACT_KEEP_FREE_BYTES: u64 = 256 << 20;
+
+/// Bytes an unprivileged process may still write on the disk holding
+/// `dir` (`None`: the system would not say).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// The bytes of every file under `dir` (a state directory's size on disk).

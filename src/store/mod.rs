@@ -2030,6 +2030,21 @@ mod tests {
         );
     }
 
+    /// A disk filling up stops a compaction before it fills: the database
+    /// is left as it was, the copy removed, and the message says what to do.
+    #[test]
+    fn a_compaction_stops_short_of_filling_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = churned(dir.path());
+        // Asked to keep more free than any disk has: it must stop at once.
+        let err = SledBackend::compact_keeping_free(dir.path(), 16 << 20, u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("left free") && err.contains("as it was") && err.contains("free some space"), "{err}");
+        assert!(!dir.path().join("state.sled.compact").exists(), "the copy is removed");
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.plain_entries().unwrap(), before);
+        assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+    }
+
     /// An open while another process compacts leaves that compaction's
     /// copy alone (the lock says it is being written, not abandoned).
     #[test]
