@@ -354,7 +354,7 @@ impl SandboxArgs {
 /// Output goes to stdout, problems to stderr.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check(args) => Ok(check(&args)),
+        Command::Check(args) => check(&args),
         Command::Doctor(args) => {
             let options = args.options();
             let config = match load_or_report(&options.config) {
@@ -377,7 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let report = crate::explain::run(&config, &input)?;
-            print!("{report}");
+            emit(&report.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "sandbox")]
@@ -404,15 +404,33 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Writes a command's answer to standard output. `print!` would panic
+/// when the reader has gone (`handoff report | head`); this returns the
+/// error, and `main` ends quietly on it (see [`is_closed_pipe`]).
+pub fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Whether `e` is standard output's reader having gone away: the answer
+/// was not wanted any more, which is no failure.
+pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
 /// `handoff check`: every problem on its own line, then a count.
-pub fn check(args: &CheckArgs) -> ExitCode {
+pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let config = match load_or_report(&args.config) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
     if args.secrets {
         let issues = config.check_local_files();
@@ -421,7 +439,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
                 eprintln!("{issue}");
             }
             eprintln!("{}: {} problem(s) with secrets or local files", args.config.display(), issues.len());
-            return ExitCode::from(EXIT_INVALID);
+            return Ok(ExitCode::from(EXIT_INVALID));
         }
     }
     let p = &config.policy;
@@ -446,8 +464,8 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         };
         extras.push_str(&format!(", capacity {cap} new MQLs a day ({to})"));
     }
-    println!(
-        "{}: OK: instance `{}` ({}), policy version {}, grades {}, segments {}, {} calendar(s){extras}",
+    let mut text = format!(
+        "{}: OK: instance `{}` ({}), policy version {}, grades {}, segments {}, {} calendar(s){extras}\n",
         args.config.display(),
         config.instance.name,
         config.instance.crm,
@@ -459,9 +477,10 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     // Choices the policy makes without saying so: who answers for a lead
     // the ladder moves to a pool.
     for note in p.notes() {
-        println!("note: {note}");
+        text.push_str(&format!("note: {note}\n"));
     }
-    ExitCode::SUCCESS
+    emit(&text)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads a config, or prints why not and returns the exit code to use.

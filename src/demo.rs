@@ -813,35 +813,42 @@ pub async fn run_cli(args: &DemoOptions) -> anyhow::Result<std::process::ExitCod
         let mut value = serde_json::to_value(&summary)?;
         value["digests"] = serde_json::to_value(&digests)?;
         value["weekly_summary"] = serde_json::to_value(&weekly)?;
-        println!("{}", serde_json::to_string(&value)?);
+        crate::cli::emit(&format!("{}\n", serde_json::to_string(&value)?))?;
     } else {
-        print!("{}", render_summary(&summary));
-        println!();
-        print!("{}", crate::report::render_table(&sim.scorecard()?));
-        println!();
+        use std::fmt::Write as _;
+        let mut text = render_summary(&summary);
+        text.push('\n');
+        text.push_str(&crate::report::render_table(&sim.scorecard()?));
+        text.push('\n');
         let instance = &sim.config.instance.name;
-        println!("WHAT THE DAILY DIGESTS WOULD SAY (composed now, not sent; with [notify] they go by email, Slack or CRM task)");
+        text.push_str("WHAT THE DAILY DIGESTS WOULD SAY (composed now, not sent; with [notify] they go by email, Slack or CRM task)\n");
         for d in &digests {
-            println!("---------------------------------------------------------------------------");
-            print!("{}", d.text(instance));
+            text.push_str("---------------------------------------------------------------------------\n");
+            text.push_str(&d.text(instance));
         }
-        println!("===========================================================================");
+        text.push_str("===========================================================================\n");
         match &weekly {
             Some(w) => {
-                println!("WHAT THE WEEKLY SUMMARY WOULD SAY");
-                print!("{}", w.text());
+                text.push_str("WHAT THE WEEKLY SUMMARY WOULD SAY\n");
+                text.push_str(&w.text());
             }
-            None => println!("(no weekly summary: no lead yet)"),
+            None => text.push_str("(no weekly summary: no lead yet)\n"),
         }
-        println!();
+        text.push('\n');
         if args.serve {
-            println!(
+            let _ = writeln!(
+                text,
                 "The sandbox keeps serving: the tasks handoff created are at {} (Ctrl-C to stop).",
                 summary.tasks_url
             );
         } else {
-            println!("Run with --serve to keep the sandbox up and look at the tasks it holds ({}).", summary.tasks_url);
+            let _ = writeln!(
+                text,
+                "Run with --serve to keep the sandbox up and look at the tasks it holds ({}).",
+                summary.tasks_url
+            );
         }
+        crate::cli::emit(&text)?;
     }
     if args.serve {
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;

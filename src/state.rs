@@ -197,9 +197,9 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
         capacity: capacity_today(&store, &config.policy)?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::cli::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        print!("{}", render(&report, &changed));
+        crate::cli::emit(&render(&report, &changed))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -123,3 +123,22 @@ fn an_unreadable_file_fails_cleanly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("cannot read the config file"), "{}", text(&out));
 }
+
+/// `handoff check … | head -0`: the reader is gone before anything is
+/// printed. The command ends quietly, as it would have had the reader
+/// read it all, rather than panicking ("failed printing to stdout").
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["check", "--config"])
+        .arg(repo().join("config/demo.toml"))
+        .stdout(writer)
+        .output()
+        .expect("the handoff binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("failed printing"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}

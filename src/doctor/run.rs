@@ -61,7 +61,7 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> anyhow::Result<u8>
                 ),
                 fix: Some("start handoff after the daily budget resets, or raise daily_budget_share; then run doctor again".into()),
             }];
-            print_lines(options, &lines);
+            print_lines(options, &lines)?;
             return Ok(crate::exit::DOCTOR_MISSING);
         }
         Err(e) => return Err(e.into()),
@@ -76,31 +76,33 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> anyhow::Result<u8>
         done.package = write_package(config, dir, &wanted)?;
     }
     let lines = judge(config, &report);
+    let mut text = String::new();
     if options.json {
-        println!("{}", serde_json::to_string_pretty(&json_output(&report, &lines, &done))?);
+        text = format!("{}\n", serde_json::to_string_pretty(&json_output(&report, &lines, &done))?);
     } else {
         for f in &done.fixed {
-            println!("fixed: {f}");
+            text.push_str(&format!("fixed: {f}\n"));
         }
         if let Some(dir) = &options.write_package {
             if done.package.is_empty() {
-                println!("package: nothing is missing, so nothing was written to {}", dir.display());
+                text.push_str(&format!("package: nothing is missing, so nothing was written to {}\n", dir.display()));
             } else {
-                println!(
-                    "package: wrote {} to {} (deploy it with `sf project deploy start --metadata-dir {}`)",
+                text.push_str(&format!(
+                    "package: wrote {} to {} (deploy it with `sf project deploy start --metadata-dir {}`)\n",
                     done.package.join(", "),
                     dir.display(),
                     dir.display()
-                );
+                ));
             }
         }
-        print!("{}", render_text(&lines));
+        text.push_str(&render_text(&lines));
     }
+    crate::cli::emit(&text)?;
     Ok(if lines.iter().any(|l| l.status == Status::Miss) { crate::exit::DOCTOR_MISSING } else { crate::exit::OK })
 }
 
 /// The checklist alone, when there is no report to show with it.
-fn print_lines(options: &DoctorOptions, lines: &[Line]) {
+fn print_lines(options: &DoctorOptions, lines: &[Line]) -> std::io::Result<()> {
     if options.json {
         let v = json!({
             "ok": !lines.iter().any(|l| l.status == Status::Miss),
@@ -108,9 +110,9 @@ fn print_lines(options: &DoctorOptions, lines: &[Line]) {
             "warnings": lines.iter().filter(|l| l.status == Status::Warn).count(),
             "checks": lines,
         });
-        println!("{v:#}");
+        crate::cli::emit(&format!("{v:#}\n"))
     } else {
-        print!("{}", render_text(lines));
+        crate::cli::emit(&render_text(lines))
     }
 }
 
