@@ -87,6 +87,7 @@ pub struct Applied {
     /// Tasks handoff created, seen again.
     pub own_tasks: usize,
     pub deletions: usize,
+    /// Owners new or changed.
     pub owners: usize,
     pub calendars: usize,
     /// Opportunities new or changed.
@@ -120,8 +121,13 @@ impl PageApplier<'_> {
         let mut applied = Applied::default();
         for owner in &page.owners {
             self.release(Stream::Owners, &owner.id, batch, &mut applied)?;
-            batch.put_owner(owner);
-            applied.owners += 1;
+            // Owners are listed in full every cycle (HubSpot has no
+            // changed-since filter for them): one as stored is neither
+            // written again nor a reason for the daemon to reload them all.
+            if self.store.owner(&owner.id)?.as_ref() != Some(owner) {
+                batch.put_owner(owner);
+                applied.owners += 1;
+            }
         }
         for calendar in &page.calendars {
             batch.put_calendar(calendar);
@@ -813,6 +819,41 @@ mod tests {
         let applied = apply(&store, PullPage { deletions: vec![gone], ..PullPage::default() });
         assert_eq!(applied.absences, 1);
         assert!(store.absences().unwrap().is_empty());
+    }
+
+    /// Owners come round in full every listing: one as stored is not
+    /// written again (nor counted, so the daemon does not reload them all);
+    /// a change is.
+    #[test]
+    fn an_owner_listed_again_unchanged_is_not_written_again() {
+        let store = Store::in_memory();
+        let rep = handoff_model::Owner {
+            id: "005A".into(),
+            kind: OwnerKind::User,
+            name: Some("Ana".into()),
+            email: None,
+            manager_id: Some("005M".into()),
+            time_zone: Some("Europe/Paris".into()),
+            active: true,
+            modified_at: Some(at(9, 0)),
+        };
+        let page = |o: &handoff_model::Owner| PullPage { owners: vec![o.clone()], ..PullPage::default() };
+        assert_eq!(apply(&store, page(&rep)).owners, 1);
+        let applier = PageApplier {
+            store: &store,
+            owner_kinds: &HashMap::new(),
+            sla_fields: &BTreeSet::new(),
+            status_field: "Status",
+            history_fields: &BTreeSet::new(),
+            now: at(12, 0),
+        };
+        let mut batch = Batch::default();
+        assert_eq!(applier.apply(&page(&rep), &mut batch).unwrap().owners, 0);
+        assert!(batch.is_empty(), "nothing to write for an owner as stored");
+        let mut moved = rep.clone();
+        moved.manager_id = Some("005N".into());
+        assert_eq!(apply(&store, page(&moved)).owners, 1);
+        assert_eq!(store.owner("005A").unwrap(), Some(moved));
     }
 
     /// Opportunities are kept apart and joined to their leads when judged;

@@ -778,6 +778,10 @@ impl Store {
         self.get(Tree::ActivityIndex, activity_id.as_bytes())
     }
 
+    pub fn owner(&self, id: &str) -> Result<Option<Owner>, StoreError> {
+        self.get(Tree::Owners, id.as_bytes())
+    }
+
     pub fn owners(&self) -> Result<Vec<Owner>, StoreError> {
         Ok(self.scan::<Owner>(Tree::Owners, b"", None, usize::MAX)?.into_iter().map(|(_, o)| o).collect())
     }
