@@ -35,9 +35,9 @@
 //!
 //! Values are versioned: one format byte, then JSON, LZ4-compressed when
 //! that pays, against a dictionary built into handoff for leads,
-//! evaluations, activities and ledger entries (see [`codec`]: about a sixth
-//! of the JSON's size). A value written by a newer handoff is refused with
-//! a message rather than misread.
+//! evaluations, activities and ledger entries (see [`codec`]: a quarter to
+//! a sixth of the JSON's size). A value written by a newer handoff is
+//! refused with a message rather than misread.
 
 mod backend;
 mod codec;
@@ -537,10 +537,9 @@ impl Store {
             .collect()
     }
 
-    /// Rewrites the plain JSON values of `tree` that are worth compressing,
-    /// a slice at a time (the JSON itself is not decoded).
     /// Rewrites the values of `tree` not framed as they would be written
-    /// now (see [`codec`]); the JSON inside is left as it is.
+    /// now (see [`codec`]), a slice at a time; the JSON inside is left as
+    /// it is.
     fn reframe_tree(&self, tree: Tree) -> Result<(), StoreError> {
         self.slices(tree, SCAN_SLICE, |entries| {
             let mut writes = Vec::new();
@@ -553,7 +552,13 @@ impl Store {
                     key: show_key(&key),
                     message,
                 })?;
-                writes.push(Write { tree, key, value: Some(codec::framed(tree, &json)) });
+                let framed = codec::framed(tree, &json);
+                if framed != value {
+                    writes.push(Write { tree, key, value: Some(framed) });
+                }
+            }
+            if writes.is_empty() {
+                return Ok(());
             }
             self.backend.commit(&writes)
         })
