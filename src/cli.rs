@@ -377,7 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let report = crate::explain::run(&config, &input)?;
-            emit(&report.to_string())?;
+            crate::output::emit(&report.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "sandbox")]
@@ -402,24 +402,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => runtime()?.block_on(crate::demo::run_cli(&args.options())),
         Command::Report(args) => crate::report::run_cli(&args.options()),
     }
-}
-
-/// Writes a command's answer to standard output. `print!` would panic
-/// when the reader has gone (`handoff report | head`); this returns the
-/// error, and `main` ends quietly on it (see [`is_closed_pipe`]).
-pub fn emit(text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()
-}
-
-/// Whether `e` is standard output's reader having gone away: the answer
-/// was not wanted any more, which is no failure.
-pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -479,7 +461,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     for note in p.notes() {
         text.push_str(&format!("note: {note}\n"));
     }
-    emit(&text)?;
+    crate::output::emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -813,7 +813,7 @@ pub async fn run_cli(args: &DemoOptions) -> anyhow::Result<std::process::ExitCod
         let mut value = serde_json::to_value(&summary)?;
         value["digests"] = serde_json::to_value(&digests)?;
         value["weekly_summary"] = serde_json::to_value(&weekly)?;
-        crate::cli::emit(&format!("{}\n", serde_json::to_string(&value)?))?;
+        crate::output::emit(&format!("{}\n", serde_json::to_string(&value)?))?;
     } else {
         use std::fmt::Write as _;
         let mut text = render_summary(&summary);
@@ -848,7 +848,7 @@ pub async fn run_cli(args: &DemoOptions) -> anyhow::Result<std::process::ExitCod
                 summary.tasks_url
             );
         }
-        crate::cli::emit(&text)?;
+        crate::output::emit(&text)?;
     }
     if args.serve {
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;

@@ -38,6 +38,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod output;
 pub mod policy;
 pub mod report;
 pub mod state;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => code,
         // `handoff report | head`: the reader had what it wanted.
-        Err(e) if cli::is_closed_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if handoff::output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", handoff_model::redact(&format!("{e:#}")));
             ExitCode::from(cli::EXIT_INVALID)

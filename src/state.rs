@@ -197,9 +197,9 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
         capacity: capacity_today(&store, &config.policy)?,
     };
     if args.json {
-        crate::cli::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        crate::output::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        crate::cli::emit(&render(&report, &changed))?;
+        crate::output::emit(&render(&report, &changed))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -97,7 +97,7 @@ pub async fn run(config: &Config, options: &DoctorOptions) -> anyhow::Result<u8>
         }
         text.push_str(&render_text(&lines));
     }
-    crate::cli::emit(&text)?;
+    crate::output::emit(&text)?;
     Ok(if lines.iter().any(|l| l.status == Status::Miss) { crate::exit::DOCTOR_MISSING } else { crate::exit::OK })
 }
 
@@ -110,9 +110,9 @@ fn print_lines(options: &DoctorOptions, lines: &[Line]) -> std::io::Result<()> {
             "warnings": lines.iter().filter(|l| l.status == Status::Warn).count(),
             "checks": lines,
         });
-        crate::cli::emit(&format!("{v:#}\n"))
+        crate::output::emit(&format!("{v:#}\n"))
     } else {
-        crate::cli::emit(&render_text(lines))
+        crate::output::emit(&render_text(lines))
     }
 }
 

@@ -796,7 +796,7 @@ pub fn run_cli(args: &ReportOptions) -> anyhow::Result<std::process::ExitCode> {
             std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("scorecard written to {}", path.display());
         }
-        None => crate::cli::emit(&text)?,
+        None => crate::output::emit(&text)?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
