@@ -70,33 +70,30 @@ pub(super) fn encode<T: Serialize>(tree: Tree, key: &[u8], value: &T) -> Result<
 
 /// `json` behind its format byte, in the smallest framing `tree` allows.
 pub(super) fn framed(tree: Tree, json: &[u8]) -> Vec<u8> {
-    let with_byte = |format: u8, body: Vec<u8>| {
-        let mut out = Vec::with_capacity(body.len() + 1);
-        out.push(format);
-        out.extend_from_slice(&body);
-        out
-    };
     if let Some((format, dict)) = dictionary_for(tree) {
         let packed = lz4_flex::block::compress_prepend_size_with_dict(json, dict);
         if packed.len() < json.len() {
-            return with_byte(format, packed);
+            return with_format(format, &packed);
         }
     }
     framed_without_dictionary(json)
+}
+
+/// `body` behind its format byte.
+fn with_format(format: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(format);
+    out.extend_from_slice(body);
+    out
 }
 
 /// `json` framed as handoff did before it had dictionaries (still how
 /// trees without one are written).
 pub(super) fn framed_without_dictionary(json: &[u8]) -> Vec<u8> {
     if json.len() < COMPRESS_FROM_BYTES {
-        let mut out = Vec::with_capacity(json.len() + 1);
-        out.push(JSON_FORMAT);
-        out.extend_from_slice(json);
-        return out;
+        return with_format(JSON_FORMAT, json);
     }
-    let mut out = vec![LZ4_JSON_FORMAT];
-    out.extend_from_slice(&lz4_flex::compress_prepend_size(json));
-    out
+    with_format(LZ4_JSON_FORMAT, &lz4_flex::compress_prepend_size(json))
 }
 
 pub(super) fn decode<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
