@@ -19,7 +19,11 @@ pub enum Tree {
     Cursors,
     Leads,
     Activities,
+    /// Schema 3's index (activity id → lead id), emptied on upgrade:
+    /// [`Tree::ActivityBuckets`] replaced it.
     ActivityIndex,
+    /// Activity id → lead id, in hashed buckets (see `store::activities`).
+    ActivityBuckets,
     Owners,
     Calendars,
     Dirty,
@@ -50,12 +54,13 @@ pub enum Tree {
 }
 
 impl Tree {
-    pub const ALL: [Tree; 26] = [
+    pub const ALL: [Tree; 27] = [
         Tree::Meta,
         Tree::Cursors,
         Tree::Leads,
         Tree::Activities,
         Tree::ActivityIndex,
+        Tree::ActivityBuckets,
         Tree::Owners,
         Tree::Calendars,
         Tree::Dirty,
@@ -86,6 +91,7 @@ impl Tree {
             Tree::Leads => "leads",
             Tree::Activities => "activities",
             Tree::ActivityIndex => "activity_index",
+            Tree::ActivityBuckets => "activity_buckets",
             Tree::Owners => "owners",
             Tree::Calendars => "calendars",
             Tree::Dirty => "dirty",

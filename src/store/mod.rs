@@ -12,8 +12,8 @@
 //! | `meta` | name | schema version, outbox sequence, policy fingerprint |
 //! | `cursors` | stream | the connector's opaque [`Cursor`] |
 //! | `leads` | lead id | [`StoredLead`]: the record as last pulled plus the history handoff observed |
-//! | `activities` | lead id, activity id | [`Activity`] |
-//! | `activity_index` | activity id | lead id (deletions only name the activity) |
+//! | `activities` | lead id | its [`Activity`]s in id order (see [`activities`]) |
+//! | `activity_buckets` | hash of an activity id | `(activity id, lead id)`s: deletions only name the activity |
 //! | `owners` | owner id | [`Owner`] |
 //! | `calendars` | calendar id | [`BusinessCalendar`] as the CRM holds it |
 //! | `dirty` | lead id | why the lead must be evaluated again |
@@ -39,6 +39,7 @@
 //! a sixth of the JSON's size). A value written by a newer handoff is
 //! refused with a message rather than misread.
 
+mod activities;
 mod backend;
 mod codec;
 pub mod messages;
@@ -68,7 +69,9 @@ pub const DEFAULT_CACHE_MIB: u64 = 64;
 /// when opened).
 /// 3: leads, evaluations, activities and ledger entries compressed against
 /// a dictionary (a schema-2 store's values are rewritten when opened).
-pub const SCHEMA_VERSION: u64 = 3;
+/// 4: a lead's activities in one value, the activity index in buckets
+/// (see [`activities`]; a schema-3 store's are moved when opened).
+pub const SCHEMA_VERSION: u64 = 4;
 /// How many error records `errors` keeps.
 const ERRORS_KEPT: usize = 200;
 
@@ -127,10 +130,11 @@ pub const ARRIVALS_KEPT_HOURS: i64 = 48;
 /// Most keys one prune removes (the rest go on the next tick).
 const PRUNE_SLICE: usize = 5_000;
 
-fn activity_key(lead_id: &str, activity_id: &str) -> Vec<u8> {
+/// `lead id, NUL, other id`: a key listing something of a lead's.
+fn lead_pair_key(lead_id: &str, other_id: &str) -> Vec<u8> {
     let mut key = lead_id.as_bytes().to_vec();
     key.push(0);
-    key.extend_from_slice(activity_id.as_bytes());
+    key.extend_from_slice(other_id.as_bytes());
     key
 }
 
@@ -509,11 +513,44 @@ impl Store {
                 self.reframe_tree(tree)?;
             }
         }
+        if found < 4 {
+            tracing::info!(activities = self.backend.count(Tree::Activities)?, "filing activities per lead (once)");
+            self.file_activities_per_lead()?;
+        }
         let mut batch = Batch::default();
         batch.set_meta_u64("schema", SCHEMA_VERSION);
         self.commit(batch)?;
         tracing::info!(from = found, to = SCHEMA_VERSION, "state directory upgraded");
         Ok(())
+    }
+
+    /// Moves schema 3's activities (one key each, and one index key each)
+    /// into files per lead and index buckets (see [`activities`]), a slice
+    /// at a time: each commit files a slice and deletes its old keys, so an
+    /// upgrade cut short resumes with the keys left.
+    fn file_activities_per_lead(&self) -> Result<(), StoreError> {
+        self.slices(Tree::Activities, SCAN_SLICE, |entries| {
+            let mut batch = Batch::default();
+            for (key, value) in entries {
+                if !activities::is_schema_three_key(&key) {
+                    continue;
+                }
+                let activity: Activity = decode(Tree::Activities, &key, &value)?;
+                batch.put_activity(&activity);
+                batch.delete(Tree::Activities, key);
+            }
+            self.commit(batch)
+        })?;
+        // Every entry of the old index is in the buckets now.
+        loop {
+            let entries = self.backend.range(Tree::ActivityIndex, b"", None, SCAN_SLICE)?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let writes: Vec<Write> =
+                entries.into_iter().map(|(key, _)| Write { tree: Tree::ActivityIndex, key, value: None }).collect();
+            self.backend.commit(&writes)?;
+        }
     }
 
     fn get<T: DeserializeOwned>(&self, tree: Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -683,6 +720,15 @@ impl Store {
             }
             batch.set_clock_counts(&totals);
         }
+        if !batch.activity_edits.is_empty() {
+            // Read and written by the one writer, as the totals above.
+            let (writes, added) = activities::resolve(self.backend.as_ref(), &batch.activity_edits)?;
+            batch.writes.extend(writes);
+            if added != 0 {
+                let filed = self.meta_u64(activities::ACTIVITY_COUNT)?.unwrap_or(0);
+                batch.set_meta_u64(activities::ACTIVITY_COUNT, (filed as i64).saturating_add(added).max(0) as u64);
+            }
+        }
         if batch.writes.is_empty() {
             return Ok(());
         }
@@ -722,14 +768,9 @@ impl Store {
         Ok(self.scan::<StoredLead>(Tree::Leads, b"", None, usize::MAX)?.into_iter().map(|(_, l)| l).collect())
     }
 
+    /// The activities filed under `lead_id`, in id order.
     pub fn activities_of(&self, lead_id: &str) -> Result<Vec<Activity>, StoreError> {
-        let prefix = lead_prefix(lead_id);
-        let end = prefix_end(&prefix);
-        Ok(self
-            .scan::<Activity>(Tree::Activities, &prefix, end.as_deref(), usize::MAX)?
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect())
+        Ok(self.get(Tree::Activities, lead_id.as_bytes())?.unwrap_or_default())
     }
 
     /// What the engine judges a lead by: the lead with the opportunities it
@@ -775,12 +816,19 @@ impl Store {
 
     /// Every activity (reports).
     pub fn all_activities(&self) -> Result<Vec<Activity>, StoreError> {
-        Ok(self.scan::<Activity>(Tree::Activities, b"", None, usize::MAX)?.into_iter().map(|(_, a)| a).collect())
+        let mut all = Vec::new();
+        self.visit::<Vec<Activity>>(Tree::Activities, SCAN_SLICE, |_, file| {
+            all.extend(file);
+            Ok(())
+        })?;
+        Ok(all)
     }
 
     /// The lead an activity is filed under.
     pub fn activity_lead(&self, activity_id: &str) -> Result<Option<String>, StoreError> {
-        self.get(Tree::ActivityIndex, activity_id.as_bytes())
+        let bucket: activities::Bucket =
+            self.get(Tree::ActivityBuckets, &activities::bucket(activity_id))?.unwrap_or_default();
+        Ok(activities::lead_in(&bucket, activity_id))
     }
 
     pub fn owner(&self, id: &str) -> Result<Option<Owner>, StoreError> {
@@ -1060,7 +1108,8 @@ impl Store {
     /// How much the store holds, from the counts every commit keeps (point
     /// reads; the message queue and the held leads, both small, are read).
     pub fn counts(&self) -> Result<Counts, StoreError> {
-        self.counts_by(|tree| self.backend.count(tree), self.backend.count(Tree::OutboxFailed)?)
+        let activities = self.meta_u64(activities::ACTIVITY_COUNT)?.unwrap_or(0) as usize;
+        self.counts_by(|tree| self.backend.count(tree), self.backend.count(Tree::OutboxFailed)?, activities)
     }
 
     /// [`Store::counts`] counted key by key and entry by entry: what the
@@ -1071,17 +1120,23 @@ impl Store {
             outbox_failed += usize::from(e.failed);
             Ok(())
         })?;
-        self.counts_by(|tree| self.backend.recount(tree), outbox_failed)
+        let mut activities = 0;
+        self.visit::<Vec<Activity>>(Tree::Activities, SCAN_SLICE, |_, file| {
+            activities += file.len();
+            Ok(())
+        })?;
+        self.counts_by(|tree| self.backend.recount(tree), outbox_failed, activities)
     }
 
     fn counts_by(
         &self,
         count: impl Fn(Tree) -> Result<usize, StoreError>,
         outbox_failed: usize,
+        activities: usize,
     ) -> Result<Counts, StoreError> {
         Ok(Counts {
             leads: count(Tree::Leads)?,
-            activities: count(Tree::Activities)?,
+            activities,
             owners: count(Tree::Owners)?,
             dirty: count(Tree::Dirty)?,
             deadlines: count(Tree::Deadlines)?,
@@ -1144,15 +1199,17 @@ pub struct Batch {
     intake_added: BTreeMap<(String, NaiveDate), u32>,
     /// Arrivals recorded in this batch (instant, at a surge's rate).
     arrivals_added: Vec<(DateTime<Utc>, bool)>,
+    /// Activity changes, applied to the stored files when committed.
+    activity_edits: Vec<activities::ActivityEdit>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
+        self.writes.is_empty() && self.activity_edits.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.writes.len()
+        self.writes.len() + self.activity_edits.len()
     }
 
     fn put<T: Serialize>(&mut self, tree: Tree, key: Vec<u8>, value: &T) {
@@ -1199,17 +1256,18 @@ impl Batch {
         self.put(Tree::Leads, lead.lead.id.as_bytes().to_vec(), lead);
     }
 
+    /// Files `activity` under its lead (replacing the one with its id).
     pub fn put_activity(&mut self, activity: &Activity) {
-        self.put(Tree::Activities, activity_key(&activity.lead_id, &activity.id), activity);
-        self.put(Tree::ActivityIndex, activity.id.as_bytes().to_vec(), &activity.lead_id);
+        self.activity_edits.push(activities::ActivityEdit::Put(activity.clone()));
     }
 
     /// Removes an activity filed under `lead_id` (it moved or was deleted).
     pub fn remove_activity(&mut self, lead_id: &str, activity_id: &str, keep_index: bool) {
-        self.delete(Tree::Activities, activity_key(lead_id, activity_id));
-        if !keep_index {
-            self.delete(Tree::ActivityIndex, activity_id.as_bytes().to_vec());
-        }
+        self.activity_edits.push(activities::ActivityEdit::Remove {
+            lead_id: lead_id.to_string(),
+            activity_id: activity_id.to_string(),
+            keep_index,
+        });
     }
 
     /// Stores an opportunity and moves its leads' index entries from
@@ -1217,11 +1275,11 @@ impl Batch {
     pub fn put_opportunity(&mut self, opportunity: &Opportunity, previous: Option<&Opportunity>) {
         if let Some(previous) = previous {
             for lead in previous.lead_ids.iter().filter(|l| !opportunity.lead_ids.contains(l)) {
-                self.delete(Tree::LeadOpportunities, activity_key(lead, &opportunity.id));
+                self.delete(Tree::LeadOpportunities, lead_pair_key(lead, &opportunity.id));
             }
         }
         for lead in &opportunity.lead_ids {
-            self.put(Tree::LeadOpportunities, activity_key(lead, &opportunity.id), &"");
+            self.put(Tree::LeadOpportunities, lead_pair_key(lead, &opportunity.id), &"");
         }
         self.put(Tree::Opportunities, opportunity.id.as_bytes().to_vec(), opportunity);
     }
@@ -1542,24 +1600,27 @@ mod tests {
         }
     }
 
+    fn act(id: &str, lead: &str) -> Activity {
+        Activity {
+            id: id.to_string(),
+            kind: handoff_model::ActivityKind::Call,
+            lead_id: lead.to_string(),
+            owner_id: None,
+            occurred_at: at(10),
+            modified_at: at(10),
+            subject: None,
+            direction: None,
+            completed: false,
+            handoff_key: None,
+            automated: false,
+            deleted: false,
+            opportunity_id: None,
+        }
+    }
+
     #[test]
     fn activities_are_filed_per_lead_and_leads_sharing_a_prefix_stay_apart() {
         for (store, _dir) in stores() {
-            let act = |id: &str, lead: &str| Activity {
-                id: id.to_string(),
-                kind: handoff_model::ActivityKind::Call,
-                lead_id: lead.to_string(),
-                owner_id: None,
-                occurred_at: at(10),
-                modified_at: at(10),
-                subject: None,
-                direction: None,
-                completed: false,
-                handoff_key: None,
-                automated: false,
-                deleted: false,
-                opportunity_id: None,
-            };
             let mut b = Batch::default();
             b.put_lead(&lead("L1"));
             b.put_lead(&lead("L10"));
@@ -1569,6 +1630,98 @@ mod tests {
             assert_eq!(store.activities_of("L1").unwrap().len(), 1);
             assert_eq!(store.activity_lead("b").unwrap().as_deref(), Some("L10"));
             assert_eq!(store.leads().unwrap().len(), 2);
+        }
+    }
+
+    /// The activity changes of one batch apply in order, to what is stored
+    /// and to one another: a move, a change, a removal of something never
+    /// filed, and the count of activities follows.
+    #[test]
+    fn activity_changes_in_one_batch_apply_in_order() {
+        for (store, _dir) in stores() {
+            let mut b = Batch::default();
+            b.put_activity(&act("a", "L1"));
+            b.put_activity(&act("c", "L1"));
+            b.put_activity(&act("b", "L1"));
+            store.commit(b).unwrap();
+            let ids = |lead: &str| store.activities_of(lead).unwrap().into_iter().map(|a| a.id).collect::<Vec<_>>();
+            assert_eq!(ids("L1"), ["a", "b", "c"], "in id order");
+            let mut b = Batch::default();
+            b.remove_activity("L1", "a", true);
+            b.put_activity(&act("a", "L2"));
+            b.put_activity(&Activity { subject: Some("moved on".into()), ..act("b", "L1") });
+            b.remove_activity("L1", "c", false);
+            b.remove_activity("L3", "never", false);
+            store.commit(b).unwrap();
+            assert_eq!(ids("L1"), ["b"]);
+            assert_eq!(ids("L2"), ["a"]);
+            assert_eq!(store.activities_of("L1").unwrap()[0].subject.as_deref(), Some("moved on"));
+            assert_eq!(store.activity_lead("a").unwrap().as_deref(), Some("L2"));
+            assert_eq!(store.activity_lead("c").unwrap(), None);
+            assert_eq!(store.counts().unwrap().activities, 2);
+            assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+            let mut b = Batch::default();
+            b.remove_activity("L2", "a", false);
+            store.commit(b).unwrap();
+            assert!(store.backend.get(Tree::Activities, b"L2").unwrap().is_none(), "an empty file is no key");
+            assert_eq!(store.counts().unwrap().activities, 1);
+        }
+    }
+
+    /// A state directory the previous release wrote (schema 3: one key per
+    /// activity and one index key per activity) has its activities filed
+    /// per lead when opened, every one of them found again by lead and by
+    /// id; an upgrade cut short (some already filed) resumes.
+    #[test]
+    fn a_schema_three_store_has_its_activities_filed_per_lead_on_open() {
+        for cut_short in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut all = Vec::new();
+            for i in 0..60 {
+                let lead_id = if i % 7 == 0 { opportunity_file("006A") } else { format!("L{:02}", i % 23) };
+                all.push(Activity { subject: Some(format!("call {i}")), ..act(&format!("00T{i:03}"), &lead_id) });
+            }
+            {
+                let store = Store::open(dir.path()).unwrap();
+                let mut old = Vec::new();
+                let mut filed = Batch::default();
+                for (i, a) in all.iter().enumerate() {
+                    if cut_short && i % 3 == 0 {
+                        // Filed by the commit before the cut.
+                        filed.put_activity(a);
+                        continue;
+                    }
+                    let key = lead_pair_key(&a.lead_id, &a.id);
+                    old.push(Write {
+                        tree: Tree::Activities,
+                        value: Some(encode(Tree::Activities, &key, a).unwrap()),
+                        key,
+                    });
+                    let index = encode(Tree::ActivityIndex, a.id.as_bytes(), &a.lead_id).unwrap();
+                    old.push(Write { tree: Tree::ActivityIndex, key: a.id.clone().into_bytes(), value: Some(index) });
+                }
+                store.commit(filed).unwrap();
+                let mut schema = Batch::default();
+                schema.set_cursor(Stream::Activities, &Cursor("c-acts".into()));
+                schema.set_meta_u64("schema", 3);
+                old.extend(schema.writes);
+                store.backend.commit(&old).unwrap();
+            }
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
+            assert_eq!(store.cursor(Stream::Activities).unwrap(), Some(Cursor("c-acts".into())));
+            for a in &all {
+                assert_eq!(store.activity_lead(&a.id).unwrap().as_deref(), Some(a.lead_id.as_str()), "{}", a.id);
+                assert!(store.activities_of(&a.lead_id).unwrap().contains(a), "{} filed under {}", a.id, a.lead_id);
+            }
+            let mut read = store.all_activities().unwrap();
+            read.sort_by(|x, y| x.id.cmp(&y.id));
+            assert_eq!(read, all);
+            let keys = store.backend.range(Tree::Activities, b"", None, usize::MAX).unwrap();
+            assert_eq!(keys.len(), 24, "one file per lead and one for the opportunity");
+            assert!(store.backend.range(Tree::ActivityIndex, b"", None, 1).unwrap().is_empty());
+            assert_eq!(store.counts().unwrap().activities, 60);
+            assert_eq!(store.counts().unwrap(), store.recount().unwrap());
         }
     }
 

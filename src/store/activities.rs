@@ -1,0 +1,182 @@
+//! How activities are kept: one value per lead (all its activities, in id
+//! order) and an index from activity id to lead in hashed buckets of a few
+//! entries each.
+//!
+//! sled's memory follows the number of keys it holds, not their bytes (its
+//! page table names every node of at most 16 keys, and all of it is loaded
+//! when the database opens). At five activities a lead, one key per
+//! activity and one index key per activity were two thirds of a store's
+//! keys. Filed per lead and bucketed, they are about one key per lead.
+//!
+//! A [`super::Batch`] records activity changes as [`ActivityEdit`]s;
+//! [`super::Store::commit`] reads the files and buckets they touch, applies
+//! them in order and writes the results in the same transaction as the
+//! rest of the batch. That read is outside the transaction: one writer
+//! (the sync of one tick, or an upgrade on open) changes activities at a
+//! time.
+
+use std::collections::BTreeMap;
+
+use handoff_model::Activity;
+
+use super::backend::{Backend, Tree, Write};
+use super::codec::{decode, encode};
+use super::StoreError;
+
+/// A change to the activities, applied when the batch is committed.
+#[derive(Debug, Clone)]
+pub(super) enum ActivityEdit {
+    /// Files the activity under its `lead_id` (replacing the one with its
+    /// id there) and points the index at it.
+    Put(Activity),
+    /// Takes activity `activity_id` out of `lead_id`'s file; out of the
+    /// index too unless `keep_index` (it is being filed elsewhere).
+    Remove { lead_id: String, activity_id: String, keep_index: bool },
+}
+
+/// Bits of an activity id's hash that name its index bucket: 2^19 buckets,
+/// a handful of entries each at millions of activities, one each in a
+/// small org.
+const BUCKET_BITS: u32 = 19;
+
+/// The index bucket of `activity_id`: the top [`BUCKET_BITS`] of its
+/// FNV-1a hash, mixed, as three big-endian bytes. Stored keys depend on it: it
+/// never changes.
+pub(super) fn bucket(activity_id: &str) -> Vec<u8> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in activity_id.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // FNV's high bits hardly move with an id's last characters: mixed
+    // (murmur3's finaliser), sequential ids spread over the buckets.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    let top = (hash >> (64 - BUCKET_BITS)) as u32;
+    top.to_be_bytes()[1..].to_vec()
+}
+
+/// One index bucket: `(activity id, lead id)` in activity id order.
+pub(super) type Bucket = Vec<(String, String)>;
+
+/// The `meta` key holding how many activities are filed.
+pub(super) const ACTIVITY_COUNT: &str = "activity_count";
+
+/// Where the lead of `activity_id` is found in its bucket, if it is.
+pub(super) fn lead_in(bucket: &Bucket, activity_id: &str) -> Option<String> {
+    bucket
+        .binary_search_by(|(id, _)| id.as_str().cmp(activity_id))
+        .ok()
+        .and_then(|i| bucket.get(i))
+        .map(|(_, lead)| lead.clone())
+}
+
+/// The files and buckets a batch's edits touched, read once each.
+#[derive(Default)]
+struct Touched {
+    files: BTreeMap<String, Vec<Activity>>,
+    buckets: BTreeMap<Vec<u8>, Bucket>,
+}
+
+impl Touched {
+    fn file<'a>(&'a mut self, backend: &dyn Backend, lead_id: &str) -> Result<&'a mut Vec<Activity>, StoreError> {
+        if !self.files.contains_key(lead_id) {
+            let key = lead_id.as_bytes();
+            let stored = match backend.get(Tree::Activities, key)? {
+                Some(bytes) => decode::<Vec<Activity>>(Tree::Activities, key, &bytes)?,
+                None => Vec::new(),
+            };
+            self.files.insert(lead_id.to_string(), stored);
+        }
+        Ok(self.files.entry(lead_id.to_string()).or_default())
+    }
+
+    fn bucket<'a>(&'a mut self, backend: &dyn Backend, activity_id: &str) -> Result<&'a mut Bucket, StoreError> {
+        let key = bucket(activity_id);
+        if !self.buckets.contains_key(&key) {
+            let stored = match backend.get(Tree::ActivityBuckets, &key)? {
+                Some(bytes) => decode::<Bucket>(Tree::ActivityBuckets, &key, &bytes)?,
+                None => Vec::new(),
+            };
+            self.buckets.insert(key.clone(), stored);
+        }
+        Ok(self.buckets.entry(key).or_default())
+    }
+}
+
+/// Applies `edits` in order to the files and buckets they name, as stored
+/// in `backend`, and returns the writes that store the results and the
+/// change in the number of activities filed.
+pub(super) fn resolve(backend: &dyn Backend, edits: &[ActivityEdit]) -> Result<(Vec<Write>, i64), StoreError> {
+    let mut touched = Touched::default();
+    let mut added: i64 = 0;
+    for edit in edits {
+        match edit {
+            ActivityEdit::Put(activity) => {
+                let file = touched.file(backend, &activity.lead_id)?;
+                match file.binary_search_by(|a| a.id.cmp(&activity.id)) {
+                    Ok(i) => file[i] = activity.clone(),
+                    Err(i) => {
+                        file.insert(i, activity.clone());
+                        added += 1;
+                    }
+                }
+                let bucket = touched.bucket(backend, &activity.id)?;
+                match bucket.binary_search_by(|(id, _)| id.cmp(&activity.id)) {
+                    Ok(i) => bucket[i].1 = activity.lead_id.clone(),
+                    Err(i) => bucket.insert(i, (activity.id.clone(), activity.lead_id.clone())),
+                }
+            }
+            ActivityEdit::Remove { lead_id, activity_id, keep_index } => {
+                let file = touched.file(backend, lead_id)?;
+                if let Ok(i) = file.binary_search_by(|a| a.id.as_str().cmp(activity_id)) {
+                    file.remove(i);
+                    added -= 1;
+                }
+                if !keep_index {
+                    let bucket = touched.bucket(backend, activity_id)?;
+                    if let Ok(i) = bucket.binary_search_by(|(id, _)| id.as_str().cmp(activity_id)) {
+                        bucket.remove(i);
+                    }
+                }
+            }
+        }
+    }
+    let mut writes = Vec::with_capacity(touched.files.len() + touched.buckets.len());
+    for (lead_id, file) in touched.files {
+        let key = lead_id.into_bytes();
+        let value = if file.is_empty() { None } else { Some(encode(Tree::Activities, &key, &file)?) };
+        writes.push(Write { tree: Tree::Activities, key, value });
+    }
+    for (key, bucket) in touched.buckets {
+        let value = if bucket.is_empty() { None } else { Some(encode(Tree::ActivityBuckets, &key, &bucket)?) };
+        writes.push(Write { tree: Tree::ActivityBuckets, key, value });
+    }
+    Ok((writes, added))
+}
+
+/// Whether `key` of the activities tree is one schema 3 wrote (`lead id,
+/// NUL, activity id`: one activity) rather than a lead's file (no CRM id
+/// holds a NUL).
+pub(super) fn is_schema_three_key(key: &[u8]) -> bool {
+    key.contains(&0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_three_bytes_stable_and_spread() {
+        // Stored keys depend on these values.
+        // Stored keys depend on these: a change here is a new schema.
+        assert_eq!(bucket(""), [0x07, 0x7e, 0x80]);
+        assert_eq!(bucket("a"), [0x04, 0x15, 0x15]);
+        let ids: Vec<String> = (0..10_000).map(|i| format!("00T{i:015}")).collect();
+        let distinct: std::collections::BTreeSet<Vec<u8>> = ids.iter().map(|id| bucket(id)).collect();
+        assert!(distinct.len() > 9_800, "10,000 sequential ids share buckets: {} distinct", distinct.len());
+    }
+}
