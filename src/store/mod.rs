@@ -486,8 +486,8 @@ impl Store {
         }
     }
 
-    /// Brings a store written by an older handoff to this schema. Nothing
-    /// it holds is rewritten: what it lacks is derived from it.
+    /// Brings a store written by an older handoff to this schema, step by
+    /// step; each step resumes when an earlier open was cut short.
     fn upgrade(&self, found: u64) -> Result<(), StoreError> {
         if found < 2 {
             let mut batch = Batch::default();
