@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config;
 use crate::report::graveyard::Graveyard;
-use crate::store::{Batch, Counts, ErrorRecord, MessageEntry, OutboxEntry, QuarantineRecord, Store};
+use crate::store::{Batch, Counts, ErrorRecord, MessageEntry, OutboxEntry, QuarantineRecord, Store, Sweep};
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -24,6 +24,8 @@ struct Report {
     /// Each stream's cursor as the connector wrote it (opaque, for support).
     cursors: Vec<(Stream, Option<String>)>,
     next_deadline: Option<DateTime<Utc>>,
+    /// Every lead being evaluated again (after a policy change), and how far it got.
+    sweep: Option<Sweep>,
     failed_actions: Vec<OutboxEntry>,
     /// Digests and summaries given up on, with the server's error name.
     failed_messages: Vec<MessageEntry>,
@@ -182,6 +184,7 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
             .map(|s| Ok((*s, store.cursor(*s)?.map(|c| c.0))))
             .collect::<Result<_, crate::store::StoreError>>()?,
         next_deadline: store.next_deadline()?,
+        sweep: store.sweep()?,
         failed_actions: store.failed_outbox()?.into_iter().map(redacted_entry).collect(),
         failed_messages: store.messages()?.into_iter().filter(|e| e.failed).map(redacted_message).collect(),
         quarantined: store.quarantine()?,
@@ -243,6 +246,13 @@ fn render(r: &Report, changed: &[String]) -> String {
         c.deadlines,
         r.next_deadline.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
     );
+    if let Some(sweep) = &r.sweep {
+        let at = match &sweep.after {
+            Some(id) => format!("done up to lead {id}"),
+            None => "not started".to_string(),
+        };
+        let _ = writeln!(out, "every lead is being evaluated again ({}): {at}, in lead id order", sweep.why);
+    }
     let _ = writeln!(out, "outbox: {} queued, {} failed; ledger: {} actions done", c.outbox, c.outbox_failed, c.ledger);
     if r.graveyard.leads > 0 {
         let _ = writeln!(out, "backlog (measured, not enforced; clean it up in the CRM): {}", r.graveyard.summary(20));

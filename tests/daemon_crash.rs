@@ -220,3 +220,69 @@ async fn salesforce_killed_at_fifty_points_holds_every_task_exactly_once() {
 async fn hubspot_killed_at_fifty_points_holds_every_task_exactly_once() {
     crash_run(CrmKind::Hubspot).await;
 }
+
+/// `handoff run --once` to the end with the log as JSON; returns how many
+/// leads its ticks evaluated and its log.
+fn run_to_end_counting(config: &std::path::Path) -> (usize, String) {
+    let out = Command::new(common::binary())
+        .args(["run", "--once", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("HANDOFF_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "the restarted daemon failed: {log}");
+    let evaluated = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["message"] == "tick done")
+        .map(|e| e["evaluated"].as_u64().unwrap() as usize)
+        .sum();
+    (evaluated, log)
+}
+
+/// A policy change evaluates every lead again in lead-id order, a chunk a
+/// commit, recording in each commit how far it got. Killed after its first
+/// commit, and again after judging the next chunk but before committing
+/// it, the restarted daemon goes on after the last lead whose evaluation
+/// was committed: no lead is passed over, and the sweep ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reevaluation_killed_midway_resumes_after_its_last_commit() {
+    let sb = common::frozen_sandbox(CrmKind::Salesforce, SEED, 1_300, 3, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(&sb, dir.path(), 1, |_| {});
+    run_to_end(&config);
+    let state_dir = handoff::daemon::service::store_dir(&handoff::config::load(&config).unwrap());
+    let ids = {
+        let store = handoff::store::Store::open(&state_dir).unwrap();
+        assert_eq!((store.counts().unwrap().dirty, store.sweep().unwrap()), (0, None));
+        store.lead_ids_after(None, usize::MAX).unwrap()
+    };
+    assert!(ids.len() > 1_000, "more leads than two commits hold: {}", ids.len());
+
+    let config = common::write_config(&sb, dir.path(), 1, |t| {
+        let policy = t.get_mut("policy").and_then(|p| p.as_table_mut()).unwrap();
+        let card = policy.entry("scorecard").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        card.as_table_mut().unwrap().insert("consecutive_weeks".into(), 4.into());
+    });
+    assert_eq!(run_aimed_at(&config, failpoints::EVALUATE_COMMITTED, 1), Aimed::Killed);
+    let sweep_after = || {
+        let store = handoff::store::Store::open(&state_dir).unwrap();
+        let sweep = store.sweep().unwrap().expect("the sweep is under way");
+        assert_eq!(sweep.why, "policy changed");
+        let after = sweep.after.expect("its first commit moved it");
+        ids.iter().position(|id| *id == after).expect("a stored lead") + 1
+    };
+    let done = sweep_after();
+    assert_eq!(done, 500, "the first commit holds the first 500 leads");
+    assert_eq!(run_aimed_at(&config, failpoints::EVALUATE_DECIDED, 2), Aimed::Killed);
+    assert_eq!(sweep_after(), 1_000, "the restart's first commit, not its second, which was cut");
+    let (evaluated, log) = run_to_end_counting(&config);
+    assert_eq!(evaluated, ids.len() - 1_000, "every lead after the last commit, once: {log}");
+    assert!(log.contains("every lead is evaluated again: done"), "{log}");
+    let store = handoff::store::Store::open(&state_dir).unwrap();
+    assert_eq!(store.sweep().unwrap(), None);
+    assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+    sb.stop().await;
+}

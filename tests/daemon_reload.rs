@@ -27,7 +27,9 @@ fn set(table: &mut toml::Table, path: &[&str], value: toml::Value) {
 async fn reload_on(crm: CrmKind) {
     let opts = SimOptions { leads: 30, days: 2, ..SimOptions::new(crm) };
     let mut sim = Simulation::start(&opts).await.expect("simulation starts");
-    sim.catch_up().await.expect("first catch-up");
+    // The org's leads come in first: every lead is evaluated again below.
+    let end = sim.end_at();
+    sim.run_until(end, |_, _| {}).await.expect("the org's timeline runs");
     let old = sim.config.clone();
     let table = config_table(&sim.sandbox, &sim.state_dir).unwrap();
     let section = match crm {
@@ -72,19 +74,20 @@ async fn reload_on(crm: CrmKind) {
 
     // A new policy: every lead is evaluated again, and the kept counts
     // still equal a recount.
+    let leads = sim.daemon.store().counts().unwrap().leads;
+    assert!(leads >= 20, "{crm}: {leads} leads to evaluate again");
     let mut policy = window.clone();
     set(&mut policy, &["policy", "scorecard", "consecutive_weeks"], 4.into());
     let changed = reparse(&policy);
     sim.daemon.reload(&new, &changed).await.expect("a new policy reloads");
-    assert_eq!(
-        sim.daemon.store().counts().unwrap().dirty,
-        sim.daemon.store().counts().unwrap().leads,
-        "every lead is marked"
-    );
+    let sweep = sim.daemon.store().sweep().unwrap().expect("every lead is to be evaluated again");
+    assert_eq!((sweep.why.as_str(), sweep.after), ("policy changed", None));
     let r = sim.catch_up().await.expect("the new policy evaluates");
     assert!(r.errors.is_empty(), "{r:?}");
+    assert!(r.evaluated >= sim.daemon.store().counts().unwrap().leads, "every lead was evaluated again: {r:?}");
     let store = sim.daemon.store().clone();
-    assert_eq!(store.counts().unwrap().dirty, 0, "every lead was evaluated again");
+    assert_eq!(store.sweep().unwrap(), None, "the sweep is done");
+    assert_eq!(store.counts().unwrap().dirty, 0);
     assert_eq!(store.counts().unwrap(), store.recount().unwrap(), "{crm}: counts after a reload");
     assert_eq!(store.clock_counts().unwrap(), store.recount_clocks().unwrap(), "{crm}: clock counts after a reload");
 

@@ -13,9 +13,10 @@
 //! 2. **evaluate**, only once every due stream was read to its end (a
 //!    touch on an unread page must not become an escalation): every dirty
 //!    lead and every lead whose next deadline has passed (the deadline
-//!    index, never a scan) goes through the engine; its state, its new
-//!    deadline and the actions the ledger does not know yet are committed
-//!    together;
+//!    index, never a scan) goes through the engine, then the next leads of
+//!    a [`Sweep`] (after a policy change: every lead, in id order, its
+//!    progress committed with each chunk); its state, its new deadline and
+//!    the actions the ledger does not know yet are committed together;
 //! 3. **enforce**: the outbox is drained in order through the connector and
 //!    each outcome recorded (see [`outbox`]);
 //! 4. **notify** (with `[notify]`): the digests and the weekly summary that
@@ -51,9 +52,7 @@ pub const FIRST_START: &str = "first_started_at";
 const GRAVEYARD_REPORTED: &str = "graveyard_reported";
 /// Store metadata: the fingerprint of the days off the CRM recorded.
 const CRM_TIME_OFF: &str = "crm_time_off";
-/// Leads marked for evaluation per commit when the policy changes.
-const DIRTY_SLICE: usize = 5_000;
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Batch, Store, StoreError, Sweep};
 pub use connect::{SharedNow, TimeSource};
 
 /// Leads evaluated per commit. A commit waits for the disk (about 15 ms
@@ -70,6 +69,36 @@ type EvaluationWork = (String, Option<DateTime<Utc>>);
 const MAX_EVALUATIONS_PER_TICK: usize = 20_000;
 /// Write calls per tick at most.
 const MAX_WRITE_ROUNDS: usize = 20;
+
+/// What one evaluation window takes of the [`Sweep`] under way.
+struct SweepWindow {
+    why: String,
+    /// The last lead id the window listed (`None`: none was left).
+    last_listed: Option<String>,
+    /// Fewer leads were left than the window had room for.
+    exhausted: bool,
+    /// The listed leads the window judges for the sweep (the others were
+    /// dirty or due, and judged earlier in the window).
+    ids: std::collections::HashSet<String>,
+}
+
+impl SweepWindow {
+    /// Records the sweep past `lead_id`.
+    fn reached(&self, lead_id: &str, batch: &mut Batch) {
+        batch.set_sweep(&Sweep { why: self.why.clone(), after: Some(lead_id.to_string()) });
+    }
+
+    /// Records the sweep past everything the window listed, or ends it.
+    fn advance(&self, batch: &mut Batch) {
+        match (&self.last_listed, self.exhausted) {
+            (Some(last), false) => self.reached(last, batch),
+            _ => {
+                tracing::info!(why = %self.why, "every lead is evaluated again: done");
+                batch.end_sweep();
+            }
+        }
+    }
+}
 
 /// Why a tick could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -365,16 +394,16 @@ impl Daemon {
         let before = self.store.meta_text(CRM_TIME_OFF)?;
         if before.as_deref() != Some(fingerprint.as_str()) {
             // None recorded and none found: nothing changed for anyone.
+            let mut batch = Batch::default();
             if before.is_some() || !crm.is_empty() {
-                let marked = self.mark_every_lead("time off in the CRM changed")?;
+                let leads = self.sweep_every_lead("time off in the CRM changed", &mut batch)?;
                 tracing::info!(
                     users = crm.len(),
                     days = crm.values().map(Vec::len).sum::<usize>(),
-                    leads = marked,
+                    leads,
                     "time off recorded in the CRM changed; every lead is judged again"
                 );
             }
-            let mut batch = Batch::default();
             batch.set_meta_text(CRM_TIME_OFF, &fingerprint);
             self.commit(batch)?;
         }
@@ -477,36 +506,31 @@ impl Daemon {
         self.published_policy.clone()
     }
 
-    /// Marks every lead for evaluation when the policy differs from the one
-    /// the store was last evaluated under.
+    /// Evaluates every lead again when the policy differs from the one the
+    /// store was last evaluated under.
     fn note_policy(&self, fingerprint: &str) -> Result<(), DaemonError> {
         if self.store.meta_text("policy")?.as_deref() == Some(fingerprint) {
             return Ok(());
         }
-        // The new fingerprint is recorded after the last slice, so a crash
-        // midway marks them again.
-        let marked = self.mark_every_lead("policy changed")?;
         let mut batch = Batch::default();
+        let leads = self.sweep_every_lead("policy changed", &mut batch)?;
         batch.set_meta_text("policy", fingerprint);
-        if marked > 0 {
-            tracing::info!(leads = marked, "the policy changed; every lead is evaluated again");
+        if leads > 0 {
+            tracing::info!(leads, "the policy changed; every lead is evaluated again");
         }
         self.commit(batch)
     }
 
-    /// Marks every lead for evaluation, a commit per slice so memory stays
-    /// flat; returns how many.
-    fn mark_every_lead(&self, why: &str) -> Result<usize, DaemonError> {
-        let mut marked = 0;
-        self.store.each_lead_id_slice(DIRTY_SLICE, |ids| {
-            let mut batch = Batch::default();
-            for id in &ids {
-                batch.mark_dirty(id, why);
-            }
-            marked += ids.len();
-            self.store.commit(batch)
-        })?;
-        Ok(marked)
+    /// Starts (in `batch`) a [`Sweep`] that evaluates every stored lead
+    /// again, from the first, replacing one under way (its leads are judged
+    /// again too, under what changed now); returns how many leads it
+    /// covers. An empty store needs none: its leads come dirty.
+    fn sweep_every_lead(&self, why: &str, batch: &mut Batch) -> Result<usize, DaemonError> {
+        let leads = self.store.counts()?.leads;
+        if leads > 0 {
+            batch.set_sweep(&Sweep { why: why.to_string(), after: None });
+        }
+        Ok(leads)
     }
 
     /// Judges by `policy` from now on, and shows it to the HTTP endpoints.
@@ -747,10 +771,11 @@ impl Daemon {
         Ok(false)
     }
 
-    /// Evaluates dirty and due leads. `Ok(true)`: none is left waiting.
+    /// Evaluates dirty and due leads, and a [`Sweep`] under way.
+    /// `Ok(true)`: none is left waiting.
     ///
     /// Work is taken a window at a time (dirty leads first, then those
-    /// whose deadline passed) and cut into commits of [`EVALUATE_CHUNK`]
+    /// whose deadline passed, then the sweep's next leads) and cut into commits of [`EVALUATE_CHUNK`]
     /// leads. The leads of one window are distinct, and judging a lead
     /// reads nothing another lead's commit writes, so the next chunk is
     /// judged (on the other cores) while this one is applied and committed:
@@ -760,8 +785,14 @@ impl Daemon {
         let mut done = 0usize;
         while done < MAX_EVALUATIONS_PER_TICK && !self.stopping() {
             let window = EVALUATE_WINDOW.min(MAX_EVALUATIONS_PER_TICK - done).max(EVALUATE_CHUNK);
-            let mut work = self.pending_work(now, window)?;
+            let (mut work, sweep) = self.pending_work(now, window)?;
             if work.is_empty() {
+                if let Some(sweep) = sweep {
+                    // Nothing listed after its last lead: it is done.
+                    let mut batch = Batch::default();
+                    sweep.advance(&mut batch);
+                    self.commit(batch)?;
+                }
                 return Ok(true);
             }
             tracing::debug!(phase = "evaluate", leads = work.len(), "evaluating");
@@ -781,23 +812,34 @@ impl Daemon {
                 }
                 _ => true,
             });
-            if held_leads > 0 {
+            if work.is_empty() {
+                // Every lead listed was held: the sweep moves past them.
+                if let Some(sweep) = &sweep {
+                    sweep.advance(&mut held);
+                }
+            }
+            if !held.is_empty() {
                 tracing::info!(leads = held_leads, "leads held back while records of theirs are quarantined");
                 report.held += held_leads;
                 self.commit(held)?;
             }
-            done += held_leads + self.evaluate_window(&work, now, report)?;
+            done += held_leads + self.evaluate_window(&work, sweep.as_ref(), now, report)?;
         }
         Ok(false)
     }
 
     /// Up to `limit` leads to evaluate: dirty ones first, then those whose
-    /// deadline passed (a lead both dirty and due once, with its deadline).
-    fn pending_work(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<EvaluationWork>, DaemonError> {
+    /// deadline passed (a lead both dirty and due once, with its deadline),
+    /// then the next leads of the [`Sweep`] under way (with what the window
+    /// takes of it, `None` when it took nothing).
+    fn pending_work(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(Vec<EvaluationWork>, Option<SweepWindow>), DaemonError> {
         let mut work: Vec<EvaluationWork> = self.store.dirty(limit)?.into_iter().map(|id| (id, None)).collect();
+        let mut at_of: HashMap<String, usize> = work.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
         if work.len() < limit {
-            let mut at_of: HashMap<String, usize> =
-                work.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
             for (at, id) in self.store.due(now, limit - work.len())? {
                 match at_of.get(&id) {
                     Some(&i) => work[i].1 = Some(at),
@@ -808,27 +850,46 @@ impl Daemon {
                 }
             }
         }
-        Ok(work)
+        let room = limit - work.len().min(limit);
+        let Some(sweep) = self.store.sweep()?.filter(|_| room > 0) else { return Ok((work, None)) };
+        let listed = self.store.lead_ids_after(sweep.after.as_deref(), room)?;
+        let window = SweepWindow {
+            why: sweep.why,
+            last_listed: listed.last().cloned(),
+            exhausted: listed.len() < room,
+            ids: listed.iter().filter(|id| !at_of.contains_key(*id)).cloned().collect(),
+        };
+        // A lead already dirty or due is judged once, earlier in the window.
+        work.extend(listed.into_iter().filter(|id| !at_of.contains_key(id)).map(|id| (id, None)));
+        Ok((work, Some(window)))
     }
 
     /// Judges, applies and commits `work` chunk by chunk, judging the next
     /// chunk while the current one is applied; stops between chunks when a
     /// stop is asked for. Returns how many leads were evaluated.
+    ///
+    /// A [`Sweep`] moves on in the commit of the leads it reached: a chunk
+    /// holding some of its leads records the last of them, the window's
+    /// last chunk everything the window listed (or the end), so a crash or
+    /// a stop never passes over a lead whose evaluation is not committed.
     fn evaluate_window(
         &self,
         work: &[EvaluationWork],
+        sweep: Option<&SweepWindow>,
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<usize, DaemonError> {
+        let last_chunk = work.len().div_ceil(EVALUATE_CHUNK).saturating_sub(1);
         let owners = crate::engine::Owners::new(&self.owners);
         let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &owners, now };
         let evaluator = &evaluator;
         let mut chunks = work.chunks(EVALUATE_CHUNK);
         std::thread::scope(|scope| {
-            let judge = |chunk| scope.spawn(move || evaluate::judge_all(evaluator, chunk));
+            let judge = |chunk| (chunk, scope.spawn(move || evaluate::judge_all(evaluator, chunk)));
             let mut ahead = chunks.next().map(judge);
             let mut evaluated = 0usize;
-            while let Some(judging) = ahead.take() {
+            let mut index = 0usize;
+            while let Some((chunk, judging)) = ahead.take() {
                 let judged = judging.join().map_err(|_| StoreError::Io {
                     doing: "judging leads".to_string(),
                     message: "a judging thread panicked".to_string(),
@@ -850,6 +911,14 @@ impl Daemon {
                     }
                     changes.push((e.before, e.after));
                 }
+                if let Some(sweep) = sweep {
+                    if index == last_chunk {
+                        sweep.advance(&mut batch);
+                    } else if let Some((id, _)) = chunk.iter().rev().find(|(id, _)| sweep.ids.contains(id)) {
+                        sweep.reached(id, &mut batch);
+                    }
+                }
+                index += 1;
                 crate::failpoints::hit(crate::failpoints::EVALUATE_DECIDED);
                 self.commit(batch)?;
                 crate::failpoints::hit(crate::failpoints::EVALUATE_COMMITTED);

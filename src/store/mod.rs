@@ -9,7 +9,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `meta` | name | schema version, outbox sequence, policy fingerprint |
+//! | `meta` | name | schema version, outbox sequence, policy fingerprint, the [`Sweep`] under way, activities filed |
 //! | `cursors` | stream | the connector's opaque [`Cursor`] |
 //! | `leads` | lead id | [`StoredLead`]: the record as last pulled plus the history handoff observed |
 //! | `activities` | lead id | its [`Activity`]s in id order (see [`activities`]) |
@@ -405,6 +405,22 @@ fn held_key(lead_id: &str, stream: Stream, key: &str) -> Vec<u8> {
     k
 }
 
+/// A re-evaluation of every lead, worked through in lead-id order a window
+/// at a time: what a policy change or new time off asks for. One `meta`
+/// value says how far it got, where marking every lead dirty would write a
+/// key per lead and delete it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sweep {
+    /// Why every lead is evaluated again (for the log and `handoff state`).
+    pub why: String,
+    /// The last lead id whose new evaluation is committed; `None` before
+    /// the first.
+    pub after: Option<String>,
+}
+
+/// The `meta` key of the running [`Sweep`].
+const SWEEP: &str = "sweep";
+
 /// How much the store holds, for `handoff state` and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Counts {
@@ -690,15 +706,24 @@ impl Store {
         })
     }
 
-    /// Every stored lead id, `slice` at a time, in id order.
-    pub fn each_lead_id_slice(
-        &self,
-        slice: usize,
-        mut each: impl FnMut(Vec<String>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.slices(Tree::Leads, slice, |entries| {
-            each(entries.into_iter().map(|(k, _)| String::from_utf8_lossy(&k).into_owned()).collect())
-        })
+    /// The re-evaluation of every lead under way, if one is.
+    pub fn sweep(&self) -> Result<Option<Sweep>, StoreError> {
+        self.get(Tree::Meta, SWEEP.as_bytes())
+    }
+
+    /// Up to `limit` stored lead ids after `after` (from the first when
+    /// `None`), in id order.
+    pub fn lead_ids_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let from = match after {
+            Some(id) => lead_prefix(id),
+            None => Vec::new(),
+        };
+        Ok(self
+            .backend
+            .range(Tree::Leads, &from, None, limit)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .collect())
     }
 
     fn meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
@@ -1242,6 +1267,16 @@ impl Batch {
 
     pub fn set_meta_text(&mut self, name: &str, value: &str) {
         self.put(Tree::Meta, name.as_bytes().to_vec(), &value);
+    }
+
+    /// Starts (or moves on) the re-evaluation of every lead.
+    pub fn set_sweep(&mut self, sweep: &Sweep) {
+        self.put(Tree::Meta, SWEEP.as_bytes().to_vec(), sweep);
+    }
+
+    /// Ends the re-evaluation of every lead: the last lead is done.
+    pub fn end_sweep(&mut self) {
+        self.delete(Tree::Meta, SWEEP.as_bytes().to_vec());
     }
 
     pub fn set_cursor(&mut self, stream: Stream, cursor: &Cursor) {
@@ -2101,17 +2136,27 @@ mod tests {
                 }
                 store.commit(b).unwrap();
             }
-            let mut seen = Vec::new();
+            let mut seen: Vec<String> = Vec::new();
             store
-                .each_lead_id_slice(5, |ids| {
-                    assert!(ids.len() <= 5);
-                    seen.extend(ids);
+                .slices(Tree::Leads, 5, |entries| {
+                    assert!(entries.len() <= 5);
+                    seen.extend(entries.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()));
                     Ok(())
                 })
                 .unwrap();
             let all: Vec<String> = store.leads().unwrap().into_iter().map(|l| l.lead.id).collect();
             assert_eq!(seen, all);
             assert_eq!(seen.len(), 21);
+            // As a sweep reads them: after a lead, never it again.
+            let mut swept: Vec<String> = Vec::new();
+            loop {
+                let next = store.lead_ids_after(swept.last().map(String::as_str), 4).unwrap();
+                if next.is_empty() {
+                    break;
+                }
+                swept.extend(next);
+            }
+            assert_eq!(swept, all);
         }
     }
 
