@@ -11,7 +11,7 @@
 
 mod common;
 
-use handoff::demo::{config_table, Simulation};
+use handoff::demo::{config_table, SimOptions, Simulation};
 use handoff_model::CrmKind;
 use handoff_sandbox::LoggedRequest;
 
@@ -142,4 +142,47 @@ async fn salesforce_tick_after_its_own_writes_reads_no_more_than_an_idle_tick() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubspot_tick_after_its_own_writes_reads_no_more_than_an_idle_tick() {
     a_tick_after_writes_reads_no_more_than_an_idle_tick(CrmKind::Hubspot, 150).await;
+}
+
+/// Whether `r` lists the CRM's owners (users and queues).
+fn owners_listing(crm: CrmKind, r: &LoggedRequest) -> bool {
+    let query = r.query.as_deref().unwrap_or("").replace('+', " ").replace("%20", " ");
+    match crm {
+        CrmKind::Salesforce => r.method == "GET" && query.contains("FROM User"),
+        CrmKind::Hubspot => r.method == "GET" && r.path.starts_with("/crm/v3/owners"),
+    }
+}
+
+/// Owners are listed whole on their own cadence (`sync.owners_every_secs`,
+/// 15 minutes here), and a restart keeps to it: a daemon started again five
+/// minutes after the last listing lists no owner, and lists them again once
+/// the cadence comes round.
+async fn a_restart_keeps_the_owners_cadence(crm: CrmKind) {
+    let opts = SimOptions { leads: 20, days: 1, ..SimOptions::new(crm) };
+    let mut sim = Simulation::start(&opts).await.unwrap();
+    sim.catch_up().await.unwrap();
+    assert_eq!(sim.config.sync.owners_every_secs, 900);
+    let listings = |sb: &handoff_sandbox::RunningSandbox, since: usize| {
+        sb.shared.log.snapshot().iter().skip(since).filter(|r| owners_listing(crm, r)).count()
+    };
+    assert!(listings(&sim.sandbox, 0) > 0, "{crm}: the first start lists the owners");
+    let since = sim.sandbox.shared.log.len();
+    let mut sim = sim.restart().await.unwrap();
+    sim.sandbox.shared.clock.advance(chrono::Duration::minutes(5));
+    sim.catch_up().await.unwrap();
+    assert_eq!(listings(&sim.sandbox, since), 0, "{crm}: listed five minutes ago, before the restart");
+    sim.sandbox.shared.clock.advance(chrono::Duration::minutes(11));
+    sim.catch_up().await.unwrap();
+    assert!(listings(&sim.sandbox, since) > 0, "{crm}: due again sixteen minutes on");
+    sim.sandbox.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_restart_keeps_the_owners_cadence() {
+    a_restart_keeps_the_owners_cadence(CrmKind::Salesforce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hubspot_restart_keeps_the_owners_cadence() {
+    a_restart_keeps_the_owners_cadence(CrmKind::Hubspot).await;
 }

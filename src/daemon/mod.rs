@@ -70,6 +70,15 @@ const MAX_EVALUATIONS_PER_TICK: usize = 20_000;
 /// Write calls per tick at most.
 const MAX_WRITE_ROUNDS: usize = 20;
 
+/// The streams listed whole on their own cadence (`sync.owners_every_secs`,
+/// `sync.calendars_every_secs`) rather than every tick.
+const LISTED_ON_CADENCE: [Stream; 2] = [Stream::Owners, Stream::Calendars];
+
+/// Store metadata: when `stream` was last read to its end.
+fn read_at_key(stream: Stream) -> String {
+    format!("read_at:{}", stream.as_str())
+}
+
 /// What one evaluation window takes of the [`Sweep`] under way.
 struct SweepWindow {
     why: String,
@@ -259,7 +268,8 @@ pub struct Daemon {
     store: Arc<Store>,
     time: TimeSource,
     now: SharedNow,
-    /// When owners and calendars were last read to the end.
+    /// When owners and calendars were last read to the end (kept in the
+    /// store: a restart does not list them again before they are due).
     last_read: HashMap<Stream, DateTime<Utc>>,
     owners: Vec<Owner>,
     /// The config's own days off (`policy.owners.time_off`), which the
@@ -288,6 +298,13 @@ impl Daemon {
         let owners = store.owners()?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
         metrics.load(&store)?;
+        let mut last_read = HashMap::new();
+        for stream in LISTED_ON_CADENCE {
+            let at = store.meta_text(&read_at_key(stream))?.and_then(|t| DateTime::parse_from_rfc3339(&t).ok());
+            if let Some(at) = at {
+                last_read.insert(stream, at.with_timezone(&Utc));
+            }
+        }
         let daemon = Daemon {
             instance: config.instance.name.clone(),
             policy: Arc::new(config.policy.clone()),
@@ -299,7 +316,7 @@ impl Daemon {
             store,
             time,
             now,
-            last_read: HashMap::new(),
+            last_read,
             owners,
             configured_time_off: config.policy.time_off.clone(),
             crm_time_off: None,
@@ -574,7 +591,8 @@ impl Daemon {
             // Read only for a policy with the AE's commitments.
             Stream::Opportunities => return self.policy.reads_opportunities(),
         };
-        self.last_read.get(&stream).is_none_or(|at| now - *at >= Duration::seconds(every as i64))
+        // A read recorded after now (a clock set back) does not wait.
+        self.last_read.get(&stream).is_none_or(|at| *at > now || now - *at >= Duration::seconds(every as i64))
     }
 
     /// One cycle at the time source's current instant.
@@ -600,6 +618,11 @@ impl Daemon {
             match self.sync_stream(stream, now, &mut report).await? {
                 true => {
                     self.last_read.insert(stream, now);
+                    if LISTED_ON_CADENCE.contains(&stream) {
+                        let mut batch = Batch::default();
+                        batch.set_meta_text(&read_at_key(stream), &now.to_rfc3339());
+                        self.commit(batch)?;
+                    }
                 }
                 false => {
                     streams_finished = false;
