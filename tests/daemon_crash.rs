@@ -257,7 +257,7 @@ async fn a_reevaluation_killed_midway_resumes_after_its_last_commit() {
     let ids = {
         let store = handoff::store::Store::open(&state_dir).unwrap();
         assert_eq!((store.counts().unwrap().dirty, store.sweep().unwrap()), (0, None));
-        store.lead_ids_after(None, usize::MAX).unwrap()
+        store.evaluated_ids_after(None, usize::MAX).unwrap()
     };
     assert!(ids.len() > 1_000, "more leads than two commits hold: {}", ids.len());
 

@@ -201,3 +201,41 @@ async fn a_state_directory_from_before_the_setting_keeps_enforcing_every_clock()
     assert_eq!(daemon.policy().enforcement.from, Some(chrono::DateTime::UNIX_EPOCH), "every clock stays enforced");
     sb.stop().await;
 }
+
+/// A first start on an org whose CRM records time off judges each lead
+/// once: the time off is read before any lead is evaluated, so there is no
+/// evaluated lead to judge again under it, and no sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_with_time_off_in_the_crm_judges_each_lead_once() {
+    use handoff_sandbox::org::{Leave, OrgConfig};
+    let mut opts = handoff_sandbox::SandboxOptions::new(CrmKind::Salesforce);
+    opts.org = OrgConfig {
+        seed: 5,
+        leads: 120,
+        days: 10,
+        leave: vec![Leave { rep: 0, from_day: 1, days: 2 }],
+        ..OrgConfig::default()
+    };
+    opts.clock = handoff_sandbox::ClockMode::Frozen;
+    opts.replay = false;
+    let sb = handoff_sandbox::start(opts).await.unwrap();
+    handoff::demo::open_sandbox_limits(&sb).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = handoff::demo::config_for(&sb, dir.path()).unwrap();
+    let mut daemon = Simulation::daemon(&config, &sb).await.unwrap();
+    let mut evaluated = 0;
+    for _ in 0..50 {
+        let r = daemon.tick().await.unwrap();
+        evaluated += r.evaluated;
+        if r.caught_up {
+            break;
+        }
+    }
+    let store = daemon.store();
+    assert!(!store.absences().unwrap().is_empty(), "the CRM records time off");
+    assert_eq!(store.sweep().unwrap(), None);
+    let leads = store.evaluated_count().unwrap();
+    assert!(leads > 100, "{leads}");
+    assert_eq!(evaluated, leads, "each lead judged once");
+    sb.stop().await;
+}

@@ -538,12 +538,13 @@ impl Daemon {
         self.commit(batch)
     }
 
-    /// Starts (in `batch`) a [`Sweep`] that evaluates every stored lead
+    /// Starts (in `batch`) a [`Sweep`] that evaluates every evaluated lead
     /// again, from the first, replacing one under way (its leads are judged
     /// again too, under what changed now); returns how many leads it
-    /// covers. An empty store needs none: its leads come dirty.
+    /// covers. A lead not evaluated yet is dirty and needs no sweep: a
+    /// first start sweeps nothing.
     fn sweep_every_lead(&self, why: &str, batch: &mut Batch) -> Result<usize, DaemonError> {
-        let leads = self.store.counts()?.leads;
+        let leads = self.store.evaluated_count()?;
         if leads > 0 {
             batch.set_sweep(&Sweep { why: why.to_string(), after: None });
         }
@@ -875,7 +876,7 @@ impl Daemon {
         }
         let room = limit - work.len().min(limit);
         let Some(sweep) = self.store.sweep()?.filter(|_| room > 0) else { return Ok((work, None)) };
-        let listed = self.store.lead_ids_after(sweep.after.as_deref(), room)?;
+        let listed = self.store.evaluated_ids_after(sweep.after.as_deref(), room)?;
         let window = SweepWindow {
             why: sweep.why,
             last_listed: listed.last().cloned(),

@@ -405,7 +405,7 @@ fn held_key(lead_id: &str, stream: Stream, key: &str) -> Vec<u8> {
     k
 }
 
-/// A re-evaluation of every lead, worked through in lead-id order a window
+/// A re-evaluation of every evaluated lead, worked through in lead-id order a window
 /// at a time: what a policy change or new time off asks for. One `meta`
 /// value says how far it got, where marking every lead dirty would write a
 /// key per lead and delete it again.
@@ -711,16 +711,23 @@ impl Store {
         self.get(Tree::Meta, SWEEP.as_bytes())
     }
 
-    /// Up to `limit` stored lead ids after `after` (from the first when
-    /// `None`), in id order.
-    pub fn lead_ids_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+    /// How many leads have a stored evaluation.
+    pub fn evaluated_count(&self) -> Result<usize, StoreError> {
+        self.backend.count(Tree::States)
+    }
+
+    /// Up to `limit` ids of evaluated leads (those with a stored
+    /// evaluation) after `after` (from the first when `None`), in id order:
+    /// what a [`Sweep`] judges again. A lead never evaluated is dirty, or
+    /// held until its quarantined record reads well.
+    pub fn evaluated_ids_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
         let from = match after {
             Some(id) => lead_prefix(id),
             None => Vec::new(),
         };
         Ok(self
             .backend
-            .range(Tree::Leads, &from, None, limit)?
+            .range(Tree::States, &from, None, limit)?
             .into_iter()
             .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
             .collect())
@@ -2147,10 +2154,15 @@ mod tests {
             let all: Vec<String> = store.leads().unwrap().into_iter().map(|l| l.lead.id).collect();
             assert_eq!(seen, all);
             assert_eq!(seen.len(), 21);
-            // As a sweep reads them: after a lead, never it again.
+            // As a sweep reads the evaluated ones: after a lead, never it again.
+            let mut b = Batch::default();
+            for id in &all {
+                b.put_state(id, &state(None), None);
+            }
+            store.commit(b).unwrap();
             let mut swept: Vec<String> = Vec::new();
             loop {
-                let next = store.lead_ids_after(swept.last().map(String::as_str), 4).unwrap();
+                let next = store.evaluated_ids_after(swept.last().map(String::as_str), 4).unwrap();
                 if next.is_empty() {
                     break;
                 }
