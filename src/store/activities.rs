@@ -83,27 +83,33 @@ struct Touched {
 
 impl Touched {
     fn file<'a>(&'a mut self, backend: &dyn Backend, lead_id: &str) -> Result<&'a mut Vec<Activity>, StoreError> {
-        if !self.files.contains_key(lead_id) {
-            let key = lead_id.as_bytes();
-            let stored = match backend.get(Tree::Activities, key)? {
-                Some(bytes) => decode::<Vec<Activity>>(Tree::Activities, key, &bytes)?,
-                None => Vec::new(),
-            };
-            self.files.insert(lead_id.to_string(), stored);
-        }
-        Ok(self.files.entry(lead_id.to_string()).or_default())
+        read_once(&mut self.files, backend, Tree::Activities, lead_id.to_string(), lead_id.as_bytes())
     }
 
     fn bucket<'a>(&'a mut self, backend: &dyn Backend, activity_id: &str) -> Result<&'a mut Bucket, StoreError> {
         let key = bucket(activity_id);
-        if !self.buckets.contains_key(&key) {
-            let stored = match backend.get(Tree::ActivityBuckets, &key)? {
-                Some(bytes) => decode::<Bucket>(Tree::ActivityBuckets, &key, &bytes)?,
-                None => Vec::new(),
+        read_once(&mut self.buckets, backend, Tree::ActivityBuckets, key.clone(), &key)
+    }
+}
+
+/// The value under `key` in `touched`, read from `tree` (empty when absent)
+/// the first time it is asked for.
+fn read_once<'a, K: Ord, V: serde::de::DeserializeOwned + Default>(
+    touched: &'a mut BTreeMap<K, V>,
+    backend: &dyn Backend,
+    tree: Tree,
+    at: K,
+    key: &[u8],
+) -> Result<&'a mut V, StoreError> {
+    match touched.entry(at) {
+        std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            let stored = match backend.get(tree, key)? {
+                Some(bytes) => decode::<V>(tree, key, &bytes)?,
+                None => V::default(),
             };
-            self.buckets.insert(key.clone(), stored);
+            Ok(e.insert(stored))
         }
-        Ok(self.buckets.entry(key).or_default())
     }
 }
 
