@@ -51,10 +51,12 @@ pub enum Tree {
     Absences,
     /// Keys per tree, kept by every commit (see [`Backend::count`]).
     Counts,
+    /// Ledger entries about a lead, one value per lead (see `ledger.rs`).
+    LeadLedger,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 27] = [
+    pub const ALL: [Tree; 28] = [
         Tree::Meta,
         Tree::Cursors,
         Tree::Leads,
@@ -82,6 +84,7 @@ impl Tree {
         Tree::LeadOpportunities,
         Tree::Absences,
         Tree::Counts,
+        Tree::LeadLedger,
     ];
 
     pub fn name(self) -> &'static str {
@@ -113,6 +116,7 @@ impl Tree {
             Tree::LeadOpportunities => "lead_opportunities",
             Tree::Absences => "absences",
             Tree::Counts => "counts",
+            Tree::LeadLedger => "lead_ledger",
         }
     }
 

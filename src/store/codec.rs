@@ -52,6 +52,9 @@ const MAX_VALUE_BYTES: usize = 64 << 20;
 
 /// The dictionary values of `tree` are written with, if it has one.
 fn dictionary_for(tree: Tree) -> Option<(u8, &'static [u8])> {
+    // A lead's ledger file is a list of ledger entries: their dictionary
+    // serves it.
+    let tree = if tree == Tree::LeadLedger { Tree::Ledger } else { tree };
     DICTIONARIES.iter().find(|(_, t, _)| *t == tree).map(|(format, _, bytes)| (*format, *bytes))
 }
 

@@ -172,6 +172,6 @@ impl Batch {
     pub fn confirm_message(&mut self, entry: &MessageEntry, ledger: &super::LedgerEntry) {
         self.delete(Tree::Messages, entry.seq.to_be_bytes().to_vec());
         self.delete(Tree::MessageKeys, entry.message.key.as_str().as_bytes().to_vec());
-        self.put(Tree::Ledger, entry.message.key.as_str().as_bytes().to_vec(), ledger);
+        self.record_ledger(entry.message.key.as_str(), ledger);
     }
 }

@@ -42,6 +42,7 @@
 mod activities;
 mod backend;
 mod codec;
+mod ledger;
 pub mod messages;
 
 use std::collections::BTreeMap;
@@ -71,7 +72,9 @@ pub const DEFAULT_CACHE_MIB: u64 = 64;
 /// a dictionary (a schema-2 store's values are rewritten when opened).
 /// 4: a lead's activities in one value, the activity index in buckets
 /// (see [`activities`]; a schema-3 store's are moved when opened).
-pub const SCHEMA_VERSION: u64 = 4;
+/// 5: a lead's ledger entries in one value (see [`ledger`]; a schema-4
+/// store's are moved when opened).
+pub const SCHEMA_VERSION: u64 = 5;
 /// How many error records `errors` keeps.
 const ERRORS_KEPT: usize = 200;
 
@@ -451,6 +454,9 @@ pub fn backoff(attempt: u32) -> chrono::Duration {
 /// The daemon's state, over some [`Backend`].
 pub struct Store {
     backend: Box<dyn Backend>,
+    /// Held by [`Store::commit`]: what a commit reads to write (the clock
+    /// totals, activity and ledger files) cannot change under it.
+    commit_lock: std::sync::Mutex<()>,
 }
 
 impl Store {
@@ -463,7 +469,7 @@ impl Store {
     /// Opens the database in `dir` with a cache of `cache_mib` MiB
     /// (`daemon.state_cache_mib`).
     pub fn open_with_cache(dir: &Path, cache_mib: u64) -> Result<Store, StoreError> {
-        let store = Store { backend: Box::new(SledBackend::open(dir, cache_mib.saturating_mul(1 << 20))?) };
+        let store = Store::over(Box::new(SledBackend::open(dir, cache_mib.saturating_mul(1 << 20))?));
         store.check_schema()?;
         Ok(store)
     }
@@ -486,7 +492,11 @@ impl Store {
 
     /// A store that lives in memory only (tests, one-shot tools).
     pub fn in_memory() -> Store {
-        Store { backend: Box::new(MemoryBackend::default()) }
+        Store::over(Box::new(MemoryBackend::default()))
+    }
+
+    fn over(backend: Box<dyn Backend>) -> Store {
+        Store { backend, commit_lock: std::sync::Mutex::new(()) }
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -533,6 +543,10 @@ impl Store {
             tracing::info!(activities = self.backend.count(Tree::Activities)?, "filing activities per lead (once)");
             self.file_activities_per_lead()?;
         }
+        if found < 5 {
+            tracing::info!(entries = self.backend.count(Tree::Ledger)?, "filing ledger entries per lead (once)");
+            self.file_ledger_per_lead()?;
+        }
         let mut batch = Batch::default();
         batch.set_meta_u64("schema", SCHEMA_VERSION);
         self.commit(batch)?;
@@ -567,6 +581,26 @@ impl Store {
                 entries.into_iter().map(|(key, _)| Write { tree: Tree::ActivityIndex, key, value: None }).collect();
             self.backend.commit(&writes)?;
         }
+    }
+
+    /// Moves schema 4's ledger entries about a lead (one key each) into
+    /// the lead's file (see [`ledger`]), a slice at a time: each commit
+    /// files a slice and deletes its old keys, so an upgrade cut short
+    /// resumes with the keys left.
+    fn file_ledger_per_lead(&self) -> Result<(), StoreError> {
+        self.slices(Tree::Ledger, SCAN_SLICE, |entries| {
+            let mut batch = Batch::default();
+            for (key, value) in entries {
+                let text = String::from_utf8_lossy(&key).into_owned();
+                if ledger::file_of(&text).is_none() {
+                    continue;
+                }
+                let entry: LedgerEntry = decode(Tree::Ledger, &key, &value)?;
+                batch.record_ledger(&text, &entry);
+                batch.delete(Tree::Ledger, key);
+            }
+            self.commit(batch)
+        })
     }
 
     fn get<T: DeserializeOwned>(&self, tree: Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -743,9 +777,10 @@ impl Store {
 
     /// Applies `batch` atomically; durable when this returns.
     pub fn commit(&self, mut batch: Batch) -> Result<(), StoreError> {
+        // Commits take turns: what one reads below to write (the totals,
+        // the files) cannot change before it is written.
+        let _turn = self.commit_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if batch.clock_deltas.values().any(|d| *d != 0) {
-            // One writer (the daemon) commits at a time: the read and the
-            // write of the totals cannot interleave with another commit.
             let mut totals = self.clock_counts()?;
             for (key, delta) in std::mem::take(&mut batch.clock_deltas) {
                 *totals.entry(key).or_default() += delta;
@@ -753,12 +788,19 @@ impl Store {
             batch.set_clock_counts(&totals);
         }
         if !batch.activity_edits.is_empty() {
-            // Read and written by the one writer, as the totals above.
             let (writes, added) = activities::resolve(self.backend.as_ref(), &batch.activity_edits)?;
             batch.writes.extend(writes);
             if added != 0 {
                 let filed = self.meta_u64(activities::ACTIVITY_COUNT)?.unwrap_or(0);
                 batch.set_meta_u64(activities::ACTIVITY_COUNT, (filed as i64).saturating_add(added).max(0) as u64);
+            }
+        }
+        if !batch.ledger_filed.is_empty() {
+            let (writes, added) = ledger::resolve(self.backend.as_ref(), &batch.ledger_filed)?;
+            batch.writes.extend(writes);
+            if added != 0 {
+                let filed = self.meta_u64(ledger::FILED_COUNT)?.unwrap_or(0);
+                batch.set_meta_u64(ledger::FILED_COUNT, (filed as i64).saturating_add(added).max(0) as u64);
             }
         }
         if batch.writes.is_empty() {
@@ -1025,18 +1067,38 @@ impl Store {
     }
 
     pub fn ledger(&self, key: &ActionKey) -> Result<Option<LedgerEntry>, StoreError> {
-        self.get(Tree::Ledger, key.as_str().as_bytes())
+        match ledger::file_of(key.as_str()) {
+            Some(name) => Ok(ledger::find(&self.ledger_file(name)?, key.as_str()).cloned()),
+            None => self.get(Tree::Ledger, key.as_str().as_bytes()),
+        }
+    }
+
+    fn ledger_file(&self, name: &str) -> Result<ledger::LedgerFile, StoreError> {
+        Ok(self.get(Tree::LeadLedger, name.as_bytes())?.unwrap_or_default())
     }
 
     /// Ledger entries whose key starts with `prefix` (every action about
-    /// one lead: see `engine::keys::lead_prefix`), by key.
+    /// one lead: see `engine::keys::lead_prefix`), by key. A prefix naming
+    /// a lead reads that lead's file.
     pub fn ledger_with_prefix(&self, prefix: &str) -> Result<Vec<(String, LedgerEntry)>, StoreError> {
-        let end = prefix_end(prefix.as_bytes());
-        Ok(self
-            .scan::<LedgerEntry>(Tree::Ledger, prefix.as_bytes(), end.as_deref(), usize::MAX)?
-            .into_iter()
-            .map(|(k, e)| (String::from_utf8_lossy(&k).into_owned(), e))
-            .collect())
+        if let Some(name) = ledger::file_of(prefix) {
+            // Every key starting with `prefix` is filed under `name`.
+            let mut file = self.ledger_file(name)?;
+            file.retain(|(k, _)| k.starts_with(prefix));
+            return Ok(file);
+        }
+        if prefix.contains(':') {
+            // Every key starting with `prefix` is kept on its own.
+            let end = prefix_end(prefix.as_bytes());
+            return Ok(self
+                .scan::<LedgerEntry>(Tree::Ledger, prefix.as_bytes(), end.as_deref(), usize::MAX)?
+                .into_iter()
+                .map(|(k, e)| (String::from_utf8_lossy(&k).into_owned(), e))
+                .collect());
+        }
+        let mut all = self.ledger_entries()?;
+        all.retain(|(k, _)| k.starts_with(prefix));
+        Ok(all)
     }
 
     /// Queued actions whose key starts with `prefix`: (key, sequence).
@@ -1051,11 +1113,17 @@ impl Store {
 
     /// Every ledger entry by action key.
     pub fn ledger_entries(&self) -> Result<Vec<(String, LedgerEntry)>, StoreError> {
-        Ok(self
+        let mut all: Vec<(String, LedgerEntry)> = self
             .scan::<LedgerEntry>(Tree::Ledger, b"", None, usize::MAX)?
             .into_iter()
             .map(|(k, e)| (String::from_utf8_lossy(&k).into_owned(), e))
-            .collect())
+            .collect();
+        self.visit::<ledger::LedgerFile>(Tree::LeadLedger, SCAN_SLICE, |_, file| {
+            all.extend(file);
+            Ok(())
+        })?;
+        all.sort_by(|(a, _), (b, _)| a.cmp(b));
+        Ok(all)
     }
 
     /// The next free outbox sequence number.
@@ -1141,7 +1209,8 @@ impl Store {
     /// reads; the message queue and the held leads, both small, are read).
     pub fn counts(&self) -> Result<Counts, StoreError> {
         let activities = self.meta_u64(activities::ACTIVITY_COUNT)?.unwrap_or(0) as usize;
-        self.counts_by(|tree| self.backend.count(tree), self.backend.count(Tree::OutboxFailed)?, activities)
+        let filed = self.meta_u64(ledger::FILED_COUNT)?.unwrap_or(0) as usize;
+        self.counts_by(|tree| self.backend.count(tree), self.backend.count(Tree::OutboxFailed)?, activities, filed)
     }
 
     /// [`Store::counts`] counted key by key and entry by entry: what the
@@ -1157,7 +1226,12 @@ impl Store {
             activities += file.len();
             Ok(())
         })?;
-        self.counts_by(|tree| self.backend.recount(tree), outbox_failed, activities)
+        let mut filed = 0;
+        self.visit::<ledger::LedgerFile>(Tree::LeadLedger, SCAN_SLICE, |_, file| {
+            filed += file.len();
+            Ok(())
+        })?;
+        self.counts_by(|tree| self.backend.recount(tree), outbox_failed, activities, filed)
     }
 
     fn counts_by(
@@ -1165,6 +1239,7 @@ impl Store {
         count: impl Fn(Tree) -> Result<usize, StoreError>,
         outbox_failed: usize,
         activities: usize,
+        ledger_filed: usize,
     ) -> Result<Counts, StoreError> {
         Ok(Counts {
             leads: count(Tree::Leads)?,
@@ -1174,7 +1249,7 @@ impl Store {
             deadlines: count(Tree::Deadlines)?,
             outbox: count(Tree::Outbox)?,
             outbox_failed,
-            ledger: count(Tree::Ledger)?,
+            ledger: count(Tree::Ledger)? + ledger_filed,
             messages: count(Tree::Messages)?,
             messages_failed: self.messages()?.iter().filter(|e| e.failed).count(),
             quarantined: count(Tree::Quarantine)?,
@@ -1233,15 +1308,17 @@ pub struct Batch {
     arrivals_added: Vec<(DateTime<Utc>, bool)>,
     /// Activity changes, applied to the stored files when committed.
     activity_edits: Vec<activities::ActivityEdit>,
+    /// Ledger entries about a lead, filed into its file when committed.
+    ledger_filed: Vec<(String, LedgerEntry)>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.activity_edits.is_empty()
+        self.writes.is_empty() && self.activity_edits.is_empty() && self.ledger_filed.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.writes.len() + self.activity_edits.len()
+        self.writes.len() + self.activity_edits.len() + self.ledger_filed.len()
     }
 
     fn put<T: Serialize>(&mut self, tree: Tree, key: Vec<u8>, value: &T) {
@@ -1472,7 +1549,16 @@ impl Batch {
     /// Records a confirmed action and removes it from the outbox.
     pub fn confirm(&mut self, entry: &OutboxEntry, ledger: &LedgerEntry) {
         self.drop_outbox(entry);
-        self.put(Tree::Ledger, entry.action.key.as_str().as_bytes().to_vec(), ledger);
+        self.record_ledger(entry.action.key.as_str(), ledger);
+    }
+
+    /// Records `entry` in the ledger under `key`: in its lead's file, or
+    /// on its own (see [`ledger::file_of`]).
+    pub(crate) fn record_ledger(&mut self, key: &str, entry: &LedgerEntry) {
+        match ledger::file_of(key) {
+            Some(_) => self.ledger_filed.push((key.to_string(), entry.clone())),
+            None => self.put(Tree::Ledger, key.as_bytes().to_vec(), entry),
+        }
     }
 
     /// Keeps a quarantined record and holds the lead it belongs to.
@@ -1767,6 +1853,79 @@ mod tests {
         }
     }
 
+    fn done(lead_id: &str, crm_id: &str) -> LedgerEntry {
+        LedgerEntry {
+            lead_id: lead_id.into(),
+            crm_id: crm_id.into(),
+            done_at: at(9),
+            kind: ActionSummary::UpdateLead,
+            attempts: 1,
+        }
+    }
+
+    /// A schema-4 store keeps each ledger entry under its own key; opened,
+    /// the entries about a lead are filed per lead (also when an earlier
+    /// open was cut short after filing some), the others stay where they
+    /// are, and every entry reads back by key, by lead and in the walk.
+    #[test]
+    fn a_schema_four_store_has_its_ledger_filed_per_lead_on_open() {
+        for cut_short in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut all: Vec<(String, LedgerEntry)> = Vec::new();
+            for i in 0..90u32 {
+                let lead_id = format!("L{:02}", i % 17);
+                let key = match i % 10 {
+                    0 => format!("sc:sales.first_touch_in_window:2026030{}:005U{i}:v1", i % 7),
+                    1 => format!("dg:005U{i}:20260302:rep:v1"),
+                    _ => format!("{lead_id}:ft:{i}:rem:v1"),
+                };
+                all.push((key, done(&lead_id, &format!("00T{i:03}"))));
+            }
+            all.sort_by(|(a, _), (b, _)| a.cmp(b));
+            {
+                let store = Store::open(dir.path()).unwrap();
+                let mut old = Vec::new();
+                let mut filed = Batch::default();
+                for (i, (key, entry)) in all.iter().enumerate() {
+                    if cut_short && i % 3 == 0 && ledger::file_of(key).is_some() {
+                        // Filed by the commit before the cut.
+                        filed.record_ledger(key, entry);
+                        continue;
+                    }
+                    let value = Some(encode(Tree::Ledger, key.as_bytes(), entry).unwrap());
+                    old.push(Write { tree: Tree::Ledger, key: key.clone().into_bytes(), value });
+                }
+                store.commit(filed).unwrap();
+                let mut schema = Batch::default();
+                schema.set_cursor(Stream::Leads, &Cursor("c-leads".into()));
+                schema.set_meta_u64("schema", 4);
+                old.extend(schema.writes);
+                store.backend.commit(&old).unwrap();
+            }
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
+            assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
+            for (key, entry) in &all {
+                assert_eq!(store.ledger(&ActionKey(key.clone())).unwrap().as_ref(), Some(entry), "{key}");
+            }
+            assert_eq!(store.ledger_entries().unwrap(), all);
+            let about_l03: Vec<_> = all.iter().filter(|(k, _)| k.starts_with("L03:")).cloned().collect();
+            assert!(about_l03.len() > 3);
+            assert_eq!(store.ledger_with_prefix("L03:").unwrap(), about_l03);
+            let scorecard: Vec<_> = all.iter().filter(|(k, _)| k.starts_with("sc:")).cloned().collect();
+            assert_eq!(store.ledger_with_prefix("sc:").unwrap(), scorecard);
+            let own = store.backend.range(Tree::Ledger, b"", None, usize::MAX).unwrap();
+            assert_eq!(own.len(), 18, "scorecard and digest entries stay on their own keys");
+            assert_eq!(
+                store.backend.range(Tree::LeadLedger, b"", None, usize::MAX).unwrap().len(),
+                17,
+                "a file a lead"
+            );
+            assert_eq!(store.counts().unwrap().ledger, 90);
+            assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+        }
+    }
+
     #[test]
     fn the_outbox_hands_out_ready_entries_in_order_and_confirms_into_the_ledger() {
         for (store, _dir) in stores() {
@@ -1891,7 +2050,7 @@ mod tests {
                 let mut b = Batch::default();
                 for _ in 0..(1 + next(8)) {
                     let id = format!("L{}", next(12));
-                    match next(9) {
+                    match next(10) {
                         0 | 1 => b.put_lead(&lead(&id)),
                         2 => b.mark_dirty(&id, "changed"),
                         3 => b.clear_dirty(&id),
@@ -1917,10 +2076,19 @@ mod tests {
                                 b.update_outbox(&e);
                             }
                         }
-                        _ => {
+                        8 => {
                             if let Some(entry) = store.outbox().unwrap().first() {
                                 b.drop_outbox(entry);
                             }
+                        }
+                        _ => {
+                            // Filed under the lead (written again at
+                            // times) or kept on its own.
+                            let key = match next(4) {
+                                0 => format!("sc:c:{}:u:v1", next(3)),
+                                _ => format!("{id}:ft:{}:rem:v1", next(3)),
+                            };
+                            b.record_ledger(&key, &done(&id, "00T"));
                         }
                     }
                 }
@@ -1930,7 +2098,7 @@ mod tests {
             }
             let counts = store.counts().unwrap();
             assert!(
-                counts.leads > 5 && counts.outbox > 0 && counts.deadlines > 0,
+                counts.leads > 5 && counts.outbox > 0 && counts.deadlines > 0 && counts.ledger > 10,
                 "the rounds filled the store: {counts:?}"
             );
             assert!(store.clock_counts().unwrap().values().sum::<i64>() > 3, "the rounds stored clocks");
