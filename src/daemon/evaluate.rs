@@ -150,6 +150,27 @@ impl Books {
         Ok(store.ledger(key)?.is_some() || store.queued(key)?.is_some())
     }
 
+    /// Whether `action` needs no sending: [`Books::knows`] it, except that a
+    /// write-back of SLA fields is done only while it is the lead's latest.
+    /// Its key names the values and the CRM's values it replaced, so fields
+    /// going A → B → A → B meet B's key again, and the CRM, showing A, must
+    /// be written to again.
+    fn has(&self, store: &Store, action: &Action) -> Result<bool, StoreError> {
+        if !matches!(action.kind, ActionKind::UpdateLead { .. }) || !self.covers(&action.key) {
+            return self.knows(store, &action.key);
+        }
+        if self.queued.contains_key(action.key.as_str()) {
+            return Ok(true);
+        }
+        let latest = self
+            .ledger
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, ActionSummary::UpdateLead))
+            .max_by_key(|(key, e)| (e.done_at, *key))
+            .map(|(key, _)| key.as_str());
+        Ok(latest == Some(action.key.as_str()))
+    }
+
     fn queued(&self, store: &Store, key: &ActionKey) -> Result<Option<u64>, StoreError> {
         if self.covers(key) {
             return Ok(self.queued.get(key.as_str()).copied());
@@ -246,7 +267,7 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         }
     }
     for action in &evaluation.actions {
-        if books.knows(store, &action.key)? {
+        if books.has(store, action)? {
             continue;
         }
         if matches!(action.kind, ActionKind::UpdateLead { .. }) {
@@ -439,5 +460,49 @@ mod tests {
         let order: Vec<&str> = judged.iter().map(Judged::lead_id).collect();
         let given: Vec<&str> = work.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(order, given);
+    }
+
+    /// SLA fields that go A → B → A → B: the fourth write-back has the
+    /// second's key (B over A), and is sent again; the latest write, and
+    /// any task, stays known.
+    #[test]
+    fn a_write_back_is_done_only_while_it_is_the_latest() {
+        let store = Store::in_memory();
+        let at = |h: u32| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 2, h, 0, 0).unwrap();
+        let entry = |kind: ActionSummary, h: u32| LedgerEntry {
+            lead_id: "L1".into(),
+            crm_id: "L1".into(),
+            done_at: at(h),
+            kind,
+            attempts: 1,
+        };
+        let mut batch = Batch::default();
+        // A over nothing, B over A, A over B: each confirmed in turn.
+        batch.record_ledger("L1:sla:a-over-none:v1", &entry(ActionSummary::UpdateLead, 9));
+        batch.record_ledger("L1:sla:b-over-a:v1", &entry(ActionSummary::UpdateLead, 10));
+        batch.record_ledger("L1:sla:a-over-b:v1", &entry(ActionSummary::UpdateLead, 11));
+        let task = ActionSummary::CreateTask {
+            assignee_id: "u1".into(),
+            purpose: handoff_model::TaskPurpose::Reminder,
+            body: None,
+        };
+        batch.record_ledger("L1:ft:1:rem:v1", &entry(task, 9));
+        store.commit(batch).unwrap();
+        let books = Books::read(&store, "L1", None).unwrap();
+        let update = |key: &str| Action {
+            key: ActionKey(key.into()),
+            lead_id: "L1".into(),
+            kind: ActionKind::UpdateLead { fields: BTreeMap::new() },
+        };
+        assert!(!books.has(&store, &update("L1:sla:b-over-a:v1")).unwrap(), "B over A again is written");
+        assert!(!books.has(&store, &update("L1:sla:a-over-none:v1")).unwrap());
+        assert!(books.has(&store, &update("L1:sla:a-over-b:v1")).unwrap(), "the latest write is done");
+        assert!(!books.has(&store, &update("L1:sla:new:v1")).unwrap());
+        let reminder = Action {
+            key: ActionKey("L1:ft:1:rem:v1".into()),
+            lead_id: "L1".into(),
+            kind: ActionKind::Reassign { to_owner_id: "00G".into() },
+        };
+        assert!(books.has(&store, &reminder).unwrap(), "any other action is done once");
     }
 }
