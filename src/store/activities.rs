@@ -177,7 +177,6 @@ mod tests {
 
     #[test]
     fn buckets_are_three_bytes_stable_and_spread() {
-        // Stored keys depend on these values.
         // Stored keys depend on these: a change here is a new schema.
         assert_eq!(bucket(""), [0x07, 0x7e, 0x80]);
         assert_eq!(bucket("a"), [0x04, 0x15, 0x15]);
