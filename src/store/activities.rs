@@ -94,7 +94,7 @@ impl Touched {
 
 /// The value under `key` in `touched`, read from `tree` (empty when absent)
 /// the first time it is asked for.
-fn read_once<'a, K: Ord, V: serde::de::DeserializeOwned + Default>(
+pub(super) fn read_once<'a, K: Ord, V: serde::de::DeserializeOwned + Default>(
     touched: &'a mut BTreeMap<K, V>,
     backend: &dyn Backend,
     tree: Tree,

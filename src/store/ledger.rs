@@ -16,8 +16,9 @@
 
 use std::collections::BTreeMap;
 
+use super::activities::read_once;
 use super::backend::{Backend, Tree, Write};
-use super::codec::{decode, encode};
+use super::codec::encode;
 use super::{LedgerEntry, StoreError};
 
 /// Key prefixes of actions about no lead (`sc:` scorecard escalations,
@@ -56,16 +57,7 @@ pub(super) fn resolve(
     let mut added: i64 = 0;
     for (key, entry) in entries {
         let Some(name) = file_of(key) else { continue };
-        let file = match files.entry(name) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let stored = match backend.get(Tree::LeadLedger, name.as_bytes())? {
-                    Some(bytes) => decode::<LedgerFile>(Tree::LeadLedger, name.as_bytes(), &bytes)?,
-                    None => LedgerFile::new(),
-                };
-                e.insert(stored)
-            }
-        };
+        let file = read_once(&mut files, backend, Tree::LeadLedger, name, name.as_bytes())?;
         match file.binary_search_by(|(k, _)| k.cmp(key)) {
             Ok(i) => file[i].1 = entry.clone(),
             Err(i) => {

@@ -790,23 +790,27 @@ impl Store {
         if !batch.activity_edits.is_empty() {
             let (writes, added) = activities::resolve(self.backend.as_ref(), &batch.activity_edits)?;
             batch.writes.extend(writes);
-            if added != 0 {
-                let filed = self.meta_u64(activities::ACTIVITY_COUNT)?.unwrap_or(0);
-                batch.set_meta_u64(activities::ACTIVITY_COUNT, (filed as i64).saturating_add(added).max(0) as u64);
-            }
+            self.move_kept_count(&mut batch, activities::ACTIVITY_COUNT, added)?;
         }
         if !batch.ledger_filed.is_empty() {
             let (writes, added) = ledger::resolve(self.backend.as_ref(), &batch.ledger_filed)?;
             batch.writes.extend(writes);
-            if added != 0 {
-                let filed = self.meta_u64(ledger::FILED_COUNT)?.unwrap_or(0);
-                batch.set_meta_u64(ledger::FILED_COUNT, (filed as i64).saturating_add(added).max(0) as u64);
-            }
+            self.move_kept_count(&mut batch, ledger::FILED_COUNT, added)?;
         }
         if batch.writes.is_empty() {
             return Ok(());
         }
         self.backend.commit(&batch.writes)
+    }
+
+    /// Writes into `batch` the count kept in `meta` under `name`, moved by
+    /// `added` (commits take turns: nothing moves it in between).
+    fn move_kept_count(&self, batch: &mut Batch, name: &str, added: i64) -> Result<(), StoreError> {
+        if added != 0 {
+            let kept = self.meta_u64(name)?.unwrap_or(0);
+            batch.set_meta_u64(name, (kept as i64).saturating_add(added).max(0) as u64);
+        }
+        Ok(())
     }
 
     /// Clocks by kind and status over every stored evaluation, as the
@@ -1810,7 +1814,6 @@ mod tests {
                 all.push(Activity { subject: Some(format!("call {i}")), ..act(&format!("00T{i:03}"), &lead_id) });
             }
             {
-                let store = Store::open(dir.path()).unwrap();
                 let mut old = Vec::new();
                 let mut filed = Batch::default();
                 for (i, a) in all.iter().enumerate() {
@@ -1828,16 +1831,14 @@ mod tests {
                     let index = encode(Tree::ActivityIndex, a.id.as_bytes(), &a.lead_id).unwrap();
                     old.push(Write { tree: Tree::ActivityIndex, key: a.id.clone().into_bytes(), value: Some(index) });
                 }
-                store.commit(filed).unwrap();
-                let mut schema = Batch::default();
-                schema.set_cursor(Stream::Activities, &Cursor("c-acts".into()));
-                schema.set_meta_u64("schema", 3);
-                old.extend(schema.writes);
-                store.backend.commit(&old).unwrap();
+                leave_as_schema(dir.path(), 3, filed, old, Stream::Activities);
             }
             let store = Store::open(dir.path()).unwrap();
             assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
-            assert_eq!(store.cursor(Stream::Activities).unwrap(), Some(Cursor("c-acts".into())));
+            assert_eq!(
+                store.cursor(Stream::Activities).unwrap(),
+                Some(Cursor(format!("c-{}", Stream::Activities.as_str())))
+            );
             for a in &all {
                 assert_eq!(store.activity_lead(&a.id).unwrap().as_deref(), Some(a.lead_id.as_str()), "{}", a.id);
                 assert!(store.activities_of(&a.lead_id).unwrap().contains(a), "{} filed under {}", a.id, a.lead_id);
@@ -1863,6 +1864,20 @@ mod tests {
         }
     }
 
+    /// Leaves in `dir` a store as schema `schema` wrote it, an upgrade of it
+    /// cut short after committing `filed`: `old` (values as that schema laid
+    /// them out), a cursor of `stream` (`c-{stream}`) and the schema number,
+    /// written under the upgrade's feet.
+    fn leave_as_schema(dir: &Path, schema: u64, filed: Batch, mut old: Vec<Write>, stream: Stream) {
+        let store = Store::open(dir).unwrap();
+        store.commit(filed).unwrap();
+        let mut marks = Batch::default();
+        marks.set_cursor(stream, &Cursor(format!("c-{}", stream.as_str())));
+        marks.set_meta_u64("schema", schema);
+        old.extend(marks.writes);
+        store.backend.commit(&old).unwrap();
+    }
+
     /// A schema-4 store keeps each ledger entry under its own key; opened,
     /// the entries about a lead are filed per lead (also when an earlier
     /// open was cut short after filing some), the others stay where they
@@ -1883,7 +1898,6 @@ mod tests {
             }
             all.sort_by(|(a, _), (b, _)| a.cmp(b));
             {
-                let store = Store::open(dir.path()).unwrap();
                 let mut old = Vec::new();
                 let mut filed = Batch::default();
                 for (i, (key, entry)) in all.iter().enumerate() {
@@ -1895,16 +1909,11 @@ mod tests {
                     let value = Some(encode(Tree::Ledger, key.as_bytes(), entry).unwrap());
                     old.push(Write { tree: Tree::Ledger, key: key.clone().into_bytes(), value });
                 }
-                store.commit(filed).unwrap();
-                let mut schema = Batch::default();
-                schema.set_cursor(Stream::Leads, &Cursor("c-leads".into()));
-                schema.set_meta_u64("schema", 4);
-                old.extend(schema.writes);
-                store.backend.commit(&old).unwrap();
+                leave_as_schema(dir.path(), 4, filed, old, Stream::Leads);
             }
             let store = Store::open(dir.path()).unwrap();
             assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
-            assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
+            assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor(format!("c-{}", Stream::Leads.as_str()))));
             for (key, entry) in &all {
                 assert_eq!(store.ledger(&ActionKey(key.clone())).unwrap().as_ref(), Some(entry), "{key}");
             }
