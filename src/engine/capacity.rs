@@ -34,6 +34,7 @@ pub struct Arrival {
 /// What was decided for one arrival; kept in the lead's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intake {
+    #[serde(with = "handoff_model::stamp")]
     pub at: DateTime<Utc>,
     pub owner_id: String,
     pub day: NaiveDate,

@@ -277,6 +277,7 @@ impl ClockStatus {
 pub struct Rung {
     /// 1-based level of the rung whose target is used.
     pub level: u8,
+    #[serde(with = "handoff_model::stamp")]
     pub at: DateTime<Utc>,
     /// Who gets it: an owner id (task) or a pool (reassignment).
     pub to: String,
@@ -302,26 +303,35 @@ pub struct Clock {
     pub last_owner_id: Option<String>,
     /// Since when `owner_id` (or, paused, nobody) has had it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "handoff_model::stamp::option")]
     pub owner_since: Option<DateTime<Utc>>,
     /// The queue holding the lead, when one does (seated or paused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
     /// Set while the clock is paused (a seatless queue holds the lead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "handoff_model::stamp::option")]
     pub paused_since: Option<DateTime<Utc>>,
     /// The calendar business time is read on: `id (zone)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calendar: Option<String>,
     /// Cadence of a deferred lead: when the deferral ends and the cadence resumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "handoff_model::stamp::option")]
     pub resumes_at: Option<DateTime<Utc>>,
     /// The event that started the clock (MQL time, assignment, reassignment).
+    #[serde(default, with = "handoff_model::stamp::option")]
     pub received_at: Option<DateTime<Utc>>,
     /// When counting began: `received_at`, or the next opening after it.
+    #[serde(default, with = "handoff_model::stamp::option")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "handoff_model::stamp::option")]
     pub due_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "handoff_model::stamp::option")]
     pub remind_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "handoff_model::stamp::option")]
     pub stopped_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "handoff_model::stamp::option")]
     pub breached_at: Option<DateTime<Utc>>,
     pub status: ClockStatus,
     /// Why the clock has its status, in words.

@@ -74,7 +74,10 @@ pub const DEFAULT_CACHE_MIB: u64 = 64;
 /// (see [`activities`]; a schema-3 store's are moved when opened).
 /// 5: a lead's ledger entries in one value (see [`ledger`]; a schema-4
 /// store's are moved when opened).
-pub const SCHEMA_VERSION: u64 = 5;
+/// 6: leads, evaluations, activities and ledger entries as MessagePack
+/// rather than JSON (see [`codec`]; a schema-5 store's are rewritten when
+/// opened).
+pub const SCHEMA_VERSION: u64 = 6;
 /// How many error records `errors` keeps.
 const ERRORS_KEPT: usize = 200;
 
@@ -187,6 +190,7 @@ pub struct StoredLead {
     /// handoff's own SLA fields and the modification stamps): an equal
     /// fingerprint on a later pull means the change was our own write.
     pub watched: String,
+    #[serde(with = "handoff_model::stamp")]
     pub first_seen_at: DateTime<Utc>,
 }
 
@@ -220,6 +224,7 @@ pub struct LeadState {
     /// When the engine reached this conclusion. An evaluation that
     /// concludes the same ([`LeadState::same_verdict`]) is not stored
     /// again, so this is when the verdict last changed.
+    #[serde(with = "handoff_model::stamp")]
     pub evaluated_at: DateTime<Utc>,
     pub policy_version: u32,
     pub mql: bool,
@@ -229,6 +234,7 @@ pub struct LeadState {
     pub disqualified_by: Option<String>,
     pub clocks: Vec<Clock>,
     /// When the lead must be evaluated again even if nothing changes.
+    #[serde(default, with = "handoff_model::stamp::option")]
     pub next_check_at: Option<DateTime<Utc>>,
     /// Set when the lead could not be evaluated (the engine's message).
     #[serde(default)]
@@ -242,6 +248,7 @@ pub struct LeadState {
     pub sla_fields: BTreeMap<String, serde_json::Value>,
     /// When the lead qualified, when that was after its MQL time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "handoff_model::stamp::option")]
     pub qualified_at: Option<DateTime<Utc>>,
     /// What `policy.capacity` decided for the lead's latest arrival.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -305,6 +312,7 @@ pub struct LedgerEntry {
     pub lead_id: String,
     /// The record the CRM created or updated.
     pub crm_id: String,
+    #[serde(with = "handoff_model::stamp")]
     pub done_at: DateTime<Utc>,
     pub kind: ActionSummary,
     pub attempts: u32,
@@ -547,6 +555,17 @@ impl Store {
             tracing::info!(entries = self.backend.count(Tree::Ledger)?, "filing ledger entries per lead (once)");
             self.file_ledger_per_lead()?;
         }
+        if found < 6 {
+            // JSON to MessagePack. An upgrade cut short resumes here,
+            // skipping what it rewrote.
+            tracing::info!(
+                leads = self.backend.count(Tree::Leads)?,
+                "writing stored records in the binary format (once)"
+            );
+            for tree in [Tree::Leads, Tree::States, Tree::Activities, Tree::Ledger, Tree::LeadLedger] {
+                self.reframe_tree(tree)?;
+            }
+        }
         let mut batch = Batch::default();
         batch.set_meta_u64("schema", SCHEMA_VERSION);
         self.commit(batch)?;
@@ -625,8 +644,8 @@ impl Store {
     }
 
     /// Rewrites the values of `tree` not framed as they would be written
-    /// now (see [`codec`]), a slice at a time; the JSON inside is left as
-    /// it is.
+    /// now (see [`codec`]), a slice at a time; what they say is left as it
+    /// is.
     fn reframe_tree(&self, tree: Tree) -> Result<(), StoreError> {
         self.slices(tree, SCAN_SLICE, |entries| {
             let mut writes = Vec::new();
@@ -634,12 +653,7 @@ impl Store {
                 if codec::is_current(tree, &value) {
                     continue;
                 }
-                let json = codec::plain_json(&value).map_err(|message| StoreError::Format {
-                    tree: tree.name(),
-                    key: show_key(&key),
-                    message,
-                })?;
-                let framed = codec::framed(tree, &json);
+                let framed = codec::reframed(tree, &key, &value)?;
                 if framed != value {
                     writes.push(Write { tree, key, value: Some(framed) });
                 }
@@ -681,7 +695,7 @@ impl Store {
         for tree in Tree::ALL {
             for (key, value) in self.backend.range(tree, b"", None, usize::MAX)? {
                 let plain = match value.first() {
-                    Some(&format) if codec::is_compressed(format) => codec::plain_json(&value)
+                    Some(&format) if codec::is_compressed(format) => codec::unpacked(&value)
                         .map_err(|message| StoreError::Format { tree: tree.name(), key: show_key(&key), message })?,
                     _ => value,
                 };
@@ -1878,6 +1892,99 @@ mod tests {
         store.backend.commit(&old).unwrap();
     }
 
+    /// A schema-5 store holds leads, evaluations, activities and ledger
+    /// entries as JSON. Opened (also after an earlier open was cut short
+    /// midway), every one of them is rewritten as MessagePack, and every
+    /// cursor, lead, evaluation, activity, ledger entry and outbox item
+    /// reads back as it was, the counts equal to a recount.
+    #[test]
+    fn a_schema_five_store_has_its_records_rewritten_as_binary_on_open() {
+        const BINARY_TREES: [Tree; 5] = [Tree::Leads, Tree::States, Tree::Activities, Tree::Ledger, Tree::LeadLedger];
+        for cut_short in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let before = {
+                let store = Store::open(dir.path()).unwrap();
+                let mut b = Batch::default();
+                b.set_cursor(Stream::Leads, &Cursor("c-leads".into()));
+                for i in 0..30u32 {
+                    let id = format!("L{i:02}");
+                    b.put_lead(&lead(&id));
+                    b.put_state(&id, &state(Some(at(10 + i % 5))), None);
+                    for n in 0..1 + i % 3 {
+                        b.put_activity(&Activity {
+                            id: format!("A{i:02}{n}"),
+                            kind: handoff_model::ActivityKind::Email,
+                            lead_id: id.clone(),
+                            owner_id: Some("005A".into()),
+                            occurred_at: at(9),
+                            modified_at: at(9),
+                            subject: Some(format!("Re: pricing {n}")),
+                            direction: Some(handoff_model::Direction::Outbound),
+                            completed: true,
+                            handoff_key: None,
+                            automated: n == 2,
+                            deleted: false,
+                            opportunity_id: None,
+                        });
+                    }
+                    b.record_ledger(&format!("{id}:ft:rem:v1"), &done(&id, &format!("00T{i:03}")));
+                }
+                b.record_ledger("sc:sales.first_touch_in_window:20260302:005U1:v1", &done("", "00T999"));
+                for seq in 1..=4 {
+                    b.enqueue(seq, &reassign(&format!("k{seq}"), "L01"), at(9));
+                }
+                b.set_next_seq(5);
+                store.commit(b).unwrap();
+                // What schema 5 wrote: the same values as JSON, framed
+                // with the JSON dictionaries.
+                let mut old = Vec::new();
+                for tree in BINARY_TREES {
+                    for (i, (key, value)) in
+                        store.backend.range(tree, b"", None, usize::MAX).unwrap().into_iter().enumerate()
+                    {
+                        assert!(codec::is_binary(value[0]), "{} is written as MessagePack", tree.name());
+                        // Cut short: the first leads were already rewritten.
+                        if cut_short && tree == Tree::Leads && i < 10 {
+                            continue;
+                        }
+                        let json = codec::as_older_json(tree, &key, &value);
+                        old.push(Write { tree, key, value: Some(codec::framed(tree, &json)) });
+                    }
+                }
+                assert!(old.len() >= 80, "leads, states, activities and ledger entries as JSON: {}", old.len());
+                let mut schema = Batch::default();
+                schema.set_meta_u64("schema", 5);
+                old.extend(schema.writes);
+                store.backend.commit(&old).unwrap();
+                let stale = store.backend.range(Tree::States, b"", None, usize::MAX).unwrap();
+                assert!(stale.iter().all(|(_, v)| !codec::is_binary(v[0])), "written as schema 5 did");
+                let activities: Vec<_> = (0..30).map(|i| store.activities_of(&format!("L{i:02}")).unwrap()).collect();
+                (store.leads().unwrap(), activities, store.ledger_entries().unwrap(), store.outbox().unwrap())
+            };
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
+            for tree in BINARY_TREES {
+                let values = store.backend.range(tree, b"", None, usize::MAX).unwrap();
+                assert!(!values.is_empty(), "{}", tree.name());
+                assert!(
+                    values.iter().all(|(_, v)| codec::is_binary(v[0]) && codec::is_current(tree, v)),
+                    "{} rewritten",
+                    tree.name()
+                );
+            }
+            assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
+            assert_eq!(store.leads().unwrap(), before.0);
+            let activities: Vec<_> = (0..30).map(|i| store.activities_of(&format!("L{i:02}")).unwrap()).collect();
+            assert_eq!(activities, before.1);
+            assert_eq!(activities.iter().map(Vec::len).sum::<usize>(), 60);
+            assert_eq!(store.ledger_entries().unwrap(), before.2);
+            assert_eq!(store.ledger_entries().unwrap().len(), 31);
+            assert_eq!(store.outbox().unwrap(), before.3);
+            assert_eq!(store.state("L07").unwrap(), Some(state(Some(at(12)))));
+            assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+        }
+    }
+
     /// A schema-4 store keeps each ledger entry under its own key; opened,
     /// the entries about a lead are filed per lead (also when an earlier
     /// open was cut short after filing some), the others stay where they
@@ -1980,10 +2087,10 @@ mod tests {
         let store = Store::in_memory();
         store
             .backend
-            .commit(&[Write { tree: Tree::Leads, key: b"L1".to_vec(), value: Some(vec![9, b'{', b'}']) }])
+            .commit(&[Write { tree: Tree::Leads, key: b"L1".to_vec(), value: Some(vec![13, b'{', b'}']) }])
             .unwrap();
         let err = store.lead("L1").unwrap_err().to_string();
-        assert!(err.contains("leads") && err.contains("L1") && err.contains("format 9"), "{err}");
+        assert!(err.contains("leads") && err.contains("L1") && err.contains("format 13"), "{err}");
     }
 
     #[test]
@@ -2170,9 +2277,9 @@ mod tests {
             let mut old = Vec::new();
             for tree in Tree::ALL {
                 for (key, value) in store.backend.range(tree, b"", None, usize::MAX).unwrap() {
-                    if value.first().is_some_and(|f| codec::is_compressed(*f)) {
+                    if value.first().is_some_and(|f| codec::is_compressed(*f) || codec::is_binary(*f)) {
                         let mut plain = vec![codec::JSON_FORMAT];
-                        plain.extend(codec::plain_json(&value).unwrap());
+                        plain.extend(codec::as_older_json(tree, &key, &value));
                         old.push(Write { tree, key, value: Some(plain) });
                     }
                 }
@@ -2265,8 +2372,10 @@ mod tests {
                 let mut reframed = 0;
                 for tree in Tree::ALL {
                     for (key, value) in store.backend.range(tree, b"", None, usize::MAX).unwrap() {
-                        if value.first().is_some_and(|f| *f == codec::JSON_FORMAT || codec::is_compressed(*f)) {
-                            let json = codec::plain_json(&value).unwrap();
+                        if value.first().is_some_and(|f| {
+                            *f == codec::JSON_FORMAT || codec::is_compressed(*f) || codec::is_binary(*f)
+                        }) {
+                            let json = codec::as_older_json(tree, &key, &value);
                             let framed = codec::framed_without_dictionary(&json);
                             // Cut short: the first leads were already reframed.
                             if framed != value && !(cut_short && tree == Tree::Leads && reframed < 10) {

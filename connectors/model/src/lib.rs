@@ -14,6 +14,8 @@
 //!   write outcomes and error classes.
 //! - [`inspect`]: what `handoff doctor` learns about an org ([`OrgReport`]).
 //! - [`secret`]: [`Secret`], a string that refuses to be printed.
+//! - [`stamp`]: how a timestamp field is written (text in JSON, a number
+//!   in the store's binary format).
 //! - [`redact`]: the one filter every external text passes before it is
 //!   logged, stored or shown; it knows every `Secret` handoff holds.
 
@@ -25,6 +27,7 @@ pub mod record;
 pub mod redact;
 pub mod retry;
 pub mod secret;
+pub mod stamp;
 
 pub use action::{Action, ActionKey, ActionKind, TaskPriority, TaskPurpose};
 pub use calendar::{BusinessCalendar, Holiday, WeeklyWindow, MAX_CALENDARS, MAX_HOLIDAYS, MAX_WEEKLY_WINDOWS};

@@ -46,8 +46,10 @@ pub struct Lead {
     /// (strings, numbers, booleans, null). Datetimes stay as the CRM's strings.
     #[serde(default)]
     pub fields: BTreeMap<String, serde_json::Value>,
+    #[serde(with = "crate::stamp")]
     pub created_at: Timestamp,
     /// The CRM's modification stamp (`SystemModstamp` / `lastmodifieddate`).
+    #[serde(with = "crate::stamp")]
     pub modified_at: Timestamp,
     /// Ownership history, oldest first, starting with the owner the lead was
     /// created with.
@@ -76,6 +78,7 @@ pub struct Lead {
     /// Set when the lead became an opportunity (Salesforce conversion,
     /// HubSpot lifecycle stage `opportunity` or later).
     #[serde(default)]
+    #[serde(with = "crate::stamp::option")]
     pub converted_at: Option<Timestamp>,
     /// The CRM takes no more writes on this record, nor new activities
     /// naming it: a lead Salesforce converted (`CANNOT_UPDATE_CONVERTED_LEAD`).
@@ -118,7 +121,9 @@ pub struct Opportunity {
     #[serde(default)]
     pub owner_id: Option<String>,
     /// When it was created (`CreatedDate` / `createdate`).
+    #[serde(with = "crate::stamp")]
     pub created_at: Timestamp,
+    #[serde(with = "crate::stamp")]
     pub modified_at: Timestamp,
     /// Deleted in the CRM (Salesforce `IsDeleted`, HubSpot archived).
     #[serde(default)]
@@ -149,6 +154,7 @@ pub struct Absence {
 pub struct Assignment {
     pub owner_id: String,
     pub owner_kind: OwnerKind,
+    #[serde(with = "crate::stamp")]
     pub at: Timestamp,
 }
 
@@ -156,6 +162,7 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusChange {
     pub status: String,
+    #[serde(with = "crate::stamp")]
     pub at: Timestamp,
 }
 
@@ -163,6 +170,7 @@ pub struct StatusChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     pub value: serde_json::Value,
+    #[serde(with = "crate::stamp")]
     pub at: Timestamp,
 }
 
@@ -213,7 +221,9 @@ pub struct Activity {
     #[serde(default)]
     pub owner_id: Option<String>,
     /// When it happened (call/email time, meeting start, task due or completion time).
+    #[serde(with = "crate::stamp")]
     pub occurred_at: Timestamp,
+    #[serde(with = "crate::stamp")]
     pub modified_at: Timestamp,
     #[serde(default)]
     pub subject: Option<String>,
