@@ -216,15 +216,11 @@ fn whole(unpacked: Result<Vec<u8>, lz4_flex::block::DecompressError>, claimed: u
     }
 }
 
-/// A stored value as JSON, whatever its framing and body.
+/// The JSON of a value written as JSON, whatever its framing.
 pub(super) fn plain_json(bytes: &[u8]) -> Result<Vec<u8>, String> {
     match unpack(bytes)? {
         (Body::Json, json) => Ok(json.into_owned()),
-        (Body::Binary, binary) => {
-            let value: serde_json::Value =
-                rmp_serde::from_slice(&binary).map_err(|e| format!("unreadable value: {e}"))?;
-            serde_json::to_vec(&value).map_err(|e| format!("cannot write the value as JSON: {e}"))
-        }
+        (Body::Binary, _) => Err("a MessagePack value in a tree written as JSON: damaged".to_string()),
     }
 }
 

@@ -1912,19 +1912,13 @@ mod tests {
                     b.put_state(&id, &state(Some(at(10 + i % 5))), None);
                     for n in 0..1 + i % 3 {
                         b.put_activity(&Activity {
-                            id: format!("A{i:02}{n}"),
                             kind: handoff_model::ActivityKind::Email,
-                            lead_id: id.clone(),
                             owner_id: Some("005A".into()),
-                            occurred_at: at(9),
-                            modified_at: at(9),
                             subject: Some(format!("Re: pricing {n}")),
                             direction: Some(handoff_model::Direction::Outbound),
                             completed: true,
-                            handoff_key: None,
                             automated: n == 2,
-                            deleted: false,
-                            opportunity_id: None,
+                            ..act(&format!("A{i:02}{n}"), &id)
                         });
                     }
                     b.record_ledger(&format!("{id}:ft:rem:v1"), &done(&id, &format!("00T{i:03}")));
