@@ -23,7 +23,7 @@
 //! sizes, `HANDOFF_BENCH_CRMS=salesforce` the CRMs, `HANDOFF_BENCH_ACTIVITIES`
 //! the activities per lead, default 5; `HANDOFF_BENCH_WRAP` runs the
 //! first policy-change run (`HANDOFF_BENCH_WRAP_PHASE=backfill`: the
-//! backfill; `policy change, verdicts`: the second)
+//! backfill; `policy change, verdicts`: the second; `idle`: the first idle run)
 //! under a profiler, e.g. `"perf record -g -o FILE --"` or `"heaptrack -o
 //! FILE"`).
 
@@ -196,7 +196,7 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
     print(crm, leads, "policy change", &change, calls() - before, "| reminders moved");
 
     let before = calls();
-    let idle = tokio::task::block_in_place(|| run_once(&config, None));
+    let idle = tokio::task::block_in_place(|| run_once(&config, wrapped("idle")));
     print(crm, leads, "idle", &idle, calls() - before, "");
 
     let started = Instant::now();
