@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::StoreError;
+use super::{bundle, StoreError};
 
 /// The trees of the store (see the module docs of [`super`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -166,6 +166,13 @@ pub trait Backend: Send + Sync {
     }
     /// Applies every write or none, and returns once they are on disk.
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError>;
+    /// Moves the values of the trees kept in lead bundles (see
+    /// [`super::bundle`]) from where an older handoff kept them into the
+    /// bundles, a slice per commit (resumable), and returns how many moved.
+    /// Nothing to move where the trees were always bundled.
+    fn bundle_leads(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
     fn flush(&self) -> Result<(), StoreError>;
 }
 
@@ -226,7 +233,8 @@ fn closed_here(path: &Path) -> bool {
     CLOSED_HERE.lock().map(|closed| closed.iter().any(|p| p == path)).unwrap_or(false)
 }
 
-/// sled 0.34, one tree per [`Tree`].
+/// sled 0.34, one tree per [`Tree`] kept on its own, and one holding the
+/// lead bundles (see [`super::bundle`]).
 pub struct SledBackend {
     db: sled::Db,
     trees: Vec<sled::Tree>,
@@ -276,31 +284,83 @@ impl SledBackend {
                 Err(e) => return Err(open_err(e.to_string())),
             }
         };
-        let trees = Tree::ALL
-            .iter()
-            .map(|t| db.open_tree(t.name()).map_err(|e| open_err(format!("tree {}: {e}", t.name()))))
+        let trees = physical_names()
+            .map(|name| db.open_tree(name).map_err(|e| open_err(format!("tree {name}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SledBackend { db, trees, path })
     }
 
+    /// The sled tree of a tree kept on its own (a bundled tree's own sled
+    /// tree is empty once [`Backend::bundle_leads`] has run).
     fn tree(&self, tree: Tree) -> &sled::Tree {
         &self.trees[tree.index()]
+    }
+
+    fn bundles(&self) -> &sled::Tree {
+        &self.trees[BUNDLES]
+    }
+}
+
+/// Where the bundles' sled tree sits among [`SledBackend`]'s trees: after
+/// one per [`Tree`].
+const BUNDLES: usize = Tree::ALL.len();
+
+/// The names of the sled trees, in [`SledBackend`]'s order.
+fn physical_names() -> impl Iterator<Item = &'static str> {
+    Tree::ALL.iter().map(|t| t.name()).chain([bundle::TREE_NAME])
+}
+
+/// `tree`'s section of the bundle `stored` under `key`.
+fn section<'a>(tree: Tree, section: u8, key: &[u8], stored: &'a [u8]) -> Result<Option<&'a [u8]>, StoreError> {
+    let sections = bundle::sections(stored).map_err(|message| StoreError::Format {
+        tree: tree.name(),
+        key: super::show_key(key),
+        message,
+    })?;
+    Ok(sections[usize::from(section) - 1])
+}
+
+/// The sections of the bundle `stored` (none when there is no bundle),
+/// owned, to be changed.
+fn owned_sections(stored: Option<&[u8]>) -> Result<Vec<Option<Vec<u8>>>, String> {
+    match stored {
+        Some(bytes) => Ok(bundle::sections(bytes)?.iter().map(|s| s.map(<[u8]>::to_vec)).collect()),
+        None => Ok(vec![None; bundle::BUNDLED.len()]),
     }
 }
 
 impl Backend for SledBackend {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(n) = bundle::section_of(tree) {
+            let Some(stored) = self.bundles().get(key).map_err(io("reading"))? else { return Ok(None) };
+            return Ok(section(tree, n, key, &stored)?.map(<[u8]>::to_vec));
+        }
         Ok(self.tree(tree).get(key).map_err(io("reading"))?.map(|v| v.to_vec()))
     }
 
     fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError> {
-        let t = self.tree(tree);
         let upper = match to {
             Some(end) => Bound::Excluded(end.to_vec()),
             None => Bound::Unbounded,
         };
+        let bounds = (Bound::Included(from.to_vec()), upper);
         let mut out = Vec::new();
-        for item in t.range::<Vec<u8>, _>((Bound::Included(from.to_vec()), upper)).take(limit) {
+        if limit == 0 {
+            return Ok(out);
+        }
+        if let Some(n) = bundle::section_of(tree) {
+            for item in self.bundles().range::<Vec<u8>, _>(bounds) {
+                let (k, stored) = item.map_err(io("scanning"))?;
+                if let Some(value) = section(tree, n, &k, &stored)? {
+                    out.push((k.to_vec(), value.to_vec()));
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        for item in self.tree(tree).range::<Vec<u8>, _>(bounds).take(limit) {
             let (k, v) = item.map_err(io("scanning"))?;
             out.push((k.to_vec(), v.to_vec()));
         }
@@ -313,19 +373,47 @@ impl Backend for SledBackend {
     }
 
     fn recount(&self, tree: Tree) -> Result<usize, StoreError> {
-        Ok(self.tree(tree).len())
+        let Some(n) = bundle::section_of(tree) else { return Ok(self.tree(tree).len()) };
+        let mut count = 0;
+        for item in self.bundles().iter() {
+            let (k, stored) = item.map_err(io("counting"))?;
+            count += usize::from(section(tree, n, &k, &stored)?.is_some());
+        }
+        Ok(count)
     }
 
     fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
-        let result: Result<(), TransactionError<()>> = self.trees.as_slice().transaction(|txs| {
+        let result: Result<(), TransactionError<String>> = self.trees.as_slice().transaction(|txs| {
             let mut deltas = CountDeltas::default();
+            // The bundles this commit changes, as their sections, written
+            // once each after every write is applied to them in order.
+            let mut bundles: BTreeMap<&[u8], Vec<Option<Vec<u8>>>> = BTreeMap::new();
             for w in writes {
-                let tx = &txs[w.tree.index()];
-                let existed = match &w.value {
-                    Some(v) => tx.insert(w.key.as_slice(), v.as_slice())?.is_some(),
-                    None => tx.remove(w.key.as_slice())?.is_some(),
+                let key = w.key.as_slice();
+                let existed = if let Some(n) = bundle::section_of(w.tree) {
+                    let sections = match bundles.entry(key) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            let stored = txs[BUNDLES].get(key)?;
+                            e.insert(owned_sections(stored.as_deref()).map_err(ConflictableTransactionError::Abort)?)
+                        }
+                    };
+                    let slot = &mut sections[usize::from(n) - 1];
+                    std::mem::replace(slot, w.value.clone()).is_some()
+                } else {
+                    let tx = &txs[w.tree.index()];
+                    match &w.value {
+                        Some(v) => tx.insert(key, v.as_slice())?.is_some(),
+                        None => tx.remove(key)?.is_some(),
+                    }
                 };
                 deltas.note(w.tree, existed, w.value.is_some());
+            }
+            for (key, sections) in &bundles {
+                match bundle::bundle(sections) {
+                    Some(stored) => txs[BUNDLES].insert(*key, stored)?,
+                    None => txs[BUNDLES].remove(*key)?,
+                };
             }
             let counts = &txs[Tree::Counts.index()];
             for (name, delta) in deltas.changed() {
@@ -335,13 +423,88 @@ impl Backend for SledBackend {
             // Flush when the transaction commits: the batch is on disk
             // before the caller moves on (sled does not do this by default).
             txs[0].flush();
-            Ok::<(), ConflictableTransactionError<()>>(())
+            Ok::<(), ConflictableTransactionError<String>>(())
         });
-        result.map_err(|e| StoreError::Io { doing: "committing a batch".to_string(), message: format!("{e:?}") })
+        result.map_err(|e| StoreError::Io { doing: "committing a batch".to_string(), message: transaction_error(e) })
+    }
+
+    fn bundle_leads(&self) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        for tree in bundle::BUNDLED {
+            let Some(n) = bundle::section_of(tree) else { continue };
+            let own = self.tree(tree);
+            loop {
+                let slice = own.iter().take(BUNDLE_SLICE).collect::<Result<Vec<_>, _>>().map_err(io("scanning"))?;
+                if slice.is_empty() {
+                    break;
+                }
+                let result: Result<(), TransactionError<String>> =
+                    (own, self.bundles()).transaction(|(own, bundles)| {
+                        for (key, value) in &slice {
+                            let stored = bundles.get(key)?;
+                            let mut sections =
+                                owned_sections(stored.as_deref()).map_err(ConflictableTransactionError::Abort)?;
+                            sections[usize::from(n) - 1] = Some(value.to_vec());
+                            if let Some(stored) = bundle::bundle(&sections) {
+                                bundles.insert(key, stored)?;
+                            }
+                            own.remove(key)?;
+                        }
+                        bundles.flush();
+                        Ok::<(), ConflictableTransactionError<String>>(())
+                    });
+                result.map_err(|e| StoreError::Io {
+                    doing: format!("moving tree `{}` into the lead bundles", tree.name()),
+                    message: transaction_error(e),
+                })?;
+                moved += slice.len();
+            }
+        }
+        Ok(moved)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io("flushing"))
+    }
+}
+
+/// Lays the bundles of the sled database in `dir` out as schema 6 kept
+/// them, a tree per section, leaving the first `keep_bundled` bundles as
+/// they are (an upgrade cut short after moving them); returns how many
+/// values it laid out.
+#[cfg(test)]
+pub(super) fn unbundle(dir: &Path, keep_bundled: usize) -> usize {
+    let backend = SledBackend::open(dir, 1 << 20).unwrap();
+    let mut laid_out = 0;
+    for item in backend.bundles().iter().skip(keep_bundled) {
+        let (key, stored) = item.unwrap();
+        for (tree, value) in bundle::BUNDLED.into_iter().zip(bundle::sections(&stored).unwrap()) {
+            if let Some(value) = value {
+                backend.tree(tree).insert(&key, value).unwrap();
+                laid_out += 1;
+            }
+        }
+        backend.bundles().remove(&key).unwrap();
+    }
+    backend.flush().unwrap();
+    laid_out
+}
+
+/// Values the bundled trees' own sled trees hold in the database in `dir`
+/// (none once the upgrade has moved them).
+#[cfg(test)]
+pub(super) fn unbundled(dir: &Path) -> usize {
+    let backend = SledBackend::open(dir, 1 << 20).unwrap();
+    bundle::BUNDLED.into_iter().map(|tree| backend.tree(tree).len()).sum()
+}
+
+/// Keys a commit of [`Backend::bundle_leads`] moves.
+const BUNDLE_SLICE: usize = 1_000;
+
+fn transaction_error(e: TransactionError<String>) -> String {
+    match e {
+        TransactionError::Abort(message) => message,
+        TransactionError::Storage(e) => e.to_string(),
     }
 }
 
@@ -368,6 +531,7 @@ pub(super) fn compaction_lock(dir: &Path) -> std::io::Result<Option<std::fs::Fil
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compacted {
+    /// sled's keys copied (a lead's bundle is one).
     pub keys: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
@@ -433,9 +597,8 @@ impl SledBackend {
             .open()
             .map_err(|e| fail("creating the copy", &e))?;
         let mut keys = 0;
-        for tree in Tree::ALL {
-            let from = old.tree(tree);
-            let to = copy.open_tree(tree.name()).map_err(|e| fail("creating a tree", &e))?;
+        for (name, from) in physical_names().zip(&old.trees) {
+            let to = copy.open_tree(name).map_err(|e| fail("creating a tree", &e))?;
             let mut batch = sled::Batch::default();
             let (mut in_batch, mut in_tree) = (0, 0);
             for item in from.iter() {
@@ -452,7 +615,7 @@ impl SledBackend {
             to.apply_batch(batch).map_err(|e| fail("writing the copy", &e))?;
             let copied = to.len();
             if copied != in_tree {
-                return Err(fail(tree.name(), &format!("the copy holds {copied} keys, not {in_tree}")));
+                return Err(fail(name, &format!("the copy holds {copied} keys, not {in_tree}")));
             }
             keys += in_tree;
         }

@@ -32,15 +32,23 @@
 //! | `intake` | day, owner, lead id | (empty): a new MQL the owner took that day, for `policy.capacity` (the last week) |
 //! | `arrivals` | instant, lead id | one byte, 1 when it came at a surge's rate: new MQLs, for `policy.surge.detect` (the last two days) |
 //! | `counts` | tree name | keys in that tree, kept by every commit (see [`Backend`]) |
+//! | `lead_ledger` | lead id | the ledger entries about the lead (see [`ledger`]) |
+//! | `opportunities` | opportunity id | [`Opportunity`] |
+//! | `lead_opportunities` | lead id, opportunity id | (empty): which opportunities a lead became |
+//! | `absences` | absence id | [`Absence`]: a user's time off the CRM records |
 //!
-//! Values are versioned: one format byte, then JSON, LZ4-compressed when
-//! that pays, against a dictionary built into handoff for leads,
-//! evaluations, activities and ledger entries (see [`codec`]: a quarter to
-//! a sixth of the JSON's size). A value written by a newer handoff is
-//! refused with a message rather than misread.
+//! On disk, `leads`, `states`, `activities` and `lead_ledger` are sections
+//! of one value per lead (see [`bundle`]): sled's memory follows its keys.
+//!
+//! Values are versioned: one format byte, then MessagePack (leads,
+//! evaluations, activities, ledger entries) or JSON (the rest),
+//! LZ4-compressed when that pays, against dictionaries built into handoff
+//! (see [`codec`]). A value written by a newer handoff is refused with a
+//! message rather than misread.
 
 mod activities;
 mod backend;
+mod bundle;
 mod codec;
 mod ledger;
 pub mod messages;
@@ -77,7 +85,9 @@ pub const DEFAULT_CACHE_MIB: u64 = 64;
 /// 6: leads, evaluations, activities and ledger entries as MessagePack
 /// rather than JSON (see [`codec`]; a schema-5 store's are rewritten when
 /// opened).
-pub const SCHEMA_VERSION: u64 = 6;
+/// 7: a lead's record, evaluation, activities and ledger file in one value
+/// of sled's (see [`bundle`]; a schema-6 store's are moved when opened).
+pub const SCHEMA_VERSION: u64 = 7;
 /// How many error records `errors` keeps.
 const ERRORS_KEPT: usize = 200;
 
@@ -523,6 +533,12 @@ impl Store {
     /// Brings a store written by an older handoff to this schema, step by
     /// step; each step resumes when an earlier open was cut short.
     fn upgrade(&self, found: u64) -> Result<(), StoreError> {
+        if found < 7 {
+            // First: the steps below read and write these trees where
+            // this handoff keeps them.
+            tracing::info!(leads = self.backend.count(Tree::Leads)?, "keeping each lead's records in one value (once)");
+            self.backend.bundle_leads()?;
+        }
         if found < 2 {
             let mut batch = Batch::default();
             self.visit::<OutboxEntry>(Tree::Outbox, SCAN_SLICE, |_, entry| {
@@ -1892,6 +1908,84 @@ mod tests {
         store.backend.commit(&old).unwrap();
     }
 
+    /// Thirty leads with their evaluations, one to three activities and a
+    /// ledger entry each, a scorecard ledger entry, a cursor and four
+    /// outbox items: what the upgrade tests give a store to move.
+    fn thirty_leads() -> Batch {
+        let mut b = Batch::default();
+        b.set_cursor(Stream::Leads, &Cursor("c-leads".into()));
+        for i in 0..30u32 {
+            let id = format!("L{i:02}");
+            b.put_lead(&lead(&id));
+            b.put_state(&id, &state(Some(at(10 + i % 5))), None);
+            for n in 0..1 + i % 3 {
+                b.put_activity(&Activity {
+                    kind: handoff_model::ActivityKind::Email,
+                    owner_id: Some("005A".into()),
+                    subject: Some(format!("Re: pricing {n}")),
+                    direction: Some(handoff_model::Direction::Outbound),
+                    completed: true,
+                    automated: n == 2,
+                    ..act(&format!("A{i:02}{n}"), &id)
+                });
+            }
+            b.record_ledger(&format!("{id}:ft:rem:v1"), &done(&id, &format!("00T{i:03}")));
+        }
+        b.record_ledger("sc:sales.first_touch_in_window:20260302:005U1:v1", &done("", "00T999"));
+        for seq in 1..=4 {
+            b.enqueue(seq, &reassign(&format!("k{seq}"), "L01"), at(9));
+        }
+        b.set_next_seq(5);
+        b
+    }
+
+    /// A schema-6 store keeps a lead's record, evaluation, activities and
+    /// ledger file in four trees. Opened (also after an earlier open was
+    /// cut short midway), they are moved into one value per lead, and every
+    /// cursor, lead, evaluation, activity, ledger entry and outbox item
+    /// reads back as it was, the counts equal to a recount.
+    #[test]
+    fn a_schema_six_store_has_each_leads_records_bundled_on_open() {
+        for keep_bundled in [0, 12] {
+            let dir = tempfile::tempdir().unwrap();
+            let before = {
+                let store = Store::open(dir.path()).unwrap();
+                store.commit(thirty_leads()).unwrap();
+                let mut schema = Batch::default();
+                schema.set_meta_u64("schema", 6);
+                store.commit(schema).unwrap();
+                let activities: Vec<_> = (0..30).map(|i| store.activities_of(&format!("L{i:02}")).unwrap()).collect();
+                (
+                    store.leads().unwrap(),
+                    store.states().unwrap(),
+                    activities,
+                    store.ledger_entries().unwrap(),
+                    store.outbox().unwrap(),
+                )
+            };
+            // 30 leads, 30 evaluations, 30 activity files, 30 ledger files.
+            assert_eq!(backend::unbundle(dir.path(), keep_bundled), 120 - 4 * keep_bundled);
+            assert_eq!(backend::unbundled(dir.path()), 120 - 4 * keep_bundled);
+            {
+                let store = Store::open(dir.path()).unwrap();
+                assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
+                assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
+                assert_eq!(store.leads().unwrap(), before.0);
+                assert_eq!(store.leads().unwrap().len(), 30);
+                assert_eq!(store.states().unwrap(), before.1);
+                let activities: Vec<_> = (0..30).map(|i| store.activities_of(&format!("L{i:02}")).unwrap()).collect();
+                assert_eq!(activities, before.2);
+                assert_eq!(activities.iter().map(Vec::len).sum::<usize>(), 60);
+                assert_eq!(store.ledger_entries().unwrap(), before.3);
+                assert_eq!(store.ledger_entries().unwrap().len(), 31);
+                assert_eq!(store.outbox().unwrap(), before.4);
+                assert_eq!(store.outbox().unwrap().len(), 4);
+                assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+            }
+            assert_eq!(backend::unbundled(dir.path()), 0, "every value moved into the bundles");
+        }
+    }
+
     /// A schema-5 store holds leads, evaluations, activities and ledger
     /// entries as JSON. Opened (also after an earlier open was cut short
     /// midway), every one of them is rewritten as MessagePack, and every
@@ -1904,31 +1998,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let before = {
                 let store = Store::open(dir.path()).unwrap();
-                let mut b = Batch::default();
-                b.set_cursor(Stream::Leads, &Cursor("c-leads".into()));
-                for i in 0..30u32 {
-                    let id = format!("L{i:02}");
-                    b.put_lead(&lead(&id));
-                    b.put_state(&id, &state(Some(at(10 + i % 5))), None);
-                    for n in 0..1 + i % 3 {
-                        b.put_activity(&Activity {
-                            kind: handoff_model::ActivityKind::Email,
-                            owner_id: Some("005A".into()),
-                            subject: Some(format!("Re: pricing {n}")),
-                            direction: Some(handoff_model::Direction::Outbound),
-                            completed: true,
-                            automated: n == 2,
-                            ..act(&format!("A{i:02}{n}"), &id)
-                        });
-                    }
-                    b.record_ledger(&format!("{id}:ft:rem:v1"), &done(&id, &format!("00T{i:03}")));
-                }
-                b.record_ledger("sc:sales.first_touch_in_window:20260302:005U1:v1", &done("", "00T999"));
-                for seq in 1..=4 {
-                    b.enqueue(seq, &reassign(&format!("k{seq}"), "L01"), at(9));
-                }
-                b.set_next_seq(5);
-                store.commit(b).unwrap();
+                store.commit(thirty_leads()).unwrap();
                 // What schema 5 wrote: the same values as JSON, framed
                 // with the JSON dictionaries.
                 let mut old = Vec::new();
@@ -2513,7 +2583,8 @@ mod tests {
         let before = churned(dir.path());
         let done = Store::compact(dir.path(), 16).unwrap();
         assert!(done.bytes_after < done.bytes_before, "{done:?}");
-        assert_eq!(done.keys, before.len());
+        // Each lead's record and evaluation are one bundle, one key.
+        assert_eq!(done.keys, before.len() - 300);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.plain_entries().unwrap(), before);
         assert_eq!(store.counts().unwrap(), store.recount().unwrap());
