@@ -1939,6 +1939,38 @@ mod tests {
         b
     }
 
+    /// What the upgrade tests read back of [`thirty_leads`]: every lead,
+    /// evaluation, activity file, ledger entry and outbox item, checked
+    /// whole (the counts equal a recount).
+    fn thirty_leads_read(store: &Store) -> ThirtyLeads {
+        let activities: Vec<_> = (0..30).map(|i| store.activities_of(&format!("L{i:02}")).unwrap()).collect();
+        let read = ThirtyLeads {
+            cursor: store.cursor(Stream::Leads).unwrap(),
+            leads: store.leads().unwrap(),
+            states: store.states().unwrap(),
+            activities,
+            ledger: store.ledger_entries().unwrap(),
+            outbox: store.outbox().unwrap(),
+        };
+        assert_eq!(read.cursor, Some(Cursor("c-leads".into())));
+        assert_eq!((read.leads.len(), read.states.len()), (30, 30));
+        assert_eq!(read.activities.iter().map(Vec::len).sum::<usize>(), 60);
+        assert_eq!((read.ledger.len(), read.outbox.len()), (31, 4));
+        assert_eq!(store.state("L07").unwrap(), Some(state(Some(at(12)))));
+        assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+        read
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct ThirtyLeads {
+        cursor: Option<Cursor>,
+        leads: Vec<StoredLead>,
+        states: BTreeMap<String, LeadState>,
+        activities: Vec<Vec<Activity>>,
+        ledger: Vec<(String, LedgerEntry)>,
+        outbox: Vec<OutboxEntry>,
+    }
+
     /// A schema-6 store keeps a lead's record, evaluation, activities and
     /// ledger file in four trees. Opened (also after an earlier open was
     /// cut short midway), they are moved into one value per lead, and every
@@ -1954,14 +1986,7 @@ mod tests {
                 let mut schema = Batch::default();
                 schema.set_meta_u64("schema", 6);
                 store.commit(schema).unwrap();
-                let activities: Vec<_> = (0..30).map(|i| store.activities_of(&format!("L{i:02}")).unwrap()).collect();
-                (
-                    store.leads().unwrap(),
-                    store.states().unwrap(),
-                    activities,
-                    store.ledger_entries().unwrap(),
-                    store.outbox().unwrap(),
-                )
+                thirty_leads_read(&store)
             };
             // 30 leads, 30 evaluations, 30 activity files, 30 ledger files.
             assert_eq!(backend::unbundle(dir.path(), keep_bundled), 120 - 4 * keep_bundled);
@@ -1969,18 +1994,7 @@ mod tests {
             {
                 let store = Store::open(dir.path()).unwrap();
                 assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
-                assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
-                assert_eq!(store.leads().unwrap(), before.0);
-                assert_eq!(store.leads().unwrap().len(), 30);
-                assert_eq!(store.states().unwrap(), before.1);
-                let activities: Vec<_> = (0..30).map(|i| store.activities_of(&format!("L{i:02}")).unwrap()).collect();
-                assert_eq!(activities, before.2);
-                assert_eq!(activities.iter().map(Vec::len).sum::<usize>(), 60);
-                assert_eq!(store.ledger_entries().unwrap(), before.3);
-                assert_eq!(store.ledger_entries().unwrap().len(), 31);
-                assert_eq!(store.outbox().unwrap(), before.4);
-                assert_eq!(store.outbox().unwrap().len(), 4);
-                assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+                assert_eq!(thirty_leads_read(&store), before);
             }
             assert_eq!(backend::unbundled(dir.path()), 0, "every value moved into the bundles");
         }
@@ -2022,8 +2036,7 @@ mod tests {
                 store.backend.commit(&old).unwrap();
                 let stale = store.backend.range(Tree::States, b"", None, usize::MAX).unwrap();
                 assert!(stale.iter().all(|(_, v)| !codec::is_binary(v[0])), "written as schema 5 did");
-                let activities: Vec<_> = (0..30).map(|i| store.activities_of(&format!("L{i:02}")).unwrap()).collect();
-                (store.leads().unwrap(), activities, store.ledger_entries().unwrap(), store.outbox().unwrap())
+                thirty_leads_read(&store)
             };
             let store = Store::open(dir.path()).unwrap();
             assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
@@ -2036,16 +2049,7 @@ mod tests {
                     tree.name()
                 );
             }
-            assert_eq!(store.cursor(Stream::Leads).unwrap(), Some(Cursor("c-leads".into())));
-            assert_eq!(store.leads().unwrap(), before.0);
-            let activities: Vec<_> = (0..30).map(|i| store.activities_of(&format!("L{i:02}")).unwrap()).collect();
-            assert_eq!(activities, before.1);
-            assert_eq!(activities.iter().map(Vec::len).sum::<usize>(), 60);
-            assert_eq!(store.ledger_entries().unwrap(), before.2);
-            assert_eq!(store.ledger_entries().unwrap().len(), 31);
-            assert_eq!(store.outbox().unwrap(), before.3);
-            assert_eq!(store.state("L07").unwrap(), Some(state(Some(at(12)))));
-            assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+            assert_eq!(thirty_leads_read(&store), before);
         }
     }
 
