@@ -311,13 +311,13 @@ fn physical_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// `tree`'s section of the bundle `stored` under `key`.
-fn section<'a>(tree: Tree, section: u8, key: &[u8], stored: &'a [u8]) -> Result<Option<&'a [u8]>, StoreError> {
+fn section<'a>(tree: Tree, slot: usize, key: &[u8], stored: &'a [u8]) -> Result<Option<&'a [u8]>, StoreError> {
     let sections = bundle::sections(stored).map_err(|message| StoreError::Format {
         tree: tree.name(),
         key: super::show_key(key),
         message,
     })?;
-    Ok(sections[usize::from(section) - 1])
+    Ok(sections[slot])
 }
 
 /// The sections of the bundle `stored` (none when there is no bundle),
@@ -331,9 +331,9 @@ fn owned_sections(stored: Option<&[u8]>) -> Result<Vec<Option<Vec<u8>>>, String>
 
 impl Backend for SledBackend {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(n) = bundle::section_of(tree) {
+        if let Some(slot) = bundle::slot_of(tree) {
             let Some(stored) = self.bundles().get(key).map_err(io("reading"))? else { return Ok(None) };
-            return Ok(section(tree, n, key, &stored)?.map(<[u8]>::to_vec));
+            return Ok(section(tree, slot, key, &stored)?.map(<[u8]>::to_vec));
         }
         Ok(self.tree(tree).get(key).map_err(io("reading"))?.map(|v| v.to_vec()))
     }
@@ -348,10 +348,10 @@ impl Backend for SledBackend {
         if limit == 0 {
             return Ok(out);
         }
-        if let Some(n) = bundle::section_of(tree) {
+        if let Some(slot) = bundle::slot_of(tree) {
             for item in self.bundles().range::<Vec<u8>, _>(bounds) {
                 let (k, stored) = item.map_err(io("scanning"))?;
-                if let Some(value) = section(tree, n, &k, &stored)? {
+                if let Some(value) = section(tree, slot, &k, &stored)? {
                     out.push((k.to_vec(), value.to_vec()));
                     if out.len() == limit {
                         break;
@@ -373,11 +373,11 @@ impl Backend for SledBackend {
     }
 
     fn recount(&self, tree: Tree) -> Result<usize, StoreError> {
-        let Some(n) = bundle::section_of(tree) else { return Ok(self.tree(tree).len()) };
+        let Some(slot) = bundle::slot_of(tree) else { return Ok(self.tree(tree).len()) };
         let mut count = 0;
         for item in self.bundles().iter() {
             let (k, stored) = item.map_err(io("counting"))?;
-            count += usize::from(section(tree, n, &k, &stored)?.is_some());
+            count += usize::from(section(tree, slot, &k, &stored)?.is_some());
         }
         Ok(count)
     }
@@ -390,7 +390,7 @@ impl Backend for SledBackend {
             let mut bundles: BTreeMap<&[u8], Vec<Option<Vec<u8>>>> = BTreeMap::new();
             for w in writes {
                 let key = w.key.as_slice();
-                let existed = if let Some(n) = bundle::section_of(w.tree) {
+                let existed = if let Some(slot) = bundle::slot_of(w.tree) {
                     let sections = match bundles.entry(key) {
                         std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::btree_map::Entry::Vacant(e) => {
@@ -398,8 +398,7 @@ impl Backend for SledBackend {
                             e.insert(owned_sections(stored.as_deref()).map_err(ConflictableTransactionError::Abort)?)
                         }
                     };
-                    let slot = &mut sections[usize::from(n) - 1];
-                    std::mem::replace(slot, w.value.clone()).is_some()
+                    std::mem::replace(&mut sections[slot], w.value.clone()).is_some()
                 } else {
                     let tx = &txs[w.tree.index()];
                     match &w.value {
@@ -430,8 +429,7 @@ impl Backend for SledBackend {
 
     fn bundle_leads(&self) -> Result<usize, StoreError> {
         let mut moved = 0;
-        for tree in bundle::BUNDLED {
-            let Some(n) = bundle::section_of(tree) else { continue };
+        for (slot, tree) in bundle::BUNDLED.into_iter().enumerate() {
             let own = self.tree(tree);
             loop {
                 let slice = own.iter().take(BUNDLE_SLICE).collect::<Result<Vec<_>, _>>().map_err(io("scanning"))?;
@@ -444,7 +442,7 @@ impl Backend for SledBackend {
                             let stored = bundles.get(key)?;
                             let mut sections =
                                 owned_sections(stored.as_deref()).map_err(ConflictableTransactionError::Abort)?;
-                            sections[usize::from(n) - 1] = Some(value.to_vec());
+                            sections[slot] = Some(value.to_vec());
                             if let Some(stored) = bundle::bundle(&sections) {
                                 bundles.insert(key, stored)?;
                             }

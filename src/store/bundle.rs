@@ -28,12 +28,13 @@ pub(super) const BUNDLED: [Tree; 4] = [Tree::Leads, Tree::States, Tree::Activiti
 /// The sled tree holding the bundles.
 pub(super) const TREE_NAME: &str = "lead_bundles";
 
-/// The section `tree` is kept in, `None` for a tree kept on its own.
-pub(super) fn section_of(tree: Tree) -> Option<u8> {
-    BUNDLED.iter().position(|t| *t == tree).map(|i| i as u8 + 1)
+/// Where `tree`'s section sits in [`Sections`] (its position in
+/// [`BUNDLED`]), `None` for a tree kept on its own.
+pub(super) fn slot_of(tree: Tree) -> Option<usize> {
+    BUNDLED.iter().position(|t| *t == tree)
 }
 
-/// A bundle's sections by section number (index 0 is section 1).
+/// A bundle's sections by slot (slot 0 is section 1).
 pub(super) type Sections<'a> = [Option<&'a [u8]>; BUNDLED.len()];
 
 /// What a bundle holds, or what is wrong with it.
@@ -81,10 +82,10 @@ mod tests {
     #[test]
     fn every_bundled_tree_has_its_own_section() {
         for (i, tree) in BUNDLED.into_iter().enumerate() {
-            assert_eq!(section_of(tree), Some(i as u8 + 1));
+            assert_eq!(slot_of(tree), Some(i));
         }
-        assert_eq!(section_of(Tree::Deadlines), None);
-        assert_eq!(section_of(Tree::ActivityBuckets), None);
+        assert_eq!(slot_of(Tree::Deadlines), None);
+        assert_eq!(slot_of(Tree::ActivityBuckets), None);
     }
 
     #[test]
