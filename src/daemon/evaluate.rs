@@ -17,7 +17,7 @@ use handoff_model::{Action, ActionKey, ActionKind, Activity, Lead};
 use crate::engine::capacity::{self, Intake, Outcome, SurgeWatch};
 use crate::engine::{self, keys, ClockKind, Evaluation, Owners};
 use crate::policy::{CompiledPolicy, Overflow};
-use crate::store::{ActionSummary, Batch, LeadState, LedgerEntry, OutboxEntry, Store, StoreError};
+use crate::store::{ActionSummary, Batch, LeadRecords, LeadState, LedgerEntry, OutboxEntry, Store, StoreError};
 
 /// What evaluating one lead changed.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -125,9 +125,15 @@ struct Books {
 }
 
 impl Books {
-    fn read(store: &Store, lead_id: &str, pending_update: Option<u64>) -> Result<Books, StoreError> {
+    /// The books of `lead_id`, whose ledger entries are `ledger`.
+    fn read(
+        store: &Store,
+        lead_id: &str,
+        ledger: Vec<(String, LedgerEntry)>,
+        pending_update: Option<u64>,
+    ) -> Result<Books, StoreError> {
         let prefix = keys::lead_prefix(lead_id);
-        let ledger: BTreeMap<String, LedgerEntry> = store.ledger_with_prefix(&prefix)?.into_iter().collect();
+        let ledger: BTreeMap<String, LedgerEntry> = ledger.into_iter().collect();
         let queued: BTreeMap<String, u64> = store.queued_with_prefix(&prefix)?.into_iter().collect();
         let mut entries = BTreeMap::new();
         for seq in queued.values().copied().chain(pending_update) {
@@ -189,14 +195,15 @@ impl Books {
 impl Evaluator<'_> {
     /// Reads `lead_id` and what the engine makes of it (no writes).
     pub fn judge(&self, lead_id: &str, due_at: Option<DateTime<Utc>>) -> Result<Judged, StoreError> {
-        let previous = self.store.state(lead_id)?;
-        let verdict = match self.store.lead_case(lead_id)? {
+        let LeadRecords { state: previous, case, ledger } = self.store.lead_records(lead_id)?;
+        let verdict = match case {
             None => Verdict::NotPulled,
             Some((lead, activities)) => {
                 let intake = previous.as_ref().and_then(|p| p.intake.as_ref());
                 match engine::evaluate(&lead, &activities, self.owners, self.policy, intake, self.now) {
                     Ok(evaluation) => {
-                        let books = Books::read(self.store, lead_id, previous.as_ref().and_then(|p| p.pending_update))?;
+                        let pending_update = previous.as_ref().and_then(|p| p.pending_update);
+                        let books = Books::read(self.store, lead_id, ledger, pending_update)?;
                         Verdict::Decided { lead: Box::new(lead), activities, evaluation: Box::new(evaluation), books }
                     }
                     Err(e) => Verdict::Failed(e.to_string()),
@@ -488,7 +495,8 @@ mod tests {
         };
         batch.record_ledger("L1:ft:1:rem:v1", &entry(task, 9));
         store.commit(batch).unwrap();
-        let books = Books::read(&store, "L1", None).unwrap();
+        let ledger = store.lead_records("L1").unwrap().ledger;
+        let books = Books::read(&store, "L1", ledger, None).unwrap();
         let update = |key: &str| Action {
             key: ActionKey(key.into()),
             lead_id: "L1".into(),

@@ -144,6 +144,11 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 /// tree).
 pub trait Backend: Send + Sync {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The value `key` has in each of `trees`, in their order: one read
+    /// where the backend keeps them in one value (a lead's bundle).
+    fn get_each(&self, trees: &[Tree], key: &[u8]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        trees.iter().map(|tree| self.get(*tree, key)).collect()
+    }
     /// Keys in `[from, to)` (`to` `None`: to the end), in order, at most `limit`.
     fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError>;
     /// The number of keys in `tree`, as the commits kept it.
@@ -336,6 +341,17 @@ impl Backend for SledBackend {
             return Ok(section(tree, slot, key, &stored)?.map(<[u8]>::to_vec));
         }
         Ok(self.tree(tree).get(key).map_err(io("reading"))?.map(|v| v.to_vec()))
+    }
+
+    fn get_each(&self, trees: &[Tree], key: &[u8]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let slots: Option<Vec<usize>> = trees.iter().map(|tree| bundle::slot_of(*tree)).collect();
+        let Some(slots) = slots else { return trees.iter().map(|tree| self.get(*tree, key)).collect() };
+        let Some(stored) = self.bundles().get(key).map_err(io("reading"))? else { return Ok(vec![None; trees.len()]) };
+        trees
+            .iter()
+            .zip(slots)
+            .map(|(tree, slot)| Ok(section(*tree, slot, key, &stored)?.map(<[u8]>::to_vec)))
+            .collect()
     }
 
     fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError> {

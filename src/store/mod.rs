@@ -178,6 +178,16 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// What [`Store::lead_records`] reads about one lead.
+#[derive(Debug)]
+pub struct LeadRecords {
+    pub state: Option<LeadState>,
+    /// The lead and its activities ([`Store::lead_case`]).
+    pub case: Option<(Lead, Vec<Activity>)>,
+    /// Its ledger entries, by key ([`Store::ledger_with_prefix`]).
+    pub ledger: Vec<(String, LedgerEntry)>,
+}
+
 /// A lead as the daemon keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredLead {
@@ -885,14 +895,40 @@ impl Store {
     /// became joined in, and its activities with those logged on its
     /// opportunities only. `None` when the lead was never pulled.
     pub fn lead_case(&self, lead_id: &str) -> Result<Option<(Lead, Vec<Activity>)>, StoreError> {
-        let Some(stored) = self.lead(lead_id)? else { return Ok(None) };
+        Ok(self.lead_records(lead_id)?.case)
+    }
+
+    /// Everything an evaluation of `lead_id` reads about it: its state,
+    /// [`Store::lead_case`] and its ledger entries. Kept under the lead's
+    /// id, they are one read of the sled store (see [`bundle`]).
+    pub fn lead_records(&self, lead_id: &str) -> Result<LeadRecords, StoreError> {
+        const OWN: [Tree; 4] = [Tree::Leads, Tree::States, Tree::Activities, Tree::LeadLedger];
+        let key = lead_id.as_bytes();
+        fn read<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: Option<&Vec<u8>>) -> Result<Option<T>, StoreError> {
+            bytes.map(|b| decode(tree, key, b)).transpose()
+        }
+        let values = self.backend.get_each(&OWN, key)?;
+        let [stored, state, activities, ledger] = [0, 1, 2, 3].map(|i| values.get(i).and_then(Option::as_ref));
+        let state: Option<LeadState> = read(Tree::States, key, state)?;
+        let prefix = crate::engine::keys::lead_prefix(lead_id);
+        // The lead's ledger file is named by its key segment: its id unless
+        // the id had to be hashed.
+        let ledger = if ledger::file_of(&prefix) == Some(lead_id) {
+            let file: ledger::LedgerFile = read(Tree::LeadLedger, key, ledger)?.unwrap_or_default();
+            file.into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect()
+        } else {
+            self.ledger_with_prefix(&prefix)?
+        };
+        let Some(stored) = read::<StoredLead>(Tree::Leads, key, stored)? else {
+            return Ok(LeadRecords { state, case: None, ledger });
+        };
         let mut lead = stored.into_engine();
-        let mut activities = self.activities_of(lead_id)?;
+        let mut activities: Vec<Activity> = read(Tree::Activities, key, activities)?.unwrap_or_default();
         lead.opportunities = self.opportunities_of(lead_id)?;
         for opportunity in &lead.opportunities {
             activities.extend(self.activities_of(&opportunity_file(&opportunity.id))?);
         }
-        Ok(Some((lead, activities)))
+        Ok(LeadRecords { state, case: Some((lead, activities)), ledger })
     }
 
     pub fn absence(&self, id: &str) -> Result<Option<Absence>, StoreError> {
@@ -1792,6 +1828,44 @@ mod tests {
             assert_eq!(store.activities_of("L1").unwrap().len(), 1);
             assert_eq!(store.activity_lead("b").unwrap().as_deref(), Some("L10"));
             assert_eq!(store.leads().unwrap().len(), 2);
+        }
+    }
+
+    /// One read of a lead's records gives what the reads one by one give,
+    /// for a lead whose ledger is filed under its id and for one whose id
+    /// is hashed into its keys, next to leads with none of it.
+    #[test]
+    fn a_leads_records_read_together_equal_their_reads_one_by_one() {
+        let hashed = format!("00Q{}", "x".repeat(60));
+        let entry = |lead_id: &str| LedgerEntry {
+            lead_id: lead_id.to_string(),
+            crm_id: lead_id.to_string(),
+            done_at: at(10),
+            kind: ActionSummary::UpdateLead,
+            attempts: 1,
+        };
+        for (store, _dir) in stores() {
+            let mut b = Batch::default();
+            for id in ["L1", "L10", hashed.as_str()] {
+                b.put_lead(&lead(id));
+                b.put_activity(&act(&format!("a-{id}"), id));
+                b.put_state(id, &state(Some(at(11))), None);
+                let prefix = crate::engine::keys::lead_prefix(id);
+                b.record_ledger(&format!("{prefix}sla:x:v1"), &entry(id));
+            }
+            b.put_state("L2", &state(None), None);
+            store.commit(b).unwrap();
+            for id in ["L1", "L10", hashed.as_str(), "L2", "L3"] {
+                let together = store.lead_records(id).unwrap();
+                assert_eq!(together.state, store.state(id).unwrap(), "{id}");
+                let ledger = store.ledger_with_prefix(&crate::engine::keys::lead_prefix(id)).unwrap();
+                assert_eq!(together.ledger, ledger, "{id}");
+                let case = store.lead(id).unwrap().map(|l| (l.into_engine(), store.activities_of(id).unwrap()));
+                assert_eq!(together.case, case, "{id}");
+                let filed = ["L1", "L10", hashed.as_str()].contains(&id);
+                assert_eq!(together.ledger.len(), usize::from(filed), "{id}");
+                assert_eq!(together.case.map(|(_, a)| a.len()), filed.then_some(1), "{id}");
+            }
         }
     }
 
