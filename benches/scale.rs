@@ -25,7 +25,7 @@
 //! first policy-change run (`HANDOFF_BENCH_WRAP_PHASE=backfill`: the
 //! backfill; `policy change, verdicts`: the second; `idle`: the first idle run)
 //! under a profiler, e.g. `"perf record -g -o FILE --"` or `"heaptrack -o
-//! FILE"`).
+//! FILE"`); `HANDOFF_BENCH_STATE_CACHE_MIB` sets `daemon.state_cache_mib`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench fails by panicking
 
@@ -135,6 +135,10 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
     let mut table = handoff::demo::config_table(&sb, dir.path()).expect("config");
     let sync = table.entry("sync").or_insert_with(|| toml::Value::Table(toml::Table::new()));
     sync.as_table_mut().expect("[sync] is a table").insert("clock".into(), "sandbox".into());
+    if let Some(mib) = std::env::var("HANDOFF_BENCH_STATE_CACHE_MIB").ok().and_then(|v| v.parse::<i64>().ok()) {
+        let daemon = table.entry("daemon").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        daemon.as_table_mut().expect("[daemon] is a table").insert("state_cache_mib".into(), mib.into());
+    }
     let config = dir.path().join("handoff.toml");
     std::fs::write(&config, toml::to_string(&table).expect("renders")).expect("writes the config");
     let state_dir = handoff::daemon::service::store_dir(&handoff::config::load(&config).expect("the config loads"));
