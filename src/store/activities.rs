@@ -1,12 +1,14 @@
 //! How activities are kept: one value per lead (all its activities, in id
-//! order) and an index from activity id to lead in hashed buckets of a few
-//! entries each.
+//! order) and an index from activity id to lead in 2^16 hashed buckets.
 //!
 //! sled's memory follows the number of keys it holds, not their bytes (its
 //! page table names every node of at most 16 keys, and all of it is loaded
 //! when the database opens). At five activities a lead, one key per
 //! activity and one index key per activity were two thirds of a store's
-//! keys. Filed per lead and bucketed, they are about one key per lead.
+//! keys. Filed per lead, they are one key per lead; bucketed, the index is
+//! at most 65,536 keys however many activities there are (schema 7 had
+//! 2^19 buckets: half a million keys at a million leads, a quarter of the
+//! store's, for a handful of entries each).
 //!
 //! A [`super::Batch`] records activity changes as [`ActivityEdit`]s;
 //! [`super::Store::commit`] reads the files and buckets they touch, applies
@@ -34,15 +36,23 @@ pub(super) enum ActivityEdit {
     Remove { lead_id: String, activity_id: String, keep_index: bool },
 }
 
-/// Bits of an activity id's hash that name its index bucket: 2^19 buckets,
-/// a handful of entries each at millions of activities, one each in a
-/// small org.
-const BUCKET_BITS: u32 = 19;
-
-/// The index bucket of `activity_id`: the top [`BUCKET_BITS`] of its
-/// FNV-1a hash, mixed, as three big-endian bytes. Stored keys depend on it: it
-/// never changes.
+/// The index bucket of `activity_id`: the top 16 bits of its hash, as two
+/// big-endian bytes. 2^16 buckets hold about fifty entries each at three
+/// million activities (a bucket read or rewritten is about 2 KB), a few in
+/// a small org. Stored keys depend on it: it never changes.
 pub(super) fn bucket(activity_id: &str) -> Vec<u8> {
+    let top = (hash(activity_id) >> 48) as u16;
+    top.to_be_bytes().to_vec()
+}
+
+/// Whether `key` of the activity index is a bucket schema 7 wrote (three
+/// bytes: the top 19 bits of the same hash) rather than one of today's.
+pub(super) fn is_schema_seven_bucket(key: &[u8]) -> bool {
+    key.len() == 3
+}
+
+/// FNV-1a of `activity_id`, mixed.
+fn hash(activity_id: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in activity_id.as_bytes() {
         hash ^= u64::from(*byte);
@@ -55,8 +65,7 @@ pub(super) fn bucket(activity_id: &str) -> Vec<u8> {
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     hash ^= hash >> 33;
-    let top = (hash >> (64 - BUCKET_BITS)) as u32;
-    top.to_be_bytes()[1..].to_vec()
+    hash
 }
 
 /// One index bucket: `(activity id, lead id)` in activity id order.
@@ -164,6 +173,43 @@ pub(super) fn resolve(backend: &dyn Backend, edits: &[ActivityEdit]) -> Result<(
     Ok((writes, added))
 }
 
+/// Moves the entries of schema 7's buckets among `entries` (a slice of the
+/// index, in key order) into today's buckets: the writes that store the
+/// merged buckets and delete the old ones, for one commit, so an upgrade
+/// cut short resumes with the old buckets left. Today's buckets among
+/// `entries` are left as they are.
+pub(super) fn rebucket(backend: &dyn Backend, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Write>, StoreError> {
+    let mut touched = Touched::default();
+    let mut writes = Vec::new();
+    for (key, value) in entries {
+        if !is_schema_seven_bucket(&key) {
+            continue;
+        }
+        let old: Bucket = decode(Tree::ActivityBuckets, &key, &value)?;
+        for (activity_id, lead_id) in old {
+            let bucket = touched.bucket(backend, &activity_id)?;
+            match bucket.binary_search_by(|(id, _)| id.cmp(&activity_id)) {
+                Ok(i) => bucket[i].1 = lead_id,
+                Err(i) => bucket.insert(i, (activity_id, lead_id)),
+            }
+        }
+        writes.push(Write { tree: Tree::ActivityBuckets, key, value: None });
+    }
+    for (key, bucket) in touched.buckets {
+        let value = encode(Tree::ActivityBuckets, &key, &bucket)?;
+        writes.push(Write { tree: Tree::ActivityBuckets, key, value: Some(value) });
+    }
+    Ok(writes)
+}
+
+/// Schema 7's bucket of `activity_id` (the top 19 bits of the same hash,
+/// three bytes): what the upgrade tests lay out.
+#[cfg(test)]
+pub(super) fn schema_seven_bucket(activity_id: &str) -> Vec<u8> {
+    let top = (hash(activity_id) >> 45) as u32;
+    top.to_be_bytes()[1..].to_vec()
+}
+
 /// Whether `key` of the activities tree is one schema 3 wrote (`lead id,
 /// NUL, activity id`: one activity) rather than a lead's file (no CRM id
 /// holds a NUL).
@@ -176,12 +222,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_three_bytes_stable_and_spread() {
+    fn buckets_are_two_bytes_stable_and_spread() {
         // Stored keys depend on these: a change here is a new schema.
-        assert_eq!(bucket(""), [0x07, 0x7e, 0x80]);
-        assert_eq!(bucket("a"), [0x04, 0x15, 0x15]);
+        assert_eq!(bucket(""), [0xef, 0xd0]);
+        assert_eq!(bucket("a"), [0x82, 0xa2]);
+        // Schema 7's keys, as its stores hold them.
+        assert_eq!(schema_seven_bucket(""), [0x07, 0x7e, 0x80]);
+        assert_eq!(schema_seven_bucket("a"), [0x04, 0x15, 0x15]);
+        assert!(is_schema_seven_bucket(&schema_seven_bucket("a")) && !is_schema_seven_bucket(&bucket("a")));
+        // 10,000 sequential ids thrown at random into 65,536 buckets would
+        // land in about 9,260 distinct ones.
         let ids: Vec<String> = (0..10_000).map(|i| format!("00T{i:015}")).collect();
         let distinct: std::collections::BTreeSet<Vec<u8>> = ids.iter().map(|id| bucket(id)).collect();
-        assert!(distinct.len() > 9_800, "10,000 sequential ids share buckets: {} distinct", distinct.len());
+        assert!(distinct.len() > 9_150, "10,000 sequential ids share buckets: {} distinct", distinct.len());
     }
 }

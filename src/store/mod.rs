@@ -87,7 +87,9 @@ pub const DEFAULT_CACHE_MIB: u64 = 64;
 /// opened).
 /// 7: a lead's record, evaluation, activities and ledger file in one value
 /// of sled's (see [`bundle`]; a schema-6 store's are moved when opened).
-pub const SCHEMA_VERSION: u64 = 7;
+/// 8: the activity index in 2^16 buckets rather than 2^19 (see
+/// [`activities`]; a schema-7 store's are gathered when opened).
+pub const SCHEMA_VERSION: u64 = 8;
 /// How many error records `errors` keeps.
 const ERRORS_KEPT: usize = 200;
 
@@ -591,6 +593,19 @@ impl Store {
             for tree in [Tree::Leads, Tree::States, Tree::Activities, Tree::Ledger, Tree::LeadLedger] {
                 self.reframe_tree(tree)?;
             }
+        }
+        if found < 8 {
+            tracing::info!(
+                buckets = self.backend.count(Tree::ActivityBuckets)?,
+                "gathering the activity index into fewer buckets (once)"
+            );
+            self.slices(Tree::ActivityBuckets, SCAN_SLICE, |entries| {
+                let writes = activities::rebucket(self.backend.as_ref(), entries)?;
+                if writes.is_empty() {
+                    return Ok(());
+                }
+                self.backend.commit(&writes)
+            })?;
         }
         let mut batch = Batch::default();
         batch.set_meta_u64("schema", SCHEMA_VERSION);
@@ -2043,6 +2058,70 @@ mod tests {
         activities: Vec<Vec<Activity>>,
         ledger: Vec<(String, LedgerEntry)>,
         outbox: Vec<OutboxEntry>,
+    }
+
+    /// A schema-7 store keeps its activity index in 2^19 buckets of three
+    /// bytes. Opened (also after an earlier open was cut short, some
+    /// entries already gathered), every entry is in today's buckets, found
+    /// again by its activity id, and every cursor, lead, evaluation,
+    /// activity, ledger entry and outbox item reads back as it was.
+    #[test]
+    fn a_schema_seven_store_has_its_activity_index_gathered_on_open() {
+        for cut_short in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (before, entries) = {
+                let store = Store::open(dir.path()).unwrap();
+                store.commit(thirty_leads()).unwrap();
+                let today = store.backend.range(Tree::ActivityBuckets, b"", None, usize::MAX).unwrap();
+                let mut entries: Vec<(String, String)> = Vec::new();
+                for (key, value) in &today {
+                    entries.extend(decode::<activities::Bucket>(Tree::ActivityBuckets, key, value).unwrap());
+                }
+                // The index as schema 7 laid it out; cut short, every
+                // third entry already gathered.
+                let mut old: BTreeMap<Vec<u8>, activities::Bucket> = BTreeMap::new();
+                let mut gathered: BTreeMap<Vec<u8>, activities::Bucket> = BTreeMap::new();
+                for (i, (activity_id, lead_id)) in entries.iter().enumerate() {
+                    let (key, into) = if cut_short && i % 3 == 0 {
+                        (activities::bucket(activity_id), &mut gathered)
+                    } else {
+                        (activities::schema_seven_bucket(activity_id), &mut old)
+                    };
+                    into.entry(key).or_default().push((activity_id.clone(), lead_id.clone()));
+                }
+                let mut writes: Vec<Write> =
+                    today.into_iter().map(|(key, _)| Write { tree: Tree::ActivityBuckets, key, value: None }).collect();
+                for (key, bucket) in old.into_iter().chain(gathered) {
+                    let value = encode(Tree::ActivityBuckets, &key, &bucket).unwrap();
+                    writes.push(Write { tree: Tree::ActivityBuckets, key, value: Some(value) });
+                }
+                let mut schema = Batch::default();
+                schema.set_meta_u64("schema", 7);
+                writes.extend(schema.writes);
+                store.backend.commit(&writes).unwrap();
+                let keys = store.backend.range(Tree::ActivityBuckets, b"", None, usize::MAX).unwrap();
+                assert!(keys.iter().any(|(key, _)| activities::is_schema_seven_bucket(key)), "laid out as schema 7");
+                (thirty_leads_read(&store), entries)
+            };
+            assert_eq!(entries.len(), 60);
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.meta_u64("schema").unwrap(), Some(SCHEMA_VERSION));
+            assert_eq!(thirty_leads_read(&store), before);
+            for (activity_id, lead_id) in &entries {
+                assert_eq!(
+                    store.activity_lead(activity_id).unwrap().as_deref(),
+                    Some(lead_id.as_str()),
+                    "{activity_id}"
+                );
+            }
+            let keys = store.backend.range(Tree::ActivityBuckets, b"", None, usize::MAX).unwrap();
+            assert!(keys.iter().all(|(key, _)| key.len() == 2), "every schema-7 bucket gathered");
+            let held: usize = keys
+                .iter()
+                .map(|(key, value)| decode::<activities::Bucket>(Tree::ActivityBuckets, key, value).unwrap().len())
+                .sum();
+            assert_eq!(held, 60, "each entry once");
+        }
     }
 
     /// A schema-6 store keeps a lead's record, evaluation, activities and
