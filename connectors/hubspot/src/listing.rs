@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use handoff_model::{OwnerKind, PullPage, Stream};
+use handoff_runtime::echo::id_key;
 use handoff_runtime::PageGuard;
 
 use crate::cursor::{self, Listing, RecordsCursor};
@@ -41,12 +42,12 @@ pub const LIST_PAGE: u32 = 100;
 const MAX_MARKS: usize = 500_000;
 
 /// What handoff's own writes left behind: when each contact was last
-/// updated by them (contact id → modified, epoch ms), and the contact of
+/// updated by them (contact id's [`id_key`] → modified, epoch ms), and the contact of
 /// each task they created (task id → contact id), so reading those tasks
 /// back needs no association read.
 #[derive(Debug, Default)]
 pub struct OwnWrites {
-    marks: std::sync::Mutex<HashMap<String, i64>>,
+    marks: std::sync::Mutex<HashMap<u64, i64>>,
     tasks: std::sync::Mutex<HashMap<String, String>>,
 }
 
@@ -59,14 +60,14 @@ impl OwnWrites {
         }
         for o in written {
             if let Ok(at) = map::modified_at(o, "contacts") {
-                marks.insert(o.id.clone(), at.timestamp_millis());
+                marks.insert(id_key(&o.id), at.timestamp_millis());
             }
         }
     }
 
     /// Whether `id` was last modified by handoff's write at `modified_ms`.
     pub fn is_own(&self, id: &str, modified_ms: i64) -> bool {
-        self.marks.lock().map(|m| m.get(id) == Some(&modified_ms)).unwrap_or(false)
+        self.marks.lock().map(|m| m.get(&id_key(id)) == Some(&modified_ms)).unwrap_or(false)
     }
 
     /// Remember the contact a task handoff created (or found) is about.
