@@ -74,6 +74,14 @@ pub(super) type Bucket = Vec<(String, String)>;
 /// The `meta` key holding how many activities are filed.
 pub(super) const ACTIVITY_COUNT: &str = "activity_count";
 
+/// Points `activity_id` at `lead_id` in `bucket` (its bucket).
+fn point(bucket: &mut Bucket, activity_id: String, lead_id: String) {
+    match bucket.binary_search_by(|(id, _)| id.cmp(&activity_id)) {
+        Ok(i) => bucket[i].1 = lead_id,
+        Err(i) => bucket.insert(i, (activity_id, lead_id)),
+    }
+}
+
 /// Where the lead of `activity_id` is found in its bucket, if it is.
 pub(super) fn lead_in(bucket: &Bucket, activity_id: &str) -> Option<String> {
     bucket
@@ -139,11 +147,7 @@ pub(super) fn resolve(backend: &dyn Backend, edits: &[ActivityEdit]) -> Result<(
                         added += 1;
                     }
                 }
-                let bucket = touched.bucket(backend, &activity.id)?;
-                match bucket.binary_search_by(|(id, _)| id.cmp(&activity.id)) {
-                    Ok(i) => bucket[i].1 = activity.lead_id.clone(),
-                    Err(i) => bucket.insert(i, (activity.id.clone(), activity.lead_id.clone())),
-                }
+                point(touched.bucket(backend, &activity.id)?, activity.id.clone(), activity.lead_id.clone());
             }
             ActivityEdit::Remove { lead_id, activity_id, keep_index } => {
                 let file = touched.file(backend, lead_id)?;
@@ -187,11 +191,7 @@ pub(super) fn rebucket(backend: &dyn Backend, entries: Vec<(Vec<u8>, Vec<u8>)>) 
         }
         let old: Bucket = decode(Tree::ActivityBuckets, &key, &value)?;
         for (activity_id, lead_id) in old {
-            let bucket = touched.bucket(backend, &activity_id)?;
-            match bucket.binary_search_by(|(id, _)| id.cmp(&activity_id)) {
-                Ok(i) => bucket[i].1 = lead_id,
-                Err(i) => bucket.insert(i, (activity_id, lead_id)),
-            }
+            point(touched.bucket(backend, &activity_id)?, activity_id, lead_id);
         }
         writes.push(Write { tree: Tree::ActivityBuckets, key, value: None });
     }
