@@ -43,6 +43,10 @@ pub struct Evaluator<'a> {
     /// Built once for every lead evaluated with it.
     pub owners: &'a Owners<'a>,
     pub now: DateTime<Utc>,
+    /// Nothing waited in the outbox when these leads were listed, so none
+    /// of them has an action queued: only a lead's own evaluation queues
+    /// its actions, and each lead is evaluated once with this evaluator.
+    pub outbox_was_empty: bool,
 }
 
 /// A lead the engine has judged, nothing queued yet: what
@@ -63,39 +67,161 @@ impl Judged {
 
 /// Most threads leads are judged on at once.
 const MAX_JUDGES: usize = 8;
+/// Leads a judging thread takes at a time: small, so that the threads
+/// finish a chunk together rather than one waiting on the other's last
+/// slow leads.
+const PIECE: usize = 20;
 
-/// Judges `work` (lead id, deadline entry) in order, split over the
-/// machine's cores: judging only reads the store and runs the engine, so
-/// leads are independent; the results come back in `work`'s order, so what
-/// is queued, and its numbering, does not depend on the split.
-pub fn judge_all(
+/// A lead to judge: its id and the deadline-index entry that brought it.
+pub type Work = (String, Option<DateTime<Utc>>);
+
+/// Judges `work` on the machine's cores and hands it back in order, a
+/// chunk of about `chunk` leads at a time, to `take` on the calling thread
+/// (which applies and commits it); `take` answers whether to go on.
+///
+/// Judging only reads the store and runs the engine, and the leads of
+/// `work` are distinct, so they are independent: threads take
+/// [`PIECE`]-lead pieces in turn while `take` works, at most the chunk
+/// after the one `take` holds (what is in flight stays two chunks). The
+/// chunks come back in `work`'s order, so what is queued, and its
+/// numbering, does not depend on the split. After `take` says stop or an
+/// error, no new piece is started.
+pub fn judge_in_order<E: From<StoreError>>(
     evaluator: &Evaluator<'_>,
-    work: &[(String, Option<DateTime<Utc>>)],
-) -> Result<Vec<Judged>, StoreError> {
-    let judge_part = |part: &[(String, Option<DateTime<Utc>>)]| -> Result<Vec<Judged>, StoreError> {
+    work: &[Work],
+    chunk: usize,
+    mut take: impl FnMut(&[Work], Vec<Judged>) -> Result<bool, E>,
+) -> Result<(), E> {
+    let judge_part = |part: &[Work]| -> Result<Vec<Judged>, StoreError> {
         part.iter().map(|(id, due_at)| evaluator.judge(id, *due_at)).collect()
     };
+    let per_chunk = chunk.div_ceil(PIECE).max(1);
+    let chunk = per_chunk * PIECE;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_JUDGES);
-    if workers <= 1 || work.len() < 2 * workers {
-        return judge_part(work);
-    }
-    let per_worker = work.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let running: Vec<_> = work.chunks(per_worker).map(|part| scope.spawn(move || judge_part(part))).collect();
-        let mut out = Vec::with_capacity(work.len());
-        for worker in running {
-            match worker.join() {
-                Ok(judged) => out.extend(judged?),
-                Err(_) => {
-                    return Err(StoreError::Io {
-                        doing: "judging leads".to_string(),
-                        message: "a judging thread panicked".to_string(),
-                    })
-                }
+    if workers <= 1 || work.len() <= PIECE {
+        for part in work.chunks(chunk) {
+            if !take(part, judge_part(part)?)? {
+                break;
             }
         }
-        Ok(out)
+        return Ok(());
+    }
+    let pieces: Vec<&[Work]> = work.chunks(PIECE).collect();
+    let board = Board::new(2 * per_chunk);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(index) = board.next_piece(pieces.len()) {
+                    let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| judge_part(pieces[index])))
+                        .unwrap_or_else(|_| {
+                            Err(StoreError::Io {
+                                doing: "judging leads".to_string(),
+                                message: "a judging thread panicked".to_string(),
+                            })
+                        });
+                    board.finished(index, judged);
+                }
+            });
+        }
+        // Whatever ends the loop, the threads take no new piece.
+        let _stop = StopOnDrop(&board);
+        for (number, part) in work.chunks(chunk).enumerate() {
+            let first = number * per_chunk;
+            let mut judged = Vec::with_capacity(part.len());
+            for index in first..(first + per_chunk).min(pieces.len()) {
+                judged.extend(board.wait_for(index)?);
+            }
+            // The next chunk may be judged while this one is taken.
+            board.allow_until(first + 2 * per_chunk);
+            if !take(part, judged)? {
+                break;
+            }
+        }
+        Ok(())
     })
+}
+
+/// Where judging threads and the taking thread meet: which piece is next,
+/// how far ahead pieces may be started, and the pieces judged and not
+/// taken yet.
+struct Board {
+    state: std::sync::Mutex<BoardState>,
+    changed: std::sync::Condvar,
+}
+
+struct BoardState {
+    next: usize,
+    /// Pieces below this may be started.
+    until: usize,
+    stopped: bool,
+    judged: BTreeMap<usize, Result<Vec<Judged>, StoreError>>,
+}
+
+impl Board {
+    fn new(until: usize) -> Board {
+        let state = BoardState { next: 0, until, stopped: false, judged: BTreeMap::new() };
+        Board { state: std::sync::Mutex::new(state), changed: std::sync::Condvar::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BoardState> {
+        // Nothing panics while holding the lock (judging runs outside it).
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, guard: std::sync::MutexGuard<'a, BoardState>) -> std::sync::MutexGuard<'a, BoardState> {
+        self.changed.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next piece to judge, waiting while it is too far ahead; `None`
+    /// once every piece is started or judging stopped.
+    fn next_piece(&self, pieces: usize) -> Option<usize> {
+        let mut state = self.lock();
+        loop {
+            if state.stopped || state.next >= pieces {
+                return None;
+            }
+            if state.next < state.until {
+                state.next += 1;
+                return Some(state.next - 1);
+            }
+            state = self.wait(state);
+        }
+    }
+
+    fn finished(&self, index: usize, judged: Result<Vec<Judged>, StoreError>) {
+        self.lock().judged.insert(index, judged);
+        self.changed.notify_all();
+    }
+
+    /// Piece `index`, once judged. Every piece below `until` is started
+    /// and finished by some thread (a panic included), so this returns.
+    fn wait_for(&self, index: usize) -> Result<Vec<Judged>, StoreError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(judged) = state.judged.remove(&index) {
+                return judged;
+            }
+            state = self.wait(state);
+        }
+    }
+
+    fn allow_until(&self, until: usize) {
+        self.lock().until = until;
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
+}
+
+struct StopOnDrop<'a>(&'a Board);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 enum Verdict {
@@ -126,15 +252,19 @@ struct Books {
 
 impl Books {
     /// The books of `lead_id`, whose ledger entries are `ledger`.
+    /// With `nothing_queued`, the outbox is known to hold nothing of the
+    /// lead's and is not read.
     fn read(
         store: &Store,
         lead_id: &str,
         ledger: Vec<(String, LedgerEntry)>,
         pending_update: Option<u64>,
+        nothing_queued: bool,
     ) -> Result<Books, StoreError> {
         let prefix = keys::lead_prefix(lead_id);
         let ledger: BTreeMap<String, LedgerEntry> = ledger.into_iter().collect();
-        let queued: BTreeMap<String, u64> = store.queued_with_prefix(&prefix)?.into_iter().collect();
+        let queued: BTreeMap<String, u64> =
+            if nothing_queued { BTreeMap::new() } else { store.queued_with_prefix(&prefix)?.into_iter().collect() };
         let mut entries = BTreeMap::new();
         for seq in queued.values().copied().chain(pending_update) {
             if let Some(entry) = store.outbox_entry(seq)? {
@@ -203,7 +333,7 @@ impl Evaluator<'_> {
                 match engine::evaluate(&lead, &activities, self.owners, self.policy, intake, self.now) {
                     Ok(evaluation) => {
                         let pending_update = previous.as_ref().and_then(|p| p.pending_update);
-                        let books = Books::read(self.store, lead_id, ledger, pending_update)?;
+                        let books = Books::read(self.store, lead_id, ledger, pending_update, self.outbox_was_empty)?;
                         Verdict::Decided { lead: Box::new(lead), activities, evaluation: Box::new(evaluation), books }
                     }
                     Err(e) => Verdict::Failed(e.to_string()),
@@ -454,19 +584,45 @@ fn task_note(evaluation: &Evaluation, key: &str) -> String {
 mod tests {
     use super::*;
 
-    /// Leads come back judged in the order they were given, however they
-    /// were split over threads: what is queued is numbered in that order.
+    /// Leads come back judged in the order they were given, in chunks of
+    /// the size asked for, however they were split over threads: what is
+    /// queued is numbered in that order. Once the taker says stop, nothing
+    /// more comes back.
     #[test]
     fn leads_are_judged_in_the_order_given() {
         let config = crate::config::parse(include_str!("../../config/salesforce.example.toml")).expect("valid");
         let store = Store::in_memory();
         let owners = Owners::new(&[]);
-        let evaluator = Evaluator { store: &store, policy: &config.policy, owners: &owners, now: Utc::now() };
-        let work: Vec<(String, Option<DateTime<Utc>>)> = (0..203).rev().map(|i| (format!("L{i:04}"), None)).collect();
-        let judged = judge_all(&evaluator, &work).unwrap();
-        let order: Vec<&str> = judged.iter().map(Judged::lead_id).collect();
+        let evaluator = Evaluator {
+            store: &store,
+            policy: &config.policy,
+            owners: &owners,
+            now: Utc::now(),
+            outbox_was_empty: true,
+        };
+        let work: Vec<Work> = (0..503).rev().map(|i| (format!("L{i:04}"), None)).collect();
         let given: Vec<&str> = work.iter().map(|(id, _)| id.as_str()).collect();
-        assert_eq!(order, given);
+        for chunk in [1, PIECE, 3 * PIECE + 1, 10_000] {
+            let mut order = Vec::new();
+            let mut sizes = Vec::new();
+            judge_in_order(&evaluator, &work, chunk, |part, judged| -> Result<bool, StoreError> {
+                assert_eq!(part.len(), judged.len());
+                sizes.push(judged.len());
+                order.extend(judged.iter().map(|j| j.lead_id().to_string()));
+                Ok(true)
+            })
+            .unwrap();
+            assert_eq!(order, given, "chunks of {chunk}");
+            let whole = chunk.div_ceil(PIECE) * PIECE;
+            assert!(sizes[..sizes.len() - 1].iter().all(|&n| n == whole), "chunks of {chunk}: {sizes:?}");
+        }
+        let mut taken = 0;
+        judge_in_order(&evaluator, &work, 100, |_, judged| -> Result<bool, StoreError> {
+            taken += judged.len();
+            Ok(taken < 200)
+        })
+        .unwrap();
+        assert_eq!(taken, 200, "nothing is taken after a stop");
     }
 
     /// SLA fields that go A → B → A → B: the fourth write-back has the
@@ -496,7 +652,7 @@ mod tests {
         batch.record_ledger("L1:ft:1:rem:v1", &entry(task, 9));
         store.commit(batch).unwrap();
         let ledger = store.lead_records("L1").unwrap().ledger;
-        let books = Books::read(&store, "L1", ledger, None).unwrap();
+        let books = Books::read(&store, "L1", ledger, None, false).unwrap();
         let update = |key: &str| Action {
             key: ActionKey(key.into()),
             lead_id: "L1".into(),

@@ -64,7 +64,7 @@ const EVALUATE_CHUNK: usize = 500;
 /// of the chunk being committed.
 const EVALUATE_WINDOW: usize = 5_000;
 /// A lead to evaluate, with the deadline-index entry that brought it.
-type EvaluationWork = (String, Option<DateTime<Utc>>);
+type EvaluationWork = evaluate::Work;
 /// Leads evaluated per tick at most.
 const MAX_EVALUATIONS_PER_TICK: usize = 20_000;
 /// Write calls per tick at most.
@@ -825,16 +825,17 @@ impl Daemon {
             // record is released, which queues it again.
             let mut held = Batch::default();
             let mut held_leads = 0usize;
-            work.retain(|(id, due_at)| match self.store.is_held(id) {
-                Ok(true) => {
-                    held.clear_dirty(id);
-                    if let Some(at) = due_at {
-                        held.drop_deadline(*at, id);
-                    }
-                    held_leads += 1;
-                    false
+            let any_held = self.store.holds_any()?;
+            work.retain(|(id, due_at)| {
+                if !any_held || !matches!(self.store.is_held(id), Ok(true)) {
+                    return true;
                 }
-                _ => true,
+                held.clear_dirty(id);
+                if let Some(at) = due_at {
+                    held.drop_deadline(*at, id);
+                }
+                held_leads += 1;
+                false
             });
             if work.is_empty() {
                 // Every lead listed was held: the sweep moves past them.
@@ -903,56 +904,45 @@ impl Daemon {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<usize, DaemonError> {
-        let last_chunk = work.len().div_ceil(EVALUATE_CHUNK).saturating_sub(1);
         let owners = crate::engine::Owners::new(&self.owners);
-        let evaluator = evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &owners, now };
-        let evaluator = &evaluator;
-        let mut chunks = work.chunks(EVALUATE_CHUNK);
-        std::thread::scope(|scope| {
-            let judge = |chunk| (chunk, scope.spawn(move || evaluate::judge_all(evaluator, chunk)));
-            let mut ahead = chunks.next().map(judge);
-            let mut evaluated = 0usize;
-            let mut index = 0usize;
-            while let Some((chunk, judging)) = ahead.take() {
-                let judged = judging.join().map_err(|_| StoreError::Io {
-                    doing: "judging leads".to_string(),
-                    message: "a judging thread panicked".to_string(),
-                })??;
-                if !self.stopping() {
-                    ahead = chunks.next().map(judge);
+        let outbox_was_empty = self.store.outbox_is_empty()?;
+        let evaluator =
+            evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &owners, now, outbox_was_empty };
+        let mut evaluated = 0usize;
+        let mut taken = 0usize;
+        evaluate::judge_in_order(&evaluator, work, EVALUATE_CHUNK, |chunk, judged| -> Result<bool, DaemonError> {
+            let mut seq = self.store.next_seq()?;
+            let mut batch = Batch::default();
+            let mut changes = Vec::with_capacity(judged.len());
+            for judged in judged {
+                let id = judged.lead_id().to_string();
+                let e = evaluator.apply(judged, &mut seq, &mut batch)?;
+                report.evaluated += 1;
+                report.enqueued += e.enqueued;
+                report.superseded += e.superseded;
+                if e.failed {
+                    report.errors.push(format!("evaluate: lead {id} could not be evaluated (see `handoff state`)"));
                 }
-                let mut seq = self.store.next_seq()?;
-                let mut batch = Batch::default();
-                let mut changes = Vec::with_capacity(judged.len());
-                for judged in judged {
-                    let id = judged.lead_id().to_string();
-                    let e = evaluator.apply(judged, &mut seq, &mut batch)?;
-                    report.evaluated += 1;
-                    report.enqueued += e.enqueued;
-                    report.superseded += e.superseded;
-                    if e.failed {
-                        report.errors.push(format!("evaluate: lead {id} could not be evaluated (see `handoff state`)"));
-                    }
-                    changes.push((e.before, e.after));
-                }
-                if let Some(sweep) = sweep {
-                    if index == last_chunk {
-                        sweep.advance(&mut batch);
-                    } else if let Some((id, _)) = chunk.iter().rev().find(|(id, _)| sweep.ids.contains(id)) {
-                        sweep.reached(id, &mut batch);
-                    }
-                }
-                index += 1;
-                crate::failpoints::hit(crate::failpoints::EVALUATE_DECIDED);
-                self.commit(batch)?;
-                crate::failpoints::hit(crate::failpoints::EVALUATE_COMMITTED);
-                evaluated += changes.len();
-                for (before, after) in changes {
-                    self.metrics.replace_state(before.as_ref(), after.as_ref());
+                changes.push((e.before, e.after));
+            }
+            taken += chunk.len();
+            if let Some(sweep) = sweep {
+                if taken == work.len() {
+                    sweep.advance(&mut batch);
+                } else if let Some((id, _)) = chunk.iter().rev().find(|(id, _)| sweep.ids.contains(id)) {
+                    sweep.reached(id, &mut batch);
                 }
             }
-            Ok(evaluated)
-        })
+            crate::failpoints::hit(crate::failpoints::EVALUATE_DECIDED);
+            self.commit(batch)?;
+            crate::failpoints::hit(crate::failpoints::EVALUATE_COMMITTED);
+            evaluated += changes.len();
+            for (before, after) in changes {
+                self.metrics.replace_state(before.as_ref(), after.as_ref());
+            }
+            Ok(!self.stopping())
+        })?;
+        Ok(evaluated)
     }
 
     /// Once a reporting week has closed (plus an hour for late data):

@@ -151,6 +151,10 @@ pub trait Backend: Send + Sync {
     }
     /// Keys in `[from, to)` (`to` `None`: to the end), in order, at most `limit`.
     fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError>;
+    /// The keys alone of [`Backend::range`], their values not copied.
+    fn keys(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self.range(tree, from, to, limit)?.into_iter().map(|(k, _)| k).collect())
+    }
     /// The number of keys in `tree`, as the commits kept it.
     fn count(&self, tree: Tree) -> Result<usize, StoreError>;
     /// The number of keys in `tree`, counted one by one (checks, upgrades).
@@ -379,6 +383,34 @@ impl Backend for SledBackend {
         for item in self.tree(tree).range::<Vec<u8>, _>(bounds).take(limit) {
             let (k, v) = item.map_err(io("scanning"))?;
             out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn keys(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let upper = match to {
+            Some(end) => Bound::Excluded(end.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let bounds = (Bound::Included(from.to_vec()), upper);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        if let Some(slot) = bundle::slot_of(tree) {
+            for item in self.bundles().range::<Vec<u8>, _>(bounds) {
+                let (k, stored) = item.map_err(io("scanning"))?;
+                if section(tree, slot, &k, &stored)?.is_some() {
+                    out.push(k.to_vec());
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        for item in self.tree(tree).range::<Vec<u8>, _>(bounds).keys().take(limit) {
+            out.push(item.map_err(io("scanning"))?.to_vec());
         }
         Ok(out)
     }

@@ -816,9 +816,9 @@ impl Store {
         };
         Ok(self
             .backend
-            .range(Tree::States, &from, None, limit)?
+            .keys(Tree::States, &from, None, limit)?
             .into_iter()
-            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
             .collect())
     }
 
@@ -1267,7 +1267,17 @@ impl Store {
     pub fn is_held(&self, lead_id: &str) -> Result<bool, StoreError> {
         let prefix = lead_prefix(lead_id);
         let end = prefix_end(&prefix);
-        Ok(!self.backend.range(Tree::Held, &prefix, end.as_deref(), 1)?.is_empty())
+        Ok(!self.backend.keys(Tree::Held, &prefix, end.as_deref(), 1)?.is_empty())
+    }
+
+    /// Whether any quarantined record holds a lead back (a point read).
+    pub fn holds_any(&self) -> Result<bool, StoreError> {
+        Ok(self.backend.count(Tree::Held)? > 0)
+    }
+
+    /// Whether no action waits in the outbox (a point read).
+    pub fn outbox_is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.backend.count(Tree::OutboxKeys)? == 0)
     }
 
     /// Every held lead, in id order.
