@@ -56,8 +56,10 @@
 //!   so `business_between(s, add_business(s, d)) == d` holds exactly for
 //!   whole-second `d`.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use chrono::{
     DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc, Weekday,
@@ -70,6 +72,22 @@ const MAX_COUNTED_HOLIDAYS: u32 = 52;
 
 thread_local! {
     static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Each date's weekly windows resolved to UTC, by schedule layout
+    /// ([`Schedule::layout`]) and date: resolving a local time in a zone
+    /// is the costly part of calendar arithmetic, and the leads judged on
+    /// one thread ask about the same few weeks again and again.
+    static DAY_WINDOWS: std::cell::RefCell<HashMap<(u64, NaiveDate), Spans>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// Dates a thread remembers the windows of before it starts over.
+const REMEMBERED_DAYS: usize = 4_096;
+
+/// Numbers schedule layouts (weekly windows in a zone) apart.
+static NEXT_LAYOUT: AtomicU64 = AtomicU64::new(0);
+
+fn new_layout() -> u64 {
+    NEXT_LAYOUT.fetch_add(1, AtomicOrdering::Relaxed)
 }
 
 /// Units of calendar work this thread has done: one per local date
@@ -131,6 +149,10 @@ pub struct Schedule {
     closed: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     /// Days without open time after which a forward search gives up.
     search_limit_days: u32,
+    /// Names `weekly` read in `weekly_tz`, which alone decide a date's
+    /// resolved windows: schedules sharing it (clones, days off added)
+    /// share what each thread remembers of them.
+    layout: u64,
 }
 
 /// Which schedule: the calendar, the zone it is read in (an owner's own),
@@ -230,7 +252,15 @@ impl Schedule {
         // a calendar closed longer than that is broken, and says so.
         let holiday_count = u32::try_from(cal.holidays.len()).unwrap_or(u32::MAX).min(MAX_COUNTED_HOLIDAYS);
         let search_limit_days = 366u32.saturating_add(holiday_count.saturating_mul(7));
-        Ok(Schedule { id, weekly_tz: tz, holidays: cal.holidays.clone(), weekly, closed, search_limit_days })
+        Ok(Schedule {
+            id,
+            weekly_tz: tz,
+            holidays: cal.holidays.clone(),
+            weekly,
+            closed,
+            search_limit_days,
+            layout: new_layout(),
+        })
     }
 
     /// The same calendar read in `tz` (an owner's own zone): its weekly hours
@@ -240,7 +270,7 @@ impl Schedule {
         // The holidays were validated in `new`; a date chrono cannot place in
         // `tz` (outside its range) closes nothing rather than failing here.
         let closed = closed_spans(&self.id, tz, &self.holidays).unwrap_or_default();
-        Schedule { weekly_tz: tz, closed, ..self.clone() }
+        Schedule { weekly_tz: tz, closed, layout: new_layout(), ..self.clone() }
     }
 
     /// The same schedule closed all day on `days` as well (an owner's time
@@ -389,10 +419,27 @@ impl Schedule {
         at.with_timezone(&self.weekly_tz).date_naive()
     }
 
+    /// `each` over the windows starting on local `date`, resolved to UTC
+    /// and sorted, as this thread remembers them.
+    fn with_windows<R>(&self, date: NaiveDate, each: impl FnOnce(&[(DateTime<Utc>, DateTime<Utc>)]) -> R) -> R {
+        count_steps(1 + self.weekly[weekday_index(date)].len());
+        DAY_WINDOWS.with(|days| {
+            let mut days = days.borrow_mut();
+            if !days.contains_key(&(self.layout, date)) {
+                if days.len() >= REMEMBERED_DAYS {
+                    days.clear();
+                }
+                let mut windows = self.raw_windows(date);
+                windows.sort();
+                days.insert((self.layout, date), windows);
+            }
+            each(days.get(&(self.layout, date)).map_or(&[], Vec::as_slice))
+        })
+    }
+
     /// The windows starting on local `date`, resolved to UTC, unsorted.
     /// Zero-length results (a window swallowed by a DST gap) are dropped.
     fn raw_windows(&self, date: NaiveDate) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-        count_steps(1 + self.weekly[weekday_index(date)].len());
         let next_date = date.succ_opt();
         self.weekly[weekday_index(date)]
             .iter()
@@ -408,11 +455,13 @@ impl Schedule {
     /// The latest closing of local `date`'s windows after holidays, or `None`
     /// when holidays (or DST) leave the date without open time.
     fn business_day_end(&self, date: NaiveDate) -> Option<DateTime<Utc>> {
-        self.raw_windows(date)
-            .into_iter()
-            .flat_map(|(open, close)| subtract_closed(&self.closed, open, close))
-            .map(|(_, close)| close)
-            .max()
+        self.with_windows(date, |windows| {
+            let mut latest = None;
+            for &(open, close) in windows {
+                each_open_piece(&self.closed, open, close, |(_, end)| latest = latest.max(Some(end)));
+            }
+            latest
+        })
     }
 
     /// Disjoint open pieces from `from` on, in order. Adjacent pieces are
@@ -477,7 +526,8 @@ impl Iterator for Pieces<'_> {
                 let open = open.max(self.covered_until);
                 if open < close {
                     self.covered_until = close;
-                    self.ready.extend(subtract_closed(&self.schedule.closed, open, close));
+                    let ready = &mut self.ready;
+                    each_open_piece(&self.schedule.closed, open, close, |piece| ready.push_back(piece));
                 }
                 continue;
             }
@@ -485,9 +535,7 @@ impl Iterator for Pieces<'_> {
             if self.last_date.is_some_and(|last| date > last) || self.idle_days > self.schedule.search_limit_days {
                 return None;
             }
-            let mut windows = self.schedule.raw_windows(date);
-            windows.sort();
-            self.raw.extend(windows);
+            self.schedule.with_windows(date, |windows| self.raw.extend(windows.iter().copied()));
             self.idle_days += 1;
             self.next_date = date.succ_opt();
             self.out_of_range = self.next_date.is_none();
@@ -526,25 +574,37 @@ fn closed_spans(calendar_id: &str, tz: Tz, holidays: &[Holiday]) -> Result<Spans
 }
 
 /// `[open, close)` minus the sorted, merged `closed` spans.
+#[cfg(test)]
 fn subtract_closed(
     closed: &[(DateTime<Utc>, DateTime<Utc>)],
     open: DateTime<Utc>,
     close: DateTime<Utc>,
 ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut pieces = Vec::new();
+    each_open_piece(closed, open, close, |piece| pieces.push(piece));
+    pieces
+}
+
+/// `each` over the pieces of `[open, close)` outside the sorted, merged
+/// `closed` spans, in order (no list built: most windows meet no holiday).
+fn each_open_piece(
+    closed: &[(DateTime<Utc>, DateTime<Utc>)],
+    open: DateTime<Utc>,
+    close: DateTime<Utc>,
+    mut each: impl FnMut((DateTime<Utc>, DateTime<Utc>)),
+) {
     let mut cursor = open;
     let first = closed.partition_point(|&(_, end)| end <= open);
     for &(hole_start, hole_end) in closed[first..].iter().take_while(|&&(start, _)| start < close) {
         count_steps(1);
         if hole_start > cursor {
-            pieces.push((cursor, hole_start));
+            each((cursor, hole_start));
         }
         cursor = cursor.max(hole_end);
     }
     if cursor < close {
-        pieces.push((cursor, close));
+        each((cursor, close));
     }
-    pieces
 }
 
 /// Merges overlapping or touching spans of a list sorted by start.
