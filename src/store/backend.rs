@@ -305,6 +305,46 @@ impl SledBackend {
         &self.trees[tree.index()]
     }
 
+    /// `each` over `tree`'s keys in `[from, to)` (`to` `None`: to the end)
+    /// and their values (a bundle's section for the trees kept in
+    /// bundles), in order, at most `limit`.
+    fn walk(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: usize,
+        mut each: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        if limit == 0 {
+            return Ok(());
+        }
+        let upper = match to {
+            Some(end) => Bound::Excluded(end.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let bounds = (Bound::Included(from.to_vec()), upper);
+        if let Some(slot) = bundle::slot_of(tree) {
+            let mut taken = 0;
+            for item in self.bundles().range::<Vec<u8>, _>(bounds) {
+                let (k, stored) = item.map_err(io("scanning"))?;
+                if let Some(value) = section(tree, slot, &k, &stored)? {
+                    each(&k, value);
+                    taken += 1;
+                    if taken == limit {
+                        break;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        for item in self.tree(tree).range::<Vec<u8>, _>(bounds).take(limit) {
+            let (k, v) = item.map_err(io("scanning"))?;
+            each(&k, &v);
+        }
+        Ok(())
+    }
+
     fn bundles(&self) -> &sled::Tree {
         &self.trees[BUNDLES]
     }
@@ -359,59 +399,14 @@ impl Backend for SledBackend {
     }
 
     fn range(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Entries, StoreError> {
-        let upper = match to {
-            Some(end) => Bound::Excluded(end.to_vec()),
-            None => Bound::Unbounded,
-        };
-        let bounds = (Bound::Included(from.to_vec()), upper);
         let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        if let Some(slot) = bundle::slot_of(tree) {
-            for item in self.bundles().range::<Vec<u8>, _>(bounds) {
-                let (k, stored) = item.map_err(io("scanning"))?;
-                if let Some(value) = section(tree, slot, &k, &stored)? {
-                    out.push((k.to_vec(), value.to_vec()));
-                    if out.len() == limit {
-                        break;
-                    }
-                }
-            }
-            return Ok(out);
-        }
-        for item in self.tree(tree).range::<Vec<u8>, _>(bounds).take(limit) {
-            let (k, v) = item.map_err(io("scanning"))?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
+        self.walk(tree, from, to, limit, |k, v| out.push((k.to_vec(), v.to_vec())))?;
         Ok(out)
     }
 
     fn keys(&self, tree: Tree, from: &[u8], to: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        let upper = match to {
-            Some(end) => Bound::Excluded(end.to_vec()),
-            None => Bound::Unbounded,
-        };
-        let bounds = (Bound::Included(from.to_vec()), upper);
         let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        if let Some(slot) = bundle::slot_of(tree) {
-            for item in self.bundles().range::<Vec<u8>, _>(bounds) {
-                let (k, stored) = item.map_err(io("scanning"))?;
-                if section(tree, slot, &k, &stored)?.is_some() {
-                    out.push(k.to_vec());
-                    if out.len() == limit {
-                        break;
-                    }
-                }
-            }
-            return Ok(out);
-        }
-        for item in self.tree(tree).range::<Vec<u8>, _>(bounds).keys().take(limit) {
-            out.push(item.map_err(io("scanning"))?.to_vec());
-        }
+        self.walk(tree, from, to, limit, |k, _| out.push(k.to_vec()))?;
         Ok(out)
     }
 
