@@ -686,6 +686,53 @@ mod tests {
         assert_eq!(gap, utc("2026-10-03T15:45:00Z"));
     }
 
+    /// What a thread remembers of one schedule's dates never answers for
+    /// another layout: the same calendar read in another zone, on a thread
+    /// that has just worked through the first one's dates, answers as on a
+    /// thread that remembers nothing; added days off share the hours and
+    /// still close their day.
+    #[test]
+    fn remembered_hours_belong_to_their_layout() {
+        let nine_to_five = |weekday| WeeklyWindow {
+            weekday,
+            start: NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+            end: NaiveTime::from_hms_opt(17, 0, 0).unwrap(),
+        };
+        let cal = BusinessCalendar {
+            id: "ny".into(),
+            time_zone: "America/New_York".into(),
+            weekly: [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri]
+                .into_iter()
+                .map(nine_to_five)
+                .collect(),
+            holidays: Vec::new(),
+        };
+        let new_york = Schedule::new(&cal).unwrap();
+        let london = new_york.with_time_zone("Europe/London".parse().unwrap());
+        fn ask(s: &Schedule) -> (DateTime<Utc>, Duration, DateTime<Utc>) {
+            let monday = utc("2026-03-02T12:00:00Z");
+            (
+                s.add_business(monday, Duration::hours(20)).unwrap(),
+                s.business_between(monday, monday + Duration::days(9)),
+                s.end_of_business_day(monday, 3).unwrap(),
+            )
+        }
+        let fresh = |s: &Schedule| {
+            let s = s.clone();
+            std::thread::spawn(move || ask(&s)).join().unwrap()
+        };
+        let in_new_york = ask(&new_york);
+        assert_eq!(in_new_york.0, utc("2026-03-04T18:00:00Z"));
+        let in_london = ask(&london);
+        assert_eq!(in_london, fresh(&london));
+        assert_ne!(in_london, in_new_york);
+        assert_eq!(in_london.0, utc("2026-03-04T16:00:00Z"));
+        let away = new_york.with_days_off(&[NaiveDate::from_ymd_opt(2026, 3, 3).unwrap()]);
+        assert_eq!(ask(&away), fresh(&away));
+        assert_eq!(ask(&away).0, utc("2026-03-05T18:00:00Z"), "Tuesday is off");
+        assert_eq!(ask(&new_york), in_new_york);
+    }
+
     #[test]
     fn ambiguous_times_take_the_earlier_instant() {
         let ny: Tz = "America/New_York".parse().unwrap();
