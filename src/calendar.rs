@@ -425,15 +425,16 @@ impl Schedule {
         count_steps(1 + self.weekly[weekday_index(date)].len());
         DAY_WINDOWS.with(|days| {
             let mut days = days.borrow_mut();
-            if !days.contains_key(&(self.layout, date)) {
-                if days.len() >= REMEMBERED_DAYS {
-                    days.clear();
-                }
+            let key = (self.layout, date);
+            if days.len() >= REMEMBERED_DAYS && !days.contains_key(&key) {
+                days.clear();
+            }
+            let windows = days.entry(key).or_insert_with(|| {
                 let mut windows = self.raw_windows(date);
                 windows.sort();
-                days.insert((self.layout, date), windows);
-            }
-            each(days.get(&(self.layout, date)).map_or(&[], Vec::as_slice))
+                windows
+            });
+            each(windows)
         })
     }
 

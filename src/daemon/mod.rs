@@ -63,8 +63,6 @@ const EVALUATE_CHUNK: usize = 500;
 /// Leads taken from the queue at once: their chunks are judged one ahead
 /// of the chunk being committed.
 const EVALUATE_WINDOW: usize = 5_000;
-/// A lead to evaluate, with the deadline-index entry that brought it.
-type EvaluationWork = evaluate::Work;
 /// Leads evaluated per tick at most.
 const MAX_EVALUATIONS_PER_TICK: usize = 20_000;
 /// Write calls per tick at most.
@@ -861,8 +859,8 @@ impl Daemon {
         &self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<(Vec<EvaluationWork>, Option<SweepWindow>), DaemonError> {
-        let mut work: Vec<EvaluationWork> = self.store.dirty(limit)?.into_iter().map(|id| (id, None)).collect();
+    ) -> Result<(Vec<evaluate::Work>, Option<SweepWindow>), DaemonError> {
+        let mut work: Vec<evaluate::Work> = self.store.dirty(limit)?.into_iter().map(|id| (id, None)).collect();
         let mut at_of: HashMap<String, usize> = work.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
         if work.len() < limit {
             for (at, id) in self.store.due(now, limit - work.len())? {
@@ -899,7 +897,7 @@ impl Daemon {
     /// a stop never passes over a lead whose evaluation is not committed.
     fn evaluate_window(
         &self,
-        work: &[EvaluationWork],
+        work: &[evaluate::Work],
         sweep: Option<&SweepWindow>,
         now: DateTime<Utc>,
         report: &mut TickReport,
