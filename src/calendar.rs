@@ -56,7 +56,6 @@
 //!   so `business_between(s, add_business(s, d)) == d` holds exactly for
 //!   whole-second `d`.
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -66,6 +65,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 use handoff_model::{BusinessCalendar, Holiday};
+use rustc_hash::FxHashMap;
 
 /// Holidays that lengthen a search for open time (by a week each).
 const MAX_COUNTED_HOLIDAYS: u32 = 52;
@@ -76,12 +76,16 @@ thread_local! {
     /// ([`Schedule::layout`]) and date: resolving a local time in a zone
     /// is the costly part of calendar arithmetic, and the leads judged on
     /// one thread ask about the same few weeks again and again.
-    static DAY_WINDOWS: std::cell::RefCell<HashMap<(u64, NaiveDate), Spans>> =
-        std::cell::RefCell::new(HashMap::new());
+    static DAY_WINDOWS: std::cell::RefCell<FxHashMap<(u64, NaiveDate), Spans>> =
+        std::cell::RefCell::new(FxHashMap::default());
 }
 
 /// Dates a thread remembers the windows of before it starts over.
 const REMEMBERED_DAYS: usize = 4_096;
+
+fn label(id: &str, tz: Tz) -> String {
+    format!("{id} ({})", tz.name())
+}
 
 /// Numbers schedule layouts (weekly windows in a zone) apart.
 static NEXT_LAYOUT: AtomicU64 = AtomicU64::new(0);
@@ -153,6 +157,8 @@ pub struct Schedule {
     /// resolved windows: schedules sharing it (clones, days off added)
     /// share what each thread remembers of them.
     layout: u64,
+    /// `calendar (zone)`, as evaluations name the calendar a clock runs on.
+    label: String,
 }
 
 /// Which schedule: the calendar, the zone it is read in (an owner's own),
@@ -253,6 +259,7 @@ impl Schedule {
         let holiday_count = u32::try_from(cal.holidays.len()).unwrap_or(u32::MAX).min(MAX_COUNTED_HOLIDAYS);
         let search_limit_days = 366u32.saturating_add(holiday_count.saturating_mul(7));
         Ok(Schedule {
+            label: label(&id, tz),
             id,
             weekly_tz: tz,
             holidays: cal.holidays.clone(),
@@ -270,7 +277,7 @@ impl Schedule {
         // The holidays were validated in `new`; a date chrono cannot place in
         // `tz` (outside its range) closes nothing rather than failing here.
         let closed = closed_spans(&self.id, tz, &self.holidays).unwrap_or_default();
-        Schedule { weekly_tz: tz, closed, layout: new_layout(), ..self.clone() }
+        Schedule { weekly_tz: tz, closed, layout: new_layout(), label: label(&self.id, tz), ..self.clone() }
     }
 
     /// The same schedule closed all day on `days` as well (an owner's time
@@ -297,6 +304,11 @@ impl Schedule {
     /// Zone the weekly hours and holidays are read in.
     pub fn time_zone(&self) -> Tz {
         self.weekly_tz
+    }
+
+    /// `calendar (zone)`: the calendar and the zone it is read in.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Whether `at` lies inside an open interval (`[open, close)`).

@@ -85,13 +85,14 @@ pub mod keys;
 mod tasks;
 mod window;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use handoff_model::{Action, ActionKey, ActionKind, Activity, Lead, Owner};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{CalendarError, Schedule};
@@ -135,7 +136,7 @@ pub enum EngineError {
 /// CRM's manager field.
 #[derive(Debug, Clone, Default)]
 pub struct Owners<'a> {
-    by_id: HashMap<&'a str, &'a Owner>,
+    by_id: FxHashMap<&'a str, &'a Owner>,
 }
 
 impl<'a> Owners<'a> {
@@ -848,7 +849,7 @@ impl<'a> Ctx<'a, '_> {
 
     /// The label of a schedule: `calendar (zone)`.
     fn calendar_label(schedule: &Schedule) -> String {
-        format!("{} ({})", schedule.id(), schedule.time_zone().name())
+        schedule.label().to_string()
     }
 
     /// Wraps a calendar failure with the lead and clock it happened on.
