@@ -47,6 +47,9 @@ pub struct Evaluator<'a> {
     /// of them has an action queued: only a lead's own evaluation queues
     /// its actions, and each lead is evaluated once with this evaluator.
     pub outbox_was_empty: bool,
+    /// Some lead had become an opportunity when these leads were listed
+    /// (only a sync records one, never an evaluation).
+    pub any_opportunities: bool,
 }
 
 /// A lead the engine has judged, nothing queued yet: what
@@ -325,7 +328,8 @@ impl Books {
 impl Evaluator<'_> {
     /// Reads `lead_id` and what the engine makes of it (no writes).
     pub fn judge(&self, lead_id: &str, due_at: Option<DateTime<Utc>>) -> Result<Judged, StoreError> {
-        let LeadRecords { state: previous, case, ledger } = self.store.lead_records(lead_id)?;
+        let LeadRecords { state: previous, case, ledger } =
+            self.store.lead_records_given(lead_id, self.any_opportunities)?;
         let verdict = match case {
             None => Verdict::NotPulled,
             Some((lead, activities)) => {
@@ -599,6 +603,7 @@ mod tests {
             owners: &owners,
             now: Utc::now(),
             outbox_was_empty: true,
+            any_opportunities: true,
         };
         let work: Vec<Work> = (0..503).rev().map(|i| (format!("L{i:04}"), None)).collect();
         let given: Vec<&str> = work.iter().map(|(id, _)| id.as_str()).collect();

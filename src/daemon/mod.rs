@@ -903,9 +903,14 @@ impl Daemon {
         report: &mut TickReport,
     ) -> Result<usize, DaemonError> {
         let owners = crate::engine::Owners::new(&self.owners);
-        let outbox_was_empty = self.store.outbox_is_empty()?;
-        let evaluator =
-            evaluate::Evaluator { store: &self.store, policy: &self.policy, owners: &owners, now, outbox_was_empty };
+        let evaluator = evaluate::Evaluator {
+            store: &self.store,
+            policy: &self.policy,
+            owners: &owners,
+            now,
+            outbox_was_empty: self.store.outbox_is_empty()?,
+            any_opportunities: self.store.any_opportunities()?,
+        };
         let mut evaluated = 0usize;
         let mut taken = 0usize;
         evaluate::judge_in_order(&evaluator, work, EVALUATE_CHUNK, |chunk, judged| -> Result<bool, DaemonError> {

@@ -297,9 +297,22 @@ fn loose_eq(v: &Json, s: &Scalar) -> bool {
     if let (Some(a), Some(b)) = (json_number(v), scalar_number(s)) {
         return a == b;
     }
+    // Text against text, the common case, compares without copying.
+    if let (Json::String(a), Scalar::Str(b)) = (v, s) {
+        return same_text(a.trim(), b.trim());
+    }
     match json_text(v) {
-        Some(text) => text.to_lowercase() == scalar_text(s).to_lowercase(),
+        Some(text) => same_text(&text, &scalar_text(s)),
         None => false,
+    }
+}
+
+/// `a` and `b` equal once lower-cased.
+fn same_text(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.to_lowercase() == b.to_lowercase()
     }
 }
 
@@ -371,6 +384,10 @@ mod tests {
         assert!(!t("Country", Op::NotIn, CondValue::List(vec![Scalar::Str("united states".into())])).eval(&f));
         assert!(t("Intent", Op::Contains, one(Scalar::Str("pricing".into()))).eval(&f));
         assert!(!t("Intent", Op::Contains, one(Scalar::Str("webinar".into()))).eval(&f));
+        // Beyond ASCII too.
+        let f = lead(json!({"Country": "ÖSTERREICH"}));
+        assert!(t("Country", Op::Eq, one(Scalar::Str("Österreich".into()))).eval(&f));
+        assert!(!t("Country", Op::Eq, one(Scalar::Str("Osterreich".into()))).eval(&f));
     }
 
     #[test]

@@ -917,6 +917,13 @@ impl Store {
     /// [`Store::lead_case`] and its ledger entries. Kept under the lead's
     /// id, they are one read of the sled store (see [`bundle`]).
     pub fn lead_records(&self, lead_id: &str) -> Result<LeadRecords, StoreError> {
+        self.lead_records_given(lead_id, true)
+    }
+
+    /// [`Store::lead_records`] for a reader that knows whether any lead has
+    /// become an opportunity ([`Store::any_opportunities`], read once for
+    /// many leads): with none, each lead's opportunities are not looked for.
+    pub fn lead_records_given(&self, lead_id: &str, any_opportunities: bool) -> Result<LeadRecords, StoreError> {
         const OWN: [Tree; 4] = [Tree::Leads, Tree::States, Tree::Activities, Tree::LeadLedger];
         let key = lead_id.as_bytes();
         fn read<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: Option<&Vec<u8>>) -> Result<Option<T>, StoreError> {
@@ -939,7 +946,9 @@ impl Store {
         };
         let mut lead = stored.into_engine();
         let mut activities: Vec<Activity> = read(Tree::Activities, key, activities)?.unwrap_or_default();
-        lead.opportunities = self.opportunities_of(lead_id)?;
+        if any_opportunities {
+            lead.opportunities = self.opportunities_of(lead_id)?;
+        }
         for opportunity in &lead.opportunities {
             activities.extend(self.activities_of(&opportunity_file(&opportunity.id))?);
         }
@@ -1273,6 +1282,11 @@ impl Store {
     /// Whether any quarantined record holds a lead back (a point read).
     pub fn holds_any(&self) -> Result<bool, StoreError> {
         Ok(self.backend.count(Tree::Held)? > 0)
+    }
+
+    /// Whether any lead has become an opportunity (a point read).
+    pub fn any_opportunities(&self) -> Result<bool, StoreError> {
+        Ok(self.backend.count(Tree::LeadOpportunities)? > 0)
     }
 
     /// Whether no action waits in the outbox (a point read).
