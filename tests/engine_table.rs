@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::America::New_York;
 use handoff::engine::capacity::{decide, Intake, Outcome};
-use handoff::engine::{evaluate, ClockKind, ClockStatus, Evaluation, Owners, StopCause};
+use handoff::engine::{evaluate, judge, ClockKind, ClockStatus, Evaluation, Owners, StopCause};
 use handoff::policy::{compile, CompiledPolicy, Policy};
 use handoff_model::{
     Action, ActionKind, Activity, ActivityKind, Assignment, FieldChange, Lead, Owner, OwnerKind, StatusChange,
@@ -252,7 +252,12 @@ fn stored(lead: Lead, first_seen_at: DateTime<Utc>) -> handoff::store::StoredLea
 fn run(policy: &CompiledPolicy, lead: &Lead, activities: &[Activity], now: DateTime<Utc>) -> Evaluation {
     let list = owners();
     let owners = Owners::new(&list);
-    evaluate(lead, activities, &owners, policy, None, now).expect("evaluation succeeds")
+    let ev = evaluate(lead, activities, &owners, policy, None, now).expect("evaluation succeeds");
+    // The daemon's evaluation, without notes, concludes exactly the same.
+    let judged = judge(lead, activities, &owners, policy, None, now).expect("judging succeeds");
+    assert!(judged.notes.is_empty(), "{:?}", judged.notes);
+    assert_eq!(judged, Evaluation { notes: Vec::new(), ..ev.clone() }, "{}", lead.id);
+    ev
 }
 
 fn clock(ev: &Evaluation, kind: ClockKind) -> &handoff::engine::Clock {

@@ -334,7 +334,7 @@ impl Evaluator<'_> {
             None => Verdict::NotPulled,
             Some((lead, activities)) => {
                 let intake = previous.as_ref().and_then(|p| p.intake.as_ref());
-                match engine::evaluate(&lead, &activities, self.owners, self.policy, intake, self.now) {
+                match engine::judge(&lead, &activities, self.owners, self.policy, intake, self.now) {
                     Ok(evaluation) => {
                         let pending_update = previous.as_ref().and_then(|p| p.pending_update);
                         let books = Books::read(self.store, lead_id, ledger, pending_update, self.outbox_was_empty)?;
@@ -503,7 +503,7 @@ fn new_intake(
     }
     // The decision changes what the engine concludes; an error here was an
     // error a moment ago too, and the first evaluation stands.
-    let again = engine::evaluate(lead, activities, cx.owners, policy, Some(&intake), cx.now).ok();
+    let again = engine::judge(lead, activities, cx.owners, policy, Some(&intake), cx.now).ok();
     Ok(Some((again, intake)))
 }
 

@@ -84,14 +84,15 @@ fn follow(
             Holder::User(u) | Holder::Seat { user: u, .. } => {
                 if let Some(open) = course.pauses.last_mut().filter(|p| p.1.is_none()) {
                     open.1 = Some(span.from);
-                    ctx.notes
-                        .push(format!("{label}: {u} owns the lead again at {}; the clock resumes", rfc3339(span.from)));
+                    ctx.notes.add(|| {
+                        format!("{label}: {u} owns the lead again at {}; the clock resumes", rfc3339(span.from))
+                    });
                 }
                 match last_user.as_deref() {
                     Some(prev) if prev != u => {
                         match on_reassign {
                             OnReassign::Restart => {
-                                ctx.notes.push(format!(
+                                ctx.notes.add(|| format!(
                                     "{label}: reassigned to {u} at {} while running; the clock restarts (on_reassign = restart)",
                                     rfc3339(span.from)
                                 ));
@@ -99,7 +100,7 @@ fn follow(
                                 course.first_user = Some(u.clone());
                                 course.pauses.clear();
                             }
-                            OnReassign::Continue => ctx.notes.push(format!(
+                            OnReassign::Continue => ctx.notes.add(|| format!(
                                 "{label}: reassigned to {u} at {}; the clock keeps its start and now belongs to {u} (on_reassign = continue)",
                                 rfc3339(span.from)
                             )),
@@ -115,16 +116,18 @@ fn follow(
                     }
                 }
                 if let Holder::Seat { queue, .. } = &span.holder {
-                    ctx.notes.push(format!(
-                        "{label}: queue {queue} holds the lead from {}; its intake seat {u} answers for it",
-                        rfc3339(span.from)
-                    ));
+                    ctx.notes.add(|| {
+                        format!(
+                            "{label}: queue {queue} holds the lead from {}; its intake seat {u} answers for it",
+                            rfc3339(span.from)
+                        )
+                    });
                 }
                 last_user = Some(u.clone());
                 course.calendar_user = Some(u.clone());
             }
             Holder::Paused { queue } => {
-                ctx.notes.push(format!(
+                ctx.notes.add(|| format!(
                     "{label}: queue {queue} holds the lead from {} and has no intake seat; the clock pauses until a user owns it again",
                     rfc3339(span.from)
                 ));
@@ -180,7 +183,7 @@ fn arrival<'p>(ctx: &mut Ctx<'_, 'p>, base_start: DateTime<Utc>) -> Result<Arriv
     ctx.arrival = Some(found);
     let Some(intake) = decided else { return Ok(ArrivalTerms::default()) };
     if policy.capacity.is_on() {
-        ctx.notes.push(intake.describe());
+        ctx.notes.add(|| intake.describe());
     }
     let over_cap = match (&intake.outcome, &policy.capacity.overflow) {
         (super::capacity::Outcome::Relaxed, Some(crate::policy::Overflow::Relax { first_touch })) => Some(first_touch),
@@ -293,12 +296,14 @@ fn timed_clock(ctx: &mut Ctx<'_, '_>, spec: Timed<'_>) -> Result<Clock, EngineEr
         ..Clock::waived(kind, "")
     };
     if started != received {
-        ctx.notes.push(format!(
-            "{}: arrived {} outside business hours; counting starts at the next opening {}",
-            kind.as_str(),
-            rfc3339(received),
-            rfc3339(started)
-        ));
+        ctx.notes.add(|| {
+            format!(
+                "{}: arrived {} outside business hours; counting starts at the next opening {}",
+                kind.as_str(),
+                rfc3339(received),
+                rfc3339(started)
+            )
+        });
     }
     match (course.stop.take(), due, due_before_pause) {
         // Ended before its due time: the obligation is gone, neither met nor
@@ -439,22 +444,26 @@ fn ladder(
             window::rung_at(schedule, window, started, due, &level.after).map_err(ctx.calendar_error(clock.kind))?;
         let chosen = (index..targets.len()).find(|j| !consumed.contains(j) && targets[*j].is_some());
         let Some(j) = chosen else {
-            ctx.notes.push(format!(
-                "{}: escalation level {} has no one to go to (owner {} has no manager and no later rung exists)",
-                clock.kind.as_str(),
-                index + 1,
-                owner.unwrap_or("(none)")
-            ));
+            ctx.notes.add(|| {
+                format!(
+                    "{}: escalation level {} has no one to go to (owner {} has no manager and no later rung exists)",
+                    clock.kind.as_str(),
+                    index + 1,
+                    owner.unwrap_or("(none)")
+                )
+            });
             break;
         };
         if j != index {
-            ctx.notes.push(format!(
-                "{}: escalation level {} has no one to go to ({}); level {} takes its turn",
-                clock.kind.as_str(),
-                index + 1,
-                describe_target(&level.to),
-                j + 1
-            ));
+            ctx.notes.add(|| {
+                format!(
+                    "{}: escalation level {} has no one to go to ({}); level {} takes its turn",
+                    clock.kind.as_str(),
+                    index + 1,
+                    describe_target(&level.to),
+                    j + 1
+                )
+            });
         }
         consumed.insert(j);
         let Some((to, reassign)) = targets[j].clone() else { continue };
@@ -522,7 +531,7 @@ pub(super) fn sales_clocks(
         .collect();
     if let Some(owner) = ctx.ownership.user_for(base_start).map(str::to_string) {
         if ctx.owners.get(&owner).is_none() {
-            ctx.notes.push(format!("owner {owner} is unknown to the CRM pull; default calendar, no manager"));
+            ctx.notes.add(|| format!("owner {owner} is unknown to the CRM pull; default calendar, no manager"));
         }
     }
     let touches = ctx.touches(segment);
@@ -547,12 +556,12 @@ pub(super) fn sales_clocks(
                         ctx.policy.surge.detect.map_or(0, |d| d.mqls_per_hour)
                     ),
                 };
-                ctx.notes.push(format!(
-                    "first_touch: the lead arrived {why}, so its window is {relaxed} instead of {window}"
-                ));
+                ctx.notes.add(|| {
+                    format!("first_touch: the lead arrived {why}, so its window is {relaxed} instead of {window}")
+                });
             }
             if let Some(relaxed) = over_cap {
-                ctx.notes.push(format!(
+                ctx.notes.add(|| format!(
                     "first_touch: its rep took it above their daily cap (overflow = relax), so its window is {relaxed} instead of {window}"
                 ));
             }
@@ -615,7 +624,7 @@ pub(super) fn sales_clocks(
                 Some(g) => format!("segment `{}` sets no first-touch window for grade {g}", segment.name),
                 None => "the lead has no grade, so no first-touch window applies".to_string(),
             };
-            ctx.notes.push(format!("first_touch: {why}"));
+            ctx.notes.add(|| format!("first_touch: {why}"));
             clocks.push(Clock::not_started(
                 ClockKind::FirstTouch,
                 ctx.ownership.user_for(base_start).map(str::to_string),
@@ -941,6 +950,9 @@ fn reason_code_clock(
 /// Says why each activity and status change since `start` did not stop the
 /// first-touch clock, so a disputed breach can be read off the notes.
 fn explain_non_touches(ctx: &mut Ctx<'_, '_>, segment: &CompiledSegment, start: DateTime<Utc>) {
+    if !ctx.notes.keep {
+        return;
+    }
     let mut lines = Vec::new();
     for a in ctx.activities.iter().filter(|a| a.lead_id == ctx.lead.id && a.occurred_at >= start) {
         let why = if a.deleted {

@@ -455,6 +455,32 @@ pub fn evaluate(
     intake: Option<&capacity::Intake>,
     now: DateTime<Utc>,
 ) -> Result<Evaluation, EngineError> {
+    evaluate_with(lead, activities, owners, policy, intake, now, Notes::kept())
+}
+
+/// [`evaluate`] without [`Evaluation::notes`] (left empty): the same
+/// verdict, clocks and actions, without putting the reasoning into words
+/// (the daemon's evaluations, which nobody reads the notes of).
+pub fn judge(
+    lead: &Lead,
+    activities: &[Activity],
+    owners: &Owners<'_>,
+    policy: &CompiledPolicy,
+    intake: Option<&capacity::Intake>,
+    now: DateTime<Utc>,
+) -> Result<Evaluation, EngineError> {
+    evaluate_with(lead, activities, owners, policy, intake, now, Notes::dropped())
+}
+
+fn evaluate_with(
+    lead: &Lead,
+    activities: &[Activity],
+    owners: &Owners<'_>,
+    policy: &CompiledPolicy,
+    intake: Option<&capacity::Intake>,
+    now: DateTime<Utc>,
+    notes: Notes,
+) -> Result<Evaluation, EngineError> {
     let mut ev = Evaluation {
         lead_id: lead.id.clone(),
         mql: false,
@@ -477,7 +503,9 @@ pub fn evaluate(
             Some(into) => format!("merged into {into}; the surviving record carries the SLA"),
             None => "deleted in the CRM; no clocks and no actions".to_string(),
         };
-        ev.notes.push(why);
+        if notes.keep {
+            ev.notes.push(why);
+        }
         return Ok(ev);
     }
     let ownership = Ownership::new(lead, owners);
@@ -493,18 +521,19 @@ pub fn evaluate(
         obligation_at: lead.created_at,
         intake,
         arrival: None,
-        notes: Vec::new(),
+        notes,
     };
     if ctx.ownership.assumed {
-        ctx.notes
-            .push("no ownership history on the record; the current owner is taken as assigned at creation".to_string());
+        ctx.notes.add(|| {
+            "no ownership history on the record; the current owner is taken as assigned at creation".to_string()
+        });
     }
 
     let not_mql = judge_mql(&mut ctx, &mut ev);
     ev.grade = policy.grade_for(&lead.fields).map(str::to_string);
     match &ev.grade {
-        Some(grade) => ctx.notes.push(format!("grade {grade}: first grade rule that matches")),
-        None => ctx.notes.push("no grade rule matches".to_string()),
+        Some(grade) => ctx.notes.add(|| format!("grade {grade}: first grade rule that matches")),
+        None => ctx.notes.add(|| "no grade rule matches".to_string()),
     }
     let segment = policy.segment_for(&lead.fields);
     ev.segment = segment.map(|s| s.name.clone());
@@ -523,7 +552,7 @@ pub fn evaluate(
     }
 
     if let Some(why) = ev.waived.clone() {
-        ctx.notes.push(format!(
+        ctx.notes.add(|| format!(
             "waived ({why}): a lead below the agreed criteria, with incomplete data or held for nurture carries no sales obligation"
         ));
         let mut kinds = vec![ClockKind::FirstTouch];
@@ -546,16 +575,18 @@ pub fn evaluate(
     } else {
         let (mql_at, note) = mql_time(lead, policy);
         if let Some(note) = note {
-            ctx.notes.push(note);
+            ctx.notes.add(|| note);
         }
         ctx.obligation_at = mql_at;
         if let Some((at, why)) = qualified_since(lead, policy) {
             if at > mql_at {
-                ctx.notes.push(format!(
-                    "qualified late: {why}; its clocks start at {} (the MQL time {} is not used)",
-                    rfc3339(at),
-                    rfc3339(mql_at)
-                ));
+                ctx.notes.add(|| {
+                    format!(
+                        "qualified late: {why}; its clocks start at {} (the MQL time {} is not used)",
+                        rfc3339(at),
+                        rfc3339(mql_at)
+                    )
+                });
                 ctx.obligation_at = at;
                 ev.qualified_at = Some(at);
             }
@@ -564,7 +595,7 @@ pub fn evaluate(
             Some(segment) => {
                 ev.clocks = clocks::sales_clocks(&mut ctx, segment, ev.grade.as_deref())?;
             }
-            None => ctx.notes.push("no segment applies; the policy needs a final catch-all segment".to_string()),
+            None => ctx.notes.add(|| "no segment applies; the policy needs a final catch-all segment".to_string()),
         }
         ev.clocks.push(clocks::routing_clock(&mut ctx)?);
         let planned = tasks::clock_actions(&mut ctx, &ev.clocks);
@@ -579,7 +610,7 @@ pub fn evaluate(
     ev.arrival = ctx.arrival.take();
     write_back(&ctx, &mut ev);
     ev.next_check_at = next_check(&ev.clocks, now);
-    ev.notes.append(&mut ctx.notes);
+    ev.notes.append(&mut ctx.notes.list);
     Ok(ev)
 }
 
@@ -676,7 +707,7 @@ pub fn owner_schedule(
     owners: &Owners<'_>,
     owner_id: Option<&str>,
 ) -> Result<Schedule, EngineError> {
-    schedule_for(policy, "(report)", owner_id, owners, &mut Vec::new()).map(|s| (*s).clone())
+    schedule_for(policy, "(report)", owner_id, owners, &mut Notes::dropped()).map(|s| (*s).clone())
 }
 
 struct Ctx<'a, 'p> {
@@ -695,7 +726,47 @@ struct Ctx<'a, 'p> {
     intake: Option<&'a capacity::Intake>,
     /// The lead's arrival, once the sales clocks found it.
     arrival: Option<capacity::Arrival>,
-    notes: Vec<String>,
+    notes: Notes,
+}
+
+/// The reasoning of an evaluation in words, put into words only when it is
+/// kept: the daemon judges every lead without them.
+struct Notes {
+    keep: bool,
+    list: Vec<String>,
+}
+
+impl Notes {
+    fn kept() -> Notes {
+        Notes { keep: true, list: Vec::new() }
+    }
+
+    fn dropped() -> Notes {
+        Notes { keep: false, list: Vec::new() }
+    }
+
+    /// Adds the note `say` words, if notes are kept.
+    fn add(&mut self, say: impl FnOnce() -> String) {
+        if self.keep {
+            self.list.push(say());
+        }
+    }
+
+    /// Adds the note unless it is there already.
+    fn add_once(&mut self, say: impl FnOnce() -> String) {
+        if self.keep {
+            let note = say();
+            if !self.list.contains(&note) {
+                self.list.push(note);
+            }
+        }
+    }
+
+    fn extend(&mut self, lines: impl IntoIterator<Item = String>) {
+        if self.keep {
+            self.list.extend(lines);
+        }
+    }
 }
 
 /// MQL: no disqualifier matches, the score reaches `min_score`, and the MQL
@@ -707,8 +778,9 @@ fn judge_mql(ctx: &mut Ctx<'_, '_>, ev: &mut Evaluation) -> Option<String> {
     let why = match policy.qualify(&lead.fields) {
         Qualification::Mql => {
             ev.mql = true;
-            ctx.notes
-                .push("MQL: no disqualifier matches, the score reaches the minimum and the MQL rule holds".to_string());
+            ctx.notes.add(|| {
+                "MQL: no disqualifier matches, the score reaches the minimum and the MQL rule holds".to_string()
+            });
             return None;
         }
         Qualification::Disqualified { name } => {
@@ -731,12 +803,12 @@ fn judge_mql(ctx: &mut Ctx<'_, '_>, ev: &mut Evaluation) -> Option<String> {
                 .filter(|l| l.starts_with("failed: ") && !l.ends_with(" of"))
                 .map(|l| l.trim_start_matches("failed: "))
                 .collect();
-            ctx.notes.push("the MQL rule, test by test:".to_string());
+            ctx.notes.add(|| "the MQL rule, test by test:".to_string());
             ctx.notes.extend(lines.iter().map(|l| format!("  {l}")));
             format!("not an MQL: the MQL rule does not hold ({})", failed.join("; "))
         }
     };
-    ctx.notes.push(why.clone());
+    ctx.notes.add(|| why.clone());
     Some(why)
 }
 
@@ -747,7 +819,7 @@ fn schedule_for(
     lead_id: &str,
     owner_id: Option<&str>,
     owners: &Owners<'_>,
-    notes: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Result<Arc<Schedule>, EngineError> {
     let settings = &policy.owners;
     let owner_label = owner_id.unwrap_or("(none)").to_string();
@@ -762,9 +834,11 @@ fn schedule_for(
             Some(name) => match Tz::from_str(name) {
                 Ok(tz) => Some(tz),
                 Err(_) => {
-                    notes.push(format!(
-                        "owner {owner_label} has unknown time zone `{name}`; using calendar `{calendar_id}`'s zone"
-                    ));
+                    notes.add(|| {
+                        format!(
+                            "owner {owner_label} has unknown time zone `{name}`; using calendar `{calendar_id}`'s zone"
+                        )
+                    });
                     None
                 }
             },
@@ -775,13 +849,12 @@ fn schedule_for(
     // An owner with time off has a schedule of their own.
     let days_off = owner_id.and_then(|id| policy.time_off.get(id));
     if let Some(days) = days_off {
-        let note = format!(
-            "owner {owner_label} is away on {} listed day(s) (policy.owners.time_off): their clocks do not run then",
-            days.len()
-        );
-        if !notes.contains(&note) {
-            notes.push(note);
-        }
+        notes.add_once(|| {
+            format!(
+                "owner {owner_label} is away on {} listed day(s) (policy.owners.time_off): their clocks do not run then",
+                days.len()
+            )
+        });
     }
     let key = (calendar_id.clone(), zone, days_off.and(owner_id).map(str::to_string));
     policy.schedules.get_or_build(&key, || {
@@ -818,9 +891,9 @@ impl<'a> Ctx<'a, '_> {
         let current = self.current_status().map(str::to_string);
         let (decided, assumed) = decisions(self.lead, &self.policy.statuses, current.as_deref());
         if assumed {
-            self.notes.push(
-                "no status history on the record; the decision is dated at the lead's last modification".to_string(),
-            );
+            self.notes.add(|| {
+                "no status history on the record; the decision is dated at the lead's last modification".to_string()
+            });
         }
         let follow_up = self.follow_up_at();
         let from = self.obligation_at;
@@ -828,7 +901,7 @@ impl<'a> Ctx<'a, '_> {
         for d in decided.into_iter().filter(|d| d.at >= from) {
             if d.class == StatusClass::Deferred && follow_up.is_none() {
                 let field = self.policy.fields.follow_up_at.as_deref().unwrap_or("follow_up_at");
-                self.notes.push(format!(
+                self.notes.add(|| format!(
                     "status `{}` at {} defers the lead, but `{field}` holds no follow-up date, so it is not a disposition",
                     d.status,
                     rfc3339(d.at)
@@ -924,7 +997,7 @@ fn write_back(ctx: &Ctx<'_, '_>, ev: &mut Evaluation) {
     let of_the_present = enforcement.enforces(lead.created_at)
         || ev.clocks.iter().filter_map(|c| c.received_at).any(|at| enforcement.enforces(at));
     if lead.read_only {
-        if differs {
+        if differs && ctx.notes.keep {
             ev.notes.push(
                 "the CRM takes no more writes on this record (a converted lead): its SLA fields stay as they are"
                     .to_string(),

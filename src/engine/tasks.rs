@@ -54,8 +54,9 @@ pub(super) fn clock_actions(ctx: &mut Ctx<'_, '_>, clocks: &[Clock]) -> Planned 
         planned.notes.insert(clock.kind.key_code().to_string(), close_note(clock));
         let (Some(received), Some(owner)) = (clock.received_at, clock.owner_id.clone()) else {
             if matches!(clock.status, ClockStatus::AtRisk | ClockStatus::Breached) && clock.paused_since.is_none() {
-                ctx.notes
-                    .push(format!("{}: no user owns the lead, so no reminder or escalation task", clock.kind.as_str()));
+                ctx.notes.add(|| {
+                    format!("{}: no user owns the lead, so no reminder or escalation task", clock.kind.as_str())
+                });
             }
             continue;
         };
