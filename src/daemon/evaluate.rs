@@ -232,11 +232,25 @@ enum Verdict {
     NotPulled,
     Failed(String),
     Decided {
-        lead: Box<Lead>,
-        activities: Vec<Activity>,
+        /// The lead and its activities, kept only when its intake is still
+        /// to be decided ([`undecided_arrival`]), which may judge it again;
+        /// otherwise freed on the judging thread, not the applying one.
+        case: Option<Box<(Lead, Vec<Activity>)>>,
+        /// Neither deleted nor merged into another record.
+        live: bool,
+        /// Handoff's tasks (their keys) completed or deleted in the CRM.
+        done_in_crm: BTreeSet<String>,
         evaluation: Box<Evaluation>,
         books: Books,
     },
+}
+
+/// The arrival `evaluation` found, if the lead's intake has not been
+/// decided for it yet ([`new_intake`] decides it).
+fn undecided_arrival<'e>(evaluation: &'e Evaluation, previous: Option<&LeadState>) -> Option<&'e capacity::Arrival> {
+    let arrival = evaluation.arrival.as_ref()?;
+    let decided = previous.and_then(|p| p.intake.as_ref()).is_some_and(|i| i.is_for(arrival));
+    (!decided).then_some(arrival)
 }
 
 /// What the ledger and the outbox hold about one lead, read while it is
@@ -338,7 +352,16 @@ impl Evaluator<'_> {
                     Ok(evaluation) => {
                         let pending_update = previous.as_ref().and_then(|p| p.pending_update);
                         let books = Books::read(self.store, lead_id, ledger, pending_update, self.outbox_was_empty)?;
-                        Verdict::Decided { lead: Box::new(lead), activities, evaluation: Box::new(evaluation), books }
+                        let live = !lead.deleted && lead.merged_into.is_none();
+                        let done_in_crm = activities
+                            .iter()
+                            .filter(|a| a.completed || a.deleted)
+                            .filter_map(|a| a.handoff_key.clone())
+                            .collect();
+                        let case = undecided_arrival(&evaluation, previous.as_ref())
+                            .is_some()
+                            .then(|| Box::new((lead, activities)));
+                        Verdict::Decided { case, live, done_in_crm, evaluation: Box::new(evaluation), books }
                     }
                     Err(e) => Verdict::Failed(e.to_string()),
                 }
@@ -367,9 +390,9 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         batch.drop_deadline(at, lead_id);
     }
     // `before` goes into `out` once nothing reads `previous` any more.
-    let (lead, activities, evaluation, books) = match verdict {
+    let (case, lead_is_live, done_in_crm, evaluation, books) = match verdict {
         Verdict::NotPulled => return Ok(Evaluated { before, ..out }),
-        Verdict::Decided { lead, activities, evaluation, books } => (lead, activities, evaluation, books),
+        Verdict::Decided { case, live, done_in_crm, evaluation, books } => (case, live, done_in_crm, evaluation, books),
         Verdict::Failed(error) => {
             out.failed = true;
             let state = LeadState {
@@ -392,15 +415,19 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
             return Ok(Evaluated { before, after: Some(state), ..out });
         }
     };
-    let lead_is_live = !lead.deleted && lead.merged_into.is_none();
-    let (evaluation, intake) = match new_intake(cx, &lead, &activities, &evaluation, previous, batch)? {
+    let decided = match &case {
+        Some(case) => new_intake(cx, &case.0, &case.1, &evaluation, previous, batch)?,
+        None => None,
+    };
+    drop(case);
+    let (evaluation, intake) = match decided {
         Some((again, intake)) => (again.map(Box::new).unwrap_or(evaluation), Some(intake)),
         None => (evaluation, previous.and_then(|p| p.intake.clone())),
     };
 
     let mut pending_update = previous.and_then(|p| p.pending_update);
     if lead_is_live {
-        for action in close_tasks(store, &books, &evaluation, &activities, batch, &mut out)? {
+        for action in close_tasks(store, &books, &evaluation, &done_in_crm, batch, &mut out)? {
             batch.enqueue(*next_seq, &action, now);
             *next_seq += 1;
             out.enqueued += 1;
@@ -467,10 +494,7 @@ fn new_intake(
     previous: Option<&LeadState>,
     batch: &mut Batch,
 ) -> Result<Option<(Option<Evaluation>, Intake)>, StoreError> {
-    let Some(arrival) = &evaluation.arrival else { return Ok(None) };
-    if previous.and_then(|p| p.intake.as_ref()).is_some_and(|i| i.is_for(arrival)) {
-        return Ok(None);
-    }
+    let Some(arrival) = undecided_arrival(evaluation, previous) else { return Ok(None) };
     let policy = cx.policy;
     // The day's loads a capacity decision reads: the rep's, and the group's.
     let mut loads = BTreeMap::new();
@@ -514,7 +538,7 @@ fn close_tasks(
     store: &Store,
     books: &Books,
     evaluation: &Evaluation,
-    activities: &[Activity],
+    done_in_crm: &BTreeSet<String>,
     batch: &mut Batch,
     out: &mut Evaluated,
 ) -> Result<Vec<Action>, StoreError> {
@@ -543,13 +567,11 @@ fn close_tasks(
         })
         .collect();
     // Tasks someone already completed in the CRM need nothing more.
-    let done_in_crm: BTreeSet<&str> =
-        activities.iter().filter(|a| a.completed || a.deleted).filter_map(|a| a.handoff_key.as_deref()).collect();
     let mut closings = Vec::new();
     for (key, entry) in ledger {
         let ActionSummary::CreateTask { body, .. } = &entry.kind else { continue };
         let task_key = ActionKey(key.clone());
-        if open.contains(&task_key) || closed.contains(&task_key) || done_in_crm.contains(key.as_str()) {
+        if open.contains(&task_key) || closed.contains(&task_key) || done_in_crm.contains(key) {
             continue;
         }
         let done = keys::completion_key(&task_key);
