@@ -170,9 +170,7 @@ pub type ScheduleKey = (String, Option<Tz>, Option<String>);
 /// holidays in a zone, which a lead should not pay for again. A new policy
 /// starts a new cache; clones of a policy share theirs.
 #[derive(Debug, Clone, Default)]
-pub struct ScheduleCache(
-    std::sync::Arc<std::sync::RwLock<std::collections::HashMap<ScheduleKey, std::sync::Arc<Schedule>>>>,
-);
+pub struct ScheduleCache(std::sync::Arc<std::sync::RwLock<FxHashMap<ScheduleKey, std::sync::Arc<Schedule>>>>);
 
 impl ScheduleCache {
     /// The schedule under `key`, built by `build` the first time.

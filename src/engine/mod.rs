@@ -561,6 +561,7 @@ fn evaluate_with(
         }
         kinds.extend([ClockKind::Disposition, ClockKind::Routing]);
         ev.clocks = kinds.into_iter().map(|k| Clock::waived(k, &why)).collect();
+        let note = format!("no sales obligation any more: {why}");
         for kind in [
             ClockKind::FirstTouch,
             ClockKind::SalDecision,
@@ -570,7 +571,7 @@ fn evaluate_with(
             ClockKind::Discovery,
             ClockKind::Opportunity,
         ] {
-            ev.task_notes.insert(kind.key_code().to_string(), format!("no sales obligation any more: {why}"));
+            ev.task_notes.insert(kind.key_code().to_string(), note.clone());
         }
     } else {
         let (mql_at, note) = mql_time(lead, policy);
