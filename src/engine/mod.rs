@@ -5,7 +5,8 @@
 //! status and reason, and the actions the CRM should see, each with a
 //! deterministic [`ActionKey`](handoff_model::ActionKey). It does no I/O and
 //! never reads the wall clock, so the daemon, `handoff explain` and the tests
-//! all get the same answer for the same facts.
+//! all get the same answer for the same facts. It also says why in notes;
+//! [`judge`], which the daemon calls, is the same answer without them.
 //!
 //! # Clocks
 //!
