@@ -23,7 +23,8 @@
 //! sizes, `HANDOFF_BENCH_CRMS=salesforce` the CRMs, `HANDOFF_BENCH_ACTIVITIES`
 //! the activities per lead, default 5; `HANDOFF_BENCH_WRAP` runs the
 //! first policy-change run (`HANDOFF_BENCH_WRAP_PHASE=backfill`: the
-//! backfill; `policy change, verdicts`: the second; `idle`: the first idle run)
+//! backfill; `policy change, verdicts`: the second; `idle`: the first idle
+//! run; `idle, compact`: the one after `--compact`; several between `;`)
 //! under a profiler, e.g. `"perf record -g -o FILE --"` or `"heaptrack -o
 //! FILE"`); `HANDOFF_BENCH_STATE_CACHE_MIB` sets `daemon.state_cache_mib`).
 
@@ -153,7 +154,7 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
     let wrapper = std::env::var("HANDOFF_BENCH_WRAP").ok();
     let wrapped = |phase: &str| {
         let wanted = std::env::var("HANDOFF_BENCH_WRAP_PHASE").unwrap_or_else(|_| "policy change".into());
-        wrapper.as_deref().filter(|_| wanted == phase)
+        wrapper.as_deref().filter(|_| wanted.split(';').any(|w| w.trim() == phase))
     };
     let backfill = tokio::task::block_in_place(|| run_once(&config, wrapped("backfill")));
     let state = handoff::store::dir_bytes(&state_dir);
@@ -218,7 +219,7 @@ async fn measure(crm: CrmKind, leads: usize, activities_per_lead: u32) {
         state as f64 / leads as f64
     );
     let before = calls();
-    let idle = tokio::task::block_in_place(|| run_once(&config, None));
+    let idle = tokio::task::block_in_place(|| run_once(&config, wrapped("idle, compact")));
     print(crm, leads, "idle, compact", &idle, calls() - before, "");
     let own = sample(std::process::id()).map_or(0.0, |(_, rss)| rss);
     println!("{crm:>10} {leads:>8} leads | the sandbox (this process): peak RSS {own:.0} MiB so far");
