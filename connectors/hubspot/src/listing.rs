@@ -18,11 +18,11 @@
 //! memory: after a restart the first windows read those histories, which
 //! costs calls, never correctness.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 use handoff_model::{OwnerKind, PullPage, Stream};
-use handoff_runtime::echo::id_key;
+use handoff_runtime::echo::{id_key, KeyMap};
 use handoff_runtime::PageGuard;
 
 use crate::cursor::{self, Listing, RecordsCursor};
@@ -37,18 +37,28 @@ use crate::HubspotConnector;
 pub const LIST_PAGE_WITH_HISTORY: u32 = 50;
 /// Most records a plain listing page holds.
 pub const LIST_PAGE: u32 = 100;
-/// Most own-write marks kept; past it they are dropped (the next windows
-/// then read those histories: more calls, nothing missed).
+/// Most own-write marks, and most tasks, kept; past it they are dropped
+/// (the next windows then read those histories and associations: more
+/// calls, nothing missed).
 const MAX_MARKS: usize = 500_000;
 
 /// What handoff's own writes left behind: when each contact was last
 /// updated by them (contact id's [`id_key`] → modified, epoch ms), and the contact of
 /// each task they created (task id → contact id), so reading those tasks
-/// back needs no association read.
+/// back needs no association read. Both are [`KeyMap`]s, 16 bytes an
+/// entry: a backfill of a large portal fills them to their cap, where hash
+/// maps of the id strings took over 60 MiB.
 #[derive(Debug, Default)]
 pub struct OwnWrites {
-    marks: std::sync::Mutex<HashMap<u64, i64>>,
-    tasks: std::sync::Mutex<HashMap<String, String>>,
+    marks: std::sync::Mutex<KeyMap>,
+    tasks: std::sync::Mutex<KeyMap>,
+}
+
+/// A HubSpot record id as the number it is (`hs_object_id`). An id that
+/// does not read back as the same text (not a number, a leading zero) is
+/// not remembered: what it would have saved is read instead.
+fn numeric_id(id: &str) -> Option<u64> {
+    id.parse::<u64>().ok().filter(|n| n.to_string() == id)
 }
 
 impl OwnWrites {
@@ -60,34 +70,36 @@ impl OwnWrites {
         }
         for o in written {
             if let Ok(at) = map::modified_at(o, "contacts") {
-                marks.insert(id_key(&o.id), at.timestamp_millis());
+                marks.insert(id_key(&o.id), at.timestamp_millis() as u64);
             }
         }
     }
 
     /// Whether `id` was last modified by handoff's write at `modified_ms`.
     pub fn is_own(&self, id: &str, modified_ms: i64) -> bool {
-        self.marks.lock().map(|m| m.get(&id_key(id)) == Some(&modified_ms)).unwrap_or(false)
+        self.marks.lock().map(|m| m.get(id_key(id)) == Some(modified_ms as u64)).unwrap_or(false)
     }
 
     /// Remember the contact a task handoff created (or found) is about.
     pub fn record_task(&self, task_id: &str, contact_id: &str) {
+        let (Some(task), Some(contact)) = (numeric_id(task_id), numeric_id(contact_id)) else { return };
         let Ok(mut tasks) = self.tasks.lock() else { return };
         if tasks.len() >= MAX_MARKS {
             tasks.clear();
         }
-        tasks.insert(task_id.to_string(), contact_id.to_string());
+        tasks.insert(task, contact);
     }
 
     /// The contact of a task handoff created, if this process remembers it.
     pub fn contact_of_task(&self, task_id: &str) -> Option<String> {
-        self.tasks.lock().ok().and_then(|t| t.get(task_id).cloned())
+        let task = numeric_id(task_id)?;
+        self.tasks.lock().ok()?.get(task).map(|contact| contact.to_string())
     }
 
     /// Forget marks no window can still find: modified before `ms`.
     pub fn forget_before(&self, ms: i64) {
         if let Ok(mut marks) = self.marks.lock() {
-            marks.retain(|_, at| *at >= ms);
+            marks.retain(|_, at| at as i64 >= ms);
         }
     }
 }

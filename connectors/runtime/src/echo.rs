@@ -12,10 +12,11 @@
 //! this process has not delivered yet (after a restart), reads it.
 //!
 //! What is remembered per lead is two numbers: the id's [`id_key`] and the
-//! digest, 16 bytes in a list sorted by key (16 MiB at a million leads; a
-//! hash map of them held 36 MiB, 54 while it grew, and one of id strings
-//! three times that).
+//! digest, 16 bytes in a [`KeyMap`] (16 MiB at a million leads; a hash map
+//! of them held 36 MiB, 54 while it grew, and one of id strings three times
+//! that).
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
@@ -47,7 +48,7 @@ pub fn id_key(id: &str) -> u64 {
 /// record quarantined from a page is never staged.
 #[derive(Debug, Default)]
 pub struct HistoryDigests {
-    confirmed: Mutex<SortedDigests>,
+    confirmed: Mutex<KeyMap>,
     /// The last page's digests, and the cursor it returned.
     staged: Mutex<Option<(String, PageDigests)>>,
 }
@@ -76,10 +77,13 @@ impl HistoryDigests {
             return;
         }
         let Ok(mut confirmed) = self.confirmed.lock() else { return };
-        if confirmed.0.len() + digests.len() > MAX_LEADS {
-            *confirmed = SortedDigests::default();
+        if confirmed.len() + digests.len() > MAX_LEADS {
+            confirmed.clear();
         }
-        confirmed.merge(digests);
+        // In page order: a later digest of a lead replaces an earlier one.
+        for (key, digest) in digests {
+            confirmed.insert(key, digest);
+        }
     }
 
     /// The digests of a page about to be returned with `cursor`: (lead
@@ -92,53 +96,90 @@ impl HistoryDigests {
     }
 }
 
-/// (id key, digest) pairs sorted by key, one per key: looked up by binary
-/// search, a page merged in place. Merging costs a pass over the list, a
-/// few milliseconds a page at a million leads, against a hash map's 20 to
-/// 40 bytes an entry (and both tables while it grows).
+/// 64-bit keys to 64-bit values in 16 bytes an entry, for the memories a
+/// connector keeps per record (a hash map takes 20 to 40 bytes an entry,
+/// and both its tables while it grows). Most entries sit in a list sorted
+/// by key, found by binary search; new keys wait in a small hash map and
+/// join the list, merged in place, once there are a sixteenth as many of
+/// them (at least [`MIN_RECENT`]). So an entry is moved about sixteen
+/// times in all, where a list kept sorted at every insert would move half
+/// of it each time.
 #[derive(Debug, Default)]
-struct SortedDigests(Vec<(u64, u64)>);
+pub struct KeyMap {
+    sorted: Vec<(u64, u64)>,
+    /// Keys not in `sorted`.
+    recent: HashMap<u64, u64>,
+}
 
-impl SortedDigests {
-    fn get(&self, key: u64) -> Option<u64> {
-        self.0.binary_search_by_key(&key, |(k, _)| *k).ok().map(|i| self.0[i].1)
+/// New keys held apart from the sorted list before they are merged, at
+/// least.
+const MIN_RECENT: usize = 1_024;
+
+impl KeyMap {
+    pub fn get(&self, key: u64) -> Option<u64> {
+        match self.recent.get(&key) {
+            Some(value) => Some(*value),
+            None => self.sorted.binary_search_by_key(&key, |(k, _)| *k).ok().map(|i| self.sorted[i].1),
+        }
     }
 
-    /// Adds a page's digests, a later one of a key replacing the earlier.
-    fn merge(&mut self, mut page: PageDigests) {
-        // Sorted by key with the page's last digest of a key first, kept.
-        page.reverse();
-        page.sort_by_key(|(k, _)| *k);
-        page.dedup_by_key(|(k, _)| *k);
-        let mut added = Vec::new();
-        for (key, digest) in page {
-            match self.0.binary_search_by_key(&key, |(k, _)| *k) {
-                Ok(i) => self.0[i].1 = digest,
-                Err(_) => added.push((key, digest)),
-            }
-        }
-        if added.is_empty() {
+    /// Sets `key`'s value, replacing any earlier one.
+    pub fn insert(&mut self, key: u64, value: u64) {
+        if let Ok(i) = self.sorted.binary_search_by_key(&key, |(k, _)| *k) {
+            self.sorted[i].1 = value;
             return;
         }
-        // Grown by an eighth at a time, not doubled: the list is most of
-        // what a connector keeps.
-        let (old_len, new_len) = (self.0.len(), self.0.len() + added.len());
-        if self.0.capacity() < new_len {
-            self.0.reserve_exact((new_len - old_len).max(old_len / 8));
+        self.recent.insert(key, value);
+        if self.recent.len() >= (self.sorted.len() / 16).max(MIN_RECENT) {
+            self.merge_recent();
         }
-        self.0.resize(new_len, (0, 0));
-        // Merged from the back, in place: the largest of what is left
-        // of either goes last.
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len() + self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every entry and gives back their memory.
+    pub fn clear(&mut self) {
+        *self = KeyMap::default();
+    }
+
+    /// Keeps the entries `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, u64) -> bool) {
+        self.recent.retain(|k, v| keep(*k, *v));
+        self.sorted.retain(|(k, v)| keep(*k, *v));
+        if self.sorted.len() < self.sorted.capacity() / 2 {
+            self.sorted.shrink_to_fit();
+        }
+    }
+
+    /// Moves the recent keys into the sorted list.
+    fn merge_recent(&mut self) {
+        let mut added: Vec<(u64, u64)> = self.recent.drain().collect();
+        added.sort_unstable_by_key(|(k, _)| *k);
+        // Grown by an eighth at a time, not doubled: the list is most of
+        // what the memory holds.
+        let (old_len, new_len) = (self.sorted.len(), self.sorted.len() + added.len());
+        if self.sorted.capacity() < new_len {
+            self.sorted.reserve_exact((new_len - old_len).max(old_len / 8));
+        }
+        self.sorted.resize(new_len, (0, 0));
+        // Merged from the back, in place: the largest of what is left of
+        // either goes last (the two share no key).
         let (mut have, mut add) = (old_len, added.len());
         for at in (0..new_len).rev() {
             if add == 0 {
                 break;
             }
-            if have > 0 && self.0[have - 1].0 > added[add - 1].0 {
-                self.0[at] = self.0[have - 1];
+            if have > 0 && self.sorted[have - 1].0 > added[add - 1].0 {
+                self.sorted[at] = self.sorted[have - 1];
                 have -= 1;
             } else {
-                self.0[at] = added[add - 1];
+                self.sorted[at] = added[add - 1];
                 add -= 1;
             }
         }
@@ -168,28 +209,41 @@ mod tests {
     }
 
     #[test]
-    fn merged_pages_read_as_a_map_of_their_last_digests() {
-        let mut sorted = SortedDigests::default();
-        let mut model = std::collections::HashMap::new();
-        // Pages of keys that interleave with, repeat and replace earlier ones.
+    fn a_key_map_reads_as_a_map_of_the_last_values() {
+        let mut map = KeyMap::default();
+        let mut model = std::collections::BTreeMap::new();
+        // Keys that interleave with, repeat and replace earlier ones, over
+        // enough of them that new keys are merged into the sorted list
+        // many times, with some forgotten along the way.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for page in 0..40u64 {
-            let mut digests = Vec::new();
-            for i in 0..(page * 7 % 50) {
+        for round in 0..60u64 {
+            for i in 0..(round * 97 % 1_500) {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                let key = x % 300;
-                digests.push((key, page * 1_000 + i));
-                model.insert(key, page * 1_000 + i);
+                let key = x % 40_000;
+                map.insert(key, round * 10_000 + i);
+                model.insert(key, round * 10_000 + i);
             }
-            sorted.merge(digests);
-            assert!(sorted.0.windows(2).all(|w| w[0].0 < w[1].0), "sorted, one entry a key");
-            assert_eq!(sorted.0.len(), model.len());
-            for (key, digest) in &model {
-                assert_eq!(sorted.get(*key), Some(*digest), "key {key} after page {page}");
+            if round % 13 == 12 {
+                map.retain(|k, v| (k + v) % 3 != 0);
+                model.retain(|k, v| (*k + *v) % 3 != 0);
+            }
+            assert!(map.sorted.windows(2).all(|w| w[0].0 < w[1].0), "sorted, one entry a key");
+            assert!(map.recent.keys().all(|k| map.sorted.binary_search_by_key(k, |(s, _)| *s).is_err()));
+            assert_eq!(map.len(), model.len());
+            for (key, value) in &model {
+                assert_eq!(map.get(*key), Some(*value), "key {key} after round {round}");
             }
         }
-        assert_eq!(sorted.get(300), None);
+        assert!(
+            map.sorted.len() > map.len() * 3 / 4,
+            "most entries were merged: {} of {}",
+            map.sorted.len(),
+            map.len()
+        );
+        assert_eq!(map.get(40_000), None);
+        map.clear();
+        assert!(map.is_empty() && map.get(*model.keys().next().unwrap()).is_none());
     }
 }
