@@ -303,10 +303,13 @@ impl Daemon {
                 last_read.insert(stream, at.with_timezone(&Utc));
             }
         }
+        // One copy, shared with the HTTP endpoints (a policy naming every
+        // owner's calendar and days off is not small).
+        let policy = Arc::new(config.policy.clone());
         let daemon = Daemon {
             instance: config.instance.name.clone(),
-            policy: Arc::new(config.policy.clone()),
-            published_policy: Arc::new(std::sync::RwLock::new(Arc::new(config.policy.clone()))),
+            policy: policy.clone(),
+            published_policy: Arc::new(std::sync::RwLock::new(policy)),
             sync: config.sync.clone(),
             lag_secs: config.lag_secs(),
             settings: config.daemon.clone(),
