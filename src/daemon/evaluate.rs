@@ -17,7 +17,9 @@ use handoff_model::{Action, ActionKey, ActionKind, Activity, Lead};
 use crate::engine::capacity::{self, Intake, Outcome, SurgeWatch};
 use crate::engine::{self, keys, ClockKind, Evaluation, Owners};
 use crate::policy::{CompiledPolicy, Overflow};
-use crate::store::{ActionSummary, Batch, LeadRecords, LeadState, LedgerEntry, OutboxEntry, Store, StoreError};
+use crate::store::{
+    ActionSummary, Batch, LeadRecords, LeadState, LedgerEntry, OutboxEntry, PriorState, Store, StoreError,
+};
 
 /// What evaluating one lead changed.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -30,8 +32,8 @@ pub struct Evaluated {
     /// Queued tasks dropped unsent because they were no longer wanted.
     pub dropped: usize,
     pub failed: bool,
-    /// The lead's state before and after (none: not evaluated, or never
-    /// before), for the metrics.
+    /// The lead's state before and after, for the metrics (none: not
+    /// evaluated, never before, or — both — the verdict did not change).
     pub before: Option<LeadState>,
     pub after: Option<LeadState>,
 }
@@ -58,7 +60,7 @@ pub struct Evaluator<'a> {
 pub struct Judged {
     lead_id: String,
     due_at: Option<DateTime<Utc>>,
-    previous: Option<LeadState>,
+    previous: Option<PriorState>,
     verdict: Verdict,
 }
 
@@ -247,9 +249,9 @@ enum Verdict {
 
 /// The arrival `evaluation` found, if the lead's intake has not been
 /// decided for it yet ([`new_intake`] decides it).
-fn undecided_arrival<'e>(evaluation: &'e Evaluation, previous: Option<&LeadState>) -> Option<&'e capacity::Arrival> {
+fn undecided_arrival<'e>(evaluation: &'e Evaluation, decided: Option<&Intake>) -> Option<&'e capacity::Arrival> {
     let arrival = evaluation.arrival.as_ref()?;
-    let decided = previous.and_then(|p| p.intake.as_ref()).is_some_and(|i| i.is_for(arrival));
+    let decided = decided.is_some_and(|i| i.is_for(arrival));
     (!decided).then_some(arrival)
 }
 
@@ -347,10 +349,10 @@ impl Evaluator<'_> {
         let verdict = match case {
             None => Verdict::NotPulled,
             Some((lead, activities)) => {
-                let intake = previous.as_ref().and_then(|p| p.intake.as_ref());
+                let intake = previous.as_ref().and_then(|p| p.intake());
                 match engine::judge(&lead, &activities, self.owners, self.policy, intake, self.now) {
                     Ok(evaluation) => {
-                        let pending_update = previous.as_ref().and_then(|p| p.pending_update);
+                        let pending_update = previous.as_ref().and_then(|p| p.pending_update());
                         let books = Books::read(self.store, lead_id, ledger, pending_update, self.outbox_was_empty)?;
                         let live = !lead.deleted && lead.merged_into.is_none();
                         let done_in_crm = activities
@@ -358,9 +360,8 @@ impl Evaluator<'_> {
                             .filter(|a| a.completed || a.deleted)
                             .filter_map(|a| a.handoff_key.clone())
                             .collect();
-                        let case = undecided_arrival(&evaluation, previous.as_ref())
-                            .is_some()
-                            .then(|| Box::new((lead, activities)));
+                        let case =
+                            undecided_arrival(&evaluation, intake).is_some().then(|| Box::new((lead, activities)));
                         Verdict::Decided { case, live, done_in_crm, evaluation: Box::new(evaluation), books }
                     }
                     Err(e) => Verdict::Failed(e.to_string()),
@@ -381,19 +382,20 @@ impl Evaluator<'_> {
 
 fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Batch) -> Result<Evaluated, StoreError> {
     let Evaluator { store, policy, now, .. } = *cx;
-    let Judged { lead_id, due_at, previous: before, verdict } = judged;
+    let Judged { lead_id, due_at, previous: prior, verdict } = judged;
     let lead_id = lead_id.as_str();
-    let previous = before.as_ref();
+    let prior = prior.as_ref();
     let mut out = Evaluated::default();
     batch.clear_dirty(lead_id);
     if let Some(at) = due_at {
         batch.drop_deadline(at, lead_id);
     }
-    // `before` goes into `out` once nothing reads `previous` any more.
     let (case, lead_is_live, done_in_crm, evaluation, books) = match verdict {
-        Verdict::NotPulled => return Ok(Evaluated { before, ..out }),
+        Verdict::NotPulled => return Ok(Evaluated { before: prior.map(PriorState::decode).transpose()?, ..out }),
         Verdict::Decided { case, live, done_in_crm, evaluation, books } => (case, live, done_in_crm, evaluation, books),
         Verdict::Failed(error) => {
+            let before = prior.map(PriorState::decode).transpose()?;
+            let previous = before.as_ref();
             out.failed = true;
             let state = LeadState {
                 evaluated_at: now,
@@ -416,16 +418,16 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         }
     };
     let decided = match &case {
-        Some(case) => new_intake(cx, &case.0, &case.1, &evaluation, previous, batch)?,
+        Some(case) => new_intake(cx, &case.0, &case.1, &evaluation, prior.and_then(PriorState::intake), batch)?,
         None => None,
     };
     drop(case);
     let (evaluation, intake) = match decided {
         Some((again, intake)) => (again.map(Box::new).unwrap_or(evaluation), Some(intake)),
-        None => (evaluation, previous.and_then(|p| p.intake.clone())),
+        None => (evaluation, prior.and_then(PriorState::intake).cloned()),
     };
 
-    let mut pending_update = previous.and_then(|p| p.pending_update);
+    let mut pending_update = prior.and_then(PriorState::pending_update);
     if lead_is_live {
         for action in close_tasks(store, &books, &evaluation, &done_in_crm, batch, &mut out)? {
             batch.enqueue(*next_seq, &action, now);
@@ -471,11 +473,16 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
         intake,
     };
     // A verdict that did not change is not written again (a policy change
-    // most leads' verdicts do not feel, a deadline that changed nothing).
-    match previous {
-        Some(p) if p.same_verdict(&state) => batch.keep_state(lead_id, &state),
-        _ => batch.put_state(lead_id, &state, previous),
+    // most leads' verdicts do not feel, a deadline that changed nothing),
+    // and the metrics, which count verdicts, do not move.
+    if let Some(p) = prior {
+        if p.same_verdict(&state)? {
+            batch.keep_state(lead_id, &state);
+            return Ok(out);
+        }
     }
+    let before = prior.map(PriorState::decode).transpose()?;
+    batch.put_state(lead_id, &state, before.as_ref());
     Ok(Evaluated { before, after: Some(state), ..out })
 }
 
@@ -491,10 +498,10 @@ fn new_intake(
     lead: &Lead,
     activities: &[Activity],
     evaluation: &Evaluation,
-    previous: Option<&LeadState>,
+    decided: Option<&Intake>,
     batch: &mut Batch,
 ) -> Result<Option<(Option<Evaluation>, Intake)>, StoreError> {
-    let Some(arrival) = undecided_arrival(evaluation, previous) else { return Ok(None) };
+    let Some(arrival) = undecided_arrival(evaluation, decided) else { return Ok(None) };
     let policy = cx.policy;
     // The day's loads a capacity decision reads: the rep's, and the group's.
     let mut loads = BTreeMap::new();

@@ -179,6 +179,15 @@ pub(super) fn decode<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) 
     }
 }
 
+/// The MessagePack of a value written as MessagePack, decompressed;
+/// `None` for a value written as JSON (by an older handoff).
+pub(super) fn binary_body(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    match unpack(bytes)? {
+        (Body::Binary, body) => Ok(Some(body.into_owned())),
+        (Body::Json, _) => Ok(None),
+    }
+}
+
 /// The value behind the format byte, decompressed, and what it is.
 fn unpack(bytes: &[u8]) -> Result<(Body, Cow<'_, [u8]>), String> {
     let (format, body) = bytes.split_first().ok_or("empty value")?;

@@ -52,6 +52,7 @@ mod bundle;
 mod codec;
 mod ledger;
 pub mod messages;
+mod prior;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -66,6 +67,7 @@ use serde::{Deserialize, Serialize};
 
 pub use backend::{dir_bytes, make_private, Backend, Compacted, MemoryBackend, SledBackend, Tree, Write};
 pub use messages::MessageEntry;
+pub use prior::PriorState;
 
 use codec::{decode, encode};
 
@@ -183,7 +185,8 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// What [`Store::lead_records`] reads about one lead.
 #[derive(Debug)]
 pub struct LeadRecords {
-    pub state: Option<LeadState>,
+    /// Its last evaluation, decoded only as far as it is read.
+    pub state: Option<PriorState>,
     /// The lead and its activities ([`Store::lead_case`]).
     pub case: Option<(Lead, Vec<Activity>)>,
     /// Its ledger entries, by key ([`Store::ledger_with_prefix`]).
@@ -931,7 +934,7 @@ impl Store {
         }
         let values = self.backend.get_each(&OWN, key)?;
         let [stored, state, activities, ledger] = [0, 1, 2, 3].map(|i| values.get(i).and_then(Option::as_ref));
-        let state: Option<LeadState> = read(Tree::States, key, state)?;
+        let state = state.map(|bytes| PriorState::read(lead_id, bytes)).transpose()?;
         let prefix = crate::engine::keys::lead_prefix(lead_id);
         // The lead's ledger file is named by its key segment: its id unless
         // the id had to be hashed.
@@ -1896,7 +1899,7 @@ mod tests {
             store.commit(b).unwrap();
             for id in ["L1", "L10", hashed.as_str(), "L2", "L3"] {
                 let together = store.lead_records(id).unwrap();
-                assert_eq!(together.state, store.state(id).unwrap(), "{id}");
+                assert_eq!(together.state.map(|p| p.decode().unwrap()), store.state(id).unwrap(), "{id}");
                 let ledger = store.ledger_with_prefix(&crate::engine::keys::lead_prefix(id)).unwrap();
                 assert_eq!(together.ledger, ledger, "{id}");
                 let case = store.lead(id).unwrap().map(|l| (l.into_engine(), store.activities_of(id).unwrap()));
