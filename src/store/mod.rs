@@ -74,7 +74,7 @@ use codec::{decode, encode};
 use crate::engine::{Clock, ClockKind, ClockStatus};
 
 /// The state database's cache unless `daemon.state_cache_mib` says otherwise.
-pub const DEFAULT_CACHE_MIB: u64 = 32;
+pub const DEFAULT_CACHE_MIB: u64 = 64;
 /// Layout of the trees; bumped when a key or value layout changes.
 /// 2: the `counts` and `outbox_failed` trees (a schema-1 store gains them
 /// when opened).
