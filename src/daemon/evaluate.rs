@@ -60,7 +60,8 @@ pub struct Evaluator<'a> {
 pub struct Judged {
     lead_id: String,
     due_at: Option<DateTime<Utc>>,
-    previous: Option<PriorState>,
+    /// Its last evaluation, as stored.
+    prior: Option<PriorState>,
     verdict: Verdict,
 }
 
@@ -344,15 +345,15 @@ impl Books {
 impl Evaluator<'_> {
     /// Reads `lead_id` and what the engine makes of it (no writes).
     pub fn judge(&self, lead_id: &str, due_at: Option<DateTime<Utc>>) -> Result<Judged, StoreError> {
-        let LeadRecords { state: previous, case, ledger } =
+        let LeadRecords { state: prior, case, ledger } =
             self.store.lead_records_given(lead_id, self.any_opportunities)?;
         let verdict = match case {
             None => Verdict::NotPulled,
             Some((lead, activities)) => {
-                let intake = previous.as_ref().and_then(|p| p.intake());
+                let intake = prior.as_ref().and_then(|p| p.intake());
                 match engine::judge(&lead, &activities, self.owners, self.policy, intake, self.now) {
                     Ok(evaluation) => {
-                        let pending_update = previous.as_ref().and_then(|p| p.pending_update());
+                        let pending_update = prior.as_ref().and_then(|p| p.pending_update());
                         let books = Books::read(self.store, lead_id, ledger, pending_update, self.outbox_was_empty)?;
                         let live = !lead.deleted && lead.merged_into.is_none();
                         let done_in_crm = activities
@@ -368,7 +369,7 @@ impl Evaluator<'_> {
                 }
             }
         };
-        Ok(Judged { lead_id: lead_id.to_string(), due_at, previous, verdict })
+        Ok(Judged { lead_id: lead_id.to_string(), due_at, prior, verdict })
     }
 
     /// Writes what `judged` decided into `batch`: the lead's [`LeadState`]
@@ -382,7 +383,7 @@ impl Evaluator<'_> {
 
 fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Batch) -> Result<Evaluated, StoreError> {
     let Evaluator { store, policy, now, .. } = *cx;
-    let Judged { lead_id, due_at, previous: prior, verdict } = judged;
+    let Judged { lead_id, due_at, prior, verdict } = judged;
     let lead_id = lead_id.as_str();
     let prior = prior.as_ref();
     let mut out = Evaluated::default();

@@ -284,7 +284,9 @@ impl LeadState {
     /// Whether `other` says the same about the lead as this state: all of
     /// it but when it was reached and under which policy version.
     pub fn same_verdict(&self, other: &LeadState) -> bool {
-        // Spelled out so a new field cannot be forgotten here.
+        // Spelled out so a new field cannot be forgotten here. What is left
+        // out is left out of `prior::NOT_THE_VERDICT` too (judging compares
+        // stored evaluations as encoded).
         let LeadState {
             evaluated_at: _,
             policy_version: _,

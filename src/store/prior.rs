@@ -40,14 +40,9 @@ const NOT_THE_VERDICT: [&[u8]; 2] = [b"evaluated_at", b"policy_version"];
 impl PriorState {
     /// Reads the stored value `bytes` of `lead_id`'s evaluation.
     pub(super) fn read(lead_id: &str, bytes: &[u8]) -> Result<PriorState, StoreError> {
-        let key = lead_id.as_bytes();
-        let err = |message: String| StoreError::Format {
-            tree: Tree::States.name(),
-            key: super::show_key(key),
-            message: format!("unreadable value: {message}"),
-        };
+        let err = |message: String| unreadable(lead_id, format!("unreadable value: {message}"));
         let Some(body) = codec::binary_body(bytes).map_err(&err)? else {
-            let state: LeadState = codec::decode(Tree::States, key, bytes)?;
+            let state: LeadState = codec::decode(Tree::States, lead_id.as_bytes(), bytes)?;
             return Ok(PriorState {
                 lead_id: lead_id.to_string(),
                 pending_update: state.pending_update,
@@ -81,11 +76,9 @@ impl PriorState {
     pub fn decode(&self) -> Result<LeadState, StoreError> {
         match &self.kept {
             Kept::Decoded(state) => Ok((**state).clone()),
-            Kept::Encoded(body) => rmp_serde::from_slice(body).map_err(|e| StoreError::Format {
-                tree: Tree::States.name(),
-                key: super::show_key(self.lead_id.as_bytes()),
-                message: format!("unreadable value: {e}"),
-            }),
+            Kept::Encoded(body) => {
+                rmp_serde::from_slice(body).map_err(|e| unreadable(&self.lead_id, format!("unreadable value: {e}")))
+            }
         }
     }
 
@@ -100,11 +93,7 @@ impl PriorState {
             Kept::Decoded(previous) => return Ok(previous.same_verdict(state)),
             Kept::Encoded(body) => body,
         };
-        let err = |message: String| StoreError::Format {
-            tree: Tree::States.name(),
-            key: super::show_key(self.lead_id.as_bytes()),
-            message,
-        };
+        let err = |message: String| unreadable(&self.lead_id, message);
         let new = rmp_serde::to_vec_named(state).map_err(|e| err(format!("cannot encode: {e}")))?;
         let verdict = |body: &[u8]| -> Result<Vec<std::ops::Range<usize>>, String> {
             Ok(entries(body)?.into_iter().filter(|e| !NOT_THE_VERDICT.contains(&e.name)).map(|e| e.whole).collect())
@@ -113,6 +102,11 @@ impl PriorState {
         Ok(old_entries.len() == new_entries.len()
             && old_entries.iter().zip(&new_entries).all(|(o, n)| stored[o.clone()] == new[n.clone()]))
     }
+}
+
+/// What went wrong with `lead_id`'s stored evaluation.
+fn unreadable(lead_id: &str, message: String) -> StoreError {
+    StoreError::Format { tree: Tree::States.name(), key: super::show_key(lead_id.as_bytes()), message }
 }
 
 /// One entry of a MessagePack map: its name, and where its value and the
@@ -279,8 +273,10 @@ mod tests {
         PriorState::read("L1", &codec::encode(Tree::States, b"L1", state).unwrap()).unwrap()
     }
 
-    /// Each a change of one part of the verdict.
-    fn changes() -> Vec<(&'static str, Box<dyn Fn(&mut LeadState)>)> {
+    /// A change of one part of the verdict, named.
+    type Change = (&'static str, Box<dyn Fn(&mut LeadState)>);
+
+    fn changes() -> Vec<Change> {
         vec![
             ("mql", Box::new(|s| s.mql = false)),
             ("grade", Box::new(|s| s.grade = Some("B".into()))),
