@@ -18,7 +18,7 @@ use crate::engine::capacity::{self, Intake, Outcome, SurgeWatch};
 use crate::engine::{self, keys, ClockKind, Evaluation, Owners};
 use crate::policy::{CompiledPolicy, Overflow};
 use crate::store::{
-    ActionSummary, Batch, LeadRecords, LeadState, LedgerEntry, OutboxEntry, PriorState, Store, StoreError,
+    ActionSummary, Batch, Comparison, LeadRecords, LeadState, LedgerEntry, OutboxEntry, PriorState, Store, StoreError,
 };
 
 /// What evaluating one lead changed.
@@ -476,14 +476,16 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
     // A verdict that did not change is not written again (a policy change
     // most leads' verdicts do not feel, a deadline that changed nothing),
     // and the metrics, which count verdicts, do not move.
-    if let Some(p) = prior {
-        if p.same_verdict(&state)? {
+    let encoded = match prior.map(|p| p.compare(&state)).transpose()? {
+        Some(Comparison::Same) => {
             batch.keep_state(lead_id, &state);
             return Ok(out);
         }
-    }
+        Some(Comparison::Changed(encoded)) => encoded,
+        None => None,
+    };
     let before = prior.map(PriorState::decode).transpose()?;
-    batch.put_state(lead_id, &state, before.as_ref());
+    batch.put_compared_state(lead_id, &state, before.as_ref(), encoded);
     Ok(Evaluated { before, after: Some(state), ..out })
 }
 

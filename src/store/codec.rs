@@ -128,6 +128,13 @@ pub(super) fn encode<T: Serialize>(tree: Tree, key: &[u8], value: &T) -> Result<
     }
 }
 
+/// `body`, a value of `tree` already encoded as MessagePack, as
+/// [`encode`] would have stored it.
+pub(super) fn packed(tree: Tree, body: &[u8]) -> Vec<u8> {
+    debug_assert!(is_binary_tree(tree), "{} is not written as MessagePack", tree.name());
+    pack(tree, Body::Binary, body)
+}
+
 /// `json` behind its format byte, in the smallest framing `tree` allows
 /// for JSON (how the trees not written as MessagePack are written).
 pub(super) fn framed(tree: Tree, json: &[u8]) -> Vec<u8> {

@@ -67,7 +67,7 @@ use serde::{Deserialize, Serialize};
 
 pub use backend::{dir_bytes, make_private, Backend, Compacted, MemoryBackend, SledBackend, Tree, Write};
 pub use messages::MessageEntry;
-pub use prior::PriorState;
+pub use prior::{Comparison, EncodedState, PriorState};
 
 use codec::{decode, encode};
 
@@ -1448,6 +1448,12 @@ impl Batch {
         self.writes.push(Write { tree, key, value: None });
     }
 
+    /// The values this batch writes to the states tree, by lead.
+    #[cfg(test)]
+    fn state_writes(&self) -> Vec<(&[u8], Option<&[u8]>)> {
+        self.writes.iter().filter(|w| w.tree == Tree::States).map(|w| (&w.key[..], w.value.as_deref())).collect()
+    }
+
     /// The first encoding problem, if any (the daemon refuses to commit then).
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
@@ -1544,6 +1550,18 @@ impl Batch {
     /// Stores a lead's evaluation and moves its entry in the deadline index
     /// from `previous`'s next check to the new one.
     pub fn put_state(&mut self, lead_id: &str, state: &LeadState, previous: Option<&LeadState>) {
+        self.put_compared_state(lead_id, state, previous, None);
+    }
+
+    /// [`Batch::put_state`] for a state [`PriorState::compare`] found
+    /// changed, with the encoding it made of `state` (if it made one).
+    pub fn put_compared_state(
+        &mut self,
+        lead_id: &str,
+        state: &LeadState,
+        previous: Option<&LeadState>,
+        encoded: Option<EncodedState>,
+    ) {
         let clocks: Vec<(ClockKind, ClockStatus)> = state.clocks.iter().map(|c| (c.kind, c.status)).collect();
         let replaced = match self.put_clocks.insert(lead_id.to_string(), clocks.clone()) {
             Some(earlier) => earlier,
@@ -1563,13 +1581,18 @@ impl Batch {
         if let Some(at) = state.next_check_at {
             self.writes.push(Write { tree: Tree::Deadlines, key: deadline_key(at, lead_id), value: Some(Vec::new()) });
         }
-        match &state.error {
+        match (&state.error, encoded) {
             // The engine's message may quote a field the CRM sent.
-            Some(e) => {
+            (Some(e), _) => {
                 let clean = LeadState { error: Some(handoff_model::redact(e)), ..state.clone() };
                 self.put(Tree::States, lead_id.as_bytes().to_vec(), &clean);
             }
-            None => self.put(Tree::States, lead_id.as_bytes().to_vec(), state),
+            (None, Some(EncodedState(body))) => self.writes.push(Write {
+                tree: Tree::States,
+                key: lead_id.as_bytes().to_vec(),
+                value: Some(codec::packed(Tree::States, &body)),
+            }),
+            (None, None) => self.put(Tree::States, lead_id.as_bytes().to_vec(), state),
         }
     }
 

@@ -87,10 +87,13 @@ impl PriorState {
     /// compared as encoded: the same entries, byte for byte, but for
     /// `evaluated_at` and `policy_version`. Equal bytes decode to equal
     /// values; an evaluation an older handoff encoded differently reads as
-    /// changed and is stored again, which is all that costs.
-    pub fn same_verdict(&self, state: &LeadState) -> Result<bool, StoreError> {
+    /// changed and is stored again, which is all that costs. A changed
+    /// verdict comes with the encoding made to compare, so storing it does
+    /// not encode it again.
+    pub fn compare(&self, state: &LeadState) -> Result<Comparison, StoreError> {
         let stored = match &self.kept {
-            Kept::Decoded(previous) => return Ok(previous.same_verdict(state)),
+            Kept::Decoded(previous) if previous.same_verdict(state) => return Ok(Comparison::Same),
+            Kept::Decoded(_) => return Ok(Comparison::Changed(None)),
             Kept::Encoded(body) => body,
         };
         let err = |message: String| unreadable(&self.lead_id, message);
@@ -99,10 +102,32 @@ impl PriorState {
             Ok(entries(body)?.into_iter().filter(|e| !NOT_THE_VERDICT.contains(&e.name)).map(|e| e.whole).collect())
         };
         let (old_entries, new_entries) = (verdict(stored).map_err(&err)?, verdict(&new).map_err(&err)?);
-        Ok(old_entries.len() == new_entries.len()
-            && old_entries.iter().zip(&new_entries).all(|(o, n)| stored[o.clone()] == new[n.clone()]))
+        let same = old_entries.len() == new_entries.len()
+            && old_entries.iter().zip(&new_entries).all(|(o, n)| stored[o.clone()] == new[n.clone()]);
+        Ok(if same { Comparison::Same } else { Comparison::Changed(Some(EncodedState(new))) })
+    }
+
+    /// [`PriorState::compare`], told as a yes or no.
+    #[cfg(test)]
+    pub fn same_verdict(&self, state: &LeadState) -> Result<bool, StoreError> {
+        Ok(matches!(self.compare(state)?, Comparison::Same))
     }
 }
+
+/// What [`PriorState::compare`] found.
+#[derive(Debug)]
+pub enum Comparison {
+    /// The new evaluation concludes what the stored one did.
+    Same,
+    /// It concludes something else; with its encoding when one was made.
+    Changed(Option<EncodedState>),
+}
+
+/// A [`LeadState`] encoded as MessagePack, as the states tree keeps it
+/// (before its format byte and any compression): made only by
+/// [`PriorState::compare`], from the state it is handed back with.
+#[derive(Debug)]
+pub struct EncodedState(pub(super) Vec<u8>);
 
 /// What went wrong with `lead_id`'s stored evaluation.
 fn unreadable(lead_id: &str, message: String) -> StoreError {
@@ -320,6 +345,30 @@ mod tests {
         let bare = LeadState { clocks: Vec::new(), sla_fields: BTreeMap::new(), intake: None, ..base };
         assert!(stored(&bare).same_verdict(&bare).unwrap());
         assert!(!stored(&bare).same_verdict(&full()).unwrap());
+    }
+
+    #[test]
+    fn a_changed_verdict_is_stored_as_put_state_would_store_it() {
+        let base = full();
+        let later = LeadState { evaluated_at: at(16), grade: Some("B".into()), ..base.clone() };
+        let Comparison::Changed(Some(encoded)) = stored(&base).compare(&later).unwrap() else {
+            panic!("a new grade is a changed verdict, compared as encoded")
+        };
+        let (mut compared, mut plain) = (crate::store::Batch::default(), crate::store::Batch::default());
+        compared.put_compared_state("L1", &later, Some(&base), Some(encoded));
+        plain.put_state("L1", &later, Some(&base));
+        assert_eq!(compared.state_writes(), plain.state_writes());
+        assert_eq!(stored(&later).decode().unwrap(), later);
+        // A state with an error is redacted before it is stored, whatever
+        // encoding came with it.
+        let failed = LeadState { error: Some("bad".into()), ..later.clone() };
+        let Comparison::Changed(encoded) = stored(&base).compare(&failed).unwrap() else {
+            panic!("an error is a change")
+        };
+        let (mut compared, mut plain) = (crate::store::Batch::default(), crate::store::Batch::default());
+        compared.put_compared_state("L1", &failed, Some(&base), encoded);
+        plain.put_state("L1", &failed, Some(&base));
+        assert_eq!(compared.state_writes(), plain.state_writes());
     }
 
     #[test]
