@@ -72,6 +72,11 @@ const MAX_WRITE_ROUNDS: usize = 20;
 /// `sync.calendars_every_secs`) rather than every tick.
 const LISTED_ON_CADENCE: [Stream; 2] = [Stream::Owners, Stream::Calendars];
 
+/// Each owner's kind (a user or a queue), by id.
+fn owner_kinds(owners: &[Owner]) -> HashMap<String, OwnerKind> {
+    owners.iter().map(|o| (o.id.clone(), o.kind)).collect()
+}
+
 /// Store metadata: when `stream` was last read to its end.
 fn read_at_key(stream: Stream) -> String {
     format!("read_at:{}", stream.as_str())
@@ -724,6 +729,9 @@ impl Daemon {
         let mut cursor = self.store.cursor(stream)?;
         let sla_fields: BTreeSet<String> = self.policy.sla_field_names().iter().map(|s| s.to_string()).collect();
         let history_fields = self.policy.history_fields();
+        // Built once, not per page: a backfill reads thousands of pages and
+        // a large org has thousands of owners.
+        let mut kinds = owner_kinds(&self.owners);
         for _ in 0..self.sync.pages_per_tick {
             if self.stopping() {
                 return Ok(false);
@@ -756,7 +764,6 @@ impl Daemon {
             crate::failpoints::hit(crate::failpoints::PULL_FETCHED);
             report.pages += 1;
             self.metrics.pages.fetch_add(1, Ordering::Relaxed);
-            let kinds: HashMap<String, OwnerKind> = self.owners.iter().map(|o| (o.id.clone(), o.kind)).collect();
             let applier = sync::PageApplier {
                 store: &self.store,
                 owner_kinds: &kinds,
@@ -779,6 +786,7 @@ impl Daemon {
             report.quarantined += applied.quarantined;
             if applied.owners > 0 {
                 self.owners = self.store.owners()?;
+                kinds = owner_kinds(&self.owners);
             }
             if applied.absences > 0 || applied.owners > 0 {
                 self.crm_time_off = None;

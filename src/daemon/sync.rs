@@ -119,8 +119,17 @@ pub struct PageApplier<'a> {
 impl PageApplier<'_> {
     pub fn apply(&self, page: &PullPage, batch: &mut Batch) -> Result<Applied, StoreError> {
         let mut applied = Applied::default();
+        // Nothing can be released from an empty quarantine (the usual
+        // case): one count read spares a lookup per record.
+        let any_quarantined = self.store.quarantined_count()? > 0;
+        let release = |stream, id: &str, batch: &mut Batch, applied: &mut Applied| -> Result<(), StoreError> {
+            match any_quarantined {
+                true => self.release(stream, id, batch, applied),
+                false => Ok(()),
+            }
+        };
         for owner in &page.owners {
-            self.release(Stream::Owners, &owner.id, batch, &mut applied)?;
+            release(Stream::Owners, &owner.id, batch, &mut applied)?;
             // Owners are listed in full every cycle (HubSpot has no
             // changed-since filter for them): one as stored is neither
             // written again nor a reason for the daemon to reload them all.
@@ -144,7 +153,7 @@ impl PageApplier<'_> {
             }
         }
         for lead in newest.values() {
-            self.release(Stream::Leads, &lead.id, batch, &mut applied)?;
+            release(Stream::Leads, &lead.id, batch, &mut applied)?;
             let without_history = page.history_not_read.contains(&lead.id);
             self.apply_lead(lead, without_history, batch, &mut applied)?;
         }
@@ -155,15 +164,15 @@ impl PageApplier<'_> {
             }
         }
         for opportunity in &page.opportunities {
-            self.release(Stream::Opportunities, &opportunity.id, batch, &mut applied)?;
+            release(Stream::Opportunities, &opportunity.id, batch, &mut applied)?;
             self.apply_opportunity(opportunity, batch, &mut applied)?;
         }
         for activity in &page.activities {
-            self.release(Stream::Activities, &activity.id, batch, &mut applied)?;
+            release(Stream::Activities, &activity.id, batch, &mut applied)?;
             self.apply_activity(activity, batch, &mut applied)?;
         }
         for deletion in &page.deletions {
-            self.release(deletion.stream, &deletion.id, batch, &mut applied)?;
+            release(deletion.stream, &deletion.id, batch, &mut applied)?;
             self.apply_deletion(deletion, batch, &mut applied)?;
         }
         for q in &page.quarantined {
