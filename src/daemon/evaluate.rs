@@ -478,7 +478,7 @@ fn apply(cx: &Evaluator<'_>, judged: Judged, next_seq: &mut u64, batch: &mut Bat
     // and the metrics, which count verdicts, do not move.
     let encoded = match prior.map(|p| p.compare(&state)).transpose()? {
         Some(Comparison::Same) => {
-            batch.keep_state(lead_id, &state);
+            batch.keep_state(lead_id, &state, due_at);
             return Ok(out);
         }
         Some(Comparison::Changed(encoded)) => encoded,

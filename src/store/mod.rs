@@ -1597,10 +1597,13 @@ impl Batch {
     }
 
     /// Leaves a lead's stored evaluation as it is — the new one, `state`,
-    /// concluded the same — but puts its deadline entry back, in case the
-    /// entry that brought the lead here was the same one and was dropped.
-    pub fn keep_state(&mut self, lead_id: &str, state: &LeadState) {
-        if let Some(at) = state.next_check_at {
+    /// concluded the same — but puts its deadline entry back when the entry
+    /// that brought the lead here (`due_at`, dropped by this batch) was
+    /// that one. A lead that came for another reason (dirty, a sweep) keeps
+    /// its entry as it is: the stored evaluation's next check is the same,
+    /// and writing it again would cost a tree write for nothing.
+    pub fn keep_state(&mut self, lead_id: &str, state: &LeadState, due_at: Option<DateTime<Utc>>) {
+        if let Some(at) = state.next_check_at.filter(|at| Some(*at) == due_at) {
             self.writes.push(Write { tree: Tree::Deadlines, key: deadline_key(at, lead_id), value: Some(Vec::new()) });
         }
     }
@@ -1857,9 +1860,24 @@ mod tests {
             // the same: the stored state stays, and so does its deadline.
             let mut b = Batch::default();
             b.drop_deadline(at(12), "L1");
-            b.keep_state("L1", &later);
+            b.keep_state("L1", &later, Some(at(12)));
             store.commit(b).unwrap();
             assert_eq!(store.state("L1").unwrap(), Some(first.clone()));
+            assert_eq!(store.due(at(12), 10).unwrap(), vec![(at(12), "L1".to_string())]);
+            assert_eq!(store.counts().unwrap().deadlines, 1);
+            // Brought by a sweep, it writes nothing: its entry stays.
+            let mut b = Batch::default();
+            b.keep_state("L1", &later, None);
+            assert!(b.is_empty());
+            // Brought by an older entry than its next check: that entry
+            // goes, the next check's stays.
+            let mut b = Batch::default();
+            b.writes.push(Write { tree: Tree::Deadlines, key: deadline_key(at(9), "L1"), value: Some(Vec::new()) });
+            store.commit(b).unwrap();
+            let mut b = Batch::default();
+            b.drop_deadline(at(9), "L1");
+            b.keep_state("L1", &later, Some(at(9)));
+            store.commit(b).unwrap();
             assert_eq!(store.due(at(12), 10).unwrap(), vec![(at(12), "L1".to_string())]);
             assert_eq!(store.counts().unwrap().deadlines, 1);
         }
