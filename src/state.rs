@@ -26,6 +26,9 @@ struct Report {
     next_deadline: Option<DateTime<Utc>>,
     /// Every lead being evaluated again (after a policy change), and how far it got.
     sweep: Option<Sweep>,
+    /// A first start is reading the CRM: its leads are evaluated, every
+    /// one, once every stream is read to its end.
+    first_start_reading: bool,
     failed_actions: Vec<OutboxEntry>,
     /// Digests and summaries given up on, with the server's error name.
     failed_messages: Vec<MessageEntry>,
@@ -185,6 +188,7 @@ pub fn run(args: &StateOptions) -> anyhow::Result<ExitCode> {
             .collect::<Result<_, crate::store::StoreError>>()?,
         next_deadline: store.next_deadline()?,
         sweep: store.sweep()?,
+        first_start_reading: crate::daemon::first_sweep_owed(&store)?,
         failed_actions: store.failed_outbox()?.into_iter().map(redacted_entry).collect(),
         failed_messages: store.messages()?.into_iter().filter(|e| e.failed).map(redacted_message).collect(),
         quarantined: store.quarantine()?,
@@ -246,12 +250,16 @@ fn render(r: &Report, changed: &[String]) -> String {
         c.deadlines,
         r.next_deadline.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
     );
+    if r.first_start_reading {
+        let _ = writeln!(out, "first start: reading the CRM; every lead is evaluated once every stream is read");
+    }
     if let Some(sweep) = &r.sweep {
         let at = match &sweep.after {
             Some(id) => format!("done up to lead {id}"),
             None => "not started".to_string(),
         };
-        let _ = writeln!(out, "every lead is being evaluated again ({}): {at}, in lead id order", sweep.why);
+        let again = if sweep.every_stored_lead { "" } else { " again" };
+        let _ = writeln!(out, "every lead is being evaluated{again} ({}): {at}, in lead id order", sweep.why);
     }
     let _ = writeln!(out, "outbox: {} queued, {} failed; ledger: {} actions done", c.outbox, c.outbox_failed, c.ledger);
     if r.graveyard.leads > 0 {

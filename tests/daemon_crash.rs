@@ -257,7 +257,8 @@ async fn a_reevaluation_killed_midway_resumes_after_its_last_commit() {
     let ids = {
         let store = handoff::store::Store::open(&state_dir).unwrap();
         assert_eq!((store.counts().unwrap().dirty, store.sweep().unwrap()), (0, None));
-        store.evaluated_ids_after(None, usize::MAX).unwrap()
+        let every_evaluated = handoff::store::Sweep { why: "listing".into(), after: None, every_stored_lead: false };
+        store.sweep_ids_after(&every_evaluated, usize::MAX).unwrap()
     };
     assert!(ids.len() > 1_000, "more leads than two commits hold: {}", ids.len());
 

@@ -239,3 +239,69 @@ async fn a_first_start_with_time_off_in_the_crm_judges_each_lead_once() {
     assert_eq!(evaluated, leads, "each lead judged once");
     sb.stop().await;
 }
+
+/// A first start's backfill marks no lead dirty (every lead it reads is
+/// new: a million marks, and a million deletes, for nothing), through a
+/// restart in the middle; once every stream is read, one sweep evaluates
+/// every stored lead exactly once, and from then on a lead that changes is
+/// marked and judged as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_marks_no_lead_dirty_and_then_judges_every_lead_once() {
+    // HubSpot lists contacts with history 50 a page: 400 leads are pages.
+    let sb = common::frozen_sandbox(CrmKind::Hubspot, 29, 400, 40, false).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut table = config_table(&sb, dir.path()).expect("demo config");
+    let sync = table.get_mut("sync").and_then(toml::Value::as_table_mut).expect("[sync]");
+    sync.insert("pages_per_tick".into(), toml::Value::Integer(2));
+    let config = handoff::config::parse(&toml::to_string(&table).expect("renders")).expect("valid config");
+
+    let mut evaluated = 0;
+    let mut reading_ticks = 0;
+    let mut caught_up = false;
+    // Two daemons on one state directory: a restart halfway through.
+    for run in 0..2 {
+        let mut daemon = Simulation::daemon(&config, &sb).await.expect("daemon");
+        for _ in 0..100 {
+            let r = daemon.tick().await.expect("tick");
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            evaluated += r.evaluated;
+            let store = daemon.store();
+            if !r.streams_behind.is_empty() {
+                reading_ticks += 1;
+                assert_eq!(r.evaluated, 0, "nothing is judged before every stream is read");
+                assert_eq!(store.counts().expect("counts").dirty, 0, "the backfill marks no lead dirty");
+                assert_eq!(store.sweep().expect("sweep"), None);
+                assert!(store.counts().expect("counts").leads > 0);
+            }
+            if r.caught_up {
+                caught_up = true;
+                break;
+            }
+            if run == 0 && reading_ticks == 2 {
+                break;
+            }
+        }
+        if caught_up {
+            let store = daemon.store().clone();
+            let leads = store.counts().expect("counts").leads;
+            assert!(reading_ticks > 2, "the backfill took several ticks: {reading_ticks}");
+            assert_eq!(store.sweep().expect("sweep"), None, "the first sweep ended");
+            assert_eq!(store.evaluated_count().expect("evaluated"), leads, "every stored lead is evaluated");
+            assert_eq!(evaluated, leads, "each lead judged once");
+
+            // After the first start: a new lead is marked, and judged.
+            let template = store.states().expect("states").keys().next().cloned().expect("a lead");
+            add_fresh_mql(CrmKind::Hubspot, &sb, &template).await;
+            for _ in 0..4 {
+                sb.shared.clock.advance(chrono::Duration::minutes(30));
+                let r = daemon.tick().await.expect("tick");
+                assert!(r.errors.is_empty(), "{:?}", r.errors);
+            }
+            assert_eq!(store.counts().expect("counts").leads, leads + 1);
+            assert_eq!(store.evaluated_count().expect("evaluated"), leads + 1, "the new lead is judged");
+            assert_eq!(store.counts().expect("counts").dirty, 0);
+        }
+    }
+    assert!(caught_up, "the first start caught up");
+    sb.stop().await;
+}

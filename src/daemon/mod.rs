@@ -9,7 +9,9 @@
 //!    marks of the leads it touched, so a crash between pages re-reads at
 //!    most one page and loses no work owed
 //!    (at most `sync.pages_per_tick` pages per stream; the rest waits for
-//!    the next tick);
+//!    the next tick). A first start's backfill marks nothing: every lead
+//!    it reads is new, and one [`Sweep`] over every stored lead follows it
+//!    (see [`Daemon::note_first_sweep`]);
 //! 2. **evaluate**, only once every due stream was read to its end (a
 //!    touch on an unread page must not become an escalation): every dirty
 //!    lead and every lead whose next deadline has passed (the deadline
@@ -52,8 +54,19 @@ pub const FIRST_START: &str = "first_started_at";
 const GRAVEYARD_REPORTED: &str = "graveyard_reported";
 /// Store metadata: the fingerprint of the days off the CRM recorded.
 const CRM_TIME_OFF: &str = "crm_time_off";
+/// Store metadata: `owed` while a first start's backfill reads, its pages
+/// marking no lead dirty; `done` once the [`Sweep`] over every stored lead
+/// that replaces those marks has started (or for a store that was not
+/// empty when this was first recorded).
+const FIRST_SWEEP: &str = "first_sweep";
 use crate::store::{Batch, Store, StoreError, Sweep};
 pub use connect::{SharedNow, TimeSource};
+
+/// Whether a first start's backfill is reading `store` (its leads wait
+/// for the sweep that follows it; see [`Daemon::note_first_sweep`]).
+pub fn first_sweep_owed(store: &Store) -> Result<bool, StoreError> {
+    Ok(store.meta_text(FIRST_SWEEP)?.as_deref() == Some("owed"))
+}
 
 /// Leads evaluated per commit. A commit waits for the disk (about 15 ms
 /// here) while the next chunk is judged (about 50 µs a lead on two
@@ -85,6 +98,7 @@ fn read_at_key(stream: Stream) -> String {
 /// What one evaluation window takes of the [`Sweep`] under way.
 struct SweepWindow {
     why: String,
+    every_stored_lead: bool,
     /// The last lead id the window listed (`None`: none was left).
     last_listed: Option<String>,
     /// Fewer leads were left than the window had room for.
@@ -97,7 +111,11 @@ struct SweepWindow {
 impl SweepWindow {
     /// Records the sweep past `lead_id`.
     fn reached(&self, lead_id: &str, batch: &mut Batch) {
-        batch.set_sweep(&Sweep { why: self.why.clone(), after: Some(lead_id.to_string()) });
+        batch.set_sweep(&Sweep {
+            why: self.why.clone(),
+            after: Some(lead_id.to_string()),
+            every_stored_lead: self.every_stored_lead,
+        });
     }
 
     /// Records the sweep past everything the window listed, or ends it.
@@ -286,6 +304,8 @@ pub struct Daemon {
     /// Digests and the weekly summary (`[notify]`).
     notifier: Option<crate::notify::Notifier>,
     signals: crate::config::notify::SignalSettings,
+    /// A first start's backfill is reading (see [`FIRST_SWEEP`]).
+    first_sweep_owed: bool,
 }
 
 impl Daemon {
@@ -311,7 +331,7 @@ impl Daemon {
         // One copy, shared with the HTTP endpoints (a policy naming every
         // owner's calendar and days off is not small).
         let policy = Arc::new(config.policy.clone());
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             instance: config.instance.name.clone(),
             policy: policy.clone(),
             published_policy: Arc::new(std::sync::RwLock::new(policy)),
@@ -330,10 +350,52 @@ impl Daemon {
             metrics,
             notifier: crate::notify::Notifier::from_config(config)?,
             signals: config.signals.clone(),
+            first_sweep_owed: false,
         };
+        daemon.first_sweep_owed = daemon.note_first_sweep()?;
         daemon.note_lead_record(config)?;
         daemon.note_policy(&config.policy_fingerprint())?;
         Ok(daemon)
+    }
+
+    /// Whether a first start's backfill is under way: on an empty store,
+    /// the pulls read every lead there is, all of them new, and marking
+    /// each dirty (then each again for every activity) would write and
+    /// delete a key per lead and per activity — at a million leads, a
+    /// sled tree of a million keys whose page table alone is tens of MiB.
+    /// So its pages mark nothing, and once every stream is read to its end
+    /// one [`Sweep`] evaluates every stored lead in id order (see
+    /// [`Daemon::start_first_sweep`]). Recorded on the first start; a store
+    /// that already holds leads or cursors marks them as before.
+    fn note_first_sweep(&self) -> Result<bool, DaemonError> {
+        if self.store.meta_text(FIRST_SWEEP)?.is_some() {
+            return Ok(first_sweep_owed(&self.store)?);
+        }
+        let mut fresh = self.store.counts()?.leads == 0 && self.store.evaluated_count()? == 0;
+        for stream in Stream::ALL {
+            fresh &= self.store.cursor(stream)?.is_none();
+        }
+        let mut batch = Batch::default();
+        batch.set_meta_text(FIRST_SWEEP, if fresh { "owed" } else { "done" });
+        self.commit(batch)?;
+        Ok(fresh)
+    }
+
+    /// Once a first start's streams are read to their end: the [`Sweep`]
+    /// over every stored lead that stands for the dirty marks its pages
+    /// did not write, from now on marks as usual. One commit, so a crash
+    /// either leaves it owed or started.
+    fn start_first_sweep(&mut self) -> Result<(), DaemonError> {
+        if !self.first_sweep_owed {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        batch.set_sweep(&Sweep { why: "first start".to_string(), after: None, every_stored_lead: true });
+        batch.set_meta_text(FIRST_SWEEP, "done");
+        self.commit(batch)?;
+        self.first_sweep_owed = false;
+        tracing::info!(leads = self.store.counts()?.leads, "every stream read: every lead is evaluated");
+        Ok(())
     }
 
     /// Records which CRM record the leads are on the first start, and
@@ -548,11 +610,17 @@ impl Daemon {
     /// again, from the first, replacing one under way (its leads are judged
     /// again too, under what changed now); returns how many leads it
     /// covers. A lead not evaluated yet is dirty and needs no sweep: a
-    /// first start sweeps nothing.
+    /// first start sweeps nothing — except that a first start's own sweep
+    /// under way stands for dirty marks, so one replacing it covers every
+    /// stored lead as it did.
     fn sweep_every_lead(&self, why: &str, batch: &mut Batch) -> Result<usize, DaemonError> {
-        let leads = self.store.evaluated_count()?;
+        let every_stored_lead = self.store.sweep()?.is_some_and(|s| s.every_stored_lead);
+        let leads = match every_stored_lead {
+            true => self.store.counts()?.leads,
+            false => self.store.evaluated_count()?,
+        };
         if leads > 0 {
-            batch.set_sweep(&Sweep { why: why.to_string(), after: None });
+            batch.set_sweep(&Sweep { why: why.to_string(), after: None, every_stored_lead });
         }
         Ok(leads)
     }
@@ -648,6 +716,7 @@ impl Daemon {
             false
         } else {
             self.settle_availability()?;
+            self.start_first_sweep()?;
             self.evaluate_pending(now, &mut report)?
         };
         if evaluations_done && !self.stopping() {
@@ -771,6 +840,7 @@ impl Daemon {
                 status_field: &self.policy.fields.status,
                 history_fields: &history_fields,
                 now,
+                marks_dirty: !self.first_sweep_owed,
             };
             let mut batch = Batch::default();
             let applied = applier.apply(&page, &mut batch)?;
@@ -886,9 +956,10 @@ impl Daemon {
         }
         let room = limit - work.len().min(limit);
         let Some(sweep) = self.store.sweep()?.filter(|_| room > 0) else { return Ok((work, None)) };
-        let listed = self.store.evaluated_ids_after(sweep.after.as_deref(), room)?;
+        let listed = self.store.sweep_ids_after(&sweep, room)?;
         let window = SweepWindow {
             why: sweep.why,
+            every_stored_lead: sweep.every_stored_lead,
             last_listed: listed.last().cloned(),
             exhausted: listed.len() < room,
             ids: listed.iter().filter(|id| !at_of.contains_key(*id)).cloned().collect(),

@@ -114,6 +114,10 @@ pub struct PageApplier<'a> {
     pub history_fields: &'a BTreeSet<String>,
     /// When the page is applied (the tick's now), for the quarantine.
     pub now: DateTime<Utc>,
+    /// Whether the leads the page touches are marked for evaluation: not
+    /// during a first start's backfill, which one sweep over every stored
+    /// lead evaluates once it is read (see `Daemon::note_first_sweep`).
+    pub marks_dirty: bool,
 }
 
 impl PageApplier<'_> {
@@ -208,7 +212,7 @@ impl PageApplier<'_> {
         tracing::info!(stream = stream.as_str(), record = %id, "a quarantined record reads well now; released");
         batch.release_quarantine(&held);
         if let Some(lead) = &held.record.lead_id {
-            batch.mark_dirty(lead, "released from quarantine");
+            self.mark(lead, "released from quarantine", batch);
         }
         applied.released += 1;
         Ok(())
@@ -315,7 +319,7 @@ impl PageApplier<'_> {
                     observed_statuses.push(StatusChange { status: status.clone(), at });
                 }
                 applied.leads_changed += 1;
-                batch.mark_dirty(&lead.id, "new");
+                self.mark(&lead.id, "new", batch);
                 StoredLead {
                     lead: lead.clone(),
                     observed_owners,
@@ -366,7 +370,7 @@ impl PageApplier<'_> {
                     applied.echoes += 1;
                 } else {
                     applied.leads_changed += 1;
-                    batch.mark_dirty(&lead.id, if sla_changed { "sla fields edited in the CRM" } else { "changed" });
+                    self.mark(&lead.id, if sla_changed { "sla fields edited in the CRM" } else { "changed" }, batch);
                 }
                 have.lead = lead.clone();
                 have.watched = watched;
@@ -392,7 +396,7 @@ impl PageApplier<'_> {
         }
         batch.put_opportunity(opportunity, previous.as_ref());
         for o in previous.iter().chain([opportunity]) {
-            mark_leads_of(o, "opportunity", batch);
+            self.mark_leads_of(o, "opportunity", batch);
         }
         applied.opportunities += 1;
         Ok(())
@@ -448,9 +452,9 @@ impl PageApplier<'_> {
                 have.lead.deleted = true;
                 have.lead.merged_into = deletion.merged_into.clone();
                 batch.put_lead(&have);
-                batch.mark_dirty(&deletion.id, "deleted");
+                self.mark(&deletion.id, "deleted", batch);
                 if let Some(survivor) = &deletion.merged_into {
-                    batch.mark_dirty(survivor, "absorbed a merged lead");
+                    self.mark(survivor, "absorbed a merged lead", batch);
                 }
             }
             Stream::Activities => {
@@ -471,16 +475,34 @@ impl PageApplier<'_> {
 }
 
 impl PageApplier<'_> {
+    /// Marks `lead_id` for evaluation (unless [`PageApplier::marks_dirty`]
+    /// says a sweep will).
+    fn mark(&self, lead_id: &str, why: &str, batch: &mut Batch) {
+        if self.marks_dirty {
+            batch.mark_dirty(lead_id, why);
+        }
+    }
+
+    /// Marks the leads `opportunity` came from for evaluation.
+    fn mark_leads_of(&self, opportunity: &Opportunity, why: &str, batch: &mut Batch) {
+        for lead in &opportunity.lead_ids {
+            self.mark(lead, why, batch);
+        }
+    }
+
     /// Marks the lead an activity is filed under for evaluation: the lead
     /// itself, or the leads of the opportunity it was logged on.
     fn mark_filed_dirty(&self, filed_under: &str, why: &str, batch: &mut Batch) -> Result<(), StoreError> {
+        if !self.marks_dirty {
+            return Ok(());
+        }
         match filed_under.strip_prefix(&opportunity_file("")) {
             Some(opportunity_id) => {
                 if let Some(opportunity) = self.store.opportunity(opportunity_id)? {
-                    mark_leads_of(&opportunity, why, batch);
+                    self.mark_leads_of(&opportunity, why, batch);
                 }
             }
-            None => batch.mark_dirty(filed_under, why),
+            None => self.mark(filed_under, why, batch),
         }
         Ok(())
     }
@@ -494,15 +516,8 @@ impl PageApplier<'_> {
         }
         let gone = Opportunity { deleted: true, ..have.clone() };
         batch.put_opportunity(&gone, Some(&have));
-        mark_leads_of(&have, "opportunity deleted", batch);
+        self.mark_leads_of(&have, "opportunity deleted", batch);
         Ok(())
-    }
-}
-
-/// Marks the leads `opportunity` came from for evaluation.
-fn mark_leads_of(opportunity: &Opportunity, why: &str, batch: &mut Batch) {
-    for lead in &opportunity.lead_ids {
-        batch.mark_dirty(lead, why);
     }
 }
 
@@ -597,6 +612,7 @@ mod tests {
             status_field: "Status",
             history_fields: &history,
             now: at(12, 0),
+            marks_dirty: true,
         };
         let mut batch = Batch::default();
         let applied = applier.apply(&page, &mut batch).unwrap();
@@ -855,6 +871,7 @@ mod tests {
             status_field: "Status",
             history_fields: &BTreeSet::new(),
             now: at(12, 0),
+            marks_dirty: true,
         };
         let mut batch = Batch::default();
         assert_eq!(applier.apply(&page(&rep), &mut batch).unwrap().owners, 0);

@@ -447,6 +447,10 @@ fn held_key(lead_id: &str, stream: Stream, key: &str) -> Vec<u8> {
 /// at a time: what a policy change or new time off asks for. One `meta`
 /// value says how far it got, where marking every lead dirty would write a
 /// key per lead and delete it again.
+///
+/// A first start's backfill ends with one over every stored lead instead
+/// ([`Sweep::every_stored_lead`]): its pages mark no lead dirty, since
+/// every lead they bring is new (see [`crate::daemon`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sweep {
     /// Why every lead is evaluated again (for the log and `handoff state`).
@@ -454,6 +458,10 @@ pub struct Sweep {
     /// The last lead id whose new evaluation is committed; `None` before
     /// the first.
     pub after: Option<String>,
+    /// Every lead the store holds, evaluated or not (a first start's
+    /// backfill), rather than every evaluated lead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub every_stored_lead: bool,
 }
 
 /// The `meta` key of the running [`Sweep`].
@@ -810,18 +818,20 @@ impl Store {
         self.backend.count(Tree::States)
     }
 
-    /// Up to `limit` ids of evaluated leads (those with a stored
-    /// evaluation) after `after` (from the first when `None`), in id order:
-    /// what a [`Sweep`] judges again. A lead never evaluated is dirty, or
-    /// held until its quarantined record reads well.
-    pub fn evaluated_ids_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
-        let from = match after {
+    /// Up to `limit` ids of the leads `sweep` covers after where it got to
+    /// (from the first when it has not started), in id order: evaluated
+    /// leads (those with a stored evaluation; a lead never evaluated is
+    /// dirty, or held until its quarantined record reads well), or every
+    /// stored lead for [`Sweep::every_stored_lead`].
+    pub fn sweep_ids_after(&self, sweep: &Sweep, limit: usize) -> Result<Vec<String>, StoreError> {
+        let from = match &sweep.after {
             Some(id) => lead_prefix(id),
             None => Vec::new(),
         };
+        let tree = if sweep.every_stored_lead { Tree::Leads } else { Tree::States };
         Ok(self
             .backend
-            .keys(Tree::States, &from, None, limit)?
+            .keys(tree, &from, None, limit)?
             .into_iter()
             .map(|k| String::from_utf8_lossy(&k).into_owned())
             .collect())
@@ -2731,21 +2741,26 @@ mod tests {
             let all: Vec<String> = store.leads().unwrap().into_iter().map(|l| l.lead.id).collect();
             assert_eq!(seen, all);
             assert_eq!(seen.len(), 21);
-            // As a sweep reads the evaluated ones: after a lead, never it again.
+            // As a sweep reads them: after a lead, never it again; the
+            // evaluated ones, or every stored lead (a first start's).
             let mut b = Batch::default();
-            for id in &all {
+            let evaluated: Vec<String> = all.iter().step_by(2).cloned().collect();
+            for id in &evaluated {
                 b.put_state(id, &state(None), None);
             }
             store.commit(b).unwrap();
-            let mut swept: Vec<String> = Vec::new();
-            loop {
-                let next = store.evaluated_ids_after(swept.last().map(String::as_str), 4).unwrap();
-                if next.is_empty() {
-                    break;
+            for (every_stored_lead, expected) in [(false, &evaluated), (true, &all)] {
+                let mut swept: Vec<String> = Vec::new();
+                loop {
+                    let sweep = Sweep { why: "test".into(), after: swept.last().cloned(), every_stored_lead };
+                    let next = store.sweep_ids_after(&sweep, 4).unwrap();
+                    if next.is_empty() {
+                        break;
+                    }
+                    swept.extend(next);
                 }
-                swept.extend(next);
+                assert_eq!(&swept, expected);
             }
-            assert_eq!(swept, all);
         }
     }
 
