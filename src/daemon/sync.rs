@@ -493,6 +493,7 @@ impl PageApplier<'_> {
     /// Marks the lead an activity is filed under for evaluation: the lead
     /// itself, or the leads of the opportunity it was logged on.
     fn mark_filed_dirty(&self, filed_under: &str, why: &str, batch: &mut Batch) -> Result<(), StoreError> {
+        // `mark` would drop the marks too; this spares the opportunity's read.
         if !self.marks_dirty {
             return Ok(());
         }
