@@ -241,8 +241,9 @@ async fn a_first_start_with_time_off_in_the_crm_judges_each_lead_once() {
 }
 
 /// A first start's backfill marks no lead dirty (every lead it reads is
-/// new: a million marks, and a million deletes, for nothing), through a
-/// restart in the middle; once every stream is read, one sweep evaluates
+/// new: a million marks, and a million deletes, for nothing) and files
+/// activities without indexing them, through a restart in the middle; once
+/// every stream is read, the index is built and one sweep evaluates
 /// every stored lead exactly once, and from then on a lead that changes is
 /// marked and judged as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,6 +273,7 @@ async fn a_first_start_marks_no_lead_dirty_and_then_judges_every_lead_once() {
                 assert_eq!(store.counts().expect("counts").dirty, 0, "the backfill marks no lead dirty");
                 assert_eq!(store.sweep().expect("sweep"), None);
                 assert!(store.counts().expect("counts").leads > 0);
+                assert!(store.activity_index_deferred().expect("meta"), "activities are filed, not indexed");
             }
             if r.caught_up {
                 caught_up = true;
@@ -288,6 +290,15 @@ async fn a_first_start_marks_no_lead_dirty_and_then_judges_every_lead_once() {
             assert_eq!(store.sweep().expect("sweep"), None, "the first sweep ended");
             assert_eq!(store.evaluated_count().expect("evaluated"), leads, "every stored lead is evaluated");
             assert_eq!(evaluated, leads, "each lead judged once");
+            // The activity index was built before the sweep: every activity
+            // filed is found by its id, under the lead it is filed with.
+            assert!(!store.activity_index_deferred().expect("meta"));
+            let activities = store.all_activities().expect("activities");
+            assert!(activities.len() > leads, "the org's activities are read: {}", activities.len());
+            for a in &activities {
+                assert_eq!(store.activity_lead(&a.id).expect("index").as_deref(), Some(a.lead_id.as_str()), "{}", a.id);
+            }
+            assert_eq!(store.counts().expect("counts"), store.recount().expect("recount"));
 
             // After the first start: a new lead is marked, and judged.
             let template = store.states().expect("states").keys().next().cloned().expect("a lead");

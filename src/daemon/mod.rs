@@ -59,7 +59,7 @@ const CRM_TIME_OFF: &str = "crm_time_off";
 /// that replaces those marks has started (or for a store that was not
 /// empty when this was first recorded).
 const FIRST_SWEEP: &str = "first_sweep";
-use crate::store::{Batch, Store, StoreError, Sweep};
+use crate::store::{Batch, IndexStep, Store, StoreError, Sweep, INDEX_STEP_ACTIVITIES};
 pub use connect::{SharedNow, TimeSource};
 
 /// Whether a first start's backfill is reading `store` (its leads wait
@@ -374,17 +374,26 @@ impl Daemon {
         }
         let mut batch = Batch::default();
         batch.set_meta_text(FIRST_SWEEP, if fresh { "owed" } else { "done" });
+        if fresh {
+            batch.defer_activity_index();
+        }
         self.commit(batch)?;
         Ok(fresh)
     }
 
-    /// Once a first start's streams are read to their end: the [`Sweep`]
-    /// over every stored lead that stands for the dirty marks its pages
-    /// did not write, from now on marks as usual. One commit, so a crash
-    /// either leaves it owed or started.
-    fn start_first_sweep(&mut self) -> Result<(), DaemonError> {
+    /// Once a first start's streams are read to their end: the activity
+    /// index its pages deferred is built, then the [`Sweep`] over every
+    /// stored lead that stands for the dirty marks they did not write
+    /// starts, and from now on pages mark as usual. The sweep starts in
+    /// one commit, so a crash either leaves it owed or started; a stop
+    /// asked for while the index is built leaves both for the next tick
+    /// (`false`: evaluation waits).
+    fn start_first_sweep(&mut self) -> Result<bool, DaemonError> {
         if !self.first_sweep_owed {
-            return Ok(());
+            return Ok(true);
+        }
+        if !self.build_activity_index()? {
+            return Ok(false);
         }
         let mut batch = Batch::default();
         batch.set_sweep(&Sweep { why: "first start".to_string(), after: None, every_stored_lead: true });
@@ -392,7 +401,43 @@ impl Daemon {
         self.commit(batch)?;
         self.first_sweep_owed = false;
         tracing::info!(leads = self.store.counts()?.leads, "every stream read: every lead is evaluated");
-        Ok(())
+        Ok(true)
+    }
+
+    /// Builds the activity index a first start deferred (see
+    /// `store::activities`), step by step (each step's commits leave the
+    /// index right for the files it read); `false` when a stop cut it
+    /// short (the next start goes on from there).
+    fn build_activity_index(&self) -> Result<bool, DaemonError> {
+        if !self.store.activity_index_deferred()? {
+            return Ok(true);
+        }
+        let started = std::time::Instant::now();
+        let mut total = IndexStep::default();
+        loop {
+            if self.stopping() {
+                return Ok(false);
+            }
+            let step = self.store.index_activities_step(INDEX_STEP_ACTIVITIES)?;
+            // Committed: the watchdog may be pinged.
+            self.metrics.progress.fetch_add(1, Ordering::Relaxed);
+            total.files += step.files;
+            total.activities += step.activities;
+            total.duplicates += step.duplicates;
+            total.deletions += step.deletions;
+            tracing::debug!(files = total.files, activities = total.activities, "indexing the activities read");
+            if step.done {
+                tracing::info!(
+                    leads = total.files,
+                    activities = total.activities,
+                    filed_twice = total.duplicates,
+                    deletions_applied = total.deletions,
+                    secs = started.elapsed().as_secs(),
+                    "the activities read are indexed"
+                );
+                return Ok(true);
+            }
+        }
     }
 
     /// Records which CRM record the leads are on the first start, and
@@ -713,8 +758,7 @@ impl Daemon {
             false
         } else {
             self.settle_availability()?;
-            self.start_first_sweep()?;
-            self.evaluate_pending(now, &mut report)?
+            self.start_first_sweep()? && self.evaluate_pending(now, &mut report)?
         };
         if evaluations_done && !self.stopping() {
             let pruned = self.store.prune_books(now)?;

@@ -100,6 +100,27 @@ pub struct Applied {
     pub released: usize,
 }
 
+/// How a page's activities reach the activity index (see
+/// `store::activities`).
+#[derive(Debug, Clone, Copy)]
+enum ActivityIndex {
+    /// Pointed at their leads as they are filed.
+    Kept,
+    /// Filed only: a first start's backfill, whose index is built from the
+    /// files once every stream is read. `deletions_waiting`: some deletion
+    /// waits for it (one an activity filed again overtakes).
+    Deferred { deletions_waiting: bool },
+}
+
+impl ActivityIndex {
+    fn of(store: &Store) -> Result<ActivityIndex, StoreError> {
+        Ok(match store.activity_index_deferred()? {
+            true => ActivityIndex::Deferred { deletions_waiting: store.any_deletion_waiting()? },
+            false => ActivityIndex::Kept,
+        })
+    }
+}
+
 /// Reads the store and the page; writes what changed into `batch`.
 pub struct PageApplier<'a> {
     pub store: &'a Store,
@@ -171,13 +192,18 @@ impl PageApplier<'_> {
             release(Stream::Opportunities, &opportunity.id, batch, &mut applied)?;
             self.apply_opportunity(opportunity, batch, &mut applied)?;
         }
+        let index = if page.activities.is_empty() && page.deletions.is_empty() {
+            ActivityIndex::Kept
+        } else {
+            ActivityIndex::of(self.store)?
+        };
         for activity in &page.activities {
             release(Stream::Activities, &activity.id, batch, &mut applied)?;
-            self.apply_activity(activity, batch, &mut applied)?;
+            self.apply_activity(activity, index, batch, &mut applied)?;
         }
         for deletion in &page.deletions {
             release(deletion.stream, &deletion.id, batch, &mut applied)?;
-            self.apply_deletion(deletion, batch, &mut applied)?;
+            self.apply_deletion(deletion, index, batch, &mut applied)?;
         }
         for q in &page.quarantined {
             self.apply_quarantined(q, batch, &mut applied)?;
@@ -402,7 +428,13 @@ impl PageApplier<'_> {
         Ok(())
     }
 
-    fn apply_activity(&self, activity: &Activity, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+    fn apply_activity(
+        &self,
+        activity: &Activity,
+        index: ActivityIndex,
+        batch: &mut Batch,
+        applied: &mut Applied,
+    ) -> Result<(), StoreError> {
         let filed;
         let activity = match (activity.lead_id.is_empty(), &activity.opportunity_id) {
             // Logged on an opportunity only: filed under it.
@@ -420,14 +452,23 @@ impl PageApplier<'_> {
             }
             _ => activity,
         };
-        if let Some(previous) = self.store.activity_lead(&activity.id)? {
-            if previous != activity.lead_id {
-                // Moved to another lead (a merge re-parents activities).
-                batch.remove_activity(&previous, &activity.id, true);
-                self.mark_filed_dirty(&previous, "activity moved away", batch)?;
+        match index {
+            ActivityIndex::Kept => {
+                if let Some(previous) = self.store.activity_lead(&activity.id)? {
+                    if previous != activity.lead_id {
+                        // Moved to another lead (a merge re-parents activities).
+                        batch.remove_activity(&previous, &activity.id, true);
+                        self.mark_filed_dirty(&previous, "activity moved away", batch)?;
+                    }
+                }
+                batch.put_activity(activity);
+            }
+            // A copy filed under another lead is found when the index is built.
+            ActivityIndex::Deferred { deletions_waiting } => {
+                let waited = deletions_waiting && self.store.deletion_waits(&activity.id)?;
+                batch.file_activity(activity, waited);
             }
         }
-        batch.put_activity(activity);
         if activity.handoff_key.is_some() {
             // A task handoff created: its own echo, no work.
             applied.own_tasks += 1;
@@ -438,7 +479,13 @@ impl PageApplier<'_> {
         Ok(())
     }
 
-    fn apply_deletion(&self, deletion: &Deletion, batch: &mut Batch, applied: &mut Applied) -> Result<(), StoreError> {
+    fn apply_deletion(
+        &self,
+        deletion: &Deletion,
+        index: ActivityIndex,
+        batch: &mut Batch,
+        applied: &mut Applied,
+    ) -> Result<(), StoreError> {
         applied.deletions += 1;
         match deletion.stream {
             Stream::Leads => {
@@ -462,9 +509,14 @@ impl PageApplier<'_> {
                     batch.remove_absence(&deletion.id);
                     applied.absences += 1;
                 }
-                if let Some(lead_id) = self.store.activity_lead(&deletion.id)? {
-                    batch.remove_activity(&lead_id, &deletion.id, false);
-                    self.mark_filed_dirty(&lead_id, "activity deleted", batch)?;
+                match index {
+                    ActivityIndex::Kept => {
+                        if let Some(lead_id) = self.store.activity_lead(&deletion.id)? {
+                            batch.remove_activity(&lead_id, &deletion.id, false);
+                            self.mark_filed_dirty(&lead_id, "activity deleted", batch)?;
+                        }
+                    }
+                    ActivityIndex::Deferred { .. } => batch.wait_with_deletion(&deletion.id),
                 }
             }
             Stream::Opportunities => self.apply_opportunity_deletion(&deletion.id, batch)?,

@@ -54,7 +54,7 @@ mod ledger;
 pub mod messages;
 mod prior;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -65,6 +65,7 @@ use handoff_model::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use activities::{IndexStep, INDEX_STEP_ACTIVITIES};
 pub use backend::{dir_bytes, make_private, Backend, Compacted, MemoryBackend, SledBackend, Tree, Write};
 pub use messages::MessageEntry;
 pub use prior::{Comparison, EncodedState, PriorState};
@@ -1434,6 +1435,9 @@ pub struct Batch {
     activity_edits: Vec<activities::ActivityEdit>,
     /// Ledger entries about a lead, filed into its file when committed.
     ledger_filed: Vec<(String, LedgerEntry)>,
+    /// Activities whose deletion this batch left waiting for the deferred
+    /// activity index.
+    deletions_waiting: BTreeSet<String>,
 }
 
 impl Batch {
@@ -1508,6 +1512,31 @@ impl Batch {
     /// Files `activity` under its lead (replacing the one with its id).
     pub fn put_activity(&mut self, activity: &Activity) {
         self.activity_edits.push(activities::ActivityEdit::Put(activity.clone()));
+    }
+
+    /// Files `activity` under its lead without pointing the activity index
+    /// at it: the index is deferred ([`Store::activity_index_deferred`]),
+    /// and built from the files later. `deletion_waited`: the store holds
+    /// a waiting deletion of it, which this filing overtakes (as does one
+    /// left by this batch).
+    pub fn file_activity(&mut self, activity: &Activity, deletion_waited: bool) {
+        if self.deletions_waiting.remove(&activity.id) || deletion_waited {
+            self.delete(Tree::Meta, activities::waiting_deletion(&activity.id));
+        }
+        self.activity_edits.push(activities::ActivityEdit::File(activity.clone()));
+    }
+
+    /// Leaves the deletion of `activity_id` waiting for the deferred
+    /// activity index, which alone knows the lead it is filed under.
+    pub fn wait_with_deletion(&mut self, activity_id: &str) {
+        self.put(Tree::Meta, activities::waiting_deletion(activity_id), &());
+        self.deletions_waiting.insert(activity_id.to_string());
+    }
+
+    /// Defers the activity index: a fresh store's first backfill files
+    /// activities without it (see [`activities`]).
+    pub fn defer_activity_index(&mut self) {
+        self.set_meta_text(activities::INDEX_DEFERRED, "");
     }
 
     /// Removes an activity filed under `lead_id` (it moved or was deleted).
@@ -1996,6 +2025,103 @@ mod tests {
             store.commit(b).unwrap();
             assert!(store.backend.get(Tree::Activities, b"L2").unwrap().is_none(), "an empty file is no key");
             assert_eq!(store.counts().unwrap().activities, 1);
+        }
+    }
+
+    /// A first start's backfill files activities without the index, which
+    /// is built after from the files: the store ends as one that indexed
+    /// each activity as it was filed. An activity filed under two leads (it
+    /// moved while the backfill read) stays with its later copy, whichever
+    /// was read first; a deletion that waited is applied, unless the
+    /// activity was filed again after it. So it ends in one step or many,
+    /// and with a step done twice (cut short before it recorded how far it
+    /// got).
+    #[test]
+    fn a_deferred_activity_index_is_built_from_the_files_as_if_kept_all_along() {
+        let stamped = |id: &str, lead: &str, minutes: i64| Activity {
+            modified_at: at(10) + chrono::Duration::minutes(minutes),
+            ..act(id, lead)
+        };
+        for (budget, step_twice) in [(INDEX_STEP_ACTIVITIES, false), (7, false), (7, true), (1, true)] {
+            for (store, _dir) in stores() {
+                let mut b = Batch::default();
+                b.defer_activity_index();
+                store.commit(b).unwrap();
+                // The listing: 40 activities over 12 leads; a05 is deleted
+                // in the page that filed it.
+                let mut b = Batch::default();
+                for i in 0..40 {
+                    b.file_activity(&stamped(&format!("a{i:02}"), &format!("L{:02}", i % 12), 0), false);
+                }
+                b.wait_with_deletion("a05");
+                store.commit(b).unwrap();
+                // Deletions for a06 (restored later) and one never filed.
+                let mut b = Batch::default();
+                b.wait_with_deletion("a06");
+                b.wait_with_deletion("never-filed");
+                store.commit(b).unwrap();
+                // The windows after: a03 moved to L99, a04 read again from a
+                // stale copy under L20, a06 restored, a07 deleted and
+                // restored in one page.
+                assert!(store.any_deletion_waiting().unwrap());
+                let mut b = Batch::default();
+                b.file_activity(&stamped("a03", "L99", 5), store.deletion_waits("a03").unwrap());
+                b.file_activity(&stamped("a04", "L20", -5), store.deletion_waits("a04").unwrap());
+                b.file_activity(&stamped("a06", "L06", 6), store.deletion_waits("a06").unwrap());
+                b.wait_with_deletion("a07");
+                b.file_activity(&stamped("a07", "L07", 7), store.deletion_waits("a07").unwrap());
+                store.commit(b).unwrap();
+                assert_eq!(store.activity_lead("a01").unwrap(), None, "nothing indexed while deferred");
+                assert!(store.activity_index_deferred().unwrap());
+
+                let mut steps = 0;
+                loop {
+                    let reached = store.meta_text(activities::INDEX_DEFERRED).unwrap();
+                    let step = store.index_activities_step(budget).unwrap();
+                    steps += 1;
+                    if step.done {
+                        break;
+                    }
+                    if step_twice {
+                        let mut b = Batch::default();
+                        b.set_meta_text(activities::INDEX_DEFERRED, reached.as_deref().unwrap());
+                        store.commit(b).unwrap();
+                        let again = store.index_activities_step(budget).unwrap();
+                        // What the first pass took out is not found again.
+                        assert!(again.files <= step.files && again.activities <= step.activities);
+                    }
+                }
+                assert_eq!(steps > 1, budget < 40, "steps: {steps}");
+                assert!(!store.activity_index_deferred().unwrap());
+                assert!(!store.any_deletion_waiting().unwrap());
+
+                let lead_of = |id: &str| store.activity_lead(id).unwrap();
+                let ids = |lead: &str| store.activities_of(lead).unwrap().into_iter().map(|a| a.id).collect::<Vec<_>>();
+                assert_eq!(lead_of("a03").as_deref(), Some("L99"), "the later copy stays");
+                assert_eq!(ids("L99"), ["a03"]);
+                assert!(!ids("L03").contains(&"a03".to_string()), "the earlier copy is taken out");
+                assert_eq!(lead_of("a04").as_deref(), Some("L04"), "a stale copy read later does not win");
+                assert!(ids("L20").is_empty());
+                assert_eq!(lead_of("a05"), None, "deleted");
+                assert!(!ids("L05").contains(&"a05".to_string()));
+                assert_eq!(lead_of("a06").as_deref(), Some("L06"), "restored after its deletion");
+                assert_eq!(lead_of("a07").as_deref(), Some("L07"), "restored in the page that deleted it");
+                let all = store.all_activities().unwrap();
+                assert_eq!(all.len(), 39);
+                for a in &all {
+                    assert_eq!(lead_of(&a.id).as_deref(), Some(a.lead_id.as_str()), "{}", a.id);
+                }
+                assert_eq!(store.counts().unwrap().activities, 39);
+                assert_eq!(store.counts().unwrap(), store.recount().unwrap());
+
+                // Kept up to date again: a move is indexed as it is filed.
+                let mut b = Batch::default();
+                b.remove_activity("L01", "a01", true);
+                b.put_activity(&stamped("a01", "L98", 9));
+                store.commit(b).unwrap();
+                assert_eq!(lead_of("a01").as_deref(), Some("L98"));
+                assert!(store.index_activities_step(budget).unwrap().done, "nothing deferred: nothing to build");
+            }
         }
     }
 
