@@ -39,8 +39,12 @@ pub const LIST_PAGE_WITH_HISTORY: u32 = 50;
 pub const LIST_PAGE: u32 = 100;
 /// Most own-write marks, and most tasks, kept; past it they are dropped
 /// (the next windows then read those histories and associations: more
-/// calls, nothing missed).
-const MAX_MARKS: usize = 500_000;
+/// calls, nothing missed). Each finished window forgets the marks it
+/// passed, so only a burst of more writes than this between two windows
+/// (a first start, a policy change on a large portal) meets the cap: a
+/// quarter of a million is 4 MiB a map (at a million contacts, the
+/// backfill peaked at 254 MiB with it, 258 with half a million).
+const MAX_MARKS: usize = 250_000;
 
 /// What handoff's own writes left behind: when each contact was last
 /// updated by them (contact id's [`id_key`] → modified, epoch ms), and the contact of
