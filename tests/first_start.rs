@@ -254,13 +254,31 @@ async fn a_first_start_marks_no_lead_dirty_and_then_judges_every_lead_once() {
     let mut table = config_table(&sb, dir.path()).expect("demo config");
     let sync = table.get_mut("sync").and_then(toml::Value::as_table_mut).expect("[sync]");
     sync.insert("pages_per_tick".into(), toml::Value::Integer(2));
-    let config = handoff::config::parse(&toml::to_string(&table).expect("renders")).expect("valid config");
+    let text = toml::to_string(&table).expect("renders");
+    let config = handoff::config::parse(&text).expect("valid config");
+    let config_path = dir.path().join("handoff.toml");
+    std::fs::write(&config_path, &text).expect("writes the config");
 
     let mut evaluated = 0;
     let mut reading_ticks = 0;
     let mut caught_up = false;
     // Two daemons on one state directory: a restart halfway through.
     for run in 0..2 {
+        if run == 1 {
+            // Between the two, `handoff state` says the first start is reading.
+            let out = std::process::Command::new(common::binary())
+                .args(["state", "--config"])
+                .arg(&config_path)
+                .env("RUST_LOG", "warn")
+                .output()
+                .expect("runs");
+            let shown = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                shown.contains("first start: reading the CRM; every lead is evaluated once every stream is read"),
+                "{shown}"
+            );
+        }
         let mut daemon = Simulation::daemon(&config, &sb).await.expect("daemon");
         for _ in 0..100 {
             let r = daemon.tick().await.expect("tick");
@@ -286,6 +304,7 @@ async fn a_first_start_marks_no_lead_dirty_and_then_judges_every_lead_once() {
         if caught_up {
             let store = daemon.store().clone();
             let leads = store.counts().expect("counts").leads;
+            assert!(!handoff::daemon::first_sweep_owed(&store).expect("meta"), "`handoff state` says it no more");
             assert!(reading_ticks > 2, "the backfill took several ticks: {reading_ticks}");
             assert_eq!(store.sweep().expect("sweep"), None, "the first sweep ended");
             assert_eq!(store.evaluated_count().expect("evaluated"), leads, "every stored lead is evaluated");

@@ -59,13 +59,16 @@ const CRM_TIME_OFF: &str = "crm_time_off";
 /// that replaces those marks has started (or for a store that was not
 /// empty when this was first recorded).
 const FIRST_SWEEP: &str = "first_sweep";
+/// The values of [`FIRST_SWEEP`].
+const FIRST_SWEEP_OWED: &str = "owed";
+const FIRST_SWEEP_DONE: &str = "done";
 use crate::store::{Batch, IndexStep, Store, StoreError, Sweep, INDEX_STEP_ACTIVITIES};
 pub use connect::{SharedNow, TimeSource};
 
 /// Whether a first start's backfill is reading `store` (its leads wait
 /// for the sweep that follows it; see [`Daemon::note_first_sweep`]).
 pub fn first_sweep_owed(store: &Store) -> Result<bool, StoreError> {
-    Ok(store.meta_text(FIRST_SWEEP)?.as_deref() == Some("owed"))
+    Ok(store.meta_text(FIRST_SWEEP)?.as_deref() == Some(FIRST_SWEEP_OWED))
 }
 
 /// Leads evaluated per commit. A commit waits for the disk (about 15 ms
@@ -366,14 +369,14 @@ impl Daemon {
     /// that already holds leads or cursors marks them as before.
     fn note_first_sweep(&self) -> Result<bool, DaemonError> {
         if let Some(recorded) = self.store.meta_text(FIRST_SWEEP)? {
-            return Ok(recorded == "owed");
+            return Ok(recorded == FIRST_SWEEP_OWED);
         }
         let mut fresh = self.store.counts()?.leads == 0 && self.store.evaluated_count()? == 0;
         for stream in Stream::ALL {
             fresh &= self.store.cursor(stream)?.is_none();
         }
         let mut batch = Batch::default();
-        batch.set_meta_text(FIRST_SWEEP, if fresh { "owed" } else { "done" });
+        batch.set_meta_text(FIRST_SWEEP, if fresh { FIRST_SWEEP_OWED } else { FIRST_SWEEP_DONE });
         if fresh {
             batch.defer_activity_index();
         }
@@ -397,7 +400,7 @@ impl Daemon {
         }
         let mut batch = Batch::default();
         batch.set_sweep(&Sweep { why: "first start".to_string(), after: None, every_stored_lead: true });
-        batch.set_meta_text(FIRST_SWEEP, "done");
+        batch.set_meta_text(FIRST_SWEEP, FIRST_SWEEP_DONE);
         self.commit(batch)?;
         self.first_sweep_owed = false;
         tracing::info!(leads = self.store.counts()?.leads, "every stream read: every lead is evaluated");
