@@ -261,7 +261,12 @@ impl Store {
 
     /// Whether any deletion waits for the deferred index.
     pub fn any_deletion_waiting(&self) -> Result<bool, StoreError> {
-        Ok(!self.backend.keys(Tree::Meta, WAITING_DELETIONS, Some(&prefix_end(WAITING_DELETIONS)), 1)?.is_empty())
+        Ok(!self.waiting_deletion_keys(1)?.is_empty())
+    }
+
+    /// The `meta` keys of the first `limit` waiting deletions.
+    fn waiting_deletion_keys(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.backend.keys(Tree::Meta, WAITING_DELETIONS, super::prefix_end(WAITING_DELETIONS).as_deref(), limit)
     }
 
     /// Whether the deletion of `activity_id` waits for the deferred index.
@@ -379,8 +384,7 @@ impl Store {
         // The index is whole: the deletions that waited for it can find
         // their files.
         loop {
-            let waiting =
-                self.backend.keys(Tree::Meta, WAITING_DELETIONS, Some(&prefix_end(WAITING_DELETIONS)), SLICE)?;
+            let waiting = self.waiting_deletion_keys(SLICE)?;
             if waiting.is_empty() {
                 break;
             }
@@ -405,15 +409,6 @@ impl Store {
 
 /// Waiting deletions applied per commit.
 const SLICE: usize = 1_000;
-
-/// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    end
-}
 
 /// Moves the entries of schema 7's buckets among `entries` (a slice of the
 /// index, in key order) into today's buckets: the writes that store the
